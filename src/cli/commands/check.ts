@@ -1,0 +1,44 @@
+/** lifeboat check: verifies the repository's structure, and optionally its data. */
+import type { Command } from 'commander';
+import { LifeboatError } from '../../errors.js';
+import { check } from '../../repo/maintenance/check.js';
+import { withRepo, type GlobalOptions } from '../context.js';
+import { ProgressBar, printJson } from '../output/render.js';
+import { parsePercent } from './options.js';
+
+export function register(program: Command): void {
+  program
+    .command('check')
+    .description('verify the repository (structure; with --read-data also every pack)')
+    .option('--read-data', 'read and authenticate all data')
+    .option('--read-data-subset <percent>', 'read and authenticate a share of the packs, e.g. 10%')
+    .action(async (flags: { readData?: boolean; readDataSubset?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const subset = flags.readDataSubset === undefined ? undefined : parsePercent(flags.readDataSubset);
+      await withRepo(g, async (repo) => {
+        const bar = new ProgressBar(!g.json && !g.quiet);
+        const r = await check(repo, {
+          ...(flags.readData ? { readData: true } : {}),
+          ...(subset !== undefined ? { readDataSubset: subset } : {}),
+          onProgress: bar.update,
+        }).finally(() => bar.done());
+        if (g.json) printJson(r);
+        else {
+          for (const p of r.problems) console.log(`error: ${p.message}`);
+          if (!g.quiet) {
+            console.log(
+              `${r.snapshots} snapshots, ${r.trees} trees, ${r.packs} packs` +
+                (r.packsRead ? `, ${r.packsRead} packs read` : '') +
+                (r.unindexedPacks ? `, ${r.unindexedPacks} packs not yet indexed (an interrupted backup; the next backup reuses them)` : '') +
+                (r.ok ? ': no errors' : `: ${r.problems.length} errors`),
+            );
+          }
+        }
+        if (!r.ok) {
+          throw new LifeboatError('CORRUPT', `check found ${r.problems.length} problem(s)`, {
+            hint: r.problems[0]?.message ?? '',
+          });
+        }
+      });
+    });
+}

@@ -1,0 +1,51 @@
+/** lifeboat ls: lists what a snapshot holds, below an optional path. */
+import type { Command } from 'commander';
+import { resolvePath, walkTree, type Entry } from '../../engine/browse/tree-walk.js';
+import { nsToSeconds } from '../../sources/files/metadata.js';
+import { withRepo, type GlobalOptions } from '../context.js';
+
+function line(e: Entry): string {
+  const n = e.node;
+  const t = { file: '-', dir: 'd', symlink: 'l', fifo: 'p', socket: 's', chardev: 'c', blockdev: 'b' }[n.type];
+  const when = new Date(nsToSeconds(n.mtime) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+  const size = String(n.size ?? 0).padStart(12);
+  return `${t}${(n.mode & 0o777).toString(8).padStart(4, '0')} ${String(n.uid).padStart(5)} ${String(n.gid).padStart(5)} ${size} ${when} ${e.path}${n.target !== undefined ? ` -> ${n.target}` : ''}`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('ls')
+    .description('list files in a snapshot')
+    .argument('<snapshot>', 'snapshot id prefix or "latest"')
+    .argument('[path]', 'only below this path', '/')
+    .option('-l, --long', 'show type, mode, owner, size and time')
+    .action(async (ref: string, p: string, flags: { long?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      await withRepo(g, async (repo) => {
+        await repo.loadIndex();
+        const snap = await repo.findSnapshot(ref);
+        const start = await resolvePath(repo, snap.tree, p);
+        const entries: Entry[] = [];
+        const emit = (e: Entry) => {
+          if (g.json) entries.push(e);
+          else console.log(flags.long ? line(e) : e.path);
+        };
+        if ('tree' in start) {
+          for await (const e of walkTree(repo, start.tree)) emit(e);
+        } else {
+          emit(start);
+          if (start.node.type === 'dir' && start.node.subtree) for await (const e of walkTree(repo, start.node.subtree, start.path)) emit(e);
+        }
+        if (g.json) {
+          process.stdout.write(
+            `${JSON.stringify(
+              entries.map((e) => {
+                const { content: _c, subtree: _s, ...meta } = e.node;
+                return { path: e.path, ...meta };
+              }),
+            )}\n`,
+          );
+        }
+      });
+    });
+}

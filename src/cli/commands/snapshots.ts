@@ -1,0 +1,51 @@
+/** lifeboat snapshots: lists snapshots, oldest first. */
+import type { Command } from 'commander';
+import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { formatBytes } from '../../util/bytes.js';
+import { withRepo, type GlobalOptions } from '../context.js';
+import { printJson } from '../output/render.js';
+
+export function snapshotJson(s: Snapshot): Record<string, unknown> {
+  return {
+    id: s.id,
+    short_id: s.id.slice(0, 8),
+    time: s.time,
+    hostname: s.hostname,
+    username: s.username,
+    paths: s.paths,
+    tags: s.tags,
+    parent: s.parent ?? null,
+    tree: s.tree,
+    source: s.source,
+    consistency: s.consistency ?? null,
+    total_size: s.summary.totalBytes,
+    total_files: s.summary.totalFiles,
+    added_size: s.summary.addedBytes,
+    summary: s.summary,
+    program_version: s.programVersion,
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('snapshots')
+    .description('list snapshots')
+    .option('--host <name>', 'only snapshots of this host')
+    .option('--tag <tag>', 'only snapshots with this tag')
+    .action(async (flags: { host?: string; tag?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      await withRepo(g, async (repo) => {
+        const all = (await repo.listSnapshots()).filter(
+          (s) => (!flags.host || s.hostname === flags.host) && (!flags.tag || s.tags.includes(flags.tag)),
+        );
+        if (g.json) return printJson(all.map(snapshotJson));
+        const rows = all.map((s) => [s.id.slice(0, 8), s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), s.hostname, s.tags.join(','), formatBytes(s.summary.totalBytes), s.paths.join(' ')]);
+        const head = ['ID', 'Time', 'Host', 'Tags', 'Size', 'Paths'];
+        const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+        const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
+        console.log(line(head));
+        for (const r of rows) console.log(line(r));
+        console.log(`${all.length} snapshot${all.length === 1 ? '' : 's'}`);
+      });
+    });
+}

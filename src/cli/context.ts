@@ -1,0 +1,119 @@
+/**
+ * What every command shares: the global options (repository, password, output
+ * format, compression), resolving the password from flag, environment or prompt, and
+ * opening the store and repository.
+ */
+import { readFileSync } from 'node:fs';
+import { LifeboatError, errno } from '../errors.js';
+import { parseCompression } from '../codec/compression.js';
+import { registerBuiltinStores } from '../storage/builtin.js';
+import { openStore } from '../storage/registry.js';
+import type { Store } from '../storage/store.js';
+import { Repository } from '../repo/repository.js';
+
+export interface GlobalOptions {
+  repo?: string;
+  passwordFile?: string;
+  json?: boolean;
+  quiet?: boolean;
+  compression?: string;
+}
+
+export function repoLocation(opts: GlobalOptions): string {
+  const loc = opts.repo ?? process.env.LIFEBOAT_REPOSITORY;
+  if (!loc) {
+    throw new LifeboatError('USAGE', 'no repository given', { hint: 'pass --repo DIR or set LIFEBOAT_REPOSITORY' });
+  }
+  return loc;
+}
+
+function readPasswordFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new LifeboatError('USAGE', `cannot read password file ${file}: ${errno(err) ?? String(err)}`, {
+      hint: 'check the path given to --password-file / LIFEBOAT_PASSWORD_FILE',
+    });
+  }
+}
+
+/** Prompts on the terminal without echo. */
+async function prompt(question: string): Promise<string> {
+  const { stdin, stderr } = process;
+  stderr.write(question);
+  stdin.setRawMode?.(true);
+  stdin.resume();
+  let out = '';
+  return new Promise<string>((resolve, reject) => {
+    const onData = (buf: Buffer) => {
+      for (const ch of buf.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          stdin.off('data', onData);
+          stdin.setRawMode?.(false);
+          stdin.pause();
+          stderr.write('\n');
+          resolve(out);
+          return;
+        }
+        if (ch === '\u0003') {
+          stdin.setRawMode?.(false);
+          reject(new LifeboatError('INTERRUPTED', 'interrupted'));
+          return;
+        }
+        if (ch === '\u007f') out = out.slice(0, -1);
+        else out += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+
+export async function getPassword(opts: GlobalOptions, purpose: 'open' | 'new' = 'open'): Promise<string> {
+  const file = opts.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE;
+  if (file) return readPasswordFile(file);
+  if (process.env.LIFEBOAT_PASSWORD !== undefined) return process.env.LIFEBOAT_PASSWORD;
+  if (process.stdin.isTTY && process.stderr.isTTY) {
+    const pw = await prompt(purpose === 'new' ? 'new repository password: ' : 'repository password: ');
+    if (purpose === 'new' && (await prompt('enter it again: ')) !== pw) {
+      throw new LifeboatError('USAGE', 'the passwords did not match');
+    }
+    return pw;
+  }
+  throw new LifeboatError('NO_PASSWORD', 'no password given', {
+    hint: 'use --password-file F, LIFEBOAT_PASSWORD_FILE or LIFEBOAT_PASSWORD (no terminal to prompt on)',
+  });
+}
+
+/** Reads a second password (for key add / passwd) from its own file or a prompt. */
+export async function getNewPassword(file: string | undefined): Promise<string> {
+  if (file) return readPasswordFile(file);
+  if (process.env.LIFEBOAT_NEW_PASSWORD !== undefined) return process.env.LIFEBOAT_NEW_PASSWORD;
+  if (process.stdin.isTTY && process.stderr.isTTY) {
+    const pw = await prompt('new password: ');
+    if ((await prompt('enter it again: ')) !== pw) throw new LifeboatError('USAGE', 'the passwords did not match');
+    return pw;
+  }
+  throw new LifeboatError('NO_PASSWORD', 'no new password given', {
+    hint: 'use --new-password-file F or LIFEBOAT_NEW_PASSWORD',
+  });
+}
+
+export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Promise<T>): Promise<T> {
+  registerBuiltinStores();
+  const store = await openStore(repoLocation(opts));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+export async function withRepo<T>(opts: GlobalOptions, fn: (repo: Repository) => Promise<T>): Promise<T> {
+  return withStore(opts, async (store) => {
+    // The config is read before asking for a password, so a wrong location fails fast.
+    await Repository.readConfig(store);
+    const repo = await Repository.open(store, await getPassword(opts));
+    if (opts.compression) repo.compression = parseCompression(opts.compression);
+    return fn(repo);
+  });
+}

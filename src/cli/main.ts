@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+/**
+ * The lifeboat command line. Each command lives in commands/<verb>.ts and is a thin
+ * shell over the engine; this file wires them up and turns errors into one line, a
+ * hint and a stable exit code (docs/exit-codes.md).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ERROR_TABLE, LifeboatError } from '../errors.js';
+import { PROGRAM_VERSION } from '../repo/repository.js';
+import * as backup from './commands/backup.js';
+import * as check from './commands/check.js';
+import * as diff from './commands/diff.js';
+import * as init from './commands/init.js';
+import * as key from './commands/key.js';
+import * as ls from './commands/ls.js';
+import * as restore from './commands/restore.js';
+import * as snapshots from './commands/snapshots.js';
+import * as unlock from './commands/unlock.js';
+
+export function buildProgram(): Command {
+  const program = new Command('lifeboat')
+    .description('Backup and disaster recovery for databases and the files around them')
+    .version(PROGRAM_VERSION)
+    .option('-r, --repo <url>', 'repository location (or LIFEBOAT_REPOSITORY)')
+    .option('-p, --password-file <file>', 'read the password from a file (or LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD)')
+    .option('--json', 'print results as JSON')
+    .option('-q, --quiet', 'print only errors')
+    .addOption(new Option('--compression <codec>', 'zstd[:level] | lz4 | gzip[:level] | none, for data written').env('LIFEBOAT_COMPRESSION'))
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, key, unlock]) c.register(program);
+  // Subcommands inherit exit handling so usage errors get our exit code.
+  for (const c of program.commands) {
+    c.exitOverride();
+    for (const sub of c.commands) sub.exitOverride();
+  }
+  return program;
+}
+
+function fail(err: unknown): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    return ERROR_TABLE.USAGE.exit;
+  }
+  if (err instanceof LifeboatError) {
+    process.stderr.write(`lifeboat: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    return err.exitCode;
+  }
+  const e = err as NodeJS.ErrnoException;
+  process.stderr.write(`lifeboat: ${e?.message ?? String(err)}\n`);
+  if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`${e?.stack}\n`);
+  return ERROR_TABLE.FAILED.exit;
+}
+
+async function main(): Promise<void> {
+  let code = 0;
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (err) {
+    code = fail(err);
+  }
+  process.exitCode = code;
+}
+
+void main();

@@ -1,0 +1,113 @@
+/**
+ * A pool of chunk workers. Jobs (batches of files) queue here and go to the next
+ * idle worker; the pool answers each worker's "which of these ids are new?" and
+ * hands sealed blobs to the caller. Messages from one worker are handled strictly in
+ * order, so a worker's next question is answered only after its previous blobs are
+ * accepted: that is the back-pressure that keeps memory bounded.
+ */
+import { Worker } from 'node:worker_threads';
+import type { FileResult, FromWorker, JobFile, SealedBlob, ToWorker, WorkerInit } from './protocol.js';
+import { workerScript } from './worker-url.js';
+
+export interface ChunkPoolHandlers {
+  /** For concatenated 32-byte ids, returns 1 for each id the repository needs. */
+  need(ids: Uint8Array): Uint8Array;
+  /** Accepts sealed blobs; the returned promise gates the worker's next window. */
+  accept(blobs: SealedBlob[]): Promise<void>;
+}
+
+interface Job {
+  id: number;
+  files: JobFile[];
+  resolve: (r: FileResult[]) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  job: Job | undefined;
+  chain: Promise<void>;
+}
+
+export class ChunkPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextJob = 1;
+  private failure: unknown;
+
+  constructor(init: WorkerInit, threads: number, private readonly handlers: ChunkPoolHandlers) {
+    const { url, execArgv } = workerScript(import.meta.url, 'chunk-worker');
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(url, { workerData: init, execArgv });
+      const slot: Slot = { worker, job: undefined, chain: Promise.resolve() };
+      worker.on('message', (msg: FromWorker) => {
+        slot.chain = slot.chain.then(() => this.handle(slot, msg)).catch((err) => this.fail(err));
+      });
+      worker.on('error', (err) => this.fail(err));
+      this.slots.push(slot);
+    }
+  }
+
+  /** Number of jobs queued or running. */
+  get load(): number {
+    return this.queue.length + this.slots.filter((s) => s.job).length;
+  }
+
+  get threads(): number {
+    return this.slots.length;
+  }
+
+  run(files: JobFile[]): Promise<FileResult[]> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id: this.nextJob++, files, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (slot.job) continue;
+      const job = this.queue.shift();
+      if (!job) return;
+      slot.job = job;
+      const msg: ToWorker = { t: 'job', job: job.id, files: job.files };
+      slot.worker.postMessage(msg);
+    }
+  }
+
+  private async handle(slot: Slot, msg: FromWorker): Promise<void> {
+    const job = slot.job;
+    if (!job || job.id !== msg.job) return;
+    switch (msg.t) {
+      case 'ids': {
+        const reply: ToWorker = { t: 'need', job: msg.job, need: this.handlers.need(msg.ids) };
+        slot.worker.postMessage(reply);
+        return;
+      }
+      case 'blobs':
+        await this.handlers.accept(msg.blobs);
+        return;
+      case 'done':
+        slot.job = undefined;
+        job.resolve(msg.files);
+        this.dispatch();
+        return;
+      case 'fatal':
+        throw new Error(`chunk worker failed: ${msg.message}`);
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.failure ??= err;
+    for (const slot of this.slots) {
+      slot.job?.reject(err);
+      slot.job = undefined;
+    }
+    for (const job of this.queue.splice(0)) job.reject(err);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Messages between the backup engine and its chunk workers. One job is a batch of
+ * files; the worker reads, chunks and identifies them window by window, asks which
+ * blob ids the repository still needs, and seals only those. Asking first means an
+ * already-stored chunk costs one HMAC, never a compression.
+ */
+import type { ChunkerParams } from '../../chunker/fastcdc.js';
+import type { Compression } from '../../codec/compression.js';
+
+export interface WorkerInit {
+  encKey: Uint8Array;
+  idKey: Uint8Array;
+  keyId: number;
+  chunker: ChunkerParams;
+  compression: Compression;
+}
+
+export interface JobFile {
+  path: string;
+}
+
+export type ToWorker =
+  | { t: 'job'; job: number; files: JobFile[] }
+  | { t: 'need'; job: number; need: Uint8Array };
+
+export interface FileResult {
+  /** Concatenated 32-byte blob ids of the file's chunks, in order. */
+  ids: Uint8Array;
+  /** Bytes actually read (the file may have changed since it was stat'ed). */
+  size: number;
+  error?: string;
+  errorCode?: string;
+}
+
+export interface SealedBlob {
+  id: Uint8Array;
+  sealed: Uint8Array;
+  rawLength: number;
+}
+
+export type FromWorker =
+  | { t: 'ids'; job: number; ids: Uint8Array }
+  | { t: 'blobs'; job: number; blobs: SealedBlob[] }
+  | { t: 'done'; job: number; files: FileResult[] }
+  | { t: 'fatal'; job: number; message: string };

@@ -1,0 +1,60 @@
+/** A pool of restore workers: one pack range per job, next idle worker takes it. */
+import { Worker } from 'node:worker_threads';
+import { LifeboatError } from '../../errors.js';
+import type { RestoreJob, RestoreReply, RestoreWorkerInit } from './restore-protocol.js';
+import { workerScript } from './worker-url.js';
+
+interface Slot {
+  worker: Worker;
+  busy: boolean;
+}
+
+export class RestorePool {
+  private readonly slots: Slot[] = [];
+  private readonly waiting: Array<() => void> = [];
+  private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: unknown) => void; slot: Slot }>();
+  private nextJob = 1;
+
+  constructor(init: RestoreWorkerInit, threads: number) {
+    const { url, execArgv } = workerScript(import.meta.url, 'restore-worker');
+    for (let i = 0; i < threads; i++) {
+      const slot: Slot = { worker: new Worker(url, { workerData: init, execArgv }), busy: false };
+      slot.worker.on('message', (r: RestoreReply) => this.reply(r));
+      slot.worker.on('error', (err) => {
+        for (const p of this.pending.values()) if (p.slot === slot) p.reject(err);
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  private reply(r: RestoreReply): void {
+    const p = this.pending.get(r.job);
+    if (!p) return;
+    this.pending.delete(r.job);
+    p.slot.busy = false;
+    this.waiting.shift()?.();
+    if (r.error === undefined) p.resolve(r.written ?? 0);
+    else if (r.corrupt) p.reject(new LifeboatError('CORRUPT', r.error, { hint: 'run `lifeboat check --read-data`; nothing unauthenticated was written' }));
+    else p.reject(Object.assign(new Error(r.error), { code: r.code }));
+  }
+
+  /** Runs a job on the next idle worker; waits for one when all are busy. */
+  async run(job: Omit<RestoreJob, 'job'>): Promise<number> {
+    let slot = this.slots.find((s) => !s.busy);
+    while (!slot) {
+      await new Promise<void>((r) => this.waiting.push(r));
+      slot = this.slots.find((s) => !s.busy);
+    }
+    slot.busy = true;
+    const id = this.nextJob++;
+    const s = slot;
+    return new Promise<number>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, slot: s });
+      s.worker.postMessage({ ...job, job: id });
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

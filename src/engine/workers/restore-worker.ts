@@ -1,0 +1,78 @@
+/**
+ * The restore worker thread: takes a byte range of a pack, authenticates each blob in
+ * it (AES-GCM tag, then the HMAC id against the plaintext) and only then writes it to
+ * its target files. Files that are one blob are created, written and given their
+ * metadata here in one go; larger files were pre-created by the main thread.
+ */
+import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { blobId, masterKeyFrom, unseal } from '../../codec/crypto.js';
+import { nsToSeconds } from '../../sources/files/metadata.js';
+import type { RestoreJob, RestoreWorkerInit, WholeFile } from './restore-protocol.js';
+
+const init = workerData as RestoreWorkerInit;
+const key = masterKeyFrom(Buffer.from(init.encKey), Buffer.from(init.idKey));
+const port = parentPort!;
+const isRoot = process.getuid?.() === 0;
+
+function createWhole(path: string, data: Uint8Array, meta: WholeFile): void {
+  // Never write through a symlink or special file that happens to sit at the path.
+  try {
+    if (!lstatSync(path).isFile()) unlinkSync(path);
+  } catch {
+    // absent: fine
+  }
+  const fd = openSync(path, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, data);
+    if (isRoot) fchownSync(fd, meta.uid, meta.gid);
+    fchmodSync(fd, meta.mode);
+    futimesSync(fd, nsToSeconds(meta.atime), nsToSeconds(meta.mtime));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeAt(path: string, data: Uint8Array, offset: number): void {
+  const fd = openSync(path, C.O_WRONLY | C.O_NOFOLLOW);
+  try {
+    let done = 0;
+    while (done < data.length) done += writeSync(fd, data, done, data.length - done, offset + done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function run(job: RestoreJob): number {
+  const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
+  let written = 0;
+  for (const b of job.blobs) {
+    const id = Buffer.from(b.id.buffer, b.id.byteOffset, 32);
+    const sealed = data.subarray(b.offset - job.base, b.offset - job.base + b.length);
+    const what = `blob ${id.toString('hex').slice(0, 16)} in ${job.packKey}`;
+    const plain = unseal(key, sealed, what);
+    if (!blobId(key, plain).equals(id)) {
+      throw Object.assign(new Error(`${what} does not match its id`), { corrupt: true });
+    }
+    for (const t of b.targets) {
+      if (t.whole) createWhole(t.path, plain, t.whole);
+      else writeAt(t.path, plain, t.offset);
+      written += plain.length;
+    }
+  }
+  return written;
+}
+
+port.on('message', (job: RestoreJob) => {
+  try {
+    port.postMessage({ job: job.job, written: run(job) });
+  } catch (err) {
+    const e = err as Error & { code?: string; corrupt?: boolean };
+    port.postMessage({
+      job: job.job,
+      error: e.message,
+      corrupt: e.corrupt === true || (e as { name?: string }).name === 'LifeboatError',
+      code: e.code,
+    });
+  }
+});

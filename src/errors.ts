@@ -1,0 +1,103 @@
+/**
+ * Errors are data: every failure a user can cause carries a stable code, a one-line
+ * message, and a hint an operator can act on. One table maps codes to process exit
+ * codes (and, later, HTTP statuses) so scripts and the API agree on what went wrong.
+ */
+
+export type ErrorCode =
+  | 'USAGE'
+  | 'FAILED'
+  | 'PARTIAL'
+  | 'REPO_NOT_FOUND'
+  | 'REPO_EXISTS'
+  | 'LOCKED'
+  | 'WRONG_PASSWORD'
+  | 'NO_PASSWORD'
+  | 'CORRUPT'
+  | 'UNSUPPORTED_FORMAT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'STORE_UNAVAILABLE'
+  | 'NO_SPACE'
+  | 'PERMISSION'
+  | 'UNSAFE_PATH'
+  | 'INTERRUPTED';
+
+interface CodeInfo {
+  exit: number;
+  http: number;
+  summary: string;
+}
+
+/** The documented table (docs/exit-codes.md is generated from the same facts). */
+export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
+  FAILED: { exit: 1, http: 500, summary: 'the command failed (see the message)' },
+  USAGE: { exit: 2, http: 400, summary: 'bad command line or input' },
+  PARTIAL: { exit: 3, http: 207, summary: 'finished, but some source files could not be read' },
+  REPO_NOT_FOUND: { exit: 10, http: 404, summary: 'no repository at that location' },
+  REPO_EXISTS: { exit: 2, http: 409, summary: 'a repository already exists there' },
+  LOCKED: { exit: 11, http: 423, summary: 'the repository is locked by another process' },
+  WRONG_PASSWORD: { exit: 12, http: 401, summary: 'no key slot opens with that password' },
+  NO_PASSWORD: { exit: 12, http: 401, summary: 'no password was given' },
+  CORRUPT: { exit: 13, http: 500, summary: 'stored data failed authentication or is missing' },
+  UNSUPPORTED_FORMAT: { exit: 14, http: 500, summary: 'repository format version not supported' },
+  NOT_FOUND: { exit: 15, http: 404, summary: 'snapshot, key or path not found' },
+  ALREADY_EXISTS: { exit: 1, http: 409, summary: 'object already exists' },
+  STORE_UNAVAILABLE: { exit: 16, http: 503, summary: 'the storage backend cannot be reached' },
+  NO_SPACE: { exit: 17, http: 507, summary: 'no space left on the destination' },
+  PERMISSION: { exit: 18, http: 403, summary: 'permission denied' },
+  UNSAFE_PATH: { exit: 13, http: 500, summary: 'a stored name would write outside the target' },
+  INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
+};
+
+export class LifeboatError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: { hint?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'LifeboatError';
+    this.code = code;
+    this.hint = opts.hint;
+  }
+
+  get exitCode(): number {
+    return ERROR_TABLE[this.code].exit;
+  }
+}
+
+export function isLifeboatError(err: unknown, code?: ErrorCode): err is LifeboatError {
+  return err instanceof LifeboatError && (code === undefined || err.code === code);
+}
+
+/** Node system error code (ENOENT, EACCES, ...) if there is one. */
+export function errno(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
+}
+
+/**
+ * Translates an operating-system error met while touching the store into a
+ * LifeboatError with an actionable hint; anything else passes through unchanged.
+ */
+export function fromSystemError(err: unknown, what: string): unknown {
+  if (err instanceof LifeboatError) return err;
+  switch (errno(err)) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new LifeboatError('NO_SPACE', `${what}: no space left on device`, {
+        hint: 'free space on the destination; data already stored is intact',
+        cause: err,
+      });
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new LifeboatError('PERMISSION', `${what}: permission denied`, {
+        hint: 'check ownership and mode of the repository directory',
+        cause: err,
+      });
+    default:
+      return err;
+  }
+}

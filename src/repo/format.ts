@@ -1,0 +1,63 @@
+/**
+ * The repository's plain `config` object and the constants of format version 1.
+ * docs/format.md is the specification; this file is its executable half.
+ */
+import { LifeboatError } from '../errors.js';
+import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunker/fastcdc.js';
+
+export const FORMAT_VERSION = 1;
+
+/**
+ * Packs of about 16 MiB: few enough objects that listing and object-store request
+ * costs stay low (64 per GiB), small enough that a ranged restore or a prune
+ * rewrite touches little unrelated data.
+ */
+export const PACK_TARGET_SIZE = 16 * 1024 * 1024;
+
+export const BLOB_DATA = 0;
+export const BLOB_TREE = 1;
+export type BlobType = typeof BLOB_DATA | typeof BLOB_TREE;
+
+export interface RepoConfig {
+  version: number;
+  id: string;
+  created: string;
+  chunker: ChunkerParams;
+}
+
+export function newConfig(id: string): RepoConfig {
+  return { version: FORMAT_VERSION, id, created: new Date().toISOString(), chunker: { ...DEFAULT_CHUNKER } };
+}
+
+export function parseConfig(raw: Uint8Array, location: string): RepoConfig {
+  let cfg: RepoConfig;
+  try {
+    cfg = JSON.parse(Buffer.from(raw).toString('utf8')) as RepoConfig;
+  } catch (err) {
+    throw new LifeboatError('CORRUPT', `${location}: config is not valid JSON`, {
+      hint: 'the repository config was damaged; restore it from another copy',
+      cause: err,
+    });
+  }
+  if (cfg.version !== FORMAT_VERSION) {
+    throw new LifeboatError(
+      'UNSUPPORTED_FORMAT',
+      `${location}: repository format version ${String(cfg.version)} is not supported (this Lifeboat reads version ${FORMAT_VERSION})`,
+      { hint: 'use the Lifeboat release that wrote this repository, or a newer one' },
+    );
+  }
+  return cfg;
+}
+
+/** Object keys by kind. Packs fan out over 256 folders so no directory grows huge. */
+export const keys = {
+  config: 'config',
+  pack: (id: string) => `data/${id.slice(0, 2)}/${id}`,
+  index: (id: string) => `index/${id}`,
+  snapshot: (id: string) => `snapshots/${id}`,
+  lock: (id: string) => `locks/${id}`,
+};
+
+export function packIdFromKey(key: string): string {
+  return key.slice(key.lastIndexOf('/') + 1);
+}

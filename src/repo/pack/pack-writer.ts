@@ -1,0 +1,146 @@
+/**
+ * Collects sealed blobs into packs of about 16 MiB, uploads them with bounded
+ * concurrency, and writes index files naming only packs whose upload finished:
+ * packs → index → (caller) snapshot, the order that keeps every crash recoverable.
+ *
+ * Blobs are entered into the in-memory index as soon as they are accepted, under a
+ * reserved pack handle, so concurrent producers deduplicate against blobs that are
+ * still on their way to the store.
+ */
+import { createHash } from 'node:crypto';
+import { seal, blobId, type MasterKey } from '../../codec/crypto.js';
+import type { Compression } from '../../codec/compression.js';
+import type { Store } from '../../storage/store.js';
+import { Semaphore } from '../../util/limit.js';
+import { BLOB_TREE, keys, PACK_TARGET_SIZE, type BlobType } from '../format.js';
+import type { BlobIndex } from '../index/blob-index.js';
+import { encodeIndex, type IndexedPack } from '../index/index-file.js';
+import { packFooter, type PackEntry } from './pack.js';
+
+export interface PackWriterDeps {
+  store: Pick<Store, 'put'>;
+  key: MasterKey;
+  index: BlobIndex;
+}
+
+export interface PackWriterStats {
+  packs: number;
+  blobs: number;
+  storedBytes: number;
+  rawBytes: number;
+}
+
+interface OpenPack {
+  handle: number;
+  parts: Buffer[];
+  entries: PackEntry[];
+  size: number;
+  hash: ReturnType<typeof createHash>;
+}
+
+/** Write an index file at least after this many packs, so a crash loses little. */
+const INDEX_EVERY_PACKS = 8;
+
+export class PackWriter {
+  readonly stats: PackWriterStats = { packs: 0, blobs: 0, storedBytes: 0, rawBytes: 0 };
+  private readonly open = new Map<BlobType, OpenPack>();
+  private readonly uploads = new Set<Promise<void>>();
+  private readonly slots: Semaphore;
+  private finished: IndexedPack[] = [];
+  private failure: unknown;
+
+  constructor(
+    private readonly deps: PackWriterDeps,
+    private readonly compression: Compression,
+    uploadConcurrency = 2,
+  ) {
+    this.slots = new Semaphore(uploadConcurrency);
+  }
+
+  /** Seals a plaintext blob here (trees, small metadata) and adds it; returns its id. */
+  async addPlain(type: BlobType, plaintext: Uint8Array): Promise<Buffer> {
+    const id = blobId(this.deps.key, plaintext);
+    if (!this.deps.index.has(id)) {
+      await this.addSealed(type, id, seal(this.deps.key, plaintext, this.compression), plaintext.length);
+    }
+    return id;
+  }
+
+  /**
+   * Adds an already sealed blob. Resolves once the blob is in an open pack; waits
+   * when too many packs are uploading (back-pressure). A blob already in the index is
+   * ignored.
+   */
+  async addSealed(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<void> {
+    this.throwIfFailed();
+    if (this.deps.index.has(id)) return;
+    let pack = this.open.get(type);
+    if (!pack) {
+      pack = { handle: this.deps.index.reservePack(), parts: [], entries: [], size: 0, hash: createHash('sha256') };
+      this.open.set(type, pack);
+    }
+    const entry: PackEntry = { type, id, offset: pack.size, length: sealed.length, rawLength };
+    pack.parts.push(sealed);
+    pack.entries.push(entry);
+    pack.hash.update(sealed);
+    pack.size += sealed.length;
+    this.deps.index.add(id, { packIndex: pack.handle, offset: entry.offset, length: sealed.length, rawLength, type });
+    this.stats.blobs++;
+    this.stats.rawBytes += rawLength;
+    if (pack.size >= PACK_TARGET_SIZE) await this.finishPack(type);
+  }
+
+  private async finishPack(type: BlobType): Promise<void> {
+    const pack = this.open.get(type);
+    if (!pack) return;
+    this.open.delete(type);
+    const footer = packFooter(this.deps.key, pack.entries);
+    pack.hash.update(footer);
+    const packId = pack.hash.digest();
+    this.deps.index.setPackId(pack.handle, packId);
+    const bytes = Buffer.concat([...pack.parts, footer]);
+    pack.parts.length = 0;
+    await this.slots.acquire();
+    this.throwIfFailed();
+    const upload = (async () => {
+      try {
+        await this.deps.store.put(keys.pack(packId.toString('hex')), bytes);
+        this.stats.packs++;
+        this.stats.storedBytes += bytes.length;
+        this.finished.push({ packId, entries: pack.entries });
+        if (this.finished.length >= INDEX_EVERY_PACKS) await this.writeIndex();
+      } catch (err) {
+        this.failure ??= err;
+      } finally {
+        this.slots.release();
+      }
+    })();
+    this.uploads.add(upload);
+    void upload.finally(() => this.uploads.delete(upload));
+  }
+
+  private async writeIndex(): Promise<void> {
+    if (this.finished.length === 0) return;
+    const packs = this.finished;
+    this.finished = [];
+    const sealed = seal(this.deps.key, encodeIndex(packs), this.compression);
+    const id = createHash('sha256').update(sealed).digest('hex');
+    await this.deps.store.put(keys.index(id), sealed);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Closes open packs, waits for every upload and writes the final index. When this
+   * resolves, everything added is durable and indexed.
+   */
+  async flush(): Promise<void> {
+    for (const type of [...this.open.keys()]) await this.finishPack(type);
+    while (this.uploads.size > 0) await Promise.all([...this.uploads]);
+    this.throwIfFailed();
+    await this.writeIndex();
+  }
+
+}

@@ -1,0 +1,88 @@
+/**
+ * Pack files: sealed blobs back to back, then a sealed header listing them, then the
+ * header's length as a little-endian u32. The header lets `check`, `prune` and the
+ * resume path rebuild the index from the packs alone. A pack's name is the SHA-256
+ * of its bytes, so any copy can be verified without the key.
+ *
+ * Header entry (45 bytes): type u8 | blob id (32) | offset u32 | length u32 | raw length u32
+ */
+import { LifeboatError } from '../../errors.js';
+import { seal, unseal, type MasterKey } from '../../codec/crypto.js';
+import type { BlobType } from '../format.js';
+
+export const ENTRY_LEN = 45;
+export const TRAILER_LEN = 4;
+
+export interface PackEntry {
+  type: BlobType;
+  id: Buffer;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+export function encodeEntries(entries: readonly PackEntry[]): Buffer {
+  const buf = Buffer.allocUnsafe(entries.length * ENTRY_LEN);
+  entries.forEach((e, i) => {
+    const b = i * ENTRY_LEN;
+    buf[b] = e.type;
+    e.id.copy(buf, b + 1);
+    buf.writeUInt32LE(e.offset, b + 33);
+    buf.writeUInt32LE(e.length, b + 37);
+    buf.writeUInt32LE(e.rawLength, b + 41);
+  });
+  return buf;
+}
+
+export function decodeEntries(buf: Buffer, what: string): PackEntry[] {
+  if (buf.length % ENTRY_LEN !== 0) {
+    throw new LifeboatError('CORRUPT', `${what}: malformed blob list`);
+  }
+  const out: PackEntry[] = [];
+  for (let b = 0; b < buf.length; b += ENTRY_LEN) {
+    const type = buf[b];
+    if (type !== 0 && type !== 1) throw new LifeboatError('CORRUPT', `${what}: unknown blob type ${type}`);
+    out.push({
+      type,
+      id: Buffer.from(buf.subarray(b + 1, b + 33)),
+      offset: buf.readUInt32LE(b + 33),
+      length: buf.readUInt32LE(b + 37),
+      rawLength: buf.readUInt32LE(b + 41),
+    });
+  }
+  return out;
+}
+
+/** Builds the header + trailer that close a pack whose blobs are `entries`. */
+export function packFooter(key: MasterKey, entries: readonly PackEntry[]): Buffer {
+  const header = seal(key, encodeEntries(entries), { codec: 'none', level: 0 });
+  const trailer = Buffer.allocUnsafe(TRAILER_LEN);
+  trailer.writeUInt32LE(header.length, 0);
+  return Buffer.concat([header, trailer]);
+}
+
+/** Reads the blob list of a pack from its last bytes (the whole pack or its tail). */
+export function parsePackHeader(key: MasterKey, tail: Uint8Array, packSize: number, what: string): PackEntry[] {
+  const buf = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength);
+  if (buf.length < TRAILER_LEN) throw new LifeboatError('CORRUPT', `${what}: too short to be a pack`);
+  const headerLen = buf.readUInt32LE(buf.length - TRAILER_LEN);
+  if (headerLen + TRAILER_LEN > buf.length || headerLen + TRAILER_LEN > packSize) {
+    throw new LifeboatError('CORRUPT', `${what}: header length ${headerLen} out of range`, {
+      hint: 'the pack is truncated or damaged; run `lifeboat check --read-data`',
+    });
+  }
+  const header = buf.subarray(buf.length - TRAILER_LEN - headerLen, buf.length - TRAILER_LEN);
+  const entries = decodeEntries(unseal(key, header, `${what} header`), what);
+  const dataEnd = packSize - TRAILER_LEN - headerLen;
+  for (const e of entries) {
+    if (e.offset + e.length > dataEnd) throw new LifeboatError('CORRUPT', `${what}: blob entry past the data`);
+  }
+  return entries;
+}
+
+/**
+ * How much of a pack's end to fetch to read its header in one request: enough for
+ * the blob list of a typical pack (16 MiB of 1 MiB chunks, or a few thousand small
+ * blobs). A larger header costs a second, exact request.
+ */
+export const HEADER_PROBE = 64 * 1024;

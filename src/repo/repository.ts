@@ -1,0 +1,210 @@
+/**
+ * The Repository: encrypted, content-addressed blobs in packs, an index, snapshot
+ * manifests and key slots, on top of one Store. Opening one authenticates the
+ * password against the key slots and loads the index into a compact table.
+ */
+import { randomBytes } from 'node:crypto';
+import { LifeboatError, isLifeboatError } from '../errors.js';
+import { blobId, newMasterKey, seal, sha256, unseal, type MasterKey } from '../codec/crypto.js';
+import { DEFAULT_COMPRESSION, type Compression } from '../codec/compression.js';
+import { listAll, type Store } from '../storage/store.js';
+import { mapLimit } from '../util/limit.js';
+import { toHex } from '../util/bytes.js';
+import { createKeySlot, openWithPassword } from './keys.js';
+import { BLOB_TREE, keys, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
+import { BlobIndex, type BlobLocation } from './index/blob-index.js';
+import { decodeIndex, encodeIndex, type IndexedPack } from './index/index-file.js';
+import { HEADER_PROBE, parsePackHeader, type PackEntry } from './pack/pack.js';
+import { PackWriter } from './pack/pack-writer.js';
+import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
+import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
+
+export const PROGRAM_VERSION = '0.1.0';
+
+export class Repository {
+  readonly index = new BlobIndex();
+  compression: Compression = DEFAULT_COMPRESSION;
+
+  private constructor(
+    readonly store: Store,
+    readonly config: RepoConfig,
+    readonly key: MasterKey,
+    readonly slotId: string,
+  ) {}
+
+  /** Creates a repository in an empty location. */
+  static async init(store: Store, password: string): Promise<Repository> {
+    if (await store.stat(keys.config)) {
+      throw new LifeboatError('REPO_EXISTS', `${store.location}: a repository already exists here`, {
+        hint: 'use it as it is, or choose another location',
+      });
+    }
+    const config = newConfig(toHex(randomBytes(32)));
+    const master = newMasterKey();
+    const slotId = await createKeySlot(store, password, master);
+    // The config is written last: a location with a config is a complete repository.
+    await store.put(keys.config, Buffer.from(JSON.stringify(config, null, 2)), { ifAbsent: true });
+    return new Repository(store, config, master, slotId);
+  }
+
+  static async readConfig(store: Store): Promise<RepoConfig> {
+    let raw: Uint8Array;
+    try {
+      raw = await store.get(keys.config);
+    } catch (err) {
+      if (isLifeboatError(err, 'NOT_FOUND')) {
+        throw new LifeboatError('REPO_NOT_FOUND', `${store.location}: no repository here`, {
+          hint: 'check --repo / LIFEBOAT_REPOSITORY, or create one with `lifeboat init`',
+        });
+      }
+      throw err;
+    }
+    return parseConfig(raw, store.location);
+  }
+
+  static async open(store: Store, password: string): Promise<Repository> {
+    const config = await Repository.readConfig(store);
+    const { master, slotId } = await openWithPassword(store, password);
+    return new Repository(store, config, master, slotId);
+  }
+
+  // ---- index -------------------------------------------------------------
+
+  /** Loads every index file into the in-memory table. */
+  async loadIndex(): Promise<void> {
+    const files = await listAll(this.store, 'index/');
+    await mapLimit(files, 8, async (f) => {
+      for (const pack of await this.readIndexFile(f.key)) this.addToIndex(pack);
+    });
+  }
+
+  async readIndexFile(key: string): Promise<IndexedPack[]> {
+    const sealed = await this.store.get(key);
+    return decodeIndex(unseal(this.key, sealed, key), key);
+  }
+
+  addToIndex(pack: IndexedPack): void {
+    const handle = this.index.addPack(pack.packId);
+    for (const e of pack.entries) {
+      this.index.add(e.id, { packIndex: handle, offset: e.offset, length: e.length, rawLength: e.rawLength, type: e.type });
+    }
+  }
+
+  async writeIndex(packs: readonly IndexedPack[]): Promise<void> {
+    if (packs.length === 0) return;
+    const sealed = seal(this.key, encodeIndex(packs), this.compression);
+    await this.store.put(keys.index(toHex(sha256(sealed))), sealed);
+  }
+
+  /**
+   * Finds packs that are stored but named by no index (left by an interrupted backup)
+   * and indexes them from their own headers, so the next backup reuses them instead
+   * of uploading the same data again. Returns how many packs were recovered.
+   */
+  async indexOrphanPacks(): Promise<number> {
+    const orphans: Array<{ key: string; size: number }> = [];
+    for await (const o of this.store.list('data/')) {
+      if (!this.index.hasPack(packIdFromKey(o.key))) orphans.push(o);
+    }
+    const recovered: IndexedPack[] = [];
+    await mapLimit(orphans, 4, async (o) => {
+      try {
+        const entries = await this.readPackHeader(o.key, o.size);
+        const packId = Buffer.from(packIdFromKey(o.key), 'hex');
+        recovered.push({ packId, entries });
+      } catch (err) {
+        // A damaged orphan is not used; `check` reports it, prune will remove it.
+        if (!isLifeboatError(err, 'CORRUPT')) throw err;
+      }
+    });
+    for (const p of recovered) this.addToIndex(p);
+    await this.writeIndex(recovered);
+    return recovered.length;
+  }
+
+  async readPackHeader(key: string, size: number): Promise<PackEntry[]> {
+    const probe = Math.min(size, HEADER_PROBE);
+    let tail = await this.store.get(key, { offset: size - probe, length: probe });
+    const headerLen = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength).readUInt32LE(tail.length - 4);
+    if (headerLen + 4 > probe && headerLen + 4 <= size) {
+      tail = await this.store.get(key, { offset: size - headerLen - 4, length: headerLen + 4 });
+    }
+    return parsePackHeader(this.key, tail, size, key);
+  }
+
+  // ---- blobs -------------------------------------------------------------
+
+  lookup(id: Uint8Array): BlobLocation {
+    const loc = this.index.get(id);
+    if (!loc) {
+      throw new LifeboatError('CORRUPT', `blob ${toHex(id).slice(0, 16)} is referenced but not in the index`, {
+        hint: 'run `lifeboat check`; the data it belongs to cannot be restored from this repository',
+      });
+    }
+    return loc;
+  }
+
+  packKey(loc: Pick<BlobLocation, 'packIndex'>): string {
+    return keys.pack(this.index.packId(loc.packIndex).toString('hex'));
+  }
+
+  /** Loads, authenticates and checks one blob against its id. */
+  async loadBlob(id: Uint8Array): Promise<Buffer> {
+    const loc = this.lookup(id);
+    const key = this.packKey(loc);
+    const sealed = await this.store.get(key, { offset: loc.offset, length: loc.length });
+    return this.openBlob(id, sealed, key);
+  }
+
+  openBlob(id: Uint8Array, sealed: Uint8Array, where: string): Buffer {
+    const plain = unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`);
+    if (!blobId(this.key, plain).equals(id)) {
+      throw new LifeboatError('CORRUPT', `blob ${toHex(id).slice(0, 16)} in ${where} does not match its id`, {
+        hint: 'run `lifeboat check --read-data`',
+      });
+    }
+    return plain;
+  }
+
+  async loadTree(id: string): Promise<Tree> {
+    return decodeTree(await this.loadBlob(Buffer.from(id, 'hex')), `tree ${id.slice(0, 16)}`);
+  }
+
+  newPackWriter(uploadConcurrency = 2): PackWriter {
+    return new PackWriter({ store: this.store, key: this.key, index: this.index }, this.compression, uploadConcurrency);
+  }
+
+  async saveTree(writer: PackWriter, tree: Tree): Promise<string> {
+    return toHex(await writer.addPlain(BLOB_TREE, encodeTree(tree)));
+  }
+
+  // ---- snapshots ---------------------------------------------------------
+
+  async saveSnapshot(manifest: SnapshotManifest): Promise<string> {
+    const sealed = seal(this.key, Buffer.from(JSON.stringify(manifest)), this.compression);
+    const id = toHex(sha256(sealed));
+    await this.store.put(keys.snapshot(id), sealed, { ifAbsent: true });
+    return id;
+  }
+
+  async loadSnapshot(id: string): Promise<Snapshot> {
+    const sealed = await this.store.get(keys.snapshot(id));
+    if (toHex(sha256(sealed)) !== id) {
+      throw new LifeboatError('CORRUPT', `snapshot ${id.slice(0, 8)} does not match its name`, {
+        hint: 'the snapshot object was damaged; run `lifeboat check`',
+      });
+    }
+    return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`), id);
+  }
+
+  /** Every snapshot, oldest first. */
+  async listSnapshots(): Promise<Snapshot[]> {
+    const infos = await listAll(this.store, 'snapshots/');
+    const all = await mapLimit(infos, 8, (i) => this.loadSnapshot(i.key.slice('snapshots/'.length)));
+    return all.sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.id.localeCompare(b.id));
+  }
+
+  async findSnapshot(ref: string): Promise<Snapshot> {
+    return pickSnapshot(await this.listSnapshots(), ref);
+  }
+}

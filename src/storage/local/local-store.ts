@@ -1,0 +1,158 @@
+/**
+ * Local filesystem store, the embedded default. Each object is one file below the
+ * root. Writes go to `tmp/` first, are fsynced, then moved into place with rename
+ * (replace) or link (create-only), and the parent directory is fsynced: an object is
+ * either wholly present or absent after a crash, never half-written.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs, constants as fsc } from 'node:fs';
+import * as path from 'node:path';
+import { LifeboatError, errno, fromSystemError } from '../../errors.js';
+import { assertKey, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+
+const TMP_DIR = 'tmp';
+
+export class LocalStore implements Store {
+  readonly location: string;
+  private readonly root: string;
+  private readonly knownDirs = new Set<string>();
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.location = `local:${this.root}`;
+  }
+
+  private file(key: string): string {
+    assertKey(key);
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    this.knownDirs.add(dir);
+  }
+
+  async put(key: string, data: Uint8Array, opts: PutOptions = {}): Promise<void> {
+    const dest = this.file(key);
+    const tmpDir = path.join(this.root, TMP_DIR);
+    const tmp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
+    try {
+      await this.ensureDir(tmpDir);
+      await this.ensureDir(path.dirname(dest));
+      const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (opts.ifAbsent) {
+        try {
+          await fs.link(tmp, dest);
+        } catch (err) {
+          if (errno(err) === 'EEXIST') {
+            throw new LifeboatError('ALREADY_EXISTS', `${this.location}: ${key} already exists`);
+          }
+          throw err;
+        } finally {
+          await fs.rm(tmp, { force: true });
+        }
+      } else {
+        await fs.rename(tmp, dest);
+      }
+      await syncDir(path.dirname(dest));
+    } catch (err) {
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      throw fromSystemError(err, `${this.location}: writing ${key}`);
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+    const file = this.file(key);
+    try {
+      if (!range) return await fs.readFile(file);
+      const fh = await fs.open(file, 'r');
+      try {
+        const buf = Buffer.allocUnsafe(range.length);
+        let done = 0;
+        while (done < range.length) {
+          const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        if (done !== range.length) {
+          throw new LifeboatError('CORRUPT', `${this.location}: ${key} is shorter than expected`, {
+            hint: 'the object was truncated; run `lifeboat check`',
+          });
+        }
+        return buf;
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      if (errno(err) === 'ENOENT') {
+        throw new LifeboatError('NOT_FOUND', `${this.location}: ${key} not found`);
+      }
+      throw fromSystemError(err, `${this.location}: reading ${key}`);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const st = await fs.stat(this.file(key));
+      return { key, size: st.size };
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return undefined;
+      throw fromSystemError(err, `${this.location}: stat ${key}`);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
+    if (dirKey === TMP_DIR || dirKey.startsWith(`${TMP_DIR}/`)) return;
+    yield* this.walk(dirKey, prefix);
+  }
+
+  private async *walk(dirKey: string, prefix: string): AsyncIterable<ObjectInfo> {
+    const dir = dirKey ? path.join(this.root, ...dirKey.split('/')) : this.root;
+    let entries;
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return;
+      throw fromSystemError(err, `${this.location}: listing ${dirKey || '/'}`);
+    }
+    for (const e of entries) {
+      const key = dirKey ? `${dirKey}/${e.name}` : e.name;
+      if (key === TMP_DIR) continue;
+      if (e.isDirectory()) {
+        // Only descend where keys below could still match the prefix.
+        if (prefix.startsWith(`${key}/`) || key.startsWith(prefix)) yield* this.walk(key, prefix);
+      } else if (e.isFile() && key.startsWith(prefix)) {
+        const st = await fs.stat(path.join(dir, e.name)).catch(() => undefined);
+        if (st) yield { key, size: st.size };
+      }
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await fs.rm(this.file(key), { force: true });
+    } catch (err) {
+      throw fromSystemError(err, `${this.location}: deleting ${key}`);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

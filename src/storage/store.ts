@@ -1,0 +1,77 @@
+/**
+ * The Store seam: a flat object store that everything in the repository is built on.
+ * Keys are '/'-separated relative names (`data/ab/<id>`, `index/<id>`, ...). Every
+ * backend (local disk, memory, S3, Azure) and every wrapper (retry, throttle,
+ * append-only, multi) implements exactly this contract, and the shared conformance
+ * suite in testing/suite.ts holds each of them to it.
+ */
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+}
+
+export interface PutOptions {
+  /**
+   * Create-only: when the key already exists the call fails with ALREADY_EXISTS and
+   * the stored object is untouched. Without it, put replaces the object atomically
+   * (readers see the old bytes or the new bytes, never a mix).
+   */
+  ifAbsent?: boolean;
+}
+
+export interface Store {
+  /** Human-readable location, used in messages ("local:/srv/repo"). */
+  readonly location: string;
+
+  /**
+   * Stores `data` under `key`. Durable when the promise resolves: a crash after that
+   * never loses the object. Idempotent for identical bytes without `ifAbsent`.
+   */
+  put(key: string, data: Uint8Array, opts?: PutOptions): Promise<void>;
+
+  /**
+   * Reads the whole object, or `range` of it. A missing key raises NOT_FOUND. A range
+   * reaching past the end raises CORRUPT (a short object is damage, not a normal case).
+   */
+  get(key: string, range?: ByteRange): Promise<Uint8Array>;
+
+  /** Size of the object, or undefined when it does not exist. */
+  stat(key: string): Promise<ObjectInfo | undefined>;
+
+  /**
+   * Lists objects whose key starts with `prefix`, in no particular order. Objects
+   * being written (temporary files, unfinished uploads) are never listed.
+   */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+
+  /** Removes the object. Idempotent: deleting a missing key succeeds. */
+  delete(key: string): Promise<void>;
+
+  /** Releases connections and handles. Safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/** Collects a listing into an array (listings are small: snapshots, keys, locks, indexes). */
+export async function listAll(store: Pick<Store, 'list'>, prefix: string): Promise<ObjectInfo[]> {
+  const out: ObjectInfo[] = [];
+  for await (const info of store.list(prefix)) out.push(info);
+  return out;
+}
+
+/** Rejects keys that could escape a store's root or are otherwise malformed. */
+export function assertKey(key: string): void {
+  if (
+    key.length === 0 ||
+    key.startsWith('/') ||
+    key.endsWith('/') ||
+    key.split('/').some((part) => part === '' || part === '.' || part === '..')
+  ) {
+    throw new Error(`invalid store key: ${JSON.stringify(key)}`);
+  }
+}
