@@ -21,8 +21,45 @@ import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
 
 export const PROGRAM_VERSION = '0.1.0';
 
+/** A small LRU of byte arrays by key, bounded by total size; concurrent loads share one fetch. */
+class ByteCache {
+  private readonly entries = new Map<string, Promise<Uint8Array>>();
+  private readonly sizes = new Map<string, number>();
+  private total = 0;
+
+  constructor(private readonly limit: number) {}
+
+  async get(key: string, load: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.entries.delete(key);
+      this.entries.set(key, hit);
+      return hit;
+    }
+    const p = load();
+    this.entries.set(key, p);
+    try {
+      const bytes = await p;
+      this.sizes.set(key, bytes.length);
+      this.total += bytes.length;
+      for (const [k] of this.entries) {
+        if (this.total <= this.limit || k === key) break;
+        this.entries.delete(k);
+        this.total -= this.sizes.get(k) ?? 0;
+        this.sizes.delete(k);
+      }
+      return bytes;
+    } catch (err) {
+      this.entries.delete(key);
+      throw err;
+    }
+  }
+}
+
 export class Repository {
-  readonly index = new BlobIndex();
+  index = new BlobIndex();
+  /** Index files already merged into `index`. */
+  private readonly loadedIndexes = new Set<string>();
   compression: Compression = DEFAULT_COMPRESSION;
 
   private constructor(
@@ -70,12 +107,22 @@ export class Repository {
 
   // ---- index -------------------------------------------------------------
 
-  /** Loads every index file into the in-memory table. */
+  /** Loads index files not loaded yet into the in-memory table. */
   async loadIndex(): Promise<void> {
-    const files = await listAll(this.store, 'index/');
+    const files = (await listAll(this.store, 'index/')).filter((f) => !this.loadedIndexes.has(f.key));
     await mapLimit(files, 8, async (f) => {
       for (const pack of await this.readIndexFile(f.key)) this.addToIndex(pack);
+      this.loadedIndexes.add(f.key);
     });
+  }
+
+  /**
+   * Forgets the in-memory index. After a failed write it may name blobs of packs that
+   * never reached the store; the next operation reloads what is really there.
+   */
+  resetIndex(): void {
+    this.index = new BlobIndex();
+    this.loadedIndexes.clear();
   }
 
   async readIndexFile(key: string): Promise<IndexedPack[]> {
@@ -93,7 +140,9 @@ export class Repository {
   async writeIndex(packs: readonly IndexedPack[]): Promise<void> {
     if (packs.length === 0) return;
     const sealed = seal(this.key, encodeIndex(packs), this.compression);
-    await this.store.put(keys.index(toHex(sha256(sealed))), sealed);
+    const key = keys.index(toHex(sha256(sealed)));
+    await this.store.put(key, sealed);
+    this.loadedIndexes.add(key);
   }
 
   /**
@@ -152,9 +201,23 @@ export class Repository {
   async loadBlob(id: Uint8Array): Promise<Buffer> {
     const loc = this.lookup(id);
     const key = this.packKey(loc);
-    const sealed = await this.store.get(key, { offset: loc.offset, length: loc.length });
+    let sealed: Uint8Array;
+    if (loc.type === BLOB_TREE) {
+      // Tree packs hold only trees, and walking a snapshot reads most of them: fetch
+      // each whole once instead of one request per directory.
+      const pack = await this.treePacks.get(key, () => this.store.get(key));
+      if (loc.offset + loc.length > pack.length) {
+        throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
+      }
+      sealed = pack.subarray(loc.offset, loc.offset + loc.length);
+    } else {
+      sealed = await this.store.get(key, { offset: loc.offset, length: loc.length });
+    }
     return this.openBlob(id, sealed, key);
   }
+
+  /** Whole tree packs recently read, up to 64 MiB. */
+  private readonly treePacks = new ByteCache(64 * 1024 * 1024);
 
   openBlob(id: Uint8Array, sealed: Uint8Array, where: string): Buffer {
     const plain = unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`);
@@ -171,7 +234,11 @@ export class Repository {
   }
 
   newPackWriter(uploadConcurrency = 2): PackWriter {
-    return new PackWriter({ store: this.store, key: this.key, index: this.index }, this.compression, uploadConcurrency);
+    return new PackWriter(
+      { store: this.store, key: this.key, index: this.index, writeIndex: (packs) => this.writeIndex(packs) },
+      this.compression,
+      uploadConcurrency,
+    );
   }
 
   async saveTree(writer: PackWriter, tree: Tree): Promise<string> {

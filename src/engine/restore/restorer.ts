@@ -47,7 +47,7 @@ interface Later {
 /** Neighbouring blobs closer than this are fetched in one read. */
 const MERGE_GAP = 1024 * 1024;
 /** A single read never covers more than this (memory bound per in-flight job). */
-const MAX_READ = 32 * 1024 * 1024;
+const MAX_READ = 16 * 1024 * 1024;
 
 export async function restore(repo: Repository, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
   const lock = await acquireLock(repo.store, 'shared', `restore ${snapshot.id.slice(0, 8)}`);

@@ -5,15 +5,15 @@
  * order, so a worker's next question is answered only after its previous blobs are
  * accepted: that is the back-pressure that keeps memory bounded.
  */
-import { Worker } from 'node:worker_threads';
-import type { FileResult, FromWorker, JobFile, SealedBlob, ToWorker, WorkerInit } from './protocol.js';
-import { workerScript } from './worker-url.js';
+import type { Worker } from 'node:worker_threads';
+import type { FileResult, FinishedPack, FromWorker, JobFile, ToWorker, WorkerInit } from './protocol.js';
+import { startWorker } from './worker-url.js';
 
 export interface ChunkPoolHandlers {
   /** For concatenated 32-byte ids, returns 1 for each id the repository needs. */
   need(ids: Uint8Array): Uint8Array;
-  /** Accepts sealed blobs; the returned promise gates the worker's next window. */
-  accept(blobs: SealedBlob[]): Promise<void>;
+  /** Stores a finished pack; the returned promise gates the worker's next question. */
+  acceptPack(pack: FinishedPack): Promise<void>;
 }
 
 interface Job {
@@ -36,9 +36,8 @@ export class ChunkPool {
   private failure: unknown;
 
   constructor(init: WorkerInit, threads: number, private readonly handlers: ChunkPoolHandlers) {
-    const { url, execArgv } = workerScript(import.meta.url, 'chunk-worker');
     for (let i = 0; i < threads; i++) {
-      const worker = new Worker(url, { workerData: init, execArgv });
+      const worker = startWorker(import.meta.url, 'chunk-worker', init);
       const slot: Slot = { worker, job: undefined, chain: Promise.resolve() };
       worker.on('message', (msg: FromWorker) => {
         slot.chain = slot.chain.then(() => this.handle(slot, msg)).catch((err) => this.fail(err));
@@ -76,6 +75,26 @@ export class ChunkPool {
     }
   }
 
+  /**
+   * Makes every worker send its partly filled pack. Call once all jobs are done;
+   * resolves when every pack has been accepted.
+   */
+  async flush(): Promise<void> {
+    await Promise.all(
+      this.slots.map(
+        (slot) =>
+          new Promise<FileResult[]>((resolve, reject) => {
+            if (slot.job) throw new Error('flush while a job runs');
+            const job: Job = { id: this.nextJob++, files: [], resolve, reject };
+            slot.job = job;
+            const msg: ToWorker = { t: 'flush', job: job.id };
+            slot.worker.postMessage(msg);
+          }),
+      ),
+    );
+    if (this.failure !== undefined) throw this.failure;
+  }
+
   private async handle(slot: Slot, msg: FromWorker): Promise<void> {
     const job = slot.job;
     if (!job || job.id !== msg.job) return;
@@ -85,8 +104,13 @@ export class ChunkPool {
         slot.worker.postMessage(reply);
         return;
       }
-      case 'blobs':
-        await this.handlers.accept(msg.blobs);
+      case 'pack':
+        await this.handlers.acceptPack(msg.pack);
+        return;
+      case 'flushed':
+        slot.job = undefined;
+        job.resolve([]);
+        this.dispatch();
         return;
       case 'done':
         slot.job = undefined;

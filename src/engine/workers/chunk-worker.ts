@@ -1,29 +1,63 @@
 /**
- * The chunk worker thread: file bytes in, sealed blobs out. Runs the CPU-bound
- * stages (FastCDC, HMAC ids, compression, AES-GCM) off the main thread so both cores
- * work. Reads are synchronous: this thread has nothing else to do meanwhile.
+ * The chunk worker thread: file bytes in, finished packs out. Runs the CPU-bound
+ * stages (FastCDC, HMAC ids, compression, AES-GCM, the pack's SHA-256) off the main
+ * thread so both cores work. Each worker fills a pack of its own and hands it over
+ * whole, zero-copy; the main thread only stores it. Reads are synchronous: this
+ * thread has nothing else to do meanwhile.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { blobId, masterKeyFrom, seal } from '../../codec/crypto.js';
-import type { FileResult, FromWorker, SealedBlob, ToWorker, WorkerInit } from './protocol.js';
+import { BLOB_DATA, PACK_TARGET_SIZE } from '../../repo/format.js';
+import { encodeEntries, packFooter, type PackEntry } from '../../repo/pack/pack.js';
+import type { FileResult, FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const key = masterKeyFrom(Buffer.from(init.encKey), Buffer.from(init.idKey));
 const chunker = new FastCDC(gearTable(key.idKey), init.chunker);
 const port = parentPort!;
 
-/** Ask about (and seal) chunks in windows of about 16 MiB: bounded memory, few round trips. */
-const WINDOW_BYTES = 16 * 1024 * 1024;
-const READ_BUF = Math.max(2 * init.chunker.max, 4 * 1024 * 1024);
-
-let buf = Buffer.allocUnsafeSlow(READ_BUF);
+/** Ask about (and seal) chunks in windows of about 8 MiB: bounded memory, few round trips. */
+const WINDOW_BYTES = 8 * 1024 * 1024;
+/** Room for one maximal chunk plus read-ahead. */
+const buf = Buffer.allocUnsafeSlow(init.chunker.max + 1024 * 1024);
 let pendingNeed: ((need: Uint8Array) => void) | undefined;
 
-function post(msg: FromWorker): void {
-  port.postMessage(msg);
+function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(msg, transfer);
 }
+
+class Pack {
+  parts: Buffer[] = [];
+  entries: PackEntry[] = [];
+  size = 0;
+  hash = createHash('sha256');
+
+  add(id: Buffer, sealed: Buffer, rawLength: number): void {
+    this.entries.push({ type: BLOB_DATA, id, offset: this.size, length: sealed.length, rawLength });
+    this.parts.push(sealed);
+    this.hash.update(sealed);
+    this.size += sealed.length;
+  }
+
+  /** Posts the finished pack; the bytes' buffer is transferred, not copied. */
+  send(job: number): void {
+    if (this.entries.length === 0) return;
+    const footer = packFooter(key, this.entries);
+    this.hash.update(footer);
+    const packId = this.hash.digest();
+    const bytes = Buffer.allocUnsafeSlow(this.size + footer.length);
+    let pos = 0;
+    for (const p of this.parts) pos += p.copy(bytes, pos);
+    footer.copy(bytes, pos);
+    const entries = encodeEntries(this.entries);
+    post({ t: 'pack', job, pack: { packId, bytes, entries } }, [bytes.buffer as ArrayBuffer]);
+  }
+}
+
+let pack = new Pack();
 
 class Window {
   chunks: Buffer[] = [];
@@ -44,15 +78,23 @@ class Window {
       pendingNeed = resolve;
       post({ t: 'ids', job, ids: Buffer.concat(this.ids) });
     });
-    const blobs: SealedBlob[] = [];
     this.chunks.forEach((chunk, i) => {
-      if (need[i]) blobs.push({ id: this.ids[i]!, sealed: seal(key, chunk, init.compression), rawLength: chunk.length });
+      if (!need[i]) return;
+      pack.add(this.ids[i]!, seal(key, chunk, init.compression), chunk.length);
+      if (pack.size >= PACK_TARGET_SIZE) {
+        pack.send(job);
+        pack = new Pack();
+      }
     });
-    if (blobs.length > 0) post({ t: 'blobs', job, blobs });
     this.chunks = [];
     this.ids = [];
     this.bytes = 0;
   }
+}
+
+function failure(err: unknown, size: number): FileResult {
+  const e = err as NodeJS.ErrnoException;
+  return { ids: new Uint8Array(0), size, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
 }
 
 async function chunkFile(path: string, job: number, win: Window): Promise<FileResult> {
@@ -62,8 +104,7 @@ async function chunkFile(path: string, job: number, win: Window): Promise<FileRe
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return { ids: new Uint8Array(0), size: 0, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
+    return failure(err, 0);
   }
   try {
     let start = 0;
@@ -90,8 +131,7 @@ async function chunkFile(path: string, job: number, win: Window): Promise<FileRe
       start = 0;
     }
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return { ids: new Uint8Array(0), size, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
+    return failure(err, size);
   } finally {
     closeSync(fd);
   }
@@ -111,6 +151,12 @@ port.on('message', (msg: ToWorker) => {
     const resolve = pendingNeed;
     pendingNeed = undefined;
     resolve?.(msg.need);
+    return;
+  }
+  if (msg.t === 'flush') {
+    pack.send(msg.job);
+    pack = new Pack();
+    post({ t: 'flushed', job: msg.job });
     return;
   }
   runJob(msg.job, msg.files).catch((err: unknown) => {

@@ -21,7 +21,9 @@ export interface JobFile {
 
 export type ToWorker =
   | { t: 'job'; job: number; files: JobFile[] }
-  | { t: 'need'; job: number; need: Uint8Array };
+  | { t: 'need'; job: number; need: Uint8Array }
+  /** Close the open pack and send it, even if small (end of backup). */
+  | { t: 'flush'; job: number };
 
 export interface FileResult {
   /** Concatenated 32-byte blob ids of the file's chunks, in order. */
@@ -32,14 +34,17 @@ export interface FileResult {
   errorCode?: string;
 }
 
-export interface SealedBlob {
-  id: Uint8Array;
-  sealed: Uint8Array;
-  rawLength: number;
+/** A finished pack: its bytes (transferred, not copied), name and blob list. */
+export interface FinishedPack {
+  packId: Uint8Array;
+  bytes: Uint8Array;
+  /** Encoded pack header entries (45 bytes each, as in the pack). */
+  entries: Uint8Array;
 }
 
 export type FromWorker =
   | { t: 'ids'; job: number; ids: Uint8Array }
-  | { t: 'blobs'; job: number; blobs: SealedBlob[] }
+  | { t: 'pack'; job: number; pack: FinishedPack }
   | { t: 'done'; job: number; files: FileResult[] }
+  | { t: 'flushed'; job: number }
   | { t: 'fatal'; job: number; message: string };

@@ -1,8 +1,8 @@
 /** A pool of restore workers: one pack range per job, next idle worker takes it. */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { LifeboatError } from '../../errors.js';
 import type { RestoreJob, RestoreReply, RestoreWorkerInit } from './restore-protocol.js';
-import { workerScript } from './worker-url.js';
+import { startWorker } from './worker-url.js';
 
 interface Slot {
   worker: Worker;
@@ -16,9 +16,8 @@ export class RestorePool {
   private nextJob = 1;
 
   constructor(init: RestoreWorkerInit, threads: number) {
-    const { url, execArgv } = workerScript(import.meta.url, 'restore-worker');
     for (let i = 0; i < threads; i++) {
-      const slot: Slot = { worker: new Worker(url, { workerData: init, execArgv }), busy: false };
+      const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', init), busy: false };
       slot.worker.on('message', (r: RestoreReply) => this.reply(r));
       slot.worker.on('error', (err) => {
         for (const p of this.pending.values()) if (p.slot === slot) p.reject(err);
@@ -50,7 +49,10 @@ export class RestorePool {
     const s = slot;
     return new Promise<number>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, slot: s });
-      s.worker.postMessage({ ...job, job: id });
+      // Hand the bytes over without a copy when they own their whole buffer.
+      const d = job.data;
+      const transfer = d.byteOffset === 0 && d.byteLength === d.buffer.byteLength ? [d.buffer as ArrayBuffer] : [];
+      s.worker.postMessage({ ...job, job: id }, transfer);
     });
   }
 

@@ -4,7 +4,7 @@
  * its target files. Files that are one blob are created, written and given their
  * metadata here in one go; larger files were pre-created by the main thread.
  */
-import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, openSync, rmSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, masterKeyFrom, unseal } from '../../codec/crypto.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
@@ -14,18 +14,32 @@ const init = workerData as RestoreWorkerInit;
 const key = masterKeyFrom(Buffer.from(init.encKey), Buffer.from(init.idKey));
 const port = parentPort!;
 const isRoot = process.getuid?.() === 0;
+const uid = process.getuid?.();
+const gid = process.getgid?.();
+const CREATE = C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW;
+
+/**
+ * Creates a file for writing. O_NOFOLLOW never writes through a symlink someone
+ * planted at the path; whatever is in the way (symlink, directory, fifo) is removed
+ * and the open tried once more.
+ */
+function create(path: string): number {
+  try {
+    return openSync(path, CREATE, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ELOOP' && code !== 'EISDIR' && code !== 'ENXIO' && code !== 'ETXTBSY') throw err;
+    rmSync(path, { recursive: true, force: true });
+    return openSync(path, CREATE | C.O_EXCL, 0o600);
+  }
+}
 
 function createWhole(path: string, data: Uint8Array, meta: WholeFile): void {
-  // Never write through a symlink or special file that happens to sit at the path.
-  try {
-    if (!lstatSync(path).isFile()) unlinkSync(path);
-  } catch {
-    // absent: fine
-  }
-  const fd = openSync(path, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600);
+  const fd = create(path);
   try {
     writeSync(fd, data);
-    if (isRoot) fchownSync(fd, meta.uid, meta.gid);
+    // A new file already belongs to us; chown only when the owner differs.
+    if (isRoot && (meta.uid !== uid || meta.gid !== gid)) fchownSync(fd, meta.uid, meta.gid);
     fchmodSync(fd, meta.mode);
     futimesSync(fd, nsToSeconds(meta.atime), nsToSeconds(meta.mtime));
   } finally {

@@ -12,15 +12,17 @@ import { seal, blobId, type MasterKey } from '../../codec/crypto.js';
 import type { Compression } from '../../codec/compression.js';
 import type { Store } from '../../storage/store.js';
 import { Semaphore } from '../../util/limit.js';
-import { BLOB_TREE, keys, PACK_TARGET_SIZE, type BlobType } from '../format.js';
+import { keys, PACK_TARGET_SIZE, type BlobType } from '../format.js';
 import type { BlobIndex } from '../index/blob-index.js';
-import { encodeIndex, type IndexedPack } from '../index/index-file.js';
+import type { IndexedPack } from '../index/index-file.js';
 import { packFooter, type PackEntry } from './pack.js';
 
 export interface PackWriterDeps {
   store: Pick<Store, 'put'>;
   key: MasterKey;
   index: BlobIndex;
+  /** Stores an index file naming these (already stored) packs. */
+  writeIndex(packs: readonly IndexedPack[]): Promise<void>;
 }
 
 export interface PackWriterStats {
@@ -100,6 +102,24 @@ export class PackWriter {
     this.deps.index.setPackId(pack.handle, packId);
     const bytes = Buffer.concat([...pack.parts, footer]);
     pack.parts.length = 0;
+    await this.storePack(packId, bytes, pack.entries);
+  }
+
+  /**
+   * Uploads a finished pack (one built here, or by a worker) in the background and
+   * indexes it once stored. Waits while too many uploads run. Blobs of packs built
+   * elsewhere enter the in-memory index now, under the pack's final id.
+   */
+  async storePack(packId: Buffer, bytes: Buffer, entries: PackEntry[], external = false): Promise<void> {
+    if (external) {
+      const handle = this.deps.index.addPack(packId);
+      for (const e of entries) {
+        if (this.deps.index.add(e.id, { packIndex: handle, offset: e.offset, length: e.length, rawLength: e.rawLength, type: e.type })) {
+          this.stats.blobs++;
+          this.stats.rawBytes += e.rawLength;
+        }
+      }
+    }
     await this.slots.acquire();
     this.throwIfFailed();
     const upload = (async () => {
@@ -107,7 +127,7 @@ export class PackWriter {
         await this.deps.store.put(keys.pack(packId.toString('hex')), bytes);
         this.stats.packs++;
         this.stats.storedBytes += bytes.length;
-        this.finished.push({ packId, entries: pack.entries });
+        this.finished.push({ packId, entries });
         if (this.finished.length >= INDEX_EVERY_PACKS) await this.writeIndex();
       } catch (err) {
         this.failure ??= err;
@@ -123,9 +143,7 @@ export class PackWriter {
     if (this.finished.length === 0) return;
     const packs = this.finished;
     this.finished = [];
-    const sealed = seal(this.deps.key, encodeIndex(packs), this.compression);
-    const id = createHash('sha256').update(sealed).digest('hex');
-    await this.deps.store.put(keys.index(id), sealed);
+    await this.deps.writeIndex(packs);
   }
 
   private throwIfFailed(): void {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine for `npm test`: builds the CLI the end-to-end tests run,
+# and installs the Debian packages tests need when they are missing (as root with
+# apt-get), or says exactly what to install when it cannot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx tsc -p tsconfig.json
+
+# Debian packages the suite needs, as "command:package".
+need=()
+for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils}; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "pretest: installing ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "pretest: please install: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+fi

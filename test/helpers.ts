@@ -1,0 +1,137 @@
+/** Shared test helpers: scratch directories, running the real CLI, building file trees. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'bin', 'lifeboat.js');
+
+const made: string[] = [];
+
+/** A fresh temporary directory, removed by cleanupTmp(). */
+export function tmpdir(prefix = 'lb-test-'): string {
+  const d = mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
+}
+
+export function cleanupTmp(): void {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `lifeboat ARGS` as a user would (the built CLI in a child process). */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 110_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr });
+    });
+  });
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so fixtures are the same every run. */
+export function pseudoRandom(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out.writeUInt32LE(x, i - (i + 4 > size ? i + 4 - size : 0));
+  }
+  return out;
+}
+
+/**
+ * A small tree with every kind of entry a restore must bring back exactly: nested
+ * directories, empty files and directories, a file larger than several chunks,
+ * symlinks (one dangling), a hard link, odd modes and owners, old times.
+ */
+export async function makeFixture(dir: string): Promise<void> {
+  await fs.mkdir(path.join(dir, 'docs', 'deep', 'deeper'), { recursive: true });
+  await fs.mkdir(path.join(dir, 'empty-dir'));
+  await fs.writeFile(path.join(dir, 'hello.txt'), 'hello, lifeboat\n');
+  await fs.writeFile(path.join(dir, 'empty.txt'), '');
+  await fs.writeFile(path.join(dir, 'docs', 'notes.md'), '# notes\n'.repeat(1000));
+  await fs.writeFile(path.join(dir, 'docs', 'deep', 'deeper', 'leaf.bin'), pseudoRandom(70_000, 7));
+  await fs.writeFile(path.join(dir, 'big.bin'), pseudoRandom(5 * 1024 * 1024 + 123, 42));
+  await fs.symlink('hello.txt', path.join(dir, 'link-to-hello'));
+  await fs.symlink('/does/not/exist', path.join(dir, 'dangling'));
+  await fs.link(path.join(dir, 'hello.txt'), path.join(dir, 'hard-link.txt'));
+  await fs.chmod(path.join(dir, 'docs', 'notes.md'), 0o640);
+  await fs.chmod(path.join(dir, 'empty-dir'), 0o750);
+  if (process.getuid?.() === 0) await fs.chown(path.join(dir, 'docs', 'notes.md'), 1234, 5678);
+  // Microsecond-precise times in the past.
+  await fs.utimes(path.join(dir, 'hello.txt'), 1_600_000_000.123456, 1_600_000_001.654321);
+  await fs.utimes(path.join(dir, 'docs', 'deep'), 1_500_000_000.5, 1_500_000_000.25);
+}
+
+export interface Meta {
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeUs: bigint;
+  ino: bigint;
+  content?: string;
+  target?: string;
+}
+
+/** Everything restore must reproduce, keyed by relative path (hard links by shared inode). */
+export async function snapshotOf(dir: string): Promise<Record<string, Meta>> {
+  const out: Record<string, Meta> = {};
+  const inodes = new Map<bigint, string>();
+  const walk = async (rel: string): Promise<void> => {
+    const full = path.join(dir, rel);
+    const st = await fs.lstat(full, { bigint: true });
+    const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
+    const m: Meta = {
+      type,
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: type === 'file' ? Number(st.size) : 0,
+      // Directories' times change when entries are added; compare them too, as restore sets them last.
+      mtimeUs: st.mtimeNs / 1000n,
+      ino: 0n,
+    };
+    if (type === 'file') {
+      const { createHash } = await import('node:crypto');
+      m.content = createHash('sha256').update(await fs.readFile(full)).digest('hex');
+      if (st.nlink > 1n) {
+        const first = inodes.get(st.ino);
+        m.target = first ? `hardlink:${first}` : undefined;
+        if (!first) inodes.set(st.ino, rel);
+      }
+    }
+    if (type === 'symlink') m.target = await fs.readlink(full);
+    if (type === 'symlink' && m.mode !== 0o777) m.mode = 0o777;
+    delete (m as Partial<Meta>).ino;
+    if (m.target === undefined) delete m.target;
+    out[rel || '.'] = m;
+    if (type === 'dir') for (const name of (await fs.readdir(full)).sort()) await walk(path.join(rel, name));
+  };
+  await walk('');
+  return out;
+}

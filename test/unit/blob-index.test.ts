@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { BlobIndex } from '../../src/repo/index/blob-index.js';
+import { BLOB_DATA, BLOB_TREE } from '../../src/repo/format.js';
+
+describe('BlobIndex', () => {
+  it('finds every entry after growing, keeps the first location of duplicates', () => {
+    const idx = new BlobIndex(16);
+    const pack = idx.addPack(randomBytes(32));
+    const ids = Array.from({ length: 20_000 }, () => randomBytes(32));
+    ids.forEach((id, i) => expect(idx.add(id, { packIndex: pack, offset: i, length: i + 1, rawLength: i + 2, type: i % 2 ? BLOB_TREE : BLOB_DATA })).toBe(true));
+    expect(idx.add(ids[5]!, { packIndex: pack, offset: 999, length: 1, rawLength: 1, type: BLOB_DATA })).toBe(false);
+    expect(idx.size).toBe(ids.length);
+    ids.forEach((id, i) => expect(idx.get(id)).toEqual({ packIndex: pack, offset: i, length: i + 1, rawLength: i + 2, type: i % 2 ? BLOB_TREE : BLOB_DATA }));
+    expect(idx.has(randomBytes(32))).toBe(false);
+    let n = 0;
+    idx.forEach(() => n++);
+    expect(n).toBe(ids.length);
+  });
+
+  it('costs at most 128 bytes per blob, off the JS heap', () => {
+    const idx = new BlobIndex();
+    const p = idx.addPack(randomBytes(32));
+    const n = 100_000;
+    for (let i = 0; i < n; i++) idx.add(randomBytes(32), { packIndex: p, offset: 0, length: 1, rawLength: 1, type: BLOB_DATA });
+    expect(idx.byteSize / n).toBeLessThanOrEqual(128);
+  });
+
+  it('names reserved packs once their id is known', () => {
+    const idx = new BlobIndex();
+    const h = idx.reservePack();
+    const id = randomBytes(32);
+    expect(idx.hasPack(id.toString('hex'))).toBe(false);
+    idx.setPackId(h, id);
+    expect(idx.packId(h).equals(id)).toBe(true);
+    expect(idx.hasPack(id.toString('hex'))).toBe(true);
+  });
+});
