@@ -211,7 +211,7 @@ class Restorer {
     const w = target.whole;
     blob.targets.push(
       w
-        ? { path: target.path, offset: 0, whole: { mode: w.mode, uid: w.uid, gid: w.gid, atime: w.atime, mtime: w.mtime } }
+        ? { path: target.path, offset: 0, whole: { mode: w.mode, uid: w.uid, gid: w.gid, mtime: w.mtime, ...(w.atime ? { atime: w.atime } : {}) } }
         : { path: target.path, offset: target.offset },
     );
     return loc.rawLength;

@@ -10,7 +10,7 @@ export interface WholeFile {
   mode: number;
   uid: number;
   gid: number;
-  atime: string;
+  atime?: string;
   mtime: string;
 }
 

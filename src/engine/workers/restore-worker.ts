@@ -41,7 +41,7 @@ function createWhole(path: string, data: Uint8Array, meta: WholeFile): void {
     // A new file already belongs to us; chown only when the owner differs.
     if (isRoot && (meta.uid !== uid || meta.gid !== gid)) fchownSync(fd, meta.uid, meta.gid);
     fchmodSync(fd, meta.mode);
-    futimesSync(fd, nsToSeconds(meta.atime), nsToSeconds(meta.mtime));
+    futimesSync(fd, nsToSeconds(meta.atime ?? meta.mtime), nsToSeconds(meta.mtime));
   } finally {
     closeSync(fd);
   }

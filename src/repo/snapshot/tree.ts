@@ -18,7 +18,12 @@ export interface TreeNode {
   uid: number;
   gid: number;
   mtime: string;
-  atime: string;
+  /**
+   * Not recorded by default: reading a file moves its atime, so recording it would
+   * make every backup write new trees for directories nothing changed in (borg makes
+   * the same choice). Restore sets atime to mtime when absent.
+   */
+  atime?: string;
   ctime: string;
   inode: string;
   dev: string;

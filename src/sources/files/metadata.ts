@@ -25,7 +25,6 @@ export function nodeFromStat(name: string, st: BigIntStats): TreeNode {
     uid: Number(st.uid),
     gid: Number(st.gid),
     mtime: st.mtimeNs.toString(),
-    atime: st.atimeNs.toString(),
     ctime: st.ctimeNs.toString(),
     inode: st.ino.toString(),
     dev: st.dev.toString(),
@@ -48,15 +47,21 @@ export function sameFile(a: TreeNode, b: TreeNode): boolean {
   );
 }
 
-/** Nanoseconds-as-string to the seconds fs.utimes takes, keeping sub-microsecond precision. */
+/**
+ * Nanoseconds-as-string to the seconds fs.utimes takes. A double near 2^31 s
+ * resolves about 0.24 us and the kernel truncates, so aiming at the exact
+ * microsecond could land one below it: aim at its middle instead. Restored times are
+ * exact to the microsecond (Node's API cannot set nanoseconds exactly).
+ */
 export function nsToSeconds(ns: string): number {
   const v = BigInt(ns);
-  return Number(v / 1_000_000_000n) + Number(v % 1_000_000_000n) / 1e9;
+  const us = (v % 1_000_000_000n) / 1000n;
+  return Number(v / 1_000_000_000n) + (Number(us) * 1000 + 500) / 1e9;
 }
 
 /** Restores owner, mode and times of an existing path (owner only when root). */
 export async function applyMetadata(path: string, node: TreeNode, isRoot: boolean): Promise<void> {
-  const atime = nsToSeconds(node.atime);
+  const atime = nsToSeconds(node.atime ?? node.mtime);
   const mtime = nsToSeconds(node.mtime);
   if (node.type === 'symlink') {
     if (isRoot) await fs.lchown(path, node.uid, node.gid);
