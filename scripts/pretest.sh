@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json
+# The tests are strict TypeScript too.
+npx tsc -p tsconfig.test.json
 
 # Debian packages the suite needs, as "command:package".
 need=()

@@ -121,8 +121,8 @@ export async function snapshotOf(dir: string): Promise<Record<string, Meta>> {
       m.content = createHash('sha256').update(await fs.readFile(full)).digest('hex');
       if (st.nlink > 1n) {
         const first = inodes.get(st.ino);
-        m.target = first ? `hardlink:${first}` : undefined;
-        if (!first) inodes.set(st.ino, rel);
+        if (first) m.target = `hardlink:${first}`;
+        else inodes.set(st.ino, rel);
       }
     }
     if (type === 'symlink') m.target = await fs.readlink(full);

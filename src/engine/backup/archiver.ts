@@ -107,6 +107,8 @@ class Archiver {
     errors: 0,
     durationMs: 0,
   };
+  /** How many of the paths asked for were found (intermediate directories do not count). */
+  private pathsFound = 0;
   private doneFiles = 0;
   private doneBytes = 0;
   private lastProgress = 0;
@@ -170,7 +172,11 @@ class Archiver {
       this.summary.addedBytes = this.writer.stats.storedBytes;
       this.summary.errors = this.errors.length;
       this.summary.durationMs = Date.now() - started;
-      if (!rootNode) throw new LifeboatError('FAILED', 'none of the given paths could be read', { hint: this.errors[0]?.message ?? '' });
+      if (!rootNode || this.pathsFound === 0) {
+        throw new LifeboatError('FAILED', 'none of the given paths could be read; no snapshot was saved', {
+          hint: this.errors[0]?.message ?? 'check the paths',
+        });
+      }
       const manifest: SnapshotManifest = {
         version: 1,
         time: (this.opts.time ?? new Date()).toISOString(),
@@ -221,7 +227,12 @@ class Archiver {
       const full = path.join(dir, name);
       const prev = parentNodes.get(name);
       if (leaves.has(name)) {
-        pending.push((await this.entry(full, name, prev)).node);
+        pending.push(
+          (await this.entry(full, name, prev)).node.then((n) => {
+            if (n) this.pathsFound++;
+            return n;
+          }),
+        );
         continue;
       }
       const st = this.lstat(full);

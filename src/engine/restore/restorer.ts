@@ -243,7 +243,9 @@ class Restorer {
         const first = r.blobs[0] as RestoreBlob;
         const last = r.blobs[r.blobs.length - 1] as RestoreBlob;
         const data = await this.repo.store.get(packKey, { offset: first.offset, length: last.offset + last.length - first.offset });
-        this.written += await pool.run({ packKey, base: first.offset, data, blobs: r.blobs });
+        // Read the count after the await: `x += await y` would add to a stale x.
+        const n = await pool.run({ packKey, base: first.offset, data, blobs: r.blobs });
+        this.written += n;
         this.report(false);
       });
     } finally {

@@ -35,8 +35,20 @@ export class ChunkPool {
   private nextJob = 1;
   private failure: unknown;
 
-  constructor(init: WorkerInit, threads: number, private readonly handlers: ChunkPoolHandlers) {
-    for (let i = 0; i < threads; i++) {
+  constructor(
+    private readonly init: WorkerInit,
+    private readonly size: number,
+    private readonly handlers: ChunkPoolHandlers,
+  ) {}
+
+  /**
+   * Workers start on the first job: a backup where nothing changed reads no file and
+   * should not pay for starting threads.
+   */
+  private start(): void {
+    if (this.slots.length > 0) return;
+    const { init } = this;
+    for (let i = 0; i < this.size; i++) {
       const worker = startWorker(import.meta.url, 'chunk-worker', init);
       const slot: Slot = { worker, job: undefined, chain: Promise.resolve() };
       worker.on('message', (msg: FromWorker) => {
@@ -52,12 +64,9 @@ export class ChunkPool {
     return this.queue.length + this.slots.filter((s) => s.job).length;
   }
 
-  get threads(): number {
-    return this.slots.length;
-  }
-
   run(files: JobFile[]): Promise<FileResult[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    this.start();
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextJob++, files, resolve, reject });
       this.dispatch();

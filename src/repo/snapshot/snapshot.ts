@@ -59,7 +59,11 @@ export function decodeManifest(raw: Buffer, id: string): Snapshot {
 export function pickSnapshot(all: readonly Snapshot[], ref: string): Snapshot {
   if (ref === 'latest') {
     const newest = [...all].sort((a, b) => Date.parse(b.time) - Date.parse(a.time))[0];
-    if (!newest) throw new LifeboatError('NOT_FOUND', 'the repository has no snapshots yet');
+    if (!newest) {
+      throw new LifeboatError('NOT_FOUND', 'the repository has no snapshots yet', {
+        hint: 'make one with `lifeboat backup PATH`',
+      });
+    }
     return newest;
   }
   if (!/^[0-9a-f]{4,64}$/.test(ref)) {
