@@ -19,10 +19,14 @@ const key = masterKeyFrom(Buffer.from(init.encKey), Buffer.from(init.idKey));
 const chunker = new FastCDC(gearTable(key.idKey), init.chunker);
 const port = parentPort!;
 
-/** Ask about (and seal) chunks in windows of about 8 MiB: bounded memory, few round trips. */
-const WINDOW_BYTES = 8 * 1024 * 1024;
-/** Room for one maximal chunk plus read-ahead. */
-const buf = Buffer.allocUnsafeSlow(init.chunker.max + 1024 * 1024);
+/**
+ * Chunks are views into one read buffer, never copies: the window of chunks waiting
+ * for the "which are new?" answer is sealed before the buffer is compacted or
+ * reused. Room for a window of about 8 MiB plus one maximal chunk of look-ahead.
+ */
+const buf = Buffer.allocUnsafeSlow(8 * 1024 * 1024 + init.chunker.max);
+/** Bytes of `buf` in use: chunks in the current window, then the unconsumed tail. */
+let end = 0;
 let pendingNeed: ((need: Uint8Array) => void) | undefined;
 
 function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
@@ -62,13 +66,11 @@ let pack = new Pack();
 class Window {
   chunks: Buffer[] = [];
   ids: Buffer[] = [];
-  bytes = 0;
 
   add(chunk: Buffer): Buffer {
     const id = blobId(key, chunk);
     this.chunks.push(chunk);
     this.ids.push(id);
-    this.bytes += chunk.length;
     return id;
   }
 
@@ -88,7 +90,6 @@ class Window {
     });
     this.chunks = [];
     this.ids = [];
-    this.bytes = 0;
   }
 }
 
@@ -107,8 +108,7 @@ async function chunkFile(path: string, job: number, win: Window): Promise<FileRe
     return failure(err, 0);
   }
   try {
-    let start = 0;
-    let end = 0;
+    let start = end;
     let eof = false;
     for (;;) {
       while (!eof && end < buf.length) {
@@ -119,13 +119,14 @@ async function chunkFile(path: string, job: number, win: Window): Promise<FileRe
       while (start < end) {
         const cut = chunker.cut(buf, start, end, eof);
         if (cut < 0) break;
-        const chunk = Buffer.from(buf.subarray(start, cut));
-        size += chunk.length;
-        ids.push(win.add(chunk));
+        ids.push(win.add(buf.subarray(start, cut)));
+        size += cut - start;
         start = cut;
-        if (win.bytes >= WINDOW_BYTES) await win.flush(job);
       }
       if (eof && start >= end) break;
+      // The buffer is full: seal the window (its views die here), then move the
+      // unconsumed tail to the front and read on.
+      await win.flush(job);
       buf.copy(buf, 0, start, end);
       end -= start;
       start = 0;
@@ -143,6 +144,7 @@ async function runJob(job: number, files: Array<{ path: string }>): Promise<void
   const results: FileResult[] = [];
   for (const f of files) results.push(await chunkFile(f.path, job, win));
   await win.flush(job);
+  end = 0;
   post({ t: 'done', job, files: results });
 }
 
