@@ -19,3 +19,17 @@ export interface ItemError {
   path: string;
   message: string;
 }
+
+/**
+ * Wraps a progress callback so it fires at most every `intervalMs` (final events
+ * always pass). Returns a no-op when there is no callback.
+ */
+export function throttleProgress(fn: ProgressFn | undefined, intervalMs = 100): (e: ProgressEvent, final?: boolean) => void {
+  let last = 0;
+  return (e, final = false) => {
+    const now = Date.now();
+    if (!fn || (!final && now - last < intervalMs)) return;
+    last = now;
+    fn(e);
+  };
+}

@@ -4,18 +4,6 @@ export function toHex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
-export function fromHex(s: string): Buffer {
-  return Buffer.from(s, 'hex');
-}
-
-export function asBuffer(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
-
-export function concat(parts: readonly Uint8Array[]): Buffer {
-  return Buffer.concat(parts.map(asBuffer));
-}
-
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;

@@ -57,8 +57,8 @@ async function dirSize(dir: string): Promise<number> {
   return total;
 }
 
-/** Every regular file below dir, as relative paths. */
-async function filesBelow(dir: string, rel = ''): Promise<string[]> {
+/** Entries below dir as sorted relative paths: regular files only, or every entry. */
+async function listBelow(dir: string, filesOnly: boolean, rel = ''): Promise<string[]> {
   const out: string[] = [];
   let entries;
   try {
@@ -68,28 +68,14 @@ async function filesBelow(dir: string, rel = ''): Promise<string[]> {
   }
   for (const e of entries) {
     const r = path.join(rel, e.name);
-    if (e.isDirectory()) out.push(...(await filesBelow(dir, r)));
-    else if (e.isFile()) out.push(r);
+    if (!filesOnly || e.isFile()) out.push(r);
+    if (e.isDirectory()) out.push(...(await listBelow(dir, filesOnly, r)));
   }
   return out.sort();
 }
 
-/** Every entry (any type) below dir, as relative paths, directories included. */
-async function entriesBelow(dir: string, rel = ''): Promise<string[]> {
-  const out: string[] = [];
-  let entries;
-  try {
-    entries = await fs.readdir(path.join(dir, rel), { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    const r = path.join(rel, e.name);
-    out.push(r);
-    if (e.isDirectory()) out.push(...(await entriesBelow(dir, r)));
-  }
-  return out.sort();
-}
+const filesBelow = (dir: string) => listBelow(dir, true);
+const entriesBelow = (dir: string) => listBelow(dir, false);
 
 /** Content-only view of snapshotOf (type, size, sha256, link target) for byte-identity checks. */
 function contentView(s: Record<string, Meta>): Record<string, Pick<Meta, 'type' | 'size' | 'content' | 'target'>> {

@@ -22,7 +22,7 @@ import { PathMatcher } from '../../util/glob.js';
 import { Semaphore } from '../../util/limit.js';
 import { ChunkPool } from '../workers/chunk-pool.js';
 import type { FileResult } from '../workers/protocol.js';
-import type { ItemError, ProgressFn } from '../progress.js';
+import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
 
 export interface BackupOptions {
@@ -111,13 +111,14 @@ class Archiver {
   private pathsFound = 0;
   private doneFiles = 0;
   private doneBytes = 0;
-  private lastProgress = 0;
+  private readonly emit: ReturnType<typeof throttleProgress>;
 
   constructor(
     private readonly repo: Repository,
     private readonly opts: BackupOptions,
   ) {
     this.writer = repo.newPackWriter();
+    this.emit = throttleProgress(opts.onProgress);
     this.excludes = new PathMatcher(opts.excludes ?? []);
     const threads = opts.threads ?? defaultThreads();
     this.slots = new Semaphore(threads * 2);
@@ -381,9 +382,6 @@ class Archiver {
   }
 
   private report(final: boolean): void {
-    const now = Date.now();
-    if (!this.opts.onProgress || (!final && now - this.lastProgress < 100)) return;
-    this.lastProgress = now;
-    this.opts.onProgress({ phase: final ? 'done' : 'backup', files: this.doneFiles, bytes: this.doneBytes, errors: this.errors.length });
+    this.emit({ phase: final ? 'done' : 'backup', files: this.doneFiles, bytes: this.doneBytes, errors: this.errors.length }, final);
   }
 }

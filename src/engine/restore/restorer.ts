@@ -22,7 +22,7 @@ import { mapLimit } from '../../util/limit.js';
 import { acquireLock } from '../../repo/lock.js';
 import { RestorePool } from '../workers/restore-pool.js';
 import type { RestoreBlob } from '../workers/restore-protocol.js';
-import type { ItemError, ProgressFn } from '../progress.js';
+import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads } from '../backup/archiver.js';
 
 export interface RestoreOptions {
@@ -73,11 +73,13 @@ class Restorer {
   private files = 0;
   private total = 0;
   private written = 0;
+  private readonly emit: ReturnType<typeof throttleProgress>;
 
   constructor(
     private readonly repo: Repository,
     private readonly opts: RestoreOptions,
   ) {
+    this.emit = throttleProgress(opts.onProgress);
     this.target = path.resolve(opts.target);
     this.include = new PathMatcher(opts.include ?? []);
   }
@@ -253,12 +255,8 @@ class Restorer {
     }
   }
 
-  private lastReport = 0;
   private report(final: boolean): void {
-    const now = Date.now();
-    if (!this.opts.onProgress || (!final && now - this.lastReport < 100)) return;
-    this.lastReport = now;
-    this.opts.onProgress({ phase: final ? 'done' : 'restore', files: this.files, bytes: this.written, totalBytes: this.total, errors: this.errors.length });
+    this.emit({ phase: final ? 'done' : 'restore', files: this.files, bytes: this.written, totalBytes: this.total, errors: this.errors.length }, final);
   }
 }
 

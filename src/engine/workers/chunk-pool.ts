@@ -59,11 +59,6 @@ export class ChunkPool {
     }
   }
 
-  /** Number of jobs queued or running. */
-  get load(): number {
-    return this.queue.length + this.slots.filter((s) => s.job).length;
-  }
-
   run(files: JobFile[]): Promise<FileResult[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     this.start();

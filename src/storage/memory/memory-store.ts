@@ -61,8 +61,3 @@ export class MemoryStore implements Store {
 
   async close(): Promise<void> {}
 }
-
-/** Forgets a named in-memory store (tests). */
-export function dropMemoryStore(name: string): void {
-  named.delete(name);
-}
