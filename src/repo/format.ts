@@ -56,6 +56,8 @@ export const keys = {
   index: (id: string) => `index/${id}`,
   snapshot: (id: string) => `snapshots/${id}`,
   lock: (id: string) => `locks/${id}`,
+  /** Archived change logs: `logs/<source>/<timeline>/<file>` (WAL segments, history files). */
+  log: (source: string, timeline: string, file: string) => `logs/${source}/${timeline}/${file}`,
 };
 
 export function packIdFromKey(key: string): string {

@@ -245,6 +245,49 @@ export class Repository {
     return toHex(await writer.addPlain(BLOB_TREE, encodeTree(tree)));
   }
 
+  // ---- log archive (WAL segments, SQLite frames) ----------------------------
+
+  /**
+   * Archives one log file, sealed. Idempotent: the same content again succeeds (the
+   * caller may retry after a crash); different content under an existing name is
+   * refused, because silently keeping either copy could lose history.
+   * Returns 'stored' or 'exists'.
+   */
+  async putLog(source: string, timeline: string, file: string, data: Uint8Array): Promise<'stored' | 'exists'> {
+    const key = keys.log(source, timeline, file);
+    try {
+      await this.store.put(key, seal(this.key, data, this.compression), { ifAbsent: true });
+      return 'stored';
+    } catch (err) {
+      if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;
+    }
+    const existing = unseal(this.key, await this.store.get(key), key);
+    if (existing.equals(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) return 'exists';
+    throw new LifeboatError('ALREADY_EXISTS', `${file} is already archived for ${source} with different content`, {
+      hint: 'two clusters may be archiving under one name, or the file is damaged; the archived copy was kept',
+    });
+  }
+
+  /** The archived log file, or undefined when it is not in the archive. */
+  async getLog(source: string, timeline: string, file: string): Promise<Buffer | undefined> {
+    const key = keys.log(source, timeline, file);
+    try {
+      return unseal(this.key, await this.store.get(key), key);
+    } catch (err) {
+      if (isLifeboatError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  async listLogs(source: string): Promise<Array<{ timeline: string; file: string; size: number }>> {
+    const out: Array<{ timeline: string; file: string; size: number }> = [];
+    for await (const o of this.store.list(`logs/${source}/`)) {
+      const [timeline, file] = o.key.slice(`logs/${source}/`.length).split('/');
+      if (timeline && file) out.push({ timeline, file, size: o.size });
+    }
+    return out.sort((a, b) => a.file.localeCompare(b.file));
+  }
+
   // ---- snapshots ---------------------------------------------------------
 
   async saveSnapshot(manifest: SnapshotManifest): Promise<string> {

@@ -36,6 +36,13 @@ export interface BackupOptions {
   parent?: Snapshot | null;
   source?: { kind: string; name?: string };
   consistency?: Record<string, unknown>;
+  /**
+   * Called after every file is stored and before the snapshot is written; what it
+   * returns becomes the snapshot's consistency point (a database's stop LSN, say).
+   */
+  beforeSnapshot?: () => Promise<Record<string, unknown>>;
+  /** Files that vanish during the backup are not errors (a live database's temp files). */
+  ignoreVanished?: boolean;
   threads?: number;
   onProgress?: ProgressFn;
 }
@@ -178,6 +185,7 @@ class Archiver {
           hint: this.errors[0]?.message ?? 'check the paths',
         });
       }
+      const consistency = this.opts.beforeSnapshot ? await this.opts.beforeSnapshot() : this.opts.consistency;
       const manifest: SnapshotManifest = {
         version: 1,
         time: (this.opts.time ?? new Date()).toISOString(),
@@ -189,7 +197,7 @@ class Archiver {
         tree: rootNode.subtree as string,
         ...(parent ? { parent: parent.id } : {}),
         source: this.opts.source ?? { kind: 'files' },
-        ...(this.opts.consistency ? { consistency: this.opts.consistency } : {}),
+        ...(consistency ? { consistency } : {}),
         summary: this.summary,
         programVersion: PROGRAM_VERSION,
       };
@@ -342,7 +350,7 @@ class Archiver {
     if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) await this.flushBatch();
     const done = result.then((r) => {
       if (r.error !== undefined) {
-        this.errors.push({ path: full, message: r.error });
+        if (!(this.opts.ignoreVanished && r.errorCode === 'ENOENT')) this.errors.push({ path: full, message: r.error });
         return undefined;
       }
       this.summary.processedBytes += r.size;
@@ -371,6 +379,7 @@ class Archiver {
 
   private error(p: string, err: unknown): void {
     const code = errno(err);
+    if (this.opts.ignoreVanished && code === 'ENOENT') return;
     const msg = err instanceof Error ? err.message : String(err);
     this.errors.push({ path: p, message: code ? msg : `${p}: ${msg}` });
   }

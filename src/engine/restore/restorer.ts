@@ -24,9 +24,15 @@ import { RestorePool } from '../workers/restore-pool.js';
 import type { RestoreBlob } from '../workers/restore-protocol.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads } from '../backup/archiver.js';
+import { resolvePath } from '../browse/tree-walk.js';
 
 export interface RestoreOptions {
   target: string;
+  /**
+   * Restore only the directory at this snapshot path, with its contents directly in
+   * the target (a database's data directory), instead of TARGET/<path>.
+   */
+  root?: string;
   include?: string[];
   threads?: number;
   onProgress?: ProgressFn;
@@ -87,7 +93,17 @@ class Restorer {
   async run(snapshot: Snapshot): Promise<RestoreResult> {
     await fs.mkdir(this.target, { recursive: true });
     this.made.add(this.target);
-    await this.walk(snapshot.tree, '/');
+    if (this.opts.root) {
+      const found = await resolvePath(this.repo, snapshot.tree, this.opts.root);
+      if (!('node' in found) || found.node.type !== 'dir' || !found.node.subtree) {
+        throw new LifeboatError('NOT_FOUND', `${this.opts.root} is not a directory in snapshot ${snapshot.id.slice(0, 8)}`);
+      }
+      this.base = found.path;
+      this.dirs.push({ path: this.target, node: found.node });
+      await this.walk(found.node.subtree, found.path);
+    } else {
+      await this.walk(snapshot.tree, '/');
+    }
     await this.writeContent();
     for (const l of this.links) {
       await fs.rm(l.path, { force: true });
@@ -127,8 +143,11 @@ class Restorer {
     this.made.add(dir);
   }
 
+  /** Snapshot path that maps to the target itself ("/" unless restoring a subtree). */
+  private base = '/';
+
   private local(snapPath: string): string {
-    const out = path.join(this.target, snapPath);
+    const out = path.join(this.target, path.posix.relative(this.base, snapPath));
     if (out !== this.target && !out.startsWith(this.target + path.sep)) {
       throw new LifeboatError('UNSAFE_PATH', `refusing to write ${snapPath} outside ${this.target}`);
     }

@@ -1,0 +1,150 @@
+/**
+ * lifeboat pg backup | archive-push | archive-get | restore — PostgreSQL base
+ * backups, WAL archiving and point-in-time recovery.
+ */
+import { realpathSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { LifeboatError } from '../../errors.js';
+import { archiveGet, archivePush } from '../../engine/postgres/archive.js';
+import { pgBackup } from '../../engine/postgres/backup.js';
+import { pgRestore, type PgTarget } from '../../engine/postgres/restore.js';
+import { formatBytes } from '../../util/bytes.js';
+import { repoLocation, withRepo, type GlobalOptions } from '../context.js';
+import { ProgressBar, duration, printJson } from '../output/render.js';
+import { parseTime } from './options.js';
+import { parseLsn } from '../../sources/postgres/wal.js';
+import { parseLocation } from '../../storage/registry.js';
+
+interface RestoreFlags {
+  name: string;
+  targetDir: string;
+  time?: string;
+  lsn?: string;
+  xid?: string;
+  restorePoint?: string;
+  latest?: boolean;
+}
+
+function targetOf(f: RestoreFlags): PgTarget {
+  const given = [f.time, f.lsn, f.xid, f.restorePoint, f.latest].filter((v) => v !== undefined);
+  if (given.length > 1) throw new LifeboatError('USAGE', 'give one of --time, --lsn, --xid, --restore-point, --latest');
+  if (f.time !== undefined) return { kind: 'time', time: parseTime(f.time) };
+  if (f.lsn !== undefined) {
+    parseLsn(f.lsn);
+    return { kind: 'lsn', lsn: f.lsn };
+  }
+  if (f.xid !== undefined) {
+    if (!/^\d+$/.test(f.xid)) throw new LifeboatError('USAGE', `"${f.xid}" is not a transaction id`);
+    return { kind: 'xid', xid: f.xid };
+  }
+  if (f.restorePoint !== undefined) return { kind: 'name', name: f.restorePoint };
+  return { kind: 'latest' };
+}
+
+/**
+ * The restore_command PostgreSQL will run: this very CLI, with absolute paths, the
+ * repository and a password file (the server cannot be given a password otherwise).
+ */
+function archiveGetCommand(g: GlobalOptions, name: string): string {
+  const pwFile = g.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE;
+  if (!pwFile) {
+    throw new LifeboatError('USAGE', 'pg restore needs --password-file (or LIFEBOAT_PASSWORD_FILE)', {
+      hint: "PostgreSQL's restore_command runs `lifeboat pg archive-get`, which must read the password from a file",
+    });
+  }
+  let repo = repoLocation(g);
+  if (parseLocation(repo).scheme === 'local') repo = path.resolve(parseLocation(repo).rest);
+  const cli = realpathSync(process.argv[1] ?? 'lifeboat');
+  const q = (s: string) => `"${s.replace(/(["\\$`])/g, '\\$1')}"`;
+  return `${q(process.execPath)} ${q(cli)} pg archive-get --name ${q(name)} --repo ${q(repo)} --password-file ${q(path.resolve(pwFile))}`;
+}
+
+export function register(program: Command): void {
+  const pg = program.command('pg').description('PostgreSQL: base backups, WAL archiving, point-in-time recovery');
+
+  pg.command('backup')
+    .description('online base backup of a running cluster')
+    .requiredOption('--name <name>', 'name of this cluster in the repository')
+    .requiredOption('--dsn <url>', 'connection string (a superuser or a role with pg_backup_start rights)')
+    .option('--pgdata <dir>', 'local path of the data directory (default: what the server reports)')
+    .option('--tag <tag>', 'tag the snapshot')
+    .action(async (f: { name: string; dsn: string; pgdata?: string; tag?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      await withRepo(g, async (repo) => {
+        const bar = new ProgressBar(!g.json && !g.quiet);
+        const r = await pgBackup(repo, {
+          name: f.name,
+          dsn: f.dsn,
+          ...(f.pgdata ? { pgdata: f.pgdata } : {}),
+          ...(f.tag ? { tags: [f.tag] } : {}),
+          onProgress: bar.update,
+        }).finally(() => bar.done());
+        const s = r.snapshot;
+        for (const e of r.errors) process.stderr.write(`warning: ${e.message}\n`);
+        if (g.json) printJson({ id: s.id, time: s.time, consistency: s.consistency, summary: s.summary, errors: r.errors });
+        else if (!g.quiet) {
+          const c = s.consistency as { startLsn: string; stopLsn: string; timeline: number };
+          console.log(
+            `base backup ${s.id.slice(0, 8)} of ${f.name}: LSN ${c.startLsn} → ${c.stopLsn} (timeline ${c.timeline}), ` +
+              `${s.summary.totalFiles} files, ${formatBytes(s.summary.totalBytes)}, added ${formatBytes(s.summary.addedBytes)} in ${duration(s.summary.durationMs)}`,
+          );
+        }
+        if (r.errors.length > 0) throw new LifeboatError('PARTIAL', `${r.errors.length} file(s) could not be read`, { hint: 'see the warnings above' });
+      });
+    });
+
+  pg.command('archive-push')
+    .description("archive one WAL file (for archive_command = '... pg archive-push --name N %p')")
+    .requiredOption('--name <name>', 'cluster name')
+    .argument('<path>', 'WAL file (%p)')
+    .action(async (file: string, f: { name: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      await withRepo(g, async (repo) => {
+        const r = await archivePush(repo, f.name, file);
+        if (g.json) printJson({ file: path.basename(file), result: r });
+      });
+    });
+
+  pg.command('archive-get')
+    .description("fetch one WAL file (for restore_command = '... pg archive-get --name N %f %p')")
+    .requiredOption('--name <name>', 'cluster name')
+    .argument('<walfile>', 'WAL file name (%f)')
+    .argument('<dest>', 'where to write it (%p)')
+    .action(async (file: string, dest: string, f: { name: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      await withRepo(g, async (repo) => {
+        if (!(await archiveGet(repo, f.name, file, dest))) {
+          throw new LifeboatError('NOT_FOUND', `${file} is not in the archive of ${f.name}`, {
+            hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
+          });
+        }
+      });
+    });
+
+  pg.command('restore')
+    .description('restore a data directory and set up recovery to a target; then `pg_ctl start`')
+    .requiredOption('--name <name>', 'cluster name')
+    .requiredOption('--target-dir <dir>', 'new (empty) data directory')
+    .option('--time <rfc3339>', 'recover to this time')
+    .option('--lsn <lsn>', 'recover to this LSN')
+    .option('--xid <xid>', 'recover to this transaction id')
+    .option('--restore-point <name>', 'recover to a point made with pg_create_restore_point()')
+    .option('--latest', 'recover all archived WAL (default)')
+    .action(async (f: RestoreFlags, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const target = targetOf(f);
+      const command = archiveGetCommand(g, f.name);
+      await withRepo(g, async (repo) => {
+        const started = Date.now();
+        const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command });
+        if (g.json) printJson({ snapshot: r.snapshot.id, targetDir: f.targetDir, files: r.files, bytes: r.bytes, recovery: r.recoveryConf });
+        else if (!g.quiet) {
+          console.log(
+            `restored base backup ${r.snapshot.id.slice(0, 8)} of ${f.name} to ${f.targetDir}: ${r.files} files, ${formatBytes(r.bytes)} in ${duration(Date.now() - started)}\n` +
+              `recovery: ${target.kind === 'latest' ? 'all archived WAL' : r.recoveryConf.filter((l) => l.startsWith('recovery_target_') && !l.includes('timeline') && !l.includes('action')).join(', ')}; start it with pg_ctl -D ${f.targetDir} start`,
+          );
+        }
+      });
+    });
+}

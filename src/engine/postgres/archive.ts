@@ -1,0 +1,54 @@
+/**
+ * WAL archiving for archive_command and restore_command. archive-push validates a
+ * segment against its name and the cluster before sealing it into logs/; pushing the
+ * same file twice succeeds, different content under an archived name fails loudly.
+ * archive-get writes the file atomically where PostgreSQL asked for it.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { LifeboatError, errno } from '../../errors.js';
+import type { Repository } from '../../repo/repository.js';
+import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
+import { logSource, timelineDir, type PgConsistency } from './names.js';
+
+/** The cluster identity to check segments against: from the newest base backup, if any. */
+async function knownCluster(repo: Repository, name: string): Promise<{ systemId?: string; pgMajor?: number }> {
+  const snaps = (await repo.listSnapshots()).filter((s) => s.source.kind === 'postgres' && s.source.name === name);
+  const c = snaps.at(-1)?.consistency as unknown as PgConsistency | undefined;
+  return c ? { systemId: c.systemId, pgMajor: c.pgMajor } : {};
+}
+
+export async function archivePush(repo: Repository, name: string, file: string): Promise<'stored' | 'exists'> {
+  const source = logSource(name);
+  const wal = parseWalName(path.basename(file));
+  let data: Buffer;
+  try {
+    data = await fs.readFile(file);
+  } catch (err) {
+    throw new LifeboatError('NOT_FOUND', `cannot read ${file}: ${errno(err) ?? String(err)}`, {
+      hint: 'archive_command must pass %p (run from the data directory)',
+    });
+  }
+  if (wal.kind === 'segment') validateSegment(wal, data, await knownCluster(repo, name));
+  try {
+    return await repo.putLog(source, timelineDir(wal.timeline), wal.name, data);
+  } catch (err) {
+    if (err instanceof LifeboatError && err.code === 'ALREADY_EXISTS') {
+      throw new LifeboatError('CORRUPT', `refusing ${wal.name}: already archived for ${name} with different content`, {
+        hint: err.hint ?? '',
+      });
+    }
+    throw err;
+  }
+}
+
+/** Returns false when the file is not in the archive (PostgreSQL asks for files that may not exist). */
+export async function archiveGet(repo: Repository, name: string, file: string, dest: string): Promise<boolean> {
+  const wal = parseWalName(file);
+  const data = await repo.getLog(logSource(name), timelineDir(wal.timeline), wal.name);
+  if (!data) return false;
+  const tmp = `${dest}.lifeboat-${process.pid}`;
+  await fs.writeFile(tmp, data);
+  await fs.rename(tmp, dest);
+  return true;
+}

@@ -1,0 +1,32 @@
+/** How a PostgreSQL source is named in the repository. */
+import { LifeboatError } from '../../errors.js';
+
+/** The log-archive source for cluster NAME: `logs/postgres.NAME/...`. */
+export function logSource(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {
+    throw new LifeboatError('USAGE', `"${name}" is not a valid source name`, {
+      hint: 'use letters, digits, ".", "_" and "-" (at most 64)',
+    });
+  }
+  return `postgres.${name}`;
+}
+
+export function timelineDir(timeline: number): string {
+  return timeline.toString(16).toUpperCase().padStart(8, '0');
+}
+
+/** What a PostgreSQL base backup records in its snapshot manifest. */
+export interface PgConsistency {
+  startLsn: string;
+  stopLsn: string;
+  timeline: number;
+  systemId: string;
+  pgVersion: number;
+  pgMajor: number;
+  walSegSize: number;
+  dataDirectory: string;
+  startTime: string;
+  stopTime: string;
+  backupLabel: string;
+  tablespaceMap: string;
+}

@@ -1,0 +1,74 @@
+/**
+ * Connecting to PostgreSQL and turning its failures into errors an operator can act
+ * on: unreachable server, refused login, not a superuser/replication role.
+ */
+import pg from 'pg';
+import { LifeboatError, errno } from '../../errors.js';
+
+export type PgClient = pg.Client;
+
+function redact(dsn: string): string {
+  return dsn.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+}
+
+export async function connect(dsn: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: dsn, connectionTimeoutMillis: 10_000, application_name: 'lifeboat' });
+  client.on('error', () => {}); // reported through the failing query instead
+  try {
+    await client.connect();
+    return client;
+  } catch (err) {
+    await client.end().catch(() => {});
+    const code = errno(err);
+    const msg = err instanceof Error ? err.message : String(err);
+    if (code === '28P01' || code === '28000') {
+      throw new LifeboatError('SOURCE_UNAVAILABLE', `PostgreSQL refused the login at ${redact(dsn)}: ${msg}`, {
+        hint: 'check the user and password in --dsn (or PGPASSWORD / ~/.pgpass) and pg_hba.conf',
+        cause: err,
+      });
+    }
+    throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL at ${redact(dsn)}: ${msg}`, {
+      hint: 'is the server running and listening there? check host, port and socket directory in --dsn',
+      cause: err,
+    });
+  }
+}
+
+export interface ServerInfo {
+  versionNum: number;
+  major: number;
+  systemId: string;
+  dataDirectory: string;
+  archiveMode: string;
+  timeline: number;
+  walSegSize: number;
+}
+
+export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
+  const r = await client.query<{
+    v: string;
+    sysid: string;
+    datadir: string;
+    archive_mode: string;
+    tli: number;
+    segsize: string;
+  }>(`select current_setting('server_version_num') as v,
+            (select system_identifier::text from pg_control_system()) as sysid,
+            current_setting('data_directory') as datadir,
+            current_setting('archive_mode') as archive_mode,
+            (select timeline_id from pg_control_checkpoint()) as tli,
+            current_setting('wal_segment_size') as segsize`);
+  const row = r.rows[0]!;
+  const versionNum = Number(row.v);
+  const seg = /^(\d+)(MB|kB|GB)?$/.exec(row.segsize);
+  const unit = seg?.[2] === 'GB' ? 1024 ** 3 : seg?.[2] === 'kB' ? 1024 : 1024 * 1024;
+  return {
+    versionNum,
+    major: Math.floor(versionNum / 10000),
+    systemId: row.sysid,
+    dataDirectory: row.datadir,
+    archiveMode: row.archive_mode,
+    timeline: Number(row.tli),
+    walSegSize: seg ? Number(seg[1]) * unit : 16 * 1024 * 1024,
+  };
+}

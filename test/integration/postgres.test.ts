@@ -1,0 +1,215 @@
+/**
+ * PostgreSQL base backups, WAL archiving and point-in-time recovery against real
+ * PostgreSQL 15 scratch clusters. Every lifeboat call runs as the `postgres` user,
+ * the way archive_command runs it.
+ */
+import { promises as fs, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from '../helpers.js';
+import { lifeboatAsPostgres, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+
+let base: string;
+let repo: string;
+let pw: string;
+let cluster: ScratchCluster;
+const restored: string[] = [];
+
+const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
+
+async function switchAndArchive(): Promise<void> {
+  const [r] = await cluster.query<{ name: string }>('select pg_walfile_name(pg_switch_wal()) as name');
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const [a] = await cluster.query<{ last: string | null; failed: number }>('select last_archived_wal as last, failed_count as failed from pg_stat_archiver');
+    if (a?.last && a.last >= r!.name) return;
+    if (Date.now() > until) throw new Error(`WAL ${r!.name} was not archived (failed ${a?.failed}):\n${(await cluster.log()).slice(-2000)}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/** Restores with the given target flags, starts the copy in place of the original, runs fn, and puts the original back. */
+async function withRestored<T>(flags: string[], fn: () => Promise<T>): Promise<T> {
+  const dir = path.join(base, `restore-${restored.length}`);
+  restored.push(dir);
+  const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, ...flags]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  // The copy must not archive into the original's history.
+  await fs.appendFile(path.join(dir, 'postgresql.conf'), '\narchive_mode = off\n');
+  await cluster.stop();
+  try {
+    await cluster.start(dir);
+    await cluster.waitPromoted();
+    return await fn();
+  } finally {
+    await cluster.stop(dir);
+    await cluster.start();
+  }
+}
+
+const ids = async (): Promise<number[]> => (await cluster.query<{ id: number }>('select id from t order by id')).map((r) => r.id);
+
+beforeAll(async () => {
+  base = await postgresDir('lb-pgt-');
+  repo = path.join(base, 'repo');
+  pw = path.join(base, 'password');
+  await writeAsPostgres(pw, 'pg-test-password\n');
+  const init = await lb(['init']);
+  expect(init.code, init.stderr).toBe(0);
+  const archive = `"${process.execPath}" "${CLI}" pg archive-push --name main --repo "${repo}" --password-file "${pw}" %p`;
+  cluster = await ScratchCluster.create({ archiveCommand: archive });
+  await cluster.start();
+  await cluster.query('create table t (id int primary key, note text)');
+  await cluster.query("insert into t select g, 'row ' || g from generate_series(1, 1000) g");
+  const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn, '--json']);
+  expect(b.code, b.stderr).toBe(0);
+  const snap = JSON.parse(b.stdout) as { consistency: Record<string, unknown> };
+  expect(snap.consistency).toMatchObject({ timeline: 1, pgMajor: 15 });
+  expect(String(snap.consistency.startLsn)).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+  await switchAndArchive();
+}, 180_000);
+
+afterAll(async () => {
+  await cluster?.destroy();
+  if (base) rmSync(base, { recursive: true, force: true });
+});
+
+describe('PostgreSQL point-in-time recovery', () => {
+  it('to a time between two commits returns exactly the rows committed before it', async () => {
+    await cluster.query('insert into t values (2001, $1)', ['before']);
+    await new Promise((r) => setTimeout(r, 1100));
+    const [{ t: target }] = (await cluster.query<{ t: Date }>('select clock_timestamp() as t')) as [{ t: Date }];
+    await new Promise((r) => setTimeout(r, 1100));
+    await cluster.query('insert into t values (2002, $1)', ['after']);
+    await switchAndArchive();
+    await withRestored(['--time', target.toISOString()], async () => {
+      const got = await ids();
+      expect(got).toContain(2001);
+      expect(got).not.toContain(2002);
+      expect(got.length).toBe(1001);
+    });
+  });
+
+  it('to an LSN', async () => {
+    await cluster.query('insert into t values (3001, $1)', ['at lsn']);
+    const [{ lsn }] = (await cluster.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn')) as [{ lsn: string }];
+    await cluster.query('insert into t values (3002, $1)', ['after lsn']);
+    await switchAndArchive();
+    await withRestored(['--lsn', lsn], async () => {
+      const got = await ids();
+      expect(got).toContain(3001);
+      expect(got).not.toContain(3002);
+    });
+  });
+
+  it('to a named restore point', async () => {
+    await cluster.query('insert into t values (4001, $1)', ['before point']);
+    await cluster.query("select pg_create_restore_point('before-4002')");
+    await cluster.query('insert into t values (4002, $1)', ['after point']);
+    await switchAndArchive();
+    await withRestored(['--restore-point', 'before-4002'], async () => {
+      const got = await ids();
+      expect(got).toContain(4001);
+      expect(got).not.toContain(4002);
+    });
+  });
+
+  it('after an accidental DROP TABLE: to the latest WAL (dropped) and to just before it (all rows back)', async () => {
+    await cluster.query('create table precious (v int)');
+    await cluster.query('insert into precious select generate_series(1, 500)');
+    await new Promise((r) => setTimeout(r, 1100));
+    const [{ t: beforeDrop }] = (await cluster.query<{ t: Date }>('select clock_timestamp() as t')) as [{ t: Date }];
+    await new Promise((r) => setTimeout(r, 1100));
+    await cluster.query('drop table precious');
+    await switchAndArchive();
+    await withRestored(['--latest'], async () => {
+      const [r] = await cluster.query<{ n: string | null }>("select to_regclass('precious')::text as n");
+      expect(r!.n).toBeNull();
+    });
+    await withRestored(['--time', beforeDrop.toISOString()], async () => {
+      const [r] = await cluster.query<{ n: string }>('select count(*)::text as n from precious');
+      expect(r!.n).toBe('500');
+    });
+  });
+});
+
+describe('PostgreSQL archive safety and bad input', () => {
+  it('archive-push refuses corrupted, foreign and mismatched segments, and accepts the same segment twice', async () => {
+    const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
+    const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+    expect(archived.length).toBeGreaterThan(2);
+    const get = await lb(['pg', 'archive-get', '--name', 'main', archived[0]!, path.join(base, 'seg')]);
+    expect(get.code, get.stderr).toBe(0);
+    const seg = await fs.readFile(path.join(base, 'seg'));
+    const work = path.join(base, 'push');
+    await fs.mkdir(work, { recursive: true });
+    const push = async (name: string, data: Buffer) => {
+      await writeAsPostgres(path.join(work, name), '');
+      await fs.writeFile(path.join(work, name), data);
+      return lb(['pg', 'archive-push', '--name', 'main', path.join(work, name)]);
+    };
+    // The same segment again: fine (archive_command retries after a crash).
+    expect((await push(archived[0]!, seg)).code).toBe(0);
+    // A damaged header.
+    const damaged = Buffer.from(seg);
+    damaged[0] = damaged[0]! ^ 0xff;
+    let r = await push('000000010000000000000F00', damaged);
+    expect(r.code).toBe(13);
+    expect(r.stderr).toMatch(/refused: bad page magic/);
+    // A real segment under another segment's name.
+    r = await push('000000010000000000000F01', seg);
+    expect(r.code).toBe(13);
+    expect(r.stderr).toMatch(/page address does not match/);
+    // Different content under a name already archived.
+    const other = await fs.readFile(path.join(logs, archived[1]!)).then(() => lb(['pg', 'archive-get', '--name', 'main', archived[1]!, path.join(base, 'seg2')]));
+    expect(other.code).toBe(0);
+    r = await push(archived[0]!, Buffer.concat([seg.subarray(0, 40), Buffer.alloc(seg.length - 40, 1)]));
+    expect(r.code).toBe(13);
+    expect(r.stderr).toMatch(/already archived .* with different content/);
+    // Nothing was stored for the refused names, and the archived copy is intact.
+    expect(await fs.readdir(logs)).not.toContain('000000010000000000000F00');
+    const again = await lb(['pg', 'archive-get', '--name', 'main', archived[0]!, path.join(base, 'seg3')]);
+    expect(again.code).toBe(0);
+    expect((await fs.readFile(path.join(base, 'seg3'))).equals(seg)).toBe(true);
+  });
+
+  it('restore with a missing segment stops with an error naming it, before writing anything', async () => {
+    const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
+    const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+    const victim = archived[Math.floor(archived.length / 2)]!;
+    const saved = path.join(base, 'saved-segment');
+    await fs.rename(path.join(logs, victim), saved);
+    try {
+      const dir = path.join(base, 'gap');
+      const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest']);
+      expect(r.code).toBe(13);
+      expect(r.stderr).toContain(victim);
+      expect(r.stderr).toMatch(/hint:/);
+      await expect(fs.readdir(dir)).rejects.toThrow();
+    } finally {
+      await fs.rename(saved, path.join(logs, victim));
+    }
+  });
+
+  it('bad input: unreachable server, a time before the first backup, a non-empty target', async () => {
+    let r = await lb(['pg', 'backup', '--name', 'main', '--dsn', 'postgresql://postgres@127.0.0.1:1/postgres']);
+    expect(r.code).toBe(19);
+    expect(r.stderr).toMatch(/cannot reach PostgreSQL/);
+
+    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', path.join(base, 'early'), '--time', '2001-01-01T00:00:00Z']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no base backup .* finished before/);
+
+    const full = path.join(base, 'full');
+    await fs.mkdir(full);
+    await fs.writeFile(path.join(full, 'keep.txt'), 'mine');
+    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', full, '--latest']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/not empty/);
+    expect(await fs.readFile(path.join(full, 'keep.txt'), 'utf8')).toBe('mine');
+
+    r = await lb(['pg', 'restore', '--name', 'nope', '--target-dir', path.join(base, 'nope'), '--latest']);
+    expect(r.code).toBe(15);
+  });
+});
