@@ -253,8 +253,13 @@ export class Repository {
    * refused, because silently keeping either copy could lose history.
    * Returns 'stored' or 'exists'.
    */
-  async putLog(source: string, timeline: string, file: string, data: Uint8Array): Promise<'stored' | 'exists'> {
+  async putLog(source: string, timeline: string, file: string, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<'stored' | 'exists'> {
     const key = keys.log(source, timeline, file);
+    if (opts.replace) {
+      // Growing files (a streamed segment's .partial) are replaced atomically.
+      await this.store.put(key, seal(this.key, data, this.compression));
+      return 'stored';
+    }
     try {
       await this.store.put(key, seal(this.key, data, this.compression), { ifAbsent: true });
       return 'stored';

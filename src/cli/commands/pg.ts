@@ -15,6 +15,7 @@ import { ProgressBar, duration, printJson } from '../output/render.js';
 import { parseTime } from './options.js';
 import { parseLsn } from '../../sources/postgres/wal.js';
 import { parseLocation } from '../../storage/registry.js';
+import { register as registerStream } from './pg-stream.js';
 
 interface RestoreFlags {
   name: string;
@@ -62,6 +63,7 @@ function archiveGetCommand(g: GlobalOptions, name: string): string {
 
 export function register(program: Command): void {
   const pg = program.command('pg').description('PostgreSQL: base backups, WAL archiving, point-in-time recovery');
+  registerStream(pg);
 
   pg.command('backup')
     .description('online base backup of a running cluster')

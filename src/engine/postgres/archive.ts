@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
-import { logSource, timelineDir, type PgConsistency } from './names.js';
+import { logSource, streamSource, timelineDir, type PgConsistency } from './names.js';
 
 /** The cluster identity to check segments against: from the newest base backup, if any. */
 async function knownCluster(repo: Repository, name: string): Promise<{ systemId?: string; pgMajor?: number }> {
@@ -42,10 +42,19 @@ export async function archivePush(repo: Repository, name: string, file: string):
   }
 }
 
-/** Returns false when the file is not in the archive (PostgreSQL asks for files that may not exist). */
+/**
+ * Returns false when the file is not in the archive (PostgreSQL asks for files that
+ * may not exist). Looks in archive_command's archive, then in streamed WAL, then at
+ * the streamed partial segment: the newest WAL there is, which is what keeps the
+ * data-loss window of a streamed cluster at about a second.
+ */
 export async function archiveGet(repo: Repository, name: string, file: string, dest: string): Promise<boolean> {
   const wal = parseWalName(file);
-  const data = await repo.getLog(logSource(name), timelineDir(wal.timeline), wal.name);
+  const tl = timelineDir(wal.timeline);
+  let data = await repo.getLog(logSource(name), tl, wal.name);
+  if (!data && wal.kind === 'segment') {
+    data = (await repo.getLog(streamSource(name), tl, wal.name)) ?? (await repo.getLog(streamSource(name), tl, `${wal.name}.partial`));
+  }
   if (!data) return false;
   const tmp = `${dest}.lifeboat-${process.pid}`;
   await fs.writeFile(tmp, data);

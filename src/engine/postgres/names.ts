@@ -11,6 +11,15 @@ export function logSource(name: string): string {
   return `postgres.${name}`;
 }
 
+/**
+ * WAL received by `pg stream` lives apart from archive_command's: a streamed segment
+ * ends in zeros where the server's own file may hold a recycled tail, so the same
+ * name can legitimately differ in content, and archive-push must stay strict.
+ */
+export function streamSource(name: string): string {
+  return `${logSource(name)}~stream`;
+}
+
 export function timelineDir(timeline: number): string {
   return timeline.toString(16).toUpperCase().padStart(8, '0');
 }

@@ -16,7 +16,7 @@ import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { parseLsn, parseWalName, segmentName } from '../../sources/postgres/wal.js';
 import { restore, type RestoreResult } from '../restore/restorer.js';
-import { logSource, type PgConsistency } from './names.js';
+import { logSource, streamSource, type PgConsistency } from './names.js';
 
 export type PgTarget =
   | { kind: 'latest' }
@@ -75,7 +75,7 @@ export function chooseBackup(all: Snapshot[], name: string, target: PgTarget): S
  * on each timeline reached must be present. Throws naming the first one missing.
  */
 export async function checkWalContinuity(repo: Repository, name: string, c: PgConsistency): Promise<void> {
-  const logs = await repo.listLogs(logSource(name));
+  const logs = [...(await repo.listLogs(logSource(name))), ...(await repo.listLogs(streamSource(name)))];
   const segSize = c.walSegSize || 16 * 1024 * 1024;
   const startSeg = parseLsn(c.startLsn) / BigInt(segSize);
   const byTimeline = new Map<number, bigint[]>();
@@ -86,7 +86,7 @@ export async function checkWalContinuity(repo: Repository, name: string, c: PgCo
     } catch {
       continue;
     }
-    if (w.kind !== 'segment' || w.timeline < c.timeline || w.segno === undefined) continue;
+    if ((w.kind !== 'segment' && w.kind !== 'partial') || w.timeline < c.timeline || w.segno === undefined) continue;
     const list = byTimeline.get(w.timeline) ?? [];
     list.push(w.segno);
     byTimeline.set(w.timeline, list);

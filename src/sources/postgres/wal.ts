@@ -27,7 +27,10 @@ export function parseWalName(name: string, segSize = 16 * 1024 * 1024): WalName 
   }
   if ((m = /^([0-9A-F]{8})\.history$/.exec(name))) return { name, kind: 'history', timeline: parseInt(m[1]!, 16) };
   if ((m = /^([0-9A-F]{8})[0-9A-F]{16}\.[0-9A-F]{8}\.backup$/.exec(name))) return { name, kind: 'backup', timeline: parseInt(m[1]!, 16) };
-  if ((m = /^([0-9A-F]{8})[0-9A-F]{16}\.partial$/.exec(name))) return { name, kind: 'partial', timeline: parseInt(m[1]!, 16) };
+  if ((m = /^([0-9A-F]{24})\.partial$/.exec(name))) {
+    const seg = parseWalName(m[1]!, segSize);
+    return { name, kind: 'partial', timeline: seg.timeline, ...(seg.segno !== undefined ? { segno: seg.segno } : {}) };
+  }
   throw new LifeboatError('USAGE', `"${name}" is not a WAL file name`, {
     hint: 'archive_command passes %p (a path ending in a WAL file name); restore_command %f',
   });

@@ -1,0 +1,39 @@
+/** lifeboat pg stream: ships WAL continuously until SIGINT/SIGTERM. */
+import type { Command } from 'commander';
+import { pgStream } from '../../engine/postgres/stream.js';
+import { withRepo, type GlobalOptions } from '../context.js';
+
+export function register(pg: Command): void {
+  pg.command('stream')
+    .description('stream WAL over a replication slot into the repository (about a second of data at risk)')
+    .requiredOption('--name <name>', 'cluster name')
+    .requiredOption('--dsn <url>', 'connection string of a role with REPLICATION')
+    .option('--slot <name>', 'replication slot (default lifeboat_<name>; created if missing)')
+    .option('--spool <dir>', 'local directory pg_receivewal writes to')
+    .option('--interval <ms>', 'how often to ship WAL', '1000')
+    .option('--bin-dir <dir>', 'directory holding pg_receivewal')
+    .action(async (f: { name: string; dsn: string; slot?: string; spool?: string; interval: string; binDir?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      await withRepo(g, async (repo) => {
+        const stop = new AbortController();
+        const onSignal = () => stop.abort();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        await pgStream(repo, {
+          name: f.name,
+          dsn: f.dsn,
+          intervalMs: Number(f.interval),
+          signal: stop.signal,
+          ...(f.slot ? { slot: f.slot } : {}),
+          ...(f.spool ? { spool: f.spool } : {}),
+          ...(f.binDir ? { binDir: f.binDir } : {}),
+          onEvent: (e) => {
+            if (g.quiet) return;
+            if (g.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+            else if (e.kind === 'segment') console.log(`shipped ${e.file}`);
+            else if (e.kind === 'receiver-exit') console.error(`pg_receivewal exited (${e.code}): ${e.stderr.split('\n').pop() ?? ''}; restarting in ${e.restartInMs} ms`);
+          },
+        });
+      });
+    });
+}
