@@ -96,6 +96,21 @@ describe.each(stores)('backup and restore on the %s store', (_name, makeStore) =
     expect(snapshot.summary.addedBytes).toBeGreaterThan(data.length * 0.9);
   });
 
+  it('restores with --delta: keeps matching files, rewrites changed ones, removes extras', async () => {
+    const snap = (await repo.listSnapshots()).filter((s) => s.paths[0] === src && s.excludes.length === 0).at(-1)!;
+    const out = tmpdir();
+    await restore(repo, snap, { target: out });
+    const root = path.join(out, src);
+    await fs.writeFile(path.join(root, 'hello.txt'), 'tampered\n');
+    await fs.writeFile(path.join(root, 'extra.txt'), 'not in the snapshot');
+    await fs.rm(path.join(root, 'docs', 'notes.md'));
+    const r = await restore(repo, snap, { target: out, delta: true });
+    expect(r.removed).toBe(1);
+    expect(r.unchanged).toBeGreaterThan(0);
+    expect(r.unchanged).toBeLessThan(r.files);
+    expect(await snapshotOf(root)).toEqual(await snapshotOf(src));
+  });
+
   it('passes check --read-data', async () => {
     const r = await check(repo, { readData: true });
     expect(r.problems).toEqual([]);

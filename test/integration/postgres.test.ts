@@ -134,6 +134,55 @@ describe('PostgreSQL point-in-time recovery', () => {
   });
 });
 
+describe('PostgreSQL restore variants', () => {
+  it('to a transaction id', async () => {
+    const [{ xid }] = (await cluster.query<{ xid: string }>("insert into t values (5001, 'in xid') returning xmin::text as xid")) as [{ xid: string }];
+    await cluster.query('insert into t values (5002, $1)', ['after xid']);
+    await switchAndArchive();
+    await withRestored(['--xid', xid], async () => {
+      const got = await ids();
+      expect(got).toContain(5001);
+      expect(got).not.toContain(5002);
+    });
+  });
+
+  it('--delta rewrites only what differs in a stopped data directory', async () => {
+    const dir = path.join(base, 'delta');
+    let r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest']);
+    expect(r.code, r.stderr).toBe(0);
+    // Damage the copy: a changed relation file, a stray file, a missing file.
+    const rel = (await cluster.query<{ p: string }>("select pg_relation_filepath('t') as p"))[0]!.p;
+    await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
+    await writeAsPostgres(path.join(dir, 'stray.txt'), 'not in the backup');
+    await fs.rm(path.join(dir, 'PG_VERSION'));
+    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { files: number; unchanged: number; removed: number };
+    expect(out.removed).toBeGreaterThanOrEqual(1);
+    expect(out.unchanged).toBeGreaterThan(out.files / 2);
+    await expect(fs.stat(path.join(dir, 'stray.txt'))).rejects.toThrow();
+    await fs.appendFile(path.join(dir, 'postgresql.conf'), '\narchive_mode = off\n');
+    const expected = await ids();
+    await cluster.stop();
+    try {
+      await cluster.start(dir);
+      await cluster.waitPromoted();
+      expect(await ids()).toEqual(expected);
+      await cluster.query('create extension if not exists amcheck');
+      await cluster.query("select bt_index_check('t_pkey', true)");
+    } finally {
+      await cluster.stop(dir);
+      await cluster.start();
+    }
+  });
+
+  it('refuses --delta on a running cluster', async () => {
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', cluster.data, '--latest', '--delta']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/is running/);
+  });
+});
+
 describe('PostgreSQL archive safety and bad input', () => {
   it('archive-push refuses corrupted, foreign and mismatched segments, and accepts the same segment twice', async () => {
     const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
@@ -211,5 +260,33 @@ describe('PostgreSQL archive safety and bad input', () => {
 
     r = await lb(['pg', 'restore', '--name', 'nope', '--target-dir', path.join(base, 'nope'), '--latest']);
     expect(r.code).toBe(15);
+  });
+});
+
+describe('PostgreSQL timelines', () => {
+  // Last in the file: it leaves a timeline 2 in the archive, which "latest" follows.
+  it('follows the timeline a PITR copy created: restoring again after an earlier PITR works', async () => {
+    const [{ t: target }] = (await cluster.query<{ t: Date }>('select clock_timestamp() as t')) as [{ t: Date }];
+    await new Promise((r) => setTimeout(r, 1100));
+    await cluster.query('insert into t values (8001, $1)', ['timeline 1 only']);
+    await switchAndArchive();
+    // A PITR copy that stays in service: it promotes onto timeline 2 and archives there.
+    const dir = path.join(base, 'timeline2');
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--time', target.toISOString()]);
+    expect(r.code, r.stderr).toBe(0);
+    await cluster.stop();
+    await cluster.start(dir);
+    await cluster.waitPromoted();
+    const [{ tli }] = (await cluster.query<{ tli: number }>('select timeline_id as tli from pg_control_checkpoint()')) as [{ tli: number }];
+    expect(tli).toBe(2);
+    await cluster.query('insert into t values (9001, $1)', ['timeline 2']);
+    await switchAndArchive();
+    await cluster.stop(dir);
+    await cluster.start();
+    await withRestored(['--latest'], async () => {
+      const got = await ids();
+      expect(got).toContain(9001);
+      expect(got).not.toContain(8001);
+    });
   });
 });

@@ -9,6 +9,7 @@ import { LifeboatError } from '../../errors.js';
 import { archiveGet, archivePush } from '../../engine/postgres/archive.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
 import { pgRestore, type PgTarget } from '../../engine/postgres/restore.js';
+import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../util/bytes.js';
 import { repoLocation, withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
@@ -16,6 +17,7 @@ import { parseTime } from './options.js';
 import { parseLsn } from '../../sources/postgres/wal.js';
 import { parseLocation } from '../../storage/registry.js';
 import { register as registerStream } from './pg-stream.js';
+import { register as registerDump } from './pg-dump.js';
 
 interface RestoreFlags {
   name: string;
@@ -25,6 +27,7 @@ interface RestoreFlags {
   xid?: string;
   restorePoint?: string;
   latest?: boolean;
+  delta?: boolean;
 }
 
 function targetOf(f: RestoreFlags): PgTarget {
@@ -63,7 +66,9 @@ function archiveGetCommand(g: GlobalOptions, name: string): string {
 
 export function register(program: Command): void {
   const pg = program.command('pg').description('PostgreSQL: base backups, WAL archiving, point-in-time recovery');
+  registerVerify(pg);
   registerStream(pg);
+  registerDump(pg);
 
   pg.command('backup')
     .description('online base backup of a running cluster')
@@ -133,17 +138,20 @@ export function register(program: Command): void {
     .option('--xid <xid>', 'recover to this transaction id')
     .option('--restore-point <name>', 'recover to a point made with pg_create_restore_point()')
     .option('--latest', 'recover all archived WAL (default)')
+    .option('--delta', 'reuse a stopped existing data directory: rewrite only files that differ')
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
       const command = archiveGetCommand(g, f.name);
       await withRepo(g, async (repo) => {
         const started = Date.now();
-        const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command });
-        if (g.json) printJson({ snapshot: r.snapshot.id, targetDir: f.targetDir, files: r.files, bytes: r.bytes, recovery: r.recoveryConf });
+        const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command, ...(f.delta ? { delta: true } : {}) });
+        if (g.json) printJson({ snapshot: r.snapshot.id, targetDir: f.targetDir, files: r.files, unchanged: r.unchanged, removed: r.removed, bytes: r.bytes, recovery: r.recoveryConf });
         else if (!g.quiet) {
           console.log(
-            `restored base backup ${r.snapshot.id.slice(0, 8)} of ${f.name} to ${f.targetDir}: ${r.files} files, ${formatBytes(r.bytes)} in ${duration(Date.now() - started)}\n` +
+            `restored base backup ${r.snapshot.id.slice(0, 8)} of ${f.name} to ${f.targetDir}: ${r.files} files, ${formatBytes(r.bytes)} written` +
+              (f.delta ? ` (${r.unchanged} files already matched, ${r.removed} extra entries removed)` : '') +
+              ` in ${duration(Date.now() - started)}\n` +
               `recovery: ${target.kind === 'latest' ? 'all archived WAL' : r.recoveryConf.filter((l) => l.startsWith('recovery_target_') && !l.includes('timeline') && !l.includes('action')).join(', ')}; start it with pg_ctl -D ${f.targetDir} start`,
           );
         }

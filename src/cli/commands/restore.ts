@@ -14,8 +14,9 @@ export function register(program: Command): void {
     .argument('<snapshot>', 'snapshot id prefix or "latest"')
     .requiredOption('-t, --target <dir>', 'directory to restore into')
     .option('--include <glob>', 'restore only paths matching (repeatable)', collect, [])
+    .option('--delta', 'the target holds an older copy: rewrite only files that differ, remove what the snapshot lacks')
     .option('--threads <n>', 'worker threads (default: cores + 1)')
-    .action(async (ref: string, flags: { target: string; include: string[]; threads?: string }, cmd: Command) => {
+    .action(async (ref: string, flags: { target: string; include: string[]; delta?: boolean; threads?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const snap = await repo.findSnapshot(ref);
@@ -24,6 +25,7 @@ export function register(program: Command): void {
         const r = await restore(repo, snap, {
           target: flags.target,
           include: flags.include,
+          ...(flags.delta ? { delta: true } : {}),
           ...(flags.threads ? { threads: Number(flags.threads) } : {}),
           onProgress: bar.update,
         }).finally(() => bar.done());

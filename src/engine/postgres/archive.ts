@@ -9,13 +9,24 @@ import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
-import { logSource, streamSource, timelineDir, type PgConsistency } from './names.js';
+import { logSource, streamSource, timelineDir } from './names.js';
 
-/** The cluster identity to check segments against: from the newest base backup, if any. */
-async function knownCluster(repo: Repository, name: string): Promise<{ systemId?: string; pgMajor?: number }> {
-  const snaps = (await repo.listSnapshots()).filter((s) => s.source.kind === 'postgres' && s.source.name === name);
-  const c = snaps.at(-1)?.consistency as unknown as PgConsistency | undefined;
-  return c ? { systemId: c.systemId, pgMajor: c.pgMajor } : {};
+export interface ClusterIdentity {
+  systemId: string;
+  pgMajor: number;
+}
+
+/** Where a base backup records the cluster's identity: one small object per push to read. */
+const IDENTITY = ['identity', 'cluster.json'] as const;
+
+export async function recordIdentity(repo: Repository, name: string, id: ClusterIdentity): Promise<void> {
+  await repo.putLog(logSource(name), IDENTITY[0], IDENTITY[1], Buffer.from(JSON.stringify(id)), { replace: true });
+}
+
+/** The identity to check segments against (none before the first base backup). */
+async function knownCluster(repo: Repository, name: string): Promise<Partial<ClusterIdentity>> {
+  const raw = await repo.getLog(logSource(name), IDENTITY[0], IDENTITY[1]);
+  return raw ? (JSON.parse(raw.toString('utf8')) as ClusterIdentity) : {};
 }
 
 export async function archivePush(repo: Repository, name: string, file: string): Promise<'stored' | 'exists'> {

@@ -12,6 +12,7 @@ import type { Repository } from '../../repo/repository.js';
 import { connect, serverInfo } from '../../sources/postgres/connect.js';
 import { backup, type BackupResult } from '../backup/archiver.js';
 import type { ProgressFn } from '../progress.js';
+import { recordIdentity } from './archive.js';
 import { logSource, type PgConsistency } from './names.js';
 
 export interface PgBackupOptions {
@@ -52,6 +53,7 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
         hint: 'run on the database host (or pass --pgdata with the local path of the data directory)',
       });
     }
+    await recordIdentity(repo, opts.name, { systemId: info.systemId, pgMajor: info.major });
     const startTime = new Date().toISOString();
     const label = `lifeboat ${opts.name} ${startTime}`;
     const start = await client.query<{ lsn: string }>('select pg_backup_start($1, true)::text as lsn', [label]);

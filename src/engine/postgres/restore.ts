@@ -31,6 +31,8 @@ export interface PgRestoreOptions {
   target: PgTarget;
   /** The command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
   archiveGetCommand: string;
+  /** Reuse an existing (stopped) data directory, rewriting only files that differ. */
+  delta?: boolean;
 }
 
 export interface PgRestoreResult extends RestoreResult {
@@ -81,6 +83,7 @@ export async function checkWalContinuity(repo: Repository, name: string, c: PgCo
   const byTimeline = new Map<number, bigint[]>();
   for (const l of logs) {
     let w;
+    if (l.timeline === 'identity') continue;
     try {
       w = parseWalName(l.file, segSize);
     } catch {
@@ -145,7 +148,7 @@ async function assertEmptyTarget(dir: string): Promise<void> {
     const entries = await fs.readdir(dir);
     if (entries.length > 0) {
       throw new LifeboatError('USAGE', `${dir} is not empty; refusing to overwrite it`, {
-        hint: 'restore into an empty or new directory (stop the old cluster and move its data directory aside)',
+        hint: 'restore into an empty or new directory, or pass --delta to rewrite only what differs in a stopped cluster',
       });
     }
   } catch (err) {
@@ -153,14 +156,33 @@ async function assertEmptyTarget(dir: string): Promise<void> {
   }
 }
 
+async function assertStopped(dir: string): Promise<void> {
+  const pid = await fs.readFile(path.join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  if (pid === undefined) return;
+  const n = Number(pid.split('\n')[0]);
+  let alive = false;
+  try {
+    process.kill(n, 0);
+    alive = true;
+  } catch (err) {
+    alive = errno(err) === 'EPERM';
+  }
+  if (alive) {
+    throw new LifeboatError('USAGE', `a PostgreSQL server (pid ${n}) is running on ${dir}`, {
+      hint: 'stop it first (pg_ctl -D DIR stop); --delta rewrites the data directory in place',
+    });
+  }
+}
+
 export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promise<PgRestoreResult> {
   const target = path.resolve(opts.targetDir);
-  await assertEmptyTarget(target);
+  if (opts.delta) await assertStopped(target);
+  else await assertEmptyTarget(target);
   const snapshot = chooseBackup(await repo.listSnapshots(), opts.name, opts.target);
   const c = consistencyOf(snapshot);
   await checkWalContinuity(repo, opts.name, c);
 
-  const result = await restore(repo, snapshot, { target, root: c.dataDirectory });
+  const result = await restore(repo, snapshot, { target, root: c.dataDirectory, ...(opts.delta ? { delta: true } : {}) });
   const st = await fs.stat(target);
   const own = async (file: string) => {
     if (process.getuid?.() === 0) await fs.chown(file, st.uid, st.gid);

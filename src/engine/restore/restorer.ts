@@ -25,6 +25,8 @@ import type { RestoreBlob } from '../workers/restore-protocol.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads } from '../backup/archiver.js';
 import { resolvePath } from '../browse/tree-walk.js';
+import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
+import { removeExtra, sameContent } from './delta.js';
 
 export interface RestoreOptions {
   target: string;
@@ -34,11 +36,20 @@ export interface RestoreOptions {
    */
   root?: string;
   include?: string[];
+  /**
+   * The target may hold an older copy: files whose content already matches are
+   * kept (only their metadata is set), others rewritten, extra entries removed.
+   */
+  delta?: boolean;
   threads?: number;
   onProgress?: ProgressFn;
 }
 
 export interface RestoreResult {
+  /** With delta: files whose content already matched and were not rewritten. */
+  unchanged: number;
+  /** With delta: entries in the target that the snapshot does not have, removed. */
+  removed: number;
   files: number;
   dirs: number;
   bytes: number;
@@ -77,6 +88,9 @@ class Restorer {
   private readonly errors: ItemError[] = [];
   private readonly isRoot = process.getuid?.() === 0;
   private files = 0;
+  private unchanged = 0;
+  private readonly restored = new Set<string>();
+  private readonly chunker: FastCDC | undefined;
   private total = 0;
   private written = 0;
   private readonly emit: ReturnType<typeof throttleProgress>;
@@ -86,6 +100,7 @@ class Restorer {
     private readonly opts: RestoreOptions,
   ) {
     this.emit = throttleProgress(opts.onProgress);
+    this.chunker = opts.delta ? new FastCDC(gearTable(repo.key.idKey), repo.config.chunker) : undefined;
     this.target = path.resolve(opts.target);
     this.include = new PathMatcher(opts.include ?? []);
   }
@@ -104,6 +119,8 @@ class Restorer {
     } else {
       await this.walk(snapshot.tree, '/');
     }
+    // Delta: what the snapshot does not have goes, so the target equals the snapshot.
+    const removed = this.opts.delta && this.include.empty ? await removeExtra(this.target, this.restored) : 0;
     await this.writeContent();
     for (const l of this.links) {
       await fs.rm(l.path, { force: true });
@@ -114,7 +131,7 @@ class Restorer {
     this.dirs.sort((a, b) => b.path.length - a.path.length);
     for (const d of this.dirs) await this.meta(d);
     this.report(true);
-    return { files: this.files, dirs: this.dirs.length, bytes: this.written, errors: this.errors };
+    return { files: this.files, unchanged: this.unchanged, removed, dirs: this.dirs.length, bytes: this.written, errors: this.errors };
   }
 
   private async meta(item: Later): Promise<void> {
@@ -127,6 +144,7 @@ class Restorer {
 
   /** Creates a directory we own; a non-directory in the way (a planted symlink) is replaced. */
   private async ensureDir(dir: string): Promise<void> {
+    this.restored.add(dir);
     if (this.made.has(dir)) return;
     const parent = path.dirname(dir);
     if (!this.made.has(parent)) await this.ensureDir(parent);
@@ -178,6 +196,7 @@ class Restorer {
   }
 
   private async leaf(node: TreeNode, dest: string): Promise<void> {
+    this.restored.add(dest);
     if (node.type !== 'file') {
       await fs.rm(dest, { force: true, recursive: false }).catch(() => {});
       if (node.type === 'symlink') await fs.symlink(node.target ?? '', dest);
@@ -201,6 +220,11 @@ class Restorer {
     }
     const content = node.content ?? [];
     this.total += node.size ?? 0;
+    if (this.chunker && (await isFileOfSize(dest, node.size ?? 0)) && sameContent(dest, node, this.chunker, this.repo.key)) {
+      this.unchanged++;
+      this.lateFiles.push({ path: dest, node });
+      return;
+    }
     if (content.length === 1) {
       this.plan(content[0] as string, { path: dest, offset: 0, whole: node });
       return;
@@ -277,6 +301,11 @@ class Restorer {
   private report(final: boolean): void {
     this.emit({ phase: final ? 'done' : 'restore', files: this.files, bytes: this.written, totalBytes: this.total, errors: this.errors.length }, final);
   }
+}
+
+async function isFileOfSize(p: string, size: number): Promise<boolean> {
+  const st = await fs.lstat(p).catch(() => undefined);
+  return st !== undefined && st.isFile() && st.size === size;
 }
 
 async function removeNonFile(p: string): Promise<void> {

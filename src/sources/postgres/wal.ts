@@ -88,7 +88,9 @@ export function validateSegment(name: WalName, data: Uint8Array, expect: { syste
   }
   if ((Buffer.from(data.buffer, data.byteOffset, 4).readUInt16LE(2) & XLP_LONG_HEADER) === 0) fail('first page has no long header');
   if (data.length !== h.segSize) fail(`size ${data.length} differs from the header's segment size ${h.segSize}`);
-  if (h.timeline !== name.timeline) fail(`header timeline ${h.timeline} differs from the name's ${name.timeline}`);
+  // The first segment of a new timeline starts with pages copied from the old one,
+  // so its header may name an earlier timeline, never a later one.
+  if (h.timeline > name.timeline) fail(`header timeline ${h.timeline} is later than the name's ${name.timeline}`);
   if (name.segno !== undefined && h.pageAddr !== name.segno * BigInt(h.segSize)) fail('page address does not match the file name');
   if (expect.systemId && h.systemId !== expect.systemId) fail(`system identifier ${h.systemId}, expected ${expect.systemId}`);
   return h;
