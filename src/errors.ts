@@ -48,7 +48,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   NO_SPACE: { exit: 17, http: 507, summary: 'no space left on the destination' },
   PERMISSION: { exit: 18, http: 403, summary: 'permission denied' },
   UNSAFE_PATH: { exit: 13, http: 500, summary: 'a stored name would write outside the target' },
-  SOURCE_UNAVAILABLE: { exit: 19, http: 502, summary: 'the database to back up cannot be reached or refused the login' },
+  SOURCE_UNAVAILABLE: { exit: 19, http: 502, summary: 'a database cannot be reached, or refused the login' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

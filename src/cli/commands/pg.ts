@@ -2,66 +2,25 @@
  * lifeboat pg backup | archive-push | archive-get | restore — PostgreSQL base
  * backups, WAL archiving and point-in-time recovery.
  */
-import { realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
-import { archiveGet, archivePush } from '../../engine/postgres/archive.js';
+import { rm } from 'node:fs/promises';
+import { archiveGet, archivePush, prefetch, takePrefetched } from '../../engine/postgres/archive.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
-import { pgRestore, type PgTarget } from '../../engine/postgres/restore.js';
+import { pgRestore } from '../../engine/postgres/restore.js';
+import { archiveGetCommand, targetOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../util/bytes.js';
-import { repoLocation, withRepo, type GlobalOptions } from '../context.js';
+import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
-import { parseTime } from './options.js';
-import { parseLsn } from '../../sources/postgres/wal.js';
-import { parseLocation } from '../../storage/registry.js';
 import { register as registerStream } from './pg-stream.js';
 import { register as registerDump } from './pg-dump.js';
 
-interface RestoreFlags {
+interface RestoreFlags extends TargetFlags {
   name: string;
   targetDir: string;
-  time?: string;
-  lsn?: string;
-  xid?: string;
-  restorePoint?: string;
-  latest?: boolean;
   delta?: boolean;
-}
-
-function targetOf(f: RestoreFlags): PgTarget {
-  const given = [f.time, f.lsn, f.xid, f.restorePoint, f.latest].filter((v) => v !== undefined);
-  if (given.length > 1) throw new LifeboatError('USAGE', 'give one of --time, --lsn, --xid, --restore-point, --latest');
-  if (f.time !== undefined) return { kind: 'time', time: parseTime(f.time) };
-  if (f.lsn !== undefined) {
-    parseLsn(f.lsn);
-    return { kind: 'lsn', lsn: f.lsn };
-  }
-  if (f.xid !== undefined) {
-    if (!/^\d+$/.test(f.xid)) throw new LifeboatError('USAGE', `"${f.xid}" is not a transaction id`);
-    return { kind: 'xid', xid: f.xid };
-  }
-  if (f.restorePoint !== undefined) return { kind: 'name', name: f.restorePoint };
-  return { kind: 'latest' };
-}
-
-/**
- * The restore_command PostgreSQL will run: this very CLI, with absolute paths, the
- * repository and a password file (the server cannot be given a password otherwise).
- */
-function archiveGetCommand(g: GlobalOptions, name: string): string {
-  const pwFile = g.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE;
-  if (!pwFile) {
-    throw new LifeboatError('USAGE', 'pg restore needs --password-file (or LIFEBOAT_PASSWORD_FILE)', {
-      hint: "PostgreSQL's restore_command runs `lifeboat pg archive-get`, which must read the password from a file",
-    });
-  }
-  let repo = repoLocation(g);
-  if (parseLocation(repo).scheme === 'local') repo = path.resolve(parseLocation(repo).rest);
-  const cli = realpathSync(process.argv[1] ?? 'lifeboat');
-  const q = (s: string) => `"${s.replace(/(["\\$`])/g, '\\$1')}"`;
-  return `${q(process.execPath)} ${q(cli)} pg archive-get --name ${q(name)} --repo ${q(repo)} --password-file ${q(path.resolve(pwFile))}`;
 }
 
 export function register(program: Command): void {
@@ -118,14 +77,21 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'cluster name')
     .argument('<walfile>', 'WAL file name (%f)')
     .argument('<dest>', 'where to write it (%p)')
-    .action(async (file: string, dest: string, f: { name: string }, cmd: Command) => {
+    .option('--prefetch <dir>', 'also fetch the following segments into DIR, and serve later calls from it')
+    .action(async (file: string, dest: string, f: { name: string; prefetch?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
+      if (f.prefetch && (await takePrefetched(f.prefetch, file, dest))) return;
       await withRepo(g, async (repo) => {
-        if (!(await archiveGet(repo, f.name, file, dest))) {
-          throw new LifeboatError('NOT_FOUND', `${file} is not in the archive of ${f.name}`, {
-            hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
-          });
+        if (await archiveGet(repo, f.name, file, dest)) {
+          if (f.prefetch) await prefetch(repo, f.name, file, f.prefetch);
+          return;
         }
+        // A segment past the end of the archive: recovery is finishing and the spool
+        // has served its purpose. (Missing history files are asked for all along.)
+        if (f.prefetch && /^[0-9A-F]{24}$/.test(file)) await rm(f.prefetch, { recursive: true, force: true });
+        throw new LifeboatError('NOT_FOUND', `${file} is not in the archive of ${f.name}`, {
+          hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
+        });
       });
     });
 
@@ -142,7 +108,7 @@ export function register(program: Command): void {
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
-      const command = archiveGetCommand(g, f.name);
+      const command = archiveGetCommand(g, f.name, 'restore');
       await withRepo(g, async (repo) => {
         const started = Date.now();
         const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command, ...(f.delta ? { delta: true } : {}) });

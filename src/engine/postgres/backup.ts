@@ -14,6 +14,7 @@ import { backup, type BackupResult } from '../backup/archiver.js';
 import type { ProgressFn } from '../progress.js';
 import { recordIdentity } from './archive.js';
 import { logSource, type PgConsistency } from './names.js';
+import { PREFETCH_DIR } from './restore.js';
 
 export interface PgBackupOptions {
   name: string;
@@ -33,6 +34,7 @@ function excludes(pgdata: string): string[] {
   const dirsEmptied = ['pg_wal', 'pg_replslot', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans'];
   return [
     ...dirsEmptied.map((d) => `${pgdata}/${d}/*`),
+    `${pgdata}/${PREFETCH_DIR}`,
     ...['postmaster.pid', 'postmaster.opts', 'backup_label', 'backup_label.old', 'tablespace_map', 'recovery.signal', 'standby.signal'].map((f) => `${pgdata}/${f}`),
     'pgsql_tmp*',
     'pg_internal.init',

@@ -18,6 +18,9 @@ import { parseLsn, parseWalName, segmentName } from '../../sources/postgres/wal.
 import { restore, type RestoreResult } from '../restore/restorer.js';
 import { logSource, streamSource, type PgConsistency } from './names.js';
 
+/** Spool for prefetched WAL inside a restored data directory (left out of base backups). */
+export const PREFETCH_DIR = 'lifeboat-prefetch';
+
 export type PgTarget =
   | { kind: 'latest' }
   | { kind: 'time'; time: Date }
@@ -94,12 +97,16 @@ export async function checkWalContinuity(repo: Repository, name: string, c: PgCo
     list.push(w.segno);
     byTimeline.set(w.timeline, list);
   }
-  const first = segmentName(c.timeline, startSeg, segSize);
   const own = byTimeline.get(c.timeline) ?? [];
-  if (!own.includes(startSeg)) {
-    throw new LifeboatError('CORRUPT', `WAL segment ${first}, where the base backup starts, is not in the archive`, {
-      hint: 'is archive_command set to `lifeboat pg archive-push`? without it this backup cannot be restored',
-    });
+  // The backup is consistent only once WAL up to its stop LSN is replayed: every
+  // segment from start to stop must be there, whatever the target.
+  const stopSeg = parseLsn(c.stopLsn) / BigInt(segSize);
+  for (let seg = startSeg; seg <= stopSeg; seg++) {
+    if (!own.includes(seg)) {
+      throw new LifeboatError('CORRUPT', `WAL segment ${segmentName(c.timeline, seg, segSize)}, which the base backup needs to be consistent, is not in the archive`, {
+        hint: 'is archive_command set to `lifeboat pg archive-push`? without that WAL this backup cannot be restored',
+      });
+    }
   }
   for (const [tli, segs] of [...byTimeline].sort((a, b) => a[0] - b[0])) {
     const sorted = [...new Set(segs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -194,7 +201,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   await write('backup_label', c.backupLabel);
   if (c.tablespaceMap) await write('tablespace_map', c.tablespaceMap);
   await write('recovery.signal', '');
-  const lines = recoverySettings(opts.target, opts.archiveGetCommand);
+  const lines = recoverySettings(opts.target, `${opts.archiveGetCommand} --prefetch "${path.join(target, PREFETCH_DIR)}"`);
   const auto = path.join(target, 'postgresql.auto.conf');
   const before = await fs.readFile(auto, 'utf8').catch(() => '');
   await write('postgresql.auto.conf', `${before}\n# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)})\n${lines.join('\n')}\n`);

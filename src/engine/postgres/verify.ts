@@ -1,0 +1,361 @@
+/**
+ * `pg verify`: proof that a backup restores, not a hope. Restores the chosen point
+ * into a scratch data directory, starts it where nothing else can reach it, waits
+ * for recovery to finish and promote, then runs amcheck over every btree index of
+ * every database and the caller's queries. Returns a report with the measured
+ * recovery time (the RTO an operator would see); prints nothing.
+ *
+ * The scratch cluster must never act on the world: it listens only on 127.0.0.1 and
+ * a socket in its own 0700 directory, never archives (it would push a new timeline
+ * into the real history), and starts no replication or subscription workers.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import { createServer } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LifeboatError, errno, type ErrorCode } from '../../errors.js';
+import type { Repository } from '../../repo/repository.js';
+import { connect, type PgClient } from '../../sources/postgres/connect.js';
+import type { PgConsistency } from './names.js';
+import { chooseBackup, pgRestore, type PgTarget } from './restore.js';
+
+export interface PgVerifyOptions {
+  name: string;
+  target: PgTarget;
+  /** The command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
+  archiveGetCommand: string;
+  /** Each must return a first column that is not false, null or 0. Run in the `postgres` database. */
+  queries?: string[];
+  /** Keep the (stopped) scratch data directory for inspection. */
+  keep?: boolean;
+  /**
+   * Budget for start-up and recovery. An hour: replaying WAL runs at tens of MB/s
+   * even on modest disks, so a verify that needs longer is a finding in itself.
+   */
+  timeoutMs?: number;
+  /** Where pg_ctl lives; default the Debian/Ubuntu layout for the backup's major version. */
+  pgBinDir?: string;
+  onPhase?: (phase: 'restore' | 'recovery' | 'checks' | 'cleanup') => void;
+}
+
+export interface PgVerifyCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface PgVerifyReport {
+  ok: boolean;
+  snapshot: string;
+  target: Record<string, string>;
+  /** Restore start → cluster accepting writes; null when it never got there. */
+  rto_seconds: number | null;
+  restore_seconds: number | null;
+  recovery_seconds: number | null;
+  checks: PgVerifyCheck[];
+  /** Only with `keep`. */
+  scratch_dir?: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;
+/** Errors that say something about this host or repository state, not about the backup: passed through. */
+const ENVIRONMENT: ErrorCode[] = ['LOCKED', 'NO_SPACE', 'PERMISSION', 'STORE_UNAVAILABLE', 'INTERRUPTED', 'WRONG_PASSWORD', 'NO_PASSWORD'];
+
+/** The btree indexes amcheck can check (the query from the amcheck documentation, all schemas). */
+const INDEXES = `select c.oid::text as oid, format('%I.%I', n.nspname, c.relname) as name
+  from pg_index i
+  join pg_opclass op on i.indclass[0] = op.oid
+  join pg_am am on op.opcmethod = am.oid
+  join pg_class c on i.indexrelid = c.oid
+  join pg_namespace n on c.relnamespace = n.oid
+ where am.amname = 'btree' and c.relpersistence != 't' and c.relkind = 'i' and i.indisready and i.indisvalid
+ order by c.relpages desc`;
+
+const seconds = (ms: number): number => Math.round(ms) / 1000;
+const message = (err: unknown): string =>
+  err instanceof LifeboatError && err.hint ? `${err.message} (${err.hint})` : err instanceof Error ? err.message : String(err);
+
+function describeTarget(t: PgTarget): Record<string, string> {
+  return t.kind === 'time' ? { kind: 'time', time: t.time.toISOString() } : { ...t };
+}
+
+export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise<PgVerifyReport> {
+  // Nothing to restore or no PostgreSQL to run it: errors of their own, before any work.
+  const snapshot = chooseBackup(await repo.listSnapshots(), opts.name, opts.target);
+  const c = snapshot.consistency as unknown as PgConsistency;
+  const bin = opts.pgBinDir ?? `/usr/lib/postgresql/${c.pgMajor}/bin`;
+  if (!existsSync(path.join(bin, 'pg_ctl'))) {
+    throw new LifeboatError('NOT_FOUND', `no pg_ctl for PostgreSQL ${c.pgMajor} in ${bin}`, {
+      hint: `install the PostgreSQL ${c.pgMajor} server package (with contrib, for amcheck) on this host`,
+    });
+  }
+  const report: PgVerifyReport = {
+    ok: false,
+    snapshot: snapshot.id,
+    target: describeTarget(opts.target),
+    rto_seconds: null,
+    restore_seconds: null,
+    recovery_seconds: null,
+    checks: [],
+  };
+  const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const scratch = new Scratch(await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-verify-')), bin);
+  let started = false;
+  try {
+    const t0 = Date.now();
+    opts.onPhase?.('restore');
+    try {
+      const r = await pgRestore(repo, { name: opts.name, targetDir: scratch.data, target: opts.target, archiveGetCommand: opts.archiveGetCommand });
+      if (r.errors.length > 0) throw new Error(`${r.errors.length} item(s) not restored, first: ${r.errors[0]!.path}: ${r.errors[0]!.message}`);
+      await scratch.configure();
+    } catch (err) {
+      if (err instanceof LifeboatError && ENVIRONMENT.includes(err.code)) throw err;
+      report.checks.push({ name: 'restore', ok: false, detail: message(err) });
+      return report;
+    }
+    const t1 = Date.now();
+    report.restore_seconds = seconds(t1 - t0);
+    report.checks.push({ name: 'restore', ok: true, detail: `base backup ${snapshot.id.slice(0, 8)} (${c.startLsn} → ${c.stopLsn}) restored` });
+
+    opts.onPhase?.('recovery');
+    try {
+      started = true;
+      await scratch.start(deadline);
+      await scratch.waitPromoted(deadline);
+    } catch (err) {
+      report.checks.push({ name: 'start', ok: false, detail: `${message(err)}\n${await scratch.logTail()}` });
+      return report;
+    }
+    const t2 = Date.now();
+    report.recovery_seconds = seconds(t2 - t1);
+    report.rto_seconds = seconds(t2 - t0);
+    report.checks.push({ name: 'start', ok: true, detail: `recovered and promoted in ${report.recovery_seconds}s` });
+
+    opts.onPhase?.('checks');
+    const dbs = await scratch.databases().catch((err: unknown) => {
+      report.checks.push({ name: 'databases', ok: false, detail: message(err) });
+      return [];
+    });
+    for (const db of dbs) report.checks.push(await amcheck(scratch, db));
+    for (const sql of opts.queries ?? []) report.checks.push(await userQuery(scratch, sql));
+    report.ok = report.checks.every((k) => k.ok);
+    return report;
+  } finally {
+    opts.onPhase?.('cleanup');
+    if (started) await scratch.stop();
+    if (opts.keep) report.scratch_dir = scratch.dir;
+    else await fs.rm(scratch.dir, { recursive: true, force: true });
+  }
+}
+
+async function amcheck(s: Scratch, db: string): Promise<PgVerifyCheck> {
+  const name = `amcheck ${db}`;
+  let client: PgClient;
+  try {
+    client = await s.connect(db);
+  } catch (err) {
+    return { name, ok: false, detail: message(err) };
+  }
+  try {
+    await client.query('create extension if not exists amcheck');
+    const indexes = (await client.query<{ oid: string; name: string }>(INDEXES)).rows;
+    const bad: string[] = [];
+    // One call per index, so a failure names its index and the others are still checked.
+    for (const ix of indexes) {
+      try {
+        await client.query('select bt_index_check(index => $1::oid::regclass, heapallindexed => true)', [ix.oid]);
+      } catch (err) {
+        bad.push(`${ix.name}: ${message(err)}`);
+      }
+    }
+    if (bad.length > 0) return { name, ok: false, detail: `${bad.length} of ${indexes.length} btree indexes failed: ${bad.slice(0, 5).join('; ')}` };
+    return { name, ok: true, detail: `${indexes.length} btree indexes consistent with their tables (heapallindexed)` };
+  } catch (err) {
+    return { name, ok: false, detail: message(err) };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Passes when the first column of the first row is there and is not false, null or zero. */
+async function userQuery(s: Scratch, sql: string): Promise<PgVerifyCheck> {
+  const name = `query ${sql}`;
+  let client: PgClient | undefined;
+  try {
+    client = await s.connect('postgres');
+    const res = (await client.query({ text: sql, rowMode: 'array' })) as unknown;
+    // Several statements in one string give one result each; the last one answers.
+    const last = (Array.isArray(res) ? res.at(-1) : res) as { rows?: unknown[][] } | undefined;
+    const row = last?.rows?.[0];
+    if (!row || row.length === 0) return { name, ok: false, detail: 'returned no rows' };
+    const v = row[0];
+    const falsy = v === null || v === false || v === 0 || v === 0n || (typeof v === 'string' && v.trim() !== '' && Number(v) === 0);
+    return { name, ok: !falsy, detail: `first value: ${v instanceof Date ? v.toISOString() : String(v)}` };
+  } catch (err) {
+    return { name, ok: false, detail: message(err) };
+  } finally {
+    await client?.end().catch(() => {});
+  }
+}
+
+/** The scratch cluster: a temp directory holding data/, the socket, the log and its own pg_hba.conf. */
+class Scratch {
+  readonly data: string;
+  private readonly log: string;
+  private port = 0;
+  private owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, name: os.userInfo().username };
+  private user: string | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly bin: string,
+  ) {
+    this.data = path.join(dir, 'data');
+    this.log = path.join(dir, 'postgresql.log');
+  }
+
+  /** Appended after pgRestore's lines, so these win over anything the original cluster set. */
+  async configure(): Promise<void> {
+    const st = await fs.stat(this.data);
+    this.owner = { uid: st.uid, gid: st.gid, name: this.owner.uid === st.uid ? this.owner.name : await userName(st.uid) };
+    this.port = await freePort();
+    const file = (f: string) => path.join(this.dir, f);
+    // Only the owner's own socket is let in: trust is safe behind a 0700 directory, and TCP gets no entry at all.
+    await fs.writeFile(file('pg_hba.conf'), 'local all all trust\n', { mode: 0o600 });
+    // Clusters laid out the Debian way keep postgresql.conf outside the data directory.
+    if (!existsSync(path.join(this.data, 'postgresql.conf'))) await fs.writeFile(path.join(this.data, 'postgresql.conf'), '', { mode: 0o600 });
+    const q = (v: string) => `'${v.replace(/'/g, "''")}'`;
+    const lines = [
+      '# Added by lifeboat pg verify: a private scratch copy',
+      `port = ${this.port}`,
+      `listen_addresses = '127.0.0.1'`,
+      `unix_socket_directories = ${q(this.dir)}`,
+      `hba_file = ${q(file('pg_hba.conf'))}`,
+      // A promoted copy would archive a new timeline into the real cluster's history.
+      'archive_mode = off',
+      // Writes (create extension) would wait forever for standbys that will never connect.
+      `synchronous_standby_names = ''`,
+      // Subscriptions would connect to their publishers and consume the real subscriber's changes.
+      'max_logical_replication_workers = 0',
+      // The original's setting could name the real cluster's pid file ('' is not "unset": it fails).
+      `external_pid_file = ${q(file('external.pid'))}`,
+    ];
+    await fs.appendFile(path.join(this.data, 'postgresql.auto.conf'), `\n${lines.join('\n')}\n`);
+    for (const f of [this.dir, file('pg_hba.conf'), path.join(this.data, 'postgresql.conf')]) {
+      if (process.getuid?.() === 0) await fs.chown(f, this.owner.uid, this.owner.gid);
+    }
+  }
+
+  /** Runs a PostgreSQL program as the data directory's owner (PostgreSQL refuses root). */
+  private run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
+    const asOther = process.getuid?.() === 0 && this.owner.uid !== 0;
+    const [c, a] = asOther ? ['runuser', ['-u', this.owner.name, '--', cmd, ...args]] : [cmd, args];
+    // The server inherits this environment; the repository password has no business there.
+    const env = { ...process.env };
+    delete env.LIFEBOAT_PASSWORD;
+    return new Promise((resolve, reject) => {
+      const child = spawn(c, a, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, output }));
+    });
+  }
+
+  async start(deadline: number): Promise<void> {
+    if (process.getuid?.() === 0 && this.owner.uid === 0) {
+      throw new LifeboatError('PERMISSION', 'the restored data directory belongs to root, and PostgreSQL will not run as root', {
+        hint: 'take the backup of a cluster owned by its service user, or run verify as that user',
+      });
+    }
+    const secs = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+    // -w returns once connections are accepted, which with hot_standby is before recovery ends.
+    const r = await this.run(path.join(this.bin, 'pg_ctl'), ['-D', this.data, '-l', this.log, '-w', '-t', String(secs), 'start']);
+    if (r.code !== 0) throw new Error(`pg_ctl start failed: ${r.output.trim()}; the end of the server's log:`);
+  }
+
+  async waitPromoted(deadline: number): Promise<void> {
+    for (;;) {
+      let client: PgClient | undefined;
+      try {
+        client = await this.connect('template1');
+        const r = await client.query<{ rec: boolean }>('select pg_is_in_recovery() as rec');
+        if (r.rows[0]?.rec === false) return;
+      } catch (err) {
+        if (errno((err as Error).cause) === '28000') throw err;
+        // Refused connections are normal while it starts; a dead server is not (3: not running).
+        if ((await this.run(path.join(this.bin, 'pg_ctl'), ['-D', this.data, 'status'])).code === 3) {
+          throw new Error('the server stopped during recovery; the end of its log:');
+        }
+      } finally {
+        await client?.end().catch(() => {});
+      }
+      if (Date.now() > deadline) throw new Error('recovery did not finish in time');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /**
+   * Connects over the private socket. The bootstrap superuser's name is not recorded
+   * anywhere outside the catalog, so the likely ones are tried in turn.
+   */
+  async connect(db: string): Promise<PgClient> {
+    const candidates = this.user ? [this.user] : [...new Set([process.env.PGUSER, this.owner.name, 'postgres'].filter((u): u is string => !!u))];
+    let last: unknown;
+    for (const user of candidates) {
+      const e = encodeURIComponent;
+      try {
+        const client = await connect(`postgresql://${e(user)}@${e(this.dir)}:${this.port}/${e(db)}?options=${e('-c statement_timeout=0')}`);
+        this.user = user;
+        return client;
+      } catch (err) {
+        last = err;
+        // 28000: no such role; try the next name. Anything else is not about the name.
+        if (errno((err as Error).cause) !== '28000') throw err;
+      }
+    }
+    throw last;
+  }
+
+  async databases(): Promise<string[]> {
+    const client = await this.connect('template1');
+    try {
+      return (await client.query<{ datname: string }>('select datname from pg_database where datallowconn order by datname')).rows.map((r) => r.datname);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  async stop(): Promise<void> {
+    const ctl = path.join(this.bin, 'pg_ctl');
+    const r = await this.run(ctl, ['-D', this.data, '-m', 'fast', '-w', '-t', '60', 'stop']).catch(() => ({ code: -1 }));
+    if (r.code !== 0) await this.run(ctl, ['-D', this.data, '-m', 'immediate', '-w', 'stop']).catch(() => {});
+  }
+
+  async logTail(lines = 30): Promise<string> {
+    const text = await fs.readFile(this.log, 'utf8').catch(() => '');
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function userName(uid: number): Promise<string> {
+  const text = await fs.readFile('/etc/passwd', 'utf8').catch((err: unknown) => {
+    throw new LifeboatError('FAILED', `cannot read /etc/passwd: ${errno(err) ?? String(err)}`);
+  });
+  const line = text.split('\n').find((l) => l.split(':')[2] === String(uid));
+  if (!line) throw new LifeboatError('FAILED', `no user with uid ${uid} owns the restored data directory`, { hint: 'create the PostgreSQL service user on this host' });
+  return line.split(':')[0]!;
+}
