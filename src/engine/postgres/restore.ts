@@ -127,8 +127,18 @@ function quoteConf(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
-export function recoverySettings(target: PgTarget, archiveGetCommand: string): string[] {
-  const lines = [`restore_command = ${quoteConf(`${archiveGetCommand} %f "%p"`)}`, `recovery_target_timeline = 'latest'`];
+/**
+ * restore_command: a segment already prefetched is taken with a plain `mv` (the
+ * shell starts in a millisecond, Node in ~60); only a miss runs lifeboat, which
+ * fetches it and prefetches the next ones.
+ */
+export function restoreCommand(archiveGetCommand: string, prefetchDir?: string): string {
+  if (!prefetchDir) return `${archiveGetCommand} %f "%p"`;
+  return `test -f "${prefetchDir}/%f" && mv "${prefetchDir}/%f" "%p" || ${archiveGetCommand} --prefetch "${prefetchDir}" %f "%p"`;
+}
+
+export function recoverySettings(target: PgTarget, command: string): string[] {
+  const lines = [`restore_command = ${quoteConf(command)}`, `recovery_target_timeline = 'latest'`];
   switch (target.kind) {
     case 'time':
       // PostgreSQL does not take "T…Z"; it does take "YYYY-MM-DD HH:MM:SS.sss+00".
@@ -201,7 +211,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   await write('backup_label', c.backupLabel);
   if (c.tablespaceMap) await write('tablespace_map', c.tablespaceMap);
   await write('recovery.signal', '');
-  const lines = recoverySettings(opts.target, `${opts.archiveGetCommand} --prefetch "${path.join(target, PREFETCH_DIR)}"`);
+  const lines = recoverySettings(opts.target, restoreCommand(opts.archiveGetCommand, path.join(target, PREFETCH_DIR)));
   const auto = path.join(target, 'postgresql.auto.conf');
   const before = await fs.readFile(auto, 'utf8').catch(() => '');
   await write('postgresql.auto.conf', `${before}\n# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)})\n${lines.join('\n')}\n`);

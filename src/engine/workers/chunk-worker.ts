@@ -12,7 +12,7 @@ import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { blobId, masterKeyFrom, seal } from '../../codec/crypto.js';
 import { BLOB_DATA, PACK_TARGET_SIZE } from '../../repo/format.js';
 import { encodeEntries, packFooter, type PackEntry } from '../../repo/pack/pack.js';
-import type { FileResult, FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { FileResult, FromWorker, JobFile, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const key = masterKeyFrom(Buffer.from(init.encKey), Buffer.from(init.idKey));
@@ -98,7 +98,7 @@ function failure(err: unknown, size: number): FileResult {
   return { ids: new Uint8Array(0), size, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
 }
 
-async function chunkFile(path: string, job: number, win: Window): Promise<FileResult> {
+async function chunkFile(path: string, range: JobFile['range'], job: number, win: Window): Promise<FileResult> {
   const ids: Buffer[] = [];
   let size = 0;
   let fd: number;
@@ -110,11 +110,16 @@ async function chunkFile(path: string, job: number, win: Window): Promise<FileRe
   try {
     let start = end;
     let eof = false;
+    let pos = range?.offset ?? 0;
+    const stop = range ? range.offset + range.length : Infinity;
     for (;;) {
       while (!eof && end < buf.length) {
-        const n = readSync(fd, buf, end, buf.length - end, null);
+        const n = readSync(fd, buf, end, Math.min(buf.length - end, stop - pos), pos);
         if (n === 0) eof = true;
-        else end += n;
+        else {
+          end += n;
+          pos += n;
+        }
       }
       while (start < end) {
         const cut = chunker.cut(buf, start, end, eof);
@@ -139,10 +144,10 @@ async function chunkFile(path: string, job: number, win: Window): Promise<FileRe
   return { ids: Buffer.concat(ids), size };
 }
 
-async function runJob(job: number, files: Array<{ path: string }>): Promise<void> {
+async function runJob(job: number, files: JobFile[]): Promise<void> {
   const win = new Window();
   const results: FileResult[] = [];
-  for (const f of files) results.push(await chunkFile(f.path, job, win));
+  for (const f of files) results.push(await chunkFile(f.path, f.range, job, win));
   await win.flush(job);
   end = 0;
   post({ t: 'done', job, files: results });

@@ -17,6 +17,12 @@ export interface WorkerInit {
 
 export interface JobFile {
   path: string;
+  /**
+   * A part of a large file: read `length` bytes from `offset` (parts of one file go
+   * to different workers; each is chunked on its own, so a cut always falls at
+   * `offset`). Absent: the whole file.
+   */
+  range?: { offset: number; length: number };
 }
 
 export type ToWorker =
