@@ -4,8 +4,8 @@
  * shell over the engine; this file wires them up and turns errors into one line, a
  * hint and a stable exit code (docs/exit-codes.md).
  */
-import { Command, CommanderError, Option } from 'commander';
-import { ERROR_TABLE, LifeboatError } from '../errors.js';
+import { Command, Option } from 'commander';
+import { reportError } from './output/errors.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import * as backup from './commands/backup.js';
 import * as check from './commands/check.js';
@@ -38,28 +38,12 @@ export function buildProgram(): Command {
   return program;
 }
 
-function fail(err: unknown): number {
-  if (err instanceof CommanderError) {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-    return ERROR_TABLE.USAGE.exit;
-  }
-  if (err instanceof LifeboatError) {
-    process.stderr.write(`lifeboat: ${err.message}\n`);
-    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
-    return err.exitCode;
-  }
-  const e = err as NodeJS.ErrnoException;
-  process.stderr.write(`lifeboat: ${e?.message ?? String(err)}\n`);
-  if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`${e?.stack}\n`);
-  return ERROR_TABLE.FAILED.exit;
-}
-
 async function main(): Promise<void> {
   let code = 0;
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {
-    code = fail(err);
+    code = reportError(err);
   }
   process.exitCode = code;
 }

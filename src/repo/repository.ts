@@ -21,6 +21,15 @@ import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
 
 export const PROGRAM_VERSION = '0.1.0';
 
+/**
+ * Log files are archived one by one while the database waits (archive_command runs
+ * once per 16 MiB segment): zstd level 1 compresses WAL twice as fast as level 3 for
+ * a few percent more space. An explicitly chosen codec is kept.
+ */
+function logCompression(c: Compression): Compression {
+  return c.codec === 'zstd' && c === DEFAULT_COMPRESSION ? { codec: 'zstd', level: 1 } : c;
+}
+
 /** A small LRU of byte arrays by key, bounded by total size; concurrent loads share one fetch. */
 class ByteCache {
   private readonly entries = new Map<string, Promise<Uint8Array>>();
@@ -255,13 +264,14 @@ export class Repository {
    */
   async putLog(source: string, timeline: string, file: string, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<'stored' | 'exists'> {
     const key = keys.log(source, timeline, file);
+    const sealed = seal(this.key, data, logCompression(this.compression));
     if (opts.replace) {
       // Growing files (a streamed segment's .partial) are replaced atomically.
-      await this.store.put(key, seal(this.key, data, this.compression));
+      await this.store.put(key, sealed);
       return 'stored';
     }
     try {
-      await this.store.put(key, seal(this.key, data, this.compression), { ifAbsent: true });
+      await this.store.put(key, sealed, { ifAbsent: true });
       return 'stored';
     } catch (err) {
       if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;

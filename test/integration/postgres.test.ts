@@ -261,6 +261,21 @@ describe('PostgreSQL archive safety and bad input', () => {
     r = await lb(['pg', 'restore', '--name', 'nope', '--target-dir', path.join(base, 'nope'), '--latest']);
     expect(r.code).toBe(15);
   });
+
+  it('bad input: wrong credentials are refused with exit 19, and the password is not echoed', async () => {
+    await cluster.query("create role alice login password 'right-secret'");
+    // First match wins in pg_hba.conf: alice must use her password over TCP.
+    const hba = path.join(cluster.data, 'pg_hba.conf');
+    await fs.writeFile(hba, `host all alice 127.0.0.1/32 scram-sha-256\n${await fs.readFile(hba, 'utf8')}`);
+    await cluster.query('select pg_reload_conf()');
+    const before = (await lb(['snapshots', '--json'])).stdout;
+    const r = await lb(['pg', 'backup', '--name', 'main', '--dsn', `postgresql://alice:wrong-secret@127.0.0.1:${cluster.port}/postgres`]);
+    expect(r.code).toBe(19);
+    expect(r.stderr).toMatch(/refused the login/);
+    expect(r.stderr).toMatch(/hint:/);
+    expect(r.stderr).not.toContain('wrong-secret');
+    expect((await lb(['snapshots', '--json'])).stdout).toBe(before);
+  });
 });
 
 describe('PostgreSQL timelines', () => {

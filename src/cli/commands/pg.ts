@@ -5,8 +5,6 @@
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
-import { rm } from 'node:fs/promises';
-import { archiveGet, archivePush, prefetch, takePrefetched } from '../../engine/postgres/archive.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
 import { pgRestore } from '../../engine/postgres/restore.js';
 import { archiveGetCommand, targetOf, type TargetFlags } from './pg-options.js';
@@ -21,6 +19,12 @@ interface RestoreFlags extends TargetFlags {
   name: string;
   targetDir: string;
   delta?: boolean;
+}
+
+function leanOnly(): never {
+  throw new LifeboatError('USAGE', 'unrecognised options for this command', {
+    hint: 'use: pg archive-push --name N [--repo R] [--password-file F] PATH | pg archive-get --name N [--prefetch DIR] FILE DEST',
+  });
 }
 
 export function register(program: Command): void {
@@ -60,17 +64,14 @@ export function register(program: Command): void {
       });
     });
 
+  // archive-push and archive-get run once per WAL segment, so bin/lifeboat.js sends
+  // them to the lean entry point (../lean.ts); these definitions give them --help and
+  // the usual errors when the lean parser hands a call over.
   pg.command('archive-push')
     .description("archive one WAL file (for archive_command = '... pg archive-push --name N %p')")
     .requiredOption('--name <name>', 'cluster name')
     .argument('<path>', 'WAL file (%p)')
-    .action(async (file: string, f: { name: string }, cmd: Command) => {
-      const g = cmd.optsWithGlobals<GlobalOptions>();
-      await withRepo(g, async (repo) => {
-        const r = await archivePush(repo, f.name, file);
-        if (g.json) printJson({ file: path.basename(file), result: r });
-      });
-    });
+    .action(() => leanOnly());
 
   pg.command('archive-get')
     .description("fetch one WAL file (for restore_command = '... pg archive-get --name N %f %p')")
@@ -78,22 +79,7 @@ export function register(program: Command): void {
     .argument('<walfile>', 'WAL file name (%f)')
     .argument('<dest>', 'where to write it (%p)')
     .option('--prefetch <dir>', 'also fetch the following segments into DIR, and serve later calls from it')
-    .action(async (file: string, dest: string, f: { name: string; prefetch?: string }, cmd: Command) => {
-      const g = cmd.optsWithGlobals<GlobalOptions>();
-      if (f.prefetch && (await takePrefetched(f.prefetch, file, dest))) return;
-      await withRepo(g, async (repo) => {
-        if (await archiveGet(repo, f.name, file, dest)) {
-          if (f.prefetch) await prefetch(repo, f.name, file, f.prefetch);
-          return;
-        }
-        // A segment past the end of the archive: recovery is finishing and the spool
-        // has served its purpose. (Missing history files are asked for all along.)
-        if (f.prefetch && /^[0-9A-F]{24}$/.test(file)) await rm(f.prefetch, { recursive: true, force: true });
-        throw new LifeboatError('NOT_FOUND', `${file} is not in the archive of ${f.name}`, {
-          hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
-        });
-      });
-    });
+    .action(() => leanOnly());
 
   pg.command('restore')
     .description('restore a data directory and set up recovery to a target; then `pg_ctl start`')
