@@ -7,7 +7,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { LifeboatError } from '../errors.js';
-import { archiveGet, archivePush, prefetch, takePrefetched } from '../engine/postgres/archive.js';
+import { archiveGet, archivePush, prefetch, pushAhead, takePrefetched, takePushMarker } from '../engine/postgres/archive.js';
 import { withRepo, type GlobalOptions } from './context.js';
 import { reportError } from './output/errors.js';
 
@@ -60,9 +60,16 @@ export function parse(argv: string[]): Parsed | undefined {
 
 async function run(p: Parsed): Promise<void> {
   if (p.verb === 'archive-push') {
+    const walPath = p.args[0] as string;
+    // Shipped already by an earlier call's batch: nothing to open, nothing to do.
+    if (await takePushMarker(walPath)) {
+      if (p.g.json) process.stdout.write(`${JSON.stringify({ file: walPath, result: 'batched' })}\n`);
+      return;
+    }
     await withRepo(p.g, async (repo) => {
-      const r = await archivePush(repo, p.name, p.args[0] as string);
-      if (p.g.json) process.stdout.write(`${JSON.stringify({ file: p.args[0], result: r })}\n`);
+      const r = await archivePush(repo, p.name, walPath);
+      const ahead = await pushAhead(repo, p.name, walPath);
+      if (p.g.json) process.stdout.write(`${JSON.stringify({ file: walPath, result: r, pushedAhead: ahead })}\n`);
     });
     return;
   }

@@ -223,6 +223,22 @@ describe('PostgreSQL archive safety and bad input', () => {
     expect((await fs.readFile(path.join(base, 'seg3'))).equals(seg)).toBe(true);
   });
 
+  it('archives a burst of WAL in batches: every segment stored, every marker consumed', async () => {
+    await cluster.query("create table burst as select g as id, repeat(md5(g::text), 16) as pad from generate_series(1, 150000) g");
+    await switchAndArchive();
+    const [{ last }] = (await cluster.query<{ last: string }>('select last_archived_wal as last from pg_stat_archiver')) as [{ last: string }];
+    const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
+    const stored = new Set(await fs.readdir(logs));
+    const ready = await fs.readdir(path.join(cluster.data, 'pg_wal', 'archive_status'));
+    const done = ready.filter((f) => f.endsWith('.done')).map((f) => f.slice(0, -5)).filter((f) => /^[0-9A-F]{24}$/.test(f));
+    expect(done.length).toBeGreaterThan(3);
+    for (const f of done) expect(stored.has(f), `${f} archived`).toBe(true);
+    expect(stored.has(last)).toBe(true);
+    const spool = await fs.readdir(path.join(cluster.data, 'lifeboat-archive-spool')).catch(() => [] as string[]);
+    expect(spool).toEqual([]);
+    await cluster.query('drop table burst');
+  });
+
   it('restore with a missing segment stops with an error naming it, before writing anything', async () => {
     const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
     const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();

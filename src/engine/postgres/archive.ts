@@ -109,3 +109,67 @@ export async function prefetch(repo: Repository, name: string, file: string, dir
   }
   return n;
 }
+
+/**
+ * Batching for archive_command. PostgreSQL calls it once per segment, in order, and
+ * each call pays for a process and the key derivation. So a push also ships the
+ * next segments already marked `.ready` in pg_wal/archive_status, and leaves a
+ * marker for each in a spool inside the data directory; when PostgreSQL then asks
+ * for one of them, the marker answers without opening the repository. A marker is
+ * written only after its segment is stored; a lost marker just means one more
+ * (idempotent) push. Only the postgres user can write the spool (data directory 0700).
+ */
+export const PUSH_SPOOL = 'lifeboat-archive-spool';
+export const PUSH_BATCH = 8;
+
+/** The spool for a WAL path given as %p (…/pg_wal/NAME); undefined when not in a pg_wal. */
+export function pushSpool(walPath: string): string | undefined {
+  const dir = path.dirname(path.resolve(walPath));
+  return path.basename(dir) === 'pg_wal' ? path.join(path.dirname(dir), PUSH_SPOOL) : undefined;
+}
+
+/** True (and the marker consumed) when this segment was already shipped by a batch. */
+export async function takePushMarker(walPath: string): Promise<boolean> {
+  const spool = pushSpool(walPath);
+  if (!spool) return false;
+  try {
+    await fs.unlink(path.join(spool, `${path.basename(walPath)}.pushed`));
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Pushes up to `batch - 1` segments that follow `walPath` and are ready; returns how many. */
+export async function pushAhead(repo: Repository, name: string, walPath: string, batch = PUSH_BATCH): Promise<number> {
+  const spool = pushSpool(walPath);
+  if (!spool) return 0;
+  const walDir = path.dirname(path.resolve(walPath));
+  const current = path.basename(walPath);
+  let ready: string[];
+  try {
+    ready = (await fs.readdir(path.join(walDir, 'archive_status')))
+      .filter((f) => f.endsWith('.ready'))
+      .map((f) => f.slice(0, -'.ready'.length))
+      .filter((f) => /^[0-9A-F]{24}$/.test(f) && f > current)
+      .sort()
+      .slice(0, batch - 1);
+  } catch {
+    return 0;
+  }
+  await fs.mkdir(spool, { recursive: true, mode: 0o700 });
+  let n = 0;
+  for (const f of ready) {
+    try {
+      await archivePush(repo, name, path.join(walDir, f));
+    } catch (err) {
+      // Leave it to PostgreSQL's own call for this segment, which reports the error.
+      if (err instanceof LifeboatError) break;
+      throw err;
+    }
+    await fs.writeFile(path.join(spool, `${f}.pushed`), '');
+    n++;
+  }
+  return n;
+}

@@ -12,7 +12,7 @@ import type { Repository } from '../../repo/repository.js';
 import { connect, serverInfo } from '../../sources/postgres/connect.js';
 import { backup, type BackupResult } from '../backup/archiver.js';
 import type { ProgressFn } from '../progress.js';
-import { recordIdentity } from './archive.js';
+import { PUSH_SPOOL, recordIdentity } from './archive.js';
 import { logSource, type PgConsistency } from './names.js';
 import { PREFETCH_DIR } from './restore.js';
 
@@ -35,6 +35,7 @@ function excludes(pgdata: string): string[] {
   return [
     ...dirsEmptied.map((d) => `${pgdata}/${d}/*`),
     `${pgdata}/${PREFETCH_DIR}`,
+    `${pgdata}/${PUSH_SPOOL}`,
     ...['postmaster.pid', 'postmaster.opts', 'backup_label', 'backup_label.old', 'tablespace_map', 'recovery.signal', 'standby.signal'].map((f) => `${pgdata}/${f}`),
     'pgsql_tmp*',
     'pg_internal.init',
