@@ -7,7 +7,7 @@ import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers.js';
-import { lifeboatAsPostgres, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+import { lifeboatAsPostgres, PG_BIN, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
 
 let base: string;
 let repo: string;
@@ -176,6 +176,33 @@ describe('PostgreSQL restore variants', () => {
     }
   });
 
+  it('a remote base backup over the replication protocol restores like a local one', async () => {
+    const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn, '--remote', '--spool', path.join(base, 'bb-spool'), '--bin-dir', PG_BIN, '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    const snap = JSON.parse(b.stdout) as { id: string; consistency: { startLsn: string; stopLsn: string; systemId: string } };
+    const [{ sysid }] = (await cluster.query<{ sysid: string }>('select system_identifier::text as sysid from pg_control_system()')) as [{ sysid: string }];
+    expect(snap.consistency.systemId).toBe(sysid);
+    await expect(fs.stat(path.join(base, 'bb-spool'))).rejects.toThrow(); // the staging copy is gone
+    await cluster.query('insert into t values (7001, $1)', ['after the remote backup']);
+    await switchAndArchive();
+    const dir = path.join(base, `restore-remote`);
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { snapshot: string }).snapshot).toBe(snap.id);
+    await fs.appendFile(path.join(dir, 'postgresql.conf'), '\narchive_mode = off\n');
+    const expected = await ids();
+    await cluster.stop();
+    try {
+      await cluster.start(dir);
+      await cluster.waitPromoted();
+      expect(await ids()).toEqual(expected);
+      expect(expected).toContain(7001);
+    } finally {
+      await cluster.stop(dir);
+      await cluster.start();
+    }
+  });
+
   it('refuses --delta on a running cluster', async () => {
     const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', cluster.data, '--latest', '--delta']);
     expect(r.code).toBe(2);
@@ -240,9 +267,14 @@ describe('PostgreSQL archive safety and bad input', () => {
   });
 
   it('restore with a missing segment stops with an error naming it, before writing anything', async () => {
+    // Two more segments after the newest base backup; the first of them goes missing.
+    for (const id of [6001, 6002]) {
+      await cluster.query('insert into t values ($1, $2)', [id, 'filler']);
+      await switchAndArchive();
+    }
     const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
     const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
-    const victim = archived[Math.floor(archived.length / 2)]!;
+    const victim = archived[archived.length - 2]!;
     const saved = path.join(base, 'saved-segment');
     await fs.rename(path.join(logs, victim), saved);
     try {

@@ -38,8 +38,11 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'name of this cluster in the repository')
     .requiredOption('--dsn <url>', 'connection string (a superuser or a role with pg_backup_start rights)')
     .option('--pgdata <dir>', 'local path of the data directory (default: what the server reports)')
+    .option('--remote', 'use the replication protocol (pg_basebackup) even if the data directory is readable here')
+    .option('--spool <dir>', 'where a remote backup is staged (needs room for the whole cluster)')
+    .option('--bin-dir <dir>', 'directory holding pg_basebackup')
     .option('--tag <tag>', 'tag the snapshot')
-    .action(async (f: { name: string; dsn: string; pgdata?: string; tag?: string }, cmd: Command) => {
+    .action(async (f: { name: string; dsn: string; pgdata?: string; remote?: boolean; spool?: string; binDir?: string; tag?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const bar = new ProgressBar(!g.json && !g.quiet);
@@ -47,6 +50,9 @@ export function register(program: Command): void {
           name: f.name,
           dsn: f.dsn,
           ...(f.pgdata ? { pgdata: f.pgdata } : {}),
+          ...(f.remote ? { remote: true } : {}),
+          ...(f.spool ? { spool: f.spool } : {}),
+          ...(f.binDir ? { binDir: f.binDir } : {}),
           ...(f.tag ? { tags: [f.tag] } : {}),
           onProgress: bar.update,
         }).finally(() => bar.done());

@@ -5,11 +5,13 @@
  * pg_backup_stop returns the backup label, which the snapshot keeps with the start
  * and stop LSN, timeline, system identifier and version.
  */
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
-import { connect, serverInfo } from '../../sources/postgres/connect.js';
+import { connect, serverInfo, type ServerInfo } from '../../sources/postgres/connect.js';
 import { backup, type BackupResult } from '../backup/archiver.js';
 import type { ProgressFn } from '../progress.js';
 import { PUSH_SPOOL, recordIdentity } from './archive.js';
@@ -20,6 +22,15 @@ export interface PgBackupOptions {
   name: string;
   dsn: string;
   pgdata?: string;
+  /**
+   * Take the backup over the replication protocol (pg_basebackup) even when the
+   * data directory is readable here. Chosen anyway when it is not.
+   */
+  remote?: boolean;
+  /** Where a remote backup is staged before it is stored (default: a folder in tmp). */
+  spool?: string;
+  /** Directory holding pg_basebackup (default: found on PATH). */
+  binDir?: string;
   tags?: string[];
   threads?: number;
   onProgress?: ProgressFn;
@@ -51,9 +62,13 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
       throw new LifeboatError('USAGE', `PostgreSQL ${info.major} is not supported (15 or newer: pg_backup_start)`, { hint: 'upgrade, or use `pg dump`' });
     }
     const pgdata = path.resolve(opts.pgdata ?? info.dataDirectory);
+    if (opts.remote || (!opts.pgdata && !existsSync(path.join(pgdata, 'PG_VERSION')))) {
+      await client.end().catch(() => {});
+      return await remoteBackup(repo, opts, info);
+    }
     if (!existsSync(path.join(pgdata, 'PG_VERSION'))) {
       throw new LifeboatError('USAGE', `${pgdata} is not a PostgreSQL data directory readable here`, {
-        hint: 'run on the database host (or pass --pgdata with the local path of the data directory)',
+        hint: 'pass the local path of the data directory with --pgdata, or --remote to use the replication protocol',
       });
     }
     await recordIdentity(repo, opts.name, { systemId: info.systemId, pgMajor: info.major });
@@ -98,4 +113,71 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
     // Ending the session also aborts a backup that did not reach pg_backup_stop.
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * A backup over the replication protocol: pg_basebackup (plain format) writes the
+ * cluster into a spool, which then goes through the
+ * repository like a local data directory. The spool keeps one path per source so
+ * snapshots line up; its files are new each time, so they are read again, but
+ * unchanged chunks are not stored again. Costs local disk the size of the cluster.
+ */
+async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: ServerInfo): Promise<BackupResult> {
+  const spool = path.resolve(opts.spool ?? path.join(os.tmpdir(), `lifeboat-basebackup-${opts.name}`));
+  await fs.rm(spool, { recursive: true, force: true });
+  await fs.mkdir(path.dirname(spool), { recursive: true });
+  const startTime = new Date().toISOString();
+  const bin = opts.binDir ? path.join(opts.binDir, 'pg_basebackup') : 'pg_basebackup';
+  // -X stream: only then does pg_basebackup report the end LSN; the WAL it streams
+  // lands in the spool's pg_wal, which is not stored (the archive has it).
+  const r = await runTool(bin, ['-d', opts.dsn, '-D', spool, '-Fp', '-X', 'stream', '-c', 'fast', '-v', '--no-manifest', '-l', `lifeboat ${opts.name} ${startTime}`]);
+  try {
+    if (r.code !== 0) {
+      throw new LifeboatError('SOURCE_UNAVAILABLE', `pg_basebackup failed: ${r.stderr.trim().split('\n').filter((l) => !l.includes('pg_basebackup: initiating') && l.trim()).pop() ?? ''}`, {
+        hint: 'the role needs REPLICATION and pg_hba.conf a "replication" line for this host',
+      });
+    }
+    const stop = /write-ahead log end point: ([0-9A-F]+\/[0-9A-F]+)/.exec(r.stderr)?.[1];
+    const label = await fs.readFile(path.join(spool, 'backup_label'), 'utf8');
+    const start = /^START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/m.exec(label)?.[1];
+    const tli = /^START TIMELINE: (\d+)/m.exec(label)?.[1];
+    if (!stop || !start || !tli) throw new LifeboatError('FAILED', 'pg_basebackup did not report the WAL range of the backup');
+    // pg_control begins with the system identifier (u64, little endian).
+    const systemId = (await fs.readFile(path.join(spool, 'global', 'pg_control'))).readBigUInt64LE(0).toString();
+    await recordIdentity(repo, opts.name, { systemId, pgMajor: info.major });
+    return await backup(repo, {
+      paths: [spool],
+      tags: [`postgres:${opts.name}`, 'remote', ...(opts.tags ?? [])],
+      excludes: excludes(spool),
+      source: { kind: 'postgres', name: opts.name },
+      ...(opts.threads ? { threads: opts.threads } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      consistency: {
+        startLsn: start,
+        stopLsn: stop,
+        timeline: Number(tli),
+        systemId,
+        pgVersion: info.versionNum,
+        pgMajor: info.major,
+        walSegSize: info.walSegSize,
+        dataDirectory: spool,
+        startTime,
+        stopTime: new Date().toISOString(),
+        backupLabel: label,
+        tablespaceMap: '',
+      } satisfies PgConsistency as unknown as Record<string, unknown>,
+    });
+  } finally {
+    await fs.rm(spool, { recursive: true, force: true });
+  }
+}
+
+function runTool(cmd: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
 }
