@@ -10,6 +10,7 @@ import { PROGRAM_VERSION } from '../repo/repository.js';
 import * as backup from './commands/backup.js';
 import * as check from './commands/check.js';
 import * as diff from './commands/diff.js';
+import * as forget from './commands/forget.js';
 import * as init from './commands/init.js';
 import * as key from './commands/key.js';
 import * as ls from './commands/ls.js';
@@ -29,7 +30,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--compression <codec>', 'zstd[:level] | lz4 | gzip[:level] | none, for data written').env('LIFEBOAT_COMPRESSION'))
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, key, unlock, pg]) c.register(program);
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, key, unlock, pg]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();

@@ -7,6 +7,7 @@ import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers.js';
+import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
 import { lifeboatAsPostgres, PG_BIN, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
 
 let base: string;
@@ -323,6 +324,35 @@ describe('PostgreSQL archive safety and bad input', () => {
     expect(r.stderr).toMatch(/hint:/);
     expect(r.stderr).not.toContain('wrong-secret');
     expect((await lb(['snapshots', '--json'])).stdout).toBe(before);
+  });
+});
+
+describe('PostgreSQL retention', () => {
+  it('forget keeps the WAL the oldest remaining base backup needs, and no more', async () => {
+    const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn, '--json']);
+    expect(b.code, b.stderr).toBe(0);
+    const start = (JSON.parse(b.stdout) as { consistency: { startLsn: string } }).consistency.startLsn;
+    await cluster.query('insert into t values (7501, $1)', ['after the last base backup']);
+    await switchAndArchive();
+    const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
+    const segs = async () => (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+    const firstNeeded = segmentName(1, parseLsn(start) / BigInt(16 * 1024 * 1024));
+    expect((await segs())[0]! < firstNeeded).toBe(true);
+
+    // Only PostgreSQL snapshots live in this repository: one group by host, keep the newest.
+    const r = await lb(['forget', '--keep-last', '1', '--group-by', 'host', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { removed: string[]; wal: Array<{ source: string; removed: number; keptFrom: string }> };
+    expect(out.removed.length).toBeGreaterThan(1);
+    expect(out.wal).toEqual([{ source: 'main', removed: expect.any(Number), keptFrom: start }]);
+    expect(out.wal[0]!.removed).toBeGreaterThan(0);
+    const left = await segs();
+    expect(left[0]).toBe(firstNeeded);
+
+    // What remains still restores to the latest WAL.
+    await withRestored(['--latest'], async () => {
+      expect(await ids()).toContain(7501);
+    });
   });
 });
 

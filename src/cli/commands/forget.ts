@@ -1,0 +1,98 @@
+/** lifeboat forget: removes snapshots by id or by keep rules (restic's semantics). */
+import type { Command } from 'commander';
+import { LifeboatError } from '../../errors.js';
+import { forget, type GroupField } from '../../engine/retention/forget.js';
+import { parseDuration, type KeepPolicy } from '../../engine/retention/policy.js';
+import { withRepo, type GlobalOptions } from '../context.js';
+import { printJson } from '../output/render.js';
+import { collect } from './options.js';
+
+interface ForgetFlags {
+  keepLast?: string;
+  keepHourly?: string;
+  keepDaily?: string;
+  keepWeekly?: string;
+  keepMonthly?: string;
+  keepYearly?: string;
+  keepWithin?: string;
+  keepTag: string[];
+  minKeep?: string;
+  groupBy: string;
+  dryRun?: boolean;
+}
+
+function count(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new LifeboatError('USAGE', `${flag} takes a whole number, not "${v}"`);
+  return Number(v);
+}
+
+function policyOf(f: ForgetFlags): KeepPolicy {
+  const p: KeepPolicy = {};
+  const set = (k: keyof KeepPolicy, flag: string, v: string | undefined) => {
+    const n = count(flag, v);
+    if (n !== undefined) (p as Record<string, unknown>)[k] = n;
+  };
+  set('last', '--keep-last', f.keepLast);
+  set('hourly', '--keep-hourly', f.keepHourly);
+  set('daily', '--keep-daily', f.keepDaily);
+  set('weekly', '--keep-weekly', f.keepWeekly);
+  set('monthly', '--keep-monthly', f.keepMonthly);
+  set('yearly', '--keep-yearly', f.keepYearly);
+  set('minKeep', '--min-keep', f.minKeep);
+  if (f.keepWithin) p.within = parseDuration(f.keepWithin);
+  if (f.keepTag.length) p.tags = f.keepTag.map((t) => t.split(',').filter(Boolean));
+  return p;
+}
+
+function groupBy(text: string): GroupField[] {
+  const fields = text.split(',').filter(Boolean);
+  for (const f of fields) {
+    if (f !== 'host' && f !== 'paths' && f !== 'tags') throw new LifeboatError('USAGE', `cannot group by "${f}"`, { hint: 'use host, paths and/or tags' });
+  }
+  return fields as GroupField[];
+}
+
+export function register(program: Command): void {
+  program
+    .command('forget')
+    .description('remove snapshots by id or by keep rules (data stays until prune)')
+    .argument('[snapshot...]', 'snapshot ids to remove')
+    .option('--keep-last <n>', 'keep the n newest snapshots')
+    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours')
+    .option('--keep-daily <n>', '... days')
+    .option('--keep-weekly <n>', '... ISO weeks')
+    .option('--keep-monthly <n>', '... months')
+    .option('--keep-yearly <n>', '... years')
+    .option('--keep-within <duration>', 'keep snapshots newer than the newest minus this (e.g. 7d, 1y6m)')
+    .option('--keep-tag <tags>', 'keep snapshots with all these comma-separated tags (repeatable)', collect, [])
+    .option('--min-keep <n>', 'never keep fewer than n snapshots per group')
+    .option('--group-by <fields>', 'apply the rules per group of host, paths, tags', 'host,paths')
+    .option('--dry-run', 'only show what would be removed and why the rest is kept')
+    .action(async (ids: string[], f: ForgetFlags, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const policy = policyOf(f);
+      const by = groupBy(f.groupBy);
+      await withRepo(g, async (repo) => {
+        const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}) });
+        if (g.json) return printJson(r);
+        for (const grp of r.groups) {
+          const k = grp.key;
+          if (k.host !== undefined || k.paths || k.tags) console.log(`group: host ${k.host ?? '*'}, paths ${(k.paths ?? ['*']).join(' ')}${k.tags ? `, tags ${k.tags.join(',')}` : ''}`);
+          if (grp.keep.length) {
+            console.log(`  keep ${grp.keep.length}:`);
+            for (const s of grp.keep) console.log(`    ${s.id.slice(0, 8)}  ${s.time}  ${s.reasons.join(', ')}`);
+          }
+          console.log(`  ${r.dryRun ? 'would remove' : 'removed'} ${grp.remove.length}${grp.remove.length ? ':' : ''}`);
+          for (const s of grp.remove) console.log(`    ${s.id.slice(0, 8)}  ${s.time}`);
+        }
+        for (const w of r.wal) {
+          console.log(
+            w.keptFrom
+              ? `postgres ${w.source}: ${r.dryRun ? 'would remove' : 'removed'} ${w.removed} WAL file(s) older than ${w.keptFrom}, where the oldest remaining base backup starts`
+              : `postgres ${w.source}: no base backup remains; its WAL is kept`,
+          );
+        }
+      });
+    });
+}

@@ -1,0 +1,128 @@
+/**
+ * forget: removes snapshots by id or by a keep policy applied per group (by default
+ * host and paths, as restic does), and trims each PostgreSQL source's archived WAL
+ * to what its oldest remaining base backup needs. Data blobs stay until prune.
+ */
+import { LifeboatError } from '../../errors.js';
+import { keys } from '../../repo/format.js';
+import { acquireLock } from '../../repo/lock.js';
+import type { Repository } from '../../repo/repository.js';
+import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
+import { parseLsn, parseWalName } from '../../sources/postgres/wal.js';
+import { logSource, streamSource, type PgConsistency } from '../postgres/names.js';
+import { applyPolicy, isEmptyPolicy, type KeepPolicy } from './policy.js';
+
+export type GroupField = 'host' | 'paths' | 'tags';
+
+export interface ForgetOptions {
+  ids?: string[];
+  policy?: KeepPolicy;
+  groupBy?: GroupField[];
+  dryRun?: boolean;
+}
+
+export interface ForgetGroup {
+  key: { host?: string; paths?: string[]; tags?: string[] };
+  keep: Array<{ id: string; time: string; reasons: string[] }>;
+  remove: Array<{ id: string; time: string }>;
+}
+
+export interface ForgetResult {
+  groups: ForgetGroup[];
+  removed: string[];
+  /** Archived WAL files no remaining base backup needs, per PostgreSQL source. */
+  wal: Array<{ source: string; removed: number; keptFrom: string | null }>;
+  dryRun: boolean;
+}
+
+function groupKey(s: Snapshot, by: GroupField[]): ForgetGroup['key'] {
+  return {
+    ...(by.includes('host') ? { host: s.hostname } : {}),
+    ...(by.includes('paths') ? { paths: [...s.paths].sort() } : {}),
+    ...(by.includes('tags') ? { tags: [...s.tags].sort() } : {}),
+  };
+}
+
+export async function forget(repo: Repository, opts: ForgetOptions): Promise<ForgetResult> {
+  const policy = opts.policy ?? {};
+  if (!opts.ids?.length && isEmptyPolicy(policy)) {
+    throw new LifeboatError('USAGE', 'no snapshots and no keep rule given: nothing would be removed', {
+      hint: 'name snapshot ids, or rules like --keep-daily 7 --keep-weekly 4 --keep-monthly 12',
+    });
+  }
+  // Removing snapshot manifests never breaks a running backup (a parent is only a
+  // hint, blobs stay until prune), so a shared lock suffices.
+  const lock = await acquireLock(repo.store, 'shared', 'forget');
+  try {
+    const all = await repo.listSnapshots();
+    const groups: ForgetGroup[] = [];
+    const removed = new Set<string>();
+    if (opts.ids?.length) {
+      const chosen = opts.ids.map((ref) => pickSnapshot(all, ref));
+      for (const s of chosen) removed.add(s.id);
+      groups.push({ key: {}, keep: [], remove: chosen.map((s) => ({ id: s.id, time: s.time })) });
+    }
+    if (!isEmptyPolicy(policy)) {
+      const by = opts.groupBy ?? ['host', 'paths'];
+      const byKey = new Map<string, Snapshot[]>();
+      for (const s of all) {
+        if (removed.has(s.id)) continue;
+        const k = JSON.stringify(groupKey(s, by));
+        byKey.set(k, [...(byKey.get(k) ?? []), s]);
+      }
+      for (const [k, list] of byKey) {
+        const r = applyPolicy(list, policy);
+        for (const s of r.remove) removed.add(s.id);
+        groups.push({
+          key: JSON.parse(k) as ForgetGroup['key'],
+          keep: r.keep.map((s) => ({ id: s.id, time: s.time, reasons: r.reasons.get(s.id) ?? [] })),
+          remove: r.remove.map((s) => ({ id: s.id, time: s.time })),
+        });
+      }
+    }
+    const remaining = all.filter((s) => !removed.has(s.id));
+    const wal = await trimWal(repo, all, remaining, opts.dryRun === true);
+    if (!opts.dryRun) for (const id of removed) await repo.store.delete(keys.snapshot(id));
+    return { groups, removed: [...removed], wal, dryRun: opts.dryRun === true };
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * For every PostgreSQL source that had base backups, WAL segments older than the
+ * segment where its oldest remaining base backup starts are no longer needed by any
+ * restore, on any timeline; history files are always kept. A source left with no
+ * base backup keeps its WAL (deleting it all is a decision for a human).
+ */
+async function trimWal(repo: Repository, before: Snapshot[], after: Snapshot[], dryRun: boolean): Promise<ForgetResult['wal']> {
+  const names = new Set(before.filter((s) => s.source.kind === 'postgres' && s.source.name).map((s) => s.source.name as string));
+  const out: ForgetResult['wal'] = [];
+  for (const name of names) {
+    const backups = after.filter((s) => s.source.kind === 'postgres' && s.source.name === name && s.consistency);
+    if (backups.length === 0) {
+      out.push({ source: name, removed: 0, keptFrom: null });
+      continue;
+    }
+    const oldest = backups.map((s) => s.consistency as unknown as PgConsistency).sort((a, b) => (parseLsn(a.startLsn) < parseLsn(b.startLsn) ? -1 : 1))[0]!;
+    const segSize = oldest.walSegSize || 16 * 1024 * 1024;
+    const first = parseLsn(oldest.startLsn) / BigInt(segSize);
+    let n = 0;
+    for (const source of [logSource(name), streamSource(name)]) {
+      for (const l of await repo.listLogs(source)) {
+        let w;
+        try {
+          w = parseWalName(l.file, segSize);
+        } catch {
+          continue;
+        }
+        const segno = w.segno ?? (w.kind === 'backup' ? BigInt(`0x${l.file.slice(8, 16)}`) * (0x1_0000_0000n / BigInt(segSize)) + BigInt(`0x${l.file.slice(16, 24)}`) : undefined);
+        if (w.kind === 'history' || segno === undefined || segno >= first) continue;
+        if (!dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));
+        n++;
+      }
+    }
+    out.push({ source: name, removed: n, keptFrom: oldest.startLsn });
+  }
+  return out;
+}
