@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers.js';
 import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
 import { lifeboatAsPostgres, PG_BIN, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+import { switchAndArchive as archiveWal } from '../pg-load.js';
 
 let base: string;
 let repo: string;
@@ -18,16 +19,7 @@ const restored: string[] = [];
 
 const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
 
-async function switchAndArchive(): Promise<void> {
-  const [r] = await cluster.query<{ name: string }>('select pg_walfile_name(pg_switch_wal()) as name');
-  const until = Date.now() + 60_000;
-  for (;;) {
-    const [a] = await cluster.query<{ last: string | null; failed: number }>('select last_archived_wal as last, failed_count as failed from pg_stat_archiver');
-    if (a?.last && a.last >= r!.name) return;
-    if (Date.now() > until) throw new Error(`WAL ${r!.name} was not archived (failed ${a?.failed}):\n${(await cluster.log()).slice(-2000)}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
+const switchAndArchive = () => archiveWal(cluster);
 
 /** Restores with the given target flags, starts the copy in place of the original, runs fn, and puts the original back. */
 async function withRestored<T>(flags: string[], fn: () => Promise<T>): Promise<T> {

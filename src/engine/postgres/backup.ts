@@ -5,7 +5,6 @@
  * pg_backup_stop returns the backup label, which the snapshot keeps with the start
  * and stop LSN, timeline, system identifier and version.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +12,7 @@ import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { connect, serverInfo, type ServerInfo } from '../../sources/postgres/connect.js';
 import { backup, type BackupResult } from '../backup/archiver.js';
+import { runTool } from '../../util/process.js';
 import type { ProgressFn } from '../progress.js';
 import { PUSH_SPOOL, recordIdentity } from './archive.js';
 import { logSource, type PgConsistency } from './names.js';
@@ -170,14 +170,4 @@ async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: Serve
   } finally {
     await fs.rm(spool, { recursive: true, force: true });
   }
-}
-
-function runTool(cmd: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
 }

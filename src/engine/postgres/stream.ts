@@ -14,6 +14,7 @@ import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
 import { streamSource, timelineDir } from './names.js';
+import { runTool } from '../../util/process.js';
 
 export interface PgStreamOptions {
   name: string;
@@ -32,16 +33,6 @@ export type StreamEvent =
   | { kind: 'partial'; file: string; bytes: number }
   | { kind: 'receiver-exit'; code: number | null; stderr: string; restartInMs: number };
 
-function run(cmd: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
-}
-
 export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise<void> {
   const source = streamSource(opts.name);
   const slot = opts.slot ?? `lifeboat_${opts.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
@@ -49,7 +40,7 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
   const bin = (b: string) => (opts.binDir ? path.join(opts.binDir, b) : b);
   await fs.mkdir(spool, { recursive: true, mode: 0o700 });
 
-  const created = await run(bin('pg_receivewal'), ['--create-slot', '--if-not-exists', '-S', slot, '-d', opts.dsn]);
+  const created = await runTool(bin('pg_receivewal'), ['--create-slot', '--if-not-exists', '-S', slot, '-d', opts.dsn]);
   if (created.code !== 0) {
     throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot create replication slot ${slot}: ${created.stderr.trim().split('\n')[0] ?? ''}`, {
       hint: 'the role needs REPLICATION, pg_hba.conf a "replication" line, and max_wal_senders > 0',
