@@ -164,3 +164,22 @@ export class ScratchCluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * The usual starting point of a PostgreSQL test: a postgres-owned directory with a
+ * repository and its password file, and a running scratch cluster whose
+ * archive_command pushes into that repository as source `main`.
+ */
+export async function archivedCluster(prefix: string): Promise<{ base: string; repo: string; pw: string; cluster: ScratchCluster }> {
+  const base = await postgresDir(prefix);
+  const repo = path.join(base, 'repo');
+  const pw = path.join(base, 'password');
+  await writeAsPostgres(pw, `${prefix}password\n`);
+  const init = await lifeboatAsPostgres(['init', '--repo', repo, '--password-file', pw]);
+  if (init.code !== 0) throw new Error(`lifeboat init failed: ${init.stderr}`);
+  const cluster = await ScratchCluster.create({
+    archiveCommand: `"${process.execPath}" "${CLI}" pg archive-push --name main --repo "${repo}" --password-file "${pw}" %p`,
+  });
+  await cluster.start();
+  return { base, repo, pw, cluster };
+}

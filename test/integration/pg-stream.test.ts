@@ -8,7 +8,7 @@ import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers.js';
-import { lifeboatAsPostgres, PG_BIN, asPostgres, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+import { archivedCluster, asPostgres, lifeboatAsPostgres, PG_BIN, type ScratchCluster } from '../pg-cluster.js';
 
 let base = '';
 let cluster: ScratchCluster | undefined;
@@ -21,18 +21,12 @@ afterAll(async () => {
 
 describe('pg stream', () => {
   it('keeps the data-loss window to about a second after kill -9', async () => {
-    base = await postgresDir('lb-pgs-');
-    const repo = path.join(base, 'repo');
-    const pw = path.join(base, 'password');
-    const spool = path.join(base, 'spool');
-    await writeAsPostgres(pw, 'pg-stream-test\n');
-    const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
-    expect((await lb(['init'])).code).toBe(0);
-    const c = await ScratchCluster.create({
-      archiveCommand: `"${process.execPath}" "${CLI}" pg archive-push --name main --repo "${repo}" --password-file "${pw}" %p`,
-    });
+    const setup = await archivedCluster('lb-pgs-');
+    const { repo, pw, cluster: c } = setup;
+    base = setup.base;
     cluster = c;
-    await c.start();
+    const spool = path.join(base, 'spool');
+    const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
     await c.query('create table events (id serial primary key, at timestamptz not null default clock_timestamp())');
     const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', c.dsn]);
     expect(b.code, b.stderr).toBe(0);

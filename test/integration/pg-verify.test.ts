@@ -8,8 +8,8 @@ import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, runCli } from '../helpers.js';
-import { freePort, lifeboatAsPostgres, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+import { runCli } from '../helpers.js';
+import { archivedCluster, freePort, lifeboatAsPostgres, ScratchCluster } from '../pg-cluster.js';
 import { pgbench, switchAndArchive } from '../pg-load.js';
 
 interface Report {
@@ -52,15 +52,7 @@ async function verify(args: string[], asCaller = false): Promise<{ code: number;
 const historyCount = async () => Number((await cluster.query<{ n: string }>('select count(*)::text as n from pgbench_history'))[0]!.n);
 
 beforeAll(async () => {
-  base = await postgresDir('lb-pgv-');
-  repo = path.join(base, 'repo');
-  pw = path.join(base, 'password');
-  await writeAsPostgres(pw, 'pg-verify-password\n');
-  const init = await lb(['init']);
-  expect(init.code, init.stderr).toBe(0);
-  const archive = `"${process.execPath}" "${CLI}" pg archive-push --name main --repo "${repo}" --password-file "${pw}" %p`;
-  cluster = await ScratchCluster.create({ archiveCommand: archive });
-  await cluster.start();
+  ({ base, repo, pw, cluster } = await archivedCluster('lb-pgv-'));
 
   const setup = await pgbench(cluster, ['-i', '-s', '5', '-q']).done;
   expect(setup.code, setup.stderr).toBe(0);

@@ -6,9 +6,8 @@
 import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI } from '../helpers.js';
 import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
-import { lifeboatAsPostgres, PG_BIN, postgresDir, ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+import { archivedCluster, lifeboatAsPostgres, PG_BIN, type ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
 import { switchAndArchive as archiveWal } from '../pg-load.js';
 
 let base: string;
@@ -44,15 +43,7 @@ async function withRestored<T>(flags: string[], fn: () => Promise<T>): Promise<T
 const ids = async (): Promise<number[]> => (await cluster.query<{ id: number }>('select id from t order by id')).map((r) => r.id);
 
 beforeAll(async () => {
-  base = await postgresDir('lb-pgt-');
-  repo = path.join(base, 'repo');
-  pw = path.join(base, 'password');
-  await writeAsPostgres(pw, 'pg-test-password\n');
-  const init = await lb(['init']);
-  expect(init.code, init.stderr).toBe(0);
-  const archive = `"${process.execPath}" "${CLI}" pg archive-push --name main --repo "${repo}" --password-file "${pw}" %p`;
-  cluster = await ScratchCluster.create({ archiveCommand: archive });
-  await cluster.start();
+  ({ base, repo, pw, cluster } = await archivedCluster('lb-pgt-'));
   await cluster.query('create table t (id int primary key, note text)');
   await cluster.query("insert into t select g, 'row ' || g from generate_series(1, 1000) g");
   const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn, '--json']);
@@ -373,5 +364,15 @@ describe('PostgreSQL timelines', () => {
       expect(got).toContain(9001);
       expect(got).not.toContain(8001);
     });
+
+    // Without the first segment of timeline 2, recovery would stop at the switch
+    // point and promote there: the restore must refuse and name it instead.
+    const tl2 = path.join(repo, 'logs', 'postgres.main', '00000002');
+    const first = (await fs.readdir(tl2)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort()[0]!;
+    await fs.rename(path.join(tl2, first), path.join(base, 'tl2-first'));
+    const gap = await lb(['pg', 'restore', '--name', 'main', '--target-dir', path.join(base, 'tl2-gap'), '--latest']);
+    expect(gap.code).toBe(13);
+    expect(gap.stderr).toContain(first);
+    await fs.rename(path.join(base, 'tl2-first'), path.join(tl2, first));
   });
 });

@@ -2,7 +2,6 @@
  * lifeboat pg backup | archive-push | archive-get | restore — PostgreSQL base
  * backups, WAL archiving and point-in-time recovery.
  */
-import * as path from 'node:path';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { pgBackup } from '../../engine/postgres/backup.js';

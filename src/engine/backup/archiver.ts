@@ -62,7 +62,7 @@ const BATCH_BYTES = 8 * 1024 * 1024;
  * updated in place, the common case for databases; after an insertion elsewhere,
  * content-defined chunking falls back into step within a chunk or two.
  */
-const PART_BYTES = 64 * 1024 * 1024;
+export const PART_BYTES = 64 * 1024 * 1024;
 
 export function defaultThreads(): number {
   // One more worker than cores: a worker waiting on a read or a reply leaves a core free.

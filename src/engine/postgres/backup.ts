@@ -71,6 +71,15 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
         hint: 'pass the local path of the data directory with --pgdata, or --remote to use the replication protocol',
       });
     }
+    // Tablespaces are symlinks into other directories: storing the links alone would
+    // make a backup that silently lacks their data, and a restore that points a
+    // scratch server at production files.
+    const spaces = await fs.readdir(path.join(pgdata, 'pg_tblspc')).catch(() => [] as string[]);
+    if (spaces.length > 0) {
+      throw new LifeboatError('USAGE', `${opts.name} has tablespaces outside the data directory (${spaces.join(', ')}); they are not supported yet`, {
+        hint: 'use `lifeboat pg dump` for this cluster until tablespaces are supported',
+      });
+    }
     await recordIdentity(repo, opts.name, { systemId: info.systemId, pgMajor: info.major });
     const startTime = new Date().toISOString();
     const label = `lifeboat ${opts.name} ${startTime}`;

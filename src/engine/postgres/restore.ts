@@ -16,7 +16,7 @@ import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { parseLsn, parseWalName, segmentName } from '../../sources/postgres/wal.js';
 import { restore, type RestoreResult } from '../restore/restorer.js';
-import { logSource, streamSource, type PgConsistency } from './names.js';
+import { logSource, streamSource, timelineDir, type PgConsistency } from './names.js';
 
 /** Spool for prefetched WAL inside a restored data directory (left out of base backups). */
 export const PREFETCH_DIR = 'lifeboat-prefetch';
@@ -76,50 +76,77 @@ export function chooseBackup(all: Snapshot[], name: string, target: PgTarget): S
 }
 
 /**
- * Every segment from the backup's start segment up to the newest archived segment
- * on each timeline reached must be present. Throws naming the first one missing.
+ * The timelines recovery will walk with recovery_target_timeline = 'latest':
+ * PostgreSQL probes N+1.history, N+2.history, ... from the backup's timeline and
+ * follows the newest; that file lists its ancestors with their switch points.
+ * Returns [timeline, end LSN (undefined for the last)] from the backup's timeline on.
+ */
+async function timelineChain(repo: Repository, name: string, c: PgConsistency): Promise<Array<[number, bigint | undefined]>> {
+  let newest = c.timeline;
+  let history: string | undefined;
+  for (;;) {
+    const next = newest + 1;
+    const h = await repo.getLog(logSource(name), timelineDir(next), `${timelineDir(next)}.history`);
+    if (!h) break;
+    newest = next;
+    history = h.toString('utf8');
+  }
+  const chain: Array<[number, bigint | undefined]> = [];
+  for (const line of (history ?? '').split('\n')) {
+    const m = /^\s*(\d+)\s+([0-9A-Fa-f]+\/[0-9A-Fa-f]+)/.exec(line);
+    if (m && Number(m[1]) >= c.timeline) chain.push([Number(m[1]), parseLsn(m[2]!)]);
+  }
+  if (newest !== c.timeline && chain[0]?.[0] !== c.timeline) {
+    throw new LifeboatError('USAGE', `the newest timeline ${newest} does not descend from timeline ${c.timeline} of this base backup`, {
+      hint: 'choose a base backup taken on the timeline you want to recover along',
+    });
+  }
+  chain.push([newest, undefined]);
+  return chain;
+}
+
+/**
+ * Every segment the recovery will read must be in the archive: from the backup's
+ * start along each timeline of the chain up to its switch point, and on the newest
+ * timeline up to its last archived segment. A segment may come from the timeline
+ * that owns it or from a later one in the chain (a new timeline's first segment is a
+ * copy). Throws naming the first segment missing.
  */
 export async function checkWalContinuity(repo: Repository, name: string, c: PgConsistency): Promise<void> {
   const logs = [...(await repo.listLogs(logSource(name))), ...(await repo.listLogs(streamSource(name)))];
   const segSize = c.walSegSize || 16 * 1024 * 1024;
-  const startSeg = parseLsn(c.startLsn) / BigInt(segSize);
-  const byTimeline = new Map<number, bigint[]>();
+  const have = new Map<number, Set<bigint>>();
   for (const l of logs) {
-    let w;
     if (l.timeline === 'identity') continue;
+    let w;
     try {
       w = parseWalName(l.file, segSize);
     } catch {
       continue;
     }
-    if ((w.kind !== 'segment' && w.kind !== 'partial') || w.timeline < c.timeline || w.segno === undefined) continue;
-    const list = byTimeline.get(w.timeline) ?? [];
-    list.push(w.segno);
-    byTimeline.set(w.timeline, list);
+    if ((w.kind !== 'segment' && w.kind !== 'partial') || w.segno === undefined) continue;
+    const set = have.get(w.timeline) ?? new Set<bigint>();
+    set.add(w.segno);
+    have.set(w.timeline, set);
   }
-  const own = byTimeline.get(c.timeline) ?? [];
-  // The backup is consistent only once WAL up to its stop LSN is replayed: every
-  // segment from start to stop must be there, whatever the target.
-  const stopSeg = parseLsn(c.stopLsn) / BigInt(segSize);
-  for (let seg = startSeg; seg <= stopSeg; seg++) {
-    if (!own.includes(seg)) {
-      throw new LifeboatError('CORRUPT', `WAL segment ${segmentName(c.timeline, seg, segSize)}, which the base backup needs to be consistent, is not in the archive`, {
-        hint: 'is archive_command set to `lifeboat pg archive-push`? without that WAL this backup cannot be restored',
-      });
-    }
+  const chain = await timelineChain(repo, name, c);
+  const seg = (lsn: bigint) => lsn / BigInt(segSize);
+  const present = (i: number, s: bigint) => chain.slice(i).some(([tli]) => have.get(tli)?.has(s));
+  const missing = (tli: number, s: bigint, why: string): never => {
+    throw new LifeboatError('CORRUPT', `WAL segment ${segmentName(tli, s, segSize)}${why} is missing from the archive`, {
+      hint: 'recovery would stop there, before the point asked for; restore that file to the archive, or choose another backup',
+    });
+  };
+  // The backup itself is consistent only once WAL up to its stop LSN is replayed.
+  for (let s = seg(parseLsn(c.startLsn)); s <= seg(parseLsn(c.stopLsn)); s++) {
+    if (!present(0, s)) missing(c.timeline, s, ', which the base backup needs to be consistent,');
   }
-  for (const [tli, segs] of [...byTimeline].sort((a, b) => a[0] - b[0])) {
-    const sorted = [...new Set(segs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    let expect = tli === c.timeline ? startSeg : sorted[0]!;
-    for (const s of sorted) {
-      if (s < expect) continue;
-      if (s > expect) {
-        throw new LifeboatError('CORRUPT', `WAL segment ${segmentName(tli, expect, segSize)} is missing from the archive`, {
-          hint: 'recovery would stop there, before the point asked for; restore that file to the archive or choose an earlier target',
-        });
-      }
-      expect = s + 1n;
-    }
+  let from = seg(parseLsn(c.startLsn));
+  for (let i = 0; i < chain.length; i++) {
+    const [tli, end] = chain[i]!;
+    const last = end !== undefined ? seg(end) : [...(have.get(tli) ?? [])].reduce((a, b) => (b > a ? b : a), from);
+    for (let s = from; s <= last; s++) if (!present(i, s)) missing(tli, s, '');
+    from = last;
   }
 }
 
@@ -215,8 +242,12 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   const auto = path.join(target, 'postgresql.auto.conf');
   const before = await fs.readFile(auto, 'utf8').catch(() => '');
   await write('postgresql.auto.conf', `${before}\n# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)})\n${lines.join('\n')}\n`);
-  // WAL from the backup is fetched by restore_command; the directory must exist.
-  await fs.mkdir(path.join(target, 'pg_wal', 'archive_status'), { recursive: true });
+  // WAL from the backup is fetched by restore_command; the directory must exist, and
+  // be a real one: a pg_wal symlink (initdb --waldir) would point the restored server
+  // at the original cluster's WAL.
+  const walDir = path.join(target, 'pg_wal');
+  if ((await fs.lstat(walDir).catch(() => undefined))?.isSymbolicLink()) await fs.unlink(walDir);
+  await fs.mkdir(path.join(walDir, 'archive_status'), { recursive: true });
   await own(path.join(target, 'pg_wal'));
   await own(path.join(target, 'pg_wal', 'archive_status'));
   return { ...result, snapshot, recoveryConf: lines };

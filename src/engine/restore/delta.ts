@@ -11,7 +11,7 @@ import { FastCDC } from '../../chunker/fastcdc.js';
 import { blobId, type MasterKey } from '../../codec/crypto.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
 
-export function sameContent(file: string, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>): boolean {
+export function sameContent(file: string, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>, partBytes: number): boolean {
   const want = node.content ?? [];
   let fd: number;
   try {
@@ -25,11 +25,18 @@ export function sameContent(file: string, node: TreeNode, chunker: FastCDC, key:
     let end = 0;
     let eof = false;
     let i = 0;
+    // Backup cuts large files at fixed part boundaries; so must the comparison.
+    const split = (node.size ?? 0) > partBytes;
+    let pos = 0;
+    let partEnd = split ? partBytes : Infinity;
     for (;;) {
       while (!eof && end < buf.length) {
-        const n = readSync(fd, buf, end, buf.length - end, null);
+        const n = readSync(fd, buf, end, Math.min(buf.length - end, partEnd - pos), pos);
         if (n === 0) eof = true;
-        else end += n;
+        else {
+          end += n;
+          pos += n;
+        }
       }
       while (start < end) {
         const cut = chunker.cut(buf, start, end, eof);
@@ -37,7 +44,13 @@ export function sameContent(file: string, node: TreeNode, chunker: FastCDC, key:
         if (blobId(key, buf.subarray(start, cut)).toString('hex') !== want[i++]) return false;
         start = cut;
       }
-      if (eof && start >= end) break;
+      if (eof && start >= end) {
+        if (pos < partEnd || !split) break;
+        // End of a part: carry on with the next one, chunked afresh.
+        partEnd += partBytes;
+        eof = false;
+        continue;
+      }
       buf.copy(buf, 0, start, end);
       end -= start;
       start = 0;

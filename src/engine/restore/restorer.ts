@@ -23,7 +23,7 @@ import { acquireLock } from '../../repo/lock.js';
 import { RestorePool } from '../workers/restore-pool.js';
 import type { RestoreBlob } from '../workers/restore-protocol.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
-import { defaultThreads } from '../backup/archiver.js';
+import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
 import { resolvePath } from '../browse/tree-walk.js';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { removeExtra, sameContent } from './delta.js';
@@ -220,7 +220,7 @@ class Restorer {
     }
     const content = node.content ?? [];
     this.total += node.size ?? 0;
-    if (this.chunker && (await isFileOfSize(dest, node.size ?? 0)) && sameContent(dest, node, this.chunker, this.repo.key)) {
+    if (this.chunker && (await isFileOfSize(dest, node.size ?? 0)) && sameContent(dest, node, this.chunker, this.repo.key, PART_BYTES)) {
       this.unchanged++;
       this.lateFiles.push({ path: dest, node });
       return;
@@ -229,9 +229,11 @@ class Restorer {
       this.plan(content[0] as string, { path: dest, offset: 0, whole: node });
       return;
     }
-    // Empty and multi-blob files: created (sparse, at full size) here, filled by workers.
-    await removeNonFile(dest);
-    const fh = await fs.open(dest, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600);
+    // Empty and multi-blob files: created (sparse, at full size) here, filled by
+    // workers. Always a new inode: an existing file may be a hard link to one
+    // outside the target.
+    await fs.rm(dest, { recursive: true, force: true });
+    const fh = await fs.open(dest, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
     try {
       await fh.truncate(node.size ?? 0);
     } finally {
@@ -303,17 +305,10 @@ class Restorer {
   }
 }
 
+/** A delta candidate: a plain file of the right size that shares its inode with nothing. */
 async function isFileOfSize(p: string, size: number): Promise<boolean> {
   const st = await fs.lstat(p).catch(() => undefined);
-  return st !== undefined && st.isFile() && st.size === size;
-}
-
-async function removeNonFile(p: string): Promise<void> {
-  try {
-    if (!(await fs.lstat(p)).isFile()) await fs.rm(p, { recursive: true, force: true });
-  } catch {
-    // absent
-  }
+  return st !== undefined && st.isFile() && st.size === size && st.nlink === 1;
 }
 
 async function mkfifo(dest: string, _node: TreeNode): Promise<void> {

@@ -55,6 +55,11 @@ export class ChunkPool {
         slot.chain = slot.chain.then(() => this.handle(slot, msg)).catch((err) => this.fail(err));
       });
       worker.on('error', (err) => this.fail(err));
+      // A worker that dies without an 'error' event (killed, out of memory) must not
+      // leave its job waiting forever.
+      worker.on('exit', (code) => {
+        if (!this.closing) this.fail(new Error(`chunk worker exited (code ${code})`));
+      });
       this.slots.push(slot);
     }
   }
@@ -135,7 +140,10 @@ export class ChunkPool {
     for (const job of this.queue.splice(0)) job.reject(err);
   }
 
+  private closing = false;
+
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }

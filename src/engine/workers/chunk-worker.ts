@@ -114,7 +114,14 @@ async function chunkFile(path: string, range: JobFile['range'], job: number, win
     const stop = range ? range.offset + range.length : Infinity;
     for (;;) {
       while (!eof && end < buf.length) {
-        const n = readSync(fd, buf, end, Math.min(buf.length - end, stop - pos), pos);
+        let n: number;
+        try {
+          n = readSync(fd, buf, end, Math.min(buf.length - end, stop - pos), pos);
+        } catch (err) {
+          // A read error fails this file only. (Chunks of it already in the window
+          // are sealed all the same: ids once reserved must always be stored.)
+          return failure(err, size);
+        }
         if (n === 0) eof = true;
         else {
           end += n;
@@ -136,9 +143,10 @@ async function chunkFile(path: string, range: JobFile['range'], job: number, win
       end -= start;
       start = 0;
     }
-  } catch (err) {
-    return failure(err, size);
   } finally {
+    // Anything else (sealing, packing) is not the file's fault: it propagates and
+    // fails the whole job, so no snapshot can name blobs that were reserved but
+    // never stored.
     closeSync(fd);
   }
   return { ids: Buffer.concat(ids), size };

@@ -19,8 +19,16 @@ export class RestorePool {
     for (let i = 0; i < threads; i++) {
       const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', init), busy: false };
       slot.worker.on('message', (r: RestoreReply) => this.reply(r));
-      slot.worker.on('error', (err) => {
-        for (const p of this.pending.values()) if (p.slot === slot) p.reject(err);
+      const failAll = (err: unknown) => {
+        for (const [id, p] of this.pending) {
+          if (p.slot !== slot) continue;
+          this.pending.delete(id);
+          p.reject(err);
+        }
+      };
+      slot.worker.on('error', failAll);
+      slot.worker.on('exit', (code) => {
+        if (!this.closing) failAll(new Error(`restore worker exited (code ${code})`));
       });
       this.slots.push(slot);
     }
@@ -56,7 +64,10 @@ export class RestorePool {
     });
   }
 
+  private closing = false;
+
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }

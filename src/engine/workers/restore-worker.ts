@@ -4,7 +4,7 @@
  * its target files. Files that are one blob are created, written and given their
  * metadata here in one go; larger files were pre-created by the main thread.
  */
-import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, masterKeyFrom, unseal } from '../../codec/crypto.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
@@ -16,22 +16,22 @@ const port = parentPort!;
 const isRoot = process.getuid?.() === 0;
 const uid = process.getuid?.();
 const gid = process.getgid?.();
-const CREATE = C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW;
+const CREATE = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
 
 /**
- * Creates a file for writing. O_NOFOLLOW never writes through a symlink someone
- * planted at the path; whatever is in the way (symlink, directory, fifo) is removed
- * and the open tried once more.
+ * Creates a file for writing as a new inode. Whatever is at the path goes first: a
+ * symlink would be followed, and a hard link would share its inode with a file
+ * outside the target, so opening an existing path for writing is never safe.
  */
 function create(path: string): number {
   try {
-    return openSync(path, CREATE, 0o600);
+    unlinkSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ELOOP' && code !== 'EISDIR' && code !== 'ENXIO' && code !== 'ETXTBSY') throw err;
-    rmSync(path, { recursive: true, force: true });
-    return openSync(path, CREATE | C.O_EXCL, 0o600);
+    if (code === 'EISDIR' || code === 'EPERM') rmSync(path, { recursive: true, force: true });
+    else if (code !== 'ENOENT') throw err;
   }
+  return openSync(path, CREATE, 0o600);
 }
 
 function createWhole(path: string, data: Uint8Array, meta: WholeFile): void {
