@@ -7,8 +7,9 @@
  */
 import { rm } from 'node:fs/promises';
 import { LifeboatError } from '../errors.js';
-import { archiveGet, archivePush, prefetch, pushAhead, takePrefetched, takePushMarker } from '../engine/postgres/archive.js';
-import { withRepo, type GlobalOptions } from './context.js';
+import { archiveGet, archivePush, markerText, prefetch, pushAhead, takePrefetched, takePushMarker } from '../engine/postgres/archive.js';
+import { Repository } from '../repo/repository.js';
+import { withRepo, withStore, type GlobalOptions } from './context.js';
 import { reportError } from './output/errors.js';
 
 interface Parsed {
@@ -61,8 +62,10 @@ export function parse(argv: string[]): Parsed | undefined {
 async function run(p: Parsed): Promise<void> {
   if (p.verb === 'archive-push') {
     const walPath = p.args[0] as string;
-    // Shipped already by an earlier call's batch: nothing to open, nothing to do.
-    if (await takePushMarker(walPath)) {
+    // Shipped already by an earlier call's batch to this same repository and source:
+    // reading the plain config (no password, no scrypt) is all it takes to tell.
+    const repoId = await withStore(p.g, async (store) => (await Repository.readConfig(store)).id);
+    if (await takePushMarker(walPath, markerText(repoId, p.name))) {
       if (p.g.json) process.stdout.write(`${JSON.stringify({ file: walPath, result: 'batched' })}\n`);
       return;
     }

@@ -88,7 +88,9 @@ export function register(program: Command): void {
         }
         for (const w of r.wal) {
           console.log(
-            w.keptFrom
+            w.skipped
+              ? `postgres ${w.source}: ${w.skipped}`
+              : w.keptFrom
               ? `postgres ${w.source}: ${r.dryRun ? 'would remove' : 'removed'} ${w.removed} WAL file(s) older than ${w.keptFrom}, where the oldest remaining base backup starts`
               : `postgres ${w.source}: no base backup remains; its WAL is kept`,
           );

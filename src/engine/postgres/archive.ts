@@ -128,17 +128,29 @@ export function pushSpool(walPath: string): string | undefined {
   return path.basename(dir) === 'pg_wal' ? path.join(path.dirname(dir), PUSH_SPOOL) : undefined;
 }
 
-/** True (and the marker consumed) when this segment was already shipped by a batch. */
-export async function takePushMarker(walPath: string): Promise<boolean> {
+/** What a marker says: which repository and source it was stored in. */
+export function markerText(repoId: string, name: string): string {
+  return `${repoId} ${name}\n`;
+}
+
+/**
+ * True (and the marker consumed) when this segment was already shipped by a batch
+ * to this repository and source. A marker for another target (archive_command was
+ * changed since) is dropped and the segment pushed as usual.
+ */
+export async function takePushMarker(walPath: string, expect: string): Promise<boolean> {
   const spool = pushSpool(walPath);
   if (!spool) return false;
+  const marker = path.join(spool, `${path.basename(walPath)}.pushed`);
+  let text: string;
   try {
-    await fs.unlink(path.join(spool, `${path.basename(walPath)}.pushed`));
-    return true;
+    text = await fs.readFile(marker, 'utf8');
   } catch (err) {
     if (errno(err) === 'ENOENT') return false;
     throw err;
   }
+  await fs.unlink(marker);
+  return text === expect;
 }
 
 /** Pushes up to `batch - 1` segments that follow `walPath` and are ready; returns how many. */
@@ -168,7 +180,7 @@ export async function pushAhead(repo: Repository, name: string, walPath: string,
       if (err instanceof LifeboatError) break;
       throw err;
     }
-    await fs.writeFile(path.join(spool, `${f}.pushed`), '');
+    await fs.writeFile(path.join(spool, `${f}.pushed`), markerText(repo.config.id, name));
     n++;
   }
   return n;

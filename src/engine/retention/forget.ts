@@ -5,7 +5,7 @@
  */
 import { LifeboatError } from '../../errors.js';
 import { keys } from '../../repo/format.js';
-import { acquireLock } from '../../repo/lock.js';
+import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { parseLsn, parseWalName } from '../../sources/postgres/wal.js';
@@ -31,7 +31,7 @@ export interface ForgetResult {
   groups: ForgetGroup[];
   removed: string[];
   /** Archived WAL files no remaining base backup needs, per PostgreSQL source. */
-  wal: Array<{ source: string; removed: number; keptFrom: string | null }>;
+  wal: Array<{ source: string; removed: number; keptFrom: string | null; skipped?: string }>;
   dryRun: boolean;
 }
 
@@ -81,7 +81,10 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
       }
     }
     const remaining = all.filter((s) => !removed.has(s.id));
-    const wal = await trimWal(repo, all, remaining, opts.dryRun === true);
+    // A base backup still running needs WAL from its own start, and it is not a
+    // snapshot yet: trim only while no other process holds the repository.
+    const busy = (await readLocks(repo.store)).some((l) => l.id !== lock.id && !isStale(l.record));
+    const wal = await trimWal(repo, all, remaining, opts.dryRun === true, busy);
     if (!opts.dryRun) for (const id of removed) await repo.store.delete(keys.snapshot(id));
     return { groups, removed: [...removed], wal, dryRun: opts.dryRun === true };
   } finally {
@@ -95,13 +98,17 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
  * restore, on any timeline; history files are always kept. A source left with no
  * base backup keeps its WAL (deleting it all is a decision for a human).
  */
-async function trimWal(repo: Repository, before: Snapshot[], after: Snapshot[], dryRun: boolean): Promise<ForgetResult['wal']> {
+async function trimWal(repo: Repository, before: Snapshot[], after: Snapshot[], dryRun: boolean, busy: boolean): Promise<ForgetResult['wal']> {
   const names = new Set(before.filter((s) => s.source.kind === 'postgres' && s.source.name).map((s) => s.source.name as string));
   const out: ForgetResult['wal'] = [];
   for (const name of names) {
     const backups = after.filter((s) => s.source.kind === 'postgres' && s.source.name === name && s.consistency);
     if (backups.length === 0) {
       out.push({ source: name, removed: 0, keptFrom: null });
+      continue;
+    }
+    if (busy) {
+      out.push({ source: name, removed: 0, keptFrom: null, skipped: 'another process holds the repository (a backup may be running); WAL kept, run forget again later' });
       continue;
     }
     const oldest = backups.map((s) => s.consistency as unknown as PgConsistency).sort((a, b) => (parseLsn(a.startLsn) < parseLsn(b.startLsn) ? -1 : 1))[0]!;
