@@ -78,9 +78,10 @@ export async function acquireLock(store: Store, kind: LockKind, command: string)
     );
   }
   let stopped = false;
+  let refreshing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
     record.refreshed = new Date().toISOString();
-    write().catch(() => {});
+    refreshing = write().catch(() => {});
   }, REFRESH_MS);
   timer.unref();
   return {
@@ -89,6 +90,8 @@ export async function acquireLock(store: Store, kind: LockKind, command: string)
       if (stopped) return;
       stopped = true;
       clearInterval(timer);
+      // A heartbeat still being written would bring the lock back after the delete.
+      await refreshing;
       await store.delete(keys.lock(id));
     },
   };

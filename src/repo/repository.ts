@@ -14,7 +14,7 @@ import { createKeySlot, openWithPassword } from './keys.js';
 import { BLOB_TREE, keys, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
 import { BlobIndex, type BlobLocation } from './index/blob-index.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from './index/index-file.js';
-import { HEADER_PROBE, parsePackHeader, type PackEntry } from './pack/pack.js';
+import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
 import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
 import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
@@ -167,8 +167,11 @@ export class Repository {
     const recovered: IndexedPack[] = [];
     await mapLimit(orphans, 4, async (o) => {
       try {
-        const entries = await this.readPackHeader(o.key, o.size);
+        // Its blobs become dedup targets, so the whole pack must be what its name says.
+        const data = await this.store.get(o.key);
         const packId = Buffer.from(packIdFromKey(o.key), 'hex');
+        if (!sha256(data).equals(packId)) return;
+        const entries = parsePackHeader(this.key, data, data.length, o.key);
         recovered.push({ packId, entries });
       } catch (err) {
         // A damaged orphan is not used; `check` reports it, prune will remove it.
@@ -178,16 +181,6 @@ export class Repository {
     for (const p of recovered) this.addToIndex(p);
     await this.writeIndex(recovered);
     return recovered.length;
-  }
-
-  async readPackHeader(key: string, size: number): Promise<PackEntry[]> {
-    const probe = Math.min(size, HEADER_PROBE);
-    let tail = await this.store.get(key, { offset: size - probe, length: probe });
-    const headerLen = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength).readUInt32LE(tail.length - 4);
-    if (headerLen + 4 > probe && headerLen + 4 <= size) {
-      tail = await this.store.get(key, { offset: size - headerLen - 4, length: headerLen + 4 });
-    }
-    return parsePackHeader(this.key, tail, size, key);
   }
 
   // ---- blobs -------------------------------------------------------------

@@ -79,10 +79,3 @@ export function parsePackHeader(key: MasterKey, tail: Uint8Array, packSize: numb
   }
   return entries;
 }
-
-/**
- * How much of a pack's end to fetch to read its header in one request: enough for
- * the blob list of a typical pack (16 MiB of 1 MiB chunks, or a few thousand small
- * blobs). A larger header costs a second, exact request.
- */
-export const HEADER_PROBE = 64 * 1024;
