@@ -11,11 +11,17 @@ import { LifeboatError, errno, fromSystemError } from '../../errors.js';
 import { assertKey, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 const TMP_DIR = 'tmp';
+/**
+ * A temporary file older than this was left by a writer that died (kill -9, power
+ * loss): no live write takes a day. Such files are swept on a store's first write.
+ */
+const STALE_TMP_MS = 24 * 3600 * 1000;
 
 export class LocalStore implements Store {
   readonly location: string;
   private readonly root: string;
   private readonly knownDirs = new Set<string>();
+  private swept = false;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -39,6 +45,10 @@ export class LocalStore implements Store {
     const tmp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
     try {
       await this.ensureDir(tmpDir);
+      if (!this.swept) {
+        this.swept = true;
+        await sweepStale(tmpDir, Date.now() - STALE_TMP_MS);
+      }
       await this.ensureDir(path.dirname(dest));
       const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
       try {
@@ -146,6 +156,20 @@ export class LocalStore implements Store {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Removes files in `dir` last modified before `before`; best effort. */
+async function sweepStale(dir: string, before: number): Promise<number> {
+  let n = 0;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const file = path.join(dir, name);
+    const st = await fs.stat(file).catch(() => undefined);
+    if (st && st.mtimeMs < before) {
+      await fs.rm(file, { force: true }).catch(() => {});
+      n++;
+    }
+  }
+  return n;
 }
 
 async function syncDir(dir: string): Promise<void> {
