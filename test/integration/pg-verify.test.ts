@@ -8,7 +8,8 @@ import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { CLI, runCli } from '../helpers.js';
 import { archivedCluster, freePort, lifeboatAsPostgres, ScratchCluster } from '../pg-cluster.js';
 import { pgbench, switchAndArchive } from '../pg-load.js';
 
@@ -160,6 +161,27 @@ describe('pg verify', () => {
     };
     if (process.getuid?.() === 0) await walk(repo);
     expect(rootOwned).toEqual([]);
+  });
+
+  it('interrupted with SIGINT, it stops and removes its scratch cluster', async () => {
+    const before = new Set((await fs.readdir('/tmp')).filter((d) => d.startsWith('lifeboat-verify-')));
+    const child = spawn(process.execPath, [CLI, 'pg', 'verify', '--name', 'main', '--latest', '--repo', repo, '--password-file', pw], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Interrupt once the scratch cluster is being started.
+    while (!stderr.includes('recovery')) {
+      if (child.exitCode !== null) throw new Error(`verify ended early: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).toBe(130);
+    const left = (await fs.readdir('/tmp')).filter((d) => d.startsWith('lifeboat-verify-') && !before.has(d));
+    expect(left).toEqual([]);
+    const running = spawnSync('pgrep', ['-f', 'lifeboat-verify-']).stdout.toString().trim();
+    expect(running).toBe('');
   });
 
   it('a failing --query gives ok:false naming it, and exit 13', async () => {

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
-import { pgVerify, type PgVerifyReport } from '../../engine/postgres/verify.js';
+import { abortVerifies, pgVerify, type PgVerifyReport } from '../../engine/postgres/verify.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { archiveGetCommand, targetOf } from './pg-options.js';
 import { printJson } from '../output/render.js';
@@ -44,6 +44,13 @@ export function register(pg: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
       const command = archiveGetCommand(g, f.name, 'verify');
+      // Interrupted: stop and remove the scratch cluster instead of leaving it running.
+      const onSignal = () => {
+        process.stderr.write('interrupted: stopping the scratch cluster…\n');
+        void abortVerifies().finally(() => process.exit(130));
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       await withRepo(g, async (repo) => {
         const r = await pgVerify(repo, {
           name: f.name,

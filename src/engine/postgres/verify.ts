@@ -80,6 +80,21 @@ function describeTarget(t: PgTarget): Record<string, string> {
   return t.kind === 'time' ? { kind: 'time', time: t.time.toISOString() } : { ...t };
 }
 
+/** Scratch clusters of verifies in progress, so a signal can stop and remove them. */
+const active = new Set<Scratch>();
+
+/**
+ * Stops and removes every scratch cluster still running (call on SIGINT/SIGTERM:
+ * the process exits without reaching pgVerify's own cleanup).
+ */
+export async function abortVerifies(): Promise<void> {
+  for (const s of active) {
+    await s.stop().catch(() => {});
+    await fs.rm(s.dir, { recursive: true, force: true }).catch(() => {});
+  }
+  active.clear();
+}
+
 export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise<PgVerifyReport> {
   // Nothing to restore or no PostgreSQL to run it: errors of their own, before any work.
   const snapshot = chooseBackup(await repo.listSnapshots(), opts.name, opts.target);
@@ -101,6 +116,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
   };
   const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const scratch = new Scratch(await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-verify-')), bin);
+  active.add(scratch);
   let started = false;
   try {
     const t0 = Date.now();
@@ -142,6 +158,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     report.ok = report.checks.every((k) => k.ok);
     return report;
   } finally {
+    active.delete(scratch);
     opts.onPhase?.('cleanup');
     if (started) await scratch.stop();
     if (opts.keep) report.scratch_dir = scratch.dir;
