@@ -187,6 +187,22 @@ describe('PostgreSQL restore variants', () => {
     }
   });
 
+  it('--snapshot starts from an older base backup, for a restore point the newest backup is past', async () => {
+    const snaps = JSON.parse((await lb(['snapshots', '--json'])).stdout) as Array<{ id: string; source: { kind: string } }>;
+    const older = snaps.filter((x) => x.source.kind === 'postgres').at(-1)!.id;
+    await cluster.query('insert into t values (5501, $1)', ['before the point']);
+    await cluster.query("select pg_create_restore_point('before-newer-backup')");
+    await cluster.query('insert into t values (5502, $1)', ['after the point']);
+    await switchAndArchive();
+    const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn]);
+    expect(b.code, b.stderr).toBe(0);
+    await withRestored(['--restore-point', 'before-newer-backup', '--snapshot', older.slice(0, 8)], async () => {
+      const got = await ids();
+      expect(got).toContain(5501);
+      expect(got).not.toContain(5502);
+    });
+  });
+
   it('refuses --delta on a running cluster', async () => {
     const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', cluster.data, '--latest', '--delta']);
     expect(r.code).toBe(2);

@@ -18,6 +18,7 @@ interface RestoreFlags extends TargetFlags {
   name: string;
   targetDir: string;
   delta?: boolean;
+  snapshot?: string;
 }
 
 function leanOnly(): never {
@@ -96,13 +97,14 @@ export function register(program: Command): void {
     .option('--restore-point <name>', 'recover to a point made with pg_create_restore_point()')
     .option('--latest', 'recover all archived WAL (default)')
     .option('--delta', 'reuse a stopped existing data directory: rewrite only files that differ')
+    .option('--snapshot <id>', 'start from this base backup (default: the newest before the target)')
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
       const command = archiveGetCommand(g, f.name, 'restore');
       await withRepo(g, async (repo) => {
         const started = Date.now();
-        const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command, ...(f.delta ? { delta: true } : {}) });
+        const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command, ...(f.delta ? { delta: true } : {}), ...(f.snapshot ? { snapshot: f.snapshot } : {}) });
         if (g.json) printJson({ snapshot: r.snapshot.id, targetDir: f.targetDir, files: r.files, unchanged: r.unchanged, removed: r.removed, bytes: r.bytes, recovery: r.recoveryConf });
         else if (!g.quiet) {
           console.log(

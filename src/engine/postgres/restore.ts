@@ -13,7 +13,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
-import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { parseLsn, parseWalName, segmentName } from '../../sources/postgres/wal.js';
 import { restore, type RestoreResult } from '../restore/restorer.js';
 import { logSource, streamSource, timelineDir, type PgConsistency } from './names.js';
@@ -36,6 +36,8 @@ export interface PgRestoreOptions {
   archiveGetCommand: string;
   /** Reuse an existing (stopped) data directory, rewriting only files that differ. */
   delta?: boolean;
+  /** The base backup to start from (id prefix or "latest"); default: chosen by target. */
+  snapshot?: string;
 }
 
 export interface PgRestoreResult extends RestoreResult {
@@ -48,13 +50,16 @@ function consistencyOf(s: Snapshot): PgConsistency {
 }
 
 /** The newest base backup from which the target is reachable. */
-export function chooseBackup(all: Snapshot[], name: string, target: PgTarget): Snapshot {
+export function chooseBackup(all: Snapshot[], name: string, target: PgTarget, snapshotRef?: string): Snapshot {
   const mine = all.filter((s) => s.source.kind === 'postgres' && s.source.name === name && s.consistency);
   if (mine.length === 0) {
     throw new LifeboatError('NOT_FOUND', `no base backup of PostgreSQL source "${name}"`, {
       hint: 'take one with `lifeboat pg backup --name NAME --dsn URL`',
     });
   }
+  // Chosen by the operator: for --xid and --restore-point targets, whose position is
+  // only known by replaying, the newest backup may already be past them.
+  if (snapshotRef) return pickSnapshot(mine, snapshotRef);
   let usable = mine;
   if (target.kind === 'time') {
     usable = mine.filter((s) => Date.parse(consistencyOf(s).stopTime) <= target.time.getTime());
@@ -222,7 +227,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   const target = path.resolve(opts.targetDir);
   if (opts.delta) await assertStopped(target);
   else await assertEmptyTarget(target);
-  const snapshot = chooseBackup(await repo.listSnapshots(), opts.name, opts.target);
+  const snapshot = chooseBackup(await repo.listSnapshots(), opts.name, opts.target, opts.snapshot);
   const c = consistencyOf(snapshot);
   await checkWalContinuity(repo, opts.name, c);
 
