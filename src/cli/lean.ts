@@ -2,8 +2,9 @@
  * The lean entry point for the two commands PostgreSQL runs once per WAL segment
  * (`pg archive-push`, `pg archive-get`). It loads only the repository and WAL code —
  * no argument-parsing library, no database client, no worker pools — because its
- * start-up cost is paid for every 16 MiB of WAL. Anything it does not recognise goes
- * to the full CLI, which gives the usual errors.
+ * start-up cost is paid for every 16 MiB of WAL. Anything it does not recognise (a
+ * global option before `pg`, say) goes to the full CLI, which parses it and then
+ * calls runArchiveCall here, or gives the usual errors.
  */
 import { rm } from 'node:fs/promises';
 import { LifeboatError } from '../errors.js';
@@ -12,7 +13,7 @@ import { Repository } from '../repo/repository.js';
 import { withRepo, withStore, type GlobalOptions } from './context.js';
 import { reportError } from './output/errors.js';
 
-interface Parsed {
+export interface ArchiveCall {
   verb: 'archive-push' | 'archive-get';
   name: string;
   prefetch?: string;
@@ -31,7 +32,7 @@ const VALUE_FLAGS: Record<string, string> = {
 };
 
 /** Parses `pg archive-push|archive-get ...`; undefined when the full CLI should handle it. */
-export function parse(argv: string[]): Parsed | undefined {
+export function parse(argv: string[]): ArchiveCall | undefined {
   const [group, verb, ...rest] = argv;
   if (group !== 'pg' || (verb !== 'archive-push' && verb !== 'archive-get')) return undefined;
   const values: Record<string, string> = {};
@@ -59,7 +60,8 @@ export function parse(argv: string[]): Parsed | undefined {
   return { verb, name, g, args, ...(values.prefetch ? { prefetch: values.prefetch } : {}) };
 }
 
-async function run(p: Parsed): Promise<void> {
+/** Runs archive-push or archive-get; the full CLI calls this too, after its own parsing. */
+export async function runArchiveCall(p: ArchiveCall): Promise<void> {
   if (p.verb === 'archive-push') {
     const walPath = p.args[0] as string;
     // Shipped already by an earlier call's batch to this same repository and source:
@@ -98,7 +100,7 @@ export async function main(argv: string[]): Promise<boolean> {
   const parsed = parse(argv);
   if (!parsed) return false;
   try {
-    await run(parsed);
+    await runArchiveCall(parsed);
     process.exitCode = 0;
   } catch (err) {
     process.exitCode = reportError(err);

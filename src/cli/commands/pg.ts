@@ -10,6 +10,7 @@ import { archiveGetCommand, targetOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
+import { runArchiveCall } from '../lean.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { register as registerStream } from './pg-stream.js';
 import { register as registerDump } from './pg-dump.js';
@@ -19,12 +20,6 @@ interface RestoreFlags extends TargetFlags {
   targetDir: string;
   delta?: boolean;
   snapshot?: string;
-}
-
-function leanOnly(): never {
-  throw new LifeboatError('USAGE', 'unrecognised options for this command', {
-    hint: 'use: pg archive-push --name N [--repo R] [--password-file F] PATH | pg archive-get --name N [--prefetch DIR] FILE DEST',
-  });
 }
 
 export function register(program: Command): void {
@@ -71,13 +66,15 @@ export function register(program: Command): void {
     });
 
   // archive-push and archive-get run once per WAL segment, so bin/lifeboat.js sends
-  // them to the lean entry point (../lean.ts); these definitions give them --help and
-  // the usual errors when the lean parser hands a call over.
+  // them straight to the lean entry point (../lean.ts) when it can; calls it cannot
+  // parse come here and run the same code.
   pg.command('archive-push')
     .description("archive one WAL file (for archive_command = '... pg archive-push --name N %p')")
     .requiredOption('--name <name>', 'cluster name')
     .argument('<path>', 'WAL file (%p)')
-    .action(() => leanOnly());
+    .action((file: string, f: { name: string }, cmd: Command) =>
+      runArchiveCall({ verb: 'archive-push', name: f.name, g: cmd.optsWithGlobals<GlobalOptions>(), args: [file] }),
+    );
 
   pg.command('archive-get')
     .description("fetch one WAL file (for restore_command = '... pg archive-get --name N %f %p')")
@@ -85,7 +82,15 @@ export function register(program: Command): void {
     .argument('<walfile>', 'WAL file name (%f)')
     .argument('<dest>', 'where to write it (%p)')
     .option('--prefetch <dir>', 'also fetch the following segments into DIR, and serve later calls from it')
-    .action(() => leanOnly());
+    .action((file: string, dest: string, f: { name: string; prefetch?: string }, cmd: Command) =>
+      runArchiveCall({
+        verb: 'archive-get',
+        name: f.name,
+        g: cmd.optsWithGlobals<GlobalOptions>(),
+        args: [file, dest],
+        ...(f.prefetch ? { prefetch: f.prefetch } : {}),
+      }),
+    );
 
   pg.command('restore')
     .description('restore a data directory and set up recovery to a target; then `pg_ctl start`')

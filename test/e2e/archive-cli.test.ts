@@ -1,0 +1,50 @@
+/**
+ * pg archive-push / archive-get work however the command line is written: straight
+ * to the lean entry point, or through the full CLI when global options come first.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
+
+afterAll(cleanupTmp);
+
+/** A 16 MiB segment with a valid PostgreSQL 15 long page header. */
+function segment(segno: number): Buffer {
+  const seg = Buffer.alloc(16 * 1024 * 1024);
+  seg.writeUInt16LE(0xd110, 0);
+  seg.writeUInt16LE(0x0002, 2);
+  seg.writeUInt32LE(1, 4);
+  seg.writeBigUInt64LE(BigInt(segno) * 16n * 1024n * 1024n, 8);
+  seg.writeBigUInt64LE(7300000000000000001n, 24);
+  seg.writeUInt32LE(16 * 1024 * 1024, 32);
+  seg.writeUInt32LE(8192, 36);
+  seg.fill(0x41, 40, 4096);
+  return seg;
+}
+
+describe('pg archive-push / archive-get command lines', () => {
+  it('accept global options before or after the subcommand, with the same results', async () => {
+    const dir = tmpdir();
+    const repo = path.join(dir, 'repo');
+    expect((await runCli(['init', '--repo', repo])).code).toBe(0);
+    const names = ['000000010000000000000003', '000000010000000000000004'];
+    for (const n of names) await fs.writeFile(path.join(dir, n), segment(parseInt(n.slice(16), 16)));
+
+    // Lean path (subcommand first) and full CLI path (global option first).
+    let r = await runCli(['pg', 'archive-push', '--name', 'm', '--repo', repo, path.join(dir, names[0]!)]);
+    expect(r.code, r.stderr).toBe(0);
+    r = await runCli(['--repo', repo, 'pg', 'archive-push', '--name', 'm', path.join(dir, names[1]!)]);
+    expect(r.code, r.stderr).toBe(0);
+
+    for (const [i, args] of [['pg', 'archive-get', '--name', 'm', '--repo', repo], ['--repo', repo, 'pg', 'archive-get', '--name', 'm']].entries()) {
+      const out = path.join(dir, `out-${i}`);
+      r = await runCli([...args, names[i]!, out]);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await fs.readFile(out)).equals(await fs.readFile(path.join(dir, names[i]!)))).toBe(true);
+      r = await runCli([...args, '000000010000000000000009', out]);
+      expect(r.code).toBe(15);
+      expect(r.stderr).toMatch(/not in the archive/);
+    }
+  });
+});
