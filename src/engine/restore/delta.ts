@@ -4,14 +4,15 @@
  * comparing blob ids. Only files that differ are rewritten (pgBackRest's --delta
  * idea, with the repository's own content addresses instead of a separate checksum).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { FastCDC } from '../../chunker/fastcdc.js';
+import type { FastCDC } from '../../chunker/fastcdc.js';
+import { chunkRange, FileReadError, type ChunkBuffer } from '../../chunker/read.js';
 import { blobId, type MasterKey } from '../../codec/crypto.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
 
-export function sameContent(file: string, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>, partBytes: number): boolean {
+export async function sameContent(file: string, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>, partBytes: number): Promise<boolean> {
   const want = node.content ?? [];
   let fd: number;
   try {
@@ -20,42 +21,20 @@ export function sameContent(file: string, node: TreeNode, chunker: FastCDC, key:
     return false;
   }
   try {
-    const buf = Buffer.allocUnsafe(chunker.params.max * 2);
-    let start = 0;
-    let end = 0;
-    let eof = false;
-    let i = 0;
+    const state: ChunkBuffer = { buf: Buffer.allocUnsafe(chunker.params.max * 2), end: 0 };
     // Backup cuts large files at fixed part boundaries; so must the comparison.
-    const split = (node.size ?? 0) > partBytes;
-    let pos = 0;
-    let partEnd = split ? partBytes : Infinity;
-    for (;;) {
-      while (!eof && end < buf.length) {
-        const n = readSync(fd, buf, end, Math.min(buf.length - end, partEnd - pos), pos);
-        if (n === 0) eof = true;
-        else {
-          end += n;
-          pos += n;
-        }
-      }
-      while (start < end) {
-        const cut = chunker.cut(buf, start, end, eof);
-        if (cut < 0) break;
-        if (blobId(key, buf.subarray(start, cut)).toString('hex') !== want[i++]) return false;
-        start = cut;
-      }
-      if (eof && start >= end) {
-        if (pos < partEnd || !split) break;
-        // End of a part: carry on with the next one, chunked afresh.
-        partEnd += partBytes;
-        eof = false;
-        continue;
-      }
-      buf.copy(buf, 0, start, end);
-      end -= start;
-      start = 0;
+    const step = (node.size ?? 0) > partBytes ? partBytes : Infinity;
+    let i = 0;
+    for (let from = 0; ; from += step) {
+      state.end = 0;
+      const r = await chunkRange(fd, state, chunker, from, from + step, (view) => blobId(key, view).toString('hex') === want[i++], () => {});
+      if (r.stopped) return false;
+      if (r.size < step) break; // the end of the file
     }
     return i === want.length;
+  } catch (err) {
+    if (err instanceof FileReadError) return false;
+    throw err;
   } finally {
     closeSync(fd);
   }

@@ -220,7 +220,7 @@ class Restorer {
     }
     const content = node.content ?? [];
     this.total += node.size ?? 0;
-    if (this.chunker && (await isFileOfSize(dest, node.size ?? 0)) && sameContent(dest, node, this.chunker, this.repo.key, PART_BYTES)) {
+    if (this.chunker && (await isFileOfSize(dest, node.size ?? 0)) && (await sameContent(dest, node, this.chunker, this.repo.key, PART_BYTES))) {
       this.unchanged++;
       this.lateFiles.push({ path: dest, node });
       return;

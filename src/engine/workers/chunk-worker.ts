@@ -6,9 +6,10 @@
  * thread has nothing else to do meanwhile.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
+import { chunkRange, FileReadError, type ChunkBuffer } from '../../chunker/read.js';
 import { blobId, masterKeyFrom, seal } from '../../codec/crypto.js';
 import { BLOB_DATA, PACK_TARGET_SIZE } from '../../repo/format.js';
 import { encodeEntries, packFooter, type PackEntry } from '../../repo/pack/pack.js';
@@ -24,9 +25,7 @@ const port = parentPort!;
  * for the "which are new?" answer is sealed before the buffer is compacted or
  * reused. Room for a window of about 8 MiB plus one maximal chunk of look-ahead.
  */
-const buf = Buffer.allocUnsafeSlow(8 * 1024 * 1024 + init.chunker.max);
-/** Bytes of `buf` in use: chunks in the current window, then the unconsumed tail. */
-let end = 0;
+const state: ChunkBuffer = { buf: Buffer.allocUnsafeSlow(8 * 1024 * 1024 + init.chunker.max), end: 0 };
 let pendingNeed: ((need: Uint8Array) => void) | undefined;
 
 function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
@@ -100,7 +99,6 @@ function failure(err: unknown, size: number): FileResult {
 
 async function chunkFile(path: string, range: JobFile['range'], job: number, win: Window): Promise<FileResult> {
   const ids: Buffer[] = [];
-  let size = 0;
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -108,48 +106,30 @@ async function chunkFile(path: string, range: JobFile['range'], job: number, win
     return failure(err, 0);
   }
   try {
-    let start = end;
-    let eof = false;
-    let pos = range?.offset ?? 0;
-    const stop = range ? range.offset + range.length : Infinity;
-    for (;;) {
-      while (!eof && end < buf.length) {
-        let n: number;
-        try {
-          n = readSync(fd, buf, end, Math.min(buf.length - end, stop - pos), pos);
-        } catch (err) {
-          // A read error fails this file only. (Chunks of it already in the window
-          // are sealed all the same: ids once reserved must always be stored.)
-          return failure(err, size);
-        }
-        if (n === 0) eof = true;
-        else {
-          end += n;
-          pos += n;
-        }
-      }
-      while (start < end) {
-        const cut = chunker.cut(buf, start, end, eof);
-        if (cut < 0) break;
-        ids.push(win.add(buf.subarray(start, cut)));
-        size += cut - start;
-        start = cut;
-      }
-      if (eof && start >= end) break;
-      // The buffer is full: seal the window (its views die here), then move the
-      // unconsumed tail to the front and read on.
-      await win.flush(job);
-      buf.copy(buf, 0, start, end);
-      end -= start;
-      start = 0;
-    }
+    const from = range?.offset ?? 0;
+    const { size } = await chunkRange(
+      fd,
+      state,
+      chunker,
+      from,
+      range ? from + range.length : Infinity,
+      (view) => {
+        ids.push(win.add(view));
+      },
+      // The buffer is about to be reused: seal the window first (its views die here).
+      () => win.flush(job),
+    );
+    return { ids: Buffer.concat(ids), size };
+  } catch (err) {
+    // A read error fails this file only (chunks of it already in the window are
+    // sealed all the same: ids once reserved must always be stored). Anything else
+    // (sealing, packing) is not the file's fault: it fails the whole job, so no
+    // snapshot can name blobs that were reserved but never stored.
+    if (err instanceof FileReadError) return failure(err.errno, 0);
+    throw err;
   } finally {
-    // Anything else (sealing, packing) is not the file's fault: it propagates and
-    // fails the whole job, so no snapshot can name blobs that were reserved but
-    // never stored.
     closeSync(fd);
   }
-  return { ids: Buffer.concat(ids), size };
 }
 
 async function runJob(job: number, files: JobFile[]): Promise<void> {
@@ -157,7 +137,7 @@ async function runJob(job: number, files: JobFile[]): Promise<void> {
   const results: FileResult[] = [];
   for (const f of files) results.push(await chunkFile(f.path, f.range, job, win));
   await win.flush(job);
-  end = 0;
+  state.end = 0;
   post({ t: 'done', job, files: results });
 }
 
