@@ -12,17 +12,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { CLI, runCli } from '../helpers.js';
 import { archivedCluster, freePort, lifeboatAsPostgres, ScratchCluster } from '../pg-cluster.js';
 import { pgbench, switchAndArchive } from '../pg-load.js';
+import type { PgVerifyReport } from '../../src/engine/postgres/verify.js';
 
-interface Report {
-  ok: boolean;
-  snapshot: string;
-  target: Record<string, string>;
-  rto_seconds: number | null;
-  restore_seconds: number | null;
-  recovery_seconds: number | null;
-  checks: Array<{ name: string; ok: boolean; detail: string }>;
-  scratch_dir?: string;
-}
+type Report = PgVerifyReport;
 
 let base: string;
 let repo: string;

@@ -40,6 +40,14 @@ async function withRestored<T>(flags: string[], fn: () => Promise<T>): Promise<T
   }
 }
 
+/** A time strictly between what was committed before the call and what is committed after it. */
+async function momentBetweenCommits(): Promise<Date> {
+  await new Promise((r) => setTimeout(r, 1100));
+  const [{ t }] = (await cluster.query<{ t: Date }>('select clock_timestamp() as t')) as [{ t: Date }];
+  await new Promise((r) => setTimeout(r, 1100));
+  return t;
+}
+
 const ids = async (): Promise<number[]> => (await cluster.query<{ id: number }>('select id from t order by id')).map((r) => r.id);
 
 beforeAll(async () => {
@@ -62,9 +70,7 @@ afterAll(async () => {
 describe('PostgreSQL point-in-time recovery', () => {
   it('to a time between two commits returns exactly the rows committed before it', async () => {
     await cluster.query('insert into t values (2001, $1)', ['before']);
-    await new Promise((r) => setTimeout(r, 1100));
-    const [{ t: target }] = (await cluster.query<{ t: Date }>('select clock_timestamp() as t')) as [{ t: Date }];
-    await new Promise((r) => setTimeout(r, 1100));
+    const target = await momentBetweenCommits();
     await cluster.query('insert into t values (2002, $1)', ['after']);
     await switchAndArchive();
     await withRestored(['--time', target.toISOString()], async () => {
@@ -102,9 +108,7 @@ describe('PostgreSQL point-in-time recovery', () => {
   it('after an accidental DROP TABLE: to the latest WAL (dropped) and to just before it (all rows back)', async () => {
     await cluster.query('create table precious (v int)');
     await cluster.query('insert into precious select generate_series(1, 500)');
-    await new Promise((r) => setTimeout(r, 1100));
-    const [{ t: beforeDrop }] = (await cluster.query<{ t: Date }>('select clock_timestamp() as t')) as [{ t: Date }];
-    await new Promise((r) => setTimeout(r, 1100));
+    const beforeDrop = await momentBetweenCommits();
     await cluster.query('drop table precious');
     await switchAndArchive();
     await withRestored(['--latest'], async () => {
@@ -358,8 +362,7 @@ describe('PostgreSQL retention', () => {
 describe('PostgreSQL timelines', () => {
   // Last in the file: it leaves a timeline 2 in the archive, which "latest" follows.
   it('follows the timeline a PITR copy created: restoring again after an earlier PITR works', async () => {
-    const [{ t: target }] = (await cluster.query<{ t: Date }>('select clock_timestamp() as t')) as [{ t: Date }];
-    await new Promise((r) => setTimeout(r, 1100));
+    const target = await momentBetweenCommits();
     await cluster.query('insert into t values (8001, $1)', ['timeline 1 only']);
     await switchAndArchive();
     // A PITR copy that stays in service: it promotes onto timeline 2 and archives there.
