@@ -10,6 +10,7 @@ import { registerBuiltinStores } from '../storage/builtin.js';
 import { openStore } from '../storage/registry.js';
 import type { Store } from '../storage/store.js';
 import { Repository } from '../repo/repository.js';
+import type { RepoConfig } from '../repo/format.js';
 
 export interface GlobalOptions {
   repo?: string;
@@ -108,12 +109,16 @@ export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Pr
   }
 }
 
+/** Asks for the password and opens the repository whose config was just read. */
+export async function openRepo(store: Store, opts: GlobalOptions, config: RepoConfig): Promise<Repository> {
+  const repo = await Repository.open(store, await getPassword(opts), config);
+  if (opts.compression) repo.compression = parseCompression(opts.compression);
+  return repo;
+}
+
 export async function withRepo<T>(opts: GlobalOptions, fn: (repo: Repository) => Promise<T>): Promise<T> {
   return withStore(opts, async (store) => {
     // The config is read before asking for a password, so a wrong location fails fast.
-    await Repository.readConfig(store);
-    const repo = await Repository.open(store, await getPassword(opts));
-    if (opts.compression) repo.compression = parseCompression(opts.compression);
-    return fn(repo);
+    return fn(await openRepo(store, opts, await Repository.readConfig(store)));
   });
 }

@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import { LifeboatError } from '../errors.js';
 import { archiveGet, archivePush, markerText, prefetch, pushAhead, takePrefetched, takePushMarker } from '../engine/postgres/archive.js';
 import { Repository } from '../repo/repository.js';
-import { withRepo, withStore, type GlobalOptions } from './context.js';
+import { openRepo, withRepo, withStore, type GlobalOptions } from './context.js';
 import { reportError } from './output/errors.js';
 
 export interface ArchiveCall {
@@ -64,14 +64,15 @@ export function parse(argv: string[]): ArchiveCall | undefined {
 export async function runArchiveCall(p: ArchiveCall): Promise<void> {
   if (p.verb === 'archive-push') {
     const walPath = p.args[0] as string;
-    // Shipped already by an earlier call's batch to this same repository and source:
-    // reading the plain config (no password, no scrypt) is all it takes to tell.
-    const repoId = await withStore(p.g, async (store) => (await Repository.readConfig(store)).id);
-    if (await takePushMarker(walPath, markerText(repoId, p.name))) {
-      if (p.g.json) process.stdout.write(`${JSON.stringify({ file: walPath, result: 'batched' })}\n`);
-      return;
-    }
-    await withRepo(p.g, async (repo) => {
+    await withStore(p.g, async (store) => {
+      // Shipped already by an earlier call's batch to this same repository and
+      // source: the plain config (no password, no scrypt) is all it takes to tell.
+      const config = await Repository.readConfig(store);
+      if (await takePushMarker(walPath, markerText(config.id, p.name))) {
+        if (p.g.json) process.stdout.write(`${JSON.stringify({ file: walPath, result: 'batched' })}\n`);
+        return;
+      }
+      const repo = await openRepo(store, p.g, config);
       const r = await archivePush(repo, p.name, walPath);
       const ahead = await pushAhead(repo, p.name, walPath);
       if (p.g.json) process.stdout.write(`${JSON.stringify({ file: walPath, result: r, pushedAhead: ahead })}\n`);

@@ -108,8 +108,9 @@ export class Repository {
     return parseConfig(raw, store.location);
   }
 
-  static async open(store: Store, password: string): Promise<Repository> {
-    const config = await Repository.readConfig(store);
+  /** Opens with a password; pass the config when the caller has already read it. */
+  static async open(store: Store, password: string, config?: RepoConfig): Promise<Repository> {
+    config ??= await Repository.readConfig(store);
     const { master, slotId } = await openWithPassword(store, password);
     return new Repository(store, config, master, slotId);
   }
