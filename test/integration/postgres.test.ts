@@ -48,6 +48,16 @@ async function momentBetweenCommits(): Promise<Date> {
   return t;
 }
 
+/** Archives what is committed, restores with `flags`, and checks which row came back and which did not. */
+async function expectRecovered(flags: string[], present: number, absent: number): Promise<void> {
+  await switchAndArchive();
+  await withRestored(flags, async () => {
+    const got = await ids();
+    expect(got).toContain(present);
+    expect(got).not.toContain(absent);
+  });
+}
+
 const ids = async (): Promise<number[]> => (await cluster.query<{ id: number }>('select id from t order by id')).map((r) => r.id);
 
 beforeAll(async () => {
@@ -85,24 +95,14 @@ describe('PostgreSQL point-in-time recovery', () => {
     await cluster.query('insert into t values (3001, $1)', ['at lsn']);
     const [{ lsn }] = (await cluster.query<{ lsn: string }>('select pg_current_wal_insert_lsn()::text as lsn')) as [{ lsn: string }];
     await cluster.query('insert into t values (3002, $1)', ['after lsn']);
-    await switchAndArchive();
-    await withRestored(['--lsn', lsn], async () => {
-      const got = await ids();
-      expect(got).toContain(3001);
-      expect(got).not.toContain(3002);
-    });
+    await expectRecovered(['--lsn', lsn], 3001, 3002);
   });
 
   it('to a named restore point', async () => {
     await cluster.query('insert into t values (4001, $1)', ['before point']);
     await cluster.query("select pg_create_restore_point('before-4002')");
     await cluster.query('insert into t values (4002, $1)', ['after point']);
-    await switchAndArchive();
-    await withRestored(['--restore-point', 'before-4002'], async () => {
-      const got = await ids();
-      expect(got).toContain(4001);
-      expect(got).not.toContain(4002);
-    });
+    await expectRecovered(['--restore-point', 'before-4002'], 4001, 4002);
   });
 
   it('after an accidental DROP TABLE: to the latest WAL (dropped) and to just before it (all rows back)', async () => {
@@ -126,12 +126,7 @@ describe('PostgreSQL restore variants', () => {
   it('to a transaction id', async () => {
     const [{ xid }] = (await cluster.query<{ xid: string }>("insert into t values (5001, 'in xid') returning xmin::text as xid")) as [{ xid: string }];
     await cluster.query('insert into t values (5002, $1)', ['after xid']);
-    await switchAndArchive();
-    await withRestored(['--xid', xid], async () => {
-      const got = await ids();
-      expect(got).toContain(5001);
-      expect(got).not.toContain(5002);
-    });
+    await expectRecovered(['--xid', xid], 5001, 5002);
   });
 
   it('--delta rewrites only what differs in a stopped data directory', async () => {
