@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'PERMISSION'
   | 'UNSAFE_PATH'
   | 'SOURCE_UNAVAILABLE'
+  | 'SOURCE_CORRUPT'
+  | 'TARGET_EXISTS'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -49,6 +51,8 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   PERMISSION: { exit: 18, http: 403, summary: 'permission denied' },
   UNSAFE_PATH: { exit: 13, http: 500, summary: 'a stored name would write outside the target' },
   SOURCE_UNAVAILABLE: { exit: 19, http: 502, summary: 'a database cannot be reached, or refused the login' },
+  SOURCE_CORRUPT: { exit: 20, http: 422, summary: 'a source database is damaged or is not a database' },
+  TARGET_EXISTS: { exit: 21, http: 409, summary: 'the restore target already exists (nothing was overwritten)' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

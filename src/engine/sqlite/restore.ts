@@ -1,0 +1,332 @@
+/**
+ * Rebuilds a SQLite database as of a moment: the newest snapshot at or before it,
+ * then every transaction of that snapshot's generation seen by then, page by page.
+ * The result is written beside the target under a temporary name, must pass
+ * `PRAGMA integrity_check` and `foreign_key_check`, and only then takes the target's
+ * name (without replacing anything: an existing target is refused up front).
+ *
+ * Memory: one segment (at most 32 MiB stored) and its page map at a time.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { LifeboatError, errno } from '../../errors.js';
+import { acquireLock } from '../../repo/lock.js';
+import type { Repository } from '../../repo/repository.js';
+import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { frameInfo, FRAME_HEADER_SIZE } from '../../sources/sqlite/wal.js';
+import { resolvePath } from '../browse/tree-walk.js';
+import type { ProgressFn } from '../progress.js';
+import { restoreStream } from '../restore/stream.js';
+import { logSource, type SqliteConsistency } from './backup.js';
+import { chainFrom, comparePos, decodeSegment, parseSegmentName, type Position, type SegmentName } from './segment.js';
+
+export interface SqliteRestoreOptions {
+  name: string;
+  output: string;
+  /** Restore as of this moment; default: the newest transaction stored. */
+  time?: Date;
+  /** Only these tables (with their indexes and triggers) go into the output. */
+  tables?: string[];
+  onProgress?: ProgressFn;
+}
+
+export interface SqliteRestoreResult {
+  output: string;
+  snapshot: Snapshot;
+  generation?: string;
+  /** Transactions replayed on top of the snapshot. */
+  commits: number;
+  segments: number;
+  /** When the newest restored transaction was first seen (the snapshot's time if none). */
+  restoredTo: Date;
+  bytes: number;
+  tables?: string[];
+  durationMs: number;
+}
+
+interface Candidate {
+  snapshot: Snapshot;
+  generation?: string;
+  names: SegmentName[];
+  /** How far (in time) this candidate reaches towards the target. */
+  reach: number;
+}
+
+export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions): Promise<SqliteRestoreResult> {
+  const started = Date.now();
+  const output = path.resolve(opts.output);
+  await refuseExisting(output);
+  const lock = await acquireLock(repo.store, 'shared', `sqlite restore ${opts.name}`);
+  try {
+    await repo.loadIndex();
+    const name = await resolveName(repo, opts.name);
+    const base = await choose(repo, name, opts.time);
+    const tmp = `${output}.lifeboat-${randomBytes(4).toString('hex')}`;
+    try {
+      const c = base.snapshot.consistency as unknown as SqliteConsistency;
+      const bytes = await writeImage(repo, base.snapshot, tmp, opts.onProgress);
+      const replay = base.generation
+        ? await replayFrames(repo, logSource(name), base.generation, c.position as Position, base.names, tmp, opts.time)
+        : { commits: 0, segments: 0, lastTime: undefined };
+      let result = tmp;
+      if (opts.tables?.length) {
+        result = `${tmp}-tables`;
+        copyTables(tmp, result, opts.tables);
+      }
+      verify(result);
+      await fs.link(result, output).catch((err: unknown) => {
+        if (errno(err) === 'EEXIST') throw new LifeboatError('TARGET_EXISTS', `${output} appeared during the restore and was left alone`);
+        throw err;
+      });
+      return {
+        output,
+        snapshot: base.snapshot,
+        ...(base.generation ? { generation: base.generation } : {}),
+        commits: replay.commits,
+        segments: replay.segments,
+        restoredTo: new Date(replay.lastTime ?? Date.parse(base.snapshot.time)),
+        bytes,
+        ...(opts.tables?.length ? { tables: opts.tables } : {}),
+        durationMs: Date.now() - started,
+      };
+    } finally {
+      for (const f of [tmp, `${tmp}-tables`]) {
+        for (const suffix of ['', '-wal', '-shm', '-journal']) await fs.rm(f + suffix, { force: true });
+      }
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+async function refuseExisting(output: string): Promise<void> {
+  for (const f of [output, `${output}-wal`, `${output}-shm`, `${output}-journal`]) {
+    const exists = await fs.lstat(f).then(
+      () => true,
+      () => false,
+    );
+    if (exists) {
+      throw new LifeboatError('TARGET_EXISTS', `${f} already exists; nothing was written`, {
+        hint: 'restore to a new path, then swap it in with the application stopped',
+      });
+    }
+  }
+  await fs.access(path.dirname(output)).catch(() => {
+    throw new LifeboatError('USAGE', `the directory of ${output} does not exist`);
+  });
+}
+
+function sqliteSnapshots(all: Snapshot[], name: string): Snapshot[] {
+  return all.filter((s) => s.source.kind === 'sqlite' && s.source.name === name);
+}
+
+/** The name as given, or without its extension (`memory.db` for a source named `memory`). */
+async function resolveName(repo: Repository, name: string): Promise<string> {
+  const all = await repo.listSnapshots();
+  if (sqliteSnapshots(all, name).length > 0) return name;
+  const bare = path.parse(name).name;
+  if (bare !== name && sqliteSnapshots(all, bare).length > 0) return bare;
+  throw new LifeboatError('NOT_FOUND', `no SQLite backups named "${name}" in this repository`, {
+    hint: '`lifeboat snapshots` lists them; the name is --name, or the file name without extension',
+  });
+}
+
+/**
+ * The snapshot that gets closest to the target: for a replicated generation, how far
+ * its segments reach (capped at the target); for a plain snapshot, its own time.
+ */
+async function choose(repo: Repository, name: string, time: Date | undefined): Promise<Candidate> {
+  const target = time?.getTime() ?? Infinity;
+  const snaps = sqliteSnapshots(await repo.listSnapshots(), name).filter((s) => Date.parse(s.time) <= target);
+  if (snaps.length === 0) {
+    const earliest = sqliteSnapshots(await repo.listSnapshots(), name).sort((a, b) => Date.parse(a.time) - Date.parse(b.time))[0];
+    throw new LifeboatError('NOT_FOUND', `no backup of "${name}" at or before ${time?.toISOString() ?? 'now'}`, {
+      hint: earliest ? `the earliest restorable moment is ${earliest.time}` : 'back it up first',
+    });
+  }
+  const logs = await repo.listLogs(logSource(name));
+  let best: Candidate | undefined;
+  for (const s of snaps.sort((a, b) => Date.parse(b.time) - Date.parse(a.time))) {
+    const c = s.consistency as unknown as SqliteConsistency | undefined;
+    const gen = c?.generation;
+    const names = gen ? logs.filter((l) => l.timeline === gen).map((l) => parseSegmentName(l.file)).filter((n) => n !== undefined) : [];
+    let reach = Date.parse(s.time);
+    if (gen && c?.position) {
+      const { chain } = chainFrom(c.position, names);
+      for (const n of chain) reach = Math.max(reach, Math.min(n.lastTime, target));
+    }
+    const cand: Candidate = { snapshot: s, ...(gen ? { generation: gen } : {}), names, reach };
+    if (!best || cand.reach > best.reach || (cand.reach === best.reach && Date.parse(s.time) > Date.parse(best.snapshot.time))) best = cand;
+  }
+  return best as Candidate;
+}
+
+async function writeImage(repo: Repository, snapshot: Snapshot, file: string, onProgress?: ProgressFn): Promise<number> {
+  const at = snapshot.paths[0] ?? '';
+  const found = await resolvePath(repo, snapshot.tree, at);
+  if (!('node' in found) || found.node.type !== 'file') {
+    throw new LifeboatError('CORRUPT', `snapshot ${snapshot.id.slice(0, 8)} holds no database file at ${at}`);
+  }
+  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+  return restoreStream(repo, found.node, out, onProgress ? { onProgress } : {});
+}
+
+/**
+ * Applies the generation's transactions after `from`, up to `until`, to the file.
+ * Within a segment only the last version of each page is written, in page order.
+ */
+async function replayFrames(
+  repo: Repository,
+  source: string,
+  generation: string,
+  from: Position,
+  names: SegmentName[],
+  file: string,
+  until: Date | undefined,
+): Promise<{ commits: number; segments: number; lastTime: number | undefined }> {
+  const { chain, gapAt } = chainFrom(from, names);
+  const limit = until?.getTime() ?? Infinity;
+  if (gapAt && chain.every((n) => n.lastTime <= limit)) {
+    throw new LifeboatError('CORRUPT', `generation ${generation} of ${source} has a gap after position ${gapAt.cycle}/${gapAt.frame}`, {
+      hint: 'a log segment is missing; restore to an earlier time, or run `lifeboat check`',
+    });
+  }
+  const fh = await fs.open(file, 'r+');
+  let commits = 0;
+  let segments = 0;
+  let lastTime: number | undefined;
+  let pageSize = 0;
+  let dbPages = 0;
+  try {
+    outer: for (const n of chain) {
+      const data = await repo.getLog(source, generation, n.file);
+      if (!data) throw new LifeboatError('CORRUPT', `log segment ${n.file} of ${source} vanished during the restore`);
+      const seg = decodeSegment(data, n.file);
+      pageSize = seg.meta.pageSize;
+      const frameSize = FRAME_HEADER_SIZE + pageSize;
+      const latest = new Map<number, number>(); // page number -> offset of its newest frame
+      let offset = 0;
+      let applied = false;
+      for (const c of seg.meta.commits) {
+        const start = offset;
+        offset = c.end;
+        if (comparePos(c, from) <= 0) continue;
+        if (c.time > limit) {
+          await writePages(fh, seg.frames, latest, pageSize);
+          if (applied) segments++;
+          break outer;
+        }
+        for (let o = start; o < c.end; o += frameSize) latest.set(frameInfo(seg.frames, o).pgno, o);
+        dbPages = frameInfo(seg.frames, c.end - frameSize).dbPages;
+        lastTime = c.time;
+        commits++;
+        applied = true;
+      }
+      await writePages(fh, seg.frames, latest, pageSize);
+      if (applied) segments++;
+    }
+    if (dbPages > 0) await fh.truncate(dbPages * pageSize);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return { commits, segments, lastTime };
+}
+
+async function writePages(fh: fs.FileHandle, frames: Buffer, latest: Map<number, number>, pageSize: number): Promise<void> {
+  const pages = [...latest.keys()].sort((a, b) => a - b);
+  for (const pgno of pages) {
+    const o = (latest.get(pgno) as number) + FRAME_HEADER_SIZE;
+    await fh.write(frames, o, pageSize, (pgno - 1) * pageSize);
+  }
+  latest.clear();
+}
+
+/** The restored file must pass SQLite's own checks before it takes the target's name. */
+function verify(file: string): void {
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    const integrity = db.pragma('integrity_check') as Array<{ integrity_check: string }>;
+    const problems = integrity.map((r) => r.integrity_check).filter((m) => m !== 'ok');
+    if (problems.length > 0) {
+      throw new LifeboatError('CORRUPT', `the restored database fails integrity_check: ${problems.slice(0, 3).join('; ')}`, {
+        hint: 'restore to another time or snapshot, and run `lifeboat check --read-data`',
+      });
+    }
+    const fk = db.pragma('foreign_key_check') as Array<{ table: string; parent: string }>;
+    if (fk.length > 0) {
+      const first = fk[0] as { table: string; parent: string };
+      throw new LifeboatError('CORRUPT', `the restored database fails foreign_key_check: ${fk.length} rows, e.g. ${first.table} -> ${first.parent}`, {
+        hint: 'the source had these violations too if foreign keys were not enforced; restore without --table to see it whole',
+      });
+    }
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Copies the chosen tables (schema, rows, their indexes and triggers) into a new
+ * database. A table whose foreign keys point at a table not chosen is refused: its
+ * rows could not be checked.
+ */
+function copyTables(from: string, to: string, tables: string[]): void {
+  const src = new Database(from, { fileMustExist: true, readonly: true });
+  const chosen = new Set(tables);
+  try {
+    const all = new Map(
+      (src.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string; sql: string }>).map((r) => [r.name, r.sql]),
+    );
+    for (const t of tables) {
+      if (!all.has(t)) {
+        throw new LifeboatError('NOT_FOUND', `no table "${t}" in the restored database`, {
+          hint: `tables: ${[...all.keys()].filter((n) => !n.startsWith('sqlite_')).join(', ')}`,
+        });
+      }
+      const parents = (src.prepare('SELECT DISTINCT "table" AS parent FROM pragma_foreign_key_list(?)').all(t) as Array<{ parent: string }>).map((r) => r.parent);
+      const missing = parents.filter((p) => !chosen.has(p));
+      if (missing.length > 0) {
+        throw new LifeboatError('USAGE', `table "${t}" references ${missing.join(', ')} by foreign key`, {
+          hint: `add ${missing.map((m) => `--table ${m}`).join(' ')}`,
+        });
+      }
+    }
+  } finally {
+    src.close();
+  }
+  const db = new Database(to);
+  try {
+    db.exec(`ATTACH DATABASE ${quoteLiteral(from)} AS src`);
+    const objects = db
+      .prepare(
+        "SELECT type, name, tbl_name, sql FROM src.sqlite_master WHERE sql IS NOT NULL AND tbl_name IN (SELECT value FROM json_each(?)) ORDER BY CASE type WHEN 'table' THEN 0 ELSE 1 END",
+      )
+      .all(JSON.stringify(tables)) as Array<{ type: string; name: string; tbl_name: string; sql: string }>;
+    db.transaction(() => {
+      for (const o of objects.filter((x) => x.type === 'table')) {
+        db.exec(o.sql);
+        db.exec(`INSERT INTO main.${quoteIdent(o.name)} SELECT * FROM src.${quoteIdent(o.name)}`);
+      }
+      for (const o of objects.filter((x) => x.type !== 'table')) db.exec(o.sql);
+      // AUTOINCREMENT counters, so new rows do not reuse the ids of deleted ones.
+      const seq = db.prepare("SELECT 1 FROM src.sqlite_master WHERE name = 'sqlite_sequence'").get();
+      const ours = db.prepare("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").get();
+      if (seq && ours) {
+        db.prepare('INSERT INTO main.sqlite_sequence SELECT * FROM src.sqlite_sequence WHERE name IN (SELECT value FROM json_each(?))').run(JSON.stringify(tables));
+      }
+    })();
+    db.exec('DETACH DATABASE src');
+  } finally {
+    db.close();
+  }
+}
+
+function quoteIdent(s: string): string {
+  return `"${s.replace(/"/g, '""')}"`;
+}
+
+function quoteLiteral(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}

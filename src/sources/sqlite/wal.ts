@@ -1,0 +1,196 @@
+/**
+ * Reads SQLite's write-ahead log file directly, as Litestream does: the 32-byte
+ * header, then frames of a 24-byte header and one page each. A frame belongs to the
+ * current log only when its salts equal the header's and its cumulative checksum
+ * continues the chain, so stale frames left from before the last WAL restart are
+ * never mistaken for new ones. Only whole transactions are returned: frames after the
+ * last commit frame (dbSize != 0) are still being written.
+ *
+ * Format: https://www.sqlite.org/fileformat2.html#walformat
+ */
+import { promises as fs } from 'node:fs';
+import { errno } from '../../errors.js';
+
+export const WAL_HEADER_SIZE = 32;
+export const FRAME_HEADER_SIZE = 24;
+const MAGIC_LE = 0x377f0682;
+const MAGIC_BE = 0x377f0683;
+
+export interface WalHeader {
+  bigEndianChecksum: boolean;
+  pageSize: number;
+  /** Incremented by SQLite on every WAL restart. */
+  checkpointSeq: number;
+  /** salt1 is incremented on every restart, salt2 is random: together they name one WAL cycle. */
+  salt1: number;
+  salt2: number;
+  /** Checksum of the header, where the frame checksum chain starts. */
+  checksum: Checksum;
+}
+
+export type Checksum = readonly [number, number];
+
+/** Where reading stopped: after `frame` frames of this cycle, with the chain's checksum there. */
+export interface WalCursor {
+  frame: number;
+  checksum: Checksum;
+}
+
+export interface CommittedFrames {
+  /** Raw frames (header and page), only whole transactions. */
+  data: Buffer;
+  /** Per transaction read: its last frame number (1-based) and the database size in pages after it. */
+  commits: Array<{ frame: number; dbPages: number }>;
+  /** The cursor after the last commit frame (unchanged when none was found). */
+  end: WalCursor;
+}
+
+export function parseWalHeader(buf: Buffer): WalHeader | undefined {
+  if (buf.length < WAL_HEADER_SIZE) return undefined;
+  const magic = buf.readUInt32BE(0);
+  if (magic !== MAGIC_LE && magic !== MAGIC_BE) return undefined;
+  const bigEndianChecksum = magic === MAGIC_BE;
+  const pageSize = buf.readUInt32BE(8);
+  const [c1, c2] = walChecksum(buf, 0, 24, [0, 0], bigEndianChecksum);
+  if (c1 !== buf.readUInt32BE(24) || c2 !== buf.readUInt32BE(28)) return undefined;
+  return {
+    bigEndianChecksum,
+    pageSize: pageSize === 1 ? 65536 : pageSize,
+    checkpointSeq: buf.readUInt32BE(12),
+    salt1: buf.readUInt32BE(16),
+    salt2: buf.readUInt32BE(20),
+    checksum: [c1, c2],
+  };
+}
+
+/** SQLite's WAL checksum over [start, end) of `buf`, continuing from `prev`. */
+export function walChecksum(buf: Buffer, start: number, end: number, prev: Checksum, bigEndian: boolean): Checksum {
+  let s1 = prev[0];
+  let s2 = prev[1];
+  if (bigEndian) {
+    for (let i = start; i < end; i += 8) {
+      s1 = (s1 + buf.readUInt32BE(i) + s2) >>> 0;
+      s2 = (s2 + buf.readUInt32BE(i + 4) + s1) >>> 0;
+    }
+  } else {
+    for (let i = start; i < end; i += 8) {
+      s1 = (s1 + buf.readUInt32LE(i) + s2) >>> 0;
+      s2 = (s2 + buf.readUInt32LE(i + 4) + s1) >>> 0;
+    }
+  }
+  return [s1, s2];
+}
+
+export function sameCycle(a: WalHeader, b: WalHeader): boolean {
+  return a.salt1 === b.salt1 && a.salt2 === b.salt2 && a.pageSize === b.pageSize;
+}
+
+/** The page number and, for a commit frame, the database size in pages after it. */
+export function frameInfo(frames: Buffer, offset: number): { pgno: number; dbPages: number } {
+  return { pgno: frames.readUInt32BE(offset), dbPages: frames.readUInt32BE(offset + 4) };
+}
+
+/** An open WAL file; the file may not exist yet (no transaction since the last close). */
+export class WalFile {
+  private constructor(
+    readonly path: string,
+    private fh: fs.FileHandle | undefined,
+  ) {}
+
+  static async open(path: string): Promise<WalFile> {
+    try {
+      return new WalFile(path, await fs.open(path, 'r'));
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return new WalFile(path, undefined);
+      throw err;
+    }
+  }
+
+  /** The header, or undefined while the log is empty or absent. */
+  async header(): Promise<WalHeader | undefined> {
+    if (!this.fh) {
+      const reopened = await WalFile.open(this.path);
+      this.fh = reopened.fh;
+      if (!this.fh) return undefined;
+    }
+    const buf = Buffer.alloc(WAL_HEADER_SIZE);
+    const { bytesRead } = await this.fh.read(buf, 0, WAL_HEADER_SIZE, 0);
+    return bytesRead === WAL_HEADER_SIZE ? parseWalHeader(buf) : undefined;
+  }
+
+  /**
+   * Reads the whole transactions after `from`, at most `maxBytes` of frames (whole
+   * transactions are never split, but one transaction larger than the limit is
+   * returned whole). Reading is in 1 MiB pieces so a large log never sits in memory.
+   */
+  async readCommitted(hdr: WalHeader, from: WalCursor, maxBytes = 64 << 20): Promise<CommittedFrames> {
+    const frameSize = FRAME_HEADER_SIZE + hdr.pageSize;
+    const pieces: Buffer[] = [];
+    const commits: CommittedFrames['commits'] = [];
+    let cursor = from;
+    let pending: Buffer[] = [];
+    let pendingFrames = 0;
+    let checksum = from.checksum;
+    let frame = from.frame;
+    let bytes = 0;
+    const perRead = Math.max(1, Math.floor((1 << 20) / frameSize));
+    if (!this.fh) return { data: Buffer.alloc(0), commits, end: from };
+    outer: for (;;) {
+      const buf = Buffer.allocUnsafe(perRead * frameSize);
+      const { bytesRead } = await this.fh.read(buf, 0, buf.length, WAL_HEADER_SIZE + frame * frameSize);
+      const whole = Math.floor(bytesRead / frameSize);
+      if (whole === 0) break;
+      for (let i = 0; i < whole; i++) {
+        const off = i * frameSize;
+        if (buf.readUInt32BE(off + 8) !== hdr.salt1 || buf.readUInt32BE(off + 12) !== hdr.salt2) break outer;
+        checksum = walChecksum(buf, off, off + 8, checksum, hdr.bigEndianChecksum);
+        checksum = walChecksum(buf, off + FRAME_HEADER_SIZE, off + frameSize, checksum, hdr.bigEndianChecksum);
+        if (checksum[0] !== buf.readUInt32BE(off + 16) || checksum[1] !== buf.readUInt32BE(off + 20)) break outer;
+        frame++;
+        pending.push(buf.subarray(off, off + frameSize));
+        pendingFrames++;
+        const dbPages = buf.readUInt32BE(off + 4);
+        if (dbPages !== 0) {
+          pieces.push(...pending);
+          bytes += pendingFrames * frameSize;
+          pending = [];
+          pendingFrames = 0;
+          commits.push({ frame, dbPages });
+          cursor = { frame, checksum };
+          if (bytes >= maxBytes) break outer;
+        }
+      }
+      if (whole < perRead) break;
+    }
+    return { data: Buffer.concat(pieces), commits, end: cursor };
+  }
+
+  /**
+   * Whether the current cycle still holds `at`: frame `at.frame` (0 meaning the
+   * header) carries the header's salts and the checksum recorded when it was read.
+   */
+  async holds(hdr: WalHeader, at: WalCursor): Promise<boolean> {
+    if (at.frame === 0) return at.checksum[0] === hdr.checksum[0] && at.checksum[1] === hdr.checksum[1];
+    if (!this.fh) return false;
+    const buf = Buffer.alloc(FRAME_HEADER_SIZE);
+    const pos = WAL_HEADER_SIZE + (at.frame - 1) * (FRAME_HEADER_SIZE + hdr.pageSize);
+    const { bytesRead } = await this.fh.read(buf, 0, FRAME_HEADER_SIZE, pos);
+    return (
+      bytesRead === FRAME_HEADER_SIZE &&
+      buf.readUInt32BE(8) === hdr.salt1 &&
+      buf.readUInt32BE(12) === hdr.salt2 &&
+      buf.readUInt32BE(16) === at.checksum[0] &&
+      buf.readUInt32BE(20) === at.checksum[1]
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.fh?.close();
+    this.fh = undefined;
+  }
+}
+
+/** The cursor at the start of a WAL cycle: no frames, the chain starting at the header's checksum. */
+export function cycleStart(hdr: WalHeader): WalCursor {
+  return { frame: 0, checksum: hdr.checksum };
+}
