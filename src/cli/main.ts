@@ -15,6 +15,7 @@ import * as init from './commands/init.js';
 import * as key from './commands/key.js';
 import * as ls from './commands/ls.js';
 import * as pg from './commands/pg.js';
+import * as quickstart from './commands/quickstart.js';
 import * as restore from './commands/restore.js';
 import * as snapshots from './commands/snapshots.js';
 import * as sqlite from './commands/sqlite.js';
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--compression <codec>', 'zstd[:level] | lz4 | gzip[:level] | none, for data written').env('LIFEBOAT_COMPRESSION'))
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, key, unlock, pg, sqlite]) c.register(program);
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, key, unlock, pg, sqlite, quickstart]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();

@@ -94,6 +94,8 @@ class GenerationBreak extends Error {
 
 /** Bytes of unshipped frames that force a segment out before the interval (memory bound). */
 const MAX_PENDING_BYTES = 32 << 20;
+/** How often the WAL is polled for new transactions. */
+const OBSERVE_MS = 25;
 /** Pause after a failed ship before trying again: a store that is down is not hammered. */
 const RETRY_MS = 2000;
 
@@ -141,7 +143,10 @@ class Replicator {
     try {
       await this.open();
       await this.begin();
-      const tick = Math.max(10, Math.min(100, opts.intervalMs));
+      // How often the WAL is looked at, and so how precisely a transaction's time is
+      // known (a restore to a time includes what had been seen by then). Shipping
+      // happens every interval; looking costs a read transaction and a stat.
+      const tick = Math.max(10, Math.min(OBSERVE_MS, opts.intervalMs));
       let nextShip = Date.now() + opts.intervalMs;
       let nextSnapshot = Date.now() + opts.snapshotIntervalMs;
       let nextCompact = Date.now() + opts.compactIntervalMs;

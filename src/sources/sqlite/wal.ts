@@ -135,8 +135,12 @@ export class WalFile {
     let bytes = 0;
     const perRead = Math.max(1, Math.floor((1 << 20) / frameSize));
     if (!this.fh) return { data: Buffer.alloc(0), commits, end: from };
+    // Polled many times a second: a stat is cheaper than a 1 MiB read that finds nothing.
+    const size = (await this.fh.stat()).size;
+    if (size < WAL_HEADER_SIZE + (from.frame + 1) * frameSize) return { data: Buffer.alloc(0), commits, end: from };
     outer: for (;;) {
-      const buf = Buffer.allocUnsafe(perRead * frameSize);
+      const available = Math.floor((size - WAL_HEADER_SIZE) / frameSize) - frame;
+      const buf = Buffer.allocUnsafe(Math.max(1, Math.min(perRead, available)) * frameSize);
       const { bytesRead } = await this.fh.read(buf, 0, buf.length, WAL_HEADER_SIZE + frame * frameSize);
       const whole = Math.floor(bytesRead / frameSize);
       if (whole === 0) break;
@@ -160,7 +164,7 @@ export class WalFile {
           if (bytes >= maxBytes) break outer;
         }
       }
-      if (whole < perRead) break;
+      if (whole < perRead || frame * frameSize + WAL_HEADER_SIZE >= size) break;
     }
     return { data: Buffer.concat(pieces), commits, end: cursor };
   }

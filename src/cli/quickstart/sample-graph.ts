@@ -1,0 +1,110 @@
+/**
+ * The quickstart's sample application: a small "memory graph" in SQLite, the shape
+ * of an AI agent's long-term memory (concepts and memories as nodes, typed weighted
+ * edges between them, foreign keys with cascading deletes). It writes the way such an
+ * application does, one small transaction per new memory, and keeps a ledger of what
+ * it committed and when, so the quickstart can tell exactly what a restore got back.
+ */
+import { rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+
+const SCHEMA = `
+CREATE TABLE nodes (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('concept', 'memory')),
+  label TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE edges (
+  id INTEGER PRIMARY KEY,
+  src INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+  dst INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+  relation TEXT NOT NULL,
+  weight REAL NOT NULL
+);
+CREATE INDEX edges_src ON edges(src);
+CREATE INDEX edges_dst ON edges(dst);
+`;
+
+const CONCEPTS = ['user', 'project', 'deadline', 'preference', 'meeting', 'document', 'bug', 'release'];
+const RELATIONS = ['mentions', 'about', 'follows', 'contradicts', 'supports'];
+
+export interface Committed {
+  /** The node id the transaction created. */
+  id: number;
+  /** When the commit returned, Unix ms. */
+  time: number;
+}
+
+export class SampleGraph {
+  readonly db: Database.Database;
+  readonly ledger: Committed[] = [];
+  private seq = 0;
+
+  /** Creates the database afresh (a previous quickstart's copy is replaced). */
+  constructor(readonly file: string) {
+    for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(file + suffix, { force: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+    const add = this.db.prepare('INSERT INTO nodes (kind, label, created_at) VALUES (?, ?, ?)');
+    this.db.transaction(() => {
+      for (const c of CONCEPTS) add.run('concept', c, new Date().toISOString());
+    })();
+  }
+
+  /** One new memory linked to two concepts, in one transaction. */
+  remember(): void {
+    const n = ++this.seq;
+    const now = new Date().toISOString();
+    const id = this.db.transaction(() => {
+      const mem = Number(this.db.prepare('INSERT INTO nodes (kind, label, created_at) VALUES (?, ?, ?)').run('memory', `memory #${n}`, now).lastInsertRowid);
+      const link = this.db.prepare('INSERT INTO edges (src, dst, relation, weight) VALUES (?, ?, ?, ?)');
+      for (const k of [n % CONCEPTS.length, (n * 7 + 3) % CONCEPTS.length]) {
+        link.run(mem, k + 1, RELATIONS[n % RELATIONS.length] as string, ((n * 37) % 100) / 100);
+      }
+      return mem;
+    })();
+    this.ledger.push({ id, time: Date.now() });
+  }
+
+  /** Writes about `perSecond` memories a second for `ms` milliseconds. */
+  async write(ms: number, perSecond: number): Promise<void> {
+    const start = Date.now();
+    let done = 0;
+    while (Date.now() - start < ms) {
+      this.remember();
+      done++;
+      const due = start + (done * 1000) / perSecond;
+      const wait = due - Date.now();
+      if (wait > 0) await sleep(wait);
+    }
+  }
+
+  /** The accident: every memory about one concept deleted (edges go with them by cascade). */
+  forgetConcept(concept: string): { ids: number[]; edges: number } {
+    const edgesBefore = this.count('edges');
+    const id = (this.db.prepare("SELECT id FROM nodes WHERE kind = 'concept' AND label = ?").get(concept) as { id: number }).id;
+    const which = "kind = 'memory' AND id IN (SELECT src FROM edges WHERE dst = ?)";
+    const ids = this.db.transaction(() => {
+      const found = (this.db.prepare(`SELECT id FROM nodes WHERE ${which}`).all(id) as Array<{ id: number }>).map((r) => r.id);
+      this.db.prepare(`DELETE FROM nodes WHERE ${which}`).run(id);
+      return found;
+    })();
+    return { ids, edges: edgesBefore - this.count('edges') };
+  }
+
+  count(table: 'nodes' | 'edges'): number {
+    return (this.db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+export const ACCIDENT_CONCEPT = 'project';
