@@ -20,7 +20,7 @@ export function parseDuration(text: string, flag: string): number {
   if (!m) throw new LifeboatError('USAGE', `${flag} "${text}" is not a duration`, { hint: 'examples: 1s, 500ms, 5m, 1h' });
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
   const ms = Number(m[1]) * unit;
-  if (ms <= 0) throw new LifeboatError('USAGE', `${flag} must be more than zero`);
+  if (ms <= 0) throw new LifeboatError('USAGE', `${flag} must be more than zero`, { hint: 'examples: 1s, 500ms, 5m, 1h' });
   return ms;
 }
 
@@ -71,7 +71,9 @@ export function register(program: Command): void {
     .action(async (db: string, f: ReplicateFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const frames = Number(f.checkpointFrames);
-      if (!Number.isInteger(frames) || frames < 1) throw new LifeboatError('USAGE', '--checkpoint-frames must be a positive whole number');
+      if (!Number.isInteger(frames) || frames < 1) {
+        throw new LifeboatError('USAGE', '--checkpoint-frames must be a positive whole number', { hint: "SQLite's own default is 1000" });
+      }
       const opts = {
         intervalMs: parseDuration(f.interval, '--interval'),
         snapshotIntervalMs: parseDuration(f.snapshotInterval, '--snapshot-interval'),
@@ -109,7 +111,9 @@ export function register(program: Command): void {
     .option('--table <name>', 'restore only this table (repeatable)', collect, [])
     .action(async (name: string, f: { output: string; time?: string; latest?: boolean; table: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      if (f.time !== undefined && f.latest) throw new LifeboatError('USAGE', 'give --time or --latest, not both');
+      if (f.time !== undefined && f.latest) {
+        throw new LifeboatError('USAGE', 'give --time or --latest, not both', { hint: 'without either, the newest transaction stored is restored' });
+      }
       const time = f.time === undefined ? undefined : parseTime(f.time);
       await withRepo(g, async (repo) => {
         const bar = new ProgressBar(!g.json && !g.quiet);
@@ -131,6 +135,7 @@ export function register(program: Command): void {
             bytes: r.bytes,
             tables: r.tables ?? null,
             integrity: 'ok',
+            foreign_key_violations: r.foreignKeyViolations,
             duration_ms: r.durationMs,
           });
         }
@@ -140,6 +145,9 @@ export function register(program: Command): void {
               `snapshot ${r.snapshot.id.slice(0, 8)} + ${r.commits} transactions${r.tables ? ` (tables ${r.tables.join(', ')})` : ''}; ` +
               `integrity ok, ${duration(r.durationMs)}`,
           );
+        }
+        if (r.foreignKeyViolations > 0 && !g.json) {
+          console.error(`warning: foreign_key_check reports ${r.foreignKeyViolations} rows; the database held them at that time (SQLite enforces foreign keys only when asked)`);
         }
       });
     });

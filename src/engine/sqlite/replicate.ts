@@ -392,8 +392,11 @@ class Replicator {
       this.cursor = cycleStart(hdr);
     }
     const frameSize = FRAME_HEADER_SIZE + hdr.pageSize;
+    // Up to what the file holds now, which covers the pin just taken: a writer
+    // faster than this loop is caught up with on the next tick, not chased.
+    const limit = await wal.framesInFile(hdr);
     for (;;) {
-      const got = await wal.readCommitted(this.hdr, this.cursor, 8 << 20);
+      const got = await wal.readCommitted(this.hdr, this.cursor, 8 << 20, limit);
       if (got.commits.length === 0) return;
       const time = Date.now();
       for (const c of got.commits) {

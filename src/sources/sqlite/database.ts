@@ -53,12 +53,12 @@ export function sqliteError(err: unknown, file: string, doing: string): Lifeboat
 /** Opens an existing database; never creates one (a typo must not become an empty backup). */
 export function openDatabase(file: string, opts: OpenOptions = {}): Connection {
   try {
-    if (!statSync(file).isFile()) throw new LifeboatError('USAGE', `${file} is not a file`);
+    if (!statSync(file).isFile()) throw new LifeboatError('USAGE', `${file} is not a file`, { hint: 'give the path of the database file itself' });
   } catch (err) {
     if (errno(err) === 'ENOENT') {
       throw new LifeboatError('NOT_FOUND', `no database file ${file}`, { hint: 'check the path (it is not created)' });
     }
-    if (errno(err) === 'EACCES') throw new LifeboatError('PERMISSION', `cannot read ${file}`);
+    if (errno(err) === 'EACCES') throw new LifeboatError('PERMISSION', `cannot read ${file}`, { hint: 'run as a user who can read the database and write its directory' });
     throw err;
   }
   let db: Connection | undefined;
@@ -143,8 +143,10 @@ export async function readImagePoint(file: string): Promise<{ point: ImagePoint;
       let pages = 0;
       if (hdr) {
         cursor = cycleStart(hdr);
+        // The pin's snapshot is within what the file holds now; later frames are not needed.
+        const limit = await wal.framesInFile(hdr);
         for (;;) {
-          const got = await wal.readCommitted(hdr, cursor, 16 << 20);
+          const got = await wal.readCommitted(hdr, cursor, 16 << 20, limit);
           if (got.commits.length === 0) break;
           const frameSize = FRAME_HEADER_SIZE + hdr.pageSize;
           for (let off = 0; off < got.data.length; off += frameSize) {

@@ -123,7 +123,7 @@ export class WalFile {
    * transactions are never split, but one transaction larger than the limit is
    * returned whole). Reading is in 1 MiB pieces so a large log never sits in memory.
    */
-  async readCommitted(hdr: WalHeader, from: WalCursor, maxBytes = 64 << 20): Promise<CommittedFrames> {
+  async readCommitted(hdr: WalHeader, from: WalCursor, maxBytes = 64 << 20, maxFrame = Infinity): Promise<CommittedFrames> {
     const frameSize = FRAME_HEADER_SIZE + hdr.pageSize;
     const pieces: Buffer[] = [];
     const commits: CommittedFrames['commits'] = [];
@@ -139,7 +139,8 @@ export class WalFile {
     const size = (await this.fh.stat()).size;
     if (size < WAL_HEADER_SIZE + (from.frame + 1) * frameSize) return { data: Buffer.alloc(0), commits, end: from };
     outer: for (;;) {
-      const available = Math.floor((size - WAL_HEADER_SIZE) / frameSize) - frame;
+      const available = Math.min(maxFrame, Math.floor((size - WAL_HEADER_SIZE) / frameSize)) - frame;
+      if (available <= 0) break;
       const buf = Buffer.allocUnsafe(Math.max(1, Math.min(perRead, available)) * frameSize);
       const { bytesRead } = await this.fh.read(buf, 0, buf.length, WAL_HEADER_SIZE + frame * frameSize);
       const whole = Math.floor(bytesRead / frameSize);
@@ -167,6 +168,16 @@ export class WalFile {
       if (whole < perRead || frame * frameSize + WAL_HEADER_SIZE >= size) break;
     }
     return { data: Buffer.concat(pieces), commits, end: cursor };
+  }
+
+  /**
+   * Frames the file holds now (some may be stale, from before the last restart).
+   * Readers stop there, so a writer faster than the reader is never chased.
+   */
+  async framesInFile(hdr: WalHeader): Promise<number> {
+    if (!this.fh) return 0;
+    const size = (await this.fh.stat()).size;
+    return Math.max(0, Math.floor((size - WAL_HEADER_SIZE) / (FRAME_HEADER_SIZE + hdr.pageSize)));
   }
 
   /**
