@@ -1,0 +1,124 @@
+/**
+ * SQLite log segments without SQLite: names and ordering, merging, choosing the chain
+ * a restore follows (also after a compaction that stopped half way), and compaction
+ * of a generation in an in-memory repository, which must keep every transaction.
+ */
+import { describe, expect, it } from 'vitest';
+import { compactGeneration } from '../../src/engine/sqlite/compact.js';
+import {
+  chainFrom,
+  decodeSegment,
+  encodeSegment,
+  mergeSegments,
+  parseSegmentName,
+  segmentName,
+  type Position,
+  type Segment,
+} from '../../src/engine/sqlite/segment.js';
+import { Repository } from '../../src/repo/repository.js';
+import { MemoryStore } from '../../src/storage/memory/memory-store.js';
+
+const PAGE = 512;
+
+/** A segment of `n` one-frame transactions from `start`, the i-th seen at times[i]. */
+function segment(start: Position, times: number[]): Segment {
+  const frameSize = 24 + PAGE;
+  const frames = Buffer.alloc(times.length * frameSize);
+  const commits = times.map((time, i) => {
+    frames.writeUInt32BE(1 + (i % 3), i * frameSize); // page number
+    frames.writeUInt32BE(3, i * frameSize + 4); // commit frame: database of 3 pages
+    frames.fill(start.frame + i + 1, i * frameSize + 24, (i + 1) * frameSize);
+    return { cycle: start.cycle, frame: start.frame + i + 1, time, end: (i + 1) * frameSize };
+  });
+  return {
+    meta: {
+      v: 1,
+      pageSize: PAGE,
+      start,
+      end: { cycle: start.cycle, frame: start.frame + times.length },
+      commits,
+      tail: { salt1: 1, salt2: 2, checkpointSeq: 0, checksum: [3, 4] },
+    },
+    frames,
+  };
+}
+
+describe('sqlite segments', () => {
+  it('round-trips and names segments so that names sort in history order', () => {
+    const a = segment({ cycle: 0, frame: 0 }, [1000, 2000]);
+    const b = segment({ cycle: 0, frame: 2 }, [3000]);
+    const c = segment({ cycle: 1, frame: 0 }, [4000]);
+    const back = decodeSegment(encodeSegment(a), 'a');
+    expect(back.meta).toEqual(a.meta);
+    expect(back.frames.equals(a.frames)).toBe(true);
+    const names = [c, a, b].map((s) => segmentName(s.meta)).sort();
+    expect(names).toEqual([a, b, c].map((s) => segmentName(s.meta)));
+    expect(parseSegmentName(segmentName(b.meta))).toMatchObject({ start: b.meta.start, end: b.meta.end, lastTime: 3000 });
+    expect(() => decodeSegment(Buffer.from('nonsense!!!!!!'), 'x')).toThrow(/not a SQLite log segment/);
+  });
+
+  it('merges neighbours and refuses segments that do not join', () => {
+    const a = segment({ cycle: 0, frame: 0 }, [1000, 2000]);
+    const b = segment({ cycle: 0, frame: 2 }, [3000]);
+    const m = mergeSegments([a, b]);
+    expect(m.meta.start).toEqual(a.meta.start);
+    expect(m.meta.end).toEqual(b.meta.end);
+    expect(m.meta.commits.map((c) => c.time)).toEqual([1000, 2000, 3000]);
+    expect(m.frames.equals(Buffer.concat([a.frames, b.frames]))).toBe(true);
+    expect((m.meta.commits[2] as { end: number }).end).toBe(m.frames.length);
+    expect(() => mergeSegments([a, segment({ cycle: 0, frame: 5 }, [1])])).toThrow(/do not join/);
+  });
+
+  it('follows the longest object at each point, from inside a segment, and reports gaps', () => {
+    const n = (s: Segment) => parseSegmentName(segmentName(s.meta))!;
+    const a = segment({ cycle: 0, frame: 0 }, [1, 2]);
+    const b = segment({ cycle: 0, frame: 2 }, [3, 4]);
+    const c = segment({ cycle: 0, frame: 4 }, [5]);
+    const ab = mergeSegments([a, b]);
+    // An interrupted compaction left ab beside its parts: the chain takes ab.
+    expect(chainFrom({ cycle: 0, frame: 0 }, [n(a), n(b), n(ab), n(c)]).chain.map((x) => x.file)).toEqual([n(ab).file, n(c).file]);
+    // A snapshot inside a segment starts in that segment.
+    expect(chainFrom({ cycle: 0, frame: 3 }, [n(a), n(b), n(c)]).chain.map((x) => x.file)).toEqual([n(b).file, n(c).file]);
+    const gap = chainFrom({ cycle: 0, frame: 0 }, [n(a), n(c)]);
+    expect(gap.chain).toHaveLength(1);
+    expect(gap.gapAt).toEqual({ cycle: 0, frame: 2 });
+  });
+
+  it('compacts finished minutes and hours into single objects, keeping every transaction', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const source = 'sqlite.unit';
+    const gen = 'g1';
+    const hour = 3_600_000;
+    const t0 = Date.UTC(2026, 10, 21, 10, 0, 0);
+    const all: number[] = [];
+    let at: Position = { cycle: 0, frame: 0 };
+    // Two hours of one-transaction-a-second segments, thinned to one every 20 s to keep the test fast.
+    for (let t = t0; t < t0 + 2 * hour; t += 20_000) {
+      const s = segment(at, [t]);
+      await repo.putLog(source, gen, segmentName(s.meta), encodeSegment(s));
+      all.push(t);
+      at = s.meta.end;
+    }
+    const before = (await repo.listLogs(source)).length;
+    expect(before).toBe(360);
+    // Ten minutes into the third hour: both earlier hours are finished.
+    const r = await compactGeneration(repo, source, gen, t0 + 2 * hour + 600_000);
+    const after = await repo.listLogs(source);
+    expect(after).toHaveLength(2);
+    expect(r.merged).toBeGreaterThanOrEqual(before);
+    const times: number[] = [];
+    const names = after.map((l) => parseSegmentName(l.file)!);
+    for (const n of chainFrom({ cycle: 0, frame: 0 }, names).chain) {
+      const seg = decodeSegment((await repo.getLog(source, gen, n.file))!, n.file);
+      times.push(...seg.meta.commits.map((c) => c.time));
+    }
+    expect(times).toEqual(all);
+    // The current minute is never touched.
+    const fresh = segment(at, [t0 + 2 * hour + 599_000]);
+    const later = segment(fresh.meta.end, [t0 + 2 * hour + 600_500]);
+    await repo.putLog(source, gen, segmentName(fresh.meta), encodeSegment(fresh));
+    await repo.putLog(source, gen, segmentName(later.meta), encodeSegment(later));
+    await compactGeneration(repo, source, gen, t0 + 2 * hour + 600_900);
+    expect((await repo.listLogs(source)).map((l) => l.file)).toContain(segmentName(later.meta));
+  });
+});
