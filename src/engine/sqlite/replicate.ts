@@ -94,6 +94,12 @@ class GenerationBreak extends Error {
 
 /** Bytes of unshipped frames that force a segment out before the interval (memory bound). */
 const MAX_PENDING_BYTES = 32 << 20;
+/** How long a checkpoint waits for the write lock before it is put off to the next poll. */
+const WRITE_LOCK_WAIT_MS = 20;
+/** The wait when the WAL has grown to 16 times the threshold and the writer must yield. */
+const FORCED_LOCK_WAIT_MS = 1000;
+/** At most this many frames (about 2 MiB of 4 KiB pages) are read while writers wait. */
+const LOCKED_READ_FRAMES = 512;
 /** How often the WAL is polled for new transactions. */
 const OBSERVE_MS = 25;
 /** Pause after a failed ship before trying again: a store that is down is not hammered. */
@@ -127,6 +133,21 @@ class Replicator {
   /** The generation's first snapshot failed: the generation is started again. */
   private baseFailed = false;
 
+  /**
+   * When the pending transactions go out: one interval after the oldest was seen, less
+   * a margin for polling and for the upload itself, so that none waits longer than the
+   * interval (the data-loss window) before it is stored.
+   */
+  private shipBy = Infinity;
+  /** How long the last upload took (ms). */
+  private lastShipMs = 0;
+  /**
+   * How often the WAL is looked at, and so how precisely a transaction's time is known
+   * (a restore to a time includes what had been seen by then). Looking costs a read
+   * transaction and a stat.
+   */
+  private readonly tick: number;
+
   private background: Promise<void> | undefined;
   private readonly stats = { commits: 0, segments: 0, snapshots: 0 };
 
@@ -136,6 +157,7 @@ class Replicator {
   ) {
     this.file = path.resolve(opts.file);
     this.source = logSource(opts.name);
+    this.tick = Math.max(5, Math.min(OBSERVE_MS, opts.intervalMs / 4));
   }
 
   async run(): Promise<ReplicateSummary> {
@@ -143,11 +165,6 @@ class Replicator {
     try {
       await this.open();
       await this.begin();
-      // How often the WAL is looked at, and so how precisely a transaction's time is
-      // known (a restore to a time includes what had been seen by then). Shipping
-      // happens every interval; looking costs a read transaction and a stat.
-      const tick = Math.max(10, Math.min(OBSERVE_MS, opts.intervalMs));
-      let nextShip = Date.now() + opts.intervalMs;
       let nextSnapshot = Date.now() + opts.snapshotIntervalMs;
       let nextCompact = Date.now() + opts.compactIntervalMs;
       while (!opts.signal.aborted) {
@@ -159,9 +176,8 @@ class Replicator {
           await this.observe();
           await this.checkpoint();
           const now = Date.now();
-          if (now >= nextShip || this.pendingBytes >= MAX_PENDING_BYTES) {
-            nextShip = now + opts.intervalMs;
-            if (!(await this.ship())) nextShip = now + RETRY_MS;
+          if (now >= this.shipBy || this.pendingBytes >= MAX_PENDING_BYTES) {
+            if (!(await this.ship())) this.shipBy = now + RETRY_MS;
           }
           if (!this.background && now >= nextSnapshot) {
             nextSnapshot = now + opts.snapshotIntervalMs;
@@ -177,7 +193,7 @@ class Replicator {
           await this.reopen();
           await this.startGeneration(err.reason);
         }
-        await sleep(tick, undefined, { signal: opts.signal }).catch(() => {});
+        await sleep(this.tick, undefined, { signal: opts.signal }).catch(() => {});
       }
       // Clean stop: everything committed so far goes out before we exit.
       await this.observe().catch((err: unknown) => {
@@ -208,7 +224,10 @@ class Replicator {
       const second = openDatabase(this.file, o);
       second.pragma('wal_autocheckpoint = 0');
       this.readers = [first, second];
-      this.writer = openDatabase(this.file, o);
+      // Only ever takes the write lock for a checkpoint, which is skipped rather than
+      // waited for: while it waits the application keeps writing, and all of that would
+      // have to be read while the application then waits for us.
+      this.writer = openDatabase(this.file, { busyTimeoutMs: WRITE_LOCK_WAIT_MS });
       this.writer.pragma('wal_autocheckpoint = 0');
     } catch (err) {
       first.close();
@@ -375,11 +394,11 @@ class Replicator {
     this.held = 1 - this.held;
   }
 
-  /** Reads every whole transaction after the cursor into the pending list. */
-  private async readNew(): Promise<void> {
+  /** Reads every whole transaction after the cursor into the pending list; returns the frames read. */
+  private async readNew(): Promise<number> {
     const wal = this.wal as WalFile;
     const hdr = await wal.header();
-    if (!hdr) return; // empty or truncated: the next writer writes a new header
+    if (!hdr) return 0; // empty or truncated: the next writer writes a new header
     if (!this.hdr) {
       this.hdr = hdr;
       this.cursor = cycleStart(hdr);
@@ -395,10 +414,12 @@ class Replicator {
     // Up to what the file holds now, which covers the pin just taken: a writer
     // faster than this loop is caught up with on the next tick, not chased.
     const limit = await wal.framesInFile(hdr);
+    const from = this.cursor.frame;
     for (;;) {
       const got = await wal.readCommitted(this.hdr, this.cursor, 8 << 20, limit);
-      if (got.commits.length === 0) return;
+      if (got.commits.length === 0) return this.cursor.frame - from;
       const time = Date.now();
+      if (this.pendingCommits.length === 0) this.shipBy = time + this.opts.intervalMs - this.shipMargin();
       for (const c of got.commits) {
         const end = this.pendingBytes + (c.frame - this.cursor.frame) * frameSize;
         this.pendingCommits.push({ cycle: this.cycle, frame: c.frame, time, end });
@@ -422,11 +443,21 @@ class Replicator {
     } catch (err) {
       return this.checkpointSkipped(err);
     }
+    // Writers wait while we read what is left under the write lock, so catch up first
+    // and go ahead only when little is left. A writer that keeps outrunning us lets the
+    // WAL grow to 16 times the threshold; then it waits for us once (back-pressure,
+    // as SQLite's own RESTART checkpoints do), so the WAL stays bounded.
+    const behind = (await this.readNew()) > LOCKED_READ_FRAMES;
+    if (behind && this.cursor.frame < 16 * this.opts.checkpointFrames) return;
     const started = Date.now();
     try {
+      // SQLite's lock is not fair: against a writer that never pauses, a short wait never wins.
+      if (behind) writer.pragma(`busy_timeout = ${FORCED_LOCK_WAIT_MS}`);
       writer.exec('BEGIN IMMEDIATE');
     } catch (err) {
       return this.checkpointSkipped(err);
+    } finally {
+      if (behind) writer.pragma(`busy_timeout = ${WRITE_LOCK_WAIT_MS}`);
     }
     let complete = false;
     try {
@@ -454,6 +485,11 @@ class Replicator {
 
   // ---- shipping ------------------------------------------------------------
 
+  /** Two polls, and a tenth of the interval or twice the last upload's time, whichever is more. */
+  private shipMargin(): number {
+    return 2 * this.tick + Math.max(this.opts.intervalMs / 10, 2 * this.lastShipMs);
+  }
+
   /** Stores the pending transactions as one segment; false when the store refused (kept for the next try). */
   private async ship(): Promise<boolean> {
     if (!this.baseStored || this.pendingCommits.length === 0 || !this.hdr) return true;
@@ -468,8 +504,10 @@ class Replicator {
     };
     const name = segmentName(meta);
     const data = encodeSegment({ meta, frames: Buffer.concat(this.pending) });
+    const started = Date.now();
     try {
       await this.repo.putLog(this.source, this.generation, name, data);
+      this.lastShipMs = Date.now() - started;
     } catch (err) {
       if (!isLifeboatError(err)) throw err;
       this.emit({ kind: 'error', message: `shipping failed: ${err.message}`, ...(err.hint ? { hint: err.hint } : {}) });
@@ -480,6 +518,7 @@ class Replicator {
     this.pending = [];
     this.pendingCommits = [];
     this.pendingBytes = 0;
+    this.shipBy = Infinity;
     this.stats.segments++;
     this.emit({ kind: 'ship', generation: this.generation, segment: name, commits: meta.commits.length, bytes: data.length, lagMs: Date.now() - first.time });
     return true;
