@@ -149,7 +149,9 @@ async function overhead(): Promise<void> {
         `overhead ${lost.toFixed(1)} %; ${ships} segments; ${blocked.length} checkpoints holding writers ${blocked.length ? `${median(blocked)} ms median, ${Math.max(...blocked)} ms max` : '-'}`,
     );
     if (rate === 1000) {
-      const perHour = (ships / 5) * 3600;
+      // Segments while writing, from the first to the last (the final one at stop excluded).
+      const times = rep.events.filter((e) => e.kind === 'ship').map((e) => Date.parse(String(e.time)));
+      const perHour = times.length > 2 ? ((times.length - 2) / ((times[times.length - 2] as number) - (times[0] as number))) * 3_600_000 : NaN;
       rows.push(`  objects created per hour at 1000 commits/s: ${perHour.toFixed(0)} segment PUTs (one per interval), + 60 minute merges + 1 hour merge; kept per hour of history after compaction: 1`);
     }
   }

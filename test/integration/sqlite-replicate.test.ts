@@ -241,6 +241,55 @@ describe('sqlite replicate', () => {
     expect(latest).toEqual(rows(replicated));
   });
 
+  it('places periodic snapshots in the generation so restores from them match', async () => {
+    const { dir, repo } = await newRepo();
+    const db = path.join(dir, 'app.db');
+    insertRows(db, 1);
+    const rep = new Replicator(repo, db, ['--snapshot-interval', '700ms', '--checkpoint-frames', '200']);
+    await rep.waitFor('snapshot');
+    const moments: Array<{ at: string; count: number }> = [];
+    const writing = runWriter(db, 400, 4);
+    for (let i = 0; i < 3; i++) {
+      await sleep(1100);
+      moments.push({ at: new Date().toISOString(), count: 0 });
+    }
+    await writing;
+    await sleep(1200);
+    await rep.stop();
+    expect(rep.events.filter((e) => e.kind === 'snapshot').length).toBeGreaterThanOrEqual(3);
+    expect(new Set(rep.events.filter((e) => e.kind === 'snapshot').map((e) => e.generation)).size).toBe(1);
+    const source = rows(db);
+    for (const [i, m] of moments.entries()) {
+      const got = await restore(repo, path.join(dir, `at-${i}.db`), '--time', m.at);
+      expectPrefix(got);
+      // Everything committed 100 ms before the moment is in; nothing committed after it.
+      const cut = Date.parse(m.at);
+      expect(got.length).toBeGreaterThanOrEqual(source.filter((r) => r.at <= cut - 100).length);
+      expect(got.length).toBeLessThanOrEqual(source.filter((r) => r.at <= cut).length);
+    }
+    expect(await restore(repo, path.join(dir, 'latest.db'), '--latest')).toEqual(source);
+  });
+
+  it('starts a new generation when the database file is replaced', async () => {
+    const { dir, repo } = await newRepo();
+    const db = path.join(dir, 'app.db');
+    insertRows(db, 5);
+    const rep = new Replicator(repo, db);
+    await rep.waitFor('snapshot');
+    const other = path.join(dir, 'other.db');
+    insertRows(other, 42);
+    await sleep(300);
+    const { renameSync } = await import('node:fs');
+    renameSync(other, db);
+    await rep.waitFor('snapshot', 2);
+    insertRows(db, 3);
+    await sleep(1200);
+    await rep.stop();
+    expect(rep.events.filter((e) => e.kind === 'generation').map((e) => e.reason)).toEqual(['first', 'file-replaced']);
+    expect(await restore(repo, path.join(dir, 'latest.db'), '--latest')).toEqual(rows(db));
+    expect(rows(db)).toHaveLength(45);
+  });
+
   it('sqlite backup takes a consistent snapshot while a writer writes', async () => {
     const { dir, repo } = await newRepo();
     const db = path.join(dir, 'app.db');
