@@ -4,6 +4,7 @@ import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'bin', 'lifeboat.js');
@@ -134,4 +135,30 @@ export async function snapshotOf(dir: string): Promise<Record<string, Meta>> {
   };
   await walk('');
   return out;
+}
+
+/** Runs the CLI and fails the test, with its output, unless it exits `expectCode`. */
+export async function cliExpecting(args: string[], expectCode = 0, env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  const r = await runCli(args, env);
+  if (r.code !== expectCode) {
+    throw new Error(`lifeboat ${args.join(' ')}: exit ${r.code}, expected ${expectCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  }
+  return r;
+}
+
+/**
+ * The error contract: exit code `code`, exactly one `lifeboat: ` line matching `message`,
+ * directly followed by a non-empty `  hint: ` line. Returns the hint line.
+ */
+export function expectError(r: CliResult, code: number, message: RegExp): string {
+  const context = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+  expect(r.code, context).toBe(code);
+  const lines = r.stderr.split('\n');
+  const errs = lines.map((l, i) => [l, i] as const).filter(([l]) => l.startsWith('lifeboat: '));
+  expect(errs.length, context).toBe(1);
+  const [line, at] = errs[0] as readonly [string, number];
+  expect(line, context).toMatch(message);
+  const hint = lines[at + 1] ?? '';
+  expect(hint, context).toMatch(/^ {2}hint: \S/);
+  return hint;
 }

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, makeFixture, pseudoRandom, runCli, snapshotOf, tmpdir, type CliResult } from '../helpers.js';
+import { CLI, cleanupTmp, makeFixture, pseudoRandom, runCli, snapshotOf, tmpdir, type CliResult, cliExpecting, expectError } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -18,27 +18,8 @@ const isRoot = process.getuid?.() === 0;
 
 // ---- helpers -------------------------------------------------------------
 
-async function cli(args: string[], expectCode = 0, env: Record<string, string | undefined> = {}): Promise<CliResult> {
-  const r = await runCli(args, env);
-  if (r.code !== expectCode) {
-    throw new Error(`lifeboat ${args.join(' ')}: exit ${r.code}, expected ${expectCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  }
-  return r;
-}
-
-/**
- * The error contract: exit code `code`, exactly one `lifeboat: ` line matching `message`,
- * directly followed by a non-empty `  hint: ` line.
- */
-function expectError(r: CliResult, code: number, message: RegExp): void {
-  const context = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-  expect(r.code, context).toBe(code);
-  const lines = r.stderr.split('\n');
-  const errs = lines.map((l, i) => [l, i] as const).filter(([l]) => l.startsWith('lifeboat: '));
-  expect(errs.length, context).toBe(1);
-  const [line, at] = errs[0] as readonly [string, number];
-  expect(line, context).toMatch(message);
-  expect(lines[at + 1] ?? '', context).toMatch(/^ {2}hint: \S/);
+function cli(args: string[], expectCode = 0, env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  return cliExpecting(args, expectCode, env);
 }
 
 /** A commander usage error: exit 2, the reason, and the pointer to --help. */

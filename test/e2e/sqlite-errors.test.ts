@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, cleanupTmp, pseudoRandom, runCli, tmpdir, type CliResult } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, pseudoRandom, runCli, tmpdir, type CliResult, cliExpecting, expectError } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -26,29 +26,8 @@ const ENV = { LIFEBOAT_PASSWORD: 'pw' };
 
 // ---- helpers -------------------------------------------------------------
 
-async function cli(args: string[], expectCode = 0, env: Record<string, string | undefined> = ENV): Promise<CliResult> {
-  const r = await runCli(args, env);
-  if (r.code !== expectCode) {
-    throw new Error(`lifeboat ${args.join(' ')}: exit ${r.code}, expected ${expectCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  }
-  return r;
-}
-
-/**
- * The error contract: exit code `code`, exactly one `lifeboat: ` line matching `message`,
- * directly followed by a non-empty `  hint: ` line. Returns the hint line.
- */
-function expectError(r: CliResult, code: number, message: RegExp): string {
-  const context = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-  expect(r.code, context).toBe(code);
-  const lines = r.stderr.split('\n');
-  const errs = lines.map((l, i) => [l, i] as const).filter(([l]) => l.startsWith('lifeboat: '));
-  expect(errs.length, context).toBe(1);
-  const [line, at] = errs[0] as readonly [string, number];
-  expect(line, context).toMatch(message);
-  const hint = lines[at + 1] ?? '';
-  expect(hint, context).toMatch(/^ {2}hint: \S/);
-  return hint;
+function cli(args: string[], expectCode = 0, env: Record<string, string | undefined> = ENV): Promise<CliResult> {
+  return cliExpecting(args, expectCode, env);
 }
 
 function sha256(file: string): string {

@@ -1,14 +1,9 @@
 /** How a PostgreSQL source is named in the repository. */
-import { LifeboatError } from '../../errors.js';
+import { sourceKey } from '../source-name.js';
 
 /** The log-archive source for cluster NAME: `logs/postgres.NAME/...`. */
 export function logSource(name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {
-    throw new LifeboatError('USAGE', `"${name}" is not a valid source name`, {
-      hint: 'use letters, digits, ".", "_" and "-" (at most 64)',
-    });
-  }
-  return `postgres.${name}`;
+  return sourceKey('postgres', name);
 }
 
 /**

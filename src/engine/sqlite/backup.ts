@@ -7,7 +7,6 @@
  */
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import {
@@ -21,17 +20,13 @@ import {
   type ImagePoint,
 } from '../../sources/sqlite/database.js';
 import { backupStream } from '../backup/stream.js';
+import { sourceKey } from '../source-name.js';
 import type { ProgressFn } from '../progress.js';
 import type { Position, WalTail } from './segment.js';
 
 /** The log-archive source for database NAME: `logs/sqlite.NAME/...`. */
 export function logSource(name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) {
-    throw new LifeboatError('USAGE', `"${name}" is not a valid source name`, {
-      hint: 'use letters, digits, ".", "_" and "-" (at most 64), or pass --name',
-    });
-  }
-  return `sqlite.${name}`;
+  return sourceKey('sqlite', name);
 }
 
 /** `--name` defaults to the file's name without its extension: memory.db is "memory". */
