@@ -25,6 +25,16 @@ export interface PutOptions {
   ifAbsent?: boolean;
 }
 
+export interface GetOptions {
+  /**
+   * The caller's check of what it read (an AEAD tag, a content hash). Backends ignore
+   * it; wrappers use it: `retry` reads again when it fails (a truncated or garbled
+   * transfer), `multi` falls back to the next destination. When every attempt fails
+   * the check, the last bytes read are returned and the caller reports the damage.
+   */
+  verify?: (data: Uint8Array) => boolean;
+}
+
 export interface Store {
   /** Human-readable location, used in messages ("local:/srv/repo"). */
   readonly location: string;
@@ -39,7 +49,7 @@ export interface Store {
    * Reads the whole object, or `range` of it. A missing key raises NOT_FOUND. A range
    * reaching past the end raises CORRUPT (a short object is damage, not a normal case).
    */
-  get(key: string, range?: ByteRange): Promise<Uint8Array>;
+  get(key: string, range?: ByteRange, opts?: GetOptions): Promise<Uint8Array>;
 
   /** Size of the object, or undefined when it does not exist. */
   stat(key: string): Promise<ObjectInfo | undefined>;
