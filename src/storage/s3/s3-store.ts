@@ -1,0 +1,246 @@
+/**
+ * S3 and S3-compatible object storage (AWS, MinIO, Ceph, R2, GCS interoperability)
+ * through the AWS SDK v3.
+ *
+ * Locations: `s3:https://host[:port]/bucket/prefix` for any endpoint (path-style
+ * addressing, which every compatible server accepts), `s3://bucket/prefix` for AWS.
+ * Credentials and region come from the SDK's standard chain (AWS_ACCESS_KEY_ID and
+ * AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance and container roles); AWS_REGION
+ * defaults to us-east-1 and a bucket elsewhere is followed by redirect.
+ *
+ * Uploads carry a Content-MD5, so the server refuses bytes damaged on the way; objects
+ * over 8 MiB (packs) go up as multipart uploads with parts in parallel. The SDK's own
+ * retries are kept to one extra attempt: backoff is the retry wrapper's job, and it
+ * knows which failures are worth waiting for.
+ */
+import { createHash } from 'node:crypto';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  paginateListObjectsV2,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { LifeboatError, errno } from '../../errors.js';
+import { assertKey, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+
+/** Objects above this go up in parts: a 16 MiB pack is two 8 MiB parts sent at once. */
+const MULTIPART_THRESHOLD = 8 << 20;
+const PART_SIZE = 8 << 20;
+
+export interface S3Location {
+  endpoint?: string;
+  bucket: string;
+  prefix: string;
+}
+
+export function parseS3Location(rest: string, location: string): S3Location {
+  const bad = () =>
+    new LifeboatError('USAGE', `cannot read S3 location ${location}`, {
+      hint: 'use s3:https://host[:port]/bucket/prefix for any endpoint, or s3://bucket/prefix for AWS',
+    });
+  if (rest.startsWith('//')) {
+    const [bucket, ...prefix] = rest.slice(2).split('/');
+    if (!bucket) throw bad();
+    return { bucket, prefix: prefix.filter(Boolean).join('/') };
+  }
+  let url: URL;
+  try {
+    url = new URL(rest);
+  } catch {
+    throw bad();
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw bad();
+  const [bucket, ...prefix] = url.pathname.split('/').filter(Boolean);
+  if (!bucket) throw bad();
+  return { endpoint: `${url.protocol}//${url.host}`, bucket, prefix: prefix.join('/') };
+}
+
+export class S3Store implements Store {
+  readonly location: string;
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+
+  constructor(loc: S3Location, location: string) {
+    this.location = location;
+    this.bucket = loc.bucket;
+    this.prefix = loc.prefix ? `${loc.prefix}/` : '';
+    // Parallel transfers need more sockets than the SDK's default of 50 only rarely;
+    // keep-alive matters more: a TLS handshake per 16 MiB pack would be waste.
+    const agent = { keepAlive: true, maxSockets: 64 };
+    this.client = new S3Client({
+      region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      ...(loc.endpoint ? { endpoint: loc.endpoint, forcePathStyle: true } : {}),
+      followRegionRedirects: true,
+      maxAttempts: 2,
+      requestHandler: {
+        connectionTimeout: 10_000,
+        requestTimeout: 120_000,
+        httpAgent: new HttpAgent(agent),
+        httpsAgent: new HttpsAgent(agent),
+      },
+    });
+  }
+
+  private key(key: string): string {
+    assertKey(key);
+    return this.prefix + key;
+  }
+
+  /** Fails with REPO_NOT_FOUND / PERMISSION / STORE_UNAVAILABLE before anything else is tried. */
+  async probe(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      throw this.error(err, 'open');
+    }
+  }
+
+  /**
+   * Durable when it resolves (S3 acknowledges only stored objects). With ifAbsent an
+   * existing key raises ALREADY_EXISTS: checked with a HEAD, and enforced by the
+   * server with If-None-Match where it supports conditional writes.
+   */
+  async put(key: string, data: Uint8Array, opts: PutOptions = {}): Promise<void> {
+    const Key = this.key(key);
+    if (opts.ifAbsent && (await this.stat(key))) {
+      throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`);
+    }
+    const Body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    try {
+      if (Body.length > MULTIPART_THRESHOLD) {
+        await new Upload({ client: this.client, params: { Bucket: this.bucket, Key, Body }, partSize: PART_SIZE, queueSize: 4, leavePartsOnError: false }).done();
+      } else {
+        const ContentMD5 = createHash('md5').update(Body).digest('base64');
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body, ContentMD5, ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}) }));
+      }
+    } catch (err) {
+      const status = httpStatus(err);
+      if (opts.ifAbsent && (status === 412 || status === 409)) {
+        throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`);
+      }
+      throw this.error(err, `put ${key}`);
+    }
+  }
+
+  /** NOT_FOUND for a missing key; CORRUPT when a range reaches past the end. */
+  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+    const Key = this.key(key);
+    if (range && range.length === 0) {
+      const info = await this.stat(key);
+      if (!info) throw new LifeboatError('NOT_FOUND', `${key} not found in ${this.location}`);
+      if (range.offset > info.size) throw this.pastEnd(key, range, info.size);
+      return new Uint8Array(0);
+    }
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) }),
+      );
+      const bytes = await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
+      if (range && bytes.length !== range.length) throw this.pastEnd(key, range, undefined);
+      return bytes;
+    } catch (err) {
+      if (err instanceof LifeboatError) throw err;
+      if (httpStatus(err) === 416 && range) throw this.pastEnd(key, range, undefined);
+      throw this.error(err, `get ${key}`, key);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+      return { key, size: out.ContentLength ?? 0 };
+    } catch (err) {
+      if (httpStatus(err) === 404 && !isNoSuchBucket(err)) return undefined;
+      throw this.error(err, `stat ${key}`);
+    }
+  }
+
+  /** Pages of 1000 keys; unfinished multipart uploads are not objects and never listed. */
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const full = this.prefix + prefix;
+    try {
+      for await (const page of paginateListObjectsV2({ client: this.client, pageSize: 1000 }, { Bucket: this.bucket, Prefix: full })) {
+        for (const o of page.Contents ?? []) {
+          if (o.Key) yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0 };
+        }
+      }
+    } catch (err) {
+      throw this.error(err, `list ${prefix || '/'}`);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+    } catch (err) {
+      if (httpStatus(err) === 404 && !isNoSuchBucket(err)) return;
+      throw this.error(err, `delete ${key}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  private pastEnd(key: string, range: ByteRange, size: number | undefined): LifeboatError {
+    return new LifeboatError('CORRUPT', `${key} in ${this.location} is shorter than the range ${range.offset}+${range.length}${size === undefined ? '' : ` (size ${size})`}`);
+  }
+
+  /** One place that turns SDK and network failures into Lifeboat's codes, naming the store. */
+  private error(err: unknown, doing: string, key?: string): LifeboatError {
+    const status = httpStatus(err);
+    const name = err instanceof Error ? err.name : '';
+    const code = errno(err) ?? '';
+    const detail = err instanceof Error ? err.message || name : String(err);
+    const where = `${this.location}: ${doing}`;
+    if (isNoSuchBucket(err)) {
+      return new LifeboatError('REPO_NOT_FOUND', `${where}: bucket "${this.bucket}" does not exist`, {
+        hint: 'create the bucket first (aws s3 mb, or the provider console), then `lifeboat init`',
+        cause: err,
+      });
+    }
+    if (key && (name === 'NoSuchKey' || status === 404)) {
+      return new LifeboatError('NOT_FOUND', `${key} not found in ${this.location}`, { cause: err });
+    }
+    if (status === 403 || ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'CredentialsProviderError'].includes(name)) {
+      return new LifeboatError('PERMISSION', `${where}: access denied (${name || status})`, {
+        hint: 'check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile or role) and the bucket policy',
+        cause: err,
+      });
+    }
+    if (name === 'EntityTooLarge' || name === 'QuotaExceeded') {
+      return new LifeboatError('NO_SPACE', `${where}: ${detail}`, { hint: 'the bucket refuses more data (quota)', cause: err });
+    }
+    const transient =
+      (status !== undefined && (status >= 500 || status === 429)) ||
+      ['SlowDown', 'ThrottlingException', 'RequestTimeout', 'TimeoutError', 'RequestTimeTooSkewed'].includes(name) ||
+      ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH'].includes(code);
+    if (transient || status === undefined) {
+      return new LifeboatError('STORE_UNAVAILABLE', `${where}: ${detail || code || 'no response'}`, {
+        hint: 'check the endpoint address and the network; transient errors are retried with backoff',
+        cause: err,
+      });
+    }
+    return new LifeboatError('FAILED', `${where}: ${detail} (HTTP ${status})`, { cause: err });
+  }
+}
+
+function httpStatus(err: unknown): number | undefined {
+  const meta = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata;
+  return meta?.httpStatusCode;
+}
+
+function isNoSuchBucket(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'NoSuchBucket' || (err as { Code?: string }).Code === 'NoSuchBucket');
+}
+
+export async function openS3Store(rest: string, location: string): Promise<S3Store> {
+  return new S3Store(parseS3Location(rest, location), location);
+}

@@ -1,0 +1,52 @@
+/**
+ * A real S3-compatible server for tests: s3rver on 127.0.0.1 and a free port, in its
+ * own process (it needs `--openssl-legacy-provider`, without which every paginated
+ * listing fails). Buckets are created through the AWS SDK, like a user would.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { tmpdir } from './helpers.js';
+
+export const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+
+const SERVER = `
+const S3rver = require('s3rver');
+new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: process.argv[1] })
+  .run()
+  .then((addr) => console.log('PORT ' + addr.port), (err) => { console.error(err); process.exit(1); });
+`;
+
+export interface S3Server {
+  endpoint: string;
+  createBucket(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startS3rver(): Promise<S3Server> {
+  Object.assign(process.env, S3_ENV);
+  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '-e', SERVER, tmpdir('lb-s3rver-')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: new URL('..', import.meta.url).pathname,
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      const m = /^PORT (\d+)$/.exec(l);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`s3rver exited ${code}`)));
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  return {
+    endpoint,
+    createBucket: async (name) => {
+      await client.send(new CreateBucketCommand({ Bucket: name }));
+    },
+    stop: async () => {
+      client.destroy();
+      child.kill();
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
