@@ -12,20 +12,27 @@ export const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3R
 
 const SERVER = `
 const S3rver = require('s3rver');
-new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: process.argv[1] })
+new S3rver({ port: Number(process.argv[2] || 0), address: '127.0.0.1', silent: true, directory: process.argv[1] })
   .run()
   .then((addr) => console.log('PORT ' + addr.port), (err) => { console.error(err); process.exit(1); });
 `;
 
 export interface S3Server {
   endpoint: string;
+  directory: string;
+  port: number;
   createBucket(name: string): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startS3rver(): Promise<S3Server> {
+/**
+ * Starts a server; give `at` (the directory and port of a server stopped before) to
+ * bring the same one back, with what it stored.
+ */
+export async function startS3rver(at?: { directory: string; port: number }): Promise<S3Server> {
   Object.assign(process.env, S3_ENV);
-  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '-e', SERVER, tmpdir('lb-s3rver-')], {
+  const directory = at?.directory ?? tmpdir('lb-s3rver-');
+  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '-e', SERVER, directory, String(at?.port ?? 0)], {
     stdio: ['ignore', 'pipe', 'inherit'],
     cwd: new URL('..', import.meta.url).pathname,
   });
@@ -40,6 +47,8 @@ export async function startS3rver(): Promise<S3Server> {
   const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
   return {
     endpoint,
+    directory,
+    port,
     createBucket: async (name) => {
       await client.send(new CreateBucketCommand({ Bucket: name }));
     },

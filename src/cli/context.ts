@@ -3,11 +3,12 @@
  * format, compression), resolving the password from flag, environment or prompt, and
  * opening the store and repository.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { LifeboatError, errno } from '../errors.js';
 import { parseCompression } from '../codec/compression.js';
 import { registerBuiltinStores } from '../storage/builtin.js';
-import { openStore } from '../storage/registry.js';
+import { openComposite, type StoreSpec } from '../storage/compose.js';
+import { loadConfig, type LifeboatConfig } from '../config/config.js';
 import type { Store } from '../storage/store.js';
 import { Repository } from '../repo/repository.js';
 import type { RepoConfig } from '../repo/format.js';
@@ -18,6 +19,10 @@ export interface GlobalOptions {
   json?: boolean;
   quiet?: boolean;
   compression?: string;
+  config?: string;
+  limitUpload?: string;
+  limitDownload?: string;
+  appendOnly?: boolean;
 }
 
 export function repoLocation(opts: GlobalOptions): string {
@@ -99,9 +104,48 @@ export async function getNewPassword(file: string | undefined): Promise<string> 
   });
 }
 
+/**
+ * The configuration file: --config, LIFEBOAT_CONFIG, or ./lifeboat.yaml when it
+ * exists. Undefined when there is none.
+ */
+export function findConfig(opts: GlobalOptions): LifeboatConfig | undefined {
+  const file = opts.config ?? process.env.LIFEBOAT_CONFIG ?? (existsSync('lifeboat.yaml') ? 'lifeboat.yaml' : undefined);
+  return file === undefined ? undefined : loadConfig(file);
+}
+
+function kib(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new LifeboatError('USAGE', `${flag} "${text}" is not a whole number of KiB/s`, { hint: 'e.g. --limit-upload 10240 for 10 MiB/s; 0 for no limit' });
+  return n;
+}
+
+/**
+ * What --repo names: a repository of the configuration file (one or several
+ * destinations), or a location. Flags override the file's limits.
+ */
+export function storeSpec(opts: GlobalOptions): StoreSpec {
+  const name = repoLocation(opts);
+  const named = findConfig(opts)?.repositories.get(name);
+  const up = kib(opts.limitUpload, '--limit-upload') ?? named?.limitUploadKiB;
+  const down = kib(opts.limitDownload, '--limit-download') ?? named?.limitDownloadKiB;
+  const retries = process.env.LIFEBOAT_STORE_RETRIES;
+  return {
+    locations: named ? named.stores : [name],
+    ...(named ? { writeQuorum: named.writeQuorum } : {}),
+    ...(up ? { limitUploadKiB: up } : {}),
+    ...(down ? { limitDownloadKiB: down } : {}),
+    appendOnly: (opts.appendOnly ?? false) || (named?.appendOnly ?? false),
+    ...(retries !== undefined ? { attempts: Math.max(1, Number(retries) || 1) } : {}),
+    onDegraded: (store, err) => {
+      console.error(`lifeboat: warning: ${store.location} left out for the rest of this run: ${err.message}\n  hint: the other destinations carry on; run \`lifeboat repair\` once it is back`);
+    },
+  };
+}
+
 export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Promise<T>): Promise<T> {
   registerBuiltinStores();
-  const store = await openStore(repoLocation(opts));
+  const store = await openComposite(storeSpec(opts));
   try {
     return await fn(store);
   } finally {

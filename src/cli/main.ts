@@ -9,6 +9,7 @@ import { reportError } from './output/errors.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import * as backup from './commands/backup.js';
 import * as check from './commands/check.js';
+import * as copy from './commands/copy.js';
 import * as diff from './commands/diff.js';
 import * as forget from './commands/forget.js';
 import * as init from './commands/init.js';
@@ -16,6 +17,7 @@ import * as key from './commands/key.js';
 import * as ls from './commands/ls.js';
 import * as pg from './commands/pg.js';
 import * as quickstart from './commands/quickstart.js';
+import * as repair from './commands/repair.js';
 import * as restore from './commands/restore.js';
 import * as snapshots from './commands/snapshots.js';
 import * as sqlite from './commands/sqlite.js';
@@ -30,9 +32,13 @@ export function buildProgram(): Command {
     .option('--json', 'print results as JSON')
     .option('-q, --quiet', 'print only errors')
     .addOption(new Option('--compression <codec>', 'zstd[:level] | lz4 | gzip[:level] | none, for data written').env('LIFEBOAT_COMPRESSION'))
+    .option('-c, --config <file>', 'configuration file naming repositories (or LIFEBOAT_CONFIG; default ./lifeboat.yaml if present)')
+    .option('--limit-upload <KiB/s>', 'upload bandwidth limit per destination')
+    .option('--limit-download <KiB/s>', 'download bandwidth limit per destination')
+    .option('--append-only', 'add only: refuse every delete and overwrite (forget, prune)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, key, unlock, pg, sqlite, quickstart]) c.register(program);
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, key, unlock, copy, repair, pg, sqlite, quickstart]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();

@@ -36,10 +36,13 @@ export interface KeySlot {
   username: string;
   /** Sealed {encKey, idKey} JSON, base64. */
   master: string;
+  /** A slot for backup hosts: clients opening with it may add but never delete or overwrite. */
+  appendOnly?: boolean;
 }
 
 export interface KeySlotInfo {
   id: string;
+  appendOnly: boolean;
   created: string;
   hostname: string;
   username: string;
@@ -63,7 +66,7 @@ async function derive(password: string, kdf: KdfParams): Promise<Buffer> {
   });
 }
 
-export async function createKeySlot(store: Store, password: string, master: MasterKey): Promise<string> {
+export async function createKeySlot(store: Store, password: string, master: MasterKey, opts: { appendOnly?: boolean } = {}): Promise<string> {
   const kdf: KdfParams = { ...defaultKdf(), salt: randomBytes(32).toString('base64') };
   const wrapping = await derive(password, kdf);
   const secret = Buffer.from(
@@ -76,6 +79,7 @@ export async function createKeySlot(store: Store, password: string, master: Mast
     hostname: os.hostname(),
     username: os.userInfo().username,
     master: encrypt(wrapping, 0, CODEC.none, secret).toString('base64'),
+    ...(opts.appendOnly ? { appendOnly: true } : {}),
   };
   const bytes = Buffer.from(JSON.stringify(slot, null, 2));
   const id = toHex(sha256(bytes));
@@ -93,7 +97,7 @@ async function readSlot(store: Store, key: string): Promise<KeySlot> {
 }
 
 /** Tries every key slot; returns the master key and the id of the slot that opened. */
-export async function openWithPassword(store: Store, password: string): Promise<{ master: MasterKey; slotId: string }> {
+export async function openWithPassword(store: Store, password: string): Promise<{ master: MasterKey; slotId: string; appendOnly: boolean }> {
   const slots = await listAll(store, 'keys/');
   if (slots.length === 0) {
     throw new LifeboatError('CORRUPT', `${store.location}: repository has no key slots`, {
@@ -109,6 +113,7 @@ export async function openWithPassword(store: Store, password: string): Promise<
       return {
         master: masterKeyFrom(Buffer.from(parsed.encKey, 'base64'), Buffer.from(parsed.idKey, 'base64')),
         slotId: info.key.slice('keys/'.length),
+        appendOnly: slot.appendOnly === true,
       };
     } catch (err) {
       if (!isLifeboatError(err, 'CORRUPT')) throw err;
@@ -125,6 +130,7 @@ export async function listKeySlots(store: Store): Promise<KeySlotInfo[]> {
     const slot = await readSlot(store, info.key);
     out.push({
       id: info.key.slice('keys/'.length),
+      appendOnly: slot.appendOnly === true,
       created: slot.created,
       hostname: slot.hostname,
       username: slot.username,

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { LifeboatError, isLifeboatError } from '../errors.js';
 import { blobId, newMasterKey, seal, sha256, unseal, type MasterKey } from '../codec/crypto.js';
 import { DEFAULT_COMPRESSION, type Compression } from '../codec/compression.js';
-import { listAll, type Store } from '../storage/store.js';
+import { listAll, type ByteRange, type Store } from '../storage/store.js';
+import { AppendOnlyStore } from '../storage/wrappers/append-only.js';
 import { mapLimit } from '../util/limit.js';
 import { toHex } from '../util/bytes.js';
 import { createKeySlot, openWithPassword } from './keys.js';
@@ -92,6 +93,11 @@ export class Repository {
     await store.put(keys.config, Buffer.from(JSON.stringify(config, null, 2)), { ifAbsent: true });
     return new Repository(store, config, master, slotId);
   }
+  /** Opened append-only (by flag, configuration or key slot): deletes and overwrites are refused. */
+  get appendOnly(): boolean {
+    return this.store instanceof AppendOnlyStore;
+  }
+
 
   static async readConfig(store: Store): Promise<RepoConfig> {
     let raw: Uint8Array;
@@ -111,8 +117,10 @@ export class Repository {
   /** Opens with a password; pass the config when the caller has already read it. */
   static async open(store: Store, password: string, config?: RepoConfig): Promise<Repository> {
     config ??= await Repository.readConfig(store);
-    const { master, slotId } = await openWithPassword(store, password);
-    return new Repository(store, config, master, slotId);
+    const { master, slotId, appendOnly } = await openWithPassword(store, password);
+    // An append-only slot binds this client to adding; see docs/storage.md for why
+    // the server must enforce it too.
+    return new Repository(appendOnly && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store, config, master, slotId);
   }
 
   // ---- index -------------------------------------------------------------
@@ -136,8 +144,32 @@ export class Repository {
   }
 
   async readIndexFile(key: string): Promise<IndexedPack[]> {
-    const sealed = await this.store.get(key);
-    return decodeIndex(unseal(this.key, sealed, key), key);
+    return decodeIndex(await this.getUnsealed(key, key), key);
+  }
+
+  /**
+   * Reads and opens a sealed object. The store is given the check, so a retrying or
+   * multi-destination store reads again, or from another copy, when the bytes fail
+   * authentication; the plaintext of the check that passed is kept, not opened twice.
+   */
+  private async getUnsealed(key: string, what: string, range?: ByteRange): Promise<Buffer> {
+    let plain: Buffer | undefined;
+    const verify = (data: Uint8Array): boolean => {
+      try {
+        plain = unseal(this.key, data, what);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const sealed = await this.store.get(key, range, { verify });
+    // Backends ignore the check: open here, which raises CORRUPT when it fails.
+    return plain ?? unseal(this.key, sealed, what);
+  }
+
+  /** A whole object whose name is the SHA-256 of its bytes (packs, snapshots). */
+  private getNamedByHash(key: string, id: string): Promise<Uint8Array> {
+    return this.store.get(key, undefined, { verify: (data) => toHex(sha256(data)) === id });
   }
 
   addToIndex(pack: IndexedPack): void {
@@ -204,26 +236,27 @@ export class Repository {
   async loadBlob(id: Uint8Array): Promise<Buffer> {
     const loc = this.lookup(id);
     const key = this.packKey(loc);
-    let sealed: Uint8Array;
     if (loc.type === BLOB_TREE) {
       // Tree packs hold only trees, and walking a snapshot reads most of them: fetch
       // each whole once instead of one request per directory.
-      const pack = await this.treePacks.get(key, () => this.store.get(key));
+      const pack = await this.treePacks.get(key, () => this.getNamedByHash(key, packIdFromKey(key)));
       if (loc.offset + loc.length > pack.length) {
         throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
       }
-      sealed = pack.subarray(loc.offset, loc.offset + loc.length);
-    } else {
-      sealed = await this.store.get(key, { offset: loc.offset, length: loc.length });
+      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key);
     }
-    return this.openBlob(id, sealed, key);
+    const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, { offset: loc.offset, length: loc.length });
+    return this.checkBlobId(id, plain, key);
   }
 
   /** Whole tree packs recently read, up to 64 MiB. */
   private readonly treePacks = new ByteCache(64 * 1024 * 1024);
 
   openBlob(id: Uint8Array, sealed: Uint8Array, where: string): Buffer {
-    const plain = unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`);
+    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`), where);
+  }
+
+  private checkBlobId(id: Uint8Array, plain: Buffer, where: string): Buffer {
     if (!blobId(this.key, plain).equals(id)) {
       throw new LifeboatError('CORRUPT', `blob ${toHex(id).slice(0, 16)} in ${where} does not match its id`, {
         hint: 'run `lifeboat check --read-data`',
@@ -270,7 +303,7 @@ export class Repository {
     } catch (err) {
       if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;
     }
-    const existing = unseal(this.key, await this.store.get(key), key);
+    const existing = await this.getUnsealed(key, key);
     if (existing.equals(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) return 'exists';
     throw new LifeboatError('ALREADY_EXISTS', `${file} is already archived for ${source} with different content`, {
       hint: 'two clusters may be archiving under one name, or the file is damaged; the archived copy was kept',
@@ -281,7 +314,7 @@ export class Repository {
   async getLog(source: string, timeline: string, file: string): Promise<Buffer | undefined> {
     const key = keys.log(source, timeline, file);
     try {
-      return unseal(this.key, await this.store.get(key), key);
+      return await this.getUnsealed(key, key);
     } catch (err) {
       if (isLifeboatError(err, 'NOT_FOUND')) return undefined;
       throw err;
@@ -307,7 +340,7 @@ export class Repository {
   }
 
   async loadSnapshot(id: string): Promise<Snapshot> {
-    const sealed = await this.store.get(keys.snapshot(id));
+    const sealed = await this.getNamedByHash(keys.snapshot(id), id);
     if (toHex(sha256(sealed)) !== id) {
       throw new LifeboatError('CORRUPT', `snapshot ${id.slice(0, 8)} does not match its name`, {
         hint: 'the snapshot object was damaged; run `lifeboat check`',

@@ -27,7 +27,9 @@ export function register(program: Command): void {
       await withRepo(g, async (repo) => {
         const slots = await listKeySlots(repo.store);
         if (g.json) return printJson(slots.map((s) => ({ ...s, current: s.id === repo.slotId })));
-        for (const s of slots) console.log(`${s.id === repo.slotId ? '*' : ' '} ${s.id.slice(0, 8)}  ${s.username}@${s.hostname}  ${s.created}`);
+        for (const s of slots) {
+          console.log(`${s.id === repo.slotId ? '*' : ' '} ${s.id.slice(0, 8)}  ${s.username}@${s.hostname}  ${s.created}${s.appendOnly ? '  append-only' : ''}`);
+        }
       });
     });
 
@@ -35,12 +37,13 @@ export function register(program: Command): void {
     .command('add')
     .description('add a password')
     .option('--new-password-file <file>', 'read the new password from this file')
-    .action(async (f: { newPasswordFile?: string }, cmd: Command) => {
+    .option('--append-only', 'clients opening with it may add backups but never delete or overwrite (for backup hosts)')
+    .action(async (f: { newPasswordFile?: string; appendOnly?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const id = await createKeySlot(repo.store, await getNewPassword(f.newPasswordFile), repo.key);
-        if (g.json) printJson({ id });
-        else console.log(`added key ${id.slice(0, 8)}`);
+        const id = await createKeySlot(repo.store, await getNewPassword(f.newPasswordFile), repo.key, { appendOnly: f.appendOnly ?? false });
+        if (g.json) printJson({ id, appendOnly: f.appendOnly ?? false });
+        else console.log(`added ${f.appendOnly ? 'append-only ' : ''}key ${id.slice(0, 8)}`);
       });
     });
 

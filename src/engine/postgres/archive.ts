@@ -20,7 +20,11 @@ export interface ClusterIdentity {
 const IDENTITY = ['identity', 'cluster.json'] as const;
 
 export async function recordIdentity(repo: Repository, name: string, id: ClusterIdentity): Promise<void> {
-  await repo.putLog(logSource(name), IDENTITY[0], IDENTITY[1], Buffer.from(JSON.stringify(id)), { replace: true });
+  const data = Buffer.from(JSON.stringify(id));
+  // Unchanged (the usual case) is not rewritten: an append-only client may not replace it.
+  const stored = await repo.getLog(logSource(name), IDENTITY[0], IDENTITY[1]);
+  if (stored?.equals(data)) return;
+  await repo.putLog(logSource(name), IDENTITY[0], IDENTITY[1], data, { replace: true });
 }
 
 /** The identity to check segments against (none before the first base backup). */

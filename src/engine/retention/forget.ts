@@ -44,6 +44,11 @@ function groupKey(s: Snapshot, by: GroupField[]): ForgetGroup['key'] {
 }
 
 export async function forget(repo: Repository, opts: ForgetOptions): Promise<ForgetResult> {
+  if (repo.appendOnly && !opts.dryRun) {
+    throw new LifeboatError('PERMISSION', `append-only: ${repo.store.location} refuses forget`, {
+      hint: 'this client may only add; run forget/prune with a key that is not append-only (--dry-run shows what would go)',
+    });
+  }
   const policy = opts.policy ?? {};
   if (!opts.ids?.length && isEmptyPolicy(policy)) {
     throw new LifeboatError('USAGE', 'no snapshots and no keep rule given: nothing would be removed', {

@@ -182,7 +182,8 @@ class Replicator {
           if (!this.background && now >= nextSnapshot) {
             nextSnapshot = now + opts.snapshotIntervalMs;
             this.inBackground(this.periodicSnapshot());
-          } else if (!this.background && now >= nextCompact) {
+          } else if (!this.background && now >= nextCompact && !this.repo.appendOnly) {
+            // Compaction deletes what it merged: an append-only client leaves it to another.
             nextCompact = now + opts.compactIntervalMs;
             const gen = this.generation;
             this.inBackground(this.compact(gen));

@@ -36,6 +36,8 @@ export interface SnapshotManifest {
   consistency?: Record<string, unknown>;
   summary: SnapshotSummary;
   programVersion: string;
+  /** Set by `lifeboat copy`: the id of the snapshot this one was copied from. */
+  original?: string;
 }
 
 export interface Snapshot extends SnapshotManifest {

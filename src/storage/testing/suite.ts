@@ -11,6 +11,11 @@ import { listAll, type Store } from '../store.js';
 export interface SuiteOptions {
   /** How many objects the listing test writes (backends paginate at 1000). */
   listCount?: number;
+  /**
+   * The store may only add (the append-only wrapper): the replace and delete tests
+   * check that it refuses with PERMISSION and keeps the object instead.
+   */
+  appendOnly?: boolean;
 }
 
 export function storeConformance(
@@ -60,18 +65,31 @@ export function storeConformance(
 
     it('replaces objects without ifAbsent, refuses with it', async () => {
       await store.put('config', Buffer.from('one'));
-      await store.put('config', Buffer.from('two'));
-      expect(Buffer.from(await store.get('config')).toString()).toBe('two');
+      if (opts.appendOnly) {
+        await expect(store.put('config', Buffer.from('two'))).rejects.toSatisfy((e: unknown) =>
+          isLifeboatError(e, 'PERMISSION'),
+        );
+        await store.put('config', Buffer.from('one')); // identical bytes: an idempotent retry
+      } else {
+        await store.put('config', Buffer.from('two'));
+      }
+      const kept = opts.appendOnly ? 'one' : 'two';
+      expect(Buffer.from(await store.get('config')).toString()).toBe(kept);
       await expect(store.put('config', Buffer.from('three'), { ifAbsent: true })).rejects.toSatisfy(
         (e: unknown) => isLifeboatError(e, 'ALREADY_EXISTS'),
       );
-      expect(Buffer.from(await store.get('config')).toString()).toBe('two');
+      expect(Buffer.from(await store.get('config')).toString()).toBe(kept);
       await store.put('keys/new', Buffer.from('k'), { ifAbsent: true });
       expect(Buffer.from(await store.get('keys/new')).toString()).toBe('k');
     });
 
     it('deletes idempotently', async () => {
       await store.put('index/x', Buffer.from('x'));
+      if (opts.appendOnly) {
+        await expect(store.delete('index/x')).rejects.toSatisfy((e: unknown) => isLifeboatError(e, 'PERMISSION'));
+        expect(await store.stat('index/x')).toEqual({ key: 'index/x', size: 1 });
+        return;
+      }
       await store.delete('index/x');
       await store.delete('index/x');
       expect(await store.stat('index/x')).toBeUndefined();

@@ -1,0 +1,169 @@
+/**
+ * One repository kept on several destinations (3-2-1: local disk plus object storage
+ * elsewhere). Every write goes to all of them and is durable once `writeQuorum` have
+ * acknowledged it; a destination that fails is left out for the rest of the process
+ * (no backup waits on a dead server) and `lifeboat repair` fills it in afterwards.
+ * Reads take the first destination that has the object and passes the caller's
+ * check, so one down or damaged copy is not noticed by a restore.
+ */
+import { LifeboatError, isLifeboatError } from '../../errors.js';
+import { assertKey, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+
+export interface MultiOptions {
+  /** Destinations that must acknowledge a write (1..N). */
+  writeQuorum: number;
+  /** Told once when a destination is left out after a failure. */
+  onDegraded?: (store: Store, err: LifeboatError) => void;
+}
+
+export class MultiStore implements Store {
+  readonly location: string;
+  /** Destinations left out after a failed write, with why. */
+  readonly down = new Map<Store, LifeboatError>();
+
+  constructor(
+    readonly stores: readonly Store[],
+    private readonly opts: MultiOptions,
+  ) {
+    if (stores.length === 0) throw new LifeboatError('USAGE', 'a multi-destination repository needs at least one store');
+    if (!Number.isInteger(opts.writeQuorum) || opts.writeQuorum < 1 || opts.writeQuorum > stores.length) {
+      throw new LifeboatError('USAGE', `write quorum ${opts.writeQuorum} is not between 1 and ${stores.length}`, {
+        hint: 'write_quorum is how many destinations must acknowledge each write',
+      });
+    }
+    this.location = `multi(${stores.map((s) => s.location).join(', ')})`;
+  }
+
+  private up(): Store[] {
+    return this.stores.filter((s) => !this.down.has(s));
+  }
+
+  private markDown(store: Store, err: LifeboatError): void {
+    if (this.down.has(store)) return;
+    this.down.set(store, err);
+    this.opts.onDegraded?.(store, err);
+  }
+
+  /**
+   * Writes to every destination still up. Resolves when `writeQuorum` acknowledged;
+   * ALREADY_EXISTS counts as an acknowledgement (the object is there), but only when
+   * every answer was ALREADY_EXISTS does the caller see it. Permanent refusals
+   * (permission, no space) from any destination fail the call.
+   */
+  async put(key: string, data: Uint8Array, opts?: PutOptions): Promise<void> {
+    assertKey(key);
+    const targets = this.up();
+    const results = await Promise.allSettled(targets.map((s) => s.put(key, data, opts)));
+    let acks = 0;
+    let existed = 0;
+    let failure: LifeboatError | undefined;
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') acks++;
+      else if (isLifeboatError(r.reason, 'ALREADY_EXISTS')) {
+        acks++;
+        existed++;
+      } else {
+        const err = asLifeboatError(r.reason);
+        failure ??= err;
+        this.markDown(targets[i] as Store, err);
+      }
+    });
+    if (acks < this.opts.writeQuorum) {
+      throw new LifeboatError(failure?.code ?? 'STORE_UNAVAILABLE', `${key}: ${acks} of ${this.stores.length} destinations stored it, ${this.opts.writeQuorum} needed: ${failure?.message ?? 'destinations down'}`, {
+        hint: failure?.hint ?? 'bring the destinations back, or lower write_quorum',
+        cause: failure,
+      });
+    }
+    if (existed === acks) throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`);
+  }
+
+  /**
+   * The first destination (those up first) that has the object and passes
+   * `opts.verify`. NOT_FOUND only when none has it; when every copy fails the check,
+   * the last one read is returned for the caller to report.
+   */
+  async get(key: string, range?: ByteRange, opts?: GetOptions): Promise<Uint8Array> {
+    let lastBad: Uint8Array | undefined;
+    let lastErr: LifeboatError | undefined;
+    let missing = 0;
+    for (const store of this.readOrder()) {
+      try {
+        const data = await store.get(key, range, opts);
+        if (!opts?.verify || opts.verify(data)) return data;
+        lastBad = data;
+      } catch (err) {
+        if (isLifeboatError(err, 'NOT_FOUND')) missing++;
+        else lastErr = asLifeboatError(err);
+      }
+    }
+    if (lastBad) return lastBad;
+    if (missing === this.stores.length || !lastErr) throw new LifeboatError('NOT_FOUND', `${key} not found in ${this.location}`);
+    throw lastErr;
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    let lastErr: unknown;
+    let answered = false;
+    for (const store of this.readOrder()) {
+      try {
+        const info = await store.stat(key);
+        answered = true;
+        if (info) return info;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    if (!answered) throw lastErr;
+    return undefined;
+  }
+
+  /**
+   * The union of every reachable destination's listing, each key once: an object
+   * written while one destination was down is still found. Holds the keys seen (about
+   * 100 bytes each; a repository of 1 TiB has some 65 000 packs).
+   */
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const seen = new Set<string>();
+    let reached = 0;
+    let lastErr: unknown;
+    for (const store of this.readOrder()) {
+      try {
+        for await (const o of store.list(prefix)) {
+          if (seen.has(o.key)) continue;
+          seen.add(o.key);
+          yield o;
+        }
+        reached++;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    if (reached === 0) throw lastErr;
+  }
+
+  /** Deletes everywhere; a destination that cannot be reached fails the call (the object would come back from it). */
+  async delete(key: string): Promise<void> {
+    const results = await Promise.allSettled(this.stores.map((s) => s.delete(key)));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) {
+      const err = asLifeboatError(failed.reason);
+      throw new LifeboatError(err.code, `delete ${key} did not reach every destination: ${err.message}`, {
+        hint: 'deletes need every destination; retry when all are reachable',
+        cause: err,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.stores.map((s) => s.close()));
+  }
+
+  /** Destinations up first, in configured order, then those left out (they may answer reads). */
+  private readOrder(): Store[] {
+    return [...this.up(), ...this.stores.filter((s) => this.down.has(s))];
+  }
+}
+
+function asLifeboatError(err: unknown): LifeboatError {
+  return isLifeboatError(err) ? err : new LifeboatError('FAILED', err instanceof Error ? err.message : String(err), { cause: err });
+}
