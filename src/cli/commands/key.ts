@@ -41,9 +41,11 @@ export function register(program: Command): void {
     .action(async (f: { newPasswordFile?: string; appendOnly?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const id = await createKeySlot(repo.store, await getNewPassword(f.newPasswordFile), repo.key, { appendOnly: f.appendOnly ?? false });
-        if (g.json) printJson({ id, appendOnly: f.appendOnly ?? false });
-        else console.log(`added ${f.appendOnly ? 'append-only ' : ''}key ${id.slice(0, 8)}`);
+        // The global --append-only has the same name, and commander may hand the flag to either.
+        const appendOnly = (f.appendOnly ?? false) || (g.appendOnly ?? false);
+        const id = await createKeySlot(repo.store, await getNewPassword(f.newPasswordFile), repo.key, { appendOnly });
+        if (g.json) printJson({ id, appendOnly });
+        else console.log(`added ${appendOnly ? 'append-only ' : ''}key ${id.slice(0, 8)}`);
       });
     });
 

@@ -141,9 +141,14 @@ export class MultiStore implements Store {
     if (reached === 0) throw lastErr;
   }
 
-  /** Deletes everywhere; a destination that cannot be reached fails the call (the object would come back from it). */
+  /**
+   * Deletes everywhere; a destination that cannot be reached fails the call, since
+   * `repair` would copy the object back from it. Locks are the exception: a lock left
+   * on a destination that is down goes stale there and is never copied.
+   */
   async delete(key: string): Promise<void> {
-    const results = await Promise.allSettled(this.stores.map((s) => s.delete(key)));
+    const targets = key.startsWith('locks/') ? this.up() : this.stores;
+    const results = await Promise.allSettled(targets.map((s) => s.delete(key)));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) {
       const err = asLifeboatError(failed.reason);
