@@ -18,6 +18,7 @@ import { LocalStore } from '../../src/storage/local/local-store.js';
 import { FaultyStore } from '../../src/storage/wrappers/faulty.js';
 import { RetryStore } from '../../src/storage/wrappers/retry.js';
 import { cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { startAzurite } from '../azurite.js';
 import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw', ...S3_ENV, LIFEBOAT_STORE_RETRIES: '2' };
@@ -87,6 +88,30 @@ describe('an S3 repository', () => {
     expectError(wrong, 18, new RegExp(`s3:http://127\\.0\\.0\\.1:\\d+/lifeboat/main.*access denied`));
     const down = await runCli(['snapshots', '-r', 's3:http://127.0.0.1:9/lifeboat/x'], ENV);
     expectError(down, 16, /s3:http:\/\/127\.0\.0\.1:9\/lifeboat\/x/);
+  });
+});
+
+describe('an Azure repository', () => {
+  it('backs up, restores byte for byte, checks and forgets (azurite)', async () => {
+    const azurite = await startAzurite();
+    try {
+      await azurite.service.getContainerClient('lifeboat').create();
+      const env = { ...ENV, AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString };
+      const az = (args: string[]) => cliExpecting(args, 0, env);
+      const repo = 'azure:lifeboat/main';
+      await az(['init', '-r', repo]);
+      await az(['-r', repo, 'backup', fixture, '--tag', 'first']);
+      await az(['-r', repo, 'backup', fixture, '--tag', 'second']);
+      const target = tmpdir('lb-az-restore-');
+      await az(['-r', repo, 'restore', 'latest', '--target', target]);
+      expect(await snapshotOf(path.join(target, fixture))).toEqual(await snapshotOf(fixture));
+      expect((await az(['-r', repo, 'check', '--read-data'])).stdout).toMatch(/no errors/);
+      await az(['-r', repo, 'forget', '--keep-last', '1']);
+      expect(JSON.parse((await az(['-r', repo, '--json', 'snapshots'])).stdout)).toHaveLength(1);
+      expectError(await runCli(['-r', 'azure:no-such-container/x', 'snapshots'], env), 10, /azure:no-such-container\/x/);
+    } finally {
+      await azurite.stop();
+    }
   });
 });
 
