@@ -68,6 +68,9 @@ export class S3Store implements Store {
   private readonly prefix: string;
 
   constructor(loc: S3Location, location: string) {
+    // The SDK warns on every run that releases after January 2027 need Node 22; the
+    // lockfile pins a release that supports Node 20 (docs/dependencies.md).
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.location = location;
     this.bucket = loc.bucket;
     this.prefix = loc.prefix ? `${loc.prefix}/` : '';
