@@ -147,7 +147,9 @@ export class MultiStore implements Store {
    * on a destination that is down goes stale there and is never copied.
    */
   async delete(key: string): Promise<void> {
-    const targets = key.startsWith('locks/') ? this.up() : this.stores;
+    const isLock = key.startsWith('locks/');
+    if (!isLock) await this.allReachable(key);
+    const targets = isLock ? this.up() : this.stores;
     const results = await Promise.allSettled(targets.map((s) => s.delete(key)));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) {
@@ -158,6 +160,29 @@ export class MultiStore implements Store {
       });
     }
   }
+
+  /**
+   * Before the first delete, every destination is asked for something; one that does
+   * not answer (or was left out earlier) fails the delete before any copy is gone.
+   */
+  private async allReachable(key: string): Promise<void> {
+    if (!this.probed) {
+      const results = await Promise.allSettled(this.stores.map((s) => s.stat('config')));
+      results.forEach((r, i) => {
+        if (r.status === 'rejected') this.markDown(this.stores[i] as Store, asLifeboatError(r.reason));
+      });
+      this.probed = true;
+    }
+    const [first] = this.down.values();
+    if (first) {
+      throw new LifeboatError(first.code, `delete ${key}: not every destination is reachable: ${first.message}`, {
+        hint: 'deletes need every destination; retry when all are reachable',
+        cause: first,
+      });
+    }
+  }
+
+  private probed = false;
 
   async close(): Promise<void> {
     await Promise.all(this.stores.map((s) => s.close()));
