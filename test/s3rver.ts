@@ -30,7 +30,7 @@ export interface S3Server {
  * bring the same one back, with what it stored.
  */
 export async function startS3rver(at?: { directory: string; port: number }): Promise<S3Server> {
-  Object.assign(process.env, S3_ENV);
+  Object.assign(process.env, S3_ENV, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
   const directory = at?.directory ?? tmpdir('lb-s3rver-');
   const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '-e', SERVER, directory, String(at?.port ?? 0)], {
     stdio: ['ignore', 'pipe', 'inherit'],
