@@ -8,7 +8,7 @@ import { LifeboatError, errno } from '../errors.js';
 import { parseCompression } from '../codec/compression.js';
 import { registerBuiltinStores } from '../storage/builtin.js';
 import { openComposite, type StoreSpec } from '../storage/compose.js';
-import { loadConfig, type LifeboatConfig } from '../config/config.js';
+import type { LifeboatConfig } from '../config/config.js';
 import type { Store } from '../storage/store.js';
 import { Repository } from '../repo/repository.js';
 import type { RepoConfig } from '../repo/format.js';
@@ -108,9 +108,10 @@ export async function getNewPassword(file: string | undefined): Promise<string> 
  * The configuration file: --config, LIFEBOAT_CONFIG, or ./lifeboat.yaml when it
  * exists. Undefined when there is none.
  */
-export function findConfig(opts: GlobalOptions): LifeboatConfig | undefined {
+export async function findConfig(opts: GlobalOptions): Promise<LifeboatConfig | undefined> {
   const file = opts.config ?? process.env.LIFEBOAT_CONFIG ?? (existsSync('lifeboat.yaml') ? 'lifeboat.yaml' : undefined);
-  return file === undefined ? undefined : loadConfig(file);
+  // Loaded only when there is a file: archive_command runs once per WAL segment.
+  return file === undefined ? undefined : (await import('../config/config.js')).loadConfig(file);
 }
 
 function kib(text: string | undefined, flag: string): number | undefined {
@@ -124,9 +125,9 @@ function kib(text: string | undefined, flag: string): number | undefined {
  * What --repo names: a repository of the configuration file (one or several
  * destinations), or a location. Flags override the file's limits.
  */
-export function storeSpec(opts: GlobalOptions): StoreSpec {
+export async function storeSpec(opts: GlobalOptions): Promise<StoreSpec> {
   const name = repoLocation(opts);
-  const named = findConfig(opts)?.repositories.get(name);
+  const named = (await findConfig(opts))?.repositories.get(name);
   const up = kib(opts.limitUpload, '--limit-upload') ?? named?.limitUploadKiB;
   const down = kib(opts.limitDownload, '--limit-download') ?? named?.limitDownloadKiB;
   const retries = process.env.LIFEBOAT_STORE_RETRIES;
@@ -145,7 +146,7 @@ export function storeSpec(opts: GlobalOptions): StoreSpec {
 
 export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Promise<T>): Promise<T> {
   registerBuiltinStores();
-  const store = await openComposite(storeSpec(opts));
+  const store = await openComposite(await storeSpec(opts));
   try {
     return await fn(store);
   } finally {
