@@ -5,6 +5,7 @@
  * append-only, multi) implements exactly this contract, and the shared conformance
  * suite in testing/suite.ts holds each of them to it.
  */
+import { LifeboatError, isLifeboatError } from '../errors.js';
 
 export interface ByteRange {
   offset: number;
@@ -84,4 +85,31 @@ export function assertKey(key: string): void {
   ) {
     throw new Error(`invalid store key: ${JSON.stringify(key)}`);
   }
+}
+
+/**
+ * Whether `key` now holds exactly `data` (false when it is missing). Wrappers use it
+ * to tell "my own earlier attempt landed" from "someone else wrote this key".
+ */
+export async function holdsBytes(store: Pick<Store, 'get'>, key: string, data: Uint8Array): Promise<boolean> {
+  try {
+    const stored = await store.get(key);
+    return Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).equals(data);
+  } catch (err) {
+    if (isLifeboatError(err, 'NOT_FOUND')) return false;
+    throw err;
+  }
+}
+
+/**
+ * A zero-length ranged read for backends that speak HTTP, which has no empty range:
+ * answered from the object's size (NOT_FOUND when missing, CORRUPT past the end).
+ */
+export async function emptyRangeRead(store: Pick<Store, 'stat' | 'location'>, key: string, range: ByteRange): Promise<Uint8Array> {
+  const info = await store.stat(key);
+  if (!info) throw new LifeboatError('NOT_FOUND', `${key} not found in ${store.location}`);
+  if (range.offset > info.size) {
+    throw new LifeboatError('CORRUPT', `${key} in ${store.location} is shorter than the range ${range.offset}+0 (size ${info.size})`);
+  }
+  return new Uint8Array(0);
 }

@@ -25,7 +25,7 @@ import {
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
 import { LifeboatError, errno } from '../../errors.js';
-import { assertKey, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { assertKey, emptyRangeRead, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 /**
  * Objects up to this size go up in one Put Blob; above it, in blocks. A 16 MiB pack
@@ -205,13 +205,7 @@ export class AzureStore implements Store {
     if (range && (!Number.isSafeInteger(range.offset) || !Number.isSafeInteger(range.length) || range.offset < 0 || range.length < 0)) {
       throw this.pastEnd(key, range);
     }
-    if (range && range.length === 0) {
-      // HTTP has no empty range: ask for the size instead.
-      const info = await this.stat(key);
-      if (!info) throw new LifeboatError('NOT_FOUND', `${key} not found in ${this.location}`);
-      if (range.offset > info.size) throw this.pastEnd(key, range, info.size);
-      return new Uint8Array(0);
-    }
+    if (range && range.length === 0) return emptyRangeRead(this, key, range);
     try {
       // maxRetryRequests: a body cut off midway is asked for again from where it
       // stopped (pinned to the same ETag), once; then the error surfaces.

@@ -27,7 +27,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { LifeboatError, errno } from '../../errors.js';
-import { assertKey, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { assertKey, emptyRangeRead, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 /** Objects above this go up in parts: a 16 MiB pack is two 8 MiB parts sent at once. */
 const MULTIPART_THRESHOLD = 8 << 20;
@@ -135,12 +135,7 @@ export class S3Store implements Store {
   /** NOT_FOUND for a missing key; CORRUPT when a range reaches past the end. */
   async get(key: string, range?: ByteRange): Promise<Uint8Array> {
     const Key = this.key(key);
-    if (range && range.length === 0) {
-      const info = await this.stat(key);
-      if (!info) throw new LifeboatError('NOT_FOUND', `${key} not found in ${this.location}`);
-      if (range.offset > info.size) throw this.pastEnd(key, range, info.size);
-      return new Uint8Array(0);
-    }
+    if (range && range.length === 0) return emptyRangeRead(this, key, range);
     try {
       const out = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) }),

@@ -10,7 +10,7 @@
  * need a server-side policy (object lock, an append-only credential) as well.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { assertKey, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { assertKey, holdsBytes, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 const HINT = 'this client may only add; run forget/prune with a key that is not append-only';
 
@@ -25,10 +25,6 @@ const HINT = 'this client may only add; run forget/prune with a key that is not 
  */
 export function mayReplace(key: string): boolean {
   return key.startsWith('locks/') || (key.startsWith('logs/') && key.endsWith('.partial'));
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 export class AppendOnlyStore implements Store {
@@ -53,7 +49,7 @@ export class AppendOnlyStore implements Store {
     } catch (err) {
       if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;
     }
-    if (await this.holds(key, data)) return;
+    if (await holdsBytes(this.inner, key, data)) return;
     throw this.refuse('overwrite', key);
   }
 
@@ -80,16 +76,6 @@ export class AppendOnlyStore implements Store {
     return this.inner.close();
   }
 
-  private async holds(key: string, data: Uint8Array): Promise<boolean> {
-    try {
-      return sameBytes(await this.inner.get(key), data);
-    } catch (err) {
-      // Deleted between the two calls (a prune running elsewhere): nothing was written,
-      // and the caller hears so rather than a guess that its put landed.
-      if (isLifeboatError(err, 'NOT_FOUND')) return false;
-      throw err;
-    }
-  }
 
   private refuse(action: 'delete' | 'overwrite', key: string): LifeboatError {
     return new LifeboatError('PERMISSION', `append-only: ${this.location} refuses to ${action} ${key}`, { hint: HINT });

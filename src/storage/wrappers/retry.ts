@@ -9,7 +9,7 @@
  * only be caught by `verify`; callers that need that protection must pass one.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import type { ByteRange, GetOptions, ObjectInfo, PutOptions, Store } from '../store.js';
+import { holdsBytes, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 export type RetryOp = 'put' | 'get' | 'stat' | 'list' | 'delete';
 
@@ -45,10 +45,6 @@ function unavailable(message: string): LifeboatError {
   return new LifeboatError('STORE_UNAVAILABLE', message);
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
-}
-
 export class RetryStore implements Store {
   readonly location: string;
   private readonly attempts: number;
@@ -80,7 +76,7 @@ export class RetryStore implements Store {
       try {
         await this.inner.put(key, data, opts);
       } catch (err) {
-        if (mayHaveLanded && isLifeboatError(err, 'ALREADY_EXISTS') && (await this.holds(key, data))) return;
+        if (mayHaveLanded && isLifeboatError(err, 'ALREADY_EXISTS') && (await holdsBytes(this.inner, key, data))) return;
         if (isLifeboatError(err, 'STORE_UNAVAILABLE')) mayHaveLanded = true;
         throw err;
       }
@@ -175,13 +171,4 @@ export class RetryStore implements Store {
     await this.sleep(delayMs);
   }
 
-  /** Whether `key` now holds exactly `data`; a transient failure here is retried by the caller's loop. */
-  private async holds(key: string, data: Uint8Array): Promise<boolean> {
-    try {
-      return sameBytes(await this.inner.get(key), data);
-    } catch (err) {
-      if (isLifeboatError(err, 'NOT_FOUND')) return false;
-      throw err;
-    }
-  }
 }
