@@ -66,6 +66,13 @@ class ByteCache {
   }
 }
 
+/** What a prune marked: packs no snapshot needed at `time` (the marking host's clock). */
+export interface RetiringList {
+  time: string;
+  hostname: string;
+  packs: string[];
+}
+
 export class Repository {
   index = new BlobIndex();
   /** Index files already merged into `index`. */
@@ -132,6 +139,27 @@ export class Repository {
       for (const pack of await this.readIndexFile(f.key)) this.addToIndex(pack);
       this.loadedIndexes.add(f.key);
     });
+    for (const r of await this.listRetiring()) for (const hex of r.packs) this.index.retirePack(hex);
+  }
+
+  /** Lists of packs prunes have marked for deletion (docs/prune.md). */
+  async listRetiring(): Promise<Array<RetiringList & { key: string }>> {
+    const out: Array<RetiringList & { key: string }> = [];
+    for (const o of await listAll(this.store, 'prune/')) {
+      try {
+        out.push({ ...(JSON.parse((await this.getUnsealed(o.key, o.key)).toString('utf8')) as RetiringList), key: o.key });
+      } catch (err) {
+        if (!isLifeboatError(err, 'NOT_FOUND')) throw err; // swept by another prune meanwhile
+      }
+    }
+    return out;
+  }
+
+  async saveRetiring(list: RetiringList): Promise<string> {
+    const sealed = seal(this.key, Buffer.from(JSON.stringify(list)), this.compression);
+    const key = keys.retiring(toHex(sha256(sealed)));
+    await this.store.put(key, sealed, { ifAbsent: true });
+    return key;
   }
 
   /**

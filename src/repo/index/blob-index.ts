@@ -29,6 +29,12 @@ export class BlobIndex {
   private count = 0;
   private readonly packIds: Buffer[] = [];
   private readonly packByHex = new Map<string, number>();
+  /**
+   * Packs a prune has marked for deletion: their blobs still load (snapshots may
+   * reference them until the prune is sure they do not) but are not deduplicated
+   * against, so nothing new comes to depend on them.
+   */
+  private readonly retiring = new Set<number>();
 
   constructor(initialCapacity = 1 << 12) {
     this.capacity = initialCapacity;
@@ -101,8 +107,16 @@ export class BlobIndex {
     }
   }
 
+  /** Whether a new backup may reuse the blob: it is indexed in a pack that is not retiring. */
   has(id: Uint8Array): boolean {
-    return this.find(id) >= 0;
+    const i = this.find(id);
+    return i >= 0 && !this.retiring.has(this.read(i * SLOT).packIndex);
+  }
+
+  /** Marks a pack as retiring (see `retiring`). */
+  retirePack(hex: string): void {
+    const handle = this.packByHex.get(hex);
+    if (handle !== undefined) this.retiring.add(handle);
   }
 
   get(id: Uint8Array): BlobLocation | undefined {
@@ -125,8 +139,10 @@ export class BlobIndex {
   add(id: Uint8Array, loc: BlobLocation): boolean {
     if ((this.count + 1) * 4 > this.capacity * 3) this.grow();
     const i = this.find(id);
-    if (i >= 0) return false;
-    const base = (-1 - i) * SLOT;
+    // A copy in a retiring pack gives way to the new one.
+    if (i >= 0 && !this.retiring.has(this.read(i * SLOT).packIndex)) return false;
+    const base = i >= 0 ? i * SLOT : (-1 - i) * SLOT;
+    if (i >= 0) this.count--;
     this.table.set(id.subarray(0, 32), base);
     this.table.writeUInt32LE((loc.packIndex | (loc.type === BLOB_TREE ? TREE_FLAG : 0)) >>> 0, base + 32);
     this.table.writeUInt32LE(loc.offset, base + 36);
@@ -137,6 +153,7 @@ export class BlobIndex {
   }
 
   private grow(): void {
+    this.marks = undefined;
     const old = this.table;
     const oldCap = this.capacity;
     this.capacity *= 2;
@@ -149,6 +166,48 @@ export class BlobIndex {
       const j = -1 - this.find(id);
       old.copy(this.table, j * SLOT, base, base + SLOT);
       this.count++;
+    }
+  }
+
+  // ---- marks (prune) ----------------------------------------------------------
+
+  /** One bit per slot; dropped when the table grows (slots move). */
+  private marks: Uint8Array | undefined;
+
+  clearMarks(): void {
+    this.marks = new Uint8Array((this.capacity >>> 3) + 1);
+  }
+
+  /** Marks an indexed blob as referenced; false when it was marked already (or is not indexed). */
+  mark(id: Uint8Array): boolean {
+    const slot = this.find(id);
+    if (slot < 0) return true;
+    const m = this.requireMarks();
+    const bit = 1 << (slot & 7);
+    if (((m[slot >>> 3] as number) & bit) !== 0) return false;
+    m[slot >>> 3] = (m[slot >>> 3] as number) | bit;
+    return true;
+  }
+
+  isMarked(slot: number): boolean {
+    return ((this.requireMarks()[slot >>> 3] as number) & (1 << (slot & 7))) !== 0;
+  }
+
+  private requireMarks(): Uint8Array {
+    if (!this.marks) throw new Error('blob index: marks were cleared by a resize; mark again');
+    return this.marks;
+  }
+
+  packHandle(hex: string): number | undefined {
+    return this.packByHex.get(hex);
+  }
+
+  /** Visits every entry with its slot number; the id buffer is only valid during the callback. */
+  forEachSlot(fn: (slot: number, loc: BlobLocation, id: Buffer) => void): void {
+    for (let i = 0; i < this.capacity; i++) {
+      const base = i * SLOT;
+      if (this.table.readUInt32LE(base + 32) === EMPTY) continue;
+      fn(i, this.read(base), this.table.subarray(base, base + 32));
     }
   }
 
