@@ -56,6 +56,8 @@ export const keys = {
   index: (id: string) => `index/${id}`,
   snapshot: (id: string) => `snapshots/${id}`,
   lock: (id: string) => `locks/${id}`,
+  /** When each pack was last read and authenticated by `check` (sealed JSON {packId: Unix ms}). */
+  verified: 'state/verified',
   /** A prune's list of packs to delete once no backup can depend on them (docs/prune.md). */
   retiring: (id: string) => `prune/${id}`,
   /** Archived change logs: `logs/<source>/<timeline>/<file>` (WAL segments, history files). */

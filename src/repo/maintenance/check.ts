@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isLifeboatError } from '../../errors.js';
-import { blobId, unseal } from '../../codec/crypto.js';
+import { blobId, seal, unseal } from '../../codec/crypto.js';
 import { listAll } from '../../storage/store.js';
 import { mapLimit } from '../../util/limit.js';
 import { keys, packIdFromKey } from '../format.js';
@@ -105,16 +105,25 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
   let packsRead = 0;
   if (opts.readData || opts.readDataSubset !== undefined) {
     let ids = [...stored.keys()].filter((id) => indexedPacks.has(id));
+    const verified = await loadVerified(repo);
     if (!opts.readData && opts.readDataSubset !== undefined) {
-      ids = ids.sort(() => Math.random() - 0.5).slice(0, Math.ceil(ids.length * opts.readDataSubset));
+      // The least recently verified first (never verified before all), so that repeated
+      // subsets cover the whole repository before any pack is read twice.
+      const shuffled = ids.map((id) => ({ id, at: verified.get(id) ?? 0, r: Math.random() }));
+      shuffled.sort((a, b) => a.at - b.at || a.r - b.r);
+      ids = shuffled.slice(0, Math.ceil(ids.length * opts.readDataSubset)).map((x) => x.id);
     }
     const total = ids.length;
     await mapLimit(ids, 2, async (id) => {
       const problem = await readPack(repo, id);
       if (problem) problems.push({ kind: 'pack', message: problem });
+      else verified.set(id, Date.now());
       packsRead++;
       opts.onProgress?.({ phase: 'check', files: packsRead, bytes: 0, totalFiles: total, errors: problems.length });
     });
+    // Packs gone since (pruned) are forgotten; an append-only client cannot record.
+    for (const id of verified.keys()) if (!stored.has(id)) verified.delete(id);
+    if (!repo.appendOnly) await saveVerified(repo, verified);
   }
 
   return {
@@ -155,4 +164,19 @@ async function readPack(repo: Repository, id: string): Promise<string | undefine
     throw err;
   }
   return undefined;
+}
+
+/** When each pack was last verified; empty before the first check that read data. */
+export async function loadVerified(repo: Repository): Promise<Map<string, number>> {
+  try {
+    const sealed = await repo.store.get(keys.verified);
+    return new Map(Object.entries(JSON.parse(unseal(repo.key, sealed, keys.verified).toString('utf8')) as Record<string, number>));
+  } catch (err) {
+    if (isLifeboatError(err, 'NOT_FOUND') || isLifeboatError(err, 'CORRUPT')) return new Map();
+    throw err;
+  }
+}
+
+async function saveVerified(repo: Repository, verified: Map<string, number>): Promise<void> {
+  await repo.store.put(keys.verified, seal(repo.key, Buffer.from(JSON.stringify(Object.fromEntries(verified))), repo.compression));
 }
