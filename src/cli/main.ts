@@ -11,6 +11,7 @@ import * as backup from './commands/backup.js';
 import * as check from './commands/check.js';
 import * as copy from './commands/copy.js';
 import * as diff from './commands/diff.js';
+import * as drill from './commands/drill.js';
 import * as forget from './commands/forget.js';
 import * as init from './commands/init.js';
 import * as key from './commands/key.js';
@@ -39,7 +40,7 @@ export function buildProgram(): Command {
     .option('--append-only', 'add only: refuse every delete and overwrite (forget, prune)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, key, unlock, copy, repair, pg, sqlite, quickstart]) c.register(program);
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, unlock, copy, repair, pg, sqlite, quickstart]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();

@@ -11,6 +11,7 @@ import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { parseLsn, parseWalName } from '../../sources/postgres/wal.js';
 import { logSource, streamSource, type PgConsistency } from '../postgres/names.js';
 import { applyPolicy, isEmptyPolicy, type KeepPolicy } from './policy.js';
+import { drillHistory } from '../drill/drill.js';
 
 export type GroupField = 'host' | 'paths' | 'tags';
 
@@ -75,8 +76,16 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
         const k = JSON.stringify(groupKey(s, by));
         byKey.set(k, [...(byKey.get(k) ?? []), s]);
       }
+      // The newest snapshot a drill restored and found sound is kept whatever the rules say.
+      const verified = new Set((await drillHistory(repo)).filter((d) => d.ok && d.snapshot).map((d) => d.snapshot as string));
       for (const [k, list] of byKey) {
         const r = applyPolicy(list, policy);
+        const newestVerified = [...list].sort((a, b) => Date.parse(b.time) - Date.parse(a.time)).find((s) => verified.has(s.id));
+        if (newestVerified && r.remove.some((s) => s.id === newestVerified.id)) {
+          r.remove = r.remove.filter((s) => s.id !== newestVerified.id);
+          r.keep.push(newestVerified);
+          r.reasons.set(newestVerified.id, [...(r.reasons.get(newestVerified.id) ?? []), 'newest verified by a drill']);
+        }
         for (const s of r.remove) removed.add(s.id);
         groups.push({
           key: JSON.parse(k) as ForgetGroup['key'],
