@@ -6,6 +6,7 @@ import { parseDuration, type KeepPolicy } from '../../engine/retention/policy.js
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { collect } from './options.js';
+import { parseDuration as parseInterval } from './sqlite.js';
 
 interface ForgetFlags {
   keepLast?: string;
@@ -19,6 +20,7 @@ interface ForgetFlags {
   minKeep?: string;
   groupBy: string;
   dryRun?: boolean;
+  keepLogsWithin?: string;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -69,12 +71,14 @@ export function register(program: Command): void {
     .option('--min-keep <n>', 'never keep fewer than n snapshots per group')
     .option('--group-by <fields>', 'apply the rules per group of host, paths, tags', 'host,paths')
     .option('--dry-run', 'only show what would be removed and why the rest is kept')
+    .option('--keep-logs-within <duration>', 'keep WAL/SQLite frames replayable only this far back (e.g. 7d); older bases keep what makes them consistent')
     .action(async (ids: string[], f: ForgetFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const policy = policyOf(f);
       const by = groupBy(f.groupBy);
       await withRepo(g, async (repo) => {
-        const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}) });
+        const pitr = f.keepLogsWithin === undefined ? undefined : parseInterval(f.keepLogsWithin, '--keep-logs-within');
+        const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}), ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}) });
         if (g.json) return printJson(r);
         for (const grp of r.groups) {
           const k = grp.key;
@@ -85,6 +89,9 @@ export function register(program: Command): void {
           }
           console.log(`  ${r.dryRun ? 'would remove' : 'removed'} ${grp.remove.length}${grp.remove.length ? ':' : ''}`);
           for (const s of grp.remove) console.log(`    ${s.id.slice(0, 8)}  ${s.time}`);
+        }
+        for (const t of r.sqlite) {
+          console.log(`sqlite ${t.source}: ${r.dryRun ? 'would remove' : 'removed'} ${t.removed} log segment(s)${t.keptFrom ? `; replayable from ${t.keptFrom}` : ''}`);
         }
         for (const w of r.wal) {
           console.log(

@@ -8,9 +8,8 @@ import { keys } from '../../repo/format.js';
 import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
-import { parseLsn, parseWalName } from '../../sources/postgres/wal.js';
-import { logSource, streamSource, type PgConsistency } from '../postgres/names.js';
 import { applyPolicy, isEmptyPolicy, type KeepPolicy } from './policy.js';
+import { trimLogs, type LogTrim } from './logs.js';
 import { drillHistory } from '../drill/drill.js';
 
 export type GroupField = 'host' | 'paths' | 'tags';
@@ -20,6 +19,8 @@ export interface ForgetOptions {
   policy?: KeepPolicy;
   groupBy?: GroupField[];
   dryRun?: boolean;
+  /** Keep logs replayable this far back (a point-in-time window); default: from the oldest base. */
+  pitrWindowMs?: number;
 }
 
 export interface ForgetGroup {
@@ -33,6 +34,8 @@ export interface ForgetResult {
   removed: string[];
   /** Archived WAL files no remaining base backup needs, per PostgreSQL source. */
   wal: Array<{ source: string; removed: number; keptFrom: string | null; skipped?: string }>;
+  /** SQLite log segments no remaining snapshot can replay from, per source. */
+  sqlite: LogTrim[];
   dryRun: boolean;
 }
 
@@ -98,52 +101,15 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
     // A base backup still running needs WAL from its own start, and it is not a
     // snapshot yet: trim only while no other process holds the repository.
     const busy = (await readLocks(repo.store)).some((l) => l.id !== lock.id && !isStale(l.record));
-    const wal = await trimWal(repo, all, remaining, opts.dryRun === true, busy);
+    const trimmed = await trimLogs(repo, all, remaining, {
+      dryRun: opts.dryRun === true,
+      busy,
+      ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}),
+    });
     if (!opts.dryRun) for (const id of removed) await repo.store.delete(keys.snapshot(id));
-    return { groups, removed: [...removed], wal, dryRun: opts.dryRun === true };
+    const wal = trimmed.filter((t) => t.kind === 'postgres').map(({ kind: _kind, ...rest }) => rest);
+    return { groups, removed: [...removed], wal, sqlite: trimmed.filter((t) => t.kind === 'sqlite'), dryRun: opts.dryRun === true };
   } finally {
     await lock.release();
   }
-}
-
-/**
- * For every PostgreSQL source that had base backups, WAL segments older than the
- * segment where its oldest remaining base backup starts are no longer needed by any
- * restore, on any timeline; history files are always kept. A source left with no
- * base backup keeps its WAL (deleting it all is a decision for a human).
- */
-async function trimWal(repo: Repository, before: Snapshot[], after: Snapshot[], dryRun: boolean, busy: boolean): Promise<ForgetResult['wal']> {
-  const names = new Set(before.filter((s) => s.source.kind === 'postgres' && s.source.name).map((s) => s.source.name as string));
-  const out: ForgetResult['wal'] = [];
-  for (const name of names) {
-    const backups = after.filter((s) => s.source.kind === 'postgres' && s.source.name === name && s.consistency);
-    if (backups.length === 0) {
-      out.push({ source: name, removed: 0, keptFrom: null });
-      continue;
-    }
-    if (busy) {
-      out.push({ source: name, removed: 0, keptFrom: null, skipped: 'another process holds the repository (a backup may be running); WAL kept, run forget again later' });
-      continue;
-    }
-    const oldest = backups.map((s) => s.consistency as unknown as PgConsistency).sort((a, b) => (parseLsn(a.startLsn) < parseLsn(b.startLsn) ? -1 : 1))[0]!;
-    const segSize = oldest.walSegSize || 16 * 1024 * 1024;
-    const first = parseLsn(oldest.startLsn) / BigInt(segSize);
-    let n = 0;
-    for (const source of [logSource(name), streamSource(name)]) {
-      for (const l of await repo.listLogs(source)) {
-        let w;
-        try {
-          w = parseWalName(l.file, segSize);
-        } catch {
-          continue;
-        }
-        const segno = w.segno ?? (w.kind === 'backup' ? BigInt(`0x${l.file.slice(8, 16)}`) * (0x1_0000_0000n / BigInt(segSize)) + BigInt(`0x${l.file.slice(16, 24)}`) : undefined);
-        if (w.kind === 'history' || segno === undefined || segno >= first) continue;
-        if (!dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));
-        n++;
-      }
-    }
-    out.push({ source: name, removed: n, keptFrom: oldest.startLsn });
-  }
-  return out;
 }

@@ -1,0 +1,96 @@
+/**
+ * Log archives follow retention: with a point-in-time window only the window stays
+ * replayable while older base backups keep what makes them consistent (PostgreSQL),
+ * and SQLite segments before the window's base snapshot, or of generations with no
+ * snapshot left, go.
+ */
+import { describe, expect, it } from 'vitest';
+import { trimLogs } from '../../src/engine/retention/logs.js';
+import { encodeSegment, segmentName, type Segment } from '../../src/engine/sqlite/segment.js';
+import { Repository, PROGRAM_VERSION } from '../../src/repo/repository.js';
+import type { Snapshot, SnapshotManifest } from '../../src/repo/snapshot/snapshot.js';
+import { formatLsn, segmentName as walName } from '../../src/sources/postgres/wal.js';
+import { MemoryStore } from '../../src/storage/memory/memory-store.js';
+
+const DAY = 86_400_000;
+const T0 = Date.UTC(2026, 9, 1);
+const SEG = 16n * 1024n * 1024n;
+
+function manifest(kind: string, name: string, time: number, consistency: Record<string, unknown>): SnapshotManifest {
+  return {
+    version: 1,
+    time: new Date(time).toISOString(),
+    hostname: 'h',
+    username: 'u',
+    paths: [`/${kind}/${name}`],
+    tags: [],
+    excludes: [],
+    tree: '00'.repeat(32),
+    source: { kind, name },
+    consistency,
+    summary: { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirs: 0, totalBytes: 0, totalFiles: 0, addedBytes: 0, processedBytes: 0, errors: 0, durationMs: 0 },
+    programVersion: PROGRAM_VERSION,
+  };
+}
+
+async function snapshots(repo: Repository, manifests: SnapshotManifest[]): Promise<Snapshot[]> {
+  for (const m of manifests) await repo.saveSnapshot(m);
+  return repo.listSnapshots();
+}
+
+describe('log retention', () => {
+  it('PostgreSQL: a 7-day window keeps WAL from the window base on, and each older base its own span', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const base = (day: number, start: number, stop: number) =>
+      manifest('postgres', 'main', T0 + day * DAY, {
+        startLsn: formatLsn(BigInt(start) * SEG),
+        stopLsn: formatLsn(BigInt(stop) * SEG + 100n),
+        walSegSize: Number(SEG),
+        stopTime: new Date(T0 + day * DAY).toISOString(),
+      });
+    const snaps = await snapshots(repo, [base(1, 1, 2), base(15, 10, 11), base(30, 20, 21)]);
+    for (let seg = 1; seg <= 25; seg++) await repo.putLog('postgres.main', '00000001', walName(1, BigInt(seg)), Buffer.from(`wal ${seg}`));
+    await repo.putLog('postgres.main', '00000002', '00000002.history', Buffer.from('history'));
+
+    const all = await trimLogs(repo, snaps, snaps, { dryRun: true, busy: false, now: T0 + 31 * DAY });
+    expect(all).toEqual([{ kind: 'postgres', source: 'main', removed: 0, keptFrom: formatLsn(SEG) }]);
+
+    const [r] = await trimLogs(repo, snaps, snaps, { dryRun: false, busy: false, pitrWindowMs: 7 * DAY, now: T0 + 31 * DAY });
+    expect(r).toMatchObject({ removed: 7, keptFrom: formatLsn(10n * SEG) });
+    const left = (await repo.listLogs('postgres.main')).map((l) => l.file);
+    const segs = left.filter((f) => f.length === 24).map((f) => parseInt(f.slice(16), 16));
+    expect(segs).toEqual([1, 2, ...Array.from({ length: 16 }, (_, i) => i + 10)]);
+    expect(left).toContain('00000002.history');
+    const busy = await trimLogs(repo, snaps, snaps, { dryRun: false, busy: true, pitrWindowMs: DAY, now: T0 + 31 * DAY });
+    expect(busy[0]?.skipped).toMatch(/another process/);
+  });
+
+  it('SQLite: segments before the window base go, and generations without snapshots go whole', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const seg = (start: number, n: number, time: number): Segment => ({
+      meta: {
+        v: 1,
+        pageSize: 512,
+        start: { cycle: 0, frame: start },
+        end: { cycle: 0, frame: start + n },
+        commits: Array.from({ length: n }, (_, i) => ({ cycle: 0, frame: start + i + 1, time, end: 0 })),
+        tail: { salt1: 0, salt2: 0, checkpointSeq: 0, checksum: [0, 0] },
+      },
+      frames: Buffer.alloc(0),
+    });
+    for (let i = 0; i < 10; i++) {
+      const s = seg(i * 10, 10, T0 + i * DAY);
+      await repo.putLog('sqlite.mem', 'gen1', segmentName(s.meta), encodeSegment(s));
+    }
+    const orphan = seg(0, 5, T0);
+    await repo.putLog('sqlite.mem', 'gen0', segmentName(orphan.meta), encodeSegment(orphan));
+    const snap = (day: number, frame: number) => manifest('sqlite', 'mem', T0 + day * DAY, { generation: 'gen1', position: { cycle: 0, frame } });
+    const snaps = await snapshots(repo, [snap(0, 0), snap(5, 50), snap(8, 80)]);
+    // A 3-day window at day 10: the base is the snapshot of day 5 (frame 50).
+    const [r] = await trimLogs(repo, snaps, snaps, { dryRun: false, busy: false, pitrWindowMs: 3 * DAY, now: T0 + 10 * DAY });
+    expect(r).toMatchObject({ kind: 'sqlite', source: 'mem', removed: 6, keptFrom: 'gen1@0/50' });
+    const left = await repo.listLogs('sqlite.mem');
+    expect(left.every((l) => l.timeline === 'gen1')).toBe(true);
+    expect(left).toHaveLength(5);
+  });
+});
