@@ -122,12 +122,24 @@ describe('a base backup under pgbench load', () => {
   });
 });
 
+describe('lifeboat drill of a PostgreSQL source', () => {
+  it('restores, recovers and checks the cluster, with RTO and the RPO of its last replayed transaction', async () => {
+    const r = await lb(['drill', '--source', 'main', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const d = JSON.parse(r.stdout) as { source: string; ok: boolean; rto_seconds: number; rpo_seconds: number; checks: Array<{ name: string; ok: boolean }> };
+    expect(d).toMatchObject({ source: 'postgres:main', ok: true });
+    expect(d.rto_seconds).toBeGreaterThan(0);
+    expect(d.rpo_seconds).toBeGreaterThanOrEqual(0);
+    expect(d.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['restore', 'start', 'amcheck postgres']));
+  });
+});
+
 describe('pg verify', () => {
   it('reports the measured RTO and its JSON shape; run as root it hands the cluster to the owner; --keep leaves it stopped', async () => {
     const { code, stderr, report } = await verify(['--lsn', endLsn, '--keep', '--query', 'select sum(abalance) from pgbench_accounts'], true);
     try {
       expect(code, stderr).toBe(0);
-      expect(Object.keys(report).sort()).toEqual(['checks', 'ok', 'recovery_seconds', 'restore_seconds', 'rto_seconds', 'scratch_dir', 'snapshot', 'target']);
+      expect(Object.keys(report).sort()).toEqual(['checks', 'last_transaction', 'ok', 'recovery_seconds', 'restore_seconds', 'rto_seconds', 'scratch_dir', 'snapshot', 'target']);
       expect(report.target).toEqual({ kind: 'lsn', lsn: endLsn });
       expect(report.snapshot).toMatch(/^[0-9a-f]{64}$/);
       expect(report.rto_seconds).toBeGreaterThan(0);

@@ -139,10 +139,11 @@ async function drillPostgres(repo: Repository, source: DrillSource, opts: DrillO
   record.snapshot = r.snapshot;
   record.rto_seconds = r.rto_seconds;
   record.checks.push(...r.checks);
-  // The newest recoverable moment is the last archived transaction, which the WAL's
-  // names do not tell; until the archive records times, the RPO is not measured here
-  // (lifeboat pg stream's data-loss window is measured in docs/performance.md).
-  record.rpo_seconds = null;
+  // The newest recovered data is the last transaction replayed; without one (no WAL
+  // after the base backup), the base backup's end.
+  const snap = (await repo.listSnapshots()).find((s) => s.id === r.snapshot);
+  const newest = r.last_transaction ? Date.parse(r.last_transaction) : snap ? Date.parse(snap.time) : undefined;
+  record.rpo_seconds = newest === undefined ? null : (Date.now() - newest) / 1000;
 }
 
 // ---- history ---------------------------------------------------------------

@@ -53,6 +53,8 @@ export interface PgVerifyReport {
   rto_seconds: number | null;
   restore_seconds: number | null;
   recovery_seconds: number | null;
+  /** Commit time of the last transaction replayed (the newest data recovered); null when none was. */
+  last_transaction?: string | null;
   checks: PgVerifyCheck[];
   /** Only with `keep`. */
   scratch_dir?: string;
@@ -147,6 +149,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     report.recovery_seconds = seconds(t2 - t1);
     report.rto_seconds = seconds(t2 - t0);
     report.checks.push({ name: 'start', ok: true, detail: `recovered and promoted in ${report.recovery_seconds}s` });
+    report.last_transaction = await scratch.lastReplayed().catch(() => null);
 
     opts.onPhase?.('checks');
     const dbs = await scratch.databases().catch((err: unknown) => {
@@ -334,6 +337,18 @@ class Scratch {
       }
     }
     throw last;
+  }
+
+  /** When the last transaction replayed from WAL committed (the newest data recovered), or null. */
+  async lastReplayed(): Promise<string | null> {
+    const client = await this.connect('postgres');
+    try {
+      const r = await client.query<{ t: Date | null }>('select pg_last_xact_replay_timestamp() as t');
+      const t = r.rows[0]?.t;
+      return t ? t.toISOString() : null;
+    } finally {
+      await client.end().catch(() => {});
+    }
   }
 
   async databases(): Promise<string[]> {
