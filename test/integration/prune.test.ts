@@ -69,8 +69,9 @@ describe('lifeboat prune', () => {
     expect((await cli(['-r', repo, 'check', '--read-data'])).stdout).toMatch(/no errors/);
     await expectRestores(repo, new Map([[b, await snapshotOf(b)]]));
     // With the default grace, a fresh mark waits.
-    await cli(['-r', repo, 'forget', (await snapshots(repo))[0]!.id]);
-    const waiting = JSON.parse((await cli(['-r', repo, '--json', 'prune'])).stdout) as { retired: number };
+    const forgot = JSON.parse((await cli(['-r', repo, '--json', 'forget', (await snapshots(repo))[0]!.id, '--prune'])).stdout) as { removed: string[]; prune: { retired: number } };
+    expect(forgot.removed).toHaveLength(1);
+    const waiting = forgot.prune;
     const later = JSON.parse((await cli(['-r', repo, '--json', 'prune'])).stdout) as { deleted: number; waiting: unknown[] };
     expect(waiting.retired).toBeGreaterThan(0);
     expect(later).toMatchObject({ deleted: 0, waiting: [expect.anything()] });

@@ -7,6 +7,7 @@ import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { collect } from './options.js';
 import { parseDuration as parseInterval } from './sqlite.js';
+import { pruneAndReport } from './prune.js';
 
 interface ForgetFlags {
   keepLast?: string;
@@ -21,6 +22,7 @@ interface ForgetFlags {
   groupBy: string;
   dryRun?: boolean;
   keepLogsWithin?: string;
+  prune?: boolean;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -71,6 +73,7 @@ export function register(program: Command): void {
     .option('--min-keep <n>', 'never keep fewer than n snapshots per group')
     .option('--group-by <fields>', 'apply the rules per group of host, paths, tags', 'host,paths')
     .option('--dry-run', 'only show what would be removed and why the rest is kept')
+    .option('--prune', 'prune afterwards (marks what the removed snapshots held; see `lifeboat prune`)')
     .option('--keep-logs-within <duration>', 'keep WAL/SQLite frames replayable only this far back (e.g. 7d); older bases keep what makes them consistent')
     .action(async (ids: string[], f: ForgetFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -79,7 +82,8 @@ export function register(program: Command): void {
       await withRepo(g, async (repo) => {
         const pitr = f.keepLogsWithin === undefined ? undefined : parseInterval(f.keepLogsWithin, '--keep-logs-within');
         const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}), ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}) });
-        if (g.json) return printJson(r);
+        const pruned = f.prune && !r.dryRun ? () => pruneAndReport(repo, g, { ...(f.keepLogsWithin ? { keepLogsWithin: f.keepLogsWithin } : {}) }) : undefined;
+        if (g.json) return printJson(pruned ? { ...r, prune: await pruned() } : r);
         for (const grp of r.groups) {
           const k = grp.key;
           if (k.host !== undefined || k.paths || k.tags) console.log(`group: host ${k.host ?? '*'}, paths ${(k.paths ?? ['*']).join(' ')}${k.tags ? `, tags ${k.tags.join(',')}` : ''}`);
@@ -102,6 +106,7 @@ export function register(program: Command): void {
               : `postgres ${w.source}: no base backup remains; its WAL is kept`,
           );
         }
+        await pruned?.();
       });
     });
 }
