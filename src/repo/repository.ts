@@ -134,12 +134,16 @@ export class Repository {
 
   /** Loads index files not loaded yet into the in-memory table. */
   async loadIndex(): Promise<void> {
+    // Retiring packs are known before any entry is added, so that a blob also stored
+    // in a live pack (a prune repacked it) is always found there, whatever order the
+    // index files load in: the retiring pack may be deleted while this process runs.
+    const retiring = new Set((await this.listRetiring()).flatMap((r) => r.packs));
     const files = (await listAll(this.store, 'index/')).filter((f) => !this.loadedIndexes.has(f.key));
     await mapLimit(files, 8, async (f) => {
-      for (const pack of await this.readIndexFile(f.key)) this.addToIndex(pack);
+      for (const pack of await this.readIndexFile(f.key)) this.addToIndex(pack, retiring);
       this.loadedIndexes.add(f.key);
     });
-    for (const r of await this.listRetiring()) for (const hex of r.packs) this.index.retirePack(hex);
+    for (const hex of retiring) this.index.retirePack(hex);
   }
 
   /** Lists of packs prunes have marked for deletion (docs/prune.md). */
@@ -200,8 +204,10 @@ export class Repository {
     return this.store.get(key, undefined, { verify: (data) => toHex(sha256(data)) === id });
   }
 
-  addToIndex(pack: IndexedPack): void {
+  addToIndex(pack: IndexedPack, retiring?: ReadonlySet<string>): void {
     const handle = this.index.addPack(pack.packId);
+    const hex = pack.packId.toString('hex');
+    if (retiring?.has(hex)) this.index.retirePack(hex);
     for (const e of pack.entries) {
       this.index.add(e.id, { packIndex: handle, offset: e.offset, length: e.length, rawLength: e.rawLength, type: e.type });
     }

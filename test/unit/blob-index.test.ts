@@ -35,4 +35,32 @@ describe('BlobIndex', () => {
     expect(idx.packId(h).equals(id)).toBe(true);
     expect(idx.hasPack(id.toString('hex'))).toBe(true);
   });
+
+  it('prefers a live copy over one in a retiring pack, in either order, and does not deduplicate against retiring packs', () => {
+    const id = Buffer.alloc(32, 7);
+    const loc = (packIndex: number) => ({ packIndex, offset: 0, length: 1, rawLength: 1, type: 0 as const });
+    for (const order of ['retiring first', 'live first']) {
+      const idx = new BlobIndex();
+      const old = Buffer.alloc(32, 1);
+      const fresh = Buffer.alloc(32, 2);
+      const add = (pack: Buffer, retire: boolean) => {
+        const h = idx.addPack(pack);
+        if (retire) idx.retirePack(pack.toString('hex'));
+        idx.add(id, loc(h));
+        return h;
+      };
+      if (order === 'retiring first') {
+        add(old, true);
+        expect(idx.has(id)).toBe(false); // only in a retiring pack: a backup stores it again
+        const h = add(fresh, false);
+        expect(idx.get(id)?.packIndex).toBe(h);
+      } else {
+        const h = add(fresh, false);
+        add(old, true);
+        expect(idx.get(id)?.packIndex).toBe(h);
+      }
+      expect(idx.has(id)).toBe(true);
+      expect(idx.size).toBe(1);
+    }
+  });
 });
