@@ -92,9 +92,22 @@ const active = new Set<Scratch>();
 export async function abortVerifies(): Promise<void> {
   for (const s of active) {
     await s.stop().catch(() => {});
-    await fs.rm(s.dir, { recursive: true, force: true }).catch(() => {});
+    await removeScratch(s.dir).catch(() => {});
   }
   active.clear();
+}
+
+/**
+ * Removes a scratch directory. A restore_command still finishing when the server was
+ * stopped can write into it while it is removed, so removal is retried until the
+ * directory stays gone.
+ */
+async function removeScratch(dir: string): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    if (!existsSync(dir)) return;
+  }
 }
 
 export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise<PgVerifyReport> {
@@ -165,7 +178,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     opts.onPhase?.('cleanup');
     if (started) await scratch.stop();
     if (opts.keep) report.scratch_dir = scratch.dir;
-    else await fs.rm(scratch.dir, { recursive: true, force: true });
+    else await removeScratch(scratch.dir);
   }
 }
 
