@@ -83,6 +83,10 @@ describe('MultiStore', () => {
       }
     }
     expect(blobs).toBeGreaterThan(3);
+    // And a whole restore, whose batched pack reads are authenticated in the workers.
+    const fromDamaged = tmpdir('lb-multi-restore-damaged-');
+    await restore(repo, snapshot, { target: fromDamaged });
+    expect(await snapshotOf(path.join(fromDamaged, src))).toEqual(await snapshotOf(src));
 
     const firstDown = new MultiStore([down(), new LocalStore(dirs[1] as string)], { writeQuorum: 1 });
     const repo2 = await Repository.open(firstDown, 'pw');

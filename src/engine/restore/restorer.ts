@@ -11,7 +11,8 @@
  */
 import { constants as C, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { LifeboatError, errno } from '../../errors.js';
+import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
+import { unseal } from '../../codec/crypto.js';
 import type { Repository } from '../../repo/repository.js';
 import { keys } from '../../repo/format.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
@@ -289,9 +290,17 @@ class Restorer {
         const packKey = keys.pack(this.repo.index.packId(r.packIndex).toString('hex'));
         const first = r.blobs[0] as RestoreBlob;
         const last = r.blobs[r.blobs.length - 1] as RestoreBlob;
-        const data = await this.repo.store.get(packKey, { offset: first.offset, length: last.offset + last.length - first.offset });
+        const range = { offset: first.offset, length: last.offset + last.length - first.offset };
+        const data = await this.repo.store.get(packKey, range);
         // Read the count after the await: `x += await y` would add to a stale x.
-        const n = await pool.run({ packKey, base: first.offset, data, blobs: r.blobs });
+        const n = await pool.run({ packKey, base: first.offset, data, blobs: r.blobs }).catch(async (err: unknown) => {
+          if (!isLifeboatError(err, 'CORRUPT')) throw err;
+          // A damaged copy. Read it again with every blob checked here, so that a
+          // store with retries or several destinations can serve a good one (the
+          // workers rewrite the same offsets; nothing unauthenticated was written).
+          const again = await this.repo.store.get(packKey, range, { verify: (d) => r.blobs.every((b) => opens(this.repo, d, b.offset - first.offset, b.length)) });
+          return pool.run({ packKey, base: first.offset, data: again, blobs: r.blobs });
+        });
         this.written += n;
         this.report(false);
       });
@@ -302,6 +311,16 @@ class Restorer {
 
   private report(final: boolean): void {
     this.emit({ phase: final ? 'done' : 'restore', files: this.files, bytes: this.written, totalBytes: this.total, errors: this.errors.length }, final);
+  }
+}
+
+/** Whether the sealed blob at [offset, offset+length) of `data` authenticates. */
+function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number): boolean {
+  try {
+    unseal(repo.key, data.subarray(offset, offset + length), 'restore check');
+    return true;
+  } catch {
+    return false;
   }
 }
 
