@@ -6,7 +6,7 @@ import { parseDuration, type KeepPolicy } from '../../engine/retention/policy.js
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { collect } from './options.js';
-import { parseDuration as parseInterval } from './sqlite.js';
+import { parseDuration as parseInterval } from './options.js';
 import { pruneAndReport } from './prune.js';
 
 interface ForgetFlags {

@@ -19,3 +19,13 @@ export function parsePercent(text: string): number {
   if (!(v > 0 && v <= 100)) throw new LifeboatError('USAGE', `"${text}" is not a percentage in (0, 100]`, { hint: 'example: 10%' });
   return v / 100;
 }
+
+/** Parses 500ms, 1s, 5m, 2h, 7d, 2w or a bare number of milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$/.exec(text.trim());
+  if (!m) throw new LifeboatError('USAGE', `${flag} "${text}" is not a duration`, { hint: 'examples: 1s, 500ms, 5m, 1h, 7d' });
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h' | 'd' | 'w'];
+  const ms = Number(m[1]) * unit;
+  if (ms <= 0) throw new LifeboatError('USAGE', `${flag} must be more than zero`, { hint: 'examples: 1s, 500ms, 5m, 1h' });
+  return ms;
+}

@@ -11,7 +11,7 @@ import type { Repository } from '../../repo/repository.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
-import { parseDuration } from './sqlite.js';
+import { parseDuration } from './options.js';
 
 export interface PruneFlags {
   keepLogsWithin?: string;

@@ -16,6 +16,8 @@ import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
+import { logSource, streamSource } from '../postgres/names.js';
+import { logSource as sqliteLogSource } from '../sqlite/backup.js';
 
 export interface CopyOptions {
   /** Snapshot ids (prefixes) or "latest"; empty: every snapshot. */
@@ -101,10 +103,10 @@ async function copyLogs(from: Repository, to: Repository, snaps: Snapshot[]): Pr
   const sources = new Set<string>();
   for (const s of snaps) {
     if (s.source.kind === 'postgres' && s.source.name) {
-      sources.add(`postgres.${s.source.name}`);
-      sources.add(`postgres.${s.source.name}~stream`);
+      sources.add(logSource(s.source.name));
+      sources.add(streamSource(s.source.name));
     }
-    if (s.source.kind === 'sqlite' && s.source.name) sources.add(`sqlite.${s.source.name}`);
+    if (s.source.kind === 'sqlite' && s.source.name) sources.add(sqliteLogSource(s.source.name));
   }
   let n = 0;
   for (const source of sources) {
