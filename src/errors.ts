@@ -24,6 +24,9 @@ export type ErrorCode =
   | 'SOURCE_UNAVAILABLE'
   | 'SOURCE_CORRUPT'
   | 'TARGET_EXISTS'
+  | 'CONFIG_INVALID'
+  | 'UNAUTHENTICATED'
+  | 'JOB_RUNNING'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -53,6 +56,9 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   SOURCE_UNAVAILABLE: { exit: 19, http: 502, summary: 'a database cannot be reached, or refused the login' },
   SOURCE_CORRUPT: { exit: 20, http: 422, summary: 'a source database is damaged or is not a database' },
   TARGET_EXISTS: { exit: 21, http: 409, summary: 'the restore target already exists (nothing was overwritten)' },
+  CONFIG_INVALID: { exit: 2, http: 400, summary: 'the configuration file is malformed (the message names the key and line)' },
+  UNAUTHENTICATED: { exit: 22, http: 401, summary: 'no valid API token was given' },
+  JOB_RUNNING: { exit: 23, http: 409, summary: 'the same job is already running' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

@@ -8,7 +8,7 @@ import { LifeboatError, errno } from '../errors.js';
 import { parseCompression } from '../codec/compression.js';
 import { registerBuiltinStores } from '../storage/builtin.js';
 import { openComposite, type StoreSpec } from '../storage/compose.js';
-import type { LifeboatConfig } from '../config/config.js';
+import type { LifeboatConfig, RepositoryConfig } from '../config/config.js';
 import type { Store } from '../storage/store.js';
 import { Repository } from '../repo/repository.js';
 import type { RepoConfig } from '../repo/format.js';
@@ -75,7 +75,7 @@ async function prompt(question: string): Promise<string> {
 }
 
 export async function getPassword(opts: GlobalOptions, purpose: 'open' | 'new' = 'open'): Promise<string> {
-  const file = opts.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE;
+  const file = opts.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE ?? (await namedRepository(opts))?.passwordFile;
   if (file) return readPasswordFile(file);
   if (process.env.LIFEBOAT_PASSWORD !== undefined) return process.env.LIFEBOAT_PASSWORD;
   if (process.stdin.isTTY && process.stderr.isTTY) {
@@ -108,10 +108,21 @@ export async function getNewPassword(file: string | undefined): Promise<string> 
  * The configuration file: --config, LIFEBOAT_CONFIG, or ./lifeboat.yaml when it
  * exists. Undefined when there is none.
  */
+const loadedConfigs = new Map<string, LifeboatConfig>();
+
 export async function findConfig(opts: GlobalOptions): Promise<LifeboatConfig | undefined> {
   const file = opts.config ?? process.env.LIFEBOAT_CONFIG ?? (existsSync('lifeboat.yaml') ? 'lifeboat.yaml' : undefined);
+  if (file === undefined) return undefined;
   // Loaded only when there is a file: archive_command runs once per WAL segment.
-  return file === undefined ? undefined : (await import('../config/config.js')).loadConfig(file);
+  let config = loadedConfigs.get(file);
+  if (!config) loadedConfigs.set(file, (config = (await import('../config/config.js')).loadConfig(file)));
+  return config;
+}
+
+/** The repository of the configuration file that --repo names, if it names one. */
+async function namedRepository(opts: GlobalOptions): Promise<RepositoryConfig | undefined> {
+  const name = opts.repo ?? process.env.LIFEBOAT_REPOSITORY;
+  return name === undefined ? undefined : (await findConfig(opts))?.repositories.get(name);
 }
 
 function kib(text: string | undefined, flag: string): number | undefined {
@@ -127,7 +138,7 @@ function kib(text: string | undefined, flag: string): number | undefined {
  */
 export async function storeSpec(opts: GlobalOptions): Promise<StoreSpec> {
   const name = repoLocation(opts);
-  const named = (await findConfig(opts))?.repositories.get(name);
+  const named = await namedRepository(opts);
   const up = kib(opts.limitUpload, '--limit-upload') ?? named?.limitUploadKiB;
   const down = kib(opts.limitDownload, '--limit-download') ?? named?.limitDownloadKiB;
   const retries = process.env.LIFEBOAT_STORE_RETRIES;

@@ -10,6 +10,7 @@ import { PROGRAM_VERSION } from '../repo/repository.js';
 import * as backup from './commands/backup.js';
 import * as check from './commands/check.js';
 import * as copy from './commands/copy.js';
+import * as daemon from './commands/daemon.js';
 import * as diff from './commands/diff.js';
 import * as drill from './commands/drill.js';
 import * as forget from './commands/forget.js';
@@ -40,11 +41,14 @@ export function buildProgram(): Command {
     .option('--append-only', 'add only: refuse every delete and overwrite (forget, prune)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, unlock, copy, repair, pg, sqlite, quickstart]) c.register(program);
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, unlock, copy, repair, pg, sqlite, quickstart, daemon]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();
-    for (const sub of c.commands) sub.exitOverride();
+    for (const sub of c.commands) {
+      sub.exitOverride();
+      for (const leaf of sub.commands) leaf.exitOverride();
+    }
   }
   return program;
 }

@@ -7,6 +7,7 @@ import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { collect, parseTime } from './options.js';
+import { sourceKey } from '../../engine/source-name.js';
 
 interface BackupFlags {
   tag: string[];
@@ -14,6 +15,7 @@ interface BackupFlags {
   exclude: string[];
   time?: string;
   threads?: string;
+  name?: string;
 }
 
 export function register(program: Command): void {
@@ -25,6 +27,7 @@ export function register(program: Command): void {
     .option('--host <name>', 'host name recorded in the snapshot (default: this host)')
     .option('--exclude <glob>', 'skip paths matching the pattern (repeatable)', collect, [])
     .option('--time <rfc3339>', "set the snapshot's time (imports and tests)")
+    .option('--name <name>', 'name this source (drill, forget and the daemon find its snapshots by it)')
     .option('--threads <n>', 'worker threads (default: cores + 1)')
     .action(async (paths: string[], flags: BackupFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -45,6 +48,7 @@ export function register(program: Command): void {
           ...(flags.host ? { hostname: flags.host } : {}),
           ...(time ? { time } : {}),
           ...(flags.threads ? { threads: Number(flags.threads) } : {}),
+          ...(flags.name ? { source: { kind: 'files', name: sourceKey('files', flags.name).slice('files.'.length) } } : {}),
           onProgress: bar.update,
         }).finally(() => {
           scan.stop = true;

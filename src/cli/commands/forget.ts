@@ -23,6 +23,7 @@ interface ForgetFlags {
   dryRun?: boolean;
   keepLogsWithin?: string;
   prune?: boolean;
+  source?: string;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -73,6 +74,7 @@ export function register(program: Command): void {
     .option('--min-keep <n>', 'never keep fewer than n snapshots per group')
     .option('--group-by <fields>', 'apply the rules per group of host, paths, tags', 'host,paths')
     .option('--dry-run', 'only show what would be removed and why the rest is kept')
+    .option('--source <name>', 'apply the keep rules only to the snapshots of this source (a name, or kind:name)')
     .option('--prune', 'prune afterwards (marks what the removed snapshots held; see `lifeboat prune`)')
     .option('--keep-logs-within <duration>', 'keep WAL/SQLite frames replayable only this far back (e.g. 7d); older bases keep what makes them consistent')
     .action(async (ids: string[], f: ForgetFlags, cmd: Command) => {
@@ -81,7 +83,7 @@ export function register(program: Command): void {
       const by = groupBy(f.groupBy);
       await withRepo(g, async (repo) => {
         const pitr = f.keepLogsWithin === undefined ? undefined : parseInterval(f.keepLogsWithin, '--keep-logs-within');
-        const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}), ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}) });
+        const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}), ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}), ...(f.source ? { source: f.source } : {}) });
         const pruned = f.prune && !r.dryRun ? () => pruneAndReport(repo, g, { ...(f.keepLogsWithin ? { keepLogsWithin: f.keepLogsWithin } : {}) }) : undefined;
         if (g.json) return printJson(pruned ? { ...r, prune: await pruned() } : r);
         for (const grp of r.groups) {

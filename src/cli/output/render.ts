@@ -21,11 +21,20 @@ export class ProgressBar {
   totalFiles?: number;
   totalBytes?: number;
 
+  /** LIFEBOAT_PROGRESS=json (set by the daemon for its jobs): one JSON line on stderr per half second. */
+  private readonly json = process.env.LIFEBOAT_PROGRESS === 'json';
+  private lastJson = 0;
+
   constructor(enabled: boolean) {
     this.enabled = enabled && process.stderr.isTTY === true;
   }
 
   update = (e: ProgressEvent): void => {
+    if (this.json && Date.now() - this.lastJson >= 500) {
+      this.lastJson = Date.now();
+      const totalBytes = e.totalBytes ?? this.totalBytes;
+      process.stderr.write(`${JSON.stringify({ progress: { phase: e.phase, files: e.files, bytes: e.bytes, ...(totalBytes ? { total_bytes: totalBytes } : {}) } })}\n`);
+    }
     if (!this.enabled || e.phase === 'done') return;
     const totalBytes = e.totalBytes ?? this.totalBytes;
     const totalFiles = e.totalFiles ?? this.totalFiles;

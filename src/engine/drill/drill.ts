@@ -22,7 +22,7 @@ import { sqliteRestore } from '../sqlite/restore.js';
 
 export interface DrillSource {
   kind: 'files' | 'postgres' | 'sqlite';
-  /** The source name (database sources) or the first backed-up path (files). */
+  /** The source name (database sources, named file backups) or the first backed-up path (files). */
   name: string;
 }
 
@@ -54,7 +54,10 @@ export function sourcesOf(snapshots: readonly Snapshot[]): DrillSource[] {
   for (const s of snapshots) {
     const kind = s.source.kind;
     if ((kind === 'sqlite' || kind === 'postgres') && s.source.name) seen.set(`${kind}:${s.source.name}`, { kind, name: s.source.name });
-    else if (kind === 'files' && s.paths[0]) seen.set(`files:${s.paths[0]}`, { kind: 'files', name: s.paths[0] });
+    else if (kind === 'files' && (s.source.name ?? s.paths[0])) {
+      const name = (s.source.name ?? s.paths[0]) as string;
+      seen.set(`files:${name}`, { kind: 'files', name });
+    }
   }
   return [...seen.values()];
 }
@@ -105,7 +108,7 @@ function latestOf(snapshots: readonly Snapshot[], match: (s: Snapshot) => boolea
 
 async function drillFiles(repo: Repository, source: DrillSource, scratch: string, record: DrillRecord): Promise<void> {
   await repo.loadIndex();
-  const snap = latestOf(await repo.listSnapshots(), (s) => s.source.kind === 'files' && s.paths[0] === source.name, sourceLabel(source));
+  const snap = latestOf(await repo.listSnapshots(), (s) => s.source.kind === 'files' && (s.source.name ?? s.paths[0]) === source.name, sourceLabel(source));
   record.snapshot = snap.id;
   record.rpo_seconds = (Date.now() - Date.parse(snap.time)) / 1000;
   const started = Date.now();

@@ -21,6 +21,8 @@ export interface ForgetOptions {
   dryRun?: boolean;
   /** Keep logs replayable this far back (a point-in-time window); default: from the oldest base. */
   pitrWindowMs?: number;
+  /** Apply the keep rules only to this source's snapshots (a name, or kind:name). */
+  source?: string;
 }
 
 export interface ForgetGroup {
@@ -37,6 +39,12 @@ export interface ForgetResult {
   /** SQLite log segments no remaining snapshot can replay from, per source. */
   sqlite: LogTrim[];
   dryRun: boolean;
+}
+
+/** Whether a snapshot belongs to a source given as a name or kind:name. */
+export function isOfSource(s: Snapshot, source: string): boolean {
+  const name = s.source.name ?? s.paths[0];
+  return name === source || `${s.source.kind}:${name}` === source;
 }
 
 function groupKey(s: Snapshot, by: GroupField[]): ForgetGroup['key'] {
@@ -75,7 +83,7 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
       const by = opts.groupBy ?? ['host', 'paths'];
       const byKey = new Map<string, Snapshot[]>();
       for (const s of all) {
-        if (removed.has(s.id)) continue;
+        if (removed.has(s.id) || (opts.source !== undefined && !isOfSource(s, opts.source))) continue;
         const k = JSON.stringify(groupKey(s, by));
         byKey.set(k, [...(byKey.get(k) ?? []), s]);
       }

@@ -68,6 +68,8 @@ export type ReplicateEvent =
   | { kind: 'generation'; generation: string; reason: GenerationReason }
   | { kind: 'snapshot'; generation: string; id: string; position: Position; bytes: number; addedBytes: number }
   | { kind: 'ship'; generation: string; segment: string; commits: number; bytes: number; lagMs: number }
+  /** Every few seconds while nothing waits to be shipped: the archive holds every commit (the daemon's lag metric). */
+  | { kind: 'caught-up'; generation: string }
   | { kind: 'checkpoint'; complete: boolean; blockedMs: number }
   | { kind: 'compact'; generation: string; merged: number; into: number }
   | { kind: 'error'; message: string; hint?: string };
@@ -104,6 +106,7 @@ const LOCKED_READ_FRAMES = 512;
 const OBSERVE_MS = 25;
 /** Pause after a failed ship before trying again: a store that is down is not hammered. */
 const RETRY_MS = 2000;
+const CAUGHT_UP_EVERY_MS = 5000;
 
 export async function replicate(repo: Repository, opts: ReplicateOptions): Promise<ReplicateSummary> {
   const r = new Replicator(repo, opts);
@@ -141,6 +144,7 @@ class Replicator {
   private shipBy = Infinity;
   /** How long the last upload took (ms). */
   private lastShipMs = 0;
+  private lastCaughtUp = 0;
   /**
    * How often the WAL is looked at, and so how precisely a transaction's time is known
    * (a restore to a time includes what had been seen by then). Looking costs a read
@@ -178,6 +182,10 @@ class Replicator {
           const now = Date.now();
           if (now >= this.shipBy || this.pendingBytes >= MAX_PENDING_BYTES) {
             if (!(await this.ship())) this.shipBy = now + RETRY_MS;
+          }
+          if (this.baseStored && this.pendingCommits.length === 0 && now - this.lastCaughtUp >= CAUGHT_UP_EVERY_MS) {
+            this.lastCaughtUp = now;
+            this.emit({ kind: 'caught-up', generation: this.generation });
           }
           if (!this.background && now >= nextSnapshot) {
             nextSnapshot = now + opts.snapshotIntervalMs;

@@ -1,0 +1,185 @@
+/**
+ * The daemon's commands: serve, config check, token create/list/revoke, runbook and
+ * catalog rebuild. Each needs lifeboat.yaml (--config, LIFEBOAT_CONFIG or ./lifeboat.yaml).
+ */
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { LifeboatError } from '../../errors.js';
+import { findConfig, type GlobalOptions } from '../context.js';
+import { printJson } from '../output/render.js';
+import type { LifeboatConfig } from '../../config/config.js';
+
+async function requireConfig(g: GlobalOptions, file?: string): Promise<LifeboatConfig> {
+  const config = await findConfig(file ? { ...g, config: file } : g);
+  if (!config) {
+    throw new LifeboatError('CONFIG_INVALID', 'no configuration file', { hint: 'pass --config lifeboat.yaml, set LIFEBOAT_CONFIG, or create ./lifeboat.yaml (docs/configuration.md)' });
+  }
+  return config;
+}
+
+async function openCatalog(config: LifeboatConfig) {
+  const { Catalog } = await import('../../daemon/catalog.js');
+  return new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
+}
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('run the daemon: schedules, continuous archiving, REST API, dashboard and /metrics')
+    .option('--listen <host:port>', 'override server.listen')
+    .action(async (f: { listen?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const config = await requireConfig(g);
+      if (f.listen) {
+        const m = /^(.*):(\d{1,5})$/.exec(f.listen);
+        if (!m) throw new LifeboatError('USAGE', `--listen "${f.listen}" is not HOST:PORT`, { hint: 'e.g. --listen 127.0.0.1:8470' });
+        config.server.host = m[1] as string;
+        config.server.port = Number(m[2]);
+      }
+      const { Daemon } = await import('../../daemon/daemon.js');
+      const daemon = await Daemon.create(config);
+      daemon.start();
+      let address: string;
+      try {
+        address = await daemon.listen();
+      } catch (err) {
+        await daemon.stop();
+        const e = err as NodeJS.ErrnoException;
+        throw new LifeboatError('USAGE', `cannot listen on ${config.server.host}:${config.server.port}: ${e.code ?? e.message}`, { hint: 'another process holds the port; change server.listen or pass --listen' });
+      }
+      const tokens = daemon.catalog.tokens().filter((t) => !t.revoked_at).length;
+      console.error(`lifeboat: serving on ${address} (dashboard ${address}/dashboard/, metrics ${address}/metrics); ${config.sources.size} sources, ${config.schedules.size} schedules`);
+      if (tokens === 0) console.error('lifeboat: no API tokens yet: `lifeboat token create --role admin --name you` makes one');
+      if (g.json) printJson({ listening: address });
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          console.error('lifeboat: stopping (running jobs are asked to finish cleanly)');
+          void daemon.stop().then(resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+
+  const config = program.command('config').description('the configuration file');
+  config
+    .command('check [file]')
+    .description('validate lifeboat.yaml; print what it defines and when each schedule fires next')
+    .action(async (file: string | undefined, _f: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const c = await requireConfig(g, file);
+      const { Cron } = await import('croner');
+      const schedules = [...c.schedules.values()].map((s) => ({
+        name: s.name,
+        run: s.run,
+        targets: s.repository ? [s.repository] : s.sources,
+        cron: s.cron,
+        timezone: s.timezone ?? 'local',
+        next: new Cron(s.cron, { paused: true, ...(s.timezone ? { timezone: s.timezone } : {}) }).nextRun()?.toISOString() ?? null,
+      }));
+      const summary = {
+        file: c.file,
+        valid: true,
+        repositories: [...c.repositories.values()].map((r) => ({ name: r.name, stores: r.stores.length, write_quorum: r.writeQuorum })),
+        sources: [...c.sources.values()].map((s) => ({ name: s.name, kind: s.kind, repository: s.repository, continuous: s.continuous, rpo_target_seconds: s.targets.rpoSeconds ?? null, rto_target_seconds: s.targets.rtoSeconds ?? null })),
+        schedules,
+        notifications: [...c.notifications.keys()],
+        server: { listen: `${c.server.host}:${c.server.port}`, tls: c.server.tls !== undefined, state_dir: c.server.stateDir },
+      };
+      if (g.json) return printJson(summary);
+      if (g.quiet) return;
+      console.log(`${c.file}: valid`);
+      console.log(`  repositories: ${summary.repositories.map((r) => `${r.name} (${r.stores} store${r.stores === 1 ? '' : 's'})`).join(', ') || 'none'}`);
+      console.log(`  sources: ${summary.sources.map((s) => `${s.name} (${s.kind}${s.continuous ? ', continuous' : ''})`).join(', ') || 'none'}`);
+      for (const s of schedules) console.log(`  schedule ${s.name}: ${s.run} ${s.targets.join(', ')} at "${s.cron}" (${s.timezone}); next ${s.next ?? 'never'}`);
+      console.log(`  server: ${summary.server.listen}${summary.server.tls ? ' (TLS)' : ''}, state in ${summary.server.state_dir}`);
+    });
+
+  const token = program.command('token').description('API tokens for the daemon (stored hashed in its catalog)');
+  token
+    .command('create')
+    .description('create a token; its secret is printed once')
+    .requiredOption('--role <role>', 'viewer (read), operator (also backups, restores, drills) or admin (also tokens, audit, retention)')
+    .option('--name <name>', 'who or what uses it', 'token')
+    .action(async (f: { role: string; name: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const { createToken, parseRole } = await import('../../daemon/auth.js');
+      const role = parseRole(f.role);
+      const catalog = await openCatalog(await requireConfig(g));
+      try {
+        const t = createToken(catalog, role, f.name);
+        if (g.json) printJson({ id: t.id, name: f.name, role, token: t.token });
+        else {
+          console.log(t.token);
+          if (!g.quiet) console.error(`lifeboat: token ${t.id} (${f.name}, ${role}) created; it is shown only now`);
+        }
+      } finally {
+        catalog.close();
+      }
+    });
+  token
+    .command('list')
+    .description('list tokens (never their secrets)')
+    .action(async (_f: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const catalog = await openCatalog(await requireConfig(g));
+      try {
+        const all = catalog.tokens();
+        if (g.json) return printJson(all);
+        for (const t of all) console.log(`${t.id}  ${t.role.padEnd(8)}  ${t.name}  created ${t.created_at}${t.revoked_at ? `  revoked ${t.revoked_at}` : ''}`);
+      } finally {
+        catalog.close();
+      }
+    });
+  token
+    .command('revoke <id-or-name>')
+    .description('revoke a token')
+    .action(async (idOrName: string, _f: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const catalog = await openCatalog(await requireConfig(g));
+      try {
+        const n = catalog.revokeToken(idOrName);
+        if (n === 0) throw new LifeboatError('NOT_FOUND', `no active token "${idOrName}"`, { hint: '`lifeboat token list` shows them' });
+        if (!g.quiet) console.log(`revoked ${n} token${n === 1 ? '' : 's'}`);
+      } finally {
+        catalog.close();
+      }
+    });
+
+  program
+    .command('runbook')
+    .description('write a disaster-recovery runbook in Markdown for this deployment')
+    .option('-o, --output <file>', 'write to a file instead of standard output')
+    .action(async (f: { output?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const c = await requireConfig(g);
+      const { runbook } = await import('../../daemon/runbook.js');
+      const catalog = await openCatalog(c);
+      try {
+        const text = runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0] });
+        if (f.output) writeFileSync(f.output, text);
+        else process.stdout.write(text);
+      } finally {
+        catalog.close();
+      }
+    });
+
+  program
+    .command('catalog')
+    .description("the daemon's local catalog")
+    .command('rebuild')
+    .description('rebuild what the catalog knows of backups and drills from the repositories')
+    .action(async (_f: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const { Daemon } = await import('../../daemon/daemon.js');
+      const daemon = await Daemon.create(await requireConfig(g), { log: () => {} });
+      try {
+        const r = await daemon.rebuildCatalog();
+        if (g.json) printJson(r);
+        else if (!g.quiet) console.log(`catalog rebuilt: ${r.backups} backups, ${r.drills} drills`);
+      } finally {
+        await daemon.stop();
+      }
+    });
+}

@@ -1,0 +1,367 @@
+/**
+ * The REST API under /api/v1 (fastify), the dashboard, /metrics and health checks.
+ * Routes are declared once in a table that both registers them and generates the
+ * OpenAPI document served at /api/v1/openapi.json. Every call but the public ones
+ * needs a bearer token whose role allows it; every mutating call, and every refused
+ * one, lands in the audit log. Errors are `{"error": {"code", "message", "hint"}}`
+ * with the HTTP status of docs/exit-codes.md's code.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ERROR_TABLE, LifeboatError, isLifeboatError } from '../errors.js';
+import { PROGRAM_VERSION } from '../repo/repository.js';
+import { allows, authenticate, createToken, parseRole, type Role } from './auth.js';
+import type { JobRow, TokenRow } from './catalog.js';
+import type { Daemon } from './daemon.js';
+
+type Schema = Record<string, unknown>;
+
+interface RouteDef {
+  method: 'GET' | 'POST' | 'DELETE';
+  url: string;
+  /** Minimum role; undefined: public. */
+  role?: Role;
+  summary: string;
+  params?: Schema;
+  query?: Schema;
+  body?: Schema;
+  /** Status and description of the success response. */
+  response: [number, string, Schema?];
+  handler: (req: FastifyRequest, reply: FastifyReply, who: Caller) => Promise<unknown> | unknown;
+}
+
+interface Caller {
+  token?: TokenRow & { role: Role };
+}
+
+const str = { type: 'string' } as const;
+const num = { type: 'number' } as const;
+const nullable = (s: Schema): Schema => ({ ...s, nullable: true });
+const obj = (properties: Record<string, Schema>, required: string[] = []): Schema => ({ type: 'object', properties, required, additionalProperties: false });
+
+const JOB: Schema = {
+  type: 'object',
+  properties: {
+    id: str,
+    kind: { type: 'string', enum: ['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'replicate', 'rebuild'] },
+    source: nullable(str),
+    repository: nullable(str),
+    status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed', 'skipped'] },
+    trigger: str,
+    actor: nullable(str),
+    created_at: str,
+    started_at: nullable(str),
+    finished_at: nullable(str),
+    duration_ms: nullable(num),
+    progress: nullable({ type: 'object' }),
+    result: {},
+    error: nullable(str),
+    error_code: nullable(str),
+  },
+};
+const ERROR: Schema = obj({ error: obj({ code: str, message: str, hint: nullable(str) }, ['code', 'message']) }, ['error']);
+const NAME_PARAM = obj({ name: str }, ['name']);
+const ID_PARAM = obj({ id: str }, ['id']);
+
+function sendError(reply: FastifyReply, err: LifeboatError): FastifyReply {
+  return reply.code(ERROR_TABLE[err.code].http).send({ error: { code: err.code, message: err.message, hint: err.hint ?? null } });
+}
+
+const DASHBOARD_DIR = fileURLToPath(new URL('../../assets/dashboard/', import.meta.url));
+const DASHBOARD_FILES: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' };
+
+export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer }): Promise<FastifyInstance> {
+  const app = (https ? Fastify({ https, logger: false }) : Fastify({ logger: false })) as unknown as FastifyInstance;
+  const routes: RouteDef[] = [];
+  const source = (name: string) => {
+    if (!d.config.sources.has(name)) throw new LifeboatError('NOT_FOUND', `unknown source "${name}"`, { hint: `sources: ${[...d.config.sources.keys()].join(', ') || 'none'}` });
+    return name;
+  };
+  const job = (id: string): JobRow => {
+    const j = d.catalog.job(id);
+    if (!j) throw new LifeboatError('NOT_FOUND', `no job ${id}`, { hint: 'GET /api/v1/jobs lists them' });
+    return j;
+  };
+  const actor = (who: Caller) => who.token?.name;
+
+  routes.push(
+    {
+      method: 'GET', url: '/api/v1/status', role: 'viewer', summary: 'Daemon status: version, uptime, schedules, continuous archiving',
+      response: [200, 'status'],
+      handler: () => ({
+        version: PROGRAM_VERSION,
+        started_at: d.startedAt.toISOString(),
+        schedules: d.scheduler.upcoming(),
+        repositories: d.repositories(),
+        running_jobs: d.catalog.jobs({ status: 'running' }).length,
+      }),
+    },
+    {
+      method: 'GET', url: '/api/v1/sources', role: 'viewer', summary: 'Sources with their last backup, current RPO, measured RTO and targets',
+      response: [200, 'sources', { type: 'array', items: { type: 'object' } }],
+      handler: () => d.sources(),
+    },
+    {
+      method: 'GET', url: '/api/v1/sources/:name', role: 'viewer', summary: 'One source', params: NAME_PARAM,
+      response: [200, 'the source'],
+      handler: (req) => d.sources().find((s) => s.name === source((req.params as { name: string }).name)),
+    },
+    {
+      method: 'GET', url: '/api/v1/backups', role: 'viewer', summary: 'Backups the catalog knows, newest first (all sources, or ?source=)',
+      query: obj({ source: str, limit: { type: 'integer', minimum: 1, maximum: 5000 } }),
+      response: [200, 'backups', { type: 'array', items: { type: 'object' } }],
+      handler: (req) => {
+        const q = req.query as { source?: string; limit?: number };
+        return d.catalog.backups(q.source === undefined ? undefined : source(q.source), q.limit ?? 500);
+      },
+    },
+    {
+      method: 'GET', url: '/api/v1/repositories/:name/snapshots', role: 'viewer', summary: 'Snapshots read from the repository itself', params: NAME_PARAM,
+      response: [200, 'snapshots', { type: 'array', items: { type: 'object' } }],
+      handler: async (req) => {
+        const name = (req.params as { name: string }).name;
+        if (!d.config.repositories.has(name)) throw new LifeboatError('NOT_FOUND', `unknown repository "${name}"`, { hint: `repositories: ${[...d.config.repositories.keys()].join(', ')}` });
+        return d.snapshots(name);
+      },
+    },
+    {
+      method: 'POST', url: '/api/v1/sources/:name/backup', role: 'operator', summary: 'Back up a source now; returns the job at once', params: NAME_PARAM,
+      response: [202, 'the job', JOB],
+      handler: (req, reply, who) => {
+        reply.code(202);
+        return d.submit({ kind: 'backup', source: source((req.params as { name: string }).name), trigger: 'api', actor: actor(who) });
+      },
+    },
+    {
+      method: 'POST', url: '/api/v1/restores', role: 'operator',
+      summary: 'Restore a source into a new place: files to a directory (snapshot), PostgreSQL to a directory and SQLite to a file (time); never overwrites',
+      body: obj({ source: str, target: str, time: str, snapshot: str }, ['source', 'target']),
+      response: [202, 'the job', JOB],
+      handler: (req, reply, who) => {
+        const b = req.body as { source: string; target: string; time?: string; snapshot?: string };
+        reply.code(202);
+        return d.submit({
+          kind: 'restore', source: source(b.source), trigger: 'api', actor: actor(who),
+          restore: { target: b.target, ...(b.time ? { time: b.time } : {}), ...(b.snapshot ? { snapshot: b.snapshot } : {}) },
+        });
+      },
+    },
+    {
+      method: 'POST', url: '/api/v1/drills', role: 'operator', summary: 'Drill one source (or all): restore its newest backup, check it, measure RTO and RPO',
+      body: obj({ source: str }),
+      response: [202, 'the jobs', obj({ jobs: { type: 'array', items: JOB } })],
+      handler: (req, reply, who) => {
+        const b = (req.body ?? {}) as { source?: string };
+        const names = b.source !== undefined ? [source(b.source)] : [...d.config.sources.keys()];
+        reply.code(202);
+        return { jobs: names.map((s) => d.submit({ kind: 'drill', source: s, trigger: 'api', actor: actor(who) })) };
+      },
+    },
+    {
+      method: 'GET', url: '/api/v1/drills', role: 'viewer', summary: 'Drill history, newest first', query: obj({ source: str }),
+      response: [200, 'drills', { type: 'array', items: { type: 'object' } }],
+      handler: (req) => {
+        const q = req.query as { source?: string };
+        return d.catalog.drills(q.source === undefined ? undefined : source(q.source));
+      },
+    },
+    {
+      method: 'POST', url: '/api/v1/repositories/:name/check', role: 'operator', summary: 'Verify a repository (structure, and a share of the data with read_data_subset)', params: NAME_PARAM,
+      body: obj({ read_data_subset: { type: 'string', pattern: '^\\d+(\\.\\d+)?%$' } }),
+      response: [202, 'the job', JOB],
+      handler: (req, reply, who) => {
+        const b = (req.body ?? {}) as { read_data_subset?: string };
+        reply.code(202);
+        return d.submit({ kind: 'check', repository: (req.params as { name: string }).name, trigger: 'api', actor: actor(who), ...(b.read_data_subset ? { readDataSubset: b.read_data_subset } : {}) });
+      },
+    },
+    {
+      method: 'GET', url: '/api/v1/sources/:name/retention', role: 'viewer', summary: "Preview the source's retention policy: what would be kept and why, what would be removed", params: NAME_PARAM,
+      response: [200, 'the preview (forget --dry-run)'],
+      handler: (req) => d.retentionPreview(source((req.params as { name: string }).name)),
+    },
+    {
+      method: 'POST', url: '/api/v1/sources/:name/retention', role: 'admin', summary: "Apply the source's retention policy now (forget, then prune)", params: NAME_PARAM,
+      response: [202, 'the job', JOB],
+      handler: (req, reply, who) => {
+        const name = source((req.params as { name: string }).name);
+        if (!d.config.sources.get(name)?.retention) throw new LifeboatError('USAGE', `source "${name}" has no retention policy`, { hint: `add retention: to it in ${d.config.file}` });
+        reply.code(202);
+        return d.submit({ kind: 'forget', source: name, trigger: 'api', actor: actor(who) });
+      },
+    },
+    {
+      method: 'GET', url: '/api/v1/jobs', role: 'viewer', summary: 'Jobs, newest first',
+      query: obj({ source: str, kind: str, status: str, limit: { type: 'integer', minimum: 1, maximum: 1000 } }),
+      response: [200, 'jobs', { type: 'array', items: JOB }],
+      handler: (req) => d.catalog.jobs(req.query as { source?: string; kind?: string; status?: string; limit?: number }),
+    },
+    {
+      method: 'GET', url: '/api/v1/jobs/:id', role: 'viewer', summary: 'One job: status, progress, result', params: ID_PARAM,
+      response: [200, 'the job', JOB],
+      handler: (req) => job((req.params as { id: string }).id),
+    },
+    {
+      method: 'GET', url: '/api/v1/jobs/:id/log', role: 'viewer', summary: "A job's log lines (after=SEQ for the new ones)", params: ID_PARAM,
+      query: obj({ after: { type: 'integer', minimum: 0 } }),
+      response: [200, 'log lines', { type: 'array', items: obj({ seq: num, time: str, stream: str, line: str }) }],
+      handler: (req) => d.catalog.log(job((req.params as { id: string }).id).id, (req.query as { after?: number }).after ?? 0),
+    },
+    {
+      method: 'POST', url: '/api/v1/catalog/rebuild', role: 'admin', summary: "Rebuild the catalog's backups and drills from the repositories",
+      response: [200, 'counts', obj({ backups: num, drills: num })],
+      handler: () => d.rebuildCatalog(),
+    },
+    {
+      method: 'GET', url: '/api/v1/audit', role: 'admin', summary: 'The audit log: every mutating or refused call, newest first', query: obj({ limit: { type: 'integer', minimum: 1, maximum: 10000 } }),
+      response: [200, 'audit entries', { type: 'array', items: { type: 'object' } }],
+      handler: (req) => d.catalog.auditLog((req.query as { limit?: number }).limit ?? 200),
+    },
+    {
+      method: 'GET', url: '/api/v1/tokens', role: 'admin', summary: 'API tokens (never their secrets)',
+      response: [200, 'tokens', { type: 'array', items: { type: 'object' } }],
+      handler: () => d.catalog.tokens(),
+    },
+    {
+      method: 'POST', url: '/api/v1/tokens', role: 'admin', summary: 'Create a token; its secret is shown once', body: obj({ name: str, role: { type: 'string', enum: ['viewer', 'operator', 'admin'] } }, ['name', 'role']),
+      response: [201, 'the token', obj({ id: str, name: str, role: str, token: str })],
+      handler: (req, reply) => {
+        const b = req.body as { name: string; role: string };
+        const t = createToken(d.catalog, parseRole(b.role), b.name);
+        reply.code(201);
+        return { id: t.id, name: b.name, role: b.role, token: t.token };
+      },
+    },
+    {
+      method: 'DELETE', url: '/api/v1/tokens/:id', role: 'admin', summary: 'Revoke a token (by id or name)', params: ID_PARAM,
+      response: [200, 'revoked', obj({ revoked: num })],
+      handler: (req) => {
+        const n = d.catalog.revokeToken((req.params as { id: string }).id);
+        if (n === 0) throw new LifeboatError('NOT_FOUND', `no active token ${(req.params as { id: string }).id}`, { hint: 'GET /api/v1/tokens lists them' });
+        return { revoked: n };
+      },
+    },
+    {
+      method: 'GET', url: '/api/v1/openapi.json', summary: 'This document',
+      response: [200, 'OpenAPI 3.0 document'],
+      handler: () => openapi(routes),
+    },
+    {
+      method: 'GET', url: '/metrics', summary: 'Prometheus metrics',
+      response: [200, 'text/plain; version=0.0.4'],
+      handler: async (_req, reply) => {
+        reply.header('content-type', d.metrics.registry.contentType);
+        return d.metrics.registry.metrics();
+      },
+    },
+    {
+      method: 'GET', url: '/health/live', summary: 'Liveness: the process answers',
+      response: [200, 'alive'],
+      handler: () => ({ status: 'ok' }),
+    },
+    {
+      method: 'GET', url: '/health/ready', summary: 'Readiness: schedules running and the catalog writable (503 otherwise)',
+      response: [200, 'ready'],
+      handler: (_req, reply) => {
+        const ready = d.isReady();
+        reply.code(ready ? 200 : 503);
+        return { status: ready ? 'ready' : 'not ready' };
+      },
+    },
+  );
+
+  // Authentication and the audit trail.
+  app.addHook('onRequest', async (req, reply) => {
+    const def = (req.routeOptions.config as { def?: RouteDef } | undefined)?.def;
+    (req as FastifyRequest & { caller: Caller }).caller = {};
+    if (!def?.role) return;
+    const token = authenticate(d.catalog, req.headers.authorization);
+    if (!token) {
+      reply.header('www-authenticate', 'Bearer realm="lifeboat"');
+      return sendError(reply, new LifeboatError('UNAUTHENTICATED', 'no valid API token', { hint: 'send "Authorization: Bearer <token>"; `lifeboat token create --role viewer` makes one' }));
+    }
+    (req as FastifyRequest & { caller: Caller }).caller = { token };
+    if (!allows(token.role, def.role)) {
+      return sendError(reply, new LifeboatError('PERMISSION', `${def.method} ${def.url} needs the ${def.role} role; token "${token.name}" is ${token.role}`, { hint: 'ask an admin for a token with that role' }));
+    }
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const refused = reply.statusCode === 401 || reply.statusCode === 403;
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      if (!refused) return;
+    }
+    const caller = (req as FastifyRequest & { caller?: Caller }).caller ?? {};
+    d.catalog.audit({
+      actor: caller.token?.name ?? null,
+      role: caller.token?.role ?? null,
+      method: req.method,
+      path: req.url,
+      status_code: reply.statusCode,
+      outcome: reply.statusCode < 400 ? 'ok' : refused ? 'refused' : 'error',
+      remote: req.ip,
+    });
+  });
+  app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, _req, reply) => {
+    if (isLifeboatError(err)) return sendError(reply, err);
+    if (err.validation) return sendError(reply, new LifeboatError('USAGE', `bad request: ${err.message}`, { hint: 'GET /api/v1/openapi.json describes every call' }));
+    if (err.statusCode && err.statusCode < 500) return sendError(reply, new LifeboatError('USAGE', err.message));
+    return sendError(reply, new LifeboatError('FAILED', err.message));
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, new LifeboatError('NOT_FOUND', `no such endpoint: ${req.method} ${req.url.split('?')[0]}`, { hint: 'GET /api/v1/openapi.json lists them' })));
+
+  for (const def of routes) {
+    app.route({
+      method: def.method,
+      url: def.url,
+      config: { def },
+      schema: { ...(def.params ? { params: def.params } : {}), ...(def.query ? { querystring: def.query } : {}), ...(def.body ? { body: def.body } : {}) },
+      handler: async (req, reply) => def.handler(req, reply, (req as FastifyRequest & { caller: Caller }).caller),
+    });
+  }
+
+  // The dashboard: static files that read the same API with the user's token.
+  const page = (file: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
+    const full = `${DASHBOARD_DIR}${file}`;
+    if (!existsSync(full)) return sendError(reply, new LifeboatError('NOT_FOUND', `dashboard file ${file} is missing from this installation`));
+    reply.header('content-type', DASHBOARD_FILES[file] as string);
+    reply.header('cache-control', 'no-cache');
+    return readFileSync(full);
+  };
+  app.get('/', (_req, reply) => reply.redirect('/dashboard/'));
+  app.get('/dashboard/', page('index.html'));
+  for (const file of Object.keys(DASHBOARD_FILES)) app.get(`/dashboard/${file}`, page(file));
+  return app;
+}
+
+/** The OpenAPI 3.0 document of the route table. */
+function openapi(routes: RouteDef[]): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const p = r.url.replace(/:(\w+)/g, '{$1}');
+    const parameters = [
+      ...Object.keys((r.params?.properties as Record<string, Schema> | undefined) ?? {}).map((name) => ({ name, in: 'path', required: true, schema: str })),
+      ...Object.entries((r.query?.properties as Record<string, Schema> | undefined) ?? {}).map(([name, schema]) => ({ name, in: 'query', required: false, schema })),
+    ];
+    const [status, description, schema] = r.response;
+    (paths[p] ??= {})[r.method.toLowerCase()] = {
+      summary: r.summary,
+      ...(r.role ? { security: [{ bearer: [] }], 'x-lifeboat-role': r.role } : { security: [] }),
+      ...(parameters.length ? { parameters } : {}),
+      ...(r.body ? { requestBody: { required: Boolean((r.body.required as string[] | undefined)?.length), content: { 'application/json': { schema: r.body } } } } : {}),
+      responses: {
+        [status]: { description, ...(schema ? { content: { 'application/json': { schema } } } : {}) },
+        ...(r.role ? { 401: { description: 'no valid token', content: { 'application/json': { schema: ERROR } } }, 403: { description: 'the token\'s role does not allow this', content: { 'application/json': { schema: ERROR } } } } : {}),
+        default: { description: 'error (code, message, hint)', content: { 'application/json': { schema: ERROR } } },
+      },
+    };
+  }
+  return {
+    openapi: '3.0.3',
+    info: { title: 'Lifeboat daemon API', version: PROGRAM_VERSION, description: 'Backups, restores, drills and their status. Roles: viewer < operator < admin.' },
+    servers: [{ url: '/' }],
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas: { Job: JOB, Error: ERROR } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

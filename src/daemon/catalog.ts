@@ -1,0 +1,260 @@
+/**
+ * The daemon's local catalog: a SQLite file in the state directory holding jobs and
+ * their logs, the audit log, API tokens (hashed), scheduler state, and what the
+ * repositories hold (backups, drills) so the API and metrics answer without opening
+ * a repository. Backups and drills can be rebuilt from the repositories; jobs, the
+ * audit log and tokens are the daemon's own and are not.
+ */
+import { mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import type { Database as Db } from 'better-sqlite3';
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
+export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'replicate' | 'rebuild';
+
+export interface JobRow {
+  id: string;
+  kind: JobKind;
+  source: string | null;
+  repository: string | null;
+  status: JobStatus;
+  trigger: string;
+  actor: string | null;
+  params: Record<string, unknown>;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  duration_ms: number | null;
+  progress: Record<string, unknown> | null;
+  result: unknown;
+  error: string | null;
+  error_code: string | null;
+  exit_code: number | null;
+}
+
+export interface BackupRow {
+  snapshot_id: string;
+  source: string;
+  kind: string;
+  repository: string;
+  time: string;
+  size_bytes: number;
+  added_bytes: number;
+  duration_ms: number;
+}
+
+export interface DrillRow {
+  source: string;
+  repository: string;
+  time: string;
+  ok: boolean;
+  rto_seconds: number | null;
+  rpo_seconds: number | null;
+  snapshot: string | null;
+  error: string | null;
+}
+
+export interface AuditRow {
+  id: number;
+  time: string;
+  actor: string | null;
+  role: string | null;
+  method: string;
+  path: string;
+  status_code: number;
+  outcome: string;
+  remote: string | null;
+}
+
+export interface TokenRow {
+  id: string;
+  name: string;
+  role: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, source TEXT, repository TEXT, status TEXT NOT NULL,
+  trigger TEXT NOT NULL, actor TEXT, params TEXT NOT NULL, created_at TEXT NOT NULL,
+  started_at TEXT, finished_at TEXT, duration_ms INTEGER, progress TEXT, result TEXT,
+  error TEXT, error_code TEXT, exit_code INTEGER);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+CREATE TABLE IF NOT EXISTS job_log (job_id TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL,
+  stream TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, actor TEXT,
+  role TEXT, method TEXT NOT NULL, path TEXT NOT NULL, status_code INTEGER NOT NULL, outcome TEXT NOT NULL, remote TEXT);
+CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT);
+CREATE TABLE IF NOT EXISTS schedule_state (name TEXT PRIMARY KEY, last_fire TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS backups (snapshot_id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL,
+  repository TEXT NOT NULL, time TEXT NOT NULL, size_bytes INTEGER NOT NULL, added_bytes INTEGER NOT NULL, duration_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS backups_source ON backups(source, time);
+CREATE TABLE IF NOT EXISTS drills (source TEXT NOT NULL, repository TEXT NOT NULL, time TEXT NOT NULL, ok INTEGER NOT NULL,
+  rto_seconds REAL, rpo_seconds REAL, snapshot TEXT, error TEXT, PRIMARY KEY (source, time));
+`;
+
+const JSON_COLUMNS = ['params', 'progress', 'result'] as const;
+
+function decodeJob(row: Record<string, unknown>): JobRow {
+  const out = { ...row } as Record<string, unknown>;
+  for (const c of JSON_COLUMNS) out[c] = row[c] === null || row[c] === undefined ? null : JSON.parse(row[c] as string);
+  return out as unknown as JobRow;
+}
+
+export class Catalog {
+  readonly db: Db;
+
+  constructor(readonly stateDir: string) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    this.db = new Database(path.join(stateDir, 'catalog.db'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // --- jobs -----------------------------------------------------------------
+
+  createJob(j: { kind: JobKind; source?: string | undefined; repository?: string | undefined; trigger: string; actor?: string | undefined; params?: Record<string, unknown>; status?: JobStatus }): JobRow {
+    const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    this.db
+      .prepare('INSERT INTO jobs (id, kind, source, repository, status, trigger, actor, params, created_at) VALUES (?,?,?,?,?,?,?,?,?)')
+      .run(id, j.kind, j.source ?? null, j.repository ?? null, j.status ?? 'queued', j.trigger, j.actor ?? null, JSON.stringify(j.params ?? {}), new Date().toISOString());
+    return this.job(id) as JobRow;
+  }
+
+  updateJob(id: string, fields: Partial<Omit<JobRow, 'id'>>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    const values = keys.map((k) => {
+      const v = (fields as Record<string, unknown>)[k];
+      return (JSON_COLUMNS as readonly string[]).includes(k) ? (v === null ? null : JSON.stringify(v)) : v;
+    });
+    this.db.prepare(`UPDATE jobs SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE id = ?`).run(...values, id);
+  }
+
+  job(id: string): JobRow | undefined {
+    const row = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Record<string, unknown> | undefined;
+    return row ? decodeJob(row) : undefined;
+  }
+
+  jobs(filter: { source?: string; kind?: string; status?: string; limit?: number } = {}): JobRow[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    for (const k of ['source', 'kind', 'status'] as const) {
+      if (filter[k] !== undefined) {
+        where.push(`${k} = ?`);
+        args.push(filter[k]);
+      }
+    }
+    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, filter.limit ?? 100) as Array<Record<string, unknown>>).map(decodeJob);
+  }
+
+  /** Jobs a previous daemon left running: they died with it. */
+  failInterrupted(): number {
+    return this.db
+      .prepare("UPDATE jobs SET status = 'failed', error = 'the daemon stopped while the job ran', error_code = 'INTERRUPTED', finished_at = ? WHERE status IN ('queued', 'running')")
+      .run(new Date().toISOString()).changes;
+  }
+
+  appendLog(jobId: string, stream: 'stdout' | 'stderr' | 'daemon', line: string): void {
+    this.db
+      .prepare('INSERT INTO job_log (job_id, seq, time, stream, line) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_log WHERE job_id = ?), ?, ?, ?)')
+      .run(jobId, jobId, new Date().toISOString(), stream, line.slice(0, 8192));
+  }
+
+  log(jobId: string, after = 0): Array<{ seq: number; time: string; stream: string; line: string }> {
+    return this.db.prepare('SELECT seq, time, stream, line FROM job_log WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT 5000').all(jobId, after) as Array<{ seq: number; time: string; stream: string; line: string }>;
+  }
+
+  // --- audit ----------------------------------------------------------------
+
+  audit(e: Omit<AuditRow, 'id' | 'time'>): void {
+    this.db
+      .prepare('INSERT INTO audit (time, actor, role, method, path, status_code, outcome, remote) VALUES (?,?,?,?,?,?,?,?)')
+      .run(new Date().toISOString(), e.actor, e.role, e.method, e.path, e.status_code, e.outcome, e.remote);
+  }
+
+  auditLog(limit = 200): AuditRow[] {
+    return this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as AuditRow[];
+  }
+
+  // --- tokens ---------------------------------------------------------------
+
+  addToken(t: { id: string; name: string; role: string; hash: string }): void {
+    this.db.prepare('INSERT INTO tokens (id, name, role, hash, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, t.role, t.hash, new Date().toISOString());
+  }
+
+  tokenByHash(hash: string): TokenRow | undefined {
+    return this.db.prepare('SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL').get(hash) as TokenRow | undefined;
+  }
+
+  touchToken(id: string): void {
+    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(new Date().toISOString(), id);
+  }
+
+  tokens(): TokenRow[] {
+    return this.db.prepare('SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens ORDER BY created_at').all() as TokenRow[];
+  }
+
+  revokeToken(idOrName: string): number {
+    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL').run(new Date().toISOString(), idOrName, idOrName).changes;
+  }
+
+  // --- scheduler state ------------------------------------------------------
+
+  lastFire(schedule: string): Date | undefined {
+    const row = this.db.prepare('SELECT last_fire FROM schedule_state WHERE name = ?').get(schedule) as { last_fire: string } | undefined;
+    return row ? new Date(row.last_fire) : undefined;
+  }
+
+  setLastFire(schedule: string, at: Date): void {
+    this.db.prepare('INSERT INTO schedule_state (name, last_fire) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_fire = excluded.last_fire').run(schedule, at.toISOString());
+  }
+
+  // --- what the repositories hold -------------------------------------------
+
+  recordBackup(b: BackupRow): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO backups (snapshot_id, source, kind, repository, time, size_bytes, added_bytes, duration_ms) VALUES (?,?,?,?,?,?,?,?)')
+      .run(b.snapshot_id, b.source, b.kind, b.repository, b.time, b.size_bytes, b.added_bytes, b.duration_ms);
+  }
+
+  backups(source?: string, limit = 500): BackupRow[] {
+    return (source === undefined
+      ? this.db.prepare('SELECT * FROM backups ORDER BY time DESC LIMIT ?').all(limit)
+      : this.db.prepare('SELECT * FROM backups WHERE source = ? ORDER BY time DESC LIMIT ?').all(source, limit)) as BackupRow[];
+  }
+
+  recordDrill(d: DrillRow): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO drills (source, repository, time, ok, rto_seconds, rpo_seconds, snapshot, error) VALUES (?,?,?,?,?,?,?,?)')
+      .run(d.source, d.repository, d.time, d.ok ? 1 : 0, d.rto_seconds, d.rpo_seconds, d.snapshot, d.error);
+  }
+
+  drills(source?: string, limit = 200): DrillRow[] {
+    const rows = (source === undefined
+      ? this.db.prepare('SELECT * FROM drills ORDER BY time DESC LIMIT ?').all(limit)
+      : this.db.prepare('SELECT * FROM drills WHERE source = ? ORDER BY time DESC LIMIT ?').all(source, limit)) as Array<Omit<DrillRow, 'ok'> & { ok: number }>;
+    return rows.map((r) => ({ ...r, ok: r.ok === 1 }));
+  }
+
+  /** Replaces what is known of one repository's backups and drills (rebuild). */
+  replaceRepositoryContents(repository: string, backups: BackupRow[], drills: DrillRow[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM backups WHERE repository = ?').run(repository);
+      this.db.prepare('DELETE FROM drills WHERE repository = ?').run(repository);
+      for (const b of backups) this.recordBackup(b);
+      for (const d of drills) this.recordDrill(d);
+    })();
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * lifeboat serve: one process that runs the schedules, keeps continuous archiving
+ * alive, records every job in the catalog, watches RPO against the targets, sends
+ * notifications, and serves the REST API, the dashboard and /metrics.
+ */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { LifeboatError, errno } from '../errors.js';
+import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
+import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
+import { JobRunner, parseResult, retentionArgs, runLifeboat, type JobRequest } from './jobs.js';
+import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
+import { Notifier } from './notify.js';
+import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
+import { Supervisor } from './supervisor.js';
+import { buildApi } from './api.js';
+
+export interface DaemonOptions {
+  clock?: Clock;
+  /** Base delay of notification retries (tests shorten it). */
+  notifyRetryDelayMs?: number;
+  log?: (line: string) => void;
+}
+
+export class Daemon {
+  readonly catalog: Catalog;
+  readonly runner: JobRunner;
+  readonly supervisor: Supervisor;
+  readonly scheduler: Scheduler;
+  readonly notifier: Notifier;
+  readonly metrics: Metrics;
+  app!: FastifyInstance;
+  readonly startedAt = new Date();
+  private readonly clock: Clock;
+  private readonly log: (line: string) => void;
+  private readonly failing = new Set<string>();
+  private readonly breached = new Set<string>();
+  private checkTimer: unknown;
+  private ready = false;
+
+  private constructor(
+    readonly config: LifeboatConfig,
+    opts: DaemonOptions,
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.catalog = new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
+    this.runner = new JobRunner(config, this.catalog);
+    this.notifier = new Notifier([...config.notifications.values()], this.log, opts.notifyRetryDelayMs);
+    this.metrics = new Metrics(() => ({ sources: this.sources(), repositories: this.repositories(), running: this.catalog.jobs({ status: 'running', limit: 1000 }).length }));
+    this.metrics.declare([...config.sources.values()], ['backup', 'drill']);
+    this.supervisor = new Supervisor(config, this.catalog);
+    this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
+    this.runner.on('finished', (job: JobRow) => this.finished(job));
+  }
+
+  /** Builds the daemon and its HTTP app; `listen` opens the socket (tests may use inject instead). */
+  static async create(config: LifeboatConfig, opts: DaemonOptions = {}): Promise<Daemon> {
+    const d = new Daemon(config, opts);
+    const tls = config.server.tls;
+    let https: { cert: Buffer; key: Buffer } | undefined;
+    if (tls) {
+      const read = (file: string) => {
+        try {
+          return readFileSync(path.resolve(path.dirname(config.file), file));
+        } catch (err) {
+          throw new LifeboatError('CONFIG_INVALID', `cannot read TLS file ${file}: ${errno(err) ?? String(err)}`, { hint: 'server.tls.cert and server.tls.key name PEM files' });
+        }
+      };
+      https = { cert: read(tls.cert), key: read(tls.key) };
+    }
+    d.app = await buildApi(d, https);
+    return d;
+  }
+
+  /** Starts schedules, replication and RPO watching. */
+  start(): void {
+    const interrupted = this.catalog.failInterrupted();
+    if (interrupted > 0) this.log(`${interrupted} job(s) were running when the daemon last stopped; marked failed`);
+    this.scheduler.start();
+    this.supervisor.start();
+    const tick = () => {
+      this.watchRpo();
+      this.checkTimer = this.clock.setTimeout(tick, this.config.server.checkIntervalSeconds * 1000);
+    };
+    this.checkTimer = this.clock.setTimeout(tick, this.config.server.checkIntervalSeconds * 1000);
+    this.ready = true;
+  }
+
+  async listen(): Promise<string> {
+    return this.app.listen({ host: this.config.server.host, port: this.config.server.port });
+  }
+
+  isReady(): boolean {
+    if (!this.ready) return false;
+    try {
+      this.catalog.db.prepare('SELECT 1').get();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.ready = false;
+    this.scheduler.stop();
+    this.clock.clearTimeout(this.checkTimer);
+    await this.app.close();
+    await Promise.all([this.runner.stop(), this.supervisor.stop()]);
+    await this.notifier.idle();
+    await new Promise((r) => setImmediate(r));
+    this.catalog.close();
+  }
+
+  // --- jobs -----------------------------------------------------------------
+
+  submit(req: JobRequest): JobRow {
+    return this.runner.submit(req);
+  }
+
+  private fire(s: ScheduleConfig, at: Date, reason: FireReason): void {
+    const trigger = `${reason}:${s.name}`;
+    const requests: JobRequest[] =
+      s.run === 'check' || s.run === 'prune'
+        ? [{ kind: s.run, repository: s.repository as string, trigger, ...(s.readDataSubset ? { readDataSubset: s.readDataSubset } : {}) }]
+        : s.sources.map((source) => ({ kind: s.run as 'backup' | 'drill' | 'forget', source, trigger }));
+    for (const req of requests) {
+      const repository = req.repository ?? this.config.sources.get(req.source as string)?.repository;
+      if (this.runner.isRunning(JobRunner.key({ ...req, repository }))) {
+        const job = this.runner.skip({ ...req, ...(repository ? { repository } : {}) }, `skipped: the ${at.toISOString()} run of "${s.name}" found the previous ${req.kind} still running`);
+        this.metrics.jobFinished(job);
+        this.log(`${s.name}: ${req.kind} of ${req.source ?? repository} still running; this run is skipped`);
+        continue;
+      }
+      try {
+        const job = this.submit(req);
+        this.log(`${s.name}: started ${req.kind} of ${req.source ?? repository} (job ${job.id})`);
+      } catch (err) {
+        this.log(`${s.name}: could not start ${req.kind}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private finished(job: JobRow): void {
+    const size = job.kind === 'backup' && job.status === 'succeeded' ? (job.result as { summary?: { totalBytes?: number } } | null)?.summary?.totalBytes : undefined;
+    this.metrics.jobFinished(job, size);
+    const subject = job.source ?? job.repository ?? '';
+    const key = `${job.kind}:${subject}`;
+    const what = `${job.kind} of ${subject}`;
+    this.log(`job ${job.id}: ${what} ${job.status}${job.error ? `: ${job.error}` : ''}`);
+    const base = { ...(job.source ? { source: job.source } : {}), ...(job.repository ? { repository: job.repository } : {}), job: { id: job.id, kind: job.kind, status: job.status, error: job.error } };
+    if (job.status === 'failed') {
+      this.failing.add(key);
+      this.notifier.notify({ ...base, event: 'failure', message: `${what} failed: ${job.error ?? 'see the job log'}` });
+    } else if (job.status === 'succeeded' && this.failing.delete(key)) {
+      this.notifier.notify({ ...base, event: 'recovery', message: `${what} succeeded again` });
+    }
+    if (job.kind === 'backup' && job.status === 'succeeded') this.watchRpo();
+  }
+
+  /** Compares each source's RPO with its target; notifies on breach and on recovery. */
+  watchRpo(): void {
+    for (const s of this.sources()) {
+      if (s.rpo_target_seconds === null) continue;
+      // Nothing recoverable yet counts as a breach once the daemon has run for the target.
+      const age = s.rpo_seconds ?? (this.clock.now() - this.startedAt.getTime()) / 1000;
+      const breach = age > s.rpo_target_seconds;
+      if (breach && !this.breached.has(s.name)) {
+        this.breached.add(s.name);
+        this.notifier.notify({ event: 'rpo_breach', source: s.name, repository: s.repository, message: `RPO of ${s.name} is ${Math.round(age)} s, over its target of ${s.rpo_target_seconds} s`, details: { rpo_seconds: age, target_seconds: s.rpo_target_seconds } });
+      } else if (!breach && this.breached.delete(s.name)) {
+        this.notifier.notify({ event: 'recovery', source: s.name, repository: s.repository, message: `RPO of ${s.name} is back within its target (${Math.round(age)} s ≤ ${s.rpo_target_seconds} s)`, details: { rpo_seconds: age, target_seconds: s.rpo_target_seconds } });
+      }
+    }
+  }
+
+  // --- status ---------------------------------------------------------------
+
+  sources(): SourceStatus[] {
+    const now = this.clock.now();
+    return [...this.config.sources.values()].map((s) => {
+      const last = this.catalog.backups(s.name, 1)[0];
+      const lastOk = this.catalog.jobs({ source: s.name, kind: 'backup', status: 'succeeded', limit: 1 })[0];
+      const drill = this.catalog.drills(s.name, 1)[0];
+      const rep = this.supervisor.states.get(s.name);
+      const newest = Math.max(last ? Date.parse(last.time) : -Infinity, rep?.lastArchivedAt ?? -Infinity);
+      const lastJob = this.catalog.jobs({ source: s.name, kind: 'backup', limit: 1 }).find((j) => j.status !== 'skipped');
+      return {
+        name: s.name,
+        kind: s.kind,
+        repository: s.repository,
+        continuous: s.continuous,
+        last_backup: last ? { snapshot_id: last.snapshot_id, time: last.time, size_bytes: last.size_bytes, duration_ms: last.duration_ms } : null,
+        last_success_at: lastOk?.finished_at ?? null,
+        rpo_seconds: Number.isFinite(newest) ? Math.max(0, (now - newest) / 1000) : null,
+        rpo_target_seconds: s.targets.rpoSeconds ?? null,
+        rto_seconds: drill?.rto_seconds ?? null,
+        rto_target_seconds: s.targets.rtoSeconds ?? null,
+        last_drill: drill ? { time: drill.time, ok: drill.ok, rto_seconds: drill.rto_seconds, rpo_seconds: drill.rpo_seconds } : null,
+        archive: rep
+          ? { up: rep.up, restarts: rep.restarts, lag_seconds: rep.lastArchivedAt ? Math.max(0, (now - rep.lastArchivedAt) / 1000) : null, last_archived_at: rep.lastArchivedAt ? new Date(rep.lastArchivedAt).toISOString() : null, last_error: rep.lastError ?? null }
+          : null,
+        failing: lastJob?.status === 'failed',
+      };
+    });
+  }
+
+  repositories(): RepositoryStatus[] {
+    return [...this.config.repositories.keys()].map((name) => {
+      const check = this.catalog.jobs({ kind: 'check', limit: 20 }).find((j) => j.repository === name && (j.status === 'succeeded' || j.status === 'failed'));
+      return { name, last_check: check ? { time: check.finished_at as string, ok: check.status === 'succeeded' } : null };
+    });
+  }
+
+  /** What the source's retention would remove now (forget --dry-run), without removing anything. */
+  async retentionPreview(source: string): Promise<unknown> {
+    const s = this.config.sources.get(source);
+    if (!s) throw new LifeboatError('NOT_FOUND', `unknown source "${source}"`, { hint: `sources: ${[...this.config.sources.keys()].join(', ')}` });
+    if (!s.retention) throw new LifeboatError('USAGE', `source "${source}" has no retention policy`, { hint: `add retention: { keep_daily: 7, ... } to it in ${this.config.file}` });
+    return this.cliJson(s.repository, ['forget', '--source', s.name, '--group-by', 'host', ...retentionArgs(s), '--dry-run']);
+  }
+
+  /** The snapshots a repository holds now, read from the repository itself. */
+  async snapshots(repository: string): Promise<unknown> {
+    return this.cliJson(repository, ['snapshots']);
+  }
+
+  private async cliJson(repository: string, args: string[]): Promise<unknown> {
+    const r = await runLifeboat(this.config, repository, args);
+    if (r.exitCode !== 0) {
+      const line = [...r.stderr].reverse().find((l) => l.startsWith('lifeboat: '))?.slice(10) ?? `lifeboat ${args[0]} exited with ${r.exitCode}`;
+      const hint = r.stderr.find((l) => l.startsWith('  hint: '))?.slice(8);
+      throw new LifeboatError('FAILED', line, hint ? { hint } : {});
+    }
+    return parseResult(r.stdout);
+  }
+
+  /** Rebuilds what the catalog knows of backups and drills from the repositories. */
+  async rebuildCatalog(): Promise<{ backups: number; drills: number }> {
+    let nb = 0;
+    let nd = 0;
+    const byName = new Map([...this.config.sources.values()].map((s) => [`${s.kind}:${s.name}`, s]));
+    for (const repository of this.config.repositories.keys()) {
+      const snaps = (await this.snapshots(repository)) as Array<{ id: string; time: string; paths: string[]; source?: { kind: string; name?: string }; summary: { totalBytes: number; addedBytes: number; durationMs: number } }>;
+      const drills = (await this.cliJson(repository, ['drill', '--history'])) as Array<{ source: string; time: string; ok: boolean; rto_seconds: number | null; rpo_seconds: number | null; snapshot: string | null; error?: string }>;
+      const backups: BackupRow[] = [];
+      for (const s of snaps) {
+        const src = byName.get(`${s.source?.kind}:${s.source?.name ?? s.paths[0]}`);
+        if (!src || src.repository !== repository) continue;
+        backups.push({ snapshot_id: s.id, source: src.name, kind: src.kind, repository, time: s.time, size_bytes: s.summary.totalBytes, added_bytes: s.summary.addedBytes, duration_ms: s.summary.durationMs });
+      }
+      const drillRows: DrillRow[] = [];
+      for (const d of drills) {
+        const src = byName.get(d.source);
+        if (!src || src.repository !== repository) continue;
+        drillRows.push({ source: src.name, repository, time: d.time, ok: d.ok, rto_seconds: d.rto_seconds, rpo_seconds: d.rpo_seconds, snapshot: d.snapshot, error: d.error ?? null });
+      }
+      this.catalog.replaceRepositoryContents(repository, backups, drillRows);
+      nb += backups.length;
+      nd += drillRows.length;
+    }
+    return { backups: nb, drills: nd };
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * Jobs: every backup, restore, drill, check, forget and prune the daemon runs is the
+ * lifeboat command a user would type, run as a child process. A crash or leak in one
+ * job cannot take the daemon down, the job's output is its log, and what the API
+ * starts is exactly what the runbook tells a human to run. One job per kind and
+ * source (or repository) runs at a time.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../errors.js';
+import type { LifeboatConfig, SourceConfig } from '../config/config.js';
+import type { Catalog, JobKind, JobRow } from './catalog.js';
+
+export const CLI = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
+
+export interface RestoreParams {
+  /** files: a snapshot id (default: the source's newest backup). */
+  snapshot?: string;
+  /** postgres, sqlite: recover to this moment (RFC 3339); default the newest data. */
+  time?: string;
+  /** files and postgres: a directory that must not exist; sqlite: a file that must not exist. */
+  target: string;
+}
+
+export interface RetentionParams {
+  dryRun?: boolean;
+}
+
+export interface JobRequest {
+  kind: Exclude<JobKind, 'replicate' | 'rebuild'>;
+  source?: string;
+  repository?: string | undefined;
+  trigger: string;
+  actor?: string | undefined;
+  restore?: RestoreParams;
+  readDataSubset?: string;
+  retention?: RetentionParams;
+}
+
+/** A child's exit code back to its error code (the first code of the table with that exit). */
+const exitToCode = new Map<number, ErrorCode>();
+for (const [code, info] of Object.entries(ERROR_TABLE) as Array<[ErrorCode, { exit: number }]>) if (!exitToCode.has(info.exit)) exitToCode.set(info.exit, code);
+
+/** Lines a child printed as `lifeboat: message` / `  hint: ...`. */
+function lastError(lines: string[]): string | undefined {
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const m = /^lifeboat: (.*)$/.exec(lines[i] as string);
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+export function retentionArgs(s: SourceConfig): string[] {
+  const r = s.retention ?? {};
+  const args: string[] = [];
+  const add = (flag: string, v: number | string | undefined) => {
+    if (v !== undefined) args.push(flag, String(v));
+  };
+  add('--keep-last', r.keepLast);
+  add('--keep-hourly', r.keepHourly);
+  add('--keep-daily', r.keepDaily);
+  add('--keep-weekly', r.keepWeekly);
+  add('--keep-monthly', r.keepMonthly);
+  add('--keep-yearly', r.keepYearly);
+  add('--keep-within', r.keepWithin);
+  add('--keep-logs-within', r.keepLogsWithin);
+  return args;
+}
+
+/** The command a job runs, after `lifeboat --json --repo R`. */
+export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapshot?: string): string[] {
+  const source = req.source === undefined ? undefined : config.sources.get(req.source);
+  switch (req.kind) {
+    case 'backup': {
+      const s = source as SourceConfig;
+      const tags = s.tags.flatMap((t) => ['--tag', t]);
+      if (s.kind === 'files') return ['backup', '--name', s.name, ...tags, ...s.exclude.flatMap((e) => ['--exclude', e]), ...s.paths];
+      if (s.kind === 'sqlite') return ['sqlite', 'backup', s.path as string, '--name', s.name, ...tags];
+      return ['pg', 'backup', '--name', s.name, '--dsn', s.dsn as string, ...(s.pgdata ? ['--pgdata', s.pgdata] : []), ...(s.binDir ? ['--bin-dir', s.binDir] : []), ...(s.tags[0] ? ['--tag', s.tags[0]] : [])];
+    }
+    case 'restore': {
+      const s = source as SourceConfig;
+      const p = req.restore as RestoreParams;
+      if (s.kind === 'files') return ['restore', p.snapshot ?? newestSnapshot ?? 'latest', '--target', p.target];
+      if (s.kind === 'sqlite') return ['sqlite', 'restore', s.name, '--output', p.target, ...(p.time ? ['--time', p.time] : [])];
+      return ['pg', 'restore', '--name', s.name, '--target-dir', p.target, ...(p.time ? ['--time', p.time] : []), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
+    }
+    case 'drill':
+      return ['drill', '--source', (source as SourceConfig).name];
+    case 'check':
+      return ['check', ...(req.readDataSubset ? ['--read-data-subset', req.readDataSubset] : [])];
+    case 'forget': {
+      const s = source as SourceConfig;
+      const rules = retentionArgs(s);
+      return ['forget', '--source', s.name, '--group-by', 'host', ...rules, ...(req.retention?.dryRun ? ['--dry-run'] : ['--prune'])];
+    }
+    case 'prune':
+      return ['prune'];
+  }
+}
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string[];
+}
+
+/** Runs one lifeboat command for the daemon and returns what it printed. */
+export function runLifeboat(
+  config: LifeboatConfig,
+  repository: string,
+  args: string[],
+  hooks: { onLine?: (stream: 'stdout' | 'stderr', line: string) => void; onProgress?: (p: Record<string, unknown>) => void; onSpawn?: (c: ChildProcess) => void } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, '--json', '--config', path.resolve(config.file), '--repo', repository, ...args], {
+      env: { ...process.env, LIFEBOAT_PROGRESS: 'json', LIFEBOAT_CONFIG: path.resolve(config.file) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    hooks.onSpawn?.(child);
+    let stdout = '';
+    const stderr: string[] = [];
+    let partial = { stdout: '', stderr: '' };
+    const take = (stream: 'stdout' | 'stderr', chunk: Buffer) => {
+      const text = partial[stream] + chunk.toString('utf8');
+      const lines = text.split('\n');
+      partial = { ...partial, [stream]: lines.pop() ?? '' };
+      for (const line of lines) emit(stream, line);
+    };
+    const emit = (stream: 'stdout' | 'stderr', line: string) => {
+      if (stream === 'stderr' && line.startsWith('{"progress"')) {
+        try {
+          hooks.onProgress?.((JSON.parse(line) as { progress: Record<string, unknown> }).progress);
+          return;
+        } catch {
+          // not ours: keep it as a log line
+        }
+      }
+      if (stream === 'stdout') stdout += `${line}\n`;
+      else stderr.push(line);
+      if (line !== '') hooks.onLine?.(stream, line);
+    };
+    child.stdout.on('data', (c: Buffer) => take('stdout', c));
+    child.stderr.on('data', (c: Buffer) => take('stderr', c));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      for (const stream of ['stdout', 'stderr'] as const) if (partial[stream]) emit(stream, partial[stream]);
+      resolve({ exitCode: code ?? (signal ? 130 : 1), stdout, stderr });
+    });
+  });
+}
+
+/** The last JSON document a command printed on stdout (commands print one; streams print lines). */
+export function parseResult(stdout: string): unknown {
+  const text = stdout.trim();
+  if (text === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    const last = text.split('\n').pop() as string;
+    try {
+      return JSON.parse(last);
+    } catch {
+      return null;
+    }
+  }
+}
+
+export class JobRunner extends EventEmitter {
+  private readonly running = new Map<string, { id: string; child?: ChildProcess }>();
+  private readonly done = new Map<string, Array<(j: JobRow) => void>>();
+
+  constructor(
+    private readonly config: LifeboatConfig,
+    private readonly catalog: Catalog,
+  ) {
+    super();
+  }
+
+  static key(req: Pick<JobRequest, 'kind' | 'source' | 'repository'>): string {
+    return `${req.kind}:${req.source ?? req.repository ?? ''}`;
+  }
+
+  isRunning(key: string): boolean {
+    return this.running.has(key);
+  }
+
+  /** Checks a request; throws a LifeboatError naming what is wrong. */
+  validate(req: JobRequest): { repository: string } {
+    if (req.kind === 'check' || req.kind === 'prune') {
+      const repository = req.repository ?? (this.config.repositories.size === 1 ? [...this.config.repositories.keys()][0] : undefined);
+      if (repository === undefined || !this.config.repositories.has(repository)) {
+        throw new LifeboatError('NOT_FOUND', `unknown repository "${req.repository ?? ''}"`, { hint: `defined: ${[...this.config.repositories.keys()].join(', ')}` });
+      }
+      return { repository };
+    }
+    const source = req.source === undefined ? undefined : this.config.sources.get(req.source);
+    if (!source) {
+      throw new LifeboatError('NOT_FOUND', `unknown source "${req.source ?? ''}"`, { hint: `sources in ${this.config.file}: ${[...this.config.sources.keys()].join(', ') || 'none'}` });
+    }
+    if (req.kind === 'restore') {
+      const p = req.restore;
+      if (!p || typeof p.target !== 'string' || p.target === '' || !path.isAbsolute(p.target)) {
+        throw new LifeboatError('USAGE', 'a restore needs "target": an absolute path that does not exist yet', { hint: source.kind === 'sqlite' ? 'e.g. /var/tmp/restored.db' : 'e.g. /var/tmp/restore-1' });
+      }
+      if (existsSync(p.target)) {
+        throw new LifeboatError('TARGET_EXISTS', `the restore target ${p.target} already exists; nothing was written`, { hint: 'give a path that does not exist (restores never overwrite)' });
+      }
+      if (p.time !== undefined && (source.kind === 'files' || Number.isNaN(Date.parse(p.time)))) {
+        throw new LifeboatError('USAGE', source.kind === 'files' ? 'file sources restore a snapshot, not a time' : `"${p.time}" is not a time`, { hint: source.kind === 'files' ? 'give "snapshot" (an id from /backups)' : 'use RFC 3339, e.g. 2026-11-21T14:30:05Z' });
+      }
+      if (p.snapshot !== undefined && !/^[0-9a-f]{4,64}$|^latest$/.test(p.snapshot)) {
+        throw new LifeboatError('USAGE', `"${p.snapshot}" is not a snapshot id`, { hint: 'give at least 4 hex digits of an id from /backups' });
+      }
+    }
+    return { repository: source.repository };
+  }
+
+  /** Starts a job and returns it at once (queued → running → succeeded/failed). */
+  submit(req: JobRequest): JobRow {
+    const { repository } = this.validate(req);
+    const key = JobRunner.key({ ...req, repository });
+    const busy = this.running.get(key);
+    if (busy) throw new LifeboatError('JOB_RUNNING', `${req.kind} of ${req.source ?? repository} is already running (job ${busy.id})`, { hint: `follow it at /api/v1/jobs/${busy.id}` });
+    const params: Record<string, unknown> = {
+      ...(req.restore ? { restore: req.restore } : {}),
+      ...(req.readDataSubset ? { read_data_subset: req.readDataSubset } : {}),
+      ...(req.retention ? { retention: req.retention } : {}),
+    };
+    const job = this.catalog.createJob({ kind: req.kind, source: req.source, repository, trigger: req.trigger, actor: req.actor, params, status: 'running' });
+    const slot: { id: string; child?: ChildProcess } = { id: job.id };
+    this.running.set(key, slot);
+    void this.execute(job, req, repository, slot).finally(() => this.running.delete(key));
+    return this.catalog.job(job.id) as JobRow;
+  }
+
+  /** Records a run that did not happen (a schedule fired while the job still ran). */
+  skip(req: JobRequest, reason: string): JobRow {
+    const job = this.catalog.createJob({ kind: req.kind, source: req.source, repository: req.repository, trigger: req.trigger, status: 'skipped' });
+    this.catalog.updateJob(job.id, { error: reason, finished_at: new Date().toISOString() });
+    this.catalog.appendLog(job.id, 'daemon', reason);
+    return this.catalog.job(job.id) as JobRow;
+  }
+
+  /** Resolves when the job has finished. */
+  wait(id: string): Promise<JobRow> {
+    const job = this.catalog.job(id);
+    if (job && job.status !== 'running' && job.status !== 'queued') return Promise.resolve(job);
+    return new Promise((resolve) => this.done.set(id, [...(this.done.get(id) ?? []), resolve]));
+  }
+
+  /** Stops every running job (daemon shutdown). */
+  async stop(): Promise<void> {
+    const waits = [...this.running.values()].map((slot) => {
+      slot.child?.kill('SIGTERM');
+      return this.wait(slot.id);
+    });
+    await Promise.all(waits);
+  }
+
+  private async execute(job: JobRow, req: JobRequest, repository: string, slot: { child?: ChildProcess }): Promise<void> {
+    const started = Date.now();
+    this.catalog.updateJob(job.id, { started_at: new Date(started).toISOString() });
+    const newest = req.kind === 'restore' && req.source ? this.catalog.backups(req.source, 1)[0]?.snapshot_id : undefined;
+    const args = jobCommand(this.config, req, newest);
+    this.catalog.appendLog(job.id, 'daemon', `lifeboat --repo ${repository} ${args.join(' ')}`);
+    let result: CliResult;
+    try {
+      result = await runLifeboat(this.config, repository, args, {
+        onSpawn: (c) => (slot.child = c),
+        onLine: (stream, line) => this.catalog.appendLog(job.id, stream, line),
+        onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),
+      });
+    } catch (err) {
+      result = { exitCode: 1, stdout: '', stderr: [`lifeboat: cannot start the job: ${(err as Error).message}`] };
+    }
+    const parsed = parseResult(result.stdout);
+    // PARTIAL (3) stored a snapshot: it counts, with its warnings in the log.
+    const ok = result.exitCode === 0 || (result.exitCode === 3 && req.kind === 'backup');
+    const code = ok ? null : (exitToCode.get(result.exitCode) ?? 'FAILED');
+    const finished = Date.now();
+    this.catalog.updateJob(job.id, {
+      status: ok ? 'succeeded' : 'failed',
+      finished_at: new Date(finished).toISOString(),
+      duration_ms: finished - started,
+      exit_code: result.exitCode,
+      result: parsed,
+      error: ok ? null : (lastError(result.stderr) ?? `exited with ${result.exitCode}`),
+      error_code: code,
+    });
+    const row = this.catalog.job(job.id) as JobRow;
+    this.record(row, req, repository, parsed);
+    this.emit('finished', row);
+    for (const resolve of this.done.get(job.id) ?? []) resolve(row);
+    this.done.delete(job.id);
+  }
+
+  /** Keeps the catalog's view of the repository current after a backup or drill. */
+  private record(job: JobRow, req: JobRequest, repository: string, parsed: unknown): void {
+    const source = req.source ? this.config.sources.get(req.source) : undefined;
+    if (!source) return;
+    if (req.kind === 'backup' && job.status === 'succeeded' && parsed && typeof parsed === 'object') {
+      const s = parsed as { id: string; time: string; summary?: { totalBytes?: number; addedBytes?: number; durationMs?: number } };
+      this.catalog.recordBackup({
+        snapshot_id: s.id,
+        source: source.name,
+        kind: source.kind,
+        repository,
+        time: s.time,
+        size_bytes: s.summary?.totalBytes ?? 0,
+        added_bytes: s.summary?.addedBytes ?? 0,
+        duration_ms: s.summary?.durationMs ?? job.duration_ms ?? 0,
+      });
+    }
+    if (req.kind === 'drill' && parsed && typeof parsed === 'object' && 'ok' in parsed) {
+      const d = parsed as { ok: boolean; time: string; rto_seconds: number | null; rpo_seconds: number | null; snapshot: string | null; error?: string };
+      this.catalog.recordDrill({ source: source.name, repository, time: d.time, ok: d.ok, rto_seconds: d.rto_seconds, rpo_seconds: d.rpo_seconds, snapshot: d.snapshot, error: d.error ?? null });
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Prometheus metrics (prom-client) on one registry per daemon. Job outcomes are
+ * counted as they happen; the RPO, RTO, archive lag and targets are read from the
+ * daemon's status at scrape time, so they are never stale. docs/ops/ holds alert
+ * rules and a Grafana dashboard over these names.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { JobRow } from './catalog.js';
+
+export interface SourceStatus {
+  name: string;
+  kind: string;
+  repository: string;
+  continuous: boolean;
+  last_backup: { snapshot_id: string; time: string; size_bytes: number; duration_ms: number } | null;
+  last_success_at: string | null;
+  /** Age of the newest recoverable data, seconds; null while nothing is recoverable. */
+  rpo_seconds: number | null;
+  rpo_target_seconds: number | null;
+  /** RTO measured by the newest drill. */
+  rto_seconds: number | null;
+  rto_target_seconds: number | null;
+  last_drill: { time: string; ok: boolean; rto_seconds: number | null; rpo_seconds: number | null } | null;
+  archive: { up: boolean; restarts: number; lag_seconds: number | null; last_archived_at: string | null; last_error: string | null } | null;
+  failing: boolean;
+}
+
+export interface RepositoryStatus {
+  name: string;
+  last_check: { time: string; ok: boolean } | null;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly jobs: Counter<'kind' | 'source' | 'status'>;
+  private readonly failures: Counter<'kind' | 'source'>;
+  private readonly duration: Histogram<'source'>;
+  private readonly size: Histogram<'source'>;
+
+  constructor(status: () => { sources: SourceStatus[]; repositories: RepositoryStatus[]; running: number }) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'lifeboat_' });
+    this.jobs = new Counter({ name: 'lifeboat_jobs_total', help: 'Jobs finished, by kind, source (or repository) and status', labelNames: ['kind', 'source', 'status'], registers: [r] });
+    this.failures = new Counter({ name: 'lifeboat_job_failures_total', help: 'Jobs that failed, by kind and source (or repository)', labelNames: ['kind', 'source'], registers: [r] });
+    this.duration = new Histogram({
+      name: 'lifeboat_backup_duration_seconds',
+      help: 'Duration of successful backups',
+      labelNames: ['source'],
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400],
+      registers: [r],
+    });
+    this.size = new Histogram({
+      name: 'lifeboat_backup_size_bytes',
+      help: 'Size of the data in each successful backup',
+      labelNames: ['source'],
+      buckets: [1 << 20, 16 << 20, 128 << 20, 1 << 30, 8 * 2 ** 30, 64 * 2 ** 30, 512 * 2 ** 30, 4 * 2 ** 40],
+      registers: [r],
+    });
+    const perSource = (name: string, help: string, value: (s: SourceStatus) => number | null | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['source'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const s of status().sources) {
+            const v = value(s);
+            if (v !== null && v !== undefined) this.set({ source: s.name }, v);
+          }
+        },
+      });
+    const seconds = (iso: string | null | undefined) => (iso ? Date.parse(iso) / 1000 : null);
+    perSource('lifeboat_backup_last_success_timestamp_seconds', 'When the newest successful backup finished (Unix time)', (s) => seconds(s.last_success_at));
+    perSource('lifeboat_backup_last_size_bytes', 'Size of the data in the newest backup', (s) => s.last_backup?.size_bytes);
+    perSource('lifeboat_rpo_seconds', 'Current RPO: age of the newest recoverable data (backup or archived log)', (s) => s.rpo_seconds);
+    perSource('lifeboat_rpo_target_seconds', 'RPO target from lifeboat.yaml', (s) => s.rpo_target_seconds);
+    perSource('lifeboat_rto_seconds', 'RTO measured by the newest drill (restore until checks passed)', (s) => s.rto_seconds);
+    perSource('lifeboat_rto_target_seconds', 'RTO target from lifeboat.yaml', (s) => s.rto_target_seconds);
+    perSource('lifeboat_drill_last_success', '1 when the newest drill passed, 0 when it failed', (s) => (s.last_drill ? Number(s.last_drill.ok) : null));
+    perSource('lifeboat_drill_last_timestamp_seconds', 'When the newest drill ran (Unix time)', (s) => seconds(s.last_drill?.time));
+    perSource('lifeboat_archive_lag_seconds', 'Seconds since the log archive (WAL, SQLite frames) last held every commit', (s) => s.archive?.lag_seconds);
+    perSource('lifeboat_archive_up', '1 while continuous archiving runs for the source', (s) => (s.archive ? Number(s.archive.up) : null));
+    perSource('lifeboat_archive_restarts', 'Restarts of continuous archiving since the daemon started', (s) => s.archive?.restarts);
+    new Gauge({
+      name: 'lifeboat_verification_last_success',
+      help: '1 when the newest check of the repository passed, 0 when it failed',
+      labelNames: ['repository'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const repo of status().repositories) if (repo.last_check) this.set({ repository: repo.name }, Number(repo.last_check.ok));
+      },
+    });
+    new Gauge({
+      name: 'lifeboat_jobs_running',
+      help: 'Jobs running now',
+      registers: [r],
+      collect() {
+        this.set(status().running);
+      },
+    });
+  }
+
+  jobFinished(job: JobRow, sizeBytes?: number): void {
+    const source = job.source ?? job.repository ?? '';
+    this.jobs.inc({ kind: job.kind, source, status: job.status });
+    if (job.status === 'failed') this.failures.inc({ kind: job.kind, source });
+    if (job.kind === 'backup' && job.status === 'succeeded') {
+      this.duration.observe({ source }, (job.duration_ms ?? 0) / 1000);
+      if (sizeBytes !== undefined) this.size.observe({ source }, sizeBytes);
+    }
+  }
+
+  /** Makes every per-source failure series exist at 0, so rate() and alerts see it from the start. */
+  declare(sources: Array<{ name: string }>, kinds: readonly string[]): void {
+    for (const s of sources) for (const kind of kinds) this.failures.inc({ kind, source: s.name }, 0);
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * lifeboat runbook: a disaster-recovery runbook in Markdown for this deployment,
+ * written from lifeboat.yaml and what the catalog knows (newest backup, last drill).
+ * Every command in it is one a person can paste during an outage.
+ */
+import * as path from 'node:path';
+import type { LifeboatConfig, RepositoryConfig, SourceConfig } from '../config/config.js';
+import { PROGRAM_VERSION } from '../repo/repository.js';
+import type { BackupRow, DrillRow } from './catalog.js';
+
+export interface RunbookFacts {
+  newestBackup: (source: string) => BackupRow | undefined;
+  lastDrill: (source: string) => DrillRow | undefined;
+}
+
+function seconds(s: number | null | undefined): string {
+  if (s === null || s === undefined) return '—';
+  if (s < 120) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  if (s < 7200) return `${(s / 60).toFixed(1)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+const shell = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+
+function locationLine(store: string): string {
+  if (store.startsWith('s3:')) return `S3 bucket \`${store.slice(3)}\``;
+  if (store.startsWith('azure:')) return `Azure container \`${store.slice(6)}\``;
+  if (store.startsWith('rclone:')) return `rclone remote \`${store.slice(7)}\``;
+  return `local or mounted disk \`${store}\``;
+}
+
+function repositorySection(r: RepositoryConfig, base: string): string[] {
+  const out = [`### Repository \`${r.name}\``, ''];
+  out.push(`Copies (${r.stores.length}; a write is durable once ${r.writeQuorum} hold it${r.appendOnly ? '; this client is append-only' : ''}):`, '');
+  r.stores.forEach((s, i) => out.push(`${i + 1}. ${locationLine(s)}${i === 0 ? ' — read first' : ''}`));
+  out.push('', `Password: ${r.passwordFile ? `the file \`${r.passwordFile}\` (keep a copy offline: without it nothing restores)` : 'given by LIFEBOAT_PASSWORD_FILE or LIFEBOAT_PASSWORD (keep a copy offline)'}.`, '');
+  out.push('If the first copy is lost, any other restores on its own:', '', '```sh');
+  out.push(`${base} -r ${r.name} check            # structure of every copy`);
+  for (const s of r.stores.slice(1)) out.push(`lifeboat -r ${shell(s)} snapshots      # read this copy alone`);
+  out.push(`${base} -r ${r.name} repair           # bring a copy that was away back in step`, '```', '');
+  return out;
+}
+
+function restoreSteps(s: SourceConfig, base: string): string[] {
+  const g = `${base} -r ${s.repository}`;
+  if (s.kind === 'files') {
+    return [
+      '1. Pick the snapshot (newest first):',
+      '',
+      '   ```sh',
+      `   ${g} snapshots --json | jq -r '.[] | select(.source.name == "${s.name}") | "\\(.time) \\(.short_id)"'`,
+      '   ```',
+      '2. Restore into a new directory (a restore never overwrites; `--delta` refreshes an older copy in place):',
+      '',
+      '   ```sh',
+      `   ${g} restore SNAPSHOT_ID --target /var/tmp/restore-${s.name}`,
+      '   ```',
+      `3. Move the files into place: ${s.paths.map((p) => `\`${p}\``).join(', ')}.`,
+    ];
+  }
+  if (s.kind === 'sqlite') {
+    const file = s.path as string;
+    return [
+      '1. Stop the application that writes the database.',
+      '2. Restore as of a moment (or `--latest`) into a new file; it is checked with `integrity_check`:',
+      '',
+      '   ```sh',
+      `   ${g} sqlite restore ${s.name} --output ${shell(`${file}.restored`)} --time 2026-01-31T14:30:00Z`,
+      '   ```',
+      `3. Move it over the original: \`mv ${shell(`${file}.restored`)} ${shell(file)}\` (remove a stale \`${file}-wal\` first), then start the application.`,
+      '4. A few tables only: add `--table NAME` (repeatable) and copy the rows you need.',
+    ];
+  }
+  const dir = s.pgdata ? `${s.pgdata}.restored` : `/var/lib/postgresql/restore-${s.name}`;
+  return [
+    '1. Stop the damaged server if it still runs.',
+    '2. Restore the newest base backup before the target and replay WAL up to it (`--latest` for everything archived):',
+    '',
+    '   ```sh',
+    `   ${g} pg restore --name ${s.name} --target-dir ${shell(dir)} --time 2026-01-31T14:30:00Z${s.binDir ? ` --bin-dir ${shell(s.binDir)}` : ''}`,
+    '   ```',
+    `3. Start it: \`pg_ctl -D ${shell(dir)} start\` (as the postgres user); it replays to the target and opens for writes.`,
+    `4. Check: \`${g} pg verify --name ${s.name}\` restores into a scratch place and runs amcheck, without touching the server.`,
+  ];
+}
+
+export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new Date()): string {
+  const configPath = path.resolve(config.file);
+  const base = `lifeboat --config ${shell(configPath)}`;
+  const out: string[] = [
+    '# Disaster-recovery runbook',
+    '',
+    `For the deployment configured in \`${configPath}\`. Written ${now.toISOString()} by lifeboat ${PROGRAM_VERSION}; regenerate it with \`lifeboat runbook --config ${shell(configPath)}\` after every change, and keep a printed copy away from the systems it describes.`,
+    '',
+    '## Before you start',
+    '',
+    '- Install lifeboat on the machine you restore to (`npm install -g lifeboat`, Node.js 20 or newer), and copy this configuration file and the repository password files to it.',
+    '- Every restore writes to a new place and never overwrites; move the result into place when its checks pass.',
+    '- Drill before you need it: `' + base + ' drill` restores each source into a scratch place, checks it and records the RTO.',
+    '',
+    '## Sources at a glance',
+    '',
+    '| source | kind | repository | RPO target | RTO target | newest backup | last drill | measured RTO |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const s of config.sources.values()) {
+    const b = facts.newestBackup(s.name);
+    const d = facts.lastDrill(s.name);
+    out.push(`| ${s.name} | ${s.kind}${s.continuous ? ' (continuous)' : ''} | ${s.repository} | ${seconds(s.targets.rpoSeconds)} | ${seconds(s.targets.rtoSeconds)} | ${b ? b.time : 'none recorded'} | ${d ? `${d.time} ${d.ok ? 'passed' : 'FAILED'}` : 'none recorded'} | ${seconds(d?.rto_seconds)} |`);
+  }
+  out.push('', '## Where the copies live', '');
+  for (const r of config.repositories.values()) out.push(...repositorySection(r, base));
+  for (const s of config.sources.values()) {
+    const d = facts.lastDrill(s.name);
+    const b = facts.newestBackup(s.name);
+    out.push(`## Restore \`${s.name}\` (${s.kind})`, '');
+    const what = s.kind === 'files' ? s.paths.map((p) => `\`${p}\``).join(', ') : s.kind === 'sqlite' ? `\`${s.path}\`` : `the cluster at \`${s.dsn?.replace(/\/\/([^:@/]+):[^@]*@/, '//$1:***@')}\``;
+    out.push(`- What: ${what}`);
+    out.push(`- Copies: repository \`${s.repository}\` (see above)${s.continuous ? `; ${s.kind === 'postgres' ? 'WAL is streamed' : 'WAL frames are replicated'} continuously, so any second can be restored` : '; restorable to each backup'}`);
+    out.push(`- Targets: RPO ${seconds(s.targets.rpoSeconds)}, RTO ${seconds(s.targets.rtoSeconds)}`);
+    out.push(`- Newest backup: ${b ? `${b.time} (snapshot ${b.snapshot_id.slice(0, 8)})` : 'none recorded in the catalog'}`);
+    if (d) {
+      const within = s.targets.rtoSeconds !== undefined && d.rto_seconds !== null ? (d.rto_seconds <= s.targets.rtoSeconds ? ' — within target' : ' — OVER TARGET') : '';
+      out.push(`- Last drill: ${d.time}, ${d.ok ? 'passed' : `FAILED${d.error ? ` (${d.error})` : ''}`}; measured RTO ${seconds(d.rto_seconds)}${within}, RPO ${seconds(d.rpo_seconds)}`);
+    } else {
+      out.push(`- Last drill: none recorded — run \`${base} -r ${s.repository} drill --source ${s.name}\``);
+    }
+    out.push('', ...restoreSteps(s, base), '');
+  }
+  out.push('## After the restore', '', `- Take a fresh backup at once: \`${base} -r REPOSITORY backup ...\` or \`POST /api/v1/sources/NAME/backup\`.`, '- Run a drill of every restored source and record what took longest, for the next version of this runbook.', '');
+  return out.join('\n');
+}
