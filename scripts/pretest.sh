@@ -10,7 +10,7 @@ npx tsc -p tsconfig.test.json
 
 # Debian packages the suite needs, as "command:package".
 need=()
-for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils restic:restic rclone:rclone}; do
+for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils restic:restic rclone:rclone chromium:chromium}; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -72,7 +72,9 @@ const DASHBOARD_DIR = fileURLToPath(new URL('../../assets/dashboard/', import.me
 const DASHBOARD_FILES: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' };
 
 export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer }): Promise<FastifyInstance> {
-  const app = (https ? Fastify({ https, logger: false }) : Fastify({ logger: false })) as unknown as FastifyInstance;
+  // Unknown body keys are refused, not silently dropped (ajv's default in fastify).
+  const ajv = { customOptions: { removeAdditional: false as const } };
+  const app = (https ? Fastify({ https, logger: false, ajv }) : Fastify({ logger: false, ajv })) as unknown as FastifyInstance;
   const routes: RouteDef[] = [];
   const source = (name: string) => {
     if (!d.config.sources.has(name)) throw new LifeboatError('NOT_FOUND', `unknown source "${name}"`, { hint: `sources: ${[...d.config.sources.keys()].join(', ') || 'none'}` });

@@ -31,7 +31,7 @@ export class Daemon {
   readonly notifier: Notifier;
   readonly metrics: Metrics;
   app!: FastifyInstance;
-  readonly startedAt = new Date();
+  readonly startedAt: Date;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
   private readonly failing = new Set<string>();
@@ -44,6 +44,7 @@ export class Daemon {
     opts: DaemonOptions,
   ) {
     this.clock = opts.clock ?? systemClock;
+    this.startedAt = new Date(this.clock.now());
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.catalog = new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
     this.runner = new JobRunner(config, this.catalog);

@@ -233,7 +233,7 @@ export class JobRunner extends EventEmitter {
     const job = this.catalog.createJob({ kind: req.kind, source: req.source, repository, trigger: req.trigger, actor: req.actor, params, status: 'running' });
     const slot: { id: string; child?: ChildProcess } = { id: job.id };
     this.running.set(key, slot);
-    void this.execute(job, req, repository, slot).finally(() => this.running.delete(key));
+    void this.execute(job, req, repository, slot, () => this.running.delete(key));
     return this.catalog.job(job.id) as JobRow;
   }
 
@@ -261,7 +261,7 @@ export class JobRunner extends EventEmitter {
     await Promise.all(waits);
   }
 
-  private async execute(job: JobRow, req: JobRequest, repository: string, slot: { child?: ChildProcess }): Promise<void> {
+  private async execute(job: JobRow, req: JobRequest, repository: string, slot: { child?: ChildProcess }, release: () => void): Promise<void> {
     const started = Date.now();
     this.catalog.updateJob(job.id, { started_at: new Date(started).toISOString() });
     const newest = req.kind === 'restore' && req.source ? this.catalog.backups(req.source, 1)[0]?.snapshot_id : undefined;
@@ -292,6 +292,7 @@ export class JobRunner extends EventEmitter {
       error_code: code,
     });
     const row = this.catalog.job(job.id) as JobRow;
+    release(); // before anyone hears it finished: the same job may start again at once
     this.record(row, req, repository, parsed);
     this.emit('finished', row);
     for (const resolve of this.done.get(job.id) ?? []) resolve(row);

@@ -1,0 +1,259 @@
+/**
+ * The scheduler on a fake clock (fires on time, in its time zone, with jitter, one
+ * catch-up after downtime), and a daemon whose scheduled jobs run for real: no
+ * overlapping runs, a failure raises the failure metric and sends webhooks (JSON and
+ * Slack) to a local receiver with retries, and recovery is notified too.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cleanupTmp, tmpdir } from '../helpers.js';
+import { testDaemon } from '../daemon-helpers.js';
+import { Catalog } from '../../src/daemon/catalog.js';
+import { Scheduler, type Clock } from '../../src/daemon/scheduler.js';
+import type { ScheduleConfig } from '../../src/config/config.js';
+import type { JobRow } from '../../src/daemon/catalog.js';
+
+/** A clock tests move by hand; timers fire in time order as it passes them. */
+class FakeClock implements Clock {
+  private timers: Array<{ at: number; fn: () => void; id: number }> = [];
+  private seq = 0;
+  constructor(private t: number) {}
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.seq;
+    this.timers.push({ at: this.t + ms, fn, id });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== handle);
+  }
+  set(t: number): void {
+    this.t = t;
+  }
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      const next = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!next) break;
+      this.timers = this.timers.filter((x) => x !== next);
+      this.t = next.at;
+      next.fn();
+    }
+    this.t = end;
+  }
+}
+
+const schedule = (s: Partial<ScheduleConfig> & { cron: string }): ScheduleConfig => ({ name: 'every5', run: 'backup', sources: ['docs'], jitterSeconds: 0, catchUp: true, ...s });
+
+afterAll(() => cleanupTmp());
+
+describe('scheduler on a fake clock', () => {
+  const fires: Array<{ name: string; at: string; reason: string; now: string }> = [];
+  const make = (schedules: ScheduleConfig[], clock: FakeClock, catalog = new Catalog(tmpdir('lb-sched-')), random = () => 0) =>
+    new Scheduler(schedules, catalog, (s, at, reason) => fires.push({ name: s.name, at: at.toISOString(), reason, now: new Date(clock.now()).toISOString() }), clock, random);
+
+  it('fires on time, and again at the next time', () => {
+    fires.length = 0;
+    const clock = new FakeClock(Date.parse('2026-11-21T12:03:00Z'));
+    const s = make([schedule({ cron: '*/5 * * * *' })], clock);
+    s.start();
+    clock.advance(119_000);
+    expect(fires).toEqual([]);
+    clock.advance(1000);
+    expect(fires).toEqual([{ name: 'every5', at: '2026-11-21T12:05:00.000Z', reason: 'schedule', now: '2026-11-21T12:05:00.000Z' }]);
+    clock.advance(5 * 60_000);
+    expect(fires.map((f) => f.now)).toEqual(['2026-11-21T12:05:00.000Z', '2026-11-21T12:10:00.000Z']);
+    s.stop();
+    clock.advance(60 * 60_000);
+    expect(fires).toHaveLength(2);
+  });
+
+  it('reads the cron expression in its time zone, and waits across days', () => {
+    fires.length = 0;
+    const clock = new FakeClock(Date.parse('2026-11-21T12:00:00Z'));
+    const s = make([schedule({ name: 'nightly', cron: '0 2 * * *', timezone: 'Europe/Berlin' })], clock);
+    s.start();
+    clock.advance(3 * 24 * 3600_000);
+    // 02:00 in Berlin is 01:00 UTC in November.
+    expect(fires.map((f) => f.now)).toEqual(['2026-11-22T01:00:00.000Z', '2026-11-23T01:00:00.000Z', '2026-11-24T01:00:00.000Z']);
+    s.stop();
+  });
+
+  it('adds the jitter after the fire time', () => {
+    fires.length = 0;
+    const clock = new FakeClock(Date.parse('2026-11-21T12:03:00Z'));
+    const s = make([schedule({ cron: '*/5 * * * *', jitterSeconds: 60 })], clock, undefined, () => 0.5);
+    s.start();
+    clock.advance(2 * 60_000 + 29_000);
+    expect(fires).toEqual([]);
+    clock.advance(1000);
+    expect(fires[0]).toMatchObject({ at: '2026-11-21T12:05:00.000Z', now: '2026-11-21T12:05:30.000Z' });
+    s.stop();
+  });
+
+  it('catches up once after downtime, however many runs were missed', () => {
+    fires.length = 0;
+    const catalog = new Catalog(tmpdir('lb-sched-'));
+    const first = new FakeClock(Date.parse('2026-11-20T00:30:00Z'));
+    const a = make([schedule({ name: 'hourly', cron: '0 * * * *' })], first, catalog);
+    a.start();
+    first.advance(30 * 60_000);
+    expect(fires.map((f) => f.reason)).toEqual(['schedule']);
+    a.stop();
+    // Down for a day and a half: 35 fire times passed.
+    const later = new FakeClock(Date.parse('2026-11-21T12:20:00Z'));
+    const b = make([schedule({ name: 'hourly', cron: '0 * * * *' })], later, catalog);
+    b.start();
+    expect(fires.slice(1)).toEqual([{ name: 'hourly', at: '2026-11-20T02:00:00.000Z', reason: 'catch-up', now: '2026-11-21T12:20:00.000Z' }]);
+    later.advance(40 * 60_000);
+    expect(fires.slice(2).map((f) => [f.reason, f.now])).toEqual([['schedule', '2026-11-21T13:00:00.000Z']]);
+    b.stop();
+    // catch_up: false skips the missed run.
+    fires.length = 0;
+    const c = make([schedule({ name: 'hourly', cron: '0 * * * *', catchUp: false })], new FakeClock(Date.parse('2026-11-22T12:20:00Z')), catalog);
+    c.start();
+    expect(fires).toEqual([]);
+    c.stop();
+  });
+});
+
+describe('scheduled jobs in the daemon', () => {
+  it('runs a scheduled backup, never two at once, and reports a failure by metric and webhook until it recovers', async () => {
+    const received: Array<{ path: string; body: Record<string, unknown> }> = [];
+    let failNext = 1; // the first delivery to /json gets a 500: it must be retried
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        if (req.url === '/json' && failNext > 0) {
+          failNext--;
+          res.writeHead(500).end();
+          return;
+        }
+        received.push({ path: req.url as string, body: JSON.parse(body) as Record<string, unknown> });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const port = (receiver.address() as AddressInfo).port;
+    const clock = new FakeClock(Date.parse('2026-11-21T12:00:30Z'));
+    const dir = tmpdir('lb-broken-');
+    const missing = path.join(dir, 'not-yet');
+    const t = await testDaemon({
+      extraSources: `  broken:\n    kind: files\n    paths: [${missing}]`,
+      extra: [
+        'schedules:',
+        '  minutely:',
+        '    run: backup',
+        '    sources: [docs]',
+        '    cron: "* * * * *"',
+        '  broken-hourly:',
+        '    run: backup',
+        '    sources: [broken]',
+        '    cron: "0 * * * *"',
+        'notifications:',
+        '  ops:',
+        `    url: http://127.0.0.1:${port}/json`,
+        '    retries: 3',
+        '  chat:',
+        `    url: http://127.0.0.1:${port}/slack`,
+        '    format: slack',
+        '    on: [failure, recovery]',
+      ].join('\n'),
+      daemon: { clock, notifyRetryDelayMs: 50 },
+    });
+    try {
+      t.daemon.start();
+      // 12:01:00 — the minutely backup starts; at 12:02:00 it still runs (the fake
+      // clock moves in no time), so that run is skipped and recorded as such.
+      clock.advance(30_000);
+      const running = t.daemon.catalog.jobs({ source: 'docs', kind: 'backup' });
+      expect(running.map((j) => [j.status, j.trigger])).toEqual([['running', 'schedule:minutely']]);
+      clock.advance(60_000);
+      const two = t.daemon.catalog.jobs({ source: 'docs', kind: 'backup' });
+      expect(two.map((j) => j.status)).toEqual(['skipped', 'running']);
+      expect(two[0]?.error).toMatch(/previous backup still running/);
+      const first = (await t.daemon.runner.wait((running[0] as JobRow).id)) as JobRow;
+      expect(first.status, first.error ?? '').toBe('succeeded');
+      // The next minute runs again, as the previous run has finished.
+      clock.advance(60_000);
+      const third = t.daemon.catalog.jobs({ source: 'docs', kind: 'backup', status: 'running' })[0] as JobRow;
+      expect(third.trigger).toBe('schedule:minutely');
+      await t.daemon.runner.wait(third.id);
+
+      // 13:00 — the broken source's hourly backup fails.
+      clock.advance(57 * 60_000);
+      const failedJob = t.daemon.catalog.jobs({ source: 'broken' })[0] as JobRow;
+      const failed = (await t.daemon.runner.wait(failedJob.id)) as JobRow;
+      expect(failed).toMatchObject({ status: 'failed', error_code: 'FAILED', error: 'none of the given paths could be read; no snapshot was saved' });
+      expect(t.daemon.catalog.log(failed.id).map((l) => l.line).join('\n')).toContain(`no such file or directory, lstat '${missing}'`);
+      await t.daemon.notifier.idle();
+      const metrics = await t.daemon.metrics.registry.metrics();
+      expect(metrics).toMatch(/^lifeboat_job_failures_total\{kind="backup",source="broken"\} 1$/m);
+      // (Every minute of the hour the fake clock skipped over found a minutely backup still running.)
+      expect(metrics).toMatch(/^lifeboat_jobs_total\{kind="backup",source="docs",status="skipped"\} [1-9]\d*$/m);
+      const json = received.filter((r) => r.path === '/json');
+      expect(json).toHaveLength(1); // delivered once, on the retry after the 500
+      expect(json[0]?.body).toMatchObject({ event: 'failure', source: 'broken', repository: 'main', job: { id: failed.id, kind: 'backup', status: 'failed' } });
+      expect(String(json[0]?.body.message)).toMatch(/^backup of broken failed: /);
+      const slack = received.filter((r) => r.path === '/slack');
+      expect(slack[0]?.body).toEqual({ text: expect.stringMatching(/^:red_circle: Lifeboat: backup of broken failed: /) });
+
+      // The directory appears; the next run succeeds and recovery is announced.
+      mkdirSync(missing);
+      writeFileSync(path.join(missing, 'x'), 'x');
+      clock.advance(60 * 60_000);
+      const again = t.daemon.catalog.jobs({ source: 'broken' })[0] as JobRow;
+      expect((await t.daemon.runner.wait(again.id))?.status).toBe('succeeded');
+      await t.daemon.notifier.idle();
+      expect(received.filter((r) => r.path === '/json').map((r) => r.body.event)).toEqual(['failure', 'recovery']);
+      expect(received.filter((r) => r.path === '/slack').map((r) => String((r.body as { text: string }).text).split(' ')[0])).toEqual([':red_circle:', ':large_green_circle:']);
+    } finally {
+      // Whatever the minutely schedule started last is left to finish before stopping.
+      for (const j of t.daemon.catalog.jobs({ status: 'running' })) await t.daemon.runner.wait(j.id);
+      await t.daemon.stop();
+      receiver.close();
+    }
+  });
+
+  it('notifies an RPO breach and its recovery', async () => {
+    const received: Array<Record<string, unknown>> = [];
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push(JSON.parse(body) as Record<string, unknown>);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const clock = new FakeClock(Date.now());
+    const t = await testDaemon({
+      extra: ['notifications:', '  ops:', `    url: http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, '    on: [rpo_breach, recovery]'].join('\n'),
+      daemon: { clock },
+    });
+    try {
+      t.daemon.start();
+      // No backup at all, an hour and a bit after start: over the 1 h target.
+      clock.advance(3700_000);
+      await t.daemon.notifier.idle();
+      expect(received.map((r) => [r.event, r.source])).toEqual([['rpo_breach', 'docs']]);
+      expect(String(received[0]?.message)).toMatch(/^RPO of docs is \d+ s, over its target of 3600 s$/);
+      const job = t.daemon.submit({ kind: 'backup', source: 'docs', trigger: 'test' });
+      await t.daemon.runner.wait(job.id);
+      // The fake clock is an hour ahead of the backup's real time: bring it back, then check.
+      clock.set(Date.now());
+      t.daemon.watchRpo();
+      await t.daemon.notifier.idle();
+      expect(received.map((r) => r.event)).toEqual(['rpo_breach', 'recovery']);
+    } finally {
+      await t.daemon.stop();
+      receiver.close();
+    }
+  });
+});
