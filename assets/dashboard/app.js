@@ -105,10 +105,11 @@
     return `${u === 0 ? v : v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
   }
 
-  /** Seconds as "0.4 s", "12 s", "4m 12s", "3h 05m", "2d 4h". */
+  /** Seconds as "80 ms", "4.2 s", "12 s", "4m 12s", "3h 05m", "2d 4h". */
   function formatSeconds(s) {
     if (s === null || s === undefined || !Number.isFinite(Number(s))) return '—';
     const v = Math.max(0, Number(s));
+    if (v < 1) return `${Math.round(v * 1000)} ms`;
     if (v < 10) return `${v.toFixed(1)} s`;
     if (v < 60) return `${Math.round(v)} s`;
     const total = Math.round(v);
@@ -348,7 +349,7 @@
   function markUpdated(ok) {
     const el = $('#updated');
     el.classList.toggle('stale', !ok);
-    el.textContent = ok ? `Updated ${new Date().toLocaleTimeString()}` : 'Update failed, retrying…';
+    el.textContent = ok ? `Updated ${new Date().toISOString().slice(11, 19)} UTC` : 'Update failed, retrying…';
   }
 
   // --- actions ----------------------------------------------------------------
@@ -577,6 +578,7 @@
       cells: [
         cell(timeCell(d.time)),
         cell(d.source),
+        cell(d.snapshot ? html`<span class="mono" title="${d.snapshot}">${d.snapshot.slice(0, 8)}</span>` : html`<span class="muted">—</span>`),
         cell(html`<span class="badge ${d.ok ? 'ok' : 'over'}">${d.ok ? 'passed' : 'failed'}</span>`),
         cell(formatSeconds(d.rto_seconds), 'num'),
         cell(formatSeconds(d.rpo_seconds), 'num'),
@@ -650,13 +652,12 @@
     const m = { top: 16, right: 70, bottom: 46, left: 74 };
     const iw = W - m.left - m.right;
     const ih = H - m.top - m.bottom;
-    let t0 = points[0].t;
-    let t1 = points[points.length - 1].t;
-    if (t1 - t0 < 60_000) {
-      const mid = (t0 + t1) / 2;
-      t0 = mid - 30_000;
-      t1 = mid + 30_000;
-    }
+    // A little room either side, so the first and last points are not on the axes.
+    const first = points[0].t;
+    const last = points[points.length - 1].t;
+    const pad = last > first ? Math.max((last - first) * 0.06, 500) : 30_000;
+    const t0 = first - pad;
+    const t1 = last + pad;
     const sizeAxis = axis(Math.max(...points.map((p) => p.size)), SIZE_UNITS);
     const timeAxis = axis(Math.max(...points.map((p) => p.seconds)), TIME_UNITS);
     const x = (t) => m.left + ((t - t0) / (t1 - t0)) * iw;

@@ -147,11 +147,11 @@ export function loadConfig(file: string): LifeboatConfig {
   return parseConfig(text, file);
 }
 
-/** Seconds in "90s", "5m", "1h", "7d"; a bare number is seconds. */
+/** Seconds in "500ms", "90s", "5m", "1h", "7d"; a bare number is seconds. */
 export function durationSeconds(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?$/.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$/.exec(text.trim());
   if (!m) return undefined;
-  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[(m[2] ?? 's') as 's'];
+  return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[(m[2] ?? 's') as 's'];
 }
 
 /** Reads YAML nodes, failing with the file and line of the node at fault. */
