@@ -437,7 +437,9 @@
   function meter(value, target, level) {
     if (value === null || value === undefined || !target) return '';
     const pct = Math.max(2, Math.min(100, Math.round((value / target) * 100)));
-    return html`<div class="meter ${level}" title="${Math.round((value / target) * 100)}% of the target"><div style="width:${pct}%"></div></div>`;
+    // SVG attributes rather than an inline style, so a strict Content-Security-Policy allows it.
+    return html`<svg class="meter ${level}" viewBox="0 0 100 6" preserveAspectRatio="none" aria-hidden="true"><title>${Math.round((value / target) * 100)}% of the target</title>
+      <rect class="track" width="100" height="6" rx="3"/><rect class="fill" width="${pct}" height="6" rx="3"/></svg>`;
   }
 
   function lastBackupCell(s) {
@@ -620,10 +622,12 @@
       if (span < 24 * 3600 * 1000) return iso.slice(11, 16);
       return `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
     };
-    return Array.from({ length: count }, (_, i) => {
+    const ticks = Array.from({ length: count }, (_, i) => {
       const t = t0 + (span * i) / (count - 1);
       return { t, label: fmt(t) };
     });
+    // A short span repeats labels at this resolution: keep the first of each.
+    return ticks.filter((k, i) => i === 0 || k.label !== ticks[i - 1].label);
   }
 
   function linePath(points, x, y) {

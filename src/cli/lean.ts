@@ -29,6 +29,8 @@ const VALUE_FLAGS: Record<string, string> = {
   '-p': 'passwordFile',
   '--prefetch': 'prefetch',
   '--compression': 'compression',
+  '--config': 'config',
+  '-c': 'config',
 };
 
 /** Parses `pg archive-push|archive-get ...`; undefined when the full CLI should handle it. */
@@ -57,6 +59,7 @@ export function parse(argv: string[]): ArchiveCall | undefined {
   if (values.repo) g.repo = values.repo;
   if (values.passwordFile) g.passwordFile = values.passwordFile;
   if (values.compression) g.compression = values.compression;
+  if (values.config) g.config = values.config;
   return { verb, name, g, args, ...(values.prefetch ? { prefetch: values.prefetch } : {}) };
 }
 

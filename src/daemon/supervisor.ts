@@ -5,6 +5,7 @@
  * held everything (archive lag, current RPO).
  */
 import type { ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import type { Catalog } from './catalog.js';
 import { runLifeboat } from './jobs.js';
@@ -25,11 +26,12 @@ const MAX_BACKOFF_MS = 60_000;
 /** A run this long resets the backoff. */
 const HEALTHY_RUN_MS = 60_000;
 
-export function replicationCommand(s: SourceConfig): string[] {
+/** The command that archives a source continuously; PostgreSQL's WAL is spooled under the state directory. */
+export function replicationCommand(s: SourceConfig, stateDir: string): string[] {
   if (s.kind === 'sqlite') {
     return ['sqlite', 'replicate', s.path as string, '--name', s.name, ...(s.interval ? ['--interval', s.interval] : []), ...(s.snapshotInterval ? ['--snapshot-interval', s.snapshotInterval] : [])];
   }
-  return ['pg', 'stream', '--name', s.name, '--dsn', s.dsn as string, ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
+  return ['pg', 'stream', '--name', s.name, '--dsn', s.dsn as string, '--spool', path.join(stateDir, 'spool', s.name), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
 }
 
 export class Supervisor {
@@ -58,7 +60,7 @@ export class Supervisor {
     const job = this.catalog.createJob({ kind: 'replicate', source: s.name, repository: s.repository, trigger: 'daemon', status: 'running' });
     this.catalog.updateJob(job.id, { started_at: new Date().toISOString() });
     const started = Date.now();
-    void runLifeboat(this.config, s.repository, replicationCommand(s), {
+    void runLifeboat(this.config, s.repository, replicationCommand(s, this.catalog.stateDir), {
       onSpawn: (c) => {
         this.children.set(s.name, c);
         state.up = true;

@@ -35,8 +35,9 @@ export function register(program: Command): void {
           });
         }
         const records: DrillRecord[] = [];
+        const getCommand = await archiveGetCommand(g, 'drill');
         for (const s of sources) {
-          const r = await drill(repo, s, { archiveGetCommand: (name) => archiveGetCommand(g, name, 'drill') });
+          const r = await drill(repo, s, { archiveGetCommand: getCommand });
           records.push(r);
           if (!g.json && !g.quiet) {
             console.log(`${r.ok ? 'ok    ' : 'FAILED'}  ${r.source}  RTO ${seconds(r.rto_seconds)}  RPO ${seconds(r.rpo_seconds)}`);

@@ -5,7 +5,7 @@ import { LifeboatError } from '../../errors.js';
 import type { PgTarget } from '../../engine/postgres/restore.js';
 import { parseLsn } from '../../sources/postgres/wal.js';
 import { parseLocation } from '../../storage/registry.js';
-import { repoLocation, type GlobalOptions } from '../context.js';
+import { findConfig, repoLocation, type GlobalOptions } from '../context.js';
 import { parseTime } from './options.js';
 
 export interface TargetFlags {
@@ -34,18 +34,27 @@ export function targetOf(f: TargetFlags): PgTarget {
 
 /**
  * The restore_command PostgreSQL will run: this very CLI, with absolute paths, the
- * repository and a password file (the server cannot be handed a password otherwise).
+ * repository (a location, or a name of the configuration file with that file) and a
+ * password file (the server cannot be handed a password otherwise). The returned
+ * function refuses when no password file is known, so callers that may not need one
+ * (a drill of SQLite sources) do not fail early.
  */
-export function archiveGetCommand(g: GlobalOptions, name: string, verb: string): string {
-  const pwFile = g.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE;
-  if (!pwFile) {
-    throw new LifeboatError('USAGE', `pg ${verb} needs --password-file (or LIFEBOAT_PASSWORD_FILE)`, {
-      hint: "PostgreSQL's restore_command runs `lifeboat pg archive-get`, which must read the password from a file",
-    });
-  }
-  let repo = repoLocation(g);
-  if (parseLocation(repo).scheme === 'local') repo = path.resolve(parseLocation(repo).rest);
-  const cli = realpathSync(process.argv[1] ?? 'lifeboat');
+export async function archiveGetCommand(g: GlobalOptions, verb: string): Promise<(name: string) => string> {
+  const repoArg = repoLocation(g);
+  const config = await findConfig(g);
+  const named = config?.repositories.get(repoArg);
+  const pwFile = g.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE ?? named?.passwordFile;
   const q = (s: string) => `"${s.replace(/(["\\$`])/g, '\\$1')}"`;
-  return `${q(process.execPath)} ${q(cli)} pg archive-get --name ${q(name)} --repo ${q(repo)} --password-file ${q(path.resolve(pwFile))}`;
+  let where: string;
+  if (named && config) where = `--config ${q(path.resolve(config.file))} --repo ${q(repoArg)}`;
+  else where = `--repo ${q(parseLocation(repoArg).scheme === 'local' ? path.resolve(parseLocation(repoArg).rest) : repoArg)}`;
+  const cli = realpathSync(process.argv[1] ?? 'lifeboat');
+  return (name) => {
+    if (!pwFile) {
+      throw new LifeboatError('USAGE', `pg ${verb} needs --password-file (or LIFEBOAT_PASSWORD_FILE, or password_file in lifeboat.yaml)`, {
+        hint: "PostgreSQL's restore_command runs `lifeboat pg archive-get`, which must read the password from a file",
+      });
+    }
+    return `${q(process.execPath)} ${q(cli)} pg archive-get --name ${q(name)} ${where} --password-file ${q(path.resolve(pwFile))}`;
+  };
 }

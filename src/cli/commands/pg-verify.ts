@@ -43,7 +43,7 @@ export function register(pg: Command): void {
     .action(async (f: VerifyFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
-      const command = archiveGetCommand(g, f.name, 'verify');
+      const command = (await archiveGetCommand(g, 'verify'))(f.name);
       // Interrupted: stop and remove the scratch cluster instead of leaving it running.
       const onSignal = () => {
         process.stderr.write('interrupted: stopping the scratch cluster…\n');

@@ -106,7 +106,7 @@ export function register(program: Command): void {
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
-      const command = archiveGetCommand(g, f.name, 'restore');
+      const command = (await archiveGetCommand(g, 'restore'))(f.name);
       await withRepo(g, async (repo) => {
         const started = Date.now();
         const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command, ...(f.delta ? { delta: true } : {}), ...(f.snapshot ? { snapshot: f.snapshot } : {}) });
