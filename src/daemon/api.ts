@@ -100,6 +100,11 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       }),
     },
     {
+      method: 'GET', url: '/api/v1/whoami', role: 'viewer', summary: "The calling token's name and role",
+      response: [200, 'the token', obj({ id: str, name: str, role: str })],
+      handler: (_req, _reply, who) => ({ id: who.token?.id, name: who.token?.name, role: who.token?.role }),
+    },
+    {
       method: 'GET', url: '/api/v1/sources', role: 'viewer', summary: 'Sources with their last backup, current RPO, measured RTO and targets',
       response: [200, 'sources', { type: 'array', items: { type: 'object' } }],
       handler: () => d.sources(),
@@ -285,7 +290,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     }
     (req as FastifyRequest & { caller: Caller }).caller = { token };
     if (!allows(token.role, def.role)) {
-      return sendError(reply, new LifeboatError('PERMISSION', `${def.method} ${def.url} needs the ${def.role} role; token "${token.name}" is ${token.role}`, { hint: 'ask an admin for a token with that role' }));
+      return sendError(reply, new LifeboatError('PERMISSION', `${req.method} ${req.url.split('?')[0]} needs the ${def.role} role; token "${token.name}" is ${token.role}`, { hint: 'ask an admin for a token with that role' }));
     }
   });
   app.addHook('onResponse', async (req, reply) => {
@@ -312,6 +317,17 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, new LifeboatError('NOT_FOUND', `no such endpoint: ${req.method} ${req.url.split('?')[0]}`, { hint: 'GET /api/v1/openapi.json lists them' })));
 
+  // An empty JSON body is an empty object (curl -X POST -H 'content-type: application/json').
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    if (body === '') return done(null, {});
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(new LifeboatError('USAGE', 'the request body is not valid JSON', { hint: 'send a JSON object, or no body' }), undefined);
+    }
+  });
+
   for (const def of routes) {
     app.route({
       method: def.method,
@@ -328,9 +344,13 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     if (!existsSync(full)) return sendError(reply, new LifeboatError('NOT_FOUND', `dashboard file ${file} is missing from this installation`));
     reply.header('content-type', DASHBOARD_FILES[file] as string);
     reply.header('cache-control', 'no-cache');
+    // The page keeps a token in local storage: no script but its own may run.
+    reply.header('content-security-policy', "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+    reply.header('x-content-type-options', 'nosniff');
     return readFileSync(full);
   };
   app.get('/', (_req, reply) => reply.redirect('/dashboard/'));
+  app.get('/dashboard', (_req, reply) => reply.redirect('/dashboard/'));
   app.get('/dashboard/', page('index.html'));
   for (const file of Object.keys(DASHBOARD_FILES)) app.get(`/dashboard/${file}`, page(file));
   return app;

@@ -48,9 +48,12 @@ export class Daemon {
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.catalog = new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
     this.runner = new JobRunner(config, this.catalog);
-    this.notifier = new Notifier([...config.notifications.values()], this.log, opts.notifyRetryDelayMs);
+    this.notifier = new Notifier([...config.notifications.values()], (name, message) => {
+      this.metrics.notifyFailures.inc({ notification: name });
+      this.log(message);
+    }, opts.notifyRetryDelayMs);
     this.metrics = new Metrics(() => ({ sources: this.sources(), repositories: this.repositories(), running: this.catalog.jobs({ status: 'running', limit: 1000 }).length }));
-    this.metrics.declare([...config.sources.values()], ['backup', 'drill']);
+    this.metrics.declare([...config.sources.keys()], [...config.repositories.keys()], [...config.notifications.keys()]);
     this.supervisor = new Supervisor(config, this.catalog);
     this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
     this.runner.on('finished', (job: JobRow) => this.finished(job));

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobRow } from './catalog.js';
+import { PROGRAM_VERSION } from '../repo/repository.js';
 
 export interface SourceStatus {
   name: string;
@@ -36,6 +37,7 @@ export class Metrics {
   private readonly failures: Counter<'kind' | 'source'>;
   private readonly duration: Histogram<'source'>;
   private readonly size: Histogram<'source'>;
+  readonly notifyFailures: Counter<'notification'>;
 
   constructor(status: () => { sources: SourceStatus[]; repositories: RepositoryStatus[]; running: number }) {
     const r = this.registry;
@@ -82,6 +84,7 @@ export class Metrics {
     perSource('lifeboat_archive_lag_seconds', 'Seconds since the log archive (WAL, SQLite frames) last held every commit', (s) => s.archive?.lag_seconds);
     perSource('lifeboat_archive_up', '1 while continuous archiving runs for the source', (s) => (s.archive ? Number(s.archive.up) : null));
     perSource('lifeboat_archive_restarts', 'Restarts of continuous archiving since the daemon started', (s) => s.archive?.restarts);
+    perSource('lifeboat_source_failing', '1 while the newest backup job of the source failed (until one succeeds)', (s) => Number(s.failing));
     new Gauge({
       name: 'lifeboat_verification_last_success',
       help: '1 when the newest check of the repository passed, 0 when it failed',
@@ -92,6 +95,18 @@ export class Metrics {
         for (const repo of status().repositories) if (repo.last_check) this.set({ repository: repo.name }, Number(repo.last_check.ok));
       },
     });
+    new Gauge({
+      name: 'lifeboat_verification_last_timestamp_seconds',
+      help: 'When the newest check of the repository finished (Unix time)',
+      labelNames: ['repository'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const repo of status().repositories) if (repo.last_check) this.set({ repository: repo.name }, Date.parse(repo.last_check.time) / 1000);
+      },
+    });
+    new Gauge({ name: 'lifeboat_build_info', help: 'The running version (value 1)', labelNames: ['version'], registers: [r] }).set({ version: PROGRAM_VERSION }, 1);
+    this.notifyFailures = new Counter({ name: 'lifeboat_notifications_failed_total', help: 'Notifications that could not be delivered after every retry', labelNames: ['notification'], registers: [r] });
     new Gauge({
       name: 'lifeboat_jobs_running',
       help: 'Jobs running now',
@@ -112,8 +127,10 @@ export class Metrics {
     }
   }
 
-  /** Makes every per-source failure series exist at 0, so rate() and alerts see it from the start. */
-  declare(sources: Array<{ name: string }>, kinds: readonly string[]): void {
-    for (const s of sources) for (const kind of kinds) this.failures.inc({ kind, source: s.name }, 0);
+  /** Makes the failure series exist at 0 from the start (sources: backup, drill; repositories: check), so increase() and alerts see the first failure. */
+  declare(sources: readonly string[], repositories: readonly string[], notifications: readonly string[]): void {
+    for (const source of sources) for (const kind of ['backup', 'drill']) this.failures.inc({ kind, source }, 0);
+    for (const repository of repositories) this.failures.inc({ kind: 'check', source: repository }, 0);
+    for (const n of notifications) this.notifyFailures.inc({ notification: n }, 0);
   }
 }

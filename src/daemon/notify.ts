@@ -28,7 +28,8 @@ export class Notifier {
 
   constructor(
     private readonly targets: readonly NotificationConfig[],
-    private readonly log: (message: string) => void,
+    /** Called when a notification could not be delivered after every retry. */
+    private readonly undelivered: (notification: string, message: string) => void,
     private readonly baseDelayMs = 1000,
   ) {}
 
@@ -65,6 +66,6 @@ export class Notifier {
         lastError = (err as Error).message;
       }
     }
-    this.log(`notification "${t.name}" (${n.event}) not delivered: ${lastError}`);
+    this.undelivered(t.name, `notification "${t.name}" (${n.event}) not delivered: ${lastError}`);
   }
 }

@@ -71,6 +71,10 @@ describe('authentication and roles', () => {
     expect(t.daemon.catalog.auditLog(1)[0]).toMatchObject({ actor: 'alice-viewer', role: 'viewer', status_code: 403, outcome: 'refused' });
   });
 
+  it('tells a token who it is', async () => {
+    expect((await call('GET', '/api/v1/whoami', 'operator')).json()).toMatchObject({ name: 'olga-operator', role: 'operator' });
+  });
+
   it('lets an operator run jobs but not manage tokens or apply retention', async () => {
     expect((await call('GET', '/api/v1/tokens', 'operator')).statusCode).toBe(403);
     expect((await call('POST', '/api/v1/tokens', 'operator', { name: 'x', role: 'admin' })).statusCode).toBe(403);
@@ -148,6 +152,9 @@ describe('jobs through the API', () => {
     expect(family('lifeboat_jobs_total').metrics.find((m) => m.labels?.source === 'docs' && m.labels?.status === 'succeeded')?.value).toBe('1');
     family('lifeboat_archive_lag_seconds');
     family('lifeboat_rto_seconds');
+    expect(docs('lifeboat_source_failing')?.value).toBe('0');
+    expect(family('lifeboat_job_failures_total').metrics.find((m) => m.labels?.source === 'main' && m.labels?.kind === 'check')?.value).toBe('0');
+    expect(family('lifeboat_build_info').metrics[0]?.labels?.version).toMatch(/^\d+\.\d+\.\d+/);
   });
 
   it('runs a drill and reports its measured RTO; the metric follows', async () => {
@@ -223,6 +230,11 @@ describe('bad input', () => {
     }
     const bad = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/restores', headers: { ...t.auth('operator'), 'content-type': 'application/json' }, payload: '{not json' });
     expect(bad.statusCode).toBe(400);
+    expect(bad.json().error).toMatchObject({ code: 'USAGE', message: 'the request body is not valid JSON' });
+    // An empty JSON body is no body: a drill of every source.
+    const empty = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/drills', headers: { ...t.auth('operator'), 'content-type': 'application/json' }, payload: '' });
+    expect(empty.statusCode, empty.body).toBe(202);
+    for (const j of (empty.json() as { jobs: JobRow[] }).jobs) await t.daemon.runner.wait(j.id);
   });
 });
 
@@ -235,6 +247,14 @@ describe('openapi and health', () => {
     }
     expect(doc.paths['/api/v1/sources/{name}/backup']?.post?.['x-lifeboat-role']).toBe('operator');
     expect(doc.paths['/api/v1/tokens']?.post?.['x-lifeboat-role']).toBe('admin');
+  });
+
+  it('serves the dashboard with a policy that lets only its own scripts run', async () => {
+    expect((await t.daemon.app.inject({ method: 'GET', url: '/dashboard' })).headers.location).toBe('/dashboard/');
+    const page = await t.daemon.app.inject({ method: 'GET', url: '/dashboard/' });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-security-policy']).toMatch(/default-src 'self'/);
+    expect(page.body).toContain('app.js');
   });
 
   it('answers liveness always and readiness once started', async () => {

@@ -213,6 +213,7 @@ describe('scheduled jobs in the daemon', () => {
       await t.daemon.notifier.idle();
       expect(received.filter((r) => r.path === '/json').map((r) => r.body.event)).toEqual(['failure', 'recovery']);
       expect(received.filter((r) => r.path === '/slack').map((r) => String((r.body as { text: string }).text).split(' ')[0])).toEqual([':red_circle:', ':large_green_circle:']);
+      expect(await t.daemon.metrics.registry.metrics()).toMatch(/^lifeboat_notifications_failed_total\{notification="ops"\} 0$/m);
     } finally {
       // Whatever the minutely schedule started last is left to finish before stopping.
       for (const j of t.daemon.catalog.jobs({ status: 'running' })) await t.daemon.runner.wait(j.id);
