@@ -383,13 +383,18 @@ function readSchedule(r: Reader, name: string, map: YAMLMap, config: LifeboatCon
   const repoJob = run === 'check' || run === 'prune';
   if (repoJob && repository === undefined && config.repositories.size !== 1) r.fail(map, `schedule "${name}" (${run}) needs "repository"`);
   if (!repoJob && sources.length === 0 && config.sources.size === 0) r.fail(map, `schedule "${name}" (${run}) has no sources to run for`, 'define sources, or list them with `sources:`');
+  if (run === 'forget') {
+    const without = (sources.length > 0 ? sources : [...config.sources.keys()]).filter((n) => !config.sources.get(n)?.retention);
+    if (sources.length > 0 && without.length > 0) r.fail(e.get('sources'), `schedule "${name}" (forget) names source "${without[0]}", which has no retention policy`, 'add retention: { keep_daily: 7, ... } to the source');
+    if (sources.length === 0 && without.length === config.sources.size) r.fail(map, `schedule "${name}" (forget): no source has a retention policy`, 'add retention: to the sources it should thin out');
+  }
   const subset = e.get('read_data_subset');
   if (subset !== undefined && !/^\d+(\.\d+)?%$/.test(String((subset as { value?: unknown }).value))) r.fail(subset, '"read_data_subset" must be a percentage such as 5%');
   return {
     name,
     run,
-    // No list: every source (backup, drill, forget).
-    sources: repoJob ? [] : sources.length > 0 ? sources : [...config.sources.keys()],
+    // No list: every source (backup, drill), every source with a retention policy (forget).
+    sources: repoJob ? [] : sources.length > 0 ? sources : [...config.sources.keys()].filter((n) => run !== 'forget' || config.sources.get(n)?.retention),
     ...(repoJob ? { repository: repository ?? ([...config.repositories.keys()][0] as string) } : {}),
     cron,
     ...(timezone ? { timezone } : {}),

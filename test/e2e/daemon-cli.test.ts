@@ -86,6 +86,7 @@ describe('lifeboat config check', () => {
       ['broken YAML', good.replace('  ops:\n', '  ops\n'), /lifeboat\.yaml:\d+: not valid YAML/],
       ['a bad notification event', good.replace('    format: slack', '    format: slack\n    on: [failure, fire]'), /"fire" is not an event/],
       ['a bad listen address', good.replace('127.0.0.1:0', 'localhost'), /"listen" must be HOST:PORT/],
+      ['retention for a source without a policy', good.replace('  verify:\n', '  thin:\n    run: forget\n    sources: [memory]\n    cron: "0 6 * * *"\n  verify:\n'), /schedule "thin" \(forget\) names source "memory", which has no retention policy/],
     ];
     for (const [what, text, message] of cases) {
       const file = write(dir, text);

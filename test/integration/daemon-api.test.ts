@@ -181,6 +181,19 @@ describe('jobs through the API', () => {
     expect(readFileSync(files, 'utf8')).toBe('first file\n');
   });
 
+  it('rebuilds what the catalog knows of backups and drills from the repository', async () => {
+    const before = { backups: t.daemon.catalog.backups(), drills: t.daemon.catalog.drills() };
+    expect(before.backups.length).toBeGreaterThan(0);
+    expect(before.drills.length).toBeGreaterThan(0);
+    t.daemon.catalog.db.exec('DELETE FROM backups; DELETE FROM drills');
+    expect((await call('POST', '/api/v1/catalog/rebuild', 'operator')).statusCode).toBe(403);
+    const r = await call('POST', '/api/v1/catalog/rebuild', 'admin');
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json()).toEqual({ backups: before.backups.length, drills: before.drills.length });
+    expect(t.daemon.catalog.backups().map((b) => [b.snapshot_id, b.source, b.size_bytes])).toEqual(before.backups.map((b) => [b.snapshot_id, b.source, b.size_bytes]));
+    expect(t.daemon.catalog.drills().map((d) => [d.time, d.ok, d.rto_seconds])).toEqual(before.drills.map((d) => [d.time, d.ok, d.rto_seconds]));
+  });
+
   it('previews retention without removing anything', async () => {
     const r = await call('GET', '/api/v1/sources/docs/retention', 'viewer');
     expect(r.statusCode, r.body).toBe(200);
