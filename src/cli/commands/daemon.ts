@@ -9,6 +9,7 @@ import { LifeboatError } from '../../errors.js';
 import { findConfig, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import type { LifeboatConfig } from '../../config/config.js';
+import type { Catalog } from '../../daemon/catalog.js';
 
 async function requireConfig(g: GlobalOptions, file?: string): Promise<LifeboatConfig> {
   const config = await findConfig(file ? { ...g, config: file } : g);
@@ -18,9 +19,15 @@ async function requireConfig(g: GlobalOptions, file?: string): Promise<LifeboatC
   return config;
 }
 
-async function openCatalog(config: LifeboatConfig) {
+/** Opens the daemon's catalog (in server.state_dir) for one command. */
+async function withCatalog<T>(config: LifeboatConfig, fn: (catalog: Catalog) => T): Promise<T> {
   const { Catalog } = await import('../../daemon/catalog.js');
-  return new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
+  const catalog = new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
+  try {
+    return fn(catalog);
+  } finally {
+    catalog.close();
+  }
 }
 
 export function register(program: Command): void {
@@ -106,16 +113,11 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const { createToken, parseRole } = await import('../../daemon/auth.js');
       const role = parseRole(f.role);
-      const catalog = await openCatalog(await requireConfig(g));
-      try {
-        const t = createToken(catalog, role, f.name);
-        if (g.json) printJson({ id: t.id, name: f.name, role, token: t.token });
-        else {
-          console.log(t.token);
-          if (!g.quiet) console.error(`lifeboat: token ${t.id} (${f.name}, ${role}) created; it is shown only now`);
-        }
-      } finally {
-        catalog.close();
+      const t = await withCatalog(await requireConfig(g), (catalog) => createToken(catalog, role, f.name));
+      if (g.json) printJson({ id: t.id, name: f.name, role, token: t.token });
+      else {
+        console.log(t.token);
+        if (!g.quiet) console.error(`lifeboat: token ${t.id} (${f.name}, ${role}) created; it is shown only now`);
       }
     });
   token
@@ -123,28 +125,18 @@ export function register(program: Command): void {
     .description('list tokens (never their secrets)')
     .action(async (_f: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      const catalog = await openCatalog(await requireConfig(g));
-      try {
-        const all = catalog.tokens();
-        if (g.json) return printJson(all);
-        for (const t of all) console.log(`${t.id}  ${t.role.padEnd(8)}  ${t.name}  created ${t.created_at}${t.revoked_at ? `  revoked ${t.revoked_at}` : ''}`);
-      } finally {
-        catalog.close();
-      }
+      const all = await withCatalog(await requireConfig(g), (catalog) => catalog.tokens());
+      if (g.json) return printJson(all);
+      for (const t of all) console.log(`${t.id}  ${t.role.padEnd(8)}  ${t.name}  created ${t.created_at}${t.revoked_at ? `  revoked ${t.revoked_at}` : ''}`);
     });
   token
     .command('revoke <id-or-name>')
     .description('revoke a token')
     .action(async (idOrName: string, _f: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      const catalog = await openCatalog(await requireConfig(g));
-      try {
-        const n = catalog.revokeToken(idOrName);
-        if (n === 0) throw new LifeboatError('NOT_FOUND', `no active token "${idOrName}"`, { hint: '`lifeboat token list` shows them' });
-        if (!g.quiet) console.log(`revoked ${n} token${n === 1 ? '' : 's'}`);
-      } finally {
-        catalog.close();
-      }
+      const n = await withCatalog(await requireConfig(g), (catalog) => catalog.revokeToken(idOrName));
+      if (n === 0) throw new LifeboatError('NOT_FOUND', `no active token "${idOrName}"`, { hint: '`lifeboat token list` shows them' });
+      if (!g.quiet) console.log(`revoked ${n} token${n === 1 ? '' : 's'}`);
     });
 
   program
@@ -155,14 +147,9 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const c = await requireConfig(g);
       const { runbook } = await import('../../daemon/runbook.js');
-      const catalog = await openCatalog(c);
-      try {
-        const text = runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0] });
-        if (f.output) writeFileSync(f.output, text);
-        else process.stdout.write(text);
-      } finally {
-        catalog.close();
-      }
+      const text = await withCatalog(c, (catalog) => runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0] }));
+      if (f.output) writeFileSync(f.output, text);
+      else process.stdout.write(text);
     });
 
   program
