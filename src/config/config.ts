@@ -109,6 +109,8 @@ export interface ServerConfig {
   tls?: { cert: string; key: string };
   /** How often RPO is compared with the targets, in seconds. */
   checkIntervalSeconds: number;
+  /** Finished jobs and their logs older than this are dropped from the catalog, in seconds. */
+  keepJobsSeconds: number;
 }
 
 export interface LifeboatConfig {
@@ -131,7 +133,7 @@ const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_logs_within'];
 const SCHEDULE_KEYS = ['run', 'sources', 'repository', 'cron', 'timezone', 'jitter', 'catch_up', 'read_data_subset'];
 const NOTIFY_KEYS = ['url', 'format', 'on', 'retries', 'timeout', 'headers'];
-const SERVER_KEYS = ['listen', 'state_dir', 'tls', 'check_interval'];
+const SERVER_KEYS = ['listen', 'state_dir', 'tls', 'check_interval', 'keep_jobs'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DOCS = 'see docs/configuration.md';
 
@@ -247,7 +249,7 @@ export function parseConfig(text: string, file: string): LifeboatConfig {
     sources: new Map(),
     schedules: new Map(),
     notifications: new Map(),
-    server: { host: '127.0.0.1', port: 8470, stateDir: 'lifeboat-state', checkIntervalSeconds: 30 },
+    server: { host: '127.0.0.1', port: 8470, stateDir: 'lifeboat-state', checkIntervalSeconds: 30, keepJobsSeconds: 90 * 86400 },
   };
   const root = doc.contents;
   if (root === null || root === undefined) return config;
@@ -438,6 +440,7 @@ function readServer(r: Reader, map: YAMLMap, server: ServerConfig): void {
       server.port = port;
     } else if (k === 'state_dir') server.stateDir = r.string(v, '"state_dir"');
     else if (k === 'check_interval') server.checkIntervalSeconds = r.seconds(v, '"check_interval"');
+    else if (k === 'keep_jobs') server.keepJobsSeconds = r.seconds(v, '"keep_jobs"');
     else if (k === 'tls') {
       const t = new Map(r.entries(r.map(v, '"tls"'), ['cert', 'key'], 'in "server.tls"').map(([kk, vv]) => [kk, vv]));
       if (!t.has('cert') || !t.has('key')) r.fail(v, '"tls" needs both "cert" and "key" (PEM files)');

@@ -166,6 +166,15 @@ export class Catalog {
       .run(new Date().toISOString()).changes;
   }
 
+  /** Drops finished jobs (and their logs) that finished before `before`; returns how many. */
+  pruneJobs(before: Date): number {
+    return this.db.transaction(() => {
+      const cutoff = before.toISOString();
+      this.db.prepare("DELETE FROM job_log WHERE job_id IN (SELECT id FROM jobs WHERE finished_at < ? AND status NOT IN ('queued', 'running'))").run(cutoff);
+      return this.db.prepare("DELETE FROM jobs WHERE finished_at < ? AND status NOT IN ('queued', 'running')").run(cutoff).changes;
+    })();
+  }
+
   appendLog(jobId: string, stream: 'stdout' | 'stderr' | 'daemon', line: string): void {
     this.db
       .prepare('INSERT INTO job_log (job_id, seq, time, stream, line) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_log WHERE job_id = ?), ?, ?, ?)')

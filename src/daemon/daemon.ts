@@ -84,8 +84,13 @@ export class Daemon {
     if (interrupted > 0) this.log(`${interrupted} job(s) were running when the daemon last stopped; marked failed`);
     this.scheduler.start();
     this.supervisor.start();
+    let lastPrune = 0;
     const tick = () => {
       this.watchRpo();
+      if (this.clock.now() - lastPrune >= 3600_000) {
+        lastPrune = this.clock.now();
+        this.catalog.pruneJobs(new Date(this.clock.now() - this.config.server.keepJobsSeconds * 1000));
+      }
       this.checkTimer = this.clock.setTimeout(tick, this.config.server.checkIntervalSeconds * 1000);
     };
     this.checkTimer = this.clock.setTimeout(tick, this.config.server.checkIntervalSeconds * 1000);

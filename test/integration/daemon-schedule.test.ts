@@ -222,6 +222,26 @@ describe('scheduled jobs in the daemon', () => {
     }
   });
 
+  it('drops finished jobs older than keep_jobs from the catalog', async () => {
+    const clock = new FakeClock(Date.now());
+    const t = await testDaemon({ extra: 'server:\n  listen: 127.0.0.1:0\n  state_dir: state\n  keep_jobs: 1d', daemon: { clock } });
+    try {
+      const job = t.daemon.submit({ kind: 'backup', source: 'docs', trigger: 'test' });
+      await t.daemon.runner.wait(job.id);
+      t.daemon.start();
+      clock.advance(60_000);
+      expect(t.daemon.catalog.job(job.id)?.status).toBe('succeeded');
+      expect(t.daemon.catalog.log(job.id).length).toBeGreaterThan(0);
+      clock.advance(2 * 86400_000);
+      expect(t.daemon.catalog.job(job.id)).toBeUndefined();
+      expect(t.daemon.catalog.log(job.id)).toEqual([]);
+      // What the repository holds is not a job: the backup stays known.
+      expect(t.daemon.catalog.backups('docs')).toHaveLength(1);
+    } finally {
+      await t.daemon.stop();
+    }
+  });
+
   it('notifies an RPO breach and its recovery', async () => {
     const received: Array<Record<string, unknown>> = [];
     const receiver = http.createServer((req, res) => {
