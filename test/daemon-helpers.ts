@@ -18,10 +18,10 @@ export interface TestDaemon {
 }
 
 /**
- * A daemon over a fresh repository with one files source, `docs`. `extra` is YAML
- * appended to the file (more sources under `sources:` need their own section keys,
- * so pass whole sections: schedules, notifications, server). Not listening and not
- * started unless asked.
+ * A daemon over a fresh repository with one files source, `docs`. `extraSources` is
+ * YAML added under `sources:`, `extra` whole sections (schedules, notifications,
+ * server); `$DIR` in either is the test's directory. Not listening and not started
+ * unless asked.
  */
 export async function testDaemon(opts: { extraSources?: string; extra?: string; start?: boolean; daemon?: DaemonOptions } = {}): Promise<TestDaemon> {
   const dir = tmpdir('lb-daemon-');
@@ -42,8 +42,8 @@ export async function testDaemon(opts: { extraSources?: string; extra?: string; 
     `    paths: [${data}]`,
     '    targets: { rpo: 1h, rto: 10m }',
     '    retention: { keep_last: 2 }',
-    ...(opts.extraSources ? [opts.extraSources] : []),
-    ...(opts.extra ? [opts.extra] : []),
+    ...(opts.extraSources ? [opts.extraSources.replaceAll('$DIR', dir)] : []),
+    ...(opts.extra ? [opts.extra.replaceAll('$DIR', dir)] : []),
     ...(opts.extra?.includes('server:') ? [] : ['server:', '  listen: 127.0.0.1:0', '  state_dir: state']),
   ].join('\n');
   const file = path.join(dir, 'lifeboat.yaml');

@@ -155,6 +155,18 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       },
     },
     {
+      method: 'POST', url: '/api/v1/recoveries', role: 'operator',
+      summary: 'Recover several sources to one moment: a restore job per source into new places, all checked before any starts',
+      body: obj({ targets: { type: 'object', additionalProperties: str, minProperties: 1 }, time: str }, ['targets']),
+      response: [202, 'the jobs', obj({ jobs: { type: 'array', items: JOB } })],
+      handler: (req, reply, who) => {
+        const b = req.body as { targets: Record<string, string>; time?: string };
+        for (const name of Object.keys(b.targets)) source(name);
+        reply.code(202);
+        return { jobs: d.recover(b.targets, b.time, 'api', actor(who)) };
+      },
+    },
+    {
       method: 'POST', url: '/api/v1/drills', role: 'operator', summary: 'Drill one source (or all): restore its newest backup, check it, measure RTO and RPO',
       body: obj({ source: str }),
       response: [202, 'the jobs', obj({ jobs: { type: 'array', items: JOB } })],

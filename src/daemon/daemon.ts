@@ -128,6 +128,31 @@ export class Daemon {
     return this.runner.submit(req);
   }
 
+  /**
+   * Restores several sources to one moment (a whole deployment after a disaster): one
+   * restore job per source, all checked before any starts. Files come back from the
+   * newest backup at or before the moment; databases are recovered to the moment.
+   */
+  recover(targets: Record<string, string>, time: string | undefined, trigger: string, actor: string | undefined): JobRow[] {
+    const at = time === undefined ? undefined : Date.parse(time);
+    if (at !== undefined && Number.isNaN(at)) throw new LifeboatError('USAGE', `"${time}" is not a time`, { hint: 'use RFC 3339, e.g. 2026-11-21T14:30:05Z' });
+    const names = Object.keys(targets);
+    if (names.length === 0) throw new LifeboatError('USAGE', 'nothing to recover', { hint: 'give "targets": {"SOURCE": "/new/path", ...}' });
+    const requests: JobRequest[] = names.map((source) => {
+      const s = this.config.sources.get(source);
+      const target = targets[source] as string;
+      if (s?.kind !== 'files' || at === undefined) return { kind: 'restore', source, trigger, actor, restore: { target, ...(time ? { time } : {}) } };
+      const snap = this.catalog.backups(source, 5000).find((b) => Date.parse(b.time) <= at);
+      if (!snap) throw new LifeboatError('NOT_FOUND', `no backup of ${source} at or before ${time}`, { hint: `GET /api/v1/backups?source=${source} lists them` });
+      return { kind: 'restore', source, trigger, actor, restore: { target, snapshot: snap.snapshot_id } };
+    });
+    for (const req of requests) {
+      const { repository } = this.runner.validate(req);
+      if (this.runner.isRunning(JobRunner.key({ ...req, repository }))) throw new LifeboatError('JOB_RUNNING', `a restore of ${req.source} is already running`, { hint: 'wait for it, then try again' });
+    }
+    return requests.map((req) => this.submit(req));
+  }
+
   private fire(s: ScheduleConfig, at: Date, reason: FireReason): void {
     const trigger = `${reason}:${s.name}`;
     const requests: JobRequest[] =

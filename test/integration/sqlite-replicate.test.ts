@@ -262,9 +262,11 @@ describe('sqlite replicate', () => {
     for (const [i, m] of moments.entries()) {
       const got = await restore(repo, path.join(dir, `at-${i}.db`), '--time', m.at);
       expectPrefix(got);
-      // Everything committed 100 ms before the moment is in; nothing committed after it.
+      // Nothing committed after the moment is in; everything committed well before it is.
+      // (A commit's time is when the replicator saw it: a few ms late, more on a loaded
+      // CI machine running two test files at once, hence the 500 ms.)
       const cut = Date.parse(m.at);
-      expect(got.length).toBeGreaterThanOrEqual(source.filter((r) => r.at <= cut - 100).length);
+      expect(got.length).toBeGreaterThanOrEqual(source.filter((r) => r.at <= cut - 500).length);
       expect(got.length).toBeLessThanOrEqual(source.filter((r) => r.at <= cut).length);
     }
     expect(await restore(repo, path.join(dir, 'latest.db'), '--latest')).toEqual(source);
