@@ -20,10 +20,9 @@ export interface TestDaemon {
 /**
  * A daemon over a fresh repository with one files source, `docs`. `extraSources` is
  * YAML added under `sources:`, `extra` whole sections (schedules, notifications,
- * server); `$DIR` in either is the test's directory. Not listening and not started
- * unless asked.
+ * server); `$DIR` in either is the test's directory. Neither listening nor started.
  */
-export async function testDaemon(opts: { extraSources?: string; extra?: string; start?: boolean; daemon?: DaemonOptions } = {}): Promise<TestDaemon> {
+export async function testDaemon(opts: { extraSources?: string; extra?: string; daemon?: DaemonOptions } = {}): Promise<TestDaemon> {
   const dir = tmpdir('lb-daemon-');
   const data = path.join(dir, 'data');
   mkdirSync(data);
@@ -55,11 +54,5 @@ export async function testDaemon(opts: { extraSources?: string; extra?: string; 
     operator: createToken(daemon.catalog, 'operator', 'olga-operator').token,
     admin: createToken(daemon.catalog, 'admin', 'adam-admin').token,
   };
-  if (opts.start) daemon.start();
   return { daemon, dir, data, config, tokens, auth: (role) => ({ authorization: `Bearer ${tokens[role]}` }) };
-}
-
-/** Polls a job until it is no longer running. */
-export async function jobDone(d: Daemon, id: string): Promise<ReturnType<Daemon['catalog']['job']>> {
-  return d.runner.wait(id);
 }

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { LifeboatError, errno } from '../errors.js';
 import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
 import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
-import { JobRunner, parseResult, retentionArgs, runLifeboat, type JobRequest } from './jobs.js';
+import { JobRunner, forgetCommand, parseResult, runLifeboat, type JobRequest } from './jobs.js';
 import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
 import { Notifier } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
@@ -252,7 +252,7 @@ export class Daemon {
     const s = this.config.sources.get(source);
     if (!s) throw new LifeboatError('NOT_FOUND', `unknown source "${source}"`, { hint: `sources: ${[...this.config.sources.keys()].join(', ')}` });
     if (!s.retention) throw new LifeboatError('USAGE', `source "${source}" has no retention policy`, { hint: `add retention: { keep_daily: 7, ... } to it in ${this.config.file}` });
-    return this.cliJson(s.repository, ['forget', '--source', s.name, '--group-by', 'host', ...retentionArgs(s), '--dry-run']);
+    return this.cliJson(s.repository, forgetCommand(s, 'preview'));
   }
 
   /** The snapshots a repository holds now, read from the repository itself. */

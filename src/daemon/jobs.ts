@@ -25,10 +25,6 @@ export interface RestoreParams {
   target: string;
 }
 
-export interface RetentionParams {
-  dryRun?: boolean;
-}
-
 export interface JobRequest {
   kind: Exclude<JobKind, 'replicate' | 'rebuild'>;
   source?: string;
@@ -37,7 +33,6 @@ export interface JobRequest {
   actor?: string | undefined;
   restore?: RestoreParams;
   readDataSubset?: string;
-  retention?: RetentionParams;
 }
 
 /** A child's exit code back to its error code (the first code of the table with that exit). */
@@ -53,21 +48,21 @@ function lastError(lines: string[]): string | undefined {
   return undefined;
 }
 
-export function retentionArgs(s: SourceConfig): string[] {
+/** `forget` with a source's retention policy: applied with prune, or previewed. */
+export function forgetCommand(s: SourceConfig, mode: 'apply' | 'preview'): string[] {
   const r = s.retention ?? {};
-  const args: string[] = [];
-  const add = (flag: string, v: number | string | undefined) => {
-    if (v !== undefined) args.push(flag, String(v));
-  };
-  add('--keep-last', r.keepLast);
-  add('--keep-hourly', r.keepHourly);
-  add('--keep-daily', r.keepDaily);
-  add('--keep-weekly', r.keepWeekly);
-  add('--keep-monthly', r.keepMonthly);
-  add('--keep-yearly', r.keepYearly);
-  add('--keep-within', r.keepWithin);
-  add('--keep-logs-within', r.keepLogsWithin);
-  return args;
+  const rules: Array<[string, number | string | undefined]> = [
+    ['--keep-last', r.keepLast],
+    ['--keep-hourly', r.keepHourly],
+    ['--keep-daily', r.keepDaily],
+    ['--keep-weekly', r.keepWeekly],
+    ['--keep-monthly', r.keepMonthly],
+    ['--keep-yearly', r.keepYearly],
+    ['--keep-within', r.keepWithin],
+    ['--keep-logs-within', r.keepLogsWithin],
+  ];
+  const args = rules.flatMap(([flag, v]) => (v === undefined ? [] : [flag, String(v)]));
+  return ['forget', '--source', s.name, '--group-by', 'host', ...args, mode === 'apply' ? '--prune' : '--dry-run'];
 }
 
 /** The command a job runs, after `lifeboat --json --repo R`. */
@@ -92,11 +87,8 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       return ['drill', '--source', (source as SourceConfig).name];
     case 'check':
       return ['check', ...(req.readDataSubset ? ['--read-data-subset', req.readDataSubset] : [])];
-    case 'forget': {
-      const s = source as SourceConfig;
-      const rules = retentionArgs(s);
-      return ['forget', '--source', s.name, '--group-by', 'host', ...rules, ...(req.retention?.dryRun ? ['--dry-run'] : ['--prune'])];
-    }
+    case 'forget':
+      return forgetCommand(source as SourceConfig, 'apply');
     case 'prune':
       return ['prune'];
   }
@@ -228,7 +220,6 @@ export class JobRunner extends EventEmitter {
     const params: Record<string, unknown> = {
       ...(req.restore ? { restore: req.restore } : {}),
       ...(req.readDataSubset ? { read_data_subset: req.readDataSubset } : {}),
-      ...(req.retention ? { retention: req.retention } : {}),
     };
     const job = this.catalog.createJob({ kind: req.kind, source: req.source, repository, trigger: req.trigger, actor: req.actor, params, status: 'running' });
     const slot: { id: string; child?: ChildProcess } = { id: job.id };

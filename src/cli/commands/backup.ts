@@ -7,7 +7,7 @@ import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { collect, parseTime } from './options.js';
-import { sourceKey } from '../../engine/source-name.js';
+import { checkSourceName } from '../../engine/source-name.js';
 
 interface BackupFlags {
   tag: string[];
@@ -48,7 +48,7 @@ export function register(program: Command): void {
           ...(flags.host ? { hostname: flags.host } : {}),
           ...(time ? { time } : {}),
           ...(flags.threads ? { threads: Number(flags.threads) } : {}),
-          ...(flags.name ? { source: { kind: 'files', name: sourceKey('files', flags.name).slice('files.'.length) } } : {}),
+          ...(flags.name ? { source: { kind: 'files', name: checkSourceName(flags.name) } } : {}),
           onProgress: bar.update,
         }).finally(() => {
           scan.stop = true;

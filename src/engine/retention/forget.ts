@@ -42,7 +42,7 @@ export interface ForgetResult {
 }
 
 /** Whether a snapshot belongs to a source given as a name or kind:name. */
-export function isOfSource(s: Snapshot, source: string): boolean {
+function isOfSource(s: Snapshot, source: string): boolean {
   const name = s.source.name ?? s.paths[0];
   return name === source || `${s.source.kind}:${name}` === source;
 }
