@@ -20,7 +20,7 @@
  *   server:     { listen: 127.0.0.1:8470, state_dir: /var/lib/lifeboat }
  */
 import { readFileSync } from 'node:fs';
-import { Cron } from 'croner';
+import { cronOf } from '../daemon/scheduler.js';
 import { LineCounter, parseDocument, isMap, isScalar, isSeq, type Node, type YAMLMap } from 'yaml';
 import { LifeboatError, errno } from '../errors.js';
 
@@ -365,7 +365,7 @@ function readSchedule(r: Reader, name: string, map: YAMLMap, config: LifeboatCon
   const cron = r.string(e.get('cron'), '"cron"');
   const timezone = e.has('timezone') ? r.string(e.get('timezone'), '"timezone"') : undefined;
   try {
-    new Cron(cron, { paused: true, ...(timezone ? { timezone } : {}) }).nextRun();
+    cronOf({ cron, ...(timezone ? { timezone } : {}) }).nextRun();
   } catch (err) {
     r.fail(e.get(timezone !== undefined && /time ?zone/i.test(String(err)) ? 'timezone' : 'cron'), `schedule "${name}": ${(err as Error).message}`, 'cron: "minute hour day month weekday", e.g. "*/15 * * * *"; timezone: an IANA name such as Europe/Berlin');
   }

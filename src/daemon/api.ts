@@ -13,6 +13,7 @@ import { ERROR_TABLE, LifeboatError, isLifeboatError } from '../errors.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import { allows, authenticate, createToken, parseRole, type Role } from './auth.js';
 import type { JobRow, TokenRow } from './catalog.js';
+import { requireSource } from './jobs.js';
 import type { Daemon } from './daemon.js';
 
 type Schema = Record<string, unknown>;
@@ -76,10 +77,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
   const ajv = { customOptions: { removeAdditional: false as const } };
   const app = (https ? Fastify({ https, logger: false, ajv }) : Fastify({ logger: false, ajv })) as unknown as FastifyInstance;
   const routes: RouteDef[] = [];
-  const source = (name: string) => {
-    if (!d.config.sources.has(name)) throw new LifeboatError('NOT_FOUND', `unknown source "${name}"`, { hint: `sources: ${[...d.config.sources.keys()].join(', ') || 'none'}` });
-    return name;
-  };
+  const source = (name: string) => requireSource(d.config, name).name;
   const job = (id: string): JobRow => {
     const j = d.catalog.job(id);
     if (!j) throw new LifeboatError('NOT_FOUND', `no job ${id}`, { hint: 'GET /api/v1/jobs lists them' });
@@ -126,11 +124,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     {
       method: 'GET', url: '/api/v1/repositories/:name/snapshots', role: 'viewer', summary: 'Snapshots read from the repository itself', params: NAME_PARAM,
       response: [200, 'snapshots', { type: 'array', items: { type: 'object' } }],
-      handler: async (req) => {
-        const name = (req.params as { name: string }).name;
-        if (!d.config.repositories.has(name)) throw new LifeboatError('NOT_FOUND', `unknown repository "${name}"`, { hint: `repositories: ${[...d.config.repositories.keys()].join(', ')}` });
-        return d.snapshots(name);
-      },
+      handler: (req) => d.snapshots((req.params as { name: string }).name),
     },
     {
       method: 'POST', url: '/api/v1/sources/:name/backup', role: 'operator', summary: 'Back up a source now; returns the job at once', params: NAME_PARAM,
@@ -204,10 +198,8 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       method: 'POST', url: '/api/v1/sources/:name/retention', role: 'admin', summary: "Apply the source's retention policy now (forget, then prune)", params: NAME_PARAM,
       response: [202, 'the job', JOB],
       handler: (req, reply, who) => {
-        const name = source((req.params as { name: string }).name);
-        if (!d.config.sources.get(name)?.retention) throw new LifeboatError('USAGE', `source "${name}" has no retention policy`, { hint: `add retention: to it in ${d.config.file}` });
         reply.code(202);
-        return d.submit({ kind: 'forget', source: name, trigger: 'api', actor: actor(who) });
+        return d.submit({ kind: 'forget', source: source((req.params as { name: string }).name), trigger: 'api', actor: actor(who) });
       },
     },
     {
@@ -271,7 +263,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       response: [200, 'text/plain; version=0.0.4'],
       handler: async (_req, reply) => {
         reply.header('content-type', d.metrics.registry.contentType);
-        return d.metrics.registry.metrics();
+        return d.metrics.render();
       },
     },
     {
@@ -307,9 +299,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
   });
   app.addHook('onResponse', async (req, reply) => {
     const refused = reply.statusCode === 401 || reply.statusCode === 403;
-    if (req.method === 'GET' || req.method === 'HEAD') {
-      if (!refused) return;
-    }
+    if ((req.method === 'GET' || req.method === 'HEAD') && !refused) return; // successful reads are not audited
     const caller = (req as FastifyRequest & { caller?: Caller }).caller ?? {};
     d.catalog.audit({
       actor: caller.token?.name ?? null,

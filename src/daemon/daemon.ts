@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { LifeboatError, errno } from '../errors.js';
 import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
 import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
-import { JobRunner, forgetCommand, parseResult, runLifeboat, type JobRequest } from './jobs.js';
+import { JobRunner, childError, forgetCommand, parseResult, requireRepository, requireSource, runLifeboat, type JobRequest } from './jobs.js';
 import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
 import { Notifier } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
@@ -215,11 +215,12 @@ export class Daemon {
     const now = this.clock.now();
     return [...this.config.sources.values()].map((s) => {
       const last = this.catalog.backups(s.name, 1)[0];
-      const lastOk = this.catalog.jobs({ source: s.name, kind: 'backup', status: 'succeeded', limit: 1 })[0];
+      const backupJobs = this.catalog.jobs({ source: s.name, kind: 'backup', limit: 50 });
+      const lastOk = backupJobs.find((j) => j.status === 'succeeded');
       const drill = this.catalog.drills(s.name, 1)[0];
       const rep = this.supervisor.states.get(s.name);
       const newest = Math.max(last ? Date.parse(last.time) : -Infinity, rep?.lastArchivedAt ?? -Infinity);
-      const lastJob = this.catalog.jobs({ source: s.name, kind: 'backup', limit: 1 }).find((j) => j.status !== 'skipped');
+      const lastJob = backupJobs.find((j) => j.status !== 'skipped');
       return {
         name: s.name,
         kind: s.kind,
@@ -249,23 +250,20 @@ export class Daemon {
 
   /** What the source's retention would remove now (forget --dry-run), without removing anything. */
   async retentionPreview(source: string): Promise<unknown> {
-    const s = this.config.sources.get(source);
-    if (!s) throw new LifeboatError('NOT_FOUND', `unknown source "${source}"`, { hint: `sources: ${[...this.config.sources.keys()].join(', ')}` });
-    if (!s.retention) throw new LifeboatError('USAGE', `source "${source}" has no retention policy`, { hint: `add retention: { keep_daily: 7, ... } to it in ${this.config.file}` });
-    return this.cliJson(s.repository, forgetCommand(s, 'preview'));
+    const s = requireSource(this.config, source);
+    return this.cliJson(s.repository, forgetCommand(this.config, s, 'preview'));
   }
 
   /** The snapshots a repository holds now, read from the repository itself. */
   async snapshots(repository: string): Promise<unknown> {
-    return this.cliJson(repository, ['snapshots']);
+    return this.cliJson(requireRepository(this.config, repository), ['snapshots']);
   }
 
   private async cliJson(repository: string, args: string[]): Promise<unknown> {
     const r = await runLifeboat(this.config, repository, args);
     if (r.exitCode !== 0) {
-      const line = [...r.stderr].reverse().find((l) => l.startsWith('lifeboat: '))?.slice(10) ?? `lifeboat ${args[0]} exited with ${r.exitCode}`;
-      const hint = r.stderr.find((l) => l.startsWith('  hint: '))?.slice(8);
-      throw new LifeboatError('FAILED', line, hint ? { hint } : {});
+      const e = childError(r.stderr);
+      throw new LifeboatError('FAILED', e?.message ?? `lifeboat ${args[0]} exited with ${r.exitCode}`, e?.hint ? { hint: e.hint } : {});
     }
     return parseResult(r.stdout);
   }

@@ -39,18 +39,37 @@ export interface JobRequest {
 const exitToCode = new Map<number, ErrorCode>();
 for (const [code, info] of Object.entries(ERROR_TABLE) as Array<[ErrorCode, { exit: number }]>) if (!exitToCode.has(info.exit)) exitToCode.set(info.exit, code);
 
-/** Lines a child printed as `lifeboat: message` / `  hint: ...`. */
-function lastError(lines: string[]): string | undefined {
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const m = /^lifeboat: (.*)$/.exec(lines[i] as string);
-    if (m) return m[1];
+/** What a child reported on its way out: its `lifeboat: message` line and the `  hint:` after it. */
+export function childError(stderr: readonly string[]): { message: string; hint?: string } | undefined {
+  for (let i = stderr.length - 1; i >= 0; i--) {
+    const m = /^lifeboat: (.*)$/.exec(stderr[i] as string);
+    if (!m) continue;
+    const hint = /^ {2}hint: (.*)$/.exec(stderr[i + 1] ?? '')?.[1];
+    return { message: m[1] as string, ...(hint ? { hint } : {}) };
   }
   return undefined;
 }
 
+/** The source of that name, or NOT_FOUND listing the sources there are. */
+export function requireSource(config: LifeboatConfig, name: string | undefined): SourceConfig {
+  const s = name === undefined ? undefined : config.sources.get(name);
+  if (!s) throw new LifeboatError('NOT_FOUND', `unknown source "${name ?? ''}"`, { hint: `sources: ${[...config.sources.keys()].join(', ') || 'none'}` });
+  return s;
+}
+
+/** The repository of that name (default: the only one), or NOT_FOUND listing them. */
+export function requireRepository(config: LifeboatConfig, name: string | undefined): string {
+  const repository = name ?? (config.repositories.size === 1 ? [...config.repositories.keys()][0] : undefined);
+  if (repository === undefined || !config.repositories.has(repository)) {
+    throw new LifeboatError('NOT_FOUND', `unknown repository "${name ?? ''}"`, { hint: `repositories: ${[...config.repositories.keys()].join(', ')}` });
+  }
+  return repository;
+}
+
 /** `forget` with a source's retention policy: applied with prune, or previewed. */
-export function forgetCommand(s: SourceConfig, mode: 'apply' | 'preview'): string[] {
-  const r = s.retention ?? {};
+export function forgetCommand(config: LifeboatConfig, s: SourceConfig, mode: 'apply' | 'preview'): string[] {
+  const r = s.retention;
+  if (!r) throw new LifeboatError('USAGE', `source "${s.name}" has no retention policy`, { hint: `add retention: { keep_daily: 7, ... } to it in ${config.file}` });
   const rules: Array<[string, number | string | undefined]> = [
     ['--keep-last', r.keepLast],
     ['--keep-hourly', r.keepHourly],
@@ -88,7 +107,7 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
     case 'check':
       return ['check', ...(req.readDataSubset ? ['--read-data-subset', req.readDataSubset] : [])];
     case 'forget':
-      return forgetCommand(source as SourceConfig, 'apply');
+      return forgetCommand(config, source as SourceConfig, 'apply');
     case 'prune':
       return ['prune'];
   }
@@ -182,17 +201,9 @@ export class JobRunner extends EventEmitter {
 
   /** Checks a request; throws a LifeboatError naming what is wrong. */
   validate(req: JobRequest): { repository: string } {
-    if (req.kind === 'check' || req.kind === 'prune') {
-      const repository = req.repository ?? (this.config.repositories.size === 1 ? [...this.config.repositories.keys()][0] : undefined);
-      if (repository === undefined || !this.config.repositories.has(repository)) {
-        throw new LifeboatError('NOT_FOUND', `unknown repository "${req.repository ?? ''}"`, { hint: `defined: ${[...this.config.repositories.keys()].join(', ')}` });
-      }
-      return { repository };
-    }
-    const source = req.source === undefined ? undefined : this.config.sources.get(req.source);
-    if (!source) {
-      throw new LifeboatError('NOT_FOUND', `unknown source "${req.source ?? ''}"`, { hint: `sources in ${this.config.file}: ${[...this.config.sources.keys()].join(', ') || 'none'}` });
-    }
+    if (req.kind === 'check' || req.kind === 'prune') return { repository: requireRepository(this.config, req.repository) };
+    const source = requireSource(this.config, req.source);
+    if (req.kind === 'forget') forgetCommand(this.config, source, 'apply');
     if (req.kind === 'restore') {
       const p = req.restore;
       if (!p || typeof p.target !== 'string' || p.target === '' || !path.isAbsolute(p.target)) {
@@ -279,7 +290,7 @@ export class JobRunner extends EventEmitter {
       duration_ms: finished - started,
       exit_code: result.exitCode,
       result: parsed,
-      error: ok ? null : (lastError(result.stderr) ?? `exited with ${result.exitCode}`),
+      error: ok ? null : (childError(result.stderr)?.message ?? `exited with ${result.exitCode}`),
       error_code: code,
     });
     const row = this.catalog.job(job.id) as JobRow;

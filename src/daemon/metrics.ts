@@ -31,6 +31,8 @@ export interface RepositoryStatus {
   last_check: { time: string; ok: boolean } | null;
 }
 
+type Status = { sources: SourceStatus[]; repositories: RepositoryStatus[]; running: number };
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly jobs: Counter<'kind' | 'source' | 'status'>;
@@ -39,7 +41,11 @@ export class Metrics {
   private readonly size: Histogram<'source'>;
   readonly notifyFailures: Counter<'notification'>;
 
-  constructor(status: () => { sources: SourceStatus[]; repositories: RepositoryStatus[]; running: number }) {
+  /** The daemon's status, read once per scrape by every gauge (see render). */
+  private scrape: Status | undefined;
+
+  constructor(private readonly readStatus: () => Status) {
+    const status = () => this.scrape ?? this.readStatus();
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'lifeboat_' });
     this.jobs = new Counter({ name: 'lifeboat_jobs_total', help: 'Jobs finished, by kind, source (or repository) and status', labelNames: ['kind', 'source', 'status'], registers: [r] });
@@ -115,6 +121,16 @@ export class Metrics {
         this.set(status().running);
       },
     });
+  }
+
+  /** The text exposition, with the daemon's status read once for all gauges. */
+  async render(): Promise<string> {
+    this.scrape = this.readStatus();
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.scrape = undefined;
+    }
   }
 
   jobFinished(job: JobRow, sizeBytes?: number): void {

@@ -22,6 +22,11 @@ export const systemClock: Clock = {
 
 export type FireReason = 'schedule' | 'catch-up';
 
+/** The cron expression of a schedule, in its time zone (computes fire times; runs nothing). */
+export function cronOf(s: Pick<ScheduleConfig, 'cron' | 'timezone'>): Cron {
+  return new Cron(s.cron, { paused: true, ...(s.timezone ? { timezone: s.timezone } : {}) });
+}
+
 /** Timers never wait longer than this; a long wait is re-armed (setTimeout's limit, clock jumps). */
 const MAX_WAIT_MS = 60 * 60 * 1000;
 
@@ -37,7 +42,7 @@ export class Scheduler {
     private readonly clock: Clock = systemClock,
     private readonly random: () => number = Math.random,
   ) {
-    for (const s of schedules) this.crons.set(s.name, new Cron(s.cron, { paused: true, ...(s.timezone ? { timezone: s.timezone } : {}) }));
+    for (const s of schedules) this.crons.set(s.name, cronOf(s));
   }
 
   /** The next fire time of one schedule after `from`. */

@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import type { Catalog } from './catalog.js';
-import { runLifeboat } from './jobs.js';
+import { childError, runLifeboat } from './jobs.js';
 
 export interface ReplicationState {
   source: string;
@@ -90,7 +90,7 @@ export class Supervisor {
     const state = this.states.get(s.name) as ReplicationState;
     this.children.delete(s.name);
     state.up = false;
-    const error = [...stderr].reverse().find((l) => l.startsWith('lifeboat: '))?.slice('lifeboat: '.length);
+    const error = childError(stderr)?.message;
     if (error) state.lastError = error;
     this.catalog.updateJob(jobId, {
       status: this.stopping || exitCode === 0 ? 'succeeded' : 'failed',
@@ -101,8 +101,8 @@ export class Supervisor {
     });
     this.onChange(state);
     if (this.stopping) return;
-    const next = Date.now() - started >= HEALTHY_RUN_MS ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, backoff * 2);
     const wait = Date.now() - started >= HEALTHY_RUN_MS ? MIN_BACKOFF_MS : backoff;
+    const next = Math.min(MAX_BACKOFF_MS, wait * 2);
     state.restarts++;
     this.catalog.appendLog(jobId, 'daemon', `exited (${exitCode}); restarting in ${wait} ms`);
     const timer = setTimeout(() => {

@@ -76,14 +76,14 @@ export function register(program: Command): void {
     .action(async (file: string | undefined, _f: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const c = await requireConfig(g, file);
-      const { Cron } = await import('croner');
+      const { cronOf } = await import('../../daemon/scheduler.js');
       const schedules = [...c.schedules.values()].map((s) => ({
         name: s.name,
         run: s.run,
         targets: s.repository ? [s.repository] : s.sources,
         cron: s.cron,
         timezone: s.timezone ?? 'local',
-        next: new Cron(s.cron, { paused: true, ...(s.timezone ? { timezone: s.timezone } : {}) }).nextRun()?.toISOString() ?? null,
+        next: cronOf(s).nextRun()?.toISOString() ?? null,
       }));
       const summary = {
         file: c.file,
