@@ -70,8 +70,15 @@ export class Supervisor {
         const event = stream === 'stdout' ? parseEvent(line) : undefined;
         if (event) {
           const kind = event.kind;
-          if (kind === 'ship' || kind === 'caught-up' || kind === 'segment' || kind === 'partial') {
-            state.lastArchivedAt = Date.parse(String(event.time)) || Date.now();
+          if (kind === 'status') {
+            // SQLite: everything committed up to archivedThrough is proven to be stored.
+            if (typeof event.archivedThrough === 'string') state.lastArchivedAt = Date.parse(event.archivedThrough);
+            if (event.healthy === false && typeof event.error === 'string') state.lastError = event.error;
+            this.onChange(state);
+            return;
+          }
+          if (kind === 'ship' || kind === 'segment' || kind === 'partial') {
+            if (kind !== 'ship') state.lastArchivedAt = Date.parse(String(event.time)) || Date.now();
             if (typeof event.lagMs === 'number') state.lastShipLagSeconds = event.lagMs / 1000;
             this.onChange(state);
             return; // routine: not worth a log line each

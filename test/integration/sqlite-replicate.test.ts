@@ -5,18 +5,17 @@
  * a restart), write throughput and WAL size while replicating, and `sqlite backup`
  * under writers. Row ids are consecutive, so "a consistent prefix" means ids 1..N.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { ROOT, cleanupTmp } from '../helpers.js';
+import { Replicator, cli, newRepo } from '../sqlite-helpers.js';
 
 afterAll(cleanupTmp);
 
-const ENV = { LIFEBOAT_PASSWORD: 'pw' };
 const WRITER = path.join(ROOT, 'test', 'fixtures', 'sqlite-writer.mjs');
 
 interface WriterSummary {
@@ -24,59 +23,6 @@ interface WriterSummary {
   rate: number;
   maxLatencyMs: number;
   walMaxBytes: number;
-}
-
-async function cli(args: string[]): Promise<string> {
-  const r = await runCli(args, ENV);
-  if (r.code !== 0) throw new Error(`lifeboat ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
-  return r.stdout;
-}
-
-async function newRepo(): Promise<{ dir: string; repo: string }> {
-  const dir = tmpdir('lb-sqlite-');
-  const repo = path.join(dir, 'repo');
-  await cli(['init', '-r', repo]);
-  return { dir, repo };
-}
-
-/** A running `lifeboat sqlite replicate`, whose --json events can be awaited. */
-class Replicator {
-  readonly events: Array<Record<string, unknown>> = [];
-  readonly child: ChildProcess;
-  private stderr = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(repo: string, db: string, extra: string[] = []) {
-    this.child = spawn(process.execPath, [CLI, '-r', repo, '--json', 'sqlite', 'replicate', db, '--name', 'app', ...extra], {
-      env: { ...process.env, ...ENV },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    createInterface({ input: this.child.stdout! }).on('line', (l) => {
-      if (l.startsWith('{"time"')) this.events.push(JSON.parse(l) as Record<string, unknown>);
-    });
-    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on('close', resolve));
-  }
-
-  async waitFor(kind: string, count = 1, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.events.filter((e) => e.kind === kind).length < count) {
-      if (this.child.exitCode !== null) throw new Error(`replicator exited ${this.child.exitCode}: ${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`no ${kind} event in ${timeoutMs} ms: ${this.stderr}`);
-      await sleep(20);
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.child.kill('SIGINT');
-    const code = await this.exited;
-    if (code !== 0) throw new Error(`replicator exited ${code}: ${this.stderr}`);
-  }
-
-  async kill9(): Promise<void> {
-    this.child.kill('SIGKILL');
-    await this.exited;
-  }
 }
 
 function runWriter(db: string, rate: number, seconds: number): Promise<WriterSummary> {
@@ -140,7 +86,7 @@ describe('sqlite replicate', () => {
       await sleep(300);
     }
     insertRows(db, 5);
-    await sleep(1500);
+    await rep.archived(Date.now());
     await rep.stop();
     expect(rep.events.filter((e) => e.kind === 'checkpoint' && e.complete === true).length).toBeGreaterThan(2);
     for (const [i, m] of moments.entries()) {
@@ -180,7 +126,7 @@ describe('sqlite replicate', () => {
     const again = new Replicator(repo, db);
     await again.waitFor('snapshot');
     await runWriter(db, 500, 1);
-    await sleep(1200);
+    await again.archived(Date.now());
     await again.stop();
     const generation = again.events.find((e) => e.kind === 'generation');
     expect(['resumed', 'wal-moved']).toContain(generation?.reason);
@@ -200,14 +146,14 @@ describe('sqlite replicate', () => {
     const rep = new Replicator(repo, db);
     await rep.waitFor('snapshot');
     await runWriter(db, 200, 1);
-    await sleep(1200);
+    await rep.archived(Date.now());
     await rep.kill9();
     const first = rep.events.find((e) => e.kind === 'generation')?.generation;
 
     const again = new Replicator(repo, db);
     await again.waitFor('generation');
     await runWriter(db, 200, 1);
-    await sleep(1200);
+    await again.archived(Date.now());
     await again.stop();
     const resumed = again.events.find((e) => e.kind === 'generation');
     expect(resumed).toMatchObject({ reason: 'resumed', generation: first });
@@ -226,7 +172,7 @@ describe('sqlite replicate', () => {
     const rep = new Replicator(repo, replicated);
     await rep.waitFor('snapshot');
     const withRep = await runWriter(replicated, 1000, 3);
-    await sleep(1200);
+    await rep.archived(Date.now());
     await rep.stop();
     console.log(
       `1000 commits/s target: ${without.rate.toFixed(0)}/s alone, ${withRep.rate.toFixed(0)}/s replicated; ` +
@@ -254,7 +200,7 @@ describe('sqlite replicate', () => {
       moments.push({ at: new Date().toISOString(), count: 0 });
     }
     await writing;
-    await sleep(1200);
+    await rep.archived(Date.now());
     await rep.stop();
     expect(rep.events.filter((e) => e.kind === 'snapshot').length).toBeGreaterThanOrEqual(3);
     expect(new Set(rep.events.filter((e) => e.kind === 'snapshot').map((e) => e.generation)).size).toBe(1);
@@ -280,12 +226,12 @@ describe('sqlite replicate', () => {
     await rep.waitFor('snapshot');
     const other = path.join(dir, 'other.db');
     insertRows(other, 42);
-    await sleep(300);
+    await rep.archived(Date.now());
     const { renameSync } = await import('node:fs');
     renameSync(other, db);
     await rep.waitFor('snapshot', 2);
     insertRows(db, 3);
-    await sleep(1200);
+    await rep.archived(Date.now());
     await rep.stop();
     expect(rep.events.filter((e) => e.kind === 'generation').map((e) => e.reason)).toEqual(['first', 'file-replaced']);
     expect(await restore(repo, path.join(dir, 'latest.db'), '--latest')).toEqual(rows(db));

@@ -56,6 +56,7 @@ export function register(program: Command): void {
     .option('--snapshot-interval <duration>', 'how often a fresh snapshot bounds restore time', '1h')
     .option('--checkpoint-frames <n>', 'WAL length in frames that triggers a checkpoint', '1000')
     .option('--compact-interval <duration>', 'how often neighbouring log objects are merged', '1m')
+    .option('--verify-interval <duration>', 'how often the shipped history is compared with the live database page by page ("off": never)', '1m')
     .option('--enable-wal', 'switch a rollback-journal database to WAL (persistent)')
     .option('--busy-timeout <duration>', 'how long to wait for a locked database', '5s')
     .action(async (db: string, f: ReplicateFlags, cmd: Command) => {
@@ -68,6 +69,7 @@ export function register(program: Command): void {
         intervalMs: parseDuration(f.interval, '--interval'),
         snapshotIntervalMs: parseDuration(f.snapshotInterval, '--snapshot-interval'),
         compactIntervalMs: parseDuration(f.compactInterval, '--compact-interval'),
+        verifyIntervalMs: f.verifyInterval === 'off' ? 0 : parseDuration(f.verifyInterval, '--verify-interval'),
         busyTimeoutMs: busyTimeout(f.busyTimeout),
       };
       await withRepo(g, async (repo) => {
@@ -87,7 +89,10 @@ export function register(program: Command): void {
         });
         if (g.json) printJson({ kind: 'stopped', ...summary });
         else if (!g.quiet) {
-          console.log(`stopped: ${summary.commits} transactions in ${summary.segments} segments, ${summary.snapshots} snapshots (generation ${summary.generation})`);
+          console.log(
+            `stopped: ${summary.commits} transactions in ${summary.segments} segments, ${summary.snapshots} snapshots, ` +
+              `${summary.verifications} verifications (generation ${summary.generation})`,
+          );
         }
       });
     });
@@ -149,6 +154,7 @@ interface ReplicateFlags {
   snapshotInterval: string;
   checkpointFrames: string;
   compactInterval: string;
+  verifyInterval: string;
   enableWal?: boolean;
   busyTimeout: string;
 }
@@ -166,4 +172,6 @@ function renderEvent(e: ReplicateEvent, g: GlobalOptions): void {
   if (e.kind === 'generation') console.log(`generation ${e.generation} (${e.reason})`);
   else if (e.kind === 'snapshot') console.log(`snapshot ${e.id.slice(0, 8)}: ${formatBytes(e.bytes)}, added ${formatBytes(e.addedBytes)}`);
   else if (e.kind === 'compact') console.log(`compacted ${e.merged} log objects into ${e.into}`);
+  else if (e.kind === 'diverged') console.log(`generation ${e.generation} diverged from the database: ${e.reason}`);
+  else if (e.kind === 'status' && !e.healthy) console.log(`not archiving${e.archivedThrough ? ` since ${e.archivedThrough}` : ''}: ${e.error ?? 'unknown'}`);
 }

@@ -22,6 +22,7 @@ import { parseLsn, parseWalName } from '../../sources/postgres/wal.js';
 import { logSource, streamSource, type PgConsistency } from '../postgres/names.js';
 import type { SqliteConsistency } from '../sqlite/backup.js';
 import { logSource as sqliteLogSource } from '../sqlite/backup.js';
+import { DIVERGED } from '../sqlite/history.js';
 import { comparePos, parseSegmentName, type Position } from '../sqlite/segment.js';
 
 export interface LogTrim {
@@ -105,8 +106,14 @@ async function trimSqlite(repo: Repository, name: string, after: Snapshot[], cut
   const kept: string[] = [];
   for (const l of await repo.listLogs(source)) {
     const n = parseSegmentName(l.file);
-    if (!n) continue;
     const bases = byGen.get(l.timeline);
+    if (!n) {
+      // A divergence record goes with the last of its generation's snapshots.
+      if (l.file === DIVERGED && !bases && !opts.busy) {
+        if (!opts.dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));
+      }
+      continue;
+    }
     if (bases) {
       const base = windowBase(bases, (b) => b.time, cutoff) as { position: Position };
       if (comparePos(n.end, base.position) > 0) continue;

@@ -22,6 +22,7 @@ import {
 import { backupStream } from '../backup/stream.js';
 import { sourceKey } from '../source-name.js';
 import type { ProgressFn } from '../progress.js';
+import { LiveFiles } from '../../sources/sqlite/live-files.js';
 import type { Position, WalTail } from './segment.js';
 
 /** The log-archive source for database NAME: `logs/sqlite.NAME/...`. */
@@ -57,20 +58,25 @@ export interface ImageSnapshotOptions {
    * moved to a cycle it cannot place).
    */
   place?: (point: ImagePoint) => Pick<SqliteConsistency, 'generation' | 'position'> | null;
+  /** Sees every run of the image's pages as it is stored (the replicator's page model). */
+  onPages?: (firstPage: number, pages: Buffer, pageSize: number) => void;
 }
 
 /**
  * Takes a snapshot through `conn`, which must not be in a transaction: it holds a
- * read transaction from before the image is fixed until it is stored. Resolves to
- * undefined when `place` gave up.
+ * read transaction from before the image is fixed until it is stored. The file is read
+ * through `files` (descriptors the caller keeps open until its connections are closed).
+ * Resolves to undefined when `place` gave up.
  */
-export async function imageSnapshot(repo: Repository, conn: Connection, file: string, opts: ImageSnapshotOptions): Promise<Snapshot | undefined> {
+export async function imageSnapshot(repo: Repository, conn: Connection, files: LiveFiles, opts: ImageSnapshotOptions): Promise<Snapshot | undefined> {
+  const file = files.file;
   const source = { kind: 'sqlite', name: opts.name };
   logSource(opts.name);
   const mode = journalMode(conn);
   beginRead(conn, file);
   try {
-    const { point, overlay } = await readImagePoint(file);
+    const image = await readImagePoint(files);
+    const { point } = image;
     const placed = opts.place ? opts.place(point) : {};
     if (placed === null) return undefined;
     const consistency: SqliteConsistency = {
@@ -79,19 +85,19 @@ export async function imageSnapshot(repo: Repository, conn: Connection, file: st
       pageSize: point.pageSize,
       pages: point.pages,
       ...placed,
-      ...(point.wal
+      ...(point.cycle
         ? {
             wal: {
-              salt1: point.wal.salt1,
-              salt2: point.wal.salt2,
-              checkpointSeq: point.wal.checkpointSeq,
+              salt1: point.cycle.salt1,
+              salt2: point.cycle.salt2,
+              checkpointSeq: point.wal?.checkpointSeq ?? 0,
               checksum: point.cursor.checksum,
               frame: point.cursor.frame,
             },
           }
         : {}),
     };
-    return await backupStream(repo, Readable.from(imagePages(file, point, overlay)), {
+    return await backupStream(repo, Readable.from(observed(imagePages(files, image), point.pageSize, opts.onPages)), {
       path: `/sqlite/${opts.name}/${path.basename(file)}`,
       source,
       tags: opts.tags ?? [],
@@ -101,6 +107,19 @@ export async function imageSnapshot(repo: Repository, conn: Connection, file: st
     });
   } finally {
     endRead(conn);
+  }
+}
+
+async function* observed(
+  runs: AsyncGenerator<Buffer>,
+  pageSize: number,
+  onPages: ImageSnapshotOptions['onPages'],
+): AsyncGenerator<Buffer> {
+  let next = 1;
+  for await (const run of runs) {
+    onPages?.(next, run, pageSize);
+    next += run.length / pageSize;
+    yield run;
   }
 }
 
@@ -122,13 +141,16 @@ export async function sqliteBackup(repo: Repository, opts: SqliteBackupOptions):
   const name = opts.name ?? defaultName(file);
   logSource(name);
   const conn = openDatabase(file, { readonly: true, ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}) });
+  let files: LiveFiles | undefined;
   try {
-    return (await imageSnapshot(repo, conn, file, {
+    files = await LiveFiles.open(file);
+    return (await imageSnapshot(repo, conn, files, {
       name,
       ...(opts.tags ? { tags: opts.tags } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     })) as Snapshot;
   } finally {
     conn.close();
+    await files?.close(); // after the connection: see sources/sqlite/live-files.ts
   }
 }

@@ -1,51 +1,45 @@
 /**
- * Continuous SQLite replication: ships every transaction from the WAL to the
- * repository about once a second, so a database can be restored to any moment.
+ * Continuous SQLite replication: ships every committed transaction from the WAL to the
+ * repository about once a second, so a database can be restored to any moment, and
+ * proves what it shipped instead of assuming it. docs/sqlite.md has the argument.
  *
- * The rule that makes it safe (docs/sqlite.md has the argument): a read transaction
- * of ours is open at every moment, and before we let go of one we have read the WAL
- * up to the newer one's snapshot. While a read transaction is open SQLite cannot
- * restart the WAL over frames newer than it, so no frame is overwritten before it was
- * read. Handing over needs two reader connections, which take turns.
+ * - What is committed is what SQLite publishes in the wal-index (`-shm`): the last
+ *   committed frame and the checksum chain there. Frames past it (a writer that died
+ *   inside COMMIT) are never read; the frames read must end on that checksum.
+ * - A read transaction of ours is open at every moment ("the pin"); a new one begins
+ *   before the old one ends, and before it ends we have read past the old one's
+ *   snapshot. SQLite then cannot restart the WAL over a frame we have not read, so a
+ *   new cycle seen between two polls continues the last one, whichever connection
+ *   restarted it (no counter in the WAL header is trusted for that).
+ * - The database, its WAL and its wal-index are read through descriptors held for the
+ *   whole run (sources/sqlite/live-files.ts): closing one would drop SQLite's locks,
+ *   and an application's next close would delete the WAL under us. Every poll also
+ *   checks that the paths still name those files.
+ * - A page model of what was shipped is compared, page by page, with the live database
+ *   every `verifyIntervalMs` (verify-live.ts); a difference records the generation as
+ *   diverged (restores stop at the last verified position) and starts a new one.
+ * - `status` events say whether all is well and until when everything committed is
+ *   known to be in the repository (`archivedThrough`): the daemon's RPO.
  *
- * Holding readers stops SQLite's own checkpoints from ever restarting the WAL, so the
- * replicator checkpoints itself once the WAL passes `checkpointFrames`: a passive
- * checkpoint while writers run, then, for a few milliseconds under the write lock,
- * reading the last frames, checkpointing the rest and handing the read pin to a reader
- * that lets the next writer start the WAL over.
- *
- * A generation ends when the history cannot be proven continuous (the file was
- * replaced, or the WAL moved on while nobody held it); the next starts with a fresh
- * snapshot, which deduplication makes cheap.
+ * Holding readers stops SQLite's own checkpoints from restarting the WAL, so the
+ * replicator checkpoints itself (checkpoint.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
-import {
-  beginRead,
-  endRead,
-  ensureWal,
-  openDatabase,
-  sqliteError,
-  type Connection,
-  type ImagePoint,
-} from '../../sources/sqlite/database.js';
-import { WalFile, cycleStart, sameCycle, FRAME_HEADER_SIZE, type WalCursor, type WalHeader } from '../../sources/sqlite/wal.js';
+import { beginRead, endRead, ensureWal, openDatabase, sameChecksum, type Connection, type CyclePosition, type ImagePoint } from '../../sources/sqlite/database.js';
+import { LiveFiles } from '../../sources/sqlite/live-files.js';
+import { sameWalIndex, type WalIndexHeader } from '../../sources/sqlite/wal-index.js';
+import { cycleStart, FRAME_HEADER_SIZE, frameInfo, type WalCursor, type WalHeader } from '../../sources/sqlite/wal.js';
 import { imageSnapshot, logSource, type SqliteConsistency } from './backup.js';
+import { checkpoint, LOCK_WAIT_MS } from './checkpoint.js';
 import { compactGeneration } from './compact.js';
-import {
-  chainFrom,
-  decodeSegment,
-  encodeSegment,
-  parseSegmentName,
-  segmentName,
-  type Commit,
-  type Position,
-  type SegmentMeta,
-} from './segment.js';
+import { DIVERGED, recordDivergence, segmentsOf } from './history.js';
+import { firstDifference, PageModel, type ModelView } from './page-model.js';
+import { chainFrom, decodeSegment, encodeSegment, segmentName, type Commit, type Position, type SegmentMeta, type WalTail } from './segment.js';
+import { liveView, storedView } from './verify-live.js';
 
 export interface ReplicateOptions {
   file: string;
@@ -58,6 +52,8 @@ export interface ReplicateOptions {
   checkpointFrames: number;
   /** How often neighbouring segments are merged. */
   compactIntervalMs: number;
+  /** How often the shipped history is compared with the live database page by page; 0 never. */
+  verifyIntervalMs: number;
   enableWal: boolean;
   busyTimeoutMs: number;
   signal: AbortSignal;
@@ -68,19 +64,25 @@ export type ReplicateEvent =
   | { kind: 'generation'; generation: string; reason: GenerationReason }
   | { kind: 'snapshot'; generation: string; id: string; position: Position; bytes: number; addedBytes: number }
   | { kind: 'ship'; generation: string; segment: string; commits: number; bytes: number; lagMs: number }
-  /** Every few seconds while nothing waits to be shipped: the archive holds every commit (the daemon's lag metric). */
-  | { kind: 'caught-up'; generation: string }
+  /**
+   * Every 5 s, at once when health changes and when a ship leaves nothing pending: everything committed
+   * at or before `archivedThrough` is in the repository (null: nothing proven yet).
+   */
+  | { kind: 'status'; generation: string; healthy: boolean; archivedThrough: string | null; verifiedAt: string | null; error?: string; hint?: string }
+  | { kind: 'verified'; generation: string; position: Position; pages: number; durationMs: number }
+  | { kind: 'diverged'; generation: string; position: Position; reason: string }
   | { kind: 'checkpoint'; complete: boolean; blockedMs: number }
   | { kind: 'compact'; generation: string; merged: number; into: number }
   | { kind: 'error'; message: string; hint?: string };
 
-export type GenerationReason = 'first' | 'resumed' | 'wal-moved' | 'file-replaced' | 'snapshot-failed';
+export type GenerationReason = 'first' | 'resumed' | 'wal-moved' | 'file-replaced' | 'wal-replaced' | 'snapshot-failed' | 'diverged';
 
 export interface ReplicateSummary {
   generation: string;
   commits: number;
   segments: number;
   snapshots: number;
+  verifications: number;
 }
 
 /** A generation id: creation time in hex (so ids sort by age) and a random tail. */
@@ -96,64 +98,84 @@ class GenerationBreak extends Error {
 
 /** Bytes of unshipped frames that force a segment out before the interval (memory bound). */
 const MAX_PENDING_BYTES = 32 << 20;
-/** How long a checkpoint waits for the write lock before it is put off to the next poll. */
-const WRITE_LOCK_WAIT_MS = 20;
-/** The wait when the WAL has grown to 16 times the threshold and the writer must yield. */
-const FORCED_LOCK_WAIT_MS = 1000;
-/** At most this many frames (about 2 MiB of 4 KiB pages) are read while writers wait. */
-const LOCKED_READ_FRAMES = 512;
-/** How often the WAL is polled for new transactions. */
-const OBSERVE_MS = 25;
+/**
+ * How often the wal-index is looked at, and so how precisely a transaction's time is
+ * known (a restore to a time includes what had been seen by then). A look is one
+ * 136-byte read and six stats; a read transaction is taken only when something changed.
+ */
+const OBSERVE_MS = 5;
 /** Pause after a failed ship before trying again: a store that is down is not hammered. */
 const RETRY_MS = 2000;
-const CAUGHT_UP_EVERY_MS = 5000;
+const STATUS_EVERY_MS = 5000;
+/** Polls that find writers between us and an exact verification point before the write lock is taken for one. */
+const ALIGN_TRIES = 20;
+/** A verification takes at most this share of the time (a large database is read whole each time). */
+const VERIFY_DUTY = 20;
+
+interface Problem {
+  message: string;
+  hint?: string;
+}
 
 export async function replicate(repo: Repository, opts: ReplicateOptions): Promise<ReplicateSummary> {
-  const r = new Replicator(repo, opts);
-  return r.run();
+  return new Replicator(repo, opts).run();
 }
 
 class Replicator {
   private readonly file: string;
   private readonly source: string;
+  private files: LiveFiles | undefined;
   private readers: [Connection, Connection] | undefined;
+  /** Takes the write lock for checkpoints and exact verification points, never to write. */
   private writer: Connection | undefined;
-  private wal: WalFile | undefined;
-  private identity = '';
-  /** Index of the reader that holds the pin (the other is idle and does checkpoints). */
-  private held = 0;
+  /** Holds a verification's position while the live file is read. */
+  private pinConn: Connection | undefined;
+  /** Index of the reader that holds the pin (the other is idle). */
+  held = 0;
 
-  private generation = '';
+  generation = '';
+  /** The WAL cycle being read, by its salts; its header once it is written. */
+  private salts: { salt1: number; salt2: number } | undefined;
   private hdr: WalHeader | undefined;
   private cycle = 0;
-  private cursor: WalCursor = { frame: 0, checksum: [0, 0] };
+  /** Frames of the cycle read so far and the checksum chain there. */
+  cursor: WalCursor = { frame: 0, checksum: [0, 0] };
+  /** The wal-index state read up to, and when it was read. */
+  private lastIndex: WalIndexHeader | undefined;
+  private readAt = 0;
+
   private shipped: Position = { cycle: 0, frame: 0 };
   private pending: Buffer[] = [];
   private pendingCommits: Commit[] = [];
   private pendingBytes = 0;
+  private pendingTail: WalTail | undefined;
   /** Segments wait until the generation's first snapshot is stored. */
   private baseStored = false;
-  /** The generation's first snapshot failed: the generation is started again. */
   private baseFailed = false;
-
-  /**
-   * When the pending transactions go out: one interval after the oldest was seen, less
-   * a margin for polling and for the upload itself, so that none waits longer than the
-   * interval (the data-loss window) before it is stored.
-   */
+  /** When the pending transactions go out (see shipMargin). */
   private shipBy = Infinity;
-  /** How long the last upload took (ms). */
   private lastShipMs = 0;
-  private lastCaughtUp = 0;
-  /**
-   * How often the WAL is looked at, and so how precisely a transaction's time is known
-   * (a restore to a time includes what had been seen by then). Looking costs a read
-   * transaction and a stat.
-   */
-  private readonly tick: number;
 
+  private model: PageModel | undefined;
+  private lastVerified: Position | undefined;
+  private verifiedAt = 0;
+  private nextVerify = 0;
+  private alignMisses = 0;
+  /** Set when the history was found not to reproduce the database: the generation ends. */
+  private divergence: { reason: string; trusted: Position | null } | undefined;
+
+  /** Everything committed at or before this moment is in the repository (0: not yet known). */
+  private provenAt = 0;
+  private problem: Problem | undefined;
+  private lastStatus = 0;
+  private lastHealthy: boolean | undefined;
+  /** A segment went out since the last status: the next status that finds nothing pending says so at once. */
+  private shippedSinceStatus = false;
+
+  /** How often the wal-index is looked at (ms). */
+  private readonly tick: number;
   private background: Promise<void> | undefined;
-  private readonly stats = { commits: 0, segments: 0, snapshots: 0 };
+  private readonly stats = { commits: 0, segments: 0, snapshots: 0, verifications: 0 };
 
   constructor(
     private readonly repo: Repository,
@@ -161,7 +183,7 @@ class Replicator {
   ) {
     this.file = path.resolve(opts.file);
     this.source = logSource(opts.name);
-    this.tick = Math.max(5, Math.min(OBSERVE_MS, opts.intervalMs / 4));
+    this.tick = Math.max(1, Math.min(OBSERVE_MS, opts.intervalMs / 4));
   }
 
   async run(): Promise<ReplicateSummary> {
@@ -177,28 +199,29 @@ class Replicator {
             await sleep(RETRY_MS, undefined, { signal: opts.signal }).catch(() => {});
             throw new GenerationBreak('snapshot-failed');
           }
+          if (this.divergence) throw new GenerationBreak('diverged');
           await this.observe();
-          await this.checkpoint();
+          await checkpoint(this, opts.checkpointFrames);
           const now = Date.now();
           if (now >= this.shipBy || this.pendingBytes >= MAX_PENDING_BYTES) {
             if (!(await this.ship())) this.shipBy = now + RETRY_MS;
           }
-          if (this.baseStored && this.pendingCommits.length === 0 && now - this.lastCaughtUp >= CAUGHT_UP_EVERY_MS) {
-            this.lastCaughtUp = now;
-            this.emit({ kind: 'caught-up', generation: this.generation });
-          }
+          if (this.baseStored && this.pendingCommits.length === 0) this.provenAt = Math.max(this.provenAt, this.readAt);
           if (!this.background && now >= nextSnapshot) {
             nextSnapshot = now + opts.snapshotIntervalMs;
-            this.inBackground(this.periodicSnapshot());
+            this.inBackground(this.periodicSnapshot().then((placed) => void (placed || (nextSnapshot = Date.now() + 1000))));
           } else if (!this.background && now >= nextCompact && !this.repo.appendOnly) {
             // Compaction deletes what it merged: an append-only client leaves it to another.
             nextCompact = now + opts.compactIntervalMs;
             const gen = this.generation;
             this.inBackground(this.compact(gen));
+          } else if (!this.background && opts.verifyIntervalMs > 0 && now >= this.nextVerify) {
+            await this.startVerification();
           }
+          this.status(now);
         } catch (err) {
           if (!(err instanceof GenerationBreak)) throw err;
-          await this.endGeneration();
+          await this.endGeneration(err.reason);
           await this.reopen();
           await this.startGeneration(err.reason);
         }
@@ -225,30 +248,39 @@ class Replicator {
 
   private async open(): Promise<void> {
     const o = { busyTimeoutMs: this.opts.busyTimeoutMs };
-    const first = openDatabase(this.file, o);
+    const conns: Connection[] = [];
     try {
+      const first = openDatabase(this.file, o);
+      conns.push(first);
       ensureWal(first, this.file, this.opts.enableWal);
+      for (let i = 0; i < 2; i++) conns.push(openDatabase(this.file, o));
+      // Only ever takes the write lock, which is skipped rather than waited for: while it
+      // waits the application keeps writing, and all of that would have to be read while
+      // the application then waits for us.
+      conns.push(openDatabase(this.file, { busyTimeoutMs: LOCK_WAIT_MS }));
       // Our connections never write, but a connection's own autocheckpoint would.
-      first.pragma('wal_autocheckpoint = 0');
-      const second = openDatabase(this.file, o);
-      second.pragma('wal_autocheckpoint = 0');
-      this.readers = [first, second];
-      // Only ever takes the write lock for a checkpoint, which is skipped rather than
-      // waited for: while it waits the application keeps writing, and all of that would
-      // have to be read while the application then waits for us.
-      this.writer = openDatabase(this.file, { busyTimeoutMs: WRITE_LOCK_WAIT_MS });
-      this.writer.pragma('wal_autocheckpoint = 0');
+      for (const c of conns) c.pragma('wal_autocheckpoint = 0');
+      this.files = await LiveFiles.open(this.file);
     } catch (err) {
-      first.close();
+      for (const c of conns) c.close();
       throw err;
     }
-    this.wal = await WalFile.open(`${this.file}-wal`);
-    this.identity = await fileIdentity(this.file);
+    if (!this.files.hasWalIndex) {
+      for (const c of conns) c.close();
+      await this.files.close();
+      throw new LifeboatError('USAGE', `${this.file} has no ${path.basename(this.file)}-shm although it is in WAL mode`, {
+        hint: 'replication needs the shared-memory wal-index: a database in locking_mode=EXCLUSIVE cannot be replicated',
+      });
+    }
+    const [a, b, pin, writer] = conns as [Connection, Connection, Connection, Connection];
+    this.readers = [a, b];
+    this.pinConn = pin;
+    this.writer = writer;
     this.held = 0;
   }
 
   private async close(): Promise<void> {
-    for (const c of [this.writer, ...(this.readers ?? [])]) {
+    for (const c of [this.writer, this.pinConn, ...(this.readers ?? [])]) {
       if (c?.open) {
         if (c.inTransaction) c.exec('ROLLBACK');
         c.close();
@@ -256,8 +288,10 @@ class Replicator {
     }
     this.readers = undefined;
     this.writer = undefined;
-    await this.wal?.close();
-    this.wal = undefined;
+    this.pinConn = undefined;
+    // Only now: closing a descriptor while a connection is open drops SQLite's locks.
+    await this.files?.close();
+    this.files = undefined;
   }
 
   private async reopen(): Promise<void> {
@@ -265,8 +299,16 @@ class Replicator {
     await this.open();
   }
 
-  private reader(i: number): Connection {
+  reader(i: number): Connection {
     return (this.readers as [Connection, Connection])[i] as Connection;
+  }
+
+  get writeLock(): Connection {
+    return this.writer as Connection;
+  }
+
+  get path(): string {
+    return this.file;
   }
 
   // ---- generations ---------------------------------------------------------
@@ -276,17 +318,27 @@ class Replicator {
     const end = await this.lastPoint();
     if (end) {
       beginRead(this.reader(this.held), this.file);
-      const hdr = await (this.wal as WalFile).header();
+      const files = this.files as LiveFiles;
+      const idx = files.walIndex();
       const t = end.tail;
-      const same = hdr && hdr.salt1 === t.salt1 && hdr.salt2 === t.salt2 && hdr.pageSize === end.pageSize;
-      if (hdr && same && (await (this.wal as WalFile).holds(hdr, { frame: end.position.frame, checksum: t.checksum }))) {
+      let same = idx !== undefined && idx.salt1 === t.salt1 && idx.salt2 === t.salt2 && idx.mxFrame >= end.position.frame;
+      let hdr: WalHeader | undefined;
+      if (same && end.position.frame > 0) {
+        hdr = await files.wal.header();
+        same = hdr !== undefined && hdr.salt1 === t.salt1 && hdr.salt2 === t.salt2 && (await files.wal.holds(hdr, { frame: end.position.frame, checksum: t.checksum }));
+      }
+      if (same) {
         this.generation = end.generation;
+        this.salts = { salt1: t.salt1, salt2: t.salt2 };
         this.hdr = hdr;
         this.cycle = end.position.cycle;
         this.cursor = { frame: end.position.frame, checksum: t.checksum };
         this.shipped = end.position;
         this.baseStored = true;
+        const model = new PageModel(end.pages);
+        this.model = model;
         this.emit({ kind: 'generation', generation: end.generation, reason: 'resumed' });
+        this.inBackground(this.rebuildModel(model, end.generation, end.position));
         return;
       }
       endRead(this.reader(this.held));
@@ -297,9 +349,7 @@ class Replicator {
   }
 
   /** Where the newest generation stands: its last segment's end, or its newest snapshot. */
-  private async lastPoint(): Promise<
-    { generation: string; position: Position; tail: SegmentMeta['tail']; pageSize: number } | undefined
-  > {
+  private async lastPoint(): Promise<{ generation: string; position: Position; tail: WalTail; pages: number } | undefined> {
     const snaps = (await this.repo.listSnapshots()).filter(
       (s) => s.source.kind === 'sqlite' && s.source.name === this.opts.name && typeof (s.consistency as SqliteConsistency | undefined)?.generation === 'string',
     );
@@ -307,20 +357,17 @@ class Replicator {
     if (!newestSnap) return undefined;
     const c = newestSnap.consistency as unknown as SqliteConsistency;
     const gen = c.generation as string;
-    const names = (await this.repo.listLogs(this.source))
-      .filter((l) => l.timeline === gen)
-      .map((l) => parseSegmentName(l.file))
-      .filter((n) => n !== undefined);
-    const { chain, gapAt } = chainFrom(c.position as Position, names);
+    const logs = await this.repo.listLogs(this.source);
+    if (logs.some((l) => l.timeline === gen && l.file === DIVERGED)) return undefined;
+    const { chain, gapAt } = chainFrom(c.position as Position, segmentsOf(logs, gen));
     const last = chain[chain.length - 1];
-    if (gapAt || !last) {
-      if (!c.wal || gapAt) return undefined;
-      return { generation: gen, position: c.position as Position, tail: c.wal, pageSize: c.pageSize };
-    }
+    if (gapAt) return undefined;
+    if (!last) return c.wal ? { generation: gen, position: c.position as Position, tail: c.wal, pages: c.pages } : undefined;
     const data = await this.repo.getLog(this.source, gen, last.file);
     if (!data) return undefined;
     const seg = decodeSegment(data, last.file);
-    return { generation: gen, position: seg.meta.end, tail: seg.meta.tail, pageSize: seg.meta.pageSize };
+    const pages = frameInfo(seg.frames, seg.frames.length - FRAME_HEADER_SIZE - seg.meta.pageSize).dbPages;
+    return { generation: gen, position: seg.meta.end, tail: seg.meta.tail, pages };
   }
 
   /**
@@ -330,32 +377,42 @@ class Replicator {
    */
   private async startGeneration(reason: GenerationReason): Promise<void> {
     await this.background?.catch(() => {});
-    this.generation = newGeneration();
+    const generation = newGeneration();
+    this.generation = generation;
     this.pending = [];
     this.pendingCommits = [];
     this.pendingBytes = 0;
+    this.pendingTail = undefined;
     this.baseStored = false;
     this.baseFailed = false;
-    const generation = this.generation;
+    this.lastIndex = undefined;
+    this.lastVerified = undefined;
+    this.divergence = undefined;
+    this.nextVerify = Date.now() + this.opts.verifyIntervalMs;
     const imageConn = openDatabase(this.file, { busyTimeoutMs: this.opts.busyTimeoutMs });
-    let fixed = false;
+    let model: PageModel | undefined;
     let placed!: () => void;
     const placedOrFailed = new Promise<void>((resolve) => (placed = resolve));
-    const stored = imageSnapshot(this.repo, imageConn, this.file, {
+    let imageAt = 0;
+    const stored = imageSnapshot(this.repo, imageConn, this.files as LiveFiles, {
       name: this.opts.name,
       place: (point) => {
+        imageAt = Date.now();
+        this.salts = point.cycle;
         this.hdr = point.wal;
         this.cycle = 0;
-        this.cursor = point.wal ? point.cursor : { frame: 0, checksum: [0, 0] };
-        this.shipped = { cycle: 0, frame: this.cursor.frame };
-        fixed = true;
+        this.cursor = point.cursor;
+        this.shipped = { cycle: 0, frame: point.cursor.frame };
+        model = new PageModel(point.pages);
+        this.model = model;
         placed();
         return { generation, position: this.shipped };
       },
+      onPages: (first, run, pageSize) => model?.applyBase(first, run, pageSize),
     });
     stored.catch(() => placed());
     await placedOrFailed;
-    if (!fixed) {
+    if (!model) {
       imageConn.close();
       await stored; // rethrows why the image could not be read
     }
@@ -368,7 +425,14 @@ class Replicator {
           (s) => {
             if (!s) return;
             this.stats.snapshots++;
-            if (this.generation === generation) this.baseStored = true;
+            model?.baseDone();
+            if (this.generation === generation) {
+              this.baseStored = true;
+              // The image was read from the live file: verified by construction.
+              this.lastVerified = (s.consistency as unknown as SqliteConsistency).position as Position;
+              this.verifiedAt = imageAt;
+              this.problem = undefined;
+            }
             const c = s.consistency as unknown as SqliteConsistency;
             this.emit({ kind: 'snapshot', generation, id: s.id, position: c.position as Position, bytes: s.summary.totalBytes, addedBytes: s.summary.addedBytes });
           },
@@ -381,20 +445,45 @@ class Replicator {
     );
   }
 
-  private async endGeneration(): Promise<void> {
+  private async endGeneration(reason: GenerationReason): Promise<void> {
     await this.background?.catch(() => {});
+    if (reason === 'diverged' && this.generation) {
+      const d = this.divergence ?? { reason: 'diverged', trusted: this.lastVerified ?? null };
+      // What was claimed archived since the last verification is not proven any more.
+      this.provenAt = Math.min(this.provenAt, this.verifiedAt);
+      this.problem = { message: `generation ${this.generation} of ${this.opts.name} no longer reproduces the database: ${d.reason}`, hint: 'a new generation starts with a fresh snapshot; restores of the old one stop at its last verified position' };
+      this.emit({ kind: 'error', ...this.problem });
+      await recordDivergence(this.repo, this.source, this.generation, { v: 1, detectedAt: new Date().toISOString(), reason: d.reason, verified: d.trusted });
+      return;
+    }
     if (this.baseStored) await this.ship();
   }
 
   // ---- reading the WAL -----------------------------------------------------
 
-  /** Hands the read pin to the idle reader after reading the WAL up to its snapshot. */
+  /** Reads what SQLite committed since the last look, handing the pin over when anything changed. */
   private async observe(): Promise<void> {
+    const files = this.files as LiveFiles;
+    const gone = files.replaced();
+    if (gone) {
+      this.emit({ kind: 'error', message: `the ${gone === 'database' ? 'database file' : `-${gone} file`} of ${this.file} was replaced or deleted`, hint: 'a new generation starts with a fresh snapshot' });
+      throw new GenerationBreak(gone === 'database' ? 'file-replaced' : 'wal-replaced');
+    }
+    const t = Date.now();
+    const idx = files.walIndex();
+    if (!idx) return; // being written: look again next poll
+    if (this.lastIndex && sameWalIndex(idx, this.lastIndex)) {
+      this.readAt = t; // nothing was committed since: we hold all of it
+      return;
+    }
     const idle = this.reader(1 - this.held);
     beginRead(idle, this.file);
     try {
-      if ((await fileIdentity(this.file)) !== this.identity) throw new GenerationBreak('file-replaced');
-      await this.readNew();
+      // After the new pin: its snapshot is at or before what this reads.
+      if (!(await this.catchUp())) {
+        endRead(idle);
+        return;
+      }
     } catch (err) {
       endRead(idle);
       throw err;
@@ -403,30 +492,54 @@ class Replicator {
     this.held = 1 - this.held;
   }
 
-  /** Reads every whole transaction after the cursor into the pending list; returns the frames read. */
-  private async readNew(): Promise<number> {
-    const wal = this.wal as WalFile;
-    const hdr = await wal.header();
-    if (!hdr) return 0; // empty or truncated: the next writer writes a new header
-    if (!this.hdr) {
-      this.hdr = hdr;
-      this.cursor = cycleStart(hdr);
-    } else if (!sameCycle(hdr, this.hdr)) {
-      const restartedOnce =
-        hdr.pageSize === this.hdr.pageSize && hdr.salt1 === ((this.hdr.salt1 + 1) >>> 0) && hdr.checkpointSeq === this.hdr.checkpointSeq + 1;
-      if (!restartedOnce) throw new GenerationBreak('wal-moved');
-      this.hdr = hdr;
-      this.cycle++;
-      this.cursor = cycleStart(hdr);
+  /** Reads up to the wal-index's committed end; false when it could not be read this time. */
+  async catchUp(): Promise<boolean> {
+    const t = Date.now();
+    const idx = (this.files as LiveFiles).walIndex();
+    if (!idx) return false;
+    await this.readTo(idx);
+    this.lastIndex = idx;
+    this.readAt = t;
+    return true;
+  }
+
+  /** Frames of the current cycle read so far (for checkpoint decisions). */
+  get framesRead(): number {
+    return this.hdr ? this.cursor.frame : 0;
+  }
+
+  /** Reads every transaction committed up to `idx` into the pending list and the page model. */
+  private async readTo(idx: WalIndexHeader): Promise<void> {
+    const files = this.files as LiveFiles;
+    if (!this.salts || idx.salt1 !== this.salts.salt1 || idx.salt2 !== this.salts.salt2) {
+      // A restart: by the pin we held since the last look, every frame of the old cycle
+      // was read before it could happen (docs/sqlite.md).
+      if (this.salts) this.cycle++;
+      this.salts = { salt1: idx.salt1, salt2: idx.salt2 };
+      this.hdr = undefined;
+      this.cursor = { frame: 0, checksum: [0, 0] };
     }
+    if (idx.mxFrame < this.cursor.frame) {
+      this.diverge(`the WAL's committed end went back from frame ${this.cursor.frame} to ${idx.mxFrame} within one cycle`);
+    }
+    if (idx.mxFrame === this.cursor.frame) {
+      if (idx.mxFrame > 0 && !sameChecksum(this.cursor.checksum, idx.frameChecksum)) {
+        this.diverge(`the frames read up to ${idx.mxFrame} are not the ones SQLite committed (checksum)`);
+      }
+      return;
+    }
+    if (!this.hdr || this.cursor.frame === 0) {
+      // The chain starts at the header as it is now (a first writer may rewrite it).
+      const h = await files.wal.header();
+      if (!h || h.salt1 !== idx.salt1 || h.salt2 !== idx.salt2) this.diverge('the WAL file does not carry the cycle the wal-index publishes');
+      this.hdr = h;
+      this.cursor = cycleStart(h);
+    }
+    const hdr = this.hdr;
     const frameSize = FRAME_HEADER_SIZE + hdr.pageSize;
-    // Up to what the file holds now, which covers the pin just taken: a writer
-    // faster than this loop is caught up with on the next tick, not chased.
-    const limit = await wal.framesInFile(hdr);
-    const from = this.cursor.frame;
     for (;;) {
-      const got = await wal.readCommitted(this.hdr, this.cursor, 8 << 20, limit);
-      if (got.commits.length === 0) return this.cursor.frame - from;
+      const got = await files.wal.readCommitted(hdr, this.cursor, 8 << 20, idx.mxFrame);
+      if (got.commits.length === 0) break;
       const time = Date.now();
       if (this.pendingCommits.length === 0) this.shipBy = time + this.opts.intervalMs - this.shipMargin();
       for (const c of got.commits) {
@@ -435,61 +548,24 @@ class Replicator {
       }
       this.pending.push(got.data);
       this.pendingBytes += got.data.length;
+      this.model?.applyFrames(got.data, hdr.pageSize);
       this.cursor = got.end;
+      this.pendingTail = { salt1: hdr.salt1, salt2: hdr.salt2, checkpointSeq: hdr.checkpointSeq, checksum: got.end.checksum };
       this.stats.commits += got.commits.length;
       if (this.pendingBytes >= MAX_PENDING_BYTES && this.baseStored) await this.ship();
     }
+    if (this.cursor.frame !== idx.mxFrame || !sameChecksum(this.cursor.checksum, idx.frameChecksum)) {
+      this.diverge(`the WAL's frames up to ${idx.mxFrame} are not the ones SQLite committed (read to ${this.cursor.frame})`);
+    }
   }
 
-  // ---- checkpoints ---------------------------------------------------------
-
-  private async checkpoint(): Promise<void> {
-    if (!this.hdr || this.cursor.frame < this.opts.checkpointFrames) return;
-    const idle = this.reader(1 - this.held);
-    const writer = this.writer as Connection;
-    try {
-      idle.pragma('wal_checkpoint(PASSIVE)'); // the bulk of the copying, writers still running
-    } catch (err) {
-      return this.checkpointSkipped(err);
-    }
-    // Writers wait while we read what is left under the write lock, so catch up first
-    // and go ahead only when little is left. A writer that keeps outrunning us lets the
-    // WAL grow to 16 times the threshold; then it waits for us once (back-pressure,
-    // as SQLite's own RESTART checkpoints do), so the WAL stays bounded.
-    const behind = (await this.readNew()) > LOCKED_READ_FRAMES;
-    if (behind && this.cursor.frame < 16 * this.opts.checkpointFrames) return;
-    const started = Date.now();
-    try {
-      // SQLite's lock is not fair: against a writer that never pauses, a short wait never wins.
-      if (behind) writer.pragma(`busy_timeout = ${FORCED_LOCK_WAIT_MS}`);
-      writer.exec('BEGIN IMMEDIATE');
-    } catch (err) {
-      return this.checkpointSkipped(err);
-    } finally {
-      if (behind) writer.pragma(`busy_timeout = ${WRITE_LOCK_WAIT_MS}`);
-    }
-    let complete = false;
-    try {
-      await this.readNew();
-      // The write transaction pins the newest snapshot, which we have now read whole,
-      // so the older pin can go and the checkpoint can copy every frame.
-      endRead(this.reader(this.held));
-      const [row] = idle.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
-      complete = row !== undefined && row.busy === 0 && row.log === row.checkpointed;
-      // A pin taken on a fully checkpointed WAL does not stop the next writer from
-      // starting the WAL over, and every frame it drops has been read.
-      beginRead(idle, this.file);
-      this.held = 1 - this.held;
-    } finally {
-      writer.exec('ROLLBACK');
-    }
-    this.emit({ kind: 'checkpoint', complete, blockedMs: Date.now() - started });
-  }
-
-  private checkpointSkipped(err: unknown): void {
-    const e = sqliteError(err, this.file, 'checkpoint');
-    if (e.code !== 'SOURCE_UNAVAILABLE') throw e;
-    this.emit({ kind: 'error', message: `checkpoint skipped: ${e.message}`, hint: 'a long write transaction holds the lock; the WAL grows until it ends' });
+  /**
+   * Ends the generation as not reproducing the database. Not knowing since when, only
+   * what the last page-by-page verification proved stays trusted.
+   */
+  private diverge(reason: string): never {
+    this.divergence = { reason, trusted: this.lastVerified ?? null };
+    throw new GenerationBreak('diverged');
   }
 
   // ---- shipping ------------------------------------------------------------
@@ -501,7 +577,7 @@ class Replicator {
 
   /** Stores the pending transactions as one segment; false when the store refused (kept for the next try). */
   private async ship(): Promise<boolean> {
-    if (!this.baseStored || this.pendingCommits.length === 0 || !this.hdr) return true;
+    if (!this.baseStored || this.pendingCommits.length === 0 || !this.hdr || !this.pendingTail) return true;
     const last = this.pendingCommits[this.pendingCommits.length - 1] as Commit;
     const meta: SegmentMeta = {
       v: 1,
@@ -509,7 +585,7 @@ class Replicator {
       start: this.shipped,
       end: { cycle: last.cycle, frame: last.frame },
       commits: this.pendingCommits,
-      tail: { salt1: this.hdr.salt1, salt2: this.hdr.salt2, checkpointSeq: this.hdr.checkpointSeq, checksum: this.cursor.checksum },
+      tail: this.pendingTail,
     };
     const name = segmentName(meta);
     const data = encodeSegment({ meta, frames: Buffer.concat(this.pending) });
@@ -519,7 +595,8 @@ class Replicator {
       this.lastShipMs = Date.now() - started;
     } catch (err) {
       if (!isLifeboatError(err)) throw err;
-      this.emit({ kind: 'error', message: `shipping failed: ${err.message}`, ...(err.hint ? { hint: err.hint } : {}) });
+      this.problem = { message: `shipping failed: ${err.message}`, ...(err.hint ? { hint: err.hint } : {}) };
+      this.emit({ kind: 'error', ...this.problem });
       return false;
     }
     const first = this.pendingCommits[0] as Commit;
@@ -529,8 +606,102 @@ class Replicator {
     this.pendingBytes = 0;
     this.shipBy = Infinity;
     this.stats.segments++;
+    this.problem = undefined;
+    this.shippedSinceStatus = true;
     this.emit({ kind: 'ship', generation: this.generation, segment: name, commits: meta.commits.length, bytes: data.length, lagMs: Date.now() - first.time });
     return true;
+  }
+
+  private status(now: number): void {
+    const healthy = this.problem === undefined;
+    const caughtUp = this.shippedSinceStatus && this.pendingCommits.length === 0;
+    if (healthy === this.lastHealthy && !caughtUp && now - this.lastStatus < STATUS_EVERY_MS) return;
+    this.lastHealthy = healthy;
+    this.shippedSinceStatus = false;
+    this.lastStatus = now;
+    this.emit({
+      kind: 'status',
+      generation: this.generation,
+      healthy,
+      archivedThrough: this.provenAt ? new Date(this.provenAt).toISOString() : null,
+      verifiedAt: this.verifiedAt ? new Date(this.verifiedAt).toISOString() : null,
+      ...(this.problem ? { error: this.problem.message, ...(this.problem.hint ? { hint: this.problem.hint } : {}) } : {}),
+    });
+  }
+
+  // ---- verification --------------------------------------------------------
+
+  /**
+   * Pins a read transaction exactly at the position read up to (the wal-index is the
+   * same before and after it begins), freezes the page model there, and compares the
+   * two in the background. Writers that keep committing make the exact point rare:
+   * after ALIGN_TRIES misses the write lock is taken for a moment to get one.
+   */
+  private async startVerification(): Promise<void> {
+    const files = this.files as LiveFiles;
+    const pin = this.pinConn as Connection;
+    if (!this.baseStored || !this.model || !this.salts) return;
+    let aligned = false;
+    const idx = files.walIndex();
+    if (idx && this.lastIndex && sameWalIndex(idx, this.lastIndex)) {
+      beginRead(pin, this.file);
+      const after = files.walIndex();
+      aligned = after !== undefined && sameWalIndex(after, idx);
+      if (!aligned) endRead(pin);
+    }
+    if (!aligned && ++this.alignMisses >= ALIGN_TRIES) {
+      try {
+        this.writeLock.exec('BEGIN IMMEDIATE');
+      } catch {
+        return; // a long write transaction: try again next poll
+      }
+      try {
+        aligned = await this.catchUp();
+        if (aligned) beginRead(pin, this.file);
+      } finally {
+        this.writeLock.exec('ROLLBACK');
+      }
+    }
+    if (!aligned) return;
+    this.alignMisses = 0;
+    const salts = this.salts;
+    const at: CyclePosition = { ...salts, frame: this.cursor.frame, checksum: this.cursor.checksum };
+    const position = { cycle: this.cycle, frame: this.cursor.frame };
+    const view = this.model.view();
+    const pinnedAt = Date.now();
+    this.inBackground(this.verify(at, position, view, pinnedAt).finally(() => endRead(pin)));
+  }
+
+  private async verify(at: CyclePosition, position: Position, view: ModelView, pinnedAt: number): Promise<void> {
+    const retry = () => void (this.nextVerify = Date.now() + 1000);
+    if (!view.complete) return retry(); // the base is still being stored or rebuilt
+    const live = await liveView(this.files as LiveFiles, at);
+    if (!live) return retry(); // the WAL moved on while it was read
+    const took = Date.now() - pinnedAt;
+    this.nextVerify = Date.now() + Math.max(this.opts.verifyIntervalMs, VERIFY_DUTY * took);
+    const diff = firstDifference(view, live);
+    if (diff) {
+      this.divergence = { reason: `the stored history differs from the database at ${diff.reason} (position ${position.cycle}/${position.frame})`, trusted: this.lastVerified ?? null };
+      this.emit({ kind: 'diverged', generation: this.generation, position, reason: diff.reason });
+      return;
+    }
+    this.lastVerified = position;
+    this.verifiedAt = pinnedAt;
+    this.stats.verifications++;
+    this.problem = undefined;
+    this.emit({ kind: 'verified', generation: this.generation, position, pages: live.pages, durationMs: took });
+  }
+
+  /** A resumed generation's model: the repository's history up to where it resumed. */
+  private async rebuildModel(model: PageModel, generation: string, at: Position): Promise<void> {
+    try {
+      model.applyStored(await storedView(this.repo, this.opts.name, generation, at));
+    } catch (err) {
+      if (isLifeboatError(err, 'CORRUPT') && this.generation === generation) {
+        this.divergence = { reason: `the repository cannot rebuild it: ${err.message}`, trusted: null };
+      }
+      throw err;
+    }
   }
 
   // ---- background work -----------------------------------------------------
@@ -539,7 +710,8 @@ class Replicator {
     this.background = task
       .catch((err: unknown) => {
         const e = isLifeboatError(err) ? err : new LifeboatError('FAILED', String(err));
-        this.emit({ kind: 'error', message: e.message, ...(e.hint ? { hint: e.hint } : {}) });
+        this.problem = { message: e.message, ...(e.hint ? { hint: e.hint } : {}) };
+        this.emit({ kind: 'error', ...this.problem });
       })
       .finally(() => {
         this.background = undefined;
@@ -547,32 +719,29 @@ class Replicator {
   }
 
   /**
-   * A snapshot within the current generation. Its image comes from its own
-   * connection; it is placed in the generation's positions by the WAL cycle it saw
-   * (the current one, or the next if the replicator has not seen the restart yet).
+   * A snapshot within the current generation, from a connection of its own; placed at
+   * the position it saw when that is in the cycle being read (false otherwise: tried
+   * again a moment later).
    */
-  private async periodicSnapshot(): Promise<void> {
+  private async periodicSnapshot(): Promise<boolean> {
     const generation = this.generation;
     const conn = openDatabase(this.file, { busyTimeoutMs: this.opts.busyTimeoutMs });
     try {
-      const s = await imageSnapshot(this.repo, conn, this.file, {
+      const s = await imageSnapshot(this.repo, conn, this.files as LiveFiles, {
         name: this.opts.name,
         place: (point: ImagePoint) => {
-          const cur = this.hdr;
-          if (generation !== this.generation || !point.wal) return null;
-          if (!cur) return { generation, position: { cycle: this.cycle, frame: point.cursor.frame } };
-          if (sameCycle(point.wal, cur)) return { generation, position: { cycle: this.cycle, frame: point.cursor.frame } };
-          if (point.wal.salt1 === ((cur.salt1 + 1) >>> 0) && point.wal.checkpointSeq === cur.checkpointSeq + 1) {
-            return { generation, position: { cycle: this.cycle + 1, frame: point.cursor.frame } };
-          }
-          return null;
+          const cur = this.salts;
+          if (generation !== this.generation || !point.cycle || !cur) return null;
+          if (point.cycle.salt1 !== cur.salt1 || point.cycle.salt2 !== cur.salt2) return null;
+          return { generation, position: { cycle: this.cycle, frame: point.cursor.frame } };
         },
       });
-      if (s) {
-        this.stats.snapshots++;
-        const c = s.consistency as unknown as SqliteConsistency;
-        this.emit({ kind: 'snapshot', generation, id: s.id, position: c.position as Position, bytes: s.summary.totalBytes, addedBytes: s.summary.addedBytes });
-      }
+      if (!s) return false;
+      this.stats.snapshots++;
+      this.problem = undefined;
+      const c = s.consistency as unknown as SqliteConsistency;
+      this.emit({ kind: 'snapshot', generation, id: s.id, position: c.position as Position, bytes: s.summary.totalBytes, addedBytes: s.summary.addedBytes });
+      return true;
     } finally {
       conn.close();
     }
@@ -580,24 +749,13 @@ class Replicator {
 
   private async compact(generation: string): Promise<void> {
     const r = await compactGeneration(this.repo, this.source, generation, Date.now());
+    this.problem = undefined;
     if (r.merged > 0) this.emit({ kind: 'compact', generation, merged: r.merged, into: r.into });
   }
 
-  private emit(e: ReplicateEvent): void {
+  emit(e: ReplicateEvent): void {
     this.opts.onEvent?.(e);
   }
 }
 
-/** Device and inode: a restore or copy over the path is a different file. */
-async function fileIdentity(file: string): Promise<string> {
-  try {
-    const st = await fs.stat(file, { bigint: true });
-    return `${st.dev}:${st.ino}`;
-  } catch (err) {
-    throw new LifeboatError('SOURCE_UNAVAILABLE', `${file} disappeared while it was being replicated`, {
-      hint: 'the replicator stops; start it again once the database is back',
-      cause: err,
-    });
-  }
-}
-
+export type { Replicator };

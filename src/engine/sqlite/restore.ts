@@ -20,7 +20,8 @@ import { resolvePath } from '../browse/tree-walk.js';
 import type { ProgressFn } from '../progress.js';
 import { restoreStream } from '../restore/stream.js';
 import { logSource, type SqliteConsistency } from './backup.js';
-import { chainFrom, comparePos, decodeSegment, parseSegmentName, type Position, type SegmentName } from './segment.js';
+import { DIVERGED, segmentsOf, transactionsAfter, trustedUntil } from './history.js';
+import { chainFrom, comparePos, type Commit, type Position, type SegmentName } from './segment.js';
 
 export interface SqliteRestoreOptions {
   name: string;
@@ -52,6 +53,8 @@ interface Candidate {
   snapshot: Snapshot;
   generation?: string;
   names: SegmentName[];
+  /** Set when the generation was found to diverge from the database: replay stops there. */
+  trusted?: Position | null;
   /** How far (in time) this candidate reaches towards the target. */
   reach: number;
 }
@@ -70,7 +73,7 @@ export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions
       const c = base.snapshot.consistency as unknown as SqliteConsistency;
       const bytes = await writeImage(repo, base.snapshot, tmp, opts.onProgress);
       const replay = base.generation
-        ? await replayFrames(repo, logSource(name), base.generation, c.position as Position, base.names, tmp, opts.time)
+        ? await replayFrames(repo, logSource(name), base.generation, c.position as Position, base.names, tmp, opts.time, base.trusted)
         : { commits: 0, segments: 0, lastTime: undefined };
       let result = tmp;
       if (opts.tables?.length) {
@@ -152,17 +155,22 @@ async function choose(repo: Repository, name: string, time: Date | undefined): P
     });
   }
   const logs = await repo.listLogs(logSource(name));
+  const trust = new Map<string, Position | null | undefined>();
   let best: Candidate | undefined;
   for (const s of snaps.sort((a, b) => Date.parse(b.time) - Date.parse(a.time))) {
     const c = s.consistency as unknown as SqliteConsistency | undefined;
     const gen = c?.generation;
-    const names = gen ? logs.filter((l) => l.timeline === gen).map((l) => parseSegmentName(l.file)).filter((n) => n !== undefined) : [];
+    const names = gen ? segmentsOf(logs, gen) : [];
+    if (gen && !trust.has(gen)) trust.set(gen, logs.some((l) => l.timeline === gen && l.file === DIVERGED) ? await trustedUntil(repo, logSource(name), gen) : undefined);
+    const trusted = gen ? trust.get(gen) : undefined;
     let reach = Date.parse(s.time);
     if (gen && c?.position) {
-      const { chain } = chainFrom(c.position, names);
-      for (const n of chain) reach = Math.max(reach, Math.min(n.lastTime, target));
+      for (const n of chainFrom(c.position, names).chain) {
+        if (trusted === null || (trusted && comparePos(n.start, trusted) >= 0)) break;
+        reach = Math.max(reach, Math.min(n.lastTime, target));
+      }
     }
-    const cand: Candidate = { snapshot: s, ...(gen ? { generation: gen } : {}), names, reach };
+    const cand: Candidate = { snapshot: s, ...(gen ? { generation: gen } : {}), names, ...(trusted !== undefined ? { trusted } : {}), reach };
     if (!best || cand.reach > best.reach || (cand.reach === best.reach && Date.parse(s.time) > Date.parse(best.snapshot.time))) best = cand;
   }
   return best as Candidate;
@@ -179,8 +187,9 @@ async function writeImage(repo: Repository, snapshot: Snapshot, file: string, on
 }
 
 /**
- * Applies the generation's transactions after `from`, up to `until`, to the file.
- * Within a segment only the last version of each page is written, in page order.
+ * Applies the generation's transactions after `from`, up to `until` and never past
+ * `trusted` (a generation found to diverge from the database), to the file. Within a
+ * segment only the last version of each page is written, in page order.
  */
 async function replayFrames(
   repo: Repository,
@@ -190,14 +199,10 @@ async function replayFrames(
   names: SegmentName[],
   file: string,
   until: Date | undefined,
+  trusted: Position | null | undefined,
 ): Promise<{ commits: number; segments: number; lastTime: number | undefined }> {
-  const { chain, gapAt } = chainFrom(from, names);
   const limit = until?.getTime() ?? Infinity;
-  if (gapAt && chain.every((n) => n.lastTime <= limit)) {
-    throw new LifeboatError('CORRUPT', `generation ${generation} of ${source} has a gap after position ${gapAt.cycle}/${gapAt.frame}`, {
-      hint: 'a log segment is missing; restore to an earlier time, or run `lifeboat check`',
-    });
-  }
+  const keep = (c: Commit) => c.time <= limit && (trusted === undefined || (trusted !== null && comparePos(c, trusted) <= 0));
   const fh = await fs.open(file, 'r+');
   let commits = 0;
   let segments = 0;
@@ -205,32 +210,16 @@ async function replayFrames(
   let pageSize = 0;
   let dbPages = 0;
   try {
-    outer: for (const n of chain) {
-      const data = await repo.getLog(source, generation, n.file);
-      if (!data) throw new LifeboatError('CORRUPT', `log segment ${n.file} of ${source} vanished during the restore`);
-      const seg = decodeSegment(data, n.file);
-      pageSize = seg.meta.pageSize;
+    for await (const t of transactionsAfter(repo, source, generation, from, names, keep)) {
+      pageSize = t.pageSize;
       const frameSize = FRAME_HEADER_SIZE + pageSize;
       const latest = new Map<number, number>(); // page number -> offset of its newest frame
-      let offset = 0;
-      let applied = false;
-      for (const c of seg.meta.commits) {
-        const start = offset;
-        offset = c.end;
-        if (comparePos(c, from) <= 0) continue;
-        if (c.time > limit) {
-          await writePages(fh, seg.frames, latest, pageSize);
-          if (applied) segments++;
-          break outer;
-        }
-        for (let o = start; o < c.end; o += frameSize) latest.set(frameInfo(seg.frames, o).pgno, o);
-        dbPages = frameInfo(seg.frames, c.end - frameSize).dbPages;
-        lastTime = c.time;
-        commits++;
-        applied = true;
-      }
-      await writePages(fh, seg.frames, latest, pageSize);
-      if (applied) segments++;
+      for (let o = 0; o < t.frames.length; o += frameSize) latest.set(frameInfo(t.frames, o).pgno, o);
+      await writePages(fh, t.frames, latest, pageSize);
+      dbPages = frameInfo(t.frames, t.frames.length - frameSize).dbPages;
+      lastTime = (t.commits[t.commits.length - 1] as Commit).time;
+      commits += t.commits.length;
+      segments++;
     }
     if (dbPages > 0) await fh.truncate(dbPages * pageSize);
     await fh.sync();

@@ -11,10 +11,12 @@
  * whenever another connection writes; this costs one pass over the file and never
  * starts again. docs/sqlite.md has the argument for why the result is consistent.
  */
-import { promises as fs, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { LifeboatError, errno } from '../../errors.js';
-import { WalFile, cycleStart, frameInfo, sameCycle, FRAME_HEADER_SIZE, type WalCursor, type WalHeader } from './wal.js';
+import type { LiveFiles } from './live-files.js';
+import { cycleStart, frameInfo, FRAME_HEADER_SIZE, type Checksum, type WalCursor, type WalHeader } from './wal.js';
 
 export type Connection = Database.Database;
 
@@ -119,81 +121,113 @@ export function endRead(db: Connection): void {
 
 /** Where a consistent image stands: the WAL cycle and the frames of it the image includes. */
 export interface ImagePoint {
-  /** Undefined when the WAL was empty (the database file alone is the image). */
+  /** The WAL cycle, by its salts as the wal-index publishes them; undefined outside WAL mode. */
+  cycle: { salt1: number; salt2: number } | undefined;
+  /** That cycle's WAL header, once written (a restarted WAL has none until its first commit). */
   wal: WalHeader | undefined;
+  /** Frames of the cycle in the image and the checksum chain there ([0, 0] while `wal` is undefined). */
   cursor: WalCursor;
   pageSize: number;
   pages: number;
 }
 
 /**
- * The consistent page image of `file` while `reader` holds a read transaction (the
- * caller begins it before and ends it after the image is consumed). The WAL frames of
- * the current cycle are kept in memory, one copy per page, so the image stays right
- * even if SQLite restarts the WAL while the file is read; a WAL is a few megabytes
- * under Lifeboat's checkpointing.
+ * The consistent page image of the database while a connection of the caller's holds a
+ * read transaction (begun before, ended after the image is consumed): the database
+ * file with the frames SQLite has committed in the current WAL cycle laid over it, as
+ * of the newest commit the wal-index publishes (at or after the read transaction's own
+ * snapshot: checkpoints cannot copy frames past that snapshot, so pages no frame of
+ * the cycle touches cannot change while the file is read). Frames past the published
+ * end, left by a writer that died inside COMMIT, are never read. The overlay holds one
+ * copy per page; the WAL is a few megabytes under Lifeboat's checkpointing.
  */
-export async function readImagePoint(file: string): Promise<{ point: ImagePoint; overlay: Map<number, Buffer> }> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const wal = await WalFile.open(`${file}-wal`);
-    try {
-      const hdr = await wal.header();
-      const overlay = new Map<number, Buffer>();
-      let cursor: WalCursor = { frame: 0, checksum: [0, 0] };
-      let pages = 0;
-      if (hdr) {
-        cursor = cycleStart(hdr);
-        // The pin's snapshot is within what the file holds now; later frames are not needed.
-        const limit = await wal.framesInFile(hdr);
-        for (;;) {
-          const got = await wal.readCommitted(hdr, cursor, 16 << 20, limit);
-          if (got.commits.length === 0) break;
-          const frameSize = FRAME_HEADER_SIZE + hdr.pageSize;
-          for (let off = 0; off < got.data.length; off += frameSize) {
-            const { pgno } = frameInfo(got.data, off);
-            overlay.set(pgno, Buffer.from(got.data.subarray(off + FRAME_HEADER_SIZE, off + frameSize)));
-          }
-          pages = (got.commits[got.commits.length - 1] as { dbPages: number }).dbPages;
-          cursor = got.end;
-        }
-        const again = await wal.header();
-        // A restart while the frames were read could mix two cycles: read again.
-        if (!again || !sameCycle(again, hdr)) continue;
+export async function readImagePoint(files: LiveFiles): Promise<Image> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const idx = files.walIndex();
+    if (!idx) {
+      if (files.hasWalIndex) {
+        await sleep(1); // being written, or a first connection is initialising it
+        continue;
       }
-      const head = await readHeader(file);
-      if (pages === 0) pages = head.pages;
-      return { point: { wal: hdr, cursor, pageSize: hdr?.pageSize ?? head.pageSize, pages }, overlay };
-    } finally {
-      await wal.close();
+      const head = await readHeader(files);
+      return { point: { cycle: undefined, wal: undefined, cursor: { frame: 0, checksum: [0, 0] }, ...head }, overlay: new Map() };
     }
+    const image = await readImageAt(files, { salt1: idx.salt1, salt2: idx.salt2, frame: idx.mxFrame, checksum: idx.frameChecksum });
+    if (image) return image;
   }
-  throw new LifeboatError('SOURCE_UNAVAILABLE', `${file}: the WAL kept restarting while it was read`, {
+  throw new LifeboatError('SOURCE_UNAVAILABLE', `${files.file}: the WAL kept restarting while it was read`, {
     hint: 'a connection is checkpointing with RESTART/TRUNCATE in a tight loop; retry',
   });
 }
 
-/** Page size and page count from the database header (the file size when the header's count is stale). */
-async function readHeader(file: string): Promise<{ pageSize: number; pages: number }> {
-  const fh = await fs.open(file, 'r');
-  try {
-    const buf = Buffer.alloc(100);
-    const { bytesRead } = await fh.read(buf, 0, 100, 0);
-    const size = (await fh.stat()).size;
-    if (bytesRead === 0) return { pageSize: 4096, pages: 0 };
-    if (bytesRead < 100 || buf.toString('latin1', 0, 16) !== 'SQLite format 3\u0000') {
-      throw new LifeboatError('SOURCE_CORRUPT', `${file} does not start with a SQLite header`, {
-        hint: 'check the path; a damaged file can still be restored from the repository',
-      });
+export interface Image {
+  point: ImagePoint;
+  overlay: Map<number, Buffer>;
+}
+
+/** A committed position in a WAL cycle: frames of the cycle named by its salts, and the checksum chain there. */
+export interface CyclePosition {
+  salt1: number;
+  salt2: number;
+  frame: number;
+  /** Not checked at frame 0 (a restarted WAL has no header, so no chain start, until its first commit). */
+  checksum: Checksum;
+}
+
+/**
+ * The image as of `at`, under a read transaction whose snapshot is `at` or later (see
+ * readImagePoint), or undefined when the WAL no longer holds `at`: it restarted, or
+ * its frames are not the ones committed there (the caller tries again).
+ */
+export async function readImageAt(files: LiveFiles, at: CyclePosition): Promise<Image | undefined> {
+  const hdr = await files.wal.header();
+  const current = hdr !== undefined && hdr.salt1 === at.salt1 && hdr.salt2 === at.salt2;
+  const cycle = { salt1: at.salt1, salt2: at.salt2 };
+  if (at.frame === 0) {
+    const head = await readHeader(files);
+    const cursor: WalCursor = current ? cycleStart(hdr) : { frame: 0, checksum: [0, 0] };
+    return { point: { cycle, wal: current ? hdr : undefined, cursor, ...head }, overlay: new Map() };
+  }
+  if (!current) return undefined;
+  const overlay = new Map<number, Buffer>();
+  const frameSize = FRAME_HEADER_SIZE + hdr.pageSize;
+  let cursor: WalCursor = cycleStart(hdr);
+  let pages = 0;
+  for (;;) {
+    const got = await files.wal.readCommitted(hdr, cursor, 16 << 20, at.frame);
+    if (got.commits.length === 0) break;
+    for (let off = 0; off < got.data.length; off += frameSize) {
+      const { pgno } = frameInfo(got.data, off);
+      overlay.set(pgno, Buffer.from(got.data.subarray(off + FRAME_HEADER_SIZE, off + frameSize)));
     }
-    const raw = buf.readUInt16BE(16);
-    const pageSize = raw === 1 ? 65536 : raw;
-    const inHeader = buf.readUInt32BE(28);
-    const valid = inHeader > 0 && buf.readUInt32BE(24) === buf.readUInt32BE(92);
-    return { pageSize, pages: valid ? inHeader : Math.floor(size / pageSize) };
+    pages = (got.commits[got.commits.length - 1] as { dbPages: number }).dbPages;
+    cursor = got.end;
   }
-  finally {
-    await fh.close();
+  // Short of the position, or another chain: the WAL restarted while it was read.
+  if (cursor.frame !== at.frame || !sameChecksum(cursor.checksum, at.checksum)) return undefined;
+  return { point: { cycle, wal: hdr, cursor, pageSize: hdr.pageSize, pages }, overlay };
+}
+
+export function sameChecksum(a: Checksum, b: Checksum): boolean {
+  return a[0] === b[0] && a[1] === b[1];
+}
+
+/** Page size and page count from the database header (the file size when the header's count is stale). */
+async function readHeader(files: LiveFiles): Promise<{ pageSize: number; pages: number }> {
+  const buf = Buffer.alloc(100);
+  const bytesRead = await files.readDb(buf, 0);
+  const size = files.dbSize();
+  if (bytesRead === 0) return { pageSize: 4096, pages: 0 };
+  if (bytesRead < 100 || buf.toString('latin1', 0, 16) !== 'SQLite format 3\u0000') {
+    throw new LifeboatError('SOURCE_CORRUPT', `${files.file} does not start with a SQLite header`, {
+      hint: 'check the path; a damaged file can still be restored from the repository',
+    });
   }
+  const raw = buf.readUInt16BE(16);
+  const pageSize = raw === 1 ? 65536 : raw;
+  const inHeader = buf.readUInt32BE(28);
+  const valid = inHeader > 0 && buf.readUInt32BE(24) === buf.readUInt32BE(92);
+  return { pageSize, pages: valid ? inHeader : Math.floor(size / pageSize) };
 }
 
 /**
@@ -201,22 +235,17 @@ async function readHeader(file: string): Promise<{ pageSize: number; pages: numb
  * overlay's pages laid over it, `point.pages` pages in all (a page the file does not
  * have yet, beyond its end, can only come from the overlay).
  */
-export async function* imagePages(file: string, point: ImagePoint, overlay: Map<number, Buffer>): AsyncGenerator<Buffer> {
+export async function* imagePages(files: LiveFiles, { point, overlay }: Image): AsyncGenerator<Buffer> {
   const { pageSize, pages } = point;
   const perRead = Math.max(1, Math.floor((1 << 20) / pageSize));
-  const fh = await fs.open(file, 'r');
-  try {
-    for (let first = 1; first <= pages; first += perRead) {
-      const count = Math.min(perRead, pages - first + 1);
-      const buf = Buffer.alloc(count * pageSize);
-      await fh.read(buf, 0, buf.length, (first - 1) * pageSize);
-      for (let i = 0; i < count; i++) {
-        const page = overlay.get(first + i);
-        if (page) page.copy(buf, i * pageSize);
-      }
-      yield buf;
+  for (let first = 1; first <= pages; first += perRead) {
+    const count = Math.min(perRead, pages - first + 1);
+    const buf = Buffer.alloc(count * pageSize);
+    await files.readDb(buf, (first - 1) * pageSize);
+    for (let i = 0; i < count; i++) {
+      const page = overlay.get(first + i);
+      if (page) page.copy(buf, i * pageSize);
     }
-  } finally {
-    await fh.close();
+    yield buf;
   }
 }

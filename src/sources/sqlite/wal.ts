@@ -115,6 +115,11 @@ export class WalFile {
     }
   }
 
+  /** The descriptor, to tell whether the path still names this file. */
+  get fd(): number | undefined {
+    return this.fh?.fd;
+  }
+
   /** The header, or undefined while the log is empty or absent. */
   async header(): Promise<WalHeader | undefined> {
     if (!this.fh) {
