@@ -40,6 +40,7 @@ import { DIVERGED, recordDivergence, segmentsOf } from './history.js';
 import { firstDifference, PageModel, type ModelView } from './page-model.js';
 import { chainFrom, decodeSegment, encodeSegment, segmentName, type Commit, type Position, type SegmentMeta, type WalTail } from './segment.js';
 import { liveView, storedView } from './verify-live.js';
+import { Waker } from './waker.js';
 
 export interface ReplicateOptions {
   file: string;
@@ -99,11 +100,14 @@ class GenerationBreak extends Error {
 /** Bytes of unshipped frames that force a segment out before the interval (memory bound). */
 const MAX_PENDING_BYTES = 32 << 20;
 /**
- * How often the wal-index is looked at, and so how precisely a transaction's time is
- * known (a restore to a time includes what had been seen by then). A look is one
- * 136-byte read and six stats; a read transaction is taken only when something changed.
+ * How often at most the wal-index is looked at while transactions arrive, and so how
+ * precisely a transaction's time is known (a restore to a time includes what had been
+ * seen by then); waker.ts says when the looks happen. A look is one 136-byte read and
+ * six stats; a read transaction is taken only when something changed.
  */
 const OBSERVE_MS = 5;
+/** How often at most the read pin moves on (two read transactions) while transactions arrive. */
+const HANDOVER_MS = 25;
 /** Pause after a failed ship before trying again: a store that is down is not hammered. */
 const RETRY_MS = 2000;
 const STATUS_EVERY_MS = 5000;
@@ -125,6 +129,7 @@ class Replicator {
   private readonly file: string;
   private readonly source: string;
   private files: LiveFiles | undefined;
+  private waker: Waker | undefined;
   private readers: [Connection, Connection] | undefined;
   /** Takes the write lock for checkpoints and exact verification points, never to write. */
   private writer: Connection | undefined;
@@ -132,6 +137,7 @@ class Replicator {
   private pinConn: Connection | undefined;
   /** Index of the reader that holds the pin (the other is idle). */
   held = 0;
+  private lastHandover = 0;
 
   generation = '';
   /** The WAL cycle being read, by its salts; its header once it is written. */
@@ -225,7 +231,7 @@ class Replicator {
           await this.reopen();
           await this.startGeneration(err.reason);
         }
-        await sleep(this.tick, undefined, { signal: opts.signal }).catch(() => {});
+        await (this.waker as Waker).wait(opts.signal);
       }
       // Clean stop: everything committed so far goes out before we exit.
       await this.observe().catch((err: unknown) => {
@@ -272,6 +278,7 @@ class Replicator {
         hint: 'replication needs the shared-memory wal-index: a database in locking_mode=EXCLUSIVE cannot be replicated',
       });
     }
+    this.waker = new Waker(`${this.file}-wal`, this.tick);
     const [a, b, pin, writer] = conns as [Connection, Connection, Connection, Connection];
     this.readers = [a, b];
     this.pinConn = pin;
@@ -289,6 +296,7 @@ class Replicator {
     this.readers = undefined;
     this.writer = undefined;
     this.pinConn = undefined;
+    this.waker?.close();
     // Only now: closing a descriptor while a connection is open drops SQLite's locks.
     await this.files?.close();
     this.files = undefined;
@@ -432,6 +440,7 @@ class Replicator {
               this.lastVerified = (s.consistency as unknown as SqliteConsistency).position as Position;
               this.verifiedAt = imageAt;
               this.problem = undefined;
+              this.shippedSinceStatus = true; // the next status proves the new base at once
             }
             const c = s.consistency as unknown as SqliteConsistency;
             this.emit({ kind: 'snapshot', generation, id: s.id, position: c.position as Position, bytes: s.summary.totalBytes, addedBytes: s.summary.addedBytes });
@@ -472,10 +481,20 @@ class Replicator {
     const t = Date.now();
     const idx = files.walIndex();
     if (!idx) return; // being written: look again next poll
-    if (this.lastIndex && sameWalIndex(idx, this.lastIndex)) {
+    const unchanged = this.lastIndex !== undefined && sameWalIndex(idx, this.lastIndex);
+    this.waker?.settle(!unchanged);
+    if (unchanged) {
       this.readAt = t; // nothing was committed since: we hold all of it
       return;
     }
+    // Frames after the pin cannot be overwritten while it is held (docs/sqlite.md), so
+    // they are read without moving it; the pin moves at most every HANDOVER_MS, which
+    // is what lets checkpoints copy further.
+    if (t - this.lastHandover < HANDOVER_MS) {
+      await this.catchUp();
+      return;
+    }
+    this.lastHandover = t;
     const idle = this.reader(1 - this.held);
     beginRead(idle, this.file);
     try {
