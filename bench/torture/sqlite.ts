@@ -64,6 +64,8 @@ const stats = {
   claimedRpoMs: [] as number[],
   /** From a replicator's start to its first status proving everything up to its start is stored. */
   restartToProvenMs: [] as number[],
+  /** Per restore to an earlier moment: how long before it the oldest commit it lacks returned (0: none lacking). */
+  missedBeforeMomentMs: [] as number[],
   generations: {} as Record<string, number>,
   snapshots: 0,
   verifications: 0,
@@ -220,10 +222,21 @@ function probe(repo: string, db: string): void {
   stats.probes++;
   stats.claimedRpoMs.push(now - claim);
   const have = new Set(got);
-  if (committed.some((r) => r.doneAt <= claim && !have.has(r.marker))) stats.falseClaims++;
+  const missing = committed.filter((r) => r.doneAt <= claim && !have.has(r.marker));
+  if (missing.length > 0) {
+    stats.falseClaims++;
+    stats.errors.push(`false claim: ${missing.length} rows committed up to ${claim - (missing[0] as Row).doneAt} ms before archivedThrough are missing`);
+  }
   checkPrefix(got, db);
-  const earlier = restore(repo, '--time', new Date(now - rand(500, 20_000)).toISOString());
-  if (earlier) checkPrefix(earlier, db);
+  const moment = now - rand(500, 20_000);
+  const earlier = restore(repo, '--time', new Date(moment).toISOString());
+  if (earlier) {
+    checkPrefix(earlier, db);
+    // Commits that returned before the moment and are not in a restore to it: how long before.
+    const there = new Set(earlier);
+    const missed = committed.filter((r) => r.doneAt <= moment && !there.has(r.marker)).map((r) => moment - r.doneAt);
+    stats.missedBeforeMomentMs.push(missed.length ? Math.max(...missed) : 0);
+  }
 }
 
 // ---- scenarios --------------------------------------------------------------
@@ -307,6 +320,7 @@ async function main(): Promise<void> {
       liveRows: live.length,
       claimedRpoMs: { median: pick(0.5), p95: pick(0.95), max: sorted.at(-1) ?? null },
       restartToProvenMs: summary(stats.restartToProvenMs),
+      missedBeforeMomentMs: summary(stats.missedBeforeMomentMs),
     }),
   );
 }

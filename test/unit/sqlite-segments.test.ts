@@ -5,6 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compactGeneration } from '../../src/engine/sqlite/compact.js';
+import { segmentsOf, transactionsAfter } from '../../src/engine/sqlite/history.js';
+import { PageModel, firstDifference } from '../../src/engine/sqlite/page-model.js';
 import {
   chainFrom,
   decodeSegment,
@@ -120,5 +122,57 @@ describe('sqlite segments', () => {
     await repo.putLog(source, gen, segmentName(later.meta), encodeSegment(later));
     await compactGeneration(repo, source, gen, t0 + 2 * hour + 600_900);
     expect((await repo.listLogs(source)).map((l) => l.file)).toContain(segmentName(later.meta));
+  });
+
+  it('replays every transaction even when compaction merges and deletes the parts being read', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const source = 'sqlite.unit';
+    const gen = 'g1';
+    const parts: Segment[] = [];
+    let at: Position = { cycle: 0, frame: 0 };
+    for (let i = 0; i < 6; i++) {
+      const s = segment(at, [1000 + 2 * i, 1001 + 2 * i]);
+      await repo.putLog(source, gen, segmentName(s.meta), encodeSegment(s));
+      parts.push(s);
+      at = s.meta.end;
+    }
+    const names = segmentsOf(await repo.listLogs(source), gen);
+    const seen: number[] = [];
+    let merged = false;
+    for await (const t of transactionsAfter(repo, source, gen, { cycle: 0, frame: 0 }, names, () => true)) {
+      seen.push(...t.commits.map((c) => c.frame));
+      if (!merged) {
+        // A compactor merges everything and deletes the parts while the first is being applied.
+        const all = mergeSegments(parts);
+        await repo.putLog(source, gen, segmentName(all.meta), encodeSegment(all));
+        for (const p of parts) await repo.store.delete(`logs/${source}/${gen}/${segmentName(p.meta)}`);
+        merged = true;
+      }
+    }
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  });
+
+  it('models pages: transactions win over an older base arriving later, and differences are found', () => {
+    const page = (fill: number) => Buffer.alloc(PAGE, fill);
+    const frame = (pgno: number, dbPages: number, fill: number) => {
+      const f = Buffer.alloc(24 + PAGE);
+      f.writeUInt32BE(pgno, 0);
+      f.writeUInt32BE(dbPages, 4);
+      page(fill).copy(f, 24);
+      return f;
+    };
+    const model = new PageModel(3);
+    model.applyFrames(Buffer.concat([frame(2, 0, 9), frame(4, 4, 9)]), PAGE);
+    model.applyBase(1, Buffer.concat([page(1), page(2), page(3)]), PAGE);
+    model.baseDone();
+    const live = new PageModel(4);
+    live.applyBase(1, Buffer.concat([page(1), page(9), page(3), page(9)]), PAGE);
+    live.baseDone();
+    expect(firstDifference(model.view(), live.view())).toBeUndefined();
+    const other = new PageModel(4);
+    other.applyBase(1, Buffer.concat([page(1), page(9), page(7), page(9)]), PAGE);
+    expect(firstDifference(model.view(), other.view())).toMatchObject({ page: 3 });
+    model.applyFrames(frame(1, 2, 5), PAGE);
+    expect(firstDifference(model.view(), live.view())?.reason).toMatch(/page count 2 stored, 4 live/);
   });
 });

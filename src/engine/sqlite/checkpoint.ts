@@ -74,8 +74,9 @@ export async function checkpoint(r: CheckpointHost, checkpointFrames: number): P
   r.emit({ kind: 'checkpoint', complete, blockedMs: Date.now() - started });
 }
 
+/** A writer holds the lock: routine under load (the WAL grows a little until the next try), not an error. */
 function skipped(r: CheckpointHost, err: unknown): void {
   const e = sqliteError(err, r.path, 'checkpoint');
   if (e.code !== 'SOURCE_UNAVAILABLE') throw e;
-  r.emit({ kind: 'error', message: `checkpoint skipped: ${e.message}`, hint: 'a long write transaction holds the lock; the WAL grows until it ends' });
+  r.emit({ kind: 'checkpoint', complete: false, blockedMs: 0, skipped: 'a writer holds the lock' });
 }

@@ -53,46 +53,63 @@ export interface Replayed {
 
 /**
  * The generation's transactions after `from`, as long as `keep` says so, in order and
- * one segment at a time (memory: one segment). Throws when the chain has a gap before
- * the history `keep` asks for ends.
+ * one segment at a time (memory: one segment). A segment that vanishes while it is read
+ * (compaction merged it into a larger object and deleted it) is found again in a fresh
+ * listing. Throws when the chain has a gap before the history `keep` asks for ends.
  */
 export async function* transactionsAfter(
-  repo: Pick<Repository, 'getLog'>,
+  repo: Pick<Repository, 'getLog' | 'listLogs'>,
   source: string,
   generation: string,
   from: Position,
   names: readonly SegmentName[],
   keep: (c: Commit) => boolean,
 ): AsyncGenerator<Replayed> {
-  const { chain, gapAt } = chainFrom(from, names);
-  for (const n of chain) {
-    const data = await repo.getLog(source, generation, n.file);
-    if (!data) throw new LifeboatError('CORRUPT', `log segment ${n.file} of ${source} vanished while it was read`);
-    const seg = decodeSegment(data, n.file);
-    const frameSize = FRAME_HEADER_SIZE + seg.meta.pageSize;
-    const commits: Commit[] = [];
-    let start = -1;
-    let end = 0;
-    let stop = false;
-    let offset = 0;
-    for (const c of seg.meta.commits) {
-      const begin = offset;
-      offset = c.end;
-      if (comparePos(c, from) <= 0) continue;
-      if (!keep(c)) {
-        stop = true;
+  let at = from;
+  let listing = names;
+  for (let relisted = 0; ; ) {
+    const { chain, gapAt } = chainFrom(at, listing);
+    let vanished = false;
+    for (const n of chain) {
+      const data = await repo.getLog(source, generation, n.file);
+      if (!data) {
+        if (++relisted > 3) throw new LifeboatError('CORRUPT', `log segment ${n.file} of ${source} vanished while it was read`);
+        listing = segmentsOf(await repo.listLogs(source), generation);
+        vanished = true;
         break;
       }
-      if (start < 0) start = begin;
-      end = c.end;
-      commits.push(c);
+      const seg = decodeSegment(data, n.file);
+      const frameSize = FRAME_HEADER_SIZE + seg.meta.pageSize;
+      const commits: Commit[] = [];
+      let start = -1;
+      let end = 0;
+      let stop = false;
+      let offset = 0;
+      for (const c of seg.meta.commits) {
+        const begin = offset;
+        offset = c.end;
+        if (comparePos(c, at) <= 0) continue;
+        if (!keep(c)) {
+          stop = true;
+          break;
+        }
+        if (start < 0) start = begin;
+        end = c.end;
+        commits.push(c);
+      }
+      if (commits.length > 0) {
+        yield { frames: seg.frames.subarray(start, end), pageSize: frameSize - FRAME_HEADER_SIZE, commits };
+        at = commits[commits.length - 1] as Commit;
+      }
+      if (stop) return;
+      at = comparePos(seg.meta.end, at) > 0 ? seg.meta.end : at;
     }
-    if (commits.length > 0) yield { frames: seg.frames.subarray(start, end), pageSize: frameSize - FRAME_HEADER_SIZE, commits };
-    if (stop) return;
-  }
-  if (gapAt) {
-    throw new LifeboatError('CORRUPT', `generation ${generation} of ${source} has a gap after position ${gapAt.cycle}/${gapAt.frame}`, {
-      hint: 'a log segment is missing; restore to an earlier time, or run `lifeboat check`',
-    });
+    if (vanished) continue;
+    if (gapAt) {
+      throw new LifeboatError('CORRUPT', `generation ${generation} of ${source} has a gap after position ${gapAt.cycle}/${gapAt.frame}`, {
+        hint: 'a log segment is missing; restore to an earlier time, or run `lifeboat check`',
+      });
+    }
+    return;
   }
 }

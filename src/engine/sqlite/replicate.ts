@@ -72,7 +72,7 @@ export type ReplicateEvent =
   | { kind: 'status'; generation: string; healthy: boolean; archivedThrough: string | null; verifiedAt: string | null; error?: string; hint?: string }
   | { kind: 'verified'; generation: string; position: Position; pages: number; durationMs: number }
   | { kind: 'diverged'; generation: string; position: Position; reason: string }
-  | { kind: 'checkpoint'; complete: boolean; blockedMs: number }
+  | { kind: 'checkpoint'; complete: boolean; blockedMs: number; skipped?: string }
   | { kind: 'compact'; generation: string; merged: number; into: number }
   | { kind: 'error'; message: string; hint?: string };
 
@@ -484,7 +484,7 @@ class Replicator {
     const unchanged = this.lastIndex !== undefined && sameWalIndex(idx, this.lastIndex);
     this.waker?.settle(!unchanged);
     if (unchanged) {
-      this.readAt = t; // nothing was committed since: we hold all of it
+      this.readAt = t - 1; // nothing was committed since: we hold all of it
       return;
     }
     // Frames after the pin cannot be overwritten while it is held (docs/sqlite.md), so
@@ -518,7 +518,8 @@ class Replicator {
     if (!idx) return false;
     await this.readTo(idx);
     this.lastIndex = idx;
-    this.readAt = t;
+    // A commit that returned in the millisecond of the look may have been published just after it.
+    this.readAt = t - 1;
     return true;
   }
 
