@@ -2,7 +2,7 @@
  * SQLite replication torture: the real CLI replicating a real database for N minutes
  * while the other processes misbehave, checking every claim the replicator makes.
  *
- *   npx tsx bench/torture/sqlite.ts --scenario NAME [--minutes 10] [--rate 300] [--dir D]
+ *   npx tsx bench/torture/sqlite.ts --scenario NAME [--minutes 10] [--rate 300] [--dir D] [--keep]
  *
  * Scenarios (the application is test/fixtures/sqlite-app.mjs, one row per transaction):
  *   replicator-crash  the replicator is killed with SIGKILL every 2–15 s and restarted after 1 s
@@ -37,7 +37,7 @@ const arg = (name: string, fallback: string) => {
 const SCENARIO = arg('--scenario', 'replicator-crash');
 const MINUTES = Number(arg('--minutes', '10'));
 const RATE = Number(arg('--rate', '300'));
-const DIR = path.resolve(arg('--dir', `/tmp/lb-torture-sqlite-${SCENARIO}`));
+const DIR = path.resolve(arg('--dir', `/tmp/lb-torture-sqlite-${SCENARIO}-${process.pid}`));
 const env = { ...process.env, LIFEBOAT_PASSWORD: 'torture' };
 const rand = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
 
@@ -323,6 +323,7 @@ async function main(): Promise<void> {
       missedBeforeMomentMs: summary(stats.missedBeforeMomentMs),
     }),
   );
+  if (!process.argv.includes('--keep')) rmSync(DIR, { recursive: true, force: true });
 }
 
 main().catch((err: unknown) => {
