@@ -138,7 +138,8 @@ export function ancestry(facts: ReadonlyMap<number, TimelineFacts>, timeline: nu
 export function productionHistory(facts: ReadonlyMap<number, TimelineFacts>, backups: readonly BackupRef[], segSize = DEFAULT_SEG): ProductionHistory {
   const seg = BigInt(segSize);
   const parentOf = (t: number) => facts.get(t)?.history?.at(-1);
-  const kids = (t: number) => [...facts.keys()].filter((k) => parentOf(k)?.[0] === t).sort((a, b) => a - b);
+  // A new timeline's number is above every one it knew of: a history naming a later parent is damaged, not a child.
+  const kids = (t: number) => [...facts.keys()].filter((k) => k > t && parentOf(k)?.[0] === t).sort((a, b) => a - b);
   const descendants = (t: number): number[] => kids(t).flatMap((k) => [k, ...descendants(k)]);
   const streamedOn = (t: number) => [t, ...descendants(t)].some((d) => facts.get(d)?.streamed);
   /** The parent wrote past L: a segment after the one holding L (or holding only WAL after it), or a backup that ended past it. */

@@ -11,13 +11,13 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
-import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, errno, type ErrorCode } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { connect, type PgClient } from '../../sources/postgres/connect.js';
 import type { PgConsistency } from './names.js';
+import { choosePort } from './recovery-conf.js';
 import { pgRestore, planRestore, type PgTarget } from './restore.js';
 
 export interface PgVerifyOptions {
@@ -144,7 +144,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     const t0 = Date.now();
     opts.onPhase?.('restore');
     try {
-      const port = await freePort();
+      const port = await choosePort([]);
       const r = await pgRestore(repo, { name: opts.name, targetDir: scratch.data, target: opts.target, archiveGetCommand: opts.archiveGetCommand, port, plan });
       if (r.errors.length > 0) throw new Error(`${r.errors.length} item(s) not restored, first: ${r.errors[0]!.path}: ${r.errors[0]!.message}`);
       await scratch.configure(port);
@@ -268,8 +268,7 @@ class Scratch {
     if (!existsSync(path.join(this.data, 'postgresql.conf'))) await fs.writeFile(path.join(this.data, 'postgresql.conf'), '', { mode: 0o600 });
     const q = (v: string) => `'${v.replace(/'/g, "''")}'`;
     const lines = [
-      '# Added by lifeboat pg verify: a private scratch copy',
-      `port = ${this.port}`,
+      '# Added by lifeboat pg verify: a private scratch copy (pg restore set its port)',
       `listen_addresses = '127.0.0.1'`,
       `unix_socket_directories = ${q(this.dir)}`,
       `hba_file = ${q(file('pg_hba.conf'))}`,
@@ -391,17 +390,6 @@ class Scratch {
     const text = await fs.readFile(this.log, 'utf8').catch(() => '');
     return text.trimEnd().split('\n').slice(-lines).join('\n');
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function userName(uid: number): Promise<string> {
