@@ -24,7 +24,7 @@ import {
   chainFor,
   gatherTimelines,
   productionHistory,
-  timelineOfBackup,
+  backupOnChain,
   timelineWarnings,
   type ChainLink,
   type TimelineFacts,
@@ -92,7 +92,7 @@ export function chooseBackup(all: Snapshot[], name: string, target: PgTarget, ch
       hint: 'take one with `lifeboat pg backup --name NAME --dsn URL`',
     });
   }
-  const along = (s: Snapshot) => timelineOfBackup(chain, { timeline: consistencyOf(s).timeline, stopLsn: parseLsn(consistencyOf(s).stopLsn) });
+  const along = (s: Snapshot) => backupOnChain(chain, { timeline: consistencyOf(s).timeline, stopLsn: parseLsn(consistencyOf(s).stopLsn) });
   const last = chain.at(-1)!.timeline;
   // Chosen by the operator: for --xid and --restore-point targets, whose position is
   // only known by replaying, the newest backup may already be past them.
@@ -108,7 +108,7 @@ export function chooseBackup(all: Snapshot[], name: string, target: PgTarget, ch
   let usable = mine.filter(along);
   if (usable.length === 0) {
     throw new LifeboatError('NOT_FOUND', `no base backup of "${name}" is on the history of timeline ${last}`, {
-      hint: '`lifeboat pg timelines --name NAME` shows the timelines; --timeline N chooses another',
+      hint: `\`lifeboat pg timelines --name ${name}\` shows the timelines; --timeline N chooses another`,
     });
   }
   if (target.kind === 'time') {

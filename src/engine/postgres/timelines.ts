@@ -236,7 +236,8 @@ export function chainFor(facts: ReadonlyMap<number, TimelineFacts>, h: Productio
   return ancestry(facts, timeline);
 }
 
-export function timelineOfBackup(chain: readonly ChainLink[], b: Pick<BackupRef, 'timeline' | 'stopLsn'>): boolean {
+/** Whether a base backup lies on CHAIN: on one of its timelines, before production left it. */
+export function backupOnChain(chain: readonly ChainLink[], b: Pick<BackupRef, 'timeline' | 'stopLsn'>): boolean {
   const link = chain.find((l) => l.timeline === b.timeline);
   return link !== undefined && (link.until === undefined || b.stopLsn <= link.until);
 }
