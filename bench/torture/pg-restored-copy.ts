@@ -165,11 +165,17 @@ async function attempt(t: Tally, what: string, fn: () => Promise<void>): Promise
   }
 }
 
-/** A moment from the recent past that the archive already covers (WAL is switched and archived after it). */
+/**
+ * A moment from the recent past that the archive covers: at least a second old, after
+ * the first base backup, and followed by a commit in WAL that is switched and archived
+ * (PostgreSQL refuses to open a copy whose target time no archived commit passes).
+ */
 async function recentMoment(windowMs: number): Promise<number> {
-  const from = Math.max(backups[0]!.stopTime + 1000, Date.now() - windowMs);
-  const at = from + Math.floor(Math.random() * Math.max(1, Date.now() - 1000 - from));
-  while (Date.now() <= at + 1) await new Promise((r) => setTimeout(r, 5));
+  const first = backups[0]!.stopTime + 1000;
+  while (Date.now() - 1000 <= first) await new Promise((r) => setTimeout(r, 50));
+  const from = Math.max(first, Date.now() - windowMs);
+  const at = from + Math.floor(Math.random() * (Date.now() - 1000 - from));
+  while (!rows.some((r) => r.sent > at + 1)) await new Promise((r) => setTimeout(r, 10));
   await prod.switchAndArchive();
   return at;
 }

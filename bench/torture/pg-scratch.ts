@@ -166,13 +166,14 @@ export class Cluster {
     }
   }
 
-  /** Waits until recovery has ended and the server takes writes (polling, with a deadline). */
+  /** Waits until recovery has ended and the server takes writes; fails at once when the server has stopped. */
   async waitPromoted(timeoutMs = 300_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const rec = await this.query<{ rec: boolean }>('select pg_is_in_recovery() as rec').then((r) => r[0]?.rec, () => undefined);
       if (rec === false) return;
-      if (Date.now() > until) throw new Error(`${this.data} did not finish recovery: ${await this.logTail()}`);
+      const running = await fs.access(path.join(this.data, 'postmaster.pid')).then(() => true, () => false);
+      if (!running || Date.now() > until) throw new Error(`${this.data} did not finish recovery: ${await this.logTail()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
