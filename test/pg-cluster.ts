@@ -87,6 +87,15 @@ export class ScratchCluster {
     readonly port: number,
   ) {}
 
+  /**
+   * A restored copy of this cluster in DATA listening on PORT (its sockets land in
+   * the same directory, under their own port). Never destroy() a copy: the directory
+   * is this cluster's.
+   */
+  copy(data: string, port: number): ScratchCluster {
+    return new ScratchCluster(this.dir, data, port);
+  }
+
   get dsn(): string {
     return `postgresql://postgres@127.0.0.1:${this.port}/postgres`;
   }
@@ -163,6 +172,14 @@ export class ScratchCluster {
     await this.stop().catch(() => {});
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The port a restored data directory will listen on: the last `port` in postgresql.auto.conf. */
+export async function restoredPort(data: string): Promise<number> {
+  const text = await fs.readFile(path.join(data, 'postgresql.auto.conf'), 'utf8');
+  const port = [...text.matchAll(/^port = (\d+)$/gm)].at(-1)?.[1];
+  if (!port) throw new Error(`no port in ${data}/postgresql.auto.conf`);
+  return Number(port);
 }
 
 /**

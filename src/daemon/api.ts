@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ERROR_TABLE, LifeboatError, isLifeboatError } from '../errors.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
+import { parseTargetTime } from '../engine/target-time.js';
 import { allows, authenticate, createToken, parseRole, type Role } from './auth.js';
 import type { JobRow, TokenRow } from './catalog.js';
 import { requireSource } from './jobs.js';
@@ -141,6 +142,8 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       response: [202, 'the job', JOB],
       handler: (req, reply, who) => {
         const b = req.body as { source: string; target: string; time?: string; snapshot?: string };
+        // Refused here, not in the job: a future or zone-less time must not start one.
+        if (b.time !== undefined) parseTargetTime(b.time);
         reply.code(202);
         return d.submit({
           kind: 'restore', source: source(b.source), trigger: 'api', actor: actor(who),
@@ -155,6 +158,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       response: [202, 'the jobs', obj({ jobs: { type: 'array', items: JOB } })],
       handler: (req, reply, who) => {
         const b = req.body as { targets: Record<string, string>; time?: string };
+        if (b.time !== undefined) parseTargetTime(b.time);
         for (const name of Object.keys(b.targets)) source(name);
         reply.code(202);
         return { jobs: d.recover(b.targets, b.time, 'api', actor(who)) };

@@ -9,7 +9,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, runCli } from '../helpers.js';
-import { postgresDir, ScratchCluster } from '../pg-cluster.js';
+import { postgresDir, restoredPort, ScratchCluster } from '../pg-cluster.js';
 import { parseConfig } from '../../src/config/config.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { createToken } from '../../src/daemon/auth.js';
@@ -88,20 +88,22 @@ describe('daemon with a PostgreSQL source', () => {
       expect(again.statusCode).toBe(409);
       expect(again.json().error.code).toBe('TARGET_EXISTS');
 
-      // Start the restored cluster in place of the original and look. Its
-      // restore_command runs `lifeboat pg archive-get` as the postgres user, which must
-      // read the configuration, the password file and the repository: in production the
-      // daemon runs as that user (docs/daemon.md); this test runs as root, so hand them over.
-      await cluster.stop();
+      // Start the restored cluster beside the original (on the port of its own the
+      // restore chose) and look. Its restore_command runs `lifeboat pg archive-get` as
+      // the postgres user, which must read the configuration, the password file and the
+      // repository: in production the daemon runs as that user (docs/daemon.md); this
+      // test runs as root, so hand them over.
       execFileSync('chown', ['-R', 'postgres:postgres', base, restoreDir]);
       execFileSync('chmod', ['700', restoreDir]);
-      await cluster.start(restoreDir);
-      await cluster.waitPromoted();
-      expect(await cluster.query('SELECT id, item FROM orders ORDER BY id')).toEqual([
+      const copy = cluster.copy(restoreDir, await restoredPort(restoreDir));
+      expect(copy.port).not.toBe(cluster.port);
+      await copy.start();
+      await copy.waitPromoted();
+      expect(await copy.query('SELECT id, item FROM orders ORDER BY id')).toEqual([
         { id: 1, item: 'anchor' },
         { id: 2, item: 'rope' },
       ]);
-      await cluster.stop(restoreDir);
+      await copy.stop();
     } finally {
       await d.stop();
     }

@@ -4,7 +4,7 @@
  * of commits, where archive_command alone would lose up to a whole segment.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { promises as fs, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers.js';
@@ -51,9 +51,8 @@ describe('pg stream', () => {
     streamer.kill('SIGKILL');
 
     const dir = path.join(base, 'restored');
-    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest']);
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--port', String(c.port)]);
     expect(r.code, r.stderr).toBe(0);
-    await fs.appendFile(path.join(dir, 'postgresql.conf'), '\narchive_mode = off\n');
     await c.start(dir);
     await c.waitPromoted();
     const [got] = await c.query<{ id: number; at: Date }>('select id, at from events order by id desc limit 1');

@@ -20,15 +20,15 @@ const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--p
 
 const switchAndArchive = () => archiveWal(cluster);
 
-/** Restores with the given target flags, starts the copy in place of the original, runs fn, and puts the original back. */
+/** Restores with the given target flags, starts the copy in place of the original (its port), runs fn, and puts the original back. */
 async function withRestored<T>(flags: string[], fn: () => Promise<T>): Promise<T> {
   const dir = path.join(base, `restore-${restored.length}`);
   restored.push(dir);
-  const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, ...flags]);
+  const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--port', String(cluster.port), ...flags]);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
-  // The copy must not archive into the original's history.
-  await fs.appendFile(path.join(dir, 'postgresql.conf'), '\narchive_mode = off\n');
+  // The copy never archives into the original's history.
+  expect(await fs.readFile(path.join(dir, 'postgresql.auto.conf'), 'utf8')).toMatch(/^archive_mode = off$/m);
   await cluster.stop();
   try {
     await cluster.start(dir);
@@ -138,13 +138,12 @@ describe('PostgreSQL restore variants', () => {
     await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
     await writeAsPostgres(path.join(dir, 'stray.txt'), 'not in the backup');
     await fs.rm(path.join(dir, 'PG_VERSION'));
-    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta', '--json']);
+    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta', '--port', String(cluster.port), '--json']);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { files: number; unchanged: number; removed: number };
     expect(out.removed).toBeGreaterThanOrEqual(1);
     expect(out.unchanged).toBeGreaterThan(out.files / 2);
     await expect(fs.stat(path.join(dir, 'stray.txt'))).rejects.toThrow();
-    await fs.appendFile(path.join(dir, 'postgresql.conf'), '\narchive_mode = off\n');
     const expected = await ids();
     await cluster.stop();
     try {
@@ -169,10 +168,9 @@ describe('PostgreSQL restore variants', () => {
     await cluster.query('insert into t values (7001, $1)', ['after the remote backup']);
     await switchAndArchive();
     const dir = path.join(base, `restore-remote`);
-    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--json']);
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--port', String(cluster.port), '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { snapshot: string }).snapshot).toBe(snap.id);
-    await fs.appendFile(path.join(dir, 'postgresql.conf'), '\narchive_mode = off\n');
     const expected = await ids();
     await cluster.stop();
     try {
@@ -355,36 +353,60 @@ describe('PostgreSQL retention', () => {
 });
 
 describe('PostgreSQL timelines', () => {
-  // Last in the file: it leaves a timeline 2 in the archive, which "latest" follows.
-  it('follows the timeline a PITR copy created: restoring again after an earlier PITR works', async () => {
+  // Last in the file: the copy put into service stays production for what follows.
+  it('a PITR copy put into service as the primary: restores follow its timeline from its first base backup on, and say so before', async () => {
+    const olderBackup = (JSON.parse((await lb(['snapshots', '--json'])).stdout) as Array<{ id: string; source: { kind: string } }>).filter((x) => x.source.kind === 'postgres').at(-1)!.id;
     const target = await momentBetweenCommits();
     await cluster.query('insert into t values (8001, $1)', ['timeline 1 only']);
     await switchAndArchive();
-    // A PITR copy that stays in service: it promotes onto timeline 2 and archives there.
+    // Undo by point-in-time recovery: the copy takes the primary's place and, as the
+    // comment in its postgresql.auto.conf says, gets archiving back.
     const dir = path.join(base, 'timeline2');
-    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--time', target.toISOString()]);
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--time', target.toISOString(), '--port', String(cluster.port)]);
     expect(r.code, r.stderr).toBe(0);
+    const auto = await fs.readFile(path.join(dir, 'postgresql.auto.conf'), 'utf8');
+    expect(auto).toMatch(/^#\s+archive_mode = on$/m);
+    expect(auto).toMatch(/^#\s+archive_command = '.* pg archive-push --name "main" .*%p'$/m);
+    await fs.appendFile(path.join(dir, 'postgresql.auto.conf'), 'archive_mode = on\n');
     await cluster.stop();
     await cluster.start(dir);
-    await cluster.waitPromoted();
-    const [{ tli }] = (await cluster.query<{ tli: number }>('select timeline_id as tli from pg_control_checkpoint()')) as [{ tli: number }];
-    expect(tli).toBe(2);
-    await cluster.query('insert into t values (9001, $1)', ['timeline 2']);
-    await switchAndArchive();
-    await cluster.stop(dir);
-    await cluster.start();
-    await withRestored(['--latest'], async () => {
+    try {
+      await cluster.waitPromoted();
+      const [{ tli }] = (await cluster.query<{ tli: number }>('select timeline_id as tli from pg_control_checkpoint()')) as [{ tli: number }];
+      expect(tli).toBe(2);
+      await cluster.query('insert into t values (9001, $1)', ['timeline 2']);
+      await switchAndArchive();
+
+      // Before its first base backup nothing shows production moved: restores stay on
+      // timeline 1 and name timeline 2 with both ways out; --timeline 2 follows it.
+      const before = await lb(['pg', 'restore', '--name', 'main', '--target-dir', path.join(base, 'tl-before'), '--latest', '--json']);
+      expect(before.code, before.stderr).toBe(0);
+      expect((JSON.parse(before.stdout) as { timeline: number }).timeline).toBe(1);
+      expect(before.stderr).toMatch(/warning: timeline 2 in the archive of main is not on production's history .*take a base backup of it.*--move-aside 2/);
+      const pinned = await lb(['pg', 'restore', '--name', 'main', '--target-dir', path.join(base, 'tl-pinned'), '--latest', '--timeline', '2', '--json']);
+      expect(pinned.code, pinned.stderr).toBe(0);
+      expect((JSON.parse(pinned.stdout) as { timeline: number; recovery: string[] }).recovery).toContain("recovery_target_timeline = '2'");
+
+      const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn]);
+      expect(b.code, b.stderr).toBe(0);
+    } finally {
+      await cluster.stop(dir);
+    }
+    // Now timeline 2 is production's: the older backup on timeline 1 recovers along 1 → 2.
+    const timelines = JSON.parse((await lb(['pg', 'timelines', '--name', 'main', '--json'])).stdout) as { production: { head: number } };
+    expect(timelines.production.head).toBe(2);
+    await withRestored(['--latest', '--snapshot', olderBackup.slice(0, 8)], async () => {
       const got = await ids();
       expect(got).toContain(9001);
       expect(got).not.toContain(8001);
     });
 
-    // Without the first segment of timeline 2, recovery would stop at the switch
-    // point and promote there: the restore must refuse and name it instead.
+    // Without the first segment of timeline 2, recovery from the older backup would
+    // stop at the switch point and promote there: the restore must refuse and name it.
     const tl2 = path.join(repo, 'logs', 'postgres.main', '00000002');
     const first = (await fs.readdir(tl2)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort()[0]!;
     await fs.rename(path.join(tl2, first), path.join(base, 'tl2-first'));
-    const gap = await lb(['pg', 'restore', '--name', 'main', '--target-dir', path.join(base, 'tl2-gap'), '--latest']);
+    const gap = await lb(['pg', 'restore', '--name', 'main', '--target-dir', path.join(base, 'tl2-gap'), '--latest', '--snapshot', olderBackup.slice(0, 8)]);
     expect(gap.code).toBe(13);
     expect(gap.stderr).toContain(first);
     await fs.rename(path.join(base, 'tl2-first'), path.join(tl2, first));

@@ -1,6 +1,12 @@
-/** lifeboat check: verifies the repository's structure, and optionally its data. */
+/**
+ * lifeboat check: verifies the repository's structure, and optionally its data, and
+ * warns about WAL timelines that are not production's. Those warnings leave the exit
+ * code alone: it says whether stored data is whole, and a copy's timeline is
+ * whole data that restores already ignore (docs/postgres.md, "Timelines").
+ */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
+import { archiveWarnings } from '../../engine/postgres/timeline-archive.js';
 import { check } from '../../repo/maintenance/check.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, printJson } from '../output/render.js';
@@ -22,8 +28,11 @@ export function register(program: Command): void {
           ...(subset !== undefined ? { readDataSubset: subset } : {}),
           onProgress: bar.update,
         }).finally(() => bar.done());
-        if (g.json) printJson(r);
+        // A repository too damaged to list snapshots has its problems reported above.
+        const warnings = await archiveWarnings(repo).catch((err: unknown) => [`WAL timelines not checked: ${err instanceof Error ? err.message : String(err)}`]);
+        if (g.json) printJson({ ...r, warnings });
         else {
+          for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
           for (const p of r.problems) console.log(`error: ${p.message}`);
           if (!g.quiet) {
             console.log(

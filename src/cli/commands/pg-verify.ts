@@ -21,13 +21,14 @@ interface VerifyFlags {
 }
 
 function printHuman(r: PgVerifyReport, name: string): void {
+  for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
   for (const c of r.checks) {
     const [first, ...rest] = c.detail.split('\n');
     console.log(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${first ?? ''}`);
     for (const line of rest) console.log(`        ${line}`);
   }
   const timing = r.rto_seconds === null ? 'did not come up' : `RTO ${r.rto_seconds}s (restore ${r.restore_seconds}s, recovery ${r.recovery_seconds}s)`;
-  console.log(`${r.ok ? 'verified' : 'FAILED'}: base backup ${r.snapshot.slice(0, 8)} of ${name}, ${timing}`);
+  console.log(`${r.ok ? 'verified' : 'FAILED'}: base backup ${r.snapshot.slice(0, 8)} of ${name} along timeline ${r.timeline}, ${timing}`);
   if (r.scratch_dir) console.log(`scratch data directory kept (stopped): ${r.scratch_dir}/data`);
 }
 

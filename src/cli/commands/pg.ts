@@ -5,8 +5,8 @@
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
-import { pgRestore } from '../../engine/postgres/restore.js';
-import { archiveGetCommand, targetOf, type TargetFlags } from './pg-options.js';
+import { describeChain, pgRestore } from '../../engine/postgres/restore.js';
+import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
@@ -14,12 +14,14 @@ import { runArchiveCall } from '../lean.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { register as registerStream } from './pg-stream.js';
 import { register as registerDump } from './pg-dump.js';
+import { register as registerTimelines } from './pg-timelines.js';
 
 interface RestoreFlags extends TargetFlags {
   name: string;
   targetDir: string;
   delta?: boolean;
   snapshot?: string;
+  port?: string;
 }
 
 export function register(program: Command): void {
@@ -27,6 +29,7 @@ export function register(program: Command): void {
   registerVerify(pg);
   registerStream(pg);
   registerDump(pg);
+  registerTimelines(pg);
 
   pg.command('backup')
     .description('online base backup of a running cluster')
@@ -103,20 +106,41 @@ export function register(program: Command): void {
     .option('--latest', 'recover all archived WAL (default)')
     .option('--delta', 'reuse a stopped existing data directory: rewrite only files that differ')
     .option('--snapshot <id>', 'start from this base backup (default: the newest before the target)')
+    .option('--timeline <n>', "recover along this timeline (default: production's history, see pg timelines)")
+    .option('--port <n>', "the copy's port (default: a free one, never the primary's)")
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
+      const timeline = timelineOf(f.timeline);
+      const port = portOf(f.port);
       const command = (await archiveGetCommand(g, 'restore'))(f.name);
+      const push = (await archiveGetCommand(g, 'restore', 'archive-push'))(f.name);
       await withRepo(g, async (repo) => {
         const started = Date.now();
-        const r = await pgRestore(repo, { name: f.name, targetDir: f.targetDir, target, archiveGetCommand: command, ...(f.delta ? { delta: true } : {}), ...(f.snapshot ? { snapshot: f.snapshot } : {}) });
-        if (g.json) printJson({ snapshot: r.snapshot.id, targetDir: f.targetDir, files: r.files, unchanged: r.unchanged, removed: r.removed, bytes: r.bytes, recovery: r.recoveryConf });
-        else if (!g.quiet) {
+        const r = await pgRestore(repo, {
+          name: f.name,
+          targetDir: f.targetDir,
+          target,
+          archiveGetCommand: command,
+          archivePushCommand: push,
+          ...(f.delta ? { delta: true } : {}),
+          ...(f.snapshot ? { snapshot: f.snapshot } : {}),
+          ...(timeline !== undefined ? { timeline } : {}),
+          ...(port !== undefined ? { port } : {}),
+        });
+        for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+        if (g.json) {
+          printJson({
+            snapshot: r.snapshot.id, targetDir: f.targetDir, files: r.files, unchanged: r.unchanged, removed: r.removed, bytes: r.bytes,
+            timeline: r.timeline, port: r.port, archiving: false, recovery: r.recoveryConf, warnings: r.warnings,
+          });
+        } else if (!g.quiet) {
           console.log(
             `restored base backup ${r.snapshot.id.slice(0, 8)} of ${f.name} to ${f.targetDir}: ${r.files} files, ${formatBytes(r.bytes)} written` +
               (f.delta ? ` (${r.unchanged} files already matched, ${r.removed} extra entries removed)` : '') +
               ` in ${duration(Date.now() - started)}\n` +
-              `recovery: ${target.kind === 'latest' ? 'all archived WAL' : r.recoveryConf.filter((l) => l.startsWith('recovery_target_') && !l.includes('timeline') && !l.includes('action')).join(', ')}; start it with pg_ctl -D ${f.targetDir} start`,
+              `recovery: ${target.kind === 'latest' ? 'all archived WAL' : r.recoveryConf.filter((l) => l.startsWith('recovery_target_') && !l.includes('timeline') && !l.includes('action')).join(', ')} along timeline ${describeChain(r.chain)}\n` +
+              `start it with pg_ctl -D ${f.targetDir} start: it listens on port ${r.port} and does not archive (postgresql.auto.conf says how to turn archiving on if it becomes the primary)`,
           );
         }
       });

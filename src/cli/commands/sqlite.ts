@@ -7,12 +7,13 @@ import * as path from 'node:path';
 import { defaultName, sqliteBackup } from '../../engine/sqlite/backup.js';
 import { replicate, type ReplicateEvent } from '../../engine/sqlite/replicate.js';
 import { sqliteRestore } from '../../engine/sqlite/restore.js';
+import { parseTargetTime } from '../../engine/target-time.js';
 import { LifeboatError } from '../../errors.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { snapshotJson } from './snapshots.js';
-import { collect, parseDuration, parseTime } from './options.js';
+import { collect, parseDuration } from './options.js';
 
 function busyTimeout(text: string): number {
   return parseDuration(text, '--busy-timeout');
@@ -109,7 +110,7 @@ export function register(program: Command): void {
       if (f.time !== undefined && f.latest) {
         throw new LifeboatError('USAGE', 'give --time or --latest, not both', { hint: 'without either, the newest transaction stored is restored' });
       }
-      const time = f.time === undefined ? undefined : parseTime(f.time);
+      const time = f.time === undefined ? undefined : parseTargetTime(f.time);
       await withRepo(g, async (repo) => {
         const bar = new ProgressBar(!g.json && !g.quiet);
         const r = await sqliteRestore(repo, {

@@ -15,6 +15,16 @@ export function streamSource(name: string): string {
   return `${logSource(name)}~stream`;
 }
 
+/**
+ * Where `pg timelines --move-aside` keeps a timeline that is not production's (a
+ * restored copy that archived into this archive): out of every restore's reach, yet
+ * never deleted, so `--move-back` can return it. One place per original source, so
+ * archived and streamed files go back where they came from.
+ */
+export function asideSource(source: string): string {
+  return `${source}~aside`;
+}
+
 export function timelineDir(timeline: number): string {
   return timeline.toString(16).toUpperCase().padStart(8, '0');
 }

@@ -1,22 +1,34 @@
 /**
- * Point-in-time restore of a PostgreSQL cluster: picks the newest base backup that
- * precedes the target, restores its data directory, writes the backup label and the
- * recovery settings (restore_command calling `lifeboat pg archive-get`, the target,
- * promote at the end, follow the latest timeline). A plain `pg_ctl start` then
- * replays WAL to the target and promotes.
+ * Point-in-time restore of a PostgreSQL cluster: picks the newest base backup on
+ * production's history that precedes the target, restores its data directory,
+ * writes the backup label and the recovery settings (restore_command calling
+ * `lifeboat pg archive-get`, the target, the timeline to follow, promote at the end)
+ * and the settings that keep the copy from acting as its primary (archiving off, a
+ * port of its own). A plain `pg_ctl start` then replays WAL to the target and promotes.
  *
  * Before writing anything it checks that the archive holds every segment from the
- * backup's start onwards without gaps, so recovery can never stop early, silently,
- * at a point the user did not ask for.
+ * backup's start along that history without gaps, so recovery can never stop early,
+ * silently, at a point the user did not ask for.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
-import { parseLsn, parseWalName, segmentName } from '../../sources/postgres/wal.js';
+import { formatLsn, parseLsn, segmentName } from '../../sources/postgres/wal.js';
 import { restore, type RestoreResult } from '../restore/restorer.js';
-import { logSource, streamSource, timelineDir, type PgConsistency } from './names.js';
+import type { PgConsistency } from './names.js';
+import { choosePort, configuredPort, copySettings, recoverySettings, restoreCommand } from './recovery-conf.js';
+import {
+  backupRefs,
+  chainFor,
+  gatherTimelines,
+  productionHistory,
+  backupOnChain,
+  timelineWarnings,
+  type ChainLink,
+  type TimelineFacts,
+} from './timelines.js';
 
 /** Spool for prefetched WAL inside a restored data directory (left out of base backups). */
 export const PREFETCH_DIR = 'lifeboat-prefetch';
@@ -28,41 +40,79 @@ export type PgTarget =
   | { kind: 'xid'; xid: string }
   | { kind: 'name'; name: string };
 
-export interface PgRestoreOptions {
+export interface PgPlanOptions {
   name: string;
-  targetDir: string;
   target: PgTarget;
-  /** The command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
-  archiveGetCommand: string;
-  /** Reuse an existing (stopped) data directory, rewriting only files that differ. */
-  delta?: boolean;
   /** The base backup to start from (id prefix or "latest"); default: chosen by target. */
   snapshot?: string;
+  /** Recover along this timeline instead of production's history. */
+  timeline?: number;
 }
 
-export interface PgRestoreResult extends RestoreResult {
+export interface PgRestoreOptions extends PgPlanOptions {
+  targetDir: string;
+  /** The command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
+  archiveGetCommand: string;
+  /** archive-push for this archive, without %p: quoted in the comment on how to turn archiving on. */
+  archivePushCommand?: string;
+  /** The copy's port; default a free one that is not the primary's. */
+  port?: number;
+  /** Reuse an existing (stopped) data directory, rewriting only files that differ. */
+  delta?: boolean;
+  /** Already made by planRestore (pg verify plans first, to find the server binaries). */
+  plan?: PgRestorePlan;
+}
+
+/** What a restore will do, decided before anything is written. */
+export interface PgRestorePlan {
   snapshot: Snapshot;
+  /** The timeline recovery follows (recovery_target_timeline) and the history that leads to it. */
+  timeline: number;
+  chain: ChainLink[];
+  /** One line per timeline in the archive that is not on production's history. */
+  warnings: string[];
+  /** What the archive holds, for the gap check before the restore writes anything. */
+  facts: ReadonlyMap<number, TimelineFacts>;
+}
+
+export interface PgRestoreResult extends RestoreResult, Omit<PgRestorePlan, 'facts'> {
   recoveryConf: string[];
+  port: number;
 }
 
 function consistencyOf(s: Snapshot): PgConsistency {
   return s.consistency as unknown as PgConsistency;
 }
 
-/** The newest base backup from which the target is reachable. */
-export function chooseBackup(all: Snapshot[], name: string, target: PgTarget, snapshotRef?: string): Snapshot {
+/** The newest base backup on CHAIN from which the target is reachable. */
+export function chooseBackup(all: Snapshot[], name: string, target: PgTarget, chain: readonly ChainLink[], snapshotRef?: string): Snapshot {
   const mine = all.filter((s) => s.source.kind === 'postgres' && s.source.name === name && s.consistency);
   if (mine.length === 0) {
     throw new LifeboatError('NOT_FOUND', `no base backup of PostgreSQL source "${name}"`, {
       hint: 'take one with `lifeboat pg backup --name NAME --dsn URL`',
     });
   }
+  const along = (s: Snapshot) => backupOnChain(chain, { timeline: consistencyOf(s).timeline, stopLsn: parseLsn(consistencyOf(s).stopLsn) });
+  const last = chain.at(-1)!.timeline;
   // Chosen by the operator: for --xid and --restore-point targets, whose position is
   // only known by replaying, the newest backup may already be past them.
-  if (snapshotRef) return pickSnapshot(mine, snapshotRef);
-  let usable = mine;
+  if (snapshotRef) {
+    const s = pickSnapshot(mine, snapshotRef);
+    if (!along(s)) {
+      throw new LifeboatError('USAGE', `base backup ${s.id.slice(0, 8)} (timeline ${consistencyOf(s).timeline}) is not on the history of timeline ${last}`, {
+        hint: `pass --timeline ${consistencyOf(s).timeline} to recover along its own timeline, or choose another base backup`,
+      });
+    }
+    return s;
+  }
+  let usable = mine.filter(along);
+  if (usable.length === 0) {
+    throw new LifeboatError('NOT_FOUND', `no base backup of "${name}" is on the history of timeline ${last}`, {
+      hint: `\`lifeboat pg timelines --name ${name}\` shows the timelines; --timeline N chooses another`,
+    });
+  }
   if (target.kind === 'time') {
-    usable = mine.filter((s) => Date.parse(consistencyOf(s).stopTime) <= target.time.getTime());
+    usable = usable.filter((s) => Date.parse(consistencyOf(s).stopTime) <= target.time.getTime());
     if (usable.length === 0) {
       throw new LifeboatError('USAGE', `no base backup of "${name}" finished before ${target.time.toISOString()}`, {
         hint: `the oldest finished at ${consistencyOf(mine[0]!).stopTime}; choose a later time`,
@@ -70,7 +120,7 @@ export function chooseBackup(all: Snapshot[], name: string, target: PgTarget, sn
     }
   } else if (target.kind === 'lsn') {
     const lsn = parseLsn(target.lsn);
-    usable = mine.filter((s) => parseLsn(consistencyOf(s).stopLsn) <= lsn);
+    usable = usable.filter((s) => parseLsn(consistencyOf(s).stopLsn) <= lsn);
     if (usable.length === 0) {
       throw new LifeboatError('USAGE', `no base backup of "${name}" reached consistency before LSN ${target.lsn}`, {
         hint: `the oldest stopped at ${consistencyOf(mine[0]!).stopLsn}`,
@@ -81,62 +131,48 @@ export function chooseBackup(all: Snapshot[], name: string, target: PgTarget, sn
 }
 
 /**
- * The timelines recovery will walk with recovery_target_timeline = 'latest':
- * PostgreSQL probes N+1.history, N+2.history, ... from the backup's timeline and
- * follows the newest; that file lists its ancestors with their switch points.
- * Returns [timeline, end LSN (undefined for the last)] from the backup's timeline on.
+ * Decides what a restore recovers along: production's history (or the --timeline
+ * asked for), the base backup on it, and the timeline to name in
+ * recovery_target_timeline. An LSN target before a switch point is recovered on the
+ * timeline it lies on; every other target along the whole history, where PostgreSQL
+ * stops at it on whichever timeline it lies.
  */
-async function timelineChain(repo: Repository, name: string, c: PgConsistency): Promise<Array<[number, bigint | undefined]>> {
-  let newest = c.timeline;
-  let history: string | undefined;
-  for (;;) {
-    const next = newest + 1;
-    const h = await repo.getLog(logSource(name), timelineDir(next), `${timelineDir(next)}.history`);
-    if (!h) break;
-    newest = next;
-    history = h.toString('utf8');
-  }
-  const chain: Array<[number, bigint | undefined]> = [];
-  for (const line of (history ?? '').split('\n')) {
-    const m = /^\s*(\d+)\s+([0-9A-Fa-f]+\/[0-9A-Fa-f]+)/.exec(line);
-    if (m && Number(m[1]) >= c.timeline) chain.push([Number(m[1]), parseLsn(m[2]!)]);
-  }
-  if (newest !== c.timeline && chain[0]?.[0] !== c.timeline) {
-    throw new LifeboatError('USAGE', `the newest timeline ${newest} does not descend from timeline ${c.timeline} of this base backup`, {
-      hint: 'choose a base backup taken on the timeline you want to recover along',
+export async function planRestore(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, opts: PgPlanOptions): Promise<PgRestorePlan> {
+  const snapshots = await repo.listSnapshots();
+  const backups = backupRefs(snapshots, opts.name);
+  const mine = snapshots.filter((s) => backups.some((b) => b.id === s.id));
+  const segSize = mine.map((s) => consistencyOf(s).walSegSize).find((n) => n > 0) ?? 16 * 1024 * 1024;
+  const facts = await gatherTimelines(repo, opts.name, segSize);
+  const history = productionHistory(facts, backups, segSize);
+  if (opts.timeline !== undefined && !facts.has(opts.timeline) && !history.chain.some((l) => l.timeline === opts.timeline)) {
+    throw new LifeboatError('NOT_FOUND', `timeline ${opts.timeline} is not in the archive of ${opts.name}`, {
+      hint: `\`lifeboat pg timelines --name ${opts.name}\` lists the timelines there`,
     });
   }
-  chain.push([newest, undefined]);
-  return chain;
+  let chain = chainFor(facts, history, opts.timeline);
+  if (opts.target.kind === 'lsn') {
+    const lsn = parseLsn(opts.target.lsn);
+    const i = chain.findIndex((l) => l.until === undefined || lsn < l.until);
+    chain = chain.slice(0, i + 1);
+  }
+  const snapshot = chooseBackup(snapshots, opts.name, opts.target, chain, opts.snapshot);
+  const c = consistencyOf(snapshot);
+  const from = chain.findIndex((l) => l.timeline === c.timeline);
+  return { snapshot, timeline: chain.at(-1)!.timeline, chain: chain.slice(from), warnings: timelineWarnings(opts.name, history), facts };
 }
 
 /**
  * Every segment the recovery will read must be in the archive: from the backup's
- * start along each timeline of the chain up to its switch point, and on the newest
- * timeline up to its last archived segment. A segment may come from the timeline
- * that owns it or from a later one in the chain (a new timeline's first segment is a
- * copy). Throws naming the first segment missing.
+ * start along each timeline of the chain up to its switch point, and on the last
+ * timeline up to its last segment (or its switch point, for a target before it). A
+ * segment may come from the timeline that owns it or from a later one in the chain
+ * (a new timeline's first segment is a copy). Throws naming the first segment missing.
  */
-export async function checkWalContinuity(repo: Repository, name: string, c: PgConsistency): Promise<void> {
-  const logs = [...(await repo.listLogs(logSource(name))), ...(await repo.listLogs(streamSource(name)))];
+export function checkWalContinuity(facts: ReadonlyMap<number, TimelineFacts>, c: PgConsistency, chain: readonly ChainLink[]): void {
   const segSize = c.walSegSize || 16 * 1024 * 1024;
-  const have = new Map<number, Set<bigint>>();
-  for (const l of logs) {
-    if (l.timeline === 'identity') continue;
-    let w;
-    try {
-      w = parseWalName(l.file, segSize);
-    } catch {
-      continue;
-    }
-    if ((w.kind !== 'segment' && w.kind !== 'partial') || w.segno === undefined) continue;
-    const set = have.get(w.timeline) ?? new Set<bigint>();
-    set.add(w.segno);
-    have.set(w.timeline, set);
-  }
-  const chain = await timelineChain(repo, name, c);
+  const have = (tli: number) => facts.get(tli)?.segments ?? new Set<bigint>();
   const seg = (lsn: bigint) => lsn / BigInt(segSize);
-  const present = (i: number, s: bigint) => chain.slice(i).some(([tli]) => have.get(tli)?.has(s));
+  const present = (i: number, s: bigint) => chain.slice(i).some(({ timeline }) => have(timeline).has(s));
   const missing = (tli: number, s: bigint, why: string): never => {
     throw new LifeboatError('CORRUPT', `WAL segment ${segmentName(tli, s, segSize)}${why} is missing from the archive`, {
       hint: 'recovery would stop there, before the point asked for; restore that file to the archive, or choose another backup',
@@ -148,48 +184,12 @@ export async function checkWalContinuity(repo: Repository, name: string, c: PgCo
   }
   let from = seg(parseLsn(c.startLsn));
   for (let i = 0; i < chain.length; i++) {
-    const [tli, end] = chain[i]!;
-    const last = end !== undefined ? seg(end) : [...(have.get(tli) ?? [])].reduce((a, b) => (b > a ? b : a), from);
+    const { timeline: tli, until } = chain[i]!;
+    const newest = [...have(tli)].reduce((a, b) => (b > a ? b : a), from);
+    const last = until === undefined ? newest : i < chain.length - 1 ? seg(until) : seg(until) < newest ? seg(until) : newest;
     for (let s = from; s <= last; s++) if (!present(i, s)) missing(tli, s, '');
     from = last;
   }
-}
-
-function quoteConf(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
-}
-
-/**
- * restore_command: a segment already prefetched is taken with a plain `mv` (the
- * shell starts in a millisecond, Node in ~60); only a miss runs lifeboat, which
- * fetches it and prefetches the next ones.
- */
-export function restoreCommand(archiveGetCommand: string, prefetchDir?: string): string {
-  if (!prefetchDir) return `${archiveGetCommand} %f "%p"`;
-  return `test -f "${prefetchDir}/%f" && mv "${prefetchDir}/%f" "%p" || ${archiveGetCommand} --prefetch "${prefetchDir}" %f "%p"`;
-}
-
-export function recoverySettings(target: PgTarget, command: string): string[] {
-  const lines = [`restore_command = ${quoteConf(command)}`, `recovery_target_timeline = 'latest'`];
-  switch (target.kind) {
-    case 'time':
-      // PostgreSQL does not take "T…Z"; it does take "YYYY-MM-DD HH:MM:SS.sss+00".
-      lines.push(`recovery_target_time = ${quoteConf(target.time.toISOString().replace('T', ' ').replace('Z', '+00'))}`);
-      break;
-    case 'lsn':
-      lines.push(`recovery_target_lsn = ${quoteConf(target.lsn)}`);
-      break;
-    case 'xid':
-      lines.push(`recovery_target_xid = ${quoteConf(target.xid)}`);
-      break;
-    case 'name':
-      lines.push(`recovery_target_name = ${quoteConf(target.name)}`);
-      break;
-    case 'latest':
-      return lines;
-  }
-  lines.push(`recovery_target_action = 'promote'`);
-  return lines;
 }
 
 async function assertEmptyTarget(dir: string): Promise<void> {
@@ -227,9 +227,10 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   const target = path.resolve(opts.targetDir);
   if (opts.delta) await assertStopped(target);
   else await assertEmptyTarget(target);
-  const snapshot = chooseBackup(await repo.listSnapshots(), opts.name, opts.target, opts.snapshot);
+  const plan = opts.plan ?? (await planRestore(repo, opts));
+  const { snapshot } = plan;
   const c = consistencyOf(snapshot);
-  await checkWalContinuity(repo, opts.name, c);
+  checkWalContinuity(plan.facts, c, plan.chain);
 
   const result = await restore(repo, snapshot, { target, root: c.dataDirectory, ...(opts.delta ? { delta: true } : {}) });
   const st = await fs.stat(target);
@@ -243,10 +244,12 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   await write('backup_label', c.backupLabel);
   if (c.tablespaceMap) await write('tablespace_map', c.tablespaceMap);
   await write('recovery.signal', '');
-  const lines = recoverySettings(opts.target, restoreCommand(opts.archiveGetCommand, path.join(target, PREFETCH_DIR)));
+  const port = opts.port ?? (await choosePort([await configuredPort(target), 5432]));
+  const lines = recoverySettings(opts.target, restoreCommand(opts.archiveGetCommand, path.join(target, PREFETCH_DIR)), plan.timeline);
   const auto = path.join(target, 'postgresql.auto.conf');
   const before = await fs.readFile(auto, 'utf8').catch(() => '');
-  await write('postgresql.auto.conf', `${before}\n# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)})\n${lines.join('\n')}\n`);
+  const added = [`# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)}, ${new Date().toISOString()})`, ...copySettings(opts.name, port, opts.archivePushCommand), ...lines];
+  await write('postgresql.auto.conf', `${before}\n${added.join('\n')}\n`);
   // WAL from the backup is fetched by restore_command; the directory must exist, and
   // be a real one: a pg_wal symlink (initdb --waldir) would point the restored server
   // at the original cluster's WAL.
@@ -255,5 +258,11 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   await fs.mkdir(path.join(walDir, 'archive_status'), { recursive: true });
   await own(path.join(target, 'pg_wal'));
   await own(path.join(target, 'pg_wal', 'archive_status'));
-  return { ...result, snapshot, recoveryConf: lines };
+  const { facts: _, ...decided } = plan;
+  return { ...result, ...decided, recoveryConf: lines, port };
+}
+
+/** "timeline 1" or "timeline 1 (until 0/5000000), then 2", for messages. */
+export function describeChain(chain: readonly ChainLink[]): string {
+  return chain.map((l) => (l.until === undefined ? `${l.timeline}` : `${l.timeline} (until ${formatLsn(l.until)})`)).join(' → ');
 }

@@ -11,14 +11,14 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
-import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, errno, type ErrorCode } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { connect, type PgClient } from '../../sources/postgres/connect.js';
 import type { PgConsistency } from './names.js';
-import { chooseBackup, pgRestore, type PgTarget } from './restore.js';
+import { choosePort } from './recovery-conf.js';
+import { pgRestore, planRestore, type PgTarget } from './restore.js';
 
 export interface PgVerifyOptions {
   name: string;
@@ -53,6 +53,10 @@ export interface PgVerifyReport {
   rto_seconds: number | null;
   restore_seconds: number | null;
   recovery_seconds: number | null;
+  /** The timeline recovered along (production's, see timelines.ts). */
+  timeline: number;
+  /** Timelines in the archive that are not production's (restores ignore them). */
+  warnings: string[];
   /** Commit time of the last transaction replayed (the newest data recovered); null when none was. */
   last_transaction?: string | null;
   checks: PgVerifyCheck[];
@@ -112,7 +116,8 @@ async function removeScratch(dir: string): Promise<void> {
 
 export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise<PgVerifyReport> {
   // Nothing to restore or no PostgreSQL to run it: errors of their own, before any work.
-  const snapshot = chooseBackup(await repo.listSnapshots(), opts.name, opts.target);
+  const plan = await planRestore(repo, { name: opts.name, target: opts.target });
+  const snapshot = plan.snapshot;
   const c = snapshot.consistency as unknown as PgConsistency;
   const bin = opts.pgBinDir ?? `/usr/lib/postgresql/${c.pgMajor}/bin`;
   if (!existsSync(path.join(bin, 'pg_ctl'))) {
@@ -128,6 +133,8 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     restore_seconds: null,
     recovery_seconds: null,
     checks: [],
+    timeline: plan.timeline,
+    warnings: plan.warnings,
   };
   const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const scratch = new Scratch(await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-verify-')), bin);
@@ -137,9 +144,10 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     const t0 = Date.now();
     opts.onPhase?.('restore');
     try {
-      const r = await pgRestore(repo, { name: opts.name, targetDir: scratch.data, target: opts.target, archiveGetCommand: opts.archiveGetCommand });
+      const port = await choosePort([]);
+      const r = await pgRestore(repo, { name: opts.name, targetDir: scratch.data, target: opts.target, archiveGetCommand: opts.archiveGetCommand, port, plan });
       if (r.errors.length > 0) throw new Error(`${r.errors.length} item(s) not restored, first: ${r.errors[0]!.path}: ${r.errors[0]!.message}`);
-      await scratch.configure();
+      await scratch.configure(port);
     } catch (err) {
       if (err instanceof LifeboatError && ENVIRONMENT.includes(err.code)) throw err;
       report.checks.push({ name: 'restore', ok: false, detail: message(err) });
@@ -249,10 +257,10 @@ class Scratch {
   }
 
   /** Appended after pgRestore's lines, so these win over anything the original cluster set. */
-  async configure(): Promise<void> {
+  async configure(port: number): Promise<void> {
     const st = await fs.stat(this.data);
     this.owner = { uid: st.uid, gid: st.gid, name: this.owner.uid === st.uid ? this.owner.name : await userName(st.uid) };
-    this.port = await freePort();
+    this.port = port;
     const file = (f: string) => path.join(this.dir, f);
     // Only the owner's own socket is let in: trust is safe behind a 0700 directory, and TCP gets no entry at all.
     await fs.writeFile(file('pg_hba.conf'), 'local all all trust\n', { mode: 0o600 });
@@ -260,8 +268,7 @@ class Scratch {
     if (!existsSync(path.join(this.data, 'postgresql.conf'))) await fs.writeFile(path.join(this.data, 'postgresql.conf'), '', { mode: 0o600 });
     const q = (v: string) => `'${v.replace(/'/g, "''")}'`;
     const lines = [
-      '# Added by lifeboat pg verify: a private scratch copy',
-      `port = ${this.port}`,
+      '# Added by lifeboat pg verify: a private scratch copy (pg restore set its port)',
       `listen_addresses = '127.0.0.1'`,
       `unix_socket_directories = ${q(this.dir)}`,
       `hba_file = ${q(file('pg_hba.conf'))}`,
@@ -383,17 +390,6 @@ class Scratch {
     const text = await fs.readFile(this.log, 'utf8').catch(() => '');
     return text.trimEnd().split('\n').slice(-lines).join('\n');
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function userName(uid: number): Promise<string> {
