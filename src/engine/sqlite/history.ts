@@ -7,8 +7,9 @@
  */
 import type { Repository } from '../../repo/repository.js';
 import { LifeboatError } from '../../errors.js';
-import { FRAME_HEADER_SIZE } from '../../sources/sqlite/wal.js';
-import { chainFrom, comparePos, decodeSegment, parseSegmentName, type Commit, type Position, type SegmentName } from './segment.js';
+import { FRAME_HEADER_SIZE, frameInfo } from '../../sources/sqlite/wal.js';
+import { logSource, type SqliteConsistency } from './backup.js';
+import { chainFrom, comparePos, decodeSegment, parseSegmentName, type Commit, type Position, type SegmentName, type WalTail } from './segment.js';
 
 /** Object name of the divergence record in a generation's log folder (not a segment name). */
 export const DIVERGED = 'diverged';
@@ -112,4 +113,41 @@ export async function* transactionsAfter(
     }
     return;
   }
+}
+
+/** Where a generation's stored history ends. */
+export interface GenerationEnd {
+  generation: string;
+  position: Position;
+  /** The WAL cycle and checksum there, for a restarted replicator to check it may continue. */
+  tail: WalTail;
+  /** Database size in pages there. */
+  pages: number;
+}
+
+/**
+ * Where the newest generation of database `name` ends: its last segment's end, or its
+ * newest snapshot. Undefined when there is none, or it cannot be continued (a gap, a
+ * divergence record).
+ */
+export async function generationEnd(repo: Repository, name: string): Promise<GenerationEnd | undefined> {
+  const source = logSource(name);
+  const snaps = (await repo.listSnapshots()).filter(
+    (s) => s.source.kind === 'sqlite' && s.source.name === name && typeof (s.consistency as SqliteConsistency | undefined)?.generation === 'string',
+  );
+  const newest = snaps.sort((a, b) => Date.parse(b.time) - Date.parse(a.time))[0];
+  if (!newest) return undefined;
+  const c = newest.consistency as unknown as SqliteConsistency;
+  const gen = c.generation as string;
+  const logs = await repo.listLogs(source);
+  if (logs.some((l) => l.timeline === gen && l.file === DIVERGED)) return undefined;
+  const { chain, gapAt } = chainFrom(c.position as Position, segmentsOf(logs, gen));
+  const last = chain[chain.length - 1];
+  if (gapAt) return undefined;
+  if (!last) return c.wal ? { generation: gen, position: c.position as Position, tail: c.wal, pages: c.pages } : undefined;
+  const data = await repo.getLog(source, gen, last.file);
+  if (!data) return undefined;
+  const seg = decodeSegment(data, last.file);
+  const pages = frameInfo(seg.frames, seg.frames.length - FRAME_HEADER_SIZE - seg.meta.pageSize).dbPages;
+  return { generation: gen, position: seg.meta.end, tail: seg.meta.tail, pages };
 }
