@@ -168,4 +168,24 @@ describe('pg stream owns its receiver and reports its progress', () => {
     expect(up.error).toBeUndefined();
     await s.stop();
   });
+
+  it('drills an idle streamed cluster to an RPO of 0 when given its dsn, however old its last commit', async () => {
+    const { cluster, repo, pw } = setup!;
+    const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
+    await cluster.query('create table drilled (id int)');
+    await cluster.query('insert into drilled values (1)');
+    const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn]);
+    expect(b.code, b.stderr).toBe(0);
+    const s = start();
+    await s.status('healthy', (e) => e.healthy);
+    const lastCommit = Date.now();
+    // Idle for a while: the newest transaction ages, nothing is lost.
+    await s.status('a status proving a moment 10 s after the last commit', (e) => e.healthy && Date.parse(e.archivedThrough as string) > lastCommit + 10_000, 60_000);
+    const d = await lb(['drill', '--source', 'main', '--dsn', cluster.dsn, '--json']);
+    expect(d.code, d.stderr).toBe(0);
+    const record = JSON.parse(d.stdout) as { ok: boolean; rpo_seconds: number; rpo_basis: string; checks: Array<{ name: string; detail: string }> };
+    expect(record).toMatchObject({ ok: true, rpo_seconds: 0, rpo_basis: 'source-position' });
+    expect(record.checks.find((c) => c.name === 'rpo')?.detail).toMatch(/nothing committed before the drill is missing/);
+    await s.stop();
+  });
 });
