@@ -70,6 +70,7 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
     // The receiver's flush position is ours to rely on only while our receiver holds the slot.
     const flushed = probe?.holder?.applicationName === appName ? probe.flushed : null;
     const segSize = probe?.segSize ?? 16 * 1024 * 1024;
+    let walFiles = 0;
     for (const file of (await fs.readdir(spool)).sort()) {
       let wal;
       try {
@@ -77,6 +78,7 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       } catch {
         continue;
       }
+      walFiles++;
       const full = path.join(spool, file);
       if (wal.kind === 'segment' || wal.kind === 'history') {
         const data = await fs.readFile(full);
@@ -112,6 +114,9 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       }
       beat();
     }
+    // Flushed to a segment boundary with nothing left in the spool (an idle server
+    // after a segment switch): every segment up to it was shipped before it was removed.
+    if (walFiles === 0 && flushed !== null && flushed > shipped && flushed % BigInt(segSize) === 0n) shipped = flushed;
   };
 
   // --- the receiver ----------------------------------------------------------
