@@ -15,6 +15,11 @@ import { applyStatus, type ArchiveState } from './supervisor.js';
 import { systemClock, type Clock } from './scheduler.js';
 
 const TIMEOUT_MS = 5000;
+
+interface Proof {
+  /** Positions tagged with pg_current_snapshot()'s xmax read with them. */
+  witness: LsnWitness;
+}
 const HINT = 'the server logs the output of archive_command; `lifeboat pg archive-push` exit codes are in docs/exit-codes.md';
 
 export class ArchiveWatch {
@@ -39,9 +44,9 @@ export class ArchiveWatch {
     // As often as a streamer reports, and at least once per check_interval.
     const every = Math.min(STATUS_EVERY_MS, this.config.server.checkIntervalSeconds * 1000);
     for (const s of ArchiveWatch.watched(this.config)) {
-      const witness = new LsnWitness();
+      const proof: Proof = { witness: new LsnWitness() };
       const tick = async () => {
-        const p = this.poll(s, witness);
+        const p = this.poll(s, proof);
         this.polls.add(p);
         await p.finally(() => this.polls.delete(p));
         if (this.stopping) return;
@@ -52,7 +57,8 @@ export class ArchiveWatch {
     }
   }
 
-  private async poll(s: SourceConfig, witness: LsnWitness): Promise<void> {
+  private async poll(s: SourceConfig, proof: Proof): Promise<void> {
+    const { witness } = proof;
     const t = Date.now();
     const known = this.states.get(s.name);
     try {
@@ -70,8 +76,13 @@ export class ArchiveWatch {
         lastArchivedWal: r.lastArchivedWal,
         lastArchivedAt: r.lastArchivedAt?.toISOString() ?? null,
       };
-      witness.observe(t, r.current);
-      const proven = r.archivedEnd === null ? witness.through : witness.provenThrough(r.archivedEnd);
+      witness.observe(t, r.current, r.completedXmax ?? undefined);
+      let proven = r.archivedEnd === null ? witness.through : witness.provenThrough(r.archivedEnd);
+      // No transaction has ended since the newest moment proven by position: what the
+      // archive lacks is the server's own background WAL (checkpoints, snapshots of
+      // running transactions), which archive_timeout does not switch out. Nothing
+      // committed, so this moment is proven too.
+      if (r.completedXmax !== null && witness.provenTag === r.completedXmax) proven = t;
       const archivedThrough = proven === null ? null : new Date(proven).toISOString();
       if (r.failing) {
         const error = `archive_command failed for ${r.lastFailedWal ?? '?'} at ${r.lastFailedAt?.toISOString() ?? '?'} (${r.failedCount} failures since the statistics were reset)`;

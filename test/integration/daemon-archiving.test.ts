@@ -130,8 +130,8 @@ describe('daemon monitoring of PostgreSQL archiving', () => {
   it('reports a stopped database within one check interval, fires LifeboatArchiveDown, and notifies once and once on recovery', async () => {
     const c = setup.cluster;
     const before = notices.length;
-    await c.stop();
     const stoppedAt = Date.now();
+    await c.stop();
     await waitUntil('archive_up 0', async () => (await metric('lifeboat_archive_up', 'streamed')) === 0, 60_000, 50);
     const noticed = Date.now() - stoppedAt;
     const a = status('streamed').archive;

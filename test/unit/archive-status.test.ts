@@ -44,6 +44,16 @@ describe('LsnWitness', () => {
     w.observe(400, 10n);
     expect(w.provenThrough(10n)).toBe(400);
   });
+
+  it('remembers what was read with the newest proven position', () => {
+    const w = new LsnWitness();
+    w.observe(100, 1000n, 'xmax 7');
+    w.observe(200, 2000n, 'xmax 9');
+    w.provenThrough(1500n);
+    expect(w.provenTag).toBe('xmax 7');
+    w.provenThrough(2000n);
+    expect(w.provenTag).toBe('xmax 9');
+  });
 });
 
 describe('archiveUp', () => {

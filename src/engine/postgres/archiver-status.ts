@@ -27,6 +27,13 @@ export interface ArchiverReading {
   lastArchivedAt: Date | null;
   /** The newest attempt failed (PostgreSQL retries it every minute). */
   failing: boolean;
+  /**
+   * xmax of pg_current_snapshot(), read with `current` (primary only): one past the
+   * newest transaction id that ended. Only a transaction holding an id can commit data,
+   * and its end moves this, so an unchanged value means nothing was committed in
+   * between, whatever WAL the server's background work wrote.
+   */
+  completedXmax: string | null;
 }
 
 export async function readArchiver(client: pg.Client): Promise<ArchiverReading> {
@@ -39,7 +46,9 @@ export async function readArchiver(client: pg.Client): Promise<ArchiverReading> 
     last_failed_time: Date | null;
     last_archived_wal: string | null;
     last_archived_time: Date | null;
+    snap: string | null;
   }>(`select current_setting('archive_mode') as mode,
+             case when pg_is_in_recovery() then null else pg_current_snapshot()::text end as snap,
              (case when pg_is_in_recovery() then pg_last_wal_receive_lsn() else pg_current_wal_lsn() end)::text as current,
              (select setting from pg_settings where name = 'wal_segment_size') as seg,
              failed_count::text, last_failed_wal, last_failed_time, last_archived_wal, last_archived_time
@@ -61,6 +70,7 @@ export async function readArchiver(client: pg.Client): Promise<ArchiverReading> 
     lastArchivedWal: row.last_archived_wal,
     lastArchivedAt: archivedAt,
     failing: failedAt !== null && (archivedAt === null || failedAt > archivedAt),
+    completedXmax: row.snap ? (/^\d+:(\d+):/.exec(row.snap)?.[1] ?? null) : null,
   };
   let ready: string[] | undefined;
   try {

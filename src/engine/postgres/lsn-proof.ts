@@ -12,16 +12,21 @@
 const MAX_SAMPLES = 1000;
 
 export class LsnWitness {
-  private samples: Array<{ t: number; lsn: bigint }> = [];
+  private samples: Array<{ t: number; lsn: bigint; tag: string | undefined }> = [];
   private proven: number | null = null;
+  /** The tag of the newest proven sample (what else was read with its position). */
+  provenTag: string | undefined;
 
   /** Records that the server was at `lsn` at some point after moment `t` (ms since the epoch). */
-  observe(t: number, lsn: bigint): void {
+  observe(t: number, lsn: bigint, tag?: string): void {
     const last = this.samples[this.samples.length - 1];
     // A position that went backwards is another server (a restored copy on the
     // address): what it says proves nothing about earlier samples.
-    if (last && lsn < last.lsn) this.samples = [];
-    this.samples.push({ t, lsn });
+    if (last && lsn < last.lsn) {
+      this.samples = [];
+      this.provenTag = undefined;
+    }
+    this.samples.push({ t, lsn, tag });
     if (this.samples.length > MAX_SAMPLES) this.samples.shift();
   }
 
@@ -29,7 +34,11 @@ export class LsnWitness {
   provenThrough(shipped: bigint): number | null {
     let i = 0;
     while (i < this.samples.length && (this.samples[i] as { lsn: bigint }).lsn <= shipped) {
-      this.proven = Math.max(this.proven ?? 0, (this.samples[i] as { t: number }).t);
+      const s = this.samples[i] as { t: number; tag: string | undefined };
+      if (this.proven === null || s.t >= this.proven) {
+        this.proven = s.t;
+        this.provenTag = s.tag;
+      }
       i++;
     }
     if (i > 0) this.samples = this.samples.slice(i);

@@ -19,7 +19,7 @@ import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
 import { runTool } from '../../util/process.js';
-import { StatusReporter, type ArchiveStatus, type HealthReport } from '../archive-status.js';
+import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus, type HealthReport } from '../archive-status.js';
 import { LsnWitness, segmentStart } from './lsn-proof.js';
 import { streamSource, timelineDir } from './names.js';
 import { SpoolClaim, freeSlot, judgeSlotUser, receiverAppName, receiverCommand } from './receiver.js';
@@ -48,6 +48,7 @@ export type StreamEvent =
 /** A receiver running this long without holding the slot is not streaming. */
 const CONNECT_GRACE_MS = 10_000;
 const MAX_BACKOFF_MS = 30_000;
+const CONNECTING_POLL_MS = 200;
 
 export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise<void> {
   const source = streamSource(opts.name);
@@ -60,7 +61,9 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
   const appName = receiverAppName();
   const prober = new Prober(opts.dsn, slot);
   const witness = new LsnWitness();
-  const reporter = new StatusReporter(emit);
+  const interval = opts.intervalMs ?? 1000;
+  // A status every interval (at most every 5 s): the claim is then as fresh as the proof.
+  const reporter = new StatusReporter(emit, Math.min(interval, STATUS_EVERY_MS));
 
   // --- shipping ------------------------------------------------------------
   /** WAL up to this LSN is in the repository (from this streamer's own shipping). */
@@ -171,7 +174,8 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
   let health: HealthReport | undefined;
   const beat = () => health && reporter.report({ ...health, archivedThrough: through() });
   const through = () => (witness.through === null ? null : new Date(witness.through));
-  const cycle = async (): Promise<void> => {
+  /** One interval's work; true while a receiver just started has not taken the slot yet. */
+  const cycle = async (): Promise<boolean> => {
     const t = Date.now();
     let probe: StreamProbe | undefined;
     let problem: { error: string; hint?: string | undefined } | undefined;
@@ -195,18 +199,20 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
     if (!problem && !holding && child && Date.now() - childStarted > CONNECT_GRACE_MS) {
       problem = { error: `pg_receivewal has not taken slot ${slot} after ${CONNECT_GRACE_MS / 1000} s`, hint: 'check the server log for its replication connection' };
     }
-    if (!problem && !holding) return; // still connecting: no verdict yet
+    if (!problem && !holding) return true; // still connecting: no verdict yet
     health = problem ? { healthy: false, archivedThrough: null, error: problem.error, hint: problem.hint } : { healthy: true, archivedThrough: null };
     beat();
+    return false;
   };
 
-  const interval = opts.intervalMs ?? 1000;
   try {
     while (!opts.signal.aborted) {
-      await cycle();
+      const connecting = await cycle();
+      // A receiver that is connecting is looked at again soon: a restart streams sooner.
+      const wait = connecting ? Math.min(interval, CONNECTING_POLL_MS) : interval;
       await new Promise<void>((resolve) => {
         const done = () => (clearTimeout(t), opts.signal.removeEventListener('abort', done), resolve());
-        const t = setTimeout(done, interval);
+        const t = setTimeout(done, wait);
         opts.signal.addEventListener('abort', done, { once: true });
       });
     }
