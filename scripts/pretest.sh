@@ -8,9 +8,11 @@ npx tsc -p tsconfig.json
 # The tests are strict TypeScript too.
 npx tsc -p tsconfig.test.json
 
-# Debian packages the suite needs, as "command:package".
+# Debian packages the suite needs, as "command:package". prometheus brings promtool
+# (docs/ops rules are checked with it) and a real Prometheus the alert tests scrape
+# the daemon with.
 need=()
-for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils restic:restic rclone:rclone chromium:chromium}; do
+for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils restic:restic rclone:rclone chromium:chromium promtool:prometheus}; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -469,12 +469,18 @@
       <div class="sub">${drill ? html`last drill ${drill.ok ? html`<span class="good">passed</span>` : html`<span class="bad">failed</span>`} ${ago(drill.time)}` : 'no drill yet'}</div>`;
   }
 
+  // The archive's own verdict (docs/daemon.md): ok, lagging, failing, down or starting.
+  const ARCHIVE_BADGE = { ok: ['ok', 'archiving'], lagging: ['lagging', 'lagging'], failing: ['over', 'failing'], down: ['over', 'down'], starting: ['starting', 'starting'] };
+
   function archiveCell(s) {
     const a = s.archive;
     if (!a) return html`<span class="muted">—</span>`;
-    return html`<span class="badge ${a.up ? 'ok' : 'over'}">${a.up ? 'archiving' : 'down'}</span>
-      <div class="sub">lag ${a.lag_seconds === null ? '—' : formatSeconds(a.lag_seconds)} · ${a.restarts} restart${a.restarts === 1 ? '' : 's'}</div>
-      ${a.last_error ? html`<div class="sub bad" title="${a.last_error}">${a.last_error}</div>` : ''}`;
+    const [cls, label] = ARCHIVE_BADGE[a.state] || ['over', a.state];
+    const method = a.method === 'archive_command' ? 'archive_command' : `${a.restarts} restart${a.restarts === 1 ? '' : 's'}`;
+    const failures = a.archive_command && a.archive_command.failed_count ? html` · <span class="bad">${a.archive_command.failed_count} failed</span>` : '';
+    return html`<span class="badge ${cls}" data-testid="archive-${s.name}" title="${a.hint || ''}">${label}</span>
+      <div class="sub">lag ${a.lag_seconds === null ? '—' : formatSeconds(a.lag_seconds)} · ${method}${failures}</div>
+      ${a.error ? html`<div class="sub bad" title="${a.hint || a.error}">${a.error}</div>` : ''}`;
   }
 
   function isRunning(kind, source) {

@@ -16,7 +16,7 @@
  *   schedules:
  *     nightly:  { run: backup, sources: [orders], cron: "0 2 * * *", timezone: Europe/Berlin }
  *   notifications:
- *     ops:      { url: https://hooks.example/x, format: slack, on: [failure, rpo_breach, recovery] }
+ *     ops:      { url: https://hooks.example/x, format: slack, on: [failure, rpo_breach, archive_down, recovery], repeat: 4h }
  *   server:     { listen: 127.0.0.1:8470, state_dir: /var/lib/lifeboat }
  */
 import { readFileSync } from 'node:fs';
@@ -89,7 +89,7 @@ export interface ScheduleConfig {
   readDataSubset?: string;
 }
 
-export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'recovery'] as const;
+export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'recovery'] as const;
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
 export interface NotificationConfig {
@@ -100,7 +100,16 @@ export interface NotificationConfig {
   retries: number;
   timeoutSeconds: number;
   headers: Record<string, string>;
+  /** While an incident stays open, remind this often (seconds); null: never. */
+  repeatSeconds: number | null;
 }
+
+/**
+ * Reminders of an open incident: 4 h, Alertmanager's default repeat_interval, often
+ * enough that an incident nobody fixed is not forgotten overnight, rare enough that a
+ * chat channel does not learn to ignore it.
+ */
+export const DEFAULT_REPEAT_SECONDS = 4 * 3600;
 
 export interface ServerConfig {
   host: string;
@@ -132,7 +141,7 @@ const SOURCE_KEYS: Record<SourceKind, string[]> = {
 const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'];
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_logs_within'];
 const SCHEDULE_KEYS = ['run', 'sources', 'repository', 'cron', 'timezone', 'jitter', 'catch_up', 'read_data_subset'];
-const NOTIFY_KEYS = ['url', 'format', 'on', 'retries', 'timeout', 'headers'];
+const NOTIFY_KEYS = ['url', 'format', 'on', 'retries', 'timeout', 'headers', 'repeat'];
 const SERVER_KEYS = ['listen', 'state_dir', 'tls', 'check_interval', 'keep_jobs'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DOCS = 'see docs/configuration.md';
@@ -426,6 +435,7 @@ function readNotification(r: Reader, name: string, map: YAMLMap): NotificationCo
     retries: e.has('retries') ? r.integer(e.get('retries'), '"retries"', 0, 20) : 3,
     timeoutSeconds: e.has('timeout') ? r.seconds(e.get('timeout'), '"timeout"') : 10,
     headers,
+    repeatSeconds: !e.has('repeat') ? DEFAULT_REPEAT_SECONDS : isScalar(e.get('repeat')) && (e.get('repeat') as { value: unknown }).value === 'never' ? null : r.seconds(e.get('repeat'), '"repeat" (or never)'),
   };
 }
 

@@ -1,7 +1,8 @@
 /**
  * lifeboat serve: one process that runs the schedules, keeps continuous archiving
- * alive, records every job in the catalog, watches RPO against the targets, sends
- * notifications, and serves the REST API, the dashboard and /metrics.
+ * alive (and watches archive_command sources), records every job in the catalog,
+ * watches RPO against the targets, sends notifications once per incident, and serves
+ * the REST API, the dashboard and /metrics.
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -11,9 +12,10 @@ import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
 import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
 import { JobRunner, childError, forgetCommand, parseResult, requireRepository, requireSource, runLifeboat, type JobRequest } from './jobs.js';
 import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
-import { Notifier } from './notify.js';
+import { ArchiveWatch } from './archive-watch.js';
+import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
-import { Supervisor } from './supervisor.js';
+import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
 import { buildApi } from './api.js';
 
 export interface DaemonOptions {
@@ -27,15 +29,17 @@ export class Daemon {
   readonly catalog: Catalog;
   readonly runner: JobRunner;
   readonly supervisor: Supervisor;
+  readonly archiveWatch: ArchiveWatch;
   readonly scheduler: Scheduler;
   readonly notifier: Notifier;
+  readonly incidents: Incidents;
   readonly metrics: Metrics;
   app!: FastifyInstance;
   readonly startedAt: Date;
   private readonly clock: Clock;
   private readonly log: (line: string) => void;
-  private readonly failing = new Set<string>();
-  private readonly breached = new Set<string>();
+  /** When each source's archiving was first seen not up (cleared when it is up). */
+  private readonly archiveDownSince = new Map<string, number>();
   private checkTimer: unknown;
   private ready = false;
 
@@ -52,9 +56,11 @@ export class Daemon {
       this.metrics.notifyFailures.inc({ notification: name });
       this.log(message);
     }, opts.notifyRetryDelayMs);
+    this.incidents = new Incidents(this.notifier, this.clock);
     this.metrics = new Metrics(() => ({ sources: this.sources(), repositories: this.repositories(), running: this.catalog.jobs({ status: 'running', limit: 1000 }).length }));
     this.metrics.declare([...config.sources.keys()], [...config.repositories.keys()], [...config.notifications.keys()]);
-    this.supervisor = new Supervisor(config, this.catalog);
+    this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock);
+    this.archiveWatch = new ArchiveWatch(config, () => {}, this.clock);
     this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
     this.runner.on('finished', (job: JobRow) => this.finished(job));
   }
@@ -84,9 +90,12 @@ export class Daemon {
     if (interrupted > 0) this.log(`${interrupted} job(s) were running when the daemon last stopped; marked failed`);
     this.scheduler.start();
     this.supervisor.start();
+    this.archiveWatch.start();
     let lastPrune = 0;
     const tick = () => {
       this.watchRpo();
+      this.watchArchives();
+      this.incidents.remind();
       if (this.clock.now() - lastPrune >= 3600_000) {
         lastPrune = this.clock.now();
         this.catalog.pruneJobs(new Date(this.clock.now() - this.config.server.keepJobsSeconds * 1000));
@@ -116,7 +125,7 @@ export class Daemon {
     this.scheduler.stop();
     this.clock.clearTimeout(this.checkTimer);
     await this.app.close();
-    await Promise.all([this.runner.stop(), this.supervisor.stop()]);
+    await Promise.all([this.runner.stop(), this.supervisor.stop(), this.archiveWatch.stop()]);
     await this.notifier.idle();
     await new Promise((r) => setImmediate(r));
     this.catalog.close();
@@ -180,16 +189,15 @@ export class Daemon {
     const size = job.kind === 'backup' && job.status === 'succeeded' ? (job.result as { summary?: { totalBytes?: number } } | null)?.summary?.totalBytes : undefined;
     this.metrics.jobFinished(job, size);
     const subject = job.source ?? job.repository ?? '';
-    const key = `${job.kind}:${subject}`;
+    const key = `failure:${job.kind}:${subject}`;
     const what = `${job.kind} of ${subject}`;
     this.log(`job ${job.id}: ${what} ${job.status}${job.error ? `: ${job.error}` : ''}`);
     const base = { ...(job.source ? { source: job.source } : {}), ...(job.repository ? { repository: job.repository } : {}), job: { id: job.id, kind: job.kind, status: job.status, error: job.error } };
-    if (job.status === 'failed') {
-      this.failing.add(key);
-      this.notifier.notify({ ...base, event: 'failure', message: `${what} failed: ${job.error ?? 'see the job log'}` });
-    } else if (job.status === 'succeeded' && this.failing.delete(key)) {
-      this.notifier.notify({ ...base, event: 'recovery', message: `${what} succeeded again` });
-    }
+    const failure: Notice = { ...base, event: 'failure', message: `${what} failed: ${job.error ?? 'see the job log'}` };
+    // A restore is one person's request, not a recurring duty: told once, never reminded.
+    if (job.status === 'failed' && job.kind === 'restore') this.notifier.notify(failure);
+    else if (job.status === 'failed') this.incidents.raise(key, failure);
+    else if (job.status === 'succeeded') this.incidents.resolve(key, { ...base, event: 'recovery', message: `${what} succeeded again` });
     if (job.kind === 'backup' && job.status === 'succeeded') this.watchRpo();
   }
 
@@ -199,14 +207,42 @@ export class Daemon {
       if (s.rpo_target_seconds === null) continue;
       // Nothing recoverable yet counts as a breach once the daemon has run for the target.
       const age = s.rpo_seconds ?? (this.clock.now() - this.startedAt.getTime()) / 1000;
-      const breach = age > s.rpo_target_seconds;
-      if (breach && !this.breached.has(s.name)) {
-        this.breached.add(s.name);
-        this.notifier.notify({ event: 'rpo_breach', source: s.name, repository: s.repository, message: `RPO of ${s.name} is ${Math.round(age)} s, over its target of ${s.rpo_target_seconds} s`, details: { rpo_seconds: age, target_seconds: s.rpo_target_seconds } });
-      } else if (!breach && this.breached.delete(s.name)) {
-        this.notifier.notify({ event: 'recovery', source: s.name, repository: s.repository, message: `RPO of ${s.name} is back within its target (${Math.round(age)} s ≤ ${s.rpo_target_seconds} s)`, details: { rpo_seconds: age, target_seconds: s.rpo_target_seconds } });
+      const details = { rpo_seconds: age, target_seconds: s.rpo_target_seconds };
+      if (age > s.rpo_target_seconds) {
+        this.incidents.raise(`rpo:${s.name}`, { event: 'rpo_breach', source: s.name, repository: s.repository, message: `RPO of ${s.name} is ${Math.round(age)} s, over its target of ${s.rpo_target_seconds} s`, details });
+      } else {
+        this.incidents.resolve(`rpo:${s.name}`, { event: 'recovery', source: s.name, repository: s.repository, message: `RPO of ${s.name} is back within its target (${Math.round(age)} s ≤ ${s.rpo_target_seconds} s)`, details });
       }
     }
+  }
+
+  /**
+   * Archiving that has not been up for a whole check interval is an incident (a
+   * streamer restarted within a second is not); up again ends it.
+   */
+  watchArchives(): void {
+    const now = this.clock.now();
+    const limit = this.config.server.checkIntervalSeconds * 1000;
+    for (const s of this.sources()) {
+      if (!s.archive) continue;
+      const key = `archive:${s.name}`;
+      if (s.archive.up) {
+        this.archiveDownSince.delete(s.name);
+        this.incidents.resolve(key, { event: 'recovery', source: s.name, repository: s.repository, message: `archiving of ${s.name} is up again` });
+        continue;
+      }
+      const since = this.archiveDownSince.get(s.name) ?? now;
+      this.archiveDownSince.set(s.name, since);
+      if (now - since >= limit) {
+        const error = s.archive.error ?? 'not up';
+        this.incidents.raise(key, { event: 'archive_down', source: s.name, repository: s.repository, message: `archiving of ${s.name} is down: ${error}`, details: { error, hint: s.archive.hint, method: s.archive.method } });
+      }
+    }
+  }
+
+  /** The archiving state of a source, from its archiver's status events or from watching archive_command. */
+  archiveState(source: string): ArchiveState | undefined {
+    return this.supervisor.states.get(source) ?? this.archiveWatch.states.get(source);
   }
 
   // --- status ---------------------------------------------------------------
@@ -218,9 +254,11 @@ export class Daemon {
       const backupJobs = this.catalog.jobs({ source: s.name, kind: 'backup', limit: 50 });
       const lastOk = backupJobs.find((j) => j.status === 'succeeded');
       const drill = this.catalog.drills(s.name, 1)[0];
-      const rep = this.supervisor.states.get(s.name);
-      const newest = Math.max(last ? Date.parse(last.time) : -Infinity, rep?.lastArchivedAt ?? -Infinity);
+      const rep = this.archiveState(s.name);
+      // Everything committed at or before the newest backup, or before what the archive proves, is recoverable.
+      const newest = Math.max(last ? Date.parse(last.time) : -Infinity, rep?.archivedThrough ?? -Infinity);
       const lastJob = backupJobs.find((j) => j.status !== 'skipped');
+      const rpo = Number.isFinite(newest) ? Math.max(0, (now - newest) / 1000) : null;
       return {
         name: s.name,
         kind: s.kind,
@@ -228,14 +266,12 @@ export class Daemon {
         continuous: s.continuous,
         last_backup: last ? { snapshot_id: last.snapshot_id, time: last.time, size_bytes: last.size_bytes, duration_ms: last.duration_ms } : null,
         last_success_at: lastOk?.finished_at ?? null,
-        rpo_seconds: Number.isFinite(newest) ? Math.max(0, (now - newest) / 1000) : null,
+        rpo_seconds: rpo,
         rpo_target_seconds: s.targets.rpoSeconds ?? null,
         rto_seconds: drill?.rto_seconds ?? null,
         rto_target_seconds: s.targets.rtoSeconds ?? null,
         last_drill: drill ? { time: drill.time, ok: drill.ok, rto_seconds: drill.rto_seconds, rpo_seconds: drill.rpo_seconds } : null,
-        archive: rep
-          ? { up: rep.up, restarts: rep.restarts, lag_seconds: rep.lastArchivedAt ? Math.max(0, (now - rep.lastArchivedAt) / 1000) : null, last_archived_at: rep.lastArchivedAt ? new Date(rep.lastArchivedAt).toISOString() : null, last_error: rep.lastError ?? null }
-          : null,
+        archive: rep ? archiveStatus(rep, now, s.targets.rpoSeconds) : null,
         failing: lastJob?.status === 'failed',
       };
     });
@@ -294,4 +330,32 @@ export class Daemon {
     }
     return { backups: nb, drills: nd };
   }
+}
+
+/** Above this lag an archive that is up counts as lagging when the source has no RPO target (the LifeboatArchiveLag threshold). */
+const LAG_WITHOUT_TARGET_SECONDS = 600;
+
+function archiveStatus(a: ArchiveState, now: number, rpoTarget: number | undefined): NonNullable<SourceStatus['archive']> {
+  const { up, error } = archiveUp(a, now);
+  const lag = a.archivedThrough === undefined ? null : Math.max(0, (now - a.archivedThrough) / 1000);
+  const state = up
+    ? lag !== null && lag > (rpoTarget ?? LAG_WITHOUT_TARGET_SECONDS) ? 'lagging' : 'ok'
+    : a.running && a.statusAt === undefined ? 'starting' : a.archiver?.failing && a.healthy === false ? 'failing' : 'down';
+  const at = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+  return {
+    method: a.method,
+    up,
+    state,
+    restarts: a.restarts,
+    lag_seconds: lag,
+    archived_through: at(a.archivedThrough),
+    last_status_at: at(a.statusAt),
+    error,
+    hint: up ? null : (a.hint ?? null),
+    last_error: a.lastError ?? null,
+    last_error_at: at(a.lastErrorAt),
+    archive_command: a.archiver
+      ? { failed_count: a.archiver.failedCount, failing: a.archiver.failing, last_failed_wal: a.archiver.lastFailedWal, last_failed_at: a.archiver.lastFailedAt, last_archived_wal: a.archiver.lastArchivedWal, last_archived_at: a.archiver.lastArchivedAt }
+      : null,
+  };
 }

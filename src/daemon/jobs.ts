@@ -102,8 +102,11 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       if (s.kind === 'sqlite') return ['sqlite', 'restore', s.name, '--output', p.target, ...(p.time ? ['--time', p.time] : [])];
       return ['pg', 'restore', '--name', s.name, '--target-dir', p.target, ...(p.time ? ['--time', p.time] : []), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
     }
-    case 'drill':
-      return ['drill', '--source', (source as SourceConfig).name];
+    case 'drill': {
+      const s = source as SourceConfig;
+      // With the dsn a PostgreSQL drill measures RPO against the server's WAL position.
+      return ['drill', '--source', s.name, ...(s.kind === 'postgres' && s.dsn ? ['--dsn', s.dsn] : [])];
+    }
     case 'check':
       return ['check', ...(req.readDataSubset ? ['--read-data-subset', req.readDataSubset] : [])];
     case 'forget':

@@ -22,7 +22,27 @@ export interface SourceStatus {
   rto_seconds: number | null;
   rto_target_seconds: number | null;
   last_drill: { time: string; ok: boolean; rto_seconds: number | null; rpo_seconds: number | null } | null;
-  archive: { up: boolean; restarts: number; lag_seconds: number | null; last_archived_at: string | null; last_error: string | null } | null;
+  /** Log archiving: a streamer or replicator of the daemon's, or a server's archive_command the daemon watches. */
+  archive: {
+    method: 'stream' | 'replicate' | 'archive_command';
+    /** Healthy, with a recent status: what lifeboat_archive_up reports. */
+    up: boolean;
+    /** ok, lagging (up, but the archive is older than the RPO target), failing (archive_command fails), down, starting. */
+    state: 'ok' | 'lagging' | 'failing' | 'down' | 'starting';
+    restarts: number;
+    /** now − archived_through. */
+    lag_seconds: number | null;
+    /** Everything committed at or before this moment is proven to be in the repository. */
+    archived_through: string | null;
+    last_status_at: string | null;
+    /** Why it is not up now; null while up. */
+    error: string | null;
+    hint: string | null;
+    /** The newest error ever reported, and when (kept after recovery). */
+    last_error: string | null;
+    last_error_at: string | null;
+    archive_command: { failed_count: number; failing: boolean; last_failed_wal: string | null; last_failed_at: string | null; last_archived_wal: string | null; last_archived_at: string | null } | null;
+  } | null;
   failing: boolean;
 }
 
@@ -87,9 +107,21 @@ export class Metrics {
     perSource('lifeboat_rto_target_seconds', 'RTO target from lifeboat.yaml', (s) => s.rto_target_seconds);
     perSource('lifeboat_drill_last_success', '1 when the newest drill passed, 0 when it failed', (s) => (s.last_drill ? Number(s.last_drill.ok) : null));
     perSource('lifeboat_drill_last_timestamp_seconds', 'When the newest drill ran (Unix time)', (s) => seconds(s.last_drill?.time));
-    perSource('lifeboat_archive_lag_seconds', 'Seconds since the log archive (WAL, SQLite frames) last held every commit', (s) => s.archive?.lag_seconds);
-    perSource('lifeboat_archive_up', '1 while continuous archiving runs for the source', (s) => (s.archive ? Number(s.archive.up) : null));
-    perSource('lifeboat_archive_restarts', 'Restarts of continuous archiving since the daemon started', (s) => s.archive?.restarts);
+    perSource('lifeboat_archive_lag_seconds', 'Seconds since the moment up to which the log archive (WAL, SQLite frames) is proven to hold every commit', (s) => s.archive?.lag_seconds);
+    perSource('lifeboat_archive_up', '1 while log archiving is healthy and reporting (streamer, replicator, or archive_command), 0 when it fails, is stuck or is not running', (s) => (s.archive ? Number(s.archive.up) : null));
+    perSource('lifeboat_archive_restarts', 'Restarts of continuous archiving since the daemon started', (s) => (s.archive?.method === 'archive_command' ? null : s.archive?.restarts));
+    perSource('lifeboat_archive_command_failing', '1 while the newest archive_command attempt of the server failed (pg_stat_archiver)', (s) => (s.archive?.archive_command ? Number(s.archive.archive_command.failing) : null));
+    perSource('lifeboat_archive_command_last_archived_timestamp_seconds', 'When archive_command last archived a file (pg_stat_archiver, Unix time)', (s) => seconds(s.archive?.archive_command?.last_archived_at));
+    new Counter({
+      name: 'lifeboat_archive_command_failures_total',
+      help: 'Failed archive_command runs the server counted (pg_stat_archiver.failed_count; resets with the server statistics)',
+      labelNames: ['source'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const s of status().sources) if (s.archive?.archive_command) this.inc({ source: s.name }, s.archive.archive_command.failed_count);
+      },
+    });
     perSource('lifeboat_source_failing', '1 while the newest backup job of the source failed (until one succeeds)', (s) => Number(s.failing));
     new Gauge({
       name: 'lifeboat_verification_last_success',

@@ -1,24 +1,62 @@
 /**
  * Keeps continuous log archiving alive: `lifeboat pg stream` or `lifeboat sqlite
  * replicate` per source that asks for it, restarted with exponential backoff when it
- * exits, and read through its JSON events so the daemon knows when the archive last
- * held everything (archive lag, current RPO).
+ * exits, and judged by its `status` events (engine/archive-status.ts): a running child
+ * is up only while its newest status is healthy and recent, and the archive's RPO is
+ * counted from the moment that status proves.
  */
 import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
+import { STATUS_STALE_MS, parseStatus, type ArchiveStatus } from '../engine/archive-status.js';
 import type { Catalog } from './catalog.js';
 import { childError, runLifeboat } from './jobs.js';
+import { systemClock, type Clock } from './scheduler.js';
 
-export interface ReplicationState {
+/** What the daemon knows of one source's log archiving (continuous archivers and archive_command alike). */
+export interface ArchiveState {
   source: string;
-  up: boolean;
+  method: 'stream' | 'replicate' | 'archive_command';
+  /** The archiver process runs (archive_command: the server is being watched). */
+  running: boolean;
   restarts: number;
-  /** When the archive last held every commit (a shipped segment, or caught up with nothing new). */
-  lastArchivedAt?: number;
+  /** The newest status: healthy or not, and when it arrived (daemon clock, ms). */
+  healthy?: boolean;
+  statusAt?: number;
+  /** Everything committed at or before this moment is proven to be in the repository (ms). */
+  archivedThrough?: number;
+  lastError?: string;
+  lastErrorAt?: number;
+  hint?: string;
   /** Shipping delay of the newest segment, seconds (SQLite). */
   lastShipLagSeconds?: number;
-  lastError?: string;
+  /** archive_command sources: the server's pg_stat_archiver. */
+  archiver?: { failedCount: number; failing: boolean; lastFailedWal: string | null; lastFailedAt: string | null; lastArchivedWal: string | null; lastArchivedAt: string | null };
+}
+
+/** Is archiving up now, and if not, why (the error an operator should read). */
+export function archiveUp(s: ArchiveState, now: number): { up: boolean; error: string | null } {
+  if (!s.running) return { up: false, error: s.lastError ?? 'the archiver is not running' };
+  if (s.statusAt === undefined) return { up: false, error: null }; // starting: nothing proven or disproven yet
+  const silent = now - s.statusAt;
+  if (silent > STATUS_STALE_MS) return { up: false, error: `no status from the archiver for ${Math.round(silent / 1000)} s: it is stuck` };
+  return s.healthy ? { up: true, error: null } : { up: false, error: s.lastError ?? 'unhealthy' };
+}
+
+/** Records a status event; returns true when health changed (worth a log line). */
+export function applyStatus(state: ArchiveState, st: Pick<ArchiveStatus, 'healthy' | 'archivedThrough' | 'error' | 'hint'>, now: number): boolean {
+  const changed = state.healthy !== st.healthy;
+  state.healthy = st.healthy;
+  state.statusAt = now;
+  const through = st.archivedThrough === null ? undefined : Date.parse(st.archivedThrough);
+  if (through !== undefined && through > (state.archivedThrough ?? -Infinity)) state.archivedThrough = through;
+  if (!st.healthy) {
+    state.lastError = st.error ?? 'unhealthy (no reason given)';
+    state.lastErrorAt = now;
+    if (st.hint) state.hint = st.hint;
+    else delete state.hint;
+  }
+  return changed;
 }
 
 const MIN_BACKOFF_MS = 1000;
@@ -35,7 +73,7 @@ export function replicationCommand(s: SourceConfig, stateDir: string): string[] 
 }
 
 export class Supervisor {
-  readonly states = new Map<string, ReplicationState>();
+  readonly states = new Map<string, ArchiveState>();
   private readonly children = new Map<string, ChildProcess>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopping = false;
@@ -43,47 +81,52 @@ export class Supervisor {
   constructor(
     private readonly config: LifeboatConfig,
     private readonly catalog: Catalog,
-    private readonly onChange: (state: ReplicationState) => void = () => {},
+    private readonly onChange: (state: ArchiveState) => void = () => {},
+    private readonly clock: Pick<Clock, 'now'> = systemClock,
   ) {}
 
   start(): void {
     for (const s of this.config.sources.values()) {
       if (!s.continuous) continue;
-      this.states.set(s.name, { source: s.name, up: false, restarts: 0 });
+      this.states.set(s.name, { source: s.name, method: s.kind === 'sqlite' ? 'replicate' : 'stream', running: false, restarts: 0 });
       this.run(s, MIN_BACKOFF_MS);
     }
   }
 
   private run(s: SourceConfig, backoff: number): void {
     if (this.stopping) return;
-    const state = this.states.get(s.name) as ReplicationState;
+    const state = this.states.get(s.name) as ArchiveState;
     const job = this.catalog.createJob({ kind: 'replicate', source: s.name, repository: s.repository, trigger: 'daemon', status: 'running' });
     this.catalog.updateJob(job.id, { started_at: new Date().toISOString() });
     const started = Date.now();
     void runLifeboat(this.config, s.repository, replicationCommand(s, this.catalog.stateDir), {
       onSpawn: (c) => {
         this.children.set(s.name, c);
-        state.up = true;
+        state.running = true;
+        delete state.healthy;
+        delete state.statusAt;
         this.onChange(state);
       },
       onLine: (stream, line) => {
         const event = stream === 'stdout' ? parseEvent(line) : undefined;
+        const status = event && parseStatus(event);
+        if (status) {
+          // Health changes go to the job log; the routine beats do not.
+          if (applyStatus(state, status, this.clock.now())) this.catalog.appendLog(job.id, stream, line);
+          this.onChange(state);
+          return;
+        }
         if (event) {
           const kind = event.kind;
-          if (kind === 'status') {
-            // SQLite: everything committed up to archivedThrough is proven to be stored.
-            if (typeof event.archivedThrough === 'string') state.lastArchivedAt = Date.parse(event.archivedThrough);
-            if (event.healthy === false && typeof event.error === 'string') state.lastError = event.error;
-            this.onChange(state);
-            return;
-          }
           if (kind === 'ship' || kind === 'segment' || kind === 'partial') {
-            if (kind !== 'ship') state.lastArchivedAt = Date.parse(String(event.time)) || Date.now();
             if (typeof event.lagMs === 'number') state.lastShipLagSeconds = event.lagMs / 1000;
             this.onChange(state);
             return; // routine: not worth a log line each
           }
-          if (kind === 'error') state.lastError = String(event.message);
+          if (kind === 'error') {
+            state.lastError = String(event.message);
+            state.lastErrorAt = this.clock.now();
+          }
         }
         this.catalog.appendLog(job.id, stream, line);
       },
@@ -94,11 +137,16 @@ export class Supervisor {
   }
 
   private exited(s: SourceConfig, jobId: string, started: number, backoff: number, exitCode: number, stderr: string[]): void {
-    const state = this.states.get(s.name) as ReplicationState;
+    const state = this.states.get(s.name) as ArchiveState;
     this.children.delete(s.name);
-    state.up = false;
+    state.running = false;
+    delete state.healthy;
+    delete state.statusAt;
     const error = childError(stderr)?.message;
-    if (error) state.lastError = error;
+    if (!this.stopping) {
+      state.lastError = error ?? `the archiver exited with ${exitCode}`;
+      state.lastErrorAt = this.clock.now();
+    }
     this.catalog.updateJob(jobId, {
       status: this.stopping || exitCode === 0 ? 'succeeded' : 'failed',
       finished_at: new Date().toISOString(),

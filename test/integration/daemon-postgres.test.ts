@@ -51,7 +51,7 @@ describe('daemon with a PostgreSQL source', () => {
     writeFileSync(file, text);
     const d = await Daemon.create(parseConfig(text, file), { log: () => {} });
     const auth = { authorization: `Bearer ${createToken(d.catalog, 'operator', 'dba').token}` };
-    const archived = () => d.supervisor.states.get('main')?.lastArchivedAt ?? 0;
+    const archived = () => d.supervisor.states.get('main')?.archivedThrough ?? 0;
     const waitArchived = async (after: number) => {
       for (let i = 0; i < 600 && archived() <= after; i++) await new Promise((r) => setTimeout(r, 100));
       expect(archived(), 'the streamed WAL reached the repository').toBeGreaterThan(after);

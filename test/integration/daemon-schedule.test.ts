@@ -2,7 +2,8 @@
  * The scheduler on a fake clock (fires on time, in its time zone, with jitter, one
  * catch-up after downtime), and a daemon whose scheduled jobs run for real: no
  * overlapping runs, a failure raises the failure metric and sends webhooks (JSON and
- * Slack) to a local receiver with retries, and recovery is notified too.
+ * Slack) to a local receiver with retries, and recovery is notified too; a source that
+ * fails on every run is one incident: one webhook, reminders every `repeat`, one recovery.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -216,6 +217,53 @@ describe('scheduled jobs in the daemon', () => {
       expect(await t.daemon.metrics.registry.metrics()).toMatch(/^lifeboat_notifications_failed_total\{notification="ops"\} 0$/m);
     } finally {
       // Whatever the minutely schedule started last is left to finish before stopping.
+      for (const j of t.daemon.catalog.jobs({ status: 'running' })) await t.daemon.runner.wait(j.id);
+      await t.daemon.stop();
+      receiver.close();
+    }
+  });
+
+  it('sends one notification per incident, a reminder every `repeat`, and one on recovery', async () => {
+    const received: Array<{ event: string; message: string; details: Record<string, unknown> }> = [];
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push(JSON.parse(body) as (typeof received)[number]);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const clock = new FakeClock(Date.parse('2026-11-21T12:00:30Z'));
+    const missing = path.join(tmpdir('lb-incident-'), 'not-yet');
+    const t = await testDaemon({
+      extraSources: `  broken:\n    kind: files\n    paths: [${missing}]`,
+      extra: ['schedules:', '  minutely:', '    run: backup', '    sources: [broken]', '    cron: "* * * * *"', 'notifications:', '  ops:', `    url: http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, '    repeat: 5m'].join('\n'),
+      daemon: { clock },
+    });
+    const runOnce = async (): Promise<JobRow> => {
+      clock.advance(60_000);
+      const job = t.daemon.catalog.jobs({ source: 'broken', kind: 'backup' })[0] as JobRow;
+      return (await t.daemon.runner.wait(job.id)) as JobRow;
+    };
+    try {
+      t.daemon.start();
+      // Eleven failed runs in eleven minutes: one incident, reminded at 5 and 10 minutes.
+      for (let i = 0; i < 11; i++) expect((await runOnce()).status).toBe('failed');
+      await t.daemon.notifier.idle();
+      expect(received.map((r) => [r.event, r.details.reminder ?? false])).toEqual([
+        ['failure', false],
+        ['failure', true],
+        ['failure', true],
+      ]);
+      expect(received[1]?.message).toMatch(/^still unresolved since 2026-11-21T12:01:\d\d\.\d{3}Z \(\d+ times\): backup of broken failed: /);
+      mkdirSync(missing);
+      expect((await runOnce()).status).toBe('succeeded');
+      expect((await runOnce()).status).toBe('succeeded');
+      await t.daemon.notifier.idle();
+      expect(received.map((r) => r.event)).toEqual(['failure', 'failure', 'failure', 'recovery']);
+      expect(received[3]?.details).toMatchObject({ occurrences: 11 });
+    } finally {
       for (const j of t.daemon.catalog.jobs({ status: 'running' })) await t.daemon.runner.wait(j.id);
       await t.daemon.stop();
       receiver.close();

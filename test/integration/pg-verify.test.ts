@@ -139,7 +139,7 @@ describe('pg verify', () => {
     const { code, stderr, report } = await verify(['--lsn', endLsn, '--keep', '--query', 'select sum(abalance) from pgbench_accounts'], true);
     try {
       expect(code, stderr).toBe(0);
-      expect(Object.keys(report).sort()).toEqual(['checks', 'last_transaction', 'ok', 'recovery_seconds', 'restore_seconds', 'rto_seconds', 'scratch_dir', 'snapshot', 'target', 'timeline', 'warnings']);
+      expect(Object.keys(report).sort()).toEqual(['checks', 'last_transaction', 'ok', 'recovery_seconds', 'replayed_lsn', 'restore_seconds', 'rto_seconds', 'scratch_dir', 'snapshot', 'target', 'timeline', 'warnings']);
       expect(report.target).toEqual({ kind: 'lsn', lsn: endLsn });
       expect(report.snapshot).toMatch(/^[0-9a-f]{64}$/);
       expect(report.rto_seconds).toBeGreaterThan(0);

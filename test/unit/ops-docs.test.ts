@@ -1,10 +1,12 @@
 /**
  * Keeps docs/ops honest: every YAML file parses, the Grafana dashboard is JSON, every
  * lifeboat_* metric the alerts, the dashboard and the README name is one the daemon
- * exports, every alert rule has what Alertmanager routing and the README rely on, the
- * sample lifeboat.yaml files pass the real config parser, and the systemd units and
- * Kubernetes manifests run and probe what the daemon offers.
+ * exports, every alert rule has what Alertmanager routing and the README rely on and
+ * passes `promtool check rules`, the sample lifeboat.yaml files pass the real config
+ * parser, and the systemd units and Kubernetes manifests run and probe what the
+ * daemon offers.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -142,6 +144,12 @@ describe('docs/ops', () => {
       expect(names.has(id), `${id} is defined once`).toBe(false);
       names.add(id);
     }
+  });
+
+  it('promtool accepts the alert rules', () => {
+    const r = spawnSync('promtool', ['check', 'rules', path.join(OPS, 'prometheus-alerts.yml')], { encoding: 'utf8' });
+    expect(r.error, 'promtool comes with the Debian package prometheus, which scripts/pretest.sh installs').toBeUndefined();
+    expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
   });
 
   it('alert expressions use only metrics the daemon exports', () => {

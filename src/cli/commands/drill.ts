@@ -18,7 +18,8 @@ export function register(program: Command): void {
     .description('restore the latest backup of each source into a scratch place, check it, measure RTO and RPO')
     .option('--source <name>', 'one source: a database name, a backed-up path, or kind:name')
     .option('--history', 'list the drills recorded in the repository')
-    .action(async (f: { source?: string; history?: boolean }, cmd: Command) => {
+    .option('--dsn <url>', 'PostgreSQL: the source server, to measure RPO against its WAL position (with --source)')
+    .action(async (f: { source?: string; history?: boolean; dsn?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         if (f.history) {
@@ -34,10 +35,11 @@ export function register(program: Command): void {
             hint: '`lifeboat snapshots` lists what is there',
           });
         }
+        if (f.dsn && !f.source) throw new LifeboatError('USAGE', '--dsn needs --source', { hint: 'the dsn belongs to one PostgreSQL source: name it with --source' });
         const records: DrillRecord[] = [];
         const getCommand = await archiveGetCommand(g, 'drill');
         for (const s of sources) {
-          const r = await drill(repo, s, { archiveGetCommand: getCommand });
+          const r = await drill(repo, s, { archiveGetCommand: getCommand, ...(f.dsn && s.kind === 'postgres' ? { sourceDsn: f.dsn } : {}) });
           records.push(r);
           if (!g.json && !g.quiet) {
             console.log(`${r.ok ? 'ok    ' : 'FAILED'}  ${r.source}  RTO ${seconds(r.rto_seconds)}  RPO ${seconds(r.rpo_seconds)}`);

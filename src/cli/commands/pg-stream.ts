@@ -1,4 +1,4 @@
-/** lifeboat pg stream: ships WAL continuously until SIGINT/SIGTERM. */
+/** lifeboat pg stream: ships WAL continuously until SIGINT/SIGTERM; --json prints its events, `status` among them (docs/daemon.md). */
 import type { Command } from 'commander';
 import { pgStream } from '../../engine/postgres/stream.js';
 import { withRepo, type GlobalOptions } from '../context.js';
@@ -16,6 +16,7 @@ export function register(pg: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const stop = new AbortController();
+        let lastHealthy: boolean | undefined;
         const onSignal = () => stop.abort();
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
@@ -28,9 +29,21 @@ export function register(pg: Command): void {
           ...(f.spool ? { spool: f.spool } : {}),
           ...(f.binDir ? { binDir: f.binDir } : {}),
           onEvent: (e) => {
+            if (g.json) {
+              // Status events are the daemon's signal: printed even with --quiet.
+              if (!g.quiet || e.kind === 'status') process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+              return;
+            }
+            if (e.kind === 'status') {
+              // A line when health changes, not every few seconds.
+              const line = e.healthy ? `streaming; archived through ${e.archivedThrough ?? 'nothing yet'}` : `not archiving: ${e.error ?? 'unknown'}${e.hint ? ` (${e.hint})` : ''}`;
+              if (e.healthy !== lastHealthy && !(g.quiet && e.healthy)) (e.healthy ? console.log : console.error)(line);
+              lastHealthy = e.healthy;
+              return;
+            }
             if (g.quiet) return;
-            if (g.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
-            else if (e.kind === 'segment') console.log(`shipped ${e.file}`);
+            if (e.kind === 'segment') console.log(`shipped ${e.file}`);
+            else if (e.kind === 'takeover') console.log(e.detail);
             else if (e.kind === 'receiver-exit') console.error(`pg_receivewal exited (${e.code}): ${e.stderr.split('\n').pop() ?? ''}; restarting in ${e.restartInMs} ms`);
           },
         });

@@ -17,6 +17,8 @@ import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { toHex } from '../../util/bytes.js';
 import { walkTree } from '../browse/tree-walk.js';
 import { pgVerify } from '../postgres/verify.js';
+import { connect } from '../../sources/postgres/connect.js';
+import { formatLsn, parseLsn } from '../../sources/postgres/wal.js';
 import { restore } from '../restore/restorer.js';
 import { sqliteRestore } from '../sqlite/restore.js';
 
@@ -33,8 +35,13 @@ export interface DrillRecord {
   snapshot: string | null;
   /** Restore start until the data passed its checks; null when it never did. */
   rto_seconds: number | null;
-  /** Age of the newest recoverable data when the drill ran. */
+  /**
+   * RPO when the drill ran: 0 when the restore replayed past the source server's WAL
+   * position read at the start ('source-position'); otherwise the age of the newest
+   * transaction replayed ('last-transaction') or of the backup ('backup'), upper bounds.
+   */
   rpo_seconds: number | null;
+  rpo_basis?: 'source-position' | 'last-transaction' | 'backup';
   checks: Array<{ name: string; ok: boolean; detail: string }>;
   /** What failed, in one line. */
   error?: string;
@@ -46,6 +53,8 @@ export interface DrillOptions {
   /** `lifeboat pg archive-get …` for this repository (PostgreSQL drills replay WAL with it). */
   archiveGetCommand: (name: string) => string;
   record?: boolean;
+  /** PostgreSQL: the source server, so the drill's RPO can be measured against its WAL position. */
+  sourceDsn?: string;
 }
 
 /** Every source with a backup: database sources by name, file backups by their first path. */
@@ -138,6 +147,7 @@ async function drillSqlite(repo: Repository, source: DrillSource, scratch: strin
 }
 
 async function drillPostgres(repo: Repository, source: DrillSource, opts: DrillOptions, record: DrillRecord): Promise<void> {
+  const before = opts.sourceDsn ? await sourcePosition(opts.sourceDsn, record) : undefined;
   const r = await pgVerify(repo, { name: source.name, target: { kind: 'latest' }, archiveGetCommand: opts.archiveGetCommand(source.name) });
   record.snapshot = r.snapshot;
   record.rto_seconds = r.rto_seconds;
@@ -147,6 +157,32 @@ async function drillPostgres(repo: Repository, source: DrillSource, opts: DrillO
   const snap = (await repo.listSnapshots()).find((s) => s.id === r.snapshot);
   const newest = r.last_transaction ? Date.parse(r.last_transaction) : snap ? Date.parse(snap.time) : undefined;
   record.rpo_seconds = newest === undefined ? null : (Date.now() - newest) / 1000;
+  record.rpo_basis = r.last_transaction ? 'last-transaction' : 'backup';
+  // An idle source's newest transaction may be hours old with nothing missing: what
+  // counts is whether the restore reached where the server was when the drill began.
+  if (before && r.replayed_lsn && parseLsn(r.replayed_lsn) >= before) {
+    record.rpo_seconds = 0;
+    record.rpo_basis = 'source-position';
+    record.checks.push({ name: 'rpo', ok: true, detail: `replayed to ${r.replayed_lsn}, past the source's ${formatLsn(before)} at the start: nothing committed before the drill is missing` });
+  } else if (before && r.replayed_lsn) {
+    record.checks.push({ name: 'rpo', ok: true, detail: `replayed to ${r.replayed_lsn}, short of the source's ${formatLsn(before)} at the start: RPO counted from the newest transaction replayed` });
+  }
+}
+
+/** The source server's WAL position, read after the drill began; undefined (and a note) when it cannot be reached. */
+async function sourcePosition(dsn: string, record: DrillRecord): Promise<bigint | undefined> {
+  try {
+    const client = await connect(dsn);
+    try {
+      const r = await client.query<{ lsn: string | null }>('select (case when pg_is_in_recovery() then pg_last_wal_receive_lsn() else pg_current_wal_lsn() end)::text as lsn');
+      return r.rows[0]?.lsn ? parseLsn(r.rows[0].lsn) : undefined;
+    } finally {
+      await client.end().catch(() => {});
+    }
+  } catch (err) {
+    record.checks.push({ name: 'rpo', ok: true, detail: `the source server could not be asked for its WAL position (${(err as Error).message}); RPO counted from the newest transaction replayed` });
+    return undefined;
+  }
 }
 
 // ---- history ---------------------------------------------------------------

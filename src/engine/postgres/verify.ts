@@ -62,6 +62,8 @@ export interface PgVerifyReport {
   checks: PgVerifyCheck[];
   /** Only with `keep`. */
   scratch_dir?: string;
+  /** End of the last WAL record replayed (pg_last_wal_replay_lsn); null when recovery never got there. */
+  replayed_lsn?: string | null;
 }
 
 const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;
@@ -171,6 +173,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     report.rto_seconds = seconds(t2 - t0);
     report.checks.push({ name: 'start', ok: true, detail: `recovered and promoted in ${report.recovery_seconds}s` });
     report.last_transaction = await scratch.lastReplayed().catch(() => null);
+    report.replayed_lsn = await scratch.replayedLsn().catch(() => null);
 
     opts.onPhase?.('checks');
     const dbs = await scratch.databases().catch((err: unknown) => {
@@ -366,6 +369,16 @@ class Scratch {
       const r = await client.query<{ t: Date | null }>('select pg_last_xact_replay_timestamp() as t');
       const t = r.rows[0]?.t;
       return t ? t.toISOString() : null;
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  /** Where replay ended (it stays put after promotion), or null. */
+  async replayedLsn(): Promise<string | null> {
+    const client = await this.connect('postgres');
+    try {
+      return (await client.query<{ lsn: string | null }>('select pg_last_wal_replay_lsn()::text as lsn')).rows[0]?.lsn ?? null;
     } finally {
       await client.end().catch(() => {});
     }

@@ -1,0 +1,95 @@
+/**
+ * The one progress contract of every continuous archiver (`pg stream`, `sqlite
+ * replicate`): a `status` event, printed by `--json` as one JSON line on stdout,
+ *
+ *   {"time": ISO, "kind": "status", "healthy": boolean, "archivedThrough": ISO|null,
+ *    "error"?: string, "hint"?: string}
+ *
+ * `archivedThrough` is a moment T such that everything the source committed at or
+ * before T is proven to be in the repository (null while nothing is proven), so the
+ * RPO is now − archivedThrough. It only ever moves forward, and it is a proof, not a
+ * guess: an archiver that cannot check (the database is down, the store refuses)
+ * reports `healthy: false` and leaves it where it was, so the RPO grows honestly.
+ *
+ * An archiver emits a status at once when its health (or its error) changes and at
+ * least every STATUS_EVERY_MS otherwise; the daemon counts one that falls silent for
+ * STATUS_STALE_MS as not up (docs/daemon.md).
+ */
+
+export interface ArchiveStatus {
+  time: string;
+  kind: 'status';
+  healthy: boolean;
+  archivedThrough: string | null;
+  error?: string;
+  hint?: string;
+}
+
+/** At least this often while running: the daemon's liveness signal, and the RPO's resolution. */
+export const STATUS_EVERY_MS = 5000;
+/**
+ * Silence this long means the archiver is stuck (a hung store, a blocked loop). Three
+ * missed beats, with room for a loaded machine's pauses.
+ */
+export const STATUS_STALE_MS = 20_000;
+
+export interface HealthReport {
+  healthy: boolean;
+  archivedThrough: Date | null;
+  error?: string | undefined;
+  hint?: string | undefined;
+}
+
+/**
+ * Turns an archiver's frequent self-assessments into status events: one at once when
+ * health or the error changes, otherwise one per `everyMs`. `archivedThrough` never
+ * moves backwards, whatever a caller reports.
+ */
+export class StatusReporter {
+  private last: { healthy: boolean; error: string | undefined; at: number } | undefined;
+  private through: number | null = null;
+
+  constructor(
+    private readonly emit: (s: ArchiveStatus) => void,
+    private readonly everyMs = STATUS_EVERY_MS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The newest proven moment so far (ms since the epoch), or null. */
+  get archivedThrough(): number | null {
+    return this.through;
+  }
+
+  report(r: HealthReport): void {
+    const t = r.archivedThrough?.getTime();
+    if (t !== undefined && (this.through === null || t > this.through)) this.through = t;
+    const now = this.now();
+    const error = r.healthy ? undefined : r.error;
+    const changed = !this.last || this.last.healthy !== r.healthy || this.last.error !== error;
+    if (!changed && now - (this.last?.at ?? 0) < this.everyMs) return;
+    this.last = { healthy: r.healthy, error, at: now };
+    this.emit({
+      time: new Date(now).toISOString(),
+      kind: 'status',
+      healthy: r.healthy,
+      archivedThrough: this.through === null ? null : new Date(this.through).toISOString(),
+      ...(error ? { error } : {}),
+      ...(!r.healthy && r.hint ? { hint: r.hint } : {}),
+    });
+  }
+}
+
+/** A status event read back from a line of output; undefined for anything else. */
+export function parseStatus(event: Record<string, unknown>): ArchiveStatus | undefined {
+  if (event.kind !== 'status' || typeof event.healthy !== 'boolean' || typeof event.time !== 'string') return undefined;
+  const through = event.archivedThrough;
+  if (through !== null && (typeof through !== 'string' || Number.isNaN(Date.parse(through)))) return undefined;
+  return {
+    time: event.time,
+    kind: 'status',
+    healthy: event.healthy,
+    archivedThrough: through,
+    ...(typeof event.error === 'string' ? { error: event.error } : {}),
+    ...(typeof event.hint === 'string' ? { hint: event.hint } : {}),
+  };
+}
