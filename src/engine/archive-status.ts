@@ -7,9 +7,12 @@
  *
  * `archivedThrough` is a moment T such that everything the source committed at or
  * before T is proven to be in the repository (null while nothing is proven), so the
- * RPO is now − archivedThrough. It only ever moves forward, and it is a proof, not a
- * guess: an archiver that cannot check (the database is down, the store refuses)
- * reports `healthy: false` and leaves it where it was, so the RPO grows honestly.
+ * RPO is now − archivedThrough. It is a proof, not a guess: an archiver that cannot
+ * check (the database is down, the store refuses) reports `healthy: false` and leaves
+ * it where it was, so the RPO grows honestly. It moves backwards only when an archiver
+ * finds that what it claimed is not so (a SQLite generation that no longer reproduces
+ * the database: what it shipped since the last verification is not trusted).
+ * `verifiedAt` (SQLite) is the newest page-by-page comparison with the live database.
  *
  * An archiver emits a status at once when its health (or its error) changes and at
  * least every STATUS_EVERY_MS otherwise; the daemon counts one that falls silent for
@@ -21,6 +24,7 @@ export interface ArchiveStatus {
   kind: 'status';
   healthy: boolean;
   archivedThrough: string | null;
+  verifiedAt?: string | null;
   error?: string;
   hint?: string;
 }
@@ -36,6 +40,7 @@ export const STATUS_STALE_MS = 20_000;
 export interface HealthReport {
   healthy: boolean;
   archivedThrough: Date | null;
+  verifiedAt?: Date | null;
   error?: string | undefined;
   hint?: string | undefined;
 }
@@ -60,22 +65,30 @@ export class StatusReporter {
     return this.through;
   }
 
-  report(r: HealthReport): void {
+  /** With `force`, a status goes out now (progress worth telling at once). */
+  report(r: HealthReport, force = false): void {
     const t = r.archivedThrough?.getTime();
     if (t !== undefined && (this.through === null || t > this.through)) this.through = t;
     const now = this.now();
     const error = r.healthy ? undefined : r.error;
     const changed = !this.last || this.last.healthy !== r.healthy || this.last.error !== error;
-    if (!changed && now - (this.last?.at ?? 0) < this.everyMs) return;
+    if (!changed && !force && now - (this.last?.at ?? 0) < this.everyMs) return;
     this.last = { healthy: r.healthy, error, at: now };
     this.emit({
       time: new Date(now).toISOString(),
       kind: 'status',
       healthy: r.healthy,
       archivedThrough: this.through === null ? null : new Date(this.through).toISOString(),
+      ...(r.verifiedAt !== undefined ? { verifiedAt: r.verifiedAt ? r.verifiedAt.toISOString() : null } : {}),
       ...(error ? { error } : {}),
       ...(!r.healthy && r.hint ? { hint: r.hint } : {}),
     });
+  }
+
+  /** What was claimed after `to` is not proven after all (see the contract above). */
+  retract(to: Date | null): void {
+    const t = to?.getTime() ?? null;
+    if (this.through !== null && (t === null || t < this.through)) this.through = t;
   }
 }
 

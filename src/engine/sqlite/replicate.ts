@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
+import { StatusReporter, type ArchiveStatus } from '../archive-status.js';
 import type { Repository } from '../../repo/repository.js';
 import { endRead, openDatabase, type CyclePosition, type ImagePoint } from '../../sources/sqlite/database.js';
 import { FRAME_HEADER_SIZE } from '../../sources/sqlite/wal.js';
@@ -61,7 +62,7 @@ export type ReplicateEvent =
    * Every 5 s, at once when health changes and when a ship leaves nothing pending: everything committed
    * at or before `archivedThrough` is in the repository (null: nothing proven yet).
    */
-  | { kind: 'status'; generation: string; healthy: boolean; archivedThrough: string | null; verifiedAt: string | null; error?: string; hint?: string }
+  | (ArchiveStatus & { generation: string })
   | { kind: 'verified'; generation: string; position: Position; pages: number; durationMs: number }
   | { kind: 'diverged'; generation: string; position: Position; reason: string }
   | { kind: 'checkpoint'; complete: boolean; blockedMs: number; skipped?: string }
@@ -94,7 +95,6 @@ const MAX_PENDING_BYTES = 32 << 20;
 const OBSERVE_MS = 5;
 /** Pause after a failed ship before trying again: a store that is down is not hammered. */
 const RETRY_MS = 2000;
-const STATUS_EVERY_MS = 5000;
 /** Polls that find writers between us and an exact verification point before the write lock is taken for one. */
 const ALIGN_TRIES = 20;
 /** A verification takes at most this share of the time (a large database is read whole each time). */
@@ -139,8 +139,7 @@ class Replicator {
   /** Everything committed at or before this moment is in the repository (0: not yet known). */
   private provenAt = 0;
   private problem: Problem | undefined;
-  private lastStatus = 0;
-  private lastHealthy: boolean | undefined;
+  private readonly reporter = new StatusReporter((s) => this.emit({ ...s, generation: this.generation }));
   /** A segment went out since the last status: the next status that finds nothing pending says so at once. */
   private shippedSinceStatus = false;
 
@@ -194,7 +193,7 @@ class Replicator {
           } else if (!this.background && opts.verifyIntervalMs > 0 && now >= this.nextVerify) {
             await this.startVerification();
           }
-          this.status(now);
+          this.status();
         } catch (err) {
           if (!(err instanceof GenerationBreak)) throw err;
           if (err.reason === 'diverged' && err.detail) this.divergence ??= { reason: err.detail, trusted: this.lastVerified ?? null };
@@ -331,6 +330,7 @@ class Replicator {
       const d = this.divergence ?? { reason: 'diverged', trusted: this.lastVerified ?? null };
       // What was claimed archived since the last verification is not proven any more.
       this.provenAt = Math.min(this.provenAt, this.verifiedAt);
+      this.reporter.retract(this.provenAt ? new Date(this.provenAt) : null);
       this.problem = {
         message: `generation ${this.generation} of ${this.opts.name} no longer reproduces the database: ${d.reason}`,
         hint: 'a new generation starts with a fresh snapshot; restores of the old one stop at its last verified position',
@@ -400,21 +400,19 @@ class Replicator {
     return true;
   }
 
-  private status(now: number): void {
-    const healthy = this.problem === undefined;
+  private status(): void {
     const caughtUp = this.shippedSinceStatus && this.pendingCommits.length === 0;
-    if (healthy === this.lastHealthy && !caughtUp && now - this.lastStatus < STATUS_EVERY_MS) return;
-    this.lastHealthy = healthy;
-    this.shippedSinceStatus = false;
-    this.lastStatus = now;
-    this.emit({
-      kind: 'status',
-      generation: this.generation,
-      healthy,
-      archivedThrough: this.provenAt ? new Date(this.provenAt).toISOString() : null,
-      verifiedAt: this.verifiedAt ? new Date(this.verifiedAt).toISOString() : null,
-      ...(this.problem ? { error: this.problem.message, ...(this.problem.hint ? { hint: this.problem.hint } : {}) } : {}),
-    });
+    if (caughtUp) this.shippedSinceStatus = false;
+    this.reporter.report(
+      {
+        healthy: this.problem === undefined,
+        archivedThrough: this.provenAt ? new Date(this.provenAt) : null,
+        verifiedAt: this.verifiedAt ? new Date(this.verifiedAt) : null,
+        error: this.problem?.message,
+        hint: this.problem?.hint,
+      },
+      caughtUp,
+    );
   }
 
   // ---- verification --------------------------------------------------------
