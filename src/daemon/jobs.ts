@@ -100,7 +100,7 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       const p = req.restore as RestoreParams;
       if (s.kind === 'files') return ['restore', p.snapshot ?? newestSnapshot ?? 'latest', '--target', p.target];
       if (s.kind === 'sqlite') return ['sqlite', 'restore', s.name, '--output', p.target, ...(p.time ? ['--time', p.time] : [])];
-      return ['pg', 'restore', '--name', s.name, '--target-dir', p.target, ...(p.time ? ['--time', p.time] : []), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
+      return ['pg', 'restore', '--name', s.name, '--target-dir', p.target, ...(p.time ? ['--time', p.time] : [])];
     }
     case 'drill': {
       const s = source as SourceConfig;

@@ -72,15 +72,18 @@ function restoreSteps(s: SourceConfig, base: string): string[] {
     ];
   }
   const dir = s.pgdata ? `${s.pgdata}.restored` : `/var/lib/postgresql/restore-${s.name}`;
+  const port = dsnPort(s.dsn);
   return [
     '1. Stop the damaged server if it still runs.',
-    '2. Restore the newest base backup before the target and replay WAL up to it (`--latest` for everything archived):',
+    '2. Restore the newest base backup before the target and replay WAL up to it (`--latest` for everything archived);',
+    `   \`--port ${port}\` puts it where clients look (leave it out for a copy beside a server that still runs):`,
     '',
     '   ```sh',
-    `   ${g} pg restore --name ${s.name} --target-dir ${shell(dir)} --time 2026-01-31T14:30:00Z${s.binDir ? ` --bin-dir ${shell(s.binDir)}` : ''}`,
+    `   ${g} pg restore --name ${s.name} --target-dir ${shell(dir)} --time 2026-01-31T14:30:00Z --port ${port}`,
     '   ```',
-    `3. Start it: \`pg_ctl -D ${shell(dir)} start\` (as the postgres user); it replays to the target and opens for writes.`,
-    `4. Check: \`${g} pg verify --name ${s.name}\` restores into a scratch place and runs amcheck, without touching the server.`,
+    `3. Start it: \`pg_ctl -D ${shell(dir)} start\` (as the postgres user); it replays to the target and opens for writes, with archiving off.`,
+    `4. If it is production from now on: follow the comment at the end of \`${dir}/postgresql.auto.conf\` (archiving on, replication settings back), restart it, and take a base backup at once (\`${g} pg backup --name ${s.name} --dsn …\`): restores follow its new timeline only from that backup.`,
+    `5. Check: \`${g} pg verify --name ${s.name}\` restores into a scratch place and runs amcheck, without touching the server.`,
   ];
 }
 
@@ -129,4 +132,13 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
   }
   out.push('## After the restore', '', `- Take a fresh backup at once: \`${base} -r REPOSITORY backup ...\` or \`POST /api/v1/sources/NAME/backup\`.`, '- Run a drill of every restored source and record what took longest, for the next version of this runbook.', '');
   return out.join('\n');
+}
+
+/** The port of a PostgreSQL connection string (URL form), else PostgreSQL's default. */
+function dsnPort(dsn: string | undefined): string {
+  try {
+    return (dsn && new URL(dsn).port) || '5432';
+  } catch {
+    return '5432';
+  }
 }

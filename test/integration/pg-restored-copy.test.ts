@@ -118,8 +118,11 @@ describe('a restored copy started beside its primary', () => {
 
     await started(r, async (copy) => {
       expect(await ids(copy)).toEqual(range(1, 110));
-      const [s] = await copy.query<{ mode: string; tli: number }>("select current_setting('archive_mode') as mode, (select timeline_id from pg_control_checkpoint()) as tli");
-      expect(s).toEqual({ mode: 'off', tli: 2 });
+      const [s] = await copy.query<{ mode: string; tli: number; workers: string; sync: string }>(
+        "select current_setting('archive_mode') as mode, (select timeline_id from pg_control_checkpoint()) as tli, current_setting('max_logical_replication_workers') as workers, current_setting('synchronous_standby_names') as sync",
+      );
+      // No archiving, no subscription workers consuming the real subscriber's changes, no waiting for standbys.
+      expect(s).toEqual({ mode: 'off', tli: 2, workers: '0', sync: '' });
       // The copy is used: rows, a restore point named like production's, whole segments.
       await insert(copy, 900_001, 900_050, 'copy');
       await copy.query("select pg_create_restore_point('after-branch')");

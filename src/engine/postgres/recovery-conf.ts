@@ -7,9 +7,10 @@
  * A restored copy is most often started beside its primary (to look at old data,
  * to test, to extract a table). With the primary's settings it would archive its
  * new timeline into the primary's archive under the same source name and, where
- * the port is free, take the primary's clients. So it comes up with archiving off
- * and on a port of its own; a comment says how to turn archiving on once the copy
- * really becomes the primary.
+ * the port is free, take the primary's clients; its subscriptions would consume the
+ * real subscriber's changes. So it comes up with archiving off, on a port of its own,
+ * with no logical replication workers and no synchronous standbys; a comment says how
+ * to turn these back on once the copy really becomes the primary.
  */
 import { promises as fs } from 'node:fs';
 import { createServer } from 'node:net';
@@ -75,6 +76,11 @@ export function copySettings(name: string, port: number, pushCommand: string | u
     '# restores follow a new timeline from its first base backup (docs/postgres.md).',
     'archive_mode = off',
     `port = ${port}`,
+    // Subscriptions would connect to their publishers and consume the real subscriber's
+    // changes; synchronous standbys that will never connect would make every write wait.
+    // Once this copy is the primary, remove these two lines (and ALTER SUBSCRIPTION ... ENABLE as needed).
+    'max_logical_replication_workers = 0',
+    `synchronous_standby_names = ''`,
   ];
 }
 
