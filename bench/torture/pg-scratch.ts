@@ -1,77 +1,20 @@
 /**
  * Scratch PostgreSQL 15 clusters and the lifeboat CLI for the PostgreSQL torture
- * scenarios (bench/torture/pg-*.ts), without the test runner: a postgres-owned
- * directory under /tmp, a cluster on a free port that archives into a repository
- * there, and the built CLI run as the postgres user (the way archive_command and
- * restore_command run it). Build first: npx tsc -p tsconfig.json.
+ * scenarios (bench/torture/pg-*.ts), without the test runner: a cluster on a free port
+ * that archives into a repository, and the built CLI run as the postgres user (the way
+ * archive_command and restore_command run it). The low-level helpers are the tests'
+ * (test/pg-cluster.ts). Build first: npx tsc -p tsconfig.json.
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, promises as fs } from 'node:fs';
-import { createServer } from 'node:net';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { CLI } from '../../test/helpers.js';
+import { asPostgres, freePort, PG_BIN } from '../../test/pg-cluster.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = path.join(ROOT, 'bin', 'lifeboat.js');
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
-const isRoot = process.getuid?.() === 0;
+export { CLI } from '../../test/helpers.js';
+export { asPostgres, freePort, PG_BIN, postgresDir, writeAsPostgres } from '../../test/pg-cluster.js';
 
-export interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program as the postgres user when we are root (PostgreSQL refuses root), else as ourselves. */
-export function asPostgres(cmd: string, args: string[]): Promise<Ran> {
-  const [c, a] = isRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** A 0700 directory under /tmp that the postgres user owns. */
-export async function postgresDir(prefix: string): Promise<string> {
-  const d = mkdtempSync(path.join('/tmp', prefix));
-  if (isRoot) {
-    const { uid, gid } = await postgresIds();
-    chownSync(d, uid, gid);
-  }
-  chmodSync(d, 0o700);
-  return d;
-}
-
-async function postgresIds(): Promise<{ uid: number; gid: number }> {
-  const id = async (flag: string) => Number((await asPostgres('id', [flag])).stdout.trim());
-  return { uid: await id('-u'), gid: await id('-g') };
-}
-
-/** Writes a 0600 file the postgres user owns (a password file archive_command can read). */
-export async function writeAsPostgres(file: string, text: string): Promise<void> {
-  await fs.writeFile(file, text, { mode: 0o600 });
-  if (isRoot) {
-    const { uid, gid } = await postgresIds();
-    chownSync(file, uid, gid);
-  }
-}
+export type Ran = Awaited<ReturnType<typeof asPostgres>>;
 
 /** The lifeboat CLI over one repository, as the postgres user. */
 export class Lifeboat {
