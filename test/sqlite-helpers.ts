@@ -38,9 +38,9 @@ export class Replicator {
   stderr = '';
   readonly exited: Promise<number | null>;
 
-  constructor(repo: string, db: string, extra: string[] = [], name = 'app') {
+  constructor(repo: string, db: string, extra: string[] = [], name = 'app', env: Record<string, string> = {}) {
     this.child = spawn(process.execPath, [CLI, '-r', repo, '--json', 'sqlite', 'replicate', db, '--name', name, ...extra], {
-      env: { ...process.env, ...ENV },
+      env: { ...process.env, ...ENV, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     createInterface({ input: this.child.stdout! }).on('line', (l) => {

@@ -8,7 +8,8 @@
 import { existsSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeSync, closeSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp } from '../helpers.js';
+import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { startS3rver } from '../s3rver.js';
 import { Replicator, appRows, expectRows, killShim, newRepo, restoreApp, runApp } from '../sqlite-helpers.js';
 
 afterAll(cleanupTmp);
@@ -157,5 +158,42 @@ describe('sqlite replicate while the application misbehaves', () => {
     await rep.archived(Date.now());
     await rep.stop();
     expectRows(await restoreApp(repo, path.join(dir, 'latest.db'), '--latest'), [...first.committed, ...second.committed]);
+  });
+
+  it('says so at once when the repository is unreachable, claims nothing while it is, and catches up after', async () => {
+    const s3 = await startS3rver();
+    await s3.createBucket('lifeboat');
+    const dir = tmpdir('lb-sqlite-s3-');
+    const repo = `s3:${s3.endpoint}/lifeboat/main`;
+    // The machine's CA bundle would make the SDK refuse s3rver's plain http; two tries make a failure quick.
+    const env = { LIFEBOAT_PASSWORD: 'pw', AWS_CA_BUNDLE: '', LIFEBOAT_STORE_RETRIES: '2' };
+    const db = path.join(dir, 'app.db');
+    const init = await runCli(['init', '-r', repo], env);
+    expect(init.code, init.stderr).toBe(0);
+    const first = await runApp(db, 50);
+    const rep = new Replicator(repo, db, [], 'app', env);
+    await rep.archived(Date.now());
+    await s3.stop();
+    const during = await runApp(db, 100, { rate: 200 });
+    const firstDuring = (during.committed[0] as { at: number }).at;
+    const down = await rep.until((e) => e.kind === 'status' && e.healthy === false, 'an unhealthy status');
+    expect(String(down.error)).toMatch(/shipping failed/);
+    const back = await startS3rver({ directory: s3.directory, port: s3.port });
+    const upAt = Date.now();
+    await rep.archived(Date.now());
+    await rep.stop();
+    await back.stop();
+    // While the store was down, no status claimed anything committed after it went down.
+    const claims = rep.of('status').filter((e) => typeof e.archivedThrough === 'string' && Date.parse(e.archivedThrough) >= firstDuring);
+    expect(claims.every((e) => Date.parse(String(e.time)) >= upAt)).toBe(true);
+    const restarted = await startS3rver({ directory: s3.directory, port: s3.port });
+    try {
+      const out = path.join(dir, 'latest.db');
+      const r = await runCli(['-r', repo, 'sqlite', 'restore', 'app', '-o', out, '--latest'], env);
+      expect(r.code, r.stderr).toBe(0);
+      expectRows(appRows(out), [...first.committed, ...during.committed]);
+    } finally {
+      await restarted.stop();
+    }
   });
 });
