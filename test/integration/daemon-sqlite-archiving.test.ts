@@ -1,0 +1,112 @@
+/**
+ * The daemon's view of SQLite replication when the other side fails: an application
+ * that restarts keeps archiving up and the RPO small; a database file that disappears
+ * turns lifeboat_archive_up to 0 with the reason within one check interval, is notified
+ * once, and its return once; and what the RPO claimed was stored really restores.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/config.js';
+import { Daemon } from '../../src/daemon/daemon.js';
+import type { SourceStatus } from '../../src/daemon/metrics.js';
+import { runCli } from '../helpers.js';
+import { waitUntil } from '../pg-streamer.js';
+import { appRows, expectRows, runApp, type AppRun } from '../sqlite-helpers.js';
+
+const CHECK_INTERVAL_S = 2;
+const RPO_TARGET_S = 30;
+
+let dir: string;
+let db: string;
+let daemon: Daemon;
+let receiver: http.Server;
+const runs: AppRun[] = [];
+const notices: Array<{ event: string; source: string | null; message: string }> = [];
+
+const metric = async (name: string): Promise<number | undefined> => {
+  const m = new RegExp(`^${name}\\{source="memory"\\} (\\S+)$`, 'm').exec(await daemon.metrics.render());
+  return m ? Number(m[1]) : undefined;
+};
+const archive = () => (daemon.sources().find((s) => s.name === 'memory') as SourceStatus).archive;
+const sent = (event: string) => notices.filter((n) => n.event === event && n.source === 'memory');
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'lb-dsql-'));
+  db = path.join(dir, 'memory.db');
+  runs.push(await runApp(db, 20));
+  writeFileSync(path.join(dir, 'pass'), 'sqlite-daemon\n');
+  expect((await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')])).code).toBe(0);
+  receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      notices.push(JSON.parse(body) as (typeof notices)[number]);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  const text = [
+    'repositories:',
+    `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
+    'sources:',
+    `  memory: { kind: sqlite, path: ${db}, replicate: true, targets: { rpo: ${RPO_TARGET_S}s } }`,
+    'notifications:',
+    `  ops: { url: "http://127.0.0.1:${(receiver.address() as AddressInfo).port}/", repeat: never }`,
+    'server:',
+    '  listen: 127.0.0.1:0',
+    '  state_dir: state',
+    `  check_interval: ${CHECK_INTERVAL_S}s`,
+  ].join('\n');
+  writeFileSync(path.join(dir, 'lifeboat.yaml'), text);
+  daemon = await Daemon.create(parseConfig(text, path.join(dir, 'lifeboat.yaml')), { log: () => {} });
+  await daemon.listen();
+  daemon.start();
+});
+
+afterAll(async () => {
+  await daemon?.stop();
+  receiver?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('daemon monitoring of SQLite replication', () => {
+  it('stays up through application restarts, with an RPO of seconds that a restore confirms', async () => {
+    await waitUntil('replication up', async () => (await metric('lifeboat_archive_up')) === 1, 60_000);
+    for (let i = 0; i < 3; i++) runs.push(await runApp(db, 200, { rate: 500 }));
+    const lastCommit = Date.now();
+    await waitUntil('the RPO to cover the last commit', async () => {
+      const rpo = await metric('lifeboat_rpo_seconds');
+      return rpo !== undefined && Date.now() - rpo * 1000 >= lastCommit;
+    }, 60_000);
+    expect(await metric('lifeboat_archive_up')).toBe(1);
+    expect(archive()).toMatchObject({ up: true, error: null });
+    const out = path.join(dir, 'restored.db');
+    const r = await runCli(['--config', path.join(dir, 'lifeboat.yaml'), '--repo', 'main', 'sqlite', 'restore', 'memory', '-o', out, '--latest']);
+    expect(r.code, r.stderr).toBe(0);
+    expectRows(appRows(out), runs.flatMap((x) => x.committed));
+  });
+
+  it('reports a database file that disappeared within one check interval, and notifies once and once on its return', async () => {
+    const aside = `${db}.aside`;
+    const goneAt = Date.now();
+    renameSync(db, aside);
+    await waitUntil('archive_up 0', async () => (await metric('lifeboat_archive_up')) === 0, 30_000, 50);
+    const noticed = Date.now() - goneAt;
+    console.log(`database file gone: archive_up 0 after ${noticed} ms (check_interval ${CHECK_INTERVAL_S} s)`);
+    expect(noticed).toBeLessThan(CHECK_INTERVAL_S * 1000 + 1000);
+    expect(archive()?.error).toMatch(/memory\.db/);
+    await waitUntil('the archive_down notification', () => sent('archive_down').length > 0, 4 * CHECK_INTERVAL_S * 1000);
+    // Down for several more check intervals: still one incident.
+    await new Promise((r) => setTimeout(r, 3 * CHECK_INTERVAL_S * 1000));
+    renameSync(aside, db);
+    await waitUntil('archive_up 1 again', async () => (await metric('lifeboat_archive_up')) === 1, 120_000);
+    await waitUntil('the recovery notification', () => sent('recovery').length > 0, 4 * CHECK_INTERVAL_S * 1000);
+    await daemon.notifier.idle();
+    expect(sent('archive_down')).toHaveLength(1);
+    expect(sent('recovery')).toHaveLength(1);
+  });
+});
