@@ -5,7 +5,7 @@
  * archivedThrough has passed a moment), never for a guessed number of milliseconds.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -152,4 +152,34 @@ export async function restoreApp(repo: string, out: string, ...target: string[])
 /** Every committed row is there with its content, and nothing else. */
 export function expectRows(got: Array<{ marker: string }>, committed: Array<{ marker: string }>): void {
   expect(got.map((r) => r.marker).sort()).toEqual(committed.map((r) => r.marker).sort());
+}
+
+const PAGE = 4096;
+
+/**
+ * Changes the database behind SQLite's back, as a copy over the live file or a tool
+ * editing it would: one byte of an old row's padding (written by sqlite-app.mjs), in a
+ * table leaf page (type 0x0D) that no frame of the WAL holds, so the live database
+ * really changes.
+ */
+export function flipOldRow(db: string): void {
+  const inWal = new Set<number>();
+  const wal = readFileSync(`${db}-wal`);
+  for (let off = 32; off + 24 + PAGE <= wal.length; off += 24 + PAGE) inWal.add(wal.readUInt32BE(off));
+  const fd = openSync(db, 'r+');
+  try {
+    const image = Buffer.alloc(statSync(db).size);
+    readSync(fd, image, 0, image.length, 0);
+    const pad = 'p'.repeat(200);
+    for (let at = image.indexOf(pad); at >= 0; at = image.indexOf(pad, at + 200)) {
+      const pgno = Math.floor(at / PAGE) + 1;
+      if (pgno > 1 && !inWal.has(pgno) && image[(pgno - 1) * PAGE] === 0x0d) {
+        writeSync(fd, Buffer.from('q'), 0, 1, at);
+        return;
+      }
+    }
+    throw new Error('no old row outside the WAL');
+  } finally {
+    closeSync(fd);
+  }
 }

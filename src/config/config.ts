@@ -65,6 +65,8 @@ export interface SourceConfig {
   /** sqlite replication: how often frames are shipped. */
   interval?: string;
   snapshotInterval?: string;
+  /** sqlite replication: how often the stored history is compared with the live database. */
+  verifyInterval?: string;
   tags: string[];
   retention?: RetentionConfig;
   targets: { rpoSeconds?: number; rtoSeconds?: number };
@@ -89,7 +91,7 @@ export interface ScheduleConfig {
   readDataSubset?: string;
 }
 
-export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'recovery'] as const;
+export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'diverged', 'recovery'] as const;
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
 export interface NotificationConfig {
@@ -136,7 +138,7 @@ const REPO_KEYS = ['stores', 'write_quorum', 'limit_upload', 'limit_download', '
 const SOURCE_KEYS: Record<SourceKind, string[]> = {
   files: ['paths', 'exclude'],
   postgres: ['dsn', 'pgdata', 'bin_dir', 'stream'],
-  sqlite: ['path', 'replicate', 'interval', 'snapshot_interval'],
+  sqlite: ['path', 'replicate', 'interval', 'snapshot_interval', 'verify_interval'],
 };
 const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'];
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_logs_within'];
@@ -348,6 +350,7 @@ function readSource(r: Reader, name: string, map: YAMLMap, key: Node, config: Li
     if (e.has('replicate')) source.continuous = r.boolean(e.get('replicate'), '"replicate"');
     if (e.has('interval')) source.interval = r.duration(e.get('interval'), '"interval"');
     if (e.has('snapshot_interval')) source.snapshotInterval = r.duration(e.get('snapshot_interval'), '"snapshot_interval"');
+    if (e.has('verify_interval')) source.verifyInterval = r.duration(e.get('verify_interval'), '"verify_interval"');
   }
   if (e.has('targets')) {
     const t = new Map(r.entries(r.map(e.get('targets'), '"targets"'), ['rpo', 'rto'], `in the targets of "${name}"`).map(([k, v]) => [k, v]));

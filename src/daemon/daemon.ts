@@ -58,8 +58,13 @@ export class Daemon {
     }, opts.notifyRetryDelayMs);
     this.incidents = new Incidents(this.notifier, this.clock);
     this.metrics = new Metrics(() => ({ sources: this.sources(), repositories: this.repositories(), running: this.catalog.jobs({ status: 'running', limit: 1000 }).length }));
-    this.metrics.declare([...config.sources.keys()], [...config.repositories.keys()], [...config.notifications.keys()]);
-    this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock);
+    this.metrics.declare(
+      [...config.sources.keys()],
+      [...config.repositories.keys()],
+      [...config.notifications.keys()],
+      [...config.sources.values()].filter((s) => s.kind === 'sqlite' && s.continuous).map((s) => s.name),
+    );
+    this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, (source, reason) => this.diverged(source, reason));
     this.archiveWatch = new ArchiveWatch(config, () => {}, this.clock);
     this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
     this.runner.on('finished', (job: JobRow) => this.finished(job));
@@ -199,6 +204,24 @@ export class Daemon {
     else if (job.status === 'failed') this.incidents.raise(key, failure);
     else if (job.status === 'succeeded') this.incidents.resolve(key, { ...base, event: 'recovery', message: `${what} succeeded again` });
     if (job.kind === 'backup' && job.status === 'succeeded') this.watchRpo();
+  }
+
+  /**
+   * A finding, not a state: the replicator has already retired the generation and
+   * started a new one, so it is told once (and counted for the alert rule), never
+   * "recovered".
+   */
+  private diverged(source: string, reason: string): void {
+    const s = this.config.sources.get(source);
+    this.metrics.divergences.inc({ source });
+    this.log(`${source}: the replicated history diverged from the database: ${reason}`);
+    this.notifier.notify({
+      event: 'diverged',
+      source,
+      ...(s ? { repository: s.repository } : {}),
+      message: `the replicated history of ${source} no longer reproduces the database (${reason}); a new generation started with a fresh snapshot`,
+      details: { reason },
+    });
   }
 
   /** Compares each source's RPO with its target; notifies on breach and on recovery. */

@@ -60,6 +60,8 @@ export class Metrics {
   private readonly duration: Histogram<'source'>;
   private readonly size: Histogram<'source'>;
   readonly notifyFailures: Counter<'notification'>;
+  /** SQLite generations found not to reproduce their database (the replicator's `diverged` events). */
+  readonly divergences: Counter<'source'>;
 
   /** The daemon's status, read once per scrape by every gauge (see render). */
   private scrape: Status | undefined;
@@ -144,6 +146,12 @@ export class Metrics {
       },
     });
     new Gauge({ name: 'lifeboat_build_info', help: 'The running version (value 1)', labelNames: ['version'], registers: [r] }).set({ version: PROGRAM_VERSION }, 1);
+    this.divergences = new Counter({
+      name: 'lifeboat_archive_divergences_total',
+      help: 'Replicated histories found, page by page, not to reproduce the live database (SQLite)',
+      labelNames: ['source'],
+      registers: [r],
+    });
     this.notifyFailures = new Counter({ name: 'lifeboat_notifications_failed_total', help: 'Notifications that could not be delivered after every retry', labelNames: ['notification'], registers: [r] });
     new Gauge({
       name: 'lifeboat_jobs_running',
@@ -176,8 +184,9 @@ export class Metrics {
   }
 
   /** Makes the failure series exist at 0 from the start (sources: backup, drill; repositories: check), so increase() and alerts see the first failure. */
-  declare(sources: readonly string[], repositories: readonly string[], notifications: readonly string[]): void {
+  declare(sources: readonly string[], repositories: readonly string[], notifications: readonly string[], replicated: readonly string[] = []): void {
     for (const source of sources) for (const kind of ['backup', 'drill']) this.failures.inc({ kind, source }, 0);
+    for (const source of replicated) this.divergences.inc({ source }, 0);
     for (const repository of repositories) this.failures.inc({ kind: 'check', source: repository }, 0);
     for (const n of notifications) this.notifyFailures.inc({ notification: n }, 0);
   }

@@ -67,7 +67,16 @@ const HEALTHY_RUN_MS = 60_000;
 /** The command that archives a source continuously; PostgreSQL's WAL is spooled under the state directory. */
 export function replicationCommand(s: SourceConfig, stateDir: string): string[] {
   if (s.kind === 'sqlite') {
-    return ['sqlite', 'replicate', s.path as string, '--name', s.name, ...(s.interval ? ['--interval', s.interval] : []), ...(s.snapshotInterval ? ['--snapshot-interval', s.snapshotInterval] : [])];
+    return [
+      'sqlite',
+      'replicate',
+      s.path as string,
+      '--name',
+      s.name,
+      ...(s.interval ? ['--interval', s.interval] : []),
+      ...(s.snapshotInterval ? ['--snapshot-interval', s.snapshotInterval] : []),
+      ...(s.verifyInterval ? ['--verify-interval', s.verifyInterval] : []),
+    ];
   }
   return ['pg', 'stream', '--name', s.name, '--dsn', s.dsn as string, '--spool', path.join(stateDir, 'spool', s.name), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
 }
@@ -83,6 +92,8 @@ export class Supervisor {
     private readonly catalog: Catalog,
     private readonly onChange: (state: ArchiveState) => void = () => {},
     private readonly clock: Pick<Clock, 'now'> = systemClock,
+    /** A replicator found its stored history not to reproduce the database (SQLite `diverged`). */
+    private readonly onDiverged: (source: string, reason: string) => void = () => {},
   ) {}
 
   start(): void {
@@ -123,6 +134,7 @@ export class Supervisor {
             this.onChange(state);
             return; // routine: not worth a log line each
           }
+          if (kind === 'diverged') this.onDiverged(s.name, String(event.reason));
           if (kind === 'error') {
             state.lastError = String(event.message);
             state.lastErrorAt = this.clock.now();

@@ -2,7 +2,8 @@
  * The daemon's view of SQLite replication when the other side fails: an application
  * that restarts keeps archiving up and the RPO small; a database file that disappears
  * turns lifeboat_archive_up to 0 with the reason within one check interval, is notified
- * once, and its return once; and what the RPO claimed was stored really restores.
+ * once, and its return once; a change behind SQLite's back is counted, notified once
+ * and alerted on; and what the RPO claimed was stored really restores.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +16,7 @@ import { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
 import { runCli } from '../helpers.js';
 import { waitUntil } from '../pg-streamer.js';
-import { appRows, expectRows, runApp, type AppRun } from '../sqlite-helpers.js';
+import { appRows, expectRows, flipOldRow, runApp, type AppRun } from '../sqlite-helpers.js';
 
 const CHECK_INTERVAL_S = 2;
 const RPO_TARGET_S = 30;
@@ -53,7 +54,7 @@ beforeAll(async () => {
     'repositories:',
     `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
     'sources:',
-    `  memory: { kind: sqlite, path: ${db}, replicate: true, targets: { rpo: ${RPO_TARGET_S}s } }`,
+    `  memory: { kind: sqlite, path: ${db}, replicate: true, verify_interval: 1s, targets: { rpo: ${RPO_TARGET_S}s } }`,
     'notifications:',
     `  ops: { url: "http://127.0.0.1:${(receiver.address() as AddressInfo).port}/", repeat: never }`,
     'server:',
@@ -108,5 +109,17 @@ describe('daemon monitoring of SQLite replication', () => {
     await daemon.notifier.idle();
     expect(sent('archive_down')).toHaveLength(1);
     expect(sent('recovery')).toHaveLength(1);
+  });
+
+  it('counts and notifies a history that no longer reproduces the database, once', async () => {
+    expect(await metric('lifeboat_archive_divergences_total')).toBe(0);
+    runs.push(await runApp(db, 20));
+    flipOldRow(db);
+    await waitUntil('the divergence counted', async () => (await metric('lifeboat_archive_divergences_total')) === 1, 60_000);
+    await waitUntil('the diverged notification', () => sent('diverged').length > 0, 10_000);
+    expect(sent('diverged')[0]?.message).toMatch(/^the replicated history of memory no longer reproduces the database \(page \d+ differs\)/);
+    await waitUntil('replication up again', async () => (await metric('lifeboat_archive_up')) === 1, 60_000);
+    await daemon.notifier.idle();
+    expect(sent('diverged')).toHaveLength(1);
   });
 });

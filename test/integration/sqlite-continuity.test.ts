@@ -5,12 +5,12 @@
  * by checking what the replicator claimed (a status event's archivedThrough) against
  * what a restore gives back, row by row.
  */
-import { existsSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
 import { startS3rver } from '../s3rver.js';
-import { Replicator, appRows, expectRows, killShim, newRepo, restoreApp, runApp } from '../sqlite-helpers.js';
+import { Replicator, appRows, expectRows, flipOldRow, killShim, newRepo, restoreApp, runApp } from '../sqlite-helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -26,19 +26,6 @@ function holdsLock(pid: number, file: string): boolean {
 }
 
 const FULL = ['--synchronous', 'FULL', '--no-autocheckpoint'];
-const PAGE = 4096;
-
-/** The offset of a row's padding in a table leaf page (type 0x0D) that no frame of the WAL holds. */
-function oldRowOffset(image: Buffer, wal: Buffer): number {
-  const inWal = new Set<number>();
-  for (let off = 32; off + 24 + PAGE <= wal.length; off += 24 + PAGE) inWal.add(wal.readUInt32BE(off));
-  for (let at = image.indexOf('p'.repeat(200)); at >= 0; at = image.indexOf('p'.repeat(200), at + 200)) {
-    const pgno = Math.floor(at / PAGE) + 1;
-    if (pgno > 1 && !inWal.has(pgno) && image[(pgno - 1) * PAGE] === 0x0d) return at;
-  }
-  throw new Error('no old row outside the WAL');
-}
-
 describe('sqlite replicate while the application misbehaves', () => {
   it('keeps every row when the application exits cleanly and restarts, twice', async () => {
     const { dir, repo } = await newRepo();
@@ -120,13 +107,7 @@ describe('sqlite replicate while the application misbehaves', () => {
     await rep.archived(Date.now());
     await rep.waitFor('verified', rep.of('verified').length + 1);
     const verifiedBefore = Date.now();
-    // Flip one byte of an old row's padding in the file itself, in a table leaf page the WAL does not hold.
-    const fd = openSync(db, 'r+');
-    const image = Buffer.alloc(statSync(db).size);
-    readSync(fd, image, 0, image.length, 0);
-    const at = oldRowOffset(image, readFileSync(`${db}-wal`));
-    writeSync(fd, Buffer.from('q'), 0, 1, at);
-    closeSync(fd);
+    flipOldRow(db);
     const diverged = await rep.until((e) => e.kind === 'diverged', 'a diverged event');
     await rep.until((e) => e.kind === 'status' && e.healthy === false && String(e.error).includes('no longer reproduces'), 'an unhealthy status');
     await rep.until((e) => e.kind === 'generation' && e.reason === 'diverged', 'a new generation');
