@@ -3,8 +3,9 @@
  * header, then frames of a 24-byte header and one page each. A frame belongs to the
  * current log only when its salts equal the header's and its cumulative checksum
  * continues the chain, so stale frames left from before the last WAL restart are
- * never mistaken for new ones. Only whole transactions are returned: frames after the
- * last commit frame (dbSize != 0) are still being written.
+ * never mistaken for new ones. Only whole transactions are returned, and only up to a
+ * frame the caller names: valid-looking frames past the last frame SQLite published in
+ * its wal-index (wal-index.ts) may belong to a transaction that was never committed.
  *
  * Format: https://www.sqlite.org/fileformat2.html#walformat
  */
@@ -88,10 +89,6 @@ export function walChecksum(buf: Buffer, start: number, end: number, prev: Check
     s2 = (s2 + (words[i + 1] as number) + s1) >>> 0;
   }
   return [s1, s2];
-}
-
-export function sameCycle(a: WalHeader, b: WalHeader): boolean {
-  return a.salt1 === b.salt1 && a.salt2 === b.salt2 && a.pageSize === b.pageSize;
 }
 
 /** The page number and, for a commit frame, the database size in pages after it. */
@@ -182,16 +179,6 @@ export class WalFile {
       if (whole < perRead || frame * frameSize + WAL_HEADER_SIZE >= size) break;
     }
     return { data: Buffer.concat(pieces), commits, end: cursor };
-  }
-
-  /**
-   * Frames the file holds now (some may be stale, from before the last restart).
-   * Readers stop there, so a writer faster than the reader is never chased.
-   */
-  async framesInFile(hdr: WalHeader): Promise<number> {
-    if (!this.fh) return 0;
-    const size = (await this.fh.stat()).size;
-    return Math.max(0, Math.floor((size - WAL_HEADER_SIZE) / (FRAME_HEADER_SIZE + hdr.pageSize)));
   }
 
   /**
