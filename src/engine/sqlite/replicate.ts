@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { StatusReporter, type ArchiveStatus } from '../archive-status.js';
+import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus } from '../archive-status.js';
 import type { Repository } from '../../repo/repository.js';
 import { endRead, openDatabase, type CyclePosition, type ImagePoint } from '../../sources/sqlite/database.js';
 import { FRAME_HEADER_SIZE } from '../../sources/sqlite/wal.js';
@@ -59,7 +59,7 @@ export type ReplicateEvent =
   | { kind: 'snapshot'; generation: string; id: string; position: Position; bytes: number; addedBytes: number }
   | { kind: 'ship'; generation: string; segment: string; commits: number; bytes: number; lagMs: number }
   /**
-   * Every 5 s, at once when health changes and when a ship leaves nothing pending: everything committed
+   * Every interval (at most 5 s), at once when health changes and when a ship leaves nothing pending: everything committed
    * at or before `archivedThrough` is in the repository (null: nothing proven yet).
    */
   | (ArchiveStatus & { generation: string })
@@ -139,7 +139,8 @@ class Replicator {
   /** Everything committed at or before this moment is in the repository (0: not yet known). */
   private provenAt = 0;
   private problem: Problem | undefined;
-  private readonly reporter = new StatusReporter((s) => this.emit({ ...s, generation: this.generation }));
+  /** Once an interval (as `pg stream`), so an idle database's RPO is seconds, not the 5 s heartbeat. */
+  private readonly reporter: StatusReporter;
   /** A segment went out since the last status: the next status that finds nothing pending says so at once. */
   private shippedSinceStatus = false;
 
@@ -155,6 +156,7 @@ class Replicator {
     this.file = path.resolve(opts.file);
     this.source = logSource(opts.name);
     this.tick = Math.max(1, Math.min(OBSERVE_MS, opts.intervalMs / 4));
+    this.reporter = new StatusReporter((s) => this.emit({ ...s, generation: this.generation }), Math.min(opts.intervalMs, STATUS_EVERY_MS));
   }
 
   private get w(): WalFollower {
