@@ -113,7 +113,7 @@ class Replicator {
   private readonly file: string;
   private readonly source: string;
   private follower: WalFollower | undefined;
-  generation = '';
+  private generation = '';
 
   private shipped: Position = { cycle: 0, frame: 0 };
   private pending: Buffer[] = [];
