@@ -1,5 +1,7 @@
 /** Starting a real daemon for tests: a scratch repository, a lifeboat.yaml, tokens per role. */
 import { writeFileSync, mkdirSync } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { expect } from 'vitest';
 import { parseConfig, type LifeboatConfig } from '../src/config/config.js';
@@ -55,4 +57,40 @@ export async function testDaemon(opts: { extraSources?: string; extra?: string; 
     admin: createToken(daemon.catalog, 'admin', 'adam-admin').token,
   };
   return { daemon, dir, data, config, tokens, auth: (role) => ({ authorization: `Bearer ${tokens[role]}` }) };
+}
+
+/** A local webhook endpoint on 127.0.0.1 that records the JSON bodies it accepts. */
+export interface WebhookReceiver<T> {
+  url: string;
+  /** Accepted deliveries, in order, with the path they were sent to. */
+  requests: Array<{ path: string; body: T }>;
+  /** The same, bodies only. */
+  bodies: T[];
+  close(): Promise<void>;
+}
+
+/** `respond` chooses the status per path (default 204); a delivery answered with anything but 2xx is not recorded. */
+export async function webhookReceiver<T = Record<string, unknown>>(respond: (path: string) => number = () => 204): Promise<WebhookReceiver<T>> {
+  const requests: Array<{ path: string; body: T }> = [];
+  const bodies: T[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const status = respond(req.url as string);
+      if (status >= 200 && status < 300) {
+        const parsed = JSON.parse(body) as T;
+        requests.push({ path: req.url as string, body: parsed });
+        bodies.push(parsed);
+      }
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    bodies,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }

@@ -9,11 +9,10 @@
  *   npx tsc -p tsconfig.json && npx tsx bench/torture/pg-idle-rpo.ts --minutes 10
  */
 import { spawn } from 'node:child_process';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { webhookReceiver } from '../../test/daemon-helpers.js';
 import { CLI, runCli } from '../../test/helpers.js';
 import { archivedCluster, freePort, PG_BIN } from '../../test/pg-cluster.js';
 import { waitUntil } from '../../test/pg-streamer.js';
@@ -26,16 +25,8 @@ const SAMPLE_MS = 5000;
 
 const { base, cluster } = await archivedCluster('lb-torture-pgidle-');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'lb-torture-pgidle-daemon-'));
-const notices: Array<{ event: string; source: string | null; message: string }> = [];
-const receiver = http.createServer((req, res) => {
-  let body = '';
-  req.on('data', (c: Buffer) => (body += c.toString()));
-  req.on('end', () => {
-    notices.push(JSON.parse(body) as (typeof notices)[number]);
-    res.writeHead(204).end();
-  });
-});
-await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+const receiver = await webhookReceiver<{ event: string; source: string | null; message: string }>();
+const notices = receiver.bodies;
 const port = await freePort();
 writeFileSync(path.join(dir, 'pass'), 'idle\n');
 const init = await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')]);
@@ -49,7 +40,7 @@ writeFileSync(
     `  streamed: { kind: postgres, dsn: "${cluster.dsn}", stream: true, bin_dir: ${PG_BIN}, targets: { rpo: 1m } }`,
     `  pushed: { kind: postgres, dsn: "${cluster.dsn}", targets: { rpo: 1m } }`,
     'notifications:',
-    `  ops: { url: "http://127.0.0.1:${(receiver.address() as AddressInfo).port}/" }`,
+    `  ops: { url: "${receiver.url}/" }`,
     'server:',
     `  listen: 127.0.0.1:${port}`,
     '  state_dir: state',
@@ -107,7 +98,7 @@ try {
     daemon.kill('SIGTERM');
     await closed;
   }
-  receiver.close();
+  await receiver.close();
   await cluster.destroy();
   for (const d of [dir, base]) rmSync(d, { recursive: true, force: true });
 }

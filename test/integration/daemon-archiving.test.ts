@@ -6,8 +6,6 @@
  * to 0 with the reason within one check interval, the shipped LifeboatArchiveDown rule
  * fires, and the outage is notified once and its end once.
  */
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
+import { webhookReceiver, type WebhookReceiver } from '../daemon-helpers.js';
 import { runCli } from '../helpers.js';
 import { archivedCluster, PG_BIN } from '../pg-cluster.js';
 import { waitUntil } from '../pg-streamer.js';
@@ -28,8 +27,8 @@ let setup: Awaited<ReturnType<typeof archivedCluster>>;
 let dir: string;
 let daemon: Daemon;
 let prometheus: TestPrometheus;
-let receiver: http.Server;
-const notices: Array<{ event: string; source: string | null; message: string; details: Record<string, unknown> }> = [];
+let receiver: WebhookReceiver<{ event: string; source: string | null; message: string; details: Record<string, unknown> }>;
+const notices = () => receiver.bodies;
 
 const metric = async (name: string, source: string): Promise<number | undefined> => {
   const text = await daemon.metrics.render();
@@ -37,22 +36,14 @@ const metric = async (name: string, source: string): Promise<number | undefined>
   return m ? Number(m[1]) : undefined;
 };
 const status = (source: string) => daemon.sources().find((s) => s.name === source) as SourceStatus;
-const sent = (event: string, source: string) => notices.filter((n) => n.event === event && n.source === source);
+const sent = (event: string, source: string) => notices().filter((n) => n.event === event && n.source === source);
 
 beforeAll(async () => {
   setup = await archivedCluster('lb-dmon-');
   dir = mkdtempSync(path.join(os.tmpdir(), 'lb-dmon-daemon-'));
   writeFileSync(path.join(dir, 'pass'), 'monitor\n');
   expect((await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')])).code).toBe(0);
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      notices.push(JSON.parse(body) as (typeof notices)[number]);
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  receiver = await webhookReceiver();
   const text = [
     'repositories:',
     `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
@@ -61,7 +52,7 @@ beforeAll(async () => {
     // The same server's archive_command (lifeboat pg archive-push), watched through pg_stat_archiver.
     `  pushed: { kind: postgres, dsn: "${setup.cluster.dsn}" }`,
     'notifications:',
-    `  ops: { url: "http://127.0.0.1:${(receiver.address() as AddressInfo).port}/", repeat: never }`,
+    `  ops: { url: "${receiver.url}/", repeat: never }`,
     'server:',
     '  listen: 127.0.0.1:0',
     '  state_dir: state',
@@ -78,7 +69,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await prometheus?.stop();
   await daemon?.stop();
-  receiver?.close();
+  await receiver?.close();
   await setup?.cluster.destroy();
   for (const d of [dir, setup?.base]) if (d) rmSync(d, { recursive: true, force: true });
 });
@@ -97,7 +88,7 @@ describe('daemon monitoring of PostgreSQL archiving', () => {
     }
     console.log(`idle streamed cluster: worst RPO ${worst.toFixed(1)} s over ${3 * RPO_TARGET_S} s (target ${RPO_TARGET_S} s)`);
     await daemon.notifier.idle();
-    expect(notices.filter((n) => n.event === 'rpo_breach')).toEqual([]);
+    expect(notices().filter((n) => n.event === 'rpo_breach')).toEqual([]);
     expect(status('streamed').archive).toMatchObject({ method: 'stream', up: true, state: 'ok', error: null });
     expect(status('pushed').archive).toMatchObject({ method: 'archive_command', up: true });
   });
@@ -129,7 +120,7 @@ describe('daemon monitoring of PostgreSQL archiving', () => {
 
   it('reports a stopped database within one check interval, fires LifeboatArchiveDown, and notifies once and once on recovery', async () => {
     const c = setup.cluster;
-    const before = notices.length;
+    const before = notices().length;
     const stoppedAt = Date.now();
     await c.stop();
     await waitUntil('archive_up 0', async () => (await metric('lifeboat_archive_up', 'streamed')) === 0, 60_000, 50);
@@ -158,7 +149,7 @@ describe('daemon monitoring of PostgreSQL archiving', () => {
     await waitUntil('the recoveries', () => sent('recovery', 'streamed').length >= 2, 6 * CHECK_INTERVAL_S * 1000);
     await waitUntil('LifeboatArchiveDown resolved', async () => (await prometheus.alert('LifeboatArchiveDown', 'streamed')) === undefined, 30_000);
     await daemon.notifier.idle();
-    const during = notices.slice(before).filter((n) => n.source === 'streamed');
+    const during = notices().slice(before).filter((n) => n.source === 'streamed');
     expect(during.map((n) => n.event).sort()).toEqual(['archive_down', 'recovery', 'recovery', 'rpo_breach']);
     expect(sent('archive_down', 'streamed')[0]?.message).toMatch(/^archiving of streamed is down: /);
   });

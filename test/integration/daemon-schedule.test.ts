@@ -6,12 +6,10 @@
  * fails on every run is one incident: one webhook, reminders every `repeat`, one recovery.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, tmpdir } from '../helpers.js';
-import { testDaemon } from '../daemon-helpers.js';
+import { testDaemon, webhookReceiver } from '../daemon-helpers.js';
 import { Catalog } from '../../src/daemon/catalog.js';
 import { Scheduler, type Clock } from '../../src/daemon/scheduler.js';
 import type { ScheduleConfig } from '../../src/config/config.js';
@@ -125,23 +123,9 @@ describe('scheduler on a fake clock', () => {
 
 describe('scheduled jobs in the daemon', () => {
   it('runs a scheduled backup, never two at once, and reports a failure by metric and webhook until it recovers', async () => {
-    const received: Array<{ path: string; body: Record<string, unknown> }> = [];
     let failNext = 1; // the first delivery to /json gets a 500: it must be retried
-    const receiver = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        if (req.url === '/json' && failNext > 0) {
-          failNext--;
-          res.writeHead(500).end();
-          return;
-        }
-        received.push({ path: req.url as string, body: JSON.parse(body) as Record<string, unknown> });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-    const port = (receiver.address() as AddressInfo).port;
+    const receiver = await webhookReceiver((p) => (p === '/json' && failNext-- > 0 ? 500 : 204));
+    const received = receiver.requests;
     const clock = new FakeClock(Date.parse('2026-11-21T12:00:30Z'));
     const dir = tmpdir('lb-broken-');
     const missing = path.join(dir, 'not-yet');
@@ -159,10 +143,10 @@ describe('scheduled jobs in the daemon', () => {
         '    cron: "0 * * * *"',
         'notifications:',
         '  ops:',
-        `    url: http://127.0.0.1:${port}/json`,
+        `    url: ${receiver.url}/json`,
         '    retries: 3',
         '  chat:',
-        `    url: http://127.0.0.1:${port}/slack`,
+        `    url: ${receiver.url}/slack`,
         '    format: slack',
         '    on: [failure, recovery]',
       ].join('\n'),
@@ -219,26 +203,18 @@ describe('scheduled jobs in the daemon', () => {
       // Whatever the minutely schedule started last is left to finish before stopping.
       for (const j of t.daemon.catalog.jobs({ status: 'running' })) await t.daemon.runner.wait(j.id);
       await t.daemon.stop();
-      receiver.close();
+      await receiver.close();
     }
   });
 
   it('sends one notification per incident, a reminder every `repeat`, and one on recovery', async () => {
-    const received: Array<{ event: string; message: string; details: Record<string, unknown> }> = [];
-    const receiver = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        received.push(JSON.parse(body) as (typeof received)[number]);
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const receiver = await webhookReceiver<{ event: string; message: string; details: Record<string, unknown> }>();
+    const received = receiver.bodies;
     const clock = new FakeClock(Date.parse('2026-11-21T12:00:30Z'));
     const missing = path.join(tmpdir('lb-incident-'), 'not-yet');
     const t = await testDaemon({
       extraSources: `  broken:\n    kind: files\n    paths: [${missing}]`,
-      extra: ['schedules:', '  minutely:', '    run: backup', '    sources: [broken]', '    cron: "* * * * *"', 'notifications:', '  ops:', `    url: http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, '    repeat: 5m'].join('\n'),
+      extra: ['schedules:', '  minutely:', '    run: backup', '    sources: [broken]', '    cron: "* * * * *"', 'notifications:', '  ops:', `    url: ${receiver.url}/`, '    repeat: 5m'].join('\n'),
       daemon: { clock },
     });
     const runOnce = async (): Promise<JobRow> => {
@@ -266,7 +242,7 @@ describe('scheduled jobs in the daemon', () => {
     } finally {
       for (const j of t.daemon.catalog.jobs({ status: 'running' })) await t.daemon.runner.wait(j.id);
       await t.daemon.stop();
-      receiver.close();
+      await receiver.close();
     }
   });
 
@@ -291,19 +267,11 @@ describe('scheduled jobs in the daemon', () => {
   });
 
   it('notifies an RPO breach and its recovery', async () => {
-    const received: Array<Record<string, unknown>> = [];
-    const receiver = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        received.push(JSON.parse(body) as Record<string, unknown>);
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const receiver = await webhookReceiver();
+    const received = receiver.bodies;
     const clock = new FakeClock(Date.now());
     const t = await testDaemon({
-      extra: ['notifications:', '  ops:', `    url: http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, '    on: [rpo_breach, recovery]'].join('\n'),
+      extra: ['notifications:', '  ops:', `    url: ${receiver.url}/`, '    on: [rpo_breach, recovery]'].join('\n'),
       daemon: { clock },
     });
     try {
@@ -322,7 +290,7 @@ describe('scheduled jobs in the daemon', () => {
       expect(received.map((r) => r.event)).toEqual(['rpo_breach', 'recovery']);
     } finally {
       await t.daemon.stop();
-      receiver.close();
+      await receiver.close();
     }
   });
 });

@@ -5,8 +5,6 @@
  * once, and its return once; a change behind SQLite's back is counted, notified once
  * and alerted on; and what the RPO claimed was stored really restores.
  */
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
+import { webhookReceiver, type WebhookReceiver } from '../daemon-helpers.js';
 import { runCli } from '../helpers.js';
 import { waitUntil } from '../pg-streamer.js';
 import { appRows, expectRows, flipOldRow, runApp, type AppRun } from '../sqlite-helpers.js';
@@ -24,16 +23,15 @@ const RPO_TARGET_S = 30;
 let dir: string;
 let db: string;
 let daemon: Daemon;
-let receiver: http.Server;
+let receiver: WebhookReceiver<{ event: string; source: string | null; message: string }>;
 const runs: AppRun[] = [];
-const notices: Array<{ event: string; source: string | null; message: string }> = [];
 
 const metric = async (name: string): Promise<number | undefined> => {
   const m = new RegExp(`^${name}\\{source="memory"\\} (\\S+)$`, 'm').exec(await daemon.metrics.render());
   return m ? Number(m[1]) : undefined;
 };
 const archive = () => (daemon.sources().find((s) => s.name === 'memory') as SourceStatus).archive;
-const sent = (event: string) => notices.filter((n) => n.event === event && n.source === 'memory');
+const sent = (event: string) => receiver.bodies.filter((n) => n.event === event && n.source === 'memory');
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'lb-dsql-'));
@@ -41,22 +39,14 @@ beforeAll(async () => {
   runs.push(await runApp(db, 20));
   writeFileSync(path.join(dir, 'pass'), 'sqlite-daemon\n');
   expect((await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')])).code).toBe(0);
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      notices.push(JSON.parse(body) as (typeof notices)[number]);
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  receiver = await webhookReceiver();
   const text = [
     'repositories:',
     `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
     'sources:',
     `  memory: { kind: sqlite, path: ${db}, replicate: true, verify_interval: 1s, targets: { rpo: ${RPO_TARGET_S}s } }`,
     'notifications:',
-    `  ops: { url: "http://127.0.0.1:${(receiver.address() as AddressInfo).port}/", repeat: never }`,
+    `  ops: { url: "${receiver.url}/", repeat: never }`,
     'server:',
     '  listen: 127.0.0.1:0',
     '  state_dir: state',
@@ -70,7 +60,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await daemon?.stop();
-  receiver?.close();
+  await receiver?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
