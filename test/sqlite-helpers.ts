@@ -94,7 +94,8 @@ export class Replicator {
 /** What an application run (test/fixtures/sqlite-app.mjs) committed, and what it was inside when it died. */
 export interface AppRun {
   code: number | null;
-  committed: Array<{ id: number; at: number; marker: string }>;
+  /** Each committed row: its id, the time before its COMMIT (the row's `at`), and when COMMIT returned. */
+  committed: Array<{ id: number; at: number; marker: string; doneAt: number }>;
   /** The marker of a commit begun and never finished (the process died inside it). */
   unfinished?: string;
 }
@@ -114,10 +115,10 @@ export function runApp(db: string, rows: number, opts: { rate?: number; args?: s
       const committed: AppRun['committed'] = [];
       let begun: string | undefined;
       for (const line of out.split('\n')) {
-        const [word, a, b, c] = line.split(' ');
+        const [word, a, b, c, d] = line.split(' ');
         if (word === 'begin') begun = a;
         if (word === 'done') {
-          committed.push({ id: Number(a), at: Number(b), marker: c as string });
+          committed.push({ id: Number(a), at: Number(b), marker: c as string, doneAt: Number(d) });
           begun = undefined;
         }
       }
