@@ -13,8 +13,8 @@ export function register(program: Command): void {
     .action(async (a: string, b: string, _flags: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        await repo.loadIndex();
         const [s1, s2] = [await repo.findSnapshot(a), await repo.findSnapshot(b)];
+        await repo.loadIndex(); // after choosing: a snapshot's index files are stored before it
         const d = await diffTrees(repo, s1.tree, s2.tree);
         if (g.json) return printJson({ from: s1.id, to: s2.id, ...d });
         const rows: Array<[string, string]> = [

@@ -22,8 +22,8 @@ export function register(program: Command): void {
     .action(async (ref: string, p: string, flags: { long?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        await repo.loadIndex();
         const snap = await repo.findSnapshot(ref);
+        await repo.loadIndex(); // after choosing: a snapshot's index files are stored before it
         const start = await resolvePath(repo, snap.tree, p);
         const entries: Entry[] = [];
         const emit = (e: Entry) => {

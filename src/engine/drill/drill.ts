@@ -116,8 +116,8 @@ function latestOf(snapshots: readonly Snapshot[], match: (s: Snapshot) => boolea
 }
 
 async function drillFiles(repo: Repository, source: DrillSource, scratch: string, record: DrillRecord): Promise<void> {
-  await repo.loadIndex();
   const snap = latestOf(await repo.listSnapshots(), (s) => s.source.kind === 'files' && (s.source.name ?? s.paths[0]) === source.name, sourceLabel(source));
+  await repo.loadIndex(); // after choosing: the index files of a snapshot are stored before it
   record.snapshot = snap.id;
   record.rpo_seconds = (Date.now() - Date.parse(snap.time)) / 1000;
   const started = Date.now();

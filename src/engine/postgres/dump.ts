@@ -289,8 +289,8 @@ export async function pgRestoreDump(repo: Repository, opts: PgRestoreDumpOptions
   const t = target(opts.dsn, opts.db);
   const lock = await acquireLock(repo.store, 'shared', `pg restore-dump ${opts.name}`);
   try {
-    await repo.loadIndex();
     const snapshot = chooseDump(await repo.listSnapshots(), opts.name, opts.snapshot);
+    await repo.loadIndex(); // after choosing: a snapshot's index files are stored before it
     const file = snapshot.paths[0] ?? '';
     const found = await resolvePath(repo, snapshot.tree, file);
     if (!('node' in found) || found.node.type !== 'file') {

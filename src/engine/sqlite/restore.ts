@@ -65,9 +65,11 @@ export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions
   await refuseExisting(output);
   const lock = await acquireLock(repo.store, 'shared', `sqlite restore ${opts.name}`);
   try {
-    await repo.loadIndex();
     const name = await resolveName(repo, opts.name);
     const base = await choose(repo, name, opts.time);
+    // After the snapshot is chosen: its index files were stored before it, so a snapshot
+    // that lands while this restore starts is never chosen without the index naming its blobs.
+    await repo.loadIndex();
     const tmp = `${output}.lifeboat-${randomBytes(4).toString('hex')}`;
     try {
       const c = base.snapshot.consistency as unknown as SqliteConsistency;
