@@ -165,9 +165,14 @@ export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Pr
   }
 }
 
+/** A warning on stderr: one line, then what to do about it when there is something. */
+export function cliWarn(message: string): void {
+  console.error(`lifeboat: warning: ${message}`);
+}
+
 /** Asks for the password and opens the repository whose config was just read. */
 export async function openRepo(store: Store, opts: GlobalOptions, config: RepoConfig): Promise<Repository> {
-  const repo = await Repository.open(store, await getPassword(opts), config);
+  const repo = await Repository.open(store, await getPassword(opts), config, cliWarn);
   if (opts.compression) repo.compression = parseCompression(opts.compression);
   return repo;
 }

@@ -58,7 +58,17 @@ export function compress(data: Uint8Array, c: Compression): Uint8Array {
   }
 }
 
-export function decompress(data: Uint8Array, codec: number): Uint8Array {
+export function decompress(data: Uint8Array, codec: number, maxOut = Number.MAX_SAFE_INTEGER, what = 'object'): Uint8Array {
+  const out = decompressAny(data, codec);
+  if (out.length > maxOut) {
+    throw new LifeboatError('CORRUPT', `${what}: expands to ${out.length} bytes, more than the ${maxOut} it may hold`, {
+      hint: 'the object is damaged or was crafted; run `lifeboat check --read-data`',
+    });
+  }
+  return out;
+}
+
+function decompressAny(data: Uint8Array, codec: number): Uint8Array {
   switch (codec) {
     case CODEC.none:
       return data;

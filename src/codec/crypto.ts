@@ -2,43 +2,127 @@
  * Sealed objects: compression then AES-256-GCM, as one reversible pipeline. Every
  * blob, pack header, index, tree and snapshot is stored in this envelope:
  *
- *   byte 0      format (1)
- *   bytes 1-4   key id (big endian u32): which master key sealed it
+ *   byte 0      format (1 or 2)
+ *   bytes 1-4   key id (big endian u32): which epoch key sealed it
  *   byte 5      codec id (0 none, 1 zstd, 2 lz4, 3 gzip)
  *   bytes 6-17  random 96-bit nonce
  *   ...         ciphertext
  *   last 16     GCM tag
  *
- * Bytes 0-5 are authenticated as associated data, so nobody can swap the codec or
- * key id without the tag failing. See docs/format.md.
+ * Format 1 authenticates bytes 0-5 as associated data. Format 2 (repositories of
+ * version 2) adds the object's kind and name to the associated data, so an object is
+ * accepted only as what and where it was written: a log segment cannot stand in for
+ * another, a blob cannot be read as a snapshot. See docs/format.md.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
 import { CODEC, compress, decompress, type Compression } from './compression.js';
 
 export const SEAL_FORMAT = 1;
+export const SEAL_FORMAT_V2 = 2;
 export const HEADER_LEN = 6;
 export const NONCE_LEN = 12;
 export const TAG_LEN = 16;
 export const SEAL_OVERHEAD = HEADER_LEN + NONCE_LEN + TAG_LEN;
 
+/**
+ * What a sealed object is and, for objects whose name is not the hash of their bytes,
+ * where it lives. Format 2 binds both into the associated data.
+ */
+export type ObjectKind =
+  | 'data'
+  | 'tree'
+  | 'pack-header'
+  | 'index'
+  | 'snapshot'
+  | 'prune'
+  | 'drill'
+  | 'state'
+  | 'log'
+  | 'config'
+  | 'keyring';
+
+export interface SealContext {
+  kind: ObjectKind;
+  /** The object's key in the store, for kinds stored under a chosen name. */
+  name?: string;
+}
+
+/** One epoch's keys: encryption, and (for full key slots only) metadata authentication. */
+export interface EpochKey {
+  encKey: Buffer;
+  macKey?: Buffer;
+}
+
 /** The secrets a repository is opened with (never stored unwrapped). */
 export interface MasterKey {
-  /** AES-256-GCM key for every object. */
+  /** 1: envelopes of format 1, one key; 2: format 2, keys by epoch. */
+  version: 1 | 2;
+  /** AES-256-GCM key new objects are sealed with (the current epoch's). */
   encKey: Buffer;
-  /** HMAC-SHA-256 key for blob ids (and the chunker's gear table). */
+  /** HMAC-SHA-256 key for blob ids (and the chunker's gear table); never rotated. */
   idKey: Buffer;
   /** Short public id of encKey, written into every object header. */
   keyId: number;
+  /** The current epoch's metadata authentication key; only full key slots hold it. */
+  macKey?: Buffer | undefined;
+  /** Every epoch this key can read, by key id (the current one included). */
+  epochs: Map<number, EpochKey>;
+  /** A version 2 key that still reads format 1 envelopes (a repository being migrated). */
+  readsV1?: boolean;
 }
 
-export function newMasterKey(): MasterKey {
-  return masterKeyFrom(randomBytes(32), randomBytes(32));
+/** A MasterKey as plain data, for worker threads. */
+export interface KeyMaterial {
+  version: 1 | 2;
+  idKey: Uint8Array;
+  current: number;
+  epochs: Array<{ keyId: number; encKey: Uint8Array; macKey?: Uint8Array }>;
+  readsV1?: boolean;
 }
 
-export function masterKeyFrom(encKey: Buffer, idKey: Buffer): MasterKey {
-  const keyId = createHash('sha256').update('lifeboat key id\0').update(encKey).digest().readUInt32BE(0);
-  return { encKey, idKey, keyId };
+export function newMasterKey(version: 1 | 2 = 2): MasterKey {
+  const encKey = randomBytes(32);
+  return masterKeyFrom(encKey, randomBytes(32), { version, macKey: version === 2 ? randomBytes(32) : undefined });
+}
+
+export function keyIdOf(encKey: Buffer): number {
+  return createHash('sha256').update('lifeboat key id\0').update(encKey).digest().readUInt32BE(0);
+}
+
+/** A key of one epoch (version 1 keys have exactly one). */
+export function masterKeyFrom(encKey: Buffer, idKey: Buffer, opts: { version?: 1 | 2; macKey?: Buffer | undefined } = {}): MasterKey {
+  const keyId = keyIdOf(encKey);
+  const epoch: EpochKey = opts.macKey ? { encKey, macKey: opts.macKey } : { encKey };
+  return { version: opts.version ?? 1, encKey, idKey, keyId, macKey: opts.macKey, epochs: new Map([[keyId, epoch]]) };
+}
+
+export function exportKey(key: MasterKey): KeyMaterial {
+  return {
+    version: key.version,
+    idKey: key.idKey,
+    current: key.keyId,
+    epochs: [...key.epochs].map(([keyId, e]) => ({ keyId, encKey: e.encKey, ...(e.macKey ? { macKey: e.macKey } : {}) })),
+    ...(key.readsV1 ? { readsV1: true } : {}),
+  };
+}
+
+export function importKey(m: KeyMaterial): MasterKey {
+  const epochs = new Map<number, EpochKey>();
+  for (const e of m.epochs) {
+    epochs.set(e.keyId, { encKey: Buffer.from(e.encKey), ...(e.macKey ? { macKey: Buffer.from(e.macKey) } : {}) });
+  }
+  const current = epochs.get(m.current);
+  if (!current) throw new Error('key material without its current epoch');
+  return {
+    version: m.version,
+    encKey: current.encKey,
+    idKey: Buffer.from(m.idKey),
+    keyId: m.current,
+    macKey: current.macKey,
+    epochs,
+    ...(m.readsV1 ? { readsV1: true } : {}),
+  };
 }
 
 /** Blob id: HMAC-SHA-256 keyed by the repository, so storage alone cannot confirm content. */
@@ -50,11 +134,15 @@ export function sha256(data: Uint8Array): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
+function contextBytes(ctx: SealContext): Buffer {
+  return Buffer.from(`lifeboat v2\0${ctx.kind}\0${ctx.name ?? ''}`, 'utf8');
+}
+
 /**
  * Compresses (unless it would not shrink the data) and encrypts. Returns the sealed
  * envelope, ready to store.
  */
-export function seal(key: MasterKey, plaintext: Uint8Array, compression: Compression): Buffer {
+export function seal(key: MasterKey, plaintext: Uint8Array, compression: Compression, ctx: SealContext): Buffer {
   let codec: number = CODEC.none;
   let body: Uint8Array = plaintext;
   if (compression.codec !== 'none' && plaintext.length >= 64) {
@@ -66,18 +154,19 @@ export function seal(key: MasterKey, plaintext: Uint8Array, compression: Compres
       body = packed;
     }
   }
-  return encrypt(key.encKey, key.keyId, codec, body);
+  return encrypt(key.encKey, key.keyId, codec, body, key.version === 2 ? ctx : undefined);
 }
 
-export function encrypt(encKey: Buffer, keyId: number, codec: number, body: Uint8Array): Buffer {
+/** Encrypts; with a context the envelope is format 2 and the context is authenticated. */
+export function encrypt(encKey: Buffer, keyId: number, codec: number, body: Uint8Array, ctx?: SealContext): Buffer {
   const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
-  out[0] = SEAL_FORMAT;
+  out[0] = ctx ? SEAL_FORMAT_V2 : SEAL_FORMAT;
   out.writeUInt32BE(keyId >>> 0, 1);
   out[5] = codec;
   const nonce = randomBytes(NONCE_LEN);
   nonce.copy(out, HEADER_LEN);
   const cipher = createCipheriv('aes-256-gcm', encKey, nonce);
-  cipher.setAAD(out.subarray(0, HEADER_LEN));
+  cipher.setAAD(ctx ? Buffer.concat([out.subarray(0, HEADER_LEN), contextBytes(ctx)]) : out.subarray(0, HEADER_LEN));
   const start = HEADER_LEN + NONCE_LEN;
   let n = cipher.update(body).copy(out, start);
   n += cipher.final().copy(out, start + n);
@@ -85,23 +174,33 @@ export function encrypt(encKey: Buffer, keyId: number, codec: number, body: Uint
   return out;
 }
 
-/** Decrypts and authenticates; returns [codec, body]. Tampering raises CORRUPT. */
-export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what: string): [number, Buffer] {
+/** The key id an envelope names (for diagnostics and re-sealing), or undefined if it is not one. */
+export function sealedKeyId(sealed: Uint8Array): number | undefined {
+  if (sealed.length < SEAL_OVERHEAD || (sealed[0] !== SEAL_FORMAT && sealed[0] !== SEAL_FORMAT_V2)) return undefined;
+  return Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength).readUInt32BE(1);
+}
+
+/**
+ * Decrypts and authenticates with one raw key; returns [codec, body]. Tampering raises
+ * CORRUPT. With a context only a format 2 envelope is accepted, without one only format 1.
+ */
+export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what: string, ctx?: SealContext): [number, Buffer] {
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
-  if (buf.length < SEAL_OVERHEAD || buf[0] !== SEAL_FORMAT) {
-    throw new LifeboatError('CORRUPT', `${what}: not a sealed object (bad header)`, {
+  const format = ctx ? SEAL_FORMAT_V2 : SEAL_FORMAT;
+  if (buf.length < SEAL_OVERHEAD || buf[0] !== format) {
+    throw new LifeboatError('CORRUPT', `${what}: not a sealed object of format ${format} (bad header)`, {
       hint: 'run `lifeboat check --read-data` to find damaged data',
     });
   }
   if (buf.readUInt32BE(1) !== keyId >>> 0) {
     throw new LifeboatError('CORRUPT', `${what}: sealed with an unknown key id ${buf.readUInt32BE(1)}`, {
-      hint: 'the object belongs to another repository or was tampered with',
+      hint: 'the object belongs to another repository, to a key epoch that was destroyed, or was tampered with',
     });
   }
   const nonce = buf.subarray(HEADER_LEN, HEADER_LEN + NONCE_LEN);
   const tag = buf.subarray(buf.length - TAG_LEN);
   const decipher = createDecipheriv('aes-256-gcm', encKey, nonce);
-  decipher.setAAD(buf.subarray(0, HEADER_LEN));
+  decipher.setAAD(ctx ? Buffer.concat([buf.subarray(0, HEADER_LEN), contextBytes(ctx)]) : buf.subarray(0, HEADER_LEN));
   decipher.setAuthTag(tag);
   try {
     const body = Buffer.concat([
@@ -110,16 +209,87 @@ export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what:
     ]);
     return [buf[5] as number, body];
   } catch (err) {
-    throw new LifeboatError('CORRUPT', `${what}: failed authentication (damaged or tampered)`, {
+    throw new LifeboatError('CORRUPT', `${what}: failed authentication (damaged, tampered with, or stored under another name)`, {
       hint: 'run `lifeboat check --read-data`; restore from another copy if it persists',
       cause: err,
     });
   }
 }
 
+/** Opens an envelope with whichever epoch key it names. */
+function open(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext): [number, Buffer, number] {
+  const keyId = sealedKeyId(sealed);
+  const epoch = keyId === undefined ? undefined : key.epochs.get(keyId);
+  const v1 = key.version === 1 || (key.readsV1 === true && sealed[0] === SEAL_FORMAT);
+  if (keyId !== undefined && !epoch) {
+    throw new LifeboatError('CORRUPT', `${what}: sealed with key id ${keyId}, which this key does not hold`, {
+      hint: 'the object belongs to another repository, to a key epoch that was destroyed, or to a key slot role that may not read it',
+    });
+  }
+  const [codec, body] = decrypt(epoch?.encKey ?? key.encKey, keyId ?? key.keyId, sealed, what, v1 ? undefined : ctx);
+  return [codec, body, keyId ?? key.keyId];
+}
+
+/**
+ * The largest plaintext any sealed object may open to unless the caller bounds it
+ * lower: a little more than the largest chunk or pack header. A small object that
+ * claims to expand beyond its bound is refused before the memory is allocated.
+ */
+export const MAX_PLAIN = 256 * 1024 * 1024;
+
 /** Authenticates, decrypts and decompresses a sealed object. */
-export function unseal(key: MasterKey, sealed: Uint8Array, what: string): Buffer {
-  const [codec, body] = decrypt(key.encKey, key.keyId, sealed, what);
-  const out = decompress(body, codec);
+export function unseal(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext, maxPlain = MAX_PLAIN): Buffer {
+  const [codec, body] = open(key, sealed, what, ctx);
+  const out = decompress(body, codec, maxPlain, what);
   return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
+
+// ---- authenticated metadata ----------------------------------------------------
+
+/**
+ * Metadata (snapshots, index files, retiring lists, drill records) of a version 2
+ * repository carries a tag made with the sealing epoch's metadata key, which only full
+ * key slots hold. Append-only and write-only clients can write metadata but cannot
+ * tag it, so `prune`, `forget` and retention know which metadata the administrator
+ * wrote and never decide a deletion from anything else.
+ *
+ * Plaintext layout: u8 flags (1 = tagged) | 32-byte HMAC when tagged | payload.
+ */
+const META_TAGGED = 1;
+
+function metaTag(macKey: Buffer, ctx: SealContext, payload: Uint8Array): Buffer {
+  return createHmac('sha256', macKey).update(contextBytes(ctx)).update('\0meta\0').update(payload).digest();
+}
+
+export function sealMeta(key: MasterKey, payload: Uint8Array, compression: Compression, ctx: SealContext): Buffer {
+  if (key.version === 1) return seal(key, payload, compression, ctx);
+  const head = key.macKey ? Buffer.concat([Buffer.from([META_TAGGED]), metaTag(key.macKey, ctx, payload)]) : Buffer.from([0]);
+  return seal(key, Buffer.concat([head, payload]), compression, ctx);
+}
+
+export interface OpenedMeta {
+  payload: Buffer;
+  /**
+   * true: written by a full key slot (its tag verified); false: written by a restricted
+   * slot (untagged, or a tag that does not verify); undefined: this key cannot tell
+   * (a version 1 repository, or a restricted key that holds no metadata key).
+   */
+  trusted: boolean | undefined;
+}
+
+export function unsealMeta(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext, maxPlain = MAX_PLAIN): OpenedMeta {
+  const [codec, body, keyId] = open(key, sealed, what, ctx);
+  const plain = decompress(body, codec, maxPlain, what);
+  const buf = Buffer.isBuffer(plain) ? plain : Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
+  if (key.version === 1 || (key.readsV1 === true && sealed[0] === SEAL_FORMAT)) return { payload: buf, trusted: undefined };
+  const flags = buf[0];
+  if (flags === undefined || (flags !== 0 && flags !== META_TAGGED) || (flags === META_TAGGED && buf.length < 33)) {
+    throw new LifeboatError('CORRUPT', `${what}: malformed metadata header`, { hint: 'run `lifeboat check`' });
+  }
+  const payload = buf.subarray(flags === META_TAGGED ? 33 : 1);
+  const macKey = key.epochs.get(keyId)?.macKey;
+  if (!macKey) return { payload, trusted: undefined };
+  if (flags !== META_TAGGED) return { payload, trusted: false };
+  const ok = timingSafeEqual(buf.subarray(1, 33), metaTag(macKey, ctx, payload));
+  return { payload, trusted: ok };
 }

@@ -1,11 +1,14 @@
 /**
- * The repository's plain `config` object and the constants of format version 1.
+ * The repository's plain `config` object and the constants of format versions 1 and 2.
  * docs/format.md is the specification; this file is its executable half.
  */
 import { LifeboatError } from '../errors.js';
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunker/fastcdc.js';
+import type { SealContext } from '../codec/crypto.js';
 
-export const FORMAT_VERSION = 1;
+/** What `init` writes. Version 1 repositories stay readable and writable. */
+export const FORMAT_VERSION = 2;
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2];
 
 /**
  * Packs of about 16 MiB: few enough objects that listing and object-store request
@@ -25,8 +28,12 @@ export interface RepoConfig {
   chunker: ChunkerParams;
 }
 
-export function newConfig(id: string): RepoConfig {
-  return { version: FORMAT_VERSION, id, created: new Date().toISOString(), chunker: { ...DEFAULT_CHUNKER } };
+export function newConfig(id: string, version = FORMAT_VERSION): RepoConfig {
+  return { version, id, created: new Date().toISOString(), chunker: { ...DEFAULT_CHUNKER } };
+}
+
+export function blobContext(type: number): SealContext {
+  return { kind: type === BLOB_TREE ? 'tree' : 'data' };
 }
 
 export function parseConfig(raw: Uint8Array, location: string): RepoConfig {
@@ -39,10 +46,10 @@ export function parseConfig(raw: Uint8Array, location: string): RepoConfig {
       cause: err,
     });
   }
-  if (cfg.version !== FORMAT_VERSION) {
+  if (!SUPPORTED_VERSIONS.includes(cfg.version)) {
     throw new LifeboatError(
       'UNSUPPORTED_FORMAT',
-      `${location}: repository format version ${String(cfg.version)} is not supported (this Lifeboat reads version ${FORMAT_VERSION})`,
+      `${location}: repository format version ${String(cfg.version)} is not supported (this Lifeboat reads versions ${SUPPORTED_VERSIONS.join(' and ')})`,
       { hint: 'use the Lifeboat release that wrote this repository, or a newer one' },
     );
   }
@@ -60,6 +67,8 @@ export const keys = {
   verified: 'state/verified',
   /** A prune's list of packs to delete once no backup can depend on them (docs/prune.md). */
   retiring: (id: string) => `prune/${id}`,
+  /** Version 2: the keyring of each generation, with a grant per key slot (src/repo/keyring.ts). */
+  keyring: (generation: number) => `keyring/${String(generation).padStart(10, '0')}`,
   /** Archived change logs: `logs/<source>/<timeline>/<file>` (WAL segments, history files). */
   log: (source: string, timeline: string, file: string) => `logs/${source}/${timeline}/${file}`,
 };

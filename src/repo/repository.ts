@@ -5,14 +5,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LifeboatError, isLifeboatError } from '../errors.js';
-import { blobId, newMasterKey, seal, sha256, unseal, type MasterKey } from '../codec/crypto.js';
+import { blobId, newMasterKey, seal, sealMeta, sha256, unseal, unsealMeta, type MasterKey, type OpenedMeta, type SealContext } from '../codec/crypto.js';
 import { DEFAULT_COMPRESSION, type Compression } from '../codec/compression.js';
 import { listAll, type ByteRange, type Store } from '../storage/store.js';
 import { AppendOnlyStore } from '../storage/wrappers/append-only.js';
 import { mapLimit } from '../util/limit.js';
 import { toHex } from '../util/bytes.js';
 import { createKeySlot, openWithPassword } from './keys.js';
-import { BLOB_TREE, keys, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
+import { initKeyring, openKeyring, type OpenedKeyring, type SlotRole, type Warn } from './keyring.js';
+import { blobContext, BLOB_TREE, keys, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
 import { BlobIndex, type BlobLocation } from './index/blob-index.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from './index/index-file.js';
 import { parsePackHeader } from './pack/pack.js';
@@ -73,6 +74,9 @@ export interface RetiringList {
   packs: string[];
 }
 
+/** Bound on what a metadata object may open to (a crafted one must not exhaust memory). */
+const MAX_META = 64 * 1024 * 1024;
+
 export class Repository {
   index = new BlobIndex();
   /** Index files already merged into `index`. */
@@ -82,23 +86,43 @@ export class Repository {
   private constructor(
     readonly store: Store,
     readonly config: RepoConfig,
-    readonly key: MasterKey,
+    public key: MasterKey,
     readonly slotId: string,
+    /** Version 2: the opened keyring (its role, generation and what it was granted). */
+    public keyring?: OpenedKeyring,
   ) {}
 
-  /** Creates a repository in an empty location. */
-  static async init(store: Store, password: string): Promise<Repository> {
+  /** What the key slot in use may do: version 1 slots are full unless append-only. */
+  get role(): SlotRole {
+    return this.keyring?.role ?? (this.store instanceof AppendOnlyStore ? 'append' : 'full');
+  }
+
+  /** Creates a repository in an empty location (format version 2 unless `version` says 1). */
+  static async init(store: Store, password: string, opts: { version?: 1 | 2 } = {}): Promise<Repository> {
     if (await store.stat(keys.config)) {
       throw new LifeboatError('REPO_EXISTS', `${store.location}: a repository already exists here`, {
         hint: 'use it as it is, or choose another location',
       });
     }
-    const config = newConfig(toHex(randomBytes(32)));
-    const master = newMasterKey();
-    const slotId = await createKeySlot(store, password, master);
+    const version = opts.version ?? 2;
+    const config = newConfig(toHex(randomBytes(32)), version);
+    let repo: Repository;
+    if (version === 1) {
+      const master = newMasterKey(1);
+      repo = new Repository(store, config, master, await createKeySlot(store, password, master));
+    } else {
+      const keyring = await initKeyring(store, password);
+      repo = new Repository(store, config, keyring.master, keyring.slotId, keyring);
+    }
     // The config is written last: a location with a config is a complete repository.
     await store.put(keys.config, Buffer.from(JSON.stringify(config, null, 2)), { ifAbsent: true });
-    return new Repository(store, config, master, slotId);
+    return repo;
+  }
+
+  /** Takes a changed keyring (key add, remove, rotate): new objects are sealed under its current epoch. */
+  useKeyring(k: OpenedKeyring): void {
+    this.keyring = k;
+    this.key = k.master;
   }
   /** Opened append-only (by flag, configuration or key slot): deletes and overwrites are refused. */
   get appendOnly(): boolean {
@@ -122,8 +146,13 @@ export class Repository {
   }
 
   /** Opens with a password; pass the config when the caller has already read it. */
-  static async open(store: Store, password: string, config?: RepoConfig): Promise<Repository> {
+  static async open(store: Store, password: string, config?: RepoConfig, warn?: Warn): Promise<Repository> {
     config ??= await Repository.readConfig(store);
+    if (config.version === 2) {
+      const k = await openKeyring(store, password, warn);
+      const s = k.role === 'append' && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store;
+      return new Repository(s, config, k.master, k.slotId, k);
+    }
     const { master, slotId, appendOnly } = await openWithPassword(store, password);
     // An append-only slot binds this client to adding; see docs/storage.md for why
     // the server must enforce it too.
@@ -147,11 +176,12 @@ export class Repository {
   }
 
   /** Lists of packs prunes have marked for deletion (docs/prune.md). */
-  async listRetiring(): Promise<Array<RetiringList & { key: string }>> {
-    const out: Array<RetiringList & { key: string }> = [];
+  async listRetiring(): Promise<Array<RetiringList & { key: string; trusted?: boolean }>> {
+    const out: Array<RetiringList & { key: string; trusted?: boolean }> = [];
     for (const o of await listAll(this.store, 'prune/')) {
       try {
-        out.push({ ...(JSON.parse((await this.getUnsealed(o.key, o.key)).toString('utf8')) as RetiringList), key: o.key });
+        const m = await this.getMeta(o.key, o.key, { kind: 'prune' }, MAX_META);
+        out.push({ ...(JSON.parse(m.payload.toString('utf8')) as RetiringList), key: o.key, ...(m.trusted === undefined ? {} : { trusted: m.trusted }) });
       } catch (err) {
         if (!isLifeboatError(err, 'NOT_FOUND')) throw err; // swept by another prune meanwhile
       }
@@ -160,7 +190,7 @@ export class Repository {
   }
 
   async saveRetiring(list: RetiringList): Promise<string> {
-    const sealed = seal(this.key, Buffer.from(JSON.stringify(list)), this.compression);
+    const sealed = sealMeta(this.key, Buffer.from(JSON.stringify(list)), this.compression, { kind: 'prune' });
     const key = keys.retiring(toHex(sha256(sealed)));
     await this.store.put(key, sealed, { ifAbsent: true });
     return key;
@@ -176,7 +206,7 @@ export class Repository {
   }
 
   async readIndexFile(key: string): Promise<IndexedPack[]> {
-    return decodeIndex(await this.getUnsealed(key, key), key);
+    return decodeIndex((await this.getMeta(key, key, { kind: 'index' }, MAX_META)).payload, key);
   }
 
   /**
@@ -184,11 +214,20 @@ export class Repository {
    * multi-destination store reads again, or from another copy, when the bytes fail
    * authentication; the plaintext of the check that passed is kept, not opened twice.
    */
-  private async getUnsealed(key: string, what: string, range?: ByteRange): Promise<Buffer> {
-    let plain: Buffer | undefined;
+  private async getUnsealed(key: string, what: string, ctx: SealContext, range?: ByteRange, maxPlain?: number): Promise<Buffer> {
+    return this.getChecked(key, range, (data) => unseal(this.key, data, what, ctx, maxPlain));
+  }
+
+  /** A sealed metadata object, with whether a full key slot wrote it (see `sealMeta`). */
+  getMeta(key: string, what: string, ctx: SealContext, maxPlain: number): Promise<OpenedMeta> {
+    return this.getChecked(key, undefined, (data) => unsealMeta(this.key, data, what, ctx, maxPlain));
+  }
+
+  private async getChecked<T>(key: string, range: ByteRange | undefined, open: (data: Uint8Array) => T): Promise<T> {
+    let opened: { value: T } | undefined;
     const verify = (data: Uint8Array): boolean => {
       try {
-        plain = unseal(this.key, data, what);
+        opened = { value: open(data) };
         return true;
       } catch {
         return false;
@@ -196,7 +235,7 @@ export class Repository {
     };
     const sealed = await this.store.get(key, range, { verify });
     // Backends ignore the check: open here, which raises CORRUPT when it fails.
-    return plain ?? unseal(this.key, sealed, what);
+    return opened ? opened.value : open(sealed);
   }
 
   /** A whole object whose name is the SHA-256 of its bytes (packs, snapshots). */
@@ -215,7 +254,7 @@ export class Repository {
 
   async writeIndex(packs: readonly IndexedPack[]): Promise<void> {
     if (packs.length === 0) return;
-    const sealed = seal(this.key, encodeIndex(packs), this.compression);
+    const sealed = sealMeta(this.key, encodeIndex(packs), this.compression, { kind: 'index' });
     const key = keys.index(toHex(sha256(sealed)));
     await this.store.put(key, sealed);
     this.loadedIndexes.add(key);
@@ -277,17 +316,18 @@ export class Repository {
       if (loc.offset + loc.length > pack.length) {
         throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
       }
-      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key);
+      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, loc.rawLength);
     }
-    const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, { offset: loc.offset, length: loc.length });
+    const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, blobContext(loc.type), { offset: loc.offset, length: loc.length }, loc.rawLength);
     return this.checkBlobId(id, plain, key);
   }
 
   /** Whole tree packs recently read, up to 64 MiB. */
   private readonly treePacks = new ByteCache(64 * 1024 * 1024);
 
-  openBlob(id: Uint8Array, sealed: Uint8Array, where: string): Buffer {
-    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`), where);
+  /** Opens a sealed tree blob read with its whole pack. */
+  openBlob(id: Uint8Array, sealed: Uint8Array, where: string, rawLength?: number): Buffer {
+    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`, blobContext(BLOB_TREE), rawLength), where);
   }
 
   private checkBlobId(id: Uint8Array, plain: Buffer, where: string): Buffer {
@@ -325,7 +365,7 @@ export class Repository {
    */
   async putLog(source: string, timeline: string, file: string, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<'stored' | 'exists'> {
     const key = keys.log(source, timeline, file);
-    const sealed = seal(this.key, data, logCompression(this.compression));
+    const sealed = seal(this.key, data, logCompression(this.compression), { kind: 'log', name: key });
     if (opts.replace) {
       // Growing files (a streamed segment's .partial) are replaced atomically.
       await this.store.put(key, sealed);
@@ -337,7 +377,7 @@ export class Repository {
     } catch (err) {
       if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;
     }
-    const existing = await this.getUnsealed(key, key);
+    const existing = await this.getUnsealed(key, key, { kind: 'log', name: key });
     if (existing.equals(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) return 'exists';
     throw new LifeboatError('ALREADY_EXISTS', `${file} is already archived for ${source} with different content`, {
       hint: 'two clusters may be archiving under one name, or the file is damaged; the archived copy was kept',
@@ -348,7 +388,7 @@ export class Repository {
   async getLog(source: string, timeline: string, file: string): Promise<Buffer | undefined> {
     const key = keys.log(source, timeline, file);
     try {
-      return await this.getUnsealed(key, key);
+      return await this.getUnsealed(key, key, { kind: 'log', name: key });
     } catch (err) {
       if (isLifeboatError(err, 'NOT_FOUND')) return undefined;
       throw err;
@@ -366,21 +406,56 @@ export class Repository {
 
   // ---- snapshots ---------------------------------------------------------
 
+  /**
+   * Version 1 names a snapshot by the SHA-256 of its sealed bytes; version 2 by an
+   * HMAC of its manifest, so a snapshot re-sealed under a new key epoch keeps its id.
+   */
   async saveSnapshot(manifest: SnapshotManifest): Promise<string> {
-    const sealed = seal(this.key, Buffer.from(JSON.stringify(manifest)), this.compression);
-    const id = toHex(sha256(sealed));
-    await this.store.put(keys.snapshot(id), sealed, { ifAbsent: true });
+    const plain = Buffer.from(JSON.stringify(manifest));
+    if (this.key.version === 1) {
+      const sealed = seal(this.key, plain, this.compression, { kind: 'snapshot' });
+      const id = toHex(sha256(sealed));
+      await this.store.put(keys.snapshot(id), sealed, { ifAbsent: true });
+      return id;
+    }
+    const signed = Buffer.from(JSON.stringify({ ...manifest, writer: this.slotId }));
+    const id = snapshotId(this.key, signed);
+    await this.store.put(keys.snapshot(id), sealMeta(this.key, signed, this.compression, { kind: 'snapshot', name: keys.snapshot(id) }), { ifAbsent: true });
     return id;
   }
 
+  /** Re-seals a version 2 snapshot under the current epoch, keeping its id (`prune --reseal`). */
+  async resealSnapshot(id: string): Promise<void> {
+    const name = keys.snapshot(id);
+    const m = await this.getMeta(name, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot', name }, MAX_META);
+    if (m.trusted === false) {
+      // Re-tagging would launder a restricted writer's snapshot into a trusted one.
+      await this.store.put(name, sealMeta({ ...this.key, macKey: undefined }, m.payload, this.compression, { kind: 'snapshot', name }));
+    } else {
+      await this.store.put(name, sealMeta(this.key, m.payload, this.compression, { kind: 'snapshot', name }));
+    }
+  }
+
   async loadSnapshot(id: string): Promise<Snapshot> {
-    const sealed = await this.getNamedByHash(keys.snapshot(id), id);
-    if (toHex(sha256(sealed)) !== id) {
+    const name = keys.snapshot(id);
+    if (this.key.version === 1) {
+      const sealed = await this.getNamedByHash(name, id);
+      if (toHex(sha256(sealed)) !== id) {
+        throw new LifeboatError('CORRUPT', `snapshot ${id.slice(0, 8)} does not match its name`, {
+          hint: 'the snapshot object was damaged; run `lifeboat check`',
+        });
+      }
+      return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot' }, MAX_META), id);
+    }
+    const m = await this.getMeta(name, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot', name }, MAX_META);
+    if (snapshotId(this.key, m.payload) !== id) {
       throw new LifeboatError('CORRUPT', `snapshot ${id.slice(0, 8)} does not match its name`, {
-        hint: 'the snapshot object was damaged; run `lifeboat check`',
+        hint: 'the snapshot object was damaged or replaced; run `lifeboat check`',
       });
     }
-    return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`), id);
+    const snap = decodeManifest(m.payload, id);
+    if (m.trusted !== undefined) snap.trusted = m.trusted;
+    return snap;
   }
 
   /** Every snapshot, oldest first. */
@@ -393,4 +468,9 @@ export class Repository {
   async findSnapshot(ref: string): Promise<Snapshot> {
     return pickSnapshot(await this.listSnapshots(), ref);
   }
+}
+
+/** A version 2 snapshot's id: HMAC of its manifest under the idKey (stable across re-sealing). */
+function snapshotId(key: MasterKey, manifest: Uint8Array): string {
+  return toHex(blobId(key, Buffer.concat([Buffer.from('lifeboat snapshot\0'), manifest])));
 }

@@ -1,35 +1,36 @@
 import { describe, expect, it } from 'vitest';
 import { CODEC, parseCompression } from '../../src/codec/compression.js';
-import { blobId, newMasterKey, seal, SEAL_OVERHEAD, unseal } from '../../src/codec/crypto.js';
+import { blobId, decrypt, encrypt, masterKeyFrom, newMasterKey, seal, SEAL_OVERHEAD, sealMeta, unseal, unsealMeta, type SealContext } from '../../src/codec/crypto.js';
 import { isLifeboatError } from '../../src/errors.js';
 import { pseudoRandom } from '../helpers.js';
 
 describe('sealed objects', () => {
   const key = newMasterKey();
+  const ctx: SealContext = { kind: 'log', name: 'logs/db/1/000000010000000000000001' };
   const text = Buffer.from('lifeboat '.repeat(10_000));
 
   it.each(['zstd', 'zstd:19', 'lz4', 'gzip', 'none'])('round-trips with %s', (spec) => {
-    const sealed = seal(key, text, parseCompression(spec));
-    expect(unseal(key, sealed, 'test').equals(text)).toBe(true);
+    const sealed = seal(key, text, parseCompression(spec), ctx);
+    expect(unseal(key, sealed, 'test', ctx).equals(text)).toBe(true);
     if (spec !== 'none') expect(sealed.length).toBeLessThan(text.length / 10);
     expect(sealed[5]).toBe(spec === 'none' ? CODEC.none : CODEC[spec.split(':')[0] as keyof typeof CODEC]);
   });
 
   it('stores incompressible data raw', () => {
     const random = pseudoRandom(100_000, 1);
-    const sealed = seal(key, random, parseCompression('zstd'));
+    const sealed = seal(key, random, parseCompression('zstd'), ctx);
     expect(sealed[5]).toBe(CODEC.none);
     expect(sealed.length).toBe(random.length + SEAL_OVERHEAD);
   });
 
   it('detects any flipped bit, in header, body or tag', () => {
-    const sealed = seal(key, text, parseCompression('zstd'));
+    const sealed = seal(key, text, parseCompression('zstd'), ctx);
     for (const pos of [0, 3, 5, 10, 20, sealed.length - 1]) {
       const bad = Buffer.from(sealed);
       bad[pos] = (bad[pos] as number) ^ 1;
-      expect(() => unseal(key, bad, 'test')).toThrow();
+      expect(() => unseal(key, bad, 'test', ctx)).toThrow();
       try {
-        unseal(key, bad, 'test');
+        unseal(key, bad, 'test', ctx);
       } catch (err) {
         expect(isLifeboatError(err, 'CORRUPT')).toBe(true);
       }
@@ -37,8 +38,44 @@ describe('sealed objects', () => {
   });
 
   it('refuses objects of another key', () => {
-    const sealed = seal(key, text, parseCompression('none'));
-    expect(() => unseal(newMasterKey(), sealed, 'test')).toThrow(/unknown key id/);
+    const sealed = seal(key, text, parseCompression('none'), ctx);
+    expect(() => unseal(newMasterKey(), sealed, 'test', ctx)).toThrow(/does not hold/);
+  });
+
+  it('accepts an object only as the kind and under the name it was sealed for (format 2)', () => {
+    const sealed = seal(key, text, parseCompression('zstd'), ctx);
+    expect(sealed[0]).toBe(2);
+    expect(() => unseal(key, sealed, 'renamed', { kind: 'log', name: 'logs/db/1/000000010000000000000002' })).toThrow(/failed authentication/);
+    expect(() => unseal(key, sealed, 'as a drill', { kind: 'drill', name: ctx.name })).toThrow(/failed authentication/);
+    // A format 1 key reads only format 1 envelopes, and a format 2 key refuses them.
+    const v1 = masterKeyFrom(key.encKey, key.idKey);
+    expect(() => unseal(v1, sealed, 'v1', ctx)).toThrow(/format 1/);
+    expect(() => unseal(key, seal(v1, text, parseCompression('none'), ctx), 'v1 object', ctx)).toThrow(/format 2/);
+  });
+
+  it('refuses to expand an object beyond the bound its reader gives', () => {
+    const zeros = Buffer.alloc(8 * 1024 * 1024);
+    const sealed = seal(key, zeros, parseCompression('zstd'), ctx);
+    expect(sealed.length).toBeLessThan(4096);
+    expect(() => unseal(key, sealed, 'bomb', ctx, 1024 * 1024)).toThrow(/more than/);
+  });
+
+  it('tells metadata a full key tagged from metadata a restricted key wrote', () => {
+    const meta: SealContext = { kind: 'prune' };
+    const payload = Buffer.from('{"packs":[]}');
+    const full = sealMeta(key, payload, parseCompression('none'), meta);
+    const restricted = { ...key, macKey: undefined, epochs: new Map([[key.keyId, { encKey: key.encKey }]]) };
+    const untagged = sealMeta(restricted, payload, parseCompression('none'), meta);
+    expect(unsealMeta(key, full, 'full', meta).trusted).toBe(true);
+    expect(unsealMeta(key, untagged, 'restricted', meta).trusted).toBe(false);
+    expect(unsealMeta(restricted, full, 'read by restricted', meta)).toMatchObject({ trusted: undefined, payload });
+    // A restricted writer holds the encryption key: it can lift a tagged plaintext out
+    // of a full key's object and seal it as another kind, but the tag then fails.
+    const [, tagged] = decrypt(key.encKey, key.keyId, sealMeta(key, payload, parseCompression('none'), { kind: 'index' }), 'index', { kind: 'index' });
+    const moved = encrypt(key.encKey, key.keyId, CODEC.none, tagged, meta);
+    expect(unsealMeta(key, moved, 'moved', meta).trusted).toBe(false);
+    const other = sealMeta(restricted, Buffer.from('{"packs":["ab"]}'), parseCompression('none'), meta);
+    expect(unsealMeta(key, other, 'other', meta).trusted).toBe(false);
   });
 
   it('derives blob ids from the keyed HMAC, not a plain hash', () => {

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
+import { exportKey } from '../../codec/crypto.js';
 import { decodeEntries } from '../../repo/pack/pack.js';
 import type { Repository } from '../../repo/repository.js';
 import { PROGRAM_VERSION } from '../../repo/repository.js';
@@ -140,9 +141,7 @@ class Archiver {
     this.slots = new Semaphore(threads * 2);
     this.pool = new ChunkPool(
       {
-        encKey: repo.key.encKey,
-        idKey: repo.key.idKey,
-        keyId: repo.key.keyId,
+        key: exportKey(repo.key),
         chunker: repo.config.chunker,
         compression: repo.compression,
       },

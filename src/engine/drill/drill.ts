@@ -10,11 +10,10 @@ import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { seal, sha256, unseal } from '../../codec/crypto.js';
+import { sealMeta, unsealMeta } from '../../codec/crypto.js';
 import { listAll } from '../../storage/store.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
-import { toHex } from '../../util/bytes.js';
 import { walkTree } from '../browse/tree-walk.js';
 import { pgVerify } from '../postgres/verify.js';
 import { connect } from '../../sources/postgres/connect.js';
@@ -188,8 +187,9 @@ async function sourcePosition(dsn: string, record: DrillRecord): Promise<bigint 
 // ---- history ---------------------------------------------------------------
 
 async function saveDrill(repo: Repository, record: DrillRecord): Promise<void> {
-  const sealed = seal(repo.key, Buffer.from(JSON.stringify(record)), repo.compression);
-  const key = `drills/${record.time.replace(/[:.]/g, '')}-${toHex(sha256(sealed)).slice(0, 16)}${randomBytes(2).toString('hex')}`;
+  // The name is chosen first: a version 2 envelope authenticates it.
+  const key = `drills/${record.time.replace(/[:.]/g, '')}-${randomBytes(10).toString('hex')}`;
+  const sealed = sealMeta(repo.key, Buffer.from(JSON.stringify(record)), repo.compression, { kind: 'drill', name: key });
   await repo.store.put(key, sealed, { ifAbsent: true });
 }
 
@@ -198,7 +198,7 @@ export async function drillHistory(repo: Repository): Promise<DrillRecord[]> {
   const out: DrillRecord[] = [];
   for (const o of await listAll(repo.store, 'drills/')) {
     try {
-      out.push(JSON.parse(unseal(repo.key, await repo.store.get(o.key), o.key).toString('utf8')) as DrillRecord);
+      out.push(JSON.parse(unsealMeta(repo.key, await repo.store.get(o.key), o.key, { kind: 'drill', name: o.key }, 16 * 1024 * 1024).payload.toString('utf8')) as DrillRecord);
     } catch (err) {
       if (!isLifeboatError(err, 'NOT_FOUND') && !isLifeboatError(err, 'CORRUPT')) throw err;
     }

@@ -12,7 +12,7 @@
 import { constants as C, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
-import { unseal } from '../../codec/crypto.js';
+import { exportKey, unseal } from '../../codec/crypto.js';
 import type { Repository } from '../../repo/repository.js';
 import { keys } from '../../repo/format.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
@@ -267,7 +267,7 @@ class Restorer {
 
   private async writeContent(): Promise<void> {
     const threads = this.opts.threads ?? defaultThreads();
-    const pool = new RestorePool({ encKey: this.repo.key.encKey, idKey: this.repo.key.idKey }, threads);
+    const pool = new RestorePool({ key: exportKey(this.repo.key) }, threads);
     try {
       const reads: Array<{ packIndex: number; blobs: RestoreBlob[] }> = [];
       for (const [packIndex, blobMap] of this.packs) {
@@ -317,7 +317,7 @@ class Restorer {
 /** Whether the sealed blob at [offset, offset+length) of `data` authenticates. */
 function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number): boolean {
   try {
-    unseal(repo.key, data.subarray(offset, offset + length), 'restore check');
+    unseal(repo.key, data.subarray(offset, offset + length), 'restore check', { kind: 'data' });
     return true;
   } catch {
     return false;

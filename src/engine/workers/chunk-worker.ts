@@ -10,13 +10,14 @@ import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { chunkRange, FileReadError, type ChunkBuffer } from '../../chunker/read.js';
-import { blobId, masterKeyFrom, seal } from '../../codec/crypto.js';
+import { blobId, importKey, seal, type SealContext } from '../../codec/crypto.js';
 import { BLOB_DATA, PACK_TARGET_SIZE } from '../../repo/format.js';
 import { encodeEntries, packFooter, type PackEntry } from '../../repo/pack/pack.js';
 import type { FileResult, FromWorker, JobFile, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
-const key = masterKeyFrom(Buffer.from(init.encKey), Buffer.from(init.idKey));
+const key = importKey(init.key);
+const DATA_CTX: SealContext = { kind: 'data' };
 const chunker = new FastCDC(gearTable(key.idKey), init.chunker);
 const port = parentPort!;
 
@@ -81,7 +82,7 @@ class Window {
     });
     this.chunks.forEach((chunk, i) => {
       if (!need[i]) return;
-      pack.add(this.ids[i]!, seal(key, chunk, init.compression), chunk.length);
+      pack.add(this.ids[i]!, seal(key, chunk, init.compression, DATA_CTX), chunk.length);
       if (pack.size >= PACK_TARGET_SIZE) {
         pack.send(job);
         pack = new Pack();

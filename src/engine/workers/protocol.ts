@@ -6,11 +6,10 @@
  */
 import type { ChunkerParams } from '../../chunker/fastcdc.js';
 import type { Compression } from '../../codec/compression.js';
+import type { KeyMaterial } from '../../codec/crypto.js';
 
 export interface WorkerInit {
-  encKey: Uint8Array;
-  idKey: Uint8Array;
-  keyId: number;
+  key: KeyMaterial;
   chunker: ChunkerParams;
   compression: Compression;
 }

@@ -1,8 +1,8 @@
 /** Messages between the restore engine and its writer workers. */
+import type { KeyMaterial } from '../../codec/crypto.js';
 
 export interface RestoreWorkerInit {
-  encKey: Uint8Array;
-  idKey: Uint8Array;
+  key: KeyMaterial;
 }
 
 /** Metadata for a one-blob file the worker creates and finishes by itself. */

@@ -6,12 +6,12 @@
  */
 import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { blobId, masterKeyFrom, unseal } from '../../codec/crypto.js';
+import { blobId, importKey, unseal } from '../../codec/crypto.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
 import type { RestoreJob, RestoreWorkerInit, WholeFile } from './restore-protocol.js';
 
 const init = workerData as RestoreWorkerInit;
-const key = masterKeyFrom(Buffer.from(init.encKey), Buffer.from(init.idKey));
+const key = importKey(init.key);
 const port = parentPort!;
 const isRoot = process.getuid?.() === 0;
 const uid = process.getuid?.();
@@ -64,7 +64,7 @@ function run(job: RestoreJob): number {
     const id = Buffer.from(b.id.buffer, b.id.byteOffset, 32);
     const sealed = data.subarray(b.offset - job.base, b.offset - job.base + b.length);
     const what = `blob ${id.toString('hex').slice(0, 16)} in ${job.packKey}`;
-    const plain = unseal(key, sealed, what);
+    const plain = unseal(key, sealed, what, { kind: 'data' });
     if (!blobId(key, plain).equals(id)) {
       throw Object.assign(new Error(`${what} does not match its id`), { corrupt: true });
     }

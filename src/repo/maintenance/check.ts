@@ -9,7 +9,7 @@ import { isLifeboatError } from '../../errors.js';
 import { blobId, seal, unseal } from '../../codec/crypto.js';
 import { listAll } from '../../storage/store.js';
 import { mapLimit } from '../../util/limit.js';
-import { keys, packIdFromKey } from '../format.js';
+import { blobContext, keys, packIdFromKey } from '../format.js';
 import { acquireLock } from '../lock.js';
 import { parsePackHeader } from '../pack/pack.js';
 import type { Repository } from '../repository.js';
@@ -152,7 +152,7 @@ async function readPack(repo: Repository, id: string): Promise<string | undefine
     const entries = parsePackHeader(repo.key, data, data.length, key);
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     for (const e of entries) {
-      const plain = unseal(repo.key, buf.subarray(e.offset, e.offset + e.length), `blob in pack ${id}`);
+      const plain = unseal(repo.key, buf.subarray(e.offset, e.offset + e.length), `blob in pack ${id}`, blobContext(e.type), e.rawLength);
       if (!blobId(repo.key, plain).equals(e.id)) return `pack ${id}: blob ${e.id.toString('hex').slice(0, 16)} does not match its id`;
       const loc = repo.index.get(e.id);
       if (loc && repo.index.packId(loc.packIndex).toString('hex') === id && loc.offset !== e.offset) {
@@ -170,7 +170,7 @@ async function readPack(repo: Repository, id: string): Promise<string | undefine
 export async function loadVerified(repo: Repository): Promise<Map<string, number>> {
   try {
     const sealed = await repo.store.get(keys.verified);
-    return new Map(Object.entries(JSON.parse(unseal(repo.key, sealed, keys.verified).toString('utf8')) as Record<string, number>));
+    return new Map(Object.entries(JSON.parse(unseal(repo.key, sealed, keys.verified, { kind: 'state', name: keys.verified }, 64 * 1024 * 1024).toString('utf8')) as Record<string, number>));
   } catch (err) {
     if (isLifeboatError(err, 'NOT_FOUND') || isLifeboatError(err, 'CORRUPT')) return new Map();
     throw err;
@@ -178,5 +178,5 @@ export async function loadVerified(repo: Repository): Promise<Map<string, number
 }
 
 async function saveVerified(repo: Repository, verified: Map<string, number>): Promise<void> {
-  await repo.store.put(keys.verified, seal(repo.key, Buffer.from(JSON.stringify(Object.fromEntries(verified))), repo.compression));
+  await repo.store.put(keys.verified, seal(repo.key, Buffer.from(JSON.stringify(Object.fromEntries(verified))), repo.compression, { kind: 'state', name: keys.verified }));
 }

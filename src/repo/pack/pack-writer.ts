@@ -12,7 +12,7 @@ import { seal, blobId, type MasterKey } from '../../codec/crypto.js';
 import type { Compression } from '../../codec/compression.js';
 import type { Store } from '../../storage/store.js';
 import { Semaphore } from '../../util/limit.js';
-import { keys, PACK_TARGET_SIZE, type BlobType } from '../format.js';
+import { blobContext, keys, PACK_TARGET_SIZE, type BlobType } from '../format.js';
 import type { BlobIndex } from '../index/blob-index.js';
 import type { IndexedPack } from '../index/index-file.js';
 import { packFooter, type PackEntry } from './pack.js';
@@ -63,7 +63,7 @@ export class PackWriter {
   async addPlain(type: BlobType, plaintext: Uint8Array): Promise<Buffer> {
     const id = blobId(this.deps.key, plaintext);
     if (!this.deps.index.has(id)) {
-      await this.addSealed(type, id, seal(this.deps.key, plaintext, this.compression), plaintext.length);
+      await this.addSealed(type, id, seal(this.deps.key, plaintext, this.compression, blobContext(type)), plaintext.length);
     }
     return id;
   }

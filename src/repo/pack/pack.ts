@@ -55,7 +55,7 @@ export function decodeEntries(buf: Buffer, what: string): PackEntry[] {
 
 /** Builds the header + trailer that close a pack whose blobs are `entries`. */
 export function packFooter(key: MasterKey, entries: readonly PackEntry[]): Buffer {
-  const header = seal(key, encodeEntries(entries), { codec: 'none', level: 0 });
+  const header = seal(key, encodeEntries(entries), { codec: 'none', level: 0 }, { kind: 'pack-header' });
   const trailer = Buffer.allocUnsafe(TRAILER_LEN);
   trailer.writeUInt32LE(header.length, 0);
   return Buffer.concat([header, trailer]);
@@ -72,7 +72,7 @@ export function parsePackHeader(key: MasterKey, tail: Uint8Array, packSize: numb
     });
   }
   const header = buf.subarray(buf.length - TRAILER_LEN - headerLen, buf.length - TRAILER_LEN);
-  const entries = decodeEntries(unseal(key, header, `${what} header`), what);
+  const entries = decodeEntries(unseal(key, header, `${what} header`, { kind: 'pack-header' }, headerLen), what);
   const dataEnd = packSize - TRAILER_LEN - headerLen;
   for (const e of entries) {
     if (e.offset + e.length > dataEnd) throw new LifeboatError('CORRUPT', `${what}: blob entry past the data`);

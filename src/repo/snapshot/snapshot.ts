@@ -38,10 +38,18 @@ export interface SnapshotManifest {
   programVersion: string;
   /** Set by `lifeboat copy`: the id of the snapshot this one was copied from. */
   original?: string;
+  /** Version 2: the key slot that wrote it. */
+  writer?: string;
 }
 
 export interface Snapshot extends SnapshotManifest {
   id: string;
+  /**
+   * Version 2, read with a full key: whether a full key slot wrote it (its metadata tag
+   * verified). false: a restricted (append-only) slot wrote it; retention never lets
+   * such a snapshot displace the administrator's. Undefined where it cannot be told.
+   */
+  trusted?: boolean;
 }
 
 export function decodeManifest(raw: Buffer, id: string): Snapshot {
