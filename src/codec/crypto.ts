@@ -174,9 +174,12 @@ export function encrypt(encKey: Buffer, keyId: number, codec: number, body: Uint
   return out;
 }
 
-/** The key id an envelope names (for diagnostics and re-sealing), or undefined if it is not one. */
+/**
+ * The key id an envelope names, from its first bytes (at least 5: re-sealing reads
+ * only the header), or undefined if they are not an envelope's.
+ */
 export function sealedKeyId(sealed: Uint8Array): number | undefined {
-  if (sealed.length < SEAL_OVERHEAD || (sealed[0] !== SEAL_FORMAT && sealed[0] !== SEAL_FORMAT_V2)) return undefined;
+  if (sealed.length < 5 || (sealed[0] !== SEAL_FORMAT && sealed[0] !== SEAL_FORMAT_V2)) return undefined;
   return Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength).readUInt32BE(1);
 }
 
@@ -218,7 +221,7 @@ export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what:
 
 /** Opens an envelope with whichever epoch key it names. */
 function open(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext): [number, Buffer, number] {
-  const keyId = sealedKeyId(sealed);
+  const keyId = sealed.length >= SEAL_OVERHEAD ? sealedKeyId(sealed) : undefined;
   const epoch = keyId === undefined ? undefined : key.epochs.get(keyId);
   const v1 = key.version === 1 || (key.readsV1 === true && sealed[0] === SEAL_FORMAT);
   if (keyId !== undefined && !epoch) {

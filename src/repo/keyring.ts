@@ -110,6 +110,8 @@ export interface OpenedKeyring {
   generation: number;
   /** The payload this slot was granted (full slots need it to write the next generation). */
   payload: KeyringPayload;
+  /** Reads the newest generation again (long-running writers follow rotations with it). */
+  reopen?: () => Promise<OpenedKeyring>;
 }
 
 const scrypt = promisify(scryptCb) as (
@@ -334,24 +336,29 @@ export async function openKeyring(store: Store, password: string, warn: Warn = (
       hint: 'check --password-file / LIFEBOAT_PASSWORD; `lifeboat key list` shows the slots',
     });
   }
-  for (const { key, generation } of await listGenerations(store)) {
-    const g = await readGeneration(store, key);
-    const grant = g?.grants.find((x) => x.slot === opened.id);
-    if (!g || !grant) continue;
-    try {
-      const payload = openGrant(grant, generation, opened.privateKey, opened.grantAuth);
-      // The role comes from the grant the administrator wrote, never from the slot
-      // object alone: a slot file claiming "full" gets what its grant holds.
-      const role: SlotRole = grant.role === 'full' && payload.grantKeys ? 'full' : 'append';
-      return { master: masterFromPayload(payloadFor(role, payload)), slotId: opened.id, role, generation, payload: payloadFor(role, payload) };
-    } catch (err) {
-      if (!isLifeboatError(err, 'CORRUPT') && !(err instanceof SyntaxError)) throw err;
-      warn(`${key}: the grant for key slot ${opened.id.slice(0, 8)} does not open (${(err as Error).message}); trying older generations`);
+  const slot = opened;
+  const newest = async (): Promise<OpenedKeyring> => {
+    for (const { key, generation } of await listGenerations(store)) {
+      const g = await readGeneration(store, key);
+      const grant = g?.grants.find((x) => x.slot === slot.id);
+      if (!g || !grant) continue;
+      try {
+        const payload = openGrant(grant, generation, slot.privateKey, slot.grantAuth);
+        // The role comes from the grant the administrator wrote, never from the slot
+        // object alone: a slot file claiming "full" gets what its grant holds.
+        const role: SlotRole = grant.role === 'full' && payload.grantKeys ? 'full' : 'append';
+        const mine = payloadFor(role, payload);
+        return { master: masterFromPayload(mine), slotId: slot.id, role, generation, payload: mine, reopen: newest };
+      } catch (err) {
+        if (!isLifeboatError(err, 'CORRUPT') && !(err instanceof SyntaxError)) throw err;
+        warn(`${key}: the grant for key slot ${slot.id.slice(0, 8)} does not open (${(err as Error).message}); trying older generations`);
+      }
     }
-  }
-  throw new LifeboatError('WRONG_PASSWORD', `key slot ${opened.id.slice(0, 8)} was removed: no keyring generation grants it any key`, {
-    hint: 'ask an administrator for a password of a current key slot (`lifeboat key list`)',
-  });
+    throw new LifeboatError('WRONG_PASSWORD', `key slot ${slot.id.slice(0, 8)} was removed: no keyring generation grants it any key`, {
+      hint: 'ask an administrator for a password of a current key slot (`lifeboat key list`)',
+    });
+  };
+  return newest();
 }
 
 // ---- administration (full slots only) ------------------------------------------------------

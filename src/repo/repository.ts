@@ -123,6 +123,21 @@ export class Repository {
   useKeyring(k: OpenedKeyring): void {
     this.keyring = k;
     this.key = k.master;
+    this.keyringCheckedAt = Date.now();
+  }
+
+  private keyringCheckedAt = Date.now();
+
+  /**
+   * Long-running writers (replicators, streamers) call this before sealing: once a
+   * minute it reads the newest keyring generation, so a rotation reaches them and
+   * nothing new is sealed under an epoch that `prune --reseal` is about to destroy.
+   */
+  async followKeyring(intervalMs = 60_000): Promise<void> {
+    if (!this.keyring?.reopen || Date.now() - this.keyringCheckedAt < intervalMs) return;
+    this.keyringCheckedAt = Date.now();
+    const next = await this.keyring.reopen();
+    if (next.generation !== this.keyring.generation) this.useKeyring(next);
   }
   /** Opened append-only (by flag, configuration or key slot): deletes and overwrites are refused. */
   get appendOnly(): boolean {
@@ -365,6 +380,7 @@ export class Repository {
    */
   async putLog(source: string, timeline: string, file: string, data: Uint8Array, opts: { replace?: boolean } = {}): Promise<'stored' | 'exists'> {
     const key = keys.log(source, timeline, file);
+    await this.followKeyring();
     const sealed = seal(this.key, data, logCompression(this.compression), { kind: 'log', name: key });
     if (opts.replace) {
       // Growing files (a streamed segment's .partial) are replaced atomically.

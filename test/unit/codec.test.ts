@@ -46,7 +46,7 @@ describe('sealed objects', () => {
     const sealed = seal(key, text, parseCompression('zstd'), ctx);
     expect(sealed[0]).toBe(2);
     expect(() => unseal(key, sealed, 'renamed', { kind: 'log', name: 'logs/db/1/000000010000000000000002' })).toThrow(/failed authentication/);
-    expect(() => unseal(key, sealed, 'as a drill', { kind: 'drill', name: ctx.name })).toThrow(/failed authentication/);
+    expect(() => unseal(key, sealed, 'as a drill', { kind: 'drill', name: ctx.name ?? '' })).toThrow(/failed authentication/);
     // A format 1 key reads only format 1 envelopes, and a format 2 key refuses them.
     const v1 = masterKeyFrom(key.encKey, key.idKey);
     expect(() => unseal(v1, sealed, 'v1', ctx)).toThrow(/format 1/);

@@ -9,7 +9,8 @@ import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
 import { assertPrunable, prune, type PruneResult } from '../../repo/maintenance/prune.js';
 import type { Repository } from '../../repo/repository.js';
 import { formatBytes } from '../../util/bytes.js';
-import { withRepo, type GlobalOptions } from '../context.js';
+import { reseal, type ResealResult } from '../../repo/maintenance/reseal.js';
+import { cliWarn, withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { parseDuration } from './options.js';
 
@@ -18,6 +19,7 @@ export interface PruneFlags {
   grace: string;
   repackThreshold: string;
   dryRun?: boolean;
+  reseal?: boolean;
 }
 
 export function register(program: Command): void {
@@ -27,6 +29,7 @@ export function register(program: Command): void {
     .option('--grace <duration>', 'how long marked data waits before deletion; covers clock skew between hosts', '1h')
     .option('--repack-threshold <percent>', 'repack packs with at least this share of unreferenced data', '50')
     .option('--dry-run', 'only report what would be marked and deleted')
+    .option('--reseal', 're-seal data of older key epochs under the current one, then destroy the old epochs (format 2; after `key rotate` or `key remove`)')
     .option('--keep-logs-within <duration>', 'keep WAL/SQLite frames replayable only this far back (e.g. 7d)')
     .action(async (f: PruneFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -41,7 +44,7 @@ export function register(program: Command): void {
  * Prunes and trims log archives under a shared lock; prints the outcome unless the
  * output is JSON (then the caller prints what this returns). Also run by `forget --prune`.
  */
-export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Partial<PruneFlags>): Promise<PruneResult & { logs: LogTrim[] }> {
+export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Partial<PruneFlags>): Promise<PruneResult & { logs: LogTrim[]; reseal?: ResealResult }> {
   const graceMs = f.grace === undefined ? 3_600_000 : f.grace === '0' ? 0 : parseDuration(f.grace, '--grace');
   const threshold = Number(f.repackThreshold ?? '50') / 100;
   const pitr = f.keepLogsWithin === undefined ? undefined : parseDuration(f.keepLogsWithin, '--keep-logs-within');
@@ -49,7 +52,19 @@ export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Part
   assertPrunable(repo);
   const lock = await acquireLock(repo.store, 'shared', 'prune');
   try {
-    const r = await prune(repo, { graceMs, repackThreshold: threshold, dryRun, lock });
+    let r = await prune(repo, { graceMs, repackThreshold: threshold, dryRun, lock });
+    let resealed: ResealResult | undefined;
+    if (f.reseal) {
+      resealed = await reseal(repo, { graceMs, dryRun, warn: cliWarn });
+      // With no grace the old packs can go at once: a second pass sweeps their list and
+      // a second re-seal then finds their epochs unused and destroys them.
+      if (graceMs === 0 && !dryRun && resealed.packs > 0) {
+        const again = await prune(repo, { graceMs, repackThreshold: threshold, dryRun, lock });
+        r = { ...again, retired: r.retired + again.retired, repacked: r.repacked + again.repacked, deleted: r.deleted + again.deleted, deletedBytes: r.deletedBytes + again.deletedBytes, swept: r.swept + again.swept };
+        const second = await reseal(repo, { graceMs, dryRun, warn: cliWarn });
+        resealed = { ...second, packs: resealed.packs, blobs: resealed.blobs, objects: resealed.objects + second.objects };
+      }
+    }
     // Log archives follow the snapshots that remain (docs/prune.md).
     const snaps = await repo.listSnapshots();
     const busy = (await readLocks(repo.store)).some((l) => l.id !== lock.id && !isStale(l.record));
@@ -59,12 +74,19 @@ export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Part
       console.log(`${dryRun ? 'would delete' : 'deleted'} ${r.deleted} packs (${formatBytes(r.deletedBytes)}) marked by earlier runs`);
       console.log(`${dryRun ? 'would mark' : 'marked'} ${r.retired} packs for deletion (${r.repacked} repacked first); a later prune deletes them`);
       for (const w of r.waiting) console.log(`waiting: ${w.key}: ${w.reason}`);
+      if (resealed) {
+        console.log(`re-sealed ${resealed.blobs} blobs of ${resealed.packs} packs and ${resealed.objects} other objects under the current key epoch`);
+        if (resealed.droppedEpochs.length > 0) console.log(`destroyed key epochs ${resealed.droppedEpochs.join(', ')}: nothing sealed under them remains`);
+        const left = Object.entries(resealed.remaining);
+        if (left.length > 0) console.log(`still sealed under older epochs: ${left.map(([e, n]) => `${n} object(s) of epoch ${e}`).join(', ')}; a later prune deletes the old packs, the next \`prune --reseal\` destroys the epochs`);
+        if (resealed.kept) console.log(`older epochs kept: ${resealed.kept}`);
+      }
       for (const t of logs) {
         if (t.skipped) console.log(`${t.kind} ${t.source}: ${t.skipped}`);
         else if (t.removed > 0) console.log(`${t.kind} ${t.source}: ${dryRun ? 'would remove' : 'removed'} ${t.removed} log file(s); replayable from ${t.keptFrom}`);
       }
     }
-    return { ...r, logs };
+    return { ...r, logs, ...(resealed ? { reseal: resealed } : {}) };
   } finally {
     await lock.release();
   }
