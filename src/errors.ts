@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'UNAUTHENTICATED'
   | 'JOB_RUNNING'
+  | 'HISTORY_AT_RISK'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -59,6 +60,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   CONFIG_INVALID: { exit: 2, http: 400, summary: 'the configuration file is malformed (the message names the key and line)' },
   UNAUTHENTICATED: { exit: 22, http: 401, summary: 'no valid API token was given' },
   JOB_RUNNING: { exit: 23, http: 409, summary: 'the same job is already running' },
+  HISTORY_AT_RISK: { exit: 24, http: 409, summary: 'forget would wipe older history; nothing was removed (--force to proceed)' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

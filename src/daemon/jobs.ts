@@ -66,7 +66,11 @@ export function requireRepository(config: LifeboatConfig, name: string | undefin
   return repository;
 }
 
-/** `forget` with a source's retention policy: applied with prune, or previewed. */
+/**
+ * `forget` with a source's retention policy: applied with prune, or previewed. Never
+ * --force: when forget's history guard refuses (exit 24), the job fails and notifies,
+ * and an administrator decides.
+ */
 export function forgetCommand(config: LifeboatConfig, s: SourceConfig, mode: 'apply' | 'preview'): string[] {
   const r = s.retention;
   if (!r) throw new LifeboatError('USAGE', `source "${s.name}" has no retention policy`, { hint: `add retention: { keep_daily: 7, ... } to it in ${config.file}` });

@@ -8,6 +8,7 @@ import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { collect, parseTime } from './options.js';
 import { checkSourceName } from '../../engine/source-name.js';
+import { checkSnapshotTime } from '../../repo/snapshot/snapshot.js';
 
 interface BackupFlags {
   tag: string[];
@@ -26,12 +27,13 @@ export function register(program: Command): void {
     .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
     .option('--host <name>', 'host name recorded in the snapshot (default: this host)')
     .option('--exclude <glob>', 'skip paths matching the pattern (repeatable)', collect, [])
-    .option('--time <rfc3339>', "set the snapshot's time (imports and tests)")
+    .option('--time <rfc3339>', "set the snapshot's time (imports and tests; not more than 5 minutes ahead of now)")
     .option('--name <name>', 'name this source (drill, forget and the daemon find its snapshots by it)')
     .option('--threads <n>', 'worker threads (default: cores + 1)')
     .action(async (paths: string[], flags: BackupFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const time = flags.time === undefined ? undefined : parseTime(flags.time);
+      if (time) checkSnapshotTime(time); // before the repository is opened: nothing is read or written
       await withRepo(g, async (repo) => {
         const bar = new ProgressBar(!g.json && !g.quiet);
         const scan = { stop: false };

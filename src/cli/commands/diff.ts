@@ -3,6 +3,9 @@ import type { Command } from 'commander';
 import { diffTrees } from '../../engine/browse/tree-walk.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
+import { pickSnapshot } from '../../repo/snapshot/snapshot.js';
+
+const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
 export function register(program: Command): void {
   program
@@ -13,7 +16,8 @@ export function register(program: Command): void {
     .action(async (a: string, b: string, _flags: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const [s1, s2] = [await repo.findSnapshot(a), await repo.findSnapshot(b)];
+        const all = await repo.listSnapshots();
+        const [s1, s2] = [pickSnapshot(all, a, { onWarning: warn }), pickSnapshot(all, b, { onWarning: warn })];
         await repo.loadIndex(); // after choosing: a snapshot's index files are stored before it
         const d = await diffTrees(repo, s1.tree, s2.tree);
         if (g.json) return printJson({ from: s1.id, to: s2.id, ...d });

@@ -24,6 +24,7 @@ interface ForgetFlags {
   keepLogsWithin?: string;
   prune?: boolean;
   source?: string;
+  force?: boolean;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -69,12 +70,13 @@ export function register(program: Command): void {
     .option('--keep-weekly <n>', '... ISO weeks')
     .option('--keep-monthly <n>', '... months')
     .option('--keep-yearly <n>', '... years')
-    .option('--keep-within <duration>', 'keep snapshots newer than the newest minus this (e.g. 7d, 1y6m)')
+    .option('--keep-within <duration>', 'keep snapshots newer than now minus this (e.g. 7d, 1y6m)')
     .option('--keep-tag <tags>', 'keep snapshots with all these comma-separated tags (repeatable)', collect, [])
     .option('--min-keep <n>', 'never keep fewer than n snapshots per group')
     .option('--group-by <fields>', 'apply the rules per group of host, paths, tags', 'host,paths')
     .option('--dry-run', 'only show what would be removed and why the rest is kept')
     .option('--source <name>', 'apply the keep rules only to the snapshots of this source (a name, or kind:name)')
+    .option('--force', 'remove even when no snapshot older than the last 7 days, or none at all, would remain in a group')
     .option('--prune', 'prune afterwards (marks what the removed snapshots held; see `lifeboat prune`)')
     .option('--keep-logs-within <duration>', 'keep WAL/SQLite frames replayable only this far back (e.g. 7d); older bases keep what makes them consistent')
     .action(async (ids: string[], f: ForgetFlags, cmd: Command) => {
@@ -83,7 +85,7 @@ export function register(program: Command): void {
       const by = groupBy(f.groupBy);
       await withRepo(g, async (repo) => {
         const pitr = f.keepLogsWithin === undefined ? undefined : parseInterval(f.keepLogsWithin, '--keep-logs-within');
-        const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}), ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}), ...(f.source ? { source: f.source } : {}) });
+        const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}), ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}), ...(f.source ? { source: f.source } : {}), ...(f.force ? { force: true } : {}) });
         const pruned = f.prune && !r.dryRun ? () => pruneAndReport(repo, g, { ...(f.keepLogsWithin ? { keepLogsWithin: f.keepLogsWithin } : {}) }) : undefined;
         if (g.json) return printJson(pruned ? { ...r, prune: await pruned() } : r);
         for (const grp of r.groups) {
@@ -93,8 +95,12 @@ export function register(program: Command): void {
             console.log(`  keep ${grp.keep.length}:`);
             for (const s of grp.keep) console.log(`    ${s.id.slice(0, 8)}  ${s.time}  ${s.reasons.join(', ')}`);
           }
+          for (const s of grp.future) process.stderr.write(`warning: snapshot ${s.id.slice(0, 8)} is dated ${s.time}, in the future: kept, never counted; remove it with \`lifeboat forget ${s.id.slice(0, 8)}\` if it is forged\n`);
           console.log(`  ${r.dryRun ? 'would remove' : 'removed'} ${grp.remove.length}${grp.remove.length ? ':' : ''}`);
           for (const s of grp.remove) console.log(`    ${s.id.slice(0, 8)}  ${s.time}`);
+        }
+        for (const a of r.atRisk) {
+          process.stderr.write(`warning: ${a.reason}: ${r.dryRun ? 'without --force, forget refuses this' : 'forced'}\n`);
         }
         for (const t of r.sqlite) {
           console.log(`sqlite ${t.source}: ${r.dryRun ? 'would remove' : 'removed'} ${t.removed} log segment(s)${t.keptFrom ? `; replayable from ${t.keptFrom}` : ''}`);

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { resolvePath, walkTree, type Entry } from '../../engine/browse/tree-walk.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
 import { withRepo, type GlobalOptions } from '../context.js';
+import { pickSnapshot } from '../../repo/snapshot/snapshot.js';
 
 function line(e: Entry): string {
   const n = e.node;
@@ -11,6 +12,8 @@ function line(e: Entry): string {
   const size = String(n.size ?? 0).padStart(12);
   return `${t}${(n.mode & 0o777).toString(8).padStart(4, '0')} ${String(n.uid).padStart(5)} ${String(n.gid).padStart(5)} ${size} ${when} ${e.path}${n.target !== undefined ? ` -> ${n.target}` : ''}`;
 }
+
+const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
 export function register(program: Command): void {
   program
@@ -22,7 +25,7 @@ export function register(program: Command): void {
     .action(async (ref: string, p: string, flags: { long?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const snap = await repo.findSnapshot(ref);
+        const snap = pickSnapshot(await repo.listSnapshots(), ref, { onWarning: warn });
         await repo.loadIndex(); // after choosing: a snapshot's index files are stored before it
         const start = await resolvePath(repo, snap.tree, p);
         const entries: Entry[] = [];

@@ -6,6 +6,9 @@ import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { collect } from './options.js';
+import { pickSnapshot } from '../../repo/snapshot/snapshot.js';
+
+const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
 export function register(program: Command): void {
   program
@@ -19,7 +22,7 @@ export function register(program: Command): void {
     .action(async (ref: string, flags: { target: string; include: string[]; delta?: boolean; threads?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const snap = await repo.findSnapshot(ref);
+        const snap = pickSnapshot(await repo.listSnapshots(), ref, { onWarning: warn });
         const bar = new ProgressBar(!g.json && !g.quiet);
         const started = Date.now();
         const r = await restore(repo, snap, {

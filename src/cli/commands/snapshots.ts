@@ -1,15 +1,21 @@
-/** lifeboat snapshots: lists snapshots, oldest first. */
+/**
+ * lifeboat snapshots: lists snapshots, oldest first. A snapshot dated beyond now plus
+ * the clock-skew allowance is flagged (`future: true`, a `!` after its time): a wrong
+ * clock or a forged time wrote it, and retention neither counts nor removes it.
+ */
 import type { Command } from 'commander';
-import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { isFutureDated, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 
-export function snapshotJson(s: Snapshot): Record<string, unknown> {
+export function snapshotJson(s: Snapshot, now = Date.now()): Record<string, unknown> {
   return {
     id: s.id,
     short_id: s.id.slice(0, 8),
     time: s.time,
+    future: isFutureDated(s.time, now),
+    ...(s.trusted === false ? { trusted: false } : {}),
     hostname: s.hostname,
     username: s.username,
     paths: s.paths,
@@ -38,14 +44,19 @@ export function register(program: Command): void {
         const all = (await repo.listSnapshots()).filter(
           (s) => (!flags.host || s.hostname === flags.host) && (!flags.tag || s.tags.includes(flags.tag)),
         );
-        if (g.json) return printJson(all.map(snapshotJson));
-        const rows = all.map((s) => [s.id.slice(0, 8), s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), s.hostname, s.tags.join(','), formatBytes(s.summary.totalBytes), s.paths.join(' ')]);
+        const now = Date.now();
+        if (g.json) return printJson(all.map((s) => snapshotJson(s, now)));
+        const future = all.filter((s) => isFutureDated(s.time, now));
+        const rows = all.map((s) => [s.id.slice(0, 8), s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z') + (isFutureDated(s.time, now) ? ' !' : ''), s.hostname, s.tags.join(','), formatBytes(s.summary.totalBytes), s.paths.join(' ')]);
         const head = ['ID', 'Time', 'Host', 'Tags', 'Size', 'Paths'];
         const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
         const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
         console.log(line(head));
         for (const r of rows) console.log(line(r));
         console.log(`${all.length} snapshot${all.length === 1 ? '' : 's'}`);
+        if (future.length > 0) {
+          console.log(`! ${future.length} dated in the future: a wrong clock or a forged time; "latest" and retention pass over them (forget ID removes one)`);
+        }
       });
     });
 }

@@ -16,7 +16,7 @@ import { decodeEntries } from '../../repo/pack/pack.js';
 import type { Repository } from '../../repo/repository.js';
 import { PROGRAM_VERSION } from '../../repo/repository.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
-import type { Snapshot, SnapshotManifest, SnapshotSummary } from '../../repo/snapshot/snapshot.js';
+import { checkSnapshotTime, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
 import { nodeFromStat, sameFile } from '../../sources/files/metadata.js';
 import { PathMatcher } from '../../util/glob.js';
@@ -72,6 +72,7 @@ export function defaultThreads(): number {
 
 export async function backup(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   if (opts.paths.length === 0) throw new LifeboatError('USAGE', 'nothing to back up', { hint: 'name at least one path' });
+  if (opts.time) checkSnapshotTime(opts.time);
   const lock = await acquireLock(repo.store, 'shared', `backup ${opts.paths.join(' ')}`);
   try {
     await repo.loadIndex();

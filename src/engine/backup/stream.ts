@@ -18,7 +18,7 @@ import { BLOB_DATA } from '../../repo/format.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
-import type { Snapshot, SnapshotManifest } from '../../repo/snapshot/snapshot.js';
+import { checkSnapshotTime, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import { isSafeName, type TreeNode } from '../../repo/snapshot/tree.js';
 import { throttleProgress, type ProgressFn } from '../progress.js';
 
@@ -74,6 +74,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
 
 async function run(repo: Repository, input: Readable, opts: StreamBackupOptions, parts: string[]): Promise<Snapshot> {
   const started = Date.now();
+  if (opts.time) checkSnapshotTime(opts.time, started);
   const time = opts.time ?? new Date(started);
   const writer = repo.newPackWriter();
   const emit = throttleProgress(opts.onProgress);

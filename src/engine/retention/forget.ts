@@ -2,13 +2,22 @@
  * forget: removes snapshots by id or by a keep policy applied per group (by default
  * host and paths, as restic does), and trims each PostgreSQL source's archived WAL
  * to what its oldest remaining base backup needs. Data blobs stay until prune.
+ *
+ * The history guard: keep rules that count snapshots (--keep-last, --keep-hourly)
+ * can be filled by anyone able to add snapshots, so a host with an append-only key
+ * that writes a burst of fresh snapshots would make the administrator's next forget
+ * remove all real history. A policy run that would leave a group (trusted and
+ * restricted writers' snapshots each checked apart) with no snapshot older than the
+ * last HISTORY_GUARD_DAYS days while it has some now, or with no snapshot at all, is
+ * refused unless forced, and nothing is written. Explicit ids are never guarded: the
+ * operator named them.
  */
 import { LifeboatError } from '../../errors.js';
 import { keys } from '../../repo/format.js';
 import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
-import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
-import { applyPolicy, isEmptyPolicy, type KeepPolicy } from './policy.js';
+import { isFutureDated, pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
+import { applyPolicy, isEmptyPolicy, type KeepPolicy, type PolicyResult } from './policy.js';
 import { trimLogs, type LogTrim } from './logs.js';
 import { drillHistory } from '../drill/drill.js';
 
@@ -23,12 +32,33 @@ export interface ForgetOptions {
   pitrWindowMs?: number;
   /** Apply the keep rules only to this source's snapshots (a name, or kind:name). */
   source?: string;
+  /** Go ahead even when the history guard (above) would refuse. */
+  force?: boolean;
+  /** The current time (ms) the rules are applied at; default Date.now(). */
+  now?: number;
 }
+
+/**
+ * Days of history the guard treats as recent: today (UTC) and the 7 whole days
+ * before it. A week is longer than any gap between scheduled runs, and counting whole
+ * days means --keep-daily 7, run every day, removes its eighth day without a refusal.
+ */
+export const HISTORY_GUARD_DAYS = 7;
 
 export interface ForgetGroup {
   key: { host?: string; paths?: string[]; tags?: string[] };
-  keep: Array<{ id: string; time: string; reasons: string[] }>;
-  remove: Array<{ id: string; time: string }>;
+  keep: Array<{ id: string; time: string; reasons: string[]; trusted?: false }>;
+  remove: Array<{ id: string; time: string; trusted?: false }>;
+  /** Kept but suspicious: dated beyond now plus the clock-skew allowance. */
+  future: Array<{ id: string; time: string }>;
+}
+
+/** A group the history guard stopped (or, in a dry run, would stop). */
+export interface HistoryAtRisk {
+  key: ForgetGroup['key'];
+  /** Whose snapshots: the administrator's keys, or restricted (append-only) writers. */
+  writers: 'trusted' | 'restricted';
+  reason: string;
 }
 
 export interface ForgetResult {
@@ -38,6 +68,8 @@ export interface ForgetResult {
   wal: Array<{ source: string; removed: number; keptFrom: string | null; skipped?: string }>;
   /** SQLite log segments no remaining snapshot can replay from, per source. */
   sqlite: LogTrim[];
+  /** Groups whose history the rules would wipe; a run that is not a dry run refuses these unless forced. */
+  atRisk: HistoryAtRisk[];
   dryRun: boolean;
 }
 
@@ -53,6 +85,44 @@ function groupKey(s: Snapshot, by: GroupField[]): ForgetGroup['key'] {
     ...(by.includes('paths') ? { paths: [...s.paths].sort() } : {}),
     ...(by.includes('tags') ? { tags: [...s.tags].sort() } : {}),
   };
+}
+
+function describeKey(k: ForgetGroup['key']): string {
+  const parts = [
+    ...(k.host !== undefined ? [`host ${k.host}`] : []),
+    ...(k.paths ? [`paths ${k.paths.join(' ')}`] : []),
+    ...(k.tags ? [`tags ${k.tags.join(',') || '(none)'}`] : []),
+  ];
+  return parts.length ? parts.join(', ') : 'all snapshots';
+}
+
+/** Start of the recent window: 00:00 UTC, HISTORY_GUARD_DAYS days before today. */
+export function recentSince(now: number): number {
+  const d = new Date(now);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - HISTORY_GUARD_DAYS);
+}
+
+/** What the history guard finds wrong with one group's result, per class of writer. */
+function historyAtRisk(key: ForgetGroup['key'], list: Snapshot[], r: PolicyResult<Snapshot>, now: number): HistoryAtRisk[] {
+  const out: HistoryAtRisk[] = [];
+  const removed = new Set(r.remove.map((s) => s.id));
+  const since = recentSince(now);
+  for (const writers of ['trusted', 'restricted'] as const) {
+    const mine = list.filter((s) => (s.trusted === false) === (writers === 'restricted') && !isFutureDated(s.time, now));
+    if (mine.length === 0 || !mine.some((s) => removed.has(s.id))) continue;
+    const old = mine.filter((s) => Date.parse(s.time) < since);
+    const who = writers === 'restricted' ? "restricted writers' snapshots" : 'snapshots';
+    if (mine.every((s) => removed.has(s.id))) {
+      out.push({ key, writers, reason: `would remove every one of the ${mine.length} ${who} of ${describeKey(key)}` });
+    } else if (old.length > 0 && old.every((s) => removed.has(s.id))) {
+      out.push({
+        key,
+        writers,
+        reason: `would remove all ${who} of ${describeKey(key)} older than ${new Date(since).toISOString().slice(0, 10)} (${old.length}), keeping only the last ${HISTORY_GUARD_DAYS} days`,
+      });
+    }
+  }
+  return out;
 }
 
 export async function forget(repo: Repository, opts: ForgetOptions): Promise<ForgetResult> {
@@ -71,13 +141,16 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
   // hint, blobs stay until prune), so a shared lock suffices.
   const lock = await acquireLock(repo.store, 'shared', 'forget');
   try {
+    const now = opts.now ?? Date.now();
     const all = await repo.listSnapshots();
     const groups: ForgetGroup[] = [];
+    const atRisk: HistoryAtRisk[] = [];
     const removed = new Set<string>();
+    const entry = (s: Snapshot) => ({ id: s.id, time: s.time, ...(s.trusted === false ? { trusted: false as const } : {}) });
     if (opts.ids?.length) {
-      const chosen = opts.ids.map((ref) => pickSnapshot(all, ref));
+      const chosen = opts.ids.map((ref) => pickSnapshot(all, ref, { now }));
       for (const s of chosen) removed.add(s.id);
-      groups.push({ key: {}, keep: [], remove: chosen.map((s) => ({ id: s.id, time: s.time })) });
+      groups.push({ key: {}, keep: [], remove: chosen.map(entry), future: [] });
     }
     if (!isEmptyPolicy(policy)) {
       const by = opts.groupBy ?? ['host', 'paths'];
@@ -90,7 +163,7 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
       // The newest snapshot a drill restored and found sound is kept whatever the rules say.
       const verified = new Set((await drillHistory(repo)).filter((d) => d.ok && d.snapshot).map((d) => d.snapshot as string));
       for (const [k, list] of byKey) {
-        const r = applyPolicy(list, policy);
+        const r = applyPolicy(list, policy, now);
         const newestVerified = [...list].sort((a, b) => Date.parse(b.time) - Date.parse(a.time)).find((s) => verified.has(s.id));
         if (newestVerified && r.remove.some((s) => s.id === newestVerified.id)) {
           r.remove = r.remove.filter((s) => s.id !== newestVerified.id);
@@ -98,12 +171,21 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
           r.reasons.set(newestVerified.id, [...(r.reasons.get(newestVerified.id) ?? []), 'newest verified by a drill']);
         }
         for (const s of r.remove) removed.add(s.id);
+        const key = JSON.parse(k) as ForgetGroup['key'];
+        atRisk.push(...historyAtRisk(key, list, r, now));
         groups.push({
-          key: JSON.parse(k) as ForgetGroup['key'],
-          keep: r.keep.map((s) => ({ id: s.id, time: s.time, reasons: r.reasons.get(s.id) ?? [] })),
-          remove: r.remove.map((s) => ({ id: s.id, time: s.time })),
+          key,
+          keep: r.keep.map((s) => ({ ...entry(s), reasons: r.reasons.get(s.id) ?? [] })),
+          remove: r.remove.map(entry),
+          future: r.future.map((s) => ({ id: s.id, time: s.time })),
         });
       }
+    }
+    if (atRisk.length > 0 && !opts.dryRun && !opts.force) {
+      const more = atRisk.length > 1 ? ` (and ${atRisk.length - 1} more group(s))` : '';
+      throw new LifeboatError('HISTORY_AT_RISK', `forget ${atRisk[0]!.reason}${more}; nothing was removed`, {
+        hint: 'look for a flood of new or forged snapshots with `lifeboat snapshots`; if the rules mean it, add --force (--dry-run shows the plan), or keep older ones with --keep-weekly/--keep-monthly',
+      });
     }
     const remaining = all.filter((s) => !removed.has(s.id));
     // A base backup still running needs WAL from its own start, and it is not a
@@ -112,11 +194,12 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
     const trimmed = await trimLogs(repo, all, remaining, {
       dryRun: opts.dryRun === true,
       busy,
+      now,
       ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}),
     });
     if (!opts.dryRun) for (const id of removed) await repo.store.delete(keys.snapshot(id));
     const wal = trimmed.filter((t) => t.kind === 'postgres').map(({ kind: _kind, ...rest }) => rest);
-    return { groups, removed: [...removed], wal, sqlite: trimmed.filter((t) => t.kind === 'sqlite'), dryRun: opts.dryRun === true };
+    return { groups, removed: [...removed], wal, sqlite: trimmed.filter((t) => t.kind === 'sqlite'), atRisk, dryRun: opts.dryRun === true };
   } finally {
     await lock.release();
   }

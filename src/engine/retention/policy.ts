@@ -4,11 +4,25 @@
  * --keep-{last,hourly,daily,weekly,monthly,yearly} N keeps the first snapshot of each
  * of the N newest distinct periods (last: each snapshot is its own period); --keep-tag
  * and --keep-within keep regardless of counts; a snapshot is kept if any rule keeps
- * it. --keep-within is measured back from the newest snapshot, not from now. Periods
- * are computed in UTC (snapshot times are stored in UTC). Lifeboat adds --min-keep:
- * never fewer than N snapshots per group.
+ * it. Periods are computed in UTC (snapshot times are stored in UTC). Lifeboat adds
+ * --min-keep: never fewer than N snapshots per group.
+ *
+ * Where Lifeboat departs from restic, so that a snapshot's claimed time cannot be used
+ * to push the real ones out:
+ *  - --keep-within is measured back from now, not from the newest snapshot (restic's
+ *    choice lets one snapshot dated 2099 put every other outside the window). When
+ *    backups have stopped, the window may hold nothing: the other rules, and forget's
+ *    history guard, still hold the old snapshots.
+ *  - A snapshot dated beyond now plus CLOCK_SKEW_MS is kept, reported as future-dated,
+ *    and never counted: it takes no keep slot, is removed by no rule, and does not
+ *    count towards --min-keep. Remove one deliberately with `forget ID`.
+ *  - Snapshots a restricted key slot wrote (`trusted === false`) are counted apart:
+ *    the rules run once over the trusted snapshots and once over the untrusted ones,
+ *    each with its own slots and --min-keep, so a writer with an append-only key can
+ *    never take a keep slot from a snapshot the administrator's keys wrote.
  */
 import { LifeboatError } from '../../errors.js';
+import { isFutureDated } from '../../repo/snapshot/snapshot.js';
 
 export interface KeepPolicy {
   last?: number;
@@ -34,14 +48,22 @@ export interface Dated {
   id: string;
   time: string;
   tags: string[];
+  /** false: written by a restricted key slot, counted apart (see above). */
+  trusted?: boolean;
 }
 
 export interface PolicyResult<T extends Dated> {
+  /** Newest first; includes the future-dated ones. */
   keep: T[];
   remove: T[];
   /** Why each kept snapshot is kept, by id. */
   reasons: Map<string, string[]>;
+  /** Kept because they are dated in the future: suspicious, never counted by the rules. */
+  future: T[];
 }
+
+export const FUTURE_REASON = 'dated in the future: suspicious, never counted';
+export const UNTRUSTED_REASON = 'counted apart: restricted writer';
 
 export function parseDuration(text: string): Duration {
   const m = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$/.exec(text);
@@ -81,15 +103,33 @@ function minus(t: Date, d: Duration): Date {
   return new Date(r.getTime() - d.hours * 3_600_000);
 }
 
-export function applyPolicy<T extends Dated>(snapshots: readonly T[], p: KeepPolicy): PolicyResult<T> {
-  const list = [...snapshots].sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
+const newestFirst = (a: Dated, b: Dated) => Date.parse(b.time) - Date.parse(a.time);
+
+/**
+ * Applies the rules as of `now` (ms, default Date.now()): future-dated snapshots are
+ * set aside and kept, trusted and untrusted ones each get their own slots.
+ */
+export function applyPolicy<T extends Dated>(snapshots: readonly T[], p: KeepPolicy, now = Date.now()): PolicyResult<T> {
   const reasons = new Map<string, string[]>();
+  const future = snapshots.filter((s) => isFutureDated(s.time, now)).sort(newestFirst);
+  const present = snapshots.filter((s) => !isFutureDated(s.time, now));
+  for (const s of future) reasons.set(s.id, [FUTURE_REASON]);
+  const trusted = applyRules(present.filter((s) => s.trusted !== false), p, now, reasons);
+  const untrusted = applyRules(present.filter((s) => s.trusted === false), p, now, reasons);
+  for (const s of untrusted.keep) reasons.get(s.id)?.push(UNTRUSTED_REASON);
+  const keep = [...future, ...trusted.keep, ...untrusted.keep].sort(newestFirst);
+  const remove = [...trusted.remove, ...untrusted.remove].sort(newestFirst);
+  return { keep, remove, reasons, future };
+}
+
+function applyRules<T extends Dated>(snapshots: readonly T[], p: KeepPolicy, now: number, reasons: Map<string, string[]>): { keep: T[]; remove: T[] } {
+  const list = [...snapshots].sort(newestFirst);
   const keep: T[] = [];
   const remove: T[] = [];
-  if (list.length === 0) return { keep, remove, reasons };
+  if (list.length === 0) return { keep, remove };
   const counts = BUCKETS.map(([k]) => (p[k] as number | undefined) ?? 0);
   const last = BUCKETS.map(() => -1);
-  const since = p.within ? minus(new Date(list[0]!.time), p.within).getTime() : undefined;
+  const since = p.within ? minus(new Date(now), p.within).getTime() : undefined;
   list.forEach((s, nr) => {
     const why: string[] = [];
     const t = new Date(s.time);
@@ -115,6 +155,5 @@ export function applyPolicy<T extends Dated>(snapshots: readonly T[], p: KeepPol
     keep.push(back);
     reasons.set(back.id, ['min-keep']);
   }
-  keep.sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
-  return { keep, remove, reasons };
+  return { keep, remove };
 }

@@ -45,11 +45,34 @@ export interface SnapshotManifest {
 export interface Snapshot extends SnapshotManifest {
   id: string;
   /**
-   * Version 2, read with a full key: whether a full key slot wrote it (its metadata tag
-   * verified). false: a restricted (append-only) slot wrote it; retention never lets
-   * such a snapshot displace the administrator's. Undefined where it cannot be told.
+   * Set when loading, not stored in the manifest: false when a restricted
+   * (append-only or write-only) key slot wrote it; undefined or true: trusted.
+   * Retention counts untrusted snapshots apart, so they never take a trusted one's place.
    */
   trusted?: boolean;
+}
+
+/**
+ * How far ahead of this machine's clock a snapshot's time may be and still count as
+ * "now": clocks of backup hosts drift by seconds, rarely by minutes. Beyond it a
+ * snapshot is future-dated: backup refuses to write one, `snapshots` flags it,
+ * `latest` passes over it and retention neither counts nor removes it (a snapshot
+ * dated 2099 would otherwise be the newest for ever and push every real one out).
+ */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** Whether a snapshot time lies beyond now plus the clock-skew allowance. */
+export function isFutureDated(time: string, now = Date.now()): boolean {
+  return Date.parse(time) > now + CLOCK_SKEW_MS;
+}
+
+/** Refuses a snapshot time given explicitly (backup --time) that lies in the future. */
+export function checkSnapshotTime(time: Date, now = Date.now()): void {
+  if (time.getTime() > now + CLOCK_SKEW_MS) {
+    throw new LifeboatError('USAGE', `snapshot time ${time.toISOString()} is in the future`, {
+      hint: `give a time no later than now (${new Date(now).toISOString()}) plus ${CLOCK_SKEW_MS / 60_000} minutes of clock skew, or leave --time out`,
+    });
+  }
 }
 
 export function decodeManifest(raw: Buffer, id: string): Snapshot {
@@ -65,14 +88,37 @@ export function decodeManifest(raw: Buffer, id: string): Snapshot {
   return { ...m, id };
 }
 
-/** Picks one snapshot by "latest" or an id prefix, from newest to oldest. */
-export function pickSnapshot(all: readonly Snapshot[], ref: string): Snapshot {
+export interface PickOptions {
+  /** The current time (ms); default Date.now(). */
+  now?: number;
+  /** Called with a one-line warning when "latest" passes over future-dated snapshots. */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * Picks one snapshot by "latest" or an id prefix, from newest to oldest. "latest" is
+ * the newest snapshot that is not future-dated, trusted or not (a restricted writer's
+ * fresh snapshot is still the newest data); only when every snapshot is future-dated
+ * is the newest of those chosen, with a warning.
+ */
+export function pickSnapshot(all: readonly Snapshot[], ref: string, opts: PickOptions = {}): Snapshot {
   if (ref === 'latest') {
-    const newest = [...all].sort((a, b) => Date.parse(b.time) - Date.parse(a.time))[0];
+    const now = opts.now ?? Date.now();
+    const sorted = [...all].sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
+    const future = sorted.filter((s) => isFutureDated(s.time, now));
+    const newest = sorted.find((s) => !isFutureDated(s.time, now)) ?? sorted[0];
     if (!newest) {
       throw new LifeboatError('NOT_FOUND', 'the repository has no snapshots yet', {
         hint: 'make one with `lifeboat backup PATH`',
       });
+    }
+    if (future.length > 0) {
+      const which = future.map((s) => `${s.id.slice(0, 8)} (${s.time})`).join(', ');
+      opts.onWarning?.(
+        isFutureDated(newest.time, now)
+          ? `every snapshot is dated in the future; "latest" is ${newest.id.slice(0, 8)} (${newest.time})`
+          : `"latest" passes over ${future.length} future-dated snapshot(s): ${which}; a wrong clock or a forged time wrote them`,
+      );
     }
     return newest;
   }
