@@ -16,7 +16,7 @@ import { decodeEntries } from '../../repo/pack/pack.js';
 import type { Repository } from '../../repo/repository.js';
 import { PROGRAM_VERSION } from '../../repo/repository.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
-import { checkSnapshotTime, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
+import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
 import { nodeFromStat, sameFile } from '../../sources/files/metadata.js';
 import { PathMatcher } from '../../util/glob.js';
@@ -221,7 +221,7 @@ class Archiver {
   private async findParent(hostname: string, paths: string[]): Promise<Snapshot | undefined> {
     const key = JSON.stringify(paths);
     const all = await this.repo.listSnapshots();
-    return all.reverse().find((s) => s.hostname === hostname && JSON.stringify(s.paths) === key);
+    return all.reverse().find((s) => usableParent(s) && s.hostname === hostname && JSON.stringify(s.paths) === key);
   }
 
   /**

@@ -18,7 +18,7 @@ import { BLOB_DATA } from '../../repo/format.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
-import { checkSnapshotTime, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
+import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import { isSafeName, type TreeNode } from '../../repo/snapshot/tree.js';
 import { throttleProgress, type ProgressFn } from '../progress.js';
 
@@ -184,5 +184,5 @@ async function findParent(repo: Repository, hostname: string, opts: StreamBackup
     s.source.name === opts.source.name &&
     s.paths.length === 1 &&
     s.paths[0] === opts.path;
-  return (await repo.listSnapshots()).reverse().find(same);
+  return (await repo.listSnapshots()).reverse().find((s) => usableParent(s) && same(s));
 }

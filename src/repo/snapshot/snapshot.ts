@@ -134,3 +134,13 @@ export function pickSnapshot(all: readonly Snapshot[], ref: string, opts: PickOp
   if (matches.length > 1) throw new LifeboatError('USAGE', `snapshot id prefix ${ref} is ambiguous`);
   return matches[0] as Snapshot;
 }
+
+/**
+ * Whether a backup may take this snapshot as its parent (whose unchanged files it
+ * reuses without reading them): never a future-dated one, and never one a restricted
+ * key wrote when the reader can tell (a full key): a forged parent would otherwise
+ * put its content into the administrator's backups.
+ */
+export function usableParent(s: Snapshot, now = Date.now()): boolean {
+  return s.trusted !== false && !isFutureDated(s.time, now);
+}
