@@ -253,6 +253,7 @@ export async function readSlots(store: Store): Promise<SlotRead[]> {
       if (toHex(sha256(raw)) !== id) throw new LifeboatError('CORRUPT', `${info.key} does not match its name`);
       const slot = JSON.parse(raw.toString('utf8')) as SlotRead['slot'];
       if (!slot || (slot.version !== 1 && slot.version !== 2)) throw new LifeboatError('CORRUPT', `${info.key} is not a key slot`);
+      if (slot.version === 2) checkSlot(slot, info.key);
       out.push({ id, slot });
     } catch (err) {
       if (isLifeboatError(err, 'NOT_FOUND')) continue;
@@ -261,6 +262,17 @@ export async function readSlots(store: Store): Promise<SlotRead[]> {
     }
   }
   return out;
+}
+
+/** Structure and bounds of a version 2 slot, checked before any work is spent on it. */
+function checkSlot(slot: SlotV2, what: string): void {
+  if (slot.type === 'password') checkKdf(slot.kdf, what);
+  try {
+    createPublicKey({ key: Buffer.from(slot.publicKey, 'base64'), format: 'der', type: 'spki' });
+  } catch {
+    throw new LifeboatError('CORRUPT', `${what}: no valid public key`);
+  }
+  if (typeof slot.secret !== 'string' || slot.secret.length === 0) throw new LifeboatError('CORRUPT', `${what}: no wrapped secret`);
 }
 
 async function readGeneration(store: Store, key: string): Promise<Generation | undefined> {
@@ -296,7 +308,10 @@ export type Warn = (message: string) => void;
 export async function openKeyring(store: Store, password: string, warn: Warn = () => {}): Promise<OpenedKeyring> {
   assertUsablePassword(password);
   const slots = await readSlots(store);
-  let opened: { id: string; slot: SlotV2; privateKey: KeyObject; grantAuth: Buffer } | undefined;
+  // Several slots may open with one password (a copy of a slot with its public fields
+  // changed, for one): the one a generation grants keys to is the one that counts.
+  let opened = 0;
+  let removed: string | undefined;
   for (const s of slots) {
     if (s.problem || !s.slot || s.slot.version !== 2) {
       if (s.problem) warn(`key slot ${s.id.slice(0, 8)} skipped: ${s.problem}`);
@@ -307,13 +322,18 @@ export async function openKeyring(store: Store, password: string, warn: Warn = (
       const wrapping = await deriveKey(password, checkKdf(slot.kdf, `keys/${s.id}`));
       const [, body] = decrypt(wrapping, 0, Buffer.from(slot.secret, 'base64'), `keys/${s.id}`, { kind: 'keyring', name: 'slot secret' });
       const secret = JSON.parse(body.toString('utf8')) as { privateKey: string; grantKey: string };
-      opened = {
+      opened++;
+      const candidate = {
         id: s.id,
-        slot,
         privateKey: createPrivateKey({ key: Buffer.from(secret.privateKey, 'base64'), format: 'der', type: 'pkcs8' }),
         grantAuth: Buffer.from(secret.grantKey, 'base64'),
       };
-      break;
+      try {
+        return await newestFor(store, candidate, warn);
+      } catch (err) {
+        if (!isLifeboatError(err, 'WRONG_PASSWORD')) throw err;
+        removed ??= s.id;
+      }
     } catch (err) {
       if (isLifeboatError(err, 'CORRUPT')) {
         if (!/failed authentication/.test(err.message)) warn(`key slot ${s.id.slice(0, 8)} skipped: ${err.message}`);
@@ -326,7 +346,7 @@ export async function openKeyring(store: Store, password: string, warn: Warn = (
       throw err;
     }
   }
-  if (!opened) {
+  if (opened === 0) {
     if (slots.length === 0) {
       throw new LifeboatError('CORRUPT', `${store.location}: repository has no key slots`, {
         hint: 'the keys/ folder is missing; restore it from another copy of the repository',
@@ -336,7 +356,13 @@ export async function openKeyring(store: Store, password: string, warn: Warn = (
       hint: 'check --password-file / LIFEBOAT_PASSWORD; `lifeboat key list` shows the slots',
     });
   }
-  const slot = opened;
+  throw new LifeboatError('WRONG_PASSWORD', `key slot ${(removed ?? '').slice(0, 8)} was removed: no keyring generation grants it any key`, {
+    hint: 'ask an administrator for a password of a current key slot (`lifeboat key list`)',
+  });
+}
+
+/** The newest generation granting `slot` keys; WRONG_PASSWORD when none does. */
+async function newestFor(store: Store, slot: { id: string; privateKey: KeyObject; grantAuth: Buffer }, warn: Warn): Promise<OpenedKeyring> {
   const newest = async (): Promise<OpenedKeyring> => {
     for (const { key, generation } of await listGenerations(store)) {
       const g = await readGeneration(store, key);
