@@ -68,8 +68,12 @@ export interface MasterKey {
   macKey?: Buffer | undefined;
   /** Every epoch this key can read, by key id (the current one included). */
   epochs: Map<number, EpochKey>;
-  /** A version 2 key that still reads format 1 envelopes (a repository being migrated). */
-  readsV1?: boolean;
+  /**
+   * A version 2 key that still reads format 1 envelopes: of every kind while a
+   * repository is being migrated, of blobs and pack headers (whose integrity the blob
+   * id and the pack's name give) once it has been (docs/format.md, "Migration").
+   */
+  readsV1?: 'all' | 'blobs' | undefined;
 }
 
 /** A MasterKey as plain data, for worker threads. */
@@ -78,7 +82,7 @@ export interface KeyMaterial {
   idKey: Uint8Array;
   current: number;
   epochs: Array<{ keyId: number; encKey: Uint8Array; macKey?: Uint8Array }>;
-  readsV1?: boolean;
+  readsV1?: 'all' | 'blobs';
 }
 
 export function newMasterKey(version: 1 | 2 = 2): MasterKey {
@@ -103,7 +107,7 @@ export function exportKey(key: MasterKey): KeyMaterial {
     idKey: key.idKey,
     current: key.keyId,
     epochs: [...key.epochs].map(([keyId, e]) => ({ keyId, encKey: e.encKey, ...(e.macKey ? { macKey: e.macKey } : {}) })),
-    ...(key.readsV1 ? { readsV1: true } : {}),
+    ...(key.readsV1 ? { readsV1: key.readsV1 } : {}),
   };
 }
 
@@ -121,7 +125,7 @@ export function importKey(m: KeyMaterial): MasterKey {
     keyId: m.current,
     macKey: current.macKey,
     epochs,
-    ...(m.readsV1 ? { readsV1: true } : {}),
+    ...(m.readsV1 ? { readsV1: m.readsV1 } : {}),
   };
 }
 
@@ -219,11 +223,15 @@ export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what:
   }
 }
 
+function readsV1(key: MasterKey, ctx: SealContext): boolean {
+  return key.readsV1 === 'all' || (key.readsV1 === 'blobs' && (ctx.kind === 'data' || ctx.kind === 'tree' || ctx.kind === 'pack-header'));
+}
+
 /** Opens an envelope with whichever epoch key it names. */
 function open(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext): [number, Buffer, number] {
   const keyId = sealed.length >= SEAL_OVERHEAD ? sealedKeyId(sealed) : undefined;
   const epoch = keyId === undefined ? undefined : key.epochs.get(keyId);
-  const v1 = key.version === 1 || (key.readsV1 === true && sealed[0] === SEAL_FORMAT);
+  const v1 = key.version === 1 || (sealed[0] === SEAL_FORMAT && readsV1(key, ctx));
   if (keyId !== undefined && !epoch) {
     throw new LifeboatError('CORRUPT', `${what}: sealed with key id ${keyId}, which this key does not hold`, {
       hint: 'the object belongs to another repository, to a key epoch that was destroyed, or to a key slot role that may not read it',
@@ -284,7 +292,7 @@ export function unsealMeta(key: MasterKey, sealed: Uint8Array, what: string, ctx
   const [codec, body, keyId] = open(key, sealed, what, ctx);
   const plain = decompress(body, codec, maxPlain, what);
   const buf = Buffer.isBuffer(plain) ? plain : Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
-  if (key.version === 1 || (key.readsV1 === true && sealed[0] === SEAL_FORMAT)) return { payload: buf, trusted: undefined };
+  if (key.version === 1 || (sealed[0] === SEAL_FORMAT && readsV1(key, ctx))) return { payload: buf, trusted: undefined };
   const flags = buf[0];
   if (flags === undefined || (flags !== 0 && flags !== META_TAGGED) || (flags === META_TAGGED && buf.length < 33)) {
     throw new LifeboatError('CORRUPT', `${what}: malformed metadata header`, { hint: 'run `lifeboat check`' });
