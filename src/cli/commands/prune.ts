@@ -59,6 +59,8 @@ export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Part
       console.log(`${dryRun ? 'would delete' : 'deleted'} ${r.deleted} packs (${formatBytes(r.deletedBytes)}) marked by earlier runs`);
       console.log(`${dryRun ? 'would mark' : 'marked'} ${r.retired} packs for deletion (${r.repacked} repacked first); a later prune deletes them`);
       for (const w of r.waiting) console.log(`waiting: ${w.key}: ${w.reason}`);
+      if (r.sweepSkipped) console.log(`not swept this time: ${r.sweepSkipped}`);
+      for (const s of r.spared) console.log(`kept ${s.pack.slice(0, 16)}: ${s.reason}`);
       for (const t of logs) {
         if (t.skipped) console.log(`${t.kind} ${t.source}: ${t.skipped}`);
         else if (t.removed > 0) console.log(`${t.kind} ${t.source}: ${dryRun ? 'would remove' : 'removed'} ${t.removed} log file(s); replayable from ${t.keptFrom}`);
