@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { blobId } from '../../src/codec/crypto.js';
 import { BLOB_DATA } from '../../src/repo/format.js';
 import { prune } from '../../src/repo/maintenance/prune.js';
 import { Repository } from '../../src/repo/repository.js';
@@ -128,17 +129,19 @@ class SlowIndexStore extends LocalStore {
  * concurrent backup leave). Returns the index file naming the second copy.
  */
 async function twoCopies(repo: string, src: string): Promise<{ content: Buffer; blob: Buffer; second: string }> {
+  // One file below the chunker's minimum size: one blob, the whole file.
   const content = await fs.readFile(path.join(src, 'f0.bin'));
   const before = new Set(await fs.readdir(path.join(repo, 'index')));
-  const packsBefore = await packsOf(repo);
+  const r0 = await open(repo);
+  await r0.loadIndex();
+  const blob = blobId(r0.key, content);
+  const first = r0.index.packId(r0.lookup(blob).packIndex).toString('hex');
   const r = await open(repo); // no index loaded: the writer stores the blob again
   const writer = r.newPackWriter();
-  const blob = await writer.addPlain(BLOB_DATA, content);
+  await writer.addPlain(BLOB_DATA, content);
   await writer.flush();
   const second = (await fs.readdir(path.join(repo, 'index'))).find((f) => !before.has(f)) as string;
-  const copy = (await packsOf(repo)).find((p) => !packsBefore.includes(p)) as string;
-  await r.loadIndex();
-  const first = r.index.locations(blob).map((l) => r.index.packId(l.packIndex).toString('hex')).find((p) => p !== copy) as string;
+  const copy = (await packsOf(repo)).find((p) => p !== first && !(r0.index.hasPack(p))) as string;
   await r.saveRetiring({ time: HOUR_AGO(), hostname: 'a', packs: [first] });
   await r.saveRetiring({ time: HOUR_AGO(), hostname: 'b', packs: [copy] });
   return { content, blob, second: `index/${second}` };
@@ -156,7 +159,7 @@ describe('two prunes at once', () => {
     const repo = path.join(dir, 'repo');
     await cli(['init', '-r', repo]);
     const src = path.join(dir, 'src');
-    await makeData(src, 3, 1, 1 << 20);
+    await makeData(src, 3, 1, 256 << 10);
     await cli(['-r', repo, 'backup', src]);
     const { content, blob, second } = await twoCopies(repo, src);
     const firstFiles = (await fs.readdir(path.join(repo, 'index'))).map((f) => `index/${f}`).filter((f) => f !== second);
