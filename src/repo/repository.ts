@@ -13,7 +13,7 @@ import { mapLimit } from '../util/limit.js';
 import { toHex } from '../util/bytes.js';
 import { createKeySlot, openWithPassword } from './keys.js';
 import { initKeyring, openKeyring, type OpenedKeyring, type SlotRole, type Warn } from './keyring.js';
-import { blobContext, BLOB_TREE, keys, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
+import { blobContext, BLOB_TREE, keys, type BlobType, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
 import { BlobIndex, type BlobLocation } from './index/blob-index.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from './index/index-file.js';
 import { parsePackHeader } from './pack/pack.js';
@@ -76,6 +76,12 @@ export interface RetiringList {
 
 /** Bound on what a metadata object may open to (a crafted one must not exhaust memory). */
 const MAX_META = 64 * 1024 * 1024;
+
+function notInIndex(id: Uint8Array): LifeboatError {
+  return new LifeboatError('CORRUPT', `blob ${toHex(id).slice(0, 16)} is referenced but not in the index`, {
+    hint: 'run `lifeboat check`; the data it belongs to cannot be restored from this repository',
+  });
+}
 
 export class Repository {
   index = new BlobIndex();
@@ -176,21 +182,64 @@ export class Repository {
 
   // ---- index -------------------------------------------------------------
 
-  /** Loads index files not loaded yet into the in-memory table. */
-  async loadIndex(): Promise<void> {
+  /**
+   * Loads index files not loaded yet into the in-memory table.
+   *
+   * Index entries are claims by whoever wrote them, so they are checked against the
+   * packs: an entry naming a pack missing from data/ is dropped (a pack pruned since,
+   * or one that never existed). index/ is listed before data/, so an index file
+   * written meanwhile still finds its packs (they were stored before it). An index
+   * file that vanishes between listing and reading was rewritten by a prune, which
+   * stores the replacement first: the listing is taken again to find it.
+   *
+   * `lists`: the retiring lists to honour, when the caller has just listed them.
+   */
+  async loadIndex(lists?: ReadonlyArray<RetiringList & { trusted?: boolean }>): Promise<void> {
     // Retiring packs are known before any entry is added, so that a blob also stored
     // in a live pack (a prune repacked it) is always found there, whatever order the
     // index files load in: the retiring pack may be deleted while this process runs.
-    const retiring = new Set((await this.listRetiring()).flatMap((r) => r.packs));
-    const files = (await listAll(this.store, 'index/')).filter((f) => !this.loadedIndexes.has(f.key));
-    await mapLimit(files, 8, async (f) => {
-      for (const pack of await this.readIndexFile(f.key)) this.addToIndex(pack, retiring);
-      this.loadedIndexes.add(f.key);
-    });
-    for (const hex of retiring) this.index.retirePack(hex);
+    for (const l of lists ?? (await this.listRetiring())) {
+      if (l.trusted === false) continue;
+      for (const hex of l.packs) this.index.retirePack(hex);
+    }
+    for (let round = 0; round < 4; round++) {
+      const files = (await listAll(this.store, 'index/')).filter((f) => !this.loadedIndexes.has(f.key));
+      if (files.length === 0) return;
+      const present = new Set<string>();
+      for await (const o of this.store.list('data/')) present.add(packIdFromKey(o.key));
+      let vanished = false;
+      await mapLimit(files, 8, async (f) => {
+        let packs: IndexedPack[];
+        try {
+          packs = await this.readIndexFile(f.key);
+        } catch (err) {
+          if (!isLifeboatError(err, 'NOT_FOUND')) throw err;
+          vanished = true;
+          return;
+        }
+        for (const pack of packs) if (present.has(pack.packId.toString('hex'))) this.addToIndex(pack);
+        this.loadedIndexes.add(f.key);
+      });
+      if (!vanished) return;
+    }
   }
 
-  /** Lists of packs prunes have marked for deletion (docs/prune.md). */
+  /**
+   * Loads index files written since the last load, once for all concurrent callers
+   * (a restore whose packs were pruned under it asks from many tasks at once).
+   */
+  refreshIndex(): Promise<void> {
+    this.refreshing ??= this.loadIndex().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private refreshing: Promise<void> | undefined;
+
+  /**
+   * Lists of packs prunes have marked for deletion (docs/prune.md). `trusted: false`
+   * marks a list not written by a key allowed to delete: loadIndex ignores it and prune
+   * never sweeps it.
+   */
   async listRetiring(): Promise<Array<RetiringList & { key: string; trusted?: boolean }>> {
     const out: Array<RetiringList & { key: string; trusted?: boolean }> = [];
     for (const o of await listAll(this.store, 'prune/')) {
@@ -258,10 +307,9 @@ export class Repository {
     return this.store.get(key, undefined, { verify: (data) => toHex(sha256(data)) === id });
   }
 
-  addToIndex(pack: IndexedPack, retiring?: ReadonlySet<string>): void {
+  /** Adds a pack's entries (a pack on a retiring list loaded earlier stays retiring). */
+  addToIndex(pack: IndexedPack): void {
     const handle = this.index.addPack(pack.packId);
-    const hex = pack.packId.toString('hex');
-    if (retiring?.has(hex)) this.index.retirePack(hex);
     for (const e of pack.entries) {
       this.index.add(e.id, { packIndex: handle, offset: e.offset, length: e.length, rawLength: e.rawLength, type: e.type });
     }
@@ -289,14 +337,16 @@ export class Repository {
     await mapLimit(orphans, 4, async (o) => {
       try {
         // Its blobs become dedup targets, so the whole pack must be what its name says.
+        // (A pack on a retiring list stays retiring: the index knows the lists.)
         const data = await this.store.get(o.key);
         const packId = Buffer.from(packIdFromKey(o.key), 'hex');
         if (!sha256(data).equals(packId)) return;
         const entries = parsePackHeader(this.key, data, data.length, o.key);
         recovered.push({ packId, entries });
       } catch (err) {
-        // A damaged orphan is not used; `check` reports it, prune will remove it.
-        if (!isLifeboatError(err, 'CORRUPT')) throw err;
+        // A damaged orphan is not used; `check` reports it, prune will remove it. One
+        // deleted since the listing (a prune swept it) is simply gone.
+        if (!isLifeboatError(err, 'CORRUPT') && !isLifeboatError(err, 'NOT_FOUND')) throw err;
       }
     });
     for (const p of recovered) this.addToIndex(p);
@@ -308,22 +358,62 @@ export class Repository {
 
   lookup(id: Uint8Array): BlobLocation {
     const loc = this.index.get(id);
-    if (!loc) {
-      throw new LifeboatError('CORRUPT', `blob ${toHex(id).slice(0, 16)} is referenced but not in the index`, {
-        hint: 'run `lifeboat check`; the data it belongs to cannot be restored from this repository',
-      });
-    }
+    if (!loc) throw notInIndex(id);
     return loc;
+  }
+
+  /**
+   * Like lookup, but a blob missing from the index is looked for again in index files
+   * written since it was loaded (a prune rewrites them while others read).
+   */
+  async locate(id: Uint8Array): Promise<BlobLocation> {
+    for (let attempt = 0; ; attempt++) {
+      const loc = this.index.get(id);
+      if (loc) return loc;
+      if (attempt === 2) throw notInIndex(id);
+      await this.refreshIndex();
+    }
   }
 
   packKey(loc: Pick<BlobLocation, 'packIndex'>): string {
     return keys.pack(this.index.packId(loc.packIndex).toString('hex'));
   }
 
-  /** Loads, authenticates and checks one blob against its id. */
-  async loadBlob(id: Uint8Array): Promise<Buffer> {
-    const loc = this.lookup(id);
-    const key = this.packKey(loc);
+  /**
+   * Runs `read` on the copies of a blob, best first, until one succeeds. A copy whose
+   * pack is missing (pruned since the index was loaded) marks the pack gone; a damaged
+   * copy is passed over. When every copy failed and one was missing, or the blob is
+   * not indexed, index files written since are loaded and the copies tried again
+   * (twice at most): a prune stores a blob's new home before deleting the old one.
+   */
+  async withBlobCopy<T>(id: Uint8Array, read: (loc: BlobLocation, packKey: string) => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const locs = this.index.locations(id);
+      let missing = locs.length === 0;
+      for (const loc of locs) {
+        try {
+          return await read(loc, this.packKey(loc));
+        } catch (err) {
+          if (isLifeboatError(err, 'NOT_FOUND')) {
+            this.index.markGone(loc.packIndex);
+            missing = true;
+          } else if (!isLifeboatError(err, 'CORRUPT')) throw err;
+          last = err;
+        }
+      }
+      if (!missing) break; // only damaged copies: loading the index again will not help
+      await this.refreshIndex();
+    }
+    throw last ?? notInIndex(id);
+  }
+
+  /** Loads, authenticates and checks one blob against its id, from any copy that works. */
+  loadBlob(id: Uint8Array): Promise<Buffer> {
+    return this.withBlobCopy(id, (loc, key) => this.loadBlobAt(id, loc, key));
+  }
+
+  private async loadBlobAt(id: Uint8Array, loc: BlobLocation, key: string): Promise<Buffer> {
     if (loc.type === BLOB_TREE) {
       // Tree packs hold only trees, and walking a snapshot reads most of them: fetch
       // each whole once instead of one request per directory.
@@ -331,7 +421,7 @@ export class Repository {
       if (loc.offset + loc.length > pack.length) {
         throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
       }
-      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, loc.rawLength);
+      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, BLOB_TREE, loc.rawLength);
     }
     const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, blobContext(loc.type), { offset: loc.offset, length: loc.length }, loc.rawLength);
     return this.checkBlobId(id, plain, key);
@@ -340,9 +430,9 @@ export class Repository {
   /** Whole tree packs recently read, up to 64 MiB. */
   private readonly treePacks = new ByteCache(64 * 1024 * 1024);
 
-  /** Opens a sealed tree blob read with its whole pack. */
-  openBlob(id: Uint8Array, sealed: Uint8Array, where: string, rawLength?: number): Buffer {
-    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`, blobContext(BLOB_TREE), rawLength), where);
+  /** Opens a sealed blob of `type` and checks it against its id. */
+  openBlob(id: Uint8Array, sealed: Uint8Array, where: string, type: BlobType, rawLength?: number): Buffer {
+    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`, blobContext(type), rawLength), where);
   }
 
   private checkBlobId(id: Uint8Array, plain: Buffer, where: string): Buffer {

@@ -81,6 +81,8 @@ export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Part
         if (left.length > 0) console.log(`still sealed under older epochs: ${left.map(([e, n]) => `${n} object(s) of epoch ${e}`).join(', ')}; a later prune deletes the old packs, the next \`prune --reseal\` destroys the epochs`);
         if (resealed.kept) console.log(`older epochs kept: ${resealed.kept}`);
       }
+      if (r.sweepSkipped) console.log(`not swept this time: ${r.sweepSkipped}`);
+      for (const s of r.spared) console.log(`kept ${s.pack.slice(0, 16)}: ${s.reason}`);
       for (const t of logs) {
         if (t.skipped) console.log(`${t.kind} ${t.source}: ${t.skipped}`);
         else if (t.removed > 0) console.log(`${t.kind} ${t.source}: ${dryRun ? 'would remove' : 'removed'} ${t.removed} log file(s); replayable from ${t.keptFrom}`);

@@ -227,7 +227,7 @@ class Restorer {
       return;
     }
     if (content.length === 1) {
-      this.plan(content[0] as string, { path: dest, offset: 0, whole: node });
+      await this.plan(content[0] as string, { path: dest, offset: 0, whole: node });
       return;
     }
     // Empty and multi-blob files: created (sparse, at full size) here, filled by
@@ -241,17 +241,14 @@ class Restorer {
       await fh.close();
     }
     let offset = 0;
-    for (const id of content) {
-      const loc = this.plan(id, { path: dest, offset });
-      offset += loc;
-    }
+    for (const id of content) offset += await this.plan(id, { path: dest, offset });
     this.lateFiles.push({ path: dest, node });
   }
 
   /** Records where a blob must go; returns its plaintext length. */
-  private plan(idHex: string, target: { path: string; offset: number; whole?: TreeNode }): number {
+  private async plan(idHex: string, target: { path: string; offset: number; whole?: TreeNode }): Promise<number> {
     const id = Buffer.from(idHex, 'hex');
-    const loc = this.repo.lookup(id);
+    const loc = await this.repo.locate(id);
     let blobs = this.packs.get(loc.packIndex);
     if (!blobs) this.packs.set(loc.packIndex, (blobs = new Map()));
     let blob = blobs.get(idHex);
@@ -291,15 +288,20 @@ class Restorer {
         const first = r.blobs[0] as RestoreBlob;
         const last = r.blobs[r.blobs.length - 1] as RestoreBlob;
         const range = { offset: first.offset, length: last.offset + last.length - first.offset };
-        const data = await this.repo.store.get(packKey, range);
         // Read the count after the await: `x += await y` would add to a stale x.
-        const n = await pool.run({ packKey, base: first.offset, data, blobs: r.blobs }).catch(async (err: unknown) => {
-          if (!isLifeboatError(err, 'CORRUPT')) throw err;
-          // A damaged copy. Read it again with every blob checked here, so that a
-          // store with retries or several destinations can serve a good one (the
-          // workers rewrite the same offsets; nothing unauthenticated was written).
-          const again = await this.repo.store.get(packKey, range, { verify: (d) => r.blobs.every((b) => opens(this.repo, d, b.offset - first.offset, b.length)) });
-          return pool.run({ packKey, base: first.offset, data: again, blobs: r.blobs });
+        const n = await this.readRun(packKey, range, r.blobs, pool).catch(async (err: unknown) => {
+          // The pack was pruned since the index was loaded (its blobs were stored again
+          // elsewhere first), or it is damaged: each blob from whichever copy works.
+          if (!isLifeboatError(err, 'NOT_FOUND') && !isLifeboatError(err, 'CORRUPT')) throw err;
+          if (isLifeboatError(err, 'NOT_FOUND')) this.repo.index.markGone(r.packIndex);
+          let done = 0;
+          for (const b of r.blobs) {
+            done += await this.repo.withBlobCopy(b.id, async (loc, key) => {
+              const data = await this.repo.store.get(key, { offset: loc.offset, length: loc.length });
+              return pool.run({ packKey: key, base: loc.offset, data, blobs: [{ ...b, offset: loc.offset, length: loc.length }] });
+            });
+          }
+          return done;
         });
         this.written += n;
         this.report(false);
@@ -307,6 +309,20 @@ class Restorer {
     } finally {
       await pool.close();
     }
+  }
+
+  /** Reads one run of neighbouring blobs of a pack and has the workers write them. */
+  private async readRun(packKey: string, range: { offset: number; length: number }, blobs: RestoreBlob[], pool: RestorePool): Promise<number> {
+    const base = range.offset;
+    const data = await this.repo.store.get(packKey, range);
+    return pool.run({ packKey, base, data, blobs }).catch(async (err: unknown) => {
+      if (!isLifeboatError(err, 'CORRUPT')) throw err;
+      // A damaged copy. Read it again with every blob checked here, so that a
+      // store with retries or several destinations can serve a good one (the
+      // workers rewrite the same offsets; nothing unauthenticated was written).
+      const again = await this.repo.store.get(packKey, range, { verify: (d) => blobs.every((b) => opens(this.repo, d, b.offset - base, b.length)) });
+      return pool.run({ packKey, base, data: again, blobs });
+    });
   }
 
   private report(final: boolean): void {

@@ -28,14 +28,14 @@ export interface StreamRestoreOptions {
  * so the consumer sees a truncated stream, never a wrong one.
  */
 export async function restoreStream(
-  repo: Pick<Repository, 'loadBlob' | 'lookup'>,
+  repo: Pick<Repository, 'loadBlob' | 'locate'>,
   node: TreeNode,
   out: Writable,
   opts: StreamRestoreOptions = {},
 ): Promise<number> {
   if (node.type !== 'file') throw new LifeboatError('USAGE', `${node.name} is a ${node.type}, not a file`);
   const ids = (node.content ?? []).map((hex) => Buffer.from(hex, 'hex'));
-  for (const id of ids) repo.lookup(id);
+  for (const id of ids) await repo.locate(id);
   const emit = throttleProgress(opts.onProgress);
   const expected = node.size ?? 0;
   let written = 0;

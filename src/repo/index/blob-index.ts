@@ -8,12 +8,22 @@
  * probing and a load factor of at most 3/4. Cost: 64-128 bytes per blob, i.e.
  * 64-128 MB per million blobs (about a TiB of data at 1 MiB chunks), held off the JS
  * heap. Pack ids live once in a side table.
+ *
+ * A blob may be stored more than once (two backups racing, a repack, an index file a
+ * client wrote wrongly or on purpose). The slot holds the *primary* copy; the others
+ * sit in a small side map, so a load whose pack is gone or damaged falls back to
+ * another copy. The primary is chosen by one rule, the same in every process whatever
+ * order index files load in: a pack neither gone nor retiring first, then the lowest
+ * pack id. prune relies on that rule being shared (docs/prune.md).
  */
 import { BLOB_TREE, type BlobType } from '../format.js';
 
 const SLOT = 48;
 const EMPTY = 0xffffffff;
 const TREE_FLAG = 0x80000000;
+/** The blob has other copies in `alternates`. */
+const ALT_FLAG = 0x40000000;
+const HANDLE_MASK = 0x3fffffff;
 
 export interface BlobLocation {
   packIndex: number;
@@ -35,6 +45,14 @@ export class BlobIndex {
    * against, so nothing new comes to depend on them.
    */
   private readonly retiring = new Set<number>();
+  /** Retiring packs by id, including ones not registered yet (known before their entries load). */
+  private readonly retiringHex = new Set<string>();
+  /** Packs found missing while this process runs (pruned since the index was loaded). */
+  private readonly gone = new Set<number>();
+  /** Handles reserved for packs still being written: never judged gone. */
+  private readonly pending = new Set<number>();
+  /** Other copies of blobs stored more than once, by blob id (hex). */
+  private readonly alternates = new Map<string, BlobLocation[]>();
 
   constructor(initialCapacity = 1 << 12) {
     this.capacity = initialCapacity;
@@ -68,6 +86,7 @@ export class BlobIndex {
       i = this.packIds.length;
       this.packIds.push(Buffer.from(packId));
       this.packByHex.set(hex, i);
+      if (this.retiringHex.has(hex)) this.retiring.add(i);
     }
     return i;
   }
@@ -75,6 +94,7 @@ export class BlobIndex {
   /** Reserves a handle for a pack whose id is not known yet (a pack being written). */
   reservePack(): number {
     this.packIds.push(Buffer.alloc(32));
+    this.pending.add(this.packIds.length - 1);
     return this.packIds.length - 1;
   }
 
@@ -84,6 +104,7 @@ export class BlobIndex {
     if (!old) throw new Error(`no pack handle ${handle}`);
     packId.copy(old);
     this.packByHex.set(packId.toString('hex'), handle);
+    this.pending.delete(handle);
   }
 
   packId(handle: number): Buffer {
@@ -107,27 +128,68 @@ export class BlobIndex {
     }
   }
 
-  /** Whether a new backup may reuse the blob: it is indexed in a pack that is not retiring. */
+  /** Whether a new backup may reuse the blob: it is indexed in a pack neither retiring nor gone. */
   has(id: Uint8Array): boolean {
     const i = this.find(id);
-    return i >= 0 && !this.retiring.has(this.read(i * SLOT).packIndex);
+    // The primary is always the best copy, so it alone answers.
+    return i >= 0 && this.usable(this.read(i * SLOT).packIndex);
   }
 
-  /** Marks a pack as retiring (see `retiring`). */
+  isRetiring(handle: number): boolean {
+    return this.retiring.has(handle);
+  }
+
+  private usable(handle: number): boolean {
+    return !this.retiring.has(handle) && !this.gone.has(handle);
+  }
+
+  /** Marks a pack as retiring (see `retiring`); idempotent, and valid before the pack is registered. */
   retirePack(hex: string): void {
+    this.retiringHex.add(hex);
     const handle = this.packByHex.get(hex);
-    if (handle !== undefined) this.retiring.add(handle);
+    if (handle === undefined || this.retiring.has(handle)) return;
+    this.retiring.add(handle);
+    this.repickAll(handle);
   }
 
+  /**
+   * Records that a pack is missing from the store (a prune deleted it after this
+   * process loaded the index): its copies are no longer offered. A pack still being
+   * written is never judged gone.
+   */
+  markGone(handle: number): void {
+    if (this.pending.has(handle) || this.gone.has(handle)) return;
+    this.gone.add(handle);
+    this.repickAll(handle);
+  }
+
+  /** The primary location, or undefined when the blob is not indexed or its only pack is gone. */
   get(id: Uint8Array): BlobLocation | undefined {
     const i = this.find(id);
-    return i < 0 ? undefined : this.read(i * SLOT);
+    if (i < 0) return undefined;
+    const loc = this.read(i * SLOT);
+    return this.gone.has(loc.packIndex) ? undefined : loc;
+  }
+
+  /** Every known copy of the blob, best first (the order `get` and prune use); gone packs left out. */
+  locations(id: Uint8Array): BlobLocation[] {
+    const i = this.find(id);
+    if (i < 0) return [];
+    const base = i * SLOT;
+    const all = [this.read(base)];
+    if ((this.table.readUInt32LE(base + 32) & ALT_FLAG) !== 0) all.push(...(this.alternates.get(toHexId(id)) ?? []));
+    return all.filter((l) => !this.gone.has(l.packIndex)).sort((a, b) => this.compare(a, b));
+  }
+
+  /** Visits the non-primary copies of blobs stored more than once. */
+  forEachAlternate(fn: (loc: BlobLocation) => void): void {
+    for (const alts of this.alternates.values()) for (const l of alts) fn(l);
   }
 
   private read(base: number): BlobLocation {
     const p = this.table.readUInt32LE(base + 32);
     return {
-      packIndex: p & ~TREE_FLAG,
+      packIndex: p & HANDLE_MASK,
       offset: this.table.readUInt32LE(base + 36),
       length: this.table.readUInt32LE(base + 40),
       rawLength: this.table.readUInt32LE(base + 44),
@@ -135,21 +197,65 @@ export class BlobIndex {
     };
   }
 
-  /** Adds an entry; an id already present keeps its first location. Returns true if added. */
-  add(id: Uint8Array, loc: BlobLocation): boolean {
-    if ((this.count + 1) * 4 > this.capacity * 3) this.grow();
-    const i = this.find(id);
-    // A copy in a retiring pack gives way to the new one.
-    if (i >= 0 && !this.retiring.has(this.read(i * SLOT).packIndex)) return false;
-    const base = i >= 0 ? i * SLOT : (-1 - i) * SLOT;
-    if (i >= 0) this.count--;
-    this.table.set(id.subarray(0, 32), base);
-    this.table.writeUInt32LE((loc.packIndex | (loc.type === BLOB_TREE ? TREE_FLAG : 0)) >>> 0, base + 32);
+  private write(base: number, loc: BlobLocation, alt: boolean): void {
+    this.table.writeUInt32LE((loc.packIndex | (loc.type === BLOB_TREE ? TREE_FLAG : 0) | (alt ? ALT_FLAG : 0)) >>> 0, base + 32);
     this.table.writeUInt32LE(loc.offset, base + 36);
     this.table.writeUInt32LE(loc.length, base + 40);
     this.table.writeUInt32LE(loc.rawLength, base + 44);
-    this.count++;
-    return true;
+  }
+
+  /** Negative when copy `a` is preferred to `b`: usable first, then not gone, then the lower pack id. */
+  private compare(a: BlobLocation, b: BlobLocation): number {
+    const rank = (l: BlobLocation) => (this.gone.has(l.packIndex) ? 2 : this.retiring.has(l.packIndex) ? 1 : 0);
+    return rank(a) - rank(b) || this.packId(a.packIndex).compare(this.packId(b.packIndex)) || a.packIndex - b.packIndex;
+  }
+
+  /**
+   * Adds a copy of a blob. A copy in a pack already recorded for this blob is ignored;
+   * another becomes the primary when it is preferred (see `compare`), an alternate
+   * otherwise. Returns true when the blob was not available for deduplication before.
+   */
+  add(id: Uint8Array, loc: BlobLocation): boolean {
+    if ((this.count + 1) * 4 > this.capacity * 3) this.grow();
+    const i = this.find(id);
+    if (i < 0) {
+      const base = (-1 - i) * SLOT;
+      this.table.set(id.subarray(0, 32), base);
+      this.write(base, loc, false);
+      this.count++;
+      return true;
+    }
+    const base = i * SLOT;
+    const cur = this.read(base);
+    if (cur.packIndex === loc.packIndex) return false;
+    const hex = toHexId(id);
+    const alts = this.alternates.get(hex) ?? [];
+    if (alts.some((a) => a.packIndex === loc.packIndex)) return false;
+    const wasUsable = this.usable(cur.packIndex);
+    if (this.compare(loc, cur) < 0) {
+      alts.push(cur);
+      this.write(base, loc, true);
+    } else {
+      alts.push({ ...loc });
+      this.write(base, cur, true);
+    }
+    this.alternates.set(hex, alts);
+    return !wasUsable && this.usable(loc.packIndex);
+  }
+
+  /** Chooses the primary again for blobs with several copies, one of them in pack `handle`. */
+  private repickAll(handle: number): void {
+    for (const [hex, alts] of this.alternates) {
+      const id = Buffer.from(hex, 'hex');
+      const i = this.find(id);
+      if (i < 0) continue;
+      const base = i * SLOT;
+      const cur = this.read(base);
+      if (cur.packIndex !== handle && !alts.some((a) => a.packIndex === handle)) continue;
+      const all = [cur, ...alts].sort((a, b) => this.compare(a, b));
+      this.write(base, all[0] as BlobLocation, true);
+      this.alternates.set(hex, all.slice(1));
+    }
   }
 
   private grow(): void {
@@ -174,6 +280,11 @@ export class BlobIndex {
   /** One bit per slot; dropped when the table grows (slots move). */
   private marks: Uint8Array | undefined;
 
+  /** False after a resize dropped the marks (see `marks`). */
+  get hasMarks(): boolean {
+    return this.marks !== undefined;
+  }
+
   clearMarks(): void {
     this.marks = new Uint8Array((this.capacity >>> 3) + 1);
   }
@@ -189,6 +300,12 @@ export class BlobIndex {
     return true;
   }
 
+  /** Whether the blob is indexed and marked. */
+  isMarkedId(id: Uint8Array): boolean {
+    const slot = this.find(id);
+    return slot >= 0 && this.isMarked(slot);
+  }
+
   isMarked(slot: number): boolean {
     return ((this.requireMarks()[slot >>> 3] as number) & (1 << (slot & 7))) !== 0;
   }
@@ -202,7 +319,7 @@ export class BlobIndex {
     return this.packByHex.get(hex);
   }
 
-  /** Visits every entry with its slot number; the id buffer is only valid during the callback. */
+  /** Visits every primary entry with its slot number; the id buffer is only valid during the callback. */
   forEachSlot(fn: (slot: number, loc: BlobLocation, id: Buffer) => void): void {
     for (let i = 0; i < this.capacity; i++) {
       const base = i * SLOT;
@@ -219,4 +336,8 @@ export class BlobIndex {
       fn(this.table.subarray(base, base + 32), this.read(base));
     }
   }
+}
+
+function toHexId(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, 32).toString('hex');
 }

@@ -50,58 +50,19 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
   }
 }
 
+/**
+ * A prune sweeping meanwhile rewrites index files and deletes packs, so a pass can see
+ * an index file vanish, a pack missing or a blob briefly unindexed although the
+ * repository is whole: a pass with such problems is run again on a fresh index, and
+ * only problems that persist are reported.
+ */
 async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResult> {
-  const problems: CheckProblem[] = [];
-  for (const f of await listAll(repo.store, 'index/')) {
-    try {
-      for (const p of await repo.readIndexFile(f.key)) repo.addToIndex(p);
-    } catch (err) {
-      problems.push({ kind: 'index', message: `${f.key}: ${describe(err)}` });
-    }
+  let pass = await structure(repo);
+  for (let attempt = 0; attempt < 2 && pass.transient; attempt++) {
+    repo.resetIndex();
+    pass = await structure(repo);
   }
-
-  const stored = new Map<string, number>();
-  for await (const o of repo.store.list('data/')) stored.set(packIdFromKey(o.key), o.size);
-  const indexedPacks = new Set<string>();
-  for (let i = 0; i < repo.index.packCount; i++) {
-    const hex = repo.index.packId(i).toString('hex');
-    indexedPacks.add(hex);
-    if (!stored.has(hex)) problems.push({ kind: 'missing-pack', message: `pack ${hex} is indexed but missing from the store` });
-  }
-  const unindexedPacks = [...stored.keys()].filter((id) => !indexedPacks.has(id)).length;
-
-  // Structure: every snapshot's trees decode and every blob they name is indexed.
-  const snapshots = await listAll(repo.store, 'snapshots/');
-  const seenTrees = new Set<string>();
-  const walk = async (treeId: string, where: string): Promise<void> => {
-    if (seenTrees.has(treeId)) return;
-    seenTrees.add(treeId);
-    let tree;
-    try {
-      tree = await repo.loadTree(treeId);
-    } catch (err) {
-      problems.push({ kind: 'tree', message: `tree ${treeId.slice(0, 16)} (${where}): ${describe(err)}` });
-      return;
-    }
-    for (const n of tree.nodes) {
-      for (const id of n.content ?? []) {
-        if (!repo.index.has(Buffer.from(id, 'hex'))) {
-          problems.push({ kind: 'missing-blob', message: `${where}/${n.name}: data blob ${id.slice(0, 16)} is not in any pack` });
-        }
-      }
-      if (n.subtree) await walk(n.subtree, `${where}/${n.name}`);
-    }
-  };
-  for (const s of snapshots) {
-    const id = s.key.slice('snapshots/'.length);
-    try {
-      const snap = await repo.loadSnapshot(id);
-      await walk(snap.tree, `snapshot ${id.slice(0, 8)}:`);
-    } catch (err) {
-      problems.push({ kind: 'snapshot', message: `snapshot ${id.slice(0, 8)}: ${describe(err)}` });
-    }
-  }
-
+  const { problems, stored, indexedPacks, unindexedPacks, snapshots, seenTrees } = pass;
   let packsRead = 0;
   if (opts.readData || opts.readDataSubset !== undefined) {
     let ids = [...stored.keys()].filter((id) => indexedPacks.has(id));
@@ -115,7 +76,9 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
     }
     const total = ids.length;
     await mapLimit(ids, 2, async (id) => {
-      const problem = await readPack(repo, id);
+      let problem = await readPack(repo, id);
+      // Pruned since the listing: a problem only if an index file still names it.
+      if (problem && !(await repo.store.stat(keys.pack(id))) && !(await stillIndexed(repo, id))) problem = undefined;
       if (problem) problems.push({ kind: 'pack', message: problem });
       else verified.set(id, Date.now());
       packsRead++;
@@ -135,6 +98,70 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
     unindexedPacks,
     problems,
   };
+}
+
+async function structure(repo: Repository) {
+  const problems: CheckProblem[] = [];
+  let transient = false;
+  for (const f of await listAll(repo.store, 'index/')) {
+    try {
+      for (const p of await repo.readIndexFile(f.key)) repo.addToIndex(p);
+    } catch (err) {
+      transient ||= isLifeboatError(err, 'NOT_FOUND');
+      problems.push({ kind: 'index', message: `${f.key}: ${describe(err)}` });
+    }
+  }
+
+  const stored = new Map<string, number>();
+  for await (const o of repo.store.list('data/')) stored.set(packIdFromKey(o.key), o.size);
+  const indexedPacks = new Set<string>();
+  for (let i = 0; i < repo.index.packCount; i++) {
+    const hex = repo.index.packId(i).toString('hex');
+    indexedPacks.add(hex);
+    if (!stored.has(hex)) {
+      transient = true;
+      problems.push({ kind: 'missing-pack', message: `pack ${hex} is indexed but missing from the store` });
+    }
+  }
+  const unindexedPacks = [...stored.keys()].filter((id) => !indexedPacks.has(id)).length;
+
+  // Structure: every snapshot's trees decode and every blob they name is indexed.
+  const snapshots = await listAll(repo.store, 'snapshots/');
+  const seenTrees = new Set<string>();
+  const walk = async (treeId: string, where: string): Promise<void> => {
+    if (seenTrees.has(treeId)) return;
+    seenTrees.add(treeId);
+    let tree;
+    try {
+      tree = await repo.loadTree(treeId);
+    } catch (err) {
+      transient = true;
+      problems.push({ kind: 'tree', message: `tree ${treeId.slice(0, 16)} (${where}): ${describe(err)}` });
+      return;
+    }
+    for (const n of tree.nodes) {
+      for (const id of n.content ?? []) {
+        if (!repo.index.get(Buffer.from(id, 'hex'))) {
+          transient = true;
+          problems.push({ kind: 'missing-blob', message: `${where}/${n.name}: data blob ${id.slice(0, 16)} is not in any pack` });
+        }
+      }
+      if (n.subtree) await walk(n.subtree, `${where}/${n.name}`);
+    }
+  };
+  for (const s of snapshots) {
+    const id = s.key.slice('snapshots/'.length);
+    try {
+      const snap = await repo.loadSnapshot(id);
+      await walk(snap.tree, `snapshot ${id.slice(0, 8)}:`);
+    } catch (err) {
+      // A snapshot forgotten since the listing is no problem.
+      if (isLifeboatError(err, 'NOT_FOUND')) continue;
+      problems.push({ kind: 'snapshot', message: `snapshot ${id.slice(0, 8)}: ${describe(err)}` });
+    }
+  }
+
+  return { problems, transient, stored, indexedPacks, unindexedPacks, snapshots, seenTrees };
 }
 
 /** Reads one pack fully; returns a one-line problem naming the pack, or undefined. */
@@ -164,6 +191,18 @@ async function readPack(repo: Repository, id: string): Promise<string | undefine
     throw err;
   }
   return undefined;
+}
+
+/** Whether any index file stored now names the pack. */
+async function stillIndexed(repo: Repository, id: string): Promise<boolean> {
+  for (const f of await listAll(repo.store, 'index/')) {
+    try {
+      if ((await repo.readIndexFile(f.key)).some((p) => p.packId.toString('hex') === id)) return true;
+    } catch (err) {
+      if (!isLifeboatError(err, 'NOT_FOUND')) throw err;
+    }
+  }
+  return false;
 }
 
 /** When each pack was last verified; empty before the first check that read data. */
