@@ -118,9 +118,9 @@ class SlowIndexStore extends LocalStore {
     super(root);
   }
 
-  override async get(key: string, range?: ByteRange, opts?: GetOptions): Promise<Uint8Array> {
+  override async get(key: string, range?: ByteRange, _opts?: GetOptions): Promise<Uint8Array> {
     if (this.slow.has(key)) await new Promise((r) => setTimeout(r, 300));
-    return super.get(key, range, opts);
+    return super.get(key, range);
   }
 }
 
