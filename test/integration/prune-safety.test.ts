@@ -180,9 +180,10 @@ describe('two prunes at once', () => {
     const src = path.join(dir, 'src');
     await makeData(src, 4, 1, 256 << 10);
     await cli(['-r', base, 'backup', src]);
-    const started = Date.now();
+    // A fixed number of pairs, however loaded the machine (PRUNE_PAIRS=250 for a long run).
+    const total = Number(process.env.PRUNE_PAIRS ?? 8);
     let pairs = 0;
-    while (pairs < 40 && Date.now() - started < 30_000) {
+    while (pairs < total) {
       const repo = path.join(dir, `r${pairs++}`);
       await fs.cp(base, repo, { recursive: true });
       const { content, blob } = await twoCopies(repo, src);
@@ -191,8 +192,7 @@ describe('two prunes at once', () => {
       await blobSurvives(repo, blob, content);
       await fs.rm(repo, { recursive: true, force: true });
     }
-    expect(pairs).toBeGreaterThanOrEqual(10);
-  });
+  }, 600_000);
 });
 
 describe('prune beside everything else', () => {
@@ -208,9 +208,10 @@ describe('prune beside everything else', () => {
       if (r.code !== 0) failures.push(`${args.join(' ')}: ${r.stderr.trim()}`);
       return r;
     };
-    const started = Date.now();
+    // A fixed number of rounds, however loaded the machine (PRUNE_ROUNDS=40 for a long run).
+    const total = Number(process.env.PRUNE_ROUNDS ?? 6);
     let rounds = 0;
-    while (rounds < 24 && Date.now() - started < 45_000) {
+    while (rounds < total) {
       rounds++;
       // New content each round, sharing some with the last (files change one by one).
       await makeData(src, 100 + rounds, 1, 512 << 10);
@@ -238,8 +239,7 @@ describe('prune beside everything else', () => {
       await Promise.all(jobs);
     }
     expect(failures).toEqual([]);
-    expect(rounds).toBeGreaterThanOrEqual(5);
     await cli(['-r', repo, 'prune', '--grace', '0']);
     expect((await cli(['-r', repo, 'check', '--read-data'])).stdout).toMatch(/no errors/);
-  });
+  }, 600_000);
 });
