@@ -20,6 +20,7 @@ import * as ls from './commands/ls.js';
 import * as pg from './commands/pg.js';
 import * as quickstart from './commands/quickstart.js';
 import * as prune from './commands/prune.js';
+import * as migrateCmd from './commands/migrate.js';
 import * as repair from './commands/repair.js';
 import * as restore from './commands/restore.js';
 import * as snapshots from './commands/snapshots.js';
@@ -41,7 +42,7 @@ export function buildProgram(): Command {
     .option('--append-only', 'add only: refuse every delete and overwrite (forget, prune)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, unlock, copy, repair, pg, sqlite, quickstart, daemon]) c.register(program);
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, migrateCmd, unlock, copy, repair, pg, sqlite, quickstart, daemon]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();

@@ -26,6 +26,10 @@ export interface RepoConfig {
   id: string;
   created: string;
   chunker: ChunkerParams;
+  /** Version 2 only: `lifeboat migrate` is rewriting format 1 objects (all kinds are read in format 1 too). */
+  migrating?: true;
+  /** Version 2 only: migrated from version 1; blobs and pack headers of format 1 remain readable. */
+  v1Blobs?: true;
 }
 
 export function newConfig(id: string, version = FORMAT_VERSION): RepoConfig {

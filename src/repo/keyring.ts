@@ -442,11 +442,19 @@ async function dropOlderGenerations(store: Store, keep: number): Promise<void> {
   }
 }
 
-/** Creates the first slot and generation of a new version 2 repository. */
-export async function initKeyring(store: Store, password: string): Promise<OpenedKeyring> {
+/**
+ * Creates the first slot and generation of a new version 2 repository. Migrating a
+ * version 1 repository passes its keys: the idKey is kept (blob ids, deduplication and
+ * the chunker stay the same) and its encryption key becomes an older epoch (what it
+ * sealed stays readable; `prune --reseal` retires it), beside a new current one.
+ */
+export async function initKeyring(store: Store, password: string, from?: MasterKey): Promise<OpenedKeyring> {
   const made = await makePasswordSlot(password, 'full', '');
   const epoch = newEpoch();
-  const payload0: KeyringPayload = { idKey: randomBytes(32).toString('base64'), current: epoch.keyId, epochs: [epoch] };
+  const inherited: EpochRecord[] = from
+    ? [{ keyId: keyIdOf(from.encKey), encKey: from.encKey.toString('base64'), macKey: randomBytes(32).toString('base64'), created: new Date().toISOString() }]
+    : [];
+  const payload0: KeyringPayload = { idKey: (from?.idKey ?? randomBytes(32)).toString('base64'), current: epoch.keyId, epochs: [...inherited, epoch] };
   const payload = withSlot(payload0, made.id, made.grantAuth, 'full');
   await store.put(`keys/${made.id}`, made.bytes, { ifAbsent: true });
   const none: OpenedKeyring = { master: masterFromPayload(payload), slotId: made.id, role: 'full', generation: 0, payload };

@@ -128,7 +128,9 @@ export class Repository {
   /** Takes a changed keyring (key add, remove, rotate): new objects are sealed under its current epoch. */
   useKeyring(k: OpenedKeyring): void {
     this.keyring = k;
-    this.key = k.master;
+    // A migrated repository still holds format 1 objects (docs/format.md, "Migration").
+    const readsV1 = this.config.migrating ? 'all' : this.config.v1Blobs ? 'blobs' : undefined;
+    this.key = readsV1 ? { ...k.master, readsV1 } : k.master;
     this.keyringCheckedAt = Date.now();
   }
 
@@ -172,7 +174,9 @@ export class Repository {
     if (config.version === 2) {
       const k = await openKeyring(store, password, warn);
       const s = k.role === 'append' && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store;
-      return new Repository(s, config, k.master, k.slotId, k);
+      const repo = new Repository(s, config, k.master, k.slotId, k);
+      repo.useKeyring(k);
+      return repo;
     }
     const { master, slotId, appendOnly } = await openWithPassword(store, password);
     // An append-only slot binds this client to adding; see docs/storage.md for why
@@ -544,7 +548,8 @@ export class Repository {
 
   async loadSnapshot(id: string): Promise<Snapshot> {
     const name = keys.snapshot(id);
-    if (this.key.version === 1) {
+    const legacy = this.key.readsV1 === 'all' && (await this.store.get(name, { offset: 0, length: 1 }))[0] === 1;
+    if (this.key.version === 1 || legacy) {
       const sealed = await this.getNamedByHash(name, id);
       if (toHex(sha256(sealed)) !== id) {
         throw new LifeboatError('CORRUPT', `snapshot ${id.slice(0, 8)} does not match its name`, {

@@ -40,6 +40,8 @@ export interface SnapshotManifest {
   original?: string;
   /** Version 2: the key slot that wrote it. */
   writer?: string;
+  /** Set by `lifeboat migrate`: the format 1 id this snapshot had. */
+  migratedFrom?: string;
 }
 
 export interface Snapshot extends SnapshotManifest {
