@@ -98,10 +98,13 @@ export class Repository {
     public keyring?: OpenedKeyring,
   ) {}
 
-  /** What the key slot in use may do: version 1 slots are full unless append-only. */
+  /** What the key slot in use may do (not what this run was limited to with --append-only). */
   get role(): SlotRole {
-    return this.keyring?.role ?? (this.store instanceof AppendOnlyStore ? 'append' : 'full');
+    return this.keyring?.role ?? (this.v1AppendOnlySlot ? 'append' : 'full');
   }
+
+  /** Version 1: the slot that opened is an append-only one. */
+  private v1AppendOnlySlot = false;
 
   /** Creates a repository in an empty location (format version 2 unless `version` says 1). */
   static async init(store: Store, password: string, opts: { version?: 1 | 2 } = {}): Promise<Repository> {
@@ -181,7 +184,9 @@ export class Repository {
     const { master, slotId, appendOnly } = await openWithPassword(store, password);
     // An append-only slot binds this client to adding; see docs/storage.md for why
     // the server must enforce it too.
-    return new Repository(appendOnly && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store, config, master, slotId);
+    const repo = new Repository(appendOnly && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store, config, master, slotId);
+    repo.v1AppendOnlySlot = appendOnly;
+    return repo;
   }
 
   // ---- index -------------------------------------------------------------

@@ -40,7 +40,7 @@ async function listSlots(repo: Repository): Promise<SlotListing[]> {
 
 function assertManages(repo: Repository, what: string): void {
   if (repo.keyring) assertFull(repo.keyring, what);
-  else if (repo.appendOnly) {
+  else if (repo.role !== 'full') {
     throw new LifeboatError('PERMISSION', `${what} needs a full key; this key slot is append-only`, {
       hint: 'open the repository with an administrator password; restricted keys can never create, change or remove keys',
     });
