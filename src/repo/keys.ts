@@ -11,6 +11,7 @@ import { LifeboatError, isLifeboatError } from '../errors.js';
 import { decrypt, encrypt, masterKeyFrom, sha256, type MasterKey } from '../codec/crypto.js';
 import { CODEC } from '../codec/compression.js';
 import { listAll, type Store } from '../storage/store.js';
+import { checkKdf, type KdfParams as KdfParamsV2 } from './keyring.js';
 import { toHex } from '../util/bytes.js';
 
 const scrypt = promisify(scryptCb) as (
@@ -105,8 +106,22 @@ export async function openWithPassword(store: Store, password: string): Promise<
     });
   }
   for (const info of slots) {
-    const slot = await readSlot(store, info.key);
-    const wrapping = await derive(password, slot.kdf);
+    let slot: KeySlot;
+    try {
+      slot = await readSlot(store, info.key);
+      // Format 2 slots (a migration under way) and damaged ones never block a password.
+      if (slot.version !== 1 || typeof slot.master !== 'string') continue;
+    } catch (err) {
+      if (isLifeboatError(err, 'CORRUPT') || isLifeboatError(err, 'NOT_FOUND')) continue;
+      throw err;
+    }
+    let wrapping: Buffer;
+    try {
+      wrapping = await derive(password, checkKdf(slot.kdf as KdfParamsV2, info.key));
+    } catch (err) {
+      if (isLifeboatError(err, 'CORRUPT')) continue;
+      throw err;
+    }
     try {
       const [, secret] = decrypt(wrapping, 0, Buffer.from(slot.master, 'base64'), info.key);
       const parsed = JSON.parse(secret.toString('utf8')) as { encKey: string; idKey: string };
@@ -127,7 +142,11 @@ export async function openWithPassword(store: Store, password: string): Promise<
 export async function listKeySlots(store: Store): Promise<KeySlotInfo[]> {
   const out: KeySlotInfo[] = [];
   for (const info of await listAll(store, 'keys/')) {
-    const slot = await readSlot(store, info.key);
+    const slot = await readSlot(store, info.key).catch((err: unknown) => {
+      if (isLifeboatError(err, 'CORRUPT') || isLifeboatError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    });
+    if (!slot) continue;
     out.push({
       id: info.key.slice('keys/'.length),
       appendOnly: slot.appendOnly === true,

@@ -14,19 +14,13 @@ import { CLI, cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapsh
 
 const ENV = { LIFEBOAT_TEST_KDF: 'fast', LIFEBOAT_PROGRESS: 'none', LIFEBOAT_PASSWORD: 'admin' };
 
-/** Starts `lifeboat migrate` and kills it once `killAfterMs` have passed, or lets it finish. */
-function migrateKilledAfter(repo: string, killAfterMs: number): Promise<{ code: number | null; killed: boolean }> {
+/** Runs `lifeboat migrate`, which kills itself at its `crashAt`-th step; resolves how it ended. */
+function migrateCrashingAt(repo: string, crashAt: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '-r', repo, 'migrate'], { env: { ...process.env, ...ENV }, stdio: 'ignore' });
-    let killed = false;
-    const timer = setTimeout(() => {
-      killed = child.kill('SIGKILL');
-    }, killAfterMs);
+    const env = { ...process.env, ...ENV, LIFEBOAT_TEST_MIGRATE_CRASH_AT: String(crashAt) };
+    const child = spawn(process.execPath, [CLI, '-r', repo, 'migrate'], { env, stdio: 'ignore' });
     child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, killed: killed && code === null });
-    });
+    child.on('exit', (code, signal) => resolve({ code, signal }));
   });
 }
 
@@ -63,16 +57,17 @@ describe('lifeboat migrate', () => {
     expect(dry).toMatchObject({ from: 1, snapshots: 3, lists: 1, logs: 1, oldSlots: 2 });
     expect(JSON.parse(await fs.readFile(path.join(repo, 'config'), 'utf8')).version).toBe(1);
 
-    // Killed at points spread over the run, resumed each time, then run to the end.
+    // Killed (SIGKILL) at every step boundary in turn: run N resumes what runs 1..N-1
+    // left and dies at its own Nth step, until a run has fewer steps than that.
     let kills = 0;
-    for (const ms of [350, 500, 650, 800, 950, 1100, 1300, 1600]) {
-      const r = await migrateKilledAfter(repo, ms);
-      if (r.killed) kills++;
+    for (let n = 1; n < 40; n++) {
+      const r = await migrateCrashingAt(repo, n);
+      if (r.signal === 'SIGKILL') kills++;
       else if (r.code === 0) break;
-      else throw new Error(`migrate exited ${String(r.code)} when resumed`);
+      else throw new Error(`migrate exited ${String(r.code)} when resumed after ${kills} kills`);
     }
     console.log(`migrate killed ${kills} time(s) before a run finished`);
-    expect(kills).toBeGreaterThan(0);
+    expect(kills).toBeGreaterThan(5);
     const done = await runCli(['-r', repo, '--json', 'migrate'], ENV);
     expect(done.code, done.stderr).toBe(0);
 

@@ -12,7 +12,13 @@ export function register(program: Command): void {
     .action(async (f: { dryRun?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withStore(g, async (store) => {
-        const r = await migrate(store, await getPassword(g), { dryRun: f.dryRun ?? false, warn: cliWarn });
+        // Tests crash a run at its Nth step (every step boundary is a point a real crash may hit).
+        const crashAt = Number(process.env.LIFEBOAT_TEST_MIGRATE_CRASH_AT ?? 0);
+        let steps = 0;
+        const onStep = () => {
+          if (crashAt > 0 && ++steps === crashAt) process.kill(process.pid, 'SIGKILL');
+        };
+        const r = await migrate(store, await getPassword(g), { dryRun: f.dryRun ?? false, warn: cliWarn, onStep });
         if (g.json) return printJson(r);
         if (g.quiet) return;
         if (r.from === 'done') {

@@ -102,6 +102,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       await repo.writeIndex(await repo.readIndexFile(f.key));
       await store.delete(f.key);
       result.indexes++;
+      step('index file');
     }
     step('lists');
     for (const list of await repo.listRetiring()) {
@@ -109,6 +110,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       await repo.saveRetiring({ time: list.time, hostname: list.hostname, packs: list.packs });
       await store.delete(list.key);
       result.lists++;
+      step('retiring list');
     }
 
     step('snapshots');
@@ -133,9 +135,11 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
         newId = (await repo.listSnapshots()).find((s) => s.migratedFrom === id)?.id ?? '';
         if (!newId) throw err;
       }
+      step('snapshot written');
       ids.set(id, newId);
       await store.delete(keys.snapshot(id));
       result.snapshots++;
+      step('snapshot');
     }
 
     step('drills');
@@ -146,6 +150,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       if (record.snapshot) record.snapshot = ids.get(record.snapshot) ?? record.snapshot;
       await store.put(o.key, sealMeta(repo.key, Buffer.from(JSON.stringify(record)), repo.compression, ctx));
       result.drills++;
+      step('drill record');
     }
 
     step('state and logs');
@@ -156,6 +161,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
         await store.put(o.key, seal(repo.key, unseal(repo.key, await store.get(o.key), o.key, ctx), repo.compression, ctx));
         if (prefix === 'state/') result.state++;
         else result.logs++;
+        step(o.key);
       }
     }
 
