@@ -249,7 +249,7 @@ export async function readSlots(store: Store): Promise<SlotRead[]> {
     const id = info.key.slice('keys/'.length);
     try {
       if (info.size > MAX_SLOT_BYTES) throw new LifeboatError('CORRUPT', `${info.key} is ${info.size} bytes, too large to be a key slot`);
-      const raw = Buffer.from(await store.get(info.key));
+      const raw = Buffer.from(await store.get(info.key, undefined, { verify: (d) => toHex(sha256(d)) === id }));
       if (toHex(sha256(raw)) !== id) throw new LifeboatError('CORRUPT', `${info.key} does not match its name`);
       const slot = JSON.parse(raw.toString('utf8')) as SlotRead['slot'];
       if (!slot || (slot.version !== 1 && slot.version !== 2)) throw new LifeboatError('CORRUPT', `${info.key} is not a key slot`);
@@ -277,7 +277,7 @@ function checkSlot(slot: SlotV2, what: string): void {
 
 async function readGeneration(store: Store, key: string): Promise<Generation | undefined> {
   try {
-    const raw = Buffer.from(await store.get(key));
+    const raw = Buffer.from(await store.get(key, undefined, { verify: (d) => parsesAsGeneration(d, key) }));
     if (raw.length > MAX_GENERATION_BYTES) return undefined;
     const g = JSON.parse(raw.toString('utf8')) as Generation;
     if (g.version !== 2 || key !== keys.keyring(g.generation) || !Array.isArray(g.grants)) return undefined;
@@ -285,6 +285,15 @@ async function readGeneration(store: Store, key: string): Promise<Generation | u
   } catch (err) {
     if (isLifeboatError(err, 'NOT_FOUND') || err instanceof SyntaxError) return undefined;
     throw err;
+  }
+}
+
+function parsesAsGeneration(d: Uint8Array, key: string): boolean {
+  try {
+    const g = JSON.parse(Buffer.from(d).toString('utf8')) as Generation;
+    return g.version === 2 && key === keys.keyring(g.generation);
+  } catch {
+    return false;
   }
 }
 

@@ -89,7 +89,9 @@ export async function createKeySlot(store: Store, password: string, master: Mast
 }
 
 async function readSlot(store: Store, key: string): Promise<KeySlot> {
-  const raw = await store.get(key);
+  // A slot is named by the SHA-256 of its bytes: that is the check a retrying store reads again on.
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  const raw = await store.get(key, undefined, { verify: (d) => toHex(sha256(d)) === name });
   try {
     return JSON.parse(Buffer.from(raw).toString('utf8')) as KeySlot;
   } catch (err) {

@@ -159,7 +159,8 @@ export class Repository {
   static async readConfig(store: Store): Promise<RepoConfig> {
     let raw: Uint8Array;
     try {
-      raw = await store.get(keys.config);
+      // Parsing is the check: a retrying or multi-destination store reads a garbled copy again.
+      raw = await store.get(keys.config, undefined, { verify: isJson });
     } catch (err) {
       if (isLifeboatError(err, 'NOT_FOUND')) {
         throw new LifeboatError('REPO_NOT_FOUND', `${store.location}: no repository here`, {
@@ -589,4 +590,13 @@ export class Repository {
 /** A version 2 snapshot's id: HMAC of its manifest under the idKey (stable across re-sealing). */
 function snapshotId(key: MasterKey, manifest: Uint8Array): string {
   return toHex(blobId(key, Buffer.concat([Buffer.from('lifeboat snapshot\0'), manifest])));
+}
+
+function isJson(data: Uint8Array): boolean {
+  try {
+    JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
 }
