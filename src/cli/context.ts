@@ -1,9 +1,15 @@
 /**
- * What every command shares: the global options (repository, password, output
- * format, compression), resolving the password from flag, environment or prompt, and
- * opening the store and repository.
+ * What every command shares: the global options (repository, password or other key,
+ * output format, compression), resolving the password from flag, environment or
+ * prompt, and opening the store and repository.
+ *
+ * What opens a format 2 repository is chosen here, from local settings only: a
+ * key command (--key-command, LIFEBOAT_KEY_COMMAND, key_command in lifeboat.yaml), a
+ * PKCS#11 key (--pkcs11-module and friends), or else a password. Nothing stored in the
+ * repository decides which program runs or which library loads.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
 import { LifeboatError, errno } from '../errors.js';
 import { parseCompression } from '../codec/compression.js';
 import { registerBuiltinStores } from '../storage/builtin.js';
@@ -12,6 +18,9 @@ import type { LifeboatConfig, RepositoryConfig } from '../config/config.js';
 import type { Store } from '../storage/store.js';
 import { Repository } from '../repo/repository.js';
 import type { RepoConfig } from '../repo/format.js';
+import type { SlotOpener } from '../repo/keyring.js';
+import { commandOpener, parseCommand } from '../repo/key-command.js';
+import type { Pkcs11Options } from '../repo/key-pkcs11.js';
 
 export interface GlobalOptions {
   repo?: string;
@@ -23,6 +32,21 @@ export interface GlobalOptions {
   limitUpload?: string;
   limitDownload?: string;
   appendOnly?: boolean;
+  keyCommand?: string;
+  pkcs11Module?: string;
+  pkcs11Token?: string;
+  pkcs11KeyLabel?: string;
+  pkcs11PinFile?: string;
+}
+
+/** The global options choosing what opens a repository instead of a password. */
+export function registerKeyOptions(program: Command): void {
+  program
+    .option('--key-command <cmd>', 'open with a command key slot: this program gets each slot\'s wrapped key on stdin and prints the key (argv: words, or a JSON array; or LIFEBOAT_KEY_COMMAND)')
+    .option('--pkcs11-module <path>', 'open with a PKCS#11 key slot: the token\'s PKCS#11 library (or LIFEBOAT_PKCS11_MODULE)')
+    .option('--pkcs11-token <label>', 'PKCS#11 token label (or LIFEBOAT_PKCS11_TOKEN)')
+    .option('--pkcs11-key-label <label>', 'label of the AES key in the token (or LIFEBOAT_PKCS11_KEY_LABEL; default "lifeboat")')
+    .option('--pkcs11-pin-file <file>', 'read the token\'s user PIN from a file (or LIFEBOAT_PKCS11_PIN_FILE / LIFEBOAT_PKCS11_PIN)');
 }
 
 export function repoLocation(opts: GlobalOptions): string {
@@ -170,16 +194,70 @@ export function cliWarn(message: string): void {
   console.error(`lifeboat: warning: ${message}`);
 }
 
-/** Asks for the password and opens the repository whose config was just read. */
-export async function openRepo(store: Store, opts: GlobalOptions, config: RepoConfig): Promise<Repository> {
-  const repo = await Repository.open(store, await getPassword(opts), config, cliWarn);
+/** The key command, from flag, environment or the named repository's configuration. */
+export async function keyCommand(opts: GlobalOptions): Promise<string[] | undefined> {
+  const flag = opts.keyCommand ?? process.env.LIFEBOAT_KEY_COMMAND;
+  if (flag !== undefined && flag !== '') return parseCommand(flag, opts.keyCommand !== undefined ? '--key-command' : 'LIFEBOAT_KEY_COMMAND');
+  const named = (await namedRepository(opts))?.keyCommand;
+  return named === undefined ? undefined : parseCommand(named, 'key_command');
+}
+
+/** The token PIN: from a file or the environment, never from a flag (argv is visible to every user of the host). */
+function pkcs11Pin(opts: GlobalOptions): string {
+  const file = opts.pkcs11PinFile ?? process.env.LIFEBOAT_PKCS11_PIN_FILE;
+  if (file !== undefined) {
+    try {
+      return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new LifeboatError('USAGE', `cannot read PIN file ${file}: ${errno(err) ?? String(err)}`, { hint: 'check the path given to --pkcs11-pin-file / LIFEBOAT_PKCS11_PIN_FILE' });
+    }
+  }
+  if (process.env.LIFEBOAT_PKCS11_PIN !== undefined) return process.env.LIFEBOAT_PKCS11_PIN;
+  throw new LifeboatError('NO_PASSWORD', 'no PKCS#11 PIN given', { hint: 'use --pkcs11-pin-file F, LIFEBOAT_PKCS11_PIN_FILE or LIFEBOAT_PKCS11_PIN' });
+}
+
+/** The local token settings, when a PKCS#11 module is configured. */
+export function pkcs11Options(opts: GlobalOptions): Pkcs11Options | undefined {
+  const module = opts.pkcs11Module ?? process.env.LIFEBOAT_PKCS11_MODULE;
+  if (!module) return undefined;
+  const token = opts.pkcs11Token ?? process.env.LIFEBOAT_PKCS11_TOKEN;
+  if (!token) throw new LifeboatError('USAGE', 'a PKCS#11 module was given without a token', { hint: 'add --pkcs11-token LABEL (or LIFEBOAT_PKCS11_TOKEN)' });
+  // "lifeboat" as the default label: one key per token is the common case, and docs/keys.md creates it under that name.
+  const keyLabel = opts.pkcs11KeyLabel ?? process.env.LIFEBOAT_PKCS11_KEY_LABEL ?? 'lifeboat';
+  return { module, token, keyLabel, pin: pkcs11Pin(opts) };
+}
+
+/**
+ * How to open: `undefined` means a password. `pkcs11: false` when the PKCS#11 options
+ * describe a slot being added (`key add --pkcs11`), not the key that opens.
+ */
+export async function keyOpener(opts: GlobalOptions, use: { pkcs11?: boolean } = {}): Promise<SlotOpener | undefined> {
+  const cmd = await keyCommand(opts);
+  const p11 = use.pkcs11 === false ? undefined : pkcs11Options(opts);
+  if (cmd && p11) {
+    throw new LifeboatError('USAGE', 'both a key command and a PKCS#11 module were given', { hint: 'open with one of them: drop --key-command/LIFEBOAT_KEY_COMMAND or --pkcs11-module/LIFEBOAT_PKCS11_MODULE' });
+  }
+  if (cmd) return commandOpener(cmd);
+  if (p11) return (await import('../repo/key-pkcs11.js')).pkcs11Opener(p11);
+  return undefined;
+}
+
+/** Opens the repository whose config was just read, with a key opener or a password. */
+export async function openRepo(store: Store, opts: GlobalOptions, config: RepoConfig, use: { pkcs11?: boolean } = {}): Promise<Repository> {
+  const opener = await keyOpener(opts, use);
+  if (opener && config.version !== 2) {
+    throw new LifeboatError('UNSUPPORTED_FORMAT', `${opener.type === 'command' ? 'key commands' : 'PKCS#11 keys'} open repositories of format version 2 only; this one is version ${config.version}`, {
+      hint: 'open it with its password, or upgrade it with `lifeboat migrate`',
+    });
+  }
+  const repo = await Repository.open(store, opener ?? (await getPassword(opts)), config, cliWarn);
   if (opts.compression) repo.compression = parseCompression(opts.compression);
   return repo;
 }
 
-export async function withRepo<T>(opts: GlobalOptions, fn: (repo: Repository) => Promise<T>): Promise<T> {
+export async function withRepo<T>(opts: GlobalOptions, fn: (repo: Repository) => Promise<T>, use: { pkcs11?: boolean } = {}): Promise<T> {
   return withStore(opts, async (store) => {
     // The config is read before asking for a password, so a wrong location fails fast.
-    return fn(await openRepo(store, opts, await Repository.readConfig(store)));
+    return fn(await openRepo(store, opts, await Repository.readConfig(store), use));
   });
 }

@@ -6,6 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import { reportError } from './output/errors.js';
+import { registerKeyOptions } from './context.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import * as backup from './commands/backup.js';
 import * as check from './commands/check.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
     .option('--append-only', 'add only: refuse every delete and overwrite (forget, prune)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  registerKeyOptions(program);
   for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, migrateCmd, unlock, copy, repair, pg, sqlite, quickstart, daemon]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {

@@ -10,6 +10,7 @@
  *       limit_upload: 20480        # KiB/s (optional)
  *       append_only: false
  *       password_file: /etc/lifeboat/main.pass
+ *       key_command: age -d -i /etc/lifeboat/age.key   # instead of a password (docs/keys.md)
  *   sources:
  *     orders:   { kind: postgres, repository: main, dsn: postgres://..., stream: true,
  *                 targets: { rpo: 5m, rto: 30m }, retention: { keep_daily: 14 } }
@@ -32,6 +33,8 @@ export interface RepositoryConfig {
   limitDownloadKiB?: number;
   appendOnly: boolean;
   passwordFile?: string;
+  /** Opens with command key slots instead of a password: argv, or words to split. */
+  keyCommand?: string | string[];
 }
 
 export type SourceKind = 'files' | 'postgres' | 'sqlite';
@@ -134,7 +137,7 @@ export interface LifeboatConfig {
 }
 
 const TOP_KEYS = ['repositories', 'sources', 'schedules', 'notifications', 'server'];
-const REPO_KEYS = ['stores', 'write_quorum', 'limit_upload', 'limit_download', 'append_only', 'password_file'];
+const REPO_KEYS = ['stores', 'write_quorum', 'limit_upload', 'limit_download', 'append_only', 'password_file', 'key_command'];
 const SOURCE_KEYS: Record<SourceKind, string[]> = {
   files: ['paths', 'exclude'],
   postgres: ['dsn', 'pgdata', 'bin_dir', 'stream'],
@@ -305,6 +308,7 @@ function readRepository(r: Reader, name: string, map: YAMLMap): RepositoryConfig
     ...(down ? { limitDownloadKiB: down } : {}),
     appendOnly: e.has('append_only') ? r.boolean(e.get('append_only'), '"append_only"') : false,
     ...(e.has('password_file') ? { passwordFile: r.string(e.get('password_file'), '"password_file"') } : {}),
+    ...(e.has('key_command') ? { keyCommand: isSeq(e.get('key_command')) ? r.strings(e.get('key_command'), '"key_command"') : r.string(e.get('key_command'), '"key_command"') } : {}),
   };
 }
 

@@ -2,9 +2,13 @@
  * Keys of a version 2 repository: key slots by role, keyring generations, epochs.
  *
  * - A **key slot** (`keys/<sha256 of its bytes>`, plain JSON) belongs to one holder: a
- *   password (scrypt) wraps the slot's own X25519 private key and its grant key. The
+ *   password (scrypt), an external program (`command`, envelope encryption through a
+ *   KMS, age, gpg…, see key-command.ts) or a key in a PKCS#11 token (`pkcs11`, see
+ *   key-pkcs11.ts) wraps the slot's own X25519 private key and its grant key. The
  *   slot's public key is in the clear, so an administrator can grant keys to every
- *   slot without knowing any other slot's password.
+ *   slot without knowing any other slot's secret. Opening is a strategy (`SlotOpener`)
+ *   tried on the slots of its type; what unwraps a slot is always configured locally,
+ *   never read from the repository.
  * - A **keyring generation** (`keyring/<n>`, plain JSON) holds one grant per slot:
  *   the keys that slot's role may hold, encrypted to the slot's public key (X25519,
  *   HKDF, AES-256-GCM) and keyed also by the slot's grant key, which only the slot
@@ -44,11 +48,11 @@ import { toHex } from '../util/bytes.js';
 import { keys } from './format.js';
 
 export type SlotRole = 'full' | 'append';
+export type SlotType = 'password' | 'command' | 'pkcs11';
 
-/** A version 2 password slot as stored. */
-export interface SlotV2 {
+/** What every version 2 slot holds, whatever protects it. */
+interface SlotBase {
   version: 2;
-  type: 'password';
   role: SlotRole;
   created: string;
   hostname: string;
@@ -57,9 +61,74 @@ export interface SlotV2 {
   createdBy: string;
   /** X25519 public key, SPKI DER, base64. */
   publicKey: string;
+}
+
+/** A password slot: the secret is sealed under scrypt(password). */
+export interface PasswordSlot extends SlotBase {
+  type: 'password';
   kdf: KdfParams;
   /** Sealed {privateKey (PKCS#8 DER, base64), grantKey (base64)} under the scrypt key. */
   secret: string;
+}
+
+/** A command slot: the secret as an external wrap program returned it (base64 of its stdout). */
+export interface CommandSlot extends SlotBase {
+  type: 'command';
+  secret: string;
+}
+
+/** A PKCS#11 slot: the secret encrypted by a token's AES key (C_Encrypt, CKM_AES_GCM). */
+export interface Pkcs11Slot extends SlotBase {
+  type: 'pkcs11';
+  pkcs11: { mechanism: 'CKM_AES_GCM'; iv: string; tagBits: 128 };
+  /** base64 of the GCM ciphertext and tag; associated data "lifeboat pkcs11 slot\0" and the public key (key-pkcs11.ts). */
+  secret: string;
+}
+
+/** A version 2 key slot as stored. */
+export type SlotV2 = PasswordSlot | CommandSlot | Pkcs11Slot;
+
+/**
+ * What a slot protects: its X25519 private key and grant key, as the small JSON
+ * {privateKey (PKCS#8 DER, base64), grantKey (base64)}. This is all an external
+ * wrapper (a KMS, an HSM) ever sees.
+ */
+export interface SlotSecret {
+  privateKey: KeyObject;
+  grantAuth: Buffer;
+}
+
+/**
+ * How a new slot's secret is protected: returns the type-specific fields of the slot.
+ * `publicKey` (base64 SPKI) is given so a wrapper can bind the wrapped bytes to it.
+ */
+export interface SlotWrapper {
+  readonly type: SlotType;
+  wrap(secret: Buffer, publicKey: string): Promise<WrappedFields>;
+}
+
+export type WrappedFields =
+  | Pick<PasswordSlot, 'type' | 'kdf' | 'secret'>
+  | Pick<CommandSlot, 'type' | 'secret'>
+  | Pick<Pkcs11Slot, 'type' | 'pkcs11' | 'secret'>;
+
+/**
+ * How a repository is opened: a password, a key command, a PKCS#11 key. `openKeyring`
+ * hands it each slot of its `type`, in storage order, until one unwraps.
+ */
+export interface SlotOpener {
+  readonly type: SlotType;
+  /**
+   * The slot's secret bytes (the JSON above), or undefined when this opener does not
+   * open this slot (a wrong password, a program that refused). Throws for what stops
+   * every attempt (a program that is missing or hangs, a PIN the token refused).
+   * Called at most once per slot.
+   */
+  unwrap(slot: SlotV2, id: string): Promise<Buffer | undefined>;
+  /** The error when no slot opened: the message says why, the hint what to check. */
+  noneOpened(slotsOfType: number): LifeboatError;
+  /** Releases what the opener holds (a token session); called once, after opening. */
+  close?(): Promise<void>;
 }
 
 export interface KdfParams {
@@ -208,26 +277,89 @@ export function newEpoch(): EpochRecord {
 
 // ---- slots ----------------------------------------------------------------------------
 
-/** A new password slot; returns its id, its stored object, and its grant key. */
-async function makePasswordSlot(password: string, role: SlotRole, createdBy: string): Promise<{ id: string; bytes: Buffer; slot: SlotV2; grantAuth: Buffer }> {
+/** Protects a slot's secret with a password (scrypt, then AES-256-GCM). */
+export function passwordWrapper(password: string): SlotWrapper {
   assertUsablePassword(password);
+  return {
+    type: 'password',
+    async wrap(secret) {
+      const kdf = defaultKdf();
+      const wrapping = await deriveKey(password, kdf);
+      return { type: 'password', kdf, secret: encrypt(wrapping, 0, CODEC.none, secret, { kind: 'keyring', name: 'slot secret' }).toString('base64') };
+    },
+  };
+}
+
+/** Opens password slots. An empty password is refused when a slot is made; here it is just a wrong one. */
+export function passwordOpener(password: string): SlotOpener {
+  return {
+    type: 'password',
+    async unwrap(slot, id) {
+      if (slot.type !== 'password') return undefined;
+      const wrapping = await deriveKey(password, checkKdf(slot.kdf, `keys/${id}`));
+      try {
+        return decrypt(wrapping, 0, Buffer.from(slot.secret, 'base64'), `keys/${id}`, { kind: 'keyring', name: 'slot secret' })[1];
+      } catch (err) {
+        if (isLifeboatError(err, 'CORRUPT') && /failed authentication/.test(err.message)) return undefined;
+        throw err;
+      }
+    },
+    noneOpened: () =>
+      new LifeboatError('WRONG_PASSWORD', 'wrong password: no key slot of this repository opens with it', {
+        hint: 'check --password-file / LIFEBOAT_PASSWORD; `lifeboat key list` shows the slots',
+      }),
+  };
+}
+
+/**
+ * Reads an unwrapped secret and checks it belongs to the slot: its private key must
+ * give the slot's public key. An external program's output is not authenticated by
+ * anything else, so a program that answers with another slot's secret, or garbage,
+ * opens nothing.
+ */
+function parseSecret(body: Buffer, slot: SlotV2): SlotSecret | undefined {
+  let raw: { privateKey?: unknown; grantKey?: unknown };
+  try {
+    raw = JSON.parse(body.toString('utf8')) as typeof raw;
+  } catch {
+    return undefined;
+  }
+  if (typeof raw?.privateKey !== 'string' || typeof raw.grantKey !== 'string') return undefined;
+  try {
+    const privateKey = createPrivateKey({ key: Buffer.from(raw.privateKey, 'base64'), format: 'der', type: 'pkcs8' });
+    const pub = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).toString('base64');
+    if (pub !== slot.publicKey) return undefined;
+    return { privateKey, grantAuth: Buffer.from(raw.grantKey, 'base64') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A new slot protected by `wrapper`; returns its id, its stored object, and its grant key. */
+async function makeSlot(wrapper: SlotWrapper, role: SlotRole, createdBy: string): Promise<{ id: string; bytes: Buffer; slot: SlotV2; grantAuth: Buffer }> {
   const pair = generateKeyPairSync('x25519');
   const grantAuth = randomBytes(32);
-  const kdf = defaultKdf();
-  const wrapping = await deriveKey(password, kdf);
+  const publicKey = pair.publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
   const secret = Buffer.from(JSON.stringify({ privateKey: pair.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'), grantKey: grantAuth.toString('base64') }));
-  const slot: SlotV2 = {
+  let fields: WrappedFields;
+  try {
+    fields = await wrapper.wrap(secret, publicKey);
+  } finally {
+    secret.fill(0);
+  }
+  const { type, ...wrapped } = fields;
+  // "type" right after "version", so a reader sees first what protects the slot.
+  const base: SlotBase & { type: SlotType } = {
     version: 2,
-    type: 'password',
+    type,
     role,
     created: new Date().toISOString(),
     hostname: os.hostname(),
     username: os.userInfo().username,
     createdBy,
-    publicKey: pair.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
-    kdf,
-    secret: encrypt(wrapping, 0, CODEC.none, secret, { kind: 'keyring', name: 'slot secret' }).toString('base64'),
+    publicKey,
   };
+  const slot = { ...base, ...wrapped } as SlotV2;
   const bytes = Buffer.from(JSON.stringify(slot, null, 2));
   return { id: toHex(sha256(bytes)), bytes, slot, grantAuth };
 }
@@ -310,49 +442,59 @@ async function listGenerations(store: Store): Promise<Array<{ key: string; gener
 export type Warn = (message: string) => void;
 
 /**
- * Opens a version 2 repository with a password: every slot is tried (a damaged one is
- * skipped with a warning, never blocks the others), then the newest generation that
- * grants the slot keys. A slot no generation grants anything was removed.
+ * Opens a version 2 repository with a password or another `SlotOpener`: every slot of
+ * the opener's type is tried (a damaged one is skipped with a warning, never blocks
+ * the others), then the newest generation that grants the slot keys. A slot no
+ * generation grants anything was removed.
  */
-export async function openKeyring(store: Store, password: string, warn: Warn = () => {}): Promise<OpenedKeyring> {
-  assertUsablePassword(password);
+export async function openKeyring(store: Store, how: string | SlotOpener, warn: Warn = () => {}): Promise<OpenedKeyring> {
+  const opener = typeof how === 'string' ? passwordOpener(how) : how;
+  try {
+    return await openWith(store, opener, warn);
+  } finally {
+    await opener.close?.();
+  }
+}
+
+async function openWith(store: Store, opener: SlotOpener, warn: Warn): Promise<OpenedKeyring> {
   const slots = await readSlots(store);
-  // Several slots may open with one password (a copy of a slot with its public fields
+  // Several slots may open with one secret (a copy of a slot with its public fields
   // changed, for one): the one a generation grants keys to is the one that counts.
   let opened = 0;
   let removed: string | undefined;
+  let ofType = 0;
   for (const s of slots) {
     if (s.problem || !s.slot || s.slot.version !== 2) {
       if (s.problem) warn(`key slot ${s.id.slice(0, 8)} skipped: ${s.problem}`);
       continue;
     }
     const slot = s.slot;
+    // Slots written by newer versions, or without a type, are not ours to try.
+    if (slot.type !== opener.type) continue;
+    ofType++;
+    let secret: ReturnType<typeof parseSecret>;
     try {
-      const wrapping = await deriveKey(password, checkKdf(slot.kdf, `keys/${s.id}`));
-      const [, body] = decrypt(wrapping, 0, Buffer.from(slot.secret, 'base64'), `keys/${s.id}`, { kind: 'keyring', name: 'slot secret' });
-      const secret = JSON.parse(body.toString('utf8')) as { privateKey: string; grantKey: string };
-      opened++;
-      const candidate = {
-        id: s.id,
-        privateKey: createPrivateKey({ key: Buffer.from(secret.privateKey, 'base64'), format: 'der', type: 'pkcs8' }),
-        grantAuth: Buffer.from(secret.grantKey, 'base64'),
-      };
-      try {
-        return await newestFor(store, candidate, warn);
-      } catch (err) {
-        if (!isLifeboatError(err, 'WRONG_PASSWORD')) throw err;
-        removed ??= s.id;
-      }
+      const body = await opener.unwrap(slot, s.id);
+      if (!body) continue;
+      secret = parseSecret(body, slot);
+      body.fill(0);
     } catch (err) {
-      if (isLifeboatError(err, 'CORRUPT')) {
-        if (!/failed authentication/.test(err.message)) warn(`key slot ${s.id.slice(0, 8)} skipped: ${err.message}`);
-        continue;
-      }
-      if (err instanceof SyntaxError || err instanceof TypeError) {
-        warn(`key slot ${s.id.slice(0, 8)} skipped: ${err.message}`);
+      if (isLifeboatError(err, 'CORRUPT') || err instanceof SyntaxError || err instanceof TypeError) {
+        warn(`key slot ${s.id.slice(0, 8)} skipped: ${(err as Error).message}`);
         continue;
       }
       throw err;
+    }
+    if (!secret) {
+      warn(`key slot ${s.id.slice(0, 8)} skipped: what unwrapped it is not this slot's key`);
+      continue;
+    }
+    opened++;
+    try {
+      return await newestFor(store, { id: s.id, ...secret }, warn);
+    } catch (err) {
+      if (!isLifeboatError(err, 'WRONG_PASSWORD')) throw err;
+      removed ??= s.id;
     }
   }
   if (opened === 0) {
@@ -361,9 +503,7 @@ export async function openKeyring(store: Store, password: string, warn: Warn = (
         hint: 'the keys/ folder is missing; restore it from another copy of the repository',
       });
     }
-    throw new LifeboatError('WRONG_PASSWORD', 'wrong password: no key slot of this repository opens with it', {
-      hint: 'check --password-file / LIFEBOAT_PASSWORD; `lifeboat key list` shows the slots',
-    });
+    throw opener.noneOpened(ofType);
   }
   throw new LifeboatError('WRONG_PASSWORD', `key slot ${(removed ?? '').slice(0, 8)} was removed: no keyring generation grants it any key`, {
     hint: 'ask an administrator for a password of a current key slot (`lifeboat key list`)',
@@ -458,7 +598,7 @@ async function dropOlderGenerations(store: Store, keep: number): Promise<void> {
  * sealed stays readable; `prune --reseal` retires it), beside a new current one.
  */
 export async function initKeyring(store: Store, password: string, from?: MasterKey): Promise<OpenedKeyring> {
-  const made = await makePasswordSlot(password, 'full', '');
+  const made = await makeSlot(passwordWrapper(password), 'full', '');
   const epoch = newEpoch();
   const inherited: EpochRecord[] = from
     ? [{ keyId: keyIdOf(from.encKey), encKey: from.encKey.toString('base64'), macKey: randomBytes(32).toString('base64'), created: new Date().toISOString() }]
@@ -482,11 +622,13 @@ async function commit(store: Store, k: OpenedKeyring, next: KeyringPayload, warn
   return { ...k, generation, payload: next, master: masterFromPayload(next) };
 }
 
-/** Adds a password slot of `role`; only a full slot may. */
-export async function addSlot(store: Store, k: OpenedKeyring, password: string, role: SlotRole, warn: Warn = () => {}): Promise<{ id: string; keyring: OpenedKeyring }> {
+/**
+ * Adds a slot of `role` protected by a password or another `SlotWrapper`; only a full
+ * slot may (checked before the wrapper runs: a restricted key sends nothing to a KMS).
+ */
+export async function addSlot(store: Store, k: OpenedKeyring, how: string | SlotWrapper, role: SlotRole, warn: Warn = () => {}): Promise<{ id: string; keyring: OpenedKeyring }> {
   assertFull(k, 'adding a key');
-  assertUsablePassword(password);
-  const made = await makePasswordSlot(password, role, k.slotId);
+  const made = await makeSlot(typeof how === 'string' ? passwordWrapper(how) : how, role, k.slotId);
   await store.put(`keys/${made.id}`, made.bytes, { ifAbsent: true });
   const keyring = await commit(store, k, withSlot(k.payload, made.id, made.grantAuth, role), warn, false);
   return { id: made.id, keyring };

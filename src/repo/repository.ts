@@ -12,7 +12,7 @@ import { AppendOnlyStore } from '../storage/wrappers/append-only.js';
 import { mapLimit } from '../util/limit.js';
 import { toHex } from '../util/bytes.js';
 import { createKeySlot, openWithPassword } from './keys.js';
-import { initKeyring, openKeyring, type OpenedKeyring, type SlotRole, type Warn } from './keyring.js';
+import { initKeyring, openKeyring, type OpenedKeyring, type SlotOpener, type SlotRole, type Warn } from './keyring.js';
 import { blobContext, BLOB_TREE, keys, type BlobType, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
 import { BlobIndex, type BlobLocation } from './index/blob-index.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from './index/index-file.js';
@@ -172,8 +172,11 @@ export class Repository {
     return parseConfig(raw, store.location);
   }
 
-  /** Opens with a password; pass the config when the caller has already read it. */
-  static async open(store: Store, password: string, config?: RepoConfig, warn?: Warn): Promise<Repository> {
+  /**
+   * Opens with a password (or, format 2, a key command or PKCS#11 opener); pass the
+   * config when the caller has already read it.
+   */
+  static async open(store: Store, password: string | SlotOpener, config?: RepoConfig, warn?: Warn): Promise<Repository> {
     config ??= await Repository.readConfig(store);
     if (config.version === 2) {
       const k = await openKeyring(store, password, warn);
@@ -181,6 +184,11 @@ export class Repository {
       const repo = new Repository(s, config, k.master, k.slotId, k);
       repo.useKeyring(k);
       return repo;
+    }
+    if (typeof password !== 'string') {
+      throw new LifeboatError('UNSUPPORTED_FORMAT', `key commands and PKCS#11 keys open repositories of format version 2 only; this one is version ${config.version}`, {
+        hint: 'open it with its password, or upgrade it with `lifeboat migrate`',
+      });
     }
     const { master, slotId, appendOnly } = await openWithPassword(store, password);
     // An append-only slot binds this client to adding; see docs/storage.md for why

@@ -139,7 +139,7 @@ describe('repository problems', () => {
     const { repo, src } = await repoWithSnapshot();
     const configFile = path.join(repo, 'config');
     const config = JSON.parse(await fs.readFile(configFile, 'utf8'));
-    expect(config.version).toBe(1);
+    expect(config.version).toBe(2);
     await fs.writeFile(configFile, JSON.stringify({ ...config, version: 99 }, null, 2));
     const before = await fingerprint(repo);
     expectError(await runCli(['snapshots', '--repo', repo]), 14, /version 99/);

@@ -2,18 +2,23 @@
  * lifeboat key add | list | remove | passwd | rotate: manage the key slots that open a
  * repository, and (format version 2) its key epochs. Only a full key manages keys: an
  * append-only key can neither create, upgrade nor remove one (docs/security.md).
+ * Format 2 slots are protected by a password, a wrap command (envelope encryption
+ * through a KMS, age, gpg) or a PKCS#11 token key; docs/keys.md has recipes.
  */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { createKeySlot, listKeySlots } from '../../repo/keys.js';
-import { addSlot, assertFull, epochInfo, readSlots, removeSlot as removeSlotV2, roleOfSlot, rotate, type SlotRole } from '../../repo/keyring.js';
+import { addSlot, assertFull, epochInfo, readSlots, removeSlot as removeSlotV2, roleOfSlot, rotate, type SlotRole, type SlotType, type SlotWrapper } from '../../repo/keyring.js';
+import { commandWrapper, parseCommand } from '../../repo/key-command.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
-import { cliWarn, getNewPassword, withRepo, type GlobalOptions } from '../context.js';
+import { cliWarn, getNewPassword, pkcs11Options, withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 
 interface SlotListing {
   id: string;
+  /** What protects the slot; version 1 slots are all passwords. */
+  type: SlotType | 'unknown';
   role: SlotRole | 'removed' | 'damaged';
   created: string;
   hostname: string;
@@ -23,13 +28,14 @@ interface SlotListing {
 
 async function listSlots(repo: Repository): Promise<SlotListing[]> {
   if (!repo.keyring) {
-    return (await listKeySlots(repo.store)).map((s) => ({ id: s.id, role: s.appendOnly ? 'append' : 'full', created: s.created, hostname: s.hostname, username: s.username, current: s.id === repo.slotId }));
+    return (await listKeySlots(repo.store)).map((s) => ({ id: s.id, type: 'password' as const, role: s.appendOnly ? 'append' : 'full', created: s.created, hostname: s.hostname, username: s.username, current: s.id === repo.slotId }));
   }
   const k = repo.keyring;
   const out: SlotListing[] = [];
   for (const s of await readSlots(repo.store)) {
     const slot = s.slot;
-    const base = { id: s.id, current: s.id === repo.slotId, created: slot?.created ?? '', hostname: slot?.hostname ?? '', username: slot?.username ?? '' };
+    const type: SlotListing['type'] = !slot ? 'unknown' : slot.version === 1 ? 'password' : (['password', 'command', 'pkcs11'] as const).find((t) => t === slot.type) ?? 'unknown';
+    const base = { id: s.id, type, current: s.id === repo.slotId, created: slot?.created ?? '', hostname: slot?.hostname ?? '', username: slot?.username ?? '' };
     if (!slot || s.problem) out.push({ ...base, role: 'damaged' });
     // A full key knows every slot's role from the keyring; a restricted one only its own.
     else if (k.role === 'full') out.push({ ...base, role: roleOfSlot(k, s.id) ?? 'removed' });
@@ -47,10 +53,15 @@ function assertManages(repo: Repository, what: string): void {
   }
 }
 
-async function createSlot(repo: Repository, password: string, role: SlotRole): Promise<string> {
+async function createSlot(repo: Repository, how: string | SlotWrapper, role: SlotRole): Promise<string> {
   assertManages(repo, 'adding a key');
-  if (!repo.keyring) return createKeySlot(repo.store, password, repo.key, { appendOnly: role === 'append' });
-  const { id, keyring } = await addSlot(repo.store, repo.keyring, password, role, cliWarn);
+  if (!repo.keyring) {
+    if (typeof how !== 'string') {
+      throw new LifeboatError('UNSUPPORTED_FORMAT', `${how.type} key slots need a repository of format version 2`, { hint: 'upgrade it with `lifeboat migrate`' });
+    }
+    return createKeySlot(repo.store, how, repo.key, { appendOnly: role === 'append' });
+  }
+  const { id, keyring } = await addSlot(repo.store, repo.keyring, how, role, cliWarn);
   repo.useKeyring(keyring);
   return id;
 }
@@ -71,37 +82,72 @@ export function register(program: Command): void {
 
   key
     .command('list')
-    .description('list key slots (and, for format 2, key epochs)')
+    .description('list key slots')
     .action(async (_f: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const slots = await listSlots(repo);
-        const epochs = repo.keyring ? epochInfo(repo.keyring) : [];
-        if (g.json) {
-          return printJson(repo.keyring ? { slots: slots.map((s) => ({ ...s, appendOnly: s.role === 'append' })), epochs, generation: repo.keyring.generation } : slots.map((s) => ({ ...s, appendOnly: s.role === 'append' })));
-        }
+        if (g.json) return printJson(slots.map((s) => ({ ...s, appendOnly: s.role === 'append' })));
         for (const s of slots) {
-          console.log(`${s.current ? '*' : ' '} ${s.id.slice(0, 8)}  ${s.username}@${s.hostname}  ${s.created}${s.role === 'full' ? '' : `  ${s.role === 'append' ? 'append-only' : s.role}`}`);
+          console.log(`${s.current ? '*' : ' '} ${s.id.slice(0, 8)}  ${s.type.padEnd(8)}  ${s.username}@${s.hostname}  ${s.created}${s.role === 'full' ? '' : `  ${s.role === 'append' ? 'append-only' : s.role}`}`);
         }
-        for (const e of epochs) console.log(`  epoch ${e.keyId.toString(16).padStart(8, '0')}  since ${e.created}${e.current ? '  current' : ''}`);
+      });
+    });
+
+  key
+    .command('epochs')
+    .description('list key epochs and the keyring generation (format 2)')
+    .action(async (_f: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      await withRepo(g, async (repo) => {
+        if (!repo.keyring) {
+          throw new LifeboatError('UNSUPPORTED_FORMAT', 'key epochs exist in repositories of format version 2 only', { hint: 'upgrade it with `lifeboat migrate`' });
+        }
+        const epochs = epochInfo(repo.keyring).map((e) => ({ ...e, id: e.keyId.toString(16).padStart(8, '0'), ageDays: Math.floor((Date.now() - Date.parse(e.created)) / 86_400_000) }));
+        if (g.json) return printJson({ generation: repo.keyring.generation, epochs });
+        for (const e of epochs) console.log(`${e.current ? '*' : ' '} epoch ${e.id}  since ${e.created} (${e.ageDays} days)`);
+        console.log(`keyring generation ${repo.keyring.generation}`);
       });
     });
 
   key
     .command('add')
-    .description('add a password (only with a full key)')
+    .description('add a key slot: a password, a wrap command or a PKCS#11 key (only with a full key)')
     .option('--new-password-file <file>', 'read the new password from this file')
+    .option('--wrap-command <cmd>', 'protect the new slot with this program: it gets the slot\'s key on stdin and prints it wrapped (words, or a JSON array; no shell)')
+    .option('--unwrap-command <cmd>', 'with --wrap-command: check at once that this program unwraps what was wrapped')
+    .option('--pkcs11', 'protect the new slot with the PKCS#11 key the global --pkcs11-* options name')
     .option('--append-only', 'clients opening with it may add backups but never delete or overwrite (for backup hosts)')
-    .action(async (f: { newPasswordFile?: string; appendOnly?: boolean }, cmd: Command) => {
+    .action(async (f: { newPasswordFile?: string; wrapCommand?: string; unwrapCommand?: string; pkcs11?: boolean; appendOnly?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
+      if ([f.newPasswordFile !== undefined, f.wrapCommand !== undefined, f.pkcs11 === true].filter(Boolean).length > 1) {
+        throw new LifeboatError('USAGE', 'give one of --new-password-file, --wrap-command and --pkcs11', { hint: 'each key slot is protected by one thing; add several slots for several' });
+      }
+      if (f.unwrapCommand !== undefined && f.wrapCommand === undefined) {
+        throw new LifeboatError('USAGE', '--unwrap-command checks a --wrap-command', { hint: 'add --wrap-command, or drop --unwrap-command' });
+      }
+      // Parsed before the repository opens: a typo must not cost a KMS round trip.
+      const wrapArgv = f.wrapCommand === undefined ? undefined : parseCommand(f.wrapCommand, '--wrap-command');
+      const unwrapArgv = f.unwrapCommand === undefined ? undefined : parseCommand(f.unwrapCommand, '--unwrap-command');
+      const p11 = f.pkcs11 ? pkcs11Options(g) : undefined;
+      if (f.pkcs11 && !p11) {
+        throw new LifeboatError('USAGE', 'key add --pkcs11 needs the token: --pkcs11-module, --pkcs11-token, and the PIN', { hint: 'e.g. --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token NAME --pkcs11-pin-file F (docs/keys.md)' });
+      }
+      // With --pkcs11 the token options describe the new slot; the repository opens with a password or key command.
       await withRepo(g, async (repo) => {
         // The global --append-only has the same name, and commander may hand the flag to either.
         const appendOnly = (f.appendOnly ?? false) || (g.appendOnly ?? false);
+        // Checked before anything runs: a restricted key sends nothing to a KMS or token.
         assertManages(repo, 'adding a key');
-        const id = await createSlot(repo, await getNewPassword(f.newPasswordFile), appendOnly ? 'append' : 'full');
-        if (g.json) printJson({ id, appendOnly });
-        else console.log(`added ${appendOnly ? 'append-only ' : ''}key ${id.slice(0, 8)}`);
-      });
+        let how: string | SlotWrapper;
+        if (wrapArgv) how = commandWrapper(wrapArgv, unwrapArgv);
+        else if (p11) how = (await import('../../repo/key-pkcs11.js')).pkcs11Wrapper(p11);
+        else how = await getNewPassword(f.newPasswordFile);
+        const id = await createSlot(repo, how, appendOnly ? 'append' : 'full');
+        const type = typeof how === 'string' ? 'password' : how.type;
+        if (g.json) printJson({ id, type, appendOnly });
+        else console.log(`added ${appendOnly ? 'append-only ' : ''}${type === 'password' ? '' : `${type} `}key ${id.slice(0, 8)}`);
+      }, { pkcs11: !f.pkcs11 });
     });
 
   key
@@ -136,6 +182,12 @@ export function register(program: Command): void {
       await withRepo(g, async (repo) => {
         // Checked before anything is written: a restricted key must not leave a new slot behind.
         assertManages(repo, 'changing a password');
+        const mine = (await readSlots(repo.store)).find((s) => s.id === repo.slotId)?.slot;
+        if (mine?.version === 2 && mine.type !== 'password') {
+          throw new LifeboatError('USAGE', `key passwd changes a password; this repository was opened with a ${mine.type} key slot`, {
+            hint: 'add the new slot with `key add`, then remove the old one with `key remove` while opened by another slot',
+          });
+        }
         const id = await createSlot(repo, await getNewPassword(f.newPasswordFile), 'full');
         await removeSlot(repo, repo.slotId);
         if (!g.quiet) console.log(`password changed (key ${id.slice(0, 8)})`);
@@ -149,7 +201,7 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         if (!repo.keyring) {
-          throw new LifeboatError('UNSUPPORTED_FORMAT', 'key rotation needs a repository of format version 2', { hint: 'create a format 2 repository with `lifeboat init` and move the snapshots with `lifeboat copy`' });
+          throw new LifeboatError('UNSUPPORTED_FORMAT', 'key rotation needs a repository of format version 2', { hint: 'upgrade it with `lifeboat migrate`' });
         }
         assertFull(repo.keyring, 'rotating keys');
         const lock = await acquireLock(repo.store, 'exclusive', 'key rotate');

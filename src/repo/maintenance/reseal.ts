@@ -63,7 +63,7 @@ export async function reseal(repo: Repository, opts: { graceMs: number; dryRun?:
   const now = opts.now ?? Date.now;
   if (!repo.keyring) {
     throw new LifeboatError('UNSUPPORTED_FORMAT', 'prune --reseal needs a repository of format version 2', {
-      hint: 'create a format 2 repository with `lifeboat init` and move the snapshots with `lifeboat copy`',
+      hint: 'upgrade it with `lifeboat migrate`',
     });
   }
   assertFull(repo.keyring, 'prune --reseal');
