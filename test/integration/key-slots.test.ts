@@ -34,7 +34,7 @@ async function newRepo(): Promise<string> {
 interface Listed { id: string; type: string; role: string; current: boolean }
 
 async function slots(repo: string, args: string[] = [], env: Record<string, string | undefined> = FAST): Promise<Listed[]> {
-  return (JSON.parse((await cliExpecting([...args, 'key', 'list', '--repo', repo, '--json'], 0, env)).stdout) as { slots: Listed[] }).slots;
+  return JSON.parse((await cliExpecting([...args, 'key', 'list', '--repo', repo, '--json'], 0, env)).stdout) as Listed[];
 }
 
 /** Backs up the fixture and restores it with `open` (no password), and compares. */
