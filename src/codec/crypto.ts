@@ -14,7 +14,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
-import { CODEC, compress, decompress, type Compression } from './compression.js';
+import { CODEC, MAX_PLAIN, compress, decompress, type Compression } from './compression.js';
 
 export const SEAL_FORMAT = 1;
 export const HEADER_LEN = 6;
@@ -117,9 +117,13 @@ export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what:
   }
 }
 
-/** Authenticates, decrypts and decompresses a sealed object. */
-export function unseal(key: MasterKey, sealed: Uint8Array, what: string): Buffer {
+/**
+ * Authenticates, decrypts and decompresses a sealed object. The plaintext may not
+ * exceed `maxPlain` bytes (CORRUPT otherwise): callers pass what the object can hold
+ * (src/repo/limits.ts), so a small forged object cannot expand to gigabytes.
+ */
+export function unseal(key: MasterKey, sealed: Uint8Array, what: string, maxPlain = MAX_PLAIN): Buffer {
   const [codec, body] = decrypt(key.encKey, key.keyId, sealed, what);
-  const out = decompress(body, codec);
+  const out = decompress(body, codec, maxPlain, what);
   return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
 }

@@ -19,6 +19,7 @@ import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
 import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
 import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
+import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from './limits.js';
 
 export const PROGRAM_VERSION = '0.1.0';
 
@@ -151,7 +152,7 @@ export class Repository {
     const out: Array<RetiringList & { key: string }> = [];
     for (const o of await listAll(this.store, 'prune/')) {
       try {
-        out.push({ ...(JSON.parse((await this.getUnsealed(o.key, o.key)).toString('utf8')) as RetiringList), key: o.key });
+        out.push({ ...(JSON.parse((await this.getUnsealed(o.key, o.key, undefined, MAX_PACK_LIST)).toString('utf8')) as RetiringList), key: o.key });
       } catch (err) {
         if (!isLifeboatError(err, 'NOT_FOUND')) throw err; // swept by another prune meanwhile
       }
@@ -176,7 +177,7 @@ export class Repository {
   }
 
   async readIndexFile(key: string): Promise<IndexedPack[]> {
-    return decodeIndex(await this.getUnsealed(key, key), key);
+    return decodeIndex(await this.getUnsealed(key, key, undefined, MAX_INDEX_FILE), key);
   }
 
   /**
@@ -184,11 +185,11 @@ export class Repository {
    * multi-destination store reads again, or from another copy, when the bytes fail
    * authentication; the plaintext of the check that passed is kept, not opened twice.
    */
-  private async getUnsealed(key: string, what: string, range?: ByteRange): Promise<Buffer> {
+  async getUnsealed(key: string, what: string, range: ByteRange | undefined, maxPlain: number): Promise<Buffer> {
     let plain: Buffer | undefined;
     const verify = (data: Uint8Array): boolean => {
       try {
-        plain = unseal(this.key, data, what);
+        plain = unseal(this.key, data, what, maxPlain);
         return true;
       } catch {
         return false;
@@ -196,7 +197,12 @@ export class Repository {
     };
     const sealed = await this.store.get(key, range, { verify });
     // Backends ignore the check: open here, which raises CORRUPT when it fails.
-    return plain ?? unseal(this.key, sealed, what);
+    return plain ?? unseal(this.key, sealed, what, maxPlain);
+  }
+
+  /** The most a blob of this type and recorded length may expand to. */
+  blobLimit(loc: Pick<BlobLocation, 'type' | 'rawLength'>): number {
+    return Math.min(loc.rawLength, loc.type === BLOB_TREE ? MAX_TREE_BLOB : dataBlobLimit(this.config.chunker.max));
   }
 
   /** A whole object whose name is the SHA-256 of its bytes (packs, snapshots). */
@@ -277,17 +283,17 @@ export class Repository {
       if (loc.offset + loc.length > pack.length) {
         throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
       }
-      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key);
+      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, this.blobLimit(loc));
     }
-    const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, { offset: loc.offset, length: loc.length });
+    const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, { offset: loc.offset, length: loc.length }, this.blobLimit(loc));
     return this.checkBlobId(id, plain, key);
   }
 
   /** Whole tree packs recently read, up to 64 MiB. */
   private readonly treePacks = new ByteCache(64 * 1024 * 1024);
 
-  openBlob(id: Uint8Array, sealed: Uint8Array, where: string): Buffer {
-    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`), where);
+  openBlob(id: Uint8Array, sealed: Uint8Array, where: string, maxPlain: number): Buffer {
+    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`, maxPlain), where);
   }
 
   private checkBlobId(id: Uint8Array, plain: Buffer, where: string): Buffer {
@@ -337,7 +343,7 @@ export class Repository {
     } catch (err) {
       if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;
     }
-    const existing = await this.getUnsealed(key, key);
+    const existing = await this.getUnsealed(key, key, undefined, MAX_LOG_FILE);
     if (existing.equals(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) return 'exists';
     throw new LifeboatError('ALREADY_EXISTS', `${file} is already archived for ${source} with different content`, {
       hint: 'two clusters may be archiving under one name, or the file is damaged; the archived copy was kept',
@@ -348,7 +354,7 @@ export class Repository {
   async getLog(source: string, timeline: string, file: string): Promise<Buffer | undefined> {
     const key = keys.log(source, timeline, file);
     try {
-      return await this.getUnsealed(key, key);
+      return await this.getUnsealed(key, key, undefined, MAX_LOG_FILE);
     } catch (err) {
       if (isLifeboatError(err, 'NOT_FOUND')) return undefined;
       throw err;
@@ -380,7 +386,7 @@ export class Repository {
         hint: 'the snapshot object was damaged; run `lifeboat check`',
       });
     }
-    return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`), id);
+    return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`, MAX_RECORD), id);
   }
 
   /** Every snapshot, oldest first. */

@@ -13,6 +13,7 @@ import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { seal, sha256, unseal } from '../../codec/crypto.js';
 import { listAll } from '../../storage/store.js';
 import type { Repository } from '../../repo/repository.js';
+import { MAX_RECORD } from '../../repo/limits.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { toHex } from '../../util/bytes.js';
 import { walkTree } from '../browse/tree-walk.js';
@@ -198,7 +199,7 @@ export async function drillHistory(repo: Repository): Promise<DrillRecord[]> {
   const out: DrillRecord[] = [];
   for (const o of await listAll(repo.store, 'drills/')) {
     try {
-      out.push(JSON.parse(unseal(repo.key, await repo.store.get(o.key), o.key).toString('utf8')) as DrillRecord);
+      out.push(JSON.parse(unseal(repo.key, await repo.store.get(o.key), o.key, MAX_RECORD).toString('utf8')) as DrillRecord);
     } catch (err) {
       if (!isLifeboatError(err, 'NOT_FOUND') && !isLifeboatError(err, 'CORRUPT')) throw err;
     }

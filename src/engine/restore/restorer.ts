@@ -255,7 +255,7 @@ class Restorer {
     let blobs = this.packs.get(loc.packIndex);
     if (!blobs) this.packs.set(loc.packIndex, (blobs = new Map()));
     let blob = blobs.get(idHex);
-    if (!blob) blobs.set(idHex, (blob = { id, offset: loc.offset, length: loc.length, targets: [] }));
+    if (!blob) blobs.set(idHex, (blob = { id, offset: loc.offset, length: loc.length, maxPlain: this.repo.blobLimit(loc), targets: [] }));
     const w = target.whole;
     blob.targets.push(
       w
@@ -298,7 +298,7 @@ class Restorer {
           // A damaged copy. Read it again with every blob checked here, so that a
           // store with retries or several destinations can serve a good one (the
           // workers rewrite the same offsets; nothing unauthenticated was written).
-          const again = await this.repo.store.get(packKey, range, { verify: (d) => r.blobs.every((b) => opens(this.repo, d, b.offset - first.offset, b.length)) });
+          const again = await this.repo.store.get(packKey, range, { verify: (d) => r.blobs.every((b) => opens(this.repo, d, b.offset - first.offset, b.length, b.maxPlain)) });
           return pool.run({ packKey, base: first.offset, data: again, blobs: r.blobs });
         });
         this.written += n;
@@ -315,9 +315,9 @@ class Restorer {
 }
 
 /** Whether the sealed blob at [offset, offset+length) of `data` authenticates. */
-function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number): boolean {
+function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number, maxPlain: number): boolean {
   try {
-    unseal(repo.key, data.subarray(offset, offset + length), 'restore check');
+    unseal(repo.key, data.subarray(offset, offset + length), 'restore check', maxPlain);
     return true;
   } catch {
     return false;

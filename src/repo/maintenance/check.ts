@@ -9,7 +9,8 @@ import { isLifeboatError } from '../../errors.js';
 import { blobId, seal, unseal } from '../../codec/crypto.js';
 import { listAll } from '../../storage/store.js';
 import { mapLimit } from '../../util/limit.js';
-import { keys, packIdFromKey } from '../format.js';
+import { BLOB_TREE, keys, packIdFromKey } from '../format.js';
+import { MAX_PACK_LIST, MAX_TREE_BLOB, dataBlobLimit } from '../limits.js';
 import { acquireLock } from '../lock.js';
 import { parsePackHeader } from '../pack/pack.js';
 import type { Repository } from '../repository.js';
@@ -152,7 +153,8 @@ async function readPack(repo: Repository, id: string): Promise<string | undefine
     const entries = parsePackHeader(repo.key, data, data.length, key);
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     for (const e of entries) {
-      const plain = unseal(repo.key, buf.subarray(e.offset, e.offset + e.length), `blob in pack ${id}`);
+      const limit = Math.min(e.rawLength, e.type === BLOB_TREE ? MAX_TREE_BLOB : dataBlobLimit(repo.config.chunker.max));
+      const plain = unseal(repo.key, buf.subarray(e.offset, e.offset + e.length), `blob in pack ${id}`, limit);
       if (!blobId(repo.key, plain).equals(e.id)) return `pack ${id}: blob ${e.id.toString('hex').slice(0, 16)} does not match its id`;
       const loc = repo.index.get(e.id);
       if (loc && repo.index.packId(loc.packIndex).toString('hex') === id && loc.offset !== e.offset) {
@@ -170,7 +172,7 @@ async function readPack(repo: Repository, id: string): Promise<string | undefine
 export async function loadVerified(repo: Repository): Promise<Map<string, number>> {
   try {
     const sealed = await repo.store.get(keys.verified);
-    return new Map(Object.entries(JSON.parse(unseal(repo.key, sealed, keys.verified).toString('utf8')) as Record<string, number>));
+    return new Map(Object.entries(JSON.parse(unseal(repo.key, sealed, keys.verified, MAX_PACK_LIST).toString('utf8')) as Record<string, number>));
   } catch (err) {
     if (isLifeboatError(err, 'NOT_FOUND') || isLifeboatError(err, 'CORRUPT')) return new Map();
     throw err;
