@@ -168,6 +168,8 @@ export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Pr
 /** Asks for the password and opens the repository whose config was just read. */
 export async function openRepo(store: Store, opts: GlobalOptions, config: RepoConfig): Promise<Repository> {
   const repo = await Repository.open(store, await getPassword(opts), config);
+  // A skipped damaged object is named on stderr even with --json or --quiet: it is damage.
+  repo.onWarning = (message) => process.stderr.write(`warning: ${message}\n`);
   if (opts.compression) repo.compression = parseCompression(opts.compression);
   return repo;
 }

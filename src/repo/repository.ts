@@ -19,6 +19,7 @@ import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
 import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
 import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
+import { CONFIG_COPY, sealConfigCopy, verifyConfig } from './config-copy.js';
 import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from './limits.js';
 
 export const PROGRAM_VERSION = '0.1.0';
@@ -67,6 +68,28 @@ class ByteCache {
   }
 }
 
+/** The exact bytes each config was parsed from, so opening can compare them with the sealed copy. */
+const rawConfigs = new WeakMap<RepoConfig, Buffer>();
+
+/** Prefixes whose objects mean a repository is here, even without its `config`. */
+const REPOSITORY_PREFIXES = ['keys/', 'snapshots/', 'index/', 'data/', 'logs/', 'state/'];
+
+async function hasAny(store: Store, prefix: string): Promise<boolean> {
+  for await (const _ of store.list(prefix)) return true;
+  return false;
+}
+
+/** A stored object that could not be read as what its folder holds. */
+export interface DamagedObject {
+  key: string;
+  error: string;
+}
+
+/** Whether an error means the object itself is damaged, foreign or junk (rather than the store failing). */
+export function isDamage(err: unknown): boolean {
+  return isLifeboatError(err, 'CORRUPT') || isLifeboatError(err, 'UNSUPPORTED_FORMAT');
+}
+
 /** What a prune marked: packs no snapshot needed at `time` (the marking host's clock). */
 export interface RetiringList {
   time: string;
@@ -79,6 +102,11 @@ export class Repository {
   /** Index files already merged into `index`. */
   private readonly loadedIndexes = new Set<string>();
   compression: Compression = DEFAULT_COMPRESSION;
+  /**
+   * Told about a damaged object that was skipped (a snapshot, a retiring list): one
+   * line naming it. The CLI prints these as warnings; the core never prints.
+   */
+  onWarning: (message: string) => void = () => {};
 
   private constructor(
     readonly store: Store,
@@ -94,11 +122,23 @@ export class Repository {
         hint: 'use it as it is, or choose another location',
       });
     }
+    // A repository whose config was lost is still a repository: a new master key
+    // written over it would hide every snapshot.
+    for (const prefix of REPOSITORY_PREFIXES) {
+      if (await hasAny(store, prefix)) {
+        throw new LifeboatError('REPO_EXISTS', `${store.location}: a repository is here (${prefix} exists) but its config is missing; init refuses to write over it`, {
+          hint: '`lifeboat repair config` restores the config from its sealed copy',
+        });
+      }
+    }
     const config = newConfig(toHex(randomBytes(32)));
+    const raw = Buffer.from(JSON.stringify(config, null, 2));
     const master = newMasterKey();
     const slotId = await createKeySlot(store, password, master);
+    await store.put(CONFIG_COPY, sealConfigCopy(master, raw), { ifAbsent: true });
     // The config is written last: a location with a config is a complete repository.
-    await store.put(keys.config, Buffer.from(JSON.stringify(config, null, 2)), { ifAbsent: true });
+    await store.put(keys.config, raw, { ifAbsent: true });
+    rawConfigs.set(config, raw);
     return new Repository(store, config, master, slotId);
   }
   /** Opened append-only (by flag, configuration or key slot): deletes and overwrites are refused. */
@@ -113,19 +153,35 @@ export class Repository {
       raw = await store.get(keys.config);
     } catch (err) {
       if (isLifeboatError(err, 'NOT_FOUND')) {
+        if ((await hasAny(store, 'keys/')) || (await hasAny(store, 'snapshots/'))) {
+          throw new LifeboatError('REPO_NOT_FOUND', `${store.location}: the repository's config is missing (its keys or snapshots are here)`, {
+            hint: '`lifeboat repair config` restores it from its sealed copy; do not run init here',
+          });
+        }
         throw new LifeboatError('REPO_NOT_FOUND', `${store.location}: no repository here`, {
           hint: 'check --repo / LIFEBOAT_REPOSITORY, or create one with `lifeboat init`',
         });
       }
       throw err;
     }
-    return parseConfig(raw, store.location);
+    let config: RepoConfig;
+    try {
+      config = parseConfig(raw, store.location);
+    } catch (err) {
+      if (!isLifeboatError(err, 'CORRUPT')) throw err;
+      throw new LifeboatError('CORRUPT', err.message, { hint: '`lifeboat repair config` restores it from its sealed copy', cause: err });
+    }
+    rawConfigs.set(config, Buffer.from(raw));
+    return config;
   }
 
   /** Opens with a password; pass the config when the caller has already read it. */
   static async open(store: Store, password: string, config?: RepoConfig): Promise<Repository> {
     config ??= await Repository.readConfig(store);
     const { master, slotId, appendOnly } = await openWithPassword(store, password);
+    // The plain config is authenticated by its sealed copy; a repository made before
+    // copies existed has none (`check` says so, `lifeboat repair config` writes one).
+    await verifyConfig(store, master, rawConfigs.get(config) ?? (await store.get(keys.config)));
     // An append-only slot binds this client to adding; see docs/storage.md for why
     // the server must enforce it too.
     return new Repository(appendOnly && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store, config, master, slotId);
@@ -152,12 +208,22 @@ export class Repository {
     const out: Array<RetiringList & { key: string }> = [];
     for (const o of await listAll(this.store, 'prune/')) {
       try {
-        out.push({ ...(JSON.parse((await this.getUnsealed(o.key, o.key, undefined, MAX_PACK_LIST)).toString('utf8')) as RetiringList), key: o.key });
+        out.push({ ...(await this.readRetiring(o.key)), key: o.key });
       } catch (err) {
-        if (!isLifeboatError(err, 'NOT_FOUND')) throw err; // swept by another prune meanwhile
+        if (isLifeboatError(err, 'NOT_FOUND')) continue; // swept by another prune meanwhile
+        // Skipping keeps its packs: no prune can sweep a list it cannot read.
+        if (isDamage(err)) this.onWarning(`${o.key} skipped: ${(err as Error).message}`);
+        else throw err;
       }
     }
     return out;
+  }
+
+  /** One retiring list; CORRUPT when it does not authenticate or is not a list. */
+  async readRetiring(key: string): Promise<RetiringList> {
+    const list = parseJson<RetiringList>(await this.getUnsealed(key, key, undefined, MAX_PACK_LIST), key);
+    if (typeof list.time !== 'string' || !Array.isArray(list.packs)) throw new LifeboatError('CORRUPT', `${key}: not a retiring list`, { hint: 'run `lifeboat check`' });
+    return list;
   }
 
   async saveRetiring(list: RetiringList): Promise<string> {
@@ -389,14 +455,45 @@ export class Repository {
     return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`, MAX_RECORD), id);
   }
 
-  /** Every snapshot, oldest first. */
+  /**
+   * Every snapshot, oldest first. A damaged, foreign or junk object in `snapshots/`
+   * is left out with a warning naming it: one bad object must not hide the others.
+   */
   async listSnapshots(): Promise<Snapshot[]> {
+    const { snapshots, damaged } = await this.scanSnapshots();
+    for (const d of damaged) this.onWarning(`${d.key} skipped: ${d.error}`);
+    return snapshots;
+  }
+
+  /** Every snapshot that opens, and the objects of `snapshots/` that do not. */
+  async scanSnapshots(): Promise<{ snapshots: Snapshot[]; damaged: DamagedObject[] }> {
     const infos = await listAll(this.store, 'snapshots/');
-    const all = await mapLimit(infos, 8, (i) => this.loadSnapshot(i.key.slice('snapshots/'.length)));
-    return all.sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.id.localeCompare(b.id));
+    const damaged: DamagedObject[] = [];
+    const all = await mapLimit(infos, 8, async (i) => {
+      try {
+        return await this.loadSnapshot(i.key.slice('snapshots/'.length));
+      } catch (err) {
+        if (isLifeboatError(err, 'NOT_FOUND')) return undefined; // forgotten meanwhile
+        if (!isDamage(err)) throw err;
+        damaged.push({ key: i.key, error: (err as Error).message });
+        return undefined;
+      }
+    });
+    const snapshots = all.filter((s): s is Snapshot => s !== undefined);
+    snapshots.sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.id.localeCompare(b.id));
+    return { snapshots, damaged: damaged.sort((a, b) => a.key.localeCompare(b.key)) };
   }
 
   async findSnapshot(ref: string): Promise<Snapshot> {
     return pickSnapshot(await this.listSnapshots(), ref);
+  }
+}
+
+/** Parses an authenticated JSON record; CORRUPT (naming it) when it is not JSON. */
+export function parseJson<T>(plain: Buffer, what: string): T {
+  try {
+    return JSON.parse(plain.toString('utf8')) as T;
+  } catch (err) {
+    throw new LifeboatError('CORRUPT', `${what}: not valid JSON`, { hint: 'run `lifeboat check`', cause: err });
   }
 }
