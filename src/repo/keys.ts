@@ -57,6 +57,12 @@ function defaultKdf(): Omit<KdfParams, 'salt'> {
   return { name: 'scrypt', N: 2 ** 15, r: 8, p: 1 };
 }
 
+/** scrypt parameters a reader accepts: N a power of two, at most 1 GiB of memory (128·N·r bytes), p ≤ 16. */
+function sane(kdf: KdfParams | undefined): kdf is KdfParams {
+  const ok = (n: unknown, max: number): n is number => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= max;
+  return kdf !== undefined && kdf.name === 'scrypt' && ok(kdf.N, 2 ** 20) && kdf.N > 1 && (kdf.N & (kdf.N - 1)) === 0 && ok(kdf.r, 64) && ok(kdf.p, 16) && 128 * kdf.N * kdf.r <= 2 ** 30 && typeof kdf.salt === 'string';
+}
+
 async function derive(password: string, kdf: KdfParams): Promise<Buffer> {
   return scrypt(password, Buffer.from(kdf.salt, 'base64'), 32, {
     N: kdf.N,
@@ -105,7 +111,9 @@ export async function openWithPassword(store: Store, password: string): Promise<
     });
   }
   for (const info of slots) {
-    const slot = await readSlot(store, info.key);
+    // A damaged slot (or one whose KDF would take unbounded memory) must not stop the others; `check` names it.
+    const slot = await readSlot(store, info.key).catch((err: unknown) => (isLifeboatError(err, 'CORRUPT') ? undefined : Promise.reject(err)));
+    if (!slot || !sane(slot.kdf)) continue;
     const wrapping = await derive(password, slot.kdf);
     try {
       const [, secret] = decrypt(wrapping, 0, Buffer.from(slot.master, 'base64'), info.key);

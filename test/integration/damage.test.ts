@@ -14,6 +14,7 @@ import { CODEC } from '../../src/codec/compression.js';
 import { encrypt, sha256 } from '../../src/codec/crypto.js';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
+import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import { toHex } from '../../src/util/bytes.js';
 import { BOMB_SIZE, zstdBomb } from '../bombs.js';
 import { CLI, cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir, type CliResult } from '../helpers.js';
@@ -178,6 +179,32 @@ describe('one damaged record stays local', () => {
   });
 });
 
+describe('key slots', () => {
+  it('a slot that is not JSON, or asks for a huge KDF, does not stop the password of another; check names the broken one', async () => {
+    const repo = await copyOfBase();
+    const junk = Buffer.from('{"version": 1, "kdf": ');
+    const junkKey = `keys/${toHex(sha256(junk))}`;
+    await fs.writeFile(path.join(repo, junkKey), junk);
+    const slot = JSON.parse(await fs.readFile(path.join(repo, (await keysUnder(repo, 'keys'))[0] as string), 'utf8')) as { kdf: { N: number } };
+    slot.kdf.N = 2 ** 30; // 128 GiB of scrypt memory at r = 8
+    const huge = Buffer.from(JSON.stringify(slot));
+    await fs.writeFile(path.join(repo, `keys/${toHex(sha256(huge))}`), huge);
+    expect((await listed(repo)).ids).toEqual(base.ids);
+    const c = await runCli(['-r', repo, 'check'], ENV);
+    expect(c.code).toBe(13);
+    expect(c.stdout).toContain(`error: ${junkKey}`);
+    // The listing order of a directory is the file system's: in memory, the broken
+    // slots are listed (and tried) before the one the password opens.
+    const first = new MemoryStore();
+    await Repository.init(first, 'pw');
+    const mem = new MemoryStore();
+    await mem.put(junkKey, junk);
+    await mem.put(`keys/${toHex(sha256(huge))}`, huge);
+    for await (const o of first.list('')) await mem.put(o.key, await first.get(o.key));
+    await expect(Repository.open(mem, 'pw')).resolves.toBeInstanceOf(Repository);
+  });
+});
+
 describe('fail closed', () => {
   it('a damaged drill record protects the snapshot the drill verified from forget', async () => {
     const repo = await copyOfBase();
@@ -258,6 +285,21 @@ describe('repair of a repository on several destinations', () => {
     await expect(fs.stat(path.join(two, drill))).rejects.toThrow();
     await expect(fs.stat(path.join(two, 'snapshots', 'README'))).rejects.toThrow();
     expect(await fs.readFile(path.join(two, snap))).toEqual(await fs.readFile(path.join(one, snap)));
+  });
+});
+
+describe('copy', () => {
+  it('copies the snapshots that authenticate and names the one that does not', async () => {
+    const from = await copyOfBase();
+    await flipByte(path.join(from, base.objects.snapshot as string));
+    const to = path.join(tmpdir('lb-damage-to-'), 'repo');
+    await cli(['init', '-r', to]);
+    const r = await cli(['--json', 'copy', '--from-repo', from, '--to-repo', to]);
+    expect(r.stderr).toContain(`warning: ${base.objects.snapshot as string} skipped`);
+    expect((JSON.parse(r.stdout) as { copied: Array<{ from: string }> }).copied.map((c) => c.from)).toEqual(base.ids.slice(1));
+    const copied = (await listed(to)).ids;
+    expect(copied).toHaveLength(2);
+    await restoresExactly(to, copied[1] as string);
   });
 });
 
