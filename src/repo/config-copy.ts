@@ -80,6 +80,40 @@ export async function verifyConfig(store: Pick<Store, 'get'>, key: MasterKey, ra
   return 'verified';
 }
 
+/** Prefixes whose objects mean a repository is here, even without its `config`. */
+const REPOSITORY_PREFIXES = ['keys/', 'snapshots/', 'index/', 'data/', 'logs/', 'state/'];
+
+async function hasAny(store: Pick<Store, 'list'>, prefix: string): Promise<boolean> {
+  for await (const _ of store.list(prefix)) return true;
+  return false;
+}
+
+/**
+ * `init` where a repository lost its config: refused (REPO_EXISTS). A new master key
+ * written over it would hide every snapshot.
+ */
+export async function refuseInitOverRepository(store: Pick<Store, 'list' | 'location'>): Promise<void> {
+  for (const prefix of REPOSITORY_PREFIXES) {
+    if (await hasAny(store, prefix)) {
+      throw new LifeboatError('REPO_EXISTS', `${store.location}: a repository is here (${prefix} exists) but its config is missing; init refuses to write over it`, {
+        hint: '`lifeboat repair config` restores the config from its sealed copy',
+      });
+    }
+  }
+}
+
+/** The error for a location without `config`: a lost config (keys or snapshots are there) or no repository. */
+export async function configNotFound(store: Pick<Store, 'list' | 'location'>): Promise<LifeboatError> {
+  if ((await hasAny(store, 'keys/')) || (await hasAny(store, 'snapshots/'))) {
+    return new LifeboatError('REPO_NOT_FOUND', `${store.location}: the repository's config is missing (its keys or snapshots are here)`, {
+      hint: '`lifeboat repair config` restores it from its sealed copy; do not run init here',
+    });
+  }
+  return new LifeboatError('REPO_NOT_FOUND', `${store.location}: no repository here`, {
+    hint: 'check --repo / LIFEBOAT_REPOSITORY, or create one with `lifeboat init`',
+  });
+}
+
 export interface ConfigRepair {
   action: 'restored' | 'copy-written' | 'intact';
   config: RepoConfig;

@@ -19,7 +19,8 @@ import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
 import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
 import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
-import { CONFIG_COPY, sealConfigCopy, verifyConfig } from './config-copy.js';
+import { CONFIG_COPY, configNotFound, refuseInitOverRepository, sealConfigCopy, verifyConfig } from './config-copy.js';
+import { isDamage, parseJson, type DamagedObject } from './damage.js';
 import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from './limits.js';
 
 export const PROGRAM_VERSION = '0.1.0';
@@ -71,25 +72,6 @@ class ByteCache {
 /** The exact bytes each config was parsed from, so opening can compare them with the sealed copy. */
 const rawConfigs = new WeakMap<RepoConfig, Buffer>();
 
-/** Prefixes whose objects mean a repository is here, even without its `config`. */
-const REPOSITORY_PREFIXES = ['keys/', 'snapshots/', 'index/', 'data/', 'logs/', 'state/'];
-
-async function hasAny(store: Store, prefix: string): Promise<boolean> {
-  for await (const _ of store.list(prefix)) return true;
-  return false;
-}
-
-/** A stored object that could not be read as what its folder holds. */
-export interface DamagedObject {
-  key: string;
-  error: string;
-}
-
-/** Whether an error means the object itself is damaged, foreign or junk (rather than the store failing). */
-export function isDamage(err: unknown): boolean {
-  return isLifeboatError(err, 'CORRUPT') || isLifeboatError(err, 'UNSUPPORTED_FORMAT');
-}
-
 /** What a prune marked: packs no snapshot needed at `time` (the marking host's clock). */
 export interface RetiringList {
   time: string;
@@ -122,15 +104,7 @@ export class Repository {
         hint: 'use it as it is, or choose another location',
       });
     }
-    // A repository whose config was lost is still a repository: a new master key
-    // written over it would hide every snapshot.
-    for (const prefix of REPOSITORY_PREFIXES) {
-      if (await hasAny(store, prefix)) {
-        throw new LifeboatError('REPO_EXISTS', `${store.location}: a repository is here (${prefix} exists) but its config is missing; init refuses to write over it`, {
-          hint: '`lifeboat repair config` restores the config from its sealed copy',
-        });
-      }
-    }
+    await refuseInitOverRepository(store);
     const config = newConfig(toHex(randomBytes(32)));
     const raw = Buffer.from(JSON.stringify(config, null, 2));
     const master = newMasterKey();
@@ -152,16 +126,7 @@ export class Repository {
     try {
       raw = await store.get(keys.config);
     } catch (err) {
-      if (isLifeboatError(err, 'NOT_FOUND')) {
-        if ((await hasAny(store, 'keys/')) || (await hasAny(store, 'snapshots/'))) {
-          throw new LifeboatError('REPO_NOT_FOUND', `${store.location}: the repository's config is missing (its keys or snapshots are here)`, {
-            hint: '`lifeboat repair config` restores it from its sealed copy; do not run init here',
-          });
-        }
-        throw new LifeboatError('REPO_NOT_FOUND', `${store.location}: no repository here`, {
-          hint: 'check --repo / LIFEBOAT_REPOSITORY, or create one with `lifeboat init`',
-        });
-      }
+      if (isLifeboatError(err, 'NOT_FOUND')) throw await configNotFound(store);
       throw err;
     }
     let config: RepoConfig;
@@ -486,14 +451,5 @@ export class Repository {
 
   async findSnapshot(ref: string): Promise<Snapshot> {
     return pickSnapshot(await this.listSnapshots(), ref);
-  }
-}
-
-/** Parses an authenticated JSON record; CORRUPT (naming it) when it is not JSON. */
-export function parseJson<T>(plain: Buffer, what: string): T {
-  try {
-    return JSON.parse(plain.toString('utf8')) as T;
-  } catch (err) {
-    throw new LifeboatError('CORRUPT', `${what}: not valid JSON`, { hint: 'run `lifeboat check`', cause: err });
   }
 }

@@ -6,7 +6,8 @@
 import { LifeboatError } from '../../errors.js';
 import { keys } from '../../repo/format.js';
 import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
-import type { DamagedObject, Repository } from '../../repo/repository.js';
+import type { Repository } from '../../repo/repository.js';
+import type { DamagedObject } from '../../repo/damage.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { applyPolicy, isEmptyPolicy, type KeepPolicy } from './policy.js';
 import { trimLogs, type LogTrim } from './logs.js';

@@ -13,7 +13,7 @@ import { blobId, seal, sha256, unseal } from '../../codec/crypto.js';
 import { toHex } from '../../util/bytes.js';
 import { CONFIG_COPY, verifyConfig } from '../config-copy.js';
 import { MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from '../limits.js';
-import { isDamage, parseJson } from '../repository.js';
+import { isDamage, parseJson } from '../damage.js';
 import { listAll } from '../../storage/store.js';
 import { mapLimit } from '../../util/limit.js';
 import { BLOB_TREE, keys, packIdFromKey } from '../format.js';
