@@ -191,7 +191,7 @@ export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Pr
 
 /** A warning on stderr: one line, then what to do about it when there is something. */
 export function cliWarn(message: string): void {
-  console.error(`lifeboat: warning: ${message}`);
+  process.stderr.write(`warning: ${message}\n`);
 }
 
 /** The key command, from flag, environment or the named repository's configuration. */
@@ -251,6 +251,8 @@ export async function openRepo(store: Store, opts: GlobalOptions, config: RepoCo
     });
   }
   const repo = await Repository.open(store, opener ?? (await getPassword(opts)), config, cliWarn);
+  // A skipped damaged object is named on stderr even with --json or --quiet: it is damage.
+  repo.onWarning = cliWarn;
   if (opts.compression) repo.compression = parseCompression(opts.compression);
   return repo;
 }

@@ -6,6 +6,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
 import * as zstd from 'zstd-napi';
+import { createRequire } from 'node:module';
 import { LifeboatError } from '../errors.js';
 
 export const CODEC = { none: 0, zstd: 1, lz4: 2, gzip: 3 } as const;
@@ -58,29 +59,106 @@ export function compress(data: Uint8Array, c: Compression): Uint8Array {
   }
 }
 
-export function decompress(data: Uint8Array, codec: number, maxOut = Number.MAX_SAFE_INTEGER, what = 'object'): Uint8Array {
-  const out = decompressAny(data, codec);
-  if (out.length > maxOut) {
-    throw new LifeboatError('CORRUPT', `${what}: expands to ${out.length} bytes, more than the ${maxOut} it may hold`, {
-      hint: 'the object is damaged or was crafted; run `lifeboat check --read-data`',
-    });
-  }
-  return out;
-}
+/**
+ * The most any sealed object may expand to when its reader gives no tighter bound:
+ * the largest log file, a WAL segment of PostgreSQL's largest segment size (1 GiB).
+ */
+export const MAX_PLAIN = 1024 * 1024 * 1024;
 
-function decompressAny(data: Uint8Array, codec: number): Uint8Array {
+/**
+ * Decompresses, refusing (CORRUPT) to produce or allocate more than `maxOut` bytes: a
+ * few KiB of stored bytes can expand to gigabytes, so every reader passes the most it
+ * can legitimately expect (a blob's recorded length, a record's cap: src/repo/limits.ts).
+ */
+export function decompress(data: Uint8Array, codec: number, maxOut: number, what = 'object'): Uint8Array {
   switch (codec) {
     case CODEC.none:
+      if (data.length > maxOut) throw tooLarge(what, maxOut);
       return data;
     case CODEC.zstd:
-      return zstd.decompress(data);
-    case CODEC.lz4:
-      return lz4Uncompress(data);
+      return zstdBounded(data, maxOut, what);
+    case CODEC.lz4: {
+      // lz4_flex's block format prepends the plaintext size (u32 LE); it allocates that much.
+      if (data.length < 4) throw new LifeboatError('CORRUPT', `${what}: lz4 data too short`, { hint: CHECK_HINT });
+      const declared = Buffer.from(data.buffer, data.byteOffset, 4).readUInt32LE(0);
+      if (declared > maxOut) throw tooLarge(what, maxOut);
+      return guard(what, () => lz4Uncompress(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
+    }
     case CODEC.gzip:
-      return gunzipSync(data);
+      return guard(what, () => gunzipSync(data, { maxOutputLength: Math.max(1, maxOut) }), maxOut);
     default:
       throw new LifeboatError('UNSUPPORTED_FORMAT', `unknown compression codec id ${codec}`, {
         hint: 'this object was written by a newer Lifeboat; upgrade',
       });
   }
+}
+
+// zstd-napi's native binding (CommonJS, no named ESM exports): its streaming decoder
+// is what lets a frame without a declared size be decoded into a bounded buffer.
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
+
+const CHECK_HINT = 'run `lifeboat check --read-data` to find damaged data';
+
+function tooLarge(what: string, maxOut: number): LifeboatError {
+  return new LifeboatError('CORRUPT', `${what}: decompresses to more than its limit of ${maxOut} bytes (damaged or forged)`, { hint: CHECK_HINT });
+}
+
+function guard(what: string, fn: () => Uint8Array, maxOut?: number): Uint8Array {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof LifeboatError) throw err;
+    if (maxOut !== undefined && (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(what, maxOut);
+    throw new LifeboatError('CORRUPT', `${what}: cannot be decompressed: ${(err as Error).message}`, { hint: CHECK_HINT, cause: err });
+  }
+}
+
+/** One context, reused: creating one per call costs more than many small objects. */
+let dctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
+/** Output buffer step when a frame does not declare its size (zstd's recommended size). */
+const ZSTD_STEP = zstdBinding.dStreamOutSize();
+
+/**
+ * zstd, bounded: frames that declare their size (all Lifeboat writes) are checked
+ * before one exact allocation; frames that do not are streamed into at most `maxOut`
+ * bytes, with the decoder's window limited to what such an output could need.
+ */
+function zstdBounded(data: Uint8Array, maxOut: number, what: string): Uint8Array {
+  return guard(what, () => {
+    dctx ??= new zstdBinding.DCtx();
+    let declared: number | null = 0;
+    for (let frame = data; frame.length > 0 && declared !== null; ) {
+      const size = zstdBinding.getFrameContentSize(frame);
+      declared = size === null ? null : declared + size;
+      if (declared !== null && declared > maxOut) throw tooLarge(what, maxOut);
+      frame = frame.subarray(zstdBinding.findFrameCompressedSize(frame));
+    }
+    if (declared !== null) {
+      // The decoder stops at the buffer's end, whatever the frame claims.
+      const out = Buffer.allocUnsafe(declared);
+      const n = dctx.decompress(out, data);
+      if (n !== declared) throw new LifeboatError('CORRUPT', `${what}: zstd frame shorter than it declares`, { hint: CHECK_HINT });
+      return out;
+    }
+    dctx.reset(zstdBinding.ResetDirective.sessionAndParameters);
+    dctx.setParameter(zstdBinding.DParameter.windowLogMax, Math.min(27, Math.max(20, Math.ceil(Math.log2(maxOut + 1)))));
+    try {
+      const chunks: Buffer[] = [];
+      let total = 0;
+      let input = data;
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(Math.min(ZSTD_STEP, maxOut - total + 1));
+        const [left, written, read] = dctx.decompressStream(chunk, input);
+        total += written;
+        if (total > maxOut) throw tooLarge(what, maxOut);
+        chunks.push(chunk.subarray(0, written));
+        input = input.subarray(read);
+        if (input.length === 0 && left === 0) break;
+        if (written === 0 && read === 0) throw new LifeboatError('CORRUPT', `${what}: truncated zstd frame`, { hint: CHECK_HINT });
+      }
+      return Buffer.concat(chunks, total);
+    } finally {
+      dctx.reset(zstdBinding.ResetDirective.sessionAndParameters);
+    }
+  });
 }

@@ -16,7 +16,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
-import { CODEC, compress, decompress, type Compression } from './compression.js';
+import { CODEC, compress, decompress, MAX_PLAIN, type Compression } from './compression.js';
 
 export const SEAL_FORMAT = 1;
 export const SEAL_FORMAT_V2 = 2;
@@ -241,12 +241,7 @@ function open(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext
   return [codec, body, keyId ?? key.keyId];
 }
 
-/**
- * The largest plaintext any sealed object may open to unless the caller bounds it
- * lower: a little more than the largest chunk or pack header. A small object that
- * claims to expand beyond its bound is refused before the memory is allocated.
- */
-export const MAX_PLAIN = 256 * 1024 * 1024;
+export { MAX_PLAIN };
 
 /** Authenticates, decrypts and decompresses a sealed object. */
 export function unseal(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext, maxPlain = MAX_PLAIN): Buffer {

@@ -20,6 +20,9 @@ import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
 import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
 import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
+import { CONFIG_COPY, configNotFound, refuseInitOverRepository, sealConfigCopy, verifyConfig } from './config-copy.js';
+import { isDamage, parseJson, type DamagedObject } from './damage.js';
+import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from './limits.js';
 
 export const PROGRAM_VERSION = '0.1.0';
 
@@ -67,6 +70,9 @@ class ByteCache {
   }
 }
 
+/** The exact bytes each config was parsed from, so opening can compare them with the sealed copy. */
+const rawConfigs = new WeakMap<RepoConfig, Buffer>();
+
 /** What a prune marked: packs no snapshot needed at `time` (the marking host's clock). */
 export interface RetiringList {
   time: string;
@@ -74,8 +80,6 @@ export interface RetiringList {
   packs: string[];
 }
 
-/** Bound on what a metadata object may open to (a crafted one must not exhaust memory). */
-const MAX_META = 64 * 1024 * 1024;
 
 function notInIndex(id: Uint8Array): LifeboatError {
   return new LifeboatError('CORRUPT', `blob ${toHex(id).slice(0, 16)} is referenced but not in the index`, {
@@ -88,6 +92,11 @@ export class Repository {
   /** Index files already merged into `index`. */
   private readonly loadedIndexes = new Set<string>();
   compression: Compression = DEFAULT_COMPRESSION;
+  /**
+   * Told about a damaged object that was skipped (a snapshot, a retiring list): one
+   * line naming it. The CLI prints these as warnings; the core never prints.
+   */
+  onWarning: (message: string) => void = () => {};
 
   private constructor(
     readonly store: Store,
@@ -113,8 +122,10 @@ export class Repository {
         hint: 'use it as it is, or choose another location',
       });
     }
+    await refuseInitOverRepository(store);
     const version = opts.version ?? 2;
     const config = newConfig(toHex(randomBytes(32)), version);
+    const raw = Buffer.from(JSON.stringify(config, null, 2));
     let repo: Repository;
     if (version === 1) {
       const master = newMasterKey(1);
@@ -123,8 +134,10 @@ export class Repository {
       const keyring = await initKeyring(store, password);
       repo = new Repository(store, config, keyring.master, keyring.slotId, keyring);
     }
+    await store.put(CONFIG_COPY, sealConfigCopy(repo.key, raw), { ifAbsent: true });
     // The config is written last: a location with a config is a complete repository.
-    await store.put(keys.config, Buffer.from(JSON.stringify(config, null, 2)), { ifAbsent: true });
+    await store.put(keys.config, raw, { ifAbsent: true });
+    rawConfigs.set(config, raw);
     return repo;
   }
 
@@ -162,27 +175,33 @@ export class Repository {
       // Parsing is the check: a retrying or multi-destination store reads a garbled copy again.
       raw = await store.get(keys.config, undefined, { verify: isJson });
     } catch (err) {
-      if (isLifeboatError(err, 'NOT_FOUND')) {
-        throw new LifeboatError('REPO_NOT_FOUND', `${store.location}: no repository here`, {
-          hint: 'check --repo / LIFEBOAT_REPOSITORY, or create one with `lifeboat init`',
-        });
-      }
+      if (isLifeboatError(err, 'NOT_FOUND')) throw await configNotFound(store);
       throw err;
     }
-    return parseConfig(raw, store.location);
+    let config: RepoConfig;
+    try {
+      config = parseConfig(raw, store.location);
+    } catch (err) {
+      if (!isLifeboatError(err, 'CORRUPT')) throw err;
+      throw new LifeboatError('CORRUPT', err.message, { hint: '`lifeboat repair config` restores it from its sealed copy', cause: err });
+    }
+    rawConfigs.set(config, Buffer.from(raw));
+    return config;
   }
 
   /**
    * Opens with a password (or, format 2, a key command or PKCS#11 opener); pass the
-   * config when the caller has already read it.
+   * config when the caller has already read it. The plain config is authenticated by
+   * its sealed copy, except for `migrate`, which rewrites both (`trustConfig`).
    */
-  static async open(store: Store, password: string | SlotOpener, config?: RepoConfig, warn?: Warn): Promise<Repository> {
+  static async open(store: Store, password: string | SlotOpener, config?: RepoConfig, warn?: Warn, opts: { trustConfig?: boolean } = {}): Promise<Repository> {
     config ??= await Repository.readConfig(store);
     if (config.version === 2) {
       const k = await openKeyring(store, password, warn);
       const s = k.role === 'append' && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store;
       const repo = new Repository(s, config, k.master, k.slotId, k);
       repo.useKeyring(k);
+      if (!opts.trustConfig) await verifyConfig(store, repo.key, rawConfigs.get(config) ?? (await store.get(keys.config)));
       return repo;
     }
     if (typeof password !== 'string') {
@@ -191,6 +210,9 @@ export class Repository {
       });
     }
     const { master, slotId, appendOnly } = await openWithPassword(store, password);
+    // The plain config is authenticated by its sealed copy; a repository made before
+    // copies existed has none (`check` says so, `lifeboat repair config` writes one).
+    if (!opts.trustConfig) await verifyConfig(store, master, rawConfigs.get(config) ?? (await store.get(keys.config)));
     // An append-only slot binds this client to adding; see docs/storage.md for why
     // the server must enforce it too.
     const repo = new Repository(appendOnly && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store, config, master, slotId);
@@ -262,13 +284,23 @@ export class Repository {
     const out: Array<RetiringList & { key: string; trusted?: boolean }> = [];
     for (const o of await listAll(this.store, 'prune/')) {
       try {
-        const m = await this.getMeta(o.key, o.key, { kind: 'prune' }, MAX_META);
-        out.push({ ...(JSON.parse(m.payload.toString('utf8')) as RetiringList), key: o.key, ...(m.trusted === undefined ? {} : { trusted: m.trusted }) });
+        out.push({ ...(await this.readRetiring(o.key)), key: o.key });
       } catch (err) {
-        if (!isLifeboatError(err, 'NOT_FOUND')) throw err; // swept by another prune meanwhile
+        if (isLifeboatError(err, 'NOT_FOUND')) continue; // swept by another prune meanwhile
+        // Skipping keeps its packs: no prune can sweep a list it cannot read.
+        if (isDamage(err)) this.onWarning(`${o.key} skipped: ${(err as Error).message}`);
+        else throw err;
       }
     }
     return out;
+  }
+
+  /** One retiring list; CORRUPT when it does not authenticate or is not a list. */
+  async readRetiring(key: string): Promise<RetiringList & { trusted?: boolean }> {
+    const m = await this.getMeta(key, key, { kind: 'prune' }, MAX_PACK_LIST);
+    const list = parseJson<RetiringList>(m.payload, key);
+    if (typeof list.time !== 'string' || !Array.isArray(list.packs)) throw new LifeboatError('CORRUPT', `${key}: not a retiring list`, { hint: 'run `lifeboat check`' });
+    return m.trusted === undefined ? list : { ...list, trusted: m.trusted };
   }
 
   async saveRetiring(list: RetiringList): Promise<string> {
@@ -288,7 +320,7 @@ export class Repository {
   }
 
   async readIndexFile(key: string): Promise<IndexedPack[]> {
-    return decodeIndex((await this.getMeta(key, key, { kind: 'index' }, MAX_META)).payload, key);
+    return decodeIndex((await this.getMeta(key, key, { kind: 'index' }, MAX_INDEX_FILE)).payload, key);
   }
 
   /**
@@ -296,7 +328,7 @@ export class Repository {
    * multi-destination store reads again, or from another copy, when the bytes fail
    * authentication; the plaintext of the check that passed is kept, not opened twice.
    */
-  private async getUnsealed(key: string, what: string, ctx: SealContext, range?: ByteRange, maxPlain?: number): Promise<Buffer> {
+  async getUnsealed(key: string, what: string, ctx: SealContext, range: ByteRange | undefined, maxPlain: number): Promise<Buffer> {
     return this.getChecked(key, range, (data) => unseal(this.key, data, what, ctx, maxPlain));
   }
 
@@ -318,6 +350,11 @@ export class Repository {
     const sealed = await this.store.get(key, range, { verify });
     // Backends ignore the check: open here, which raises CORRUPT when it fails.
     return opened ? opened.value : open(sealed);
+  }
+
+  /** The most a blob of this type and recorded length may expand to. */
+  blobLimit(loc: Pick<BlobLocation, 'type' | 'rawLength'>): number {
+    return Math.min(loc.rawLength, loc.type === BLOB_TREE ? MAX_TREE_BLOB : dataBlobLimit(this.config.chunker.max));
   }
 
   /** A whole object whose name is the SHA-256 of its bytes (packs, snapshots). */
@@ -439,9 +476,9 @@ export class Repository {
       if (loc.offset + loc.length > pack.length) {
         throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
       }
-      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, BLOB_TREE, loc.rawLength);
+      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, BLOB_TREE, this.blobLimit(loc));
     }
-    const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, blobContext(loc.type), { offset: loc.offset, length: loc.length }, loc.rawLength);
+    const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, blobContext(loc.type), { offset: loc.offset, length: loc.length }, this.blobLimit(loc));
     return this.checkBlobId(id, plain, key);
   }
 
@@ -449,8 +486,8 @@ export class Repository {
   private readonly treePacks = new ByteCache(64 * 1024 * 1024);
 
   /** Opens a sealed blob of `type` and checks it against its id. */
-  openBlob(id: Uint8Array, sealed: Uint8Array, where: string, type: BlobType, rawLength?: number): Buffer {
-    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`, blobContext(type), rawLength), where);
+  openBlob(id: Uint8Array, sealed: Uint8Array, where: string, type: BlobType, maxPlain: number): Buffer {
+    return this.checkBlobId(id, unseal(this.key, sealed, `blob ${toHex(id).slice(0, 16)} in ${where}`, blobContext(type), maxPlain), where);
   }
 
   private checkBlobId(id: Uint8Array, plain: Buffer, where: string): Buffer {
@@ -501,7 +538,7 @@ export class Repository {
     } catch (err) {
       if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;
     }
-    const existing = await this.getUnsealed(key, key, { kind: 'log', name: key });
+    const existing = await this.getUnsealed(key, key, { kind: 'log', name: key }, undefined, MAX_LOG_FILE);
     if (existing.equals(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) return 'exists';
     throw new LifeboatError('ALREADY_EXISTS', `${file} is already archived for ${source} with different content`, {
       hint: 'two clusters may be archiving under one name, or the file is damaged; the archived copy was kept',
@@ -512,7 +549,7 @@ export class Repository {
   async getLog(source: string, timeline: string, file: string): Promise<Buffer | undefined> {
     const key = keys.log(source, timeline, file);
     try {
-      return await this.getUnsealed(key, key, { kind: 'log', name: key });
+      return await this.getUnsealed(key, key, { kind: 'log', name: key }, undefined, MAX_LOG_FILE);
     } catch (err) {
       if (isLifeboatError(err, 'NOT_FOUND')) return undefined;
       throw err;
@@ -551,7 +588,7 @@ export class Repository {
   /** Re-seals a version 2 snapshot under the current epoch, keeping its id (`prune --reseal`). */
   async resealSnapshot(id: string): Promise<void> {
     const name = keys.snapshot(id);
-    const m = await this.getMeta(name, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot', name }, MAX_META);
+    const m = await this.getMeta(name, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot', name }, MAX_RECORD);
     if (m.trusted === false) {
       // Re-tagging would launder a restricted writer's snapshot into a trusted one.
       await this.store.put(name, sealMeta({ ...this.key, macKey: undefined }, m.payload, this.compression, { kind: 'snapshot', name }));
@@ -570,9 +607,9 @@ export class Repository {
           hint: 'the snapshot object was damaged; run `lifeboat check`',
         });
       }
-      return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot' }, MAX_META), id);
+      return decodeManifest(unseal(this.key, sealed, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot' }, MAX_RECORD), id);
     }
-    const m = await this.getMeta(name, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot', name }, MAX_META);
+    const m = await this.getMeta(name, `snapshot ${id.slice(0, 8)}`, { kind: 'snapshot', name }, MAX_RECORD);
     if (snapshotId(this.key, m.payload) !== id) {
       throw new LifeboatError('CORRUPT', `snapshot ${id.slice(0, 8)} does not match its name`, {
         hint: 'the snapshot object was damaged or replaced; run `lifeboat check`',
@@ -583,11 +620,33 @@ export class Repository {
     return snap;
   }
 
-  /** Every snapshot, oldest first. */
+  /**
+   * Every snapshot, oldest first. A damaged, foreign or junk object in `snapshots/`
+   * is left out with a warning naming it: one bad object must not hide the others.
+   */
   async listSnapshots(): Promise<Snapshot[]> {
+    const { snapshots, damaged } = await this.scanSnapshots();
+    for (const d of damaged) this.onWarning(`${d.key} skipped: ${d.error}`);
+    return snapshots;
+  }
+
+  /** Every snapshot that opens, and the objects of `snapshots/` that do not. */
+  async scanSnapshots(): Promise<{ snapshots: Snapshot[]; damaged: DamagedObject[] }> {
     const infos = await listAll(this.store, 'snapshots/');
-    const all = await mapLimit(infos, 8, (i) => this.loadSnapshot(i.key.slice('snapshots/'.length)));
-    return all.sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.id.localeCompare(b.id));
+    const damaged: DamagedObject[] = [];
+    const all = await mapLimit(infos, 8, async (i) => {
+      try {
+        return await this.loadSnapshot(i.key.slice('snapshots/'.length));
+      } catch (err) {
+        if (isLifeboatError(err, 'NOT_FOUND')) return undefined; // forgotten meanwhile
+        if (!isDamage(err)) throw err;
+        damaged.push({ key: i.key, error: (err as Error).message });
+        return undefined;
+      }
+    });
+    const snapshots = all.filter((s): s is Snapshot => s !== undefined);
+    snapshots.sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.id.localeCompare(b.id));
+    return { snapshots, damaged: damaged.sort((a, b) => a.key.localeCompare(b.key)) };
   }
 
   async findSnapshot(ref: string): Promise<Snapshot> {

@@ -29,7 +29,10 @@ export function register(program: Command): void {
           onProgress: bar.update,
         }).finally(() => bar.done());
         // A repository too damaged to list snapshots has its problems reported above.
-        const warnings = await archiveWarnings(repo).catch((err: unknown) => [`WAL timelines not checked: ${err instanceof Error ? err.message : String(err)}`]);
+        const warnings = [
+          ...r.warnings,
+          ...(await archiveWarnings(repo).catch((err: unknown) => [`WAL timelines not checked: ${err instanceof Error ? err.message : String(err)}`])),
+        ];
         if (g.json) printJson({ ...r, warnings });
         else {
           for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
@@ -38,6 +41,7 @@ export function register(program: Command): void {
             console.log(
               `${r.snapshots} snapshots, ${r.trees} trees, ${r.packs} packs` +
                 (r.packsRead ? `, ${r.packsRead} packs read` : '') +
+                (r.logsRead ? `, ${r.logsRead} log files read` : '') +
                 (r.unindexedPacks ? `, ${r.unindexedPacks} packs not yet indexed (an interrupted backup; the next backup reuses them)` : '') +
                 (r.ok ? ': no errors' : `: ${r.problems.length} errors`),
             );

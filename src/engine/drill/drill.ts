@@ -10,9 +10,11 @@ import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { sealMeta, unsealMeta } from '../../codec/crypto.js';
+import { sealMeta } from '../../codec/crypto.js';
 import { listAll } from '../../storage/store.js';
 import type { Repository } from '../../repo/repository.js';
+import { isDamage, parseJson, type DamagedObject } from '../../repo/damage.js';
+import { MAX_RECORD } from '../../repo/limits.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { walkTree } from '../browse/tree-walk.js';
 import { pgVerify } from '../postgres/verify.js';
@@ -193,15 +195,41 @@ async function saveDrill(repo: Repository, record: DrillRecord): Promise<void> {
   await repo.store.put(key, sealed, { ifAbsent: true });
 }
 
-/** Every recorded drill, oldest first. */
+/** Every recorded drill, oldest first; a record that cannot be read is left out with a warning. */
 export async function drillHistory(repo: Repository): Promise<DrillRecord[]> {
-  const out: DrillRecord[] = [];
+  const { records, damaged } = await scanDrills(repo);
+  for (const d of damaged) repo.onWarning(`${d.key} skipped: ${d.error}`);
+  return records;
+}
+
+/**
+ * Every drill record that opens, and those that do not (damaged, foreign or junk).
+ * Callers that let records protect data must treat the damaged ones as protecting
+ * (src/engine/retention/forget.ts).
+ */
+export async function scanDrills(repo: Repository): Promise<{ records: DrillRecord[]; damaged: DamagedObject[] }> {
+  const records: DrillRecord[] = [];
+  const damaged: DamagedObject[] = [];
   for (const o of await listAll(repo.store, 'drills/')) {
     try {
-      out.push(JSON.parse(unsealMeta(repo.key, await repo.store.get(o.key), o.key, { kind: 'drill', name: o.key }, 16 * 1024 * 1024).payload.toString('utf8')) as DrillRecord);
+      const r = parseJson<DrillRecord>((await repo.getMeta(o.key, o.key, { kind: 'drill', name: o.key }, MAX_RECORD)).payload, o.key);
+      if (typeof r.time !== 'string' || typeof r.ok !== 'boolean') throw new LifeboatError('CORRUPT', `${o.key}: not a drill record`);
+      records.push(r);
     } catch (err) {
-      if (!isLifeboatError(err, 'NOT_FOUND') && !isLifeboatError(err, 'CORRUPT')) throw err;
+      if (isLifeboatError(err, 'NOT_FOUND')) continue;
+      if (!isDamage(err)) throw err;
+      damaged.push({ key: o.key, error: (err as Error).message });
     }
   }
-  return out.sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  return { records: records.sort((a, b) => Date.parse(a.time) - Date.parse(b.time)), damaged };
+}
+
+/**
+ * The time in a drill record's name (`drills/<time>-<hex>`, the time without `:` and
+ * `.`): no snapshot made after it can be the one that drill verified. NaN when the
+ * name does not hold one.
+ */
+export function drillKeyTime(key: string): number {
+  const m = /^drills\/(\d{4}-\d{2}-\d{2}T)(\d{2})(\d{2})(\d{2})(\d{3})Z-[0-9a-f]+$/.exec(key);
+  return m ? Date.parse(`${m[1]}${m[2]}:${m[3]}:${m[4]}.${m[5]}Z`) : NaN;
 }

@@ -252,7 +252,7 @@ class Restorer {
     let blobs = this.packs.get(loc.packIndex);
     if (!blobs) this.packs.set(loc.packIndex, (blobs = new Map()));
     let blob = blobs.get(idHex);
-    if (!blob) blobs.set(idHex, (blob = { id, offset: loc.offset, length: loc.length, targets: [] }));
+    if (!blob) blobs.set(idHex, (blob = { id, offset: loc.offset, length: loc.length, maxPlain: this.repo.blobLimit(loc), targets: [] }));
     const w = target.whole;
     blob.targets.push(
       w
@@ -320,7 +320,7 @@ class Restorer {
       // A damaged copy. Read it again with every blob checked here, so that a
       // store with retries or several destinations can serve a good one (the
       // workers rewrite the same offsets; nothing unauthenticated was written).
-      const again = await this.repo.store.get(packKey, range, { verify: (d) => blobs.every((b) => opens(this.repo, d, b.offset - base, b.length)) });
+      const again = await this.repo.store.get(packKey, range, { verify: (d) => blobs.every((b) => opens(this.repo, d, b.offset - base, b.length, b.maxPlain)) });
       return pool.run({ packKey, base, data: again, blobs });
     });
   }
@@ -331,9 +331,9 @@ class Restorer {
 }
 
 /** Whether the sealed blob at [offset, offset+length) of `data` authenticates. */
-function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number): boolean {
+function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number, maxPlain: number): boolean {
   try {
-    unseal(repo.key, data.subarray(offset, offset + length), 'restore check', { kind: 'data' });
+    unseal(repo.key, data.subarray(offset, offset + length), 'restore check', { kind: 'data' }, maxPlain);
     return true;
   } catch {
     return false;

@@ -16,10 +16,11 @@ import { LifeboatError } from '../../errors.js';
 import { keys } from '../../repo/format.js';
 import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
+import type { DamagedObject } from '../../repo/damage.js';
 import { isFutureDated, pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { applyPolicy, isEmptyPolicy, type KeepPolicy, type PolicyResult } from './policy.js';
 import { trimLogs, type LogTrim } from './logs.js';
-import { drillHistory } from '../drill/drill.js';
+import { drillKeyTime, scanDrills } from '../drill/drill.js';
 
 export type GroupField = 'host' | 'paths' | 'tags';
 
@@ -125,6 +126,31 @@ function historyAtRisk(key: ForgetGroup['key'], list: Snapshot[], r: PolicyResul
   return out;
 }
 
+/** A damaged object of `snapshots/` named by its full id or object name, as a removable entry. */
+function damagedByRef(damaged: readonly DamagedObject[], ref: string): Snapshot | undefined {
+  const d = damaged.find((x) => x.key === ref || x.key === keys.snapshot(ref));
+  return d ? ({ id: d.key.slice('snapshots/'.length), time: 'damaged' } as Snapshot) : undefined;
+}
+
+/** How far a drill's clock may be ahead of the clock that stamped the snapshot it verified. */
+const DRILL_CLOCK_MARGIN_MS = 3_600_000;
+
+/**
+ * Fail closed: a drill record that cannot be read may have verified any snapshot made
+ * before it (its name holds its time), so those are kept until the record is deleted
+ * or readable again. Returns the newest snapshot time so held (-Infinity: none;
+ * Infinity: every snapshot, when a name holds no time).
+ */
+function protectedByDamagedDrills(repo: Repository, damaged: readonly DamagedObject[]): number {
+  let until = -Infinity;
+  for (const d of damaged) {
+    const t = drillKeyTime(d.key);
+    until = Math.max(until, Number.isNaN(t) ? Infinity : t + DRILL_CLOCK_MARGIN_MS);
+    repo.onWarning(`${d.key} cannot be read (${d.error}): forget keeps every snapshot it may have verified; delete it (\`lifeboat check\` lists damaged records) to release them`);
+  }
+  return until;
+}
+
 export async function forget(repo: Repository, opts: ForgetOptions): Promise<ForgetResult> {
   if (repo.appendOnly && !opts.dryRun) {
     throw new LifeboatError('PERMISSION', `append-only: ${repo.store.location} refuses forget`, {
@@ -142,13 +168,15 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
   const lock = await acquireLock(repo.store, 'shared', 'forget');
   try {
     const now = opts.now ?? Date.now();
-    const all = await repo.listSnapshots();
+    const { snapshots: all, damaged } = await repo.scanSnapshots();
+    for (const d of damaged) repo.onWarning(`${d.key} skipped: ${d.error}`);
     const groups: ForgetGroup[] = [];
     const atRisk: HistoryAtRisk[] = [];
     const removed = new Set<string>();
     const entry = (s: Snapshot) => ({ id: s.id, time: s.time, ...(s.trusted === false ? { trusted: false as const } : {}) });
     if (opts.ids?.length) {
-      const chosen = opts.ids.map((ref) => pickSnapshot(all, ref, { now }));
+      // A damaged snapshot cannot be listed, but it can be forgotten by its full id or object name.
+      const chosen = opts.ids.map((ref) => damagedByRef(damaged, ref) ?? pickSnapshot(all, ref, { now }));
       for (const s of chosen) removed.add(s.id);
       groups.push({ key: {}, keep: [], remove: chosen.map(entry), future: [] });
     }
@@ -161,7 +189,9 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
         byKey.set(k, [...(byKey.get(k) ?? []), s]);
       }
       // The newest snapshot a drill restored and found sound is kept whatever the rules say.
-      const verified = new Set((await drillHistory(repo)).filter((d) => d.ok && d.snapshot).map((d) => d.snapshot as string));
+      const drills = await scanDrills(repo);
+      const verified = new Set(drills.records.filter((d) => d.ok && d.snapshot).map((d) => d.snapshot as string));
+      const heldUntil = protectedByDamagedDrills(repo, drills.damaged);
       for (const [k, list] of byKey) {
         const r = applyPolicy(list, policy, now);
         const newestVerified = [...list].sort((a, b) => Date.parse(b.time) - Date.parse(a.time)).find((s) => verified.has(s.id));
@@ -169,6 +199,11 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
           r.remove = r.remove.filter((s) => s.id !== newestVerified.id);
           r.keep.push(newestVerified);
           r.reasons.set(newestVerified.id, [...(r.reasons.get(newestVerified.id) ?? []), 'newest verified by a drill']);
+        }
+        for (const s of r.remove.filter((x) => Date.parse(x.time) <= heldUntil)) {
+          r.remove = r.remove.filter((x) => x.id !== s.id);
+          r.keep.push(s);
+          r.reasons.set(s.id, [...(r.reasons.get(s.id) ?? []), 'a drill record that cannot be read may have verified it']);
         }
         for (const s of r.remove) removed.add(s.id);
         const key = JSON.parse(k) as ForgetGroup['key'];

@@ -24,6 +24,8 @@ export interface RestoreBlob {
   id: Uint8Array;
   offset: number;
   length: number;
+  /** The most its plaintext may expand to (Repository.blobLimit). */
+  maxPlain: number;
   targets: BlobTarget[];
 }
 

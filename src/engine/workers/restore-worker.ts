@@ -64,7 +64,7 @@ function run(job: RestoreJob): number {
     const id = Buffer.from(b.id.buffer, b.id.byteOffset, 32);
     const sealed = data.subarray(b.offset - job.base, b.offset - job.base + b.length);
     const what = `blob ${id.toString('hex').slice(0, 16)} in ${job.packKey}`;
-    const plain = unseal(key, sealed, what, { kind: 'data' });
+    const plain = unseal(key, sealed, what, { kind: 'data' }, b.maxPlain);
     if (!blobId(key, plain).equals(id)) {
       throw Object.assign(new Error(`${what} does not match its id`), { corrupt: true });
     }

@@ -1,15 +1,22 @@
 /**
- * check: proves the repository is whole. The structural pass loads every index and
- * snapshot, walks every tree and confirms each referenced blob is indexed and each
- * indexed pack exists. --read-data (or a subset of packs) also downloads packs,
- * confirms each one's SHA-256 name, and authenticates and re-identifies every blob.
+ * check: proves the repository is whole. The structural pass authenticates every
+ * small object (the config against its sealed copy, key slots against their names,
+ * every index file, snapshot, retiring list, drill record and `state/` record), walks
+ * every tree and confirms each referenced blob is indexed and each indexed pack
+ * exists. --read-data (or a subset of packs) also downloads packs, confirms each
+ * one's SHA-256 name, and authenticates and re-identifies every blob; --read-data
+ * also authenticates every log file (`logs/`). Each damaged object is named.
  */
 import { createHash } from 'node:crypto';
-import { isLifeboatError } from '../../errors.js';
-import { blobId, seal, unseal } from '../../codec/crypto.js';
+import { LifeboatError, isLifeboatError } from '../../errors.js';
+import { blobId, seal, sha256, unseal } from '../../codec/crypto.js';
+import { toHex } from '../../util/bytes.js';
+import { CONFIG_COPY, verifyConfig } from '../config-copy.js';
+import { MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from '../limits.js';
+import { isDamage, parseJson } from '../damage.js';
 import { listAll } from '../../storage/store.js';
 import { mapLimit } from '../../util/limit.js';
-import { blobContext, keys, packIdFromKey } from '../format.js';
+import { BLOB_TREE, blobContext, keys, packIdFromKey } from '../format.js';
 import { acquireLock } from '../lock.js';
 import { parsePackHeader } from '../pack/pack.js';
 import type { Repository } from '../repository.js';
@@ -23,7 +30,7 @@ export interface CheckOptions {
 }
 
 export interface CheckProblem {
-  kind: 'index' | 'snapshot' | 'tree' | 'missing-blob' | 'missing-pack' | 'pack';
+  kind: 'config' | 'key' | 'index' | 'snapshot' | 'tree' | 'missing-blob' | 'missing-pack' | 'pack' | 'retiring' | 'drill' | 'state' | 'log';
   message: string;
 }
 
@@ -34,7 +41,11 @@ export interface CheckResult {
   packs: number;
   packsRead: number;
   unindexedPacks: number;
+  /** Log files read and authenticated (--read-data). */
+  logsRead: number;
   problems: CheckProblem[];
+  /** What is not damage but wants attention (a repository without a config copy). */
+  warnings: string[];
 }
 
 function describe(err: unknown): string {
@@ -57,16 +68,24 @@ export async function check(repo: Repository, opts: CheckOptions = {}): Promise<
  * only problems that persist are reported.
  */
 async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResult> {
+  const warnings: string[] = [];
+  const records: CheckProblem[] = [];
+  await checkRecords(repo, records, warnings);
   let pass = await structure(repo);
   for (let attempt = 0; attempt < 2 && pass.transient; attempt++) {
     repo.resetIndex();
     pass = await structure(repo);
   }
-  const { problems, stored, indexedPacks, unindexedPacks, snapshots, seenTrees } = pass;
+  const { stored, indexedPacks, unindexedPacks, snapshots, seenTrees } = pass;
+  const problems = [...records, ...pass.problems];
   let packsRead = 0;
   if (opts.readData || opts.readDataSubset !== undefined) {
     let ids = [...stored.keys()].filter((id) => indexedPacks.has(id));
-    const verified = await loadVerified(repo);
+    const verified = await loadVerified(repo).catch((err: unknown) => {
+      // Reported by checkRecords; this check rewrites it.
+      if (isLifeboatError(err, 'CORRUPT')) return new Map<string, number>();
+      throw err;
+    });
     if (!opts.readData && opts.readDataSubset !== undefined) {
       // The least recently verified first (never verified before all), so that repeated
       // subsets cover the whole repository before any pack is read twice.
@@ -88,6 +107,19 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
     for (const id of verified.keys()) if (!stored.has(id)) verified.delete(id);
     if (!repo.appendOnly) await saveVerified(repo, verified);
   }
+  let logsRead = 0;
+  if (opts.readData) {
+    await mapLimit(await listAll(repo.store, 'logs/'), 4, async (o) => {
+      try {
+        await repo.getUnsealed(o.key, o.key, { kind: 'log', name: o.key }, undefined, MAX_LOG_FILE);
+        logsRead++;
+      } catch (err) {
+        if (isLifeboatError(err, 'NOT_FOUND')) return; // trimmed meanwhile
+        if (!isDamage(err)) throw err;
+        problems.push({ kind: 'log', message: `${o.key}: ${(err as Error).message}` });
+      }
+    });
+  }
 
   return {
     ok: problems.length === 0,
@@ -96,7 +128,9 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
     packs: stored.size,
     packsRead,
     unindexedPacks,
+    logsRead,
     problems,
+    warnings,
   };
 }
 
@@ -179,7 +213,8 @@ async function readPack(repo: Repository, id: string): Promise<string | undefine
     const entries = parsePackHeader(repo.key, data, data.length, key);
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     for (const e of entries) {
-      const plain = unseal(repo.key, buf.subarray(e.offset, e.offset + e.length), `blob in pack ${id}`, blobContext(e.type), e.rawLength);
+      const limit = Math.min(e.rawLength, e.type === BLOB_TREE ? MAX_TREE_BLOB : dataBlobLimit(repo.config.chunker.max));
+      const plain = unseal(repo.key, buf.subarray(e.offset, e.offset + e.length), `blob in pack ${id}`, blobContext(e.type), limit);
       if (!blobId(repo.key, plain).equals(e.id)) return `pack ${id}: blob ${e.id.toString('hex').slice(0, 16)} does not match its id`;
       const loc = repo.index.get(e.id);
       if (loc && repo.index.packId(loc.packIndex).toString('hex') === id && loc.offset !== e.offset) {
@@ -205,14 +240,74 @@ async function stillIndexed(repo: Repository, id: string): Promise<boolean> {
   return false;
 }
 
-/** When each pack was last verified; empty before the first check that read data. */
+/**
+ * When each pack was last verified; empty before the first check that read data.
+ * A record that does not authenticate raises CORRUPT (checkRecords names it).
+ */
 export async function loadVerified(repo: Repository): Promise<Map<string, number>> {
+  let plain: Buffer;
   try {
-    const sealed = await repo.store.get(keys.verified);
-    return new Map(Object.entries(JSON.parse(unseal(repo.key, sealed, keys.verified, { kind: 'state', name: keys.verified }, 64 * 1024 * 1024).toString('utf8')) as Record<string, number>));
+    plain = await repo.getUnsealed(keys.verified, keys.verified, { kind: 'state', name: keys.verified }, undefined, MAX_PACK_LIST);
   } catch (err) {
-    if (isLifeboatError(err, 'NOT_FOUND') || isLifeboatError(err, 'CORRUPT')) return new Map();
+    if (isLifeboatError(err, 'NOT_FOUND')) return new Map();
     throw err;
+  }
+  const map = parseJson<Record<string, number>>(plain, keys.verified);
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new LifeboatError('CORRUPT', `${keys.verified}: not a verification record`);
+  return new Map(Object.entries(map));
+}
+
+/**
+ * Authenticates the small records: the config against its sealed copy, each key slot
+ * against its name (a slot is named by the SHA-256 of its bytes; only the slot that
+ * opened can be decrypted), retiring lists, drill records and `state/verified`.
+ */
+async function checkRecords(repo: Repository, problems: CheckProblem[], warnings: string[]): Promise<void> {
+  const fail = (kind: CheckProblem['kind'], key: string, err: unknown): void => {
+    if (!isDamage(err)) throw err;
+    problems.push({ kind, message: `${key}: ${(err as Error).message}` });
+  };
+  try {
+    const state = await verifyConfig(repo.store, repo.key, await repo.store.get(keys.config));
+    if (state === 'no-copy') {
+      warnings.push(`config has no sealed copy (${CONFIG_COPY}; the repository predates copies): \`lifeboat repair config\` writes one, so a lost or damaged config can be restored`);
+    }
+    if (state === 'copy-damaged') {
+      problems.push({ kind: 'config', message: `${CONFIG_COPY}: the sealed copy of the config failed authentication (damaged); if config is whole, delete ${CONFIG_COPY} and run \`lifeboat repair config\` to write a new one` });
+    }
+  } catch (err) {
+    fail('config', 'config', err);
+  }
+  for (const o of await listAll(repo.store, 'keys/')) {
+    try {
+      const raw = await repo.store.get(o.key, undefined, { verify: (d) => toHex(sha256(d)) === o.key.slice('keys/'.length) });
+      if (toHex(sha256(raw)) !== o.key.slice('keys/'.length)) throw new LifeboatError('CORRUPT', 'content does not match its name: damaged');
+      const slot = parseJson<{ kdf?: unknown; master?: unknown }>(Buffer.from(raw), o.key);
+      if (typeof slot.master !== 'string' || typeof slot.kdf !== 'object') throw new LifeboatError('CORRUPT', 'not a key slot');
+    } catch (err) {
+      fail('key', o.key, err);
+    }
+  }
+  for (const o of await listAll(repo.store, 'prune/')) {
+    try {
+      await repo.readRetiring(o.key);
+    } catch (err) {
+      if (!isLifeboatError(err, 'NOT_FOUND')) fail('retiring', o.key, err);
+    }
+  }
+  // Drill records (src/engine/drill/drill.ts): sealed JSON with at least `time` and `ok`.
+  for (const o of await listAll(repo.store, 'drills/')) {
+    try {
+      const r = parseJson<{ time?: unknown; ok?: unknown }>((await repo.getMeta(o.key, o.key, { kind: 'drill', name: o.key }, MAX_RECORD)).payload, o.key);
+      if (typeof r.time !== 'string' || typeof r.ok !== 'boolean') throw new LifeboatError('CORRUPT', 'not a drill record');
+    } catch (err) {
+      if (!isLifeboatError(err, 'NOT_FOUND')) fail('drill', o.key, err);
+    }
+  }
+  try {
+    await loadVerified(repo);
+  } catch (err) {
+    fail('state', keys.verified, err);
   }
 }
 

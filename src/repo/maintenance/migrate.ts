@@ -27,6 +27,8 @@ import { acquireLock } from '../lock.js';
 import { openWithPassword } from '../keys.js';
 import { initKeyring, openKeyring, readSlots, roleOfSlot, type Warn } from '../keyring.js';
 import { keys, type RepoConfig } from '../format.js';
+import { CONFIG_COPY, sealConfigCopy } from '../config-copy.js';
+import type { MasterKey } from '../../codec/crypto.js';
 import { Repository } from '../repository.js';
 import type { SnapshotManifest } from '../snapshot/snapshot.js';
 
@@ -53,8 +55,11 @@ async function isFormat1(store: Store, key: string): Promise<boolean> {
   }
 }
 
-async function writeConfig(store: Store, config: RepoConfig): Promise<void> {
-  await store.put(keys.config, Buffer.from(JSON.stringify(config, null, 2)));
+/** The config and its sealed copy (src/repo/config-copy.ts): the copy first, so a crash between leaves a config migrate rewrites. */
+async function writeConfig(store: Store, config: RepoConfig, key: MasterKey): Promise<void> {
+  const raw = Buffer.from(JSON.stringify(config, null, 2));
+  await store.put(CONFIG_COPY, sealConfigCopy(key, raw));
+  await store.put(keys.config, raw);
 }
 
 export async function migrate(store: Store, password: string, opts: { dryRun?: boolean; warn?: Warn; onStep?: (step: string) => void } = {}): Promise<MigrateResult> {
@@ -79,10 +84,10 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
         if (isLifeboatError(err, 'WRONG_PASSWORD') || isLifeboatError(err, 'CORRUPT')) return undefined;
         throw err;
       });
-      if (!existing) await initKeyring(store, password, v1.master);
+      const keyring = existing ?? (await initKeyring(store, password, v1.master));
       config = { ...config, version: 2, migrating: true };
       step('config');
-      await writeConfig(store, config);
+      await writeConfig(store, config, keyring.master);
     } finally {
       await lock.release();
     }
@@ -90,7 +95,8 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
     return count(store, result);
   }
 
-  const repo = await Repository.open(store, password, config, warn);
+  // Opened without comparing config with its copy: a run killed between writing the two is resumed here.
+  const repo = await Repository.open(store, password, config, warn, { trustConfig: true });
   if (repo.role !== 'full') {
     throw new LifeboatError('PERMISSION', 'migrate needs a full key', { hint: 'run it with an administrator password' });
   }
@@ -174,7 +180,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
     }
     step('done');
     const { migrating: _m, ...rest } = config;
-    await writeConfig(store, { ...rest, version: 2, v1Blobs: true });
+    await writeConfig(store, { ...rest, version: 2, v1Blobs: true }, repo.key);
   } finally {
     await lock.release();
   }

@@ -1,13 +1,17 @@
 /**
  * `lifeboat repair` for a repository on several destinations: every object one
  * destination lacks is copied from another that has it, so full redundancy returns
- * after a destination was down. Objects named by their SHA-256 (packs, indexes,
- * snapshots) are checked against their name before they are copied; others (config,
- * key slots, log files) are sealed and were checked by whoever wrote them, and are
- * copied as stored. Locks are never copied.
+ * after a destination was down. Only a copy that authenticates is copied (see
+ * `authenticator`): a damaged or forged object on one destination never spreads to
+ * the others. Objects that are no part of a repository, and locks, are never copied.
  */
 import { LifeboatError } from '../../errors.js';
-import { sha256 } from '../../codec/crypto.js';
+import { sha256, unseal, type SealContext } from '../../codec/crypto.js';
+import { keys } from '../format.js';
+import { CONFIG_COPY } from '../config-copy.js';
+import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD } from '../limits.js';
+import { parsePackHeader } from '../pack/pack.js';
+import type { Repository } from '../repository.js';
 import { toHex } from '../../util/bytes.js';
 import { mapLimit } from '../../util/limit.js';
 import type { Store } from '../../storage/store.js';
@@ -17,11 +21,16 @@ export interface RepairResult {
   copied: Record<string, number>;
   /** Objects no destination had a good copy of. */
   unrecoverable: string[];
+  /** Objects that are no part of a repository (nothing can authenticate them): not copied. */
+  foreign: string[];
 }
+
+/** Whether `data` is a genuine copy of the object `key`; false for what is no part of a repository. */
+export type Authenticator = (key: string, data: Uint8Array) => boolean;
 
 const HASH_NAMED = /^(data\/[0-9a-f]{2}|index|snapshots)\/([0-9a-f]{64})$/;
 
-export async function repairDestinations(stores: readonly Store[], opts: { dryRun?: boolean; onCopy?: (key: string, to: Store) => void } = {}): Promise<RepairResult> {
+export async function repairDestinations(stores: readonly Store[], opts: { authenticate: Authenticator; knows: (key: string) => boolean; dryRun?: boolean; onCopy?: (key: string, to: Store) => void }): Promise<RepairResult> {
   if (stores.length < 2) {
     throw new LifeboatError('USAGE', 'repair needs a repository with several destinations', {
       hint: 'define one in lifeboat.yaml (repositories: NAME: stores: [...]) and pass --repo NAME',
@@ -35,11 +44,15 @@ export async function repairDestinations(stores: readonly Store[], opts: { dryRu
   }
   const all = new Set<string>();
   for (const keys of held) for (const k of keys) all.add(k);
-  const result: RepairResult = { copied: Object.fromEntries(stores.map((s) => [s.location, 0])), unrecoverable: [] };
+  const result: RepairResult = { copied: Object.fromEntries(stores.map((s) => [s.location, 0])), unrecoverable: [], foreign: [] };
   await mapLimit([...all], 8, async (key) => {
     const lacking = stores.filter((_, i) => !(held[i] as Set<string>).has(key));
     if (lacking.length === 0) return;
-    const data = await goodCopy(key, stores.filter((_, i) => (held[i] as Set<string>).has(key)));
+    if (!opts.knows(key)) {
+      result.foreign.push(key);
+      return;
+    }
+    const data = await goodCopy(key, stores.filter((_, i) => (held[i] as Set<string>).has(key)), opts.authenticate);
     if (!data) {
       result.unrecoverable.push(key);
       return;
@@ -53,9 +66,8 @@ export async function repairDestinations(stores: readonly Store[], opts: { dryRu
   return result;
 }
 
-/** The first copy that matches its name (for hash-named objects), or undefined. */
-async function goodCopy(key: string, from: Store[]): Promise<Uint8Array | undefined> {
-  const named = HASH_NAMED.exec(key);
+/** The first copy that authenticates, or undefined. */
+async function goodCopy(key: string, from: Store[], authenticate: Authenticator): Promise<Uint8Array | undefined> {
   for (const s of from) {
     let data: Uint8Array;
     try {
@@ -63,7 +75,76 @@ async function goodCopy(key: string, from: Store[]): Promise<Uint8Array | undefi
     } catch {
       continue; // that destination cannot serve it now; another may
     }
-    if (!named || toHex(sha256(data)) === named[2]) return data;
+    if (authenticate(key, data)) return data;
   }
   return undefined;
+}
+
+/** Whether a key is one a repository holds (everything else is left where it is). */
+export function isRepositoryKey(key: string): boolean {
+  return (
+    key === keys.config ||
+    key === CONFIG_COPY ||
+    key === keys.verified ||
+    HASH_NAMED.test(key) ||
+    /^(keys|prune)\/[0-9a-f]{64}$/.test(key) ||
+    /^drills\/[^/]+$/.test(key) ||
+    /^logs\/.+/.test(key)
+  );
+}
+
+/**
+ * How `repo` authenticates each kind of object: the config by its sealed copy (or, in
+ * a repository without one, by parsing), key slots and packs by their SHA-256 names
+ * (packs also by their sealed header), every sealed object by opening it within its
+ * bound (src/repo/limits.ts).
+ */
+export function authenticator(repo: Pick<Repository, 'key'>, configCopy: Buffer | undefined): Authenticator {
+  const opens = (data: Uint8Array, what: string, ctx: SealContext, max: number): boolean => {
+    try {
+      unseal(repo.key, data, what, ctx, max);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return (key, data) => {
+    // Format 2 names a snapshot by an HMAC of its manifest, not the hash of its bytes.
+    const named = (repo.key.version === 2 && key.startsWith('snapshots/') && data[0] === 2 ? null : HASH_NAMED.exec(key)) ?? /^(keys|prune)\/([0-9a-f]{64})$/.exec(key);
+    if (named && toHex(sha256(data)) !== named[2]) return false;
+    if (key.startsWith('keyring/')) {
+      // A generation's grants open only with each slot's own secret: its shape and name are what can be checked here.
+      try {
+        const g = JSON.parse(Buffer.from(data).toString('utf8')) as { version?: unknown; generation?: unknown };
+        return g.version === 2 && key === keys.keyring(Number(g.generation));
+      } catch {
+        return false;
+      }
+    }
+    if (key === keys.config) {
+      if (configCopy) return configCopy.equals(Buffer.from(data));
+      try {
+        JSON.parse(Buffer.from(data).toString('utf8'));
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    if (key.startsWith('keys/')) return true; // named by its hash: checked above
+    if (key.startsWith('data/')) {
+      try {
+        parsePackHeader(repo.key, data, data.length, key);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    if (key.startsWith('index/')) return opens(data, key, { kind: 'index' }, MAX_INDEX_FILE);
+    if (key.startsWith('logs/')) return opens(data, key, { kind: 'log', name: key }, MAX_LOG_FILE);
+    if (key.startsWith('prune/')) return opens(data, key, { kind: 'prune' }, MAX_PACK_LIST);
+    if (key.startsWith('state/')) return opens(data, key, { kind: 'state', name: key }, key === keys.verified ? MAX_PACK_LIST : MAX_RECORD);
+    if (key.startsWith('drills/')) return opens(data, key, { kind: 'drill', name: key }, MAX_RECORD);
+    if (key.startsWith('snapshots/')) return opens(data, key, data[0] === 2 ? { kind: 'snapshot', name: key } : { kind: 'snapshot' }, MAX_RECORD);
+    return false; // not part of a repository
+  };
 }

@@ -7,7 +7,7 @@
  * Header entry (45 bytes): type u8 | blob id (32) | offset u32 | length u32 | raw length u32
  */
 import { LifeboatError } from '../../errors.js';
-import { seal, unseal, type MasterKey } from '../../codec/crypto.js';
+import { SEAL_OVERHEAD, seal, unseal, type MasterKey } from '../../codec/crypto.js';
 import type { BlobType } from '../format.js';
 
 export const ENTRY_LEN = 45;
@@ -72,7 +72,9 @@ export function parsePackHeader(key: MasterKey, tail: Uint8Array, packSize: numb
     });
   }
   const header = buf.subarray(buf.length - TRAILER_LEN - headerLen, buf.length - TRAILER_LEN);
-  const entries = decodeEntries(unseal(key, header, `${what} header`, { kind: 'pack-header' }, headerLen), what);
+  // Every entry names a sealed blob of at least SEAL_OVERHEAD bytes before the header.
+  const maxEntries = Math.ceil((packSize - TRAILER_LEN - headerLen) / SEAL_OVERHEAD);
+  const entries = decodeEntries(unseal(key, header, `${what} header`, { kind: 'pack-header' }, maxEntries * ENTRY_LEN), what);
   const dataEnd = packSize - TRAILER_LEN - headerLen;
   for (const e of entries) {
     if (e.offset + e.length > dataEnd) throw new LifeboatError('CORRUPT', `${what}: blob entry past the data`);
