@@ -6,9 +6,10 @@ import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { readConfigCopy, repairConfig } from '../../repo/config-copy.js';
 import { openWithPassword } from '../../repo/keys.js';
+import { openKeyring } from '../../repo/keyring.js';
 import { authenticator, isRepositoryKey, repairDestinations } from '../../repo/maintenance/repair.js';
 import { MultiStore } from '../../storage/wrappers/multi.js';
-import { getPassword, withRepo, withStore, type GlobalOptions } from '../context.js';
+import { cliWarn, getPassword, keyOpener, withRepo, withStore, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 
 export function register(program: Command): void {
@@ -43,8 +44,16 @@ export function register(program: Command): void {
     .action(async (_f: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withStore(g, async (store) => {
-        // No config to read first: the key slots are opened directly.
-        const { master } = await openWithPassword(store, await getPassword(g));
+        // No config to read first: the key slots are opened directly, a format 2
+        // repository's (it has keyring generations) through its keyring.
+        let format2 = false;
+        for await (const _ of store.list('keyring/')) {
+          format2 = true;
+          break;
+        }
+        const master = format2
+          ? (await openKeyring(store, (await keyOpener(g)) ?? (await getPassword(g)), cliWarn)).master
+          : (await openWithPassword(store, await getPassword(g))).master;
         const r = await repairConfig(store, master);
         if (g.json) return printJson({ action: r.action, id: r.config.id, location: store.location });
         if (g.quiet) return;

@@ -89,6 +89,7 @@ export function isRepositoryKey(key: string): boolean {
     HASH_NAMED.test(key) ||
     /^(keys|prune)\/[0-9a-f]{64}$/.test(key) ||
     /^drills\/[^/]+$/.test(key) ||
+    /^keyring\/\d{10}$/.test(key) ||
     /^logs\/.+/.test(key)
   );
 }
