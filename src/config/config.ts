@@ -75,7 +75,7 @@ export interface SourceConfig {
   targets: { rpoSeconds?: number; rtoSeconds?: number };
 }
 
-export const JOB_KINDS = ['backup', 'drill', 'check', 'forget', 'prune'] as const;
+export const JOB_KINDS = ['backup', 'drill', 'check', 'forget', 'prune', 'rotate'] as const;
 export type ScheduledJobKind = (typeof JOB_KINDS)[number];
 
 export interface ScheduleConfig {
@@ -398,7 +398,7 @@ function readSchedule(r: Reader, name: string, map: YAMLMap, config: LifeboatCon
   }
   const repository = e.has('repository') ? r.string(e.get('repository'), '"repository"') : undefined;
   if (repository !== undefined && !config.repositories.has(repository)) r.fail(e.get('repository'), `schedule "${name}" names repository "${repository}", which is not defined`);
-  const repoJob = run === 'check' || run === 'prune';
+  const repoJob = run === 'check' || run === 'prune' || run === 'rotate';
   if (repoJob && repository === undefined && config.repositories.size !== 1) r.fail(map, `schedule "${name}" (${run}) needs "repository"`);
   if (!repoJob && sources.length === 0 && config.sources.size === 0) r.fail(map, `schedule "${name}" (${run}) has no sources to run for`, 'define sources, or list them with `sources:`');
   if (run === 'forget') {

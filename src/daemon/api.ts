@@ -46,7 +46,7 @@ const JOB: Schema = {
   type: 'object',
   properties: {
     id: str,
-    kind: { type: 'string', enum: ['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'replicate', 'rebuild'] },
+    kind: { type: 'string', enum: ['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild'] },
     source: nullable(str),
     repository: nullable(str),
     status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed', 'skipped'] },

@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
-export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'replicate' | 'rebuild';
+export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild';
 
 export interface JobRow {
   id: string;

@@ -170,7 +170,7 @@ export class Daemon {
   private fire(s: ScheduleConfig, at: Date, reason: FireReason): void {
     const trigger = `${reason}:${s.name}`;
     const requests: JobRequest[] =
-      s.run === 'check' || s.run === 'prune'
+      s.run === 'check' || s.run === 'prune' || s.run === 'rotate'
         ? [{ kind: s.run, repository: s.repository as string, trigger, ...(s.readDataSubset ? { readDataSubset: s.readDataSubset } : {}) }]
         : s.sources.map((source) => ({ kind: s.run as 'backup' | 'drill' | 'forget', source, trigger }));
     for (const req of requests) {
@@ -303,7 +303,11 @@ export class Daemon {
   repositories(): RepositoryStatus[] {
     return [...this.config.repositories.keys()].map((name) => {
       const check = this.catalog.jobs({ kind: 'check', limit: 20 }).find((j) => j.repository === name && (j.status === 'succeeded' || j.status === 'failed'));
-      return { name, last_check: check ? { time: check.finished_at as string, ok: check.status === 'succeeded' } : null };
+      // The current key epoch, as the newest check or rotation of the repository reported it.
+      const epochOf = (kind: 'check' | 'rotate') =>
+        this.catalog.jobs({ kind, limit: 20 }).filter((j) => j.repository === name && j.status === 'succeeded').map((j) => (j.result as { keyEpoch?: { created?: string } } | null)?.keyEpoch?.created).find((c) => typeof c === 'string');
+      const created = [epochOf('rotate'), epochOf('check')].filter((c): c is string => c !== undefined).sort().at(-1);
+      return { name, last_check: check ? { time: check.finished_at as string, ok: check.status === 'succeeded' } : null, key_epoch_created: created ?? null };
     });
   }
 

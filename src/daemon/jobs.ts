@@ -117,6 +117,9 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       return forgetCommand(config, source as SourceConfig, 'apply');
     case 'prune':
       return ['prune'];
+    case 'rotate':
+      // A new key epoch (format 2); `prune --reseal` retires the old ones.
+      return ['key', 'rotate'];
   }
 }
 
@@ -208,7 +211,7 @@ export class JobRunner extends EventEmitter {
 
   /** Checks a request; throws a LifeboatError naming what is wrong. */
   validate(req: JobRequest): { repository: string } {
-    if (req.kind === 'check' || req.kind === 'prune') return { repository: requireRepository(this.config, req.repository) };
+    if (req.kind === 'check' || req.kind === 'prune' || req.kind === 'rotate') return { repository: requireRepository(this.config, req.repository) };
     const source = requireSource(this.config, req.source);
     if (req.kind === 'forget') forgetCommand(this.config, source, 'apply');
     if (req.kind === 'restore') {

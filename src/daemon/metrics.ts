@@ -49,6 +49,8 @@ export interface SourceStatus {
 export interface RepositoryStatus {
   name: string;
   last_check: { time: string; ok: boolean } | null;
+  /** When the current key epoch began (format 2), as the newest check or rotation saw it. */
+  key_epoch_created?: string | null;
 }
 
 type Status = { sources: SourceStatus[]; repositories: RepositoryStatus[]; running: number };
@@ -143,6 +145,16 @@ export class Metrics {
       collect() {
         this.reset();
         for (const repo of status().repositories) if (repo.last_check) this.set({ repository: repo.name }, Date.parse(repo.last_check.time) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'lifeboat_key_epoch_age_seconds',
+      help: 'Age of the repository\'s current key epoch (format 2), as its newest check or rotation saw it; rotate with `lifeboat key rotate` or a `run: rotate` schedule',
+      labelNames: ['repository'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const repo of status().repositories) if (repo.key_epoch_created) this.set({ repository: repo.name }, Math.max(0, (Date.now() - Date.parse(repo.key_epoch_created)) / 1000));
       },
     });
     new Gauge({ name: 'lifeboat_build_info', help: 'The running version (value 1)', labelNames: ['version'], registers: [r] }).set({ version: PROGRAM_VERSION }, 1);

@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, tmpdir } from '../helpers.js';
+import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
 import { testDaemon, webhookReceiver } from '../daemon-helpers.js';
 import { Catalog } from '../../src/daemon/catalog.js';
 import { Scheduler, type Clock } from '../../src/daemon/scheduler.js';
@@ -291,6 +291,34 @@ describe('scheduled jobs in the daemon', () => {
     } finally {
       await t.daemon.stop();
       await receiver.close();
+    }
+  });
+
+  it('rotates the key epoch on schedule, and lifeboat_key_epoch_age_seconds shows the new epoch', async () => {
+    const clock = new FakeClock(Date.parse('2026-12-31T23:59:30Z'));
+    const t = await testDaemon({ extra: ['schedules:', '  quarterly-keys:', '    run: rotate', '    cron: "0 3 1 1,4,7,10 *"'].join('\n'), daemon: { clock } });
+    try {
+      const epochs = async () => JSON.parse((await runCli(['-r', path.join(t.dir, 'repo'), '--json', 'key', 'epochs'])).stdout) as { epochs: Array<{ id: string; current: boolean }> };
+      const before = (await epochs()).epochs;
+      expect(before).toHaveLength(1);
+      t.daemon.start();
+      expect(await t.daemon.metrics.registry.metrics()).not.toMatch(/^lifeboat_key_epoch_age_seconds\{/m);
+      // 2027-01-01 03:00: the scheduled rotation starts a new epoch.
+      clock.advance(Date.parse('2027-01-01T03:00:30Z') - clock.now());
+      const rotate = t.daemon.catalog.jobs({ kind: 'rotate' }).find((j) => j.trigger === 'schedule:quarterly-keys') as JobRow;
+      expect(rotate).toBeDefined();
+      const done = (await t.daemon.runner.wait(rotate.id)) as JobRow;
+      expect(done.status, done.error ?? '').toBe('succeeded');
+      const after = (await epochs()).epochs;
+      const current = after.find((e) => e.current);
+      expect(after.map((e) => e.id)).toContain(before[0]?.id);
+      expect(current?.id).not.toBe(before[0]?.id);
+      expect((done.result as { keyEpoch?: { id: string } }).keyEpoch?.id).toBe(current?.id);
+      // The epoch is seconds old (real time: the CLI made it just now).
+      const age = /^lifeboat_key_epoch_age_seconds\{repository="main"\} (\S+)$/m.exec(await t.daemon.metrics.registry.metrics())?.[1];
+      expect(Number(age)).toBeLessThan(600);
+    } finally {
+      await t.daemon.stop();
     }
   });
 });

@@ -33,7 +33,8 @@ export function register(program: Command): void {
           ...r.warnings,
           ...(await archiveWarnings(repo).catch((err: unknown) => [`WAL timelines not checked: ${err instanceof Error ? err.message : String(err)}`])),
         ];
-        if (g.json) printJson({ ...r, warnings });
+        const epoch = repo.keyring?.payload.epochs.find((e) => e.keyId === repo.keyring?.payload.current);
+        if (g.json) printJson({ ...r, warnings, ...(epoch ? { keyEpoch: { id: epoch.keyId.toString(16).padStart(8, '0'), created: epoch.created } } : {}) });
         else {
           for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
           for (const p of r.problems) console.log(`error: ${p.message}`);

@@ -211,7 +211,7 @@ export function register(program: Command): void {
           await lock.release();
         }
         const cur = epochInfo(repo.keyring).find((e) => e.current);
-        if (g.json) printJson({ epoch: cur, generation: repo.keyring.generation });
+        if (g.json) printJson({ epoch: cur, generation: repo.keyring.generation, ...(cur ? { keyEpoch: { id: cur.keyId.toString(16).padStart(8, '0'), created: cur.created } } : {}) });
         else if (!g.quiet) console.log(`new key epoch ${cur?.keyId.toString(16).padStart(8, '0')}; run \`lifeboat prune --reseal\` to re-seal data of older epochs`);
       });
     });
