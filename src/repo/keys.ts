@@ -4,30 +4,13 @@
  * is `keys/<sha256 of its bytes>` holding plain JSON (KDF parameters, salt, who made
  * it, and the sealed master key).
  */
-import { randomBytes, scrypt as scryptCb } from 'node:crypto';
 import * as os from 'node:os';
-import { promisify } from 'node:util';
 import { LifeboatError, isLifeboatError } from '../errors.js';
 import { decrypt, encrypt, masterKeyFrom, sha256, type MasterKey } from '../codec/crypto.js';
 import { CODEC } from '../codec/compression.js';
 import { listAll, type Store } from '../storage/store.js';
-import { checkKdf, type KdfParams as KdfParamsV2 } from './keyring.js';
+import { assertUsablePassword, checkKdf, defaultKdf, deriveKey, type KdfParams } from './keyring.js';
 import { toHex } from '../util/bytes.js';
-
-const scrypt = promisify(scryptCb) as (
-  password: string,
-  salt: Buffer,
-  keylen: number,
-  opts: { N: number; r: number; p: number; maxmem: number },
-) => Promise<Buffer>;
-
-export interface KdfParams {
-  name: 'scrypt';
-  N: number;
-  r: number;
-  p: number;
-  salt: string;
-}
 
 export interface KeySlot {
   version: 1;
@@ -49,27 +32,10 @@ export interface KeySlotInfo {
   username: string;
 }
 
-/**
- * scrypt N=2^15, r=8, p=1 (32 MiB, ~100 ms here): the parameters scrypt's authors
- * recommend for interactive logins. Tests may lower them with LIFEBOAT_TEST_KDF=fast.
- */
-function defaultKdf(): Omit<KdfParams, 'salt'> {
-  if (process.env.LIFEBOAT_TEST_KDF === 'fast') return { name: 'scrypt', N: 1024, r: 8, p: 1 };
-  return { name: 'scrypt', N: 2 ** 15, r: 8, p: 1 };
-}
-
-async function derive(password: string, kdf: KdfParams): Promise<Buffer> {
-  return scrypt(password, Buffer.from(kdf.salt, 'base64'), 32, {
-    N: kdf.N,
-    r: kdf.r,
-    p: kdf.p,
-    maxmem: 256 * kdf.N * kdf.r * kdf.p,
-  });
-}
-
 export async function createKeySlot(store: Store, password: string, master: MasterKey, opts: { appendOnly?: boolean } = {}): Promise<string> {
-  const kdf: KdfParams = { ...defaultKdf(), salt: randomBytes(32).toString('base64') };
-  const wrapping = await derive(password, kdf);
+  assertUsablePassword(password);
+  const kdf = defaultKdf();
+  const wrapping = await deriveKey(password, kdf);
   const secret = Buffer.from(
     JSON.stringify({ encKey: master.encKey.toString('base64'), idKey: master.idKey.toString('base64') }),
   );
@@ -119,7 +85,7 @@ export async function openWithPassword(store: Store, password: string): Promise<
     }
     let wrapping: Buffer;
     try {
-      wrapping = await derive(password, checkKdf(slot.kdf as KdfParamsV2, info.key));
+      wrapping = await deriveKey(password, checkKdf(slot.kdf, info.key));
     } catch (err) {
       if (isLifeboatError(err, 'CORRUPT')) continue;
       throw err;
