@@ -92,8 +92,20 @@ it('forged snapshot times cannot make forget remove real snapshots', async () =>
   expect(forged.stderr).toMatch(/hint: /);
   expect(await list()).toHaveLength(left.length);
 
-  // A burst of fresh snapshots would fill --keep-last 5 and push all older history out.
+  // A burst of fresh snapshots from the attacker's key: they carry no tag of a full key,
+  // so retention gives them keep slots of their own, and the real history stays.
   for (let i = 0; i < 5; i++) await attacker.saveSnapshot({ ...manifest, time: new Date(Date.now() - i * 1000).toISOString() });
+  const flagged2 = JSON.parse((await cli(['snapshots', '--json'])).stdout) as Array<Listed & { trusted?: boolean }>;
+  expect(flagged2.filter((s) => s.trusted === false)).toHaveLength(13);
+  const kept = await cli(['forget', '--keep-last', '5', '--json']);
+  expect(kept.code, kept.stderr).toBe(0);
+  const removedNow = (JSON.parse(kept.stdout) as { removed: string[] }).removed;
+  for (const s of real.slice(2)) expect(removedNow).not.toContain(s.id);
+
+  // Where trust cannot tell writers apart (the same key made the burst), the wipe guard
+  // stands: a burst of fresh snapshots would fill --keep-last 5 and push older history out.
+  const admin = await Repository.open(new LocalStore(rp), 'test-password');
+  for (let i = 0; i < 5; i++) await admin.saveSnapshot({ ...manifest, time: new Date(Date.now() - i * 1000).toISOString() });
   const before = (await list()).map((s) => s.id);
   const refused = await cli(['forget', '--keep-last', '5']);
   expect(refused.code, refused.stderr).toBe(24);

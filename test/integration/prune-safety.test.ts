@@ -63,7 +63,8 @@ describe('prune does not trust index files', () => {
     const expected = await snapshotOf(src);
     const realPacks = await packsOf(repo);
 
-    // The attacker: a client that may only add (as with an append-only key).
+    // The attacker holds a key (here even a full one, so its list is trusted: an
+    // append-only key's list would simply be ignored, see keys-v2.test.ts).
     const evil = await open(repo);
     await evil.loadIndex();
     const entries: IndexedPack['entries'] = [];
@@ -79,8 +80,9 @@ describe('prune does not trust index files', () => {
     await evil.saveRetiring({ time: HOUR_AGO(), hostname: 'evil', packs: realPacks });
 
     // The administrator's ordinary prunes.
+    // A pack may go only once every blob its header lists has a verified copy
+    // elsewhere: the forged entries make prune repack, never lose.
     for (let i = 0; i < 3; i++) await cli(['-r', repo, 'prune', '--grace', '0']);
-    for (const p of realPacks) expect(await packsOf(repo)).toContain(p);
     const [snap] = await snapshotList(repo);
     await expectRestore(repo, snap!.id, src, expected);
     // The sweep also rewrote the index files without the pack that does not exist.
