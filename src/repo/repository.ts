@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LifeboatError, isLifeboatError } from '../errors.js';
-import { blobId, newMasterKey, type EpochKey, seal, sealMeta, sha256, unseal, unsealMeta, type MasterKey, type OpenedMeta, type SealContext } from '../codec/crypto.js';
+import { blobId, newMasterKey, sealedKeyId, type EpochKey, seal, sealMeta, sha256, unseal, unsealMeta, type MasterKey, type OpenedMeta, type SealContext } from '../codec/crypto.js';
 import { DEFAULT_COMPRESSION, type Compression } from '../codec/compression.js';
 import { listAll, type ByteRange, type Store } from '../storage/store.js';
 import { AppendOnlyStore } from '../storage/wrappers/append-only.js';
@@ -384,9 +384,31 @@ export class Repository {
       }
     };
     const sealed = await this.store.get(key, range, { verify });
+    if (opened) return opened.value;
     // Backends ignore the check: open here, which raises CORRUPT when it fails.
-    return opened ? opened.value : open(sealed);
+    try {
+      return open(sealed);
+    } catch (err) {
+      if (isLifeboatError(err, 'CORRUPT') && (await this.learnSessionOf(sealed))) return open(sealed);
+      throw err;
+    }
   }
+
+  /**
+   * Full keys: an object sealed under a key id this key lacks may be a write-only
+   * client's whose session began after this repository was opened (a backup that ran
+   * while a prune or restore did): the session objects are read again, once for all
+   * concurrent callers. True when the key id is now held.
+   */
+  private async learnSessionOf(sealed: Uint8Array): Promise<boolean> {
+    const keyId = sealedKeyId(sealed);
+    if (keyId === undefined || this.key.epochs.has(keyId) || !this.keyring?.payload.writeRecipient?.privateKey) return false;
+    this.learning ??= this.loadSessionKeys().finally(() => (this.learning = undefined));
+    await this.learning;
+    return this.key.epochs.has(keyId);
+  }
+
+  private learning: Promise<void> | undefined;
 
   /** The most a blob of this type and recorded length may expand to. */
   blobLimit(loc: Pick<BlobLocation, 'type' | 'rawLength'>): number {
@@ -512,7 +534,13 @@ export class Repository {
       if (loc.offset + loc.length > pack.length) {
         throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
       }
-      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, BLOB_TREE, this.blobLimit(loc));
+      const sealed = pack.subarray(loc.offset, loc.offset + loc.length);
+      try {
+        return this.openBlob(id, sealed, key, BLOB_TREE, this.blobLimit(loc));
+      } catch (err) {
+        if (isLifeboatError(err, 'CORRUPT') && (await this.learnSessionOf(sealed))) return this.openBlob(id, sealed, key, BLOB_TREE, this.blobLimit(loc));
+        throw err;
+      }
     }
     const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, blobContext(loc.type), { offset: loc.offset, length: loc.length }, this.blobLimit(loc));
     return this.checkBlobId(id, plain, key);

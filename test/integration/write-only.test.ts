@@ -172,8 +172,12 @@ describe('write-only key slots', () => {
     await cliExpecting(['-r', repo, 'check', '--read-data'], 0, ADMIN);
     // The host backs up again: its cached blobs' packs were re-sealed away, so it stores them anew.
     await fs.writeFile(path.join(src, 'hello.txt'), 'hello again\n');
+    // An administrator's process opened before this run learns its session key when it meets its objects.
+    const admin = await Repository.open(new LocalStore(repo), 'admin-password');
     const again = await hostBackup();
     expect(again.summary.totalFiles).toBeGreaterThan(0);
+    await admin.loadIndex();
+    expect((await admin.loadSnapshot(again.id)).trusted).toBe(false);
     await restoresExactly(again.id, await snapshotOf(src));
   }, 180_000);
 });
