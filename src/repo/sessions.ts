@@ -98,7 +98,7 @@ export function openSession(name: string, raw: Uint8Array, recipient: KeyObject)
 /**
  * Every session key stored, for a full reader holding the write recipient's private
  * key. A damaged, foreign or renamed object is skipped with a warning: what it sealed
- * stays unreadable (`check` names those objects), the rest opens.
+ * stays unreadable, the rest opens.
  */
 export async function loadSessions(store: Store, recipientPrivateKey: string, warn: Warn): Promise<Map<number, EpochKey & { created: string }>> {
   const out = new Map<number, EpochKey & { created: string }>();
