@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { Repository } from '../../src/repo/repository.js';
+import { authenticator } from '../../src/repo/maintenance/repair.js';
 import { cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir, type Meta } from '../helpers.js';
 
 const ENV = { LIFEBOAT_TEST_KDF: 'fast', LIFEBOAT_PROGRESS: 'none' };
@@ -134,6 +135,14 @@ describe('write-only key slots', () => {
     expect(r.stderr).toMatch(/sessions\/00000000 skipped/);
     expect((JSON.parse(r.stdout) as unknown[]).length).toBe(3);
     await fs.rm(junk);
+    // repair (several destinations) copies a session object only when it opens under its own name.
+    const admin = await Repository.open(new LocalStore(repo), 'admin-password');
+    const auth = authenticator(admin, undefined);
+    const [one, two] = (await fs.readdir(path.join(repo, 'sessions'))).sort();
+    const bytes = await fs.readFile(path.join(repo, 'sessions', one as string));
+    expect(auth(`sessions/${one as string}`, bytes)).toBe(true);
+    expect(auth(`sessions/${two as string}`, bytes)).toBe(false);
+    expect(authenticator(await Repository.open(new LocalStore(repo), 'append-password'), undefined)(`sessions/${one as string}`, bytes)).toBe(false);
   });
 
   it('a restricted key cannot add a write-only slot', async () => {
