@@ -243,7 +243,7 @@ export async function keyOpener(opts: GlobalOptions, use: { pkcs11?: boolean } =
 }
 
 /** Opens the repository whose config was just read, with a key opener or a password. */
-export async function openRepo(store: Store, opts: GlobalOptions, config: RepoConfig, use: { pkcs11?: boolean } = {}): Promise<Repository> {
+export async function openRepo(store: Store, opts: GlobalOptions, config: RepoConfig, use: RepoUse = {}): Promise<Repository> {
   const opener = await keyOpener(opts, use);
   if (opener && config.version !== 2) {
     throw new LifeboatError('UNSUPPORTED_FORMAT', `${opener.type === 'command' ? 'key commands' : 'PKCS#11 keys'} open repositories of format version 2 only; this one is version ${config.version}`, {
@@ -251,13 +251,33 @@ export async function openRepo(store: Store, opts: GlobalOptions, config: RepoCo
     });
   }
   const repo = await Repository.open(store, opener ?? (await getPassword(opts)), config, cliWarn);
+  // Refused before the command does anything: a write-only key writes nothing here.
+  if (repo.role === 'write' && !use.writeOnly) throw writeOnlyRefused(use.command);
   // A skipped damaged object is named on stderr even with --json or --quiet: it is damage.
   repo.onWarning = cliWarn;
   if (opts.compression) repo.compression = parseCompression(opts.compression);
   return repo;
 }
 
-export async function withRepo<T>(opts: GlobalOptions, fn: (repo: Repository) => Promise<T>, use: { pkcs11?: boolean } = {}): Promise<T> {
+/**
+ * What a command needs of the key: `pkcs11: false` when the PKCS#11 options describe
+ * something else (a new slot); `writeOnly: true` for the commands a write-only key may
+ * run (backup), which never read the repository's sealed objects.
+ */
+export interface RepoUse {
+  pkcs11?: boolean;
+  writeOnly?: boolean;
+  /** The command's name, for the refusal. */
+  command?: string;
+}
+
+export function writeOnlyRefused(command = 'this command'): LifeboatError {
+  return new LifeboatError('PERMISSION', `${command} needs a key that can read; this key slot is write-only`, {
+    hint: 'this key may only add backups (`lifeboat backup`); use an administrator key to list, restore, check or prune',
+  });
+}
+
+export async function withRepo<T>(opts: GlobalOptions, fn: (repo: Repository) => Promise<T>, use: RepoUse = {}): Promise<T> {
   return withStore(opts, async (store) => {
     // The config is read before asking for a password, so a wrong location fails fast.
     return fn(await openRepo(store, opts, await Repository.readConfig(store), use));

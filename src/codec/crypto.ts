@@ -52,6 +52,11 @@ export interface SealContext {
 export interface EpochKey {
   encKey: Buffer;
   macKey?: Buffer;
+  /**
+   * A write-only client's session key (repo/sessions.ts): what it sealed is never
+   * trusted metadata, even for a reader that holds metadata keys.
+   */
+  session?: boolean;
 }
 
 /** The secrets a repository is opened with (never stored unwrapped). */
@@ -293,8 +298,9 @@ export function unsealMeta(key: MasterKey, sealed: Uint8Array, what: string, ctx
     throw new LifeboatError('CORRUPT', `${what}: malformed metadata header`, { hint: 'run `lifeboat check`' });
   }
   const payload = buf.subarray(flags === META_TAGGED ? 33 : 1);
-  const macKey = key.epochs.get(keyId)?.macKey;
-  if (!macKey) return { payload, trusted: undefined };
+  const epoch = key.epochs.get(keyId);
+  const macKey = epoch?.macKey;
+  if (!macKey) return { payload, trusted: epoch?.session ? false : undefined };
   if (flags !== META_TAGGED) return { payload, trusted: false };
   const ok = timingSafeEqual(buf.subarray(1, 33), metaTag(macKey, ctx, payload));
   return { payload, trusted: ok };

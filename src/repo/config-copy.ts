@@ -82,7 +82,7 @@ export async function verifyConfig(store: Pick<Store, 'get'>, key: MasterKey, ra
 }
 
 /** Prefixes whose objects mean a repository is here, even without its `config`. */
-const REPOSITORY_PREFIXES = ['keys/', 'snapshots/', 'index/', 'data/', 'logs/', 'state/'];
+const REPOSITORY_PREFIXES = ['keys/', 'snapshots/', 'index/', 'data/', 'logs/', 'state/', 'sessions/'];
 
 async function hasAny(store: Pick<Store, 'list'>, prefix: string): Promise<boolean> {
   for await (const _ of store.list(prefix)) return true;

@@ -24,7 +24,10 @@
  * - **Roles**: `full` holds everything; `append` holds the idKey and the encryption
  *   keys (it can back up, deduplicate, read and restore) but no metadata key and no
  *   grant keys, so it can neither create slots nor write metadata that `prune`,
- *   `forget` or retention act on.
+ *   `forget` or retention act on. `write` holds the idKey and the repository's *write
+ *   recipient* (an X25519 public key whose private half only full grants hold): it
+ *   seals what it writes under a session key of its own, wrapped to that recipient
+ *   (sessions.ts), and can read nothing back.
  *
  * docs/format.md specifies the objects; docs/security.md the threat model.
  */
@@ -46,8 +49,9 @@ import { CODEC } from '../codec/compression.js';
 import { listAll, type Store } from '../storage/store.js';
 import { toHex } from '../util/bytes.js';
 import { keys } from './format.js';
+import { newSessionKey } from './sessions.js';
 
-export type SlotRole = 'full' | 'append';
+export type SlotRole = 'full' | 'append' | 'write';
 export type SlotType = 'password' | 'command' | 'pkcs11';
 
 /** What every version 2 slot holds, whatever protects it. */
@@ -153,6 +157,12 @@ export interface KeyringPayload {
   epochs: EpochRecord[];
   /** Full slots only: every slot's grant key, so new generations can be granted to all. */
   grantKeys?: Record<string, string>;
+  /**
+   * The repository's write recipient (X25519, base64 DER), made when the first write
+   * slot is added: write slots get the public key, full slots the pair (to unwrap the
+   * session keys write-only clients store under `sessions/`), append slots nothing.
+   */
+  writeRecipient?: { publicKey: string; privateKey?: string };
 }
 
 interface Grant {
@@ -252,9 +262,19 @@ function openGrant(g: Grant, generation: number, privateKey: KeyObject, grantAut
   return JSON.parse(body.toString('utf8')) as KeyringPayload;
 }
 
-/** The grant a role may hold: append slots get no metadata keys and no grant keys. */
-function payloadFor(role: SlotRole, full: KeyringPayload): KeyringPayload {
+/**
+ * The grant a role may hold: append slots get no metadata keys, no grant keys and
+ * nothing of the write recipient; write slots get only the idKey (blob ids must be the
+ * repository's, or their data would not deduplicate for readers), the current epoch's
+ * id (informational) and the write recipient's public key: no epoch key at all.
+ */
+export function payloadFor(role: SlotRole, full: KeyringPayload): KeyringPayload {
   if (role === 'full') return full;
+  if (role === 'write') {
+    const pub = full.writeRecipient?.publicKey;
+    if (!pub) throw new LifeboatError('CORRUPT', 'keyring: a write-only grant without a write recipient');
+    return { idKey: full.idKey, current: full.current, epochs: [], writeRecipient: { publicKey: pub } };
+  }
   return { idKey: full.idKey, current: full.current, epochs: full.epochs.map(({ keyId, encKey, created }) => ({ keyId, encKey, created })) };
 }
 
@@ -521,9 +541,13 @@ async function newestFor(store: Store, slot: { id: string; privateKey: KeyObject
         const payload = openGrant(grant, generation, slot.privateKey, slot.grantAuth);
         // The role comes from the grant the administrator wrote, never from the slot
         // object alone: a slot file claiming "full" gets what its grant holds.
-        const role: SlotRole = grant.role === 'full' && payload.grantKeys ? 'full' : 'append';
+        const role: SlotRole =
+          grant.role === 'full' && payload.grantKeys ? 'full' : grant.role === 'write' || payload.epochs.length === 0 ? 'write' : 'append';
         const mine = payloadFor(role, payload);
-        return { master: masterFromPayload(mine), slotId: slot.id, role, generation, payload: mine, reopen: newest };
+        // A write-only client holds no epoch key: it seals under a session key of its
+        // own (sessions.ts), made here and stored only when it first writes.
+        const master = role === 'write' ? newSessionKey(mine) : masterFromPayload(mine);
+        return { master, slotId: slot.id, role, generation, payload: mine, reopen: newest };
       } catch (err) {
         if (!isLifeboatError(err, 'CORRUPT') && !(err instanceof SyntaxError)) throw err;
         warn(`${key}: the grant for key slot ${slot.id.slice(0, 8)} does not open (${(err as Error).message}); trying older generations`);
@@ -573,11 +597,24 @@ async function writeGeneration(store: Store, current: OpenedKeyring, next: Keyri
 /** Roles are kept in the full payload as a suffix of the grant key entry: "<base64>:<role>". */
 function roleOf(p: KeyringPayload, slotId: string): SlotRole {
   const v = p.grantKeys?.[slotId] ?? '';
-  return v.endsWith(':append') ? 'append' : 'full';
+  return v.endsWith(':append') ? 'append' : v.endsWith(':write') ? 'write' : 'full';
 }
 
 function withSlot(p: KeyringPayload, slotId: string, auth: Buffer, role: SlotRole): KeyringPayload {
-  return { ...p, grantKeys: { ...(p.grantKeys ?? {}), [slotId]: `${auth.toString('base64')}${role === 'append' ? ':append' : ''}` } };
+  return { ...p, grantKeys: { ...(p.grantKeys ?? {}), [slotId]: `${auth.toString('base64')}${role === 'full' ? '' : `:${role}`}` } };
+}
+
+/** The payload with a write recipient, made now if there is none yet (the first write slot). */
+function withWriteRecipient(p: KeyringPayload): KeyringPayload {
+  if (p.writeRecipient?.privateKey) return p;
+  const pair = generateKeyPairSync('x25519');
+  return {
+    ...p,
+    writeRecipient: {
+      publicKey: pair.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
+      privateKey: pair.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'),
+    },
+  };
 }
 
 function authOf(entry: string): Buffer {
@@ -630,7 +667,8 @@ export async function addSlot(store: Store, k: OpenedKeyring, how: string | Slot
   assertFull(k, 'adding a key');
   const made = await makeSlot(typeof how === 'string' ? passwordWrapper(how) : how, role, k.slotId);
   await store.put(`keys/${made.id}`, made.bytes, { ifAbsent: true });
-  const keyring = await commit(store, k, withSlot(k.payload, made.id, made.grantAuth, role), warn, false);
+  const base = role === 'write' ? withWriteRecipient(k.payload) : k.payload;
+  const keyring = await commit(store, k, withSlot(base, made.id, made.grantAuth, role), warn, false);
   return { id: made.id, keyring };
 }
 

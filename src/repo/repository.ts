@@ -5,13 +5,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LifeboatError, isLifeboatError } from '../errors.js';
-import { blobId, newMasterKey, seal, sealMeta, sha256, unseal, unsealMeta, type MasterKey, type OpenedMeta, type SealContext } from '../codec/crypto.js';
+import { blobId, newMasterKey, sealedKeyId, type EpochKey, seal, sealMeta, sha256, unseal, unsealMeta, type MasterKey, type OpenedMeta, type SealContext } from '../codec/crypto.js';
 import { DEFAULT_COMPRESSION, type Compression } from '../codec/compression.js';
 import { listAll, type ByteRange, type Store } from '../storage/store.js';
 import { AppendOnlyStore } from '../storage/wrappers/append-only.js';
 import { mapLimit } from '../util/limit.js';
 import { toHex } from '../util/bytes.js';
 import { createKeySlot, openWithPassword } from './keys.js';
+import { loadSessions, sessionObject } from './sessions.js';
 import { initKeyring, openKeyring, type OpenedKeyring, type SlotOpener, type SlotRole, type Warn } from './keyring.js';
 import { blobContext, BLOB_TREE, keys, type BlobType, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
 import { BlobIndex, type BlobLocation } from './index/blob-index.js';
@@ -146,8 +147,39 @@ export class Repository {
     this.keyring = k;
     // A migrated repository still holds format 1 objects (docs/format.md, "Migration").
     const readsV1 = this.config.migrating ? 'all' : this.config.v1Blobs ? 'blobs' : undefined;
-    this.key = readsV1 ? { ...k.master, readsV1 } : k.master;
+    const master = this.sessions.size === 0 ? k.master : { ...k.master, epochs: new Map([...this.sessions, ...k.master.epochs]) };
+    this.key = readsV1 ? { ...master, readsV1 } : master;
     this.keyringCheckedAt = Date.now();
+  }
+
+  /**
+   * Full keys: the session keys of write-only clients (repo/sessions.ts), read as older
+   * epochs by every read path. Each with the time its session object says it was made.
+   */
+  readonly sessions = new Map<number, EpochKey & { created?: string }>();
+
+  /** Full keys: unwraps every `sessions/` object, so what write-only clients sealed can be read. */
+  async loadSessionKeys(warn: Warn = this.onWarning): Promise<void> {
+    const recipient = this.keyring?.role === 'full' ? this.keyring.payload.writeRecipient?.privateKey : undefined;
+    if (!recipient || !this.keyring) return;
+    this.sessions.clear();
+    for (const [id, e] of await loadSessions(this.store, recipient, warn)) this.sessions.set(id, e);
+    this.useKeyring(this.keyring);
+  }
+
+  private sessionStored = false;
+
+  /**
+   * Write-only keys: stores this run's session object (its key wrapped to the write
+   * recipient) once, before anything is sealed with the key. Idempotent.
+   */
+  async startSession(): Promise<void> {
+    if (this.role !== 'write' || this.sessionStored || !this.keyring) return;
+    const pub = this.keyring.payload.writeRecipient?.publicKey;
+    if (!pub) throw new LifeboatError('CORRUPT', 'keyring: a write-only grant without a write recipient');
+    const { name, bytes } = sessionObject(this.key, pub, this.slotId);
+    await this.store.put(name, bytes, { ifAbsent: true });
+    this.sessionStored = true;
   }
 
   private keyringCheckedAt = Date.now();
@@ -158,7 +190,8 @@ export class Repository {
    * nothing new is sealed under an epoch that `prune --reseal` is about to destroy.
    */
   async followKeyring(intervalMs = 60_000): Promise<void> {
-    if (!this.keyring?.reopen || Date.now() - this.keyringCheckedAt < intervalMs) return;
+    // A write-only client's key is its session key, whatever the epoch.
+    if (!this.keyring?.reopen || this.keyring.role === 'write' || Date.now() - this.keyringCheckedAt < intervalMs) return;
     this.keyringCheckedAt = Date.now();
     const next = await this.keyring.reopen();
     if (next.generation !== this.keyring.generation) this.useKeyring(next);
@@ -198,10 +231,13 @@ export class Repository {
     config ??= await Repository.readConfig(store);
     if (config.version === 2) {
       const k = await openKeyring(store, password, warn);
-      const s = k.role === 'append' && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store;
+      const s = k.role !== 'full' && !(store instanceof AppendOnlyStore) ? new AppendOnlyStore(store) : store;
       const repo = new Repository(s, config, k.master, k.slotId, k);
       repo.useKeyring(k);
-      if (!opts.trustConfig) await verifyConfig(store, repo.key, rawConfigs.get(config) ?? (await store.get(keys.config)));
+      // A write-only key cannot open the sealed copy of the config (it holds no epoch
+      // key): it trusts the plain config (docs/security.md says what that allows).
+      if (!opts.trustConfig && k.role !== 'write') await verifyConfig(store, repo.key, rawConfigs.get(config) ?? (await store.get(keys.config)));
+      await repo.loadSessionKeys(warn ?? (() => {}));
       return repo;
     }
     if (typeof password !== 'string') {
@@ -348,9 +384,31 @@ export class Repository {
       }
     };
     const sealed = await this.store.get(key, range, { verify });
+    if (opened) return opened.value;
     // Backends ignore the check: open here, which raises CORRUPT when it fails.
-    return opened ? opened.value : open(sealed);
+    try {
+      return open(sealed);
+    } catch (err) {
+      if (isLifeboatError(err, 'CORRUPT') && (await this.learnSessionOf(sealed))) return open(sealed);
+      throw err;
+    }
   }
+
+  /**
+   * Full keys: an object sealed under a key id this key lacks may be a write-only
+   * client's whose session began after this repository was opened (a backup that ran
+   * while a prune or restore did): the session objects are read again, once for all
+   * concurrent callers. True when the key id is now held.
+   */
+  private async learnSessionOf(sealed: Uint8Array): Promise<boolean> {
+    const keyId = sealedKeyId(sealed);
+    if (keyId === undefined || this.key.epochs.has(keyId) || !this.keyring?.payload.writeRecipient?.privateKey) return false;
+    this.learning ??= this.loadSessionKeys().finally(() => (this.learning = undefined));
+    await this.learning;
+    return this.key.epochs.has(keyId);
+  }
+
+  private learning: Promise<void> | undefined;
 
   /** The most a blob of this type and recorded length may expand to. */
   blobLimit(loc: Pick<BlobLocation, 'type' | 'rawLength'>): number {
@@ -476,7 +534,13 @@ export class Repository {
       if (loc.offset + loc.length > pack.length) {
         throw new LifeboatError('CORRUPT', `${key} is shorter than its index says`, { hint: 'run `lifeboat check --read-data`' });
       }
-      return this.openBlob(id, pack.subarray(loc.offset, loc.offset + loc.length), key, BLOB_TREE, this.blobLimit(loc));
+      const sealed = pack.subarray(loc.offset, loc.offset + loc.length);
+      try {
+        return this.openBlob(id, sealed, key, BLOB_TREE, this.blobLimit(loc));
+      } catch (err) {
+        if (isLifeboatError(err, 'CORRUPT') && (await this.learnSessionOf(sealed))) return this.openBlob(id, sealed, key, BLOB_TREE, this.blobLimit(loc));
+        throw err;
+      }
     }
     const plain = await this.getUnsealed(key, `blob ${toHex(id).slice(0, 16)} in ${key}`, blobContext(loc.type), { offset: loc.offset, length: loc.length }, this.blobLimit(loc));
     return this.checkBlobId(id, plain, key);

@@ -73,6 +73,6 @@ export function register(program: Command): void {
             hint: 'see the warnings above',
           });
         }
-      });
+      }, { writeOnly: true, command: 'backup' });
     });
 }

@@ -87,9 +87,9 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const slots = await listSlots(repo);
-        if (g.json) return printJson(slots.map((s) => ({ ...s, appendOnly: s.role === 'append' })));
+        if (g.json) return printJson(slots.map((s) => ({ ...s, appendOnly: s.role === 'append' || s.role === 'write' })));
         for (const s of slots) {
-          console.log(`${s.current ? '*' : ' '} ${s.id.slice(0, 8)}  ${s.type.padEnd(8)}  ${s.username}@${s.hostname}  ${s.created}${s.role === 'full' ? '' : `  ${s.role === 'append' ? 'append-only' : s.role}`}`);
+          console.log(`${s.current ? '*' : ' '} ${s.id.slice(0, 8)}  ${s.type.padEnd(8)}  ${s.username}@${s.hostname}  ${s.created}${s.role === 'full' ? '' : `  ${s.role === 'append' ? 'append-only' : s.role === 'write' ? 'write-only' : s.role}`}`);
         }
       });
     });
@@ -118,8 +118,12 @@ export function register(program: Command): void {
     .option('--unwrap-command <cmd>', 'with --wrap-command: check at once that this program unwraps what was wrapped')
     .option('--pkcs11', 'protect the new slot with the PKCS#11 key the global --pkcs11-* options name')
     .option('--append-only', 'clients opening with it may add backups but never delete or overwrite (for backup hosts)')
-    .action(async (f: { newPasswordFile?: string; wrapCommand?: string; unwrapCommand?: string; pkcs11?: boolean; appendOnly?: boolean }, cmd: Command) => {
+    .option('--write-only', 'clients opening with it may add backups but read nothing back, not even their own (format 2; docs/keys.md)')
+    .action(async (f: { newPasswordFile?: string; wrapCommand?: string; unwrapCommand?: string; pkcs11?: boolean; appendOnly?: boolean; writeOnly?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
+      if (f.writeOnly && (f.appendOnly || g.appendOnly)) {
+        throw new LifeboatError('USAGE', 'give one of --append-only and --write-only', { hint: 'a write-only slot is also append-only: it never deletes or overwrites' });
+      }
       if ([f.newPasswordFile !== undefined, f.wrapCommand !== undefined, f.pkcs11 === true].filter(Boolean).length > 1) {
         throw new LifeboatError('USAGE', 'give one of --new-password-file, --wrap-command and --pkcs11', { hint: 'each key slot is protected by one thing; add several slots for several' });
       }
@@ -143,10 +147,14 @@ export function register(program: Command): void {
         if (wrapArgv) how = commandWrapper(wrapArgv, unwrapArgv);
         else if (p11) how = (await import('../../repo/key-pkcs11.js')).pkcs11Wrapper(p11);
         else how = await getNewPassword(f.newPasswordFile);
-        const id = await createSlot(repo, how, appendOnly ? 'append' : 'full');
+        if (f.writeOnly && !repo.keyring) {
+          throw new LifeboatError('UNSUPPORTED_FORMAT', 'write-only key slots need a repository of format version 2', { hint: 'upgrade it with `lifeboat migrate`' });
+        }
+        const role: SlotRole = f.writeOnly ? 'write' : appendOnly ? 'append' : 'full';
+        const id = await createSlot(repo, how, role);
         const type = typeof how === 'string' ? 'password' : how.type;
-        if (g.json) printJson({ id, type, appendOnly });
-        else console.log(`added ${appendOnly ? 'append-only ' : ''}${type === 'password' ? '' : `${type} `}key ${id.slice(0, 8)}`);
+        if (g.json) printJson({ id, type, appendOnly: role !== 'full', role });
+        else console.log(`added ${role === 'full' ? '' : role === 'append' ? 'append-only ' : 'write-only '}${type === 'password' ? '' : `${type} `}key ${id.slice(0, 8)}`);
       }, { pkcs11: !f.pkcs11 });
     });
 

@@ -76,6 +76,7 @@ export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Part
       for (const w of r.waiting) console.log(`waiting: ${w.key}: ${w.reason}`);
       if (resealed) {
         console.log(`re-sealed ${resealed.blobs} blobs of ${resealed.packs} packs and ${resealed.objects} other objects under the current key epoch`);
+        if (resealed.droppedSessions.length > 0) console.log(`deleted the session keys ${resealed.droppedSessions.join(', ')} of write-only clients: nothing sealed under them remains`);
         if (resealed.droppedEpochs.length > 0) console.log(`destroyed key epochs ${resealed.droppedEpochs.join(', ')}: nothing sealed under them remains`);
         const left = Object.entries(resealed.remaining);
         if (left.length > 0) console.log(`still sealed under older epochs: ${left.map(([e, n]) => `${n} object(s) of epoch ${e}`).join(', ')}; a later prune deletes the old packs, the next \`prune --reseal\` destroys the epochs`);

@@ -25,6 +25,7 @@ import { ChunkPool } from '../workers/chunk-pool.js';
 import type { FileResult } from '../workers/protocol.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
+import { WriteOnlyCache } from './write-cache.js';
 
 export interface BackupOptions {
   paths: string[];
@@ -46,6 +47,34 @@ export interface BackupOptions {
   ignoreVanished?: boolean;
   threads?: number;
   onProgress?: ProgressFn;
+}
+
+/**
+ * Where a backup finds what it compares against: the parent snapshot and its trees.
+ * Normally the repository; a write-only client, which cannot open either, uses its
+ * local cache (write-cache.ts). Deduplication goes through `repo.index` either way: a
+ * write-only client fills it from the same cache.
+ */
+export interface ParentSource {
+  /** The newest snapshot usable as the parent of these paths, or undefined. */
+  findParent(hostname: string, paths: string[]): Promise<Pick<Snapshot, 'id' | 'tree'> | undefined>;
+  /** A tree of the parent; raises when it cannot be read (the backup fails). */
+  loadTree(id: string): Promise<Tree>;
+  /** Told once per directory of every tree this run saves. */
+  treeSaved(id: string, tree: Tree): Promise<void>;
+}
+
+/** The normal source: the repository's own snapshots and trees. */
+export function repoParents(repo: Pick<Repository, 'listSnapshots' | 'loadTree'>): ParentSource {
+  return {
+    async findParent(hostname, paths) {
+      const key = JSON.stringify(paths);
+      const all = await repo.listSnapshots();
+      return all.reverse().find((s) => usableParent(s) && s.hostname === hostname && JSON.stringify(s.paths) === key);
+    },
+    loadTree: (id) => repo.loadTree(id),
+    treeSaved: async () => {},
+  };
 }
 
 export interface BackupResult {
@@ -75,9 +104,23 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Bac
   if (opts.time) checkSnapshotTime(opts.time);
   const lock = await acquireLock(repo.store, 'shared', `backup ${opts.paths.join(' ')}`);
   try {
+    if (repo.role === 'write') {
+      // A write-only key reads nothing sealed (docs/keys.md): no index, no orphan
+      // packs (their headers are sealed under keys it lacks), no snapshots.
+      const cache = await WriteOnlyCache.open(repo);
+      // Stored before anything is sealed with the session key, so whatever this run
+      // leaves behind, even a crash's orphan packs, stays readable by full keys.
+      await repo.startSession();
+      const result = await new Archiver(repo, opts, cache).run().catch((err: unknown) => {
+        repo.resetIndex();
+        throw err;
+      });
+      await cache.finish(result.snapshot);
+      return result;
+    }
     await repo.loadIndex();
     await repo.indexOrphanPacks();
-    const archiver = new Archiver(repo, opts);
+    const archiver = new Archiver(repo, opts, repoParents(repo));
     return await archiver.run().catch((err: unknown) => {
       repo.resetIndex();
       throw err;
@@ -134,6 +177,7 @@ class Archiver {
   constructor(
     private readonly repo: Repository,
     private readonly opts: BackupOptions,
+    private readonly parents: ParentSource,
   ) {
     this.writer = repo.newPackWriter();
     this.emit = throttleProgress(opts.onProgress);
@@ -178,9 +222,9 @@ class Archiver {
     const started = Date.now();
     const paths = [...new Set(this.opts.paths.map((p) => path.resolve(p)))].sort();
     const hostname = this.opts.hostname ?? os.hostname();
-    const parent = this.opts.parent === undefined ? await this.findParent(hostname, paths) : this.opts.parent;
+    const parent = this.opts.parent === undefined ? await this.parents.findParent(hostname, paths) : this.opts.parent;
     try {
-      const rootTree = parent ? await this.repo.loadTree(parent.tree) : undefined;
+      const rootTree = parent ? await this.parents.loadTree(parent.tree) : undefined;
       const root = await this.buildVirtualDir('/', paths, rootTree);
       await this.flushBatch();
       const rootNode = await root.node;
@@ -218,12 +262,6 @@ class Archiver {
     }
   }
 
-  private async findParent(hostname: string, paths: string[]): Promise<Snapshot | undefined> {
-    const key = JSON.stringify(paths);
-    const all = await this.repo.listSnapshots();
-    return all.reverse().find((s) => usableParent(s) && s.hostname === hostname && JSON.stringify(s.paths) === key);
-  }
-
   /**
    * The snapshot's root mirrors the filesystem: intermediate directories leading to
    * the backed-up paths are recorded with their metadata but only the entries on the
@@ -255,7 +293,7 @@ class Archiver {
       }
       const st = this.lstat(full);
       if (!st) continue;
-      const prevTree = prev?.type === 'dir' && prev.subtree ? await this.repo.loadTree(prev.subtree) : undefined;
+      const prevTree = prev?.type === 'dir' && prev.subtree ? await this.parents.loadTree(prev.subtree) : undefined;
       const sub = await this.buildVirtualDir(full, children.get(name) ?? [], prevTree);
       pending.push(sub.node.then((n) => (n ? { ...nodeFromStat(name, st), subtree: n.subtree as string } : undefined)));
     }
@@ -318,7 +356,7 @@ class Archiver {
     }
     let prevNodes: Map<string, TreeNode> | undefined;
     if (prevSubtree) {
-      const prevTree = await this.repo.loadTree(prevSubtree);
+      const prevTree = await this.parents.loadTree(prevSubtree);
       prevNodes = new Map(prevTree.nodes.map((n) => [n.name, n]));
     }
     const pending: Array<Promise<TreeNode | undefined>> = [];
@@ -337,6 +375,7 @@ class Archiver {
       node: (async () => {
       const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== undefined);
       const subtree = await this.repo.saveTree(this.writer, { nodes });
+      await this.parents.treeSaved(subtree, { nodes });
       return node ? { ...node, subtree } : ({ name, type: 'dir', subtree } as TreeNode);
       })(),
     };

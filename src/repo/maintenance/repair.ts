@@ -5,6 +5,8 @@
  * `authenticator`): a damaged or forged object on one destination never spreads to
  * the others. Objects that are no part of a repository, and locks, are never copied.
  */
+import { createPrivateKey } from 'node:crypto';
+import { openSession } from '../sessions.js';
 import { LifeboatError } from '../../errors.js';
 import { sha256, unseal, type SealContext } from '../../codec/crypto.js';
 import { keys } from '../format.js';
@@ -90,6 +92,7 @@ export function isRepositoryKey(key: string): boolean {
     /^(keys|prune)\/[0-9a-f]{64}$/.test(key) ||
     /^drills\/[^/]+$/.test(key) ||
     /^keyring\/\d{10}$/.test(key) ||
+    /^sessions\/[0-9a-f]{8}$/.test(key) ||
     /^logs\/.+/.test(key)
   );
 }
@@ -100,7 +103,8 @@ export function isRepositoryKey(key: string): boolean {
  * (packs also by their sealed header), every sealed object by opening it within its
  * bound (src/repo/limits.ts).
  */
-export function authenticator(repo: Pick<Repository, 'key'>, configCopy: Buffer | undefined): Authenticator {
+export function authenticator(repo: Pick<Repository, 'key' | 'keyring'>, configCopy: Buffer | undefined): Authenticator {
+  const recipient = repo.keyring?.payload.writeRecipient?.privateKey;
   const opens = (data: Uint8Array, what: string, ctx: SealContext, max: number): boolean => {
     try {
       unseal(repo.key, data, what, ctx, max);
@@ -132,6 +136,16 @@ export function authenticator(repo: Pick<Repository, 'key'>, configCopy: Buffer 
       }
     }
     if (key.startsWith('keys/')) return true; // named by its hash: checked above
+    if (key.startsWith('sessions/')) {
+      // A write-only client's session key: it opens with the write recipient, which full keys hold.
+      if (!recipient) return false;
+      try {
+        openSession(key, data, createPrivateKey({ key: Buffer.from(recipient, 'base64'), format: 'der', type: 'pkcs8' }));
+        return true;
+      } catch {
+        return false;
+      }
+    }
     if (key.startsWith('data/')) {
       try {
         parsePackHeader(repo.key, data, data.length, key);

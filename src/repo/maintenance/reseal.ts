@@ -15,6 +15,12 @@
  *   a long-running writer (a replicator) picks up a new keyring within a minute, and a
  *   backup started before the rotation holds a lock the sweep of its packs waits for.
  *
+ * - Session keys of write-only clients (sessions.ts) are old epochs like any other:
+ *   what they sealed is re-sealed under the current epoch, and a session object whose
+ *   key no object names any more is deleted, once it is older than the grace period
+ *   and no backup holds a lock (a write-only backup stores its session object before
+ *   it seals anything, so a session without objects may belong to a run under way).
+ *
  * One run re-seals; the old packs are deleted by the prune that sweeps their list; the
  * run after that destroys the epochs (both happen in one command with `--grace 0`).
  */
@@ -26,6 +32,24 @@ import { mapLimit } from '../../util/limit.js';
 import { dropEpochs, assertFull, type Warn } from '../keyring.js';
 import { BLOB_DATA, BLOB_TREE, keys, type BlobType } from '../format.js';
 import type { Repository } from '../repository.js';
+import { isStale, readLocks } from '../lock.js';
+import { sessionKeyName } from '../sessions.js';
+
+/** Deletes the session objects of write-only clients whose keys no object uses any more. */
+async function dropSessions(repo: Repository, used: ReadonlyMap<number, number>, graceMs: number, now: number, result: ResealResult): Promise<void> {
+  const idle = [...repo.sessions].filter(([id, e]) => !used.has(id) && !(now - Date.parse(e.created ?? '') < graceMs));
+  if (idle.length === 0) return;
+  const backups = (await readLocks(repo.store)).filter((l) => l.record.command.startsWith('backup') && !isStale(l.record, now));
+  if (backups.length > 0) return; // a write-only run may have stored its session and sealed nothing yet
+  for (const [id] of idle) {
+    await repo.store.delete(sessionKeyName(id)).catch((err: unknown) => {
+      if (!isLifeboatError(err, 'NOT_FOUND')) throw err;
+    });
+    repo.sessions.delete(id);
+    result.droppedSessions.push(hex(id));
+  }
+  if (repo.keyring) repo.useKeyring(repo.keyring);
+}
 
 export interface ResealResult {
   packs: number;
@@ -35,6 +59,8 @@ export interface ResealResult {
   /** Objects still sealed under an older epoch, by epoch (hex), after this run. */
   remaining: Record<string, number>;
   droppedEpochs: string[];
+  /** Session objects of write-only clients deleted: nothing is sealed under them any more. */
+  droppedSessions: string[];
   /** Why an unused epoch was kept, when it was. */
   kept?: string;
 }
@@ -68,7 +94,7 @@ export async function reseal(repo: Repository, opts: { graceMs: number; dryRun?:
   }
   assertFull(repo.keyring, 'prune --reseal');
   const current = repo.key.keyId;
-  const result: ResealResult = { packs: 0, blobs: 0, objects: 0, remaining: {}, droppedEpochs: [] };
+  const result: ResealResult = { packs: 0, blobs: 0, objects: 0, remaining: {}, droppedEpochs: [], droppedSessions: [] };
   const old = (keyId: number | undefined) => keyId !== undefined && keyId !== -1 && keyId !== current;
 
   // ---- packs -------------------------------------------------------------------------
@@ -154,6 +180,7 @@ export async function reseal(repo: Repository, opts: { graceMs: number; dryRun?:
     });
   }
   for (const [id, n] of used) if (id !== current) result.remaining[id === -1 ? 'unreadable header' : hex(id)] = n;
+  if (!opts.dryRun && !used.has(-1)) await dropSessions(repo, used, opts.graceMs, now(), result);
   const unused = new Set(repo.keyring.payload.epochs.map((e) => e.keyId).filter((id) => id !== current && !used.has(id)));
   if (unused.size > 0 && !opts.dryRun && used.has(-1)) {
     // Fail closed: an object whose epoch cannot be told might need any of them.
