@@ -483,11 +483,10 @@ async function openWith(store: Store, opener: SlotOpener, warn: Warn): Promise<O
   let opened = 0;
   let removed: string | undefined;
   let ofType = 0;
+  // Every damaged slot is named, not only those tried before the one that opens.
+  for (const s of slots) if (s.problem) warn(`key slot ${s.id.slice(0, 8)} skipped: ${s.problem}`);
   for (const s of slots) {
-    if (s.problem || !s.slot || s.slot.version !== 2) {
-      if (s.problem) warn(`key slot ${s.id.slice(0, 8)} skipped: ${s.problem}`);
-      continue;
-    }
+    if (s.problem || !s.slot || s.slot.version !== 2) continue;
     const slot = s.slot;
     // Slots written by newer versions, or without a type, are not ours to try.
     if (slot.type !== opener.type) continue;
