@@ -21,6 +21,7 @@ import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
 import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
 import { decodeTree, encodeTree, type Tree } from './snapshot/tree.js';
+import { readTombstones } from './tombstones.js';
 import { CONFIG_COPY, configNotFound, refuseInitOverRepository, sealConfigCopy, verifyConfig } from './config-copy.js';
 import { isDamage, parseJson, type DamagedObject } from './damage.js';
 import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from './limits.js';
@@ -694,10 +695,22 @@ export class Repository {
     return snapshots;
   }
 
-  /** Every snapshot that opens, and the objects of `snapshots/` that do not. */
+  /** Ids of snapshots `forget` removed, by tombstones this key can verify (src/repo/tombstones.ts). */
+  async forgottenIds(): Promise<Set<string>> {
+    return new Set((await readTombstones(this.store, this.key)).map((t) => t.snapshotId));
+  }
+
+  /**
+   * Every snapshot that opens, and the objects of `snapshots/` that do not: damaged
+   * ones, and forgotten ones put back (a tombstone names them), which are never listed.
+   */
   async scanSnapshots(): Promise<{ snapshots: Snapshot[]; damaged: DamagedObject[] }> {
-    const infos = await listAll(this.store, 'snapshots/');
-    const damaged: DamagedObject[] = [];
+    const forgotten = await this.forgottenIds();
+    const objects = await listAll(this.store, 'snapshots/');
+    const damaged: DamagedObject[] = objects
+      .filter((i) => forgotten.has(i.key.slice('snapshots/'.length)))
+      .map((i) => ({ key: i.key, error: 'this snapshot was forgotten (forgotten/ holds its tombstone): a copy put back is ignored' }));
+    const infos = objects.filter((i) => !forgotten.has(i.key.slice('snapshots/'.length)));
     const all = await mapLimit(infos, 8, async (i) => {
       try {
         return await this.loadSnapshot(i.key.slice('snapshots/'.length));

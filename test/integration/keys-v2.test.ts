@@ -181,3 +181,52 @@ describe('format 2 keys', () => {
     expect(await snapshotOf(path.join(out, src))).toEqual(await snapshotOf(src));
   }, 120_000);
 });
+
+describe('forgotten snapshots put back', () => {
+  it('stay forgotten: listings, restores and retention ignore them and name them; a restricted key cannot forge a tombstone', async () => {
+    const dir = tmpdir('lb-tomb-');
+    const repo = path.join(dir, 'repo');
+    const src = path.join(dir, 'src');
+    await fs.mkdir(src);
+    await cliExpecting(['-r', repo, 'init'], 0, ADMIN);
+    for (const n of [1, 2, 3]) {
+      await fs.writeFile(path.join(src, 'f'), `version ${n}\n`);
+      await cliExpecting(['-r', repo, 'backup', src], 0, ADMIN);
+    }
+    const list = async (env = ADMIN) => JSON.parse((await cliExpecting(['-r', repo, '--json', 'snapshots'], 0, env)).stdout) as Array<{ id: string }>;
+    const [first, second, third] = await list();
+    // What a thief keeps, and puts back once the administrator has forgotten it.
+    const copy = await fs.readFile(path.join(repo, 'snapshots', first!.id));
+    await cliExpecting(['-r', repo, 'forget', first!.id], 0, ADMIN);
+    expect((await fs.readdir(path.join(repo, 'forgotten'))).some((f) => f.startsWith(`${first!.id}.`))).toBe(true);
+    await fs.writeFile(path.join(repo, 'snapshots', first!.id), copy);
+
+    const listed = await runCli(['-r', repo, '--json', 'snapshots'], ADMIN);
+    expect((JSON.parse(listed.stdout) as Array<{ id: string }>).map((s) => s.id)).toEqual([second!.id, third!.id]);
+    expect(listed.stderr).toContain(`warning: snapshots/${first!.id} skipped: this snapshot was forgotten`);
+    expect((await runCli(['-r', repo, 'restore', first!.id, '--target', path.join(dir, 'r')], ADMIN)).code).not.toBe(0);
+    const checked = await cliExpecting(['-r', repo, 'check'], 0, ADMIN);
+    expect(checked.stderr).toContain(`snapshots/${first!.id} was forgotten`);
+    // forget by id removes the copy again.
+    await cliExpecting(['-r', repo, 'forget', first!.id], 0, ADMIN);
+    await expect(fs.stat(path.join(repo, 'snapshots', first!.id))).rejects.toThrow();
+
+    // A tombstone an append-only key (or anyone without a metadata key) makes hides nothing.
+    await fs.writeFile(path.join(dir, 'host-pw'), 'host-password');
+    await cliExpecting(['-r', repo, 'key', 'add', '--append-only', '--new-password-file', path.join(dir, 'host-pw')], 0, ADMIN);
+    const host = await Repository.open(new LocalStore(repo), 'host-password');
+    const forged = `forgotten/${second!.id}.${(host.key.keyId >>> 0).toString(16).padStart(8, '0')}.${'0'.repeat(64)}`;
+    await fs.writeFile(path.join(repo, forged), '');
+    expect((await list()).map((s) => s.id)).toEqual([second!.id, third!.id]);
+
+    // Rotation and re-sealing carry tombstones into the new epoch.
+    await fs.rm(path.join(repo, forged));
+    await cliExpecting(['-r', repo, 'key', 'rotate'], 0, ADMIN);
+    await cliExpecting(['-r', repo, 'prune', '--reseal', '--grace', '0'], 0, ADMIN);
+    const epochs = JSON.parse((await cliExpecting(['-r', repo, '--json', 'key', 'epochs'], 0, ADMIN)).stdout) as { epochs: Array<{ id: string; current: boolean }> };
+    const current = epochs.epochs.find((e) => e.current)?.id as string;
+    expect(await fs.readdir(path.join(repo, 'forgotten'))).toEqual([expect.stringMatching(new RegExp(`^${first!.id}\\.${current}\\.`))]);
+    await fs.writeFile(path.join(repo, 'snapshots', first!.id), copy);
+    expect((await list()).map((s) => s.id)).toEqual([second!.id, third!.id]);
+  }, 120_000);
+});

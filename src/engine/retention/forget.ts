@@ -12,6 +12,7 @@
  * refused unless forced, and nothing is written. Explicit ids are never guarded: the
  * operator named them.
  */
+import { writeTombstone } from '../../repo/tombstones.js';
 import { LifeboatError } from '../../errors.js';
 import { keys } from '../../repo/format.js';
 import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
@@ -232,7 +233,13 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
       now,
       ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}),
     });
-    if (!opts.dryRun) for (const id of removed) await repo.store.delete(keys.snapshot(id));
+    if (!opts.dryRun) {
+      for (const id of removed) {
+        // The tombstone first: a copy of the snapshot put back later stays forgotten.
+        await writeTombstone(repo.store, repo.key, id);
+        await repo.store.delete(keys.snapshot(id));
+      }
+    }
     const wal = trimmed.filter((t) => t.kind === 'postgres').map(({ kind: _kind, ...rest }) => rest);
     return { groups, removed: [...removed], wal, sqlite: trimmed.filter((t) => t.kind === 'sqlite'), atRisk, dryRun: opts.dryRun === true };
   } finally {

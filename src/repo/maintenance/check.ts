@@ -76,7 +76,8 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
     repo.resetIndex();
     pass = await structure(repo);
   }
-  const { stored, indexedPacks, unindexedPacks, snapshots, seenTrees } = pass;
+  const { stored, indexedPacks, unindexedPacks, snapshots, seenTrees, replayed } = pass;
+  for (const key of replayed) warnings.push(`${key} was forgotten (a tombstone under forgotten/ says so): a copy put back is ignored; \`lifeboat forget ${key.slice('snapshots/'.length)}\` removes it`);
   const problems = [...records, ...pass.problems];
   let packsRead = 0;
   if (opts.readData || opts.readDataSubset !== undefined) {
@@ -160,7 +161,11 @@ async function structure(repo: Repository) {
   const unindexedPacks = [...stored.keys()].filter((id) => !indexedPacks.has(id)).length;
 
   // Structure: every snapshot's trees decode and every blob they name is indexed.
-  const snapshots = await listAll(repo.store, 'snapshots/');
+  // A forgotten snapshot put back (its tombstone says so) is not the repository's: named, not walked.
+  const forgotten = await repo.forgottenIds();
+  const all = await listAll(repo.store, 'snapshots/');
+  const snapshots = all.filter((s) => !forgotten.has(s.key.slice('snapshots/'.length)));
+  const replayed = all.filter((s) => forgotten.has(s.key.slice('snapshots/'.length))).map((s) => s.key);
   const seenTrees = new Set<string>();
   const walk = async (treeId: string, where: string): Promise<void> => {
     if (seenTrees.has(treeId)) return;
@@ -195,7 +200,7 @@ async function structure(repo: Repository) {
     }
   }
 
-  return { problems, transient, stored, indexedPacks, unindexedPacks, snapshots, seenTrees };
+  return { problems, transient, stored, indexedPacks, unindexedPacks, snapshots, seenTrees, replayed };
 }
 
 /** Reads one pack fully; returns a one-line problem naming the pack, or undefined. */

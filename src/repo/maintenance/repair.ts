@@ -9,6 +9,7 @@ import { createPrivateKey } from 'node:crypto';
 import { openSession } from '../sessions.js';
 import { LifeboatError } from '../../errors.js';
 import { sha256, unseal, type SealContext } from '../../codec/crypto.js';
+import { tombstoneKeyFor } from '../tombstones.js';
 import { keys } from '../format.js';
 import { CONFIG_COPY } from '../config-copy.js';
 import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD } from '../limits.js';
@@ -92,6 +93,7 @@ export function isRepositoryKey(key: string): boolean {
     /^(keys|prune)\/[0-9a-f]{64}$/.test(key) ||
     /^drills\/[^/]+$/.test(key) ||
     /^keyring\/\d{10}$/.test(key) ||
+    /^forgotten\/[0-9a-f]{64}\.[0-9a-f]{8}\.[0-9a-f]{64}$/.test(key) ||
     /^sessions\/[0-9a-f]{8}$/.test(key) ||
     /^logs\/.+/.test(key)
   );
@@ -117,6 +119,11 @@ export function authenticator(repo: Pick<Repository, 'key' | 'keyring'>, configC
     // Format 2 names a snapshot by an HMAC of its manifest, not the hash of its bytes.
     const named = (repo.key.version === 2 && key.startsWith('snapshots/') && data[0] === 2 ? null : HASH_NAMED.exec(key)) ?? /^(keys|prune)\/([0-9a-f]{64})$/.exec(key);
     if (named && toHex(sha256(data)) !== named[2]) return false;
+    // A tombstone is empty and authenticated by the tag in its name (src/repo/tombstones.ts).
+    if (key.startsWith('forgotten/')) {
+      const m = /^forgotten\/([0-9a-f]{64})\.[0-9a-f]{8}\.[0-9a-f]{64}$/.exec(key);
+      return data.length === 0 && m !== null && [...repo.key.epochs.keys()].some((id) => tombstoneKeyFor(repo.key, id, m[1] as string) === key);
+    }
     if (key.startsWith('keyring/')) {
       // A generation's grants open only with each slot's own secret: its shape and name are what can be checked here.
       try {

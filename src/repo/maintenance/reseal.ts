@@ -32,6 +32,7 @@ import { mapLimit } from '../../util/limit.js';
 import { dropEpochs, assertFull, type Warn } from '../keyring.js';
 import { BLOB_DATA, BLOB_TREE, keys, type BlobType } from '../format.js';
 import type { Repository } from '../repository.js';
+import { readTombstones, writeTombstone } from '../tombstones.js';
 import { isStale, readLocks } from '../lock.js';
 import { sessionKeyName } from '../sessions.js';
 
@@ -168,6 +169,14 @@ export async function reseal(repo: Repository, opts: { graceMs: number; dryRun?:
         await repo.store.put(o.key, seal(repo.key, unseal(repo.key, sealed, o.key, ctx), repo.compression, ctx));
       }
     });
+  }
+
+  // Tombstones name their epoch; those of older epochs are renamed under the current one.
+  for (const t of await readTombstones(repo.store, repo.key)) {
+    if (t.keyId === current || opts.dryRun) continue;
+    await writeTombstone(repo.store, repo.key, t.snapshotId);
+    await repo.store.delete(t.key);
+    result.objects++;
   }
 
   // ---- which epochs are still used --------------------------------------------------------
