@@ -445,7 +445,11 @@ export class Repository {
   async indexOrphanPacks(): Promise<number> {
     const orphans: Array<{ key: string; size: number }> = [];
     for await (const o of this.store.list('data/')) {
-      if (!this.index.hasPack(packIdFromKey(o.key))) orphans.push(o);
+      // A pack a sweeping prune has just dropped from the index files is on a retiring
+      // list until it is deleted: indexing it again would leave an index file naming a
+      // pack that is gone a moment later.
+      const hex = packIdFromKey(o.key);
+      if (!this.index.hasPack(hex) && !this.index.isRetiringPack(hex)) orphans.push(o);
     }
     const recovered: IndexedPack[] = [];
     await mapLimit(orphans, 4, async (o) => {

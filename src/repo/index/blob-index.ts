@@ -135,6 +135,11 @@ export class BlobIndex {
     return i >= 0 && this.usable(this.read(i * SLOT).packIndex);
   }
 
+  /** Whether a retiring list names the pack, whether or not it is indexed. */
+  isRetiringPack(hex: string): boolean {
+    return this.retiringHex.has(hex);
+  }
+
   isRetiring(handle: number): boolean {
     return this.retiring.has(handle);
   }
