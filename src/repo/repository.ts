@@ -290,6 +290,14 @@ export class Repository {
         try {
           packs = await this.readIndexFile(f.key);
         } catch (err) {
+          if (isDamage(err)) {
+            // Skipped, named once, and not read again by this process (every missing
+            // blob would otherwise re-read it). Its packs are still stored: a backup
+            // indexes them again from their own headers; `check` names the file.
+            this.onWarning(`${f.key} skipped: ${(err as Error).message}`);
+            this.loadedIndexes.add(f.key);
+            return;
+          }
           if (!isLifeboatError(err, 'NOT_FOUND')) throw err;
           vanished = true;
           return;

@@ -183,7 +183,7 @@ describe('two prunes at once', () => {
     await makeData(src, 4, 1, 256 << 10);
     await cli(['-r', base, 'backup', src]);
     // A fixed number of pairs, however loaded the machine (PRUNE_PAIRS=250 for a long run).
-    const total = Number(process.env.PRUNE_PAIRS ?? 8);
+    const total = Number(process.env.PRUNE_PAIRS ?? 5);
     let pairs = 0;
     while (pairs < total) {
       const repo = path.join(dir, `r${pairs++}`);
@@ -211,7 +211,7 @@ describe('prune beside everything else', () => {
       return r;
     };
     // A fixed number of rounds, however loaded the machine (PRUNE_ROUNDS=40 for a long run).
-    const total = Number(process.env.PRUNE_ROUNDS ?? 6);
+    const total = Number(process.env.PRUNE_ROUNDS ?? 4);
     let rounds = 0;
     while (rounds < total) {
       rounds++;
