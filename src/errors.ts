@@ -28,6 +28,11 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'JOB_RUNNING'
   | 'HISTORY_AT_RISK'
+  | 'LISTEN_UNSAFE'
+  | 'RESTORE_NOT_ALLOWED'
+  | 'BUSY'
+  | 'TOKEN_EXISTS'
+  | 'WRONG_SOURCE'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -61,6 +66,11 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   UNAUTHENTICATED: { exit: 22, http: 401, summary: 'no valid API token was given' },
   JOB_RUNNING: { exit: 23, http: 409, summary: 'the same job is already running' },
   HISTORY_AT_RISK: { exit: 24, http: 409, summary: 'forget would wipe older history; nothing was removed (--force to proceed)' },
+  LISTEN_UNSAFE: { exit: 40, http: 500, summary: 'the daemon would listen beyond loopback without TLS (--insecure) or without server.metrics_token' },
+  RESTORE_NOT_ALLOWED: { exit: 41, http: 403, summary: 'an API restore target outside server.restore_roots, inside a repository or the state directory, or an operator restore without restore roots' },
+  BUSY: { exit: 42, http: 429, summary: 'too many requests wait for the same repository; retry after the Retry-After seconds' },
+  TOKEN_EXISTS: { exit: 43, http: 409, summary: 'an active API token already has that name' },
+  WRONG_SOURCE: { exit: 44, http: 409, summary: 'the snapshot belongs to another source than the one named' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

@@ -21,6 +21,7 @@
  *   server:     { listen: 127.0.0.1:8470, state_dir: /var/lib/lifeboat }
  */
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { cronOf } from '../daemon/scheduler.js';
 import { LineCounter, parseDocument, isMap, isScalar, isSeq, type Node, type YAMLMap } from 'yaml';
 import { LifeboatError, errno } from '../errors.js';
@@ -125,7 +126,19 @@ export interface ServerConfig {
   checkIntervalSeconds: number;
   /** Finished jobs and their logs older than this are dropped from the catalog, in seconds. */
   keepJobsSeconds: number;
+  /** Absolute directories API restores may write below; none: API restores are admin-only. */
+  restoreRoots: string[];
+  /** Audit rows older than `seconds` are dropped, and never more than `rows` are kept. */
+  keepAudit: { seconds?: number; rows: number };
+  /** Bearer token /metrics asks for when the daemon listens beyond loopback. */
+  metricsToken?: string;
 }
+
+/**
+ * The audit log's bound: 90 days answers "who restored what last quarter"; 100 000
+ * rows (a few tens of MB) caps what a flood of distinct failing calls can leave.
+ */
+export const DEFAULT_KEEP_AUDIT = { seconds: 90 * 86400, rows: 100_000 };
 
 export interface LifeboatConfig {
   file: string;
@@ -147,7 +160,7 @@ const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_logs_within'];
 const SCHEDULE_KEYS = ['run', 'sources', 'repository', 'cron', 'timezone', 'jitter', 'catch_up', 'read_data_subset'];
 const NOTIFY_KEYS = ['url', 'format', 'on', 'retries', 'timeout', 'headers', 'repeat'];
-const SERVER_KEYS = ['listen', 'state_dir', 'tls', 'check_interval', 'keep_jobs'];
+const SERVER_KEYS = ['listen', 'state_dir', 'tls', 'check_interval', 'keep_jobs', 'restore_roots', 'keep_audit', 'metrics_token'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DOCS = 'see docs/configuration.md';
 
@@ -263,7 +276,7 @@ export function parseConfig(text: string, file: string): LifeboatConfig {
     sources: new Map(),
     schedules: new Map(),
     notifications: new Map(),
-    server: { host: '127.0.0.1', port: 8470, stateDir: 'lifeboat-state', checkIntervalSeconds: 30, keepJobsSeconds: 90 * 86400 },
+    server: { host: '127.0.0.1', port: 8470, stateDir: 'lifeboat-state', checkIntervalSeconds: 30, keepJobsSeconds: 90 * 86400, restoreRoots: [], keepAudit: { ...DEFAULT_KEEP_AUDIT } },
   };
   const root = doc.contents;
   if (root === null || root === undefined) return config;
@@ -458,6 +471,21 @@ function readServer(r: Reader, map: YAMLMap, server: ServerConfig): void {
     } else if (k === 'state_dir') server.stateDir = r.string(v, '"state_dir"');
     else if (k === 'check_interval') server.checkIntervalSeconds = r.seconds(v, '"check_interval"');
     else if (k === 'keep_jobs') server.keepJobsSeconds = r.seconds(v, '"keep_jobs"');
+    else if (k === 'restore_roots') {
+      server.restoreRoots = r.strings(v, '"restore_roots"').map((root) => {
+        if (!path.isAbsolute(root) || path.normalize(root) === '/') r.fail(v, `"restore_roots" entries must be absolute directories other than /, not "${root}"`, 'e.g. restore_roots: [/var/tmp/lifeboat-restores]');
+        return path.normalize(root).replace(/(.)\/+$/, '$1');
+      });
+    } else if (k === 'keep_audit') {
+      // A whole number is a row count; anything else a duration (the row cap still holds).
+      const raw = isScalar(v) ? v.value : undefined;
+      if (typeof raw === 'number' && Number.isInteger(raw)) server.keepAudit = { rows: r.integer(v, '"keep_audit" (rows)', 1, 100_000_000) };
+      else server.keepAudit = { seconds: r.seconds(v, '"keep_audit"'), rows: DEFAULT_KEEP_AUDIT.rows };
+    } else if (k === 'metrics_token') {
+      const t = r.string(v, '"metrics_token"');
+      if (t.length < 16) r.fail(v, '"metrics_token" must be at least 16 characters', 'e.g. the output of `openssl rand -hex 24`');
+      server.metricsToken = t;
+    }
     else if (k === 'tls') {
       const t = new Map(r.entries(r.map(v, '"tls"'), ['cert', 'key'], 'in "server.tls"').map(([kk, vv]) => [kk, vv]));
       if (!t.has('cert') || !t.has('key')) r.fail(v, '"tls" needs both "cert" and "key" (PEM files)');

@@ -12,7 +12,10 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { ERROR_TABLE, LifeboatError, isLifeboatError } from '../errors.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import { parseTargetTime } from '../engine/target-time.js';
-import { allows, authenticate, createToken, parseRole, type Role } from './auth.js';
+import { allows, authenticate, bearerIs, createToken, parseRole, revokeToken, type Role } from './auth.js';
+import { isLoopback } from './listen.js';
+import { RepositoryReads } from './reads.js';
+import { checkRestoreTarget, snapshotOfSource } from './restore-policy.js';
 import type { JobRow, TokenRow } from './catalog.js';
 import { requireSource } from './jobs.js';
 import type { Daemon } from './daemon.js';
@@ -67,6 +70,7 @@ const NAME_PARAM = obj({ name: str }, ['name']);
 const ID_PARAM = obj({ id: str }, ['id']);
 
 function sendError(reply: FastifyReply, err: LifeboatError): FastifyReply {
+  if (err.code === 'BUSY') reply.header('retry-after', String(RepositoryReads.retryAfterSeconds));
   return reply.code(ERROR_TABLE[err.code].http).send({ error: { code: err.code, message: err.message, hint: err.hint ?? null } });
 }
 
@@ -85,6 +89,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     return j;
   };
   const actor = (who: Caller) => who.token?.name;
+  const role = (who: Caller): Role => who.token?.role ?? 'viewer';
 
   routes.push(
     {
@@ -137,17 +142,21 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     },
     {
       method: 'POST', url: '/api/v1/restores', role: 'operator',
-      summary: 'Restore a source into a new place: files to a directory (snapshot), PostgreSQL to a directory and SQLite to a file (time); never overwrites',
+      summary: 'Restore a source into a new place below server.restore_roots (admin only without them): files to a directory (snapshot), PostgreSQL to a directory and SQLite to a file (time); never overwrites',
       body: obj({ source: str, target: str, time: str, snapshot: str }, ['source', 'target']),
       response: [202, 'the job', JOB],
-      handler: (req, reply, who) => {
+      handler: async (req, reply, who) => {
         const b = req.body as { source: string; target: string; time?: string; snapshot?: string };
         // Refused here, not in the job: a future or zone-less time must not start one.
         if (b.time !== undefined) parseTargetTime(b.time);
+        const s = requireSource(d.config, b.source);
+        const target = checkRestoreTarget(d.config, role(who), b.target);
+        // The snapshot must be this source's: checked against the repository's own listing (shared and cached).
+        const snapshot = b.snapshot === undefined ? undefined : snapshotOfSource(await d.snapshots(s.repository), s, b.snapshot);
         reply.code(202);
         return d.submit({
-          kind: 'restore', source: source(b.source), trigger: 'api', actor: actor(who),
-          restore: { target: b.target, ...(b.time ? { time: b.time } : {}), ...(b.snapshot ? { snapshot: b.snapshot } : {}) },
+          kind: 'restore', source: s.name, trigger: 'api', actor: actor(who),
+          restore: { target, ...(b.time ? { time: b.time } : {}), ...(snapshot ? { snapshot } : {}) },
         });
       },
     },
@@ -160,8 +169,9 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
         const b = req.body as { targets: Record<string, string>; time?: string };
         if (b.time !== undefined) parseTargetTime(b.time);
         for (const name of Object.keys(b.targets)) source(name);
+        const targets = Object.fromEntries(Object.entries(b.targets).map(([name, target]) => [name, checkRestoreTarget(d.config, role(who), target)]));
         reply.code(202);
-        return { jobs: d.recover(b.targets, b.time, 'api', actor(who)) };
+        return { jobs: d.recover(targets, b.time, 'api', actor(who)) };
       },
     },
     {
@@ -239,22 +249,22 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       handler: () => d.catalog.tokens(),
     },
     {
-      method: 'POST', url: '/api/v1/tokens', role: 'admin', summary: 'Create a token; its secret is shown once', body: obj({ name: str, role: { type: 'string', enum: ['viewer', 'operator', 'admin'] } }, ['name', 'role']),
-      response: [201, 'the token', obj({ id: str, name: str, role: str, token: str })],
+      method: 'POST', url: '/api/v1/tokens', role: 'admin', summary: 'Create a token (a name no active token has; optional lifetime such as "30d"); its secret is shown once',
+      body: obj({ name: str, role: { type: 'string', enum: ['viewer', 'operator', 'admin'] }, expires: str }, ['name', 'role']),
+      response: [201, 'the token', obj({ id: str, name: str, role: str, token: str, expires_at: nullable(str) })],
       handler: (req, reply) => {
-        const b = req.body as { name: string; role: string };
-        const t = createToken(d.catalog, parseRole(b.role), b.name);
+        const b = req.body as { name: string; role: string; expires?: string };
+        const t = createToken(d.catalog, parseRole(b.role), b.name, b.expires);
         reply.code(201);
-        return { id: t.id, name: b.name, role: b.role, token: t.token };
+        return { id: t.id, name: b.name, role: b.role, token: t.token, expires_at: t.expires_at };
       },
     },
     {
-      method: 'DELETE', url: '/api/v1/tokens/:id', role: 'admin', summary: 'Revoke a token (by id or name)', params: ID_PARAM,
-      response: [200, 'revoked', obj({ revoked: num })],
+      method: 'DELETE', url: '/api/v1/tokens/:id', role: 'admin', summary: 'Revoke one token (by id, or by the name of the one active token with it)', params: ID_PARAM,
+      response: [200, 'revoked', obj({ revoked: num, id: str, name: str })],
       handler: (req) => {
-        const n = d.catalog.revokeToken((req.params as { id: string }).id);
-        if (n === 0) throw new LifeboatError('NOT_FOUND', `no active token ${(req.params as { id: string }).id}`, { hint: 'GET /api/v1/tokens lists them' });
-        return { revoked: n };
+        const t = revokeToken(d.catalog, (req.params as { id: string }).id);
+        return { revoked: 1, id: t.id, name: t.name };
       },
     },
     {
@@ -263,9 +273,19 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
       handler: () => openapi(routes),
     },
     {
-      method: 'GET', url: '/metrics', summary: 'Prometheus metrics',
+      method: 'GET', url: '/metrics', summary: 'Prometheus metrics (beyond loopback: Bearer server.metrics_token, or any API token)',
       response: [200, 'text/plain; version=0.0.4'],
-      handler: async (_req, reply) => {
+      handler: async (req, reply) => {
+        // Metrics name every source and failure: public only while the daemon listens on loopback.
+        if (!isLoopback(d.config.server.host)) {
+          const header = req.headers.authorization;
+          const api = authenticate(d.catalog, header);
+          const ok = (d.config.server.metricsToken !== undefined && bearerIs(header, d.config.server.metricsToken)) || (api !== undefined && 'token' in api);
+          if (!ok) {
+            reply.header('www-authenticate', 'Bearer realm="lifeboat"');
+            return sendError(reply, new LifeboatError('UNAUTHENTICATED', '/metrics needs a token when the daemon listens beyond loopback', { hint: 'configure Prometheus with authorization: { credentials: <server.metrics_token> }' }));
+          }
+        }
         reply.header('content-type', d.metrics.registry.contentType);
         return d.metrics.render();
       },
@@ -291,18 +311,21 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     const def = (req.routeOptions.config as { def?: RouteDef } | undefined)?.def;
     (req as FastifyRequest & { caller: Caller }).caller = {};
     if (!def?.role) return;
-    const token = authenticate(d.catalog, req.headers.authorization);
-    if (!token) {
+    const auth = authenticate(d.catalog, req.headers.authorization);
+    if (!auth || 'expired' in auth) {
       reply.header('www-authenticate', 'Bearer realm="lifeboat"');
+      if (auth) return sendError(reply, new LifeboatError('UNAUTHENTICATED', `token "${auth.expired.name}" expired at ${auth.expired.expires_at}`, { hint: 'ask an admin for a new one (`lifeboat token create --expires 30d`)' }));
       return sendError(reply, new LifeboatError('UNAUTHENTICATED', 'no valid API token', { hint: 'send "Authorization: Bearer <token>"; `lifeboat token create --role viewer` makes one' }));
     }
+    const token = auth.token;
     (req as FastifyRequest & { caller: Caller }).caller = { token };
     if (!allows(token.role, def.role)) {
       return sendError(reply, new LifeboatError('PERMISSION', `${req.method} ${req.url.split('?')[0]} needs the ${def.role} role; token "${token.name}" is ${token.role}`, { hint: 'ask an admin for a token with that role' }));
     }
   });
   app.addHook('onResponse', async (req, reply) => {
-    const refused = reply.statusCode === 401 || reply.statusCode === 403;
+    // Refusals (and 429s) are aggregated per caller and minute by the catalog: a flood is a few rows.
+    const refused = reply.statusCode === 401 || reply.statusCode === 403 || reply.statusCode === 429;
     if ((req.method === 'GET' || req.method === 'HEAD') && !refused) return; // successful reads are not audited
     const caller = (req as FastifyRequest & { caller?: Caller }).caller ?? {};
     d.catalog.audit({

@@ -5,7 +5,7 @@
  * a repository. Backups and drills can be rebuilt from the repositories; jobs, the
  * audit log and tokens are the daemon's own and are not.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -66,6 +66,8 @@ export interface AuditRow {
   status_code: number;
   outcome: string;
   remote: string | null;
+  /** Refusals are aggregated: how many calls this row stands for (1 for everything else). */
+  count: number;
 }
 
 export interface TokenRow {
@@ -75,6 +77,7 @@ export interface TokenRow {
   created_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
+  expires_at: string | null;
 }
 
 const SCHEMA = `
@@ -106,18 +109,64 @@ function decodeJob(row: Record<string, unknown>): JobRow {
   return out as unknown as JobRow;
 }
 
+/** Columns added after the first release, added to older catalogs when opened. */
+const ADDED_COLUMNS: Array<[table: string, column: string, decl: string]> = [
+  ['audit', 'count', 'INTEGER NOT NULL DEFAULT 1'],
+  ['tokens', 'expires_at', 'TEXT'],
+];
+
+const TOKEN_COLUMNS = 'id, name, role, created_at, last_used_at, revoked_at, expires_at';
+
+/** Refusals of one (token or address, status) are one audit row per this window. */
+const AUDIT_WINDOW_MS = 60_000;
+/** Pending refusal counts are written at most this often (a flood must not become a write per call). */
+const AUDIT_FLUSH_MS = 1000;
+/** Every this many audit rows written, the audit log is pruned to server.keep_audit. */
+const AUDIT_PRUNE_EVERY = 100;
+
+/**
+ * The catalog holds job logs, the audit trail and token hashes: private to the
+ * daemon's user. The directory is 0700 and the file 0600 before SQLite opens it;
+ * SQLite gives its -wal and -shm files the database file's mode.
+ */
+function privateFile(stateDir: string, file: string): string {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const dir = statSync(stateDir);
+  if (dir.uid === process.getuid?.() && (dir.mode & 0o077) !== 0) chmodSync(stateDir, 0o700);
+  const full = path.join(stateDir, file);
+  closeSync(openSync(full, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600));
+  for (const f of [full, `${full}-wal`, `${full}-shm`]) {
+    try {
+      if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
+    } catch {
+      // -wal and -shm exist only while a connection has the database open
+    }
+  }
+  return full;
+}
+
 export class Catalog {
   readonly db: Db;
+  /** Refusals counted since their row was last written, by aggregation key. */
+  private readonly refusals = new Map<string, { id: number; window: number; pending: number }>();
+  private lastFlush = 0;
+  private auditWrites = 0;
+  /** What prune keeps of the audit log (server.keep_audit). */
+  keepAudit: { seconds?: number; rows: number } = { seconds: 90 * 86400, rows: 100_000 };
 
   constructor(readonly stateDir: string) {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    this.db = new Database(path.join(stateDir, 'catalog.db'));
+    this.db = new Database(privateFile(stateDir, 'catalog.db'));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    for (const [table, column, decl] of ADDED_COLUMNS) {
+      const has = (this.db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).some((c) => c.name === column);
+      if (!has) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
+    }
   }
 
   close(): void {
+    this.flushRefusals();
     this.db.close();
   }
 
@@ -187,36 +236,135 @@ export class Catalog {
 
   // --- audit ----------------------------------------------------------------
 
-  audit(e: Omit<AuditRow, 'id' | 'time'>): void {
-    this.db
-      .prepare('INSERT INTO audit (time, actor, role, method, path, status_code, outcome, remote) VALUES (?,?,?,?,?,?,?,?)')
-      .run(new Date().toISOString(), e.actor, e.role, e.method, e.path, e.status_code, e.outcome, e.remote);
+  /**
+   * Records a call. Refused calls (outcome "refused") are aggregated: the first of a
+   * (token or address, status) in a minute is a row at once, the rest of that minute
+   * add to its count, written at most once a second. A flood of bad tokens is then a
+   * handful of rows, not one per call, and still says who, how often and when.
+   */
+  audit(e: Omit<AuditRow, 'id' | 'time' | 'count'>, now = Date.now()): void {
+    if (e.outcome === 'refused') {
+      const key = JSON.stringify([e.actor, e.actor === null ? e.remote : null, e.status_code]);
+      const window = Math.floor(now / AUDIT_WINDOW_MS);
+      const open = this.refusals.get(key);
+      if (open && open.window === window) {
+        open.pending++;
+        if (now - this.lastFlush >= AUDIT_FLUSH_MS) this.flushRefusals(now);
+        return;
+      }
+      if (open) this.flushOne(open);
+      const id = this.insertAudit(e, now);
+      this.refusals.set(key, { id, window, pending: 0 });
+      // Keys of past windows are done: forget them so the map stays small.
+      for (const [k, v] of this.refusals) if (v.window < window) { this.flushOne(v); this.refusals.delete(k); }
+      return;
+    }
+    this.insertAudit(e, now);
+  }
+
+  private insertAudit(e: Omit<AuditRow, 'id' | 'time' | 'count'>, now: number): number {
+    const id = Number(
+      this.db
+        .prepare('INSERT INTO audit (time, actor, role, method, path, status_code, outcome, remote, count) VALUES (?,?,?,?,?,?,?,?,1)')
+        .run(new Date(now).toISOString(), e.actor, e.role, e.method, e.path, e.status_code, e.outcome, e.remote).lastInsertRowid,
+    );
+    if (++this.auditWrites % AUDIT_PRUNE_EVERY === 0) this.pruneAudit(now);
+    return id;
+  }
+
+  private flushOne(r: { id: number; pending: number }): void {
+    if (r.pending === 0) return;
+    this.db.prepare('UPDATE audit SET count = count + ? WHERE id = ?').run(r.pending, r.id);
+    r.pending = 0;
+  }
+
+  /** Writes the refusal counts held in memory. */
+  flushRefusals(now = Date.now()): void {
+    this.lastFlush = now;
+    if ([...this.refusals.values()].every((r) => r.pending === 0)) return;
+    this.db.transaction(() => {
+      for (const r of this.refusals.values()) this.flushOne(r);
+    })();
   }
 
   auditLog(limit = 200): AuditRow[] {
+    this.flushRefusals();
     return this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as AuditRow[];
+  }
+
+  auditRows(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM audit').get() as { n: number }).n;
+  }
+
+  /** Drops audit rows beyond server.keep_audit (older than its duration, past its row count); returns how many. */
+  pruneAudit(now = Date.now()): number {
+    const k = this.keepAudit;
+    return this.db.transaction(() => {
+      let n = 0;
+      if (k.seconds !== undefined) n += this.db.prepare('DELETE FROM audit WHERE time < ?').run(new Date(now - k.seconds * 1000).toISOString()).changes;
+      n += this.db.prepare('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)').run(k.rows).changes;
+      return n;
+    })();
   }
 
   // --- tokens ---------------------------------------------------------------
 
-  addToken(t: { id: string; name: string; role: string; hash: string }): void {
-    this.db.prepare('INSERT INTO tokens (id, name, role, hash, created_at) VALUES (?,?,?,?,?)').run(t.id, t.name, t.role, t.hash, new Date().toISOString());
+  /**
+   * Adds a token; false (nothing added) when an active token already has the name.
+   * Checked and inserted in one immediate transaction: `token create` and the daemon
+   * may write the same catalog from two processes.
+   */
+  addToken(t: { id: string; name: string; role: string; hash: string; expiresAt?: string | undefined }): boolean {
+    return this.db
+      .transaction(() => {
+        if (this.activeTokens(t.name).length > 0) return false;
+        this.db.prepare('INSERT INTO tokens (id, name, role, hash, created_at, expires_at) VALUES (?,?,?,?,?,?)').run(t.id, t.name, t.role, t.hash, new Date().toISOString(), t.expiresAt ?? null);
+        return true;
+      })
+      .immediate();
   }
 
+  /** Tokens of that name neither revoked nor expired. */
+  private activeTokens(name: string): TokenRow[] {
+    return this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE name = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`).all(name, new Date().toISOString()) as TokenRow[];
+  }
+
+  /** The unrevoked token with that hash (expired ones too: the caller says why it is refused). */
   tokenByHash(hash: string): TokenRow | undefined {
-    return this.db.prepare('SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL').get(hash) as TokenRow | undefined;
+    return this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE hash = ? AND revoked_at IS NULL`).get(hash) as TokenRow | undefined;
   }
 
   touchToken(id: string): void {
     this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(new Date().toISOString(), id);
   }
 
-  tokens(): TokenRow[] {
-    return this.db.prepare('SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens ORDER BY created_at').all() as TokenRow[];
+  /** Every token with its state: active, expired or revoked. */
+  tokens(now = Date.now()): Array<TokenRow & { state: 'active' | 'expired' | 'revoked' }> {
+    const rows = this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens ORDER BY created_at`).all() as TokenRow[];
+    return rows.map((t) => ({ ...t, state: t.revoked_at ? 'revoked' : t.expires_at && Date.parse(t.expires_at) <= now ? 'expired' : 'active' }));
   }
 
-  revokeToken(idOrName: string): number {
-    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL').run(new Date().toISOString(), idOrName, idOrName).changes;
+  /**
+   * Revokes exactly one token: the one with that id, else the one unrevoked token of
+   * that name. Returns the revoked token, undefined when none matches; several
+   * unrevoked tokens of one name (catalogs from before names were unique) are refused
+   * by the caller with their ids.
+   */
+  revokeToken(idOrName: string): { revoked?: TokenRow; ambiguous?: TokenRow[] } {
+    return this.db
+      .transaction(() => {
+        const byId = this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE id = ? AND revoked_at IS NULL`).all(idOrName) as TokenRow[];
+        const byName = this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE name = ? AND revoked_at IS NULL`).all(idOrName) as TokenRow[];
+        // A name is unique among active tokens; an expired one of the same name goes only when it is the only one.
+        const active = byName.filter((t) => !t.expires_at || Date.parse(t.expires_at) > Date.now());
+        const matches = byId.length > 0 ? byId : active.length > 0 ? active : byName;
+        if (matches.length > 1) return { ambiguous: matches };
+        const t = matches[0];
+        if (!t) return {};
+        this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ?').run(new Date().toISOString(), t.id);
+        return { revoked: t };
+      })
+      .immediate();
   }
 
   // --- scheduler state ------------------------------------------------------

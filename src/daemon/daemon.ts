@@ -17,13 +17,20 @@ import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
 import { buildApi } from './api.js';
+import { RepositoryReads, type ReadsOptions } from './reads.js';
+import { checkListen } from './listen.js';
 
 export interface DaemonOptions {
   clock?: Clock;
   /** Base delay of notification retries (tests shorten it). */
   notifyRetryDelayMs?: number;
   log?: (line: string) => void;
+  /** The cache of repository reads (snapshot listings, retention previews); tests shorten or bound it. */
+  reads?: ReadsOptions;
 }
+
+/** Jobs after which what a repository holds may have changed (restore and check only read it). */
+const WRITING_KINDS = new Set(['backup', 'drill', 'forget', 'prune', 'rotate', 'replicate']);
 
 export class Daemon {
   readonly catalog: Catalog;
@@ -34,6 +41,7 @@ export class Daemon {
   readonly notifier: Notifier;
   readonly incidents: Incidents;
   readonly metrics: Metrics;
+  readonly reads: RepositoryReads;
   app!: FastifyInstance;
   readonly startedAt: Date;
   private readonly clock: Clock;
@@ -51,6 +59,7 @@ export class Daemon {
     this.startedAt = new Date(this.clock.now());
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.catalog = new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
+    this.catalog.keepAudit = config.server.keepAudit;
     this.runner = new JobRunner(config, this.catalog);
     this.notifier = new Notifier([...config.notifications.values()], (name, message) => {
       this.metrics.notifyFailures.inc({ notification: name });
@@ -64,6 +73,7 @@ export class Daemon {
       [...config.notifications.keys()],
       [...config.sources.values()].filter((s) => s.kind === 'sqlite' && s.continuous).map((s) => s.name),
     );
+    this.reads = new RepositoryReads((repository, args) => this.cliJson(repository, args), opts.reads, () => this.clock.now(), (repository) => this.metrics.repositoryReads.inc({ repository }));
     this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, (source, reason) => this.diverged(source, reason));
     this.archiveWatch = new ArchiveWatch(config, () => {}, this.clock);
     this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
@@ -104,6 +114,7 @@ export class Daemon {
       if (this.clock.now() - lastPrune >= 3600_000) {
         lastPrune = this.clock.now();
         this.catalog.pruneJobs(new Date(this.clock.now() - this.config.server.keepJobsSeconds * 1000));
+        this.catalog.pruneAudit();
       }
       this.checkTimer = this.clock.setTimeout(tick, this.config.server.checkIntervalSeconds * 1000);
     };
@@ -111,7 +122,12 @@ export class Daemon {
     this.ready = true;
   }
 
-  async listen(): Promise<string> {
+  /**
+   * Opens the socket. Beyond loopback it needs TLS (or `insecure`, then a warning is
+   * returned for the caller to print) and server.metrics_token; see listen.ts.
+   */
+  async listen(opts: { insecure?: boolean; warn?: (line: string) => void } = {}): Promise<string> {
+    for (const w of checkListen(this.config.server, opts.insecure ?? false)) (opts.warn ?? this.log)(w);
     return this.app.listen({ host: this.config.server.host, port: this.config.server.port });
   }
 
@@ -191,6 +207,7 @@ export class Daemon {
   }
 
   private finished(job: JobRow): void {
+    if (job.repository && WRITING_KINDS.has(job.kind)) this.reads.invalidate(job.repository);
     const size = job.kind === 'backup' && job.status === 'succeeded' ? (job.result as { summary?: { totalBytes?: number } } | null)?.summary?.totalBytes : undefined;
     this.metrics.jobFinished(job, size);
     const subject = job.source ?? job.repository ?? '';
@@ -314,12 +331,12 @@ export class Daemon {
   /** What the source's retention would remove now (forget --dry-run), without removing anything. */
   async retentionPreview(source: string): Promise<unknown> {
     const s = requireSource(this.config, source);
-    return this.cliJson(s.repository, forgetCommand(this.config, s, 'preview'));
+    return this.reads.get(s.repository, forgetCommand(this.config, s, 'preview'));
   }
 
-  /** The snapshots a repository holds now, read from the repository itself. */
-  async snapshots(repository: string): Promise<unknown> {
-    return this.cliJson(requireRepository(this.config, repository), ['snapshots']);
+  /** The snapshots a repository holds, read from the repository itself (shared and cached for a few seconds, see reads.ts). */
+  async snapshots(repository: string, opts: { fresh?: boolean } = {}): Promise<unknown> {
+    return this.reads.get(requireRepository(this.config, repository), ['snapshots'], opts);
   }
 
   private async cliJson(repository: string, args: string[]): Promise<unknown> {
@@ -337,8 +354,8 @@ export class Daemon {
     let nd = 0;
     const byName = new Map([...this.config.sources.values()].map((s) => [`${s.kind}:${s.name}`, s]));
     for (const repository of this.config.repositories.keys()) {
-      const snaps = (await this.snapshots(repository)) as Array<{ id: string; time: string; paths: string[]; source?: { kind: string; name?: string }; summary: { totalBytes: number; addedBytes: number; durationMs: number } }>;
-      const drills = (await this.cliJson(repository, ['drill', '--history'])) as Array<{ source: string; time: string; ok: boolean; rto_seconds: number | null; rpo_seconds: number | null; snapshot: string | null; error?: string }>;
+      const snaps = (await this.snapshots(repository, { fresh: true })) as Array<{ id: string; time: string; paths: string[]; source?: { kind: string; name?: string }; summary: { totalBytes: number; addedBytes: number; durationMs: number } }>;
+      const drills = (await this.reads.get(repository, ['drill', '--history'], { fresh: true })) as Array<{ source: string; time: string; ok: boolean; rto_seconds: number | null; rpo_seconds: number | null; snapshot: string | null; error?: string }>;
       const backups: BackupRow[] = [];
       for (const s of snaps) {
         const src = byName.get(`${s.source?.kind}:${s.source?.name ?? s.paths[0]}`);

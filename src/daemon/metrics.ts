@@ -64,6 +64,8 @@ export class Metrics {
   readonly notifyFailures: Counter<'notification'>;
   /** SQLite generations found not to reproduce their database (the replicator's `diverged` events). */
   readonly divergences: Counter<'source'>;
+  /** Children the API started to read a repository (snapshot listings, retention previews), after sharing and caching. */
+  readonly repositoryReads: Counter<'repository'>;
 
   /** The daemon's status, read once per scrape by every gauge (see render). */
   private scrape: Status | undefined;
@@ -164,6 +166,7 @@ export class Metrics {
       labelNames: ['source'],
       registers: [r],
     });
+    this.repositoryReads = new Counter({ name: 'lifeboat_api_repository_reads_total', help: 'Processes the API started to read a repository (snapshot listings, retention previews); concurrent requests share one', labelNames: ['repository'], registers: [r] });
     this.notifyFailures = new Counter({ name: 'lifeboat_notifications_failed_total', help: 'Notifications that could not be delivered after every retry', labelNames: ['notification'], registers: [r] });
     new Gauge({
       name: 'lifeboat_jobs_running',

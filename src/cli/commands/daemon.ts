@@ -2,12 +2,13 @@
  * The daemon's commands: serve, config check, token create/list/revoke, runbook and
  * catalog rebuild. Each needs lifeboat.yaml (--config, LIFEBOAT_CONFIG or ./lifeboat.yaml).
  */
-import { writeFileSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { findConfig, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
+import { forTerminal } from '../../util/terminal.js';
 import type { LifeboatConfig } from '../../config/config.js';
 import type { Catalog } from '../../daemon/catalog.js';
 
@@ -35,7 +36,8 @@ export function register(program: Command): void {
     .command('serve')
     .description('run the daemon: schedules, continuous archiving, REST API, dashboard and /metrics')
     .option('--listen <host:port>', 'override server.listen')
-    .action(async (f: { listen?: string }, cmd: Command) => {
+    .option('--insecure', 'allow plain HTTP beyond loopback (a TLS proxy in front, a private network); prints a warning')
+    .action(async (f: { listen?: string; insecure?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const config = await requireConfig(g);
       if (f.listen) {
@@ -44,14 +46,18 @@ export function register(program: Command): void {
         config.server.host = m[1] as string;
         config.server.port = Number(m[2]);
       }
+      // Refused before anything starts: no schedule runs on a daemon that will not serve.
+      const { checkListen } = await import('../../daemon/listen.js');
+      for (const w of checkListen(config.server, f.insecure ?? false)) console.error(w);
       const { Daemon } = await import('../../daemon/daemon.js');
       const daemon = await Daemon.create(config);
       daemon.start();
       let address: string;
       try {
-        address = await daemon.listen();
+        address = await daemon.listen({ insecure: f.insecure ?? false, warn: () => {} });
       } catch (err) {
         await daemon.stop();
+        if (err instanceof LifeboatError) throw err;
         const e = err as NodeJS.ErrnoException;
         throw new LifeboatError('USAGE', `cannot listen on ${config.server.host}:${config.server.port}: ${e.code ?? e.message}`, { hint: 'another process holds the port; change server.listen or pass --listen' });
       }
@@ -92,7 +98,7 @@ export function register(program: Command): void {
         sources: [...c.sources.values()].map((s) => ({ name: s.name, kind: s.kind, repository: s.repository, continuous: s.continuous, rpo_target_seconds: s.targets.rpoSeconds ?? null, rto_target_seconds: s.targets.rtoSeconds ?? null })),
         schedules,
         notifications: [...c.notifications.keys()],
-        server: { listen: `${c.server.host}:${c.server.port}`, tls: c.server.tls !== undefined, state_dir: c.server.stateDir },
+        server: { listen: `${c.server.host}:${c.server.port}`, tls: c.server.tls !== undefined, state_dir: c.server.stateDir, restore_roots: c.server.restoreRoots },
       };
       if (g.json) return printJson(summary);
       if (g.quiet) return;
@@ -100,7 +106,7 @@ export function register(program: Command): void {
       console.log(`  repositories: ${summary.repositories.map((r) => `${r.name} (${r.stores} store${r.stores === 1 ? '' : 's'})`).join(', ') || 'none'}`);
       console.log(`  sources: ${summary.sources.map((s) => `${s.name} (${s.kind}${s.continuous ? ', continuous' : ''})`).join(', ') || 'none'}`);
       for (const s of schedules) console.log(`  schedule ${s.name}: ${s.run} ${s.targets.join(', ')} at "${s.cron}" (${s.timezone}); next ${s.next ?? 'never'}`);
-      console.log(`  server: ${summary.server.listen}${summary.server.tls ? ' (TLS)' : ''}, state in ${summary.server.state_dir}`);
+      console.log(`  server: ${summary.server.listen}${summary.server.tls ? ' (TLS)' : ''}, state in ${summary.server.state_dir}; API restores ${c.server.restoreRoots.length ? `below ${c.server.restoreRoots.join(', ')}` : 'admin-only (no server.restore_roots)'}`);
     });
 
   const token = program.command('token').description('API tokens for the daemon (stored hashed in its catalog)');
@@ -108,16 +114,17 @@ export function register(program: Command): void {
     .command('create')
     .description('create a token; its secret is printed once')
     .requiredOption('--role <role>', 'viewer (read), operator (also backups, restores, drills) or admin (also tokens, audit, retention)')
-    .option('--name <name>', 'who or what uses it', 'token')
-    .action(async (f: { role: string; name: string }, cmd: Command) => {
+    .option('--name <name>', 'who or what uses it (unique among active tokens)', 'token')
+    .option('--expires <duration>', 'lifetime, e.g. 30d, 12h or 1w (default: never)')
+    .action(async (f: { role: string; name: string; expires?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const { createToken, parseRole } = await import('../../daemon/auth.js');
       const role = parseRole(f.role);
-      const t = await withCatalog(await requireConfig(g), (catalog) => createToken(catalog, role, f.name));
-      if (g.json) printJson({ id: t.id, name: f.name, role, token: t.token });
+      const t = await withCatalog(await requireConfig(g), (catalog) => createToken(catalog, role, f.name, f.expires));
+      if (g.json) printJson({ id: t.id, name: f.name, role, token: t.token, expires_at: t.expires_at });
       else {
         console.log(t.token);
-        if (!g.quiet) console.error(`lifeboat: token ${t.id} (${f.name}, ${role}) created; it is shown only now`);
+        if (!g.quiet) console.error(`lifeboat: token ${t.id} (${f.name}, ${role}${t.expires_at ? `, expires ${t.expires_at}` : ''}) created; it is shown only now`);
       }
     });
   token
@@ -127,16 +134,20 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const all = await withCatalog(await requireConfig(g), (catalog) => catalog.tokens());
       if (g.json) return printJson(all);
-      for (const t of all) console.log(`${t.id}  ${t.role.padEnd(8)}  ${t.name}  created ${t.created_at}${t.revoked_at ? `  revoked ${t.revoked_at}` : ''}`);
+      for (const t of all) {
+        const state = t.revoked_at ? `  revoked ${t.revoked_at}` : t.state === 'expired' ? `  expired ${t.expires_at}` : t.expires_at ? `  expires ${t.expires_at}` : '';
+        console.log(forTerminal(`${t.id}  ${t.role.padEnd(8)}  ${t.name}  created ${t.created_at}${state}`));
+      }
     });
   token
     .command('revoke <id-or-name>')
-    .description('revoke a token')
+    .description('revoke one token, by id or by name')
     .action(async (idOrName: string, _f: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      const n = await withCatalog(await requireConfig(g), (catalog) => catalog.revokeToken(idOrName));
-      if (n === 0) throw new LifeboatError('NOT_FOUND', `no active token "${idOrName}"`, { hint: '`lifeboat token list` shows them' });
-      if (!g.quiet) console.log(`revoked ${n} token${n === 1 ? '' : 's'}`);
+      const { revokeToken } = await import('../../daemon/auth.js');
+      const t = await withCatalog(await requireConfig(g), (catalog) => revokeToken(catalog, idOrName));
+      if (g.json) printJson({ revoked: 1, id: t.id, name: t.name });
+      else if (!g.quiet) console.log(`revoked 1 token (${t.id}, ${t.name})`);
     });
 
   program
@@ -148,7 +159,7 @@ export function register(program: Command): void {
       const c = await requireConfig(g);
       const { runbook } = await import('../../daemon/runbook.js');
       const text = await withCatalog(c, (catalog) => runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0] }));
-      if (f.output) writeFileSync(f.output, text);
+      if (f.output) writePrivate(f.output, text);
       else process.stdout.write(text);
     });
 
@@ -169,4 +180,27 @@ export function register(program: Command): void {
         await daemon.stop();
       }
     });
+}
+
+/**
+ * Writes a file only its owner reads (0600; a missing directory is made 0700): a
+ * runbook names hosts, repositories and password files. The last component is never
+ * followed if it is a symlink; an existing runbook is replaced in place.
+ */
+function writePrivate(file: string, text: string): void {
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
+  let fd: number;
+  try {
+    fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new LifeboatError('USAGE', `cannot write ${file}: ${code ?? (err as Error).message}`, { hint: code === 'ELOOP' ? 'it is a symbolic link; give the real path' : 'check the path and its permissions' });
+  }
+  try {
+    fchmodSync(fd, 0o600);
+    ftruncateSync(fd, 0);
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
 }

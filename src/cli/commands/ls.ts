@@ -4,6 +4,7 @@ import { resolvePath, walkTree, type Entry } from '../../engine/browse/tree-walk
 import { nsToSeconds } from '../../sources/files/metadata.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { pickSnapshot } from '../../repo/snapshot/snapshot.js';
+import { forTerminal } from '../../util/terminal.js';
 
 function line(e: Entry): string {
   const n = e.node;
@@ -31,7 +32,7 @@ export function register(program: Command): void {
         const entries: Entry[] = [];
         const emit = (e: Entry) => {
           if (g.json) entries.push(e);
-          else console.log(flags.long ? line(e) : e.path);
+          else console.log(forTerminal(flags.long ? line(e) : e.path));
         };
         if ('tree' in start) {
           for await (const e of walkTree(repo, start.tree)) emit(e);

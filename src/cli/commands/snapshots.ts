@@ -8,6 +8,7 @@ import { isFutureDated, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
+import { forTerminal } from '../../util/terminal.js';
 
 export function snapshotJson(s: Snapshot, now = Date.now()): Record<string, unknown> {
   return {
@@ -52,7 +53,7 @@ export function register(program: Command): void {
         const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
         const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
         console.log(line(head));
-        for (const r of rows) console.log(line(r));
+        for (const r of rows) console.log(forTerminal(line(r)));
         console.log(`${all.length} snapshot${all.length === 1 ? '' : 's'}`);
         if (future.length > 0) {
           console.log(`! ${future.length} dated in the future: a wrong clock or a forged time; "latest" and retention pass over them (forget ID removes one)`);
