@@ -45,7 +45,8 @@ export async function testDaemon(opts: { extraSources?: string; extra?: string; 
     '    retention: { keep_last: 2 }',
     ...(opts.extraSources ? [opts.extraSources.replaceAll('$DIR', dir)] : []),
     ...(opts.extra ? [opts.extra.replaceAll('$DIR', dir)] : []),
-    ...(opts.extra?.includes('server:') ? [] : ['server:', '  listen: 127.0.0.1:0', '  state_dir: state']),
+    // API restores go below the test's directory (its repository and state directory stay refused).
+    ...(opts.extra?.includes('server:') ? [] : ['server:', '  listen: 127.0.0.1:0', '  state_dir: state', `  restore_roots: [${dir}]`]),
   ].join('\n');
   const file = path.join(dir, 'lifeboat.yaml');
   writeFileSync(file, `${text}\n`);

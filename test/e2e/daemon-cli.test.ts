@@ -148,7 +148,7 @@ describe('lifeboat serve', () => {
     expect(listed.stdout).not.toContain(token.slice(18));
     // A second token, revoked by name, is listed as revoked; revoking it again is refused.
     expect((await runCli(['--config', file, 'token', 'create', '--role', 'viewer', '--name', 'old-laptop'])).code).toBe(0);
-    expect((await runCli(['--config', file, 'token', 'revoke', 'old-laptop'])).stdout).toBe('revoked 1 token\n');
+    expect((await runCli(['--config', file, 'token', 'revoke', 'old-laptop'])).stdout).toMatch(/^revoked 1 token \([0-9a-f]{12}, old-laptop\)\n$/);
     expect((await runCli(['--config', file, 'token', 'list'])).stdout).toMatch(/viewer\s+old-laptop\s+created \S+\s+revoked /);
     expectError(await runCli(['--config', file, 'token', 'revoke', 'old-laptop']), 15, /no active token "old-laptop"/);
     expectError(await runCli(['--config', file, 'token', 'create', '--role', 'root']), 2, /"root" is not a role/);

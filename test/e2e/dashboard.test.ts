@@ -211,7 +211,7 @@ describe('the web dashboard', () => {
     await page.locator('#dashboard').waitFor({ state: 'visible' });
 
     // Revoked while signed in: the next poll gets 401 and the page goes back to sign-in.
-    expect(t.daemon.catalog.revokeToken('victor-viewer')).toBe(1);
+    expect(t.daemon.catalog.revokeToken('victor-viewer').revoked?.name).toBe('victor-viewer');
     await page.locator('#signin').waitFor({ state: 'visible', timeout: 10_000 });
     expect(await page.locator('#signin-message').textContent()).toMatch(/no valid API token/);
     expect(await storedToken(page)).toBeNull();

@@ -41,13 +41,9 @@ describe('authentication and roles', () => {
     }
     expect((await call('GET', '/api/v1/sources')).statusCode).toBe(401);
     expect(t.daemon.catalog.jobs().length).toBe(before);
+    // Refusals from one address in a minute are one row with a count (audit rows stay bounded in a flood).
     const audit = t.daemon.catalog.auditLog(10);
-    expect(audit.slice(0, 4).map((a) => [a.method, a.status_code, a.outcome, a.actor])).toEqual([
-      ['GET', 401, 'refused', null],
-      ['POST', 401, 'refused', null],
-      ['POST', 401, 'refused', null],
-      ['POST', 401, 'refused', null],
-    ]);
+    expect(audit.slice(0, 1).map((a) => [a.method, a.status_code, a.outcome, a.actor, a.count])).toEqual([['POST', 401, 'refused', null, 4]]);
   });
 
   it('lets a viewer read but not act', async () => {

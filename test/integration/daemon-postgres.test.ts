@@ -46,6 +46,7 @@ describe('daemon with a PostgreSQL source', () => {
       'server:',
       '  listen: 127.0.0.1:0',
       '  state_dir: state',
+      `  restore_roots: [${base}]`,
     ].join('\n');
     const file = path.join(base, 'lifeboat.yaml');
     writeFileSync(file, text);
