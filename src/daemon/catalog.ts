@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
+import { DEFAULT_KEEP_AUDIT } from '../config/config.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
 export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild';
@@ -152,7 +153,7 @@ export class Catalog {
   private lastFlush = 0;
   private auditWrites = 0;
   /** What prune keeps of the audit log (server.keep_audit). */
-  keepAudit: { seconds?: number; rows: number } = { seconds: 90 * 86400, rows: 100_000 };
+  keepAudit: { seconds?: number; rows: number } = { ...DEFAULT_KEEP_AUDIT };
 
   constructor(readonly stateDir: string) {
     this.db = new Database(privateFile(stateDir, 'catalog.db'));
