@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
-import { DEFAULT_KEEP_AUDIT } from '../config/config.js';
+import { AuditLog } from './audit-log.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
 export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild';
@@ -118,13 +118,6 @@ const ADDED_COLUMNS: Array<[table: string, column: string, decl: string]> = [
 
 const TOKEN_COLUMNS = 'id, name, role, created_at, last_used_at, revoked_at, expires_at';
 
-/** Refusals of one (token or address, status) are one audit row per this window. */
-const AUDIT_WINDOW_MS = 60_000;
-/** Pending refusal counts are written at most this often (a flood must not become a write per call). */
-const AUDIT_FLUSH_MS = 1000;
-/** Every this many audit rows written, the audit log is pruned to server.keep_audit. */
-const AUDIT_PRUNE_EVERY = 100;
-
 /**
  * The catalog holds job logs, the audit trail and token hashes: private to the
  * daemon's user. The directory is 0700 and the file 0600 before SQLite opens it;
@@ -148,12 +141,7 @@ function privateFile(stateDir: string, file: string): string {
 
 export class Catalog {
   readonly db: Db;
-  /** Refusals counted since their row was last written, by aggregation key. */
-  private readonly refusals = new Map<string, { id: number; window: number; pending: number }>();
-  private lastFlush = 0;
-  private auditWrites = 0;
-  /** What prune keeps of the audit log (server.keep_audit). */
-  keepAudit: { seconds?: number; rows: number } = { ...DEFAULT_KEEP_AUDIT };
+  readonly auditTrail: AuditLog;
 
   constructor(readonly stateDir: string) {
     this.db = new Database(privateFile(stateDir, 'catalog.db'));
@@ -164,6 +152,16 @@ export class Catalog {
       const has = (this.db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).some((c) => c.name === column);
       if (!has) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
     }
+    this.auditTrail = new AuditLog(this.db);
+  }
+
+  /** What prune keeps of the audit log (server.keep_audit). */
+  get keepAudit(): { seconds?: number; rows: number } {
+    return this.auditTrail.keep;
+  }
+
+  set keepAudit(k: { seconds?: number; rows: number }) {
+    this.auditTrail.keep = k;
   }
 
   close(): void {
@@ -237,75 +235,26 @@ export class Catalog {
 
   // --- audit ----------------------------------------------------------------
 
-  /**
-   * Records a call. Refused calls (outcome "refused") are aggregated: the first of a
-   * (token or address, status) in a minute is a row at once, the rest of that minute
-   * add to its count, written at most once a second. A flood of bad tokens is then a
-   * handful of rows, not one per call, and still says who, how often and when.
-   */
+  /** Records a call; refusals are aggregated (see audit-log.ts). */
   audit(e: Omit<AuditRow, 'id' | 'time' | 'count'>, now = Date.now()): void {
-    if (e.outcome === 'refused') {
-      const key = JSON.stringify([e.actor, e.actor === null ? e.remote : null, e.status_code]);
-      const window = Math.floor(now / AUDIT_WINDOW_MS);
-      const open = this.refusals.get(key);
-      if (open && open.window === window) {
-        open.pending++;
-        if (now - this.lastFlush >= AUDIT_FLUSH_MS) this.flushRefusals(now);
-        return;
-      }
-      if (open) this.flushOne(open);
-      const id = this.insertAudit(e, now);
-      this.refusals.set(key, { id, window, pending: 0 });
-      // Keys of past windows are done: forget them so the map stays small.
-      for (const [k, v] of this.refusals) if (v.window < window) { this.flushOne(v); this.refusals.delete(k); }
-      return;
-    }
-    this.insertAudit(e, now);
-  }
-
-  private insertAudit(e: Omit<AuditRow, 'id' | 'time' | 'count'>, now: number): number {
-    const id = Number(
-      this.db
-        .prepare('INSERT INTO audit (time, actor, role, method, path, status_code, outcome, remote, count) VALUES (?,?,?,?,?,?,?,?,1)')
-        .run(new Date(now).toISOString(), e.actor, e.role, e.method, e.path, e.status_code, e.outcome, e.remote).lastInsertRowid,
-    );
-    if (++this.auditWrites % AUDIT_PRUNE_EVERY === 0) this.pruneAudit(now);
-    return id;
-  }
-
-  private flushOne(r: { id: number; pending: number }): void {
-    if (r.pending === 0) return;
-    this.db.prepare('UPDATE audit SET count = count + ? WHERE id = ?').run(r.pending, r.id);
-    r.pending = 0;
-  }
-
-  /** Writes the refusal counts held in memory. */
-  flushRefusals(now = Date.now()): void {
-    this.lastFlush = now;
-    if ([...this.refusals.values()].every((r) => r.pending === 0)) return;
-    this.db.transaction(() => {
-      for (const r of this.refusals.values()) this.flushOne(r);
-    })();
+    this.auditTrail.record(e, now);
   }
 
   auditLog(limit = 200): AuditRow[] {
-    this.flushRefusals();
-    return this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as AuditRow[];
+    return this.auditTrail.newest(limit);
   }
 
   auditRows(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM audit').get() as { n: number }).n;
+    return this.auditTrail.rows();
   }
 
-  /** Drops audit rows beyond server.keep_audit (older than its duration, past its row count); returns how many. */
+  /** Drops audit rows beyond server.keep_audit; returns how many. */
   pruneAudit(now = Date.now()): number {
-    const k = this.keepAudit;
-    return this.db.transaction(() => {
-      let n = 0;
-      if (k.seconds !== undefined) n += this.db.prepare('DELETE FROM audit WHERE time < ?').run(new Date(now - k.seconds * 1000).toISOString()).changes;
-      n += this.db.prepare('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)').run(k.rows).changes;
-      return n;
-    })();
+    return this.auditTrail.prune(now);
+  }
+
+  flushRefusals(now = Date.now()): void {
+    this.auditTrail.flush(now);
   }
 
   // --- tokens ---------------------------------------------------------------
