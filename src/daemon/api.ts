@@ -151,8 +151,17 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
         if (b.time !== undefined) parseTargetTime(b.time);
         const s = requireSource(d.config, b.source);
         const target = checkRestoreTarget(d.config, role(who), b.target);
-        // The snapshot must be this source's: checked against the repository's own listing (shared and cached).
-        const snapshot = b.snapshot === undefined ? undefined : snapshotOfSource(await d.snapshots(s.repository), s, b.snapshot);
+        // The snapshot must be this source's: checked against the repository's own listing (shared and
+        // cached; read afresh when the cached one does not know it, e.g. a backup the CLI just made).
+        const own = async (snap: string) => {
+          try {
+            return snapshotOfSource(await d.snapshots(s.repository), s, snap);
+          } catch (err) {
+            if (!isLifeboatError(err, 'NOT_FOUND')) throw err;
+            return snapshotOfSource(await d.snapshots(s.repository, { fresh: true }), s, snap);
+          }
+        };
+        const snapshot = b.snapshot === undefined ? undefined : await own(b.snapshot);
         reply.code(202);
         return d.submit({
           kind: 'restore', source: s.name, trigger: 'api', actor: actor(who),

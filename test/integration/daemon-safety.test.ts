@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
-import { cleanupTmp, tmpdir } from '../helpers.js';
+import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
 import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
 import { Catalog, type JobRow } from '../../src/daemon/catalog.js';
 import { hashToken } from '../../src/daemon/auth.js';
@@ -118,6 +118,13 @@ describe('restore targets through the API', () => {
     expect(latest.statusCode, latest.body).toBe(202);
     expect((latest.json() as JobRow).params).toMatchObject({ restore: { snapshot: docsId } });
     expect((await t.daemon.runner.wait((latest.json() as JobRow).id)).status).toBe('succeeded');
+    // A snapshot the CLI made after the listing was cached is found (the listing is read again).
+    const cli = await runCli(['--json', '-r', path.join(t.dir, 'repo'), 'backup', '--name', 'docs', t.data]);
+    expect(cli.code, cli.stderr).toBe(0);
+    const fresh = (JSON.parse(cli.stdout) as { id: string }).id;
+    const byCli = await call(t, 'POST', '/api/v1/restores', 'operator', { source: 'docs', target: path.join(t.dir, 'fresh'), snapshot: fresh.slice(0, 10) });
+    expect(byCli.statusCode, byCli.body).toBe(202);
+    expect((await t.daemon.runner.wait((byCli.json() as JobRow).id)).status).toBe('succeeded');
   });
 
   it('without restore roots: operators are refused naming server.restore_roots, admins restore (never into the repository)', async () => {
