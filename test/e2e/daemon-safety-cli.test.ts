@@ -110,5 +110,9 @@ describe('files people read', () => {
     const snaps = await cliExpecting(['-r', repo, 'snapshots']);
     expect(snaps.stdout).toContain('d\\e[31mred');
     expect(snaps.stdout).not.toContain('\u001b');
+    const ids = (JSON.parse((await cliExpecting(['--json', '-r', repo, 'snapshots'])).stdout) as Array<{ id: string }>).map((x) => x.id);
+    const diff = await cliExpecting(['-r', repo, 'diff', ids[0] as string, ids[1] as string]);
+    expect(diff.stdout).toContain('evil\\e]0;owned\\x07\\e[2J\\nforged line');
+    expect(diff.stdout).not.toContain('\u001b');
   });
 });

@@ -4,6 +4,7 @@ import { diffTrees } from '../../engine/browse/tree-walk.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { pickSnapshot } from '../../repo/snapshot/snapshot.js';
+import { forTerminal } from '../../util/terminal.js';
 
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
@@ -27,7 +28,7 @@ export function register(program: Command): void {
           ...d.modified.map((p): [string, string] => ['M', p]),
           ...d.metadata.map((p): [string, string] => ['U', p]),
         ].sort((x, y) => x[1].localeCompare(y[1]));
-        for (const [k, p] of rows) console.log(`${k}    ${p}`);
+        for (const [k, p] of rows) console.log(forTerminal(`${k}    ${p}`));
         console.log(`\n${d.added.length} added, ${d.removed.length} removed, ${d.modified.length} modified, ${d.metadata.length} metadata only`);
       });
     });

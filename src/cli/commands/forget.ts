@@ -8,6 +8,7 @@ import { printJson } from '../output/render.js';
 import { collect } from './options.js';
 import { parseDuration as parseInterval } from './options.js';
 import { pruneAndReport } from './prune.js';
+import { forTerminal } from '../../util/terminal.js';
 
 interface ForgetFlags {
   keepLast?: string;
@@ -90,7 +91,7 @@ export function register(program: Command): void {
         if (g.json) return printJson(pruned ? { ...r, prune: await pruned() } : r);
         for (const grp of r.groups) {
           const k = grp.key;
-          if (k.host !== undefined || k.paths || k.tags) console.log(`group: host ${k.host ?? '*'}, paths ${(k.paths ?? ['*']).join(' ')}${k.tags ? `, tags ${k.tags.join(',')}` : ''}`);
+          if (k.host !== undefined || k.paths || k.tags) console.log(forTerminal(`group: host ${k.host ?? '*'}, paths ${(k.paths ?? ['*']).join(' ')}${k.tags ? `, tags ${k.tags.join(',')}` : ''}`));
           if (grp.keep.length) {
             console.log(`  keep ${grp.keep.length}:`);
             for (const s of grp.keep) console.log(`    ${s.id.slice(0, 8)}  ${s.time}  ${s.reasons.join(', ')}`);
