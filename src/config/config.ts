@@ -132,6 +132,8 @@ export interface ServerConfig {
   keepAudit: { seconds?: number; rows: number };
   /** Bearer token /metrics asks for when the daemon listens beyond loopback. */
   metricsToken?: string;
+  /** Or a file holding it (read when the daemon starts; see daemon/listen.ts). */
+  metricsTokenFile?: string;
 }
 
 /**
@@ -160,7 +162,7 @@ const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_logs_within'];
 const SCHEDULE_KEYS = ['run', 'sources', 'repository', 'cron', 'timezone', 'jitter', 'catch_up', 'read_data_subset'];
 const NOTIFY_KEYS = ['url', 'format', 'on', 'retries', 'timeout', 'headers', 'repeat'];
-const SERVER_KEYS = ['listen', 'state_dir', 'tls', 'check_interval', 'keep_jobs', 'restore_roots', 'keep_audit', 'metrics_token'];
+const SERVER_KEYS = ['listen', 'state_dir', 'tls', 'check_interval', 'keep_jobs', 'restore_roots', 'keep_audit', 'metrics_token', 'metrics_token_file'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DOCS = 'see docs/configuration.md';
 
@@ -485,7 +487,7 @@ function readServer(r: Reader, map: YAMLMap, server: ServerConfig): void {
       const t = r.string(v, '"metrics_token"');
       if (t.length < 16) r.fail(v, '"metrics_token" must be at least 16 characters', 'e.g. the output of `openssl rand -hex 24`');
       server.metricsToken = t;
-    }
+    } else if (k === 'metrics_token_file') server.metricsTokenFile = r.string(v, '"metrics_token_file"');
     else if (k === 'tls') {
       const t = new Map(r.entries(r.map(v, '"tls"'), ['cert', 'key'], 'in "server.tls"').map(([kk, vv]) => [kk, vv]));
       if (!t.has('cert') || !t.has('key')) r.fail(v, '"tls" needs both "cert" and "key" (PEM files)');

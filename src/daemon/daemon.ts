@@ -18,7 +18,7 @@ import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
 import { buildApi } from './api.js';
 import { RepositoryReads, type ReadsOptions } from './reads.js';
-import { checkListen } from './listen.js';
+import { checkListen, loadMetricsToken } from './listen.js';
 
 export interface DaemonOptions {
   clock?: Clock;
@@ -82,6 +82,7 @@ export class Daemon {
 
   /** Builds the daemon and its HTTP app; `listen` opens the socket (tests may use inject instead). */
   static async create(config: LifeboatConfig, opts: DaemonOptions = {}): Promise<Daemon> {
+    loadMetricsToken(config);
     const d = new Daemon(config, opts);
     const tls = config.server.tls;
     let https: { cert: Buffer; key: Buffer } | undefined;

@@ -1,7 +1,11 @@
 /** Escaping stored names for the terminal, and where the daemon may listen. */
 import { describe, expect, it } from 'vitest';
 import { forTerminal } from '../../src/util/terminal.js';
-import { checkListen, isLoopback } from '../../src/daemon/listen.js';
+import { chmodSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { checkListen, isLoopback, loadMetricsToken } from '../../src/daemon/listen.js';
+import { parseConfig } from '../../src/config/config.js';
+import { tmpdir } from '../helpers.js';
 import { isLifeboatError } from '../../src/errors.js';
 
 describe('forTerminal', () => {
@@ -39,5 +43,31 @@ describe('checkListen', () => {
     const warnings = checkListen({ host: '0.0.0.0', metricsToken: token }, true);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/^warning: listening on 0\.0\.0\.0 without TLS \(--insecure\)/);
+  });
+});
+
+describe('server.metrics_token_file', () => {
+  it('reads the token from a file only its owner reads; refuses a readable, short or missing one', () => {
+    const dir = tmpdir('lb-mtok-');
+    const config = () => parseConfig('server:\n  listen: 0.0.0.0:8470\n  metrics_token_file: token\n', path.join(dir, 'lifeboat.yaml'));
+    const refused = () => {
+      try {
+        loadMetricsToken(config());
+      } catch (e) {
+        return isLifeboatError(e, 'CONFIG_INVALID') ? e.message : String(e);
+      }
+      return undefined;
+    };
+    expect(refused()).toMatch(/cannot read server\.metrics_token_file .*token: ENOENT/);
+    writeFileSync(path.join(dir, 'token'), 'abcdef0123456789abcdef\n', { mode: 0o644 });
+    chmodSync(path.join(dir, 'token'), 0o644);
+    expect(refused()).toMatch(/can be read by other users/);
+    chmodSync(path.join(dir, 'token'), 0o600);
+    const c = config();
+    loadMetricsToken(c);
+    expect(c.server.metricsToken).toBe('abcdef0123456789abcdef');
+    expect(checkListen(c.server, true)).toHaveLength(1);
+    writeFileSync(path.join(dir, 'token'), 'short\n');
+    expect(refused()).toMatch(/shorter than 16 characters/);
   });
 });

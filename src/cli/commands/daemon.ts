@@ -47,7 +47,8 @@ export function register(program: Command): void {
         config.server.port = Number(m[2]);
       }
       // Refused before anything starts: no schedule runs on a daemon that will not serve.
-      const { checkListen } = await import('../../daemon/listen.js');
+      const { checkListen, loadMetricsToken } = await import('../../daemon/listen.js');
+      loadMetricsToken(config);
       for (const w of checkListen(config.server, f.insecure ?? false)) console.error(w);
       const { Daemon } = await import('../../daemon/daemon.js');
       const daemon = await Daemon.create(config);
