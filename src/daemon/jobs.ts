@@ -13,17 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../errors.js';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import type { Catalog, JobKind, JobRow } from './catalog.js';
+import { restoreArgs, type RestoreParams } from '../engine/restore-options.js';
 
 export const CLI = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
 
-export interface RestoreParams {
-  /** files: a snapshot id (default: the source's newest backup). */
-  snapshot?: string;
-  /** postgres, sqlite: recover to this moment (RFC 3339); default the newest data. */
-  time?: string;
-  /** files and postgres: a directory that must not exist; sqlite: a file that must not exist. */
-  target: string;
-}
+export type { RestoreParams } from '../engine/restore-options.js';
 
 export interface JobRequest {
   kind: Exclude<JobKind, 'replicate' | 'rebuild'>;
@@ -102,9 +96,11 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
     case 'restore': {
       const s = source as SourceConfig;
       const p = req.restore as RestoreParams;
-      if (s.kind === 'files') return ['restore', p.snapshot ?? newestSnapshot ?? 'latest', '--target', p.target];
-      if (s.kind === 'sqlite') return ['sqlite', 'restore', s.name, '--output', p.target, ...(p.time ? ['--time', p.time] : [])];
-      return ['pg', 'restore', '--name', s.name, '--target-dir', p.target, ...(p.time ? ['--time', p.time] : [])];
+      // One table (engine/restore-options.ts) says which options each kind takes.
+      const snapshot = p.snapshot ?? (p.time === undefined ? newestSnapshot : undefined);
+      // A PostgreSQL restore is started, checked and promoted, so the job measures the
+      // RTO of a real recovery (then the server is stopped: the operator moves it into place).
+      return restoreArgs(s, { ...p, ...(snapshot !== undefined ? { snapshot } : {}), ...(s.kind === 'postgres' && p.start === undefined ? { start: true } : {}) });
     }
     case 'drill': {
       const s = source as SourceConfig;
@@ -327,6 +323,11 @@ export class JobRunner extends EventEmitter {
         added_bytes: s.summary?.addedBytes ?? 0,
         duration_ms: s.summary?.durationMs ?? job.duration_ms ?? 0,
       });
+    }
+    if (req.kind === 'restore' && source.kind === 'postgres' && parsed && typeof parsed === 'object' && 'rto_seconds' in parsed) {
+      // The result (job.result.rto_seconds) holds it; the log says it in words.
+      const rto = (parsed as { rto_seconds: number | null }).rto_seconds;
+      this.catalog.appendLog(job.id, 'daemon', rto === null ? 'the restored server did not recover: no RTO measured' : `measured RTO ${rto} s (restore, start, recovery and promotion)`);
     }
     if (req.kind === 'drill' && parsed && typeof parsed === 'object' && 'ok' in parsed) {
       const d = parsed as { ok: boolean; time: string; rto_seconds: number | null; rpo_seconds: number | null; snapshot: string | null; error?: string };
