@@ -14,6 +14,7 @@ import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../errors.js';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import type { Catalog, JobKind, JobRow } from './catalog.js';
 import { restoreArgs, type RestoreParams } from '../engine/restore-options.js';
+import { checkRestorePlan } from './restore-plan.js';
 
 export const CLI = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
 
@@ -218,12 +219,13 @@ export class JobRunner extends EventEmitter {
       if (existsSync(p.target)) {
         throw new LifeboatError('TARGET_EXISTS', `the restore target ${p.target} already exists; nothing was written`, { hint: 'give a path that does not exist (restores never overwrite)' });
       }
-      if (p.time !== undefined && (source.kind === 'files' || Number.isNaN(Date.parse(p.time)))) {
-        throw new LifeboatError('USAGE', source.kind === 'files' ? 'file sources restore a snapshot, not a time' : `"${p.time}" is not a time`, { hint: source.kind === 'files' ? 'give "snapshot" (an id from /backups)' : 'use RFC 3339, e.g. 2026-11-21T14:30:05Z' });
+      if (p.time !== undefined && Number.isNaN(Date.parse(p.time))) {
+        throw new LifeboatError('USAGE', `"${p.time}" is not a time`, { hint: 'use RFC 3339, e.g. 2026-11-21T14:30:05Z' });
       }
       if (p.snapshot !== undefined && !/^[0-9a-f]{4,64}$|^latest$/.test(p.snapshot)) {
         throw new LifeboatError('USAGE', `"${p.snapshot}" is not a snapshot id`, { hint: 'give at least 4 hex digits of an id from /backups' });
       }
+      checkRestorePlan(source, p);
     }
     return { repository: source.repository };
   }
