@@ -196,7 +196,7 @@ describe('lifeboat serve', () => {
     expect(rb.code, rb.stderr).toBe(0);
     expect(rb.stdout).toMatch(/^# Disaster-recovery runbook/);
     expect(rb.stdout).toContain(`lifeboat --config ${file} -r main sqlite restore memory --output ${dir}/memory.db.restored --time`);
-    expect(rb.stdout).toContain(`lifeboat --config ${file} -r main restore SNAPSHOT_ID --target /var/tmp/restore-uploads`);
+    expect(rb.stdout).toContain(`lifeboat --config ${file} -r main restore latest --source uploads --target /var/tmp/restore-uploads`);
     expect(rb.stdout).toMatch(/\| memory \| sqlite \(continuous\) \| main \| 5\.0 s \| 2\.0 min \|/);
     expect(rb.stdout).toMatch(/- Last drill: \S+, passed; measured RTO [0-9.]+ s — within target/);
     expect(rb.stdout).toContain(`local or mounted disk \`${dir}/repo\``);
