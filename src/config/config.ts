@@ -380,6 +380,10 @@ function readSchedule(r: Reader, name: string, map: YAMLMap, config: LifeboatCon
   const run = r.oneOf(e.get('run'), '"run"', JOB_KINDS);
   const cron = r.string(e.get('cron'), '"cron"');
   const timezone = e.has('timezone') ? r.string(e.get('timezone'), '"timezone"') : undefined;
+  // croner would take a sixth field as seconds ("0 0 2 * * *" is 02:00:00, not a
+  // five-field line with an extra word); the docs describe five fields, so only those.
+  const fields = cron.trim().split(/\s+/).length;
+  if (fields !== 5) r.fail(e.get('cron'), `schedule "${name}": cron "${cron}" has ${fields} fields, not 5`, 'cron: "minute hour day month weekday", e.g. "30 2 * * *" (no seconds field)');
   try {
     cronOf({ cron, ...(timezone ? { timezone } : {}) }).nextRun();
   } catch (err) {
