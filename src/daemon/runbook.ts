@@ -103,7 +103,7 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
     '',
     '## Before you start',
     '',
-    '- Install lifeboat on the machine you restore to (`npm install -g lifeboat`, Node.js 20 or newer), and copy this configuration file and the repository password files to it.',
+    '- Install lifeboat on the machine you restore to, on the PATH of root and of the postgres user (from its checkout: `npm ci && npm install -g .`, Node.js 20.6 or newer; or write the absolute path of `bin/lifeboat.js` where the commands below say `lifeboat`), and copy this configuration file and the repository password files to it. `lifeboat --config FILE config check` says whether everything it names is there.',
     '- Every restore writes to a new place and never overwrites; move the result into place when its checks pass.',
     '- Drill before you need it: `' + base + ' drill` restores each source into a scratch place, checks it and records the RTO.',
     '',
