@@ -7,7 +7,7 @@ import { LifeboatError } from '../../errors.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
 import { describeChain, pgRestore, planRestore } from '../../engine/postgres/restore.js';
 import type { PgConsistency } from '../../engine/postgres/names.js';
-import { checkStartTools, startRestored, type StartReport } from '../../engine/postgres/start.js';
+import { abortStarts, checkStartTools, startRestored, type StartReport } from '../../engine/postgres/start.js';
 import { collect } from './options.js';
 import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
@@ -151,6 +151,15 @@ export function register(program: Command): void {
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
         const restoreMs = Date.now() - started;
         let run: StartReport | undefined;
+        if (f.start) {
+          // Interrupted (the daemon stopping the job, Ctrl-C): stop the server instead of leaving it running.
+          const onSignal = () => {
+            process.stderr.write('interrupted: stopping the restored server…\n');
+            void abortStarts().finally(() => process.exit(130));
+          };
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+        }
         if (f.start) run = await startRestored({ dataDir: f.targetDir, port: r.port, binDir, checks: f.check, ...(f.keepRunning ? { keepRunning: true } : {}) });
         // The RTO of the real recovery: restore, start, replay and promotion.
         const rto = run?.recovery_seconds != null ? Math.round(restoreMs + run.recovery_seconds * 1000) / 1000 : null;

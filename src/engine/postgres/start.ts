@@ -68,6 +68,15 @@ export function checkStartTools(binDir: string): void {
 }
 
 const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;
+
+/** Servers being started and checked, so a signal can stop them (the process exits without reaching the finally). */
+const active = new Set<Server>();
+
+/** Stops every server startRestored is still checking (call on SIGINT/SIGTERM). */
+export async function abortStarts(): Promise<void> {
+  for (const s of active) await s.stop().catch(() => {});
+  active.clear();
+}
 const seconds = (ms: number): number => Math.round(ms) / 1000;
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -84,6 +93,7 @@ export async function startRestored(opts: StartOptions): Promise<StartReport> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-start-'));
   const server = new Server(opts, owner, dir);
   let started = false;
+  active.add(server);
   try {
     await server.prepare();
     const t0 = Date.now();
@@ -110,6 +120,7 @@ export async function startRestored(opts: StartOptions): Promise<StartReport> {
     report.ok = report.checks.every((c) => c.ok);
     return report;
   } finally {
+    active.delete(server);
     if (started) await server.stop();
     if (report.ok && opts.keepRunning) {
       // Its own configuration from here on: its port, its listen_addresses, its pg_hba.conf.
@@ -257,6 +268,7 @@ class Server {
   }
 
   async stop(): Promise<void> {
+    if (!this.child) return;
     if (this.exited === undefined) {
       const r = await this.ctl(['-D', this.opts.dataDir, '-m', 'fast', '-w', '-t', '120', 'stop']).catch(() => ({ code: -1 }));
       if (r.code !== 0) await this.ctl(['-D', this.opts.dataDir, '-m', 'immediate', '-w', 'stop']).catch(() => {});
