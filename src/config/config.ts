@@ -61,6 +61,8 @@ export interface SourceConfig {
   dsn?: string;
   pgdata?: string;
   binDir?: string;
+  /** postgres: queries a restored and started copy must pass (first value true); restores and the runbook run them. */
+  checks?: string[];
   /** sqlite: the database file. */
   path?: string;
   /** Continuous log archiving: PostgreSQL WAL streaming or SQLite replication, kept alive by the daemon. */
@@ -140,7 +142,7 @@ const TOP_KEYS = ['repositories', 'sources', 'schedules', 'notifications', 'serv
 const REPO_KEYS = ['stores', 'write_quorum', 'limit_upload', 'limit_download', 'append_only', 'password_file', 'key_command'];
 const SOURCE_KEYS: Record<SourceKind, string[]> = {
   files: ['paths', 'exclude'],
-  postgres: ['dsn', 'pgdata', 'bin_dir', 'stream'],
+  postgres: ['dsn', 'pgdata', 'bin_dir', 'stream', 'checks'],
   sqlite: ['path', 'replicate', 'interval', 'snapshot_interval', 'verify_interval'],
 };
 const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'];
@@ -348,6 +350,7 @@ function readSource(r: Reader, name: string, map: YAMLMap, key: Node, config: Li
     if (e.has('pgdata')) source.pgdata = r.string(e.get('pgdata'), '"pgdata"');
     if (e.has('bin_dir')) source.binDir = r.string(e.get('bin_dir'), '"bin_dir"');
     if (e.has('stream')) source.continuous = r.boolean(e.get('stream'), '"stream"');
+    if (e.has('checks')) source.checks = r.strings(e.get('checks'), '"checks"', 'a list of SQL queries whose first value must be true, e.g. ["select count(*) > 0 from orders"]');
   }
   if (kind === 'sqlite') {
     source.path = r.string(need('path', '/var/lib/app/memory.db'), '"path"');

@@ -28,7 +28,7 @@ export interface RestoreOption {
   /** The CLI flag, or '' for a positional argument. */
   flag: string;
   /** Where the value comes from: a request field or a source setting. */
-  from: 'target' | 'snapshot' | 'time' | 'start' | 'keep_running' | 'port' | 'name' | 'bin_dir';
+  from: 'target' | 'snapshot' | 'time' | 'start' | 'keep_running' | 'port' | 'name' | 'bin_dir' | 'checks';
   /** A flag without a value (present when `from` is true). */
   boolean?: boolean;
 }
@@ -64,6 +64,8 @@ export const RESTORE_OPTIONS: Record<SourceKind, readonly RestoreOption[]> = {
     { flag: '--port', from: 'port' },
     { flag: '--start', from: 'start', boolean: true },
     { flag: '--keep-running', from: 'keep_running', boolean: true },
+    // The source's checks, run on the started copy (repeated: one flag per query).
+    { flag: '--check', from: 'checks' },
   ],
 };
 
@@ -72,7 +74,7 @@ export function takes(kind: SourceKind, field: RestoreOption['from']): boolean {
   return RESTORE_OPTIONS[kind].some((o) => o.from === field);
 }
 
-function valueOf(s: SourceConfig, p: RestoreParams, from: RestoreOption['from']): string | boolean | undefined {
+function valueOf(s: SourceConfig, p: RestoreParams, from: RestoreOption['from']): string | string[] | boolean | undefined {
   switch (from) {
     case 'target':
       return p.target;
@@ -91,6 +93,9 @@ function valueOf(s: SourceConfig, p: RestoreParams, from: RestoreOption['from'])
       return s.name;
     case 'bin_dir':
       return s.binDir;
+    case 'checks':
+      // Only a started copy can be checked.
+      return p.start === true && s.checks?.length ? s.checks : undefined;
   }
 }
 
@@ -102,7 +107,7 @@ export function restoreArgs(s: SourceConfig, p: RestoreParams): string[] {
     if (v === undefined || v === false) continue;
     if (o.flag === '') out.push(String(v));
     else if (o.boolean) out.push(o.flag);
-    else out.push(o.flag, String(v));
+    else for (const one of Array.isArray(v) ? v : [v]) out.push(o.flag, String(one));
   }
   return out;
 }

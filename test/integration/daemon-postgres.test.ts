@@ -50,6 +50,7 @@ describe('daemon with a PostgreSQL source', () => {
       `    pgdata: ${cluster.data}`,
       `    bin_dir: ${PG_BIN}`,
       '    stream: true',
+      '    checks: ["select count(*) >= 1 from orders"]',
       '    targets: { rpo: 1h, rto: 15m }',
       'server:',
       '  listen: 127.0.0.1:0',
@@ -95,10 +96,11 @@ describe('daemon with a PostgreSQL source', () => {
       expect(r.statusCode, r.body).toBe(202);
       const restore = (await d.runner.wait((r.json() as JobRow).id)) as JobRow;
       expect(restore.status, `${restore.error ?? ''}\n${d.catalog.log(restore.id).map((l) => l.line).join('\n')}`).toBe('succeeded');
-      expect(d.catalog.log(restore.id)[0]?.line).toBe(`lifeboat --repo main pg restore --name main --target-dir ${restoreDir} --time ${target} --bin-dir ${PG_BIN} --start`);
+      expect(d.catalog.log(restore.id)[0]?.line).toBe(`lifeboat --repo main pg restore --name main --target-dir ${restoreDir} --time ${target} --bin-dir ${PG_BIN} --start --check select count(*) >= 1 from orders`);
       // The job started the result, saw it promote, and recorded the RTO of that recovery.
-      const result = restore.result as { rto_seconds: number; started: { ok: boolean; running: boolean } };
+      const result = restore.result as { rto_seconds: number; started: { ok: boolean; running: boolean; checks: Array<{ name: string; ok: boolean }> } };
       expect(result.started).toMatchObject({ ok: true, running: false });
+      expect(result.started.checks).toContainEqual(expect.objectContaining({ name: 'query select count(*) >= 1 from orders', ok: true }));
       expect(result.rto_seconds).toBeGreaterThan(0);
       expect(d.catalog.log(restore.id).some((l) => l.line === `measured RTO ${result.rto_seconds} s (restore, start, recovery and promotion)`)).toBe(true);
 
@@ -129,7 +131,7 @@ describe('daemon with a PostgreSQL source', () => {
       await cluster.stop();
       const book = runbook(d.config, { newestBackup: () => undefined, lastDrill: () => undefined });
       const line = /^ {3}(lifeboat --config .* pg restore .*)$/m.exec(book)?.[1] as string;
-      expect(line).toBe(`lifeboat --config ${file} -r main pg restore --name main --target-dir ${cluster.data}.restored --bin-dir ${PG_BIN} --port ${cluster.port} --start --keep-running`);
+      expect(line).toBe(`lifeboat --config ${file} -r main pg restore --name main --target-dir ${cluster.data}.restored --bin-dir ${PG_BIN} --port ${cluster.port} --start --keep-running --check 'select count(*) >= 1 from orders'`);
       execFileSync('chown', ['-R', 'postgres:postgres', base]);
       const bin = path.join(base, 'bin');
       mkdirSync(bin);

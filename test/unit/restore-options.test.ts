@@ -31,5 +31,9 @@ describe('restore options', () => {
     expect(restoreArgs(source('postgres', { dsn: 'postgres://x', binDir: '/usr/lib/postgresql/15/bin' }), { target: '/d', start: true, port: 5433 })).toEqual([
       'pg', 'restore', '--name', 'app', '--target-dir', '/d', '--bin-dir', '/usr/lib/postgresql/15/bin', '--port', '5433', '--start',
     ]);
+    // The source's checks run on a started copy only, one flag per query.
+    const checked = source('postgres', { dsn: 'postgres://x', checks: ['select 1 from orders limit 1', 'select true'] });
+    expect(restoreArgs(checked, { target: '/d', start: true })).toEqual(['pg', 'restore', '--name', 'app', '--target-dir', '/d', '--start', '--check', 'select 1 from orders limit 1', '--check', 'select true']);
+    expect(restoreArgs(checked, { target: '/d' })).toEqual(['pg', 'restore', '--name', 'app', '--target-dir', '/d']);
   });
 });
