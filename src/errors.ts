@@ -28,6 +28,9 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'JOB_RUNNING'
   | 'HISTORY_AT_RISK'
+  | 'AMBIGUOUS_SOURCE'
+  | 'RECOVERY_FAILED'
+  | 'CONFIG_UNREACHABLE'
   | 'LISTEN_UNSAFE'
   | 'RESTORE_NOT_ALLOWED'
   | 'BUSY'
@@ -66,6 +69,9 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   UNAUTHENTICATED: { exit: 22, http: 401, summary: 'no valid API token was given' },
   JOB_RUNNING: { exit: 23, http: 409, summary: 'the same job is already running' },
   HISTORY_AT_RISK: { exit: 24, http: 409, summary: 'forget would wipe older history; nothing was removed (--force to proceed)' },
+  AMBIGUOUS_SOURCE: { exit: 35, http: 409, summary: '"latest" or a time names no source in a repository holding several (nothing was restored)' },
+  RECOVERY_FAILED: { exit: 36, http: 500, summary: 'the restored server did not start, recover or pass its checks' },
+  CONFIG_UNREACHABLE: { exit: 37, http: 424, summary: 'the configuration is valid, but something it names is missing or unreachable' },
   LISTEN_UNSAFE: { exit: 40, http: 500, summary: 'the daemon would listen beyond loopback without TLS (--insecure) or without server.metrics_token' },
   RESTORE_NOT_ALLOWED: { exit: 41, http: 403, summary: 'an API restore target outside server.restore_roots, inside a repository or the state directory, or an operator restore without restore roots' },
   BUSY: { exit: 42, http: 429, summary: 'too many requests wait for the same repository; retry after the Retry-After seconds' },

@@ -62,6 +62,8 @@ export interface SourceConfig {
   dsn?: string;
   pgdata?: string;
   binDir?: string;
+  /** postgres: queries a restored and started copy must pass (first value true); restores and the runbook run them. */
+  checks?: string[];
   /** sqlite: the database file. */
   path?: string;
   /** Continuous log archiving: PostgreSQL WAL streaming or SQLite replication, kept alive by the daemon. */
@@ -155,7 +157,7 @@ const TOP_KEYS = ['repositories', 'sources', 'schedules', 'notifications', 'serv
 const REPO_KEYS = ['stores', 'write_quorum', 'limit_upload', 'limit_download', 'append_only', 'password_file', 'key_command'];
 const SOURCE_KEYS: Record<SourceKind, string[]> = {
   files: ['paths', 'exclude'],
-  postgres: ['dsn', 'pgdata', 'bin_dir', 'stream'],
+  postgres: ['dsn', 'pgdata', 'bin_dir', 'stream', 'checks'],
   sqlite: ['path', 'replicate', 'interval', 'snapshot_interval', 'verify_interval'],
 };
 const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'];
@@ -363,6 +365,7 @@ function readSource(r: Reader, name: string, map: YAMLMap, key: Node, config: Li
     if (e.has('pgdata')) source.pgdata = r.string(e.get('pgdata'), '"pgdata"');
     if (e.has('bin_dir')) source.binDir = r.string(e.get('bin_dir'), '"bin_dir"');
     if (e.has('stream')) source.continuous = r.boolean(e.get('stream'), '"stream"');
+    if (e.has('checks')) source.checks = r.strings(e.get('checks'), '"checks"', 'a list of SQL queries whose first value must be true, e.g. ["select count(*) > 0 from orders"]');
   }
   if (kind === 'sqlite') {
     source.path = r.string(need('path', '/var/lib/app/memory.db'), '"path"');
@@ -395,6 +398,10 @@ function readSchedule(r: Reader, name: string, map: YAMLMap, config: LifeboatCon
   const run = r.oneOf(e.get('run'), '"run"', JOB_KINDS);
   const cron = r.string(e.get('cron'), '"cron"');
   const timezone = e.has('timezone') ? r.string(e.get('timezone'), '"timezone"') : undefined;
+  // croner would take a sixth field as seconds ("0 0 2 * * *" is 02:00:00, not a
+  // five-field line with an extra word); the docs describe five fields, so only those.
+  const fields = cron.trim().split(/\s+/).length;
+  if (fields !== 5) r.fail(e.get('cron'), `schedule "${name}": cron "${cron}" has ${fields} fields, not 5`, 'cron: "minute hour day month weekday", e.g. "30 2 * * *" (no seconds field)');
   try {
     cronOf({ cron, ...(timezone ? { timezone } : {}) }).nextRun();
   } catch (err) {

@@ -177,6 +177,13 @@ export class Daemon {
       if (!snap) throw new LifeboatError('NOT_FOUND', `no backup of ${source} at or before ${time}`, { hint: `GET /api/v1/backups?source=${source} lists them` });
       return { kind: 'restore', source, trigger, actor, restore: { target, snapshot: snap.snapshot_id } };
     });
+    // Two members writing into one place (or one inside the other) would mix their files.
+    const places = requests.map((r) => path.resolve(r.restore?.target ?? ''));
+    places.forEach((a, i) => places.forEach((b, j) => {
+      if (i !== j && (a === b || b.startsWith(`${a}/`))) {
+        throw new LifeboatError('USAGE', `the restore targets of ${names[i]} and ${names[j]} overlap (${b} is ${a === b ? '' : 'inside '}${a}); nothing was started`, { hint: 'give each source a place of its own' });
+      }
+    }));
     for (const req of requests) {
       const { repository } = this.runner.validate(req);
       if (this.runner.isRunning(JobRunner.key({ ...req, repository }))) throw new LifeboatError('JOB_RUNNING', `a restore of ${req.source} is already running`, { hint: 'wait for it, then try again' });

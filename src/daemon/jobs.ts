@@ -13,17 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../errors.js';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import type { Catalog, JobKind, JobRow } from './catalog.js';
+import { restoreArgs, type RestoreParams } from '../engine/restore-options.js';
+import { checkRestorePlan } from './restore-plan.js';
 
 export const CLI = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
 
-export interface RestoreParams {
-  /** files: a snapshot id (default: the source's newest backup). */
-  snapshot?: string;
-  /** postgres, sqlite: recover to this moment (RFC 3339); default the newest data. */
-  time?: string;
-  /** files and postgres: a directory that must not exist; sqlite: a file that must not exist. */
-  target: string;
-}
+export type { RestoreParams } from '../engine/restore-options.js';
 
 export interface JobRequest {
   kind: Exclude<JobKind, 'replicate' | 'rebuild'>;
@@ -102,9 +97,11 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
     case 'restore': {
       const s = source as SourceConfig;
       const p = req.restore as RestoreParams;
-      if (s.kind === 'files') return ['restore', p.snapshot ?? newestSnapshot ?? 'latest', '--target', p.target];
-      if (s.kind === 'sqlite') return ['sqlite', 'restore', s.name, '--output', p.target, ...(p.time ? ['--time', p.time] : [])];
-      return ['pg', 'restore', '--name', s.name, '--target-dir', p.target, ...(p.time ? ['--time', p.time] : [])];
+      // One table (engine/restore-options.ts) says which options each kind takes.
+      const snapshot = p.snapshot ?? (p.time === undefined ? newestSnapshot : undefined);
+      // A PostgreSQL restore is started, checked and promoted, so the job measures the
+      // RTO of a real recovery (then the server is stopped: the operator moves it into place).
+      return restoreArgs(s, { ...p, ...(snapshot !== undefined ? { snapshot } : {}), ...(s.kind === 'postgres' && p.start === undefined ? { start: true } : {}) });
     }
     case 'drill': {
       const s = source as SourceConfig;
@@ -222,12 +219,13 @@ export class JobRunner extends EventEmitter {
       if (existsSync(p.target)) {
         throw new LifeboatError('TARGET_EXISTS', `the restore target ${p.target} already exists; nothing was written`, { hint: 'give a path that does not exist (restores never overwrite)' });
       }
-      if (p.time !== undefined && (source.kind === 'files' || Number.isNaN(Date.parse(p.time)))) {
-        throw new LifeboatError('USAGE', source.kind === 'files' ? 'file sources restore a snapshot, not a time' : `"${p.time}" is not a time`, { hint: source.kind === 'files' ? 'give "snapshot" (an id from /backups)' : 'use RFC 3339, e.g. 2026-11-21T14:30:05Z' });
+      if (p.time !== undefined && Number.isNaN(Date.parse(p.time))) {
+        throw new LifeboatError('USAGE', `"${p.time}" is not a time`, { hint: 'use RFC 3339, e.g. 2026-11-21T14:30:05Z' });
       }
       if (p.snapshot !== undefined && !/^[0-9a-f]{4,64}$|^latest$/.test(p.snapshot)) {
         throw new LifeboatError('USAGE', `"${p.snapshot}" is not a snapshot id`, { hint: 'give at least 4 hex digits of an id from /backups' });
       }
+      checkRestorePlan(source, p);
     }
     return { repository: source.repository };
   }
@@ -327,6 +325,11 @@ export class JobRunner extends EventEmitter {
         added_bytes: s.summary?.addedBytes ?? 0,
         duration_ms: s.summary?.durationMs ?? job.duration_ms ?? 0,
       });
+    }
+    if (req.kind === 'restore' && source.kind === 'postgres' && parsed && typeof parsed === 'object' && 'rto_seconds' in parsed) {
+      // The result (job.result.rto_seconds) holds it; the log says it in words.
+      const rto = (parsed as { rto_seconds: number | null }).rto_seconds;
+      this.catalog.appendLog(job.id, 'daemon', rto === null ? 'the restored server did not recover: no RTO measured' : `measured RTO ${rto} s (restore, start, recovery and promotion)`);
     }
     if (req.kind === 'drill' && parsed && typeof parsed === 'object' && 'ok' in parsed) {
       const d = parsed as { ok: boolean; time: string; rto_seconds: number | null; rpo_seconds: number | null; snapshot: string | null; error?: string };

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import type { LifeboatConfig, RepositoryConfig, SourceConfig } from '../config/config.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import type { BackupRow, DrillRow } from './catalog.js';
+import { restoreArgs } from '../engine/restore-options.js';
 
 export interface RunbookFacts {
   newestBackup: (source: string) => BackupRow | undefined;
@@ -19,6 +20,9 @@ function seconds(s: number | null | undefined): string {
   if (s < 7200) return `${(s / 60).toFixed(1)} min`;
   return `${(s / 3600).toFixed(1)} h`;
 }
+
+/** A command line from argv, each word quoted for a POSIX shell where it needs it. */
+const cmd = (argv: readonly string[]) => argv.map((a) => shell(a)).join(' ');
 
 const shell = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
 
@@ -50,10 +54,11 @@ function restoreSteps(s: SourceConfig, base: string): string[] {
       '   ```sh',
       `   ${g} snapshots --json | jq -r '.[] | select(.source.name == "${s.name}") | "\\(.time) \\(.short_id)"'`,
       '   ```',
-      '2. Restore into a new directory (a restore never overwrites; `--delta` refreshes an older copy in place):',
+      '2. Restore into a new directory (a restore never overwrites; `--delta` refreshes an older copy in place);',
+      '   `latest` is the newest snapshot of this source, or give the SNAPSHOT_ID from step 1:',
       '',
       '   ```sh',
-      `   ${g} restore SNAPSHOT_ID --target /var/tmp/restore-${s.name}`,
+      `   ${g} ${cmd(restoreArgs(s, { target: `/var/tmp/restore-${s.name}` }))}`,
       '   ```',
       `3. Move the files into place: ${s.paths.map((p) => `\`${p}\``).join(', ')}.`,
     ];
@@ -65,7 +70,7 @@ function restoreSteps(s: SourceConfig, base: string): string[] {
       '2. Restore as of a moment (or `--latest`) into a new file; it is checked with `integrity_check`:',
       '',
       '   ```sh',
-      `   ${g} sqlite restore ${s.name} --output ${shell(`${file}.restored`)} --time 2026-01-31T14:30:00Z`,
+      `   ${g} ${cmd(restoreArgs(s, { target: `${file}.restored`, time: '2026-01-31T14:30:00Z' }))}`,
       '   ```',
       `3. Move it over the original: \`mv ${shell(`${file}.restored`)} ${shell(file)}\` (remove a stale \`${file}-wal\` first), then start the application.`,
       '4. A few tables only: add `--table NAME` (repeatable) and copy the rows you need.',
@@ -75,13 +80,14 @@ function restoreSteps(s: SourceConfig, base: string): string[] {
   const port = dsnPort(s.dsn);
   return [
     '1. Stop the damaged server if it still runs.',
-    '2. Restore the newest base backup before the target and replay WAL up to it (`--latest` for everything archived);',
-    `   \`--port ${port}\` puts it where clients look (leave it out for a copy beside a server that still runs):`,
+    '2. Restore the newest base backup and replay all archived WAL (add `--time 2026-01-31T14:30:00Z` to stop at a moment);',
+    `   \`--start\` starts it, waits for recovery and promotion, checks it and prints the measured RTO; \`--keep-running\``,
+    `   then leaves it running with its own settings on \`--port ${port}\`, where clients look (leave that out for a copy beside a server that still runs):`,
     '',
     '   ```sh',
-    `   ${g} pg restore --name ${s.name} --target-dir ${shell(dir)} --time 2026-01-31T14:30:00Z --port ${port}`,
+    `   ${g} ${cmd(restoreArgs(s, { target: dir, port: Number(port), start: true, keepRunning: true }))}`,
     '   ```',
-    `3. Start it: \`pg_ctl -D ${shell(dir)} start\` (as the postgres user); it replays to the target and opens for writes, with archiving off.`,
+    `3. It runs as the data directory's owner with archiving off; \`pg_ctl -D ${shell(dir)} stop|start\` (as the postgres user) from here on.`,
     `4. If it is production from now on: follow the comment at the end of \`${dir}/postgresql.auto.conf\` (archiving on, replication settings back), restart it, and take a base backup at once (\`${g} pg backup --name ${s.name} --dsn …\`): restores follow its new timeline only from that backup.`,
     `5. Check: \`${g} pg verify --name ${s.name}\` restores into a scratch place and runs amcheck, without touching the server.`,
   ];
@@ -97,7 +103,7 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
     '',
     '## Before you start',
     '',
-    '- Install lifeboat on the machine you restore to (`npm install -g lifeboat`, Node.js 20 or newer), and copy this configuration file and the repository password files to it.',
+    '- Install lifeboat on the machine you restore to, on the PATH of root and of the postgres user (from its checkout: `npm ci && npm install -g .`, Node.js 20.6 or newer; or write the absolute path of `bin/lifeboat.js` where the commands below say `lifeboat`), and copy this configuration file and the repository password files to it. `lifeboat --config FILE config check` says whether everything it names is there.',
     '- Every restore writes to a new place and never overwrites; move the result into place when its checks pass.',
     '- Drill before you need it: `' + base + ' drill` restores each source into a scratch place, checks it and records the RTO.',
     '',

@@ -4,7 +4,7 @@
  * replication alive (restarted when it dies), `runbook`, and a clean stop.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -61,9 +61,14 @@ describe('lifeboat config check', () => {
   it('accepts a good file and says when each schedule fires next', async () => {
     const dir = tmpdir('lb-cfg-');
     const file = write(dir, GOOD(dir));
+    // What it names is there: the repository, its password file, the database, the paths.
+    writeFileSync(path.join(dir, 'pass'), 'test-password\n');
+    expect((await runCli(['-r', path.join(dir, 'repo'), 'init'])).code).toBe(0);
+    new Database(path.join(dir, 'memory.db')).close();
+    mkdirSync(path.join(dir, 'uploads'));
     const r = await runCli(['config', 'check', file]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`${file}: valid`);
+    expect(r.stdout).toContain(`${file}: valid; repositories, password files and sources are there and answer`);
     expect(r.stdout).toMatch(/schedule nightly: backup uploads at "30 2 \* \* \*" \(Europe\/Berlin\); next \d{4}-\d\d-\d\dT01:30:00\.000Z/);
     const json = JSON.parse((await runCli(['--json', '--config', file, 'config', 'check'])).stdout) as { sources: Array<{ name: string; continuous: boolean; rpo_target_seconds: number }>; schedules: Array<{ name: string; targets: string[] }> };
     expect(json.sources).toContainEqual(expect.objectContaining({ name: 'memory', continuous: true, rpo_target_seconds: 5 }));
@@ -86,6 +91,7 @@ describe('lifeboat config check', () => {
       ['broken YAML', good.replace('  ops:\n', '  ops\n'), /lifeboat\.yaml:\d+: not valid YAML/],
       ['a bad notification event', good.replace('    format: slack', '    format: slack\n    on: [failure, fire]'), /"fire" is not an event/],
       ['a bad listen address', good.replace('127.0.0.1:0', 'localhost'), /"listen" must be HOST:PORT/],
+      ['a six-field cron (seconds)', good.replace('"30 2 * * *"', '"0 30 2 * * *"'), /lifeboat\.yaml:20: schedule "nightly": cron "0 30 2 \* \* \*" has 6 fields, not 5/],
       ['retention for a source without a policy', good.replace('  verify:\n', '  thin:\n    run: forget\n    sources: [memory]\n    cron: "0 6 * * *"\n  verify:\n'), /schedule "thin" \(forget\) names source "memory", which has no retention policy/],
     ];
     for (const [what, text, message] of cases) {
@@ -96,6 +102,35 @@ describe('lifeboat config check', () => {
     }
     expectError(await runCli(['config', 'check', path.join(dir, 'missing.yaml')]), 2, /cannot read the configuration .*missing\.yaml: ENOENT/);
     expectError(await runCli(['runbook'], { LIFEBOAT_CONFIG: undefined }), 2, /no configuration file/);
+  });
+
+  it('names each missing repository, password file, source and unreachable server (exit 37); --offline checks the file alone', async () => {
+    const dir = tmpdir('lb-cfg-');
+    const port = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const file = write(dir, GOOD(dir).replace('  uploads:\n', `  orders:\n    kind: postgres\n    dsn: postgresql://app:s3cret@127.0.0.1:${port}/app\n  uploads:\n`));
+    const r = await runCli(['config', 'check', file]);
+    expect(r.code, r.stderr).toBe(37);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines, r.stderr).toContain(`  repository main: password file ${dir}/pass does not exist`);
+    expect(lines).toContain(`  repository main: ${dir}/repo does not exist (\`lifeboat init\` creates a repository there)`);
+    expect(lines).toContain(`  source memory: ${dir}/memory.db does not exist`);
+    expect(lines).toContain(`  source uploads: ${dir}/uploads does not exist`);
+    expect(lines.some((l) => l.startsWith(`  source orders: cannot reach PostgreSQL at postgresql://app:***@127.0.0.1:${port}/app`))).toBe(true);
+    expect(r.stderr).not.toContain('s3cret');
+    expect(lines.at(-2)).toMatch(/^lifeboat: .* is valid, but 5 thing\(s\) it names are missing or unreachable; first: repository main: password file/);
+    expect(lines.at(-1)).toMatch(/hint: .*--offline/);
+    const json = await runCli(['--json', 'config', 'check', file]);
+    expect(json.code).toBe(37);
+    expect((JSON.parse(json.stdout) as { reachable: boolean; problems: unknown[] })).toMatchObject({ reachable: false, problems: expect.arrayContaining([]) });
+
+    const offline = await runCli(['config', 'check', '--offline', file]);
+    expect(offline.code, offline.stderr).toBe(0);
+    expect(offline.stdout).toContain(`${file}: valid (offline: nothing it names was checked)`);
   });
 });
 
@@ -196,7 +231,7 @@ describe('lifeboat serve', () => {
     expect(rb.code, rb.stderr).toBe(0);
     expect(rb.stdout).toMatch(/^# Disaster-recovery runbook/);
     expect(rb.stdout).toContain(`lifeboat --config ${file} -r main sqlite restore memory --output ${dir}/memory.db.restored --time`);
-    expect(rb.stdout).toContain(`lifeboat --config ${file} -r main restore SNAPSHOT_ID --target /var/tmp/restore-uploads`);
+    expect(rb.stdout).toContain(`lifeboat --config ${file} -r main restore latest --source uploads --target /var/tmp/restore-uploads`);
     expect(rb.stdout).toMatch(/\| memory \| sqlite \(continuous\) \| main \| 5\.0 s \| 2\.0 min \|/);
     expect(rb.stdout).toMatch(/- Last drill: \S+, passed; measured RTO [0-9.]+ s — within target/);
     expect(rb.stdout).toContain(`local or mounted disk \`${dir}/repo\``);

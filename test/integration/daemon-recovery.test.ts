@@ -72,4 +72,41 @@ describe('POST /api/v1/recoveries', () => {
       await t.daemon.stop();
     }
   });
+
+  it('plans every member before any starts: a missing parent, a bin_dir without pg_ctl or overlapping targets start nothing', async () => {
+    const t = await testDaemon({ extraSources: '  notes:\n    kind: sqlite\n    path: $DIR/notes.db\n  orders:\n    kind: postgres\n    dsn: postgresql://postgres@127.0.0.1:1/postgres\n    bin_dir: $DIR/no-such-bin' });
+    const post = (payload: unknown) => t.daemon.app.inject({ method: 'POST', url: '/api/v1/recoveries', headers: t.auth('operator'), payload: payload as Record<string, unknown> });
+    try {
+      const b = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: t.auth('operator') });
+      expect((await t.daemon.runner.wait((b.json() as JobRow).id)).status).toBe('succeeded');
+      const jobs = t.daemon.catalog.jobs().length;
+      const docsTarget = path.join(t.dir, 'recovered-docs');
+
+      // The files member is fine; the SQLite member's parent directory does not exist.
+      const parent = await post({ targets: { docs: docsTarget, notes: path.join(t.dir, 'no-such-dir', 'notes.db') } });
+      expect(parent.statusCode).toBe(404);
+      expect(parent.json().error.message).toBe(`the parent directory ${path.join(t.dir, 'no-such-dir')} of restore target ${path.join(t.dir, 'no-such-dir', 'notes.db')} does not exist; nothing was started`);
+
+      // The PostgreSQL member's bin_dir lacks the binaries its restore will start.
+      const tools = await post({ targets: { docs: docsTarget, orders: path.join(t.dir, 'orders') } });
+      expect(tools.statusCode).toBe(404);
+      expect(tools.json().error.message).toBe(`no pg_ctl in ${path.join(t.dir, 'no-such-bin')}`);
+
+      // Two members into one place.
+      const overlap = await post({ targets: { docs: docsTarget, notes: path.join(docsTarget, 'notes.db') } });
+      expect(overlap.statusCode).toBe(400);
+      expect(overlap.json().error.message).toMatch(/^the restore targets of docs and notes overlap/);
+
+      // A single restore is planned the same way.
+      const single = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/restores', headers: t.auth('operator'), payload: { source: 'docs', target: path.join(t.dir, 'nope', 'x') } });
+      expect(single.statusCode).toBe(404);
+
+      // Nothing started, nothing written.
+      await new Promise((r) => setImmediate(r));
+      expect(t.daemon.catalog.jobs().length).toBe(jobs);
+      expect(existsSync(docsTarget)).toBe(false);
+    } finally {
+      await t.daemon.stop();
+    }
+  });
 });

@@ -79,8 +79,9 @@ export function register(program: Command): void {
   const config = program.command('config').description('the configuration file');
   config
     .command('check [file]')
-    .description('validate lifeboat.yaml; print what it defines and when each schedule fires next')
-    .action(async (file: string | undefined, _f: unknown, cmd: Command) => {
+    .description('validate lifeboat.yaml, and that the repositories, password files and sources it names exist and answer; print what it defines and when each schedule fires next')
+    .option('--offline', 'check the file only: skip whether repositories, password files and sources exist and are reachable')
+    .action(async (file: string | undefined, f: { offline?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const c = await requireConfig(g, file);
       const { cronOf } = await import('../../daemon/scheduler.js');
@@ -92,18 +93,32 @@ export function register(program: Command): void {
         timezone: s.timezone ?? 'local',
         next: cronOf(s).nextRun()?.toISOString() ?? null,
       }));
+      const { reachability } = await import('./config-reach.js');
+      const problems = f.offline ? [] : await reachability(c);
       const summary = {
         file: c.file,
         valid: true,
+        reachable: f.offline ? null : problems.length === 0,
+        problems,
         repositories: [...c.repositories.values()].map((r) => ({ name: r.name, stores: r.stores.length, write_quorum: r.writeQuorum })),
         sources: [...c.sources.values()].map((s) => ({ name: s.name, kind: s.kind, repository: s.repository, continuous: s.continuous, rpo_target_seconds: s.targets.rpoSeconds ?? null, rto_target_seconds: s.targets.rtoSeconds ?? null })),
         schedules,
         notifications: [...c.notifications.keys()],
         server: { listen: `${c.server.host}:${c.server.port}`, tls: c.server.tls !== undefined, state_dir: c.server.stateDir, restore_roots: c.server.restoreRoots },
       };
-      if (g.json) return printJson(summary);
+      const unreachable = () =>
+        new LifeboatError('CONFIG_UNREACHABLE', `${c.file} is valid, but ${problems.length} thing(s) it names are missing or unreachable; first: ${problems[0]?.subject}: ${problems[0]?.message}`, {
+          hint: 'fix them, or pass --offline to check the file alone (e.g. one written for another machine)',
+        });
+      if (g.json) {
+        printJson(summary);
+        if (problems.length > 0) throw unreachable();
+        return;
+      }
+      for (const p of problems) console.error(`  ${p.subject}: ${p.message}`);
+      if (problems.length > 0) throw unreachable();
       if (g.quiet) return;
-      console.log(`${c.file}: valid`);
+      console.log(`${c.file}: valid${f.offline ? ' (offline: nothing it names was checked)' : '; repositories, password files and sources are there and answer'}`);
       console.log(`  repositories: ${summary.repositories.map((r) => `${r.name} (${r.stores} store${r.stores === 1 ? '' : 's'})`).join(', ') || 'none'}`);
       console.log(`  sources: ${summary.sources.map((s) => `${s.name} (${s.kind}${s.continuous ? ', continuous' : ''})`).join(', ') || 'none'}`);
       for (const s of schedules) console.log(`  schedule ${s.name}: ${s.run} ${s.targets.join(', ')} at "${s.cron}" (${s.timezone}); next ${s.next ?? 'never'}`);

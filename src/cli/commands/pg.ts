@@ -5,7 +5,10 @@
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
-import { describeChain, pgRestore } from '../../engine/postgres/restore.js';
+import { describeChain, pgRestore, planRestore } from '../../engine/postgres/restore.js';
+import type { PgConsistency } from '../../engine/postgres/names.js';
+import { abortStarts, checkStartTools, startRestored, type StartReport } from '../../engine/postgres/start.js';
+import { collect } from './options.js';
 import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../util/bytes.js';
@@ -22,6 +25,10 @@ interface RestoreFlags extends TargetFlags {
   delta?: boolean;
   snapshot?: string;
   port?: string;
+  binDir?: string;
+  start?: boolean;
+  keepRunning?: boolean;
+  check: string[];
 }
 
 export function register(program: Command): void {
@@ -108,16 +115,29 @@ export function register(program: Command): void {
     .option('--snapshot <id>', 'start from this base backup (default: the newest before the target)')
     .option('--timeline <n>', "recover along this timeline (default: production's history, see pg timelines)")
     .option('--port <n>', "the copy's port (default: a free one, never the primary's)")
+    .option('--bin-dir <dir>', 'directory holding pg_ctl and postgres (default: /usr/lib/postgresql/MAJOR/bin)')
+    .option('--start', 'start the result, wait for recovery and promotion, run the checks, report the RTO, then stop it')
+    .option('--keep-running', 'with --start: leave it running (restarted with its own settings) once the checks pass')
+    .option('--check <sql>', 'with --start: a query whose first value must be true (repeatable; always: SELECT 1 and the database list)', collect, [])
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
       const timeline = timelineOf(f.timeline);
       const port = portOf(f.port);
+      if ((f.keepRunning || f.check.length > 0) && !f.start) {
+        throw new LifeboatError('USAGE', `${f.keepRunning ? '--keep-running' : '--check'} needs --start`, { hint: 'add --start to start the restored server, check it and measure the RTO' });
+      }
       const command = (await archiveGetCommand(g, 'restore'))(f.name);
       const push = (await archiveGetCommand(g, 'restore', 'archive-push'))(f.name);
       await withRepo(g, async (repo) => {
         const started = Date.now();
+        // Planned and checked before anything is written: the base backup, and the
+        // server binaries when the result is to be started.
+        const plan = await planRestore(repo, { name: f.name, target, ...(f.snapshot ? { snapshot: f.snapshot } : {}), ...(timeline !== undefined ? { timeline } : {}) });
+        const binDir = f.binDir ?? `/usr/lib/postgresql/${(plan.snapshot.consistency as unknown as PgConsistency).pgMajor}/bin`;
+        if (f.start) checkStartTools(binDir);
         const r = await pgRestore(repo, {
+          plan,
           name: f.name,
           targetDir: f.targetDir,
           target,
@@ -129,19 +149,46 @@ export function register(program: Command): void {
           ...(port !== undefined ? { port } : {}),
         });
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+        const restoreMs = Date.now() - started;
+        let run: StartReport | undefined;
+        if (f.start) {
+          // Interrupted (the daemon stopping the job, Ctrl-C): stop the server instead of leaving it running.
+          const onSignal = () => {
+            process.stderr.write('interrupted: stopping the restored server…\n');
+            void abortStarts().finally(() => process.exit(130));
+          };
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+        }
+        if (f.start) run = await startRestored({ dataDir: f.targetDir, port: r.port, binDir, checks: f.check, ...(f.keepRunning ? { keepRunning: true } : {}) });
+        // The RTO of the real recovery: restore, start, replay and promotion.
+        const rto = run?.recovery_seconds != null ? Math.round(restoreMs + run.recovery_seconds * 1000) / 1000 : null;
         if (g.json) {
           printJson({
             snapshot: r.snapshot.id, targetDir: f.targetDir, files: r.files, unchanged: r.unchanged, removed: r.removed, bytes: r.bytes,
             timeline: r.timeline, port: r.port, archiving: false, recovery: r.recoveryConf, warnings: r.warnings,
+            ...(run ? { started: { ...run, restore_seconds: restoreMs / 1000, rto_seconds: rto }, rto_seconds: rto } : {}),
           });
+        } else if (!g.quiet && run) {
+          console.log(`restored base backup ${r.snapshot.id.slice(0, 8)} of ${f.name} to ${f.targetDir}: ${r.files} files, ${formatBytes(r.bytes)} written in ${duration(restoreMs)}`);
+          for (const c of run.checks) console.log(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
+          if (rto !== null) console.log(`RTO ${rto}s (restore ${duration(restoreMs)}, start, recovery and promotion ${run.recovery_seconds}s)`);
+          console.log(run.running ? `running on port ${r.port} with its own settings (pg_ctl -D ${f.targetDir} stop stops it)` : `stopped; start it with pg_ctl -D ${f.targetDir} start (port ${r.port})`);
         } else if (!g.quiet) {
           console.log(
             `restored base backup ${r.snapshot.id.slice(0, 8)} of ${f.name} to ${f.targetDir}: ${r.files} files, ${formatBytes(r.bytes)} written` +
               (f.delta ? ` (${r.unchanged} files already matched, ${r.removed} extra entries removed)` : '') +
               ` in ${duration(Date.now() - started)}\n` +
               `recovery: ${target.kind === 'latest' ? 'all archived WAL' : r.recoveryConf.filter((l) => l.startsWith('recovery_target_') && !l.includes('timeline') && !l.includes('action')).join(', ')} along timeline ${describeChain(r.chain)}\n` +
-              `start it with pg_ctl -D ${f.targetDir} start: it listens on port ${r.port} and does not archive (postgresql.auto.conf says how to turn archiving on if it becomes the primary)`,
+              `start it with ${f.binDir ? `${f.binDir}/` : ''}pg_ctl -D ${f.targetDir} start: it listens on port ${r.port} and does not archive (postgresql.auto.conf says how to turn archiving on if it becomes the primary)`,
           );
+        }
+        if (run && !run.ok) {
+          if (run.log && !g.json) process.stderr.write(`${run.log}\n`);
+          const bad = run.checks.find((c) => !c.ok);
+          throw new LifeboatError('RECOVERY_FAILED', `the restored server ${bad?.name === 'start' ? 'did not recover' : `failed check ${bad?.name ?? ''}`}: ${bad?.detail ?? 'unknown'}`, {
+            hint: `the data directory ${f.targetDir} is kept; its server log is above, \`pg_ctl -D ${f.targetDir} start\` starts it by hand`,
+          });
         }
       });
     });

@@ -6,9 +6,20 @@ import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
 import { collect } from './options.js';
-import { pickSnapshot } from '../../repo/snapshot/snapshot.js';
+import { pickForRestore } from '../../repo/snapshot/select.js';
+import { parseTargetTime } from '../../engine/target-time.js';
 
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
+
+interface RestoreFlags {
+  target: string;
+  include: string[];
+  delta?: boolean;
+  threads?: string;
+  source?: string;
+  path?: string;
+  time?: string;
+}
 
 export function register(program: Command): void {
   program
@@ -19,10 +30,20 @@ export function register(program: Command): void {
     .option('--include <glob>', 'restore only paths matching (repeatable)', collect, [])
     .option('--delta', 'the target holds an older copy: rewrite only files that differ, remove what the snapshot lacks')
     .option('--threads <n>', 'worker threads (default: cores + 1)')
-    .action(async (ref: string, flags: { target: string; include: string[]; delta?: boolean; threads?: string }, cmd: Command) => {
+    .option('--source <name>', '"latest"/--time among the snapshots of this source (a name, or kind:name; see `snapshots`)')
+    .option('--path <path>', '"latest"/--time among the snapshots that backed up this path')
+    .option('--time <rfc3339>', 'with "latest": the newest snapshot taken at or before this moment')
+    .action(async (ref: string, flags: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
+      const time = flags.time === undefined ? undefined : parseTargetTime(flags.time);
       await withRepo(g, async (repo) => {
-        const snap = pickSnapshot(await repo.listSnapshots(), ref, { onWarning: warn });
+        // In a repository several sources share, "latest" alone could be any of them.
+        const snap = pickForRestore(await repo.listSnapshots(), ref, {
+          onWarning: warn,
+          ...(flags.source !== undefined ? { source: flags.source } : {}),
+          ...(flags.path !== undefined ? { path: flags.path } : {}),
+          ...(time ? { time } : {}),
+        });
         const bar = new ProgressBar(!g.json && !g.quiet);
         const started = Date.now();
         const r = await restore(repo, snap, {

@@ -9,6 +9,7 @@ import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { forTerminal } from '../../util/terminal.js';
+import { snapshotsOf, sourceLabelOf } from '../../repo/snapshot/select.js';
 
 export function snapshotJson(s: Snapshot, now = Date.now()): Record<string, unknown> {
   return {
@@ -39,17 +40,20 @@ export function register(program: Command): void {
     .description('list snapshots')
     .option('--host <name>', 'only snapshots of this host')
     .option('--tag <tag>', 'only snapshots with this tag')
-    .action(async (flags: { host?: string; tag?: string }, cmd: Command) => {
+    .option('--source <name>', 'only snapshots of this source (a name, or kind:name)')
+    .option('--path <path>', 'only snapshots that backed up this path')
+    .action(async (flags: { host?: string; tag?: string; source?: string; path?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const all = (await repo.listSnapshots()).filter(
+        const sel = { ...(flags.source !== undefined ? { source: flags.source } : {}), ...(flags.path !== undefined ? { path: flags.path } : {}) };
+        const all = snapshotsOf(await repo.listSnapshots(), sel).filter(
           (s) => (!flags.host || s.hostname === flags.host) && (!flags.tag || s.tags.includes(flags.tag)),
         );
         const now = Date.now();
         if (g.json) return printJson(all.map((s) => snapshotJson(s, now)));
         const future = all.filter((s) => isFutureDated(s.time, now));
-        const rows = all.map((s) => [s.id.slice(0, 8), s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z') + (isFutureDated(s.time, now) ? ' !' : ''), s.hostname, s.tags.join(','), formatBytes(s.summary.totalBytes), s.paths.join(' ')]);
-        const head = ['ID', 'Time', 'Host', 'Tags', 'Size', 'Paths'];
+        const rows = all.map((s) => [s.id.slice(0, 8), s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z') + (isFutureDated(s.time, now) ? ' !' : ''), s.hostname, sourceLabelOf(s), s.tags.join(','), formatBytes(s.summary.totalBytes), s.paths.join(' ')]);
+        const head = ['ID', 'Time', 'Host', 'Source', 'Tags', 'Size', 'Paths'];
         const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
         const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
         console.log(line(head));

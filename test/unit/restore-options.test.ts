@@ -1,0 +1,39 @@
+/**
+ * The table of restore options (src/engine/restore-options.ts) against the CLI
+ * itself: every flag the daemon, recoveries and the runbook may pass is one the
+ * command takes, so a source setting such as bin_dir cannot drift into a flag the
+ * command rejects (issue 14: the daemon's `--bin-dir` made `pg restore` exit 2).
+ */
+import { describe, expect, it } from 'vitest';
+import { RESTORE_COMMAND, RESTORE_OPTIONS, restoreArgs } from '../../src/engine/restore-options.js';
+import type { SourceConfig, SourceKind } from '../../src/config/config.js';
+import { runCli } from '../helpers.js';
+
+const source = (kind: SourceKind, extra: Partial<SourceConfig> = {}): SourceConfig => ({
+  name: 'app', kind, repository: 'main', paths: ['/srv/app'], exclude: [], continuous: false, tags: [], targets: {}, ...extra,
+});
+
+describe('restore options', () => {
+  it('every flag in the table is one its command takes', async () => {
+    for (const kind of Object.keys(RESTORE_OPTIONS) as SourceKind[]) {
+      const help = await runCli([...RESTORE_COMMAND[kind], '--help']);
+      expect(help.code, help.stderr).toBe(0);
+      for (const o of RESTORE_OPTIONS[kind].filter((x) => x.flag !== '')) {
+        expect(help.stdout, `${RESTORE_COMMAND[kind].join(' ')} takes ${o.flag}`).toMatch(new RegExp(`(^|[ ,])${o.flag}( |$)`, 'm'));
+      }
+    }
+  }, 60_000);
+
+  it('builds each kind\'s command from the source and the request', () => {
+    expect(restoreArgs(source('files'), { target: '/r' })).toEqual(['restore', 'latest', '--source', 'app', '--target', '/r']);
+    expect(restoreArgs(source('files'), { target: '/r', snapshot: 'abcd1234' })).toEqual(['restore', 'abcd1234', '--source', 'app', '--target', '/r']);
+    expect(restoreArgs(source('sqlite', { path: '/a.db' }), { target: '/r.db', time: '2026-01-01T00:00:00Z' })).toEqual(['sqlite', 'restore', 'app', '--output', '/r.db', '--time', '2026-01-01T00:00:00Z']);
+    expect(restoreArgs(source('postgres', { dsn: 'postgres://x', binDir: '/usr/lib/postgresql/15/bin' }), { target: '/d', start: true, port: 5433 })).toEqual([
+      'pg', 'restore', '--name', 'app', '--target-dir', '/d', '--bin-dir', '/usr/lib/postgresql/15/bin', '--port', '5433', '--start',
+    ]);
+    // The source's checks run on a started copy only, one flag per query.
+    const checked = source('postgres', { dsn: 'postgres://x', checks: ['select 1 from orders limit 1', 'select true'] });
+    expect(restoreArgs(checked, { target: '/d', start: true })).toEqual(['pg', 'restore', '--name', 'app', '--target-dir', '/d', '--start', '--check', 'select 1 from orders limit 1', '--check', 'select true']);
+    expect(restoreArgs(checked, { target: '/d' })).toEqual(['pg', 'restore', '--name', 'app', '--target-dir', '/d']);
+  });
+});
