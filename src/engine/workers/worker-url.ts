@@ -37,7 +37,8 @@ function builtTwin(caller: string, name: string): string | undefined {
   return existsSync(file) ? file : undefined;
 }
 
-function freshDist(caller: string): { src: string; dist: string } | null {
+/** dist/ and src/ when every .ts under src/ has a .js at least as new in dist/; exported for its test. */
+export function freshDist(caller: string): { src: string; dist: string } | null {
   const marker = `${path.sep}src${path.sep}`;
   const at = caller.lastIndexOf(marker);
   if (at < 0) return null;
