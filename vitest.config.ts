@@ -21,7 +21,6 @@ const LONGEST_FIRST = [
   'test/integration/pg-restored-copy.test.ts',
   'test/integration/pg-stream.test.ts',
   'test/integration/sqlite-continuity.test.ts',
-  'test/integration/backup-restore.test.ts',
   'test/integration/pg-verify.test.ts',
   'test/integration/prune-safety.test.ts',
   'test/integration/daemon-schedule.test.ts',
