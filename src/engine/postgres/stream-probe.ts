@@ -6,8 +6,9 @@
  * timeouts, so a server that stops answering is reported within an interval or two
  * rather than after TCP gives up.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { LifeboatError } from '../../errors.js';
+import { loadPg } from '../../sources/postgres/connect.js';
 import { parseLsn } from '../../sources/postgres/wal.js';
 
 export interface StreamProbe {
@@ -69,7 +70,8 @@ export class Prober {
   /** The open connection, for the rare statements a streamer sends besides its probe. */
   async connect(): Promise<pg.Client> {
     if (this.client) return this.client;
-    const client = new pg.Client({ connectionString: this.dsn, connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-stream-probe' });
+    const { Client } = await loadPg();
+    const client = new Client({ connectionString: this.dsn, connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-stream-probe' });
     client.on('error', () => {}); // reported through the next failing query
     try {
       await client.connect();
