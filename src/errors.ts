@@ -28,7 +28,9 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'JOB_RUNNING'
   | 'HISTORY_AT_RISK'
-  | 'INTERRUPTED';
+  | 'INTERRUPTED'
+  | 'TARGET_UNSAFE'
+  | 'RESTORE_INCOMPLETE';
 
 interface CodeInfo {
   exit: number;
@@ -61,6 +63,8 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   UNAUTHENTICATED: { exit: 22, http: 401, summary: 'no valid API token was given' },
   JOB_RUNNING: { exit: 23, http: 409, summary: 'the same job is already running' },
   HISTORY_AT_RISK: { exit: 24, http: 409, summary: 'forget would wipe older history; nothing was removed (--force to proceed)' },
+  TARGET_UNSAFE: { exit: 25, http: 422, summary: 'the restore target, or a directory on the way, can be changed by other users (nothing was written)' },
+  RESTORE_INCOMPLETE: { exit: 26, http: 500, summary: 'the restore stopped part-way; the files listed are missing (no partial file was left under its name)' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 
