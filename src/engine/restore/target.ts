@@ -11,7 +11,7 @@
  * - missing parents are created one component at a time from a descriptor;
  * - the target itself is created exclusively, so one planted in a sticky /tmp is
  *   found, not used. An existing target is refused unless the caller allows it
- *   (--delta, --overwrite), and then it must pass the same ownership rules.
+ *   (--delta, --overwrite), and then it must not be writable by everyone.
  * Everything below the target is then written relative to the descriptor returned
  * (util/safe-fs.ts), never by path.
  */
@@ -145,7 +145,13 @@ export function openTarget(target: string, opts: { mayExist: boolean; flag: stri
     }
     if (!created) {
       try {
-        assertSafe(shown, fstatSync(fd));
+        // Its owner may be another user (a data directory belongs to postgres): what is
+        // inside is written through descriptors and never followed, so only a target
+        // anyone can write is refused.
+        const st = fstatSync(fd);
+        if ((st.mode & 0o1002) === 0o002) {
+          throw new LifeboatError('TARGET_UNSAFE', `refusing to restore into ${shown}: it is writable by others (and has no sticky bit)`, { hint: `chmod o-w ${shown}` });
+        }
       } catch (err) {
         closeSync(fd);
         throw err;
