@@ -19,17 +19,14 @@ import { closeSync, constants as C, fstatSync, ftruncateSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
-import { exportKey, unseal } from '../../codec/crypto.js';
 import type { Repository } from '../../repo/repository.js';
-import { keys } from '../../repo/format.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
 import { PathMatcher } from '../../util/glob.js';
-import { mapLimit } from '../../util/limit.js';
 import { createFileAt, DirCache, linkAt, lstatAt, mkdirAt, openFileAt, removeAt, renameAt, splitRel, symlinkAt } from '../../util/safe-fs.js';
 import { acquireLock } from '../../repo/lock.js';
-import { RestorePool } from '../workers/restore-pool.js';
-import type { RestoreBlob, RestoreJob } from '../workers/restore-protocol.js';
+import type { RestoreBlob } from '../workers/restore-protocol.js';
+import { writeContent } from './content.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
 import { resolvePath } from '../browse/tree-walk.js';
@@ -102,10 +99,6 @@ interface FileState {
   done: boolean;
 }
 
-/** Neighbouring blobs closer than this are fetched in one read. */
-const MERGE_GAP = 1024 * 1024;
-/** A single read never covers more than this (memory bound per in-flight job). */
-const MAX_READ = 16 * 1024 * 1024;
 /** Directory descriptors the main thread keeps open (the process allows thousands; workers keep their own). */
 const OPEN_DIRS = 512;
 
@@ -141,7 +134,6 @@ class Restorer {
   private readonly chunker: FastCDC | undefined;
   private total = 0;
   private written = 0;
-  private failed: unknown;
   private readonly emit: ReturnType<typeof throttleProgress>;
 
   constructor(
@@ -176,7 +168,19 @@ class Restorer {
       await this.walk(tree, this.base);
       // Delta: what the snapshot does not have goes, so the target equals the snapshot.
       const removed = this.opts.delta && this.include.empty ? removeExtra(this.dirs, this.restored) : 0;
-      await this.writeContent(t.fd);
+      const failure = await writeContent({
+        repo: this.repo,
+        packs: this.packs,
+        rootFd: t.fd,
+        threads: this.opts.threads ?? defaultThreads(),
+        files: this.fileStates,
+        finish: (f) => this.finish(f as FileState),
+        onWritten: (n) => {
+          this.written += n;
+          this.report(false);
+        },
+      });
+      if (failure !== undefined) this.abandon(failure);
       for (const l of this.links) this.tryItem(l.rel, () => this.link(l.rel, l.first));
       for (const f of this.lateItems) this.tryItem(f.rel, () => metaAt(this.dirFor(f.rel), splitRel(f.rel).name, f.node, this.isRoot));
       // Deepest directories first, so setting a child's times does not touch the parent's.
@@ -380,103 +384,6 @@ class Restorer {
     return loc.rawLength;
   }
 
-  /** Runs a job on the pool and accounts for the files it completed (also when it fails part-way). */
-  private async runJob(pool: RestorePool, job: Omit<RestoreJob, 'job'>): Promise<number> {
-    let n: number;
-    try {
-      n = await pool.run(job);
-    } catch (err) {
-      for (const i of (err as { done?: number[] }).done ?? []) (this.fileStates[i] as FileState).done = true;
-      throw err;
-    }
-    for (const b of job.blobs) {
-      for (const t of b.targets) {
-        const f = this.fileStates[t.file] as FileState;
-        if (t.whole) f.done = true;
-        else if (--f.remaining === 0) this.finish(f);
-      }
-    }
-    return n;
-  }
-
-  private async writeContent(rootFd: number): Promise<void> {
-    const threads = this.opts.threads ?? defaultThreads();
-    const pool = new RestorePool({ key: exportKey(this.repo.key), rootFd }, threads);
-    try {
-      const reads: Array<{ packIndex: number; blobs: RestoreBlob[] }> = [];
-      for (const [packIndex, blobMap] of this.packs) {
-        const blobs = [...blobMap.values()].sort((a, b) => a.offset - b.offset);
-        let run: RestoreBlob[] = [];
-        for (const b of blobs) {
-          const first = run[0];
-          const last = run[run.length - 1];
-          if (first && last && (b.offset - (last.offset + last.length) > MERGE_GAP || b.offset + b.length - first.offset > MAX_READ)) {
-            reads.push({ packIndex, blobs: run });
-            run = [];
-          }
-          run.push(b);
-        }
-        if (run.length) reads.push({ packIndex, blobs: run });
-      }
-      this.packs.clear();
-      // Read ahead of the workers by one job each: the store and the CPUs both stay busy.
-      await mapLimit(reads, threads + 1, async (r) => {
-        // After a failure nothing more is started (mapLimit would go on with the rest).
-        if (this.failed !== undefined) return;
-        try {
-          await this.readPack(r, pool);
-        } catch (err) {
-          this.failed ??= err;
-          throw err;
-        }
-      });
-    } catch (err) {
-      this.failed ??= err;
-    } finally {
-      // Terminates the workers: after this nothing writes, so the cleanup below is final.
-      await pool.close();
-    }
-    if (this.failed !== undefined) this.abandon(this.failed);
-  }
-
-  private async readPack(r: { packIndex: number; blobs: RestoreBlob[] }, pool: RestorePool): Promise<void> {
-    const packKey = keys.pack(this.repo.index.packId(r.packIndex).toString('hex'));
-    const first = r.blobs[0] as RestoreBlob;
-    const last = r.blobs[r.blobs.length - 1] as RestoreBlob;
-    const range = { offset: first.offset, length: last.offset + last.length - first.offset };
-    // Read the count after the await: `x += await y` would add to a stale x.
-    const n = await this.readRun(packKey, range, r.blobs, pool).catch(async (err: unknown) => {
-      // The pack was pruned since the index was loaded (its blobs were stored again
-      // elsewhere first), or it is damaged: each blob from whichever copy works.
-      if (!isLifeboatError(err, 'NOT_FOUND') && !isLifeboatError(err, 'CORRUPT')) throw err;
-      if (isLifeboatError(err, 'NOT_FOUND')) this.repo.index.markGone(r.packIndex);
-      let done = 0;
-      for (const b of r.blobs) {
-        done += await this.repo.withBlobCopy(b.id, async (loc, key) => {
-          const data = await this.repo.store.get(key, { offset: loc.offset, length: loc.length });
-          return this.runJob(pool, { packKey: key, base: loc.offset, data, blobs: [{ ...b, offset: loc.offset, length: loc.length }] });
-        });
-      }
-      return done;
-    });
-    this.written += n;
-    this.report(false);
-  }
-
-  /** Reads one run of neighbouring blobs of a pack and has the workers write them. */
-  private async readRun(packKey: string, range: { offset: number; length: number }, blobs: RestoreBlob[], pool: RestorePool): Promise<number> {
-    const base = range.offset;
-    const data = await this.repo.store.get(packKey, range);
-    return this.runJob(pool, { packKey, base, data, blobs }).catch(async (err: unknown) => {
-      if (!isLifeboatError(err, 'CORRUPT')) throw err;
-      // A damaged copy. Read it again with every blob checked here, so that a
-      // store with retries or several destinations can serve a good one (the
-      // workers rewrite the same offsets; nothing unauthenticated was written).
-      const again = await this.repo.store.get(packKey, range, { verify: (d) => blobs.every((b) => opens(this.repo, d, b.offset - base, b.length, b.maxPlain)) });
-      return this.runJob(pool, { packKey, base, data: again, blobs });
-    });
-  }
-
   /**
    * The restore cannot finish: every temporary file goes (nothing half-written stays
    * under any name), and the error names each file that is not in the target.
@@ -504,15 +411,5 @@ class Restorer {
 
   private report(final: boolean): void {
     this.emit({ phase: final ? 'done' : 'restore', files: this.files, bytes: this.written, totalBytes: this.total, errors: this.errors.length }, final);
-  }
-}
-
-/** Whether the sealed blob at [offset, offset+length) of `data` authenticates. */
-function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number, maxPlain: number): boolean {
-  try {
-    unseal(repo.key, data.subarray(offset, offset + length), 'restore check', { kind: 'data' }, maxPlain);
-    return true;
-  } catch {
-    return false;
   }
 }
