@@ -82,6 +82,17 @@ describe('restore targets', () => {
     expect([...inventory(out).keys()].filter((p) => p.includes('.lifeboat-'))).toEqual([]);
   }, 60_000);
 
+  it('--delta rewrites a changed file of several blobs (its temporary survives the sweep of extra entries)', async () => {
+    const out = path.join(base, 'delta');
+    let r = await lb(['restore', snap, '--target', out]);
+    expect(r.code, r.stderr).toBe(0);
+    await fs.writeFile(path.join(out, src, 'big.bin'), pseudoRandom(3 * 1024 * 1024, 8));
+    await fs.writeFile(path.join(out, src, 'extra.txt'), 'not in the snapshot');
+    r = await lb(['restore', snap, '--target', out, '--delta']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(inventory(path.join(out, src))).toEqual(inventory(src));
+  }, 60_000);
+
   it('a target below a directory others can write without the sticky bit is refused (exit 25); with the sticky bit it is fine', async () => {
     const open = path.join(base, 'open');
     await fs.mkdir(open);

@@ -318,6 +318,8 @@ class Restorer {
     // Empty and multi-blob files: created (sparse, at full size) under the temporary
     // name here, filled by workers, renamed once the last piece is written.
     const fd = createFileAt(dirFd, file.tmp);
+    // Kept by --delta's sweep of entries the snapshot lacks, which runs before the writes.
+    this.restored.add(dir === '' ? file.tmp : `${dir}/${file.tmp}`);
     try {
       ftruncateSync(fd, node.size ?? 0);
     } finally {
