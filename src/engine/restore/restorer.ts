@@ -165,7 +165,12 @@ class Restorer {
     this.dirs = new DirCache(t.fd, OPEN_DIRS);
     try {
       if (root) this.dirList.push({ rel: '', node: root });
-      await this.walk(tree, this.base);
+      try {
+        await this.walk(tree, this.base);
+      } catch (err) {
+        // Temporaries of files planned so far go too (a directory swapped mid-walk, a full disk).
+        this.abandon(err);
+      }
       // Delta: what the snapshot does not have goes, so the target equals the snapshot.
       const removed = this.opts.delta && this.include.empty ? removeExtra(this.dirs, this.restored) : 0;
       const failure = await writeContent({
