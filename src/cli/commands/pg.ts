@@ -2,6 +2,7 @@
  * lifeboat pg backup | archive-push | archive-get | restore — PostgreSQL base
  * backups, WAL archiving and point-in-time recovery.
  */
+import { printIncomplete } from './restore.js';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
@@ -127,6 +128,9 @@ export function register(program: Command): void {
           ...(f.snapshot ? { snapshot: f.snapshot } : {}),
           ...(timeline !== undefined ? { timeline } : {}),
           ...(port !== undefined ? { port } : {}),
+        }).catch((err: unknown) => {
+          printIncomplete(err);
+          throw err;
         });
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
         if (g.json) {
