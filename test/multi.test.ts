@@ -70,7 +70,7 @@ describe('MultiStore', () => {
       await fs.writeFile(p, bytes);
     }
     const damagedFirst = new MultiStore(dirs.map((d) => new LocalStore(d)), { writeQuorum: 1 });
-    const target = tmpdir('lb-multi-restore-');
+    const target = path.join(tmpdir('lb-multi-restore-'), 'out');
     const repo = await Repository.open(damagedFirst, 'pw');
     await repo.loadIndex();
     // Blob by blob through the repository's checked reads (the path of ls, diff, dump
@@ -84,7 +84,7 @@ describe('MultiStore', () => {
     }
     expect(blobs).toBeGreaterThan(3);
     // And a whole restore, whose batched pack reads are authenticated in the workers.
-    const fromDamaged = tmpdir('lb-multi-restore-damaged-');
+    const fromDamaged = path.join(tmpdir('lb-multi-restore-damaged-'), 'out');
     await restore(repo, snapshot, { target: fromDamaged });
     expect(await snapshotOf(path.join(fromDamaged, src))).toEqual(await snapshotOf(src));
 

@@ -458,7 +458,9 @@ describe('restore never writes outside the target', () => {
     const out1 = path.join(base, 'out1');
     await fs.mkdir(out1);
     await fs.symlink(elsewhere, path.join(out1, firstComponent));
-    const r1 = await runCli(['restore', '--repo', repo, 'latest', '--target', out1]);
+    // An existing target is refused; --overwrite restores into it (planted links and all).
+    expect((await runCli(['restore', '--repo', repo, 'latest', '--target', out1])).code).toBe(21);
+    const r1 = await runCli(['restore', '--repo', repo, 'latest', '--target', out1, '--overwrite']);
     expect(r1.code, r1.stderr).toBe(0);
     expect(await fs.readdir(elsewhere)).toEqual([]);
     expect((await fs.lstat(path.join(out1, firstComponent))).isDirectory()).toBe(true);
@@ -478,7 +480,7 @@ describe('restore never writes outside the target', () => {
     await fs.symlink(path.join(outside, 'victim-big.bin'), path.join(dest, 'big.bin')); // multi-blob file
     await fs.symlink(path.join(outside, 'victim-empty.txt'), path.join(dest, 'empty.txt')); // empty file
     const before = await snapshotOf(outside);
-    const r2 = await runCli(['restore', '--repo', repo, 'latest', '--target', out2]);
+    const r2 = await runCli(['restore', '--repo', repo, 'latest', '--target', out2, '--overwrite']);
     expect(r2.code, r2.stderr).toBe(0);
     expect(await snapshotOf(outside)).toEqual(before);
     expect(await snapshotOf(dest)).toEqual(await snapshotOf(src));
@@ -540,9 +542,10 @@ describe('restore never writes outside the target', () => {
     }
 
     // The target lies three levels below base, so "..", "../.." and "../../.." all land in base.
-    const target = path.join(base, 'x', 'y', 'target');
     const beforeBase = await entriesBelow(base);
     for (const [what, id] of Object.entries(ids)) {
+      // A new target each time: targets must not exist (a failed restore leaves the one it made).
+      const target = path.join(base, 'x', 'y', `target-${Object.keys(ids).indexOf(what)}`);
       const r = await runCli(['restore', '--repo', repoDir, id, '--target', target]);
       expect(r.code, `${what}: ${r.stdout}${r.stderr}`).toBe(13);
       expect(r.stderr, what).toMatch(/^lifeboat: .*refus.*$/m);
@@ -551,7 +554,7 @@ describe('restore never writes outside the target', () => {
       expect(existsSync(path.join('/tmp', tag)), what).toBe(false);
       const now = (await entriesBelow(base)).filter((p) => !p.startsWith(`x${path.sep}y${path.sep}target`) && !p.startsWith(`repo${path.sep}`));
       const was = beforeBase.filter((p) => !p.startsWith(`repo${path.sep}`));
-      expect(now.filter((p) => !was.includes(p) && p !== 'x' && p !== path.join('x', 'y') && p !== path.join('x', 'y', 'target')), what).toEqual([]);
+      expect(now.filter((p) => !was.includes(p) && p !== 'x' && p !== path.join('x', 'y')), what).toEqual([]);
       // Nothing named by the tampered tree came to exist anywhere we can see.
       const inTarget = await entriesBelow(target);
       expect(inTarget.filter((p) => p.includes(tag)), what).toEqual([]);

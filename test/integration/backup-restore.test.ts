@@ -37,7 +37,7 @@ describe.each(stores)('backup and restore on the %s store', (_name, makeStore) =
     const { snapshot, errors } = await backup(repo, { paths: [src], tags: ['t1'] });
     expect(errors).toEqual([]);
     expect(snapshot.summary.totalFiles).toBe(6);
-    const out = tmpdir();
+    const out = path.join(tmpdir(), 'out'); // a restore target must not exist yet
     const r = await restore(repo, snapshot, { target: out });
     expect(r.errors).toEqual([]);
     expect(await snapshotOf(path.join(out, src))).toEqual(await snapshotOf(src));
@@ -79,7 +79,7 @@ describe.each(stores)('backup and restore on the %s store', (_name, makeStore) =
     expect(names.some((n) => n.endsWith('.bin'))).toBe(false);
     expect(names).toContain(path.join(src, 'hello.txt'));
 
-    const out = tmpdir();
+    const out = path.join(tmpdir(), 'out'); // a restore target must not exist yet
     await restore(repo, snapshot, { target: out, include: ['/**/docs/deep'] });
     const got = await snapshotOf(path.join(out, src));
     expect(Object.keys(got).sort()).toEqual(['.', 'docs', 'docs/deep', 'docs/deep/deeper']);
@@ -98,7 +98,7 @@ describe.each(stores)('backup and restore on the %s store', (_name, makeStore) =
 
   it('restores with --delta: keeps matching files, rewrites changed ones, removes extras', async () => {
     const snap = (await repo.listSnapshots()).filter((s) => s.paths[0] === src && s.excludes.length === 0).at(-1)!;
-    const out = tmpdir();
+    const out = path.join(tmpdir(), 'out'); // a restore target must not exist yet
     await restore(repo, snap, { target: out });
     const root = path.join(out, src);
     await fs.writeFile(path.join(root, 'hello.txt'), 'tampered\n');
@@ -133,7 +133,7 @@ describe('large files', () => {
     await fh.close();
     const second = await backup(repo, { paths: [src] });
     expect(second.snapshot.summary.addedBytes).toBeLessThan(10 * 1024 * 1024);
-    const out = tmpdir();
+    const out = path.join(tmpdir(), 'out'); // a restore target must not exist yet
     await restore(repo, second.snapshot, { target: out });
     const back = await fs.readFile(path.join(out, src, 'relation.1'));
     data.fill(1, 100 * 1024 * 1024, 100 * 1024 * 1024 + 8192);
@@ -152,7 +152,7 @@ describe('large files', () => {
     await fs.writeFile(path.join(src, 'db.img'), Buffer.concat([data.subarray(0, 1000), Buffer.from('xyz'), data.subarray(1000)]));
     const second = await backup(repo, { paths: [src] });
     expect(second.snapshot.summary.addedBytes).toBeLessThan(first.snapshot.summary.addedBytes / 4);
-    const out = tmpdir();
+    const out = path.join(tmpdir(), 'out'); // a restore target must not exist yet
     await restore(repo, second.snapshot, { target: out });
     const back = await fs.readFile(path.join(out, src, 'db.img'));
     expect(back.length).toBe(data.length + 3);

@@ -69,7 +69,7 @@ async function listed(repo: string): Promise<{ ids: string[]; stderr: string }> 
 }
 
 async function restoresExactly(repo: string, id: string): Promise<CliResult> {
-  const target = tmpdir('lb-damage-out-');
+  const target = path.join(tmpdir('lb-damage-out-'), 'out');
   const r = await cli(['-r', repo, 'restore', id, '-t', target]);
   expect(await snapshotOf(path.join(target, base.src))).toEqual(await snapshotOf(base.src));
   return r;
@@ -233,7 +233,7 @@ describe('a lost config', () => {
     expect((await cli(['-r', repo, 'repair', 'config'])).stdout).toMatch(/restored from its sealed copy/);
     expect((await listed(repo)).ids).toEqual(base.ids);
     await restoresExactly(repo, base.ids[2] as string);
-    for (const id of base.ids.slice(0, 2)) await cli(['-r', repo, 'restore', id, '-t', tmpdir('lb-damage-out-')]);
+    for (const id of base.ids.slice(0, 2)) await cli(['-r', repo, 'restore', id, '-t', path.join(tmpdir('lb-damage-out-'), 'out')]);
     await cli(['-r', repo, 'check', '--read-data']);
   });
 
@@ -324,7 +324,7 @@ describe('decompression bombs', () => {
     expect(l.stderr).toContain(`warning: ${snapKey} skipped`);
     expect(l.maxRss).toBeLessThan(400 * 1024 * 1024);
 
-    const target = tmpdir('lb-damage-out-');
+    const target = path.join(tmpdir('lb-damage-out-'), 'out');
     const rs = await runMeasured(['-r', repo, 'restore', base.ids[2] as string, '-t', target]);
     expect(rs.code, rs.stderr).toBe(0);
     expect(rs.stderr).toContain(`warning: ${listKey} skipped`);

@@ -40,7 +40,7 @@ afterAll(async () => {
 const s3 = (prefix: string) => `s3:${server.endpoint}/lifeboat/${prefix}`;
 
 async function restoredMatches(repo: string, extra: string[] = []): Promise<void> {
-  const target = tmpdir('lb-os-restore-');
+  const target = path.join(tmpdir('lb-os-restore-'), 'out');
   await cli(['-r', repo, ...extra, 'restore', 'latest', '--target', target]);
   expect(await snapshotOf(path.join(target, fixture))).toEqual(await snapshotOf(fixture));
 }
@@ -102,7 +102,7 @@ describe('an Azure repository', () => {
       await az(['init', '-r', repo]);
       await az(['-r', repo, 'backup', fixture, '--tag', 'first']);
       await az(['-r', repo, 'backup', fixture, '--tag', 'second']);
-      const target = tmpdir('lb-az-restore-');
+      const target = path.join(tmpdir('lb-az-restore-'), 'out');
       await az(['-r', repo, 'restore', 'latest', '--target', target]);
       expect(await snapshotOf(path.join(target, fixture))).toEqual(await snapshotOf(fixture));
       expect((await az(['-r', repo, 'check', '--read-data'])).stdout).toMatch(/no errors/);
@@ -127,7 +127,7 @@ describe('a store that fails 10 % of its calls', () => {
     for (let i = 0; i < 2; i++) {
       await fs.writeFile(path.join(fixture, `changed-${i}.bin`), Buffer.alloc(3 << 20, i + 1));
       last = (await backup(repo, { paths: [fixture] })).snapshot;
-      const target = tmpdir('lb-faulty-restore-');
+      const target = path.join(tmpdir('lb-faulty-restore-'), 'out');
       await restore(repo, last, { target });
       expect(await snapshotOf(path.join(target, fixture))).toEqual(await snapshotOf(fixture));
     }

@@ -3,12 +3,34 @@
  * PostgreSQL 15 scratch clusters. Every lifeboat call runs as the `postgres` user,
  * the way archive_command runs it.
  */
-import { promises as fs, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { promises as fs, readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
 import { archivedCluster, lifeboatAsPostgres, PG_BIN, type ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
 import { switchAndArchive as archiveWal } from '../pg-load.js';
+
+/** Replaces pg restore's control files in DIR with symlinks to VICTIM, again and again, until STOP exists. */
+const PLANTER = `
+const fs = require('fs');
+const [dir, victim, stop] = process.argv.slice(1);
+let planted = 0, n = 0;
+for (;;) {
+  if (n++ % 50 === 0 && fs.existsSync(stop)) break;
+  for (const name of ['recovery.signal', 'backup_label', 'postgresql.auto.conf']) {
+    const p = dir + '/' + name;
+    try {
+      const st = fs.lstatSync(p, { throwIfNoEntry: false });
+      if (st && st.isSymbolicLink()) continue;
+      if (st) fs.unlinkSync(p);
+      fs.symlinkSync(victim, p);
+      planted++;
+    } catch {}
+  }
+}
+process.stdout.write(String(planted));
+`;
 
 let base: string;
 let repo: string;
@@ -299,12 +321,41 @@ describe('PostgreSQL archive safety and bad input', () => {
     await fs.mkdir(full);
     await fs.writeFile(path.join(full, 'keep.txt'), 'mine');
     r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', full, '--latest']);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/not empty/);
+    expect(r.code).toBe(21);
+    expect(r.stderr).toMatch(/already exists/);
     expect(await fs.readFile(path.join(full, 'keep.txt'), 'utf8')).toBe('mine');
 
     r = await lb(['pg', 'restore', '--name', 'nope', '--target-dir', path.join(base, 'nope'), '--latest']);
     expect(r.code).toBe(15);
+  });
+
+  it('an existing empty target is refused without --delta (exit 21) and used with it', async () => {
+    const empty = path.join(base, 'empty-target');
+    execFileSync('runuser', ['-u', 'postgres', '--', 'mkdir', empty]);
+    let r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', empty, '--latest']);
+    expect(r.code, r.stderr).toBe(21);
+    expect(r.stderr).toMatch(/already exists.*\n.*--delta/);
+    expect(readdirSync(empty)).toEqual([]);
+    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', empty, '--latest', '--delta']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(empty)).toContain('recovery.signal');
+  });
+
+  it('control files planted as symlinks while the restore runs are replaced, never written or read through', async () => {
+    const victim = path.join(base, 'victim.conf');
+    await writeAsPostgres(victim, 'precious\n');
+    const dir = path.join(base, 'planted');
+    const stop = path.join(base, 'planted.stop');
+    // The data directory's owner plants symlinks where pg restore writes its control files.
+    const planter = spawn(process.execPath, ['-e', PLANTER, dir, victim, stop], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let said = '';
+    planter.stdout.on('data', (d: Buffer) => (said += d.toString()));
+    const exited = new Promise<void>((resolve) => planter.on('close', () => resolve()));
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest']);
+    await fs.writeFile(stop, '');
+    await exited;
+    expect(Number(said), 'symlinks were planted during the restore').toBeGreaterThan(0);
+    expect(await fs.readFile(victim, 'utf8'), `exit ${r.code}: ${r.stderr}`).toBe('precious\n');
   });
 
   it('bad input: wrong credentials are refused with exit 19, and the password is not echoed', async () => {

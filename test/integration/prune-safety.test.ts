@@ -36,7 +36,7 @@ async function snapshotList(repo: string): Promise<Array<{ id: string; paths: st
 
 /** The snapshot restores to exactly what `expected` describes. */
 async function expectRestore(repo: string, id: string, src: string, expected: Record<string, unknown>): Promise<void> {
-  const target = tmpdir('lb-ps-restore-');
+  const target = path.join(tmpdir('lb-ps-restore-'), 'out');
   const r = await runCli(['-r', repo, 'restore', id, '--target', target], ENV);
   expect(r.code, r.stderr).toBe(0);
   expect(await snapshotOf(path.join(target, src))).toEqual(expected);
@@ -220,7 +220,7 @@ describe('prune beside everything else', () => {
       await fs.writeFile(path.join(src, `r${rounds % 3}.bin`), pseudoRandom(512 << 10, 7000 + rounds));
       const snaps = await snapshotList(repo);
       const last = snaps[snaps.length - 1];
-      const target = tmpdir('lb-ps-r-');
+      const target = path.join(tmpdir('lb-ps-r-'), 'out');
       const jobs: Array<Promise<unknown>> = [
         run(['backup', src]).then(async (r) => {
           if (r.code === 0) expected.set((await snapshotList(repo)).at(-1)!.id, await snapshotOf(src));

@@ -39,7 +39,7 @@ async function repoBytes(repo: string): Promise<number> {
 /** Every snapshot restores to exactly the data it was taken from. */
 async function expectRestores(repo: string, sources: Map<string, Record<string, unknown>>): Promise<void> {
   for (const s of await snapshots(repo)) {
-    const target = tmpdir('lb-prune-restore-');
+    const target = path.join(tmpdir('lb-prune-restore-'), 'out');
     await cli(['-r', repo, 'restore', s.id, '--target', target]);
     const src = s.paths[0] as string;
     expect(await snapshotOf(path.join(target, src))).toEqual(sources.get(`${s.id}`) ?? sources.get(src));

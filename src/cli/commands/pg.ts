@@ -2,6 +2,7 @@
  * lifeboat pg backup | archive-push | archive-get | restore — PostgreSQL base
  * backups, WAL archiving and point-in-time recovery.
  */
+import { printIncomplete } from './restore.js';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
@@ -105,13 +106,13 @@ export function register(program: Command): void {
   pg.command('restore')
     .description('restore a data directory and set up recovery to a target; then `pg_ctl start`')
     .requiredOption('--name <name>', 'cluster name')
-    .requiredOption('--target-dir <dir>', 'new (empty) data directory')
+    .requiredOption('--target-dir <dir>', 'new data directory (created; an existing one, even empty, needs --delta)')
     .option('--time <rfc3339>', 'recover to this time')
     .option('--lsn <lsn>', 'recover to this LSN')
     .option('--xid <xid>', 'recover to this transaction id')
     .option('--restore-point <name>', 'recover to a point made with pg_create_restore_point()')
     .option('--latest', 'recover all archived WAL (default)')
-    .option('--delta', 'reuse a stopped existing data directory: rewrite only files that differ')
+    .option('--delta', 'restore into an existing directory: an empty one, or a stopped data directory whose files are rewritten only where they differ')
     .option('--snapshot <id>', 'start from this base backup (default: the newest before the target)')
     .option('--timeline <n>', "recover along this timeline (default: production's history, see pg timelines)")
     .option('--port <n>', "the copy's port (default: a free one, never the primary's)")
@@ -147,6 +148,9 @@ export function register(program: Command): void {
           ...(f.snapshot ? { snapshot: f.snapshot } : {}),
           ...(timeline !== undefined ? { timeline } : {}),
           ...(port !== undefined ? { port } : {}),
+        }).catch((err: unknown) => {
+          printIncomplete(err);
+          throw err;
         });
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
         const restoreMs = Date.now() - started;

@@ -1,7 +1,7 @@
 /** lifeboat restore: brings a snapshot back below a target directory. */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
-import { restore } from '../../engine/restore/restorer.js';
+import { incompleteOf, restore } from '../../engine/restore/restorer.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
@@ -15,6 +15,7 @@ interface RestoreFlags {
   target: string;
   include: string[];
   delta?: boolean;
+  overwrite?: boolean;
   threads?: string;
   source?: string;
   path?: string;
@@ -29,6 +30,7 @@ export function register(program: Command): void {
     .requiredOption('-t, --target <dir>', 'directory to restore into')
     .option('--include <glob>', 'restore only paths matching (repeatable)', collect, [])
     .option('--delta', 'the target holds an older copy: rewrite only files that differ, remove what the snapshot lacks')
+    .option('--overwrite', 'the target may exist: replace the files the snapshot has (others are left alone); without it an existing target is refused')
     .option('--threads <n>', 'worker threads (default: cores + 1)')
     .option('--source <name>', '"latest"/--time among the snapshots of this source (a name, or kind:name; see `snapshots`)')
     .option('--path <path>', '"latest"/--time among the snapshots that backed up this path')
@@ -50,9 +52,15 @@ export function register(program: Command): void {
           target: flags.target,
           include: flags.include,
           ...(flags.delta ? { delta: true } : {}),
+          ...(flags.overwrite ? { overwrite: true } : {}),
           ...(flags.threads ? { threads: Number(flags.threads) } : {}),
           onProgress: bar.update,
-        }).finally(() => bar.done());
+        })
+          .catch((err: unknown) => {
+            printIncomplete(err);
+            throw err;
+          })
+          .finally(() => bar.done());
         for (const e of r.errors) process.stderr.write(`warning: ${e.path}: ${e.message}\n`);
         if (g.json) printJson({ snapshot: snap.id, target: flags.target, files: r.files, dirs: r.dirs, bytes: r.bytes, errors: r.errors });
         else if (!g.quiet) {
@@ -61,4 +69,16 @@ export function register(program: Command): void {
         if (r.errors.length > 0) throw new LifeboatError('PARTIAL', `${r.errors.length} item(s) were not fully restored`, { hint: 'see the warnings above' });
       });
     });
+}
+
+/** How many missing files a failed restore names one per line before summing up the rest. */
+const LIST_MAX = 20;
+
+/** A restore that stopped part-way names what is missing: one line each, then a count. */
+export function printIncomplete(err: unknown): void {
+  const list = incompleteOf(err);
+  if (!list || list.length === 0) return;
+  for (const p of list.slice(0, LIST_MAX)) process.stderr.write(`not restored: ${p}\n`);
+  if (list.length > LIST_MAX) process.stderr.write(`not restored: … and ${list.length - LIST_MAX} more\n`);
+  process.stderr.write(`${list.length} file(s) not restored; no partial file was left under its name\n`);
 }

@@ -143,6 +143,8 @@ const ready = (node: TreeNode | undefined): Queued => ({ node: Promise.resolve(n
 interface Pending {
   path: string;
   range?: { offset: number; length: number };
+  /** What the scan's lstat saw; the worker refuses the file if it is no longer that. */
+  expect?: { dev: string; ino: string };
   resolve: (r: FileResult) => void;
   reject: (err: unknown) => void;
 }
@@ -398,7 +400,7 @@ class Archiver {
       const range = size > PART_BYTES ? { offset, length: offset + PART_BYTES >= size ? Number.MAX_SAFE_INTEGER - offset : PART_BYTES } : undefined;
       parts.push(
         new Promise<FileResult>((resolve, reject) => {
-          this.batch.push({ path: full, ...(range ? { range } : {}), resolve, reject });
+          this.batch.push({ path: full, ...(range ? { range } : {}), expect: { dev: node.dev, ino: node.inode }, resolve, reject });
         }),
       );
       this.batchBytes += Math.min(PART_BYTES, size);
@@ -429,7 +431,7 @@ class Archiver {
     this.batch = [];
     this.batchBytes = 0;
     await this.slots.acquire();
-    const job = this.pool.run(batch.map((b) => ({ path: b.path, ...(b.range ? { range: b.range } : {}) })));
+    const job = this.pool.run(batch.map((b) => ({ path: b.path, ...(b.range ? { range: b.range } : {}), ...(b.expect ? { expect: b.expect } : {}) })));
     job.then(
       (results) => batch.forEach((b, i) => b.resolve(results[i] as FileResult)),
       // The pool failed (a worker crashed, the store refused a pack): the whole

@@ -122,7 +122,9 @@ async function drillFiles(repo: Repository, source: DrillSource, scratch: string
   record.snapshot = snap.id;
   record.rpo_seconds = (Date.now() - Date.parse(snap.time)) / 1000;
   const started = Date.now();
-  const r = await restore(repo, snap, { target: scratch });
+  // A fresh directory inside the private scratch one: restore targets must not exist yet.
+  const target = path.join(scratch, 'files');
+  const r = await restore(repo, snap, { target });
   record.checks.push({ name: 'restore', ok: r.errors.length === 0, detail: r.errors.length ? `${r.errors.length} entries could not be restored` : 'every blob authenticated' });
   // What the snapshot says must be on disk: every file, at its size.
   let files = 0;
@@ -130,7 +132,7 @@ async function drillFiles(repo: Repository, source: DrillSource, scratch: string
   for await (const e of walkTree(repo, snap.tree)) {
     if (e.node.type !== 'file') continue;
     files++;
-    const st = await fs.stat(path.join(scratch, e.path)).catch(() => undefined);
+    const st = await fs.stat(path.join(target, e.path)).catch(() => undefined);
     if (!st || st.size !== (e.node.size ?? 0)) bad ??= `${e.path}: ${st ? `${st.size} bytes, expected ${e.node.size}` : 'missing'}`;
   }
   record.checks.push({ name: 'files', ok: !bad, detail: bad ?? `${files} files at their recorded sizes` });

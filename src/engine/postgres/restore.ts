@@ -18,7 +18,8 @@ import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatLsn, parseLsn, segmentName } from '../../sources/postgres/wal.js';
 import { restore, type RestoreResult } from '../restore/restorer.js';
 import type { PgConsistency } from './names.js';
-import { choosePort, configuredPort, copySettings, recoverySettings, restoreCommand } from './recovery-conf.js';
+import { choosePort, copySettings, recoverySettings, restoreCommand } from './recovery-conf.js';
+import { DataDir, portOf } from './control-files.js';
 import {
   backupRefs,
   chainFor,
@@ -192,19 +193,6 @@ export function checkWalContinuity(facts: ReadonlyMap<number, TimelineFacts>, c:
   }
 }
 
-async function assertEmptyTarget(dir: string): Promise<void> {
-  try {
-    const entries = await fs.readdir(dir);
-    if (entries.length > 0) {
-      throw new LifeboatError('USAGE', `${dir} is not empty; refusing to overwrite it`, {
-        hint: 'restore into an empty or new directory, or pass --delta to rewrite only what differs in a stopped cluster',
-      });
-    }
-  } catch (err) {
-    if (errno(err) !== 'ENOENT') throw err;
-  }
-}
-
 async function assertStopped(dir: string): Promise<void> {
   const pid = await fs.readFile(path.join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
   if (pid === undefined) return;
@@ -225,41 +213,34 @@ async function assertStopped(dir: string): Promise<void> {
 
 export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promise<PgRestoreResult> {
   const target = path.resolve(opts.targetDir);
+  // An existing directory (even an empty one) is used only with --delta; restore()
+  // creates the target exclusively otherwise.
   if (opts.delta) await assertStopped(target);
-  else await assertEmptyTarget(target);
   const plan = opts.plan ?? (await planRestore(repo, opts));
   const { snapshot } = plan;
   const c = consistencyOf(snapshot);
   checkWalContinuity(plan.facts, c, plan.chain);
 
-  const result = await restore(repo, snapshot, { target, root: c.dataDirectory, ...(opts.delta ? { delta: true } : {}) });
-  const st = await fs.stat(target);
-  const own = async (file: string) => {
-    if (process.getuid?.() === 0) await fs.chown(file, st.uid, st.gid);
-  };
-  const write = async (file: string, text: string, mode = 0o600) => {
-    await fs.writeFile(path.join(target, file), text, { mode });
-    await own(path.join(target, file));
-  };
-  await write('backup_label', c.backupLabel);
-  if (c.tablespaceMap) await write('tablespace_map', c.tablespaceMap);
-  await write('recovery.signal', '');
-  const port = opts.port ?? (await choosePort([await configuredPort(target), 5432]));
-  const lines = recoverySettings(opts.target, restoreCommand(opts.archiveGetCommand, path.join(target, PREFETCH_DIR)), plan.timeline);
-  const auto = path.join(target, 'postgresql.auto.conf');
-  const before = await fs.readFile(auto, 'utf8').catch(() => '');
-  const added = [`# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)}, ${new Date().toISOString()})`, ...copySettings(opts.name, port, opts.archivePushCommand), ...lines];
-  await write('postgresql.auto.conf', `${before}\n${added.join('\n')}\n`);
-  // WAL from the backup is fetched by restore_command; the directory must exist, and
-  // be a real one: a pg_wal symlink (initdb --waldir) would point the restored server
-  // at the original cluster's WAL.
-  const walDir = path.join(target, 'pg_wal');
-  if ((await fs.lstat(walDir).catch(() => undefined))?.isSymbolicLink()) await fs.unlink(walDir);
-  await fs.mkdir(path.join(walDir, 'archive_status'), { recursive: true });
-  await own(path.join(target, 'pg_wal'));
-  await own(path.join(target, 'pg_wal', 'archive_status'));
-  const { facts: _, ...decided } = plan;
-  return { ...result, ...decided, recoveryConf: lines, port };
+  const result = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', ...(opts.delta ? { delta: true } : {}) });
+  // The control files are written through the data directory's descriptor, never
+  // following what its owner may have planted (control-files.ts).
+  const dir = DataDir.open(target);
+  try {
+    dir.write('backup_label', c.backupLabel);
+    if (c.tablespaceMap) dir.write('tablespace_map', c.tablespaceMap);
+    dir.write('recovery.signal', '');
+    const port = opts.port ?? (await choosePort([portOf(dir), 5432]));
+    const lines = recoverySettings(opts.target, restoreCommand(opts.archiveGetCommand, path.join(target, PREFETCH_DIR)), plan.timeline);
+    const before = dir.read('postgresql.auto.conf');
+    const added = [`# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)}, ${new Date().toISOString()})`, ...copySettings(opts.name, port, opts.archivePushCommand), ...lines];
+    dir.write('postgresql.auto.conf', `${before}\n${added.join('\n')}\n`);
+    // WAL from the backup is fetched by restore_command; the directory must exist.
+    dir.walDirs();
+    const { facts: _, ...decided } = plan;
+    return { ...result, ...decided, recoveryConf: lines, port };
+  } finally {
+    dir.close();
+  }
 }
 
 /** "timeline 1" or "timeline 1 (until 0/5000000), then 2", for messages. */

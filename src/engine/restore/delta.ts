@@ -4,22 +4,19 @@
  * comparing blob ids. Only files that differ are rewritten (pgBackRest's --delta
  * idea, with the repository's own content addresses instead of a separate checksum).
  */
-import { closeSync, openSync } from 'node:fs';
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import type { FastCDC } from '../../chunker/fastcdc.js';
 import { chunkRange, FileReadError, type ChunkBuffer } from '../../chunker/read.js';
 import { blobId, type MasterKey } from '../../codec/crypto.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
+import { listAt, lstatAt, removeAt, type DirCache } from '../../util/safe-fs.js';
 
-export async function sameContent(file: string, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>, partBytes: number): Promise<boolean> {
+/**
+ * Whether the file open on `fd` holds exactly the content `node` names. The caller
+ * opened it relative to a directory descriptor without following symlinks, and
+ * checked it is a plain file of the right size that shares its inode with nothing.
+ */
+export async function sameContent(fd: number, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>, partBytes: number): Promise<boolean> {
   const want = node.content ?? [];
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch {
-    return false;
-  }
   try {
     const state: ChunkBuffer = { buf: Buffer.allocUnsafe(chunker.params.max * 2), end: 0 };
     // Backup cuts large files at fixed part boundaries; so must the comparison.
@@ -35,23 +32,27 @@ export async function sameContent(file: string, node: TreeNode, chunker: FastCDC
   } catch (err) {
     if (err instanceof FileReadError) return false;
     throw err;
-  } finally {
-    closeSync(fd);
   }
 }
 
-/** Removes everything below `root` that is not in `keep` (absolute paths); returns how many. */
-export async function removeExtra(root: string, keep: Set<string>): Promise<number> {
+/**
+ * Removes everything below the directory `rootFd` holds whose relative path ("a/b")
+ * is not in `keep`; returns how many. Works on descriptors: a directory swapped for
+ * a symlink is removed as a link, never followed.
+ */
+export function removeExtra(dirs: DirCache, keep: Set<string>): number {
   let removed = 0;
-  const visit = async (dir: string): Promise<void> => {
-    for (const e of await fs.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
+  const visit = (rel: string): void => {
+    const fd = dirs.dir(rel);
+    for (const name of listAt(fd)) {
+      const p = rel === '' ? name : `${rel}/${name}`;
       if (!keep.has(p)) {
-        await fs.rm(p, { recursive: true, force: true });
+        dirs.forget(p);
+        removeAt(dirs.dir(rel), name);
         removed++;
-      } else if (e.isDirectory()) await visit(p);
+      } else if (lstatAt(dirs.dir(rel), name)?.isDirectory()) visit(p);
     }
   };
-  await visit(root);
+  visit('');
   return removed;
 }

@@ -5,29 +5,35 @@
  * authenticate and write the blobs in parallel; metadata comes last, directories
  * deepest first so their times stick.
  *
- * Safety: tree names are validated when decoded (no "..", "/", duplicates), every
- * directory on the way is checked to be a real directory we made (a symlink planted
- * in the target is replaced, never followed), and files open with O_NOFOLLOW.
+ * Safety: tree names are validated when decoded (no "..", "/", duplicates). The
+ * target is created exclusively (an existing one only with --delta/--overwrite) below
+ * parents nobody else can write (target.ts), and everything under it is written
+ * relative to directory descriptors, one component at a time, never following a
+ * symlink (util/safe-fs.ts): a directory swapped for a symlink mid-restore fails the
+ * write instead of redirecting it. Each file is written under a temporary name and
+ * renamed to its own only when all its blobs are authenticated and written, so a
+ * restore that stops part-way (a full disk, a damaged pack) leaves no file that looks
+ * complete but is not; it removes its temporaries and names what is missing.
  */
-import { constants as C, promises as fs } from 'node:fs';
+import { closeSync, constants as C, fstatSync, ftruncateSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
-import { exportKey, unseal } from '../../codec/crypto.js';
 import type { Repository } from '../../repo/repository.js';
-import { keys } from '../../repo/format.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
-import { applyMetadata } from '../../sources/files/metadata.js';
 import { PathMatcher } from '../../util/glob.js';
-import { mapLimit } from '../../util/limit.js';
+import { createFileAt, DirCache, linkAt, lstatAt, mkdirAt, openFileAt, removeAt, renameAt, splitRel, symlinkAt } from '../../util/safe-fs.js';
 import { acquireLock } from '../../repo/lock.js';
-import { RestorePool } from '../workers/restore-pool.js';
 import type { RestoreBlob } from '../workers/restore-protocol.js';
+import { writeContent } from './content.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
 import { resolvePath } from '../browse/tree-walk.js';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { removeExtra, sameContent } from './delta.js';
+import { metaAt, metaOnFd, mkfifoAt } from './fd-meta.js';
+import { openTarget } from './target.js';
 
 export interface RestoreOptions {
   target: string;
@@ -42,6 +48,14 @@ export interface RestoreOptions {
    * kept (only their metadata is set), others rewritten, extra entries removed.
    */
   delta?: boolean;
+  /**
+   * The target may exist: entries of the snapshot replace what has their name there
+   * (each file atomically, by rename); everything else in it is left alone.
+   * Without this or `delta` an existing target is refused (TARGET_EXISTS).
+   */
+  overwrite?: boolean;
+  /** The option that allows an existing target, named in the refusal's hint. */
+  existingFlag?: string;
   threads?: number;
   onProgress?: ProgressFn;
 }
@@ -57,15 +71,36 @@ export interface RestoreResult {
   errors: ItemError[];
 }
 
+/** A restore that stopped part-way carries the files it could not finish (absolute paths). */
+export interface IncompleteRestore {
+  incomplete: string[];
+}
+
+export function incompleteOf(err: unknown): string[] | undefined {
+  const list = (err as Partial<IncompleteRestore> | undefined)?.incomplete;
+  return Array.isArray(list) ? list : undefined;
+}
+
 interface Later {
-  path: string;
+  /** Relative to the target ("" is the target itself). */
+  rel: string;
   node: TreeNode;
 }
 
-/** Neighbouring blobs closer than this are fetched in one read. */
-const MERGE_GAP = 1024 * 1024;
-/** A single read never covers more than this (memory bound per in-flight job). */
-const MAX_READ = 16 * 1024 * 1024;
+/** A regular file being restored under a temporary name. */
+interface FileState {
+  rel: string;
+  dir: string;
+  name: string;
+  tmp: string;
+  node: TreeNode;
+  /** Blobs still to be written (files of several blobs); the main thread renames at 0. */
+  remaining: number;
+  done: boolean;
+}
+
+/** Directory descriptors the main thread keeps open (the process allows thousands; workers keep their own). */
+const OPEN_DIRS = 512;
 
 export async function restore(repo: Repository, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
   const lock = await acquireLock(repo.store, 'shared', `restore ${snapshot.id.slice(0, 8)}`);
@@ -78,16 +113,21 @@ export async function restore(repo: Repository, snapshot: Snapshot, opts: Restor
 }
 
 class Restorer {
-  private readonly target: string;
+  private target: string;
   private readonly include: PathMatcher;
-  private readonly made = new Set<string>();
-  private readonly dirs: Later[] = [];
-  private readonly lateFiles: Later[] = [];
-  private readonly links: Array<{ path: string; to: string }> = [];
-  private readonly inodes = new Map<string, string>();
+  private readonly replace: boolean;
+  private readonly made = new Set<string>(['']);
+  private readonly dirList: Later[] = [];
+  private readonly lateItems: Later[] = [];
+  private readonly links: Array<{ rel: string; first: FileState }> = [];
+  private readonly inodes = new Map<string, FileState>();
+  private readonly fileStates: FileState[] = [];
   private readonly packs = new Map<number, Map<string, RestoreBlob>>();
   private readonly errors: ItemError[] = [];
   private readonly isRoot = process.getuid?.() === 0;
+  /** Temporary names: a dot file unlikely to meet a real name, unique per restore. */
+  private readonly tmpTag = `.lifeboat-${randomBytes(6).toString('hex')}-`;
+  private dirs!: DirCache;
   private files = 0;
   private unchanged = 0;
   private readonly restored = new Set<string>();
@@ -104,73 +144,105 @@ class Restorer {
     this.chunker = opts.delta ? new FastCDC(gearTable(repo.key.idKey), repo.config.chunker) : undefined;
     this.target = path.resolve(opts.target);
     this.include = new PathMatcher(opts.include ?? []);
+    this.replace = opts.delta === true || opts.overwrite === true;
   }
 
   async run(snapshot: Snapshot): Promise<RestoreResult> {
-    await fs.mkdir(this.target, { recursive: true });
-    this.made.add(this.target);
+    let root: TreeNode | undefined;
+    let tree = snapshot.tree;
     if (this.opts.root) {
+      // Found before the target is made: a wrong --root leaves nothing behind.
       const found = await resolvePath(this.repo, snapshot.tree, this.opts.root);
       if (!('node' in found) || found.node.type !== 'dir' || !found.node.subtree) {
         throw new LifeboatError('NOT_FOUND', `${this.opts.root} is not a directory in snapshot ${snapshot.id.slice(0, 8)}`);
       }
       this.base = found.path;
-      this.dirs.push({ path: this.target, node: found.node });
-      await this.walk(found.node.subtree, found.path);
-    } else {
-      await this.walk(snapshot.tree, '/');
+      root = found.node;
+      tree = found.node.subtree;
     }
-    // Delta: what the snapshot does not have goes, so the target equals the snapshot.
-    const removed = this.opts.delta && this.include.empty ? await removeExtra(this.target, this.restored) : 0;
-    await this.writeContent();
-    for (const l of this.links) {
-      await fs.rm(l.path, { force: true });
-      await fs.link(l.to, l.path);
+    const t = openTarget(this.target, { mayExist: this.replace, flag: this.opts.existingFlag ?? '--overwrite (or --delta)' });
+    this.target = t.path;
+    this.dirs = new DirCache(t.fd, OPEN_DIRS);
+    try {
+      if (root) this.dirList.push({ rel: '', node: root });
+      try {
+        await this.walk(tree, this.base);
+      } catch (err) {
+        // Temporaries of files planned so far go too (a directory swapped mid-walk, a full disk).
+        this.abandon(err);
+      }
+      // Delta: what the snapshot does not have goes, so the target equals the snapshot.
+      const removed = this.opts.delta && this.include.empty ? removeExtra(this.dirs, this.restored) : 0;
+      const failure = await writeContent({
+        repo: this.repo,
+        packs: this.packs,
+        rootFd: t.fd,
+        threads: this.opts.threads ?? defaultThreads(),
+        files: this.fileStates,
+        finish: (f) => this.finish(f as FileState),
+        onWritten: (n) => {
+          this.written += n;
+          this.report(false);
+        },
+      });
+      if (failure !== undefined) this.abandon(failure);
+      for (const l of this.links) this.tryItem(l.rel, () => this.link(l.rel, l.first));
+      for (const f of this.lateItems) this.tryItem(f.rel, () => metaAt(this.dirFor(f.rel), splitRel(f.rel).name, f.node, this.isRoot));
+      // Deepest directories first, so setting a child's times does not touch the parent's.
+      this.dirList.sort((a, b) => b.rel.length - a.rel.length);
+      for (const d of this.dirList) this.tryItem(d.rel, () => metaOnFd(this.dirs.dir(d.rel), d.node, this.isRoot));
+      this.report(true);
+      return { files: this.files, unchanged: this.unchanged, removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors };
+    } finally {
+      this.dirs.close();
+      closeSync(t.fd);
     }
-    await mapLimit(this.lateFiles, 16, (f) => this.meta(f));
-    // Deepest directories first, so setting a child's times does not touch the parent's.
-    this.dirs.sort((a, b) => b.path.length - a.path.length);
-    for (const d of this.dirs) await this.meta(d);
-    this.report(true);
-    return { files: this.files, unchanged: this.unchanged, removed, dirs: this.dirs.length, bytes: this.written, errors: this.errors };
   }
 
-  private async meta(item: Later): Promise<void> {
+  private shown(rel: string): string {
+    return rel === '' ? this.target : path.join(this.target, rel);
+  }
+
+  private tryItem(rel: string, fn: () => void): void {
     try {
-      await applyMetadata(item.path, item.node, this.isRoot);
+      fn();
     } catch (err) {
-      this.errors.push({ path: item.path, message: (err as Error).message });
+      this.errors.push({ path: this.shown(rel), message: (err as Error).message });
     }
   }
 
-  /** Creates a directory we own; a non-directory in the way (a planted symlink) is replaced. */
-  private async ensureDir(dir: string): Promise<void> {
-    this.restored.add(dir);
-    if (this.made.has(dir)) return;
-    const parent = path.dirname(dir);
-    if (!this.made.has(parent)) await this.ensureDir(parent);
+  private dirFor(rel: string): number {
+    return this.dirs.dir(splitRel(rel).dir);
+  }
+
+  /** Creates a directory we own; a non-directory in the way (a planted symlink) is replaced, never followed. */
+  private ensureDir(rel: string): void {
+    this.restored.add(rel);
+    if (this.made.has(rel)) return;
+    const { dir, name } = splitRel(rel);
+    this.ensureDir(dir);
+    const parent = this.dirs.dir(dir);
     try {
-      await fs.mkdir(dir, { mode: 0o700 });
+      mkdirAt(parent, name, 0o700);
     } catch (err) {
       if (errno(err) !== 'EEXIST') throw err;
-      const st = await fs.lstat(dir);
-      if (!st.isDirectory()) {
-        await fs.rm(dir, { force: true });
-        await fs.mkdir(dir, { mode: 0o700 });
+      if (!lstatAt(parent, name)?.isDirectory()) {
+        removeAt(parent, name);
+        mkdirAt(parent, name, 0o700);
       }
     }
-    this.made.add(dir);
+    this.made.add(rel);
   }
 
   /** Snapshot path that maps to the target itself ("/" unless restoring a subtree). */
   private base = '/';
 
   private local(snapPath: string): string {
-    const out = path.join(this.target, path.posix.relative(this.base, snapPath));
-    if (out !== this.target && !out.startsWith(this.target + path.sep)) {
+    const rel = path.posix.relative(this.base, snapPath);
+    if (rel === '..' || rel.startsWith('../') || path.posix.isAbsolute(rel)) {
       throw new LifeboatError('UNSAFE_PATH', `refusing to write ${snapPath} outside ${this.target}`);
     }
-    return out;
+    return rel;
   }
 
   private wanted(snapPath: string): boolean {
@@ -181,173 +253,170 @@ class Restorer {
     const tree = await this.repo.loadTree(treeId);
     for (const node of tree.nodes) {
       const snapPath = path.posix.join(dirPath, node.name);
-      const dest = this.local(snapPath);
+      const rel = this.local(snapPath);
       if (node.type === 'dir') {
         if (this.wanted(snapPath)) {
-          await this.ensureDir(dest);
-          this.dirs.push({ path: dest, node });
+          this.ensureDir(rel);
+          this.dirList.push({ rel, node });
         }
         if (node.subtree) await this.walk(node.subtree, snapPath);
         continue;
       }
       if (!this.wanted(snapPath)) continue;
-      await this.ensureDir(path.dirname(dest));
-      await this.leaf(node, dest);
+      this.ensureDir(splitRel(rel).dir);
+      await this.leaf(node, rel);
     }
   }
 
-  private async leaf(node: TreeNode, dest: string): Promise<void> {
-    this.restored.add(dest);
+  private async leaf(node: TreeNode, rel: string): Promise<void> {
+    this.restored.add(rel);
+    const { dir, name } = splitRel(rel);
+    const dirFd = this.dirs.dir(dir);
     if (node.type !== 'file') {
-      await fs.rm(dest, { force: true, recursive: false }).catch(() => {});
-      if (node.type === 'symlink') await fs.symlink(node.target ?? '', dest);
-      else if (node.type === 'fifo') await mkfifo(dest, node);
-      else {
-        this.errors.push({ path: dest, message: `${node.type} not restored (special files are recorded, not recreated)` });
+      if (node.type !== 'symlink' && node.type !== 'fifo') {
+        this.errors.push({ path: this.shown(rel), message: `${node.type} not restored (special files are recorded, not recreated)` });
         return;
       }
-      this.lateFiles.push({ path: dest, node });
+      this.dirs.forget(rel);
+      removeAt(dirFd, name);
+      if (node.type === 'symlink') symlinkAt(node.target ?? '', dirFd, name);
+      else mkfifoAt(dirFd, name);
+      this.lateItems.push({ rel, node });
       return;
     }
     this.files++;
+    const file: FileState = { rel, dir, name, tmp: `${this.tmpTag}${this.fileStates.length}`, node, remaining: 0, done: false };
     if (node.nlink > 1) {
       const inodeKey = `${node.dev}:${node.inode}`;
       const first = this.inodes.get(inodeKey);
       if (first) {
-        this.links.push({ path: dest, to: first });
+        this.links.push({ rel, first });
         return;
       }
-      this.inodes.set(inodeKey, dest);
+      this.inodes.set(inodeKey, file);
     }
     const content = node.content ?? [];
     this.total += node.size ?? 0;
-    if (this.chunker && (await isFileOfSize(dest, node.size ?? 0)) && (await sameContent(dest, node, this.chunker, this.repo.key, PART_BYTES))) {
+    if (this.chunker && (await this.alreadyThere(dirFd, name, node, this.chunker))) {
       this.unchanged++;
-      this.lateFiles.push({ path: dest, node });
+      file.done = true;
+      this.lateItems.push({ rel, node });
       return;
     }
+    // A directory in the way cannot be replaced by rename; anything else is, atomically.
+    if (lstatAt(dirFd, name)?.isDirectory()) {
+      this.dirs.forget(rel);
+      removeAt(dirFd, name);
+    }
+    this.fileStates.push(file);
     if (content.length === 1) {
-      await this.plan(content[0] as string, { path: dest, offset: 0, whole: node });
+      const m = node;
+      await this.plan(content[0] as string, {
+        file: this.fileStates.length - 1,
+        dir,
+        tmp: file.tmp,
+        offset: 0,
+        whole: { name, mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, ...(m.atime ? { atime: m.atime } : {}) },
+      });
       return;
     }
-    // Empty and multi-blob files: created (sparse, at full size) here, filled by
-    // workers. Always a new inode: an existing file may be a hard link to one
-    // outside the target.
-    await fs.rm(dest, { recursive: true, force: true });
-    const fh = await fs.open(dest, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    // Empty and multi-blob files: created (sparse, at full size) under the temporary
+    // name here, filled by workers, renamed once the last piece is written.
+    const fd = createFileAt(dirFd, file.tmp);
+    // Kept by --delta's sweep of entries the snapshot lacks, which runs before the writes.
+    this.restored.add(dir === '' ? file.tmp : `${dir}/${file.tmp}`);
     try {
-      await fh.truncate(node.size ?? 0);
+      ftruncateSync(fd, node.size ?? 0);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
     let offset = 0;
-    for (const id of content) offset += await this.plan(id, { path: dest, offset });
-    this.lateFiles.push({ path: dest, node });
+    for (const id of content) {
+      file.remaining++;
+      offset += await this.plan(id, { file: this.fileStates.length - 1, dir, tmp: file.tmp, offset });
+    }
+    if (file.remaining === 0) this.finish(file);
+  }
+
+  /** Delta: a plain file of the right size, sharing its inode with nothing, whose chunks have the node's ids. */
+  private async alreadyThere(dirFd: number, name: string, node: TreeNode, chunker: FastCDC): Promise<boolean> {
+    let fd: number;
+    try {
+      fd = openFileAt(dirFd, name, C.O_RDONLY | C.O_NONBLOCK);
+    } catch {
+      return false;
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile() || st.size !== (node.size ?? 0) || st.nlink !== 1) return false;
+      return await sameContent(fd, node, chunker, this.repo.key, PART_BYTES);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** A file of several blobs is complete: metadata on its descriptor, then its real name. */
+  private finish(f: FileState): void {
+    const dirFd = this.dirs.dir(f.dir);
+    const fd = openFileAt(dirFd, f.tmp, C.O_WRONLY);
+    try {
+      metaOnFd(fd, f.node, this.isRoot);
+    } finally {
+      closeSync(fd);
+    }
+    renameAt(dirFd, f.tmp, dirFd, f.name);
+    f.done = true;
+  }
+
+  private link(rel: string, first: FileState): void {
+    if (!first.done) throw new Error(`not restored: the file it is a hard link of (${first.rel}) is incomplete`);
+    const { dir, name } = splitRel(rel);
+    const dirFd = this.dirs.dir(dir);
+    if (this.replace) {
+      this.dirs.forget(rel);
+      removeAt(dirFd, name);
+    }
+    linkAt(this.dirs.dir(first.dir), first.name, dirFd, name);
   }
 
   /** Records where a blob must go; returns its plaintext length. */
-  private async plan(idHex: string, target: { path: string; offset: number; whole?: TreeNode }): Promise<number> {
+  private async plan(idHex: string, target: RestoreBlob['targets'][number]): Promise<number> {
     const id = Buffer.from(idHex, 'hex');
     const loc = await this.repo.locate(id);
     let blobs = this.packs.get(loc.packIndex);
     if (!blobs) this.packs.set(loc.packIndex, (blobs = new Map()));
     let blob = blobs.get(idHex);
     if (!blob) blobs.set(idHex, (blob = { id, offset: loc.offset, length: loc.length, maxPlain: this.repo.blobLimit(loc), targets: [] }));
-    const w = target.whole;
-    blob.targets.push(
-      w
-        ? { path: target.path, offset: 0, whole: { mode: w.mode, uid: w.uid, gid: w.gid, mtime: w.mtime, ...(w.atime ? { atime: w.atime } : {}) } }
-        : { path: target.path, offset: target.offset },
-    );
+    blob.targets.push(target);
     return loc.rawLength;
   }
 
-  private async writeContent(): Promise<void> {
-    const threads = this.opts.threads ?? defaultThreads();
-    const pool = new RestorePool({ key: exportKey(this.repo.key) }, threads);
-    try {
-      const reads: Array<{ packIndex: number; blobs: RestoreBlob[] }> = [];
-      for (const [packIndex, blobMap] of this.packs) {
-        const blobs = [...blobMap.values()].sort((a, b) => a.offset - b.offset);
-        let run: RestoreBlob[] = [];
-        for (const b of blobs) {
-          const first = run[0];
-          const last = run[run.length - 1];
-          if (first && last && (b.offset - (last.offset + last.length) > MERGE_GAP || b.offset + b.length - first.offset > MAX_READ)) {
-            reads.push({ packIndex, blobs: run });
-            run = [];
-          }
-          run.push(b);
-        }
-        if (run.length) reads.push({ packIndex, blobs: run });
+  /**
+   * The restore cannot finish: every temporary file goes (nothing half-written stays
+   * under any name), and the error names each file that is not in the target.
+   */
+  private abandon(cause: unknown): never {
+    const incomplete: string[] = [];
+    for (const f of this.fileStates) {
+      if (f.done) continue;
+      incomplete.push(this.shown(f.rel));
+      try {
+        removeAt(this.dirs.dir(f.dir), f.tmp);
+      } catch {
+        // Its directory is gone or swapped: nothing of ours can be reached there.
       }
-      this.packs.clear();
-      // Read ahead of the workers by one job each: the store and the CPUs both stay busy.
-      await mapLimit(reads, threads + 1, async (r) => {
-        const packKey = keys.pack(this.repo.index.packId(r.packIndex).toString('hex'));
-        const first = r.blobs[0] as RestoreBlob;
-        const last = r.blobs[r.blobs.length - 1] as RestoreBlob;
-        const range = { offset: first.offset, length: last.offset + last.length - first.offset };
-        // Read the count after the await: `x += await y` would add to a stale x.
-        const n = await this.readRun(packKey, range, r.blobs, pool).catch(async (err: unknown) => {
-          // The pack was pruned since the index was loaded (its blobs were stored again
-          // elsewhere first), or it is damaged: each blob from whichever copy works.
-          if (!isLifeboatError(err, 'NOT_FOUND') && !isLifeboatError(err, 'CORRUPT')) throw err;
-          if (isLifeboatError(err, 'NOT_FOUND')) this.repo.index.markGone(r.packIndex);
-          let done = 0;
-          for (const b of r.blobs) {
-            done += await this.repo.withBlobCopy(b.id, async (loc, key) => {
-              const data = await this.repo.store.get(key, { offset: loc.offset, length: loc.length });
-              return pool.run({ packKey: key, base: loc.offset, data, blobs: [{ ...b, offset: loc.offset, length: loc.length }] });
-            });
-          }
-          return done;
-        });
-        this.written += n;
-        this.report(false);
-      });
-    } finally {
-      await pool.close();
     }
-  }
-
-  /** Reads one run of neighbouring blobs of a pack and has the workers write them. */
-  private async readRun(packKey: string, range: { offset: number; length: number }, blobs: RestoreBlob[], pool: RestorePool): Promise<number> {
-    const base = range.offset;
-    const data = await this.repo.store.get(packKey, range);
-    return pool.run({ packKey, base, data, blobs }).catch(async (err: unknown) => {
-      if (!isLifeboatError(err, 'CORRUPT')) throw err;
-      // A damaged copy. Read it again with every blob checked here, so that a
-      // store with retries or several destinations can serve a good one (the
-      // workers rewrite the same offsets; nothing unauthenticated was written).
-      const again = await this.repo.store.get(packKey, range, { verify: (d) => blobs.every((b) => opens(this.repo, d, b.offset - base, b.length, b.maxPlain)) });
-      return pool.run({ packKey, base, data: again, blobs });
+    for (const l of this.links) if (!l.first.done) incomplete.push(this.shown(l.rel));
+    const why = (cause as Error).message ?? String(cause);
+    const code = isLifeboatError(cause) ? cause.code : errno(cause) === 'ENOSPC' || errno(cause) === 'EDQUOT' ? 'NO_SPACE' : 'RESTORE_INCOMPLETE';
+    const err = new LifeboatError(code, `restore into ${this.target} stopped: ${why}; ${incomplete.length} file(s) were not restored`, {
+      hint: 'no file was left half-written under its name; fix the cause (free space, `lifeboat check --read-data`) and restore again with --delta, which keeps the files already complete',
+      cause,
     });
+    throw Object.assign(err, { incomplete } satisfies IncompleteRestore);
   }
 
   private report(final: boolean): void {
     this.emit({ phase: final ? 'done' : 'restore', files: this.files, bytes: this.written, totalBytes: this.total, errors: this.errors.length }, final);
   }
-}
-
-/** Whether the sealed blob at [offset, offset+length) of `data` authenticates. */
-function opens(repo: Pick<Repository, 'key'>, data: Uint8Array, offset: number, length: number, maxPlain: number): boolean {
-  try {
-    unseal(repo.key, data.subarray(offset, offset + length), 'restore check', { kind: 'data' }, maxPlain);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A delta candidate: a plain file of the right size that shares its inode with nothing. */
-async function isFileOfSize(p: string, size: number): Promise<boolean> {
-  const st = await fs.lstat(p).catch(() => undefined);
-  return st !== undefined && st.isFile() && st.size === size && st.nlink === 1;
-}
-
-async function mkfifo(dest: string, _node: TreeNode): Promise<void> {
-  const { spawnSync } = await import('node:child_process');
-  const r = spawnSync('mkfifo', [dest]);
-  if (r.status !== 0) throw new Error(`mkfifo ${dest} failed`);
 }

@@ -1,14 +1,15 @@
 /**
  * Rebuilds a SQLite database as of a moment: the newest snapshot at or before it,
  * then every transaction of that snapshot's generation seen by then, page by page.
- * The result is written beside the target under a temporary name, must pass
+ * The result is written in a private directory beside the target, must pass
  * `PRAGMA integrity_check` and `foreign_key_check`, and only then takes the target's
- * name (without replacing anything: an existing target is refused up front).
+ * name (without replacing anything: an existing target is refused up front). All of
+ * it relative to the output directory's descriptor (util/safe-fs.ts).
  *
  * Memory: one segment (at most 32 MiB stored) and its page map at a time.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fs } from 'node:fs';
+import { closeSync, createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { LifeboatError, errno } from '../../errors.js';
@@ -19,6 +20,8 @@ import { frameInfo, FRAME_HEADER_SIZE } from '../../sources/sqlite/wal.js';
 import { resolvePath } from '../browse/tree-walk.js';
 import type { ProgressFn } from '../progress.js';
 import { restoreStream } from '../restore/stream.js';
+import { openSafeDir, type OpenedDir } from '../restore/target.js';
+import { linkAt, lstatAt, mkdirOpenAt, removeAt } from '../../util/safe-fs.js';
 import { logSource, type SqliteConsistency } from './backup.js';
 import { DIVERGED, segmentsOf, transactionsAfter, trustedUntil } from './history.js';
 import { chainFrom, comparePos, type Commit, type Position, type SegmentName } from './segment.js';
@@ -62,33 +65,44 @@ interface Candidate {
 export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions): Promise<SqliteRestoreResult> {
   const started = Date.now();
   const output = path.resolve(opts.output);
-  await refuseExisting(output);
-  const lock = await acquireLock(repo.store, 'shared', `sqlite restore ${opts.name}`);
+  // The output's directory, opened once: every later step is relative to it, so a
+  // directory on the way swapped for a symlink cannot redirect the result.
+  const dir = await refuseExisting(output);
+  const name = path.basename(output);
+  let work: number | undefined;
+  const workName = `.lifeboat-restore-${randomBytes(6).toString('hex')}`;
   try {
-    const name = await resolveName(repo, opts.name);
-    const base = await choose(repo, name, opts.time);
-    // After the snapshot is chosen: its index files were stored before it, so a snapshot
-    // that lands while this restore starts is never chosen without the index naming its blobs.
-    await repo.loadIndex();
-    const tmp = `${output}.lifeboat-${randomBytes(4).toString('hex')}`;
+    const lock = await acquireLock(repo.store, 'shared', `sqlite restore ${opts.name}`);
     try {
+      const source = await resolveName(repo, opts.name);
+      const base = await choose(repo, source, opts.time);
+      // After the snapshot is chosen: its index files were stored before it, so a snapshot
+      // that lands while this restore starts is never chosen without the index naming its blobs.
+      await repo.loadIndex();
+      // SQLite works by path (and adds -journal files beside): it works in a private
+      // directory made here (0700), named through our descriptor of it.
+      work = mkdirOpenAt(dir.fd, workName, 0o700);
+      const tmp = `/proc/self/fd/${work}/restored.db`;
       const c = base.snapshot.consistency as unknown as SqliteConsistency;
       const bytes = await writeImage(repo, base.snapshot, tmp, opts.onProgress);
       const replay = base.generation
-        ? await replayFrames(repo, logSource(name), base.generation, c.position as Position, base.names, tmp, opts.time, base.trusted)
+        ? await replayFrames(repo, logSource(source), base.generation, c.position as Position, base.names, tmp, opts.time, base.trusted)
         : { commits: 0, segments: 0, lastTime: undefined };
-      let result = tmp;
+      let result = 'restored.db';
       if (opts.tables?.length) {
-        result = `${tmp}-tables`;
-        copyTables(tmp, result, opts.tables);
+        result = 'tables.db';
+        copyTables(tmp, `/proc/self/fd/${work}/${result}`, opts.tables);
       }
-      const foreignKeyViolations = verify(result);
-      await fs.link(result, output).catch((err: unknown) => {
+      const foreignKeyViolations = verify(`/proc/self/fd/${work}/${result}`);
+      // link(2), not rename: it never replaces what appeared under the name meanwhile.
+      try {
+        linkAt(work, result, dir.fd, name);
+      } catch (err) {
         if (errno(err) === 'EEXIST') {
           throw new LifeboatError('TARGET_EXISTS', `${output} appeared during the restore and was left alone`, { hint: 'restore to a new path' });
         }
         throw err;
-      });
+      }
       return {
         output,
         snapshot: base.snapshot,
@@ -102,30 +116,40 @@ export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions
         durationMs: Date.now() - started,
       };
     } finally {
-      for (const f of [tmp, `${tmp}-tables`]) {
-        for (const suffix of ['', '-wal', '-shm', '-journal']) await fs.rm(f + suffix, { force: true });
-      }
+      await lock.release();
     }
   } finally {
-    await lock.release();
+    if (work !== undefined) closeSync(work);
+    try {
+      removeAt(dir.fd, workName);
+    } catch {
+      // Best effort: a leftover private directory holds nothing under the output's name.
+    }
+    closeSync(dir.fd);
   }
 }
 
-async function refuseExisting(output: string): Promise<void> {
-  for (const f of [output, `${output}-wal`, `${output}-shm`, `${output}-journal`]) {
-    const exists = await fs.lstat(f).then(
-      () => true,
-      () => false,
-    );
-    if (exists) {
-      throw new LifeboatError('TARGET_EXISTS', `${f} already exists; nothing was written`, {
+/**
+ * Opens the output's directory (refusing one others can write without the sticky
+ * bit, target.ts) and refuses an output that exists, with its -wal/-shm/-journal:
+ * SQLite restores never replace a database (restore to a new path, then swap it in
+ * with the application stopped).
+ */
+async function refuseExisting(output: string): Promise<OpenedDir> {
+  if (!(await fs.lstat(path.dirname(output)).then(() => true, () => false))) {
+    throw new LifeboatError('USAGE', `the directory of ${output} does not exist`, { hint: 'create it first, or restore elsewhere' });
+  }
+  const dir = openSafeDir(path.dirname(output));
+  const name = path.basename(output);
+  for (const suffix of ['', '-wal', '-shm', '-journal']) {
+    if (lstatAt(dir.fd, name + suffix)) {
+      closeSync(dir.fd);
+      throw new LifeboatError('TARGET_EXISTS', `${output}${suffix} already exists; nothing was written`, {
         hint: 'restore to a new path, then swap it in with the application stopped',
       });
     }
   }
-  await fs.access(path.dirname(output)).catch(() => {
-    throw new LifeboatError('USAGE', `the directory of ${output} does not exist`, { hint: 'create it first, or restore elsewhere' });
-  });
+  return dir;
 }
 
 function sqliteSnapshots(all: Snapshot[], name: string): Snapshot[] {

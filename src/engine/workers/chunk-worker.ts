@@ -6,7 +6,7 @@
  * thread has nothing else to do meanwhile.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, constants as C, fstatSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { chunkRange, FileReadError, type ChunkBuffer } from '../../chunker/read.js';
@@ -98,11 +98,58 @@ function failure(err: unknown, size: number): FileResult {
   return { ids: new Uint8Array(0), size, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
 }
 
-async function chunkFile(path: string, range: JobFile['range'], job: number, win: Window): Promise<FileResult> {
+/** Kinds of file by the type bits of st_mode, for messages. */
+function kindOf(mode: bigint): string {
+  switch (Number(mode & 0o170000n)) {
+    case 0o120000:
+      return 'a symlink';
+    case 0o010000:
+      return 'a FIFO';
+    case 0o040000:
+      return 'a directory';
+    case 0o140000:
+      return 'a socket';
+    case 0o020000:
+    case 0o060000:
+      return 'a device';
+    default:
+      return 'another file';
+  }
+}
+
+/**
+ * Opens a file the scan found, never following a symlink (O_NOFOLLOW) and never
+ * waiting on a FIFO (O_NONBLOCK), and checks it is still the regular file the scan's
+ * lstat saw. A local user who swaps it for a symlink to a root-only file, or for a
+ * FIFO, gets an error for that file, not the other file's bytes or a hung backup.
+ */
+function openScanned(path: string, expect: JobFile['expect']): number {
+  let fd: number;
+  try {
+    fd = openSync(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw Object.assign(new Error(`${path}: changed since it was scanned: it is now a symlink; not read`), { code: 'ECHANGED' });
+    }
+    throw err;
+  }
+  const st = fstatSync(fd, { bigint: true });
+  const kind = Number(st.mode & 0o170000n);
+  let why: string | undefined;
+  if (kind !== 0o100000) why = `it is now ${kindOf(st.mode)}`;
+  else if (expect && (st.dev.toString() !== expect.dev || st.ino.toString() !== expect.ino)) why = 'it was replaced by another file';
+  if (why) {
+    closeSync(fd);
+    throw Object.assign(new Error(`${path}: changed since it was scanned: ${why}; not read`), { code: 'ECHANGED' });
+  }
+  return fd;
+}
+
+async function chunkFile(path: string, range: JobFile['range'], job: number, win: Window, expect?: JobFile['expect']): Promise<FileResult> {
   const ids: Buffer[] = [];
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = openScanned(path, expect);
   } catch (err) {
     return failure(err, 0);
   }
@@ -136,7 +183,7 @@ async function chunkFile(path: string, range: JobFile['range'], job: number, win
 async function runJob(job: number, files: JobFile[]): Promise<void> {
   const win = new Window();
   const results: FileResult[] = [];
-  for (const f of files) results.push(await chunkFile(f.path, f.range, job, win));
+  for (const f of files) results.push(await chunkFile(f.path, f.range, job, win, f.expect));
   await win.flush(job);
   state.end = 0;
   post({ t: 'done', job, files: results });

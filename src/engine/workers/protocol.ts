@@ -22,6 +22,12 @@ export interface JobFile {
    * `offset`). Absent: the whole file.
    */
   range?: { offset: number; length: number };
+  /**
+   * Device and inode the scan's lstat saw (decimal strings). The file is opened
+   * without following symlinks and must still be that regular file: one swapped for a
+   * symlink, a FIFO or another file since is an error for this file (as in restic).
+   */
+  expect?: { dev: string; ino: string };
 }
 
 export type ToWorker =

@@ -41,8 +41,9 @@ export class RestorePool {
     p.slot.busy = false;
     this.waiting.shift()?.();
     if (r.error === undefined) p.resolve(r.written ?? 0);
-    else if (r.corrupt) p.reject(new LifeboatError('CORRUPT', r.error, { hint: 'run `lifeboat check --read-data`; nothing unauthenticated was written' }));
-    else p.reject(Object.assign(new Error(r.error), { code: r.code }));
+    // `done`: files the failed job had finished, so they are not listed as incomplete.
+    else if (r.corrupt) p.reject(Object.assign(new LifeboatError('CORRUPT', r.error, { hint: 'run `lifeboat check --read-data`; nothing unauthenticated was written' }), { done: r.done ?? [] }));
+    else p.reject(Object.assign(new Error(r.error), { code: r.code, done: r.done ?? [] }));
   }
 
   /** Runs a job on the next idle worker; waits for one when all are busy. */

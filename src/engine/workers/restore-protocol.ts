@@ -3,6 +3,11 @@ import type { KeyMaterial } from '../../codec/crypto.js';
 
 export interface RestoreWorkerInit {
   key: KeyMaterial;
+  /**
+   * The restore target's directory descriptor (the process shares descriptors with
+   * its threads); every write is relative to it, walked without following symlinks.
+   */
+  rootFd: number;
 }
 
 /** Metadata for a one-blob file the worker creates and finishes by itself. */
@@ -15,9 +20,15 @@ export interface WholeFile {
 }
 
 export interface BlobTarget {
-  path: string;
+  /** Which file of the restore (for progress and, on failure, the list of what is incomplete). */
+  file: number;
+  /** Directory relative to the target ("" for the target itself, "a/b" below it). */
+  dir: string;
+  /** The temporary name the content is written under. */
+  tmp: string;
   offset: number;
-  whole?: WholeFile;
+  /** A file of this one blob: the worker creates it, sets its metadata and renames it to `name`. */
+  whole?: WholeFile & { name: string };
 }
 
 export interface RestoreBlob {
@@ -44,4 +55,6 @@ export interface RestoreReply {
   error?: string;
   corrupt?: boolean;
   code?: string;
+  /** Files (BlobTarget.file) the failed job had already completed and renamed into place. */
+  done?: number[];
 }

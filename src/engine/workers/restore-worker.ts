@@ -1,14 +1,17 @@
 /**
  * The restore worker thread: takes a byte range of a pack, authenticates each blob in
  * it (AES-GCM tag, then the HMAC id against the plaintext) and only then writes it to
- * its target files. Files that are one blob are created, written and given their
- * metadata here in one go; larger files were pre-created by the main thread.
+ * its target files, relative to the target's directory descriptor. Files that are one
+ * blob are created under a temporary name, written, given their metadata and renamed
+ * into place here in one go; larger files were pre-created (under their temporary
+ * names) by the main thread, which renames them once every piece is written.
  */
-import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, importKey, unseal } from '../../codec/crypto.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
-import type { RestoreJob, RestoreWorkerInit, WholeFile } from './restore-protocol.js';
+import { createFileAt, DirCache, openFileAt, renameAt } from '../../util/safe-fs.js';
+import type { BlobTarget, RestoreJob, RestoreWorkerInit, WholeFile } from './restore-protocol.js';
 
 const init = workerData as RestoreWorkerInit;
 const key = importKey(init.key);
@@ -16,48 +19,43 @@ const port = parentPort!;
 const isRoot = process.getuid?.() === 0;
 const uid = process.getuid?.();
 const gid = process.getgid?.();
-const CREATE = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
+/** This thread's own directory descriptors below the target (never shared, so never closed under another thread). */
+const dirs = new DirCache(init.rootFd, 64);
 
 /**
- * Creates a file for writing as a new inode. Whatever is at the path goes first: a
- * symlink would be followed, and a hard link would share its inode with a file
- * outside the target, so opening an existing path for writing is never safe.
+ * A one-blob file: created exclusively under its temporary name, written, given its
+ * owner, mode and times on the descriptor, and only then renamed to its real name,
+ * so a file under its real name is always complete.
  */
-function create(path: string): number {
+function createWhole(t: BlobTarget, data: Uint8Array, meta: WholeFile & { name: string }): void {
+  const dirFd = dirs.dir(t.dir);
+  const fd = createFileAt(dirFd, t.tmp);
   try {
-    unlinkSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EISDIR' || code === 'EPERM') rmSync(path, { recursive: true, force: true });
-    else if (code !== 'ENOENT') throw err;
-  }
-  return openSync(path, CREATE, 0o600);
-}
-
-function createWhole(path: string, data: Uint8Array, meta: WholeFile): void {
-  const fd = create(path);
-  try {
-    writeSync(fd, data);
+    let done = 0;
+    while (done < data.length) done += writeSync(fd, data, done, data.length - done);
     // A new file already belongs to us; chown only when the owner differs.
     if (isRoot && (meta.uid !== uid || meta.gid !== gid)) fchownSync(fd, meta.uid, meta.gid);
+    // chown clears setuid/setgid bits, so the mode comes after it.
     fchmodSync(fd, meta.mode);
     futimesSync(fd, nsToSeconds(meta.atime ?? meta.mtime), nsToSeconds(meta.mtime));
   } finally {
     closeSync(fd);
   }
+  renameAt(dirFd, t.tmp, dirFd, meta.name);
 }
 
-function writeAt(path: string, data: Uint8Array, offset: number): void {
-  const fd = openSync(path, C.O_WRONLY | C.O_NOFOLLOW);
+/** Writes a piece of a larger file into its temporary file (created by the main thread). */
+function writeAt(t: BlobTarget, data: Uint8Array): void {
+  const fd = openFileAt(dirs.dir(t.dir), t.tmp, C.O_WRONLY);
   try {
     let done = 0;
-    while (done < data.length) done += writeSync(fd, data, done, data.length - done, offset + done);
+    while (done < data.length) done += writeSync(fd, data, done, data.length - done, t.offset + done);
   } finally {
     closeSync(fd);
   }
 }
 
-function run(job: RestoreJob): number {
+function run(job: RestoreJob, done: number[]): number {
   const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
   let written = 0;
   for (const b of job.blobs) {
@@ -69,8 +67,10 @@ function run(job: RestoreJob): number {
       throw Object.assign(new Error(`${what} does not match its id`), { corrupt: true });
     }
     for (const t of b.targets) {
-      if (t.whole) createWhole(t.path, plain, t.whole);
-      else writeAt(t.path, plain, t.offset);
+      if (t.whole) {
+        createWhole(t, plain, t.whole);
+        done.push(t.file);
+      } else writeAt(t, plain);
       written += plain.length;
     }
   }
@@ -78,8 +78,9 @@ function run(job: RestoreJob): number {
 }
 
 port.on('message', (job: RestoreJob) => {
+  const done: number[] = [];
   try {
-    port.postMessage({ job: job.job, written: run(job) });
+    port.postMessage({ job: job.job, written: run(job, done) });
   } catch (err) {
     const e = err as Error & { code?: string; corrupt?: boolean };
     port.postMessage({
@@ -87,6 +88,7 @@ port.on('message', (job: RestoreJob) => {
       error: e.message,
       corrupt: e.corrupt === true || (e as { name?: string }).name === 'LifeboatError',
       code: e.code,
+      done,
     });
   }
 });

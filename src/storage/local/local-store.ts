@@ -5,9 +5,10 @@
  * either wholly present or absent after a crash, never half-written.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs, constants as fsc } from 'node:fs';
+import { closeSync, openSync, promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError, errno, fromSystemError } from '../../errors.js';
+import { listAt, lstatAt, requireProc, unlinkAt } from '../../util/safe-fs.js';
 import { assertKey, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 const TMP_DIR = 'tmp';
@@ -36,7 +37,29 @@ export class LocalStore implements Store {
   private async ensureDir(dir: string): Promise<void> {
     if (this.knownDirs.has(dir)) return;
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    this.knownDirs.add(dir);
+    await this.assertRealDirs(dir);
+  }
+
+  /**
+   * The store's own directories (tmp/, data/ab/, index/, ...) must be real directories:
+   * through a symlinked one, writes, deletes and the sweep of tmp/ would act wherever it
+   * points (a symlinked tmp/ made Lifeboat delete day-old files there). The root itself
+   * may be a symlink: it is the location the administrator chose.
+   */
+  private async assertRealDirs(dir: string): Promise<void> {
+    const rel = path.relative(this.root, dir);
+    let at = this.root;
+    for (const part of rel ? rel.split(path.sep) : []) {
+      at = path.join(at, part);
+      if (this.knownDirs.has(at)) continue;
+      const st = await fs.lstat(at).catch(() => undefined);
+      if (st?.isSymbolicLink()) {
+        throw new LifeboatError('UNSAFE_PATH', `${this.location}: ${path.relative(this.root, at)}/ is a symlink; the repository's own directories must be real directories`, {
+          hint: `replace ${at} with a directory (move what it points to into it), or point --repo at the real location`,
+        });
+      }
+      if (st?.isDirectory()) this.knownDirs.add(at);
+    }
   }
 
   async put(key: string, data: Uint8Array, opts: PutOptions = {}): Promise<void> {
@@ -47,7 +70,7 @@ export class LocalStore implements Store {
       await this.ensureDir(tmpDir);
       if (!this.swept) {
         this.swept = true;
-        await sweepStale(tmpDir, Date.now() - STALE_TMP_MS);
+        sweepStale(tmpDir, Date.now() - STALE_TMP_MS);
       }
       await this.ensureDir(path.dirname(dest));
       const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
@@ -129,6 +152,7 @@ export class LocalStore implements Store {
     const dir = dirKey ? path.join(this.root, ...dirKey.split('/')) : this.root;
     let entries;
     try {
+      await this.assertRealDirs(dir);
       entries = await fs.readdir(dir, { withFileTypes: true });
     } catch (err) {
       if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return;
@@ -149,6 +173,7 @@ export class LocalStore implements Store {
 
   async delete(key: string): Promise<void> {
     try {
+      await this.assertRealDirs(path.dirname(this.file(key)));
       await fs.rm(this.file(key), { force: true });
     } catch (err) {
       throw fromSystemError(err, `${this.location}: deleting ${key}`);
@@ -158,16 +183,35 @@ export class LocalStore implements Store {
   async close(): Promise<void> {}
 }
 
-/** Removes files in `dir` last modified before `before`; best effort. */
-async function sweepStale(dir: string, before: number): Promise<number> {
+/**
+ * Removes plain files in `dir` last modified before `before`; best effort. The
+ * directory is opened without following a symlink and each name is looked at and
+ * removed relative to that descriptor (util/safe-fs.ts), so a tmp/ swapped for a
+ * symlink is never swept. Without /proc nothing is swept (the files only take space).
+ */
+function sweepStale(dir: string, before: number): number {
   let n = 0;
-  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
-    const file = path.join(dir, name);
-    const st = await fs.stat(file).catch(() => undefined);
-    if (st && st.mtimeMs < before) {
-      await fs.rm(file, { force: true }).catch(() => {});
-      n++;
+  let fd: number;
+  try {
+    requireProc();
+    fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+  } catch {
+    return 0;
+  }
+  try {
+    for (const name of listAt(fd)) {
+      const st = lstatAt(fd, name);
+      if (st?.isFile() && st.mtimeMs < before) {
+        try {
+          unlinkAt(fd, name);
+          n++;
+        } catch {
+          // Gone already, or not ours to remove: best effort.
+        }
+      }
     }
+  } finally {
+    closeSync(fd);
   }
   return n;
 }
