@@ -1,9 +1,11 @@
 /** util/safe-fs.ts: descriptor-relative calls that never follow symlinks. */
 import { closeSync, constants as C, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { at, createFileAt, DirCache, linkAt, listAt, mkdirAt, openDirAt, removeAt, renameAt, requireProc } from '../../src/util/safe-fs.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
+import { unsafeReason } from '../../src/engine/restore/target.js';
 
 afterAll(cleanupTmp);
 
@@ -80,5 +82,20 @@ describe('safe-fs', () => {
     expect(() => cache.dir('d2/loop')).toThrow(/ELOOP|ENOTDIR/);
     cache.close();
     closeSync(fd);
+  });
+});
+
+describe('restore target rules', () => {
+  const dir = (uid: number, mode: number): Stats => ({ uid, gid: 0, mode: 0o040000 | mode }) as Stats;
+  it('accept root and our own directories, refuse another owner unless trusted, and group/other write without sticky', () => {
+    const me = process.getuid?.() ?? 0;
+    expect(unsafeReason(dir(0, 0o755))).toBeUndefined();
+    expect(unsafeReason(dir(me, 0o700))).toBeUndefined();
+    expect(unsafeReason(dir(4242, 0o755))).toMatch(/owned by uid 4242/);
+    // A PostgreSQL restore trusts the data directory's owner (it owns the result anyway).
+    expect(unsafeReason(dir(4242, 0o755), 4242)).toBeUndefined();
+    expect(unsafeReason(dir(4242, 0o777), 4242)).toMatch(/writable by others/);
+    expect(unsafeReason(dir(0, 0o1777))).toBeUndefined();
+    expect(unsafeReason(dir(0, 0o777))).toMatch(/writable by others/);
   });
 });

@@ -9,7 +9,7 @@
  * link), each file is created exclusively under a temporary name, owned on its
  * descriptor, and renamed into place.
  */
-import { closeSync, constants as C, fchownSync, fstatSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, fchownSync, fstatSync, lstatSync, readSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { createFileAt, lstatAt, mkdirAt, openDirAt, openFileAt, removeAt, renameAt } from '../../util/safe-fs.js';
@@ -29,7 +29,9 @@ export class DataDir {
 
   /** Opens DIR (its parents must pass the target rules) without following a symlink at DIR. */
   static open(dir: string): DataDir {
-    const parent = openSafeDir(path.dirname(path.resolve(dir)));
+    // Its parents may belong to the data directory's owner, as the restore allowed.
+    const owner = lstatSync(dir, { throwIfNoEntry: false })?.uid;
+    const parent = openSafeDir(path.dirname(path.resolve(dir)), owner);
     try {
       return new DataDir(openDirAt(parent.fd, path.basename(path.resolve(dir))));
     } finally {

@@ -221,7 +221,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   const c = consistencyOf(snapshot);
   checkWalContinuity(plan.facts, c, plan.chain);
 
-  const result = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', ...(opts.delta ? { delta: true } : {}) });
+  const result = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', trustRootOwner: true, ...(opts.delta ? { delta: true } : {}) });
   // The control files are written through the data directory's descriptor, never
   // following what its owner may have planted (control-files.ts).
   const dir = DataDir.open(target);

@@ -56,6 +56,11 @@ export interface RestoreOptions {
   overwrite?: boolean;
   /** The option that allows an existing target, named in the refusal's hint. */
   existingFlag?: string;
+  /**
+   * With `root`: directories on the way to the target may also belong to the owner
+   * recorded for that root (a data directory's user, who owns the restored result anyway).
+   */
+  trustRootOwner?: boolean;
   threads?: number;
   onProgress?: ProgressFn;
 }
@@ -160,7 +165,11 @@ class Restorer {
       root = found.node;
       tree = found.node.subtree;
     }
-    const t = openTarget(this.target, { mayExist: this.replace, flag: this.opts.existingFlag ?? '--overwrite (or --delta)' });
+    const t = openTarget(this.target, {
+      mayExist: this.replace,
+      flag: this.opts.existingFlag ?? '--overwrite (or --delta)',
+      ...(root && this.opts.trustRootOwner ? { trustedUid: root.uid } : {}),
+    });
     this.target = t.path;
     this.dirs = new DirCache(t.fd, OPEN_DIRS);
     try {

@@ -7,7 +7,9 @@
  * have root write wherever they like, so:
  * - every existing directory on the way (after resolving the administrator's own
  *   symlinks) must be owned by root or by us and not writable by group or others,
- *   unless it has the sticky bit (/tmp): there others cannot move our entries;
+ *   unless it has the sticky bit (/tmp): there others cannot move our entries; a
+ *   PostgreSQL restore also accepts directories owned by the data directory's owner
+ *   (/var/lib/postgresql): that user owns the restored cluster anyway;
  * - missing parents are created one component at a time from a descriptor;
  * - the target itself is created exclusively, so one planted in a sticky /tmp is
  *   found, not used. An existing target is refused unless the caller allows it
@@ -45,26 +47,27 @@ function requireProcOrThrow(): void {
 }
 
 /** Why `st` (a directory on the way to a target) lets someone else change what is below it, or undefined. */
-export function unsafeReason(st: Stats): string | undefined {
+export function unsafeReason(st: Stats, trustedUid?: number): string | undefined {
   const me = process.getuid?.() ?? 0;
-  if (st.uid !== 0 && st.uid !== me) return `is owned by uid ${st.uid}`;
+  if (st.uid !== 0 && st.uid !== me && st.uid !== trustedUid) return `is owned by uid ${st.uid}`;
   const sticky = (st.mode & 0o1000) !== 0; // S_ISVTX
   if (!sticky && (st.mode & 0o002) !== 0) return 'is writable by others (and has no sticky bit)';
   if (!sticky && (st.mode & 0o020) !== 0 && st.gid !== 0) return `is writable by group ${st.gid} (and has no sticky bit)`;
   return undefined;
 }
 
-function assertSafe(p: string, st: Stats): void {
+function assertSafe(p: string, st: Stats, trustedUid: number | undefined): void {
   if (!st.isDirectory()) throw new LifeboatError('TARGET_UNSAFE', `${p} is not a directory`, { hint: SAFE_HINT });
-  const why = unsafeReason(st);
+  const why = unsafeReason(st, trustedUid);
   if (why) throw new LifeboatError('TARGET_UNSAFE', `refusing to restore below ${p}: it ${why}`, { hint: SAFE_HINT });
 }
 
 /**
  * Opens directory `dir`, creating missing components (mode 0755) one at a time from
- * the nearest existing ancestor; every directory on the way must pass the rules above.
+ * the nearest existing ancestor; every directory on the way must pass the rules above
+ * (`trustedUid`: a user besides root and us whose directories are accepted).
  */
-export function openSafeDir(dir: string): OpenedDir {
+export function openSafeDir(dir: string, trustedUid?: number): OpenedDir {
   requireProcOrThrow();
   const abs = path.resolve(dir);
   const missing: string[] = [];
@@ -83,7 +86,7 @@ export function openSafeDir(dir: string): OpenedDir {
   let prefix = '/';
   for (const part of ['', ...existing.split('/').filter(Boolean)]) {
     prefix = path.join(prefix, part);
-    assertSafe(prefix, lstatSync(prefix));
+    assertSafe(prefix, lstatSync(prefix), trustedUid);
   }
   let fd = openSync(existing, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
   let where = existing;
@@ -101,7 +104,7 @@ export function openSafeDir(dir: string): OpenedDir {
       closeSync(fd);
       fd = next;
       where = path.join(where, name);
-      assertSafe(where, fstatSync(fd));
+      assertSafe(where, fstatSync(fd), trustedUid);
     }
     return { fd, path: where };
   } catch (err) {
@@ -115,10 +118,10 @@ export function openSafeDir(dir: string): OpenedDir {
  * existing target is refused (TARGET_EXISTS) unless `mayExist`; `flag` names the
  * option that allows it, for the hint.
  */
-export function openTarget(target: string, opts: { mayExist: boolean; flag: string }): OpenedTarget {
+export function openTarget(target: string, opts: { mayExist: boolean; flag: string; trustedUid?: number }): OpenedTarget {
   const abs = path.resolve(target);
   if (abs === '/') throw new LifeboatError('USAGE', 'refusing to restore into /', { hint: 'restore into a new directory' });
-  const parent = openSafeDir(path.dirname(abs));
+  const parent = openSafeDir(path.dirname(abs), opts.trustedUid);
   const name = path.basename(abs);
   const shown = path.join(parent.path, name);
   try {
