@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { connect, serverInfo, type ServerInfo } from '../../sources/postgres/connect.js';
+import { dsnForChild } from '../../sources/postgres/password.js';
 import { backup, type BackupResult } from '../backup/archiver.js';
 import { runTool } from '../../util/process.js';
 import type { ProgressFn } from '../progress.js';
@@ -139,7 +140,9 @@ async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: Serve
   const bin = opts.binDir ? path.join(opts.binDir, 'pg_basebackup') : 'pg_basebackup';
   // -X stream: only then does pg_basebackup report the end LSN; the WAL it streams
   // lands in the spool's pg_wal, which is not stored (the archive has it).
-  const r = await runTool(bin, ['-d', opts.dsn, '-D', spool, '-Fp', '-X', 'stream', '-c', 'fast', '-v', '--no-manifest', '-l', `lifeboat ${opts.name} ${startTime}`]);
+  // The password goes in PGPASSWORD: on argv every local user would see it in `ps`.
+  const child = dsnForChild(opts.dsn);
+  const r = await runTool(bin, ['-d', child.dsn, '-D', spool, '-Fp', '-X', 'stream', '-c', 'fast', '-v', '--no-manifest', '-l', `lifeboat ${opts.name} ${startTime}`], child.env);
   try {
     if (r.code !== 0) {
       throw new LifeboatError('SOURCE_UNAVAILABLE', `pg_basebackup failed: ${r.stderr.trim().split('\n').filter((l) => !l.includes('pg_basebackup: initiating') && l.trim()).pop() ?? ''}`, {

@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
+import { dsnForChild } from '../../sources/postgres/password.js';
 import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
 import { runTool } from '../../util/process.js';
 import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus, type HealthReport } from '../archive-status.js';
@@ -56,6 +57,8 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
   const spool = path.resolve(opts.spool ?? path.join(os.tmpdir(), `lifeboat-stream-${opts.name}`));
   const bin = (b: string) => (opts.binDir ? path.join(opts.binDir, b) : b);
   const emit = (e: StreamEvent) => opts.onEvent?.(e);
+  // pg_receivewal gets the DSN without its password (which goes in PGPASSWORD): `ps` shows argv to everyone.
+  const toolDsn = dsnForChild(opts.dsn);
   await fs.mkdir(spool, { recursive: true, mode: 0o700 });
   const claim = await SpoolClaim.take(spool);
   const appName = receiverAppName();
@@ -144,15 +147,15 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       emit({ kind: 'takeover', detail: `freed slot ${slot}: ${verdict.why}` });
     }
     if (!probe.slotExists) {
-      const created = await runTool(bin('pg_receivewal'), ['--create-slot', '--if-not-exists', '-S', slot, '-d', opts.dsn]);
+      const created = await runTool(bin('pg_receivewal'), ['--create-slot', '--if-not-exists', '-S', slot, '-d', toolDsn.dsn], toolDsn.env);
       if (created.code !== 0) {
         return retryLater(`cannot create replication slot ${slot}: ${created.stderr.trim().split('\n')[0] ?? ''}`, 'the role needs REPLICATION, pg_hba.conf a "replication" line, and max_wal_senders > 0');
       }
     }
-    const { cmd, args } = receiverCommand(bin('pg_receivewal'), ['-D', spool, '-S', slot, '-d', opts.dsn, '--synchronous', '--no-loop', '-s', '1']);
+    const { cmd, args } = receiverCommand(bin('pg_receivewal'), ['-D', spool, '-S', slot, '-d', toolDsn.dsn, '--synchronous', '--no-loop', '-s', '1']);
     let stderr = '';
     // PGAPPNAME names the connection (over pg_receivewal's default), so a successor can tell it is ours.
-    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PGAPPNAME: appName } });
+    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...toolDsn.env, PGAPPNAME: appName } });
     child = c;
     childStarted = Date.now();
     receiverProblem = undefined;

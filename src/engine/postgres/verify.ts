@@ -23,8 +23,8 @@ import { pgRestore, planRestore, type PgTarget } from './restore.js';
 export interface PgVerifyOptions {
   name: string;
   target: PgTarget;
-  /** The command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
-  archiveGetCommand: string;
+  /** The argv of the command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
+  archiveGetCommand: readonly string[];
   /** Each must return a first column that is not false, null or 0. Run in the `postgres` database. */
   queries?: string[];
   /** Keep the (stopped) scratch data directory for inspection. */
