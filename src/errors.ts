@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'JOB_RUNNING'
   | 'HISTORY_AT_RISK'
+  | 'UNSAFE_SPOOL'
+  | 'UNSAFE_SCHEMA'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -61,6 +63,8 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   UNAUTHENTICATED: { exit: 22, http: 401, summary: 'no valid API token was given' },
   JOB_RUNNING: { exit: 23, http: 409, summary: 'the same job is already running' },
   HISTORY_AT_RISK: { exit: 24, http: 409, summary: 'forget would wipe older history; nothing was removed (--force to proceed)' },
+  UNSAFE_SPOOL: { exit: 30, http: 500, summary: 'a spool or scratch directory is not private to this user (a symlink, another owner, or open to others)' },
+  UNSAFE_SCHEMA: { exit: 31, http: 422, summary: 'a backed-up SQLite schema statement is not a single CREATE of the object it names' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

@@ -13,13 +13,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { dsnForChild } from '../../sources/postgres/password.js';
 import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
 import { runTool } from '../../util/process.js';
+import { privateDir, spoolFor } from '../private-dir.js';
 import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus, type HealthReport } from '../archive-status.js';
 import { LsnWitness, segmentStart } from './lsn-proof.js';
 import { streamSource, timelineDir } from './names.js';
@@ -54,12 +54,14 @@ const CONNECTING_POLL_MS = 200;
 export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise<void> {
   const source = streamSource(opts.name);
   const slot = opts.slot ?? `lifeboat_${opts.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
-  const spool = path.resolve(opts.spool ?? path.join(os.tmpdir(), `lifeboat-stream-${opts.name}`));
+  // Never a guessable /tmp path: anyone could plant a directory or symlink there (private-dir.ts).
+  const chosen = opts.spool ? { dir: path.resolve(opts.spool) } : await spoolFor('stream', opts.name);
+  const spool = chosen.dir;
   const bin = (b: string) => (opts.binDir ? path.join(opts.binDir, b) : b);
   const emit = (e: StreamEvent) => opts.onEvent?.(e);
   // pg_receivewal gets the DSN without its password (which goes in PGPASSWORD): `ps` shows argv to everyone.
   const toolDsn = dsnForChild(opts.dsn);
-  await fs.mkdir(spool, { recursive: true, mode: 0o700 });
+  await privateDir(spool);
   const claim = await SpoolClaim.take(spool);
   const appName = receiverAppName();
   const prober = new Prober(opts.dsn, slot);
@@ -232,6 +234,7 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
     } finally {
       await prober.close();
       await claim.release();
+      if (chosen.temporary) await fs.rm(chosen.temporary, { recursive: true, force: true });
     }
   }
 }
