@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, promises as fs, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, promises as fs, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,12 +57,22 @@ afterAll(async () => {
 
 /** Starts postgres on DATA directly (pg_ctl would hand -D to sh in double quotes itself). */
 async function startPostgres(data: string, port: number): Promise<{ stop(): Promise<void> }> {
-  const log = openSync(path.join(base, `copy-${randomBytes(3).toString('hex')}.log`), 'a');
+  const logFile = path.join(base, `copy-${randomBytes(3).toString('hex')}.log`);
+  const log = openSync(logFile, 'a');
   const child = spawn('runuser', ['-u', 'postgres', '--', path.join(PG_BIN, 'postgres'), '-D', data], { stdio: ['ignore', log, log] });
   closeSync(log);
-  const closed = new Promise((r) => child.once('close', r));
+  let exited = false;
+  const closed = new Promise((r) => child.once('close', () => r((exited = true))));
   const copy = cluster.copy(data, port);
-  await copy.waitPromoted();
+  await waitUntil('the restored copy to promote', async () => {
+    if (exited) throw new Error(`the restored server exited:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    try {
+      const [r] = await copy.query<{ rec: boolean }>('select pg_is_in_recovery() as rec');
+      return r?.rec === false;
+    } catch {
+      return false;
+    }
+  }, 150_000, 200);
   return {
     async stop() {
       const pid = Number((await fs.readFile(path.join(data, 'postmaster.pid'), 'utf8')).split('\n')[0]);
@@ -80,6 +90,9 @@ describe('a PostgreSQL restore target that looks like shell', () => {
     const target = path.join(base, nasty);
     const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', target, '--latest']);
     expect(r.code, r.stderr).toBe(0);
+    // The restored copy keeps its cluster's own settings; take out the two this file planted for the verify test below.
+    const auto = path.join(target, 'postgresql.auto.conf');
+    await fs.writeFile(auto, (await fs.readFile(auto, 'utf8')).replace(/^(shared_preload_libraries|recovery_end_command) = .*$/gm, ''));
     const server = await startPostgres(target, await restoredPort(target));
     const copy = cluster.copy(target, await restoredPort(target));
     try {
@@ -93,7 +106,7 @@ describe('a PostgreSQL restore target that looks like shell', () => {
     }
     const conf = await fs.readFile(path.join(target, 'postgresql.auto.conf'), 'utf8');
     expect(conf).toMatch(/^restore_command = '.*%%p %%f %%%%.*'$/m);
-  });
+  }, 240_000);
 
   it('with a line break is refused before anything is written', async () => {
     const target = path.join(base, 'two\nlines');
