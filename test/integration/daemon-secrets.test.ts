@@ -33,8 +33,10 @@ afterAll(async () => {
 const PASSWORD = `Sekr3t-${randomBytes(6).toString('hex')}`;
 
 /** Watches every process's argv until stopped; returns the command lines that held the password. */
-function watchArgv(): { stop(): string[]; seen(): number } {
+function watchArgv(): { stop(): string[]; seen(): number; programs: Set<string> } {
   const leaks = new Set<string>();
+  /** Programs seen connecting as the role (so the watch saw them run). */
+  const programs = new Set<string>();
   let scans = 0;
   let running = true;
   const scan = () => {
@@ -44,6 +46,7 @@ function watchArgv(): { stop(): string[]; seen(): number } {
       try {
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
         if (argv.includes(PASSWORD)) leaks.add(argv.replaceAll('\0', ' '));
+        if (argv.includes('lbsecret')) programs.add(path.basename(argv.split('\0')[0] ?? ''));
       } catch {
         // gone already
       }
@@ -55,6 +58,7 @@ function watchArgv(): { stop(): string[]; seen(): number } {
   return {
     stop: () => ((running = false), [...leaks]),
     seen: () => scans,
+    programs,
   };
 }
 
@@ -118,25 +122,27 @@ describe('a PostgreSQL password in the daemon', () => {
       expect(jobs[0]!.status, jobs[0]!.error ?? '').toBe('succeeded');
       expect(jobs[1]!.status).toBe('failed');
       expect(jobs[1]!.error).toMatch(/cannot reach PostgreSQL/);
+
+      // What a viewer token reads: every job, its record and its log.
+      const list = (await d.app.inject({ method: 'GET', url: '/api/v1/jobs', headers: viewer })).body;
+      expect(list).not.toContain(PASSWORD);
+      const all = (JSON.parse(list) as { jobs?: JobRow[] } | JobRow[]);
+      const ids = (Array.isArray(all) ? all : (all.jobs ?? [])).map((j) => j.id);
+      expect(ids.length).toBeGreaterThanOrEqual(3);
+      for (const id of ids) {
+        for (const url of [`/api/v1/jobs/${id}`, `/api/v1/jobs/${id}/log`]) {
+          const body = (await d.app.inject({ method: 'GET', url, headers: viewer })).body;
+          expect(body, url).not.toContain(PASSWORD);
+        }
+      }
+      expect(d.catalog.log(jobs[1]!.id).map((l) => l.line).join('\n')).toMatch(/password=\*\*\*|cannot reach/);
     } finally {
       await d.stop();
     }
     expect(argv.seen()).toBeGreaterThan(10);
+    // The watch saw the children that carry the DSN: the daemon's lifeboat children and pg_receivewal.
+    expect([...argv.programs]).toEqual(expect.arrayContaining(['node', 'pg_receivewal']));
     expect(argv.stop(), 'command lines holding the password').toEqual([]);
-
-    // What a viewer token reads: every job, its record and its log.
-    const list = (await d.app.inject({ method: 'GET', url: '/api/v1/jobs', headers: viewer })).body;
-    expect(list).not.toContain(PASSWORD);
-    const all = (JSON.parse(list) as { jobs?: JobRow[] } | JobRow[]);
-    const ids = (Array.isArray(all) ? all : (all.jobs ?? [])).map((j) => j.id);
-    expect(ids.length).toBeGreaterThanOrEqual(3);
-    for (const id of ids) {
-      for (const url of [`/api/v1/jobs/${id}`, `/api/v1/jobs/${id}/log`]) {
-        const body = (await d.app.inject({ method: 'GET', url, headers: viewer })).body;
-        expect(body, url).not.toContain(PASSWORD);
-      }
-    }
-    expect(d.catalog.log(jobs[1]!.id).map((l) => l.line).join('\n')).toMatch(/password=\*\*\*|cannot reach/);
 
     // The catalog file itself (and its WAL).
     for (const f of readdirSync(path.join(base, 'state')).filter((n) => n.startsWith('catalog.db'))) {
