@@ -303,8 +303,13 @@ class Scratch {
       ...recovery,
     ];
     // Both files are replaced (not appended to): the backup's settings are not read at all.
-    await fs.writeFile(path.join(this.data, 'postgresql.conf'), `${lines.join('\n')}\n`, { mode: 0o600 });
-    await fs.writeFile(path.join(this.data, 'postgresql.auto.conf'), '# Empty: lifeboat pg verify configures the scratch copy in postgresql.conf\n', { mode: 0o600 });
+    // Removed first and created exclusively: a backup may hold them as symlinks to anywhere.
+    const replace = async (f: string, text: string) => {
+      await fs.rm(path.join(this.data, f), { force: true });
+      await fs.writeFile(path.join(this.data, f), text, { mode: 0o600, flag: 'wx' });
+    };
+    await replace('postgresql.conf', `${lines.join('\n')}\n`);
+    await replace('postgresql.auto.conf', '# Empty: lifeboat pg verify configures the scratch copy in postgresql.conf\n');
     if (process.getuid?.() === 0) await chownTree(this.dir, this.owner.uid, this.owner.gid);
   }
 
