@@ -114,7 +114,8 @@ describe('a restored copy started beside its primary', () => {
     const auto = await fs.readFile(path.join(r.dir, 'postgresql.auto.conf'), 'utf8');
     expect(auto).toMatch(/^archive_mode = off$/m);
     expect(auto).toMatch(new RegExp(`^port = ${r.port}$`, 'm'));
-    expect(auto).toMatch(/^#\s+archive_command = '.*pg archive-push --name "main" .*%p'$/m);
+    // Each word shell-quoted, then quoted again for the configuration file (util/shell.ts).
+    expect(auto).toMatch(/^#\s+archive_command = '.*''pg'' ''archive-push'' ''--name'' ''main'' .*%p'$/m);
 
     await started(r, async (copy) => {
       expect(await ids(copy)).toEqual(range(1, 110));
