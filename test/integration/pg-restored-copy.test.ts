@@ -255,5 +255,5 @@ describe('an archive a copy polluted (archiving turned back on)', () => {
     expect((await lb(['pg', 'archive-get', '--name', 'main', '00000002.history', historyAfter])).code).toBe(0);
     expect((await fs.readFile(historyAfter)).equals(await fs.readFile(historyBefore))).toBe(true);
     expect((await lb(['check'])).stderr).toMatch(/warning: timeline 2 /);
-  });
+  }, 300_000); // six restores, five server starts and a verify: about 2 minutes on a loaded 2-core machine
 });
