@@ -149,8 +149,14 @@ describe('spools', () => {
     const closed = new Promise((r) => streamer.once('close', r));
     try {
       await waitUntil(`a healthy status from pg stream (${out.slice(-500)})`, () => /"healthy":true/.test(out), 90_000);
-      await cluster.query('select pg_switch_wal()');
-      await waitUntil(`a shipped segment (${out.slice(-500)})`, () => /"kind":"segment"/.test(out), 90_000);
+      // A switch on an idle server is a no-op: write something, switch, until a whole segment was shipped.
+      await cluster.query('create table if not exists spool_probe (x int)');
+      await waitUntil(`a shipped segment (${out.slice(-500)})`, async () => {
+        if (/"kind":"segment"/.test(out)) return true;
+        await cluster.query('insert into spool_probe values (1)');
+        await cluster.query('select pg_switch_wal()');
+        return false;
+      }, 90_000, 1000);
     } finally {
       // runuser does not forward signals: stop the streamer itself (it stops its receiver).
       const pid = processes('node', name)[0];
