@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'HISTORY_AT_RISK'
   | 'TARGET_UNSAFE'
   | 'RESTORE_INCOMPLETE'
+  | 'UNSAFE_SPOOL'
+  | 'UNSAFE_SCHEMA'
   | 'AMBIGUOUS_SOURCE'
   | 'RECOVERY_FAILED'
   | 'CONFIG_UNREACHABLE'
@@ -73,6 +75,8 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   HISTORY_AT_RISK: { exit: 24, http: 409, summary: 'forget would wipe older history; nothing was removed (--force to proceed)' },
   TARGET_UNSAFE: { exit: 25, http: 422, summary: 'the restore target, or a directory on the way, can be changed by other users (nothing was written)' },
   RESTORE_INCOMPLETE: { exit: 26, http: 500, summary: 'the restore stopped part-way; the files listed are missing (no partial file was left under its name)' },
+  UNSAFE_SPOOL: { exit: 30, http: 500, summary: 'a spool or scratch directory is not private to this user (a symlink, another owner, or open to others)' },
+  UNSAFE_SCHEMA: { exit: 31, http: 422, summary: 'a backed-up SQLite schema statement is not a single CREATE of the object it names' },
   AMBIGUOUS_SOURCE: { exit: 35, http: 409, summary: '"latest" or a time names no source in a repository holding several (nothing was restored)' },
   RECOVERY_FAILED: { exit: 36, http: 500, summary: 'the restored server did not start, recover or pass its checks' },
   CONFIG_UNREACHABLE: { exit: 37, http: 424, summary: 'the configuration is valid, but something it names is missing or unreachable' },

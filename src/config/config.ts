@@ -60,6 +60,8 @@ export interface SourceConfig {
   exclude: string[];
   /** postgres */
   dsn?: string;
+  /** postgres: a 0600 file whose first line is the password (kept out of dsn, argv and logs). */
+  passwordFile?: string;
   pgdata?: string;
   binDir?: string;
   /** postgres: queries a restored and started copy must pass (first value true); restores and the runbook run them. */
@@ -157,7 +159,7 @@ const TOP_KEYS = ['repositories', 'sources', 'schedules', 'notifications', 'serv
 const REPO_KEYS = ['stores', 'write_quorum', 'limit_upload', 'limit_download', 'append_only', 'password_file', 'key_command'];
 const SOURCE_KEYS: Record<SourceKind, string[]> = {
   files: ['paths', 'exclude'],
-  postgres: ['dsn', 'pgdata', 'bin_dir', 'stream', 'checks'],
+  postgres: ['dsn', 'password_file', 'pgdata', 'bin_dir', 'stream', 'checks'],
   sqlite: ['path', 'replicate', 'interval', 'snapshot_interval', 'verify_interval'],
 };
 const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'];
@@ -362,6 +364,7 @@ function readSource(r: Reader, name: string, map: YAMLMap, key: Node, config: Li
   if (kind === 'files') source.paths = r.strings(need('paths', '[/srv/app/uploads]'), '"paths"');
   if (kind === 'postgres') {
     source.dsn = r.string(need('dsn', 'postgres://backup@db.internal:5432/postgres'), '"dsn"');
+    if (e.has('password_file')) source.passwordFile = r.string(e.get('password_file'), '"password_file"');
     if (e.has('pgdata')) source.pgdata = r.string(e.get('pgdata'), '"pgdata"');
     if (e.has('bin_dir')) source.binDir = r.string(e.get('bin_dir'), '"bin_dir"');
     if (e.has('stream')) source.continuous = r.boolean(e.get('stream'), '"stream"');

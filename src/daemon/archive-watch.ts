@@ -6,11 +6,13 @@
  * moment whose WAL position is archived. A source whose server has archive_mode off
  * is not watched; one that was seen archiving and then cannot be reached is down.
  */
+import * as path from 'node:path';
 import pg from 'pg';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import { STATUS_EVERY_MS } from '../engine/archive-status.js';
 import { readArchiver } from '../engine/postgres/archiver-status.js';
 import { LsnWitness } from '../engine/postgres/lsn-proof.js';
+import { readPasswordFile } from '../sources/postgres/password.js';
 import { applyStatus, type ArchiveState } from './supervisor.js';
 import { systemClock, type Clock } from './scheduler.js';
 
@@ -110,7 +112,8 @@ export class ArchiveWatch {
   private async client(s: SourceConfig): Promise<pg.Client> {
     const open = this.clients.get(s.name);
     if (open) return open;
-    const c = new pg.Client({ connectionString: s.dsn as string, connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-archive-watch' });
+    const pw = s.passwordFile === undefined ? undefined : readPasswordFile(path.resolve(path.dirname(this.config.file), s.passwordFile));
+    const c = new pg.Client({ connectionString: s.dsn as string, ...(pw === undefined ? {} : { password: pw }), connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-archive-watch' });
     c.on('error', () => {}); // reported through the next failing query
     try {
       await c.connect();

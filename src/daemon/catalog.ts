@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
 import { AuditLog } from './audit-log.js';
+import { redact, redactDeep } from '../util/redact.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
 export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild';
@@ -183,7 +184,8 @@ export class Catalog {
     const keys = Object.keys(fields);
     if (keys.length === 0) return;
     const values = keys.map((k) => {
-      const v = (fields as Record<string, unknown>)[k];
+      // Job records are readable by viewer tokens: no connection-string password gets in.
+      const v = redactDeep((fields as Record<string, unknown>)[k]);
       return (JSON_COLUMNS as readonly string[]).includes(k) ? (v === null ? null : JSON.stringify(v)) : v;
     });
     this.db.prepare(`UPDATE jobs SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE id = ?`).run(...values, id);
@@ -226,7 +228,7 @@ export class Catalog {
   appendLog(jobId: string, stream: 'stdout' | 'stderr' | 'daemon', line: string): void {
     this.db
       .prepare('INSERT INTO job_log (job_id, seq, time, stream, line) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_log WHERE job_id = ?), ?, ?, ?)')
-      .run(jobId, jobId, new Date().toISOString(), stream, line.slice(0, 8192));
+      .run(jobId, jobId, new Date().toISOString(), stream, redact(line).slice(0, 8192));
   }
 
   log(jobId: string, after = 0): Array<{ seq: number; time: string; stream: string; line: string }> {

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../errors.js';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
+import { dsnForChild, readPasswordFile, splitDsnPassword } from '../sources/postgres/password.js';
 import type { Catalog, JobKind, JobRow } from './catalog.js';
 import { restoreArgs, type RestoreParams } from '../engine/restore-options.js';
 import { checkRestorePlan } from './restore-plan.js';
@@ -83,6 +84,22 @@ export function forgetCommand(config: LifeboatConfig, s: SourceConfig, mode: 'ap
   return ['forget', '--source', s.name, '--group-by', 'host', ...args, mode === 'apply' ? '--prune' : '--dry-run'];
 }
 
+/** A source's DSN as it may appear on a child's argv: without its password (see childEnv). */
+export function argvDsn(s: SourceConfig): string {
+  return splitDsnPassword(s.dsn as string).dsn;
+}
+
+/**
+ * The environment a child needs for a source: a PostgreSQL password (from the
+ * source's password_file, else from its DSN) in PGPASSWORD, never on argv, where
+ * `ps` shows it to every local user. password_file is relative to lifeboat.yaml.
+ */
+export function childEnv(config: LifeboatConfig, s: SourceConfig | undefined): Record<string, string> {
+  if (!s || s.kind !== 'postgres' || s.dsn === undefined) return {};
+  const pw = s.passwordFile === undefined ? undefined : readPasswordFile(path.resolve(path.dirname(config.file), s.passwordFile));
+  return dsnForChild(s.dsn, pw).env;
+}
+
 /** The command a job runs, after `lifeboat --json --repo R`. */
 export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapshot?: string): string[] {
   const source = req.source === undefined ? undefined : config.sources.get(req.source);
@@ -92,7 +109,7 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       const tags = s.tags.flatMap((t) => ['--tag', t]);
       if (s.kind === 'files') return ['backup', '--name', s.name, ...tags, ...s.exclude.flatMap((e) => ['--exclude', e]), ...s.paths];
       if (s.kind === 'sqlite') return ['sqlite', 'backup', s.path as string, '--name', s.name, ...tags];
-      return ['pg', 'backup', '--name', s.name, '--dsn', s.dsn as string, ...(s.pgdata ? ['--pgdata', s.pgdata] : []), ...(s.binDir ? ['--bin-dir', s.binDir] : []), ...(s.tags[0] ? ['--tag', s.tags[0]] : [])];
+      return ['pg', 'backup', '--name', s.name, '--dsn', argvDsn(s), ...(s.pgdata ? ['--pgdata', s.pgdata] : []), ...(s.binDir ? ['--bin-dir', s.binDir] : []), ...(s.tags[0] ? ['--tag', s.tags[0]] : [])];
     }
     case 'restore': {
       const s = source as SourceConfig;
@@ -106,7 +123,7 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
     case 'drill': {
       const s = source as SourceConfig;
       // With the dsn a PostgreSQL drill measures RPO against the server's WAL position.
-      return ['drill', '--source', s.name, ...(s.kind === 'postgres' && s.dsn ? ['--dsn', s.dsn] : [])];
+      return ['drill', '--source', s.name, ...(s.kind === 'postgres' && s.dsn ? ['--dsn', argvDsn(s)] : [])];
     }
     case 'check':
       return ['check', ...(req.readDataSubset ? ['--read-data-subset', req.readDataSubset] : [])];
@@ -131,11 +148,17 @@ export function runLifeboat(
   config: LifeboatConfig,
   repository: string,
   args: string[],
-  hooks: { onLine?: (stream: 'stdout' | 'stderr', line: string) => void; onProgress?: (p: Record<string, unknown>) => void; onSpawn?: (c: ChildProcess) => void } = {},
+  hooks: {
+    onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
+    onProgress?: (p: Record<string, unknown>) => void;
+    onSpawn?: (c: ChildProcess) => void;
+    /** Added to the child's environment: secrets (childEnv), never on argv. */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, '--json', '--config', path.resolve(config.file), '--repo', repository, ...args], {
-      env: { ...process.env, LIFEBOAT_PROGRESS: 'json', LIFEBOAT_CONFIG: path.resolve(config.file) },
+      env: { ...process.env, ...hooks.env, LIFEBOAT_PROGRESS: 'json', LIFEBOAT_CONFIG: path.resolve(config.file) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     hooks.onSpawn?.(child);
@@ -280,6 +303,7 @@ export class JobRunner extends EventEmitter {
     let result: CliResult;
     try {
       result = await runLifeboat(this.config, repository, args, {
+        env: childEnv(this.config, req.source === undefined ? undefined : this.config.sources.get(req.source)),
         onSpawn: (c) => (slot.child = c),
         onLine: (stream, line) => this.catalog.appendLog(job.id, stream, line),
         onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import type { LifeboatConfig, RepositoryConfig, SourceConfig } from '../config/config.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
+import { redact } from '../util/redact.js';
 import type { BackupRow, DrillRow } from './catalog.js';
 import { restoreArgs } from '../engine/restore-options.js';
 
@@ -123,7 +124,7 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
     const d = facts.lastDrill(s.name);
     const b = facts.newestBackup(s.name);
     out.push(`## Restore \`${s.name}\` (${s.kind})`, '');
-    const what = s.kind === 'files' ? s.paths.map((p) => `\`${p}\``).join(', ') : s.kind === 'sqlite' ? `\`${s.path}\`` : `the cluster at \`${s.dsn?.replace(/\/\/([^:@/]+):[^@]*@/, '//$1:***@')}\``;
+    const what = s.kind === 'files' ? s.paths.map((p) => `\`${p}\``).join(', ') : s.kind === 'sqlite' ? `\`${s.path}\`` : `the cluster at \`${redact(s.dsn ?? '')}\``;
     out.push(`- What: ${what}`);
     out.push(`- Copies: repository \`${s.repository}\` (see above)${s.continuous ? `; ${s.kind === 'postgres' ? 'WAL is streamed' : 'WAL frames are replicated'} continuously, so any second can be restored` : '; restorable to each backup'}`);
     out.push(`- Targets: RPO ${seconds(s.targets.rpoSeconds)}, RTO ${seconds(s.targets.rtoSeconds)}`);
@@ -137,7 +138,8 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
     out.push('', ...restoreSteps(s, base), '');
   }
   out.push('## After the restore', '', `- Take a fresh backup at once: \`${base} -r REPOSITORY backup ...\` or \`POST /api/v1/sources/NAME/backup\`.`, '- Run a drill of every restored source and record what took longest, for the next version of this runbook.', '');
-  return out.join('\n');
+  // Every line may quote configuration (DSNs, drill errors): one redaction over all of it.
+  return redact(out.join('\n'));
 }
 
 /** The port of a PostgreSQL connection string (URL form), else PostgreSQL's default. */

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import { STATUS_STALE_MS, parseStatus, type ArchiveStatus } from '../engine/archive-status.js';
 import type { Catalog } from './catalog.js';
-import { childError, runLifeboat } from './jobs.js';
+import { argvDsn, childEnv, childError, runLifeboat } from './jobs.js';
 import { systemClock, type Clock } from './scheduler.js';
 
 /** What the daemon knows of one source's log archiving (continuous archivers and archive_command alike). */
@@ -78,7 +78,7 @@ export function replicationCommand(s: SourceConfig, stateDir: string): string[] 
       ...(s.verifyInterval ? ['--verify-interval', s.verifyInterval] : []),
     ];
   }
-  return ['pg', 'stream', '--name', s.name, '--dsn', s.dsn as string, '--spool', path.join(stateDir, 'spool', s.name), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
+  return ['pg', 'stream', '--name', s.name, '--dsn', argvDsn(s), '--spool', path.join(stateDir, 'spool', s.name), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
 }
 
 export class Supervisor {
@@ -110,7 +110,15 @@ export class Supervisor {
     const job = this.catalog.createJob({ kind: 'replicate', source: s.name, repository: s.repository, trigger: 'daemon', status: 'running' });
     this.catalog.updateJob(job.id, { started_at: new Date().toISOString() });
     const started = Date.now();
+    let env: Record<string, string>;
+    try {
+      env = childEnv(this.config, s);
+    } catch (err) {
+      this.exited(s, job.id, started, backoff, 1, [`lifeboat: ${(err as Error).message}`]);
+      return;
+    }
     void runLifeboat(this.config, s.repository, replicationCommand(s, this.catalog.stateDir), {
+      env,
       onSpawn: (c) => {
         this.children.set(s.name, c);
         state.running = true;

@@ -114,7 +114,8 @@ describe('a restored copy started beside its primary', () => {
     const auto = await fs.readFile(path.join(r.dir, 'postgresql.auto.conf'), 'utf8');
     expect(auto).toMatch(/^archive_mode = off$/m);
     expect(auto).toMatch(new RegExp(`^port = ${r.port}$`, 'm'));
-    expect(auto).toMatch(/^#\s+archive_command = '.*pg archive-push --name "main" .*%p'$/m);
+    // Each word shell-quoted, then quoted again for the configuration file (util/shell.ts).
+    expect(auto).toMatch(/^#\s+archive_command = '.*''pg'' ''archive-push'' ''--name'' ''main'' .*%p'$/m);
 
     await started(r, async (copy) => {
       expect(await ids(copy)).toEqual(range(1, 110));
@@ -254,5 +255,5 @@ describe('an archive a copy polluted (archiving turned back on)', () => {
     expect((await lb(['pg', 'archive-get', '--name', 'main', '00000002.history', historyAfter])).code).toBe(0);
     expect((await fs.readFile(historyAfter)).equals(await fs.readFile(historyBefore))).toBe(true);
     expect((await lb(['check'])).stderr).toMatch(/warning: timeline 2 /);
-  });
+  }, 300_000); // six restores, five server starts and a verify: about 2 minutes on a loaded 2-core machine
 });

@@ -150,7 +150,10 @@ describe('pg verify', () => {
       expect(report.checks.at(-1)!.detail).toBe(`first value: ${sum}`);
       const data = path.join(report.scratch_dir!, 'data');
       await expect(fs.access(path.join(data, 'postmaster.pid'))).rejects.toThrow();
-      expect(await fs.readFile(path.join(data, 'postgresql.auto.conf'), 'utf8')).toMatch(/restore_command[^]*archive_mode = off/);
+      // The scratch server ran on Lifeboat's own configuration only (the backup's files are replaced), as postgres.
+      expect(await fs.readFile(path.join(data, 'postgresql.conf'), 'utf8')).toMatch(/archive_mode = off[^]*restore_command/);
+      expect(await fs.readFile(path.join(data, 'postgresql.auto.conf'), 'utf8')).not.toMatch(/restore_command|archive_command/);
+      expect((await fs.stat(data)).uid).toBe(Number(spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout.trim()));
     } finally {
       if (report.scratch_dir) rmSync(report.scratch_dir, { recursive: true, force: true });
     }

@@ -417,7 +417,8 @@ describe('PostgreSQL timelines', () => {
     expect(r.code, r.stderr).toBe(0);
     const auto = await fs.readFile(path.join(dir, 'postgresql.auto.conf'), 'utf8');
     expect(auto).toMatch(/^#\s+archive_mode = on$/m);
-    expect(auto).toMatch(/^#\s+archive_command = '.* pg archive-push --name "main" .*%p'$/m);
+    // Each word shell-quoted, then quoted again for the configuration file (util/shell.ts).
+    expect(auto).toMatch(/^#\s+archive_command = '.*''pg'' ''archive-push'' ''--name'' ''main'' .*%p'$/m);
     await fs.appendFile(path.join(dir, 'postgresql.auto.conf'), 'archive_mode = on\n');
     await cluster.stop();
     await cluster.start(dir);

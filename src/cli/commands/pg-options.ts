@@ -51,22 +51,22 @@ export function targetOf(f: TargetFlags): PgTarget {
 }
 
 /**
- * The restore_command PostgreSQL will run (or, with `call`, the archive_command a
- * restored copy would need once it is the primary): this very CLI, with absolute paths, the
- * repository (a location, or a name of the configuration file with that file) and a
- * password file (the server cannot be handed a password otherwise). The returned
- * function refuses when no password file is known, so callers that may not need one
- * (a drill of SQLite sources) do not fail early.
+ * The argv of the restore_command PostgreSQL will run (or, with `call`, the
+ * archive_command a restored copy would need once it is the primary): this very CLI,
+ * with absolute paths, the repository (a location, or a name of the configuration
+ * file with that file) and a password file (the server cannot be handed a password
+ * otherwise). An argv, not a string: recovery-conf.ts quotes it once, with the one
+ * quoting helper (util/shell.ts). The returned function refuses when no password file
+ * is known, so callers that may not need one (a drill of SQLite sources) do not fail early.
  */
-export async function archiveGetCommand(g: GlobalOptions, verb: string, call: 'archive-get' | 'archive-push' = 'archive-get'): Promise<(name: string) => string> {
+export async function archiveGetCommand(g: GlobalOptions, verb: string, call: 'archive-get' | 'archive-push' = 'archive-get'): Promise<(name: string) => string[]> {
   const repoArg = repoLocation(g);
   const config = await findConfig(g);
   const named = config?.repositories.get(repoArg);
   const pwFile = g.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE ?? named?.passwordFile;
-  const q = (s: string) => `"${s.replace(/(["\\$`])/g, '\\$1')}"`;
-  let where: string;
-  if (named && config) where = `--config ${q(path.resolve(config.file))} --repo ${q(repoArg)}`;
-  else where = `--repo ${q(parseLocation(repoArg).scheme === 'local' ? path.resolve(parseLocation(repoArg).rest) : repoArg)}`;
+  let where: string[];
+  if (named && config) where = ['--config', path.resolve(config.file), '--repo', repoArg];
+  else where = ['--repo', parseLocation(repoArg).scheme === 'local' ? path.resolve(parseLocation(repoArg).rest) : repoArg];
   const cli = realpathSync(process.argv[1] ?? 'lifeboat');
   return (name) => {
     if (!pwFile) {
@@ -74,6 +74,6 @@ export async function archiveGetCommand(g: GlobalOptions, verb: string, call: 'a
         hint: "PostgreSQL's restore_command runs `lifeboat pg archive-get`, which must read the password from a file",
       });
     }
-    return `${q(process.execPath)} ${q(cli)} pg ${call} --name ${q(name)} ${where} --password-file ${q(path.resolve(pwFile))}`;
+    return [process.execPath, cli, 'pg', call, '--name', name, ...where, '--password-file', path.resolve(pwFile)];
   };
 }

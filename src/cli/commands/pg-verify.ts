@@ -18,6 +18,7 @@ interface VerifyFlags {
   latest?: boolean;
   query: string[];
   keep?: boolean;
+  serviceUser?: string;
 }
 
 function printHuman(r: PgVerifyReport, name: string): void {
@@ -41,6 +42,7 @@ export function register(pg: Command): void {
     .option('--latest', 'recover all archived WAL (default)')
     .option('--query <sql>', 'must return a first value that is not false/null/0 (repeatable; runs in the postgres db)', collect, [])
     .option('--keep', 'keep the scratch data directory (stopped) for inspection')
+    .option('--service-user <name>', 'run as root: the OS user the scratch server runs as (default postgres)')
     .action(async (f: VerifyFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);
@@ -59,6 +61,7 @@ export function register(pg: Command): void {
           archiveGetCommand: command,
           queries: f.query,
           ...(f.keep ? { keep: true } : {}),
+          ...(f.serviceUser ? { serviceUser: f.serviceUser } : {}),
           ...(!g.json && !g.quiet ? { onPhase: (p: string) => process.stderr.write(`${p}…\n`) } : {}),
         });
         if (g.json) printJson(r);

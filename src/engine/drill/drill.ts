@@ -52,7 +52,7 @@ export interface DrillRecord {
 
 export interface DrillOptions {
   /** `lifeboat pg archive-get …` for this repository (PostgreSQL drills replay WAL with it). */
-  archiveGetCommand: (name: string) => string;
+  archiveGetCommand: (name: string) => readonly string[];
   record?: boolean;
   /** PostgreSQL: the source server, so the drill's RPO can be measured against its WAL position. */
   sourceDsn?: string;

@@ -6,12 +6,13 @@
  * and stop LSN, timeline, system identifier and version.
  */
 import { existsSync, promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { connect, serverInfo, type ServerInfo } from '../../sources/postgres/connect.js';
+import { dsnForChild } from '../../sources/postgres/password.js';
 import { backup, type BackupResult } from '../backup/archiver.js';
+import { privateDir, spoolFor } from '../private-dir.js';
 import { runTool } from '../../util/process.js';
 import type { ProgressFn } from '../progress.js';
 import { PUSH_SPOOL, recordIdentity } from './archive.js';
@@ -132,14 +133,18 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
  * unchanged chunks are not stored again. Costs local disk the size of the cluster.
  */
 async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: ServerInfo): Promise<BackupResult> {
-  const spool = path.resolve(opts.spool ?? path.join(os.tmpdir(), `lifeboat-basebackup-${opts.name}`));
+  // Never a guessable /tmp path: anyone could plant a directory or symlink there (private-dir.ts).
+  const chosen = opts.spool ? { dir: path.resolve(opts.spool) } : await spoolFor('basebackup', opts.name);
+  const spool = chosen.dir;
   await fs.rm(spool, { recursive: true, force: true });
-  await fs.mkdir(path.dirname(spool), { recursive: true });
+  await privateDir(spool); // empty and 0700: pg_basebackup -D accepts it
   const startTime = new Date().toISOString();
   const bin = opts.binDir ? path.join(opts.binDir, 'pg_basebackup') : 'pg_basebackup';
   // -X stream: only then does pg_basebackup report the end LSN; the WAL it streams
   // lands in the spool's pg_wal, which is not stored (the archive has it).
-  const r = await runTool(bin, ['-d', opts.dsn, '-D', spool, '-Fp', '-X', 'stream', '-c', 'fast', '-v', '--no-manifest', '-l', `lifeboat ${opts.name} ${startTime}`]);
+  // The password goes in PGPASSWORD: on argv every local user would see it in `ps`.
+  const child = dsnForChild(opts.dsn);
+  const r = await runTool(bin, ['-d', child.dsn, '-D', spool, '-Fp', '-X', 'stream', '-c', 'fast', '-v', '--no-manifest', '-l', `lifeboat ${opts.name} ${startTime}`], child.env);
   try {
     if (r.code !== 0) {
       throw new LifeboatError('SOURCE_UNAVAILABLE', `pg_basebackup failed: ${r.stderr.trim().split('\n').filter((l) => !l.includes('pg_basebackup: initiating') && l.trim()).pop() ?? ''}`, {
@@ -177,6 +182,6 @@ async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: Serve
       } satisfies PgConsistency as unknown as Record<string, unknown>,
     });
   } finally {
-    await fs.rm(spool, { recursive: true, force: true });
+    await fs.rm(chosen.temporary ?? spool, { recursive: true, force: true });
   }
 }

@@ -15,20 +15,29 @@
 import { promises as fs } from 'node:fs';
 import { createServer } from 'node:net';
 import * as path from 'node:path';
+import { escapePercent, pgConfQuote, shellJoin, shellQuote } from '../../util/shell.js';
 import type { PgTarget } from './restore.js';
 
-export function quoteConf(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
-}
+/** A string value in postgresql.auto.conf (throws UnquotableError for NUL or line breaks). */
+export const quoteConf = pgConfQuote;
 
 /**
  * restore_command: a segment already prefetched is taken with a plain `mv` (the
  * shell starts in a millisecond, Node in ~60); only a miss runs lifeboat, which
  * fetches it and prefetches the next ones.
+ *
+ * PostgreSQL runs it with `sh -c` after replacing %f (a WAL file name: hex digits)
+ * and %p (a path relative to the data directory, such as pg_wal/RECOVERYXLOG).
+ * Every other word comes from paths an operator or an API client chose, so each is
+ * single-quoted for the shell and its % doubled (util/shell.ts); the result is
+ * quoted once more for the configuration file by the caller.
  */
-export function restoreCommand(archiveGetCommand: string, prefetchDir?: string): string {
-  if (!prefetchDir) return `${archiveGetCommand} %f "%p"`;
-  return `test -f "${prefetchDir}/%f" && mv "${prefetchDir}/%f" "%p" || ${archiveGetCommand} --prefetch "${prefetchDir}" %f "%p"`;
+export function restoreCommand(archiveGet: readonly string[], prefetchDir?: string): string {
+  const get = escapePercent(shellJoin(archiveGet));
+  if (!prefetchDir) return `${get} %f "%p"`;
+  const dir = escapePercent(shellQuote(prefetchDir));
+  const inDir = escapePercent(shellQuote(`${prefetchDir}/`));
+  return `test -f ${inDir}%f && mv ${inDir}%f "%p" || ${get} --prefetch ${dir} %f "%p"`;
 }
 
 /**
@@ -63,16 +72,16 @@ export function recoverySettings(target: PgTarget, command: string, timeline: nu
  * The settings that keep the copy to itself, with the comment an operator needs
  * when the copy is to become the primary. `pushCommand` is archive-push without %p.
  */
-export function copySettings(name: string, port: number, pushCommand: string | undefined): string[] {
+export function copySettings(name: string, port: number, pushCommand: readonly string[] | undefined): string[] {
   const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ');
-  const push = pushCommand ? oneLine(`${pushCommand} %p`) : `lifeboat pg archive-push --name ${name} --repo … --password-file … %p`;
+  const push = pushCommand ? `${escapePercent(shellJoin(pushCommand))} %p` : oneLine(`lifeboat pg archive-push --name ${name} --repo … --password-file … %p`);
   return [
-    `# Archiving is off: this copy must not push its own timeline into the archive of "${name}",`,
+    `# Archiving is off: this copy must not push its own timeline into the archive of "${oneLine(name)}",`,
     '# where restores of the primary would have to tell it apart. Once this copy becomes the',
     '# primary (the old one is gone for good), replace the line below with',
     '#   archive_mode = on',
-    `#   archive_command = ${oneLine(quoteConf(push))}`,
-    `# restart it, and take a base backup at once (lifeboat pg backup --name ${name} --dsn …):`,
+    `#   archive_command = ${quoteConf(push)}`,
+    `# restart it, and take a base backup at once (lifeboat pg backup --name ${oneLine(name)} --dsn …):`,
     '# restores follow a new timeline from its first base backup (docs/postgres.md).',
     'archive_mode = off',
     `port = ${port}`,

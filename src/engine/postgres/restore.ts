@@ -18,6 +18,7 @@ import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatLsn, parseLsn, segmentName } from '../../sources/postgres/wal.js';
 import { restore, type RestoreResult } from '../restore/restorer.js';
 import type { PgConsistency } from './names.js';
+import { UnquotableError } from '../../util/shell.js';
 import { choosePort, copySettings, recoverySettings, restoreCommand } from './recovery-conf.js';
 import { DataDir, portOf } from './control-files.js';
 import {
@@ -52,10 +53,10 @@ export interface PgPlanOptions {
 
 export interface PgRestoreOptions extends PgPlanOptions {
   targetDir: string;
-  /** The command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
-  archiveGetCommand: string;
-  /** archive-push for this archive, without %p: quoted in the comment on how to turn archiving on. */
-  archivePushCommand?: string;
+  /** The argv of the command PostgreSQL runs to fetch WAL, without the trailing "%f %p" (quoted here). */
+  archiveGetCommand: readonly string[];
+  /** argv of archive-push for this archive, without %p: quoted in the comment on how to turn archiving on. */
+  archivePushCommand?: readonly string[];
   /** The copy's port; default a free one that is not the primary's. */
   port?: number;
   /** Reuse an existing (stopped) data directory, rewriting only files that differ. */
@@ -211,8 +212,31 @@ async function assertStopped(dir: string): Promise<void> {
   }
 }
 
+/**
+ * The settings written into postgresql.auto.conf, built before anything is written:
+ * a target path, restore point name or configured path that no quoting can carry
+ * (a NUL or line break) is refused up front instead of leaving a half-done restore.
+ */
+function settingsFor(opts: PgRestoreOptions, target: string): (timeline: number, port: number) => { lines: string[]; added: string[] } {
+  const build = (timeline: number, port: number) => {
+    const lines = recoverySettings(opts.target, restoreCommand(opts.archiveGetCommand, path.join(target, PREFETCH_DIR)), timeline);
+    return { lines, added: [...copySettings(opts.name, port, opts.archivePushCommand), ...lines] };
+  };
+  try {
+    build(1, 0);
+    return build;
+  } catch (err) {
+    if (!(err instanceof UnquotableError)) throw err;
+    throw new LifeboatError('USAGE', `cannot write restore_command: ${err.message}`, {
+      hint: 'choose a target directory (and restore point name, repository and password file paths) without line breaks',
+    });
+  }
+}
+
 export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promise<PgRestoreResult> {
   const target = path.resolve(opts.targetDir);
+  // Refused before the target is looked at: nothing is written for a path that cannot be quoted.
+  const settings = settingsFor(opts, target);
   // An existing directory (even an empty one) is used only with --delta; restore()
   // creates the target exclusively otherwise.
   if (opts.delta) await assertStopped(target);
@@ -230,10 +254,10 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
     if (c.tablespaceMap) dir.write('tablespace_map', c.tablespaceMap);
     dir.write('recovery.signal', '');
     const port = opts.port ?? (await choosePort([portOf(dir), 5432]));
-    const lines = recoverySettings(opts.target, restoreCommand(opts.archiveGetCommand, path.join(target, PREFETCH_DIR)), plan.timeline);
+    const { lines, added } = settings(plan.timeline, port);
     const before = dir.read('postgresql.auto.conf');
-    const added = [`# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)}, ${new Date().toISOString()})`, ...copySettings(opts.name, port, opts.archivePushCommand), ...lines];
-    dir.write('postgresql.auto.conf', `${before}\n${added.join('\n')}\n`);
+    const header = `# Added by lifeboat pg restore (snapshot ${snapshot.id.slice(0, 8)}, ${new Date().toISOString()})`;
+    dir.write('postgresql.auto.conf', `${before}\n${[header, ...added].join('\n')}\n`);
     // WAL from the backup is fetched by restore_command; the directory must exist.
     dir.walDirs();
     const { facts: _, ...decided } = plan;

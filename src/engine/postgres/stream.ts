@@ -13,12 +13,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
+import { dsnForChild } from '../../sources/postgres/password.js';
 import { parseWalName, validateSegment } from '../../sources/postgres/wal.js';
 import { runTool } from '../../util/process.js';
+import { privateDir, spoolFor } from '../private-dir.js';
 import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus, type HealthReport } from '../archive-status.js';
 import { LsnWitness, segmentStart } from './lsn-proof.js';
 import { streamSource, timelineDir } from './names.js';
@@ -53,10 +54,14 @@ const CONNECTING_POLL_MS = 200;
 export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise<void> {
   const source = streamSource(opts.name);
   const slot = opts.slot ?? `lifeboat_${opts.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
-  const spool = path.resolve(opts.spool ?? path.join(os.tmpdir(), `lifeboat-stream-${opts.name}`));
+  // Never a guessable /tmp path: anyone could plant a directory or symlink there (private-dir.ts).
+  const chosen = opts.spool ? { dir: path.resolve(opts.spool) } : await spoolFor('stream', opts.name);
+  const spool = chosen.dir;
   const bin = (b: string) => (opts.binDir ? path.join(opts.binDir, b) : b);
   const emit = (e: StreamEvent) => opts.onEvent?.(e);
-  await fs.mkdir(spool, { recursive: true, mode: 0o700 });
+  // pg_receivewal gets the DSN without its password (which goes in PGPASSWORD): `ps` shows argv to everyone.
+  const toolDsn = dsnForChild(opts.dsn);
+  await privateDir(spool);
   const claim = await SpoolClaim.take(spool);
   const appName = receiverAppName();
   const prober = new Prober(opts.dsn, slot);
@@ -144,15 +149,15 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       emit({ kind: 'takeover', detail: `freed slot ${slot}: ${verdict.why}` });
     }
     if (!probe.slotExists) {
-      const created = await runTool(bin('pg_receivewal'), ['--create-slot', '--if-not-exists', '-S', slot, '-d', opts.dsn]);
+      const created = await runTool(bin('pg_receivewal'), ['--create-slot', '--if-not-exists', '-S', slot, '-d', toolDsn.dsn], toolDsn.env);
       if (created.code !== 0) {
         return retryLater(`cannot create replication slot ${slot}: ${created.stderr.trim().split('\n')[0] ?? ''}`, 'the role needs REPLICATION, pg_hba.conf a "replication" line, and max_wal_senders > 0');
       }
     }
-    const { cmd, args } = receiverCommand(bin('pg_receivewal'), ['-D', spool, '-S', slot, '-d', opts.dsn, '--synchronous', '--no-loop', '-s', '1']);
+    const { cmd, args } = receiverCommand(bin('pg_receivewal'), ['-D', spool, '-S', slot, '-d', toolDsn.dsn, '--synchronous', '--no-loop', '-s', '1']);
     let stderr = '';
     // PGAPPNAME names the connection (over pg_receivewal's default), so a successor can tell it is ours.
-    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PGAPPNAME: appName } });
+    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...toolDsn.env, PGAPPNAME: appName } });
     child = c;
     childStarted = Date.now();
     receiverProblem = undefined;
@@ -229,6 +234,7 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
     } finally {
       await prober.close();
       await claim.release();
+      if (chosen.temporary) await fs.rm(chosen.temporary, { recursive: true, force: true });
     }
   }
 }

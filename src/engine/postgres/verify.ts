@@ -8,6 +8,14 @@
  * The scratch cluster must never act on the world: it listens only on 127.0.0.1 and
  * a socket in its own 0700 directory, never archives (it would push a new timeline
  * into the real history), and starts no replication or subscription workers.
+ *
+ * Nor may the backup act on this host. Its postgresql.conf and postgresql.auto.conf
+ * are whatever the backed-up server (or whoever could write its files) put there:
+ * shared_preload_libraries loads code into the server, recovery_end_command and
+ * archive_command run shell commands, ssl_*_file and include directives read files.
+ * So the scratch server reads only a configuration Lifeboat writes (both files are
+ * replaced), and runs as the PostgreSQL service user (`postgres`, or the one given),
+ * never as whatever uid the backup recorded for its files.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
@@ -17,14 +25,15 @@ import { LifeboatError, errno, type ErrorCode } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { connect, type PgClient } from '../../sources/postgres/connect.js';
 import type { PgConsistency } from './names.js';
+import { pgConfQuote } from '../../util/shell.js';
 import { choosePort } from './recovery-conf.js';
 import { pgRestore, planRestore, type PgTarget } from './restore.js';
 
 export interface PgVerifyOptions {
   name: string;
   target: PgTarget;
-  /** The command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
-  archiveGetCommand: string;
+  /** The argv of the command PostgreSQL runs to fetch WAL, without the trailing "%f %p". */
+  archiveGetCommand: readonly string[];
   /** Each must return a first column that is not false, null or 0. Run in the `postgres` database. */
   queries?: string[];
   /** Keep the (stopped) scratch data directory for inspection. */
@@ -36,6 +45,8 @@ export interface PgVerifyOptions {
   timeoutMs?: number;
   /** Where pg_ctl lives; default the Debian/Ubuntu layout for the backup's major version. */
   pgBinDir?: string;
+  /** The OS user the scratch server runs as when this process is root (default `postgres`). */
+  serviceUser?: string;
   onPhase?: (phase: 'restore' | 'recovery' | 'checks' | 'cleanup') => void;
 }
 
@@ -139,7 +150,9 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     warnings: plan.warnings,
   };
   const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  const scratch = new Scratch(await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-verify-')), bin);
+  // Checked before any work: a root verify with no service user to hand the server to cannot start it.
+  const owner = await serviceOwner(opts.serviceUser);
+  const scratch = new Scratch(await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-verify-')), bin, owner);
   active.add(scratch);
   let started = false;
   try {
@@ -149,7 +162,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
       const port = await choosePort([]);
       const r = await pgRestore(repo, { name: opts.name, targetDir: scratch.data, target: opts.target, archiveGetCommand: opts.archiveGetCommand, port, plan });
       if (r.errors.length > 0) throw new Error(`${r.errors.length} item(s) not restored, first: ${r.errors[0]!.path}: ${r.errors[0]!.message}`);
-      await scratch.configure(port);
+      await scratch.configure(port, r.recoveryConf);
     } catch (err) {
       if (err instanceof LifeboatError && ENVIRONMENT.includes(err.code)) throw err;
       report.checks.push({ name: 'restore', ok: false, detail: message(err) });
@@ -248,46 +261,56 @@ class Scratch {
   readonly data: string;
   private readonly log: string;
   private port = 0;
-  private owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, name: os.userInfo().username };
   private user: string | undefined;
 
   constructor(
     readonly dir: string,
     private readonly bin: string,
+    private readonly owner: Owner,
   ) {
     this.data = path.join(dir, 'data');
     this.log = path.join(dir, 'postgresql.log');
   }
 
-  /** Appended after pgRestore's lines, so these win over anything the original cluster set. */
-  async configure(port: number): Promise<void> {
-    const st = await fs.stat(this.data);
-    this.owner = { uid: st.uid, gid: st.gid, name: this.owner.uid === st.uid ? this.owner.name : await userName(st.uid) };
+  /**
+   * Replaces the restored configuration with Lifeboat's own: these settings and the
+   * recovery settings pgRestore decided (restore_command, target, timeline), nothing
+   * else. Then hands the scratch directory to the service user.
+   */
+  async configure(port: number, recovery: readonly string[]): Promise<void> {
     this.port = port;
     const file = (f: string) => path.join(this.dir, f);
+    const q = pgConfQuote;
     // Only the owner's own socket is let in: trust is safe behind a 0700 directory, and TCP gets no entry at all.
     await fs.writeFile(file('pg_hba.conf'), 'local all all trust\n', { mode: 0o600 });
-    // Clusters laid out the Debian way keep postgresql.conf outside the data directory.
-    if (!existsSync(path.join(this.data, 'postgresql.conf'))) await fs.writeFile(path.join(this.data, 'postgresql.conf'), '', { mode: 0o600 });
-    const q = (v: string) => `'${v.replace(/'/g, "''")}'`;
+    await fs.writeFile(file('pg_ident.conf'), '', { mode: 0o600 });
     const lines = [
-      '# Added by lifeboat pg verify: a private scratch copy (pg restore set its port)',
+      '# Written by lifeboat pg verify: a private scratch copy. Nothing from the backup\'s own',
+      '# postgresql.conf / postgresql.auto.conf is read (no preload libraries, recovery_end_command,',
+      '# archive_command, ssl files or include directives from the backup).',
+      `port = ${port}`,
       `listen_addresses = '127.0.0.1'`,
       `unix_socket_directories = ${q(this.dir)}`,
       `hba_file = ${q(file('pg_hba.conf'))}`,
+      `ident_file = ${q(file('pg_ident.conf'))}`,
       // A promoted copy would archive a new timeline into the real cluster's history.
       'archive_mode = off',
-      // Writes (create extension) would wait forever for standbys that will never connect.
-      `synchronous_standby_names = ''`,
+      // No read-only phase: the server opens once recovery has promoted. Hot standby would also
+      // need max_connections and friends at least as high as the primary's, which this file does not copy.
+      'hot_standby = off',
       // Subscriptions would connect to their publishers and consume the real subscriber's changes.
       'max_logical_replication_workers = 0',
-      // The original's setting could name the real cluster's pid file ('' is not "unset": it fails).
-      `external_pid_file = ${q(file('external.pid'))}`,
+      ...recovery,
     ];
-    await fs.appendFile(path.join(this.data, 'postgresql.auto.conf'), `\n${lines.join('\n')}\n`);
-    for (const f of [this.dir, file('pg_hba.conf'), path.join(this.data, 'postgresql.conf')]) {
-      if (process.getuid?.() === 0) await fs.chown(f, this.owner.uid, this.owner.gid);
-    }
+    // Both files are replaced (not appended to): the backup's settings are not read at all.
+    // Removed first and created exclusively: a backup may hold them as symlinks to anywhere.
+    const replace = async (f: string, text: string) => {
+      await fs.rm(path.join(this.data, f), { force: true });
+      await fs.writeFile(path.join(this.data, f), text, { mode: 0o600, flag: 'wx' });
+    };
+    await replace('postgresql.conf', `${lines.join('\n')}\n`);
+    await replace('postgresql.auto.conf', '# Empty: lifeboat pg verify configures the scratch copy in postgresql.conf\n');
+    if (process.getuid?.() === 0) await chownTree(this.dir, this.owner.uid, this.owner.gid);
   }
 
   /** Runs a PostgreSQL program as the data directory's owner (PostgreSQL refuses root). */
@@ -297,6 +320,7 @@ class Scratch {
     // The server inherits this environment; the repository password has no business there.
     const env = { ...process.env };
     delete env.LIFEBOAT_PASSWORD;
+    delete env.PGPASSWORD;
     return new Promise((resolve, reject) => {
       const child = spawn(c, a, { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
@@ -308,11 +332,6 @@ class Scratch {
   }
 
   async start(deadline: number): Promise<void> {
-    if (process.getuid?.() === 0 && this.owner.uid === 0) {
-      throw new LifeboatError('PERMISSION', 'the restored data directory belongs to root, and PostgreSQL will not run as root', {
-        hint: 'take the backup of a cluster owned by its service user, or run verify as that user',
-      });
-    }
     const secs = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
     // -w returns once connections are accepted, which with hot_standby is before recovery ends.
     const r = await this.run(path.join(this.bin, 'pg_ctl'), ['-D', this.data, '-l', this.log, '-w', '-t', String(secs), 'start']);
@@ -405,11 +424,39 @@ class Scratch {
   }
 }
 
-async function userName(uid: number): Promise<string> {
+interface Owner {
+  uid: number;
+  gid: number;
+  name: string;
+}
+
+/**
+ * Who runs the scratch server: as root, the PostgreSQL service user (PostgreSQL
+ * refuses root, and the uid recorded in the backup may be anyone on this host);
+ * otherwise this process's own user, the only one it can be.
+ */
+async function serviceOwner(name = 'postgres'): Promise<Owner> {
+  if (process.getuid?.() !== 0) return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, name: os.userInfo().username };
   const text = await fs.readFile('/etc/passwd', 'utf8').catch((err: unknown) => {
     throw new LifeboatError('FAILED', `cannot read /etc/passwd: ${errno(err) ?? String(err)}`);
   });
-  const line = text.split('\n').find((l) => l.split(':')[2] === String(uid));
-  if (!line) throw new LifeboatError('FAILED', `no user with uid ${uid} owns the restored data directory`, { hint: 'create the PostgreSQL service user on this host' });
-  return line.split(':')[0]!;
+  const fields = text.split('\n').map((l) => l.split(':')).find((f) => f[0] === name);
+  if (!fields) {
+    throw new LifeboatError('NOT_FOUND', `no user "${name}" on this host to run the scratch PostgreSQL server`, {
+      hint: 'install the PostgreSQL server package (it creates the postgres user), or pass --service-user NAME',
+    });
+  }
+  const uid = Number(fields[2]);
+  if (uid === 0) throw new LifeboatError('USAGE', `the service user "${name}" is root, and PostgreSQL will not run as root`, { hint: 'pass --service-user with an unprivileged user' });
+  return { uid, gid: Number(fields[3]), name };
+}
+
+/** lchown of DIR and everything below it (symlinks themselves, never what they point at). */
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await fs.lchown(dir, uid, gid);
+  for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, uid, gid);
+    else await fs.lchown(p, uid, gid);
+  }
 }

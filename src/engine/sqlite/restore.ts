@@ -11,7 +11,6 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
 import { LifeboatError, errno } from '../../errors.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
@@ -22,6 +21,7 @@ import type { ProgressFn } from '../progress.js';
 import { restoreStream } from '../restore/stream.js';
 import { openSafeDir, type OpenedDir } from '../restore/target.js';
 import { linkAt, lstatAt, mkdirOpenAt, removeAt } from '../../util/safe-fs.js';
+import { copyTables, openDefensive } from './select-tables.js';
 import { logSource, type SqliteConsistency } from './backup.js';
 import { DIVERGED, segmentsOf, transactionsAfter, trustedUntil } from './history.js';
 import { chainFrom, comparePos, type Commit, type Position, type SegmentName } from './segment.js';
@@ -271,7 +271,8 @@ async function writePages(fh: fs.FileHandle, frames: Buffer, latest: Map<number,
  * give back what the source held (replaying pages cannot add a violation).
  */
 function verify(file: string): number {
-  const db = new Database(file, { fileMustExist: true });
+  // The restored file's schema is the backup's: no function calls with side effects from it.
+  const db = openDefensive(file, { fileMustExist: true });
   try {
     const integrity = db.pragma('integrity_check') as Array<{ integrity_check: string }>;
     const problems = integrity.map((r) => r.integrity_check).filter((m) => m !== 'ok');
@@ -284,70 +285,4 @@ function verify(file: string): number {
   } finally {
     db.close();
   }
-}
-
-/**
- * Copies the chosen tables (schema, rows, their indexes and triggers) into a new
- * database. A table whose foreign keys point at a table not chosen is refused: its
- * rows could not be checked.
- */
-function copyTables(from: string, to: string, tables: string[]): void {
-  const src = new Database(from, { fileMustExist: true, readonly: true });
-  const chosen = new Set(tables);
-  try {
-    const all = new Map(
-      (src.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string; sql: string }>).map((r) => [r.name, r.sql]),
-    );
-    for (const t of tables) {
-      if (!all.has(t)) {
-        throw new LifeboatError('NOT_FOUND', `no table "${t}" in the restored database`, {
-          hint: `tables: ${[...all.keys()].filter((n) => !n.startsWith('sqlite_')).join(', ')}`,
-        });
-      }
-      const parents = (src.prepare('SELECT DISTINCT "table" AS parent FROM pragma_foreign_key_list(?)').all(t) as Array<{ parent: string }>).map((r) => r.parent);
-      const missing = parents.filter((p) => !chosen.has(p));
-      if (missing.length > 0) {
-        throw new LifeboatError('USAGE', `table "${t}" references ${missing.join(', ')} by foreign key`, {
-          hint: `add ${missing.map((m) => `--table ${m}`).join(' ')}`,
-        });
-      }
-    }
-  } finally {
-    src.close();
-  }
-  const db = new Database(to);
-  try {
-    // Rows go in table by table, a child possibly before its parent; the whole is checked after.
-    db.pragma('foreign_keys = OFF');
-    db.exec(`ATTACH DATABASE ${quoteLiteral(from)} AS src`);
-    const objects = db
-      .prepare(
-        "SELECT type, name, tbl_name, sql FROM src.sqlite_master WHERE sql IS NOT NULL AND tbl_name IN (SELECT value FROM json_each(?)) ORDER BY CASE type WHEN 'table' THEN 0 ELSE 1 END",
-      )
-      .all(JSON.stringify(tables)) as Array<{ type: string; name: string; tbl_name: string; sql: string }>;
-    db.transaction(() => {
-      for (const o of objects.filter((x) => x.type === 'table')) {
-        db.exec(o.sql);
-        db.exec(`INSERT INTO main.${quoteIdent(o.name)} SELECT * FROM src.${quoteIdent(o.name)}`);
-      }
-      for (const o of objects.filter((x) => x.type !== 'table')) db.exec(o.sql);
-      // AUTOINCREMENT counters, so new rows do not reuse the ids of deleted ones.
-      const seq = db.prepare("SELECT 1 FROM src.sqlite_master WHERE name = 'sqlite_sequence'").get();
-      const ours = db.prepare("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").get();
-      if (seq && ours) {
-        db.prepare('INSERT INTO main.sqlite_sequence SELECT * FROM src.sqlite_sequence WHERE name IN (SELECT value FROM json_each(?))').run(JSON.stringify(tables));
-      }
-    })();
-    db.exec('DETACH DATABASE src');
-  } finally {
-    db.close();
-  }
-}
-
-function quoteIdent(s: string): string {
-  return `"${s.replace(/"/g, '""')}"`;
-}
-
-function quoteLiteral(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
 }

@@ -4,12 +4,10 @@
  */
 import type pg from 'pg';
 import { LifeboatError, errno } from '../../errors.js';
+import { redact } from '../../util/redact.js';
 
 export type PgClient = pg.Client;
 
-function redact(dsn: string): string {
-  return dsn.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
-}
 
 /**
  * `pg` is loaded on first use, not at import: every CLI command imports this module
@@ -31,12 +29,12 @@ export async function connect(dsn: string): Promise<pg.Client> {
     const code = errno(err);
     const msg = err instanceof Error ? err.message : String(err);
     if (code === '28P01' || code === '28000') {
-      throw new LifeboatError('SOURCE_UNAVAILABLE', `PostgreSQL refused the login at ${redact(dsn)}: ${msg}`, {
+      throw new LifeboatError('SOURCE_UNAVAILABLE', `PostgreSQL refused the login at ${redact(dsn)}: ${redact(msg)}`, {
         hint: 'check the user and password in --dsn (or PGPASSWORD / ~/.pgpass) and pg_hba.conf',
         cause: err,
       });
     }
-    throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL at ${redact(dsn)}: ${msg}`, {
+    throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL at ${redact(dsn)}: ${redact(msg)}`, {
       hint: 'is the server running and listening there? check host, port and socket directory in --dsn',
       cause: err,
     });
