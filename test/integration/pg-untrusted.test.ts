@@ -108,6 +108,15 @@ describe('a PostgreSQL restore target that looks like shell', () => {
     expect(conf).toMatch(/^restore_command = '.*%%p %%f %%%%.*'$/m);
   }, 240_000);
 
+  it('with --start is refused before anything is written: pg_ctl would hand it to a shell in double quotes', async () => {
+    const target = path.join(base, 'start $(touch pwned-start)');
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', target, '--latest', '--start']);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/pg_ctl would pass "\$" to a shell/);
+    expect(existsSync(target)).toBe(false);
+    for (const dir of [base, process.cwd(), '/var/lib/postgresql']) expect(existsSync(path.join(dir, 'pwned-start'))).toBe(false);
+  });
+
   it('with a line break is refused before anything is written', async () => {
     const target = path.join(base, 'two\nlines');
     const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', target, '--latest']);

@@ -3,12 +3,13 @@
  * backups, WAL archiving and point-in-time recovery.
  */
 import { printIncomplete } from './restore.js';
+import * as path from 'node:path';
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { pgBackup } from '../../engine/postgres/backup.js';
 import { describeChain, pgRestore, planRestore } from '../../engine/postgres/restore.js';
 import type { PgConsistency } from '../../engine/postgres/names.js';
-import { abortStarts, checkStartTools, startRestored, type StartReport } from '../../engine/postgres/start.js';
+import { abortStarts, checkStartablePath, checkStartTools, startRestored, type StartReport } from '../../engine/postgres/start.js';
 import { collect } from './options.js';
 import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
@@ -136,7 +137,10 @@ export function register(program: Command): void {
         // server binaries when the result is to be started.
         const plan = await planRestore(repo, { name: f.name, target, ...(f.snapshot ? { snapshot: f.snapshot } : {}), ...(timeline !== undefined ? { timeline } : {}) });
         const binDir = f.binDir ?? `/usr/lib/postgresql/${(plan.snapshot.consistency as unknown as PgConsistency).pgMajor}/bin`;
-        if (f.start) checkStartTools(binDir);
+        if (f.start) {
+          checkStartTools(binDir);
+          checkStartablePath(path.resolve(f.targetDir));
+        }
         const r = await pgRestore(repo, {
           plan,
           name: f.name,

@@ -67,6 +67,21 @@ export function checkStartTools(binDir: string): void {
   }
 }
 
+/**
+ * Refuses a data directory pg_ctl cannot start safely: pg_ctl runs
+ * `"postgres" -D "DIR"` through /bin/sh in double quotes, where `$`, a backquote,
+ * `"` and `\\` keep their meaning, so `/r/$(cmd)` would run cmd as the service user.
+ * Checked before a restore writes anything.
+ */
+export function checkStartablePath(dataDir: string): void {
+  const bad = /[$`"\\\n]/.exec(dataDir);
+  if (bad) {
+    throw new LifeboatError('USAGE', `cannot start ${JSON.stringify(dataDir)}: pg_ctl would pass ${JSON.stringify(bad[0])} to a shell`, {
+      hint: 'restore with --start into a directory whose path has no $, `, ", \\ or line break (or restore without --start and run postgres -D)',
+    });
+  }
+}
+
 const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;
 
 /** Servers being started and checked, so a signal can stop them (the process exits without reaching the finally). */
@@ -82,6 +97,7 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 
 export async function startRestored(opts: StartOptions): Promise<StartReport> {
   checkStartTools(opts.binDir);
+  checkStartablePath(opts.dataDir);
   const st = await fs.stat(opts.dataDir);
   if (st.uid === 0) {
     throw new LifeboatError('PERMISSION', `${opts.dataDir} belongs to root, and PostgreSQL will not run as root`, {
