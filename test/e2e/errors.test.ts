@@ -223,7 +223,8 @@ describe('an unreadable source file', () => {
     // The snapshot exists and holds the readable files, exactly.
     const snaps = await snapshotsOf(repo);
     expect(snaps.map((s) => s.id)).toEqual([report.id]);
-    const out = path.join(base, 'out');
+    // Not below base: it is open to everyone (for nobody's backup), and a restore refuses such a parent.
+    const out = path.join(tmpdir('lb-unread-out-'), 'out');
     await cli(['restore', '--repo', repo, report.id, '--target', out]);
     const restored = path.join(out, src);
     expect(existsSync(path.join(restored, 'sub', 'secret.txt'))).toBe(false);
