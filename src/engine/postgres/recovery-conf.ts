@@ -12,9 +12,7 @@
  * with no logical replication workers and no synchronous standbys; a comment says how
  * to turn these back on once the copy really becomes the primary.
  */
-import { promises as fs } from 'node:fs';
 import { createServer } from 'node:net';
-import * as path from 'node:path';
 import { escapePercent, pgConfQuote, shellJoin, shellQuote } from '../../util/shell.js';
 import type { PgTarget } from './restore.js';
 
@@ -91,16 +89,6 @@ export function copySettings(name: string, port: number, pushCommand: readonly s
     'max_logical_replication_workers = 0',
     `synchronous_standby_names = ''`,
   ];
-}
-
-/** The port the restored configuration would listen on (5432 when it does not say). */
-export async function configuredPort(dataDir: string): Promise<number> {
-  let port = 5432;
-  for (const f of ['postgresql.conf', 'postgresql.auto.conf']) {
-    const text = await fs.readFile(path.join(dataDir, f), 'utf8').catch(() => '');
-    for (const m of text.matchAll(/^\s*port\s*=\s*'?(\d+)'?/gm)) port = Number(m[1]);
-  }
-  return port;
 }
 
 /**

@@ -16,8 +16,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LifeboatError, errno } from '../../errors.js';
-import { connect, type PgClient } from '../../sources/postgres/connect.js';
+import { LifeboatError } from '../../errors.js';
+import type { PgClient } from '../../sources/postgres/connect.js';
+import { ScratchClient } from './scratch-client.js';
 
 export interface StartOptions {
   /** The restored (stopped) data directory. */
@@ -155,7 +156,7 @@ export async function startRestored(opts: StartOptions): Promise<StartReport> {
 class Server {
   private child: ChildProcess | undefined;
   private exited: number | null | undefined;
-  private user: string | undefined;
+  private readonly client: ScratchClient;
   private readonly log: string;
 
   constructor(
@@ -164,6 +165,7 @@ class Server {
     private readonly dir: string,
   ) {
     this.log = path.join(dir, 'postgresql.log');
+    this.client = new ScratchClient(dir, opts.port, owner.name);
   }
 
   async prepare(): Promise<void> {
@@ -207,67 +209,19 @@ class Server {
   }
 
   async waitPromoted(deadline: number): Promise<void> {
-    for (;;) {
-      if (this.exited !== undefined) throw new Error(`the server exited (${this.exited}) before recovery finished`);
-      let client: PgClient | undefined;
-      try {
-        client = await this.connect('template1');
-        const r = await client.query<{ rec: boolean }>('select pg_is_in_recovery() as rec');
-        if (r.rows[0]?.rec === false) return;
-      } catch (err) {
-        if (errno((err as Error).cause) === '28000') throw err;
-        // Refused connections are normal while it starts and replays.
-      } finally {
-        await client?.end().catch(() => {});
-      }
-      if (Date.now() > deadline) throw new Error('recovery did not finish in time');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await this.client.waitPromoted(deadline, async () => (this.exited !== undefined ? `the server exited (${this.exited}) before recovery finished` : undefined));
   }
 
-  /** Over the private socket; the bootstrap superuser's name is not recorded, so the likely ones are tried. */
-  async connect(db: string): Promise<PgClient> {
-    const candidates = this.user ? [this.user] : [...new Set([process.env.PGUSER, this.owner.name, 'postgres'].filter((u): u is string => !!u))];
-    let last: unknown;
-    for (const user of candidates) {
-      const e = encodeURIComponent;
-      try {
-        const client = await connect(`postgresql://${e(user)}@${e(this.dir)}:${this.opts.port}/${e(db)}`);
-        this.user = user;
-        return client;
-      } catch (err) {
-        last = err;
-        if (errno((err as Error).cause) !== '28000') throw err;
-      }
-    }
-    throw last;
+  connect(db: string): Promise<PgClient> {
+    return this.client.connect(db);
   }
 
-  /** Passes when the first value of the first row is there and not false, null or zero. */
-  async check(name: string, sql: string): Promise<StartCheck> {
-    let client: PgClient | undefined;
-    try {
-      client = await this.connect('postgres');
-      const res = (await client.query({ text: sql, rowMode: 'array' })) as unknown;
-      const last = (Array.isArray(res) ? res.at(-1) : res) as { rows?: unknown[][] } | undefined;
-      const v = last?.rows?.[0]?.[0];
-      if (last?.rows?.[0] === undefined) return { name, ok: false, detail: 'returned no rows' };
-      const falsy = v === null || v === false || v === 0 || (typeof v === 'string' && v.trim() !== '' && Number(v) === 0);
-      return { name, ok: !falsy, detail: `first value: ${v instanceof Date ? v.toISOString() : String(v)}` };
-    } catch (err) {
-      return { name, ok: false, detail: message(err) };
-    } finally {
-      await client?.end().catch(() => {});
-    }
+  check(name: string, sql: string): Promise<StartCheck> {
+    return this.client.check(name, sql);
   }
 
-  async databases(): Promise<string[]> {
-    const client = await this.connect('template1');
-    try {
-      return (await client.query<{ datname: string }>('select datname from pg_database where datallowconn order by datname')).rows.map((r) => r.datname);
-    } finally {
-      await client.end().catch(() => {});
-    }
+  databases(): Promise<string[]> {
+    return this.client.databases();
   }
 
   ctl(args: string[], detach = false): Promise<{ code: number; output: string }> {

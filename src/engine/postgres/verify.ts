@@ -23,7 +23,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, errno, type ErrorCode } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
-import { connect, type PgClient } from '../../sources/postgres/connect.js';
+import type { PgClient } from '../../sources/postgres/connect.js';
+import { ScratchClient } from './scratch-client.js';
 import type { PgConsistency } from './names.js';
 import { pgConfQuote } from '../../util/shell.js';
 import { choosePort } from './recovery-conf.js';
@@ -194,7 +195,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
       return [];
     });
     for (const db of dbs) report.checks.push(await amcheck(scratch, db));
-    for (const sql of opts.queries ?? []) report.checks.push(await userQuery(scratch, sql));
+    for (const sql of opts.queries ?? []) report.checks.push(await scratch.client.check(`query ${sql}`, sql));
     report.ok = report.checks.every((k) => k.ok);
     return report;
   } finally {
@@ -235,33 +236,12 @@ async function amcheck(s: Scratch, db: string): Promise<PgVerifyCheck> {
   }
 }
 
-/** Passes when the first column of the first row is there and is not false, null or zero. */
-async function userQuery(s: Scratch, sql: string): Promise<PgVerifyCheck> {
-  const name = `query ${sql}`;
-  let client: PgClient | undefined;
-  try {
-    client = await s.connect('postgres');
-    const res = (await client.query({ text: sql, rowMode: 'array' })) as unknown;
-    // Several statements in one string give one result each; the last one answers.
-    const last = (Array.isArray(res) ? res.at(-1) : res) as { rows?: unknown[][] } | undefined;
-    const row = last?.rows?.[0];
-    if (!row || row.length === 0) return { name, ok: false, detail: 'returned no rows' };
-    const v = row[0];
-    const falsy = v === null || v === false || v === 0 || v === 0n || (typeof v === 'string' && v.trim() !== '' && Number(v) === 0);
-    return { name, ok: !falsy, detail: `first value: ${v instanceof Date ? v.toISOString() : String(v)}` };
-  } catch (err) {
-    return { name, ok: false, detail: message(err) };
-  } finally {
-    await client?.end().catch(() => {});
-  }
-}
-
 /** The scratch cluster: a temp directory holding data/, the socket, the log and its own pg_hba.conf. */
 class Scratch {
   readonly data: string;
   private readonly log: string;
-  private port = 0;
-  private user: string | undefined;
+  /** Made once the port is chosen (configure). */
+  client!: ScratchClient;
 
   constructor(
     readonly dir: string,
@@ -278,7 +258,7 @@ class Scratch {
    * else. Then hands the scratch directory to the service user.
    */
   async configure(port: number, recovery: readonly string[]): Promise<void> {
-    this.port = port;
+    this.client = new ScratchClient(this.dir, port, this.owner.name, '-c statement_timeout=0');
     const file = (f: string) => path.join(this.dir, f);
     const q = pgConfQuote;
     // Only the owner's own socket is let in: trust is safe behind a 0700 directory, and TCP gets no entry at all.
@@ -339,46 +319,13 @@ class Scratch {
   }
 
   async waitPromoted(deadline: number): Promise<void> {
-    for (;;) {
-      let client: PgClient | undefined;
-      try {
-        client = await this.connect('template1');
-        const r = await client.query<{ rec: boolean }>('select pg_is_in_recovery() as rec');
-        if (r.rows[0]?.rec === false) return;
-      } catch (err) {
-        if (errno((err as Error).cause) === '28000') throw err;
-        // Refused connections are normal while it starts; a dead server is not (3: not running).
-        if ((await this.run(path.join(this.bin, 'pg_ctl'), ['-D', this.data, 'status'])).code === 3) {
-          throw new Error('the server stopped during recovery; the end of its log:');
-        }
-      } finally {
-        await client?.end().catch(() => {});
-      }
-      if (Date.now() > deadline) throw new Error('recovery did not finish in time');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    // A dead server is not coming up (pg_ctl status 3: not running).
+    const dead = async () => ((await this.run(path.join(this.bin, 'pg_ctl'), ['-D', this.data, 'status'])).code === 3 ? 'the server stopped during recovery; the end of its log:' : undefined);
+    await this.client.waitPromoted(deadline, dead);
   }
 
-  /**
-   * Connects over the private socket. The bootstrap superuser's name is not recorded
-   * anywhere outside the catalog, so the likely ones are tried in turn.
-   */
-  async connect(db: string): Promise<PgClient> {
-    const candidates = this.user ? [this.user] : [...new Set([process.env.PGUSER, this.owner.name, 'postgres'].filter((u): u is string => !!u))];
-    let last: unknown;
-    for (const user of candidates) {
-      const e = encodeURIComponent;
-      try {
-        const client = await connect(`postgresql://${e(user)}@${e(this.dir)}:${this.port}/${e(db)}?options=${e('-c statement_timeout=0')}`);
-        this.user = user;
-        return client;
-      } catch (err) {
-        last = err;
-        // 28000: no such role; try the next name. Anything else is not about the name.
-        if (errno((err as Error).cause) !== '28000') throw err;
-      }
-    }
-    throw last;
+  connect(db: string): Promise<PgClient> {
+    return this.client.connect(db);
   }
 
   /** When the last transaction replayed from WAL committed (the newest data recovered), or null. */
@@ -403,13 +350,8 @@ class Scratch {
     }
   }
 
-  async databases(): Promise<string[]> {
-    const client = await this.connect('template1');
-    try {
-      return (await client.query<{ datname: string }>('select datname from pg_database where datallowconn order by datname')).rows.map((r) => r.datname);
-    } finally {
-      await client.end().catch(() => {});
-    }
+  databases(): Promise<string[]> {
+    return this.client.databases();
   }
 
   async stop(): Promise<void> {
