@@ -85,6 +85,14 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     });
     // The application carries on after the accident, as it would.
     await app.write(1500, opts.rate);
+    // Restore only once the replicator proves the repository holds everything up to the
+    // accident (its status events): on a busy machine shipping can lag the writes, and a
+    // restore before that would count transactions still on their way as lost.
+    await replicator.waitFor(
+      (e) => e.kind === 'status' && typeof e.archivedThrough === 'string' && Date.parse(e.archivedThrough) >= accidentAt,
+      60_000,
+      'the repository did not reach the moment of the accident',
+    );
 
     for (const suffix of ['', '-wal', '-shm']) rmSync(restored + suffix, { force: true });
     const restoreStarted = Date.now();
@@ -207,13 +215,13 @@ class Running {
     }));
   }
 
-  async waitFor(match: (e: Event) => boolean, timeoutMs: number): Promise<Event> {
+  async waitFor(match: (e: Event) => boolean, timeoutMs: number, what = 'did not get going'): Promise<Event> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = this.events.find(match);
       if (found) return found;
       if (this.child.exitCode !== null) throw commandFailed(this.args, this.child.exitCode, this.stderr);
-      if (Date.now() > deadline) throw new LifeboatError('FAILED', `lifeboat ${this.args.join(' ')} did not get going in ${timeoutMs / 1000} s`);
+      if (Date.now() > deadline) throw new LifeboatError('FAILED', `lifeboat ${this.args.join(' ')}: ${what} in ${timeoutMs / 1000} s`);
       await new Promise<void>((resolve) => {
         this.waiters.push(resolve);
         setTimeout(resolve, 200);
