@@ -12,6 +12,7 @@ import { LifeboatError } from '../errors.js';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import { parseLocation } from '../storage/registry.js';
 import type { Role } from './auth.js';
+import { sourceLabelOf, type SourceOf } from '../repo/snapshot/select.js';
 
 /**
  * Letters and digits of any script, space and `._-+@%,=:/`. Everything else (`$`,
@@ -103,9 +104,9 @@ interface ListedSnapshot {
   source?: { kind: string; name?: string };
 }
 
-/** The source a listed snapshot belongs to, as `kind:name` (the catalog rebuild's rule). */
-export function sourceKey(s: Pick<ListedSnapshot, 'source' | 'paths'>): string {
-  return `${s.source?.kind}:${s.source?.name ?? s.paths?.[0]}`;
+/** The source a listed snapshot belongs to, as `kind:name`: the rule `restore --source` uses. */
+function sourceKey(s: ListedSnapshot): string {
+  return sourceLabelOf({ source: s.source ?? { kind: '' }, paths: s.paths ?? [] } as SourceOf);
 }
 
 /**

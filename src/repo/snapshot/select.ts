@@ -9,13 +9,16 @@
 import { LifeboatError } from '../../errors.js';
 import { isFutureDated, pickSnapshot, type PickOptions, type Snapshot } from './snapshot.js';
 
+/** What names a snapshot's source: a snapshot, or its JSON listing in the daemon. */
+export type SourceOf = Pick<Snapshot, 'source' | 'paths'>;
+
 /** The name a snapshot's source goes by: its name, or (unnamed file backups) its first path. */
-export function sourceNameOf(s: Snapshot): string {
+export function sourceNameOf(s: SourceOf): string {
   return s.source.name ?? s.paths[0] ?? '';
 }
 
 /** `kind:name`, the unambiguous label of a snapshot's source. */
-export function sourceLabelOf(s: Snapshot): string {
+export function sourceLabelOf(s: SourceOf): string {
   return `${s.source.kind}:${sourceNameOf(s)}`;
 }
 
