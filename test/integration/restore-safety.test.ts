@@ -12,6 +12,7 @@ import { existsSync, promises as fs, readdirSync, lstatSync, readFileSync } from
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { forTerminal } from '../../src/util/terminal.js';
 
 afterAll(cleanupTmp);
 
@@ -196,6 +197,8 @@ describe('a restore into a filesystem too small for it', () => {
     // 20 MiB in files of one blob and of several, against 8 MiB of space.
     for (let i = 0; i < 10; i++) await fs.writeFile(path.join(src, `f${i}.bin`), pseudoRandom(i % 2 ? 3 * 1024 * 1024 : 700 * 1024, 100 + i));
     await fs.writeFile(path.join(src, 'huge.bin'), pseudoRandom(6 * 1024 * 1024, 99));
+    // A stored name that would drive the operator's terminal: listed escaped.
+    await fs.writeFile(path.join(src, 'g\u001b[2J\nforged.bin'), pseudoRandom(3 * 1024 * 1024, 98));
     const b = await backupOf(src);
     expect(b.code, b.stderr).toBe(0);
     const want = inventory(src);
@@ -211,7 +214,8 @@ describe('a restore into a filesystem too small for it', () => {
       expect(hash, `${p} is complete and right, or absent`).toBe(want.get(p));
     }
     // Every file the snapshot has and the target lacks is named.
-    for (const p of want.keys()) if (!got.has(p)) expect(r.stderr).toContain(`not restored: ${path.join(out, src, p)}`);
+    for (const p of want.keys()) if (!got.has(p)) expect(r.stderr).toContain(`not restored: ${forTerminal(path.join(out, src, p))}`);
+    expect(r.stderr).not.toContain('\u001b');
   }, 300_000);
 });
 

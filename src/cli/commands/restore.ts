@@ -8,6 +8,7 @@ import { ProgressBar, duration, printJson } from '../output/render.js';
 import { collect } from './options.js';
 import { pickForRestore } from '../../repo/snapshot/select.js';
 import { parseTargetTime } from '../../engine/target-time.js';
+import { forTerminal } from '../../util/terminal.js';
 
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
@@ -61,7 +62,7 @@ export function register(program: Command): void {
             throw err;
           })
           .finally(() => bar.done());
-        for (const e of r.errors) process.stderr.write(`warning: ${e.path}: ${e.message}\n`);
+        for (const e of r.errors) process.stderr.write(`warning: ${forTerminal(e.path)}: ${e.message}\n`);
         if (g.json) printJson({ snapshot: snap.id, target: flags.target, files: r.files, dirs: r.dirs, bytes: r.bytes, errors: r.errors });
         else if (!g.quiet) {
           console.log(`restored snapshot ${snap.id.slice(0, 8)} to ${flags.target}: ${r.files} files, ${r.dirs} dirs, ${formatBytes(r.bytes)} in ${duration(Date.now() - started)}`);
@@ -78,7 +79,7 @@ const LIST_MAX = 20;
 export function printIncomplete(err: unknown): void {
   const list = incompleteOf(err);
   if (!list || list.length === 0) return;
-  for (const p of list.slice(0, LIST_MAX)) process.stderr.write(`not restored: ${p}\n`);
+  for (const p of list.slice(0, LIST_MAX)) process.stderr.write(`not restored: ${forTerminal(p)}\n`);
   if (list.length > LIST_MAX) process.stderr.write(`not restored: … and ${list.length - LIST_MAX} more\n`);
   process.stderr.write(`${list.length} file(s) not restored; no partial file was left under its name\n`);
 }
