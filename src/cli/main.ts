@@ -3,32 +3,72 @@
  * The lifeboat command line. Each command lives in commands/<verb>.ts and is a thin
  * shell over the engine; this file wires them up and turns errors into one line, a
  * hint and a stable exit code (docs/exit-codes.md).
+ *
+ * Only the module of the command being run is loaded: the CLI starts once per job the
+ * daemon runs and once per call of a script, and loading all nineteen command modules
+ * (with the engine code behind each) cost more than the node process itself.
  */
 import { Command, Option } from 'commander';
 import { reportError } from './output/errors.js';
 import { registerKeyOptions } from './context.js';
-import { PROGRAM_VERSION } from '../repo/repository.js';
-import * as backup from './commands/backup.js';
-import * as check from './commands/check.js';
-import * as copy from './commands/copy.js';
-import * as daemon from './commands/daemon.js';
-import * as diff from './commands/diff.js';
-import * as drill from './commands/drill.js';
-import * as forget from './commands/forget.js';
-import * as init from './commands/init.js';
-import * as key from './commands/key.js';
-import * as ls from './commands/ls.js';
-import * as pg from './commands/pg.js';
-import * as quickstart from './commands/quickstart.js';
-import * as prune from './commands/prune.js';
-import * as migrateCmd from './commands/migrate.js';
-import * as repair from './commands/repair.js';
-import * as restore from './commands/restore.js';
-import * as snapshots from './commands/snapshots.js';
-import * as sqlite from './commands/sqlite.js';
-import * as unlock from './commands/unlock.js';
+import { PROGRAM_VERSION } from '../version.js';
 
-export function buildProgram(): Command {
+interface CommandModule {
+  register(program: Command): void;
+}
+
+/**
+ * Every command module with the top-level command names it registers, in the order
+ * `--help` lists them. A name missing here still works (the verb is unknown, so every
+ * module loads); test/unit/cli-main.test.ts checks that the table is complete.
+ */
+export const COMMAND_MODULES: ReadonlyArray<{ names: readonly string[]; load: () => Promise<CommandModule> }> = [
+  { names: ['init'], load: () => import('./commands/init.js') },
+  { names: ['backup'], load: () => import('./commands/backup.js') },
+  { names: ['snapshots'], load: () => import('./commands/snapshots.js') },
+  { names: ['ls'], load: () => import('./commands/ls.js') },
+  { names: ['diff'], load: () => import('./commands/diff.js') },
+  { names: ['restore'], load: () => import('./commands/restore.js') },
+  { names: ['check'], load: () => import('./commands/check.js') },
+  { names: ['forget'], load: () => import('./commands/forget.js') },
+  { names: ['prune'], load: () => import('./commands/prune.js') },
+  { names: ['drill'], load: () => import('./commands/drill.js') },
+  { names: ['key'], load: () => import('./commands/key.js') },
+  { names: ['migrate'], load: () => import('./commands/migrate.js') },
+  { names: ['unlock'], load: () => import('./commands/unlock.js') },
+  { names: ['copy'], load: () => import('./commands/copy.js') },
+  { names: ['repair'], load: () => import('./commands/repair.js') },
+  { names: ['pg'], load: () => import('./commands/pg.js') },
+  { names: ['sqlite'], load: () => import('./commands/sqlite.js') },
+  { names: ['quickstart'], load: () => import('./commands/quickstart.js') },
+  { names: ['serve', 'config', 'token', 'runbook', 'catalog'], load: () => import('./commands/daemon.js') },
+];
+
+/**
+ * The command word of argv (arguments after `node lifeboat`), skipping the global
+ * options and their values; undefined when there is none or when an argument before
+ * it is not a global option this program knows (commander then reports it).
+ */
+export function commandWord(program: Command, args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return undefined;
+    if (!a.startsWith('-') || a === '-') return a;
+    const flag = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
+    const opt = program.options.find((o) => o.long === flag || o.short === flag);
+    if (!opt) return undefined;
+    // A value in the same argument (--repo=x) takes nothing more.
+    if (opt.required && !a.includes('=')) i++;
+    else if (opt.optional && !a.includes('=') && args[i + 1] !== undefined && !args[i + 1]!.startsWith('-')) i++;
+  }
+  return undefined;
+}
+
+/**
+ * The program with the command argv names registered, or every command when argv
+ * names none this table knows (help, an unknown word, no word at all).
+ */
+export async function buildProgram(args: readonly string[] = process.argv.slice(2)): Promise<Command> {
   const program = new Command('lifeboat')
     .description('Backup and disaster recovery for databases and the files around them')
     .version(PROGRAM_VERSION)
@@ -44,7 +84,14 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerKeyOptions(program);
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, migrateCmd, unlock, copy, repair, pg, sqlite, quickstart, daemon]) c.register(program);
+  const word = commandWord(program, args);
+  const one = word === undefined ? undefined : COMMAND_MODULES.find((m) => m.names.includes(word));
+  // `--version` alone needs no command; help and unknown words need them all.
+  const versionOnly = word === undefined && args.some((a) => a === '-V' || a === '--version') && !args.some((a) => a === '-h' || a === '--help');
+  const wanted = one ? [one] : versionOnly ? [] : COMMAND_MODULES;
+  // Imported together, registered in table order: --help lists commands the same way each time.
+  const modules = await Promise.all(wanted.map((m) => m.load()));
+  for (const c of modules) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();
@@ -59,11 +106,13 @@ export function buildProgram(): Command {
 async function main(): Promise<void> {
   let code = 0;
   try {
-    await buildProgram().parseAsync(process.argv);
+    await (await buildProgram()).parseAsync(process.argv);
   } catch (err) {
     code = reportError(err);
   }
   process.exitCode = code;
 }
 
-void main();
+// Runs when loaded as compiled JavaScript (bin/lifeboat.js); test/unit/cli-main.test.ts
+// imports the TypeScript source for its table and must not parse vitest's argv.
+if (import.meta.url.endsWith('.js')) void main();

@@ -4,7 +4,6 @@
  * stored raw (codec "none"): compressing already-compressed data only costs time.
  */
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
 import * as zstd from 'zstd-napi';
 import { createRequire } from 'node:module';
 import { LifeboatError } from '../errors.js';
@@ -95,7 +94,18 @@ export function decompress(data: Uint8Array, codec: number, maxOut: number, what
 
 // zstd-napi's native binding (CommonJS, no named ESM exports): its streaming decoder
 // is what lets a frame without a declared size be decoded into a bounded buffer.
-const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
+const require = createRequire(import.meta.url);
+const zstdBinding = require('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
+
+// lz4 is a codec few repositories choose: its native addon loads on first use, not with
+// every CLI start (the CLI starts once per job and per WAL segment).
+let lz4: typeof import('lz4-napi') | undefined;
+function lz4Compress(data: Buffer): Buffer {
+  return (lz4 ??= require('lz4-napi') as typeof import('lz4-napi')).compressSync(data);
+}
+function lz4Uncompress(data: Buffer): Buffer {
+  return (lz4 ??= require('lz4-napi') as typeof import('lz4-napi')).uncompressSync(data);
+}
 
 const CHECK_HINT = 'run `lifeboat check --read-data` to find damaged data';
 

@@ -26,7 +26,8 @@ import { CONFIG_COPY, configNotFound, refuseInitOverRepository, sealConfigCopy, 
 import { isDamage, parseJson, type DamagedObject } from './damage.js';
 import { MAX_INDEX_FILE, MAX_LOG_FILE, MAX_PACK_LIST, MAX_RECORD, MAX_TREE_BLOB, dataBlobLimit } from './limits.js';
 
-export const PROGRAM_VERSION = '0.1.0';
+// Re-exported: much of the code imports it from here.
+export { PROGRAM_VERSION } from '../version.js';
 
 /**
  * Log files are archived one by one while the database waits (archive_command runs
