@@ -6,18 +6,18 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { backup } from '../src/engine/backup/archiver.js';
-import { walkTree } from '../src/engine/browse/tree-walk.js';
-import { restore } from '../src/engine/restore/restorer.js';
-import { isLifeboatError } from '../src/errors.js';
-import { Repository } from '../src/repo/repository.js';
-import { LocalStore } from '../src/storage/local/local-store.js';
-import { MemoryStore } from '../src/storage/memory/memory-store.js';
-import { listAll } from '../src/storage/store.js';
-import { storeConformance } from '../src/storage/testing/suite.js';
-import { FaultyStore } from '../src/storage/wrappers/faulty.js';
-import { MultiStore } from '../src/storage/wrappers/multi.js';
-import { cleanupTmp, makeFixture, snapshotOf, tmpdir } from './helpers.js';
+import { backup } from '../../src/engine/backup/archiver.js';
+import { walkTree } from '../../src/engine/browse/tree-walk.js';
+import { restore } from '../../src/engine/restore/restorer.js';
+import { isLifeboatError } from '../../src/errors.js';
+import { Repository } from '../../src/repo/repository.js';
+import { LocalStore } from '../../src/storage/local/local-store.js';
+import { MemoryStore } from '../../src/storage/memory/memory-store.js';
+import { listAll } from '../../src/storage/store.js';
+import { storeConformance } from '../../src/storage/testing/suite.js';
+import { FaultyStore } from '../../src/storage/wrappers/faulty.js';
+import { MultiStore } from '../../src/storage/wrappers/multi.js';
+import { cleanupTmp, makeFixture, snapshotOf, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 

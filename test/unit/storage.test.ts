@@ -1,11 +1,11 @@
 import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { listAll } from '../src/storage/store.js';
-import { LocalStore } from '../src/storage/local/local-store.js';
-import { MemoryStore } from '../src/storage/memory/memory-store.js';
-import { storeConformance } from '../src/storage/testing/suite.js';
-import { cleanupTmp, tmpdir } from './helpers.js';
+import { listAll } from '../../src/storage/store.js';
+import { LocalStore } from '../../src/storage/local/local-store.js';
+import { MemoryStore } from '../../src/storage/memory/memory-store.js';
+import { storeConformance } from '../../src/storage/testing/suite.js';
+import { cleanupTmp, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 

@@ -5,11 +5,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLifeboatError } from '../src/errors.js';
-import { S3Store, openS3Store, parseS3Location } from '../src/storage/s3/s3-store.js';
-import { storeConformance } from '../src/storage/testing/suite.js';
-import { cleanupTmp } from './helpers.js';
-import { S3_ENV, startS3rver, type S3Server } from './s3rver.js';
+import { isLifeboatError } from '../../src/errors.js';
+import { S3Store, openS3Store, parseS3Location } from '../../src/storage/s3/s3-store.js';
+import { storeConformance } from '../../src/storage/testing/suite.js';
+import { cleanupTmp } from '../helpers.js';
+import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
 
 let server: S3Server;
 beforeAll(async () => {

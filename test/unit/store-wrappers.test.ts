@@ -4,14 +4,14 @@
  * replayable faults, append-only refusals).
  */
 import { describe, expect, it, vi } from 'vitest';
-import { LifeboatError, isLifeboatError, type ErrorCode } from '../src/errors.js';
-import { listAll, type ObjectInfo } from '../src/storage/store.js';
-import { MemoryStore } from '../src/storage/memory/memory-store.js';
-import { storeConformance } from '../src/storage/testing/suite.js';
-import { AppendOnlyStore } from '../src/storage/wrappers/append-only.js';
-import { FaultyStore } from '../src/storage/wrappers/faulty.js';
-import { RetryStore } from '../src/storage/wrappers/retry.js';
-import { ThrottleStore, type Clock } from '../src/storage/wrappers/throttle.js';
+import { LifeboatError, isLifeboatError, type ErrorCode } from '../../src/errors.js';
+import { listAll, type ObjectInfo } from '../../src/storage/store.js';
+import { MemoryStore } from '../../src/storage/memory/memory-store.js';
+import { storeConformance } from '../../src/storage/testing/suite.js';
+import { AppendOnlyStore } from '../../src/storage/wrappers/append-only.js';
+import { FaultyStore } from '../../src/storage/wrappers/faulty.js';
+import { RetryStore } from '../../src/storage/wrappers/retry.js';
+import { ThrottleStore, type Clock } from '../../src/storage/wrappers/throttle.js';
 
 const instant = { sleep: async () => {} };
 const reset = () => new LifeboatError('STORE_UNAVAILABLE', 'connection reset', { hint: 'check the network' });

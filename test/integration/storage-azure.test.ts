@@ -8,13 +8,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLifeboatError } from '../src/errors.js';
-import { parseAzureLocation } from '../src/storage/azure/azure-config.js';
-import { AzureStore, openAzureStore } from '../src/storage/azure/azure-store.js';
-import { listAll, type Store } from '../src/storage/store.js';
-import { storeConformance } from '../src/storage/testing/suite.js';
-import { AZURITE_ACCOUNT, AZURITE_KEY, closedPort, startAzurite, type Azurite } from './azurite.js';
-import { cleanupTmp } from './helpers.js';
+import { isLifeboatError } from '../../src/errors.js';
+import { parseAzureLocation } from '../../src/storage/azure/azure-config.js';
+import { AzureStore, openAzureStore } from '../../src/storage/azure/azure-store.js';
+import { listAll, type Store } from '../../src/storage/store.js';
+import { storeConformance } from '../../src/storage/testing/suite.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, closedPort, startAzurite, type Azurite } from '../azurite.js';
+import { cleanupTmp } from '../helpers.js';
 
 const ENV_VARS = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_ACCOUNT', 'AZURE_STORAGE_KEY', 'AZURE_STORAGE_ENDPOINT'] as const;
 type AzureEnv = Partial<Record<(typeof ENV_VARS)[number], string>>;

@@ -6,12 +6,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { backup } from '../src/engine/backup/archiver.js';
-import { check, loadVerified } from '../src/repo/maintenance/check.js';
-import { Repository } from '../src/repo/repository.js';
-import { LocalStore } from '../src/storage/local/local-store.js';
-import { listAll } from '../src/storage/store.js';
-import { cleanupTmp, pseudoRandom, tmpdir } from './helpers.js';
+import { backup } from '../../src/engine/backup/archiver.js';
+import { check, loadVerified } from '../../src/repo/maintenance/check.js';
+import { Repository } from '../../src/repo/repository.js';
+import { LocalStore } from '../../src/storage/local/local-store.js';
+import { listAll } from '../../src/storage/store.js';
+import { cleanupTmp, pseudoRandom, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
