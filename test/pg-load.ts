@@ -21,6 +21,37 @@ export function pgbench(cluster: ScratchCluster, args: string[]): Running {
   return { done, running: () => !finished };
 }
 
+export interface Load {
+  /** True until stop() is called or a run fails. */
+  running(): boolean;
+  /** Lets the current run finish and resolves to the first failed run, or the last one. */
+  stop(): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/**
+ * pgbench run again and again, SECONDS at a time, until stop(): a load that lasts as
+ * long as whatever the test does meanwhile, however slow the machine, where one run of
+ * a guessed duration could end too soon on a loaded machine or waste time on an idle one.
+ */
+export function pgbenchUntilStopped(cluster: ScratchCluster, args: string[], seconds = 2): Load {
+  let stopping = false;
+  let failed = false;
+  const loop = (async () => {
+    for (;;) {
+      const r = await pgbench(cluster, ['-T', String(seconds), ...args]).done;
+      if (r.code !== 0) failed = true;
+      if (failed || stopping) return r;
+    }
+  })();
+  return {
+    running: () => !stopping && !failed,
+    stop: () => {
+      stopping = true;
+      return loop;
+    },
+  };
+}
+
 /** Switches to a new WAL segment and waits until the one just closed is archived. */
 export async function switchAndArchive(cluster: ScratchCluster): Promise<void> {
   const [r] = await cluster.query<{ name: string }>('select pg_walfile_name(pg_switch_wal()) as name');

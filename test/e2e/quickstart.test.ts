@@ -16,14 +16,9 @@ describe('lifeboat quickstart', () => {
     const first = await runCli(['quickstart', '--dir', dir, '--seconds', '2'], env, { timeoutMs: 60_000 });
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/\$ lifeboat --repo .* sqlite replicate /);
-    // Every deleted memory the replicator saw before the accident comes back. Transaction
-    // times are when the replicator saw them, so on a loaded machine the last few written
-    // just before the accident (tens of ms) carry later times: reported as in the window.
-    const m = /Recovered: (\d+) of (\d+) deleted memories/.exec(first.stdout);
-    expect(m, first.stdout).not.toBeNull();
-    const [back, deleted] = [Number(m?.[1]), Number(m?.[2])];
-    expect(back, first.stdout).toBeGreaterThanOrEqual(Math.ceil(deleted * 0.9));
-    if (back < deleted) expect(first.stdout).toContain(`the other ${deleted - back} were written inside the data-loss window`);
+    // Every deleted memory comes back: the accident comes once the replicator has read
+    // the writes before it, however loaded the machine.
+    expect(first.stdout).toMatch(/Recovered: (\d+) of \1 deleted memories/);
     expect(first.stdout).toMatch(/RPO \(data-loss window\): \d+\.\d\d s/);
     expect(first.stdout).toMatch(/RTO \(restore until verified\): \d+\.\d\d s/);
 
@@ -42,8 +37,9 @@ describe('lifeboat quickstart', () => {
     expect(r.integrity).toBe('ok');
     expect(r.foreignKeyViolations).toBe(0);
     expect(r.accident.nodes).toBeGreaterThan(0);
-    expect(r.recovered.nodes + r.inWindow).toBe(r.accident.nodes);
-    expect(r.rpoSeconds).toBeLessThanOrEqual(1);
+    expect(r.recovered.nodes).toBe(r.accident.nodes);
+    expect(r.inWindow).toBe(0);
+    expect(r.rpoSeconds).toBe(0);
     expect(r.durationSeconds).toBeLessThan(60);
   });
 });

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { CLI, runCli } from '../helpers.js';
 import { archivedCluster, freePort, lifeboatAsPostgres, ScratchCluster } from '../pg-cluster.js';
-import { pgbench, switchAndArchive } from '../pg-load.js';
+import { pgbench, pgbenchUntilStopped, switchAndArchive } from '../pg-load.js';
 import type { PgVerifyReport } from '../../src/engine/postgres/verify.js';
 
 type Report = PgVerifyReport;
@@ -49,15 +49,18 @@ beforeAll(async () => {
 
   const setup = await pgbench(cluster, ['-i', '-s', '5', '-q']).done;
   expect(setup.code, setup.stderr).toBe(0);
-  // Rate-limited so the WAL to replay (and the test's time) stays bounded on two cores.
-  const load = pgbench(cluster, ['-c', '4', '-j', '2', '-T', '12', '-R', '250', '-n']);
+  // Rate-limited so the WAL to replay (and the test's time) stays bounded on two cores;
+  // run until stopped, so the load lasts through the backup however slow the machine.
+  const load = pgbenchUntilStopped(cluster, ['-c', '4', '-j', '2', '-R', '250', '-n']);
   while ((await historyCount()) === 0) await new Promise((r) => setTimeout(r, 100));
   const before = await historyCount();
   const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn, '--json']);
   expect(b.code, b.stderr).toBe(0);
   startLsn = String((JSON.parse(b.stdout) as { consistency: { startLsn: string } }).consistency.startLsn);
   overlap = { before, after: await historyCount(), stillRunning: load.running() };
-  const done = await load.done;
+  // Transactions after the backup, so the restore must replay WAL past its end.
+  while (load.running() && (await historyCount()) <= overlap.after) await new Promise((r) => setTimeout(r, 100));
+  const done = await load.stop();
   expect(done.code, done.stderr).toBe(0);
 
   const [r] = await cluster.query<{ n: string; s: string; lsn: string }>(

@@ -77,7 +77,22 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     await replicator.waitFor((e) => e.kind === 'snapshot', 30_000);
     opts.onStep({ kind: 'note', text: `writing ~${opts.rate} transactions/s for ${(opts.writeMs / 1000).toFixed(0)} s while replication runs` });
     await app.write(opts.writeMs, opts.rate);
+    // The scripted accident comes once the replicator has read every write before it.
+    // A transaction's time is when the replicator read it from the WAL: on a loaded
+    // machine the last writes could otherwise be read in the same pass as the DELETE,
+    // at the same moment, and no restore by time could tell them apart, so the demo
+    // would lose memories to the machine's load rather than show what a restore brings
+    // back. A real accident does not wait; the RPO that archivedThrough measures is
+    // what the daemon reports for that.
+    const wroteUntil = Date.now();
+    await replicator.waitFor(
+      (e) => e.kind === 'status' && typeof e.archivedThrough === 'string' && Date.parse(e.archivedThrough) >= wroteUntil,
+      60_000,
+      'the replicator did not catch up with the sample application',
+    );
     const accidentAt = Date.now();
+    // The DELETE commits in a later millisecond than the moment restored to.
+    while (Date.now() <= accidentAt) await new Promise((resolve) => setImmediate(resolve));
     const lost = app.forgetConcept(ACCIDENT_CONCEPT);
     opts.onStep({
       kind: 'note',
