@@ -1,15 +1,13 @@
 /**
  * lifeboat prune — removes data no snapshot references, without stopping backups:
  * marks what is dead now, and deletes what an earlier run marked once it is safe
- * (docs/prune.md).
+ * (docs/prune.md). A thin shell: parses the flags, opens the repository, calls
+ * engine/prune.ts and renders its result.
  */
 import type { Command } from 'commander';
-import { trimLogs, type LogTrim } from '../../engine/retention/logs.js';
-import { acquireLock, isStale, readLocks } from '../../repo/lock.js';
-import { assertPrunable, prune, type PruneResult } from '../../repo/maintenance/prune.js';
+import { pruneRepository, type PruneRepositoryResult } from '../../engine/prune.js';
 import type { Repository } from '../../repo/repository.js';
 import { formatBytes } from '../../util/bytes.js';
-import { reseal, type ResealResult } from '../../repo/maintenance/reseal.js';
 import { cliWarn, withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { parseDuration } from './options.js';
@@ -41,56 +39,42 @@ export function register(program: Command): void {
 }
 
 /**
- * Prunes and trims log archives under a shared lock; prints the outcome unless the
+ * Prunes and trims log archives (engine/prune.ts); prints the outcome unless the
  * output is JSON (then the caller prints what this returns). Also run by `forget --prune`.
  */
-export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Partial<PruneFlags>): Promise<PruneResult & { logs: LogTrim[]; reseal?: ResealResult }> {
+export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Partial<PruneFlags>): Promise<PruneRepositoryResult> {
   const graceMs = f.grace === undefined ? 3_600_000 : f.grace === '0' ? 0 : parseDuration(f.grace, '--grace');
-  const threshold = Number(f.repackThreshold ?? '50') / 100;
   const pitr = f.keepLogsWithin === undefined ? undefined : parseDuration(f.keepLogsWithin, '--keep-logs-within');
-  const dryRun = f.dryRun ?? false;
-  assertPrunable(repo);
-  const lock = await acquireLock(repo.store, 'shared', 'prune');
-  try {
-    let r = await prune(repo, { graceMs, repackThreshold: threshold, dryRun, lock });
-    let resealed: ResealResult | undefined;
-    if (f.reseal) {
-      resealed = await reseal(repo, { graceMs, dryRun, warn: cliWarn });
-      // With no grace the old packs can go at once: a second pass sweeps their list and
-      // a second re-seal then finds their epochs unused and destroys them.
-      if (graceMs === 0 && !dryRun && resealed.packs > 0) {
-        const again = await prune(repo, { graceMs, repackThreshold: threshold, dryRun, lock });
-        r = { ...again, retired: r.retired + again.retired, repacked: r.repacked + again.repacked, deleted: r.deleted + again.deleted, deletedBytes: r.deletedBytes + again.deletedBytes, swept: r.swept + again.swept };
-        const second = await reseal(repo, { graceMs, dryRun, warn: cliWarn });
-        resealed = { ...second, packs: resealed.packs, blobs: resealed.blobs, objects: resealed.objects + second.objects };
-      }
-    }
-    // Log archives follow the snapshots that remain (docs/prune.md).
-    const snaps = await repo.listSnapshots();
-    const busy = (await readLocks(repo.store)).some((l) => l.id !== lock.id && !isStale(l.record));
-    const logs = await trimLogs(repo, snaps, snaps, { dryRun, busy, ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}) });
-    if (!g.json && !g.quiet) {
-      console.log(`${r.snapshots} snapshots reference ${r.liveBlobs} of ${r.blobs} blobs`);
-      console.log(`${dryRun ? 'would delete' : 'deleted'} ${r.deleted} packs (${formatBytes(r.deletedBytes)}) marked by earlier runs`);
-      console.log(`${dryRun ? 'would mark' : 'marked'} ${r.retired} packs for deletion (${r.repacked} repacked first); a later prune deletes them`);
-      for (const w of r.waiting) console.log(`waiting: ${w.key}: ${w.reason}`);
-      if (resealed) {
-        console.log(`re-sealed ${resealed.blobs} blobs of ${resealed.packs} packs and ${resealed.objects} other objects under the current key epoch`);
-        if (resealed.droppedSessions.length > 0) console.log(`deleted the session keys ${resealed.droppedSessions.join(', ')} of write-only clients: nothing sealed under them remains`);
-        if (resealed.droppedEpochs.length > 0) console.log(`destroyed key epochs ${resealed.droppedEpochs.join(', ')}: nothing sealed under them remains`);
-        const left = Object.entries(resealed.remaining);
-        if (left.length > 0) console.log(`still sealed under older epochs: ${left.map(([e, n]) => `${n} object(s) of epoch ${e}`).join(', ')}; a later prune deletes the old packs, the next \`prune --reseal\` destroys the epochs`);
-        if (resealed.kept) console.log(`older epochs kept: ${resealed.kept}`);
-      }
-      if (r.sweepSkipped) console.log(`not swept this time: ${r.sweepSkipped}`);
-      for (const s of r.spared) console.log(`kept ${s.pack.slice(0, 16)}: ${s.reason}`);
-      for (const t of logs) {
-        if (t.skipped) console.log(`${t.kind} ${t.source}: ${t.skipped}`);
-        else if (t.removed > 0) console.log(`${t.kind} ${t.source}: ${dryRun ? 'would remove' : 'removed'} ${t.removed} log file(s); replayable from ${t.keptFrom}`);
-      }
-    }
-    return { ...r, logs, ...(resealed ? { reseal: resealed } : {}) };
-  } finally {
-    await lock.release();
+  const r = await pruneRepository(repo, {
+    graceMs,
+    repackThreshold: Number(f.repackThreshold ?? '50') / 100,
+    dryRun: f.dryRun ?? false,
+    reseal: f.reseal ?? false,
+    warn: cliWarn,
+    ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}),
+  });
+  if (!g.json && !g.quiet) printPrune(r, f.dryRun ?? false);
+  return r;
+}
+
+function printPrune(r: PruneRepositoryResult, dryRun: boolean): void {
+  console.log(`${r.snapshots} snapshots reference ${r.liveBlobs} of ${r.blobs} blobs`);
+  console.log(`${dryRun ? 'would delete' : 'deleted'} ${r.deleted} packs (${formatBytes(r.deletedBytes)}) marked by earlier runs`);
+  console.log(`${dryRun ? 'would mark' : 'marked'} ${r.retired} packs for deletion (${r.repacked} repacked first); a later prune deletes them`);
+  for (const w of r.waiting) console.log(`waiting: ${w.key}: ${w.reason}`);
+  const resealed = r.reseal;
+  if (resealed) {
+    console.log(`re-sealed ${resealed.blobs} blobs of ${resealed.packs} packs and ${resealed.objects} other objects under the current key epoch`);
+    if (resealed.droppedSessions.length > 0) console.log(`deleted the session keys ${resealed.droppedSessions.join(', ')} of write-only clients: nothing sealed under them remains`);
+    if (resealed.droppedEpochs.length > 0) console.log(`destroyed key epochs ${resealed.droppedEpochs.join(', ')}: nothing sealed under them remains`);
+    const left = Object.entries(resealed.remaining);
+    if (left.length > 0) console.log(`still sealed under older epochs: ${left.map(([e, n]) => `${n} object(s) of epoch ${e}`).join(', ')}; a later prune deletes the old packs, the next \`prune --reseal\` destroys the epochs`);
+    if (resealed.kept) console.log(`older epochs kept: ${resealed.kept}`);
+  }
+  if (r.sweepSkipped) console.log(`not swept this time: ${r.sweepSkipped}`);
+  for (const s of r.spared) console.log(`kept ${s.pack.slice(0, 16)}: ${s.reason}`);
+  for (const t of r.logs) {
+    if (t.skipped) console.log(`${t.kind} ${t.source}: ${t.skipped}`);
+    else if (t.removed > 0) console.log(`${t.kind} ${t.source}: ${dryRun ? 'would remove' : 'removed'} ${t.removed} log file(s); replayable from ${t.keptFrom}`);
   }
 }
