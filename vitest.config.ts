@@ -12,6 +12,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  */
 const LONGEST_FIRST = [
   'test/integration/damage.test.ts',
+  'test/integration/damage-check.test.ts',
   'test/integration/postgres.test.ts',
   'test/integration/object-storage.test.ts',
   'test/integration/migrate.test.ts', // one test of ~100 s: it cannot be split across workers
