@@ -81,7 +81,9 @@ describe('sqlite replicate', () => {
     for (let round = 0; round < 4; round++) {
       insertRows(db, 25);
       count += 25;
-      await sleep(300);
+      // A row's time is when the replicator read it: the moment comes once it has
+      // (a fixed wait fell short when the replicator lagged on a loaded machine).
+      await rep.archived(Date.now());
       moments.push({ at: new Date().toISOString(), count });
       await sleep(300);
     }
@@ -196,11 +198,13 @@ describe('sqlite replicate', () => {
     insertRows(db, 1);
     const rep = new Replicator(repo, db, ['--snapshot-interval', '700ms', '--checkpoint-frames', '200']);
     await rep.waitFor('snapshot');
-    const moments: Array<{ at: string; count: number }> = [];
+    const moments: Array<{ at: string; proven: number }> = [];
     const writing = runWriter(db, 400, 4);
     for (let i = 0; i < 3; i++) {
       await sleep(1100);
-      moments.push({ at: new Date().toISOString(), count: 0 });
+      // What the replicator had proven by then: its newest archivedThrough.
+      const proven = Math.max(0, ...rep.events.map((e) => (e.kind === 'status' && typeof e.archivedThrough === 'string' ? Date.parse(e.archivedThrough) : 0)));
+      moments.push({ at: new Date().toISOString(), proven });
     }
     await writing;
     await rep.archived(Date.now());
@@ -208,14 +212,17 @@ describe('sqlite replicate', () => {
     expect(rep.events.filter((e) => e.kind === 'snapshot').length).toBeGreaterThanOrEqual(3);
     expect(new Set(rep.events.filter((e) => e.kind === 'snapshot').map((e) => e.generation)).size).toBe(1);
     const source = rows(db);
+    // The lower bounds below say something: the replicator had proven rows by the last moment.
+    expect(source.filter((r) => r.at <= (moments.at(-1)?.proven ?? 0)).length).toBeGreaterThan(1);
     for (const [i, m] of moments.entries()) {
       const got = await restore(repo, path.join(dir, `at-${i}.db`), '--time', m.at);
       expectPrefix(got);
-      // Nothing committed after the moment is in; everything committed well before it is.
-      // (A commit's time is when the replicator saw it: a few ms late, more on a loaded
-      // CI machine running two test files at once, hence the 500 ms.)
+      // Nothing committed after the moment is in; everything the replicator had proven by
+      // then is. A row's `at` is read after the previous row's COMMIT returned, so every
+      // row but the last with `at` at or before the proven moment was committed by then.
+      // (A commit's time is when the replicator saw it, so a fixed margin would be a guess.)
       const cut = Date.parse(m.at);
-      expect(got.length).toBeGreaterThanOrEqual(source.filter((r) => r.at <= cut - 500).length);
+      expect(got.length).toBeGreaterThanOrEqual(source.filter((r) => r.at <= m.proven).length - 1);
       expect(got.length).toBeLessThanOrEqual(source.filter((r) => r.at <= cut).length);
     }
     expect(await restore(repo, path.join(dir, 'latest.db'), '--latest')).toEqual(source);
