@@ -19,6 +19,7 @@ const LONGEST_FIRST = [
   'test/integration/prune.test.ts',
   'test/e2e/errors.test.ts',
   'test/e2e/safety.test.ts',
+  'test/e2e/safety-restore.test.ts',
   'test/integration/pg-restored-copy.test.ts',
   'test/integration/pg-stream.test.ts',
   'test/integration/sqlite-continuity.test.ts',
