@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * The files that take longest, longest first (a full run on the 2-core machine, 2026-12-02).
+ * The files that take longest, longest first (a full run on the 2-core machine, 2026-12-02;
+ * files split since then placed by the share of the old file's tests they took).
  * Vitest orders files by the durations of the last local run, but CI starts from a
  * fresh node_modules with no such record and falls back to "largest file first": a
  * short file of long tests could start last and leave one worker running alone at
@@ -11,16 +12,16 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * Files not named here keep vitest's own order, after these.
  */
 const LONGEST_FIRST = [
-  'test/integration/damage.test.ts',
-  'test/integration/damage-check.test.ts',
   'test/integration/postgres.test.ts',
+  'test/integration/damage.test.ts', // damage and damage-check were one file of ~227 s
+  'test/integration/damage-check.test.ts',
   'test/integration/object-storage.test.ts',
   'test/integration/migrate.test.ts', // one test of ~100 s: it cannot be split across workers
-  'test/integration/prune.test.ts',
   'test/e2e/errors.test.ts',
-  'test/e2e/safety.test.ts',
-  'test/e2e/safety-restore.test.ts',
   'test/integration/pg-restored-copy.test.ts',
+  'test/integration/prune.test.ts',
+  'test/e2e/safety.test.ts', // safety and safety-restore were one file of ~160 s
+  'test/e2e/safety-restore.test.ts',
   'test/integration/pg-stream.test.ts',
   'test/integration/sqlite-continuity.test.ts',
   'test/integration/pg-verify.test.ts',
