@@ -11,7 +11,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * the end. Starting the longest files first keeps both workers busy to the end.
  * Files not named here keep vitest's own order, after these.
  */
-const LONGEST_FIRST = [
+export const LONGEST_FIRST = [
   'test/integration/postgres.test.ts',
   'test/integration/damage.test.ts', // damage and damage-check were one file of ~227 s
   'test/integration/damage-check.test.ts',
