@@ -63,6 +63,7 @@ const JOB: Schema = {
     result: {},
     error: nullable(str),
     error_code: nullable(str),
+    error_hint: nullable(str),
   },
 };
 const ERROR: Schema = obj({ error: obj({ code: str, message: str, hint: nullable(str) }, ['code', 'message']) }, ['error']);
