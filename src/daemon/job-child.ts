@@ -23,6 +23,13 @@ export const CLI = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.ur
  */
 const MAX_LOG_LINE = 64 * 1024;
 
+/**
+ * How long after the child's exit its pipes may stay open. A process it started
+ * (pg_basebackup, say) inherits them and outlives a child killed with SIGKILL: the
+ * job must end anyway, and what that orphan writes later is nobody's log.
+ */
+const DRAIN_AFTER_EXIT_MS = 5_000;
+
 /** Why a job failed, as its catalog row and the API report it. */
 export interface JobFailure {
   code: ErrorCode;
@@ -151,9 +158,23 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
     child.stdin.on('error', () => {});
     child.stdin.end(JSON.stringify(spec));
     hooks.onSpawn?.(child);
-    let spawnError: Error | undefined;
-    child.on('error', (err) => (spawnError = err));
-    child.on('close', (code, signal) => {
+    let done = false;
+    const finish = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error) => {
+      if (done) return;
+      done = true;
+      settle(code, signal, spawnError);
+    };
+    // A child that never started has no exit and no close to wait for.
+    child.on('error', (err) => {
+      if (child.pid === undefined) finish(null, null, err);
+    });
+    child.on('exit', () => {
+      setTimeout(() => {
+        for (const stream of child.stdio) stream?.destroy();
+      }, DRAIN_AFTER_EXIT_MS).unref();
+    });
+    child.on('close', (code, signal) => finish(code, signal));
+    const settle = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error) => {
       const exitCode = code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1);
       const failed = (f: JobFailure) => resolve({ exitCode, signal, result, error: f });
       if (spawnError) return failed({ code: 'JOB_CRASHED', message: `cannot start the job: ${spawnError.message}`, hint: `is ${process.execPath} still installed?` });
@@ -167,6 +188,6 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
         message: signal ? `the job's process was killed by ${signal}` : `the job's process exited with ${exitCode} without reporting an error`,
         hint: signal === 'SIGKILL' ? 'killed from outside (kill -9, or the kernel out of memory: see dmesg); the job log shows how far it got' : 'the job log shows what it printed; run the command of its first log line by hand to see more',
       });
-    });
+    };
   });
 }
