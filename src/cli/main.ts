@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   let code = 0;
   try {
     // The daemon's jobs: the same program, its command read from a spec (job.ts).
-    if (isJobEntry(process.argv.slice(2))) await runJob(buildProgram);
+    if (isJobEntry(process.argv.slice(2))) await runJob(buildProgram, process.argv.slice(2));
     else await buildProgram().parseAsync(process.argv);
   } catch (err) {
     code = reportError(err);

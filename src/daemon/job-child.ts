@@ -97,7 +97,8 @@ function lines(stream: Readable, max: number, onLine: (line: string) => void, on
 }
 
 /**
- * Runs `lifeboat --json --config C --repo R ARGV…` as a job child and resolves when it
+ * Runs `lifeboat --json --config C --repo R ARGV…` as a job child (`lifeboat job -- ARGV…`,
+ * the spec on stdin) and resolves when it
  * has exited and its pipes are drained. Never rejects: a child that cannot start fails
  * with JOB_CRASHED.
  */
@@ -105,7 +106,9 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
   const file = path.resolve(config.file);
   const spec: JobSpec = { v: JOB_PROTOCOL_VERSION, id: hooks.id ?? '', argv, repository, config: file };
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [hooks.entry ?? CLI, 'job'], {
+    // The command again after `--`, for `ps` only (the spec is what runs, and the child
+    // refuses a mismatch): an operator sees what each job runs, as with any process.
+    const child = spawn(process.execPath, [hooks.entry ?? CLI, 'job', '--', ...argv], {
       env: { ...process.env, ...hooks.env, LIFEBOAT_CONFIG: file },
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     });

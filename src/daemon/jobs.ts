@@ -217,7 +217,7 @@ export class JobRunner extends EventEmitter {
       env: childEnv(this.config, req.source === undefined ? undefined : this.config.sources.get(req.source)),
       onSpawn: (c) => (slot.child = c),
       onLine: (stream, line) => this.catalog.appendLog(job.id, stream, line),
-      onLog: (level, message) => this.catalog.appendLog(job.id, 'stderr', level === 'warning' ? `warning: ${message}` : message),
+      onLog: (level, message) => this.catalog.appendLog(job.id, level === 'warning' ? 'stderr' : 'stdout', level === 'warning' ? `warning: ${message}` : message),
       onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),
       ...(this.entry !== undefined ? { entry: this.entry } : {}),
     });

@@ -51,7 +51,8 @@ function jobChildren(): number[] {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const ppid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').endsWith('\0job\0')) pids.push(Number(pid));
+      // node ENTRY job -- COMMAND…
+      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[2] === 'job') pids.push(Number(pid));
     } catch {
       // gone already
     }

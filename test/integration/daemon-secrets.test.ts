@@ -35,7 +35,7 @@ const PASSWORD = `Sekr3t-${randomBytes(6).toString('hex')}`;
 /** Watches every process's argv until stopped; returns the command lines that held the password. */
 function watchArgv(): { stop(): string[]; seen(): number; programs: Set<string> } {
   const leaks = new Set<string>();
-  /** Programs seen connecting as the role, and the daemon's job children (so the watch saw them run). */
+  /** Programs seen connecting as the role (so the watch saw them run). */
   const programs = new Set<string>();
   let scans = 0;
   let running = true;
@@ -46,8 +46,7 @@ function watchArgv(): { stop(): string[]; seen(): number; programs: Set<string> 
       try {
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
         if (argv.includes(PASSWORD)) leaks.add(argv.replaceAll('\0', ' '));
-        // A job child's command (DSN without its password) is in its spec on stdin: its argv is `lifeboat.js job`.
-        if (argv.includes('lbsecret') || argv.endsWith('lifeboat.js\0job\0')) programs.add(path.basename(argv.split('\0')[0] ?? ''));
+        if (argv.includes('lbsecret')) programs.add(path.basename(argv.split('\0')[0] ?? ''));
       } catch {
         // gone already
       }
@@ -141,7 +140,7 @@ describe('a PostgreSQL password in the daemon', () => {
       await d.stop();
     }
     expect(argv.seen()).toBeGreaterThan(10);
-    // The watch saw the children that handle the DSN: the daemon's lifeboat job children and pg_receivewal.
+    // The watch saw the children that carry the DSN: the daemon's lifeboat children and pg_receivewal.
     expect([...argv.programs]).toEqual(expect.arrayContaining(['node', 'pg_receivewal']));
     expect(argv.stop(), 'command lines holding the password').toEqual([]);
 
