@@ -4,13 +4,15 @@
  * arrive in pieces, and turns each way a child can break the protocol into JOB_PROTOCOL.
  * The children here are small node scripts, so each rule is met exactly once.
  */
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LifeboatConfig } from '../../src/config/config.js';
 import { runLifeboat } from '../../src/daemon/job-child.js';
 import { JobProtocolError, parseJobEvent, parseJobSpec } from '../../src/daemon/job-protocol.js';
-import { cleanupTmp, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, tmpdir } from '../helpers.js';
 
 afterAll(() => cleanupTmp());
 
@@ -91,5 +93,18 @@ describe("the daemon's reader of a job child", () => {
 
   it('succeeds with a null result when the command reports none', async () => {
     expect(await child('')).toEqual({ exitCode: 0, signal: null, result: null });
+  });
+});
+
+describe('lifeboat job', () => {
+  it('refuses to run when the command shown on its command line is not the spec\'s', async () => {
+    const c = spawn(process.execPath, [CLI, 'job', '--', 'prune'], { stdio: ['pipe', 'ignore', 'pipe', 'pipe'] });
+    c.stdin?.end(JSON.stringify({ v: 1, id: 'j', argv: ['check'], repository: 'main', config: '/nonexistent/lifeboat.yaml' }));
+    let events = '';
+    (c.stdio[3] as Readable).on('data', (d: Buffer) => (events += d.toString()));
+    const code = await new Promise<number | null>((resolve) => c.on('close', resolve));
+    const last = events.trim().split('\n').map((l) => parseJobEvent(l)).at(-1);
+    expect(last).toMatchObject({ type: 'error', code: 'JOB_PROTOCOL', exit: 46, message: expect.stringMatching(/differs from the spec/) });
+    expect(code).toBe(46);
   });
 });
