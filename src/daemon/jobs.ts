@@ -1,6 +1,7 @@
 /**
  * Jobs: every backup, restore, drill, check, forget and prune the daemon runs is the
- * lifeboat command a user would type, run as a child process. A crash or leak in one
+ * lifeboat command a user would type, run as a child process that reports its result
+ * and errors as typed events (job-child.ts, job-protocol.ts). A crash or leak in one
  * job cannot take the daemon down, the job's output is its log, and what the API
  * starts is exactly what the runbook tells a human to run. One job per kind and
  * source (or repository) runs at a time.

@@ -102,6 +102,18 @@ describe('a failed job reports its exact error through the API', () => {
   });
 });
 
+describe('a backup that ends PARTIAL', () => {
+  it('counts as succeeded with its snapshot recorded, its warning in the log', async () => {
+    const t = await testDaemon({ extraSources: '  half:\n    kind: files\n    paths: [$DIR/data, $DIR/missing]' });
+    const job = await backupJob(t, 'half');
+    expect(job).toMatchObject({ status: 'succeeded', exit_code: ERROR_TABLE.PARTIAL.exit, error: null, error_code: null, error_hint: null });
+    const id = (job.result as { id: string }).id;
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    expect(t.daemon.catalog.backups('half', 1)[0]?.snapshot_id).toBe(id);
+    expect(t.daemon.catalog.log(job.id).map((l) => l.line)).toContainEqual(expect.stringMatching(/^warning: .*missing/));
+  });
+});
+
 describe('a job child that breaks the protocol or dies', () => {
   const BROKEN = path.join(ROOT, 'test', 'fixtures', 'job-child-broken.mjs');
 
