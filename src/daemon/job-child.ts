@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { ErrorCode } from '../errors.js';
 import type { LifeboatConfig } from '../config/config.js';
-import { JOB_EVENT_FD, JOB_PROTOCOL_VERSION, MAX_CHANNEL_BYTES, MAX_EVENT_BYTES, JobProtocolError, parseJobEvent, type JobSpec, type ProgressEvent } from './job-protocol.js';
+import { JOB_EVENT_FD, JOB_PROTOCOL_VERSION, MAX_CHANNEL_BYTES, MAX_EVENT_BYTES, MAX_LOG_EVENTS, PROGRESS_INTERVAL_MS, JobProtocolError, parseJobEvent, type JobSpec, type ProgressEvent } from './job-protocol.js';
 
 /** The lifeboat a job runs: this installation's, so daemon and child are the same version. */
 export const CLI = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
@@ -117,6 +117,8 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
     let reported: JobFailure | undefined;
     let broken: string | undefined;
     let channelBytes = 0;
+    let logEvents = 0;
+    let lastProgress = 0;
     const events = child.stdio[JOB_EVENT_FD] as Readable;
     const breakProtocol = (why: string) => {
       if (broken !== undefined) return;
@@ -133,9 +135,15 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
         try {
           const e = parseJobEvent(line);
           if (reported) throw new JobProtocolError(`a ${e.type} event after the error event`);
-          if (e.type === 'progress') hooks.onProgress?.({ phase: e.phase, files: e.files, bytes: e.bytes, ...(e.total_bytes !== undefined ? { total_bytes: e.total_bytes } : {}) });
-          else if (e.type === 'log') hooks.onLog?.(e.level, e.message);
-          else if (e.type === 'result') {
+          if (e.type === 'progress') {
+            // The latest progress is what counts: one more within the interval is dropped.
+            if (Date.now() - lastProgress < PROGRESS_INTERVAL_MS) return;
+            lastProgress = Date.now();
+            hooks.onProgress?.({ phase: e.phase, files: e.files, bytes: e.bytes, ...(e.total_bytes !== undefined ? { total_bytes: e.total_bytes } : {}) });
+          } else if (e.type === 'log') {
+            if (++logEvents > MAX_LOG_EVENTS) throw new JobProtocolError(`more than ${MAX_LOG_EVENTS} log events`);
+            hooks.onLog?.(e.level, e.message);
+          } else if (e.type === 'result') {
             if (hasResult) throw new JobProtocolError('a second result event');
             hasResult = true;
             result = e.value;

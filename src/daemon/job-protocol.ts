@@ -28,6 +28,15 @@ export const MAX_EVENT_BYTES = 16 * 1024 * 1024;
  */
 export const MAX_CHANNEL_BYTES = 256 * 1024 * 1024;
 
+/** Log events one job may send: each is a row of the catalog, and a job's own output goes to stdout/stderr. */
+export const MAX_LOG_EVENTS = 10_000;
+
+/**
+ * Progress reaches the catalog at most this often: the child sends it every 500 ms, and
+ * a child sending more must not turn into a stream of database writes.
+ */
+export const PROGRESS_INTERVAL_MS = 250;
+
 /** The longest spec the child reads on stdin: an argv of paths and excludes, never data. */
 export const MAX_SPEC_BYTES = 1024 * 1024;
 

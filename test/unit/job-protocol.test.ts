@@ -91,6 +91,18 @@ describe("the daemon's reader of a job child", () => {
     expect(lines[1]).toBe('after');
   });
 
+  it('bounds log events, and passes progress on at most every 250 ms', async () => {
+    const logs: string[] = [];
+    const flood = await child(`send('{"v":1,"type":"log","level":"info","message":"m"}\\n'.repeat(10_001)); setInterval(() => {}, 1000);`, { onLog: (_l, m) => logs.push(m) });
+    expect(flood.error).toMatchObject({ code: 'JOB_PROTOCOL', message: expect.stringMatching(/more than 10000 log events/) });
+    expect(logs).toHaveLength(10_000);
+    const progress: unknown[] = [];
+    // Twenty in one write: the first counts, the rest come within the interval.
+    const fast = await child(`send(Array.from({ length: 20 }, (_, i) => JSON.stringify({ v: 1, type: 'progress', phase: 'backup', files: i, bytes: i }) + '\\n').join(''));`, { onProgress: (p) => progress.push(p) });
+    expect(fast.error).toBeUndefined();
+    expect(progress).toEqual([{ phase: 'backup', files: 0, bytes: 0 }]);
+  });
+
   it('succeeds with a null result when the command reports none', async () => {
     expect(await child('')).toEqual({ exitCode: 0, signal: null, result: null });
   });
