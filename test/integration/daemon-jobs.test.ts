@@ -111,6 +111,10 @@ describe('a backup that ends PARTIAL', () => {
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     expect(t.daemon.catalog.backups('half', 1)[0]?.snapshot_id).toBe(id);
     expect(t.daemon.catalog.log(job.id).map((l) => l.line)).toContainEqual(expect.stringMatching(/^warning: .*missing/));
+    // Its progress came as events (the first is sent at once), with the daemon's elapsed time.
+    expect(job.progress).toMatchObject({ phase: expect.any(String), files: expect.any(Number), bytes: expect.any(Number), elapsed_seconds: expect.any(Number) });
+    // The child's first event names it in the log.
+    expect(t.daemon.catalog.log(job.id).map((l) => l.line)).toContainEqual(expect.stringMatching(new RegExp(`^lifeboat \\S+ job ${job.id}, pid \\d+$`)));
   });
 });
 
