@@ -98,9 +98,8 @@ function lines(stream: Readable, max: number, onLine: (line: string) => void, on
 
 /**
  * Runs `lifeboat --json --config C --repo R ARGV…` as a job child (`lifeboat job -- ARGV…`,
- * the spec on stdin) and resolves when it
- * has exited and its pipes are drained. Never rejects: a child that cannot start fails
- * with JOB_CRASHED.
+ * the spec on stdin) and resolves when it has exited and its pipes are drained. Never
+ * rejects: a child that cannot start fails with JOB_CRASHED.
  */
 export function runLifeboat(config: LifeboatConfig, repository: string, argv: string[], hooks: RunHooks = {}): Promise<JobOutcome> {
   const file = path.resolve(config.file);
