@@ -1,5 +1,6 @@
 /** Sources: their state, backing one up now, and their retention policy (preview and apply). */
 import { z } from 'zod';
+import type { SourceStatus } from '../../daemon/metrics.js';
 import type { ApiContext } from '../context.js';
 import { Job, NameParam, Source } from '../dto.js';
 import { route, type Route } from '../route.js';
@@ -15,7 +16,7 @@ export function sourceRoutes({ d, source, actor }: ApiContext): Route[] {
       method: 'GET', url: '/api/v1/sources/:name', role: 'viewer', summary: 'One source', params: NameParam,
       response: { status: 200, description: 'the source', schema: Source },
       // source() refuses an unknown name, so the find always finds it.
-      handler: ({ params }) => d.sources().find((s) => s.name === source(params.name)) as Source,
+      handler: ({ params }) => d.sources().find((s) => s.name === source(params.name)) as SourceStatus,
     }),
     route({
       method: 'POST', url: '/api/v1/sources/:name/backup', role: 'operator', summary: 'Back up a source now; returns the job at once', params: NameParam,
