@@ -4,7 +4,7 @@
  * document and the validation cannot disagree.
  */
 import { PROGRAM_VERSION } from '../repo/repository.js';
-import { ErrorBody, Job } from './dto.js';
+import { AuditEntry, Backup, Drill, ErrorBody, Job, LogLine, Source, Status, Token, TokenCreated } from './dto.js';
 import { jsonSchema, type JsonSchema, type Route } from './route.js';
 
 export function openapi(routes: readonly Route[]): Record<string, unknown> {
@@ -36,7 +36,11 @@ export function openapi(routes: readonly Route[]): Record<string, unknown> {
     openapi: '3.0.3',
     info: { title: 'Lifeboat daemon API', version: PROGRAM_VERSION, description: 'Backups, restores, drills and their status. Roles: viewer < operator < admin.' },
     servers: [{ url: '/' }],
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas: { Job: jsonSchema(Job), Error: ERROR } },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      // The shared shapes by name, for clients generated from this document (responses inline them too).
+      schemas: Object.fromEntries(Object.entries({ Job, Source, Backup, Drill, Status, LogLine, AuditEntry, Token, TokenCreated }).map(([name, schema]) => [name, jsonSchema(schema)]).concat([['Error', ERROR]])),
+    },
     security: [{ bearer: [] }],
     paths,
   };

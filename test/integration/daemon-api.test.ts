@@ -283,7 +283,7 @@ describe('openapi and health', () => {
 
   it('describes each request with the schema fastify validates it with', async () => {
     type Op = { parameters?: Array<{ name: string; in: string; schema: unknown }>; requestBody?: { required: boolean; content: { 'application/json': { schema: unknown } } }; responses: Record<string, { content?: { 'application/json': { schema: { properties?: Record<string, unknown> } } } }> };
-    const doc = (await t.daemon.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, Op>> };
+    const doc = (await t.daemon.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, Op>>; components: { schemas: Record<string, unknown> } };
     const body = (p: string, m: string) => doc.paths[p]?.[m]?.requestBody;
     // The same schemas as when they were written by hand (before src/api/dto.ts): same requests accepted.
     expect(body('/api/v1/tokens', 'post')).toEqual({
@@ -308,6 +308,7 @@ describe('openapi and health', () => {
     // Responses name their fields (the DTOs the dashboard is compiled against).
     const source = doc.paths['/api/v1/sources/{name}']?.get?.responses['200']?.content?.['application/json'].schema;
     expect(Object.keys(source?.properties ?? {})).toEqual(expect.arrayContaining(['name', 'last_backup', 'rpo_seconds', 'rto_seconds', 'archive']));
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Job', 'Source', 'Backup', 'Drill', 'Status', 'Error']));
   });
 
   it('serves the dashboard with a policy that lets only its own scripts run', async () => {
