@@ -19,6 +19,8 @@ async function buildCopy(edit: (dto: string) => string): Promise<{ code: number;
   const dir = tmpdir('lb-web-types-');
   cpSync(path.join(ROOT, 'src', 'web'), path.join(dir, 'src', 'web'), { recursive: true });
   cpSync(path.join(ROOT, 'tsconfig.web.json'), path.join(dir, 'tsconfig.web.json'));
+  // package.json's "type": "module" makes the sources ES modules for tsc, as in the checkout.
+  cpSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   const dto = readFileSync(path.join(ROOT, 'src', 'api', 'dto.ts'), 'utf8');
   const edited = edit(dto);
