@@ -17,7 +17,7 @@ import { ArchiveWatch } from './archive-watch.js';
 import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
-import { buildApi } from './api.js';
+import { buildApi } from '../api/app.js';
 import { RepositoryReads, type ReadsOptions } from './reads.js';
 import { checkListen, loadMetricsToken } from './listen.js';
 
