@@ -64,10 +64,10 @@ async function succeeds(s: Subject, req: Omit<JobRequest, 'source' | 'trigger'>,
 }
 
 /** Restores with these parameters into a fresh target and returns the restored data's fingerprint. */
-async function restoreAndLook(s: Subject, label: string, params: Omit<RestoreParams, 'target'>, extra: string[] = []): Promise<{ target: string; fingerprint: Fingerprint }> {
+async function restoreAndLook(s: Subject, label: string, params: Omit<RestoreParams, 'target'>, extra: string[] = []): Promise<{ target: string; fingerprint: Fingerprint; run: JobRun }> {
   const target = s.target(label);
-  await succeeds(s, { kind: 'restore', restore: { ...params, target } }, extra);
-  return { target, fingerprint: await s.restored(target) };
+  const run = await succeeds(s, { kind: 'restore', restore: { ...params, target } }, extra);
+  return { target, fingerprint: await s.restored(target), run };
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -107,9 +107,12 @@ export function conformanceSuite(driver: KindDriver): void {
       for (const b of backups) {
         const byTime = await restoreAndLook(s, `${b.label}-time`, { time: iso(b.time) });
         firstTarget ??= byTime.target;
+        // Each backup is what the restore starts from, not an older one replayed forward.
+        expect(byTime.run.result.snapshot, explain(byTime.run)).toBe(b.snapshot);
         expect(byTime.fingerprint, `${b.label} restored to ${iso(b.time)}`).toEqual(b.fingerprint);
         if (s.restoresSnapshotIds) {
           const byId = await restoreAndLook(s, `${b.label}-id`, { snapshot: b.snapshot });
+          expect(byId.run.result.snapshot, explain(byId.run)).toBe(b.snapshot);
           expect(byId.fingerprint, `${b.label} restored by id ${b.snapshot}`).toEqual(b.fingerprint);
         }
       }
