@@ -3,9 +3,10 @@
  * its real data started in a scratch place, a way to change it, and a fingerprint a
  * user would check after a restore (file bytes and modes, row counts and content
  * hashes, the rows themselves). Kinds with a continuous log (PostgreSQL's WAL archive,
- * SQLite's frame replication) also say how to start and stop it and how to wait until
- * it holds everything committed up to a moment. The suite does the rest the way the
- * daemon does: it writes no command lines of its own.
+ * SQLite's frame replication) also say how to start and stop it, and their moments
+ * wait until it holds everything committed so far. The suite does the rest the way
+ * the daemon does: it writes no command lines of its own (only a log position's flag,
+ * which the daemon's restore parameters do not carry yet).
  */
 import type { SourceKind } from '../../src/config/config.js';
 import type { CliResult } from '../helpers.js';
@@ -15,7 +16,7 @@ export type Fingerprint = unknown;
 
 /** The continuous log of a kind: WAL archiving, frame replication. */
 export interface LogDriver {
-  /** Starts archiving (idempotent for kinds whose log is always on, such as archive_command). */
+  /** Starts archiving (nothing to do for a log that runs with the server, such as archive_command). */
   start(): Promise<void>;
   /** Stops archiving; what was archived stays restorable. */
   stop(): Promise<void>;
@@ -75,4 +76,16 @@ export async function nextMoment(): Promise<number> {
   const t = Date.now() + 1;
   while (Date.now() <= t) await new Promise((r) => setImmediate(r));
   return t;
+}
+
+/**
+ * Polls `ready` until it returns true; fails after `timeoutMs` with `what()` (evaluated
+ * then, so it can describe the last state seen). `ready` may throw to fail at once.
+ */
+export async function until(what: () => string, ready: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

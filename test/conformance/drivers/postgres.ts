@@ -14,8 +14,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { archivedCluster, lifeboatAsPostgres, PG_BIN, restoredPort, writeAsPostgres, type ScratchCluster } from '../../pg-cluster.js';
-import { waitUntil } from '../../pg-streamer.js';
-import { nextMoment, type Fingerprint, type KindDriver, type Subject } from '../driver.js';
+import { nextMoment, until, type Fingerprint, type KindDriver, type Subject } from '../driver.js';
 
 /** Commits that prove a moment archived: not part of the data the suite compares. */
 const HEARTBEAT = 'conformance_heartbeat';
@@ -74,9 +73,11 @@ export const postgresDriver: KindDriver = {
         await cluster.query(`INSERT INTO ${HEARTBEAT} VALUES (clock_timestamp())`);
         const [seg] = await cluster.query<{ name: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS name');
         await cluster.query('SELECT pg_switch_wal()');
-        await waitUntil(`segment ${seg?.name} archived`, async () => {
-          const [a] = await cluster.query<{ last: string | null }>('SELECT last_archived_wal AS last FROM pg_stat_archiver');
-          return a?.last != null && a.last >= (seg?.name ?? '');
+        let archiver: { last: string | null; failed: string | null } | undefined;
+        // On timeout the message names the last segment the archiver failed on, if any.
+        await until(() => `segment ${seg?.name} archived (archiver: ${JSON.stringify(archiver)})`, async () => {
+          [archiver] = await cluster.query<{ last: string | null; failed: string | null }>('SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver');
+          return archiver?.last != null && archiver.last >= (seg?.name ?? '');
         }, 60_000, 50);
         return t;
       },

@@ -16,8 +16,7 @@ import { loadConfig, type SourceConfig } from '../../../src/config/config.js';
 import { replicationCommand } from '../../../src/daemon/supervisor.js';
 import { CLI, runCli, tmpdir } from '../../helpers.js';
 import { runApp } from '../../sqlite-helpers.js';
-import { waitUntil } from '../../pg-streamer.js';
-import { nextMoment, type KindDriver, type LogDriver, type Subject } from '../driver.js';
+import { nextMoment, until, type KindDriver, type LogDriver, type Subject } from '../driver.js';
 
 /** Every row of the application's table, in id order: what a user of the database would compare. */
 function rowsOf(file: string): unknown[] {
@@ -49,7 +48,10 @@ class Replication {
 
   /** Waits until the replicator proves everything committed up to `ms` is in the repository. */
   async archived(ms: number): Promise<void> {
-    await waitUntil(`sqlite replicate archivedThrough ≥ ${new Date(ms).toISOString()} (output: ${this.output})`, () => this.child.exitCode === null && this.latest >= ms, 60_000, 20);
+    await until(() => `sqlite replicate archivedThrough ≥ ${new Date(ms).toISOString()} (output: ${this.output})`, () => {
+      if (this.child.exitCode !== null) throw new Error(`sqlite replicate exited ${this.child.exitCode}: ${this.output}`);
+      return this.latest >= ms;
+    });
   }
 
   async stop(): Promise<void> {
