@@ -62,6 +62,8 @@ export interface KindDriver {
   kind: SourceKind;
   /** Whether the kind has a continuous log (its subject then has `log`). */
   hasLog: boolean;
+  /** Whether that log has positions a restore can name (its subject's log then has `position`). */
+  hasPositions?: boolean;
   setup(): Promise<Subject>;
 }
 

@@ -35,6 +35,7 @@ async function fingerprintOf(db: Queryable): Promise<Fingerprint> {
 export const postgresDriver: KindDriver = {
   kind: 'postgres',
   hasLog: true,
+  hasPositions: true,
   async setup(): Promise<Subject> {
     const { base, repo, pw, cluster } = await archivedCluster('lb-conform-pg-');
     const config = path.join(base, 'lifeboat.yaml');
