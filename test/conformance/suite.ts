@@ -73,11 +73,12 @@ async function restoreAndLook(s: Subject, label: string, params: Omit<RestorePar
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
- * The tests that restore several times: a server kind starts each restore twice (the
- * job's own start, check and promotion, then once more to read it), about five seconds
- * on a quiet machine and several times that beside a loaded test run.
+ * For the tests that run many jobs: a server kind starts its data (initdb), takes base
+ * backups, and starts each restore twice (the job's own start, checks and promotion,
+ * then once more to read it): about five seconds a restore on a quiet machine and
+ * several times that beside a loaded test run.
  */
-const SERVER_RESTORES_MS = 300_000;
+const MANY_JOBS_MS = 300_000;
 
 export function conformanceSuite(driver: KindDriver): void {
   describe(`source conformance: ${driver.kind}`, () => {
@@ -108,7 +109,7 @@ export function conformanceSuite(driver: KindDriver): void {
       // Otherwise every comparison below would pass whichever backup a restore brought back.
       expect(backups[1]?.fingerprint, 'the change changed the fingerprint').not.toEqual(backups[0]?.fingerprint);
       expect(backups[1]?.snapshot).not.toBe(backups[0]?.snapshot);
-    });
+    }, MANY_JOBS_MS);
 
     it('restores each backup, by its time and (where the kind names snapshots) by its id, to the data it was taken from', async () => {
       const s = subject();
@@ -127,7 +128,7 @@ export function conformanceSuite(driver: KindDriver): void {
       // Without a time or a snapshot the daemon restores the newest state.
       const newest = await restoreAndLook(s, 'newest', {});
       expect(newest.fingerprint, 'restored without a time').toEqual(backups.at(-1)?.fingerprint);
-    }, SERVER_RESTORES_MS);
+    }, MANY_JOBS_MS);
 
     it.runIf(driver.hasLog)('records several moments of its log: a change, then a moment the log proves it holds', async () => {
       const s = subject();
@@ -158,7 +159,7 @@ export function conformanceSuite(driver: KindDriver): void {
       }
       const newest = await restoreAndLook(s, 'newest-after-log', {});
       expect(newest.fingerprint, 'restored without a time, after the log').toEqual(moments.at(-1)?.fingerprint);
-    }, SERVER_RESTORES_MS);
+    }, MANY_JOBS_MS);
 
     it.runIf(driver.hasPositions === true)('restores to each moment of its log by position', async () => {
       const s = subject();
@@ -169,7 +170,7 @@ export function conformanceSuite(driver: KindDriver): void {
         const byPosition = await restoreAndLook(s, `${m.label}-position`, {}, position.args(m.position as string));
         expect(byPosition.fingerprint, `${m.label} restored to position ${m.position}`).toEqual(m.fingerprint);
       }
-    }, SERVER_RESTORES_MS);
+    }, MANY_JOBS_MS);
 
     it('drills the source: the drill job succeeds and measures a recovery time', async () => {
       const run = await succeeds(subject(), { kind: 'drill' });
