@@ -106,7 +106,12 @@ export async function buildProgram(args: readonly string[] = process.argv.slice(
 async function main(): Promise<void> {
   let code = 0;
   try {
-    await (await buildProgram()).parseAsync(process.argv);
+    const args = process.argv.slice(2);
+    // The daemon's jobs: the same program, its command read from a spec (job.ts),
+    // loaded only for them.
+    const job = args[0] === 'job' ? await import('./job.js') : undefined;
+    if (job?.isJobEntry(args)) await job.runJob(buildProgram, args);
+    else await (await buildProgram(args)).parseAsync(process.argv);
   } catch (err) {
     code = reportError(err);
   }
