@@ -13,7 +13,7 @@
  *       key_command: age -d -i /etc/lifeboat/age.key   # instead of a password (docs/keys.md)
  *   sources:
  *     orders:   { kind: postgres, repository: main, dsn: postgres://..., stream: true,
- *                 targets: { rpo: 5m, rto: 30m }, retention: { keep_daily: 14 } }
+ *                 targets: { rpo: 5min, rto: 30min }, retention: { keep_daily: 14 } }
  *   schedules:
  *     nightly:  { run: backup, sources: [orders], cron: "0 2 * * *", timezone: Europe/Berlin }
  *   notifications:
