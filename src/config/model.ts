@@ -123,9 +123,10 @@ export const SECTIONS = ['repositories', 'sources', 'schedules', 'notifications'
  * an API token's lifetime (`token create --expires`, POST /api/v1/tokens `expires`).
  * A minute at least: a shorter one expires before it can be used.
  */
-export const tokenExpires = option(z.union([z.literal('never'), duration({ min: '1min' })], { error: 'must be a duration or never' }), {
+export const tokenExpires = option(z.union([z.literal('never'), duration({ min: '1min' })], { error: 'must be a duration or never' }).optional(), {
   description: 'how long the token is valid, e.g. 30d, 12h or 1w; `never`',
   flag: '--expires',
   api: true,
+  file: false,
   shown: 'never',
 });

@@ -22,6 +22,8 @@ export interface OptionMeta {
   flag?: string;
   env?: string;
   api?: boolean;
+  /** false: not a lifeboat.yaml key (only a flag or an API field). */
+  file?: false;
 }
 
 /** Attaches the documentation of an option to its schema (zod's global registry, so JSON Schema sees it). */
@@ -34,9 +36,9 @@ export function metaOf(schema: z.ZodType): OptionMeta | undefined {
   return z.globalRegistry.get(schema) as OptionMeta | undefined;
 }
 
-/** Where an option appears, for the docs: always the file, plus what its metadata names. */
+/** Where an option appears, for the docs: the file (unless file: false), plus what its metadata names. */
 export function placesOf(meta: OptionMeta | undefined): Place[] {
-  return ['file', ...(meta?.flag ? (['flag'] as const) : []), ...(meta?.env ? (['env'] as const) : []), ...(meta?.api ? (['api'] as const) : [])];
+  return [...(meta?.file === false ? [] : (['file'] as const)), ...(meta?.flag ? (['flag'] as const) : []), ...(meta?.env ? (['env'] as const) : []), ...(meta?.api ? (['api'] as const) : [])];
 }
 
 export const text = () => z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' });
@@ -90,6 +92,11 @@ export function duration(rule: DurationRule = {}) {
 /** The input schemas of durations, shown to JSON Schema as the grammar's strings. */
 const DURATION_INPUTS = new WeakSet<object>();
 export const DURATION_PATTERN = '^(0|(\\d+(\\.\\d+)?(ms|s|min|h|d|w|mo|y))+)$';
+
+/** Whether this is the input side of duration() (the docs say "duration", not "string or number"). */
+export function isDurationInput(schema: z.ZodType): boolean {
+  return DURATION_INPUTS.has(schema);
+}
 
 export type DurationSchema = ReturnType<typeof duration>;
 

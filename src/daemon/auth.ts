@@ -38,7 +38,7 @@ export function hashToken(token: string): string {
 export function expiryOf(text: string | undefined, now = Date.now()): string | undefined {
   if (text === undefined) return undefined;
   const d = parseOptionValue(tokenExpires, text, `"${text}" is not a token lifetime:`);
-  return d === 'never' ? undefined : new Date(after(d, now)).toISOString();
+  return d === undefined || d === 'never' ? undefined : new Date(after(d, now)).toISOString();
 }
 
 export function createToken(catalog: Catalog, role: Role, name: string, expires?: string): { id: string; token: string; expires_at: string | null } {
