@@ -91,7 +91,6 @@ export function duration(rule: DurationRule = {}) {
 
 /** The input schemas of durations, shown to JSON Schema as the grammar's strings. */
 const DURATION_INPUTS = new WeakSet<object>();
-export const DURATION_PATTERN = '^(0|(\\d+(\\.\\d+)?(ms|s|min|h|d|w|mo|y))+)$';
 
 /** Whether this is the input side of duration() (the docs say "duration", not "string or number"). */
 export function isDurationInput(schema: z.ZodType): boolean {
@@ -100,26 +99,35 @@ export function isDurationInput(schema: z.ZodType): boolean {
 
 export type DurationSchema = ReturnType<typeof duration>;
 
-/** The first problem zod found, as one line and the hint an operator can act on. */
+/**
+ * The first problem zod found, as one line and the hint an operator can act on. When
+ * no branch of a union matched (`repeat: 30m`: neither `never` nor a duration), the
+ * branch that explained itself with a hint (the duration's) speaks, not the union.
+ */
 export function firstIssue(error: z.ZodError): { message: string; hint?: string; path: PropertyKey[] } {
   const issue = error.issues[0] as z.core.$ZodIssue;
-  const hint = (issue as { params?: { hint?: unknown } }).params?.hint;
-  return { message: issue.message, path: issue.path, ...(typeof hint === 'string' ? { hint } : {}) };
+  const hinted = issue.code === 'invalid_union' ? issue.errors.flat().find((i) => typeof (i as { params?: { hint?: unknown } }).params?.hint === 'string') : undefined;
+  const chosen = hinted ?? issue;
+  const hint = (chosen as { params?: { hint?: unknown } }).params?.hint;
+  return { message: chosen.message, path: issue.path, ...(typeof hint === 'string' ? { hint } : {}) };
 }
 
 /**
  * The JSON Schema of an option or an object of options, for the API's bodies and
- * OpenAPI document. Durations appear as strings in the grammar (their input), since a
- * JSON body carries the text, not the parsed value.
+ * OpenAPI document. Durations appear as strings (a JSON body carries the text), with
+ * no pattern: a body validator would refuse `30m` with a generic message, while the
+ * handler's parse (parseOptionValue) refuses it with the grammar's hint.
  */
 export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
   return z.toJSONSchema(schema, {
     io: 'input',
     unrepresentable: 'any',
     override: (ctx) => {
+      // OptionMeta's own fields are for the docs and flags, not JSON Schema keywords.
+      for (const k of ['flag', 'env', 'api', 'file', 'shown', 'example']) delete (ctx.jsonSchema as Record<string, unknown>)[k];
       if (!DURATION_INPUTS.has(ctx.zodSchema)) return;
       for (const k of Object.keys(ctx.jsonSchema)) delete (ctx.jsonSchema as Record<string, unknown>)[k];
-      Object.assign(ctx.jsonSchema, { type: 'string', pattern: DURATION_PATTERN, description: 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years' });
+      Object.assign(ctx.jsonSchema, { type: 'string', description: 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years' });
     },
   }) as Record<string, unknown>;
 }
