@@ -119,7 +119,9 @@ export function firstIssue(error: z.ZodError): { message: string; hint?: string;
  * handler's parse (parseOptionValue) refuses it with the grammar's hint.
  */
 export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
-  return z.toJSONSchema(schema, {
+  // draft-7 and no $schema: the result is embedded in bodies that fastify's ajv (draft-07) validates.
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, {
+    target: 'draft-7',
     io: 'input',
     unrepresentable: 'any',
     override: (ctx) => {
@@ -130,6 +132,7 @@ export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
       Object.assign(ctx.jsonSchema, { type: 'string', description: 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years' });
     },
   }) as Record<string, unknown>;
+  return rest;
 }
 
 /**

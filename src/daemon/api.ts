@@ -6,6 +6,8 @@
  * one, lands in the audit log. Errors are `{"error": {"code", "message", "hint"}}`
  * with the HTTP status of docs/exit-codes.md's code.
  */
+import { tokenExpires } from '../config/model.js';
+import { jsonSchemaOf } from '../config/schema.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -259,7 +261,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     },
     {
       method: 'POST', url: '/api/v1/tokens', role: 'admin', summary: 'Create a token (a name no active token has; optional lifetime such as "30d"); its secret is shown once',
-      body: obj({ name: str, role: { type: 'string', enum: ['viewer', 'operator', 'admin'] }, expires: str }, ['name', 'role']),
+      body: obj({ name: str, role: { type: 'string', enum: ['viewer', 'operator', 'admin'] }, expires: jsonSchemaOf(tokenExpires) }, ['name', 'role']),
       response: [201, 'the token', obj({ id: str, name: str, role: str, token: str, expires_at: nullable(str) })],
       handler: (req, reply) => {
         const b = req.body as { name: string; role: string; expires?: string };
