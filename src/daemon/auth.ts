@@ -9,7 +9,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
 import { tokenExpires } from '../config/model.js';
 import { parseOptionValue } from '../config/schema.js';
-import { after } from '../util/duration.js';
+import { after, type Duration } from '../util/duration.js';
 import type { Catalog, TokenRow } from './catalog.js';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
@@ -35,13 +35,13 @@ export function hashToken(token: string): string {
  * CLI flag and the API body both come here: one grammar, one meaning (a calendar
  * month for `1mo`, util/duration.ts).
  */
-export function expiryOf(text: string | undefined, now = Date.now()): string | undefined {
-  if (text === undefined) return undefined;
-  const d = parseOptionValue(tokenExpires, text, `"${text}" is not a token lifetime:`);
+export function expiryOf(expires: string | Duration | undefined, now = Date.now()): string | undefined {
+  if (expires === undefined) return undefined;
+  const d = typeof expires === 'string' ? parseOptionValue(tokenExpires, expires, `"${expires}" is not a token lifetime:`) : expires;
   return d === undefined || d === 'never' ? undefined : new Date(after(d, now)).toISOString();
 }
 
-export function createToken(catalog: Catalog, role: Role, name: string, expires?: string): { id: string; token: string; expires_at: string | null } {
+export function createToken(catalog: Catalog, role: Role, name: string, expires?: string | Duration): { id: string; token: string; expires_at: string | null } {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) throw new LifeboatError('USAGE', `"${name}" is not a valid token name`, { hint: 'letters, digits, ".", "_", "@", "-"' });
   const expiresAt = expiryOf(expires);
   const id = randomBytes(6).toString('hex');
