@@ -29,7 +29,7 @@ import { cronOf } from '../daemon/scheduler.js';
 import { LineCounter, parseDocument, isScalar, type Node } from 'yaml';
 import { LifeboatError, errno } from '../errors.js';
 import { durationMs, type Duration } from '../util/duration.js';
-import { SOURCE_KINDS, SOURCE_OPTIONS, type SourceKind } from './kinds.js';
+import { SOURCE_FIELDS, SOURCE_KINDS, SOURCE_OPTIONS, type SourceKind } from './kinds.js';
 import { JOB_KINDS, NOTIFY_EVENTS, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
 import { Reader } from './reader.js';
 
@@ -260,27 +260,8 @@ function readSource(r: Reader, name: string, node: Node, key: Node, config: Life
     }
   }
   const source: SourceConfig = { name, kind, repository, paths: [], exclude: [], continuous: false, tags: v.tags ?? [], targets: {} };
-  // Each kind's own keys onto the fields the rest of Lifeboat reads (h-seam's Source registry will own this).
-  const own = v as Record<string, unknown>;
-  if (kind === 'files') {
-    source.paths = own.paths as string[];
-    source.exclude = (own.exclude as string[] | undefined) ?? [];
-  }
-  if (kind === 'postgres') {
-    source.dsn = own.dsn as string;
-    if (own.password_file !== undefined) source.passwordFile = own.password_file as string;
-    if (own.pgdata !== undefined) source.pgdata = own.pgdata as string;
-    if (own.bin_dir !== undefined) source.binDir = own.bin_dir as string;
-    if (own.stream !== undefined) source.continuous = own.stream as boolean;
-    if (own.checks !== undefined) source.checks = own.checks as string[];
-  }
-  if (kind === 'sqlite') {
-    source.path = own.path as string;
-    if (own.replicate !== undefined) source.continuous = own.replicate as boolean;
-    if (own.interval !== undefined) source.interval = written(nodes, 'interval');
-    if (own.snapshot_interval !== undefined) source.snapshotInterval = written(nodes, 'snapshot_interval');
-    if (own.verify_interval !== undefined) source.verifyInterval = written(nodes, 'verify_interval');
-  }
+  // The kind's own keys, as its folder says (src/sources/<kind>/options.ts).
+  Object.assign(source, (SOURCE_FIELDS[kind] as (o: unknown) => Partial<SourceConfig>)(v));
   if (v.targets?.rpo) source.targets.rpoSeconds = seconds(v.targets.rpo);
   if (v.targets?.rto) source.targets.rtoSeconds = seconds(v.targets.rto);
   if (v.retention) {

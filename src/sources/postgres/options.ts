@@ -1,5 +1,6 @@
-/** The lifeboat.yaml keys of a PostgreSQL source, declared once (see src/config/model.ts). */
+/** The lifeboat.yaml keys of a PostgreSQL source, declared once (see src/config/model.ts), and what they set. */
 import { z } from 'zod';
+import type { SourceConfig } from '../../config/config.js';
 import { option, text, texts, yesNo } from '../../config/schema.js';
 
 export const postgresOptions = z.object({
@@ -10,3 +11,14 @@ export const postgresOptions = z.object({
   stream: option(yesNo().optional(), { description: 'keep `lifeboat pg stream` running (WAL within about a second); otherwise a server with archive_mode on is watched', shown: 'false' }),
   checks: option(texts().optional(), { description: 'SQL queries a restored, started copy must pass (first value true); restore jobs and the runbook run them', flag: '--check' }),
 });
+
+export function postgresFields(o: z.output<typeof postgresOptions>): Partial<SourceConfig> {
+  return {
+    dsn: o.dsn,
+    continuous: o.stream ?? false,
+    ...(o.password_file !== undefined ? { passwordFile: o.password_file } : {}),
+    ...(o.pgdata !== undefined ? { pgdata: o.pgdata } : {}),
+    ...(o.bin_dir !== undefined ? { binDir: o.bin_dir } : {}),
+    ...(o.checks !== undefined ? { checks: o.checks } : {}),
+  };
+}

@@ -1,6 +1,8 @@
-/** The lifeboat.yaml keys of a SQLite source, declared once (see src/config/model.ts). */
+/** The lifeboat.yaml keys of a SQLite source, declared once (see src/config/model.ts), and what they set. */
 import { z } from 'zod';
+import type { SourceConfig } from '../../config/config.js';
 import { duration, option, text, yesNo } from '../../config/schema.js';
+import { formatDuration } from '../../util/duration.js';
 
 /** Also `lifeboat sqlite replicate`'s flags of the same names (cli/commands/sqlite.ts). */
 export const sqliteOptions = z.object({
@@ -14,3 +16,14 @@ export const sqliteOptions = z.object({
     shown: '1min',
   }),
 });
+
+/** The intervals are handed to `sqlite replicate` as flags: their canonical spelling, which its parser reads back to the same value. */
+export function sqliteFields(o: z.output<typeof sqliteOptions>): Partial<SourceConfig> {
+  return {
+    path: o.path,
+    continuous: o.replicate ?? false,
+    ...(o.interval !== undefined ? { interval: formatDuration(o.interval) } : {}),
+    ...(o.snapshot_interval !== undefined ? { snapshotInterval: formatDuration(o.snapshot_interval) } : {}),
+    ...(o.verify_interval !== undefined ? { verifyInterval: o.verify_interval === 'off' ? 'off' : formatDuration(o.verify_interval) } : {}),
+  };
+}
