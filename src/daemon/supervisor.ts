@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import { STATUS_STALE_MS, parseStatus, type ArchiveStatus } from '../engine/archive-status.js';
 import type { Catalog } from './catalog.js';
-import { argvDsn, childEnv, childError, runLifeboat } from './jobs.js';
+import { argvDsn, childEnv } from './jobs.js';
+import { runLifeboat } from './job-child.js';
 import { systemClock, type Clock } from './scheduler.js';
 
 /** What the daemon knows of one source's log archiving (continuous archivers and archive_command alike). */
@@ -114,7 +115,7 @@ export class Supervisor {
     try {
       env = childEnv(this.config, s);
     } catch (err) {
-      this.exited(s, job.id, started, backoff, 1, [`lifeboat: ${(err as Error).message}`]);
+      this.exited(s, job.id, started, backoff, 1, (err as Error).message);
       return;
     }
     void runLifeboat(this.config, s.repository, replicationCommand(s, this.catalog.stateDir), {
@@ -151,18 +152,17 @@ export class Supervisor {
         this.catalog.appendLog(job.id, stream, line);
       },
     }).then(
-      (r) => this.exited(s, job.id, started, backoff, r.exitCode, r.stderr),
-      (err: Error) => this.exited(s, job.id, started, backoff, 1, [`lifeboat: ${err.message}`]),
+      (r) => this.exited(s, job.id, started, backoff, r.exitCode, r.error?.message),
+      (err: Error) => this.exited(s, job.id, started, backoff, 1, err.message),
     );
   }
 
-  private exited(s: SourceConfig, jobId: string, started: number, backoff: number, exitCode: number, stderr: string[]): void {
+  private exited(s: SourceConfig, jobId: string, started: number, backoff: number, exitCode: number, error: string | undefined): void {
     const state = this.states.get(s.name) as ArchiveState;
     this.children.delete(s.name);
     state.running = false;
     delete state.healthy;
     delete state.statusAt;
-    const error = childError(stderr)?.message;
     if (!this.stopping) {
       state.lastError = error ?? `the archiver exited with ${exitCode}`;
       state.lastErrorAt = this.clock.now();
