@@ -43,7 +43,7 @@ export const RecoveryBody = z.strictObject({
 export const DrillBody = z.strictObject({ source: z.string().optional() });
 export const CheckBody = z.strictObject({ read_data_subset: z.string().regex(/^\d+(\.\d+)?%$/).optional() });
 export const RoleName = z.enum(['viewer', 'operator', 'admin']);
-/** POST /tokens. `expires` is a duration such as "30d" (parsed by daemon/auth.ts, see routes/tokens.ts). */
+/** POST /tokens. `expires` is a duration such as "30d" or `never` (the one grammar, parsed by daemon/auth.ts with its hint; see routes/tokens.ts). */
 export const TokenBody = z.strictObject({ name: z.string(), role: RoleName, expires: z.string().optional() });
 
 // --- responses --------------------------------------------------------------------

@@ -87,12 +87,12 @@ export function formatSeconds(s: number | null | undefined): string {
   return `${Math.floor(total / 86400)}d ${Math.floor((total % 86400) / 3600)}h`;
 }
 
-/** A target in seconds, as written in lifeboat.yaml: "1h", "10m", "90s". */
+/** A target in seconds, as written in lifeboat.yaml (the one duration grammar): "1h", "10min", "90s". */
 export function formatTarget(s: number | null | undefined): string | null {
   if (s === null || s === undefined) return null;
   if (s % 86400 === 0) return `${s / 86400}d`;
   if (s % 3600 === 0) return `${s / 3600}h`;
-  if (s % 60 === 0) return `${s / 60}m`;
+  if (s % 60 === 0) return `${s / 60}min`;
   return `${s}s`;
 }
 

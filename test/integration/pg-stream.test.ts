@@ -39,7 +39,7 @@ describe('pg stream', () => {
     // The streamer runs as postgres; runuser does not forward signals, so it is
     // found and killed by its own pid (its command line names the spool).
     const streamer = spawn('runuser', ['-u', 'postgres', '--', process.execPath, CLI, 'pg', 'stream', '--name', 'main', '--dsn', c.dsn,
-      '--repo', repo, '--password-file', pw, '--spool', spool, '--bin-dir', PG_BIN, '--interval', '1000', '-q'], { stdio: 'ignore' });
+      '--repo', repo, '--password-file', pw, '--spool', spool, '--bin-dir', PG_BIN, '--interval', '1s', '-q'], { stdio: 'ignore' });
     // Commits start once WAL is streaming (a fixed 2.5 s wait fell short on a loaded machine).
     await waitUntil('pg_receivewal streaming', async () => (await c.query<{ n: number }>("select count(*)::int as n from pg_stat_replication where state = 'streaming'"))[0]!.n > 0, 60_000);
 

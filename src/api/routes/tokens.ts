@@ -17,8 +17,8 @@ export function tokenRoutes({ d }: ApiContext): Route[] {
       body: TokenBody,
       response: { status: 201, description: 'the token', schema: TokenCreated },
       handler: ({ body: b }, reply) => {
-        // DURATION: `expires` is parsed in exactly one place, daemon/auth.ts's expiryOf (via createToken),
-        // the same call `lifeboat token create --expires` makes; point that at src/util/duration.ts.
+        // `expires` is parsed in one place, daemon/auth.ts's expiryOf (via createToken), by the option
+        // model's tokenExpires: the grammar and meaning of `lifeboat token create --expires` (util/duration.ts).
         const t = createToken(d.catalog, parseRole(b.role), b.name, b.expires);
         reply.code(201);
         return { id: t.id, name: b.name, role: b.role, token: t.token, expires_at: t.expires_at };
