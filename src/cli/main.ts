@@ -18,14 +18,14 @@ import * as forget from './commands/forget.js';
 import * as init from './commands/init.js';
 import * as key from './commands/key.js';
 import * as ls from './commands/ls.js';
-import * as pg from './commands/pg.js';
+import * as pg from '../sources/postgres/cli/pg.js';
 import * as quickstart from './commands/quickstart.js';
 import * as prune from './commands/prune.js';
 import * as migrateCmd from './commands/migrate.js';
 import * as repair from './commands/repair.js';
 import * as restore from './commands/restore.js';
 import * as snapshots from './commands/snapshots.js';
-import * as sqlite from './commands/sqlite.js';
+import * as sqlite from '../sources/sqlite/cli/sqlite.js';
 import * as unlock from './commands/unlock.js';
 
 export function buildProgram(): Command {

@@ -1,7 +1,7 @@
 /**
  * Watches PostgreSQL sources that archive through archive_command (no streamer of
  * ours runs for them): every few seconds the server is asked how its archiver is doing
- * (engine/postgres/archiver-status.ts), and the answer becomes the same state a
+ * (sources/postgres/archiver-status.ts), and the answer becomes the same state a
  * streamer's status events give: healthy or not with the reason, and the newest
  * moment whose WAL position is archived. A source whose server has archive_mode off
  * is not watched; one that was seen archiving and then cannot be reached is down.
@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import pg from 'pg';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import { STATUS_EVERY_MS } from '../engine/archive-status.js';
-import { readArchiver } from '../engine/postgres/archiver-status.js';
-import { LsnWitness } from '../engine/postgres/lsn-proof.js';
+import { readArchiver } from '../sources/postgres/archiver-status.js';
+import { LsnWitness } from '../sources/postgres/lsn-proof.js';
 import { readPasswordFile } from '../sources/postgres/password.js';
 import { applyStatus, type ArchiveState } from './supervisor.js';
 import { systemClock, type Clock } from './scheduler.js';

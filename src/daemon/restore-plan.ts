@@ -9,7 +9,7 @@ import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { SourceConfig } from '../config/config.js';
 import { LifeboatError, errno } from '../errors.js';
-import { checkStartTools } from '../engine/postgres/start.js';
+import { checkStartTools } from '../sources/postgres/start.js';
 import { takes, type RestoreParams } from '../engine/restore-options.js';
 
 /** Throws naming the first thing wrong with restoring source S as P; returns nothing. */

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { trimLogs } from '../../src/engine/retention/logs.js';
-import { encodeSegment, segmentName, type Segment } from '../../src/engine/sqlite/segment.js';
+import { encodeSegment, segmentName, type Segment } from '../../src/sources/sqlite/segment.js';
 import { Repository, PROGRAM_VERSION } from '../../src/repo/repository.js';
 import type { Snapshot, SnapshotManifest } from '../../src/repo/snapshot/snapshot.js';
 import { formatLsn, segmentName as walName } from '../../src/sources/postgres/wal.js';

@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
-import { archiveWarnings } from '../../engine/postgres/timeline-archive.js';
+import { archiveWarnings } from '../../sources/postgres/timeline-archive.js';
 import { check } from '../../repo/maintenance/check.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, printJson } from '../output/render.js';

@@ -8,7 +8,7 @@ import { drill, drillHistory, sourceLabel, sourcesOf, type DrillRecord } from '.
 import { LifeboatError } from '../../errors.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
-import { archiveGetCommand } from './pg-options.js';
+import { archiveGetCommand } from '../../sources/postgres/cli/pg-options.js';
 
 const seconds = (s: number | null) => (s === null ? '—' : `${s.toFixed(1)} s`);
 

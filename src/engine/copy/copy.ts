@@ -16,8 +16,8 @@ import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
-import { logSource, streamSource } from '../postgres/names.js';
-import { logSource as sqliteLogSource } from '../sqlite/backup.js';
+import { logSource, streamSource } from '../../sources/postgres/names.js';
+import { logSource as sqliteLogSource } from '../../sources/sqlite/backup.js';
 
 export interface CopyOptions {
   /** Snapshot ids (prefixes) or "latest"; empty: every snapshot. */

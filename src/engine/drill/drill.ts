@@ -17,11 +17,11 @@ import { isDamage, parseJson, type DamagedObject } from '../../repo/damage.js';
 import { MAX_RECORD } from '../../repo/limits.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { walkTree } from '../browse/tree-walk.js';
-import { pgVerify } from '../postgres/verify.js';
+import { pgVerify } from '../../sources/postgres/verify.js';
 import { connect } from '../../sources/postgres/connect.js';
 import { formatLsn, parseLsn } from '../../sources/postgres/wal.js';
 import { restore } from '../restore/restorer.js';
-import { sqliteRestore } from '../sqlite/restore.js';
+import { sqliteRestore } from '../../sources/sqlite/restore.js';
 
 export interface DrillSource {
   kind: 'files' | 'postgres' | 'sqlite';

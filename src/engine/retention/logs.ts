@@ -19,11 +19,11 @@ import { keys } from '../../repo/format.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { parseLsn, parseWalName } from '../../sources/postgres/wal.js';
-import { logSource, streamSource, type PgConsistency } from '../postgres/names.js';
-import type { SqliteConsistency } from '../sqlite/backup.js';
-import { logSource as sqliteLogSource } from '../sqlite/backup.js';
-import { DIVERGED } from '../sqlite/history.js';
-import { comparePos, parseSegmentName, type Position } from '../sqlite/segment.js';
+import { logSource, streamSource, type PgConsistency } from '../../sources/postgres/names.js';
+import type { SqliteConsistency } from '../../sources/sqlite/backup.js';
+import { logSource as sqliteLogSource } from '../../sources/sqlite/backup.js';
+import { DIVERGED } from '../../sources/sqlite/history.js';
+import { comparePos, parseSegmentName, type Position } from '../../sources/sqlite/segment.js';
 
 export interface LogTrim {
   kind: 'postgres' | 'sqlite';
