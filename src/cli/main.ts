@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The lifeboat command line. Each command lives in commands/<verb>.ts and is a thin
- * shell over the engine; this file wires them up and turns errors into one line, a
+ * The lifeboat command line. Each command lives in commands/<verb>.ts (a kind of
+ * source's own commands in src/sources/<kind>/cli/) and is a thin shell over the engine; this file wires them up and turns errors into one line, a
  * hint and a stable exit code (docs/exit-codes.md).
  */
 import { Command, Option } from 'commander';
@@ -18,15 +18,16 @@ import * as forget from './commands/forget.js';
 import * as init from './commands/init.js';
 import * as key from './commands/key.js';
 import * as ls from './commands/ls.js';
-import * as pg from '../sources/postgres/cli/pg.js';
 import * as quickstart from './commands/quickstart.js';
 import * as prune from './commands/prune.js';
 import * as migrateCmd from './commands/migrate.js';
 import * as repair from './commands/repair.js';
 import * as restore from './commands/restore.js';
 import * as snapshots from './commands/snapshots.js';
-import * as sqlite from '../sources/sqlite/cli/sqlite.js';
 import * as unlock from './commands/unlock.js';
+import { sourceKinds } from '../sources/registry.js';
+// Every kind of source registers itself (and brings its own commands: `lifeboat pg …`).
+import '../sources/all.js';
 
 export function buildProgram(): Command {
   const program = new Command('lifeboat')
@@ -44,7 +45,9 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerKeyOptions(program);
-  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, migrateCmd, unlock, copy, repair, pg, sqlite, quickstart, daemon]) c.register(program);
+  for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, migrateCmd, unlock, copy, repair]) c.register(program);
+  for (const kind of sourceKinds()) kind.register?.(program);
+  for (const c of [quickstart, daemon]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {
     c.exitOverride();

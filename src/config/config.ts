@@ -24,6 +24,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { cronOf } from '../daemon/scheduler.js';
 import { LineCounter, parseDocument, isMap, isScalar, isSeq, type Node, type YAMLMap } from 'yaml';
+import { sourceKind, sourceKinds } from '../sources/registry.js';
 import { LifeboatError, errno } from '../errors.js';
 
 export interface RepositoryConfig {
@@ -38,7 +39,8 @@ export interface RepositoryConfig {
   keyCommand?: string | string[];
 }
 
-export type SourceKind = 'files' | 'postgres' | 'sqlite';
+/** The name of a registered kind of source (src/sources/registry.ts): files, postgres, sqlite. */
+export type SourceKind = string;
 
 export interface RetentionConfig {
   keepLast?: number;
@@ -157,11 +159,6 @@ export interface LifeboatConfig {
 
 const TOP_KEYS = ['repositories', 'sources', 'schedules', 'notifications', 'server'];
 const REPO_KEYS = ['stores', 'write_quorum', 'limit_upload', 'limit_download', 'append_only', 'password_file', 'key_command'];
-const SOURCE_KEYS: Record<SourceKind, string[]> = {
-  files: ['paths', 'exclude'],
-  postgres: ['dsn', 'password_file', 'pgdata', 'bin_dir', 'stream', 'checks'],
-  sqlite: ['path', 'replicate', 'interval', 'snapshot_interval', 'verify_interval'],
-};
 const COMMON_SOURCE_KEYS = ['kind', 'repository', 'tags', 'retention', 'targets'];
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_logs_within'];
 const SCHEDULE_KEYS = ['run', 'sources', 'repository', 'cron', 'timezone', 'jitter', 'catch_up', 'read_data_subset'];
@@ -333,9 +330,12 @@ function readRepository(r: Reader, name: string, map: YAMLMap): RepositoryConfig
 
 function readSource(r: Reader, name: string, map: YAMLMap, key: Node, config: LifeboatConfig): SourceConfig {
   const kindNode = map.get('kind', true) as Node | undefined;
-  if (kindNode === undefined) r.fail(key, `source "${name}" needs "kind"`, 'kind: files, postgres or sqlite');
-  const kind = r.oneOf(kindNode, `"kind" of source "${name}"`, ['files', 'postgres', 'sqlite'] as const);
-  const e = new Map(r.entries(map, [...COMMON_SOURCE_KEYS, ...SOURCE_KEYS[kind]], `in ${kind} source "${name}"`).map(([k, v]) => [k, v]));
+  // Each kind of source declares and reads its own keys (src/sources/<kind>/kind.ts).
+  const kinds = sourceKinds().map((k) => k.name);
+  if (kindNode === undefined) r.fail(key, `source "${name}" needs "kind"`, `kind: ${kinds.join(', ')}`);
+  const kind = r.oneOf(kindNode, `"kind" of source "${name}"`, kinds);
+  const kindOf = sourceKind(kind);
+  const e = new Map(r.entries(map, [...COMMON_SOURCE_KEYS, ...kindOf.configKeys], `in ${kind} source "${name}"`).map(([k, v]) => [k, v]));
   const repoNode = e.get('repository');
   let repository: string;
   if (repoNode === undefined) {
@@ -361,22 +361,13 @@ function readSource(r: Reader, name: string, map: YAMLMap, key: Node, config: Li
     if (!e.has(k)) r.fail(key, `${kind} source "${name}" needs "${k}"`, `e.g. ${k}: ${example}`);
     return e.get(k) as Node;
   };
-  if (kind === 'files') source.paths = r.strings(need('paths', '[/srv/app/uploads]'), '"paths"');
-  if (kind === 'postgres') {
-    source.dsn = r.string(need('dsn', 'postgres://backup@db.internal:5432/postgres'), '"dsn"');
-    if (e.has('password_file')) source.passwordFile = r.string(e.get('password_file'), '"password_file"');
-    if (e.has('pgdata')) source.pgdata = r.string(e.get('pgdata'), '"pgdata"');
-    if (e.has('bin_dir')) source.binDir = r.string(e.get('bin_dir'), '"bin_dir"');
-    if (e.has('stream')) source.continuous = r.boolean(e.get('stream'), '"stream"');
-    if (e.has('checks')) source.checks = r.strings(e.get('checks'), '"checks"', 'a list of SQL queries whose first value must be true, e.g. ["select count(*) > 0 from orders"]');
-  }
-  if (kind === 'sqlite') {
-    source.path = r.string(need('path', '/var/lib/app/memory.db'), '"path"');
-    if (e.has('replicate')) source.continuous = r.boolean(e.get('replicate'), '"replicate"');
-    if (e.has('interval')) source.interval = r.duration(e.get('interval'), '"interval"');
-    if (e.has('snapshot_interval')) source.snapshotInterval = r.duration(e.get('snapshot_interval'), '"snapshot_interval"');
-    if (e.has('verify_interval')) source.verifyInterval = r.duration(e.get('verify_interval'), '"verify_interval"');
-  }
+  kindOf.readConfig(source, {
+    has: (k) => e.has(k),
+    string: (k, example) => r.string(example === undefined ? e.get(k) : need(k, example), `"${k}"`),
+    strings: (k, o = {}) => r.strings(o.example === undefined ? e.get(k) : need(k, o.example), `"${k}"`, o.hint),
+    boolean: (k) => r.boolean(e.get(k), `"${k}"`),
+    duration: (k) => r.duration(e.get(k), `"${k}"`),
+  });
   if (e.has('targets')) {
     const t = new Map(r.entries(r.map(e.get('targets'), '"targets"'), ['rpo', 'rto'], `in the targets of "${name}"`).map(([k, v]) => [k, v]));
     if (t.has('rpo')) source.targets.rpoSeconds = r.seconds(t.get('rpo'), '"rpo"');

@@ -15,6 +15,7 @@ import { LsnWitness } from '../sources/postgres/lsn-proof.js';
 import { readPasswordFile } from '../sources/postgres/password.js';
 import { applyStatus, type ArchiveState } from './supervisor.js';
 import { systemClock, type Clock } from './scheduler.js';
+import { sourceKind } from '../sources/registry.js';
 
 const TIMEOUT_MS = 5000;
 
@@ -37,9 +38,9 @@ export class ArchiveWatch {
     private readonly clock: Pick<Clock, 'now'> = systemClock,
   ) {}
 
-  /** Sources it watches: PostgreSQL without `stream: true`. */
+  /** Sources it watches: those whose kind says their server archives on its own (PostgreSQL without `stream: true`). */
   static watched(config: LifeboatConfig): SourceConfig[] {
-    return [...config.sources.values()].filter((s) => s.kind === 'postgres' && !s.continuous && s.dsn);
+    return [...config.sources.values()].filter((s) => sourceKind(s.kind).watchesArchiver?.(s) === true);
   }
 
   start(): void {

@@ -19,6 +19,9 @@ import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
 import { buildApi } from './api.js';
 import { RepositoryReads, type ReadsOptions } from './reads.js';
 import { checkListen, loadMetricsToken } from './listen.js';
+import { sourceKind } from '../sources/registry.js';
+// The daemon is an entry point: every kind of source registers before the configuration is read.
+import '../sources/all.js';
 
 export interface DaemonOptions {
   clock?: Clock;
@@ -71,7 +74,7 @@ export class Daemon {
       [...config.sources.keys()],
       [...config.repositories.keys()],
       [...config.notifications.keys()],
-      [...config.sources.values()].filter((s) => s.kind === 'sqlite' && s.continuous).map((s) => s.name),
+      [...config.sources.values()].filter((s) => s.continuous && sourceKind(s.kind).continuous?.reportsShipLag).map((s) => s.name),
     );
     this.reads = new RepositoryReads((repository, args) => this.cliJson(repository, args), opts.reads, () => this.clock.now(), (repository) => this.metrics.repositoryReads.inc({ repository }));
     this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, (source, reason) => this.diverged(source, reason));
@@ -172,7 +175,8 @@ export class Daemon {
     const requests: JobRequest[] = names.map((source) => {
       const s = this.config.sources.get(source);
       const target = targets[source] as string;
-      if (s?.kind !== 'files' || at === undefined) return { kind: 'restore', source, trigger, actor, restore: { target, ...(time ? { time } : {}) } };
+      // A kind with a log replays it to the moment; one without comes back from its newest backup at or before it.
+      if (!s || sourceKind(s.kind).log !== undefined || at === undefined) return { kind: 'restore', source, trigger, actor, restore: { target, ...(time ? { time } : {}) } };
       const snap = this.catalog.backups(source, 5000).find((b) => Date.parse(b.time) <= at);
       if (!snap) throw new LifeboatError('NOT_FOUND', `no backup of ${source} at or before ${time}`, { hint: `GET /api/v1/backups?source=${source} lists them` });
       return { kind: 'restore', source, trigger, actor, restore: { target, snapshot: snap.snapshot_id } };

@@ -6,11 +6,13 @@
  * counted from the moment that status proves.
  */
 import type { ChildProcess } from 'node:child_process';
-import * as path from 'node:path';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import { STATUS_STALE_MS, parseStatus, type ArchiveStatus } from '../engine/archive-status.js';
 import type { Catalog } from './catalog.js';
-import { argvDsn, childEnv, childError, runLifeboat } from './jobs.js';
+import { childEnv, childError, runLifeboat } from './jobs.js';
+import { toArgv } from '../engine/invocation.js';
+import { LifeboatError } from '../errors.js';
+import { sourceKind } from '../sources/registry.js';
 import { systemClock, type Clock } from './scheduler.js';
 
 /** What the daemon knows of one source's log archiving (continuous archivers and archive_command alike). */
@@ -64,21 +66,11 @@ const MAX_BACKOFF_MS = 60_000;
 /** A run this long resets the backoff. */
 const HEALTHY_RUN_MS = 60_000;
 
-/** The command that archives a source continuously; PostgreSQL's WAL is spooled under the state directory. */
+/** The command that archives a source continuously, from its kind (spools live under the state directory). */
 export function replicationCommand(s: SourceConfig, stateDir: string): string[] {
-  if (s.kind === 'sqlite') {
-    return [
-      'sqlite',
-      'replicate',
-      s.path as string,
-      '--name',
-      s.name,
-      ...(s.interval ? ['--interval', s.interval] : []),
-      ...(s.snapshotInterval ? ['--snapshot-interval', s.snapshotInterval] : []),
-      ...(s.verifyInterval ? ['--verify-interval', s.verifyInterval] : []),
-    ];
-  }
-  return ['pg', 'stream', '--name', s.name, '--dsn', argvDsn(s), '--spool', path.join(stateDir, 'spool', s.name), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
+  const continuous = sourceKind(s.kind).continuous;
+  if (!continuous) throw new LifeboatError('CONFIG_INVALID', `source "${s.name}" asks for continuous archiving, which a ${s.kind} source does not have`, { hint: 'remove stream/replicate from it in lifeboat.yaml' });
+  return toArgv(continuous.invocation(s, stateDir));
 }
 
 export class Supervisor {
@@ -99,7 +91,9 @@ export class Supervisor {
   start(): void {
     for (const s of this.config.sources.values()) {
       if (!s.continuous) continue;
-      this.states.set(s.name, { source: s.name, method: s.kind === 'sqlite' ? 'replicate' : 'stream', running: false, restarts: 0 });
+      const method = sourceKind(s.kind).continuous?.method;
+      if (!method) continue; // the config reader sets continuous only for kinds that have it
+      this.states.set(s.name, { source: s.name, method, running: false, restarts: 0 });
       this.run(s, MIN_BACKOFF_MS);
     }
   }

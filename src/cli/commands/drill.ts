@@ -39,7 +39,7 @@ export function register(program: Command): void {
         const records: DrillRecord[] = [];
         const getCommand = await archiveGetCommand(g, 'drill');
         for (const s of sources) {
-          const r = await drill(repo, s, { archiveGetCommand: getCommand, ...(f.dsn && s.kind === 'postgres' ? { sourceDsn: f.dsn } : {}) });
+          const r = await drill(repo, s, { archiveGetCommand: getCommand, ...(f.dsn ? { sourceDsn: f.dsn } : {}) });
           records.push(r);
           if (!g.json && !g.quiet) {
             console.log(`${r.ok ? 'ok    ' : 'FAILED'}  ${r.source}  RTO ${seconds(r.rto_seconds)}  RPO ${seconds(r.rpo_seconds)}`);

@@ -48,8 +48,8 @@ export function register(program: Command): void {
     .option('--remote', 'use the replication protocol (pg_basebackup) even if the data directory is readable here')
     .option('--spool <dir>', 'where a remote backup is staged (needs room for the whole cluster)')
     .option('--bin-dir <dir>', 'directory holding pg_basebackup')
-    .option('--tag <tag>', 'tag the snapshot')
-    .action(async (f: { name: string; dsn: string; pgdata?: string; remote?: boolean; spool?: string; binDir?: string; tag?: string }, cmd: Command) => {
+    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .action(async (f: { name: string; dsn: string; pgdata?: string; remote?: boolean; spool?: string; binDir?: string; tag: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const bar = new ProgressBar(!g.json && !g.quiet);
@@ -60,7 +60,7 @@ export function register(program: Command): void {
           ...(f.remote ? { remote: true } : {}),
           ...(f.spool ? { spool: f.spool } : {}),
           ...(f.binDir ? { binDir: f.binDir } : {}),
-          ...(f.tag ? { tags: [f.tag] } : {}),
+          ...(f.tag.length ? { tags: f.tag } : {}),
           onProgress: bar.update,
         }).finally(() => bar.done());
         const s = r.snapshot;
