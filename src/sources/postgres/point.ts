@@ -5,6 +5,7 @@
  * restore or WAL retention.
  */
 import { z } from 'zod';
+import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 import type { PgConsistency } from './names.js';
@@ -32,4 +33,11 @@ export const pgPointSchema: z.ZodType<PgConsistency> = z
 /** The point of a PostgreSQL snapshot: undefined without one, CORRUPT when it does not validate. */
 export function pgPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgConsistency | undefined {
   return pointOf({ name: 'postgres', point: pgPointSchema }, snapshot);
+}
+
+/** The point of a base backup that must have one (chosen among snapshots with a point): CORRUPT otherwise. */
+export function requirePgPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgConsistency {
+  const c = pgPoint(snapshot);
+  if (!c) throw new LifeboatError('CORRUPT', `snapshot ${snapshot.id.slice(0, 8)} is a PostgreSQL base backup without its consistency point`, { hint: '`lifeboat check` reports damaged snapshots' });
+  return c;
 }

@@ -31,6 +31,7 @@ import {
   type ChainLink,
   type TimelineFacts,
 } from './timelines.js';
+import { requirePgPoint } from './point.js';
 
 /** Spool for prefetched WAL inside a restored data directory (left out of base backups). */
 export const PREFETCH_DIR = 'lifeboat-prefetch';
@@ -83,7 +84,7 @@ export interface PgRestoreResult extends RestoreResult, Omit<PgRestorePlan, 'fac
 }
 
 function consistencyOf(s: Snapshot): PgConsistency {
-  return s.consistency as unknown as PgConsistency;
+  return requirePgPoint(s);
 }
 
 /** The newest base backup on CHAIN from which the target is reachable. */

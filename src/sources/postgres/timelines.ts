@@ -27,7 +27,8 @@
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatLsn, parseLsn, parseWalName, segmentName } from './wal.js';
-import { logSource, streamSource, type PgConsistency } from './names.js';
+import { logSource, streamSource } from './names.js';
+import { requirePgPoint } from './point.js';
 
 const DEFAULT_SEG = 16 * 1024 * 1024;
 
@@ -95,7 +96,7 @@ export function backupRefs(snapshots: readonly Snapshot[], name: string): Backup
   return snapshots
     .filter((s) => s.source.kind === 'postgres' && s.source.name === name && s.consistency)
     .map((s) => {
-      const c = s.consistency as unknown as PgConsistency;
+      const c = requirePgPoint(s);
       return { id: s.id, timeline: c.timeline, startLsn: parseLsn(c.startLsn), stopLsn: parseLsn(c.stopLsn), stopTime: c.stopTime };
     });
 }

@@ -25,10 +25,10 @@ import { LifeboatError, errno, type ErrorCode } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import type { PgClient } from './connect.js';
 import { ScratchClient } from './scratch-client.js';
-import type { PgConsistency } from './names.js';
 import { pgConfQuote } from '../../util/shell.js';
 import { choosePort } from './recovery-conf.js';
 import { pgRestore, planRestore, type PgTarget } from './restore.js';
+import { requirePgPoint } from './point.js';
 
 export interface PgVerifyOptions {
   name: string;
@@ -132,7 +132,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
   // Nothing to restore or no PostgreSQL to run it: errors of their own, before any work.
   const plan = await planRestore(repo, { name: opts.name, target: opts.target });
   const snapshot = plan.snapshot;
-  const c = snapshot.consistency as unknown as PgConsistency;
+  const c = requirePgPoint(snapshot);
   const bin = opts.pgBinDir ?? `/usr/lib/postgresql/${c.pgMajor}/bin`;
   if (!existsSync(path.join(bin, 'pg_ctl'))) {
     throw new LifeboatError('NOT_FOUND', `no pg_ctl for PostgreSQL ${c.pgMajor} in ${bin}`, {

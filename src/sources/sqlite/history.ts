@@ -8,8 +8,9 @@
 import type { Repository } from '../../repo/repository.js';
 import { LifeboatError } from '../../errors.js';
 import { FRAME_HEADER_SIZE, frameInfo } from './wal.js';
-import { logSource, type SqliteConsistency } from './backup.js';
+import { logSource } from './backup.js';
 import { chainFrom, comparePos, decodeSegment, parseSegmentName, type Commit, type Position, type SegmentName, type WalTail } from './segment.js';
+import { requireSqlitePoint, sqlitePoint } from './point.js';
 
 /** Object name of the divergence record in a generation's log folder (not a segment name). */
 export const DIVERGED = 'diverged';
@@ -133,11 +134,11 @@ export interface GenerationEnd {
 export async function generationEnd(repo: Repository, name: string): Promise<GenerationEnd | undefined> {
   const source = logSource(name);
   const snaps = (await repo.listSnapshots()).filter(
-    (s) => s.source.kind === 'sqlite' && s.source.name === name && typeof (s.consistency as SqliteConsistency | undefined)?.generation === 'string',
+    (s) => s.source.kind === 'sqlite' && s.source.name === name && typeof sqlitePoint(s)?.generation === 'string',
   );
   const newest = snaps.sort((a, b) => Date.parse(b.time) - Date.parse(a.time))[0];
   if (!newest) return undefined;
-  const c = newest.consistency as unknown as SqliteConsistency;
+  const c = requireSqlitePoint(newest);
   const gen = c.generation as string;
   const logs = await repo.listLogs(source);
   if (logs.some((l) => l.timeline === gen && l.file === DIVERGED)) return undefined;

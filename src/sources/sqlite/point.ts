@@ -5,6 +5,7 @@
  * than steering a restore, a replicator's restart or log retention.
  */
 import { z } from 'zod';
+import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 import type { SqliteConsistency } from './backup.js';
@@ -31,4 +32,11 @@ export const sqlitePointSchema: z.ZodType<SqliteConsistency> = z
 /** The point of a SQLite snapshot: undefined without one, CORRUPT when it does not validate. */
 export function sqlitePoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): SqliteConsistency | undefined {
   return pointOf({ name: 'sqlite', point: sqlitePointSchema }, snapshot);
+}
+
+/** The point of a SQLite snapshot that must have one (every image records it): CORRUPT otherwise. */
+export function requireSqlitePoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): SqliteConsistency {
+  const c = sqlitePoint(snapshot);
+  if (!c) throw new LifeboatError('CORRUPT', `snapshot ${snapshot.id.slice(0, 8)} is a SQLite image without its consistency point`, { hint: '`lifeboat check` reports damaged snapshots' });
+  return c;
 }

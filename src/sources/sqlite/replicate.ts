@@ -26,7 +26,7 @@ import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus } from '../../engin
 import type { Repository } from '../../repo/repository.js';
 import { endRead, openDatabase, type CyclePosition, type ImagePoint } from './database.js';
 import { FRAME_HEADER_SIZE } from './wal.js';
-import { imageSnapshot, logSource, type SqliteConsistency } from './backup.js';
+import { imageSnapshot, logSource } from './backup.js';
 import { checkpoint } from './checkpoint.js';
 import { compactGeneration } from './compact.js';
 import { generationEnd, recordDivergence } from './history.js';
@@ -34,6 +34,7 @@ import { firstDifference, PageModel, type ModelView } from './page-model.js';
 import { encodeSegment, segmentName, type Commit, type Position, type SegmentMeta, type WalTail } from './segment.js';
 import { liveView, storedView } from './verify-live.js';
 import { GenerationBreak, WalFollower, type Transactions } from './wal-follower.js';
+import { requireSqlitePoint } from './point.js';
 
 export interface ReplicateOptions {
   file: string;
@@ -306,7 +307,7 @@ class Replicator {
             if (!s) return;
             this.stats.snapshots++;
             model?.baseDone();
-            const c = s.consistency as unknown as SqliteConsistency;
+            const c = requireSqlitePoint(s);
             if (this.generation === generation) {
               this.baseStored = true;
               // The image was read from the live file: verified by construction.
@@ -507,7 +508,7 @@ class Replicator {
       if (!s) return false;
       this.stats.snapshots++;
       this.problem = undefined;
-      const c = s.consistency as unknown as SqliteConsistency;
+      const c = requireSqlitePoint(s);
       this.emit({ kind: 'snapshot', generation, id: s.id, position: c.position as Position, bytes: s.summary.totalBytes, addedBytes: s.summary.addedBytes });
       return true;
     } finally {

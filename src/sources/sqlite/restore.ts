@@ -22,9 +22,10 @@ import { restoreStream } from '../../engine/restore/stream.js';
 import { openSafeDir, type OpenedDir } from '../../engine/restore/target.js';
 import { linkAt, lstatAt, mkdirOpenAt, removeAt } from '../../util/safe-fs.js';
 import { copyTables, openDefensive } from './select-tables.js';
-import { logSource, type SqliteConsistency } from './backup.js';
+import { logSource } from './backup.js';
 import { DIVERGED, segmentsOf, transactionsAfter, trustedUntil } from './history.js';
 import { chainFrom, comparePos, type Commit, type Position, type SegmentName } from './segment.js';
+import { requireSqlitePoint, sqlitePoint } from './point.js';
 
 export interface SqliteRestoreOptions {
   name: string;
@@ -83,7 +84,7 @@ export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions
       // directory made here (0700), named through our descriptor of it.
       work = mkdirOpenAt(dir.fd, workName, 0o700);
       const tmp = `/proc/self/fd/${work}/restored.db`;
-      const c = base.snapshot.consistency as unknown as SqliteConsistency;
+      const c = requireSqlitePoint(base.snapshot);
       const bytes = await writeImage(repo, base.snapshot, tmp, opts.onProgress);
       const replay = base.generation
         ? await replayFrames(repo, logSource(source), base.generation, c.position as Position, base.names, tmp, opts.time, base.trusted)
@@ -184,7 +185,7 @@ async function choose(repo: Repository, name: string, time: Date | undefined): P
   const trust = new Map<string, Position | null | undefined>();
   let best: Candidate | undefined;
   for (const s of snaps.sort((a, b) => Date.parse(b.time) - Date.parse(a.time))) {
-    const c = s.consistency as unknown as SqliteConsistency | undefined;
+    const c = sqlitePoint(s);
     const gen = c?.generation;
     const names = gen ? segmentsOf(logs, gen) : [];
     if (gen && !trust.has(gen)) trust.set(gen, logs.some((l) => l.timeline === gen && l.file === DIVERGED) ? await trustedUntil(repo, logSource(name), gen) : undefined);

@@ -15,10 +15,11 @@ import { imagePages, readImageAt, type CyclePosition } from './database.js';
 import type { LiveFiles } from './live-files.js';
 import { resolvePath } from '../../engine/browse/tree-walk.js';
 import { restoreStream } from '../../engine/restore/stream.js';
-import { logSource, type SqliteConsistency } from './backup.js';
+import { logSource } from './backup.js';
 import { segmentsOf, transactionsAfter } from './history.js';
 import { PageModel, pageHash, type ModelView } from './page-model.js';
 import { comparePos, type Position } from './segment.js';
+import { sqlitePoint } from './point.js';
 
 /** The live database's page hashes at `at`, or undefined when the WAL no longer holds it (try again later). */
 export async function liveView(files: LiveFiles, at: CyclePosition): Promise<ModelView | undefined> {
@@ -41,7 +42,8 @@ export async function storedView(repo: Repository, name: string, generation: str
   const source = logSource(name);
   const snap = (await repo.listSnapshots())
     .filter((s) => s.source.kind === 'sqlite' && s.source.name === name)
-    .map((s) => ({ s, c: s.consistency as unknown as SqliteConsistency }))
+    .map((s) => ({ s, c: sqlitePoint(s) }))
+    .filter((x): x is { s: typeof x.s; c: NonNullable<typeof x.c> } => x.c !== undefined)
     .filter(({ c }) => c.generation === generation && c.position && comparePos(c.position, until) <= 0)
     .sort((a, b) => comparePos(b.c.position as Position, a.c.position as Position))[0];
   if (!snap) throw new LifeboatError('NOT_FOUND', `generation ${generation} of ${source} has no snapshot at or before its end`);

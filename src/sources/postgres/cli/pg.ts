@@ -8,7 +8,6 @@ import type { Command } from 'commander';
 import { LifeboatError } from '../../../errors.js';
 import { pgBackup } from '../backup.js';
 import { describeChain, pgRestore, planRestore } from '../restore.js';
-import type { PgConsistency } from '../names.js';
 import { abortStarts, checkStartablePath, checkStartTools, startRestored, type StartReport } from '../start.js';
 import { collect } from '../../../cli/commands/options.js';
 import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
@@ -20,6 +19,7 @@ import { ProgressBar, duration, printJson } from '../../../cli/output/render.js'
 import { register as registerStream } from './pg-stream.js';
 import { register as registerDump } from './pg-dump.js';
 import { register as registerTimelines } from './pg-timelines.js';
+import { requirePgPoint } from '../point.js';
 
 interface RestoreFlags extends TargetFlags {
   name: string;
@@ -136,7 +136,7 @@ export function register(program: Command): void {
         // Planned and checked before anything is written: the base backup, and the
         // server binaries when the result is to be started.
         const plan = await planRestore(repo, { name: f.name, target, ...(f.snapshot ? { snapshot: f.snapshot } : {}), ...(timeline !== undefined ? { timeline } : {}) });
-        const binDir = f.binDir ?? `/usr/lib/postgresql/${(plan.snapshot.consistency as unknown as PgConsistency).pgMajor}/bin`;
+        const binDir = f.binDir ?? `/usr/lib/postgresql/${requirePgPoint(plan.snapshot).pgMajor}/bin`;
         if (f.start) {
           checkStartTools(binDir);
           checkStartablePath(path.resolve(f.targetDir));
