@@ -29,6 +29,9 @@ import { sourceKinds } from '../sources/registry.js';
 // Every kind of source registers itself (and brings its own commands: `lifeboat pg …`).
 import '../sources/all.js';
 
+/** Each kind's own commands (`lifeboat pg …`), loaded once before the program is built. */
+const kindCommands = await Promise.all(sourceKinds().flatMap((k) => (k.commands ? [k.commands()] : [])));
+
 export function buildProgram(): Command {
   const program = new Command('lifeboat')
     .description('Backup and disaster recovery for databases and the files around them')
@@ -46,7 +49,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerKeyOptions(program);
   for (const c of [init, backup, snapshots, ls, diff, restore, check, forget, prune, drill, key, migrateCmd, unlock, copy, repair]) c.register(program);
-  for (const kind of sourceKinds()) kind.register?.(program);
+  for (const c of kindCommands) c.register(program);
   for (const c of [quickstart, daemon]) c.register(program);
   // Subcommands inherit exit handling so usage errors get our exit code.
   for (const c of program.commands) {

@@ -165,6 +165,10 @@ export interface SourceKind<Point = unknown> {
     steps(source: SourceConfig, h: RunbookHelpers): string[];
   };
 
-  /** Adds the kind's own CLI commands (`lifeboat pg …`); called once while the program is built. */
-  register?(program: Command): void;
+  /**
+   * The kind's own CLI commands (`lifeboat pg …`), loaded on demand so that
+   * registering the kinds stays cheap for the lean archive commands; cli/main.ts
+   * loads them once and calls `register` while it builds the program.
+   */
+  commands?(): Promise<{ register(program: Command): void }>;
 }

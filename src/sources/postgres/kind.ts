@@ -9,11 +9,10 @@ import type { SourceConfig } from '../../config/config.js';
 import { redact } from '../../util/redact.js';
 import { restoreInvocation } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';
-import { register } from './cli/pg.js';
 import { logSource, streamSource, type PgConsistency } from './names.js';
 import { dsnForChild, readPasswordFile, splitDsnPassword } from './password.js';
 import { pgPointSchema } from './point.js';
-import { checkStartTools } from './start.js';
+import { checkStartTools } from './start-tools.js';
 
 /** A source's DSN as it may appear on a child's argv: without its password (see childEnv). */
 export function argvDsn(s: SourceConfig): string {
@@ -156,5 +155,5 @@ export const postgres: SourceKind<PgConsistency> = {
     },
   },
 
-  register,
+  commands: () => import('./cli/pg.js'),
 };

@@ -13,12 +13,16 @@
  * The server runs as the data directory's owner (PostgreSQL refuses root).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, promises as fs } from 'node:fs';
+import { openSync, closeSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { PgClient } from './connect.js';
 import { ScratchClient } from './scratch-client.js';
+import { checkStartTools } from './start-tools.js';
+
+// Kept apart so checking a plan does not load the PostgreSQL client (start-tools.ts).
+export { START_TOOLS, checkStartTools } from './start-tools.js';
 
 export interface StartOptions {
   /** The restored (stopped) data directory. */
@@ -52,20 +56,6 @@ export interface StartReport {
   port: number;
   /** The end of the server's log when something failed. */
   log?: string;
-}
-
-/** The binaries `--start` needs; checked before a restore writes anything. */
-export const START_TOOLS = ['pg_ctl', 'postgres'] as const;
-
-/** Refuses a bin_dir that lacks what starting a restored cluster needs. */
-export function checkStartTools(binDir: string): void {
-  for (const tool of START_TOOLS) {
-    if (!existsSync(path.join(binDir, tool))) {
-      throw new LifeboatError('NOT_FOUND', `no ${tool} in ${binDir}`, {
-        hint: 'point bin_dir (--bin-dir) at the PostgreSQL server binaries of the backup\'s major version, e.g. /usr/lib/postgresql/15/bin',
-      });
-    }
-  }
 }
 
 /**

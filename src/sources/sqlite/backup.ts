@@ -20,15 +20,13 @@ import {
   type ImagePoint,
 } from './database.js';
 import { backupStream } from '../../engine/backup/stream.js';
-import { sourceKey } from '../../engine/source-name.js';
 import type { ProgressFn } from '../../engine/progress.js';
 import { LiveFiles } from './live-files.js';
 import type { Position, WalTail } from './segment.js';
 
-/** The log-archive source for database NAME: `logs/sqlite.NAME/...`. */
-export function logSource(name: string): string {
-  return sourceKey('sqlite', name);
-}
+import { logSource } from './names.js';
+
+export { logSource };
 
 /** `--name` defaults to the file's name without its extension: memory.db is "memory". */
 export function defaultName(file: string): string {

@@ -6,8 +6,8 @@
  */
 import { restoreInvocation } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';
-import { logSource, type SqliteConsistency } from './backup.js';
-import { register } from './cli/sqlite.js';
+import type { SqliteConsistency } from './backup.js';
+import { logSource } from './names.js';
 import { sqlitePointSchema } from './point.js';
 
 export const sqlite: SourceKind<SqliteConsistency> = {
@@ -85,5 +85,5 @@ export const sqlite: SourceKind<SqliteConsistency> = {
     },
   },
 
-  register,
+  commands: () => import('./cli/sqlite.js'),
 };
