@@ -128,6 +128,13 @@ export interface SourceKind<Point = unknown> {
     run(repo: Repository, name: string, ctx: DrillContext): Promise<void>;
   };
 
+  /**
+   * What `lifeboat check` adds about this kind's data in the repository (PostgreSQL:
+   * WAL timelines a restore could wrongly follow). Never throws: what it cannot check
+   * is a warning too.
+   */
+  checkWarnings?(repo: Repository): Promise<string[]>;
+
   /** A log archive (PostgreSQL WAL, SQLite frames): absent for kinds restorable only to a snapshot. */
   readonly log?: {
     /** The repository's log sources (repo.listLogs) of a source name: what a copy must carry. */

@@ -121,6 +121,11 @@ export const postgres: SourceKind<PgConsistency> = {
     reportAs: 'wal',
   },
 
+  checkWarnings: async (repo) => {
+    const { archiveWarnings } = await import('./timeline-archive.js');
+    return archiveWarnings(repo).catch((err: unknown) => [`WAL timelines not checked: ${err instanceof Error ? err.message : String(err)}`]);
+  },
+
   continuous: {
     method: 'stream',
     // Received WAL is spooled under the daemon's state directory.
