@@ -47,10 +47,14 @@ export interface DrillRecord {
 }
 
 export interface DrillOptions {
-  /** `lifeboat pg archive-get …` for this repository (PostgreSQL drills replay WAL with it). */
-  archiveGetCommand: (name: string) => readonly string[];
+  /**
+   * The argv running this lifeboat with ARGS against this repository (cli/self-command.ts),
+   * for servers a drill starts that must call back (PostgreSQL's restore_command).
+   * Throws when no password file is known, so kinds that never call it do not need one.
+   */
+  lifeboat: (args: readonly string[]) => readonly string[];
   record?: boolean;
-  /** PostgreSQL: the source server, so the drill's RPO can be measured against its WAL position. */
+  /** The source's server (PostgreSQL), so a kind can measure the drill's RPO against its position. */
   sourceDsn?: string;
 }
 

@@ -1,12 +1,10 @@
 /** Option handling shared by the `pg` subcommands that restore (restore, verify). */
-import { realpathSync } from 'node:fs';
-import * as path from 'node:path';
 import { LifeboatError } from '../../../errors.js';
 import type { PgTarget } from '../restore.js';
 import { parseTargetTime } from '../../../engine/target-time.js';
 import { parseLsn } from '../wal.js';
-import { parseLocation } from '../../../storage/registry.js';
-import { findConfig, repoLocation, type GlobalOptions } from '../../../cli/context.js';
+import type { GlobalOptions } from '../../../cli/context.js';
+import { selfCommand } from '../../../cli/self-command.js';
 
 export interface TargetFlags {
   time?: string;
@@ -53,27 +51,10 @@ export function targetOf(f: TargetFlags): PgTarget {
 /**
  * The argv of the restore_command PostgreSQL will run (or, with `call`, the
  * archive_command a restored copy would need once it is the primary): this very CLI,
- * with absolute paths, the repository (a location, or a name of the configuration
- * file with that file) and a password file (the server cannot be handed a password
- * otherwise). An argv, not a string: recovery-conf.ts quotes it once, with the one
- * quoting helper (util/shell.ts). The returned function refuses when no password file
- * is known, so callers that may not need one (a drill of SQLite sources) do not fail early.
+ * through cli/self-command.ts (absolute paths, the repository, a password file).
+ * recovery-conf.ts quotes it once, with the one quoting helper (util/shell.ts).
  */
 export async function archiveGetCommand(g: GlobalOptions, verb: string, call: 'archive-get' | 'archive-push' = 'archive-get'): Promise<(name: string) => string[]> {
-  const repoArg = repoLocation(g);
-  const config = await findConfig(g);
-  const named = config?.repositories.get(repoArg);
-  const pwFile = g.passwordFile ?? process.env.LIFEBOAT_PASSWORD_FILE ?? named?.passwordFile;
-  let where: string[];
-  if (named && config) where = ['--config', path.resolve(config.file), '--repo', repoArg];
-  else where = ['--repo', parseLocation(repoArg).scheme === 'local' ? path.resolve(parseLocation(repoArg).rest) : repoArg];
-  const cli = realpathSync(process.argv[1] ?? 'lifeboat');
-  return (name) => {
-    if (!pwFile) {
-      throw new LifeboatError('USAGE', `pg ${verb} needs --password-file (or LIFEBOAT_PASSWORD_FILE, or password_file in lifeboat.yaml)`, {
-        hint: "PostgreSQL's restore_command runs `lifeboat pg archive-get`, which must read the password from a file",
-      });
-    }
-    return [process.execPath, cli, 'pg', call, '--name', name, ...where, '--password-file', path.resolve(pwFile)];
-  };
+  const self = await selfCommand(g, `pg ${verb}`);
+  return (name) => self(['pg', call, '--name', name]);
 }
