@@ -12,7 +12,7 @@ import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
 import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
 import { JobRunner, childError, forgetCommand, parseResult, requireRepository, requireSource, runLifeboat, type JobRequest } from './jobs.js';
 import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
-import { ArchiveWatch } from './archive-watch.js';
+import { ArchiveWatch } from '../sources/postgres/archive-watch.js';
 import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';

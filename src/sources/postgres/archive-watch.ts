@@ -8,14 +8,14 @@
  */
 import * as path from 'node:path';
 import pg from 'pg';
-import type { LifeboatConfig, SourceConfig } from '../config/config.js';
-import { STATUS_EVERY_MS } from '../engine/archive-status.js';
-import { readArchiver } from '../sources/postgres/archiver-status.js';
-import { LsnWitness } from '../sources/postgres/lsn-proof.js';
-import { readPasswordFile } from '../sources/postgres/password.js';
-import { applyStatus, type ArchiveState } from './supervisor.js';
-import { systemClock, type Clock } from './scheduler.js';
-import { sourceKind } from '../sources/registry.js';
+import type { LifeboatConfig, SourceConfig } from '../../config/config.js';
+import { STATUS_EVERY_MS } from '../../engine/archive-status.js';
+import { readArchiver } from './archiver-status.js';
+import { LsnWitness } from './lsn-proof.js';
+import { readPasswordFile } from './password.js';
+import { applyStatus, type ArchiveState } from '../../daemon/supervisor.js';
+import { systemClock, type Clock } from '../../daemon/scheduler.js';
+import { sourceKind } from '../registry.js';
 
 const TIMEOUT_MS = 5000;
 
