@@ -12,14 +12,14 @@ import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
 import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
 import { JobRunner, childError, forgetCommand, parseResult, requireRepository, requireSource, runLifeboat, type JobRequest } from './jobs.js';
 import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
-import { ArchiveWatch } from '../sources/postgres/archive-watch.js';
 import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
 import { buildApi } from './api.js';
 import { RepositoryReads, type ReadsOptions } from './reads.js';
 import { checkListen, loadMetricsToken } from './listen.js';
-import { sourceKind } from '../sources/registry.js';
+import { sourceKind, sourceKinds } from '../sources/registry.js';
+import type { ArchiveWatcher } from '../sources/source.js';
 // The daemon is an entry point: every kind of source registers before the configuration is read.
 import '../sources/all.js';
 
@@ -39,7 +39,8 @@ export class Daemon {
   readonly catalog: Catalog;
   readonly runner: JobRunner;
   readonly supervisor: Supervisor;
-  readonly archiveWatch: ArchiveWatch;
+  /** Each kind's watcher of archiving that no process of ours runs (PostgreSQL's archive_command). */
+  readonly archiveWatches: ArchiveWatcher[];
   readonly scheduler: Scheduler;
   readonly notifier: Notifier;
   readonly incidents: Incidents;
@@ -78,7 +79,7 @@ export class Daemon {
     );
     this.reads = new RepositoryReads((repository, args) => this.cliJson(repository, args), opts.reads, () => this.clock.now(), (repository) => this.metrics.repositoryReads.inc({ repository }));
     this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, (source, reason) => this.diverged(source, reason));
-    this.archiveWatch = new ArchiveWatch(config, () => {}, this.clock);
+    this.archiveWatches = sourceKinds().flatMap((k) => (k.archiveWatch ? [k.archiveWatch(config, () => {}, this.clock)] : []));
     this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
     this.runner.on('finished', (job: JobRow) => this.finished(job));
   }
@@ -109,7 +110,7 @@ export class Daemon {
     if (interrupted > 0) this.log(`${interrupted} job(s) were running when the daemon last stopped; marked failed`);
     this.scheduler.start();
     this.supervisor.start();
-    this.archiveWatch.start();
+    for (const w of this.archiveWatches) w.start();
     let lastPrune = 0;
     const tick = () => {
       this.watchRpo();
@@ -150,7 +151,7 @@ export class Daemon {
     this.scheduler.stop();
     this.clock.clearTimeout(this.checkTimer);
     await this.app.close();
-    await Promise.all([this.runner.stop(), this.supervisor.stop(), this.archiveWatch.stop()]);
+    await Promise.all([this.runner.stop(), this.supervisor.stop(), ...this.archiveWatches.map((w) => w.stop())]);
     await this.notifier.idle();
     await new Promise((r) => setImmediate(r));
     this.catalog.close();
@@ -294,7 +295,7 @@ export class Daemon {
 
   /** The archiving state of a source, from its archiver's status events or from watching archive_command. */
   archiveState(source: string): ArchiveState | undefined {
-    return this.supervisor.states.get(source) ?? this.archiveWatch.states.get(source);
+    return this.supervisor.states.get(source) ?? this.archiveWatches.map((w) => w.states.get(source)).find((st) => st !== undefined);
   }
 
   // --- status ---------------------------------------------------------------

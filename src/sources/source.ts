@@ -13,7 +13,8 @@
  */
 import type { Command } from 'commander';
 import type { z } from 'zod';
-import type { SourceConfig } from '../config/config.js';
+import type { LifeboatConfig, SourceConfig } from '../config/config.js';
+import type { ArchiveState } from '../engine/archive-status.js';
 import type { Invocation } from '../engine/invocation.js';
 import type { RestoreOption, RestoreParams } from '../engine/restore-options.js';
 import type { DrillOptions, DrillRecord } from '../engine/drill/drill.js';
@@ -51,6 +52,13 @@ export interface DrillContext {
   opts: DrillOptions;
   /** Fill `snapshot`, `checks`, `rpo_seconds` (and `rto_seconds` when the kind measures its own). */
   record: DrillRecord;
+}
+
+/** A kind's watcher of archiving it does not run itself (see `archiveWatch`). */
+export interface ArchiveWatcher {
+  readonly states: ReadonlyMap<string, ArchiveState>;
+  start(): void;
+  stop(): Promise<void>;
 }
 
 /** What the runbook gives a kind to write its steps with (daemon/runbook.ts). */
@@ -160,10 +168,12 @@ export interface SourceKind<Point = unknown> {
     phrase: string;
   };
   /**
-   * Sources whose log reaches the repository through the server's own archive command
-   * (not a process of ours): the daemon polls their archiver (daemon/archive-watch.ts).
+   * A watcher of the sources whose log reaches the repository through their server's
+   * own archive command (no process of ours runs for them): the daemon creates one per
+   * kind that has it, starts it, reads `states` like its supervisor's, and stops it at
+   * shutdown. `stop` resolves once no poll is running; it is called once.
    */
-  watchesArchiver?(source: SourceConfig): boolean;
+  archiveWatch?(config: LifeboatConfig, onChange: (state: ArchiveState) => void, clock: { now(): number }): ArchiveWatcher;
 
   /** The runbook (daemon/runbook.ts): what is backed up, and the numbered restore steps. */
   readonly runbook: {

@@ -7,15 +7,13 @@
  * is not watched; one that was seen archiving and then cannot be reached is down.
  */
 import * as path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import type { LifeboatConfig, SourceConfig } from '../../config/config.js';
 import { STATUS_EVERY_MS } from '../../engine/archive-status.js';
 import { readArchiver } from './archiver-status.js';
 import { LsnWitness } from './lsn-proof.js';
 import { readPasswordFile } from './password.js';
-import { applyStatus, type ArchiveState } from '../../daemon/supervisor.js';
-import { systemClock, type Clock } from '../../daemon/scheduler.js';
-import { sourceKind } from '../registry.js';
+import { applyStatus, type ArchiveState } from '../../engine/archive-status.js';
 
 const TIMEOUT_MS = 5000;
 
@@ -35,12 +33,13 @@ export class ArchiveWatch {
   constructor(
     private readonly config: LifeboatConfig,
     private readonly onChange: (state: ArchiveState) => void = () => {},
-    private readonly clock: Pick<Clock, 'now'> = systemClock,
+    /** The daemon's clock (tests move it). */
+    private readonly clock: { now(): number } = { now: () => Date.now() },
   ) {}
 
-  /** Sources it watches: those whose kind says their server archives on its own (PostgreSQL without `stream: true`). */
+  /** Sources it watches: PostgreSQL sources with a dsn and without `stream: true` (their server's archive_command archives). */
   static watched(config: LifeboatConfig): SourceConfig[] {
-    return [...config.sources.values()].filter((s) => sourceKind(s.kind).watchesArchiver?.(s) === true);
+    return [...config.sources.values()].filter((s) => s.kind === 'postgres' && !s.continuous && s.dsn !== undefined && s.dsn !== '');
   }
 
   start(): void {
@@ -114,7 +113,9 @@ export class ArchiveWatch {
     const open = this.clients.get(s.name);
     if (open) return open;
     const pw = s.passwordFile === undefined ? undefined : readPasswordFile(path.resolve(path.dirname(this.config.file), s.passwordFile));
-    const c = new pg.Client({ connectionString: s.dsn as string, ...(pw === undefined ? {} : { password: pw }), connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-archive-watch' });
+    // Loaded here: registering the postgres kind must not load the client.
+    const { default: Pg } = await import('pg');
+    const c = new Pg.Client({ connectionString: s.dsn as string, ...(pw === undefined ? {} : { password: pw }), connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-archive-watch' });
     c.on('error', () => {}); // reported through the next failing query
     try {
       await c.connect();

@@ -13,6 +13,7 @@ import { logSource, streamSource, type PgConsistency } from './names.js';
 import { dsnForChild, readPasswordFile, splitDsnPassword } from './password.js';
 import { pgPointSchema } from './point.js';
 import { checkStartTools } from './start-tools.js';
+import { ArchiveWatch } from './archive-watch.js';
 
 /** A source's DSN as it may appear on a child's argv: without its password (see childEnv). */
 export function argvDsn(s: SourceConfig): string {
@@ -137,7 +138,7 @@ export const postgres: SourceKind<PgConsistency> = {
     phrase: 'WAL is streamed',
   },
   // Without `stream: true` the server's archive_command archives; the daemon watches it.
-  watchesArchiver: (s) => !s.continuous && s.dsn !== undefined && s.dsn !== '',
+  archiveWatch: (config, onChange, clock) => new ArchiveWatch(config, onChange, clock),
 
   runbook: {
     what: (s) => `the cluster at \`${redact(s.dsn ?? '')}\``,
