@@ -40,6 +40,8 @@ export type ErrorCode =
   | 'BUSY'
   | 'TOKEN_EXISTS'
   | 'WRONG_SOURCE'
+  | 'JOB_CRASHED'
+  | 'JOB_PROTOCOL'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -85,6 +87,8 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   BUSY: { exit: 42, http: 429, summary: 'too many requests wait for the same repository; retry after the Retry-After seconds' },
   TOKEN_EXISTS: { exit: 43, http: 409, summary: 'an active API token already has that name' },
   WRONG_SOURCE: { exit: 44, http: 409, summary: 'the snapshot belongs to another source than the one named' },
+  JOB_CRASHED: { exit: 45, http: 500, summary: 'a daemon job\'s process ended without reporting why (killed by a signal, or crashed)' },
+  JOB_PROTOCOL: { exit: 46, http: 500, summary: 'a daemon job\'s process broke the job protocol (a malformed or oversized event); it was stopped' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

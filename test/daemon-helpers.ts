@@ -41,7 +41,7 @@ export async function testDaemon(opts: { extraSources?: string; extra?: string; 
     '  docs:',
     '    kind: files',
     `    paths: [${data}]`,
-    '    targets: { rpo: 1h, rto: 10m }',
+    '    targets: { rpo: 1h, rto: 10min }',
     '    retention: { keep_last: 2 }',
     ...(opts.extraSources ? [opts.extraSources.replaceAll('$DIR', dir)] : []),
     ...(opts.extra ? [opts.extra.replaceAll('$DIR', dir)] : []),

@@ -66,7 +66,7 @@ export class Streamer {
   static start(o: { cluster: ScratchCluster; repo: string; pw: string; spool: string; interval?: number }): Streamer {
     const child = spawn(
       'runuser',
-      ['-u', 'postgres', '--', process.execPath, CLI, '--json', 'pg', 'stream', '--name', 'main', '--dsn', o.cluster.dsn, '--repo', o.repo, '--password-file', o.pw, '--spool', o.spool, '--bin-dir', PG_BIN, '--interval', String(o.interval ?? 1000)],
+      ['-u', 'postgres', '--', process.execPath, CLI, '--json', 'pg', 'stream', '--name', 'main', '--dsn', o.cluster.dsn, '--repo', o.repo, '--password-file', o.pw, '--spool', o.spool, '--bin-dir', PG_BIN, '--interval', `${o.interval ?? 1000}ms`],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const s = new Streamer(child, o.spool);

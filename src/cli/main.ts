@@ -6,6 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import { reportError } from './output/errors.js';
+import { isJobEntry, runJob } from './job.js';
 import { registerKeyOptions } from './context.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import * as backup from './commands/backup.js';
@@ -65,7 +66,9 @@ export function buildProgram(): Command {
 async function main(): Promise<void> {
   let code = 0;
   try {
-    await buildProgram().parseAsync(process.argv);
+    // The daemon's jobs: the same program, its command read from a spec (job.ts).
+    if (isJobEntry(process.argv.slice(2))) await runJob(buildProgram, process.argv.slice(2));
+    else await buildProgram().parseAsync(process.argv);
   } catch (err) {
     code = reportError(err);
   }

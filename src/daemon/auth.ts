@@ -7,7 +7,9 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
-import { durationSeconds } from '../config/config.js';
+import { tokenExpires } from '../config/model.js';
+import { parseOptionValue } from '../config/schema.js';
+import { after, type Duration } from '../util/duration.js';
 import type { Catalog, TokenRow } from './catalog.js';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
@@ -28,15 +30,18 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-/** When a token given `--expires 30d` expires (ISO time), or undefined for none. */
-export function expiryOf(text: string | undefined, now = Date.now()): string | undefined {
-  if (text === undefined || text === 'never') return undefined;
-  const s = durationSeconds(text);
-  if (s === undefined || !(s >= 60)) throw new LifeboatError('USAGE', `"${text}" is not a token lifetime`, { hint: 'a duration of at least a minute, e.g. --expires 30d, 12h or 1w (or never)' });
-  return new Date(now + s * 1000).toISOString();
+/**
+ * When a token given `--expires 30d` expires (ISO time), or undefined for none. The
+ * CLI flag and the API body both come here: one grammar, one meaning (a calendar
+ * month for `1mo`, util/duration.ts).
+ */
+export function expiryOf(expires: string | Duration | undefined, now = Date.now()): string | undefined {
+  if (expires === undefined) return undefined;
+  const d = typeof expires === 'string' ? parseOptionValue(tokenExpires, expires, `"${expires}" is not a token lifetime:`) : expires;
+  return d === undefined || d === 'never' ? undefined : new Date(after(d, now)).toISOString();
 }
 
-export function createToken(catalog: Catalog, role: Role, name: string, expires?: string): { id: string; token: string; expires_at: string | null } {
+export function createToken(catalog: Catalog, role: Role, name: string, expires?: string | Duration): { id: string; token: string; expires_at: string | null } {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) throw new LifeboatError('USAGE', `"${name}" is not a valid token name`, { hint: 'letters, digits, ".", "_", "@", "-"' });
   const expiresAt = expiryOf(expires);
   const id = randomBytes(6).toString('hex');

@@ -33,6 +33,8 @@ export interface JobRow {
   result: unknown;
   error: string | null;
   error_code: string | null;
+  /** What an operator can do about the error, as the job reported it. */
+  error_hint: string | null;
   exit_code: number | null;
 }
 
@@ -87,7 +89,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, source TEXT, repository TEXT, status TEXT NOT NULL,
   trigger TEXT NOT NULL, actor TEXT, params TEXT NOT NULL, created_at TEXT NOT NULL,
   started_at TEXT, finished_at TEXT, duration_ms INTEGER, progress TEXT, result TEXT,
-  error TEXT, error_code TEXT, exit_code INTEGER);
+  error TEXT, error_code TEXT, exit_code INTEGER, error_hint TEXT);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 CREATE TABLE IF NOT EXISTS job_log (job_id TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL,
   stream TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (job_id, seq));
@@ -115,6 +117,7 @@ function decodeJob(row: Record<string, unknown>): JobRow {
 const ADDED_COLUMNS: Array<[table: string, column: string, decl: string]> = [
   ['audit', 'count', 'INTEGER NOT NULL DEFAULT 1'],
   ['tokens', 'expires_at', 'TEXT'],
+  ['jobs', 'error_hint', 'TEXT'],
 ];
 
 const TOKEN_COLUMNS = 'id, name, role, created_at, last_used_at, revoked_at, expires_at';

@@ -10,12 +10,13 @@ import type { FastifyInstance } from 'fastify';
 import { LifeboatError, errno } from '../errors.js';
 import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
 import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
-import { JobRunner, childError, forgetCommand, parseResult, requireRepository, requireSource, runLifeboat, type JobRequest } from './jobs.js';
+import { JobRunner, forgetCommand, requireRepository, requireSource, type JobRequest } from './jobs.js';
+import { runLifeboat } from './job-child.js';
 import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
 import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
-import { buildApi } from './api.js';
+import { buildApi } from '../api/app.js';
 import { RepositoryReads, type ReadsOptions } from './reads.js';
 import { checkListen, loadMetricsToken } from './listen.js';
 import { sourceKind, sourceKinds } from '../sources/registry.js';
@@ -30,6 +31,8 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** The cache of repository reads (snapshot listings, retention previews); tests shorten or bound it. */
   reads?: ReadsOptions;
+  /** The script job children run as `node ENTRY job` (default: this installation's CLI; tests give a misbehaving one). */
+  jobEntry?: string;
 }
 
 /** Jobs after which what a repository holds may have changed (restore and check only read it). */
@@ -53,6 +56,7 @@ export class Daemon {
   /** When each source's archiving was first seen not up (cleared when it is up). */
   private readonly archiveDownSince = new Map<string, number>();
   private checkTimer: unknown;
+  private readonly jobEntry: string | undefined;
   private ready = false;
 
   private constructor(
@@ -64,7 +68,8 @@ export class Daemon {
     this.log = opts.log ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.catalog = new Catalog(path.resolve(path.dirname(config.file), config.server.stateDir));
     this.catalog.keepAudit = config.server.keepAudit;
-    this.runner = new JobRunner(config, this.catalog);
+    this.jobEntry = opts.jobEntry;
+    this.runner = new JobRunner(config, this.catalog, opts.jobEntry);
     this.notifier = new Notifier([...config.notifications.values()], (name, message) => {
       this.metrics.notifyFailures.inc({ notification: name });
       this.log(message);
@@ -353,12 +358,11 @@ export class Daemon {
   }
 
   private async cliJson(repository: string, args: string[]): Promise<unknown> {
-    const r = await runLifeboat(this.config, repository, args);
-    if (r.exitCode !== 0) {
-      const e = childError(r.stderr);
-      throw new LifeboatError('FAILED', e?.message ?? `lifeboat ${args[0]} exited with ${r.exitCode}`, e?.hint ? { hint: e.hint } : {});
-    }
-    return parseResult(r.stdout);
+    const r = await runLifeboat(this.config, repository, args, this.jobEntry !== undefined ? { entry: this.jobEntry } : {});
+    // FAILED (500) whatever the child's code: the API request was fine, the read behind it was not
+    // (a child's WRONG_PASSWORD must not read as the caller's 401). The child's message and hint tell why.
+    if (r.error) throw new LifeboatError('FAILED', r.error.message, r.error.hint !== undefined ? { hint: r.error.hint } : {});
+    return r.result;
   }
 
   /** Rebuilds what the catalog knows of backups and drills from the repositories. */

@@ -1,24 +1,23 @@
 /**
  * Jobs: every backup, restore, drill, check, forget and prune the daemon runs is the
- * lifeboat command a user would type, run as a child process. A crash or leak in one
+ * lifeboat command a user would type, run as a child process that reports its result
+ * and errors as typed events (job-child.ts, job-protocol.ts). A crash or leak in one
  * job cannot take the daemon down, the job's output is its log, and what the API
  * starts is exactly what the runbook tells a human to run. One job per kind and
  * source (or repository) runs at a time.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../errors.js';
+import { LifeboatError } from '../errors.js';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import type { Catalog, JobKind, JobRow } from './catalog.js';
 import { restoreArgs, type RestoreParams } from '../engine/restore-options.js';
 import { toArgv } from '../engine/invocation.js';
 import { sourceKind } from '../sources/registry.js';
 import { checkRestorePlan } from './restore-plan.js';
-
-export const CLI = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
+import { runLifeboat, type JobOutcome } from './job-child.js';
 
 export type { RestoreParams } from '../engine/restore-options.js';
 
@@ -30,21 +29,6 @@ export interface JobRequest {
   actor?: string | undefined;
   restore?: RestoreParams;
   readDataSubset?: string;
-}
-
-/** A child's exit code back to its error code (the first code of the table with that exit). */
-const exitToCode = new Map<number, ErrorCode>();
-for (const [code, info] of Object.entries(ERROR_TABLE) as Array<[ErrorCode, { exit: number }]>) if (!exitToCode.has(info.exit)) exitToCode.set(info.exit, code);
-
-/** What a child reported on its way out: its `lifeboat: message` line and the `  hint:` after it. */
-export function childError(stderr: readonly string[]): { message: string; hint?: string } | undefined {
-  for (let i = stderr.length - 1; i >= 0; i--) {
-    const m = /^lifeboat: (.*)$/.exec(stderr[i] as string);
-    if (!m) continue;
-    const hint = /^ {2}hint: (.*)$/.exec(stderr[i + 1] ?? '')?.[1];
-    return { message: m[1] as string, ...(hint ? { hint } : {}) };
-  }
-  return undefined;
 }
 
 /** The source of that name, or NOT_FOUND listing the sources there are. */
@@ -128,79 +112,6 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
   }
 }
 
-export interface CliResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string[];
-}
-
-/** Runs one lifeboat command for the daemon and returns what it printed. */
-export function runLifeboat(
-  config: LifeboatConfig,
-  repository: string,
-  args: string[],
-  hooks: {
-    onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
-    onProgress?: (p: Record<string, unknown>) => void;
-    onSpawn?: (c: ChildProcess) => void;
-    /** Added to the child's environment: secrets (childEnv), never on argv. */
-    env?: Record<string, string>;
-  } = {},
-): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--json', '--config', path.resolve(config.file), '--repo', repository, ...args], {
-      env: { ...process.env, ...hooks.env, LIFEBOAT_PROGRESS: 'json', LIFEBOAT_CONFIG: path.resolve(config.file) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    hooks.onSpawn?.(child);
-    let stdout = '';
-    const stderr: string[] = [];
-    let partial = { stdout: '', stderr: '' };
-    const take = (stream: 'stdout' | 'stderr', chunk: Buffer) => {
-      const text = partial[stream] + chunk.toString('utf8');
-      const lines = text.split('\n');
-      partial = { ...partial, [stream]: lines.pop() ?? '' };
-      for (const line of lines) emit(stream, line);
-    };
-    const emit = (stream: 'stdout' | 'stderr', line: string) => {
-      if (stream === 'stderr' && line.startsWith('{"progress"')) {
-        try {
-          hooks.onProgress?.((JSON.parse(line) as { progress: Record<string, unknown> }).progress);
-          return;
-        } catch {
-          // not ours: keep it as a log line
-        }
-      }
-      if (stream === 'stdout') stdout += `${line}\n`;
-      else stderr.push(line);
-      if (line !== '') hooks.onLine?.(stream, line);
-    };
-    child.stdout.on('data', (c: Buffer) => take('stdout', c));
-    child.stderr.on('data', (c: Buffer) => take('stderr', c));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      for (const stream of ['stdout', 'stderr'] as const) if (partial[stream]) emit(stream, partial[stream]);
-      resolve({ exitCode: code ?? (signal ? 130 : 1), stdout, stderr });
-    });
-  });
-}
-
-/** The last JSON document a command printed on stdout (commands print one; streams print lines). */
-export function parseResult(stdout: string): unknown {
-  const text = stdout.trim();
-  if (text === '') return null;
-  try {
-    return JSON.parse(text);
-  } catch {
-    const last = text.split('\n').pop() as string;
-    try {
-      return JSON.parse(last);
-    } catch {
-      return null;
-    }
-  }
-}
-
 export class JobRunner extends EventEmitter {
   private readonly running = new Map<string, { id: string; child?: ChildProcess }>();
   private readonly done = new Map<string, Array<(j: JobRow) => void>>();
@@ -208,6 +119,8 @@ export class JobRunner extends EventEmitter {
   constructor(
     private readonly config: LifeboatConfig,
     private readonly catalog: Catalog,
+    /** The script each job child runs (job-child.ts's default: this installation's CLI). */
+    private readonly entry?: string,
   ) {
     super();
   }
@@ -291,34 +204,33 @@ export class JobRunner extends EventEmitter {
     const newest = req.kind === 'restore' && req.source ? this.catalog.backups(req.source, 1)[0]?.snapshot_id : undefined;
     const args = jobCommand(this.config, req, newest);
     this.catalog.appendLog(job.id, 'daemon', `lifeboat --repo ${repository} ${args.join(' ')}`);
-    let result: CliResult;
-    try {
-      result = await runLifeboat(this.config, repository, args, {
-        env: childEnv(this.config, req.source === undefined ? undefined : this.config.sources.get(req.source)),
-        onSpawn: (c) => (slot.child = c),
-        onLine: (stream, line) => this.catalog.appendLog(job.id, stream, line),
-        onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),
-      });
-    } catch (err) {
-      result = { exitCode: 1, stdout: '', stderr: [`lifeboat: cannot start the job: ${(err as Error).message}`] };
-    }
-    const parsed = parseResult(result.stdout);
-    // PARTIAL (3) stored a snapshot: it counts, with its warnings in the log.
-    const ok = result.exitCode === 0 || (result.exitCode === 3 && req.kind === 'backup');
-    const code = ok ? null : (exitToCode.get(result.exitCode) ?? 'FAILED');
+    const outcome: JobOutcome = await runLifeboat(this.config, repository, args, {
+      id: job.id,
+      env: childEnv(this.config, req.source === undefined ? undefined : this.config.sources.get(req.source)),
+      onSpawn: (c) => (slot.child = c),
+      onLine: (stream, line) => this.catalog.appendLog(job.id, stream, line),
+      onLog: (level, message) => this.catalog.appendLog(job.id, level === 'warning' ? 'stderr' : 'stdout', level === 'warning' ? `warning: ${message}` : message),
+      onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),
+      ...(this.entry !== undefined ? { entry: this.entry } : {}),
+    });
+    const failure = outcome.error;
+    // PARTIAL stored a snapshot: it counts, with its warnings in the log.
+    const ok = failure === undefined || (failure.code === 'PARTIAL' && req.kind === 'backup');
+    if (failure && !ok) this.catalog.appendLog(job.id, 'daemon', `failed: ${failure.code}: ${failure.message}`);
     const finished = Date.now();
     this.catalog.updateJob(job.id, {
       status: ok ? 'succeeded' : 'failed',
       finished_at: new Date(finished).toISOString(),
       duration_ms: finished - started,
-      exit_code: result.exitCode,
-      result: parsed,
-      error: ok ? null : (childError(result.stderr)?.message ?? `exited with ${result.exitCode}`),
-      error_code: code,
+      exit_code: outcome.exitCode,
+      result: outcome.result,
+      error: ok ? null : (failure?.message ?? null),
+      error_hint: ok ? null : (failure?.hint ?? null),
+      error_code: ok ? null : (failure?.code ?? null),
     });
     const row = this.catalog.job(job.id) as JobRow;
     release(); // before anyone hears it finished: the same job may start again at once
-    this.record(row, req, repository, parsed);
+    this.record(row, req, repository, outcome.result);
     this.emit('finished', row);
     for (const resolve of this.done.get(job.id) ?? []) resolve(row);
     this.done.delete(job.id);

@@ -9,7 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
 import { applyStatus, parseStatus, type ArchiveState } from '../engine/archive-status.js';
 import type { Catalog } from './catalog.js';
-import { childEnv, childError, runLifeboat } from './jobs.js';
+import { childEnv } from './jobs.js';
+import { runLifeboat } from './job-child.js';
 import { toArgv } from '../engine/invocation.js';
 import { LifeboatError } from '../errors.js';
 import { sourceKind } from '../sources/registry.js';
@@ -65,7 +66,7 @@ export class Supervisor {
     try {
       env = childEnv(this.config, s);
     } catch (err) {
-      this.exited(s, job.id, started, backoff, 1, [`lifeboat: ${(err as Error).message}`]);
+      this.exited(s, job.id, started, backoff, 1, (err as Error).message);
       return;
     }
     void runLifeboat(this.config, s.repository, replicationCommand(s, this.catalog.stateDir), {
@@ -102,18 +103,17 @@ export class Supervisor {
         this.catalog.appendLog(job.id, stream, line);
       },
     }).then(
-      (r) => this.exited(s, job.id, started, backoff, r.exitCode, r.stderr),
-      (err: Error) => this.exited(s, job.id, started, backoff, 1, [`lifeboat: ${err.message}`]),
+      (r) => this.exited(s, job.id, started, backoff, r.exitCode, r.error?.message),
+      (err: Error) => this.exited(s, job.id, started, backoff, 1, err.message),
     );
   }
 
-  private exited(s: SourceConfig, jobId: string, started: number, backoff: number, exitCode: number, stderr: string[]): void {
+  private exited(s: SourceConfig, jobId: string, started: number, backoff: number, exitCode: number, error: string | undefined): void {
     const state = this.states.get(s.name) as ArchiveState;
     this.children.delete(s.name);
     state.running = false;
     delete state.healthy;
     delete state.statusAt;
-    const error = childError(stderr)?.message;
     if (!this.stopping) {
       state.lastError = error ?? `the archiver exited with ${exitCode}`;
       state.lastErrorAt = this.clock.now();

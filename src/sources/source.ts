@@ -22,21 +22,6 @@ import type { LogTrim, TrimOptions } from '../engine/retention/logs.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/snapshot/snapshot.js';
 
-/**
- * A source's kind-specific keys in lifeboat.yaml, as the config reader offers them to
- * a kind. Every reading method throws CONFIG_INVALID naming the file, line and key when
- * the value has the wrong type; `example` makes the key required (its absence is then
- * CONFIG_INVALID with `e.g. key: example` as the hint).
- */
-export interface SourceKeys {
-  has(key: string): boolean;
-  string(key: string, example?: string): string;
-  strings(key: string, opts?: { example?: string; hint?: string }): string[];
-  boolean(key: string): boolean;
-  /** A duration as the source's commands take it (validated by the config's duration grammar). */
-  duration(key: string): string;
-}
-
 /** What `config check` may use to look at a source's places and servers (cli/commands/config-reach.ts). */
 export interface ReachProbe {
   /** The problem with a path that must exist and be readable, or undefined. */
@@ -82,13 +67,8 @@ export interface SourceKind<Point = unknown> {
    */
   readonly point: z.ZodType<Point>;
 
-  /** Configuration: the keys this kind adds to a source in lifeboat.yaml (besides kind, repository, tags, retention, targets). */
-  readonly configKeys: readonly string[];
-  /**
-   * Reads those keys into `source` (called once per source while lifeboat.yaml is
-   * parsed, after the common keys). Throws CONFIG_INVALID through `keys`.
-   */
-  readConfig(source: SourceConfig, keys: SourceKeys): void;
+  // Configuration: the kind's keys in lifeboat.yaml are its options.ts (the option
+  // model), mapped onto SourceConfig by config/kinds.ts.
   /** `config check`: one message per problem found with the source's places and servers; never throws. */
   reach(source: SourceConfig, probe: ReachProbe): Promise<string[]>;
 

@@ -29,7 +29,7 @@ sources:
     path: ${dir}/memory.db
     replicate: true
     interval: 200ms
-    targets: { rpo: 5s, rto: 2m }
+    targets: { rpo: 5s, rto: 2min }
   uploads:
     kind: files
     paths: [${dir}/uploads]
@@ -40,7 +40,7 @@ schedules:
     sources: [uploads]
     cron: "30 2 * * *"
     timezone: Europe/Berlin
-    jitter: 5m
+    jitter: 5min
   weekly-drill:
     run: drill
     cron: "0 5 * * 0"

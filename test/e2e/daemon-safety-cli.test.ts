@@ -57,7 +57,7 @@ describe('lifeboat token', () => {
     const { dir, file } = await setup();
     await cliExpecting(['--config', file, 'token', 'create', '--role', 'viewer', '--name', 'laptop', '--expires', '30d']);
     expectError(await runCli(['--config', file, 'token', 'create', '--role', 'admin', '--name', 'laptop']), 43, /an active token is already named "laptop"/);
-    expectError(await runCli(['--config', file, 'token', 'create', '--role', 'admin', '--name', 'x', '--expires', 'tomorrow']), 2, /"tomorrow" is not a token lifetime/);
+    expectError(await runCli(['--config', file, 'token', 'create', '--role', 'admin', '--name', 'x', '--expires', 'tomorrow']), 2, /--expires must be a duration: "tomorrow" is not a duration/);
     expect((await cliExpecting(['--config', file, 'token', 'list'])).stdout).toMatch(/viewer\s+laptop\s+created \S+\s+expires \S+\n/);
     const db = new Database(path.join(dir, 'state', 'catalog.db'));
     db.prepare("UPDATE tokens SET expires_at = '2020-01-01T00:00:00.000Z' WHERE name = 'laptop'").run();

@@ -238,6 +238,28 @@ describe('bad input', () => {
       expect(r.statusCode, JSON.stringify(body)).toBe(400);
       expect(r.json().error.code).toBe('USAGE');
     }
+    // Each keyword of the request schemas (src/api/dto.ts) is enforced: required, enum, pattern,
+    // minProperties, integer bounds, and no unknown key in a body or a query.
+    const more: Array<['GET' | 'POST', string, 'viewer' | 'operator' | 'admin', unknown?]> = [
+      ['POST', '/api/v1/recoveries', 'operator', { targets: {} }],
+      ['POST', '/api/v1/repositories/main/check', 'operator', { read_data_subset: '10' }],
+      ['POST', '/api/v1/drills', 'operator', { source: 'docs', all: true }],
+      ['POST', '/api/v1/tokens', 'admin', { name: 'root-token', role: 'root' }],
+      ['POST', '/api/v1/tokens', 'admin', { role: 'viewer' }],
+      ['GET', '/api/v1/jobs?limit=0', 'viewer'],
+      ['GET', '/api/v1/jobs?limit=1001', 'viewer'],
+      ['GET', '/api/v1/jobs?surprise=1', 'viewer'],
+      ['GET', '/api/v1/backups?limit=5001', 'viewer'],
+      ['GET', '/api/v1/audit?limit=0', 'admin'],
+      ['GET', '/api/v1/jobs/none/log?after=-1', 'viewer'],
+      ['GET', '/api/v1/jobs/none/log?after=1.5', 'viewer'],
+    ];
+    for (const [method, url, role, body] of more) {
+      const r = await call(method, url, role, body);
+      expect(r.statusCode, `${method} ${url} ${JSON.stringify(body)}: ${r.body}`).toBe(400);
+      expect(r.json().error).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/^bad request: /) });
+    }
+    expect(t.daemon.catalog.tokens().map((x) => x.name)).not.toContain('root-token');
     const bad = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/restores', headers: { ...t.auth('operator'), 'content-type': 'application/json' }, payload: '{not json' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error).toMatchObject({ code: 'USAGE', message: 'the request body is not valid JSON' });
@@ -259,12 +281,52 @@ describe('openapi and health', () => {
     expect(doc.paths['/api/v1/tokens']?.post?.['x-lifeboat-role']).toBe('admin');
   });
 
+  it('describes each request with the schema fastify validates it with', async () => {
+    type Op = { parameters?: Array<{ name: string; in: string; schema: unknown }>; requestBody?: { required: boolean; content: { 'application/json': { schema: unknown } } }; responses: Record<string, { content?: { 'application/json': { schema: { properties?: Record<string, unknown> } } } }> };
+    const doc = (await t.daemon.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, Op>>; components: { schemas: Record<string, unknown> } };
+    const body = (p: string, m: string) => doc.paths[p]?.[m]?.requestBody;
+    // The same schemas as when they were written by hand (before src/api/dto.ts): same requests accepted.
+    expect(body('/api/v1/tokens', 'post')).toEqual({
+      required: true,
+      content: { 'application/json': { schema: { type: 'object', properties: { name: { type: 'string' }, role: { type: 'string', enum: ['viewer', 'operator', 'admin'] }, expires: { type: 'string' } }, required: ['name', 'role'], additionalProperties: false } } },
+    });
+    expect(body('/api/v1/recoveries', 'post')?.content['application/json'].schema).toEqual({
+      type: 'object',
+      properties: { targets: { type: 'object', additionalProperties: { type: 'string' }, minProperties: 1 }, time: { type: 'string' } },
+      required: ['targets'],
+      additionalProperties: false,
+    });
+    expect(body('/api/v1/repositories/{name}/check', 'post')).toEqual({
+      required: false,
+      content: { 'application/json': { schema: { type: 'object', properties: { read_data_subset: { type: 'string', pattern: '^\\d+(\\.\\d+)?%$' } }, additionalProperties: false } } },
+    });
+    expect(doc.paths['/api/v1/jobs/{id}/log']?.get?.parameters).toEqual([
+      { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+      { name: 'after', in: 'query', required: false, schema: { type: 'integer', minimum: 0 } },
+    ]);
+    expect(doc.paths['/api/v1/jobs']?.get?.parameters?.find((q) => q.name === 'limit')?.schema).toEqual({ type: 'integer', minimum: 1, maximum: 1000 });
+    // Responses name their fields (the DTOs the dashboard is compiled against).
+    const source = doc.paths['/api/v1/sources/{name}']?.get?.responses['200']?.content?.['application/json'].schema;
+    expect(Object.keys(source?.properties ?? {})).toEqual(expect.arrayContaining(['name', 'last_backup', 'rpo_seconds', 'rto_seconds', 'archive']));
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Job', 'Source', 'Backup', 'Drill', 'Status', 'Error']));
+  });
+
   it('serves the dashboard with a policy that lets only its own scripts run', async () => {
     expect((await t.daemon.app.inject({ method: 'GET', url: '/dashboard' })).headers.location).toBe('/dashboard/');
     const page = await t.daemon.app.inject({ method: 'GET', url: '/dashboard/' });
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-security-policy']).toMatch(/default-src 'self'/);
-    expect(page.body).toContain('app.js');
+    expect(page.body).toContain('<script type="module" src="app.js">');
+    // The page's modules, compiled from src/web/ by tsconfig.web.json, under the same policy.
+    for (const file of ['app.js', 'api.js', 'tables.js', 'chart.js']) {
+      const js = await t.daemon.app.inject({ method: 'GET', url: `/dashboard/${file}` });
+      expect(js.statusCode, file).toBe(200);
+      expect(js.headers['content-type']).toBe('text/javascript; charset=utf-8');
+      expect(js.headers['content-security-policy']).toMatch(/default-src 'self'/);
+      // Type-only imports of the DTOs leave nothing server-side in the browser's code.
+      expect(js.body, file).not.toMatch(/from ['"](zod|\.\.\/api\/)/);
+    }
+    expect((await t.daemon.app.inject({ method: 'GET', url: '/dashboard/dto.js' })).statusCode).toBe(404);
   });
 
   it('answers liveness always and readiness once started', async () => {

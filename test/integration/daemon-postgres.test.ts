@@ -51,7 +51,7 @@ describe('daemon with a PostgreSQL source', () => {
       `    bin_dir: ${PG_BIN}`,
       '    stream: true',
       '    checks: ["select count(*) >= 1 from orders"]',
-      '    targets: { rpo: 1h, rto: 15m }',
+      '    targets: { rpo: 1h, rto: 15min }',
       'server:',
       '  listen: 127.0.0.1:0',
       '  state_dir: state',

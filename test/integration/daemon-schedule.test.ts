@@ -214,7 +214,7 @@ describe('scheduled jobs in the daemon', () => {
     const missing = path.join(tmpdir('lb-incident-'), 'not-yet');
     const t = await testDaemon({
       extraSources: `  broken:\n    kind: files\n    paths: [${missing}]`,
-      extra: ['schedules:', '  minutely:', '    run: backup', '    sources: [broken]', '    cron: "* * * * *"', 'notifications:', '  ops:', `    url: ${receiver.url}/`, '    repeat: 5m'].join('\n'),
+      extra: ['schedules:', '  minutely:', '    run: backup', '    sources: [broken]', '    cron: "* * * * *"', 'notifications:', '  ops:', `    url: ${receiver.url}/`, '    repeat: 5min'].join('\n'),
       daemon: { clock },
     });
     const runOnce = async (): Promise<JobRow> => {

@@ -13,6 +13,7 @@ import { forget } from '../../src/engine/retention/forget.js';
 import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import { mapLimit } from '../../src/util/limit.js';
+import { parseDuration } from '../../src/util/duration.js';
 import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
 
 const run = promisify(execFile);
@@ -39,7 +40,7 @@ const RULES: string[][] = [
   ['--keep-last', '3', '--keep-hourly', '5'],
   ['--keep-within', '10d', '--keep-tag', 'important'],
   ['--keep-yearly', '1', '--keep-weekly', '2', '--keep-last', '1'],
-  ['--keep-within', '1m2d5h'],
+  ['--keep-within', '1mo2d5h'],
 ];
 
 let resticRepo: string;
@@ -64,8 +65,11 @@ beforeAll(async () => {
   await pending;
 }, 180_000);
 
+/** restic spells months `m`; Lifeboat refuses that as ambiguous and writes `mo`. */
+const resticSpelling = (rules: string[]) => rules.map((r) => r.replace(/(\d+)mo/, '$1m'));
+
 function resticKeeps(rules: string[]): string[] {
-  const out = execFileSync('restic', ['-r', resticRepo, 'forget', '--dry-run', '--json', ...rules], { env }).toString();
+  const out = execFileSync('restic', ['-r', resticRepo, 'forget', '--dry-run', '--json', ...resticSpelling(rules)], { env }).toString();
   const groups = JSON.parse(out.slice(out.indexOf('['))) as Array<{ keep: Array<{ time: string }> }>;
   return groups.flatMap((g) => g.keep.map((s) => new Date(s.time).toISOString())).sort();
 }
@@ -106,10 +110,8 @@ function policyFromArgs(args: string[]) {
   for (let i = 0; i < args.length; i += 2) {
     const [flag, v] = [args[i]!, args[i + 1]!];
     const key = flag.replace('--keep-', '');
-    if (key === 'within') {
-      const m = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$/.exec(v)!;
-      p.within = { years: Number(m[1] ?? 0), months: Number(m[2] ?? 0), days: Number(m[3] ?? 0), hours: Number(m[4] ?? 0) };
-    } else if (key === 'tag') p.tags = [v.split(',')];
+    if (key === 'within') p.within = parseDuration(v);
+    else if (key === 'tag') p.tags = [v.split(',')];
     else p[key] = Number(v);
   }
   return p;

@@ -39,7 +39,7 @@ describe('pg stream', () => {
     // The streamer runs as postgres; runuser does not forward signals, so it is
     // found and killed by its own pid (its command line names the spool).
     const streamer = spawn('runuser', ['-u', 'postgres', '--', process.execPath, CLI, 'pg', 'stream', '--name', 'main', '--dsn', c.dsn,
-      '--repo', repo, '--password-file', pw, '--spool', spool, '--bin-dir', PG_BIN, '--interval', '1000', '-q'], { stdio: 'ignore' });
+      '--repo', repo, '--password-file', pw, '--spool', spool, '--bin-dir', PG_BIN, '--interval', '1s', '-q'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 2500));
 
     // Commits every 50 ms for 5 s; remember when each committed.

@@ -149,7 +149,7 @@ describe('spools', () => {
     const b = await lb(['pg', 'backup', '--name', name, '--dsn', cluster.dsn, '--remote', '--bin-dir', PG_BIN]);
     expect(b.code, b.stderr).toBe(0);
 
-    const streamer = spawn('runuser', ['-u', 'postgres', '--', process.execPath, CLI, '--json', 'pg', 'stream', '--name', name, '--dsn', cluster.dsn, '--repo', repo, '--password-file', pw, '--bin-dir', PG_BIN, '--interval', '500'], {
+    const streamer = spawn('runuser', ['-u', 'postgres', '--', process.execPath, CLI, '--json', 'pg', 'stream', '--name', name, '--dsn', cluster.dsn, '--repo', repo, '--password-file', pw, '--bin-dir', PG_BIN, '--interval', '500ms'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

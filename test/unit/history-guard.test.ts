@@ -60,7 +60,7 @@ describe('the history guard', () => {
 
   it('refuses a forget that would remove every snapshot of a group (backups stopped, --keep-within from now)', async () => {
     const repo = await repoWith([NOW - 3 * DAY, NOW - 2 * DAY]);
-    const err = await refusal(forget(repo, { policy: { within: { years: 0, months: 0, days: 1, hours: 0 } }, now: NOW }));
+    const err = await refusal(forget(repo, { policy: { within: { years: 0, months: 0, days: 1, ms: 0 } }, now: NOW }));
     expect(isLifeboatError(err, 'HISTORY_AT_RISK')).toBe(true);
     expect((err as Error).message).toMatch(/would remove every one of the 2 snapshots/);
   });

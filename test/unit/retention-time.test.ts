@@ -29,7 +29,7 @@ const ids = (l: Dated[]) => l.map((s) => s.id).sort();
 describe('keep rules and future-dated snapshots', () => {
   it('--keep-within counts back from now, so a snapshot dated 2099 does not move the window', () => {
     const real = [snap('a', NOW - DAY), snap('b', NOW - 10 * DAY), snap('c', NOW - 29 * DAY), snap('old', NOW - 40 * DAY)];
-    const r = applyPolicy([...real, ...forged], { within: { years: 0, months: 0, days: 30, hours: 0 } }, NOW);
+    const r = applyPolicy([...real, ...forged], { within: { years: 0, months: 0, days: 30, ms: 0 } }, NOW);
     expect(ids(r.remove)).toEqual(['old']);
     expect(ids(r.keep)).toEqual(ids([...real.slice(0, 3), ...forged]));
     expect(ids(r.future)).toEqual(ids(forged));

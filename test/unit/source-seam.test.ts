@@ -91,7 +91,7 @@ const CONFIG = [
   '    replicate: true',
   '    interval: 2s',
   '    snapshot_interval: 1h',
-  '    verify_interval: 10m',
+  '    verify_interval: 10min',
   '    tags: [nightly, offsite]',
   '  main:',
   '    kind: postgres',
@@ -124,7 +124,7 @@ describe('the commands the daemon builds from each kind', () => {
       'pg', 'restore', '--name', 'main', '--target-dir', '/var/tmp/pg', '--time', '2026-01-31T14:30:00Z', '--bin-dir', '/usr/lib/postgresql/15/bin', '--start', '--check', 'select true',
     ]);
     expect(replicationCommand(config.sources.get('notes')!, '/var/lib/lifeboat')).toEqual([
-      'sqlite', 'replicate', '/srv/notes.db', '--name', 'notes', '--interval', '2s', '--snapshot-interval', '1h', '--verify-interval', '10m',
+      'sqlite', 'replicate', '/srv/notes.db', '--name', 'notes', '--interval', '2s', '--snapshot-interval', '1h', '--verify-interval', '10min',
     ]);
     expect(replicationCommand(config.sources.get('main')!, '/var/lib/lifeboat')).toEqual([
       'pg', 'stream', '--name', 'main', '--dsn', 'postgres://backup@db.internal:5432/postgres', '--spool', path.join('/var/lib/lifeboat', 'spool', 'main'), '--bin-dir', '/usr/lib/postgresql/15/bin',

@@ -11,6 +11,9 @@ import { printJson } from '../output/render.js';
 import { forTerminal } from '../../util/terminal.js';
 import type { LifeboatConfig } from '../../config/config.js';
 import type { Catalog } from '../../daemon/catalog.js';
+import { tokenExpires } from '../../config/model.js';
+import type { Duration } from '../../util/duration.js';
+import { flagOf } from './options.js';
 
 async function requireConfig(g: GlobalOptions, file?: string): Promise<LifeboatConfig> {
   const config = await findConfig(file ? { ...g, config: file } : g);
@@ -131,12 +134,12 @@ export function register(program: Command): void {
     .description('create a token; its secret is printed once')
     .requiredOption('--role <role>', 'viewer (read), operator (also backups, restores, drills) or admin (also tokens, audit, retention)')
     .option('--name <name>', 'who or what uses it (unique among active tokens)', 'token')
-    .option('--expires <duration>', 'lifetime, e.g. 30d, 12h or 1w (default: never)')
-    .action(async (f: { role: string; name: string; expires?: string }, cmd: Command) => {
+    .addOption(flagOf(tokenExpires, { description: 'lifetime, e.g. 30d, 12h or 1w (default: never)' }))
+    .action(async (f: { role: string; name: string; expires?: Duration | 'never' }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const { createToken, parseRole } = await import('../../daemon/auth.js');
       const role = parseRole(f.role);
-      const t = await withCatalog(await requireConfig(g), (catalog) => createToken(catalog, role, f.name, f.expires));
+      const t = await withCatalog(await requireConfig(g), (catalog) => createToken(catalog, role, f.name, f.expires === 'never' ? undefined : f.expires));
       if (g.json) printJson({ id: t.id, name: f.name, role, token: t.token, expires_at: t.expires_at });
       else {
         console.log(t.token);

@@ -2,27 +2,29 @@
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { forget, type GroupField } from '../../engine/retention/forget.js';
-import { parseDuration, type KeepPolicy } from '../../engine/retention/policy.js';
+import type { KeepPolicy } from '../../engine/retention/policy.js';
+import { retentionOptions } from '../../config/model.js';
+import { durationMs, type Duration } from '../../util/duration.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
-import { collect } from './options.js';
-import { parseDuration as parseInterval } from './options.js';
+import { collect, flagOf } from './options.js';
 import { pruneAndReport } from './prune.js';
 import { forTerminal } from '../../util/terminal.js';
 
+/** The keep rules are lifeboat.yaml's retention keys: flags and values come from the model. */
 interface ForgetFlags {
-  keepLast?: string;
-  keepHourly?: string;
-  keepDaily?: string;
-  keepWeekly?: string;
-  keepMonthly?: string;
-  keepYearly?: string;
-  keepWithin?: string;
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  keepWithin?: Duration;
   keepTag: string[];
   minKeep?: string;
   groupBy: string;
   dryRun?: boolean;
-  keepLogsWithin?: string;
+  keepLogsWithin?: Duration;
   prune?: boolean;
   source?: string;
   force?: boolean;
@@ -36,18 +38,15 @@ function count(flag: string, v: string | undefined): number | undefined {
 
 function policyOf(f: ForgetFlags): KeepPolicy {
   const p: KeepPolicy = {};
-  const set = (k: keyof KeepPolicy, flag: string, v: string | undefined) => {
-    const n = count(flag, v);
-    if (n !== undefined) (p as Record<string, unknown>)[k] = n;
-  };
-  set('last', '--keep-last', f.keepLast);
-  set('hourly', '--keep-hourly', f.keepHourly);
-  set('daily', '--keep-daily', f.keepDaily);
-  set('weekly', '--keep-weekly', f.keepWeekly);
-  set('monthly', '--keep-monthly', f.keepMonthly);
-  set('yearly', '--keep-yearly', f.keepYearly);
-  set('minKeep', '--min-keep', f.minKeep);
-  if (f.keepWithin) p.within = parseDuration(f.keepWithin);
+  if (f.keepLast !== undefined) p.last = f.keepLast;
+  if (f.keepHourly !== undefined) p.hourly = f.keepHourly;
+  if (f.keepDaily !== undefined) p.daily = f.keepDaily;
+  if (f.keepWeekly !== undefined) p.weekly = f.keepWeekly;
+  if (f.keepMonthly !== undefined) p.monthly = f.keepMonthly;
+  if (f.keepYearly !== undefined) p.yearly = f.keepYearly;
+  const minKeep = count('--min-keep', f.minKeep);
+  if (minKeep !== undefined) p.minKeep = minKeep;
+  if (f.keepWithin) p.within = f.keepWithin;
   if (f.keepTag.length) p.tags = f.keepTag.map((t) => t.split(',').filter(Boolean));
   return p;
 }
@@ -65,13 +64,13 @@ export function register(program: Command): void {
     .command('forget')
     .description('remove snapshots by id or by keep rules (data stays until prune)')
     .argument('[snapshot...]', 'snapshot ids to remove')
-    .option('--keep-last <n>', 'keep the n newest snapshots')
-    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours')
-    .option('--keep-daily <n>', '... days')
-    .option('--keep-weekly <n>', '... ISO weeks')
-    .option('--keep-monthly <n>', '... months')
-    .option('--keep-yearly <n>', '... years')
-    .option('--keep-within <duration>', 'keep snapshots newer than now minus this (e.g. 7d, 1y6m)')
+    .addOption(flagOf(retentionOptions.shape.keep_last, { arg: '<n>' }))
+    .addOption(flagOf(retentionOptions.shape.keep_hourly, { arg: '<n>' }))
+    .addOption(flagOf(retentionOptions.shape.keep_daily, { arg: '<n>' }))
+    .addOption(flagOf(retentionOptions.shape.keep_weekly, { arg: '<n>' }))
+    .addOption(flagOf(retentionOptions.shape.keep_monthly, { arg: '<n>' }))
+    .addOption(flagOf(retentionOptions.shape.keep_yearly, { arg: '<n>' }))
+    .addOption(flagOf(retentionOptions.shape.keep_within))
     .option('--keep-tag <tags>', 'keep snapshots with all these comma-separated tags (repeatable)', collect, [])
     .option('--min-keep <n>', 'never keep fewer than n snapshots per group')
     .option('--group-by <fields>', 'apply the rules per group of host, paths, tags', 'host,paths')
@@ -79,13 +78,13 @@ export function register(program: Command): void {
     .option('--source <name>', 'apply the keep rules only to the snapshots of this source (a name, or kind:name)')
     .option('--force', 'remove even when no snapshot older than the last 7 days, or none at all, would remain in a group')
     .option('--prune', 'prune afterwards (marks what the removed snapshots held; see `lifeboat prune`)')
-    .option('--keep-logs-within <duration>', 'keep WAL/SQLite frames replayable only this far back (e.g. 7d); older bases keep what makes them consistent')
+    .addOption(flagOf(retentionOptions.shape.keep_logs_within))
     .action(async (ids: string[], f: ForgetFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const policy = policyOf(f);
       const by = groupBy(f.groupBy);
       await withRepo(g, async (repo) => {
-        const pitr = f.keepLogsWithin === undefined ? undefined : parseInterval(f.keepLogsWithin, '--keep-logs-within');
+        const pitr = f.keepLogsWithin === undefined ? undefined : durationMs(f.keepLogsWithin);
         const r = await forget(repo, { ids, policy, groupBy: by, ...(f.dryRun ? { dryRun: true } : {}), ...(pitr !== undefined ? { pitrWindowMs: pitr } : {}), ...(f.source ? { source: f.source } : {}), ...(f.force ? { force: true } : {}) });
         const pruned = f.prune && !r.dryRun ? () => pruneAndReport(repo, g, { ...(f.keepLogsWithin ? { keepLogsWithin: f.keepLogsWithin } : {}) }) : undefined;
         if (g.json) return printJson(pruned ? { ...r, prune: await pruned() } : r);

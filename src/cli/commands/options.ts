@@ -1,5 +1,9 @@
-/** Option parsers shared by commands. */
+/** Option parsers shared by commands, and flags derived from the option model (config/model.ts). */
+import { Option } from 'commander';
+import type { z } from 'zod';
 import { LifeboatError } from '../../errors.js';
+import { duration, metaOf, parseOptionValue } from '../../config/schema.js';
+import { durationMs } from '../../util/duration.js';
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -20,12 +24,29 @@ export function parsePercent(text: string): number {
   return v / 100;
 }
 
-/** Parses 500ms, 1s, 5m, 2h, 7d, 2w or a bare number of milliseconds. */
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$/.exec(text.trim());
-  if (!m) throw new LifeboatError('USAGE', `${flag} "${text}" is not a duration`, { hint: 'examples: 1s, 500ms, 5m, 1h, 7d' });
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h' | 'd' | 'w'];
-  const ms = Number(m[1]) * unit;
-  if (ms <= 0) throw new LifeboatError('USAGE', `${flag} must be more than zero`, { hint: 'examples: 1s, 500ms, 5m, 1h' });
-  return ms;
+const ANY_DURATION = duration();
+const ZERO_OR_MORE = duration({ zero: true });
+
+/**
+ * Milliseconds in a duration of the one grammar (util/duration.ts), for flags that
+ * are not lifeboat.yaml keys (--grace, --busy-timeout, ...); `zero` also takes 0.
+ */
+export function parseDuration(text: string, flag: string, opts: { zero?: boolean } = {}): number {
+  return durationMs(parseOptionValue(opts.zero ? ZERO_OR_MORE : ANY_DURATION, text, flag));
+}
+
+/**
+ * The commander flag of an option the model declares (its `flag`), with the model's
+ * description and the model's parser: `--keep-within 30m` is refused with the same
+ * hint as `keep_within: 30m` in lifeboat.yaml. The parsed value (a Duration, a
+ * number) is what the action receives; `default` is given as text and parsed too.
+ */
+export function flagOf(schema: z.ZodType, opts: { arg?: string; default?: string; description?: string } = {}): Option {
+  const meta = metaOf(schema);
+  if (!meta?.flag) throw new Error('flagOf: the option declares no flag');
+  const flag = meta.flag;
+  const o = new Option(`${flag} ${opts.arg ?? '<duration>'}`, opts.description ?? meta.description);
+  o.argParser((v: string) => parseOptionValue(schema, v, flag));
+  if (opts.default !== undefined) o.default(parseOptionValue(schema, opts.default, flag), opts.default);
+  return o;
 }

@@ -12,10 +12,12 @@ import { formatBytes } from '../../util/bytes.js';
 import { reseal, type ResealResult } from '../../repo/maintenance/reseal.js';
 import { cliWarn, withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
-import { parseDuration } from './options.js';
+import { flagOf, parseDuration } from './options.js';
+import { retentionOptions } from '../../config/model.js';
+import { durationMs, type Duration } from '../../util/duration.js';
 
 export interface PruneFlags {
-  keepLogsWithin?: string;
+  keepLogsWithin?: Duration;
   grace: string;
   repackThreshold: string;
   dryRun?: boolean;
@@ -30,7 +32,7 @@ export function register(program: Command): void {
     .option('--repack-threshold <percent>', 'repack packs with at least this share of unreferenced data', '50')
     .option('--dry-run', 'only report what would be marked and deleted')
     .option('--reseal', 're-seal data of older key epochs under the current one, then destroy the old epochs (format 2; after `key rotate` or `key remove`)')
-    .option('--keep-logs-within <duration>', 'keep WAL/SQLite frames replayable only this far back (e.g. 7d)')
+    .addOption(flagOf(retentionOptions.shape.keep_logs_within))
     .action(async (f: PruneFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
@@ -45,9 +47,9 @@ export function register(program: Command): void {
  * output is JSON (then the caller prints what this returns). Also run by `forget --prune`.
  */
 export async function pruneAndReport(repo: Repository, g: GlobalOptions, f: Partial<PruneFlags>): Promise<PruneResult & { logs: LogTrim[]; reseal?: ResealResult }> {
-  const graceMs = f.grace === undefined ? 3_600_000 : f.grace === '0' ? 0 : parseDuration(f.grace, '--grace');
+  const graceMs = f.grace === undefined ? 3_600_000 : parseDuration(f.grace, '--grace', { zero: true });
   const threshold = Number(f.repackThreshold ?? '50') / 100;
-  const pitr = f.keepLogsWithin === undefined ? undefined : parseDuration(f.keepLogsWithin, '--keep-logs-within');
+  const pitr = f.keepLogsWithin === undefined ? undefined : durationMs(f.keepLogsWithin);
   const dryRun = f.dryRun ?? false;
   assertPrunable(repo);
   const lock = await acquireLock(repo.store, 'shared', 'prune');

@@ -1,21 +1,35 @@
-/** Turns any error into the one-line message, hint and exit code every entry point uses. */
+/**
+ * Turns any error into the one-line message, hint and exit code every entry point uses.
+ * In a daemon job the same facts also go out as the `error` event, with the exact code
+ * (several codes share an exit status, so the status alone cannot name the error).
+ */
 import { CommanderError } from 'commander';
-import { ERROR_TABLE, LifeboatError } from '../../errors.js';
+import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../../errors.js';
 import { redact } from '../../util/redact.js';
+import { emitJobEvent } from './job-events.js';
+
+function report(code: ErrorCode, message: string, hint: string | undefined, exit: number): number {
+  emitJobEvent({ type: 'error', code, message, exit, ...(hint !== undefined ? { hint } : {}) });
+  return exit;
+}
 
 export function reportError(err: unknown): number {
   if (err instanceof CommanderError) {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-    return ERROR_TABLE.USAGE.exit;
+    // commander has printed the message itself.
+    return report('USAGE', redact(err.message.replace(/^error: /, '')), 'run the command with --help for usage', ERROR_TABLE.USAGE.exit);
   }
   if (err instanceof LifeboatError) {
     // Errors end up in job logs readable by viewer tokens: never a DSN password.
-    process.stderr.write(`lifeboat: ${redact(err.message)}\n`);
-    if (err.hint) process.stderr.write(`  hint: ${redact(err.hint)}\n`);
-    return err.exitCode;
+    const message = redact(err.message);
+    const hint = err.hint ? redact(err.hint) : undefined;
+    process.stderr.write(`lifeboat: ${message}\n`);
+    if (hint) process.stderr.write(`  hint: ${hint}\n`);
+    return report(err.code, message, hint, err.exitCode);
   }
   const e = err as NodeJS.ErrnoException;
-  process.stderr.write(`lifeboat: ${redact(e?.message ?? String(err))}\n`);
+  const message = redact(e?.message ?? String(err));
+  process.stderr.write(`lifeboat: ${message}\n`);
   if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`${redact(String(e?.stack))}\n`);
-  return ERROR_TABLE.FAILED.exit;
+  return report('FAILED', message, undefined, ERROR_TABLE.FAILED.exit);
 }

@@ -1,11 +1,15 @@
 /**
  * Rendering for people and for programs. Human output is compact text; --json is
  * one JSON document on stdout. Progress bars go to stderr and only when it is a TTY.
+ * In a daemon job the same result and progress also go out as typed events (job-events.ts).
  */
 import type { ProgressEvent } from '../../engine/progress.js';
 import { formatBytes } from '../../util/bytes.js';
+import { emitJobEvent, inJob } from './job-events.js';
 
+/** The command's result: one JSON document on stdout, and the job's `result` event. */
 export function printJson(value: unknown): void {
+  emitJobEvent({ type: 'result', value });
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
@@ -21,19 +25,19 @@ export class ProgressBar {
   totalFiles?: number;
   totalBytes?: number;
 
-  /** LIFEBOAT_PROGRESS=json (set by the daemon for its jobs): one JSON line on stderr per half second. */
-  private readonly json = process.env.LIFEBOAT_PROGRESS === 'json';
-  private lastJson = 0;
+  /** In a daemon job: a progress event per half second, enough for a dashboard and cheap for the catalog. */
+  private readonly job = inJob();
+  private lastEvent = 0;
 
   constructor(enabled: boolean) {
     this.enabled = enabled && process.stderr.isTTY === true;
   }
 
   update = (e: ProgressEvent): void => {
-    if (this.json && Date.now() - this.lastJson >= 500) {
-      this.lastJson = Date.now();
+    if (this.job && Date.now() - this.lastEvent >= 500) {
+      this.lastEvent = Date.now();
       const totalBytes = e.totalBytes ?? this.totalBytes;
-      process.stderr.write(`${JSON.stringify({ progress: { phase: e.phase, files: e.files, bytes: e.bytes, ...(totalBytes ? { total_bytes: totalBytes } : {}) } })}\n`);
+      emitJobEvent({ type: 'progress', phase: e.phase, files: e.files, bytes: e.bytes, ...(totalBytes ? { total_bytes: totalBytes } : {}) });
     }
     if (!this.enabled || e.phase === 'done') return;
     const totalBytes = e.totalBytes ?? this.totalBytes;

@@ -21,8 +21,10 @@
  *    each with its own slots and --min-keep, so a writer with an append-only key can
  *    never take a keep slot from a snapshot the administrator's keys wrote.
  */
-import { LifeboatError } from '../../errors.js';
 import { isFutureDated } from '../../repo/snapshot/snapshot.js';
+import { before, type Duration } from '../../util/duration.js';
+
+export type { Duration } from '../../util/duration.js';
 
 export interface KeepPolicy {
   last?: number;
@@ -35,13 +37,6 @@ export interface KeepPolicy {
   tags?: string[][];
   within?: Duration;
   minKeep?: number;
-}
-
-export interface Duration {
-  years: number;
-  months: number;
-  days: number;
-  hours: number;
 }
 
 export interface Dated {
@@ -64,14 +59,6 @@ export interface PolicyResult<T extends Dated> {
 
 export const FUTURE_REASON = 'dated in the future: suspicious, never counted';
 export const UNTRUSTED_REASON = 'counted apart: restricted writer';
-
-export function parseDuration(text: string): Duration {
-  const m = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$/.exec(text);
-  if (!m || text === '') {
-    throw new LifeboatError('USAGE', `"${text}" is not a duration`, { hint: 'like 2y5m7d3h (years, months, days, hours)' });
-  }
-  return { years: Number(m[1] ?? 0), months: Number(m[2] ?? 0), days: Number(m[3] ?? 0), hours: Number(m[4] ?? 0) };
-}
 
 export function isEmptyPolicy(p: KeepPolicy): boolean {
   return !p.last && !p.hourly && !p.daily && !p.weekly && !p.monthly && !p.yearly && !(p.tags?.length) && !p.within;
@@ -96,12 +83,6 @@ const BUCKETS: Array<[keyof KeepPolicy, Bucketer, string]> = [
   ['monthly', (d) => d.getUTCFullYear() * 100 + (d.getUTCMonth() + 1), 'monthly snapshot'],
   ['yearly', (d) => d.getUTCFullYear(), 'yearly snapshot'],
 ];
-
-function minus(t: Date, d: Duration): Date {
-  const r = new Date(t.getTime());
-  r.setUTCFullYear(r.getUTCFullYear() - d.years, r.getUTCMonth() - d.months, r.getUTCDate() - d.days);
-  return new Date(r.getTime() - d.hours * 3_600_000);
-}
 
 const newestFirst = (a: Dated, b: Dated) => Date.parse(b.time) - Date.parse(a.time);
 
@@ -129,7 +110,8 @@ function applyRules<T extends Dated>(snapshots: readonly T[], p: KeepPolicy, now
   if (list.length === 0) return { keep, remove };
   const counts = BUCKETS.map(([k]) => (p[k] as number | undefined) ?? 0);
   const last = BUCKETS.map(() => -1);
-  const since = p.within ? minus(new Date(now), p.within).getTime() : undefined;
+  // Calendar months and years, as restic's keep-within (util/duration.ts).
+  const since = p.within ? before(p.within, now) : undefined;
   list.forEach((s, nr) => {
     const why: string[] = [];
     const t = new Date(s.time);

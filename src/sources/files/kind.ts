@@ -17,11 +17,6 @@ export const files: SourceKind<FilesPoint> = {
   name: 'files',
   point: z.object({}).loose(),
 
-  // exclude is read with the common keys (every source may exclude).
-  configKeys: ['paths', 'exclude'],
-  readConfig(source, keys) {
-    source.paths = keys.strings('paths', { example: '[/srv/app/uploads]' });
-  },
   reach: async (s, probe) => s.paths.map((p) => probe.file(p, 'any')).filter((m): m is string => m !== undefined),
 
   jobs: {

@@ -49,15 +49,6 @@ export const postgres: SourceKind<PgConsistency> = {
   name: 'postgres',
   point: pgPointSchema,
 
-  configKeys: ['dsn', 'password_file', 'pgdata', 'bin_dir', 'stream', 'checks'],
-  readConfig(source, keys) {
-    source.dsn = keys.string('dsn', 'postgres://backup@db.internal:5432/postgres');
-    if (keys.has('password_file')) source.passwordFile = keys.string('password_file');
-    if (keys.has('pgdata')) source.pgdata = keys.string('pgdata');
-    if (keys.has('bin_dir')) source.binDir = keys.string('bin_dir');
-    if (keys.has('stream')) source.continuous = keys.boolean('stream');
-    if (keys.has('checks')) source.checks = keys.strings('checks', { hint: 'a list of SQL queries whose first value must be true, e.g. ["select count(*) > 0 from orders"]' });
-  },
   async reach(s, probe) {
     const out: Array<string | undefined> = [];
     if (s.binDir) out.push(probe.file(s.binDir, 'directory')?.replace(/^/, 'bin_dir '));

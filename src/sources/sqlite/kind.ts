@@ -14,14 +14,6 @@ export const sqlite: SourceKind<SqliteConsistency> = {
   name: 'sqlite',
   point: sqlitePointSchema,
 
-  configKeys: ['path', 'replicate', 'interval', 'snapshot_interval', 'verify_interval'],
-  readConfig(source, keys) {
-    source.path = keys.string('path', '/var/lib/app/memory.db');
-    if (keys.has('replicate')) source.continuous = keys.boolean('replicate');
-    if (keys.has('interval')) source.interval = keys.duration('interval');
-    if (keys.has('snapshot_interval')) source.snapshotInterval = keys.duration('snapshot_interval');
-    if (keys.has('verify_interval')) source.verifyInterval = keys.duration('verify_interval');
-  },
   reach: async (s, probe) => {
     const problem = s.path ? probe.file(s.path, 'file') : undefined;
     return problem ? [problem] : [];

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { pgStream } from '../stream.js';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
+import { parseDuration } from '../../../cli/commands/options.js';
 
 export function register(pg: Command): void {
   pg.command('stream')
@@ -10,7 +11,7 @@ export function register(pg: Command): void {
     .requiredOption('--dsn <url>', 'connection string of a role with REPLICATION')
     .option('--slot <name>', 'replication slot (default lifeboat_<name>; created if missing)')
     .option('--spool <dir>', 'local directory pg_receivewal writes to')
-    .option('--interval <ms>', 'how often to ship WAL', '1000')
+    .option('--interval <duration>', 'how often to ship WAL', '1s')
     .option('--bin-dir <dir>', 'directory holding pg_receivewal')
     .action(async (f: { name: string; dsn: string; slot?: string; spool?: string; interval: string; binDir?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -23,7 +24,7 @@ export function register(pg: Command): void {
         await pgStream(repo, {
           name: f.name,
           dsn: f.dsn,
-          intervalMs: Number(f.interval),
+          intervalMs: parseDuration(f.interval, '--interval'),
           signal: stop.signal,
           ...(f.slot ? { slot: f.slot } : {}),
           ...(f.spool ? { spool: f.spool } : {}),

@@ -13,7 +13,9 @@ import { formatBytes } from '../../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
-import { collect, parseDuration } from '../../../cli/commands/options.js';
+import { collect, flagOf, parseDuration } from '../../../cli/commands/options.js';
+import { sqliteOptions } from '../options.js';
+import { durationMs, type Duration } from '../../../util/duration.js';
 
 function busyTimeout(text: string): number {
   return parseDuration(text, '--busy-timeout');
@@ -53,11 +55,11 @@ export function register(program: Command): void {
     .command('replicate <db>')
     .description('ship new transactions every interval until SIGINT/SIGTERM (final sync on a clean stop)')
     .option('--name <name>', 'name in the repository (default: the file name without extension)')
-    .option('--interval <duration>', 'how often new transactions are shipped (the data-loss window)', '1s')
-    .option('--snapshot-interval <duration>', 'how often a fresh snapshot bounds restore time', '1h')
+    .addOption(flagOf(sqliteOptions.shape.interval, { default: '1s' }))
+    .addOption(flagOf(sqliteOptions.shape.snapshot_interval, { default: '1h' }))
     .option('--checkpoint-frames <n>', 'WAL length in frames that triggers a checkpoint', '1000')
-    .option('--compact-interval <duration>', 'how often neighbouring log objects are merged', '1m')
-    .option('--verify-interval <duration>', 'how often the shipped history is compared with the live database page by page ("off": never)', '1m')
+    .option('--compact-interval <duration>', 'how often neighbouring log objects are merged', '1min')
+    .addOption(flagOf(sqliteOptions.shape.verify_interval, { default: '1min' }))
     .option('--enable-wal', 'switch a rollback-journal database to WAL (persistent)')
     .option('--busy-timeout <duration>', 'how long to wait for a locked database', '5s')
     .action(async (db: string, f: ReplicateFlags, cmd: Command) => {
@@ -67,10 +69,10 @@ export function register(program: Command): void {
         throw new LifeboatError('USAGE', '--checkpoint-frames must be a positive whole number', { hint: "SQLite's own default is 1000" });
       }
       const opts = {
-        intervalMs: parseDuration(f.interval, '--interval'),
-        snapshotIntervalMs: parseDuration(f.snapshotInterval, '--snapshot-interval'),
+        intervalMs: durationMs(f.interval),
+        snapshotIntervalMs: durationMs(f.snapshotInterval),
         compactIntervalMs: parseDuration(f.compactInterval, '--compact-interval'),
-        verifyIntervalMs: f.verifyInterval === 'off' ? 0 : parseDuration(f.verifyInterval, '--verify-interval'),
+        verifyIntervalMs: f.verifyInterval === 'off' ? 0 : durationMs(f.verifyInterval),
         busyTimeoutMs: busyTimeout(f.busyTimeout),
       };
       await withRepo(g, async (repo) => {
@@ -151,11 +153,11 @@ export function register(program: Command): void {
 
 interface ReplicateFlags {
   name?: string;
-  interval: string;
-  snapshotInterval: string;
+  interval: Duration;
+  snapshotInterval: Duration;
   checkpointFrames: string;
   compactInterval: string;
-  verifyInterval: string;
+  verifyInterval: Duration | 'off';
   enableWal?: boolean;
   busyTimeout: string;
 }

@@ -1,0 +1,206 @@
+/**
+ * The API's data shapes, declared once each as zod 4 schemas: request parameters,
+ * queries and bodies, and the responses the handlers, the OpenAPI document and the
+ * dashboard share. `z.toJSONSchema` turns a request schema into what fastify validates
+ * with (src/api/route.ts) and every schema into the OpenAPI document (src/api/openapi.ts);
+ * `z.infer` gives the handlers and the dashboard (src/web/, type-only imports) their
+ * types, so renaming a field here breaks whichever side still uses the old name.
+ *
+ * Request schemas are strict objects: an unknown key is refused with 400, not dropped.
+ * Response schemas are documentation and types, not filters: fastify does not serialize
+ * through them, so a response may carry more than they list.
+ *
+ * This module imports nothing but zod: the browser build reads it too.
+ */
+import { z } from 'zod';
+
+// --- path parameters and queries ------------------------------------------------
+
+export const NameParam = z.strictObject({ name: z.string() });
+export const IdParam = z.strictObject({ id: z.string() });
+
+export const BackupsQuery = z.strictObject({ source: z.string().optional(), limit: z.int().min(1).max(5000).optional() });
+export const SourceQuery = z.strictObject({ source: z.string().optional() });
+export const JobsQuery = z.strictObject({
+  source: z.string().optional(),
+  kind: z.string().optional(),
+  status: z.string().optional(),
+  limit: z.int().min(1).max(1000).optional(),
+});
+export const LogQuery = z.strictObject({ after: z.int().min(0).optional() });
+export const AuditQuery = z.strictObject({ limit: z.int().min(1).max(10000).optional() });
+
+// --- request bodies ---------------------------------------------------------------
+
+/** POST /restores. `time` is a target time (engine/target-time.ts), not a duration. */
+export const RestoreBody = z.strictObject({ source: z.string(), target: z.string(), time: z.string().optional(), snapshot: z.string().optional() });
+/** POST /recoveries: a target per source, at least one. */
+export const RecoveryBody = z.strictObject({
+  // minProperties is JSON Schema only (zod has no such check): fastify validates with it.
+  targets: z.record(z.string(), z.string()).meta({ minProperties: 1 }),
+  time: z.string().optional(),
+});
+export const DrillBody = z.strictObject({ source: z.string().optional() });
+export const CheckBody = z.strictObject({ read_data_subset: z.string().regex(/^\d+(\.\d+)?%$/).optional() });
+export const RoleName = z.enum(['viewer', 'operator', 'admin']);
+/** POST /tokens. `expires` is a duration such as "30d" or `never` (the one grammar, parsed by daemon/auth.ts with its hint; see routes/tokens.ts). */
+export const TokenBody = z.strictObject({ name: z.string(), role: RoleName, expires: z.string().optional() });
+
+// --- responses --------------------------------------------------------------------
+
+/** `{"error": {code, message, hint}}` with the HTTP status of the code (docs/exit-codes.md). */
+export const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), hint: z.string().nullable().optional() }) });
+
+export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild']);
+export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'skipped']);
+export const Job = z.object({
+  id: z.string(),
+  kind: JobKind,
+  source: z.string().nullable(),
+  repository: z.string().nullable(),
+  status: JobStatus,
+  trigger: z.string(),
+  actor: z.string().nullable(),
+  params: z.record(z.string(), z.unknown()),
+  created_at: z.string(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+  duration_ms: z.number().nullable(),
+  /** Phase, counts and elapsed_seconds while running (the engine's progress events). */
+  progress: z.record(z.string(), z.unknown()).nullable(),
+  result: z.unknown(),
+  error: z.string().nullable(),
+  error_code: z.string().nullable(),
+  /** What the operator can do about the error (the job's own hint, as the CLI printed it). */
+  error_hint: z.string().nullable(),
+  exit_code: z.number().nullable(),
+});
+export const Jobs = z.object({ jobs: z.array(Job) });
+
+export const LogLine = z.object({ seq: z.number(), time: z.string(), stream: z.string(), line: z.string() });
+
+const ArchiveCommandState = z.object({
+  failed_count: z.number(),
+  failing: z.boolean(),
+  last_failed_wal: z.string().nullable(),
+  last_failed_at: z.string().nullable(),
+  last_archived_wal: z.string().nullable(),
+  last_archived_at: z.string().nullable(),
+});
+
+/** Log archiving of a source: a streamer or replicator of the daemon's, or a server's archive_command it watches. */
+export const ArchiveState = z.object({
+  method: z.enum(['stream', 'replicate', 'archive_command']),
+  up: z.boolean(),
+  /** ok, lagging (up, but older than the RPO target), failing (archive_command fails), down, starting. */
+  state: z.enum(['ok', 'lagging', 'failing', 'down', 'starting']),
+  restarts: z.number(),
+  lag_seconds: z.number().nullable(),
+  archived_through: z.string().nullable(),
+  last_status_at: z.string().nullable(),
+  error: z.string().nullable(),
+  hint: z.string().nullable(),
+  last_error: z.string().nullable(),
+  last_error_at: z.string().nullable(),
+  archive_command: ArchiveCommandState.nullable(),
+});
+
+export const Source = z.object({
+  name: z.string(),
+  kind: z.string(),
+  repository: z.string(),
+  continuous: z.boolean(),
+  last_backup: z.object({ snapshot_id: z.string(), time: z.string(), size_bytes: z.number(), duration_ms: z.number() }).nullable(),
+  last_success_at: z.string().nullable(),
+  /** Age of the newest recoverable data; null while nothing is recoverable. */
+  rpo_seconds: z.number().nullable(),
+  rpo_target_seconds: z.number().nullable(),
+  /** Measured by the newest drill. */
+  rto_seconds: z.number().nullable(),
+  rto_target_seconds: z.number().nullable(),
+  last_drill: z.object({ time: z.string(), ok: z.boolean(), rto_seconds: z.number().nullable(), rpo_seconds: z.number().nullable() }).nullable(),
+  archive: ArchiveState.nullable(),
+  failing: z.boolean(),
+});
+
+export const Backup = z.object({
+  snapshot_id: z.string(),
+  source: z.string(),
+  kind: z.string(),
+  repository: z.string(),
+  time: z.string(),
+  size_bytes: z.number(),
+  added_bytes: z.number(),
+  duration_ms: z.number(),
+});
+
+export const Drill = z.object({
+  source: z.string(),
+  repository: z.string(),
+  time: z.string(),
+  ok: z.boolean(),
+  rto_seconds: z.number().nullable(),
+  rpo_seconds: z.number().nullable(),
+  snapshot: z.string().nullable(),
+  error: z.string().nullable(),
+});
+
+export const RepositoryState = z.object({
+  name: z.string(),
+  last_check: z.object({ time: z.string(), ok: z.boolean() }).nullable(),
+  key_epoch_created: z.string().nullable().optional(),
+});
+
+export const Status = z.object({
+  version: z.string(),
+  started_at: z.string(),
+  schedules: z.array(z.object({ schedule: z.string(), next: z.string().nullable() })),
+  repositories: z.array(RepositoryState),
+  running_jobs: z.number(),
+});
+
+export const WhoAmI = z.object({ id: z.string().optional(), name: z.string().optional(), role: z.string().optional() });
+
+export const AuditEntry = z.object({
+  id: z.number(),
+  time: z.string(),
+  actor: z.string().nullable(),
+  role: z.string().nullable(),
+  method: z.string(),
+  path: z.string(),
+  status_code: z.number(),
+  outcome: z.string(),
+  remote: z.string().nullable(),
+  /** Refusals are aggregated: how many calls this row stands for. */
+  count: z.number(),
+});
+
+/** A token as listed: never its secret. */
+export const Token = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.string(),
+  created_at: z.string(),
+  last_used_at: z.string().nullable(),
+  revoked_at: z.string().nullable(),
+  expires_at: z.string().nullable(),
+});
+/** A new token: its secret, shown once. */
+export const TokenCreated = z.object({ id: z.string(), name: z.string(), role: z.string(), token: z.string(), expires_at: z.string().nullable() });
+export const TokenRevoked = z.object({ revoked: z.number(), id: z.string(), name: z.string() });
+export const RebuildCounts = z.object({ backups: z.number(), drills: z.number() });
+export const HealthStatus = z.object({ status: z.string() });
+
+export type ErrorBody = z.infer<typeof ErrorBody>;
+export type Job = z.infer<typeof Job>;
+export type Jobs = z.infer<typeof Jobs>;
+export type LogLine = z.infer<typeof LogLine>;
+export type ArchiveState = z.infer<typeof ArchiveState>;
+export type Source = z.infer<typeof Source>;
+export type Backup = z.infer<typeof Backup>;
+export type Drill = z.infer<typeof Drill>;
+export type Status = z.infer<typeof Status>;
+export type RepositoryState = z.infer<typeof RepositoryState>;
+export type TokenCreated = z.infer<typeof TokenCreated>;
+export type RestoreBody = z.infer<typeof RestoreBody>;
+export type DrillBody = z.infer<typeof DrillBody>;

@@ -1,0 +1,154 @@
+/**
+ * The building blocks of the option model (model.ts): zod types whose error messages
+ * read well after a key name ("interval" must be a duration: ...), and the metadata
+ * each option carries so that the lifeboat.yaml reader, the CLI flags, the API's JSON
+ * Schema and docs/configuration.md are all derived from one declaration.
+ */
+import { z } from 'zod';
+import { LifeboatError } from '../errors.js';
+import { DurationError, durationMs, parseDuration, type Duration } from '../util/duration.js';
+
+/** Where an option may be given. */
+export type Place = 'file' | 'flag' | 'env' | 'api';
+
+export interface OptionMeta {
+  /** One sentence for docs/configuration.md, the flag's help and the JSON Schema. */
+  description: string;
+  /** How the default reads in the docs when the schema's own default does not say it (e.g. "all stores"). */
+  shown?: string;
+  /** An example value, for the hint when a required key is missing. */
+  example?: string;
+  /** Besides lifeboat.yaml: the flag (`--keep-within`) or environment variable spelling the same option. */
+  flag?: string;
+  env?: string;
+  api?: boolean;
+  /** false: not a lifeboat.yaml key (only a flag or an API field). */
+  file?: false;
+}
+
+/** Attaches the documentation of an option to its schema (zod's global registry, so JSON Schema sees it). */
+export function option<T extends z.ZodType>(schema: T, meta: OptionMeta): T {
+  return schema.meta({ ...meta }) as T;
+}
+
+/** The metadata given to option(), if any. */
+export function metaOf(schema: z.ZodType): OptionMeta | undefined {
+  return z.globalRegistry.get(schema) as OptionMeta | undefined;
+}
+
+/** Where an option appears, for the docs: the file (unless file: false), plus what its metadata names. */
+export function placesOf(meta: OptionMeta | undefined): Place[] {
+  return [...(meta?.file === false ? [] : (['file'] as const)), ...(meta?.flag ? (['flag'] as const) : []), ...(meta?.env ? (['env'] as const) : []), ...(meta?.api ? (['api'] as const) : [])];
+}
+
+export const text = () => z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' });
+
+/** One string or a list of them; always a list after parsing. */
+export const texts = () =>
+  z.union([text().transform((s) => [s]), z.array(z.string({ error: 'must be a list of strings' }).min(1, { error: 'must be a list of non-empty strings' }), { error: 'must be a list of strings' })], {
+    error: 'must be a list of strings',
+  });
+
+export const whole = (min: number, max: number) => {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.int({ error }).min(min, { error }).max(max, { error });
+};
+
+export const yesNo = () => z.boolean({ error: 'must be true or false' });
+
+export const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(', ')}` });
+
+export interface DurationRule {
+  /** Smallest accepted length, as a duration in the grammar ("1min"); default: more than zero. */
+  min?: string;
+  /** Accept 0 (e.g. prune's grace). */
+  zero?: boolean;
+}
+
+/**
+ * A duration in the one grammar (util/duration.ts), parsed to its typed value. Numbers
+ * are refused (YAML reads `interval: 2` as a number): a bare number has no unit. The
+ * issue's params carry the grammar's hint for the caller's error.
+ */
+export function duration(rule: DurationRule = {}) {
+  const min = rule.min === undefined ? undefined : parseDuration(rule.min);
+  const input = z.union([z.string(), z.number()], { error: 'must be a duration such as 30s, 5min, 1h or 7d' });
+  DURATION_INPUTS.add(input);
+  return input.transform((raw, ctx): Duration => {
+    try {
+      const d = parseDuration(String(raw));
+      const ms = durationMs(d);
+      if (ms === 0 && !rule.zero) throw new DurationError(`must be more than zero`, 'e.g. 30s, 5min, 1h or 7d');
+      if (min !== undefined && ms < durationMs(min) && !(ms === 0 && rule.zero)) throw new DurationError(`must be at least ${rule.min}`, `e.g. ${rule.min} or longer`);
+      return d;
+    } catch (err) {
+      if (!(err instanceof DurationError)) throw err;
+      ctx.addIssue({ code: 'custom', message: err.message.startsWith('must') ? err.message : `must be a duration: ${err.message}`, params: { hint: err.hint }, input: raw });
+      return z.NEVER;
+    }
+  });
+}
+
+/** The input schemas of durations, shown to JSON Schema as the grammar's strings. */
+const DURATION_INPUTS = new WeakSet<object>();
+
+/** Whether this is the input side of duration() (the docs say "duration", not "string or number"). */
+export function isDurationInput(schema: z.ZodType): boolean {
+  return DURATION_INPUTS.has(schema);
+}
+
+export type DurationSchema = ReturnType<typeof duration>;
+
+/**
+ * The first problem zod found, as one line and the hint an operator can act on. When
+ * no branch of a union matched (`repeat: 30m`: neither `never` nor a duration), the
+ * branch that explained itself with a hint (the duration's) speaks, not the union.
+ */
+export function firstIssue(error: z.ZodError): { message: string; hint?: string; path: PropertyKey[] } {
+  const issue = error.issues[0] as z.core.$ZodIssue;
+  const hinted = issue.code === 'invalid_union' ? issue.errors.flat().find((i) => typeof (i as { params?: { hint?: unknown } }).params?.hint === 'string') : undefined;
+  const chosen = hinted ?? issue;
+  const hint = (chosen as { params?: { hint?: unknown } }).params?.hint;
+  return { message: chosen.message, path: issue.path, ...(typeof hint === 'string' ? { hint } : {}) };
+}
+
+/**
+ * The JSON Schema of an option or an object of options, for the API's bodies and
+ * OpenAPI document. Durations appear as strings (a JSON body carries the text), with
+ * no pattern: a body validator would refuse `30m` with a generic message, while the
+ * handler's parse (parseOptionValue) refuses it with the grammar's hint.
+ */
+export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+  // draft-7 and no $schema: the result is embedded in bodies that fastify's ajv (draft-07) validates.
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, {
+    target: 'draft-7',
+    io: 'input',
+    unrepresentable: 'any',
+    override: (ctx) => {
+      // OptionMeta's own fields are for the docs and flags, not JSON Schema keywords.
+      for (const k of ['flag', 'env', 'api', 'file', 'shown', 'example']) delete (ctx.jsonSchema as Record<string, unknown>)[k];
+      if (!DURATION_INPUTS.has(ctx.zodSchema)) return;
+      for (const k of Object.keys(ctx.jsonSchema)) delete (ctx.jsonSchema as Record<string, unknown>)[k];
+      Object.assign(ctx.jsonSchema, { type: 'string', description: 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years' });
+    },
+  }) as Record<string, unknown>;
+  return rest;
+}
+
+/**
+ * A value given on the command line or in an API body, parsed by its option's schema;
+ * a refusal is a USAGE error naming `what` (`--keep-within`, `expires`) with the hint.
+ * Numbers arrive as text there, so a numeric text is also tried as a number.
+ */
+export function parseOptionValue<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  let r = schema.safeParse(value);
+  if (!r.success && typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value.trim())) {
+    const asNumber = schema.safeParse(Number(value));
+    if (asNumber.success) r = asNumber;
+  }
+  if (r.success) return r.data;
+  const issue = firstIssue(r.error);
+  throw new LifeboatError('USAGE', `${what} ${issue.message.startsWith('must') ? '' : 'is refused: '}${issue.message}`, { hint: issue.hint ?? `see ${DOCS_FILE}` });
+}
+
+const DOCS_FILE = 'docs/configuration.md';
