@@ -34,7 +34,7 @@ describe('source registry', () => {
     expect(err).toMatchObject({ code: 'USAGE', message: 'unknown kind of source "redis"', hint: 'kinds: files, postgres, sqlite' });
   });
 
-  it('lets lifeboat.yaml name only registered kinds', () => {
+  it('refuses a kind of source lifeboat.yaml names but no one defined', () => {
     const text = 'repositories:\n  main:\n    stores: [/r]\nsources:\n  cache:\n    kind: redis\n';
     expect(() => parseConfig(text, '/etc/lifeboat.yaml')).toThrow(/"kind" of source "cache" must be one of files, postgres, sqlite/);
   });
