@@ -53,6 +53,8 @@ export default defineConfig({
     // 2 workers 1167 s, 3 workers 957 s (2026-12-02). Every test waits for conditions,
     // not for guessed times, so the extra load changes durations, not outcomes.
     maxWorkers: 3,
+    // The kinds of source register themselves, as in the program's entry points.
+    setupFiles: ['test/setup-sources.ts'],
     sequence: { sequencer: LongestFirst },
     testTimeout: 120_000,
     hookTimeout: 120_000,

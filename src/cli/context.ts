@@ -139,7 +139,11 @@ export async function findConfig(opts: GlobalOptions): Promise<LifeboatConfig | 
   if (file === undefined) return undefined;
   // Loaded only when there is a file: archive_command runs once per WAL segment.
   let config = loadedConfigs.get(file);
-  if (!config) loadedConfigs.set(file, (config = (await import('../config/config.js')).loadConfig(file)));
+  if (!config) {
+    // Sources in the file are read by their kinds: register them first (the lean entry comes here too).
+    await import('../sources/all.js');
+    loadedConfigs.set(file, (config = (await import('../config/config.js')).loadConfig(file)));
+  }
   return config;
 }
 

@@ -8,7 +8,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { LifeboatError } from '../errors.js';
-import { archiveGet, archivePush, markerText, prefetch, pushAhead, takePrefetched, takePushMarker } from '../engine/postgres/archive.js';
+import { archiveGet, archivePush, markerText, prefetch, pushAhead, takePrefetched, takePushMarker } from '../sources/postgres/archive.js';
 import { Repository } from '../repo/repository.js';
 import { openRepo, withRepo, withStore, type GlobalOptions } from './context.js';
 import { reportError } from './output/errors.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The lifeboat command line. Each command lives in commands/<verb>.ts and is a thin
- * shell over the engine; this file wires them up and turns errors into one line, a
+ * The lifeboat command line. Each command lives in commands/<verb>.ts (a kind of
+ * source's own commands in src/sources/<kind>/cli/) and is a thin shell over the engine; this file wires them up and turns errors into one line, a
  * hint and a stable exit code (docs/exit-codes.md).
  *
  * Only the module of the command being run is loaded: the CLI starts once per job the
@@ -12,6 +12,9 @@ import { Command, Option } from 'commander';
 import { reportError } from './output/errors.js';
 import { registerKeyOptions } from './context.js';
 import { PROGRAM_VERSION } from '../version.js';
+import { sourceKinds } from '../sources/registry.js';
+// Every kind of source registers itself, cheaply: its commands (`lifeboat pg …`) load on demand.
+import '../sources/all.js';
 
 interface CommandModule {
   register(program: Command): void;
@@ -38,8 +41,8 @@ export const COMMAND_MODULES: ReadonlyArray<{ names: readonly string[]; load: ()
   { names: ['unlock'], load: () => import('./commands/unlock.js') },
   { names: ['copy'], load: () => import('./commands/copy.js') },
   { names: ['repair'], load: () => import('./commands/repair.js') },
-  { names: ['pg'], load: () => import('./commands/pg.js') },
-  { names: ['sqlite'], load: () => import('./commands/sqlite.js') },
+  // Each kind of source brings its own commands (src/sources/<kind>/cli/).
+  ...sourceKinds().flatMap((k) => (k.commands ? [{ names: k.commands.words, load: k.commands.load }] : [])),
   { names: ['quickstart'], load: () => import('./commands/quickstart.js') },
   { names: ['serve', 'config', 'token', 'runbook', 'catalog'], load: () => import('./commands/daemon.js') },
 ];

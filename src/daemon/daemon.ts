@@ -13,13 +13,16 @@ import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.j
 import { JobRunner, forgetCommand, requireRepository, requireSource, type JobRequest } from './jobs.js';
 import { runLifeboat } from './job-child.js';
 import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
-import { ArchiveWatch } from './archive-watch.js';
 import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
 import { buildApi } from '../api/app.js';
 import { RepositoryReads, type ReadsOptions } from './reads.js';
 import { checkListen, loadMetricsToken } from './listen.js';
+import { sourceKind, sourceKinds } from '../sources/registry.js';
+import type { ArchiveWatcher } from '../sources/source.js';
+// The daemon is an entry point: every kind of source registers before the configuration is read.
+import '../sources/all.js';
 
 export interface DaemonOptions {
   clock?: Clock;
@@ -39,7 +42,8 @@ export class Daemon {
   readonly catalog: Catalog;
   readonly runner: JobRunner;
   readonly supervisor: Supervisor;
-  readonly archiveWatch: ArchiveWatch;
+  /** Each kind's watcher of archiving that no process of ours runs (PostgreSQL's archive_command). */
+  readonly archiveWatches: ArchiveWatcher[];
   readonly scheduler: Scheduler;
   readonly notifier: Notifier;
   readonly incidents: Incidents;
@@ -76,11 +80,11 @@ export class Daemon {
       [...config.sources.keys()],
       [...config.repositories.keys()],
       [...config.notifications.keys()],
-      [...config.sources.values()].filter((s) => s.kind === 'sqlite' && s.continuous).map((s) => s.name),
+      [...config.sources.values()].filter((s) => s.continuous && sourceKind(s.kind).continuous?.reportsShipLag).map((s) => s.name),
     );
     this.reads = new RepositoryReads((repository, args) => this.cliJson(repository, args), opts.reads, () => this.clock.now(), (repository) => this.metrics.repositoryReads.inc({ repository }));
     this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, (source, reason) => this.diverged(source, reason));
-    this.archiveWatch = new ArchiveWatch(config, () => {}, this.clock);
+    this.archiveWatches = sourceKinds().flatMap((k) => (k.archiveWatch ? [k.archiveWatch(config, () => {}, this.clock)] : []));
     this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
     this.runner.on('finished', (job: JobRow) => this.finished(job));
   }
@@ -111,7 +115,7 @@ export class Daemon {
     if (interrupted > 0) this.log(`${interrupted} job(s) were running when the daemon last stopped; marked failed`);
     this.scheduler.start();
     this.supervisor.start();
-    this.archiveWatch.start();
+    for (const w of this.archiveWatches) w.start();
     let lastPrune = 0;
     const tick = () => {
       this.watchRpo();
@@ -152,7 +156,7 @@ export class Daemon {
     this.scheduler.stop();
     this.clock.clearTimeout(this.checkTimer);
     await this.app.close();
-    await Promise.all([this.runner.stop(), this.supervisor.stop(), this.archiveWatch.stop()]);
+    await Promise.all([this.runner.stop(), this.supervisor.stop(), ...this.archiveWatches.map((w) => w.stop())]);
     await this.notifier.idle();
     await new Promise((r) => setImmediate(r));
     this.catalog.close();
@@ -177,7 +181,8 @@ export class Daemon {
     const requests: JobRequest[] = names.map((source) => {
       const s = this.config.sources.get(source);
       const target = targets[source] as string;
-      if (s?.kind !== 'files' || at === undefined) return { kind: 'restore', source, trigger, actor, restore: { target, ...(time ? { time } : {}) } };
+      // A kind with a log replays it to the moment; one without comes back from its newest backup at or before it.
+      if (!s || sourceKind(s.kind).log !== undefined || at === undefined) return { kind: 'restore', source, trigger, actor, restore: { target, ...(time ? { time } : {}) } };
       const snap = this.catalog.backups(source, 5000).find((b) => Date.parse(b.time) <= at);
       if (!snap) throw new LifeboatError('NOT_FOUND', `no backup of ${source} at or before ${time}`, { hint: `GET /api/v1/backups?source=${source} lists them` });
       return { kind: 'restore', source, trigger, actor, restore: { target, snapshot: snap.snapshot_id } };
@@ -295,7 +300,7 @@ export class Daemon {
 
   /** The archiving state of a source, from its archiver's status events or from watching archive_command. */
   archiveState(source: string): ArchiveState | undefined {
-    return this.supervisor.states.get(source) ?? this.archiveWatch.states.get(source);
+    return this.supervisor.states.get(source) ?? this.archiveWatches.map((w) => w.states.get(source)).find((st) => st !== undefined);
   }
 
   // --- status ---------------------------------------------------------------

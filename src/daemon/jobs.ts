@@ -12,9 +12,10 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError } from '../errors.js';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
-import { dsnForChild, readPasswordFile, splitDsnPassword } from '../sources/postgres/password.js';
 import type { Catalog, JobKind, JobRow } from './catalog.js';
 import { restoreArgs, type RestoreParams } from '../engine/restore-options.js';
+import { toArgv } from '../engine/invocation.js';
+import { sourceKind } from '../sources/registry.js';
 import { checkRestorePlan } from './restore-plan.js';
 import { runLifeboat, type JobOutcome } from './job-child.js';
 
@@ -68,20 +69,13 @@ export function forgetCommand(config: LifeboatConfig, s: SourceConfig, mode: 'ap
   return ['forget', '--source', s.name, '--group-by', 'host', ...args, mode === 'apply' ? '--prune' : '--dry-run'];
 }
 
-/** A source's DSN as it may appear on a child's argv: without its password (see childEnv). */
-export function argvDsn(s: SourceConfig): string {
-  return splitDsnPassword(s.dsn as string).dsn;
-}
-
 /**
- * The environment a child needs for a source: a PostgreSQL password (from the
- * source's password_file, else from its DSN) in PGPASSWORD, never on argv, where
- * `ps` shows it to every local user. password_file is relative to lifeboat.yaml.
+ * The environment a child needs for a source, from its kind: secrets (a PostgreSQL
+ * password in PGPASSWORD) never go on argv, where `ps` shows them to every local user.
+ * Secret files are relative to lifeboat.yaml.
  */
 export function childEnv(config: LifeboatConfig, s: SourceConfig | undefined): Record<string, string> {
-  if (!s || s.kind !== 'postgres' || s.dsn === undefined) return {};
-  const pw = s.passwordFile === undefined ? undefined : readPasswordFile(path.resolve(path.dirname(config.file), s.passwordFile));
-  return dsnForChild(s.dsn, pw).env;
+  return s ? sourceKind(s.kind).childEnv(s, config.file) : {};
 }
 
 /** The command a job runs, after `lifeboat --json --repo R`. */
@@ -90,24 +84,21 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
   switch (req.kind) {
     case 'backup': {
       const s = source as SourceConfig;
-      const tags = s.tags.flatMap((t) => ['--tag', t]);
-      if (s.kind === 'files') return ['backup', '--name', s.name, ...tags, ...s.exclude.flatMap((e) => ['--exclude', e]), ...s.paths];
-      if (s.kind === 'sqlite') return ['sqlite', 'backup', s.path as string, '--name', s.name, ...tags];
-      return ['pg', 'backup', '--name', s.name, '--dsn', argvDsn(s), ...(s.pgdata ? ['--pgdata', s.pgdata] : []), ...(s.binDir ? ['--bin-dir', s.binDir] : []), ...(s.tags[0] ? ['--tag', s.tags[0]] : [])];
+      return toArgv(sourceKind(s.kind).jobs.backup(s));
     }
     case 'restore': {
       const s = source as SourceConfig;
       const p = req.restore as RestoreParams;
-      // One table (engine/restore-options.ts) says which options each kind takes.
+      // One table per kind (its restore.options) says which options it takes.
       const snapshot = p.snapshot ?? (p.time === undefined ? newestSnapshot : undefined);
-      // A PostgreSQL restore is started, checked and promoted, so the job measures the
-      // RTO of a real recovery (then the server is stopped: the operator moves it into place).
-      return restoreArgs(s, { ...p, ...(snapshot !== undefined ? { snapshot } : {}), ...(s.kind === 'postgres' && p.start === undefined ? { start: true } : {}) });
+      // Kinds that start by default (PostgreSQL) are started, checked and promoted, so the
+      // job measures the RTO of a real recovery.
+      const start = sourceKind(s.kind).restore.startByDefault && p.start === undefined;
+      return restoreArgs(s, { ...p, ...(snapshot !== undefined ? { snapshot } : {}), ...(start ? { start: true } : {}) });
     }
     case 'drill': {
       const s = source as SourceConfig;
-      // With the dsn a PostgreSQL drill measures RPO against the server's WAL position.
-      return ['drill', '--source', s.name, ...(s.kind === 'postgres' && s.dsn ? ['--dsn', argvDsn(s)] : [])];
+      return toArgv(sourceKind(s.kind).jobs.drill(s));
     }
     case 'check':
       return ['check', ...(req.readDataSubset ? ['--read-data-subset', req.readDataSubset] : [])];
@@ -150,7 +141,7 @@ export class JobRunner extends EventEmitter {
     if (req.kind === 'restore') {
       const p = req.restore;
       if (!p || typeof p.target !== 'string' || p.target === '' || !path.isAbsolute(p.target)) {
-        throw new LifeboatError('USAGE', 'a restore needs "target": an absolute path that does not exist yet', { hint: source.kind === 'sqlite' ? 'e.g. /var/tmp/restored.db' : 'e.g. /var/tmp/restore-1' });
+        throw new LifeboatError('USAGE', 'a restore needs "target": an absolute path that does not exist yet', { hint: sourceKind(source.kind).restore.targetExample });
       }
       if (existsSync(p.target)) {
         throw new LifeboatError('TARGET_EXISTS', `the restore target ${p.target} already exists; nothing was written`, { hint: 'give a path that does not exist (restores never overwrite)' });
@@ -262,7 +253,7 @@ export class JobRunner extends EventEmitter {
         duration_ms: s.summary?.durationMs ?? job.duration_ms ?? 0,
       });
     }
-    if (req.kind === 'restore' && source.kind === 'postgres' && parsed && typeof parsed === 'object' && 'rto_seconds' in parsed) {
+    if (req.kind === 'restore' && sourceKind(source.kind).restore.measuresRto && parsed && typeof parsed === 'object' && 'rto_seconds' in parsed) {
       // The result (job.result.rto_seconds) holds it; the log says it in words.
       const rto = (parsed as { rto_seconds: number | null }).rto_seconds;
       this.catalog.appendLog(job.id, 'daemon', rto === null ? 'the restored server did not recover: no RTO measured' : `measured RTO ${rto} s (restore, start, recovery and promotion)`);

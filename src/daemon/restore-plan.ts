@@ -1,16 +1,17 @@
 /**
  * Everything about a restore request that can be known before it runs: the target's
  * parent exists and is a directory, the options are ones this kind of source takes
- * (engine/restore-options.ts), and the tools the restore will run are there. A
- * recovery checks every member this way before any starts, so one bad member leaves
- * nothing half restored behind (docs/daemon.md).
+ * (its `restore.options`), and what the kind checks itself (`restore.check`: the
+ * tools the restore will run are there). A recovery checks every member this way
+ * before any starts, so one bad member leaves nothing half restored behind
+ * (docs/daemon.md).
  */
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { SourceConfig } from '../config/config.js';
 import { LifeboatError, errno } from '../errors.js';
-import { checkStartTools } from '../engine/postgres/start.js';
 import { takes, type RestoreParams } from '../engine/restore-options.js';
+import { sourceKind } from '../sources/registry.js';
 
 /** Throws naming the first thing wrong with restoring source S as P; returns nothing. */
 export function checkRestorePlan(s: SourceConfig, p: RestoreParams): void {
@@ -25,14 +26,10 @@ export function checkRestorePlan(s: SourceConfig, p: RestoreParams): void {
     });
   }
   if (!isDir) throw new LifeboatError('USAGE', `${parent} (the parent of restore target ${p.target}) is not a directory; nothing was started`, { hint: 'choose a target below a directory' });
+  const kind = sourceKind(s.kind);
   for (const [field, given] of [['snapshot', p.snapshot !== undefined], ['time', p.time !== undefined], ['port', p.port !== undefined], ['start', p.start !== undefined]] as const) {
-    if (given && !takes(s.kind, field)) {
-      throw new LifeboatError('USAGE', `a ${s.kind} restore takes no "${field}"`, { hint: s.kind === 'files' ? 'give "snapshot" (an id from /backups) or "time"' : 'give "time" (RFC 3339), or nothing for the newest data' });
-    }
+    if (given && !takes(s.kind, field)) throw new LifeboatError('USAGE', `a ${s.kind} restore takes no "${field}"`, { hint: kind.restore.fieldsHint });
   }
-  if (s.kind === 'files' && p.snapshot !== undefined && p.time !== undefined) {
-    throw new LifeboatError('USAGE', 'give "snapshot" or "time" for a files restore, not both', { hint: 'the newest backup at or before "time" is used' });
-  }
-  // The daemon starts restored PostgreSQL clusters (pg restore --start) with bin_dir's binaries.
-  if (s.kind === 'postgres' && s.binDir !== undefined && p.start !== false) checkStartTools(s.binDir);
+  // What only the kind knows: option combinations it refuses, the tools it will run.
+  kind.restore.check?.(s, p);
 }

@@ -8,7 +8,8 @@ import type { LifeboatConfig, RepositoryConfig, SourceConfig } from '../config/c
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import { redact } from '../util/redact.js';
 import type { BackupRow, DrillRow } from './catalog.js';
-import { restoreArgs } from '../engine/restore-options.js';
+import { toArgv, type Invocation } from '../engine/invocation.js';
+import { sourceKind } from '../sources/registry.js';
 
 export interface RunbookFacts {
   newestBackup: (source: string) => BackupRow | undefined;
@@ -22,8 +23,8 @@ function seconds(s: number | null | undefined): string {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
-/** A command line from argv, each word quoted for a POSIX shell where it needs it. */
-const cmd = (argv: readonly string[]) => argv.map((a) => shell(a)).join(' ');
+/** A command line from an invocation, each word quoted for a POSIX shell where it needs it. */
+const cmd = (inv: Invocation) => toArgv(inv).map((a) => shell(a)).join(' ');
 
 const shell = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
 
@@ -46,52 +47,9 @@ function repositorySection(r: RepositoryConfig, base: string): string[] {
   return out;
 }
 
+/** The numbered restore steps: the kind of the source writes them. */
 function restoreSteps(s: SourceConfig, base: string): string[] {
-  const g = `${base} -r ${s.repository}`;
-  if (s.kind === 'files') {
-    return [
-      '1. Pick the snapshot (newest first):',
-      '',
-      '   ```sh',
-      `   ${g} snapshots --json | jq -r '.[] | select(.source.name == "${s.name}") | "\\(.time) \\(.short_id)"'`,
-      '   ```',
-      '2. Restore into a new directory (a restore never overwrites; `--delta` refreshes an older copy in place);',
-      '   `latest` is the newest snapshot of this source, or give the SNAPSHOT_ID from step 1:',
-      '',
-      '   ```sh',
-      `   ${g} ${cmd(restoreArgs(s, { target: `/var/tmp/restore-${s.name}` }))}`,
-      '   ```',
-      `3. Move the files into place: ${s.paths.map((p) => `\`${p}\``).join(', ')}.`,
-    ];
-  }
-  if (s.kind === 'sqlite') {
-    const file = s.path as string;
-    return [
-      '1. Stop the application that writes the database.',
-      '2. Restore as of a moment (or `--latest`) into a new file; it is checked with `integrity_check`:',
-      '',
-      '   ```sh',
-      `   ${g} ${cmd(restoreArgs(s, { target: `${file}.restored`, time: '2026-01-31T14:30:00Z' }))}`,
-      '   ```',
-      `3. Move it over the original: \`mv ${shell(`${file}.restored`)} ${shell(file)}\` (remove a stale \`${file}-wal\` first), then start the application.`,
-      '4. A few tables only: add `--table NAME` (repeatable) and copy the rows you need.',
-    ];
-  }
-  const dir = s.pgdata ? `${s.pgdata}.restored` : `/var/lib/postgresql/restore-${s.name}`;
-  const port = dsnPort(s.dsn);
-  return [
-    '1. Stop the damaged server if it still runs.',
-    '2. Restore the newest base backup and replay all archived WAL (add `--time 2026-01-31T14:30:00Z` to stop at a moment);',
-    `   \`--start\` starts it, waits for recovery and promotion, checks it and prints the measured RTO; \`--keep-running\``,
-    `   then leaves it running with its own settings on \`--port ${port}\`, where clients look (leave that out for a copy beside a server that still runs):`,
-    '',
-    '   ```sh',
-    `   ${g} ${cmd(restoreArgs(s, { target: dir, port: Number(port), start: true, keepRunning: true }))}`,
-    '   ```',
-    `3. It runs as the data directory's owner with archiving off; \`pg_ctl -D ${shell(dir)} stop|start\` (as the postgres user) from here on.`,
-    `4. If it is production from now on: follow the comment at the end of \`${dir}/postgresql.auto.conf\` (archiving on, replication settings back), restart it, and take a base backup at once (\`${g} pg backup --name ${s.name} --dsn …\`): restores follow its new timeline only from that backup.`,
-    `5. Check: \`${g} pg verify --name ${s.name}\` restores into a scratch place and runs amcheck, without touching the server.`,
-  ];
+  return sourceKind(s.kind).runbook.steps(s, { g: `${base} -r ${s.repository}`, cmd, shell });
 }
 
 export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new Date()): string {
@@ -124,9 +82,10 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
     const d = facts.lastDrill(s.name);
     const b = facts.newestBackup(s.name);
     out.push(`## Restore \`${s.name}\` (${s.kind})`, '');
-    const what = s.kind === 'files' ? s.paths.map((p) => `\`${p}\``).join(', ') : s.kind === 'sqlite' ? `\`${s.path}\`` : `the cluster at \`${redact(s.dsn ?? '')}\``;
-    out.push(`- What: ${what}`);
-    out.push(`- Copies: repository \`${s.repository}\` (see above)${s.continuous ? `; ${s.kind === 'postgres' ? 'WAL is streamed' : 'WAL frames are replicated'} continuously, so any second can be restored` : '; restorable to each backup'}`);
+    const kind = sourceKind(s.kind);
+    out.push(`- What: ${kind.runbook.what(s)}`);
+    const continuously = s.continuous && kind.continuous ? `; ${kind.continuous.phrase} continuously, so any second can be restored` : '; restorable to each backup';
+    out.push(`- Copies: repository \`${s.repository}\` (see above)${continuously}`);
     out.push(`- Targets: RPO ${seconds(s.targets.rpoSeconds)}, RTO ${seconds(s.targets.rtoSeconds)}`);
     out.push(`- Newest backup: ${b ? `${b.time} (snapshot ${b.snapshot_id.slice(0, 8)})` : 'none recorded in the catalog'}`);
     if (d) {
@@ -140,13 +99,4 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
   out.push('## After the restore', '', `- Take a fresh backup at once: \`${base} -r REPOSITORY backup ...\` or \`POST /api/v1/sources/NAME/backup\`.`, '- Run a drill of every restored source and record what took longest, for the next version of this runbook.', '');
   // Every line may quote configuration (DSNs, drill errors): one redaction over all of it.
   return redact(out.join('\n'));
-}
-
-/** The port of a PostgreSQL connection string (URL form), else PostgreSQL's default. */
-function dsnPort(dsn: string | undefined): string {
-  try {
-    return (dsn && new URL(dsn).port) || '5432';
-  } catch {
-    return '5432';
-  }
 }

@@ -6,80 +6,29 @@
  * counted from the moment that status proves.
  */
 import type { ChildProcess } from 'node:child_process';
-import * as path from 'node:path';
 import type { LifeboatConfig, SourceConfig } from '../config/config.js';
-import { STATUS_STALE_MS, parseStatus, type ArchiveStatus } from '../engine/archive-status.js';
+import { applyStatus, parseStatus, type ArchiveState } from '../engine/archive-status.js';
 import type { Catalog } from './catalog.js';
-import { argvDsn, childEnv } from './jobs.js';
+import { childEnv } from './jobs.js';
 import { runLifeboat } from './job-child.js';
+import { toArgv } from '../engine/invocation.js';
+import { LifeboatError } from '../errors.js';
+import { sourceKind } from '../sources/registry.js';
 import { systemClock, type Clock } from './scheduler.js';
 
-/** What the daemon knows of one source's log archiving (continuous archivers and archive_command alike). */
-export interface ArchiveState {
-  source: string;
-  method: 'stream' | 'replicate' | 'archive_command';
-  /** The archiver process runs (archive_command: the server is being watched). */
-  running: boolean;
-  restarts: number;
-  /** The newest status: healthy or not, and when it arrived (daemon clock, ms). */
-  healthy?: boolean;
-  statusAt?: number;
-  /** Everything committed at or before this moment is proven to be in the repository (ms). */
-  archivedThrough?: number;
-  lastError?: string;
-  lastErrorAt?: number;
-  hint?: string;
-  /** Shipping delay of the newest segment, seconds (SQLite). */
-  lastShipLagSeconds?: number;
-  /** archive_command sources: the server's pg_stat_archiver. */
-  archiver?: { failedCount: number; failing: boolean; lastFailedWal: string | null; lastFailedAt: string | null; lastArchivedWal: string | null; lastArchivedAt: string | null };
-}
-
-/** Is archiving up now, and if not, why (the error an operator should read). */
-export function archiveUp(s: ArchiveState, now: number): { up: boolean; error: string | null } {
-  if (!s.running) return { up: false, error: s.lastError ?? 'the archiver is not running' };
-  if (s.statusAt === undefined) return { up: false, error: null }; // starting: nothing proven or disproven yet
-  const silent = now - s.statusAt;
-  if (silent > STATUS_STALE_MS) return { up: false, error: `no status from the archiver for ${Math.round(silent / 1000)} s: it is stuck` };
-  return s.healthy ? { up: true, error: null } : { up: false, error: s.lastError ?? 'unhealthy' };
-}
-
-/** Records a status event; returns true when health changed (worth a log line). */
-export function applyStatus(state: ArchiveState, st: Pick<ArchiveStatus, 'healthy' | 'archivedThrough' | 'error' | 'hint'>, now: number): boolean {
-  const changed = state.healthy !== st.healthy;
-  state.healthy = st.healthy;
-  state.statusAt = now;
-  const through = st.archivedThrough === null ? undefined : Date.parse(st.archivedThrough);
-  if (through !== undefined && through > (state.archivedThrough ?? -Infinity)) state.archivedThrough = through;
-  if (!st.healthy) {
-    state.lastError = st.error ?? 'unhealthy (no reason given)';
-    state.lastErrorAt = now;
-    if (st.hint) state.hint = st.hint;
-    else delete state.hint;
-  }
-  return changed;
-}
+// The state of an archiver and how it is judged are shared with the kinds' own watchers (engine/archive-status.ts).
+export { applyStatus, archiveUp, type ArchiveState } from '../engine/archive-status.js';
 
 const MIN_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 60_000;
 /** A run this long resets the backoff. */
 const HEALTHY_RUN_MS = 60_000;
 
-/** The command that archives a source continuously; PostgreSQL's WAL is spooled under the state directory. */
+/** The command that archives a source continuously, from its kind (spools live under the state directory). */
 export function replicationCommand(s: SourceConfig, stateDir: string): string[] {
-  if (s.kind === 'sqlite') {
-    return [
-      'sqlite',
-      'replicate',
-      s.path as string,
-      '--name',
-      s.name,
-      ...(s.interval ? ['--interval', s.interval] : []),
-      ...(s.snapshotInterval ? ['--snapshot-interval', s.snapshotInterval] : []),
-      ...(s.verifyInterval ? ['--verify-interval', s.verifyInterval] : []),
-    ];
-  }
-  return ['pg', 'stream', '--name', s.name, '--dsn', argvDsn(s), '--spool', path.join(stateDir, 'spool', s.name), ...(s.binDir ? ['--bin-dir', s.binDir] : [])];
+  const continuous = sourceKind(s.kind).continuous;
+  if (!continuous) throw new LifeboatError('CONFIG_INVALID', `source "${s.name}" asks for continuous archiving, which a ${s.kind} source does not have`, { hint: 'remove stream/replicate from it in lifeboat.yaml' });
+  return toArgv(continuous.invocation(s, stateDir));
 }
 
 export class Supervisor {
@@ -100,7 +49,9 @@ export class Supervisor {
   start(): void {
     for (const s of this.config.sources.values()) {
       if (!s.continuous) continue;
-      this.states.set(s.name, { source: s.name, method: s.kind === 'sqlite' ? 'replicate' : 'stream', running: false, restarts: 0 });
+      const method = sourceKind(s.kind).continuous?.method;
+      if (!method) continue; // the config reader sets continuous only for kinds that have it
+      this.states.set(s.name, { source: s.name, method, running: false, restarts: 0 });
       this.run(s, MIN_BACKOFF_MS);
     }
   }

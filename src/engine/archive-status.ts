@@ -17,6 +17,10 @@
  * An archiver emits a status at once when its health (or its error) changes and at
  * least every STATUS_EVERY_MS otherwise; the daemon counts one that falls silent for
  * STATUS_STALE_MS as not up (docs/daemon.md).
+ *
+ * `ArchiveState` is what the daemon keeps per source from those events, or from a
+ * kind's own watcher of archiving it does not run (PostgreSQL's archive_command,
+ * src/sources/postgres/archive-watch.ts); `applyStatus` and `archiveUp` judge it.
  */
 
 export interface ArchiveStatus {
@@ -105,4 +109,50 @@ export function parseStatus(event: Record<string, unknown>): ArchiveStatus | und
     ...(typeof event.error === 'string' ? { error: event.error } : {}),
     ...(typeof event.hint === 'string' ? { hint: event.hint } : {}),
   };
+}
+
+/** What the daemon knows of one source's log archiving (continuous archivers and archive_command alike). */
+export interface ArchiveState {
+  source: string;
+  method: 'stream' | 'replicate' | 'archive_command';
+  /** The archiver process runs (archive_command: the server is being watched). */
+  running: boolean;
+  restarts: number;
+  /** The newest status: healthy or not, and when it arrived (daemon clock, ms). */
+  healthy?: boolean;
+  statusAt?: number;
+  /** Everything committed at or before this moment is proven to be in the repository (ms). */
+  archivedThrough?: number;
+  lastError?: string;
+  lastErrorAt?: number;
+  hint?: string;
+  /** Shipping delay of the newest segment, seconds (SQLite). */
+  lastShipLagSeconds?: number;
+  /** archive_command sources: the server's pg_stat_archiver. */
+  archiver?: { failedCount: number; failing: boolean; lastFailedWal: string | null; lastFailedAt: string | null; lastArchivedWal: string | null; lastArchivedAt: string | null };
+}
+
+/** Is archiving up now, and if not, why (the error an operator should read). */
+export function archiveUp(s: ArchiveState, now: number): { up: boolean; error: string | null } {
+  if (!s.running) return { up: false, error: s.lastError ?? 'the archiver is not running' };
+  if (s.statusAt === undefined) return { up: false, error: null }; // starting: nothing proven or disproven yet
+  const silent = now - s.statusAt;
+  if (silent > STATUS_STALE_MS) return { up: false, error: `no status from the archiver for ${Math.round(silent / 1000)} s: it is stuck` };
+  return s.healthy ? { up: true, error: null } : { up: false, error: s.lastError ?? 'unhealthy' };
+}
+
+/** Records a status event; returns true when health changed (worth a log line). */
+export function applyStatus(state: ArchiveState, st: Pick<ArchiveStatus, 'healthy' | 'archivedThrough' | 'error' | 'hint'>, now: number): boolean {
+  const changed = state.healthy !== st.healthy;
+  state.healthy = st.healthy;
+  state.statusAt = now;
+  const through = st.archivedThrough === null ? undefined : Date.parse(st.archivedThrough);
+  if (through !== undefined && through > (state.archivedThrough ?? -Infinity)) state.archivedThrough = through;
+  if (!st.healthy) {
+    state.lastError = st.error ?? 'unhealthy (no reason given)';
+    state.lastErrorAt = now;
+    if (st.hint) state.hint = st.hint;
+    else delete state.hint;
+  }
+  return changed;
 }

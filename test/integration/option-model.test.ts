@@ -11,7 +11,7 @@ import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { register as registerForget } from '../../src/cli/commands/forget.js';
-import { register as registerSqlite } from '../../src/cli/commands/sqlite.js';
+import { register as registerSqlite } from '../../src/sources/sqlite/cli/sqlite.js';
 import { forgetCommand } from '../../src/daemon/jobs.js';
 import { replicationCommand } from '../../src/daemon/supervisor.js';
 import type { JobRow } from '../../src/daemon/catalog.js';

@@ -12,7 +12,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { CLI, runCli } from '../helpers.js';
 import { archivedCluster, freePort, lifeboatAsPostgres, ScratchCluster } from '../pg-cluster.js';
 import { pgbench, pgbenchUntilStopped, switchAndArchive } from '../pg-load.js';
-import type { PgVerifyReport } from '../../src/engine/postgres/verify.js';
+import type { PgVerifyReport } from '../../src/sources/postgres/verify.js';
 
 type Report = PgVerifyReport;
 

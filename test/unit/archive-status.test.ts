@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { StatusReporter, STATUS_STALE_MS, parseStatus, type ArchiveStatus } from '../../src/engine/archive-status.js';
-import { LsnWitness } from '../../src/engine/postgres/lsn-proof.js';
+import { LsnWitness } from '../../src/sources/postgres/lsn-proof.js';
 import { applyStatus, archiveUp, type ArchiveState } from '../../src/daemon/supervisor.js';
 
 describe('StatusReporter', () => {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { trimLogs } from '../../src/engine/retention/logs.js';
-import { encodeSegment, segmentName, type Segment } from '../../src/engine/sqlite/segment.js';
+import { encodeSegment, segmentName, type Segment } from '../../src/sources/sqlite/segment.js';
 import { Repository, PROGRAM_VERSION } from '../../src/repo/repository.js';
 import type { Snapshot, SnapshotManifest } from '../../src/repo/snapshot/snapshot.js';
 import { formatLsn, segmentName as walName } from '../../src/sources/postgres/wal.js';
@@ -33,6 +33,22 @@ function manifest(kind: string, name: string, time: number, consistency: Record<
   };
 }
 
+/** A base backup's point as `pg backup` records it, with the LSNs and stop time given. */
+function pgPoint(p: { startLsn: string; stopLsn: string; stopTime: string }): Record<string, unknown> {
+  return {
+    ...p,
+    timeline: 1,
+    systemId: '7000000000000000000',
+    pgVersion: 150010,
+    pgMajor: 15,
+    walSegSize: Number(SEG),
+    dataDirectory: '/var/lib/postgresql/15/main',
+    startTime: p.stopTime,
+    backupLabel: '',
+    tablespaceMap: '',
+  };
+}
+
 async function snapshots(repo: Repository, manifests: SnapshotManifest[]): Promise<Snapshot[]> {
   for (const m of manifests) await repo.saveSnapshot(m);
   return repo.listSnapshots();
@@ -42,12 +58,11 @@ describe('log retention', () => {
   it('PostgreSQL: a 7-day window keeps WAL from the window base on, and each older base its own span', async () => {
     const repo = await Repository.init(new MemoryStore(), 'pw');
     const base = (day: number, start: number, stop: number) =>
-      manifest('postgres', 'main', T0 + day * DAY, {
+      manifest('postgres', 'main', T0 + day * DAY, pgPoint({
         startLsn: formatLsn(BigInt(start) * SEG),
         stopLsn: formatLsn(BigInt(stop) * SEG + 100n),
-        walSegSize: Number(SEG),
         stopTime: new Date(T0 + day * DAY).toISOString(),
-      });
+      }));
     const snaps = await snapshots(repo, [base(1, 1, 2), base(15, 10, 11), base(30, 20, 21)]);
     for (let seg = 1; seg <= 25; seg++) await repo.putLog('postgres.main', '00000001', walName(1, BigInt(seg)), Buffer.from(`wal ${seg}`));
     await repo.putLog('postgres.main', '00000002', '00000002.history', Buffer.from('history'));
@@ -84,7 +99,7 @@ describe('log retention', () => {
     }
     const orphan = seg(0, 5, T0);
     await repo.putLog('sqlite.mem', 'gen0', segmentName(orphan.meta), encodeSegment(orphan));
-    const snap = (day: number, frame: number) => manifest('sqlite', 'mem', T0 + day * DAY, { generation: 'gen1', position: { cycle: 0, frame } });
+    const snap = (day: number, frame: number) => manifest('sqlite', 'mem', T0 + day * DAY, { file: '/m.db', journalMode: 'wal', pageSize: 512, pages: 1, generation: 'gen1', position: { cycle: 0, frame } });
     const snaps = await snapshots(repo, [snap(0, 0), snap(5, 50), snap(8, 80)]);
     // A 3-day window at day 10: the base is the snapshot of day 5 (frame 50).
     const [r] = await trimLogs(repo, snaps, snaps, { dryRun: false, busy: false, pitrWindowMs: 3 * DAY, now: T0 + 10 * DAY });
@@ -92,5 +107,16 @@ describe('log retention', () => {
     const left = await repo.listLogs('sqlite.mem');
     expect(left.every((l) => l.timeline === 'gen1')).toBe(true);
     expect(left).toHaveLength(5);
+  });
+
+  it('a consistency point that does not validate stops the trim instead of steering it', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const good = manifest('postgres', 'main', T0, pgPoint({ startLsn: formatLsn(SEG), stopLsn: formatLsn(2n * SEG), stopTime: new Date(T0).toISOString() }));
+    // A forged manifest whose start LSN is not an LSN: a cast would have read it as segment 0 or NaN.
+    const forged = manifest('postgres', 'main', T0 + DAY, { ...pgPoint({ startLsn: formatLsn(SEG), stopLsn: formatLsn(2n * SEG), stopTime: new Date(T0 + DAY).toISOString() }), startLsn: 'everything' });
+    await repo.putLog('postgres.main', '00000001', walName(1, 1n), Buffer.from('wal 1'));
+    const snaps = await snapshots(repo, [good, forged]);
+    await expect(trimLogs(repo, snaps, snaps, { dryRun: false, busy: false, now: T0 + 2 * DAY })).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/postgres consistency point is not valid \(startLsn: not an LSN\)/) });
+    expect(await repo.listLogs('postgres.main')).toHaveLength(1);
   });
 });

@@ -5,7 +5,7 @@
  * recovery target times.
  */
 import { describe, expect, it } from 'vitest';
-import { productionHistory, timelineWarnings, type BackupRef, type TimelineFacts } from '../../src/engine/postgres/timelines.js';
+import { productionHistory, timelineWarnings, type BackupRef, type TimelineFacts } from '../../src/sources/postgres/timelines.js';
 import { parseTargetTime } from '../../src/engine/target-time.js';
 import { LifeboatError } from '../../src/errors.js';
 

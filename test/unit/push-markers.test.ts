@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { markerText, pushSpool, takePushMarker } from '../../src/engine/postgres/archive.js';
+import { markerText, pushSpool, takePushMarker } from '../../src/sources/postgres/archive.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);

@@ -1,11 +1,12 @@
 /**
- * The table of restore options (src/engine/restore-options.ts) against the CLI
- * itself: every flag the daemon, recoveries and the runbook may pass is one the
+ * Each kind's table of restore options (`restore.options` in src/sources/<kind>/kind.ts)
+ * against the CLI itself: every flag the daemon, recoveries and the runbook may pass is one the
  * command takes, so a source setting such as bin_dir cannot drift into a flag the
  * command rejects (issue 14: the daemon's `--bin-dir` made `pg restore` exit 2).
  */
 import { describe, expect, it } from 'vitest';
-import { RESTORE_COMMAND, RESTORE_OPTIONS, restoreArgs } from '../../src/engine/restore-options.js';
+import { restoreArgs } from '../../src/engine/restore-options.js';
+import { sourceKinds } from '../../src/sources/registry.js';
 import type { SourceConfig, SourceKind } from '../../src/config/config.js';
 import { runCli } from '../helpers.js';
 
@@ -15,11 +16,12 @@ const source = (kind: SourceKind, extra: Partial<SourceConfig> = {}): SourceConf
 
 describe('restore options', () => {
   it('every flag in the table is one its command takes', async () => {
-    for (const kind of Object.keys(RESTORE_OPTIONS) as SourceKind[]) {
-      const help = await runCli([...RESTORE_COMMAND[kind], '--help']);
+    expect(sourceKinds().map((k) => k.name)).toEqual(['files', 'postgres', 'sqlite']);
+    for (const { restore } of sourceKinds()) {
+      const help = await runCli([...restore.command, '--help']);
       expect(help.code, help.stderr).toBe(0);
-      for (const o of RESTORE_OPTIONS[kind].filter((x) => x.flag !== '')) {
-        expect(help.stdout, `${RESTORE_COMMAND[kind].join(' ')} takes ${o.flag}`).toMatch(new RegExp(`(^|[ ,])${o.flag}( |$)`, 'm'));
+      for (const o of restore.options.filter((x) => x.flag !== '')) {
+        expect(help.stdout, `${restore.command.join(' ')} takes ${o.flag}`).toMatch(new RegExp(`(^|[ ,])${o.flag}( |$)`, 'm'));
       }
     }
   }, 60_000);

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { escapePercent, pgConfQuote, shellJoin, shellQuote, UnquotableError } from '../../src/util/shell.js';
 import { redact, redactDeep } from '../../src/util/redact.js';
 import { dsnForChild, splitDsnPassword } from '../../src/sources/postgres/password.js';
-import { restoreCommand } from '../../src/engine/postgres/recovery-conf.js';
+import { restoreCommand } from '../../src/sources/postgres/recovery-conf.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'lb-shell-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,9 +4,9 @@
  * of a generation in an in-memory repository, which must keep every transaction.
  */
 import { describe, expect, it } from 'vitest';
-import { compactGeneration } from '../../src/engine/sqlite/compact.js';
-import { segmentsOf, transactionsAfter } from '../../src/engine/sqlite/history.js';
-import { PageModel, firstDifference } from '../../src/engine/sqlite/page-model.js';
+import { compactGeneration } from '../../src/sources/sqlite/compact.js';
+import { segmentsOf, transactionsAfter } from '../../src/sources/sqlite/history.js';
+import { PageModel, firstDifference } from '../../src/sources/sqlite/page-model.js';
 import {
   chainFrom,
   decodeSegment,
@@ -16,7 +16,7 @@ import {
   segmentName,
   type Position,
   type Segment,
-} from '../../src/engine/sqlite/segment.js';
+} from '../../src/sources/sqlite/segment.js';
 import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 

@@ -6,11 +6,11 @@
  */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
-import { archiveWarnings } from '../../engine/postgres/timeline-archive.js';
 import { check } from '../../repo/maintenance/check.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, printJson } from '../output/render.js';
 import { parsePercent } from './options.js';
+import { sourceKinds } from '../../sources/registry.js';
 
 export function register(program: Command): void {
   program
@@ -31,7 +31,7 @@ export function register(program: Command): void {
         // A repository too damaged to list snapshots has its problems reported above.
         const warnings = [
           ...r.warnings,
-          ...(await archiveWarnings(repo).catch((err: unknown) => [`WAL timelines not checked: ${err instanceof Error ? err.message : String(err)}`])),
+          ...(await Promise.all(sourceKinds().map((k) => k.checkWarnings?.(repo) ?? []))).flat(),
         ];
         const epoch = repo.keyring?.payload.epochs.find((e) => e.keyId === repo.keyring?.payload.current);
         if (g.json) printJson({ ...r, warnings, ...(epoch ? { keyEpoch: { id: epoch.keyId.toString(16).padStart(8, '0'), created: epoch.created } } : {}) });

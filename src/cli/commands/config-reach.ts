@@ -11,7 +11,7 @@ import type { LifeboatConfig } from '../../config/config.js';
 import { errno } from '../../errors.js';
 import { registerBuiltinStores } from '../../storage/builtin.js';
 import { openStore, parseLocation } from '../../storage/registry.js';
-import { connect } from '../../sources/postgres/connect.js';
+import { sourceKind } from '../../sources/registry.js';
 
 export interface Problem {
   /** What it is about: repository NAME, source NAME, server. */
@@ -64,21 +64,6 @@ async function storeProblem(location: string): Promise<string | undefined> {
   }
 }
 
-async function postgresProblem(dsn: string): Promise<string | undefined> {
-  try {
-    const client = await within(connect(dsn), 'PostgreSQL');
-    try {
-      await client.query('select 1');
-    } finally {
-      await client.end().catch(() => {});
-    }
-    return undefined;
-  } catch (err) {
-    // connect() redacts the password from its messages.
-    return why(err);
-  }
-}
-
 /** Every problem found, in the order of the file. Never throws for what it finds. */
 export async function reachability(c: LifeboatConfig): Promise<Problem[]> {
   const out: Problem[] = [];
@@ -92,13 +77,8 @@ export async function reachability(c: LifeboatConfig): Promise<Problem[]> {
   }
   for (const s of c.sources.values()) {
     const subject = `source ${s.name}`;
-    if (s.kind === 'files') for (const p of s.paths) add(subject, fileProblem(p, 'any'));
-    if (s.kind === 'sqlite' && s.path) add(subject, fileProblem(s.path, 'file'));
-    if (s.kind === 'postgres') {
-      if (s.binDir) add(subject, fileProblem(s.binDir, 'directory')?.replace(/^/, 'bin_dir '));
-      if (s.pgdata) add(subject, fileProblem(s.pgdata, 'directory')?.replace(/^/, 'pgdata '));
-      if (s.dsn) add(subject, await postgresProblem(s.dsn));
-    }
+    // The kind knows its places and servers.
+    for (const message of await sourceKind(s.kind).reach(s, { file: fileProblem, within })) add(subject, message);
   }
   if (c.server.tls) for (const f of [c.server.tls.cert, c.server.tls.key]) add('server', fileProblem(f, 'file')?.replace(/^/, 'TLS '));
   return out;

@@ -8,7 +8,7 @@ import { drill, drillHistory, sourceLabel, sourcesOf, type DrillRecord } from '.
 import { LifeboatError } from '../../errors.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
-import { archiveGetCommand } from './pg-options.js';
+import { selfCommand } from '../self-command.js';
 
 const seconds = (s: number | null) => (s === null ? '—' : `${s.toFixed(1)} s`);
 
@@ -37,9 +37,9 @@ export function register(program: Command): void {
         }
         if (f.dsn && !f.source) throw new LifeboatError('USAGE', '--dsn needs --source', { hint: 'the dsn belongs to one PostgreSQL source: name it with --source' });
         const records: DrillRecord[] = [];
-        const getCommand = await archiveGetCommand(g, 'drill');
+        const lifeboat = await selfCommand(g, 'drill');
         for (const s of sources) {
-          const r = await drill(repo, s, { archiveGetCommand: getCommand, ...(f.dsn && s.kind === 'postgres' ? { sourceDsn: f.dsn } : {}) });
+          const r = await drill(repo, s, { lifeboat, ...(f.dsn ? { sourceDsn: f.dsn } : {}) });
           records.push(r);
           if (!g.json && !g.quiet) {
             console.log(`${r.ok ? 'ok    ' : 'FAILED'}  ${r.source}  RTO ${seconds(r.rto_seconds)}  RPO ${seconds(r.rpo_seconds)}`);

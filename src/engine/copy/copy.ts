@@ -16,8 +16,7 @@ import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
-import { logSource, streamSource } from '../postgres/names.js';
-import { logSource as sqliteLogSource } from '../sqlite/backup.js';
+import { findSourceKind } from '../../sources/registry.js';
 
 export interface CopyOptions {
   /** Snapshot ids (prefixes) or "latest"; empty: every snapshot. */
@@ -96,17 +95,15 @@ async function copyTree(from: Repository, to: Repository, writer: PackWriter, id
 }
 
 /**
- * Log archives of the database sources among the snapshots (WAL segments, SQLite
- * log segments), so a copied base backup can still be brought to any moment.
+ * Log archives of the sources among the snapshots whose kind has one (WAL segments,
+ * SQLite log segments), so a copied base backup can still be brought to any moment.
  */
 async function copyLogs(from: Repository, to: Repository, snaps: Snapshot[]): Promise<number> {
   const sources = new Set<string>();
   for (const s of snaps) {
-    if (s.source.kind === 'postgres' && s.source.name) {
-      sources.add(logSource(s.source.name));
-      sources.add(streamSource(s.source.name));
-    }
-    if (s.source.kind === 'sqlite' && s.source.name) sources.add(sqliteLogSource(s.source.name));
+    // Each kind with a log names the log sources a copy must carry.
+    const log = findSourceKind(s.source.kind)?.log;
+    if (log && s.source.name) for (const source of log.sources(s.source.name)) sources.add(source);
   }
   let n = 0;
   for (const source of sources) {

@@ -21,6 +21,7 @@ import type { DamagedObject } from '../../repo/damage.js';
 import { isFutureDated, pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { applyPolicy, isEmptyPolicy, type KeepPolicy, type PolicyResult } from './policy.js';
 import { trimLogs, type LogTrim } from './logs.js';
+import { findSourceKind } from '../../sources/registry.js';
 import { drillKeyTime, scanDrills } from '../drill/drill.js';
 
 export type GroupField = 'host' | 'paths' | 'tags';
@@ -240,8 +241,10 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
         await repo.store.delete(keys.snapshot(id));
       }
     }
-    const wal = trimmed.filter((t) => t.kind === 'postgres').map(({ kind: _kind, ...rest }) => rest);
-    return { groups, removed: [...removed], wal, sqlite: trimmed.filter((t) => t.kind === 'sqlite'), atRisk, dryRun: opts.dryRun === true };
+    // Each kind says under which key of the result its trims are reported (the JSON forget prints).
+    const reported = (key: 'wal' | 'sqlite') => trimmed.filter((t) => findSourceKind(t.kind)?.log?.reportAs === key);
+    const wal = reported('wal').map(({ kind: _kind, ...rest }) => rest);
+    return { groups, removed: [...removed], wal, sqlite: reported('sqlite'), atRisk, dryRun: opts.dryRun === true };
   } finally {
     await lock.release();
   }

@@ -4,7 +4,7 @@ import type { SourceConfig } from '../../config/config.js';
 import { duration, option, text, yesNo } from '../../config/schema.js';
 import { formatDuration } from '../../util/duration.js';
 
-/** Also `lifeboat sqlite replicate`'s flags of the same names (cli/commands/sqlite.ts). */
+/** Also `lifeboat sqlite replicate`'s flags of the same names (cli/sqlite.ts). */
 export const sqliteOptions = z.object({
   path: option(text(), { description: 'the database file', example: '/var/lib/app/memory.db' }),
   replicate: option(yesNo().optional(), { description: 'keep `lifeboat sqlite replicate` running', shown: 'false' }),

@@ -1,0 +1,14 @@
+/**
+ * Registers every kind of source this program has, once, in the order lists and
+ * output follow. Entry points import this module (cli/main.ts, the daemon, the lean
+ * archive commands when they read lifeboat.yaml, test/setup-sources.ts); generic
+ * code never imports a kind, only src/sources/registry.ts.
+ */
+import { registerSource } from './registry.js';
+import { files } from './files/kind.js';
+import { postgres } from './postgres/kind.js';
+import { sqlite } from './sqlite/kind.js';
+
+registerSource(files);
+registerSource(postgres);
+registerSource(sqlite);

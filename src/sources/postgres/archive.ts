@@ -1,0 +1,191 @@
+/**
+ * WAL archiving for archive_command and restore_command. archive-push validates a
+ * segment against its name and the cluster before sealing it into logs/; pushing the
+ * same file twice succeeds, different content under an archived name fails loudly.
+ * archive-get writes the file atomically where PostgreSQL asked for it.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { LifeboatError, errno } from '../../errors.js';
+import type { Repository } from '../../repo/repository.js';
+import { parseWalName, segmentName, validateSegment } from './wal.js';
+import { logSource, streamSource, timelineDir } from './names.js';
+
+export interface ClusterIdentity {
+  systemId: string;
+  pgMajor: number;
+}
+
+/** Where a base backup records the cluster's identity: one small object per push to read. */
+const IDENTITY = ['identity', 'cluster.json'] as const;
+
+export async function recordIdentity(repo: Repository, name: string, id: ClusterIdentity): Promise<void> {
+  const data = Buffer.from(JSON.stringify(id));
+  // Unchanged (the usual case) is not rewritten: an append-only client may not replace it.
+  const stored = await repo.getLog(logSource(name), IDENTITY[0], IDENTITY[1]);
+  if (stored?.equals(data)) return;
+  await repo.putLog(logSource(name), IDENTITY[0], IDENTITY[1], data, { replace: true });
+}
+
+/** The identity to check segments against (none before the first base backup). */
+async function knownCluster(repo: Repository, name: string): Promise<Partial<ClusterIdentity>> {
+  const raw = await repo.getLog(logSource(name), IDENTITY[0], IDENTITY[1]);
+  return raw ? (JSON.parse(raw.toString('utf8')) as ClusterIdentity) : {};
+}
+
+export async function archivePush(repo: Repository, name: string, file: string): Promise<'stored' | 'exists'> {
+  const source = logSource(name);
+  const wal = parseWalName(path.basename(file));
+  let data: Buffer;
+  try {
+    data = await fs.readFile(file);
+  } catch (err) {
+    throw new LifeboatError('NOT_FOUND', `cannot read ${file}: ${errno(err) ?? String(err)}`, {
+      hint: 'archive_command must pass %p (run from the data directory)',
+    });
+  }
+  if (wal.kind === 'segment') validateSegment(wal, data, await knownCluster(repo, name));
+  try {
+    return await repo.putLog(source, timelineDir(wal.timeline), wal.name, data);
+  } catch (err) {
+    if (err instanceof LifeboatError && err.code === 'ALREADY_EXISTS') {
+      throw new LifeboatError('CORRUPT', `refusing ${wal.name}: already archived for ${name} with different content`, {
+        hint: err.hint ?? '',
+      });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Returns false when the file is not in the archive (PostgreSQL asks for files that
+ * may not exist). Looks in archive_command's archive, then in streamed WAL, then at
+ * the streamed partial segment: the newest WAL there is, which is what keeps the
+ * data-loss window of a streamed cluster at about a second.
+ */
+export async function archiveGet(repo: Repository, name: string, file: string, dest: string): Promise<boolean> {
+  const wal = parseWalName(file);
+  const tl = timelineDir(wal.timeline);
+  let data = await repo.getLog(logSource(name), tl, wal.name);
+  if (!data && wal.kind === 'segment') {
+    data = (await repo.getLog(streamSource(name), tl, wal.name)) ?? (await repo.getLog(streamSource(name), tl, `${wal.name}.partial`));
+  }
+  if (!data) return false;
+  const tmp = `${dest}.lifeboat-${process.pid}`;
+  await fs.writeFile(tmp, data);
+  await fs.rename(tmp, dest);
+  return true;
+}
+
+/**
+ * Recovery runs restore_command once per segment; each run would start a process,
+ * derive the key with scrypt and open the repository. With a prefetch directory, a
+ * fetch also brings the next segments of the timeline, and the calls that follow
+ * are served from there without touching the repository at all.
+ */
+export const PREFETCH_SEGMENTS = 16;
+
+/** Moves a prefetched file into place; false when it was not prefetched. */
+export async function takePrefetched(dir: string, file: string, dest: string): Promise<boolean> {
+  try {
+    await fs.rename(path.join(dir, file), dest);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+export async function prefetch(repo: Repository, name: string, file: string, dir: string, count = PREFETCH_SEGMENTS): Promise<number> {
+  const wal = parseWalName(file);
+  if (wal.kind !== 'segment' || wal.segno === undefined) return 0;
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  let n = 0;
+  for (let i = 1n; i <= BigInt(count); i++) {
+    const next = segmentName(wal.timeline, wal.segno + i);
+    // Only whole archived segments: a streamed partial may still grow.
+    const data = await repo.getLog(logSource(name), timelineDir(wal.timeline), next);
+    if (!data) break;
+    const tmp = path.join(dir, `${next}.tmp`);
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, path.join(dir, next));
+    n++;
+  }
+  return n;
+}
+
+/**
+ * Batching for archive_command. PostgreSQL calls it once per segment, in order, and
+ * each call pays for a process and the key derivation. So a push also ships the
+ * next segments already marked `.ready` in pg_wal/archive_status, and leaves a
+ * marker for each in a spool inside the data directory; when PostgreSQL then asks
+ * for one of them, the marker answers without opening the repository. A marker is
+ * written only after its segment is stored; a lost marker just means one more
+ * (idempotent) push. Only the postgres user can write the spool (data directory 0700).
+ */
+export const PUSH_SPOOL = 'lifeboat-archive-spool';
+export const PUSH_BATCH = 8;
+
+/** The spool for a WAL path given as %p (…/pg_wal/NAME); undefined when not in a pg_wal. */
+export function pushSpool(walPath: string): string | undefined {
+  const dir = path.dirname(path.resolve(walPath));
+  return path.basename(dir) === 'pg_wal' ? path.join(path.dirname(dir), PUSH_SPOOL) : undefined;
+}
+
+/** What a marker says: which repository and source it was stored in. */
+export function markerText(repoId: string, name: string): string {
+  return `${repoId} ${name}\n`;
+}
+
+/**
+ * True (and the marker consumed) when this segment was already shipped by a batch
+ * to this repository and source. A marker for another target (archive_command was
+ * changed since) is dropped and the segment pushed as usual.
+ */
+export async function takePushMarker(walPath: string, expect: string): Promise<boolean> {
+  const spool = pushSpool(walPath);
+  if (!spool) return false;
+  const marker = path.join(spool, `${path.basename(walPath)}.pushed`);
+  let text: string;
+  try {
+    text = await fs.readFile(marker, 'utf8');
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+  await fs.unlink(marker);
+  return text === expect;
+}
+
+/** Pushes up to `batch - 1` segments that follow `walPath` and are ready; returns how many. */
+export async function pushAhead(repo: Repository, name: string, walPath: string, batch = PUSH_BATCH): Promise<number> {
+  const spool = pushSpool(walPath);
+  if (!spool) return 0;
+  const walDir = path.dirname(path.resolve(walPath));
+  const current = path.basename(walPath);
+  let ready: string[];
+  try {
+    ready = (await fs.readdir(path.join(walDir, 'archive_status')))
+      .filter((f) => f.endsWith('.ready'))
+      .map((f) => f.slice(0, -'.ready'.length))
+      .filter((f) => /^[0-9A-F]{24}$/.test(f) && f > current)
+      .sort()
+      .slice(0, batch - 1);
+  } catch {
+    return 0;
+  }
+  await fs.mkdir(spool, { recursive: true, mode: 0o700 });
+  let n = 0;
+  for (const f of ready) {
+    try {
+      await archivePush(repo, name, path.join(walDir, f));
+    } catch (err) {
+      // Leave it to PostgreSQL's own call for this segment, which reports the error.
+      if (err instanceof LifeboatError) break;
+      throw err;
+    }
+    await fs.writeFile(path.join(spool, `${f}.pushed`), markerText(repo.config.id, name));
+    n++;
+  }
+  return n;
+}
