@@ -15,6 +15,7 @@ export const LONGEST_FIRST = [
   'test/integration/postgres.test.ts',
   'test/integration/damage.test.ts', // damage and damage-check were one file of ~227 s
   'test/integration/damage-check.test.ts',
+  'test/conformance/postgres.test.ts', // ten restores, each starting a server
   'test/integration/object-storage.test.ts',
   'test/integration/migrate.test.ts', // one test of ~100 s: it cannot be split across workers
   'test/e2e/errors.test.ts',

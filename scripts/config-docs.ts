@@ -4,6 +4,7 @@
  * fails when the file and the model disagree.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import '../src/sources/all.js';
 import { withReference } from '../src/config/docs.js';
 
 const file = new URL('../docs/configuration.md', import.meta.url);

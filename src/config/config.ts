@@ -29,12 +29,13 @@ import { cronOf } from '../daemon/scheduler.js';
 import { LineCounter, parseDocument, isScalar, type Node } from 'yaml';
 import { LifeboatError, errno } from '../errors.js';
 import { durationMs, type Duration } from '../util/duration.js';
-import { SOURCE_FIELDS, SOURCE_KINDS, SOURCE_OPTIONS, type SourceKind } from './kinds.js';
+import { findSourceKind, sourceKinds } from '../sources/registry.js';
 import { JOB_KINDS, NOTIFY_EVENTS, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
 import { Reader } from './reader.js';
 
 export { JOB_KINDS, NOTIFY_EVENTS } from './model.js';
-export type { SourceKind } from './kinds.js';
+/** A kind of source's name: the kinds are those registered in src/sources/registry.ts. */
+export type SourceKind = string;
 
 export interface RepositoryConfig {
   name: string;
@@ -243,11 +244,15 @@ const written = (nodes: Map<string, Node>, key: string): string => String((nodes
 function readSource(r: Reader, name: string, node: Node, key: Node, config: LifeboatConfig): SourceConfig {
   const map = r.map(node, `"${name}" in sources`);
   const kindNode = map.get('kind', true) as Node | undefined;
-  if (kindNode === undefined) r.fail(key, `source "${name}" needs "kind"`, `kind: ${SOURCE_KINDS.join(', ')}`);
+  const kindNames = sourceKinds().map((k) => k.name).join(', ');
+  if (kindNode === undefined) r.fail(key, `source "${name}" needs "kind"`, `kind: ${kindNames}`);
   const kindValue = isScalar(kindNode) ? kindNode.value : undefined;
-  if (typeof kindValue !== 'string' || !(SOURCE_KINDS as string[]).includes(kindValue)) r.fail(kindNode, `"kind" of source "${name}" must be one of ${SOURCE_KINDS.join(', ')}`);
-  const kind = kindValue as SourceKind;
-  const schema = sourceCommonOptions.extend(SOURCE_OPTIONS[kind].shape);
+  const sourceKind = typeof kindValue === 'string' ? findSourceKind(kindValue) : undefined;
+  if (!sourceKind) r.fail(kindNode, `"kind" of source "${name}" must be one of ${kindNames}`);
+  const kind = sourceKind.name;
+  // The common keys keep their static types here; the kind's own keys are typed in
+  // its folder, where `fields` reads them.
+  const schema = sourceCommonOptions.extend(sourceKind.options.shape) as unknown as typeof sourceCommonOptions;
   const { values: v, nodes } = r.object(map, schema, `in ${kind} source "${name}"`, { node: key, label: `${kind} source "${name}"`, name });
   let repository: string;
   if (v.repository === undefined) {
@@ -261,7 +266,7 @@ function readSource(r: Reader, name: string, node: Node, key: Node, config: Life
   }
   const source: SourceConfig = { name, kind, repository, paths: [], exclude: [], continuous: false, tags: v.tags ?? [], targets: {} };
   // The kind's own keys, as its folder says (src/sources/<kind>/options.ts).
-  Object.assign(source, (SOURCE_FIELDS[kind] as (o: unknown) => Partial<SourceConfig>)(v));
+  Object.assign(source, sourceKind.fields(v));
   if (v.targets?.rpo) source.targets.rpoSeconds = seconds(v.targets.rpo);
   if (v.targets?.rto) source.targets.rtoSeconds = seconds(v.targets.rto);
   if (v.retention) {

@@ -4,7 +4,7 @@
  * markers, and test/unit/config-docs.test.ts fails when the file disagrees.
  */
 import type { z } from 'zod';
-import { SOURCE_KINDS, SOURCE_OPTIONS } from './kinds.js';
+import { sourceKinds } from '../sources/registry.js';
 import { notificationOptions, repositoryOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
 import { isDurationInput, metaOf, placesOf } from './schema.js';
 
@@ -101,7 +101,7 @@ export function configReference(): string {
     '',
     table(shapeOf(targetOptions), 'targets.'),
     '',
-    ...SOURCE_KINDS.flatMap((kind) => [`### sources.NAME with \`kind: ${kind}\``, '', table(shapeOf(SOURCE_OPTIONS[kind])), '']),
+    ...sourceKinds().flatMap((kind) => [`### sources.NAME with \`kind: ${kind.name}\``, '', table(shapeOf(kind.options)), '']),
     '### schedules.NAME',
     '',
     table(shapeOf(scheduleOptions)),

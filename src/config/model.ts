@@ -7,7 +7,7 @@
  * rendered from it (docs.ts; a unit test fails when the two disagree).
  *
  * Per-kind source keys live with their kind (src/sources/<kind>/options.ts) and are
- * found through SOURCE_OPTIONS (kinds.ts).
+ * found through the Source registry (each kind's `options`).
  */
 import { z } from 'zod';
 import { duration, oneOf, option, text, texts, whole, yesNo } from './schema.js';

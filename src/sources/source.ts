@@ -67,8 +67,14 @@ export interface SourceKind<Point = unknown> {
    */
   readonly point: z.ZodType<Point>;
 
-  // Configuration: the kind's keys in lifeboat.yaml are its options.ts (the option
-  // model), mapped onto SourceConfig by config/kinds.ts.
+  /**
+   * Its keys in lifeboat.yaml, declared once in its options.ts (the option model):
+   * the config reader, `config check` and docs/configuration.md read them from here.
+   */
+  readonly options: z.ZodObject;
+  /** What its parsed keys (a value `options` produced) set in its SourceConfig. */
+  fields(options: Record<string, unknown>): Partial<SourceConfig>;
+
   /** `config check`: one message per problem found with the source's places and servers; never throws. */
   reach(source: SourceConfig, probe: ReachProbe): Promise<string[]>;
 

@@ -4,6 +4,7 @@
  * (the Source seam, src/sources/source.ts); the backup and restore themselves are the
  * generic engine's archiver and restorer.
  */
+import { filesFields, filesOptions } from './options.js';
 import { z } from 'zod';
 import { LifeboatError } from '../../errors.js';
 import { restoreInvocation } from '../../engine/restore-options.js';
@@ -15,6 +16,9 @@ export type FilesPoint = Record<string, unknown>;
 
 export const files: SourceKind<FilesPoint> = {
   name: 'files',
+  options: filesOptions,
+  // The reader parsed the keys with filesOptions: they are its output.
+  fields: (o) => filesFields(o as z.output<typeof filesOptions>),
   point: z.object({}).loose(),
 
   reach: async (s, probe) => s.paths.map((p) => probe.file(p, 'any')).filter((m): m is string => m !== undefined),

@@ -4,6 +4,8 @@
  * it restores to any moment. Everything generic code needs to know about it is here
  * (the Source seam, src/sources/source.ts); the work itself is in this folder.
  */
+import type { z } from 'zod';
+import { postgresFields, postgresOptions } from './options.js';
 import * as path from 'node:path';
 import type { SourceConfig } from '../../config/config.js';
 import { redact } from '../../util/redact.js';
@@ -47,6 +49,9 @@ async function serverProblem(dsn: string, within: <T>(p: Promise<T>, what: strin
 
 export const postgres: SourceKind<PgConsistency> = {
   name: 'postgres',
+  options: postgresOptions,
+  // The reader parsed the keys with postgresOptions: they are its output.
+  fields: (o) => postgresFields(o as z.output<typeof postgresOptions>),
   point: pgPointSchema,
 
   async reach(s, probe) {

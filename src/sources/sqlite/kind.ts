@@ -4,6 +4,8 @@
  * generations, so it restores to any second. Everything generic code needs to know
  * about it is here (the Source seam, src/sources/source.ts); the work is in this folder.
  */
+import type { z } from 'zod';
+import { sqliteFields, sqliteOptions } from './options.js';
 import { restoreInvocation } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';
 import type { SqliteConsistency } from './backup.js';
@@ -12,6 +14,9 @@ import { sqlitePointSchema } from './point.js';
 
 export const sqlite: SourceKind<SqliteConsistency> = {
   name: 'sqlite',
+  options: sqliteOptions,
+  // The reader parsed the keys with sqliteOptions: they are its output.
+  fields: (o) => sqliteFields(o as z.output<typeof sqliteOptions>),
   point: sqlitePointSchema,
 
   reach: async (s, probe) => {
