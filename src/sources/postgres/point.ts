@@ -9,6 +9,7 @@ import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 import type { PgConsistency } from './names.js';
+import type { PgDumpConsistency } from './dump.js';
 
 const LSN = z.string().regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/, 'not an LSN');
 
@@ -39,5 +40,25 @@ export function pgPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgConsi
 export function requirePgPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgConsistency {
   const c = pgPoint(snapshot);
   if (!c) throw new LifeboatError('CORRUPT', `snapshot ${snapshot.id.slice(0, 8)} is a PostgreSQL base backup without its consistency point`, { hint: '`lifeboat check` reports damaged snapshots' });
+  return c;
+}
+
+/** A logical dump's point (dump.ts's PgDumpConsistency: the database, server and pg_dump versions, when it ran). */
+export const pgDumpPointSchema: z.ZodType<PgDumpConsistency> = z
+  .object({
+    db: z.string(),
+    pgVersion: z.number().int(),
+    pgMajor: z.number().int(),
+    dumpedAt: z.string(),
+    finishedAt: z.string(),
+    format: z.literal('custom'),
+    pgDumpVersion: z.string(),
+  })
+  .loose();
+
+/** The point of a `pg dump` snapshot (kind postgres-dump): CORRUPT when it has none or one that does not validate. */
+export function requirePgDumpPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgDumpConsistency {
+  const c = pointOf({ name: 'postgres-dump', point: pgDumpPointSchema }, snapshot);
+  if (!c) throw new LifeboatError('CORRUPT', `snapshot ${snapshot.id.slice(0, 8)} is a PostgreSQL dump without its consistency point`, { hint: '`lifeboat check` reports damaged snapshots' });
   return c;
 }

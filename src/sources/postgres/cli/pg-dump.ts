@@ -4,7 +4,8 @@
  * pg_restore, whole or table by table.
  */
 import type { Command } from 'commander';
-import { pgDump, pgRestoreDump, type PgDumpConsistency } from '../dump.js';
+import { pgDump, pgRestoreDump } from '../dump.js';
+import { requirePgDumpPoint } from '../point.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
@@ -51,7 +52,7 @@ export function register(pg: Command): void {
         }).finally(() => bar.done());
         if (g.json) return printJson(snapshotJson(s));
         if (g.quiet) return;
-        const c = s.consistency as unknown as PgDumpConsistency;
+        const c = requirePgDumpPoint(s);
         console.log(
           `dump ${s.id.slice(0, 8)} of ${f.name} (database ${c.db}, PostgreSQL ${c.pgVersion}): ` +
             `${formatBytes(s.summary.totalBytes)}, added ${formatBytes(s.summary.addedBytes)} in ${duration(s.summary.durationMs)}`,

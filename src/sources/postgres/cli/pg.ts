@@ -67,7 +67,7 @@ export function register(program: Command): void {
         for (const e of r.errors) process.stderr.write(`warning: ${e.message}\n`);
         if (g.json) printJson({ id: s.id, time: s.time, consistency: s.consistency, summary: s.summary, errors: r.errors });
         else if (!g.quiet) {
-          const c = s.consistency as { startLsn: string; stopLsn: string; timeline: number };
+          const c = requirePgPoint(s);
           console.log(
             `base backup ${s.id.slice(0, 8)} of ${f.name}: LSN ${c.startLsn} → ${c.stopLsn} (timeline ${c.timeline}), ` +
               `${s.summary.totalFiles} files, ${formatBytes(s.summary.totalBytes)}, added ${formatBytes(s.summary.addedBytes)} in ${duration(s.summary.durationMs)}`,
