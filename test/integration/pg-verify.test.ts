@@ -174,9 +174,13 @@ describe('pg verify', () => {
   });
 
   it('interrupted with SIGINT, it stops and removes its scratch cluster', async () => {
-    const before = new Set((await fs.readdir('/tmp')).filter((d) => d.startsWith('lifeboat-verify-')));
+    // This run's scratch directories go to a temporary directory of its own: other files'
+    // verifies and drills make lifeboat-verify-* in /tmp at the same time.
+    const tmp = await fs.mkdtemp('/tmp/lb-sigint-');
+    await fs.chmod(tmp, 0o755); // the scratch cluster runs as postgres
     const child = spawn(process.execPath, [CLI, 'pg', 'verify', '--name', 'main', '--latest', '--repo', repo, '--password-file', pw], {
       stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, TMPDIR: tmp },
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -185,14 +189,14 @@ describe('pg verify', () => {
       if (child.exitCode !== null) throw new Error(`verify ended early: ${stderr}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    // This run's scratch directories: another verify may run on a shared machine.
-    const mine = (await fs.readdir('/tmp')).filter((d) => d.startsWith('lifeboat-verify-') && !before.has(d));
+    const mine = (await fs.readdir(tmp)).filter((d) => d.startsWith('lifeboat-verify-')).map((d) => path.join(tmp, d));
     expect(mine.length).toBeGreaterThan(0);
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.on('close', r));
     expect(code).toBe(130);
-    expect(mine.filter((d) => existsSync(path.join('/tmp', d)))).toEqual([]);
+    expect(mine.filter((d) => existsSync(d))).toEqual([]);
     for (const d of mine) expect(spawnSync('pgrep', ['-f', d]).stdout.toString().trim(), `processes of ${d}`).toBe('');
+    await fs.rm(tmp, { recursive: true, force: true });
   });
 
   it('a failing --query gives ok:false naming it, and exit 13', async () => {
