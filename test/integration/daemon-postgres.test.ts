@@ -2,7 +2,7 @@
  * The daemon with a PostgreSQL source on a scratch cluster whose WAL the daemon
  * streams (`stream: true`: it keeps `lifeboat pg stream` running) and whose
  * `bin_dir` is set, as in the docs' example: a base backup started through the API,
- * then a point-in-time restore started through the API, which starts the result,
+ * whose snapshot carries both of the source's tags, then a point-in-time restore started through the API, which starts the result,
  * waits for its promotion and records the measured RTO; the recovered server
  * confirms it (the row deleted after the target time is back). Then the runbook's
  * command for the source, run exactly as printed, brings the cluster back in place
@@ -52,6 +52,8 @@ describe('daemon with a PostgreSQL source', () => {
       '    stream: true',
       '    checks: ["select count(*) >= 1 from orders"]',
       '    targets: { rpo: 1h, rto: 15min }',
+      // Two tags: the daemon passed only a postgres source's first (issue 15).
+      '    tags: [nightly, offsite]',
       'server:',
       '  listen: 127.0.0.1:0',
       '  state_dir: state',
@@ -78,6 +80,14 @@ describe('daemon with a PostgreSQL source', () => {
       expect(backup.status, backup.error ?? '').toBe('succeeded');
       const source = (await d.app.inject({ method: 'GET', url: '/api/v1/sources/main', headers: auth })).json() as { last_backup: { size_bytes: number } };
       expect(source.last_backup.size_bytes).toBeGreaterThan(1_000_000);
+      // Every tag of the source reaches the snapshot, beside the postgres:NAME every base backup gets.
+      expect(d.catalog.log(backup.id)[0]?.line).toContain('--tag nightly --tag offsite');
+      const list = await runCli(['-r', repo, '--password-file', pw, 'snapshots', '--json']);
+      expect(list.code, list.stderr).toBe(0);
+      const snaps = JSON.parse(list.stdout) as Array<{ tags: string[]; source: { kind: string; name?: string } }>;
+      expect(snaps).toHaveLength(1);
+      expect(snaps[0]?.source).toEqual({ kind: 'postgres', name: 'main' });
+      expect([...(snaps[0]?.tags ?? [])].sort()).toEqual(['nightly', 'offsite', 'postgres:main']);
 
       await new Promise((r) => setTimeout(r, 1100));
       const [{ now }] = (await cluster.query<{ now: Date }>('SELECT now() AS now')) as [{ now: Date }];
