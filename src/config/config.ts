@@ -78,6 +78,14 @@ export interface SourceConfig {
   checks?: string[];
   /** sqlite: the database file. */
   path?: string;
+  /** redis: where the server is (redis://[user@]host:port), never with a password (password_file or the environment). */
+  url?: string;
+  /**
+   * A kind's own keys that no other kind shares, as its options.ts parsed them: the
+   * kind reads them back with its own schema (oplog's record format, for one), so a
+   * new kind adds no field here.
+   */
+  settings?: Readonly<Record<string, unknown>>;
   /** Continuous log archiving: PostgreSQL WAL streaming or SQLite replication, kept alive by the daemon. */
   continuous: boolean;
   /** sqlite replication: how often frames are shipped; as written, checked against the duration grammar (replicate's --interval reads the same text). */

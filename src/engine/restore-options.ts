@@ -61,8 +61,8 @@ function valueOf(s: SourceConfig, p: RestoreParams, from: RestoreOption['from'])
     case 'bin_dir':
       return s.binDir;
     case 'checks':
-      // Only a started copy can be checked.
-      return p.start === true && s.checks?.length ? s.checks : undefined;
+      // Only a started copy can be checked; a kind without `start` checks every restore (Redis loads it to save it).
+      return (p.start === true || !takes(s.kind, 'start')) && s.checks?.length ? s.checks : undefined;
   }
 }
 

@@ -8,7 +8,9 @@ import { registerSource } from './registry.js';
 import { files } from './files/kind.js';
 import { postgres } from './postgres/kind.js';
 import { sqlite } from './sqlite/kind.js';
+import { redis } from './redis/kind.js';
 
 registerSource(files);
 registerSource(postgres);
 registerSource(sqlite);
+registerSource(redis);

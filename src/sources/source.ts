@@ -139,8 +139,8 @@ export interface SourceKind<Point = unknown> {
      * leaves in doubt whether a base backup is being written.
      */
     trim(repo: Repository, name: string, after: readonly Snapshot[], cutoff: number | undefined, opts: TrimOptions): Promise<LogTrim>;
-    /** Where forget's JSON reports this kind's trims (a CLI surface: keep it). */
-    reportAs: 'wal' | 'sqlite';
+    /** Where forget's JSON reports this kind's trims (a CLI surface: keep it); kinds added since report under `segments`. */
+    reportAs: 'wal' | 'sqlite' | 'segments';
   };
 
   /** Continuous archiving the daemon keeps alive for sources with `continuous` set. */

@@ -105,6 +105,9 @@ export function register(program: Command): void {
         for (const t of r.sqlite) {
           console.log(`sqlite ${t.source}: ${r.dryRun ? 'would remove' : 'removed'} ${t.removed} log segment(s)${t.keptFrom ? `; replayable from ${t.keptFrom}` : ''}`);
         }
+        for (const t of r.segments) {
+          console.log(`${t.kind} ${t.source}: ${t.skipped ?? `${r.dryRun ? 'would remove' : 'removed'} ${t.removed} log segment(s)${t.keptFrom ? `; replayable from ${t.keptFrom}` : ''}`}`);
+        }
         for (const w of r.wal) {
           console.log(
             w.skipped

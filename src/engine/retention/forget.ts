@@ -71,6 +71,8 @@ export interface ForgetResult {
   wal: Array<{ source: string; removed: number; keptFrom: string | null; skipped?: string }>;
   /** SQLite log segments no remaining snapshot can replay from, per source. */
   sqlite: LogTrim[];
+  /** The log segments of the kinds added since (Redis commands, operation-log records), each trim naming its kind. */
+  segments: LogTrim[];
   /** Groups whose history the rules would wipe; a run that is not a dry run refuses these unless forced. */
   atRisk: HistoryAtRisk[];
   dryRun: boolean;
@@ -242,9 +244,9 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
       }
     }
     // Each kind says under which key of the result its trims are reported (the JSON forget prints).
-    const reported = (key: 'wal' | 'sqlite') => trimmed.filter((t) => findSourceKind(t.kind)?.log?.reportAs === key);
+    const reported = (key: 'wal' | 'sqlite' | 'segments') => trimmed.filter((t) => findSourceKind(t.kind)?.log?.reportAs === key);
     const wal = reported('wal').map(({ kind: _kind, ...rest }) => rest);
-    return { groups, removed: [...removed], wal, sqlite: reported('sqlite'), atRisk, dryRun: opts.dryRun === true };
+    return { groups, removed: [...removed], wal, sqlite: reported('sqlite'), segments: reported('segments'), atRisk, dryRun: opts.dryRun === true };
   } finally {
     await lock.release();
   }

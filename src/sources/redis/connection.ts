@@ -1,0 +1,248 @@
+/**
+ * Talking to a Redis server: where it is (a redis:// URL that never carries a
+ * password), how to log in (a password from a file or the environment, never argv),
+ * and a small client that sends commands and reads their replies in order.
+ *
+ * The replication code takes the connection over once logged in (`detach`): after
+ * PSYNC the server sends raw bytes (an RDB, keepalive newlines) between RESP values.
+ */
+import { readFileSync } from 'node:fs';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { LifeboatError, errno } from '../../errors.js';
+import { RespError, RespReader, asText, encodeCommand, type RespValue } from './resp.js';
+
+export interface RedisTarget {
+  host: string;
+  port: number;
+  /** An ACL user (Redis 6+); the password comes from elsewhere. */
+  user?: string;
+  tls: boolean;
+  /** host:port, for messages. */
+  display: string;
+}
+
+/** The environment variables a password is read from, in order (REDISCLI_AUTH is redis-cli's own). */
+export const PASSWORD_ENV = ['LIFEBOAT_REDIS_PASSWORD', 'REDISCLI_AUTH'] as const;
+
+const URL_HINT = 'e.g. redis://127.0.0.1:6379 or redis://backup@cache.internal:6379 (a password goes in password_file or LIFEBOAT_REDIS_PASSWORD)';
+
+/** Reads redis://[user@]host[:port] (rediss:// for TLS). A password in the URL is refused: it would be seen on argv and in logs. */
+export function parseRedisUrl(text: string): RedisTarget {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new LifeboatError('USAGE', `"${text.slice(0, 80)}" is not a Redis URL`, { hint: URL_HINT });
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new LifeboatError('USAGE', `"${url.protocol}" is not a Redis URL scheme`, { hint: URL_HINT });
+  if (url.password) {
+    throw new LifeboatError('USAGE', 'the Redis URL carries a password, which every local user could read on the command line', {
+      hint: 'remove it from the URL; give it in password_file (lifeboat.yaml), --password-file, or LIFEBOAT_REDIS_PASSWORD',
+    });
+  }
+  if ((url.pathname && url.pathname !== '/') || url.search || url.hash) {
+    throw new LifeboatError('USAGE', `the Redis URL "${text}" names a database or options; a backup takes every database of the server`, { hint: URL_HINT });
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!host) throw new LifeboatError('USAGE', `the Redis URL "${text}" has no host`, { hint: URL_HINT });
+  const port = url.port ? Number(url.port) : 6379;
+  const user = url.username ? decodeURIComponent(url.username) : undefined;
+  return { host, port, tls: url.protocol === 'rediss:', display: `${url.hostname}:${port}`, ...(user ? { user } : {}) };
+}
+
+/** A password file's first line; NOT_FOUND naming the file when it cannot be read. */
+export function readRedisPasswordFile(file: string): string {
+  try {
+    return (readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '').trimEnd();
+  } catch (err) {
+    throw new LifeboatError('NOT_FOUND', `cannot read the Redis password file ${file}: ${errno(err) ?? String(err)}`, {
+      hint: 'check password_file of the source (a 0600 file whose first line is the password)',
+    });
+  }
+}
+
+/** The password to log in with: the file when one is named, else the environment, else none. */
+export function redisPassword(opts: { passwordFile?: string | undefined; env?: NodeJS.ProcessEnv }): string | undefined {
+  if (opts.passwordFile !== undefined) return readRedisPasswordFile(opts.passwordFile);
+  const env = opts.env ?? process.env;
+  for (const name of PASSWORD_ENV) {
+    const v = env[name];
+    if (v) return v;
+  }
+  return undefined;
+}
+
+export interface ConnectOptions {
+  password?: string | undefined;
+  /** For connecting and for each reply. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** A name for CLIENT SETNAME, so the server's CLIENT LIST shows who we are. */
+  clientName?: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+function unreachable(target: RedisTarget, why: string): LifeboatError {
+  return new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach Redis at ${target.display}: ${why}`, {
+    hint: 'is the server running and listening there (bind, protected-mode, a firewall)?',
+  });
+}
+
+/** A reply that is an error, as a LifeboatError naming the command. */
+export function replyError(target: RedisTarget, command: string, e: RespError): LifeboatError {
+  const code = e.message.split(' ')[0] ?? '';
+  if (code === 'WRONGPASS' || code === 'NOAUTH' || /invalid password|invalid username-password/i.test(e.message)) {
+    return new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${target.display} refused the login: ${e.message}`, {
+      hint: code === 'NOAUTH' ? 'it needs a password: give password_file, --password-file or LIFEBOAT_REDIS_PASSWORD' : 'check the password (and the user in the URL)',
+    });
+  }
+  if (code === 'NOPERM') {
+    return new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${target.display} does not let this user run ${command}: ${e.message}`, {
+      hint: 'the backup user needs +psync +replconf +info +ping (see docs/redis.md)',
+    });
+  }
+  return new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${target.display} answered ${command} with an error: ${e.message}`);
+}
+
+export class RedisConnection {
+  private readonly reader = new RespReader();
+  private readonly waiting: Array<{ resolve: (v: RespValue) => void; reject: (e: Error) => void }> = [];
+  private failure: Error | undefined;
+  private detached = false;
+
+  private constructor(
+    readonly target: RedisTarget,
+    private readonly socket: net.Socket,
+    private readonly timeoutMs: number,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      if (this.detached) return;
+      try {
+        this.reader.push(chunk);
+        for (let r = this.reader.next(); r; r = this.reader.next()) this.waiting.shift()?.resolve(r.value);
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    });
+    socket.on('error', (err) => this.fail(unreachable(target, errno(err) ?? err.message)));
+    socket.on('close', () => this.fail(unreachable(target, 'the connection was closed')));
+  }
+
+  /** Connects and logs in (AUTH, then CLIENT SETNAME when asked). */
+  static async open(target: RedisTarget, opts: ConnectOptions = {}): Promise<RedisConnection> {
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = target.tls ? tls.connect({ host: target.host, port: target.port, servername: target.host }) : net.connect({ host: target.host, port: target.port });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(unreachable(target, `no connection within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      const onAbort = () => {
+        s.destroy();
+        reject(new LifeboatError('INTERRUPTED', 'interrupted while connecting to Redis'));
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      s.once(target.tls ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        resolve(s);
+      });
+      s.once('error', (err) => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        reject(unreachable(target, errno(err) ?? err.message));
+      });
+    });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    const conn = new RedisConnection(target, socket, timeoutMs);
+    try {
+      if (opts.password !== undefined) {
+        await conn.ok(target.user ? ['AUTH', target.user, opts.password] : ['AUTH', opts.password], 'AUTH');
+      } else if (target.user) {
+        throw new LifeboatError('USAGE', `the Redis URL names user "${target.user}" but no password was given`, { hint: 'give password_file, --password-file or LIFEBOAT_REDIS_PASSWORD' });
+      }
+      if (opts.clientName) await conn.ok(['CLIENT', 'SETNAME', opts.clientName], 'CLIENT SETNAME');
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    return conn;
+  }
+
+  /** Sends a command; resolves with its reply (an error reply is a RespError value, not a rejection). */
+  call(args: ReadonlyArray<string | Buffer | number>): Promise<RespValue> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.detached) return Promise.reject(new Error('RedisConnection.call after detach'));
+    return new Promise<RespValue>((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(unreachable(this.target, `no reply within ${Math.round(this.timeoutMs / 1000)} s`)), this.timeoutMs);
+      this.waiting.push({
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.socket.write(encodeCommand(args));
+    });
+  }
+
+  /** Sends a command and returns its reply; an error reply throws (SOURCE_UNAVAILABLE naming `what`). */
+  async ok(args: ReadonlyArray<string | Buffer | number>, what = String(args[0])): Promise<RespValue> {
+    const v = await this.call(args);
+    if (v instanceof RespError) throw replyError(this.target, what, v);
+    return v;
+  }
+
+  /** INFO [section] as a map of its `key:value` lines. */
+  async info(section?: string): Promise<Map<string, string>> {
+    const v = await this.ok(section ? ['INFO', section] : ['INFO'], 'INFO');
+    const text = asText(v) ?? '';
+    const out = new Map<string, string>();
+    for (const line of text.split(/\r?\n/)) {
+      const i = line.indexOf(':');
+      if (i > 0 && !line.startsWith('#')) out.set(line.slice(0, i), line.slice(i + 1));
+    }
+    return out;
+  }
+
+  /**
+   * Hands the socket over (replication): no more replies are read here. `reader` holds
+   * whatever arrived after the last reply; the caller attaches its own 'data' handler.
+   */
+  detach(): { socket: net.Socket; reader: RespReader } {
+    if (this.waiting.length > 0) throw new Error('RedisConnection.detach with replies pending');
+    this.detached = true;
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('error');
+    this.socket.removeAllListeners('close');
+    return { socket: this.socket, reader: this.reader };
+  }
+
+  close(): void {
+    this.fail(new LifeboatError('INTERRUPTED', 'the Redis connection was closed'));
+    this.socket.destroy();
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const w of this.waiting.splice(0)) w.reject(this.failure);
+    this.socket.destroy();
+  }
+}
+
+/** `db0:keys=3,expires=1,avg_ttl=0` lines of INFO keyspace as `db0` → keys. */
+export function keyspace(info: Map<string, string>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of info) {
+    const m = /^db(\d+)$/.exec(k);
+    const keys = /(?:^|,)keys=(\d+)/.exec(v);
+    if (m && keys) out[k] = Number(keys[1]);
+  }
+  return out;
+}
