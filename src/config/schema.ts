@@ -43,11 +43,33 @@ export function placesOf(meta: OptionMeta | undefined): Place[] {
 
 export const text = () => z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' });
 
-/** One string or a list of them; always a list after parsing. */
-export const texts = () =>
-  z.union([text().transform((s) => [s]), z.array(z.string({ error: 'must be a list of strings' }).min(1, { error: 'must be a list of non-empty strings' }), { error: 'must be a list of strings' })], {
+/** One string or a list of them; always a list after parsing. As a flag, repeatable (cli/commands/options.ts flagOf). */
+export const texts = () => {
+  const one = text();
+  const list = z.union([one.transform((s) => [s]), z.array(z.string({ error: 'must be a list of strings' }).min(1, { error: 'must be a list of non-empty strings' }), { error: 'must be a list of strings' })], {
     error: 'must be a list of strings',
   });
+  TEXTS.set(list, one);
+  return list;
+};
+
+/** The schemas made by texts(), each with the schema of one of its strings. */
+const TEXTS = new WeakMap<object, z.ZodType<string>>();
+
+/** The schema inside optional/default/nullable wrappers (an option's own type). */
+export function innerOf(schema: z.ZodType): z.ZodType {
+  let s = schema as z.ZodType;
+  for (;;) {
+    const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
+    if ((def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) s = def.innerType;
+    else return s;
+  }
+}
+
+/** For a list of strings (texts(), given once per value as a flag): the schema of one value; otherwise undefined. */
+export function textsElement(schema: z.ZodType): z.ZodType<string> | undefined {
+  return TEXTS.get(innerOf(schema));
+}
 
 export const whole = (min: number, max: number) => {
   const error = `must be a whole number from ${min} to ${max}`;

@@ -12,7 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { register as registerForget } from '../../src/cli/commands/forget.js';
 import { register as registerSqlite } from '../../src/sources/sqlite/cli/sqlite.js';
-import { forgetCommand } from '../../src/daemon/jobs.js';
+import { register as registerBackup } from '../../src/cli/commands/backup.js';
+import { register as registerPg } from '../../src/sources/postgres/cli/pg.js';
+import { register as registerCheck } from '../../src/cli/commands/check.js';
+import { forgetCommand, jobCommand } from '../../src/daemon/jobs.js';
+import { restoreArgs } from '../../src/engine/restore-options.js';
 import { replicationCommand } from '../../src/daemon/supervisor.js';
 import type { JobRow } from '../../src/daemon/catalog.js';
 import { isLifeboatError } from '../../src/errors.js';
@@ -125,5 +129,38 @@ describe('keep_within: 2w in a scheduled forget', () => {
     // What a forget schedule submits when it fires (daemon.ts fire()).
     const forget = (await t.daemon.runner.wait(t.daemon.submit({ kind: 'forget', source: 'notes', trigger: 'schedule:thin' }).id)) as JobRow;
     expect(forget.status, forget.error ?? '').toBe('succeeded');
+  });
+});
+
+describe('list options are repeatable flags made from the same declaration', () => {
+  it('exclude: [a, b] in lifeboat.yaml reaches `backup` as both patterns, in order', () => {
+    const config = parseConfig(yaml("    kind: files\n    paths: [/srv/app]\n    exclude: ['*.log', 'cache/**']\n"), '/etc/lifeboat.yaml');
+    const argv = jobCommand(config, { kind: 'backup', source: 'app', trigger: 'test' });
+    expect(argv[0]).toBe('backup');
+    expect(parsedFlags(registerBackup, ['backup'], argv.slice(1)).exclude).toEqual(['*.log', 'cache/**']);
+    expect(parsedFlags(registerBackup, ['backup'], ['/srv/app']).exclude).toEqual([]);
+  });
+
+  it('checks: in lifeboat.yaml reach `pg restore --start` as one --check each; an empty one is refused like in the file', () => {
+    const config = parseConfig(yaml('    kind: postgres\n    dsn: postgres://backup@db/postgres\n    bin_dir: /opt/pg/bin\n    checks: [SELECT 1, SELECT count(*) > 0 FROM t]\n'), '/etc/lifeboat.yaml');
+    const argv = restoreArgs(config.sources.get('app')!, { target: '/srv/copy', start: true });
+    expect(argv.slice(0, 2)).toEqual(['pg', 'restore']);
+    const flags = parsedFlags(registerPg, ['pg', 'restore'], argv.slice(2));
+    expect(flags.check).toEqual(['SELECT 1', 'SELECT count(*) > 0 FROM t']);
+    expect(flags.binDir).toBe('/opt/pg/bin');
+    expect(refusal(() => parsedFlags(registerPg, ['pg', 'restore'], ['--name', 'app', '--target-dir', '/x', '--check', '']))).toEqual({
+      code: 'USAGE',
+      message: '--check must be a non-empty string',
+      hint: 'see docs/configuration.md',
+    });
+  });
+
+  it('read_data_subset has one grammar in lifeboat.yaml and on the command line: 10% is taken, 10 is refused in both', () => {
+    const sched = (v: string) => yaml('    kind: files\n    paths: [/srv/app]\n') + `schedules:\n  verify:\n    run: check\n    cron: "0 3 * * *"\n    read_data_subset: ${v}\n`;
+    const config = parseConfig(sched('"10%"'), '/etc/lifeboat.yaml');
+    const argv = jobCommand(config, { kind: 'check', repository: 'main', trigger: 'test', readDataSubset: config.schedules.get('verify')!.readDataSubset! });
+    expect(parsedFlags(registerCheck, ['check'], argv.slice(1)).readDataSubset).toBe('10%');
+    expect(refusal(() => parseConfig(sched('"10"'), '/etc/lifeboat.yaml')).message).toMatch(/read_data_subset" must be a percentage such as 5%/);
+    expect(refusal(() => parsedFlags(registerCheck, ['check'], ['--read-data-subset', '10'])).message).toBe('--read-data-subset must be a percentage such as 5%');
   });
 });
