@@ -74,6 +74,7 @@ export const scheduleOptions = z.object({
   read_data_subset: option(z.string({ error: 'must be a percentage such as 5%' }).regex(/^\d+(\.\d+)?%$/, { error: 'must be a percentage such as 5%' }).optional(), {
     description: '`check` only: a percentage of packs to read and authenticate',
     flag: '--read-data-subset',
+    api: true,
   }),
 });
 

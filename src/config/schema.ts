@@ -146,16 +146,25 @@ export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
     target: 'draft-7',
     io: 'input',
     unrepresentable: 'any',
-    override: (ctx) => {
-      // OptionMeta's own fields are for the docs and flags, not JSON Schema keywords.
-      for (const k of ['flag', 'env', 'api', 'file', 'shown', 'example']) delete (ctx.jsonSchema as Record<string, unknown>)[k];
-      if (!DURATION_INPUTS.has(ctx.zodSchema)) return;
-      for (const k of Object.keys(ctx.jsonSchema)) delete (ctx.jsonSchema as Record<string, unknown>)[k];
-      Object.assign(ctx.jsonSchema, { type: 'string', description: 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years' });
-    },
+    override: optionJsonSchema,
   }) as Record<string, unknown>;
   return rest;
 }
+
+/**
+ * z.toJSONSchema's `override` for schemas holding options of the model (jsonSchemaOf,
+ * and the API's request bodies in src/api/route.ts): OptionMeta's own fields are for
+ * the docs and flags, not JSON Schema keywords; a duration is a string of the grammar.
+ */
+export function optionJsonSchema(ctx: { zodSchema: unknown; jsonSchema: object }): void {
+  const js = ctx.jsonSchema as Record<string, unknown>;
+  for (const k of ['flag', 'env', 'api', 'file', 'shown', 'example']) delete js[k];
+  if (!DURATION_INPUTS.has(ctx.zodSchema as object)) return;
+  for (const k of Object.keys(js)) delete js[k];
+  Object.assign(js, { type: 'string', description: DURATION_TEXT });
+}
+
+const DURATION_TEXT = 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years';
 
 /**
  * A value given on the command line or in an API body, parsed by its option's schema;

@@ -20,6 +20,8 @@ import { restoreArgs } from '../../src/engine/restore-options.js';
 import { replicationCommand } from '../../src/daemon/supervisor.js';
 import type { JobRow } from '../../src/daemon/catalog.js';
 import { isLifeboatError } from '../../src/errors.js';
+import { scheduleOptions } from '../../src/config/model.js';
+import { jsonSchemaOf } from '../../src/config/schema.js';
 import { after, durationMs, parseDuration, type Duration } from '../../src/util/duration.js';
 import { cleanupTmp } from '../helpers.js';
 import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
@@ -155,12 +157,20 @@ describe('list options are repeatable flags made from the same declaration', () 
     });
   });
 
-  it('read_data_subset has one grammar in lifeboat.yaml and on the command line: 10% is taken, 10 is refused in both', () => {
+  it('read_data_subset has one grammar in lifeboat.yaml, on the command line and in the API: 10% is taken, 10 is refused in all three', async () => {
     const sched = (v: string) => yaml('    kind: files\n    paths: [/srv/app]\n') + `schedules:\n  verify:\n    run: check\n    cron: "0 3 * * *"\n    read_data_subset: ${v}\n`;
     const config = parseConfig(sched('"10%"'), '/etc/lifeboat.yaml');
     const argv = jobCommand(config, { kind: 'check', repository: 'main', trigger: 'test', readDataSubset: config.schedules.get('verify')!.readDataSubset! });
     expect(parsedFlags(registerCheck, ['check'], argv.slice(1)).readDataSubset).toBe('10%');
     expect(refusal(() => parseConfig(sched('"10"'), '/etc/lifeboat.yaml')).message).toMatch(/read_data_subset" must be a percentage such as 5%/);
     expect(refusal(() => parsedFlags(registerCheck, ['check'], ['--read-data-subset', '10'])).message).toBe('--read-data-subset must be a percentage such as 5%');
+    // The API's body takes the same declaration: its OpenAPI schema is the model's, and 10 is refused there too.
+    const doc = (await t.daemon.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as {
+      paths: Record<string, { post: { requestBody: { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } } } }>;
+    };
+    const field = doc.paths['/api/v1/repositories/{name}/check']!.post.requestBody.content['application/json'].schema.properties.read_data_subset;
+    expect(field).toEqual(jsonSchemaOf(scheduleOptions.shape.read_data_subset));
+    const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/repositories/main/check', headers: t.auth('admin'), payload: { read_data_subset: '10' } });
+    expect(r.statusCode, r.body).toBe(400);
   });
 });
