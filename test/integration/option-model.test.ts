@@ -143,6 +143,24 @@ describe('list options are repeatable flags made from the same declaration', () 
     expect(parsedFlags(registerBackup, ['backup'], ['/srv/app']).exclude).toEqual([]);
   });
 
+  it('tags: [a, b] reach every kind\'s backup as both tags', () => {
+    const config = parseConfig(
+      'repositories:\n  main: { stores: [/srv/repo] }\nsources:\n' +
+        '  app:\n    kind: files\n    paths: [/srv/app]\n    tags: [nightly, app]\n' +
+        '  db:\n    kind: postgres\n    dsn: postgres://backup@db/postgres\n    tags: [nightly, db]\n' +
+        '  mem:\n    kind: sqlite\n    path: /srv/mem.db\n    tags: nightly\n',
+      '/etc/lifeboat.yaml',
+    );
+    const tagsOf = (source: string, register: (p: Command) => void, words: string[]) => {
+      const argv = jobCommand(config, { kind: 'backup', source, trigger: 'test' });
+      expect(argv.slice(0, words.length)).toEqual(words);
+      return parsedFlags(register, words, argv.slice(words.length)).tag;
+    };
+    expect(tagsOf('app', registerBackup, ['backup'])).toEqual(['nightly', 'app']);
+    expect(tagsOf('db', registerPg, ['pg', 'backup'])).toEqual(['nightly', 'db']);
+    expect(tagsOf('mem', registerSqlite, ['sqlite', 'backup'])).toEqual(['nightly']);
+  });
+
   it('checks: in lifeboat.yaml reach `pg restore --start` as one --check each; an empty one is refused like in the file', () => {
     const config = parseConfig(yaml('    kind: postgres\n    dsn: postgres://backup@db/postgres\n    bin_dir: /opt/pg/bin\n    checks: [SELECT 1, SELECT count(*) > 0 FROM t]\n'), '/etc/lifeboat.yaml');
     const argv = restoreArgs(config.sources.get('app')!, { target: '/srv/copy', start: true });

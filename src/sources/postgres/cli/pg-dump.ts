@@ -12,6 +12,7 @@ import { ProgressBar, duration, printJson } from '../../../cli/output/render.js'
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
 import { collect, flagOf } from '../../../cli/commands/options.js';
 import { postgresOptions } from '../options.js';
+import { sourceCommonOptions } from '../../../config/model.js';
 
 interface DumpFlags {
   name: string;
@@ -37,7 +38,7 @@ export function register(pg: Command): void {
     .requiredOption('--name <name>', 'name of this source in the repository')
     .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', required: true, description: 'postgresql:// connection URL' }))
     .option('--db <name>', 'database to dump (default: the one in --dsn)')
-    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .option('--pg-bin <dir>', 'directory of pg_dump (default: found on PATH)')
     .action(async (f: DumpFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();

@@ -9,7 +9,8 @@ import { LifeboatError } from '../../../errors.js';
 import { pgBackup } from '../backup.js';
 import { describeChain, pgRestore, planRestore } from '../restore.js';
 import { abortStarts, checkStartablePath, checkStartTools, startRestored, type StartReport } from '../start.js';
-import { collect, flagOf } from '../../../cli/commands/options.js';
+import { flagOf } from '../../../cli/commands/options.js';
+import { sourceCommonOptions } from '../../../config/model.js';
 import { postgresOptions } from '../options.js';
 import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
@@ -49,7 +50,7 @@ export function register(program: Command): void {
     .option('--remote', 'use the replication protocol (pg_basebackup) even if the data directory is readable here')
     .option('--spool <dir>', 'where a remote backup is staged (needs room for the whole cluster)')
     .addOption(flagOf(postgresOptions.shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_basebackup' }))
-    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .action(async (f: { name: string; dsn: string; pgdata?: string; remote?: boolean; spool?: string; binDir?: string; tag: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
