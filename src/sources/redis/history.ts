@@ -41,6 +41,8 @@ export interface GenerationEnd {
   offset: number;
   /** When the last stored bytes had arrived (ms); 0 when unknown. */
   lastTime: number;
+  /** When the generation's newest base snapshot was taken (ms). */
+  baseTime: number;
 }
 
 /**
@@ -54,14 +56,15 @@ export async function generationEnd(repo: Pick<Repository, 'listSnapshots' | 'li
   const own = bases.filter((b) => b.point.generation === generation).sort((a, b) => a.point.offset - b.point.offset);
   const base = own[own.length - 1] as Base;
   const source = logSource(name);
+  const baseTime = Math.max(...own.map((b) => Date.parse(b.snapshot.time) || 0));
   const { chain } = chainFrom(base.point.offset, segmentsOf(await repo.listLogs(source), generation));
   const last = chain[chain.length - 1];
   if (last) {
     const data = await repo.getLog(source, generation, last.file);
     if (data) {
       const seg = decodeSegment(data, last.file);
-      return { generation, replid: seg.meta.replid, offset: seg.meta.end, lastTime: last.lastTime };
+      return { generation, replid: seg.meta.replid, offset: seg.meta.end, lastTime: last.lastTime, baseTime };
     }
   }
-  return { generation, replid: base.point.replid, offset: base.point.offset, lastTime: Date.parse(base.snapshot.time) || 0 };
+  return { generation, replid: base.point.replid, offset: base.point.offset, lastTime: Date.parse(base.snapshot.time) || 0, baseTime };
 }

@@ -141,7 +141,7 @@ class Replicator {
           if (this.generation) lastShipFailed = !(await this.ship().catch(() => false));
           // Whatever was received and not shipped is asked for again.
           this.dropPending();
-          if (this.generation) this.resumeFrom = { generation: this.generation, replid: this.replid, offset: this.shipped, lastTime: this.provenAt };
+          if (this.generation) this.resumeFrom = { generation: this.generation, replid: this.replid, offset: this.shipped, lastTime: this.provenAt, baseTime: 0 };
         }
       }
       await this.background;
@@ -169,6 +169,7 @@ class Replicator {
         this.replid = link.start.replid;
         this.shipped = this.received = from.offset;
         this.problem = undefined;
+        if (resumed) this.nextSnapshot = from.baseTime + opts.snapshotIntervalMs;
         if (resumed) this.emit({ kind: 'generation', generation: this.generation, reason: 'resumed', replid: this.replid, offset: from.offset });
         return link;
       }
@@ -261,8 +262,11 @@ class Replicator {
     const last = this.marks[this.marks.length - 1];
     if (!last) return true;
     const cut = last[0];
+    // The reader goes on while the segment is stored: what it adds meanwhile stays pending.
+    const parts = this.pending.length;
+    const markCount = this.marks.length;
     const all = Buffer.concat(this.pending);
-    const meta: SegmentMeta = { v: 1, replid: this.replid, start: this.shipped, end: cut, marks: [...this.marks] };
+    const meta: SegmentMeta = { v: 1, replid: this.replid, start: this.shipped, end: cut, marks: this.marks.slice(0, markCount) };
     const name = segmentName(meta);
     const data = encodeSegment({ meta, stream: all.subarray(0, cut - this.shipped) });
     try {
@@ -274,11 +278,11 @@ class Replicator {
       return false;
     }
     const rest = Buffer.from(all.subarray(cut - this.shipped));
-    this.pending = rest.length ? [rest] : [];
-    this.pendingBytes = rest.length;
-    this.marks = [];
+    this.pending = [...(rest.length ? [rest] : []), ...this.pending.slice(parts)];
+    this.pendingBytes -= cut - this.shipped;
+    this.marks = this.marks.slice(markCount);
     const lagMs = Date.now() - this.firstPendingAt;
-    this.firstPendingAt = rest.length ? Date.now() : 0;
+    this.firstPendingAt = this.pendingBytes > 0 ? Date.now() : 0;
     this.shipped = cut;
     this.stats.segments++;
     if (this.problem?.message.startsWith('shipping failed')) this.problem = undefined;
