@@ -7,10 +7,11 @@
  */
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { compactGeneration } from '../../src/sources/redis/compact.js';
 import { trimRedis } from '../../src/sources/redis/log-retention.js';
 import { RespReader, encodeCommand, type RespValue } from '../../src/sources/redis/resp.js';
 import { ReplicaLink, type StreamChunk } from '../../src/sources/redis/sync.js';
-import { encodeSegment, segmentName, type Mark } from '../../src/sources/redis/segment.js';
+import { chainFrom, decodeSegment, encodeSegment, parseSegmentName, segmentName, type Mark } from '../../src/sources/redis/segment.js';
 import { parseRedisUrl } from '../../src/sources/redis/connection.js';
 import { Repository, PROGRAM_VERSION } from '../../src/repo/repository.js';
 import type { SnapshotManifest } from '../../src/repo/snapshot/snapshot.js';
@@ -220,5 +221,28 @@ describe('trimRedis', () => {
     const left = (await repo.listLogs('redis.cache')).map((l) => l.file).sort();
     expect(left[0]?.startsWith((180).toString(16).padStart(16, '0'))).toBe(true);
     expect(left.length).toBe(2);
+  });
+});
+
+describe('compactGeneration (redis)', () => {
+  it('merges a finished minute of segments into one object with every byte and cut point', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const minute = Date.UTC(2026, 9, 1, 12, 0);
+    const bytes = Buffer.from(Array.from({ length: 120 }, (_, i) => i));
+    const marks: Mark[] = [];
+    for (let i = 0; i < 12; i++) {
+      const meta = { v: 1 as const, replid: REPLID, start: 100 + i * 10, end: 110 + i * 10, marks: [[105 + i * 10, minute + i * 1000] as Mark, [110 + i * 10, minute + i * 1000 + 500] as Mark] };
+      marks.push(...meta.marks);
+      await repo.putLog('redis.cache', 'g', segmentName(meta), encodeSegment({ meta, stream: bytes.subarray(i * 10, i * 10 + 10) }));
+    }
+    const r = await compactGeneration(repo, 'redis.cache', 'g', minute + 120_000);
+    expect(r).toEqual({ merged: 12, into: 1 });
+    const logs = await repo.listLogs('redis.cache');
+    expect(logs).toHaveLength(1);
+    const { chain, gapAt } = chainFrom(100, logs.map((l) => parseSegmentName(l.file)!));
+    expect(gapAt).toBeUndefined();
+    const seg = decodeSegment((await repo.getLog('redis.cache', 'g', chain[0]!.file))!, 'merged');
+    expect(seg.stream).toEqual(bytes);
+    expect(seg.meta.marks).toEqual(marks);
   });
 });

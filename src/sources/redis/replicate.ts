@@ -29,6 +29,7 @@ import { LifeboatError, isLifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { rdbSnapshot, serverFacts } from './backup.js';
 import { RedisConnection, type RedisTarget } from './connection.js';
+import { compactGeneration } from './compact.js';
 import { logSource } from './names.js';
 import { requireRedisPoint } from './point.js';
 import { generationEnd, type GenerationEnd } from './history.js';
@@ -55,6 +56,7 @@ export type ReplicateEvent =
   | { kind: 'ship'; generation: string; segment: string; start: number; end: number; bytes: number; lagMs: number }
   /** The history could not be continued: what was written between `since` (the last proven moment) and `until` (the new base) may be missing. */
   | { kind: 'loss'; generation: string; previous: string; since: string | null; until: string; message: string }
+  | { kind: 'compact'; generation: string; merged: number; into: number }
   | (ArchiveStatus & { generation: string })
   | { kind: 'error'; message: string; hint?: string | undefined };
 
@@ -74,6 +76,8 @@ export function newGeneration(now = Date.now()): string {
 const MAX_PENDING_BYTES = 32 << 20;
 /** Pause before reconnecting, or after a failed ship: a server or store that is down is not hammered. */
 const RETRY_MS = 1000;
+/** How often finished minutes' segments are merged (compact.ts). */
+const COMPACT_EVERY_MS = 60_000;
 /** Proofs not yet met are kept at most this many (one per interval). */
 const MAX_PROOFS = 1000;
 
@@ -106,6 +110,7 @@ class Replicator {
   private problem: Problem | undefined;
   private readonly reporter: StatusReporter;
   private nextSnapshot = 0;
+  private nextCompact = Date.now() + COMPACT_EVERY_MS;
   private background: Promise<void> | undefined;
   private readonly stats = { bytes: 0, segments: 0, snapshots: 0 };
 
@@ -227,6 +232,7 @@ class Replicator {
         link.ack(this.shipped);
         await this.prove();
         this.maybeSnapshot();
+        this.maybeCompact();
         this.status();
       }
     })();
@@ -353,6 +359,21 @@ class Replicator {
         this.nextSnapshot = Date.now() + Math.min(opts.snapshotIntervalMs, 60_000);
         const e = isLifeboatError(err) ? err : new LifeboatError('FAILED', String(err));
         this.emit({ kind: 'error', message: `periodic snapshot failed: ${e.message}`, ...(e.hint ? { hint: e.hint } : {}) });
+      })
+      .finally(() => (this.background = undefined));
+  }
+
+  /** Merges finished minutes' and hours' segments (compact.ts); an append-only client leaves it to another, as it deletes. */
+  private maybeCompact(): void {
+    if (this.background || this.repo.appendOnly || Date.now() < this.nextCompact) return;
+    this.nextCompact = Date.now() + COMPACT_EVERY_MS;
+    const generation = this.generation;
+    this.background = compactGeneration(this.repo, this.source, generation, Date.now())
+      .then((r) => {
+        if (r.merged > 0) this.emit({ kind: 'compact', generation, merged: r.merged, into: r.into });
+      })
+      .catch((err: unknown) => {
+        this.emit({ kind: 'error', message: `compaction failed: ${err instanceof Error ? err.message : String(err)}` });
       })
       .finally(() => (this.background = undefined));
   }
