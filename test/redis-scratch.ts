@@ -88,6 +88,11 @@ export class ScratchRedis {
     }
   }
 
+  /** Sends a signal to the server (SIGSTOP / SIGCONT: a server that stops answering). */
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
+  }
+
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const c = this.child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;

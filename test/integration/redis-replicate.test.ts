@@ -51,10 +51,11 @@ class Replicator {
     this.exited = new Promise((resolve) => this.child.on('close', resolve));
   }
 
-  async until(match: (e: Event) => boolean, what: string, timeoutMs = 60_000): Promise<Event> {
+  /** The first event from index `from` on that matches. */
+  async until(match: (e: Event) => boolean, what: string, timeoutMs = 60_000, from = 0): Promise<Event> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const found = this.events.find(match);
+      const found = this.events.slice(from).find(match);
       if (found) return found;
       if (this.child.exitCode !== null) throw new Error(`replicator exited ${this.child.exitCode} before ${what}: ${this.stderr}`);
       if (Date.now() > deadline) throw new Error(`no ${what} in ${timeoutMs} ms: ${this.stderr}`);
@@ -232,6 +233,40 @@ describe('redis replicate', () => {
     await w.stop();
     await second.archived(Date.now());
     await second.stop();
+    const repo = await openRepo(repoDir);
+    const bases = basesOf(await repo.listSnapshots(), 'app');
+    expect(bases).toHaveLength(1);
+    const segs = await chain(repo, 'app', String(gen.generation), bases[0]!.point.offset);
+    const copy = await replay(repoDir, bases[0]!.snapshot.id, 'app', commands(segs));
+    expect(await digest(copy)).toBe(await digest(server));
+  });
+
+  it('a dropped link continues the generation (+CONTINUE); a server that stops answering is reported unhealthy until it answers again', async () => {
+    const server = await ScratchRedis.start();
+    servers.push(server);
+    const repoDir = await newRepo();
+    const rep = new Replicator(repoDir, server.url, 'app');
+    const gen = await rep.until((e) => e.kind === 'generation', 'a generation');
+    const w = writer(server);
+    await rep.until((e) => e.kind === 'ship', 'a segment');
+    await server.run(['CLIENT', 'KILL', 'TYPE', 'replica']);
+    await rep.until((e) => e.kind === 'error' && /closed the replication link/.test(String(e.message)), 'the link failure');
+    await rep.until((e) => e.kind === 'ship', 'a segment after the reconnect', 60_000, rep.events.length);
+    await w.stop();
+    await rep.archived(Date.now());
+    expect(rep.events.filter((e) => e.kind === 'generation')).toHaveLength(1);
+    // Stuck: the server stops answering; the proof cannot advance and the status says so.
+    const stoppedAt = rep.events.length;
+    server.signal('SIGSTOP');
+    try {
+      const sick = await rep.until((e) => e.kind === 'status' && e.healthy === false, 'an unhealthy status', 30_000, stoppedAt);
+      expect(String(sick.error)).toMatch(/cannot read the server's replication offset|no reply/);
+    } finally {
+      server.signal('SIGCONT');
+    }
+    const resumedAt = Date.now();
+    await rep.archived(resumedAt);
+    await rep.stop();
     const repo = await openRepo(repoDir);
     const bases = basesOf(await repo.listSnapshots(), 'app');
     expect(bases).toHaveLength(1);

@@ -107,6 +107,7 @@ class Replicator {
   private provenAt = 0;
   private proofs: Array<{ t0: number; offset: number }> = [];
   private probe: RedisConnection | undefined;
+  private proving: Promise<void> | undefined;
   private problem: Problem | undefined;
   private readonly reporter: StatusReporter;
   private nextSnapshot = 0;
@@ -150,6 +151,7 @@ class Replicator {
         }
       }
       await this.background;
+      await this.proving;
       if (lastShipFailed) {
         throw new LifeboatError('STORE_UNAVAILABLE', 'the last commands could not be shipped before stopping', { hint: 'start the replicator again soon: the server\'s backlog may still hold them' });
       }
@@ -230,7 +232,8 @@ class Replicator {
         if (done) break;
         await this.enqueueShip();
         link.ack(this.shipped);
-        await this.prove();
+        // On its own connection and not awaited: a server slow to answer INFO does not hold up shipping.
+        this.proving ??= this.prove().finally(() => (this.proving = undefined));
         this.maybeSnapshot();
         this.maybeCompact();
         this.status();
