@@ -5,13 +5,16 @@
  * missing password, an unreachable server and a password in the URL are refused with
  * one line and their exit codes.
  */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 import { freePort } from '../pg-cluster.js';
 import { ScratchRedis, checkRdb, loadRdb } from '../redis-scratch.js';
-import type { RespValue } from '../../src/sources/redis/resp.js';
+import { encodeCommand, type RespValue } from '../../src/sources/redis/resp.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_REDIS_PASSWORD: undefined, REDISCLI_AUTH: undefined };
 const SOURCE_UNAVAILABLE = 19;
@@ -152,5 +155,38 @@ describe('redis backup', () => {
     const inUrl = await runCli(['-r', repo, 'redis', 'backup', '--url', `redis://:hunter2@127.0.0.1:${locked.port}`], ENV);
     expectError(inUrl, USAGE, /carries a password/);
     expect(inUrl.stderr).not.toContain('hunter2');
+  });
+
+  it('memory stays bounded: a 400 MiB RDB is streamed, not held', async () => {
+    const big = await ScratchRedis.start();
+    servers.push(big);
+    try {
+      // 400 incompressible 1 MiB values, pipelined on one socket; PING's reply says all were applied.
+      await new Promise<void>((resolve, reject) => {
+        const sock = net.connect(big.port, '127.0.0.1');
+        let seen = '';
+        sock.on('data', (d: Buffer) => {
+          seen = (seen + d.toString('latin1')).slice(-16);
+          if (seen.endsWith('+PONG\r\n')) sock.end(resolve);
+        });
+        sock.on('error', reject);
+        for (let i = 0; i < 400; i++) sock.write(encodeCommand(['SET', `blob:${i}`, randomBytes(1 << 20)]));
+        sock.write(encodeCommand(['PING']));
+      });
+      const maxRss = await new Promise<{ code: number | null; kb: number; err: string }>((resolve) => {
+        const child = spawn('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, CLI, '-r', repo, 'redis', 'backup', '--url', big.url, '--name', 'big'], {
+          env: { ...process.env, ...ENV, LIFEBOAT_REDIS_PASSWORD: '' },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let err = '';
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        child.on('close', (code) => resolve({ code, kb: Number(/maxrss=(\d+)/.exec(err)?.[1]), err }));
+      });
+      expect(maxRss.code, maxRss.err).toBe(0);
+      // Holding the RDB would take 400 MiB on top of the program's own ~200 MiB (workers, packs in flight).
+      expect(maxRss.kb * 1024).toBeLessThan(360 << 20);
+    } finally {
+      await big.destroy();
+    }
   });
 });

@@ -136,9 +136,11 @@ class Replicator {
           await this.follow(link);
         } catch (err) {
           if (opts.signal.aborted) break;
-          const e = isLifeboatError(err) ? err : new LifeboatError('SOURCE_UNAVAILABLE', String(err));
-          this.problem = { message: e.message, hint: e.hint ?? 'the replicator reconnects by itself' };
-          this.emit({ kind: 'error', ...this.problem });
+          if (!isLifeboatError(err)) throw err;
+          const repeated = this.problem?.message === err.message;
+          this.problem = { message: err.message, hint: err.hint ?? 'the replicator reconnects by itself' };
+          // A server that stays down is one error line, not one a second; the status keeps saying so.
+          if (!repeated) this.emit({ kind: 'error', ...this.problem });
           this.status();
           await sleep(RETRY_MS, undefined, { signal: opts.signal }).catch(() => {});
         } finally {
