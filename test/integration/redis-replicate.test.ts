@@ -283,6 +283,7 @@ describe('redis replicate', () => {
     const gen = await rep.until((e) => e.kind === 'generation', 'a generation');
     await server.run(['SET', 'old', '1']);
     await rep.archived(Date.now());
+    const stoppedAt = Date.now();
     await server.stop();
     await server.launch();
     await server.run(['SET', 'after-restart', 'yes']);
@@ -292,6 +293,10 @@ describe('redis replicate', () => {
     const next = await rep.until((e) => e.kind === 'generation' && e.generation !== gen.generation, 'a new generation');
     expect(next.reason).toBe('full-resync');
     expect(loss.generation).toBe(next.generation);
+    // Nothing after the restart was claimed archived before the new generation's base was stored.
+    for (const e of rep.events.slice(0, rep.events.indexOf(next))) {
+      if (e.kind === 'status' && typeof e.archivedThrough === 'string') expect(Date.parse(e.archivedThrough)).toBeLessThanOrEqual(stoppedAt);
+    }
     const w = writer(server);
     await rep.until((e) => e.kind === 'ship' && e.generation === next.generation, 'a segment of the new generation');
     await w.stop();

@@ -306,10 +306,22 @@ class Replicator {
   private async prove(): Promise<void> {
     const { opts } = this;
     const t0 = Date.now();
+    const replid = this.replid;
     try {
-      this.probe ??= await RedisConnection.open(opts.target, { password: opts.password, timeoutMs: Math.max(5000, opts.intervalMs), signal: opts.signal });
-      const offset = Number((await this.probe.info('replication')).get('master_repl_offset'));
+      let info: Map<string, string>;
+      try {
+        this.probe ??= await this.openProbe();
+        info = await this.probe.info('replication');
+      } catch {
+        // A connection kept from before a server restart fails once: one fresh try.
+        this.probe?.close();
+        this.probe = await this.openProbe();
+        info = await this.probe.info('replication');
+      }
+      const offset = Number(info.get('master_repl_offset'));
       if (!Number.isSafeInteger(offset)) throw new LifeboatError('SOURCE_UNAVAILABLE', 'INFO replication has no master_repl_offset');
+      // An offset of another history (the server restarted and the link has not noticed yet) proves nothing about ours.
+      if (info.get('master_replid') !== replid || replid !== this.replid) return;
       this.proofs.push({ t0, offset });
       if (this.proofs.length > MAX_PROOFS) this.proofs.shift();
     } catch (err) {
@@ -329,6 +341,11 @@ class Replicator {
     } else if (this.problem?.message.startsWith('the server was at offset') || this.problem?.message.startsWith('cannot read the server')) {
       this.problem = undefined;
     }
+  }
+
+  private openProbe(): Promise<RedisConnection> {
+    const { opts } = this;
+    return RedisConnection.open(opts.target, { password: opts.password, timeoutMs: Math.max(5000, opts.intervalMs), signal: opts.signal });
   }
 
   private settleProofs(): void {
