@@ -192,6 +192,14 @@ describe('redis replicate', () => {
     await rep.until((e) => e.kind === 'snapshot' && e.generation === gen.generation && e.id !== rep.events.find((f) => f.kind === 'snapshot')?.id, 'a periodic snapshot');
     const writes = await w.stop();
     expect(writes).toBeGreaterThan(10);
+    // WAIT counts the replicator once the write is stored (it acknowledges what it shipped).
+    const c = await server.client();
+    try {
+      await c.ok(['SET', 'waited', 'for']);
+      expect(await c.ok(['WAIT', 1, 20_000])).toBe(1);
+    } finally {
+      c.close();
+    }
     const stoppedAt = Date.now();
     await rep.archived(stoppedAt); // the proof: the server's offset at a moment after the last write is shipped
     await rep.stop();
