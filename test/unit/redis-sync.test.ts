@@ -80,7 +80,7 @@ const BOUNDARIES = (() => {
 })();
 
 describe('ReplicaLink', () => {
-  it('diskless: keepalives, an RDB whose end mark is split, no stream until our ACK; cut points only outside MULTI…EXEC', async () => {
+  it('diskless: keepalives before the reply and the RDB, an RDB whose end mark is split, no stream until our ACK; cut points only outside MULTI…EXEC', async () => {
     const rdb = Buffer.from('REDIS0010' + 'x'.repeat(5000) + '\xff12345678', 'latin1');
     const mark = 'M'.repeat(40);
     const m = await master(async (cmd, sock) => {
@@ -97,6 +97,10 @@ describe('ReplicaLink', () => {
       }
       if (word === 'REPLCONF') return void sock.write('+OK\r\n');
       if (word === 'PSYNC') {
+        // Keepalives before the reply too: a server waiting out repl-diskless-sync-delay.
+        sock.write('\n');
+        await tick();
+        sock.write('\n');
         sock.write(`+FULLRESYNC ${REPLID} 100\r\n`);
         sock.write('\n');
         await tick();

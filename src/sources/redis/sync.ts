@@ -98,7 +98,11 @@ export class ReplicaLink {
     try {
       const from = opts.from;
       socket.write(encodeCommand(from ? ['PSYNC', from.replid, from.offset + 1] : ['PSYNC', '?', -1]));
-      link.start = parseSyncReply(target, await link.readLine(), from);
+      // Bare newlines are keepalives: with repl-diskless-sync-delay the server waits for
+      // more replicas before it forks, and says +FULLRESYNC only once it does.
+      let reply = '';
+      while (reply === '') reply = await link.readLine();
+      link.start = parseSyncReply(target, reply, from);
       if (link.start.mode === 'continue') link.beginStream();
     } catch (err) {
       link.close();
