@@ -31,7 +31,8 @@ beforeAll(async () => {
   repo = path.join(dir, 'repo');
   await cliExpecting(['init', '-r', repo], 0, ENV);
   plain = await ScratchRedis.start();
-  locked = await ScratchRedis.start({ password: 's3cret pass' });
+  // This one waits for more replicas before it forks, as servers do by default (5 s): keepalive newlines come before +FULLRESYNC.
+  locked = await ScratchRedis.start({ password: 's3cret pass', config: ['repl-diskless-sync-delay 2'] });
   servers.push(plain, locked);
 });
 
