@@ -38,7 +38,7 @@ export function parseRedisUrl(text: string): RedisTarget {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new LifeboatError('USAGE', `"${url.protocol}" is not a Redis URL scheme`, { hint: URL_HINT });
   if (url.password) {
     throw new LifeboatError('USAGE', 'the Redis URL carries a password, which every local user could read on the command line', {
-      hint: 'remove it from the URL; give it in password_file (lifeboat.yaml), --password-file, or LIFEBOAT_REDIS_PASSWORD',
+      hint: 'remove it from the URL; give it in password_file (lifeboat.yaml), --redis-password-file, or LIFEBOAT_REDIS_PASSWORD',
     });
   }
   if ((url.pathname && url.pathname !== '/') || url.search || url.hash) {
@@ -95,7 +95,7 @@ export function replyError(target: RedisTarget, command: string, e: RespError): 
   const code = e.message.split(' ')[0] ?? '';
   if (code === 'WRONGPASS' || code === 'NOAUTH' || /invalid password|invalid username-password/i.test(e.message)) {
     return new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${target.display} refused the login: ${e.message}`, {
-      hint: code === 'NOAUTH' ? 'it needs a password: give password_file, --password-file or LIFEBOAT_REDIS_PASSWORD' : 'check the password (and the user in the URL)',
+      hint: code === 'NOAUTH' ? 'it needs a password: give password_file, --redis-password-file or LIFEBOAT_REDIS_PASSWORD' : 'check the password (and the user in the URL)',
     });
   }
   if (code === 'NOPERM') {
@@ -162,7 +162,7 @@ export class RedisConnection {
       if (opts.password !== undefined) {
         await conn.ok(target.user ? ['AUTH', target.user, opts.password] : ['AUTH', opts.password], 'AUTH');
       } else if (target.user) {
-        throw new LifeboatError('USAGE', `the Redis URL names user "${target.user}" but no password was given`, { hint: 'give password_file, --password-file or LIFEBOAT_REDIS_PASSWORD' });
+        throw new LifeboatError('USAGE', `the Redis URL names user "${target.user}" but no password was given`, { hint: 'give password_file, --redis-password-file or LIFEBOAT_REDIS_PASSWORD' });
       }
       if (opts.clientName) await conn.ok(['CLIENT', 'SETNAME', opts.clientName], 'CLIENT SETNAME');
     } catch (err) {

@@ -1,0 +1,70 @@
+/**
+ * Reading a Redis source's replicated history back from the repository: its
+ * generations' base snapshots, and where the newest generation's stored stream ends
+ * (a restarted replicator asks the server to continue from there).
+ */
+import type { Repository } from '../../repo/repository.js';
+import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { logSource } from './names.js';
+import { redisPoint, type RedisPoint } from './point.js';
+import { chainFrom, decodeSegment, parseSegmentName, type SegmentName } from './segment.js';
+
+export interface Base {
+  snapshot: Snapshot;
+  point: RedisPoint & { generation: string };
+}
+
+/** The snapshots of source `name` that are bases of a replicator's generation. */
+export function basesOf(snapshots: readonly Snapshot[], name: string): Base[] {
+  const out: Base[] = [];
+  for (const s of snapshots) {
+    if (s.source.kind !== 'redis' || s.source.name !== name) continue;
+    const point = redisPoint(s);
+    if (point?.generation) out.push({ snapshot: s, point: point as Base['point'] });
+  }
+  return out;
+}
+
+/** The segment names of one generation, from a listing of the source's logs. */
+export function segmentsOf(logs: ReadonlyArray<{ timeline: string; file: string }>, generation: string): SegmentName[] {
+  return logs
+    .filter((l) => l.timeline === generation)
+    .map((l) => parseSegmentName(l.file))
+    .filter((n) => n !== undefined);
+}
+
+/** Where the newest generation's stored history ends. */
+export interface GenerationEnd {
+  generation: string;
+  /** The replication id the last stored bytes belong to (PSYNC asks for it). */
+  replid: string;
+  offset: number;
+  /** When the last stored bytes had arrived (ms); 0 when unknown. */
+  lastTime: number;
+  /** When the generation's newest base snapshot was taken (ms). */
+  baseTime: number;
+}
+
+/**
+ * The end of the newest generation of server `name`: the end of the segments that
+ * continue its newest base without a gap, or that base itself. Undefined without one.
+ */
+export async function generationEnd(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string): Promise<GenerationEnd | undefined> {
+  const bases = basesOf(await repo.listSnapshots(), name);
+  const generation = bases.map((b) => b.point.generation).sort().pop();
+  if (!generation) return undefined;
+  const own = bases.filter((b) => b.point.generation === generation).sort((a, b) => a.point.offset - b.point.offset);
+  const base = own[own.length - 1] as Base;
+  const source = logSource(name);
+  const baseTime = Math.max(...own.map((b) => Date.parse(b.snapshot.time) || 0));
+  const { chain } = chainFrom(base.point.offset, segmentsOf(await repo.listLogs(source), generation));
+  const last = chain[chain.length - 1];
+  if (last) {
+    const data = await repo.getLog(source, generation, last.file);
+    if (data) {
+      const seg = decodeSegment(data, last.file);
+      return { generation, replid: seg.meta.replid, offset: seg.meta.end, lastTime: last.lastTime, baseTime };
+    }
+  }
+  return { generation, replid: base.point.replid, offset: base.point.offset, lastTime: Date.parse(base.snapshot.time) || 0, baseTime };
+}
