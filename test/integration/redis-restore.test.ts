@@ -9,7 +9,9 @@
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drill } from '../../src/engine/drill/drill.js';
 import { isLifeboatError } from '../../src/errors.js';
+import '../../src/sources/all.js';
 import { Repository } from '../../src/repo/repository.js';
 import type { Snapshot } from '../../src/repo/snapshot/snapshot.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
@@ -243,6 +245,20 @@ describe('redis restore --to a running server', () => {
     expect(db[0]?.mine).toEqual(s('x'));
     delete db[0]?.mine;
     expect(db).toEqual(expected(3));
+  });
+});
+
+describe('redis drill', () => {
+  it('restores the newest data, checks it and measures RPO from the last replayed command', async () => {
+    const record = await drill(repo, { kind: 'redis', name: 'cache' }, { lifeboat: () => [], record: false });
+    expect(record.ok, record.error).toBe(true);
+    expect(record.snapshot).toBe(base.id);
+    expect(record.checks.map((c) => c.name)).toEqual(['keys', 'redis-check-rdb', 'history']);
+    expect(record.rpo_seconds).toBeGreaterThanOrEqual((Date.now() - at(8)) / 1000 - 60);
+    expect(record.rpo_seconds).toBeLessThanOrEqual((Date.now() - at(8)) / 1000);
+    const gappy = await drill(repo, { kind: 'redis', name: 'gappy' }, { lifeboat: () => [], record: false });
+    expect(gappy.ok).toBe(false);
+    expect(gappy.error).toMatch(/^history: .*gap/);
   });
 });
 

@@ -123,7 +123,7 @@ export async function redisRestore(repo: Repository, opts: RedisRestoreOptions):
         writeRdb: (out) => restoreStream(repo, rdb, out),
         stream: () => streamOf(repo, opts.name, plan, replay),
       },
-      { poll: async () => sc.assertRunning(), ...(opts.signal ? { signal: opts.signal } : {}) },
+      { poll: stallWatch(sc), ...(opts.signal ? { signal: opts.signal } : {}) },
     );
     const refused = (await errorReplies(scratch.conn)) - errorsBefore;
     if (refused > 0) {
@@ -199,6 +199,31 @@ async function rdbNode(repo: Repository, snapshot: Snapshot): Promise<TreeNode> 
     throw new LifeboatError('CORRUPT', `snapshot ${snapshot.id.slice(0, 8)} holds no RDB file at ${at}`, { hint: '`lifeboat check` reports damaged snapshots' });
   }
   return found.node;
+}
+
+/**
+ * How long the scratch server may go without acknowledging more of the stream while
+ * it is neither receiving nor loading the RDB: a healthy replica acknowledges every
+ * second, so this only ends a replay that is stuck (it never connected, or hangs).
+ */
+const STALL_MS = 120_000;
+
+/** The feed's poll: fails when the scratch server stopped, or made no progress for STALL_MS. */
+function stallWatch(scratch: ScratchRedis): (acked: number) => Promise<void> {
+  let last = -1;
+  let since = Date.now();
+  return async (acked) => {
+    scratch.assertRunning();
+    const busy = (await scratch.conn.info('persistence')).get('loading') === '1' || (await scratch.conn.info('replication')).get('master_sync_in_progress') === '1';
+    if (acked > last || busy) {
+      last = acked;
+      since = Date.now();
+    } else if (Date.now() - since > STALL_MS) {
+      throw new LifeboatError('RECOVERY_FAILED', `the scratch redis-server made no progress replaying for ${STALL_MS / 1000} s (acknowledged offset ${acked})`, {
+        hint: `its log ends: ${scratch.logTail().trim().split('\n').slice(-1)[0]?.slice(0, 200) ?? ''}`,
+      });
+    }
+  };
 }
 
 /** The errors the server has replied since it started (a replica counts those to its master too). */
