@@ -30,16 +30,18 @@ export class TestRedis {
   ) {}
 
   /** A redis-server on a free port of 127.0.0.1, loading DIR/dump.rdb when there is one. */
-  static async start(dir = tmpdir('lb-redis-'), extra: string[] = []): Promise<TestRedis> {
+  static async start(dir = tmpdir('lb-redis-'), extra: string[] = [], password?: string): Promise<TestRedis> {
     const port = await freePort();
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', 'dump.rdb', '--enable-debug-command', 'local', ...extra], {
-      stdio: 'ignore',
+    const child = spawn('redis-server', ['-', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', 'dump.rdb', '--enable-debug-command', 'local', ...extra], {
+      stdio: ['pipe', 'ignore', 'ignore'],
     });
+    // The password on stdin, as a config file: never on argv.
+    child.stdin?.end(password === undefined ? '' : `requirepass ${password}\n`);
     const target = { host: '127.0.0.1', port, tls: false, display: `127.0.0.1:${port}` };
     const deadline = Date.now() + 20_000;
     for (;;) {
       try {
-        const conn = await RedisConnection.open(target, { timeoutMs: 5000 });
+        const conn = await RedisConnection.open(target, { timeoutMs: 5000, password });
         const pong = await conn.call(['PING']);
         if (pong === 'PONG') return new TestRedis(port, dir, child, conn);
         conn.close();

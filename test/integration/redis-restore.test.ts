@@ -248,6 +248,60 @@ describe('redis restore --to a running server', () => {
   });
 });
 
+describe('redis restore --to a server with a password', () => {
+  it('logs in with LIFEBOAT_REDIS_PASSWORD or --redis-password-file; a wrong one is a clear SOURCE_UNAVAILABLE', async () => {
+    const target = await TestRedis.start(undefined, [], 'sesame');
+    servers.push(target);
+    const wrong = await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--to', target.url], { LIFEBOAT_REDIS_PASSWORD: 'guess' });
+    expectError(wrong, 19, /refused the login/);
+    expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--to', target.url]), 19, /refused the login|needs a password|NOAUTH/);
+    const file = path.join(tmpdir('lb-redis-pw-'), 'pw');
+    await import('node:fs').then((fs) => fs.promises.writeFile(file, 'sesame\n', { mode: 0o600 }));
+    const ok = await runCli(['-r', repoDir, '--json', 'redis', 'restore', 'cache', '--to', target.url, '--redis-password-file', file]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(await contents(target)).toEqual(expected(8));
+    expect(ok.stdout + ok.stderr).not.toContain('sesame');
+  });
+
+  it('says so when the target cannot be reached', async () => {
+    const dead = await TestRedis.start();
+    const url = dead.url;
+    await dead.stop();
+    expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--to', url]), 19, /cannot reach Redis/);
+  });
+});
+
+describe('redis restore of a larger history', () => {
+  it('streams a multi-chunk RDB and 30000 commands, and gives the digest of the server that ran them', async () => {
+    const src = await TestRedis.start();
+    servers.push(src);
+    await src.cmd('DEBUG', 'POPULATE', 200_000, 'key', 64);
+    const rdb = await src.rdb();
+    expect(rdb.length).toBeGreaterThan(4 << 20); // several chunks of the repository
+    const snap = await storeBase(repo, 'big', rdb, { offset: 0, generation: GENERATION, keys: await src.keys() }, new Date(t0));
+    const steps: Step[] = [];
+    for (let i = 0; i < 300; i++) {
+      const cmds: Array<Array<string | number>> = i === 0 ? [['SELECT', 0]] : [];
+      for (let j = 0; j < 100; j++) cmds.push(j % 2 ? ['SET', `key:${(i * 100 + j) * 7}`, `v${i}-${j}`.repeat(8)] : ['HSET', `h:${i % 50}`, `f${j}`, i]);
+      steps.push({ cmds, time: at(1) + i });
+    }
+    await storeSegments(repo, 'big', GENERATION, 0, steps, 100);
+    // The same commands on the server itself (pipelined: one connection keeps their order).
+    for (const st of steps) await Promise.all(st.cmds.map((c) => src.cmd(...c)));
+    const output = path.join(tmpdir('lb-redis-out-'), 'out');
+    const result = await redisRestore(repo, { name: 'big', output });
+    expect(result.snapshot.id).toBe(snap.id);
+    expect(result.segments).toBe(3);
+    const restoredServer = await TestRedis.loading(path.join(output, 'dump.rdb'));
+    try {
+      expect(await restoredServer.keys()).toEqual(await src.keys());
+      expect(String(await restoredServer.cmd('DEBUG', 'DIGEST'))).toBe(String(await src.cmd('DEBUG', 'DIGEST')));
+    } finally {
+      await restoredServer.stop();
+    }
+  }, 120_000);
+});
+
 describe('redis drill', () => {
   it('restores the newest data, checks it and measures RPO from the last replayed command', async () => {
     const record = await drill(repo, { kind: 'redis', name: 'cache' }, { lifeboat: () => [], record: false });

@@ -140,9 +140,15 @@ export class Feed {
     s.setNoDelay(true);
     s.on('error', (err) => this.fail(new LifeboatError('RECOVERY_FAILED', `the scratch server's replication link failed: ${err.message}`)));
     s.on('close', () => this.fail(new LifeboatError('RECOVERY_FAILED', "the scratch server closed its replication link", { hint: 'its log is in the message above, if any' })));
+    let prev = 0;
     s.on('data', (chunk: Buffer) => {
       try {
-        reader.push(chunk);
+        // While it loads the RDB, a replica sends a bare LF now and then to keep the link
+        // alive. Its commands (REPLCONF ACK n) are text with CRLF line ends, so an LF not
+        // after a CR is such a keepalive, and is dropped.
+        const kept = chunk.filter((b, i) => b !== 0x0a || (i > 0 ? chunk[i - 1] : prev) === 0x0d);
+        prev = chunk[chunk.length - 1] ?? prev;
+        reader.push(Buffer.from(kept));
         for (let r = reader.next(); r; r = reader.next()) this.onCommand(r.value);
       } catch (err) {
         this.fail(err as Error);
