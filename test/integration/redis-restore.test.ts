@@ -178,6 +178,13 @@ describe('redis restore to a moment', () => {
     expect((err as Error).message).toMatch(/refused 1 command/);
   });
 
+  it('fails with RECOVERY_FAILED, naming what the scratch server said, when the base RDB does not load', async () => {
+    await storeBase(repo, 'damaged', Buffer.from('REDIS0010' + 'x'.repeat(200)), { offset: 1, generation: GENERATION }, new Date(t0));
+    const err = await restored({ name: 'damaged' }).catch((e: unknown) => e);
+    expect(isLifeboatError(err, 'RECOVERY_FAILED'), String(err)).toBe(true);
+    expect((err as { hint?: string }).hint).toMatch(/log says: .*(Short read|Unrecoverable|RDB)/);
+  });
+
   it('runs checks on the restored data', async () => {
     const { result } = await restored({ time: new Date(at(6)), checks: ['GET c => 3', 'ZRANGE z 0 -1 => m1\\nm2', 'HGET h "g" => w', 'GET nothing => (nil)', 'EXISTS a c => 2'] });
     expect(result.checks.filter((c) => c.name.startsWith('check ')).map((c) => c.ok)).toEqual([true, true, true, true, true]);

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as C, fsyncSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
-import { LifeboatError, errno } from '../../errors.js';
+import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
 import { resolvePath } from '../../engine/browse/tree-walk.js';
 import { restoreStream } from '../../engine/restore/stream.js';
 import { openSafeDir } from '../../engine/restore/target.js';
@@ -124,11 +124,15 @@ export async function redisRestore(repo: Repository, opts: RedisRestoreOptions):
         stream: () => streamOf(repo, opts.name, plan, replay),
       },
       { poll: stallWatch(sc), ...(opts.signal ? { signal: opts.signal } : {}) },
-    );
+    ).catch(async (err: unknown) => {
+      // The link broke or the server stopped: its log says why (an RDB it cannot load).
+      await new Promise((r) => setTimeout(r, 100)); // its last words reach our pipe
+      throw isLifeboatError(err, 'RECOVERY_FAILED') ? withLog(err, sc) : err;
+    });
     const refused = (await errorReplies(scratch.conn)) - errorsBefore;
     if (refused > 0) {
       throw new LifeboatError('RECOVERY_FAILED', `the scratch server refused ${refused} command(s) of the replication stream, so it does not hold what the source held`, {
-        hint: `its log says why: ${scratch.logTail().trim().split('\n').slice(-1)[0]?.slice(0, 200) ?? ''}`,
+        hint: `its log says why: ${scratch.logReason()?.slice(0, 300) ?? '(nothing)'}`,
       });
     }
     const keys = await keysOf(scratch.conn);
@@ -201,6 +205,16 @@ async function rdbNode(repo: Repository, snapshot: Snapshot): Promise<TreeNode> 
   return found.node;
 }
 
+/** The error with the last line of the scratch server's log as its hint. */
+function withLog(err: LifeboatError, scratch: ScratchRedis): LifeboatError {
+  const last = scratch.logReason();
+  if (!last) return err;
+  return new LifeboatError('RECOVERY_FAILED', err.message, {
+    hint: `the scratch redis-server's log says: ${last.slice(0, 300)} (an RDB from a newer Redis needs a newer redis-server: --redis-server)`,
+    cause: err,
+  });
+}
+
 /**
  * How long the scratch server may go without acknowledging more of the stream while
  * it is neither receiving nor loading the RDB: a healthy replica acknowledges every
@@ -220,7 +234,7 @@ function stallWatch(scratch: ScratchRedis): (acked: number) => Promise<void> {
       since = Date.now();
     } else if (Date.now() - since > STALL_MS) {
       throw new LifeboatError('RECOVERY_FAILED', `the scratch redis-server made no progress replaying for ${STALL_MS / 1000} s (acknowledged offset ${acked})`, {
-        hint: `its log ends: ${scratch.logTail().trim().split('\n').slice(-1)[0]?.slice(0, 200) ?? ''}`,
+        hint: `its log ends: ${scratch.logReason()?.slice(0, 300) ?? '(nothing)'}`,
       });
     }
   };

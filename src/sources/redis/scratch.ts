@@ -163,6 +163,11 @@ export class ScratchRedis {
     return this.log;
   }
 
+  /** The line of its log most likely to say what went wrong (see `reason`). */
+  logReason(): string | undefined {
+    return reason(this.log);
+  }
+
   /** SAVE, then the path of the dump it wrote. */
   async save(): Promise<string> {
     await this.conn.ok(['SAVE'], 'SAVE');
@@ -185,7 +190,22 @@ export class ScratchRedis {
   }
 }
 
+/**
+ * The telling line of a redis-server log: the last one naming a fatal load error (after
+ * one, Redis prints a long RDB check report), else its last warning (`#`), else its last.
+ */
+export function reason(log: string): string | undefined {
+  const lines = log.split('\n').map((l) => l.trim()).filter(Boolean);
+  const find = (re: RegExp) => [...lines].reverse().find((l) => re.test(l));
+  return (
+    find(/Unrecoverable|Short read|Wrong signature|Can't handle|Bad file format|FATAL|Internal error/i) ??
+    find(/^\d+:[A-Z] .* # /) ??
+    find(/RDB ERROR/) ??
+    lines[lines.length - 1]
+  );
+}
+
 function scratchFailed(message: string, log: string): LifeboatError {
-  const last = log.trim().split('\n').filter(Boolean).slice(-1)[0];
+  const last = reason(log);
   return new LifeboatError('RECOVERY_FAILED', message, { hint: last ? `its log ends: ${last.slice(0, 300)}` : 'run redis-server by hand to see why' });
 }
