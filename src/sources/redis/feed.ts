@@ -139,7 +139,7 @@ export class Feed {
     this.others.clear();
     s.setNoDelay(true);
     s.on('error', (err) => this.fail(new LifeboatError('RECOVERY_FAILED', `the scratch server's replication link failed: ${err.message}`)));
-    s.on('close', () => this.fail(new LifeboatError('RECOVERY_FAILED', "the scratch server closed its replication link", { hint: 'its log is in the message above, if any' })));
+    s.on('close', () => this.fail(new LifeboatError('RECOVERY_FAILED', "the scratch server closed its replication link", { hint: 'its log says why (redis-server stopped, or could not load the RDB)' })));
     let prev = 0;
     s.on('data', (chunk: Buffer) => {
       try {
@@ -149,11 +149,21 @@ export class Feed {
         const kept = chunk.filter((b, i) => b !== 0x0a || (i > 0 ? chunk[i - 1] : prev) === 0x0d);
         prev = chunk[chunk.length - 1] ?? prev;
         reader.push(Buffer.from(kept));
-        for (let r = reader.next(); r; r = reader.next()) this.onCommand(r.value);
+        this.drain(reader);
       } catch (err) {
         this.fail(err as Error);
       }
     });
+    // Whatever came with AUTH (a real replica waits for +OK, but need not).
+    try {
+      this.drain(reader);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private drain(reader: RespReader): void {
+    for (let r = reader.next(); r; r = reader.next()) this.onCommand(r.value);
   }
 
   private onCommand(v: RespValue): void {
@@ -175,8 +185,8 @@ export class Feed {
 
   /**
    * Waits for the replica to ask (PSYNC), sends the base and the stream, and resolves
-   * once the replica acknowledged the stream's end (returned). The socket's back-pressure paces the
-   * repository reads.
+   * once the replica acknowledged the stream's end (returned). The socket's
+   * back-pressure paces the repository reads.
    */
   async serve(payload: FeedPayload, opts: FeedWaitOptions = {}): Promise<{ end: number; acked: number }> {
     await this.until(() => this.psyncSeen, opts);

@@ -31,6 +31,11 @@ export interface ScratchOptions {
 
 /** A unix socket path must fit sockaddr_un (108 bytes with its NUL). */
 const MAX_SOCKET_PATH = 100;
+/**
+ * How long one reply of the scratch server may take: SAVE of a dataset of gigabytes
+ * takes minutes, and the server is ours alone (a stopped server is noticed at once).
+ */
+const REPLY_MS = 30 * 60_000;
 /** The last bytes of the server's log, kept for an error message. */
 const LOG_TAIL = 4096;
 
@@ -137,7 +142,7 @@ export class ScratchRedis {
     for (;;) {
       this.assertRunning();
       try {
-        const conn = await RedisConnection.open(target, { password, timeoutMs: 10_000 });
+        const conn = await RedisConnection.open(target, { password, timeoutMs: REPLY_MS });
         try {
           await conn.ok(['PING']);
         } catch (err) {
