@@ -80,6 +80,14 @@ describe('redis restore plan', () => {
     expect(latest.generation).toBe(g2);
 
     await expect(planRestore(repo, 'c', { time: new Date(t0 - 1) })).rejects.toThrow(/no backup of "c" at or before/);
+
+    // The first segment after a base is missing: nothing can be replayed, and that is said.
+    const g3 = '3'.repeat(20);
+    await storeBase(repo, 'd', rdb, { offset: 0, generation: g3 }, new Date(t0));
+    await storeSegments(repo, 'd', g3, 0, [1, 2].map((i) => ({ cmds: [['SET', 'k', i]], time: t0 + i * 1000 })), 1, [0]);
+    const lost = await planRestore(repo, 'd', {});
+    expect(lost.chain).toEqual([]);
+    expect(lost.warnings.join()).toMatch(new RegExp(`gap after offset 0: changes between ${new Date(t0).toISOString()} and ${new Date(t0 + 2000).toISOString()}`));
     await expect(planRestore(repo, 'other', {})).rejects.toThrow(/no Redis backups named "other"/);
     const wrong = await planRestore(repo, 'other', { snapshot: old.id }).catch((e: unknown) => e);
     expect(isLifeboatError(wrong, 'WRONG_SOURCE')).toBe(true);

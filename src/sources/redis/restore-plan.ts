@@ -14,7 +14,7 @@ import { chainFrom, decodeSegment, parseSegmentName, type SegmentName } from './
 export interface RestorePlan {
   snapshot: Snapshot;
   point: RedisPoint;
-  /** Set when segments are replayed on top of the base. */
+  /** The base's generation (its segments are replayed on top), absent for a one-off backup. */
   generation?: string;
   /** The generation's segments from the base offset, in order (empty: the base only). */
   chain: SegmentName[];
@@ -86,7 +86,7 @@ export async function planRestore(repo: Repository, name: string, opts: { time?:
     const plan = {
       snapshot: s,
       point,
-      ...(gen && used.length > 0 ? { generation: gen } : {}),
+      ...(gen ? { generation: gen } : {}),
       chain: used,
       until: target,
       ...(gapAt !== undefined && used.length === chain.length ? { gapAt } : {}),
