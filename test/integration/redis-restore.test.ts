@@ -185,6 +185,25 @@ describe('redis restore to a moment', () => {
     expect((err as { hint?: string }).hint).toMatch(/log says: .*(Short read|Unrecoverable|RDB)/);
   });
 
+  it('stops its scratch server and removes its directory when interrupted', async () => {
+    const stop = new AbortController();
+    let pid: number | undefined;
+    const parent = tmpdir('lb-redis-scratch-');
+    const err = await restored({
+      scratchParent: parent,
+      signal: stop.signal,
+      onEvent: (e) => {
+        if (e.kind !== 'scratch') return;
+        pid = e.pid;
+        stop.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isLifeboatError(err, 'INTERRUPTED'), String(err)).toBe(true);
+    expect(pid).toBeGreaterThan(0);
+    expect(() => process.kill(pid as number, 0)).toThrow(/ESRCH/);
+    expect(await import('node:fs').then((fs) => fs.promises.readdir(parent))).toEqual([]);
+  });
+
   it('runs checks on the restored data', async () => {
     const { result } = await restored({ time: new Date(at(6)), checks: ['GET c => 3', 'ZRANGE z 0 -1 => m1\\nm2', 'HGET h "g" => w', 'GET nothing => (nil)', 'EXISTS a c => 2'] });
     expect(result.checks.filter((c) => c.name.startsWith('check ')).map((c) => c.ok)).toEqual([true, true, true, true, true]);
