@@ -18,6 +18,8 @@ export interface RedisTarget {
   /** An ACL user (Redis 6+); the password comes from elsewhere. */
   user?: string;
   tls: boolean;
+  /** A unix socket to connect to instead of host:port (a private scratch server). */
+  socket?: string;
   /** host:port, for messages. */
   display: string;
 }
@@ -134,7 +136,11 @@ export class RedisConnection {
   static async open(target: RedisTarget, opts: ConnectOptions = {}): Promise<RedisConnection> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = target.tls ? tls.connect({ host: target.host, port: target.port, servername: target.host }) : net.connect({ host: target.host, port: target.port });
+      const s = target.socket
+        ? net.connect({ path: target.socket })
+        : target.tls
+          ? tls.connect({ host: target.host, port: target.port, servername: target.host })
+          : net.connect({ host: target.host, port: target.port });
       const timer = setTimeout(() => {
         s.destroy();
         reject(unreachable(target, `no connection within ${Math.round(timeoutMs / 1000)} s`));
@@ -144,7 +150,7 @@ export class RedisConnection {
         reject(new LifeboatError('INTERRUPTED', 'interrupted while connecting to Redis'));
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-      s.once(target.tls ? 'secureConnect' : 'connect', () => {
+      s.once(target.tls && !target.socket ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
         resolve(s);
@@ -155,8 +161,10 @@ export class RedisConnection {
         reject(unreachable(target, errno(err) ?? err.message));
       });
     });
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, 10_000);
+    if (!target.socket) {
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, 10_000);
+    }
     const conn = new RedisConnection(target, socket, timeoutMs);
     try {
       if (opts.password !== undefined) {

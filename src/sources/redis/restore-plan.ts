@@ -1,0 +1,120 @@
+/**
+ * Which history a Redis restore replays: a base snapshot (an RDB and its replication
+ * offset) and the command segments of its generation from that offset, cut at the
+ * last mark at or before the target time. Gaps are never crossed silently: the plan
+ * carries a warning naming the data-loss window, and the replay stops at the gap.
+ */
+import { LifeboatError } from '../../errors.js';
+import type { Repository } from '../../repo/repository.js';
+import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { logSource } from './names.js';
+import { requireRedisPoint, type RedisPoint } from './point.js';
+import { chainFrom, decodeSegment, parseSegmentName, type SegmentName } from './segment.js';
+
+export interface RestorePlan {
+  snapshot: Snapshot;
+  point: RedisPoint;
+  /** The base's generation (its segments are replayed on top), absent for a one-off backup. */
+  generation?: string;
+  /** The generation's segments from the base offset, in order (empty: the base only). */
+  chain: SegmentName[];
+  /** Replay marks up to this time (Unix ms; Infinity for everything stored). */
+  until: number;
+  /** Where the chain stops before newer segments of its generation (a gap). */
+  gapAt?: number;
+  warnings: string[];
+}
+
+function redisSnapshots(all: readonly Snapshot[], name: string): Snapshot[] {
+  return all.filter((s) => s.source.kind === 'redis' && s.source.name === name);
+}
+
+/** The segment names of one generation, from a listing of the source's logs. */
+export function segmentsOf(logs: ReadonlyArray<{ timeline: string; file: string }>, generation: string): SegmentName[] {
+  return logs
+    .filter((l) => l.timeline === generation)
+    .map((l) => parseSegmentName(l.file))
+    .filter((n) => n !== undefined);
+}
+
+const iso = (t: number) => new Date(t).toISOString();
+
+/**
+ * `snapshot`: that snapshot alone (it must be one of `name`'s). Otherwise the base that
+ * gets closest to `time` (default: the newest data): for each snapshot at or before
+ * it, how far its generation's unbroken chain of segments reaches (capped at the time),
+ * the furthest winning and, between equals, the newest snapshot.
+ */
+export async function planRestore(repo: Repository, name: string, opts: { time?: Date; snapshot?: string }): Promise<RestorePlan> {
+  const all = await repo.listSnapshots();
+  if (opts.snapshot !== undefined) {
+    const s = await repo.findSnapshot(opts.snapshot);
+    if (s.source.kind !== 'redis' || s.source.name !== name) {
+      throw new LifeboatError('WRONG_SOURCE', `snapshot ${s.id.slice(0, 8)} is not a Redis backup of "${name}" (it is ${s.source.kind}${s.source.name ? ` ${s.source.name}` : ''})`, {
+        hint: `\`lifeboat snapshots\` lists the snapshots of ${name}`,
+      });
+    }
+    return { snapshot: s, point: requireRedisPoint(s), chain: [], until: Date.parse(s.time), warnings: [] };
+  }
+  const mine = redisSnapshots(all, name);
+  if (mine.length === 0) {
+    throw new LifeboatError('NOT_FOUND', `no Redis backups named "${name}" in this repository`, { hint: '`lifeboat snapshots` lists them; the name is the --name of `lifeboat redis backup` or `replicate`' });
+  }
+  const target = opts.time?.getTime() ?? Infinity;
+  const before = mine.filter((s) => Date.parse(s.time) <= target).sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
+  if (before.length === 0) {
+    const earliest = [...mine].sort((a, b) => Date.parse(a.time) - Date.parse(b.time))[0] as Snapshot;
+    throw new LifeboatError('NOT_FOUND', `no backup of "${name}" at or before ${opts.time?.toISOString() ?? 'now'}`, { hint: `the earliest restorable moment is ${earliest.time}` });
+  }
+  const logs = await repo.listLogs(logSource(name));
+  let best: (RestorePlan & { reach: number }) | undefined;
+  for (const s of before) {
+    const point = requireRedisPoint(s);
+    const gen = point.generation;
+    const names = gen ? segmentsOf(logs, gen) : [];
+    const { chain, gapAt } = gen ? chainFrom(point.offset, names) : { chain: [] as SegmentName[], gapAt: undefined };
+    let reach = Date.parse(s.time);
+    const used: SegmentName[] = [];
+    for (const n of chain) {
+      used.push(n);
+      if (n.lastTime >= target) {
+        reach = target;
+        break;
+      }
+      reach = Math.max(reach, n.lastTime);
+    }
+    const plan = {
+      snapshot: s,
+      point,
+      ...(gen ? { generation: gen } : {}),
+      chain: used,
+      until: target,
+      ...(gapAt !== undefined && used.length === chain.length ? { gapAt } : {}),
+      warnings: [],
+      reach,
+    };
+    if (!best || reach > best.reach) best = plan;
+  }
+  const chosen = best as RestorePlan & { reach: number };
+  if (chosen.gapAt !== undefined && chosen.generation) {
+    const after = segmentsOf(logs, chosen.generation).filter((n) => n.start > (chosen.gapAt as number)).sort((a, b) => a.start - b.start)[0];
+    let resumed = 'later';
+    if (after) {
+      const data = await repo.getLog(logSource(name), chosen.generation, after.file);
+      const first = data ? decodeSegment(data, after.file).meta.marks[0] : undefined;
+      if (first) resumed = iso(first[1]);
+    }
+    chosen.warnings.push(
+      `the command stream of generation ${chosen.generation} has a gap after offset ${chosen.gapAt}: changes between ${iso(chosen.reach)} and ${resumed} are not in the repository; restored up to ${iso(chosen.reach)}`,
+    );
+  } else if (opts.time && chosen.reach < target) {
+    const next = mine.map((s) => Date.parse(s.time)).filter((t) => t > target).sort((a, b) => a - b)[0];
+    chosen.warnings.push(
+      next !== undefined
+        ? `nothing of "${name}" was stored between ${iso(chosen.reach)} and ${iso(next)} (the next backup): changes in that window are lost; restored up to ${iso(chosen.reach)}`
+        : `the newest stored data of "${name}" is from ${iso(chosen.reach)}, before ${iso(target)}; restored up to it`,
+    );
+  }
+  const { reach: _reach, ...plan } = chosen;
+  return plan;
+}
