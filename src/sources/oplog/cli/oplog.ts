@@ -100,7 +100,7 @@ export function register(program: Command): void {
         };
         // With the records on stdout, what is said about them goes to stderr.
         const say = (line: string) => (toStdout ? process.stderr.write(`${line}\n`) : console.log(line));
-        if (g.json) return say(JSON.stringify(json));
+        if (g.json) return toStdout ? say(JSON.stringify(json)) : printJson(json);
         if (!g.quiet) say(`restored ${r.records} records of ${name}${r.restoredTo ? ` up to ${r.restoredTo.toISOString()}` : ''}${r.output && !toStdout ? ` to ${r.output}` : ''}${replay ? `, replayed by ${replay[0] ?? ''}` : ''}${r.trimmed ? ' (older records were removed by retention)' : ''}`);
       });
     });
