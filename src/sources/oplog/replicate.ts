@@ -106,7 +106,8 @@ export class Shipper {
         await sleep(this.opts.intervalMs, undefined, { signal: this.opts.signal }).catch(() => {});
       }
       await this.poll();
-      if (this.problem) throw new LifeboatError('STORE_UNAVAILABLE', `the last records could not be shipped before stopping: ${this.problem.message}`, { hint: 'they are still in the journal; start the replicator again when the repository is reachable' });
+      // A journal that is not there (yet) leaves nothing unshipped; a store that refused does.
+      if (this.problem && this.cur) throw new LifeboatError('STORE_UNAVAILABLE', `the last records could not be shipped before stopping: ${this.problem.message}`, { hint: 'they are still in the journal; start the replicator again when the repository is reachable' });
       return this.summary();
     } finally {
       this.close();

@@ -78,12 +78,12 @@ export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions):
       const [cmd, ...args] = opts.replay;
       child = spawn(cmd as string, args, { stdio: ['pipe', 'pipe', 'inherit'], env: childEnv() });
       child.stdout?.pipe(process.stderr, { end: false });
-      const spawned = once(child, 'spawn');
       exited = new Promise((resolve, reject) => {
         child?.once('error', (err) => reject(new LifeboatError('FAILED', `the replay command ${cmd ?? ''} could not start: ${err.message}`, { hint: 'give a program on the PATH or its full path; the command is split into words, never run by a shell' })));
         child?.once('close', (code) => resolve(code));
       });
-      await Promise.race([spawned, exited]);
+      // Resolves once it runs; a program that cannot start rejects `exited` first.
+      await Promise.race([new Promise((resolve) => child?.once('spawn', resolve)), exited]);
       sinks.push(streamSink(child.stdin as Writable));
     }
     const limit = opts.time?.getTime() ?? Infinity;
