@@ -113,11 +113,12 @@ export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions):
         let cut = at;
         let cutTime: number | null = null;
         for (const [offset, t] of meta.marks) {
+          if (offset <= at) continue; // already written from a segment of another shipper
           if (t > limit) {
             done = true;
             break;
           }
-          if (offset > at) [cut, cutTime] = [offset, t];
+          [cut, cutTime] = [offset, t];
         }
         if (cut > at) {
           const piece = data.subarray(at - meta.start, cut - meta.start);
