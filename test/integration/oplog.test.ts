@@ -219,6 +219,22 @@ describe('oplog replicate and restore', () => {
     expect(got.length).toBeGreaterThan(afterKill.length);
   });
 
+  it('a backup beside a running replicator (the daemon may run both) ships nothing twice: the restore follows one chain', async () => {
+    const { dir, repo, log } = await newRepo();
+    const w = new Writer(log);
+    w.write(5);
+    const rep = new Replicator(repo, log);
+    const stop = w.keepWriting(2);
+    for (let i = 0; i < 3; i++) {
+      const b = await runCli(['-r', repo, 'oplog', 'backup', log, '--name', 'ops', '--time-field', 'ts'], ENV);
+      expect(b.code, b.stderr).toBe(0);
+    }
+    stop();
+    await rep.archived();
+    await rep.stop();
+    expect(seqs(await restore(repo, path.join(dir, 'all.jsonl')))).toEqual(oneTo(w.seq));
+  });
+
   it('pipes the records into a replay command (argv, no shell) that rebuilds state, and writes to stdout with --output -', async () => {
     const { dir, repo, log } = await newRepo();
     const w = new Writer(log);

@@ -3,6 +3,7 @@
  * segment names, and where shipping stopped (for a restarted replicator, which
  * continues from there instead of from what it remembers: it remembers nothing).
  */
+import { createHash } from 'node:crypto';
 import type { Repository } from '../../repo/repository.js';
 import { logSource } from './names.js';
 import { decodeSegment, parseSegmentName, type SegmentMeta, type SegmentName } from './segment.js';
@@ -12,9 +13,18 @@ export interface Generation {
   names: SegmentName[];
 }
 
-/** A generation id: creation time in hex (so ids sort by age) and a random tail. */
-export function generationId(now: number, random: string): string {
-  return now.toString(16).padStart(12, '0') + random;
+/**
+ * The id of the generation that follows `previous` ('' for the first) in the file
+ * (dev, ino): a sequence number, 12 hex digits (so ids sort in history order), and 8
+ * hex digits of a hash of what it follows and the file. Derived, not random, so two
+ * shippers that see the same change (a backup beside a replicator, both starting on a
+ * journal nothing was shipped of yet) continue the same generation instead of storing
+ * the same records twice under two.
+ */
+export function generationId(previous: string, dev: number, ino: number): string {
+  const seq = previous ? parseInt(previous.slice(0, 12), 16) + 1 : 1;
+  const tail = createHash('sha256').update(`${previous}/${dev}/${ino}`).digest('hex').slice(0, 8);
+  return seq.toString(16).padStart(12, '0') + tail;
 }
 
 /** Every generation of `name`, oldest first, with its segments in order. */

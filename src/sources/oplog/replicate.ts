@@ -18,7 +18,7 @@
  *
  * Memory: a segment holds at most CHUNK bytes of records, or one record up to MAX_RECORD.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { closeSync, constants as C, fstatSync, lstatSync, openSync, read } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -204,12 +204,14 @@ export class Shipper {
     }
     const why = f.ino === st.ino ? 'truncated or rewritten' : 'replaced (rotated while no replicator ran?)';
     this.emit({ kind: 'warning', message: `${this.file} is not the file shipped last (${why}); a new generation starts at its first byte` });
+    this.generation = end.generation;
     this.newGeneration(f.ino === st.ino ? 'truncated' : 'replaced');
     return true;
   }
 
   private newGeneration(reason: GenerationReason): void {
-    this.generation = generationId(Date.now(), randomBytes(4).toString('hex'));
+    const cur = this.cur as Open;
+    this.generation = generationId(this.generation, cur.dev, cur.ino);
     this.shipped = 0;
     this.emit({ kind: 'generation', generation: this.generation, reason });
   }
