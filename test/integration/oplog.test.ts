@@ -286,6 +286,22 @@ describe('oplog replicate and restore', () => {
     expect(readFileSync(`${out}.2`)).toEqual(frame('{"ts":1764670000000,"op":"a"}'));
   });
 
+  it('ships a record larger than a segment alone, and refuses one over 64 MiB naming its offset (exit 20)', async () => {
+    const { dir, repo, log } = await newRepo();
+    const big = `${JSON.stringify({ ts: new Date().toISOString(), seq: 2, v: 0, pad: 'x'.repeat(9 << 20) })}\n`;
+    writeFileSync(log, `${JSON.stringify({ ts: new Date().toISOString(), seq: 1, v: 0 })}\n${big}{"seq":3`);
+    const b = await runCli(['-r', repo, '--json', 'oplog', 'backup', log, '--name', 'ops', '--time-field', 'ts'], ENV);
+    expect(b.code, b.stderr).toBe(0);
+    const out = path.join(dir, 'big.jsonl');
+    await cli(['-r', repo, 'oplog', 'restore', 'ops', '-o', out]);
+    expect(seqs(records(out))).toEqual([1, 2]);
+    const bin = path.join(dir, 'huge.bin');
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(70 << 20);
+    writeFileSync(bin, Buffer.concat([Buffer.from([0, 0, 0, 2, 0x7b, 0x7d]), h, Buffer.from('only the start')]));
+    expectError(await runCli(['-r', repo, 'oplog', 'backup', bin, '--name', 'huge', '--format', 'u32be'], ENV), 20, /a record of 73400324 bytes at offset 6 is larger than the 64 MiB limit/);
+  });
+
   it('refuses bad input clearly: an unknown format, a target that exists, a symlinked journal; a record without its time field goes with the one before', async () => {
     const { dir, repo, log } = await newRepo();
     const w = new Writer(log);
