@@ -85,6 +85,8 @@ export class Shipper {
   /** Polls since the path stopped naming the file held (rotation): it is read until quiet. */
   private rotatedPolls = 0;
   private provenAt = 0;
+  /** The hash of the file's first bytes as last checked in this generation (truncation and rewrites change it). */
+  private headSeen: { generation: string; len: number; hash: string } | undefined;
   private problem: { message: string; hint?: string } | undefined;
   private readonly reporter: StatusReporter;
   private readonly stats = { records: 0, segments: 0 };
@@ -298,7 +300,6 @@ export class Shipper {
     if (len < Math.min(HEAD, shipped)) this.headSeen = { generation: this.generation, len: Math.min(HEAD, shipped), hash: await this.headHash(fd, Math.min(HEAD, shipped)) };
     return true;
   }
-  private headSeen: { generation: string; len: number; hash: string } | undefined;
 
   private async headHash(fd: number, len: number): Promise<string> {
     return createHash('sha256').update(await this.readBytes(fd, 0, len)).digest('hex');
