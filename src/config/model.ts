@@ -56,7 +56,7 @@ export const targetOptions = z.object({
 
 /** Keys every source takes, whatever its kind. */
 export const sourceCommonOptions = z.object({
-  kind: option(text(), { description: 'what kind of data: files, postgres, sqlite or redis; decides the other keys', example: 'files' }),
+  kind: option(text(), { description: 'what kind of data: files, postgres, sqlite, redis or oplog; decides the other keys', example: 'files' }),
   repository: option(text().optional(), { description: 'the repository it is backed up to', shown: 'the only one defined' }),
   tags: option(texts().optional(), { description: 'tags given to its snapshots', shown: 'none', flag: '--tag' }),
   retention: option(retentionOptions.optional(), { description: 'keep rules, with the meanings of `lifeboat forget`' }),

@@ -9,8 +9,10 @@ import { files } from './files/kind.js';
 import { postgres } from './postgres/kind.js';
 import { sqlite } from './sqlite/kind.js';
 import { redis } from './redis/kind.js';
+import { oplog } from './oplog/kind.js';
 
 registerSource(files);
 registerSource(postgres);
 registerSource(sqlite);
 registerSource(redis);
+registerSource(oplog);

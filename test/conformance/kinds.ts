@@ -7,9 +7,11 @@ import type { KindDriver } from './driver.js';
 import { filesDriver } from './drivers/files.js';
 import { postgresDriver } from './drivers/postgres.js';
 import { sqliteDriver } from './drivers/sqlite.js';
+import { oplogDriver } from './drivers/oplog.js';
 
 export const DRIVERS = {
   files: filesDriver,
   postgres: postgresDriver,
   sqlite: sqliteDriver,
+  oplog: oplogDriver,
 } satisfies Record<string, KindDriver>;
