@@ -6,10 +6,12 @@
 import type { KindDriver } from './driver.js';
 import { filesDriver } from './drivers/files.js';
 import { postgresDriver } from './drivers/postgres.js';
+import { redisDriver } from './drivers/redis.js';
 import { sqliteDriver } from './drivers/sqlite.js';
 
 export const DRIVERS = {
   files: filesDriver,
   postgres: postgresDriver,
+  redis: redisDriver,
   sqlite: sqliteDriver,
 } satisfies Record<string, KindDriver>;
