@@ -108,6 +108,7 @@ describe('redis point-in-time recovery under a writer', () => {
   let beforeAccident: Moment | undefined;
   let finalDataset: Dataset = {};
   let crashedAt = 0;
+  let lastBeforeCrash = 0;
   let firstGeneration: unknown;
 
   afterAll(async () => {
@@ -154,7 +155,8 @@ describe('redis point-in-time recovery under a writer', () => {
 
     // The server crashes (no persistence: its data is gone) while the writer writes; it
     // comes back on the same port, empty, and the writer reconnects and carries on.
-    await rep.archived((moments.at(-1) as Moment).at);
+    lastBeforeCrash = (moments.at(-1) as Moment).at;
+    await rep.archived(lastBeforeCrash);
     const generationsBefore = rep.of('generation').length;
     crashedAt = Date.now();
     await server.kill9();
@@ -185,15 +187,25 @@ describe('redis point-in-time recovery under a writer', () => {
     const [first, second] = replicators as [RedisReplicator, RedisReplicator];
     const resumed = second.of('generation');
     // After kill -9 the restarted replicator continues the same history: no new RDB needed, no gap.
-    expect(resumed[0], second.tail()).toMatchObject({ generation: firstGeneration });
+    expect(resumed[0], second.tail()).toMatchObject({ generation: firstGeneration, reason: 'resumed' });
     expect(first.of('generation').map((e) => e.generation)).toEqual([firstGeneration]);
     // The server's restart is a new history: a new generation, and the window of writes
     // that may be lost (sent before the crash, never received) is reported.
     const fresh = resumed.slice(1);
     expect(fresh.length, second.tail()).toBeGreaterThanOrEqual(1);
+    expect(fresh[0], second.tail()).toMatchObject({ reason: 'full-resync' });
     expect(fresh[0]?.generation).not.toBe(firstGeneration);
-    const reported = second.events.filter((e) => Date.parse(String(e.time)) >= crashedAt && JSON.stringify(e).match(/loss|lost/i));
-    expect(reported.length, `a data-loss window in the events after the crash${second.tail()}`).toBeGreaterThan(0);
+    // The window: from the last moment proven stored in the old history to the new base.
+    const loss = second.of('loss');
+    expect(loss, `a data-loss window in the events after the crash${second.tail()}`).toHaveLength(1);
+    const { since, until, previous, generation } = loss[0] as { since: string; until: string; previous: string; generation: string };
+    expect(previous).toBe(firstGeneration);
+    expect(generation).toBe(fresh[0]?.generation);
+    // It covers the crash, and starts no earlier than the last moment recorded before it (proven stored then).
+    expect(Date.parse(since)).toBeLessThanOrEqual(crashedAt);
+    expect(Date.parse(since)).toBeGreaterThanOrEqual(lastBeforeCrash);
+    expect(Date.parse(until)).toBeGreaterThan(crashedAt);
+    console.log(`redis-pitr: data-loss window reported after the server crash: ${since} .. ${until} (${Date.parse(until) - Date.parse(since)} ms)`);
   });
 
   it('restores each of the 20 moments to exactly the dataset recorded then', async () => {
@@ -263,7 +275,7 @@ describe('redis CLI refuses bad input with one line, a hint and its exit code', 
       const file = path.join(dir, 'wrong-password');
       const { writeFileSync } = await import('node:fs');
       writeFileSync(file, 'wrong-secret-value\n', { mode: 0o600 });
-      const backup = await cli(['-r', repo, 'redis', 'backup', '--url', server.url, '--name', 'locked', '--password-file', file]);
+      const backup = await cli(['-r', repo, 'redis', 'backup', '--url', server.url, '--name', 'locked', '--redis-password-file', file]);
       expectError(backup, SOURCE_UNAVAILABLE, /password|login|WRONGPASS|refused/i);
       expect(backup.stderr + backup.stdout).not.toContain('wrong-secret-value');
       // No password at all against a server that needs one, from the environment this time.
