@@ -256,6 +256,16 @@ describe('redis point-in-time recovery under a writer', () => {
     } finally {
       await target.stop();
     }
+    // A target with a password, given the wrong one: refused at login, nothing loaded.
+    const locked = await RedisServer.start({ password: 'the-target-password' });
+    try {
+      const r = await cli(['-r', repo, 'redis', 'restore', 'app', '--time', iso(m.at), '--to', locked.url], { LIFEBOAT_REDIS_PASSWORD: 'not-the-target-password' });
+      expectError(r, SOURCE_UNAVAILABLE, /refused the login|WRONGPASS|password/i);
+      expect(r.stderr + r.stdout).not.toContain('not-the-target-password');
+      expect(await locked.command(['DBSIZE'])).toBe(0);
+    } finally {
+      await locked.stop();
+    }
   }, 120_000);
 });
 
@@ -281,9 +291,16 @@ describe('redis CLI refuses bad input with one line, a hint and its exit code', 
       // No password at all against a server that needs one, from the environment this time.
       const none = await cli(['-r', repo, 'redis', 'backup', '--url', server.url, '--name', 'locked'], { LIFEBOAT_REDIS_PASSWORD: undefined, REDISCLI_AUTH: undefined });
       expectError(none, SOURCE_UNAVAILABLE, /NOAUTH|password|login|auth/i);
-      const rep = await cli(['-r', repo, 'redis', 'replicate', '--url', server.url, '--name', 'locked'], { LIFEBOAT_REDIS_PASSWORD: 'wrong-secret-value' });
-      expectError(rep, SOURCE_UNAVAILABLE, /password|login|WRONGPASS|refused/i);
-      expect(rep.stderr + rep.stdout).not.toContain('wrong-secret-value');
+      // The replicator, long-running, retries (a daemon's server may come back) and reports why it is not archiving.
+      const rep = RedisReplicator.start(repo, server.url, 'locked', ['--interval', '200ms'], { ...ENV, LIFEBOAT_REDIS_PASSWORD: 'wrong-secret-value' });
+      try {
+        const status = await rep.until((e) => e.kind === 'status' && e.healthy === false && typeof e.error === 'string', 'an unhealthy status');
+        expect(status.error).toMatch(/refused the login|WRONGPASS/);
+        expect(rep.archivedThrough).toBe(0);
+        expect(JSON.stringify(rep.events) + rep.output).not.toContain('wrong-secret-value');
+      } finally {
+        await rep.kill9();
+      }
       // The right one works (so the refusals above were about the password).
       const right = await cli(['-r', repo, 'redis', 'backup', '--url', server.url, '--name', 'locked'], { LIFEBOAT_REDIS_PASSWORD: 'right horse battery staple' });
       expect(right.code, right.stderr).toBe(0);
@@ -296,8 +313,13 @@ describe('redis CLI refuses bad input with one line, a hint and its exit code', 
     const port = await freePort();
     const r = await cli(['-r', repo, 'redis', 'backup', '--url', `redis://127.0.0.1:${port}`, '--name', 'nobody']);
     expectError(r, SOURCE_UNAVAILABLE, new RegExp(`127\\.0\\.0\\.1:${port}`));
-    const rep = await cli(['-r', repo, 'redis', 'replicate', '--url', `redis://127.0.0.1:${port}`, '--name', 'nobody']);
-    expectError(rep, SOURCE_UNAVAILABLE, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    const rep = RedisReplicator.start(repo, `redis://127.0.0.1:${port}`, 'nobody', ['--interval', '200ms'], ENV);
+    try {
+      const status = await rep.until((e) => e.kind === 'status' && e.healthy === false && typeof e.error === 'string', 'an unhealthy status');
+      expect(status.error).toMatch(new RegExp(`cannot reach Redis at 127\\.0\\.0\\.1:${port}`));
+    } finally {
+      await rep.kill9();
+    }
   });
 
   it('a password in the URL: a usage error, before anything connects', async () => {
