@@ -26,7 +26,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -131,7 +131,8 @@ function replicate(repo, server, extra = []) {
   const child = spawn(process.execPath, [CLI, '-r', repo, '--json', 'redis', 'replicate', '--url', server.url, '--name', 'bench', ...extra], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const rep = { child, events: [], stderr: '', exited: new Promise((r) => child.on('close', r)) };
   createInterface({ input: child.stdout }).on('line', (l) => {
-    if (l.startsWith('{')) rep.events.push(JSON.parse(l));
+    // Events are one JSON object a line; the summary printed on the way out is not.
+    if (l.startsWith('{"')) rep.events.push(JSON.parse(l));
   });
   child.stderr.on('data', (d) => (rep.stderr += d.toString()));
   return rep;
@@ -223,6 +224,12 @@ async function dataLossWindow() {
   report('writes lost (acknowledged before the kill, not restored)', lost.join(', '));
 }
 
+/** user + system CPU seconds of a process so far (/proc/PID/stat, clock ticks of 1/100 s). */
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 /** requests/s of SET and GET from one redis-benchmark run. */
 async function redisBenchmark(server) {
   const r = await run('redis-benchmark', ['-p', String(server.port), '-t', 'set,get', '-n', String(BENCH_N), '-r', '100000', '-q']);
@@ -242,13 +249,21 @@ async function overhead() {
     alone.push(a);
     const rep = replicate(repo, server, ['--interval', '1s']);
     await until(rep, 'a snapshot', (e) => e.kind === 'snapshot');
+    const cpu0 = cpuSeconds(rep.child.pid);
+    const t0 = performance.now();
     const b = await redisBenchmark(server);
+    b.replicatorCpu = cpuSeconds(rep.child.pid) - cpu0;
+    b.seconds = (performance.now() - t0) / 1000;
     attached.push(b);
     await archived(rep, Date.now());
     await stopReplicator(rep);
-    console.log(`  round ${round + 1}: SET ${a.set.toFixed(0)}/s alone, ${b.set.toFixed(0)}/s attached; GET ${a.get.toFixed(0)}/s alone, ${b.get.toFixed(0)}/s attached`);
+    console.log(
+      `  round ${round + 1}: SET ${a.set.toFixed(0)}/s alone, ${b.set.toFixed(0)}/s attached; GET ${a.get.toFixed(0)}/s alone, ${b.get.toFixed(0)}/s attached; ` +
+        `the replicator used ${b.replicatorCpu.toFixed(1)} CPU s in the ${b.seconds.toFixed(1)} s attached run`,
+    );
   }
   await stopRedis(server);
+  report('replicator CPU during the attached runs', attached.map((b) => `${b.replicatorCpu.toFixed(1)} s of ${b.seconds.toFixed(1)} s`).join(', '));
   for (const op of ['set', 'get']) {
     const x = median(alone.map((r) => r[op]));
     const y = median(attached.map((r) => r[op]));
