@@ -234,6 +234,10 @@ describe('redis point-in-time recovery under a writer', () => {
     const now = Date.now();
     expect(differences(comparable(await datasetOfRdb(path.join(out, 'dump.rdb')), now), comparable(before.dataset, now))).toEqual([]);
 
+    // A check the restored data does not pass fails the restore, saying which.
+    const failing = await cli(['-r', repo, 'redis', 'restore', 'app', '--time', iso(before.at), '--output', path.join(dir, 'failing-check'), '--check', 'EXISTS anchor => 0']);
+    expectError(failing, ERROR_TABLE.RECOVERY_FAILED.exit, /EXISTS anchor/);
+
     const latest = path.join(dir, 'latest');
     await ok(['-r', repo, 'redis', 'restore', 'app', '--latest', '--output', latest]);
     const restored = await datasetOfRdb(path.join(latest, 'dump.rdb'));
