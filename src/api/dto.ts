@@ -10,7 +10,9 @@
  * Response schemas are documentation and types, not filters: fastify does not serialize
  * through them, so a response may carry more than they list.
  *
- * This module imports nothing but zod: the browser build reads it too.
+ * This module imports nothing but zod: the browser build reads it too. Request bodies
+ * with fields that are options of the model (src/config/model.ts) take them from it
+ * in src/api/bodies.ts instead.
  */
 import { z } from 'zod';
 
@@ -41,10 +43,9 @@ export const RecoveryBody = z.strictObject({
   time: z.string().optional(),
 });
 export const DrillBody = z.strictObject({ source: z.string().optional() });
-export const CheckBody = z.strictObject({ read_data_subset: z.string().regex(/^\d+(\.\d+)?%$/).optional() });
 export const RoleName = z.enum(['viewer', 'operator', 'admin']);
-/** POST /tokens. `expires` is a duration such as "30d" or `never` (the one grammar, parsed by daemon/auth.ts with its hint; see routes/tokens.ts). */
-export const TokenBody = z.strictObject({ name: z.string(), role: RoleName, expires: z.string().optional() });
+// Bodies whose fields are options of the model (POST /repositories/:name/check, POST /tokens)
+// are declared in src/api/bodies.ts: the model is server-side code, and this module is not.
 
 // --- responses --------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import { ERROR_TABLE, LifeboatError } from '../errors.js';
 import type { TokenRow } from '../daemon/catalog.js';
 import type { Role } from '../daemon/auth.js';
 import { RepositoryReads } from '../daemon/reads.js';
+import { optionJsonSchema } from '../config/schema.js';
 
 export type JsonSchema = Record<string, unknown>;
 
@@ -34,7 +35,12 @@ export interface Route {
 }
 
 type Schema = z.ZodType | undefined;
-type In<S extends Schema> = S extends z.ZodType ? z.infer<S> : undefined;
+/**
+ * What a handler is given: the input shape (fastify validates with the JSON Schema and
+ * does not run zod's transforms), so an option of the model (a duration, say) arrives as
+ * the text the caller wrote and the handler parses it with the model (parseOptionValue).
+ */
+type In<S extends Schema> = S extends z.ZodType ? z.input<S> : undefined;
 /** What a handler may return: the response's input shape (a sendError reply is allowed where there is no schema). */
 type Out<S extends Schema> = S extends z.ZodType ? z.input<S> : unknown;
 
@@ -58,10 +64,13 @@ export function jsonSchema(schema: z.ZodType): JsonSchema {
   return z.toJSONSchema(schema, {
     target: 'openapi-3.0',
     io: 'input',
-    // z.int() bounds itself to safe integers; the API states only the bounds it declares.
-    override: ({ jsonSchema: s }) => {
+    override: (ctx) => {
+      // z.int() bounds itself to safe integers; the API states only the bounds it declares.
+      const s = ctx.jsonSchema;
       if (s.maximum === Number.MAX_SAFE_INTEGER) delete s.maximum;
       if (s.minimum === Number.MIN_SAFE_INTEGER) delete s.minimum;
+      // Fields that are options of the model (src/api/bodies.ts): their description, durations as the grammar's strings.
+      optionJsonSchema(ctx);
     },
   }) as JsonSchema;
 }

@@ -12,6 +12,8 @@ import { Command, Option } from 'commander';
 import { reportError } from './output/errors.js';
 import { registerKeyOptions } from './context.js';
 import { PROGRAM_VERSION } from '../version.js';
+import { flagOf } from './commands/options.js';
+import { repositoryOptions } from '../config/model.js';
 import { sourceKinds } from '../sources/registry.js';
 // Every kind of source registers itself, cheaply: its commands (`lifeboat pg …`) load on demand.
 import '../sources/all.js';
@@ -76,7 +78,7 @@ export async function buildProgram(args: readonly string[] = process.argv.slice(
     .description('Backup and disaster recovery for databases and the files around them')
     .version(PROGRAM_VERSION)
     .option('-r, --repo <url>', 'repository location (or LIFEBOAT_REPOSITORY)')
-    .option('-p, --password-file <file>', 'read the password from a file (or LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD)')
+    .addOption(flagOf(repositoryOptions.shape.password_file, { short: '-p', arg: '<file>', description: 'read the password from a file (or LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD)' }))
     .option('--json', 'print results as JSON')
     .option('-q, --quiet', 'print only errors')
     .addOption(new Option('--compression <codec>', 'zstd[:level] | lz4 | gzip[:level] | none, for data written').env('LIFEBOAT_COMPRESSION'))

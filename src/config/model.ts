@@ -58,7 +58,7 @@ export const targetOptions = z.object({
 export const sourceCommonOptions = z.object({
   kind: option(text(), { description: 'what kind of data: files, postgres, sqlite or redis; decides the other keys', example: 'files' }),
   repository: option(text().optional(), { description: 'the repository it is backed up to', shown: 'the only one defined' }),
-  tags: option(texts().optional(), { description: 'tags given to its snapshots', shown: 'none' }),
+  tags: option(texts().optional(), { description: 'tags given to its snapshots', shown: 'none', flag: '--tag' }),
   retention: option(retentionOptions.optional(), { description: 'keep rules, with the meanings of `lifeboat forget`' }),
   targets: option(targetOptions.optional(), { description: 'RPO and RTO targets that metrics, alerts, the dashboard and the runbook compare against' }),
 });
@@ -74,6 +74,7 @@ export const scheduleOptions = z.object({
   read_data_subset: option(z.string({ error: 'must be a percentage such as 5%' }).regex(/^\d+(\.\d+)?%$/, { error: 'must be a percentage such as 5%' }).optional(), {
     description: '`check` only: a percentage of packs to read and authenticate',
     flag: '--read-data-subset',
+    api: true,
   }),
 });
 

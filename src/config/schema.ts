@@ -43,11 +43,33 @@ export function placesOf(meta: OptionMeta | undefined): Place[] {
 
 export const text = () => z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' });
 
-/** One string or a list of them; always a list after parsing. */
-export const texts = () =>
-  z.union([text().transform((s) => [s]), z.array(z.string({ error: 'must be a list of strings' }).min(1, { error: 'must be a list of non-empty strings' }), { error: 'must be a list of strings' })], {
+/** One string or a list of them; always a list after parsing. As a flag, repeatable (cli/commands/options.ts flagOf). */
+export const texts = () => {
+  const one = text();
+  const list = z.union([one.transform((s) => [s]), z.array(z.string({ error: 'must be a list of strings' }).min(1, { error: 'must be a list of non-empty strings' }), { error: 'must be a list of strings' })], {
     error: 'must be a list of strings',
   });
+  TEXTS.set(list, one);
+  return list;
+};
+
+/** The schemas made by texts(), each with the schema of one of its strings. */
+const TEXTS = new WeakMap<object, z.ZodType<string>>();
+
+/** The schema inside optional/default/nullable wrappers (an option's own type). */
+export function innerOf(schema: z.ZodType): z.ZodType {
+  let s = schema as z.ZodType;
+  for (;;) {
+    const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
+    if ((def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) s = def.innerType;
+    else return s;
+  }
+}
+
+/** For a list of strings (texts(), given once per value as a flag): the schema of one value; otherwise undefined. */
+export function textsElement(schema: z.ZodType): z.ZodType<string> | undefined {
+  return TEXTS.get(innerOf(schema));
+}
 
 export const whole = (min: number, max: number) => {
   const error = `must be a whole number from ${min} to ${max}`;
@@ -124,16 +146,25 @@ export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
     target: 'draft-7',
     io: 'input',
     unrepresentable: 'any',
-    override: (ctx) => {
-      // OptionMeta's own fields are for the docs and flags, not JSON Schema keywords.
-      for (const k of ['flag', 'env', 'api', 'file', 'shown', 'example']) delete (ctx.jsonSchema as Record<string, unknown>)[k];
-      if (!DURATION_INPUTS.has(ctx.zodSchema)) return;
-      for (const k of Object.keys(ctx.jsonSchema)) delete (ctx.jsonSchema as Record<string, unknown>)[k];
-      Object.assign(ctx.jsonSchema, { type: 'string', description: 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years' });
-    },
+    override: optionJsonSchema,
   }) as Record<string, unknown>;
   return rest;
 }
+
+/**
+ * z.toJSONSchema's `override` for schemas holding options of the model (jsonSchemaOf,
+ * and the API's request bodies in src/api/route.ts): OptionMeta's own fields are for
+ * the docs and flags, not JSON Schema keywords; a duration is a string of the grammar.
+ */
+export function optionJsonSchema(ctx: { zodSchema: unknown; jsonSchema: object }): void {
+  const js = ctx.jsonSchema as Record<string, unknown>;
+  for (const k of ['flag', 'env', 'api', 'file', 'shown', 'example']) delete js[k];
+  if (!DURATION_INPUTS.has(ctx.zodSchema as object)) return;
+  for (const k of Object.keys(js)) delete js[k];
+  Object.assign(js, { type: 'string', description: DURATION_TEXT });
+}
+
+const DURATION_TEXT = 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years';
 
 /**
  * A value given on the command line or in an API body, parsed by its option's schema;

@@ -285,10 +285,25 @@ describe('openapi and health', () => {
     type Op = { parameters?: Array<{ name: string; in: string; schema: unknown }>; requestBody?: { required: boolean; content: { 'application/json': { schema: unknown } } }; responses: Record<string, { content?: { 'application/json': { schema: { properties?: Record<string, unknown> } } } }> };
     const doc = (await t.daemon.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as { paths: Record<string, Record<string, Op>>; components: { schemas: Record<string, unknown> } };
     const body = (p: string, m: string) => doc.paths[p]?.[m]?.requestBody;
-    // The same schemas as when they were written by hand (before src/api/dto.ts): same requests accepted.
+    // The same requests accepted as when the schemas were written by hand (before src/api/dto.ts); fields that
+    // are options of the model (src/api/bodies.ts) carry its description, and a duration is the grammar's string.
+    const grammar = 'a duration: ms s min h d w mo y, combinable (1h30min, 1mo2d); mo and y are calendar months and years';
     expect(body('/api/v1/tokens', 'post')).toEqual({
       required: true,
-      content: { 'application/json': { schema: { type: 'object', properties: { name: { type: 'string' }, role: { type: 'string', enum: ['viewer', 'operator', 'admin'] }, expires: { type: 'string' } }, required: ['name', 'role'], additionalProperties: false } } },
+      content: {
+        'application/json': {
+          schema: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              role: { type: 'string', enum: ['viewer', 'operator', 'admin'] },
+              expires: { description: 'how long the token is valid, e.g. 30d, 12h or 1w; `never`', anyOf: [{ type: 'string', enum: ['never'] }, { type: 'string', description: grammar }] },
+            },
+            required: ['name', 'role'],
+            additionalProperties: false,
+          },
+        },
+      },
     });
     expect(body('/api/v1/recoveries', 'post')?.content['application/json'].schema).toEqual({
       type: 'object',
@@ -298,7 +313,11 @@ describe('openapi and health', () => {
     });
     expect(body('/api/v1/repositories/{name}/check', 'post')).toEqual({
       required: false,
-      content: { 'application/json': { schema: { type: 'object', properties: { read_data_subset: { type: 'string', pattern: '^\\d+(\\.\\d+)?%$' } }, additionalProperties: false } } },
+      content: {
+        'application/json': {
+          schema: { type: 'object', properties: { read_data_subset: { description: '`check` only: a percentage of packs to read and authenticate', type: 'string', pattern: '^\\d+(\\.\\d+)?%$' } }, additionalProperties: false },
+        },
+      },
     });
     expect(doc.paths['/api/v1/jobs/{id}/log']?.get?.parameters).toEqual([
       { name: 'id', in: 'path', required: true, schema: { type: 'string' } },

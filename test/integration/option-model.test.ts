@@ -12,10 +12,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { register as registerForget } from '../../src/cli/commands/forget.js';
 import { register as registerSqlite } from '../../src/sources/sqlite/cli/sqlite.js';
-import { forgetCommand } from '../../src/daemon/jobs.js';
+import { register as registerBackup } from '../../src/cli/commands/backup.js';
+import { register as registerPg } from '../../src/sources/postgres/cli/pg.js';
+import { register as registerCheck } from '../../src/cli/commands/check.js';
+import { forgetCommand, jobCommand } from '../../src/daemon/jobs.js';
+import { restoreArgs } from '../../src/engine/restore-options.js';
 import { replicationCommand } from '../../src/daemon/supervisor.js';
 import type { JobRow } from '../../src/daemon/catalog.js';
 import { isLifeboatError } from '../../src/errors.js';
+import { scheduleOptions } from '../../src/config/model.js';
+import { jsonSchemaOf } from '../../src/config/schema.js';
 import { after, durationMs, parseDuration, type Duration } from '../../src/util/duration.js';
 import { cleanupTmp } from '../helpers.js';
 import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
@@ -125,5 +131,64 @@ describe('keep_within: 2w in a scheduled forget', () => {
     // What a forget schedule submits when it fires (daemon.ts fire()).
     const forget = (await t.daemon.runner.wait(t.daemon.submit({ kind: 'forget', source: 'notes', trigger: 'schedule:thin' }).id)) as JobRow;
     expect(forget.status, forget.error ?? '').toBe('succeeded');
+  });
+});
+
+describe('list options are repeatable flags made from the same declaration', () => {
+  it('exclude: [a, b] in lifeboat.yaml reaches `backup` as both patterns, in order', () => {
+    const config = parseConfig(yaml("    kind: files\n    paths: [/srv/app]\n    exclude: ['*.log', 'cache/**']\n"), '/etc/lifeboat.yaml');
+    const argv = jobCommand(config, { kind: 'backup', source: 'app', trigger: 'test' });
+    expect(argv[0]).toBe('backup');
+    expect(parsedFlags(registerBackup, ['backup'], argv.slice(1)).exclude).toEqual(['*.log', 'cache/**']);
+    expect(parsedFlags(registerBackup, ['backup'], ['/srv/app']).exclude).toEqual([]);
+  });
+
+  it('tags: [a, b] reach every kind\'s backup as both tags', () => {
+    const config = parseConfig(
+      'repositories:\n  main: { stores: [/srv/repo] }\nsources:\n' +
+        '  app:\n    kind: files\n    paths: [/srv/app]\n    tags: [nightly, app]\n' +
+        '  db:\n    kind: postgres\n    dsn: postgres://backup@db/postgres\n    tags: [nightly, db]\n' +
+        '  mem:\n    kind: sqlite\n    path: /srv/mem.db\n    tags: nightly\n',
+      '/etc/lifeboat.yaml',
+    );
+    const tagsOf = (source: string, register: (p: Command) => void, words: string[]) => {
+      const argv = jobCommand(config, { kind: 'backup', source, trigger: 'test' });
+      expect(argv.slice(0, words.length)).toEqual(words);
+      return parsedFlags(register, words, argv.slice(words.length)).tag;
+    };
+    expect(tagsOf('app', registerBackup, ['backup'])).toEqual(['nightly', 'app']);
+    expect(tagsOf('db', registerPg, ['pg', 'backup'])).toEqual(['nightly', 'db']);
+    expect(tagsOf('mem', registerSqlite, ['sqlite', 'backup'])).toEqual(['nightly']);
+  });
+
+  it('checks: in lifeboat.yaml reach `pg restore --start` as one --check each; an empty one is refused like in the file', () => {
+    const config = parseConfig(yaml('    kind: postgres\n    dsn: postgres://backup@db/postgres\n    bin_dir: /opt/pg/bin\n    checks: [SELECT 1, SELECT count(*) > 0 FROM t]\n'), '/etc/lifeboat.yaml');
+    const argv = restoreArgs(config.sources.get('app')!, { target: '/srv/copy', start: true });
+    expect(argv.slice(0, 2)).toEqual(['pg', 'restore']);
+    const flags = parsedFlags(registerPg, ['pg', 'restore'], argv.slice(2));
+    expect(flags.check).toEqual(['SELECT 1', 'SELECT count(*) > 0 FROM t']);
+    expect(flags.binDir).toBe('/opt/pg/bin');
+    expect(refusal(() => parsedFlags(registerPg, ['pg', 'restore'], ['--name', 'app', '--target-dir', '/x', '--check', '']))).toEqual({
+      code: 'USAGE',
+      message: '--check must be a non-empty string',
+      hint: 'see docs/configuration.md',
+    });
+  });
+
+  it('read_data_subset has one grammar in lifeboat.yaml, on the command line and in the API: 10% is taken, 10 is refused in all three', async () => {
+    const sched = (v: string) => yaml('    kind: files\n    paths: [/srv/app]\n') + `schedules:\n  verify:\n    run: check\n    cron: "0 3 * * *"\n    read_data_subset: ${v}\n`;
+    const config = parseConfig(sched('"10%"'), '/etc/lifeboat.yaml');
+    const argv = jobCommand(config, { kind: 'check', repository: 'main', trigger: 'test', readDataSubset: config.schedules.get('verify')!.readDataSubset! });
+    expect(parsedFlags(registerCheck, ['check'], argv.slice(1)).readDataSubset).toBe('10%');
+    expect(refusal(() => parseConfig(sched('"10"'), '/etc/lifeboat.yaml')).message).toMatch(/read_data_subset" must be a percentage such as 5%/);
+    expect(refusal(() => parsedFlags(registerCheck, ['check'], ['--read-data-subset', '10'])).message).toBe('--read-data-subset must be a percentage such as 5%');
+    // The API's body takes the same declaration: its OpenAPI schema is the model's, and 10 is refused there too.
+    const doc = (await t.daemon.app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as {
+      paths: Record<string, { post: { requestBody: { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } } } }>;
+    };
+    const field = doc.paths['/api/v1/repositories/{name}/check']!.post.requestBody.content['application/json'].schema.properties.read_data_subset;
+    expect(field).toEqual(jsonSchemaOf(scheduleOptions.shape.read_data_subset));
+    const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/repositories/main/check', headers: t.auth('admin'), payload: { read_data_subset: '10' } });
+    expect(r.statusCode, r.body).toBe(400);
   });
 });

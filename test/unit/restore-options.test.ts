@@ -16,7 +16,7 @@ const source = (kind: SourceKind, extra: Partial<SourceConfig> = {}): SourceConf
 
 describe('restore options', () => {
   it('every flag in the table is one its command takes', async () => {
-    expect(sourceKinds().map((k) => k.name)).toEqual(['files', 'postgres', 'sqlite']);
+    expect(sourceKinds().map((k) => k.name)).toEqual(expect.arrayContaining(['files', 'postgres', 'sqlite', 'redis']));
     for (const { restore } of sourceKinds()) {
       const help = await runCli([...restore.command, '--help']);
       expect(help.code, help.stderr).toBe(0);

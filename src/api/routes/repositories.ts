@@ -1,6 +1,7 @@
 /** Repositories: verifying one, and rebuilding the catalog from all of them. */
 import type { ApiContext } from '../context.js';
-import { CheckBody, Job, NameParam, RebuildCounts } from '../dto.js';
+import { Job, NameParam, RebuildCounts } from '../dto.js';
+import { CheckBody } from '../bodies.js';
 import { route, type Route } from '../route.js';
 
 export function repositoryRoutes({ d, actor }: ApiContext): Route[] {

@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { createToken, parseRole, revokeToken } from '../../daemon/auth.js';
 import type { ApiContext } from '../context.js';
-import { IdParam, Token, TokenBody, TokenCreated, TokenRevoked } from '../dto.js';
+import { IdParam, Token, TokenCreated, TokenRevoked } from '../dto.js';
+import { TokenBody } from '../bodies.js';
 import { route, type Route } from '../route.js';
 
 export function tokenRoutes({ d }: ApiContext): Route[] {
@@ -19,7 +20,8 @@ export function tokenRoutes({ d }: ApiContext): Route[] {
       handler: ({ body: b }, reply) => {
         // `expires` is parsed in one place, daemon/auth.ts's expiryOf (via createToken), by the option
         // model's tokenExpires: the grammar and meaning of `lifeboat token create --expires` (util/duration.ts).
-        const t = createToken(d.catalog, parseRole(b.role), b.name, b.expires);
+        // The body's JSON Schema takes a string only (a duration's is the grammar's string); z.input also names numbers, which YAML gives.
+        const t = createToken(d.catalog, parseRole(b.role), b.name, b.expires === undefined ? undefined : String(b.expires));
         reply.code(201);
         return { id: t.id, name: b.name, role: b.role, token: t.token, expires_at: t.expires_at };
       },

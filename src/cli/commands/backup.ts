@@ -6,7 +6,9 @@ import { scanTotals } from '../../engine/backup/scan.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { ProgressBar, duration, printJson } from '../output/render.js';
-import { collect, parseTime } from './options.js';
+import { flagOf, parseTime } from './options.js';
+import { sourceCommonOptions } from '../../config/model.js';
+import { filesOptions } from '../../sources/files/options.js';
 import { checkSourceName } from '../../engine/source-name.js';
 import { checkSnapshotTime } from '../../repo/snapshot/snapshot.js';
 
@@ -24,9 +26,9 @@ export function register(program: Command): void {
     .command('backup')
     .description('back up files and directories')
     .argument('<path...>', 'files or directories to back up')
-    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .option('--host <name>', 'host name recorded in the snapshot (default: this host)')
-    .option('--exclude <glob>', 'skip paths matching the pattern (repeatable)', collect, [])
+    .addOption(flagOf(filesOptions.shape.exclude, { arg: '<glob>', description: 'skip paths matching the pattern (repeatable)' }))
     .option('--time <rfc3339>', "set the snapshot's time (imports and tests; not more than 5 minutes ahead of now)")
     .option('--name <name>', 'name this source (drill, forget and the daemon find its snapshots by it)')
     .option('--threads <n>', 'worker threads (default: cores + 1)')

@@ -11,7 +11,7 @@ import { printJson } from '../output/render.js';
 import { forTerminal } from '../../util/terminal.js';
 import type { LifeboatConfig } from '../../config/config.js';
 import type { Catalog } from '../../daemon/catalog.js';
-import { tokenExpires } from '../../config/model.js';
+import { serverOptions, tokenExpires } from '../../config/model.js';
 import type { Duration } from '../../util/duration.js';
 import { flagOf } from './options.js';
 
@@ -38,7 +38,7 @@ export function register(program: Command): void {
   program
     .command('serve')
     .description('run the daemon: schedules, continuous archiving, REST API, dashboard and /metrics')
-    .option('--listen <host:port>', 'override server.listen')
+    .addOption(flagOf(serverOptions.shape.listen, { arg: '<host:port>', description: 'override server.listen' }))
     .option('--insecure', 'allow plain HTTP beyond loopback (a TLS proxy in front, a private network); prints a warning')
     .action(async (f: { listen?: string; insecure?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();

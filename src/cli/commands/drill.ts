@@ -9,6 +9,8 @@ import { LifeboatError } from '../../errors.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { selfCommand } from '../self-command.js';
+import { flagOf } from './options.js';
+import { postgresOptions } from '../../sources/postgres/options.js';
 
 const seconds = (s: number | null) => (s === null ? '—' : `${s.toFixed(1)} s`);
 
@@ -18,7 +20,7 @@ export function register(program: Command): void {
     .description('restore the latest backup of each source into a scratch place, check it, measure RTO and RPO')
     .option('--source <name>', 'one source: a database name, a backed-up path, or kind:name')
     .option('--history', 'list the drills recorded in the repository')
-    .option('--dsn <url>', 'PostgreSQL: the source server, to measure RPO against its WAL position (with --source)')
+    .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', description: 'PostgreSQL: the source server, to measure RPO against its WAL position (with --source)' }))
     .action(async (f: { source?: string; history?: boolean; dsn?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {

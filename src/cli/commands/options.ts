@@ -2,7 +2,7 @@
 import { Option } from 'commander';
 import type { z } from 'zod';
 import { LifeboatError } from '../../errors.js';
-import { duration, metaOf, parseOptionValue } from '../../config/schema.js';
+import { duration, metaOf, textsElement, parseOptionValue } from '../../config/schema.js';
 import { durationMs } from '../../util/duration.js';
 
 export function collect(value: string, previous: string[]): string[] {
@@ -40,13 +40,31 @@ export function parseDuration(text: string, flag: string, opts: { zero?: boolean
  * description and the model's parser: `--keep-within 30m` is refused with the same
  * hint as `keep_within: 30m` in lifeboat.yaml. The parsed value (a Duration, a
  * number) is what the action receives; `default` is given as text and parsed too.
+ * A list option (texts(): `exclude`, `checks`) is a repeatable flag whose values
+ * collect into a list, empty when the flag is not given.
+ *
+ * `description` replaces the model's where the command says more (which server a
+ * `--dsn` must reach); `short` adds a one-letter alias; `required` makes it mandatory.
  */
-export function flagOf(schema: z.ZodType, opts: { arg?: string; default?: string; description?: string } = {}): Option {
+export function flagOf(
+  schema: z.ZodType,
+  opts: { arg?: string; short?: string; default?: string; description?: string; required?: boolean } = {},
+): Option {
   const meta = metaOf(schema);
   if (!meta?.flag) throw new Error('flagOf: the option declares no flag');
   const flag = meta.flag;
-  const o = new Option(`${flag} ${opts.arg ?? '<duration>'}`, opts.description ?? meta.description);
-  o.argParser((v: string) => parseOptionValue(schema, v, flag));
-  if (opts.default !== undefined) o.default(parseOptionValue(schema, opts.default, flag), opts.default);
+  const element = textsElement(schema);
+  let description = opts.description ?? meta.description;
+  if (element && !/repeatable/.test(description)) description += ' (repeatable)';
+  const o = new Option(`${opts.short ? `${opts.short}, ` : ''}${flag} ${opts.arg ?? '<duration>'}`, description);
+  if (element) {
+    if (opts.default !== undefined) throw new Error('flagOf: a repeatable flag has no default but the empty list');
+    o.argParser((v: string, previous: string[] | undefined) => [...(previous ?? []), parseOptionValue(element, v, flag)]);
+    o.default([]);
+  } else {
+    o.argParser((v: string) => parseOptionValue(schema, v, flag));
+    if (opts.default !== undefined) o.default(parseOptionValue(schema, opts.default, flag), opts.default);
+  }
+  if (opts.required) o.makeOptionMandatory();
   return o;
 }

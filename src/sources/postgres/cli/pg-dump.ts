@@ -10,7 +10,9 @@ import { formatBytes } from '../../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
-import { collect } from '../../../cli/commands/options.js';
+import { collect, flagOf } from '../../../cli/commands/options.js';
+import { postgresOptions } from '../options.js';
+import { sourceCommonOptions } from '../../../config/model.js';
 
 interface DumpFlags {
   name: string;
@@ -34,9 +36,9 @@ export function register(pg: Command): void {
   pg.command('dump')
     .description('logical backup of one database with pg_dump (custom format), deduplicated')
     .requiredOption('--name <name>', 'name of this source in the repository')
-    .requiredOption('--dsn <url>', 'postgresql:// connection URL')
+    .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', required: true, description: 'postgresql:// connection URL' }))
     .option('--db <name>', 'database to dump (default: the one in --dsn)')
-    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .option('--pg-bin <dir>', 'directory of pg_dump (default: found on PATH)')
     .action(async (f: DumpFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();

@@ -9,7 +9,9 @@ import { LifeboatError } from '../../../errors.js';
 import { pgBackup } from '../backup.js';
 import { describeChain, pgRestore, planRestore } from '../restore.js';
 import { abortStarts, checkStartablePath, checkStartTools, startRestored, type StartReport } from '../start.js';
-import { collect } from '../../../cli/commands/options.js';
+import { flagOf } from '../../../cli/commands/options.js';
+import { sourceCommonOptions } from '../../../config/model.js';
+import { postgresOptions } from '../options.js';
 import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../../util/bytes.js';
@@ -43,12 +45,12 @@ export function register(program: Command): void {
   pg.command('backup')
     .description('online base backup of a running cluster')
     .requiredOption('--name <name>', 'name of this cluster in the repository')
-    .requiredOption('--dsn <url>', 'connection string (a superuser or a role with pg_backup_start rights)')
-    .option('--pgdata <dir>', 'local path of the data directory (default: what the server reports)')
+    .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', required: true, description: 'connection string (a superuser or a role with pg_backup_start rights)' }))
+    .addOption(flagOf(postgresOptions.shape.pgdata, { arg: '<dir>', description: 'local path of the data directory (default: what the server reports)' }))
     .option('--remote', 'use the replication protocol (pg_basebackup) even if the data directory is readable here')
     .option('--spool <dir>', 'where a remote backup is staged (needs room for the whole cluster)')
-    .option('--bin-dir <dir>', 'directory holding pg_basebackup')
-    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .addOption(flagOf(postgresOptions.shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_basebackup' }))
+    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .action(async (f: { name: string; dsn: string; pgdata?: string; remote?: boolean; spool?: string; binDir?: string; tag: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
@@ -117,10 +119,10 @@ export function register(program: Command): void {
     .option('--snapshot <id>', 'start from this base backup (default: the newest before the target)')
     .option('--timeline <n>', "recover along this timeline (default: production's history, see pg timelines)")
     .option('--port <n>', "the copy's port (default: a free one, never the primary's)")
-    .option('--bin-dir <dir>', 'directory holding pg_ctl and postgres (default: /usr/lib/postgresql/MAJOR/bin)')
+    .addOption(flagOf(postgresOptions.shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_ctl and postgres (default: /usr/lib/postgresql/MAJOR/bin)' }))
     .option('--start', 'start the result, wait for recovery and promotion, run the checks, report the RTO, then stop it')
     .option('--keep-running', 'with --start: leave it running (restarted with its own settings) once the checks pass')
-    .option('--check <sql>', 'with --start: a query whose first value must be true (repeatable; always: SELECT 1 and the database list)', collect, [])
+    .addOption(flagOf(postgresOptions.shape.checks, { arg: '<sql>', description: 'with --start: a query whose first value must be true (repeatable; always: SELECT 1 and the database list)' }))
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);

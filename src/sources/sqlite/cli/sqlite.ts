@@ -15,6 +15,7 @@ import { ProgressBar, duration, printJson } from '../../../cli/output/render.js'
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
 import { collect, flagOf, parseDuration } from '../../../cli/commands/options.js';
 import { sqliteOptions } from '../options.js';
+import { sourceCommonOptions } from '../../../config/model.js';
 import { durationMs, type Duration } from '../../../util/duration.js';
 
 function busyTimeout(text: string): number {
@@ -28,7 +29,7 @@ export function register(program: Command): void {
     .command('backup <db>')
     .description('a consistent snapshot of a live database (writers keep writing)')
     .option('--name <name>', 'name in the repository (default: the file name without extension)')
-    .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
+    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .option('--busy-timeout <duration>', 'how long to wait for a locked database', '5s')
     .action(async (db: string, f: { name?: string; tag: string[]; busyTimeout: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
