@@ -41,13 +41,14 @@ export function takes(kind: string, field: RestoreOption['from']): boolean {
   return sourceKind(kind).restore.options.some((o) => o.from === field);
 }
 
-function valueOf(s: SourceConfig, p: RestoreParams, from: RestoreOption['from']): string | string[] | boolean | undefined {
+function valueOf(s: SourceConfig, p: RestoreParams, { from, flag }: RestoreOption): string | string[] | boolean | undefined {
   switch (from) {
     case 'target':
       return p.target;
     case 'snapshot':
-      // A files restore always names a snapshot: "latest" (with --source) when none is given.
-      return p.snapshot ?? 'latest';
+      // A files restore always names a snapshot (its positional): "latest" (with --source) when
+      // none is given. A kind whose --snapshot flag is an alternative to --time (redis) gets none.
+      return flag === '' ? (p.snapshot ?? 'latest') : p.snapshot;
     case 'time':
       return p.time;
     case 'start':
@@ -72,7 +73,7 @@ export function restoreInvocation(s: SourceConfig, p: RestoreParams): Invocation
   const positionals: string[] = [];
   const flags: Array<readonly [`--${string}`, OptionValue]> = [];
   for (const o of options) {
-    const v = valueOf(s, p, o.from);
+    const v = valueOf(s, p, o);
     if (o.flag === '') {
       if (v !== undefined && v !== false) positionals.push(String(v));
     } else flags.push([o.flag, o.boolean ? v === true : v]);

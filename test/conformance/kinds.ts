@@ -6,12 +6,14 @@
 import type { KindDriver } from './driver.js';
 import { filesDriver } from './drivers/files.js';
 import { postgresDriver } from './drivers/postgres.js';
+import { redisDriver } from './drivers/redis.js';
 import { sqliteDriver } from './drivers/sqlite.js';
 import { oplogDriver } from './drivers/oplog.js';
 
 export const DRIVERS = {
   files: filesDriver,
   postgres: postgresDriver,
+  redis: redisDriver,
   sqlite: sqliteDriver,
   oplog: oplogDriver,
 } satisfies Record<string, KindDriver>;
