@@ -1,6 +1,6 @@
 /**
  * Loading restored data into a running Redis server (`redis restore --to URL`): only
- * into an empty one unless forced, key by key (SCAN, DUMP and PTTL on the scratch
+ * into an empty one unless forced, key by key (SCAN, DUMP and PEXPIRETIME on the scratch
  * server; RESTORE … REPLACE on the target), pipelined in bounded batches.
  *
  * Why not replace the target's dump.rdb: that needs its host, its stop and start; a
@@ -78,14 +78,17 @@ export async function copyInto(
   }
 }
 
-/** DUMP and PTTL of `names`, then RESTORE of those still alive, PIPELINE keys per round trip; returns how many were written. */
+/** DUMP and PEXPIRETIME of `names`, then RESTORE of those still alive, PIPELINE keys per round trip; returns how many were written. */
 async function copyKeys(from: RedisConnection, to: RedisConnection, target: RedisTarget, names: readonly Buffer[]): Promise<number> {
   let written = 0;
   for (let i = 0; i < names.length; i += PIPELINE) {
     const group = names.slice(i, i + PIPELINE);
-    const read = await Promise.all(group.map(async (key) => ({ key, payload: await from.call(['DUMP', key]), ttl: await from.call(['PTTL', key]) })));
+    const read = await Promise.all(group.map(async (key) => ({ key, payload: await from.call(['DUMP', key]), ttl: await from.call(['PEXPIRETIME', key]) })));
     const alive = read.filter((k) => Buffer.isBuffer(k.payload) && typeof k.ttl === 'number' && k.ttl !== -2); // else expired or gone
-    const replies = await Promise.all(alive.map((k) => to.call(['RESTORE', k.key, (k.ttl as number) < 0 ? 0 : (k.ttl as number), k.payload as Buffer, 'REPLACE'])));
+    // The absolute expiry (PEXPIRETIME, ABSTTL): a relative one would move every expiry later by the copy's own time.
+    const replies = await Promise.all(
+      alive.map((k) => ((k.ttl as number) < 0 ? to.call(['RESTORE', k.key, 0, k.payload as Buffer, 'REPLACE']) : to.call(['RESTORE', k.key, k.ttl as number, k.payload as Buffer, 'REPLACE', 'ABSTTL']))),
+    );
     for (const r of replies) {
       if (r instanceof RespError) throw replyError(target, 'RESTORE', r);
     }
