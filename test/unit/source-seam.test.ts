@@ -17,7 +17,7 @@ import { registerSource, sourceKind, sourceKinds } from '../../src/sources/regis
 import { runCli } from '../helpers.js';
 
 /** What src/sources/all.ts registers, in order (output lists follow it). */
-const KINDS = ['files', 'postgres', 'sqlite', 'redis'];
+const KINDS = ['files', 'postgres', 'sqlite', 'redis', 'oplog'];
 
 describe('source registry', () => {
   it('has every kind all.ts registers, in its order, and refuses a second kind of the same name', () => {
