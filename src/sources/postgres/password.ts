@@ -5,8 +5,7 @@
  * the password is taken out and handed over in PGPASSWORD, which libpq and the node
  * client both read and which only the same user (and root) can see in /proc.
  */
-import { readFileSync } from 'node:fs';
-import { LifeboatError, errno } from '../../errors.js';
+import { readSecretLine } from '../../util/secret-file.js';
 
 export interface SplitDsn {
   /** The DSN without its password (the same DSN when it had none). */
@@ -47,13 +46,7 @@ export function splitDsnPassword(dsn: string): SplitDsn {
 
 /** A password file's secret: its first line (like the repository password files). */
 export function readPasswordFile(file: string): string {
-  try {
-    return (readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '').trimEnd();
-  } catch (err) {
-    throw new LifeboatError('NOT_FOUND', `cannot read the PostgreSQL password file ${file}: ${errno(err) ?? String(err)}`, {
-      hint: 'check password_file of the source in lifeboat.yaml (a 0600 file holding the password)',
-    });
-  }
+  return readSecretLine(file, 'PostgreSQL password file', 'check password_file of the source in lifeboat.yaml (a 0600 file holding the password)');
 }
 
 /**

@@ -6,11 +6,12 @@
  * The replication code takes the connection over once logged in (`detach`): after
  * PSYNC the server sends raw bytes (an RDB, keepalive newlines) between RESP values.
  */
-import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { LifeboatError, errno } from '../../errors.js';
 import { RespError, RespReader, asText, encodeCommand, type RespValue } from './resp.js';
+
+export { PASSWORD_ENV, readRedisPasswordFile, redisPassword } from './password.js';
 
 export interface RedisTarget {
   host: string;
@@ -24,8 +25,6 @@ export interface RedisTarget {
   display: string;
 }
 
-/** The environment variables a password is read from, in order (REDISCLI_AUTH is redis-cli's own). */
-export const PASSWORD_ENV = ['LIFEBOAT_REDIS_PASSWORD', 'REDISCLI_AUTH'] as const;
 
 const URL_HINT = 'e.g. redis://127.0.0.1:6379 or redis://backup@cache.internal:6379 (a password goes in password_file or LIFEBOAT_REDIS_PASSWORD)';
 
@@ -51,28 +50,6 @@ export function parseRedisUrl(text: string): RedisTarget {
   const port = url.port ? Number(url.port) : 6379;
   const user = url.username ? decodeURIComponent(url.username) : undefined;
   return { host, port, tls: url.protocol === 'rediss:', display: `${url.hostname}:${port}`, ...(user ? { user } : {}) };
-}
-
-/** A password file's first line; NOT_FOUND naming the file when it cannot be read. */
-export function readRedisPasswordFile(file: string): string {
-  try {
-    return (readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '').trimEnd();
-  } catch (err) {
-    throw new LifeboatError('NOT_FOUND', `cannot read the Redis password file ${file}: ${errno(err) ?? String(err)}`, {
-      hint: 'check password_file of the source (a 0600 file whose first line is the password)',
-    });
-  }
-}
-
-/** The password to log in with: the file when one is named, else the environment, else none. */
-export function redisPassword(opts: { passwordFile?: string | undefined; env?: NodeJS.ProcessEnv }): string | undefined {
-  if (opts.passwordFile !== undefined) return readRedisPasswordFile(opts.passwordFile);
-  const env = opts.env ?? process.env;
-  for (const name of PASSWORD_ENV) {
-    const v = env[name];
-    if (v) return v;
-  }
-  return undefined;
 }
 
 export interface ConnectOptions {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { z } from 'zod';
 import { restoreInvocation } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';
-import { readRedisPasswordFile } from './connection.js';
+import { readRedisPasswordFile } from './password.js';
 import { logSource } from './names.js';
 import { redisFields, redisOptions } from './options.js';
 import { redisPointSchema, type RedisPoint } from './point.js';

@@ -14,6 +14,7 @@ import { defaultName, oplogBackup } from '../backup.js';
 import { commandWords, oplogOptions, settingsOf, type RecordFormat } from '../options.js';
 import { Shipper, type OplogEvent } from '../replicate.js';
 import { oplogRestore } from '../restore.js';
+import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
 
 interface ShipFlags {
   name?: string;
@@ -37,7 +38,7 @@ export function register(program: Command): void {
     .action(async (file: string, f: ShipFlags & { tag: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const s = await oplogBackup(repo, { file, name: f.name ?? defaultName(file), format: f.format ?? 'jsonl', timeField: f.timeField, tags: f.tag, onEvent: (e) => renderEvent(e, { ...g, json: false, quiet: true }) });
+        const s = await oplogBackup(repo, { file, name: f.name ?? defaultName(file), format: f.format ?? 'jsonl', timeField: f.timeField, tags: f.tag, onEvent: (e) => renderReplicateEvent(e, { ...g, json: false, quiet: true }, eventLine, ['warning']) });
         if (g.json) return printJson(snapshotJson(s));
         if (!g.quiet) console.log(`snapshot ${s.id.slice(0, 8)} of ${s.source.name ?? ''}: shipped through byte ${String(s.consistency?.offset)} of generation ${String(s.consistency?.generation)}`);
       });
@@ -64,7 +65,7 @@ export function register(program: Command): void {
           timeField: f.timeField,
           intervalMs: durationMs(f.interval),
           signal: stop.signal,
-          onEvent: (e) => renderEvent(e, g),
+          onEvent: (e) => renderReplicateEvent(e, g, eventLine, ['warning']),
         });
         const s = await shipper.run();
         if (g.json) printJson({ kind: 'stopped', generation: s.generation, records: s.records, segments: s.segments, offset: s.point.offset });
@@ -117,20 +118,7 @@ async function replayArgv(g: GlobalOptions, name: string, f: { replayCommand?: s
   return commandWords(c);
 }
 
-function renderEvent(e: OplogEvent, g: GlobalOptions): void {
-  if (g.json) {
-    process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
-    return;
-  }
-  if (e.kind === 'error') {
-    console.error(`lifeboat: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
-    return;
-  }
-  if (e.kind === 'warning') {
-    console.error(`warning: ${e.message}`);
-    return;
-  }
-  if (g.quiet) return;
-  if (e.kind === 'generation') console.log(`generation ${e.generation} (${e.reason})`);
-  else if (e.kind === 'status' && !e.healthy) console.log(`not archiving${e.archivedThrough ? ` since ${e.archivedThrough}` : ''}: ${e.error ?? 'unknown'}`);
+/** What `oplog replicate` says about its own events (the rest is renderReplicateEvent's). */
+function eventLine(e: OplogEvent): string | undefined {
+  return e.kind === 'generation' ? `generation ${e.generation} (${e.reason})` : undefined;
 }

@@ -17,6 +17,7 @@ import { redisOptions } from '../options.js';
 import { requireRedisPoint } from '../point.js';
 import { replicate, type ReplicateEvent } from '../replicate.js';
 import { registerRestore } from './restore.js';
+import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
 
 interface ServerFlags {
   url?: string;
@@ -99,7 +100,7 @@ export function register(program: Command): void {
             intervalMs: durationMs(f.interval),
             snapshotIntervalMs: durationMs(f.snapshotInterval),
             signal: stop.signal,
-            onEvent: (e) => renderEvent(e, g),
+            onEvent: (e) => renderReplicateEvent(e, g, eventLine, ['loss']),
           });
           if (g.json) printJson({ kind: 'stopped', ...summary });
           else if (!g.quiet) {
@@ -114,21 +115,9 @@ export function register(program: Command): void {
   registerRestore(redis);
 }
 
-function renderEvent(e: ReplicateEvent, g: GlobalOptions): void {
-  if (g.json) {
-    process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
-    return;
-  }
-  if (e.kind === 'error') {
-    console.error(`lifeboat: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
-    return;
-  }
-  if (e.kind === 'loss') {
-    console.error(`warning: ${e.message}`);
-    return;
-  }
-  if (g.quiet) return;
-  if (e.kind === 'generation') console.log(`generation ${e.generation} (${e.reason}) at offset ${e.offset} of ${e.replid.slice(0, 8)}`);
-  else if (e.kind === 'snapshot') console.log(`snapshot ${e.id.slice(0, 8)}: RDB ${formatBytes(e.bytes)}, added ${formatBytes(e.addedBytes)} at offset ${e.offset}`);
-  else if (e.kind === 'status' && !e.healthy) console.log(`not archiving${e.archivedThrough ? ` since ${e.archivedThrough}` : ''}: ${e.error ?? 'unknown'}`);
+/** What `redis replicate` says about its own events (the rest is renderReplicateEvent's). */
+function eventLine(e: ReplicateEvent): string | undefined {
+  if (e.kind === 'generation') return `generation ${e.generation} (${e.reason}) at offset ${e.offset} of ${e.replid.slice(0, 8)}`;
+  if (e.kind === 'snapshot') return `snapshot ${e.id.slice(0, 8)}: RDB ${formatBytes(e.bytes)}, added ${formatBytes(e.addedBytes)} at offset ${e.offset}`;
+  return undefined;
 }

@@ -17,6 +17,7 @@ import { collect, flagOf, parseDuration } from '../../../cli/commands/options.js
 import { sqliteOptions } from '../options.js';
 import { sourceCommonOptions } from '../../../config/model.js';
 import { durationMs, type Duration } from '../../../util/duration.js';
+import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
 
 function busyTimeout(text: string): number {
   return parseDuration(text, '--busy-timeout');
@@ -89,7 +90,7 @@ export function register(program: Command): void {
           enableWal: f.enableWal ?? false,
           signal: stop.signal,
           ...opts,
-          onEvent: (e) => renderEvent(e, g),
+          onEvent: (e) => renderReplicateEvent(e, g, eventLine),
         });
         if (g.json) printJson({ kind: 'stopped', ...summary });
         else if (!g.quiet) {
@@ -163,19 +164,11 @@ interface ReplicateFlags {
   busyTimeout: string;
 }
 
-function renderEvent(e: ReplicateEvent, g: GlobalOptions): void {
-  if (g.json) {
-    process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
-    return;
-  }
-  if (e.kind === 'error') {
-    console.error(`lifeboat: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`);
-    return;
-  }
-  if (g.quiet) return;
-  if (e.kind === 'generation') console.log(`generation ${e.generation} (${e.reason})`);
-  else if (e.kind === 'snapshot') console.log(`snapshot ${e.id.slice(0, 8)}: ${formatBytes(e.bytes)}, added ${formatBytes(e.addedBytes)}`);
-  else if (e.kind === 'compact') console.log(`compacted ${e.merged} log objects into ${e.into}`);
-  else if (e.kind === 'diverged') console.log(`generation ${e.generation} diverged from the database: ${e.reason}`);
-  else if (e.kind === 'status' && !e.healthy) console.log(`not archiving${e.archivedThrough ? ` since ${e.archivedThrough}` : ''}: ${e.error ?? 'unknown'}`);
+/** What `sqlite replicate` says about its own events (the rest is renderReplicateEvent's). */
+function eventLine(e: ReplicateEvent): string | undefined {
+  if (e.kind === 'generation') return `generation ${e.generation} (${e.reason})`;
+  if (e.kind === 'snapshot') return `snapshot ${e.id.slice(0, 8)}: ${formatBytes(e.bytes)}, added ${formatBytes(e.addedBytes)}`;
+  if (e.kind === 'compact') return `compacted ${e.merged} log objects into ${e.into}`;
+  if (e.kind === 'diverged') return `generation ${e.generation} diverged from the database: ${e.reason}`;
+  return undefined;
 }
