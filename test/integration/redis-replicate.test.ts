@@ -7,7 +7,7 @@
  * (a new history) starts a new generation from a fresh RDB and reports the loss window.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -315,6 +315,39 @@ describe('redis replicate', () => {
     expect(bases).toHaveLength(1);
     const segs = await chain(repo, 'app', String(next.generation), bases[0]!.point.offset);
     const copy = await replay(repoDir, bases[0]!.snapshot.id, 'app', commands(segs));
+    expect(await digest(copy)).toBe(await digest(server));
+  });
+
+  it('a restored copy started in place of the server is a new generation with a loss report, never a continuation of the old history', async () => {
+    const server = await ScratchRedis.start();
+    servers.push(server);
+    const repoDir = await newRepo();
+    const rep = new Replicator(repoDir, server.url, 'app');
+    const gen = await rep.until((e) => e.kind === 'generation', 'a generation');
+    await server.run(['SET', 'before', '1']);
+    await rep.archived(Date.now());
+    const out = path.join(tmpdir(), 'restored');
+    await cliExpecting(['-r', repoDir, 'redis', 'restore', 'app', '--output', out], 0, ENV);
+    // Writes the restored copy will not have: the original goes on, then is replaced by the copy.
+    await server.run(['SET', 'lost-with-the-original', '1']);
+    await rep.archived(Date.now());
+    await server.stop();
+    writeFileSync(path.join(server.dir, 'dump.rdb'), readFileSync(path.join(out, 'dump.rdb')));
+    await server.launch();
+    expect(await server.run(['EXISTS', 'before'], ['EXISTS', 'lost-with-the-original'])).toEqual([1, 0]);
+    await server.run(['SET', 'after-restore', 'yes']);
+    const next = await rep.until((e) => e.kind === 'generation' && e.generation !== gen.generation, 'a new generation');
+    expect(next.reason).toBe('full-resync');
+    expect(next.replid).not.toBe(gen.replid);
+    expect((await rep.until((e) => e.kind === 'loss', 'a loss report')).previous).toBe(gen.generation);
+    await rep.archived(Date.now());
+    await rep.stop();
+    // The newest data is the copy's history, and the old generation still restores the original's.
+    const latest = path.join(tmpdir(), 'latest');
+    await cliExpecting(['-r', repoDir, 'redis', 'restore', 'app', '--output', latest], 0, ENV);
+    const copy = await loadRdb(readFileSync(path.join(latest, 'dump.rdb')));
+    servers.push(copy);
+    expect(await copy.run(['GET', 'after-restore'], ['EXISTS', 'lost-with-the-original'])).toEqual([Buffer.from('yes'), 0]);
     expect(await digest(copy)).toBe(await digest(server));
   });
 });
