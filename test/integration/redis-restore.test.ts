@@ -6,6 +6,7 @@
  * the commands give. Also: loading into a running server, checks, a gap, a stream the
  * scratch server refuses, and a local attacker on the feed's port.
  */
+import { readdirSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +85,7 @@ const STEPS: Step[] = [
 let repoDir: string;
 let repo: Repository;
 let base: Snapshot;
+let escape: string;
 const servers: TestRedis[] = [];
 
 async function restored(opts: Omit<RedisRestoreOptions, 'name' | 'output'> & { name?: string }): Promise<{ db: Db[]; result: Awaited<ReturnType<typeof redisRestore>> }> {
@@ -119,6 +121,12 @@ beforeAll(async () => {
   await storeSegments(repo, 'gappy', GENERATION, 500, STEPS.slice(0, 6), 2, [1]);
   await storeBase(repo, 'broken', rdb, { offset: 1000, generation: GENERATION, keys }, new Date(t0));
   await storeSegments(repo, 'broken', GENERATION, 1000, [{ cmds: [['SELECT', 0], ['INCR', 'k']], time: at(1) }]);
+  // A forged stream (someone who can write the repository): it tries to move the scratch server's files and load code.
+  escape = tmpdir('lb-redis-escape-');
+  await storeBase(repo, 'forged', rdb, { offset: 1000, generation: GENERATION, keys }, new Date(t0));
+  await storeSegments(repo, 'forged', GENERATION, 1000, [
+    { cmds: [['CONFIG', 'SET', 'dir', escape], ['CONFIG', 'SET', 'dbfilename', 'pwned.rdb'], ['MODULE', 'LOAD', path.join(escape, 'x.so')], ['SAVE']], time: at(1) },
+  ]);
 }, 60_000);
 
 afterAll(async () => {
@@ -176,6 +184,13 @@ describe('redis restore to a moment', () => {
     const err = await restored({ name: 'broken' }).catch((e: unknown) => e);
     expect(isLifeboatError(err, 'RECOVERY_FAILED'), String(err)).toBe(true);
     expect((err as Error).message).toMatch(/refused 1 command/);
+  });
+
+  it('refuses a forged stream that tries to move the scratch server\'s files or load a module: RECOVERY_FAILED, nothing written outside', async () => {
+    const err = await restored({ name: 'forged' }).catch((e: unknown) => e);
+    expect(isLifeboatError(err, 'RECOVERY_FAILED'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/refused [3-9] command/);
+    expect(readdirSync(escape)).toEqual([]);
   });
 
   it('fails with RECOVERY_FAILED, naming what the scratch server said, when the base RDB does not load', async () => {

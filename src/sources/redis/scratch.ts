@@ -91,6 +91,12 @@ export class ScratchRedis {
         'appendonly no',
         'daemonize no',
         'protected-mode yes',
+        // A replica runs whatever its master sends. The stream comes from the repository,
+        // authenticated, but should a forged one get there it must not move the server's
+        // files (CONFIG SET dir/dbfilename) or load code: Redis 7's defaults, stated here
+        // so that a changed default or an included config cannot open them.
+        'enable-protected-configs no',
+        'enable-module-command no',
         `requirepass ${password}`,
         `masterauth ${opts.masterAuth}`,
         `replicaof 127.0.0.1 ${opts.masterPort}`,
