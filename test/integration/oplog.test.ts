@@ -235,6 +235,75 @@ describe('oplog replicate and restore', () => {
     expect(seqs(await restore(repo, path.join(dir, 'all.jsonl')))).toEqual(oneTo(w.seq));
   });
 
+  it('a restored journal put back in place continues its history: each record once; a restore before the put-back follows the old file', async () => {
+    const { dir, repo, log } = await newRepo();
+    const w = new Writer(log);
+    w.write(10);
+    const rep = new Replicator(repo, log);
+    await rep.archived();
+    // The application's accident came after the 6th record: restore to it and put the copy back (mv over the journal).
+    const t6 = Date.parse((w.written[5] as Rec).ts);
+    const old = [...w.written];
+    const copy = path.join(dir, 'copy.jsonl');
+    const upTo = await restore(repo, copy, '--time', new Date(t6).toISOString());
+    expect(upTo).toEqual(old.filter((r) => Date.parse(r.ts) <= t6));
+    renameSync(copy, log);
+    await sleep(2); // the new records are after the old ones (ms timestamps)
+    const added = w.write(3);
+    await rep.until((e) => e.kind === 'restored-copy', 'the restored copy to be recognised');
+    await rep.archived();
+    await rep.stop();
+    expect(rep.events.some((e) => e.kind === 'warning')).toBe(false);
+    const latest = path.join(dir, 'latest.jsonl');
+    expect(await restore(repo, latest)).toEqual([...upTo, ...added]);
+    expect(readFileSync(latest)).toEqual(readFileSync(log));
+    // Before the put-back the journal held all ten old records.
+    expect(await restore(repo, path.join(dir, 'before.jsonl'), '--time', (old[9] as Rec).ts)).toEqual(old);
+
+    // Again with no replicator running: the whole history restored, copied back, one record more, one backup pass.
+    const copy2 = path.join(dir, 'copy2.jsonl');
+    await restore(repo, copy2);
+    renameSync(copy2, log);
+    const one = w.write(1);
+    const b = await runCli(['-r', repo, 'oplog', 'backup', log, '--name', 'ops', '--time-field', 'ts'], ENV);
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stderr).toBe('');
+    expect(await restore(repo, path.join(dir, 'latest2.jsonl'))).toEqual([...upTo, ...added, ...one]);
+  });
+
+  it('a copy written in place ships nothing until it is whole, then continues; a file that only begins like a restored copy is new history', async () => {
+    const { dir, repo, log } = await newRepo();
+    const w = new Writer(log);
+    w.write(8);
+    const rep = new Replicator(repo, log);
+    await rep.archived();
+    const copy = path.join(dir, 'copy.jsonl');
+    await restore(repo, copy);
+    const bytes = readFileSync(copy);
+    // cp over the journal: the same inode truncated, then filled; here it stops half-way through a record for a while.
+    const seen = rep.events.length;
+    truncateSync(log, 0);
+    appendFileSync(log, bytes.subarray(0, Math.floor(bytes.length / 2) + 3));
+    await rep.archived(); // all it holds is stored history: proven, and nothing shipped
+    expect(rep.events.slice(seen).filter((e) => e.kind === 'ship')).toEqual([]);
+    appendFileSync(log, bytes.subarray(Math.floor(bytes.length / 2) + 3));
+    const added = w.write(2);
+    await rep.until((e) => e.kind === 'restored-copy', 'the restored copy to be recognised');
+    await rep.archived();
+    // Rotation to a file that begins with the same records and then differs: not a copy, nothing of either file lost.
+    const before = records(log);
+    renameSync(log, `${log}.1`);
+    const divergent = `${bytes.subarray(0, bytes.indexOf(0x0a) + 1).toString()}${JSON.stringify({ ts: new Date().toISOString(), seq: 100, v: 0 })}\n`;
+    writeFileSync(log, divergent);
+    await rep.until((e) => e.kind === 'generation' && e.reason === 'rotated', 'the rotated generation');
+    await rep.archived();
+    await rep.stop();
+    expect(rep.events.filter((e) => e.kind === 'restored-copy')).toHaveLength(1);
+    const got = await restore(repo, path.join(dir, 'all.jsonl'));
+    expect(seqs(got)).toEqual([...seqs(before), 1, 100]);
+    expect(seqs(before)).toEqual([...oneTo(8), ...seqs(added)]);
+  });
+
   it('pipes the records into a replay command (argv, no shell) that rebuilds state, and writes to stdout with --output -', async () => {
     const { dir, repo, log } = await newRepo();
     const w = new Writer(log);

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Repository } from '../../repo/repository.js';
 import { logSource } from './names.js';
-import { decodeSegment, parseSegmentName, type SegmentMeta, type SegmentName } from './segment.js';
+import { chainFrom, decodeSegment, parseSegmentName, type Fork, type Piece, type SegmentMeta, type SegmentName } from './segment.js';
 
 export interface Generation {
   id: string;
@@ -55,4 +55,49 @@ export async function shippedEnd(repo: Pick<Repository, 'listLogs' | 'getLog'>, 
   const buf = await repo.getLog(logSource(name), gen.id, last.file);
   if (!buf) return undefined;
   return { generation: gen.id, meta: decodeSegment(buf, `${gen.id}/${last.file}`).meta };
+}
+
+/** A generation as a restore sees it: whether it continues a restored copy, and when its own records begin. */
+export interface GenerationInfo extends Generation {
+  /** Where its own stored records begin (bytes before it are a fork's copy or were trimmed). */
+  from: number;
+  fork?: Fork;
+  /** The time of its first own stored record (Unix ms), undefined when it has none. */
+  firstTime?: number;
+}
+
+/** Reads the first own segment of every generation (one object each). */
+export async function describeGenerations(repo: Pick<Repository, 'getLog'>, name: string, gens: readonly Generation[]): Promise<GenerationInfo[]> {
+  const out: GenerationInfo[] = [];
+  for (const g of gens) {
+    const from = Math.min(...g.names.map((n) => n.start));
+    const first = chainFrom(from, g.names).chain[0];
+    const buf = first && (await repo.getLog(logSource(name), g.id, first.file));
+    if (!buf) {
+      out.push({ ...g, from });
+      continue;
+    }
+    const { meta } = decodeSegment(buf, `${g.id}/${first.file}`);
+    out.push({ ...g, from, ...(meta.fork ? { fork: meta.fork } : {}), ...(meta.marks[0] ? { firstTime: meta.marks[0][1] } : {}) });
+  }
+  return out;
+}
+
+/**
+ * The history a restore to `limit` writes, as pieces [generation, from, to) in order.
+ * It follows the newest generation whose own records had begun by then (one that began
+ * later did not exist at that moment): its history is the pieces its fork names (a
+ * restored copy it continues) or, without one, the whole history of the generation
+ * before it, and then its own records.
+ */
+export function historyFor(gens: readonly GenerationInfo[], limit: number): Piece[] {
+  let i = gens.length - 1;
+  while (i > 0 && !((gens[i]?.firstTime ?? Infinity) <= limit)) i--;
+  const tail: Piece[] = [];
+  for (; i >= 0; i--) {
+    const g = gens[i] as GenerationInfo;
+    tail.push([g.id, g.fork ? g.fork.bytes : 0, Infinity]);
+    if (g.fork) return [...g.fork.pieces, ...tail.reverse()];
+  }
+  return tail.reverse();
 }

@@ -7,12 +7,14 @@
  * record kept (the restore says so: `trimmed`). When no snapshot of the source remains,
  * its segments go too. The newest segment of the newest generation always stays: a
  * restarted replicator continues from it. A busy repository (a replicator or backup
- * may be shipping) loses nothing from the newest generation.
+ * may be shipping) loses nothing from the newest generation. Restore records (fork.ts)
+ * go with the window too: older than its cutoff, or all when no snapshot remains.
  */
 import { keys } from '../../repo/format.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import type { LogTrim, TrimOptions } from '../../engine/retention/logs.js';
+import { trimRestoreRecords } from './fork.js';
 import { generations } from './history.js';
 import { logSource } from './names.js';
 
@@ -36,5 +38,6 @@ export async function trimOplog(repo: Repository, name: string, after: readonly 
       removed++;
     }
   }
+  removed += await trimRestoreRecords(repo, name, remaining ? cutoff : undefined, opts.dryRun === true);
   return { kind: 'oplog', source: name, removed, keptFrom: removed ? keptFrom : null };
 }

@@ -12,6 +12,9 @@
  * - A restarted replicator continues from the newest segment in the repository when
  *   the file is still the one it names (same inode, long enough, same first bytes), so
  *   after kill -9 nothing is shipped twice or skipped.
+ * - A new generation whose file begins with a whole restore output (an `oplog restore`
+ *   put back in place) continues that restore's history from the end of the copy
+ *   (fork.ts), so a restore writes those records once.
  * - The proof (`archivedThrough`, engine/archive-status.ts): a poll takes the time t0,
  *   then finds the path still naming the file it holds and reads its size S; once every
  *   whole record below S is stored, everything written before t0 is, so t0 is proven.
@@ -26,12 +29,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
 import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus } from '../../engine/archive-status.js';
 import type { Repository } from '../../repo/repository.js';
+import { ForkCheck } from './fork.js';
 import { generationId, shippedEnd } from './history.js';
 import { logSource } from './names.js';
 import type { RecordFormat } from './options.js';
 import type { FileIdentity, OplogPoint } from './point.js';
 import { MAX_RECORD, markRecords, recordEnds, tooLarge, u32Length } from './records.js';
-import { encodeSegment, segmentName, type SegmentMeta } from './segment.js';
+import { encodeSegment, segmentName, type Fork, type SegmentMeta } from './segment.js';
 
 const readAt = promisify(read);
 
@@ -55,6 +59,8 @@ export type GenerationReason = 'first' | 'resumed' | 'rotated' | 'truncated' | '
 export type OplogEvent =
   | { kind: 'generation'; generation: string; reason: GenerationReason }
   | { kind: 'ship'; generation: string; segment: string; records: number; bytes: number; lagMs: number }
+  /** The generation's file began with a restore's whole output: its history continues from there. */
+  | { kind: 'restored-copy'; generation: string; bytes: number; continues: { generation: string; offset: number } }
   | (ArchiveStatus & { generation: string })
   | { kind: 'warning'; message: string }
   | { kind: 'error'; message: string; hint?: string };
@@ -82,6 +88,11 @@ export class Shipper {
   private generation = '';
   private shipped = 0;
   private lastTime = 0;
+  /** The generation continues a restored copy (its segments say so). */
+  private fork: Fork | undefined;
+  /** Set while a new generation's file has not yet been told apart from a restored copy. */
+  private forkCheck: ForkCheck | undefined;
+  private forkWarning: string | undefined;
   /** Polls since the path stopped naming the file held (rotation): it is read until quiet. */
   private rotatedPolls = 0;
   private provenAt = 0;
@@ -155,8 +166,12 @@ export class Shipper {
     const seen = Date.now();
     const rotated = !atPath || atPath.ino !== cur.ino || atPath.dev !== cur.dev;
     if (!rotated && (st.size < this.shipped || !(await this.sameHead(cur.fd, this.shipped)))) {
-      this.emit({ kind: 'warning', message: `${this.file} was truncated or rewritten (now ${st.size} bytes, ${this.shipped} were shipped): a new generation starts at its first byte` });
-      this.newGeneration('truncated');
+      this.newGeneration('truncated', `${this.file} was truncated or rewritten (now ${st.size} bytes, ${this.shipped} were shipped): a new generation starts at its first byte`);
+    }
+    if (this.forkCheck && !(await this.settleFork(cur.fd, st.size))) {
+      // Every byte the file holds is a prefix of a stored restore output: nothing is unshipped.
+      if (!rotated) this.provenAt = Math.max(this.provenAt, t0);
+      return;
     }
     const before = this.shipped;
     if (!(await this.drain(cur.fd, st.size, seen))) return;
@@ -201,21 +216,42 @@ export class Shipper {
     if (f.ino === st.ino && st.size >= end.meta.end && (await this.headHash(fd, f.headLen)) === f.head) {
       this.generation = end.generation;
       this.shipped = end.meta.end;
+      this.fork = end.meta.fork;
       this.emit({ kind: 'generation', generation: this.generation, reason: 'resumed' });
       return true;
     }
     const why = f.ino === st.ino ? 'truncated or rewritten' : 'replaced (rotated while no replicator ran?)';
-    this.emit({ kind: 'warning', message: `${this.file} is not the file shipped last (${why}); a new generation starts at its first byte` });
     this.generation = end.generation;
-    this.newGeneration(f.ino === st.ino ? 'truncated' : 'replaced');
+    this.newGeneration(f.ino === st.ino ? 'truncated' : 'replaced', `${this.file} is not the file shipped last (${why}); a new generation starts at its first byte`);
     return true;
   }
 
-  private newGeneration(reason: GenerationReason): void {
+  /** `warning` is said unless the file turns out to be a restored copy (then its history continues). */
+  private newGeneration(reason: GenerationReason, warning?: string): void {
     const cur = this.cur as Open;
     this.generation = generationId(this.generation, cur.dev, cur.ino);
     this.shipped = 0;
+    this.fork = undefined;
+    // A first generation has no history a copy could be of.
+    this.forkCheck = reason === 'first' ? undefined : new ForkCheck(this.repo, this.opts.name);
+    this.forkWarning = warning;
     this.emit({ kind: 'generation', generation: this.generation, reason });
+  }
+
+  /** Whether the new generation may ship: false while its file may still become a restored copy. */
+  private async settleFork(fd: number, size: number): Promise<boolean> {
+    const verdict = await (this.forkCheck as ForkCheck).decide((pos, len) => this.readBytes(fd, pos, len), size);
+    if (verdict === 'wait') return false;
+    this.forkCheck = undefined;
+    if (verdict === 'none') {
+      if (this.forkWarning) this.emit({ kind: 'warning', message: this.forkWarning });
+      return true;
+    }
+    const last = verdict.fork.pieces[verdict.fork.pieces.length - 1] as readonly [string, number, number];
+    this.fork = verdict.fork;
+    this.shipped = verdict.fork.bytes;
+    this.emit({ kind: 'restored-copy', generation: this.generation, bytes: verdict.fork.bytes, continues: { generation: last[0], offset: last[2] } });
+    return true;
   }
 
   /** Ships the whole records between the shipped offset and `size`; false when the store refused (kept for the next try). */
@@ -263,6 +299,7 @@ export class Shipper {
       untimed: timed.untimed,
       marks: timed.marks,
       file: await this.identity(fd, start + data.length),
+      ...(this.fork ? { fork: this.fork } : {}),
     };
     const name = segmentName(meta);
     const encoded = encodeSegment({ meta, data });

@@ -1,8 +1,11 @@
 /**
  * `lifeboat oplog restore`: the journal's records up to a moment, in order, across
  * generations (rotations and truncations), cut only at a segment's marks so never
- * half a record: every generation from its oldest stored byte, and the records of the
- * last one up to the last mark at or before T. Records are written to a new file
+ * half a record: the history of the generation current at T (history.ts `historyFor`:
+ * the generations before it, or the restored copy it continues), each piece from its
+ * oldest stored byte, up to the last mark at or before T. A restore that writes
+ * records stores what it wrote (fork.ts), so the output put back in place continues
+ * this history instead of repeating it. Records are written to a new file
  * (created beside the target under a private name, linked to the target's name only
  * when complete, never through a symlink), to stdout (`-`), and optionally piped into
  * a replay command (argv, no shell) whose exit status decides success.
@@ -22,10 +25,11 @@ import { acquireLock } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { createFileAt, linkAt, lstatAt, unlinkAt } from '../../util/safe-fs.js';
-import { generations } from './history.js';
+import { OutputHash, storeRestoreRecord } from './fork.js';
+import { describeGenerations, generations, historyFor } from './history.js';
 import { logSource } from './names.js';
 import { countRecords } from './records.js';
-import { chainFrom, decodeSegment } from './segment.js';
+import { chainFrom, decodeSegment, type Piece } from './segment.js';
 
 const writeAt = promisify(write);
 
@@ -37,6 +41,8 @@ export interface OplogRestoreOptions {
   time?: Date;
   /** argv of a program that reads the records on its stdin; its stdout and stderr go to ours (stderr). */
   replay?: readonly string[];
+  /** Store what was written, so the output put back in place continues this history (the CLI does; drills do not). */
+  recordOutput?: boolean;
 }
 
 export interface OplogRestoreResult {
@@ -52,6 +58,8 @@ export interface OplogRestoreResult {
   /** Some older history was removed by retention: the records start after the journal's first. */
   trimmed: boolean;
   replayExit: number | null;
+  /** The output was recorded: put back in the journal's place, it continues this history. False when it could not be stored. */
+  recorded: boolean;
   durationMs: number;
 }
 
@@ -87,19 +95,25 @@ export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions):
       sinks.push(streamSink(child.stdin as Writable));
     }
     const limit = opts.time?.getTime() ?? Infinity;
+    const byId = new Map(gens.map((g) => [g.id, g]));
+    const pieces = historyFor(await describeGenerations(repo, opts.name, gens), limit);
+    const written: Piece[] = [];
+    const hash = new OutputHash();
     let records = 0;
-    let bytes = 0;
     let segments = 0;
     let restoredTo: number | null = null;
     let trimmed = false;
     let done = false;
     let used = 0;
-    for (const gen of gens) {
+    for (const [id, pFrom, pTo] of pieces) {
       if (done) break;
-      const from = Math.min(...gen.names.map((n) => n.start));
-      if (from > 0) trimmed = true;
+      const gen = byId.get(id);
+      const oldest = gen ? Math.min(...gen.names.map((n) => n.start)) : Infinity;
+      if (oldest > pFrom) trimmed = true;
+      if (!gen || oldest >= pTo) continue;
+      const from = Math.max(pFrom, oldest);
       const { chain, gapAt } = chainFrom(from, gen.names);
-      if (gapAt !== undefined && (chain[chain.length - 1]?.lastTime ?? 0) <= limit) {
+      if (gapAt !== undefined && gapAt < pTo && (chain[chain.length - 1]?.lastTime ?? 0) <= limit) {
         throw new LifeboatError('CORRUPT', `generation ${gen.id} of oplog ${opts.name} has no segment at byte ${gapAt}: records after it cannot be restored in order`, {
           hint: '`lifeboat check` reports missing objects; restore to an earlier time, before the gap',
         });
@@ -107,6 +121,7 @@ export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions):
       used++;
       let at = from;
       for (const n of chain) {
+        if (at >= pTo) break;
         const buf = await repo.getLog(logSource(opts.name), gen.id, n.file);
         if (!buf) throw new LifeboatError('CORRUPT', `segment ${gen.id}/${n.file} of oplog ${opts.name} disappeared during the restore`, { hint: 'a retention run may have removed it; restore again' });
         const { meta, data } = decodeSegment(buf, `${gen.id}/${n.file}`);
@@ -118,15 +133,20 @@ export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions):
             done = true;
             break;
           }
-          [cut, cutTime] = [offset, t];
+          // A piece may end between marks (a record boundary): its records there share the next mark's time.
+          [cut, cutTime] = [Math.min(offset, pTo), t];
+          if (offset >= pTo) break;
         }
         if (cut > at) {
           const piece = data.subarray(at - meta.start, cut - meta.start);
           for (const s of sinks) await s.write(piece);
+          hash.update(piece);
           records += countRecords(piece, meta.format);
-          bytes += piece.length;
           segments++;
           restoredTo = cutTime;
+          const prev = written[written.length - 1];
+          if (prev && prev[0] === gen.id && prev[2] === at) written[written.length - 1] = [gen.id, prev[1], cut];
+          else written.push([gen.id, at, cut]);
           at = cut;
         }
         if (done) break;
@@ -142,16 +162,26 @@ export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions):
     }
     const snapshot = await markerAtOrBefore(repo, opts.name, limit);
     if (file) file.commit();
+    let recorded = false;
+    if (opts.recordOutput && opts.output !== undefined && hash.bytes > 0) {
+      try {
+        await storeRestoreRecord(repo, opts.name, hash.record(written, started));
+        recorded = true;
+      } catch {
+        // A read-only repository still restores; the output then starts a new history if put back.
+      }
+    }
     return {
       output: file ? file.target : opts.output === '-' ? '-' : null,
       snapshot: snapshot?.id ?? null,
       records,
-      bytes,
+      bytes: hash.bytes,
       generations: used,
       segments,
       restoredTo: restoredTo === null ? null : new Date(restoredTo),
       trimmed,
       replayExit,
+      recorded,
       durationMs: Date.now() - started,
     };
   } finally {

@@ -11,6 +11,10 @@
  * `file` identifies the file the bytes were read from (device, inode, a hash of its
  * first bytes), so a restarted replicator knows whether it may continue.
  *
+ * A generation that continues a restored copy of the journal (fork.ts) carries `fork`
+ * in every segment: the stored pieces of history (generation, from, to) whose bytes
+ * the file's first `fork.bytes` bytes are; its own records start there.
+ *
  * Name and framing are src/engine/log-segment.ts's, shared with Redis's command
  * segments. Content: `LBOPSEG1`, a 4-byte big-endian length, that many bytes of JSON
  * (SegmentMeta), then the record bytes.
@@ -33,6 +37,16 @@ export interface SegmentMeta {
   /** Ascending in both; the last is at `end`. */
   marks: Mark[];
   file: FileIdentity;
+  /** The generation continues a restored copy: its bytes [0, bytes) are these pieces of history, in order. */
+  fork?: Fork;
+}
+
+/** A piece of stored history: bytes [from, to) of a generation's file. */
+export type Piece = readonly [generation: string, from: number, to: number];
+
+export interface Fork {
+  bytes: number;
+  pieces: Piece[];
 }
 
 export interface Segment {
@@ -62,4 +76,17 @@ function checkMeta(meta: SegmentMeta, bytes: number, what: string): void {
   const f = meta.file;
   if (!f || !Number.isSafeInteger(f.ino) || !Number.isSafeInteger(f.dev) || !Number.isSafeInteger(f.headLen) || typeof f.head !== 'string') throw bad('no file identity');
   checkOffsetsAndMarks(meta, bytes, bad);
+  if (meta.fork !== undefined && !validFork(meta.fork, meta.start)) throw bad('bad fork record');
+}
+
+/** Pieces that are ordered, non-empty, of 20-hex generations, and add up to `bytes` (≤ where the segment starts). */
+export function validFork(f: Fork, start = Infinity): boolean {
+  if (!f || !Number.isSafeInteger(f.bytes) || f.bytes < 1 || f.bytes > start || !Array.isArray(f.pieces) || f.pieces.length > 100_000) return false;
+  let sum = 0;
+  for (const p of f.pieces) {
+    if (!Array.isArray(p) || p.length !== 3 || typeof p[0] !== 'string' || !/^[0-9a-f]{20}$/.test(p[0])) return false;
+    if (!Number.isSafeInteger(p[1]) || !Number.isSafeInteger(p[2]) || p[1] < 0 || p[2] <= p[1]) return false;
+    sum += p[2] - p[1];
+  }
+  return sum === f.bytes;
 }

@@ -86,7 +86,7 @@ export function register(program: Command): void {
       const replay = await replayArgv(g, name, f);
       const toStdout = f.output === '-';
       await withRepo(g, async (repo) => {
-        const r = await oplogRestore(repo, { name, ...(f.output !== undefined ? { output: f.output } : {}), ...(time ? { time } : {}), ...(replay ? { replay } : {}) });
+        const r = await oplogRestore(repo, { name, ...(f.output !== undefined ? { output: f.output } : {}), ...(time ? { time } : {}), ...(replay ? { replay } : {}), recordOutput: true });
         const json = {
           output: r.output,
           snapshot: r.snapshot,
@@ -97,11 +97,13 @@ export function register(program: Command): void {
           restored_to: r.restoredTo?.toISOString() ?? null,
           trimmed: r.trimmed,
           replay_exit: r.replayExit,
+          recorded: r.recorded,
           duration_ms: r.durationMs,
         };
         // With the records on stdout, what is said about them goes to stderr.
         const say = (line: string) => (toStdout ? process.stderr.write(`${line}\n`) : console.log(line));
         if (g.json) return toStdout ? say(JSON.stringify(json)) : printJson(json);
+        if (f.output !== undefined && r.bytes > 0 && !r.recorded) process.stderr.write('warning: this restore could not be recorded in the repository (read-only?): put back in place, its records would be shipped again as a new history\n');
         if (!g.quiet) say(`restored ${r.records} records of ${name}${r.restoredTo ? ` up to ${r.restoredTo.toISOString()}` : ''}${r.output && !toStdout ? ` to ${r.output}` : ''}${replay ? `, replayed by ${replay[0] ?? ''}` : ''}${r.trimmed ? ' (older records were removed by retention)' : ''}`);
       });
     });
@@ -120,5 +122,6 @@ async function replayArgv(g: GlobalOptions, name: string, f: { replayCommand?: s
 
 /** What `oplog replicate` says about its own events (the rest is renderReplicateEvent's). */
 function eventLine(e: OplogEvent): string | undefined {
+  if (e.kind === 'restored-copy') return `generation ${e.generation} begins with a restored copy (${e.bytes} bytes): it continues ${e.continues.generation} from byte ${e.continues.offset}`;
   return e.kind === 'generation' ? `generation ${e.generation} (${e.reason})` : undefined;
 }
