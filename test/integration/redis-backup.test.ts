@@ -148,6 +148,9 @@ describe('redis backup', () => {
     const wrong = await runCli(['-r', repo, 'redis', 'backup', '--url', locked.url, '--name', 'locked'], { ...ENV, LIFEBOAT_REDIS_PASSWORD: 'nope' });
     expectError(wrong, SOURCE_UNAVAILABLE, /refused the login/);
     expect(wrong.stderr).not.toContain('nope');
+    // The replicator too exits at start-up on a refused login, instead of retrying as if the server were down.
+    const replicating = await runCli(['-r', repo, 'redis', 'replicate', '--url', locked.url, '--name', 'locked', '--interval', '1s'], { ...ENV, LIFEBOAT_REDIS_PASSWORD: 'nope' });
+    expectError(replicating, SOURCE_UNAVAILABLE, /refused the login/);
     const missing = await runCli(['-r', repo, 'redis', 'backup', '--url', locked.url, '--name', 'locked'], ENV);
     expectError(missing, SOURCE_UNAVAILABLE, /NOAUTH|refused the login/);
     const port = await freePort();

@@ -69,16 +69,19 @@ function unreachable(target: RedisTarget, why: string): LifeboatError {
   });
 }
 
+/** The server refused the login or a command for this user: a setting to fix, not an outage to wait out. */
+export class RedisRefusedError extends LifeboatError {}
+
 /** A reply that is an error, as a LifeboatError naming the command. */
 export function replyError(target: RedisTarget, command: string, e: RespError): LifeboatError {
   const code = e.message.split(' ')[0] ?? '';
   if (code === 'WRONGPASS' || code === 'NOAUTH' || /invalid password|invalid username-password/i.test(e.message)) {
-    return new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${target.display} refused the login: ${e.message}`, {
+    return new RedisRefusedError('SOURCE_UNAVAILABLE', `Redis at ${target.display} refused the login: ${e.message}`, {
       hint: code === 'NOAUTH' ? 'it needs a password: give password_file, --redis-password-file or LIFEBOAT_REDIS_PASSWORD' : 'check the password (and the user in the URL)',
     });
   }
   if (code === 'NOPERM') {
-    return new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${target.display} does not let this user run ${command}: ${e.message}`, {
+    return new RedisRefusedError('SOURCE_UNAVAILABLE', `Redis at ${target.display} does not let this user run ${command}: ${e.message}`, {
       hint: 'the backup user needs +psync +replconf +info +ping (see docs/redis.md)',
     });
   }

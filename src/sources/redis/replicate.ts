@@ -28,7 +28,7 @@ import { StatusReporter, STATUS_EVERY_MS, type ArchiveStatus } from '../../engin
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { rdbSnapshot, serverFacts } from './backup.js';
-import { RedisConnection, type RedisTarget } from './connection.js';
+import { RedisConnection, RedisRefusedError, type RedisTarget } from './connection.js';
 import { compactGeneration } from './compact.js';
 import { logSource } from './names.js';
 import { requireRedisPoint } from './point.js';
@@ -114,6 +114,8 @@ class Replicator {
   private nextCompact = Date.now() + COMPACT_EVERY_MS;
   private background: Promise<void> | undefined;
   private readonly stats = { bytes: 0, segments: 0, snapshots: 0 };
+  /** A link was opened once: later refusals (a password changed on the server) are retried and reported, not fatal. */
+  private linked = false;
 
   constructor(
     private readonly repo: Repository,
@@ -137,6 +139,8 @@ class Replicator {
         } catch (err) {
           if (opts.signal.aborted) break;
           if (!isLifeboatError(err)) throw err;
+          // Refused at start-up: the settings are wrong, and retrying would only look like an outage.
+          if (err instanceof RedisRefusedError && !this.linked) throw err;
           const repeated = this.problem?.message === err.message;
           this.problem = { message: err.message, hint: err.hint ?? 'the replicator reconnects by itself' };
           // A server that stays down is one error line, not one a second; the status keeps saying so.
@@ -171,6 +175,7 @@ class Replicator {
     const from = this.resumeFrom;
     const facts = await serverFacts(opts.target, opts.password, opts.signal);
     const link = await ReplicaLink.open(opts.target, { password: opts.password, signal: opts.signal, ...(from ? { from: { replid: from.replid, offset: from.offset } } : {}) });
+    this.linked = true;
     try {
       if (link.start.mode === 'continue' && from) {
         const resumed = this.generation !== from.generation;
