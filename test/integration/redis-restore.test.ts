@@ -6,7 +6,9 @@
  * the commands give. Also: loading into a running server, checks, a gap, a stream the
  * scratch server refuses, and a local attacker on the feed's port.
  */
-import { readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +20,7 @@ import type { Snapshot } from '../../src/repo/snapshot/snapshot.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { redisRestore, type RedisRestoreOptions } from '../../src/sources/redis/restore.js';
 import { encodeCommand } from '../../src/sources/redis/resp.js';
-import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { GENERATION, TestRedis, storeBase, storeSegments, type Step } from '../redis-history.js';
 
 type Db = Record<string, { type: string; value: unknown; ttl: boolean }>;
@@ -217,6 +219,41 @@ describe('redis restore to a moment', () => {
     expect(pid).toBeGreaterThan(0);
     expect(() => process.kill(pid as number, 0)).toThrow(/ESRCH/);
     expect(await import('node:fs').then((fs) => fs.promises.readdir(parent))).toEqual([]);
+  });
+
+  it('leaves no scratch server behind when the restore is killed with -9, and the next restore removes its directory', async () => {
+    const dir = tmpdir('lb-redis-kill-');
+    const parent = path.join(dir, 'tmp');
+    mkdirSync(parent);
+    // In place of redis-server: a process that notes its pid and never answers, so the restore is surely still waiting for it.
+    const pidFile = path.join(dir, 'pid');
+    const fake = path.join(dir, 'never-ready');
+    writeFileSync(fake, `#!/bin/sh\necho $$ > '${pidFile}'\nexec sleep 600\n`, { mode: 0o755 });
+    const env = { ...process.env, LIFEBOAT_PASSWORD: 'test-password', TMPDIR: parent };
+    const child = spawn(process.execPath, [CLI, '-r', repoDir, 'redis', 'restore', 'cache', '--latest', '-o', path.join(dir, 'out'), '--redis-server', fake], { env, stdio: 'ignore' });
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    let pid = 0;
+    for (const deadline = Date.now() + 60_000; !pid; await sleep(20)) {
+      if (Date.now() > deadline) throw new Error('the restore never started its scratch server');
+      if (existsSync(pidFile)) pid = Number(readFileSync(pidFile, 'utf8').trim()) || 0;
+    }
+    expect(alive(pid)).toBe(true);
+    child.kill('SIGKILL');
+    for (const deadline = Date.now() + 30_000; alive(pid); await sleep(20)) {
+      if (Date.now() > deadline) throw new Error(`the scratch server (pid ${pid}) outlived the restore`);
+    }
+    expect(readdirSync(parent)).toHaveLength(1);
+    // The next restore, using the same temporary directory, removes the orphan's directory and restores.
+    const again = await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--latest', '-o', path.join(dir, 'out2')], { TMPDIR: parent });
+    expect(again.code, again.stderr).toBe(0);
+    expect(readdirSync(parent)).toEqual([]);
   });
 
   it('runs checks on the restored data', async () => {

@@ -6,10 +6,14 @@
  * passwords) goes in on stdin (`redis-server -`), never on argv; it listens on no TCP
  * port (`port 0`), only on a unix socket in a 0700 directory of ours with mode 700;
  * and it needs a password even there. It never writes outside that directory.
+ *
+ * It does not outlive us: on Linux it is started through `setpriv --pdeathsig KILL`, so
+ * the kernel kills it when the restore is killed (kill -9 included), and a restore that
+ * starts removes the directories of earlier ones whose owner process is gone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { constants as C, accessSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
@@ -38,6 +42,56 @@ const MAX_SOCKET_PATH = 100;
 const REPLY_MS = 30 * 60_000;
 /** The last bytes of the server's log, kept for an error message. */
 const LOG_TAIL = 4096;
+
+/** util-linux's setpriv: the kernel kills the server when its parent dies. */
+const SETPRIV = '/usr/bin/setpriv';
+/** The file in the scratch directory naming the process that owns it. */
+const OWNER = 'owner.pid';
+
+/** `bin` as a path, looked up on PATH when it has no slash; undefined when there is no executable. */
+function executable(bin: string): string | undefined {
+  const can = (p: string) => {
+    try {
+      accessSync(p, C.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (bin.includes('/')) return can(bin) ? bin : undefined;
+  return (process.env.PATH ?? '').split(':').map((d) => path.join(d || '.', bin)).find(can);
+}
+
+/** Removes the scratch directories under `parent` whose owner process no longer runs (a restore killed with -9). */
+async function removeOrphans(parent: string): Promise<void> {
+  let names: string[];
+  try {
+    names = (await fs.readdir(parent)).filter((n) => n.startsWith('lifeboat-redis-'));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const dir = path.join(parent, n);
+    try {
+      const st = await fs.lstat(dir);
+      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
+      const pid = Number((await fs.readFile(path.join(dir, OWNER), 'utf8')).trim());
+      if (!Number.isSafeInteger(pid) || pid <= 0 || alive(pid)) continue;
+      await fs.rm(dir, { recursive: true, force: true });
+    } catch {
+      // not ours, being made, or already gone
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errno(err) !== 'ESRCH';
+  }
+}
 
 /** A value for redis.conf, quoted as its parser (sdssplitargs) reads it back. */
 export function confValue(v: string): string {
@@ -75,10 +129,12 @@ export class ScratchRedis {
     let parent = opts.parent ?? os.tmpdir();
     if (path.join(parent, 'lifeboat-redis-XXXXXX', 'redis.sock').length > MAX_SOCKET_PATH) parent = '/tmp';
     // mkdtemp makes it 0700; checked anyway (a parent we do not control could be odd).
+    await removeOrphans(parent);
     const dir = await fs.mkdtemp(path.join(parent, 'lifeboat-redis-'));
     let child: ChildProcess | undefined;
     try {
       await assertPrivate(dir);
+      await fs.writeFile(path.join(dir, OWNER), `${process.pid}\n`, { mode: 0o600, flag: 'wx' });
       const password = randomBytes(32).toString('hex');
       const socket = path.join(dir, 'redis.sock');
       const config = [
@@ -111,17 +167,14 @@ export class ScratchRedis {
         'logfile ""',
         '',
       ].join('\n');
-      child = spawn(opts.bin ?? 'redis-server', ['-'], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+      const bin = executable(opts.bin ?? 'redis-server');
+      if (!bin) throw notInstalled(opts.bin ?? 'redis-server', 'ENOENT');
+      const [cmd, args] = process.platform === 'linux' && executable(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', '--', bin, '-']] : [bin, ['-']];
+      child = spawn(cmd, args, { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
       const target: RedisTarget = { host: 'localhost', port: 0, tls: false, socket, display: 'the scratch redis-server' };
       const started = new Promise<void>((resolve, reject) => {
         (child as ChildProcess).once('spawn', resolve);
-        (child as ChildProcess).once('error', (err) => {
-          reject(
-            new LifeboatError('RECOVERY_FAILED', `cannot start ${opts.bin ?? 'redis-server'}: ${errno(err) ?? err.message}`, {
-              hint: errno(err) === 'ENOENT' ? 'install it (Debian: apt-get install redis-server) or name it with --redis-server' : 'check the binary',
-            }),
-          );
-        });
+        (child as ChildProcess).once('error', (err) => reject(notInstalled(opts.bin ?? 'redis-server', errno(err) ?? err.message)));
       });
       await started;
       const scratch = new ScratchRedis(dir, child);
@@ -219,4 +272,10 @@ export function reason(log: string): string | undefined {
 function scratchFailed(message: string, log: string): LifeboatError {
   const last = reason(log);
   return new LifeboatError('RECOVERY_FAILED', message, { hint: last ? `its log ends: ${last.slice(0, 300)}` : 'run redis-server by hand to see why' });
+}
+
+function notInstalled(bin: string, why: string): LifeboatError {
+  return new LifeboatError('RECOVERY_FAILED', `cannot start ${bin}: ${why}`, {
+    hint: why === 'ENOENT' ? 'install it (Debian: apt-get install redis-server) or name it with --redis-server' : 'check the binary',
+  });
 }
