@@ -134,6 +134,31 @@ describe('redis backup', () => {
     expect(out.added_size).toBeLessThan(out.total_size / 2);
   });
 
+  it('records key counts only when they are the RDB\'s: a snapshot taken under writes restores without a false key mismatch', async () => {
+    const c = await plain.client();
+    let writing = true;
+    let n = 0;
+    // New keys all the time, so counts read before the RDB differ from the RDB's own.
+    const writer = (async () => {
+      while (writing) await c.ok(['SET', `busy:${n++}`, 'x']);
+    })();
+    try {
+      const r = await cliExpecting(['-r', repo, '--json', 'redis', 'backup', '--url', plain.url, '--name', 'busy'], 0, ENV);
+      const out = JSON.parse(r.stdout) as { id: string; point: { keys?: Record<string, number> } };
+      writing = false;
+      await writer;
+      const restored = await cliExpecting(['-r', repo, '--json', 'redis', 'restore', 'busy', '--snapshot', out.id, '-o', path.join(tmpdir('lb-redis-busy-'), 'out')], 0, ENV);
+      const checks = (JSON.parse(restored.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks;
+      const keys = checks.find((k) => k.name === 'keys');
+      expect(keys?.ok, keys?.detail).toBe(true);
+      if (out.point.keys) expect(keys?.detail).toMatch(/as recorded at backup time/);
+    } finally {
+      writing = false;
+      await writer;
+      c.close();
+    }
+  });
+
   it('logs in with a password from a file or the environment', async () => {
     await locked.run(['SET', 'guarded', 'value']);
     const pwFile = path.join(dir, 'redis-password');

@@ -24,8 +24,12 @@ export function defaultName(target: RedisTarget): string {
   return checkSourceName(raw.slice(0, 64) || 'redis');
 }
 
-/** What the server says of itself just before an RDB is taken (INFO on a connection of its own). */
-export type ServerFacts = Pick<RedisPoint, 'runId' | 'redisVersion' | 'usedMemory' | 'keys'>;
+/**
+ * What the server says of itself just before an RDB is taken (INFO on a connection of
+ * its own), with the replication offset it was at: the key counts describe the RDB only
+ * when the RDB is taken at that same offset (no write in between).
+ */
+export type ServerFacts = Pick<RedisPoint, 'runId' | 'redisVersion' | 'usedMemory' | 'keys'> & { offset?: number };
 
 export async function serverFacts(target: RedisTarget, password: string | undefined, signal?: AbortSignal): Promise<ServerFacts> {
   const conn = await RedisConnection.open(target, { password, ...(signal ? { signal } : {}) });
@@ -34,7 +38,9 @@ export async function serverFacts(target: RedisTarget, password: string | undefi
     const runId = info.get('run_id');
     const version = info.get('redis_version');
     const used = Number(info.get('used_memory'));
+    const offset = Number(info.get('master_repl_offset'));
     return {
+      ...(Number.isSafeInteger(offset) && offset >= 0 ? { offset } : {}),
       ...(runId && /^[0-9a-f]{40}$/.test(runId) ? { runId } : {}),
       ...(version ? { redisVersion: version.slice(0, 64) } : {}),
       ...(Number.isSafeInteger(used) && used >= 0 ? { usedMemory: used } : {}),
@@ -64,10 +70,13 @@ export async function rdbSnapshot(repo: Repository, link: ReplicaLink, opts: Rdb
     tags: opts.tags ?? [],
     time: new Date(),
     beforeSnapshot: async () => {
+      // Counts read at another offset are not the RDB's (a write came between): not recorded, so never compared.
+      const { offset, keys, ...facts } = opts.facts;
       const point: RedisPoint = {
         replid: start.replid,
         offset: start.offset,
-        ...opts.facts,
+        ...facts,
+        ...(keys && offset === start.offset ? { keys } : {}),
         ...(opts.generation ? { generation: opts.generation } : {}),
         rdbBytes: link.rdbBytes,
       };

@@ -25,7 +25,7 @@ export interface RedisPoint {
   redisVersion?: string;
   /** Bytes of the RDB as received. */
   rdbBytes: number;
-  /** Keys per database (`db0` → n) as INFO keyspace said when the RDB was taken (exact on a quiet server). */
+  /** Keys per database (`db0` → n) as INFO keyspace said at the RDB's own offset; absent when a write came between the two. */
   keys?: Record<string, number>;
   /** used_memory when the RDB was taken. */
   usedMemory?: number;
