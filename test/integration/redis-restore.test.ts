@@ -392,6 +392,16 @@ describe('redis drill', () => {
     expect(gappy.ok).toBe(false);
     expect(gappy.error).toMatch(/^history: .*gap/);
   });
+
+  it("runs the source's own checks (lifeboat drill --check, as the daemon's drill job passes them): a failing one fails the drill", async () => {
+    const ok = await runCli(['-r', repoDir, '--json', 'drill', '--source', 'cache', '--check', 'GET after => 1', '--check', 'EXISTS a => 0']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const record = JSON.parse(ok.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean }> };
+    expect(record.checks.filter((c) => c.name.startsWith('check ')).map((c) => [c.name, c.ok])).toEqual([['check GET after => 1', true], ['check EXISTS a => 0', true]]);
+    const bad = await runCli(['-r', repoDir, 'drill', '--source', 'cache', '--check', 'GET after => 2']);
+    expectError(bad, 1, /drill of .*cache failed/);
+    expectError(await runCli(['-r', repoDir, 'drill', '--check', 'GET after => 1']), 2, /--check needs --source/);
+  });
 });
 
 describe('lifeboat redis restore (CLI)', () => {

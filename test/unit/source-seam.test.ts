@@ -119,7 +119,8 @@ describe('the commands the daemon builds from each kind', () => {
       'pg', 'backup', '--name', 'main', '--dsn', 'postgres://backup@db.internal:5432/postgres', '--pgdata', '/var/lib/postgresql/15/main',
       '--bin-dir', '/usr/lib/postgresql/15/bin', '--tag', 'nightly', '--tag', 'offsite',
     ]);
-    expect(job('drill', 'main')).toEqual(['drill', '--source', 'main', '--dsn', 'postgres://backup@db.internal:5432/postgres']);
+    // The source's own checks go with its drill.
+    expect(job('drill', 'main')).toEqual(['drill', '--source', 'main', '--dsn', 'postgres://backup@db.internal:5432/postgres', '--check', 'select true']);
     expect(job('drill', 'notes')).toEqual(['drill', '--source', 'notes']);
     // The newest backup for a files restore; a PostgreSQL restore is started to measure its RTO.
     expect(job('restore', 'uploads', { target: '/var/tmp/u' })).toEqual(['restore', 'abcd1234', '--source', 'uploads', '--target', '/var/tmp/u']);

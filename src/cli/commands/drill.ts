@@ -9,7 +9,7 @@ import { LifeboatError } from '../../errors.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { selfCommand } from '../self-command.js';
-import { flagOf } from './options.js';
+import { collect, flagOf } from './options.js';
 import { postgresOptions } from '../../sources/postgres/options.js';
 
 const seconds = (s: number | null) => (s === null ? '—' : `${s.toFixed(1)} s`);
@@ -21,7 +21,8 @@ export function register(program: Command): void {
     .option('--source <name>', 'one source: a database name, a backed-up path, or kind:name')
     .option('--history', 'list the drills recorded in the repository')
     .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', description: 'PostgreSQL: the source server, to measure RPO against its WAL position (with --source)' }))
-    .action(async (f: { source?: string; history?: boolean; dsn?: string }, cmd: Command) => {
+    .option('--check <check>', "the source's own check (repeatable, with --source): a PostgreSQL query that must return true, a Redis `COMMAND ARG… => REPLY`", collect, [])
+    .action(async (f: { source?: string; history?: boolean; dsn?: string; check: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         if (f.history) {
@@ -38,10 +39,11 @@ export function register(program: Command): void {
           });
         }
         if (f.dsn && !f.source) throw new LifeboatError('USAGE', '--dsn needs --source', { hint: 'the dsn belongs to one PostgreSQL source: name it with --source' });
+        if (f.check.length > 0 && !f.source) throw new LifeboatError('USAGE', '--check needs --source', { hint: 'checks belong to one source: name it with --source' });
         const records: DrillRecord[] = [];
         const lifeboat = await selfCommand(g, 'drill');
         for (const s of sources) {
-          const r = await drill(repo, s, { lifeboat, ...(f.dsn ? { sourceDsn: f.dsn } : {}) });
+          const r = await drill(repo, s, { lifeboat, ...(f.dsn ? { sourceDsn: f.dsn } : {}), ...(f.check.length > 0 ? { checks: f.check } : {}) });
           records.push(r);
           if (!g.json && !g.quiet) {
             console.log(`${r.ok ? 'ok    ' : 'FAILED'}  ${r.source}  RTO ${seconds(r.rto_seconds)}  RPO ${seconds(r.rpo_seconds)}`);

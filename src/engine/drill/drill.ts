@@ -56,6 +56,8 @@ export interface DrillOptions {
   record?: boolean;
   /** The source's server (PostgreSQL), so a kind can measure the drill's RPO against its position. */
   sourceDsn?: string;
+  /** The source's own checks (its `checks` in lifeboat.yaml), for kinds that have them: PostgreSQL queries, Redis `COMMAND => REPLY`. */
+  checks?: readonly string[];
 }
 
 /** Every source with a backup, as its kind names it; snapshots of kinds this program does not know are left out. */

@@ -13,7 +13,7 @@ import type { DrillContext } from '../source.js';
 
 export async function drillPostgres(repo: Repository, name: string, { opts, record }: DrillContext): Promise<void> {
   const before = opts.sourceDsn ? await sourcePosition(opts.sourceDsn, record) : undefined;
-  const r = await pgVerify(repo, { name, target: { kind: 'latest' }, archiveGetCommand: opts.lifeboat(['pg', 'archive-get', '--name', name]) });
+  const r = await pgVerify(repo, { name, target: { kind: 'latest' }, archiveGetCommand: opts.lifeboat(['pg', 'archive-get', '--name', name]), ...(opts.checks ? { queries: [...opts.checks] } : {}) });
   record.snapshot = r.snapshot;
   record.rto_seconds = r.rto_seconds;
   record.checks.push(...r.checks);

@@ -68,7 +68,7 @@ export const postgres: SourceKind<PgConsistency> = {
       options: [['--name', s.name], ['--dsn', argvDsn(s)], ['--pgdata', s.pgdata || undefined], ['--bin-dir', s.binDir || undefined], ['--tag', s.tags]],
     }),
     // With the dsn a PostgreSQL drill measures RPO against the server's WAL position.
-    drill: (s) => ({ command: ['drill'], options: [['--source', s.name], ['--dsn', s.dsn ? argvDsn(s) : undefined]] }),
+    drill: (s) => ({ command: ['drill'], options: [['--source', s.name], ['--dsn', s.dsn ? argvDsn(s) : undefined], ['--check', s.checks]] }),
   },
 
   /**

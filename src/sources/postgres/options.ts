@@ -9,7 +9,7 @@ export const postgresOptions = z.object({
   pgdata: option(text().optional(), { description: 'read the data directory locally instead of running pg_basebackup', flag: '--pgdata' }),
   bin_dir: option(text().optional(), { description: 'where the PostgreSQL programs are', flag: '--bin-dir' }),
   stream: option(yesNo().optional(), { description: 'keep `lifeboat pg stream` running (WAL within about a second); otherwise a server with archive_mode on is watched', shown: 'false' }),
-  checks: option(texts().optional(), { description: 'SQL queries a restored, started copy must pass (first value true); restore jobs and the runbook run them', flag: '--check' }),
+  checks: option(texts().optional(), { description: 'SQL queries a restored, started copy must pass (first value true); restore jobs, drills and the runbook run them', flag: '--check' }),
 });
 
 export function postgresFields(o: z.output<typeof postgresOptions>): Partial<SourceConfig> {

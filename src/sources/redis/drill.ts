@@ -1,7 +1,7 @@
 /**
  * A Redis drill: the newest data (base RDB plus the replicated command stream) is
  * restored into the drill's scratch directory; the restore itself runs the checks
- * (redis-check-rdb, key counts) and refuses a result that fails them. A gap in the
+ * (redis-check-rdb, key counts, the source's own checks) and refuses a result that fails them. A gap in the
  * history is a failed check: the drill proves the data-loss window is what it claims.
  */
 import * as path from 'node:path';
@@ -9,9 +9,9 @@ import type { Repository } from '../../repo/repository.js';
 import type { DrillContext } from '../source.js';
 import { redisRestore } from './restore.js';
 
-export async function drillRedis(repo: Repository, name: string, { scratch, record }: DrillContext): Promise<void> {
+export async function drillRedis(repo: Repository, name: string, { scratch, record, opts }: DrillContext): Promise<void> {
   const started = Date.now();
-  const r = await redisRestore(repo, { name, output: path.join(scratch, 'redis'), scratchParent: scratch });
+  const r = await redisRestore(repo, { name, output: path.join(scratch, 'redis'), scratchParent: scratch, ...(opts.checks ? { checks: opts.checks } : {}) });
   record.snapshot = r.snapshot.id;
   record.rto_seconds = (Date.now() - started) / 1000;
   record.rpo_seconds = (Date.now() - r.restoredTo.getTime()) / 1000;

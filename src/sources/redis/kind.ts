@@ -42,7 +42,7 @@ export const redis: SourceKind<RedisPoint> = {
 
   jobs: {
     backup: (s) => ({ command: ['redis', 'backup'], options: [['--name', s.name], ['--url', s.url], ['--tag', s.tags]] }),
-    drill: (s) => ({ command: ['drill'], options: [['--source', s.name]] }),
+    drill: (s) => ({ command: ['drill'], options: [['--source', s.name], ['--check', s.checks]] }),
   },
 
   /** The password (from password_file, resolved against lifeboat.yaml) in LIFEBOAT_REDIS_PASSWORD, never on argv. */
