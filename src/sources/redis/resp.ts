@@ -56,7 +56,7 @@ export interface Read {
   bytes: number;
 }
 
-function protocolError(what: string): LifeboatError {
+export function protocolError(what: string): LifeboatError {
   return new LifeboatError('SOURCE_UNAVAILABLE', `the Redis server sent ${what}`, {
     hint: 'is this a Redis server (or a proxy that speaks its protocol)? the connection was closed',
   });

@@ -17,7 +17,8 @@
 import type * as net from 'node:net';
 import { LifeboatError } from '../../errors.js';
 import { RedisConnection, replyError, type RedisTarget } from './connection.js';
-import { RespError, RespReader, commandName, encodeCommand, type RespValue } from './resp.js';
+import { RespError, RespReader, encodeCommand } from './resp.js';
+import { CommandScanner } from './scanner.js';
 import type { Mark } from './segment.js';
 
 export interface LinkOptions {
@@ -62,7 +63,7 @@ export class ReplicaLink {
   private wake: (() => void) | undefined;
   private rdbDone = false;
   private eofMode = false;
-  private streamReader: RespReader | undefined;
+  private streamScanner: CommandScanner | undefined;
   private offset = 0;
   private inTx = false;
   private lastMark = 0;
@@ -221,7 +222,7 @@ export class ReplicaLink {
 
   /** Switches to the command stream: what the reader holds past the RDB is its first bytes. */
   private beginStream(): void {
-    this.streamReader = new RespReader();
+    this.streamScanner = new CommandScanner();
     this.offset = this.start.offset;
     this.lastMark = this.start.offset;
     this.acked = this.start.offset;
@@ -239,25 +240,23 @@ export class ReplicaLink {
    * the link's own: every byte the server sent after the RDB's offset, in order.
    */
   async next(): Promise<StreamChunk> {
-    if (!this.streamReader) {
+    if (!this.streamScanner) {
       if (this.start.mode === 'full' && !this.rdbDone) throw new Error('ReplicaLink.next before the RDB was read');
       this.beginStream();
     }
-    const r = this.streamReader as RespReader;
+    const scanner = this.streamScanner as CommandScanner;
     const data = await this.read();
     const time = Date.now();
     const start = this.offset;
-    r.push(data);
-    let at = start - (r.buffered - data.length); // where the value being parsed started
     let boundary = 0;
-    for (let v = r.next(); v; v = r.next()) {
-      at += v.bytes;
-      const name = commandName(v.value);
-      if (name === 'multi') this.inTx = true;
-      else if (name === 'exec') this.inTx = false;
-      else if (name === 'replconf' && isGetAck(v.value)) this.ack(this.acked);
-      if (!this.inTx) boundary = at;
-    }
+    let getack = false;
+    scanner.scan(data, (end, kind) => {
+      if (kind === 'multi') this.inTx = true;
+      else if (kind === 'exec') this.inTx = false;
+      else if (kind === 'getack') getack = true;
+      if (!this.inTx) boundary = start + end;
+    });
+    if (getack) this.ack(this.acked);
     this.offset = start + data.length;
     const chunk: StreamChunk = { data, start, end: this.offset };
     if (boundary > this.lastMark) {
@@ -280,10 +279,6 @@ export class ReplicaLink {
   close(): void {
     this.fail(new LifeboatError('INTERRUPTED', 'the replication link was closed'));
   }
-}
-
-function isGetAck(v: RespValue): boolean {
-  return Array.isArray(v) && v.length >= 2 && Buffer.isBuffer(v[1]) && v[1].toString('latin1').toLowerCase() === 'getack';
 }
 
 /** `+FULLRESYNC <replid> <offset>`, `+CONTINUE [<replid>]`, or the server's refusal as a clear error. */
