@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { duration, oneOf, option, text, texts, whole, yesNo } from './schema.js';
 
 export const JOB_KINDS = ['backup', 'drill', 'check', 'forget', 'prune', 'rotate'] as const;
-export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'diverged', 'recovery'] as const;
+export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'diverged', 'archive_gap', 'recovery'] as const;
 
 /** A retention count: up to a million periods is more than any real policy names. */
 const count = (description: string, flag: string) => option(whole(0, 1_000_000).optional(), { description, flag });
@@ -88,7 +88,7 @@ export const notificationOptions = z.object({
         if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `"${bad}" is not an event`, params: { hint: `events: ${NOTIFY_EVENTS.join(', ')}` } });
       })
       .optional(),
-    { description: `which events: ${NOTIFY_EVENTS.join(', ')}`, shown: 'all five' },
+    { description: `which events: ${NOTIFY_EVENTS.join(', ')}`, shown: 'all six' },
   ),
   retries: option(whole(0, 20).optional(), { description: 'deliveries retried with waits of 1 s, 2 s, 4 s, ...', shown: '3' }),
   timeout: option(duration().optional(), { description: 'how long one delivery may take', shown: '10s' }),

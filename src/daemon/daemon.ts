@@ -81,9 +81,10 @@ export class Daemon {
       [...config.repositories.keys()],
       [...config.notifications.keys()],
       [...config.sources.values()].filter((s) => s.continuous && sourceKind(s.kind).continuous?.reportsShipLag).map((s) => s.name),
+      [...config.sources.values()].filter((s) => s.continuous).map((s) => s.name),
     );
     this.reads = new RepositoryReads((repository, args) => this.cliJson(repository, args), opts.reads, () => this.clock.now(), (repository) => this.metrics.repositoryReads.inc({ repository }));
-    this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, (source, reason) => this.diverged(source, reason));
+    this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, { diverged: (source, reason) => this.diverged(source, reason), gap: (source, message) => this.gap(source, message) });
     this.archiveWatches = sourceKinds().flatMap((k) => (k.archiveWatch ? [k.archiveWatch(config, () => {}, this.clock)] : []));
     this.scheduler = new Scheduler([...config.schedules.values()], this.catalog, (s, at, reason) => this.fire(s, at, reason), this.clock);
     this.runner.on('finished', (job: JobRow) => this.finished(job));
@@ -257,6 +258,18 @@ export class Daemon {
       message: `the replicated history of ${source} no longer reproduces the database (${reason}); a new generation started with a fresh snapshot`,
       details: { reason },
     });
+  }
+
+  /**
+   * A history that could not be continued (a Redis server restarted without persistence,
+   * or its backlog moved on while the replicator was away): writes in the window it names
+   * may be missing from the backups. Told once and counted, like a divergence.
+   */
+  private gap(source: string, message: string): void {
+    const s = this.config.sources.get(source);
+    this.metrics.gaps.inc({ source });
+    this.log(`${source}: ${message}`);
+    this.notifier.notify({ event: 'archive_gap', source, ...(s ? { repository: s.repository } : {}), message, details: {} });
   }
 
   /** Compares each source's RPO with its target; notifies on breach and on recovery. */

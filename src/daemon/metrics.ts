@@ -64,6 +64,8 @@ export class Metrics {
   readonly notifyFailures: Counter<'notification'>;
   /** SQLite generations found not to reproduce their database (the replicator's `diverged` events). */
   readonly divergences: Counter<'source'>;
+  /** Histories a replicator could not continue, so that a window may be missing (Redis `loss` events). */
+  readonly gaps: Counter<'source'>;
   /** Children the API started to read a repository (snapshot listings, retention previews), after sharing and caching. */
   readonly repositoryReads: Counter<'repository'>;
 
@@ -166,6 +168,12 @@ export class Metrics {
       labelNames: ['source'],
       registers: [r],
     });
+    this.gaps = new Counter({
+      name: 'lifeboat_archive_gaps_total',
+      help: 'Histories a replicator could not continue, so that writes in a window may be missing from the backups (Redis: a server restarted without persistence, or a backlog that moved on)',
+      labelNames: ['source'],
+      registers: [r],
+    });
     this.repositoryReads = new Counter({ name: 'lifeboat_api_repository_reads_total', help: 'Processes the API started to read a repository (snapshot listings, retention previews); concurrent requests share one', labelNames: ['repository'], registers: [r] });
     this.notifyFailures = new Counter({ name: 'lifeboat_notifications_failed_total', help: 'Notifications that could not be delivered after every retry', labelNames: ['notification'], registers: [r] });
     new Gauge({
@@ -199,9 +207,10 @@ export class Metrics {
   }
 
   /** Makes the failure series exist at 0 from the start (sources: backup, drill; repositories: check), so increase() and alerts see the first failure. */
-  declare(sources: readonly string[], repositories: readonly string[], notifications: readonly string[], replicated: readonly string[] = []): void {
+  declare(sources: readonly string[], repositories: readonly string[], notifications: readonly string[], replicated: readonly string[] = [], continuous: readonly string[] = []): void {
     for (const source of sources) for (const kind of ['backup', 'drill']) this.failures.inc({ kind, source }, 0);
     for (const source of replicated) this.divergences.inc({ source }, 0);
+    for (const source of continuous) this.gaps.inc({ source }, 0);
     for (const repository of repositories) this.failures.inc({ kind: 'check', source: repository }, 0);
     for (const n of notifications) this.notifyFailures.inc({ notification: n }, 0);
   }

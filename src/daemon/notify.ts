@@ -20,7 +20,7 @@ export interface Notice {
   details?: Record<string, unknown>;
 }
 
-const ICON: Record<NotifyEvent, string> = { failure: ':red_circle:', rpo_breach: ':warning:', archive_down: ':red_circle:', diverged: ':red_circle:', recovery: ':large_green_circle:' };
+const ICON: Record<NotifyEvent, string> = { failure: ':red_circle:', rpo_breach: ':warning:', archive_down: ':red_circle:', diverged: ':red_circle:', archive_gap: ':warning:', recovery: ':large_green_circle:' };
 
 export function body(format: NotificationConfig['format'], n: Notice, time: Date): Record<string, unknown> {
   if (format === 'slack') return { text: `${ICON[n.event]} Lifeboat: ${n.message}` };

@@ -42,8 +42,11 @@ export class Supervisor {
     private readonly catalog: Catalog,
     private readonly onChange: (state: ArchiveState) => void = () => {},
     private readonly clock: Pick<Clock, 'now'> = systemClock,
-    /** A replicator found its stored history not to reproduce the database (SQLite `diverged`). */
-    private readonly onDiverged: (source: string, reason: string) => void = () => {},
+    /**
+     * Findings a replicator reports once: its stored history does not reproduce the
+     * database (SQLite `diverged`), or could not be continued and may miss a window (Redis `loss`).
+     */
+    private readonly findings: { diverged(source: string, reason: string): void; gap(source: string, message: string): void } = { diverged: () => {}, gap: () => {} },
   ) {}
 
   start(): void {
@@ -94,7 +97,8 @@ export class Supervisor {
             this.onChange(state);
             return; // routine: not worth a log line each
           }
-          if (kind === 'diverged') this.onDiverged(s.name, String(event.reason));
+          if (kind === 'diverged') this.findings.diverged(s.name, String(event.reason));
+          if (kind === 'loss') this.findings.gap(s.name, String(event.message));
           if (kind === 'error') {
             state.lastError = String(event.message);
             state.lastErrorAt = this.clock.now();

@@ -406,6 +406,8 @@ class Replicator {
   }
 
   private status(force = false): void {
+    // Not attached yet: nothing is proven or disproven, so there is no verdict to give (the daemon shows "starting", not up).
+    if (!this.generation && !this.problem) return;
     this.reporter.report(
       {
         healthy: this.problem === undefined,
