@@ -10,7 +10,7 @@
  * The other request and response shapes stay there.
  */
 import { z } from 'zod';
-import { scheduleOptions, tokenExpires } from '../config/model.js';
+import { restoreRequestOptions, scheduleOptions, tokenExpires } from '../config/model.js';
 import { RoleName } from './dto.js';
 
 /** POST /repositories/:name/check: `read_data_subset` as in a `run: check` schedule (and `check --read-data-subset`). */
@@ -18,3 +18,16 @@ export const CheckBody = z.strictObject({ read_data_subset: scheduleOptions.shap
 
 /** POST /tokens: `expires` as `token create --expires` (a duration of at least a minute, or never), parsed by daemon/auth.ts with its hint. */
 export const TokenBody = z.strictObject({ name: z.string(), role: RoleName, expires: tokenExpires });
+
+const restore = restoreRequestOptions.shape;
+
+/** POST /restores: `source`, `target`, `time` and `snapshot` as the restore commands take them (`time` checked by the one target-time parser). */
+export const RestoreBody = z.strictObject({ source: restore.source, target: restore.target, time: restore.time, snapshot: restore.snapshot });
+export type RestoreBody = z.infer<typeof RestoreBody>;
+
+/** POST /recoveries: a target per source, at least one, and one moment for all. */
+export const RecoveryBody = z.strictObject({
+  // minProperties is JSON Schema only (zod has no such check): fastify validates with it.
+  targets: z.record(z.string(), restore.target).meta({ minProperties: 1 }),
+  time: restore.time,
+});

@@ -34,18 +34,10 @@ export const AuditQuery = z.strictObject({ limit: z.int().min(1).max(10000).opti
 
 // --- request bodies ---------------------------------------------------------------
 
-/** POST /restores. `time` is a target time (engine/target-time.ts), not a duration. */
-export const RestoreBody = z.strictObject({ source: z.string(), target: z.string(), time: z.string().optional(), snapshot: z.string().optional() });
-/** POST /recoveries: a target per source, at least one. */
-export const RecoveryBody = z.strictObject({
-  // minProperties is JSON Schema only (zod has no such check): fastify validates with it.
-  targets: z.record(z.string(), z.string()).meta({ minProperties: 1 }),
-  time: z.string().optional(),
-});
 export const DrillBody = z.strictObject({ source: z.string().optional() });
 export const RoleName = z.enum(['viewer', 'operator', 'admin']);
-// Bodies whose fields are options of the model (POST /repositories/:name/check, POST /tokens)
-// are declared in src/api/bodies.ts: the model is server-side code, and this module is not.
+// Bodies whose fields are options of the model (POST /restores, /recoveries, /repositories/:name/check,
+// /tokens) are declared in src/api/bodies.ts: the model is server-side code, and this module is not.
 
 // --- responses --------------------------------------------------------------------
 
@@ -203,5 +195,4 @@ export type Drill = z.infer<typeof Drill>;
 export type Status = z.infer<typeof Status>;
 export type RepositoryState = z.infer<typeof RepositoryState>;
 export type TokenCreated = z.infer<typeof TokenCreated>;
-export type RestoreBody = z.infer<typeof RestoreBody>;
 export type DrillBody = z.infer<typeof DrillBody>;

@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod';
 import { sourceKinds } from '../sources/registry.js';
-import { notificationOptions, repositoryOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
+import { notificationOptions, repositoryOptions, restoreRequestOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
 import { isDurationInput, metaOf, placesOf } from './schema.js';
 
 export const BEGIN = '<!-- BEGIN generated from src/config/model.ts by `npx tsx scripts/config-docs.ts`; edit the model, not this -->';
@@ -117,6 +117,10 @@ export function configReference(): string {
     '### API tokens (`token create`, `POST /api/v1/tokens`; not in lifeboat.yaml)',
     '',
     table({ expires: tokenExpires }),
+    '',
+    '### Restores (the restore commands, `POST /api/v1/restores` and `/recoveries`; not in lifeboat.yaml)',
+    '',
+    table(shapeOf(restoreRequestOptions)),
   ];
   return parts.join('\n');
 }

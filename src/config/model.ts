@@ -10,7 +10,7 @@
  * found through the Source registry (each kind's `options`).
  */
 import { z } from 'zod';
-import { duration, oneOf, option, text, texts, whole, yesNo } from './schema.js';
+import { duration, moment, oneOf, option, text, texts, whole, yesNo } from './schema.js';
 
 export const JOB_KINDS = ['backup', 'drill', 'check', 'forget', 'prune', 'rotate'] as const;
 export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'diverged', 'archive_gap', 'recovery'] as const;
@@ -130,4 +130,16 @@ export const tokenExpires = option(z.union([z.literal('never'), duration({ min: 
   api: true,
   file: false,
   shown: 'never',
+});
+
+/**
+ * What a restore is asked for, on the command line (the restore commands' flags) and in
+ * the API's POST /api/v1/restores and /recoveries bodies; not in lifeboat.yaml. Which of
+ * them a kind takes is its restore table (engine/restore-options.ts).
+ */
+export const restoreRequestOptions = z.object({
+  source: option(text(), { description: 'the source to restore: its name in lifeboat.yaml', api: true, file: false }),
+  target: option(text(), { description: 'where to restore: a new directory (files, PostgreSQL, Redis) or a new file (SQLite, an operation log), never overwritten; the restore commands of the kinds call it --output', flag: '--target', api: true, file: false }),
+  time: option(moment().optional(), { description: 'restore as of this moment: RFC 3339 with a zone, not in the future (e.g. 2026-11-21T14:30:05Z)', flag: '--time', api: true, file: false, shown: 'the newest' }),
+  snapshot: option(text().optional(), { description: 'a snapshot id or a unique prefix of one', flag: '--snapshot', api: true, file: false, shown: 'the newest fitting' }),
 });

@@ -5,7 +5,8 @@
  * Schema and docs/configuration.md are all derived from one declaration.
  */
 import { z } from 'zod';
-import { LifeboatError } from '../errors.js';
+import { parseTargetTime } from '../engine/target-time.js';
+import { LifeboatError, isLifeboatError } from '../errors.js';
 import { DurationError, durationMs, parseDuration, type Duration } from '../util/duration.js';
 
 /** Where an option may be given. */
@@ -107,6 +108,22 @@ export function duration(rule: DurationRule = {}) {
       if (!(err instanceof DurationError)) throw err;
       ctx.addIssue({ code: 'custom', message: err.message.startsWith('must') ? err.message : `must be a duration: ${err.message}`, params: { hint: err.hint }, input: raw });
       return z.NEVER;
+    }
+  });
+}
+
+/**
+ * A recovery target moment, checked by the one parser of such moments
+ * (engine/target-time.ts: RFC 3339 with a zone, not in the future) and kept as written;
+ * a refusal carries that parser's hint.
+ */
+export function moment() {
+  return z.string({ error: 'must be an RFC 3339 time such as 2026-11-21T14:30:00Z' }).superRefine((raw, ctx) => {
+    try {
+      parseTargetTime(raw);
+    } catch (err) {
+      if (!isLifeboatError(err)) throw err;
+      ctx.addIssue({ code: 'custom', message: err.message, params: { hint: err.hint }, input: raw });
     }
   });
 }

@@ -15,6 +15,8 @@ import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
 import { parseConfig } from '../../src/config/config.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import type { JobRow } from '../../src/daemon/catalog.js';
+import { restoreRequestOptions } from '../../src/config/model.js';
+import { metaOf } from '../../src/config/schema.js';
 
 let t: TestDaemon;
 
@@ -307,7 +309,11 @@ describe('openapi and health', () => {
     });
     expect(body('/api/v1/recoveries', 'post')?.content['application/json'].schema).toEqual({
       type: 'object',
-      properties: { targets: { type: 'object', additionalProperties: { type: 'string' }, minProperties: 1 }, time: { type: 'string' } },
+      // From the option model: the restore commands' own descriptions; an empty target is refused before any handler.
+      properties: {
+        targets: { type: 'object', additionalProperties: { type: 'string', minLength: 1, description: metaOf(restoreRequestOptions.shape.target)?.description }, minProperties: 1 },
+        time: { type: 'string', description: metaOf(restoreRequestOptions.shape.time)?.description },
+      },
       required: ['targets'],
       additionalProperties: false,
     });

@@ -7,7 +7,8 @@ import { parseTargetTime } from '../../engine/target-time.js';
 import { requireSource } from '../../daemon/jobs.js';
 import { checkRestoreTarget, snapshotOfSource } from '../../daemon/restore-policy.js';
 import type { ApiContext } from '../context.js';
-import { Job, Jobs, RecoveryBody, RestoreBody } from '../dto.js';
+import { RecoveryBody, RestoreBody } from '../bodies.js';
+import { Job, Jobs } from '../dto.js';
 import { route, type Route } from '../route.js';
 
 export function restoreRoutes({ d, source, actor, role }: ApiContext): Route[] {

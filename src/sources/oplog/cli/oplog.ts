@@ -15,6 +15,7 @@ import { commandWords, oplogOptions, settingsOf, type RecordFormat } from '../op
 import { Shipper, type OplogEvent } from '../replicate.js';
 import { oplogRestore } from '../restore.js';
 import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
+import { restoreRequestOptions } from '../../../config/model.js';
 
 interface ShipFlags {
   name?: string;
@@ -77,7 +78,7 @@ export function register(program: Command): void {
     .command('restore <name>')
     .description('write the records up to a moment (never half a record), in order, to a new file or stdout, and optionally replay them')
     .option('-o, --output <file>', 'a new file (never overwritten), or - for stdout')
-    .option('--time <rfc3339>', 'the records up to this moment, e.g. 2026-11-21T14:30:05Z (default: every record stored)')
+    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'the records up to this moment, e.g. 2026-11-21T14:30:05Z (default: every record stored)' }))
     .option('--replay-command <command>', 'pipe the records into this program: split into words at spaces, never run by a shell; its exit status decides success')
     .option('--replay', "pipe the records into the source's replay_command from lifeboat.yaml")
     .action(async (name: string, f: { output?: string; time?: string; replayCommand?: string; replay?: boolean }, cmd: Command) => {

@@ -22,6 +22,7 @@ import { register as registerStream } from './pg-stream.js';
 import { register as registerDump } from './pg-dump.js';
 import { register as registerTimelines } from './pg-timelines.js';
 import { requirePgPoint } from '../point.js';
+import { restoreRequestOptions } from '../../../config/model.js';
 
 interface RestoreFlags extends TargetFlags {
   name: string;
@@ -110,13 +111,13 @@ export function register(program: Command): void {
     .description('restore a data directory and set up recovery to a target; then `pg_ctl start`')
     .requiredOption('--name <name>', 'cluster name')
     .requiredOption('--target-dir <dir>', 'new data directory (created; an existing one, even empty, needs --delta)')
-    .option('--time <rfc3339>', 'recover to this time')
+    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'recover to this time' }))
     .option('--lsn <lsn>', 'recover to this LSN')
     .option('--xid <xid>', 'recover to this transaction id')
     .option('--restore-point <name>', 'recover to a point made with pg_create_restore_point()')
     .option('--latest', 'recover all archived WAL (default)')
     .option('--delta', 'restore into an existing directory: an empty one, or a stopped data directory whose files are rewritten only where they differ')
-    .option('--snapshot <id>', 'start from this base backup (default: the newest before the target)')
+    .addOption(flagOf(restoreRequestOptions.shape.snapshot, { arg: '<id>', description: 'start from this base backup (default: the newest before the target)' }))
     .option('--timeline <n>', "recover along this timeline (default: production's history, see pg timelines)")
     .option('--port <n>', "the copy's port (default: a free one, never the primary's)")
     .addOption(flagOf(postgresOptions.shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_ctl and postgres (default: /usr/lib/postgresql/MAJOR/bin)' }))

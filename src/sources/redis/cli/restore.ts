@@ -4,13 +4,14 @@
  */
 import type { Command } from 'commander';
 import { cliWarn, withRepo, type GlobalOptions } from '../../../cli/context.js';
-import { collect } from '../../../cli/commands/options.js';
+import { collect, flagOf } from '../../../cli/commands/options.js';
 import { duration, printJson } from '../../../cli/output/render.js';
 import { parseTargetTime } from '../../../engine/target-time.js';
 import { LifeboatError } from '../../../errors.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { redisPassword } from '../connection.js';
 import { redisRestore, type RedisRestoreResult } from '../restore.js';
+import { restoreRequestOptions } from '../../../config/model.js';
 
 interface RestoreFlags {
   output?: string;
@@ -31,9 +32,9 @@ export function registerRestore(redis: Command): void {
     .option('-o, --output <dir>', 'a new directory to write dump.rdb into (created, mode 0700)')
     .option('--to <url>', 'load into this running server instead, redis://HOST:PORT (it must be empty unless --force)')
     .option('--force', 'with --to: load into a server that holds keys (restored keys replace their namesakes)')
-    .option('--time <rfc3339>', 'restore as of this moment, e.g. 2026-11-21T14:30:05Z')
+    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'restore as of this moment, e.g. 2026-11-21T14:30:05Z' }))
     .option('--latest', 'restore the newest data stored (the default)')
-    .option('--snapshot <id>', 'restore this snapshot alone, without replaying commands')
+    .addOption(flagOf(restoreRequestOptions.shape.snapshot, { arg: '<id>', description: 'restore this snapshot alone, without replaying commands' }))
     .option('--check <check>', 'a check the restored data must pass: "COMMAND ARG… => REPLY" (repeatable)', collect, [])
     .option('--redis-password-file <file>', "with --to: the target's password (first line; or LIFEBOAT_REDIS_PASSWORD)")
     .option('--redis-server <bin>', 'the redis-server binary for the scratch server (default: from PATH)')

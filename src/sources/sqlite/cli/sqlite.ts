@@ -18,6 +18,7 @@ import { sqliteOptions } from '../options.js';
 import { sourceCommonOptions } from '../../../config/model.js';
 import { durationMs, type Duration } from '../../../util/duration.js';
 import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
+import { restoreRequestOptions } from '../../../config/model.js';
 
 function busyTimeout(text: string): number {
   return parseDuration(text, '--busy-timeout');
@@ -106,7 +107,7 @@ export function register(program: Command): void {
     .command('restore <name>')
     .description('rebuild the database as of a moment, whole or only some tables')
     .requiredOption('-o, --output <file>', 'where to write the database (must not exist)')
-    .option('--time <rfc3339>', 'restore as of this moment, e.g. 2026-11-21T14:30:05Z')
+    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'restore as of this moment, e.g. 2026-11-21T14:30:05Z' }))
     .option('--latest', 'restore the newest transaction stored (the default)')
     .option('--table <name>', 'restore only this table (repeatable)', collect, [])
     .action(async (name: string, f: { output: string; time?: string; latest?: boolean; table: string[] }, cmd: Command) => {
