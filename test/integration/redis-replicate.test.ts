@@ -318,6 +318,37 @@ describe('redis replicate', () => {
     expect(await digest(copy)).toBe(await digest(server));
   });
 
+  it('a writer killed inside MULTI leaves nothing of its transaction in a restore; a committed one is whole', async () => {
+    const server = await ScratchRedis.start();
+    servers.push(server);
+    const repoDir = await newRepo();
+    const rep = new Replicator(repoDir, server.url, 'app');
+    await rep.until((e) => e.kind === 'generation', 'a generation');
+    // A separate process: one transaction committed, a second queued and never executed.
+    const script = [
+      "const s = require('node:net').connect(Number(process.argv[1]), '127.0.0.1');",
+      "const cmd = (...a) => `*${a.length}\\r\\n` + a.map((x) => `$${Buffer.byteLength(String(x))}\\r\\n${x}\\r\\n`).join('');",
+      "let got = '';",
+      "s.on('data', (d) => { got += d; if (/\\+QUEUED\\r\\n\\+QUEUED\\r\\n\\*2[\\s\\S]*\\+QUEUED\\r\\n\\+QUEUED\\r\\n$/.test(got)) process.stdout.write('queued\\n'); });",
+      "s.write(cmd('MULTI') + cmd('SET', 'done:a', '1') + cmd('SET', 'done:b', '2') + cmd('EXEC') + cmd('MULTI') + cmd('SET', 'half:a', '1') + cmd('SET', 'half:b', '2'));",
+    ].join('\n');
+    const app = spawn(process.execPath, ['-e', script, String(server.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(app);
+    await new Promise<void>((resolve, reject) => {
+      app.stdout!.on('data', (d: Buffer) => d.toString().includes('queued') && resolve());
+      app.once('exit', (code) => reject(new Error(`the writer exited (${code}) before queueing`)));
+    });
+    app.kill('SIGKILL');
+    await server.run(['SET', 'after', '1']);
+    await rep.archived(Date.now());
+    await rep.stop();
+    const out = path.join(tmpdir(), 'restored');
+    await cliExpecting(['-r', repoDir, 'redis', 'restore', 'app', '--output', out], 0, ENV);
+    const copy = await loadRdb(readFileSync(path.join(out, 'dump.rdb')));
+    servers.push(copy);
+    expect(await copy.run(['EXISTS', 'done:a'], ['EXISTS', 'done:b'], ['EXISTS', 'half:a'], ['EXISTS', 'half:b'], ['EXISTS', 'after'])).toEqual([1, 1, 0, 0, 1]);
+  });
+
   it('a restored copy started in place of the server is a new generation with a loss report, never a continuation of the old history', async () => {
     const server = await ScratchRedis.start();
     servers.push(server);
