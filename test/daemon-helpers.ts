@@ -95,3 +95,42 @@ export async function webhookReceiver<T = Record<string, unknown>>(respond: (pat
     close: () => new Promise((r) => server.close(() => r())),
   };
 }
+
+export interface WatchingDaemon {
+  daemon: Daemon;
+  receiver: WebhookReceiver<{ event: string; source: string | null; message: string; details: Record<string, unknown> }>;
+  /** The daemon's base URL. */
+  url: string;
+  /** lifeboat.yaml, for CLI commands against the same repository (`--config FILE --repo main`). */
+  file: string;
+}
+
+/**
+ * A started daemon that watches archiving: a fresh repository `main` in `dir`, the
+ * `sources` lines (YAML under `sources:`), every notification to a local webhook, and
+ * incidents checked every `checkIntervalS` seconds.
+ */
+export async function watchingDaemon(dir: string, sources: string[], checkIntervalS: number): Promise<WatchingDaemon> {
+  writeFileSync(path.join(dir, 'pass'), 'watching-daemon\n');
+  const init = await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')]);
+  expect(init.code, init.stderr).toBe(0);
+  const receiver = await webhookReceiver<WatchingDaemon['receiver']['bodies'][number]>();
+  const text = [
+    'repositories:',
+    `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
+    'sources:',
+    ...sources.map((l) => `  ${l}`),
+    'notifications:',
+    `  ops: { url: "${receiver.url}/", repeat: never }`,
+    'server:',
+    '  listen: 127.0.0.1:0',
+    '  state_dir: state',
+    `  check_interval: ${checkIntervalS}s`,
+  ].join('\n');
+  const file = path.join(dir, 'lifeboat.yaml');
+  writeFileSync(file, text);
+  const daemon = await Daemon.create(parseConfig(text, file), { log: () => {} });
+  const url = await daemon.listen();
+  daemon.start();
+  return { daemon, receiver, url, file };
+}

@@ -6,15 +6,13 @@
  * to 0 with the reason within one check interval, the shipped LifeboatArchiveDown rule
  * fires, and the outage is notified once and its end once.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/config.js';
-import { Daemon } from '../../src/daemon/daemon.js';
+import type { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
-import { webhookReceiver, type WebhookReceiver } from '../daemon-helpers.js';
-import { runCli } from '../helpers.js';
+import { watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
 import { archivedCluster, PG_BIN } from '../pg-cluster.js';
 import { waitUntil } from '../pg-streamer.js';
 import { shippedRules, TestPrometheus } from '../prometheus.js';
@@ -27,7 +25,7 @@ let setup: Awaited<ReturnType<typeof archivedCluster>>;
 let dir: string;
 let daemon: Daemon;
 let prometheus: TestPrometheus;
-let receiver: WebhookReceiver<{ event: string; source: string | null; message: string; details: Record<string, unknown> }>;
+let receiver: WatchingDaemon['receiver'];
 const notices = () => receiver.bodies;
 
 const metric = async (name: string, source: string): Promise<number | undefined> => {
@@ -41,27 +39,13 @@ const sent = (event: string, source: string) => notices().filter((n) => n.event 
 beforeAll(async () => {
   setup = await archivedCluster('lb-dmon-');
   dir = mkdtempSync(path.join(os.tmpdir(), 'lb-dmon-daemon-'));
-  writeFileSync(path.join(dir, 'pass'), 'monitor\n');
-  expect((await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')])).code).toBe(0);
-  receiver = await webhookReceiver();
-  const text = [
-    'repositories:',
-    `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
-    'sources:',
-    `  streamed: { kind: postgres, dsn: "${setup.cluster.dsn}", stream: true, bin_dir: ${PG_BIN}, targets: { rpo: ${RPO_TARGET_S}s } }`,
+  let base: string;
+  ({ daemon, receiver, url: base } = await watchingDaemon(dir, [
+    `streamed: { kind: postgres, dsn: "${setup.cluster.dsn}", stream: true, bin_dir: ${PG_BIN}, targets: { rpo: ${RPO_TARGET_S}s } }`,
     // The same server's archive_command (lifeboat pg archive-push), watched through pg_stat_archiver.
-    `  pushed: { kind: postgres, dsn: "${setup.cluster.dsn}" }`,
-    'notifications:',
-    `  ops: { url: "${receiver.url}/", repeat: never }`,
-    'server:',
-    '  listen: 127.0.0.1:0',
-    '  state_dir: state',
-    `  check_interval: ${CHECK_INTERVAL_S}s`,
-  ].join('\n');
-  writeFileSync(path.join(dir, 'lifeboat.yaml'), text);
-  daemon = await Daemon.create(parseConfig(text, path.join(dir, 'lifeboat.yaml')), { log: () => {} });
-  const url = new URL(await daemon.listen());
-  daemon.start();
+    `pushed: { kind: postgres, dsn: "${setup.cluster.dsn}" }`,
+  ], CHECK_INTERVAL_S));
+  const url = new URL(base);
   // The shipped expressions, verbatim; only `for` is shortened from 5m.
   prometheus = await TestPrometheus.start(mkdtempSync(path.join(os.tmpdir(), 'lb-prom-')), url.host, shippedRules({ LifeboatArchiveDown: '5s', LifeboatArchiveCommandFailures: '0s' }));
 });

@@ -7,14 +7,13 @@
  * LifeboatArchiveGap rule's counter), then archiving is up again and its return is
  * notified. What was proven before the crash still restores to a moment before it.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/config.js';
-import { Daemon } from '../../src/daemon/daemon.js';
+import type { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
-import { webhookReceiver, type WebhookReceiver } from '../daemon-helpers.js';
+import { watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import { runCli } from '../helpers.js';
 import { waitUntil } from '../pg-streamer.js';
@@ -25,7 +24,7 @@ const RPO_TARGET_S = 60;
 let dir: string;
 let server: RedisServer;
 let daemon: Daemon;
-let receiver: WebhookReceiver<{ event: string; source: string | null; message: string }>;
+let receiver: WatchingDaemon['receiver'];
 
 const metric = async (name: string): Promise<number | undefined> => {
   const m = new RegExp(`^${name}\\{source="cache"\\} (\\S+)$`, 'm').exec(await daemon.metrics.render());
@@ -61,25 +60,7 @@ async function restoredKeys(...args: string[]): Promise<Record<string, number>> 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'lb-dredis-'));
   server = await RedisServer.start();
-  writeFileSync(path.join(dir, 'pass'), 'redis-daemon\n');
-  expect((await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')])).code).toBe(0);
-  receiver = await webhookReceiver();
-  const text = [
-    'repositories:',
-    `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
-    'sources:',
-    `  cache: { kind: redis, url: "${server.url}", replicate: true, interval: 1s, targets: { rpo: ${RPO_TARGET_S}s } }`,
-    'notifications:',
-    `  ops: { url: "${receiver.url}/", repeat: never }`,
-    'server:',
-    '  listen: 127.0.0.1:0',
-    '  state_dir: state',
-    `  check_interval: ${CHECK_INTERVAL_S}s`,
-  ].join('\n');
-  writeFileSync(path.join(dir, 'lifeboat.yaml'), text);
-  daemon = await Daemon.create(parseConfig(text, path.join(dir, 'lifeboat.yaml')), { log: () => {} });
-  await daemon.listen();
-  daemon.start();
+  ({ daemon, receiver } = await watchingDaemon(dir, [`cache: { kind: redis, url: "${server.url}", replicate: true, interval: 1s, targets: { rpo: ${RPO_TARGET_S}s } }`], CHECK_INTERVAL_S));
 });
 
 afterAll(async () => {

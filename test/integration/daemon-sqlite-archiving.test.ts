@@ -5,14 +5,13 @@
  * once, and its return once; a change behind SQLite's back is counted, notified once
  * and alerted on; and what the RPO claimed was stored really restores.
  */
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/config.js';
-import { Daemon } from '../../src/daemon/daemon.js';
+import type { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
-import { webhookReceiver, type WebhookReceiver } from '../daemon-helpers.js';
+import { watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
 import { runCli } from '../helpers.js';
 import { waitUntil } from '../pg-streamer.js';
 import { appRows, expectRows, flipOldRow, runApp, type AppRun } from '../sqlite-helpers.js';
@@ -23,7 +22,7 @@ const RPO_TARGET_S = 30;
 let dir: string;
 let db: string;
 let daemon: Daemon;
-let receiver: WebhookReceiver<{ event: string; source: string | null; message: string }>;
+let receiver: WatchingDaemon['receiver'];
 const runs: AppRun[] = [];
 
 const metric = async (name: string): Promise<number | undefined> => {
@@ -37,25 +36,7 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'lb-dsql-'));
   db = path.join(dir, 'memory.db');
   runs.push(await runApp(db, 20));
-  writeFileSync(path.join(dir, 'pass'), 'sqlite-daemon\n');
-  expect((await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')])).code).toBe(0);
-  receiver = await webhookReceiver();
-  const text = [
-    'repositories:',
-    `  main: { stores: [${path.join(dir, 'repo')}], password_file: ${path.join(dir, 'pass')} }`,
-    'sources:',
-    `  memory: { kind: sqlite, path: ${db}, replicate: true, verify_interval: 1s, targets: { rpo: ${RPO_TARGET_S}s } }`,
-    'notifications:',
-    `  ops: { url: "${receiver.url}/", repeat: never }`,
-    'server:',
-    '  listen: 127.0.0.1:0',
-    '  state_dir: state',
-    `  check_interval: ${CHECK_INTERVAL_S}s`,
-  ].join('\n');
-  writeFileSync(path.join(dir, 'lifeboat.yaml'), text);
-  daemon = await Daemon.create(parseConfig(text, path.join(dir, 'lifeboat.yaml')), { log: () => {} });
-  await daemon.listen();
-  daemon.start();
+  ({ daemon, receiver } = await watchingDaemon(dir, [`memory: { kind: sqlite, path: ${db}, replicate: true, verify_interval: 1s, targets: { rpo: ${RPO_TARGET_S}s } }`], CHECK_INTERVAL_S));
 });
 
 afterAll(async () => {
