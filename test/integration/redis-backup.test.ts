@@ -164,7 +164,9 @@ describe('redis backup', () => {
     const pwFile = path.join(dir, 'redis-password');
     writeFileSync(pwFile, 's3cret pass\n', { mode: 0o600 });
     const r = await cliExpecting(['-r', repo, '--json', 'redis', 'backup', '--url', locked.url, '--name', 'locked', '--redis-password-file', pwFile], 0, ENV);
-    expect((JSON.parse(r.stdout) as { point: { keys: Record<string, number> } }).point.keys).toEqual({ db0: 1 });
+    // Logged in and backed up. (Key counts are not asserted here: this server delays its sync for more replicas and
+    // may PING them meanwhile, which moves the offset, so the counts read before are rightly not recorded.)
+    expect((JSON.parse(r.stdout) as { point: { rdbBytes: number } }).point.rdbBytes).toBeGreaterThan(0);
     await cliExpecting(['-r', repo, 'redis', 'backup', '--url', locked.url, '--name', 'locked'], 0, { ...ENV, LIFEBOAT_REDIS_PASSWORD: 's3cret pass' });
     await cliExpecting(['-r', repo, 'redis', 'backup', '--url', locked.url, '--name', 'locked'], 0, { ...ENV, REDISCLI_AUTH: 's3cret pass' });
   });

@@ -291,8 +291,9 @@ describe('redis replicate', () => {
     const gen = await rep.until((e) => e.kind === 'generation', 'a generation');
     await server.run(['SET', 'old', '1']);
     await rep.archived(Date.now());
-    const stoppedAt = Date.now();
     await server.stop();
+    // A proof's moment comes before its INFO, which the old server answered: it cannot be after the server is gone.
+    const stoppedAt = Date.now();
     await server.launch();
     await server.run(['SET', 'after-restart', 'yes']);
     const loss = await rep.until((e) => e.kind === 'loss', 'a loss report');

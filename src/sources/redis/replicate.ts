@@ -234,10 +234,18 @@ class Replicator {
     })().finally(() => (done = true));
     reading.catch(() => {});
     const ticks = (async () => {
+      // Fixed-rate, not "sleep an interval after the work": a command received just after
+      // a ship began is stored by the end of the next, which starts one interval after this
+      // one began less what a ship takes (measured), so the loss window stays the interval.
+      let shipMs = 0;
+      let next = Date.now() + opts.intervalMs;
       while (!done && !opts.signal.aborted) {
-        await Promise.race([sleep(opts.intervalMs), reading.catch(() => {})]);
+        await Promise.race([sleep(Math.max(0, next - Date.now())), reading.catch(() => {})]);
         if (done) break;
+        const began = Date.now();
         await this.enqueueShip();
+        shipMs = 0.7 * shipMs + 0.3 * (Date.now() - began);
+        next = Math.max(Date.now(), began + Math.max(opts.intervalMs / 2, opts.intervalMs - shipMs));
         link.ack(this.shipped);
         // On its own connection and not awaited: a server slow to answer INFO does not hold up shipping.
         this.proving ??= this.prove().finally(() => (this.proving = undefined));
