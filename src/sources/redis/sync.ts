@@ -46,15 +46,6 @@ export interface StreamChunk {
 /** The socket is paused while this much waits unread (back-pressure from a slow repository). */
 const HIGH_WATER = 4 << 20;
 const LOW_WATER = 1 << 20;
-/**
- * After a small chunk the socket rests this long before it is read again, so a stream
- * of many small writes (a busy server sends each event-loop turn's commands at once)
- * is read in a few larger chunks: far fewer wake-ups for the replicator's CPU, which
- * competes with the server's on small hosts. A command's receive time is then up to
- * this much later than its arrival. Large chunks (an RDB, a backlog) are read at once.
- */
-const REST_MS = 5;
-const SMALL_CHUNK = 16 << 10;
 /** The largest piece of RDB handed out at once. */
 const RDB_PIECE = 1 << 20;
 /**
@@ -68,8 +59,6 @@ export class ReplicaLink {
   private readonly chunks: Buffer[] = [];
   private queued = 0;
   private paused = false;
-  /** Resting after a small chunk (REST_MS), apart from back-pressure. */
-  private resting: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
   private rdbDone = false;
@@ -131,12 +120,6 @@ export class ReplicaLink {
       if (this.queued > HIGH_WATER && !this.paused) {
         this.paused = true;
         s.pause();
-      } else if (chunk.length < SMALL_CHUNK && !this.paused && !this.resting) {
-        s.pause();
-        this.resting = setTimeout(() => {
-          this.resting = undefined;
-          if (!this.paused && !this.failure) s.resume();
-        }, REST_MS);
       }
       this.poke();
     });
@@ -159,7 +142,6 @@ export class ReplicaLink {
 
   private fail(err: Error): void {
     this.failure ??= err;
-    clearTimeout(this.resting);
     this.socket.destroy();
     this.poke();
   }
