@@ -248,16 +248,9 @@ export class Daemon {
    * "recovered".
    */
   private diverged(source: string, reason: string): void {
-    const s = this.config.sources.get(source);
     this.metrics.divergences.inc({ source });
     this.log(`${source}: the replicated history diverged from the database: ${reason}`);
-    this.notifier.notify({
-      event: 'diverged',
-      source,
-      ...(s ? { repository: s.repository } : {}),
-      message: `the replicated history of ${source} no longer reproduces the database (${reason}); a new generation started with a fresh snapshot`,
-      details: { reason },
-    });
+    this.tell('diverged', source, `the replicated history of ${source} no longer reproduces the database (${reason}); a new generation started with a fresh snapshot`, { reason });
   }
 
   /**
@@ -266,10 +259,15 @@ export class Daemon {
    * may be missing from the backups. Told once and counted, like a divergence.
    */
   private gap(source: string, message: string): void {
-    const s = this.config.sources.get(source);
     this.metrics.gaps.inc({ source });
     this.log(`${source}: ${message}`);
-    this.notifier.notify({ event: 'archive_gap', source, ...(s ? { repository: s.repository } : {}), message, details: {} });
+    this.tell('archive_gap', source, message, {});
+  }
+
+  /** Notifies a finding about a source once (no incident: nothing to recover from). */
+  private tell(event: 'diverged' | 'archive_gap', source: string, message: string, details: Record<string, unknown>): void {
+    const s = this.config.sources.get(source);
+    this.notifier.notify({ event, source, ...(s ? { repository: s.repository } : {}), message, details });
   }
 
   /** Compares each source's RPO with its target; notifies on breach and on recovery. */

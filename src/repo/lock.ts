@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import { LifeboatError, isLifeboatError } from '../errors.js';
 import { listAll, type Store } from '../storage/store.js';
 import { keys } from './format.js';
+import { isAlive } from '../util/tied-child.js';
 
 export type LockKind = 'shared' | 'exclusive';
 
@@ -29,15 +30,6 @@ export const LOCK_STALE_MS = 5 * REFRESH_MS;
 export interface HeldLock {
   readonly id: string;
   release(): Promise<void>;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export function isStale(rec: LockRecord, now = Date.now()): boolean {

@@ -8,7 +8,7 @@ import { historyFor, type GenerationInfo } from '../../src/sources/oplog/history
 import { validFork } from '../../src/sources/oplog/segment.js';
 
 const id = (n: number) => n.toString(16).padStart(12, '0') + 'aaaaaaaa';
-const gen = (n: number, firstTime: number, fork?: GenerationInfo['fork']): GenerationInfo => ({ id: id(n), names: [], from: fork?.bytes ?? 0, firstTime, ...(fork ? { fork } : {}) });
+const gen = (n: number, firstTime: number, fork?: GenerationInfo['fork']): GenerationInfo => ({ id: id(n), names: [], firstTime, ...(fork ? { fork } : {}) });
 
 describe('oplog history', () => {
   it('concatenates generations without forks, and follows a fork from its pieces', () => {

@@ -131,15 +131,18 @@ export class ForkCheck {
     this.pending ??= (await restoreRecords(this.repo, this.name)).map((rec) => ({ rec, verified: 0 }));
     let best: Pending | undefined;
     const still: Pending[] = [];
+    // The file's first n bytes hashed once per decision, whatever number of candidates share n.
+    const hashes = new Map<number, Promise<string>>();
+    const prefix = (n: number) => hashes.get(n) ?? (hashes.set(n, hashOf(read, n)), hashes.get(n) as Promise<string>);
     for (const p of this.pending) {
       const { rec } = p;
       if (best && rec.bytes <= best.rec.bytes) continue;
       if (size >= rec.bytes) {
-        if ((await hashOf(read, Math.min(HEAD, rec.bytes))) === rec.head && (await hashOf(read, rec.bytes)) === rec.sha256) best = p;
+        if ((await prefix(Math.min(HEAD, rec.bytes))) === rec.head && (await prefix(rec.bytes)) === rec.sha256) best = p;
         continue;
       }
       // Shorter than the output: a copy in progress only while every byte so far is the output's.
-      if (size >= HEAD && (await hashOf(read, HEAD)) !== rec.head) continue;
+      if (size >= HEAD && (await prefix(HEAD)) !== rec.head) continue;
       if (await this.equalToHistory(rec.pieces, read, p.verified, size)) {
         p.verified = size;
         still.push(p);

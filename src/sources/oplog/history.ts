@@ -59,8 +59,6 @@ export async function shippedEnd(repo: Pick<Repository, 'listLogs' | 'getLog'>, 
 
 /** A generation as a restore sees it: whether it continues a restored copy, and when its own records begin. */
 export interface GenerationInfo extends Generation {
-  /** Where its own stored records begin (bytes before it are a fork's copy or were trimmed). */
-  from: number;
   fork?: Fork;
   /** The time of its first own stored record (Unix ms), undefined when it has none. */
   firstTime?: number;
@@ -74,11 +72,11 @@ export async function describeGenerations(repo: Pick<Repository, 'getLog'>, name
     const first = chainFrom(from, g.names).chain[0];
     const buf = first && (await repo.getLog(logSource(name), g.id, first.file));
     if (!buf) {
-      out.push({ ...g, from });
+      out.push(g);
       continue;
     }
     const { meta } = decodeSegment(buf, `${g.id}/${first.file}`);
-    out.push({ ...g, from, ...(meta.fork ? { fork: meta.fork } : {}), ...(meta.marks[0] ? { firstTime: meta.marks[0][1] } : {}) });
+    out.push({ ...g, ...(meta.fork ? { fork: meta.fork } : {}), ...(meta.marks[0] ? { firstTime: meta.marks[0][1] } : {}) });
   }
   return out;
 }

@@ -17,7 +17,7 @@
  *    freed with pg_terminate_backend; a slot held by anything else is reported, never
  *    taken.
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -100,32 +100,6 @@ async function stop(r: ProcRef, graceMs: number): Promise<void> {
   if (!(await waitGone(r, 5000))) {
     throw new LifeboatError('FAILED', `process ${r.pid} survived SIGKILL`, { hint: 'it may be stuck in the kernel (a hung disk or NFS mount)' });
   }
-}
-
-let setprivPath: string | null | undefined;
-
-/** util-linux setpriv, when this machine has it (found once). */
-export function setpriv(): string | null {
-  if (setprivPath !== undefined) return setprivPath;
-  setprivPath = null;
-  for (const dir of (process.env.PATH ?? '').split(':').concat('/usr/bin', '/bin')) {
-    const p = path.join(dir || '.', 'setpriv');
-    try {
-      accessSync(p, constants.X_OK);
-      setprivPath = p;
-      break;
-    } catch {
-      // not here
-    }
-  }
-  return setprivPath;
-}
-
-/** The program and argv that start pg_receivewal so that it dies with this process. */
-export function receiverCommand(receivewal: string, args: string[]): { cmd: string; args: string[]; tiedToParent: boolean } {
-  const sp = setpriv();
-  if (!sp) return { cmd: receivewal, args, tiedToParent: false };
-  return { cmd: sp, args: ['--pdeathsig', 'KILL', '--', receivewal, ...args], tiedToParent: true };
 }
 
 /** The application_name a streamer's receiver connects with. */

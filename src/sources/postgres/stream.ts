@@ -23,7 +23,8 @@ import { privateDir, spoolFor } from '../../engine/private-dir.js';
 import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus, type HealthReport } from '../../engine/archive-status.js';
 import { LsnWitness, segmentStart } from './lsn-proof.js';
 import { streamSource, timelineDir } from './names.js';
-import { SpoolClaim, freeSlot, judgeSlotUser, receiverAppName, receiverCommand } from './receiver.js';
+import { SpoolClaim, freeSlot, judgeSlotUser, receiverAppName } from './receiver.js';
+import { tiedCommand } from '../../util/tied-child.js';
 import { Prober, type StreamProbe } from './stream-probe.js';
 
 export interface PgStreamOptions {
@@ -154,7 +155,7 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
         return retryLater(`cannot create replication slot ${slot}: ${created.stderr.trim().split('\n')[0] ?? ''}`, 'the role needs REPLICATION, pg_hba.conf a "replication" line, and max_wal_senders > 0');
       }
     }
-    const { cmd, args } = receiverCommand(bin('pg_receivewal'), ['-D', spool, '-S', slot, '-d', toolDsn.dsn, '--synchronous', '--no-loop', '-s', '1']);
+    const { cmd, args } = tiedCommand(bin('pg_receivewal'), ['-D', spool, '-S', slot, '-d', toolDsn.dsn, '--synchronous', '--no-loop', '-s', '1']);
     let stderr = '';
     // PGAPPNAME names the connection (over pg_receivewal's default), so a successor can tell it is ours.
     const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...toolDsn.env, PGAPPNAME: appName } });

@@ -13,13 +13,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants as C, accessSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
 import { assertPrivate } from '../../engine/private-dir.js';
 import { RedisConnection, type RedisTarget } from './connection.js';
 import { RDB_FILE } from './names.js';
+import { findExecutable, isAlive, tiedCommand } from '../../util/tied-child.js';
 
 export interface ScratchOptions {
   /** The redis-server binary (default: found on PATH). */
@@ -43,24 +44,8 @@ const REPLY_MS = 30 * 60_000;
 /** The last bytes of the server's log, kept for an error message. */
 const LOG_TAIL = 4096;
 
-/** util-linux's setpriv: the kernel kills the server when its parent dies. */
-const SETPRIV = '/usr/bin/setpriv';
 /** The file in the scratch directory naming the process that owns it. */
 const OWNER = 'owner.pid';
-
-/** `bin` as a path, looked up on PATH when it has no slash; undefined when there is no executable. */
-function executable(bin: string): string | undefined {
-  const can = (p: string) => {
-    try {
-      accessSync(p, C.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (bin.includes('/')) return can(bin) ? bin : undefined;
-  return (process.env.PATH ?? '').split(':').map((d) => path.join(d || '.', bin)).find(can);
-}
 
 /** Removes the scratch directories under `parent` whose owner process no longer runs (a restore killed with -9). */
 async function removeOrphans(parent: string): Promise<void> {
@@ -76,20 +61,11 @@ async function removeOrphans(parent: string): Promise<void> {
       const st = await fs.lstat(dir);
       if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
       const pid = Number((await fs.readFile(path.join(dir, OWNER), 'utf8')).trim());
-      if (!Number.isSafeInteger(pid) || pid <= 0 || alive(pid)) continue;
+      if (!Number.isSafeInteger(pid) || pid <= 0 || isAlive(pid)) continue;
       await fs.rm(dir, { recursive: true, force: true });
     } catch {
       // not ours, being made, or already gone
     }
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errno(err) !== 'ESRCH';
   }
 }
 
@@ -167,9 +143,10 @@ export class ScratchRedis {
         'logfile ""',
         '',
       ].join('\n');
-      const bin = executable(opts.bin ?? 'redis-server');
+      // Found first: through setpriv a missing binary would be setpriv's failure, not ENOENT.
+      const bin = findExecutable(opts.bin ?? 'redis-server');
       if (!bin) throw notInstalled(opts.bin ?? 'redis-server', 'ENOENT');
-      const [cmd, args] = process.platform === 'linux' && executable(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', '--', bin, '-']] : [bin, ['-']];
+      const { cmd, args } = tiedCommand(bin, ['-']);
       child = spawn(cmd, args, { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
       const target: RedisTarget = { host: 'localhost', port: 0, tls: false, socket, display: 'the scratch redis-server' };
       const started = new Promise<void>((resolve, reject) => {
