@@ -5,6 +5,11 @@
  *
  * The replication code takes the connection over once logged in (`detach`): after
  * PSYNC the server sends raw bytes (an RDB, keepalive newlines) between RESP values.
+ *
+ * Plain TCP and unix sockets are read into one reused buffer (`onread`), so that
+ * `pause()` stops reading in the kernel instead of filling Node's stream buffer: the
+ * replication link rests between small reads and then takes what piled up in one read
+ * (sync.ts). TLS sockets are read as a stream and do not rest.
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -62,6 +67,35 @@ export interface ConnectOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+/** The reused read buffer of a plain socket: the most one read takes. */
+const READ_BUFFER = 256 << 10;
+
+/** A socket whose bytes go to one replaceable sink (the client's reader, then the replication link's). */
+export class Wire {
+  sink: (chunk: Buffer) => void = () => undefined;
+  /** `pause()` leaves unread bytes in the kernel, so the next read after `resume()` takes all of them at once. */
+  readonly pausesInKernel: boolean;
+  readonly socket: net.Socket;
+
+  constructor(target: RedisTarget) {
+    if (target.tls && !target.socket) {
+      this.pausesInKernel = false;
+      this.socket = tls.connect({ host: target.host, port: target.port, servername: target.host });
+      this.socket.on('data', (chunk: Buffer) => this.sink(chunk));
+      return;
+    }
+    this.pausesInKernel = true;
+    const onread = {
+      buffer: Buffer.allocUnsafe(READ_BUFFER),
+      // The buffer is read into again: what is kept must be a copy.
+      callback: (n: number, buf: Uint8Array) => {
+        this.sink(Buffer.from(buf.subarray(0, n)));
+        return true; // the sink pauses the socket itself when it must
+      },
+    };
+    this.socket = target.socket ? net.connect({ path: target.socket, onread }) : net.connect({ host: target.host, port: target.port, onread });
+  }
+}
 
 function unreachable(target: RedisTarget, why: string): LifeboatError {
   return new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach Redis at ${target.display}: ${why}`, {
@@ -94,12 +128,15 @@ export class RedisConnection {
   private failure: Error | undefined;
   private detached = false;
 
+  private readonly socket: net.Socket;
+
   private constructor(
     readonly target: RedisTarget,
-    private readonly socket: net.Socket,
+    private readonly wire: Wire,
     private readonly timeoutMs: number,
   ) {
-    socket.on('data', (chunk: Buffer) => {
+    const socket = (this.socket = wire.socket);
+    wire.sink = (chunk: Buffer) => {
       if (this.detached) return;
       try {
         this.reader.push(chunk);
@@ -107,7 +144,7 @@ export class RedisConnection {
       } catch (err) {
         this.fail(err as Error);
       }
-    });
+    };
     socket.on('error', (err) => this.fail(unreachable(target, errno(err) ?? err.message)));
     socket.on('close', () => this.fail(unreachable(target, 'the connection was closed')));
   }
@@ -115,12 +152,9 @@ export class RedisConnection {
   /** Connects and logs in (AUTH, then CLIENT SETNAME when asked). */
   static async open(target: RedisTarget, opts: ConnectOptions = {}): Promise<RedisConnection> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const wire = new Wire(target);
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = target.socket
-        ? net.connect({ path: target.socket })
-        : target.tls
-          ? tls.connect({ host: target.host, port: target.port, servername: target.host })
-          : net.connect({ host: target.host, port: target.port });
+      const s = wire.socket;
       const timer = setTimeout(() => {
         s.destroy();
         reject(unreachable(target, `no connection within ${Math.round(timeoutMs / 1000)} s`));
@@ -145,7 +179,7 @@ export class RedisConnection {
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 10_000);
     }
-    const conn = new RedisConnection(target, socket, timeoutMs);
+    const conn = new RedisConnection(target, wire, timeoutMs);
     try {
       if (opts.password !== undefined) {
         await conn.ok(target.user ? ['AUTH', target.user, opts.password] : ['AUTH', opts.password], 'AUTH');
@@ -201,15 +235,14 @@ export class RedisConnection {
 
   /**
    * Hands the socket over (replication): no more replies are read here. `reader` holds
-   * whatever arrived after the last reply; the caller attaches its own 'data' handler.
+   * whatever arrived after the last reply; the caller sets the wire's sink.
    */
-  detach(): { socket: net.Socket; reader: RespReader } {
+  detach(): { wire: Wire; reader: RespReader } {
     if (this.waiting.length > 0) throw new Error('RedisConnection.detach with replies pending');
     this.detached = true;
-    this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('error');
     this.socket.removeAllListeners('close');
-    return { socket: this.socket, reader: this.reader };
+    return { wire: this.wire, reader: this.reader };
   }
 
   close(): void {

@@ -13,10 +13,17 @@
  * the socket is paused whenever more than HIGH_WATER bytes wait to be read, so a 1 GB
  * dataset needs a few MiB here. The stream is handed out chunk by chunk, each with the
  * offset after its last complete command outside MULTI…EXEC (a cut point, segment.ts).
+ *
+ * CPU: a busy server writes to its replicas once per turn of its event loop, so a
+ * replica that reads whenever bytes are there reads thousands of small pieces a second,
+ * and Node's cost per read (not the parse) made the writer ~15 % slower on two cores.
+ * After a small read of the command stream the link rests REST_MS with reading stopped
+ * in the kernel (connection.ts, `Wire`): the next read takes everything that piled up,
+ * at most a few hundred reads a second, and a command waits at most REST_MS more.
  */
 import type * as net from 'node:net';
 import { LifeboatError } from '../../errors.js';
-import { RedisConnection, replyError, type RedisTarget } from './connection.js';
+import { RedisConnection, replyError, type RedisTarget, type Wire } from './connection.js';
 import { RespError, RespReader, encodeCommand } from './resp.js';
 import { CommandScanner } from './scanner.js';
 import type { Mark } from './segment.js';
@@ -46,6 +53,9 @@ export interface StreamChunk {
 /** The socket is paused while this much waits unread (back-pressure from a slow repository). */
 const HIGH_WATER = 4 << 20;
 const LOW_WATER = 1 << 20;
+/** After a read of the command stream smaller than SMALL_READ, reading stops for REST_MS (see above). */
+const REST_MS = 5;
+const SMALL_READ = 64 << 10;
 /** The largest piece of RDB handed out at once. */
 const RDB_PIECE = 1 << 20;
 /**
@@ -58,7 +68,10 @@ const EOF_MARK_LEN = 40;
 export class ReplicaLink {
   private readonly chunks: Buffer[] = [];
   private queued = 0;
+  /** Reading stopped because too much waits unread. */
   private paused = false;
+  /** Reading stopped for REST_MS after a small read. */
+  private resting = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
   private rdbDone = false;
@@ -71,34 +84,38 @@ export class ReplicaLink {
   /** Bytes of RDB handed out so far. */
   rdbBytes = 0;
 
+  private readonly socket: net.Socket;
+
   private constructor(
     readonly target: RedisTarget,
-    private readonly socket: net.Socket,
+    private readonly wire: Wire,
     private readonly reader: RespReader,
     private readonly silenceMs: number,
     /** How the server answered PSYNC. */
     public start: SyncStart,
-  ) {}
+  ) {
+    this.socket = wire.socket;
+  }
 
   /** Connects, logs in and sends PSYNC; resolves once the server said whether it continues or starts afresh. */
   static async open(target: RedisTarget, opts: LinkOptions = {}): Promise<ReplicaLink> {
     const conn = await RedisConnection.open(target, { password: opts.password, ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
-    let socket: net.Socket;
+    let wire: Wire;
     let reader: RespReader;
     try {
       await conn.ok(['REPLCONF', 'listening-port', 0], 'REPLCONF');
       if (opts.rdbOnly) await conn.call(['REPLCONF', 'rdb-only', 1]); // an older server says it does not know it: harmless
       await conn.ok(['REPLCONF', 'capa', 'eof', 'capa', 'psync2'], 'REPLCONF');
-      ({ socket, reader } = conn.detach());
+      ({ wire, reader } = conn.detach());
     } catch (err) {
       conn.close();
       throw err;
     }
-    const link = new ReplicaLink(target, socket, reader, opts.timeoutMs ?? DEFAULT_SILENCE_MS, { mode: 'full', replid: '', offset: 0 });
+    const link = new ReplicaLink(target, wire, reader, opts.timeoutMs ?? DEFAULT_SILENCE_MS, { mode: 'full', replid: '', offset: 0 });
     link.listen(opts.signal);
     try {
       const from = opts.from;
-      socket.write(encodeCommand(from ? ['PSYNC', from.replid, from.offset + 1] : ['PSYNC', '?', -1]));
+      wire.socket.write(encodeCommand(from ? ['PSYNC', from.replid, from.offset + 1] : ['PSYNC', '?', -1]));
       // Bare newlines are keepalives: with repl-diskless-sync-delay the server waits for
       // more replicas before it forks, and says +FULLRESYNC only once it does.
       let reply = '';
@@ -114,19 +131,26 @@ export class ReplicaLink {
 
   private listen(signal: AbortSignal | undefined): void {
     const s = this.socket;
-    s.on('data', (chunk: Buffer) => {
+    this.wire.sink = (chunk: Buffer) => {
       this.chunks.push(chunk);
       this.queued += chunk.length;
       if (this.queued > HIGH_WATER && !this.paused) {
         this.paused = true;
         s.pause();
+      } else if (this.streamScanner && this.wire.pausesInKernel && chunk.length < SMALL_READ && !this.paused && !this.resting) {
+        this.resting = true;
+        s.pause();
+        setTimeout(() => {
+          this.resting = false;
+          if (!this.paused && !this.failure) s.resume();
+        }, REST_MS);
       }
       this.poke();
-    });
+    };
     s.on('error', (err) => this.fail(new LifeboatError('SOURCE_UNAVAILABLE', `the replication link to Redis at ${this.target.display} failed: ${err.message}`)));
     s.on('close', () => this.fail(new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${this.target.display} closed the replication link`, { hint: 'the server restarted, or dropped us (client-output-buffer-limit replica, repl-timeout)' })));
     s.setTimeout(this.silenceMs, () => {
-      if (!this.paused) this.fail(new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${this.target.display} sent nothing for ${Math.round(this.silenceMs / 1000)} s on the replication link`));
+      if (!this.paused && !this.resting) this.fail(new LifeboatError('SOURCE_UNAVAILABLE', `Redis at ${this.target.display} sent nothing for ${Math.round(this.silenceMs / 1000)} s on the replication link`));
     });
     const onAbort = () => this.fail(new LifeboatError('INTERRUPTED', 'the replication link was closed'));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -154,7 +178,7 @@ export class ReplicaLink {
         this.queued -= c.length;
         if (this.paused && this.queued < LOW_WATER) {
           this.paused = false;
-          this.socket.resume();
+          if (!this.resting) this.socket.resume();
         }
         return c;
       }
