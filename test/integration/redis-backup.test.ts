@@ -122,6 +122,30 @@ describe('redis backup', () => {
     expect(info.toString()).toMatch(/connected_slaves:0/);
   });
 
+  it('a snapshot restored alone is checked against the memory its data took at backup time', async () => {
+    // Some megabytes of mixed types, so the comparison is above its floor for small data.
+    const c = await plain.client();
+    try {
+      for (let b = 0; b < 40; b++) {
+        const pairs: string[] = [];
+        for (let i = 0; i < 250; i++) pairs.push(`mem:${b}:${i}`, `v${i}-`.padEnd(150, 'x'));
+        await c.ok(['MSET', ...pairs]);
+        await c.ok(['HSET', `mem:h${b}`, ...pairs.slice(0, 200)]);
+        await c.ok(['ZADD', `mem:z${b}`, ...pairs.slice(0, 200).flatMap((p, i) => (i % 2 ? [] : [i, p]))]);
+        await c.ok(['RPUSH', `mem:l${b}`, ...pairs.slice(0, 200)]);
+      }
+    } finally {
+      c.close();
+    }
+    const r = await cliExpecting(['-r', repo, '--json', 'redis', 'backup', '--url', plain.url, '--name', 'sized'], 0, ENV);
+    const out = JSON.parse(r.stdout) as { id: string; point: { datasetMemory?: number } };
+    expect(out.point.datasetMemory).toBeGreaterThan(2 << 20);
+    const restored = await cliExpecting(['-r', repo, '--json', 'redis', 'restore', 'sized', '--snapshot', out.id, '-o', path.join(tmpdir('lb-redis-sized-'), 'out')], 0, ENV);
+    const memory = (JSON.parse(restored.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find((k) => k.name === 'memory');
+    expect(memory?.ok, memory?.detail).toBe(true);
+    expect(memory?.detail).toMatch(/MiB of data, .* MiB at backup time/);
+  });
+
   it('a second backup of a server with one key changed stores only the chunks around it', async () => {
     // 8 MiB of incompressible values (RDB compresses repetitive strings), so the RDB spans several chunks.
     for (let i = 0; i < 8; i++) await plain.run(['SET', `blob:${i}`, pseudoRandom(1 << 20, i + 1)]);

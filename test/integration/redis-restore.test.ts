@@ -121,6 +121,8 @@ beforeAll(async () => {
   // A history with a missing segment (the second of three), and one the scratch server refuses.
   await storeBase(repo, 'gappy', rdb, { offset: 500, generation: GENERATION, keys }, new Date(t0));
   await storeSegments(repo, 'gappy', GENERATION, 500, STEPS.slice(0, 6), 2, [1]);
+  // A base whose recorded memory its data does not have (values lost or truncated, the key counts intact).
+  await storeBase(repo, 'hollow', rdb, { offset: 1000, generation: GENERATION, keys, datasetMemory: 64 << 20 }, new Date(t0));
   await storeBase(repo, 'broken', rdb, { offset: 1000, generation: GENERATION, keys }, new Date(t0));
   await storeSegments(repo, 'broken', GENERATION, 1000, [{ cmds: [['SELECT', 0], ['INCR', 'k']], time: at(1) }]);
   // A forged stream (someone who can write the repository): it tries to move the scratch server's files and load code.
@@ -144,6 +146,12 @@ describe('redis restore to a moment', () => {
     expect(result.offset).toBe(1000);
     expect(result.checks.find((c) => c.name === 'keys')?.detail).toMatch(/as recorded at backup time/);
     expect(result.checks.find((c) => c.name === 'redis-check-rdb')?.ok).toBe(true);
+  });
+
+  it('fails a restore whose data takes far less memory than was recorded at backup time, though the key counts agree', async () => {
+    const err = await restored({ name: 'hollow', time: new Date(at(1) - 1) }).catch((e: unknown) => e);
+    expect(isLifeboatError(err, 'RECOVERY_FAILED')).toBe(true);
+    expect((err as Error).message).toMatch(/fails memory: the restored data takes 0\.\d MiB, at backup time 64\.0 MiB/);
   });
 
   for (const n of [1, 3, 4, 5, 6, 8]) {

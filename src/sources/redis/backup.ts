@@ -29,7 +29,7 @@ export function defaultName(target: RedisTarget): string {
  * its own), with the replication offset it was at: the key counts describe the RDB only
  * when the RDB is taken at that same offset (no write in between).
  */
-export type ServerFacts = Pick<RedisPoint, 'runId' | 'redisVersion' | 'usedMemory' | 'keys'> & { offset?: number };
+export type ServerFacts = Pick<RedisPoint, 'runId' | 'redisVersion' | 'usedMemory' | 'keys' | 'datasetMemory'> & { offset?: number };
 
 export async function serverFacts(target: RedisTarget, password: string | undefined, signal?: AbortSignal): Promise<ServerFacts> {
   const conn = await RedisConnection.open(target, { password, ...(signal ? { signal } : {}) });
@@ -38,12 +38,14 @@ export async function serverFacts(target: RedisTarget, password: string | undefi
     const runId = info.get('run_id');
     const version = info.get('redis_version');
     const used = Number(info.get('used_memory'));
+    const dataset = Number(info.get('used_memory_dataset'));
     const offset = Number(info.get('master_repl_offset'));
     return {
       ...(Number.isSafeInteger(offset) && offset >= 0 ? { offset } : {}),
       ...(runId && /^[0-9a-f]{40}$/.test(runId) ? { runId } : {}),
       ...(version ? { redisVersion: version.slice(0, 64) } : {}),
       ...(Number.isSafeInteger(used) && used >= 0 ? { usedMemory: used } : {}),
+      ...(Number.isSafeInteger(dataset) && dataset >= 0 ? { datasetMemory: dataset } : {}),
       keys: keyspace(info),
     };
   } finally {
@@ -71,12 +73,13 @@ export async function rdbSnapshot(repo: Repository, link: ReplicaLink, opts: Rdb
     time: new Date(),
     beforeSnapshot: async () => {
       // Counts read at another offset are not the RDB's (a write came between): not recorded, so never compared.
-      const { offset, keys, ...facts } = opts.facts;
+      const { offset, keys, datasetMemory, ...facts } = opts.facts;
       const point: RedisPoint = {
         replid: start.replid,
         offset: start.offset,
         ...facts,
         ...(keys && offset === start.offset ? { keys } : {}),
+        ...(datasetMemory !== undefined && offset === start.offset ? { datasetMemory } : {}),
         ...(opts.generation ? { generation: opts.generation } : {}),
         rdbBytes: link.rdbBytes,
       };

@@ -29,6 +29,8 @@ export interface RedisPoint {
   keys?: Record<string, number>;
   /** used_memory when the RDB was taken. */
   usedMemory?: number;
+  /** used_memory_dataset (memory of the data, without buffers and backlog) at the RDB's own offset; absent as `keys` is. */
+  datasetMemory?: number;
 }
 
 const count = z.number().int().nonnegative();
@@ -44,6 +46,7 @@ export const redisPointSchema: z.ZodType<RedisPoint> = z
     rdbBytes: count,
     keys: z.record(z.string().regex(/^db\d{1,5}$/), count).optional(),
     usedMemory: count.optional(),
+    datasetMemory: count.optional(),
   })
   .loose() as z.ZodType<RedisPoint>;
 

@@ -29,7 +29,7 @@ import { planRestore, segmentsOf, type RestorePlan } from './restore-plan.js';
 import { ScratchRedis } from './scratch.js';
 import { chainFrom, decodeSegment } from './segment.js';
 import { copyInto, refuseNonEmpty } from './restore-target.js';
-import { checkRdb, compareKeys, failedChecks, keysOf, parseCheck, runChecks, type CheckResult } from './verify.js';
+import { checkRdb, compareKeys, compareMemory, datasetMemoryOf, failedChecks, keysOf, parseCheck, runChecks, type CheckResult } from './verify.js';
 
 export type RedisRestoreEvent = { kind: 'feed'; port: number } | { kind: 'scratch'; pid: number | undefined } | { kind: 'warning'; message: string };
 
@@ -137,8 +137,11 @@ export async function redisRestore(repo: Repository, opts: RedisRestoreOptions):
     }
     const keys = await keysOf(scratch.conn);
     const checks: CheckResult[] = [];
-    if (replay.segments === 0 && replay.end === plan.point.offset && plan.point.keys) checks.push(compareKeys(keys, plan.point.keys));
+    const baseOnly = replay.segments === 0 && replay.end === plan.point.offset;
+    if (baseOnly && plan.point.keys) checks.push(compareKeys(keys, plan.point.keys));
     else checks.push({ name: 'keys', ok: true, detail: describeKeys(keys) });
+    const memory = baseOnly && plan.point.datasetMemory !== undefined ? await datasetMemoryOf(scratch.conn) : undefined;
+    if (memory !== undefined) checks.push(compareMemory(memory, plan.point.datasetMemory as number));
     checks.push(...(await runChecks(scratch.conn, userChecks)));
     const dump = await scratch.save();
     checks.push(await checkRdb(dump, opts.redisCheckRdb));

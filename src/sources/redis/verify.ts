@@ -1,7 +1,8 @@
 /**
  * Checks a restored Redis dataset must pass before it is handed out: `redis-check-rdb`
- * on the saved file, the key counts against what was recorded at backup time (when
- * nothing was replayed on top, they must be equal), and the operator's own checks,
+ * on the saved file, the key counts and the dataset's memory against what was recorded
+ * at backup time (when nothing was replayed on top: counts equal, memory within
+ * MEMORY_TOLERANCE, since allocator and encoding details differ), and the operator's own checks,
  * `COMMAND ARG… => REPLY`, run on the scratch server before it saves.
  */
 import { execFile } from 'node:child_process';
@@ -118,6 +119,31 @@ export function compareKeys(got: Record<string, number>, recorded: Record<string
   const ok = JSON.stringify(a) === JSON.stringify(b);
   const show = (e: Array<[string, number]>) => e.map(([db, n]) => `${db}=${n}`).join(' ') || 'none';
   return { name: 'keys', ok, detail: ok ? `${show(a)} as recorded at backup time` : `restored ${show(a)}, recorded at backup time ${show(b)}` };
+}
+
+/**
+ * How far a restored dataset's memory (used_memory_dataset) may be from the recorded
+ * one: a fraction of it, plus a floor for a small dataset's fixed costs. Values a restore
+ * lost or truncated show here while the key counts still agree.
+ */
+export const MEMORY_TOLERANCE = { fraction: 0.25, floor: 1 << 20 };
+
+/** The restored dataset's memory against the recorded one (see MEMORY_TOLERANCE). */
+export function compareMemory(got: number, recorded: number): CheckResult {
+  const slack = Math.max(MEMORY_TOLERANCE.floor, recorded * MEMORY_TOLERANCE.fraction);
+  const ok = Math.abs(got - recorded) <= slack;
+  const mib = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
+  return {
+    name: 'memory',
+    ok,
+    detail: ok ? `${mib(got)} of data, ${mib(recorded)} at backup time` : `the restored data takes ${mib(got)}, at backup time ${mib(recorded)} (more than ${Math.round(MEMORY_TOLERANCE.fraction * 100)} % apart)`,
+  };
+}
+
+/** used_memory_dataset of a server (INFO memory). */
+export async function datasetMemoryOf(conn: RedisConnection): Promise<number | undefined> {
+  const n = Number((await conn.info('memory')).get('used_memory_dataset'));
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 /** redis-check-rdb FILE (found on PATH unless named): ok, with the last line it printed. */
