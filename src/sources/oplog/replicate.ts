@@ -7,7 +7,8 @@
  *   the path, and identified by device, inode and a hash of its first bytes.
  * - Rotation (the path names another inode, or none): the old file is read to its end
  *   through the descriptor held, until a poll finds it quiet, and only then does the
- *   new file start a new generation. Truncation (same inode, shorter than shipped, or
+ *   new file start a new generation; while the path names nothing once the old file is
+ *   quiet, the replicator reports itself unhealthy. Truncation (same inode, shorter than shipped, or
  *   its first bytes changed): a new generation, with a warning.
  * - A restarted replicator continues from the newest segment in the repository when
  *   the file is still the one it names (same inode, long enough, same first bytes), so
@@ -98,7 +99,8 @@ export class Shipper {
   private provenAt = 0;
   /** The hash of the file's first bytes as last checked in this generation (truncation and rewrites change it). */
   private headSeen: { generation: string; len: number; hash: string } | undefined;
-  private problem: { message: string; hint?: string } | undefined;
+  /** Why archiving is not healthy; `journal`: the journal is missing, nothing read is left unshipped. */
+  private problem: { message: string; hint?: string; journal?: true } | undefined;
   private readonly reporter: StatusReporter;
   private readonly stats = { records: 0, segments: 0 };
 
@@ -120,7 +122,7 @@ export class Shipper {
       }
       await this.poll();
       // A journal that is not there (yet) leaves nothing unshipped; a store that refused does.
-      if (this.problem && this.cur) throw new LifeboatError('STORE_UNAVAILABLE', `the last records could not be shipped before stopping: ${this.problem.message}`, { hint: 'they are still in the journal; start the replicator again when the repository is reachable' });
+      if (this.problem && !this.problem.journal && this.cur) throw new LifeboatError('STORE_UNAVAILABLE', `the last records could not be shipped before stopping: ${this.problem.message}`, { hint: 'they are still in the journal; start the replicator again when the repository is reachable' });
       return this.summary();
     } finally {
       this.close();
@@ -157,7 +159,7 @@ export class Shipper {
   private async poll(): Promise<void> {
     const t0 = Date.now();
     if (!this.cur && !(await this.openFile())) {
-      this.problem = { message: this.missing().message, hint: 'waiting for the application to create it' };
+      this.problem = { message: this.missing().message, hint: 'waiting for the application to create it', journal: true };
       return;
     }
     const cur = this.cur as Open;
@@ -183,7 +185,17 @@ export class Shipper {
     }
     // Rotated: the writer may still append to the old file through its own descriptor
     // for a moment; it is read until a poll finds nothing new, then left.
-    if (this.shipped > before || this.rotatedPolls++ < 1 || !atPath) return;
+    if (this.shipped > before || this.rotatedPolls++ < 1) return;
+    if (!atPath) {
+      // Removed, and nothing in its place: the old file is still read (a writer may hold
+      // it open), but the journal at the path is not being archived, and nothing is proven.
+      this.problem = {
+        message: `the journal ${this.file} was removed and nothing has taken its place`,
+        hint: 'the application now writes its journal elsewhere, or has not created it again; what it writes elsewhere is not archived',
+        journal: true,
+      };
+      return;
+    }
     if (st.size > this.shipped) {
       this.emit({ kind: 'warning', message: `the rotated file ended with ${st.size - this.shipped} bytes of an unfinished record; they were not shipped` });
     }
