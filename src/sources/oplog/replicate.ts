@@ -117,8 +117,11 @@ export class Shipper {
   async run(): Promise<ShipSummary> {
     try {
       while (!this.opts.signal.aborted) {
+        // At a fixed rate: a record waits at most the interval, however long a ship took.
+        const began = Date.now();
         await this.pollReporting();
-        await sleep(this.opts.intervalMs, undefined, { signal: this.opts.signal }).catch(() => {});
+        const wait = Math.max(0, this.opts.intervalMs - (Date.now() - began));
+        await sleep(wait, undefined, { signal: this.opts.signal }).catch(() => {});
       }
       await this.poll();
       // A journal that is not there (yet) leaves nothing unshipped; a store that refused does.
