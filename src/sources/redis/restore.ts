@@ -231,7 +231,13 @@ function stallWatch(scratch: ScratchRedis): (acked: number) => Promise<void> {
   let since = Date.now();
   return async (acked) => {
     scratch.assertRunning();
-    const busy = (await scratch.conn.info('persistence')).get('loading') === '1' || (await scratch.conn.info('replication')).get('master_sync_in_progress') === '1';
+    let busy: boolean;
+    try {
+      busy = (await scratch.conn.info('persistence')).get('loading') === '1' || (await scratch.conn.info('replication')).get('master_sync_in_progress') === '1';
+    } catch (err) {
+      // Our private server dropping us (it died loading what it was given) is a failed recovery, not an unreachable source.
+      throw new LifeboatError('RECOVERY_FAILED', `the scratch redis-server stopped answering: ${(err as Error).message}`, { hint: 'its log says why' });
+    }
     if (acked > last || busy) {
       last = acked;
       since = Date.now();
