@@ -11,17 +11,21 @@
  *
  * readDataset() reads what a user would compare, key by key: the type, the value's
  * digest and the absolute expiry (PEXPIRETIME) of every key of every database.
+ * rdb() pulls a server's data as a replica would, checkRdb() runs redis-check-rdb.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { RedisConnection, keyspace, parseRedisUrl } from '../../src/sources/redis/connection.js';
 import { RespError, asText, type RespValue } from '../../src/sources/redis/resp.js';
 import { freePort } from '../pg-cluster.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
+
+const execFileP = promisify(execFile);
 
 export interface RedisServerOptions {
   /** requirepass (written to the server's config file, 0600). */
@@ -29,7 +33,7 @@ export interface RedisServerOptions {
   /** Allow DEBUG from localhost (default true: DEBUG DIGEST-VALUE is how values are compared). */
   debug?: boolean;
   /** An RDB to start from: copied into the server's directory, the original is left as it is. */
-  rdb?: string;
+  rdb?: string | undefined;
   /** A port to listen on (a restart on the same address); otherwise a free one. */
   port?: number;
   /** More config lines (`name value`). */
@@ -53,7 +57,8 @@ export class RedisServer {
     readonly child: ChildProcess,
     readonly port: number,
     readonly dir: string,
-    readonly password: string | undefined,
+    /** What it was started with: a restart() keeps it. */
+    private readonly opts: RedisServerOptions,
     private ownsDir: boolean,
   ) {
     this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
@@ -62,6 +67,10 @@ export class RedisServer {
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get password(): string | undefined {
+    return this.opts.password;
   }
 
   get log(): string {
@@ -91,7 +100,9 @@ export class RedisServer {
   }
 
   private static spawn(dir: string, port: number, opts: RedisServerOptions, ownsDir: boolean): RedisServer {
+    // Without an RDB to start from a server starts empty, even in the directory of one that had one (a restart).
     if (opts.rdb) copyFileSync(opts.rdb, path.join(dir, 'dump.rdb'));
+    else rmSync(path.join(dir, 'dump.rdb'), { force: true });
     const conf = [
       `port ${port}`,
       'bind 127.0.0.1',
@@ -110,7 +121,7 @@ export class RedisServer {
     const file = path.join(dir, 'redis.conf');
     writeFileSync(file, `${conf.join('\n')}\n`, { mode: 0o600 });
     const child = spawn(REDIS_SERVER, [file], { stdio: 'ignore' });
-    return new RedisServer(child, port, dir, opts.password, ownsDir);
+    return new RedisServer(child, port, dir, opts, ownsDir);
   }
 
   /** Waits until PING answers PONG: listening, logged in, and done loading. */
@@ -143,13 +154,44 @@ export class RedisServer {
     return RedisConnection.open(parseRedisUrl(this.url), { password: this.password, timeoutMs });
   }
 
-  /** Runs one command on a fresh connection. */
-  async command(args: Array<string | number>): Promise<RespValue> {
+  /** Calls `fn` with a fresh connection, closed when it is done. */
+  async withClient<T>(fn: (c: RedisConnection) => Promise<T>): Promise<T> {
     const c = await this.client();
     try {
-      return await c.ok(args);
+      return await fn(c);
     } finally {
       c.close();
+    }
+  }
+
+  /** Runs commands in order on one fresh connection (a SELECT holds for those after it); their replies. */
+  run(...commands: Array<ReadonlyArray<string | number | Buffer>>): Promise<RespValue[]> {
+    return this.withClient(async (c) => {
+      const out: RespValue[] = [];
+      for (const args of commands) out.push(await c.ok(args));
+      return out;
+    });
+  }
+
+  /** Runs one command on a fresh connection. */
+  async command(args: ReadonlyArray<string | number | Buffer>): Promise<RespValue> {
+    return (await this.run(args))[0] as RespValue;
+  }
+
+  /** Keys per database, as INFO keyspace counts them: { db0: 5, db1: 1 }. */
+  keys(): Promise<Record<string, number>> {
+    return this.withClient(async (c) => keyspace(await c.info('keyspace')));
+  }
+
+  /** Its data as an RDB, pulled as a replica would (`redis-cli --rdb`; a password goes by REDISCLI_AUTH, never on argv). */
+  async rdb(): Promise<Buffer> {
+    const file = path.join(this.dir, 'pulled.rdb');
+    // REDISCLI_AUTH is set (or unset) for this server alone, whatever the test process has.
+    await execFileP('redis-cli', ['-p', String(this.port), '--rdb', file], { env: { ...process.env, REDISCLI_AUTH: this.password } });
+    try {
+      return readFileSync(file);
+    } finally {
+      rmSync(file, { force: true });
     }
   }
 
@@ -164,11 +206,20 @@ export class RedisServer {
     await this.end('SIGKILL');
   }
 
-  /** A new server on the same port and in the same directory (empty: there is no persistence). */
-  async restart(opts: Omit<RedisServerOptions, 'port' | 'rdb'> = {}): Promise<RedisServer> {
+  /** A clean shutdown (SIGTERM): the data (in memory only) is gone. The directory stays for restart(). */
+  async shutdown(): Promise<void> {
+    await this.end('SIGTERM');
+  }
+
+  /**
+   * A new server on the same port and in the same directory, with the options this one
+   * was started with unless `opts` says otherwise: empty (there is no persistence), or
+   * holding `opts.rdb`.
+   */
+  async restart(opts: Omit<RedisServerOptions, 'port'> = {}): Promise<RedisServer> {
     if (this.child.exitCode === null && this.child.signalCode === null) await this.end('SIGTERM');
     // The directory passes to the new server: stopping this one later must not remove it.
-    const next = RedisServer.spawn(this.dir, this.port, { password: this.password, ...opts }, this.ownsDir);
+    const next = RedisServer.spawn(this.dir, this.port, { ...this.opts, rdb: undefined, ...opts }, this.ownsDir);
     this.ownsDir = false;
     try {
       await next.ready(opts.readyTimeoutMs ?? 30_000);
@@ -261,23 +312,19 @@ export function comparable(ds: Dataset, now: number, marginMs = 600_000): Datase
 export async function datasetOfRdb(rdb: string): Promise<Dataset> {
   const server = await RedisServer.start({ rdb, readyTimeoutMs: 120_000 });
   try {
-    const c = await server.client();
-    try {
-      return await readDataset(c);
-    } finally {
-      c.close();
-    }
+    return await datasetOf(server);
   } finally {
     await server.stop();
   }
 }
 
 /** The dataset of a running server. */
-export async function datasetOf(server: RedisServer): Promise<Dataset> {
-  const c = await server.client();
-  try {
-    return await readDataset(c);
-  } finally {
-    c.close();
-  }
+export function datasetOf(server: RedisServer): Promise<Dataset> {
+  return server.withClient(readDataset);
+}
+
+/** `redis-check-rdb FILE`: whether it accepts the file, and what it said. */
+export function checkRdb(file: string): { ok: boolean; output: string } {
+  const r = spawnSync('redis-check-rdb', [file], { encoding: 'utf8' });
+  return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
 }

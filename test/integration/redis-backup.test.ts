@@ -13,16 +13,18 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 import { freePort } from '../pg-cluster.js';
-import { ScratchRedis, checkRdb, loadRdb } from '../redis-scratch.js';
+import { RedisServer, checkRdb, stopAllRedis } from '../helpers/redis-server.js';
 import { encodeCommand, type RespValue } from '../../src/sources/redis/resp.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw', LIFEBOAT_REDIS_PASSWORD: undefined, REDISCLI_AUTH: undefined };
 const SOURCE_UNAVAILABLE = 19;
 const USAGE = 2;
 
-const servers: ScratchRedis[] = [];
-let plain: ScratchRedis;
-let locked: ScratchRedis;
+// A full sync starts at once, where servers wait 5 s for more replicas by default.
+const NO_SYNC_DELAY = ['repl-diskless-sync-delay 0'];
+
+let plain: RedisServer;
+let locked: RedisServer;
 let repo: string;
 let dir: string;
 
@@ -30,19 +32,18 @@ beforeAll(async () => {
   dir = tmpdir('lb-redis-backup-');
   repo = path.join(dir, 'repo');
   await cliExpecting(['init', '-r', repo], 0, ENV);
-  plain = await ScratchRedis.start();
+  plain = await RedisServer.start({ conf: NO_SYNC_DELAY });
   // This one waits for more replicas before it forks, as servers do by default (5 s): keepalive newlines come before +FULLRESYNC.
-  locked = await ScratchRedis.start({ password: 's3cret pass', config: ['repl-diskless-sync-delay 2'] });
-  servers.push(plain, locked);
+  locked = await RedisServer.start({ password: 's3cret pass', conf: ['repl-diskless-sync-delay 2'] });
 });
 
 afterAll(async () => {
-  for (const s of servers) await s.destroy();
+  await stopAllRedis();
   cleanupTmp();
 });
 
 /** Every key of every database with its type, value digest and expiry time. */
-async function contents(s: ScratchRedis): Promise<Record<string, string>> {
+async function contents(s: RedisServer): Promise<Record<string, string>> {
   const c = await s.client();
   const out: Record<string, string> = {};
   try {
@@ -64,7 +65,7 @@ async function contents(s: ScratchRedis): Promise<Record<string, string>> {
   return out;
 }
 
-async function populate(s: ScratchRedis): Promise<void> {
+async function populate(s: RedisServer): Promise<void> {
   const big = 'x'.repeat(200_000);
   const cmds: Array<Array<string | number>> = [
     ['SET', 'str', 'hello'],
@@ -114,8 +115,7 @@ describe('redis backup', () => {
     writeFileSync(file, rdb);
     const check = checkRdb(file);
     expect(check.ok, check.output).toBe(true);
-    const copy = await loadRdb(rdb);
-    servers.push(copy);
+    const copy = await RedisServer.start({ rdb: file });
     expect(await contents(copy)).toEqual(before);
     // The server is not left with us as a replica (rdb-only), and its disk was not written.
     const info = (await plain.run(['INFO', 'replication']))[0] as Buffer;
@@ -213,8 +213,7 @@ describe('redis backup', () => {
   });
 
   it('memory stays bounded: a 400 MiB RDB is streamed, not held', async () => {
-    const big = await ScratchRedis.start();
-    servers.push(big);
+    const big = await RedisServer.start({ conf: NO_SYNC_DELAY });
     try {
       // 400 incompressible 1 MiB values, pipelined on one socket; PING's reply says all were applied.
       await new Promise<void>((resolve, reject) => {
@@ -241,7 +240,7 @@ describe('redis backup', () => {
       // Holding the RDB would take 400 MiB on top of the program's own ~200 MiB (workers, packs in flight).
       expect(maxRss.kb * 1024).toBeLessThan(360 << 20);
     } finally {
-      await big.destroy();
+      await big.stop();
     }
   });
 });

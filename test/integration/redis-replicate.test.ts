@@ -7,13 +7,12 @@
  * (a new history) starts a new generation from a fresh RDB and reports the loss window.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI, cleanupTmp, cliExpecting, tmpdir } from '../helpers.js';
-import { ScratchRedis, loadRdb } from '../redis-scratch.js';
+import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { basesOf, segmentsOf } from '../../src/sources/redis/history.js';
@@ -24,13 +23,15 @@ import { chainFrom, decodeSegment, type Segment } from '../../src/sources/redis/
 const ENV = { LIFEBOAT_PASSWORD: 'pw' };
 type Event = Record<string, unknown>;
 
-const servers: ScratchRedis[] = [];
 const children: ChildProcess[] = [];
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  for (const s of servers) await s.destroy();
+  await stopAllRedis();
   cleanupTmp();
 });
+
+/** A server whose full syncs start at once (servers wait 5 s for more replicas by default). */
+const startServer = () => RedisServer.start({ conf: ['repl-diskless-sync-delay 0'] });
 
 class Replicator {
   readonly events: Event[] = [];
@@ -76,7 +77,7 @@ class Replicator {
 }
 
 /** Mixed writes (strings, counters, hashes, sorted sets, expiries, transactions) until stopped. */
-function writer(s: ScratchRedis): { stop: () => Promise<number> } {
+function writer(s: RedisServer): { stop: () => Promise<number> } {
   let running = true;
   let n = 0;
   const done = (async () => {
@@ -149,11 +150,10 @@ function commands(segs: Segment[]): RespValue[][] {
 }
 
 /** Loads the base snapshot's RDB into a stock server and applies the commands, as a restore would. */
-async function replay(repoDir: string, snapshotId: string, name: string, cmds: RespValue[][]): Promise<ScratchRedis> {
+async function replay(repoDir: string, snapshotId: string, name: string, cmds: RespValue[][]): Promise<RedisServer> {
   const target = path.join(tmpdir('lb-redis-rep-out-'), 'out');
   await cliExpecting(['-r', repoDir, 'restore', snapshotId, '-t', target], 0, ENV);
-  const copy = await loadRdb(readFileSync(path.join(target, 'redis', name, 'dump.rdb')));
-  servers.push(copy);
+  const copy = await RedisServer.start({ rdb: path.join(target, 'redis', name, 'dump.rdb') });
   const c = await copy.client();
   try {
     for (const cmd of cmds) {
@@ -167,7 +167,7 @@ async function replay(repoDir: string, snapshotId: string, name: string, cmds: R
   return copy;
 }
 
-async function digest(s: ScratchRedis): Promise<string> {
+async function digest(s: RedisServer): Promise<string> {
   return String((await s.run(['DEBUG', 'DIGEST']))[0]);
 }
 
@@ -179,8 +179,7 @@ async function newRepo(): Promise<string> {
 
 describe('redis replicate', () => {
   it('ships the command stream with no gap; each base + the segments after it replay to exactly the server', async () => {
-    const server = await ScratchRedis.start();
-    servers.push(server);
+    const server = await startServer();
     await server.run(['SET', 'before', 'replication'], ['SELECT', 1], ['HSET', 'h1', 'a', 'b']);
     const repoDir = await newRepo();
     const rep = new Replicator(repoDir, server.url, 'app', ['--snapshot-interval', '1s']);
@@ -224,8 +223,7 @@ describe('redis replicate', () => {
   });
 
   it('kill -9 of the replicator mid-writes: a restart continues the same generation with no gap', async () => {
-    const server = await ScratchRedis.start();
-    servers.push(server);
+    const server = await startServer();
     const repoDir = await newRepo();
     const first = new Replicator(repoDir, server.url, 'app');
     const gen = await first.until((e) => e.kind === 'generation', 'a generation');
@@ -251,8 +249,7 @@ describe('redis replicate', () => {
   });
 
   it('a dropped link continues the generation (+CONTINUE); a server that stops answering is reported unhealthy until it answers again', async () => {
-    const server = await ScratchRedis.start();
-    servers.push(server);
+    const server = await startServer();
     const repoDir = await newRepo();
     const rep = new Replicator(repoDir, server.url, 'app');
     const gen = await rep.until((e) => e.kind === 'generation', 'a generation');
@@ -267,12 +264,12 @@ describe('redis replicate', () => {
     expect(rep.events.filter((e) => e.kind === 'generation')).toHaveLength(1);
     // Stuck: the server stops answering; the proof cannot advance and the status says so.
     const stoppedAt = rep.events.length;
-    server.signal('SIGSTOP');
+    server.child.kill('SIGSTOP');
     try {
       const sick = await rep.until((e) => e.kind === 'status' && e.healthy === false, 'an unhealthy status', 30_000, stoppedAt);
       expect(String(sick.error)).toMatch(/cannot read the server's replication offset|no reply/);
     } finally {
-      server.signal('SIGCONT');
+      server.child.kill('SIGCONT');
     }
     const resumedAt = Date.now();
     await rep.archived(resumedAt);
@@ -286,17 +283,16 @@ describe('redis replicate', () => {
   });
 
   it('a restart of the server (no persistence, a new history) starts a new generation and reports the loss window', async () => {
-    const server = await ScratchRedis.start();
-    servers.push(server);
+    let server = await startServer();
     const repoDir = await newRepo();
     const rep = new Replicator(repoDir, server.url, 'app');
     const gen = await rep.until((e) => e.kind === 'generation', 'a generation');
     await server.run(['SET', 'old', '1']);
     await rep.archived(Date.now());
-    await server.stop();
+    await server.shutdown();
     // A proof's moment comes before its INFO, which the old server answered: it cannot be after the server is gone.
     const stoppedAt = Date.now();
-    await server.launch();
+    server = await server.restart();
     await server.run(['SET', 'after-restart', 'yes']);
     const loss = await rep.until((e) => e.kind === 'loss', 'a loss report');
     expect(loss.previous).toBe(gen.generation);
@@ -322,8 +318,7 @@ describe('redis replicate', () => {
   });
 
   it('a writer killed inside MULTI leaves nothing of its transaction in a restore; a committed one is whole', async () => {
-    const server = await ScratchRedis.start();
-    servers.push(server);
+    const server = await startServer();
     const repoDir = await newRepo();
     const rep = new Replicator(repoDir, server.url, 'app');
     await rep.until((e) => e.kind === 'generation', 'a generation');
@@ -347,14 +342,12 @@ describe('redis replicate', () => {
     await rep.stop();
     const out = path.join(tmpdir(), 'restored');
     await cliExpecting(['-r', repoDir, 'redis', 'restore', 'app', '--output', out], 0, ENV);
-    const copy = await loadRdb(readFileSync(path.join(out, 'dump.rdb')));
-    servers.push(copy);
+    const copy = await RedisServer.start({ rdb: path.join(out, 'dump.rdb') });
     expect(await copy.run(['EXISTS', 'done:a'], ['EXISTS', 'done:b'], ['EXISTS', 'half:a'], ['EXISTS', 'half:b'], ['EXISTS', 'after'])).toEqual([1, 1, 0, 0, 1]);
   });
 
   it('a restored copy started in place of the server is a new generation with a loss report, never a continuation of the old history', async () => {
-    const server = await ScratchRedis.start();
-    servers.push(server);
+    let server = await startServer();
     const repoDir = await newRepo();
     const rep = new Replicator(repoDir, server.url, 'app');
     const gen = await rep.until((e) => e.kind === 'generation', 'a generation');
@@ -365,9 +358,7 @@ describe('redis replicate', () => {
     // Writes the restored copy will not have: the original goes on, then is replaced by the copy.
     await server.run(['SET', 'lost-with-the-original', '1']);
     await rep.archived(Date.now());
-    await server.stop();
-    writeFileSync(path.join(server.dir, 'dump.rdb'), readFileSync(path.join(out, 'dump.rdb')));
-    await server.launch();
+    server = await server.restart({ rdb: path.join(out, 'dump.rdb') });
     expect(await server.run(['EXISTS', 'before'], ['EXISTS', 'lost-with-the-original'])).toEqual([1, 0]);
     await server.run(['SET', 'after-restore', 'yes']);
     const next = await rep.until((e) => e.kind === 'generation' && e.generation !== gen.generation, 'a new generation');
@@ -379,8 +370,7 @@ describe('redis replicate', () => {
     // The newest data is the copy's history, and the old generation still restores the original's.
     const latest = path.join(tmpdir(), 'latest');
     await cliExpecting(['-r', repoDir, 'redis', 'restore', 'app', '--output', latest], 0, ENV);
-    const copy = await loadRdb(readFileSync(path.join(latest, 'dump.rdb')));
-    servers.push(copy);
+    const copy = await RedisServer.start({ rdb: path.join(latest, 'dump.rdb') });
     expect(await copy.run(['GET', 'after-restore'], ['EXISTS', 'lost-with-the-original'])).toEqual([Buffer.from('yes'), 0]);
     expect(await digest(copy)).toBe(await digest(server));
   });

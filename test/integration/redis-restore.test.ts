@@ -21,31 +21,34 @@ import { LocalStore } from '../../src/storage/local/local-store.js';
 import { redisRestore, type RedisRestoreOptions } from '../../src/sources/redis/restore.js';
 import { encodeCommand } from '../../src/sources/redis/resp.js';
 import { CLI, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
-import { GENERATION, TestRedis, storeBase, storeSegments, type Step } from '../redis-history.js';
+import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
+import { GENERATION, storeBase, storeSegments, type Step } from '../redis-history.js';
 
 type Db = Record<string, { type: string; value: unknown; ttl: boolean }>;
 
 /** Every key of databases 0 and 1 with its type, value and whether it has a time to live. */
-async function contents(r: TestRedis): Promise<Db[]> {
-  const out: Db[] = [];
-  for (const db of [0, 1]) {
-    await r.cmd('SELECT', db);
-    const keys = ((await r.cmd('KEYS', '*')) as Buffer[]).map(String).sort();
-    const d: Db = {};
-    for (const k of keys) {
-      const type = String(await r.cmd('TYPE', k));
-      const value =
-        type === 'string' ? String(await r.cmd('GET', k))
-        : type === 'hash' ? ((await r.cmd('HGETALL', k)) as Buffer[]).map(String)
-        : type === 'zset' ? ((await r.cmd('ZRANGE', k, 0, -1, 'WITHSCORES')) as Buffer[]).map(String)
-        : type === 'list' ? ((await r.cmd('LRANGE', k, 0, -1)) as Buffer[]).map(String)
-        : type;
-      d[k] = { type, value, ttl: ((await r.cmd('PTTL', k)) as number) > 0 };
+function contents(server: RedisServer): Promise<Db[]> {
+  return server.withClient(async (c) => {
+    const cmd = (...args: Array<string | number>) => c.ok(args);
+    const out: Db[] = [];
+    for (const db of [0, 1]) {
+      await cmd('SELECT', db);
+      const keys = ((await cmd('KEYS', '*')) as Buffer[]).map(String).sort();
+      const d: Db = {};
+      for (const k of keys) {
+        const type = String(await cmd('TYPE', k));
+        const value =
+          type === 'string' ? String(await cmd('GET', k))
+          : type === 'hash' ? ((await cmd('HGETALL', k)) as Buffer[]).map(String)
+          : type === 'zset' ? ((await cmd('ZRANGE', k, 0, -1, 'WITHSCORES')) as Buffer[]).map(String)
+          : type === 'list' ? ((await cmd('LRANGE', k, 0, -1)) as Buffer[]).map(String)
+          : type;
+        d[k] = { type, value, ttl: ((await cmd('PTTL', k)) as number) > 0 };
+      }
+      out.push(d);
     }
-    out.push(d);
-  }
-  await r.cmd('SELECT', 0);
-  return out;
+    return out;
+  });
 }
 
 const s = (value: string, ttl = false) => ({ type: 'string', value, ttl });
@@ -88,12 +91,11 @@ let repoDir: string;
 let repo: Repository;
 let base: Snapshot;
 let escape: string;
-const servers: TestRedis[] = [];
 
 async function restored(opts: Omit<RedisRestoreOptions, 'name' | 'output'> & { name?: string }): Promise<{ db: Db[]; result: Awaited<ReturnType<typeof redisRestore>> }> {
   const output = path.join(tmpdir('lb-redis-out-'), 'out');
   const result = await redisRestore(repo, { name: 'cache', output, ...opts });
-  const r = await TestRedis.loading(path.join(output, 'dump.rdb'));
+  const r = await RedisServer.start({ rdb: path.join(output, 'dump.rdb') });
   try {
     return { db: await contents(r), result };
   } finally {
@@ -104,15 +106,8 @@ async function restored(opts: Omit<RedisRestoreOptions, 'name' | 'output'> & { n
 beforeAll(async () => {
   repoDir = path.join(tmpdir('lb-redis-repo-'), 'repo');
   repo = await Repository.init(new LocalStore(repoDir), 'test-password');
-  const src = await TestRedis.start();
-  servers.push(src);
-  await src.cmd('SET', 'a', '1');
-  await src.cmd('HSET', 'h', 'f', 'v');
-  await src.cmd('ZADD', 'z', 1, 'm1');
-  await src.cmd('SET', 'k', 'old');
-  await src.cmd('RPUSH', 'l', '1', '2');
-  await src.cmd('SELECT', 1);
-  await src.cmd('SET', 'b', '2');
+  const src = await RedisServer.start();
+  await src.run(['SET', 'a', '1'], ['HSET', 'h', 'f', 'v'], ['ZADD', 'z', 1, 'm1'], ['SET', 'k', 'old'], ['RPUSH', 'l', '1', '2'], ['SELECT', 1], ['SET', 'b', '2']);
   const rdb = await src.rdb();
   const keys = await src.keys();
   expect(keys).toEqual({ db0: 5, db1: 1 });
@@ -134,7 +129,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const r of servers) await r.stop();
+  await stopAllRedis();
   cleanupTmp();
 });
 
@@ -309,8 +304,7 @@ describe('redis restore to a moment', () => {
 
 describe('redis restore --to a running server', () => {
   it('loads into an empty server, key by key with their expiries', async () => {
-    const target = await TestRedis.start();
-    servers.push(target);
+    const target = await RedisServer.start();
     const result = await redisRestore(repo, { name: 'cache', to: target.url, time: new Date(at(6)) });
     expect(await contents(target)).toEqual(expected(6));
     expect(result.loaded).toEqual({ db0: 6, db1: 1 });
@@ -318,9 +312,8 @@ describe('redis restore --to a running server', () => {
   });
 
   it('refuses a server that holds keys (TARGET_EXISTS) unless --force', async () => {
-    const target = await TestRedis.start();
-    servers.push(target);
-    await target.cmd('SET', 'mine', 'x');
+    const target = await RedisServer.start();
+    await target.command(['SET', 'mine', 'x']);
     const r = await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--to', target.url]);
     expectError(r, 21, /already holds 1 keys/);
     expect(await target.keys()).toEqual({ db0: 1 });
@@ -336,8 +329,7 @@ describe('redis restore --to a running server', () => {
 
 describe('redis restore --to a server with a password', () => {
   it('logs in with LIFEBOAT_REDIS_PASSWORD or --redis-password-file; a wrong one is a clear SOURCE_UNAVAILABLE', async () => {
-    const target = await TestRedis.start(undefined, [], 'sesame');
-    servers.push(target);
+    const target = await RedisServer.start({ password: 'sesame' });
     const wrong = await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--to', target.url], { LIFEBOAT_REDIS_PASSWORD: 'guess' });
     expectError(wrong, 19, /refused the login/);
     expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--to', target.url]), 19, /refused the login|needs a password|NOAUTH/);
@@ -350,7 +342,7 @@ describe('redis restore --to a server with a password', () => {
   });
 
   it('says so when the target cannot be reached', async () => {
-    const dead = await TestRedis.start();
+    const dead = await RedisServer.start();
     const url = dead.url;
     await dead.stop();
     expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--to', url]), 19, /cannot reach Redis/);
@@ -359,9 +351,8 @@ describe('redis restore --to a server with a password', () => {
 
 describe('redis restore of a larger history', () => {
   it('streams a multi-chunk RDB and 30000 commands, and gives the digest of the server that ran them', async () => {
-    const src = await TestRedis.start();
-    servers.push(src);
-    await src.cmd('DEBUG', 'POPULATE', 200_000, 'key', 64);
+    const src = await RedisServer.start();
+    await src.command(['DEBUG', 'POPULATE', 200_000, 'key', 64]);
     const rdb = await src.rdb();
     expect(rdb.length).toBeGreaterThan(4 << 20); // several chunks of the repository
     const snap = await storeBase(repo, 'big', rdb, { offset: 0, generation: GENERATION, keys: await src.keys() }, new Date(t0));
@@ -373,15 +364,17 @@ describe('redis restore of a larger history', () => {
     }
     await storeSegments(repo, 'big', GENERATION, 0, steps, 100);
     // The same commands on the server itself (pipelined: one connection keeps their order).
-    for (const st of steps) await Promise.all(st.cmds.map((c) => src.cmd(...c)));
+    await src.withClient(async (c) => {
+      for (const st of steps) await Promise.all(st.cmds.map((cmd) => c.ok(cmd)));
+    });
     const output = path.join(tmpdir('lb-redis-out-'), 'out');
     const result = await redisRestore(repo, { name: 'big', output });
     expect(result.snapshot.id).toBe(snap.id);
     expect(result.segments).toBe(3);
-    const restoredServer = await TestRedis.loading(path.join(output, 'dump.rdb'));
+    const restoredServer = await RedisServer.start({ rdb: path.join(output, 'dump.rdb') });
     try {
       expect(await restoredServer.keys()).toEqual(await src.keys());
-      expect(String(await restoredServer.cmd('DEBUG', 'DIGEST'))).toBe(String(await src.cmd('DEBUG', 'DIGEST')));
+      expect(String(await restoredServer.command(['DEBUG', 'DIGEST']))).toBe(String(await src.command(['DEBUG', 'DIGEST'])));
     } finally {
       await restoredServer.stop();
     }
