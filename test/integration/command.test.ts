@@ -194,7 +194,7 @@ describe('command source: the generic form', () => {
   }, 180_000);
 
   it('redis-cli --rdb - of a scratch redis-server, written to a new file that loads into another server', async () => {
-    const server = await RedisServer.start();
+    const server = await RedisServer.start({ conf: ['repl-diskless-sync-delay 0'] });
     try {
       for (let i = 0; i < 500; i++) await server.command(['SET', `k:${i}`, `value ${i} `.repeat(20)]);
       await server.command(['HSET', 'h', 'a', '1', 'b', '2']);
