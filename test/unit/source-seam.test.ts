@@ -105,6 +105,13 @@ const CONFIG = [
   '    checks: ["select true"]',
   '    tags: [nightly, offsite]',
   '    retention: { keep_last: 3, keep_logs_within: 7d }',
+  '  shop:',
+  '    kind: command',
+  '    preset: mariadb',
+  '    database: shop',
+  '    dump: [--host=db.internal]',
+  '    env: { MYSQL_PWD: secret }',
+  '    tags: [nightly, offsite]',
 ].join('\n');
 
 describe('the commands the daemon builds from each kind', () => {
