@@ -8,7 +8,7 @@
  * snapshot and says why in one line; and bad input is refused before anything runs.
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync, statSync, writeSync, closeSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -304,4 +304,29 @@ describe('command source: bad input is refused before anything runs', () => {
     const two = await s.lb(['command', 'restore', 'gen', '--output', path.join(s.dir, 'x'), '--', 'cat']);
     expect(two.code, explain(two)).toBe(2);
   });
+});
+
+describe('command source: a stored chunk that fails authentication during a restore', () => {
+  it('kills the load command before its stdin closes: it never sees a clean end of a cut dump', async () => {
+    const s = setup([]);
+    expect((await runCli(['init', '--repo', s.repo])).code).toBe(0);
+    // ~20 chunks in two packs.
+    await backup(s.lb, ['--name', 'big', '--', 'head', '-c', '20000000', '/dev/urandom']);
+    const packs = readdirSync(path.join(s.repo, 'data'), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => path.join(e.parentPath, e.name))
+      .sort((a, b) => statSync(b).size - statSync(a).size);
+    expect(packs.length).toBeGreaterThan(0);
+    // One byte inside the biggest pack's data: the blob there fails its MAC when loaded.
+    const fd = openSync(packs[0] as string, 'r+');
+    writeSync(fd, Buffer.from([0xff ^ (readFileSync(packs[0] as string)[5_000_000] ?? 0)]), 0, 1, 5_000_000);
+    closeSync(fd);
+    const out = path.join(s.dir, 'loaded');
+    const done = path.join(s.dir, 'load-saw-eof');
+    // `cat` ends only at EOF; `touch` runs only if it does.
+    const r = await s.lb(['command', 'restore', 'big', '--', 'sh', '-c', 'cat > "$0" && touch "$1"', out, done]);
+    expect(r.code, explain(r)).toBe(13);
+    expect(existsSync(done), 'the load command saw a clean end of input').toBe(false);
+    expect(existsSync(out) ? statSync(out).size : 0).toBeLessThan(20_000_000);
+  }, 60_000);
 });
