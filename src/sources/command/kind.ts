@@ -71,7 +71,7 @@ export const command: SourceKind<CommandPoint> = {
       const o = settingsOf(s);
       return o.preset ? `the ${o.preset} preset's dump${o.database ? ` of \`${o.database}\`` : ''}` : `the output of \`${(o.dump ?? []).join(' ')}\``;
     },
-    steps(s, { g, cmd }) {
+    steps(s, { g, cmd, shell }) {
       const o = settingsOf(s);
       const out = `/var/tmp/${s.name}.dump`;
       const hasLoad = o.preset !== undefined || o.load !== undefined;
@@ -83,8 +83,12 @@ export const command: SourceKind<CommandPoint> = {
         `   ${g} ${cmd(restoreInvocation(s, { target: out }))}`,
         '   ```',
         hasLoad
-          ? `3. Load it: the same command with \`--load\` instead of \`--output ${out}\` pipes it into the configured load command (${o.preset ? `the ${o.preset} preset's, docs/command.md` : `\`${(o.load ?? []).join(' ')}\``}); or give another load command after \`--\`.`
-          : `3. Load it with the tool that reads it, or pipe it straight in: the same command without \`--output\`, followed by \`-- LOAD-COMMAND…\`.`,
+          ? `3. Load it into the configured load command (${o.preset ? `the ${o.preset} preset's, docs/command.md` : `\`${(o.load ?? []).join(' ')}\``}), or give another load command after \`--\` instead of \`--load\`:`
+          : '3. Load it with the tool that reads it, or pipe it straight into one (its exit status decides success):',
+        '',
+        '   ```sh',
+        hasLoad ? `   ${g} ${cmd({ command: ['command', 'restore'], positionals: [s.name], options: [['--load', true]] })}` : `   ${g} command restore ${shell(s.name)} -- LOAD-COMMAND ARG…`,
+        '   ```',
       ];
     },
   },
