@@ -35,9 +35,9 @@ export async function commandBackup(repo: Repository, opts: CommandBackupOptions
   if (opts.signal?.aborted) throw interrupted(opts.name);
   const startedAt = new Date();
   const run = start(opts.dump, ['ignore', 'pipe', 'pipe']);
-  let stoppedBy: string | undefined;
+  let stopped = false;
   const onAbort = () => {
-    stoppedBy = 'a signal';
+    stopped = true;
     run.kill('SIGTERM');
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -61,7 +61,7 @@ export async function commandBackup(repo: Repository, opts: CommandBackupOptions
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       beforeSnapshot: async () => {
         const e = await run.exit;
-        if (stoppedBy !== undefined) throw interrupted(opts.name);
+        if (stopped) throw interrupted(opts.name);
         if (e.code !== 0) {
           throw commandFailed('SOURCE_UNAVAILABLE', 'dump', argv, e, `no snapshot was saved; run ${shown(argv.slice(0, 1))} by hand to see all it says`);
         }
@@ -72,7 +72,7 @@ export async function commandBackup(repo: Repository, opts: CommandBackupOptions
           envNames: Object.keys(opts.dump.env ?? {}).sort(),
           ...(opts.dump.cwd !== undefined ? { cwd: opts.dump.cwd } : {}),
           exitCode: e.code,
-          stderrTail: e.stderrTail,
+          stderrTail: redact(e.stderrTail),
           startedAt: startedAt.toISOString(),
           finishedAt: finishedAt.toISOString(),
           durationMs: finishedAt.getTime() - startedAt.getTime(),
@@ -86,7 +86,7 @@ export async function commandBackup(repo: Repository, opts: CommandBackupOptions
     // Our side failed (the store, an interruption) or the dump did: never leave it writing into a closed pipe.
     run.kill('SIGTERM');
     await run.exit;
-    throw stoppedBy !== undefined && !(err instanceof LifeboatError && err.code === 'INTERRUPTED') ? interrupted(opts.name) : err;
+    throw stopped ? interrupted(opts.name) : err;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }

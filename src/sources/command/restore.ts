@@ -80,6 +80,7 @@ export async function commandRestore(repo: Repository, opts: CommandRestoreOptio
     });
   }
   if (opts.snapshot !== undefined && opts.time !== undefined) throw new LifeboatError('USAGE', 'give --snapshot or --time, not both', { hint: 'without either, the newest dump is restored' });
+  if (opts.output === '-') throw new LifeboatError('USAGE', '--output takes a file name, not -', { hint: 'to pipe the dump into a program, give it after -- (its exit status decides success)' });
   if (opts.load) checkProgram('load', opts.load);
   // Refused before the repository is read: restores never overwrite.
   const file = opts.output !== undefined ? new TargetFile(path.resolve(opts.output)) : undefined;
