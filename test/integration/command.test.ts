@@ -248,9 +248,12 @@ describe('command source: a dump that does not finish leaves no snapshot', () =>
     expect(await snapshotCount(s.lb)).toBe(1);
   });
 
-  it('interrupted (SIGTERM to lifeboat): exit 130, the dump is stopped, no snapshot', async () => {
-    const pidFile = path.join(s.dir, 'interrupted.pid');
-    const child = spawn(process.execPath, [CLI, '--config', s.config, '--repo', 'main', 'command', 'backup', '--name', 'gen', '--', 'sh', '-c', `echo $$ > ${pidFile}; head -c 3000000 /dev/urandom; exec sleep 60`], {
+  it.each([
+    ['stops on SIGTERM', ''],
+    ['ignores SIGTERM (SIGKILL after the grace period)', 'trap "" TERM; '],
+  ])('interrupted (SIGTERM to lifeboat), a dump that %s: exit 130, the dump is stopped, no snapshot', async (_what, trap) => {
+    const pidFile = path.join(s.dir, `interrupted-${trap ? 'trap' : 'plain'}.pid`);
+    const child = spawn(process.execPath, [CLI, '--config', s.config, '--repo', 'main', 'command', 'backup', '--name', 'gen', '--', 'sh', '-c', `${trap}echo $$ > ${pidFile}; head -c 3000000 /dev/urandom; exec sleep 60`], {
       env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -264,7 +267,7 @@ describe('command source: a dump that does not finish leaves no snapshot', () =>
     expect(stderr).toMatch(/^lifeboat: the backup of command source gen was interrupted; the dump was stopped and no snapshot was saved/);
     expect(isAlive(dumpPid), 'the dump process was stopped').toBe(false);
     expect(await snapshotCount(s.lb)).toBe(1);
-  });
+  }, 30_000);
 });
 
 describe('command source: bad input is refused before anything runs', () => {

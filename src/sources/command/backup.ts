@@ -38,7 +38,7 @@ export async function commandBackup(repo: Repository, opts: CommandBackupOptions
   let stopped = false;
   const onAbort = () => {
     stopped = true;
-    run.kill('SIGTERM');
+    void run.stop();
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const hash = createHash('sha256');
@@ -84,8 +84,7 @@ export async function commandBackup(repo: Repository, opts: CommandBackupOptions
     });
   } catch (err) {
     // Our side failed (the store, an interruption) or the dump did: never leave it writing into a closed pipe.
-    run.kill('SIGTERM');
-    await run.exit;
+    await run.stop();
     throw stopped ? interrupted(opts.name) : err;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);

@@ -30,7 +30,15 @@ export interface Running {
   exit: Promise<Exit>;
   /** Signals the command's whole process group (a wrapper and its children); a no-op once it ended. */
   kill(signal?: NodeJS.Signals): void;
+  /** SIGTERM to the group, SIGKILL if it is still there after STOP_GRACE_MS; resolves once it ended. */
+  stop(): Promise<Exit>;
 }
+
+/**
+ * How long a command stopped with SIGTERM may take to clean up (a wrapper removing its
+ * temporary file) before SIGKILL: a dump that ignores SIGTERM must not hold a backup open.
+ */
+export const STOP_GRACE_MS = 10_000;
 
 /** The command as one short string for messages (redacted: a URL's password never shows). */
 export function shown(argv: readonly string[]): string {
@@ -77,15 +85,25 @@ export function start(spec: CommandSpec, stdio: ['ignore' | 'pipe', 'pipe' | 'in
   });
   let ended = false;
   void exit.then(() => (ended = true));
+  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (ended || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      child.kill(signal);
+    }
+  };
   return {
     child,
     exit,
-    kill(signal = 'SIGTERM') {
-      if (ended || child.pid === undefined) return;
+    kill,
+    async stop() {
+      kill('SIGTERM');
+      const escalate = setTimeout(() => kill('SIGKILL'), STOP_GRACE_MS);
       try {
-        process.kill(-child.pid, signal);
-      } catch {
-        child.kill(signal);
+        return await exit;
+      } finally {
+        clearTimeout(escalate);
       }
     },
   };
