@@ -90,8 +90,9 @@ export function register(program: Command): void {
     });
 
   cmd
-    .command('restore <name>')
+    .command('restore')
     .description('pipe a stored dump into a load command (after --, or the source\'s with --load) or write it to a new file; the load command\'s exit status decides success')
+    .argument('<name>', 'the source name given at backup')
     .argument('[argv...]', 'the load command and its arguments, after --')
     .option('--latest', 'the newest dump (the default)')
     .option('--time <rfc3339>', 'the newest dump at or before this moment, e.g. 2026-11-21T14:30:05Z')
