@@ -10,9 +10,11 @@ import { postgres } from './postgres/kind.js';
 import { sqlite } from './sqlite/kind.js';
 import { redis } from './redis/kind.js';
 import { oplog } from './oplog/kind.js';
+import { bucket } from './bucket/kind.js';
 
 registerSource(files);
 registerSource(postgres);
 registerSource(sqlite);
 registerSource(redis);
 registerSource(oplog);
+registerSource(bucket);
