@@ -11,9 +11,11 @@
  * Memory stays bounded: the listing is read a page at a time and waits for a transfer
  * slot; each transfer holds one chunking buffer, sized to the object up to 2 × the
  * maximum chunk, and the sum of those buffers is capped (BUFFER_BUDGET). The tree is
- * built while listing: the listing is in key order, so a directory is complete as
- * soon as a key outside it arrives, and its tree blob is saved then. Only the open
- * directories' nodes (and the parent snapshot's trees along the same path) are held.
+ * built while listing: S3 and Azure list in key order, which keeps each folder's keys
+ * together, so a directory is complete as soon as a key outside it arrives, and its
+ * tree blob is saved then (a server that lists otherwise is refused, not trusted).
+ * Only the open directories' nodes, the names of their saved subdirectories, and the
+ * parent snapshot's trees along the same path are held.
  */
 import * as os from 'node:os';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
@@ -68,6 +70,8 @@ interface Frame {
   rawPrefix: string;
   pending: Array<Promise<TreeNode>>;
   prev: Map<string, TreeNode> | undefined;
+  /** Subdirectories already saved: a key inside one of them now would come too late. */
+  closed: Set<string>;
 }
 
 class BucketArchiver {
@@ -111,20 +115,11 @@ class BucketArchiver {
       .reverse()
       .find((s) => usableParent(s) && s.source.kind === 'bucket' && s.source.name === this.opts.name);
     const versioned = await this.opts.objects.versioned();
-    const stack: Frame[] = [{ name: '', rawPrefix: '', pending: [], prev: parent ? this.byName(await this.repo.loadTree(parent.tree)) : undefined }];
+    const stack: Frame[] = [{ name: '', rawPrefix: '', pending: [], prev: parent ? this.byName(await this.repo.loadTree(parent.tree)) : undefined, closed: new Set() }];
     const listStarted = new Date();
     this.dirTime = (BigInt(listStarted.getTime()) * 1_000_000n).toString();
-    let previousKey: Buffer | undefined;
     for await (const o of this.opts.objects.listObjects('')) {
       this.throwIfFailed();
-      const keyBytes = Buffer.from(o.key);
-      // Closing directories as the listing leaves them is right only in key order.
-      if (previousKey && Buffer.compare(previousKey, keyBytes) >= 0) {
-        throw new LifeboatError('FAILED', `${this.opts.location}: the listing is not in key order (${JSON.stringify(o.key)} after ${JSON.stringify(previousKey.toString())})`, {
-          hint: 'S3 and Azure list keys in ascending order; this server does not, so it cannot be backed up as a bucket',
-        });
-      }
-      previousKey = keyBytes;
       const raw = o.key.split('/');
       const parts = keyParts(o.key);
       // Leave directories the key is not in, then enter those it is in.
@@ -133,8 +128,10 @@ class BucketArchiver {
         const top = stack[stack.length - 1] as Frame;
         const name = parts[depth] as string;
         const prevDir = top.prev?.get(name);
+        // A directory is saved when the listing leaves it: its keys must come together.
+        if (top.closed.has(name)) throw this.unordered(o.key);
         const prev = prevDir?.type === 'dir' && prevDir.subtree ? this.byName(await this.repo.loadTree(prevDir.subtree)) : undefined;
-        stack.push({ name, rawPrefix: `${raw.slice(0, depth + 1).join('/')}/`, pending: [], prev });
+        stack.push({ name, rawPrefix: `${raw.slice(0, depth + 1).join('/')}/`, pending: [], prev, closed: new Set() });
       }
       const top = stack[stack.length - 1] as Frame;
       const fileName = parts[parts.length - 1] as string;
@@ -181,6 +178,12 @@ class BucketArchiver {
     return { ...manifest, id };
   }
 
+  private unordered(key: string): LifeboatError {
+    return new LifeboatError('FAILED', `${this.opts.location}: the listing is not grouped by prefix (${JSON.stringify(key)} came after other keys had left its folder)`, {
+      hint: 'S3 and Azure list keys in ascending order, which keeps each folder together; this server does not, so it cannot be backed up as a bucket',
+    });
+  }
+
   private byName(tree: Tree): Map<string, TreeNode> {
     return new Map(tree.nodes.map((n) => [n.name, n]));
   }
@@ -189,6 +192,7 @@ class BucketArchiver {
   private async closeFrame(stack: Frame[]): Promise<void> {
     const frame = stack.pop() as Frame;
     const below = stack[stack.length - 1] as Frame;
+    below.closed.add(frame.name);
     this.summary.dirs++;
     const node = this.saveDir(frame).then((subtree): TreeNode => ({ ...dirMeta(frame.name, this.dirTime), subtree }));
     node.catch(() => {}); // awaited when the directory below is saved

@@ -105,6 +105,13 @@ export class S3Store implements Store {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
+      // A HEAD answer has no body, so a missing bucket is a bare 404 (no NoSuchBucket code).
+      if (httpStatus(err) === 404) {
+        throw new LifeboatError('REPO_NOT_FOUND', `${this.location}: open: bucket "${this.bucket}" does not exist`, {
+          hint: 'create the bucket first (aws s3 mb, or the provider console), then `lifeboat init`',
+          cause: err,
+        });
+      }
       throw this.error(err, 'open');
     }
   }
