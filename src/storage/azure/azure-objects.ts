@@ -42,7 +42,8 @@ export class AzureObjects implements ObjectAccess {
           yield {
             key: item.name.slice(this.prefix.length),
             size: item.properties.contentLength ?? 0,
-            etag: item.properties.etag ?? '',
+            // Listings give the ETag bare, responses quoted (HTTP's form): one form, so they compare.
+            etag: quoted(item.properties.etag ?? ''),
             lastModified: item.properties.lastModified.toISOString(),
             ...(item.versionId ? { versionId: item.versionId } : {}),
           };
@@ -61,7 +62,7 @@ export class AzureObjects implements ObjectAccess {
       return {
         body,
         size: res.contentLength ?? 0,
-        etag: res.etag ?? '',
+        etag: quoted(res.etag ?? ''),
         lastModified: (res.lastModified ?? new Date(0)).toISOString(),
         ...(res.versionId ? { versionId: res.versionId } : {}),
         ...(res.contentType ? { contentType: res.contentType } : {}),
@@ -97,4 +98,8 @@ export class AzureObjects implements ObjectAccess {
   async versioned(): Promise<boolean> {
     return false;
   }
+}
+
+function quoted(etag: string): string {
+  return etag === '' || etag.startsWith('"') || etag.startsWith('W/') ? etag : `"${etag}"`;
 }
