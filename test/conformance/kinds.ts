@@ -9,6 +9,7 @@ import { postgresDriver } from './drivers/postgres.js';
 import { redisDriver } from './drivers/redis.js';
 import { sqliteDriver } from './drivers/sqlite.js';
 import { oplogDriver } from './drivers/oplog.js';
+import { bucketDriver } from './drivers/bucket.js';
 
 export const DRIVERS = {
   files: filesDriver,
@@ -16,4 +17,5 @@ export const DRIVERS = {
   redis: redisDriver,
   sqlite: sqliteDriver,
   oplog: oplogDriver,
+  bucket: bucketDriver,
 } satisfies Record<string, KindDriver>;
