@@ -33,8 +33,11 @@ export async function openBucket(location: string, opts: BucketOpenOptions): Pro
     });
   }
   registerBuiltinStores();
+  // The same retry setting as a repository's stores (cli/context.ts storeSpec).
+  const retries = process.env.LIFEBOAT_STORE_RETRIES;
   const store = await openComposite({
     locations: [location],
+    ...(retries !== undefined ? { attempts: Math.max(1, Number(retries) || 1) } : {}),
     ...(opts.limitDownloadKiB ? { limitDownloadKiB: opts.limitDownloadKiB } : {}),
     ...(opts.limitUploadKiB ? { limitUploadKiB: opts.limitUploadKiB } : {}),
   });
