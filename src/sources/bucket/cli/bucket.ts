@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { collect, flagOf } from '../../../cli/commands/options.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
-import { printJson } from '../../../cli/output/render.js';
+import { ProgressBar, printJson } from '../../../cli/output/render.js';
 import { restoreRequestOptions } from '../../../config/model.js';
 import { parseTargetTime } from '../../../engine/target-time.js';
 import { LifeboatError } from '../../../errors.js';
@@ -55,9 +55,12 @@ export function register(program: Command): void {
       await withRepo(g, async (repo) => {
         const b = await openBucket(location, { role: 'source', ...(f.limitBucketDownload ? { limitDownloadKiB: f.limitBucketDownload } : {}) });
         try {
-          const s = await bucketBackup(repo, { name, location, objects: b.objects, parallel: f.parallel, tags: f.tag }).catch((err: unknown) => {
-            throw bucketError(err, location, 'source');
-          });
+          const bar = new ProgressBar(!g.json && !g.quiet);
+          const s = await bucketBackup(repo, { name, location, objects: b.objects, parallel: f.parallel, tags: f.tag, onProgress: bar.update })
+            .catch((err: unknown) => {
+              throw bucketError(err, location, 'source');
+            })
+            .finally(() => bar.done());
           const p = bucketPoint(s);
           if (g.json) return printJson({ ...snapshotJson(s), bucket: p });
           if (!g.quiet && p) {
