@@ -108,7 +108,20 @@ class BucketArchiver {
     this.emit = throttleProgress(opts.onProgress);
   }
 
+  /** Transfers still running: a failed backup waits for them before it lets go of its lock. */
+  private readonly inFlight = new Set<Promise<TreeNode>>();
+
   async run(): Promise<Snapshot> {
+    try {
+      return await this.archive();
+    } catch (err) {
+      this.failure ??= err;
+      await Promise.allSettled([...this.inFlight]);
+      throw err;
+    }
+  }
+
+  private async archive(): Promise<Snapshot> {
     const started = Date.now();
     const hostname = this.opts.hostname ?? os.hostname();
     const parent = (await this.repo.listSnapshots())
@@ -226,6 +239,11 @@ class BucketArchiver {
       this.giveBudget(reserve);
       this.slots.release();
     });
+    this.inFlight.add(node);
+    node.then(
+      () => this.inFlight.delete(node),
+      () => this.inFlight.delete(node),
+    );
     node.catch((err: unknown) => {
       this.failure ??= err;
     });
