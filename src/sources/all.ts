@@ -11,6 +11,7 @@ import { sqlite } from './sqlite/kind.js';
 import { redis } from './redis/kind.js';
 import { oplog } from './oplog/kind.js';
 import { command } from './command/kind.js';
+import { bucket } from './bucket/kind.js';
 
 registerSource(files);
 registerSource(postgres);
@@ -18,3 +19,4 @@ registerSource(sqlite);
 registerSource(redis);
 registerSource(oplog);
 registerSource(command);
+registerSource(bucket);

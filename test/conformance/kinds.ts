@@ -10,6 +10,7 @@ import { redisDriver } from './drivers/redis.js';
 import { sqliteDriver } from './drivers/sqlite.js';
 import { oplogDriver } from './drivers/oplog.js';
 import { commandDriver } from './drivers/command.js';
+import { bucketDriver } from './drivers/bucket.js';
 
 export const DRIVERS = {
   files: filesDriver,
@@ -18,4 +19,5 @@ export const DRIVERS = {
   sqlite: sqliteDriver,
   oplog: oplogDriver,
   command: commandDriver,
+  bucket: bucketDriver,
 } satisfies Record<string, KindDriver>;

@@ -17,7 +17,7 @@ import { registerSource, sourceKind, sourceKinds } from '../../src/sources/regis
 import { runCli } from '../helpers.js';
 
 /** What src/sources/all.ts registers, in order (output lists follow it). */
-const KINDS = ['files', 'postgres', 'sqlite', 'redis', 'oplog', 'command'];
+const KINDS = ['files', 'postgres', 'sqlite', 'redis', 'oplog', 'command', 'bucket'];
 
 describe('source registry', () => {
   it('has every kind all.ts registers, in its order, and refuses a second kind of the same name', () => {
@@ -112,6 +112,12 @@ const CONFIG = [
   '    dump: [--host=db.internal]',
   '    env: { MYSQL_PWD: secret }',
   '    tags: [nightly, offsite]',
+  '  photos:',
+  '    kind: bucket',
+  '    location: s3:https://minio.internal:9000/media/photos',
+  '    parallel: 16',
+  '    limit_download: 2048',
+  '    tags: [nightly]',
 ].join('\n');
 
 describe('the commands the daemon builds from each kind', () => {
@@ -143,6 +149,8 @@ describe('the commands the daemon builds from each kind', () => {
     // A command source's dump, env and cwd stay in lifeboat.yaml: the job names the source only.
     expect(job('backup', 'shop')).toEqual(['command', 'backup', '--name', 'shop', '--tag', 'nightly', '--tag', 'offsite']);
     expect(job('restore', 'shop', { target: '/var/tmp/shop.sql', time: '2026-01-31T14:30:00Z' })).toEqual(['command', 'restore', 'shop', '--output', '/var/tmp/shop.sql', '--time', '2026-01-31T14:30:00Z']);
+    expect(job('backup', 'photos')).toEqual(['bucket', 'backup', 's3:https://minio.internal:9000/media/photos', '--name', 'photos', '--parallel', '16', '--limit-bucket-download', '2048', '--tag', 'nightly']);
+    expect(job('restore', 'photos', { target: '/var/tmp/b', time: '2026-01-31T14:30:00Z' })).toEqual(['bucket', 'restore', 'photos', '--output', '/var/tmp/b', '--time', '2026-01-31T14:30:00Z']);
     const all = [...config.sources.keys()].flatMap((s) => [job('backup', s), job('drill', s)]).flat();
     expect(all.join(' ')).not.toContain('secret');
   });
@@ -154,10 +162,10 @@ describe('the commands the daemon builds from each kind', () => {
       if (s.retention) commands.push(forgetCommand(config, s, 'apply'), forgetCommand(config, s, 'preview'));
       if (s.continuous) commands.push(replicationCommand(s, '/var/lib/lifeboat'));
     }
-    expect(commands).toHaveLength(4 * 3 + 2 * 2 + 2);
+    expect(commands).toHaveLength(5 * 3 + 2 * 2 + 2);
     const helps = new Map<string, string>();
     for (const argv of commands) {
-      const words = argv.slice(0, ['pg', 'sqlite', 'command'].includes(argv[0] as string) ? 2 : 1);
+      const words = argv.slice(0, ['pg', 'sqlite', 'command', 'bucket'].includes(argv[0] as string) ? 2 : 1);
       const key = words.join(' ');
       if (!helps.has(key)) {
         const help = await runCli([...words, '--help']);

@@ -122,12 +122,22 @@ async function run(repo: Repository, input: Readable, opts: StreamBackupOptions,
 /**
  * Cuts the stream into content-defined chunks and stores each as a data blob;
  * returns their ids in order. `buf` is the only buffer: the chunker needs `max`
- * bytes to decide a cut, so it never holds more than that plus one read.
+ * bytes to decide a cut, so it never holds more than that plus one read. Safe to run
+ * for several streams at once on one writer (the bucket source does).
  */
-async function storeChunks(repo: Repository, writer: PackWriter, input: Readable, progressed: (n: number) => void): Promise<string[]> {
+export async function storeChunks(
+  repo: Pick<Repository, 'key' | 'config'>,
+  writer: Pick<PackWriter, 'addPlain'>,
+  input: Readable,
+  progressed: (n: number) => void,
+  sizeHint?: number,
+): Promise<string[]> {
   const cdc = new FastCDC(gearTable(repo.key.idKey), repo.config.chunker);
   const { max } = cdc.params;
-  const buf = Buffer.allocUnsafe(2 * max);
+  // A stream known to be small (an object of a listed size) starts with a buffer of
+  // its size, so many small streams at once do not each hold 2 × max; it grows to
+  // 2 × max if the stream turns out longer.
+  let buf = Buffer.allocUnsafe(sizeHint !== undefined && sizeHint < 2 * max ? Math.max(1, sizeHint) : 2 * max);
   let fill = 0;
   const ids: string[] = [];
   const cutAndStore = async (eof: boolean): Promise<void> => {
@@ -147,6 +157,7 @@ async function storeChunks(repo: Repository, writer: PackWriter, input: Readable
     const data = typeof piece === 'string' ? Buffer.from(piece) : piece;
     let off = 0;
     while (off < data.length) {
+      if (fill === buf.length && buf.length < 2 * max) buf = Buffer.concat([buf.subarray(0, fill)], 2 * max);
       const n = Math.min(data.length - off, buf.length - fill);
       data.copy(buf, fill, off, off + n);
       fill += n;

@@ -33,6 +33,20 @@ export interface TreeNode {
   subtree?: string;
   target?: string;
   rdev?: string;
+  /** A file that was an object in a bucket (the bucket source): its key and metadata (docs/format.md). */
+  object?: ObjectRecord;
+}
+
+/** What a bucket object carried besides its bytes; written back when it is restored into a bucket. */
+export interface ObjectRecord {
+  /** The key relative to the backed-up prefix (the tree path is an escaped form of it). */
+  key: string;
+  etag: string;
+  /** ISO 8601, as the service reported it. */
+  lastModified: string;
+  contentType?: string;
+  metadata?: Record<string, string>;
+  versionId?: string;
 }
 
 export interface Tree {

@@ -26,6 +26,7 @@ import {
 } from '@azure/storage-blob';
 import { LifeboatError, errno } from '../../errors.js';
 import { assertKey, emptyRangeRead, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { AzureObjects } from './azure-objects.js';
 import { azureCredentialsFromEnv, parseAzureLocation, type AzureCredentials, type AzureLocation } from './azure-config.js';
 
 /**
@@ -84,6 +85,8 @@ export class AzureStore implements Store {
   private readonly containerName: string;
   /** The location's prefix with a trailing slash, or ''. */
   private readonly prefix: string;
+  /** Object access for a bucket source (../objects.ts), on this store's client. */
+  readonly objects: AzureObjects;
 
   constructor(loc: AzureLocation, creds: AzureCredentials) {
     this.containerName = loc.container;
@@ -91,6 +94,7 @@ export class AzureStore implements Store {
     this.location = `azure:${loc.container}${loc.prefix ? `/${loc.prefix}` : ''}`;
     this.container = serviceClient(creds, PIPELINE).getContainerClient(loc.container);
     this.containerOnce = serviceClient(creds, PIPELINE_ONCE).getContainerClient(loc.container);
+    this.objects = new AzureObjects(this.container, this.prefix, (err, doing, key) => this.error(err, doing, key), () => this.probe());
   }
 
   private blob(key: string): BlockBlobClient {

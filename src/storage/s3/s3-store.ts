@@ -28,6 +28,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { LifeboatError, errno } from '../../errors.js';
 import { assertKey, emptyRangeRead, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { S3Objects } from './s3-objects.js';
 
 /** Objects above this go up in parts: a 16 MiB pack is two 8 MiB parts sent at once. */
 const MULTIPART_THRESHOLD = 8 << 20;
@@ -66,6 +67,8 @@ export class S3Store implements Store {
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  /** Object access for a bucket source (../objects.ts), on this store's client. */
+  readonly objects: S3Objects;
 
   constructor(loc: S3Location, location: string) {
     // The SDK warns on every run that releases after January 2027 need Node 22; the
@@ -89,6 +92,7 @@ export class S3Store implements Store {
         httpsAgent: new HttpsAgent(agent),
       },
     });
+    this.objects = new S3Objects(this.client, this.bucket, this.prefix, (err, doing, key) => this.error(err, doing, key), () => this.probe());
   }
 
   private key(key: string): string {
@@ -101,6 +105,13 @@ export class S3Store implements Store {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
+      // A HEAD answer has no body, so a missing bucket is a bare 404 (no NoSuchBucket code).
+      if (httpStatus(err) === 404) {
+        throw new LifeboatError('REPO_NOT_FOUND', `${this.location}: open: bucket "${this.bucket}" does not exist`, {
+          hint: 'create the bucket first (aws s3 mb, or the provider console), then `lifeboat init`',
+          cause: err,
+        });
+      }
       throw this.error(err, 'open');
     }
   }

@@ -10,6 +10,7 @@
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { holdsBytes, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { objectAccessOf, type ListedObject, type ObjectAccess } from '../objects.js';
 
 export type RetryOp = 'put' | 'get' | 'stat' | 'list' | 'delete';
 
@@ -53,6 +54,8 @@ export class RetryStore implements Store {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
   private readonly onRetry: ((event: RetryEvent) => void) | undefined;
+  /** The inner store's object access (../objects.ts), retried the same way; absent when it has none. */
+  readonly objects?: ObjectAccess;
 
   constructor(private readonly inner: Store, opts: RetryOptions = {}) {
     this.location = inner.location;
@@ -62,6 +65,38 @@ export class RetryStore implements Store {
     this.sleep = opts.sleep ?? sleepFor;
     this.random = opts.random ?? Math.random;
     this.onRetry = opts.onRetry;
+    const objects = objectAccessOf(inner);
+    if (objects) this.objects = this.retriedObjects(objects);
+  }
+
+  /**
+   * Opening an object and writing one (its body is a factory, read again for each
+   * attempt) are retried like get and put; a listing like list, until its first item.
+   * A body that breaks off after it was opened is the reader's to retry.
+   */
+  private retriedObjects(o: ObjectAccess): ObjectAccess {
+    const self = this;
+    return {
+      probe: () => this.run('stat', '', () => o.probe()),
+      async *listObjects(prefix: string): AsyncIterable<ListedObject> {
+        for (let attempt = 1; ; attempt++) {
+          let yielded = false;
+          try {
+            for await (const info of o.listObjects(prefix)) {
+              yielded = true;
+              yield info;
+            }
+            return;
+          } catch (err) {
+            if (yielded) throw err;
+            await self.beforeRetry('list', prefix, attempt, err);
+          }
+        }
+      },
+      openObject: (key) => this.run('get', key, () => o.openObject(key)),
+      putObject: (key, body, size, meta) => this.run('put', key, () => o.putObject(key, body, size, meta)),
+      versioned: () => o.versioned(),
+    };
   }
 
   /**

@@ -9,7 +9,9 @@
  * than per packet: a put waits until its bytes are paid for and then sends them, and
  * a get pays for what it received before returning it, which delays the next read.
  */
+import { Transform, type Readable } from 'node:stream';
 import type { ByteRange, GetOptions, ObjectInfo, PutOptions, Store } from '../store.js';
+import { objectAccessOf, type ObjectAccess } from '../objects.js';
 
 export interface Clock {
   /** Milliseconds, monotonic. */
@@ -85,6 +87,8 @@ export class ThrottleStore implements Store {
   readonly location: string;
   private readonly up: TokenBucket | undefined;
   private readonly down: TokenBucket | undefined;
+  /** The inner store's object access (../objects.ts), its bodies paced by the same buckets. */
+  readonly objects?: ObjectAccess;
 
   constructor(
     private readonly inner: Store,
@@ -93,6 +97,19 @@ export class ThrottleStore implements Store {
     this.location = inner.location;
     this.up = opts.upload ? new TokenBucket(opts.upload, opts.clock) : undefined;
     this.down = opts.download ? new TokenBucket(opts.download, opts.clock) : undefined;
+    const o = objectAccessOf(inner);
+    if (o) {
+      this.objects = {
+        probe: () => o.probe(),
+        listObjects: (prefix) => o.listObjects(prefix),
+        openObject: async (key) => {
+          const opened = await o.openObject(key);
+          return { ...opened, body: paced(opened.body, this.down) };
+        },
+        putObject: (key, body, size, meta) => o.putObject(key, () => paced(body(), this.up), size, meta),
+        versioned: () => o.versioned(),
+      };
+    }
   }
 
   /** Waits for upload budget, then puts. Bytes of a failed put stay spent: they were likely sent. */
@@ -124,4 +141,19 @@ export class ThrottleStore implements Store {
   close(): Promise<void> {
     return this.inner.close();
   }
+}
+
+/** A stream's pieces, each let through once the bucket has paid for it (streams, unlike puts and gets, are paced as they flow). */
+function paced(body: Readable, bucket: TokenBucket | undefined): Readable {
+  if (!bucket) return body;
+  const out = new Transform({
+    transform(piece: Buffer, _enc, done) {
+      bucket.take(piece.length).then(() => done(null, piece), done);
+    },
+  });
+  body.on('error', (err) => out.destroy(err));
+  out.on('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
+  return body.pipe(out);
 }
