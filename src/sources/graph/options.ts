@@ -52,7 +52,7 @@ export const graphQueries = option(z.array(graphQuery, { error: 'must be a list 
 export const graphOptions = z.object({ nodes: graphNodes, edges: graphEdges, queries: graphQueries });
 
 /** The key a kind adds to its options (sqlite's options.ts). */
-export const graphOption = option(graphOptions.optional(), { description: 'the graph the database holds, checked by drills and `verify` (docs/graph.md)' });
+export const graphOption = option(graphOptions.optional(), { description: 'the graph its tables hold: backups record its counts and query latency, drills check a restored copy against them (docs/graph.md)' });
 
 export interface GraphEdge {
   table: string;
