@@ -33,20 +33,24 @@ export interface GraphFacts extends GraphMeasure {
   declaration: GraphDeclaration;
   /**
    * true: counted at the snapshot's own point (same read transaction as the image).
-   * false: at a point just before it (writers kept the two apart): counts are reported, not compared.
+   * false: at a point just before it (writers kept the two apart), or not counted at
+   * all (a PostgreSQL base backup: empty `nodes`): counts are reported, not compared.
    */
   exact: boolean;
+  /** PostgreSQL: the database the graph is in (the dsn's). */
+  database?: string;
 }
 
 const counts = z.record(z.string(), z.number().int().nonnegative());
-export const graphFactsSchema: z.ZodType<GraphFacts> = z.object({
+export const graphFactsSchema = z.object({
   declaration: graphDeclarationSchema,
   exact: z.boolean(),
+  database: z.string().optional(),
   nodes: counts,
   edges: counts,
   dangling: counts,
   queries: z.array(z.object({ name: z.string(), ms: z.number().nonnegative(), runs: z.number().int().positive(), rows: z.number().int().nonnegative() })),
-});
+}) as unknown as z.ZodType<GraphFacts>;
 
 export interface JudgeOptions {
   /**
@@ -80,11 +84,13 @@ export function judgeGraph(recorded: GraphFacts, restored: GraphMeasure, opts: J
     ...d.nodes.map((n): [string, string, number, number | undefined] => ['nodes', n.table, restored.nodes[n.table] ?? 0, recorded.nodes[n.table]]),
     ...d.edges.map((e): [string, string, number, number | undefined] => ['edges', e.table, restored.edges[e.table] ?? 0, recorded.edges[e.table]]),
   ];
-  const compared = opts.samePoint && recorded.exact;
+  const counted = Object.keys(recorded.nodes).length > 0;
+  const compared = opts.samePoint && recorded.exact && counted;
   const differ = rows.filter(([, , now, then]) => then !== undefined && now !== then);
   const list = rows.map(([, t, now, then]) => (then === undefined || then === now ? `${t} ${now}` : `${t} ${now} (backup: ${then})`)).join(', ');
   let detail: string;
   if (compared) detail = differ.length === 0 ? `${list}: equal to the backup's` : `${list}: ${differ.length} table(s) differ from the counts recorded at backup`;
+  else if (!counted) detail = `${list}; the backup recorded no counts (a base backup has no read transaction at its point)`;
   else if (!recorded.exact) detail = `${list}; counted at backup just before the snapshot's point (writers were busy), so not compared`;
   else detail = `${list}; ${opts.replayed}, so not compared with the snapshot's counts`;
   record.checks.push({ name: 'graph_counts', ok: !compared || differ.length === 0, detail });
