@@ -79,7 +79,7 @@ export interface SourceConfig {
   checks?: string[];
   /** sqlite: the database file. */
   path?: string;
-  /** sqlite (PostgreSQL to follow): the graph its tables hold, which backups measure and drills check (sources/graph/options.ts). */
+  /** sqlite, postgres: the graph its tables hold, which backups measure and drills check (sources/graph/options.ts). */
   graph?: GraphDeclaration;
   /** redis: where the server is (redis://[user@]host:port), never with a password (password_file or the environment). */
   url?: string;

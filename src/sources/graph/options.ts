@@ -1,6 +1,6 @@
 /**
  * A graph kept in SQL tables, declared once for every kind of source that can hold
- * one (`graph:` of a sqlite source; PostgreSQL's is to use the same object): node
+ * one (`graph:` of a sqlite or postgres source): node
  * tables with their key, edge tables with their two endpoint columns and the node
  * table they point into, and representative queries. Backups record counts and query
  * latencies for it (record.ts); drills check the restored copy against them
