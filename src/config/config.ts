@@ -27,11 +27,12 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { cronOf } from '../daemon/scheduler.js';
 import { LineCounter, parseDocument, isScalar, type Node } from 'yaml';
-import { LifeboatError, errno } from '../errors.js';
+import { LifeboatError, errno, isLifeboatError } from '../errors.js';
 import { durationMs, type Duration } from '../util/duration.js';
 import { findSourceKind, sourceKinds } from '../sources/registry.js';
 import { JOB_KINDS, NOTIFY_EVENTS, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
 import { Reader } from './reader.js';
+import type { GraphDeclaration } from '../sources/graph/options.js';
 
 export { JOB_KINDS, NOTIFY_EVENTS } from './model.js';
 /** A kind of source's name: the kinds are those registered in src/sources/registry.ts. */
@@ -78,6 +79,8 @@ export interface SourceConfig {
   checks?: string[];
   /** sqlite: the database file. */
   path?: string;
+  /** sqlite, postgres: the graph its tables hold, which backups measure and drills check (sources/graph/options.ts). */
+  graph?: GraphDeclaration;
   /** redis: where the server is (redis://[user@]host:port), never with a password (password_file or the environment). */
   url?: string;
   /**
@@ -274,7 +277,13 @@ function readSource(r: Reader, name: string, node: Node, key: Node, config: Life
   }
   const source: SourceConfig = { name, kind, repository, paths: [], exclude: [], continuous: false, tags: v.tags ?? [], targets: {} };
   // The kind's own keys, as its folder says (src/sources/<kind>/options.ts).
-  Object.assign(source, sourceKind.fields(v));
+  try {
+    Object.assign(source, sourceKind.fields(v));
+  } catch (err) {
+    // A kind's cross-checks of its keys (a graph's references): reported at the source's line.
+    if (isLifeboatError(err, 'CONFIG_INVALID')) r.fail(key, `source "${name}": ${err.message}`, err.hint);
+    throw err;
+  }
   if (v.targets?.rpo) source.targets.rpoSeconds = seconds(v.targets.rpo);
   if (v.targets?.rto) source.targets.rtoSeconds = seconds(v.targets.rto);
   if (v.retention) {

@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { sourceKinds } from '../sources/registry.js';
 import { notificationOptions, repositoryOptions, restoreRequestOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
 import { isDurationInput, metaOf, placesOf } from './schema.js';
+import { graphOptions } from '../sources/graph/options.js';
 
 export const BEGIN = '<!-- BEGIN generated from src/config/model.ts by `npx tsx scripts/config-docs.ts`; edit the model, not this -->';
 export const END = '<!-- END generated -->';
@@ -102,6 +103,10 @@ export function configReference(): string {
     table(shapeOf(targetOptions), 'targets.'),
     '',
     ...sourceKinds().flatMap((kind) => [`### sources.NAME with \`kind: ${kind.name}\``, '', table(shapeOf(kind.options)), '']),
+    `### sources.NAME.graph (\`kind: ${sourceKinds().filter((k) => 'graph' in k.options.shape).map((k) => k.name).join('`, `')}\`; docs/graph.md)`,
+    '',
+    table(shapeOf(graphOptions), 'graph.'),
+    '',
     '### schedules.NAME',
     '',
     table(shapeOf(scheduleOptions)),

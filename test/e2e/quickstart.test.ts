@@ -1,6 +1,7 @@
 /**
  * `lifeboat quickstart`, the README's main job: it must work from nothing, finish
- * well under a minute, bring the deleted rows back, and be safe to run twice.
+ * well under a minute, bring the deleted rows back, and be safe to run twice; its
+ * memory graph is declared, so a drill afterwards checks the graph.
  */
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -41,5 +42,19 @@ describe('lifeboat quickstart', () => {
     expect(r.inWindow).toBe(0);
     expect(r.rpoSeconds).toBe(0);
     expect(r.durationSeconds).toBeLessThan(60);
+
+    // The memory graph is declared (its lifeboat.yaml): a drill afterwards checks it.
+    const drill = await runCli(['--repo', path.join(dir, 'repo'), '--password-file', path.join(dir, 'password'), '--json', 'drill'], env, { timeoutMs: 60_000 });
+    expect(drill.code, drill.stderr).toBe(0);
+    const [d] = JSON.parse(drill.stdout) as Array<{ ok: boolean; checks: Array<{ name: string; ok: boolean; detail: string }>; graph?: { edges: { edges: { dangling: number; restored: number } }; queries: Array<{ name: string; ms: number; backup_ms: number | null }> } }>;
+    expect(d?.ok).toBe(true);
+    expect(d?.checks.map((c) => c.name)).toEqual(['integrity_check', 'foreign_key_check', 'dangling_edges:edges', 'graph_counts', 'query:recall', 'query:related-concepts']);
+    expect(d?.graph?.edges.edges.dangling).toBe(0);
+    expect(d?.graph?.edges.edges.restored).toBeGreaterThan(0);
+    expect(d?.graph?.queries.map((q) => q.name)).toEqual(['recall', 'related-concepts']);
+    for (const q of d?.graph?.queries ?? []) {
+      expect(q.ms).toBeGreaterThan(0);
+      expect(q.backup_ms).not.toBeNull();
+    }
   });
 });

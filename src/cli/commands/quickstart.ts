@@ -43,7 +43,9 @@ export function register(program: Command): void {
       say(`  RTO (restore until verified): ${r.rtoSeconds.toFixed(2)} s`);
       say(`  quickstart took ${r.durationSeconds.toFixed(1)} s; the repository password is in ${rel(path.join(r.dir, 'password'))}`);
       say('');
-      say('Next: point `lifeboat sqlite replicate` at your own database, and see README.md for files and PostgreSQL.');
+      say(`Next: \`lifeboat --repo ${rel(r.repository)} --password-file ${rel(path.join(r.dir, 'password'))} drill\` restores it once more into scratch`);
+      say('  and checks the graph (dangling edges, node and edge counts, query latency: docs/graph.md);');
+      say('  then point `lifeboat sqlite replicate` at your own database, and see README.md for files and PostgreSQL.');
       if (!ok) throw new LifeboatError('FAILED', 'the quickstart restore did not bring the deleted rows back', { hint: 'please report this with the output above' });
     });
 }

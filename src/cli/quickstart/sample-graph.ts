@@ -27,6 +27,29 @@ CREATE INDEX edges_src ON edges(src);
 CREATE INDEX edges_dst ON edges(dst);
 `;
 
+/**
+ * The graph those tables hold, as lifeboat.yaml declares it (docs/graph.md): backups
+ * record its counts and the queries' latency, `lifeboat drill` checks a restored copy
+ * against them. The queries are the application's own reads: the memories about a
+ * concept, strongest first, and the concepts that share memories with one.
+ */
+export const GRAPH_YAML = `    graph:
+      nodes: [{ table: nodes, key: id }]
+      edges: [{ table: edges, from: src, to: dst, references: nodes }]
+      queries:
+        - name: recall
+          sql: >-
+            SELECT m.label, e.relation, e.weight FROM nodes c
+            JOIN edges e ON e.dst = c.id JOIN nodes m ON m.id = e.src
+            WHERE c.kind = 'concept' AND c.label = 'user' ORDER BY e.weight DESC LIMIT 20
+        - name: related-concepts
+          sql: >-
+            SELECT c2.label, count(*) AS shared FROM nodes c
+            JOIN edges e1 ON e1.dst = c.id JOIN edges e2 ON e2.src = e1.src AND e2.dst <> c.id
+            JOIN nodes c2 ON c2.id = e2.dst
+            WHERE c.kind = 'concept' AND c.label = 'deadline' GROUP BY c2.label ORDER BY shared DESC
+`;
+
 const CONCEPTS = ['user', 'project', 'deadline', 'preference', 'meeting', 'document', 'bug', 'release'];
 const RELATIONS = ['mentions', 'about', 'follows', 'contradicts', 'supports'];
 

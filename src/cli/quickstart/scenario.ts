@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { LifeboatError } from '../../errors.js';
-import { ACCIDENT_CONCEPT, SampleGraph } from './sample-graph.js';
+import { ACCIDENT_CONCEPT, GRAPH_YAML, SampleGraph } from './sample-graph.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lifeboat.js');
 
@@ -72,7 +72,12 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
 
   const app = new SampleGraph(database);
   opts.onStep({ kind: 'note', text: `sample memory graph: ${rel(database)} (nodes and edges with foreign keys, WAL mode)` });
-  const replicator = cli.start([...global, '--json', 'sqlite', 'replicate', rel(database), '--name', 'memory', '--interval', '1s']);
+  // The source as lifeboat.yaml describes it, graph included: the replicator reads the
+  // graph from there and records its counts in each snapshot, for `lifeboat drill`.
+  const configFile = path.join(dir, 'lifeboat.yaml');
+  writeFileSync(configFile, quickstartConfig(repository, passwordFile, database), { mode: 0o600 });
+  opts.onStep({ kind: 'note', text: `source "memory" with its graph declared: ${rel(configFile)}` });
+  const replicator = cli.start([...global, '--config', rel(configFile), '--json', 'sqlite', 'replicate', rel(database), '--name', 'memory', '--interval', '1s']);
   try {
     await replicator.waitFor((e) => e.kind === 'snapshot', 30_000);
     opts.onStep({ kind: 'note', text: `writing ~${opts.rate} transactions/s for ${(opts.writeMs / 1000).toFixed(0)} s while replication runs` });
@@ -140,6 +145,22 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     replicator.kill();
     if (app.db.open) app.close();
   }
+}
+
+/** The quickstart's lifeboat.yaml (rewritten each run, as the database is): its repository and the sample database with its graph. */
+function quickstartConfig(repository: string, passwordFile: string, database: string): string {
+  return [
+    '# Written by `lifeboat quickstart` (and again by each run). The sample database as a source,',
+    '# with the graph it holds declared: backups record its counts, `lifeboat drill` checks them.',
+    'repositories:',
+    `  quickstart: { stores: [${JSON.stringify(repository)}], password_file: ${JSON.stringify(passwordFile)} }`,
+    'sources:',
+    '  memory:',
+    '    kind: sqlite',
+    '    repository: quickstart',
+    `    path: ${JSON.stringify(database)}`,
+    GRAPH_YAML,
+  ].join('\n');
 }
 
 /** What the restored copy holds, checked against the application's own ledger. */

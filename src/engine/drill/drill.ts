@@ -40,10 +40,22 @@ export interface DrillRecord {
   rpo_seconds: number | null;
   rpo_basis?: 'source-position' | 'last-transaction' | 'backup';
   checks: Array<{ name: string; ok: boolean; detail: string }>;
+  /** A declared graph's numbers (docs/graph.md), beside the `checks` that judge them. */
+  graph?: DrillGraph;
   /** What failed, in one line. */
   error?: string;
   time: string;
   hostname: string;
+}
+
+/** What a drill measured of a declared graph, next to what the backup recorded (null: not recorded). */
+export interface DrillGraph {
+  /** Counts were required to equal the recorded ones (a restore to the snapshot's own point). */
+  compared: boolean;
+  nodes: Record<string, { restored: number; recorded: number | null }>;
+  edges: Record<string, { restored: number; recorded: number | null; dangling: number }>;
+  /** Median latency on the restored copy, and the one measured on the source at backup time. */
+  queries: Array<{ name: string; ms: number; runs: number; rows: number; backup_ms: number | null; backup_rows: number | null }>;
 }
 
 export interface DrillOptions {

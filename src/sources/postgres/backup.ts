@@ -17,6 +17,9 @@ import { runTool } from '../../util/process.js';
 import type { ProgressFn } from '../../engine/progress.js';
 import { PUSH_SPOOL, recordIdentity } from './archive.js';
 import { logSource, type PgConsistency } from './names.js';
+import type { GraphDeclaration } from '../graph/options.js';
+import type { GraphFacts } from '../graph/record.js';
+import { pgGraphAtBackup } from './graph.js';
 import { PREFETCH_DIR } from './restore.js';
 
 export interface PgBackupOptions {
@@ -35,6 +38,8 @@ export interface PgBackupOptions {
   tags?: string[];
   threads?: number;
   onProgress?: ProgressFn;
+  /** The source's declared graph (its `graph:` in lifeboat.yaml): checked and its queries timed before the backup starts. */
+  graph?: GraphDeclaration;
 }
 
 /**
@@ -62,10 +67,13 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
     if (info.major < 15) {
       throw new LifeboatError('USAGE', `PostgreSQL ${info.major} is not supported (15 or newer: pg_backup_start)`, { hint: 'upgrade, or use `pg dump`' });
     }
+    // Before the copy starts: a declaration that does not fit fails here, and the
+    // queries' latency is the source's as the application sees it, not under the copy.
+    const graph = opts.graph ? await pgGraphAtBackup(client, opts.graph, `the source ${opts.name}`) : undefined;
     const pgdata = path.resolve(opts.pgdata ?? info.dataDirectory);
     if (opts.remote || (!opts.pgdata && !existsSync(path.join(pgdata, 'PG_VERSION')))) {
       await client.end().catch(() => {});
-      return await remoteBackup(repo, opts, info);
+      return await remoteBackup(repo, opts, info, graph);
     }
     if (!existsSync(path.join(pgdata, 'PG_VERSION'))) {
       throw new LifeboatError('USAGE', `${pgdata} is not a PostgreSQL data directory readable here`, {
@@ -115,6 +123,7 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
           stopTime: new Date().toISOString(),
           backupLabel: row.labelfile,
           tablespaceMap: row.spcmapfile ?? '',
+          ...(graph ? { graph } : {}),
         };
         return c as unknown as Record<string, unknown>;
       },
@@ -132,7 +141,7 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
  * snapshots line up; its files are new each time, so they are read again, but
  * unchanged chunks are not stored again. Costs local disk the size of the cluster.
  */
-async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: ServerInfo): Promise<BackupResult> {
+async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: ServerInfo, graph: GraphFacts | undefined): Promise<BackupResult> {
   // Never a guessable /tmp path: anyone could plant a directory or symlink there (private-dir.ts).
   const chosen = opts.spool ? { dir: path.resolve(opts.spool) } : await spoolFor('basebackup', opts.name);
   const spool = chosen.dir;
@@ -179,6 +188,7 @@ async function remoteBackup(repo: Repository, opts: PgBackupOptions, info: Serve
         stopTime: new Date().toISOString(),
         backupLabel: label,
         tablespaceMap: '',
+        ...(graph ? { graph } : {}),
       } satisfies PgConsistency as unknown as Record<string, unknown>,
     });
   } finally {

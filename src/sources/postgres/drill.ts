@@ -17,6 +17,7 @@ export async function drillPostgres(repo: Repository, name: string, { opts, reco
   record.snapshot = r.snapshot;
   record.rto_seconds = r.rto_seconds;
   record.checks.push(...r.checks);
+  if (r.graph) record.graph = r.graph;
   // The newest recovered data is the last transaction replayed; without one (no WAL
   // after the base backup), the base backup's end.
   const snap = (await repo.listSnapshots()).find((s) => s.id === r.snapshot);

@@ -16,6 +16,8 @@ import { dsnForChild, readPasswordFile, splitDsnPassword } from './password.js';
 import { pgPointSchema } from './point.js';
 import { checkStartTools } from './start-tools.js';
 import { ArchiveWatch } from './archive-watch.js';
+import { isLifeboatError } from '../../errors.js';
+import type { GraphDeclaration } from '../graph/options.js';
 
 /** A source's DSN as it may appear on a child's argv: without its password (see childEnv). */
 export function argvDsn(s: SourceConfig): string {
@@ -31,18 +33,21 @@ function dsnPort(dsn: string | undefined): string {
   }
 }
 
-async function serverProblem(dsn: string, within: <T>(p: Promise<T>, what: string) => Promise<T>): Promise<string | undefined> {
+async function serverProblem(dsn: string, within: <T>(p: Promise<T>, what: string) => Promise<T>, graph?: GraphDeclaration): Promise<string | undefined> {
   const { connect } = await import('./connect.js');
   try {
     const client = await within(connect(dsn), 'PostgreSQL');
     try {
       await client.query('select 1');
+      // The declared graph's tables and columns (its queries run at backup).
+      if (graph) await within((await import('./graph.js')).checkPgGraph(client, graph, 'the server'), 'PostgreSQL');
     } finally {
       await client.end().catch(() => {});
     }
     return undefined;
   } catch (err) {
     // connect() redacts the password from its messages.
+    if (isLifeboatError(err) && err.hint) return `${err.message} (${err.hint})`;
     return err instanceof Error ? err.message : String(err);
   }
 }
@@ -58,7 +63,7 @@ export const postgres: SourceKind<PgConsistency> = {
     const out: Array<string | undefined> = [];
     if (s.binDir) out.push(probe.file(s.binDir, 'directory')?.replace(/^/, 'bin_dir '));
     if (s.pgdata) out.push(probe.file(s.pgdata, 'directory')?.replace(/^/, 'pgdata '));
-    if (s.dsn) out.push(await serverProblem(s.dsn, probe.within));
+    if (s.dsn) out.push(await serverProblem(s.dsn, probe.within, s.graph));
     return out.filter((m): m is string => m !== undefined);
   },
 

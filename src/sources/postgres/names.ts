@@ -1,4 +1,5 @@
 /** How a PostgreSQL source is named in the repository. */
+import type { GraphFacts } from '../graph/record.js';
 import { sourceKey } from '../../engine/source-name.js';
 
 /** The log-archive source for cluster NAME: `logs/postgres.NAME/...`. */
@@ -43,4 +44,6 @@ export interface PgConsistency {
   stopTime: string;
   backupLabel: string;
   tablespaceMap: string;
+  /** A declared graph: its declaration and the queries' latency on the source; no counts (docs/graph.md). */
+  graph?: GraphFacts;
 }

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { option, text, texts, yesNo } from '../../config/schema.js';
+import { checkGraphDeclaration, graphOption } from '../graph/options.js';
 
 export const postgresOptions = z.object({
   dsn: option(text(), { description: 'where the server is, e.g. postgres://backup@db.internal:5432/postgres', example: 'postgres://backup@db.internal:5432/postgres', flag: '--dsn' }),
@@ -10,6 +11,7 @@ export const postgresOptions = z.object({
   bin_dir: option(text().optional(), { description: 'where the PostgreSQL programs are', flag: '--bin-dir' }),
   stream: option(yesNo().optional(), { description: 'keep `lifeboat pg stream` running (WAL within about a second); otherwise a server with archive_mode on is watched', shown: 'false' }),
   checks: option(texts().optional(), { description: 'SQL queries a restored, started copy must pass (first value true); restore jobs, drills and the runbook run them', flag: '--check' }),
+  graph: graphOption,
 });
 
 export function postgresFields(o: z.output<typeof postgresOptions>): Partial<SourceConfig> {
@@ -20,5 +22,6 @@ export function postgresFields(o: z.output<typeof postgresOptions>): Partial<Sou
     ...(o.pgdata !== undefined ? { pgdata: o.pgdata } : {}),
     ...(o.bin_dir !== undefined ? { binDir: o.bin_dir } : {}),
     ...(o.checks !== undefined ? { checks: o.checks } : {}),
+    ...(o.graph !== undefined ? { graph: checkGraphDeclaration(o.graph) } : {}),
   };
 }

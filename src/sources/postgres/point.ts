@@ -10,6 +10,7 @@ import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 import type { PgConsistency } from './names.js';
 import type { PgDumpConsistency } from './dump.js';
+import { graphFactsSchema } from '../graph/record.js';
 
 const LSN = z.string().regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/, 'not an LSN');
 
@@ -28,8 +29,9 @@ export const pgPointSchema: z.ZodType<PgConsistency> = z
     stopTime: z.string(),
     backupLabel: z.string(),
     tablespaceMap: z.string(),
+    graph: graphFactsSchema.optional(),
   })
-  .loose();
+  .loose() as z.ZodType<PgConsistency>;
 
 /** The point of a PostgreSQL snapshot: undefined without one, CORRUPT when it does not validate. */
 export function pgPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgConsistency | undefined {

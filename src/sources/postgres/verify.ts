@@ -24,6 +24,10 @@ import * as path from 'node:path';
 import { LifeboatError, errno, type ErrorCode } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import type { PgClient } from './connect.js';
+import type { DrillGraph } from '../../engine/drill/drill.js';
+import type { GraphFacts } from '../graph/record.js';
+import { judgeGraph } from '../graph/record.js';
+import { checkPgGraph, measurePgGraph } from './graph.js';
 import { ScratchClient } from './scratch-client.js';
 import { pgConfQuote } from '../../util/shell.js';
 import { choosePort } from './recovery-conf.js';
@@ -76,6 +80,8 @@ export interface PgVerifyReport {
   scratch_dir?: string;
   /** End of the last WAL record replayed (pg_last_wal_replay_lsn); null when recovery never got there. */
   replayed_lsn?: string | null;
+  /** A declared graph's numbers in the restored cluster, beside what the backup recorded (docs/graph.md). */
+  graph?: DrillGraph;
 }
 
 const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;
@@ -195,6 +201,7 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
       return [];
     });
     for (const db of dbs) report.checks.push(await amcheck(scratch, db));
+    if (c.graph) await graphChecks(scratch, c.graph, report);
     for (const sql of opts.queries ?? []) report.checks.push(await scratch.client.check(`query ${sql}`, sql));
     report.ok = report.checks.every((k) => k.ok);
     return report;
@@ -204,6 +211,29 @@ export async function pgVerify(repo: Repository, opts: PgVerifyOptions): Promise
     if (started) await scratch.stop();
     if (opts.keep) report.scratch_dir = scratch.dir;
     else await removeScratch(scratch.dir);
+  }
+}
+
+/**
+ * The declared graph in the restored cluster (docs/graph.md): dangling edges, counts
+ * (reported: a base backup records none) and the queries' latency beside the source's.
+ */
+async function graphChecks(s: Scratch, facts: GraphFacts, report: PgVerifyReport): Promise<void> {
+  let client: PgClient;
+  try {
+    client = await s.connect(facts.database ?? 'postgres');
+  } catch (err) {
+    report.checks.push({ name: 'graph', ok: false, detail: `database ${facts.database ?? 'postgres'}: ${message(err)}` });
+    return;
+  }
+  try {
+    await checkPgGraph(client, facts.declaration, 'the restored cluster');
+    const measured = await measurePgGraph(client, facts.declaration, 'the restored cluster');
+    judgeGraph(facts, measured, { samePoint: false, replayed: 'WAL replayed past the base backup' }, report);
+  } catch (err) {
+    report.checks.push({ name: 'graph', ok: false, detail: message(err) });
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 

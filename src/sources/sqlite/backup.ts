@@ -11,14 +11,19 @@ import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import {
   beginRead,
+  beginReadAtImage,
   endRead,
   imagePages,
   journalMode,
   openDatabase,
   readImagePoint,
   type Connection,
+  type Image,
   type ImagePoint,
 } from './database.js';
+import type { GraphDeclaration } from '../graph/options.js';
+import type { GraphFacts } from '../graph/record.js';
+import { checkSqliteGraph, measureSqliteGraph } from './graph.js';
 import { backupStream } from '../../engine/backup/stream.js';
 import type { ProgressFn } from '../../engine/progress.js';
 import { LiveFiles } from './live-files.js';
@@ -44,6 +49,8 @@ export interface SqliteConsistency {
   position?: Position;
   /** The WAL cycle at the image, so a restarted replicator can check it may continue. */
   wal?: WalTail & { frame: number };
+  /** The declared graph measured in the image's own read transaction (docs/graph.md). */
+  graph?: GraphFacts;
 }
 
 export interface ImageSnapshotOptions {
@@ -58,6 +65,8 @@ export interface ImageSnapshotOptions {
   place?: (point: ImagePoint) => Pick<SqliteConsistency, 'generation' | 'position'> | null;
   /** Sees every run of the image's pages as it is stored (the replicator's page model). */
   onPages?: (firstPage: number, pages: Buffer, pageSize: number) => void;
+  /** A declared graph: checked against the schema (USAGE when it does not fit), then measured and recorded. */
+  graph?: GraphDeclaration;
 }
 
 /**
@@ -71,12 +80,24 @@ export async function imageSnapshot(repo: Repository, conn: Connection, files: L
   const source = { kind: 'sqlite', name: opts.name };
   logSource(opts.name);
   const mode = journalMode(conn);
-  beginRead(conn, file);
+  if (opts.graph) checkSqliteGraph(conn, opts.graph, `the source ${file}`);
   try {
-    const image = await readImagePoint(files);
+    // With a graph to count, the transaction's snapshot must be the image's own point.
+    let image: Image;
+    let exact = true;
+    if (opts.graph) {
+      const pinned = await beginReadAtImage(conn, files);
+      exact = pinned !== undefined;
+      image = pinned ?? (await readImagePoint(files));
+    } else {
+      beginRead(conn, file);
+      image = await readImagePoint(files);
+    }
     const { point } = image;
     const placed = opts.place ? opts.place(point) : {};
     if (placed === null) return undefined;
+    // Measured before any byte is stored: a query that fails at run time fails the backup early.
+    const graph: GraphFacts | undefined = opts.graph ? { declaration: opts.graph, exact, ...measureSqliteGraph(conn, opts.graph) } : undefined;
     const consistency: SqliteConsistency = {
       file,
       journalMode: mode,
@@ -94,6 +115,7 @@ export async function imageSnapshot(repo: Repository, conn: Connection, files: L
             },
           }
         : {}),
+      ...(graph ? { graph } : {}),
     };
     return await backupStream(repo, Readable.from(observed(imagePages(files, image), point.pageSize, opts.onPages)), {
       path: `/sqlite/${opts.name}/${path.basename(file)}`,
@@ -127,6 +149,8 @@ export interface SqliteBackupOptions {
   tags?: string[];
   busyTimeoutMs?: number;
   onProgress?: ProgressFn;
+  /** The source's declared graph (its `graph:` in lifeboat.yaml). */
+  graph?: GraphDeclaration;
 }
 
 /**
@@ -146,6 +170,7 @@ export async function sqliteBackup(repo: Repository, opts: SqliteBackupOptions):
       name,
       ...(opts.tags ? { tags: opts.tags } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.graph ? { graph: opts.graph } : {}),
     })) as Snapshot;
   } finally {
     conn.close();

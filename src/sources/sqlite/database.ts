@@ -160,6 +160,38 @@ export async function readImagePoint(files: LiveFiles): Promise<Image> {
   });
 }
 
+/**
+ * Starts a read transaction whose snapshot is exactly the image it returns, so what
+ * the transaction reads (a graph's counts, backup.ts) is what the image stores.
+ * readImagePoint's image may be newer than the transaction's snapshot (a commit in
+ * between); here the wal-index is read before and after the transaction starts, and
+ * when both say the same position no commit came between: the snapshot is that
+ * position, and the image is taken at it. Busy writers can keep the two apart: after
+ * `tries` it gives up, resolving to undefined with a read transaction open at some
+ * snapshot (the caller then takes readImagePoint's image and says it is not exact).
+ * Outside WAL mode the transaction's shared lock holds writers off, so it always matches.
+ */
+export async function beginReadAtImage(db: Connection, files: LiveFiles, tries = 100): Promise<Image | undefined> {
+  for (let attempt = 0; attempt < tries; attempt++) {
+    const before = files.walIndex();
+    if (!before && files.hasWalIndex) {
+      await sleep(1); // being written, or a first connection is initialising it
+      continue;
+    }
+    beginRead(db, files.file);
+    if (!before) return readImagePoint(files);
+    const after = files.walIndex();
+    if (after && after.salt1 === before.salt1 && after.salt2 === before.salt2 && after.mxFrame === before.mxFrame && sameChecksum(after.frameChecksum, before.frameChecksum)) {
+      const image = await readImageAt(files, { salt1: before.salt1, salt2: before.salt2, frame: before.mxFrame, checksum: before.frameChecksum });
+      if (image) return image;
+    }
+    endRead(db);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  beginRead(db, files.file);
+  return undefined;
+}
+
 export interface Image {
   point: ImagePoint;
   overlay: Map<number, Buffer>;

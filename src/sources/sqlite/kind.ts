@@ -21,7 +21,12 @@ export const sqlite: SourceKind<SqliteConsistency> = {
 
   reach: async (s, probe) => {
     const problem = s.path ? probe.file(s.path, 'file') : undefined;
-    return problem ? [problem] : [];
+    if (problem) return [problem];
+    if (s.path && s.graph) {
+      const found = await (await import('./graph.js')).graphProblem(s.path, s.graph);
+      if (found) return [found];
+    }
+    return [];
   },
 
   jobs: {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { duration, option, text, yesNo } from '../../config/schema.js';
 import { formatDuration } from '../../util/duration.js';
+import { checkGraphDeclaration, graphOption } from '../graph/options.js';
 
 /** Also `lifeboat sqlite replicate`'s flags of the same names (cli/sqlite.ts). */
 export const sqliteOptions = z.object({
@@ -15,6 +16,7 @@ export const sqliteOptions = z.object({
     flag: '--verify-interval',
     shown: '1min',
   }),
+  graph: graphOption,
 });
 
 /** The intervals are handed to `sqlite replicate` as flags: their canonical spelling, which its parser reads back to the same value. */
@@ -25,5 +27,6 @@ export function sqliteFields(o: z.output<typeof sqliteOptions>): Partial<SourceC
     ...(o.interval !== undefined ? { interval: formatDuration(o.interval) } : {}),
     ...(o.snapshot_interval !== undefined ? { snapshotInterval: formatDuration(o.snapshot_interval) } : {}),
     ...(o.verify_interval !== undefined ? { verifyInterval: o.verify_interval === 'off' ? 'off' : formatDuration(o.verify_interval) } : {}),
+    ...(o.graph !== undefined ? { graph: checkGraphDeclaration(o.graph) } : {}),
   };
 }

@@ -9,6 +9,7 @@ import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 import type { SqliteConsistency } from './backup.js';
+import { graphFactsSchema } from '../graph/record.js';
 
 const count = z.number().int().nonnegative();
 const u32 = z.number().int().min(0).max(0xffff_ffff);
@@ -26,6 +27,7 @@ export const sqlitePointSchema: z.ZodType<SqliteConsistency> = z
     wal: z
       .object({ salt1: u32, salt2: u32, checkpointSeq: u32, checksum: z.tuple([u32, u32]).readonly(), frame: count })
       .optional(),
+    graph: graphFactsSchema.optional(),
   })
   .loose() as z.ZodType<SqliteConsistency>;
 

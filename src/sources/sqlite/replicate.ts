@@ -35,6 +35,7 @@ import { encodeSegment, segmentName, type Commit, type Position, type SegmentMet
 import { liveView, storedView } from './verify-live.js';
 import { GenerationBreak, WalFollower, type Transactions } from './wal-follower.js';
 import { requireSqlitePoint } from './point.js';
+import type { GraphDeclaration } from '../graph/options.js';
 
 export interface ReplicateOptions {
   file: string;
@@ -51,6 +52,8 @@ export interface ReplicateOptions {
   verifyIntervalMs: number;
   enableWal: boolean;
   busyTimeoutMs: number;
+  /** The source's declared graph: every snapshot records its counts and query latencies. */
+  graph?: GraphDeclaration;
   signal: AbortSignal;
   onEvent?: (e: ReplicateEvent) => void;
 }
@@ -280,6 +283,7 @@ class Replicator {
     let imageAt = 0;
     const stored = imageSnapshot(this.repo, imageConn, this.w.files, {
       name: this.opts.name,
+      ...(this.opts.graph ? { graph: this.opts.graph } : {}),
       place: (point) => {
         imageAt = Date.now();
         this.w.placeAt({ salts: point.cycle, hdr: point.wal, cycle: 0, cursor: point.cursor });
@@ -498,6 +502,7 @@ class Replicator {
     try {
       const s = await imageSnapshot(this.repo, conn, this.w.files, {
         name: this.opts.name,
+        ...(this.opts.graph ? { graph: this.opts.graph } : {}),
         place: (point: ImagePoint) => {
           const cur = this.w.salts;
           if (generation !== this.generation || !point.cycle || !cur) return null;

@@ -15,7 +15,7 @@ import { postgresOptions } from '../options.js';
 import { archiveGetCommand, portOf, targetOf, timelineOf, type TargetFlags } from './pg-options.js';
 import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../../util/bytes.js';
-import { withRepo, type GlobalOptions } from '../../../cli/context.js';
+import { findConfig, withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { runArchiveCall } from '../../../cli/lean.js';
 import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
 import { register as registerStream } from './pg-stream.js';
@@ -56,9 +56,13 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const bar = new ProgressBar(!g.json && !g.quiet);
+        // The graph lifeboat.yaml declares for this source (the daemon's jobs pass --config).
+        const configured = (await findConfig(g))?.sources.get(f.name);
+        const graph = configured?.kind === 'postgres' ? configured.graph : undefined;
         const r = await pgBackup(repo, {
           name: f.name,
           dsn: f.dsn,
+          ...(graph ? { graph } : {}),
           ...(f.pgdata ? { pgdata: f.pgdata } : {}),
           ...(f.remote ? { remote: true } : {}),
           ...(f.spool ? { spool: f.spool } : {}),

@@ -10,7 +10,8 @@ import { sqliteRestore } from '../restore.js';
 import { parseTargetTime } from '../../../engine/target-time.js';
 import { LifeboatError } from '../../../errors.js';
 import { formatBytes } from '../../../util/bytes.js';
-import { withRepo, type GlobalOptions } from '../../../cli/context.js';
+import { findConfig, withRepo, type GlobalOptions } from '../../../cli/context.js';
+import type { GraphDeclaration } from '../../graph/options.js';
 import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
 import { collect, flagOf, parseDuration } from '../../../cli/commands/options.js';
@@ -37,9 +38,11 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
         const bar = new ProgressBar(!g.json && !g.quiet);
+        const graph = await declaredGraph(g, f.name ?? defaultName(db));
         const s = await sqliteBackup(repo, {
           file: db,
           ...(f.name ? { name: f.name } : {}),
+          ...(graph ? { graph } : {}),
           tags: f.tag,
           busyTimeoutMs: busyTimeout(f.busyTimeout),
           onProgress: bar.update,
@@ -84,9 +87,11 @@ export function register(program: Command): void {
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
         const name = f.name ?? defaultName(db);
+        const graph = await declaredGraph(g, name);
         const summary = await replicate(repo, {
           file: db,
           name,
+          ...(graph ? { graph } : {}),
           checkpointFrames: frames,
           enableWal: f.enableWal ?? false,
           signal: stop.signal,
@@ -152,6 +157,12 @@ export function register(program: Command): void {
         }
       });
     });
+}
+
+/** The graph lifeboat.yaml declares for the SQLite source of this name (the daemon's jobs pass --config), if any. */
+async function declaredGraph(g: GlobalOptions, name: string): Promise<GraphDeclaration | undefined> {
+  const source = (await findConfig(g))?.sources.get(name);
+  return source?.kind === 'sqlite' ? source.graph : undefined;
 }
 
 interface ReplicateFlags {
