@@ -22,7 +22,7 @@ export interface GraphMeasure {
   nodes: Record<string, number>;
   /** Rows per edge table. */
   edges: Record<string, number>;
-  /** Per edge table: edges an end of which matches no row of the node table (NULL ends included). */
+  /** Per edge table: edges an end of which matches no row of the node table (NULL ends included); empty when not counted (backups). */
   dangling: Record<string, number>;
   queries: QueryTiming[];
 }
@@ -72,6 +72,7 @@ export function judgeGraph(recorded: GraphFacts, restored: GraphMeasure, opts: J
   for (const e of d.edges) {
     const n = restored.dangling[e.table] ?? 0;
     const before = recorded.dangling[e.table];
+    // SQLite backups no longer count them (sqlite/graph.ts); snapshots that did say what the source held.
     const source = before === undefined ? '' : before > 0 ? `; the source held ${before} at backup time` : '; the source held none at backup time';
     record.checks.push({
       name: `dangling_edges:${e.table}`,

@@ -97,7 +97,7 @@ export async function imageSnapshot(repo: Repository, conn: Connection, files: L
     const placed = opts.place ? opts.place(point) : {};
     if (placed === null) return undefined;
     // Measured before any byte is stored: a query that fails at run time fails the backup early.
-    const graph: GraphFacts | undefined = opts.graph ? { declaration: opts.graph, exact, ...measureSqliteGraph(conn, opts.graph) } : undefined;
+    const graph: GraphFacts | undefined = opts.graph ? { declaration: opts.graph, exact, ...measureSqliteGraph(conn, opts.graph, { dangling: false }) } : undefined;
     const consistency: SqliteConsistency = {
       file,
       journalMode: mode,

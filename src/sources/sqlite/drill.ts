@@ -33,7 +33,7 @@ export async function drillSqlite(repo: Repository, name: string, { scratch, rec
     let measured;
     try {
       checkSqliteGraph(db, facts.declaration, 'the restored copy');
-      measured = measureSqliteGraph(db, facts.declaration);
+      measured = measureSqliteGraph(db, facts.declaration, { dangling: true });
     } catch (err) {
       // The restore worked; the graph it holds does not fit what the backup measured.
       record.checks.push({ name: 'graph', ok: false, detail: isLifeboatError(err) ? err.message : `measuring the restored copy failed: ${(err as Error).message}` });
