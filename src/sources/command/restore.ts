@@ -8,20 +8,18 @@
  * process group) before its stdin is closed, so it never sees a clean end of a
  * truncated dump.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, fsyncSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { resolvePath } from '../../engine/browse/tree-walk.js';
 import type { ProgressFn } from '../../engine/progress.js';
-import { openSafeDir } from '../../engine/restore/target.js';
+import { NewFile } from '../../engine/restore/new-file.js';
 import { restoreStream } from '../../engine/restore/stream.js';
 import { LifeboatError, errno } from '../../errors.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
-import { createFileAt, linkAt, lstatAt, unlinkAt } from '../../util/safe-fs.js';
 import { dumpPath } from './names.js';
 import { checkProgram, commandFailed, start, type CommandSpec, type Running } from './run.js';
 
@@ -83,7 +81,7 @@ export async function commandRestore(repo: Repository, opts: CommandRestoreOptio
   if (opts.output === '-') throw new LifeboatError('USAGE', '--output takes a file name, not -', { hint: 'to pipe the dump into a program, give it after -- (its exit status decides success)' });
   if (opts.load) checkProgram('load', opts.load);
   // Refused before the repository is read: restores never overwrite.
-  const file = opts.output !== undefined ? new TargetFile(path.resolve(opts.output)) : undefined;
+  const file = opts.output !== undefined ? new NewFile(path.resolve(opts.output), 'command') : undefined;
   try {
     const lock = await acquireLock(repo.store, 'shared', `command restore ${opts.name}`);
     try {
@@ -92,7 +90,7 @@ export async function commandRestore(repo: Repository, opts: CommandRestoreOptio
       const node = await dumpNode(repo, snapshot, opts.name);
       const progress = opts.onProgress ? { onProgress: opts.onProgress } : {};
       if (file) {
-        const bytes = await restoreStream(repo, node, file.open(), progress);
+        const bytes = await restoreStream(repo, node, createWriteStream('', { fd: file.open(), autoClose: false }), progress);
         file.commit();
         return { snapshot, bytes, output: file.target, load: null, durationMs: Date.now() - started };
       }
@@ -172,49 +170,4 @@ function feeding(run: Running): Writable {
       cb(err);
     },
   });
-}
-
-/** The output file: written under a private name in its directory, linked to its name once complete. */
-class TargetFile {
-  private dir: number | undefined;
-  private fd: number | undefined;
-  private readonly tmp = `.lifeboat-command-${randomBytes(6).toString('hex')}`;
-
-  constructor(readonly target: string) {
-    const dir = openSafeDir(path.dirname(target));
-    if (lstatAt(dir.fd, path.basename(target))) {
-      closeSync(dir.fd);
-      throw new LifeboatError('TARGET_EXISTS', `${target} already exists; nothing was written`, { hint: 'restore to a new path (restores never overwrite)' });
-    }
-    this.dir = dir.fd;
-  }
-
-  open(): Writable {
-    this.fd = createFileAt(this.dir as number, this.tmp, 0o600);
-    return createWriteStream('', { fd: this.fd, autoClose: false });
-  }
-
-  commit(): void {
-    const dir = this.dir as number;
-    fsyncSync(this.fd as number);
-    try {
-      linkAt(dir, this.tmp, dir, path.basename(this.target));
-    } catch (err) {
-      if (errno(err) === 'EEXIST') throw new LifeboatError('TARGET_EXISTS', `${this.target} appeared during the restore and was left alone`, { hint: 'restore to a new path' });
-      throw err;
-    }
-  }
-
-  discard(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-    if (this.dir === undefined) return;
-    try {
-      unlinkAt(this.dir, this.tmp);
-    } catch {
-      // never created
-    }
-    closeSync(this.dir);
-    this.dir = undefined;
-  }
 }

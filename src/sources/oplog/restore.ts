@@ -13,18 +13,16 @@
  * Memory: one stored segment at a time (at most 8 MiB of records, or one record).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, write } from 'node:fs';
+import { write } from 'node:fs';
 import { once } from 'node:events';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { Writable } from 'node:stream';
-import { LifeboatError, errno } from '../../errors.js';
-import { openSafeDir } from '../../engine/restore/target.js';
+import { LifeboatError } from '../../errors.js';
+import { NewFile } from '../../engine/restore/new-file.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
-import { createFileAt, linkAt, lstatAt, unlinkAt } from '../../util/safe-fs.js';
 import { OutputHash, storeRestoreRecord } from './fork.js';
 import { describeGenerations, generations, historyFor } from './history.js';
 import { logSource } from './names.js';
@@ -70,7 +68,7 @@ interface Sink {
 export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions): Promise<OplogRestoreResult> {
   const started = Date.now();
   if (opts.output === undefined && !opts.replay) throw new LifeboatError('USAGE', 'nothing to restore to', { hint: 'give --output FILE (or - for stdout), or --replay-command' });
-  const file = opts.output !== undefined && opts.output !== '-' ? new TargetFile(path.resolve(opts.output)) : undefined;
+  const file = opts.output !== undefined && opts.output !== '-' ? new NewFile(path.resolve(opts.output), 'oplog') : undefined;
   const lock = await acquireLock(repo.store, 'shared', `oplog restore ${opts.name}`);
   let child: ChildProcess | undefined;
   try {
@@ -79,7 +77,7 @@ export async function oplogRestore(repo: Repository, opts: OplogRestoreOptions):
       throw new LifeboatError('NOT_FOUND', `no records of oplog ${opts.name} are stored`, { hint: '`lifeboat snapshots` lists the sources; `lifeboat oplog replicate` or `oplog backup` ship a journal' });
     }
     const sinks: Sink[] = [];
-    if (file) sinks.push(file.open());
+    if (file) sinks.push(fdSink(file.open()));
     else if (opts.output === '-') sinks.push(streamSink(process.stdout));
     let exited: Promise<number | null> | undefined;
     if (opts.replay) {
@@ -215,53 +213,11 @@ function streamSink(w: Writable): Sink {
   };
 }
 
-/** The output file: written under a private name in its directory, linked to its name once complete. */
-class TargetFile {
-  private dir: number | undefined;
-  private fd: number | undefined;
-  private readonly tmp = `.lifeboat-oplog-${randomBytes(6).toString('hex')}`;
-
-  constructor(readonly target: string) {
-    const dir = openSafeDir(path.dirname(target));
-    if (lstatAt(dir.fd, path.basename(target))) {
-      closeSync(dir.fd);
-      throw new LifeboatError('TARGET_EXISTS', `${target} already exists; nothing was written`, { hint: 'restore to a new path (restores never overwrite)' });
-    }
-    this.dir = dir.fd;
-  }
-
-  open(): Sink {
-    this.fd = createFileAt(this.dir as number, this.tmp, 0o600);
-    const fd = this.fd;
-    return {
-      async write(buf) {
-        for (let off = 0; off < buf.length; ) off += (await writeAt(fd, buf, off, buf.length - off)).bytesWritten;
-      },
-    };
-  }
-
-  commit(): void {
-    const dir = this.dir as number;
-    if (this.fd === undefined) this.open();
-    fsyncSync(this.fd as number);
-    try {
-      linkAt(dir, this.tmp, dir, path.basename(this.target));
-    } catch (err) {
-      if (errno(err) === 'EEXIST') throw new LifeboatError('TARGET_EXISTS', `${this.target} appeared during the restore and was left alone`, { hint: 'restore to a new path' });
-      throw err;
-    }
-  }
-
-  discard(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-    if (this.dir === undefined) return;
-    try {
-      unlinkAt(this.dir, this.tmp);
-    } catch {
-      // never created, or already gone
-    }
-    closeSync(this.dir);
-    this.dir = undefined;
-  }
+/** Writes to a file descriptor (the output file's). */
+function fdSink(fd: number): Sink {
+  return {
+    async write(buf) {
+      for (let off = 0; off < buf.length; ) off += (await writeAt(fd, buf, off, buf.length - off)).bytesWritten;
+    },
+  };
 }

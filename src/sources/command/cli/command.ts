@@ -19,6 +19,7 @@ import { presetCommands } from '../presets.js';
 import { commandRestore } from '../restore.js';
 import type { CommandSpec } from '../run.js';
 import { sourceCommands, type SourceCommands } from '../spec.js';
+import { stopSignal } from '../../../cli/stop-signal.js';
 
 /** The `kind: command` source of lifeboat.yaml named `name`, if the configuration has one. */
 async function configured(g: GlobalOptions, name: string): Promise<SourceCommands | undefined> {
@@ -26,21 +27,6 @@ async function configured(g: GlobalOptions, name: string): Promise<SourceCommand
   const source: SourceConfig | undefined = config?.sources.get(name);
   if (!config || !source || source.kind !== 'command') return undefined;
   return sourceCommands(source, config.file);
-}
-
-/** Stops on SIGINT/SIGTERM: the dump is stopped and no snapshot is saved. */
-function stopSignal(): { signal: AbortSignal; release: () => void } {
-  const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return {
-    signal: stop.signal,
-    release: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
 }
 
 export function register(program: Command): void {

@@ -18,6 +18,7 @@ import { requireRedisPoint } from '../point.js';
 import { replicate, type ReplicateEvent } from '../replicate.js';
 import { registerRestore } from './restore.js';
 import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
+import { stopSignal } from '../../../cli/stop-signal.js';
 
 interface ServerFlags {
   url?: string;
@@ -30,21 +31,6 @@ function server(f: ServerFlags): { target: RedisTarget; password: string | undef
   const target = parseRedisUrl(f.url);
   const password = redisPassword({ passwordFile: f.redisPasswordFile });
   return { target, password, name: f.name ?? defaultName(target) };
-}
-
-/** Stops on SIGINT/SIGTERM: the commands shut down cleanly (the replicator ships what it received). */
-function stopSignal(): { signal: AbortSignal; release: () => void } {
-  const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return {
-    signal: stop.signal,
-    release: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
 }
 
 export function register(program: Command): void {
