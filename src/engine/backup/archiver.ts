@@ -16,7 +16,7 @@ import { decodeEntries } from '../../repo/pack/pack.js';
 import type { Repository } from '../../repo/repository.js';
 import { PROGRAM_VERSION } from '../../repo/repository.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
-import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
+import { checkSnapshotTime, emptySummary, usableParent, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
 import { nodeFromStat, sameFile } from '../../sources/files/metadata.js';
 import { PathMatcher } from '../../util/glob.js';
@@ -158,18 +158,7 @@ class Archiver {
   private readonly errors: ItemError[] = [];
   private batch: Pending[] = [];
   private batchBytes = 0;
-  private readonly summary: SnapshotSummary = {
-    filesNew: 0,
-    filesChanged: 0,
-    filesUnmodified: 0,
-    dirs: 0,
-    totalBytes: 0,
-    totalFiles: 0,
-    addedBytes: 0,
-    processedBytes: 0,
-    errors: 0,
-    durationMs: 0,
-  };
+  private readonly summary: SnapshotSummary = emptySummary();
   /** How many of the paths asked for were found (intermediate directories do not count). */
   private pathsFound = 0;
   private doneFiles = 0;

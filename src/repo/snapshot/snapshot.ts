@@ -21,6 +21,11 @@ export interface SnapshotSummary {
   durationMs: number;
 }
 
+/** A summary with every count at 0, for a backup to fill in. */
+export function emptySummary(): SnapshotSummary {
+  return { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirs: 0, totalBytes: 0, totalFiles: 0, addedBytes: 0, processedBytes: 0, errors: 0, durationMs: 0 };
+}
+
 export interface SnapshotManifest {
   version: 1;
   time: string;

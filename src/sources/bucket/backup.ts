@@ -24,7 +24,7 @@ import { throttleProgress, type ProgressFn } from '../../engine/progress.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
-import { usableParent, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
+import { emptySummary, usableParent, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
 import type { ListedObject, ObjectAccess } from '../../storage/objects.js';
 import { Semaphore } from '../../util/limit.js';
@@ -80,18 +80,7 @@ class BucketArchiver {
   private budget = BUFFER_BUDGET;
   private readonly budgetWaiters: Array<() => void> = [];
   private readonly emit: ReturnType<typeof throttleProgress>;
-  private readonly summary: SnapshotSummary = {
-    filesNew: 0,
-    filesChanged: 0,
-    filesUnmodified: 0,
-    dirs: 0,
-    totalBytes: 0,
-    totalFiles: 0,
-    addedBytes: 0,
-    processedBytes: 0,
-    errors: 0,
-    durationMs: 0,
-  };
+  private readonly summary: SnapshotSummary = emptySummary();
   private readonly point = { downloaded: 0, reused: 0, vanished: 0, objects: 0, bytes: 0 };
   private failure: unknown;
   private doneFiles = 0;
