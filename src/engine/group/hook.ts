@@ -50,8 +50,15 @@ export function runHook(argv: readonly string[], limitMs: number, cwd: string): 
       stderr = (stderr + b.toString('utf8')).slice(-STDERR_TAIL);
     });
     child.on('error', (err) => done({ code: null, signal: null, spawnError: err.message }));
-    // 'exit', not 'close': a grandchild left holding stderr must not keep us waiting.
-    child.on('exit', (code, signal) => done({ code, signal }));
+    // 'close' comes once stderr is read to its end; a grandchild that left the process
+    // group may hold stderr open, so 100 ms after 'exit' we stop waiting for it.
+    child.on('close', (code, signal) => done({ code, signal }));
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stderr?.destroy();
+        done({ code, signal });
+      }, 100);
+    });
   });
 }
 
