@@ -385,13 +385,16 @@ function readGroup(r: Reader, name: string, node: Node, key: Node, config: Lifeb
   const repositories = [...new Set(members.map((m) => (config.sources.get(m) as SourceConfig).repository))];
   if (repositories.length > 1) r.fail(nodes.get('members'), `the members of group "${name}" are backed up to different repositories (${repositories.join(', ')})`, 'a group point is stored in one repository: give its members the same `repository:`');
   if ((v.freeze === undefined) !== (v.thaw === undefined)) r.fail(nodes.get(v.freeze === undefined ? 'thaw' : 'freeze') ?? key, `group "${name}" needs both "freeze" and "thaw", or neither`, 'a freeze without a thaw would leave writes held');
+  // Writes held for more than an hour are an outage, not a freeze (and Node's timers stop at 24.8 days).
+  const maxHoldMs = v.max_hold ? durationMs(v.max_hold) : DEFAULT_MAX_HOLD_MS;
+  if (maxHoldMs > 3_600_000) r.fail(nodes.get('max_hold'), `"max_hold" of group "${name}" must be at most 1h`, 'e.g. max_hold: 200ms');
   return {
     name,
     members,
     repository: repositories[0] as string,
     ...(v.freeze ? { freeze: v.freeze } : {}),
     ...(v.thaw ? { thaw: v.thaw } : {}),
-    maxHoldMs: v.max_hold ? durationMs(v.max_hold) : DEFAULT_MAX_HOLD_MS,
+    maxHoldMs,
   };
 }
 

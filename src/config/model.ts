@@ -128,7 +128,7 @@ export const groupOptions = z.object({
   members: option(texts(), { description: 'the sources captured together (names under `sources:`; postgres, sqlite and redis for now)', example: '[orders, cache, catalog]' }),
   freeze: option(argv().optional(), { description: 'the command that holds writes, as a list of words (never run by a shell); killed when it overruns max_hold', shown: 'none: positions are read back to back, not at one moment' }),
   thaw: option(argv().optional(), { description: 'the command that releases writes, as a list of words; always run once freeze started, whatever happened', shown: 'none (required with freeze)' }),
-  max_hold: option(duration().optional(), { description: 'the longest writes may be held (freeze start to thaw end); a capture that takes longer fails after thaw ran', shown: '200ms' }),
+  max_hold: option(duration().optional(), { description: 'the longest writes may be held (freeze start to thaw end); a capture that takes longer fails after thaw ran; at most 1h', shown: '200ms' }),
 });
 
 /** The top-level sections, each a map of names to objects (server: one object). */
