@@ -36,7 +36,7 @@ export interface GroupPoint {
   v: 1;
   group: string;
   id: string;
-  /** When the capture started (RFC 3339). */
+  /** Wall-clock time at the start of freeze (RFC 3339); the hold follows it. */
   time: string;
   /** Freeze start to thaw end (without hooks: first position read to last), ms. */
   hold_ms: number;
@@ -103,6 +103,7 @@ export async function groupBackup(repo: Pick<Repository, 'putLog'>, config: Life
     let failure: unknown;
     let thawFailure: string | undefined;
     const t0 = performance.now();
+    const frozenAt = (opts.now ?? (() => new Date()))();
     let froze = false;
     try {
       if (group.freeze) {
@@ -143,7 +144,7 @@ export async function groupBackup(repo: Pick<Repository, 'putLog'>, config: Life
       v: 1,
       group: name,
       id,
-      time: started.toISOString(),
+      time: frozenAt.toISOString(),
       hold_ms: Math.round(holdMs * 1000) / 1000,
       max_hold_ms: group.maxHoldMs,
       frozen: froze,
