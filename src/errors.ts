@@ -42,6 +42,7 @@ export type ErrorCode =
   | 'WRONG_SOURCE'
   | 'JOB_CRASHED'
   | 'JOB_PROTOCOL'
+  | 'HOLD_EXCEEDED'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -89,6 +90,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   WRONG_SOURCE: { exit: 44, http: 409, summary: 'the snapshot belongs to another source than the one named' },
   JOB_CRASHED: { exit: 45, http: 500, summary: 'a daemon job\'s process ended without reporting why (killed by a signal, or crashed)' },
   JOB_PROTOCOL: { exit: 46, http: 500, summary: 'a daemon job\'s process broke the job protocol (a malformed or oversized event); it was stopped' },
+  HOLD_EXCEEDED: { exit: 47, http: 500, summary: 'a group capture held writes longer than its max_hold; thaw ran and no point was stored' },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

@@ -19,6 +19,8 @@
  *                 targets: { rpo: 5min, rto: 30min }, retention: { keep_daily: 14 } }
  *   schedules:
  *     nightly:  { run: backup, sources: [orders], cron: "0 2 * * *", timezone: Europe/Berlin }
+ *   groups:
+ *     engram:   { members: [orders, cache], freeze: [app-ctl, freeze], thaw: [app-ctl, thaw], max_hold: 200ms }
  *   notifications:
  *     ops:      { url: https://hooks.example/x, format: slack, on: [failure, rpo_breach, archive_down, recovery], repeat: 4h }
  *   server:     { listen: 127.0.0.1:8470, state_dir: /var/lib/lifeboat }
@@ -30,7 +32,7 @@ import { LineCounter, parseDocument, isScalar, type Node } from 'yaml';
 import { LifeboatError, errno, isLifeboatError } from '../errors.js';
 import { durationMs, type Duration } from '../util/duration.js';
 import { findSourceKind, sourceKinds } from '../sources/registry.js';
-import { JOB_KINDS, NOTIFY_EVENTS, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
+import { JOB_KINDS, NOTIFY_EVENTS, groupOptions, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
 import { Reader } from './reader.js';
 import type { GraphDeclaration } from '../sources/graph/options.js';
 
@@ -119,6 +121,24 @@ export interface ScheduleConfig {
   readDataSubset?: string;
 }
 
+/**
+ * A consistency group (docs/groups.md): member sources whose positions are recorded
+ * while `freeze` holds writes, `thaw` runs whatever happens.
+ */
+export interface GroupConfig {
+  name: string;
+  members: string[];
+  /** The members' repository (they share one): the group's points are stored there. */
+  repository: string;
+  /** argv, never run by a shell. */
+  freeze?: string[];
+  thaw?: string[];
+  maxHoldMs: number;
+}
+
+/** 200 ms: see groupOptions in model.ts. */
+export const DEFAULT_MAX_HOLD_MS = 200;
+
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
 export interface NotificationConfig {
@@ -170,6 +190,7 @@ export interface LifeboatConfig {
   repositories: Map<string, RepositoryConfig>;
   sources: Map<string, SourceConfig>;
   schedules: Map<string, ScheduleConfig>;
+  groups: Map<string, GroupConfig>;
   notifications: Map<string, NotificationConfig>;
   server: ServerConfig;
 }
@@ -204,6 +225,7 @@ export function parseConfig(text: string, file: string): LifeboatConfig {
     repositories: new Map(),
     sources: new Map(),
     schedules: new Map(),
+    groups: new Map(),
     notifications: new Map(),
     server: { host: '127.0.0.1', port: 8470, stateDir: 'lifeboat-state', checkIntervalSeconds: 30, keepJobsSeconds: 90 * 86400, restoreRoots: [], keepAudit: { ...DEFAULT_KEEP_AUDIT } },
   };
@@ -228,6 +250,7 @@ export function parseConfig(text: string, file: string): LifeboatConfig {
   for (const [name, node, key] of section('repositories')) config.repositories.set(name, readRepository(r, name, node, key));
   for (const [name, node, key] of section('sources')) config.sources.set(name, readSource(r, name, node, key, config));
   for (const [name, node, key] of section('schedules')) config.schedules.set(name, readSchedule(r, name, node, key, config));
+  for (const [name, node, key] of section('groups')) config.groups.set(name, readGroup(r, name, node, key, config));
   for (const [name, node, key] of section('notifications')) config.notifications.set(name, readNotification(r, name, node, key));
   const server = sections.get('server');
   if (server) readServer(r, server[0] ?? server[1], config.server);
@@ -346,6 +369,32 @@ function readSchedule(r: Reader, name: string, node: Node, key: Node, config: Li
     jitterSeconds: v.jitter ? seconds(v.jitter) : 0,
     catchUp: v.catch_up ?? true,
     ...(v.read_data_subset ? { readDataSubset: v.read_data_subset } : {}),
+  };
+}
+
+function readGroup(r: Reader, name: string, node: Node, key: Node, config: LifeboatConfig): GroupConfig {
+  const { values: v, nodes } = r.object(node, groupOptions, `in group "${name}"`, { node: node ?? key, label: `group "${name}"`, name });
+  const members = v.members;
+  if (members.length === 0) r.fail(nodes.get('members'), `group "${name}" has no members`, 'members: [a, b] names sources defined under `sources:`');
+  const seen = new Set<string>();
+  for (const m of members) {
+    if (!config.sources.has(m)) r.fail(nodes.get('members'), `group "${name}" names source "${m}", which is not defined`, `defined: ${[...config.sources.keys()].join(', ') || 'none'}`);
+    if (seen.has(m)) r.fail(nodes.get('members'), `group "${name}" names source "${m}" twice`);
+    seen.add(m);
+  }
+  const repositories = [...new Set(members.map((m) => (config.sources.get(m) as SourceConfig).repository))];
+  if (repositories.length > 1) r.fail(nodes.get('members'), `the members of group "${name}" are backed up to different repositories (${repositories.join(', ')})`, 'a group point is stored in one repository: give its members the same `repository:`');
+  if ((v.freeze === undefined) !== (v.thaw === undefined)) r.fail(nodes.get(v.freeze === undefined ? 'thaw' : 'freeze') ?? key, `group "${name}" needs both "freeze" and "thaw", or neither`, 'a freeze without a thaw would leave writes held');
+  // Writes held for more than an hour are an outage, not a freeze (and Node's timers stop at 24.8 days).
+  const maxHoldMs = v.max_hold ? durationMs(v.max_hold) : DEFAULT_MAX_HOLD_MS;
+  if (maxHoldMs > 3_600_000) r.fail(nodes.get('max_hold'), `"max_hold" of group "${name}" must be at most 1h`, 'e.g. max_hold: 200ms');
+  return {
+    name,
+    members,
+    repository: repositories[0] as string,
+    ...(v.freeze ? { freeze: v.freeze } : {}),
+    ...(v.thaw ? { thaw: v.thaw } : {}),
+    maxHoldMs,
   };
 }
 

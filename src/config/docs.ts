@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod';
 import { sourceKinds } from '../sources/registry.js';
-import { notificationOptions, repositoryOptions, restoreRequestOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
+import { groupOptions, notificationOptions, repositoryOptions, restoreRequestOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
 import { isDurationInput, metaOf, placesOf } from './schema.js';
 import { graphOptions } from '../sources/graph/options.js';
 
@@ -110,6 +110,10 @@ export function configReference(): string {
     '### schedules.NAME',
     '',
     table(shapeOf(scheduleOptions)),
+    '',
+    '### groups.NAME (docs/groups.md)',
+    '',
+    table(shapeOf(groupOptions)),
     '',
     '### notifications.NAME',
     '',

@@ -116,8 +116,23 @@ export const serverOptions = z.object({
   metrics_token_file: option(text().optional(), { description: 'a file others cannot read holding metrics_token' }),
 });
 
+/** A hook command: argv as a list, run without a shell (a string would need one to split it safely). */
+const argv = () => z.array(text(), { error: 'must be a command as a list of words, e.g. [/usr/local/bin/app-ctl, freeze]' }).min(1, { error: 'must be a command as a list of words, e.g. [/usr/local/bin/app-ctl, freeze]' });
+
+/**
+ * A consistency group (docs/groups.md): sources captured at one moment. Writes are held
+ * from the start of `freeze` to the end of `thaw`; 200 ms by default, the seeds' "release
+ * the lock within milliseconds" with room for three position queries on a busy host.
+ */
+export const groupOptions = z.object({
+  members: option(texts(), { description: 'the sources captured together (names under `sources:`; postgres, sqlite and redis for now)', example: '[orders, cache, catalog]' }),
+  freeze: option(argv().optional(), { description: 'the command that holds writes, as a list of words (never run by a shell); killed when it overruns max_hold', shown: 'none: positions are read back to back, not at one moment' }),
+  thaw: option(argv().optional(), { description: 'the command that releases writes, as a list of words; always run once freeze started, whatever happened', shown: 'none (required with freeze)' }),
+  max_hold: option(duration().optional(), { description: 'the longest writes may be held (freeze start to thaw end); a capture that takes longer fails after thaw ran; at most 1h', shown: '200ms' }),
+});
+
 /** The top-level sections, each a map of names to objects (server: one object). */
-export const SECTIONS = ['repositories', 'sources', 'schedules', 'notifications', 'server'] as const;
+export const SECTIONS = ['repositories', 'sources', 'schedules', 'groups', 'notifications', 'server'] as const;
 
 /**
  * Options given only on the command line and through the API (not in lifeboat.yaml):

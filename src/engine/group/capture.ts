@@ -1,0 +1,192 @@
+/**
+ * `group backup`: one consistency point for several sources (docs/groups.md).
+ *
+ *   open every member's connection        (not part of the hold)
+ *   freeze            ┐ limited to max_hold: killed when it overruns
+ *   record positions  │ limited to what is left of max_hold
+ *   thaw              ┘ always, once freeze started
+ *   close; store the point (only when all of the above succeeded within max_hold)
+ *
+ * The hold runs from the start of freeze to the end of thaw, on a monotonic clock. Only
+ * positions are recorded while frozen, so the hold does not grow with the data; moving
+ * the data (each member's own backup or replication) is not part of this step yet.
+ *
+ * A point is stored under `logs/group.NAME/points/<id>`, sealed like every log file,
+ * so check, copy, migrate and reseal treat it like the rest of the repository.
+ */
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { GroupConfig, LifeboatConfig } from '../../config/config.js';
+import { LifeboatError, isLifeboatError } from '../../errors.js';
+import type { Repository } from '../../repo/repository.js';
+import { sourceKey } from '../source-name.js';
+import { hookOutcome, runHook, type HookResult } from './hook.js';
+import { checkMemberKind, openMember, type MemberPosition, type OpenMember } from './members.js';
+
+/** Points live beside nothing else under the group's log source. */
+const POINTS = 'points';
+/**
+ * How long thaw may run. Longer than any sane max_hold: killing a thaw does not
+ * release writes, so it is given time to finish; a thaw that hangs is still reported.
+ */
+const THAW_LIMIT_MS = 30_000;
+
+export interface GroupPoint {
+  v: 1;
+  group: string;
+  id: string;
+  /** Wall-clock time at the start of freeze (RFC 3339); the hold follows it. */
+  time: string;
+  /** Freeze start to thaw end (without hooks: first position read to last), ms. */
+  hold_ms: number;
+  max_hold_ms: number;
+  /** Whether a freeze hook held writes; false: positions read back to back. */
+  frozen: boolean;
+  members: Array<{ name: string; kind: string; position: MemberPosition }>;
+}
+
+export type GroupEvent = { type: 'warning'; message: string };
+
+export interface GroupBackupOptions {
+  now?: () => Date;
+  onEvent?: (e: GroupEvent) => void;
+}
+
+export function findGroup(config: LifeboatConfig, name: string): GroupConfig {
+  const g = config.groups.get(name);
+  if (!g) {
+    throw new LifeboatError('USAGE', `no group "${name}" in ${config.file}`, { hint: `defined: ${[...config.groups.keys()].join(', ') || 'none (add a groups: section)'}` });
+  }
+  return g;
+}
+
+/** The restore point name PostgreSQL members get: at most 63 bytes (PostgreSQL's limit). */
+function restorePointName(group: string, id: string): string {
+  return `lifeboat-${id}-${group}`.slice(0, 63);
+}
+
+const hookError = (what: 'freeze' | 'thaw', group: string, r: HookResult): string =>
+  `group "${group}": ${what} ${r.timedOut ? 'was killed after running past its limit' : `failed (${hookOutcome(r)})`}${r.stderr ? `: ${r.stderr.split('\n').at(-1) ?? ''}` : ''}`;
+
+/** Resolves with p, or rejects with a hold overrun when `ms` passes first. */
+async function within<T>(p: Promise<T>, ms: number, group: string, maxHoldMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const overrun = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LifeboatError('HOLD_EXCEEDED', `group "${group}": recording the positions ran past max_hold (${maxHoldMs} ms)`, { hint: 'a member was slow to answer; raise max_hold or find what delays it' })), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([p, overrun]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Captures one point of group `name` and stores it. Nothing is stored when freeze,
+ * a position or thaw fails, or when the hold exceeded max_hold (HOLD_EXCEEDED).
+ */
+export async function groupBackup(repo: Pick<Repository, 'putLog'>, config: LifeboatConfig, name: string, opts: GroupBackupOptions = {}): Promise<GroupPoint> {
+  const group = findGroup(config, name);
+  const sources = group.members.map((m) => config.sources.get(m)!);
+  for (const s of sources) checkMemberKind(s, name);
+  const cwd = path.dirname(path.resolve(config.file));
+  const started = (opts.now ?? (() => new Date()))();
+  const id = `${started.getTime().toString(16).padStart(12, '0')}-${randomBytes(4).toString('hex')}`;
+  const pointName = restorePointName(name, id);
+
+  const members: OpenMember[] = [];
+  try {
+    for (const s of sources) members.push(await openMember(s, config.file));
+
+    const positions: MemberPosition[] = [];
+    let failure: unknown;
+    let thawFailure: string | undefined;
+    const t0 = performance.now();
+    const frozenAt = (opts.now ?? (() => new Date()))();
+    let froze = false;
+    try {
+      if (group.freeze) {
+        froze = true;
+        const f = await runHook(group.freeze, group.maxHoldMs, cwd);
+        if (f.timedOut) throw new LifeboatError('HOLD_EXCEEDED', hookError('freeze', name, f) + ` (max_hold ${group.maxHoldMs} ms)`, { hint: 'the freeze command must return within max_hold; raise max_hold or make it faster' });
+        if (f.code !== 0) throw new LifeboatError('FAILED', hookError('freeze', name, f), { hint: 'thaw ran anyway; fix the freeze command and retry' });
+      }
+      const left = group.maxHoldMs - (performance.now() - t0);
+      await within(
+        (async () => {
+          for (const m of members) positions.push(await m.position(pointName));
+        })(),
+        left,
+        name,
+        group.maxHoldMs,
+      );
+    } catch (err) {
+      failure = err;
+    } finally {
+      if (froze && group.thaw) {
+        const t = await runHook(group.thaw, THAW_LIMIT_MS, cwd);
+        if (t.timedOut || t.code !== 0) thawFailure = hookError('thaw', name, t);
+      }
+    }
+    const holdMs = performance.now() - t0;
+    if (thawFailure !== undefined) {
+      const before = failure === undefined ? '' : ` (and before it: ${failure instanceof Error ? failure.message : String(failure)})`;
+      throw new LifeboatError('FAILED', `${thawFailure}${before}; writes may still be held`, { hint: 'check the application now and release writes by hand; no point was stored' });
+    }
+    if (failure !== undefined) throw failure;
+    if (holdMs > group.maxHoldMs) {
+      throw new LifeboatError('HOLD_EXCEEDED', `group "${name}": writes were held ${holdMs.toFixed(1)} ms, more than max_hold (${group.maxHoldMs} ms); no point was stored`, {
+        hint: 'thaw ran; raise max_hold, or make freeze and thaw faster',
+      });
+    }
+    const point: GroupPoint = {
+      v: 1,
+      group: name,
+      id,
+      time: frozenAt.toISOString(),
+      hold_ms: Math.round(holdMs * 1000) / 1000,
+      max_hold_ms: group.maxHoldMs,
+      frozen: froze,
+      members: members.map((m, i) => ({ name: m.name, kind: m.kind, position: positions[i] as MemberPosition })),
+    };
+    await repo.putLog(sourceKey('group', name), POINTS, id, Buffer.from(JSON.stringify(point)));
+    return point;
+  } finally {
+    for (const m of members) await m.close().catch((err: unknown) => opts.onEvent?.({ type: 'warning', message: `closing ${m.name}: ${String(err)}` }));
+  }
+}
+
+function parsePoint(buf: Buffer, id: string, group: string): GroupPoint | undefined {
+  try {
+    const p = JSON.parse(buf.toString('utf8')) as GroupPoint;
+    if (p.v !== 1 || p.id !== id || p.group !== group || !Array.isArray(p.members) || typeof p.hold_ms !== 'number') return undefined;
+    return p;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The stored points of group `name`, newest first; ids of ones that do not parse in `unreadable`. */
+export async function groupPoints(repo: Pick<Repository, 'listLogs' | 'getLog'>, name: string): Promise<{ points: GroupPoint[]; unreadable: string[] }> {
+  const source = sourceKey('group', name);
+  const ids = (await repo.listLogs(source))
+    .filter((l) => l.timeline === POINTS)
+    .map((l) => l.file)
+    .sort()
+    .reverse();
+  const points: GroupPoint[] = [];
+  const unreadable: string[] = [];
+  for (const id of ids) {
+    let buf: Buffer | undefined;
+    try {
+      buf = await repo.getLog(source, POINTS, id);
+    } catch (err) {
+      if (!isLifeboatError(err, 'CORRUPT')) throw err;
+    }
+    const p = buf && parsePoint(buf, id, name);
+    if (p) points.push(p);
+    else unreadable.push(id);
+  }
+  return { points, unreadable };
+}

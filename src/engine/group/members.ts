@@ -1,0 +1,166 @@
+/**
+ * What each member of a group records while writes are held: a position in its own
+ * continuous log, read over a connection opened before the freeze (so connecting is not
+ * part of the hold) and closed after the thaw.
+ *
+ * - postgres: a named restore point (`pg_create_restore_point`, what a later
+ *   `recovery_target_name` stops at) and the LSN it returned, on the source's dsn with
+ *   its password_file (never on argv).
+ * - sqlite: the WAL position SQLite last published in the wal-index (`-shm`): the cycle
+ *   by its salts, the last committed frame and the checksum chain there, read through
+ *   read-only descriptors (live-files.ts). A database not in WAL mode is refused.
+ * - redis: `master_repl_offset` (with `master_replid`) from INFO replication; only
+ *   while the server keeps a replication backlog (a replica, such as `lifeboat redis
+ *   replicate`, attached): without one the offset does not move with writes.
+ * Any other kind is refused: it has no log position to record yet.
+ */
+import * as path from 'node:path';
+import type pg from 'pg';
+import type { SourceConfig } from '../../config/config.js';
+import { LifeboatError, errno } from '../../errors.js';
+import { redact } from '../../util/redact.js';
+import { readPasswordFile, splitDsnPassword } from '../../sources/postgres/password.js';
+import { openDatabase, type Connection } from '../../sources/sqlite/database.js';
+import { LiveFiles } from '../../sources/sqlite/live-files.js';
+import { RedisConnection, parseRedisUrl, redisPassword } from '../../sources/redis/connection.js';
+
+export const GROUP_KINDS = ['postgres', 'sqlite', 'redis'] as const;
+
+export type MemberPosition =
+  | { kind: 'postgres'; restore_point: string; lsn: string }
+  | { kind: 'sqlite'; salt1: number; salt2: number; frame: number; checksum: [number, number] }
+  | { kind: 'redis'; replid: string; offset: number };
+
+/** A member ready to record its position: opened before the freeze, closed after the thaw. */
+export interface OpenMember {
+  name: string;
+  kind: string;
+  /** Reads the position; `pointName` names a PostgreSQL restore point. */
+  position(pointName: string): Promise<MemberPosition>;
+  close(): Promise<void>;
+}
+
+/** Refuses a member whose kind has no position to record yet (before anything runs). */
+export function checkMemberKind(s: SourceConfig, group: string): void {
+  if (!(GROUP_KINDS as readonly string[]).includes(s.kind)) {
+    throw new LifeboatError('USAGE', `kind ${s.kind} cannot join a group yet (source "${s.name}" in group "${group}")`, {
+      hint: `group members are ${GROUP_KINDS.join(', ')} sources for now (docs/groups.md)`,
+    });
+  }
+}
+
+export async function openMember(s: SourceConfig, configFile: string): Promise<OpenMember> {
+  const rel = (f: string) => path.resolve(path.dirname(configFile), f);
+  if (s.kind === 'postgres') return openPostgres(s, rel);
+  if (s.kind === 'sqlite') return openSqlite(s, rel);
+  if (s.kind === 'redis') return openRedis(s, rel);
+  throw new LifeboatError('USAGE', `kind ${s.kind} cannot join a group yet`, { hint: `group members are ${GROUP_KINDS.join(', ')} sources for now` });
+}
+
+async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promise<OpenMember> {
+  if (s.dsn === undefined) throw new LifeboatError('USAGE', `postgres source "${s.name}" has no dsn: a group records its position over a connection`, { hint: 'add dsn: to the source in lifeboat.yaml' });
+  const split = splitDsnPassword(s.dsn);
+  const password = s.passwordFile === undefined ? split.password : readPasswordFile(rel(s.passwordFile));
+  // Loaded here: a group without a PostgreSQL member does not load the client.
+  const { default: Pg } = await import('pg');
+  const client: pg.Client = new Pg.Client({ connectionString: split.dsn, ...(password === undefined ? {} : { password }), connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
+  client.on('error', () => {}); // reported through the failing query
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL for source "${s.name}" at ${redact(split.dsn)}: ${redact(err instanceof Error ? err.message : String(err))}`, {
+      hint: 'is the server running there, and do the dsn and password_file let this user in?',
+      cause: err,
+    });
+  }
+  return {
+    name: s.name,
+    kind: 'postgres',
+    async position(pointName) {
+      try {
+        const r = await client.query<{ lsn: string }>('SELECT pg_create_restore_point($1)::text AS lsn', [pointName]);
+        return { kind: 'postgres', restore_point: pointName, lsn: (r.rows[0] as { lsn: string }).lsn };
+      } catch (err) {
+        const code = errno(err);
+        throw new LifeboatError(code === '42501' ? 'PERMISSION' : 'SOURCE_UNAVAILABLE', `source "${s.name}": cannot create a restore point: ${err instanceof Error ? err.message : String(err)}`, {
+          hint: code === '42501' ? 'the role needs superuser, or GRANT EXECUTE ON FUNCTION pg_create_restore_point(text)' : 'a standby cannot create restore points; the server needs wal_level replica or higher',
+          cause: err,
+        });
+      }
+    },
+    close: () => client.end().catch(() => {}),
+  };
+}
+
+async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<OpenMember> {
+  if (s.path === undefined) throw new LifeboatError('USAGE', `sqlite source "${s.name}" has no path`, { hint: 'add path: to the source in lifeboat.yaml' });
+  const file = rel(s.path);
+  // Read-only, and open first: in WAL mode SQLite then has the -wal and -shm files in place.
+  const db: Connection = openDatabase(file, { readonly: true });
+  let files: LiveFiles;
+  try {
+    files = await LiveFiles.open(file);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  // The connection first, the descriptors after (live-files.ts: closing a descriptor drops the process's locks).
+  const close = async () => {
+    db.close();
+    await files.close();
+  };
+  if (!files.hasWalIndex) {
+    await close();
+    throw new LifeboatError('USAGE', `sqlite source "${s.name}" (${file}) is not in WAL mode: a group records a WAL position`, {
+      hint: 'switch it to WAL (`lifeboat sqlite replicate --enable-wal` does, or PRAGMA journal_mode=WAL)',
+    });
+  }
+  return {
+    name: s.name,
+    kind: 'sqlite',
+    async position() {
+      // The header is undefined while SQLite writes it: read again, for at most ~1000 tries.
+      for (let attempt = 0; attempt < 1000; attempt++) {
+        const h = files.walIndex();
+        if (h) return { kind: 'sqlite', salt1: h.salt1, salt2: h.salt2, frame: h.mxFrame, checksum: [h.frameChecksum[0], h.frameChecksum[1]] };
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the WAL index of ${file} could not be read (it kept changing)`, { hint: 'retry' });
+    },
+    close,
+  };
+}
+
+async function openRedis(s: SourceConfig, rel: (f: string) => string): Promise<OpenMember> {
+  if (s.url === undefined) throw new LifeboatError('USAGE', `redis source "${s.name}" has no url`, { hint: 'add url: redis://host:port to the source in lifeboat.yaml' });
+  const target = parseRedisUrl(s.url);
+  const password = redisPassword({ passwordFile: s.passwordFile === undefined ? undefined : rel(s.passwordFile) });
+  const conn = await RedisConnection.open(target, { password, timeoutMs: 10_000, clientName: 'lifeboat-group' });
+  const read = async (): Promise<MemberPosition> => {
+    const info = await conn.info('replication');
+    const offset = Number(info.get('master_repl_offset'));
+    const replid = info.get('master_replid') ?? '';
+    // Without a backlog (no replica has attached since the server started, or for
+    // repl-backlog-ttl) the offset stands still at writes: it names no position.
+    if (info.get('repl_backlog_active') !== '1') {
+      throw new LifeboatError('USAGE', `redis source "${s.name}" keeps no replication offset (repl_backlog_active is not 1): its position cannot be recorded`, {
+        hint: `the offset moves only while the server keeps a replication backlog: run \`lifeboat redis replicate\` for it (or have any replica attached)`,
+      });
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": INFO replication has no master_repl_offset`, { hint: 'Redis 4 or newer reports it' });
+    return { kind: 'redis', replid, offset };
+  };
+  try {
+    await read(); // refused before the freeze, not while writes are held
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+  return {
+    name: s.name,
+    kind: 'redis',
+    position: read,
+    close: async () => conn.close(),
+  };
+}
