@@ -125,8 +125,9 @@ export async function redisRestore(repo: Repository, opts: RedisRestoreOptions):
       },
       { poll: stallWatch(sc), ...(opts.signal ? { signal: opts.signal } : {}) },
     ).catch(async (err: unknown) => {
-      // The link broke or the server stopped: its log says why (an RDB it cannot load).
-      await new Promise((r) => setTimeout(r, 100)); // its last words reach our pipe
+      // The link broke or the server stopped: its log says why (an RDB it cannot load),
+      // once it has ended and its last words are read.
+      await sc.ended(2000);
       throw isLifeboatError(err, 'RECOVERY_FAILED') ? withLog(err, sc) : err;
     });
     const refused = (await errorReplies(scratch.conn)) - errorsBefore;

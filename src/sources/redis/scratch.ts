@@ -78,6 +78,8 @@ export function confValue(v: string): string {
 export class ScratchRedis {
   private log = '';
   private exited: string | undefined;
+  /** The process ended and its output was read to the end. */
+  private closed = false;
   private readonly killOnExit = () => this.child.kill('SIGKILL');
 
   /** Logged in over the unix socket once the server is up. */
@@ -91,6 +93,22 @@ export class ScratchRedis {
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
     child.once('exit', (code, signal) => (this.exited = signal ? `killed by ${signal}` : `exit status ${code}`));
+    child.once('close', () => (this.closed = true));
+  }
+
+  /**
+   * Resolves once the server has ended and all it wrote has been read (its last log
+   * lines say why it stopped), or after `limitMs` when it is still running.
+   */
+  ended(limitMs: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, limitMs);
+      this.child.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   get rdbPath(): string {
