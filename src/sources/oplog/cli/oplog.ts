@@ -16,6 +16,7 @@ import { Shipper, type OplogEvent } from '../replicate.js';
 import { oplogRestore } from '../restore.js';
 import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
 import { restoreRequestOptions } from '../../../config/model.js';
+import { stopSignal } from '../../../cli/stop-signal.js';
 
 interface ShipFlags {
   name?: string;
@@ -55,10 +56,7 @@ export function register(program: Command): void {
     .action(async (file: string, f: ShipFlags & { interval: Duration }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const stop = new AbortController();
-        const onSignal = () => stop.abort();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
+        const stop = stopSignal();
         const shipper = new Shipper(repo, {
           file,
           name: f.name ?? defaultName(file),

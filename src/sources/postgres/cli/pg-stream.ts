@@ -4,6 +4,7 @@ import { pgStream } from '../stream.js';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { flagOf, parseDuration } from '../../../cli/commands/options.js';
 import { postgresOptions } from '../options.js';
+import { stopSignal } from '../../../cli/stop-signal.js';
 
 export function register(pg: Command): void {
   pg.command('stream')
@@ -17,11 +18,8 @@ export function register(pg: Command): void {
     .action(async (f: { name: string; dsn: string; slot?: string; spool?: string; interval: string; binDir?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const stop = new AbortController();
+        const stop = stopSignal();
         let lastHealthy: boolean | undefined;
-        const onSignal = () => stop.abort();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
         await pgStream(repo, {
           name: f.name,
           dsn: f.dsn,

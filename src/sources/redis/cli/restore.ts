@@ -12,6 +12,7 @@ import { formatBytes } from '../../../util/bytes.js';
 import { redisPassword } from '../connection.js';
 import { redisRestore, type RedisRestoreResult } from '../restore.js';
 import { restoreRequestOptions } from '../../../config/model.js';
+import { stopSignal } from '../../../cli/stop-signal.js';
 
 interface RestoreFlags {
   output?: string;
@@ -54,10 +55,7 @@ export function registerRestore(redis: Command): void {
       const time = f.time === undefined ? undefined : parseTargetTime(f.time);
       const password = f.to === undefined ? undefined : redisPassword({ passwordFile: f.redisPasswordFile });
       await withRepo(g, async (repo) => {
-        const stop = new AbortController();
-        const onSignal = () => stop.abort();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
+        const stop = stopSignal();
         try {
           const r = await redisRestore(repo, {
             name,
@@ -74,8 +72,7 @@ export function registerRestore(redis: Command): void {
           });
           render(name, r, g);
         } finally {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
+          stop.release();
         }
       });
     });

@@ -20,6 +20,7 @@ import { sourceCommonOptions } from '../../../config/model.js';
 import { durationMs, type Duration } from '../../../util/duration.js';
 import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
 import { restoreRequestOptions } from '../../../config/model.js';
+import { stopSignal } from '../../../cli/stop-signal.js';
 
 function busyTimeout(text: string): number {
   return parseDuration(text, '--busy-timeout');
@@ -82,10 +83,7 @@ export function register(program: Command): void {
         busyTimeoutMs: busyTimeout(f.busyTimeout),
       };
       await withRepo(g, async (repo) => {
-        const stop = new AbortController();
-        const onSignal = () => stop.abort();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
+        const stop = stopSignal();
         const name = f.name ?? defaultName(db);
         const graph = await declaredGraph(g, name);
         const summary = await replicate(repo, {
