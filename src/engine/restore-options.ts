@@ -7,6 +7,7 @@
  * against the CLI's own --help, and the daemon tests run the commands built from it.
  */
 import type { SourceConfig } from '../config/config.js';
+import { LifeboatError } from '../errors.js';
 import { sourceKind } from '../sources/registry.js';
 import { toArgv, type Invocation, type OptionValue } from './invocation.js';
 
@@ -34,6 +35,23 @@ export interface RestoreOption {
   from: 'target' | 'snapshot' | 'time' | 'start' | 'keep_running' | 'port' | 'name' | 'bin_dir' | 'checks';
   /** A flag without a value (present when `from` is true). */
   boolean?: boolean;
+}
+
+/** The restore table of a kind restored by name into a new path, to a time or a snapshot (bucket, command). */
+export const NAME_OUTPUT_TIME_SNAPSHOT: readonly RestoreOption[] = [
+  { flag: '', from: 'name' },
+  { flag: '--output', from: 'target' },
+  { flag: '--time', from: 'time' },
+  { flag: '--snapshot', from: 'snapshot' },
+];
+
+/** A restore check: `snapshot` and `time` each pick the snapshot, so a request may give one (USAGE naming `what`). */
+export function snapshotOrTime(what: string): (s: unknown, p: RestoreParams) => void {
+  return (_s, p) => {
+    if (p.snapshot !== undefined && p.time !== undefined) {
+      throw new LifeboatError('USAGE', `give "snapshot" or "time" for a ${what} restore, not both`, { hint: 'the newest snapshot at or before "time" is used' });
+    }
+  };
 }
 
 /** Which request fields a kind's restore takes (the API refuses the others). */

@@ -6,8 +6,7 @@
  * (the Source seam, src/sources/source.ts); docs/bucket.md has the argument.
  */
 import type { z } from 'zod';
-import { LifeboatError } from '../../errors.js';
-import { restoreInvocation } from '../../engine/restore-options.js';
+import { NAME_OUTPUT_TIME_SNAPSHOT, restoreInvocation, snapshotOrTime } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';
 import { bucketFields, bucketOptions, settingsOf } from './options.js';
 import { bucketPointSchema, type BucketPoint } from './point.js';
@@ -46,21 +45,12 @@ export const bucket: SourceKind<BucketPoint> = {
 
   restore: {
     command: ['bucket', 'restore'],
-    options: [
-      { flag: '', from: 'name' },
-      { flag: '--output', from: 'target' },
-      { flag: '--time', from: 'time' },
-      { flag: '--snapshot', from: 'snapshot' },
-    ],
+    options: NAME_OUTPUT_TIME_SNAPSHOT,
     startByDefault: false,
     measuresRto: false,
     targetExample: 'e.g. /var/tmp/bucket-restore (a new directory; objects become files)',
     fieldsHint: 'give "time" (RFC 3339) or "snapshot", or nothing for the newest snapshot',
-    check(_s, p) {
-      if (p.snapshot !== undefined && p.time !== undefined) {
-        throw new LifeboatError('USAGE', 'give "snapshot" or "time" for a bucket restore, not both', { hint: 'the newest snapshot at or before "time" is used' });
-      }
-    },
+    check: snapshotOrTime('bucket'),
   },
 
   drill: {

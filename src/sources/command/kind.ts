@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import type { z } from 'zod';
-import { restoreInvocation } from '../../engine/restore-options.js';
+import { NAME_OUTPUT_TIME_SNAPSHOT, restoreInvocation } from '../../engine/restore-options.js';
 import { findExecutable } from '../../util/tied-child.js';
 import type { SourceKind } from '../source.js';
 import { commandFields, commandOptions, settingsOf } from './options.js';
@@ -49,12 +49,7 @@ export const command: SourceKind<CommandPoint> = {
 
   restore: {
     command: ['command', 'restore'],
-    options: [
-      { flag: '', from: 'name' },
-      { flag: '--output', from: 'target' },
-      { flag: '--time', from: 'time' },
-      { flag: '--snapshot', from: 'snapshot' },
-    ],
+    options: NAME_OUTPUT_TIME_SNAPSHOT,
     startByDefault: false,
     measuresRto: false,
     targetExample: 'e.g. /var/tmp/shop.dump (a new file)',
