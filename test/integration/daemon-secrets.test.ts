@@ -99,6 +99,9 @@ describe('a PostgreSQL password in the daemon', () => {
       '  down:',
       '    kind: postgres',
       `    dsn: host=127.0.0.1 port=1 user=lbsecret password=${PASSWORD} dbname=postgres`,
+      'groups:',
+      '  both:',
+      '    members: [infile]',
       'server:',
       '  listen: 127.0.0.1:0',
       '  state_dir: state',
@@ -153,5 +156,24 @@ describe('a PostgreSQL password in the daemon', () => {
     expect(runbook.stdout).toContain('postgresql://lbsecret:***@127.0.0.1');
     expect(runbook.stdout).toContain('password=***');
     expect(runbook.stdout).not.toContain(PASSWORD);
+
+    // config check logs in as the jobs do: `infile` with its password_file, resolved against lifeboat.yaml (not the working directory).
+    const check = async () => {
+      const r = await runCli(['config', 'check', '--config', file, '--json']);
+      expect(r.code, r.stderr).toBe(37);
+      expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+      return (JSON.parse(r.stdout) as { problems: Array<{ subject: string; message: string }> }).problems;
+    };
+    const first = await check();
+    expect(first.map((p) => p.subject), JSON.stringify(first)).toEqual(["source down"]);
+    // A group records its restore point over a login with the same password_file.
+    const point = await runCli(['group', 'backup', 'both', '--config', file, '--json']);
+    expect(point.code, point.stderr).toBe(0);
+    expect(point.stdout + point.stderr).not.toContain(PASSWORD);
+    // A password file that is gone is named as such, not reported as a refused login.
+    rmSync(pgpass);
+    const gone = await check();
+    expect(gone.map((p) => p.subject)).toEqual(['source infile', 'source down']);
+    expect(gone[0]!.message).toBe(`password file ${pgpass} does not exist`);
   }, 300_000);
 });

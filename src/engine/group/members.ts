@@ -62,8 +62,8 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
   const split = splitDsnPassword(s.dsn);
   const password = s.passwordFile === undefined ? split.password : readPasswordFile(rel(s.passwordFile));
   // Loaded here: a group without a PostgreSQL member does not load the client.
-  const { default: Pg } = await import('pg');
-  const client: pg.Client = new Pg.Client({ connectionString: split.dsn, ...(password === undefined ? {} : { password }), connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
+  const { pgClient } = await import('../../sources/postgres/connect.js');
+  const client: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
   client.on('error', () => {}); // reported through the failing query
   try {
     await client.connect();

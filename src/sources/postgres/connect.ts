@@ -17,9 +17,21 @@ export async function loadPg(): Promise<typeof pg> {
   return (await import('pg')).default;
 }
 
-export async function connect(dsn: string): Promise<pg.Client> {
+/**
+ * A client of `dsn` that logs in with `password` (a password_file's, kept out of the
+ * DSN). pg lets the connection string's own password, empty when it has none, override
+ * a `password` given beside it, so the password is set on the client once it is built.
+ */
+export async function pgClient(dsn: string, password: string | undefined, options: Omit<pg.ClientConfig, 'connectionString' | 'password'>): Promise<pg.Client> {
   const { Client } = await loadPg();
-  const client = new Client({ connectionString: dsn, connectionTimeoutMillis: 10_000, application_name: 'lifeboat' });
+  const client = new Client({ connectionString: dsn, ...options });
+  if (password !== undefined) (client as unknown as { password: string }).password = password;
+  return client;
+}
+
+/** `password` (from a password_file) goes beside the DSN, never into it. */
+export async function connect(dsn: string, password?: string): Promise<pg.Client> {
+  const client = await pgClient(dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat' });
   client.on('error', () => {}); // reported through the failing query instead
   try {
     await client.connect();
