@@ -96,6 +96,10 @@ describe('a PostgreSQL password in the daemon', () => {
       '    password_file: pg.pass',
       `    bin_dir: ${PG_BIN}`,
       '    stream: true',
+      '  kv:',
+      '    kind: postgres',
+      `    dsn: host=127.0.0.1 port=${cluster.port} user=lbsecret dbname=postgres`,
+      '    password_file: pg.pass',
       '  down:',
       '    kind: postgres',
       `    dsn: host=127.0.0.1 port=1 user=lbsecret password=${PASSWORD} dbname=postgres`,
@@ -157,7 +161,7 @@ describe('a PostgreSQL password in the daemon', () => {
     expect(runbook.stdout).toContain('password=***');
     expect(runbook.stdout).not.toContain(PASSWORD);
 
-    // config check logs in as the jobs do: `infile` with its password_file, resolved against lifeboat.yaml (not the working directory).
+    // config check logs in as the jobs do: `infile` and `kv` (a libpq key=value dsn) with their password_file, resolved against lifeboat.yaml (not the working directory).
     const check = async () => {
       const r = await runCli(['config', 'check', '--config', file, '--json']);
       expect(r.code, r.stderr).toBe(37);
@@ -173,7 +177,7 @@ describe('a PostgreSQL password in the daemon', () => {
     // A password file that is gone is named as such, not reported as a refused login.
     rmSync(pgpass);
     const gone = await check();
-    expect(gone.map((p) => p.subject)).toEqual(['source infile', 'source down']);
+    expect(gone.map((p) => p.subject)).toEqual(['source infile', 'source kv', 'source down']);
     expect(gone[0]!.message).toBe(`password file ${pgpass} does not exist`);
   }, 300_000);
 });
