@@ -5,6 +5,7 @@
  *   freeze            ┐ limited to max_hold: killed when it overruns
  *   record positions  │ limited to what is left of max_hold
  *   thaw              ┘ always, once freeze started
+ *   prove             each log member's own archive holds its position (bounded wait, proof.ts)
  *   close; store the point (only when all of the above succeeded within max_hold)
  *
  * The hold runs from the start of freeze to the end of thaw, on a monotonic clock. Only
