@@ -231,8 +231,11 @@ describe('group backup proves, group restore returns to the point', () => {
 
   it('restores all three members to exactly the point: the three counters are equal', async () => {
     const dir = path.join(base, 'restored');
-    mkdirSync(dir);
-    chownSync(dir, ids().uid, ids().gid);
+    // PostgreSQL and Redis into empty directories that exist, SQLite into one that does not.
+    for (const d of [dir, path.join(dir, 'pg'), path.join(dir, 'redis')]) {
+      mkdirSync(d, { mode: 0o700 });
+      chownSync(d, ids().uid, ids().gid);
+    }
     const r = await lb(['group', 'restore', 'tiers', '--point', point.id, '--target', `main=${dir}/pg`, '--target', `hot=${dir}/redis`, '--target', `meta=${dir}/sqlite`]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^plan: group tiers to point/);

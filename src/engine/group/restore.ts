@@ -196,8 +196,11 @@ export async function planGroupRestore(repo: PlanRepo, config: LifeboatConfig, n
     const planned = await planMember(repo, config, m.name, m.position);
     members.push({ name: m.name, kind: m.kind, mechanism: planned.mechanism, position: m.position, at: describe(m.position), target, base: planned.base, archived: m.archived ?? null, reach: reach?.detail ?? planned.base });
   }
-  if (!opts.dryRun && !opts.lifeboat && members.some((m) => m.kind === 'postgres')) {
-    throw new LifeboatError('USAGE', 'restoring a PostgreSQL member needs the command its restore_command runs', { hint: 'the CLI and the daemon pass it; call groupRestore with `lifeboat`' });
+  const pgMember = members.find((m) => m.kind === 'postgres');
+  if (!opts.dryRun && pgMember) {
+    if (!opts.lifeboat) throw new LifeboatError('USAGE', 'restoring a PostgreSQL member needs the command its restore_command runs', { hint: 'the CLI and the daemon pass it; call groupRestore with `lifeboat`' });
+    // Built now, not when that member's turn comes: a missing password file must stop everything before it starts.
+    opts.lifeboat(['pg', 'archive-get', '--name', pgMember.name]);
   }
   return { group: name, point, chosen, members, notes };
 }
