@@ -121,6 +121,10 @@ describe('a PostgreSQL password in the daemon', () => {
       d.start();
       // pg stream of `infile` logs in with the password from its file (pg_receivewal too).
       await waitUntil('WAL streamed for infile', () => (d.supervisor.states.get('infile')?.archivedThrough ?? 0) > 0, 120_000);
+      // A group records its restore point over a login with the same password_file (and the streamer archives it).
+      const point = await runCli(['group', 'backup', 'both', '--config', file, '--json']);
+      expect(point.code, point.stderr).toBe(0);
+      expect(point.stdout + point.stderr).not.toContain(PASSWORD);
       for (const source of ['indsn', 'down']) {
         const r = await d.app.inject({ method: 'POST', url: `/api/v1/sources/${source}/backup`, headers: operator });
         expect(r.statusCode, r.body).toBe(202);
@@ -170,10 +174,6 @@ describe('a PostgreSQL password in the daemon', () => {
     };
     const first = await check();
     expect(first.map((p) => p.subject), JSON.stringify(first)).toEqual(["source down"]);
-    // A group records its restore point over a login with the same password_file.
-    const point = await runCli(['group', 'backup', 'both', '--config', file, '--json']);
-    expect(point.code, point.stderr).toBe(0);
-    expect(point.stdout + point.stderr).not.toContain(PASSWORD);
     // A password file that is gone is named as such, not reported as a refused login.
     rmSync(pgpass);
     const gone = await check();
