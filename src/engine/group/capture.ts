@@ -95,7 +95,16 @@ function prepareHook(h: GroupHook, which: 'freeze' | 'thaw', cwd: string, group:
           for (const m of members) {
             if (!m.hold) continue;
             held.set(members, [...(held.get(members) ?? []), m]);
-            await m.hold(limitMs - (performance.now() - t0), maxHoldMs);
+            try {
+              await m.hold(limitMs - (performance.now() - t0), maxHoldMs);
+            } catch (err) {
+              // A lock that did not come free within the limit (SQLite's busy timeout) is an overrun.
+              if (performance.now() - t0 < limitMs - 10) throw err;
+              throw new LifeboatError('HOLD_EXCEEDED', `group "${group}": freeze ran past max_hold (${maxHoldMs} ms): ${err instanceof Error ? err.message : String(err)}`, {
+                hint: `${m.name} could not be held in time (a long write transaction?); raise max_hold or capture when it is quieter`,
+                cause: err,
+              });
+            }
           }
           return { ok: true, timedOut: false, outcome: 'held', said: '' };
         }
