@@ -110,6 +110,12 @@ beforeAll(async () => {
       '    snapshots:',
       `      docs: { create: ${sh('cp -a live "snaps/p-$LIFEBOAT_GROUP_POINT" && echo "snaps/p-$LIFEBOAT_GROUP_POINT"')}, release: [/bin/rm, -rf, "snaps/p-{point}"] }`,
       '  tooslow: { members: [docs], max_hold: 1ms }',
+      '  snapfail:',
+      '    members: [docs]',
+      `    freeze: [/bin/true]`,
+      `    thaw: ${sh('echo cannot resume >&2; exit 3')}`,
+      '    snapshots:',
+      '      docs: { create: [/bin/cp, -a, live, "snaps/f-{point}"], release: [/bin/rm, -rf, "snaps/f-{point}"], path: "snaps/f-{point}" }',
       `  listed: { members: [cold], freeze: [/bin/true], thaw: { http: { url: "${hookUrl('/thaw')}" } }, max_hold: 10s }`,
       `  raced: { members: [cold], freeze: [/bin/true], thaw: { http: { url: "${hookUrl('/thaw')}" } }, max_hold: 10s }`,
       `  both: { members: [docs, cold], freeze: [/bin/true], thaw: { http: { url: "${hookUrl('/thaw')}" } }, max_hold: 10s }`,
@@ -164,6 +170,14 @@ describe('files members', () => {
     expect(await restoredFiles(snap.id, snap.paths[0]!)).toEqual({ a: 'a after thaw\n', b: 'b at the start\n', c: 'c\n' });
     // Released: the filesystem snapshot is gone.
     expect(existsSync(path.join(dir, 'snaps', p.id))).toBe(false);
+  }, 120_000);
+
+  it('releases the filesystem snapshot when the capture fails after create ran, and stores nothing', async () => {
+    const before = (await snapshots()).length;
+    const r = await cli(['group', 'backup', 'snapfail']);
+    expectError(r, 1, /group "snapfail": thaw failed \(exit status 3\): cannot resume; writes may still be held/);
+    expect(readdirSync(path.join(dir, 'snaps')).filter((f) => f.startsWith('f-'))).toEqual([]);
+    expect((await snapshots()).length).toBe(before);
   }, 120_000);
 
   it('with a snapshot hook that prints its directory (and no freeze): backs that up', async () => {

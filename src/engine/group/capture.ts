@@ -169,6 +169,7 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
     let failure: unknown;
     let thawFailure: string | undefined;
     let recording: Promise<void> | undefined;
+    let stopped = false;
     frozenAt = (opts.now ?? (() => new Date()))();
     t0 = performance.now();
     let froze = false;
@@ -183,12 +184,14 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
       }
       const left = group.maxHoldMs - (performance.now() - t0);
       recording = (async () => {
-        for (const m of members) positions.push(await m.position(pointName));
+        // After an overrun the loop stops: no member starts its capture once the point failed.
+        for (const m of members) if (!stopped) positions.push(await m.position(pointName));
       })();
       recording.catch(() => {});
       await within(recording, left, name, group.maxHoldMs);
     } catch (err) {
       failure = err;
+      stopped = true;
     } finally {
       if (froze && thaw) {
         const t = await thaw(THAW_LIMIT_MS).catch((err: unknown): HookRun => ({ ok: false, timedOut: false, outcome: err instanceof Error ? err.message : String(err), said: '' }));
@@ -211,8 +214,8 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
       // After thaw: files and bucket members store what was fixed at the point.
       for (const [i, m] of members.entries()) if (m.complete) positions[i] = await m.complete();
     } catch (err) {
-      // Work still running past an overrun ends first; then what the members stored goes.
-      await recording?.catch(() => {});
+      // What the members stored goes (each waits for its own work still running past an overrun).
+      stopped = true;
       for (const m of members) await m.abandon?.().catch((e: unknown) => warn(`removing what ${m.name} stored for the failed point: ${String(e)}`));
       throw err;
     }

@@ -77,6 +77,7 @@ export async function openFiles(s: SourceConfig, rel: (f: string) => string, ctx
   }
 
   let dir: string | undefined;
+  let creating: ReturnType<typeof runHook> | undefined;
   let created = false;
   let createMs = 0;
   const release = async (): Promise<void> => {
@@ -90,12 +91,13 @@ export async function openFiles(s: SourceConfig, rel: (f: string) => string, ctx
     kind: 'files',
     async position() {
       const t0 = performance.now();
-      const res = await runHook(
+      creating = runHook(
         hook.create.map((w) => withPoint(w, ctx.pointId)),
         ctx.left(),
         path.dirname(rel('x')),
         { stdout: true, env: { ...process.env, LIFEBOAT_GROUP_POINT: ctx.pointId } },
       );
+      const res = await creating;
       const r = commandRun(res);
       // Even a create that failed or was killed may have made the snapshot: release runs for it too.
       created = true;
@@ -120,6 +122,8 @@ export async function openFiles(s: SourceConfig, rel: (f: string) => string, ctx
       }
     },
     async abandon() {
+      // A create still running (it is killed at max_hold) ends first, so release follows it.
+      await creating;
       if (snapshot !== undefined) await dropSnapshot(ctx.repo, snapshot);
       await release();
     },
