@@ -13,6 +13,7 @@ import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
+import { startAzurite, type Azurite } from '../azurite.js';
 
 interface Point {
   id: string;
@@ -244,5 +245,56 @@ describe('bucket members', () => {
     const r = await cli(['group', 'backup', 'both']);
     expectError(r, 1, /bucket member "cold": object "fresh" was deleted after the point/);
     expect((await snapshots()).length).toBe(before);
+  }, 120_000);
+});
+
+describe('a bucket member on Azure (azurite)', () => {
+  let azurite: Azurite;
+  beforeAll(async () => {
+    azurite = await startAzurite();
+    const c = azurite.service.getContainerClient('tier');
+    await c.create();
+    for (let i = 0; i < 20; i++) await c.getBlockBlobClient(`cold/x${i}`).uploadData(Buffer.from(`azure blob ${i}\n`));
+  }, 60_000);
+  afterAll(async () => {
+    await azurite?.stop();
+  });
+
+  it('lists the container prefix while frozen and copies the listed blobs after thaw, refusing one changed after the point', async () => {
+    const azCfg = path.join(dir, 'azure.yaml');
+    const hookUrl = `http://127.0.0.1:${(hooks.address() as { port: number }).port}/thaw`;
+    writeFileSync(
+      azCfg,
+      [
+        'repositories:',
+        `  main: { stores: [${repo}] }`,
+        'sources:',
+        '  az: { kind: bucket, location: "azure:tier/cold" }',
+        'groups:',
+        `  azg: { members: [az], freeze: [/bin/true], thaw: { http: { url: "${hookUrl}" } }, max_hold: 10s }`,
+        '',
+      ].join('\n'),
+    );
+    const env = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString, LIFEBOAT_STORE_RETRIES: '1' };
+    const c = azurite.service.getContainerClient('tier');
+    onThaw = async () => {
+      await c.getBlockBlobClient('cold/late').uploadData(Buffer.from('after the point\n'));
+    };
+    const r = await runCli(['--config', azCfg, 'group', 'backup', 'azg', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const p = JSON.parse(r.stdout) as Point;
+    expect(p.members[0]!.position).toMatchObject({ kind: 'bucket', method: 'listing', objects: 20 });
+    const out = path.join(tmpdir('lb-group-az-'), 'o');
+    const restored = await runCli(['-r', repo, 'bucket', 'restore', 'az', '--snapshot', p.members[0]!.position.snapshot!, '--output', out], env);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `x${i}`).sort());
+
+    // A blob new since that snapshot, overwritten after the point: the member fails.
+    await c.getBlockBlobClient('cold/new').uploadData(Buffer.from('new\n'));
+    onThaw = async () => {
+      await c.getBlockBlobClient('cold/new').uploadData(Buffer.from('overwritten\n'));
+    };
+    const raced = await runCli(['--config', azCfg, 'group', 'backup', 'azg'], env);
+    expectError(raced, 1, /bucket member "az": object "new" changed \(ETag .*\) after the point/);
   }, 120_000);
 });
