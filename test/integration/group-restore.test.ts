@@ -179,6 +179,8 @@ describe('group backup proves, group restore returns to the point', () => {
       expect(m.archived, m.name).toBeDefined();
       expect(Date.parse(m.archived!.at)).toBeGreaterThan(0);
     }
+    const proofMs = point.members.map((m) => `${m.name} ${Date.parse(m.archived!.at) - Date.parse(point.time)} ms`);
+    console.log(`group backup: each archive proven, after the freeze began: ${proofMs.join(', ')}`);
     const by = Object.fromEntries(point.members.map((m) => [m.name, m.archived!.reach]));
     expect(by.main).toMatch(/^WAL segment [0-9A-F]{24} archived$/);
     expect(by.hot).toMatch(new RegExp(`offset ${String(point.members[1]!.position.offset)}$`));
@@ -242,6 +244,7 @@ describe('group backup proves, group restore returns to the point', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^plan: group tiers to point/);
     expect(r.stdout).toMatch(/all 3 members of group tiers restored to point/);
+    console.log(`group restore:\n${r.stdout.split('\n').filter((l) => /^ {2}\w+: .*\(\d+\.\d s\)$|^all /.test(l)).join('\n')}`);
 
     // SQLite: the file as of the recorded commit.
     const db = new Database(path.join(dir, 'sqlite', 'meta.db'), { readonly: true });
