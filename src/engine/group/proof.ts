@@ -25,7 +25,7 @@ import { baseFor } from '../../sources/sqlite/restore.js';
 import { locateOffset } from '../../sources/redis/locate.js';
 import type { MemberPosition, OpenMember } from './members.js';
 
-export type ProofRepo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
+export type ProofRepo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog' | 'store'>;
 
 /** How long `group backup` waits for every member's archive by default: a few of any archiver's shipping intervals. */
 export const DEFAULT_PROOF_WAIT_MS = 60_000;
