@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import type { RedisConnection } from '../../src/sources/redis/connection.js';
@@ -190,6 +190,7 @@ beforeAll(async () => {
       '  held: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 10s }',
       '  heldhang: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 1500ms }',
       '  heldpos: { members: [hot, b, weakpg], freeze: builtin, thaw: builtin, max_hold: 20s }',
+      '  crash: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 3s }',
       '',
     ].join('\n'),
   );
@@ -334,4 +335,34 @@ describe('built-in freeze and thaw', () => {
     db.prepare('INSERT INTO w (at) VALUES (?)').run(Date.now());
     db.close();
   }, 60_000);
+
+  it('lets go of both holds when Lifeboat is killed while holding: the SQLite lock at once, the Redis pause after max_hold', async () => {
+    const lock = await holdSqliteLock(sqlite('a.db'), 15_000);
+    const child = spawn(process.execPath, [CLI, '--config', cfg, 'group', 'backup', 'crash'], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // Held once a write to Redis no longer goes through (the capture then waits for a.db's lock).
+    const conn = await redis.client();
+    let pending: Promise<unknown> | undefined;
+    for (const until = Date.now() + 30_000; ; ) {
+      pending = conn.ok(['SET', 'probe', String(Date.now())]);
+      const through = await Promise.race([pending.then(() => true), new Promise((res) => setTimeout(() => res(false), 250))]);
+      if (!through) break;
+      expect(Date.now(), 'the capture never paused Redis').toBeLessThan(until);
+    }
+    const paused = Date.now();
+    process.kill(child.pid!, 'SIGKILL');
+    await exited;
+    // b.db's lock went with the process.
+    const db = new Database(sqlite('b.db'));
+    db.pragma('busy_timeout = 0');
+    db.prepare('INSERT INTO w (at) VALUES (?)').run(Date.now());
+    db.close();
+    // The pause ends by itself, within max_hold (3 s) of when it began, long before a.db is let go.
+    await pending;
+    const through = Date.now();
+    conn.close();
+    expect(through - paused).toBeLessThan(3500);
+    const released = await lock.done;
+    expect(through).toBeLessThan(released - 5000);
+  }, 120_000);
 });
