@@ -5,7 +5,8 @@
  * lock is taken). Writers keep writing throughout and record when each write went
  * through: the holds show as gaps in their timestamps as long as the measured hold.
  * Thaw runs when freeze hangs and when reading a position fails (a PostgreSQL role that
- * may not create restore points).
+ * may not create restore points). The log members' own archivers run throughout (a
+ * point is stored once their archives hold its positions).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -125,15 +126,25 @@ async function stopWriter(child: ChildProcess): Promise<number[]> {
   }
 }
 
+/** The members' own archivers (each member's log must reach its position for a point to be stored). */
+const archivers: ChildProcess[] = [];
+function archiver(args: string[]): void {
+  archivers.push(spawn(process.execPath, [CLI, ...args, '-r', path.join(dir, 'repo')], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' }));
+}
+
 beforeAll(async () => {
   dir = tmpdir('lb-group-hooks-');
   [redis, cluster] = await Promise.all([RedisServer.start(), ScratchCluster.create()]);
   await cluster.start();
   // A role that may log in but not create restore points: its position cannot be read.
   await cluster.query('CREATE ROLE weak LOGIN');
+  const repo = path.join(dir, 'repo');
+  expect((await runCli(['init', '-r', repo])).code).toBe(0);
+  // Each log member's own archiver, as a user runs it: a point is stored only once the
+  // members' archives hold their positions. The Redis one also gives the server its backlog.
   const master = await redis.client();
   await master.ok(['CONFIG', 'SET', 'repl-ping-replica-period', '3600']);
-  await RedisServer.start({ conf: [`replicaof 127.0.0.1 ${redis.port}`] });
+  archiver(['redis', 'replicate', '--url', redis.url, '--name', 'hot', '--interval', '200ms']);
   for (const until = Date.now() + 30_000; ; ) {
     if ((await master.info('replication')).get('repl_backlog_active') === '1') break;
     if (Date.now() > until) throw new Error('the replica never attached');
@@ -145,6 +156,7 @@ beforeAll(async () => {
     db.pragma('journal_mode = WAL');
     db.exec('CREATE TABLE w (id INTEGER PRIMARY KEY, at INTEGER)');
     db.close();
+    archiver(['sqlite', 'replicate', sqlite(f), '--name', f.replace('.db', ''), '--interval', '200ms', '--verify-interval', 'off']);
   }
 
   app = createServer((req: IncomingMessage, res) => {
@@ -170,8 +182,6 @@ beforeAll(async () => {
 
   const http = (p: string) => `{ http: { url: "${appUrl}${p}?token=x", headers_file: app.headers, timeout: 2s } }`;
   cfg = path.join(dir, 'lifeboat.yaml');
-  const repo = path.join(dir, 'repo');
-  expect((await runCli(['init', '-r', repo])).code).toBe(0);
   writeFileSync(
     cfg,
     [
@@ -197,6 +207,10 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  for (const a of archivers) {
+    a.kill('SIGTERM');
+    if (a.exitCode === null && a.signalCode === null) await new Promise((res) => a.once('close', res));
+  }
   await new Promise((resolve) => app?.close(resolve));
   await stopAllRedis();
   await cluster?.destroy();
