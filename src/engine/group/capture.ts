@@ -228,7 +228,7 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
       if (error !== undefined) throw error;
       // After thaw: files and bucket members store what was fixed at the point.
       for (const [i, m] of members.entries()) if (m.complete) positions[i] = await m.complete();
-      // After thaw, writes flow again: wait (bounded) until each member's own archive holds its position.
+      // Writes flow again: wait (bounded) until each log member's own archive holds its position.
       proofs = await proveArchived(repo, name, members, positions, {
         waitMs: opts.waitMs ?? DEFAULT_PROOF_WAIT_MS,
         ...(opts.signal ? { signal: opts.signal } : {}),

@@ -50,6 +50,10 @@ export interface OpenMember {
   kind: string;
   /** Reads the position; `pointName` names a PostgreSQL restore point. */
   position(pointName: string): Promise<MemberPosition>;
+  /** postgres: the timeline and segment size the proof looks for the restore point's WAL under (proof.ts). */
+  walFacts?(lsn: string): Promise<{ timeline: number; segSize: number }>;
+  /** postgres: closes the WAL segment holding `lsn` when the server still writes into it, so it is archived (pg_switch_wal). */
+  switchWal?(lsn: string): Promise<void>;
   /** freeze: builtin: takes the member's own hold, giving up after `limitMs`; the hold must end by itself after `maxHoldMs`. */
   hold?(limitMs: number, maxHoldMs: number): Promise<void>;
   /** Ends what hold took; called once hold started, whatever happened. */
@@ -58,10 +62,6 @@ export interface OpenMember {
   complete?(): Promise<MemberPosition>;
   /** After a failed capture: waits for work in flight and removes what it stored or made. */
   abandon?(): Promise<void>;
-  /** postgres: the timeline and segment size the proof looks for the restore point's WAL under (proof.ts). */
-  walFacts?(lsn: string): Promise<{ timeline: number; segSize: number }>;
-  /** postgres: closes the WAL segment holding `lsn` when the server still writes into it, so it is archived (pg_switch_wal). */
-  switchWal?(lsn: string): Promise<void>;
   close(): Promise<void>;
 }
 
