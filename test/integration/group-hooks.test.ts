@@ -159,6 +159,15 @@ beforeAll(async () => {
     archiver(['sqlite', 'replicate', sqlite(f), '--name', f.replace('.db', ''), '--interval', '200ms', '--verify-interval', 'off']);
   }
 
+  // A point is provable only after each archiver stored its first snapshot (a base at or before the point).
+  for (const until = Date.now() + 120_000; ; ) {
+    const r = await runCli(['-r', repo, 'snapshots', '--json']);
+    const have = new Set((JSON.parse(r.stdout || '[]') as Array<{ source: { kind: string; name?: string } }>).map((x) => `${x.source.kind}:${x.source.name}`));
+    if (['redis:hot', 'sqlite:a', 'sqlite:b'].every((k) => have.has(k))) break;
+    if (Date.now() > until) throw new Error(`the archivers stored no first snapshot: ${[...have].join(', ')}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+
   app = createServer((req: IncomingMessage, res) => {
     let body = '';
     req.on('data', (d: Buffer) => (body += d.toString()));
@@ -308,13 +317,16 @@ describe('built-in freeze and thaw', () => {
     expect(p.frozen).toBe(true);
     expect(p.hold_ms).toBeGreaterThan(300);
     const start = Date.parse(p.time);
-    // Each writer stood still for (nearly) the whole hold, and the gap covers the hold.
+    // Each writer stood still for most of the hold, and the gap lies within it. (The
+    // margins are the time the PAUSE and the lock take to arrive, and the UNPAUSE after
+    // thaw: tens of ms here, more on a loaded machine.)
     for (const [who, times] of [['redis', redisTimes], ['sqlite', sqliteTimes]] as const) {
       const gap = longestGap(times);
-      expect(gap.ms, `${who}: longest gap ${gap.ms} ms, hold ${p.hold_ms} ms`).toBeGreaterThanOrEqual(p.hold_ms * 0.9);
-      expect(gap.from, who).toBeLessThanOrEqual(start + 50);
-      expect(gap.from + gap.ms, who).toBeGreaterThanOrEqual(start + p.hold_ms * 0.9);
-      expect(times.filter((t) => t > start + 20 && t < start + p.hold_ms - 20), who).toEqual([]);
+      const what = `${who}: longest gap ${gap.ms} ms from ${gap.from - start} ms after the point's start, hold ${p.hold_ms} ms`;
+      expect(gap.ms, what).toBeGreaterThanOrEqual(p.hold_ms * 0.7);
+      expect(gap.from, what).toBeLessThanOrEqual(start + p.hold_ms * 0.2);
+      expect(gap.from + gap.ms, what).toBeGreaterThanOrEqual(start + p.hold_ms * 0.8);
+      expect(times.filter((t) => t > start + p.hold_ms * 0.2 && t < start + p.hold_ms * 0.8), what).toEqual([]);
     }
     // The hold ended once a.db's lock came free, not at max_hold.
     expect(start + p.hold_ms).toBeGreaterThanOrEqual(released - 5);

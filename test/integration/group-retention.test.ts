@@ -42,6 +42,15 @@ let replicator: ChildProcess | undefined;
 function startReplicator(): void {
   replicator = spawn(process.execPath, [CLI, 'sqlite', 'replicate', path.join(dir, 'meta.db'), '--name', 'meta', '--interval', '200ms', '--verify-interval', 'off', '-r', repo], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' });
 }
+/** Until the replicator stored the first snapshot of its generation: a point before it could not be proven. */
+async function replicatorReady(): Promise<void> {
+  const before = new Set((await snapshots()).filter((s) => s.source.kind === 'sqlite').map((s) => s.id));
+  for (const until = Date.now() + 120_000; ; ) {
+    if ((await snapshots()).some((s) => s.source.kind === 'sqlite' && !before.has(s.id))) return;
+    if (Date.now() > until) throw new Error('sqlite replicate stored no snapshot');
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
 async function stopReplicator(): Promise<void> {
   const r = replicator;
   replicator = undefined;
@@ -64,6 +73,7 @@ beforeAll(async () => {
   await ok(['init', '-r', repo]);
   await ok(['init', '-r', repo2]);
   startReplicator();
+  await replicatorReady();
   cfg = path.join(dir, 'lifeboat.yaml');
   writeFileSync(
     cfg,
@@ -149,6 +159,7 @@ describe('copy carries points', () => {
 
   it('carries a point with a log member only with that member\'s snapshots and log', async () => {
     startReplicator();
+    await replicatorReady();
     const p = await backup('mixed');
     await ok(['copy', '--from-repo', repo, '--to-repo', repo2, snapOf(p, 'docs')]);
     expect(await points('mixed', repo2)).toEqual([]);
