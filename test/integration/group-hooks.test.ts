@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
+import { waitUntil } from '../pg-streamer.js';
 import type { RedisConnection } from '../../src/sources/redis/connection.js';
 
 interface Point {
@@ -89,17 +90,21 @@ function sqliteWriter(file: string): ChildProcess {
   return spawn(process.execPath, ['-e', script, file], { cwd: ROOT, stdio: ['pipe', 'ignore', 'inherit'] });
 }
 
-/** Holds `file`'s write lock for `ms` in a process of its own; resolves once the lock is held, with when it will be let go. */
-async function holdSqliteLock(file: string, ms: number): Promise<{ done: Promise<number> }> {
+/**
+ * Holds `file`'s write lock in a process of its own until `release()`; resolves once the
+ * lock is held. `done` resolves with when it was let go.
+ */
+async function holdSqliteLock(file: string): Promise<{ done: Promise<number>; release: () => void }> {
   const script = `
     const Database = require('better-sqlite3');
     const db = new Database(process.argv[1]);
     db.exec('BEGIN IMMEDIATE');
     db.prepare('INSERT INTO w (at) VALUES (?)').run(Date.now());
     console.log('locked');
-    setTimeout(() => { db.exec('COMMIT'); console.log('released ' + Date.now()); db.close(); }, Number(process.argv[2]));
+    process.stdin.on('end', () => { db.exec('COMMIT'); console.log('released ' + Date.now()); db.close(); });
+    process.stdin.resume();
   `;
-  const child = spawn(process.execPath, ['-e', script, file, String(ms)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', script, file], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   let onReleased: (t: number) => void = () => {};
   const done = new Promise<number>((resolve) => (onReleased = resolve));
@@ -111,7 +116,18 @@ async function holdSqliteLock(file: string, ms: number): Promise<{ done: Promise
     });
     child.on('exit', (code) => reject(new Error(`the lock holder exited ${code}`)));
   });
-  return { done };
+  return { done, release: () => child.stdin!.end() };
+}
+
+/** How often Redis has run CLIENT PAUSE (the built-in freeze of a Redis member). */
+async function pauses(): Promise<number> {
+  const conn = await redis.client();
+  try {
+    const line = (await conn.info('commandstats')).get('cmdstat_client|pause') ?? '';
+    return Number(/calls=(\d+)/.exec(line)?.[1] ?? 0);
+  } finally {
+    conn.close();
+  }
 }
 
 async function stopWriter(child: ChildProcess): Promise<number[]> {
@@ -203,7 +219,7 @@ beforeAll(async () => {
       `  weakpg: { kind: postgres, dsn: "postgresql://weak@127.0.0.1:${cluster.port}/postgres" }`,
       'groups:',
       `  web: { members: [hot, b], freeze: ${http('/freeze')}, thaw: ${http('/thaw')}, max_hold: 5s }`,
-      `  webhang: { members: [hot], freeze: ${http('/freeze-hang')}, thaw: ${http('/thaw-hang')}, max_hold: 300ms }`,
+      `  webhang: { members: [hot], freeze: ${http('/freeze-hang')}, thaw: ${http('/thaw-hang')}, max_hold: 3s }`,
       `  webfail: { members: [hot], freeze: ${http('/freeze-fail')}, thaw: ${http('/thaw-fail')}, max_hold: 5s }`,
       `  webpos: { members: [hot, weakpg], freeze: ${http('/freeze-pos')}, thaw: ${http('/thaw-pos')}, max_hold: 5s }`,
       '  held: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 10s }',
@@ -259,7 +275,8 @@ describe('HTTP freeze and thaw', () => {
     behaviour.set('/freeze-hang?token=x', 'hang');
     const before = requests.length;
     const r = await cli('backup', 'webhang');
-    expectError(r, 47, /group "webhang": freeze got no answer from POST http:\/\/127\.0\.0\.1:\d+ within 300 ms \(max_hold 300 ms\)/);
+    // The request's own timeout (2 s) is shorter than max_hold (3 s), and generous: on a loaded machine the request must reach the application first.
+    expectError(r, 47, /group "webhang": freeze got no answer from POST http:\/\/127\.0\.0\.1:\d+ within 2000 ms \(max_hold 3000 ms\)/);
     expect(requests.slice(before).map((q) => q.path)).toEqual(['/freeze-hang?token=x', '/thaw-hang?token=x']);
     expect(r.stdout + r.stderr).not.toMatch(/s3cr3t|token=x/);
     expect((await cli('points', 'webhang', '--json')).stdout).toMatch(/"points": \[\]/);
@@ -303,10 +320,15 @@ describe('built-in freeze and thaw', () => {
     const writer = redisWriter(conn);
     const sq = sqliteWriter(sqlite('b.db'));
     await new Promise((res) => setTimeout(res, 300)); // both writers under way (their timestamps show it below)
-    // The application holds a.db's write lock for 2.5 s: the built-in freeze waits for it,
-    // with Redis already paused and b.db already locked.
-    const lock = await holdSqliteLock(sqlite('a.db'), 2500);
-    const r = await cli('backup', 'held', '--json');
+    // The application holds a.db's write lock 2.5 s into the freeze: the built-in freeze
+    // waits for it, with Redis already paused (it is the first member) and b.db locked.
+    const lock = await holdSqliteLock(sqlite('a.db'));
+    const paused = await pauses();
+    const run = cli('backup', 'held', '--json');
+    await waitUntil('the freeze to pause Redis', async () => (await pauses()) > paused, 60_000, 20);
+    await new Promise((res) => setTimeout(res, 2500)); // the application's transaction, not a wait for a condition
+    lock.release();
+    const r = await run;
     const released = await lock.done;
     await new Promise((res) => setTimeout(res, 300));
     const redisTimes = await writer.stop();
@@ -335,9 +357,11 @@ describe('built-in freeze and thaw', () => {
 
   it('gives up when a member\'s hold cannot be taken within max_hold, and releases those already taken', async () => {
     const sq = sqliteWriter(sqlite('b.db'));
-    const lock = await holdSqliteLock(sqlite('a.db'), 6000);
+    const lock = await holdSqliteLock(sqlite('a.db'));
     const r = await cli('backup', 'heldhang');
     const ended = Date.now();
+    // a.db stays locked past the failed capture, whatever the machine's load made it last.
+    setTimeout(lock.release, 3000);
     expectError(r, 47, /group "heldhang": freeze ran past max_hold \(1500 ms\)/);
     // b.db's writer went on long before a.db's lock came free: thaw released b.db.
     await new Promise((res) => setTimeout(res, 300));
@@ -363,7 +387,7 @@ describe('built-in freeze and thaw', () => {
   }, 60_000);
 
   it('lets go of both holds when Lifeboat is killed while holding: the SQLite lock at once, the Redis pause after max_hold', async () => {
-    const lock = await holdSqliteLock(sqlite('a.db'), 15_000);
+    const lock = await holdSqliteLock(sqlite('a.db'));
     const child = spawn(process.execPath, [CLI, '--config', cfg, 'group', 'backup', 'crash'], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' });
     const exited = new Promise((resolve) => child.once('exit', resolve));
     // Held once a write to Redis no longer goes through (the capture then waits for a.db's lock).
@@ -388,7 +412,8 @@ describe('built-in freeze and thaw', () => {
     const through = Date.now();
     conn.close();
     expect(through - paused).toBeLessThan(3500);
-    const released = await lock.done;
-    expect(through).toBeLessThan(released - 5000);
+    // a.db is let go only now: the pause ended by itself, not because the capture got its lock.
+    lock.release();
+    await lock.done;
   }, 120_000);
 });
