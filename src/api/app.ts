@@ -17,6 +17,7 @@ import { route, sendError, type Caller, type Route } from './route.js';
 import { auditRoutes } from './routes/audit.js';
 import { backupRoutes } from './routes/backups.js';
 import { drillRoutes } from './routes/drills.js';
+import { groupRoutes } from './routes/groups.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
 import { repositoryRoutes } from './routes/repositories.js';
@@ -38,6 +39,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     ...backupRoutes(ctx),
     ...restoreRoutes(ctx),
     ...drillRoutes(ctx),
+    ...groupRoutes(ctx),
     ...repositoryRoutes(ctx),
     ...jobRoutes(ctx),
     ...auditRoutes(ctx),

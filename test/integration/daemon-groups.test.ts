@@ -1,0 +1,209 @@
+/**
+ * Consistency groups in the daemon, against a real repository and two SQLite members
+ * an application connection keeps open in WAL mode: a capture started through the API
+ * (a viewer refused, an operator allowed) runs as a `group backup` job, its point is
+ * what the repository holds (read back by another route: `group points` from the CLI),
+ * the group's state and metrics show the point, its hold and its age; a capture whose
+ * freeze hangs fails with HOLD_EXCEEDED and is counted; a schedule fires a group
+ * capture on a fake clock; a schedule naming a group wrongly is refused at its line.
+ */
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LightMyRequestResponse } from 'fastify';
+import { cleanupTmp, runCli } from '../helpers.js';
+import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
+import { parseConfig } from '../../src/config/config.js';
+import type { JobRow } from '../../src/daemon/catalog.js';
+import type { Clock } from '../../src/daemon/scheduler.js';
+
+const SOURCES = ['  index: { kind: sqlite, path: $DIR/index.db }', '  meta: { kind: sqlite, path: $DIR/meta.db }'].join('\n');
+/** max_hold 5 s for engram: two hook processes on a loaded 2-core machine; "stuck" sleeps far past its 100 ms. */
+const GROUPS = [
+  'groups:',
+  '  engram: { members: [index, meta], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }',
+  '  stuck: { members: [index], freeze: [/bin/sleep, "10"], thaw: [/bin/true], max_hold: 100ms }',
+].join('\n');
+
+const apps: Database.Database[] = [];
+/** SQLite files in WAL mode with an application's connection open, as a live application keeps them. */
+function liveSqlite(dir: string): void {
+  for (const name of ['index', 'meta']) {
+    const db = new Database(path.join(dir, `${name}.db`));
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT)');
+    db.prepare('INSERT INTO notes (body) VALUES (?)').run(`first row of ${name}`);
+    apps.push(db);
+  }
+}
+
+function metric(text: string, name: string, labels: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+}
+
+let t: TestDaemon;
+const call = (method: 'GET' | 'POST', url: string, role?: 'viewer' | 'operator' | 'admin'): Promise<LightMyRequestResponse> =>
+  t.daemon.app.inject({ method, url, ...(role ? { headers: t.auth(role) } : {}) });
+
+beforeAll(async () => {
+  t = await testDaemon({ extraSources: SOURCES, extra: GROUPS });
+  liveSqlite(t.dir);
+});
+
+afterAll(async () => {
+  await t?.daemon.stop();
+  for (const a of apps) a.close();
+  cleanupTmp();
+});
+
+describe('group captures through the API', () => {
+  let point: { id: string; time: string; hold_ms: number };
+
+  it('lists the groups with their members before any point', async () => {
+    const r = await call('GET', '/api/v1/groups', 'viewer');
+    expect(r.statusCode, r.body).toBe(200);
+    const engram = (r.json() as Array<Record<string, unknown>>).find((g) => g.name === 'engram');
+    expect(engram).toMatchObject({ repository: 'main', hooks: true, max_hold_ms: 5000, last_point: null, points: 0, rpo_seconds: null, last_capture: null, failing: false });
+    expect(engram?.members).toEqual([{ name: 'index', kind: 'sqlite' }, { name: 'meta', kind: 'sqlite' }]);
+    expect((await call('GET', '/api/v1/groups/nope', 'viewer')).json().error.code).toBe('NOT_FOUND');
+  });
+
+  it('refuses a viewer and starts a capture for an operator, run as a group backup job', async () => {
+    const refused = await call('POST', '/api/v1/groups/engram/backup', 'viewer');
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json().error.code).toBe('PERMISSION');
+    expect(t.daemon.catalog.jobs({ kind: 'group-backup' })).toEqual([]);
+    const r = await call('POST', '/api/v1/groups/engram/backup', 'operator');
+    expect(r.statusCode, r.body).toBe(202);
+    const job = r.json() as JobRow;
+    expect(job).toMatchObject({ kind: 'group-backup', source: 'engram', repository: 'main', actor: 'olga-operator', trigger: 'api', params: { group: 'engram' } });
+    const done = await t.daemon.runner.wait(job.id);
+    expect(done.status, `${done.error_code}: ${done.error}`).toBe('succeeded');
+    point = done.result as typeof point;
+    const log = (await call('GET', `/api/v1/jobs/${job.id}/log`, 'viewer')).json() as Array<{ line: string }>;
+    expect(log[0]?.line).toBe('lifeboat --repo main group backup engram');
+    expect(t.daemon.catalog.auditLog(5).find((a) => a.path === '/api/v1/groups/engram/backup' && a.status_code === 202)).toMatchObject({ actor: 'olga-operator' });
+  });
+
+  it('shows the point the repository holds, with its hold and age', async () => {
+    // Another route than the daemon's catalog: the CLI reads the repository itself.
+    const cli = await runCli(['--config', path.join(t.dir, 'lifeboat.yaml'), 'group', 'points', 'engram', '--json']);
+    expect(cli.code, cli.stderr).toBe(0);
+    const stored = (JSON.parse(cli.stdout) as { points: Array<{ id: string; hold_ms: number; members: Array<{ name: string }> }> }).points;
+    expect(stored.map((p) => p.id)).toEqual([point.id]);
+    expect(stored[0]?.members.map((m) => m.name)).toEqual(['index', 'meta']);
+
+    const points = (await call('GET', '/api/v1/groups/engram/points', 'viewer')).json() as { points: Array<{ id: string; hold_ms: number }>; unreadable: string[] };
+    expect(points).toMatchObject({ group: 'engram', unreadable: [] });
+    expect(points.points.map((p) => [p.id, p.hold_ms])).toEqual([[point.id, stored[0]?.hold_ms]]);
+
+    const g = (await call('GET', '/api/v1/groups/engram', 'viewer')).json() as Record<string, unknown> & { rpo_seconds: number };
+    expect(g).toMatchObject({ points: 1, failing: false, last_point: { id: point.id, time: point.time, hold_ms: point.hold_ms, max_hold_ms: 5000, frozen: true }, last_capture: { status: 'succeeded' } });
+    const age = (Date.now() - Date.parse(point.time)) / 1000;
+    expect(g.rpo_seconds).toBeGreaterThan(0);
+    expect(g.rpo_seconds).toBeLessThanOrEqual(age + 1);
+
+    const text = await t.daemon.metrics.render();
+    expect(metric(text, 'lifeboat_group_hold_seconds', 'group="engram"')).toBeCloseTo(point.hold_ms / 1000, 6);
+    expect(metric(text, 'lifeboat_group_max_hold_seconds', 'group="engram"')).toBe(5);
+    expect(metric(text, 'lifeboat_group_last_point_timestamp_seconds', 'group="engram"')).toBe(Date.parse(point.time) / 1000);
+    expect(metric(text, 'lifeboat_group_rpo_seconds', 'group="engram"')).toBeGreaterThan(0);
+    expect(metric(text, 'dr_rpo_actual_seconds', 'group="engram"')).toBeGreaterThan(0);
+    expect(metric(text, 'lifeboat_group_failing', 'group="engram"')).toBe(0);
+    expect(metric(text, 'lifeboat_group_capture_failures_total', 'group="engram"')).toBe(0);
+    // A group without a schedule has no interval; without a point, no age.
+    expect(metric(text, 'lifeboat_group_schedule_interval_seconds', 'group="engram"')).toBeUndefined();
+    expect(metric(text, 'lifeboat_group_rpo_seconds', 'group="stuck"')).toBeUndefined();
+  });
+
+  it('fails a capture whose freeze hangs with HOLD_EXCEEDED, stores no point, and counts it', async () => {
+    const r = await call('POST', '/api/v1/groups/stuck/backup', 'operator');
+    expect(r.statusCode, r.body).toBe(202);
+    const done = await t.daemon.runner.wait((r.json() as JobRow).id);
+    expect(done.status).toBe('failed');
+    expect(done.error_code).toBe('HOLD_EXCEEDED');
+    expect(done.error).toMatch(/freeze was killed/);
+    const g = (await call('GET', '/api/v1/groups/stuck', 'viewer')).json() as Record<string, unknown>;
+    expect(g).toMatchObject({ last_point: null, points: 0, failing: true, last_capture: { status: 'failed', error_code: 'HOLD_EXCEEDED' } });
+    const text = await t.daemon.metrics.render();
+    expect(metric(text, 'lifeboat_group_capture_failures_total', 'group="stuck"')).toBe(1);
+    expect(metric(text, 'lifeboat_group_hold_exceeded_total', 'group="stuck"')).toBe(1);
+    expect(metric(text, 'lifeboat_group_failing', 'group="stuck"')).toBe(1);
+    expect(metric(text, 'lifeboat_job_failures_total', 'kind="group-backup",source="stuck"')).toBe(1);
+  });
+
+  it('rebuilds the group points from the repository', async () => {
+    t.daemon.catalog.db.prepare('DELETE FROM group_points').run();
+    expect(((await call('GET', '/api/v1/groups/engram', 'viewer')).json() as { points: number }).points).toBe(0);
+    const r = await call('POST', '/api/v1/catalog/rebuild', 'admin');
+    expect(r.statusCode, r.body).toBe(200);
+    expect(((await call('GET', '/api/v1/groups/engram', 'viewer')).json() as { last_point: { id: string } }).last_point.id).toBe(point.id);
+  });
+});
+
+/** A clock the test moves by hand; timers fire in time order as it passes them. */
+class FakeClock implements Clock {
+  private timers: Array<{ at: number; fn: () => void; id: number }> = [];
+  private seq = 0;
+  constructor(private t: number) {}
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.seq;
+    this.timers.push({ at: this.t + ms, fn, id });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== handle);
+  }
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      const next = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!next) break;
+      this.timers = this.timers.filter((x) => x !== next);
+      this.t = next.at;
+      next.fn();
+    }
+    this.t = end;
+  }
+}
+
+describe('group schedules', () => {
+  it('a schedule with groups: fires a group capture, and its interval is exported', async () => {
+    const clock = new FakeClock(Date.parse('2026-11-21T12:00:30Z'));
+    const s = await testDaemon({ extraSources: SOURCES, extra: `${GROUPS}\nschedules:\n  capture: { run: backup, groups: [engram], cron: "*/15 * * * *" }`, daemon: { clock } });
+    liveSqlite(s.dir);
+    try {
+      s.daemon.start();
+      expect(s.daemon.groups().find((g) => g.name === 'engram')?.schedule_interval_seconds).toBe(900);
+      clock.advance(15 * 60_000);
+      const [job] = s.daemon.catalog.jobs({ kind: 'group-backup' });
+      expect(job).toMatchObject({ source: 'engram', trigger: 'schedule:capture' });
+      const done = await s.daemon.runner.wait((job as JobRow).id);
+      expect(done.status, `${done.error_code}: ${done.error}`).toBe('succeeded');
+      expect(s.daemon.groups().find((g) => g.name === 'engram')?.last_point?.id).toBe((done.result as { id: string }).id);
+      expect(metric(await s.daemon.metrics.render(), 'lifeboat_group_schedule_interval_seconds', 'group="engram"')).toBe(900);
+    } finally {
+      await s.daemon.stop();
+    }
+  });
+
+  it('refuses a schedule that names a group wrongly, at its line', () => {
+    const base = ['repositories:', '  main: { stores: [/tmp/x] }', 'sources:', '  a: { kind: sqlite, path: /tmp/a.db }', 'groups:', '  g: { members: [a] }', 'schedules:'];
+    const refuse = (line: string, message: RegExp) => {
+      const file = path.join(t.dir, 'bad.yaml');
+      const text = [...base, line].join('\n');
+      writeFileSync(file, text);
+      expect(() => parseConfig(text, file)).toThrow(message);
+    };
+    refuse('  s: { run: backup, groups: [nope], cron: "0 * * * *" }', /names group "nope", which is not defined/);
+    refuse('  s: { run: drill, groups: [g], cron: "0 * * * *" }', /only run: backup captures a group/);
+    refuse('  s: { run: backup, groups: [g], sources: [a], cron: "0 * * * *" }', /names both sources and groups/);
+    const ok = parseConfig([...base, '  s: { run: backup, groups: [g], cron: "0 * * * *" }'].join('\n'), 'ok.yaml');
+    expect(ok.schedules.get('s')).toMatchObject({ run: 'backup', groups: ['g'], sources: [] });
+  });
+});
