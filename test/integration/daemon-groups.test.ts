@@ -7,7 +7,8 @@
  * freeze hangs fails with HOLD_EXCEEDED and is counted; a schedule fires a group
  * capture on a fake clock; a schedule naming a group wrongly is refused at its line.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,8 @@ import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
 import { parseConfig } from '../../src/config/config.js';
 import type { JobRow } from '../../src/daemon/catalog.js';
 import type { Clock } from '../../src/daemon/scheduler.js';
+import { waitUntil } from '../pg-streamer.js';
+import { shippedRules, TestPrometheus } from '../prometheus.js';
 
 const SOURCES = ['  index: { kind: sqlite, path: $DIR/index.db }', '  meta: { kind: sqlite, path: $DIR/meta.db }'].join('\n');
 /** max_hold 5 s for engram: two hook processes on a loaded 2-core machine; "stuck" sleeps far past its 100 ms. */
@@ -44,6 +47,7 @@ function metric(text: string, name: string, labels: string): number | undefined 
 }
 
 let t: TestDaemon;
+let prometheus: TestPrometheus;
 const call = (method: 'GET' | 'POST', url: string, role?: 'viewer' | 'operator' | 'admin'): Promise<LightMyRequestResponse> =>
   t.daemon.app.inject({ method, url, ...(role ? { headers: t.auth(role) } : {}) });
 
@@ -53,6 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await prometheus?.stop();
   await t?.daemon.stop();
   for (const a of apps) a.close();
   cleanupTmp();
@@ -118,7 +123,11 @@ describe('group captures through the API', () => {
     expect(metric(text, 'lifeboat_group_rpo_seconds', 'group="stuck"')).toBeUndefined();
   });
 
-  it('fails a capture whose freeze hangs with HOLD_EXCEEDED, stores no point, and counts it', async () => {
+  it('fails a capture whose freeze hangs with HOLD_EXCEEDED, stores no point, counts it, and a real Prometheus fires the shipped alert', async () => {
+    // Prometheus first: increase() needs to see the counter at 0 before the failure.
+    const url = new URL(await t.daemon.listen());
+    prometheus = await TestPrometheus.start(mkdtempSync(path.join(os.tmpdir(), 'lb-prom-')), url.host, shippedRules({ LifeboatGroupHoldExceeded: '0s', LifeboatGroupCaptureFailed: '0s' }));
+    await waitUntil('Prometheus to scrape the group counters at 0', async () => (await prometheus.query('lifeboat_group_hold_exceeded_total{group="stuck"}')) === 0, 60_000, 200);
     const r = await call('POST', '/api/v1/groups/stuck/backup', 'operator');
     expect(r.statusCode, r.body).toBe(202);
     const done = await t.daemon.runner.wait((r.json() as JobRow).id);
@@ -132,7 +141,12 @@ describe('group captures through the API', () => {
     expect(metric(text, 'lifeboat_group_hold_exceeded_total', 'group="stuck"')).toBe(1);
     expect(metric(text, 'lifeboat_group_failing', 'group="stuck"')).toBe(1);
     expect(metric(text, 'lifeboat_job_failures_total', 'kind="group-backup",source="stuck"')).toBe(1);
-  });
+    const firing = async (name: string) => (await prometheus.alerts()).find((a) => a.labels.alertname === name && a.labels.group === 'stuck' && a.state === 'firing');
+    await waitUntil('LifeboatGroupHoldExceeded to fire for group stuck', () => firing('LifeboatGroupHoldExceeded'), 60_000, 250);
+    await waitUntil('LifeboatGroupCaptureFailed to fire for group stuck', () => firing('LifeboatGroupCaptureFailed'), 60_000, 250);
+    // The group whose capture succeeded fires neither.
+    expect((await prometheus.alerts()).filter((a) => a.labels.group === 'engram')).toEqual([]);
+  }, 120_000);
 
   it('rebuilds the group points from the repository', async () => {
     t.daemon.catalog.db.prepare('DELETE FROM group_points').run();
