@@ -182,6 +182,29 @@ describe('POST /api/v1/drills/run and GET /api/v1/backups?type=full', () => {
   });
 });
 
+describe('metric aliases', () => {
+  it('exports the Summit names with the values of Lifeboat\'s own metrics', async () => {
+    const text = await t.daemon.metrics.render();
+    const value = (series: string): number | undefined => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.split(' ').at(-1));
+    };
+    expect(value('backup_success_total{source="docs"}')).toBe(1);
+    expect(value('backup_success_total{source="docs"}')).toBe(value('lifeboat_jobs_total{kind="backup",source="docs",status="succeeded"}'));
+    expect(value('backup_failure_total{source="docs"}')).toBe(0);
+    // Two recoveries restored neo4j (full and neo4j), one restored docs.
+    expect(value('dr_recovery_attempts_total{source="neo4j",status="succeeded"}')).toBe(2);
+    expect(value('dr_recovery_attempts_total{source="docs",status="succeeded"}')).toBe(value('lifeboat_jobs_total{kind="restore",source="docs",status="succeeded"}'));
+    expect(value('dr_rto_actual_seconds{source="docs"}')).toBe(value('lifeboat_rto_seconds{source="docs"}'));
+    expect(value('dr_rto_actual_seconds{source="docs"}')).toBe(t.daemon.catalog.drills('docs')[0]?.rto_seconds);
+    expect(value('file_backup_duration_seconds{source="docs"}')).toBe((t.daemon.catalog.backups('docs', 1)[0]?.duration_ms ?? -1) / 1000);
+    expect(value('file_backup_duration_seconds{source="neo4j"}')).toBeUndefined();
+    expect(value('postgres_base_backup_duration_seconds{source="docs"}')).toBeUndefined();
+    // RPO is read at scrape time: the same moment's value under both names.
+    expect(value('dr_rpo_actual_seconds{source="docs"}')).toBe(value('lifeboat_rpo_seconds{source="docs"}'));
+  });
+});
+
 describe('over a real socket', () => {
   it('refuses a viewer and serves an operator', async () => {
     const base = await t.daemon.listen();
