@@ -91,7 +91,8 @@ export function register(program: Command): void {
       const schedules = [...c.schedules.values()].map((s) => ({
         name: s.name,
         run: s.run,
-        targets: s.repository ? [s.repository] : s.sources,
+        // A group schedule captures its groups: named as such, so they do not read as sources.
+        targets: s.repository ? [s.repository] : s.groups.length > 0 ? s.groups.map((gr) => `group ${gr}`) : s.sources,
         cron: s.cron,
         timezone: s.timezone ?? 'local',
         next: cronOf(s).nextRun()?.toISOString() ?? null,
