@@ -1,6 +1,6 @@
 /**
  * Consistency groups in the daemon, against a real repository and two SQLite members
- * an application connection keeps open in WAL mode: a capture started through the API
+ * an application connection keeps open in WAL mode, each replicated by the daemon: a capture started through the API
  * (a viewer refused, an operator allowed) runs as a `group backup` job, its point is
  * what the repository holds (read back by another route: `group points` from the CLI),
  * the group's state and metrics show the point, its hold and its age; a capture whose
@@ -21,7 +21,8 @@ import type { Clock } from '../../src/daemon/scheduler.js';
 import { waitUntil } from '../pg-streamer.js';
 import { shippedRules, TestPrometheus } from '../prometheus.js';
 
-const SOURCES = ['  index: { kind: sqlite, path: $DIR/index.db }', '  meta: { kind: sqlite, path: $DIR/meta.db }'].join('\n');
+/** Members as a real group has them: each with its continuous log kept by the daemon (sqlite replicate). */
+const SOURCES = ['  index: { kind: sqlite, path: $DIR/index.db, replicate: true }', '  meta: { kind: sqlite, path: $DIR/meta.db, replicate: true }'].join('\n');
 /** max_hold 5 s for engram: two hook processes on a loaded 2-core machine; "stuck" sleeps far past its 100 ms. */
 const GROUPS = [
   'groups:',
@@ -54,6 +55,7 @@ const call = (method: 'GET' | 'POST', url: string, role?: 'viewer' | 'operator' 
 beforeAll(async () => {
   t = await testDaemon({ extraSources: SOURCES, extra: GROUPS });
   liveSqlite(t.dir);
+  t.daemon.start();
 });
 
 afterAll(async () => {
