@@ -32,12 +32,14 @@ let app: Database.Database | undefined;
 
 beforeAll(async () => {
   t = await testDaemon({
-    extraSources: '  index: { kind: sqlite, path: $DIR/index.db }',
+    // The group member's log is kept by the daemon (sqlite replicate), as a real group's is.
+    extraSources: '  index: { kind: sqlite, path: $DIR/index.db, replicate: true }',
     extra: 'groups:\n  engram: { members: [index], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }',
   });
   app = new Database(path.join(t.dir, 'index.db'));
   app.pragma('journal_mode = WAL');
   app.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)');
+  t.daemon.start();
   base = await t.daemon.listen();
   // One backup before the browser opens, so the source has a last backup to show.
   const job = t.daemon.submit({ kind: 'backup', source: 'docs', trigger: 'test' });
