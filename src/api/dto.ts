@@ -50,7 +50,7 @@ export const RoleName = z.enum(['viewer', 'operator', 'admin']);
 /** `{"error": {code, message, hint}}` with the HTTP status of the code (docs/exit-codes.md). */
 export const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), hint: z.string().nullable().optional() }) });
 
-export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild', 'group-backup']);
+export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild', 'group-backup', 'group-restore']);
 export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'skipped']);
 export const Job = z.object({
   id: z.string(),
@@ -203,6 +203,8 @@ export const GroupPoint = z.object({
   frozen: z.boolean(),
   members: z.array(z.object({ name: z.string(), kind: z.string(), position: z.record(z.string(), z.unknown()) }).catchall(z.unknown())),
 });
+/** A group restore: its plan (`group restore --dry-run --json`) and the job, or none on a dry run. */
+export const GroupRestoreAnswer = z.object({ plan: z.record(z.string(), z.unknown()), job: Job.nullable() });
 export const GroupPoints = z.object({ group: z.string(), points: z.array(GroupPoint), unreadable: z.array(z.string()) });
 
 export const WhoAmI = z.object({ id: z.string().optional(), name: z.string().optional(), role: z.string().optional() });

@@ -14,8 +14,8 @@ import { AuditLog } from './audit-log.js';
 import { redact, redactDeep } from '../util/redact.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
-/** `group-backup`: a consistency group's capture (its row's `source` holds the group's name). */
-export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild' | 'group-backup';
+/** `group-backup`, `group-restore`: a consistency group's capture and restore (the row's `source` holds the group's name). */
+export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild' | 'group-backup' | 'group-restore';
 
 export interface JobRow {
   id: string;

@@ -11,7 +11,7 @@ import { LifeboatError, errno } from '../errors.js';
 import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
 import { Catalog, type BackupRow, type DrillRow, type GroupPointRow, type JobRow } from './catalog.js';
 import type { GroupPoint } from '../engine/group/capture.js';
-import { JobRunner, forgetCommand, requireGroup, requireRepository, requireSource, type JobRequest } from './jobs.js';
+import { JobRunner, forgetCommand, groupRestoreArgs, requireGroup, requireRepository, requireSource, type GroupRestoreParams, type JobRequest } from './jobs.js';
 import { runLifeboat } from './job-child.js';
 import { Metrics, type GroupStatus, type RepositoryStatus, type SourceStatus } from './metrics.js';
 import { Incidents, Notifier, type Notice } from './notify.js';
@@ -38,6 +38,13 @@ export interface DaemonOptions {
 
 /** Jobs after which what a repository holds may have changed (restore and check only read it). */
 const WRITING_KINDS = new Set(['backup', 'drill', 'forget', 'prune', 'rotate', 'replicate', 'group-backup']);
+
+/**
+ * Codes of a group restore's plan that are about the request (its point, time or
+ * targets) and keep their HTTP status; any other failure of the planning child is the
+ * daemon's (FAILED), so that a child's WRONG_PASSWORD never reads as the caller's 401.
+ */
+const PLAN_CODES = new Set(['USAGE', 'NOT_FOUND', 'TARGET_EXISTS', 'TARGET_UNSAFE', 'ARCHIVE_BEHIND', 'RESTORE_NOT_ALLOWED']);
 
 export class Daemon {
   readonly catalog: Catalog;
@@ -412,6 +419,17 @@ export class Daemon {
   /** The snapshots a repository holds, read from the repository itself (shared and cached for a few seconds, see reads.ts). */
   async snapshots(repository: string, opts: { fresh?: boolean } = {}): Promise<unknown> {
     return this.reads.get(requireRepository(this.config, repository), ['snapshots'], opts);
+  }
+
+  /**
+   * The plan of a group restore (`group restore … --dry-run`, run now in a child): every
+   * member's mechanism, target and position, everything checked and nothing written.
+   */
+  async planGroupRestore(name: string, p: GroupRestoreParams): Promise<Record<string, unknown>> {
+    const g = requireGroup(this.config, name);
+    const r = await runLifeboat(this.config, g.repository, groupRestoreArgs(g.name, p, true), this.jobEntry !== undefined ? { entry: this.jobEntry } : {});
+    if (r.error) throw new LifeboatError(PLAN_CODES.has(r.error.code) ? r.error.code : 'FAILED', r.error.message, r.error.hint !== undefined ? { hint: r.error.hint } : {});
+    return r.result as Record<string, unknown>;
   }
 
   /** A group's points read from its repository (`group points NAME --json`; shared and cached like snapshot listings). */

@@ -22,11 +22,31 @@ import { runLifeboat, type JobOutcome } from './job-child.js';
 
 export type { RestoreParams } from '../engine/restore-options.js';
 
+export interface GroupRestoreParams {
+  point?: string;
+  time?: string;
+  /** member → a new or empty directory. */
+  targets: Record<string, string>;
+}
+
+/** `group restore NAME …` as a job (or, with dryRun, its plan) runs it: every member to one point (docs/groups.md). */
+export function groupRestoreArgs(group: string, p: GroupRestoreParams, dryRun: boolean): string[] {
+  return [
+    'group', 'restore', group,
+    ...(p.point !== undefined ? ['--point', p.point] : []),
+    ...(p.time !== undefined ? ['--time', p.time] : []),
+    ...Object.entries(p.targets).flatMap(([member, dir]) => ['--target', `${member}=${dir}`]),
+    ...(dryRun ? ['--dry-run'] : []),
+  ];
+}
+
 export interface JobRequest {
   kind: Exclude<JobKind, 'replicate' | 'rebuild'>;
   source?: string;
-  /** group-backup: the consistency group (its job row keeps the name in `source`). */
+  /** group-backup, group-restore: the consistency group (its job row keeps the name in `source`). */
   group?: string;
+  /** group-restore: the point (or the newest at or before `time`) and a target directory per member. */
+  groupRestore?: GroupRestoreParams;
   repository?: string | undefined;
   trigger: string;
   actor?: string | undefined;
@@ -123,6 +143,8 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       return ['key', 'rotate'];
     case 'group-backup':
       return ['group', 'backup', req.group as string];
+    case 'group-restore':
+      return groupRestoreArgs(req.group as string, req.groupRestore as GroupRestoreParams, false);
   }
 }
 
@@ -150,7 +172,7 @@ export class JobRunner extends EventEmitter {
   /** Checks a request; throws a LifeboatError naming what is wrong. */
   validate(req: JobRequest): { repository: string } {
     if (req.kind === 'check' || req.kind === 'prune' || req.kind === 'rotate') return { repository: requireRepository(this.config, req.repository) };
-    if (req.kind === 'group-backup') return { repository: requireGroup(this.config, req.group).repository };
+    if (req.kind === 'group-backup' || req.kind === 'group-restore') return { repository: requireGroup(this.config, req.group).repository };
     const source = requireSource(this.config, req.source);
     if (req.kind === 'forget') forgetCommand(this.config, source, 'apply');
     if (req.kind === 'restore') {
@@ -182,6 +204,7 @@ export class JobRunner extends EventEmitter {
       ...(req.restore ? { restore: req.restore } : {}),
       ...(req.readDataSubset ? { read_data_subset: req.readDataSubset } : {}),
       ...(req.recovery ? { recovery: req.recovery } : {}),
+      ...(req.groupRestore ? { group_restore: req.groupRestore } : {}),
     };
     // A group's job keeps the group's name where a source job keeps the source's (and says so in params).
     const job = this.catalog.createJob({ kind: req.kind, source: req.group ?? req.source, repository, trigger: req.trigger, actor: req.actor, params: { ...params, ...(req.group ? { group: req.group } : {}) }, status: 'running' });
@@ -259,6 +282,11 @@ export class JobRunner extends EventEmitter {
       const p = parsed as GroupPoint;
       this.catalog.recordGroupPoint({ group: p.group, id: p.id, repository, time: p.time, hold_ms: p.hold_ms, max_hold_ms: p.max_hold_ms, frozen: p.frozen, members: p.members as GroupPointRow['members'] });
       this.catalog.appendLog(job.id, 'daemon', `point ${p.id}: writes held ${p.hold_ms} ms (max_hold ${p.max_hold_ms} ms)`);
+      return;
+    }
+    if (req.kind === 'group-restore' && job.status === 'succeeded' && parsed && typeof parsed === 'object') {
+      const r = parsed as { point?: string; members?: unknown[]; elapsed_ms?: number };
+      this.catalog.appendLog(job.id, 'daemon', `${r.members?.length ?? 0} member(s) restored to point ${r.point ?? '?'} in ${((r.elapsed_ms ?? 0) / 1000).toFixed(1)} s`);
       return;
     }
     const source = req.source ? this.config.sources.get(req.source) : undefined;

@@ -273,7 +273,7 @@ export class Metrics {
     if (job.status === 'failed') this.failures.inc({ kind: job.kind, source });
     if (job.kind === 'backup' && job.status === 'succeeded') this.backupSuccess.inc({ source });
     if (job.kind === 'backup' && job.status === 'failed') this.backupFailure.inc({ source });
-    if (job.kind === 'restore' && (job.status === 'succeeded' || job.status === 'failed')) this.recoveryAttempts.inc({ source, status: job.status });
+    if ((job.kind === 'restore' || job.kind === 'group-restore') && (job.status === 'succeeded' || job.status === 'failed')) this.recoveryAttempts.inc({ source, status: job.status });
     if (job.kind === 'group-backup' && job.status === 'failed') {
       this.groupFailures.inc({ group: source });
       if (job.error_code === 'HOLD_EXCEEDED') this.groupHoldExceeded.inc({ group: source });

@@ -7,7 +7,7 @@
  * freeze hangs fails with HOLD_EXCEEDED and is counted; a schedule fires a group
  * capture on a fake clock; a schedule naming a group wrongly is refused at its line.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -123,6 +123,48 @@ describe('group captures through the API', () => {
     // A group without a schedule has no interval; without a point, no age.
     expect(metric(text, 'lifeboat_group_schedule_interval_seconds', 'group="engram"')).toBeUndefined();
     expect(metric(text, 'lifeboat_group_rpo_seconds', 'group="stuck"')).toBeUndefined();
+  });
+
+  it('restores the group to its point through the API: a viewer refused, a dry run writing nothing, one unusable target starting nothing', async () => {
+    // Written after the point: a restore to the point must not have it.
+    for (const a of apps.slice(0, 2)) a.prepare('INSERT INTO notes (body) VALUES (?)').run('after the point');
+    const targets = { index: path.join(t.dir, 'g-index'), meta: path.join(t.dir, 'g-meta') };
+    const post = (role: 'viewer' | 'operator', payload: Record<string, unknown>) => t.daemon.app.inject({ method: 'POST', url: '/api/v1/groups/engram/restore', headers: t.auth(role), payload });
+    expect((await post('viewer', { point: point.id, targets })).statusCode).toBe(403);
+
+    const dry = await post('operator', { point: point.id, targets, dry_run: true });
+    expect(dry.statusCode, dry.body).toBe(200);
+    const answer = dry.json() as { job: null; plan: { point: string; dry_run: boolean; plan: Array<{ member: string; kind: string; target: string }> } };
+    expect(answer.job).toBeNull();
+    expect(answer.plan).toMatchObject({ point: point.id, dry_run: true });
+    expect(answer.plan.plan.map((m) => [m.member, m.kind, m.target])).toEqual([['index', 'sqlite', targets.index], ['meta', 'sqlite', targets.meta]]);
+    expect(existsSync(targets.index) || existsSync(targets.meta)).toBe(false);
+
+    // One member's target holds data: the whole restore is refused and nothing starts or is written.
+    mkdirSync(targets.meta);
+    writeFileSync(path.join(targets.meta, 'keep'), 'data\n');
+    const refused = await post('operator', { point: point.id, targets });
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect(refused.json().error).toMatchObject({ code: 'TARGET_EXISTS', message: expect.stringMatching(/member "meta"/) });
+    expect(t.daemon.catalog.jobs({ kind: 'group-restore' })).toEqual([]);
+    expect(existsSync(targets.index)).toBe(false);
+    rmSync(targets.meta, { recursive: true });
+
+    const r = await post('operator', { point: point.id, targets });
+    expect(r.statusCode, r.body).toBe(202);
+    const job = (r.json() as { job: JobRow }).job;
+    expect(job).toMatchObject({ kind: 'group-restore', source: 'engram', actor: 'olga-operator' });
+    const done = await t.daemon.runner.wait(job.id);
+    expect(done.status, `${done.error_code}: ${done.error}`).toBe('succeeded');
+    for (const [member, dir] of Object.entries(targets)) {
+      const db = new Database(path.join(dir, `${member}.db`), { readonly: true });
+      try {
+        expect((db.prepare('SELECT body FROM notes ORDER BY id').all() as Array<{ body: string }>).map((x) => x.body)).toEqual([`first row of ${member}`]);
+      } finally {
+        db.close();
+      }
+    }
+    expect(metric(await t.daemon.metrics.render(), 'dr_recovery_attempts_total', 'source="engram",status="succeeded"')).toBe(1);
   });
 
   it('fails a capture whose freeze hangs with HOLD_EXCEEDED, stores no point, counts it, and a real Prometheus fires the shipped alert', async () => {
