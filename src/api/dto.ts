@@ -81,7 +81,7 @@ export const AliasAnswer = z.object({
   alias_of: z.string(),
   recovery: z.string().nullable(),
   dry_run: z.boolean(),
-  plan: z.array(z.object({ source: z.string(), kind: z.string(), target: z.string(), time: z.string().nullable(), snapshot: z.string().nullable() })),
+  plan: z.array(z.object({ source: z.string(), kind: z.string(), target: z.string(), time: z.string().nullable(), snapshot: z.string().nullable(), group: z.string().optional(), point: z.string().optional() })),
   jobs: z.array(Job),
   notes: z.array(z.string()),
 });

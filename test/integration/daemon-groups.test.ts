@@ -201,6 +201,64 @@ describe('group captures through the API', () => {
   });
 });
 
+describe('the Summit full recovery with a group', () => {
+  it('refuses when a source belongs to two groups (it cannot come back to two points)', async () => {
+    const r = await call('POST', '/api/v1/recovery/full', 'operator');
+    expect(r.statusCode).toBe(400); // no body: targetTime is required
+    const both = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/recovery/full', headers: t.auth('operator'), payload: { targetTime: new Date().toISOString(), dryRun: true } });
+    expect(both.statusCode).toBe(400);
+    expect(both.json().error.message).toMatch(/source "index" is a member of groups engram and stuck/);
+  });
+
+  it('brings the group back to its newest point at or before targetTime, and every other source to that moment', async () => {
+    const f = await testDaemon({ extraSources: SOURCES, extra: 'groups:\n  engram: { members: [index, meta], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }' });
+    liveSqlite(f.dir);
+    f.daemon.start();
+    try {
+      const backup = await f.daemon.runner.wait(f.daemon.submit({ kind: 'backup', source: 'docs', trigger: 'test' }).id);
+      expect(backup.status, backup.error ?? '').toBe('succeeded');
+      const capture = await f.daemon.runner.wait(f.daemon.submit({ kind: 'group-backup', group: 'engram', trigger: 'test' }).id);
+      expect(capture.status, `${capture.error_code}: ${capture.error}`).toBe('succeeded');
+      const point = (capture.result as { id: string }).id;
+      for (const a of apps.slice(-2)) a.prepare('INSERT INTO notes (body) VALUES (?)').run('after the point');
+      const post = (payload: Record<string, unknown>) => f.daemon.app.inject({ method: 'POST', url: '/api/v1/recovery/full', headers: f.auth('operator'), payload });
+
+      const dry = await post({ targetTime: new Date().toISOString(), dryRun: true });
+      expect(dry.statusCode, dry.body).toBe(200);
+      const plan = (dry.json() as { plan: Array<{ source: string; group?: string; point?: string; snapshot: string | null }>; jobs: unknown[] });
+      expect(plan.jobs).toEqual([]);
+      expect(plan.plan.map((p) => [p.source, p.group ?? null, p.point ?? null])).toEqual([['index', 'engram', point], ['meta', 'engram', point], ['docs', null, null]]);
+      expect(f.daemon.catalog.jobs({ kind: 'group-restore' })).toEqual([]);
+
+      // backupId: a group's point (and nothing else) is accepted.
+      expect((await post({ backupId: 'summit-backup-20251120T020000Z', targetTime: new Date().toISOString(), dryRun: true })).json().error.hint).toMatch(/groups\/NAME\/points/);
+
+      const r = await post({ backupId: point, targetTime: new Date().toISOString() });
+      expect(r.statusCode, r.body).toBe(202);
+      const a = r.json() as { recovery: string; plan: Array<{ source: string; target: string }>; jobs: JobRow[] };
+      expect(a.jobs.map((j) => [j.kind, j.source])).toEqual([['group-restore', 'engram'], ['restore', 'docs']]);
+      for (const j of a.jobs) {
+        const done = await f.daemon.runner.wait(j.id);
+        expect(done.status, `${done.kind}: ${done.error_code}: ${done.error}`).toBe('succeeded');
+      }
+      for (const member of ['index', 'meta']) {
+        const dir = a.plan.find((p) => p.source === member)?.target as string;
+        const db = new Database(path.join(dir, `${member}.db`), { readonly: true });
+        try {
+          expect((db.prepare('SELECT body FROM notes ORDER BY id').all() as Array<{ body: string }>).map((x) => x.body)).toEqual([`first row of ${member}`]);
+        } finally {
+          db.close();
+        }
+      }
+      const status = (await f.daemon.app.inject({ method: 'GET', url: '/api/v1/recovery/status', headers: f.auth('viewer') })).json() as { state: string; recovery: string; jobs: JobRow[] };
+      expect(status).toMatchObject({ state: 'succeeded', recovery: a.recovery });
+      expect(status.jobs.map((j) => j.kind).sort()).toEqual(['group-restore', 'restore']);
+    } finally {
+      await f.daemon.stop();
+    }
+  }, 120_000);
+});
+
 /** A clock the test moves by hand; timers fire in time order as it passes them. */
 class FakeClock implements Clock {
   private timers: Array<{ at: number; fn: () => void; id: number }> = [];

@@ -26,7 +26,8 @@ export function newRecoveryId(now = new Date()): string {
   return `r${now.toISOString().replace(/[-:]|\.\d+/g, '')}-${randomBytes(2).toString('hex')}`;
 }
 
-type Plan = { source: string; kind: string; target: string; time: string | null; snapshot: string | null };
+/** One source's part of a recovery; members of a group carry the group and the point they come back to. */
+type Plan = { source: string; kind: string; target: string; time: string | null; snapshot: string | null; group?: string; point?: string };
 const planOf = (d: ApiContext['d'], reqs: JobRequest[]): Plan[] =>
   reqs.map((r) => ({
     source: r.source as string,
@@ -78,22 +79,52 @@ export function aliasRoutes({ d, actor, role }: ApiContext): Route[] {
   return [
     route({
       method: 'POST', url: '/api/v1/recovery/full', role: 'operator',
-      summary: 'Summit alias of POST /api/v1/recoveries: every source to targetTime, each into a new place below the first restore root',
+      summary: 'Summit alias of POST /api/v1/recoveries and POST /api/v1/groups/NAME/restore: every group to its newest point at or before targetTime (or to the point backupId), every other source to that moment, each into a new place below the first restore root',
       body: RecoveryFullBody,
       response: { status: 202, description: 'the plan and the jobs (none on a dry run)', schema: AliasAnswer },
-      handler: ({ body: b }, reply, who) => {
+      handler: async ({ body: b }, reply, who) => {
+        let at = time(b.targetTime);
+        // backupId names a group's point: that group comes back to it, everything else to its moment.
+        let chosen: { group: string; point: string } | undefined;
         if (b.backupId !== undefined) {
-          throw new LifeboatError('USAGE', `backupId "${b.backupId}": a full recovery brings every source back to one moment (targetTime), not one backup`, {
-            hint: 'leave backupId out and give targetTime; to restore one snapshot of one source, POST /api/v1/restores {source, target, snapshot}',
-          });
+          const hits = [...d.config.groups.keys()].flatMap((g) => d.catalog.groupPoints(g).filter((p) => p.id === b.backupId || p.id.startsWith(b.backupId as string)));
+          if (hits.length !== 1) {
+            throw new LifeboatError('USAGE', `backupId "${b.backupId}" ${hits.length === 0 ? 'is no point of a group' : `matches ${hits.length} points`}: a full recovery brings every source back to one moment, a group's point or targetTime`, {
+              hint: 'give a point id from GET /api/v1/groups/NAME/points, or leave backupId out and give targetTime; to restore one snapshot of one source, POST /api/v1/restores {source, target, snapshot}',
+            });
+          }
+          const p = hits[0] as (typeof hits)[number];
+          chosen = { group: p.group, point: p.id };
+          at = p.time;
         }
-        const at = time(b.targetTime);
         const recovery = newRecoveryId();
-        const targets = Object.fromEntries([...d.config.sources.values()].map((s) => [s.name, targetFor(role(who), recovery, s)]));
-        const reqs = d.planRecovery(targets, at, 'api', actor(who), recovery);
+        // A source in two groups would be restored twice, to two points.
+        const owner = new Map<string, string>();
+        for (const g of d.config.groups.values()) {
+          for (const m of g.members) {
+            const other = owner.get(m);
+            if (other !== undefined) throw new LifeboatError('USAGE', `source "${m}" is a member of groups ${other} and ${g.name}: a full recovery cannot bring it back to both points`, { hint: 'restore the groups one by one: POST /api/v1/groups/NAME/restore' });
+            owner.set(m, g.name);
+          }
+        }
+        const targets = Object.fromEntries([...d.config.sources.values()].filter((s) => !owner.has(s.name)).map((s) => [s.name, targetFor(role(who), recovery, s)]));
+        const reqs = Object.keys(targets).length > 0 ? d.planRecovery(targets, at, 'api', actor(who), recovery) : [];
+        // Each group: its point, planned whole (a child runs `group restore --dry-run`) before anything starts.
+        const groupReqs: JobRequest[] = [];
+        const groupPlan: Plan[] = [];
+        for (const g of d.config.groups.values()) {
+          const gTargets = Object.fromEntries(g.members.map((m) => [m, targetFor(role(who), recovery, d.config.sources.get(m) as SourceConfig)]));
+          const p = chosen?.group === g.name ? { point: chosen.point, targets: gTargets } : { ...(at !== undefined ? { time: at } : {}), targets: gTargets };
+          const req: JobRequest = { kind: 'group-restore', group: g.name, trigger: 'api', actor: actor(who), groupRestore: p, recovery };
+          d.checkStartable(req);
+          const plan = (await d.planGroupRestore(g.name, p)) as { point: string; plan: Array<{ member: string; kind: string; target: string }> };
+          for (const m of plan.plan) groupPlan.push({ source: m.member, kind: m.kind, target: m.target, time: null, snapshot: null, group: g.name, point: plan.point });
+          groupReqs.push(req);
+        }
         const dry = b.dryRun === true;
         reply.code(dry ? 200 : 202);
-        return answer('POST /api/v1/recoveries', recovery, dry, planOf(d, reqs), dry ? [] : reqs.map((r) => d.submit(r)));
+        const aliasOf = d.config.groups.size > 0 ? 'POST /api/v1/groups/NAME/restore and POST /api/v1/recoveries' : 'POST /api/v1/recoveries';
+        return answer(aliasOf, recovery, dry, [...groupPlan, ...planOf(d, reqs)], dry ? [] : [...groupReqs, ...reqs].map((r) => d.submit(r)));
       },
     }),
     route({
@@ -168,7 +199,7 @@ export function aliasRoutes({ d, actor, role }: ApiContext): Route[] {
       summary: 'Summit alias: the newest recovery (POST /recoveries or a recovery alias) and its restore jobs; state idle when there was none',
       response: { status: 200, description: 'the newest recovery', schema: RecoveryStatus },
       handler: () => {
-        const restores = d.catalog.jobs({ kind: 'restore', limit: 1000 });
+        const restores = [...d.catalog.jobs({ kind: 'restore', limit: 1000 }), ...d.catalog.jobs({ kind: 'group-restore', limit: 1000 })].sort((a, b) => b.created_at.localeCompare(a.created_at));
         const newest = restores.find((j) => typeof j.params.recovery === 'string');
         if (!newest) return { state: 'idle' as const, recovery: null, started_at: null, finished_at: null, jobs: [] };
         const jobs = restores.filter((j) => j.params.recovery === newest.params.recovery).reverse();
