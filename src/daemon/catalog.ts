@@ -389,6 +389,14 @@ export class Catalog {
     return rows.map((r) => ({ ...(r as unknown as GroupPointRow), frozen: r.frozen === 1, members: JSON.parse(r.members as string) as GroupPointRow['members'] }));
   }
 
+  /** Replaces what is known of one group's points (after forget or prune dropped some). */
+  replaceGroupPoints(group: string, points: GroupPointRow[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM group_points WHERE "group" = ?').run(group);
+      for (const p of points) this.recordGroupPoint(p);
+    })();
+  }
+
   groupPointCount(group: string): number {
     return (this.db.prepare('SELECT count(*) AS n FROM group_points WHERE "group" = ?').get(group) as { n: number }).n;
   }

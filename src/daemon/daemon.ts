@@ -248,6 +248,8 @@ export class Daemon {
 
   private finished(job: JobRow): void {
     if (job.repository && WRITING_KINDS.has(job.kind)) this.reads.invalidate(job.repository);
+    // forget and prune drop the points whose data they removed (docs/groups.md): read them again.
+    if (job.repository && (job.kind === 'forget' || job.kind === 'prune') && job.status === 'succeeded') void this.refreshGroupPoints(job.repository);
     const size = job.kind === 'backup' && job.status === 'succeeded' ? (job.result as { summary?: { totalBytes?: number } } | null)?.summary?.totalBytes : undefined;
     this.metrics.jobFinished(job, size);
     const subject = job.source ?? job.repository ?? '';
@@ -432,6 +434,19 @@ export class Daemon {
     return r.result as Record<string, unknown>;
   }
 
+  /** Re-reads the points of every group stored in `repository` into the catalog; a failure is logged, the catalog keeps what it had. */
+  async refreshGroupPoints(repository: string): Promise<void> {
+    for (const g of this.config.groups.values()) {
+      if (g.repository !== repository) continue;
+      try {
+        const { points } = await this.groupPoints(g.name, { fresh: true });
+        this.catalog.replaceGroupPoints(g.name, points.map((p) => pointRow(p, repository)));
+      } catch (err) {
+        this.log(`group ${g.name}: could not read its points again after a forget or prune: ${(err as Error).message}`);
+      }
+    }
+  }
+
   /** A group's points read from its repository (`group points NAME --json`; shared and cached like snapshot listings). */
   async groupPoints(name: string, opts: { fresh?: boolean } = {}): Promise<{ group: string; points: GroupPoint[]; unreadable: string[] }> {
     const g = requireGroup(this.config, name);
@@ -469,8 +484,7 @@ export class Daemon {
       const points: GroupPointRow[] = [];
       for (const g of this.config.groups.values()) {
         if (g.repository !== repository) continue;
-        const listed = (await this.groupPoints(g.name, { fresh: true })).points;
-        for (const p of listed) points.push({ group: g.name, id: p.id, repository, time: p.time, hold_ms: p.hold_ms, max_hold_ms: p.max_hold_ms, frozen: p.frozen, members: p.members as GroupPointRow['members'] });
+        points.push(...(await this.groupPoints(g.name, { fresh: true })).points.map((p) => pointRow(p, repository)));
       }
       this.catalog.replaceRepositoryContents(repository, backups, drillRows, points);
       nb += backups.length;
@@ -478,6 +492,11 @@ export class Daemon {
     }
     return { backups: nb, drills: nd };
   }
+}
+
+/** A stored point as the catalog keeps it. */
+function pointRow(p: GroupPoint, repository: string): GroupPointRow {
+  return { group: p.group, id: p.id, repository, time: p.time, hold_ms: p.hold_ms, max_hold_ms: p.max_hold_ms, frozen: p.frozen, members: p.members as GroupPointRow['members'] };
 }
 
 /** Above this lag an archive that is up counts as lagging when the source has no RPO target (the LifeboatArchiveLag threshold). */

@@ -28,6 +28,8 @@ const GROUPS = [
   'groups:',
   '  engram: { members: [index, meta], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }',
   '  stuck: { members: [index], freeze: [/bin/sleep, "10"], thaw: [/bin/true], max_hold: 100ms }',
+  // docs is the helper's files source, with retention keep_last: 2.
+  '  files: { members: [docs], max_hold: 5s }',
 ].join('\n');
 
 const apps: Database.Database[] = [];
@@ -198,6 +200,26 @@ describe('group captures through the API', () => {
     const r = await call('POST', '/api/v1/catalog/rebuild', 'admin');
     expect(r.statusCode, r.body).toBe(200);
     expect(((await call('GET', '/api/v1/groups/engram', 'viewer')).json() as { last_point: { id: string } }).last_point.id).toBe(point.id);
+  });
+});
+
+describe('points and retention', () => {
+  it('drops from its view the points a forget removed with their data', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      writeFileSync(path.join(t.data, 'a.txt'), `version ${i}\n`);
+      const done = await t.daemon.runner.wait(t.daemon.submit({ kind: 'group-backup', group: 'files', trigger: 'test' }).id);
+      expect(done.status, `${done.error_code}: ${done.error}`).toBe('succeeded');
+      ids.push((done.result as { id: string }).id);
+    }
+    expect(t.daemon.groups().find((g) => g.name === 'files')?.points).toBe(3);
+    // keep_last: 2 of docs removes the oldest snapshot, and the point that references it goes with it.
+    const r = await call('POST', '/api/v1/sources/docs/retention', 'admin');
+    expect(r.statusCode, r.body).toBe(202);
+    const forget = await t.daemon.runner.wait((r.json() as JobRow).id);
+    expect(forget.status, `${forget.error_code}: ${forget.error}`).toBe('succeeded');
+    await waitUntil('the catalog to drop the forgotten point', () => t.daemon.groups().find((g) => g.name === 'files')?.points === 2, 60_000, 100);
+    expect(t.daemon.catalog.groupPoints('files').map((p) => p.id)).toEqual(ids.slice(1).reverse());
   });
 });
 
