@@ -7,7 +7,7 @@
  * freeze hangs fails with HOLD_EXCEEDED and is counted; a schedule fires a group
  * capture on a fake clock; a schedule naming a group wrongly is refused at its line.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -18,6 +18,7 @@ import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
 import { parseConfig } from '../../src/config/config.js';
 import type { JobRow } from '../../src/daemon/catalog.js';
 import type { Clock } from '../../src/daemon/scheduler.js';
+import { runbook } from '../../src/daemon/runbook.js';
 import { waitUntil } from '../pg-streamer.js';
 import { shippedRules, TestPrometheus } from '../prometheus.js';
 
@@ -125,6 +126,25 @@ describe('group captures through the API', () => {
     // A group without a schedule has no interval; without a point, no age.
     expect(metric(text, 'lifeboat_group_schedule_interval_seconds', 'group="engram"')).toBeUndefined();
     expect(metric(text, 'lifeboat_group_rpo_seconds', 'group="stuck"')).toBeUndefined();
+  });
+
+  it('writes the group into the runbook with commands that run as printed', async () => {
+    const text = runbook(t.config, { newestBackup: () => undefined, lastDrill: () => undefined, newestPoint: (g) => t.daemon.catalog.groupPoints(g, 1)[0] });
+    const section = text.slice(text.indexOf('## Restore group `engram` to one moment'));
+    expect(section).toContain(`Newest point: ${point.id} of ${point.time}`);
+    const lines = section.split('\n').map((l) => l.trim());
+    const mkdir = lines.find((l) => l.startsWith('mkdir -p ')) as string;
+    expect(mkdir).toBe(`mkdir -p ${path.join(t.dir, 'engram')}`);
+    const dry = lines.find((l) => l.includes(' group restore engram ')) as string;
+    expect(dry).toMatch(/--dry-run$/);
+    // As printed, with the moment filled in: the plan, and nothing written.
+    mkdirSync(mkdir.slice('mkdir -p '.length), { recursive: true });
+    const words = dry.replace("'YYYY-MM-DDTHH:MM:SSZ'", point.time).split(' ');
+    expect(words[0]).toBe('lifeboat');
+    const r = await runCli(words.slice(1));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(point.id);
+    expect(readdirSync(path.join(t.dir, 'engram'))).toEqual([]);
   });
 
   it('restores the group to its point through the API: a viewer refused, a dry run writing nothing, one unusable target starting nothing', async () => {

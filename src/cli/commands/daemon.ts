@@ -179,7 +179,7 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const c = await requireConfig(g);
       const { runbook } = await import('../../daemon/runbook.js');
-      const text = await withCatalog(c, (catalog) => runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0] }));
+      const text = await withCatalog(c, (catalog) => runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0], newestPoint: (g) => catalog.groupPoints(g, 1)[0] }));
       if (f.output) writePrivate(f.output, text);
       else process.stdout.write(text);
     });
