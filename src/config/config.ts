@@ -443,6 +443,8 @@ function readGroup(r: Reader, name: string, node: Node, key: Node, config: Lifeb
     const h = v[which];
     if (h === undefined || h === 'builtin') return h;
     if (Array.isArray(h)) return { command: h };
+    // A password in the URL would be printed wherever the URL is; fetch refuses one anyway.
+    if (/^https?:\/\/[^/]*@/.test(h.http.url)) r.fail(nodes.get(which), `the ${which} URL of group "${name}" carries credentials`, 'put them in a headers_file (e.g. Authorization: Basic ...), never in the URL');
     const http: HttpHook = { url: h.http.url, method: h.http.method ?? 'POST' };
     if (h.http.headers_file !== undefined) http.headersFile = h.http.headers_file;
     if (h.http.timeout !== undefined) {

@@ -171,6 +171,12 @@ describe('files members', () => {
     expect(await restoredFiles(snap.id, snap.paths[0]!)).toEqual({ a: 'a after thaw\n', b: 'b at the start\n', c: 'c\n' });
     // Released: the filesystem snapshot is gone.
     expect(existsSync(path.join(dir, 'snaps', p.id))).toBe(false);
+
+    // group restore brings the member back from the snapshot the point names.
+    const target = path.join(tmpdir('lb-group-grestore-'), 't');
+    const r = await cli(['group', 'restore', 'snapped', '--point', p.id, '--target', `docs=${target}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(path.join(target, snap.paths[0]!, 'b'), 'utf8')).toBe('b at the start\n');
   }, 120_000);
 
   it('releases the filesystem snapshot when the capture fails after create ran, and stores nothing', async () => {

@@ -5,7 +5,8 @@
  * lock is taken). Writers keep writing throughout and record when each write went
  * through: the holds show as gaps in their timestamps as long as the measured hold.
  * Thaw runs when freeze hangs and when reading a position fails (a PostgreSQL role that
- * may not create restore points).
+ * may not create restore points). The log members' own archivers run throughout (a
+ * point is stored once their archives hold its positions).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -14,7 +15,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import type { RedisConnection } from '../../src/sources/redis/connection.js';
@@ -125,15 +126,25 @@ async function stopWriter(child: ChildProcess): Promise<number[]> {
   }
 }
 
+/** The members' own archivers (each member's log must reach its position for a point to be stored). */
+const archivers: ChildProcess[] = [];
+function archiver(args: string[]): void {
+  archivers.push(spawn(process.execPath, [CLI, ...args, '-r', path.join(dir, 'repo')], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' }));
+}
+
 beforeAll(async () => {
   dir = tmpdir('lb-group-hooks-');
   [redis, cluster] = await Promise.all([RedisServer.start(), ScratchCluster.create()]);
   await cluster.start();
   // A role that may log in but not create restore points: its position cannot be read.
   await cluster.query('CREATE ROLE weak LOGIN');
+  const repo = path.join(dir, 'repo');
+  expect((await runCli(['init', '-r', repo])).code).toBe(0);
+  // Each log member's own archiver, as a user runs it: a point is stored only once the
+  // members' archives hold their positions. The Redis one also gives the server its backlog.
   const master = await redis.client();
   await master.ok(['CONFIG', 'SET', 'repl-ping-replica-period', '3600']);
-  await RedisServer.start({ conf: [`replicaof 127.0.0.1 ${redis.port}`] });
+  archiver(['redis', 'replicate', '--url', redis.url, '--name', 'hot', '--interval', '200ms']);
   for (const until = Date.now() + 30_000; ; ) {
     if ((await master.info('replication')).get('repl_backlog_active') === '1') break;
     if (Date.now() > until) throw new Error('the replica never attached');
@@ -145,6 +156,7 @@ beforeAll(async () => {
     db.pragma('journal_mode = WAL');
     db.exec('CREATE TABLE w (id INTEGER PRIMARY KEY, at INTEGER)');
     db.close();
+    archiver(['sqlite', 'replicate', sqlite(f), '--name', f.replace('.db', ''), '--interval', '200ms', '--verify-interval', 'off']);
   }
 
   app = createServer((req: IncomingMessage, res) => {
@@ -170,8 +182,6 @@ beforeAll(async () => {
 
   const http = (p: string) => `{ http: { url: "${appUrl}${p}?token=x", headers_file: app.headers, timeout: 2s } }`;
   cfg = path.join(dir, 'lifeboat.yaml');
-  const repo = path.join(dir, 'repo');
-  expect((await runCli(['init', '-r', repo])).code).toBe(0);
   writeFileSync(
     cfg,
     [
@@ -190,12 +200,17 @@ beforeAll(async () => {
       '  held: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 10s }',
       '  heldhang: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 1500ms }',
       '  heldpos: { members: [hot, b, weakpg], freeze: builtin, thaw: builtin, max_hold: 20s }',
+      '  crash: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 3s }',
       '',
     ].join('\n'),
   );
 }, 180_000);
 
 afterAll(async () => {
+  for (const a of archivers) {
+    a.kill('SIGTERM');
+    if (a.exitCode === null && a.signalCode === null) await new Promise((res) => a.once('close', res));
+  }
   await new Promise((resolve) => app?.close(resolve));
   await stopAllRedis();
   await cluster?.destroy();
@@ -334,4 +349,34 @@ describe('built-in freeze and thaw', () => {
     db.prepare('INSERT INTO w (at) VALUES (?)').run(Date.now());
     db.close();
   }, 60_000);
+
+  it('lets go of both holds when Lifeboat is killed while holding: the SQLite lock at once, the Redis pause after max_hold', async () => {
+    const lock = await holdSqliteLock(sqlite('a.db'), 15_000);
+    const child = spawn(process.execPath, [CLI, '--config', cfg, 'group', 'backup', 'crash'], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // Held once a write to Redis no longer goes through (the capture then waits for a.db's lock).
+    const conn = await redis.client();
+    let pending: Promise<unknown> | undefined;
+    for (const until = Date.now() + 30_000; ; ) {
+      pending = conn.ok(['SET', 'probe', String(Date.now())]);
+      const through = await Promise.race([pending.then(() => true), new Promise((res) => setTimeout(() => res(false), 250))]);
+      if (!through) break;
+      expect(Date.now(), 'the capture never paused Redis').toBeLessThan(until);
+    }
+    const paused = Date.now();
+    process.kill(child.pid!, 'SIGKILL');
+    await exited;
+    // b.db's lock went with the process.
+    const db = new Database(sqlite('b.db'));
+    db.pragma('busy_timeout = 0');
+    db.prepare('INSERT INTO w (at) VALUES (?)').run(Date.now());
+    db.close();
+    // The pause ends by itself, within max_hold (3 s) of when it began, long before a.db is let go.
+    await pending;
+    const through = Date.now();
+    conn.close();
+    expect(through - paused).toBeLessThan(3500);
+    const released = await lock.done;
+    expect(through).toBeLessThan(released - 5000);
+  }, 120_000);
 });

@@ -50,6 +50,7 @@ describe('groups:', () => {
     expect(refused('  g: { members: [pg], freeze: builtin, thaw: [/bin/x] }\n')).toMatch(/lb\.yaml:10: group "g": "freeze: builtin" goes with "thaw: builtin"/);
     expect(refused('  g: { members: [pg], freeze: { http: { url: "http://h/", timeout: 5min } }, thaw: [/bin/x] }\n')).toMatch(/lb\.yaml:10: the freeze timeout of group "g" must be from 1ms to 1min/);
     expect(refused('  g: { members: [pg], freeze: { http: { url: "http://h/", verb: GET } }, thaw: [/bin/x] }\n')).toMatch(/lb\.yaml:10: .*freeze/);
+    expect(refused('  g: { members: [pg], freeze: { http: { url: "https://ops:hunter2@h/f" } }, thaw: [/bin/x] }\n')).toBe('CONFIG_INVALID lb.yaml:10: the freeze URL of group "g" carries credentials');
     expect(refused('  g:\n    members: [pg, docs]\n    snapshots:\n      pg: { create: [x], release: [y] }\n')).toBe('CONFIG_INVALID lb.yaml:13: "snapshots" of group "g": "pg" is not a files source');
     expect(refused('  g:\n    members: [docs]\n    snapshots:\n      kv: { create: [x], release: [y] }\n')).toMatch(/lb\.yaml:13: "snapshots" of group "g" names "kv", which is not one of its members/);
     expect(refused('  g:\n    members: [docs]\n    snapshots:\n      docs: { create: [x] }\n')).toMatch(/lb\.yaml:13: snapshot hook "docs" needs "release"/);

@@ -40,7 +40,8 @@ function printPlan(plan: GroupRestorePlan, dryRun: boolean): void {
   console.log(`${dryRun ? 'plan (dry run: nothing is changed)' : 'plan'}: group ${plan.group} to point ${plan.point.id} of ${plan.point.time} (${plan.chosen})`);
   for (const m of plan.members) {
     console.log(`  ${m.name} (${m.kind}): ${m.at} -> ${m.target}`);
-    console.log(`      ${m.mechanism}, from ${m.base}; archive: ${m.archived ? m.archived.reach : `not proven at capture; now ${m.reach}`}`);
+    const archive = m.archived ? m.archived.reach : ['postgres', 'sqlite', 'redis'].includes(m.kind) ? `not proven at capture; now ${m.reach}` : 'its snapshot';
+    console.log(`      ${m.mechanism}, from ${m.base}; archive: ${archive}`);
   }
   for (const n of plan.notes) console.log(`note: ${n}`);
 }

@@ -5,11 +5,13 @@
  *   freeze            ┐ limited to max_hold: killed when it overruns
  *   record positions  │ limited to what is left of max_hold
  *   thaw              ┘ always, once freeze started
+ *   complete          files and bucket members store what they fixed at the point (data-members.ts)
  *   prove             each log member's own archive holds its position (bounded wait, proof.ts)
  *   close; store the point (only when all of the above succeeded within max_hold)
  *
  * The hold runs from the start of freeze to the end of thaw, on a monotonic clock. Only
- * positions are recorded while frozen, so the hold does not grow with the data. After
+ * positions are recorded while frozen, so the hold does not grow with the data (except
+ * for a files member copied while frozen, which says so, and a bucket's listing). After
  * thaw (outside the hold) it waits, bounded, until each member's own archive holds its
  * position (proof.ts), and stores the point with that proof, or not at all.
  *

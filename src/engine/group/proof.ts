@@ -25,7 +25,7 @@ import { baseFor } from '../../sources/sqlite/restore.js';
 import { locateOffset } from '../../sources/redis/locate.js';
 import type { MemberPosition, OpenMember } from './members.js';
 
-export type ProofRepo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
+export type ProofRepo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog' | 'store'>;
 
 /** How long `group backup` waits for every member's archive by default: a few of any archiver's shipping intervals. */
 export const DEFAULT_PROOF_WAIT_MS = 60_000;
@@ -156,12 +156,15 @@ export async function proveArchived(
     }
     if (opts.signal?.aborted) throw new LifeboatError('INTERRUPTED', `group "${group}": interrupted while waiting for the members' archives; no point was stored`);
     if (Date.now() >= deadline) {
-      const i = [...pending][0] as number;
-      const m = members[i] as OpenMember;
+      const behind = [...pending].map((i) => ({ m: members[i] as OpenMember, detail: last.get(i) ?? 'not found' }));
+      const within = `within ${(opts.waitMs / 1000).toFixed(opts.waitMs % 1000 ? 1 : 0)} s`;
+      const one = behind[0] as (typeof behind)[number];
       throw new LifeboatError(
         'ARCHIVE_BEHIND',
-        `group "${group}": the archive of member "${m.name}" (${m.kind}) did not reach the point's position within ${(opts.waitMs / 1000).toFixed(opts.waitMs % 1000 ? 1 : 0)} s (${last.get(i) ?? 'not found'}); no point was stored`,
-        { hint: archiveHint(m.kind, m.name) },
+        behind.length === 1
+          ? `group "${group}": the archive of member "${one.m.name}" (${one.m.kind}) did not reach the point's position ${within} (${one.detail}); no point was stored`
+          : `group "${group}": the archives of members ${behind.map((b) => `"${b.m.name}" (${b.m.kind}: ${b.detail})`).join(' and ')} did not reach the point's positions ${within}; no point was stored`,
+        { hint: behind.map((b) => archiveHint(b.m.kind, b.m.name)).join('; ') },
       );
     }
     await new Promise((res) => setTimeout(res, Math.min(POLL_MS, Math.max(0, deadline - Date.now()))));

@@ -192,7 +192,8 @@ export async function planGroupRestore(repo: PlanRepo, config: LifeboatConfig, n
         hint: `a log segment or snapshot was forgotten or never stored; choose a newer point (${archiveHint(m.kind, m.name)})`,
       });
     }
-    if (!m.archived) notes.push(`the archive of member "${m.name}" was not proven when the point was taken (a point of an older version); checked now: ${reach?.detail ?? 'its snapshot'}`);
+    // Only log members are proven (a files or bucket member's position is a snapshot already in the repository).
+    if (!m.archived && reach) notes.push(`the archive of member "${m.name}" was not proven when the point was taken (a point of an older version); checked now: ${reach.detail}`);
     const planned = await planMember(repo, config, m.name, m.position);
     members.push({ name: m.name, kind: m.kind, mechanism: planned.mechanism, position: m.position, at: describe(m.position), target, base: planned.base, archived: m.archived ?? null, reach: reach?.detail ?? planned.base });
   }

@@ -10,6 +10,7 @@
  * is there. A partial that ends at the record itself proves nothing: the record's last
  * bytes may be zeros, and so is a file not yet written that far.
  */
+import { keys } from '../../repo/format.js';
 import type { Repository } from '../../repo/repository.js';
 import { logSource, streamSource, timelineDir } from './names.js';
 import { formatLsn, segmentName } from './wal.js';
@@ -22,19 +23,19 @@ export interface WalReach {
   segment: string;
 }
 
-export async function walReach(repo: Pick<Repository, 'listLogs' | 'getLog'>, name: string, lsn: bigint, timelines: readonly number[], segSize: number): Promise<WalReach> {
+export async function walReach(repo: Pick<Repository, 'getLog' | 'store'>, name: string, lsn: bigint, timelines: readonly number[], segSize: number): Promise<WalReach> {
   const size = BigInt(segSize);
   const segno = (lsn - 1n) / size;
   const within = Number(lsn % size);
-  const [archived, streamed] = await Promise.all([repo.listLogs(logSource(name)), repo.listLogs(streamSource(name))]);
-  const has = (list: ReadonlyArray<{ timeline: string; file: string }>, tl: number, file: string) => list.some((l) => l.timeline === timelineDir(tl) && l.file === file);
+  // One stat per candidate object, not a listing of the whole archive: the proof asks every half second.
+  const has = async (source: string, tl: number, file: string) => (await repo.store.stat(keys.log(source, timelineDir(tl), file))) !== undefined;
   let first = '';
   for (const tl of timelines) {
     const file = segmentName(tl, segno, segSize);
     first ||= file;
-    if (has(archived, tl, file)) return { reached: true, detail: `WAL segment ${file} archived`, segment: file };
-    if (has(streamed, tl, file)) return { reached: true, detail: `WAL segment ${file} streamed`, segment: file };
-    if (within !== 0 && has(streamed, tl, `${file}.partial`)) {
+    if (await has(logSource(name), tl, file)) return { reached: true, detail: `WAL segment ${file} archived`, segment: file };
+    if (await has(streamSource(name), tl, file)) return { reached: true, detail: `WAL segment ${file} streamed`, segment: file };
+    if (within !== 0 && (await has(streamSource(name), tl, `${file}.partial`))) {
       const data = await repo.getLog(streamSource(name), timelineDir(tl), `${file}.partial`);
       if (data && data.length >= within + 4 && data.readUInt32LE(within) !== 0) {
         return { reached: true, detail: `WAL segment ${file} streamed past ${formatLsn(lsn)} (partial)`, segment: file };

@@ -42,7 +42,8 @@ export async function locateOffset(repo: Repo, name: string, replid: string, off
   // Newest generation first, within it the base closest to the offset.
   bases.sort((a, b) => b.point.generation.localeCompare(a.point.generation) || b.point.offset - a.point.offset);
   let reach: number | undefined;
-  let why = 'no base snapshot at or before that offset (is `lifeboat redis replicate` running for it?)';
+  // Why each generation does not hold it, newest first.
+  const why: string[] = [];
   const tried = new Set<string>();
   for (const base of bases) {
     const gen = base.point.generation;
@@ -62,29 +63,30 @@ export async function locateOffset(repo: Repo, name: string, replid: string, off
       }
     }
     if (!holder) {
+      tried.add(gen); // an older base of this generation reaches no further
       const end = chain.at(-1)?.end ?? base.point.offset;
       if (base.point.replid === replid || chain.length > 0) reach = Math.max(reach ?? 0, end);
-      why = `the stored command stream of generation ${gen} ends at offset ${end}`;
+      why.push(`the stored command stream of generation ${gen} ends at offset ${end}`);
       continue;
     }
     tried.add(gen);
     const data = await repo.getLog(source, gen, holder.file);
     if (!data) {
-      why = `command segment ${holder.file} vanished while it was read (compaction); retry`;
+      why.push(`command segment ${holder.file} vanished while it was read (compaction)`);
       continue;
     }
     const seg = decodeSegment(data, holder.file);
     if (seg.meta.replid !== replid) {
-      why = `offset ${offset} of generation ${gen} belongs to replication id ${seg.meta.replid.slice(0, 8)}, not ${replid.slice(0, 8)} (the server's history changed)`;
+      why.push(`offset ${offset} of generation ${gen} belongs to replication id ${seg.meta.replid.slice(0, 8)}, not ${replid.slice(0, 8)} (the server's history changed)`);
       continue;
     }
     if (!isBoundary(seg.stream, offset - seg.meta.start)) {
-      why = `offset ${offset} is not between two commands in the stored stream`;
+      why.push(`offset ${offset} of generation ${gen} is not between two commands in the stored stream`);
       continue;
     }
     return { found: { generation: gen, snapshot: base.snapshot, point: base.point, chain: used, offset } };
   }
-  return { reach, why };
+  return { reach, why: why.join('; ') || 'no base snapshot at or before that offset' };
 }
 
 /** Whether `at` bytes into `stream` (which starts at a cut point) ends a command outside MULTI…EXEC. */

@@ -54,7 +54,7 @@ export async function locateWalPosition(repo: Repo, name: string, at: WalPositio
   }
   const gens = [...newest.entries()].sort((a, b) => b[1] - a[1]).map(([g]) => g);
   for (const generation of gens) {
-    const found = (await inSnapshots(snaps, generation, at)) ?? (await inSegments(repo, source, generation, logs, at));
+    const found = inSnapshots(snaps, generation, at) ?? (await inSegments(repo, source, generation, logs, at));
     if (!found) continue;
     if (logs.some((l) => l.timeline === generation && l.file === DIVERGED)) {
       const trusted = await trustedUntil(repo, source, generation);
@@ -68,7 +68,7 @@ export async function locateWalPosition(repo: Repo, name: string, at: WalPositio
 const sameCycle = (a: { salt1: number; salt2: number }, b: { salt1: number; salt2: number }) => a.salt1 === b.salt1 && a.salt2 === b.salt2;
 
 /** A replicator snapshot taken exactly at `at` (its image is the position). */
-async function inSnapshots(snaps: Awaited<ReturnType<Repo['listSnapshots']>>, generation: string, at: WalPosition): Promise<Position | undefined> {
+function inSnapshots(snaps: Awaited<ReturnType<Repo['listSnapshots']>>, generation: string, at: WalPosition): Position | undefined {
   for (const s of snaps) {
     const c = sqlitePoint(s);
     if (c?.generation !== generation || !c.wal || !c.position) continue;
