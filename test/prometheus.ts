@@ -70,6 +70,13 @@ export class TestPrometheus {
     return (await this.alerts()).find((a) => a.labels.alertname === name && a.labels.source === source);
   }
 
+  /** The value of an instant query's first series now; undefined when it has none. */
+  async query(expr: string): Promise<number | undefined> {
+    const r = (await (await fetch(`${this.url}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as { data: { result: Array<{ value: [number, string] }> } };
+    const v = r.data.result[0]?.value[1];
+    return v === undefined ? undefined : Number(v);
+  }
+
   /** Whether Prometheus scrapes the target successfully now. */
   async up(): Promise<boolean> {
     const r = (await (await fetch(`${this.url}/api/v1/query?query=${encodeURIComponent('up{job="lifeboat"}')}`)).json()) as { data: { result: Array<{ value: [number, string] }> } };

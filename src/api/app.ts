@@ -14,9 +14,11 @@ import { apiContext } from './context.js';
 import { serveDashboard } from './dashboard.js';
 import { openapi } from './openapi.js';
 import { route, sendError, type Caller, type Route } from './route.js';
+import { aliasRoutes } from './routes/aliases.js';
 import { auditRoutes } from './routes/audit.js';
 import { backupRoutes } from './routes/backups.js';
 import { drillRoutes } from './routes/drills.js';
+import { groupRoutes } from './routes/groups.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
 import { repositoryRoutes } from './routes/repositories.js';
@@ -38,10 +40,12 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     ...backupRoutes(ctx),
     ...restoreRoutes(ctx),
     ...drillRoutes(ctx),
+    ...groupRoutes(ctx),
     ...repositoryRoutes(ctx),
     ...jobRoutes(ctx),
     ...auditRoutes(ctx),
     ...tokenRoutes(ctx),
+    ...aliasRoutes(ctx),
   ];
   routes.push(
     route({ method: 'GET', url: '/api/v1/openapi.json', summary: 'This document', response: { status: 200, description: 'OpenAPI 3.0 document' }, handler: () => doc }),

@@ -25,6 +25,14 @@ const restore = restoreRequestOptions.shape;
 export const RestoreBody = z.strictObject({ source: restore.source, target: restore.target, time: restore.time, snapshot: restore.snapshot });
 export type RestoreBody = z.infer<typeof RestoreBody>;
 
+/** POST /groups/:name/restore: a point (or the newest at or before `time`), a new or empty directory per member, and a dry run. */
+export const GroupRestoreBody = z.strictObject({
+  point: z.string().regex(/^[0-9a-f-]{4,64}$/, { error: 'must be a point id (or a unique prefix of one)' }).optional(),
+  time: restore.time,
+  targets: z.record(z.string(), restore.target).meta({ minProperties: 1 }),
+  dry_run: z.boolean().optional(),
+});
+
 /** POST /recoveries: a target per source, at least one, and one moment for all. */
 export const RecoveryBody = z.strictObject({
   // minProperties is JSON Schema only (zod has no such check): fastify validates with it.

@@ -21,7 +21,8 @@ import { z } from 'zod';
 export const NameParam = z.strictObject({ name: z.string() });
 export const IdParam = z.strictObject({ id: z.string() });
 
-export const BackupsQuery = z.strictObject({ source: z.string().optional(), limit: z.int().min(1).max(5000).optional() });
+/** `type=full` (Summit's alias): every Lifeboat backup is a complete snapshot, so it lists them all. */
+export const BackupsQuery = z.strictObject({ source: z.string().optional(), limit: z.int().min(1).max(5000).optional(), type: z.enum(['full']).optional() });
 export const SourceQuery = z.strictObject({ source: z.string().optional() });
 export const JobsQuery = z.strictObject({
   source: z.string().optional(),
@@ -35,6 +36,11 @@ export const AuditQuery = z.strictObject({ limit: z.int().min(1).max(10000).opti
 // --- request bodies ---------------------------------------------------------------
 
 export const DrillBody = z.strictObject({ source: z.string().optional() });
+/** The Summit aliases' bodies (docs/daemon.md, "Summit aliases"): their field names, not Lifeboat's. */
+export const RecoveryFullBody = z.strictObject({ backupId: z.string().optional(), targetTime: z.string(), dryRun: z.boolean().optional() });
+export const RecoveryPostgresBody = z.strictObject({ targetTime: z.string(), dryRun: z.boolean().optional() });
+export const RecoveryNeo4jBody = z.strictObject({ backupId: z.string().optional(), includeIncrementals: z.boolean().optional(), dryRun: z.boolean().optional() });
+export const DrillsRunBody = z.strictObject({ scenario: z.string(), dryRun: z.boolean().optional() });
 export const RoleName = z.enum(['viewer', 'operator', 'admin']);
 // Bodies whose fields are options of the model (POST /restores, /recoveries, /repositories/:name/check,
 // /tokens) are declared in src/api/bodies.ts: the model is server-side code, and this module is not.
@@ -44,7 +50,7 @@ export const RoleName = z.enum(['viewer', 'operator', 'admin']);
 /** `{"error": {code, message, hint}}` with the HTTP status of the code (docs/exit-codes.md). */
 export const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), hint: z.string().nullable().optional() }) });
 
-export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild']);
+export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild', 'group-backup', 'group-restore']);
 export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'skipped']);
 export const Job = z.object({
   id: z.string(),
@@ -69,6 +75,23 @@ export const Job = z.object({
   exit_code: z.number().nullable(),
 });
 export const Jobs = z.object({ jobs: z.array(Job) });
+
+/** What a Summit alias answers: the Lifeboat call it stands for, the plan, and the jobs it started (none on a dry run). */
+export const AliasAnswer = z.object({
+  alias_of: z.string(),
+  recovery: z.string().nullable(),
+  dry_run: z.boolean(),
+  plan: z.array(z.object({ source: z.string(), kind: z.string(), target: z.string(), time: z.string().nullable(), snapshot: z.string().nullable(), group: z.string().optional(), point: z.string().optional() })),
+  jobs: z.array(Job),
+  notes: z.array(z.string()),
+});
+export const RecoveryStatus = z.object({
+  state: z.enum(['idle', 'running', 'succeeded', 'failed']),
+  recovery: z.string().nullable(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+  jobs: z.array(Job),
+});
 
 export const LogLine = z.object({ seq: z.number(), time: z.string(), stream: z.string(), line: z.string() });
 
@@ -152,6 +175,38 @@ export const Status = z.object({
   running_jobs: z.number(),
 });
 
+/** A consistency group (docs/groups.md): members, newest point, its hold and age, the newest capture. */
+export const Group = z.object({
+  name: z.string(),
+  repository: z.string(),
+  members: z.array(z.object({ name: z.string(), kind: z.string() })),
+  /** freeze and thaw configured (writes held); without them the positions are read back to back. */
+  hooks: z.boolean(),
+  max_hold_ms: z.number(),
+  last_point: z.object({ id: z.string(), time: z.string(), hold_ms: z.number(), max_hold_ms: z.number(), frozen: z.boolean() }).nullable(),
+  points: z.number(),
+  /** now − the newest point's time. */
+  rpo_seconds: z.number().nullable(),
+  schedule_interval_seconds: z.number().nullable(),
+  last_capture: z.object({ job: z.string(), status: z.string(), finished_at: z.string().nullable(), error_code: z.string().nullable(), error: z.string().nullable() }).nullable(),
+  failing: z.boolean(),
+});
+
+/** A stored point, as `lifeboat group points NAME --json` prints it. */
+export const GroupPoint = z.object({
+  v: z.number(),
+  group: z.string(),
+  id: z.string(),
+  time: z.string(),
+  hold_ms: z.number(),
+  max_hold_ms: z.number(),
+  frozen: z.boolean(),
+  members: z.array(z.object({ name: z.string(), kind: z.string(), position: z.record(z.string(), z.unknown()) }).catchall(z.unknown())),
+});
+/** A group restore: its plan (`group restore --dry-run --json`) and the job, or none on a dry run. */
+export const GroupRestoreAnswer = z.object({ plan: z.record(z.string(), z.unknown()), job: Job.nullable() });
+export const GroupPoints = z.object({ group: z.string(), points: z.array(GroupPoint), unreadable: z.array(z.string()) });
+
 export const WhoAmI = z.object({ id: z.string().optional(), name: z.string().optional(), role: z.string().optional() });
 
 export const AuditEntry = z.object({
@@ -196,3 +251,5 @@ export type Status = z.infer<typeof Status>;
 export type RepositoryState = z.infer<typeof RepositoryState>;
 export type TokenCreated = z.infer<typeof TokenCreated>;
 export type DrillBody = z.infer<typeof DrillBody>;
+export type Group = z.infer<typeof Group>;
+export type GroupPoints = z.infer<typeof GroupPoints>;

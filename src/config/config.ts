@@ -108,8 +108,10 @@ export type ScheduledJobKind = (typeof JOB_KINDS)[number];
 export interface ScheduleConfig {
   name: string;
   run: ScheduledJobKind;
-  /** Sources the job runs for (backup, drill, forget); empty for repository jobs. */
+  /** Sources the job runs for (backup, drill, forget); empty for repository jobs and group schedules. */
   sources: string[];
+  /** `run: backup` of consistency groups (a `group backup` per group); empty otherwise. */
+  groups: string[];
   /** check and prune work on a repository. */
   repository?: string;
   cron: string;
@@ -287,8 +289,9 @@ export function parseConfig(text: string, file: string): LifeboatConfig {
 
   for (const [name, node, key] of section('repositories')) config.repositories.set(name, readRepository(r, name, node, key));
   for (const [name, node, key] of section('sources')) config.sources.set(name, readSource(r, name, node, key, config));
-  for (const [name, node, key] of section('schedules')) config.schedules.set(name, readSchedule(r, name, node, key, config));
+  // Groups before schedules: a schedule may name a group.
   for (const [name, node, key] of section('groups')) config.groups.set(name, readGroup(r, name, node, key, config));
+  for (const [name, node, key] of section('schedules')) config.schedules.set(name, readSchedule(r, name, node, key, config));
   for (const [name, node, key] of section('notifications')) config.notifications.set(name, readNotification(r, name, node, key));
   const server = sections.get('server');
   if (server) readServer(r, server[0] ?? server[1], config.server);
@@ -382,6 +385,14 @@ function readSchedule(r: Reader, name: string, node: Node, key: Node, config: Li
       r.fail(nodes.get('timezone'), `"${timezone}" is not a time zone`, 'use an IANA name such as UTC or Europe/Berlin');
     }
   }
+  const groups = v.groups ?? [];
+  if (groups.length > 0) {
+    if (run !== 'backup') r.fail(nodes.get('groups'), `schedule "${name}" (${run}) names groups; only run: backup captures a group`, 'a group schedule is run: backup with groups: [NAME]');
+    if (v.sources !== undefined) r.fail(nodes.get('sources'), `schedule "${name}" names both sources and groups`, 'give a group schedule of its own: one schedule backs up sources or captures groups');
+    const defined = [...config.groups.keys()];
+    for (const g of groups) if (!defined.includes(g)) r.fail(nodes.get('groups'), `schedule "${name}" names group "${g}", which is not defined`, `defined: ${defined.join(', ') || 'none (add a groups: section)'}`);
+    return { name, run, sources: [], groups, cron, ...(timezone ? { timezone } : {}), jitterSeconds: v.jitter ? seconds(v.jitter) : 0, catchUp: v.catch_up ?? true };
+  }
   const sources = v.sources ?? [];
   for (const s of sources) {
     if (!config.sources.has(s)) r.fail(nodes.get('sources'), `schedule "${name}" names source "${s}", which is not defined`, `defined: ${[...config.sources.keys()].join(', ') || 'none'}`);
@@ -401,6 +412,7 @@ function readSchedule(r: Reader, name: string, node: Node, key: Node, config: Li
     run,
     // No list: every source (backup, drill), every source with a retention policy (forget).
     sources: repoJob ? [] : sources.length > 0 ? sources : [...config.sources.keys()].filter((n) => run !== 'forget' || config.sources.get(n)?.retention),
+    groups: [],
     ...(repoJob ? { repository: repository ?? ([...config.repositories.keys()][0] as string) } : {}),
     cron,
     ...(timezone ? { timezone } : {}),

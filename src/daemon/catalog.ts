@@ -14,7 +14,8 @@ import { AuditLog } from './audit-log.js';
 import { redact, redactDeep } from '../util/redact.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
-export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild';
+/** `group-backup`, `group-restore`: a consistency group's capture and restore (the row's `source` holds the group's name). */
+export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild' | 'group-backup' | 'group-restore';
 
 export interface JobRow {
   id: string;
@@ -60,6 +61,19 @@ export interface DrillRow {
   error: string | null;
 }
 
+/** A consistency group's point (docs/groups.md) as the catalog keeps it: what `group backup --json` returned. */
+export interface GroupPointRow {
+  group: string;
+  id: string;
+  repository: string;
+  time: string;
+  hold_ms: number;
+  max_hold_ms: number;
+  frozen: boolean;
+  /** The point's members: name, kind and position (JSON as stored in the repository). */
+  members: Array<{ name: string; kind: string; position: Record<string, unknown> }>;
+}
+
 export interface AuditRow {
   id: number;
   time: string;
@@ -103,6 +117,9 @@ CREATE TABLE IF NOT EXISTS backups (snapshot_id TEXT PRIMARY KEY, source TEXT NO
 CREATE INDEX IF NOT EXISTS backups_source ON backups(source, time);
 CREATE TABLE IF NOT EXISTS drills (source TEXT NOT NULL, repository TEXT NOT NULL, time TEXT NOT NULL, ok INTEGER NOT NULL,
   rto_seconds REAL, rpo_seconds REAL, snapshot TEXT, error TEXT, PRIMARY KEY (source, time));
+CREATE TABLE IF NOT EXISTS group_points ("group" TEXT NOT NULL, id TEXT NOT NULL, repository TEXT NOT NULL, time TEXT NOT NULL,
+  hold_ms REAL NOT NULL, max_hold_ms REAL NOT NULL, frozen INTEGER NOT NULL, members TEXT NOT NULL, PRIMARY KEY ("group", id));
+CREATE INDEX IF NOT EXISTS group_points_time ON group_points("group", time);
 `;
 
 const JSON_COLUMNS = ['params', 'progress', 'result'] as const;
@@ -360,13 +377,39 @@ export class Catalog {
     return rows.map((r) => ({ ...r, ok: r.ok === 1 }));
   }
 
-  /** Replaces what is known of one repository's backups and drills (rebuild). */
-  replaceRepositoryContents(repository: string, backups: BackupRow[], drills: DrillRow[]): void {
+  recordGroupPoint(p: GroupPointRow): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO group_points ("group", id, repository, time, hold_ms, max_hold_ms, frozen, members) VALUES (?,?,?,?,?,?,?,?)')
+      .run(p.group, p.id, p.repository, p.time, p.hold_ms, p.max_hold_ms, p.frozen ? 1 : 0, JSON.stringify(p.members));
+  }
+
+  /** A group's points, newest first. */
+  groupPoints(group: string, limit = 500): GroupPointRow[] {
+    const rows = this.db.prepare('SELECT * FROM group_points WHERE "group" = ? ORDER BY time DESC, id DESC LIMIT ?').all(group, limit) as Array<Record<string, unknown>>;
+    return rows.map((r) => ({ ...(r as unknown as GroupPointRow), frozen: r.frozen === 1, members: JSON.parse(r.members as string) as GroupPointRow['members'] }));
+  }
+
+  /** Replaces what is known of one group's points (after forget or prune dropped some). */
+  replaceGroupPoints(group: string, points: GroupPointRow[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM group_points WHERE "group" = ?').run(group);
+      for (const p of points) this.recordGroupPoint(p);
+    })();
+  }
+
+  groupPointCount(group: string): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM group_points WHERE "group" = ?').get(group) as { n: number }).n;
+  }
+
+  /** Replaces what is known of one repository's backups, drills and (when given) group points (rebuild). */
+  replaceRepositoryContents(repository: string, backups: BackupRow[], drills: DrillRow[], points?: GroupPointRow[]): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM backups WHERE repository = ?').run(repository);
       this.db.prepare('DELETE FROM drills WHERE repository = ?').run(repository);
+      if (points) this.db.prepare('DELETE FROM group_points WHERE repository = ?').run(repository);
       for (const b of backups) this.recordBackup(b);
       for (const d of drills) this.recordDrill(d);
+      for (const p of points ?? []) this.recordGroupPoint(p);
     })();
   }
 }

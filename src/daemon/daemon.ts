@@ -9,10 +9,11 @@ import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { LifeboatError, errno } from '../errors.js';
 import type { LifeboatConfig, ScheduleConfig } from '../config/config.js';
-import { Catalog, type BackupRow, type DrillRow, type JobRow } from './catalog.js';
-import { JobRunner, forgetCommand, requireRepository, requireSource, type JobRequest } from './jobs.js';
+import { Catalog, type BackupRow, type DrillRow, type GroupPointRow, type JobRow } from './catalog.js';
+import type { GroupPoint } from '../engine/group/capture.js';
+import { JobRunner, forgetCommand, groupRestoreArgs, requireGroup, requireRepository, requireSource, type GroupRestoreParams, type JobRequest } from './jobs.js';
 import { runLifeboat } from './job-child.js';
-import { Metrics, type RepositoryStatus, type SourceStatus } from './metrics.js';
+import { Metrics, type GroupStatus, type RepositoryStatus, type SourceStatus } from './metrics.js';
 import { Incidents, Notifier, type Notice } from './notify.js';
 import { Scheduler, systemClock, type Clock, type FireReason } from './scheduler.js';
 import { Supervisor, archiveUp, type ArchiveState } from './supervisor.js';
@@ -36,7 +37,14 @@ export interface DaemonOptions {
 }
 
 /** Jobs after which what a repository holds may have changed (restore and check only read it). */
-const WRITING_KINDS = new Set(['backup', 'drill', 'forget', 'prune', 'rotate', 'replicate']);
+const WRITING_KINDS = new Set(['backup', 'drill', 'forget', 'prune', 'rotate', 'replicate', 'group-backup']);
+
+/**
+ * Codes of a group restore's plan that are about the request (its point, time or
+ * targets) and keep their HTTP status; any other failure of the planning child is the
+ * daemon's (FAILED), so that a child's WRONG_PASSWORD never reads as the caller's 401.
+ */
+const PLAN_CODES = new Set(['USAGE', 'NOT_FOUND', 'TARGET_EXISTS', 'TARGET_UNSAFE', 'ARCHIVE_BEHIND', 'RESTORE_NOT_ALLOWED']);
 
 export class Daemon {
   readonly catalog: Catalog;
@@ -75,13 +83,14 @@ export class Daemon {
       this.log(message);
     }, opts.notifyRetryDelayMs);
     this.incidents = new Incidents(this.notifier, this.clock);
-    this.metrics = new Metrics(() => ({ sources: this.sources(), repositories: this.repositories(), running: this.catalog.jobs({ status: 'running', limit: 1000 }).length }));
+    this.metrics = new Metrics(() => ({ sources: this.sources(), repositories: this.repositories(), groups: this.groups(), running: this.catalog.jobs({ status: 'running', limit: 1000 }).length }));
     this.metrics.declare(
       [...config.sources.keys()],
       [...config.repositories.keys()],
       [...config.notifications.keys()],
       [...config.sources.values()].filter((s) => s.continuous && sourceKind(s.kind).continuous?.reportsShipLag).map((s) => s.name),
       [...config.sources.values()].filter((s) => s.continuous).map((s) => s.name),
+      [...config.groups.keys()],
     );
     this.reads = new RepositoryReads((repository, args) => this.cliJson(repository, args), opts.reads, () => this.clock.now(), (repository) => this.metrics.repositoryReads.inc({ repository }));
     this.supervisor = new Supervisor(config, this.catalog, () => {}, this.clock, { diverged: (source, reason) => this.diverged(source, reason), gap: (source, message) => this.gap(source, message) });
@@ -173,20 +182,27 @@ export class Daemon {
    * Restores several sources to one moment (a whole deployment after a disaster): one
    * restore job per source, all checked before any starts. Files come back from the
    * newest backup at or before the moment; databases are recovered to the moment.
+   * `recovery` ties the jobs together (their params, GET /api/v1/recovery/status).
    */
-  recover(targets: Record<string, string>, time: string | undefined, trigger: string, actor: string | undefined): JobRow[] {
+  recover(targets: Record<string, string>, time: string | undefined, trigger: string, actor: string | undefined, recovery?: string): JobRow[] {
+    return this.planRecovery(targets, time, trigger, actor, recovery).map((req) => this.submit(req));
+  }
+
+  /** The restore jobs a recovery would start, every one checked (nothing started): the dry run of `recover`. */
+  planRecovery(targets: Record<string, string>, time: string | undefined, trigger: string, actor: string | undefined, recovery?: string): JobRequest[] {
     const at = time === undefined ? undefined : Date.parse(time);
     if (at !== undefined && Number.isNaN(at)) throw new LifeboatError('USAGE', `"${time}" is not a time`, { hint: 'use RFC 3339, e.g. 2026-11-21T14:30:05Z' });
     const names = Object.keys(targets);
     if (names.length === 0) throw new LifeboatError('USAGE', 'nothing to recover', { hint: 'give "targets": {"SOURCE": "/new/path", ...}' });
+    const tag = recovery === undefined ? {} : { recovery };
     const requests: JobRequest[] = names.map((source) => {
       const s = this.config.sources.get(source);
       const target = targets[source] as string;
       // A kind with a log replays it to the moment; one without comes back from its newest backup at or before it.
-      if (!s || sourceKind(s.kind).log !== undefined || at === undefined) return { kind: 'restore', source, trigger, actor, restore: { target, ...(time ? { time } : {}) } };
+      if (!s || sourceKind(s.kind).log !== undefined || at === undefined) return { kind: 'restore', source, trigger, actor, restore: { target, ...(time ? { time } : {}) }, ...tag };
       const snap = this.catalog.backups(source, 5000).find((b) => Date.parse(b.time) <= at);
       if (!snap) throw new LifeboatError('NOT_FOUND', `no backup of ${source} at or before ${time}`, { hint: `GET /api/v1/backups?source=${source} lists them` });
-      return { kind: 'restore', source, trigger, actor, restore: { target, snapshot: snap.snapshot_id } };
+      return { kind: 'restore', source, trigger, actor, restore: { target, snapshot: snap.snapshot_id }, ...tag };
     });
     // Two members writing into one place (or one inside the other) would mix their files.
     const places = requests.map((r) => path.resolve(r.restore?.target ?? ''));
@@ -195,11 +211,14 @@ export class Daemon {
         throw new LifeboatError('USAGE', `the restore targets of ${names[i]} and ${names[j]} overlap (${b} is ${a === b ? '' : 'inside '}${a}); nothing was started`, { hint: 'give each source a place of its own' });
       }
     }));
-    for (const req of requests) {
-      const { repository } = this.runner.validate(req);
-      if (this.runner.isRunning(JobRunner.key({ ...req, repository }))) throw new LifeboatError('JOB_RUNNING', `a restore of ${req.source} is already running`, { hint: 'wait for it, then try again' });
-    }
-    return requests.map((req) => this.submit(req));
+    for (const req of requests) this.checkStartable(req);
+    return requests;
+  }
+
+  /** Throws what would refuse the job now (a bad request, or the same job running): nothing is started. */
+  checkStartable(req: JobRequest): void {
+    const { repository } = this.runner.validate(req);
+    if (this.runner.isRunning(JobRunner.key({ ...req, repository }))) throw new LifeboatError('JOB_RUNNING', `a ${req.kind} of ${req.group ?? req.source ?? repository} is already running`, { hint: 'wait for it, then try again' });
   }
 
   private fire(s: ScheduleConfig, at: Date, reason: FireReason): void {
@@ -207,18 +226,20 @@ export class Daemon {
     const requests: JobRequest[] =
       s.run === 'check' || s.run === 'prune' || s.run === 'rotate'
         ? [{ kind: s.run, repository: s.repository as string, trigger, ...(s.readDataSubset ? { readDataSubset: s.readDataSubset } : {}) }]
-        : s.sources.map((source) => ({ kind: s.run as 'backup' | 'drill' | 'forget', source, trigger }));
+        : s.groups.length > 0
+          ? s.groups.map((group) => ({ kind: 'group-backup' as const, group, trigger }))
+          : s.sources.map((source) => ({ kind: s.run as 'backup' | 'drill' | 'forget', source, trigger }));
     for (const req of requests) {
-      const repository = req.repository ?? this.config.sources.get(req.source as string)?.repository;
+      const repository = req.repository ?? (req.group !== undefined ? this.config.groups.get(req.group)?.repository : this.config.sources.get(req.source as string)?.repository);
       if (this.runner.isRunning(JobRunner.key({ ...req, repository }))) {
         const job = this.runner.skip({ ...req, ...(repository ? { repository } : {}) }, `skipped: the ${at.toISOString()} run of "${s.name}" found the previous ${req.kind} still running`);
         this.metrics.jobFinished(job);
-        this.log(`${s.name}: ${req.kind} of ${req.source ?? repository} still running; this run is skipped`);
+        this.log(`${s.name}: ${req.kind} of ${req.group ?? req.source ?? repository} still running; this run is skipped`);
         continue;
       }
       try {
         const job = this.submit(req);
-        this.log(`${s.name}: started ${req.kind} of ${req.source ?? repository} (job ${job.id})`);
+        this.log(`${s.name}: started ${req.kind} of ${req.group ?? req.source ?? repository} (job ${job.id})`);
       } catch (err) {
         this.log(`${s.name}: could not start ${req.kind}: ${(err as Error).message}`);
       }
@@ -227,6 +248,8 @@ export class Daemon {
 
   private finished(job: JobRow): void {
     if (job.repository && WRITING_KINDS.has(job.kind)) this.reads.invalidate(job.repository);
+    // forget and prune drop the points whose data they removed (docs/groups.md): read them again.
+    if (job.repository && (job.kind === 'forget' || job.kind === 'prune') && job.status === 'succeeded') void this.refreshGroupPoints(job.repository);
     const size = job.kind === 'backup' && job.status === 'succeeded' ? (job.result as { summary?: { totalBytes?: number } } | null)?.summary?.totalBytes : undefined;
     this.metrics.jobFinished(job, size);
     const subject = job.source ?? job.repository ?? '';
@@ -346,6 +369,38 @@ export class Daemon {
     });
   }
 
+  /** Each consistency group: members, newest point, its hold and age, the newest capture. */
+  groups(): GroupStatus[] {
+    const now = this.clock.now();
+    return [...this.config.groups.values()].map((g) => {
+      const points = this.catalog.groupPoints(g.name, 1);
+      const last = points[0];
+      const jobs = this.catalog.jobs({ source: g.name, kind: 'group-backup', limit: 20 }).filter((j) => j.status !== 'skipped');
+      const job = jobs[0];
+      const intervals = [...this.config.schedules.values()]
+        .filter((s) => s.groups.includes(g.name))
+        .map((s) => {
+          const a = this.scheduler.nextAfter(s.name, new Date(now));
+          const b = a && this.scheduler.nextAfter(s.name, a);
+          return a && b ? (b.getTime() - a.getTime()) / 1000 : null;
+        })
+        .filter((x): x is number => x !== null);
+      return {
+        name: g.name,
+        repository: g.repository,
+        members: g.members.map((m) => ({ name: m, kind: this.config.sources.get(m)?.kind ?? '' })),
+        hooks: g.freeze !== undefined,
+        max_hold_ms: g.maxHoldMs,
+        last_point: last ? { id: last.id, time: last.time, hold_ms: last.hold_ms, max_hold_ms: last.max_hold_ms, frozen: last.frozen } : null,
+        points: this.catalog.groupPointCount(g.name),
+        rpo_seconds: last ? Math.max(0, (now - Date.parse(last.time)) / 1000) : null,
+        schedule_interval_seconds: intervals.length > 0 ? Math.min(...intervals) : null,
+        last_capture: job ? { job: job.id, status: job.status, finished_at: job.finished_at, error_code: job.error_code, error: job.error } : null,
+        failing: job?.status === 'failed',
+      };
+    });
+  }
+
   repositories(): RepositoryStatus[] {
     return [...this.config.repositories.keys()].map((name) => {
       const check = this.catalog.jobs({ kind: 'check', limit: 20 }).find((j) => j.repository === name && (j.status === 'succeeded' || j.status === 'failed'));
@@ -366,6 +421,36 @@ export class Daemon {
   /** The snapshots a repository holds, read from the repository itself (shared and cached for a few seconds, see reads.ts). */
   async snapshots(repository: string, opts: { fresh?: boolean } = {}): Promise<unknown> {
     return this.reads.get(requireRepository(this.config, repository), ['snapshots'], opts);
+  }
+
+  /**
+   * The plan of a group restore (`group restore … --dry-run`, run now in a child): every
+   * member's mechanism, target and position, everything checked and nothing written.
+   */
+  async planGroupRestore(name: string, p: GroupRestoreParams): Promise<Record<string, unknown>> {
+    const g = requireGroup(this.config, name);
+    const r = await runLifeboat(this.config, g.repository, groupRestoreArgs(g.name, p, true), this.jobEntry !== undefined ? { entry: this.jobEntry } : {});
+    if (r.error) throw new LifeboatError(PLAN_CODES.has(r.error.code) ? r.error.code : 'FAILED', r.error.message, r.error.hint !== undefined ? { hint: r.error.hint } : {});
+    return r.result as Record<string, unknown>;
+  }
+
+  /** Re-reads the points of every group stored in `repository` into the catalog; a failure is logged, the catalog keeps what it had. */
+  async refreshGroupPoints(repository: string): Promise<void> {
+    for (const g of this.config.groups.values()) {
+      if (g.repository !== repository) continue;
+      try {
+        const { points } = await this.groupPoints(g.name, { fresh: true });
+        this.catalog.replaceGroupPoints(g.name, points.map((p) => pointRow(p, repository)));
+      } catch (err) {
+        this.log(`group ${g.name}: could not read its points again after a forget or prune: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** A group's points read from its repository (`group points NAME --json`; shared and cached like snapshot listings). */
+  async groupPoints(name: string, opts: { fresh?: boolean } = {}): Promise<{ group: string; points: GroupPoint[]; unreadable: string[] }> {
+    const g = requireGroup(this.config, name);
+    return (await this.reads.get(g.repository, ['group', 'points', g.name], opts)) as { group: string; points: GroupPoint[]; unreadable: string[] };
   }
 
   private async cliJson(repository: string, args: string[]): Promise<unknown> {
@@ -396,12 +481,22 @@ export class Daemon {
         if (!src || src.repository !== repository) continue;
         drillRows.push({ source: src.name, repository, time: d.time, ok: d.ok, rto_seconds: d.rto_seconds, rpo_seconds: d.rpo_seconds, snapshot: d.snapshot, error: d.error ?? null });
       }
-      this.catalog.replaceRepositoryContents(repository, backups, drillRows);
+      const points: GroupPointRow[] = [];
+      for (const g of this.config.groups.values()) {
+        if (g.repository !== repository) continue;
+        points.push(...(await this.groupPoints(g.name, { fresh: true })).points.map((p) => pointRow(p, repository)));
+      }
+      this.catalog.replaceRepositoryContents(repository, backups, drillRows, points);
       nb += backups.length;
       nd += drillRows.length;
     }
     return { backups: nb, drills: nd };
   }
+}
+
+/** A stored point as the catalog keeps it. */
+function pointRow(p: GroupPoint, repository: string): GroupPointRow {
+  return { group: p.group, id: p.id, repository, time: p.time, hold_ms: p.hold_ms, max_hold_ms: p.max_hold_ms, frozen: p.frozen, members: p.members as GroupPointRow['members'] };
 }
 
 /** Above this lag an archive that is up counts as lagging when the source has no RPO target (the LifeboatArchiveLag threshold). */

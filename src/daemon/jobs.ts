@@ -11,8 +11,9 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError } from '../errors.js';
-import type { LifeboatConfig, SourceConfig } from '../config/config.js';
-import type { Catalog, JobKind, JobRow } from './catalog.js';
+import type { GroupConfig, LifeboatConfig, SourceConfig } from '../config/config.js';
+import type { Catalog, GroupPointRow, JobKind, JobRow } from './catalog.js';
+import type { GroupPoint } from '../engine/group/capture.js';
 import { restoreArgs, type RestoreParams } from '../engine/restore-options.js';
 import { toArgv } from '../engine/invocation.js';
 import { sourceKind } from '../sources/registry.js';
@@ -21,14 +22,38 @@ import { runLifeboat, type JobOutcome } from './job-child.js';
 
 export type { RestoreParams } from '../engine/restore-options.js';
 
+export interface GroupRestoreParams {
+  point?: string;
+  time?: string;
+  /** member → a new or empty directory. */
+  targets: Record<string, string>;
+}
+
+/** `group restore NAME …` as a job (or, with dryRun, its plan) runs it: every member to one point (docs/groups.md). */
+export function groupRestoreArgs(group: string, p: GroupRestoreParams, dryRun: boolean): string[] {
+  return [
+    'group', 'restore', group,
+    ...(p.point !== undefined ? ['--point', p.point] : []),
+    ...(p.time !== undefined ? ['--time', p.time] : []),
+    ...Object.entries(p.targets).flatMap(([member, dir]) => ['--target', `${member}=${dir}`]),
+    ...(dryRun ? ['--dry-run'] : []),
+  ];
+}
+
 export interface JobRequest {
   kind: Exclude<JobKind, 'replicate' | 'rebuild'>;
   source?: string;
+  /** group-backup, group-restore: the consistency group (its job row keeps the name in `source`). */
+  group?: string;
+  /** group-restore: the point (or the newest at or before `time`) and a target directory per member. */
+  groupRestore?: GroupRestoreParams;
   repository?: string | undefined;
   trigger: string;
   actor?: string | undefined;
   restore?: RestoreParams;
   readDataSubset?: string;
+  /** The recovery a restore belongs to (POST /recoveries and the recovery aliases): kept in the job's params. */
+  recovery?: string;
 }
 
 /** The source of that name, or NOT_FOUND listing the sources there are. */
@@ -36,6 +61,13 @@ export function requireSource(config: LifeboatConfig, name: string | undefined):
   const s = name === undefined ? undefined : config.sources.get(name);
   if (!s) throw new LifeboatError('NOT_FOUND', `unknown source "${name ?? ''}"`, { hint: `sources: ${[...config.sources.keys()].join(', ') || 'none'}` });
   return s;
+}
+
+/** The consistency group of that name, or NOT_FOUND listing the groups there are. */
+export function requireGroup(config: LifeboatConfig, name: string | undefined): GroupConfig {
+  const g = name === undefined ? undefined : config.groups.get(name);
+  if (!g) throw new LifeboatError('NOT_FOUND', `unknown group "${name ?? ''}"`, { hint: `groups: ${[...config.groups.keys()].join(', ') || 'none (add a groups: section to lifeboat.yaml)'}` });
+  return g;
 }
 
 /** The repository of that name (default: the only one), or NOT_FOUND listing them. */
@@ -109,6 +141,10 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
     case 'rotate':
       // A new key epoch (format 2); `prune --reseal` retires the old ones.
       return ['key', 'rotate'];
+    case 'group-backup':
+      return ['group', 'backup', req.group as string];
+    case 'group-restore':
+      return groupRestoreArgs(req.group as string, req.groupRestore as GroupRestoreParams, false);
   }
 }
 
@@ -125,8 +161,8 @@ export class JobRunner extends EventEmitter {
     super();
   }
 
-  static key(req: Pick<JobRequest, 'kind' | 'source' | 'repository'>): string {
-    return `${req.kind}:${req.source ?? req.repository ?? ''}`;
+  static key(req: Pick<JobRequest, 'kind' | 'source' | 'repository' | 'group'>): string {
+    return `${req.kind}:${req.group ?? req.source ?? req.repository ?? ''}`;
   }
 
   isRunning(key: string): boolean {
@@ -136,6 +172,7 @@ export class JobRunner extends EventEmitter {
   /** Checks a request; throws a LifeboatError naming what is wrong. */
   validate(req: JobRequest): { repository: string } {
     if (req.kind === 'check' || req.kind === 'prune' || req.kind === 'rotate') return { repository: requireRepository(this.config, req.repository) };
+    if (req.kind === 'group-backup' || req.kind === 'group-restore') return { repository: requireGroup(this.config, req.group).repository };
     const source = requireSource(this.config, req.source);
     if (req.kind === 'forget') forgetCommand(this.config, source, 'apply');
     if (req.kind === 'restore') {
@@ -162,12 +199,15 @@ export class JobRunner extends EventEmitter {
     const { repository } = this.validate(req);
     const key = JobRunner.key({ ...req, repository });
     const busy = this.running.get(key);
-    if (busy) throw new LifeboatError('JOB_RUNNING', `${req.kind} of ${req.source ?? repository} is already running (job ${busy.id})`, { hint: `follow it at /api/v1/jobs/${busy.id}` });
+    if (busy) throw new LifeboatError('JOB_RUNNING', `${req.kind} of ${req.group ?? req.source ?? repository} is already running (job ${busy.id})`, { hint: `follow it at /api/v1/jobs/${busy.id}` });
     const params: Record<string, unknown> = {
       ...(req.restore ? { restore: req.restore } : {}),
       ...(req.readDataSubset ? { read_data_subset: req.readDataSubset } : {}),
+      ...(req.recovery ? { recovery: req.recovery } : {}),
+      ...(req.groupRestore ? { group_restore: req.groupRestore } : {}),
     };
-    const job = this.catalog.createJob({ kind: req.kind, source: req.source, repository, trigger: req.trigger, actor: req.actor, params, status: 'running' });
+    // A group's job keeps the group's name where a source job keeps the source's (and says so in params).
+    const job = this.catalog.createJob({ kind: req.kind, source: req.group ?? req.source, repository, trigger: req.trigger, actor: req.actor, params: { ...params, ...(req.group ? { group: req.group } : {}) }, status: 'running' });
     const slot: { id: string; child?: ChildProcess } = { id: job.id };
     this.running.set(key, slot);
     void this.execute(job, req, repository, slot, () => this.running.delete(key));
@@ -176,7 +216,7 @@ export class JobRunner extends EventEmitter {
 
   /** Records a run that did not happen (a schedule fired while the job still ran). */
   skip(req: JobRequest, reason: string): JobRow {
-    const job = this.catalog.createJob({ kind: req.kind, source: req.source, repository: req.repository, trigger: req.trigger, status: 'skipped' });
+    const job = this.catalog.createJob({ kind: req.kind, source: req.group ?? req.source, repository: req.repository, trigger: req.trigger, status: 'skipped', ...(req.group ? { params: { group: req.group } } : {}) });
     this.catalog.updateJob(job.id, { error: reason, finished_at: new Date().toISOString() });
     this.catalog.appendLog(job.id, 'daemon', reason);
     return this.catalog.job(job.id) as JobRow;
@@ -238,6 +278,17 @@ export class JobRunner extends EventEmitter {
 
   /** Keeps the catalog's view of the repository current after a backup or drill. */
   private record(job: JobRow, req: JobRequest, repository: string, parsed: unknown): void {
+    if (req.kind === 'group-backup' && job.status === 'succeeded' && parsed && typeof parsed === 'object') {
+      const p = parsed as GroupPoint;
+      this.catalog.recordGroupPoint({ group: p.group, id: p.id, repository, time: p.time, hold_ms: p.hold_ms, max_hold_ms: p.max_hold_ms, frozen: p.frozen, members: p.members as GroupPointRow['members'] });
+      this.catalog.appendLog(job.id, 'daemon', `point ${p.id}: writes held ${p.hold_ms} ms (max_hold ${p.max_hold_ms} ms)`);
+      return;
+    }
+    if (req.kind === 'group-restore' && job.status === 'succeeded' && parsed && typeof parsed === 'object') {
+      const r = parsed as { point?: string; members?: unknown[]; elapsed_ms?: number };
+      this.catalog.appendLog(job.id, 'daemon', `${r.members?.length ?? 0} member(s) restored to point ${r.point ?? '?'} in ${((r.elapsed_ms ?? 0) / 1000).toFixed(1)} s`);
+      return;
+    }
     const source = req.source ? this.config.sources.get(req.source) : undefined;
     if (!source) return;
     if (req.kind === 'backup' && job.status === 'succeeded' && parsed && typeof parsed === 'object') {

@@ -53,7 +53,28 @@ export interface RepositoryStatus {
   key_epoch_created?: string | null;
 }
 
-type Status = { sources: SourceStatus[]; repositories: RepositoryStatus[]; running: number };
+/** A consistency group (docs/groups.md) as the daemon sees it: from its configuration, its points and its jobs. */
+export interface GroupStatus {
+  name: string;
+  repository: string;
+  members: Array<{ name: string; kind: string }>;
+  /** freeze and thaw configured: writes are held; without them the positions are read back to back. */
+  hooks: boolean;
+  max_hold_ms: number;
+  /** The newest point the catalog knows (from the group's capture jobs, or a catalog rebuild). */
+  last_point: { id: string; time: string; hold_ms: number; max_hold_ms: number; frozen: boolean } | null;
+  points: number;
+  /** now − the newest point's time: how far back a group restore to one moment reaches; null without a point. */
+  rpo_seconds: number | null;
+  /** The shortest interval between fire times of the schedules that capture the group; null when none does. */
+  schedule_interval_seconds: number | null;
+  /** The newest capture job that ran (not skipped). */
+  last_capture: { job: string; status: string; finished_at: string | null; error_code: string | null; error: string | null } | null;
+  /** The newest capture job failed. */
+  failing: boolean;
+}
+
+type Status = { sources: SourceStatus[]; repositories: RepositoryStatus[]; groups?: GroupStatus[]; running: number };
 
 export class Metrics {
   readonly registry = new Registry();
@@ -68,6 +89,13 @@ export class Metrics {
   readonly gaps: Counter<'source'>;
   /** Children the API started to read a repository (snapshot listings, retention previews), after sharing and caching. */
   readonly repositoryReads: Counter<'repository'>;
+  /** Group captures that failed, and of those the ones that held writes past max_hold. */
+  private readonly groupFailures: Counter<'group'>;
+  private readonly groupHoldExceeded: Counter<'group'>;
+  /** The names Summit's dashboards and alerts use (docs/daemon.md, "Metric aliases"): the same counts as lifeboat_jobs_total. */
+  private readonly backupSuccess: Counter<'source'>;
+  private readonly backupFailure: Counter<'source'>;
+  private readonly recoveryAttempts: Counter<'source' | 'status'>;
 
   /** The daemon's status, read once per scrape by every gauge (see render). */
   private scrape: Status | undefined;
@@ -176,6 +204,49 @@ export class Metrics {
     });
     this.repositoryReads = new Counter({ name: 'lifeboat_api_repository_reads_total', help: 'Processes the API started to read a repository (snapshot listings, retention previews); concurrent requests share one', labelNames: ['repository'], registers: [r] });
     this.notifyFailures = new Counter({ name: 'lifeboat_notifications_failed_total', help: 'Notifications that could not be delivered after every retry', labelNames: ['notification'], registers: [r] });
+    // --- consistency groups (docs/groups.md) ---
+    const perGroup = (name: string, help: string, value: (g: GroupStatus) => number | null | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['group'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const g of status().groups ?? []) {
+            const v = value(g);
+            if (v !== null && v !== undefined) this.set({ group: g.name }, v);
+          }
+        },
+      });
+    perGroup('lifeboat_group_last_point_timestamp_seconds', 'When the newest point of the group was captured (start of freeze, Unix time)', (g) => seconds(g.last_point?.time));
+    perGroup('lifeboat_group_rpo_seconds', 'Age of the newest point of the group: how far back a restore of all members to one moment goes', (g) => g.rpo_seconds);
+    perGroup('lifeboat_group_hold_seconds', 'How long the newest point held writes (freeze start to thaw end)', (g) => (g.last_point ? g.last_point.hold_ms / 1000 : null));
+    perGroup('lifeboat_group_max_hold_seconds', 'max_hold of the group from lifeboat.yaml: the longest a capture may hold writes', (g) => g.max_hold_ms / 1000);
+    perGroup('lifeboat_group_schedule_interval_seconds', 'Shortest interval between fire times of the schedules that capture the group', (g) => g.schedule_interval_seconds);
+    perGroup('lifeboat_group_failing', '1 while the newest capture of the group failed (until one succeeds)', (g) => Number(g.failing));
+    this.groupFailures = new Counter({ name: 'lifeboat_group_capture_failures_total', help: 'Group captures (group backup jobs) that failed; no point was stored', labelNames: ['group'], registers: [r] });
+    this.groupHoldExceeded = new Counter({ name: 'lifeboat_group_hold_exceeded_total', help: 'Group captures that failed because writes would have been held past max_hold (HOLD_EXCEEDED)', labelNames: ['group'], registers: [r] });
+
+    // --- the names Summit's dashboards and alerts use, with Lifeboat's values (docs/daemon.md) ---
+    new Gauge({
+      name: 'dr_rpo_actual_seconds',
+      help: 'Alias of lifeboat_rpo_seconds (label source) and lifeboat_group_rpo_seconds (label group)',
+      labelNames: ['source', 'group'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const s of status().sources) if (s.rpo_seconds !== null) this.set({ source: s.name }, s.rpo_seconds);
+        for (const g of status().groups ?? []) if (g.rpo_seconds !== null) this.set({ group: g.name }, g.rpo_seconds);
+      },
+    });
+    perSource('dr_rto_actual_seconds', 'Alias of lifeboat_rto_seconds: the RTO measured by the newest drill', (s) => s.rto_seconds);
+    perSource('postgres_base_backup_duration_seconds', 'Duration of the newest backup of each postgres source (lifeboat_backup_duration_seconds, last value)', (s) => (s.kind === 'postgres' && s.last_backup ? s.last_backup.duration_ms / 1000 : null));
+    perSource('file_backup_duration_seconds', 'Duration of the newest backup of each files source (lifeboat_backup_duration_seconds, last value)', (s) => (s.kind === 'files' && s.last_backup ? s.last_backup.duration_ms / 1000 : null));
+    this.backupSuccess = new Counter({ name: 'backup_success_total', help: 'Alias of lifeboat_jobs_total{kind="backup",status="succeeded"}', labelNames: ['source'], registers: [r] });
+    this.backupFailure = new Counter({ name: 'backup_failure_total', help: 'Alias of lifeboat_jobs_total{kind="backup",status="failed"}', labelNames: ['source'], registers: [r] });
+    this.recoveryAttempts = new Counter({ name: 'dr_recovery_attempts_total', help: 'Alias of lifeboat_jobs_total{kind="restore"} (succeeded and failed): restore jobs, one per source of a recovery', labelNames: ['source', 'status'], registers: [r] });
+
     new Gauge({
       name: 'lifeboat_jobs_running',
       help: 'Jobs running now',
@@ -200,6 +271,13 @@ export class Metrics {
     const source = job.source ?? job.repository ?? '';
     this.jobs.inc({ kind: job.kind, source, status: job.status });
     if (job.status === 'failed') this.failures.inc({ kind: job.kind, source });
+    if (job.kind === 'backup' && job.status === 'succeeded') this.backupSuccess.inc({ source });
+    if (job.kind === 'backup' && job.status === 'failed') this.backupFailure.inc({ source });
+    if ((job.kind === 'restore' || job.kind === 'group-restore') && (job.status === 'succeeded' || job.status === 'failed')) this.recoveryAttempts.inc({ source, status: job.status });
+    if (job.kind === 'group-backup' && job.status === 'failed') {
+      this.groupFailures.inc({ group: source });
+      if (job.error_code === 'HOLD_EXCEEDED') this.groupHoldExceeded.inc({ group: source });
+    }
     if (job.kind === 'backup' && job.status === 'succeeded') {
       this.duration.observe({ source }, (job.duration_ms ?? 0) / 1000);
       if (sizeBytes !== undefined) this.size.observe({ source }, sizeBytes);
@@ -207,8 +285,17 @@ export class Metrics {
   }
 
   /** Makes the failure series exist at 0 from the start (sources: backup, drill; repositories: check), so increase() and alerts see the first failure. */
-  declare(sources: readonly string[], repositories: readonly string[], notifications: readonly string[], replicated: readonly string[] = [], continuous: readonly string[] = []): void {
+  declare(sources: readonly string[], repositories: readonly string[], notifications: readonly string[], replicated: readonly string[] = [], continuous: readonly string[] = [], groups: readonly string[] = []): void {
     for (const source of sources) for (const kind of ['backup', 'drill']) this.failures.inc({ kind, source }, 0);
+    for (const source of sources) {
+      this.backupSuccess.inc({ source }, 0);
+      this.backupFailure.inc({ source }, 0);
+    }
+    for (const group of groups) {
+      this.failures.inc({ kind: 'group-backup', source: group }, 0);
+      this.groupFailures.inc({ group }, 0);
+      this.groupHoldExceeded.inc({ group }, 0);
+    }
     for (const source of replicated) this.divergences.inc({ source }, 0);
     for (const source of continuous) this.gaps.inc({ source }, 0);
     for (const repository of repositories) this.failures.inc({ kind: 'check', source: repository }, 0);

@@ -4,16 +4,47 @@
  * Every command in it is one a person can paste during an outage.
  */
 import * as path from 'node:path';
-import type { LifeboatConfig, RepositoryConfig, SourceConfig } from '../config/config.js';
+import type { GroupConfig, LifeboatConfig, RepositoryConfig, SourceConfig } from '../config/config.js';
 import { PROGRAM_VERSION } from '../repo/repository.js';
 import { redact } from '../util/redact.js';
-import type { BackupRow, DrillRow } from './catalog.js';
+import type { BackupRow, DrillRow, GroupPointRow } from './catalog.js';
 import { toArgv, type Invocation } from '../engine/invocation.js';
 import { sourceKind } from '../sources/registry.js';
 
 export interface RunbookFacts {
   newestBackup: (source: string) => BackupRow | undefined;
   lastDrill: (source: string) => DrillRow | undefined;
+  /** The newest point of a consistency group the catalog knows. */
+  newestPoint?: (group: string) => GroupPointRow | undefined;
+}
+
+/** A consistency group back to one point: every member with `group restore` (docs/groups.md). */
+function groupSection(g: GroupConfig, base: string, newest: GroupPointRow | undefined, restoreRoot: string): string[] {
+  const dir = path.join(restoreRoot, g.name);
+  const targets = g.members.map((m) => `--target ${shell(`${m}=${path.join(dir, m)}`)}`).join(' ');
+  const g0 = `${base} -r ${g.repository}`;
+  return [
+    `## Restore group \`${g.name}\` to one moment`,
+    '',
+    `- Members: ${g.members.join(', ')}. Restore them together, to one point: restored one by one, to their own newest moments, they do not agree with each other.`,
+    `- Newest point: ${newest ? `${newest.id} of ${newest.time} (writes held ${newest.hold_ms} ms)` : 'none recorded in the catalog'}`,
+    '',
+    '1. Choose the point: the newest at or before the moment to return to.',
+    '',
+    '   ```sh',
+    `   ${g0} group points ${shell(g.name)}`,
+    '   ```',
+    '',
+    '2. Print the plan (each member\'s mechanism, target and position) and change nothing; every target must be new or empty, in a directory that exists:',
+    '',
+    '   ```sh',
+    `   mkdir -p ${shell(dir)}`,
+    `   ${g0} group restore ${shell(g.name)} --time 'YYYY-MM-DDTHH:MM:SSZ' ${targets} --dry-run`,
+    '   ```',
+    '',
+    '3. Run it without `--dry-run` (or with `--point ID`). One unusable target, or a member whose history no longer reaches the point, and nothing starts.',
+    '',
+  ];
 }
 
 function seconds(s: number | null | undefined): string {
@@ -96,6 +127,9 @@ export function runbook(config: LifeboatConfig, facts: RunbookFacts, now = new D
     }
     out.push('', ...restoreSteps(s, base), '');
   }
+  // Restored where API restores go when the daemon has a place for them; /var/tmp otherwise.
+  const restoreRoot = config.server.restoreRoots[0] ?? '/var/tmp/lifeboat-restore';
+  for (const g of config.groups.values()) out.push(...groupSection(g, base, facts.newestPoint?.(g.name), restoreRoot));
   out.push('## After the restore', '', `- Take a fresh backup at once: \`${base} -r REPOSITORY backup ...\` or \`POST /api/v1/sources/NAME/backup\`.`, '- Run a drill of every restored source and record what took longest, for the next version of this runbook.', '');
   // Every line may quote configuration (DSNs, drill errors): one redaction over all of it.
   return redact(out.join('\n'));

@@ -4,7 +4,7 @@
  * the calls the CLI and scripts make, with the user's token, so the page can do
  * nothing that token could not do anyway.
  */
-import type { Backup, Drill, ErrorBody, Job, Jobs, Source, Status } from '../api/dto.js';
+import type { Backup, Drill, ErrorBody, Group, Job, Jobs, Source, Status } from '../api/dto.js';
 
 /** The API, relative to this page (/dashboard/), so a path prefix in a reverse proxy still works. */
 const API = new URL('../api/v1/', window.location.href);
@@ -31,6 +31,12 @@ export class Api {
   }
   sources(): Promise<Source[]> {
     return this.call('sources');
+  }
+  groups(): Promise<Group[]> {
+    return this.call('groups');
+  }
+  groupBackup(group: string): Promise<Job> {
+    return this.call(`groups/${encodeURIComponent(group)}/backup`, { method: 'POST' });
   }
   jobs(limit: number): Promise<Job[]> {
     return this.call(`jobs?limit=${limit}`);

@@ -8,7 +8,7 @@ import { Api, ApiError } from './api.js';
 import { chartMarkup } from './chart.js';
 import { $, html } from './html.js';
 import { initialState, isFinished } from './state.js';
-import { renderDrills, renderJobs, renderSnapshots, renderSources, renderStatus } from './tables.js';
+import { renderDrills, renderGroups, renderJobs, renderSnapshots, renderSources, renderStatus } from './tables.js';
 
 const TOKEN_KEY = 'lifeboat.token';
 const POLL_MS = 2000;
@@ -128,8 +128,8 @@ function signOut(): void {
 }
 
 function resetData(): void {
-  Object.assign(state, { sources: [], jobs: [], backups: [], backupsFor: null, drills: [], status: null, selected: null, finishedKey: '' });
-  for (const id of ['sources-body', 'jobs-body', 'snapshots-body', 'drills-body']) $(`#${id}`).innerHTML = '';
+  Object.assign(state, { sources: [], groups: [], jobs: [], backups: [], backupsFor: null, drills: [], status: null, selected: null, finishedKey: '' });
+  for (const id of ['sources-body', 'groups-body', 'jobs-body', 'snapshots-body', 'drills-body']) $(`#${id}`).innerHTML = '';
   $('#chart').innerHTML = '';
 }
 
@@ -156,7 +156,7 @@ async function refresh(full: boolean): Promise<void> {
   const generation = state.generation;
   const seq = ++state.requestSeq;
   try {
-    const [status, sources, jobs] = await Promise.all([api.status(), api.sources(), api.jobs(JOBS_SHOWN)]);
+    const [status, sources, groups, jobs] = await Promise.all([api.status(), api.sources(), api.groups(), api.jobs(JOBS_SHOWN)]);
     const finishedKey = jobs.filter(isFinished).map((j) => `${j.id}:${j.status}`).join(',');
     const changed = finishedKey !== state.finishedKey;
     const selected = pickSelected(sources);
@@ -167,7 +167,7 @@ async function refresh(full: boolean): Promise<void> {
     // The user picked another source while this poll ran: its answer is on the way.
     if (selected !== pickSelected(sources)) return;
     state.renderedSeq = seq;
-    Object.assign(state, { status, sources, jobs, drills, backups, backupsFor: selected, selected, finishedKey });
+    Object.assign(state, { status, sources, groups, jobs, drills, backups, backupsFor: selected, selected, finishedKey });
     renderAll();
     markUpdated(true);
     if (state.noticeOrigin === 'poll') hideNotice();
@@ -213,6 +213,7 @@ function markUpdated(ok: boolean): void {
 async function act<T>(key: string, call: () => Promise<T>, describe: (result: T) => string): Promise<void> {
   state.pending.add(key);
   renderSources(state);
+  renderGroups(state);
   try {
     const result = await call();
     showNotice('info', { message: describe(result) });
@@ -222,11 +223,16 @@ async function act<T>(key: string, call: () => Promise<T>, describe: (result: T)
   } finally {
     state.pending.delete(key);
     renderSources(state);
+    renderGroups(state);
   }
 }
 
 function backupNow(source: string): Promise<void> {
   return act(`backup:${source}`, () => api.backupNow(source), (job) => `Backup of ${source} started (job ${job.id}).`);
+}
+
+function captureGroup(group: string): Promise<void> {
+  return act(`group-backup:${group}`, () => api.groupBackup(group), (job) => `Capture of group ${group} started (job ${job.id}).`);
 }
 
 function runDrill(source: string): Promise<void> {
@@ -244,6 +250,7 @@ function renderChart(): void {
 function renderAll(): void {
   renderStatus(state);
   renderSources(state);
+  renderGroups(state);
   renderSnapshots(state);
   renderChart();
   renderJobs(state);
@@ -259,6 +266,7 @@ function onClick(event: MouseEvent): void {
     const source = button.dataset.source ?? '';
     if (button.dataset.action === 'backup') void backupNow(source);
     else if (button.dataset.action === 'drill') void runDrill(source);
+    else if (button.dataset.action === 'group-backup') void captureGroup(button.dataset.group ?? '');
     else if (button.dataset.action === 'select') void select(source);
     else if (button.dataset.action === 'dismiss') hideNotice();
     return;

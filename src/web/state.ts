@@ -1,9 +1,10 @@
 /** What the dashboard knows: the API's answers of the last poll, and the page's own state. */
-import type { Backup, Drill, Job, Source, Status } from '../api/dto.js';
+import type { Backup, Drill, Group, Job, Source, Status } from '../api/dto.js';
 
 export interface State {
   token: string | null;
   sources: Source[];
+  groups: Group[];
   jobs: Job[];
   backups: Backup[];
   /** The source `backups` belongs to. */
@@ -27,6 +28,7 @@ export function initialState(): State {
   return {
     token: null,
     sources: [],
+    groups: [],
     jobs: [],
     backups: [],
     backupsFor: null,

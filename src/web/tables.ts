@@ -3,7 +3,7 @@
  * chips, rendered from the state. Rows are patched, not replaced, so a button under
  * the pointer survives a refresh in the middle of a click.
  */
-import type { Job, Source } from '../api/dto.js';
+import type { Group, Job, Source } from '../api/dto.js';
 import { $, ago, formatBytes, formatSeconds, formatTarget, html, isoTime, piece, shortTime, timeCell, type Piece, type Safe } from './html.js';
 import { isFinished, type State } from './state.js';
 
@@ -145,6 +145,57 @@ export function renderSources(state: State): void {
   }));
   patchRows($('#sources-body'), rows);
   showEmpty('sources-empty', rows.length === 0);
+}
+
+// --- consistency groups -----------------------------------------------------
+
+function holdCell(g: Group): Safe {
+  const p = g.last_point;
+  if (!p) return html`<span class="muted" data-testid="hold-${g.name}">—</span><div class="sub">max_hold ${g.max_hold_ms} ms</div>`;
+  // Past 80 % of max_hold is the LifeboatGroupHoldNearLimit alert's line.
+  const level = p.hold_ms > 0.8 * p.max_hold_ms ? 'over' : 'ok';
+  return html`<span class="metric ${level}" data-testid="hold-${g.name}">${p.hold_ms.toFixed(1)} ms</span>
+      <span class="target">/ ${p.max_hold_ms} ms</span>
+      ${meter(p.hold_ms, p.max_hold_ms, level)}
+      ${p.frozen ? '' : html`<div class="sub">no freeze hook: read back to back</div>`}`;
+}
+
+function ageCell(g: Group): Safe {
+  if (g.rpo_seconds === null) return html`<span class="never" data-testid="age-${g.name}">no point</span>`;
+  // Two schedule intervals is the LifeboatGroupPointStale alert's line.
+  const limit = g.schedule_interval_seconds === null ? null : 2 * g.schedule_interval_seconds;
+  const level = limit === null ? 'none' : g.rpo_seconds <= limit ? 'ok' : 'over';
+  return html`<span class="metric ${level}" data-testid="age-${g.name}">${formatSeconds(g.rpo_seconds)}</span>
+      <div class="sub">${g.schedule_interval_seconds === null ? 'no schedule' : `captured every ${formatSeconds(g.schedule_interval_seconds)}`}</div>`;
+}
+
+function captureCell(g: Group): Safe {
+  const c = g.last_capture;
+  if (!c) return html`<span class="muted" data-testid="capture-${g.name}">none yet</span>`;
+  return html`<span class="status status-${c.status}" data-testid="capture-${g.name}">${c.status}</span>
+      ${c.finished_at ? html`<div class="sub">${ago(c.finished_at)}</div>` : ''}
+      ${c.error ? html`<div class="sub bad" title="${c.error}">${c.error_code ? `${c.error_code}: ` : ''}${c.error}</div>` : ''}`;
+}
+
+export function renderGroups(state: State): void {
+  const rows = state.groups.map((g) => {
+    const busy = state.pending.has(`group-backup:${g.name}`) || state.jobs.some((j) => j.kind === 'group-backup' && j.source === g.name && !isFinished(j));
+    return {
+      key: g.name,
+      attrs: { 'data-testid': `group-${g.name}` },
+      cells: [
+        cell(html`<strong>${g.name}</strong><div class="sub">repository ${g.repository} · ${g.points} point${g.points === 1 ? '' : 's'}</div>`),
+        cell(html`<span data-testid="members-${g.name}">${g.members.map((m, i) => html`${i > 0 ? ', ' : ''}${m.name} <span class="kind kind-${m.kind}">${m.kind}</span>`)}</span>`),
+        cell(g.last_point ? html`<span class="mono" data-testid="point-${g.name}" title="${g.last_point.id}">${g.last_point.id}</span><div class="sub">${timeCell(g.last_point.time)}</div>` : html`<span class="never" data-testid="point-${g.name}">never</span>`),
+        cell(holdCell(g)),
+        cell(ageCell(g)),
+        cell(captureCell(g)),
+        cell(html`<div class="actions"><button type="button" class="primary" data-action="group-backup" data-group="${g.name}" data-testid="group-backup-${g.name}" ${busy ? html`disabled aria-busy="true"` : ''}>${busy ? 'Capturing…' : 'Capture now'}</button></div>`, 'actions-col'),
+      ],
+    };
+  });
+  patchRows($('#groups-body'), rows);
+  showEmpty('groups-empty', rows.length === 0);
 }
 
 // --- snapshots --------------------------------------------------------------

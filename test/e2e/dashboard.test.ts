@@ -6,11 +6,13 @@
  */
 import { mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
+import Database from 'better-sqlite3';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken, type Role } from '../../src/daemon/auth.js';
 import type { JobRow } from '../../src/daemon/catalog.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
+import type { Group } from '../../src/api/dto.js';
 import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
 import { ROOT, cleanupTmp } from '../helpers.js';
 
@@ -25,8 +27,19 @@ let base: string;
 let browser: Browser;
 const contexts: BrowserContext[] = [];
 
+/** An application's connection keeping the group member's SQLite file open in WAL mode. */
+let app: Database.Database | undefined;
+
 beforeAll(async () => {
-  t = await testDaemon();
+  t = await testDaemon({
+    // The group member's log is kept by the daemon (sqlite replicate), as a real group's is.
+    extraSources: '  index: { kind: sqlite, path: $DIR/index.db, replicate: true }',
+    extra: 'groups:\n  engram: { members: [index], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }',
+  });
+  app = new Database(path.join(t.dir, 'index.db'));
+  app.pragma('journal_mode = WAL');
+  app.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)');
+  t.daemon.start();
   base = await t.daemon.listen();
   // One backup before the browser opens, so the source has a last backup to show.
   const job = t.daemon.submit({ kind: 'backup', source: 'docs', trigger: 'test' });
@@ -39,6 +52,7 @@ afterAll(async () => {
   for (const c of contexts) await c.close().catch(() => {});
   await browser?.close();
   await t?.daemon.stop();
+  app?.close();
   cleanupTmp();
 }, TEST_TIMEOUT);
 
@@ -161,12 +175,46 @@ describe('the web dashboard', () => {
     expect(errors).toEqual([]);
   }, TEST_TIMEOUT);
 
+  it('shows the consistency groups and captures a point as the operator', async () => {
+    const errors: string[] = [];
+    const page = await newPage(errors);
+    await signIn(page, t.tokens.operator);
+    await expect.poll(() => page.getByTestId('members-engram').textContent(), { timeout: 10_000 }).toBe('index sqlite');
+    expect(await page.getByTestId('point-engram').textContent()).toBe('never');
+    expect(await page.getByTestId('age-engram').textContent()).toBe('no point');
+
+    // "Capture now": a group-backup job row appears and succeeds; the row shows the point the API reports.
+    const before = await jobRowIds(page);
+    await page.getByTestId('group-backup-engram').click();
+    const id = await newJobRow(page, before, 'group-backup');
+    await waitSucceeded(page, id);
+    expect(await page.getByTestId(`job-${id}`).locator('td').nth(2).textContent()).toBe('engram');
+    const [engram] = (await apiGet<Group[]>('/api/v1/groups')).filter((g) => g.name === 'engram');
+    const point = engram?.last_point;
+    expect(point?.id).toBe((t.daemon.catalog.job(id)?.result as { id: string }).id);
+    await expect.poll(() => page.getByTestId('point-engram').textContent(), { timeout: 10_000 }).toBe(point?.id);
+    expect(await page.getByTestId('hold-engram').textContent()).toBe(`${point?.hold_ms.toFixed(1)} ms`);
+    expect(await page.getByTestId('hold-engram').getAttribute('class')).toMatch(/\bok\b/);
+    expect(await page.getByTestId('capture-engram').textContent()).toBe('succeeded');
+    expect(await page.getByTestId('age-engram').textContent()).not.toBe('no point');
+
+    const dir = path.join(ROOT, 'test-results');
+    mkdirSync(dir, { recursive: true });
+    await page.getByTestId('group-engram').screenshot({ path: path.join(dir, 'dashboard-groups.png') });
+    expect(errors).toEqual([]);
+  }, TEST_TIMEOUT);
+
   it("shows a viewer the API's refusal and starts no job", async () => {
     const errors: string[] = [];
     const page = await newPage(errors);
     await signIn(page, t.tokens.viewer);
     await page.getByTestId('last-backup-docs').waitFor();
     const jobsBefore = (await apiGet<JobRow[]>('/api/v1/jobs?limit=1000')).length;
+
+    // A group capture is refused the same way.
+    await page.getByTestId('group-backup-engram').click();
+    await expect.poll(() => page.locator('#notice').textContent(), { timeout: 10_000 }).toMatch(/POST \/api\/v1\/groups\/engram\/backup needs the operator role/);
+    await page.locator('#notice [data-action="dismiss"]').click();
 
     await page.getByTestId('backup-docs').click();
     const notice = page.locator('#notice');
@@ -182,8 +230,9 @@ describe('the web dashboard', () => {
     await page.waitForTimeout(2_500);
     expect((await apiGet<JobRow[]>('/api/v1/jobs?limit=1000')).length).toBe(jobsBefore);
     expect(t.daemon.catalog.jobs({ limit: 1000 }).filter((j) => j.actor === 'alice-viewer')).toEqual([]);
-    const refused = t.daemon.catalog.auditLog().find((a) => a.actor === 'alice-viewer' && a.method === 'POST');
-    expect(refused).toMatchObject({ status_code: 403, outcome: 'refused', path: '/api/v1/sources/docs/backup' });
+    const refused = t.daemon.catalog.auditLog().filter((a) => a.actor === 'alice-viewer' && a.method === 'POST');
+    // Refusals of one token in a minute are one row (the first call's path) with a count.
+    expect(refused.map((a) => [a.status_code, a.outcome, a.path, a.count])).toEqual([[403, 'refused', '/api/v1/groups/engram/backup', 2]]);
     // The refusal does not end the session: the page stays signed in and keeps polling.
     expect(await page.locator('#dashboard').isVisible()).toBe(true);
     expect(await page.locator('#signin').isVisible()).toBe(false);

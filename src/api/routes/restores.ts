@@ -10,6 +10,7 @@ import type { ApiContext } from '../context.js';
 import { RecoveryBody, RestoreBody } from '../bodies.js';
 import { Job, Jobs } from '../dto.js';
 import { route, type Route } from '../route.js';
+import { newRecoveryId } from './aliases.js';
 
 export function restoreRoutes({ d, source, actor, role }: ApiContext): Route[] {
   return [
@@ -51,7 +52,7 @@ export function restoreRoutes({ d, source, actor, role }: ApiContext): Route[] {
         for (const name of Object.keys(b.targets)) source(name);
         const targets = Object.fromEntries(Object.entries(b.targets).map(([name, target]) => [name, checkRestoreTarget(d.config, role(who), target)]));
         reply.code(202);
-        return { jobs: d.recover(targets, b.time, 'api', actor(who)) };
+        return { jobs: d.recover(targets, b.time, 'api', actor(who), newRecoveryId()) };
       },
     }),
   ];

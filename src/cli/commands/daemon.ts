@@ -91,7 +91,8 @@ export function register(program: Command): void {
       const schedules = [...c.schedules.values()].map((s) => ({
         name: s.name,
         run: s.run,
-        targets: s.repository ? [s.repository] : s.sources,
+        // A group schedule captures its groups: named as such, so they do not read as sources.
+        targets: s.repository ? [s.repository] : s.groups.length > 0 ? s.groups.map((gr) => `group ${gr}`) : s.sources,
         cron: s.cron,
         timezone: s.timezone ?? 'local',
         next: cronOf(s).nextRun()?.toISOString() ?? null,
@@ -178,7 +179,7 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const c = await requireConfig(g);
       const { runbook } = await import('../../daemon/runbook.js');
-      const text = await withCatalog(c, (catalog) => runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0] }));
+      const text = await withCatalog(c, (catalog) => runbook(c, { newestBackup: (s) => catalog.backups(s, 1)[0], lastDrill: (s) => catalog.drills(s, 1)[0], newestPoint: (g) => catalog.groupPoints(g, 1)[0] }));
       if (f.output) writePrivate(f.output, text);
       else process.stdout.write(text);
     });
