@@ -47,7 +47,7 @@ class FakeClock implements Clock {
   }
 }
 
-const schedule = (s: Partial<ScheduleConfig> & { cron: string }): ScheduleConfig => ({ name: 'every5', run: 'backup', sources: ['docs'], jitterSeconds: 0, catchUp: true, ...s });
+const schedule = (s: Partial<ScheduleConfig> & { cron: string }): ScheduleConfig => ({ name: 'every5', run: 'backup', sources: ['docs'], groups: [], jitterSeconds: 0, catchUp: true, ...s });
 
 afterAll(() => cleanupTmp());
 
