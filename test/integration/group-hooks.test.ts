@@ -38,7 +38,9 @@ let cluster: ScratchCluster;
 let app: Server;
 let appUrl: string;
 /** What the application server does with the next request to a path. */
-const behaviour = new Map<string, 'ok' | 'hang' | 'fail'>();
+const behaviour = new Map<string, 'ok' | 'hang' | 'fail' | 'flood'>();
+/** Bytes a flooding answer got out before the client went away. */
+let flooded = 0;
 const requests: Array<{ path: string; method: string; auth: string | undefined; body: string; at: number }> = [];
 /** The application's own write gate, which its freeze endpoint closes and thaw opens. */
 let gateClosed = false;
@@ -196,6 +198,17 @@ beforeAll(async () => {
         res.statusCode = 503;
         return res.end('busy\nnot now: replication lag');
       }
+      if (what === 'flood') {
+        // An answer without end (a broken proxy, a compromised application): written for as long as anyone reads.
+        res.statusCode = 503;
+        const line = Buffer.from(`${'x'.repeat(1023)}\n`.repeat(64));
+        const more = () => {
+          while (!res.destroyed && res.write(line)) flooded += line.length;
+        };
+        res.on('drain', more);
+        more();
+        return;
+      }
       if (p.startsWith('/freeze')) gateClosed = true;
       if (p.startsWith('/thaw')) gateClosed = false;
       res.end('ok');
@@ -221,6 +234,7 @@ beforeAll(async () => {
       `  web: { members: [hot, b], freeze: ${http('/freeze')}, thaw: ${http('/thaw')}, max_hold: 5s }`,
       `  webhang: { members: [hot], freeze: ${http('/freeze-hang')}, thaw: ${http('/thaw-hang')}, max_hold: 3s }`,
       `  webfail: { members: [hot], freeze: ${http('/freeze-fail')}, thaw: ${http('/thaw-fail')}, max_hold: 5s }`,
+      `  webflood: { members: [hot], freeze: ${http('/freeze-flood')}, thaw: ${http('/thaw-flood')}, max_hold: 5s }`,
       `  webpos: { members: [hot, weakpg], freeze: ${http('/freeze-pos')}, thaw: ${http('/thaw-pos')}, max_hold: 5s }`,
       '  held: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 10s }',
       '  heldhang: { members: [hot, b, a], freeze: builtin, thaw: builtin, max_hold: 1500ms }',
@@ -288,6 +302,16 @@ describe('HTTP freeze and thaw', () => {
     const r = await cli('backup', 'webfail');
     expectError(r, 1, /group "webfail": freeze failed \(POST http:\/\/127\.0\.0\.1:\d+ answered HTTP 503\): not now: replication lag/);
     expect(requests.slice(before).map((q) => q.path)).toEqual(['/freeze-fail?token=x', '/thaw-fail?token=x']);
+  }, 60_000);
+
+  it('reads at most 64 KiB of an answer that does not end, fails at once, and requests thaw', async () => {
+    behaviour.set('/freeze-flood?token=x', 'flood');
+    const before = requests.length;
+    const r = await cli('backup', 'webflood');
+    // Not a timeout after 2 s of reading whatever came: the answer's status, at once.
+    expectError(r, 1, /group "webflood": freeze failed \(POST http:\/\/127\.0\.0\.1:\d+ answered HTTP 503\)/);
+    expect(requests.slice(before).map((q) => q.path)).toEqual(['/freeze-flood?token=x', '/thaw-flood?token=x']);
+    expect(flooded, 'bytes the endless answer got out').toBeLessThan(64 * 1024 * 1024);
   }, 60_000);
 
   it('requests thaw when reading a position fails', async () => {

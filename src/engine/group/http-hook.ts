@@ -18,6 +18,27 @@ import type { HookRun } from './hook.js';
 const MAX_HEADERS_FILE = 64 * 1024;
 /** How much of a failed answer's body is kept for the error (its last line is shown). */
 const BODY_TAIL = 2048;
+/** How much of an answer is read at all: the rest is not waited for (an endpoint may send without end). */
+const MAX_BODY = 64 * 1024;
+
+/** The first `max` bytes of the answer's body as text; the rest is cancelled, not read. */
+async function boundedText(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  try {
+    while (n < max) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      n += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(parts).subarray(0, max).toString('utf8');
+}
 
 export type HttpHookRunner = (action: 'freeze' | 'thaw', point: string, limitMs: number) => Promise<HookRun>;
 
@@ -63,7 +84,7 @@ export function prepareHttpHook(h: HttpHook, cwd: string, group: string): HttpHo
         redirect: 'manual',
         signal,
       });
-      const body = (await res.text()).slice(-BODY_TAIL).trim();
+      const body = (await boundedText(res, MAX_BODY)).slice(-BODY_TAIL).trim();
       const ok = res.status >= 200 && res.status < 300;
       return { ok, timedOut: false, outcome: `${where} answered HTTP ${res.status}`, said: ok ? '' : (body.split('\n').at(-1) ?? '') };
     } catch (err) {
