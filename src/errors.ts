@@ -43,6 +43,7 @@ export type ErrorCode =
   | 'JOB_CRASHED'
   | 'JOB_PROTOCOL'
   | 'HOLD_EXCEEDED'
+  | 'ARCHIVE_BEHIND'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -91,6 +92,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   JOB_CRASHED: { exit: 45, http: 500, summary: 'a daemon job\'s process ended without reporting why (killed by a signal, or crashed)' },
   JOB_PROTOCOL: { exit: 46, http: 500, summary: 'a daemon job\'s process broke the job protocol (a malformed or oversized event); it was stopped' },
   HOLD_EXCEEDED: { exit: 47, http: 500, summary: 'a group capture held writes longer than its max_hold; thaw ran and no point was stored' },
+  ARCHIVE_BEHIND: { exit: 48, http: 409, summary: "a member's own archive (WAL, replicated log) does not reach the group point's position; no point was stored, or nothing was restored" },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

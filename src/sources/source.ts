@@ -28,6 +28,8 @@ export interface ReachProbe {
   file(path: string, type: 'file' | 'directory' | 'any'): string | undefined;
   /** `p`, or a rejection once the probe's time limit passed. */
   within<T>(p: Promise<T>, what: string): Promise<T>;
+  /** A path from lifeboat.yaml (password_file…) as the jobs resolve it: relative to the file. */
+  resolve(file: string): string;
 }
 
 /** What a kind's drill adds to the record (engine/drill/drill.ts owns timing, scratch space and saving). */

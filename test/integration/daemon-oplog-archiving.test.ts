@@ -115,4 +115,19 @@ describe('daemon supervision of an operation log', () => {
     // The new file is a new history after the old one: a restore to now gives both.
     expect(await restoredIds()).toEqual(ids(1, 42));
   });
+  it('a journal rewritten from its start (not a restored copy) is counted as a gap and told once; what was archived still restores', async () => {
+    from = receiver.bodies.length;
+    const gaps = (await metric('lifeboat_archive_gaps_total')) ?? 0;
+    writeFileSync(journal, ''); // the application starts its journal over, in place
+    append(2);
+    await waitUntil('the gap counted', async () => (await metric('lifeboat_archive_gaps_total')) === gaps + 1, 60_000);
+    await waitUntil('the archive_gap notification', () => sent('archive_gap').length > 0, 4 * CHECK_INTERVAL_S * 1000);
+    expect(sent('archive_gap')[0]?.message).toMatch(/truncated or rewritten.*not in the archive/);
+    await provenThrough(Date.now());
+    await daemon.notifier.idle();
+    expect(sent('archive_gap')).toHaveLength(1);
+    expect(archive()).toMatchObject({ up: true, error: null });
+    // The new history follows the old one: a restore to now gives both.
+    expect(await restoredIds()).toEqual(ids(1, 44));
+  });
 });

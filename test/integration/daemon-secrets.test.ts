@@ -96,9 +96,16 @@ describe('a PostgreSQL password in the daemon', () => {
       '    password_file: pg.pass',
       `    bin_dir: ${PG_BIN}`,
       '    stream: true',
+      '  kv:',
+      '    kind: postgres',
+      `    dsn: host=127.0.0.1 port=${cluster.port} user=lbsecret dbname=postgres`,
+      '    password_file: pg.pass',
       '  down:',
       '    kind: postgres',
       `    dsn: host=127.0.0.1 port=1 user=lbsecret password=${PASSWORD} dbname=postgres`,
+      'groups:',
+      '  both:',
+      '    members: [infile]',
       'server:',
       '  listen: 127.0.0.1:0',
       '  state_dir: state',
@@ -114,6 +121,10 @@ describe('a PostgreSQL password in the daemon', () => {
       d.start();
       // pg stream of `infile` logs in with the password from its file (pg_receivewal too).
       await waitUntil('WAL streamed for infile', () => (d.supervisor.states.get('infile')?.archivedThrough ?? 0) > 0, 120_000);
+      // A group records its restore point over a login with the same password_file (and the streamer archives it).
+      const point = await runCli(['group', 'backup', 'both', '--config', file, '--json']);
+      expect(point.code, point.stderr).toBe(0);
+      expect(point.stdout + point.stderr).not.toContain(PASSWORD);
       for (const source of ['indsn', 'down']) {
         const r = await d.app.inject({ method: 'POST', url: `/api/v1/sources/${source}/backup`, headers: operator });
         expect(r.statusCode, r.body).toBe(202);
@@ -153,5 +164,20 @@ describe('a PostgreSQL password in the daemon', () => {
     expect(runbook.stdout).toContain('postgresql://lbsecret:***@127.0.0.1');
     expect(runbook.stdout).toContain('password=***');
     expect(runbook.stdout).not.toContain(PASSWORD);
+
+    // config check logs in as the jobs do: `infile` and `kv` (a libpq key=value dsn) with their password_file, resolved against lifeboat.yaml (not the working directory).
+    const check = async () => {
+      const r = await runCli(['config', 'check', '--config', file, '--json']);
+      expect(r.code, r.stderr).toBe(37);
+      expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+      return (JSON.parse(r.stdout) as { problems: Array<{ subject: string; message: string }> }).problems;
+    };
+    const first = await check();
+    expect(first.map((p) => p.subject), JSON.stringify(first)).toEqual(["source down"]);
+    // A password file that is gone is named as such, not reported as a refused login.
+    rmSync(pgpass);
+    const gone = await check();
+    expect(gone.map((p) => p.subject)).toEqual(['source infile', 'source kv', 'source down']);
+    expect(gone[0]!.message).toBe(`password file ${pgpass} does not exist`);
   }, 300_000);
 });

@@ -7,13 +7,13 @@
  * the hooks' own timestamps, a freeze that hangs killed with what it started while thaw
  * still runs, a failing thaw reported, bad members refused, and the points listed.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { PG_BIN, ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 
@@ -34,7 +34,7 @@ interface Point {
   hold_ms: number;
   max_hold_ms: number;
   frozen: boolean;
-  members: Array<{ name: string; kind: string; position: Record<string, unknown> }>;
+  members: Array<{ name: string; kind: string; position: Record<string, unknown>; archived?: { at: string; reach: string } }>;
 }
 
 const group = (...args: string[]) => runCli(['--config', cfg, 'group', ...args]);
@@ -54,30 +54,38 @@ async function redisOffset(): Promise<number> {
   }
 }
 
+/** The members' own archivers, run as a user would (each member's log must reach its position for a point to be stored). */
+const archivers: ChildProcess[] = [];
+function archiver(args: string[]): void {
+  archivers.push(spawn(process.execPath, [CLI, ...args, '-r', path.join(dir, 'repo')], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' }));
+}
+
 beforeAll(async () => {
   dir = tmpdir('lb-group-');
   [cluster, redis, lone] = await Promise.all([ScratchCluster.create(), RedisServer.start(), RedisServer.start()]);
   await cluster.start();
-  // Redis moves master_repl_offset only while it keeps a backlog: a replica attaches
-  // (as \`lifeboat redis replicate\` does), and pings it rarely so the offset moves by writes only.
+  const repo = path.join(dir, 'repo');
+  expect((await runCli(['init', '-r', repo])).code).toBe(0);
+  // Redis moves master_repl_offset only while it keeps a backlog: `lifeboat redis replicate`
+  // attaches as a replica, and the server pings it rarely so the offset moves by writes only.
   const master = await redis.client();
   await master.ok(['CONFIG', 'SET', 'repl-ping-replica-period', '3600']);
-  const replica = await RedisServer.start({ conf: [`replicaof 127.0.0.1 ${redis.port}`] });
+  archiver(['redis', 'replicate', '--url', redis.url, '--name', 'hot', '--interval', '200ms']);
+  archiver(['pg', 'stream', '--name', 'warm', '--dsn', cluster.dsn, '--interval', '200ms', '--bin-dir', PG_BIN, '--spool', path.join(dir, 'spool')]);
   for (const until = Date.now() + 30_000; ; ) {
     if ((await master.info('replication')).get('repl_backlog_active') === '1') break;
     if (Date.now() > until) throw new Error('the replica never attached');
     await new Promise((res) => setTimeout(res, 50));
   }
   master.close();
-  void replica;
   await cluster.query('CREATE TABLE memories (id int PRIMARY KEY, body text)');
   // The application's connection stays open, as a live application's would.
   app = new Database(sqliteFile());
   app.pragma('journal_mode = WAL');
   app.pragma('wal_autocheckpoint = 0'); // the frame count below is the -wal file's length
   app.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)');
-  const repo = path.join(dir, 'repo');
-  expect((await runCli(['init', '-r', repo])).code).toBe(0);
+  // Never checkpoints on its own either: the frame count below stays the -wal file's length.
+  archiver(['sqlite', 'replicate', sqliteFile(), '--name', 'meta', '--interval', '200ms', '--checkpoint-frames', '1000000', '--verify-interval', 'off']);
   cfg = path.join(dir, 'lifeboat.yaml');
   const sh = (script: string) => JSON.stringify(['/bin/sh', '-c', script]);
   writeFileSync(
@@ -104,6 +112,10 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  for (const a of archivers) {
+    a.kill('SIGTERM');
+    if (a.exitCode === null && a.signalCode === null) await new Promise((res) => a.once('close', res));
+  }
   app?.close();
   await stopAllRedis();
   await cluster?.destroy();
@@ -131,6 +143,11 @@ describe('group backup', () => {
       ['meta', 'sqlite'],
     ]);
     const pos = Object.fromEntries(p.members.map((m) => [m.name, m.position]));
+    // Stored only once each member's own archiver had stored its position.
+    const reach = Object.fromEntries(p.members.map((m) => [m.name, m.archived?.reach]));
+    expect(reach.warm).toMatch(/^WAL segment [0-9A-F]{24} streamed/);
+    expect(reach.hot).toBe(`generation ${reach.hot?.split(' ')[1]?.replace(',', '')}, offset ${String(pos.hot!.offset)}`);
+    expect(reach.meta).toMatch(new RegExp(`^generation [0-9a-f]+, cycle 0, frame ${String(pos.meta!.frame)}$`));
 
     // Redis: the offset the server was at (nothing was written between).
     expect(pos.hot!.offset).toBe(offsetBefore);

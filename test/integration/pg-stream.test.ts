@@ -146,7 +146,9 @@ describe('pg stream owns its receiver and reports its progress', () => {
   it('reports an idle cluster as archived up to now, and a stopped one as unhealthy within an interval', async () => {
     const { cluster } = setup!;
     const s = start();
-    await s.status('healthy', (e) => e.healthy);
+    const first = await s.status('healthy', (e) => e.healthy);
+    // Healthy means proven: the first healthy status already proves a moment (holding the slot alone does not).
+    expect(first.archivedThrough).not.toBeNull();
     // Idle: every status proves (nearly) its own moment, however long ago the last WAL was shipped.
     const idleFrom = s.statuses.length;
     await waitUntil('three more statuses', () => s.statuses.length >= idleFrom + 3, 30_000);
@@ -166,6 +168,7 @@ describe('pg stream owns its receiver and reports its progress', () => {
     await cluster.start();
     const up = await s.status('healthy again', (e) => e.healthy && Date.parse(e.archivedThrough as string) > restartedAt, 60_000, s.statuses.length);
     expect(up.error).toBeUndefined();
+    expect(s.statuses.filter((e) => e.healthy && e.archivedThrough === null)).toEqual([]);
     await s.stop();
   });
 

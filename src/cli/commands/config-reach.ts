@@ -78,7 +78,8 @@ export async function reachability(c: LifeboatConfig): Promise<Problem[]> {
   for (const s of c.sources.values()) {
     const subject = `source ${s.name}`;
     // The kind knows its places and servers.
-    for (const message of await sourceKind(s.kind).reach(s, { file: fileProblem, within })) add(subject, message);
+    const resolve = (f: string) => path.resolve(path.dirname(c.file), f);
+    for (const message of await sourceKind(s.kind).reach(s, { file: fileProblem, within, resolve })) add(subject, message);
   }
   if (c.server.tls) for (const f of [c.server.tls.cert, c.server.tls.key]) add('server', fileProblem(f, 'file')?.replace(/^/, 'TLS '));
   return out;

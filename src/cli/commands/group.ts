@@ -1,6 +1,8 @@
 /**
- * lifeboat group backup | points — consistency groups (docs/groups.md): several sources'
- * positions recorded while one freeze command holds writes, stored as one point.
+ * lifeboat group backup | points | restore — consistency groups (docs/groups.md): several
+ * sources' positions recorded while one freeze command holds writes, proven to be in
+ * each member's own archive and stored as one point; and every member restored to one
+ * such point.
  */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
@@ -8,6 +10,10 @@ import { findConfig, withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import type { LifeboatConfig } from '../../config/config.js';
 import type { MemberPosition } from '../../engine/group/members.js';
+import type { GroupRestorePlan } from '../../engine/group/restore.js';
+import { collect, parseDuration } from './options.js';
+import { parseTargetTime } from '../../engine/target-time.js';
+import { selfCommand } from '../self-command.js';
 
 async function groupConfig(g: GlobalOptions, name: string): Promise<{ config: LifeboatConfig; repo: GlobalOptions }> {
   const config = await findConfig(g);
@@ -24,24 +30,91 @@ function describe(p: MemberPosition): string {
   return `replication offset ${p.offset}`;
 }
 
+function printPlan(plan: GroupRestorePlan, dryRun: boolean): void {
+  console.log(`${dryRun ? 'plan (dry run: nothing is changed)' : 'plan'}: group ${plan.group} to point ${plan.point.id} of ${plan.point.time} (${plan.chosen})`);
+  for (const m of plan.members) {
+    console.log(`  ${m.name} (${m.kind}): ${m.at} -> ${m.target}`);
+    console.log(`      ${m.mechanism}, from ${m.base}; archive: ${m.archived ? m.archived.reach : `not proven at capture; now ${m.reach}`}`);
+  }
+  for (const n of plan.notes) console.log(`note: ${n}`);
+}
+
 export function register(program: Command): void {
   const group = program.command('group').description('consistency groups: several sources captured at one moment (docs/groups.md)');
 
   group
     .command('backup <name>')
-    .description("run the group's freeze command, record every member's position, always run thaw, and store the point")
-    .action(async (name: string, _f: unknown, cmd: Command) => {
+    .description("run the group's freeze command, record every member's position, always run thaw, wait until each member's archive holds its position, and store the point")
+    .option('--wait <duration>', "how long to wait after thaw for every member's archive to reach its position", '60s')
+    .action(async (name: string, f: { wait: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
+      const waitMs = parseDuration(f.wait, '--wait', { zero: true });
       const { config, repo } = await groupConfig(g, name);
       const { groupBackup } = await import('../../engine/group/capture.js');
       // A point that cannot be stored is worth nothing: the repository opens (and its
       // password is checked) first, and only then are writes held.
       await withRepo(repo, async (r) => {
-        const p = await groupBackup(r, config, name, { onEvent: (e) => process.stderr.write(`warning: ${e.message}\n`) });
+        const p = await groupBackup(r, config, name, { waitMs, onEvent: (e) => process.stderr.write(`warning: ${e.message}\n`) });
         if (g.json) return printJson(p);
         if (g.quiet) return console.log(p.id);
         console.log(`point ${p.id} of group ${name}: writes held ${p.hold_ms.toFixed(1)} ms (max_hold ${p.max_hold_ms} ms)${p.frozen ? '' : ' (no freeze command: positions read back to back)'}`);
-        for (const m of p.members) console.log(`  ${m.name} (${m.kind}): ${describe(m.position)}`);
+        for (const m of p.members) console.log(`  ${m.name} (${m.kind}): ${describe(m.position)}${m.archived ? `; archived: ${m.archived.reach}` : ''}`);
+      });
+    });
+
+  group
+    .command('restore <name>')
+    .description('restore every member to one point, each with its own mechanism, into new or empty target directories (the plan is printed first)')
+    .option('--point <id>', 'the point (`group points NAME` lists them)')
+    .option('--time <rfc3339>', 'the newest point at or before this moment')
+    .option('--target <member=dir>', 'where a member goes (repeatable; every member needs one)', collect, [])
+    .option('--dry-run', 'print the plan and change nothing')
+    .action(async (name: string, f: { point?: string; time?: string; target: string[]; dryRun?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const time = f.time === undefined ? undefined : parseTargetTime(f.time);
+      const targets = new Map<string, string>();
+      for (const t of f.target) {
+        const eq = t.indexOf('=');
+        if (eq <= 0 || eq === t.length - 1) throw new LifeboatError('USAGE', `--target ${t}: expected MEMBER=DIR`, { hint: 'e.g. --target warm=/srv/restore/warm' });
+        const member = t.slice(0, eq);
+        if (targets.has(member)) throw new LifeboatError('USAGE', `--target names member "${member}" twice`, { hint: 'one target per member' });
+        targets.set(member, t.slice(eq + 1));
+      }
+      const { config, repo } = await groupConfig(g, name);
+      const { groupRestore } = await import('../../engine/group/restore.js');
+      // PostgreSQL members' restore_command runs this CLI (it needs a password file then).
+      const self = f.dryRun ? undefined : await selfCommand(repo, 'group restore');
+      await withRepo(repo, async (r) => {
+        const result = await groupRestore(r, config, name, {
+          ...(f.point !== undefined ? { point: f.point } : {}),
+          ...(time ? { time } : {}),
+          targets,
+          ...(f.dryRun ? { dryRun: true } : {}),
+          ...(self ? { lifeboat: self } : {}),
+          onEvent: (e) => {
+            if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
+            else if (g.json || g.quiet) return;
+            else if (e.type === 'plan') printPlan(e.plan, f.dryRun ?? false);
+            else if (e.type === 'member-start') process.stderr.write(`restoring ${e.name} (${e.kind}) into ${e.target}…\n`);
+            else console.log(`  ${e.name}: ${e.detail} (${(e.elapsedMs / 1000).toFixed(1)} s)`);
+          },
+        });
+        if (g.json) {
+          const { plan } = result;
+          return printJson({
+            group: plan.group,
+            point: plan.point.id,
+            time: plan.point.time,
+            chosen: plan.chosen,
+            dry_run: result.dryRun,
+            plan: plan.members.map((m) => ({ member: m.name, kind: m.kind, mechanism: m.mechanism, position: m.position, target: m.target, base: m.base, archived: m.archived, reach: m.reach })),
+            notes: plan.notes,
+            members: result.members.map((m) => ({ member: m.name, kind: m.kind, target: m.target, elapsed_ms: m.elapsedMs, detail: m.detail })),
+            elapsed_ms: result.elapsedMs,
+          });
+        }
+        if (g.quiet || result.dryRun) return;
+        console.log(`all ${result.members.length} members of group ${name} restored to point ${result.plan.point.id} in ${(result.elapsedMs / 1000).toFixed(1)} s`);
       });
     });
 

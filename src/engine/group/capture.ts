@@ -5,11 +5,13 @@
  *   freeze            ┐ limited to max_hold: killed when it overruns
  *   record positions  │ limited to what is left of max_hold
  *   thaw              ┘ always, once freeze started
+ *   prove             each log member's own archive holds its position (bounded wait, proof.ts)
  *   close; store the point (only when all of the above succeeded within max_hold)
  *
  * The hold runs from the start of freeze to the end of thaw, on a monotonic clock. Only
- * positions are recorded while frozen, so the hold does not grow with the data; moving
- * the data (each member's own backup or replication) is not part of this step yet.
+ * positions are recorded while frozen, so the hold does not grow with the data. After
+ * thaw (outside the hold) it waits, bounded, until each member's own archive holds its
+ * position (proof.ts), and stores the point with that proof, or not at all.
  *
  * A point is stored under `logs/group.NAME/points/<id>`, sealed like every log file,
  * so check, copy, migrate and reseal treat it like the rest of the repository.
@@ -23,6 +25,7 @@ import type { Repository } from '../../repo/repository.js';
 import { sourceKey } from '../source-name.js';
 import { hookOutcome, runHook, type HookResult } from './hook.js';
 import { checkMemberKind, openMember, type MemberPosition, type OpenMember } from './members.js';
+import { DEFAULT_PROOF_WAIT_MS, proveArchived } from './proof.js';
 
 /** Points live beside nothing else under the group's log source. */
 const POINTS = 'points';
@@ -43,7 +46,13 @@ export interface GroupPoint {
   max_hold_ms: number;
   /** Whether a freeze hook held writes; false: positions read back to back. */
   frozen: boolean;
-  members: Array<{ name: string; kind: string; position: MemberPosition }>;
+  members: Array<{
+    name: string;
+    kind: string;
+    position: MemberPosition;
+    /** Set when the member's own archive was proven to hold the position (after thaw, proof.ts); absent on points of older versions. */
+    archived?: { at: string; reach: string };
+  }>;
 }
 
 export type GroupEvent = { type: 'warning'; message: string };
@@ -51,6 +60,9 @@ export type GroupEvent = { type: 'warning'; message: string };
 export interface GroupBackupOptions {
   now?: () => Date;
   onEvent?: (e: GroupEvent) => void;
+  /** How long to wait after thaw for every log member's archive to reach its position (default DEFAULT_PROOF_WAIT_MS). */
+  waitMs?: number;
+  signal?: AbortSignal;
 }
 
 export function findGroup(config: LifeboatConfig, name: string): GroupConfig {
@@ -86,7 +98,7 @@ async function within<T>(p: Promise<T>, ms: number, group: string, maxHoldMs: nu
  * Captures one point of group `name` and stores it. Nothing is stored when freeze,
  * a position or thaw fails, or when the hold exceeded max_hold (HOLD_EXCEEDED).
  */
-export async function groupBackup(repo: Pick<Repository, 'putLog'>, config: LifeboatConfig, name: string, opts: GroupBackupOptions = {}): Promise<GroupPoint> {
+export async function groupBackup(repo: Pick<Repository, 'putLog' | 'getLog' | 'listLogs' | 'listSnapshots'>, config: LifeboatConfig, name: string, opts: GroupBackupOptions = {}): Promise<GroupPoint> {
   const group = findGroup(config, name);
   const sources = group.members.map((m) => config.sources.get(m)!);
   for (const s of sources) checkMemberKind(s, name);
@@ -140,6 +152,13 @@ export async function groupBackup(repo: Pick<Repository, 'putLog'>, config: Life
         hint: 'thaw ran; raise max_hold, or make freeze and thaw faster',
       });
     }
+    // After thaw, writes flow again: wait (bounded) until each member's own archive holds its position.
+    const proofs = await proveArchived(repo, name, members, positions, {
+      waitMs: opts.waitMs ?? DEFAULT_PROOF_WAIT_MS,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
+    });
     const point: GroupPoint = {
       v: 1,
       group: name,
@@ -148,7 +167,10 @@ export async function groupBackup(repo: Pick<Repository, 'putLog'>, config: Life
       hold_ms: Math.round(holdMs * 1000) / 1000,
       max_hold_ms: group.maxHoldMs,
       frozen: froze,
-      members: members.map((m, i) => ({ name: m.name, kind: m.kind, position: positions[i] as MemberPosition })),
+      members: members.map((m, i) => {
+        const archived = proofs[i];
+        return { name: m.name, kind: m.kind, position: positions[i] as MemberPosition, ...(archived ? { archived } : {}) };
+      }),
     };
     await repo.putLog(sourceKey('group', name), POINTS, id, Buffer.from(JSON.stringify(point)));
     return point;

@@ -37,6 +37,10 @@ export interface OpenMember {
   kind: string;
   /** Reads the position; `pointName` names a PostgreSQL restore point. */
   position(pointName: string): Promise<MemberPosition>;
+  /** postgres: the timeline and segment size the proof looks for the restore point's WAL under (proof.ts). */
+  walFacts?(lsn: string): Promise<{ timeline: number; segSize: number }>;
+  /** postgres: closes the WAL segment holding `lsn` when the server still writes into it, so it is archived (pg_switch_wal). */
+  switchWal?(lsn: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,8 +66,8 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
   const split = splitDsnPassword(s.dsn);
   const password = s.passwordFile === undefined ? split.password : readPasswordFile(rel(s.passwordFile));
   // Loaded here: a group without a PostgreSQL member does not load the client.
-  const { default: Pg } = await import('pg');
-  const client: pg.Client = new Pg.Client({ connectionString: split.dsn, ...(password === undefined ? {} : { password }), connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
+  const { pgClient } = await import('../../sources/postgres/connect.js');
+  const client: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
   client.on('error', () => {}); // reported through the failing query
   try {
     await client.connect();
@@ -85,6 +89,26 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
         const code = errno(err);
         throw new LifeboatError(code === '42501' ? 'PERMISSION' : 'SOURCE_UNAVAILABLE', `source "${s.name}": cannot create a restore point: ${err instanceof Error ? err.message : String(err)}`, {
           hint: code === '42501' ? 'the role needs superuser, or GRANT EXECUTE ON FUNCTION pg_create_restore_point(text)' : 'a standby cannot create restore points; the server needs wal_level replica or higher',
+          cause: err,
+        });
+      }
+    },
+    async walFacts(lsn) {
+      const r = await client.query<{ file: string; size: string }>("SELECT pg_walfile_name($1::pg_lsn) AS file, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS size", [lsn]);
+      const row = r.rows[0] as { file: string; size: string };
+      return { timeline: parseInt(row.file.slice(0, 8), 16), segSize: Number(row.size) };
+    },
+    async switchWal(lsn) {
+      // Only while the server still inserts into the segment holding the record: once
+      // it moved on, that segment is complete and on its way to the archive anyway.
+      const r = await client.query<{ same: boolean }>('SELECT pg_walfile_name(pg_current_wal_insert_lsn()) = pg_walfile_name($1::pg_lsn) AS same', [lsn]);
+      if (!r.rows[0]?.same) return;
+      try {
+        await client.query('SELECT pg_switch_wal()');
+      } catch (err) {
+        const code = errno(err);
+        throw new LifeboatError(code === '42501' ? 'PERMISSION' : 'SOURCE_UNAVAILABLE', `cannot close the WAL segment holding the restore point: ${err instanceof Error ? err.message : String(err)}`, {
+          hint: 'GRANT EXECUTE ON FUNCTION pg_switch_wal() TO the role, or set archive_timeout, or stream WAL with `lifeboat pg stream`',
           cause: err,
         });
       }

@@ -16,8 +16,13 @@ import type { RestoreBlob, RestoreJob } from '../workers/restore-protocol.js';
 
 /** Neighbouring blobs closer than this are fetched in one read. */
 const MERGE_GAP = 1024 * 1024;
-/** A single read never covers more than this (memory bound per in-flight job). */
-const MAX_READ = 16 * 1024 * 1024;
+/**
+ * A single read never covers more than this (unless one blob is larger): the memory
+ * bound per in-flight job, of which threads + 1 are read ahead and threads are being
+ * written. 4 MiB instead of 16 cut a restore's peak RSS from ~410 MB to ~245 MB at the
+ * same CPU time (docs/performance.md, issue 19).
+ */
+const MAX_READ = 4 * 1024 * 1024;
 
 /** What the writer tracks of each file (BlobTarget.file indexes `files`). */
 export interface ContentFile {

@@ -64,6 +64,12 @@ export type OplogEvent =
   | { kind: 'restored-copy'; generation: string; bytes: number; continues: { generation: string; offset: number } }
   | (ArchiveStatus & { generation: string })
   | { kind: 'warning'; message: string }
+  /**
+   * A new history that is not a restored copy replaced the one shipped (the file was
+   * truncated, rewritten or replaced): what it held past the shipped offset is gone. The
+   * daemon counts it as a gap, as it does Redis's.
+   */
+  | { kind: 'loss'; generation: string; previous: string; since: string | null; until: string; message: string }
   | { kind: 'error'; message: string; hint?: string };
 
 export interface ShipSummary {
@@ -94,6 +100,8 @@ export class Shipper {
   /** Set while a new generation's file has not yet been told apart from a restored copy. */
   private forkCheck: ForkCheck | undefined;
   private forkWarning: string | undefined;
+  /** The history a new generation replaced, while it may still turn out to be a restored copy of it. */
+  private forkLoss: { previous: string; since: string | null } | undefined;
   /** Polls since the path stopped naming the file held (rotation): it is read until quiet. */
   private rotatedPolls = 0;
   private provenAt = 0;
@@ -244,6 +252,9 @@ export class Shipper {
   /** `warning` is said unless the file turns out to be a restored copy (then its history continues). */
   private newGeneration(reason: GenerationReason, warning?: string): void {
     const cur = this.cur as Open;
+    const previous = this.generation;
+    const since = this.provenAt || this.lastTime;
+    this.forkLoss = warning && previous ? { previous, since: since ? new Date(since).toISOString() : null } : undefined;
     this.generation = generationId(this.generation, cur.dev, cur.ino);
     this.shipped = 0;
     this.fork = undefined;
@@ -259,7 +270,11 @@ export class Shipper {
     if (verdict === 'wait') return false;
     this.forkCheck = undefined;
     if (verdict === 'none') {
-      if (this.forkWarning) this.emit({ kind: 'warning', message: this.forkWarning });
+      if (this.forkWarning && this.forkLoss) {
+        const { previous, since } = this.forkLoss;
+        const until = new Date().toISOString();
+        this.emit({ kind: 'loss', generation: this.generation, previous, since, until, message: `${this.forkWarning}; records written between ${since ?? 'its start'} and ${until} that were not shipped are not in the archive` });
+      } else if (this.forkWarning) this.emit({ kind: 'warning', message: this.forkWarning });
       return true;
     }
     const last = verdict.fork.pieces[verdict.fork.pieces.length - 1] as readonly [string, number, number];

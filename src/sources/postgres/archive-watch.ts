@@ -114,8 +114,8 @@ export class ArchiveWatch {
     if (open) return open;
     const pw = s.passwordFile === undefined ? undefined : readPasswordFile(path.resolve(path.dirname(this.config.file), s.passwordFile));
     // Loaded here: registering the postgres kind must not load the client.
-    const { default: Pg } = await import('pg');
-    const c = new Pg.Client({ connectionString: s.dsn as string, ...(pw === undefined ? {} : { password: pw }), connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-archive-watch' });
+    const { pgClient } = await import('./connect.js');
+    const c = await pgClient(s.dsn as string, pw, { connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-archive-watch' });
     c.on('error', () => {}); // reported through the next failing query
     try {
       await c.connect();

@@ -17,9 +17,60 @@ export async function loadPg(): Promise<typeof pg> {
   return (await import('pg')).default;
 }
 
-export async function connect(dsn: string): Promise<pg.Client> {
+/**
+ * A client of `dsn` that logs in with `password` (a password_file's, kept out of the
+ * DSN). pg lets the connection string's own password, empty when it has none, override
+ * a `password` given beside it, so the password is set on the client once it is built.
+ */
+export async function pgClient(dsn: string, password: string | undefined, options: Omit<pg.ClientConfig, 'connectionString' | 'password'>): Promise<pg.Client> {
   const { Client } = await loadPg();
-  const client = new Client({ connectionString: dsn, connectionTimeoutMillis: 10_000, application_name: 'lifeboat' });
+  const client = new Client({ ...(/^postgres(?:ql)?:\/\//i.test(dsn) ? { connectionString: dsn } : keyValueDsn(dsn)), ...options });
+  if (password !== undefined) (client as unknown as { password: string }).password = password;
+  return client;
+}
+
+/** libpq's key=value keys node-pg understands, and what it calls them. */
+const KV_KEYS: Record<string, keyof pg.ClientConfig> = { host: 'host', hostaddr: 'host', port: 'port', user: 'user', dbname: 'database', password: 'password', application_name: 'application_name', connect_timeout: 'connectionTimeoutMillis' };
+
+const SSLMODES: Record<string, boolean | { rejectUnauthorized: boolean }> = {
+  disable: false,
+  require: { rejectUnauthorized: false },
+  'verify-ca': true,
+  'verify-full': true,
+};
+
+/**
+ * A libpq key=value DSN ("host=/run/postgresql port=5433 user=backup dbname=app") as
+ * node-pg's settings: pg reads only URLs, and took such a DSN for a host name. A key
+ * it has no setting for is refused rather than dropped.
+ */
+export function keyValueDsn(dsn: string): pg.ClientConfig {
+  const out: Record<string, string | number | boolean | object> = {};
+  const re = /\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)/gy;
+  let m: RegExpExecArray | null;
+  let end = 0;
+  while ((m = re.exec(dsn)) !== null && m[0] !== '') {
+    end = re.lastIndex;
+    const key = (m[1] as string).toLowerCase();
+    const raw = m[2] as string;
+    const value = raw.startsWith("'") ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw;
+    if (key === 'sslmode') {
+      // As libpq means them: require encrypts without checking the certificate; verify-* check it.
+      if (!(value in SSLMODES)) throw new LifeboatError('USAGE', `sslmode "${value}" in the dsn is not one of ${Object.keys(SSLMODES).join(', ')}`, { hint: 'allow and prefer fall back to plain text, which this client cannot do quietly: say require, verify-full or disable' });
+      out.ssl = SSLMODES[value] as never;
+      continue;
+    }
+    const name = KV_KEYS[key];
+    if (!name) throw new LifeboatError('USAGE', `the dsn key "${key}" is not understood here`, { hint: 'write the dsn as a URL, postgresql://user@host:port/db?sslmode=…, which carries every setting' });
+    out[name] = name === 'port' ? Number(value) : name === 'connectionTimeoutMillis' ? Number(value) * 1000 : value;
+  }
+  if (dsn.slice(end).trim() !== '') throw new LifeboatError('USAGE', `the dsn cannot be read after "${redact(dsn.slice(0, end))}"`, { hint: 'key=value pairs separated by spaces, or a postgresql:// URL' });
+  return out as pg.ClientConfig;
+}
+
+/** `password` (from a password_file) goes beside the DSN, never into it. */
+export async function connect(dsn: string, password?: string): Promise<pg.Client> {
+  const client = await pgClient(dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat' });
   client.on('error', () => {}); // reported through the failing query instead
   try {
     await client.connect();

@@ -33,10 +33,10 @@ function dsnPort(dsn: string | undefined): string {
   }
 }
 
-async function serverProblem(dsn: string, within: <T>(p: Promise<T>, what: string) => Promise<T>, graph?: GraphDeclaration): Promise<string | undefined> {
+async function serverProblem(dsn: string, password: string | undefined, within: <T>(p: Promise<T>, what: string) => Promise<T>, graph?: GraphDeclaration): Promise<string | undefined> {
   const { connect } = await import('./connect.js');
   try {
-    const client = await within(connect(dsn), 'PostgreSQL');
+    const client = await within(connect(dsn, password), 'PostgreSQL');
     try {
       await client.query('select 1');
       // The declared graph's tables and columns (its queries run at backup).
@@ -63,7 +63,19 @@ export const postgres: SourceKind<PgConsistency> = {
     const out: Array<string | undefined> = [];
     if (s.binDir) out.push(probe.file(s.binDir, 'directory')?.replace(/^/, 'bin_dir '));
     if (s.pgdata) out.push(probe.file(s.pgdata, 'directory')?.replace(/^/, 'pgdata '));
-    if (s.dsn) out.push(await serverProblem(s.dsn, probe.within, s.graph));
+    // The password the jobs would use (childEnv): a missing or unreadable file is the problem, not a refused login.
+    const pwFile = s.passwordFile === undefined ? undefined : probe.resolve(s.passwordFile);
+    let password: string | undefined;
+    let pwProblem = pwFile === undefined ? undefined : probe.file(pwFile, 'file')?.replace(/^/, 'password file ');
+    if (pwFile !== undefined && !pwProblem) {
+      try {
+        password = readPasswordFile(pwFile);
+      } catch (err) {
+        pwProblem = err instanceof Error ? err.message : String(err);
+      }
+    }
+    out.push(pwProblem);
+    if (s.dsn && !pwProblem) out.push(await serverProblem(s.dsn, password, probe.within, s.graph));
     return out.filter((m): m is string => m !== undefined);
   },
 

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { LifeboatError } from '../../errors.js';
-import { loadPg } from './connect.js';
+import { pgClient } from './connect.js';
 import { parseLsn } from './wal.js';
 
 export interface StreamProbe {
@@ -70,8 +70,7 @@ export class Prober {
   /** The open connection, for the rare statements a streamer sends besides its probe. */
   async connect(): Promise<pg.Client> {
     if (this.client) return this.client;
-    const { Client } = await loadPg();
-    const client = new Client({ connectionString: this.dsn, connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-stream-probe' });
+    const client = await pgClient(this.dsn, undefined, { connectionTimeoutMillis: TIMEOUT_MS, query_timeout: TIMEOUT_MS, application_name: 'lifeboat-stream-probe' });
     client.on('error', () => {}); // reported through the next failing query
     try {
       await client.connect();

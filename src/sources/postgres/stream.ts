@@ -51,6 +51,12 @@ export type StreamEvent =
 const CONNECT_GRACE_MS = 10_000;
 const MAX_BACKOFF_MS = 30_000;
 const CONNECTING_POLL_MS = 200;
+/**
+ * A receiver that holds the slot proves its first position within an interval or two
+ * (the partial segment shipped past the server's position). Until then it has no
+ * verdict; this long without one is a failure, not a slow start.
+ */
+const FIRST_PROOF_GRACE_MS = 30_000;
 
 export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise<void> {
   const source = streamSource(opts.name);
@@ -178,6 +184,8 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
   // --- one interval: probe, keep the receiver, ship, judge -------------------
   /** The latest verdict; none until the first interval that could judge. */
   let health: HealthReport | undefined;
+  /** When the receiver first held the slot while nothing was proven yet. */
+  let firstHeld: number | undefined;
   const beat = () => health && reporter.report({ ...health, archivedThrough: through() });
   const through = () => (witness.through === null ? null : new Date(witness.through));
   /** One interval's work; true while a receiver just started has not taken the slot yet. */
@@ -206,6 +214,12 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       problem = { error: `pg_receivewal has not taken slot ${slot} after ${CONNECT_GRACE_MS / 1000} s`, hint: 'check the server log for its replication connection' };
     }
     if (!problem && !holding) return true; // still connecting: no verdict yet
+    // Healthy means proven: holding the slot says WAL flows to the spool, not that it reaches the repository.
+    if (!problem && witness.through === null) {
+      firstHeld ??= Date.now();
+      if (Date.now() - firstHeld <= FIRST_PROOF_GRACE_MS) return true;
+      problem = { error: `nothing proven in the repository ${FIRST_PROOF_GRACE_MS / 1000} s after the receiver took slot ${slot}`, hint: 'WAL reaches the spool but is not shipped: check the repository store and the streamer log' };
+    }
     health = problem ? { healthy: false, archivedThrough: null, error: problem.error, hint: problem.hint } : { healthy: true, archivedThrough: null };
     beat();
     return false;

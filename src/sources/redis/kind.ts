@@ -27,7 +27,7 @@ export const redis: SourceKind<RedisPoint> = {
     const { parseRedisUrl, redisPassword, RedisConnection } = await import('./connection.js');
     try {
       const target = parseRedisUrl(s.url);
-      const password = redisPassword({ passwordFile: s.passwordFile });
+      const password = redisPassword({ passwordFile: s.passwordFile === undefined ? undefined : probe.resolve(s.passwordFile) });
       const conn = await probe.within(RedisConnection.open(target, { password, timeoutMs: 5000 }), 'Redis');
       try {
         await probe.within(conn.ok(['PING']), 'Redis');

@@ -10,6 +10,7 @@ import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { logSource } from './names.js';
 import { requireRedisPoint, type RedisPoint } from './point.js';
 import { chainFrom, decodeSegment, parseSegmentName, type SegmentName } from './segment.js';
+import { locateOffset } from './locate.js';
 
 export interface RestorePlan {
   snapshot: Snapshot;
@@ -22,6 +23,8 @@ export interface RestorePlan {
   until: number;
   /** Where the chain stops before newer segments of its generation (a gap). */
   gapAt?: number;
+  /** Replay exactly up to this offset instead of up to a time (a group point's, locate.ts). */
+  untilOffset?: number;
   warnings: string[];
 }
 
@@ -117,4 +120,19 @@ export async function planRestore(repo: Repository, name: string, opts: { time?:
   }
   const { reach: _reach, ...plan } = chosen;
   return plan;
+}
+
+/**
+ * The plan for a restore exactly to (`replid`, `offset`): the base and chain that reach
+ * it (locate.ts). ARCHIVE_BEHIND when the stored history does not.
+ */
+export async function planToOffset(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string, replid: string, offset: number): Promise<RestorePlan> {
+  const at = await locateOffset(repo, name, replid, offset);
+  if (!at.found) {
+    throw new LifeboatError('ARCHIVE_BEHIND', `the stored history of Redis "${name}" does not reach offset ${offset} of replication id ${replid.slice(0, 8)}: ${at.why}`, {
+      hint: at.reach === undefined ? 'no generation of that history is stored (forgotten?); `lifeboat snapshots` lists the bases' : `it reaches offset ${at.reach}; a segment is missing, or the replicator never stored that far`,
+    });
+  }
+  const f = at.found;
+  return { snapshot: f.snapshot, point: f.point, generation: f.generation, chain: f.chain, until: Infinity, untilOffset: offset, warnings: [] };
 }

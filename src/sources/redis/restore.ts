@@ -25,7 +25,7 @@ import { createFileAt, mkdirOpenAt, renameAt } from '../../util/safe-fs.js';
 import { parseRedisUrl, RedisConnection } from './connection.js';
 import { Feed } from './feed.js';
 import { logSource, RDB_FILE } from './names.js';
-import { planRestore, segmentsOf, type RestorePlan } from './restore-plan.js';
+import { planRestore, planToOffset, segmentsOf, type RestorePlan } from './restore-plan.js';
 import { ScratchRedis } from './scratch.js';
 import { chainFrom, decodeSegment } from './segment.js';
 import { copyInto, refuseNonEmpty } from './restore-target.js';
@@ -46,6 +46,8 @@ export interface RedisRestoreOptions {
   time?: Date;
   /** That snapshot alone, without replay. */
   snapshot?: string;
+  /** Or exactly this replication position (a group point's): ARCHIVE_BEHIND when the stored history does not reach it. */
+  position?: { replid: string; offset: number };
   /** `COMMAND ARG… => REPLY` checks run on the restored data. */
   checks?: readonly string[];
   redisServer?: string;
@@ -98,7 +100,9 @@ export async function redisRestore(repo: Repository, opts: RedisRestoreOptions):
   let feed: Feed | undefined;
   let scratch: ScratchRedis | undefined;
   try {
-    const plan = await planRestore(repo, opts.name, { ...(opts.time ? { time: opts.time } : {}), ...(opts.snapshot !== undefined ? { snapshot: opts.snapshot } : {}) });
+    const plan = opts.position
+      ? await planToOffset(repo, opts.name, opts.position.replid, opts.position.offset)
+      : await planRestore(repo, opts.name, { ...(opts.time ? { time: opts.time } : {}), ...(opts.snapshot !== undefined ? { snapshot: opts.snapshot } : {}) });
     for (const w of plan.warnings) await opts.onEvent?.({ kind: 'warning', message: w });
     await repo.loadIndex();
     const rdb = await rdbNode(repo, plan.snapshot);
@@ -130,6 +134,9 @@ export async function redisRestore(repo: Repository, opts: RedisRestoreOptions):
       await sc.ended(2000);
       throw isLifeboatError(err, 'RECOVERY_FAILED') ? withLog(err, sc) : err;
     });
+    if (plan.untilOffset !== undefined && end !== plan.untilOffset) {
+      throw new LifeboatError('ARCHIVE_BEHIND', `the replay of Redis "${opts.name}" ended at offset ${end}, not at ${plan.untilOffset}`, { hint: 'a command segment is missing or was replaced meanwhile; `lifeboat check`' });
+    }
     const refused = (await errorReplies(scratch.conn)) - errorsBefore;
     if (refused > 0) {
       throw new LifeboatError('RECOVERY_FAILED', `the scratch server refused ${refused} command(s) of the replication stream, so it does not hold what the source held`, {
@@ -283,6 +290,19 @@ async function* streamOf(
     const seg = decodeSegment(data, n.file);
     let cut: number | undefined;
     let cutTime: number | undefined;
+    if (plan.untilOffset !== undefined) {
+      // Exactly to the offset (locate.ts checked it ends a command outside a transaction).
+      cut = Math.min(seg.meta.end, plan.untilOffset);
+      cutTime = seg.meta.marks.filter(([o]) => o <= cut!).at(-1)?.[1] ?? out.lastTime;
+      if (cut <= out.end) return;
+      const piece = seg.stream.subarray(out.end - seg.meta.start, cut - seg.meta.start);
+      out.segments++;
+      out.end = cut;
+      out.lastTime = cutTime;
+      yield piece;
+      if (cut === plan.untilOffset) return;
+      continue;
+    }
     for (const [offset, time] of seg.meta.marks) {
       if (time > plan.until) break;
       if (offset <= out.end) continue;

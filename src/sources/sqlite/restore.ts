@@ -26,12 +26,19 @@ import { logSource } from './backup.js';
 import { DIVERGED, segmentsOf, transactionsAfter, trustedUntil } from './history.js';
 import { chainFrom, comparePos, type Commit, type Position, type SegmentName } from './segment.js';
 import { requireSqlitePoint, sqlitePoint } from './point.js';
+import type { Located } from './locate.js';
 
 export interface SqliteRestoreOptions {
   name: string;
   output: string;
   /** Restore as of this moment; default: the newest transaction stored. */
   time?: Date;
+  /**
+   * Or exactly up to this position of a generation (a group point's, locate.ts): the
+   * newest snapshot of that generation at or before it, and its transactions up to
+   * it. Fails (ARCHIVE_BEHIND) when the stored history does not reach it.
+   */
+  position?: Located;
   /** Only these tables (with their indexes and triggers) go into the output. */
   tables?: string[];
   onProgress?: ProgressFn;
@@ -76,7 +83,7 @@ export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions
     const lock = await acquireLock(repo.store, 'shared', `sqlite restore ${opts.name}`);
     try {
       const source = await resolveName(repo, opts.name);
-      const base = await choose(repo, source, opts.time);
+      const base = opts.position ? await baseFor(repo, source, opts.position) : await choose(repo, source, opts.time);
       // After the snapshot is chosen: its index files were stored before it, so a snapshot
       // that lands while this restore starts is never chosen without the index naming its blobs.
       await repo.loadIndex();
@@ -87,8 +94,9 @@ export async function sqliteRestore(repo: Repository, opts: SqliteRestoreOptions
       const c = requireSqlitePoint(base.snapshot);
       const bytes = await writeImage(repo, base.snapshot, tmp, opts.onProgress);
       const replay = base.generation
-        ? await replayFrames(repo, logSource(source), base.generation, c.position as Position, base.names, tmp, opts.time, base.trusted)
-        : { commits: 0, segments: 0, lastTime: undefined };
+        ? await replayFrames(repo, logSource(source), base.generation, c.position as Position, base.names, tmp, opts.time, base.trusted, opts.position?.position)
+        : { commits: 0, segments: 0, lastTime: undefined, last: undefined };
+      if (opts.position) reachedExactly(source, opts.position, c.position as Position, replay.last);
       let result = 'restored.db';
       if (opts.tables?.length) {
         result = 'tables.db';
@@ -203,6 +211,50 @@ async function choose(repo: Repository, name: string, time: Date | undefined): P
   return best as Candidate;
 }
 
+/**
+ * The base for a restore exactly to `at`: the newest snapshot of its generation at or
+ * before it whose chain of segments reaches it without a gap (and, for a generation
+ * found to diverge, only up to its last verified position). ARCHIVE_BEHIND otherwise.
+ * Also what a group restore's plan checks before it starts anything.
+ */
+export async function baseFor(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string, at: Located): Promise<Candidate> {
+  const logs = await repo.listLogs(logSource(name));
+  const names = segmentsOf(logs, at.generation);
+  const trusted = logs.some((l) => l.timeline === at.generation && l.file === DIVERGED) ? await trustedUntil(repo, logSource(name), at.generation) : undefined;
+  const where = `generation ${at.generation}, cycle ${at.position.cycle}, frame ${at.position.frame}`;
+  if (trusted === null || (trusted !== undefined && comparePos(at.position, trusted) > 0)) {
+    throw new LifeboatError('ARCHIVE_BEHIND', `the stored history of SQLite "${name}" is not trusted up to ${where} (the replicator found it diverged from the database)`, {
+      hint: 'restore an earlier point; `lifeboat sqlite replicate` started a new generation',
+    });
+  }
+  const bases = sqliteSnapshots(await repo.listSnapshots(), name)
+    .map((s) => ({ s, c: sqlitePoint(s) }))
+    .filter(({ c }) => c?.generation === at.generation && c.position && comparePos(c.position, at.position) <= 0)
+    .sort((a, b) => comparePos(b.c?.position as Position, a.c?.position as Position));
+  for (const { s, c } of bases) {
+    const from = c?.position as Position;
+    let reach = from;
+    for (const n of chainFrom(from, names).chain) {
+      reach = n.end;
+      if (comparePos(reach, at.position) >= 0) break;
+    }
+    if (comparePos(reach, at.position) >= 0) return { snapshot: s, generation: at.generation, names, ...(trusted !== undefined ? { trusted } : {}), reach: Infinity };
+  }
+  throw new LifeboatError('ARCHIVE_BEHIND', `the stored history of SQLite "${name}" does not reach ${where}`, {
+    hint: bases.length === 0 ? `no snapshot of that generation is at or before it (forgotten?); \`lifeboat snapshots\` lists them` : 'a log segment before it is missing (forgotten or not shipped); `lifeboat check` reports gaps',
+  });
+}
+
+/** The replay ended exactly at the position asked for (frame 0 of a cycle: the end of the one before). */
+function reachedExactly(name: string, at: Located, base: Position, last: Position | undefined): void {
+  const end = last ?? base;
+  if (comparePos(end, at.position) === 0) return;
+  if (at.position.frame === 0 && comparePos(end, at.position) < 0) return;
+  throw new LifeboatError('ARCHIVE_BEHIND', `the stored history of SQLite "${name}" ends at cycle ${end.cycle}, frame ${end.frame}, not at cycle ${at.position.cycle}, frame ${at.position.frame}`, {
+    hint: 'no commit is stored at that position: a segment is missing, or the position is not a commit',
+  });
+}
+
 async function writeImage(repo: Repository, snapshot: Snapshot, file: string, onProgress?: ProgressFn): Promise<number> {
   const at = snapshot.paths[0] ?? '';
   const found = await resolvePath(repo, snapshot.tree, at);
@@ -227,9 +279,12 @@ async function replayFrames(
   file: string,
   until: Date | undefined,
   trusted: Position | null | undefined,
-): Promise<{ commits: number; segments: number; lastTime: number | undefined }> {
+  upTo?: Position,
+): Promise<{ commits: number; segments: number; lastTime: number | undefined; last: Position | undefined }> {
   const limit = until?.getTime() ?? Infinity;
-  const keep = (c: Commit) => c.time <= limit && (trusted === undefined || (trusted !== null && comparePos(c, trusted) <= 0));
+  const keep = (c: Commit) =>
+    c.time <= limit && (upTo === undefined || comparePos(c, upTo) <= 0) && (trusted === undefined || (trusted !== null && comparePos(c, trusted) <= 0));
+  let last: Position | undefined;
   const fh = await fs.open(file, 'r+');
   let commits = 0;
   let segments = 0;
@@ -245,6 +300,7 @@ async function replayFrames(
       await writePages(fh, t.frames, latest, pageSize);
       dbPages = frameInfo(t.frames, t.frames.length - frameSize).dbPages;
       lastTime = (t.commits[t.commits.length - 1] as Commit).time;
+      last = t.commits[t.commits.length - 1] as Commit;
       commits += t.commits.length;
       segments++;
     }
@@ -253,7 +309,7 @@ async function replayFrames(
   } finally {
     await fh.close();
   }
-  return { commits, segments, lastTime };
+  return { commits, segments, lastTime, last: last && { cycle: last.cycle, frame: last.frame } };
 }
 
 async function writePages(fh: fs.FileHandle, frames: Buffer, latest: Map<number, number>, pageSize: number): Promise<void> {

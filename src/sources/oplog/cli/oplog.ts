@@ -64,7 +64,7 @@ export function register(program: Command): void {
           timeField: f.timeField,
           intervalMs: durationMs(f.interval),
           signal: stop.signal,
-          onEvent: (e) => renderReplicateEvent(e, g, eventLine, ['warning']),
+          onEvent: (e) => renderReplicateEvent(e, g, eventLine, ['warning', 'loss']),
         });
         const s = await shipper.run();
         if (g.json) printJson({ kind: 'stopped', generation: s.generation, records: s.records, segments: s.segments, offset: s.point.offset });

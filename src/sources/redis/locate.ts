@@ -1,0 +1,101 @@
+/**
+ * Where a live replication position (a consistency group's `master_replid` and
+ * `master_repl_offset`, engine/group/members.ts) lies in the stored history of a Redis
+ * source: the generation whose base snapshot is at or before it and whose unbroken
+ * chain of command segments reaches it, in that replication id's history.
+ *
+ * A restore can stop exactly there only at a command boundary outside MULTI…EXEC. The
+ * server's offset always is one (a transaction is propagated whole, at EXEC), and the
+ * stored bytes are checked to say so: the segment holding the offset is scanned from
+ * its start (a cut point) and the offset must end a command outside a transaction.
+ */
+import type { Repository } from '../../repo/repository.js';
+import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { basesOf, segmentsOf } from './history.js';
+import { logSource } from './names.js';
+import type { RedisPoint } from './point.js';
+import { CommandScanner } from './scanner.js';
+import { chainFrom, decodeSegment, type SegmentName } from './segment.js';
+
+export interface OffsetPlace {
+  generation: string;
+  /** The base snapshot replayed from (its offset at or before the position). */
+  snapshot: Snapshot;
+  point: RedisPoint;
+  /** The segments from the base's offset to the one holding the position, in order. */
+  chain: SegmentName[];
+  offset: number;
+}
+
+export type Located = { found: OffsetPlace } | { found?: undefined; reach: number | undefined; why: string };
+
+type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
+
+/**
+ * The place of (`replid`, `offset`) in the history of source `name`; when none holds it,
+ * how far the stored history of that replication id reaches (undefined: not at all).
+ */
+export async function locateOffset(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
+  const source = logSource(name);
+  const bases = basesOf(await repo.listSnapshots(), name).filter((b) => b.point.offset <= offset);
+  const logs = await repo.listLogs(source);
+  // Newest generation first, within it the base closest to the offset.
+  bases.sort((a, b) => b.point.generation.localeCompare(a.point.generation) || b.point.offset - a.point.offset);
+  let reach: number | undefined;
+  let why = 'no base snapshot at or before that offset (is `lifeboat redis replicate` running for it?)';
+  const tried = new Set<string>();
+  for (const base of bases) {
+    const gen = base.point.generation;
+    if (tried.has(gen)) continue;
+    if (base.point.offset === offset && base.point.replid === replid) {
+      tried.add(gen);
+      return { found: { generation: gen, snapshot: base.snapshot, point: base.point, chain: [], offset } };
+    }
+    const { chain } = chainFrom(base.point.offset, segmentsOf(logs, gen));
+    const used: SegmentName[] = [];
+    let holder: SegmentName | undefined;
+    for (const n of chain) {
+      used.push(n);
+      if (n.end >= offset) {
+        holder = n;
+        break;
+      }
+    }
+    if (!holder) {
+      const end = chain.at(-1)?.end ?? base.point.offset;
+      if (base.point.replid === replid || chain.length > 0) reach = Math.max(reach ?? 0, end);
+      why = `the stored command stream of generation ${gen} ends at offset ${end}`;
+      continue;
+    }
+    tried.add(gen);
+    const data = await repo.getLog(source, gen, holder.file);
+    if (!data) {
+      why = `command segment ${holder.file} vanished while it was read (compaction); retry`;
+      continue;
+    }
+    const seg = decodeSegment(data, holder.file);
+    if (seg.meta.replid !== replid) {
+      why = `offset ${offset} of generation ${gen} belongs to replication id ${seg.meta.replid.slice(0, 8)}, not ${replid.slice(0, 8)} (the server's history changed)`;
+      continue;
+    }
+    if (!isBoundary(seg.stream, offset - seg.meta.start)) {
+      why = `offset ${offset} is not between two commands in the stored stream`;
+      continue;
+    }
+    return { found: { generation: gen, snapshot: base.snapshot, point: base.point, chain: used, offset } };
+  }
+  return { reach, why };
+}
+
+/** Whether `at` bytes into `stream` (which starts at a cut point) ends a command outside MULTI…EXEC. */
+export function isBoundary(stream: Buffer, at: number): boolean {
+  if (at === 0 || at === stream.length) return true;
+  let inTx = false;
+  let ok = false;
+  new CommandScanner().scan(stream.subarray(0, at), (end, kind) => {
+    if (kind === 'multi') inTx = true;
+    else if (kind === 'exec') inTx = false;
+    if (end === at) ok = !inTx;
+  });
+  return ok;
+}
