@@ -152,6 +152,8 @@ async function withPostgres<T>(m: RestoredMember, checks: MemberCheck[], next: N
     port: 5432,
     binDir: `/usr/lib/postgresql/${version}/bin`,
     ...(m.source.checks ? { checks: m.source.checks } : {}),
+    // Beside the restored data: what a killed drill leaves, the next one removes whole.
+    socketParent: path.dirname(m.target),
     inspect: async (connect, started) => {
       checks.push(...started);
       const reader: ValueReader = {

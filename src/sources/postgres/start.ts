@@ -45,6 +45,8 @@ export interface StartOptions {
    * server never recovered.
    */
   inspect?: (connect: (db: string) => Promise<PgClient>, checks: readonly StartCheck[]) => Promise<void>;
+  /** Where the server's private socket directory is made (default: the system's temporary directory). */
+  socketParent?: string;
 }
 
 export interface StartCheck {
@@ -105,7 +107,7 @@ export async function startRestored(opts: StartOptions): Promise<StartReport> {
   }
   const owner = { uid: st.uid, gid: st.gid, name: await userName(st.uid) };
   const report: StartReport = { ok: false, recovery_seconds: null, checks: [], databases: [], running: false, port: opts.port };
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-start-'));
+  const dir = await fs.mkdtemp(path.join(opts.socketParent ?? os.tmpdir(), 'lifeboat-start-'));
   const server = new Server(opts, owner, dir);
   let started = false;
   active.add(server);
