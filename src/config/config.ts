@@ -32,7 +32,7 @@ import { LineCounter, parseDocument, isScalar, isSeq, type Node } from 'yaml';
 import { LifeboatError, errno, isLifeboatError } from '../errors.js';
 import { durationMs, type Duration } from '../util/duration.js';
 import { findSourceKind, sourceKinds } from '../sources/registry.js';
-import { CHECK_REDIS_COMMANDS, JOB_KINDS, NOTIFY_EVENTS, groupCheckOptions, groupOptions, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
+import { CHECK_REDIS_COMMANDS, JOB_KINDS, NOTIFY_EVENTS, groupCheckOptions, groupOptions, snapshotHookOptions, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
 import { Reader } from './reader.js';
 import type { GraphDeclaration } from '../sources/graph/options.js';
 
@@ -130,12 +130,50 @@ export interface GroupConfig {
   members: string[];
   /** The members' repository (they share one): the group's points are stored there. */
   repository: string;
-  /** argv, never run by a shell. */
-  freeze?: string[];
-  thaw?: string[];
+  freeze?: GroupHook;
+  thaw?: GroupHook;
   maxHoldMs: number;
+  /** Files members with a filesystem snapshot hook, by member name (the rest are copied while frozen). */
+  snapshots: Map<string, SnapshotHook>;
   /** `group drill`'s cross-member checks (engine/group/checks.ts); absent when none are declared. */
   checks?: GroupCheck[];
+}
+
+/**
+ * A freeze or thaw (docs/groups.md): a command (argv, never run by a shell), an HTTP
+ * request, or `builtin`: each member holds its own writes (Redis CLIENT PAUSE WRITE,
+ * SQLite's write lock; PostgreSQL only its restore point).
+ */
+export type GroupHook = { command: string[] } | { http: HttpHook } | 'builtin';
+
+export interface HttpHook {
+  url: string;
+  method: 'POST' | 'PUT' | 'GET' | 'DELETE';
+  /** `Name: value` lines sent as headers (a token, say); read before the freeze, never logged. */
+  headersFile?: string;
+  /** Limit of one request; never more than what is left of max_hold (freeze) or the thaw limit. */
+  timeoutMs?: number;
+}
+
+/** A hook in a few words for a summary line: the command's program, the request's method and origin (never its path, query or headers). */
+export function describeHook(h: GroupHook): string {
+  if (h === 'builtin') return 'the members\' built-in holds';
+  if ('command' in h) return `command ${h.command[0] ?? ''}`;
+  let origin = '';
+  try {
+    origin = new URL(h.http.url).origin;
+  } catch {
+    origin = '?';
+  }
+  return `HTTP ${h.http.method} ${origin}`;
+}
+
+/** A files member's filesystem snapshot: `{point}` in a word or in `path` is the point id. */
+export interface SnapshotHook {
+  create: string[];
+  release: string[];
+  /** The directory to back up; undefined: the last line `create` printed. */
+  path?: string;
 }
 
 /** What one member answers for a check: a set of strings, read from its restored copy. */
@@ -400,16 +438,48 @@ function readGroup(r: Reader, name: string, node: Node, key: Node, config: Lifeb
   const repositories = [...new Set(members.map((m) => (config.sources.get(m) as SourceConfig).repository))];
   if (repositories.length > 1) r.fail(nodes.get('members'), `the members of group "${name}" are backed up to different repositories (${repositories.join(', ')})`, 'a group point is stored in one repository: give its members the same `repository:`');
   if ((v.freeze === undefined) !== (v.thaw === undefined)) r.fail(nodes.get(v.freeze === undefined ? 'thaw' : 'freeze') ?? key, `group "${name}" needs both "freeze" and "thaw", or neither`, 'a freeze without a thaw would leave writes held');
+  if ((v.freeze === 'builtin') !== (v.thaw === 'builtin')) r.fail(nodes.get('thaw') ?? key, `group "${name}": "freeze: builtin" goes with "thaw: builtin"`, 'the built-in holds are released by their own thaw; use builtin for both, or commands or HTTP requests for both');
   // Writes held for more than an hour are an outage, not a freeze (and Node's timers stop at 24.8 days).
   const maxHoldMs = v.max_hold ? durationMs(v.max_hold) : DEFAULT_MAX_HOLD_MS;
   if (maxHoldMs > 3_600_000) r.fail(nodes.get('max_hold'), `"max_hold" of group "${name}" must be at most 1h`, 'e.g. max_hold: 200ms');
+  const hook = (which: 'freeze' | 'thaw'): GroupHook | undefined => {
+    const h = v[which];
+    if (h === undefined || h === 'builtin') return h;
+    if (Array.isArray(h)) return { command: h };
+    const http: HttpHook = { url: h.http.url, method: h.http.method ?? 'POST' };
+    if (h.http.headers_file !== undefined) http.headersFile = h.http.headers_file;
+    if (h.http.timeout !== undefined) {
+      http.timeoutMs = durationMs(h.http.timeout);
+      if (http.timeoutMs < 1 || http.timeoutMs > 60_000) r.fail(nodes.get(which), `the ${which} timeout of group "${name}" must be from 1ms to 1min`, 'e.g. timeout: 2s (a freeze is also limited by max_hold)');
+    }
+    return { http };
+  };
+  const snapshots = new Map<string, SnapshotHook>();
+  const snapNode = nodes.get('snapshots');
+  if (snapNode !== undefined) {
+    for (const pair of r.map(snapNode, `"snapshots" of group "${name}"`).items) {
+      const memberNode = pair.key as Node;
+      const member = String((memberNode as { value?: unknown }).value);
+      if (!members.includes(member)) r.fail(memberNode, `"snapshots" of group "${name}" names "${member}", which is not one of its members`, `members: ${members.join(', ')}`);
+      if ((config.sources.get(member) as SourceConfig).kind !== 'files') r.fail(memberNode, `"snapshots" of group "${name}": "${member}" is not a files source`, 'a snapshot hook makes a filesystem snapshot: only files members take one');
+      const { values: sv } = r.object((pair.value as Node | null) ?? memberNode, snapshotHookOptions, `in the snapshot hook of "${member}" in group "${name}"`, { node: memberNode, label: `snapshot hook "${member}"`, name });
+      snapshots.set(member, { create: sv.create, release: sv.release, ...(sv.path !== undefined ? { path: sv.path } : {}) });
+    }
+  }
+  if (v.freeze === 'builtin') {
+    const unheld = members.find((m) => !['postgres', 'sqlite', 'redis'].includes((config.sources.get(m) as SourceConfig).kind));
+    if (unheld !== undefined) r.fail(nodes.get('freeze'), `group "${name}": "freeze: builtin" cannot hold the writes of "${unheld}" (${(config.sources.get(unheld) as SourceConfig).kind})`, 'only postgres, sqlite and redis have built-in holds; freeze the application with a command or an HTTP request instead');
+  }
+  const freeze = hook('freeze');
+  const thaw = hook('thaw');
   return {
     name,
     members,
     repository: repositories[0] as string,
-    ...(v.freeze ? { freeze: v.freeze } : {}),
-    ...(v.thaw ? { thaw: v.thaw } : {}),
+    ...(freeze ? { freeze } : {}),
+    ...(thaw ? { thaw } : {}),
     maxHoldMs,
+    snapshots,
     ...(nodes.has('checks') ? { checks: readGroupChecks(r, name, nodes.get('checks'), members, config) } : {}),
   };
 }

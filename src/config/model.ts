@@ -119,20 +119,49 @@ export const serverOptions = z.object({
 /** A hook command: argv as a list, run without a shell (a string would need one to split it safely). */
 const argv = () => z.array(text(), { error: 'must be a command as a list of words, e.g. [/usr/local/bin/app-ctl, freeze]' }).min(1, { error: 'must be a command as a list of words, e.g. [/usr/local/bin/app-ctl, freeze]' });
 
+/** An HTTP freeze or thaw: `{ http: { url, method, headers_file, timeout } }` (docs/groups.md). */
+export const httpHookOptions = z.object({
+  url: text().regex(/^https?:\/\/[^\s]+$/, { error: 'must be an http(s) URL' }),
+  method: oneOf(['POST', 'PUT', 'GET', 'DELETE'] as const).optional(),
+  headers_file: text().optional(),
+  timeout: duration().optional(),
+}).strict();
+
+/** A freeze or thaw: argv, an HTTP request, or the members' built-in holds. */
+function hookForm() {
+  return z.union([argv(), z.object({ http: httpHookOptions }).strict(), z.literal('builtin')], {
+    error: 'must be a command as a list of words, { http: { url: ... } } or builtin',
+  });
+}
+
 /**
  * A consistency group (docs/groups.md): sources captured at one moment. Writes are held
  * from the start of `freeze` to the end of `thaw`; 200 ms by default, the seeds' "release
  * the lock within milliseconds" with room for three position queries on a busy host.
  */
 export const groupOptions = z.object({
-  members: option(texts(), { description: 'the sources captured together (names under `sources:`; postgres, sqlite and redis for now)', example: '[orders, cache, catalog]' }),
-  freeze: option(argv().optional(), { description: 'the command that holds writes, as a list of words (never run by a shell); killed when it overruns max_hold', shown: 'none: positions are read back to back, not at one moment' }),
-  thaw: option(argv().optional(), { description: 'the command that releases writes, as a list of words; always run once freeze started, whatever happened', shown: 'none (required with freeze)' }),
+  members: option(texts(), { description: 'the sources captured together (names under `sources:`): postgres, sqlite and redis record a log position; files and bucket are copied at the point', example: '[orders, cache, catalog]' }),
+  freeze: option(hookForm().optional(), {
+    description: 'what holds writes: a command as a list of words (never run by a shell), `{ http: { url, method, headers_file, timeout } }`, or `builtin` (each member holds its own writes: Redis `CLIENT PAUSE WRITE`, the SQLite write lock, PostgreSQL nothing but its restore point); killed when it overruns max_hold',
+    shown: 'none: positions are read back to back, not at one moment',
+  }),
+  thaw: option(hookForm().optional(), { description: 'what releases writes, in the same forms (`builtin` with `freeze: builtin`); always run once freeze started, whatever happened', shown: 'none (required with freeze)' }),
   max_hold: option(duration().optional(), { description: 'the longest writes may be held (freeze start to thaw end); a capture that takes longer fails after thaw ran; at most 1h', shown: '200ms' }),
+  snapshots: option(z.record(z.string(), z.unknown(), { error: 'must be a mapping of member names to { create, release, path }' }).optional(), {
+    description: 'files members only: a filesystem snapshot per member, `MEMBER: { create: [argv], release: [argv], path: DIR }`, made while frozen and backed up after thaw (docs/groups.md); `{point}` in a word or the path is the point id; without `path`, the last line `create` prints is the directory',
+    shown: 'none: files members are copied while frozen',
+  }),
   checks: option(z.array(z.record(z.string(), z.unknown()), { error: 'must be a list of checks, each { name, every, in }' }).optional(), {
     description: '`group drill`: cross-member checks run on the restored members, each `{ name, every: QUERY, in: QUERY }` (below)',
     shown: 'none',
   }),
+});
+
+/** A files member's snapshot hook: `create` makes it while frozen, `release` drops it after the backup. */
+export const snapshotHookOptions = z.object({
+  create: option(argv(), { description: 'makes the filesystem snapshot (argv, no shell); `{point}` is the point id', example: '[btrfs, subvolume, snapshot, -r, /srv/data, "/srv/.snap/{point}"]' }),
+  release: option(argv(), { description: 'drops it after the backup, always run once create succeeded', example: '[btrfs, subvolume, delete, "/srv/.snap/{point}"]' }),
+  path: option(text().optional(), { description: 'the directory to back up; without it, the last line create printed', shown: 'the last line create printed' }),
 });
 
 /**

@@ -6,6 +6,7 @@
  * remain (engine/retention/logs.ts). The caller renders the result; nothing here prints.
  */
 import { trimLogs, type LogTrim } from './retention/logs.js';
+import { trimGroupPoints, type PointTrim } from './group/points-keep.js';
 import { acquireLock, isStale, readLocks } from '../repo/lock.js';
 import type { Warn } from '../repo/keyring.js';
 import { assertPrunable, prune, type PruneResult } from '../repo/maintenance/prune.js';
@@ -28,6 +29,8 @@ export interface PruneRepositoryOptions {
 
 export interface PruneRepositoryResult extends PruneResult {
   logs: LogTrim[];
+  /** Consistency-group points dropped with the data they needed (engine/group/points-keep.ts). */
+  points: PointTrim[];
   reseal?: ResealResult;
 }
 
@@ -60,7 +63,8 @@ export async function pruneRepository(repo: Repository, opts: PruneRepositoryOpt
     const snaps = await repo.listSnapshots();
     const busy = (await readLocks(repo.store)).some((l) => l.id !== lock.id && !isStale(l.record));
     const logs = await trimLogs(repo, snaps, snaps, { dryRun, busy, ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}) });
-    return { ...r, logs, ...(resealed ? { reseal: resealed } : {}) };
+    const points = await trimGroupPoints(repo, { dryRun, ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}) });
+    return { ...r, logs, points, ...(resealed ? { reseal: resealed } : {}) };
   } finally {
     await lock.release();
   }

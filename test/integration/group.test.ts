@@ -97,14 +97,14 @@ beforeAll(async () => {
       `  warm: { kind: postgres, dsn: "${cluster.dsn}" }`,
       `  hot: { kind: redis, url: "${redis.url}" }`,
       '  meta: { kind: sqlite, path: meta.db }',
-      `  docs: { kind: files, paths: [${dir}] }`,
+      '  dumped: { kind: command, dump: [/bin/echo, x] }',
       `  lonely: { kind: redis, url: "${lone.url}" }`,
       'groups:',
       `  tiers: { members: [hot, warm, meta], freeze: ${sh('date +%s%N > freeze.ns')}, thaw: ${sh('sleep 0.05; date +%s%N > thaw.ns')}, max_hold: 5s }`,
       `  hang: { members: [hot, warm, meta], freeze: ${sh('sleep 30 & echo $! > sleeper.pid; wait')}, thaw: [/usr/bin/touch, thawed-hang], max_hold: 300ms }`,
       `  badthaw: { members: [hot], freeze: [/bin/true], thaw: ${sh('echo still frozen >&2; exit 3')}, max_hold: 5s }`,
       `  slowthaw: { members: [meta], freeze: [/bin/true], thaw: [/bin/sleep, "0.4"], max_hold: 200ms }`,
-      '  withfiles: { members: [hot, docs] }',
+      '  withdump: { members: [hot, dumped] }',
       '  lone: { members: [lonely, meta] }',
       '',
     ].join('\n'),
@@ -226,8 +226,8 @@ describe('group backup', () => {
   }, 60_000);
 
   it('refuses a member kind that has no position yet, before anything runs', async () => {
-    const r = await group('backup', 'withfiles');
-    expectError(r, 2, /kind files cannot join a group yet \(source "docs" in group "withfiles"\)/);
+    const r = await group('backup', 'withdump');
+    expectError(r, 2, /kind command cannot join a group yet \(source "dumped" in group "withdump"\)/);
   });
 
   it('refuses a Redis member whose offset does not move (no replication backlog), before anything runs', async () => {
@@ -238,10 +238,10 @@ describe('group backup', () => {
 
   it('refuses a group naming a source that does not exist, at its line', async () => {
     const bad = path.join(dir, 'bad.yaml');
-    writeFileSync(bad, readFileSync(cfg, 'utf8').replace('members: [hot, docs]', 'members: [hot, nope]'));
+    writeFileSync(bad, readFileSync(cfg, 'utf8').replace('members: [hot, dumped]', 'members: [hot, nope]'));
     const line = readFileSync(bad, 'utf8').split('\n').findIndex((l) => l.includes('nope')) + 1;
     const r = await runCli(['--config', bad, 'group', 'points', 'tiers']);
-    expectError(r, 2, new RegExp(`bad\\.yaml:${line}: group "withfiles" names source "nope", which is not defined`));
+    expectError(r, 2, new RegExp(`bad\\.yaml:${line}: group "withdump" names source "nope", which is not defined`));
     const r2 = await group('backup', 'missing');
     expectError(r2, 2, /no group "missing" in .*lifeboat\.yaml/);
   });

@@ -33,7 +33,7 @@ export function register(program: Command): void {
             },
           });
           if (g.json) return printJson(r);
-          if (!g.quiet) console.log(`${r.copied.length} copied, ${r.skipped.length} already there, ${r.logs} log files; added ${formatBytes(r.addedBytes)}`);
+          if (!g.quiet) console.log(`${r.copied.length} copied, ${r.skipped.length} already there, ${r.logs} log files, ${r.points} group point(s); added ${formatBytes(r.addedBytes)}`);
         }),
       );
     });

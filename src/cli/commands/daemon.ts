@@ -9,7 +9,7 @@ import { LifeboatError } from '../../errors.js';
 import { findConfig, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { forTerminal } from '../../util/terminal.js';
-import type { LifeboatConfig } from '../../config/config.js';
+import { describeHook, type LifeboatConfig } from '../../config/config.js';
 import type { Catalog } from '../../daemon/catalog.js';
 import { serverOptions, tokenExpires } from '../../config/model.js';
 import type { Duration } from '../../util/duration.js';
@@ -124,7 +124,7 @@ export function register(program: Command): void {
       console.log(`${c.file}: valid${f.offline ? ' (offline: nothing it names was checked)' : '; repositories, password files and sources are there and answer'}`);
       console.log(`  repositories: ${summary.repositories.map((r) => `${r.name} (${r.stores} store${r.stores === 1 ? '' : 's'})`).join(', ') || 'none'}`);
       console.log(`  sources: ${summary.sources.map((s) => `${s.name} (${s.kind}${s.continuous ? ', continuous' : ''})`).join(', ') || 'none'}`);
-      for (const gr of c.groups.values()) console.log(`  group ${gr.name}: ${gr.members.join(', ')}; ${gr.freeze ? `freeze ${gr.freeze[0] ?? ''}` : 'no freeze command'}, max_hold ${gr.maxHoldMs} ms`);
+      for (const gr of c.groups.values()) console.log(`  group ${gr.name}: ${gr.members.join(', ')}; ${gr.freeze ? `freeze: ${describeHook(gr.freeze)}` : 'no freeze'}, max_hold ${gr.maxHoldMs} ms`);
       for (const s of schedules) console.log(`  schedule ${s.name}: ${s.run} ${s.targets.join(', ')} at "${s.cron}" (${s.timezone}); next ${s.next ?? 'never'}`);
       console.log(`  server: ${summary.server.listen}${summary.server.tls ? ' (TLS)' : ''}, state in ${summary.server.state_dir}; API restores ${c.server.restoreRoots.length ? `below ${c.server.restoreRoots.join(', ')}` : 'admin-only (no server.restore_roots)'}`);
     });

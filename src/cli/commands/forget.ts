@@ -108,6 +108,9 @@ export function register(program: Command): void {
         for (const t of r.segments) {
           console.log(`${t.kind} ${t.source}: ${t.skipped ?? `${r.dryRun ? 'would remove' : 'removed'} ${t.removed} log segment(s)${t.keptFrom ? `; replayable from ${t.keptFrom}` : ''}`}`);
         }
+        for (const t of r.points) {
+          console.log(`group ${t.group}: ${r.dryRun ? 'would drop' : 'dropped'} ${t.removed.length} point(s) whose data is gone (${t.removed[0]?.reason ?? ''}${t.removed.length > 1 ? ', ...' : ''}); ${t.kept} kept`);
+        }
         for (const w of r.wal) {
           console.log(
             w.skipped

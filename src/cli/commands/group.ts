@@ -27,7 +27,13 @@ async function groupConfig(g: GlobalOptions, name: string): Promise<{ config: Li
 function describe(p: MemberPosition): string {
   if (p.kind === 'postgres') return `restore point ${p.restore_point} at ${p.lsn}`;
   if (p.kind === 'sqlite') return `WAL frame ${p.frame} of cycle ${p.salt1.toString(16)}/${p.salt2.toString(16)}`;
-  return `replication offset ${p.offset}`;
+  if (p.kind === 'redis') return `replication offset ${p.offset}`;
+  if (p.kind === 'files') {
+    return p.method === 'frozen-copy'
+      ? `snapshot ${p.snapshot.slice(0, 8)}, copied while frozen (${(p.copy_ms ?? 0).toFixed(1)} ms of the hold: the hold grows with the data)`
+      : `snapshot ${p.snapshot.slice(0, 8)} from a filesystem snapshot made while frozen (${(p.create_ms ?? 0).toFixed(1)} ms), copied after thaw`;
+  }
+  return `snapshot ${p.snapshot.slice(0, 8)} of the ${p.objects} objects listed while frozen (${p.listing_ms.toFixed(1)} ms), copied after thaw`;
 }
 
 function printPlan(plan: GroupRestorePlan, dryRun: boolean): void {

@@ -79,4 +79,5 @@ function printPrune(r: PruneRepositoryResult, dryRun: boolean): void {
     if (t.skipped) console.log(`${t.kind} ${t.source}: ${t.skipped}`);
     else if (t.removed > 0) console.log(`${t.kind} ${t.source}: ${dryRun ? 'would remove' : 'removed'} ${t.removed} log file(s); replayable from ${t.keptFrom}`);
   }
+  for (const t of r.points) console.log(`group ${t.group}: ${dryRun ? 'would drop' : 'dropped'} ${t.removed.length} point(s) whose data is gone (${t.removed[0]?.reason ?? ''}${t.removed.length > 1 ? ', ...' : ''}); ${t.kept} kept`);
 }

@@ -17,6 +17,7 @@ import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
 import { findSourceKind } from '../../sources/registry.js';
+import { copyGroupPoints, withPointSnapshots } from '../group/points-keep.js';
 
 export interface CopyOptions {
   /** Snapshot ids (prefixes) or "latest"; empty: every snapshot. */
@@ -28,6 +29,8 @@ export interface CopyResult {
   copied: Array<{ from: string; to: string }>;
   skipped: string[];
   logs: number;
+  /** Consistency-group points stored in the destination (engine/group/points-keep.ts). */
+  points: number;
   addedBytes: number;
 }
 
@@ -41,9 +44,10 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
     await from.loadIndex();
     await to.loadIndex();
     const all = await from.listSnapshots();
-    const chosen = opts.snapshots.length === 0 ? all : opts.snapshots.map((ref) => pickSnapshot(all, ref));
+    // The snapshots a group point ties to a chosen one travel with it.
+    const chosen = opts.snapshots.length === 0 ? all : await withPointSnapshots(from, all, opts.snapshots.map((ref) => pickSnapshot(all, ref)));
     const done = new Set((await to.listSnapshots()).map((s) => s.original ?? s.id));
-    const result: CopyResult = { copied: [], skipped: [], logs: 0, addedBytes: 0 };
+    const result: CopyResult = { copied: [], skipped: [], logs: 0, points: 0, addedBytes: 0 };
     const writer = to.newPackWriter();
     const trees = new Map<string, string>();
     for (const snap of chosen) {
@@ -64,6 +68,7 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
     await writer.flush();
     result.addedBytes = writer.stats.storedBytes;
     result.logs = await copyLogs(from, to, chosen);
+    result.points = await copyGroupPoints(from, to, chosen);
     return result;
   } finally {
     await writeLock.release();

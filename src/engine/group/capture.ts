@@ -19,11 +19,12 @@
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { GroupConfig, LifeboatConfig } from '../../config/config.js';
+import type { GroupConfig, GroupHook, LifeboatConfig } from '../../config/config.js';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { sourceKey } from '../source-name.js';
-import { hookOutcome, runHook, type HookResult } from './hook.js';
+import { commandRun, runHook, type HookRun } from './hook.js';
+import { prepareHttpHook } from './http-hook.js';
 import { checkMemberKind, openMember, type MemberPosition, type OpenMember } from './members.js';
 import { DEFAULT_PROOF_WAIT_MS, proveArchived } from './proof.js';
 
@@ -78,14 +79,14 @@ function restorePointName(group: string, id: string): string {
   return `lifeboat-${id}-${group}`.slice(0, 63);
 }
 
-const hookError = (what: 'freeze' | 'thaw', group: string, r: HookResult): string =>
-  `group "${group}": ${what} ${r.timedOut ? 'was killed after running past its limit' : `failed (${hookOutcome(r)})`}${r.stderr ? `: ${r.stderr.split('\n').at(-1) ?? ''}` : ''}`;
+const hookError = (what: 'freeze' | 'thaw', group: string, r: HookRun): string =>
+  `group "${group}": ${what} ${r.timedOut ? r.outcome : `failed (${r.outcome})`}${r.said ? `: ${r.said}` : ''}`;
 
 /** Resolves with p, or rejects with a hold overrun when `ms` passes first. */
 async function within<T>(p: Promise<T>, ms: number, group: string, maxHoldMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const overrun = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LifeboatError('HOLD_EXCEEDED', `group "${group}": recording the positions ran past max_hold (${maxHoldMs} ms)`, { hint: 'a member was slow to answer; raise max_hold or find what delays it' })), Math.max(0, ms));
+    timer = setTimeout(() => reject(new LifeboatError('HOLD_EXCEEDED', `group "${group}": recording the positions ran past max_hold (${maxHoldMs} ms)`, { hint: 'a member was slow to answer (or a frozen copy had much to copy); raise max_hold or find what delays it' })), Math.max(0, ms));
   });
   try {
     return await Promise.race([p, overrun]);
@@ -94,11 +95,57 @@ async function within<T>(p: Promise<T>, ms: number, group: string, maxHoldMs: nu
   }
 }
 
+/** A freeze or thaw ready to run: commands and requests prepared (a headers file read) before anything is held. */
+type Hook = (limitMs: number) => Promise<HookRun>;
+
+function prepareHook(h: GroupHook, which: 'freeze' | 'thaw', cwd: string, group: string, point: string, members: OpenMember[], maxHoldMs: number): Hook {
+  if (h === 'builtin') {
+    // Each member's own hold, in member order; thaw releases those taken, in reverse.
+    return which === 'freeze'
+      ? async (limitMs) => {
+          const t0 = performance.now();
+          for (const m of members) {
+            if (!m.hold) continue;
+            held.set(members, [...(held.get(members) ?? []), m]);
+            try {
+              await m.hold(limitMs - (performance.now() - t0), maxHoldMs);
+            } catch (err) {
+              // A lock that did not come free within the limit (SQLite's busy timeout) is an overrun.
+              if (performance.now() - t0 < limitMs - 10) throw err;
+              throw new LifeboatError('HOLD_EXCEEDED', `group "${group}": freeze ran past max_hold (${maxHoldMs} ms): ${err instanceof Error ? err.message : String(err)}`, {
+                hint: `${m.name} could not be held in time (a long write transaction?); raise max_hold or capture when it is quieter`,
+                cause: err,
+              });
+            }
+          }
+          return { ok: true, timedOut: false, outcome: 'held', said: '' };
+        }
+      : async () => {
+          const failed: string[] = [];
+          for (const m of [...(held.get(members) ?? [])].reverse()) {
+            await m.release?.().catch((err: unknown) => failed.push(`${m.name}: ${err instanceof Error ? err.message : String(err)}`));
+          }
+          held.delete(members);
+          return failed.length === 0 ? { ok: true, timedOut: false, outcome: 'released', said: '' } : { ok: false, timedOut: false, outcome: `could not release ${failed.length} member(s)`, said: failed.join('; ') };
+        };
+  }
+  if ('command' in h) {
+    const env = { ...process.env, LIFEBOAT_GROUP: group, LIFEBOAT_GROUP_POINT: point };
+    return async (limitMs) => commandRun(await runHook(h.command, limitMs, cwd, { env }));
+  }
+  const request = prepareHttpHook(h.http, cwd, group);
+  return (limitMs) => request(which, point, limitMs);
+}
+
+/** The members whose built-in hold was taken (or being taken), per capture. */
+const held = new WeakMap<OpenMember[], OpenMember[]>();
+
 /**
  * Captures one point of group `name` and stores it. Nothing is stored when freeze,
- * a position or thaw fails, or when the hold exceeded max_hold (HOLD_EXCEEDED).
+ * a position or thaw fails, or when the hold exceeded max_hold (HOLD_EXCEEDED); what
+ * files and bucket members stored for it is removed again.
  */
-export async function groupBackup(repo: Pick<Repository, 'putLog' | 'getLog' | 'listLogs' | 'listSnapshots'>, config: LifeboatConfig, name: string, opts: GroupBackupOptions = {}): Promise<GroupPoint> {
+export async function groupBackup(repo: Repository, config: LifeboatConfig, name: string, opts: GroupBackupOptions = {}): Promise<GroupPoint> {
   const group = findGroup(config, name);
   const sources = group.members.map((m) => config.sources.get(m)!);
   for (const s of sources) checkMemberKind(s, name);
@@ -106,59 +153,92 @@ export async function groupBackup(repo: Pick<Repository, 'putLog' | 'getLog' | '
   const started = (opts.now ?? (() => new Date()))();
   const id = `${started.getTime().toString(16).padStart(12, '0')}-${randomBytes(4).toString('hex')}`;
   const pointName = restorePointName(name, id);
+  const warn = (message: string) => opts.onEvent?.({ type: 'warning', message });
 
   const members: OpenMember[] = [];
+  let t0 = 0;
   try {
-    for (const s of sources) members.push(await openMember(s, config.file));
+    // Set at the start of freeze (below); files and bucket snapshots read it after.
+    let frozenAt = started;
+    for (const s of sources) {
+      const hook = group.snapshots.get(s.name);
+      members.push(
+        await openMember(s, config.file, {
+          repo,
+          group: name,
+          pointId: id,
+          pointTime: () => frozenAt,
+          ...(hook ? { snapshotHook: hook } : {}),
+          left: () => group.maxHoldMs - (performance.now() - t0),
+          warn,
+        }),
+      );
+    }
+    const freeze = group.freeze && prepareHook(group.freeze, 'freeze', cwd, name, id, members, group.maxHoldMs);
+    const thaw = group.thaw && prepareHook(group.thaw, 'thaw', cwd, name, id, members, group.maxHoldMs);
 
     const positions: MemberPosition[] = [];
     let failure: unknown;
     let thawFailure: string | undefined;
-    const t0 = performance.now();
-    const frozenAt = (opts.now ?? (() => new Date()))();
+    let recording: Promise<void> | undefined;
+    let stopped = false;
+    frozenAt = (opts.now ?? (() => new Date()))();
+    t0 = performance.now();
     let froze = false;
     try {
-      if (group.freeze) {
+      if (freeze) {
         froze = true;
-        const f = await runHook(group.freeze, group.maxHoldMs, cwd);
-        if (f.timedOut) throw new LifeboatError('HOLD_EXCEEDED', hookError('freeze', name, f) + ` (max_hold ${group.maxHoldMs} ms)`, { hint: 'the freeze command must return within max_hold; raise max_hold or make it faster' });
-        if (f.code !== 0) throw new LifeboatError('FAILED', hookError('freeze', name, f), { hint: 'thaw ran anyway; fix the freeze command and retry' });
+        const f = await within(freeze(group.maxHoldMs), group.maxHoldMs + 1000, name, group.maxHoldMs).catch((err: unknown): HookRun => {
+          throw isLifeboatError(err, 'HOLD_EXCEEDED') ? new LifeboatError('HOLD_EXCEEDED', `group "${name}": freeze ran past max_hold (${group.maxHoldMs} ms)`, { hint: 'the freeze must return within max_hold; raise max_hold or make it faster' }) : err;
+        });
+        if (f.timedOut) throw new LifeboatError('HOLD_EXCEEDED', hookError('freeze', name, f) + ` (max_hold ${group.maxHoldMs} ms)`, { hint: 'the freeze must return within max_hold; raise max_hold or make it faster' });
+        if (!f.ok) throw new LifeboatError('FAILED', hookError('freeze', name, f), { hint: 'thaw ran anyway; fix the freeze and retry' });
       }
       const left = group.maxHoldMs - (performance.now() - t0);
-      await within(
-        (async () => {
-          for (const m of members) positions.push(await m.position(pointName));
-        })(),
-        left,
-        name,
-        group.maxHoldMs,
-      );
+      recording = (async () => {
+        // After an overrun the loop stops: no member starts its capture once the point failed.
+        for (const m of members) if (!stopped) positions.push(await m.position(pointName));
+      })();
+      recording.catch(() => {});
+      await within(recording, left, name, group.maxHoldMs);
     } catch (err) {
       failure = err;
+      stopped = true;
     } finally {
-      if (froze && group.thaw) {
-        const t = await runHook(group.thaw, THAW_LIMIT_MS, cwd);
-        if (t.timedOut || t.code !== 0) thawFailure = hookError('thaw', name, t);
+      if (froze && thaw) {
+        const t = await thaw(THAW_LIMIT_MS).catch((err: unknown): HookRun => ({ ok: false, timedOut: false, outcome: err instanceof Error ? err.message : String(err), said: '' }));
+        if (!t.ok) thawFailure = hookError('thaw', name, t);
       }
     }
     const holdMs = performance.now() - t0;
+    let error: unknown;
     if (thawFailure !== undefined) {
       const before = failure === undefined ? '' : ` (and before it: ${failure instanceof Error ? failure.message : String(failure)})`;
-      throw new LifeboatError('FAILED', `${thawFailure}${before}; writes may still be held`, { hint: 'check the application now and release writes by hand; no point was stored' });
-    }
-    if (failure !== undefined) throw failure;
-    if (holdMs > group.maxHoldMs) {
-      throw new LifeboatError('HOLD_EXCEEDED', `group "${name}": writes were held ${holdMs.toFixed(1)} ms, more than max_hold (${group.maxHoldMs} ms); no point was stored`, {
-        hint: 'thaw ran; raise max_hold, or make freeze and thaw faster',
+      error = new LifeboatError('FAILED', `${thawFailure}${before}; writes may still be held`, { hint: 'check the application now and release writes by hand; no point was stored' });
+    } else if (failure !== undefined) error = failure;
+    else if (holdMs > group.maxHoldMs) {
+      error = new LifeboatError('HOLD_EXCEEDED', `group "${name}": writes were held ${holdMs.toFixed(1)} ms, more than max_hold (${group.maxHoldMs} ms); no point was stored`, {
+        hint: 'thaw ran; raise max_hold, or make freeze and thaw faster (a files member copied while frozen grows the hold with its data: give it a snapshot hook)',
       });
     }
-    // After thaw, writes flow again: wait (bounded) until each member's own archive holds its position.
-    const proofs = await proveArchived(repo, name, members, positions, {
-      waitMs: opts.waitMs ?? DEFAULT_PROOF_WAIT_MS,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
-      ...(opts.now ? { now: opts.now } : {}),
-    });
+    let proofs: Array<{ at: string; reach: string } | undefined>;
+    try {
+      if (error !== undefined) throw error;
+      // After thaw: files and bucket members store what was fixed at the point.
+      for (const [i, m] of members.entries()) if (m.complete) positions[i] = await m.complete();
+      // Writes flow again: wait (bounded) until each log member's own archive holds its position.
+      proofs = await proveArchived(repo, name, members, positions, {
+        waitMs: opts.waitMs ?? DEFAULT_PROOF_WAIT_MS,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+        ...(opts.now ? { now: opts.now } : {}),
+      });
+    } catch (err) {
+      // What the members stored goes (each waits for its own work still running past an overrun).
+      stopped = true;
+      for (const m of members) await m.abandon?.().catch((e: unknown) => warn(`removing what ${m.name} stored for the failed point: ${String(e)}`));
+      throw err;
+    }
     const point: GroupPoint = {
       v: 1,
       group: name,
@@ -175,7 +255,7 @@ export async function groupBackup(repo: Pick<Repository, 'putLog' | 'getLog' | '
     await repo.putLog(sourceKey('group', name), POINTS, id, Buffer.from(JSON.stringify(point)));
     return point;
   } finally {
-    for (const m of members) await m.close().catch((err: unknown) => opts.onEvent?.({ type: 'warning', message: `closing ${m.name}: ${String(err)}` }));
+    for (const m of members) await m.close().catch((err: unknown) => warn(`closing ${m.name}: ${String(err)}`));
   }
 }
 

@@ -16,27 +16,30 @@ export interface HookResult {
   spawnError?: string;
   /** The end of what it wrote on stderr. */
   stderr: string;
+  /** The end of what it wrote on stdout (only with `{ stdout: true }`). */
+  stdout: string;
 }
 
-/** How much of a hook's stderr is kept for the error message. */
+/** How much of a hook's stderr (and stdout, when asked for) is kept. */
 const STDERR_TAIL = 2048;
 
 /**
  * Runs argv with a hard time limit. Resolves when the process has exited (after a kill,
  * once the kill took effect); never rejects.
  */
-export function runHook(argv: readonly string[], limitMs: number, cwd: string): Promise<HookResult> {
+export function runHook(argv: readonly string[], limitMs: number, cwd: string, opts: { stdout?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<HookResult> {
   return new Promise((resolve) => {
     let stderr = '';
+    let stdout = '';
     let timedOut = false;
     let settled = false;
-    const done = (r: Omit<HookResult, 'stderr' | 'timedOut'>) => {
+    const done = (r: Omit<HookResult, 'stderr' | 'stdout' | 'timedOut'>) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ ...r, timedOut, stderr: stderr.trim() });
+      resolve({ ...r, timedOut, stderr: stderr.trim(), stdout: stdout.trim() });
     };
-    const child = spawn(argv[0] as string, argv.slice(1), { cwd, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const child = spawn(argv[0] as string, argv.slice(1), { cwd, stdio: ['ignore', opts.stdout ? 'pipe' : 'ignore', 'pipe'], detached: true, ...(opts.env ? { env: opts.env } : {}) });
     const timer = setTimeout(() => {
       timedOut = true;
       try {
@@ -49,6 +52,9 @@ export function runHook(argv: readonly string[], limitMs: number, cwd: string): 
     child.stderr?.on('data', (b: Buffer) => {
       stderr = (stderr + b.toString('utf8')).slice(-STDERR_TAIL);
     });
+    child.stdout?.on('data', (b: Buffer) => {
+      stdout = (stdout + b.toString('utf8')).slice(-STDERR_TAIL);
+    });
     child.on('error', (err) => done({ code: null, signal: null, spawnError: err.message }));
     // 'close' comes once stderr is read to its end; a grandchild that left the process
     // group may hold stderr open, so 100 ms after 'exit' we stop waiting for it.
@@ -56,6 +62,7 @@ export function runHook(argv: readonly string[], limitMs: number, cwd: string): 
     child.on('exit', (code, signal) => {
       setTimeout(() => {
         child.stderr?.destroy();
+        child.stdout?.destroy();
         done({ code, signal });
       }, 100);
     });
@@ -67,4 +74,19 @@ export function hookOutcome(r: HookResult): string {
   if (r.spawnError !== undefined) return `could not start: ${r.spawnError}`;
   if (r.signal !== null) return `killed by ${r.signal}`;
   return `exit status ${String(r.code)}`;
+}
+
+/** What any freeze or thaw form came to, for the capture's errors. */
+export interface HookRun {
+  ok: boolean;
+  /** Stopped because it ran past its limit (a command killed, a request aborted). */
+  timedOut: boolean;
+  /** "exit status 3", "POST http://host answered HTTP 503"; when timed out, the whole phrase ("was killed after running past its limit"). */
+  outcome: string;
+  /** The last line of what it said (stderr, or the response body). */
+  said: string;
+}
+
+export function commandRun(r: HookResult): HookRun {
+  return { ok: !r.timedOut && r.code === 0 && r.spawnError === undefined, timedOut: r.timedOut, outcome: r.timedOut ? 'was killed after running past its limit' : hookOutcome(r), said: r.stderr.split('\n').at(-1) ?? '' };
 }

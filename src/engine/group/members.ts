@@ -12,24 +12,37 @@
  * - redis: `master_repl_offset` (with `master_replid`) from INFO replication; only
  *   while the server keeps a replication backlog (a replica, such as `lifeboat redis
  *   replicate`, attached): without one the offset does not move with writes.
- * Any other kind is refused: it has no log position to record yet.
+ * - files and bucket (data-members.ts): no log, so their data is captured at the point
+ *   itself: a filesystem snapshot or a copy made while frozen, or a bucket listing.
+ * Any other kind is refused: it has no position to record yet.
+ *
+ * With `freeze: builtin` a member holds its own writes (hold/release): Redis with
+ * `CLIENT PAUSE <max_hold> WRITE` (the server lets go by itself when the time is up, so
+ * even a crash of Lifeboat does not leave writes held), SQLite with its write lock on a
+ * connection of its own (writers wait in their busy handler), PostgreSQL with nothing
+ * but the restore point.
  */
 import * as path from 'node:path';
 import type pg from 'pg';
-import type { SourceConfig } from '../../config/config.js';
+import type { SnapshotHook, SourceConfig } from '../../config/config.js';
+import type { Repository } from '../../repo/repository.js';
 import { LifeboatError, errno } from '../../errors.js';
 import { redact } from '../../util/redact.js';
 import { readPasswordFile, splitDsnPassword } from '../../sources/postgres/password.js';
-import { openDatabase, type Connection } from '../../sources/sqlite/database.js';
+import { openDatabase, sqliteError, type Connection } from '../../sources/sqlite/database.js';
 import { LiveFiles } from '../../sources/sqlite/live-files.js';
 import { RedisConnection, parseRedisUrl, redisPassword } from '../../sources/redis/connection.js';
 
-export const GROUP_KINDS = ['postgres', 'sqlite', 'redis'] as const;
+export const GROUP_KINDS = ['postgres', 'sqlite', 'redis', 'files', 'bucket'] as const;
 
 export type MemberPosition =
   | { kind: 'postgres'; restore_point: string; lsn: string }
   | { kind: 'sqlite'; salt1: number; salt2: number; frame: number; checksum: [number, number] }
-  | { kind: 'redis'; replid: string; offset: number };
+  | { kind: 'redis'; replid: string; offset: number }
+  /** copy_ms: how long the frozen copy took (inside the hold); create_ms: the snapshot hook's create. */
+  | { kind: 'files'; method: 'frozen-copy' | 'snapshot-hook'; snapshot: string; copy_ms?: number; create_ms?: number }
+  /** objects listed at the point and how long the listing took (inside the hold). */
+  | { kind: 'bucket'; method: 'listing'; snapshot: string; objects: number; listing_ms: number };
 
 /** A member ready to record its position: opened before the freeze, closed after the thaw. */
 export interface OpenMember {
@@ -41,7 +54,28 @@ export interface OpenMember {
   walFacts?(lsn: string): Promise<{ timeline: number; segSize: number }>;
   /** postgres: closes the WAL segment holding `lsn` when the server still writes into it, so it is archived (pg_switch_wal). */
   switchWal?(lsn: string): Promise<void>;
+  /** freeze: builtin: takes the member's own hold, giving up after `limitMs`; the hold must end by itself after `maxHoldMs`. */
+  hold?(limitMs: number, maxHoldMs: number): Promise<void>;
+  /** Ends what hold took; called once hold started, whatever happened. */
+  release?(): Promise<void>;
+  /** After thaw (files, bucket): stores what was fixed at the point; the position with its snapshot. */
+  complete?(): Promise<MemberPosition>;
+  /** After a failed capture: waits for work in flight and removes what it stored or made. */
+  abandon?(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What a files or bucket member needs to capture its data at the point. */
+export interface MemberContext {
+  repo: Repository;
+  group: string;
+  pointId: string;
+  /** The point's time: the snapshots of files and bucket members carry it. */
+  pointTime: () => Date;
+  snapshotHook?: SnapshotHook;
+  /** The time left of max_hold when called (a frozen copy or create hook is limited by it). */
+  left: () => number;
+  warn: (message: string) => void;
 }
 
 /** Refuses a member whose kind has no position to record yet (before anything runs). */
@@ -53,8 +87,12 @@ export function checkMemberKind(s: SourceConfig, group: string): void {
   }
 }
 
-export async function openMember(s: SourceConfig, configFile: string): Promise<OpenMember> {
+export async function openMember(s: SourceConfig, configFile: string, ctx?: MemberContext): Promise<OpenMember> {
   const rel = (f: string) => path.resolve(path.dirname(configFile), f);
+  if ((s.kind === 'files' || s.kind === 'bucket') && ctx) {
+    const { openFiles, openBucketMember } = await import('./data-members.js');
+    return s.kind === 'files' ? openFiles(s, rel, ctx) : openBucketMember(s, ctx);
+  }
   if (s.kind === 'postgres') return openPostgres(s, rel);
   if (s.kind === 'sqlite') return openSqlite(s, rel);
   if (s.kind === 'redis') return openRedis(s, rel);
@@ -129,6 +167,7 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
     db.close();
     throw err;
   }
+  let lock: Connection | undefined;
   // The connection first, the descriptors after (live-files.ts: closing a descriptor drops the process's locks).
   const close = async () => {
     db.close();
@@ -152,7 +191,31 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
       }
       throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the WAL index of ${file} could not be read (it kept changing)`, { hint: 'retry' });
     },
-    close,
+    // The write lock, on a connection of its own, opened only when held (after LiveFiles:
+    // it is released and closed before close() drops LiveFiles' descriptors, see live-files.ts).
+    async hold(limitMs) {
+      lock = openDatabase(file, { busyTimeoutMs: Math.max(1, Math.floor(limitMs)) });
+      try {
+        lock.exec('BEGIN IMMEDIATE');
+      } catch (err) {
+        throw sqliteError(err, file, 'taking the write lock (freeze: builtin)');
+      }
+    },
+    async release() {
+      const l = lock;
+      lock = undefined;
+      if (!l) return;
+      try {
+        if (l.inTransaction) l.exec('ROLLBACK');
+      } finally {
+        l.close();
+      }
+    },
+    close: async () => {
+      lock?.close();
+      lock = undefined;
+      await close();
+    },
   };
 }
 
@@ -185,6 +248,13 @@ async function openRedis(s: SourceConfig, rel: (f: string) => string): Promise<O
     name: s.name,
     kind: 'redis',
     position: read,
+    // The pause ends by itself after max_hold: a Lifeboat that dies while holding does not hold on.
+    async hold(_limitMs, maxHoldMs) {
+      await conn.ok(['CLIENT', 'PAUSE', String(Math.max(1, Math.ceil(maxHoldMs))), 'WRITE'], 'CLIENT PAUSE WRITE (freeze: builtin needs Redis 6.2 or newer)');
+    },
+    async release() {
+      await conn.ok(['CLIENT', 'UNPAUSE'], 'CLIENT UNPAUSE');
+    },
     close: async () => conn.close(),
   };
 }

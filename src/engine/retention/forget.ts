@@ -23,6 +23,7 @@ import { applyPolicy, isEmptyPolicy, type KeepPolicy, type PolicyResult } from '
 import { trimLogs, type LogTrim } from './logs.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { drillKeyTime, scanDrills } from '../drill/drill.js';
+import { trimGroupPoints, type PointTrim } from '../group/points-keep.js';
 
 export type GroupField = 'host' | 'paths' | 'tags';
 
@@ -73,6 +74,8 @@ export interface ForgetResult {
   sqlite: LogTrim[];
   /** The log segments of the kinds added since (Redis commands, operation-log records), each trim naming its kind. */
   segments: LogTrim[];
+  /** Consistency-group points dropped because a member's data went with the snapshots removed (engine/group/points-keep.ts). */
+  points: PointTrim[];
   /** Groups whose history the rules would wipe; a run that is not a dry run refuses these unless forced. */
   atRisk: HistoryAtRisk[];
   dryRun: boolean;
@@ -243,10 +246,12 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
         await repo.store.delete(keys.snapshot(id));
       }
     }
+    // Group points follow the data that remains (after the snapshots above are gone).
+    const points = await trimGroupPoints(repo, { dryRun: opts.dryRun === true, removed, now, ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}) });
     // Each kind says under which key of the result its trims are reported (the JSON forget prints).
     const reported = (key: 'wal' | 'sqlite' | 'segments') => trimmed.filter((t) => findSourceKind(t.kind)?.log?.reportAs === key);
     const wal = reported('wal').map(({ kind: _kind, ...rest }) => rest);
-    return { groups, removed: [...removed], wal, sqlite: reported('sqlite'), segments: reported('segments'), atRisk, dryRun: opts.dryRun === true };
+    return { groups, removed: [...removed], wal, sqlite: reported('sqlite'), segments: reported('segments'), points, atRisk, dryRun: opts.dryRun === true };
   } finally {
     await lock.release();
   }

@@ -38,6 +38,10 @@ export interface BucketBackupOptions {
   parallel: number;
   tags?: string[];
   hostname?: string;
+  /** The snapshot's time when the objects were fixed earlier (a group's listing at its point); default: the listing's start. */
+  time?: Date;
+  /** More fields for the snapshot's consistency record (a group's `{group, point}`). */
+  extra?: Record<string, unknown>;
   onProgress?: ProgressFn;
 }
 
@@ -158,11 +162,12 @@ class BucketArchiver {
       reused: this.point.reused,
       vanished: this.point.vanished,
       versioned,
+      ...this.opts.extra,
     };
     const manifest: SnapshotManifest = {
       version: 1,
       // The listing's start: no object changed later than this is meant to be in it.
-      time: listStarted.toISOString(),
+      time: (this.opts.time ?? listStarted).toISOString(),
       hostname,
       username: os.userInfo().username,
       paths: [this.opts.location],
