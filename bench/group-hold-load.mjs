@@ -8,7 +8,9 @@
 //   SIZE_MB=10 node bench/group-hold-load.mjs
 //   SIZE_MB=1000 node bench/group-hold-load.mjs
 // freeze and thaw are /bin/true (as bench/group-hold.sh): the writers are not held, so
-// the capture runs against servers busy with writes. Prints the load average, the
+// the capture runs against servers busy with writes. Each member's archiver runs (pg
+// stream, redis replicate, sqlite replicate), since a point is stored only once each
+// archive holds it; that wait comes after thaw and is not part of the hold. Prints the load average, the
 // writers' rates during the captures, and min/p50/p99/max of the hold.
 // Needs root (initdb runs as postgres via runuser), PostgreSQL 15, redis-server.
 // Env: SIZE_MB (default 10), CAPTURES (default 60), BENCH_DIR (default /tmp/lb-group-load).
@@ -56,7 +58,18 @@ async function writer(kind, arg) {
     const ins = db.prepare('INSERT INTO w (pad) VALUES (?)');
     // Yield now and then so SIGTERM is seen.
     while (!stop) {
-      for (let i = 0; i < 200; i++, n++) ins.run(pad);
+      // The replicator's checkpoints take the write lock now and then: wait, as an application would.
+      for (let i = 0; i < 200; i++, n++) {
+        for (;;) {
+          try {
+            ins.run(pad);
+            break;
+          } catch (err) {
+            if (err.code !== 'SQLITE_BUSY') throw err;
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        }
+      }
       await new Promise((r) => setImmediate(r));
     }
     db.close();
@@ -108,6 +121,7 @@ async function main() {
   };
   process.on('exit', cleanup);
   process.on('SIGINT', () => process.exit(130));
+  process.on('SIGTERM', () => process.exit(143));
   console.log(`load average at start: ${load()}; size ${SIZE_MB} MB in all, ${CAPTURES} captures`);
 
   // PostgreSQL: a scratch cluster.
@@ -165,6 +179,12 @@ async function main() {
     `repositories:\n  main: { stores: [${path.join(D, 'repo')}] }\nsources:\n  warm: { kind: postgres, dsn: "${dsn}" }\n  hot: { kind: redis, url: "redis://127.0.0.1:${redisPort}" }\n  meta: { kind: sqlite, path: meta.db }\ngroups:\n  tiers: { members: [hot, warm, meta], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }\n`,
   );
 
+  // Each member's own archiver: group backup stores a point only once every member's
+  // archive holds its position (the proof after thaw, outside the hold).
+  const cfg = path.join(D, 'lifeboat.yaml');
+  for (const args of [['pg', 'stream', '--name', 'warm', '--dsn', dsn], ['redis', 'replicate', '--url', `redis://127.0.0.1:${redisPort}`, '--name', 'hot'], ['sqlite', 'replicate', file, '--name', 'meta']]) {
+    started.push(spawn(process.execPath, [...LB, '--config', cfg, '--repo', 'main', ...args], { env, stdio: 'ignore' }));
+  }
   // Writers at full speed on all three.
   const counts = {};
   for (const [kind, arg] of [['postgres', dsn], ['sqlite', file], ['redis', String(redisPort)]]) {
@@ -175,23 +195,22 @@ async function main() {
     });
   }
   await new Promise((r) => setTimeout(r, 2000));
+  // A first capture (not counted) returns once every archiver is up and has caught up.
+  for (let tries = 0; ; tries++) {
+    const ok = await capture().then(() => true, (err) => (tries < 10 ? false : Promise.reject(err)));
+    if (ok) break;
+  }
   const before = { ...counts };
   const t0 = Date.now();
   const holds = [];
   for (let i = 0; i < CAPTURES; i++) {
-    // Not execFileSync: the writers' counts must keep arriving while a capture runs.
-    const out = await new Promise((resolve, reject) => {
-      const ch = spawn(process.execPath, [...LB, '--config', path.join(D, 'lifeboat.yaml'), '--json', 'group', 'backup', 'tiers'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-      let text = '';
-      ch.stdout.on('data', (d) => (text += d));
-      ch.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`group backup exited ${code}`))));
-    });
-    holds.push(JSON.parse(out).hold_ms);
-    if (process.env.VERBOSE) console.log(`capture ${i + 1}: ${JSON.parse(out).hold_ms} ms`);
+    const hold = await capture();
+    holds.push(hold);
+    if (process.env.VERBOSE) console.log(`capture ${i + 1}: ${hold} ms`);
   }
   const secs = (Date.now() - t0) / 1000;
   const rates = Object.fromEntries(Object.keys(counts).map((k) => [k, Math.round((counts[k] - (before[k] ?? 0)) / secs)]));
-  for (const w of started.slice(-3)) w.kill('SIGTERM');
+  for (const w of started.slice(-6)) w.kill('SIGTERM');
   holds.sort((a, b) => a - b);
   const q = (p) => holds[Math.min(holds.length - 1, Math.ceil(p * holds.length) - 1)];
   console.log(`writers during the captures (rows or keys per second): postgres ${rates.postgres}, sqlite ${rates.sqlite}, redis ${rates.redis}`);
@@ -199,6 +218,18 @@ async function main() {
   console.log(`load average at end: ${load()}`);
   await new Promise((r) => setTimeout(r, 300));
   process.exit(0);
+}
+
+/** One `group backup`; resolves with its hold. Not execFileSync: the writers' counts must keep arriving meanwhile. */
+function capture() {
+  return new Promise((resolve, reject) => {
+    const ch = spawn(process.execPath, [...LB, '--config', path.join(D, 'lifeboat.yaml'), '--json', 'group', 'backup', 'tiers'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    let err = '';
+    ch.stdout.on('data', (d) => (text += d));
+    ch.stderr.on('data', (d) => (err += d));
+    ch.on('close', (code) => (code === 0 ? resolve(JSON.parse(text).hold_ms) : reject(new Error(`group backup exited ${code}: ${err.trim()}`))));
+  });
 }
 
 async function waitRedis(port) {
