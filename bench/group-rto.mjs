@@ -9,6 +9,7 @@
 // checks) timed: its rto_ms is the figure (issue 18's goal: <= 60 s here).
 //   node bench/group-rto.mjs            (SIZE_MB=1000, BENCH_DIR=/tmp/lb-group-rto)
 import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect, createServer } from 'node:net';
@@ -53,8 +54,8 @@ const freePort = () =>
 rmSync(D, { recursive: true, force: true });
 mkdirSync(path.join(D, 'cold', 'blobs'), { recursive: true });
 console.log(`load average at start: ${load()}; ${SIZE_MB} MB in all: ${IDS} ids of 64 KiB in each tier`);
-const payload = Buffer.alloc(VALUE);
-for (let i = 0; i < VALUE; i++) payload[i] = (i * 7919) & 0xff; // not all one byte: compression must work a little
+// Random bytes, different for every id and tier: nothing deduplicates or compresses away.
+const payload = () => randomBytes(VALUE);
 
 // hot
 const port = await freePort();
@@ -73,7 +74,7 @@ sock.on('data', (d) => {
 });
 const cmd = (...args) => Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => { const b = Buffer.isBuffer(a) ? a : Buffer.from(String(a)); return [Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')]; })]);
 for (let id = 1; id <= IDS; id++) {
-  sock.write(cmd('SET', `mem:${id}`, Buffer.concat([Buffer.from(`${id}.bin:`), payload])));
+  sock.write(cmd('SET', `mem:${id}`, Buffer.concat([Buffer.from(`${id}.bin:`), payload()])));
   sock.write(cmd('SADD', 'active', id));
   if (id % 500 === 0) while (replies < id * 2 - 1000) await new Promise((r) => setTimeout(r, 5));
 }
@@ -87,13 +88,13 @@ db.pragma('journal_mode = WAL');
 db.exec('CREATE TABLE memories (id INTEGER PRIMARY KEY, blob TEXT NOT NULL, pad BLOB)');
 const ins = db.prepare('INSERT INTO memories VALUES (?, ?, ?)');
 db.transaction(() => {
-  for (let id = 1; id <= IDS; id++) ins.run(id, `${id}.bin`, payload);
+  for (let id = 1; id <= IDS; id++) ins.run(id, `${id}.bin`, payload());
 })();
 db.pragma('wal_checkpoint(TRUNCATE)');
 db.close();
 
 // cold
-for (let id = 1; id <= IDS; id++) writeFileSync(path.join(D, 'cold', 'blobs', `${id}.bin`), payload);
+for (let id = 1; id <= IDS; id++) writeFileSync(path.join(D, 'cold', 'blobs', `${id}.bin`), payload());
 
 execFileSync(process.execPath, [LB, 'init', '-r', path.join(D, 'repo')], { env, stdio: 'ignore' });
 writeFileSync(

@@ -95,7 +95,8 @@ beforeAll(async () => {
     'sources:',
     `  hot: { kind: redis, url: "${redis.url}" }`,
     '  warm: { kind: sqlite, path: warm.db }',
-    `  cold: { kind: files, paths: [${cold}] }`,
+    // Relative to lifeboat.yaml, as the docs' examples write it.
+    '  cold: { kind: files, paths: [cold] }',
     'groups:',
     // Warm first: without the freeze, hot's position would be read after warm's, and ids
     // cached in between would have no row. The freeze is what makes it one moment. The
@@ -217,7 +218,7 @@ describe('three tiers under load', () => {
       const members = [
         { source: config.sources.get('hot')!, target: path.join(base, 'hot') },
         { source: config.sources.get('warm')!, target: path.join(base, 'warm.db') },
-        { source: config.sources.get('cold')!, target: colds.get(snap.id)! },
+        { source: config.sources.get('cold')!, target: colds.get(snap.id)!, configFile: path.join(dir, 'lifeboat.yaml') },
       ];
       const results = await withRestoredMembers(members, (opened) => runCrossChecks(group.checks!, opened.readers));
       for (const r of results) expect(r.violations, r.detail).not.toBeNull();

@@ -165,7 +165,7 @@ export function register(program: Command): void {
           }
           if (!d.ok) {
             throw new LifeboatError('FAILED', `group drill of ${name} failed: ${d.error ?? 'a check failed'}`, {
-              hint: d.checks.some((c) => !c.ok) ? 'the members restored to one point disagree: see the cross-member checks' : 'the group cannot be trusted to restore; see the failed member above',
+              hint: d.members.every((m) => m.ok) ? 'the members restored to one point disagree: see the cross-member checks' : 'the group cannot be trusted to restore; see the failed member above',
             });
           }
         });

@@ -169,7 +169,7 @@ export async function groupDrill(repo: Repository, config: LifeboatConfig, name:
         await chownTree(o.target, owner.uid, owner.gid);
       }
       const target = o.kind === 'sqlite' ? path.join(o.target, source.path ? path.basename(source.path) : `${o.name}.db`) : o.target;
-      opened.push({ source, target });
+      opened.push({ source, target, configFile: config.file });
     }
     opts.onEvent?.({ type: 'phase', phase: 'verify' });
     if (process.getuid?.() === 0 && opened.some((o) => o.source.kind === 'postgres')) {

@@ -35,6 +35,8 @@ export interface RestoredMember {
   source: SourceConfig;
   /** What the group restore wrote: a file (sqlite), a data directory (postgres), a directory holding dump.rdb (redis), a directory (files, bucket). */
   target: string;
+  /** lifeboat.yaml, which a files source's relative `paths` are relative to (default: the working directory). */
+  configFile?: string;
 }
 
 export interface MemberCheck {
@@ -227,7 +229,7 @@ async function withRedis<T>(m: RestoredMember, checks: MemberCheck[], next: Next
 /** Where a files member's relative names start: its one backed-up path inside the restore (restores keep absolute paths), else the restore's root. */
 function filesRoot(m: RestoredMember): string {
   const only = m.source.kind === 'files' && m.source.paths.length === 1 ? m.source.paths[0] : undefined;
-  return only === undefined ? m.target : path.join(m.target, path.resolve(only));
+  return only === undefined ? m.target : path.join(m.target, path.resolve(m.configFile === undefined ? '.' : path.dirname(path.resolve(m.configFile)), only));
 }
 
 /**
