@@ -4,7 +4,7 @@
 # PostgreSQL on 127.0.0.1:5432 and Redis on 6379 (it must keep a replication backlog:
 # repl_backlog_active:1), a scratch SQLite file in WAL mode. freeze and thaw are
 # /bin/true, so the hold is two process starts plus the three position reads.
-# Not yet measured here: the hold under load, at two data sizes (issue 18's goal).
+# Under load, at a chosen data size: bench/group-hold-load.mjs.
 # Usage: bash bench/group-hold.sh     (BENCH_DIR=/tmp/lb-group-bench by default)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)

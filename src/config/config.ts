@@ -28,11 +28,11 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { cronOf } from '../daemon/scheduler.js';
-import { LineCounter, parseDocument, isScalar, type Node } from 'yaml';
+import { LineCounter, parseDocument, isScalar, isSeq, type Node } from 'yaml';
 import { LifeboatError, errno, isLifeboatError } from '../errors.js';
 import { durationMs, type Duration } from '../util/duration.js';
 import { findSourceKind, sourceKinds } from '../sources/registry.js';
-import { JOB_KINDS, NOTIFY_EVENTS, groupOptions, snapshotHookOptions, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
+import { CHECK_REDIS_COMMANDS, JOB_KINDS, NOTIFY_EVENTS, groupCheckOptions, groupOptions, snapshotHookOptions, notificationOptions, repositoryOptions, scheduleOptions, SECTIONS, serverOptions, sourceCommonOptions } from './model.js';
 import { Reader } from './reader.js';
 import type { GraphDeclaration } from '../sources/graph/options.js';
 
@@ -137,6 +137,8 @@ export interface GroupConfig {
   maxHoldMs: number;
   /** Files members with a filesystem snapshot hook, by member name (the rest are copied while frozen). */
   snapshots: Map<string, SnapshotHook>;
+  /** `group drill`'s cross-member checks (engine/group/checks.ts); absent when none are declared. */
+  checks?: GroupCheck[];
 }
 
 /**
@@ -174,6 +176,19 @@ export interface SnapshotHook {
   release: string[];
   /** The directory to back up; undefined: the last line `create` printed. */
   path?: string;
+}
+
+/** What one member answers for a check: a set of strings, read from its restored copy. */
+export type CheckQuery =
+  | { member: string; kind: 'redis'; redis: string[]; match?: string }
+  | { member: string; kind: 'sql'; sql: string; database?: string; match?: string }
+  | { member: string; kind: 'files'; files: string; match?: string };
+
+/** Every value `every` gives must be among the values `in` gives. */
+export interface GroupCheck {
+  name: string;
+  every: CheckQuery;
+  in: CheckQuery;
 }
 
 /** 200 ms: see groupOptions in model.ts. */
@@ -479,7 +494,55 @@ function readGroup(r: Reader, name: string, node: Node, key: Node, config: Lifeb
     ...(thaw ? { thaw } : {}),
     maxHoldMs,
     snapshots,
+    ...(nodes.has('checks') ? { checks: readGroupChecks(r, name, nodes.get('checks'), members, config) } : {}),
   };
+}
+
+/** Which query each kind of member answers. */
+const QUERY_OF_KIND: Record<string, CheckQuery['kind']> = { redis: 'redis', postgres: 'sql', sqlite: 'sql', files: 'files', bucket: 'files' };
+
+function readGroupChecks(r: Reader, group: string, node: Node | undefined, members: string[], config: LifeboatConfig): GroupCheck[] {
+  if (node === undefined) return [];
+  if (!isSeq(node)) r.fail(node, `"checks" of group "${group}" must be a list of checks, each { name, every, in }`);
+  const checks: GroupCheck[] = [];
+  for (const item of node.items as Node[]) {
+    const { values: v, nodes } = r.object(item, groupCheckOptions, `in a check of group "${group}"`, { node: item, label: `a check of group "${group}"`, name: group });
+    if (checks.some((c) => c.name === v.name)) r.fail(nodes.get('name'), `group "${group}" has two checks named "${v.name}"`);
+    const side = (which: 'every' | 'in'): CheckQuery => {
+      const q = v[which];
+      const at = (k: string) => nodes.get(`${which}.${k}`) ?? nodes.get(which) ?? item;
+      if (!members.includes(q.member)) r.fail(at('member'), `check "${v.name}" of group "${group}" reads "${q.member}", which is not a member of the group`, `members: ${members.join(', ')}`);
+      const kind = (config.sources.get(q.member) as SourceConfig).kind;
+      const want = QUERY_OF_KIND[kind];
+      const given = (['redis', 'sql', 'files'] as const).filter((k) => q[k] !== undefined);
+      const hint = `a ${kind} member is read with ${want === undefined ? 'nothing yet' : `"${want}"`} (docs/groups.md)`;
+      if (want === undefined) r.fail(at('member'), `check "${v.name}": member "${q.member}" is a ${kind} source, which a check cannot read`, 'checks read redis, postgres, sqlite, files and bucket members');
+      if (given.length !== 1 || given[0] !== want) r.fail(nodes.get(which) ?? item, `check "${v.name}": "${which}" needs exactly one query, "${want}", for ${kind} member "${q.member}"${given.length ? ` (it has ${given.map((g) => `"${g}"`).join(', ')})` : ''}`, hint);
+      if (q.database !== undefined && kind !== 'postgres') r.fail(at('database'), `check "${v.name}": "database" is for postgres members, and "${q.member}" is a ${kind} source`);
+      if (q.match !== undefined) {
+        try {
+          new RegExp(q.match);
+        } catch (err) {
+          r.fail(at('match'), `check "${v.name}": "match" is not a regular expression: ${(err as Error).message}`);
+        }
+        // An alternative that matches the empty string: exec() then reports every group.
+        const groups = (new RegExp(`${q.match}|`).exec('') as RegExpExecArray).length - 1;
+        if (groups > 1) r.fail(at('match'), `check "${v.name}": "match" has ${groups} groups; the value is the first, so give at most one`, 'use (?:...) for groups that only group');
+      }
+      const match = q.match === undefined ? {} : { match: q.match };
+      if (want === 'redis') {
+        const cmd = (q.redis as string[])[0]!.toUpperCase();
+        if (!(CHECK_REDIS_COMMANDS as readonly string[]).includes(cmd)) r.fail(at('redis'), `check "${v.name}": Redis command ${cmd} is not one a check reads with`, `use one of ${CHECK_REDIS_COMMANDS.join(', ')}`);
+        return { member: q.member, kind: 'redis', redis: [cmd, ...(q.redis as string[]).slice(1)], ...match };
+      }
+      if (want === 'sql') return { member: q.member, kind: 'sql', sql: q.sql as string, ...(q.database !== undefined ? { database: q.database } : {}), ...match };
+      const dir = (q.files as string).replace(/\/+$/, '') || '.';
+      if (path.isAbsolute(dir) || dir.split('/').includes('..')) r.fail(at('files'), `check "${v.name}": "files" must be a directory relative to the restored data, without "..", not "${q.files}"`, 'e.g. files: blobs (or . for every file)');
+      return { member: q.member, kind: 'files', files: dir, ...match };
+    };
+    checks.push({ name: v.name, every: side('every'), in: side('in') });
+  }
+  return checks;
 }
 
 function readNotification(r: Reader, name: string, node: Node, key: Node): NotificationConfig {

@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod';
 import { sourceKinds } from '../sources/registry.js';
-import { groupOptions, notificationOptions, repositoryOptions, restoreRequestOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
+import { checkQueryOptions, groupCheckOptions, groupOptions, notificationOptions, repositoryOptions, restoreRequestOptions, retentionOptions, scheduleOptions, serverOptions, sourceCommonOptions, targetOptions, tokenExpires } from './model.js';
 import { isDurationInput, metaOf, placesOf } from './schema.js';
 import { graphOptions } from '../sources/graph/options.js';
 
@@ -114,6 +114,14 @@ export function configReference(): string {
     '### groups.NAME (docs/groups.md)',
     '',
     table(shapeOf(groupOptions)),
+    '',
+    '`checks` (each entry):',
+    '',
+    table(shapeOf(groupCheckOptions), 'checks[].'),
+    '',
+    '`every` and `in` (one of `redis`, `sql`, `files`, fitting the member\'s kind):',
+    '',
+    table(shapeOf(checkQueryOptions), 'checks[].every.'),
     '',
     '### notifications.NAME',
     '',

@@ -152,6 +152,10 @@ export const groupOptions = z.object({
     description: 'files members only: a filesystem snapshot per member, `MEMBER: { create: [argv], release: [argv], path: DIR }`, made while frozen and backed up after thaw (docs/groups.md); `{point}` in a word or the path is the point id; without `path`, the last line `create` prints is the directory',
     shown: 'none: files members are copied while frozen',
   }),
+  checks: option(z.array(z.record(z.string(), z.unknown()), { error: 'must be a list of checks, each { name, every, in }' }).optional(), {
+    description: '`group drill`: cross-member checks run on the restored members, each `{ name, every: QUERY, in: QUERY }` (below)',
+    shown: 'none',
+  }),
 });
 
 /** A files member's snapshot hook: `create` makes it while frozen, `release` drops it after the backup. */
@@ -159,6 +163,32 @@ export const snapshotHookOptions = z.object({
   create: option(argv(), { description: 'makes the filesystem snapshot (argv, no shell); `{point}` is the point id', example: '[btrfs, subvolume, snapshot, -r, /srv/data, "/srv/.snap/{point}"]' }),
   release: option(argv(), { description: 'drops it after the backup, always run once create succeeded', example: '[btrfs, subvolume, delete, "/srv/.snap/{point}"]' }),
   path: option(text().optional(), { description: 'the directory to back up; without it, the last line create printed', shown: 'the last line create printed' }),
+});
+
+/**
+ * Redis commands a check may read with: they only read, and reply with a list or a
+ * string. Whatever runs goes to a scratch server loaded from the restored dump, but a
+ * check that wrote would not be a check.
+ */
+export const CHECK_REDIS_COMMANDS = ['SMEMBERS', 'SINTER', 'SUNION', 'SDIFF', 'HKEYS', 'HVALS', 'LRANGE', 'ZRANGE', 'KEYS', 'MGET', 'GET', 'HGET', 'HMGET'] as const;
+
+/** One side of a cross-member check: a member and the query that gives its set of strings. */
+export const checkQueryOptions = z.object({
+  member: option(text(), { description: 'a member of the group', example: 'hot' }),
+  redis: option(z.array(text(), { error: 'must be a command as a list of words, e.g. [SMEMBERS, active]' }).min(1, { error: 'must be a command as a list of words, e.g. [SMEMBERS, active]' }).optional(), {
+    description: `redis members: a command whose reply gives the values (${CHECK_REDIS_COMMANDS.join(', ')})`,
+  }),
+  sql: option(text().optional(), { description: 'postgres and sqlite members: a query; the first column of each row is a value (NULLs are left out), run read-only' }),
+  database: option(text().optional(), { description: 'postgres members: the database the query runs in', shown: "the dsn's, else postgres" }),
+  files: option(text().optional(), { description: 'files and bucket members: a directory of the restored data, relative; the names of the files below it (relative to it, `/` between parts) are the values; `.` for all' }),
+  match: option(text().optional(), { description: 'a regular expression: values it does not match are left out, and its first group (else the whole match) is the value, e.g. `^mem:(\\d+)$`' }),
+});
+
+/** A cross-member check of a group: every value `every` gives must be among those `in` gives. */
+export const groupCheckOptions = z.object({
+  name: option(text(), { description: 'what the check is called in reports', example: 'cached ids are rows' }),
+  every: option(checkQueryOptions, { description: 'the values that must all be found' }),
+  in: option(checkQueryOptions, { description: 'the values they must be found among' }),
 });
 
 /** The top-level sections, each a map of names to objects (server: one object). */

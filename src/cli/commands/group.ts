@@ -1,8 +1,8 @@
 /**
- * lifeboat group backup | points | restore — consistency groups (docs/groups.md): several
- * sources' positions recorded while one freeze command holds writes, proven to be in
- * each member's own archive and stored as one point; and every member restored to one
- * such point.
+ * lifeboat group backup | points | restore | drill — consistency groups (docs/groups.md):
+ * several sources' positions recorded while one freeze command holds writes, proven to
+ * be in each member's own archive and stored as one point; every member restored to one
+ * such point; and drilled: restored into scratch, checked alone and together, one RTO.
  */
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
@@ -123,6 +123,56 @@ export function register(program: Command): void {
         if (g.quiet || result.dryRun) return;
         console.log(`all ${result.members.length} members of group ${name} restored to point ${result.plan.point.id} in ${(result.elapsedMs / 1000).toFixed(1)} s`);
       });
+    });
+
+  group
+    .command('drill <name>')
+    .description("restore every member into scratch at one point, run each member's checks and the group's cross-member checks, record one RTO")
+    .option('--point <id>', 'the point to drill (`group points NAME` lists them)', undefined)
+    .option('--time <rfc3339>', 'drill the newest point not after this moment, e.g. 2026-11-21T14:30:05Z')
+    .action(async (name: string, f: { point?: string; time?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      if (f.point !== undefined && f.time !== undefined) throw new LifeboatError('USAGE', 'give --point or --time, not both', { hint: 'without either, the newest point is drilled' });
+      const time = f.time === undefined ? undefined : parseTargetTime(f.time);
+      const { config, repo } = await groupConfig(g, name);
+      const { groupDrill } = await import('../../engine/group/drill.js');
+      const { abortStarts } = await import('../../sources/postgres/start.js');
+      const { stopSignal } = await import('../stop-signal.js');
+      const stop = stopSignal();
+      // A PostgreSQL scratch server is stopped at once: the drill then unwinds and cleans up.
+      stop.signal.addEventListener('abort', () => void abortStarts());
+      const lifeboat = await selfCommand(repo, 'group drill');
+      try {
+        await withRepo(repo, async (r) => {
+          const d = await groupDrill(r, config, name, {
+            lifeboat,
+            ...(f.point !== undefined ? { point: f.point } : {}),
+            ...(time ? { time } : {}),
+            signal: stop.signal,
+            onEvent: (e) => {
+              if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
+            },
+          });
+          if (stop.signal.aborted) throw new LifeboatError('INTERRUPTED', `group drill of ${name} interrupted; its scratch servers were stopped and nothing was recorded`, { hint: 'run it again' });
+          if (g.json) printJson(d);
+          else if (!g.quiet) {
+            const rto = d.rto_ms === null ? '—' : `${(d.rto_ms / 1000).toFixed(1)} s`;
+            console.log(`${d.ok ? 'ok    ' : 'FAILED'}  group ${name}  point ${d.point ?? '—'}  RTO ${rto}  RPO ${d.rpo_seconds === null ? '—' : `${d.rpo_seconds.toFixed(1)} s`}`);
+            for (const m of d.members) {
+              console.log(`  ${m.ok ? '✓' : '✗'} ${m.name} (${m.kind})`);
+              for (const c of m.checks) console.log(`      ${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`);
+            }
+            for (const c of d.checks) console.log(`  ${c.ok ? '✓' : '✗'} check ${c.name}: ${c.detail}`);
+          }
+          if (!d.ok) {
+            throw new LifeboatError('FAILED', `group drill of ${name} failed: ${d.error ?? 'a check failed'}`, {
+              hint: d.members.every((m) => m.ok) ? 'the members restored to one point disagree: see the cross-member checks' : 'the group cannot be trusted to restore; see the failed member above',
+            });
+          }
+        });
+      } finally {
+        stop.release();
+      }
     });
 
   group

@@ -121,7 +121,8 @@ export async function drill(repo: Repository, source: DrillSource, opts: DrillOp
 
 // ---- history ---------------------------------------------------------------
 
-async function saveDrill(repo: Repository, record: DrillRecord): Promise<void> {
+/** Stores one drill record (`drills/…`): engine/group/drill.ts records group drills here too. */
+export async function saveDrill(repo: Pick<Repository, 'key' | 'compression' | 'store'>, record: DrillRecord): Promise<void> {
   // The name is chosen first: a version 2 envelope authenticates it.
   const key = `drills/${record.time.replace(/[:.]/g, '')}-${randomBytes(10).toString('hex')}`;
   const sealed = sealMeta(repo.key, Buffer.from(JSON.stringify(record)), repo.compression, { kind: 'drill', name: key });

@@ -20,6 +20,7 @@ import { LifeboatError } from '../../errors.js';
 import type { PgClient } from './connect.js';
 import { ScratchClient } from './scratch-client.js';
 import { checkStartTools } from './start-tools.js';
+import { tiedCommand } from '../../util/tied-child.js';
 
 // Kept apart so checking a plan does not load the PostgreSQL client (start-tools.ts).
 export { START_TOOLS, checkStartTools } from './start-tools.js';
@@ -37,6 +38,15 @@ export interface StartOptions {
   keepRunning?: boolean;
   /** Budget for start-up and recovery; default an hour (as pg verify). */
   timeoutMs?: number;
+  /**
+   * Called once the server has recovered and the checks ran, while it still runs on its
+   * private socket (a group drill's cross-member checks read it here). What it throws
+   * is thrown by startRestored, after the server was stopped. Not called when the
+   * server never recovered.
+   */
+  inspect?: (connect: (db: string) => Promise<PgClient>, checks: readonly StartCheck[]) => Promise<void>;
+  /** Where the server's private socket directory is made (default: the system's temporary directory). */
+  socketParent?: string;
 }
 
 export interface StartCheck {
@@ -97,7 +107,7 @@ export async function startRestored(opts: StartOptions): Promise<StartReport> {
   }
   const owner = { uid: st.uid, gid: st.gid, name: await userName(st.uid) };
   const report: StartReport = { ok: false, recovery_seconds: null, checks: [], databases: [], running: false, port: opts.port };
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lifeboat-start-'));
+  const dir = await fs.mkdtemp(path.join(opts.socketParent ?? os.tmpdir(), 'lifeboat-start-'));
   const server = new Server(opts, owner, dir);
   let started = false;
   active.add(server);
@@ -124,6 +134,7 @@ export async function startRestored(opts: StartOptions): Promise<StartReport> {
       report.checks.push({ name: 'databases', ok: false, detail: message(err) });
     }
     for (const sql of opts.checks ?? []) report.checks.push(await server.check(`query ${sql}`, sql));
+    if (opts.inspect) await opts.inspect((db) => server.connect(db), report.checks);
     report.ok = report.checks.every((c) => c.ok);
     return report;
   } finally {
@@ -170,6 +181,19 @@ class Server {
     return asOther ? ['runuser', ['-u', this.owner.name, '--', cmd, ...args]] : [cmd, args];
   }
 
+  /**
+   * argv() for the server itself, which must not outlive us (a drill killed with -9):
+   * each process between us and postgres dies with its parent (util/tied-child.ts), so
+   * the kernel stops the server when this process goes, whatever killed it.
+   */
+  private tiedArgv(cmd: string, args: string[]): [string, string[]] {
+    const inner = tiedCommand(cmd, args);
+    const [c, a] = this.argv(inner.cmd, inner.args);
+    if (c === inner.cmd) return [c, a];
+    const outer = tiedCommand(c, a);
+    return [outer.cmd, outer.args];
+  }
+
   /** The server's environment: the repository password has no business there. */
   private env(): NodeJS.ProcessEnv {
     const env = { ...process.env };
@@ -180,7 +204,7 @@ class Server {
   spawn(): void {
     // -c values are taken as they are (no configuration-file quoting); the socket
     // setting is a list, whose elements may be double-quoted.
-    const [cmd, args] = this.argv(path.join(this.opts.binDir, 'postgres'), [
+    const [cmd, args] = this.tiedArgv(path.join(this.opts.binDir, 'postgres'), [
       '-D', this.opts.dataDir,
       '-c', `port=${this.opts.port}`,
       '-c', `listen_addresses=`,

@@ -407,7 +407,7 @@ interface Owner {
  * refuses root, and the uid recorded in the backup may be anyone on this host);
  * otherwise this process's own user, the only one it can be.
  */
-async function serviceOwner(name = 'postgres'): Promise<Owner> {
+export async function serviceOwner(name = 'postgres'): Promise<Owner> {
   if (process.getuid?.() !== 0) return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, name: os.userInfo().username };
   const text = await fs.readFile('/etc/passwd', 'utf8').catch((err: unknown) => {
     throw new LifeboatError('FAILED', `cannot read /etc/passwd: ${errno(err) ?? String(err)}`);
@@ -424,7 +424,7 @@ async function serviceOwner(name = 'postgres'): Promise<Owner> {
 }
 
 /** lchown of DIR and everything below it (symlinks themselves, never what they point at). */
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   await fs.lchown(dir, uid, gid);
   for (const e of await fs.readdir(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);

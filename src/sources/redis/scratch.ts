@@ -28,8 +28,10 @@ export interface ScratchOptions {
   /** Where the private directory is made (default: the system temp directory). */
   parent?: string;
   /** The feed to replicate from. */
-  masterPort: number;
-  masterAuth: string;
+  masterPort?: number;
+  masterAuth?: string;
+  /** Or a dump to load instead (a group drill's restored member): linked, else copied, into the private directory. */
+  rdb?: string;
   /** How long the server may take to answer PING after it started. */
   readyMs?: number;
 }
@@ -148,8 +150,7 @@ export class ScratchRedis {
         'enable-protected-configs no',
         'enable-module-command no',
         `requirepass ${password}`,
-        `masterauth ${opts.masterAuth}`,
-        `replicaof 127.0.0.1 ${opts.masterPort}`,
+        ...(opts.masterPort === undefined ? [] : [`masterauth ${opts.masterAuth ?? ''}`, `replicaof 127.0.0.1 ${opts.masterPort}`]),
         // A source may use more than the default 16 databases (its `databases`): a replica
         // that could not SELECT one would drop those commands.
         'databases 1024',
@@ -161,6 +162,10 @@ export class ScratchRedis {
         'logfile ""',
         '',
       ].join('\n');
+      if (opts.rdb !== undefined) {
+        // A link costs nothing for a dump of gigabytes; the server only reads it (save "", SHUTDOWN NOSAVE).
+        await fs.link(opts.rdb, path.join(dir, RDB_FILE)).catch(() => fs.copyFile(opts.rdb as string, path.join(dir, RDB_FILE)));
+      }
       // Found first: through setpriv a missing binary would be setpriv's failure, not ENOENT.
       const bin = findExecutable(opts.bin ?? 'redis-server');
       if (!bin) throw notInstalled(opts.bin ?? 'redis-server', 'ENOENT');
