@@ -50,7 +50,7 @@ export const RoleName = z.enum(['viewer', 'operator', 'admin']);
 /** `{"error": {code, message, hint}}` with the HTTP status of the code (docs/exit-codes.md). */
 export const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), hint: z.string().nullable().optional() }) });
 
-export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild', 'group-backup', 'group-restore']);
+export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild', 'group-backup', 'group-restore', 'group-drill']);
 export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'skipped']);
 export const Job = z.object({
   id: z.string(),
@@ -190,6 +190,8 @@ export const Group = z.object({
   schedule_interval_seconds: z.number().nullable(),
   last_capture: z.object({ job: z.string(), status: z.string(), finished_at: z.string().nullable(), error_code: z.string().nullable(), error: z.string().nullable() }).nullable(),
   failing: z.boolean(),
+  /** The newest `group drill`: one RTO for the whole group. */
+  last_drill: z.object({ time: z.string(), ok: z.boolean(), rto_seconds: z.number().nullable(), point: z.string().nullable(), error: z.string().nullable() }).nullable(),
 });
 
 /** A stored point, as `lifeboat group points NAME --json` prints it. */

@@ -14,8 +14,8 @@ import { AuditLog } from './audit-log.js';
 import { redact, redactDeep } from '../util/redact.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped';
-/** `group-backup`, `group-restore`: a consistency group's capture and restore (the row's `source` holds the group's name). */
-export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild' | 'group-backup' | 'group-restore';
+/** `group-backup`, `group-restore`, `group-drill`: a consistency group's capture, restore and drill (the row's `source` holds the group's name). */
+export type JobKind = 'backup' | 'restore' | 'drill' | 'check' | 'forget' | 'prune' | 'rotate' | 'replicate' | 'rebuild' | 'group-backup' | 'group-restore' | 'group-drill';
 
 export interface JobRow {
   id: string;

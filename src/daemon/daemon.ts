@@ -37,7 +37,7 @@ export interface DaemonOptions {
 }
 
 /** Jobs after which what a repository holds may have changed (restore and check only read it). */
-const WRITING_KINDS = new Set(['backup', 'drill', 'forget', 'prune', 'rotate', 'replicate', 'group-backup']);
+const WRITING_KINDS = new Set(['backup', 'drill', 'forget', 'prune', 'rotate', 'replicate', 'group-backup', 'group-drill']);
 
 /**
  * Codes of a group restore's plan that are about the request (its point, time or
@@ -377,6 +377,7 @@ export class Daemon {
       const last = points[0];
       const jobs = this.catalog.jobs({ source: g.name, kind: 'group-backup', limit: 20 }).filter((j) => j.status !== 'skipped');
       const job = jobs[0];
+      const drill = this.catalog.drills(`group:${g.name}`, 1)[0];
       const intervals = [...this.config.schedules.values()]
         .filter((s) => s.groups.includes(g.name))
         .map((s) => {
@@ -397,6 +398,7 @@ export class Daemon {
         schedule_interval_seconds: intervals.length > 0 ? Math.min(...intervals) : null,
         last_capture: job ? { job: job.id, status: job.status, finished_at: job.finished_at, error_code: job.error_code, error: job.error } : null,
         failing: job?.status === 'failed',
+        last_drill: drill ? { time: drill.time, ok: drill.ok, rto_seconds: drill.rto_seconds, point: drill.snapshot, error: drill.error } : null,
       };
     });
   }

@@ -145,6 +145,8 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       return ['group', 'backup', req.group as string];
     case 'group-restore':
       return groupRestoreArgs(req.group as string, req.groupRestore as GroupRestoreParams, false);
+    case 'group-drill':
+      return ['group', 'drill', req.group as string];
   }
 }
 
@@ -172,7 +174,7 @@ export class JobRunner extends EventEmitter {
   /** Checks a request; throws a LifeboatError naming what is wrong. */
   validate(req: JobRequest): { repository: string } {
     if (req.kind === 'check' || req.kind === 'prune' || req.kind === 'rotate') return { repository: requireRepository(this.config, req.repository) };
-    if (req.kind === 'group-backup' || req.kind === 'group-restore') return { repository: requireGroup(this.config, req.group).repository };
+    if (req.kind === 'group-backup' || req.kind === 'group-restore' || req.kind === 'group-drill') return { repository: requireGroup(this.config, req.group).repository };
     const source = requireSource(this.config, req.source);
     if (req.kind === 'forget') forgetCommand(this.config, source, 'apply');
     if (req.kind === 'restore') {
@@ -287,6 +289,12 @@ export class JobRunner extends EventEmitter {
     if (req.kind === 'group-restore' && job.status === 'succeeded' && parsed && typeof parsed === 'object') {
       const r = parsed as { point?: string; members?: unknown[]; elapsed_ms?: number };
       this.catalog.appendLog(job.id, 'daemon', `${r.members?.length ?? 0} member(s) restored to point ${r.point ?? '?'} in ${((r.elapsed_ms ?? 0) / 1000).toFixed(1)} s`);
+      return;
+    }
+    // A group drill is recorded like a source's, under `group:NAME` (the source its record in the repository names).
+    if (req.kind === 'group-drill' && parsed && typeof parsed === 'object' && 'record' in parsed) {
+      const d = parsed as { ok: boolean; point: string | null; rto_ms: number | null; rpo_seconds: number | null; error?: string; record: { time: string } };
+      this.catalog.recordDrill({ source: `group:${req.group as string}`, repository, time: d.record.time, ok: d.ok, rto_seconds: d.rto_ms === null ? null : d.rto_ms / 1000, rpo_seconds: d.rpo_seconds, snapshot: d.point, error: d.error ?? null });
       return;
     }
     const source = req.source ? this.config.sources.get(req.source) : undefined;

@@ -72,6 +72,8 @@ export interface GroupStatus {
   last_capture: { job: string; status: string; finished_at: string | null; error_code: string | null; error: string | null } | null;
   /** The newest capture job failed. */
   failing: boolean;
+  /** The newest group drill (`group drill`): its RTO measures the whole group's recovery. */
+  last_drill: { time: string; ok: boolean; rto_seconds: number | null; point: string | null; error: string | null } | null;
 }
 
 type Status = { sources: SourceStatus[]; repositories: RepositoryStatus[]; groups?: GroupStatus[]; running: number };
@@ -224,6 +226,8 @@ export class Metrics {
     perGroup('lifeboat_group_hold_seconds', 'How long the newest point held writes (freeze start to thaw end)', (g) => (g.last_point ? g.last_point.hold_ms / 1000 : null));
     perGroup('lifeboat_group_max_hold_seconds', 'max_hold of the group from lifeboat.yaml: the longest a capture may hold writes', (g) => g.max_hold_ms / 1000);
     perGroup('lifeboat_group_schedule_interval_seconds', 'Shortest interval between fire times of the schedules that capture the group', (g) => g.schedule_interval_seconds);
+    perGroup('lifeboat_group_rto_seconds', 'RTO the newest group drill measured: every member restored to one point and every check passed (absent until a drill succeeds)', (g) => g.last_drill?.rto_seconds);
+    perGroup('lifeboat_group_drill_ok', '1 when the newest group drill passed, 0 when it failed', (g) => (g.last_drill ? Number(g.last_drill.ok) : null));
     perGroup('lifeboat_group_failing', '1 while the newest capture of the group failed (until one succeeds)', (g) => Number(g.failing));
     this.groupFailures = new Counter({ name: 'lifeboat_group_capture_failures_total', help: 'Group captures (group backup jobs) that failed; no point was stored', labelNames: ['group'], registers: [r] });
     this.groupHoldExceeded = new Counter({ name: 'lifeboat_group_hold_exceeded_total', help: 'Group captures that failed because writes would have been held past max_hold (HOLD_EXCEEDED)', labelNames: ['group'], registers: [r] });
@@ -240,7 +244,17 @@ export class Metrics {
         for (const g of status().groups ?? []) if (g.rpo_seconds !== null) this.set({ group: g.name }, g.rpo_seconds);
       },
     });
-    perSource('dr_rto_actual_seconds', 'Alias of lifeboat_rto_seconds: the RTO measured by the newest drill', (s) => s.rto_seconds);
+    new Gauge({
+      name: 'dr_rto_actual_seconds',
+      help: 'Alias of lifeboat_rto_seconds (label source) and lifeboat_group_rto_seconds (label group): the RTO the newest drill measured',
+      labelNames: ['source', 'group'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const s of status().sources) if (s.rto_seconds !== null && s.rto_seconds !== undefined) this.set({ source: s.name }, s.rto_seconds);
+        for (const g of status().groups ?? []) if (g.last_drill?.rto_seconds != null) this.set({ group: g.name }, g.last_drill.rto_seconds);
+      },
+    });
     perSource('postgres_base_backup_duration_seconds', 'Duration of the newest backup of each postgres source (lifeboat_backup_duration_seconds, last value)', (s) => (s.kind === 'postgres' && s.last_backup ? s.last_backup.duration_ms / 1000 : null));
     perSource('file_backup_duration_seconds', 'Duration of the newest backup of each files source (lifeboat_backup_duration_seconds, last value)', (s) => (s.kind === 'files' && s.last_backup ? s.last_backup.duration_ms / 1000 : null));
     this.backupSuccess = new Counter({ name: 'backup_success_total', help: 'Alias of lifeboat_jobs_total{kind="backup",status="succeeded"}', labelNames: ['source'], registers: [r] });

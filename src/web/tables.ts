@@ -177,6 +177,14 @@ function captureCell(g: Group): Safe {
       ${c.error ? html`<div class="sub bad" title="${c.error}">${c.error_code ? `${c.error_code}: ` : ''}${c.error}</div>` : ''}`;
 }
 
+function drillCell(g: Group): Safe {
+  const d = g.last_drill;
+  if (!d) return html`<span class="never" data-testid="drill-${g.name}">never drilled</span>`;
+  return html`<span class="status status-${d.ok ? 'succeeded' : 'failed'}" data-testid="drill-${g.name}">${d.ok ? `RTO ${formatSeconds(d.rto_seconds ?? 0)}` : 'failed'}</span>
+      <div class="sub">${ago(d.time)}</div>
+      ${d.error ? html`<div class="sub bad" title="${d.error}">${d.error}</div>` : ''}`;
+}
+
 export function renderGroups(state: State): void {
   const rows = state.groups.map((g) => {
     const busy = state.pending.has(`group-backup:${g.name}`) || state.jobs.some((j) => j.kind === 'group-backup' && j.source === g.name && !isFinished(j));
@@ -190,6 +198,7 @@ export function renderGroups(state: State): void {
         cell(holdCell(g)),
         cell(ageCell(g)),
         cell(captureCell(g)),
+        cell(drillCell(g)),
         cell(html`<div class="actions"><button type="button" class="primary" data-action="group-backup" data-group="${g.name}" data-testid="group-backup-${g.name}" ${busy ? html`disabled aria-busy="true"` : ''}>${busy ? 'Capturing…' : 'Capture now'}</button></div>`, 'actions-col'),
       ],
     };

@@ -189,6 +189,26 @@ describe('group captures through the API', () => {
     expect(metric(await t.daemon.metrics.render(), 'dr_recovery_attempts_total', 'source="engram",status="succeeded"')).toBe(1);
   });
 
+  it('drills the group through the API: one RTO, in the group, its metrics under both names, and the Summit drills/run', async () => {
+    expect((await call('POST', '/api/v1/groups/engram/drill', 'viewer')).statusCode).toBe(403);
+    const dry = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/drills/run', headers: t.auth('operator'), payload: { scenario: 'engram', dryRun: true } });
+    expect(dry.statusCode, dry.body).toBe(200);
+    expect(dry.json()).toMatchObject({ alias_of: 'POST /api/v1/groups/engram/drill', jobs: [] });
+    const r = await call('POST', '/api/v1/groups/engram/drill', 'operator');
+    expect(r.statusCode, r.body).toBe(202);
+    const job = r.json() as JobRow;
+    expect(job).toMatchObject({ kind: 'group-drill', source: 'engram' });
+    const done = await t.daemon.runner.wait(job.id);
+    expect(done.status, `${done.error_code}: ${done.error}`).toBe('succeeded');
+    const g = (await call('GET', '/api/v1/groups/engram', 'viewer')).json() as { last_drill: { ok: boolean; rto_seconds: number; point: string } | null };
+    expect(g.last_drill).toMatchObject({ ok: true, point: expect.any(String) });
+    expect(g.last_drill!.rto_seconds).toBeGreaterThan(0);
+    const text = await t.daemon.metrics.render();
+    expect(metric(text, 'lifeboat_group_rto_seconds', 'group="engram"')).toBeCloseTo(g.last_drill!.rto_seconds, 3);
+    expect(metric(text, 'dr_rto_actual_seconds', 'group="engram"')).toBeCloseTo(g.last_drill!.rto_seconds, 3);
+    expect(metric(text, 'lifeboat_group_drill_ok', 'group="engram"')).toBe(1);
+  });
+
   it('fails a capture whose freeze hangs with HOLD_EXCEEDED, stores no point, counts it, and a real Prometheus fires the shipped alert', async () => {
     // Prometheus first: increase() needs to see the counter at 0 before the failure.
     const url = new URL(await t.daemon.listen());

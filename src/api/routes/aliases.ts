@@ -174,15 +174,25 @@ export function aliasRoutes({ d, actor, role }: ApiContext): Route[] {
     }),
     route({
       method: 'POST', url: '/api/v1/drills/run', role: 'operator',
-      summary: 'Summit alias of POST /api/v1/drills: scenario "backup-validation" (or "all") drills every source, a source name drills that source',
+      summary: 'Summit alias of POST /api/v1/drills: scenario "backup-validation" (or "all") drills every source, a source name drills that source, a group name drills the group (POST /api/v1/groups/NAME/drill)',
       body: DrillsRunBody,
       response: { status: 202, description: 'the drills and their jobs (none on a dry run)', schema: AliasAnswer },
       handler: ({ body: b }, reply, who) => {
         const all = b.scenario === 'backup-validation' || b.scenario === 'all';
         const s = all ? undefined : d.config.sources.get(b.scenario);
+        const g = all || s ? undefined : d.config.groups.get(b.scenario);
+        if (g) {
+          // A group's drill: every member at one point, one RTO (a source and a group may not share a name: sources win).
+          const req: JobRequest = { kind: 'group-drill', group: g.name, trigger: 'api', actor: actor(who) };
+          d.checkStartable(req);
+          const dry = b.dryRun === true;
+          reply.code(dry ? 200 : 202);
+          const plan = g.members.map((m) => ({ source: m, kind: d.config.sources.get(m)?.kind ?? '', target: '', time: null, snapshot: null, group: g.name }));
+          return answer(`POST /api/v1/groups/${g.name}/drill`, null, dry, plan, dry ? [] : [d.submit(req)]);
+        }
         if (!all && !s) {
           throw new LifeboatError('NOT_FOUND', `no drill scenario "${b.scenario}"`, {
-            hint: `scenarios: backup-validation (every source), all, or a source name (${[...d.config.sources.keys()].join(', ')})${d.config.groups.size > 0 ? '; group drills are not offered over the API yet' : ''}`,
+            hint: `scenarios: backup-validation (every source), all, a source name (${[...d.config.sources.keys()].join(', ')})${d.config.groups.size > 0 ? ` or a group name (${[...d.config.groups.keys()].join(', ')})` : ''}`,
           });
         }
         const names = s ? [s.name] : [...d.config.sources.keys()];

@@ -56,6 +56,17 @@ export function groupRoutes({ d, actor, role }: ApiContext): Route[] {
       },
     }),
     route({
+      method: 'POST', url: '/api/v1/groups/:name/drill', role: 'operator',
+      summary: 'Drill the group now (`lifeboat group drill NAME`): every member restored into scratch at its newest point, each checked, the cross-member checks run, one RTO recorded; returns the job at once',
+      params: NameParam,
+      response: { status: 202, description: 'the job', schema: Job },
+      handler: ({ params }, reply, who) => {
+        const g = requireGroup(d.config, params.name);
+        reply.code(202);
+        return d.submit({ kind: 'group-drill', group: g.name, trigger: 'api', actor: actor(who) });
+      },
+    }),
+    route({
       method: 'POST', url: '/api/v1/groups/:name/backup', role: 'operator', summary: 'Capture a point of the group now (`lifeboat group backup NAME`); returns the job at once', params: NameParam,
       response: { status: 202, description: 'the job', schema: Job },
       handler: ({ params }, reply, who) => {
