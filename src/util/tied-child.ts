@@ -4,7 +4,7 @@
  * the kernel kills them when we die, kill -9 included. And the small process checks
  * that go with them.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 
 /** `name` as a path: itself when it has a slash, else looked up on PATH (then `extra`); undefined when there is no executable. */
@@ -43,5 +43,34 @@ export function isAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The file in a scratch directory naming the process that owns it (`removeOrphanDirs`). */
+export const OWNER_FILE = 'owner.pid';
+
+/**
+ * Removes the directories under `parent` named `prefix…` whose owner process (the pid
+ * in their OWNER_FILE) no longer runs: scratch space of a run killed with -9. Only
+ * directories of this user, not through symlinks; one being made (no owner yet) is left.
+ */
+export async function removeOrphanDirs(parent: string, prefix: string): Promise<void> {
+  let names: string[];
+  try {
+    names = (await fs.readdir(parent)).filter((n) => n.startsWith(prefix));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const dir = path.join(parent, n);
+    try {
+      const st = await fs.lstat(dir);
+      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
+      const pid = Number((await fs.readFile(path.join(dir, OWNER_FILE), 'utf8')).trim());
+      if (!Number.isSafeInteger(pid) || pid <= 0 || isAlive(pid)) continue;
+      await fs.rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch {
+      // not ours, being made, or already gone
+    }
   }
 }

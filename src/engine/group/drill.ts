@@ -17,7 +17,7 @@
  * kernel kills them when it dies), SIGINT/SIGTERM abort through `signal`, and a drill
  * that was killed leaves a directory the next drill removes (its owner.pid is gone).
  */
-import { mkdtempSync, promises as fs, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, promises as fs, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -25,7 +25,7 @@ import type { LifeboatConfig } from '../../config/config.js';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { chownTree, serviceOwner } from '../../sources/postgres/verify.js';
-import { isAlive } from '../../util/tied-child.js';
+import { OWNER_FILE, removeOrphanDirs } from '../../util/tied-child.js';
 import { saveDrill, type DrillRecord } from '../drill/drill.js';
 import { findGroup, groupPoints } from './capture.js';
 import { runCrossChecks, type CrossCheckResult } from './checks.js';
@@ -76,31 +76,7 @@ export interface GroupDrillResult {
   record: DrillRecord;
 }
 
-/** The file in a scratch directory naming the process that owns it. */
-const OWNER = 'owner.pid';
 const PREFIX = 'lifeboat-group-drill-';
-
-/** Scratch directories of drills whose process is gone (killed with -9): removed. */
-async function removeOrphans(parent: string): Promise<void> {
-  let names: string[];
-  try {
-    names = readdirSync(parent).filter((n) => n.startsWith(PREFIX));
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const dir = path.join(parent, n);
-    try {
-      const st = await fs.lstat(dir);
-      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
-      const pid = Number(readFileSync(path.join(dir, OWNER), 'utf8').trim());
-      if (!Number.isSafeInteger(pid) || pid <= 0 || isAlive(pid)) continue;
-      await fs.rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-    } catch {
-      // not ours, being made, or already gone
-    }
-  }
-}
 
 /** Errors of the request itself, thrown before any work rather than recorded as a failed drill. */
 const REQUEST_ERRORS = ['USAGE', 'NOT_FOUND', 'CONFIG_INVALID', 'TARGET_EXISTS'];
@@ -113,9 +89,9 @@ export async function groupDrill(repo: Repository, config: LifeboatConfig, name:
   const started = new Date();
   const t0 = performance.now();
   const parent = opts.scratchParent ?? os.tmpdir();
-  await removeOrphans(parent);
+  await removeOrphanDirs(parent, PREFIX);
   const scratch = mkdtempSync(path.join(parent, PREFIX));
-  writeFileSync(path.join(scratch, OWNER), `${process.pid}\n`, { mode: 0o600, flag: 'wx' });
+  writeFileSync(path.join(scratch, OWNER_FILE), `${process.pid}\n`, { mode: 0o600, flag: 'wx' });
   const result: GroupDrillResult = { group: name, point: null, point_time: null, ok: false, rto_ms: null, rpo_seconds: null, members: sources.map((s) => ({ name: s.name, kind: s.kind, ok: false, restore_ms: null, checks: [] })), checks: [], record: undefined as unknown as DrillRecord };
   const member = (n: string) => result.members.find((m) => m.name === n) as GroupDrillMember;
   let asked = true;

@@ -20,7 +20,7 @@ import { LifeboatError, errno } from '../../errors.js';
 import { assertPrivate } from '../../engine/private-dir.js';
 import { RedisConnection, type RedisTarget } from './connection.js';
 import { RDB_FILE } from './names.js';
-import { findExecutable, isAlive, tiedCommand } from '../../util/tied-child.js';
+import { OWNER_FILE, findExecutable, removeOrphanDirs, tiedCommand } from '../../util/tied-child.js';
 
 export interface ScratchOptions {
   /** The redis-server binary (default: found on PATH). */
@@ -45,31 +45,6 @@ const MAX_SOCKET_PATH = 100;
 const REPLY_MS = 30 * 60_000;
 /** The last bytes of the server's log, kept for an error message. */
 const LOG_TAIL = 4096;
-
-/** The file in the scratch directory naming the process that owns it. */
-const OWNER = 'owner.pid';
-
-/** Removes the scratch directories under `parent` whose owner process no longer runs (a restore killed with -9). */
-async function removeOrphans(parent: string): Promise<void> {
-  let names: string[];
-  try {
-    names = (await fs.readdir(parent)).filter((n) => n.startsWith('lifeboat-redis-'));
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const dir = path.join(parent, n);
-    try {
-      const st = await fs.lstat(dir);
-      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
-      const pid = Number((await fs.readFile(path.join(dir, OWNER), 'utf8')).trim());
-      if (!Number.isSafeInteger(pid) || pid <= 0 || isAlive(pid)) continue;
-      await fs.rm(dir, { recursive: true, force: true });
-    } catch {
-      // not ours, being made, or already gone
-    }
-  }
-}
 
 /** A value for redis.conf, quoted as its parser (sdssplitargs) reads it back. */
 export function confValue(v: string): string {
@@ -125,12 +100,12 @@ export class ScratchRedis {
     let parent = opts.parent ?? os.tmpdir();
     if (path.join(parent, 'lifeboat-redis-XXXXXX', 'redis.sock').length > MAX_SOCKET_PATH) parent = '/tmp';
     // mkdtemp makes it 0700; checked anyway (a parent we do not control could be odd).
-    await removeOrphans(parent);
+    await removeOrphanDirs(parent, 'lifeboat-redis-');
     const dir = await fs.mkdtemp(path.join(parent, 'lifeboat-redis-'));
     let child: ChildProcess | undefined;
     try {
       await assertPrivate(dir);
-      await fs.writeFile(path.join(dir, OWNER), `${process.pid}\n`, { mode: 0o600, flag: 'wx' });
+      await fs.writeFile(path.join(dir, OWNER_FILE), `${process.pid}\n`, { mode: 0o600, flag: 'wx' });
       const password = randomBytes(32).toString('hex');
       const socket = path.join(dir, 'redis.sock');
       const config = [
