@@ -99,6 +99,7 @@ beforeAll(async () => {
       '  meta: { kind: sqlite, path: meta.db }',
       '  dumped: { kind: command, dump: [/bin/echo, x] }',
       `  lonely: { kind: redis, url: "${lone.url}" }`,
+      '  gone: { kind: postgres, dsn: "postgresql://postgres@127.0.0.1:1/postgres" }',
       'groups:',
       `  tiers: { members: [hot, warm, meta], freeze: ${sh('date +%s%N > freeze.ns')}, thaw: ${sh('sleep 0.05; date +%s%N > thaw.ns')}, max_hold: 5s }`,
       `  hang: { members: [hot, warm, meta], freeze: ${sh('sleep 30 & echo $! > sleeper.pid; wait')}, thaw: [/usr/bin/touch, thawed-hang], max_hold: 300ms }`,
@@ -106,6 +107,7 @@ beforeAll(async () => {
       `  slowthaw: { members: [meta], freeze: [/bin/true], thaw: [/bin/sleep, "0.4"], max_hold: 200ms }`,
       '  withdump: { members: [hot, dumped] }',
       '  lone: { members: [lonely, meta] }',
+      '  down: { members: [hot, gone], freeze: [/usr/bin/touch, froze-down], thaw: [/usr/bin/touch, thawed-down] }',
       '',
     ].join('\n'),
   );
@@ -234,6 +236,15 @@ describe('group backup', () => {
     const r = await group('backup', 'lone');
     expectError(r, 2, /redis source "lonely" keeps no replication offset \(repl_backlog_active is not 1\)/);
     expect(await points('lone')).toEqual([]);
+  });
+
+  it('refuses, before holding any write, a group whose member database is down', async () => {
+    const r = await group('backup', 'down');
+    expectError(r, 19, /cannot reach PostgreSQL for source "gone"/);
+    // Connections are opened before the freeze: nothing was held, so there was nothing to thaw.
+    expect(existsSync(path.join(dir, 'froze-down'))).toBe(false);
+    expect(existsSync(path.join(dir, 'thawed-down'))).toBe(false);
+    expect(await points('down')).toEqual([]);
   });
 
   it('refuses a group naming a source that does not exist, at its line', async () => {
