@@ -104,8 +104,9 @@ beforeAll(async () => {
     // room for a few thousand small files on a loaded machine.
     '  engram:',
     '    members: [warm, hot, cold]',
-    `    freeze: ${sh('touch control/pause; until [ -e control/paused ]; do sleep 0.001; done')}`,
-    `    thaw: ${sh('rm -f control/pause; while [ -e control/paused ]; do sleep 0.001; done')}`,
+    // A writer that has stopped for good (control/stopped) holds nothing: the hooks do not wait for it.
+    `    freeze: ${sh('touch control/pause; until [ -e control/paused ] || [ -e control/stopped ]; do sleep 0.001; done')}`,
+    `    thaw: ${sh('rm -f control/pause; while [ -e control/paused ] && [ ! -e control/stopped ]; do sleep 0.001; done')}`,
     '    max_hold: 20s',
     '    checks:',
     '      - name: cached ids are rows',
