@@ -13,7 +13,7 @@
 // archive holds it; that wait comes after thaw and is not part of the hold. Prints the load average, the
 // writers' rates during the captures, and min/p50/p99/max of the hold.
 // Needs root (initdb runs as postgres via runuser), PostgreSQL 15, redis-server.
-// Env: SIZE_MB (default 10), CAPTURES (default 60), BENCH_DIR (default /tmp/lb-group-load).
+// Env: SIZE_MB (default 10), CAPTURES (default 60), BENCH_DIR (default /tmp/lb-group-load), HOOKS=builtin.
 import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -27,6 +27,8 @@ const require = createRequire(import.meta.url);
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const SIZE_MB = Number(process.env.SIZE_MB ?? 10);
 const CAPTURES = Number(process.env.CAPTURES ?? 60);
+// HOOKS=builtin: the members' own holds (Redis CLIENT PAUSE WRITE, SQLite's write lock; PostgreSQL's restore point) instead of two /bin/true processes.
+const HOOKS = process.env.HOOKS === 'builtin' ? 'freeze: builtin, thaw: builtin' : 'freeze: [/bin/true], thaw: [/bin/true]';
 const D = process.env.BENCH_DIR ?? '/tmp/lb-group-load';
 const LB = [path.join(HERE, 'bin/lifeboat.js')];
 const env = { ...process.env, LIFEBOAT_PASSWORD: 'bench' };
@@ -176,7 +178,7 @@ async function main() {
   sh(process.execPath, [...LB, 'init', '-r', path.join(D, 'repo')]);
   writeFileSync(
     path.join(D, 'lifeboat.yaml'),
-    `repositories:\n  main: { stores: [${path.join(D, 'repo')}] }\nsources:\n  warm: { kind: postgres, dsn: "${dsn}" }\n  hot: { kind: redis, url: "redis://127.0.0.1:${redisPort}" }\n  meta: { kind: sqlite, path: meta.db }\ngroups:\n  tiers: { members: [hot, warm, meta], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }\n`,
+    `repositories:\n  main: { stores: [${path.join(D, 'repo')}] }\nsources:\n  warm: { kind: postgres, dsn: "${dsn}" }\n  hot: { kind: redis, url: "redis://127.0.0.1:${redisPort}" }\n  meta: { kind: sqlite, path: meta.db }\ngroups:\n  tiers: { members: [hot, warm, meta], ${HOOKS}, max_hold: 5s }\n`,
   );
 
   // Each member's own archiver: group backup stores a point only once every member's
