@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
+import { Archivers } from '../helpers/archivers.js';
 import { waitUntil } from '../pg-streamer.js';
 import type { RedisConnection } from '../../src/sources/redis/connection.js';
 
@@ -145,10 +146,8 @@ async function stopWriter(child: ChildProcess): Promise<number[]> {
 }
 
 /** The members' own archivers (each member's log must reach its position for a point to be stored). */
-const archivers: ChildProcess[] = [];
-function archiver(args: string[]): void {
-  archivers.push(spawn(process.execPath, [CLI, ...args, '-r', path.join(dir, 'repo')], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' }));
-}
+const archivers = new Archivers();
+const archiver = (args: string[]): void => archivers.start(path.join(dir, 'repo'), args);
 
 beforeAll(async () => {
   dir = tmpdir('lb-group-hooks-');
@@ -246,10 +245,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const a of archivers) {
-    a.kill('SIGTERM');
-    if (a.exitCode === null && a.signalCode === null) await new Promise((res) => a.once('close', res));
-  }
+  await archivers.stop();
   await new Promise((resolve) => app?.close(resolve));
   await stopAllRedis();
   await cluster?.destroy();

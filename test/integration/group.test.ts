@@ -7,15 +7,16 @@
  * the hooks' own timestamps, a freeze that hangs killed with what it started while thaw
  * still runs, a failing thaw reported, bad members refused, and the points listed.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { PG_BIN, ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
+import { Archivers } from '../helpers/archivers.js';
 
 const execFileP = promisify(execFile);
 
@@ -55,10 +56,8 @@ async function redisOffset(): Promise<number> {
 }
 
 /** The members' own archivers, run as a user would (each member's log must reach its position for a point to be stored). */
-const archivers: ChildProcess[] = [];
-function archiver(args: string[]): void {
-  archivers.push(spawn(process.execPath, [CLI, ...args, '-r', path.join(dir, 'repo')], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' }));
-}
+const archivers = new Archivers();
+const archiver = (args: string[]): void => archivers.start(path.join(dir, 'repo'), args);
 
 beforeAll(async () => {
   dir = tmpdir('lb-group-');
@@ -114,10 +113,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const a of archivers) {
-    a.kill('SIGTERM');
-    if (a.exitCode === null && a.signalCode === null) await new Promise((res) => a.once('close', res));
-  }
+  await archivers.stop();
   app?.close();
   await stopAllRedis();
   await cluster?.destroy();
