@@ -146,8 +146,9 @@ export interface AroundOptions {
 export const MAX_AROUND = 500;
 
 /**
- * The `limit` transactions nearest (by the replicator's time) to a moment, in order,
- * from the generation whose history spans it (or the one named).
+ * `limit` transactions around a moment (by the replicator's time), in order: a quarter
+ * before it, the rest from the first seen at or after it; from the generation whose
+ * history spans the moment (or the one named).
  */
 export async function transactionsAround(repo: Repo, name: string, opts: AroundOptions): Promise<{ generation: GenerationSpan; txns: NumberedTxn[] }> {
   if (!(opts.limit >= 1 && opts.limit <= MAX_AROUND)) throw new LifeboatError('USAGE', `--limit must be between 1 and ${MAX_AROUND}`);
@@ -192,13 +193,13 @@ export async function transactionsAround(repo: Repo, name: string, opts: AroundO
       prevSeq = txns.at(-1)?.seq ?? prevSeq;
       read.delete(i);
     }
-    // The nearest `limit`: a contiguous run, since times never decrease along the chain.
-    let a = 0;
-    let b = all.length;
-    while (b - a > opts.limit) {
-      if (Math.abs((all[a] as NumberedTxn).time - t) > Math.abs((all[b - 1] as NumberedTxn).time - t)) a++;
-      else b--;
-    }
+    // A quarter of them before the moment, the rest at or after it: the replicator sees a
+    // transaction after its commit, so one committed at the moment is seen then or later
+    // (several polls later on a loaded machine, in a burst with the ones before it).
+    const boundary = ((i) => (i < 0 ? all.length : i))(all.findIndex((x) => x.time >= t));
+    let a = Math.max(0, boundary - Math.floor(opts.limit / 4));
+    const b = Math.min(all.length, a + opts.limit);
+    a = Math.max(0, b - opts.limit);
     return { generation: g, txns: all.slice(a, b) };
   });
 }

@@ -21,6 +21,8 @@ import { sqliteRestore } from './restore.js';
 import { entries, fileReader, ownerName, pageOwners, type PageOwners } from './btree-map.js';
 import type { GenerationSpan, NumberedTxn } from './transactions.js';
 
+const HEADER = { name: '(database header)', type: 'other' } as const;
+
 export interface TouchedObject {
   name: string;
   type: 'table' | 'index' | 'free' | 'other';
@@ -94,9 +96,16 @@ export async function describeTransactions(repo: Repository, name: string, g: Ge
             const was = beforeEntries.get(p) as { owner: ReturnType<typeof ownerName>; n: number };
             const now = ownerName(after, p);
             const owner = now.type === 'table' || now.type === 'index' ? now : was.owner.type === 'table' || was.owner.type === 'index' ? was.owner : now;
+            const n = entries(readAfter(p), p, now.type);
+            // Page 1 is the database header too (freelist, counters): with the schema's rows
+            // unchanged, that is what the transaction wrote there.
+            if (p === 1 && n === was.n && owner.name === 'sqlite_schema') {
+              at(HEADER).pages++;
+              continue;
+            }
             at(owner).pages++;
             at(was.owner).delta -= was.n;
-            at(now).delta += entries(readAfter(p), p, now.type);
+            at(now).delta += n;
           }
           owners = after;
           const t = bySeq.get(txns[seqIdx]?.seq ?? -1);
