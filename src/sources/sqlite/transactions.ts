@@ -46,6 +46,8 @@ export interface GenerationSpan {
   to: number;
   names: SegmentName[];
   trusted?: Position | null;
+  /** The oldest snapshot position: history before it cannot be rebuilt (retention removed its base). */
+  base: Position;
 }
 
 export async function generationSpans(repo: Repo, name: string): Promise<GenerationSpan[]> {
@@ -57,8 +59,10 @@ export async function generationSpans(repo: Repo, name: string): Promise<Generat
     const gen = sqlitePoint(s)?.generation;
     if (!gen) continue;
     const t = Date.parse(s.time);
-    const g = spans.get(gen) ?? { generation: gen, from: t, to: t, names: segmentsOf(logs, gen) };
+    const pos = sqlitePoint(s)?.position ?? { cycle: 0, frame: 0 };
+    const g = spans.get(gen) ?? { generation: gen, from: t, to: t, names: segmentsOf(logs, gen), base: pos };
     g.from = Math.min(g.from, t);
+    if (comparePos(pos, g.base) < 0) g.base = pos;
     g.to = Math.max(g.to, t, ...g.names.map((n) => n.lastTime));
     spans.set(gen, g);
   }
@@ -189,7 +193,8 @@ export async function transactionsAround(repo: Repo, name: string, opts: AroundO
     const all: NumberedTxn[] = [];
     for (let i = lo; i <= hi; i++) {
       const txns = txnsOf(g.generation, await get(i), prevSeq, g.trusted);
-      all.push(...txns);
+      // Only what a restore can rebuild: from the oldest snapshot kept on.
+      all.push(...txns.filter((x) => comparePos(x.before, g.base) >= 0));
       prevSeq = txns.at(-1)?.seq ?? prevSeq;
       read.delete(i);
     }
