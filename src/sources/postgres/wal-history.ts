@@ -11,7 +11,8 @@
  * ones after it, read as one range (a record may continue into the next segment), until
  * enough transactions after the moment are seen (at most MAX_RANGE segments).
  *
- * Memory: the records of transactions still open (bounded by MAX_OPEN) and the list.
+ * Memory: the records of transactions still open (bounded by MAX_OPEN) and at most
+ * twice `limit` transactions; pg_waldump is stopped once enough after the moment are seen.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -81,7 +82,7 @@ export async function pgTransactionsAround(repo: Pick<Repository, 'listLogs' | '
     let start = Math.max(0, line.length - MAX_PROBES);
     for (let i = line.length - 1, probes = 0; i >= 0 && probes < MAX_PROBES; i--, probes++) {
       await fetch(i);
-      const txns = await waldump(opts.binDir, scratch, line[i]!.name, line[i]!.name);
+      const txns = await waldump(opts.binDir, scratch, line[i]!.name, line[i]!.name, { t, limit: 1 });
       rmSync(path.join(scratch, line[i]!.name), { force: true });
       if (txns.some((x) => Date.parse(x.time) <= t)) {
         start = i;
@@ -95,7 +96,7 @@ export async function pgTransactionsAround(repo: Pick<Repository, 'listLogs' | '
     let to = from;
     for (; to < line.length && to - from < MAX_RANGE; to++) {
       await fetch(to);
-      txns = await waldump(opts.binDir, scratch, line[from]!.name, line[to]!.name);
+      txns = await waldump(opts.binDir, scratch, line[from]!.name, line[to]!.name, { t, limit: opts.limit });
       if (txns.filter((x) => Date.parse(x.time) > t).length >= opts.limit) break;
     }
     // A quarter before the moment, the rest after it.
@@ -113,12 +114,16 @@ const RECORD = /^rmgr: (\S+)\s+len \(rec\/tot\):\s*\d+\/\s*\d+, tx:\s*(\d+), lsn
 const END = /^(COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC/;
 
 /** pg_waldump over [first, last] in dir, its records grouped into transactions in commit order. */
-function waldump(binDir: string, dir: string, first: string, last: string): Promise<PgTxn[]> {
+function waldump(binDir: string, dir: string, first: string, last: string, window: { t: number; limit: number }): Promise<PgTxn[]> {
   return new Promise((resolve, reject) => {
     const args = ['--path', dir, first, ...(last !== first ? [last] : [])];
     const child = spawn(path.join(binDir, 'pg_waldump'), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
     const open = new Map<number, Map<string, Record<string, number>>>();
-    const out: PgTxn[] = [];
+    // Only what the listing can show: the last `limit` before the moment, the first
+    // `limit` at or after it; once those are in, pg_waldump is stopped.
+    let before: PgTxn[] = [];
+    const after: PgTxn[] = [];
+    let full = false;
     let stderr = '';
     let records = 0;
     child.stderr.on('data', (d: Buffer) => {
@@ -142,13 +147,23 @@ function waldump(binDir: string, dir: string, first: string, last: string): Prom
           }
           open.delete(x);
         }
-        out.push({
+        const txn: PgTxn = {
           xid,
           time: new Date(`${(end[2] as string).replace(' ', 'T')}Z`).toISOString(),
           lsn,
           outcome: end[1] === 'COMMIT' ? 'commit' : 'abort',
           relations: [...rels].map(([rel, ops]) => ({ rel, ops })),
-        });
+        };
+        if (Date.parse(txn.time) < window.t && after.length === 0) {
+          before.push(txn);
+          if (before.length > 2 * window.limit) before = before.slice(-window.limit);
+        } else if (!full) {
+          after.push(txn);
+          if (after.length >= window.limit) {
+            full = true;
+            child.kill('SIGTERM');
+          }
+        }
         return;
       }
       if (xid === 0) return;
@@ -170,10 +185,10 @@ function waldump(binDir: string, dir: string, first: string, last: string): Prom
     child.on('close', (code) => {
       // pg_waldump ends with an error where the WAL written so far ends (a zeroed or
       // recycled tail): normal here. Only a run that read nothing is a failure.
-      if (code !== 0 && records === 0 && !/could not find a valid record|invalid record length|contrecord/.test(stderr)) {
+      if (!full && code !== 0 && records === 0 && !/could not find a valid record|invalid record length|contrecord/.test(stderr)) {
         return reject(new LifeboatError('FAILED', `pg_waldump could not read ${first}: ${stderr.trim().split('\n')[0] ?? `exit ${code}`}`, { hint: 'is --bin-dir the same PostgreSQL major version as the cluster?' }));
       }
-      resolve(out);
+      resolve([...before.slice(-window.limit), ...after]);
     });
   });
 }

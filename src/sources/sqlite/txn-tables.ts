@@ -111,7 +111,8 @@ export async function describeTransactions(repo: Repository, name: string, g: Ge
           const t = bySeq.get(txns[seqIdx]?.seq ?? -1);
           seqIdx++;
           if (!t || comparePos(t.position, c) !== 0) continue;
-          const list = [...objects.values()].filter((o) => o.pages > 0 || o.delta !== 0);
+          const rank = { table: 0, index: 1, free: 2, other: 3 } as const;
+          const list = [...objects.values()].filter((o) => o.pages > 0 || o.delta !== 0).sort((x, y) => rank[x.type] - rank[y.type] || x.name.localeCompare(y.name));
           const tables = [...new Set(list.filter((o) => o.type === 'table' || o.type === 'index').map((o) => o.table ?? o.name))].sort();
           out.push({ ...t, objects: list, tables });
         }
