@@ -13,13 +13,18 @@ import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
 
 let stress: ChildProcess | undefined;
 
-afterAll(async () => {
+/** Stops stress-ng (by its own pid) and waits until it has gone. */
+async function stopStress(): Promise<void> {
   const s = stress;
   if (s && s.exitCode === null && s.signalCode === null) {
     const gone = new Promise((resolve) => s.on('close', resolve));
     s.kill('SIGTERM'); // stress-ng stops its workers on SIGTERM
     await gone;
   }
+}
+
+afterAll(async () => {
+  await stopStress();
   cleanupTmp();
 });
 
@@ -47,8 +52,9 @@ describe('lifeboat quickstart under load', () => {
     const dir = path.join(tmpdir('lb-quickstart-load-'), 'lifeboat-quickstart');
     const env = { LIFEBOAT_PASSWORD: undefined, LIFEBOAT_PASSWORD_FILE: undefined };
     const run = await runCli(['--json', 'quickstart', '--dir', dir, '--seconds', '3'], env, { timeoutMs: 120_000 });
-    // The load ran for the whole quickstart.
+    // The load ran for the whole quickstart; then it goes, not to slow the tests beside this one.
     expect(load.exitCode).toBeNull();
+    await stopStress();
     expect(run.code, run.stderr).toBe(0);
     const r = JSON.parse(run.stdout) as {
       committed: number;
