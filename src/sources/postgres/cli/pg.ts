@@ -21,6 +21,7 @@ import { ProgressBar, duration, printJson } from '../../../cli/output/render.js'
 import { register as registerStream } from './pg-stream.js';
 import { register as registerDump } from './pg-dump.js';
 import { register as registerTimelines } from './pg-timelines.js';
+import { register as registerHistory } from './pg-history.js';
 import { requirePgPoint } from '../point.js';
 import { restoreRequestOptions } from '../../../config/model.js';
 
@@ -42,6 +43,7 @@ export function register(program: Command): void {
   registerStream(pg);
   registerDump(pg);
   registerTimelines(pg);
+  registerHistory(pg);
 
   pg.command('backup')
     .description('online base backup of a running cluster')
