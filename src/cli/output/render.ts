@@ -140,8 +140,8 @@ export class ProgressBar {
       merged.totalBytes = this.totals.bytes;
       merged.totalsFinal = this.totals.done;
     }
-    this.jobEmit(merged, final);
-    this.jsonEmit(merged, final);
+    if (this.job) this.jobEmit(merged, final);
+    if (this.json) this.jsonEmit(merged, final);
     if (this.bar && !this.finished) this.barEmit(merged, final);
   };
 
