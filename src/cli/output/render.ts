@@ -90,8 +90,8 @@ export interface ProgressIo {
 
 /**
  * Progress for people and scripts: a one-line bar redrawn in place when stderr is a
- * TTY, or (`'json'`) one JSON object per line on stderr at most 4 a second, the final
- * event always; in a daemon job also typed events for the API. Totals come with the
+ * TTY, or (`'json'`) one JSON object per line on stderr at most 4 a second (the first
+ * of each stage and the final event always); in a daemon job also typed events for the API. Totals come with the
  * engine's events or from setTotals (the backup's scan).
  */
 export class ProgressBar {
@@ -106,6 +106,8 @@ export class ProgressBar {
   private readonly barEmit: ReturnType<typeof throttleProgress>;
   private totals: ScanTotals | undefined;
   private phase = 'backup';
+  /** Phase and unit of the last event: the first event of a new stage always shows. */
+  private stage: string | undefined;
   private drawn = false;
   private finished = false;
 
@@ -134,15 +136,18 @@ export class ProgressBar {
   update = (e: ProgressEvent): void => {
     const final = e.phase === 'done';
     if (!final) this.phase = e.phase;
+    const stage = `${e.phase}/${e.unit ?? 'files'}`;
+    const force = final || (this.stage !== undefined && stage !== this.stage);
+    this.stage = stage;
     const merged: ProgressEvent = { ...e };
     if (e.totalFiles === undefined && e.totalBytes === undefined && this.totals) {
       merged.totalFiles = this.totals.files;
       merged.totalBytes = this.totals.bytes;
       merged.totalsFinal = this.totals.done;
     }
-    if (this.job) this.jobEmit(merged, final);
-    if (this.json) this.jsonEmit(merged, final);
-    if (this.bar && !this.finished) this.barEmit(merged, final);
+    if (this.job) this.jobEmit(merged, force);
+    if (this.json) this.jsonEmit(merged, force);
+    if (this.bar && !this.finished) this.barEmit(merged, force);
   };
 
   private draw(e: ProgressEvent): void {
