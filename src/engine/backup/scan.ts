@@ -34,7 +34,12 @@ export interface Scan {
  */
 export function startScan(req: ScanRequest, onTotals: (t: ScanTotals) => void): Scan {
   let stopped = false;
-  const worker = startWorker(new URL('../workers/scan-worker.js', import.meta.url).href, 'scan-worker', req);
+  let worker: ReturnType<typeof startWorker>;
+  try {
+    worker = startWorker(new URL('../workers/scan-worker.js', import.meta.url).href, 'scan-worker', req);
+  } catch {
+    return { stop: () => {} }; // no totals is no reason to fail a backup
+  }
   // Never what keeps the process alive: a finished backup exits whatever the scan does.
   worker.unref();
   worker.on('message', (t: ScanTotals) => {
