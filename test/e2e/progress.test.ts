@@ -133,6 +133,8 @@ describe('--progress json', () => {
     const work = events.filter((e) => e.phase === 'restore');
     expect(work.length).toBeGreaterThan(0);
     for (const e of work) expect(e).toMatchObject({ total_files: FILES + NEW, total_bytes: (FILES + NEW) * SIZE, percent: expect.any(Number) });
+    // Every file counted once done, whether the workers finished it (one blob) or the restorer (several).
+    expect(events.at(-1)).toMatchObject({ files: FILES + NEW, bytes: (FILES + NEW) * SIZE });
   });
 
   it('check --read-data: index files, snapshots, then packs with bytes', async () => {

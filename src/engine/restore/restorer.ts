@@ -196,6 +196,7 @@ class Restorer {
           this.written += n;
           this.report(false);
         },
+        onWholeFile: () => this.doneFiles++,
       });
       if (failure !== undefined) this.abandon(failure);
       for (const l of this.links) this.tryItem(l.rel, () => this.link(l.rel, l.first));
