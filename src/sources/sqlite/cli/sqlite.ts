@@ -14,7 +14,7 @@ import { LifeboatError } from '../../../errors.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { findConfig, withRepo, type GlobalOptions } from '../../../cli/context.js';
 import type { GraphDeclaration } from '../../graph/options.js';
-import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
+import { progressFor, duration, printJson } from '../../../cli/output/render.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
 import { collect, flagOf, parseDuration } from '../../../cli/commands/options.js';
 import { sqliteOptions } from '../options.js';
@@ -40,7 +40,7 @@ export function register(program: Command): void {
     .action(async (db: string, f: { name?: string; tag: string[]; busyTimeout: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const graph = await declaredGraph(g, f.name ?? defaultName(db));
         const s = await sqliteBackup(repo, {
           file: db,
@@ -138,7 +138,7 @@ export function register(program: Command): void {
         if (txn && !g.json && !g.quiet) {
           console.log(`${f.txn !== undefined ? 'up to and including' : 'up to just before'} transaction ${txn.seq} of generation ${txn.generation} (seen ${new Date(txn.time).toISOString()})`);
         }
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const r = await sqliteRestore(repo, {
           name,
           output: f.output,
