@@ -33,6 +33,9 @@ function buildSample(dir: string, n: number, bucketBytes: number) {
   const packs = Array.from({ length: 300 }, () => randomBytes(32));
   packs.forEach((p, h) => expect(b.addPack(p)).toBe(h));
   const ids = Array.from({ length: n }, () => randomBytes(32));
+  // Ids sharing their first bytes (ties of the sort's numeric key, and runs across pages).
+  for (let i = 0; i < 300; i++) ids[i]!.writeUInt32BE(0x12345678, 0);
+  for (let i = 300; i < 320; i++) ids[i]!.fill(0xab, 0, 20);
   ids.forEach((id, i) => b.addEntry(id, i % 300, i % 7 === 0, i, i + 1, i + 2));
   // Blobs stored twice: both copies are found.
   for (let i = 0; i < 100; i++) b.addEntry(ids[i]!, (i + 1) % 300, false, 7, 8, 9);

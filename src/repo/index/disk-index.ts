@@ -93,7 +93,7 @@ function pageDigest(page: Uint8Array): Buffer {
 class BucketSorter {
   private readonly bufs: Buffer[] = [];
   private readonly fill: number[] = [];
-  private readonly fds: number[] = [];
+  private readonly fds: Array<number | undefined> = [];
   private readonly sizes: number[] = [];
   count = 0;
 
@@ -141,6 +141,7 @@ class BucketSorter {
         this.flush(b);
         this.drainFile(this.fds[b]!, this.sizes[b]!, b * 0x1000000, (b + 1) * 0x1000000, emit);
         closeSync(this.fds[b]!);
+        this.fds[b] = undefined;
         rmSync(path.join(this.dir, `${this.name}.${b}`), { force: true });
       }
       this.bufs[b] = Buffer.alloc(0);
@@ -190,7 +191,8 @@ class BucketSorter {
 function sortEmit(buf: Buffer, rec: number, emit: (record: Buffer) => void): void {
   const n = buf.length / rec;
   if (n === 0) return;
-  const cmp = (a: number, b: number) => buf.compare(buf, a * rec, a * rec + rec, b * rec, b * rec + rec);
+  // buf.compare(target, …, source…) orders source against target: record a against b.
+  const cmp = (a: number, b: number) => buf.compare(buf, b * rec, b * rec + rec, a * rec, a * rec + rec);
   const idxBits = Math.max(1, Math.ceil(Math.log2(n + 1)));
   let order: Uint32Array;
   if (idxBits > 21) {
