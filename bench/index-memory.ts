@@ -9,6 +9,7 @@
  *       (first open), opening it again, and a backup's index work for 1 GB of new
  *       data at 1 MiB chunks (1024 misses, then 1024 adds), plus lookup rates (misses,
  *       hits cold and with a warm page cache). Each phase prints its peak RSS.
+ *       PACKS_PER_INDEX_FILE (default: 256k blobs a file) sets the index files' size.
  */
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -67,7 +68,7 @@ async function phase(name: string, dir: string, millions: number, perPack: numbe
     const n = Math.round(millions * 1e6);
     const t0 = performance.now();
     let last = 0;
-    addSyntheticIndex(repo, dir, { blobs: n, blobsPerPack: perPack, packsPerIndexFile: Math.max(1, Math.floor(262_144 / perPack)), progress: (d) => {
+    addSyntheticIndex(repo, dir, { blobs: n, blobsPerPack: perPack, packsPerIndexFile: Number(process.env.PACKS_PER_INDEX_FILE ?? Math.max(1, Math.floor(262_144 / perPack))), progress: (d) => {
       if (d - last >= 10_000_000) console.error(`  ${d} blobs`), (last = d);
     } });
     console.log(`generated ${n} blobs (${perPack} a pack) in ${((performance.now() - t0) / 1000).toFixed(1)} s, peak RSS ${peakMB()} MB`);

@@ -97,6 +97,8 @@ class BucketSorter {
   private readonly fill: number[] = [];
   private readonly fds: Array<number | undefined> = [];
   private readonly sizes: number[] = [];
+  /** One buffer for every bucket's sort, grown as needed: freed buffers would pile up until a GC. */
+  private scratch: Buffer = Buffer.alloc(0);
   count = 0;
 
   constructor(
@@ -148,11 +150,13 @@ class BucketSorter {
       }
       this.bufs[b] = Buffer.alloc(0);
     }
+    this.scratch = Buffer.alloc(0);
   }
 
   private drainFile(fd: number, size: number, lo: number, hi: number, emit: (record: Buffer) => void): void {
     if (size <= this.bucketBytes || hi - lo <= 1) {
-      const buf = Buffer.allocUnsafeSlow(size);
+      if (this.scratch.length < size) this.scratch = Buffer.allocUnsafeSlow(Math.max(size, Math.min(this.bucketBytes, this.scratch.length * 2)));
+      const buf = this.scratch.subarray(0, size);
       readAll(fd, buf, 0);
       sortEmit(buf, this.rec, emit);
       return;
