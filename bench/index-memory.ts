@@ -9,6 +9,8 @@
  *       (first open), opening it again, and a backup's index work for 1 GB of new
  *       data at 1 MiB chunks (1024 misses, then 1024 adds), plus lookup rates (misses,
  *       hits cold and with a warm page cache). Each phase prints its peak RSS.
+ *   npx tsx bench/index-memory.ts compare <millions> <repo dir>   (after `disk`)
+ *       today's table and the on-disk index on the same entries and ids, alternating
  *       PACKS_PER_INDEX_FILE (default: 256k blobs a file) sets the index files' size.
  */
 import { randomBytes } from 'node:crypto';
@@ -85,6 +87,7 @@ async function phase(name: string, dir: string, millions: number, perPack: numbe
   const file = path.join(cacheDir, 'blobs.lbidx');
   console.log(`${name}: loadIndex ${((t1 - t0) / 1000).toFixed(1)} s, ${disk.entryCount} blobs, ${disk.packCount} packs, ` +
     `cache file ${mb(statSync(file).size)} MB, in memory ${mb(disk.memoryBytes)} MB (incl. ${mb(2048 * 4096)} MB page cache), peak RSS ${peakMB()} MB`);
+  if (name === 'compare') return compare(repo, disk, await sampleFromCache(dir));
   if (name !== 'lookup') return;
   // A backup adding 1 GB at 1 MiB chunks: each new chunk is looked up, then added.
   const pack = repo.index.addPack(randomBytes(32));
@@ -124,6 +127,12 @@ async function main(): Promise<void> {
     await phase(name, dir, Number(millions), Number(perPack));
     return;
   }
+  if (mode === 'compare') {
+    const dir = path.resolve(rest[1] ?? '');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'phase', 'compare', dir, rest[0] ?? '10', '256'], { stdio: 'inherit' });
+    process.exitCode = r.status ?? 1;
+    return;
+  }
   if (mode !== 'disk') {
     memoryTable(Math.round(Number(mode ?? '1') * 1e6));
     return;
@@ -144,6 +153,43 @@ async function main(): Promise<void> {
   run('build');
   run('open');
   run('lookup');
+}
+
+/**
+ * Today's in-memory table filled with the same entries (from the cache file), then
+ * the same misses and hits against both, alternating, three rounds: fair on a shared
+ * machine whose load changes from minute to minute.
+ */
+function compare(repo: Repository, disk: NonNullable<Repository['index']['disk']>, sample: Buffer[]): void {
+  const table = new BlobIndex();
+  const packs: number[] = [];
+  disk.forEachPack((id) => packs.push(table.addPack(id)));
+  disk.forEachRecord((r) => {
+    const h = r.readUInt32LE(32);
+    table.add(r.subarray(0, 32), { packIndex: packs[(h & 0x7fffffff) >>> 0]!, offset: r.readUInt32LE(36), length: r.readUInt32LE(40), rawLength: r.readUInt32LE(44), type: h & 0x80000000 ? 1 : 0 });
+  });
+  console.log(`  in-memory table of the same ${table.size} blobs: ${mb(table.byteSize)} MB; peak RSS now ${peakMB()} MB`);
+  const probes = Array.from({ length: 200_000 }, () => randomBytes(32));
+  const time = (f: (id: Buffer) => boolean, ids: Buffer[]) => {
+    const t = performance.now();
+    let n = 0;
+    for (const id of ids) if (f(id)) n++;
+    return { ns: ((performance.now() - t) * 1e6) / ids.length, n };
+  };
+  for (let round = 1; round <= 3; round++) {
+    const tm = time((id) => table.has(id), probes);
+    const dm = time((id) => repo.index.has(id), probes);
+    const th = time((id) => table.has(id), sample);
+    const dh = time((id) => repo.index.has(id), sample);
+    const hot = sample.slice(0, 2000);
+    const hotRounds = Array.from({ length: 20 }, () => hot).flat();
+    time((id) => repo.index.has(id), hot);
+    const thw = time((id) => table.has(id), hotRounds);
+    const dhw = time((id) => repo.index.has(id), hotRounds);
+    console.log(`  round ${round}: miss table ${tm.ns.toFixed(0)} ns, disk ${dm.ns.toFixed(0)} ns (${tm.n + dm.n} found); ` +
+      `hit table ${th.ns.toFixed(0)} ns, disk cold ${dh.ns.toFixed(0)} ns (${th.n}/${dh.n} of ${sample.length}); ` +
+      `hit in page cache: table ${thw.ns.toFixed(0)} ns, disk ${dhw.ns.toFixed(0)} ns`);
+  }
 }
 
 /** Ids known to be stored: the first record of random entry pages of the cache file (read directly). */
