@@ -7,7 +7,7 @@
  * in fixed 48-byte records, and the packs they name. What stays in memory is small
  * per blob: a blocked Bloom filter (8 bits per blob, one 64-byte block per lookup),
  * so an id that is not there — a new chunk, the common case of a first backup —
- * never touches the disk; one u32 fence (first id prefix) and a
+ * never touches the disk; two u32 fences (first and last id prefix) and a
  * CRC-32 per 4 KiB page. Hits read one page (pread, checked against its CRC-32)
  * through a bounded LRU page cache.
  *
@@ -44,6 +44,8 @@ const PB = 32;
 const PB_PER_PAGE = 128;
 /** Bytes of a page's check value (CRC-32; see `checkPage`). */
 const DIG = 4;
+/** Bytes of a page's fences: the first 4 bytes of its first and of its last id. */
+const FENCE = 8;
 const MAGIC = 'LBDX';
 const VERSION = 1;
 /** Header bytes covered by the MAC: magic, version, repository id, nine 8-byte fields. */
@@ -235,12 +237,12 @@ function readAll(fd: number, into: Uint8Array, pos: number): void {
   }
 }
 
-/** Writes fixed-size records into pages, recording each page's fence and digest. */
+/** Writes fixed-size records into pages, recording each page's fences (first and last id prefix) and CRC. */
 class PageWriter {
   private page = Buffer.alloc(PAGE);
   private inPage = 0;
   pages = 0;
-  private fenceBuf: Buffer = Buffer.alloc(4 * 1024);
+  private fenceBuf: Buffer = Buffer.alloc(FENCE * 1024);
   private digestBuf: Buffer = Buffer.alloc(DIG * 1024);
 
   constructor(
@@ -251,10 +253,10 @@ class PageWriter {
   ) {}
 
   add(record: Uint8Array): void {
-    if (this.inPage === 0) {
-      if ((this.pages + 1) * 4 > this.fenceBuf.length) this.fenceBuf = grow(this.fenceBuf);
-      this.fenceBuf.writeUInt32LE(((record[0]! << 24) | (record[1]! << 16) | (record[2]! << 8) | record[3]!) >>> 0, this.pages * 4);
-    }
+    if ((this.pages + 1) * FENCE > this.fenceBuf.length) this.fenceBuf = grow(this.fenceBuf);
+    const prefix = ((record[0]! << 24) | (record[1]! << 16) | (record[2]! << 8) | record[3]!) >>> 0;
+    if (this.inPage === 0) this.fenceBuf.writeUInt32LE(prefix, this.pages * FENCE);
+    this.fenceBuf.writeUInt32LE(prefix, this.pages * FENCE + 4);
     this.page.set(record, this.inPage * this.rec);
     if (++this.inPage === this.perPage) this.flush();
   }
@@ -270,7 +272,7 @@ class PageWriter {
   }
 
   get fences(): Buffer {
-    return this.fenceBuf.subarray(0, this.pages * 4);
+    return this.fenceBuf.subarray(0, this.pages * FENCE);
   }
 
   get digests(): Buffer {
@@ -465,7 +467,7 @@ export class DiskIndex {
       if (header.toString('latin1', 0, 4) !== MAGIC || header.readUInt32LE(4) !== VERSION) throw new Error('not a cache file of this version');
       if (!header.subarray(8, 40).equals(repoId)) throw new Error("another repository's");
       const [n, packs, sourceCount, blocks, entryPages, plPages, pbPages, metaOffset, metaLength] = Array.from({ length: 9 }, (_, i) => header.readUIntLE(40 + i * 8, 6)) as number[] as [number, number, number, number, number, number, number, number, number];
-      const expect = sourceCount * 32 + blocks * FILTER_BLOCK + entryPages * (4 + DIG) + plPages * (4 + DIG) + pbPages * DIG;
+      const expect = sourceCount * 32 + blocks * FILTER_BLOCK + entryPages * (FENCE + DIG) + plPages * (FENCE + DIG) + pbPages * DIG;
       if (metaLength !== expect || metaOffset + metaLength !== size || entryPages !== Math.ceil(n / ENT_PER_PAGE) ||
         plPages !== Math.ceil(packs / PL_PER_PAGE) || pbPages !== Math.ceil(packs / PB_PER_PAGE) || metaOffset !== PAGE * (1 + entryPages + plPages + pbPages)) {
         throw new Error('inconsistent sizes');
@@ -478,9 +480,9 @@ export class DiskIndex {
       const take = (len: number) => meta.subarray(at, (at += len));
       const sources = take(sourceCount * 32);
       const filter = take(blocks * FILTER_BLOCK);
-      const fences = take(entryPages * 4);
+      const fences = take(entryPages * FENCE);
       const entryDigests = take(entryPages * DIG);
-      const plFences = take(plPages * 4);
+      const plFences = take(plPages * FENCE);
       const plDigests = take(plPages * DIG);
       const pbDigests = take(pbPages * DIG);
       return new DiskIndex(file, fd, n, packs, sources, filter, blocks, entryDigests, plDigests, pbDigests, fences, plFences,
@@ -566,15 +568,19 @@ export class DiskIndex {
 
   private scan(id: Uint8Array, fences: Uint32Array, rec: number, perPage: number, count: number, start: number, digests: Buffer, hit: (page: Buffer, r: number) => void): void {
     const p = ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
-    // First page whose fence is at least p; equal ids may begin on the page before.
+    // fences[2i] and fences[2i+1]: the first 4 bytes of page i's first and last id,
+    // both non-decreasing. The id can only be on pages from the first whose last
+    // prefix is at least p, while their first prefix is at most p: nearly always one
+    // page, and none when p falls between two pages.
+    const pages = fences.length >>> 1;
     let lo = 0;
-    let hi = fences.length;
+    let hi = pages;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (fences[mid]! < p) lo = mid + 1;
+      if (fences[2 * mid + 1]! < p) lo = mid + 1;
       else hi = mid;
     }
-    for (let pg = Math.max(0, lo - 1); pg < fences.length && (pg < lo || fences[pg] === p); pg++) {
+    for (let pg = lo; pg < pages && fences[2 * pg]! <= p; pg++) {
       const page = this.page(start / PAGE + pg, digests, pg);
       const inPage = Math.min(perPage, count - pg * perPage);
       // Binary search on the first 4 bytes for the first record not below id's, then
