@@ -225,6 +225,11 @@ function sortEmit(buf: Buffer, rec: number, emit: (record: Buffer) => void): voi
   for (let i = 0; i < n; i++) emit(buf.subarray(order[i]! * rec, order[i]! * rec + rec));
 }
 
+/** Pack-by-handle pages are found by number, not searched: their fences go to a scratch buffer. */
+function pFences(pages: number): Buffer {
+  return Buffer.alloc(pages * FENCE);
+}
+
 function writeAll(fd: number, data: Uint8Array, pos: number): void {
   for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, pos + off);
 }
@@ -242,18 +247,18 @@ class PageWriter {
   private page = Buffer.alloc(PAGE);
   private inPage = 0;
   pages = 0;
-  private fenceBuf: Buffer = Buffer.alloc(FENCE * 1024);
-  private digestBuf: Buffer = Buffer.alloc(DIG * 1024);
 
   constructor(
     private readonly fd: number,
     private readonly start: number,
     private readonly rec: number,
     private readonly perPage: number,
+    /** Where fences and CRCs go: parts of the one metadata buffer, sized in advance. */
+    private readonly fenceBuf: Buffer,
+    private readonly digestBuf: Buffer,
   ) {}
 
   add(record: Uint8Array): void {
-    if ((this.pages + 1) * FENCE > this.fenceBuf.length) this.fenceBuf = grow(this.fenceBuf);
     const prefix = ((record[0]! << 24) | (record[1]! << 16) | (record[2]! << 8) | record[3]!) >>> 0;
     if (this.inPage === 0) this.fenceBuf.writeUInt32LE(prefix, this.pages * FENCE);
     this.fenceBuf.writeUInt32LE(prefix, this.pages * FENCE + 4);
@@ -264,26 +269,11 @@ class PageWriter {
   flush(): void {
     if (this.inPage === 0) return;
     this.page.fill(0, this.inPage * this.rec);
-    if ((this.pages + 1) * DIG > this.digestBuf.length) this.digestBuf = grow(this.digestBuf);
     this.digestBuf.writeUInt32LE(pageDigest(this.page), this.pages * DIG);
     writeAll(this.fd, this.page, this.start + this.pages * PAGE);
     this.pages++;
     this.inPage = 0;
   }
-
-  get fences(): Buffer {
-    return this.fenceBuf.subarray(0, this.pages * FENCE);
-  }
-
-  get digests(): Buffer {
-    return this.digestBuf.subarray(0, this.pages * DIG);
-  }
-}
-
-function grow(b: Buffer): Buffer {
-  const n = Buffer.alloc(b.length * 2);
-  b.copy(n);
-  return n;
 }
 
 export interface BuildOptions {
@@ -347,27 +337,37 @@ export class DiskIndexBuilder {
     this.entries.add(record);
   }
 
-  /** Writes the file to `dest` atomically (temporary name, fsync, rename). */
-  finish(dest: string): void {
+  /**
+   * Writes the file to `dest` atomically (temporary name, fsync, rename). Returns
+   * its metadata section, to open it without reading that again (`DiskIndex.open`):
+   * the metadata is built in one buffer of its final size, so building holds it once.
+   */
+  finish(dest: string): Buffer {
     const n = this.entries.count;
     const out = path.join(this.dir, `.${path.basename(dest)}.${process.pid}.${Date.now()}.tmp`);
     const fd = openSync(out, 'w', 0o600);
+    let meta: Buffer;
     try {
       const blocks = Math.max(1, Math.ceil((n * FILTER_BITS_PER_BLOB) / (FILTER_BLOCK * 8)));
-      const filter = Buffer.alloc(blocks * FILTER_BLOCK);
       const entryPages = Math.ceil(n / ENT_PER_PAGE);
-      const ew = new PageWriter(fd, PAGE, ENT, ENT_PER_PAGE);
+      const plPages = Math.ceil(this.packCount / PL_PER_PAGE);
+      const pbPages = Math.ceil(this.packCount / PB_PER_PAGE);
+      const sizes = [this.sources.length * 32, blocks * FILTER_BLOCK, entryPages * FENCE, entryPages * DIG, plPages * FENCE, plPages * DIG, pbPages * DIG];
+      meta = Buffer.alloc(sizes.reduce((a, b) => a + b, 0));
+      let at = 0;
+      const [sourcesB, filter, eFences, eDig, lFences, lDig, pDig] = sizes.map((len) => meta.subarray(at, (at += len))) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
+      const ew = new PageWriter(fd, PAGE, ENT, ENT_PER_PAGE, eFences, eDig);
       this.entries.drain((r) => {
         filterProbe(filter, blocks, r, true);
         ew.add(r);
       });
       ew.flush();
       const plStart = PAGE + entryPages * PAGE;
-      const lw = new PageWriter(fd, plStart, PL, PL_PER_PAGE);
+      const lw = new PageWriter(fd, plStart, PL, PL_PER_PAGE, lFences, lDig);
       this.lookup.drain((r) => lw.add(r));
       lw.flush();
       const pbStart = plStart + lw.pages * PAGE;
-      const pw = new PageWriter(fd, pbStart, PB, PB_PER_PAGE);
+      const pw = new PageWriter(fd, pbStart, PB, PB_PER_PAGE, pFences(pbPages), pDig);
       const chunk = Buffer.allocUnsafeSlow(PB * PB_PER_PAGE * 64);
       for (let pos = 0; pos < this.packCount * PB; pos += chunk.length) {
         const len = Math.min(chunk.length, this.packCount * PB - pos);
@@ -375,23 +375,17 @@ export class DiskIndexBuilder {
         for (let r = 0; r < len; r += PB) pw.add(chunk.subarray(r, r + PB));
       }
       pw.flush();
-      const sources = Buffer.concat(this.sources.sort(Buffer.compare));
-      const meta = [sources, filter, ew.fences, ew.digests, lw.fences, lw.digests, pw.digests];
+      if (ew.pages !== entryPages || lw.pages !== plPages || pw.pages !== pbPages) throw new Error('index cache: page counts differ from the records added');
+      this.sources.sort(Buffer.compare).forEach((src, i) => src.copy(sourcesB, i * 32));
       const metaOffset = pbStart + pw.pages * PAGE;
-      const metaLength = meta.reduce((s, m) => s + m.length, 0);
-      let pos = metaOffset;
-      for (const m of meta) {
-        writeAll(fd, m, pos);
-        pos += m.length;
-      }
+      const metaLength = meta.length;
+      writeAll(fd, meta, metaOffset);
       const header = Buffer.alloc(PAGE);
       header.write(MAGIC, 0, 'latin1');
       header.writeUInt32LE(VERSION, 4);
       this.opts.repoId.copy(header, 8, 0, 32);
       [n, this.packCount, this.sources.length, blocks, ew.pages, lw.pages, pw.pages, metaOffset, metaLength].forEach((v, i) => header.writeUIntLE(v, 40 + i * 8, 6));
-      const mac = createHmac('sha256', this.opts.macKey).update(header.subarray(0, HEADER));
-      for (const m of meta) mac.update(m);
-      mac.digest().copy(header, HEADER);
+      createHmac('sha256', this.opts.macKey).update(header.subarray(0, HEADER)).update(meta).digest().copy(header, HEADER);
       writeAll(fd, header, 0);
       fsyncSync(fd);
     } catch (err) {
@@ -402,6 +396,7 @@ export class DiskIndexBuilder {
     closeSync(fd);
     renameSync(out, dest);
     this.abort();
+    return meta;
   }
 
   /** Removes the temporary files (also after `finish`). */
@@ -452,7 +447,7 @@ export class DiskIndex {
    * Opens a cache file, or returns why it cannot be used (missing, another
    * repository's, damaged, another format). Never throws for a bad file.
    */
-  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048): DiskIndex | string {
+  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048, written?: Buffer): DiskIndex | string {
     let fd: number;
     try {
       fd = openSync(file, 'r');
@@ -472,8 +467,12 @@ export class DiskIndex {
         plPages !== Math.ceil(packs / PL_PER_PAGE) || pbPages !== Math.ceil(packs / PB_PER_PAGE) || metaOffset !== PAGE * (1 + entryPages + plPages + pbPages)) {
         throw new Error('inconsistent sizes');
       }
-      const meta = Buffer.alloc(metaLength);
-      readAll(fd, meta, metaOffset);
+      // `written`: the metadata this process has just written (DiskIndexBuilder.finish).
+      let meta = written;
+      if (!meta || meta.length !== metaLength) {
+        meta = Buffer.alloc(metaLength);
+        readAll(fd, meta, metaOffset);
+      }
       const mac = createHmac('sha256', macKey).update(header.subarray(0, HEADER)).update(meta).digest();
       if (!mac.equals(header.subarray(HEADER, HEADER + 32))) throw new Error('does not authenticate');
       let at = 0;

@@ -115,6 +115,7 @@ export async function openIndexCache(deps: IndexCacheDeps, files: readonly Objec
 
 async function build(deps: IndexCacheDeps, dir: string, file: string, repoId: Buffer, macKey: Buffer, old: DiskIndex | undefined, files: Array<[string, ObjectInfo]>): Promise<DiskIndex> {
   const b = new DiskIndexBuilder(dir, { repoId, macKey });
+  let written: Buffer;
   try {
     if (old) {
       old.forEachPack((id) => b.addPack(id));
@@ -144,12 +145,12 @@ async function build(deps: IndexCacheDeps, dir: string, file: string, repoId: Bu
       }
       b.addSource(Buffer.from(hex, 'hex'));
     }
-    b.finish(file);
+    written = b.finish(file);
   } catch (err) {
     b.abort();
     throw err;
   }
-  const opened = DiskIndex.open(file, repoId, macKey);
+  const opened = DiskIndex.open(file, repoId, macKey, undefined, written);
   if (typeof opened === 'string') throw new Error(`the file just written does not open: ${opened}`);
   return opened;
 }
