@@ -8,7 +8,8 @@ import { openSync, readSync, rmSync, statSync, writeSync, closeSync, existsSync 
 import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { BLOB_DATA, BLOB_TREE, keys } from '../../src/repo/format.js';
-import { cacheMacKey, DiskIndex, DiskIndexBuilder, PAGE, type DiskEntry } from '../../src/repo/index/disk-index.js';
+import { cacheMacKey, DiskIndex, PAGE, type DiskEntry } from '../../src/repo/index/disk-index.js';
+import { DiskIndexBuilder } from '../../src/repo/index/disk-index-build.js';
 import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import type { PackEntry } from '../../src/repo/pack/pack.js';

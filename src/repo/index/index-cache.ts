@@ -21,7 +21,8 @@ import { isLifeboatError } from '../../errors.js';
 import { isDamage } from '../damage.js';
 import { BLOB_TREE } from '../format.js';
 import { ENTRY_LEN } from '../pack/pack.js';
-import { cacheMacKey, DiskIndex, DiskIndexBuilder } from './disk-index.js';
+import { cacheMacKey, DiskIndex } from './disk-index.js';
+import { DiskIndexBuilder } from './disk-index-build.js';
 import { forEachIndexedPackRaw } from './index-file.js';
 
 /**
