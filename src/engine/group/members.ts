@@ -23,6 +23,7 @@
  * but the restore point.
  */
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { SnapshotHook, SourceConfig } from '../../config/config.js';
 import type { Repository } from '../../repo/repository.js';
@@ -221,12 +222,21 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
       lock ??= openDatabase(file, { busyTimeoutMs: 1 });
     },
     async hold(limitMs) {
-      lock ??= openDatabase(file, { busyTimeoutMs: 1 });
-      try {
-        lock.pragma(`busy_timeout = ${Math.max(1, Math.floor(limitMs))}`);
-        lock.exec('BEGIN IMMEDIATE');
-      } catch (err) {
-        throw sqliteError(err, file, 'taking the write lock (freeze: builtin)');
+      const conn = (lock ??= openDatabase(file, { busyTimeoutMs: 1 }));
+      // Polled, not SQLite's busy handler: that one sleeps 1, 2, 5, 10, 15, 20, 25… ms
+      // between tries, so one collision with a writer's commit (tens of microseconds)
+      // added up to ~100 ms to the hold. A try every millisecond or so wins as soon as
+      // the lock is free, and the loop yields to the other members' holds meanwhile.
+      conn.pragma('busy_timeout = 0');
+      const until = performance.now() + Math.max(1, limitMs);
+      for (let tries = 0; ; tries++) {
+        try {
+          conn.exec('BEGIN IMMEDIATE');
+          return;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() >= until) throw sqliteError(err, file, 'taking the write lock (freeze: builtin)');
+        }
+        await new Promise((resolve) => (tries < 20 ? setImmediate(resolve) : setTimeout(resolve, 1)));
       }
     },
     async release() {
