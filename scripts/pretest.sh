@@ -14,7 +14,7 @@ npx tsc -p tsconfig.test.json
 # (docs/ops rules are checked with it) and a real Prometheus the alert tests scrape
 # the daemon with; age, gpg and SoftHSM2 wrap and unwrap key slots (test/integration/key-slots.test.ts).
 need=()
-for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils restic:restic rclone:rclone chromium:chromium promtool:prometheus age:age gpg:gnupg softhsm2-util:softhsm2}; do
+for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils restic:restic rclone:rclone chromium:chromium promtool:prometheus age:age gpg:gnupg softhsm2-util:softhsm2 tmux:tmux}; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
