@@ -29,7 +29,7 @@ export type Moment = { kind: 'latest' } | { kind: 'time'; time: string } | { kin
 export function parseMoment(text: string, w: Pick<RecoverableWindow, 'snapshots'>, now = new Date()): Moment {
   const t = text.trim();
   if (t === '' || t.toLowerCase() === 'latest') return { kind: 'latest' };
-  if (/^[0-9a-f]{4,64}$/i.test(t)) {
+  if (/^[0-9a-f][0-9a-f-]{3,80}$/i.test(t)) {
     const hits = w.snapshots.filter((s) => s.id.startsWith(t.toLowerCase()));
     if (hits.length === 1) return { kind: 'snapshot', id: (hits[0] as WindowSnapshot).id };
     if (hits.length > 1) throw new LifeboatError('USAGE', `"${t}" is the start of ${hits.length} backups' ids`, { hint: 'give more of the id' });
@@ -213,7 +213,7 @@ export function swapIntoPlace(plan: RecoverPlan): string[] {
 }
 
 /** One word for a POSIX shell, quoted only where it needs it (as the runbook writes them). */
-const shellWord = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+export const shellWord = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
 
 /** The kind's switch-over lines, or a generic one. */
 export function switchOver(plan: RecoverPlan, result: Record<string, unknown>): string[] {

@@ -241,3 +241,45 @@ describe('PostgreSQL', () => {
     }
   }, 300_000);
 });
+
+describe('a consistency group', () => {
+  it('shows its points and members, and recovers every member to the point chosen', async () => {
+    const dir = tmpdir('lb-recover-group-');
+    const repo = path.join(dir, 'repo');
+    for (const d of ['docs', 'more']) {
+      mkdirSync(path.join(dir, d));
+      writeFileSync(path.join(dir, d, 'f'), `${d} at the point\n`);
+    }
+    const cfg = path.join(dir, 'lifeboat.yaml');
+    writeFileSync(cfg, ['repositories:', `  main: { stores: [${repo}] }`, 'sources:', '  docs: { kind: files, paths: [docs] }', '  more: { kind: files, paths: [more] }', 'groups:', '  pair: { members: [docs, more], max_hold: 30s }', ''].join('\n'));
+    const lb = (args: string[]) => runCli(['--config', cfg, ...args], ENV);
+    expect((await lb(['init', '-r', repo])).code).toBe(0);
+    const b = await lb(['--json', 'group', 'backup', 'pair']);
+    expect(b.code, b.stderr).toBe(0);
+    const point = (JSON.parse(b.stdout) as { id: string }).id;
+    for (const d of ['docs', 'more']) writeFileSync(path.join(dir, d, 'f'), 'after the accident\n');
+    expect((await lb(['group', 'backup', 'pair'])).code).toBe(0);
+
+    const w = JSON.parse((await lb(['--json', 'window', '--group', 'pair'])).stdout) as RecoverableWindow;
+    expect(w.kind).toBe('group');
+    expect(w.snapshots.map((s) => s.id)[0]).toBe(point);
+    expect(w.snapshots).toHaveLength(2);
+    expect(w.members?.map((m) => `${m.kind}:${m.name}`).sort()).toEqual(['files:docs', 'files:more']);
+
+    // A member without a target: refused before anything runs.
+    const missing = await lb(['recover', '--group', 'pair', '--snapshot', point, '--target', `docs=${dir}/r/docs`, '--yes']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/member "more" of group pair has no --target/);
+
+    mkdirSync(path.join(dir, 'r'));
+    const r = await lb(['--json', 'recover', '--group', 'pair', '--snapshot', point, '--target', `docs=${dir}/r/docs`, '--target', `more=${dir}/r/more`, '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    const res = resultOf(r.stdout);
+    expect(res).toMatchObject({ ok: true, point });
+    expect(res.checks.map((c) => c.name).sort()).toEqual(['docs', 'more']);
+    for (const d of ['docs', 'more']) {
+      const found = execFileSync('find', [path.join(dir, 'r', d), '-name', 'f', '-type', 'f']).toString().trim();
+      expect(readFileSync(found, 'utf8')).toBe(`${d} at the point\n`);
+    }
+  }, 120_000);
+});

@@ -17,20 +17,23 @@ import * as path from 'node:path';
 import { createInterface, type Interface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../../errors.js';
-import { parseMoment, planRecovery, prepareTarget, swapIntoPlace, switchOver, type Moment, type RecoverPlan } from '../../engine/recover.js';
+import { parseMoment, planRecovery, prepareTarget, shellWord, swapIntoPlace, switchOver, type Moment, type RecoverPlan } from '../../engine/recover.js';
 import { resolveWindowSource, sourceWindow, windowSources, type RecoverableWindow } from '../../engine/window.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { forTerminal } from '../../util/terminal.js';
-import { findConfig, withRepo, type GlobalOptions } from '../context.js';
+import { findConfig, getPassword, withRepo, type GlobalOptions } from '../context.js';
+import { collect } from './options.js';
+import { groupWindow } from '../../engine/window.js';
 import { windowLines, drillLine } from '../output/window.js';
 
 interface RecoverFlags {
   time?: string;
   latest?: boolean;
   snapshot?: string;
-  target?: string;
+  target: string[];
   overwrite?: boolean;
   yes?: boolean;
+  group?: string;
 }
 
 const secs = (s: number) => (s < 120 ? `${s.toFixed(1)} s` : `${(s / 60).toFixed(1)} min`);
@@ -42,23 +45,38 @@ export function register(program: Command): void {
     .option('--time <rfc3339>', 'recover to this moment (e.g. 2026-11-21T14:30:00Z)')
     .option('--latest', 'recover the newest data stored (the default with --yes)')
     .option('--snapshot <id>', 'recover exactly this backup (an id or unique prefix)')
-    .option('--target <path>', 'where the restored data goes: a new path (or an empty directory)')
+    .option('--target <path>', 'where the restored data goes: a new path (or an empty directory); for a group MEMBER=DIR, repeated', collect, [])
+    .option('--group <name>', 'a consistency group (lifeboat.yaml): every member to one of its points')
     .option('--overwrite', 'the target may exist or be the live data: restore beside it, then swap (the old data is kept aside, not deleted)')
     .option('-y, --yes', 'ask nothing: needs SOURCE and --target (scripts; with --json, JSON lines)')
     .action(async (ref: string | undefined, f: RecoverFlags, cmd: Command) => {
-      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const g0 = cmd.optsWithGlobals<GlobalOptions>();
+      // Without --repo, the repository lifeboat.yaml gives the source (a group's is found below).
+      const fromConfig = ref !== undefined && !(g0.repo ?? process.env.LIFEBOAT_REPOSITORY) ? (await findConfig(g0))?.sources.get(ref)?.repository : undefined;
+      const g: GlobalOptions = fromConfig !== undefined ? { ...g0, repo: fromConfig } : g0;
       const given = [f.time, f.latest ? 'latest' : undefined, f.snapshot].filter((v) => v !== undefined);
       if (given.length > 1) throw new LifeboatError('USAGE', 'give one of --time, --latest and --snapshot', { hint: 'each names the moment to recover to' });
       const interactive = !f.yes;
       if (interactive && (!process.stdin.isTTY || g.json)) {
         throw new LifeboatError('USAGE', 'recover asks its questions on a terminal', { hint: 'run it in a terminal, or pass --yes with SOURCE, --target and the moment (--time, --snapshot or --latest)' });
       }
-      if (!interactive && (ref === undefined || f.target === undefined)) {
-        throw new LifeboatError('USAGE', '--yes needs SOURCE and --target', { hint: 'e.g. lifeboat recover app --target /var/tmp/app.recovered --latest --yes' });
+      if (f.group !== undefined && ref !== undefined) throw new LifeboatError('USAGE', 'give SOURCE or --group NAME, not both', { hint: 'a group recovers all its members to one point' });
+      if (!interactive && f.group === undefined && (ref === undefined || f.target.length !== 1)) {
+        throw new LifeboatError('USAGE', '--yes needs SOURCE and one --target', { hint: 'e.g. lifeboat recover app --target /var/tmp/app.recovered --latest --yes' });
       }
+      if (f.group === undefined && f.target.length > 1) throw new LifeboatError('USAGE', 'a source takes one --target', { hint: 'several targets (MEMBER=DIR) are for --group' });
       const out = new Out(g.json === true);
       const rl = interactive ? createInterface({ input: process.stdin, output: process.stdout, terminal: true }) : undefined;
+      // The restore runs in a child that cannot prompt: a password typed here goes to it in its environment (never argv).
+      if (rl && !g.passwordFile && !process.env.LIFEBOAT_PASSWORD_FILE && process.env.LIFEBOAT_PASSWORD === undefined && !g.keyCommand && !process.env.LIFEBOAT_KEY_COMMAND && !g.pkcs11Module && !process.env.LIFEBOAT_PKCS11_MODULE) {
+        const named = (await findConfig(g))?.repositories.get(g.repo ?? process.env.LIFEBOAT_REPOSITORY ?? '');
+        if (!named?.passwordFile && !named?.keyCommand) process.env.LIFEBOAT_PASSWORD = await getPassword(g);
+      }
       try {
+        if (f.group !== undefined) {
+          await recoverGroup(g, f, f.group, out, rl);
+          return;
+        }
         const config = await findConfig(g);
         const { plan, window, kindName } = await withRepo(g, async (repo) => {
           let src: { kind: string; name: string };
@@ -75,7 +93,7 @@ export function register(program: Command): void {
           else if (f.latest || !rl) moment = { kind: 'latest' };
           else moment = await ask(rl, 'Recover to (latest, a time such as 2026-11-21T14:30:00Z, or a backup id) [latest]: ', (a) => parseMoment(a, w));
           const live = liveOf(await repo.listSnapshots(), src, w);
-          const target = f.target ?? (await ask(rl as Interface, `Restore into (a new path) [${defaultTarget(src.name, src.kind)}]: `, (a) => a.trim() || defaultTarget(src.name, src.kind)));
+          const target = f.target[0] ?? (await ask(rl as Interface, `Restore into (a new path) [${defaultTarget(src.name, src.kind)}]: `, (a) => a.trim() || defaultTarget(src.name, src.kind)));
           const configured = config?.sources.get(src.name);
           const planned = planRecovery({ window: w, moment, target, overwrite: f.overwrite === true, live, ...(configured && configured.kind === src.kind ? { source: configured } : {}) });
           return { plan: planned, window: w, kindName: src.kind };
@@ -200,9 +218,13 @@ function repoArgs(g: GlobalOptions): string[] {
  * Progress: on a terminal, a line with the time spent against the time the last drill
  * took; with --json, a `progress` line every few seconds. The child's error becomes ours.
  */
-async function runRestore(g: GlobalOptions, plan: RecoverPlan, out: Out): Promise<Record<string, unknown>> {
+function runRestore(g: GlobalOptions, plan: RecoverPlan, out: Out): Promise<Record<string, unknown>> {
+  return runChild(g, plan.command, plan.expected_seconds, out, plan.staging !== null ? plan.target : undefined);
+}
+
+async function runChild(g: GlobalOptions, command: readonly string[], expected: number | null, out: Out, untouched: string | false | undefined): Promise<Record<string, unknown>> {
   const cli = realpathSync(process.argv[1] ?? 'lifeboat');
-  const child = spawn(process.execPath, [cli, ...repoArgs(g), '--json', ...plan.command], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  const child = spawn(process.execPath, [cli, ...repoArgs(g), '--json', ...command], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -215,9 +237,9 @@ async function runRestore(g: GlobalOptions, plan: RecoverPlan, out: Out): Promis
   const tty = !out.isJson && process.stdout.isTTY;
   const tick = () => {
     const s = (Date.now() - started) / 1000;
-    if (out.isJson) process.stdout.write(`${JSON.stringify({ type: 'progress', elapsed_seconds: Math.round(s * 10) / 10, expected_seconds: plan.expected_seconds })}\n`);
+    if (out.isJson) process.stdout.write(`${JSON.stringify({ type: 'progress', elapsed_seconds: Math.round(s * 10) / 10, expected_seconds: expected })}\n`);
     else if (tty) {
-      const pct = plan.expected_seconds ? ` ~${Math.min(99, Math.floor((100 * s) / Math.max(plan.expected_seconds, 0.1)))}% of the drill's time` : '';
+      const pct = expected ? ` ~${Math.min(99, Math.floor((100 * s) / Math.max(expected, 0.1)))}% of the drill's time` : '';
       process.stdout.write(`\r  restoring and checking… ${secs(s)}${pct}   `);
     }
   };
@@ -231,7 +253,7 @@ async function runRestore(g: GlobalOptions, plan: RecoverPlan, out: Out): Promis
   if (code !== 0) {
     const m = /lifeboat: (.*)\n(?:\s+hint: (.*)\n)?/.exec(stderr);
     const codeName = (Object.keys(ERROR_TABLE) as ErrorCode[]).find((c) => ERROR_TABLE[c].exit === code) ?? 'FAILED';
-    const hint = plan.staging ? `nothing was swapped: ${plan.target} is as it was; ${m?.[2] ?? 'see the message'}` : (m?.[2] ?? 'see the message above');
+    const hint = untouched ? `nothing was swapped: ${untouched} is as it was; ${m?.[2] ?? 'see the message'}` : (m?.[2] ?? 'see the message above');
     throw new LifeboatError(codeName, `the restore failed: ${m?.[1] ?? `exit ${String(code)}`}`, { hint });
   }
   try {
@@ -258,4 +280,84 @@ function verification(r: Record<string, unknown>): Array<{ name: string; ok: boo
 function restoredTo(r: Record<string, unknown>): string | null {
   const v = r.restored_to ?? r.restoredTo;
   return typeof v === 'string' ? v : null;
+}
+
+/**
+ * A consistency group: every member back to one of its points with `group restore`
+ * (which plans every member first and refuses a target that is not new or empty).
+ */
+async function recoverGroup(g: GlobalOptions, f: RecoverFlags, name: string, out: Out, rl: Interface | undefined): Promise<void> {
+  const config = await findConfig(g);
+  const group = config?.groups.get(name);
+  if (!config || !group) {
+    throw new LifeboatError(config ? 'NOT_FOUND' : 'USAGE', config ? `no group "${name}" in ${config.file}` : 'recovering a group needs lifeboat.yaml, where groups are declared', {
+      hint: config ? `groups: ${[...config.groups.keys()].join(', ') || 'none'}` : 'give --config FILE (or LIFEBOAT_CONFIG), with a groups: section',
+    });
+  }
+  if (f.overwrite) throw new LifeboatError('USAGE', '--overwrite is for one source; a group restores into new or empty directories', { hint: 'name new targets (--target MEMBER=DIR)' });
+  const repoOpts: GlobalOptions = { ...g, repo: g.repo ?? process.env.LIFEBOAT_REPOSITORY ?? group.repository };
+  const w = await withRepo(repoOpts, (repo) => groupWindow(repo, name));
+  out.event('window', w, () => windowLines(w));
+  if (w.snapshots.length === 0) throw new LifeboatError('NOT_FOUND', `group "${name}" has no stored points`, { hint: `take one with \`lifeboat group backup ${name}\`` });
+  let moment: Moment;
+  if (f.snapshot !== undefined) moment = parseMoment(f.snapshot, w);
+  else if (f.time !== undefined) moment = parseMoment(f.time, { snapshots: [] });
+  else if (f.latest || !rl) moment = { kind: 'latest' };
+  else moment = await ask(rl, 'Recover to (latest, a time such as 2026-11-21T14:30:00Z, or a point id) [latest]: ', (a) => parseMoment(a, w));
+  if (moment.kind === 'time' && w.earliest !== null && Date.parse(moment.time) < Date.parse(w.earliest)) {
+    throw new LifeboatError('USAGE', `${moment.time} is before the group's first point`, { hint: `the earliest is ${w.earliest}` });
+  }
+  const targets = new Map<string, string>();
+  for (const t of f.target) {
+    const eq = t.indexOf('=');
+    if (eq <= 0 || eq === t.length - 1) throw new LifeboatError('USAGE', `--target ${t}: expected MEMBER=DIR`, { hint: 'e.g. --target warm=/srv/restore/warm' });
+    targets.set(t.slice(0, eq), path.resolve(t.slice(eq + 1)));
+  }
+  for (const m of group.members) {
+    if (targets.has(m)) continue;
+    if (!rl) throw new LifeboatError('USAGE', `member "${m}" of group ${name} has no --target`, { hint: `add --target ${m}=DIR (every member needs one)` });
+    const dflt = path.resolve(`${name}-recovered`, m);
+    targets.set(m, await ask(rl, `Restore member ${m} into (a new directory) [${dflt}]: `, (a) => path.resolve(a.trim() || dflt)));
+  }
+  const args = ['group', 'restore', name, ...(moment.kind === 'snapshot' ? ['--point', moment.id] : moment.kind === 'time' ? ['--time', moment.time] : ['--point', (w.snapshots.at(-1) as { id: string }).id])];
+  for (const [m, dir] of targets) args.push('--target', `${m}=${dir}`);
+  const expected = w.last_verified_drill?.rto_seconds ?? null;
+  const plan = {
+    group: name,
+    moment,
+    point: moment.kind === 'snapshot' ? moment.id : moment.kind === 'latest' ? (w.snapshots.at(-1)?.id ?? null) : null,
+    targets: Object.fromEntries(targets),
+    expected_seconds: expected,
+    command: args,
+    warnings: w.last_verified_drill ? [] : [`group ${name} was never drilled successfully: how long this takes is unproven`],
+  };
+  out.event('plan', plan, () => [
+    'Plan:',
+    `  restore   group ${forTerminal(name)} to ${moment.kind === 'time' ? `the newest point at or before ${moment.time}` : `point ${plan.point?.slice(0, 8) ?? ''}`}`,
+    ...[...targets].map(([m, d]) => `  ${forTerminal(m).padEnd(9)} into ${forTerminal(d)}`),
+    `  command   lifeboat ${args.map((a) => forTerminal(a)).join(' ')}`,
+    `  expected  ${expected !== null ? `about ${secs(expected)} (last passed group drill: ${drillLine(w.last_verified_drill)})` : 'unknown: never drilled'}`,
+    ...plan.warnings.map((x) => `  warning: ${forTerminal(x)}`),
+  ]);
+  if (rl && !(await ask(rl, 'Start the recovery? [y/N]: ', (a) => /^y(es)?$/i.test(a.trim())))) {
+    out.line('nothing was done');
+    return;
+  }
+  const started = Date.now();
+  const result = await runChild(repoOpts, args, expected, out, false);
+  const elapsed = (Date.now() - started) / 1000;
+  const members = (result.members as Array<{ member: string; kind: string; target: string; detail: string }> | undefined) ?? [];
+  const checks = members.map((m) => ({ name: m.member, ok: true, detail: m.detail }));
+  const switchLines = members.flatMap((m) => [`# ${m.member} (${m.kind}):`, ...(findSourceKind(m.kind)?.recover?.switchOver(m.target, [], {}, shellWord) ?? [`# the restored data is in ${m.target}`])]);
+  out.event(
+    'result',
+    { ok: true, group: name, point: result.point ?? null, restored_to: result.time ?? null, elapsed_seconds: elapsed, expected_seconds: expected, checks, switch_over: switchLines, restore: result },
+    () => [
+      `recovered group ${name} to point ${String(result.point ?? '').slice(0, 8)} (${String(result.time ?? '')}) in ${secs(elapsed)}`,
+      'verification:',
+      ...checks.map((c) => `  ok   ${forTerminal(c.name)}: ${forTerminal(c.detail)}`),
+      'to switch over:',
+      ...switchLines.map((l) => `  ${l}`),
+    ],
+  );
 }
