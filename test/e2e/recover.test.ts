@@ -210,6 +210,7 @@ describe('PostgreSQL', () => {
     const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn]);
     expect(b.code, b.stderr).toBe(0);
     await cluster.query("INSERT INTO orders SELECT g, 'item ' || g FROM generate_series(101, 150) g");
+    await switchAndArchive(cluster); // these rows in a segment of their own (removed at the end)
     const before = new Date().toISOString();
     await cluster.query('DELETE FROM orders WHERE id > 10'); // the accident
     await switchAndArchive(cluster);
@@ -239,6 +240,16 @@ describe('PostgreSQL', () => {
     } finally {
       await copy.stop(target);
     }
+
+    // A WAL segment missing from the archive (the one holding rows 101-150): the window ends before it, and says why.
+    const walDir = path.join(repo, 'logs', 'postgres.main', '00000001');
+    const segs = readdirSync(walDir).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+    rmSync(path.join(walDir, segs.at(-2) as string));
+    const cut = JSON.parse((await lb(['--json', 'window', 'main'])).stdout) as RecoverableWindow;
+    expect(Date.parse(cut.latest as string)).toBeLessThan(Date.parse(before));
+    expect(cut.gaps).toHaveLength(1);
+    expect(cut.gaps[0]?.reason).toMatch(new RegExp(`WAL segment ${segs.at(-2)} is missing: recovery cannot replay past it`));
+    expect(cut.gaps[0]?.to).toBe(w.latest);
   }, 300_000);
 });
 
