@@ -7,7 +7,7 @@
  * one with a command segment missing the gap after it; the daemon serves
  * a files source's window (backups, last verified drill) to a viewer through the API.
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
@@ -77,7 +77,9 @@ describe('the window through the API', () => {
   };
 
   beforeAll(async () => {
-    t = await testDaemon({ daemon: { reads: { ttlMs: 0 } } });
+    t = await testDaemon({ daemon: { reads: { ttlMs: 0 } }, extraSources: '  more: { kind: files, paths: [$DIR/more] }', extra: 'groups:\n  pair: { members: [docs, more], max_hold: 30s }' });
+    mkdirSync(path.join(t.dir, 'more'));
+    writeFileSync(path.join(t.dir, 'more', 'm.txt'), 'more\n');
   });
   afterAll(async () => {
     await t?.daemon.stop();
@@ -98,6 +100,17 @@ describe('the window through the API', () => {
     expect(w.last_verified_drill?.ok).toBe(true);
     expect(w.last_verified_drill?.rto_seconds).toBeGreaterThan(0);
     expect(w.last_drill?.time).toBe(w.last_verified_drill?.time);
+  });
+
+  it("serves a group's points and its members' windows", async () => {
+    const j = await job('/api/v1/groups/pair/backup');
+    const r = await call('/api/v1/groups/pair/window', 'viewer');
+    expect(r.statusCode, r.body).toBe(200);
+    const w = WindowSchema.parse(r.json());
+    expect(w).toMatchObject({ name: 'pair', kind: 'group', continuous: false });
+    expect(w.snapshots.map((s) => s.id)).toEqual([(j.result as { id: string }).id]);
+    expect(w.members?.map((m) => `${m.kind}:${m.name}`).sort()).toEqual(['files:docs', 'files:more']);
+    expect(w.members?.find((m) => m.name === 'more')?.snapshots).toHaveLength(1);
   });
 
   it('refuses a caller without a token, and names an unknown source', async () => {
