@@ -169,7 +169,7 @@ function checkTarget(target: string, live: readonly string[], overwrite: boolean
     throw new LifeboatError('TARGET_EXISTS', `a PostgreSQL server runs on ${target} (postmaster.pid); nothing was written`, { hint: `stop it first (pg_ctl -D ${target} stop), or restore into a new path` });
   }
   if ((!st || empty) && !alwaysStage) return { staging: null, aside: null };
-  const stamp = new Date().toISOString().replace(/[:.]/g, '').slice(0, 15);
+  const stamp = new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15);
   const staging = `${target}.recover-${stamp}`;
   const aside = `${target}.before-recover-${stamp}`;
   if (existsSync(staging) || existsSync(aside)) throw new LifeboatError('TARGET_EXISTS', `${staging} or ${aside} already exists`, { hint: 'wait a second and run again' });
