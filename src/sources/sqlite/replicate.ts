@@ -363,7 +363,12 @@ class Replicator {
     this.pageSize = t.pageSize;
     this.model?.applyFrames(t.data, t.pageSize);
     this.stats.commits += t.commits.length;
-    if (this.pendingBytes >= MAX_PENDING_BYTES && this.baseStored) await this.ship();
+    if (this.pendingBytes < MAX_PENDING_BYTES) return;
+    // Until the generation's base is stored nothing may ship, and a writer outrunning a
+    // slow snapshot would grow what is held here without bound (1.8 GB seen under load):
+    // wait for the base instead, so the WAL waits on disk under our pin, not in memory.
+    if (!this.baseStored) await this.background?.catch(() => {});
+    if (this.baseStored) await this.ship();
   }
   /** Two polls, and a tenth of the interval or twice the last upload's time, whichever is more. */
   private shipMargin(): number {
