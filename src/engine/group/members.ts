@@ -50,6 +50,8 @@ export interface OpenMember {
   kind: string;
   /** Reads the position; `pointName` names a PostgreSQL restore point. */
   position(pointName: string): Promise<MemberPosition>;
+  /** Opens what `hold` needs, before the freeze starts (so the hold is only the lock itself). */
+  prepareHold?(): Promise<void>;
   /** postgres: the timeline and segment size the proof looks for the restore point's WAL under (proof.ts). */
   walFacts?(lsn: string): Promise<{ timeline: number; segSize: number }>;
   /** postgres: closes the WAL segment holding `lsn` when the server still writes into it, so it is archived (pg_switch_wal). */
@@ -167,9 +169,14 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
     db.close();
     throw err;
   }
+  // The write lock's own connection (read-write, so only for freeze: builtin), opened after
+  // LiveFiles and before the freeze so that the hold is only BEGIN IMMEDIATE; it is closed
+  // before close() drops LiveFiles' descriptors (live-files.ts).
   let lock: Connection | undefined;
   // The connection first, the descriptors after (live-files.ts: closing a descriptor drops the process's locks).
   const close = async () => {
+    lock?.close();
+    lock = undefined;
     db.close();
     await files.close();
   };
@@ -191,31 +198,22 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
       }
       throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the WAL index of ${file} could not be read (it kept changing)`, { hint: 'retry' });
     },
-    // The write lock, on a connection of its own, opened only when held (after LiveFiles:
-    // it is released and closed before close() drops LiveFiles' descriptors, see live-files.ts).
+    async prepareHold() {
+      lock ??= openDatabase(file, { busyTimeoutMs: 1 });
+    },
     async hold(limitMs) {
-      lock = openDatabase(file, { busyTimeoutMs: Math.max(1, Math.floor(limitMs)) });
+      lock ??= openDatabase(file, { busyTimeoutMs: 1 });
       try {
+        lock.pragma(`busy_timeout = ${Math.max(1, Math.floor(limitMs))}`);
         lock.exec('BEGIN IMMEDIATE');
       } catch (err) {
         throw sqliteError(err, file, 'taking the write lock (freeze: builtin)');
       }
     },
     async release() {
-      const l = lock;
-      lock = undefined;
-      if (!l) return;
-      try {
-        if (l.inTransaction) l.exec('ROLLBACK');
-      } finally {
-        l.close();
-      }
+      if (lock?.inTransaction) lock.exec('ROLLBACK');
     },
-    close: async () => {
-      lock?.close();
-      lock = undefined;
-      await close();
-    },
+    close,
   };
 }
 
