@@ -40,6 +40,33 @@ const resultOf = (stdout: string): Result => {
 
 afterAll(() => cleanupTmp());
 
+/** A program on a pseudo-terminal (tmux): its screen, and keys typed into it. */
+function terminal(session: string, command: string) {
+  // The command tmux runs is the test's own: paths it created, no input from elsewhere. It stays
+  // (sleep) so that the screen can be read after the program ended; close() kills the session.
+  execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '200', '-y', '60', `${command}; sleep 300`]);
+  const screen = () => spawnSync('tmux', ['capture-pane', '-p', '-J', '-S', '-300', '-t', session], { encoding: 'utf8' }).stdout;
+  return {
+    screen,
+    async waitFor(re: RegExp): Promise<string> {
+      const until = Date.now() + 60_000;
+      for (;;) {
+        const s = screen();
+        if (re.test(s)) return s;
+        if (Date.now() > until) throw new Error(`no ${re} on the terminal:\n${s}`);
+        await sleep(50);
+      }
+    },
+    type(text: string): void {
+      execFileSync('tmux', ['send-keys', '-t', session, '-l', text]);
+      execFileSync('tmux', ['send-keys', '-t', session, 'Enter']);
+    },
+    close(): void {
+      spawnSync('tmux', ['kill-session', '-t', session]);
+    },
+  };
+}
+
 describe('files', () => {
   const dir = tmpdir('lb-recover-files-');
   const repo = path.join(dir, 'repo');
@@ -95,24 +122,11 @@ describe('files', () => {
   });
 
   it('asks for the source, moment, target and confirmation on a terminal (tmux), then recovers', async () => {
-    const session = `lbrecover${process.pid}`;
     const target = path.join(dir, 'interactive');
     const done = path.join(dir, 'interactive.exit');
-    // The command tmux runs is this test's own: paths it created, no input from elsewhere. It stays
-    // (sleep) so that the screen can be read after the program ended; the session is killed below.
-    const command = `cd ${dir} && LIFEBOAT_PASSWORD=pw ${process.execPath} ${CLI} -r ${repo} recover; echo $? > ${done}; sleep 300`;
-    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '200', '-y', '60', command]);
-    const screen = () => spawnSync('tmux', ['capture-pane', '-p', '-J', '-S', '-200', '-t', session], { encoding: 'utf8' }).stdout;
-    const waitFor = async (re: RegExp): Promise<string> => {
-      const until = Date.now() + 60_000;
-      for (;;) {
-        const s = screen();
-        if (re.test(s)) return s;
-        if (Date.now() > until) throw new Error(`no ${re} on the terminal:\n${s}`);
-        await sleep(50);
-      }
-    };
-    const type = (text: string) => execFileSync('tmux', ['send-keys', '-t', session, '-l', text]) && execFileSync('tmux', ['send-keys', '-t', session, 'Enter']);
+    const t = terminal(`lbrecover${process.pid}`, `cd ${dir} && LIFEBOAT_PASSWORD=pw ${process.execPath} ${CLI} -r ${repo} recover; echo $? > ${done}`);
+    const { waitFor } = t;
+    const type = (text: string) => t.type(text);
     try {
       const list = await waitFor(/Recover which source\? \[1-1\]: $/m);
       expect(list).toMatch(/ 1\) files:docs/);
@@ -137,7 +151,7 @@ describe('files', () => {
       expect(readFileSync(done, 'utf8').trim()).toBe('0');
       expect(readFileSync(path.join(target, data, 'a.txt'), 'utf8')).toBe('the original\n');
     } finally {
-      spawnSync('tmux', ['kill-session', '-t', session]);
+      t.close();
     }
   });
 });
@@ -182,6 +196,42 @@ describe('SQLite', () => {
     const l = new Database(latest, { readonly: true });
     expect((l.prepare('SELECT count(*) AS n FROM notes').get() as { n: number }).n).toBe(5);
     l.close();
+
+    // Exactly the accident undone: its transaction found with `sqlite history`, the restore stopping just before it.
+    const hist = JSON.parse((await runCli(['-r', repo, '--json', 'sqlite', 'history', 'notes', '--around', before], ENV)).stdout) as { generation: string; transactions: Array<{ seq: number; objects: Array<{ name: string; delta: number | null }> }> };
+    const accident = hist.transactions.find((x) => x.objects.some((o) => o.name === 'notes' && o.delta === -25));
+    expect(accident, JSON.stringify(hist.transactions)).toBeDefined();
+    const undone = path.join(dir, 'undone.db');
+    const u = await runCli(['-r', repo, '--json', 'recover', 'notes', '--before-txn', String(accident?.seq), '--target', undone, '--yes'], ENV);
+    expect(u.code, u.stderr).toBe(0);
+    expect((lines(u.stdout).find((e) => e.type === 'plan') as unknown as { command: string[] }).command).toEqual(expect.arrayContaining(['--before-txn', String(accident?.seq)]));
+    const un = new Database(undone, { readonly: true });
+    expect((un.prepare('SELECT count(*) AS n FROM notes').get() as { n: number }).n).toBe(30);
+    un.close();
+
+    // On a terminal: a time typed for SQLite lists the transactions around it, and one can be undone by its number.
+    const done = path.join(dir, 'tty.exit');
+    const picked = path.join(dir, 'picked.db');
+    const t = terminal(`lbrecover-sqlite${process.pid}`, `cd ${dir} && LIFEBOAT_PASSWORD=pw ${process.execPath} ${CLI} -r ${repo} recover notes --target ${picked}; echo $? > ${done}`);
+    try {
+      await t.waitFor(/Recover to .*\[latest\]: $/m);
+      t.type(before);
+      const list = await t.waitFor(/Undo a transaction and everything after it\? Its number, or Enter to restore as of .*: $/m);
+      expect(list).toMatch(new RegExp(`^\\s+${accident?.seq}\\s+\\S+Z\\s+notes \\(-25\\)`, 'm'));
+      t.type(String(accident?.seq));
+      const plan = await t.waitFor(/Start the recovery\? \[y\/N\]: $/m);
+      expect(plan).toMatch(new RegExp(`restore\\s+sqlite:notes as of just before transaction ${accident?.seq} of generation ${hist.generation}`));
+      t.type('y');
+      await t.waitFor(/to switch over:/);
+      const until = Date.now() + 30_000;
+      while (!existsSync(done) && Date.now() < until) await sleep(50);
+      expect(readFileSync(done, 'utf8').trim()).toBe('0');
+    } finally {
+      t.close();
+    }
+    const pk = new Database(picked, { readonly: true });
+    expect((pk.prepare('SELECT count(*) AS n FROM notes').get() as { n: number }).n).toBe(30);
+    pk.close();
 
     const refused = await runCli(['-r', repo, 'recover', 'notes', '--time', before, '--target', file, '--yes'], ENV);
     expect(refused.code).toBe(21);

@@ -34,6 +34,8 @@ interface RecoverFlags {
   overwrite?: boolean;
   yes?: boolean;
   group?: string;
+  beforeTxn?: string;
+  generation?: string;
 }
 
 const secs = (s: number) => (s < 120 ? `${s.toFixed(1)} s` : `${(s / 60).toFixed(1)} min`);
@@ -46,6 +48,8 @@ export function register(program: Command): void {
     .option('--latest', 'recover the newest data stored (the default with --yes)')
     .option('--snapshot <id>', 'recover exactly this backup (an id or unique prefix)')
     .option('--target <path>', 'where the restored data goes: a new path (or an empty directory); for a group MEMBER=DIR, repeated', collect, [])
+    .option('--before-txn <n>', 'SQLite: restore to just before transaction N (`sqlite history` numbers them): undo it and everything after')
+    .option('--generation <id>', 'SQLite: the generation --before-txn counts in (default: the newest)')
     .option('--group <name>', 'a consistency group (lifeboat.yaml): every member to one of its points')
     .option('--overwrite', 'the target may exist or be the live data: restore beside it, then swap (the old data is kept aside, not deleted)')
     .option('-y, --yes', 'ask nothing: needs SOURCE and --target (scripts; with --json, JSON lines)')
@@ -54,8 +58,10 @@ export function register(program: Command): void {
       // Without --repo, the repository lifeboat.yaml gives the source (a group's is found below).
       const fromConfig = ref !== undefined && !(g0.repo ?? process.env.LIFEBOAT_REPOSITORY) ? (await findConfig(g0))?.sources.get(ref)?.repository : undefined;
       const g: GlobalOptions = fromConfig !== undefined ? { ...g0, repo: fromConfig } : g0;
-      const given = [f.time, f.latest ? 'latest' : undefined, f.snapshot].filter((v) => v !== undefined);
-      if (given.length > 1) throw new LifeboatError('USAGE', 'give one of --time, --latest and --snapshot', { hint: 'each names the moment to recover to' });
+      const given = [f.time, f.latest ? 'latest' : undefined, f.snapshot, f.beforeTxn].filter((v) => v !== undefined);
+      if (given.length > 1) throw new LifeboatError('USAGE', 'give one of --time, --latest, --snapshot and --before-txn', { hint: 'each names the moment to recover to' });
+      if (f.beforeTxn !== undefined && !/^[1-9][0-9]{0,14}$/.test(f.beforeTxn)) throw new LifeboatError('USAGE', `--before-txn ${f.beforeTxn} is not a transaction number`, { hint: '`lifeboat sqlite history NAME --around TIME` lists them' });
+      if (f.generation !== undefined && f.beforeTxn === undefined) throw new LifeboatError('USAGE', '--generation goes with --before-txn', { hint: 'it names the generation the transaction number counts in' });
       const interactive = !f.yes;
       if (interactive && (!process.stdin.isTTY || g.json)) {
         throw new LifeboatError('USAGE', 'recover asks its questions on a terminal', { hint: 'run it in a terminal, or pass --yes with SOURCE, --target and the moment (--time, --snapshot or --latest)' });
@@ -89,9 +95,13 @@ export function register(program: Command): void {
             moment = parseMoment(f.snapshot, w);
             if (moment.kind !== 'snapshot') throw new LifeboatError('USAGE', `--snapshot ${f.snapshot} is not a backup id`, { hint: '`lifeboat window NAME` lists the backups; --time takes a time' });
           }
+          else if (f.beforeTxn !== undefined) moment = { kind: 'txn', before: Number(f.beforeTxn), ...(f.generation !== undefined ? { generation: f.generation } : {}) };
           else if (f.time !== undefined) moment = parseMoment(f.time, { snapshots: [] });
           else if (f.latest || !rl) moment = { kind: 'latest' };
-          else moment = await ask(rl, 'Recover to (latest, a time such as 2026-11-21T14:30:00Z, or a backup id) [latest]: ', (a) => parseMoment(a, w));
+          else {
+            moment = await ask(rl, 'Recover to (latest, a time such as 2026-11-21T14:30:00Z, or a backup id) [latest]: ', (a) => parseMoment(a, w));
+            if (moment.kind === 'time' && src.kind === 'sqlite') moment = await chooseTransaction(rl, g, src.name, moment);
+          }
           const live = liveOf(await repo.listSnapshots(), src, w);
           const target = f.target[0] ?? (await ask(rl as Interface, `Restore into (a new path) [${defaultTarget(src.name, src.kind)}]: `, (a) => a.trim() || defaultTarget(src.name, src.kind)));
           const configured = config?.sources.get(src.name);
@@ -134,7 +144,8 @@ export function register(program: Command): void {
 
 /** Human lines or JSON lines: what a step shows. */
 class Out {
-  constructor(private readonly json: boolean) {}
+  /** `silent`: no progress lines at all (a quick read such as `sqlite history`). */
+  constructor(private readonly json: boolean, readonly silent = false) {}
   event(type: string, value: object, human: () => string[]): void {
     if (this.json) process.stdout.write(`${JSON.stringify({ type, ...value })}\n`);
     else console.log(human().join('\n'));
@@ -186,7 +197,12 @@ function liveOf(snaps: Awaited<ReturnType<import('../../repo/repository.js').Rep
 }
 
 function planLines(p: RecoverPlan, w: RecoverableWindow): string[] {
-  const to = p.moment.kind === 'latest' ? `the newest data stored (latest ${w.latest ?? '—'})` : p.moment.kind === 'snapshot' ? `backup ${p.snapshot?.slice(0, 8) ?? ''} (as of ${p.restore_to ?? ''})` : p.restore_to ?? '';
+  const m = p.moment;
+  const to =
+    m.kind === 'latest' ? `the newest data stored (latest ${w.latest ?? '—'})`
+    : m.kind === 'snapshot' ? `backup ${p.snapshot?.slice(0, 8) ?? ''} (as of ${p.restore_to ?? ''})`
+    : m.kind === 'txn' ? `just before transaction ${m.before}${m.generation ? ` of generation ${m.generation}` : ''} (it and everything after it undone)`
+    : p.restore_to ?? '';
   return [
     'Plan:',
     `  restore   ${p.kind}:${forTerminal(p.source)} as of ${to}`,
@@ -243,13 +259,15 @@ async function runChild(g: GlobalOptions, command: readonly string[], expected: 
       process.stdout.write(`\r  restoring and checking… ${secs(s)}${pct}   `);
     }
   };
-  if (!out.isJson) out.line('Recovering…');
-  const timer = setInterval(tick, out.isJson ? 2000 : 500);
+  if (!out.isJson && !out.silent) out.line('Recovering…');
+  const timer = setInterval(() => {
+    if (!out.silent) tick();
+  }, out.isJson ? 2000 : 500);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
   }).finally(() => clearInterval(timer));
-  if (tty) process.stdout.write('\n');
+  if (tty && !out.silent) process.stdout.write('\n');
   if (code !== 0) {
     const m = /lifeboat: (.*)\n(?:\s+hint: (.*)\n)?/.exec(stderr);
     const codeName = (Object.keys(ERROR_TABLE) as ErrorCode[]).find((c) => ERROR_TABLE[c].exit === code) ?? 'FAILED';
@@ -360,4 +378,31 @@ async function recoverGroup(g: GlobalOptions, f: RecoverFlags, name: string, out
       ...switchLines.map((l) => `  ${l}`),
     ],
   );
+}
+
+/**
+ * SQLite: the transactions around the time typed (`sqlite history`), so that the
+ * operator can undo exactly the accident instead of trusting the replicator's clock.
+ * Enter keeps the time.
+ */
+async function chooseTransaction(rl: Interface, g: GlobalOptions, name: string, at: Extract<Moment, { kind: 'time' }>): Promise<Moment> {
+  let h: { generation: string; transactions: Array<{ seq: number; time: string; objects?: Array<{ name: string; delta?: number | null }> }> };
+  try {
+    h = (await runChild(g, ['sqlite', 'history', name, '--around', at.time, '--limit', '10'], null, new Out(true, true), undefined)) as typeof h;
+  } catch (err) {
+    console.log(`  (no transaction list: ${(err as Error).message})`);
+    return at;
+  }
+  if (!Array.isArray(h.transactions) || h.transactions.length === 0) return at;
+  console.log(`Transactions of generation ${h.generation} near ${at.time} (times: when the replicator saw them):`);
+  for (const t of [...h.transactions].sort((a, b) => a.seq - b.seq)) {
+    const objs = (t.objects ?? []).map((o) => `${o.name}${o.delta ? ` (${o.delta > 0 ? '+' : ''}${o.delta})` : ''}`).join(', ');
+    console.log(`  ${String(t.seq).padStart(8)}  ${t.time}  ${forTerminal(objs)}`);
+  }
+  return ask(rl, `Undo a transaction and everything after it? Its number, or Enter to restore as of ${at.time}: `, (a) => {
+    const v = a.trim();
+    if (v === '') return at;
+    if (!/^[1-9][0-9]{0,14}$/.test(v)) throw new LifeboatError('USAGE', `"${v}" is not a transaction number`, { hint: 'one of the numbers listed, or Enter' });
+    return { kind: 'txn', before: Number(v), generation: h.generation } as Moment;
+  });
 }
