@@ -291,6 +291,7 @@ function verification(r: Record<string, unknown>): Array<{ name: string; ok: boo
   if (typeof r.foreign_key_violations === 'number') out.push({ name: 'foreign_key_check', ok: true, detail: `${r.foreign_key_violations} rows reported` });
   if (Array.isArray(r.checks)) for (const c of r.checks as Array<{ name?: string; check?: string; ok?: boolean; detail?: string; reply?: string }>) out.push({ name: c.name ?? c.check ?? 'check', ok: c.ok !== false, detail: c.detail ?? c.reply ?? '' });
   if (Array.isArray(r.errors)) out.push({ name: 'authenticated', ok: r.errors.length === 0, detail: `${String(r.files ?? 0)} files, every chunk authenticated against the repository's key${r.errors.length ? `; ${r.errors.length} items not restored` : ''}` });
+  if (typeof r.records === 'number') out.push({ name: 'records', ok: true, detail: `${r.records} whole records written in order` });
   if (out.length === 0) out.push({ name: 'restore', ok: true, detail: 'the restore command finished without an error' });
   return out;
 }
