@@ -107,17 +107,36 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
   const password = s.passwordFile === undefined ? split.password : readPasswordFile(rel(s.passwordFile));
   // Loaded here: a group without a PostgreSQL member does not load the client.
   const { pgClient } = await import('../../sources/postgres/connect.js');
-  const client: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
-  client.on('error', () => {}); // reported through the failing query
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => {});
-    throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL for source "${s.name}" at ${redact(split.dsn)}: ${redact(err instanceof Error ? err.message : String(err))}`, {
-      hint: 'is the server running there, and do the dsn and password_file let this user in?',
-      cause: err,
-    });
-  }
+  const connect = async (): Promise<pg.Client> => {
+    const c: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
+    c.on('error', () => {}); // reported through the failing query
+    try {
+      await c.connect();
+      return c;
+    } catch (err) {
+      await c.end().catch(() => {});
+      throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL for source "${s.name}" at ${redact(split.dsn)}: ${redact(err instanceof Error ? err.message : String(err))}`, {
+        hint: 'is the server running there, and do the dsn and password_file let this user in?',
+        cause: err,
+      });
+    }
+  };
+  let client = await connect();
+  /**
+   * After thaw (the proof's questions), a connection the server dropped (it restarted,
+   * or was failed over) is opened again once; inside the hold nothing is retried.
+   */
+  const queryAfterThaw = async <R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> => {
+    try {
+      return await client.query<R>(text, values);
+    } catch (err) {
+      const code = errno(err);
+      if (code !== undefined && !/^(E[A-Z]|08|57P)/.test(code)) throw err; // an SQL error, not a lost connection
+      await client.end().catch(() => {});
+      client = await connect();
+      return client.query<R>(text, values);
+    }
+  };
   return {
     name: s.name,
     kind: 'postgres',
@@ -134,17 +153,17 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
       }
     },
     async walFacts(lsn) {
-      const r = await client.query<{ file: string; size: string }>("SELECT pg_walfile_name($1::pg_lsn) AS file, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS size", [lsn]);
+      const r = await queryAfterThaw<{ file: string; size: string }>("SELECT pg_walfile_name($1::pg_lsn) AS file, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS size", [lsn]);
       const row = r.rows[0] as { file: string; size: string };
       return { timeline: parseInt(row.file.slice(0, 8), 16), segSize: Number(row.size) };
     },
     async switchWal(lsn) {
       // Only while the server still inserts into the segment holding the record: once
       // it moved on, that segment is complete and on its way to the archive anyway.
-      const r = await client.query<{ same: boolean }>('SELECT pg_walfile_name(pg_current_wal_insert_lsn()) = pg_walfile_name($1::pg_lsn) AS same', [lsn]);
+      const r = await queryAfterThaw<{ same: boolean }>('SELECT pg_walfile_name(pg_current_wal_insert_lsn()) = pg_walfile_name($1::pg_lsn) AS same', [lsn]);
       if (!r.rows[0]?.same) return;
       try {
-        await client.query('SELECT pg_switch_wal()');
+        await queryAfterThaw('SELECT pg_switch_wal()', []);
       } catch (err) {
         const code = errno(err);
         throw new LifeboatError(code === '42501' ? 'PERMISSION' : 'SOURCE_UNAVAILABLE', `cannot close the WAL segment holding the restore point: ${err instanceof Error ? err.message : String(err)}`, {
