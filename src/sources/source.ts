@@ -21,6 +21,7 @@ import type { DrillOptions, DrillRecord } from '../engine/drill/drill.js';
 import type { LogTrim, TrimOptions } from '../engine/retention/logs.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/snapshot/snapshot.js';
+import type { KindWindow } from '../engine/window.js';
 
 /** What `config check` may use to look at a source's places and servers (cli/commands/config-reach.ts). */
 export interface ReachProbe {
@@ -112,6 +113,21 @@ export interface SourceKind<Point = unknown> {
     check?(source: SourceConfig, p: RestoreParams): void;
   };
 
+  /** What `lifeboat recover` (engine/recover.ts) asks of a kind beyond its restore; absent: generic text. */
+  readonly recover?: {
+    /** Absolute paths of the live data a snapshot was taken from, when the snapshot says: a restore there needs --overwrite. */
+    live?(snapshot: Snapshot): string[];
+    /**
+     * Lines that put a restored copy in service, each a shell command or a `# ` comment:
+     * `target` the restored copy, `live` where the data lives when known, `result` the
+     * restore command's JSON result (a PostgreSQL copy's port, say); `shell` quotes a word
+     * for a POSIX shell where it needs it. Pure.
+     */
+    switchOver(target: string, live: readonly string[], result: Record<string, unknown>, shell: (word: string) => string): string[];
+    /** Where the data of live path `live` lands in a restore into `output`, when not `output` itself (files: under its original path). */
+    restoredPath?(output: string, live: string): string;
+  };
+
   /** Recovery drills (engine/drill/drill.ts). */
   readonly drill: {
     /** The name a snapshot of this kind is drilled under, or undefined when it cannot be told. */
@@ -144,6 +160,14 @@ export interface SourceKind<Point = unknown> {
     /** Where forget's JSON reports this kind's trims (a CLI surface: keep it); kinds added since report under `segments`. */
     reportAs: 'wal' | 'sqlite' | 'segments';
   };
+
+  /**
+   * The stretches of time its log lets a restore reach (engine/window.ts), computed the
+   * way its `restore --time` chooses a base and replays: absent for kinds restorable only
+   * to a snapshot. Reads only; never throws for a gap (that is where a stretch ends, with
+   * `endsBecause`), only for a repository that cannot be read.
+   */
+  window?(repo: Repository, name: string): Promise<KindWindow>;
 
   /** Continuous archiving the daemon keeps alive for sources with `continuous` set. */
   readonly continuous?: {
