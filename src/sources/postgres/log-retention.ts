@@ -8,9 +8,10 @@ import { keys } from '../../repo/format.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { windowBase, type LogTrim, type TrimOptions } from '../../engine/retention/logs.js';
-import { logSource, streamSource, type PgConsistency } from './names.js';
+import type { PgConsistency } from './names.js';
 import { pgPoint } from './point.js';
-import { parseLsn, parseWalName } from './wal.js';
+import { parseLsn } from './wal.js';
+import { storedWal } from './timelines.js';
 
 export async function trimPostgres(repo: Repository, name: string, after: readonly Snapshot[], cutoff: number | undefined, opts: TrimOptions): Promise<LogTrim> {
   const label = { kind: 'postgres', source: name };
@@ -27,20 +28,12 @@ export async function trimPostgres(repo: Repository, name: string, after: readon
   // Each remaining base's own span stays (it makes that base consistent).
   const spans = bases.map((c) => [seg(c.startLsn), seg(c.stopLsn)] as const);
   let removed = 0;
-  for (const source of [logSource(name), streamSource(name)]) {
-    for (const l of await repo.listLogs(source)) {
-      let w;
-      try {
-        w = parseWalName(l.file, segSize);
-      } catch {
-        continue;
-      }
-      const segno = w.segno ?? (w.kind === 'backup' ? BigInt(`0x${l.file.slice(8, 16)}`) * (0x1_0000_0000n / BigInt(segSize)) + BigInt(`0x${l.file.slice(16, 24)}`) : undefined);
-      if (w.kind === 'history' || segno === undefined || segno >= from) continue;
-      if (spans.some(([a, b]) => segno >= a && segno <= b)) continue;
-      if (!opts.dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));
-      removed++;
-    }
+  for await (const { source, log: l, wal: w } of storedWal(repo, name, segSize)) {
+    const segno = w.segno ?? (w.kind === 'backup' ? BigInt(`0x${l.file.slice(8, 16)}`) * (0x1_0000_0000n / BigInt(segSize)) + BigInt(`0x${l.file.slice(16, 24)}`) : undefined);
+    if (w.kind === 'history' || segno === undefined || segno >= from) continue;
+    if (spans.some(([a, b]) => segno >= a && segno <= b)) continue;
+    if (!opts.dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));
+    removed++;
   }
   return { ...label, removed, keptFrom: base.startLsn };
 }

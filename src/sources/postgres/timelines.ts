@@ -102,6 +102,29 @@ export function backupRefs(snapshots: readonly Snapshot[], name: string): Backup
 }
 
 /** Lists the archived and streamed WAL of NAME (not what was moved aside) and reads every history file. */
+/** A stored WAL file of a source, archived (archive-push) or streamed (pg stream), with its parsed name. */
+export interface StoredWal {
+  source: string;
+  streamed: boolean;
+  log: { timeline: string; file: string; size: number };
+  wal: ReturnType<typeof parseWalName>;
+}
+
+/** Every stored WAL file of source NAME, archived first, then streamed; objects whose name is not WAL (identity/cluster.json) are skipped. */
+export async function* storedWal(repo: Pick<Repository, 'listLogs'>, name: string, segSize = DEFAULT_SEG): AsyncGenerator<StoredWal> {
+  for (const [source, streamed] of [[logSource(name), false], [streamSource(name), true]] as const) {
+    for (const log of await repo.listLogs(source)) {
+      let wal;
+      try {
+        wal = parseWalName(log.file, segSize);
+      } catch {
+        continue;
+      }
+      yield { source, streamed, log, wal };
+    }
+  }
+}
+
 export async function gatherTimelines(repo: Pick<Repository, 'listLogs' | 'getLog'>, name: string, segSize = DEFAULT_SEG): Promise<Map<number, TimelineFacts>> {
   const facts = new Map<number, TimelineFacts>();
   const at = (t: number): TimelineFacts => {
@@ -109,22 +132,14 @@ export async function gatherTimelines(repo: Pick<Repository, 'listLogs' | 'getLo
     if (!f) facts.set(t, (f = { timeline: t, segments: new Set(), files: 0, streamed: false }));
     return f;
   };
-  for (const [source, streamed] of [[logSource(name), false], [streamSource(name), true]] as const) {
-    for (const l of await repo.listLogs(source)) {
-      let w;
-      try {
-        w = parseWalName(l.file, segSize);
-      } catch {
-        continue; // identity/cluster.json and anything else that is not WAL
-      }
-      const f = at(w.timeline);
-      f.files++;
-      if (streamed) f.streamed = true;
-      if (w.segno !== undefined) f.segments.add(w.segno);
-      if (w.kind === 'history' && !f.history) {
-        const text = await repo.getLog(source, l.timeline, l.file);
-        if (text) f.history = parseHistory(text.toString('utf8'));
-      }
+  for await (const { source, streamed, log: l, wal: w } of storedWal(repo, name, segSize)) {
+    const f = at(w.timeline);
+    f.files++;
+    if (streamed) f.streamed = true;
+    if (w.segno !== undefined) f.segments.add(w.segno);
+    if (w.kind === 'history' && !f.history) {
+      const text = await repo.getLog(source, l.timeline, l.file);
+      if (text) f.history = parseHistory(text.toString('utf8'));
     }
   }
   return facts;

@@ -13,9 +13,8 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Repository } from '../../repo/repository.js';
 import type { KindWindow, LogStretch } from '../../engine/window.js';
-import { logSource, streamSource } from './names.js';
 import { requirePgPoint } from './point.js';
-import { backupOnChain, backupRefs, chainFor, gatherTimelines, productionHistory, type ChainLink } from './timelines.js';
+import { backupOnChain, backupRefs, chainFor, gatherTimelines, productionHistory, storedWal, type ChainLink } from './timelines.js';
 import { parseWalName, segmentName } from './wal.js';
 
 /** Segments read backwards from a stretch's end looking for a commit (an idle server's last ones may hold none). */
@@ -41,19 +40,11 @@ export async function pgWindow(repo: Pick<Repository, 'listSnapshots' | 'listLog
   const chain = chainFor(facts, productionHistory(facts, backups, segSize));
   // Every WAL segment file held, by timeline and segment number (whole ones win over a partial).
   const held = new Map<string, Held>();
-  for (const [source, streamed] of [[logSource(name), false], [streamSource(name), true]] as const) {
-    for (const l of await repo.listLogs(source)) {
-      let w;
-      try {
-        w = parseWalName(l.file, segSize);
-      } catch {
-        continue;
-      }
-      if (w.segno === undefined || (w.kind !== 'segment' && w.kind !== 'partial')) continue;
-      const key = `${w.timeline}/${w.segno}`;
-      if (w.kind === 'partial' && held.has(key)) continue;
-      held.set(key, { source, dir: l.timeline, file: l.file, streamed });
-    }
+  for await (const { source, streamed, log: l, wal: w } of storedWal(repo, name, segSize)) {
+    if (w.segno === undefined || (w.kind !== 'segment' && w.kind !== 'partial')) continue;
+    const key = `${w.timeline}/${w.segno}`;
+    if (w.kind === 'partial' && held.has(key)) continue;
+    held.set(key, { source, dir: l.timeline, file: l.file, streamed });
   }
   // The segment holding `segno` on the chain: the newest timeline of the chain whose range includes it.
   const onChain = (segno: bigint): Held | undefined => {
