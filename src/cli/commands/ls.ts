@@ -6,6 +6,7 @@ import { withRepo, type GlobalOptions } from '../context.js';
 import { pickSnapshot } from '../../repo/snapshot/snapshot.js';
 import { forTerminal } from '../../util/terminal.js';
 import { LifeboatError } from '../../errors.js';
+import { emitJobEvent } from '../output/job-events.js';
 
 function line(e: Entry): string {
   const n = e.node;
@@ -58,14 +59,13 @@ export function register(program: Command): void {
           for await (const e of walkTree(repo, start.node.subtree, start.path, depth)) if (!emit(e)) break;
         }
         if (g.json) {
-          process.stdout.write(
-            `${JSON.stringify(
-              entries.map((e) => {
-                const { content: _c, subtree: _s, ...meta } = e.node;
-                return { path: e.path, ...meta };
-              }),
-            )}\n`,
-          );
+          const listed = entries.map((e) => {
+            const { content: _c, subtree: _s, ...meta } = e.node;
+            return { path: e.path, ...meta };
+          });
+          // The daemon's snapshot browser runs ls as a job child: the listing is its result event.
+          emitJobEvent({ type: 'result', value: listed });
+          process.stdout.write(`${JSON.stringify(listed)}\n`);
         }
       });
     });
