@@ -1,0 +1,281 @@
+/**
+ * The dashboard's "Recover" card for the selected source: its recoverable window as a
+ * timeline (timeline.ts), a moment or a snapshot picked on it, the plan the daemon
+ * makes for it (GET /sources/:name/restore-plan: what comes back, from which backup,
+ * where to, how long the last drill took, and what would refuse it), starting it
+ * with the very call the plan names (operator role; the daemon checks the target
+ * against its restore roots), and the restore job followed until it ends.
+ */
+import type { Job, Jobs, RestorePlan } from '../api/dto.js';
+import { ApiError, type Api } from './api.js';
+import { $, formatBytes, formatSeconds, html, shortTime, type Safe } from './html.js';
+import { isFinished, type State } from './state.js';
+import { timeAt, timelineMarkup, timelineModel, type TimelineModel } from './timeline.js';
+
+export interface Ui {
+  api: Api;
+  report(err: unknown, origin: 'poll' | 'action'): void;
+  info(message: string): void;
+}
+
+/** How often a started restore job is read while it runs. */
+const FOLLOW_MS = 1000;
+
+interface Recover {
+  source: string | null;
+  /** The daemon's window answer; null: it has none (drawn from backups and drills). */
+  window: unknown;
+  windowLoaded: boolean;
+  model: TimelineModel | null;
+  choice: { time?: string; snapshot?: string };
+  /** A target the user typed (the plan suggests one otherwise). */
+  target: string | undefined;
+  plan: RestorePlan | null;
+  planError: string | null;
+  planning: boolean;
+  starting: boolean;
+  /** The restore jobs started from this card, newest state. */
+  jobs: Job[];
+  follow: ReturnType<typeof setTimeout> | undefined;
+}
+
+const r: Recover = { source: null, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, planning: false, starting: false, jobs: [], follow: undefined };
+let ui: Ui;
+/** Answers for an earlier choice are dropped. */
+let planSeq = 0;
+
+export function initRecover(u: Ui): void {
+  ui = u;
+  document.addEventListener('change', (e) => {
+    const el = e.target as HTMLElement | null;
+    if (el?.id === 'recover-target') {
+      r.target = (el as HTMLInputElement).value.trim() || undefined;
+      void plan();
+    }
+  });
+  $('#recover-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $<HTMLInputElement>('#recover-time').value.trim();
+    if (text) choose({ time: text });
+  });
+}
+
+/** The selected source changed (or the data under it): read its window again when it is another source. */
+export function recoverSelect(state: State): void {
+  if (state.selected === r.source) return;
+  clearTimeout(r.follow);
+  Object.assign(r, { source: state.selected, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, jobs: [] });
+  $<HTMLInputElement>('#recover-time').value = '';
+  if (!state.selected) return renderRecover(state);
+  const name = state.selected;
+  renderRecover(state);
+  void ui.api.window(name).then(
+    (w) => {
+      if (r.source !== name) return;
+      r.window = w;
+      r.windowLoaded = true;
+      renderRecover(state);
+    },
+    (err: unknown) => {
+      if (r.source !== name) return;
+      // A daemon without the window route (or a source it has none for) still has backups and drills.
+      if (!(err instanceof ApiError && (err.status === 404 || err.status === 400))) ui.report(err, 'action');
+      r.window = null;
+      r.windowLoaded = true;
+      renderRecover(state);
+    },
+  );
+}
+
+let lastState: State | null = null;
+
+/** What each container was last given: an unchanged one is left alone (an input keeps what is being typed). */
+const shown = new Map<string, string>();
+function put(selector: string, markup: string): void {
+  if (shown.get(selector) === markup) return;
+  shown.set(selector, markup);
+  $(selector).innerHTML = markup;
+}
+
+export function renderRecover(state: State): void {
+  lastState = state;
+  const name = r.source;
+  $('#recover-title').textContent = name ? `Recover ${name}` : 'Recover';
+  const source = state.sources.find((s) => s.name === name);
+  if (!name || !source) {
+    put('#timeline', html`<p class="empty">Select a source.</p>`.markup);
+    put('#recover-plan', '');
+    return;
+  }
+  if (state.backupsFor === name && r.windowLoaded) {
+    r.model = timelineModel(name, r.window, state.backups, state.drills, source.continuous);
+    put('#timeline', timelineMarkup(r.model, { ...(r.choice.time ? { time: Date.parse(r.choice.time) } : {}), ...(r.choice.snapshot ? { snapshot: r.choice.snapshot } : {}) }).markup);
+    const m = r.model;
+    $('#recover-sub').textContent = m.earliest !== null && m.latest !== null
+      ? `Recoverable ${shortTime(new Date(m.earliest).toISOString())} – ${shortTime(new Date(m.latest).toISOString())} UTC · ${m.backups.length} backup${m.backups.length === 1 ? '' : 's'} · ${m.gaps.length} gap${m.gaps.length === 1 ? '' : 's'}${m.estimated ? ' · estimated from the backups (the daemon reports no window)' : ''}`
+      : '';
+  } else if (!r.model) {
+    put('#timeline', html`<p class="empty">Reading the recoverable window of ${name}…</p>`.markup);
+  }
+  put('#recover-plan', planMarkup().markup);
+  put('#recover-progress', progressMarkup().markup);
+}
+
+function rerender(): void {
+  if (lastState) renderRecover(lastState);
+}
+
+/** Picks a moment or a snapshot and asks the daemon for its plan. */
+function choose(choice: { time?: string; snapshot?: string }): void {
+  r.choice = choice;
+  if (choice.time) $<HTMLInputElement>('#recover-time').value = choice.time;
+  void plan();
+}
+
+async function plan(): Promise<void> {
+  if (!r.source) return;
+  const seq = ++planSeq;
+  r.planning = true;
+  r.planError = null;
+  rerender();
+  try {
+    const p = await ui.api.restorePlan(r.source, { ...r.choice, ...(r.target ? { target: r.target } : {}) });
+    if (seq !== planSeq) return;
+    r.plan = p;
+  } catch (err) {
+    if (seq !== planSeq) return;
+    r.plan = null;
+    r.planError = err instanceof ApiError ? `${err.code}: ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}` : String(err);
+  } finally {
+    if (seq === planSeq) {
+      r.planning = false;
+      rerender();
+    }
+  }
+}
+
+function planMarkup(): Safe {
+  if (r.planError) return html`<p class="bad" data-testid="plan-error">${r.planError}</p>`;
+  const p = r.plan;
+  if (!p) {
+    return html`<p class="muted">${r.planning ? 'Planning…' : 'Click the timeline to pick a moment (or a backup’s dot to restore that snapshot), or type a moment above.'}</p>`;
+  }
+  const blocked = p.problems.length > 0;
+  const what = p.method === 'replay'
+    ? html`base backup ${p.snapshot ? html`<span class="mono">${p.snapshot.id.slice(0, 8)}</span> (${shortTime(p.snapshot.time)} UTC)` : 'the newest'}, then the log replayed to <strong>${p.time ? `${shortTime(p.time)} UTC` : 'its end'}</strong>`
+    : html`backup <span class="mono" data-testid="plan-snapshot">${p.snapshot?.id.slice(0, 8) ?? '?'}</span> taken ${p.snapshot ? `${shortTime(p.snapshot.time)} UTC` : ''} (${formatBytes(p.snapshot?.size_bytes)})`;
+  return html`<div class="plan" data-testid="plan" data-method="${p.method}">
+      <h3>Plan: restore ${p.source} <span class="kind kind-${p.kind}">${p.kind}</span> ${p.time ? html`to ${shortTime(p.time)} UTC` : p.snapshot ? 'from a snapshot' : 'to the latest'}</h3>
+      <dl class="plan-grid">
+        <dt>What comes back</dt><dd>${what}</dd>
+        <dt>Into (new)</dt><dd><input id="recover-target" data-testid="recover-target" class="mono" type="text" spellcheck="false" value="${p.target ?? ''}" placeholder="/restore/root/new-directory">${p.target_suggested ? html`<div class="sub">suggested below the restore roots; change it if you like</div>` : ''}</dd>
+        <dt>Expected time</dt><dd>${p.expected_seconds !== null ? `about ${formatSeconds(p.expected_seconds)} (the last passed drill)` : html`<span class="muted">unknown: no passed drill yet</span>`}</dd>
+        <dt>Last drill</dt><dd>${p.last_drill ? html`${p.last_drill.ok ? html`<span class="good">passed</span>` : html`<span class="bad">failed</span>`} ${shortTime(p.last_drill.time)} UTC` : html`<span class="never">never drilled</span>`}</dd>
+      </dl>
+      ${p.notes.length ? html`<ul class="plan-notes">${p.notes.map((n) => html`<li>${n}</li>`)}</ul>` : ''}
+      ${blocked ? html`<ul class="plan-problems" data-testid="plan-problems">${p.problems.map((x) => html`<li><strong class="notice-code">${x.code}</strong> ${x.message}${x.hint ? html`<div class="sub">Hint: ${x.hint}</div>` : ''}</li>`)}</ul>` : ''}
+      <div class="actions left">
+        <button type="button" class="primary" data-action="recover-start" data-testid="recover-start" ${blocked || r.starting || r.planning ? html`disabled` : ''} title="${blocked ? 'see the problems above' : `${p.start.method} ${p.start.url}`}">${r.starting ? 'Starting…' : 'Start recovery'}</button>
+        <span class="muted small mono">${p.start.method} ${p.start.url}</span>
+      </div>
+    </div>`;
+}
+
+async function start(): Promise<void> {
+  const p = r.plan;
+  if (!p || p.problems.length > 0 || r.starting) return;
+  r.starting = true;
+  rerender();
+  try {
+    const answer = await ui.api.startRestore(p.start.url, p.start.body);
+    const jobs = 'jobs' in answer ? (answer as Jobs).jobs : [answer as Job];
+    r.jobs = jobs;
+    ui.info(`Recovery of ${p.source} started (job ${jobs.map((j) => j.id).join(', ')}).`);
+    follow();
+  } catch (err) {
+    ui.report(err, 'action');
+  } finally {
+    r.starting = false;
+    rerender();
+  }
+}
+
+/** Reads the started jobs until each has ended; then plans again (the target now exists). */
+function follow(): void {
+  clearTimeout(r.follow);
+  const source = r.source;
+  r.follow = setTimeout(async () => {
+    try {
+      const fresh = await Promise.all(r.jobs.map((j) => (isFinished(j) ? j : ui.api.job(j.id))));
+      if (r.source !== source) return;
+      r.jobs = fresh;
+      rerender();
+      if (fresh.some((j) => !isFinished(j))) follow();
+      else {
+        r.target = undefined;
+        void plan();
+      }
+    } catch (err) {
+      ui.report(err, 'poll');
+      follow();
+    }
+  }, FOLLOW_MS);
+}
+
+function progressMarkup(): Safe {
+  if (r.jobs.length === 0) return html``;
+  return html`<div class="progress-list">${r.jobs.map((j) => {
+    const p = j.progress ?? {};
+    const bytes = typeof p.bytes === 'number' ? p.bytes : null;
+    const total = typeof p.total_bytes === 'number' && p.total_bytes > 0 ? p.total_bytes : null;
+    const done = j.status === 'succeeded';
+    const frac = done ? 1 : bytes !== null && total ? Math.min(1, bytes / total) : null;
+    const elapsed = j.duration_ms !== null ? j.duration_ms / 1000 : typeof p.elapsed_seconds === 'number' ? p.elapsed_seconds : null;
+    const eta = frac && frac > 0.01 && frac < 1 && elapsed ? ((1 - frac) * elapsed) / frac : null;
+    const target = (j.params.restore as { target?: string } | undefined)?.target;
+    return html`<div class="progress-row" data-testid="recover-job" data-job="${j.id}" data-status="${j.status}">
+        <div><span class="status status-${j.status}" data-testid="recover-job-status">${j.status}</span> <span class="mono small">${j.id}</span> ${j.kind} of <strong>${j.source ?? ''}</strong>${target ? html` → <span class="mono">${target}</span>` : ''}</div>
+        <svg class="progress-bar" viewBox="0 0 100 6" preserveAspectRatio="none" aria-hidden="true"><rect class="track" width="100" height="6" rx="3"/><rect class="fill ${j.status}" width="${frac === null ? (j.status === 'running' ? 100 : 0) : Math.max(1, frac * 100)}" height="6" rx="3"/></svg>
+        <div class="sub">${[
+          typeof p.phase === 'string' && !isFinished(j) ? p.phase : null,
+          frac !== null ? `${Math.round(frac * 100)}%` : null,
+          bytes !== null ? `${formatBytes(bytes)}${total ? ` of ${formatBytes(total)}` : ''}` : null,
+          elapsed !== null ? `${formatSeconds(elapsed)}${isFinished(j) ? '' : ' so far'}` : null,
+          eta !== null ? `ETA ${formatSeconds(eta)}` : null,
+        ].filter(Boolean).join(' · ')}</div>
+        ${j.status === 'succeeded' && target ? html`<div class="good" data-testid="recover-done">Restored into ${target}</div>` : ''}
+        ${j.status === 'failed' ? html`<div class="bad">${j.error_code ? `${j.error_code}: ` : ''}${j.error ?? ''}${j.error_hint ? html`<div class="sub">Hint: ${j.error_hint}</div>` : ''}</div>` : ''}
+      </div>`;
+  })}</div>`;
+}
+
+/** Handles a click that belongs to this card; false when it does not. */
+export function recoverClick(el: Element, event: MouseEvent): boolean {
+  const action = (el as HTMLElement).dataset.action;
+  if (action === 'pick-time') {
+    const svg = el.closest('svg') as SVGSVGElement | null;
+    const t = svg ? timeAt(svg, event.clientX) : null;
+    if (t !== null) choose({ time: new Date(Math.round(t / 1000) * 1000).toISOString().replace('.000Z', 'Z') });
+    return true;
+  }
+  if (action === 'pick-snapshot') {
+    const id = (el as HTMLElement).dataset.snapshot;
+    if (id) choose({ snapshot: id });
+    return true;
+  }
+  if (action === 'recover-latest') {
+    choose({});
+    return true;
+  }
+  if (action === 'recover-start') {
+    void start();
+    return true;
+  }
+  return false;
+}
+
+/** A snapshot picked elsewhere (the snapshot table's "Restore"). */
+export function recoverSnapshot(id: string): void {
+  choose({ snapshot: id });
+  document.querySelector('#recover-card')?.scrollIntoView({ block: 'start' });
+}
