@@ -255,7 +255,8 @@ export function recoverClick(el: Element, event: MouseEvent): boolean {
   if (action === 'pick-time') {
     const svg = el.closest('svg') as SVGSVGElement | null;
     const t = svg ? timeAt(svg, event.clientX) : null;
-    if (t !== null) choose({ time: new Date(Math.round(t / 1000) * 1000).toISOString().replace('.000Z', 'Z') });
+    // To the millisecond: a log restores to any moment, and a second can hold many transactions.
+    if (t !== null) choose({ time: new Date(Math.round(t)).toISOString() });
     return true;
   }
   if (action === 'pick-snapshot') {
