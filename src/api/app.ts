@@ -27,6 +27,7 @@ import { snapshotRoutes } from './routes/snapshots.js';
 import { sourceRoutes } from './routes/sources.js';
 import { statusRoutes } from './routes/status.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { windowRoutes } from './routes/windows.js';
 
 type WithCaller = FastifyRequest & { caller?: Caller };
 
@@ -48,6 +49,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     ...auditRoutes(ctx),
     ...tokenRoutes(ctx),
     ...aliasRoutes(ctx),
+    ...windowRoutes(ctx),
   ];
   routes.push(
     route({ method: 'GET', url: '/api/v1/openapi.json', summary: 'This document', response: { status: 200, description: 'OpenAPI 3.0 document' }, handler: () => doc }),

@@ -307,3 +307,40 @@ export type GroupPoints = z.infer<typeof GroupPoints>;
 export type SnapshotEntry = z.infer<typeof SnapshotEntry>;
 export type SnapshotTree = z.infer<typeof SnapshotTree>;
 export type RestorePlan = z.infer<typeof RestorePlan>;
+
+// --- recoverable windows (engine/window.ts; `lifeboat window --json`) ----------------
+
+export const WindowSnapshot = z.object({ id: z.string(), short_id: z.string(), time: z.string(), consistent_at: z.string() });
+export const WindowCoverage = z.object({
+  log: z.enum(['wal-archive', 'wal-stream', 'sqlite', 'redis', 'oplog']),
+  from: z.string(),
+  to: z.string(),
+  generation: z.string().nullable(),
+  base: z.string().nullable(),
+});
+export const WindowGap = z.object({ from: z.string(), to: z.string(), reason: z.string() });
+export const WindowDrill = z.object({
+  time: z.string(),
+  ok: z.boolean(),
+  snapshot: z.string().nullable(),
+  rto_seconds: z.number().nullable(),
+  rpo_seconds: z.number().nullable(),
+  error: z.string().nullable(),
+});
+const WindowFields = {
+  name: z.string(),
+  /** The source's kind, or `group`. */
+  kind: z.string(),
+  earliest: z.string().nullable(),
+  latest: z.string().nullable(),
+  /** Any moment inside `coverage` can be chosen; false: only the moments of `snapshots` (a group's points). */
+  continuous: z.boolean(),
+  snapshots: z.array(WindowSnapshot),
+  coverage: z.array(WindowCoverage),
+  gaps: z.array(WindowGap),
+  last_drill: WindowDrill.nullable(),
+  last_verified_drill: WindowDrill.nullable(),
+  notes: z.array(z.string()),
+};
+/** A source's recoverable window; a group's also lists each member's (`members`, one level). */
+export const RecoverableWindow = z.object({ ...WindowFields, members: z.array(z.object(WindowFields)).optional() });

@@ -45,6 +45,7 @@ export const COMMAND_MODULES: ReadonlyArray<{ names: readonly string[]; load: ()
   { names: ['copy'], load: () => import('./commands/copy.js') },
   { names: ['repair'], load: () => import('./commands/repair.js') },
   { names: ['group'], load: () => import('./commands/group.js') },
+  { names: ['window'], load: () => import('./commands/window.js') },
   // Each kind of source brings its own commands (src/sources/<kind>/cli/).
   ...sourceKinds().flatMap((k) => (k.commands ? [{ names: k.commands.words, load: k.commands.load }] : [])),
   { names: ['quickstart'], load: () => import('./commands/quickstart.js') },

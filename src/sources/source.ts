@@ -21,6 +21,7 @@ import type { DrillOptions, DrillRecord } from '../engine/drill/drill.js';
 import type { LogTrim, TrimOptions } from '../engine/retention/logs.js';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/snapshot/snapshot.js';
+import type { KindWindow } from '../engine/window.js';
 
 /** What `config check` may use to look at a source's places and servers (cli/commands/config-reach.ts). */
 export interface ReachProbe {
@@ -144,6 +145,14 @@ export interface SourceKind<Point = unknown> {
     /** Where forget's JSON reports this kind's trims (a CLI surface: keep it); kinds added since report under `segments`. */
     reportAs: 'wal' | 'sqlite' | 'segments';
   };
+
+  /**
+   * The stretches of time its log lets a restore reach (engine/window.ts), computed the
+   * way its `restore --time` chooses a base and replays: absent for kinds restorable only
+   * to a snapshot. Reads only; never throws for a gap (that is where a stretch ends, with
+   * `endsBecause`), only for a repository that cannot be read.
+   */
+  window?(repo: Repository, name: string): Promise<KindWindow>;
 
   /** Continuous archiving the daemon keeps alive for sources with `continuous` set. */
   readonly continuous?: {

@@ -58,6 +58,8 @@ export const oplog: SourceKind<OplogPoint> = {
     reportAs: 'segments',
   },
 
+  window: async (repo, name) => (await import('./window.js')).oplogWindow(repo, name),
+
   continuous: {
     method: 'replicate',
     invocation: (s) => {

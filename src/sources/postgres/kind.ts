@@ -135,6 +135,8 @@ export const postgres: SourceKind<PgConsistency> = {
     reportAs: 'wal',
   },
 
+  window: async (repo, name) => (await import('./window.js')).pgWindow(repo, name),
+
   checkWarnings: async (repo) => {
     const { archiveWarnings } = await import('./timeline-archive.js');
     return archiveWarnings(repo).catch((err: unknown) => [`WAL timelines not checked: ${err instanceof Error ? err.message : String(err)}`]);

@@ -79,6 +79,8 @@ export const redis: SourceKind<RedisPoint> = {
     reportAs: 'segments',
   },
 
+  window: async (repo, name) => (await import('./window.js')).redisWindow(repo, name),
+
   continuous: {
     method: 'replicate',
     invocation: (s) => ({

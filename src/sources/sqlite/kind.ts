@@ -59,6 +59,8 @@ export const sqlite: SourceKind<SqliteConsistency> = {
     reportAs: 'sqlite',
   },
 
+  window: async (repo, name) => (await import('./window.js')).sqliteWindow(repo, name),
+
   continuous: {
     method: 'replicate',
     invocation: (s) => ({

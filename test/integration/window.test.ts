@@ -1,0 +1,102 @@
+/**
+ * Recoverable windows (engine/window.ts) read back from real repositories: a SQLite
+ * source replicated by `sqlite replicate` covers every moment from its snapshot to its
+ * last shipped transaction, and a log segment removed from the repository becomes a
+ * gap with its reason, cutting the latest moment back to before it; the daemon serves
+ * a files source's window (backups, last verified drill) to a viewer through the API.
+ */
+import { readdirSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LightMyRequestResponse } from 'fastify';
+import type { JobRow } from '../../src/daemon/catalog.js';
+import type { RecoverableWindow } from '../../src/engine/window.js';
+import { RecoverableWindow as WindowSchema } from '../../src/api/dto.js';
+import { cleanupTmp } from '../helpers.js';
+import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
+import { cli, newRepo, Replicator, runApp } from '../sqlite-helpers.js';
+
+afterAll(() => cleanupTmp());
+
+describe('SQLite window', () => {
+  it('covers snapshot to last shipped transaction; a missing segment is a gap with its reason', async () => {
+    const { dir, repo } = await newRepo('lb-window-');
+    const db = path.join(dir, 'app.db');
+    await runApp(db, 5);
+    const rep = new Replicator(repo, db, ['--interval', '100ms']);
+    await rep.waitFor('snapshot');
+    const first = await runApp(db, 20);
+    await rep.archived(Date.now());
+    const second = await runApp(db, 20);
+    await rep.archived(Date.now());
+    await rep.stop();
+    const w = JSON.parse(await cli(['-r', repo, '--json', 'window', 'app'])) as RecoverableWindow;
+    WindowSchema.parse(w);
+    expect(w).toMatchObject({ name: 'app', kind: 'sqlite', continuous: true, gaps: [] });
+    expect(w.snapshots.length).toBe(1);
+    expect(w.coverage.map((c) => c.log)).toEqual(['sqlite']);
+    expect(w.earliest).toBe(w.snapshots[0]?.time);
+    // Transactions are timed when the replicator saw them: never before their commit.
+    const lastCommit = second.committed.at(-1)?.at as number;
+    expect(Date.parse(w.latest as string)).toBeGreaterThanOrEqual(lastCommit);
+
+    // Remove the segment holding the first run's transactions: the history after it cannot be replayed.
+    const genDir = path.join(repo, 'logs', 'sqlite.app');
+    const gen = readdirSync(genDir).find((g) => !g.startsWith('.')) as string;
+    const segs = readdirSync(path.join(genDir, gen)).filter((f) => /^[0-9a-f]{16}-[0-9a-f]{16}-[0-9a-f]{12}$/.test(f)).sort();
+    expect(segs.length, segs.join(' ')).toBeGreaterThanOrEqual(2);
+    rmSync(path.join(genDir, gen, segs[0] as string));
+    const cut = JSON.parse(await cli(['-r', repo, '--json', 'window', 'sqlite:app'])) as RecoverableWindow;
+    expect(Date.parse(cut.latest as string)).toBeLessThan(first.committed[0]?.at as number);
+    expect(cut.gaps).toHaveLength(1);
+    expect(cut.gaps[0]?.reason).toMatch(/log segment of generation .* is missing/);
+    expect(cut.gaps[0]?.from).toBe(cut.latest);
+    expect(Date.parse(cut.gaps[0]?.to as string)).toBeGreaterThanOrEqual(lastCommit);
+  });
+});
+
+describe('the window through the API', () => {
+  let t: TestDaemon;
+  const call = (url: string, role?: 'viewer'): Promise<LightMyRequestResponse> => t.daemon.app.inject({ method: 'GET', url, ...(role ? { headers: t.auth(role) } : {}) });
+  const job = async (url: string, body?: Record<string, unknown>): Promise<JobRow> => {
+    const r = await t.daemon.app.inject({ method: 'POST', url, headers: t.auth('operator'), ...(body ? { payload: body } : {}) });
+    expect(r.statusCode, r.body).toBe(202);
+    const j = r.json() as JobRow | { jobs: JobRow[] };
+    const id = 'jobs' in j ? (j.jobs[0] as JobRow).id : j.id;
+    const done = (await t.daemon.runner.wait(id)) as JobRow;
+    expect(done.status, done.error ?? '').toBe('succeeded');
+    return done;
+  };
+
+  beforeAll(async () => {
+    t = await testDaemon({ daemon: { reads: { ttlMs: 0 } } });
+  });
+  afterAll(async () => {
+    await t?.daemon.stop();
+  });
+
+  it("serves a files source's backups and last verified drill to a viewer", async () => {
+    const empty = await call('/api/v1/sources/docs/window', 'viewer');
+    expect(empty.statusCode, empty.body).toBe(200);
+    expect(empty.json()).toMatchObject({ name: 'docs', kind: 'files', earliest: null, latest: null, snapshots: [], last_drill: null });
+    const a = await job('/api/v1/sources/docs/backup');
+    const b = await job('/api/v1/sources/docs/backup');
+    await job('/api/v1/drills', { source: 'docs' });
+    const r = await call('/api/v1/sources/docs/window', 'viewer');
+    expect(r.statusCode, r.body).toBe(200);
+    const w = WindowSchema.parse(r.json());
+    expect(w.snapshots.map((s) => s.id)).toEqual([(a.result as { id: string }).id, (b.result as { id: string }).id]);
+    expect(w).toMatchObject({ continuous: false, gaps: [], coverage: [], earliest: w.snapshots[0]?.time, latest: w.snapshots[1]?.time });
+    expect(w.last_verified_drill?.ok).toBe(true);
+    expect(w.last_verified_drill?.rto_seconds).toBeGreaterThan(0);
+    expect(w.last_drill?.time).toBe(w.last_verified_drill?.time);
+  });
+
+  it('refuses a caller without a token, and names an unknown source', async () => {
+    expect((await call('/api/v1/sources/docs/window')).statusCode).toBe(401);
+    const r = await call('/api/v1/sources/nope/window', 'viewer');
+    expect(r.statusCode).toBe(404);
+    expect(r.json().error.code).toBe('NOT_FOUND');
+    expect((await call('/api/v1/groups/nope/window', 'viewer')).statusCode).toBe(404);
+  });
+});
