@@ -344,3 +344,4 @@ const WindowFields = {
 };
 /** A source's recoverable window; a group's also lists each member's (`members`, one level). */
 export const RecoverableWindow = z.object({ ...WindowFields, members: z.array(z.object(WindowFields)).optional() });
+export type RecoverableWindow = z.infer<typeof RecoverableWindow>;

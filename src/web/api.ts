@@ -4,7 +4,7 @@
  * the calls the CLI and scripts make, with the user's token, so the page can do
  * nothing that token could not do anyway.
  */
-import type { Backup, Drill, ErrorBody, Group, Job, Jobs, RestorePlan, SnapshotTree, Source, Status } from '../api/dto.js';
+import type { Backup, Drill, ErrorBody, Group, Job, Jobs, RecoverableWindow, RestorePlan, SnapshotTree, Source, Status } from '../api/dto.js';
 
 /** The API, relative to this page (/dashboard/), so a path prefix in a reverse proxy still works. */
 const API = new URL('../api/v1/', window.location.href);
@@ -56,8 +56,8 @@ export class Api {
   job(id: string): Promise<Job> {
     return this.call(`jobs/${encodeURIComponent(id)}`);
   }
-  /** GET /sources/:name/window (the recoverable window), as the daemon answers it; the caller reads what it knows. */
-  window(source: string): Promise<unknown> {
+  /** The recoverable window: earliest and latest moment, backups, log coverage, gaps. */
+  window(source: string): Promise<RecoverableWindow> {
     return this.call(`sources/${encodeURIComponent(source)}/window`);
   }
   restorePlan(source: string, choice: { time?: string; snapshot?: string; target?: string }): Promise<RestorePlan> {

@@ -6,7 +6,7 @@
  * with the very call the plan names (operator role; the daemon checks the target
  * against its restore roots), and the restore job followed until it ends.
  */
-import type { Job, Jobs, RestorePlan } from '../api/dto.js';
+import type { Job, Jobs, RecoverableWindow, RestorePlan } from '../api/dto.js';
 import { ApiError, type Api } from './api.js';
 import { $, formatBytes, formatSeconds, html, shortTime, type Safe } from './html.js';
 import { isFinished, type State } from './state.js';
@@ -23,8 +23,8 @@ const FOLLOW_MS = 1000;
 
 interface Recover {
   source: string | null;
-  /** The daemon's window answer; null: it has none (drawn from backups and drills). */
-  window: unknown;
+  /** The daemon's window; null: it has none (drawn from backups and drills). */
+  window: RecoverableWindow | null;
   windowLoaded: boolean;
   model: TimelineModel | null;
   choice: { time?: string; snapshot?: string };
@@ -60,15 +60,25 @@ export function initRecover(u: Ui): void {
   });
 }
 
-/** The selected source changed (or the data under it): read its window again when it is another source. */
+/** Finished jobs when the window was last read: a job that ends may change it. */
+let windowKey = '';
+
+/** The selected source changed (or a job finished): read its window (again). */
 export function recoverSelect(state: State): void {
-  if (state.selected === r.source) return;
+  if (state.selected === r.source) {
+    if (state.selected && r.windowLoaded && state.finishedKey !== windowKey) loadWindow(state);
+    return;
+  }
   clearTimeout(r.follow);
   Object.assign(r, { source: state.selected, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, jobs: [] });
   $<HTMLInputElement>('#recover-time').value = '';
-  if (!state.selected) return renderRecover(state);
-  const name = state.selected;
   renderRecover(state);
+  if (state.selected) loadWindow(state);
+}
+
+function loadWindow(state: State): void {
+  const name = state.selected as string;
+  windowKey = state.finishedKey;
   void ui.api.window(name).then(
     (w) => {
       if (r.source !== name) return;
@@ -78,8 +88,8 @@ export function recoverSelect(state: State): void {
     },
     (err: unknown) => {
       if (r.source !== name) return;
-      // A daemon without the window route (or a source it has none for) still has backups and drills.
-      if (!(err instanceof ApiError && (err.status === 404 || err.status === 400))) ui.report(err, 'action');
+      // A daemon without the window route still has backups and drills to draw.
+      if (!(err instanceof ApiError && err.status === 404 && /no such endpoint/.test(err.message))) ui.report(err, 'action');
       r.window = null;
       r.windowLoaded = true;
       renderRecover(state);
@@ -161,11 +171,13 @@ function planMarkup(): Safe {
     return html`<p class="muted">${r.planning ? 'Planning…' : 'Click the timeline to pick a moment (or a backup’s dot to restore that snapshot), or type a moment above.'}</p>`;
   }
   const blocked = p.problems.length > 0;
+  const base = p.snapshot ? { id: p.snapshot.id, time: p.snapshot.time } : baseFromWindow(p.time);
   const what = p.method === 'replay'
-    ? html`base backup ${p.snapshot ? html`<span class="mono">${p.snapshot.id.slice(0, 8)}</span> (${shortTime(p.snapshot.time)} UTC)` : 'the newest'}, then the log replayed to <strong>${p.time ? `${shortTime(p.time)} UTC` : 'its end'}</strong>`
+    ? html`base backup ${base ? html`<span class="mono" data-testid="plan-base">${base.id.slice(0, 8)}</span> (${shortTime(base.time)} UTC)` : 'the newest'}, then the log replayed to <strong>${p.time ? `${p.time.replace('T', ' ')}` : 'its end'}</strong>`
     : html`backup <span class="mono" data-testid="plan-snapshot">${p.snapshot?.id.slice(0, 8) ?? '?'}</span> taken ${p.snapshot ? `${shortTime(p.snapshot.time)} UTC` : ''} (${formatBytes(p.snapshot?.size_bytes)})`;
   return html`<div class="plan" data-testid="plan" data-method="${p.method}">
-      <h3>Plan: restore ${p.source} <span class="kind kind-${p.kind}">${p.kind}</span> ${p.time ? html`to ${shortTime(p.time)} UTC` : p.snapshot ? 'from a snapshot' : 'to the latest'}</h3>
+      <h3>Plan: restore ${p.source} <span class="kind kind-${p.kind}">${p.kind}</span> ${p.time ? html`to ${p.time.replace('T', ' ')}` : p.snapshot ? 'from a snapshot' : 'to the latest'}</h3>
+      ${p.time ? reach(Date.parse(p.time)) : ''}
       <dl class="plan-grid">
         <dt>What comes back</dt><dd>${what}</dd>
         <dt>Into (new)</dt><dd><input id="recover-target" data-testid="recover-target" class="mono" type="text" spellcheck="false" value="${p.target ?? ''}" placeholder="/restore/root/new-directory">${p.target_suggested ? html`<div class="sub">suggested below the restore roots; change it if you like</div>` : ''}</dd>
@@ -179,6 +191,27 @@ function planMarkup(): Safe {
         <span class="muted small mono">${p.start.method} ${p.start.url}</span>
       </div>
     </div>`;
+}
+
+/** The base a log restore to `time` replays from, as the window's coverage says (the newest stretch reaching it). */
+function baseFromWindow(time: string | null): { id: string; time: string } | null {
+  const w = r.window;
+  if (!w) return null;
+  const t = time === null ? Infinity : Date.parse(time);
+  const stretch = w.coverage.filter((c) => c.base !== null && Date.parse(c.from) <= t && (time === null || Date.parse(c.to) >= t)).pop();
+  const snap = stretch ? w.snapshots.find((s) => s.id === stretch.base) : undefined;
+  return snap ? { id: snap.id, time: snap.time } : null;
+}
+
+/** A warning when the moment is one the window says no restore reaches exactly. */
+function reach(t: number): Safe {
+  const m = r.model;
+  if (!m || m.estimated) return html``;
+  const gap = m.gaps.find((g) => t > g.from && t < g.to);
+  if (gap) return html`<p class="plan-warning" data-testid="plan-warning">This moment is in a gap (${shortTime(new Date(gap.from).toISOString())} – ${shortTime(new Date(gap.to).toISOString())} UTC): ${gap.reason}. The restore stops at the last moment before it that can be reached.</p>`;
+  if (m.latest !== null && t > m.latest) return html`<p class="plan-warning" data-testid="plan-warning">This moment is after the newest recoverable one (${shortTime(new Date(m.latest).toISOString())} UTC): what happened since is not in the repository.</p>`;
+  if (m.earliest !== null && t < m.earliest) return html`<p class="plan-warning" data-testid="plan-warning">This moment is before the earliest recoverable one (${shortTime(new Date(m.earliest).toISOString())} UTC).</p>`;
+  return html``;
 }
 
 async function start(): Promise<void> {

@@ -6,7 +6,7 @@
  * from the daemon's window (GET /sources/:name/window) or, without one, from the
  * backups and drills alone (`estimated`). No inline styles or scripts (the page's CSP).
  */
-import type { Backup, Drill } from '../api/dto.js';
+import type { Backup, Drill, RecoverableWindow } from '../api/dto.js';
 import { formatSeconds, html, shortTime, type Safe } from './html.js';
 
 export interface Span {
@@ -28,71 +28,40 @@ export interface TimelineModel {
   estimated: boolean;
 }
 
-const num = (v: unknown): number | null => {
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (typeof v === 'string') {
-    const t = Date.parse(v);
-    return Number.isNaN(t) ? null : t;
-  }
-  return null;
-};
-const arr = (v: unknown): Array<Record<string, unknown>> => (Array.isArray(v) ? (v.filter((x) => x && typeof x === 'object') as Array<Record<string, unknown>>) : []);
-
-/** A span from an object with from/to (or start/end, since/until) times. */
-function spanOf(o: Record<string, unknown>): Span | null {
-  const from = num(o.from ?? o.start ?? o.since ?? o.begin);
-  const to = num(o.to ?? o.end ?? o.until);
-  return from !== null && to !== null && to >= from ? { from, to } : null;
-}
-
 /**
- * The timeline of a source from the daemon's window answer, read defensively (fields
- * it does not know are ignored), with backups and drills from their own lists when
- * the window does not carry them; `window` null: those lists alone.
+ * The timeline of a source from the daemon's window (GET /sources/:name/window), with
+ * every drill of the source from the drill history (the window names only the last);
+ * `window` null (a daemon without the route): backups and drills alone.
  */
-export function timelineModel(source: string, window: unknown, backups: readonly Backup[], drills: readonly Drill[], continuous: boolean): TimelineModel {
-  const mine = drills.filter((d) => d.source === source);
-  const fromLists = {
-    backups: backups.map((b) => ({ t: Date.parse(b.time), id: b.snapshot_id })).filter((b) => Number.isFinite(b.t)),
-    drills: mine.map((d) => ({ t: Date.parse(d.time), ok: d.ok, rto: d.rto_seconds })).filter((d) => Number.isFinite(d.t)),
-  };
-  if (window && typeof window === 'object') {
-    const w = window as Record<string, unknown>;
-    const backupsOf = arr(w.backups ?? w.snapshots)
-      .map((b) => ({ t: num(b.time) ?? NaN, id: String(b.snapshot_id ?? b.id ?? b.snapshot ?? '') }))
-      .filter((b) => Number.isFinite(b.t) && b.id);
-    const drillsOf = arr(w.drills)
-      .map((d) => ({ t: num(d.time) ?? NaN, ok: d.ok === true, rto: typeof d.rto_seconds === 'number' ? d.rto_seconds : null }))
-      .filter((d) => Number.isFinite(d.t));
-    const coverage = arr(w.coverage ?? w.log_coverage ?? w.logs ?? w.ranges).map(spanOf).filter((s): s is Span => s !== null);
-    const gaps = arr(w.gaps).map((g) => {
-      const s = spanOf(g);
-      return s ? { ...s, reason: String(g.reason ?? g.message ?? g.kind ?? 'gap') } : null;
-    }).filter((g): g is Span & { reason: string } => g !== null);
+export function timelineModel(source: string, window: RecoverableWindow | null, backups: readonly Backup[], drills: readonly Drill[], continuous: boolean): TimelineModel {
+  const at = (s: string) => Date.parse(s);
+  const drillsOf = drills.filter((d) => d.source === source).map((d) => ({ t: at(d.time), ok: d.ok, rto: d.rto_seconds })).filter((d) => Number.isFinite(d.t));
+  if (window) {
     return {
       source,
-      earliest: num(w.earliest ?? w.from ?? w.start),
-      latest: num(w.latest ?? w.to ?? w.end),
-      backups: backupsOf.length ? backupsOf : fromLists.backups,
-      coverage,
-      gaps,
-      drills: drillsOf.length ? drillsOf : fromLists.drills,
+      earliest: window.earliest === null ? null : at(window.earliest),
+      latest: window.latest === null ? null : at(window.latest),
+      backups: window.snapshots.map((s) => ({ t: at(s.time), id: s.id })),
+      coverage: window.coverage.map((c) => ({ from: at(c.from), to: at(c.to) })),
+      gaps: window.gaps.map((g) => ({ from: at(g.from), to: at(g.to), reason: g.reason })),
+      drills: drillsOf,
       estimated: false,
     };
   }
   // No window from the daemon: the backups are the recoverable points; a source with a log
   // reaches (about) from its first backup to now.
-  const times = fromLists.backups.map((b) => b.t);
+  const points = backups.map((b) => ({ t: at(b.time), id: b.snapshot_id })).filter((b) => Number.isFinite(b.t));
+  const times = points.map((b) => b.t);
   const earliest = times.length ? Math.min(...times) : null;
   const latest = times.length ? (continuous ? Date.now() : Math.max(...times)) : null;
   return {
     source,
     earliest,
     latest,
-    backups: fromLists.backups,
+    backups: points,
     coverage: continuous && earliest !== null && latest !== null ? [{ from: earliest, to: latest }] : [],
     gaps: [],
-    drills: fromLists.drills,
+    drills: drillsOf,
     estimated: true,
   };
 }
@@ -151,7 +120,7 @@ export function timelineMarkup(m: TimelineModel, chosen: { time?: number; snapsh
       ${m.backups.map((b) => html`<circle class="backup ${chosen.snapshot === b.id ? 'chosen' : ''}" data-testid="timeline-backup" data-action="pick-snapshot" data-snapshot="${b.id}" cx="${x(b.t)}" cy="${laneY + bandH / 2}" r="6"><title>Backup ${b.id.slice(0, 8)} ${shortTime(new Date(b.t).toISOString())} UTC: click to restore it</title></circle>`)}
       ${m.drills.map((d) => html`<path class="drill ${d.ok ? 'ok' : 'failed'}" data-testid="timeline-drill" d="M${x(d.t)},${top - 2} l6,8 l-6,8 l-6,-8 z"><title>Drill ${shortTime(new Date(d.t).toISOString())} UTC: ${d.ok ? `passed, RTO ${formatSeconds(d.rto)}` : 'failed'}</title></path>`)}
       ${chosenX !== undefined ? html`<line class="chosen-line" data-testid="timeline-chosen" x1="${chosenX}" x2="${chosenX}" y1="${top - 6}" y2="${H - bottom + 4}"/>` : ''}
-      ${ticks(t0, t1, 7).map((k) => html`<line class="tick-mark" x1="${x(k.t)}" x2="${x(k.t)}" y1="${H - bottom + 6}" y2="${H - bottom + 11}"/><text class="tick" x="${x(k.t)}" y="${H - bottom + 24}" text-anchor="middle">${k.label}</text>`)}
+      ${ticks(t0, t1, 7).map((k, i, all) => html`<line class="tick-mark" x1="${x(k.t)}" x2="${x(k.t)}" y1="${H - bottom + 6}" y2="${H - bottom + 11}"/><text class="tick" x="${x(k.t)}" y="${H - bottom + 24}" text-anchor="${i === 0 ? 'start' : i === all.length - 1 ? 'end' : 'middle'}">${k.label}</text>`)}
     </svg>`;
 }
 

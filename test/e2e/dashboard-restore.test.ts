@@ -159,6 +159,10 @@ describe('restores from the dashboard', () => {
     expect(await page.locator('#recover-sub').textContent()).toMatch(/\b1 gap\b/);
     await page.locator('#recover-card').screenshot({ path: path.join(SHOTS, 'dashboard-timeline-gap.png') });
 
+    // A moment inside the gap is planned with a warning naming it.
+    await clickTimelineAt(page, (Date.parse(gap.from) + Date.parse(gap.to)) / 2);
+    await expect.poll(() => page.getByTestId('plan-warning').textContent(), { timeout: 10_000 }).toMatch(/This moment is in a gap .*missing/);
+
     // Pick the moment between C's last commit and D's first, on the timeline itself.
     const lo = last(runs.c).doneAt;
     const hi = runs.d.committed[0]?.at as number;
@@ -168,7 +172,12 @@ describe('restores from the dashboard', () => {
     expect(picked).toBeLessThan(hi);
     const plan = page.getByTestId('plan');
     await plan.waitFor({ timeout: 10_000 });
+    await expect.poll(() => page.locator('#recover-time').inputValue(), { timeout: 10_000 }).not.toBe('');
     expect(await plan.getAttribute('data-method')).toBe('replay');
+    // The base is the snapshot taken after the gap: the only one whose log reaches the moment.
+    const after = ((await (await fetch(`${base}/api/v1/sources/notes/window`, { headers: t.auth('viewer') })).json()) as { snapshots: Array<{ id: string; time: string }> }).snapshots.filter((x) => Date.parse(x.time) >= Date.parse(gap.to));
+    await expect.poll(() => page.getByTestId('plan-base').textContent(), { timeout: 10_000 }).toBe(after[0]?.id.slice(0, 8));
+    expect(await page.getByTestId('plan-warning').count()).toBe(0);
     expect(await page.getByTestId('plan-problems').count()).toBe(0);
     const target = await page.getByTestId('recover-target').inputValue();
     expect(target.startsWith(`${t.dir}/restore-notes-`)).toBe(true);
