@@ -258,6 +258,22 @@ export const RestorePlan = z.object({
   notes: z.array(z.string()),
 });
 
+/** GET /groups/:name/restore-plan: a time or a point. */
+export const GroupPlanQuery = z.strictObject({ time: z.string().max(64).optional(), point: z.string().max(64).optional() });
+/** What restoring a group would do: suggested targets, the group restore's dry-run plan, what refuses it, and the call that starts it. */
+export const GroupRestorePlan = z.object({
+  group: z.string(),
+  time: z.string().nullable(),
+  point: z.string().nullable(),
+  /** A new directory per member below the first restore root; null without roots. */
+  targets: z.record(z.string(), z.string()).nullable(),
+  /** `group restore --dry-run --json`: {group, point, time, chosen, plan: [{member, kind, mechanism, position, target, base, ...}], notes}. */
+  plan: z.record(z.string(), z.unknown()).nullable(),
+  problems: z.array(z.object({ code: z.string(), message: z.string(), hint: z.string().nullable() })),
+  start: z.object({ method: z.literal('POST'), url: z.string(), body: z.record(z.string(), z.unknown()) }),
+  notes: z.array(z.string()),
+});
+
 export const WhoAmI = z.object({ id: z.string().optional(), name: z.string().optional(), role: z.string().optional() });
 
 export const AuditEntry = z.object({
@@ -307,6 +323,7 @@ export type GroupPoints = z.infer<typeof GroupPoints>;
 export type SnapshotEntry = z.infer<typeof SnapshotEntry>;
 export type SnapshotTree = z.infer<typeof SnapshotTree>;
 export type RestorePlan = z.infer<typeof RestorePlan>;
+export type GroupRestorePlan = z.infer<typeof GroupRestorePlan>;
 
 // --- recoverable windows (engine/window.ts; `lifeboat window --json`) ----------------
 

@@ -14,7 +14,7 @@ import { sourceKind } from '../sources/registry.js';
 import { allows, type Role } from './auth.js';
 import type { Daemon } from './daemon.js';
 import type { JobRequest } from './jobs.js';
-import { requireSource } from './jobs.js';
+import { requireGroup, requireSource } from './jobs.js';
 import { checkRestoreTarget } from './restore-policy.js';
 
 export interface PreviewRequest {
@@ -89,6 +89,57 @@ export function previewRestore(d: Daemon, role: Role, name: string, req: Preview
     last_drill: drill ? { time: drill.time, ok: drill.ok, rto_seconds: drill.rto_seconds } : null,
     problems,
     start,
+    notes,
+  };
+}
+
+export interface GroupPreviewRequest {
+  time?: string | undefined;
+  point?: string | undefined;
+}
+
+/**
+ * What restoring a consistency group to a point (or the newest at or before a time)
+ * would do: a new directory per member below the first restore root, and the group
+ * restore's own plan (`group restore --dry-run`, in a child: every member's mechanism,
+ * position and base, its history proved to reach the point), or what refuses it.
+ */
+export async function previewGroupRestore(d: Daemon, role: Role, name: string, req: GroupPreviewRequest, now = new Date()) {
+  const g = requireGroup(d.config, name);
+  if (req.time !== undefined && req.point !== undefined) throw new LifeboatError('USAGE', 'give a time or a point, not both', { hint: 'a time restores the newest point at or before it' });
+  const at = req.time === undefined ? undefined : parseTargetTime(req.time);
+  // Neither: the newest point (the catalog lists them newest first).
+  const point = req.point ?? (at ? undefined : d.catalog.groupPoints(g.name, 1)[0]?.id);
+  const roots = d.config.server.restoreRoots;
+  const stamp = suggestedName(g.name, now);
+  const targets: Record<string, string> | null = roots[0] === undefined ? null : Object.fromEntries(g.members.map((m) => [m, `${(roots[0] as string).replace(/\/+$/, '')}/${stamp}-${m}`]));
+  const problems: Problem[] = [];
+  const problem = (err: unknown) => {
+    if (!isLifeboatError(err)) throw err;
+    problems.push({ code: err.code, message: err.message, hint: err.hint ?? null });
+  };
+  const notes: string[] = [];
+  if (!allows(role, 'operator')) problems.push({ code: 'PERMISSION', message: `starting a restore needs the operator role; this token is ${role}`, hint: 'ask an admin for an operator token' });
+  if (targets === null) notes.push('no restore roots are set (server.restore_roots): only an admin restores through the API, to targets they name');
+  const p = { ...(point !== undefined ? { point } : {}), ...(at ? { time: at.toISOString() } : {}), targets: targets ?? {} };
+  let plan: Record<string, unknown> | null = null;
+  if (targets !== null) {
+    try {
+      for (const dir of Object.values(targets)) checkRestoreTarget(d.config, allows(role, 'operator') ? role : 'operator', dir);
+      d.checkStartable({ kind: 'group-restore', group: g.name, trigger: 'api', groupRestore: p });
+      plan = await d.planGroupRestore(g.name, p);
+    } catch (err) {
+      problem(err);
+    }
+  }
+  return {
+    group: g.name,
+    time: at ? at.toISOString() : null,
+    point: point ?? null,
+    targets,
+    plan,
+    problems,
+    start: { method: 'POST' as const, url: `/api/v1/groups/${encodeURIComponent(g.name)}/restore`, body: { ...(p.point !== undefined ? { point: p.point } : {}), ...(p.time !== undefined ? { time: p.time } : {}), targets: p.targets } as Record<string, unknown> },
     notes,
   };
 }

@@ -4,7 +4,7 @@
  * the calls the CLI and scripts make, with the user's token, so the page can do
  * nothing that token could not do anyway.
  */
-import type { Backup, Drill, ErrorBody, Group, Job, Jobs, RecoverableWindow, RestorePlan, SnapshotTree, Source, Status } from '../api/dto.js';
+import type { Backup, Drill, ErrorBody, Group, GroupRestorePlan, Job, Jobs, RecoverableWindow, RestorePlan, SnapshotTree, Source, Status } from '../api/dto.js';
 
 /** The API, relative to this page (/dashboard/), so a path prefix in a reverse proxy still works. */
 const API = new URL('../api/v1/', window.location.href);
@@ -60,13 +60,21 @@ export class Api {
   window(source: string): Promise<RecoverableWindow> {
     return this.call(`sources/${encodeURIComponent(source)}/window`);
   }
+  groupWindow(group: string): Promise<RecoverableWindow> {
+    return this.call(`groups/${encodeURIComponent(group)}/window`);
+  }
+  groupRestorePlan(group: string, choice: { time?: string; point?: string }): Promise<GroupRestorePlan> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(choice)) if (v !== undefined && v !== '') q.set(k, v);
+    return this.call(`groups/${encodeURIComponent(group)}/restore-plan?${q}`);
+  }
   restorePlan(source: string, choice: { time?: string; snapshot?: string; target?: string }): Promise<RestorePlan> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(choice)) if (v !== undefined && v !== '') q.set(k, v);
     return this.call(`sources/${encodeURIComponent(source)}/restore-plan?${q}`);
   }
   /** Starts what a plan says (POST /restores or /recoveries); answers the job(s) started. */
-  startRestore(url: string, body: Record<string, unknown>): Promise<Job | Jobs> {
+  startRestore(url: string, body: Record<string, unknown>): Promise<Job | Jobs | { job: Job }> {
     return this.call(url.replace(/^\/api\/v1\//, ''), { method: 'POST', body });
   }
   tree(repository: string, snapshot: string, path: string): Promise<SnapshotTree> {

@@ -7,7 +7,7 @@
  */
 import { Api, ApiError } from './api.js';
 import { browse, browseClick, closeBrowser, initBrowse } from './browse.js';
-import { initRecover, recoverClick, recoverSelect, recoverSnapshot, renderRecover } from './recover.js';
+import { initRecover, recoverClick, recoverGroup, recoverSelect, recoverSnapshot, recoverSource, renderRecover } from './recover.js';
 import { chartMarkup } from './chart.js';
 import { $, html } from './html.js';
 import { initialState, isFinished } from './state.js';
@@ -189,10 +189,14 @@ function pickSelected(sources: ReadonlyArray<{ name: string }>): string | null {
 }
 
 async function select(name: string): Promise<void> {
-  if (name === state.selected) return;
+  if (name === state.selected) {
+    recoverSource(state);
+    renderRecover(state);
+    return;
+  }
   state.selected = name;
   closeBrowser();
-  recoverSelect(state);
+  recoverSource(state);
   renderSources(state);
   renderSnapshots(state);
   renderChart();
@@ -280,7 +284,10 @@ function onClick(event: MouseEvent): void {
     else if (button.dataset.action === 'group-backup') void captureGroup(button.dataset.group ?? '');
     else if (button.dataset.action === 'select') void select(source);
     else if (button.dataset.action === 'dismiss') hideNotice();
-    else if (button.dataset.action === 'restore-snapshot') recoverSnapshot(button.dataset.snapshot ?? '');
+    else if (button.dataset.action === 'restore-snapshot') {
+      recoverSource(state);
+      recoverSnapshot(button.dataset.snapshot ?? '');
+    } else if (button.dataset.action === 'recover-group') recoverGroup(button.dataset.group ?? '', state);
     else if (button.dataset.action === 'browse') browse(button.dataset.repository ?? '', button.dataset.snapshot ?? '', button.dataset.time ?? '');
     return;
   }

@@ -6,7 +6,7 @@
  * with the very call the plan names (operator role; the daemon checks the target
  * against its restore roots), and the restore job followed until it ends.
  */
-import type { Job, Jobs, RecoverableWindow, RestorePlan } from '../api/dto.js';
+import type { GroupRestorePlan, Job, Jobs, RecoverableWindow, RestorePlan } from '../api/dto.js';
 import { ApiError, type Api } from './api.js';
 import { $, formatBytes, formatSeconds, html, shortTime, type Safe } from './html.js';
 import { isFinished, type State } from './state.js';
@@ -23,6 +23,9 @@ const FOLLOW_MS = 1000;
 
 interface Recover {
   source: string | null;
+  /** A consistency group instead of a source (its "Recover…" button): restored to one of its points. */
+  group: string | null;
+  groupPlan: GroupRestorePlan | null;
   /** The daemon's window; null: it has none (drawn from backups and drills). */
   window: RecoverableWindow | null;
   windowLoaded: boolean;
@@ -39,7 +42,7 @@ interface Recover {
   follow: ReturnType<typeof setTimeout> | undefined;
 }
 
-const r: Recover = { source: null, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, planning: false, starting: false, jobs: [], follow: undefined };
+const r: Recover = { source: null, group: null, groupPlan: null, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, planning: false, starting: false, jobs: [], follow: undefined };
 let ui: Ui;
 /** Answers for an earlier choice are dropped. */
 let planSeq = 0;
@@ -65,29 +68,53 @@ let windowKey = '';
 
 /** The selected source changed (or a job finished): read its window (again). */
 export function recoverSelect(state: State): void {
+  if (r.group) {
+    if (r.windowLoaded && state.finishedKey !== windowKey) loadWindow(state);
+    return;
+  }
   if (state.selected === r.source) {
     if (state.selected && r.windowLoaded && state.finishedKey !== windowKey) loadWindow(state);
     return;
   }
   clearTimeout(r.follow);
-  Object.assign(r, { source: state.selected, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, jobs: [] });
+  Object.assign(r, { source: state.selected, group: null, groupPlan: null, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, jobs: [] });
   $<HTMLInputElement>('#recover-time').value = '';
   renderRecover(state);
   if (state.selected) loadWindow(state);
 }
 
+/** The user picked a source: the card is about it again (also when a group had it). */
+export function recoverSource(state: State): void {
+  if (r.group) r.source = null;
+  recoverSelect(state);
+}
+
+/** The card is about consistency group `name` from now on, until a source is picked. */
+export function recoverGroup(name: string, state: State): void {
+  clearTimeout(r.follow);
+  Object.assign(r, { source: null, group: name, groupPlan: null, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, jobs: [] });
+  $<HTMLInputElement>('#recover-time').value = '';
+  renderRecover(state);
+  loadWindow(state);
+  document.querySelector('#recover-card')?.scrollIntoView({ block: 'start' });
+}
+
+/** Which source or group the card is about, to drop answers that arrive for another. */
+const subject = () => (r.group !== null ? `group:${r.group}` : `source:${r.source ?? ''}`);
+
 function loadWindow(state: State): void {
-  const name = state.selected as string;
+  const name = r.group ?? (state.selected as string);
+  const mine = subject();
   windowKey = state.finishedKey;
-  void ui.api.window(name).then(
+  void (r.group !== null ? ui.api.groupWindow(name) : ui.api.window(name)).then(
     (w) => {
-      if (r.source !== name) return;
+      if (subject() !== mine) return;
       r.window = w;
       r.windowLoaded = true;
       renderRecover(state);
     },
     (err: unknown) => {
-      if (r.source !== name) return;
+      if (subject() !== mine) return;
       // A daemon without the window route still has backups and drills to draw.
       if (!(err instanceof ApiError && err.status === 404 && /no such endpoint/.test(err.message))) ui.report(err, 'action');
       r.window = null;
@@ -109,6 +136,7 @@ function put(selector: string, markup: string): void {
 
 export function renderRecover(state: State): void {
   lastState = state;
+  if (r.group !== null) return renderGroup(r.group);
   const name = r.source;
   $('#recover-title').textContent = name ? `Recover ${name}` : 'Recover';
   const source = state.sources.find((s) => s.name === name);
@@ -131,6 +159,21 @@ export function renderRecover(state: State): void {
   put('#recover-progress', progressMarkup().markup);
 }
 
+/** The card for a group: its points on the timeline (members' gaps too), the group restore's plan. */
+function renderGroup(name: string): void {
+  $('#recover-title').textContent = `Recover group ${name}`;
+  if (r.windowLoaded) {
+    r.model = timelineModel(name, r.window, [], [], false);
+    put('#timeline', timelineMarkup(r.model, { ...(r.choice.time ? { time: Date.parse(r.choice.time) } : {}), ...(r.choice.snapshot ? { snapshot: r.choice.snapshot } : {}) }).markup);
+    const m = r.model;
+    $('#recover-sub').textContent = `${m.backups.length} point${m.backups.length === 1 ? '' : 's'} · members ${(r.window?.members ?? []).map((x) => x.name).join(', ')} · ${m.gaps.length} gap${m.gaps.length === 1 ? '' : 's'} in the members' logs`;
+  } else {
+    put('#timeline', html`<p class="empty">Reading the points of group ${name}…</p>`.markup);
+  }
+  put('#recover-plan', groupPlanMarkup().markup);
+  put('#recover-progress', progressMarkup().markup);
+}
+
 function rerender(): void {
   if (lastState) renderRecover(lastState);
 }
@@ -143,18 +186,26 @@ function choose(choice: { time?: string; snapshot?: string }): void {
 }
 
 async function plan(): Promise<void> {
-  if (!r.source) return;
+  if (!r.source && r.group === null) return;
   const seq = ++planSeq;
   r.planning = true;
   r.planError = null;
   rerender();
   try {
-    const p = await ui.api.restorePlan(r.source, { ...r.choice, ...(r.target ? { target: r.target } : {}) });
-    if (seq !== planSeq) return;
-    r.plan = p;
+    if (r.group !== null) {
+      // A group restores to a point: a backup's dot on its timeline is one.
+      const gp = await ui.api.groupRestorePlan(r.group, { ...(r.choice.time ? { time: r.choice.time } : {}), ...(r.choice.snapshot ? { point: r.choice.snapshot } : {}) });
+      if (seq !== planSeq) return;
+      r.groupPlan = gp;
+    } else {
+      const p = await ui.api.restorePlan(r.source as string, { ...r.choice, ...(r.target ? { target: r.target } : {}) });
+      if (seq !== planSeq) return;
+      r.plan = p;
+    }
   } catch (err) {
     if (seq !== planSeq) return;
     r.plan = null;
+    r.groupPlan = null;
     r.planError = err instanceof ApiError ? `${err.code}: ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}` : String(err);
   } finally {
     if (seq === planSeq) {
@@ -214,16 +265,38 @@ function reach(t: number): Safe {
   return html``;
 }
 
+/** The group restore's plan: per member its mechanism, base and target, as `group restore --dry-run` made it. */
+function groupPlanMarkup(): Safe {
+  if (r.planError) return html`<p class="bad" data-testid="plan-error">${r.planError}</p>`;
+  const p = r.groupPlan;
+  if (!p) return html`<p class="muted">${r.planning ? 'Planning…' : 'Click a point on the timeline (or a moment: the newest point at or before it), or “Latest”.'}</p>`;
+  const dry = (p.plan ?? {}) as { point?: string; time?: string; plan?: Array<Record<string, unknown>>; notes?: string[] };
+  const rows = dry.plan ?? [];
+  const text = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+  const blocked = p.problems.length > 0;
+  return html`<div class="plan" data-testid="plan" data-method="group">
+      <h3>Plan: restore group ${p.group} to point <span class="mono" data-testid="plan-point">${(dry.point ?? p.point ?? '?').slice(0, 12)}</span>${dry.time ? html` (${shortTime(dry.time)} UTC)` : ''}</h3>
+      ${rows.length ? html`<table class="table plan-members"><thead><tr><th>Member</th><th>Kind</th><th>Mechanism</th><th>From</th><th>Into (new)</th></tr></thead><tbody>${rows.map((m) => html`<tr data-testid="plan-member" data-member="${text(m.member)}"><td><strong>${text(m.member)}</strong></td><td><span class="kind kind-${text(m.kind)}">${text(m.kind)}</span></td><td>${text(m.mechanism)}</td><td class="mono small">${text(m.base).slice(0, 60)}</td><td class="mono small">${text(m.target)}</td></tr>`)}</tbody></table>` : ''}
+      ${[...p.notes, ...(dry.notes ?? [])].length ? html`<ul class="plan-notes">${[...p.notes, ...(dry.notes ?? [])].map((n) => html`<li>${n}</li>`)}</ul>` : ''}
+      ${blocked ? html`<ul class="plan-problems" data-testid="plan-problems">${p.problems.map((x) => html`<li><strong class="notice-code">${x.code}</strong> ${x.message}${x.hint ? html`<div class="sub">Hint: ${x.hint}</div>` : ''}</li>`)}</ul>` : ''}
+      <div class="actions left">
+        <button type="button" class="primary" data-action="recover-start" data-testid="recover-start" ${blocked || r.starting || r.planning ? html`disabled` : ''}>${r.starting ? 'Starting…' : 'Start recovery'}</button>
+        <span class="muted small mono">${p.start.method} ${p.start.url}</span>
+      </div>
+    </div>`;
+}
+
 async function start(): Promise<void> {
-  const p = r.plan;
+  const p = r.group !== null ? r.groupPlan : r.plan;
   if (!p || p.problems.length > 0 || r.starting) return;
   r.starting = true;
   rerender();
   try {
     const answer = await ui.api.startRestore(p.start.url, p.start.body);
-    const jobs = 'jobs' in answer ? (answer as Jobs).jobs : [answer as Job];
+    // POST /restores answers the job, /recoveries {jobs}, /groups/:name/restore {plan, job}.
+    const jobs = 'jobs' in answer ? (answer as Jobs).jobs : 'job' in answer ? [(answer as { job: Job }).job] : [answer as Job];
     r.jobs = jobs;
-    ui.info(`Recovery of ${p.source} started (job ${jobs.map((j) => j.id).join(', ')}).`);
+    ui.info(`Recovery of ${r.group ?? r.source} started (job ${jobs.map((j) => j.id).join(', ')}).`);
     follow();
   } catch (err) {
     ui.report(err, 'action');
@@ -236,11 +309,11 @@ async function start(): Promise<void> {
 /** Reads the started jobs until each has ended; then plans again (the target now exists). */
 function follow(): void {
   clearTimeout(r.follow);
-  const source = r.source;
+  const mine = subject();
   r.follow = setTimeout(async () => {
     try {
       const fresh = await Promise.all(r.jobs.map((j) => (isFinished(j) ? j : ui.api.job(j.id))));
-      if (r.source !== source) return;
+      if (subject() !== mine) return;
       r.jobs = fresh;
       rerender();
       if (fresh.some((j) => !isFinished(j))) follow();
@@ -265,7 +338,8 @@ function progressMarkup(): Safe {
     const frac = done ? 1 : bytes !== null && total ? Math.min(1, bytes / total) : null;
     const elapsed = j.duration_ms !== null ? j.duration_ms / 1000 : typeof p.elapsed_seconds === 'number' ? p.elapsed_seconds : null;
     const eta = frac && frac > 0.01 && frac < 1 && elapsed ? ((1 - frac) * elapsed) / frac : null;
-    const target = (j.params.restore as { target?: string } | undefined)?.target;
+    const groupTargets = (j.params.group_restore as { targets?: Record<string, string> } | undefined)?.targets;
+    const target = (j.params.restore as { target?: string } | undefined)?.target ?? (groupTargets ? Object.values(groupTargets).join(', ') : undefined);
     return html`<div class="progress-row" data-testid="recover-job" data-job="${j.id}" data-status="${j.status}">
         <div><span class="status status-${j.status}" data-testid="recover-job-status">${j.status}</span> <span class="mono small">${j.id}</span> ${j.kind} of <strong>${j.source ?? ''}</strong>${target ? html` → <span class="mono">${target}</span>` : ''}</div>
         <svg class="progress-bar" viewBox="0 0 100 6" preserveAspectRatio="none" aria-hidden="true"><rect class="track" width="100" height="6" rx="3"/><rect class="fill ${j.status}" width="${frac === null ? (j.status === 'running' ? 100 : 0) : Math.max(1, frac * 100)}" height="6" rx="3"/></svg>

@@ -199,7 +199,7 @@ export function renderGroups(state: State): void {
         cell(ageCell(g)),
         cell(captureCell(g)),
         cell(drillCell(g)),
-        cell(html`<div class="actions"><button type="button" class="primary" data-action="group-backup" data-group="${g.name}" data-testid="group-backup-${g.name}" ${busy ? html`disabled aria-busy="true"` : ''}>${busy ? 'Capturing…' : 'Capture now'}</button></div>`, 'actions-col'),
+        cell(html`<div class="actions"><button type="button" class="primary" data-action="group-backup" data-group="${g.name}" data-testid="group-backup-${g.name}" ${busy ? html`disabled aria-busy="true"` : ''}>${busy ? 'Capturing…' : 'Capture now'}</button><button type="button" class="secondary" data-action="recover-group" data-group="${g.name}" data-testid="recover-group-${g.name}">Recover…</button></div>`, 'actions-col'),
       ],
     };
   });

@@ -26,6 +26,8 @@ export interface TimelineModel {
   drills: Array<{ t: number; ok: boolean; rto: number | null }>;
   /** Drawn from backups and drills only: the daemon reported no window. */
   estimated: boolean;
+  /** Any moment in the coverage can be restored; false: only the backups' (or a group's points') moments. */
+  continuous: boolean;
 }
 
 /**
@@ -37,15 +39,19 @@ export function timelineModel(source: string, window: RecoverableWindow | null, 
   const at = (s: string) => Date.parse(s);
   const drillsOf = drills.filter((d) => d.source === source).map((d) => ({ t: at(d.time), ok: d.ok, rto: d.rto_seconds })).filter((d) => Number.isFinite(d.t));
   if (window) {
+    // A group's timeline also shows its members' gaps: a point inside one may not be restorable.
+    const memberGaps = (window.members ?? []).flatMap((m) => m.gaps.map((g) => ({ from: at(g.from), to: at(g.to), reason: `${m.name}: ${g.reason}` })));
+    const last = window.last_drill;
     return {
       source,
       earliest: window.earliest === null ? null : at(window.earliest),
       latest: window.latest === null ? null : at(window.latest),
       backups: window.snapshots.map((s) => ({ t: at(s.time), id: s.id })),
       coverage: window.coverage.map((c) => ({ from: at(c.from), to: at(c.to) })),
-      gaps: window.gaps.map((g) => ({ from: at(g.from), to: at(g.to), reason: g.reason })),
-      drills: drillsOf,
+      gaps: [...window.gaps.map((g) => ({ from: at(g.from), to: at(g.to), reason: g.reason })), ...memberGaps],
+      drills: drillsOf.length || !last ? drillsOf : [{ t: at(last.time), ok: last.ok, rto: last.rto_seconds }],
       estimated: false,
+      continuous: window.continuous,
     };
   }
   // No window from the daemon: the backups are the recoverable points; a source with a log
@@ -63,6 +69,7 @@ export function timelineModel(source: string, window: RecoverableWindow | null, 
     gaps: [],
     drills: drillsOf,
     estimated: true,
+    continuous,
   };
 }
 
@@ -114,7 +121,7 @@ export function timelineMarkup(m: TimelineModel, chosen: { time?: number; snapsh
       <defs><pattern id="gap-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" class="gap-bg"/><line x1="0" y1="0" x2="0" y2="6" class="gap-line"/></pattern></defs>
       <rect class="pick-area" data-action="pick-time" x="${left}" y="${top}" width="${iw}" height="${H - top - bottom}"/>
       <line class="baseline" x1="${left}" x2="${left + iw}" y1="${laneY + bandH / 2}" y2="${laneY + bandH / 2}"/>
-      ${win ? html`<rect class="window" data-testid="timeline-window" data-action="pick-time" x="${x(win.from)}" y="${laneY}" width="${Math.max(2, x(win.to) - x(win.from))}" height="${bandH}" rx="4"><title>Recoverable ${shortTime(new Date(win.from).toISOString())} – ${shortTime(new Date(win.to).toISOString())} UTC</title></rect>` : ''}
+      ${win ? html`<rect class="window ${m.continuous ? '' : 'discrete'}" data-testid="timeline-window" data-action="pick-time" x="${x(win.from)}" y="${laneY}" width="${Math.max(2, x(win.to) - x(win.from))}" height="${bandH}" rx="4"><title>${m.continuous ? 'Recoverable' : 'Backups'} ${shortTime(new Date(win.from).toISOString())} – ${shortTime(new Date(win.to).toISOString())} UTC${m.continuous ? '' : ': only their moments can be restored; a moment between them gets the newest backup at or before it'}</title></rect>` : ''}
       ${m.coverage.map((c) => html`<rect class="coverage" data-testid="timeline-coverage" data-action="pick-time" x="${x(c.from)}" y="${laneY + 6}" width="${Math.max(2, x(c.to) - x(c.from))}" height="${bandH - 12}" rx="3"><title>Log ${shortTime(new Date(c.from).toISOString())} – ${shortTime(new Date(c.to).toISOString())} UTC: any moment in it can be restored</title></rect>`)}
       ${m.gaps.map((g) => html`<rect class="gap" data-testid="timeline-gap" data-from="${new Date(g.from).toISOString()}" data-to="${new Date(g.to).toISOString()}" x="${x(g.from)}" y="${laneY - 4}" width="${Math.max(4, x(g.to) - x(g.from))}" height="${bandH + 8}"><title>Gap ${shortTime(new Date(g.from).toISOString())} – ${shortTime(new Date(g.to).toISOString())} UTC: ${g.reason}</title></rect>`)}
       ${m.backups.map((b) => html`<circle class="backup ${chosen.snapshot === b.id ? 'chosen' : ''}" data-testid="timeline-backup" data-action="pick-snapshot" data-snapshot="${b.id}" cx="${x(b.t)}" cy="${laneY + bandH / 2}" r="6"><title>Backup ${b.id.slice(0, 8)} ${shortTime(new Date(b.t).toISOString())} UTC: click to restore it</title></circle>`)}

@@ -44,7 +44,12 @@ function segments(): string[] {
 const last = (r: AppRun) => r.committed[r.committed.length - 1] as AppRun['committed'][number];
 
 beforeAll(async () => {
-  t = await testDaemon({ extraSources: '  notes: { kind: sqlite, path: $DIR/notes.db }', daemon: { reads: { ttlMs: 0 } } });
+  t = await testDaemon({
+    extraSources: '  notes: { kind: sqlite, path: $DIR/notes.db }',
+    // A group of one files member: its points name a snapshot each.
+    extra: 'groups:\n  site: { members: [docs], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }',
+    daemon: { reads: { ttlMs: 0 } },
+  });
   writeFileSync(path.join(t.data, 'report.bin'), report);
   t.daemon.start();
   base = await t.daemon.listen();
@@ -258,6 +263,55 @@ describe('restores from the dashboard', () => {
     }
     await viewer.getByTestId('download-report.bin').click();
     await expect.poll(() => viewer.locator('#notice').textContent(), { timeout: 10_000 }).toMatch(/needs the operator role/);
+    expect(errors).toEqual([]);
+  }, TEST_TIMEOUT);
+
+  it("restores a group to the point picked on its timeline, and shows a viewer the group's plan but not the button", async () => {
+    const capture = async (): Promise<string> => {
+      const r = await fetch(`${base}/api/v1/groups/site/backup`, { method: 'POST', headers: t.auth('operator') });
+      expect(r.status).toBe(202);
+      const done = (await t.daemon.runner.wait(((await r.json()) as JobRow).id)) as JobRow;
+      expect(done.status, done.error ?? '').toBe('succeeded');
+      return (done.result as { id: string }).id;
+    };
+    writeFileSync(path.join(t.data, 'a.txt'), 'at the first point\n');
+    const first = await capture();
+    writeFileSync(path.join(t.data, 'a.txt'), 'at the second point\n');
+    await capture();
+
+    const errors: string[] = [];
+    const page = await newPage(errors);
+    await signIn(page, t.tokens.operator);
+    await page.getByTestId('recover-group-site').click();
+    await expect.poll(() => page.locator('#recover-title').textContent(), { timeout: 10_000 }).toBe('Recover group site');
+    await expect.poll(() => page.getByTestId('timeline-backup').count(), { timeout: 30_000 }).toBe(2);
+    // The older point's dot: the group comes back to it.
+    await page.locator(`[data-testid="timeline-backup"][data-snapshot="${first}"]`).click();
+    await expect.poll(() => page.getByTestId('plan-point').textContent(), { timeout: 30_000 }).toBe(first.slice(0, 12));
+    await expect.poll(() => page.getByTestId('plan-member').count(), { timeout: 10_000 }).toBe(1);
+    const target = (await page.getByTestId('plan-member').locator('td').nth(4).textContent()) as string;
+    expect(target.startsWith(`${t.dir}/restore-site-`)).toBe(true);
+    await page.locator('#recover-card').screenshot({ path: path.join(SHOTS, 'dashboard-group-plan.png') });
+    await page.getByTestId('recover-start').click();
+    const row = page.getByTestId('recover-job');
+    await row.waitFor({ timeout: 10_000 });
+    await expect.poll(() => row.getAttribute('data-status'), { timeout: JOB_TIMEOUT, interval: 250 }).toBe('succeeded');
+    const job = t.daemon.catalog.job((await row.getAttribute('data-job')) as string) as JobRow;
+    expect(job).toMatchObject({ kind: 'group-restore', source: 'site', actor: 'olga-operator' });
+    expect(readFileSync(path.join(target, t.data, 'a.txt'), 'utf8')).toBe('at the first point\n');
+    expect(readFileSync(path.join(target, t.data, 'report.bin')).equals(report)).toBe(true);
+    expect(errors).toEqual([]);
+
+    // A viewer sees the same plan with the reason it cannot start it; the API refuses the call.
+    const viewer = await newPage(errors);
+    await signIn(viewer, t.tokens.viewer);
+    await viewer.getByTestId('recover-group-site').click();
+    await expect.poll(() => viewer.getByTestId('timeline-backup').count(), { timeout: 30_000 }).toBe(2);
+    await viewer.locator('[data-action="recover-latest"]').click();
+    await expect.poll(() => viewer.getByTestId('plan-problems').textContent(), { timeout: 30_000 }).toContain('starting a restore needs the operator role; this token is viewer');
+    expect(await viewer.getByTestId('recover-start').isDisabled()).toBe(true);
+    const refused = await fetch(`${base}/api/v1/groups/site/restore`, { method: 'POST', headers: { ...t.auth('viewer'), 'content-type': 'application/json' }, body: JSON.stringify({ targets: { docs: path.join(t.dir, 'viewer-site') } }) });
+    expect(refused.status).toBe(403);
     expect(errors).toEqual([]);
   }, TEST_TIMEOUT);
 });

@@ -6,9 +6,9 @@
  * checks paths and bounds sizes; daemon/restore-preview.ts builds the plan.
  */
 import { SnapshotBrowser, contentDisposition } from '../../daemon/browse.js';
-import { previewRestore } from '../../daemon/restore-preview.js';
+import { previewGroupRestore, previewRestore } from '../../daemon/restore-preview.js';
 import type { ApiContext } from '../context.js';
-import { NameParam, RestorePlan, RestorePlanQuery, SnapshotParams, SnapshotPathQuery, SnapshotTree } from '../dto.js';
+import { GroupPlanQuery, GroupRestorePlan, NameParam, RestorePlan, RestorePlanQuery, SnapshotParams, SnapshotPathQuery, SnapshotTree } from '../dto.js';
 import { route, type Route } from '../route.js';
 
 export function snapshotRoutes({ d, role }: ApiContext): Route[] {
@@ -47,6 +47,13 @@ export function snapshotRoutes({ d, role }: ApiContext): Route[] {
       params: NameParam, query: RestorePlanQuery,
       response: { status: 200, description: 'the plan', schema: RestorePlan },
       handler: ({ params, query }, _reply, who) => previewRestore(d, role(who), params.name, query),
+    }),
+    route({
+      method: 'GET', url: '/api/v1/groups/:name/restore-plan', role: 'viewer',
+      summary: "What restoring the group to a point (?point=) or the newest at or before a moment (?time=; neither: the newest point) would do: a new directory per member below the restore roots, the group restore's dry-run plan, and what would refuse it; starts nothing",
+      params: NameParam, query: GroupPlanQuery,
+      response: { status: 200, description: 'the plan', schema: GroupRestorePlan },
+      handler: ({ params, query }, _reply, who) => previewGroupRestore(d, role(who), params.name, query),
     }),
   ];
 }
