@@ -66,7 +66,8 @@ export function previewRestore(d: Daemon, role: Role, name: string, req: Preview
   };
   if (!allows(role, 'operator')) problems.push({ code: 'PERMISSION', message: `starting a restore needs the operator role; this token is ${role}`, hint: 'ask an admin for an operator token' });
   if (req.snapshot !== undefined && !takes(s.kind, 'snapshot')) problems.push({ code: 'USAGE', message: `a ${s.kind} restore takes no snapshot: it is restored to a moment`, hint: 'pick a moment on the timeline instead' });
-  if (target !== null) {
+  if (target === null) problems.push({ code: 'USAGE', message: 'no target: name the new place to restore into', hint: `set server.restore_roots in ${d.config.file} (then operators restore below them), or give ?target= (admin)` });
+  else {
     try {
       const checked = checkRestoreTarget(d.config, allows(role, 'operator') ? role : 'operator', target);
       const restore: NonNullable<JobRequest['restore']> = { target: checked, ...(replays && at ? { time: at.toISOString() } : {}), ...(!replays && snap ? { snapshot: snap.snapshot_id } : {}) };
@@ -120,7 +121,7 @@ export async function previewGroupRestore(d: Daemon, role: Role, name: string, r
   };
   const notes: string[] = [];
   if (!allows(role, 'operator')) problems.push({ code: 'PERMISSION', message: `starting a restore needs the operator role; this token is ${role}`, hint: 'ask an admin for an operator token' });
-  if (targets === null) notes.push('no restore roots are set (server.restore_roots): only an admin restores through the API, to targets they name');
+  if (targets === null) problems.push({ code: 'USAGE', message: 'no restore roots are set (server.restore_roots): there is no place to suggest for the members', hint: `set server.restore_roots in ${d.config.file}, or restore with POST /api/v1/groups/${g.name}/restore naming the targets (admin)` });
   const p = { ...(point !== undefined ? { point } : {}), ...(at ? { time: at.toISOString() } : {}), targets: targets ?? {} };
   let plan: Record<string, unknown> | null = null;
   if (targets !== null) {

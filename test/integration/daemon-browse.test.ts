@@ -173,3 +173,25 @@ describe('GET /api/v1/sources/:name/restore-plan and a viewer restoring', () => 
     expect(readFileSync(path.join(plan.target as string, t.data, 'sub', 'big.bin')).equals(big)).toBe(true);
   });
 });
+
+describe('a restore plan without restore roots', () => {
+  it('suggests no target and says so; an admin names one and it checks', async () => {
+    const bare = await testDaemon({ extra: 'server:\n  listen: 127.0.0.1:0\n  state_dir: state' });
+    try {
+      const r = await bare.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: bare.auth('operator') });
+      const done = (await bare.daemon.runner.wait((r.json() as JobRow).id)) as JobRow;
+      expect(done.status, done.error ?? '').toBe('succeeded');
+      const plan = (role: 'operator' | 'admin', q = '') => bare.daemon.app.inject({ method: 'GET', url: `/api/v1/sources/docs/restore-plan${q}`, headers: bare.auth(role) }).then((x) => x.json() as RestorePlan);
+      const op = await plan('operator');
+      expect(op).toMatchObject({ target: null, target_suggested: false });
+      expect(op.problems.map((p) => p.code)).toEqual(['USAGE']);
+      expect(op.problems[0]?.message).toBe('no target: name the new place to restore into');
+      // An operator's named target is refused (no roots: admins only); an admin's is fine.
+      const named = `?target=${encodeURIComponent(path.join(bare.dir, 'r1'))}`;
+      expect((await plan('operator', named)).problems.map((p) => p.code)).toEqual(['RESTORE_NOT_ALLOWED']);
+      expect((await plan('admin', named)).problems).toEqual([]);
+    } finally {
+      await bare.daemon.stop();
+    }
+  });
+});
