@@ -5,7 +5,9 @@
  * child starts, the roles (a viewer lists and previews, only an operator downloads or
  * restores), and a preview that names what would refuse the restore.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import * as http from 'node:http';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -194,4 +196,42 @@ describe('a restore plan without restore roots', () => {
       await bare.daemon.stop();
     }
   });
+});
+
+describe('a download the client abandons', () => {
+  it('stops its child, and frees its place among the 4 that may run at once', async () => {
+    const d = await testDaemon();
+    try {
+      // Far more than the pipes and socket buffers between the child and a client that does not read.
+      const huge = randomBytes(48 * 1024 * 1024);
+      writeFileSync(path.join(d.data, 'huge.bin'), huge);
+      const r = await d.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: d.auth('operator') });
+      const done = (await d.daemon.runner.wait((r.json() as JobRow).id)) as JobRow;
+      expect(done.status, done.error ?? '').toBe('succeeded');
+      const id = d.daemon.catalog.backups('docs')[0]?.snapshot_id as string;
+      const base = await d.daemon.listen();
+      const url = `${base}/api/v1/repositories/main/snapshots/${id}/file?path=${encodeURIComponent(path.join(d.data, 'huge.bin'))}`;
+      const dumps = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(' job -- dump ') && l.includes(id)).length;
+      // Five downloads, each dropped after its first bytes: more than may run at once.
+      for (let i = 0; i < 5; i++) {
+        await new Promise<void>((resolve, reject) => {
+          const req = http.get(url, { headers: d.auth('operator') }, (res) => {
+            expect(res.statusCode).toBe(200);
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
+          });
+          req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+        });
+        await expect.poll(dumps, { timeout: 20_000, interval: 100 }).toBe(0);
+      }
+      // Still a place free: a whole download goes through, byte for byte.
+      const whole = await fetch(url, { headers: d.auth('operator') });
+      expect(whole.status).toBe(200);
+      expect(Buffer.from(await whole.arrayBuffer()).equals(huge)).toBe(true);
+    } finally {
+      await d.daemon.stop();
+    }
+  }, 120_000);
 });
