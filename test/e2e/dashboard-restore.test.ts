@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobRow } from '../../src/daemon/catalog.js';
@@ -70,9 +71,13 @@ beforeAll(async () => {
     await rep.archived(last(b).doneAt);
     const ofB = segments().filter((s) => !before.has(s));
     expect(ofB.length).toBeGreaterThan(0);
-    // A fresh snapshot after B: the history after the gap has a base of its own.
-    const snaps = rep.of('snapshot').length;
-    await rep.waitFor('snapshot', snaps + 1);
+    // A fresh snapshot taken after B's last commit: the history after the gap has a base of its own.
+    // (A snapshot event right after B may be one begun before B ended: the window's times say.)
+    for (let deadline = Date.now() + 60_000; ; await sleep(200)) {
+      const r = await t.daemon.app.inject({ method: 'GET', url: '/api/v1/sources/notes/window', headers: t.auth('viewer') });
+      if ((r.json() as { snapshots?: Array<{ time: string }> }).snapshots?.some((x) => Date.parse(x.time) > last(b).doneAt)) break;
+      if (Date.now() > deadline) throw new Error(`no snapshot of notes after B's last commit in 60 s: ${r.body}`);
+    }
     // The gap: B's shipped transactions are gone from the repository (as if lost in transit).
     for (const s of ofB) rmSync(s);
     const c = await runApp(db, 5);
