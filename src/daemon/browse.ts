@@ -34,6 +34,8 @@ export const MAX_ENTRIES = 2000;
 export const MAX_DOWNLOAD_BYTES = 1024 ** 3;
 /** Downloads streaming at once, daemon-wide: each is a child process holding a repository key. */
 export const MAX_DOWNLOADS = 4;
+/** How long an abandoned download's child has after SIGTERM before SIGKILL. */
+const KILL_AFTER_MS = 5_000;
 /** The longest path accepted (PATH_MAX on Linux). */
 const MAX_PATH_BYTES = 4096;
 
@@ -241,7 +243,17 @@ export class SnapshotBrowser {
       size,
       stream: checker,
       abort: () => {
-        if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        // Closing our end first: a child blocked writing into the full pipe (a synchronous write
+        // never lets it see a signal) gets EPIPE at once; SIGTERM for one that is reading.
+        out.unpipe(checker);
+        out.destroy();
+        checker.destroy();
+        const c = child;
+        if (!c || c.exitCode !== null || c.signalCode !== null) return;
+        c.kill('SIGTERM');
+        setTimeout(() => {
+          if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+        }, KILL_AFTER_MS).unref();
       },
     };
   }
