@@ -12,9 +12,12 @@ npx tsc -p tsconfig.test.json
 
 # Debian packages the suite needs, as "command:package". prometheus brings promtool
 # (docs/ops rules are checked with it) and a real Prometheus the alert tests scrape
-# the daemon with; age, gpg and SoftHSM2 wrap and unwrap key slots (test/integration/key-slots.test.ts).
+# the daemon with; age, gpg and SoftHSM2 wrap and unwrap key slots (test/integration/key-slots.test.ts);
+# stress-ng loads the CPUs beside the quickstart (test/e2e/quickstart-load.test.ts);
+# util-linux `script` (Debian bsdutils) gives test/e2e/progress.test.ts a pseudo-terminal; tmux drives
+# `lifeboat recover`'s questions in test/e2e/recover.test.ts.
 need=()
-for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils restic:restic rclone:rclone chromium:chromium promtool:prometheus age:age gpg:gnupg softhsm2-util:softhsm2}; do
+for pair in ${LIFEBOAT_TEST_DEBS:-mkfifo:coreutils script:bsdutils restic:restic rclone:rclone chromium:chromium promtool:prometheus age:age gpg:gnupg softhsm2-util:softhsm2 stress-ng:stress-ng tmux:tmux}; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -57,6 +57,25 @@ export const ErrorBody = z.object({ error: z.object({ code: z.string(), message:
 
 export const JobKind = z.enum(['backup', 'restore', 'drill', 'check', 'forget', 'prune', 'rotate', 'replicate', 'rebuild', 'group-backup', 'group-restore', 'group-drill']);
 export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'skipped']);
+/**
+ * A running job's progress (docs/progress.md): the engine's phase and counts, and, when
+ * known, totals, percent (0–100, 100 on the last event), rate (bytes/s) and ETA. Every
+ * field is optional and more may come: a job started by an older lifeboat sends fewer.
+ */
+export const JobProgress = z
+  .object({
+    phase: z.string().optional(),
+    files: z.number().optional(),
+    bytes: z.number().optional(),
+    total_files: z.number().optional(),
+    total_bytes: z.number().optional(),
+    percent: z.number().optional(),
+    rate: z.number().optional(),
+    eta_seconds: z.number().optional(),
+    elapsed_seconds: z.number().optional(),
+  })
+  .catchall(z.unknown());
+
 export const Job = z.object({
   id: z.string(),
   kind: JobKind,
@@ -70,8 +89,8 @@ export const Job = z.object({
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
   duration_ms: z.number().nullable(),
-  /** Phase, counts and elapsed_seconds while running (the engine's progress events). */
-  progress: z.record(z.string(), z.unknown()).nullable(),
+  /** Phase, counts, totals, percent, rate, ETA and elapsed_seconds while running (the engine's progress events). */
+  progress: JobProgress.nullable(),
   result: z.unknown(),
   error: z.string().nullable(),
   error_code: z.string().nullable(),

@@ -29,6 +29,8 @@ export interface GlobalOptions {
   passwordFile?: string;
   json?: boolean;
   quiet?: boolean;
+  /** auto | json | none: how progress shows (output/render.ts). */
+  progress?: string;
   compression?: string;
   config?: string;
   limitUpload?: string;

@@ -46,6 +46,7 @@ export const COMMAND_MODULES: ReadonlyArray<{ names: readonly string[]; load: ()
   { names: ['repair'], load: () => import('./commands/repair.js') },
   { names: ['group'], load: () => import('./commands/group.js') },
   { names: ['window'], load: () => import('./commands/window.js') },
+  { names: ['recover'], load: () => import('./commands/recover.js') },
   // Each kind of source brings its own commands (src/sources/<kind>/cli/).
   ...sourceKinds().flatMap((k) => (k.commands ? [{ names: k.commands.words, load: k.commands.load }] : [])),
   { names: ['quickstart'], load: () => import('./commands/quickstart.js') },
@@ -84,6 +85,7 @@ export async function buildProgram(args: readonly string[] = process.argv.slice(
     .addOption(flagOf(repositoryOptions.shape.password_file, { short: '-p', arg: '<file>', description: 'read the password from a file (or LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD)' }))
     .option('--json', 'print results as JSON')
     .option('-q, --quiet', 'print only errors')
+    .option('--progress <mode>', 'auto (a bar on a terminal) | json (one JSON object per line on stderr) | none (or LIFEBOAT_PROGRESS)')
     .addOption(new Option('--compression <codec>', 'zstd[:level] | lz4 | gzip[:level] | none, for data written').env('LIFEBOAT_COMPRESSION'))
     .option('-c, --config <file>', 'configuration file naming repositories (or LIFEBOAT_CONFIG; default ./lifeboat.yaml if present)')
     .option('--limit-upload <KiB/s>', 'upload bandwidth limit per destination')

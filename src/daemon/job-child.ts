@@ -140,10 +140,12 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
           const e = parseJobEvent(line);
           if (reported) throw new JobProtocolError(`a ${e.type} event after the error event`);
           if (e.type === 'progress') {
-            // The latest progress is what counts: one more within the interval is dropped.
-            if (Date.now() - lastProgress < PROGRESS_INTERVAL_MS) return;
+            // The latest progress is what counts: one more within the interval is dropped
+            // (never the last one, phase 'done': the job's record ends at 100%).
+            if (e.phase !== 'done' && Date.now() - lastProgress < PROGRESS_INTERVAL_MS) return;
             lastProgress = Date.now();
-            hooks.onProgress?.({ phase: e.phase, files: e.files, bytes: e.bytes, ...(e.total_bytes !== undefined ? { total_bytes: e.total_bytes } : {}) });
+            const { v: _v, type: _t, ...progress } = e;
+            hooks.onProgress?.(progress);
           } else if (e.type === 'log') {
             if (++logEvents > MAX_LOG_EVENTS) throw new JobProtocolError(`more than ${MAX_LOG_EVENTS} log events`);
             hooks.onLog?.(e.level, e.message);

@@ -60,6 +60,28 @@ export interface ProgressEvent {
   files: number;
   bytes: number;
   total_bytes?: number;
+  /** Added in the same protocol version, all optional: an older child sends none of them. */
+  total_files?: number;
+  /** 0–100, present once the totals are final; 100 on the last event. */
+  percent?: number;
+  /** Bytes per second since the job's work started. */
+  rate?: number;
+  eta_seconds?: number;
+}
+
+/** The optional numeric fields of a progress event, in the order they are copied. */
+export const PROGRESS_EXTRAS = ['total_bytes', 'total_files', 'percent', 'rate', 'eta_seconds'] as const;
+
+/** The optional numbers of a progress event that are present and valid counts. */
+export function progressExtras(e: Record<string, unknown>): Partial<Record<(typeof PROGRESS_EXTRAS)[number], number>> | undefined {
+  const out: Partial<Record<(typeof PROGRESS_EXTRAS)[number], number>> = {};
+  for (const k of PROGRESS_EXTRAS) {
+    const x = e[k];
+    if (x === undefined) continue;
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) return undefined;
+    out[k] = x;
+  }
+  return out;
 }
 
 /** A line meant for the job log that the child wants kept apart from its stdout/stderr. */
@@ -115,8 +137,11 @@ export function parseJobEvent(line: string): JobEvent {
   const v = JOB_PROTOCOL_VERSION;
   switch (e.type) {
     case 'progress':
-      if (typeof e.phase !== 'string' || !isCount(e.files) || !isCount(e.bytes) || (e.total_bytes !== undefined && !isCount(e.total_bytes))) break;
-      return { v, type: 'progress', phase: e.phase, files: e.files, bytes: e.bytes, ...(e.total_bytes !== undefined ? { total_bytes: e.total_bytes } : {}) };
+    {
+      const extras = progressExtras(e);
+      if (typeof e.phase !== 'string' || !isCount(e.files) || !isCount(e.bytes) || !extras) break;
+      return { v, type: 'progress', phase: e.phase, files: e.files, bytes: e.bytes, ...extras };
+    }
     case 'log':
       if ((e.level !== 'info' && e.level !== 'warning') || typeof e.message !== 'string') break;
       return { v, type: 'log', level: e.level, message: e.message };

@@ -111,10 +111,17 @@ const iso = (t: number) => new Date(t).toISOString();
 export async function sourceWindow(repo: Repository, kindName: string, name: string, drills?: readonly DrillRecord[]): Promise<RecoverableWindow> {
   const kind = findSourceKind(kindName);
   if (!kind) throw new LifeboatError('USAGE', `unknown kind of source "${kindName}"`, { hint: `kinds: ${sourceKinds().map((k) => k.name).join(', ')}` });
-  const snaps = (await repo.listSnapshots())
-    .filter((s) => s.source.kind === kind.name && kind.drill.nameOf(s) === name)
-    .sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
-  const kw: KindWindow = kind.window ? await kind.window(repo, name) : { stretches: [] };
+  const all = await repo.listSnapshots();
+  const snaps = all.filter((s) => s.source.kind === kind.name && kind.drill.nameOf(s) === name).sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  // The kind lists the snapshots again: hand it this listing (each listing decrypts every snapshot).
+  const listed = new Proxy(repo, {
+    get: (target, prop) => {
+      if (prop === 'listSnapshots') return async () => all;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const kw: KindWindow = kind.window ? await kind.window(listed, name) : { stretches: [] };
   // Nothing stored yet is an empty window (earliest and latest null), not an error: a new source has one.
   const snapshots = snaps.map((s) => windowSnapshot(s, kw.consistentAt?.get(s.id)));
   return assemble(name, kind.name, snapshots, kw, kind.window !== undefined, pickDrills(drills ?? (await drillHistory(repo)), `${kind.name}:${name}`), kw.notes ?? []);

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { LifeboatError, isLifeboatError } from '../errors.js';
 import { blobId, newMasterKey, sealedKeyId, type EpochKey, seal, sealMeta, sha256, unseal, unsealMeta, type MasterKey, type OpenedMeta, type SealContext } from '../codec/crypto.js';
 import { DEFAULT_COMPRESSION, type Compression } from '../codec/compression.js';
-import { listAll, type ByteRange, type Store } from '../storage/store.js';
+import { listAll, type ByteRange, type ObjectInfo, type Store } from '../storage/store.js';
 import { AppendOnlyStore } from '../storage/wrappers/append-only.js';
 import { mapLimit } from '../util/limit.js';
 import { toHex } from '../util/bytes.js';
@@ -16,6 +16,7 @@ import { loadSessions, sessionObject } from './sessions.js';
 import { initKeyring, openKeyring, type OpenedKeyring, type SlotOpener, type SlotRole, type Warn } from './keyring.js';
 import { blobContext, BLOB_TREE, keys, type BlobType, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
 import { BlobIndex, type BlobLocation } from './index/blob-index.js';
+import { openIndexCache } from './index/index-cache.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from './index/index-file.js';
 import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
@@ -94,6 +95,11 @@ export class Repository {
   index = new BlobIndex();
   /** Index files already merged into `index`. */
   private readonly loadedIndexes = new Set<string>();
+  /**
+   * Where a large repository's index may be kept on disk (set by backups; see
+   * index/index-cache.ts). Unset: the whole index is loaded into memory.
+   */
+  indexCacheDir: string | undefined;
   compression: Compression = DEFAULT_COMPRESSION;
   /**
    * Told about a damaged object that was skipped (a snapshot, a retiring list): one
@@ -281,10 +287,31 @@ export class Repository {
       for (const hex of l.packs) this.index.retirePack(hex);
     }
     for (let round = 0; round < 4; round++) {
-      const files = (await listAll(this.store, 'index/')).filter((f) => !this.loadedIndexes.has(f.key));
+      let files = (await listAll(this.store, 'index/')).filter((f) => !this.loadedIndexes.has(f.key));
       if (files.length === 0) return;
+      // A large repository: the entries of most index files come from the cache file.
+      const cache = this.indexCacheDir && !this.index.disk && this.loadedIndexes.size === 0 ? await this.openIndexCache(files) : undefined;
+      if (cache) files = files.filter((f) => !cache.covered.has(f.key));
+      const disk = cache?.base ?? this.index.disk;
       const present = new Set<string>();
-      for await (const o of this.store.list('data/')) present.add(packIdFromKey(o.key));
+      const basePresent = cache ? new Uint8Array((cache.base.packCount >>> 3) + 1) : undefined;
+      for await (const o of this.store.list('data/')) {
+        const hex = packIdFromKey(o.key);
+        let inBase = false;
+        if (disk) {
+          disk.findPack(Buffer.from(hex, 'hex'), (h) => {
+            inBase = true;
+            if (basePresent) basePresent[h >>> 3]! |= 1 << (h & 7);
+          });
+        }
+        if (!inBase) present.add(hex);
+      }
+      if (cache) {
+        this.index.attachBase(cache.base, (h) => (basePresent![h >>> 3]! & (1 << (h & 7))) !== 0);
+        for (const k of cache.covered) this.loadedIndexes.add(k);
+      }
+      // A pack the cache file names is present when the listing found it (the table knows).
+      const isPresent = (hex: string) => present.has(hex) || this.index.basePackPresent(hex);
       let vanished = false;
       await mapLimit(files, 8, async (f) => {
         let packs: IndexedPack[];
@@ -303,7 +330,7 @@ export class Repository {
           vanished = true;
           return;
         }
-        for (const pack of packs) if (present.has(pack.packId.toString('hex'))) this.addToIndex(pack);
+        for (const pack of packs) if (isPresent(pack.packId.toString('hex'))) this.addToIndex(pack);
         this.loadedIndexes.add(f.key);
       });
       if (!vanished) return;
@@ -361,8 +388,32 @@ export class Repository {
    * never reached the store; the next operation reloads what is really there.
    */
   resetIndex(): void {
+    this.index.disk?.close();
     this.index = new BlobIndex();
     this.loadedIndexes.clear();
+  }
+
+  private openIndexCache(files: ObjectInfo[]) {
+    return openIndexCache(
+      {
+        repoId: this.config.id,
+        idKey: this.key.idKey,
+        readIndexRaw: async (key) => (await this.getMeta(key, key, { kind: 'index' }, MAX_INDEX_FILE)).payload,
+        onWarning: (m) => this.onWarning(m),
+      },
+      files,
+      this.indexCacheDir as string,
+    );
+  }
+
+  /**
+   * After a backup: an index kept on disk is dropped (the next operation, a prune or
+   * check, needs the whole index in memory and loads it), and the next load is in
+   * memory unless asked again.
+   */
+  releaseDiskIndex(): void {
+    this.indexCacheDir = undefined;
+    if (this.index.disk) this.resetIndex();
   }
 
   async readIndexFile(key: string): Promise<IndexedPack[]> {

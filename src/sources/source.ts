@@ -113,6 +113,21 @@ export interface SourceKind<Point = unknown> {
     check?(source: SourceConfig, p: RestoreParams): void;
   };
 
+  /** What `lifeboat recover` (engine/recover.ts) asks of a kind beyond its restore; absent: generic text. */
+  readonly recover?: {
+    /** Absolute paths of the live data a snapshot was taken from, when the snapshot says: a restore there needs --overwrite. */
+    live?(snapshot: Snapshot): string[];
+    /**
+     * Lines that put a restored copy in service, each a shell command or a `# ` comment:
+     * `target` the restored copy, `live` where the data lives when known, `result` the
+     * restore command's JSON result (a PostgreSQL copy's port, say); `shell` quotes a word
+     * for a POSIX shell where it needs it. Pure.
+     */
+    switchOver(target: string, live: readonly string[], result: Record<string, unknown>, shell: (word: string) => string): string[];
+    /** Where the data of live path `live` lands in a restore into `output`, when not `output` itself (files: under its original path). */
+    restoredPath?(output: string, live: string): string;
+  };
+
   /** Recovery drills (engine/drill/drill.ts). */
   readonly drill: {
     /** The name a snapshot of this kind is drilled under, or undefined when it cannot be told. */

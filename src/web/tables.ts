@@ -247,6 +247,9 @@ function jobProgress(p: Job['progress']): string {
   if (!p) return '';
   const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   const bits = [typeof p.phase === 'string' ? p.phase : null, num(p.files) ? `${p.files} files` : null, num(p.bytes) ? formatBytes(p.bytes) : null].filter(Boolean);
+  // Percent and ETA once the job's totals are known (docs/progress.md).
+  if (num(p.percent)) bits.push(`${Math.floor(p.percent)}%`);
+  if (num(p.eta_seconds)) bits.push(`ETA ${formatSeconds(p.eta_seconds)}`);
   return bits.join(' · ');
 }
 

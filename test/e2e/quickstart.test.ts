@@ -17,9 +17,13 @@ describe('lifeboat quickstart', () => {
     const first = await runCli(['quickstart', '--dir', dir, '--seconds', '2'], env, { timeoutMs: 60_000 });
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/\$ lifeboat --repo .* sqlite replicate /);
-    // Every deleted memory comes back: the accident comes once the replicator has read
-    // the writes before it, however loaded the machine.
+    // Every deleted memory comes back: the restore stops just before the accident's
+    // transaction, which the quickstart finds in `sqlite history` and names.
     expect(first.stdout).toMatch(/Recovered: (\d+) of \1 deleted memories/);
+    expect(first.stdout).toMatch(/\$ lifeboat .* sqlite history memory --around \S+ --limit 500/);
+    expect(first.stdout).toMatch(/the accident is transaction (\d+) of generation [0-9a-f]+: the only transaction near the accident that removed rows/);
+    expect(first.stdout).toMatch(/\$ lifeboat .* sqlite restore memory --before-txn \d+ --generation [0-9a-f]+ /);
+    expect(first.stdout).toMatch(/, 0 of \d+ transactions committed before the accident not in the restore/);
     expect(first.stdout).toMatch(/RPO \(data-loss window\): \d+\.\d\d s/);
     expect(first.stdout).toMatch(/RTO \(restore until verified\): \d+\.\d\d s/);
 

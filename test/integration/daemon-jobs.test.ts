@@ -113,6 +113,8 @@ describe('a backup that ends PARTIAL', () => {
     expect(t.daemon.catalog.log(job.id).map((l) => l.line)).toContainEqual(expect.stringMatching(/^warning: .*missing/));
     // Its progress came as events (the first is sent at once), with the daemon's elapsed time.
     expect(job.progress).toMatchObject({ phase: expect.any(String), files: expect.any(Number), bytes: expect.any(Number), elapsed_seconds: expect.any(Number) });
+    // The last event is never dropped: the record ends at 100% with the totals done (docs/progress.md).
+    expect(job.progress).toMatchObject({ phase: 'done', percent: 100, eta_seconds: 0, total_files: expect.any(Number), rate: expect.any(Number) });
     // The child's first event names it in the log.
     expect(t.daemon.catalog.log(job.id).map((l) => l.line)).toContainEqual(expect.stringMatching(new RegExp(`^lifeboat \\S+ job ${job.id}, pid \\d+$`)));
   });

@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers.js';
-import { archivedCluster, lifeboatAsPostgres, restoredPort, type ScratchCluster } from '../pg-cluster.js';
+import { archivedCluster, asPostgres, lifeboatAsPostgres, PG_BIN, restoredPort, type ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import { processes, waitUntil } from '../pg-streamer.js';
 import type { RedisConnection } from '../../src/sources/redis/connection.js';
@@ -139,6 +139,7 @@ beforeAll(async () => {
       'groups:',
       // Thaw runs once the positions are read: its file tells the test so.
       '  hotonly: { members: [hot], freeze: [/bin/true], thaw: [/usr/bin/touch, hotonly.thawed], max_hold: 5s }',
+      '  pgonly: { members: [main], freeze: [/bin/true], thaw: [/usr/bin/touch, pgonly.thawed], max_hold: 5s }',
       `  tiers: { members: [main, hot, meta, docs], freeze: ${sh('rm -f freeze.ack; touch freeze.req; while [ ! -f freeze.ack ]; do sleep 0.005; done')}, thaw: [/bin/rm, -f, freeze.req], max_hold: 5s }`,
       '',
     ].join('\n'),
@@ -377,4 +378,32 @@ describe('group backup proves, group restore returns to the point', () => {
     const listed = await lb(['group', 'points', 'hotonly', '--json']);
     expect((JSON.parse(listed.stdout) as { points: Point[] }).points).toEqual([]);
   }, 180_000);
+
+  it('PostgreSQL crashing between the point and its proof: the point is stored only once its WAL is archived, and restores', async () => {
+    await cluster.query('CREATE TABLE IF NOT EXISTS crash_marks (v text)');
+    await cluster.query("INSERT INTO crash_marks VALUES ('before the point')");
+    const thawed = path.join(base, 'pgonly.thawed');
+    const backup = lb(['group', 'backup', 'pgonly', '--wait', '90s', '--json']);
+    await waitUntil('the position to be recorded (thaw ran)', () => existsSync(thawed), 60_000, 20);
+    // The server dies at once (no shutdown checkpoint, WAL not switched) and comes back.
+    await asPostgres(path.join(PG_BIN, 'pg_ctl'), ['-D', cluster.data, '-m', 'immediate', '-w', 'stop']);
+    await cluster.start();
+    const r = await backup;
+    expect(r.code, r.stderr).toBe(0);
+    const p = JSON.parse(r.stdout) as Point & { members: Array<{ archived?: unknown }> };
+    expect(p.members[0]!.archived).toBeDefined();
+    const dir = path.join(base, 'crash-restored');
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, ids().uid, ids().gid);
+    const rr = await lb(['group', 'restore', 'pgonly', '--point', p.id, '--target', `main=${dir}`]);
+    expect(rr.code, rr.stderr).toBe(0);
+    const copy = cluster.copy(dir, await restoredPort(dir));
+    await copy.start(dir);
+    try {
+      await copy.waitPromoted();
+      expect((await copy.query<{ v: string }>('SELECT v FROM crash_marks')).map((x) => x.v)).toEqual(['before the point']);
+    } finally {
+      await copy.stop(dir);
+    }
+  }, 240_000);
 });

@@ -20,6 +20,10 @@ describe('parseJobEvent', () => {
   it('reads each type of event of version 1', () => {
     expect(parseJobEvent('{"v":1,"type":"progress","phase":"backup","files":2,"bytes":10,"total_bytes":20}')).toEqual({ v: 1, type: 'progress', phase: 'backup', files: 2, bytes: 10, total_bytes: 20 });
     expect(parseJobEvent('{"v":1,"type":"result","value":null}')).toEqual({ v: 1, type: 'result', value: null });
+    // Totals, percent, rate and ETA (docs/progress.md): optional, in the same version.
+    expect(parseJobEvent('{"v":1,"type":"progress","phase":"restore","files":2,"bytes":10,"total_files":4,"total_bytes":20,"percent":50,"rate":5,"eta_seconds":2}')).toEqual({
+      v: 1, type: 'progress', phase: 'restore', files: 2, bytes: 10, total_files: 4, total_bytes: 20, percent: 50, rate: 5, eta_seconds: 2,
+    });
     expect(parseJobEvent('{"v":1,"type":"log","level":"warning","message":"m"}')).toEqual({ v: 1, type: 'log', level: 'warning', message: 'm' });
     expect(parseJobEvent('{"v":1,"type":"error","code":"UNSAFE_PATH","message":"m","hint":"h","exit":13}')).toEqual({ v: 1, type: 'error', code: 'UNSAFE_PATH', message: 'm', hint: 'h', exit: 13 });
   });
@@ -36,6 +40,8 @@ describe('parseJobEvent', () => {
       '{"v":1,"type":"error","code":"toString","message":"m","exit":1}',
       '{"v":1,"type":"error","code":"FAILED","message":"m","exit":1.5}',
       '{"v":1,"type":"progress","phase":"x","files":-1,"bytes":0}',
+      '{"v":1,"type":"progress","phase":"x","files":1,"bytes":0,"percent":-5}',
+      '{"v":1,"type":"progress","phase":"x","files":1,"bytes":0,"eta_seconds":"soon"}',
     ]) {
       expect(() => parseJobEvent(line), line).toThrow(JobProtocolError);
     }
@@ -98,9 +104,13 @@ describe("the daemon's reader of a job child", () => {
     expect(logs).toHaveLength(10_000);
     const progress: unknown[] = [];
     // Twenty in one write: the first counts, the rest come within the interval.
-    const fast = await child(`send(Array.from({ length: 20 }, (_, i) => JSON.stringify({ v: 1, type: 'progress', phase: 'backup', files: i, bytes: i }) + '\\n').join(''));`, { onProgress: (p) => progress.push(p) });
+    // The last ('done') always passes: the job's record ends at 100%.
+    const fast = await child(
+      `send(Array.from({ length: 20 }, (_, i) => JSON.stringify({ v: 1, type: 'progress', phase: 'backup', files: i, bytes: i }) + '\\n').join('') + JSON.stringify({ v: 1, type: 'progress', phase: 'done', files: 20, bytes: 20, percent: 100 }) + '\\n');`,
+      { onProgress: (p) => progress.push(p) },
+    );
     expect(fast.error).toBeUndefined();
-    expect(progress).toEqual([{ phase: 'backup', files: 0, bytes: 0 }]);
+    expect(progress).toEqual([{ phase: 'backup', files: 0, bytes: 0 }, { phase: 'done', files: 20, bytes: 20, percent: 100 }]);
   });
 
   it('succeeds with a null result when the command reports none', async () => {

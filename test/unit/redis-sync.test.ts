@@ -8,10 +8,11 @@
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compactGeneration } from '../../src/sources/redis/compact.js';
+import { compactLog } from '../../src/engine/log-compact.js';
 import { trimRedis } from '../../src/sources/redis/log-retention.js';
 import { RespReader, encodeCommand, type RespValue } from '../../src/sources/redis/resp.js';
 import { ReplicaLink, type StreamChunk } from '../../src/sources/redis/sync.js';
-import { chainFrom, decodeSegment, encodeSegment, parseSegmentName, segmentName, type Mark } from '../../src/sources/redis/segment.js';
+import { chainFrom, decodeSegment, encodeSegment, mergeSegments, parseSegmentName, segmentName, type Mark, type Segment } from '../../src/sources/redis/segment.js';
 import { parseRedisUrl } from '../../src/sources/redis/connection.js';
 import { Repository, PROGRAM_VERSION } from '../../src/repo/repository.js';
 import type { SnapshotManifest } from '../../src/repo/snapshot/snapshot.js';
@@ -274,5 +275,46 @@ describe('compactGeneration (redis)', () => {
     const seg = decodeSegment((await repo.getLog('redis.cache', 'g', chain[0]!.file))!, 'merged');
     expect(seg.stream).toEqual(bytes);
     expect(seg.meta.marks).toEqual(marks);
+  });
+
+  // Repetitive writes compress 30-fold or more: a bound on stored bytes alone merged a
+  // minute of them into one object that a compaction and a restore then held whole.
+  const compressible = async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const minute = Date.UTC(2026, 9, 1, 12, 0);
+    const piece = 8 << 20;
+    for (let i = 0; i < 12; i++) {
+      const meta = { v: 1 as const, replid: REPLID, start: i * piece, end: (i + 1) * piece, marks: [[(i + 1) * piece, minute + i * 1000] as Mark] };
+      await repo.putLog('redis.cache', 'g', segmentName(meta), encodeSegment({ meta, stream: Buffer.alloc(piece, 0x77) }));
+    }
+    expect((await repo.listLogs('redis.cache')).reduce((n, l) => n + l.size, 0)).toBeLessThan(8 << 20); // all 96 MiB stored in less than 8
+    return { repo, after: minute + 120_000 };
+  };
+  const expectBounded = async (repo: Repository) => {
+    const logs = await repo.listLogs('redis.cache');
+    const { chain, gapAt } = chainFrom(0, logs.map((l) => parseSegmentName(l.file)!));
+    expect(gapAt).toBeUndefined();
+    expect(chain.at(-1)!.end).toBe(12 * (8 << 20));
+    for (const c of chain) expect(c.end - c.start).toBeLessThanOrEqual(32 << 20);
+    expect(chain.length).toBeLessThan(12); // still merged, in pieces
+  };
+  it('merges compressible segments into objects of at most 32 MiB decoded, as their names tell', async () => {
+    const { repo, after } = await compressible();
+    await compactGeneration(repo, 'redis.cache', 'g', after);
+    await expectBounded(repo);
+  });
+  it('bounds the decoded size of a merge even when the names do not tell it', async () => {
+    const { repo, after } = await compressible();
+    await compactLog(repo, 'redis.cache', 'g', after, {
+      parseName: parseSegmentName,
+      compare: (a: number, b: number) => a - b,
+      decode: decodeSegment,
+      merge: mergeSegments,
+      encode: encodeSegment,
+      name: (s: Segment) => segmentName(s.meta),
+      rawBytes: () => 0,
+      bytes: (s: Segment) => s.stream.length,
+    });
+    await expectBounded(repo);
   });
 });

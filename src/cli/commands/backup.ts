@@ -2,10 +2,10 @@
 import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { backup } from '../../engine/backup/archiver.js';
-import { scanTotals } from '../../engine/backup/scan.js';
+import { startScan } from '../../engine/backup/scan.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
-import { ProgressBar, duration, printJson } from '../output/render.js';
+import { duration, printJson, progressFor } from '../output/render.js';
 import { flagOf, parseTime } from './options.js';
 import { sourceCommonOptions } from '../../config/model.js';
 import { filesOptions } from '../../sources/files/options.js';
@@ -19,6 +19,7 @@ interface BackupFlags {
   time?: string;
   threads?: string;
   name?: string;
+  scan: boolean;
 }
 
 export function register(program: Command): void {
@@ -32,19 +33,15 @@ export function register(program: Command): void {
     .option('--time <rfc3339>', "set the snapshot's time (imports and tests; not more than 5 minutes ahead of now)")
     .option('--name <name>', 'name this source (drill, forget and the daemon find its snapshots by it)')
     .option('--threads <n>', 'worker threads (default: cores + 1)')
+    .option('--no-scan', 'do not count the files first (progress then shows no percentage or ETA)')
     .action(async (paths: string[], flags: BackupFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const time = flags.time === undefined ? undefined : parseTime(flags.time);
       if (time) checkSnapshotTime(time); // before the repository is opened: nothing is read or written
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
-        const scan = { stop: false };
-        if (process.stderr.isTTY && !g.json && !g.quiet) {
-          void scanTotals(paths, flags.exclude, scan).then((t) => {
-            bar.totalFiles = t.files;
-            bar.totalBytes = t.bytes;
-          });
-        }
+        const bar = progressFor(g);
+        // Totals for the percentage and ETA, counted beside the backup, which never waits for them.
+        const scan = bar.shown && flags.scan ? startScan({ paths, excludes: flags.exclude }, (t) => bar.setTotals(t)) : undefined;
         const result = await backup(repo, {
           paths,
           tags: flags.tag,
@@ -55,7 +52,7 @@ export function register(program: Command): void {
           ...(flags.name ? { source: { kind: 'files', name: checkSourceName(flags.name) } } : {}),
           onProgress: bar.update,
         }).finally(() => {
-          scan.stop = true;
+          scan?.stop();
           bar.done();
         });
         const s = result.snapshot;

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { LifeboatError } from '../../errors.js';
 import { check } from '../../repo/maintenance/check.js';
 import { withRepo, type GlobalOptions } from '../context.js';
-import { ProgressBar, printJson } from '../output/render.js';
+import { progressFor, printJson } from '../output/render.js';
 import { flagOf, parsePercent } from './options.js';
 import { scheduleOptions } from '../../config/model.js';
 import { sourceKinds } from '../../sources/registry.js';
@@ -23,7 +23,7 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const subset = flags.readDataSubset === undefined ? undefined : parsePercent(flags.readDataSubset);
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const r = await check(repo, {
           ...(flags.readData ? { readData: true } : {}),
           ...(subset !== undefined ? { readDataSubset: subset } : {}),

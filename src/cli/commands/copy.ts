@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { copySnapshots } from '../../engine/copy/copy.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
-import { printJson } from '../output/render.js';
+import { printJson, progressFor } from '../output/render.js';
 
 interface CopyFlags {
   fromRepo: string;
@@ -26,12 +26,16 @@ export function register(program: Command): void {
       const to: GlobalOptions = { ...g, repo: f.toRepo, ...(f.toPasswordFile ? { passwordFile: f.toPasswordFile } : {}) };
       await withRepo(from, (source) =>
         withRepo(to, async (target) => {
+          const bar = progressFor(g);
           const r = await copySnapshots(source, target, {
             snapshots,
             onSnapshot: (s, id) => {
-              if (!g.json && !g.quiet) console.log(id ? `copied ${s.id.slice(0, 8)} -> ${id.slice(0, 8)}` : `${s.id.slice(0, 8)} is already there`);
+              if (g.json || g.quiet) return;
+              bar.done(); // the line is the bar's: clear it, the next event redraws it below
+              console.log(id ? `copied ${s.id.slice(0, 8)} -> ${id.slice(0, 8)}` : `${s.id.slice(0, 8)} is already there`);
             },
-          });
+            onProgress: bar.update,
+          }).finally(() => bar.done());
           if (g.json) return printJson(r);
           if (!g.quiet) console.log(`${r.copied.length} copied, ${r.skipped.length} already there, ${r.logs} log files, ${r.points} group point(s); added ${formatBytes(r.addedBytes)}`);
         }),

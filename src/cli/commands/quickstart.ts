@@ -13,7 +13,7 @@ import { printJson } from '../output/render.js';
 export function register(program: Command): void {
   program
     .command('quickstart')
-    .description('see Lifeboat work: replicate a sample SQLite database, delete rows by accident, restore to just before')
+    .description('see Lifeboat work: replicate a sample SQLite database, delete rows by accident, restore to just before its transaction')
     .option('--dir <dir>', 'where the sample database and repository go', 'lifeboat-quickstart')
     .option('--seconds <n>', 'how long the sample application writes before the accident', '4')
     .action(async (f: { dir: string; seconds: string }, cmd: Command) => {
@@ -38,7 +38,7 @@ export function register(program: Command): void {
       say(`${ok ? 'Recovered' : 'NOT recovered'}: ${r.recovered.nodes} of ${r.accident.nodes} deleted memories (${r.recovered.edges} edges) are back in ${rel(r.restored)}`);
       if (r.inWindow > 0) say(`  the other ${r.inWindow} were written inside the data-loss window, just before the accident`);
       say(`  integrity_check: ${r.integrity}; foreign_key_check: ${r.foreignKeyViolations} violations`);
-      say(`  restored as of ${r.restoredTo} (the accident was at ${r.accident.at})`);
+      say(`  restored to just before transaction ${r.accident.txn}, the accident (at ${r.accident.at}): ${r.accident.why}`);
       say(`  RPO (data-loss window): ${r.rpoSeconds.toFixed(2)} s, ${r.lostTransactions} of ${r.committed} transactions committed before the accident not in the restore`);
       say(`  RTO (restore until verified): ${r.rtoSeconds.toFixed(2)} s`);
       say(`  quickstart took ${r.durationSeconds.toFixed(1)} s; the repository password is in ${rel(path.join(r.dir, 'password'))}`);

@@ -4,7 +4,7 @@ import { LifeboatError } from '../../errors.js';
 import { incompleteOf, restore } from '../../engine/restore/restorer.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
-import { ProgressBar, duration, printJson } from '../output/render.js';
+import { progressFor, duration, printJson } from '../output/render.js';
 import { collect, flagOf } from './options.js';
 import { pickForRestore } from '../../repo/snapshot/select.js';
 import { parseTargetTime } from '../../engine/target-time.js';
@@ -48,7 +48,7 @@ export function register(program: Command): void {
           ...(flags.path !== undefined ? { path: flags.path } : {}),
           ...(time ? { time } : {}),
         });
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const started = Date.now();
         const r = await restore(repo, snap, {
           target: flags.target,

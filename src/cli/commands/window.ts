@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { groupWindow, resolveWindowSource, sourceWindow, windowSources } from '../../engine/window.js';
-import { withRepo, type GlobalOptions } from '../context.js';
+import { findConfig, withRepo, type GlobalOptions } from '../context.js';
 import { printJson } from '../output/render.js';
 import { windowLines } from '../output/window.js';
 import { forTerminal } from '../../util/terminal.js';
@@ -18,7 +18,11 @@ export function register(program: Command): void {
     .option('--group <name>', 'a consistency group instead of a source')
     .option('--kind <kind>', 'the kind of the source, when two kinds share its name (or say kind:name)')
     .action(async (ref: string | undefined, f: { group?: string; kind?: string }, cmd: Command) => {
-      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const g0 = cmd.optsWithGlobals<GlobalOptions>();
+      // Without --repo, the repository lifeboat.yaml gives the group (or the configured source).
+      const config = g0.repo ?? process.env.LIFEBOAT_REPOSITORY ? undefined : await findConfig(g0);
+      const configured = f.group !== undefined ? config?.groups.get(f.group)?.repository : ref !== undefined ? config?.sources.get(ref)?.repository : undefined;
+      const g: GlobalOptions = configured !== undefined ? { ...g0, repo: configured } : g0;
       await withRepo(g, async (repo) => {
         if (f.group !== undefined) {
           const w = await groupWindow(repo, f.group);

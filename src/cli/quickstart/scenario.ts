@@ -38,7 +38,8 @@ export interface QuickstartReport {
   database: string;
   restored: string;
   committed: number;
-  accident: { at: string; nodes: number; edges: number };
+  /** The DELETE, and the transaction the history says it was (the restore stops just before it). */
+  accident: { at: string; nodes: number; edges: number; txn: number; generation: string; why: string };
   restoredTo: string;
   /** Deleted memories (and their edges) back in the restored copy. */
   recovered: { nodes: number; edges: number };
@@ -82,19 +83,9 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     await replicator.waitFor((e) => e.kind === 'snapshot', 30_000);
     opts.onStep({ kind: 'note', text: `writing ~${opts.rate} transactions/s for ${(opts.writeMs / 1000).toFixed(0)} s while replication runs` });
     await app.write(opts.writeMs, opts.rate);
-    // The scripted accident comes once the replicator has read every write before it.
-    // A transaction's time is when the replicator read it from the WAL: on a loaded
-    // machine the last writes could otherwise be read in the same pass as the DELETE,
-    // at the same moment, and no restore by time could tell them apart, so the demo
-    // would lose memories to the machine's load rather than show what a restore brings
-    // back. A real accident does not wait; the RPO that archivedThrough measures is
-    // what the daemon reports for that.
-    const wroteUntil = Date.now();
-    await replicator.waitFor(
-      (e) => e.kind === 'status' && typeof e.archivedThrough === 'string' && Date.parse(e.archivedThrough) >= wroteUntil,
-      60_000,
-      'the replicator did not catch up with the sample application',
-    );
+    // The accident comes while the application writes, as a real one would: the writes
+    // just before it may be seen by the replicator in the same poll as the DELETE, at the
+    // same moment, so the restore finds the accident's transaction instead of a time.
     const accidentAt = Date.now();
     // The DELETE commits in a later millisecond than the moment restored to.
     while (Date.now() <= accidentAt) await new Promise((resolve) => setImmediate(resolve));
@@ -114,9 +105,10 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
       'the repository did not reach the moment of the accident',
     );
 
+    const accidentTxn = await findAccident(cli, global, accidentAt, opts.onStep);
     for (const suffix of ['', '-wal', '-shm']) rmSync(restored + suffix, { force: true });
     const restoreStarted = Date.now();
-    const out = await cli.run([...global, '--json', 'sqlite', 'restore', 'memory', '--time', new Date(accidentAt).toISOString(), '--output', rel(restored)]);
+    const out = await cli.run([...global, '--json', 'sqlite', 'restore', 'memory', '--before-txn', String(accidentTxn.seq), '--generation', accidentTxn.generation, '--output', rel(restored)]);
     const rtoSeconds = (Date.now() - restoreStarted) / 1000;
     const r = JSON.parse(out) as { restored_to: string };
 
@@ -130,7 +122,7 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
       database,
       restored,
       committed: app.ledger.length,
-      accident: { at: new Date(accidentAt).toISOString(), nodes: lost.ids.length, edges: lost.edges },
+      accident: { at: new Date(accidentAt).toISOString(), nodes: lost.ids.length, edges: lost.edges, txn: accidentTxn.seq, generation: accidentTxn.generation, why: accidentTxn.why },
       restoredTo: r.restored_to,
       recovered: check.recovered,
       inWindow: check.inWindow,
@@ -145,6 +137,49 @@ export async function runQuickstart(opts: QuickstartOptions): Promise<Quickstart
     replicator.kill();
     if (app.db.open) app.close();
   }
+}
+
+interface HistoryTxn {
+  seq: number;
+  generation: string;
+  time: string;
+  objects: Array<{ name: string; delta: number }>;
+}
+
+/** Pages of `sqlite history` read looking for the accident before giving up (500 transactions each). */
+const MAX_HISTORY_PAGES = 10;
+
+/**
+ * The accident's transaction, as an operator would find it: `sqlite history` around the
+ * moment, and the transaction that removed memories from `nodes`. The sample
+ * application only ever adds rows, so exactly one transaction near the moment removes
+ * any; more than one, or none, is reported rather than guessed. The replicator's times
+ * can be late (a poll, more on a loaded machine), so the history is read on from the
+ * newest transaction listed until one removes rows.
+ */
+async function findAccident(cli: Cli, global: string[], accidentAt: number, onStep: (s: Step) => void): Promise<{ seq: number; generation: string; why: string }> {
+  let around = accidentAt;
+  let seen = 0;
+  for (let page = 0; page < MAX_HISTORY_PAGES; page++) {
+    const out = await cli.run([...global, '--json', 'sqlite', 'history', 'memory', '--around', new Date(around).toISOString(), '--limit', '500']);
+    const h = JSON.parse(out) as { transactions: HistoryTxn[] };
+    const removing = h.transactions.filter((t) => t.objects.some((o) => o.name === 'nodes' && o.delta < 0));
+    seen += h.transactions.length;
+    if (removing.length > 1) {
+      throw new LifeboatError('FAILED', `${removing.length} transactions near the accident removed memories (${removing.map((t) => t.seq).join(', ')}); the quickstart expected one`, { hint: 'please report this with the output above' });
+    }
+    const t = removing[0];
+    if (t) {
+      const removed = (name: string) => -(t.objects.find((o) => o.name === name)?.delta ?? 0);
+      const why = `the only transaction near the accident that removed rows: ${removed('nodes')} from nodes, ${removed('edges')} from edges (seen by the replicator at ${t.time})`;
+      onStep({ kind: 'note', text: `the accident is transaction ${t.seq} of generation ${t.generation}: ${why}` });
+      return { seq: t.seq, generation: t.generation, why };
+    }
+    const last = h.transactions.at(-1);
+    if (!last || Date.parse(last.time) <= around) break;
+    around = Date.parse(last.time);
+  }
+  throw new LifeboatError('FAILED', `none of the ${seen} transactions stored near the accident removed memories`, { hint: 'please report this with the output above' });
 }
 
 /** The quickstart's lifeboat.yaml (rewritten each run, as the database is): its repository and the sample database with its graph. */

@@ -25,7 +25,7 @@ import { ChunkPool } from '../workers/chunk-pool.js';
 import type { FileResult } from '../workers/protocol.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
-import { WriteOnlyCache } from './write-cache.js';
+import { indexCacheDir, WriteOnlyCache } from './write-cache.js';
 
 export interface BackupOptions {
   paths: string[];
@@ -118,6 +118,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Bac
       await cache.finish(result.snapshot);
       return result;
     }
+    repo.indexCacheDir ??= indexCacheDir(repo);
     await repo.loadIndex();
     await repo.indexOrphanPacks();
     const archiver = new Archiver(repo, opts, repoParents(repo));
@@ -126,6 +127,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Bac
       throw err;
     });
   } finally {
+    repo.releaseDiskIndex();
     await lock.release();
   }
 }

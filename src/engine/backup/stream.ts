@@ -21,6 +21,7 @@ import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
 import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import { isSafeName, type TreeNode } from '../../repo/snapshot/tree.js';
 import { throttleProgress, type ProgressFn } from '../progress.js';
+import { indexCacheDir } from './write-cache.js';
 
 export interface StreamBackupOptions {
   /** Absolute snapshot path of the one file, e.g. /postgres-dump/main/app.dump. */
@@ -61,6 +62,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
   opts = { ...opts, path: `/${parts.join('/')}` };
   const lock = await acquireLock(repo.store, 'shared', `backup stream ${opts.path}`);
   try {
+    repo.indexCacheDir ??= indexCacheDir(repo);
     await repo.loadIndex();
     await repo.indexOrphanPacks();
     return await run(repo, input, opts, parts).catch((err: unknown) => {
@@ -68,6 +70,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
       throw err;
     });
   } finally {
+    repo.releaseDiskIndex();
     await lock.release();
   }
 }

@@ -39,6 +39,11 @@ export function cacheRoot(): string {
   return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache'), 'lifeboat');
 }
 
+/** Where a large repository's blob index is kept on disk (repo/index/index-cache.ts). */
+export function indexCacheDir(repo: Pick<Repository, 'config'>, root = cacheRoot()): string {
+  return path.join(root, repo.config.id, 'index');
+}
+
 const parentKey = (hostname: string, paths: string[]) => `${hostname}\0${JSON.stringify(paths)}`;
 
 export class WriteOnlyCache implements ParentSource {

@@ -18,11 +18,18 @@ import { pickSnapshot, type Snapshot, type SnapshotManifest } from '../../repo/s
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { copyGroupPoints, withPointSnapshots } from '../group/points-keep.js';
+import { throttleProgress, type ProgressFn } from '../progress.js';
 
 export interface CopyOptions {
   /** Snapshot ids (prefixes) or "latest"; empty: every snapshot. */
   snapshots: string[];
   onSnapshot?: (from: Snapshot, to: string | undefined) => void;
+  /**
+   * Files and bytes copied so far against the totals of the snapshots to copy (their
+   * summaries); a subtree shared with one copied before counts at once. At most every
+   * 100 ms, and once with phase 'done'.
+   */
+  onProgress?: ProgressFn;
 }
 
 export interface CopyResult {
@@ -49,14 +56,22 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
     const done = new Set((await to.listSnapshots()).map((s) => s.original ?? s.id));
     const result: CopyResult = { copied: [], skipped: [], logs: 0, points: 0, addedBytes: 0 };
     const writer = to.newPackWriter();
-    const trees = new Map<string, string>();
+    const trees = new Map<string, CopiedTree>();
+    const todo = chosen.filter((s) => !done.has(s.id));
+    const progress: CopyProgress = {
+      files: 0,
+      bytes: 0,
+      totalFiles: todo.reduce((n, s) => n + (s.summary?.totalFiles ?? 0), 0),
+      totalBytes: todo.reduce((n, s) => n + (s.summary?.totalBytes ?? 0), 0),
+      emit: throttleProgress(opts.onProgress),
+    };
     for (const snap of chosen) {
       if (done.has(snap.id)) {
         result.skipped.push(snap.id);
         opts.onSnapshot?.(snap, undefined);
         continue;
       }
-      const tree = await copyTree(from, to, writer, snap.tree, trees);
+      const { id: tree } = await copyTree(from, to, writer, snap.tree, trees, progress);
       await writer.flush();
       const { id: _old, ...manifest } = snap;
       const copy: SnapshotManifest = { ...manifest, tree, original: snap.id };
@@ -66,6 +81,7 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
       done.add(snap.id);
     }
     await writer.flush();
+    progress.emit({ phase: 'done', files: progress.files, bytes: progress.bytes, errors: 0 }, true);
     result.addedBytes = writer.stats.storedBytes;
     result.logs = await copyLogs(from, to, chosen);
     result.points = await copyGroupPoints(from, to, chosen);
@@ -76,25 +92,59 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
   }
 }
 
+/** A tree copied: its id in the destination and the files and bytes below it (for progress). */
+interface CopiedTree {
+  id: string;
+  files: number;
+  bytes: number;
+}
+
+interface CopyProgress {
+  files: number;
+  bytes: number;
+  totalFiles: number;
+  totalBytes: number;
+  emit: ReturnType<typeof throttleProgress>;
+}
+
+function advance(p: CopyProgress, files: number, bytes: number): void {
+  p.files += files;
+  p.bytes += bytes;
+  p.emit({ phase: 'copy', files: p.files, bytes: p.bytes, totalFiles: p.totalFiles, totalBytes: p.totalBytes, errors: 0 });
+}
+
 /** Re-seals a tree and everything under it; returns its id in the destination. */
-async function copyTree(from: Repository, to: Repository, writer: PackWriter, id: string, trees: Map<string, string>): Promise<string> {
+async function copyTree(from: Repository, to: Repository, writer: PackWriter, id: string, trees: Map<string, CopiedTree>, progress: CopyProgress): Promise<CopiedTree> {
   const known = trees.get(id);
-  if (known) return known;
+  if (known) {
+    // Copied before (in this snapshot or an earlier one): as much done at once.
+    advance(progress, known.files, known.bytes);
+    return known;
+  }
   const tree: Tree = await from.loadTree(id);
   const nodes: TreeNode[] = [];
+  let files = 0;
+  let bytes = 0;
   for (const node of tree.nodes) {
     if (node.type === 'dir' && node.subtree) {
-      nodes.push({ ...node, subtree: await copyTree(from, to, writer, node.subtree, trees) });
+      const sub = await copyTree(from, to, writer, node.subtree, trees, progress);
+      files += sub.files;
+      bytes += sub.bytes;
+      nodes.push({ ...node, subtree: sub.id });
     } else if (node.content) {
       const content: string[] = [];
       for (const hex of node.content) {
         const plain = await from.loadBlob(Buffer.from(hex, 'hex'));
         content.push((await writer.addPlain(BLOB_DATA, plain)).toString('hex'));
+        advance(progress, 0, plain.length);
       }
+      advance(progress, 1, 0);
+      files++;
+      bytes += node.size ?? 0;
       nodes.push({ ...node, content });
     } else nodes.push(node);
   }
-  const copied = await to.saveTree(writer, { nodes });
+  const copied: CopiedTree = { id: await to.saveTree(writer, { nodes }), files, bytes };
   trees.set(id, copied);
   return copied;
 }

@@ -97,6 +97,9 @@ async function within<T>(p: Promise<T>, ms: number, group: string, maxHoldMs: nu
   }
 }
 
+/** Members whose position is a copy or a listing (data-members.ts), not a read of a log position. */
+const DATA_KINDS = new Set(['files', 'bucket']);
+
 /** A freeze or thaw ready to run: commands and requests prepared (a headers file read) before anything is held. */
 type Hook = (limitMs: number) => Promise<HookRun>;
 
@@ -106,27 +109,27 @@ function prepareHook(h: GroupHook, which: 'freeze' | 'thaw', cwd: string, group:
     return which === 'freeze'
       ? async (limitMs) => {
           const t0 = performance.now();
-          for (const m of members) {
-            if (!m.hold) continue;
-            held.set(members, [...(held.get(members) ?? []), m]);
-            try {
-              await m.hold(limitMs - (performance.now() - t0), maxHoldMs);
-            } catch (err) {
-              // A lock that did not come free within the limit (SQLite's busy timeout) is an overrun.
-              if (performance.now() - t0 < limitMs - 10) throw err;
-              throw new LifeboatError('HOLD_EXCEEDED', `group "${group}": freeze ran past max_hold (${maxHoldMs} ms): ${err instanceof Error ? err.message : String(err)}`, {
-                hint: `${m.name} could not be held in time (a long write transaction?); raise max_hold or capture when it is quieter`,
-                cause: err,
-              });
-            }
+          // All members at once (each waits on its own server); thaw releases every one tried.
+          const holding = members.filter((m) => m.hold);
+          held.set(members, holding);
+          const tries = await Promise.allSettled(holding.map((m) => (m.hold as NonNullable<OpenMember['hold']>)(limitMs, maxHoldMs)));
+          for (const [i, t] of tries.entries()) {
+            if (t.status === 'fulfilled') continue;
+            const err: unknown = t.reason;
+            // A lock that did not come free within the limit (SQLite's busy timeout) is an overrun.
+            if (performance.now() - t0 < limitMs - 10) throw err;
+            throw new LifeboatError('HOLD_EXCEEDED', `group "${group}": freeze ran past max_hold (${maxHoldMs} ms): ${err instanceof Error ? err.message : String(err)}`, {
+              hint: `${(holding[i] as OpenMember).name} could not be held in time (a long write transaction?); raise max_hold or capture when it is quieter`,
+              cause: err,
+            });
           }
           return { ok: true, timedOut: false, outcome: 'held', said: '' };
         }
       : async () => {
           const failed: string[] = [];
-          for (const m of [...(held.get(members) ?? [])].reverse()) {
-            await m.release?.().catch((err: unknown) => failed.push(`${m.name}: ${err instanceof Error ? err.message : String(err)}`));
-          }
+          await Promise.all(
+            (held.get(members) ?? []).map((m) => m.release?.().catch((err: unknown) => void failed.push(`${m.name}: ${err instanceof Error ? err.message : String(err)}`))),
+          );
           held.delete(members);
           return failed.length === 0 ? { ok: true, timedOut: false, outcome: 'released', said: '' } : { ok: false, timedOut: false, outcome: `could not release ${failed.length} member(s)`, said: failed.join('; ') };
         };
@@ -179,6 +182,7 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
     const freeze = group.freeze && prepareHook(group.freeze, 'freeze', cwd, name, id, members, group.maxHoldMs);
     const thaw = group.thaw && prepareHook(group.thaw, 'thaw', cwd, name, id, members, group.maxHoldMs);
 
+    if (group.freeze === 'builtin') for (const m of members) await m.prepareHold?.();
     const positions: MemberPosition[] = [];
     let failure: unknown;
     let thawFailure: string | undefined;
@@ -198,8 +202,12 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
       }
       const left = group.maxHoldMs - (performance.now() - t0);
       recording = (async () => {
-        // After an overrun the loop stops: no member starts its capture once the point failed.
-        for (const m of members) if (!stopped) positions.push(await m.position(pointName));
+        // Log members only read a position: all at once, each a round trip to its own
+        // server (under load a round trip is the hold's largest part). Files and buckets
+        // copy or list: one after another, and after an overrun no member starts.
+        const quick = members.map((m, i) => (DATA_KINDS.has(m.kind) ? undefined : m.position(pointName).then((p) => (positions[i] = p))));
+        await Promise.all(quick);
+        for (const [i, m] of members.entries()) if (DATA_KINDS.has(m.kind) && !stopped) positions[i] = await m.position(pointName);
       })();
       recording.catch(() => {});
       await within(recording, left, name, group.maxHoldMs);

@@ -23,6 +23,7 @@
  * but the restore point.
  */
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { SnapshotHook, SourceConfig } from '../../config/config.js';
 import type { Repository } from '../../repo/repository.js';
@@ -50,6 +51,8 @@ export interface OpenMember {
   kind: string;
   /** Reads the position; `pointName` names a PostgreSQL restore point. */
   position(pointName: string): Promise<MemberPosition>;
+  /** Opens what `hold` needs, before the freeze starts (so the hold is only the lock itself). */
+  prepareHold?(): Promise<void>;
   /** postgres: the timeline and segment size the proof looks for the restore point's WAL under (proof.ts). */
   walFacts?(lsn: string): Promise<{ timeline: number; segSize: number }>;
   /** postgres: closes the WAL segment holding `lsn` when the server still writes into it, so it is archived (pg_switch_wal). */
@@ -105,17 +108,36 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
   const password = s.passwordFile === undefined ? split.password : readPasswordFile(rel(s.passwordFile));
   // Loaded here: a group without a PostgreSQL member does not load the client.
   const { pgClient } = await import('../../sources/postgres/connect.js');
-  const client: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
-  client.on('error', () => {}); // reported through the failing query
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => {});
-    throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL for source "${s.name}" at ${redact(split.dsn)}: ${redact(err instanceof Error ? err.message : String(err))}`, {
-      hint: 'is the server running there, and do the dsn and password_file let this user in?',
-      cause: err,
-    });
-  }
+  const connect = async (): Promise<pg.Client> => {
+    const c: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
+    c.on('error', () => {}); // reported through the failing query
+    try {
+      await c.connect();
+      return c;
+    } catch (err) {
+      await c.end().catch(() => {});
+      throw new LifeboatError('SOURCE_UNAVAILABLE', `cannot reach PostgreSQL for source "${s.name}" at ${redact(split.dsn)}: ${redact(err instanceof Error ? err.message : String(err))}`, {
+        hint: 'is the server running there, and do the dsn and password_file let this user in?',
+        cause: err,
+      });
+    }
+  };
+  let client = await connect();
+  /**
+   * After thaw (the proof's questions), a connection the server dropped (it restarted,
+   * or was failed over) is opened again once; inside the hold nothing is retried.
+   */
+  const queryAfterThaw = async <R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> => {
+    try {
+      return await client.query<R>(text, values);
+    } catch (err) {
+      const code = errno(err);
+      if (code !== undefined && !/^(E[A-Z]|08|57P)/.test(code)) throw err; // an SQL error, not a lost connection
+      await client.end().catch(() => {});
+      client = await connect();
+      return client.query<R>(text, values);
+    }
+  };
   return {
     name: s.name,
     kind: 'postgres',
@@ -132,17 +154,17 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
       }
     },
     async walFacts(lsn) {
-      const r = await client.query<{ file: string; size: string }>("SELECT pg_walfile_name($1::pg_lsn) AS file, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS size", [lsn]);
+      const r = await queryAfterThaw<{ file: string; size: string }>("SELECT pg_walfile_name($1::pg_lsn) AS file, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS size", [lsn]);
       const row = r.rows[0] as { file: string; size: string };
       return { timeline: parseInt(row.file.slice(0, 8), 16), segSize: Number(row.size) };
     },
     async switchWal(lsn) {
       // Only while the server still inserts into the segment holding the record: once
       // it moved on, that segment is complete and on its way to the archive anyway.
-      const r = await client.query<{ same: boolean }>('SELECT pg_walfile_name(pg_current_wal_insert_lsn()) = pg_walfile_name($1::pg_lsn) AS same', [lsn]);
+      const r = await queryAfterThaw<{ same: boolean }>('SELECT pg_walfile_name(pg_current_wal_insert_lsn()) = pg_walfile_name($1::pg_lsn) AS same', [lsn]);
       if (!r.rows[0]?.same) return;
       try {
-        await client.query('SELECT pg_switch_wal()');
+        await queryAfterThaw('SELECT pg_switch_wal()', []);
       } catch (err) {
         const code = errno(err);
         throw new LifeboatError(code === '42501' ? 'PERMISSION' : 'SOURCE_UNAVAILABLE', `cannot close the WAL segment holding the restore point: ${err instanceof Error ? err.message : String(err)}`, {
@@ -167,9 +189,14 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
     db.close();
     throw err;
   }
+  // The write lock's own connection (read-write, so only for freeze: builtin), opened after
+  // LiveFiles and before the freeze so that the hold is only BEGIN IMMEDIATE; it is closed
+  // before close() drops LiveFiles' descriptors (live-files.ts).
   let lock: Connection | undefined;
   // The connection first, the descriptors after (live-files.ts: closing a descriptor drops the process's locks).
   const close = async () => {
+    lock?.close();
+    lock = undefined;
     db.close();
     await files.close();
   };
@@ -191,31 +218,31 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
       }
       throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the WAL index of ${file} could not be read (it kept changing)`, { hint: 'retry' });
     },
-    // The write lock, on a connection of its own, opened only when held (after LiveFiles:
-    // it is released and closed before close() drops LiveFiles' descriptors, see live-files.ts).
+    async prepareHold() {
+      lock ??= openDatabase(file, { busyTimeoutMs: 1 });
+    },
     async hold(limitMs) {
-      lock = openDatabase(file, { busyTimeoutMs: Math.max(1, Math.floor(limitMs)) });
-      try {
-        lock.exec('BEGIN IMMEDIATE');
-      } catch (err) {
-        throw sqliteError(err, file, 'taking the write lock (freeze: builtin)');
+      const conn = (lock ??= openDatabase(file, { busyTimeoutMs: 1 }));
+      // Polled, not SQLite's busy handler: that one sleeps 1, 2, 5, 10, 15, 20, 25… ms
+      // between tries, so one collision with a writer's commit (tens of microseconds)
+      // added up to ~100 ms to the hold. A try every millisecond or so wins as soon as
+      // the lock is free, and the loop yields to the other members' holds meanwhile.
+      conn.pragma('busy_timeout = 0');
+      const until = performance.now() + Math.max(1, limitMs);
+      for (let tries = 0; ; tries++) {
+        try {
+          conn.exec('BEGIN IMMEDIATE');
+          return;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() >= until) throw sqliteError(err, file, 'taking the write lock (freeze: builtin)');
+        }
+        await new Promise((resolve) => (tries < 20 ? setImmediate(resolve) : setTimeout(resolve, 1)));
       }
     },
     async release() {
-      const l = lock;
-      lock = undefined;
-      if (!l) return;
-      try {
-        if (l.inTransaction) l.exec('ROLLBACK');
-      } finally {
-        l.close();
-      }
+      if (lock?.inTransaction) lock.exec('ROLLBACK');
     },
-    close: async () => {
-      lock?.close();
-      lock = undefined;
-      await close();
-    },
+    close,
   };
 }
 

@@ -126,6 +126,7 @@ export async function proveArchived(
   const pending = new Set(members.map((_, i) => i));
   const facts = new Map<number, PgWalFacts>();
   const switched = new Set<number>();
+  const warned = new Set<string>();
   const last = new Map<number, string>();
   for (const [i, m] of members.entries()) {
     const p = positions[i] as MemberPosition;
@@ -151,7 +152,11 @@ export async function proveArchived(
       try {
         await m.switchWal(p.lsn);
       } catch (err) {
-        opts.onEvent?.({ type: 'warning', message: `${m.name}: ${err instanceof Error ? err.message : String(err)}` });
+        // A server that is down (restarting) is asked again on the next look; a refusal of the privilege is final.
+        if (!isLifeboatError(err, 'PERMISSION')) switched.delete(i);
+        const message = `${m.name}: ${err instanceof Error ? err.message : String(err)}`;
+        if (!warned.has(message)) opts.onEvent?.({ type: 'warning', message });
+        warned.add(message);
       }
     }
     if (opts.signal?.aborted) throw new LifeboatError('INTERRUPTED', `group "${group}": interrupted while waiting for the members' archives; no point was stored`);

@@ -39,6 +39,8 @@ export interface ContentArgs {
   files: readonly ContentFile[];
   finish: (f: ContentFile) => void;
   onWritten: (bytes: number) => void;
+  /** A file of one blob the workers completed (for progress; `finish` covers the others). */
+  onWholeFile?: () => void;
 }
 
 export function writeContent(a: ContentArgs): Promise<unknown> {
@@ -65,8 +67,10 @@ class ContentWriter {
     for (const b of job.blobs) {
       for (const t of b.targets) {
         const f = this.a.files[t.file] as ContentFile;
-        if (t.whole) f.done = true;
-        else if (--f.remaining === 0) this.a.finish(f);
+        if (t.whole) {
+          f.done = true;
+          this.a.onWholeFile?.();
+        } else if (--f.remaining === 0) this.a.finish(f);
       }
     }
     return n;

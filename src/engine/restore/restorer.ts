@@ -135,6 +135,9 @@ class Restorer {
   private dirs!: DirCache;
   private files = 0;
   private unchanged = 0;
+  /** For progress: files finished (written or, with --delta, found unchanged) and the bytes of the unchanged ones. */
+  private doneFiles = 0;
+  private skippedBytes = 0;
   private readonly restored = new Set<string>();
   private readonly chunker: FastCDC | undefined;
   private total = 0;
@@ -193,6 +196,7 @@ class Restorer {
           this.written += n;
           this.report(false);
         },
+        onWholeFile: () => this.doneFiles++,
       });
       if (failure !== undefined) this.abandon(failure);
       for (const l of this.links) this.tryItem(l.rel, () => this.link(l.rel, l.first));
@@ -308,6 +312,8 @@ class Restorer {
     this.total += node.size ?? 0;
     if (this.chunker && (await this.alreadyThere(dirFd, name, node, this.chunker))) {
       this.unchanged++;
+      this.doneFiles++;
+      this.skippedBytes += node.size ?? 0;
       file.done = true;
       this.lateItems.push({ rel, node });
       return;
@@ -375,6 +381,7 @@ class Restorer {
     }
     renameAt(dirFd, f.tmp, dirFd, f.name);
     f.done = true;
+    this.doneFiles++;
   }
 
   private link(rel: string, first: FileState): void {
@@ -425,7 +432,18 @@ class Restorer {
     throw Object.assign(err, { incomplete } satisfies IncompleteRestore);
   }
 
+  /** The plan (the walk) is complete before any content is written: its totals are final. */
   private report(final: boolean): void {
-    this.emit({ phase: final ? 'done' : 'restore', files: this.files, bytes: this.written, totalBytes: this.total, errors: this.errors.length }, final);
+    this.emit(
+      {
+        phase: final ? 'done' : 'restore',
+        files: this.doneFiles,
+        bytes: this.written + this.skippedBytes,
+        totalFiles: this.files - this.links.length,
+        totalBytes: this.total,
+        errors: this.errors.length,
+      },
+      final,
+    );
   }
 }

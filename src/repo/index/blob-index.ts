@@ -15,8 +15,15 @@
  * another copy. The primary is chosen by one rule, the same in every process whatever
  * order index files load in: a pack neither gone nor retiring first, then the lowest
  * pack id. prune relies on that rule being shared (docs/prune.md).
+ *
+ * A large repository's entries can live on disk instead (disk-index.ts, attached as
+ * the *base*): the table then holds only index files newer than the cache file and
+ * this run's blobs. Base packs get handles from BASE up; a lookup merges the copies
+ * of both and applies the same rule. Whole-table walks (marks, forEach) are for
+ * prune and check, which keep everything in memory, and refuse a base.
  */
 import { BLOB_TREE, type BlobType } from '../format.js';
+import type { DiskIndex } from './disk-index.js';
 
 const SLOT = 48;
 const EMPTY = 0xffffffff;
@@ -24,6 +31,8 @@ const TREE_FLAG = 0x80000000;
 /** The blob has other copies in `alternates`. */
 const ALT_FLAG = 0x40000000;
 const HANDLE_MASK = 0x3fffffff;
+/** Handles of the base's packs start here (handle − BASE is the cache file's handle). */
+const BASE = 0x20000000;
 
 export interface BlobLocation {
   packIndex: number;
@@ -54,6 +63,11 @@ export class BlobIndex {
   /** Other copies of blobs stored more than once, by blob id (hex). */
   private readonly alternates = new Map<string, BlobLocation[]>();
 
+  /** Entries kept on disk (see the module comment). */
+  private base: DiskIndex | undefined;
+  /** One bit per base pack: set when the pack is not in data/ (see `attachBase`). */
+  private baseAbsent: Uint8Array | undefined;
+
   constructor(initialCapacity = 1 << 12) {
     this.capacity = initialCapacity;
     this.table = BlobIndex.emptyTable(initialCapacity);
@@ -66,10 +80,41 @@ export class BlobIndex {
   }
 
   get size(): number {
-    return this.count;
+    return this.count + (this.base?.entryCount ?? 0);
+  }
+
+  /** The on-disk part, when attached. */
+  get disk(): DiskIndex | undefined {
+    return this.base;
+  }
+
+  /**
+   * Puts the entries of a cache file under this table. `present(handle)` tells
+   * whether the base pack with that handle is in data/ now: one that is not is never
+   * offered, as if its entries had been dropped at load. Retiring packs already
+   * known apply to the base's packs too.
+   */
+  attachBase(base: DiskIndex, present: (handle: number) => boolean): void {
+    this.base = base;
+    this.baseAbsent = new Uint8Array((base.packCount >>> 3) + 1);
+    for (let h = 0; h < base.packCount; h++) if (!present(h)) this.baseAbsent[h >>> 3]! |= 1 << (h & 7);
+    for (const hex of this.retiringHex) base.findPack(Buffer.from(hex, 'hex'), (h) => this.retiring.add(BASE + h));
+  }
+
+  private isGone(handle: number): boolean {
+    if (handle >= BASE && this.baseAbsent) {
+      const h = handle - BASE;
+      if ((this.baseAbsent[h >>> 3]! & (1 << (h & 7))) !== 0) return true;
+    }
+    return this.gone.has(handle);
+  }
+
+  private requireMemory(what: string): void {
+    if (this.base) throw new Error(`blob index: ${what} needs the whole index in memory, not an on-disk one`);
   }
 
   get packCount(): number {
+    this.requireMemory('packCount');
     return this.packIds.length;
   }
 
@@ -108,13 +153,30 @@ export class BlobIndex {
   }
 
   packId(handle: number): Buffer {
+    if (handle >= BASE && this.base) return this.base.packId(handle - BASE);
     const id = this.packIds[handle];
     if (!id) throw new Error(`no pack handle ${handle}`);
     return id;
   }
 
   hasPack(hex: string): boolean {
-    return this.packByHex.has(hex);
+    return this.packByHex.has(hex) || this.basePack(hex) !== undefined;
+  }
+
+  /** Whether the cache file names this pack and data/ held it when the file was attached. */
+  basePackPresent(hex: string): boolean {
+    let found = false;
+    this.base?.findPack(Buffer.from(hex, 'hex'), (h) => {
+      if (!this.isGone(BASE + h)) found = true;
+    });
+    return found;
+  }
+
+  private basePack(hex: string): number | undefined {
+    if (!this.base) return undefined;
+    let found: number | undefined;
+    this.base.findPack(Buffer.from(hex, 'hex'), (h) => (found ??= BASE + h));
+    return found;
   }
 
   private find(id: Uint8Array): number {
@@ -132,7 +194,18 @@ export class BlobIndex {
   has(id: Uint8Array): boolean {
     const i = this.find(id);
     // The primary is always the best copy, so it alone answers.
-    return i >= 0 && this.usable(this.read(i * SLOT).packIndex);
+    if (i >= 0 && this.usable(this.read(i * SLOT).packIndex)) return true;
+    return this.baseHas(id);
+  }
+
+  /** Whether the base holds a copy the rule above allows to reuse. */
+  private baseHas(id: Uint8Array): boolean {
+    if (!this.base) return false;
+    let ok = false;
+    this.base.lookup(id, (e) => {
+      if (this.usable(BASE + e.handle)) ok = true;
+    });
+    return ok;
   }
 
   /** Whether a retiring list names the pack, whether or not it is indexed. */
@@ -145,12 +218,13 @@ export class BlobIndex {
   }
 
   private usable(handle: number): boolean {
-    return !this.retiring.has(handle) && !this.gone.has(handle);
+    return !this.retiring.has(handle) && !this.isGone(handle);
   }
 
   /** Marks a pack as retiring (see `retiring`); idempotent, and valid before the pack is registered. */
   retirePack(hex: string): void {
     this.retiringHex.add(hex);
+    this.base?.findPack(Buffer.from(hex, 'hex'), (h) => this.retiring.add(BASE + h));
     const handle = this.packByHex.get(hex);
     if (handle === undefined || this.retiring.has(handle)) return;
     this.retiring.add(handle);
@@ -163,13 +237,14 @@ export class BlobIndex {
    * written is never judged gone.
    */
   markGone(handle: number): void {
-    if (this.pending.has(handle) || this.gone.has(handle)) return;
+    if (this.pending.has(handle) || this.isGone(handle)) return;
     this.gone.add(handle);
     this.repickAll(handle);
   }
 
   /** The primary location, or undefined when the blob is not indexed or its only pack is gone. */
   get(id: Uint8Array): BlobLocation | undefined {
+    if (this.base) return this.locations(id)[0];
     const i = this.find(id);
     if (i < 0) return undefined;
     const loc = this.read(i * SLOT);
@@ -179,15 +254,29 @@ export class BlobIndex {
   /** Every known copy of the blob, best first (the order `get` and prune use); gone packs left out. */
   locations(id: Uint8Array): BlobLocation[] {
     const i = this.find(id);
-    if (i < 0) return [];
-    const base = i * SLOT;
-    const all = [this.read(base)];
-    if ((this.table.readUInt32LE(base + 32) & ALT_FLAG) !== 0) all.push(...(this.alternates.get(toHexId(id)) ?? []));
-    return all.filter((l) => !this.gone.has(l.packIndex)).sort((a, b) => this.compare(a, b));
+    const all: BlobLocation[] = [];
+    if (i >= 0) {
+      const base = i * SLOT;
+      all.push(this.read(base));
+      if ((this.table.readUInt32LE(base + 32) & ALT_FLAG) !== 0) all.push(...(this.alternates.get(toHexId(id)) ?? []));
+    }
+    if (this.base) {
+      // A pack named by both the cache file and a newer index file is offered once.
+      const seen = new Set(all.map((l) => this.packId(l.packIndex).toString('hex')));
+      this.base.lookup(id, (e) => {
+        const handle = BASE + e.handle;
+        const hex = this.packId(handle).toString('hex');
+        if (seen.has(hex)) return;
+        seen.add(hex);
+        all.push({ packIndex: handle, offset: e.offset, length: e.length, rawLength: e.rawLength, type: e.tree ? BLOB_TREE : 0 });
+      });
+    }
+    return all.filter((l) => !this.isGone(l.packIndex)).sort((a, b) => this.compare(a, b));
   }
 
   /** Visits the non-primary copies of blobs stored more than once. */
   forEachAlternate(fn: (loc: BlobLocation) => void): void {
+    this.requireMemory('forEachAlternate');
     for (const alts of this.alternates.values()) for (const l of alts) fn(l);
   }
 
@@ -211,7 +300,7 @@ export class BlobIndex {
 
   /** Negative when copy `a` is preferred to `b`: usable first, then not gone, then the lower pack id. */
   private compare(a: BlobLocation, b: BlobLocation): number {
-    const rank = (l: BlobLocation) => (this.gone.has(l.packIndex) ? 2 : this.retiring.has(l.packIndex) ? 1 : 0);
+    const rank = (l: BlobLocation) => (this.isGone(l.packIndex) ? 2 : this.retiring.has(l.packIndex) ? 1 : 0);
     return rank(a) - rank(b) || this.packId(a.packIndex).compare(this.packId(b.packIndex)) || a.packIndex - b.packIndex;
   }
 
@@ -228,7 +317,7 @@ export class BlobIndex {
       this.table.set(id.subarray(0, 32), base);
       this.write(base, loc, false);
       this.count++;
-      return true;
+      return !this.baseHas(id);
     }
     const base = i * SLOT;
     const cur = this.read(base);
@@ -236,7 +325,7 @@ export class BlobIndex {
     const hex = toHexId(id);
     const alts = this.alternates.get(hex) ?? [];
     if (alts.some((a) => a.packIndex === loc.packIndex)) return false;
-    const wasUsable = this.usable(cur.packIndex);
+    const wasUsable = this.usable(cur.packIndex) || this.baseHas(id);
     if (this.compare(loc, cur) < 0) {
       alts.push(cur);
       this.write(base, loc, true);
@@ -291,6 +380,7 @@ export class BlobIndex {
   }
 
   clearMarks(): void {
+    this.requireMemory('marks');
     this.marks = new Uint8Array((this.capacity >>> 3) + 1);
   }
 
@@ -321,11 +411,12 @@ export class BlobIndex {
   }
 
   packHandle(hex: string): number | undefined {
-    return this.packByHex.get(hex);
+    return this.packByHex.get(hex) ?? this.basePack(hex);
   }
 
   /** Visits every primary entry with its slot number; the id buffer is only valid during the callback. */
   forEachSlot(fn: (slot: number, loc: BlobLocation, id: Buffer) => void): void {
+    this.requireMemory('forEachSlot');
     for (let i = 0; i < this.capacity; i++) {
       const base = i * SLOT;
       if (this.table.readUInt32LE(base + 32) === EMPTY) continue;
@@ -335,6 +426,7 @@ export class BlobIndex {
 
   /** Visits every entry; the id buffer is only valid during the callback. */
   forEach(fn: (id: Buffer, loc: BlobLocation) => void): void {
+    this.requireMemory('forEach');
     for (let i = 0; i < this.capacity; i++) {
       const base = i * SLOT;
       if (this.table.readUInt32LE(base + 32) === EMPTY) continue;

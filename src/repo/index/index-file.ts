@@ -49,3 +49,31 @@ export function decodeIndex(buf: Buffer, what: string): IndexedPack[] {
   }
   return out;
 }
+
+/**
+ * Visits the packs of an index file without decoding entries into objects (building
+ * the on-disk index of a large repository): `entries` is the raw list, 45 bytes an
+ * entry as in pack headers, its types already checked.
+ */
+export function forEachIndexedPackRaw(buf: Buffer, what: string, fn: (packId: Buffer, entries: Buffer) => void): void {
+  if (buf.length < 9 || !buf.subarray(0, 4).equals(MAGIC) || buf[4] !== 1) {
+    throw new LifeboatError('CORRUPT', `${what}: not an index file of format 1`);
+  }
+  const n = buf.readUInt32LE(5);
+  // The whole file is checked before anything is visited: a damaged one adds nothing.
+  const packs: Array<[Buffer, Buffer]> = [];
+  let pos = 9;
+  for (let i = 0; i < n; i++) {
+    if (pos + 36 > buf.length) throw new LifeboatError('CORRUPT', `${what}: truncated`);
+    const packId = buf.subarray(pos, pos + 32);
+    const end = pos + 36 + buf.readUInt32LE(pos + 32) * ENTRY_LEN;
+    if (end > buf.length) throw new LifeboatError('CORRUPT', `${what}: truncated`);
+    const entries = buf.subarray(pos + 36, end);
+    for (let b = 0; b < entries.length; b += ENTRY_LEN) {
+      if (entries[b] !== 0 && entries[b] !== 1) throw new LifeboatError('CORRUPT', `${what}: unknown blob type ${entries[b]}`);
+    }
+    packs.push([packId, entries]);
+    pos = end;
+  }
+  for (const [packId, entries] of packs) fn(packId, entries);
+}

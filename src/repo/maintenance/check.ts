@@ -71,15 +71,18 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
   const warnings: string[] = [];
   const records: CheckProblem[] = [];
   await checkRecords(repo, records, warnings);
-  let pass = await structure(repo);
+  // Unthrottled: one event per index file, snapshot or pack; the renderers limit their rate.
+  const emit: ProgressFn = (e) => opts.onProgress?.(e);
+  let pass = await structure(repo, emit);
   for (let attempt = 0; attempt < 2 && pass.transient; attempt++) {
     repo.resetIndex();
-    pass = await structure(repo);
+    pass = await structure(repo, emit);
   }
   const { stored, indexedPacks, unindexedPacks, snapshots, seenTrees, replayed } = pass;
   for (const key of replayed) warnings.push(`${key} was forgotten (a tombstone under forgotten/ says so): a copy put back is ignored; \`lifeboat forget ${key.slice('snapshots/'.length)}\` removes it`);
   const problems = [...records, ...pass.problems];
   let packsRead = 0;
+  let bytesRead = 0;
   if (opts.readData || opts.readDataSubset !== undefined) {
     let ids = [...stored.keys()].filter((id) => indexedPacks.has(id));
     const verified = await loadVerified(repo).catch((err: unknown) => {
@@ -95,6 +98,8 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
       ids = shuffled.slice(0, Math.ceil(ids.length * opts.readDataSubset)).map((x) => x.id);
     }
     const total = ids.length;
+    // Bytes too (the stored sizes of the packs read): packs differ in size, bytes make the ETA fair.
+    const totalBytes = ids.reduce((n, id) => n + (stored.get(id) ?? 0), 0);
     await mapLimit(ids, 2, async (id) => {
       let problem = await readPack(repo, id);
       // Pruned since the listing: a problem only if an index file still names it.
@@ -102,7 +107,8 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
       if (problem) problems.push({ kind: 'pack', message: problem });
       else verified.set(id, Date.now());
       packsRead++;
-      opts.onProgress?.({ phase: 'check', files: packsRead, bytes: 0, totalFiles: total, errors: problems.length });
+      bytesRead += stored.get(id) ?? 0;
+      emit({ phase: 'check', unit: 'packs', files: packsRead, bytes: bytesRead, totalFiles: total, totalBytes, errors: problems.length });
     });
     // Packs gone since (pruned) are forgotten; an append-only client cannot record.
     for (const id of verified.keys()) if (!stored.has(id)) verified.delete(id);
@@ -122,6 +128,8 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
     });
   }
 
+  // The last event: the last stage complete (packs read, or snapshots walked).
+  emit(packsRead > 0 ? { phase: 'done', unit: 'packs', files: packsRead, bytes: bytesRead, errors: problems.length } : { phase: 'done', unit: 'snapshots', files: snapshots.length, bytes: 0, errors: problems.length });
   return {
     ok: problems.length === 0,
     snapshots: snapshots.length,
@@ -135,16 +143,20 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
   };
 }
 
-async function structure(repo: Repository) {
+async function structure(repo: Repository, onProgress?: ProgressFn) {
   const problems: CheckProblem[] = [];
   let transient = false;
-  for (const f of await listAll(repo.store, 'index/')) {
+  // Progress in two stages with known totals: index files read, then snapshots walked.
+  const indexFiles = await listAll(repo.store, 'index/');
+  let read = 0;
+  for (const f of indexFiles) {
     try {
       for (const p of await repo.readIndexFile(f.key)) repo.addToIndex(p);
     } catch (err) {
       transient ||= isLifeboatError(err, 'NOT_FOUND');
       problems.push({ kind: 'index', message: `${f.key}: ${describe(err)}` });
     }
+    onProgress?.({ phase: 'check', unit: 'index files', files: ++read, bytes: 0, totalFiles: indexFiles.length, errors: problems.length });
   }
 
   const stored = new Map<string, number>();
@@ -188,6 +200,7 @@ async function structure(repo: Repository) {
       if (n.subtree) await walk(n.subtree, `${where}/${n.name}`);
     }
   };
+  let walked = 0;
   for (const s of snapshots) {
     const id = s.key.slice('snapshots/'.length);
     try {
@@ -195,9 +208,9 @@ async function structure(repo: Repository) {
       await walk(snap.tree, `snapshot ${id.slice(0, 8)}:`);
     } catch (err) {
       // A snapshot forgotten since the listing is no problem.
-      if (isLifeboatError(err, 'NOT_FOUND')) continue;
-      problems.push({ kind: 'snapshot', message: `snapshot ${id.slice(0, 8)}: ${describe(err)}` });
+      if (!isLifeboatError(err, 'NOT_FOUND')) problems.push({ kind: 'snapshot', message: `snapshot ${id.slice(0, 8)}: ${describe(err)}` });
     }
+    onProgress?.({ phase: 'check', unit: 'snapshots', files: ++walked, bytes: 0, totalFiles: snapshots.length, errors: problems.length });
   }
 
   return { problems, transient, stored, indexedPacks, unindexedPacks, snapshots, seenTrees, replayed };

@@ -21,6 +21,7 @@ import * as os from 'node:os';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { storeChunks } from '../../engine/backup/stream.js';
 import { throttleProgress, type ProgressFn } from '../../engine/progress.js';
+import { indexCacheDir } from '../../engine/backup/write-cache.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
@@ -56,6 +57,7 @@ export async function bucketBackup(repo: Repository, opts: BucketBackupOptions):
   }
   const lock = await acquireLock(repo.store, 'shared', `bucket backup ${opts.name}`);
   try {
+    repo.indexCacheDir ??= indexCacheDir(repo);
     await repo.loadIndex();
     await repo.indexOrphanPacks();
     return await new BucketArchiver(repo, opts).run().catch((err: unknown) => {
@@ -63,6 +65,7 @@ export async function bucketBackup(repo: Repository, opts: BucketBackupOptions):
       throw err;
     });
   } finally {
+    repo.releaseDiskIndex();
     await lock.release();
   }
 }

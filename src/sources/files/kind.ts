@@ -5,6 +5,7 @@
  * generic engine's archiver and restorer.
  */
 import { filesFields, filesOptions } from './options.js';
+import * as path from 'node:path';
 import { z } from 'zod';
 import { LifeboatError } from '../../errors.js';
 import { restoreInvocation } from '../../engine/restore-options.js';
@@ -47,6 +48,18 @@ export const files: SourceKind<FilesPoint> = {
         throw new LifeboatError('USAGE', 'give "snapshot" or "time" for a files restore, not both', { hint: 'the newest backup at or before "time" is used' });
       }
     },
+  },
+
+  recover: {
+    live: (snap) => snap.paths.filter((p) => p.startsWith('/')),
+    restoredPath: (output, live) => path.join(output, live),
+    switchOver: (target, live, _r, sh) =>
+      live.length === 0
+        ? ['# the restored files are under the target; copy back what you need:', `ls ${sh(target)}`]
+        : [
+            '# the restored files are under the target at their original paths; copy them back, e.g.:',
+            ...live.map((p) => `rsync -a ${sh(path.join(target, p))}/ ${sh(p)}/`),
+          ],
   },
 
   drill: {

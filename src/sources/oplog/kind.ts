@@ -47,6 +47,10 @@ export const oplog: SourceKind<OplogPoint> = {
     fieldsHint: 'give "time" (RFC 3339), or nothing for every record stored',
   },
 
+  recover: {
+    switchOver: (target, _l, _r, sh) => ['# replay the restored records into the application (one record per line, in order), e.g.:', `APPLICATION-REPLAY < ${sh(target)}`],
+  },
+
   drill: {
     nameOf: (s) => s.source.name,
     run: async (repo, name, ctx) => (await import('./drill.js')).drillOplog(repo, name, ctx),

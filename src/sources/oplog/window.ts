@@ -9,8 +9,15 @@ import type { KindWindow, LogStretch } from '../../engine/window.js';
 import { describeGenerations, generations } from './history.js';
 import { chainFrom } from './segment.js';
 
-export async function oplogWindow(repo: Pick<Repository, 'listLogs' | 'getLog'>, name: string): Promise<KindWindow> {
+export async function oplogWindow(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string): Promise<KindWindow> {
   const gens = await describeGenerations(repo, name, await generations(repo, name));
+  // A marker snapshot (`oplog backup`) is taken before its records' marks: its moment restores that generation's history up to it.
+  const markers = new Map<string, number>();
+  for (const s of await repo.listSnapshots()) {
+    const gen = (s.consistency as { generation?: unknown } | undefined)?.generation;
+    if (s.source.kind !== 'oplog' || s.source.name !== name || typeof gen !== 'string') continue;
+    markers.set(gen, Math.min(markers.get(gen) ?? Infinity, Date.parse(s.time)));
+  }
   const stretches: LogStretch[] = [];
   for (const g of gens) {
     if (g.names.length === 0 || g.firstTime === undefined) continue;
@@ -18,7 +25,7 @@ export async function oplogWindow(repo: Pick<Repository, 'listLogs' | 'getLog'>,
     const to = Math.max(g.firstTime, ...chain.map((n) => n.lastTime));
     stretches.push({
       log: 'oplog',
-      from: g.firstTime,
+      from: Math.min(g.firstTime, markers.get(g.id) ?? Infinity),
       to,
       generation: g.id,
       ...(gapAt !== undefined ? { endsBecause: `generation ${g.id} has no segment at byte ${gapAt}: records after it cannot be restored in order` } : {}),

@@ -28,7 +28,7 @@ export async function recordIdentity(repo: Repository, name: string, id: Cluster
 }
 
 /** The identity to check segments against (none before the first base backup). */
-async function knownCluster(repo: Repository, name: string): Promise<Partial<ClusterIdentity>> {
+export async function knownCluster(repo: Repository, name: string): Promise<Partial<ClusterIdentity>> {
   const raw = await repo.getLog(logSource(name), IDENTITY[0], IDENTITY[1]);
   return raw ? (JSON.parse(raw.toString('utf8')) as ClusterIdentity) : {};
 }

@@ -123,6 +123,19 @@ export const postgres: SourceKind<PgConsistency> = {
     },
   },
 
+  recover: {
+    switchOver: (target, _live, r, sh) => {
+      const port = typeof r.port === 'number' ? r.port : undefined;
+      return [
+        '# the restored cluster is stopped, fully recovered and promoted; either start it where it is:',
+        `pg_ctl -D ${sh(target)} start${port !== undefined ? `   # listens on port ${port}` : ''}`,
+        '# or stop the damaged server, move its data directory aside and this one into its place',
+        '# (set port in postgresql.auto.conf), then start it; point the applications at it.',
+        '# It does not archive: turn archive_mode back on (postgresql.auto.conf says how) once it is the primary.',
+      ];
+    },
+  },
+
   drill: {
     nameOf: (s) => s.source.name,
     run: async (repo, name, ctx) => (await import('./drill.js')).drillPostgres(repo, name, ctx),

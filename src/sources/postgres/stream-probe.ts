@@ -20,6 +20,10 @@ export interface StreamProbe {
   /** The walsender holding the slot, if any. */
   holder: { pid: number; applicationName: string | null } | undefined;
   segSize: number;
+  /** The cluster's system identifier, asked every probe (another cluster may answer at the same address); undefined when the role may not read it. */
+  systemId: string | undefined;
+  /** The server's major version (for the repository's record of the cluster). */
+  pgMajor: number;
 }
 
 const TIMEOUT_MS = 5000;
@@ -27,6 +31,8 @@ const TIMEOUT_MS = 5000;
 export class Prober {
   private client: pg.Client | undefined;
   private segSize: number | undefined;
+  /** pg_control_system() refused (a role without the privilege): not asked again. */
+  private noSystemId = false;
 
   constructor(
     private readonly dsn: string,
@@ -39,16 +45,27 @@ export class Prober {
       this.segSize ??= Number(
         (await client.query<{ s: string }>("select setting as s from pg_settings where name = 'wal_segment_size'")).rows[0]?.s ?? 16 * 1024 * 1024,
       );
-      const r = await client.query<{ current: string | null; flushed: string | null; slot: string | null; pid: number | null; app: string | null }>(
+      const r = await client.query<{ current: string | null; flushed: string | null; slot: string | null; pid: number | null; app: string | null; v: string }>(
         `select case when pg_is_in_recovery() then coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
                      else pg_current_wal_lsn() end::text as current,
-                s.restart_lsn::text as flushed, s.slot_name::text as slot, s.active_pid as pid, a.application_name as app
+                s.restart_lsn::text as flushed, s.slot_name::text as slot, s.active_pid as pid, a.application_name as app,
+                current_setting('server_version_num') as v
            from (select 1) one
            left join pg_replication_slots s on s.slot_name = $1
            left join pg_stat_activity a on a.pid = s.active_pid`,
         [this.slot],
       );
       const row = r.rows[0];
+      let systemId: string | undefined;
+      if (!this.noSystemId) {
+        try {
+          systemId = (await client.query<{ id: string }>('select system_identifier::text as id from pg_control_system()')).rows[0]?.id;
+        } catch (err) {
+          if ((err as { code?: string }).code !== '42501') throw err; // insufficient_privilege: go on without it
+          this.noSystemId = true;
+        }
+      }
+      const pgMajor = Math.floor(Number(row?.v) / 10000);
       if (!row?.current) throw new LifeboatError('SOURCE_UNAVAILABLE', 'the server reports no WAL position', { hint: 'a standby that has not received any WAL yet; wait for it to connect to its primary' });
       return {
         current: parseLsn(row.current),
@@ -56,6 +73,8 @@ export class Prober {
         slotExists: row.slot !== null,
         holder: row.pid ? { pid: row.pid, applicationName: row.app } : undefined,
         segSize: this.segSize,
+        systemId,
+        pgMajor,
       };
     } catch (err) {
       await this.close();

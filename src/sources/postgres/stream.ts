@@ -17,7 +17,8 @@ import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import { dsnForChild } from './password.js';
-import { parseWalName, validateSegment } from './wal.js';
+import { parseWalName, readSegmentHeader, validateSegment } from './wal.js';
+import { knownCluster, recordIdentity } from './archive.js';
 import { runTool } from '../../util/process.js';
 import { privateDir, spoolFor } from '../../engine/private-dir.js';
 import { STATUS_EVERY_MS, StatusReporter, type ArchiveStatus, type HealthReport } from '../../engine/archive-status.js';
@@ -45,7 +46,9 @@ export type StreamEvent =
   | { kind: 'partial'; file: string; bytes: number }
   | { kind: 'receiver-exit'; code: number | null; stderr: string; restartInMs: number }
   /** The slot or the spool was taken back from what a dead streamer left behind. */
-  | { kind: 'takeover'; detail: string };
+  | { kind: 'takeover'; detail: string }
+  /** WAL in the spool that this server cannot continue (another cluster's, or ahead of its history), moved aside. */
+  | { kind: 'foreign'; file: string; detail: string };
 
 /** A receiver running this long without holding the slot is not streaming. */
 const CONNECT_GRACE_MS = 10_000;
@@ -97,12 +100,21 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       const full = path.join(spool, file);
       if (wal.kind === 'segment' || wal.kind === 'history') {
         const data = await fs.readFile(full);
-        if (wal.kind === 'segment') validateSegment(wal, data, {});
+        if (wal.kind === 'segment') validateSegment(wal, data, probe?.systemId ? { systemId: probe.systemId } : {});
         try {
           await repo.putLog(source, timelineDir(wal.timeline), file, data);
         } catch (err) {
-          // A retransmitted segment may differ in its zero tail; the first copy stands.
           if (!(err instanceof LifeboatError && err.code === 'ALREADY_EXISTS')) throw err;
+          // A retransmitted segment may differ in its zero tail; the first copy stands.
+          // Another cluster's segment of the same name is no retransmission: nothing is stored, and it says so.
+          const stored = wal.kind === 'segment' ? await repo.getLog(source, timelineDir(wal.timeline), file) : undefined;
+          const theirs = stored && stored.length >= 40 ? readSegmentHeader(stored).systemId : undefined;
+          const ours = readSegmentHeader(data).systemId;
+          if (theirs !== undefined && theirs !== ours) {
+            throw new LifeboatError('CORRUPT', `the repository already holds ${file} of another cluster (system identifier ${theirs}); this server's (${ours}) was not stored`, {
+              hint: 'a cluster re-created under an old source name: stream it under a new name, or remove the old WAL from this repository first',
+            });
+          }
         }
         if (wal.kind === 'segment') {
           await repo.store.delete(`logs/${source}/${timelineDir(wal.timeline)}/${file}.partial`);
@@ -155,6 +167,19 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       await freeSlot(await prober.connect(), slot, probe.holder);
       emit({ kind: 'takeover', detail: `freed slot ${slot}: ${verdict.why}` });
     }
+    if (probe.systemId) {
+      // pgBackRest's rule: one source, one cluster. A re-created cluster's WAL has the same
+      // names as the old one's, so it would be dropped as "already archived".
+      const known = await knownCluster(repo, opts.name);
+      if (known.systemId && known.systemId !== probe.systemId) {
+        return retryLater(
+          `the server at the DSN is another cluster (system identifier ${probe.systemId}) than the one source ${opts.name} archives (${known.systemId})`,
+          'a cluster re-created with initdb, or a DSN that points elsewhere: stream it under a new source name, or point the DSN back',
+        );
+      }
+      if (!known.systemId) await recordIdentity(repo, opts.name, { systemId: probe.systemId, pgMajor: probe.pgMajor });
+    }
+    await setAsideForeign(spool, probe, (file, detail) => emit({ kind: 'foreign', file, detail }));
     if (!probe.slotExists) {
       const created = await runTool(bin('pg_receivewal'), ['--create-slot', '--if-not-exists', '-S', slot, '-d', toolDsn.dsn], toolDsn.env);
       if (created.code !== 0) {
@@ -251,5 +276,42 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       await claim.release();
       if (chosen.temporary) await fs.rm(chosen.temporary, { recursive: true, force: true });
     }
+  }
+}
+
+/**
+ * pg_receivewal starts where the newest WAL file in its directory ends. A spool left by
+ * another cluster (re-created with initdb under the same source name) or by a history
+ * this server does not have (it was restored to an earlier moment) makes it ask for a
+ * position the server never wrote, and it fails the same way forever. Such files are
+ * moved to `foreign/` in the spool (kept, not deleted) before the receiver starts.
+ */
+async function setAsideForeign(spool: string, probe: StreamProbe, report: (file: string, detail: string) => void): Promise<void> {
+  for (const file of await fs.readdir(spool)) {
+    let wal;
+    try {
+      wal = parseWalName(file, probe.segSize);
+    } catch {
+      continue;
+    }
+    if (wal.kind !== 'segment' && wal.kind !== 'partial') continue;
+    const full = path.join(spool, file);
+    const head = Buffer.alloc(40);
+    const fh = await fs.open(full, 'r');
+    let got = 0;
+    try {
+      got = (await fh.read(head, 0, 40, 0)).bytesRead;
+    } finally {
+      await fh.close();
+    }
+    const sysid = got === 40 && head.readUInt16LE(0) !== 0 ? readSegmentHeader(head).systemId : undefined;
+    let why: string | undefined;
+    if (sysid && probe.systemId && sysid !== probe.systemId) why = `WAL of another cluster (system identifier ${sysid}; the server is ${probe.systemId})`;
+    else if (segmentStart(wal.segno as bigint, probe.segSize) > probe.current) why = 'WAL ahead of everything the server has written (another history)';
+    if (!why) continue;
+    const aside = path.join(spool, 'foreign');
+    await privateDir(aside);
+    await fs.rename(full, path.join(aside, `${file}.${Date.now()}`));
+    report(file, `${why}: moved to ${aside}`);
   }
 }

@@ -95,7 +95,14 @@ export async function pgWindow(repo: Pick<Repository, 'listSnapshots' | 'listLog
       ...(missing ? { endsBecause: `WAL segment ${segmentName(chain.at(-1)?.timeline ?? b.timeline, s, segSize)} is missing: recovery cannot replay past it` } : {}),
     });
   }
-  return { stretches, consistentAt, notes: [...new Set(notes)] };
+  // WAL stored past where every stretch stops (a segment missing before it): how far it goes, for the gap.
+  const reached = stretches.reduce((m, st) => Math.max(m, st.to), -Infinity);
+  let storedUntil: number | undefined;
+  if (stretches.some((st) => st.endsBecause !== undefined) && onChain(newestHeld) && existsSync(waldump)) {
+    const t = await lastCommitBefore(repo, newestHeld, onChain, waldump);
+    if (t !== undefined && t > reached) storedUntil = t;
+  }
+  return { stretches, consistentAt, notes: [...new Set(notes)], ...(storedUntil !== undefined ? { storedUntil } : {}) };
 }
 
 /** The newest commit time in segment `last` or the few before it, or undefined when none holds one. */

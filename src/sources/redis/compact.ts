@@ -13,5 +13,7 @@ export function compactGeneration(repo: Repository, source: string, generation: 
     merge: mergeSegments,
     encode: encodeSegment,
     name: (s: Segment) => segmentName(s.meta),
+    rawBytes: (n) => n.end - n.start,
+    bytes: (s: Segment) => s.stream.length,
   });
 }

@@ -68,6 +68,14 @@ export const redis: SourceKind<RedisPoint> = {
     fieldsHint: 'give "time" (RFC 3339) or "snapshot", or nothing for the newest data',
   },
 
+  recover: {
+    switchOver: (target, _l, _r, sh) => [
+      '# stop the Redis server (redis-cli shutdown nosave), then put the restored RDB in its dir (CONFIG GET dir):',
+      `cp ${sh(`${target}/dump.rdb`)} REDIS_DIR/dump.rdb`,
+      '# with appendonly yes, remove the old AOF (or start with --appendonly no and rewrite it), then start the server',
+    ],
+  },
+
   drill: {
     nameOf: (s) => s.source.name,
     run: async (repo, name, ctx) => (await import('./drill.js')).drillRedis(repo, name, ctx),

@@ -124,6 +124,8 @@ export interface GenerationEnd {
   tail: WalTail;
   /** Database size in pages there. */
   pages: number;
+  /** The number of the last transaction stored (segment.ts's Commit.seq): 0 with none yet, undefined for history written without numbers. */
+  seq?: number;
 }
 
 /**
@@ -145,10 +147,32 @@ export async function generationEnd(repo: Repository, name: string): Promise<Gen
   const { chain, gapAt } = chainFrom(c.position as Position, segmentsOf(logs, gen));
   const last = chain[chain.length - 1];
   if (gapAt) return undefined;
-  if (!last) return c.wal ? { generation: gen, position: c.position as Position, tail: c.wal, pages: c.pages } : undefined;
+  if (!last) {
+    if (!c.wal) return undefined;
+    const start = snaps.map((s) => sqlitePoint(s)).filter((p) => p?.generation === gen && p.position).every((p) => comparePos(p?.position as Position, c.position as Position) === 0);
+    const seq = await seqAt(repo, source, gen, segmentsOf(logs, gen), c.position as Position, start);
+    return { generation: gen, position: c.position as Position, tail: c.wal, pages: c.pages, ...(seq !== undefined ? { seq } : {}) };
+  }
   const data = await repo.getLog(source, gen, last.file);
   if (!data) return undefined;
   const seg = decodeSegment(data, last.file);
   const pages = frameInfo(seg.frames, seg.frames.length - FRAME_HEADER_SIZE - seg.meta.pageSize).dbPages;
-  return { generation: gen, position: seg.meta.end, tail: seg.meta.tail, pages };
+  const seq = seg.meta.commits[seg.meta.commits.length - 1]?.seq;
+  return { generation: gen, position: seg.meta.end, tail: seg.meta.tail, pages, ...(seq !== undefined ? { seq } : {}) };
+}
+
+/**
+ * The number of the last transaction stored at or before `at`, a position where no
+ * segment starts past (the newest snapshot): 0 when the generation has shipped
+ * nothing yet, the number in the segment ending there, undefined when unknown.
+ */
+async function seqAt(repo: Pick<Repository, 'getLog'>, source: string, gen: string, names: readonly SegmentName[], at: Position, atStart: boolean): Promise<number | undefined> {
+  // No segment at all: nothing was shipped yet when every snapshot sits at the start;
+  // otherwise retention removed them, and the count is lost (readers count instead).
+  if (names.length === 0) return atStart ? 0 : undefined;
+  const ending = names.filter((n) => comparePos(n.end, at) === 0).sort((a, b) => comparePos(a.start, b.start))[0];
+  if (!ending) return undefined;
+  const data = await repo.getLog(source, gen, ending.file);
+  if (!data) return undefined;
+  return decodeSegment(data, ending.file).meta.commits.at(-1)?.seq;
 }

@@ -48,6 +48,23 @@ export const sqlite: SourceKind<SqliteConsistency> = {
     fieldsHint: 'give "time" (RFC 3339), or nothing for the newest data',
   },
 
+  recover: {
+    live: (snap) => {
+      const file = (snap.consistency as { file?: unknown } | undefined)?.file;
+      return typeof file === 'string' && file.startsWith('/') ? [file] : [];
+    },
+    switchOver: (target, live, _r, sh) => {
+      const file = live[0];
+      if (!file) return ['# stop the application, then move the restored file over the database (remove a stale DB-wal and DB-shm first):', `mv ${sh(target)} DATABASE`];
+      return [
+        '# stop the application that writes the database, then:',
+        `rm -f ${sh(`${file}-wal`)} ${sh(`${file}-shm`)}`,
+        `mv ${sh(target)} ${sh(file)}`,
+        '# start the application again',
+      ];
+    },
+  },
+
   drill: {
     nameOf: (s) => s.source.name,
     run: async (repo, name, ctx) => (await import('./drill.js')).drillSqlite(repo, name, ctx),

@@ -122,6 +122,8 @@ class Replicator {
   private shipped: Position = { cycle: 0, frame: 0 };
   private pending: Buffer[] = [];
   private pendingCommits: Commit[] = [];
+  /** The number the next transaction read gets (segment.ts's Commit.seq); undefined: this generation's history has none. */
+  private nextSeq: number | undefined;
   private pendingBytes = 0;
   private pendingTail: WalTail | undefined;
   private pageSize = 0;
@@ -251,6 +253,7 @@ class Replicator {
     if (!(await this.w.resume(end.position, end.tail))) return this.startGeneration('wal-moved');
     this.generation = end.generation;
     this.shipped = end.position;
+    this.nextSeq = end.seq === undefined ? undefined : end.seq + 1;
     this.baseStored = true;
     const model = new PageModel(end.pages);
     this.model = model;
@@ -269,6 +272,7 @@ class Replicator {
     this.generation = generation;
     this.pending = [];
     this.pendingCommits = [];
+    this.nextSeq = 1;
     this.pendingBytes = 0;
     this.pendingTail = undefined;
     this.baseStored = false;
@@ -356,14 +360,22 @@ class Replicator {
     const time = Date.now();
     const frameSize = FRAME_HEADER_SIZE + t.pageSize;
     if (this.pendingCommits.length === 0) this.shipBy = time + this.opts.intervalMs - this.shipMargin();
-    for (const c of t.commits) this.pendingCommits.push({ ...c, time, end: this.pendingBytes + (c.frame - t.from) * frameSize });
+    for (const c of t.commits) {
+      const seq = this.nextSeq === undefined ? {} : { seq: this.nextSeq++ };
+      this.pendingCommits.push({ ...c, time, end: this.pendingBytes + (c.frame - t.from) * frameSize, ...seq });
+    }
     this.pending.push(t.data);
     this.pendingBytes += t.data.length;
     this.pendingTail = t.tail;
     this.pageSize = t.pageSize;
     this.model?.applyFrames(t.data, t.pageSize);
     this.stats.commits += t.commits.length;
-    if (this.pendingBytes >= MAX_PENDING_BYTES && this.baseStored) await this.ship();
+    if (this.pendingBytes < MAX_PENDING_BYTES) return;
+    // Until the generation's base is stored nothing may ship, and a writer outrunning a
+    // slow snapshot would grow what is held here without bound (1.8 GB seen under load):
+    // wait for the base instead, so the WAL waits on disk under our pin, not in memory.
+    if (!this.baseStored) await this.background?.catch(() => {});
+    if (this.baseStored) await this.ship();
   }
   /** Two polls, and a tenth of the interval or twice the last upload's time, whichever is more. */
   private shipMargin(): number {

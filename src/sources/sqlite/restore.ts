@@ -166,7 +166,7 @@ function sqliteSnapshots(all: Snapshot[], name: string): Snapshot[] {
 }
 
 /** The name as given, or without its extension (`memory.db` for a source named `memory`). */
-async function resolveName(repo: Repository, name: string): Promise<string> {
+export async function resolveName(repo: Repository, name: string): Promise<string> {
   const all = await repo.listSnapshots();
   if (sqliteSnapshots(all, name).length > 0) return name;
   const bare = path.parse(name).name;

@@ -32,6 +32,13 @@ export interface Commit {
   time: number;
   /** Byte offset in the frame area just after this transaction's last frame. */
   end: number;
+  /**
+   * The transaction's number in its generation: 1 for the first shipped after the
+   * generation's first snapshot, one more for each after it (transactions.ts). Written
+   * by replicators since 2026-12-03; older segments lack it and are numbered by
+   * counting (transactions.ts).
+   */
+  seq?: number;
 }
 
 /** The WAL cycle a segment ended in, so a restarted replicator can check it may continue. */

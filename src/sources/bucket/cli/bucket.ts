@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { collect, flagOf } from '../../../cli/commands/options.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
-import { ProgressBar, printJson } from '../../../cli/output/render.js';
+import { progressFor, printJson } from '../../../cli/output/render.js';
 import { restoreRequestOptions } from '../../../config/model.js';
 import { parseTargetTime } from '../../../engine/target-time.js';
 import { LifeboatError } from '../../../errors.js';
@@ -55,7 +55,7 @@ export function register(program: Command): void {
       await withRepo(g, async (repo) => {
         const b = await openBucket(location, { role: 'source', ...(f.limitBucketDownload ? { limitDownloadKiB: f.limitBucketDownload } : {}) });
         try {
-          const bar = new ProgressBar(!g.json && !g.quiet);
+          const bar = progressFor(g);
           const s = await bucketBackup(repo, { name, location, objects: b.objects, parallel: f.parallel, tags: f.tag, onProgress: bar.update })
             .catch((err: unknown) => {
               throw bucketError(err, location, 'source');

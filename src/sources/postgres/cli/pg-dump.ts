@@ -8,7 +8,7 @@ import { pgDump, pgRestoreDump } from '../dump.js';
 import { requirePgDumpPoint } from '../point.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
-import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
+import { progressFor, duration, printJson } from '../../../cli/output/render.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
 import { collect, flagOf } from '../../../cli/commands/options.js';
 import { postgresOptions } from '../options.js';
@@ -43,7 +43,7 @@ export function register(pg: Command): void {
     .action(async (f: DumpFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const s = await pgDump(repo, {
           name: f.name,
           dsn: f.dsn,
@@ -74,7 +74,7 @@ export function register(pg: Command): void {
     .action(async (f: RestoreDumpFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const started = Date.now();
         const r = await pgRestoreDump(repo, {
           name: f.name,

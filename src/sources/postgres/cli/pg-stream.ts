@@ -44,6 +44,7 @@ export function register(pg: Command): void {
             if (g.quiet) return;
             if (e.kind === 'segment') console.log(`shipped ${e.file}`);
             else if (e.kind === 'takeover') console.log(e.detail);
+            else if (e.kind === 'foreign') console.error(`set aside ${e.file}: ${e.detail}`);
             else if (e.kind === 'receiver-exit') console.error(`pg_receivewal exited (${e.code}): ${e.stderr.split('\n').pop() ?? ''}; restarting in ${e.restartInMs} ms`);
           },
         });

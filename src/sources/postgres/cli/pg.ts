@@ -17,10 +17,11 @@ import { register as registerVerify } from './pg-verify.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { findConfig, withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { runArchiveCall } from '../../../cli/lean.js';
-import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
+import { progressFor, duration, printJson } from '../../../cli/output/render.js';
 import { register as registerStream } from './pg-stream.js';
 import { register as registerDump } from './pg-dump.js';
 import { register as registerTimelines } from './pg-timelines.js';
+import { register as registerHistory } from './pg-history.js';
 import { requirePgPoint } from '../point.js';
 import { restoreRequestOptions } from '../../../config/model.js';
 
@@ -42,6 +43,7 @@ export function register(program: Command): void {
   registerStream(pg);
   registerDump(pg);
   registerTimelines(pg);
+  registerHistory(pg);
 
   pg.command('backup')
     .description('online base backup of a running cluster')
@@ -55,7 +57,7 @@ export function register(program: Command): void {
     .action(async (f: { name: string; dsn: string; pgdata?: string; remote?: boolean; spool?: string; binDir?: string; tag: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         // The graph lifeboat.yaml declares for this source (the daemon's jobs pass --config).
         const configured = (await findConfig(g))?.sources.get(f.name);
         const graph = configured?.kind === 'postgres' ? configured.graph : undefined;

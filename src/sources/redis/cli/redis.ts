@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { collect, flagOf } from '../../../cli/commands/options.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
-import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
+import { progressFor, duration, printJson } from '../../../cli/output/render.js';
 import { LifeboatError } from '../../../errors.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { durationMs, type Duration } from '../../../util/duration.js';
@@ -47,7 +47,7 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const { target, password, name } = server(f);
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const stop = stopSignal();
         const s = await redisBackup(repo, { target, password, name, tags: f.tag, signal: stop.signal, onProgress: bar.update }).finally(() => {
           bar.done();

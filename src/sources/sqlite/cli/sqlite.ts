@@ -6,13 +6,15 @@ import type { Command } from 'commander';
 import * as path from 'node:path';
 import { defaultName, sqliteBackup } from '../backup.js';
 import { replicate, type ReplicateEvent } from '../replicate.js';
-import { sqliteRestore } from '../restore.js';
+import { resolveName as sqliteSourceName, sqliteRestore } from '../restore.js';
+import { findTransaction, restorePoint, transactionsAround, MAX_AROUND } from '../transactions.js';
+import { describeTransactions, type DescribedTxn } from '../txn-tables.js';
 import { parseTargetTime } from '../../../engine/target-time.js';
 import { LifeboatError } from '../../../errors.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { findConfig, withRepo, type GlobalOptions } from '../../../cli/context.js';
 import type { GraphDeclaration } from '../../graph/options.js';
-import { ProgressBar, duration, printJson } from '../../../cli/output/render.js';
+import { progressFor, duration, printJson } from '../../../cli/output/render.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
 import { collect, flagOf, parseDuration } from '../../../cli/commands/options.js';
 import { sqliteOptions } from '../options.js';
@@ -38,7 +40,7 @@ export function register(program: Command): void {
     .action(async (db: string, f: { name?: string; tag: string[]; busyTimeout: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const bar = progressFor(g);
         const graph = await declaredGraph(g, f.name ?? defaultName(db));
         const s = await sqliteBackup(repo, {
           file: db,
@@ -106,25 +108,42 @@ export function register(program: Command): void {
       });
     });
 
+  registerHistory(sqlite);
+
   sqlite
     .command('restore <name>')
     .description('rebuild the database as of a moment, whole or only some tables')
     .requiredOption('-o, --output <file>', 'where to write the database (must not exist)')
     .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'restore as of this moment, e.g. 2026-11-21T14:30:05Z' }))
     .option('--latest', 'restore the newest transaction stored (the default)')
+    .option('--txn <n>', 'restore up to and including transaction N (numbers: `sqlite history`)')
+    .option('--before-txn <n>', 'restore up to just before transaction N: undo it and everything after')
+    .option('--generation <id>', 'the generation --txn/--before-txn count in (default: the newest)')
     .option('--table <name>', 'restore only this table (repeatable)', collect, [])
-    .action(async (name: string, f: { output: string; time?: string; latest?: boolean; table: string[] }, cmd: Command) => {
+    .action(async (name: string, f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      if (f.time !== undefined && f.latest) {
-        throw new LifeboatError('USAGE', 'give --time or --latest, not both', { hint: 'without either, the newest transaction stored is restored' });
+      const given = [f.time !== undefined && '--time', f.latest && '--latest', f.txn !== undefined && '--txn', f.beforeTxn !== undefined && '--before-txn'].filter((x) => x);
+      if (given.length > 1) {
+        throw new LifeboatError('USAGE', `give one of --time, --latest, --txn, --before-txn (got ${given.join(' and ')})`, { hint: 'without any, the newest transaction stored is restored' });
+      }
+      if (f.generation !== undefined && f.txn === undefined && f.beforeTxn === undefined) {
+        throw new LifeboatError('USAGE', '--generation goes with --txn or --before-txn', { hint: '`lifeboat sqlite history NAME --around TIME` shows both' });
       }
       const time = f.time === undefined ? undefined : parseTargetTime(f.time);
+      const txnArg = f.txn ?? f.beforeTxn;
+      const seq = txnArg === undefined ? undefined : txnNumber(txnArg, f.txn !== undefined ? '--txn' : '--before-txn');
       await withRepo(g, async (repo) => {
-        const bar = new ProgressBar(!g.json && !g.quiet);
+        const txn = seq === undefined ? undefined : await findTransaction(repo, await sqliteSourceName(repo, name), seq, f.generation);
+        const position = txn ? restorePoint(txn, f.txn !== undefined) : undefined;
+        if (txn && !g.json && !g.quiet) {
+          console.log(`${f.txn !== undefined ? 'up to and including' : 'up to just before'} transaction ${txn.seq} of generation ${txn.generation} (seen ${new Date(txn.time).toISOString()})`);
+        }
+        const bar = progressFor(g);
         const r = await sqliteRestore(repo, {
           name,
           output: f.output,
           ...(time ? { time } : {}),
+          ...(position ? { position } : {}),
           ...(f.table.length ? { tables: f.table } : {}),
           onProgress: bar.update,
         }).finally(() => bar.done());
@@ -133,6 +152,7 @@ export function register(program: Command): void {
             output: r.output,
             snapshot: r.snapshot.id,
             generation: r.generation ?? null,
+            ...(txn ? { txn: txn.seq, txn_included: f.txn !== undefined } : {}),
             commits: r.commits,
             segments: r.segments,
             restored_to: r.restoredTo.toISOString(),
@@ -155,6 +175,80 @@ export function register(program: Command): void {
         }
       });
     });
+}
+
+interface RestoreFlags {
+  output: string;
+  time?: string;
+  latest?: boolean;
+  txn?: string;
+  beforeTxn?: string;
+  generation?: string;
+  table: string[];
+}
+
+function txnNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
+    throw new LifeboatError('USAGE', `${flag} takes a transaction number (1, 2, ...), not "${text}"`, { hint: '`lifeboat sqlite history NAME --around TIME` lists them' });
+  }
+  return n;
+}
+
+function registerHistory(sqlite: Command): void {
+  sqlite
+    .command('history <name>')
+    .description('the transactions near a moment: their numbers, times, pages and the tables they changed')
+    .requiredOption('--around <rfc3339>', 'the moment, e.g. 2026-11-21T14:30:05Z')
+    .option('--limit <n>', `how many transactions, nearest first (at most ${MAX_AROUND})`, '20')
+    .option('--generation <id>', 'look in this generation (default: the one whose history spans the moment)')
+    .action(async (name: string, f: { around: string; limit: string; generation?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const around = parseTargetTime(f.around);
+      const limit = Number(f.limit);
+      if (!/^[0-9]+$/.test(f.limit) || limit < 1 || limit > MAX_AROUND) {
+        throw new LifeboatError('USAGE', `--limit must be a whole number from 1 to ${MAX_AROUND}`, { hint: 'each transaction listed is replayed to map its pages to tables' });
+      }
+      await withRepo(g, async (repo) => {
+        const source = await sqliteSourceName(repo, name);
+        const { generation, txns } = await transactionsAround(repo, source, { around, limit, ...(f.generation ? { generation: f.generation } : {}) });
+        const described = await describeTransactions(repo, source, generation, txns);
+        if (g.json) {
+          return printJson({
+            name: source,
+            generation: generation.generation,
+            around: around.toISOString(),
+            time_source: 'replicator: when it first saw each transaction in the WAL, at most one poll after the commit',
+            transactions: described.map(txnJson),
+          });
+        }
+        if (described.length === 0) {
+          console.log(`no transactions stored in generation ${generation.generation} of ${source}`);
+          return;
+        }
+        console.log(`generation ${generation.generation} of ${source}: ${described.length} transactions nearest ${around.toISOString()}`);
+        console.log('(times are when the replicator first saw each transaction in the WAL: at most one poll after its commit)');
+        console.log(`${'txn'.padStart(8)}  ${'seen at'.padEnd(24)}  ${'pages'.padStart(5)}  tables and indexes (rows or entries +added/-removed)`);
+        for (const t of described) {
+          const objs = t.objects.map((o) => `${o.name}${o.delta ? ` (${o.delta > 0 ? '+' : ''}${o.delta})` : ''}`).join(', ');
+          console.log(`${String(t.seq).padStart(8)}  ${new Date(t.time).toISOString().padEnd(24)}  ${String(t.pages.length).padStart(5)}  ${objs}`);
+        }
+        console.log(`\nundo one and everything after it: lifeboat sqlite restore ${source} --before-txn N --generation ${generation.generation} -o NEW.db`);
+      });
+    });
+}
+
+function txnJson(t: DescribedTxn) {
+  return {
+    seq: t.seq,
+    generation: t.generation,
+    time: new Date(t.time).toISOString(),
+    position: t.position,
+    pages: t.pages.length,
+    db_pages: t.dbPages,
+    tables: t.tables,
+    objects: t.objects.map((o) => ({ name: o.name, type: o.type, table: o.table ?? null, pages: o.pages, delta: o.delta })),
+  };
 }
 
 /** The graph lifeboat.yaml declares for the SQLite source of this name (the daemon's jobs pass --config), if any. */

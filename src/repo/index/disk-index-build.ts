@@ -1,0 +1,326 @@
+/**
+ * Builds the on-disk blob index's cache file (the format is described in
+ * disk-index.ts) with bounded memory: records are spread over bucket files by their
+ * first id byte and each bucket is sorted in memory.
+ */
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, mkdtempSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import * as path from 'node:path';
+import {
+  DIG, ENT, ENT_PER_PAGE, FENCE, FILTER_BITS_PER_BLOB, FILTER_BLOCK, filterProbe, HEADER, MAGIC, PAGE, pageDigest,
+  PB, PB_PER_PAGE, PL, PL_PER_PAGE, readAll, TREE_BIT, VERSION, writeAll,
+} from './disk-index.js';
+
+/**
+ * Sorts fixed-size records keyed by their first 32 bytes with bounded memory:
+ * records go to 256 bucket files by their first byte; each bucket is sorted in memory
+ * (one larger than `bucketBytes`, from ids that are not uniform, is split again by
+ * range first).
+ */
+class BucketSorter {
+  private readonly bufs: Buffer[] = [];
+  private readonly fill: number[] = [];
+  private readonly fds: Array<number | undefined> = [];
+  private readonly sizes: number[] = [];
+  /** One buffer for every bucket's sort, grown as needed: freed buffers would pile up until a GC. */
+  private scratch: Buffer = Buffer.alloc(0);
+  count = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly name: string,
+    private readonly rec: number,
+    private readonly bufBytes: number,
+    private readonly bucketBytes: number,
+  ) {}
+
+  add(record: Uint8Array): void {
+    const b = record[0]!;
+    let buf = this.bufs[b];
+    if (!buf) {
+      buf = Buffer.allocUnsafeSlow(Math.floor(this.bufBytes / this.rec) * this.rec);
+      this.bufs[b] = buf;
+      this.fill[b] = 0;
+      this.sizes[b] = 0;
+    }
+    buf.set(record, this.fill[b]!);
+    this.fill[b]! += this.rec;
+    this.count++;
+    if (this.fill[b]! === buf.length) this.flush(b);
+  }
+
+  private flush(b: number): void {
+    const buf = this.bufs[b]!;
+    const n = this.fill[b]!;
+    if (n === 0) return;
+    this.fds[b] ??= openSync(path.join(this.dir, `${this.name}.${b}`), 'w+', 0o600);
+    writeAll(this.fds[b]!, buf.subarray(0, n), this.sizes[b]!);
+    this.sizes[b]! += n;
+    this.fill[b] = 0;
+  }
+
+  /** Calls `emit` with every record in order (a view valid during the call), and removes the buckets. */
+  drain(emit: (record: Buffer) => void): void {
+    for (let b = 0; b < 256; b++) {
+      if (!this.bufs[b]) continue;
+      const inMemory = this.fds[b] === undefined;
+      if (inMemory) {
+        sortEmit(this.bufs[b]!.subarray(0, this.fill[b]!), this.rec, emit);
+      } else {
+        this.flush(b);
+        this.drainFile(this.fds[b]!, this.sizes[b]!, b * 0x1000000, (b + 1) * 0x1000000, emit);
+        closeSync(this.fds[b]!);
+        this.fds[b] = undefined;
+        rmSync(path.join(this.dir, `${this.name}.${b}`), { force: true });
+      }
+      this.bufs[b] = Buffer.alloc(0);
+    }
+    this.scratch = Buffer.alloc(0);
+  }
+
+  private drainFile(fd: number, size: number, lo: number, hi: number, emit: (record: Buffer) => void): void {
+    if (size <= this.bucketBytes || hi - lo <= 1) {
+      if (this.scratch.length < size) this.scratch = Buffer.allocUnsafeSlow(Math.max(size, Math.min(this.bucketBytes, this.scratch.length * 2)));
+      const buf = this.scratch.subarray(0, size);
+      readAll(fd, buf, 0);
+      sortEmit(buf, this.rec, emit);
+      return;
+    }
+    // Not uniform (ids are HMAC outputs, so only a hostile index does this): split by range.
+    const parts = 16;
+    const step = Math.ceil((hi - lo) / parts);
+    const sub: Array<{ fd: number; size: number; file: string }> = [];
+    for (let i = 0; i < parts; i++) {
+      const file = path.join(this.dir, `${this.name}.split.${lo}.${i}`);
+      sub.push({ fd: openSync(file, 'w+', 0o600), size: 0, file });
+    }
+    const chunk = Buffer.allocUnsafeSlow(Math.floor((4 << 20) / this.rec) * this.rec);
+    for (let pos = 0; pos < size; pos += chunk.length) {
+      const n = Math.min(chunk.length, size - pos);
+      readAll(fd, chunk.subarray(0, n), pos);
+      for (let r = 0; r < n; r += this.rec) {
+        const i = Math.floor((chunk.readUInt32BE(r) - lo) / step);
+        const s = sub[i]!;
+        writeAll(s.fd, chunk.subarray(r, r + this.rec), s.size);
+        s.size += this.rec;
+      }
+    }
+    sub.forEach((s, i) => {
+      this.drainFile(s.fd, s.size, lo + i * step, Math.min(hi, lo + (i + 1) * step), emit);
+      closeSync(s.fd);
+      rmSync(s.file, { force: true });
+    });
+  }
+
+  abort(): void {
+    for (const fd of this.fds) if (fd !== undefined) closeSync(fd);
+    this.fds.length = 0;
+  }
+}
+
+/** Sorts records by their bytes (the id first) and emits them in order. */
+function sortEmit(buf: Buffer, rec: number, emit: (record: Buffer) => void): void {
+  const n = buf.length / rec;
+  if (n === 0) return;
+  // buf.compare(target, …, source…) orders source against target: record a against b.
+  const cmp = (a: number, b: number) => buf.compare(buf, b * rec, b * rec + rec, a * rec, a * rec + rec);
+  const idxBits = Math.max(1, Math.ceil(Math.log2(n + 1)));
+  let order: Uint32Array;
+  if (idxBits > 21) {
+    order = Uint32Array.from(Array.from({ length: n }, (_, i) => i).sort(cmp));
+  } else {
+    // Native numeric sort of (first 4 id bytes, position) packed in a double, then
+    // the rare runs with equal first 4 bytes sorted by their whole bytes.
+    const mul = 2 ** idxBits;
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = buf.readUInt32BE(i * rec) * mul + i;
+    keys.sort();
+    order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[i] = keys[i]! % mul;
+    for (let i = 0; i < n; ) {
+      const p = Math.floor(keys[i]! / mul);
+      let j = i + 1;
+      while (j < n && Math.floor(keys[j]! / mul) === p) j++;
+      if (j - i > 1) order.set(Array.from(order.subarray(i, j)).sort(cmp), i);
+      i = j;
+    }
+  }
+  for (let i = 0; i < n; i++) emit(buf.subarray(order[i]! * rec, order[i]! * rec + rec));
+}
+
+/** Pack-by-handle pages are found by number, not searched: their fences go to a scratch buffer. */
+function pFences(pages: number): Buffer {
+  return Buffer.alloc(pages * FENCE);
+}
+
+
+
+/** Writes fixed-size records into pages, recording each page's fences (first and last id prefix) and CRC. */
+class PageWriter {
+  private page = Buffer.alloc(PAGE);
+  private inPage = 0;
+  pages = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly start: number,
+    private readonly rec: number,
+    private readonly perPage: number,
+    /** Where fences and CRCs go: parts of the one metadata buffer, sized in advance. */
+    private readonly fenceBuf: Buffer,
+    private readonly digestBuf: Buffer,
+  ) {}
+
+  add(record: Uint8Array): void {
+    const prefix = ((record[0]! << 24) | (record[1]! << 16) | (record[2]! << 8) | record[3]!) >>> 0;
+    if (this.inPage === 0) this.fenceBuf.writeUInt32LE(prefix, this.pages * FENCE);
+    this.fenceBuf.writeUInt32LE(prefix, this.pages * FENCE + 4);
+    this.page.set(record, this.inPage * this.rec);
+    if (++this.inPage === this.perPage) this.flush();
+  }
+
+  flush(): void {
+    if (this.inPage === 0) return;
+    this.page.fill(0, this.inPage * this.rec);
+    this.digestBuf.writeUInt32LE(pageDigest(this.page), this.pages * DIG);
+    writeAll(this.fd, this.page, this.start + this.pages * PAGE);
+    this.pages++;
+    this.inPage = 0;
+  }
+}
+
+export interface BuildOptions {
+  repoId: Buffer;
+  macKey: Buffer;
+  /** Sorting memory per bucket (tests make it small to exercise the split). */
+  bucketBytes?: number;
+}
+
+/**
+ * Builds a cache file: packs and entries are added in any order, `finish` sorts them
+ * with bounded memory and writes the file under a temporary name, then renames it.
+ */
+export class DiskIndexBuilder {
+  private readonly tmp: string;
+  private readonly entries: BucketSorter;
+  private readonly lookup: BucketSorter;
+  private readonly packsFd: number;
+  private packCount = 0;
+  private readonly sources: Buffer[] = [];
+  private readonly rec = Buffer.alloc(ENT);
+  private readonly plRec = Buffer.alloc(PL);
+
+  constructor(
+    private readonly dir: string,
+    private readonly opts: BuildOptions,
+  ) {
+    this.tmp = mkdtempSync(path.join(dir, 'build-'));
+    const bucketBytes = opts.bucketBytes ?? 32 << 20;
+    this.entries = new BucketSorter(this.tmp, 'entries', ENT, 64 << 10, bucketBytes);
+    this.lookup = new BucketSorter(this.tmp, 'packs', PL, 8 << 10, bucketBytes);
+    this.packsFd = openSync(path.join(this.tmp, 'packs'), 'w+', 0o600);
+  }
+
+  /** Records that the file covers an index file (its name's 32-byte digest). */
+  addSource(digest: Buffer): void {
+    this.sources.push(Buffer.from(digest));
+  }
+
+  /** Adds a pack and returns its handle (a pack added twice gets two handles; lookups see both). */
+  addPack(id: Uint8Array): number {
+    const h = this.packCount++;
+    writeAll(this.packsFd, id.subarray(0, 32), h * PB);
+    this.plRec.set(id.subarray(0, 32), 0);
+    this.plRec.writeUInt32LE(h, 32);
+    this.lookup.add(this.plRec);
+    return h;
+  }
+
+  addEntry(id: Uint8Array, handle: number, tree: boolean, offset: number, length: number, rawLength: number): void {
+    this.rec.set(id.subarray(0, 32), 0);
+    this.rec.writeUInt32LE((handle | (tree ? TREE_BIT : 0)) >>> 0, 32);
+    this.rec.writeUInt32LE(offset, 36);
+    this.rec.writeUInt32LE(length, 40);
+    this.rec.writeUInt32LE(rawLength, 44);
+    this.entries.add(this.rec);
+  }
+
+  /** Adds a raw 48-byte record of another cache file (its handle already valid here). */
+  addRecord(record: Uint8Array): void {
+    this.entries.add(record);
+  }
+
+  /**
+   * Writes the file to `dest` atomically (temporary name, fsync, rename). Returns
+   * its metadata section, to open it without reading that again (`DiskIndex.open`):
+   * the metadata is built in one buffer of its final size, so building holds it once.
+   */
+  finish(dest: string): Buffer {
+    const n = this.entries.count;
+    const out = path.join(this.dir, `.${path.basename(dest)}.${process.pid}.${Date.now()}.tmp`);
+    const fd = openSync(out, 'w', 0o600);
+    let meta: Buffer;
+    try {
+      const blocks = Math.max(1, Math.ceil((n * FILTER_BITS_PER_BLOB) / (FILTER_BLOCK * 8)));
+      const entryPages = Math.ceil(n / ENT_PER_PAGE);
+      const plPages = Math.ceil(this.packCount / PL_PER_PAGE);
+      const pbPages = Math.ceil(this.packCount / PB_PER_PAGE);
+      const sizes = [this.sources.length * 32, blocks * FILTER_BLOCK, entryPages * FENCE, entryPages * DIG, plPages * FENCE, plPages * DIG, pbPages * DIG];
+      meta = Buffer.alloc(sizes.reduce((a, b) => a + b, 0));
+      let at = 0;
+      const [sourcesB, filter, eFences, eDig, lFences, lDig, pDig] = sizes.map((len) => meta.subarray(at, (at += len))) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
+      const ew = new PageWriter(fd, PAGE, ENT, ENT_PER_PAGE, eFences, eDig);
+      this.entries.drain((r) => {
+        filterProbe(filter, blocks, r, true);
+        ew.add(r);
+      });
+      ew.flush();
+      const plStart = PAGE + entryPages * PAGE;
+      const lw = new PageWriter(fd, plStart, PL, PL_PER_PAGE, lFences, lDig);
+      this.lookup.drain((r) => lw.add(r));
+      lw.flush();
+      const pbStart = plStart + lw.pages * PAGE;
+      const pw = new PageWriter(fd, pbStart, PB, PB_PER_PAGE, pFences(pbPages), pDig);
+      const chunk = Buffer.allocUnsafeSlow(PB * PB_PER_PAGE * 64);
+      for (let pos = 0; pos < this.packCount * PB; pos += chunk.length) {
+        const len = Math.min(chunk.length, this.packCount * PB - pos);
+        readAll(this.packsFd, chunk.subarray(0, len), pos);
+        for (let r = 0; r < len; r += PB) pw.add(chunk.subarray(r, r + PB));
+      }
+      pw.flush();
+      if (ew.pages !== entryPages || lw.pages !== plPages || pw.pages !== pbPages) throw new Error('index cache: page counts differ from the records added');
+      this.sources.sort(Buffer.compare).forEach((src, i) => src.copy(sourcesB, i * 32));
+      const metaOffset = pbStart + pw.pages * PAGE;
+      const metaLength = meta.length;
+      writeAll(fd, meta, metaOffset);
+      const header = Buffer.alloc(PAGE);
+      header.write(MAGIC, 0, 'latin1');
+      header.writeUInt32LE(VERSION, 4);
+      this.opts.repoId.copy(header, 8, 0, 32);
+      [n, this.packCount, this.sources.length, blocks, ew.pages, lw.pages, pw.pages, metaOffset, metaLength].forEach((v, i) => header.writeUIntLE(v, 40 + i * 8, 6));
+      createHmac('sha256', this.opts.macKey).update(header.subarray(0, HEADER)).update(meta).digest().copy(header, HEADER);
+      writeAll(fd, header, 0);
+      fsyncSync(fd);
+    } catch (err) {
+      closeSync(fd);
+      rmSync(out, { force: true });
+      throw err;
+    }
+    closeSync(fd);
+    renameSync(out, dest);
+    this.abort();
+    return meta;
+  }
+
+  /** Removes the temporary files (also after `finish`). */
+  abort(): void {
+    this.entries.abort();
+    this.lookup.abort();
+    try {
+      closeSync(this.packsFd);
+    } catch {
+      // closed already
+    }
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+}
