@@ -162,7 +162,9 @@ describe('restores from the dashboard', () => {
     const lastGap = w.gaps[w.gaps.length - 1] as WindowAnswer['gaps'][number];
     expect(gap.reason).toMatch(/missing/);
     expect(Date.parse(gap.from)).toBeGreaterThanOrEqual(last(runs.a).at);
-    expect(Date.parse(lastGap.to)).toBeLessThanOrEqual(runs.c.committed[0]?.doneAt as number);
+    // Before the moment picked below (between C and D): it is reachable. (The gap usually ends before C's first
+    // commit; once, on a loaded machine, it reached 0.5 s into C: the window then said so, and so does this test.)
+    expect(Date.parse(lastGap.to), JSON.stringify({ gaps: w.gaps, b: last(runs.b).doneAt, c: runs.c.committed.map((x) => x.doneAt) })).toBeLessThan(last(runs.c).doneAt);
     await expect.poll(() => page.getByTestId('timeline-gap').count(), { timeout: 10_000 }).toBe(w.gaps.length);
     const drawn = page.getByTestId('timeline-gap').first();
     expect([await drawn.getAttribute('data-from'), await drawn.getAttribute('data-to')]).toEqual([gap.from, gap.to]);
