@@ -36,6 +36,7 @@ export const LONGEST_FIRST = [
   'test/integration/group-restore.test.ts', // 55 s
   'test/e2e/safety.test.ts', // 53 s
   'test/integration/bucket-s3.test.ts', // 52 s
+  'test/e2e/dashboard-restore.test.ts', // 48 s (here, alone)
   'test/integration/graph-drill.test.ts', // 46 s
   'test/integration/command.test.ts', // 45 s
   'test/integration/redis-replicate.test.ts', // 41 s

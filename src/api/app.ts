@@ -23,6 +23,7 @@ import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
 import { repositoryRoutes } from './routes/repositories.js';
 import { restoreRoutes } from './routes/restores.js';
+import { snapshotRoutes } from './routes/snapshots.js';
 import { sourceRoutes } from './routes/sources.js';
 import { statusRoutes } from './routes/status.js';
 import { tokenRoutes } from './routes/tokens.js';
@@ -43,6 +44,7 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
     ...drillRoutes(ctx),
     ...groupRoutes(ctx),
     ...repositoryRoutes(ctx),
+    ...snapshotRoutes(ctx),
     ...jobRoutes(ctx),
     ...auditRoutes(ctx),
     ...tokenRoutes(ctx),
@@ -75,7 +77,8 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
   app.addHook('onResponse', async (req, reply) => {
     // Refusals (and 429s) are aggregated per caller and minute by the catalog: a flood is a few rows.
     const refused = reply.statusCode === 401 || reply.statusCode === 403 || reply.statusCode === 429;
-    if ((req.method === 'GET' || req.method === 'HEAD') && !refused) return; // successful reads are not audited
+    const audited = (req.routeOptions.config as { def?: Route } | undefined)?.def?.audited === true;
+    if ((req.method === 'GET' || req.method === 'HEAD') && !refused && !audited) return; // successful reads are not audited (downloads are)
     const caller = (req as WithCaller).caller ?? {};
     d.catalog.audit({
       actor: caller.token?.name ?? null,

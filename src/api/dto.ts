@@ -30,6 +30,11 @@ export const JobsQuery = z.strictObject({
   status: z.string().optional(),
   limit: z.int().min(1).max(1000).optional(),
 });
+/** GET /repositories/:name/snapshots/:id/tree and …/file: a path in the snapshot (absolute; checked by daemon/browse.ts). */
+export const SnapshotParams = z.strictObject({ name: z.string(), id: z.string() });
+export const SnapshotPathQuery = z.strictObject({ path: z.string().max(4096).optional() });
+/** GET /sources/:name/restore-plan: a moment or a snapshot, and optionally the target to check. */
+export const RestorePlanQuery = z.strictObject({ time: z.string().max(64).optional(), snapshot: z.string().max(64).optional(), target: z.string().max(4096).optional() });
 export const LogQuery = z.strictObject({ after: z.int().min(0).optional() });
 export const AuditQuery = z.strictObject({ limit: z.int().min(1).max(10000).optional() });
 
@@ -228,6 +233,66 @@ export const GroupPoint = z.object({
 export const GroupRestoreAnswer = z.object({ plan: z.record(z.string(), z.unknown()), job: Job.nullable() });
 export const GroupPoints = z.object({ group: z.string(), points: z.array(GroupPoint), unreadable: z.array(z.string()) });
 
+/** One entry of a snapshot directory (the snapshot browser). */
+export const SnapshotEntry = z.object({
+  name: z.string(),
+  path: z.string(),
+  type: z.string(),
+  size: z.number().nullable(),
+  mode: z.string(),
+  mtime: z.string().nullable(),
+  target: z.string().nullable(),
+});
+/** A directory of a snapshot, one level (or the one entry of a file); `truncated` past the listing's bound. */
+export const SnapshotTree = z.object({
+  repository: z.string(),
+  snapshot: z.string(),
+  path: z.string(),
+  type: z.string(),
+  size: z.number().nullable(),
+  entries: z.array(SnapshotEntry),
+  truncated: z.boolean(),
+});
+
+/** What restoring a source to a moment (or from a snapshot) would do: nothing is started. */
+export const RestorePlan = z.object({
+  source: z.string(),
+  kind: z.string(),
+  repository: z.string(),
+  /** snapshot: the files of one backup; replay: a base backup and the source's log replayed to `time`. */
+  method: z.enum(['snapshot', 'replay']),
+  time: z.string().nullable(),
+  /** The backup restored (the base of a replay). */
+  snapshot: z.object({ id: z.string(), time: z.string(), size_bytes: z.number() }).nullable(),
+  /** The target checked (or suggested: a new directory below the first restore root; null without roots). */
+  target: z.string().nullable(),
+  target_suggested: z.boolean(),
+  /** From the newest passed drill of the source: how long its restore took. */
+  expected_seconds: z.number().nullable(),
+  last_drill: z.object({ time: z.string(), ok: z.boolean(), rto_seconds: z.number().nullable() }).nullable(),
+  /** What would refuse the restore now (target, role, a running restore); empty when it can start. */
+  problems: z.array(z.object({ code: z.string(), message: z.string(), hint: z.string().nullable() })),
+  /** The call that starts it. */
+  start: z.object({ method: z.literal('POST'), url: z.string(), body: z.record(z.string(), z.unknown()) }),
+  notes: z.array(z.string()),
+});
+
+/** GET /groups/:name/restore-plan: a time or a point. */
+export const GroupPlanQuery = z.strictObject({ time: z.string().max(64).optional(), point: z.string().max(64).optional() });
+/** What restoring a group would do: suggested targets, the group restore's dry-run plan, what refuses it, and the call that starts it. */
+export const GroupRestorePlan = z.object({
+  group: z.string(),
+  time: z.string().nullable(),
+  point: z.string().nullable(),
+  /** A new directory per member below the first restore root; null without roots. */
+  targets: z.record(z.string(), z.string()).nullable(),
+  /** `group restore --dry-run --json`: {group, point, time, chosen, plan: [{member, kind, mechanism, position, target, base, ...}], notes}. */
+  plan: z.record(z.string(), z.unknown()).nullable(),
+  problems: z.array(z.object({ code: z.string(), message: z.string(), hint: z.string().nullable() })),
+  start: z.object({ method: z.literal('POST'), url: z.string(), body: z.record(z.string(), z.unknown()) }),
+  notes: z.array(z.string()),
+});
+
 export const WhoAmI = z.object({ id: z.string().optional(), name: z.string().optional(), role: z.string().optional() });
 
 export const AuditEntry = z.object({
@@ -274,6 +339,10 @@ export type TokenCreated = z.infer<typeof TokenCreated>;
 export type DrillBody = z.infer<typeof DrillBody>;
 export type Group = z.infer<typeof Group>;
 export type GroupPoints = z.infer<typeof GroupPoints>;
+export type SnapshotEntry = z.infer<typeof SnapshotEntry>;
+export type SnapshotTree = z.infer<typeof SnapshotTree>;
+export type RestorePlan = z.infer<typeof RestorePlan>;
+export type GroupRestorePlan = z.infer<typeof GroupRestorePlan>;
 
 // --- recoverable windows (engine/window.ts; `lifeboat window --json`) ----------------
 
@@ -311,3 +380,4 @@ const WindowFields = {
 };
 /** A source's recoverable window; a group's also lists each member's (`members`, one level). */
 export const RecoverableWindow = z.object({ ...WindowFields, members: z.array(z.object(WindowFields)).optional() });
+export type RecoverableWindow = z.infer<typeof RecoverableWindow>;

@@ -26,6 +26,8 @@ export interface Route {
   url: string;
   /** Minimum role; undefined: public. */
   role?: Role;
+  /** A read that is audited even when it succeeds (a download of backed-up data). */
+  audited?: boolean;
   summary: string;
   params?: JsonSchema;
   query?: JsonSchema;
@@ -48,6 +50,7 @@ export interface RouteSpec<P extends Schema, Q extends Schema, B extends Schema,
   method: Route['method'];
   url: string;
   role?: Role;
+  audited?: boolean;
   summary: string;
   params?: P;
   query?: Q;
@@ -82,6 +85,7 @@ export function route<P extends Schema = undefined, Q extends Schema = undefined
     method: spec.method,
     url: spec.url,
     ...(spec.role ? { role: spec.role } : {}),
+    ...(spec.audited ? { audited: true } : {}),
     summary: spec.summary,
     ...(spec.params ? { params: jsonSchema(spec.params) } : {}),
     ...(spec.query ? { query: jsonSchema(spec.query) } : {}),

@@ -32,6 +32,7 @@ export const COMMAND_MODULES: ReadonlyArray<{ names: readonly string[]; load: ()
   { names: ['backup'], load: () => import('./commands/backup.js') },
   { names: ['snapshots'], load: () => import('./commands/snapshots.js') },
   { names: ['ls'], load: () => import('./commands/ls.js') },
+  { names: ['dump'], load: () => import('./commands/dump.js') },
   { names: ['diff'], load: () => import('./commands/diff.js') },
   { names: ['restore'], load: () => import('./commands/restore.js') },
   { names: ['check'], load: () => import('./commands/check.js') },

@@ -58,6 +58,11 @@ export interface RunHooks {
   env?: Record<string, string>;
   /** The script started as `node ENTRY job` (default: this installation's CLI). */
   entry?: string;
+  /**
+   * The child's stdout as bytes, for a command whose output is data (`dump`): handed
+   * over at spawn, not split into log lines. The caller reads it (back-pressure is its).
+   */
+  stdout?: (stdout: Readable) => void;
 }
 
 /**
@@ -160,7 +165,8 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
       if (channelBytes > MAX_CHANNEL_BYTES) breakProtocol(`more than ${MAX_CHANNEL_BYTES} bytes of events`);
     });
     events.on('error', () => {}); // a destroyed or reset pipe: the exit decides
-    for (const name of ['stdout', 'stderr'] as const) {
+    if (hooks.stdout) hooks.stdout(child.stdout);
+    for (const name of hooks.stdout ? (['stderr'] as const) : (['stdout', 'stderr'] as const)) {
       const emit = (line: string) => {
         if (line !== '') hooks.onLine?.(name, line);
       };

@@ -4,7 +4,7 @@
  * the calls the CLI and scripts make, with the user's token, so the page can do
  * nothing that token could not do anyway.
  */
-import type { Backup, Drill, ErrorBody, Group, Job, Jobs, Source, Status } from '../api/dto.js';
+import type { Backup, Drill, ErrorBody, Group, GroupRestorePlan, Job, Jobs, RecoverableWindow, RestorePlan, SnapshotTree, Source, Status } from '../api/dto.js';
 
 /** The API, relative to this page (/dashboard/), so a path prefix in a reverse proxy still works. */
 const API = new URL('../api/v1/', window.location.href);
@@ -53,6 +53,39 @@ export class Api {
   drill(source: string): Promise<Jobs> {
     return this.call('drills', { method: 'POST', body: { source } });
   }
+  job(id: string): Promise<Job> {
+    return this.call(`jobs/${encodeURIComponent(id)}`);
+  }
+  /** The recoverable window: earliest and latest moment, backups, log coverage, gaps. */
+  window(source: string): Promise<RecoverableWindow> {
+    return this.call(`sources/${encodeURIComponent(source)}/window`);
+  }
+  groupWindow(group: string): Promise<RecoverableWindow> {
+    return this.call(`groups/${encodeURIComponent(group)}/window`);
+  }
+  groupRestorePlan(group: string, choice: { time?: string; point?: string }): Promise<GroupRestorePlan> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(choice)) if (v !== undefined && v !== '') q.set(k, v);
+    return this.call(`groups/${encodeURIComponent(group)}/restore-plan?${q}`);
+  }
+  restorePlan(source: string, choice: { time?: string; snapshot?: string; target?: string }): Promise<RestorePlan> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(choice)) if (v !== undefined && v !== '') q.set(k, v);
+    return this.call(`sources/${encodeURIComponent(source)}/restore-plan?${q}`);
+  }
+  /** Starts what a plan says (POST /restores or /recoveries); answers the job(s) started. */
+  startRestore(url: string, body: Record<string, unknown>): Promise<Job | Jobs | { job: Job }> {
+    return this.call(url.replace(/^\/api\/v1\//, ''), { method: 'POST', body });
+  }
+  tree(repository: string, snapshot: string, path: string): Promise<SnapshotTree> {
+    return this.call(`repositories/${encodeURIComponent(repository)}/snapshots/${encodeURIComponent(snapshot)}/tree?path=${encodeURIComponent(path)}`);
+  }
+  /** One file of a snapshot as a Blob (the bearer token cannot ride on a plain link), with the name the daemon gave it. */
+  async file(repository: string, snapshot: string, path: string): Promise<{ blob: Blob; disposition: string | null }> {
+    const res = await this.fetch(`repositories/${encodeURIComponent(repository)}/snapshots/${encodeURIComponent(snapshot)}/file?path=${encodeURIComponent(path)}`, { method: 'GET', headers: { authorization: `Bearer ${this.token() ?? ''}` }, cache: 'no-store' });
+    if (!res.ok) throw new ApiError(res.status, await bodyOf(res));
+    return { blob: await res.blob(), disposition: res.headers.get('content-disposition') };
+  }
 
   /** Calls the API with the token; resolves to the parsed body, rejects with an ApiError. */
   private async call<T>(path: string, options: { method?: 'GET' | 'POST'; body?: unknown } = {}): Promise<T> {
@@ -63,20 +96,27 @@ export class Api {
       headers['content-type'] = 'application/json';
       init.body = JSON.stringify(options.body);
     }
-    let res: Response;
+    const res = await this.fetch(path, init);
+    const body = await bodyOf(res);
+    if (!res.ok) throw new ApiError(res.status, body as Partial<ErrorBody> | null);
+    return body as T;
+  }
+
+  private async fetch(path: string, init: RequestInit): Promise<Response> {
     try {
-      res = await fetch(new URL(path, API), init);
+      return await fetch(new URL(path, API), init);
     } catch {
       throw new ApiError(0, { error: { code: 'UNREACHABLE', message: 'cannot reach the Lifeboat daemon', hint: 'is `lifeboat serve` running? The dashboard keeps trying.' } });
     }
-    const text = await res.text();
-    let body: unknown = null;
-    try {
-      body = text ? JSON.parse(text) : null;
-    } catch {
-      body = null;
-    }
-    if (!res.ok) throw new ApiError(res.status, body as Partial<ErrorBody> | null);
-    return body as T;
+  }
+}
+
+/** A response's JSON body, or null. */
+async function bodyOf(res: Response): Promise<Partial<ErrorBody> | null> {
+  const text = await res.text();
+  try {
+    return text ? (JSON.parse(text) as Partial<ErrorBody>) : null;
+  } catch {
+    return null;
   }
 }

@@ -1,10 +1,13 @@
 /**
  * The Lifeboat dashboard: browser TypeScript compiled by tsc (tsconfig.web.json) to
  * ES modules the daemon serves under /dashboard/, no bundler, no libraries. It signs
- * in with an API token, polls the REST API every 2 seconds, and starts backups and
- * drills with the same calls the CLI and scripts make.
+ * in with an API token, polls the REST API every 2 seconds, and starts backups,
+ * drills and recoveries with the same calls the CLI and scripts make; it also
+ * browses a snapshot and downloads one file of it (recover.ts, browse.ts).
  */
 import { Api, ApiError } from './api.js';
+import { browse, browseClick, closeBrowser, initBrowse } from './browse.js';
+import { initRecover, recoverClick, recoverGroup, recoverSelect, recoverSnapshot, recoverSource, renderRecover } from './recover.js';
 import { chartMarkup } from './chart.js';
 import { $, html } from './html.js';
 import { initialState, isFinished } from './state.js';
@@ -131,6 +134,8 @@ function resetData(): void {
   Object.assign(state, { sources: [], groups: [], jobs: [], backups: [], backupsFor: null, drills: [], status: null, selected: null, finishedKey: '' });
   for (const id of ['sources-body', 'groups-body', 'jobs-body', 'snapshots-body', 'drills-body']) $(`#${id}`).innerHTML = '';
   $('#chart').innerHTML = '';
+  closeBrowser();
+  recoverSelect(state);
 }
 
 // --- polling ----------------------------------------------------------------
@@ -184,8 +189,14 @@ function pickSelected(sources: ReadonlyArray<{ name: string }>): string | null {
 }
 
 async function select(name: string): Promise<void> {
-  if (name === state.selected) return;
+  if (name === state.selected) {
+    recoverSource(state);
+    renderRecover(state);
+    return;
+  }
   state.selected = name;
+  closeBrowser();
+  recoverSource(state);
   renderSources(state);
   renderSnapshots(state);
   renderChart();
@@ -196,6 +207,7 @@ async function select(name: string): Promise<void> {
     state.backupsFor = name;
     renderSnapshots(state);
     renderChart();
+    renderRecover(state);
   } catch (err) {
     report(err, 'action');
   }
@@ -253,6 +265,8 @@ function renderAll(): void {
   renderGroups(state);
   renderSnapshots(state);
   renderChart();
+  recoverSelect(state);
+  renderRecover(state);
   renderJobs(state);
   renderDrills(state);
 }
@@ -262,6 +276,7 @@ function renderAll(): void {
 function onClick(event: MouseEvent): void {
   if (!(event.target instanceof Element)) return;
   const button = event.target.closest<HTMLElement>('[data-action]');
+  if (button && (recoverClick(button, event) || browseClick(button))) return;
   if (button) {
     const source = button.dataset.source ?? '';
     if (button.dataset.action === 'backup') void backupNow(source);
@@ -269,6 +284,11 @@ function onClick(event: MouseEvent): void {
     else if (button.dataset.action === 'group-backup') void captureGroup(button.dataset.group ?? '');
     else if (button.dataset.action === 'select') void select(source);
     else if (button.dataset.action === 'dismiss') hideNotice();
+    else if (button.dataset.action === 'restore-snapshot') {
+      recoverSource(state);
+      recoverSnapshot(button.dataset.snapshot ?? '');
+    } else if (button.dataset.action === 'recover-group') recoverGroup(button.dataset.group ?? '', state);
+    else if (button.dataset.action === 'browse') browse(button.dataset.repository ?? '', button.dataset.snapshot ?? '', button.dataset.time ?? '');
     return;
   }
   const row = event.target.closest<HTMLElement>('#sources-body tr[data-source]');
@@ -276,6 +296,9 @@ function onClick(event: MouseEvent): void {
 }
 
 function init(): void {
+  const ui = { api, report, info: (message: string) => showNotice('info', { message }) };
+  initRecover(ui);
+  initBrowse(ui);
   document.addEventListener('click', onClick);
   $('#signin-form').addEventListener('submit', (e) => void signIn(e));
   $('#sign-out').addEventListener('click', signOut);

@@ -199,7 +199,7 @@ export function renderGroups(state: State): void {
         cell(ageCell(g)),
         cell(captureCell(g)),
         cell(drillCell(g)),
-        cell(html`<div class="actions"><button type="button" class="primary" data-action="group-backup" data-group="${g.name}" data-testid="group-backup-${g.name}" ${busy ? html`disabled aria-busy="true"` : ''}>${busy ? 'Capturing…' : 'Capture now'}</button></div>`, 'actions-col'),
+        cell(html`<div class="actions"><button type="button" class="primary" data-action="group-backup" data-group="${g.name}" data-testid="group-backup-${g.name}" ${busy ? html`disabled aria-busy="true"` : ''}>${busy ? 'Capturing…' : 'Capture now'}</button><button type="button" class="secondary" data-action="recover-group" data-group="${g.name}" data-testid="recover-group-${g.name}">Recover…</button></div>`, 'actions-col'),
       ],
     };
   });
@@ -224,6 +224,7 @@ export function renderSnapshots(state: State): void {
       cell(formatBytes(b.size_bytes), 'num'),
       cell(formatBytes(b.added_bytes), 'num'),
       cell(formatSeconds(b.duration_ms / 1000), 'num'),
+      cell(html`<div class="actions"><button type="button" class="secondary" data-action="restore-snapshot" data-snapshot="${b.snapshot_id}" data-testid="restore-${b.snapshot_id.slice(0, 8)}">Restore…</button><button type="button" class="secondary" data-action="browse" data-snapshot="${b.snapshot_id}" data-repository="${b.repository}" data-time="${b.time}" data-testid="browse-${b.snapshot_id.slice(0, 8)}">Browse</button></div>`, 'actions-col'),
     ],
   }));
   patchRows($('#snapshots-body'), rows);

@@ -9,13 +9,16 @@ export interface Entry {
   node: TreeNode;
 }
 
-/** Yields every entry below `treeId` (depth first, name order), with absolute snapshot paths. */
-export async function* walkTree(repo: Pick<Repository, 'loadTree'>, treeId: string, dir = '/'): AsyncGenerator<Entry> {
+/**
+ * Yields every entry below `treeId` (depth first, name order), with absolute snapshot
+ * paths; `depth` levels at most (1: the tree's own entries), every level without it.
+ */
+export async function* walkTree(repo: Pick<Repository, 'loadTree'>, treeId: string, dir = '/', depth = Infinity): AsyncGenerator<Entry> {
   const tree = await repo.loadTree(treeId);
   for (const node of tree.nodes) {
     const p = path.posix.join(dir, node.name);
     yield { path: p, node };
-    if (node.type === 'dir' && node.subtree) yield* walkTree(repo, node.subtree, p);
+    if (depth > 1 && node.type === 'dir' && node.subtree) yield* walkTree(repo, node.subtree, p, depth - 1);
   }
 }
 
