@@ -24,6 +24,7 @@ export const LONGEST_FIRST = [
   'test/conformance/postgres.test.ts', // 69 s
   'test/integration/damage.test.ts', // 69 s
   'test/integration/oplog.test.ts', // 67 s
+  'test/e2e/recover.test.ts', // 105 s in a loaded full run, about 65 s on a quiet one
   'test/e2e/safety-restore.test.ts', // 66 s
   'test/integration/keys-v2.test.ts', // 63 s
   'test/integration/sqlite-replicate.test.ts', // 63 s
@@ -41,6 +42,8 @@ export const LONGEST_FIRST = [
   'test/integration/command.test.ts', // 45 s
   'test/integration/redis-replicate.test.ts', // 41 s
   'test/e2e/sqlite-errors.test.ts', // 38 s
+  'test/integration/sqlite-replicate-memory.test.ts', // 63 s loaded, 35-55 s alone
+  'test/integration/daemon-browse.test.ts', // 52 s loaded
   'test/integration/restore-safety.test.ts', // 37 s
   'test/integration/redis-restore.test.ts', // 33 s
   'test/integration/key-slots.test.ts', // 30 s
