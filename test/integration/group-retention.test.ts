@@ -90,7 +90,7 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await stopReplicator();

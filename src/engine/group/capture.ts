@@ -236,6 +236,8 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
       if (error !== undefined) throw error;
       // After thaw: files and bucket members store what was fixed at the point.
       for (const [i, m] of members.entries()) if (m.complete) positions[i] = await m.complete();
+      // A position that a crash could still take back (PostgreSQL's restore point, not yet flushed) is made durable first.
+      for (const [i, m] of members.entries()) await m.durable?.(positions[i] as MemberPosition);
       // Writes flow again: wait (bounded) until each log member's own archive holds its position.
       proofs = await proveArchived(repo, name, members, positions, {
         waitMs: opts.waitMs ?? DEFAULT_PROOF_WAIT_MS,

@@ -51,6 +51,8 @@ export interface OpenMember {
   kind: string;
   /** Reads the position; `pointName` names a PostgreSQL restore point. */
   position(pointName: string): Promise<MemberPosition>;
+  /** After thaw: makes the recorded position survive a crash of the server, or throws (no point is stored then). */
+  durable?(position: MemberPosition): Promise<void>;
   /** Opens what `hold` needs, before the freeze starts (so the hold is only the lock itself). */
   prepareHold?(): Promise<void>;
   /** postgres: the timeline and segment size the proof looks for the restore point's WAL under (proof.ts). */
@@ -149,6 +151,22 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
         const code = errno(err);
         throw new LifeboatError(code === '42501' ? 'PERMISSION' : 'SOURCE_UNAVAILABLE', `source "${s.name}": cannot create a restore point: ${err instanceof Error ? err.message : String(err)}`, {
           hint: code === '42501' ? 'the role needs superuser, or GRANT EXECUTE ON FUNCTION pg_create_restore_point(text)' : 'a standby cannot create restore points; the server needs wal_level replica or higher',
+          cause: err,
+        });
+      }
+    },
+    async durable() {
+      // pg_create_restore_point does not flush its record: a crash (or -m immediate) soon after
+      // lost it while the segment at its LSN was archived anyway, rewritten without it, so the
+      // point was "proven" and no restore could reach it. A commit flushed locally is after the
+      // record in the WAL, so once it returns the record is on disk. Asked on the connection that
+      // made the point: if that connection is gone, so may be the record.
+      try {
+        await client.query('BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_current_xact_id(); COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the restore point could not be made durable (${err instanceof Error ? err.message : String(err)}); a crash may have taken it back, so no point was stored`, {
+          hint: 'the server stopped or the connection dropped right after the point: capture again once it is back',
           cause: err,
         });
       }
