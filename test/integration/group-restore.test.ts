@@ -383,7 +383,10 @@ describe('group backup proves, group restore returns to the point', () => {
   // killed -m immediate right after thaw, the capture can store a point (restore point made
   // durable, its segment proven archived) that a restore then cannot reach: recovery ends at
   // the segment before it ("recovery ended before configured recovery target was reached").
-  // It passed alone and failed in the whole file; not yet understood. Unskip when fixed.
+  // It passed alone and failed in the whole file. In a failing run the point's LSN was 0/517AB90,
+  // "proven" by segment 5 being archived, but the archived segment 5 ended in a switch at
+  // 0/5071938: another segment 5 (a promoted copy's? the crash's?) was archived first, and the
+  // proof checks the name, not that the segment holds the record. Unskip when fixed.
   it.skip('PostgreSQL crashing between the point and its proof: a point is stored only when its restore point is durable and archived, and it restores', async () => {
     await cluster.query('CREATE TABLE IF NOT EXISTS crash_marks (v text)');
     await cluster.query("INSERT INTO crash_marks VALUES ('before the point')");
