@@ -52,7 +52,7 @@ export async function memberReach(repo: ProofRepo, name: string, position: Membe
     const lsn = parseLsn(position.lsn);
     const timelines = pg ? [pg.timeline] : await pgTimelines(repo, name);
     const segSize = pg?.segSize ?? (await pgSegSize(repo, name));
-    const r = await walReach(repo, name, lsn, timelines, segSize);
+    const r = await walReach(repo, name, lsn, timelines, segSize, position.restore_point);
     return { reached: r.reached, detail: r.detail };
   }
   if (position.kind === 'sqlite') {

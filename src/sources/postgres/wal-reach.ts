@@ -23,7 +23,30 @@ export interface WalReach {
   segment: string;
 }
 
-export async function walReach(repo: Pick<Repository, 'getLog' | 'store'>, name: string, lsn: bigint, timelines: readonly number[], segSize: number): Promise<WalReach> {
+/** WAL page size (XLOG_BLCKSZ, PostgreSQL's default) and its page headers: long on a segment's first page, short on the others. */
+const WAL_PAGE = 8192;
+const LONG_HEADER = 40;
+const SHORT_HEADER = 24;
+
+/**
+ * Whether segment `data` carries `needle` (a restore point's name) in its records: the
+ * page headers are cut out first, since a record that crosses a page boundary continues
+ * after the next page's header.
+ */
+export function segmentCarries(data: Buffer, needle: Buffer): boolean {
+  const bodies: Buffer[] = [];
+  for (let at = 0; at < data.length; at += WAL_PAGE) bodies.push(data.subarray(at + (at === 0 ? LONG_HEADER : SHORT_HEADER), Math.min(at + WAL_PAGE, data.length)));
+  return Buffer.concat(bodies).includes(needle);
+}
+
+export async function walReach(
+  repo: Pick<Repository, 'getLog' | 'store'>,
+  name: string,
+  lsn: bigint,
+  timelines: readonly number[],
+  segSize: number,
+  restorePoint?: string,
+): Promise<WalReach> {
   const size = BigInt(segSize);
   const segno = (lsn - 1n) / size;
   const within = Number(lsn % size);
@@ -33,11 +56,25 @@ export async function walReach(repo: Pick<Repository, 'getLog' | 'store'>, name:
   for (const tl of timelines) {
     const file = segmentName(tl, segno, segSize);
     first ||= file;
-    if (await has(logSource(name), tl, file)) return { reached: true, detail: `WAL segment ${file} archived`, segment: file };
-    if (await has(streamSource(name), tl, file)) return { reached: true, detail: `WAL segment ${file} streamed`, segment: file };
+    // A segment of the right name is not enough: a crash rewrites a segment's tail, and
+    // the archive keeps the first copy it was given. The restore point's record must be in it.
+    const carries = async (source: string, object: string, data?: Buffer): Promise<boolean> => {
+      if (restorePoint === undefined) return true;
+      const got = data ?? (await repo.getLog(source, timelineDir(tl), object));
+      return got !== undefined && segmentCarries(got, Buffer.from(restorePoint));
+    };
+    const without = (how: string) => ({ reached: false, detail: `WAL segment ${file} is ${how} but does not hold restore point ${restorePoint} (another copy of the segment: a crash rewrote it, or another server wrote it)`, segment: file });
+    if (await has(logSource(name), tl, file)) {
+      if (await carries(logSource(name), file)) return { reached: true, detail: `WAL segment ${file} archived`, segment: file };
+      return without('archived');
+    }
+    if (await has(streamSource(name), tl, file)) {
+      if (await carries(streamSource(name), file)) return { reached: true, detail: `WAL segment ${file} streamed`, segment: file };
+      return without('streamed');
+    }
     if (within !== 0 && (await has(streamSource(name), tl, `${file}.partial`))) {
       const data = await repo.getLog(streamSource(name), timelineDir(tl), `${file}.partial`);
-      if (data && data.length >= within + 4 && data.readUInt32LE(within) !== 0) {
+      if (data && data.length >= within + 4 && data.readUInt32LE(within) !== 0 && (await carries(streamSource(name), '', data))) {
         return { reached: true, detail: `WAL segment ${file} streamed past ${formatLsn(lsn)} (partial)`, segment: file };
       }
     }
