@@ -36,7 +36,8 @@ function axis(max: number, units: readonly Unit[]): { max: number; ticks: Array<
   };
 }
 
-function timeTicks(t0: number, t1: number, count: number): Array<{ t: number; label: string }> {
+/** Labels for `count` evenly spaced moments, at the resolution the span needs (the chart's and the timeline's axis). */
+export function timeTicks(t0: number, t1: number, count: number): Array<{ t: number; label: string }> {
   const span = t1 - t0;
   const fmt = (t: number) => {
     const iso = new Date(t).toISOString();

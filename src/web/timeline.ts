@@ -7,6 +7,7 @@
  * backups and drills alone (`estimated`). No inline styles or scripts (the page's CSP).
  */
 import type { Backup, Drill, RecoverableWindow } from '../api/dto.js';
+import { timeTicks } from './chart.js';
 import { formatSeconds, html, shortTime, type Safe } from './html.js';
 
 export interface Span {
@@ -73,18 +74,6 @@ export function timelineModel(source: string, window: RecoverableWindow | null, 
   };
 }
 
-/** Labels for `count` evenly spaced moments, at the resolution the span needs. */
-function ticks(t0: number, t1: number, count: number): Array<{ t: number; label: string }> {
-  const span = t1 - t0;
-  const fmt = (t: number) => {
-    const iso = new Date(t).toISOString();
-    if (span < 10 * 60 * 1000) return iso.slice(11, 19);
-    if (span < 24 * 3600 * 1000) return iso.slice(11, 16);
-    return `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
-  };
-  const all = Array.from({ length: count }, (_, i) => ({ t: t0 + (span * i) / (count - 1), label: fmt(t0 + (span * i) / (count - 1)) }));
-  return all.filter((k, i) => i === 0 || k.label !== all[i - 1]?.label);
-}
 
 export const TIMELINE = { W: 1180, H: 150, left: 20, right: 20, top: 30, bottom: 40 } as const;
 
@@ -127,7 +116,7 @@ export function timelineMarkup(m: TimelineModel, chosen: { time?: number; snapsh
       ${m.backups.map((b) => html`<circle class="backup ${chosen.snapshot === b.id ? 'chosen' : ''}" data-testid="timeline-backup" data-action="pick-snapshot" data-snapshot="${b.id}" cx="${x(b.t)}" cy="${laneY + bandH / 2}" r="6"><title>Backup ${b.id.slice(0, 8)} ${shortTime(new Date(b.t).toISOString())} UTC: click to restore it</title></circle>`)}
       ${m.drills.map((d) => html`<path class="drill ${d.ok ? 'ok' : 'failed'}" data-testid="timeline-drill" d="M${x(d.t)},${top - 2} l6,8 l-6,8 l-6,-8 z"><title>Drill ${shortTime(new Date(d.t).toISOString())} UTC: ${d.ok ? `passed, RTO ${formatSeconds(d.rto)}` : 'failed'}</title></path>`)}
       ${chosenX !== undefined ? html`<line class="chosen-line" data-testid="timeline-chosen" x1="${chosenX}" x2="${chosenX}" y1="${top - 6}" y2="${H - bottom + 4}"/>` : ''}
-      ${ticks(t0, t1, 7).map((k, i, all) => html`<line class="tick-mark" x1="${x(k.t)}" x2="${x(k.t)}" y1="${H - bottom + 6}" y2="${H - bottom + 11}"/><text class="tick" x="${x(k.t)}" y="${H - bottom + 24}" text-anchor="${i === 0 ? 'start' : i === all.length - 1 ? 'end' : 'middle'}">${k.label}</text>`)}
+      ${timeTicks(t0, t1, 7).map((k, i, all) => html`<line class="tick-mark" x1="${x(k.t)}" x2="${x(k.t)}" y1="${H - bottom + 6}" y2="${H - bottom + 11}"/><text class="tick" x="${x(k.t)}" y="${H - bottom + 24}" text-anchor="${i === 0 ? 'start' : i === all.length - 1 ? 'end' : 'middle'}">${k.label}</text>`)}
     </svg>`;
 }
 

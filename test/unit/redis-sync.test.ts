@@ -7,12 +7,12 @@
  */
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { compactGeneration } from '../../src/sources/redis/compact.js';
+import { REDIS_SEGMENT_CODEC, compactGeneration } from '../../src/sources/redis/compact.js';
 import { compactLog } from '../../src/engine/log-compact.js';
 import { trimRedis } from '../../src/sources/redis/log-retention.js';
 import { RespReader, encodeCommand, type RespValue } from '../../src/sources/redis/resp.js';
 import { ReplicaLink, type StreamChunk } from '../../src/sources/redis/sync.js';
-import { chainFrom, decodeSegment, encodeSegment, mergeSegments, parseSegmentName, segmentName, type Mark, type Segment } from '../../src/sources/redis/segment.js';
+import { chainFrom, decodeSegment, encodeSegment, parseSegmentName, segmentName, type Mark } from '../../src/sources/redis/segment.js';
 import { parseRedisUrl } from '../../src/sources/redis/connection.js';
 import { Repository, PROGRAM_VERSION } from '../../src/repo/repository.js';
 import type { SnapshotManifest } from '../../src/repo/snapshot/snapshot.js';
@@ -305,16 +305,7 @@ describe('compactGeneration (redis)', () => {
   });
   it('bounds the decoded size of a merge even when the names do not tell it', async () => {
     const { repo, after } = await compressible();
-    await compactLog(repo, 'redis.cache', 'g', after, {
-      parseName: parseSegmentName,
-      compare: (a: number, b: number) => a - b,
-      decode: decodeSegment,
-      merge: mergeSegments,
-      encode: encodeSegment,
-      name: (s: Segment) => segmentName(s.meta),
-      rawBytes: () => 0,
-      bytes: (s: Segment) => s.stream.length,
-    });
+    await compactLog(repo, 'redis.cache', 'g', after, { ...REDIS_SEGMENT_CODEC, rawBytes: () => 0 });
     await expectBounded(repo);
   });
 });
