@@ -39,6 +39,9 @@ export function segmentCarries(data: Buffer, needle: Buffer): boolean {
   return Buffer.concat(bodies).includes(needle);
 }
 
+/** Whether a whole stored segment holds a restore point, by object key and point: the proof asks every half second. */
+const WHOLE_SEGMENT_VERDICTS = new Map<string, boolean>();
+
 export async function walReach(
   repo: Pick<Repository, 'getLog' | 'store'>,
   name: string,
@@ -60,8 +63,17 @@ export async function walReach(
     // the archive keeps the first copy it was given. The restore point's record must be in it.
     const carries = async (source: string, object: string, data?: Buffer): Promise<boolean> => {
       if (restorePoint === undefined) return true;
-      const got = data ?? (await repo.getLog(source, timelineDir(tl), object));
-      return got !== undefined && segmentCarries(got, Buffer.from(restorePoint));
+      if (data) return segmentCarries(data, Buffer.from(restorePoint));
+      // A whole segment never changes once stored (a second copy is refused): read it once per process.
+      const key = `${keys.log(source, timelineDir(tl), object)}\0${restorePoint}`;
+      let verdict = WHOLE_SEGMENT_VERDICTS.get(key);
+      if (verdict === undefined) {
+        const got = await repo.getLog(source, timelineDir(tl), object);
+        verdict = got !== undefined && segmentCarries(got, Buffer.from(restorePoint));
+        if (WHOLE_SEGMENT_VERDICTS.size >= 1024) WHOLE_SEGMENT_VERDICTS.clear();
+        WHOLE_SEGMENT_VERDICTS.set(key, verdict);
+      }
+      return verdict;
     };
     const without = (how: string) => ({ reached: false, detail: `WAL segment ${file} is ${how} but does not hold restore point ${restorePoint} (another copy of the segment: a crash rewrote it, or another server wrote it)`, segment: file });
     if (await has(logSource(name), tl, file)) {
