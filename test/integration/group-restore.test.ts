@@ -379,45 +379,84 @@ describe('group backup proves, group restore returns to the point', () => {
     expect((JSON.parse(listed.stdout) as { points: Point[] }).points).toEqual([]);
   }, 180_000);
 
-  // Found by this test: a point stored whose archived segment (the right name) was another copy,
-  // ending before the restore point, so no restore reached it. The proof now looks for the
-  // restore point's record in the segment.
-  it('PostgreSQL crashing between the point and its proof: a point is stored only when its restore point is durable and archived, and it restores', async () => {
-    await cluster.query('CREATE TABLE IF NOT EXISTS crash_marks (v text)');
-    await cluster.query("INSERT INTO crash_marks VALUES ('before the point')");
-    const thawed = path.join(base, 'pgonly.thawed');
-    const backup = lb(['group', 'backup', 'pgonly', '--wait', '90s', '--json']);
-    await waitUntil('the position to be recorded (thaw ran)', () => existsSync(thawed), 60_000, 20);
-    // The server dies at once (no shutdown checkpoint, WAL not switched) and comes back.
-    await asPostgres(path.join(PG_BIN, 'pg_ctl'), ['-D', cluster.data, '-m', 'immediate', '-w', 'stop']);
-    await cluster.start();
-    const r = await backup;
-    // Either the restore point was flushed before the crash (a commit after it returned) and the
-    // point is stored, or that could not be shown and nothing is stored; never a stored point
-    // whose restore point a crash took back (the proof used to pass on the rewritten segment).
-    console.log(`PostgreSQL crashed after the point: group backup exited ${r.code}${r.code ? `: ${r.stderr.split('\n')[0]}` : ''}`);
-    if (r.code !== 0) {
-      // Not made durable before the crash (19), or the archive's segment does not hold it (48).
-      expect([19, 48], r.stderr).toContain(r.code);
-      expect(r.stderr).toMatch(/the restore point could not be made durable .*no point was stored|does not hold restore point .*no point was stored/);
-      const listed = await lb(['group', 'points', 'pgonly', '--json']);
-      expect((JSON.parse(listed.stdout) as { points: Point[] }).points).toEqual([]);
-      return;
-    }
-    const p = JSON.parse(r.stdout) as Point & { members: Array<{ archived?: unknown }> };
-    expect(p.members[0]!.archived).toBeDefined();
-    const dir = path.join(base, 'crash-restored');
+  /** Restores point `id` of group pgonly into a fresh directory, starts it, and returns the rows of crash_marks. */
+  async function restoredMarks(id: string, dirName: string): Promise<string[]> {
+    const dir = path.join(base, dirName);
     mkdirSync(dir, { mode: 0o700 });
     chownSync(dir, ids().uid, ids().gid);
-    const rr = await lb(['group', 'restore', 'pgonly', '--point', p.id, '--target', `main=${dir}`]);
+    const rr = await lb(['group', 'restore', 'pgonly', '--point', id, '--target', `main=${dir}`]);
     expect(rr.code, rr.stderr).toBe(0);
     const copy = cluster.copy(dir, await restoredPort(dir));
     await copy.start(dir);
     try {
       await copy.waitPromoted();
-      expect((await copy.query<{ v: string }>('SELECT v FROM crash_marks')).map((x) => x.v)).toEqual(['before the point']);
+      return (await copy.query<{ v: string }>('SELECT v FROM crash_marks ORDER BY v')).map((x) => x.v);
     } finally {
       await copy.stop(dir);
+    }
+  }
+
+  const pgonlyPoints = async () => (JSON.parse((await lb(['group', 'points', 'pgonly', '--json'])).stdout) as { points: Point[] }).points.length;
+
+  /** Kills the cluster at once (no shutdown checkpoint, WAL not switched) and starts it again. */
+  async function crashAndRestart(): Promise<void> {
+    await asPostgres(path.join(PG_BIN, 'pg_ctl'), ['-D', cluster.data, '-m', 'immediate', '-w', 'stop']);
+    await cluster.start();
+  }
+
+  // Found by this test: pg_create_restore_point's record is not flushed when it returns (it
+  // commits asynchronously), and a commit that wrote no WAL flushes nothing either; a crash
+  // soon after took the record back, the segment at its LSN was rewritten without it and
+  // archived, so the point was refused (48) after the whole wait, or, before the proof read
+  // the segment, stored and unreachable.
+  it('PostgreSQL crashing after the restore point reached disk: the point is stored and restores', async () => {
+    await cluster.query('CREATE TABLE IF NOT EXISTS crash_marks (v text)');
+    await cluster.query("INSERT INTO crash_marks VALUES ('a: before the durable point')");
+    rmSync(path.join(base, 'pgonly.thawed'), { force: true });
+    const backup = lb(['group', 'backup', 'pgonly', '--wait', '90s', '--json']);
+    // Lifeboat asks for the WAL segment's name only once it has seen the record flushed.
+    await waitUntil(
+      'the capture to have shown its restore point durable',
+      async () => (await cluster.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'lifeboat-group' AND query LIKE '%wal_segment_size%'"))[0]!.n !== '0',
+      60_000,
+      5,
+    );
+    await crashAndRestart();
+    const r = await backup;
+    expect(r.code, r.stderr).toBe(0);
+    const p = JSON.parse(r.stdout) as Point;
+    expect(p.members[0]!.archived?.reach).toMatch(/^WAL segment [0-9A-F]{24} archived$/);
+    await cluster.query("INSERT INTO crash_marks VALUES ('c: after the point')");
+    expect(await restoredMarks(p.id, 'crash-durable')).toEqual(['a: before the durable point']);
+  }, 240_000);
+
+  it('PostgreSQL crashing before the restore point reached disk: nothing is stored (19), never a point no restore reaches', async () => {
+    // The WAL writer wakes every 10 s: the restore point's record (an asynchronous commit) waits that long for disk.
+    await cluster.query("ALTER SYSTEM SET wal_writer_delay = '10s'");
+    await cluster.query('SELECT pg_reload_conf()');
+    try {
+      await cluster.query("INSERT INTO crash_marks VALUES ('b: before the lost point')");
+      const thawed = path.join(base, 'pgonly.thawed');
+      rmSync(thawed, { force: true });
+      const stored = await pgonlyPoints();
+      const before = (await cluster.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn'))[0]!.lsn;
+      const backup = lb(['group', 'backup', 'pgonly', '--wait', '60s', '--json']);
+      await waitUntil('the position to be recorded (thaw ran)', () => existsSync(thawed), 60_000, 5);
+      const [at] = await cluster.query<{ flushed: boolean }>('SELECT pg_current_wal_flush_lsn() > $1::pg_lsn AS flushed', [before]);
+      await crashAndRestart();
+      const r = await backup;
+      console.log(`PostgreSQL crashed right after the point (WAL ${at!.flushed ? 'already' : 'not yet'} flushed past it): group backup exited ${r.code}${r.code ? `: ${r.stderr.split('\n')[0]}` : ''}`);
+      if (at!.flushed && r.code === 0) {
+        // The WAL writer happened to flush first: then the point must restore.
+        expect(await restoredMarks((JSON.parse(r.stdout) as Point).id, 'crash-lucky')).toContain('b: before the lost point');
+        return;
+      }
+      expect(r.code, r.stderr).toBe(19);
+      expect(r.stderr).toMatch(/the restore point could not be shown durable .*no point was stored/);
+      expect(await pgonlyPoints()).toBe(stored);
+    } finally {
+      await cluster.query('ALTER SYSTEM RESET wal_writer_delay');
+      await cluster.query('SELECT pg_reload_conf()');
     }
   }, 240_000);
 });

@@ -30,9 +30,13 @@ import type { Repository } from '../../repo/repository.js';
 import { LifeboatError, errno } from '../../errors.js';
 import { redact } from '../../util/redact.js';
 import { readPasswordFile, splitDsnPassword } from '../../sources/postgres/password.js';
+import { parseLsn } from '../../sources/postgres/wal.js';
 import { openDatabase, sqliteError, type Connection } from '../../sources/sqlite/database.js';
 import { LiveFiles } from '../../sources/sqlite/live-files.js';
 import { RedisConnection, parseRedisUrl, redisPassword } from '../../sources/redis/connection.js';
+
+/** How long a PostgreSQL restore point's record may take to reach disk (the WAL writer flushes within 3 × wal_writer_delay, 600 ms by default). */
+const DURABLE_WAIT_MS = 10_000;
 
 export const GROUP_KINDS = ['postgres', 'sqlite', 'redis', 'files', 'bucket'] as const;
 
@@ -125,6 +129,8 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
     }
   };
   let client = await connect();
+  /** The connection that created the restore point: only it can show the record durable. */
+  let pointClient: pg.Client | undefined;
   /**
    * After thaw (the proof's questions), a connection the server dropped (it restarted,
    * or was failed over) is opened again once; inside the hold nothing is retried.
@@ -146,6 +152,7 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
     async position(pointName) {
       try {
         const r = await client.query<{ lsn: string }>('SELECT pg_create_restore_point($1)::text AS lsn', [pointName]);
+        pointClient = client;
         return { kind: 'postgres', restore_point: pointName, lsn: (r.rows[0] as { lsn: string }).lsn };
       } catch (err) {
         const code = errno(err);
@@ -155,20 +162,33 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
         });
       }
     },
-    async durable() {
-      // pg_create_restore_point does not flush its record: a crash (or -m immediate) soon after
-      // lost it while the segment at its LSN was archived anyway, rewritten without it, so the
-      // point was "proven" and no restore could reach it. A commit flushed locally is after the
-      // record in the WAL, so once it returns the record is on disk. Asked on the connection that
-      // made the point: if that connection is gone, so may be the record.
-      try {
-        await client.query('BEGIN; SET LOCAL synchronous_commit = local; SELECT pg_current_xact_id(); COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the restore point could not be made durable (${err instanceof Error ? err.message : String(err)}); a crash may have taken it back, so no point was stored`, {
-          hint: 'the server stopped or the connection dropped right after the point: capture again once it is back',
-          cause: err,
+    async durable(position) {
+      // pg_create_restore_point does not flush its record (it writes no transaction id, so its
+      // commit is asynchronous): a crash soon after took it back, the segment at its LSN was
+      // rewritten without it and archived, and no restore reached the point. Nothing in SQL
+      // flushes WAL to an LSN without writing WAL of its own (a commit that wrote none is
+      // asynchronous too), so the flush is watched instead: the WAL writer flushes asynchronous
+      // commits within three wal_writer_delay. Asked only on the connection that made the point:
+      // a server that restarted meanwhile may have lost the record while its flush position
+      // passed the LSN with other WAL.
+      const lsn = (position as { lsn: string }).lsn;
+      const until = performance.now() + DURABLE_WAIT_MS;
+      const fail = (why: string, cause?: unknown) =>
+        new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the restore point could not be shown durable (${why}); a crash may have taken it back, so no point was stored`, {
+          hint: 'the server stopped or the connection dropped right after the point, or its WAL writer is stalled: capture again once it is back',
+          ...(cause === undefined ? {} : { cause }),
         });
+      if (client !== pointClient) throw fail('the connection that made it was lost');
+      for (;;) {
+        let flushed: string;
+        try {
+          flushed = (await client.query<{ flushed: string }>('SELECT pg_current_wal_flush_lsn()::text AS flushed')).rows[0]!.flushed;
+        } catch (err) {
+          throw fail(err instanceof Error ? err.message : String(err), err);
+        }
+        if (parseLsn(flushed) >= parseLsn(lsn)) return;
+        if (performance.now() > until) throw fail(`WAL flushed only to ${flushed}, not to its end at ${lsn}, within ${DURABLE_WAIT_MS / 1000} s`);
+        await new Promise((r) => setTimeout(r, 10));
       }
     },
     async walFacts(lsn) {
