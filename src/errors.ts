@@ -44,6 +44,7 @@ export type ErrorCode =
   | 'JOB_PROTOCOL'
   | 'HOLD_EXCEEDED'
   | 'ARCHIVE_BEHIND'
+  | 'HOLD_BROKEN'
   | 'INTERRUPTED';
 
 interface CodeInfo {
@@ -93,6 +94,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   JOB_PROTOCOL: { exit: 46, http: 500, summary: 'a daemon job\'s process broke the job protocol (a malformed or oversized event); it was stopped' },
   HOLD_EXCEEDED: { exit: 47, http: 500, summary: 'a group capture held writes longer than its max_hold; thaw ran and no point was stored' },
   ARCHIVE_BEHIND: { exit: 48, http: 409, summary: "a member's own archive (WAL, replicated log) does not reach the group point's position; no point was stored, or nothing was restored" },
+  HOLD_BROKEN: { exit: 49, http: 409, summary: "writes reached a group member while the group's freeze hook said they were held (an application that restarted while frozen, or a writer the hook does not stop); thaw ran and no point was stored" },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

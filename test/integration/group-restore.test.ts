@@ -12,6 +12,7 @@
  * replicator makes `group backup` fail in bounded time with nothing stored.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -85,6 +86,8 @@ class Writer {
   constructor(
     private readonly pgc: pg.Client,
     private readonly rc: RedisConnection,
+    /** Acknowledges the freeze, then "restarts": the new process does not know it is frozen and writes on. */
+    private readonly restartsWhenFrozen = false,
   ) {
     this.done = this.run();
   }
@@ -93,9 +96,10 @@ class Writer {
     const ack = path.join(base, 'freeze.ack');
     const set = app.prepare('UPDATE counter SET n = ? WHERE id = 1');
     while (!this.stopped) {
-      if (existsSync(req)) {
+      if (existsSync(req) && !(this.restartsWhenFrozen && this.acked.length > 0)) {
         this.acked.push(this.n);
         writeFileSync(ack, String(this.n));
+        if (this.restartsWhenFrozen) continue;
         while (existsSync(req) && !this.stopped) await new Promise((r) => setTimeout(r, 2));
         continue;
       }
@@ -136,11 +140,14 @@ beforeAll(async () => {
       `  hot: { kind: redis, url: "${redis.url}" }`,
       `  meta: { kind: sqlite, path: ${sqliteFile()} }`,
       `  docs: { kind: files, paths: [${docsDir()}] }`,
+      `  bulk: { kind: files, paths: [${path.join(base, 'bulk')}] }`,
       'groups:',
       // Thaw runs once the positions are read: its file tells the test so.
       '  hotonly: { members: [hot], freeze: [/bin/true], thaw: [/usr/bin/touch, hotonly.thawed], max_hold: 5s }',
       '  pgonly: { members: [main], freeze: [/bin/true], thaw: [/usr/bin/touch, pgonly.thawed], max_hold: 5s }',
       `  tiers: { members: [main, hot, meta, docs], freeze: ${sh('rm -f freeze.ack; touch freeze.req; while [ ! -f freeze.ack ]; do sleep 0.005; done')}, thaw: [/bin/rm, -f, freeze.req], max_hold: 5s }`,
+      // Its files member is copied while frozen: the hold lasts long enough to see writes that should not be there.
+      `  restart: { members: [main, hot, meta, bulk], freeze: ${sh('rm -f freeze.ack; touch freeze.req; while [ ! -f freeze.ack ]; do sleep 0.005; done')}, thaw: [/bin/rm, -f, freeze.req], max_hold: 60s }`,
       '',
     ].join('\n'),
   );
@@ -300,6 +307,34 @@ describe('group backup proves, group restore returns to the point', () => {
     const filesN = Number(readFileSync(path.join(dir, 'docs', docsDir(), 'counter.txt'), 'utf8'));
     expect({ pg: pgN, redis: redisN, sqlite: sqliteN, files: filesN }).toEqual({ pg: expected, redis: expected, sqlite: expected, files: expected });
   }, 300_000);
+
+  it('refuses the point when the application restarts while frozen and writes on (49): a freeze hook is shown kept, not trusted', async () => {
+    const bulk = path.join(base, 'bulk');
+    mkdirSync(bulk);
+    // Incompressible data, so that copying it while frozen takes a while even on a quiet machine.
+    for (let i = 0; i < 200; i++) writeFileSync(path.join(bulk, `f${i}`), randomBytes(200_000));
+    const pgc = new pg.Client({ connectionString: cluster.dsn });
+    await pgc.connect();
+    const rc = await redis.client();
+    const w = new Writer(pgc, rc, true);
+    let r: Awaited<ReturnType<typeof lb>>;
+    try {
+      await waitUntil('the writer to get going', () => w.n > 10);
+      r = await lb(['group', 'backup', 'restart', '--json']);
+    } finally {
+      await w.stop();
+      rc.close();
+      await pgc.end();
+    }
+    expect(w.acked).toHaveLength(1);
+    expect(r.code, r.stderr).toBe(49);
+    expect(r.stderr).toMatch(/group "restart": writes reached members while the freeze held them: .*"(main|hot|meta)" \((postgres|redis|sqlite)\): .*; thaw ran and no point was stored/);
+    console.log(`application restarted while frozen: ${r.stderr.split('\n')[0]}`);
+    const listed = await lb(['group', 'points', 'restart', '--json']);
+    expect((JSON.parse(listed.stdout) as { points: Point[] }).points).toEqual([]);
+    // What the frozen copy stored for the refused point is gone again.
+    expect(await snapshotsOf('files', 'bulk')).toBe(0);
+  }, 180_000);
 
   it('refuses the point in bounded time when a member replicator is stopped, and stores nothing', async () => {
     const before = (await points()).length;

@@ -211,6 +211,18 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
       })();
       recording.catch(() => {});
       await within(recording, left, name, group.maxHoldMs);
+      // An application's freeze is its promise, not the servers': shown kept (an application
+      // that restarted while frozen forgets it, and writes), each member read once more
+      // before thaw. The built-in holds are the servers' own (PostgreSQL's is not a hold).
+      if (group.freeze !== undefined && group.freeze !== 'builtin' && !stopped) {
+        const moved = await within(Promise.all(members.map((m) => m.writesSince?.())), group.maxHoldMs - (performance.now() - t0), name, group.maxHoldMs);
+        const said = members.flatMap((m, i) => (moved[i] === undefined ? [] : [`"${m.name}" (${m.kind}): ${moved[i]}`]));
+        if (said.length > 0) {
+          throw new LifeboatError('HOLD_BROKEN', `group "${name}": writes reached members while the freeze held them: ${said.join('; ')}; thaw ran and no point was stored`, {
+            hint: 'the freeze hook returned but writes went on: does the application keep its freeze across a restart, and is every writer behind it? (docs/groups.md)',
+          });
+        }
+      }
     } catch (err) {
       failure = err;
       stopped = true;

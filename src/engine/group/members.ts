@@ -55,6 +55,13 @@ export interface OpenMember {
   kind: string;
   /** Reads the position; `pointName` names a PostgreSQL restore point. */
   position(pointName: string): Promise<MemberPosition>;
+  /**
+   * Inside the hold, after every position was read (an application's freeze hook only):
+   * whether writes reached the member since its position, which the freeze said could not
+   * happen (the application restarted and forgot it was frozen, or another writer). A
+   * description of what moved, or undefined.
+   */
+  writesSince?(): Promise<string | undefined>;
   /** After thaw: makes the recorded position survive a crash of the server, or throws (no point is stored then). */
   durable?(position: MemberPosition): Promise<void>;
   /** Opens what `hold` needs, before the freeze starts (so the hold is only the lock itself). */
@@ -131,6 +138,7 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
   let client = await connect();
   /** The connection that created the restore point: only it can show the record durable. */
   let pointClient: pg.Client | undefined;
+  let xmaxAtPoint: string | undefined;
   /**
    * After thaw (the proof's questions), a connection the server dropped (it restarted,
    * or was failed over) is opened again once; inside the hold nothing is retried.
@@ -151,9 +159,12 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
     kind: 'postgres',
     async position(pointName) {
       try {
-        const r = await client.query<{ lsn: string }>('SELECT pg_create_restore_point($1)::text AS lsn', [pointName]);
+        // xmax of the snapshot: one past the newest transaction that ended (writesSince).
+        const r = await client.query<{ lsn: string; xmax: string }>('SELECT pg_create_restore_point($1)::text AS lsn, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax', [pointName]);
+        const row = r.rows[0] as { lsn: string; xmax: string };
         pointClient = client;
-        return { kind: 'postgres', restore_point: pointName, lsn: (r.rows[0] as { lsn: string }).lsn };
+        xmaxAtPoint = row.xmax;
+        return { kind: 'postgres', restore_point: pointName, lsn: row.lsn };
       } catch (err) {
         const code = errno(err);
         throw new LifeboatError(code === '42501' ? 'PERMISSION' : 'SOURCE_UNAVAILABLE', `source "${s.name}": cannot create a restore point: ${err instanceof Error ? err.message : String(err)}`, {
@@ -161,6 +172,12 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
           cause: err,
         });
       }
+    },
+    async writesSince() {
+      // Only a transaction that wrote holds an id, and its end moves xmax.
+      const r = await client.query<{ xmax: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax');
+      const now = (r.rows[0] as { xmax: string }).xmax;
+      return now === xmaxAtPoint ? undefined : `transactions ended after its restore point (next transaction id ${xmaxAtPoint} → ${now})`;
     },
     async durable(position) {
       // pg_create_restore_point does not flush its record (it writes no transaction id, so its
@@ -238,6 +255,16 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
     db.close();
     await files.close();
   };
+  /** The header is undefined while SQLite writes it: read again, for at most ~1000 tries. */
+  const walPosition = async (): Promise<MemberPosition & { kind: 'sqlite' }> => {
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      const h = files.walIndex();
+      if (h) return { kind: 'sqlite', salt1: h.salt1, salt2: h.salt2, frame: h.mxFrame, checksum: [h.frameChecksum[0], h.frameChecksum[1]] };
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the WAL index of ${file} could not be read (it kept changing)`, { hint: 'retry' });
+  };
+  let atPoint: (MemberPosition & { kind: 'sqlite' }) | undefined;
   if (!files.hasWalIndex) {
     await close();
     throw new LifeboatError('USAGE', `sqlite source "${s.name}" (${file}) is not in WAL mode: a group records a WAL position`, {
@@ -248,13 +275,12 @@ async function openSqlite(s: SourceConfig, rel: (f: string) => string): Promise<
     name: s.name,
     kind: 'sqlite',
     async position() {
-      // The header is undefined while SQLite writes it: read again, for at most ~1000 tries.
-      for (let attempt = 0; attempt < 1000; attempt++) {
-        const h = files.walIndex();
-        if (h) return { kind: 'sqlite', salt1: h.salt1, salt2: h.salt2, frame: h.mxFrame, checksum: [h.frameChecksum[0], h.frameChecksum[1]] };
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": the WAL index of ${file} could not be read (it kept changing)`, { hint: 'retry' });
+      return (atPoint = await walPosition());
+    },
+    async writesSince() {
+      const now = await walPosition();
+      if (atPoint && now.salt1 === atPoint.salt1 && now.salt2 === atPoint.salt2 && now.frame === atPoint.frame) return undefined;
+      return `commits reached its WAL after the position (frame ${atPoint?.frame ?? '?'} → ${now.frame}${now.salt1 === atPoint?.salt1 ? '' : ', WAL restarted'})`;
     },
     async prepareHold() {
       lock ??= openDatabase(file, { busyTimeoutMs: 1 });
@@ -289,8 +315,19 @@ async function openRedis(s: SourceConfig, rel: (f: string) => string): Promise<O
   const target = parseRedisUrl(s.url);
   const password = redisPassword({ passwordFile: s.passwordFile === undefined ? undefined : rel(s.passwordFile) });
   const conn = await RedisConnection.open(target, { password, timeoutMs: 10_000, clientName: 'lifeboat-group' });
+  /**
+   * Writes since the last position (writesSince): the server's count of changes since its
+   * last save, read in the same round trip. Not the offset: the stream also carries the
+   * PINGs a primary sends its replicas, and an archiver is one.
+   */
+  let changes: { count: string; lastSave: string } | undefined;
+  const readChanges = async () => {
+    const p = await conn.info('persistence');
+    return { count: p.get('rdb_changes_since_last_save') ?? '', lastSave: p.get('rdb_last_save_time') ?? '' };
+  };
   const read = async (): Promise<MemberPosition> => {
-    const info = await conn.info('replication');
+    const [info, c] = await Promise.all([conn.info('replication'), readChanges()]);
+    changes = c;
     const offset = Number(info.get('master_repl_offset'));
     const replid = info.get('master_replid') ?? '';
     // Without a backlog (no replica has attached since the server started, or for
@@ -313,6 +350,13 @@ async function openRedis(s: SourceConfig, rel: (f: string) => string): Promise<O
     name: s.name,
     kind: 'redis',
     position: read,
+    async writesSince() {
+      const now = await readChanges();
+      if (changes && now.count === changes.count && now.lastSave === changes.lastSave) return undefined;
+      // A save finishing meanwhile resets the count: then only a count that still grew tells.
+      if (changes && now.lastSave !== changes.lastSave && now.count === '0') return undefined;
+      return `keys changed after its offset (changes since the last save ${changes?.count ?? '?'} → ${now.count})`;
+    },
     // The pause ends by itself after max_hold: a Lifeboat that dies while holding does not hold on.
     async hold(_limitMs, maxHoldMs) {
       await conn.ok(['CLIENT', 'PAUSE', String(Math.max(1, Math.ceil(maxHoldMs))), 'WRITE'], 'CLIENT PAUSE WRITE (freeze: builtin needs Redis 6.2 or newer)');
