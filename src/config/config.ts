@@ -402,7 +402,7 @@ function readSchedule(r: Reader, name: string, node: Node, key: Node, config: Li
   }
   const groups = v.groups ?? [];
   if (groups.length > 0) {
-    if (run !== 'backup') r.fail(nodes.get('groups'), `schedule "${name}" (${run}) names groups; only run: backup captures a group`, 'a group schedule is run: backup with groups: [NAME]');
+    if (run !== 'backup' && run !== 'drill') r.fail(nodes.get('groups'), `schedule "${name}" (${run}) names groups; only run: backup (a capture) and run: drill take a group`, 'a group schedule is run: backup or run: drill with groups: [NAME]');
     if (v.sources !== undefined) r.fail(nodes.get('sources'), `schedule "${name}" names both sources and groups`, 'give a group schedule of its own: one schedule backs up sources or captures groups');
     const defined = [...config.groups.keys()];
     for (const g of groups) if (!defined.includes(g)) r.fail(nodes.get('groups'), `schedule "${name}" names group "${g}", which is not defined`, `defined: ${defined.join(', ') || 'none (add a groups: section)'}`);

@@ -66,7 +66,7 @@ export const sourceCommonOptions = z.object({
 export const scheduleOptions = z.object({
   run: option(oneOf(JOB_KINDS), { description: '`backup`, `drill` or `forget` (per source); `check`, `prune` or `rotate` (per repository)', example: JOB_KINDS.join(' | ') }),
   sources: option(texts().optional(), { description: 'which sources', shown: 'all (forget: all with a retention policy)' }),
-  groups: option(texts().optional(), { description: '`backup` only: consistency groups (under `groups:`) captured instead of sources; not with `sources`', shown: 'none' }),
+  groups: option(texts().optional(), { description: '`backup` and `drill` only: consistency groups (under `groups:`) captured or drilled instead of sources; not with `sources`', shown: 'none' }),
   repository: option(text().optional(), { description: 'check, prune and rotate: which repository', shown: 'the only one' }),
   cron: option(text(), { description: 'five fields: minute hour day-of-month month day-of-week; a sixth (seconds) field is refused', example: '"0 2 * * *" (minute hour day month weekday)' }),
   timezone: option(text().optional(), { description: 'an IANA zone such as `UTC` or `Europe/Berlin`', shown: "the machine's" }),

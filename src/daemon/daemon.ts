@@ -227,7 +227,7 @@ export class Daemon {
       s.run === 'check' || s.run === 'prune' || s.run === 'rotate'
         ? [{ kind: s.run, repository: s.repository as string, trigger, ...(s.readDataSubset ? { readDataSubset: s.readDataSubset } : {}) }]
         : s.groups.length > 0
-          ? s.groups.map((group) => ({ kind: 'group-backup' as const, group, trigger }))
+          ? s.groups.map((group) => ({ kind: s.run === 'drill' ? ('group-drill' as const) : ('group-backup' as const), group, trigger }))
           : s.sources.map((source) => ({ kind: s.run as 'backup' | 'drill' | 'forget', source, trigger }));
     for (const req of requests) {
       const repository = req.repository ?? (req.group !== undefined ? this.config.groups.get(req.group)?.repository : this.config.sources.get(req.source as string)?.repository);
@@ -379,7 +379,7 @@ export class Daemon {
       const job = jobs[0];
       const drill = this.catalog.drills(`group:${g.name}`, 1)[0];
       const intervals = [...this.config.schedules.values()]
-        .filter((s) => s.groups.includes(g.name))
+        .filter((s) => s.run === 'backup' && s.groups.includes(g.name))
         .map((s) => {
           const a = this.scheduler.nextAfter(s.name, new Date(now));
           const b = a && this.scheduler.nextAfter(s.name, a);

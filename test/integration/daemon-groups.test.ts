@@ -370,6 +370,29 @@ describe('group schedules', () => {
     }
   });
 
+  it('a drill schedule with groups: drills the group at its time (one RTO), and is not a capture interval', async () => {
+    const clock = new FakeClock(Date.parse('2026-11-21T12:00:30Z'));
+    const s = await testDaemon({ extraSources: SOURCES, extra: `${GROUPS}\nschedules:\n  weekly-drill: { run: drill, groups: [engram], cron: "0 13 * * *" }`, daemon: { clock } });
+    liveSqlite(s.dir);
+    try {
+      s.daemon.start();
+      // A drill needs a point to drill.
+      const capture = s.daemon.submit({ kind: 'group-backup', group: 'engram', trigger: 'api' });
+      const captured = await s.daemon.runner.wait(capture.id);
+      expect(captured.status, `${captured.error_code}: ${captured.error}`).toBe('succeeded');
+      expect(s.daemon.groups().find((g) => g.name === 'engram')?.schedule_interval_seconds).toBeNull();
+      expect(s.daemon.catalog.jobs({ kind: 'group-drill' })).toHaveLength(0);
+      clock.advance(60 * 60_000);
+      const [job] = s.daemon.catalog.jobs({ kind: 'group-drill' });
+      expect(job).toMatchObject({ source: 'engram', trigger: 'schedule:weekly-drill' });
+      const done = await s.daemon.runner.wait((job as JobRow).id);
+      expect(done.status, `${done.error_code}: ${done.error}`).toBe('succeeded');
+      expect(s.daemon.groups().find((g) => g.name === 'engram')?.last_drill).toMatchObject({ ok: true, point: (done.result as { point: string }).point });
+    } finally {
+      await s.daemon.stop();
+    }
+  });
+
   it('refuses a schedule that names a group wrongly, at its line', () => {
     const base = ['repositories:', '  main: { stores: [/tmp/x] }', 'sources:', '  a: { kind: sqlite, path: /tmp/a.db }', 'groups:', '  g: { members: [a] }', 'schedules:'];
     const refuse = (line: string, message: RegExp) => {
@@ -379,7 +402,7 @@ describe('group schedules', () => {
       expect(() => parseConfig(text, file)).toThrow(message);
     };
     refuse('  s: { run: backup, groups: [nope], cron: "0 * * * *" }', /names group "nope", which is not defined/);
-    refuse('  s: { run: drill, groups: [g], cron: "0 * * * *" }', /only run: backup captures a group/);
+    refuse('  s: { run: forget, groups: [g], cron: "0 * * * *" }', /only run: backup \(a capture\) and run: drill take a group/);
     refuse('  s: { run: backup, groups: [g], sources: [a], cron: "0 * * * *" }', /names both sources and groups/);
     const ok = parseConfig([...base, '  s: { run: backup, groups: [g], cron: "0 * * * *" }'].join('\n'), 'ok.yaml');
     expect(ok.schedules.get('s')).toMatchObject({ run: 'backup', groups: ['g'], sources: [] });
