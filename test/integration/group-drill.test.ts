@@ -11,7 +11,7 @@
  * next drill).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -31,15 +31,20 @@ let cfg: string;
 let app: Database.Database;
 const children: ChildProcess[] = [];
 
-const lb = (args: string[]) => lifeboatAsPostgres(['--config', cfg, '--repo', 'r', ...args]);
+/** The drills' scratch parent (TMPDIR): this file's own, so that drills other test files run meanwhile do not count. */
+let tmp: string;
+const lb = (args: string[]) => lifeboatAsPostgres(['--config', cfg, '--repo', 'r', ...args], { TMPDIR: tmp });
 const sqliteFile = () => path.join(base, 'meta.db');
 const ids = () => ({ uid: statSync(base).uid, gid: statSync(base).gid });
-const scratchDirs = () => readdirSync('/tmp').filter((n) => n.startsWith('lifeboat-group-drill-') || n.startsWith('lifeboat-start-'));
+const scratchDirs = () => readdirSync(tmp).filter((n) => n.startsWith('lifeboat-group-drill-') || n.startsWith('lifeboat-start-'));
 /** Servers a drill started: their arguments name a group drill's scratch directory. */
-const drillServers = () => [...processes('postgres', 'lifeboat-group-drill-'), ...processes('redis-server', 'lifeboat-group-drill-'), ...processes('setpriv', 'lifeboat-group-drill-')];
+const drillServers = () => {
+  const dir = path.join(tmp, 'lifeboat-group-drill-');
+  return [...processes('postgres', dir), ...processes('redis-server', dir), ...processes('setpriv', dir)];
+};
 
 function startAsPostgres(args: string[]): ChildProcess {
-  const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, CLI, '--config', cfg, '--repo', 'r', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, CLI, '--config', cfg, '--repo', 'r', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
   children.push(child);
   return child;
 }
@@ -110,6 +115,9 @@ async function capture(group: string, more = 50): Promise<{ point: string; acked
 
 beforeAll(async () => {
   ({ base, repo, pw, cluster } = await archivedCluster('lb-gdr-'));
+  tmp = path.join(base, 'tmp');
+  mkdirSync(tmp, { mode: 0o700 });
+  chownSync(tmp, statSync(base).uid, statSync(base).gid);
   redis = await RedisServer.start();
   await cluster.query('CREATE TABLE memories (id int PRIMARY KEY)');
   app = new Database(sqliteFile());
@@ -237,7 +245,7 @@ describe('group drill', () => {
       const child = startAsPostgres(['group', 'drill', 'tiers']);
       const exited = new Promise<number | null>((resolve) => child.on('close', (code, sig) => resolve(code ?? (sig ? -1 : null))));
       // Once the PostgreSQL scratch server runs (the restores are done, the members are being opened).
-      await waitUntil('the drill\'s PostgreSQL scratch server', () => processes('postgres', 'lifeboat-group-drill-').length > 0, 120_000, 20);
+      await waitUntil('the drill\'s PostgreSQL scratch server', () => processes('postgres', path.join(tmp, 'lifeboat-group-drill-')).length > 0, 120_000, 20);
       const drill = processes('node', 'drill').filter((p) => processes('node', cfg).includes(p) && !processes('node', 'replicate').includes(p));
       expect(drill).toHaveLength(1);
       process.kill(drill[0]!, signal);
