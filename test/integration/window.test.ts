@@ -61,6 +61,23 @@ describe('SQLite window', () => {
     expect(cut.gaps[0]?.from).toBe(cut.latest);
     expect(Date.parse(cut.gaps[0]?.to as string)).toBeGreaterThanOrEqual(lastCommit);
   });
+
+  it('a quiet stretch between two snapshots of one generation is covered, not a gap', async () => {
+    const { dir, repo } = await newRepo('lb-window-quiet-');
+    const db = path.join(dir, 'app.db');
+    await runApp(db, 5);
+    const rep = new Replicator(repo, db, ['--interval', '100ms', '--snapshot-interval', '2s']);
+    await rep.waitFor('snapshot');
+    await runApp(db, 10);
+    await rep.archived(Date.now());
+    // Nothing is written after: the replicator's next snapshot is the newest moment.
+    await rep.until(() => rep.of('snapshot').length >= 2, 'a second snapshot');
+    await rep.stop();
+    const w = JSON.parse(await cli(['-r', repo, '--json', 'window', 'app'])) as RecoverableWindow;
+    expect(w.snapshots.length).toBeGreaterThanOrEqual(2);
+    expect(w.gaps).toEqual([]);
+    expect(w.latest).toBe(w.snapshots.at(-1)?.consistent_at);
+  });
 });
 
 describe('the window through the API', () => {

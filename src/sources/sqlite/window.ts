@@ -30,12 +30,22 @@ export async function sqliteWindow(repo: Pick<Repository, 'listSnapshots' | 'lis
     let to = from;
     const { chain, gapAt } = chainFrom(c.position, segmentsOf(logs, gen));
     let cut = false;
+    let reached: Position = c.position;
     for (const n of chain) {
       if (trusted === null || (trusted && comparePos(n.start, trusted) >= 0)) {
         cut = true;
         break;
       }
       to = Math.max(to, n.lastTime);
+      reached = n.end;
+    }
+    // A later snapshot of the generation at a position the chain reaches shows that nothing
+    // was committed between the last transaction and that snapshot's moment (positions only
+    // grow): the quiet stretch up to it is the same state, reachable, not a gap.
+    for (const later of snaps) {
+      const p = sqlitePoint(later);
+      const t = Date.parse(later.time);
+      if (t > to && p?.generation === gen && p.position && comparePos(p.position, reached) <= 0) to = t;
     }
     let endsBecause: string | undefined;
     if (trusted !== undefined && (cut || trusted === null)) {
