@@ -20,6 +20,24 @@ import { sourceKind } from '../sources/registry.js';
 import { checkRestorePlan } from './restore-plan.js';
 import { runLifeboat, type JobOutcome } from './job-child.js';
 
+
+/** A job whose process runs: `canceledBy` once someone canceled it. */
+interface Slot {
+  id: string;
+  child?: ChildProcess;
+  canceledBy?: string;
+}
+
+/** How long a canceled job's process may take to stop before it is killed. */
+const CANCEL_KILL_MS = 20_000;
+
+/** What a canceled job leaves behind, by kind. */
+const CANCEL_HINT: Partial<Record<string, string>> = {
+  restore: 'the files finished before the cancel stay in the target (no partial file under its name); remove the target or restore into a new one',
+  'group-restore': 'members finished before the cancel stay in their targets; remove them or restore into new ones',
+  backup: 'no snapshot was stored; what was uploaded is reused by the next backup',
+};
+
 export type { RestoreParams } from '../engine/restore-options.js';
 
 export interface GroupRestoreParams {
@@ -151,7 +169,7 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
 }
 
 export class JobRunner extends EventEmitter {
-  private readonly running = new Map<string, { id: string; child?: ChildProcess }>();
+  private readonly running = new Map<string, Slot>();
   private readonly done = new Map<string, Array<(j: JobRow) => void>>();
 
   constructor(
@@ -210,7 +228,7 @@ export class JobRunner extends EventEmitter {
     };
     // A group's job keeps the group's name where a source job keeps the source's (and says so in params).
     const job = this.catalog.createJob({ kind: req.kind, source: req.group ?? req.source, repository, trigger: req.trigger, actor: req.actor, params: { ...params, ...(req.group ? { group: req.group } : {}) }, status: 'running' });
-    const slot: { id: string; child?: ChildProcess } = { id: job.id };
+    const slot: Slot = { id: job.id };
     this.running.set(key, slot);
     void this.execute(job, req, repository, slot, () => this.running.delete(key));
     return this.catalog.job(job.id) as JobRow;
@@ -231,6 +249,29 @@ export class JobRunner extends EventEmitter {
     return new Promise((resolve) => this.done.set(id, [...(this.done.get(id) ?? []), resolve]));
   }
 
+  /**
+   * Cancels a running job: its process gets SIGTERM (each command stops cleanly on it:
+   * a restore removes its unfinished temporaries, a capture thaws) and SIGKILL if it has
+   * not ended 20 s later. The job ends failed, INTERRUPTED, saying who canceled it.
+   */
+  cancel(id: string, actor: string | undefined): JobRow {
+    const job = this.catalog.job(id);
+    if (!job) throw new LifeboatError('NOT_FOUND', `no job "${id}"`, { hint: 'GET /api/v1/jobs lists them' });
+    const slot = [...this.running.values()].find((x) => x.id === id);
+    if (!slot || (job.status !== 'running' && job.status !== 'queued')) {
+      throw new LifeboatError('USAGE', `job ${id} is not running (${job.status}): nothing to cancel`, { hint: 'only a queued or running job can be canceled' });
+    }
+    if (slot.canceledBy === undefined) {
+      slot.canceledBy = actor ?? 'an API caller';
+      this.catalog.appendLog(id, 'daemon', `canceled by ${slot.canceledBy}: stopping its process`);
+      slot.child?.kill('SIGTERM');
+      const hard = setTimeout(() => slot.child?.kill('SIGKILL'), CANCEL_KILL_MS);
+      hard.unref();
+      void this.wait(id).then(() => clearTimeout(hard));
+    }
+    return this.catalog.job(id) as JobRow;
+  }
+
   /** Stops every running job (daemon shutdown). */
   async stop(): Promise<void> {
     const waits = [...this.running.values()].map((slot) => {
@@ -240,7 +281,7 @@ export class JobRunner extends EventEmitter {
     await Promise.all(waits);
   }
 
-  private async execute(job: JobRow, req: JobRequest, repository: string, slot: { child?: ChildProcess }, release: () => void): Promise<void> {
+  private async execute(job: JobRow, req: JobRequest, repository: string, slot: Slot, release: () => void): Promise<void> {
     const started = Date.now();
     this.catalog.updateJob(job.id, { started_at: new Date(started).toISOString() });
     const newest = req.kind === 'restore' && req.source ? this.catalog.backups(req.source, 1)[0]?.snapshot_id : undefined;
@@ -255,7 +296,10 @@ export class JobRunner extends EventEmitter {
       onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),
       ...(this.entry !== undefined ? { entry: this.entry } : {}),
     });
-    const failure = outcome.error;
+    // A canceled job says so, whatever its process reported on the way out.
+    const failure = slot.canceledBy !== undefined && outcome.error !== undefined
+      ? { ...outcome.error, code: 'INTERRUPTED', message: `canceled by ${slot.canceledBy} (${outcome.error.message})`, hint: CANCEL_HINT[req.kind] ?? 'run it again when needed' }
+      : outcome.error;
     // PARTIAL stored a snapshot: it counts, with its warnings in the log.
     const ok = failure === undefined || (failure.code === 'PARTIAL' && req.kind === 'backup');
     if (failure && !ok) this.catalog.appendLog(job.id, 'daemon', `failed: ${failure.code}: ${failure.message}`);

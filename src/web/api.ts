@@ -77,6 +77,10 @@ export class Api {
   startRestore(url: string, body: Record<string, unknown>): Promise<Job | Jobs | { job: Job }> {
     return this.call(url.replace(/^\/api\/v1\//, ''), { method: 'POST', body });
   }
+  /** Cancels a running job (operator): it ends failed, INTERRUPTED, once its process stopped. */
+  cancelJob(id: string): Promise<Job> {
+    return this.call(`jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+  }
   tree(repository: string, snapshot: string, path: string): Promise<SnapshotTree> {
     return this.call(`repositories/${encodeURIComponent(repository)}/snapshots/${encodeURIComponent(snapshot)}/tree?path=${encodeURIComponent(path)}`);
   }

@@ -39,10 +39,12 @@ interface Recover {
   starting: boolean;
   /** The restore jobs started from this card, newest state. */
   jobs: Job[];
+  /** Jobs whose cancel was asked for from this card. */
+  canceling: Set<string>;
   follow: ReturnType<typeof setTimeout> | undefined;
 }
 
-const r: Recover = { source: null, group: null, groupPlan: null, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, planning: false, starting: false, jobs: [], follow: undefined };
+const r: Recover = { source: null, group: null, groupPlan: null, window: null, windowLoaded: false, model: null, choice: {}, target: undefined, plan: null, planError: null, planning: false, starting: false, jobs: [], canceling: new Set(), follow: undefined };
 let ui: Ui;
 /** Answers for an earlier choice are dropped. */
 let planSeq = 0;
@@ -306,6 +308,20 @@ async function start(): Promise<void> {
   }
 }
 
+/** Asks the daemon to cancel a restore started here; following the job shows it end. */
+async function cancel(id: string): Promise<void> {
+  r.canceling.add(id);
+  rerender();
+  try {
+    await ui.api.cancelJob(id);
+    ui.info(`Canceling job ${id}: its process is being stopped.`);
+  } catch (err) {
+    r.canceling.delete(id);
+    ui.report(err, 'action');
+    rerender();
+  }
+}
+
 /** Reads the started jobs until each has ended; then plans again (the target now exists). */
 function follow(): void {
   clearTimeout(r.follow);
@@ -350,6 +366,7 @@ function progressMarkup(): Safe {
           elapsed !== null ? `${formatSeconds(elapsed)}${isFinished(j) ? '' : ' so far'}` : null,
           eta !== null ? `ETA ${formatSeconds(eta)}` : null,
         ].filter(Boolean).join(' · ')}</div>
+        ${isFinished(j) ? '' : html`<div class="actions left"><button type="button" data-action="recover-cancel" data-job="${j.id}" data-testid="recover-cancel" ${r.canceling.has(j.id) ? html`disabled` : ''}>${r.canceling.has(j.id) ? 'Canceling…' : 'Cancel'}</button></div>`}
         ${j.status === 'succeeded' && target ? html`<div class="good" data-testid="recover-done">Restored into ${target}</div>` : ''}
         ${j.status === 'failed' ? html`<div class="bad">${j.error_code ? `${j.error_code}: ` : ''}${j.error ?? ''}${j.error_hint ? html`<div class="sub">Hint: ${j.error_hint}</div>` : ''}</div>` : ''}
       </div>`;
@@ -377,6 +394,11 @@ export function recoverClick(el: Element, event: MouseEvent): boolean {
   }
   if (action === 'recover-start') {
     void start();
+    return true;
+  }
+  if (action === 'recover-cancel') {
+    const id = (el as HTMLElement).dataset.job;
+    if (id) void cancel(id);
     return true;
   }
   return false;

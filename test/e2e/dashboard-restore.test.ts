@@ -18,6 +18,7 @@ import type { JobRow } from '../../src/daemon/catalog.js';
 import { testDaemon, type TestDaemon } from '../daemon-helpers.js';
 import { ROOT, cleanupTmp } from '../helpers.js';
 import { appRows, Replicator, runApp, type AppRun } from '../sqlite-helpers.js';
+import { processes } from '../pg-streamer.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'];
@@ -46,7 +47,7 @@ const last = (r: AppRun) => r.committed[r.committed.length - 1] as AppRun['commi
 
 beforeAll(async () => {
   t = await testDaemon({
-    extraSources: '  notes: { kind: sqlite, path: $DIR/notes.db }',
+    extraSources: '  notes: { kind: sqlite, path: $DIR/notes.db }\n  bulk: { kind: files, paths: [$DIR/bulk] }',
     // A group of one files member: its points name a snapshot each.
     extra: 'groups:\n  site: { members: [docs], freeze: [/bin/true], thaw: [/bin/true], max_hold: 5s }',
     daemon: { reads: { ttlMs: 0 } },
@@ -217,6 +218,61 @@ describe('restores from the dashboard', () => {
     expect(appRows(target).map((r) => r.marker).sort()).toEqual(expected.sort());
     await page.locator('#recover-card').screenshot({ path: path.join(SHOTS, 'dashboard-recover-done.png') });
     expect(statSync(path.join(SHOTS, 'dashboard-recover-done.png')).size).toBeGreaterThan(10_000);
+    expect(errors).toEqual([]);
+  }, TEST_TIMEOUT);
+
+  it('cancels a running restore from its progress row: the job ends INTERRUPTED, naming who canceled it', async () => {
+    // A restore that is still running when the button is clicked: its process is stopped
+    // (SIGSTOP) as soon as it appears, and let go once the cancel was asked for.
+    const bulk = path.join(t.dir, 'bulk');
+    mkdirSync(bulk, { recursive: true });
+    for (let i = 0; i < 16; i++) writeFileSync(path.join(bulk, `part${i}`), randomBytes(1 << 20));
+    const backup = await t.daemon.runner.wait(t.daemon.submit({ kind: 'backup', source: 'bulk', trigger: 'test' }).id);
+    expect(backup.status, backup.error ?? '').toBe('succeeded');
+
+    const errors: string[] = [];
+    const page = await newPage(errors);
+    await signIn(page, t.tokens.operator);
+    await openTimeline(page, 'bulk');
+    await page.locator('[data-action="recover-latest"]').click();
+    await page.getByTestId('plan').waitFor({ timeout: 10_000 });
+    const target = await page.getByTestId('recover-target').inputValue();
+    let stopped: number[] = [];
+    const catching = (async () => {
+      for (const until = Date.now() + JOB_TIMEOUT; Date.now() < until; await sleep(2)) {
+        stopped = processes('node', target);
+        if (stopped.length > 0) {
+          for (const pid of stopped) process.kill(pid, 'SIGSTOP');
+          return;
+        }
+      }
+      throw new Error(`no restore process for ${target}`);
+    })();
+    await page.getByTestId('recover-start').click();
+    await catching;
+    try {
+      const row = page.getByTestId('recover-job');
+      await row.waitFor({ timeout: 10_000 });
+      const id = (await row.getAttribute('data-job')) as string;
+      expect(await row.getAttribute('data-status')).toBe('running');
+      // A viewer may not cancel it.
+      const refused = await fetch(`${base}/api/v1/jobs/${id}/cancel`, { method: 'POST', headers: t.auth('viewer') });
+      expect(refused.status).toBe(403);
+      await page.getByTestId('recover-cancel').click();
+      await expect.poll(() => t.daemon.catalog.log(id, 0).map((l) => l.line).join('\n'), { timeout: 10_000 }).toMatch(/canceled by olga-operator: stopping its process/);
+    } finally {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+    }
+    const row = page.getByTestId('recover-job');
+    await expect.poll(() => row.getAttribute('data-status'), { timeout: JOB_TIMEOUT, interval: 250 }).toBe('failed');
+    expect(await row.textContent()).toMatch(/INTERRUPTED: canceled by olga-operator/);
+    expect(await page.getByTestId('recover-cancel').count()).toBe(0);
+    const id = (await row.getAttribute('data-job')) as string;
+    expect(t.daemon.catalog.job(id)).toMatchObject({ status: 'failed', error_code: 'INTERRUPTED', actor: 'olga-operator' });
+    // Nothing left to cancel; an unknown job is named.
+    expect((await fetch(`${base}/api/v1/jobs/${id}/cancel`, { method: 'POST', headers: t.auth('operator') })).status).toBe(400);
+    expect((await fetch(`${base}/api/v1/jobs/nope/cancel`, { method: 'POST', headers: t.auth('operator') })).status).toBe(404);
+    await page.locator('#recover-card').screenshot({ path: path.join(SHOTS, 'dashboard-recover-canceled.png') });
     expect(errors).toEqual([]);
   }, TEST_TIMEOUT);
 
