@@ -90,6 +90,9 @@ describe('files', () => {
     expect(r.code, r.stderr).toBe(0);
     const events = lines(r.stdout);
     expect(events.map((e) => e.type).filter((t) => t !== 'progress')).toEqual(['window', 'plan', 'result']);
+    // The restore's own progress comes through: bytes against the total, ending at 100 %.
+    const progress = events.filter((e) => e.type === 'progress') as unknown as Array<{ phase: string | null; percent: number | null; bytes: number | null; total_bytes: number | null }>;
+    expect(progress.at(-1)).toMatchObject({ phase: 'done', percent: 100, bytes: 22, total_bytes: 22 });
     expect((events[0] as unknown as RecoverableWindow).last_verified_drill?.ok).toBe(true);
     const res = resultOf(r.stdout);
     expect(res.ok).toBe(true);

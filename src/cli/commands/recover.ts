@@ -21,6 +21,7 @@ import { parseMoment, planRecovery, prepareTarget, shellWord, swapIntoPlace, swi
 import { resolveWindowSource, sourceWindow, windowSources, type RecoverableWindow } from '../../engine/window.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { forTerminal } from '../../util/terminal.js';
+import { formatBytes } from '../../util/bytes.js';
 import { findConfig, getPassword, withRepo, type GlobalOptions } from '../context.js';
 import { collect } from './options.js';
 import { groupWindow } from '../../engine/window.js';
@@ -231,38 +232,76 @@ function repoArgs(g: GlobalOptions): string[] {
 
 /**
  * Runs the plan's restore command as a child with --json and returns its result.
- * Progress: on a terminal, a line with the time spent against the time the last drill
- * took; with --json, a `progress` line every few seconds. The child's error becomes ours.
+ * Progress: the child's own (`--progress json`: bytes, percent, ETA, docs/progress.md)
+ * where the kind's restore reports it, else the time spent against the time the last
+ * drill took; on a terminal one line redrawn, with --json a `progress` line per child
+ * event (at most 4 a second) or every 2 s without any. The child's error becomes ours.
  */
 function runRestore(g: GlobalOptions, plan: RecoverPlan, out: Out): Promise<Record<string, unknown>> {
   return runChild(g, plan.command, plan.expected_seconds, out, plan.staging !== null ? plan.target : undefined);
 }
 
+/** The fields of a child's progress line that recover passes on. */
+interface ChildProgress {
+  phase?: string;
+  bytes?: number;
+  total_bytes?: number | null;
+  percent?: number | null;
+  eta_seconds?: number | null;
+}
+
 async function runChild(g: GlobalOptions, command: readonly string[], expected: number | null, out: Out, untouched: string | false | undefined): Promise<Record<string, unknown>> {
   const cli = realpathSync(process.argv[1] ?? 'lifeboat');
-  const child = spawn(process.execPath, [cli, ...repoArgs(g), '--json', ...command], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  const child = spawn(process.execPath, [cli, ...repoArgs(g), '--json', '--progress', 'json', ...command], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    if (stdout.length < 16 << 20) stdout += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr = (stderr + d).slice(-64 * 1024);
-  });
+  let latest: ChildProgress | undefined;
+  let lastLine = 0;
   const started = Date.now();
   const tty = !out.isJson && process.stdout.isTTY;
   const tick = () => {
-    const s = (Date.now() - started) / 1000;
-    if (out.isJson) process.stdout.write(`${JSON.stringify({ type: 'progress', elapsed_seconds: Math.round(s * 10) / 10, expected_seconds: expected })}\n`);
-    else if (tty) {
-      const pct = expected ? ` ~${Math.min(99, Math.floor((100 * s) / Math.max(expected, 0.1)))}% of the drill's time` : '';
-      process.stdout.write(`\r  restoring and checking… ${secs(s)}${pct}   `);
+    if (out.silent) return;
+    lastLine = Date.now();
+    const s = (lastLine - started) / 1000;
+    const p = latest;
+    if (out.isJson) {
+      const child = p ? { phase: p.phase ?? null, bytes: p.bytes ?? null, total_bytes: p.total_bytes ?? null, percent: p.percent ?? null, eta_seconds: p.eta_seconds ?? null } : {};
+      process.stdout.write(`${JSON.stringify({ type: 'progress', elapsed_seconds: Math.round(s * 10) / 10, expected_seconds: expected, ...child })}\n`);
+    } else if (tty) {
+      const how =
+        p?.percent != null
+          ? ` ${p.percent.toFixed(0)}%${p.bytes !== undefined ? ` ${formatBytes(p.bytes)}${p.total_bytes ? ` of ${formatBytes(p.total_bytes)}` : ''}` : ''}${p.eta_seconds != null && p.phase !== 'done' ? ` ETA ${secs(p.eta_seconds)}` : ''}`
+          : expected
+            ? ` ~${Math.min(99, Math.floor((100 * s) / Math.max(expected, 0.1)))}% of the drill's time`
+            : '';
+      process.stdout.write(`\r  restoring and checking… ${secs(s)}${how}   `);
     }
   };
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    if (stdout.length < 16 << 20) stdout += d;
+  });
+  // Progress lines (they start with `{`) apart from the rest, which holds the error.
+  createInterface({ input: child.stderr.setEncoding('utf8'), crlfDelay: Infinity }).on('line', (line) => {
+    if (line.startsWith('{') && line.length < 4096) {
+      try {
+        const e = JSON.parse(line) as ChildProgress & { type?: string };
+        if (e.type === 'progress') {
+          latest = e;
+          // The child already limits its lines to 4 a second, and always sends its last.
+          if (out.isJson) tick();
+          return;
+        }
+      } catch {
+        // not a progress line: kept with the rest
+      }
+    }
+    stderr = `${stderr}${line}\n`.slice(-64 * 1024);
+  });
   if (!out.isJson && !out.silent) out.line('Recovering…');
+  // Without a child's event for a while (a PostgreSQL copy recovering), the time still shows.
   const timer = setInterval(() => {
-    if (!out.silent) tick();
-  }, out.isJson ? 2000 : 500);
+    if (!out.isJson || Date.now() - lastLine >= 2000) tick();
+  }, out.isJson ? 500 : 250);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
