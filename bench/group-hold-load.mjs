@@ -7,13 +7,15 @@
 // compared at two sizes:
 //   SIZE_MB=10 node bench/group-hold-load.mjs
 //   SIZE_MB=1000 node bench/group-hold-load.mjs
-// freeze and thaw are /bin/true (as bench/group-hold.sh): the writers are not held, so
-// the capture runs against servers busy with writes. Each member's archiver runs (pg
+// freeze and thaw are the members' built-in holds (HOOKS=command: /bin/true, as
+// bench/group-hold.sh; then the writers are not held, and a capture is refused with 49
+// HOLD_BROKEN once a member's log moved while "frozen", which it will under load:
+// counted as refused). Each member's archiver runs (pg
 // stream, redis replicate, sqlite replicate), since a point is stored only once each
 // archive holds it; that wait comes after thaw and is not part of the hold. Prints the load average, the
 // writers' rates during the captures, and min/p50/p99/max of the hold.
 // Needs root (initdb runs as postgres via runuser), PostgreSQL 15, redis-server.
-// Env: SIZE_MB (default 10), CAPTURES (default 60), BENCH_DIR (default /tmp/lb-group-load), HOOKS=builtin,
+// Env: SIZE_MB (default 10), CAPTURES (default 60), BENCH_DIR (default /tmp/lb-group-load), HOOKS=builtin (default) | command,
 // RATE (rows or keys per second per writer; unset: as fast as each can, which outruns the archivers on 2 cores).
 // Each archiver's output goes to BENCH_DIR/*.log.
 import { execFileSync, spawn } from 'node:child_process';
@@ -29,8 +31,8 @@ const require = createRequire(import.meta.url);
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const SIZE_MB = Number(process.env.SIZE_MB ?? 10);
 const CAPTURES = Number(process.env.CAPTURES ?? 60);
-// HOOKS=builtin: the members' own holds (Redis CLIENT PAUSE WRITE, SQLite's write lock; PostgreSQL's restore point) instead of two /bin/true processes.
-const HOOKS = process.env.HOOKS === 'builtin' ? 'freeze: builtin, thaw: builtin' : 'freeze: [/bin/true], thaw: [/bin/true]';
+// HOOKS=builtin: the members' own holds (Redis CLIENT PAUSE WRITE, SQLite's write lock; PostgreSQL's restore point); command: two /bin/true processes.
+const HOOKS = process.env.HOOKS === 'command' ? 'freeze: [/bin/true], thaw: [/bin/true]' : 'freeze: builtin, thaw: builtin';
 const D = process.env.BENCH_DIR ?? '/tmp/lb-group-load';
 const LB = [path.join(HERE, 'bin/lifeboat.js')];
 const env = { ...process.env, LIFEBOAT_PASSWORD: 'bench' };
@@ -223,7 +225,7 @@ async function main() {
   const before = { ...counts };
   const t0 = Date.now();
   const holds = [];
-  // A capture whose archives fall behind is refused (exit 48) after its hold: counted, with why, not fatal.
+  // A capture whose archives fall behind is refused (exit 48) after its hold, one whose writers were not held (49): counted, with why, not fatal.
   const refused = [];
   for (let i = 0; i < CAPTURES; i++) {
     try {
