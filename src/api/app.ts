@@ -77,14 +77,15 @@ export async function buildApi(d: Daemon, https?: { cert: Buffer; key: Buffer })
   app.addHook('onResponse', async (req, reply) => {
     // Refusals (and 429s) are aggregated per caller and minute by the catalog: a flood is a few rows.
     const refused = reply.statusCode === 401 || reply.statusCode === 403 || reply.statusCode === 429;
-    const audited = (req.routeOptions.config as { def?: Route } | undefined)?.def?.audited === true;
+    const def = (req.routeOptions.config as { def?: Route } | undefined)?.def;
+    const audited = def?.audited === true;
     if ((req.method === 'GET' || req.method === 'HEAD') && !refused && !audited) return; // successful reads are not audited (downloads are)
     const caller = (req as WithCaller).caller ?? {};
     d.catalog.audit({
       actor: caller.token?.name ?? null,
       role: caller.token?.role ?? null,
       method: req.method,
-      path: req.url,
+      path: def?.auditPath ?? req.url,
       status_code: reply.statusCode,
       outcome: reply.statusCode < 400 ? 'ok' : refused ? 'refused' : 'error',
       remote: req.ip,

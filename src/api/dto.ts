@@ -244,6 +244,12 @@ export const SnapshotEntry = z.object({
   target: z.string().nullable(),
 });
 /** A directory of a snapshot, one level (or the one entry of a file); `truncated` past the listing's bound. */
+/** A one-use link to one file of a snapshot (POST …/file-ticket): GET it within a minute, no token needed. */
+export const FileTicket = z.object({
+  url: z.string().describe('GET it (no Authorization header: the link is the credential), once, before expires_at'),
+  expires_at: z.string(),
+});
+export const TicketParam = z.strictObject({ ticket: z.string().regex(/^[A-Za-z0-9_-]{43}$/) });
 export const SnapshotTree = z.object({
   repository: z.string(),
   snapshot: z.string(),
@@ -341,6 +347,7 @@ export type Group = z.infer<typeof Group>;
 export type GroupPoints = z.infer<typeof GroupPoints>;
 export type SnapshotEntry = z.infer<typeof SnapshotEntry>;
 export type SnapshotTree = z.infer<typeof SnapshotTree>;
+export type FileTicket = z.infer<typeof FileTicket>;
 export type RestorePlan = z.infer<typeof RestorePlan>;
 export type GroupRestorePlan = z.infer<typeof GroupRestorePlan>;
 

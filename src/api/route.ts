@@ -28,6 +28,8 @@ export interface Route {
   role?: Role;
   /** A read that is audited even when it succeeds (a download of backed-up data). */
   audited?: boolean;
+  /** The path the audit trail records instead of the URL (one that carries a credential). */
+  auditPath?: string;
   summary: string;
   params?: JsonSchema;
   query?: JsonSchema;
@@ -51,6 +53,7 @@ export interface RouteSpec<P extends Schema, Q extends Schema, B extends Schema,
   url: string;
   role?: Role;
   audited?: boolean;
+  auditPath?: string;
   summary: string;
   params?: P;
   query?: Q;
@@ -86,6 +89,7 @@ export function route<P extends Schema = undefined, Q extends Schema = undefined
     url: spec.url,
     ...(spec.role ? { role: spec.role } : {}),
     ...(spec.audited ? { audited: true } : {}),
+    ...(spec.auditPath !== undefined ? { auditPath: spec.auditPath } : {}),
     summary: spec.summary,
     ...(spec.params ? { params: jsonSchema(spec.params) } : {}),
     ...(spec.query ? { query: jsonSchema(spec.query) } : {}),

@@ -177,12 +177,8 @@ export class SnapshotBrowser {
     return { repository, snapshot, path: self.path, type: self.type, size: self.size, entries: children.slice(0, MAX_ENTRIES), truncated: children.length > MAX_ENTRIES };
   }
 
-  /**
-   * Starts streaming one file. Resolves once the child has sent its first bytes (or
-   * ended), so a snapshot or path that is not there, or a blob missing from the index,
-   * is still an error answer rather than a cut download.
-   */
-  async open(repositoryName: string, snapshotId: string, p: string | undefined): Promise<Download> {
+  /** The file at `p` if it may be downloaded: a regular file of at most 1 GiB. */
+  async downloadable(repositoryName: string, snapshotId: string, p: string | undefined): Promise<BrowseListing> {
     const found = await this.list(repositoryName, snapshotId, p);
     if (found.type !== 'file') {
       throw new LifeboatError('USAGE', `${found.path} is a ${found.type === 'dir' ? 'directory' : found.type}, not a file`, { hint: 'download one file; restore a directory (POST /api/v1/restores)' });
@@ -191,6 +187,17 @@ export class SnapshotBrowser {
     if (size > MAX_DOWNLOAD_BYTES) {
       throw new LifeboatError('USAGE', `${found.path} has ${size} bytes, more than a download takes (${MAX_DOWNLOAD_BYTES})`, { hint: 'restore it instead: POST /api/v1/restores to a place below the restore roots' });
     }
+    return found;
+  }
+
+  /**
+   * Starts streaming one file. Resolves once the child has sent its first bytes (or
+   * ended), so a snapshot or path that is not there, or a blob missing from the index,
+   * is still an error answer rather than a cut download.
+   */
+  async open(repositoryName: string, snapshotId: string, p: string | undefined): Promise<Download> {
+    const found = await this.downloadable(repositoryName, snapshotId, p);
+    const size = found.size ?? 0;
     if (this.downloads >= MAX_DOWNLOADS) {
       throw new LifeboatError('BUSY', `${this.downloads} downloads are already running`, { hint: 'retry when one has finished (Retry-After)' });
     }

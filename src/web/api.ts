@@ -4,7 +4,7 @@
  * the calls the CLI and scripts make, with the user's token, so the page can do
  * nothing that token could not do anyway.
  */
-import type { Backup, Drill, ErrorBody, Group, GroupRestorePlan, Job, Jobs, RecoverableWindow, RestorePlan, SnapshotTree, Source, Status } from '../api/dto.js';
+import type { Backup, Drill, ErrorBody, FileTicket, Group, GroupRestorePlan, Job, Jobs, RecoverableWindow, RestorePlan, SnapshotTree, Source, Status } from '../api/dto.js';
 
 /** The API, relative to this page (/dashboard/), so a path prefix in a reverse proxy still works. */
 const API = new URL('../api/v1/', window.location.href);
@@ -84,11 +84,9 @@ export class Api {
   tree(repository: string, snapshot: string, path: string): Promise<SnapshotTree> {
     return this.call(`repositories/${encodeURIComponent(repository)}/snapshots/${encodeURIComponent(snapshot)}/tree?path=${encodeURIComponent(path)}`);
   }
-  /** One file of a snapshot as a Blob (the bearer token cannot ride on a plain link), with the name the daemon gave it. */
-  async file(repository: string, snapshot: string, path: string): Promise<{ blob: Blob; disposition: string | null }> {
-    const res = await this.fetch(`repositories/${encodeURIComponent(repository)}/snapshots/${encodeURIComponent(snapshot)}/file?path=${encodeURIComponent(path)}`, { method: 'GET', headers: { authorization: `Bearer ${this.token() ?? ''}` }, cache: 'no-store' });
-    if (!res.ok) throw new ApiError(res.status, await bodyOf(res));
-    return { blob: await res.blob(), disposition: res.headers.get('content-disposition') };
+  /** A one-use link to one file of a snapshot (the bearer token cannot ride on a plain link): the browser streams it to disk. */
+  fileTicket(repository: string, snapshot: string, path: string): Promise<FileTicket> {
+    return this.call(`repositories/${encodeURIComponent(repository)}/snapshots/${encodeURIComponent(snapshot)}/file-ticket?path=${encodeURIComponent(path)}`, { method: 'POST' });
   }
 
   /** Calls the API with the token; resolves to the parsed body, rejects with an ApiError. */

@@ -1,9 +1,9 @@
 /**
  * The snapshot browser: one directory of a snapshot at a time (GET
  * /repositories/:name/snapshots/:id/tree), breadcrumbs back up, and one file
- * downloaded (…/file, operator role). The token cannot ride on a plain link, so the
- * file is fetched with it and handed to the browser as a download of a blob URL,
- * under the name the daemon gave it in Content-Disposition.
+ * downloaded (operator role). The token cannot ride on a plain link, so the page asks
+ * for a one-use link (…/file-ticket) and hands that to the browser, which streams the
+ * file to disk under the name the daemon gives in Content-Disposition.
  */
 import type { SnapshotTree } from '../api/dto.js';
 import { $, formatBytes, html, shortTime, type Safe } from './html.js';
@@ -64,36 +64,22 @@ async function open(path: string): Promise<void> {
   }
 }
 
-/** The name the daemon chose (RFC 5987 form first), else the entry's own. */
-function filename(disposition: string | null, fallback: string): string {
-  const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition ?? '');
-  if (star?.[1]) {
-    try {
-      return decodeURIComponent(star[1]);
-    } catch {
-      /* the plain form below */
-    }
-  }
-  return /filename="([^"]*)"/.exec(disposition ?? '')?.[1] || fallback;
-}
-
-async function download(path: string, name: string): Promise<void> {
+async function download(path: string, size: number): Promise<void> {
   if (!b || downloading.has(path)) return;
   downloading.add(path);
   render();
   try {
-    const { blob, disposition } = await ui.api.file(b.repository, b.snapshot, path);
-    const url = URL.createObjectURL(blob);
+    // A one-use link, so that the browser streams the file to disk instead of this page holding it.
+    const { url } = await ui.api.fileTicket(b.repository, b.snapshot, path);
     const a = document.createElement('a');
     a.href = url;
-    a.download = filename(disposition, name);
+    // Empty: the name the daemon gives in Content-Disposition.
+    a.setAttribute('download', '');
     a.hidden = true;
     document.body.appendChild(a);
     a.click();
     a.remove();
-    // The browser has taken the blob once the click's navigation started.
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    ui.info(`Downloaded ${path} (${formatBytes(blob.size)}) from snapshot ${b.snapshot.slice(0, 8)}.`);
+    ui.info(`Downloading ${path} (${formatBytes(size)}) from snapshot ${b.snapshot.slice(0, 8)}: the browser saves it.`);
   } catch (err) {
     ui.report(err, 'action');
   } finally {
@@ -129,7 +115,7 @@ function render(): void {
           <td>${e.type}</td>
           <td class="num">${e.size === null ? '' : formatBytes(e.size)}</td>
           <td>${e.mtime ? shortTime(e.mtime) : ''}</td>
-          <td class="actions-col">${e.type === 'file' ? html`<button type="button" class="secondary" data-action="download" data-path="${e.path}" data-name="${e.name}" data-testid="download-${e.name}" ${downloading.has(e.path) ? html`disabled` : ''}>${downloading.has(e.path) ? 'Downloading…' : 'Download'}</button>` : ''}</td>
+          <td class="actions-col">${e.type === 'file' ? html`<button type="button" class="secondary" data-action="download" data-path="${e.path}" data-size="${String(e.size ?? 0)}" data-testid="download-${e.name}" ${downloading.has(e.path) ? html`disabled` : ''}>${downloading.has(e.path) ? 'Downloading…' : 'Download'}</button>` : ''}</td>
         </tr>`)}</tbody>
       </table></div>
       ${t.entries.length === 0 && t.type === 'dir' ? html`<p class="empty">Empty directory.</p>` : ''}
@@ -145,7 +131,7 @@ export function browseClick(el: HTMLElement): boolean {
     return true;
   }
   if (action === 'download') {
-    void download(el.dataset.path ?? '', el.dataset.name ?? 'download');
+    void download(el.dataset.path ?? '', Number(el.dataset.size ?? 0));
     return true;
   }
   if (action === 'browse-close') {

@@ -322,6 +322,8 @@ describe('restores from the dashboard', () => {
 
     const [download] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.getByTestId('download-report.bin').click()]);
     expect(download.suggestedFilename()).toBe('report.bin');
+    // Streamed by the browser from a one-use link, not assembled in the page's memory (a blob: URL).
+    expect(download.url()).toMatch(new RegExp(`^${base}/api/v1/downloads/[A-Za-z0-9_-]{43}$`));
     const file = await download.path();
     expect(readFileSync(file).equals(report)).toBe(true);
     expect(errors).toEqual([]);

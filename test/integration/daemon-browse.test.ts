@@ -118,6 +118,39 @@ describe('GET /api/v1/repositories/:name/snapshots/:id/file', () => {
     expect(audited.map((a) => [a.actor, a.outcome, a.path.split('?')[0]])).toEqual(Array(3).fill(['olga-operator', 'ok', `/api/v1/repositories/main/snapshots/${snap}/file`]));
   });
 
+  it('hands an operator a one-use link that streams the file without a token, audited under the operator, never naming the ticket', async () => {
+    const ask = (p: string, role: 'viewer' | 'operator' = 'operator') =>
+      t.daemon.app.inject({ method: 'POST', url: `/api/v1/repositories/main/snapshots/${snap}/file-ticket?path=${encodeURIComponent(p)}`, headers: t.auth(role) });
+    const r = await ask(path.join(t.data, 'sub', 'big.bin'));
+    expect(r.statusCode, r.body).toBe(201);
+    const { url, expires_at } = r.json() as { url: string; expires_at: string };
+    expect(url).toMatch(/^\/api\/v1\/downloads\/[A-Za-z0-9_-]{43}$/);
+    expect(Date.parse(expires_at) - Date.now()).toBeLessThanOrEqual(60_000);
+    // No Authorization header: the link is the credential.
+    const got = await t.daemon.app.inject({ method: 'GET', url });
+    expect(got.statusCode, got.body.slice(0, 200)).toBe(200);
+    expect(got.headers['content-disposition']).toBe(`attachment; filename="big.bin"; filename*=UTF-8''big.bin`);
+    expect(got.rawPayload.equals(big)).toBe(true);
+    // Once only; a made-up ticket is the same answer.
+    const again = await t.daemon.app.inject({ method: 'GET', url });
+    expect(again.statusCode).toBe(404);
+    expect(again.json().error.message).toMatch(/used already, lapsed .* or never issued/);
+    expect((await t.daemon.app.inject({ method: 'GET', url: `/api/v1/downloads/${'A'.repeat(43)}` })).statusCode).toBe(404);
+    const rows = t.daemon.catalog.auditLog().filter((a) => /file-ticket|downloads/.test(a.path));
+    expect(rows.map((a) => [a.method, a.actor, a.status_code, a.path.split('?')[0]])).toEqual(
+      expect.arrayContaining([
+        ['POST', 'olga-operator', 201, `/api/v1/repositories/main/snapshots/${snap}/file-ticket`],
+        ['GET', 'olga-operator', 200, '/api/v1/downloads/(ticket)'],
+      ]),
+    );
+    const ticket = url.split('/').pop() as string;
+    expect(JSON.stringify(t.daemon.catalog.auditLog())).not.toContain(ticket);
+    // A viewer gets none; a directory, a file not there: refused when asking, not when following.
+    expect((await ask(path.join(t.data, 'sub', 'big.bin'), 'viewer')).statusCode).toBe(403);
+    expect((await ask(path.join(t.data, 'sub'))).statusCode).toBe(400);
+    expect((await ask(path.join(t.data, 'nope'))).statusCode).toBe(404);
+  });
+
   it('refuses a viewer, a directory, and a file that is not there', async () => {
     const v = await file(path.join(t.data, 'a.txt'), 'viewer');
     expect(v.statusCode).toBe(403);
