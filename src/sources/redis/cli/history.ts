@@ -7,25 +7,19 @@
 import type { Command } from 'commander';
 import { withRepo, type GlobalOptions } from '../../../cli/context.js';
 import { printJson } from '../../../cli/output/render.js';
-import { parseTargetTime } from '../../../engine/target-time.js';
-import { MAX_AROUND, parseAroundLimit } from '../../../engine/txn-history.js';
+import { historyCommand, parseHistoryFlags, type HistoryFlags } from '../../../cli/commands/options.js';
 import { transactionsAround, type DescribedTxn, type TxnCommand } from '../transactions.js';
 
 const TIME_SOURCE = 'replicator: when it had received all of each transaction from the server, up to one read after the server ran it';
 
 export function registerHistory(redis: Command): void {
-  redis
-    .command('history <name>')
-    .description('the transactions near a moment: their numbers, times, commands and the keys they touched (no values)')
-    .requiredOption('--around <rfc3339>', 'the moment, e.g. 2026-11-21T14:30:05Z')
-    .option('--limit <n>', `how many transactions, nearest first (at most ${MAX_AROUND})`, '20')
-    .option('--generation <id>', 'look in this generation (default: the one whose history spans the moment)')
-    .action(async (name: string, f: { around: string; limit: string; generation?: string }, cmd: Command) => {
+  historyCommand(redis, 'the transactions near a moment: their numbers, times, commands and the keys they touched (no values)')
+    .action(async (name: string, f: HistoryFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      const around = parseTargetTime(f.around);
-      const limit = parseAroundLimit(f.limit, 'each transaction listed is read back from the stored command stream');
+      const opts = parseHistoryFlags(f, 'each transaction listed is read back from the stored command stream');
+      const { around } = opts;
       await withRepo(g, async (repo) => {
-        const { generation, txns } = await transactionsAround(repo, name, { around, limit, ...(f.generation !== undefined ? { generation: f.generation } : {}) });
+        const { generation, txns } = await transactionsAround(repo, name, opts);
         if (g.json) {
           return printJson({ name, generation: generation.generation, around: around.toISOString(), time_source: TIME_SOURCE, transactions: txns.map(txnJson) });
         }
