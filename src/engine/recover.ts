@@ -20,11 +20,11 @@ import { restoreInvocation, takes, type RestoreParams } from './restore-options.
 import { parseTargetTime } from './target-time.js';
 import type { RecoverableWindow, WindowSnapshot } from './window.js';
 
-/** `txn`: SQLite only, just before transaction `before` (numbers from `sqlite history`) of `generation` (default: the newest). */
+/** `txn`: SQLite and Redis, just before transaction `before` (numbers from `sqlite history` / `redis history`) of `generation` (default: the newest). */
 export type Moment = { kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'snapshot'; id: string } | { kind: 'txn'; before: number; generation?: string };
 
-/** The kinds whose restore takes `--before-txn` / `--generation` (sqlite restore, src/sources/sqlite/transactions.ts). */
-const TXN_KINDS = new Set(['sqlite']);
+/** The kinds whose restore takes `--before-txn` / `--generation` (src/sources/sqlite/transactions.ts, src/sources/redis/transactions.ts). */
+export const TXN_KINDS: ReadonlySet<string> = new Set(['sqlite', 'redis']);
 
 /**
  * What the operator typed: `latest`, an RFC 3339 time, or a backup's id (a unique
@@ -112,7 +112,7 @@ export function planRecovery(p: PlanInput): RecoverPlan {
     }
   }
   if (p.moment.kind === 'txn' && !TXN_KINDS.has(w.kind)) {
-    throw new LifeboatError('USAGE', `--before-txn is for SQLite sources; ${w.name} is ${w.kind}`, { hint: 'choose a time (PostgreSQL: `pg restore --xid` picks a transaction)' });
+    throw new LifeboatError('USAGE', `--before-txn is for SQLite and Redis sources; ${w.name} is ${w.kind}`, { hint: 'choose a time (PostgreSQL: `pg restore --xid` picks a transaction)' });
   }
   // A kind whose restore cannot name a snapshot gets that snapshot's own moment as the time.
   const params: RestoreParams = { target };

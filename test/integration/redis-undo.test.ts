@@ -130,6 +130,13 @@ describe('redis history and restore --before-txn', () => {
       await cli(['-r', repo, 'redis', 'restore', 'app', '--txn', String(del.seq), '--output', incDir]);
       expect(await datasetOfRdb(path.join(incDir, 'dump.rdb'))).toEqual(accident);
 
+      // The guided recovery takes the same number.
+      const recovered = path.join(dir, 'recovered');
+      const rec = await runCli(['-r', repo, '--json', 'recover', 'app', '--before-txn', String(del.seq), '--generation', String(gen.generation), '--target', recovered, '--yes'], ENV, { timeoutMs: 120_000 });
+      expect(rec.code, rec.stderr).toBe(0);
+      expect(rec.stdout).toMatch(new RegExp(`"command":\\[[^\\]]*"--before-txn","${del.seq}","--generation","${gen.generation}"`));
+      expect(await datasetOfRdb(path.join(recovered, 'dump.rdb'))).toEqual(before);
+
       // Bad numbers: one line, a hint, stable exit codes.
       const newest = h.transactions.at(-1)!.seq;
       const beyond = await runCli(['-r', repo, 'redis', 'restore', 'app', '--before-txn', '999999', '--output', path.join(dir, 'x')], ENV);
