@@ -222,40 +222,32 @@ export async function findTransaction(repo: Repo, name: string, seq: number, gen
       const seg = await readSegment(repo, name, g.generation, chain[i] as SegmentName);
       return txnsOf(g.generation, seg, await firstSeqOf(repo, name, g, chain, i, seg)).filter((x) => x.before >= g.base);
     };
-    // Numbers grow along the chain: a binary search reads a handful of segments.
+    // Numbers grow along the chain: a binary search reads a handful of segments (and
+    // walks over those holding none, PING only, to the nearest on the left that does).
     let lo = 0;
     let hi = chain.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      const txns = await numbered(mid);
-      const first = txns[0]?.seq;
+      let j = mid;
+      let txns = await numbered(j);
+      while (txns.length === 0 && j > lo) txns = await numbered(--j);
+      const first = txns[0];
+      const last = txns.at(-1);
+      if (!first || !last) {
+        lo = mid + 1;
+        continue;
+      }
       const hit = txns.find((x) => x.seq === seq);
       if (hit) return hit;
-      if (first !== undefined && seq < first) hi = mid - 1;
-      else if (first !== undefined && seq > (txns.at(-1) as RedisTxn).seq) lo = mid + 1;
-      else {
-        // No transaction in it (housekeeping only): look on both sides, nearest first.
-        const left = await searchSide(numbered, seq, mid - 1, -1, lo);
-        if (left) return left;
-        const right = await searchSide(numbered, seq, mid + 1, 1, hi);
-        if (right) return right;
-        break;
-      }
+      if (seq < first.seq) hi = j - 1;
+      else if (seq > last.seq) lo = mid + 1;
+      else break;
     }
     const stored = await storedRange(numbered, chain.length);
     throw new LifeboatError('NOT_FOUND', `Redis "${name}" has no transaction ${seq} in generation ${g.generation}` + (stored ? ` (stored: ${stored[0]} to ${stored[1]})` : ' (none stored)'), {
       hint: '`lifeboat redis history NAME --around TIME` lists transactions with their numbers',
     });
   });
-}
-
-/** Walks from `i` in direction `dir` to the first segment holding transactions, and takes `seq` from it. */
-async function searchSide(numbered: (i: number) => Promise<RedisTxn[]>, seq: number, i: number, dir: 1 | -1, limit: number): Promise<RedisTxn | undefined> {
-  for (; dir < 0 ? i >= limit : i <= limit; i += dir) {
-    const txns = await numbered(i);
-    if (txns.length > 0) return txns.find((x) => x.seq === seq);
-  }
-  return undefined;
 }
 
 /** The first and last numbers a restore can reach in a chain, or undefined when it holds none. */
