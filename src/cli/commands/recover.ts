@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { createInterface, type Interface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../../errors.js';
-import { TXN_KINDS, parseMoment, planRecovery, prepareTarget, shellWord, swapIntoPlace, switchOver, type Moment, type RecoverPlan } from '../../engine/recover.js';
+import { takesTxn, parseMoment, planRecovery, prepareTarget, shellWord, swapIntoPlace, switchOver, type Moment, type RecoverPlan } from '../../engine/recover.js';
 import { resolveWindowSource, sourceWindow, windowSources, type RecoverableWindow } from '../../engine/window.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { forTerminal } from '../../util/terminal.js';
@@ -100,7 +100,7 @@ export function register(program: Command): void {
           else if (f.latest || !rl) moment = { kind: 'latest' };
           else {
             moment = await ask(rl, 'Recover to (latest, a time such as 2026-11-21T14:30:00Z, or a backup id) [latest]: ', (a) => parseMoment(a, w));
-            if (moment.kind === 'time' && TXN_KINDS.has(src.kind)) moment = await chooseTransaction(rl, g, src.kind, src.name, moment);
+            if (moment.kind === 'time' && takesTxn(src.kind)) moment = await chooseTransaction(rl, g, src.kind, src.name, moment);
           }
           const live = liveOf(await repo.listSnapshots(), src, w);
           const target = f.target[0] ?? (await ask(rl as Interface, `Restore into (a new path) [${defaultTarget(src.name, src.kind)}]: `, (a) => a.trim() || defaultTarget(src.name, src.kind)));
