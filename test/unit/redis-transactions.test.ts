@@ -117,6 +117,18 @@ describe('redis transaction numbers', () => {
     }
   });
 
+  it('lists `limit` around the moment, a quarter before it, from one segment holding them all or from many', async () => {
+    for (const cuts of [[], [2, 8, 11]]) {
+      const repo = await repoWith(segments(cuts));
+      const all = (await transactionsAround(repo, 'app', { around: new Date(T0), limit: 50 })).txns;
+      const third = all[3]!;
+      const near = await transactionsAround(repo, 'app', { around: new Date(third.time), limit: 4 });
+      expect(near.txns.map((x) => x.seq)).toEqual([3, 4, 5, 6]);
+      const late = await transactionsAround(repo, 'app', { around: new Date(T0 + 10_000_000), limit: 3 });
+      expect(late.txns.map((x) => x.seq)).toEqual([5, 6, 7]);
+    }
+  });
+
   it('finds a number, and says which exist when asked for one that does not', async () => {
     const repo = await repoWith(segments([0, 1, 2, 8, 9, 10, 11, 12, 13, 14]));
     for (let n = 1; n <= 7; n++) expect((await findTransaction(repo, 'app', n)).seq).toBe(n);

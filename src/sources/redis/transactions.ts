@@ -174,25 +174,30 @@ export async function transactionsAround(repo: Repo, name: string, opts: AroundO
     // The first segment reaching the moment (names carry their last mark's time).
     let k = chain.findIndex((n) => n.lastTime >= t);
     if (k < 0) k = chain.length - 1;
+    // Per segment only the last `limit` seen before the moment and the first `limit` at or
+    // after it are kept (times ascend along the stream): all the listing can take, so memory
+    // stays at one segment's transactions plus a few `limit`s, however many a segment holds.
     const found = new Map<number, RedisTxn[]>();
     const txnsAt = async (i: number) => {
       let txns = found.get(i);
       if (!txns) {
         const seg = await readSegment(repo, name, g.generation, chain[i] as SegmentName);
-        txns = txnsOf(g.generation, seg, await firstSeqOf(repo, name, g, chain, i, seg)).filter((x) => x.before >= g.base);
+        const all = txnsOf(g.generation, seg, await firstSeqOf(repo, name, g, chain, i, seg)).filter((x) => x.before >= g.base);
+        const split = ((j) => (j < 0 ? all.length : j))(all.findIndex((x) => x.time >= t));
+        txns = [...all.slice(Math.max(0, split - opts.limit), split), ...all.slice(split, split + opts.limit)];
         found.set(i, txns);
       }
       return txns;
     };
-    // Back from there until `limit` at or before the moment, forward until `limit` after it.
+    // Back from there until `limit` before the moment, forward until `limit` at or after it.
     let lo = k;
     for (let before = 0; lo > 0; lo--) {
-      before += (await txnsAt(lo)).filter((x) => x.time <= t).length;
+      before += (await txnsAt(lo)).filter((x) => x.time < t).length;
       if (before >= opts.limit) break;
     }
     let hi = k;
     for (let after = 0; hi < chain.length - 1; hi++) {
-      after += (await txnsAt(hi)).filter((x) => x.time > t).length;
+      after += (await txnsAt(hi)).filter((x) => x.time >= t).length;
       if (after >= opts.limit) break;
     }
     const all: Array<RedisTxn & { segment: number }> = [];
