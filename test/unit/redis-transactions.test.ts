@@ -66,9 +66,11 @@ function segments(cuts: number[]): Segment[] {
   return out;
 }
 
-async function repoWith(segs: Segment[]): Promise<Repository> {
+async function repoWith(segs: Segment[], laterBases: number[] = []): Promise<Repository> {
   const repo = await Repository.init(new MemoryStore(), 'pw');
-  await storeBase(repo, 'app', Buffer.from('REDIS0011 not really'), { offset: BASE, generation: GENERATION }, new Date(T0));
+  for (const offset of [BASE, ...laterBases]) {
+    await storeBase(repo, 'app', Buffer.from(`REDIS0011 not really ${offset}`), { offset, generation: GENERATION }, new Date(T0 + offset - BASE));
+  }
   for (const s of segs) await repo.putLog(logSource('app'), GENERATION, segmentName(s.meta), encodeSegment(s));
   return repo;
 }
@@ -134,6 +136,17 @@ describe('redis transaction numbers', () => {
     for (let n = 1; n <= 7; n++) expect((await findTransaction(repo, 'app', n)).seq).toBe(n);
     await expect(findTransaction(repo, 'app', 8)).rejects.toThrow(/no transaction 8 in generation b{20} \(stored: 1 to 7\)/);
     await expect(findTransaction(repo, 'app', 2, 'c'.repeat(20))).rejects.toThrow(/has no generation c{20}/);
+  });
+
+  it('lists and finds across a gap from the base after it, and only what a restore reaches', async () => {
+    const segs = segments([2, 8, 9, 11]);
+    const gapped = [segs[0]!, segs[1]!, segs[3]!, segs[4]!];
+    const alone = await repoWith(gapped);
+    expect((await transactionsAround(alone, 'app', { around: new Date(T0), limit: 50 })).txns.map((x) => x.seq)).toEqual([1, 2]);
+    const repo = await repoWith(gapped, [segs[3]!.meta.start]);
+    expect((await transactionsAround(repo, 'app', { around: new Date(T0), limit: 50 })).txns.map((x) => x.seq)).toEqual([1, 2, 4, 5, 6, 7]);
+    expect((await findTransaction(repo, 'app', 5)).seq).toBe(5);
+    await expect(findTransaction(repo, 'app', 3)).rejects.toThrow(/no transaction 3 .*\(stored: 1 to 7\)/);
   });
 
   it('refuses a segment whose recorded count disagrees with its bytes, and merges that number apart', async () => {

@@ -69,8 +69,8 @@ export interface DescribedTxn extends RedisTxn {
 
 export interface RedisGenerationSpan extends TimeSpan {
   names: SegmentName[];
-  /** The oldest base offset kept: nothing before it can be restored. */
-  base: number;
+  /** The offsets of its base snapshots kept: nothing before the oldest can be restored. */
+  bases: number[];
 }
 
 const what = (name: string) => ({ source: `Redis "${name}"`, historyCommand: 'lifeboat redis history NAME --around TIME', shipCommand: 'lifeboat redis replicate' });
@@ -82,18 +82,33 @@ export async function generationSpans(repo: Repo, name: string): Promise<RedisGe
   for (const b of basesOf(await repo.listSnapshots(), name)) {
     const gen = b.point.generation;
     const t = Date.parse(b.snapshot.time);
-    const g = spans.get(gen) ?? { generation: gen, from: t, to: t, names: segmentsOf(logs, gen), base: b.point.offset };
+    const g = spans.get(gen) ?? { generation: gen, from: t, to: t, names: segmentsOf(logs, gen), bases: [] };
     g.from = Math.min(g.from, t);
-    g.base = Math.min(g.base, b.point.offset);
+    g.bases.push(b.point.offset);
     g.to = Math.max(g.to, t, ...g.names.map((n) => n.lastTime));
     spans.set(gen, g);
   }
   return [...spans.values()].sort((a, b) => b.to - a.to || b.generation.localeCompare(a.generation));
 }
 
-/** The segments a restore from the oldest base can replay, in order (up to a gap). */
-function chainOf(g: RedisGenerationSpan): SegmentName[] {
-  return chainFrom(g.base, g.names).chain;
+/** A segment a restore can replay, with the offset of the base it is replayed from. */
+type Reachable = SegmentName & { base: number };
+
+/**
+ * The segments a restore can replay, in order: the chain from the oldest base up to a
+ * gap, then from the first base after the gap (a periodic snapshot), and so on. A
+ * transaction in them is restorable when it starts at or after its chain's base.
+ */
+function chainOf(g: RedisGenerationSpan): Reachable[] {
+  const out: Reachable[] = [];
+  let end = -1;
+  for (const base of [...g.bases].sort((a, b) => a - b)) {
+    if (base <= end) continue; // an earlier chain reaches it already (or stopped at a gap just there)
+    const { chain } = chainFrom(base, g.names);
+    out.push(...chain.map((n) => ({ ...n, base })));
+    end = chain.at(-1)?.end ?? base;
+  }
+  return out;
 }
 
 async function readSegment(repo: Repo, name: string, generation: string, n: SegmentName): Promise<Segment> {
@@ -142,11 +157,11 @@ function txnsOf(generation: string, seg: Segment, firstSeq: number): RedisTxn[] 
 }
 
 /** The number of the first transaction of chain segment `i`: recorded, or counted from the chain's start (older history). */
-async function firstSeqOf(repo: Repo, name: string, g: RedisGenerationSpan, chain: readonly SegmentName[], i: number, seg: Segment): Promise<number> {
+async function firstSeqOf(repo: Repo, name: string, g: RedisGenerationSpan, chain: readonly Reachable[], i: number, seg: Segment): Promise<number> {
   if (seg.meta.firstTxn !== undefined) return seg.meta.firstTxn;
   let next = 1;
   for (let j = 0; j < i; j++) {
-    const s = await readSegment(repo, name, g.generation, chain[j] as SegmentName);
+    const s = await readSegment(repo, name, g.generation, chain[j] as Reachable);
     next = s.meta.firstTxn !== undefined ? s.meta.firstTxn + (s.meta.txns ?? 0) : next + txnsOf(g.generation, s, next).length;
   }
   return next;
@@ -181,8 +196,8 @@ export async function transactionsAround(repo: Repo, name: string, opts: AroundO
     const txnsAt = async (i: number) => {
       let txns = found.get(i);
       if (!txns) {
-        const seg = await readSegment(repo, name, g.generation, chain[i] as SegmentName);
-        const all = txnsOf(g.generation, seg, await firstSeqOf(repo, name, g, chain, i, seg)).filter((x) => x.before >= g.base);
+        const seg = await readSegment(repo, name, g.generation, chain[i] as Reachable);
+        const all = txnsOf(g.generation, seg, await firstSeqOf(repo, name, g, chain, i, seg)).filter((x) => x.before >= (chain[i] as Reachable).base);
         const split = ((j) => (j < 0 ? all.length : j))(all.findIndex((x) => x.time >= t));
         txns = [...all.slice(Math.max(0, split - opts.limit), split), ...all.slice(split, split + opts.limit)];
         found.set(i, txns);
@@ -206,7 +221,7 @@ export async function transactionsAround(repo: Repo, name: string, opts: AroundO
     // Described from their segments, read again one at a time (only the few that hold them).
     const out: DescribedTxn[] = [];
     for (const i of [...new Set(chosen.map((x) => x.segment))]) {
-      const seg = await readSegment(repo, name, g.generation, chain[i] as SegmentName);
+      const seg = await readSegment(repo, name, g.generation, chain[i] as Reachable);
       out.push(...describe(seg, chosen.filter((x) => x.segment === i).map(({ segment: _s, ...x }) => x)));
     }
     return { generation: g, txns: out };
@@ -224,8 +239,8 @@ export async function findTransaction(repo: Repo, name: string, seq: number, gen
     if (!g) throw new LifeboatError('NOT_FOUND', `no replicated history of Redis "${name}" in this repository`, { hint: '`lifeboat redis replicate` ships transactions; `lifeboat snapshots` lists what is stored' });
     const chain = chainOf(g);
     const numbered = async (i: number) => {
-      const seg = await readSegment(repo, name, g.generation, chain[i] as SegmentName);
-      return txnsOf(g.generation, seg, await firstSeqOf(repo, name, g, chain, i, seg)).filter((x) => x.before >= g.base);
+      const seg = await readSegment(repo, name, g.generation, chain[i] as Reachable);
+      return txnsOf(g.generation, seg, await firstSeqOf(repo, name, g, chain, i, seg)).filter((x) => x.before >= (chain[i] as Reachable).base);
     };
     // Numbers grow along the chain: a binary search reads a handful of segments (and
     // walks over those holding none, PING only, to the nearest on the left that does).
