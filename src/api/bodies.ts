@@ -21,8 +21,19 @@ export const TokenBody = z.strictObject({ name: z.string(), role: RoleName, expi
 
 const restore = restoreRequestOptions.shape;
 
-/** POST /restores: `source`, `target`, `time` and `snapshot` as the restore commands take them (`time` checked by the one target-time parser). */
-export const RestoreBody = z.strictObject({ source: restore.source, target: restore.target, time: restore.time, snapshot: restore.snapshot });
+/**
+ * POST /restores: `source`, `target`, `time` and `snapshot` as the restore commands take them (`time` checked by the one
+ * target-time parser); for SQLite and Redis `txn` or `before_txn` (and `generation`): up to (including / excluding) a transaction.
+ */
+export const RestoreBody = z.strictObject({
+  source: restore.source,
+  target: restore.target,
+  time: restore.time,
+  snapshot: restore.snapshot,
+  txn: restore.txn,
+  before_txn: restore.before_txn,
+  generation: restore.generation,
+});
 export type RestoreBody = z.infer<typeof RestoreBody>;
 
 /** POST /groups/:name/restore: a point (or the newest at or before `time`), a new or empty directory per member, and a dry run. */

@@ -33,8 +33,15 @@ export const JobsQuery = z.strictObject({
 /** GET /repositories/:name/snapshots/:id/tree and …/file: a path in the snapshot (absolute; checked by daemon/browse.ts). */
 export const SnapshotParams = z.strictObject({ name: z.string(), id: z.string() });
 export const SnapshotPathQuery = z.strictObject({ path: z.string().max(4096).optional() });
-/** GET /sources/:name/restore-plan: a moment or a snapshot, and optionally the target to check. */
-export const RestorePlanQuery = z.strictObject({ time: z.string().max(64).optional(), snapshot: z.string().max(64).optional(), target: z.string().max(4096).optional() });
+/** GET /sources/:name/restore-plan: a moment, a snapshot or (SQLite, Redis) a transaction, and optionally the target to check. */
+export const RestorePlanQuery = z.strictObject({
+  time: z.string().max(64).optional(),
+  snapshot: z.string().max(64).optional(),
+  txn: z.int().min(1).optional(),
+  before_txn: z.int().min(1).optional(),
+  generation: z.string().max(64).optional(),
+  target: z.string().max(4096).optional(),
+});
 export const LogQuery = z.strictObject({ after: z.int().min(0).optional() });
 export const AuditQuery = z.strictObject({ limit: z.int().min(1).max(10000).optional() });
 
@@ -268,6 +275,8 @@ export const RestorePlan = z.object({
   /** snapshot: the files of one backup; replay: a base backup and the source's log replayed to `time`. */
   method: z.enum(['snapshot', 'replay']),
   time: z.string().nullable(),
+  /** SQLite, Redis: the transaction the replay stops at (`included`: up to and including it; else just before it). */
+  txn: z.object({ number: z.number(), included: z.boolean(), generation: z.string().nullable() }).nullable().optional(),
   /** The backup restored (the base of a replay). */
   snapshot: z.object({ id: z.string(), time: z.string(), size_bytes: z.number() }).nullable(),
   /** The target checked (or suggested: a new directory below the first restore root; null without roots). */

@@ -217,4 +217,7 @@ export const restoreRequestOptions = z.object({
   target: option(text(), { description: 'where to restore: a new directory (files, PostgreSQL, Redis) or a new file (SQLite, an operation log), never overwritten; the restore commands of the kinds call it --output', flag: '--target', api: true, file: false }),
   time: option(moment().optional(), { description: 'restore as of this moment: RFC 3339 with a zone, not in the future (e.g. 2026-11-21T14:30:05Z)', flag: '--time', api: true, file: false, shown: 'the newest' }),
   snapshot: option(text().optional(), { description: 'a snapshot id or a unique prefix of one', flag: '--snapshot', api: true, file: false, shown: 'the newest fitting' }),
+  txn: option(z.int().min(1).optional(), { description: 'SQLite, Redis: restore up to and including this transaction (numbers: `sqlite history`, `redis history`)', flag: '--txn', api: true, file: false }),
+  before_txn: option(z.int().min(1).optional(), { description: 'SQLite, Redis: restore up to just before this transaction: undo it and everything after', flag: '--before-txn', api: true, file: false }),
+  generation: option(z.string().regex(/^[0-9a-f]{1,64}$/, { error: 'must be a generation id (hex digits)' }).optional(), { description: 'SQLite, Redis: the generation txn/before_txn count in', flag: '--generation', api: true, file: false, shown: 'the newest' }),
 });

@@ -140,7 +140,7 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       const s = source as SourceConfig;
       const p = req.restore as RestoreParams;
       // One table per kind (its restore.options) says which options it takes.
-      const snapshot = p.snapshot ?? (p.time === undefined ? newestSnapshot : undefined);
+      const snapshot = p.snapshot ?? (p.time === undefined && p.txn === undefined && p.beforeTxn === undefined ? newestSnapshot : undefined);
       // Kinds that start by default (PostgreSQL) are started, checked and promoted, so the
       // job measures the RTO of a real recovery.
       const start = sourceKind(s.kind).restore.startByDefault && p.start === undefined;

@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { SourceConfig } from '../config/config.js';
 import { LifeboatError, errno } from '../errors.js';
-import { takes, type RestoreParams } from '../engine/restore-options.js';
+import { checkMoment, takes, type RestoreParams } from '../engine/restore-options.js';
 import { sourceKind } from '../sources/registry.js';
 
 /** Throws naming the first thing wrong with restoring source S as P; returns nothing. */
@@ -27,9 +27,19 @@ export function checkRestorePlan(s: SourceConfig, p: RestoreParams): void {
   }
   if (!isDir) throw new LifeboatError('USAGE', `${parent} (the parent of restore target ${p.target}) is not a directory; nothing was started`, { hint: 'choose a target below a directory' });
   const kind = sourceKind(s.kind);
-  for (const [field, given] of [['snapshot', p.snapshot !== undefined], ['time', p.time !== undefined], ['port', p.port !== undefined], ['start', p.start !== undefined]] as const) {
+  const fields = [
+    ['snapshot', p.snapshot !== undefined],
+    ['time', p.time !== undefined],
+    ['port', p.port !== undefined],
+    ['start', p.start !== undefined],
+    ['txn', p.txn !== undefined],
+    ['before_txn', p.beforeTxn !== undefined],
+    ['generation', p.generation !== undefined],
+  ] as const;
+  for (const [field, given] of fields) {
     if (given && !takes(s.kind, field)) throw new LifeboatError('USAGE', `a ${s.kind} restore takes no "${field}"`, { hint: kind.restore.fieldsHint });
   }
+  checkMoment(p);
   // What only the kind knows: option combinations it refuses, the tools it will run.
   kind.restore.check?.(s, p);
 }

@@ -9,7 +9,7 @@
  */
 import { LifeboatError, isLifeboatError } from '../errors.js';
 import { parseTargetTime } from '../engine/target-time.js';
-import { takes } from '../engine/restore-options.js';
+import { checkMoment, takes } from '../engine/restore-options.js';
 import { sourceKind } from '../sources/registry.js';
 import { allows, type Role } from './auth.js';
 import type { Daemon } from './daemon.js';
@@ -20,6 +20,10 @@ import { checkRestoreTarget } from './restore-policy.js';
 export interface PreviewRequest {
   time?: string | undefined;
   snapshot?: string | undefined;
+  /** SQLite, Redis: up to and including, or just before, a transaction (`history` numbers them), of `generation`. */
+  txn?: number | undefined;
+  before_txn?: number | undefined;
+  generation?: string | undefined;
   target?: string | undefined;
 }
 
@@ -33,6 +37,12 @@ function suggestedName(source: string, now: Date): string {
 export function previewRestore(d: Daemon, role: Role, name: string, req: PreviewRequest, now = new Date()) {
   const s = requireSource(d.config, name);
   if (req.time !== undefined && req.snapshot !== undefined) throw new LifeboatError('USAGE', 'give a time or a snapshot, not both', { hint: 'a time restores the newest backup at or before it (and replays the log to it); a snapshot restores that backup' });
+  checkMoment({ target: '', ...(req.time !== undefined ? { time: req.time } : {}), ...(req.snapshot !== undefined ? { snapshot: req.snapshot } : {}), ...(req.txn !== undefined ? { txn: req.txn } : {}), ...(req.before_txn !== undefined ? { beforeTxn: req.before_txn } : {}), ...(req.generation !== undefined ? { generation: req.generation } : {}) });
+  const txnNumber = req.txn ?? req.before_txn;
+  const txn = txnNumber === undefined ? undefined : { number: txnNumber, included: req.txn !== undefined, generation: req.generation ?? null };
+  // As the restore command takes them (daemon/jobs.ts passes them on).
+  const txnParams = { ...(req.txn !== undefined ? { txn: req.txn } : {}), ...(req.before_txn !== undefined ? { beforeTxn: req.before_txn } : {}), ...(req.generation !== undefined ? { generation: req.generation } : {}) };
+  const txnBody = { ...(req.txn !== undefined ? { txn: req.txn } : {}), ...(req.before_txn !== undefined ? { before_txn: req.before_txn } : {}), ...(req.generation !== undefined ? { generation: req.generation } : {}) };
   const at = req.time === undefined ? undefined : parseTargetTime(req.time);
   const replays = sourceKind(s.kind).log !== undefined && req.snapshot === undefined;
   const backups = d.catalog.backups(s.name, 5000);
@@ -42,7 +52,9 @@ export function previewRestore(d: Daemon, role: Role, name: string, req: Preview
     : backups.find((b) => b.snapshot_id.startsWith(req.snapshot as string));
   if (req.snapshot !== undefined && !snap) throw new LifeboatError('NOT_FOUND', `source ${s.name} has no snapshot ${req.snapshot} in the catalog`, { hint: `GET /api/v1/backups?source=${s.name} lists them` });
   if (!snap && !replays) throw new LifeboatError('NOT_FOUND', `no backup of ${s.name} at or before ${req.time ?? 'now'}`, { hint: `GET /api/v1/backups?source=${s.name} lists them` });
-  if (replays) notes.push(at ? `the newest base backup at or before ${at.toISOString()}, then ${s.name}'s log replayed to that moment` : `the newest base backup, then ${s.name}'s log replayed to its end`);
+  if (txn) {
+    notes.push(`the newest base backup${txn.generation ? ` of generation ${txn.generation}` : ' of the newest generation'} before transaction ${txn.number}, then ${s.name}'s log replayed ${txn.included ? 'up to and including it' : 'up to just before it'} (numbers: \`${s.kind} history\`)`);
+  } else if (replays) notes.push(at ? `the newest base backup at or before ${at.toISOString()}, then ${s.name}'s log replayed to that moment` : `the newest base backup, then ${s.name}'s log replayed to its end`);
   else notes.push(`the files of backup ${snap?.snapshot_id.slice(0, 8)} taken ${snap?.time}${at ? ` (the newest at or before ${at.toISOString()}; later changes are not in it)` : ''}`);
 
   const roots = d.config.server.restoreRoots;
@@ -50,7 +62,9 @@ export function previewRestore(d: Daemon, role: Role, name: string, req: Preview
   if (target === null) notes.push(`no restore roots are set (server.restore_roots): only an admin restores through the API, to a target they name`);
 
   // The call that starts it: a moment goes through /recoveries (which picks the backup or replays the log, as planned here).
-  const body: Record<string, unknown> = req.snapshot !== undefined
+  const body: Record<string, unknown> = txn
+    ? { source: s.name, target, ...txnBody }
+    : req.snapshot !== undefined
     ? { source: s.name, target, snapshot: snap?.snapshot_id }
     : at
       ? { targets: { [s.name]: target }, time: at.toISOString() }
@@ -65,12 +79,13 @@ export function previewRestore(d: Daemon, role: Role, name: string, req: Preview
     problems.push({ code: err.code, message: err.message, hint: err.hint ?? null });
   };
   if (!allows(role, 'operator')) problems.push({ code: 'PERMISSION', message: `starting a restore needs the operator role; this token is ${role}`, hint: 'ask an admin for an operator token' });
+  if (txn && !takes(s.kind, 'before_txn')) problems.push({ code: 'USAGE', message: `a ${s.kind} restore takes no transaction number`, hint: 'pick a moment on the timeline instead' });
   if (req.snapshot !== undefined && !takes(s.kind, 'snapshot')) problems.push({ code: 'USAGE', message: `a ${s.kind} restore takes no snapshot: it is restored to a moment`, hint: 'pick a moment on the timeline instead' });
   if (target === null) problems.push({ code: 'USAGE', message: 'no target: name the new place to restore into', hint: `set server.restore_roots in ${d.config.file} (then operators restore below them), or give ?target= (admin)` });
   else {
     try {
       const checked = checkRestoreTarget(d.config, allows(role, 'operator') ? role : 'operator', target);
-      const restore: NonNullable<JobRequest['restore']> = { target: checked, ...(replays && at ? { time: at.toISOString() } : {}), ...(!replays && snap ? { snapshot: snap.snapshot_id } : {}) };
+      const restore: NonNullable<JobRequest['restore']> = { target: checked, ...(replays && at ? { time: at.toISOString() } : {}), ...(!replays && snap ? { snapshot: snap.snapshot_id } : {}), ...(txn && takes(s.kind, 'before_txn') ? txnParams : {}) };
       d.checkStartable({ kind: 'restore', source: s.name, trigger: 'api', restore });
     } catch (err) {
       problem(err);
@@ -83,6 +98,7 @@ export function previewRestore(d: Daemon, role: Role, name: string, req: Preview
     repository: s.repository,
     method: replays ? ('replay' as const) : ('snapshot' as const),
     time: at ? at.toISOString() : null,
+    txn: txn ?? null,
     snapshot: snap ? { id: snap.snapshot_id, time: snap.time, size_bytes: snap.size_bytes } : null,
     target,
     target_suggested: req.target === undefined && target !== null,

@@ -20,11 +20,13 @@ import { restoreInvocation, takes, type RestoreParams } from './restore-options.
 import { parseTargetTime } from './target-time.js';
 import type { RecoverableWindow, WindowSnapshot } from './window.js';
 
-/** `txn`: SQLite only, just before transaction `before` (numbers from `sqlite history`) of `generation` (default: the newest). */
+/** `txn`: SQLite and Redis, just before transaction `before` (numbers from `sqlite history` / `redis history`) of `generation` (default: the newest). */
 export type Moment = { kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'snapshot'; id: string } | { kind: 'txn'; before: number; generation?: string };
 
-/** The kinds whose restore takes `--before-txn` / `--generation` (sqlite restore, src/sources/sqlite/transactions.ts). */
-const TXN_KINDS = new Set(['sqlite']);
+/** Whether a kind's restore takes `--before-txn` / `--generation` (its restore table says so: sqlite, redis). */
+export function takesTxn(kind: string): boolean {
+  return takes(kind, 'before_txn');
+}
 
 /**
  * What the operator typed: `latest`, an RFC 3339 time, or a backup's id (a unique
@@ -111,13 +113,17 @@ export function planRecovery(p: PlanInput): RecoverPlan {
       if (before) warnings.push(`${w.kind} restores only to its backups: the newest at or before that moment is ${before.short_id} (${before.consistent_at})`);
     }
   }
-  if (p.moment.kind === 'txn' && !TXN_KINDS.has(w.kind)) {
-    throw new LifeboatError('USAGE', `--before-txn is for SQLite sources; ${w.name} is ${w.kind}`, { hint: 'choose a time (PostgreSQL: `pg restore --xid` picks a transaction)' });
+  if (p.moment.kind === 'txn' && !takesTxn(w.kind)) {
+    throw new LifeboatError('USAGE', `--before-txn is for SQLite and Redis sources; ${w.name} is ${w.kind}`, { hint: 'choose a time (PostgreSQL: `pg restore --xid` picks a transaction)' });
   }
   // A kind whose restore cannot name a snapshot gets that snapshot's own moment as the time.
   const params: RestoreParams = { target };
   if (snapshot !== null && takes(w.kind, 'snapshot')) params.snapshot = snapshot;
   else if (restoreTo !== null) params.time = restoreTo;
+  if (p.moment.kind === 'txn') {
+    params.beforeTxn = p.moment.before;
+    if (p.moment.generation !== undefined) params.generation = p.moment.generation;
+  }
   if (kind.restore.startByDefault && takes(w.kind, 'start')) params.start = true;
 
   const live = p.live.map((l) => path.resolve(l));
@@ -142,10 +148,7 @@ export function planRecovery(p: PlanInput): RecoverPlan {
     inner,
     live,
     expected_seconds: drill?.rto_seconds ?? null,
-    command: [
-      ...toArgv(restoreInvocation(source, params)),
-      ...(p.moment.kind === 'txn' ? ['--before-txn', String(p.moment.before), ...(p.moment.generation !== undefined ? ['--generation', p.moment.generation] : [])] : []),
-    ],
+    command: toArgv(restoreInvocation(source, params)),
     warnings,
   };
 }

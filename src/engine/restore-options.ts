@@ -25,6 +25,12 @@ export interface RestoreParams {
   keepRunning?: boolean;
   /** postgres: the port of the restored server (default: a free one, never the primary's). */
   port?: number;
+  /** sqlite, redis: up to and including this transaction (src/sources/<kind>/transactions.ts). */
+  txn?: number;
+  /** sqlite, redis: up to just before this transaction. */
+  beforeTxn?: number;
+  /** sqlite, redis: the generation `txn` / `beforeTxn` count in (default: the newest). */
+  generation?: string;
 }
 
 /** One option of a kind's restore: where its value comes from, and the flag it becomes. */
@@ -32,7 +38,7 @@ export interface RestoreOption {
   /** The CLI flag, or '' for a positional argument. */
   flag: '' | `--${string}`;
   /** Where the value comes from: a request field or a source setting. */
-  from: 'target' | 'snapshot' | 'time' | 'start' | 'keep_running' | 'port' | 'name' | 'bin_dir' | 'checks';
+  from: 'target' | 'snapshot' | 'time' | 'start' | 'keep_running' | 'port' | 'txn' | 'before_txn' | 'generation' | 'name' | 'bin_dir' | 'checks';
   /** A flag without a value (present when `from` is true). */
   boolean?: boolean;
 }
@@ -44,6 +50,26 @@ export const NAME_OUTPUT_TIME_SNAPSHOT: readonly RestoreOption[] = [
   { flag: '--time', from: 'time' },
   { flag: '--snapshot', from: 'snapshot' },
 ];
+
+/** The options of a kind whose transactions are numbered (sqlite, redis): --txn, --before-txn, --generation. */
+export const TXN_OPTIONS: readonly RestoreOption[] = [
+  { flag: '--txn', from: 'txn' },
+  { flag: '--before-txn', from: 'before_txn' },
+  { flag: '--generation', from: 'generation' },
+];
+
+/**
+ * USAGE unless the request names at most one moment (`snapshot`, `time`, `txn`,
+ * `before_txn`), and `generation` only with a transaction: what every restore command
+ * refuses too, refused before a job starts.
+ */
+export function checkMoment(p: RestoreParams): void {
+  const given = [p.snapshot !== undefined && 'snapshot', p.time !== undefined && 'time', p.txn !== undefined && 'txn', p.beforeTxn !== undefined && 'before_txn'].filter((x) => x);
+  if (given.length > 1) throw new LifeboatError('USAGE', `give one of "snapshot", "time", "txn" and "before_txn", not ${given.map((x) => `"${String(x)}"`).join(' and ')}`, { hint: 'each names the moment to restore to' });
+  if (p.generation !== undefined && p.txn === undefined && p.beforeTxn === undefined) {
+    throw new LifeboatError('USAGE', '"generation" goes with "txn" or "before_txn"', { hint: 'it names the generation the transaction number counts in' });
+  }
+}
 
 /** A restore check: `snapshot` and `time` each pick the snapshot, so a request may give one (USAGE naming `what`). */
 export function snapshotOrTime(what: string): (s: unknown, p: RestoreParams) => void {
@@ -75,6 +101,12 @@ function valueOf(s: SourceConfig, p: RestoreParams, { from, flag }: RestoreOptio
       return p.keepRunning === true ? true : undefined;
     case 'port':
       return p.port === undefined ? undefined : String(p.port);
+    case 'txn':
+      return p.txn === undefined ? undefined : String(p.txn);
+    case 'before_txn':
+      return p.beforeTxn === undefined ? undefined : String(p.beforeTxn);
+    case 'generation':
+      return p.generation;
     case 'name':
       return s.name;
     case 'bin_dir':

@@ -68,7 +68,7 @@ export class Api {
     for (const [k, v] of Object.entries(choice)) if (v !== undefined && v !== '') q.set(k, v);
     return this.call(`groups/${encodeURIComponent(group)}/restore-plan?${q}`);
   }
-  restorePlan(source: string, choice: { time?: string; snapshot?: string; target?: string }): Promise<RestorePlan> {
+  restorePlan(source: string, choice: { time?: string; snapshot?: string; txn?: string; before_txn?: string; target?: string }): Promise<RestorePlan> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(choice)) if (v !== undefined && v !== '') q.set(k, v);
     return this.call(`sources/${encodeURIComponent(source)}/restore-plan?${q}`);

@@ -21,6 +21,23 @@ export interface Ui {
 /** How often a started restore job is read while it runs. */
 const FOLLOW_MS = 1000;
 
+/** A moment, a snapshot, or (SQLite, Redis) a transaction: up to and including `txn`, or just before `before_txn`. */
+interface Choice {
+  time?: string;
+  snapshot?: string;
+  txn?: string;
+  before_txn?: string;
+}
+
+/** What was typed in the moment field: `before txn N` / `txn N` (numbers from `sqlite history` / `redis history`), else a time. */
+export function typedChoice(text: string): Choice {
+  const before = /^(?:before|undo)\s+(?:txn\s+)?#?([1-9][0-9]{0,14})$/i.exec(text);
+  if (before) return { before_txn: before[1] as string };
+  const upTo = /^txn\s+#?([1-9][0-9]{0,14})$/i.exec(text);
+  if (upTo) return { txn: upTo[1] as string };
+  return { time: text };
+}
+
 interface Recover {
   source: string | null;
   /** A consistency group instead of a source (its "Recover…" button): restored to one of its points. */
@@ -30,7 +47,7 @@ interface Recover {
   window: RecoverableWindow | null;
   windowLoaded: boolean;
   model: TimelineModel | null;
-  choice: { time?: string; snapshot?: string };
+  choice: Choice;
   /** A target the user typed (the plan suggests one otherwise). */
   target: string | undefined;
   plan: RestorePlan | null;
@@ -61,7 +78,7 @@ export function initRecover(u: Ui): void {
   $('#recover-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $<HTMLInputElement>('#recover-time').value.trim();
-    if (text) choose({ time: text });
+    if (text) choose(typedChoice(text));
   });
 }
 
@@ -181,7 +198,7 @@ function rerender(): void {
 }
 
 /** Picks a moment or a snapshot and asks the daemon for its plan. */
-function choose(choice: { time?: string; snapshot?: string }): void {
+function choose(choice: Choice): void {
   r.choice = choice;
   if (choice.time) $<HTMLInputElement>('#recover-time').value = choice.time;
   void plan();
@@ -195,6 +212,7 @@ async function plan(): Promise<void> {
   rerender();
   try {
     if (r.group !== null) {
+      if (r.choice.txn !== undefined || r.choice.before_txn !== undefined) throw new Error('a group restores to one of its points: transaction numbers are per source');
       // A group restores to a point: a backup's dot on its timeline is one.
       const gp = await ui.api.groupRestorePlan(r.group, { ...(r.choice.time ? { time: r.choice.time } : {}), ...(r.choice.snapshot ? { point: r.choice.snapshot } : {}) });
       if (seq !== planSeq) return;
@@ -226,10 +244,10 @@ function planMarkup(): Safe {
   const blocked = p.problems.length > 0;
   const base = p.snapshot ? { id: p.snapshot.id, time: p.snapshot.time } : baseFromWindow(p.time);
   const what = p.method === 'replay'
-    ? html`base backup ${base ? html`<span class="mono" data-testid="plan-base">${base.id.slice(0, 8)}</span> (${shortTime(base.time)} UTC)` : 'the newest'}, then the log replayed to <strong>${p.time ? `${p.time.replace('T', ' ')}` : 'its end'}</strong>`
+    ? html`base backup ${base ? html`<span class="mono" data-testid="plan-base">${base.id.slice(0, 8)}</span> (${shortTime(base.time)} UTC)` : 'the newest'}, then the log replayed to <strong>${p.txn ? `${p.txn.included ? 'the end of' : 'just before'} transaction ${p.txn.number}` : p.time ? `${p.time.replace('T', ' ')}` : 'its end'}</strong>`
     : html`backup <span class="mono" data-testid="plan-snapshot">${p.snapshot?.id.slice(0, 8) ?? '?'}</span> taken ${p.snapshot ? `${shortTime(p.snapshot.time)} UTC` : ''} (${formatBytes(p.snapshot?.size_bytes)})`;
   return html`<div class="plan" data-testid="plan" data-method="${p.method}">
-      <h3>Plan: restore ${p.source} <span class="kind kind-${p.kind}">${p.kind}</span> ${p.time ? html`to ${p.time.replace('T', ' ')}` : p.snapshot ? 'from a snapshot' : 'to the latest'}</h3>
+      <h3>Plan: restore ${p.source} <span class="kind kind-${p.kind}">${p.kind}</span> ${p.txn ? html`<span data-testid="plan-txn">${p.txn.included ? 'up to and including' : 'to just before'} transaction ${p.txn.number}</span>` : p.time ? html`to ${p.time.replace('T', ' ')}` : p.snapshot ? 'from a snapshot' : 'to the latest'}</h3>
       ${p.time ? reach(Date.parse(p.time)) : ''}
       <dl class="plan-grid">
         <dt>What comes back</dt><dd>${what}</dd>

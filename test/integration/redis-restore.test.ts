@@ -418,7 +418,7 @@ describe('lifeboat redis restore (CLI)', () => {
     const out = path.join(tmpdir('lb-redis-cli-'), 'restored');
     expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--output', out, '--check', 'GET after => 2']), 36, /fails check GET after => 2/);
     await expect(import('node:fs').then((fs) => fs.promises.lstat(out))).rejects.toThrow(/ENOENT/);
-    expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--output', out, '--latest', '--snapshot', base.id]), 2, /one of --time, --latest and --snapshot/);
+    expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--output', out, '--latest', '--snapshot', base.id]), 2, /one of --time, --latest, --snapshot, --txn and --before-txn, not --latest and --snapshot/);
     expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache']), 2, /--output DIR or --to/);
     expectError(await runCli(['-r', repoDir, 'redis', 'restore', 'cache', '--output', out, '--check', 'FLUSHALL => OK']), 2, /may not/);
   });

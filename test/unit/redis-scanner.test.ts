@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { RespReader, commandName, encodeCommand } from '../../src/sources/redis/resp.js';
-import { CommandScanner, type CommandKind } from '../../src/sources/redis/scanner.js';
+import { CommandScanner, kindOf, type CommandKind } from '../../src/sources/redis/scanner.js';
 import { pseudoRandom } from '../helpers.js';
 
 function reference(stream: Buffer): Array<[number, CommandKind]> {
@@ -18,7 +18,7 @@ function reference(stream: Buffer): Array<[number, CommandKind]> {
     at += v.bytes;
     const name = commandName(v.value);
     const arg1 = Array.isArray(v.value) && Buffer.isBuffer(v.value[1]) ? (v.value[1] as Buffer).toString('latin1').toLowerCase() : '';
-    out.push([at, name === 'multi' ? 'multi' : name === 'exec' ? 'exec' : name === 'replconf' && arg1 === 'getack' ? 'getack' : 'other']);
+    out.push([at, kindOf(name ?? '', arg1)]);
   }
   return out;
 }
@@ -54,7 +54,7 @@ describe('the replication-stream scanner', () => {
 
   it('finds the same command ends and kinds as the value reader, however the stream is cut', () => {
     const want = reference(stream);
-    expect(want.map(([, k]) => k)).toEqual(['other', 'other', 'multi', 'other', 'exec', 'getack', 'other', 'other', 'other', 'other', 'other', 'other', 'other']);
+    expect(want.map(([, k]) => k)).toEqual(['select', 'other', 'multi', 'other', 'exec', 'getack', 'control', 'other', 'other', 'control', 'other', 'other', 'other']);
     expect(scanned(stream, [])).toEqual(want);
     // Every byte its own chunk.
     expect(scanned(stream, Array.from({ length: stream.length - 1 }, (_, i) => i + 1))).toEqual(want);
@@ -77,6 +77,6 @@ describe('the replication-stream scanner', () => {
     expect(bad(`*1\r\n$${'9'.repeat(70_000)}`)).toThrow(/longer than the limit/);
     // A bare newline between commands (a keepalive) is passed over.
     const ping = encodeCommand(['PING']);
-    expect(scanned(Buffer.concat([ping, Buffer.from('\r\n'), ping]), [ping.length + 1])).toEqual([[ping.length, 'other'], [2 * ping.length + 2, 'other']]);
+    expect(scanned(Buffer.concat([ping, Buffer.from('\r\n'), ping]), [ping.length + 1])).toEqual([[ping.length, 'control'], [2 * ping.length + 2, 'control']]);
   });
 });

@@ -5,7 +5,7 @@
  * command rejects (issue 14: the daemon's `--bin-dir` made `pg restore` exit 2).
  */
 import { describe, expect, it } from 'vitest';
-import { restoreArgs } from '../../src/engine/restore-options.js';
+import { checkMoment, restoreArgs, takes } from '../../src/engine/restore-options.js';
 import { sourceKinds } from '../../src/sources/registry.js';
 import type { SourceConfig, SourceKind } from '../../src/config/config.js';
 import { runCli } from '../helpers.js';
@@ -37,5 +37,17 @@ describe('restore options', () => {
     const checked = source('postgres', { dsn: 'postgres://x', checks: ['select 1 from orders limit 1', 'select true'] });
     expect(restoreArgs(checked, { target: '/d', start: true })).toEqual(['pg', 'restore', '--name', 'app', '--target-dir', '/d', '--start', '--check', 'select 1 from orders limit 1', '--check', 'select true']);
     expect(restoreArgs(checked, { target: '/d' })).toEqual(['pg', 'restore', '--name', 'app', '--target-dir', '/d']);
+    // SQLite and Redis: to a numbered transaction.
+    expect(restoreArgs(source('redis', { url: 'redis://127.0.0.1:6379' }), { target: '/r', beforeTxn: 6, generation: 'ab12' })).toEqual(['redis', 'restore', 'app', '--output', '/r', '--before-txn', '6', '--generation', 'ab12']);
+    expect(restoreArgs(source('sqlite', { path: '/a.db' }), { target: '/r.db', txn: 41 })).toEqual(['sqlite', 'restore', 'app', '--output', '/r.db', '--txn', '41']);
+    expect(takes('postgres', 'before_txn')).toBe(false);
+    expect(takes('redis', 'txn') && takes('sqlite', 'before_txn')).toBe(true);
+  });
+
+  it('refuses two moments, and a generation without a transaction', () => {
+    expect(() => checkMoment({ target: '/r', time: '2026-01-01T00:00:00Z', beforeTxn: 3 })).toThrow(/give one of "snapshot", "time", "txn" and "before_txn", not "time" and "before_txn"/);
+    expect(() => checkMoment({ target: '/r', txn: 3, beforeTxn: 3 })).toThrow(/not "txn" and "before_txn"/);
+    expect(() => checkMoment({ target: '/r', generation: 'ab' })).toThrow(/"generation" goes with/);
+    expect(() => checkMoment({ target: '/r', beforeTxn: 3, generation: 'ab' })).not.toThrow();
   });
 });

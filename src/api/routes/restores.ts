@@ -16,7 +16,7 @@ export function restoreRoutes({ d, source, actor, role }: ApiContext): Route[] {
   return [
     route({
       method: 'POST', url: '/api/v1/restores', role: 'operator',
-      summary: 'Restore a source into a new place below server.restore_roots (admin only without them): files to a directory (snapshot), PostgreSQL to a directory and SQLite to a file (time); never overwrites',
+      summary: 'Restore a source into a new place below server.restore_roots (admin only without them): files to a directory (snapshot), PostgreSQL to a directory and SQLite to a file (time), SQLite and Redis also to a transaction (txn, before_txn, generation); never overwrites',
       body: RestoreBody,
       response: { status: 202, description: 'the job', schema: Job },
       handler: async ({ body: b }, reply, who) => {
@@ -38,7 +38,14 @@ export function restoreRoutes({ d, source, actor, role }: ApiContext): Route[] {
         reply.code(202);
         return d.submit({
           kind: 'restore', source: s.name, trigger: 'api', actor: actor(who),
-          restore: { target, ...(b.time ? { time: b.time } : {}), ...(snapshot ? { snapshot } : {}) },
+          restore: {
+            target,
+            ...(b.time ? { time: b.time } : {}),
+            ...(snapshot ? { snapshot } : {}),
+            ...(b.txn !== undefined ? { txn: b.txn } : {}),
+            ...(b.before_txn !== undefined ? { beforeTxn: b.before_txn } : {}),
+            ...(b.generation !== undefined ? { generation: b.generation } : {}),
+          },
         });
       },
     }),

@@ -1,9 +1,11 @@
 /** Option parsers shared by commands, and flags derived from the option model (config/model.ts). */
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import type { z } from 'zod';
 import { LifeboatError } from '../../errors.js';
 import { duration, metaOf, textsElement, parseOptionValue } from '../../config/schema.js';
 import { durationMs } from '../../util/duration.js';
+import { parseTargetTime } from '../../engine/target-time.js';
+import { MAX_AROUND, parseAroundLimit } from '../../engine/txn-history.js';
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -67,4 +69,26 @@ export function flagOf(
   }
   if (opts.required) o.makeOptionMandatory();
   return o;
+}
+
+/** The flags of `KIND history NAME --around T` (SQLite, Redis): the moment, how many, which generation. */
+export interface HistoryFlags {
+  around: string;
+  limit: string;
+  generation?: string;
+}
+
+/** Adds `history <name>` with --around, --limit and --generation to a kind's command. */
+export function historyCommand(parent: Command, description: string): Command {
+  return parent
+    .command('history <name>')
+    .description(description)
+    .requiredOption('--around <rfc3339>', 'the moment, e.g. 2026-11-21T14:30:05Z')
+    .option('--limit <n>', `how many transactions, nearest first (at most ${MAX_AROUND})`, '20')
+    .option('--generation <id>', 'look in this generation (default: the one whose history spans the moment)');
+}
+
+/** The parsed flags of a history command; `why` is the hint of a bad --limit. */
+export function parseHistoryFlags(f: HistoryFlags, why: string): { around: Date; limit: number; generation?: string } {
+  return { around: parseTargetTime(f.around), limit: parseAroundLimit(f.limit, why), ...(f.generation !== undefined && f.generation !== '' ? { generation: f.generation } : {}) };
 }

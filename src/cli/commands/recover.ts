@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { createInterface, type Interface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../../errors.js';
-import { parseMoment, planRecovery, prepareTarget, shellWord, swapIntoPlace, switchOver, type Moment, type RecoverPlan } from '../../engine/recover.js';
+import { takesTxn, parseMoment, planRecovery, prepareTarget, shellWord, swapIntoPlace, switchOver, type Moment, type RecoverPlan } from '../../engine/recover.js';
 import { resolveWindowSource, sourceWindow, windowSources, type RecoverableWindow } from '../../engine/window.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { forTerminal } from '../../util/terminal.js';
@@ -49,8 +49,8 @@ export function register(program: Command): void {
     .option('--latest', 'recover the newest data stored (the default with --yes)')
     .option('--snapshot <id>', 'recover exactly this backup (an id or unique prefix)')
     .option('--target <path>', 'where the restored data goes: a new path (or an empty directory); for a group MEMBER=DIR, repeated', collect, [])
-    .option('--before-txn <n>', 'SQLite: restore to just before transaction N (`sqlite history` numbers them): undo it and everything after')
-    .option('--generation <id>', 'SQLite: the generation --before-txn counts in (default: the newest)')
+    .option('--before-txn <n>', 'SQLite, Redis: restore to just before transaction N (`sqlite history` / `redis history` number them): undo it and everything after')
+    .option('--generation <id>', 'SQLite, Redis: the generation --before-txn counts in (default: the newest)')
     .option('--group <name>', 'a consistency group (lifeboat.yaml): every member to one of its points')
     .option('--overwrite', 'the target may exist or be the live data: restore beside it, then swap (the old data is kept aside, not deleted)')
     .option('-y, --yes', 'ask nothing: needs SOURCE and --target (scripts; with --json, JSON lines)')
@@ -61,7 +61,7 @@ export function register(program: Command): void {
       const g: GlobalOptions = fromConfig !== undefined ? { ...g0, repo: fromConfig } : g0;
       const given = [f.time, f.latest ? 'latest' : undefined, f.snapshot, f.beforeTxn].filter((v) => v !== undefined);
       if (given.length > 1) throw new LifeboatError('USAGE', 'give one of --time, --latest, --snapshot and --before-txn', { hint: 'each names the moment to recover to' });
-      if (f.beforeTxn !== undefined && !/^[1-9][0-9]{0,14}$/.test(f.beforeTxn)) throw new LifeboatError('USAGE', `--before-txn ${f.beforeTxn} is not a transaction number`, { hint: '`lifeboat sqlite history NAME --around TIME` lists them' });
+      if (f.beforeTxn !== undefined && !/^[1-9][0-9]{0,14}$/.test(f.beforeTxn)) throw new LifeboatError('USAGE', `--before-txn ${f.beforeTxn} is not a transaction number`, { hint: '`lifeboat sqlite history NAME --around TIME` (or `redis history`) lists them' });
       if (f.generation !== undefined && f.beforeTxn === undefined) throw new LifeboatError('USAGE', '--generation goes with --before-txn', { hint: 'it names the generation the transaction number counts in' });
       const interactive = !f.yes;
       if (interactive && (!process.stdin.isTTY || g.json)) {
@@ -101,7 +101,7 @@ export function register(program: Command): void {
           else if (f.latest || !rl) moment = { kind: 'latest' };
           else {
             moment = await ask(rl, 'Recover to (latest, a time such as 2026-11-21T14:30:00Z, or a backup id) [latest]: ', (a) => parseMoment(a, w));
-            if (moment.kind === 'time' && src.kind === 'sqlite') moment = await chooseTransaction(rl, g, src.name, moment);
+            if (moment.kind === 'time' && takesTxn(src.kind)) moment = await chooseTransaction(rl, g, src.kind, src.name, moment);
           }
           const live = liveOf(await repo.listSnapshots(), src, w);
           const target = f.target[0] ?? (await ask(rl as Interface, `Restore into (a new path) [${defaultTarget(src.name, src.kind)}]: `, (a) => a.trim() || defaultTarget(src.name, src.kind)));
@@ -425,10 +425,13 @@ async function recoverGroup(g: GlobalOptions, f: RecoverFlags, name: string, out
  * operator can undo exactly the accident instead of trusting the replicator's clock.
  * Enter keeps the time.
  */
-async function chooseTransaction(rl: Interface, g: GlobalOptions, name: string, at: Extract<Moment, { kind: 'time' }>): Promise<Moment> {
-  let h: { generation: string; transactions: Array<{ seq: number; time: string; objects?: Array<{ name: string; delta?: number | null }> }> };
+async function chooseTransaction(rl: Interface, g: GlobalOptions, kind: string, name: string, at: Extract<Moment, { kind: 'time' }>): Promise<Moment> {
+  let h: {
+    generation: string;
+    transactions: Array<{ seq: number; time: string; objects?: Array<{ name: string; delta?: number | null }>; commands?: Array<{ name: string; keys: string[]; key_count: number | null }> }>;
+  };
   try {
-    h = (await runChild(g, ['sqlite', 'history', name, '--around', at.time, '--limit', '10'], null, new Out(true, true), undefined)) as typeof h;
+    h = (await runChild(g, [kind, 'history', name, '--around', at.time, '--limit', '10'], null, new Out(true, true), undefined)) as typeof h;
   } catch (err) {
     console.log(`  (no transaction list: ${(err as Error).message})`);
     return at;
@@ -436,7 +439,10 @@ async function chooseTransaction(rl: Interface, g: GlobalOptions, name: string, 
   if (!Array.isArray(h.transactions) || h.transactions.length === 0) return at;
   console.log(`Transactions of generation ${h.generation} near ${at.time} (times: when the replicator saw them):`);
   for (const t of [...h.transactions].sort((a, b) => a.seq - b.seq)) {
-    const objs = (t.objects ?? []).map((o) => `${o.name}${o.delta ? ` (${o.delta > 0 ? '+' : ''}${o.delta})` : ''}`).join(', ');
+    const objs = [
+      ...(t.objects ?? []).map((o) => `${o.name}${o.delta ? ` (${o.delta > 0 ? '+' : ''}${o.delta})` : ''}`),
+      ...(t.commands ?? []).map((c) => [c.name, ...c.keys, ...(c.key_count !== null && c.key_count > c.keys.length ? [`(+${c.key_count - c.keys.length} more keys)`] : [])].join(' ')),
+    ].join(', ');
     console.log(`  ${String(t.seq).padStart(8)}  ${t.time}  ${forTerminal(objs)}`);
   }
   return ask(rl, `Undo a transaction and everything after it? Its number, or Enter to restore as of ${at.time}: `, (a) => {

@@ -7,7 +7,7 @@ import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { logSource } from './names.js';
 import { redisPoint, type RedisPoint } from './point.js';
-import { chainFrom, decodeSegment, parseSegmentName, type SegmentName } from './segment.js';
+import { chainFrom, dbAtEnd, decodeSegment, lastTxn, parseSegmentName, type SegmentName } from './segment.js';
 
 export interface Base {
   snapshot: Snapshot;
@@ -43,6 +43,10 @@ export interface GenerationEnd {
   lastTime: number;
   /** When the generation's newest base snapshot was taken (ms). */
   baseTime: number;
+  /** The number of the last transaction stored (segment.ts): 0 with none yet; undefined when unknown (older, unnumbered history). */
+  lastTxn?: number;
+  /** The database selected where the stored stream ends, when one was. */
+  db?: number;
 }
 
 /**
@@ -57,14 +61,31 @@ export async function generationEnd(repo: Pick<Repository, 'listSnapshots' | 'li
   const base = own[own.length - 1] as Base;
   const source = logSource(name);
   const baseTime = Math.max(...own.map((b) => Date.parse(b.snapshot.time) || 0));
-  const { chain } = chainFrom(base.point.offset, segmentsOf(await repo.listLogs(source), generation));
+  const names = segmentsOf(await repo.listLogs(source), generation);
+  const { chain } = chainFrom(base.point.offset, names);
   const last = chain[chain.length - 1];
   if (last) {
     const data = await repo.getLog(source, generation, last.file);
     if (data) {
       const seg = decodeSegment(data, last.file);
-      return { generation, replid: seg.meta.replid, offset: seg.meta.end, lastTime: last.lastTime, baseTime };
+      const txn = lastTxn(seg.meta);
+      const db = dbAtEnd(seg);
+      return { generation, replid: seg.meta.replid, offset: seg.meta.end, lastTime: last.lastTime, baseTime, ...(txn !== undefined ? { lastTxn: txn } : {}), ...(db !== undefined ? { db } : {}) };
     }
   }
-  return { generation, replid: base.point.replid, offset: base.point.offset, lastTime: Date.parse(base.snapshot.time) || 0, baseTime };
+  const txn = await lastTxnAt(repo, source, generation, names, base.point.offset, own.every((b) => b.point.offset === base.point.offset));
+  return { generation, replid: base.point.replid, offset: base.point.offset, lastTime: Date.parse(base.snapshot.time) || 0, baseTime, ...(txn !== undefined ? { lastTxn: txn } : {}) };
+}
+
+/**
+ * The number of the last transaction stored at or before `offset`, where no segment goes
+ * past it (the newest base): 0 when the generation shipped nothing yet (every base at its
+ * start), the last number of the segment ending there, undefined when that is unknown.
+ */
+async function lastTxnAt(repo: Pick<Repository, 'getLog'>, source: string, generation: string, names: readonly SegmentName[], offset: number, atStart: boolean): Promise<number | undefined> {
+  if (names.length === 0) return atStart ? 0 : undefined;
+  const ending = names.find((n) => n.end === offset);
+  if (!ending) return undefined;
+  const data = await repo.getLog(source, generation, ending.file);
+  return data ? lastTxn(decodeSegment(data, ending.file).meta) : undefined;
 }

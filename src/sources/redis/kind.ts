@@ -8,7 +8,7 @@
  */
 import * as path from 'node:path';
 import type { z } from 'zod';
-import { restoreInvocation } from '../../engine/restore-options.js';
+import { TXN_OPTIONS, restoreInvocation } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';
 import { readRedisPasswordFile } from './password.js';
 import { logSource } from './names.js';
@@ -60,12 +60,13 @@ export const redis: SourceKind<RedisPoint> = {
       { flag: '--output', from: 'target' },
       { flag: '--time', from: 'time' },
       { flag: '--snapshot', from: 'snapshot' },
+      ...TXN_OPTIONS,
       { flag: '--check', from: 'checks' },
     ],
     startByDefault: false,
     measuresRto: false,
     targetExample: 'e.g. /var/tmp/redis-restore (a new directory; dump.rdb is written in it)',
-    fieldsHint: 'give "time" (RFC 3339) or "snapshot", or nothing for the newest data',
+    fieldsHint: 'give "time" (RFC 3339), "snapshot", "txn" or "before_txn" (numbers: `redis history`), or nothing for the newest data',
   },
 
   recover: {

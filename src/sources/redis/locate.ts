@@ -14,7 +14,7 @@ import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { basesOf, segmentsOf } from './history.js';
 import { logSource } from './names.js';
 import type { RedisPoint } from './point.js';
-import { CommandScanner } from './scanner.js';
+import { CommandScanner, TxnTracker } from './scanner.js';
 import { chainFrom, decodeSegment, type SegmentName } from './segment.js';
 
 export interface OffsetPlace {
@@ -92,12 +92,11 @@ export async function locateOffset(repo: Repo, name: string, replid: string, off
 /** Whether `at` bytes into `stream` (which starts at a cut point) ends a command outside MULTI…EXEC. */
 export function isBoundary(stream: Buffer, at: number): boolean {
   if (at === 0 || at === stream.length) return true;
-  let inTx = false;
+  const tracker = new TxnTracker();
   let ok = false;
   new CommandScanner().scan(stream.subarray(0, at), (end, kind) => {
-    if (kind === 'multi') inTx = true;
-    else if (kind === 'exec') inTx = false;
-    if (end === at) ok = !inTx;
+    const step = tracker.step(kind);
+    if (end === at) ok = step !== 'inside';
   });
   return ok;
 }

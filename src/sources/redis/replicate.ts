@@ -19,6 +19,9 @@
  *   the server acknowledged before t0 is in the repository, and `archivedThrough` = t0.
  *   An idle server's RPO is then about one interval, and a stuck link shows as a proof
  *   that stops advancing (unhealthy).
+ * - Every shipped transaction (a write command, or a whole MULTI…EXEC block) is numbered
+ *   in its generation: 1, 2, … from the generation's first RDB, carried on when the
+ *   generation resumes; each segment records the number of its first and how many it holds.
  * - Every snapshot interval a second full synchronisation (another connection, rdb-only)
  *   stores a fresh base in the same generation, so restores replay at most that much.
  */
@@ -100,6 +103,13 @@ class Replicator {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private marks: Mark[] = [];
+  /** Transactions ending up to each pending mark (since the mark before). */
+  private markTxns: number[] = [];
+  /** The number the next transaction shipped gets; undefined while resuming history written without numbers. */
+  private nextTxn: number | undefined = 1;
+  /** The database selected at each pending mark, and where the shipped stream ends (segment.ts's `db`). */
+  private markDbs: Array<number | undefined> = [];
+  private shippedDb: number | undefined;
   private firstPendingAt = 0;
   private shipping: Promise<void> = Promise.resolve();
   /** Where the stored history ends, to continue from (and when it was last proven, for a loss report). */
@@ -153,7 +163,17 @@ class Replicator {
           if (this.generation) lastShipFailed = !(await this.ship().catch(() => false));
           // Whatever was received and not shipped is asked for again.
           this.dropPending();
-          if (this.generation) this.resumeFrom = { generation: this.generation, replid: this.replid, offset: this.shipped, lastTime: this.provenAt, baseTime: 0 };
+          if (this.generation) {
+            this.resumeFrom = {
+              generation: this.generation,
+              replid: this.replid,
+              offset: this.shipped,
+              lastTime: this.provenAt,
+              baseTime: 0,
+              ...(this.nextTxn !== undefined ? { lastTxn: this.nextTxn - 1 } : {}),
+              ...(this.shippedDb !== undefined ? { db: this.shippedDb } : {}),
+            };
+          }
         }
       }
       await this.background;
@@ -174,7 +194,7 @@ class Replicator {
     const { opts } = this;
     const from = this.resumeFrom;
     const facts = await serverFacts(opts.target, opts.password, opts.signal);
-    const link = await ReplicaLink.open(opts.target, { password: opts.password, signal: opts.signal, ...(from ? { from: { replid: from.replid, offset: from.offset } } : {}) });
+    const link = await ReplicaLink.open(opts.target, { password: opts.password, signal: opts.signal, ...(from ? { from: { replid: from.replid, offset: from.offset }, db: from.db } : {}) });
     this.linked = true;
     try {
       if (link.start.mode === 'continue' && from) {
@@ -182,6 +202,8 @@ class Replicator {
         this.generation = from.generation;
         this.replid = link.start.replid;
         this.shipped = this.received = from.offset;
+        this.nextTxn = from.lastTxn === undefined ? undefined : from.lastTxn + 1;
+        this.shippedDb = from.db;
         this.problem = undefined;
         if (resumed) this.nextSnapshot = from.baseTime + opts.snapshotIntervalMs;
         if (resumed) this.emit({ kind: 'generation', generation: this.generation, reason: 'resumed', replid: this.replid, offset: from.offset });
@@ -194,6 +216,8 @@ class Replicator {
       this.generation = generation;
       this.replid = point.replid;
       this.shipped = this.received = point.offset;
+      this.nextTxn = 1;
+      this.shippedDb = undefined;
       this.proofs = [];
       this.stats.snapshots++;
       this.problem = undefined;
@@ -264,13 +288,19 @@ class Replicator {
     this.pendingBytes += c.data.length;
     this.received = c.end;
     this.stats.bytes += c.data.length;
-    if (c.mark) this.marks.push(c.mark);
+    if (c.mark) {
+      this.marks.push(c.mark);
+      this.markTxns.push(c.txns);
+      this.markDbs.push(c.db);
+    }
   }
 
   private dropPending(): void {
     this.pending = [];
     this.pendingBytes = 0;
     this.marks = [];
+    this.markTxns = [];
+    this.markDbs = [];
     this.received = this.shipped;
   }
 
@@ -290,7 +320,10 @@ class Replicator {
     const parts = this.pending.length;
     const markCount = this.marks.length;
     const all = Buffer.concat(this.pending);
-    const meta: SegmentMeta = { v: 1, replid: this.replid, start: this.shipped, end: cut, marks: this.marks.slice(0, markCount) };
+    const txns = this.markTxns.slice(0, markCount).reduce((a, b) => a + b, 0);
+    const numbered = this.nextTxn !== undefined ? { firstTxn: this.nextTxn, txns } : {};
+    const db = this.shippedDb !== undefined ? { db: this.shippedDb } : {};
+    const meta: SegmentMeta = { v: 1, replid: this.replid, start: this.shipped, end: cut, marks: this.marks.slice(0, markCount), ...numbered, ...db };
     const name = segmentName(meta);
     const data = encodeSegment({ meta, stream: all.subarray(0, cut - this.shipped) });
     try {
@@ -305,6 +338,10 @@ class Replicator {
     this.pending = [...(rest.length ? [rest] : []), ...this.pending.slice(parts)];
     this.pendingBytes -= cut - this.shipped;
     this.marks = this.marks.slice(markCount);
+    this.markTxns = this.markTxns.slice(markCount);
+    this.shippedDb = this.markDbs[markCount - 1];
+    this.markDbs = this.markDbs.slice(markCount);
+    if (this.nextTxn !== undefined) this.nextTxn += txns;
     const lagMs = Date.now() - this.firstPendingAt;
     this.firstPendingAt = this.pendingBytes > 0 ? Date.now() : 0;
     this.shipped = cut;

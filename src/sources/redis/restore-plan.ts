@@ -7,6 +7,7 @@
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { basesOf } from './history.js';
 import { logSource } from './names.js';
 import { requireRedisPoint, type RedisPoint } from './point.js';
 import { chainFrom, decodeSegment, parseSegmentName, type SegmentName } from './segment.js';
@@ -135,4 +136,36 @@ export async function planToOffset(repo: Pick<Repository, 'listSnapshots' | 'lis
   }
   const f = at.found;
   return { snapshot: f.snapshot, point: f.point, generation: f.generation, chain: f.chain, until: Infinity, untilOffset: offset, warnings: [] };
+}
+
+/**
+ * The plan for a restore exactly to `offset` of `generation` (a transaction's end or the
+ * cut point before it, transactions.ts): the newest base of that generation at or before
+ * the offset, and its chain up to the segment that reaches it. ARCHIVE_BEHIND when the
+ * stored history does not reach it (retention removed the base, or a segment is missing).
+ */
+export async function planToCut(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string, generation: string, offset: number): Promise<RestorePlan> {
+  const bases = basesOf(await repo.listSnapshots(), name)
+    .filter((b) => b.point.generation === generation && b.point.offset <= offset)
+    .sort((a, b) => b.point.offset - a.point.offset);
+  const base = bases[0];
+  if (!base) {
+    throw new LifeboatError('ARCHIVE_BEHIND', `no base snapshot of generation ${generation} of Redis "${name}" is at or before offset ${offset}`, {
+      hint: 'retention removed it; `lifeboat redis history NAME --around TIME` lists the transactions a restore can reach',
+    });
+  }
+  const { chain } = chainFrom(base.point.offset, segmentsOf(await repo.listLogs(logSource(name)), generation));
+  const used: SegmentName[] = [];
+  for (const n of chain) {
+    if (base.point.offset >= offset) break;
+    used.push(n);
+    if (n.end >= offset) break;
+  }
+  const reach = used.at(-1)?.end ?? base.point.offset;
+  if (reach < offset) {
+    throw new LifeboatError('ARCHIVE_BEHIND', `the stored command stream of generation ${generation} of Redis "${name}" stops at offset ${reach}, before ${offset}`, {
+      hint: 'a command segment is missing; `lifeboat check`',
+    });
+  }
+  return { snapshot: base.snapshot, point: base.point, generation, chain: used, until: Infinity, untilOffset: offset, warnings: [] };
 }

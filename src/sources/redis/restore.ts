@@ -25,7 +25,7 @@ import { createFileAt, mkdirOpenAt, renameAt } from '../../util/safe-fs.js';
 import { parseRedisUrl, RedisConnection } from './connection.js';
 import { Feed } from './feed.js';
 import { logSource, RDB_FILE } from './names.js';
-import { planRestore, planToOffset, segmentsOf, type RestorePlan } from './restore-plan.js';
+import { planRestore, planToCut, planToOffset, segmentsOf, type RestorePlan } from './restore-plan.js';
 import { ScratchRedis } from './scratch.js';
 import { chainFrom, decodeSegment } from './segment.js';
 import { copyInto, refuseNonEmpty } from './restore-target.js';
@@ -48,6 +48,8 @@ export interface RedisRestoreOptions {
   snapshot?: string;
   /** Or exactly this replication position (a group point's): ARCHIVE_BEHIND when the stored history does not reach it. */
   position?: { replid: string; offset: number };
+  /** Or exactly this offset of this generation: a transaction's end, or the cut point before it (transactions.ts). */
+  cut?: { generation: string; offset: number };
   /** `COMMAND ARG… => REPLY` checks run on the restored data. */
   checks?: readonly string[];
   redisServer?: string;
@@ -100,7 +102,9 @@ export async function redisRestore(repo: Repository, opts: RedisRestoreOptions):
   let feed: Feed | undefined;
   let scratch: ScratchRedis | undefined;
   try {
-    const plan = opts.position
+    const plan = opts.cut
+      ? await planToCut(repo, opts.name, opts.cut.generation, opts.cut.offset)
+      : opts.position
       ? await planToOffset(repo, opts.name, opts.position.replid, opts.position.offset)
       : await planRestore(repo, opts.name, { ...(opts.time ? { time: opts.time } : {}), ...(opts.snapshot !== undefined ? { snapshot: opts.snapshot } : {}) });
     for (const w of plan.warnings) await opts.onEvent?.({ kind: 'warning', message: w });

@@ -2,7 +2,8 @@
  * Where the commands of a replication stream end, without reading them into values.
  *
  * A replicator only needs to know where each command ends (to cut segments at command
- * boundaries outside MULTI…EXEC) and whether it is MULTI, EXEC or REPLCONF GETACK. The
+ * boundaries outside MULTI…EXEC, and to count transactions: TxnTracker below) and
+ * whether it is MULTI, EXEC, REPLCONF GETACK or a command that changes no data. The
  * stream is nothing but arrays of bulk strings, so this is a small resumable state
  * machine over the bytes as they arrive: it parses the `*N` and `$L` headers from the
  * buffer in place, skips payloads by count and looks only at the first bytes of the
@@ -13,7 +14,35 @@
  */
 import { DEFAULT_LIMITS, protocolError, type RespLimits } from './resp.js';
 
-export type CommandKind = 'multi' | 'exec' | 'getack' | 'other';
+/** `select`: SELECT (its database is passed to `found`); `control`: PING and REPLCONF other than GETACK — housekeeping that changes no data. */
+export type CommandKind = 'multi' | 'exec' | 'getack' | 'select' | 'control' | 'other';
+
+/**
+ * What one command does to the transaction count (docs/redis.md, "Transaction numbers"):
+ * a transaction is a command that is not housekeeping, outside MULTI…EXEC, or a whole
+ * MULTI…EXEC block (ending at its EXEC). `inside`: within a block (no cut point there);
+ * `cut`: a cut point that ends no transaction (PING, SELECT, REPLCONF); `txn`: a cut
+ * point that ends one. The replicator counts with this when it ships and the readers
+ * find the same ends with it later, so a number always maps to the same offset.
+ */
+export type TxnStep = 'inside' | 'cut' | 'txn';
+
+export class TxnTracker {
+  private inTx = false;
+
+  step(kind: CommandKind): TxnStep {
+    if (kind === 'multi') {
+      this.inTx = true;
+      return 'inside';
+    }
+    if (kind === 'exec') {
+      this.inTx = false;
+      return 'txn';
+    }
+    if (this.inTx) return 'inside';
+    return kind === 'other' ? 'txn' : 'cut';
+  }
+}
 
 /** Arguments longer than this are not looked at (every name we look for is shorter). */
 const CAPTURE = 8;
@@ -42,8 +71,11 @@ export class CommandScanner {
 
   constructor(private readonly limits: RespLimits = DEFAULT_LIMITS) {}
 
-  /** Calls `found` with the end (an index into `chunk`, exclusive) and the kind of every command completed in it. */
-  scan(chunk: Buffer, found: (end: number, kind: CommandKind) => void): void {
+  /**
+   * Calls `found` with the end (an index into `chunk`, exclusive) and the kind of every
+   * command completed in it; for SELECT also the database it names (undefined when that is not a number).
+   */
+  scan(chunk: Buffer, found: (end: number, kind: CommandKind, db?: number) => void): void {
     const n = chunk.length;
     let i = 0;
     while (i < n) {
@@ -81,7 +113,7 @@ export class CommandScanner {
     }
   }
 
-  private header(type: number, value: number | undefined, at: number, found: (end: number, kind: CommandKind) => void): void {
+  private header(type: number, value: number | undefined, at: number, found: (end: number, kind: CommandKind, db?: number) => void): void {
     if (this.expect === Expect.Array) {
       if (type === 0x0a || type === 0x0d) return; // a keepalive newline between commands
       if (type !== 0x2a || value === undefined) throw protocolError('something other than a command in the replication stream');
@@ -103,16 +135,26 @@ export class CommandScanner {
     this.captured = '';
   }
 
-  private argumentEnded(at: number, found: (end: number, kind: CommandKind) => void): void {
+  private argumentEnded(at: number, found: (end: number, kind: CommandKind, db?: number) => void): void {
     if (this.index === 0) this.arg0 = this.captured.toLowerCase();
     else if (this.index === 1) this.arg1 = this.captured.toLowerCase();
     this.captured = '';
     this.index++;
     if (--this.left > 0) return;
     this.expect = Expect.Array;
-    const a = this.arg0;
-    found(at, a === 'multi' ? 'multi' : a === 'exec' ? 'exec' : a === 'replconf' && this.arg1 === 'getack' ? 'getack' : 'other');
+    const kind = kindOf(this.arg0, this.arg1);
+    if (kind === 'select') found(at, kind, /^\d{1,5}$/.test(this.arg1) ? Number(this.arg1) : undefined);
+    else found(at, kind);
   }
+}
+
+/** The kind of a command from its first two arguments (lower case). */
+export function kindOf(arg0: string, arg1: string): CommandKind {
+  if (arg0 === 'multi') return 'multi';
+  if (arg0 === 'exec') return 'exec';
+  if (arg0 === 'replconf') return arg1 === 'getack' ? 'getack' : 'control';
+  if (arg0 === 'select') return 'select';
+  return arg0 === 'ping' ? 'control' : 'other';
 }
 
 /** The decimal number in bytes [from, to), or undefined when they are not 1–15 digits. */

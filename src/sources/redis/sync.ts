@@ -25,13 +25,15 @@ import type * as net from 'node:net';
 import { LifeboatError } from '../../errors.js';
 import { RedisConnection, replyError, type RedisTarget, type Wire } from './connection.js';
 import { RespError, RespReader, encodeCommand } from './resp.js';
-import { CommandScanner } from './scanner.js';
+import { CommandScanner, TxnTracker } from './scanner.js';
 import type { Mark } from './segment.js';
 
 export interface LinkOptions {
   password?: string | undefined;
   /** Continue this history: `offset` is where the stream we hold ends (bytes after the RDB's offset). Absent: a full synchronisation. */
   from?: { replid: string; offset: number } | undefined;
+  /** With `from`: the database selected there (the server does not say it again when it continues). */
+  db?: number | undefined;
   /** Ask the server not to keep us as a replica after the RDB (Redis 7; older servers ignore it and we just hang up). */
   rdbOnly?: boolean;
   signal?: AbortSignal;
@@ -48,6 +50,10 @@ export interface StreamChunk {
   end: number;
   /** The last cut point in this chunk, when it has one: the offset and the time the chunk arrived. */
   mark?: Mark;
+  /** Transactions (scanner.ts's TxnTracker) that end in this chunk: all at or before `mark`. */
+  txns: number;
+  /** With `mark`: the database selected there (by the last SELECT before it), when one was. */
+  db?: number;
 }
 
 /** The socket is paused while this much waits unread (back-pressure from a slow repository). */
@@ -78,7 +84,10 @@ export class ReplicaLink {
   private eofMode = false;
   private streamScanner: CommandScanner | undefined;
   private offset = 0;
-  private inTx = false;
+  private tracker = new TxnTracker();
+  /** The database the last SELECT named, and the one selected at the last cut point. */
+  private db: number | undefined;
+  private markDb: number | undefined;
   private lastMark = 0;
   private acked = 0;
   /** Bytes of RDB handed out so far. */
@@ -112,6 +121,7 @@ export class ReplicaLink {
       throw err;
     }
     const link = new ReplicaLink(target, wire, reader, opts.timeoutMs ?? DEFAULT_SILENCE_MS, { mode: 'full', replid: '', offset: 0 });
+    link.db = link.markDb = opts.from ? opts.db : undefined;
     link.listen(opts.signal);
     try {
       const from = opts.from;
@@ -274,18 +284,26 @@ export class ReplicaLink {
     const start = this.offset;
     let boundary = 0;
     let getack = false;
-    scanner.scan(data, (end, kind) => {
-      if (kind === 'multi') this.inTx = true;
-      else if (kind === 'exec') this.inTx = false;
-      else if (kind === 'getack') getack = true;
-      if (!this.inTx) boundary = start + end;
+    let txns = 0;
+    let markDb = this.markDb;
+    scanner.scan(data, (end, kind, db) => {
+      if (kind === 'getack') getack = true;
+      if (kind === 'select') this.db = db;
+      const step = this.tracker.step(kind);
+      if (step !== 'inside') {
+        boundary = start + end;
+        markDb = this.db;
+      }
+      if (step === 'txn') txns++;
     });
     if (getack) this.ack(this.acked);
     this.offset = start + data.length;
-    const chunk: StreamChunk = { data, start, end: this.offset };
+    const chunk: StreamChunk = { data, start, end: this.offset, txns };
     if (boundary > this.lastMark) {
       this.lastMark = boundary;
       chunk.mark = [boundary, time];
+      this.markDb = markDb;
+      if (markDb !== undefined) chunk.db = markDb;
     }
     return chunk;
   }

@@ -6,7 +6,7 @@
  */
 import type { z } from 'zod';
 import { sqliteFields, sqliteOptions } from './options.js';
-import { restoreInvocation } from '../../engine/restore-options.js';
+import { TXN_OPTIONS, restoreInvocation } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';
 import type { SqliteConsistency } from './backup.js';
 import { logSource } from './names.js';
@@ -41,11 +41,12 @@ export const sqlite: SourceKind<SqliteConsistency> = {
       { flag: '', from: 'name' },
       { flag: '--output', from: 'target' },
       { flag: '--time', from: 'time' },
+      ...TXN_OPTIONS,
     ],
     startByDefault: false,
     measuresRto: false,
     targetExample: 'e.g. /var/tmp/restored.db',
-    fieldsHint: 'give "time" (RFC 3339), or nothing for the newest data',
+    fieldsHint: 'give "time" (RFC 3339), "txn" or "before_txn" (numbers: `sqlite history`), or nothing for the newest data',
   },
 
   recover: {

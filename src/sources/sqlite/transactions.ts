@@ -20,6 +20,9 @@ import { FRAME_HEADER_SIZE, frameInfo } from './wal.js';
 import { chainFrom, comparePos, decodeSegment, type Commit, type Position, type Segment, type SegmentName } from './segment.js';
 import { sqlitePoint } from './point.js';
 import type { Located } from './locate.js';
+import { aroundSlice, MAX_AROUND, pickGeneration as pickSpan, relisting, vanished as vanishedFrom } from '../../engine/txn-history.js';
+
+export { MAX_AROUND };
 
 type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
 
@@ -124,20 +127,7 @@ async function countBefore(repo: Repo, name: string, g: GenerationSpan, chain: S
   return count;
 }
 
-function vanished(name: string): LifeboatError {
-  return new LifeboatError('BUSY', `a log segment of SQLite "${name}" was compacted away while it was read`, { hint: 'run the command again' });
-}
-
-/** Retries a reading of the history once a compaction that merged a segment meanwhile is visible in a fresh listing. */
-async function relisting<T>(fn: () => Promise<T>): Promise<T> {
-  for (let i = 0; ; i++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (i >= 3 || !(err instanceof LifeboatError && err.code === 'BUSY')) throw err;
-    }
-  }
-}
+const vanished = (name: string) => vanishedFrom(`SQLite "${name}"`);
 
 export interface AroundOptions {
   around: Date;
@@ -145,9 +135,6 @@ export interface AroundOptions {
   limit: number;
   generation?: string;
 }
-
-/** Most transactions `history --around` lists at once: each is replayed and its pages mapped. */
-export const MAX_AROUND = 500;
 
 /**
  * `limit` transactions around a moment (by the replicator's time), in order: a quarter
@@ -198,30 +185,12 @@ export async function transactionsAround(repo: Repo, name: string, opts: AroundO
       prevSeq = txns.at(-1)?.seq ?? prevSeq;
       read.delete(i);
     }
-    // A quarter of them before the moment, the rest at or after it: the replicator sees a
-    // transaction after its commit, so one committed at the moment is seen then or later
-    // (several polls later on a loaded machine, in a burst with the ones before it).
-    const boundary = ((i) => (i < 0 ? all.length : i))(all.findIndex((x) => x.time >= t));
-    let a = Math.max(0, boundary - Math.floor(opts.limit / 4));
-    const b = Math.min(all.length, a + opts.limit);
-    a = Math.max(0, b - opts.limit);
-    return { generation: g, txns: all.slice(a, b) };
+    return { generation: g, txns: aroundSlice(all, t, opts.limit) };
   });
 }
 
 function pickGeneration(spans: GenerationSpan[], name: string, t: number, wanted: string | undefined): GenerationSpan {
-  if (wanted) {
-    const g = spans.find((s) => s.generation === wanted);
-    if (!g) throw new LifeboatError('NOT_FOUND', `SQLite "${name}" has no generation ${wanted}`, { hint: '`lifeboat sqlite history NAME --around T` names the generations' });
-    return g;
-  }
-  const g = spans.find((s) => s.from <= t && t <= s.to) ?? [...spans].sort((x, y) => distance(x, t) - distance(y, t))[0];
-  if (!g) throw new LifeboatError('NOT_FOUND', `no replicated history of SQLite "${name}" in this repository`, { hint: '`lifeboat sqlite replicate` ships transactions; `lifeboat snapshots` lists what is stored' });
-  return g;
-}
-
-function distance(s: GenerationSpan, t: number): number {
-  return t < s.from ? s.from - t : t > s.to ? t - s.to : 0;
+  return pickSpan(spans, t, wanted, { source: `SQLite "${name}"`, historyCommand: 'lifeboat sqlite history NAME --around T', shipCommand: 'lifeboat sqlite replicate' });
 }
 
 /**

@@ -16,6 +16,7 @@ import { parseRedisUrl, redisPassword, type RedisTarget } from '../connection.js
 import { redisOptions } from '../options.js';
 import { requireRedisPoint } from '../point.js';
 import { replicate, type ReplicateEvent } from '../replicate.js';
+import { registerHistory } from './history.js';
 import { registerRestore } from './restore.js';
 import { renderReplicateEvent } from '../../../cli/output/replicate-events.js';
 import { stopSignal } from '../../../cli/stop-signal.js';
@@ -98,6 +99,7 @@ export function register(program: Command): void {
       });
     });
 
+  registerHistory(redis);
   registerRestore(redis);
 }
 

@@ -7,16 +7,17 @@ import * as path from 'node:path';
 import { defaultName, sqliteBackup } from '../backup.js';
 import { replicate, type ReplicateEvent } from '../replicate.js';
 import { resolveName as sqliteSourceName, sqliteRestore } from '../restore.js';
-import { findTransaction, restorePoint, transactionsAround, MAX_AROUND } from '../transactions.js';
+import { findTransaction, restorePoint, transactionsAround } from '../transactions.js';
 import { describeTransactions, type DescribedTxn } from '../txn-tables.js';
 import { parseTargetTime } from '../../../engine/target-time.js';
+import { parseTxnNumber } from '../../../engine/txn-history.js';
 import { LifeboatError } from '../../../errors.js';
 import { formatBytes } from '../../../util/bytes.js';
 import { findConfig, withRepo, type GlobalOptions } from '../../../cli/context.js';
 import type { GraphDeclaration } from '../../graph/options.js';
 import { progressFor, duration, printJson } from '../../../cli/output/render.js';
 import { snapshotJson } from '../../../cli/commands/snapshots.js';
-import { collect, flagOf, parseDuration } from '../../../cli/commands/options.js';
+import { collect, flagOf, historyCommand, parseDuration, parseHistoryFlags, type HistoryFlags } from '../../../cli/commands/options.js';
 import { sqliteOptions } from '../options.js';
 import { sourceCommonOptions } from '../../../config/model.js';
 import { durationMs, type Duration } from '../../../util/duration.js';
@@ -188,30 +189,18 @@ interface RestoreFlags {
 }
 
 function txnNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
-    throw new LifeboatError('USAGE', `${flag} takes a transaction number (1, 2, ...), not "${text}"`, { hint: '`lifeboat sqlite history NAME --around TIME` lists them' });
-  }
-  return n;
+  return parseTxnNumber(text, flag, 'lifeboat sqlite history NAME --around TIME');
 }
 
 function registerHistory(sqlite: Command): void {
-  sqlite
-    .command('history <name>')
-    .description('the transactions near a moment: their numbers, times, pages and the tables they changed')
-    .requiredOption('--around <rfc3339>', 'the moment, e.g. 2026-11-21T14:30:05Z')
-    .option('--limit <n>', `how many transactions, nearest first (at most ${MAX_AROUND})`, '20')
-    .option('--generation <id>', 'look in this generation (default: the one whose history spans the moment)')
-    .action(async (name: string, f: { around: string; limit: string; generation?: string }, cmd: Command) => {
+  historyCommand(sqlite, 'the transactions near a moment: their numbers, times, pages and the tables they changed')
+    .action(async (name: string, f: HistoryFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      const around = parseTargetTime(f.around);
-      const limit = Number(f.limit);
-      if (!/^[0-9]+$/.test(f.limit) || limit < 1 || limit > MAX_AROUND) {
-        throw new LifeboatError('USAGE', `--limit must be a whole number from 1 to ${MAX_AROUND}`, { hint: 'each transaction listed is replayed to map its pages to tables' });
-      }
+      const opts = parseHistoryFlags(f, 'each transaction listed is replayed to map its pages to tables');
+      const { around } = opts;
       await withRepo(g, async (repo) => {
         const source = await sqliteSourceName(repo, name);
-        const { generation, txns } = await transactionsAround(repo, source, { around, limit, ...(f.generation ? { generation: f.generation } : {}) });
+        const { generation, txns } = await transactionsAround(repo, source, opts);
         const described = await describeTransactions(repo, source, generation, txns);
         if (g.json) {
           return printJson({
