@@ -140,7 +140,11 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
       const s = source as SourceConfig;
       const p = req.restore as RestoreParams;
       // One table per kind (its restore.options) says which options it takes.
-      const snapshot = p.snapshot ?? (p.time === undefined && p.txn === undefined && p.beforeTxn === undefined ? newestSnapshot : undefined);
+      // Neither a moment nor a snapshot: the newest data. For a kind without a log that is
+      // its newest backup; a kind with one replays its log to the end (its own default),
+      // which naming the newest snapshot would cut back to that snapshot's moment.
+      const replays = sourceKind(s.kind).log !== undefined;
+      const snapshot = p.snapshot ?? (!replays && p.time === undefined && p.txn === undefined && p.beforeTxn === undefined ? newestSnapshot : undefined);
       // Kinds that start by default (PostgreSQL) are started, checked and promoted, so the
       // job measures the RTO of a real recovery.
       const start = sourceKind(s.kind).restore.startByDefault && p.start === undefined;

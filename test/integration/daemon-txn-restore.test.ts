@@ -36,6 +36,7 @@ describe('API restores to a transaction', () => {
     const rep = RedisReplicator.start(repo, server.url, 'cache', ['--interval', '200ms'], ENV);
     const c = await server.client();
     let before;
+    let latest;
     try {
       await rep.until((e) => e.kind === 'generation', 'a generation');
       for (let i = 0; i < 5; i++) await c.ok(['SET', `a${i}`, `v${i}`]);
@@ -43,6 +44,7 @@ describe('API restores to a transaction', () => {
       await c.ok(['DEL', 'a1', 'a2']);
       await c.ok(['SET', 'b', 'after']);
       await rep.archived(Date.now());
+      latest = await datasetOf(server);
     } finally {
       c.close();
       await rep.stop();
@@ -83,5 +85,16 @@ describe('API restores to a transaction', () => {
     const job = await t.daemon.runner.wait((started.json() as JobRow).id);
     expect(job.status, JSON.stringify(job)).toBe('succeeded');
     expect(await datasetOfRdb(path.join(target, 'dump.rdb'))).toEqual(before);
+
+    // Neither a moment nor a snapshot: the newest data, the stream replayed to its end, not
+    // only the base snapshot the catalog knows (the job used to pass it as --snapshot).
+    await t.daemon.rebuildCatalog();
+    expect(t.daemon.catalog.backups('cache').length).toBeGreaterThan(0);
+    const newest = path.join(t.dir, 'newest');
+    const all = await call(t, 'POST', '/api/v1/restores', 'operator', { source: 'cache', target: newest });
+    expect(all.statusCode, all.body).toBe(202);
+    const allJob = await t.daemon.runner.wait((all.json() as JobRow).id);
+    expect(allJob.status, JSON.stringify(allJob)).toBe('succeeded');
+    expect(await datasetOfRdb(path.join(newest, 'dump.rdb'))).toEqual(latest);
   }, 180_000);
 });
