@@ -83,9 +83,10 @@ class Pack {
 }
 
 /**
- * The open pack, allocated when its first blob is sealed: a worker whose last pack
- * waits in the main thread for an upload slot holds no second one meanwhile (its next
- * "which are new?" is answered only once that pack is accepted).
+ * The open pack, allocated when its first blob is sealed rather than when the last one
+ * is sent: after a pack that ends a window, no new buffer is taken until the next
+ * window's "which are new?" is answered, and that waits for the sent pack to be
+ * accepted (an upload slot), so a worker does not hold a fresh 16 MiB meanwhile.
  */
 let pack: Pack | undefined;
 const compressor = new ReusableCompressor(init.compression);
