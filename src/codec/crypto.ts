@@ -241,11 +241,10 @@ export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what:
   decipher.setAAD(ctx ? Buffer.concat([buf.subarray(0, HEADER_LEN), contextBytes(ctx)]) : buf.subarray(0, HEADER_LEN));
   decipher.setAuthTag(tag);
   try {
-    const body = Buffer.concat([
-      decipher.update(buf.subarray(HEADER_LEN + NONCE_LEN, buf.length - TAG_LEN)),
-      decipher.final(),
-    ]);
-    return [buf[5] as number, body];
+    const body = decipher.update(buf.subarray(HEADER_LEN + NONCE_LEN, buf.length - TAG_LEN));
+    // GCM's final() checks the tag and returns no bytes: no second copy of the body.
+    const rest = decipher.final();
+    return [buf[5] as number, rest.length > 0 ? Buffer.concat([body, rest]) : body];
   } catch (err) {
     throw new LifeboatError('CORRUPT', `${what}: failed authentication (damaged, tampered with, or stored under another name)`, {
       hint: 'run `lifeboat check --read-data`; restore from another copy if it persists',
