@@ -123,6 +123,30 @@ function guard(what: string, fn: () => Uint8Array, maxOut?: number): Uint8Array 
   }
 }
 
+/**
+ * Compression into one output buffer kept and reused, for a thread that compresses
+ * chunk after chunk (a backup's chunk worker). `compress()` above allocates its output
+ * (and for zstd a second, trimmed copy) for every chunk: garbage of ~2x each chunk that
+ * waits for the thread's GC, tens of MB per thread at the peak (docs/performance.md).
+ * Here the output is a view into the kept buffer, valid until the next call; it grows
+ * only to the bound of the largest chunk seen (at most the chunker's maximum).
+ */
+export class ReusableCompressor {
+  private cctx: InstanceType<typeof zstdBinding.CCtx> | undefined;
+  private out: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly c: Compression) {}
+
+  compress(data: Uint8Array): Uint8Array {
+    if (this.c.codec !== 'zstd') return compress(data, this.c);
+    this.cctx ??= new zstdBinding.CCtx();
+    const bound = zstdBinding.compressBound(data.length);
+    if (this.out.length < bound) this.out = Buffer.allocUnsafeSlow(bound);
+    const n = this.cctx.compress(this.out, data, this.c.level);
+    return this.out.subarray(0, n);
+  }
+}
+
 /** One context, reused: creating one per call costs more than many small objects. */
 let dctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
 /** Output buffer step when a frame does not declare its size (zstd's recommended size). */

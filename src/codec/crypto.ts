@@ -14,7 +14,7 @@
  * accepted only as what and where it was written: a log segment cannot stand in for
  * another, a blob cannot be read as a snapshot. See docs/format.md.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
 import { CODEC, compress, decompress, MAX_PLAIN, type Compression } from './compression.js';
 
@@ -152,35 +152,61 @@ function contextBytes(ctx: SealContext): Buffer {
  * envelope, ready to store.
  */
 export function seal(key: MasterKey, plaintext: Uint8Array, compression: Compression, ctx: SealContext): Buffer {
-  let codec: number = CODEC.none;
-  let body: Uint8Array = plaintext;
+  const { codec, body } = sealBody(plaintext, compression);
+  return encrypt(key.encKey, key.keyId, codec, body, key.version === 2 ? ctx : undefined);
+}
+
+/**
+ * The first half of `seal`: the codec and the body to encrypt (the compressed form, or
+ * the plaintext itself). `compressFn` may return a view into a buffer it reuses
+ * (`ReusableCompressor`): the body is then valid until its next call.
+ */
+export function sealBody(
+  plaintext: Uint8Array,
+  compression: Compression,
+  compressFn: (data: Uint8Array) => Uint8Array = (d) => compress(d, compression),
+): { codec: number; body: Uint8Array } {
   if (compression.codec !== 'none' && plaintext.length >= 64) {
-    const packed = compress(plaintext, compression);
+    const packed = compressFn(plaintext);
     // Keep the compressed form only when it saves at least 1/32: a tiny saving is
     // not worth the decompression on every restore.
-    if (packed.length < plaintext.length - (plaintext.length >> 5)) {
-      codec = CODEC[compression.codec];
-      body = packed;
-    }
+    if (packed.length < plaintext.length - (plaintext.length >> 5)) return { codec: CODEC[compression.codec], body: packed };
   }
-  return encrypt(key.encKey, key.keyId, codec, body, key.version === 2 ? ctx : undefined);
+  return { codec: CODEC.none, body: plaintext };
+}
+
+/**
+ * The second half of `seal`: encrypts `body` into `out` at `at` (which must have room
+ * for SEAL_OVERHEAD + body.length bytes) instead of a new buffer; returns the length
+ * written. The same envelope `seal` returns.
+ */
+export function sealInto(key: MasterKey, codec: number, body: Uint8Array, ctx: SealContext, out: Buffer, at: number): number {
+  return encryptInto(key.encKey, key.keyId, codec, body, key.version === 2 ? ctx : undefined, out, at);
 }
 
 /** Encrypts; with a context the envelope is format 2 and the context is authenticated. */
 export function encrypt(encKey: Buffer, keyId: number, codec: number, body: Uint8Array, ctx?: SealContext): Buffer {
   const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
-  out[0] = ctx ? SEAL_FORMAT_V2 : SEAL_FORMAT;
-  out.writeUInt32BE(keyId >>> 0, 1);
-  out[5] = codec;
-  const nonce = randomBytes(NONCE_LEN);
-  nonce.copy(out, HEADER_LEN);
-  const cipher = createCipheriv('aes-256-gcm', encKey, nonce);
-  cipher.setAAD(ctx ? Buffer.concat([out.subarray(0, HEADER_LEN), contextBytes(ctx)]) : out.subarray(0, HEADER_LEN));
-  const start = HEADER_LEN + NONCE_LEN;
+  encryptInto(encKey, keyId, codec, body, ctx, out, 0);
+  return out;
+}
+
+function encryptInto(encKey: Buffer, keyId: number, codec: number, body: Uint8Array, ctx: SealContext | undefined, out: Buffer, at: number): number {
+  const end = at + SEAL_OVERHEAD + body.length;
+  if (end > out.length) throw new RangeError(`no room to seal ${body.length} bytes at ${at} of ${out.length}`);
+  out[at] = ctx ? SEAL_FORMAT_V2 : SEAL_FORMAT;
+  out.writeUInt32BE(keyId >>> 0, at + 1);
+  out[at + 5] = codec;
+  randomFillSync(out, at + HEADER_LEN, NONCE_LEN);
+  const cipher = createCipheriv('aes-256-gcm', encKey, out.subarray(at + HEADER_LEN, at + HEADER_LEN + NONCE_LEN));
+  const header = out.subarray(at, at + HEADER_LEN);
+  cipher.setAAD(ctx ? Buffer.concat([header, contextBytes(ctx)]) : header);
+  const start = at + HEADER_LEN + NONCE_LEN;
+  // update() allocates its output; copied in, it is the only per-call garbage left.
   let n = cipher.update(body).copy(out, start);
   n += cipher.final().copy(out, start + n);
   cipher.getAuthTag().copy(out, start + n);
-  return out;
+  return end - at;
 }
 
 /**
@@ -215,11 +241,10 @@ export function decrypt(encKey: Buffer, keyId: number, sealed: Uint8Array, what:
   decipher.setAAD(ctx ? Buffer.concat([buf.subarray(0, HEADER_LEN), contextBytes(ctx)]) : buf.subarray(0, HEADER_LEN));
   decipher.setAuthTag(tag);
   try {
-    const body = Buffer.concat([
-      decipher.update(buf.subarray(HEADER_LEN + NONCE_LEN, buf.length - TAG_LEN)),
-      decipher.final(),
-    ]);
-    return [buf[5] as number, body];
+    const body = decipher.update(buf.subarray(HEADER_LEN + NONCE_LEN, buf.length - TAG_LEN));
+    // GCM's final() checks the tag and returns no bytes: no second copy of the body.
+    const rest = decipher.final();
+    return [buf[5] as number, rest.length > 0 ? Buffer.concat([body, rest]) : body];
   } catch (err) {
     throw new LifeboatError('CORRUPT', `${what}: failed authentication (damaged, tampered with, or stored under another name)`, {
       hint: 'run `lifeboat check --read-data`; restore from another copy if it persists',

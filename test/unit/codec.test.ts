@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CODEC, parseCompression } from '../../src/codec/compression.js';
-import { blobId, decrypt, encrypt, masterKeyFrom, newMasterKey, seal, SEAL_OVERHEAD, sealMeta, unseal, unsealMeta, type SealContext } from '../../src/codec/crypto.js';
+import { CODEC, parseCompression, ReusableCompressor } from '../../src/codec/compression.js';
+import { blobId, decrypt, encrypt, masterKeyFrom, newMasterKey, seal, SEAL_OVERHEAD, sealBody, sealInto, sealMeta, unseal, unsealMeta, type SealContext } from '../../src/codec/crypto.js';
 import { isLifeboatError } from '../../src/errors.js';
 import { pseudoRandom } from '../helpers.js';
 
@@ -21,6 +21,31 @@ describe('sealed objects', () => {
     const sealed = seal(key, random, parseCompression('zstd'), ctx);
     expect(sealed[5]).toBe(CODEC.none);
     expect(sealed.length).toBe(random.length + SEAL_OVERHEAD);
+  });
+
+  it('seals into a caller\'s buffer, through a reused compressor, exactly what seal() would accept', () => {
+    // The chunk worker's path: one compressor whose output buffer is reused, the
+    // envelope written straight into the pack's buffer at an offset.
+    for (const spec of ['zstd', 'zstd:1', 'lz4', 'none']) {
+      const compression = parseCompression(spec);
+      const compressor = new ReusableCompressor(compression);
+      const pack = Buffer.alloc(1024 * 1024);
+      let at = 7;
+      const placed: [number, number, Buffer][] = [];
+      // Compressible, incompressible (stored raw), tiny (never compressed), compressible again.
+      for (const plain of [text, pseudoRandom(100_000, 2), Buffer.from('x'), Buffer.from('again '.repeat(5000))]) {
+        const { codec, body } = sealBody(plain, compression, (d) => compressor.compress(d));
+        const n = sealInto(key, codec, body, ctx, pack, at);
+        expect(n).toBe(SEAL_OVERHEAD + body.length);
+        expect(pack[at + 5]).toBe(codec);
+        placed.push([at, n, plain]);
+        at += n;
+      }
+      // Later compressions did not disturb what earlier ones left in the pack.
+      for (const [off, n, plain] of placed) expect(unseal(key, pack.subarray(off, off + n), 'test', ctx).equals(plain)).toBe(true);
+      expect(placed[1]![1]).toBe(100_000 + SEAL_OVERHEAD);
+      expect(() => sealInto(key, CODEC.none, text, ctx, pack, pack.length - 10)).toThrow(RangeError);
+    }
   });
 
   it('detects any flipped bit, in header, body or tag', () => {

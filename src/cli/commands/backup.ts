@@ -32,7 +32,7 @@ export function register(program: Command): void {
     .addOption(flagOf(filesOptions.shape.exclude, { arg: '<glob>', description: 'skip paths matching the pattern (repeatable)' }))
     .option('--time <rfc3339>', "set the snapshot's time (imports and tests; not more than 5 minutes ahead of now)")
     .option('--name <name>', 'name this source (drill, forget and the daemon find its snapshots by it)')
-    .option('--threads <n>', 'worker threads (default: cores + 1)')
+    .option('--threads <n>', 'worker threads (default: one per core, at least 2)')
     .option('--no-scan', 'do not count the files first (progress then shows no percentage or ETA)')
     .action(async (paths: string[], flags: BackupFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();

@@ -94,9 +94,15 @@ const BATCH_BYTES = 8 * 1024 * 1024;
  */
 export const PART_BYTES = 64 * 1024 * 1024;
 
+/**
+ * One worker per core (at least two). Each worker is an isolate with its own buffers
+ * (a backup's read window and pack, a restore's pack ranges): ~45-60 MB of peak RSS
+ * apiece. One more worker than cores, the earlier default, cost that much again and
+ * was no faster on two cores: the main thread and the kernel's reads and writes keep
+ * the cores busy while a worker waits (docs/performance.md, "Memory").
+ */
 export function defaultThreads(): number {
-  // One more worker than cores: a worker waiting on a read or a reply leaves a core free.
-  return Math.max(2, os.availableParallelism() + 1);
+  return Math.max(2, os.availableParallelism());
 }
 
 export async function backup(repo: Repository, opts: BackupOptions): Promise<BackupResult> {

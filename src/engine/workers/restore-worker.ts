@@ -11,6 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, importKey, unseal } from '../../codec/crypto.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
 import { createFileAt, DirCache, openFileAt, renameAt } from '../../util/safe-fs.js';
+import { collectYoung } from '../../util/gc.js';
 import type { BlobTarget, RestoreJob, RestoreWorkerInit, WholeFile } from './restore-protocol.js';
 
 const init = workerData as RestoreWorkerInit;
@@ -91,4 +92,7 @@ port.on('message', (job: RestoreJob) => {
       done,
     });
   }
+  // The job's pack range, decrypted and decompressed blobs are all dead now: free
+  // them before the next job arrives (src/util/gc.ts).
+  collectYoung();
 });

@@ -1,0 +1,73 @@
+/**
+ * Issue 19, a backup's and a restore's own memory (not the index's: see
+ * index-memory.test.ts): the peak RSS of the CLI backing up and restoring 160 MB of
+ * half-compressible files with four worker threads. Four workers (more than this
+ * machine's cores) make each worker's share count: before the workers stopped leaving
+ * each chunk's compression and encryption outputs for V8's GC (and ran a scavenge per
+ * window and per restore job), these peaked at 353-385 MB and 243-249 MB; after, at
+ * 282-294 MB and 199-202 MB (docs/performance.md, "Memory").
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLI, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+
+afterAll(() => cleanupTmp());
+
+/** Runs the CLI under /usr/bin/time; resolves with its exit code, stderr and peak RSS in MB. */
+function timedCli(args: string[]): Promise<{ code: number; stderr: string; peakMB: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'peak-rss-kb=%M', process.execPath, CLI, ...args], {
+      env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const m = /peak-rss-kb=(\d+)/.exec(stderr);
+      resolve({ code: code ?? -1, stderr, peakMB: m ? Number(m[1]) / 1024 : NaN });
+    });
+  });
+}
+
+/** 20 MB of random nibbles (one in each half of every byte): zstd stores it at about half. */
+function halfCompressible(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i + 4 <= size; i += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out.writeUInt32LE((x & 0x0f0f0f0f) >>> 0, i);
+  }
+  return out;
+}
+
+describe('backup and restore memory', () => {
+  it('a backup of 160 MB peaks under 325 MB and its restore under 225 MB with four workers', async () => {
+    const src = tmpdir();
+    const files = 8;
+    for (let i = 0; i < files; i++) writeFileSync(path.join(src, `f${i}`), halfCompressible(20 * 1024 * 1024, i + 1));
+    const repo = path.join(tmpdir(), 'repo');
+    expect((await runCli(['init', '--repo', repo])).code).toBe(0);
+
+    const backup = await timedCli(['-r', repo, 'backup', '--threads', '4', src]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const target = path.join(tmpdir(), 'out');
+    const restore = await timedCli(['-r', repo, 'restore', 'latest', '--threads', '4', '--target', target]);
+    expect(restore.code, restore.stderr).toBe(0);
+    console.log(`peak RSS: backup ${backup.peakMB.toFixed(0)} MB, restore ${restore.peakMB.toFixed(0)} MB`);
+
+    // What was restored is what was backed up (the bound must not be met by doing less).
+    for (let i = 0; i < files; i++) {
+      const restored = readFileSync(path.join(target, src, `f${i}`));
+      expect(restored.equals(halfCompressible(20 * 1024 * 1024, i + 1)), `f${i}`).toBe(true);
+    }
+    expect(backup.peakMB, 'backup peak RSS (MB)').toBeLessThan(325);
+    expect(restore.peakMB, 'restore peak RSS (MB)').toBeLessThan(225);
+  }, 300_000);
+});
