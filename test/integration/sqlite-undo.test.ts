@@ -7,6 +7,7 @@
  * poll, at the same time; `--txn N` includes it; an unknown number is a clear error;
  * and the numbers carry on, without repeats, when a replicator resumes the generation.
  */
+import { readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -135,6 +136,41 @@ describe('sqlite history and restore --before-txn', () => {
       } finally {
         await rep2.stop();
       }
+    } finally {
+      if (rep.child.exitCode === null) await rep.stop();
+      db.close();
+    }
+  }, 120_000);
+
+  it('lists transactions before a gap in the stored log (history after it is not asked for)', async () => {
+    const { dir, repo } = await newRepo('lb-undo-gap-');
+    const file = path.join(dir, 'app.db');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+    const note = db.prepare('INSERT INTO notes (body) VALUES (?)');
+    const rep = new Replicator(repo, file, ['--interval', '200ms']);
+    const segments = () => readdirSync(path.join(repo, 'logs', 'sqlite.app'), { recursive: true }).map(String).filter((f) => /[0-9a-f]{16}-[0-9a-f]{16}-[0-9a-f]{12}$/.test(f));
+    try {
+      await rep.waitFor('snapshot');
+      for (let i = 0; i < 20; i++) note.run(`a ${i}`);
+      await rep.archived(Date.now());
+      const aAt = Date.now();
+      const ofA = new Set(segments());
+      for (let i = 0; i < 20; i++) note.run(`b ${i}`);
+      await rep.archived(Date.now());
+      for (let i = 0; i < 5; i++) note.run(`c ${i}`);
+      await rep.archived(Date.now());
+      await rep.stop();
+      // B's segments go (lost in transit): the stored log has a gap after A.
+      const ofB = segments().filter((f) => !ofA.has(f));
+      expect(ofB.length).toBeGreaterThan(0);
+      rmSync(path.join(repo, 'logs', 'sqlite.app', ofB[0] as string));
+      const r = await runCli(['-r', repo, '--json', 'sqlite', 'history', 'app', '--around', new Date(aAt).toISOString(), '--limit', '5'], ENV);
+      expect(r.code, r.stderr).toBe(0);
+      const h = JSON.parse(r.stdout) as HistoryJson;
+      expect(h.transactions.length).toBeGreaterThan(0);
+      expect(h.transactions.every((t) => Date.parse(t.time) <= aAt)).toBe(true);
     } finally {
       if (rep.child.exitCode === null) await rep.stop();
       db.close();

@@ -57,7 +57,8 @@ export interface Replayed {
  * The generation's transactions after `from`, as long as `keep` says so, in order and
  * one segment at a time (memory: one segment). A segment that vanishes while it is read
  * (compaction merged it into a larger object and deleted it) is found again in a fresh
- * listing. Throws when the chain has a gap before the history `keep` asks for ends.
+ * listing. Throws when the chain has a gap before the history `keep` asks for ends (a gap at
+ * or after `wantedUntil`, when given, is after it).
  */
 export async function* transactionsAfter(
   repo: Pick<Repository, 'getLog' | 'listLogs'>,
@@ -66,6 +67,8 @@ export async function* transactionsAfter(
   from: Position,
   names: readonly SegmentName[],
   keep: (c: Commit) => boolean,
+  /** Where the history wanted ends, when the caller knows: a gap after it is not this reader's business. */
+  wantedUntil?: Position,
 ): AsyncGenerator<Replayed> {
   let at = from;
   let listing = names;
@@ -107,7 +110,7 @@ export async function* transactionsAfter(
       at = comparePos(seg.meta.end, at) > 0 ? seg.meta.end : at;
     }
     if (vanished) continue;
-    if (gapAt) {
+    if (gapAt && !(wantedUntil && comparePos(gapAt, wantedUntil) >= 0)) {
       throw new LifeboatError('CORRUPT', `generation ${generation} of ${source} has a gap after position ${gapAt.cycle}/${gapAt.frame}`, {
         hint: 'a log segment is missing; restore to an earlier time, or run `lifeboat check`',
       });

@@ -56,7 +56,7 @@ export async function describeTransactions(repo: Repository, name: string, g: Ge
       let dbPages = 0;
       const keep = (c: Commit) => comparePos(c, last.position) <= 0;
       let seqIdx = 0;
-      for await (const r of transactionsAfter(repo, logSource(name), g.generation, first.before, g.names, keep)) {
+      for await (const r of transactionsAfter(repo, logSource(name), g.generation, first.before, g.names, keep, last.position)) {
         pageSize = r.pageSize;
         const frameSize = FRAME_HEADER_SIZE + pageSize;
         const start = (r.commits.at(-1) as Commit).end - r.frames.length;
