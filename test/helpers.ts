@@ -162,3 +162,20 @@ export function expectError(r: CliResult, code: number, message: RegExp): string
   expect(hint, context).toMatch(/^ {2}hint: \S/);
   return hint;
 }
+
+/** Runs the CLI under /usr/bin/time; resolves with its exit code, stderr and peak RSS in MB. */
+export function timedCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string; peakMB: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'peak-rss-kb=%M', process.execPath, CLI, ...args], {
+      env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const m = /peak-rss-kb=(\d+)/.exec(stderr);
+      resolve({ code: code ?? -1, stderr, peakMB: m ? Number(m[1]) / 1024 : NaN });
+    });
+  });
+}

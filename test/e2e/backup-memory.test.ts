@@ -7,30 +7,12 @@
  * window and per restore job), these peaked at 353-385 MB and 243-249 MB; after, at
  * 282-294 MB and 199-202 MB (docs/performance.md, "Memory").
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, runCli, timedCli, tmpdir } from '../helpers.js';
 
 afterAll(() => cleanupTmp());
-
-/** Runs the CLI under /usr/bin/time; resolves with its exit code, stderr and peak RSS in MB. */
-function timedCli(args: string[]): Promise<{ code: number; stderr: string; peakMB: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'peak-rss-kb=%M', process.execPath, CLI, ...args], {
-      env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const m = /peak-rss-kb=(\d+)/.exec(stderr);
-      resolve({ code: code ?? -1, stderr, peakMB: m ? Number(m[1]) / 1024 : NaN });
-    });
-  });
-}
 
 /** 20 MB of random nibbles (one in each half of every byte): zstd stores it at about half. */
 function halfCompressible(size: number, seed: number): Buffer {

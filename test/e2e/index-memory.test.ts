@@ -5,33 +5,15 @@
  * of 48 bytes against 2^19); with the large one's index on disk (a cache file and a
  * filter of a byte per blob) the peaks stay within a few MB of each other.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { addSyntheticIndex } from '../helpers/synthetic-index.js';
-import { CLI, cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, pseudoRandom, runCli, timedCli, tmpdir } from '../helpers.js';
 
 afterAll(() => cleanupTmp());
-
-/** Runs the CLI under /usr/bin/time; resolves with its exit code, stderr and peak RSS in MB. */
-function timedCli(args: string[], env: Record<string, string>): Promise<{ code: number; stderr: string; peakMB: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'peak-rss-kb=%M', process.execPath, CLI, ...args], {
-      env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password', ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const m = /peak-rss-kb=(\d+)/.exec(stderr);
-      resolve({ code: code ?? -1, stderr, peakMB: m ? Number(m[1]) / 1024 : NaN });
-    });
-  });
-}
 
 async function syntheticRepo(blobs: number): Promise<string> {
   const dir = path.join(tmpdir(), 'repo');
