@@ -20,7 +20,6 @@ import { sourceKind } from '../sources/registry.js';
 import { checkRestorePlan } from './restore-plan.js';
 import { runLifeboat, type JobOutcome } from './job-child.js';
 
-
 /** A job whose process runs: `canceledBy` once someone canceled it. */
 interface Slot {
   id: string;
