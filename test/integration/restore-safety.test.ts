@@ -83,6 +83,29 @@ describe('restore targets', () => {
     expect([...inventory(out).keys()].filter((p) => p.includes('.lifeboat-'))).toEqual([]);
   }, 60_000);
 
+  it('--overwrite replaces a directory in the way of a file or a symlink (a new target skips that look-up, issue 19)', async () => {
+    const src2 = path.join(base, 'src-in-the-way');
+    await fs.mkdir(src2, { recursive: true });
+    await fs.writeFile(path.join(src2, 'f.txt'), 'file');
+    await fs.symlink('f.txt', path.join(src2, 'ln'));
+    const b = await backupOf(src2);
+    expect(b.code, b.stderr).toBe(0);
+    const out = path.join(base, 'in-the-way');
+    const inner = path.join(out, src2);
+    await fs.mkdir(path.join(inner, 'f.txt', 'deep'), { recursive: true });
+    await fs.writeFile(path.join(inner, 'f.txt', 'deep', 'x'), 'x');
+    await fs.mkdir(path.join(inner, 'ln'), { recursive: true });
+    const r = await lb(['restore', b.id, '--target', out, '--overwrite']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await fs.readFile(path.join(inner, 'f.txt'), 'utf8')).toBe('file');
+    expect(lstatSync(path.join(inner, 'ln')).isSymbolicLink()).toBe(true);
+    // A new target gets the same result without looking anything up first.
+    const fresh = path.join(base, 'in-the-way-new');
+    const n = await lb(['restore', b.id, '--target', fresh]);
+    expect(n.code, n.stderr).toBe(0);
+    expect(inventory(path.join(fresh, src2))).toEqual(inventory(inner));
+  }, 60_000);
+
   it('--delta rewrites a changed file of several blobs (its temporary survives the sweep of extra entries)', async () => {
     const out = path.join(base, 'delta');
     let r = await lb(['restore', snap, '--target', out]);

@@ -138,7 +138,16 @@ class Restorer {
   /** For progress: files finished (written or, with --delta, found unchanged) and the bytes of the unchanged ones. */
   private doneFiles = 0;
   private skippedBytes = 0;
+  /** With --delta: every name the snapshot has in the target, kept by the sweep of extra entries. */
   private readonly restored = new Set<string>();
+  /**
+   * The target was created empty by this restore (below parents nobody else can
+   * write, itself and every directory in it mode 0700 until the end): no name can be
+   * taken already, so nothing is looked up or removed before an entry is made. An
+   * entry that is there anyway fails its exclusive create (O_EXCL, symlink, mkdir,
+   * rename onto a directory) instead of being replaced.
+   */
+  private fresh = false;
   private readonly chunker: FastCDC | undefined;
   private total = 0;
   private written = 0;
@@ -174,6 +183,7 @@ class Restorer {
       ...(root && this.opts.trustRootOwner ? { trustedUid: root.uid } : {}),
     });
     this.target = t.path;
+    this.fresh = t.created;
     this.dirs = new DirCache(t.fd, OPEN_DIRS);
     try {
       if (root) this.dirList.push({ rel: '', node: root });
@@ -230,7 +240,7 @@ class Restorer {
 
   /** Creates a directory we own; a non-directory in the way (a planted symlink) is replaced, never followed. */
   private ensureDir(rel: string): void {
-    this.restored.add(rel);
+    this.keep(rel);
     if (this.made.has(rel)) return;
     const { dir, name } = splitRel(rel);
     this.ensureDir(dir);
@@ -281,8 +291,13 @@ class Restorer {
     }
   }
 
+  /** Only --delta sweeps entries the snapshot lacks: a plain restore keeps no such list. */
+  private keep(rel: string): void {
+    if (this.opts.delta) this.restored.add(rel);
+  }
+
   private async leaf(node: TreeNode, rel: string): Promise<void> {
-    this.restored.add(rel);
+    this.keep(rel);
     const { dir, name } = splitRel(rel);
     const dirFd = this.dirs.dir(dir);
     if (node.type !== 'file') {
@@ -290,8 +305,10 @@ class Restorer {
         this.errors.push({ path: this.shown(rel), message: `${node.type} not restored (special files are recorded, not recreated)` });
         return;
       }
-      this.dirs.forget(rel);
-      removeAt(dirFd, name);
+      if (!this.fresh) {
+        this.dirs.forget(rel);
+        removeAt(dirFd, name);
+      }
       if (node.type === 'symlink') symlinkAt(node.target ?? '', dirFd, name);
       else mkfifoAt(dirFd, name);
       this.lateItems.push({ rel, node });
@@ -319,7 +336,7 @@ class Restorer {
       return;
     }
     // A directory in the way cannot be replaced by rename; anything else is, atomically.
-    if (lstatAt(dirFd, name)?.isDirectory()) {
+    if (!this.fresh && lstatAt(dirFd, name)?.isDirectory()) {
       this.dirs.forget(rel);
       removeAt(dirFd, name);
     }
@@ -339,7 +356,7 @@ class Restorer {
     // name here, filled by workers, renamed once the last piece is written.
     const fd = createFileAt(dirFd, file.tmp);
     // Kept by --delta's sweep of entries the snapshot lacks, which runs before the writes.
-    this.restored.add(dir === '' ? file.tmp : `${dir}/${file.tmp}`);
+    this.keep(dir === '' ? file.tmp : `${dir}/${file.tmp}`);
     try {
       ftruncateSync(fd, node.size ?? 0);
     } finally {
