@@ -44,8 +44,12 @@ describe('pg stream and a re-created cluster', () => {
       await a.query('insert into t select generate_series(1, 1000)');
       await a.query('select pg_switch_wal()');
     }
+    // WAL in the segment after the last switch: only then does pg_receivewal open its .partial
+    // (right at a segment boundary there is none, whatever the timing).
+    await a.query('insert into t values (0)');
     const [{ lsn }] = (await a.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn')) as [{ lsn: string }];
     await sa.status('A proven past its switches', (e) => e.healthy && e.archivedThrough !== null && Date.parse(e.archivedThrough) > Date.now() - 2000);
+    await waitUntil('the streamer to open the next segment\'s .partial', () => readdirSync(spool).some((f) => f.endsWith('.partial')), 60_000, 50);
     await sa.stop();
     const partials = readdirSync(spool).filter((f) => f.endsWith('.partial'));
     expect(partials.length, `spool holds ${readdirSync(spool).join(', ')} after A at ${lsn}`).toBeGreaterThan(0);
