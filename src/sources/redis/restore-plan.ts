@@ -7,10 +7,10 @@
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
-import { basesOf } from './history.js';
+import { basesOf, segmentsOf } from './history.js';
 import { logSource } from './names.js';
 import { requireRedisPoint, type RedisPoint } from './point.js';
-import { chainFrom, decodeSegment, parseSegmentName, type SegmentName } from './segment.js';
+import { chainFrom, decodeSegment, type SegmentName } from './segment.js';
 import { locateOffset } from './locate.js';
 
 export interface RestorePlan {
@@ -31,14 +31,6 @@ export interface RestorePlan {
 
 function redisSnapshots(all: readonly Snapshot[], name: string): Snapshot[] {
   return all.filter((s) => s.source.kind === 'redis' && s.source.name === name);
-}
-
-/** The segment names of one generation, from a listing of the source's logs. */
-export function segmentsOf(logs: ReadonlyArray<{ timeline: string; file: string }>, generation: string): SegmentName[] {
-  return logs
-    .filter((l) => l.timeline === generation)
-    .map((l) => parseSegmentName(l.file))
-    .filter((n) => n !== undefined);
 }
 
 const iso = (t: number) => new Date(t).toISOString();

@@ -17,6 +17,11 @@ export async function sqliteWindow(repo: Pick<Repository, 'listSnapshots' | 'lis
   const snaps = (await repo.listSnapshots()).filter((s) => s.source.kind === 'sqlite' && s.source.name === name);
   const logs = await repo.listLogs(source);
   const trust = new Map<string, Position | null | undefined>();
+  /** Each snapshot's consistency record, read once (the quiet-stretch rule below looks at every later one). */
+  const points = snaps.map((s) => {
+    const p = sqlitePoint(s);
+    return { time: Date.parse(s.time), generation: p?.generation, position: p?.position };
+  });
   const stretches: LogStretch[] = [];
   // The newest generation (by its newest snapshot): the others ended when it began.
   const newestGen = [...snaps].sort((a, b) => Date.parse(b.time) - Date.parse(a.time)).map((s) => sqlitePoint(s)?.generation).find((g) => g !== undefined);
@@ -42,10 +47,8 @@ export async function sqliteWindow(repo: Pick<Repository, 'listSnapshots' | 'lis
     // A later snapshot of the generation at a position the chain reaches shows that nothing
     // was committed between the last transaction and that snapshot's moment (positions only
     // grow): the quiet stretch up to it is the same state, reachable, not a gap.
-    for (const later of snaps) {
-      const p = sqlitePoint(later);
-      const t = Date.parse(later.time);
-      if (t > to && p?.generation === gen && p.position && comparePos(p.position, reached) <= 0) to = t;
+    for (const later of points) {
+      if (later.time > to && later.generation === gen && later.position && comparePos(later.position, reached) <= 0) to = later.time;
     }
     let endsBecause: string | undefined;
     if (trusted !== undefined && (cut || trusted === null)) {
