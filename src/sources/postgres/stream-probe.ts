@@ -33,6 +33,8 @@ export class Prober {
   private segSize: number | undefined;
   /** pg_control_system() refused (a role without the privilege): not asked again. */
   private noSystemId = false;
+  /** The server's system identifier, as read on the open connection. */
+  private systemId: string | undefined;
 
   constructor(
     private readonly dsn: string,
@@ -56,10 +58,11 @@ export class Prober {
         [this.slot],
       );
       const row = r.rows[0];
-      let systemId: string | undefined;
-      if (!this.noSystemId) {
+      // Read once per connection: another cluster behind the DSN (re-created, failed over) is a new connection.
+      let systemId = this.systemId;
+      if (systemId === undefined && !this.noSystemId) {
         try {
-          systemId = (await client.query<{ id: string }>('select system_identifier::text as id from pg_control_system()')).rows[0]?.id;
+          systemId = this.systemId = (await client.query<{ id: string }>('select system_identifier::text as id from pg_control_system()')).rows[0]?.id;
         } catch (err) {
           if ((err as { code?: string }).code !== '42501') throw err; // insufficient_privilege: go on without it
           this.noSystemId = true;
@@ -104,6 +107,7 @@ export class Prober {
   async close(): Promise<void> {
     const c = this.client;
     this.client = undefined;
+    this.systemId = undefined;
     await c?.end().catch(() => {});
   }
 }
