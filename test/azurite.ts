@@ -76,12 +76,12 @@ export async function startAzurite(): Promise<Azurite> {
   const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
   const connectionString =
     `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`;
-  const service = BlobServiceClient.fromConnectionString(connectionString, { retryOptions: { maxTries: 1 } });
-  // Listening is not yet answering: wait for one authenticated call to succeed.
+  // Listening is not yet answering: wait for one authenticated call to succeed (each try once: this loop retries).
+  const probe = BlobServiceClient.fromConnectionString(connectionString, { retryOptions: { maxTries: 1 } });
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     try {
-      await service.getProperties();
+      await probe.getProperties();
       break;
     } catch (err) {
       if (Date.now() > deadline) {
@@ -93,6 +93,9 @@ export async function startAzurite(): Promise<Azurite> {
     }
   }
 
+  // The tests' own client (setting up and checking what Lifeboat wrote) retries as the SDK does by
+  // default: azurite under a loaded suite once dropped a connection ("socket hang up").
+  const service = BlobServiceClient.fromConnectionString(connectionString);
   return {
     endpoint,
     connectionString,
