@@ -39,15 +39,25 @@ const snapOf = (p: Point, member: string) => p.members.find((m) => m.name === me
 
 /** meta.db's own archiver (`sqlite replicate`), as a user runs it: a point is stored once its log holds the point's position. */
 let replicator: ChildProcess | undefined;
+let replicatorErr = '';
 function startReplicator(): void {
-  replicator = spawn(process.execPath, [CLI, 'sqlite', 'replicate', path.join(dir, 'meta.db'), '--name', 'meta', '--interval', '200ms', '--verify-interval', 'off', '-r', repo], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: 'ignore' });
+  replicatorErr = '';
+  replicator = spawn(process.execPath, [CLI, 'sqlite', 'replicate', path.join(dir, 'meta.db'), '--name', 'meta', '--interval', '200ms', '--verify-interval', 'off', '-r', repo], { env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  replicator.stderr!.on('data', (d: Buffer) => (replicatorErr += d.toString()));
 }
-/** Until the replicator stored the first snapshot of its generation: a point before it could not be proven. */
+/**
+ * Starts the replicator and waits until it stored the first snapshot of its generation:
+ * a point before it could not be proven. The snapshots already there are listed before
+ * it starts, or a quick first snapshot would count as one of them.
+ */
 async function replicatorReady(): Promise<void> {
   const before = new Set((await snapshots()).filter((s) => s.source.kind === 'sqlite').map((s) => s.id));
+  startReplicator();
   for (const until = Date.now() + 120_000; ; ) {
     if ((await snapshots()).some((s) => s.source.kind === 'sqlite' && !before.has(s.id))) return;
-    if (Date.now() > until) throw new Error('sqlite replicate stored no snapshot');
+    const r = replicator!;
+    if (r.exitCode !== null || r.signalCode !== null) throw new Error(`sqlite replicate exited (${r.exitCode ?? r.signalCode}) before storing a snapshot:\n${replicatorErr}`);
+    if (Date.now() > until) throw new Error(`sqlite replicate stored no snapshot in 120 s:\n${replicatorErr}`);
     await new Promise((res) => setTimeout(res, 200));
   }
 }
@@ -72,7 +82,6 @@ beforeAll(async () => {
   repo2 = path.join(dir, 'repo2');
   await ok(['init', '-r', repo]);
   await ok(['init', '-r', repo2]);
-  startReplicator();
   await replicatorReady();
   cfg = path.join(dir, 'lifeboat.yaml');
   writeFileSync(
@@ -158,7 +167,6 @@ describe('copy carries points', () => {
   }, 120_000);
 
   it('carries a point with a log member only with that member\'s snapshots and log', async () => {
-    startReplicator();
     await replicatorReady();
     const p = await backup('mixed');
     await ok(['copy', '--from-repo', repo, '--to-repo', repo2, snapOf(p, 'docs')]);
