@@ -212,10 +212,12 @@ describe('group backup proves, group restore returns to the point', () => {
     const dir = path.join(base, 'dry');
     mkdirSync(dir);
     chownSync(dir, ids().uid, ids().gid);
-    const listing = (d: string): string[] =>
-      readdirSync(d, { recursive: true, withFileTypes: false }).map(String).sort().map((f) => `${f}:${statSync(path.join(d, f)).mtimeMs}`);
-    // The replicators go on shipping into logs/ (and use tmp/): everything else must stay as it was.
-    const repoListing = () => listing(repo).filter((f) => !f.startsWith('logs') && !f.startsWith('tmp'));
+    // The replicators go on shipping into logs/ (and use tmp/): everything else must stay as
+    // it was. Those two are left out before anything in them is looked at (a temporary can
+    // go between the listing and its stat).
+    const listing = (d: string, skip: (f: string) => boolean = () => false): string[] =>
+      readdirSync(d, { recursive: true, withFileTypes: false }).map(String).filter((f) => !skip(f)).sort().map((f) => `${f}:${statSync(path.join(d, f)).mtimeMs}`);
+    const repoListing = () => listing(repo, (f) => f.startsWith('logs') || f.startsWith('tmp'));
     const before = { dir: listing(dir), repo: repoListing() };
     const r = await lb(['group', 'restore', 'tiers', '--point', point.id, '--dry-run', '--target', `main=${dir}/pg`, '--target', `hot=${dir}/redis`, '--target', `meta=${dir}/sqlite`, '--target', `docs=${dir}/docs`]);
     expect(r.code, r.stderr).toBe(0);
