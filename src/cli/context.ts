@@ -9,7 +9,6 @@
  * repository decides which program runs or which library loads.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import type { Command } from 'commander';
 import { LifeboatError, errno } from '../errors.js';
 import { parseCompression } from '../codec/compression.js';
 import { registerBuiltinStores } from '../storage/builtin.js';
@@ -21,8 +20,6 @@ import type { RepoConfig } from '../repo/format.js';
 import type { SlotOpener } from '../repo/keyring.js';
 import { commandOpener, parseCommand } from '../repo/key-command.js';
 import type { Pkcs11Options } from '../repo/key-pkcs11.js';
-import { flagOf } from './commands/options.js';
-import { repositoryOptions } from '../config/model.js';
 
 export interface GlobalOptions {
   repo?: string;
@@ -41,21 +38,6 @@ export interface GlobalOptions {
   pkcs11Token?: string;
   pkcs11KeyLabel?: string;
   pkcs11PinFile?: string;
-}
-
-/** The global options choosing what opens a repository instead of a password. */
-export function registerKeyOptions(program: Command): void {
-  program
-    .addOption(
-      flagOf(repositoryOptions.shape.key_command, {
-        arg: '<cmd>',
-        description: "open with a command key slot: this program gets each slot's wrapped key on stdin and prints the key (argv: words, or a JSON array; or LIFEBOAT_KEY_COMMAND)",
-      }),
-    )
-    .option('--pkcs11-module <path>', 'open with a PKCS#11 key slot: the token\'s PKCS#11 library (or LIFEBOAT_PKCS11_MODULE)')
-    .option('--pkcs11-token <label>', 'PKCS#11 token label (or LIFEBOAT_PKCS11_TOKEN)')
-    .option('--pkcs11-key-label <label>', 'label of the AES key in the token (or LIFEBOAT_PKCS11_KEY_LABEL; default "lifeboat")')
-    .option('--pkcs11-pin-file <file>', 'read the token\'s user PIN from a file (or LIFEBOAT_PKCS11_PIN_FILE / LIFEBOAT_PKCS11_PIN)');
 }
 
 export function repoLocation(opts: GlobalOptions): string {

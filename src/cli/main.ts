@@ -10,7 +10,7 @@
  */
 import { Command, Option } from 'commander';
 import { reportError } from './output/errors.js';
-import { registerKeyOptions } from './context.js';
+import { registerKeyOptions } from './key-options.js';
 import { PROGRAM_VERSION } from '../version.js';
 import { flagOf } from './commands/options.js';
 import { repositoryOptions } from '../config/model.js';

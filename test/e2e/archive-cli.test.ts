@@ -2,10 +2,10 @@
  * pg archive-push / archive-get work however the command line is written: straight
  * to the lean entry point, or through the full CLI when global options come first.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { ROOT, cleanupTmp, runCli, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -45,6 +45,25 @@ describe('pg archive-push / archive-get command lines', () => {
       r = await runCli([...args, '000000010000000000000009', out]);
       expect(r.code).toBe(15);
       expect(r.stderr).toMatch(/not in the archive/);
+    }
+  });
+
+  it('the lean path loads neither the option parser nor the config schemas (its start-up is paid per WAL segment)', async () => {
+    const dir = tmpdir();
+    const repo = path.join(dir, 'repo');
+    expect((await runCli(['init', '--repo', repo])).code).toBe(0);
+    const seg = path.join(dir, '000000010000000000000003');
+    await fs.writeFile(seg, segment(3));
+    const log = path.join(dir, 'modules');
+    const preload = ['--import', path.join(ROOT, 'test/fixtures/module-log.mjs')].join(' ');
+    const loaded = () => readFileSync(log, 'utf8').trim().split('\n');
+    for (const args of [['pg', 'archive-push', '--name', 'm', '--repo', repo, seg], ['pg', 'archive-get', '--name', 'm', '--repo', repo, '000000010000000000000003', path.join(dir, 'out')]]) {
+      await fs.rm(log, { force: true });
+      const r = await runCli(args, { NODE_OPTIONS: preload, MODULE_LOG: log });
+      expect(r.code, r.stderr).toBe(0);
+      // The log works: the lean entry point itself is in it.
+      expect(loaded().some((u) => u.endsWith('/dist/cli/lean.js'))).toBe(true);
+      expect(loaded().filter((u) => /\/node_modules\/(zod|commander)\/|\/dist\/cli\/main\.js$|\/dist\/config\//.test(u))).toEqual([]);
     }
   });
 });

@@ -3,7 +3,6 @@
  * In a daemon job the same facts also go out as the `error` event, with the exact code
  * (several codes share an exit status, so the status alone cannot name the error).
  */
-import { CommanderError } from 'commander';
 import { ERROR_TABLE, LifeboatError, type ErrorCode } from '../../errors.js';
 import { redact } from '../../util/redact.js';
 import { emitJobEvent } from './job-events.js';
@@ -13,8 +12,17 @@ function report(code: ErrorCode, message: string, hint: string | undefined, exit
   return exit;
 }
 
+/**
+ * Commander's errors, known by their shape rather than by class: the lean entry point
+ * reports errors without loading commander.
+ */
+function isCommanderError(err: unknown): err is Error & { code: string } {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('commander.');
+}
+
 export function reportError(err: unknown): number {
-  if (err instanceof CommanderError) {
+  if (isCommanderError(err)) {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
     // commander has printed the message itself.
     return report('USAGE', redact(err.message.replace(/^error: /, '')), 'run the command with --help for usage', ERROR_TABLE.USAGE.exit);
