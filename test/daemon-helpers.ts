@@ -7,7 +7,7 @@ import { expect } from 'vitest';
 import { parseConfig, type LifeboatConfig } from '../src/config/config.js';
 import { Daemon, type DaemonOptions } from '../src/daemon/daemon.js';
 import { createToken, type Role } from '../src/daemon/auth.js';
-import { runCli, tmpdir } from './helpers.js';
+import { initRepo, runCli, tmpdir } from './helpers.js';
 
 export interface TestDaemon {
   daemon: Daemon;
@@ -30,8 +30,7 @@ export async function testDaemon(opts: { extraSources?: string; extra?: string; 
   mkdirSync(data);
   writeFileSync(path.join(data, 'a.txt'), 'first file\n');
   writeFileSync(path.join(dir, 'pass'), 'test-password\n');
-  const init = await runCli(['-r', path.join(dir, 'repo'), 'init']);
-  expect(init.code, init.stderr).toBe(0);
+  await initRepo(path.join(dir, 'repo'));
   const text = [
     'repositories:',
     '  main:',

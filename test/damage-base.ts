@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { expect } from 'vitest';
 import { Repository } from '../src/repo/repository.js';
 import { LocalStore } from '../src/storage/local/local-store.js';
-import { CLI, cliExpecting, makeFixture, snapshotOf, tmpdir, type CliResult } from './helpers.js';
+import { CLI, cliExpecting, initRepo, makeFixture, snapshotOf, tmpdir, type CliResult } from './helpers.js';
 
 export const ENV = { LIFEBOAT_PASSWORD: 'pw' };
 export const cli = (args: string[], code = 0) => cliExpecting(args, code, ENV);
@@ -89,7 +89,7 @@ export async function buildBase(): Promise<Base> {
   const src = path.join(dir, 'src');
   await fs.mkdir(src);
   await makeFixture(src);
-  await cli(['init', '-r', repo]);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   await cli(['-r', repo, 'backup', src]);
   await fs.writeFile(path.join(src, 'second.txt'), 'second\n');
   await cli(['-r', repo, 'backup', src]);

@@ -48,6 +48,17 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
   });
 }
 
+/**
+ * Creates a repository at `dir` as `lifeboat init -r DIR` does (the same code, in this
+ * process): for tests whose subject is not init itself, a child process per repository
+ * is start-up time the suite pays hundreds of times.
+ */
+export async function initRepo(dir: string, password = 'test-password'): Promise<void> {
+  const { withStore } = await import('../src/cli/context.js');
+  const { Repository } = await import('../src/repo/repository.js');
+  await withStore({ repo: dir }, (store) => Repository.init(store, password));
+}
+
 /** Deterministic pseudo-random bytes (xorshift), so fixtures are the same every run. */
 export function pseudoRandom(size: number, seed: number): Buffer {
   const out = Buffer.allocUnsafe(size);

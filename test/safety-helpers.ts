@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'vitest';
-import { CLI, runCli, snapshotOf, tmpdir, type CliResult, type Meta } from './helpers.js';
+import { CLI, initRepo as initRepoInProcess, runCli, snapshotOf, tmpdir, type CliResult, type Meta } from './helpers.js';
 
 export const MiB = 1024 * 1024;
 export const PASSWORD = 'test-password';
@@ -22,7 +22,7 @@ export async function cli(args: string[], expectCode = 0, env: Record<string, st
 }
 
 export async function initRepo(dir: string): Promise<void> {
-  await cli(['init', '--repo', dir]);
+  await initRepoInProcess(dir);
 }
 
 /** Total size of the files below dir (0 when it does not exist); tolerant of files appearing meanwhile. */

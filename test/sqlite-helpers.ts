@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { expect } from 'vitest';
-import { CLI, ROOT, runCli, tmpdir } from './helpers.js';
+import { CLI, ROOT, initRepo, runCli, tmpdir } from './helpers.js';
 
 export const ENV = { LIFEBOAT_PASSWORD: 'pw' };
 export const APP = path.join(ROOT, 'test', 'fixtures', 'sqlite-app.mjs');
@@ -27,7 +27,7 @@ export async function cli(args: string[]): Promise<string> {
 export async function newRepo(prefix = 'lb-sqlite-'): Promise<{ dir: string; repo: string }> {
   const dir = tmpdir(prefix);
   const repo = path.join(dir, 'repo');
-  await cli(['init', '-r', repo]);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   return { dir, repo };
 }
 
