@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'vitest';
-import { CLI, initRepo as initRepoInProcess, runCli, snapshotOf, tmpdir, type CliResult, type Meta } from './helpers.js';
+import { CLI, runCli, snapshotOf, tmpdir, type CliResult, type Meta } from './helpers.js';
 
 export const MiB = 1024 * 1024;
 export const PASSWORD = 'test-password';
@@ -21,9 +21,7 @@ export async function cli(args: string[], expectCode = 0, env: Record<string, st
   return r;
 }
 
-export async function initRepo(dir: string): Promise<void> {
-  await initRepoInProcess(dir);
-}
+export { initRepo } from './helpers.js';
 
 /** Total size of the files below dir (0 when it does not exist); tolerant of files appearing meanwhile. */
 export async function dirSize(dir: string): Promise<number> {

@@ -20,22 +20,21 @@ export async function sqliteWindow(repo: Pick<Repository, 'listSnapshots' | 'lis
   /** Each snapshot's consistency record, read once (the quiet-stretch rule below looks at every later one). */
   const points = snaps.map((s) => {
     const p = sqlitePoint(s);
-    return { time: Date.parse(s.time), generation: p?.generation, position: p?.position };
+    return { id: s.id, time: Date.parse(s.time), generation: p?.generation, position: p?.position };
   });
   const stretches: LogStretch[] = [];
   // The newest generation (by its newest snapshot): the others ended when it began.
-  const newestGen = [...snaps].sort((a, b) => Date.parse(b.time) - Date.parse(a.time)).map((s) => sqlitePoint(s)?.generation).find((g) => g !== undefined);
-  for (const s of snaps) {
-    const c = sqlitePoint(s);
-    const gen = c?.generation;
-    if (!gen || !c.position) continue;
+  const newestGen = [...points].sort((a, b) => b.time - a.time).find((p) => p.generation !== undefined)?.generation;
+  for (const s of points) {
+    const gen = s.generation;
+    if (!gen || !s.position) continue;
     if (!trust.has(gen)) trust.set(gen, logs.some((l) => l.timeline === gen && l.file === DIVERGED) ? await trustedUntil(repo, source, gen) : undefined);
     const trusted = trust.get(gen);
-    const from = Date.parse(s.time);
+    const from = s.time;
     let to = from;
-    const { chain, gapAt } = chainFrom(c.position, segmentsOf(logs, gen));
+    const { chain, gapAt } = chainFrom(s.position, segmentsOf(logs, gen));
     let cut = false;
-    let reached: Position = c.position;
+    let reached: Position = s.position;
     for (const n of chain) {
       if (trusted === null || (trusted && comparePos(n.start, trusted) >= 0)) {
         cut = true;
