@@ -50,7 +50,10 @@ s=$(now); for i in 1 2 3 4 5; do as_pg node "$HERE/bin/lifeboat.js" pg archive-p
 echo "archive-push per segment: $(echo "($(now)-$s)/5" | bc -l | cut -c1-5)s"
 as_pg "$BIN/pg_ctl" -D "$W/data" -m fast -w stop >/dev/null
 rm -rf "$W/data"
-s=$(now); "${LB[@]}" pg restore --name bench --target-dir "$W/data" --time "$(date -u -d "$target" +%Y-%m-%dT%H:%M:%S.%6NZ)" -q; r=$(echo "$(now)-$s" | bc)
+s=$(now); as_pg /usr/bin/time -f "lifeboat restore CPU: %U s user, %S s system, peak RSS %M KB" "${LB[@]:1}" pg restore --name bench --target-dir "$W/data" --time "$(date -u -d "$target" +%Y-%m-%dT%H:%M:%S.%6NZ)" -q; r=$(echo "$(now)-$s" | bc)
+# The restored copy comes up on a port of its own (docs/postgres.md), not the primary's.
+PORT=$(sed -n 's/^port = //p' "$W/data/postgresql.auto.conf" | tail -1)
+psql=(as_pg psql -h "$W" -p "$PORT" -d postgres -qtAX)
 s=$(now); as_pg "$BIN/pg_ctl" -D "$W/data" -l "$W/pg2.log" -w -t 600 start >/dev/null
 until [ "$("${psql[@]}" -c "select pg_is_in_recovery()")" = f ]; do sleep 0.2; done
 echo "lifeboat restore: ${r}s, replay to target: $(echo "$(now)-$s" | bc)s"

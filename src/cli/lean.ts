@@ -7,14 +7,18 @@
  * calls runArchiveCall here, or gives the usual errors.
  */
 import { rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { LifeboatError } from '../errors.js';
-import { archiveGet, archivePush, markerText, prefetch, pushAhead, takePrefetched, takePushMarker } from '../sources/postgres/archive.js';
+import { archiveGet, archivePush, markerText, pushAhead, takePushMarker } from '../sources/postgres/archive.js';
+import { FIRST_SEGMENTS, fetcherRunning, prefetch, recordWanted, runFetcher, startFetcher, takePrefetched } from '../sources/postgres/prefetch.js';
+import { parseWalName, segmentName } from '../sources/postgres/wal.js';
 import { Repository } from '../repo/repository.js';
 import { openRepo, withRepo, withStore, type GlobalOptions } from './context.js';
 import { reportError } from './output/errors.js';
 
 export interface ArchiveCall {
-  verb: 'archive-push' | 'archive-get';
+  /** archive-prefetch: the background fetcher an archive-get starts (prefetch.ts). */
+  verb: 'archive-push' | 'archive-get' | 'archive-prefetch';
   name: string;
   prefetch?: string;
   g: GlobalOptions;
@@ -36,7 +40,7 @@ const VALUE_FLAGS: Record<string, string> = {
 /** Parses `pg archive-push|archive-get ...`; undefined when the full CLI should handle it. */
 export function parse(argv: string[]): ArchiveCall | undefined {
   const [group, verb, ...rest] = argv;
-  if (group !== 'pg' || (verb !== 'archive-push' && verb !== 'archive-get')) return undefined;
+  if (group !== 'pg' || (verb !== 'archive-push' && verb !== 'archive-get' && verb !== 'archive-prefetch')) return undefined;
   const values: Record<string, string> = {};
   const g: GlobalOptions = {};
   const args: string[] = [];
@@ -55,7 +59,8 @@ export function parse(argv: string[]): ArchiveCall | undefined {
     else args.push(a);
   }
   const name = values.name;
-  if (!name || args.length !== (verb === 'archive-push' ? 1 : 2)) return undefined;
+  if (!name || args.length !== (verb === 'archive-get' ? 2 : 1)) return undefined;
+  if (verb === 'archive-prefetch' && !values.prefetch) return undefined;
   if (values.repo) g.repo = values.repo;
   if (values.passwordFile) g.passwordFile = values.passwordFile;
   if (values.compression) g.compression = values.compression;
@@ -82,12 +87,27 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
     });
     return;
   }
+  if (p.verb === 'archive-prefetch') {
+    const [after] = p.args as [string];
+    const dir = p.prefetch as string;
+    await withRepo(p.g, async (repo) => void (await runFetcher(repo, p.name, after, dir)));
+    return;
+  }
   const [file, dest] = p.args as [string, string];
   // A prefetched segment needs neither the password nor the repository.
   if (p.prefetch && (await takePrefetched(p.prefetch, file, dest))) return;
   await withRepo(p.g, async (repo) => {
     if (await archiveGet(repo, p.name, file, dest)) {
-      if (p.prefetch) await prefetch(repo, p.name, file, p.prefetch);
+      const wal = parseWalName(file);
+      if (p.prefetch && wal.kind === 'segment' && wal.segno !== undefined) {
+        // Recovery is here now: a fetcher already running skips to after this segment.
+        await recordWanted(p.prefetch, file);
+        if (!(await fetcherRunning(p.prefetch))) {
+          startFetcher(fetcherArgv(p, segmentName(wal.timeline, wal.segno + BigInt(FIRST_SEGMENTS))));
+        }
+        // The next few while the fetcher starts, so recovery does not call back for them.
+        await prefetch(repo, p.name, file, p.prefetch, FIRST_SEGMENTS);
+      }
       return;
     }
     // A segment past the end of the archive: recovery is finishing and the spool
@@ -97,6 +117,16 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
       hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
     });
   });
+}
+
+/** `lifeboat pg archive-prefetch …` for the fetcher of this call's spool, after `after`. */
+function fetcherArgv(p: ArchiveCall, after: string): string[] {
+  const cli = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
+  const g: string[] = [];
+  if (p.g.config) g.push('--config', p.g.config);
+  if (p.g.repo) g.push('--repo', p.g.repo);
+  if (p.g.passwordFile) g.push('--password-file', p.g.passwordFile);
+  return [process.execPath, ...process.execArgv, cli, 'pg', 'archive-prefetch', '--name', p.name, ...g, '--prefetch', p.prefetch as string, after];
 }
 
 /** Runs the command if it is one of ours; returns false to hand it to the full CLI. */

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
-import { parseWalName, segmentName, validateSegment } from './wal.js';
+import { parseWalName, validateSegment } from './wal.js';
 import { logSource, streamSource, timelineDir } from './names.js';
 
 export interface ClusterIdentity {
@@ -75,43 +75,6 @@ export async function archiveGet(repo: Repository, name: string, file: string, d
   await fs.writeFile(tmp, data);
   await fs.rename(tmp, dest);
   return true;
-}
-
-/**
- * Recovery runs restore_command once per segment; each run would start a process,
- * derive the key with scrypt and open the repository. With a prefetch directory, a
- * fetch also brings the next segments of the timeline, and the calls that follow
- * are served from there without touching the repository at all.
- */
-export const PREFETCH_SEGMENTS = 16;
-
-/** Moves a prefetched file into place; false when it was not prefetched. */
-export async function takePrefetched(dir: string, file: string, dest: string): Promise<boolean> {
-  try {
-    await fs.rename(path.join(dir, file), dest);
-    return true;
-  } catch (err) {
-    if (errno(err) === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-export async function prefetch(repo: Repository, name: string, file: string, dir: string, count = PREFETCH_SEGMENTS): Promise<number> {
-  const wal = parseWalName(file);
-  if (wal.kind !== 'segment' || wal.segno === undefined) return 0;
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  let n = 0;
-  for (let i = 1n; i <= BigInt(count); i++) {
-    const next = segmentName(wal.timeline, wal.segno + i);
-    // Only whole archived segments: a streamed partial may still grow.
-    const data = await repo.getLog(logSource(name), timelineDir(wal.timeline), next);
-    if (!data) break;
-    const tmp = path.join(dir, `${next}.tmp`);
-    await fs.writeFile(tmp, data);
-    await fs.rename(tmp, path.join(dir, next));
-    n++;
-  }
-  return n;
 }
 
 /**

@@ -1,0 +1,85 @@
+/**
+ * restore_command's read-ahead against a real PostgreSQL 15 scratch cluster: a
+ * point-in-time restore that stops part way through the archive replays to the right
+ * row, and once the copy is promoted neither the spool of fetched segments (up to
+ * 256 MiB inside the data directory) nor the background fetcher is left behind.
+ */
+import { promises as fs, readdirSync, readFileSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { archivedCluster, lifeboatAsPostgres, type ScratchCluster } from '../pg-cluster.js';
+import { switchAndArchive } from '../pg-load.js';
+
+let base: string;
+let repo: string;
+let pw: string;
+let cluster: ScratchCluster;
+
+const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
+
+/** Processes whose command line names `needle` (the fetcher names its spool). */
+function processesNaming(needle: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(needle))) out.push(Number(pid));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Inserts row `id` and closes its WAL segment. */
+async function rowInItsOwnSegment(id: number): Promise<void> {
+  await cluster.query('insert into t values ($1)', [id]);
+  await cluster.query('select pg_switch_wal()');
+}
+
+beforeAll(async () => {
+  ({ base, repo, pw, cluster } = await archivedCluster('lb-pgprefetch-'));
+  await cluster.query('create table t (id int primary key)');
+  const b = await lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn]);
+  expect(b.code, b.stderr).toBe(0);
+}, 180_000);
+
+afterAll(async () => {
+  await cluster?.destroy();
+  if (base) rmSync(base, { recursive: true, force: true });
+});
+
+describe('restore_command reads ahead', () => {
+  it('replays a point-in-time restore that stops mid-archive, then leaves no spool and no fetcher', async () => {
+    for (let id = 1; id <= 6; id++) await rowInItsOwnSegment(id);
+    const [{ t }] = (await cluster.query<{ t: string }>('select clock_timestamp()::text as t')) as [{ t: string }];
+    await until('the clock to pass the target', async () => (await cluster.query<{ after: boolean }>('select clock_timestamp() > $1::timestamptz as after', [t]))[0]!.after);
+    for (let id = 7; id <= 26; id++) await rowInItsOwnSegment(id);
+    await switchAndArchive(cluster);
+
+    const dir = path.join(base, 'restored');
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--time', new Date(t).toISOString(), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const copy = cluster.copy(dir, (JSON.parse(r.stdout) as { port: number }).port);
+    const spool = path.join(dir, 'lifeboat-prefetch');
+    await copy.start();
+    try {
+      await copy.waitPromoted();
+      expect((await copy.query<{ id: number }>('select id from t order by id')).map((x) => x.id)).toEqual([1, 2, 3, 4, 5, 6]);
+      // Recovery stopped with archived segments still ahead of it: the fetcher sees the
+      // promotion, removes the spool and exits.
+      await until('the spool to be removed', async () => !(await fs.stat(spool).then(() => true, () => false)));
+      await until('no fetcher to run', () => processesNaming(spool).length === 0);
+      expect(await copy.log(dir)).toMatch(/restored log file "[0-9A-F]{24}" from archive/);
+    } finally {
+      await copy.stop(dir);
+    }
+  }, 240_000);
+});

@@ -1,0 +1,156 @@
+/**
+ * restore_command's background fetcher (src/sources/postgres/prefetch.ts) against a
+ * real local repository and a spool inside a directory laid out as a data directory,
+ * with a real process standing for the postmaster. Everything the fetcher must prove
+ * before it goes on: it keeps the spool topped up as recovery takes segments, and it
+ * exits (never lingers) when the server dies, when recovery is over (removing the
+ * spool), at the end of the archive, on another timeline, when another fetcher holds
+ * the spool, and on a damaged segment, which it never spools.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Repository } from '../../src/repo/repository.js';
+import { logSource, timelineDir } from '../../src/sources/postgres/names.js';
+import { recordWanted, runFetcher } from '../../src/sources/postgres/prefetch.js';
+import { segmentName } from '../../src/sources/postgres/wal.js';
+import { LocalStore } from '../../src/storage/local/local-store.js';
+import { cleanupTmp, tmpdir } from '../helpers.js';
+
+let repo: Repository;
+let repoDir: string;
+const children: ChildProcess[] = [];
+const SEGS = 12;
+const seg = (n: number, tl = 1) => segmentName(tl, BigInt(n));
+const content = (n: number) => Buffer.alloc(4096, n);
+
+beforeAll(async () => {
+  repoDir = path.join(tmpdir('lb-prefetch-'), 'repo');
+  await Repository.init(new LocalStore(repoDir), 'pw');
+  repo = await Repository.open(new LocalStore(repoDir), 'pw');
+  for (let n = 1; n <= SEGS; n++) await repo.putLog(logSource('main'), timelineDir(1), seg(n), content(n));
+});
+
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+  cleanupTmp();
+});
+
+/** A process standing for the postmaster; its pid goes into postmaster.pid. */
+function postmaster(): ChildProcess {
+  const c = spawn('sleep', ['600'], { stdio: 'ignore' });
+  children.push(c);
+  return c;
+}
+
+async function dataDir(pm: ChildProcess, signal = 'recovery.signal'): Promise<{ data: string; spool: string }> {
+  const data = tmpdir('lb-prefetch-data-');
+  await fs.writeFile(path.join(data, 'PG_VERSION'), '15\n');
+  await fs.writeFile(path.join(data, 'postmaster.pid'), `${pm.pid}\n${data}\n`);
+  await fs.writeFile(path.join(data, signal), '');
+  const spool = path.join(data, 'lifeboat-prefetch');
+  await fs.mkdir(spool, { mode: 0o700 });
+  return { data, spool };
+}
+
+const spooled = async (spool: string) => (await fs.readdir(spool).catch(() => [] as string[])).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+
+async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Recovery taking `name` from the spool the way restore_command's `mv` does. */
+async function take(spool: string, name: string, into: string): Promise<Buffer> {
+  await fs.rename(path.join(spool, name), path.join(into, name));
+  return fs.readFile(path.join(into, name));
+}
+
+describe('the background fetcher of restore_command', () => {
+  it('keeps the spool topped up as recovery takes segments, then exits when the server dies, leaving the spool', async () => {
+    const pm = postmaster();
+    const { data, spool } = await dataDir(pm);
+    const fetcher = runFetcher(repo, 'main', seg(2), spool, { ahead: 3 });
+    await until('three segments spooled', async () => (await spooled(spool)).length === 3);
+    expect(await spooled(spool)).toEqual([seg(3), seg(4), seg(5)]);
+    const wal = path.join(data, 'pg_wal');
+    await fs.mkdir(wal);
+    expect(await take(spool, seg(3), wal)).toEqual(content(3));
+    await until('the next one spooled', async () => (await spooled(spool)).includes(seg(6)));
+    expect(await spooled(spool)).toEqual([seg(4), seg(5), seg(6)]);
+    expect(existsSync(path.join(spool, '.fetcher'))).toBe(true);
+
+    pm.kill('SIGKILL');
+    await expect(fetcher).resolves.toBe('server stopped');
+    // Whole archived segments, kept for the recovery a restart resumes; the lock is released.
+    expect(await spooled(spool)).toEqual([seg(4), seg(5), seg(6)]);
+    expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
+  });
+
+  it('removes the spool and exits once recovery is over (the server promoted)', async () => {
+    const { data, spool } = await dataDir(postmaster());
+    const fetcher = runFetcher(repo, 'main', seg(1), spool, { ahead: 4 });
+    await until('four segments spooled', async () => (await spooled(spool)).length === 4);
+    await fs.rm(path.join(data, 'recovery.signal'));
+    await expect(fetcher).resolves.toBe('recovery over');
+    expect(existsSync(spool)).toBe(false);
+  });
+
+  it('skips past a segment a call fetched itself, drops what recovery has passed, and stops on another timeline', async () => {
+    const { spool } = await dataDir(postmaster(), 'standby.signal');
+    const fetcher = runFetcher(repo, 'main', seg(1), spool, { ahead: 2 });
+    await until('two segments spooled', async () => (await spooled(spool)).length === 2);
+    // Recovery was faster than the spool: restore_command fetched segment 7 itself.
+    await recordWanted(spool, seg(7));
+    await until('segments 8 and 9 spooled', async () => (await spooled(spool)).join() === [seg(8), seg(9)].join());
+    await recordWanted(spool, seg(9, 2));
+    await expect(fetcher).resolves.toBe('another timeline');
+  });
+
+  it('exits at the end of the archive once recovery has taken every spooled segment', async () => {
+    const { data, spool } = await dataDir(postmaster());
+    const wal = path.join(data, 'pg_wal');
+    await fs.mkdir(wal);
+    const fetcher = runFetcher(repo, 'main', seg(SEGS - 2), spool, { ahead: 8 });
+    await until('the last two spooled', async () => (await spooled(spool)).length === 2);
+    let done = false;
+    void fetcher.then(() => (done = true));
+    await take(spool, seg(SEGS - 1), wal);
+    await until('the fetcher to see one taken', async () => (await spooled(spool)).length === 1);
+    expect(done).toBe(false);
+    await take(spool, seg(SEGS), wal);
+    await expect(fetcher).resolves.toBe('end of archive');
+  });
+
+  it('leaves a spool another live fetcher holds, and takes over the lock of a dead one', async () => {
+    const { spool } = await dataDir(postmaster());
+    const other = postmaster();
+    await fs.writeFile(path.join(spool, '.fetcher'), String(other.pid));
+    await expect(runFetcher(repo, 'main', seg(1), spool, { ahead: 1, idleMs: 0 })).resolves.toBe('another fetcher runs');
+    other.kill('SIGKILL');
+    await until('the other fetcher to be dead', () => other.exitCode !== null || other.signalCode !== null);
+    await expect(runFetcher(repo, 'main', seg(1), spool, { ahead: 1, idleMs: 0 })).resolves.toBe('idle');
+    expect(await spooled(spool)).toEqual([seg(2)]);
+  });
+
+  it('fails on a damaged segment and never spools it', async () => {
+    const dir = tmpdir('lb-prefetch-bad-');
+    await Repository.init(new LocalStore(dir), 'pw');
+    const bad = await Repository.open(new LocalStore(dir), 'pw');
+    for (let n = 1; n <= 3; n++) await bad.putLog(logSource('main'), timelineDir(1), seg(n), content(n));
+    const stored = (await fs.readdir(dir, { recursive: true })).map(String).find((f) => f.includes(seg(3)));
+    expect(stored).toBeDefined();
+    const file = path.join(dir, stored!);
+    const bytes = await fs.readFile(file);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
+    await fs.writeFile(file, bytes);
+    const { spool } = await dataDir(postmaster());
+    await expect(runFetcher(bad, 'main', seg(1), spool, { ahead: 4 })).rejects.toMatchObject({ code: 'CORRUPT' });
+    expect(await spooled(spool)).toEqual([seg(2)]);
+    expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
+  });
+});
