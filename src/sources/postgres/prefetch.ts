@@ -61,6 +61,9 @@ export async function takePrefetched(dir: string, file: string, dest: string): P
 async function spool(dir: string, name: string, data: Uint8Array): Promise<boolean> {
   const tmp = path.join(dir, `${name}.${process.pid}.tmp`);
   try {
+    // Exclusive: never through a name planted in the spool (one left by a killed
+    // process of the same pid is removed first).
+    await fs.rm(tmp, { force: true });
     await fs.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
     await fs.rename(tmp, path.join(dir, name));
     return true;
@@ -92,7 +95,8 @@ export async function recordWanted(dir: string, file: string): Promise<void> {
   if (!SEGMENT_NAME.test(file)) return;
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = path.join(dir, `${WANTED}.${process.pid}.tmp`);
-  await fs.writeFile(tmp, file, { mode: 0o600 });
+  await fs.rm(tmp, { force: true });
+  await fs.writeFile(tmp, file, { flag: 'wx', mode: 0o600 });
   await fs.rename(tmp, path.join(dir, WANTED));
 }
 
