@@ -39,9 +39,11 @@ export interface GetOptions {
 
 /**
  * A finished local file to be stored as one object (a pack a chunk worker wrote).
- * It belongs to the caller: `putFile` neither changes nor removes it, and the caller
- * must not change it until the call settles. `size` is what the caller wrote; a file
- * of any other size, or anything but a regular file at `path`, is refused.
+ * It belongs to the caller: `putFile` neither changes nor removes it. The caller must
+ * not change it afterwards either, only remove it: a store may keep a file from its
+ * own staging directory as the object itself (a hard link). `size` is what the
+ * caller wrote; a file of any other size, or anything but a regular file at `path`,
+ * is refused.
  */
 export interface LocalFile {
   path: string;
@@ -55,7 +57,8 @@ export interface Store {
   /**
    * Optional capability: stores the bytes of `file` under `key`, exactly as `put` would
    * (same durability, same `ifAbsent`), without holding them in memory whole (the
-   * local store links the file into place; a wrapper passes it down). Callers use
+   * local store links a file from its staging directory into place and copies any
+   * other, so two stores never share one; a wrapper passes it down). Callers use
    * `putFile()` below, which falls back to reading the file and calling `put` when a
    * store has no such method: correct everywhere, cheaper where it exists.
    */

@@ -97,10 +97,11 @@ export class LocalStore implements Store {
   }
 
   /**
-   * Stores `file` without reading it: it is hard-linked to a temporary name of this
-   * store's own (a file on another filesystem is copied there instead), checked to be
-   * the very regular file opened without following symlinks, fsynced, and then moved
-   * into place like a put. The caller's file stays where it was, unchanged.
+   * Stores `file` without reading it into memory. A file in this store's tmp/ (where
+   * stagingDir sends callers) is hard-linked to a temporary name of the store's own,
+   * checked to be the very regular file opened without following symlinks, and
+   * fsynced; any other file is copied there 1 MiB at a time. Then it is moved into
+   * place like a put. The caller's file stays where it was.
    */
   async putFile(key: string, file: LocalFile, opts: PutOptions = {}): Promise<void> {
     const dest = this.file(key);
@@ -114,12 +115,18 @@ export class LocalStore implements Store {
       if (!st.isFile() || st.size !== file.size) {
         throw new LifeboatError('FAILED', `${file.path}: not the ${file.size}-byte file that was written`);
       }
-      let linked = true;
-      try {
-        await fs.link(file.path, tmp);
-      } catch (err) {
-        if (errno(err) !== 'EXDEV') throw err;
-        linked = false;
+      // Only a file from tmp/ is linked: one from elsewhere (another destination's tmp/
+      // in a multi-destination repository) is copied, so no two stores share an inode
+      // (damage to one copy must not be damage to both).
+      const rel = path.relative(path.join(this.root, TMP_DIR), path.resolve(file.path));
+      let linked = rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+      if (linked) {
+        try {
+          await fs.link(file.path, tmp);
+        } catch (err) {
+          if (errno(err) !== 'EXDEV') throw err;
+          linked = false;
+        }
       }
       if (linked) {
         // link() names whatever is at the path now: it must still be the file opened above.

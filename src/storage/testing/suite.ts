@@ -131,7 +131,8 @@ export function storeConformance(
         const key = `data/ef/file${i}`;
         const data = randomBytes(300_000 + i);
         const file = await tempFile(dir, data);
-        const other = await tempFile(dir, randomBytes(1000));
+        const otherData = randomBytes(1000);
+        const other = await tempFile(dir, otherData);
         try {
           await putFile(store, key, file);
           expect(Buffer.from(await store.get(key)).equals(data)).toBe(true);
@@ -145,6 +146,12 @@ export function storeConformance(
           } else {
             await putFile(store, key, other);
             expect(await store.stat(key)).toEqual({ key, size: 1000 });
+          }
+          if (i === 1) {
+            // A file from outside the staging directory is copied: changing it in place
+            // afterwards does not change the object.
+            for (const f of [file, other]) await fs.writeFile(f.path, Buffer.alloc(f.size));
+            expect(Buffer.from(await store.get(key)).equals(opts.appendOnly ? data : otherData)).toBe(true);
           }
           // The files being stored, still there, are never listed as objects.
           expect((await listAll(store, '')).every((o) => o.key.startsWith('data/ef/file'))).toBe(true);
