@@ -15,6 +15,7 @@
  * another, a blob cannot be read as a snapshot. See docs/format.md.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
+import type { CipherGCM } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
 import { CODEC, compress, decompress, MAX_PLAIN, type Compression } from './compression.js';
 
@@ -194,19 +195,40 @@ export function encrypt(encKey: Buffer, keyId: number, codec: number, body: Uint
 function encryptInto(encKey: Buffer, keyId: number, codec: number, body: Uint8Array, ctx: SealContext | undefined, out: Buffer, at: number): number {
   const end = at + SEAL_OVERHEAD + body.length;
   if (end > out.length) throw new RangeError(`no room to seal ${body.length} bytes at ${at} of ${out.length}`);
-  out[at] = ctx ? SEAL_FORMAT_V2 : SEAL_FORMAT;
-  out.writeUInt32BE(keyId >>> 0, at + 1);
-  out[at + 5] = codec;
-  randomFillSync(out, at + HEADER_LEN, NONCE_LEN);
-  const cipher = createCipheriv('aes-256-gcm', encKey, out.subarray(at + HEADER_LEN, at + HEADER_LEN + NONCE_LEN));
-  const header = out.subarray(at, at + HEADER_LEN);
-  cipher.setAAD(ctx ? Buffer.concat([header, contextBytes(ctx)]) : header);
+  const cipher = startCipher(encKey, keyId, codec, ctx, out.subarray(at, at + HEADER_LEN + NONCE_LEN));
   const start = at + HEADER_LEN + NONCE_LEN;
   // update() allocates its output; copied in, it is the only per-call garbage left.
   let n = cipher.update(body).copy(out, start);
   n += cipher.final().copy(out, start + n);
   cipher.getAuthTag().copy(out, start + n);
   return end - at;
+}
+
+/**
+ * `sealInto` for a writer that appends to a file: the same envelope as pieces to be
+ * written back to back (header and nonce, ciphertext, tag), without copying the
+ * ciphertext into a buffer of its own.
+ */
+export function sealParts(key: MasterKey, codec: number, body: Uint8Array, ctx: SealContext): Buffer[] {
+  const head = Buffer.allocUnsafe(HEADER_LEN + NONCE_LEN);
+  const cipher = startCipher(key.encKey, key.keyId, codec, key.version === 2 ? ctx : undefined, head);
+  const parts = [head, cipher.update(body)];
+  const rest = cipher.final();
+  if (rest.length > 0) parts.push(rest);
+  parts.push(cipher.getAuthTag());
+  return parts;
+}
+
+/** Writes the envelope's header and a fresh nonce into `head` and returns the cipher they start. */
+function startCipher(encKey: Buffer, keyId: number, codec: number, ctx: SealContext | undefined, head: Buffer): CipherGCM {
+  head[0] = ctx ? SEAL_FORMAT_V2 : SEAL_FORMAT;
+  head.writeUInt32BE(keyId >>> 0, 1);
+  head[5] = codec;
+  randomFillSync(head, HEADER_LEN, NONCE_LEN);
+  const cipher = createCipheriv('aes-256-gcm', encKey, head.subarray(HEADER_LEN, HEADER_LEN + NONCE_LEN));
+  const header = head.subarray(0, HEADER_LEN);
+  cipher.setAAD(ctx ? Buffer.concat([header, contextBytes(ctx)]) : header);
+  return cipher;
 }
 
 /**

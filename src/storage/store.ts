@@ -5,6 +5,7 @@
  * append-only, multi) implements exactly this contract, and the shared conformance
  * suite in testing/suite.ts holds each of them to it.
  */
+import { constants as fsc, promises as fs } from 'node:fs';
 import { LifeboatError, isLifeboatError } from '../errors.js';
 
 export interface ByteRange {
@@ -36,9 +37,41 @@ export interface GetOptions {
   verify?: (data: Uint8Array) => boolean;
 }
 
+/**
+ * A finished local file to be stored as one object (a pack a chunk worker wrote).
+ * It belongs to the caller: `putFile` neither changes nor removes it. The caller must
+ * not change it afterwards either, only remove it: a store may keep a file from its
+ * own staging directory as the object itself (a hard link). `size` is what the
+ * caller wrote; a file of any other size, or anything but a regular file at `path`,
+ * is refused.
+ */
+export interface LocalFile {
+  path: string;
+  size: number;
+}
+
 export interface Store {
   /** Human-readable location, used in messages ("local:/srv/repo"). */
   readonly location: string;
+
+  /**
+   * Optional capability: stores the bytes of `file` under `key`, exactly as `put` would
+   * (same durability, same `ifAbsent`), without holding them in memory whole (the
+   * local store links a file from its staging directory into place and copies any
+   * other, so two stores never share one; a wrapper passes it down). Callers use
+   * `putFile()` below, which falls back to reading the file and calling `put` when a
+   * store has no such method: correct everywhere, cheaper where it exists.
+   */
+  putFile?(key: string, file: LocalFile, opts?: PutOptions): Promise<void>;
+
+  /**
+   * Optional capability: a directory where a caller should create the files it will
+   * hand to `putFile` (the local store's own `tmp/`: the same filesystem, so a file is
+   * linked into place and never copied, and one left by a crash is swept like any
+   * temporary). Files created there must be named `<random>.tmp`, created exclusively
+   * and not following symlinks. Undefined when the store has no such place.
+   */
+  stagingDir?(): Promise<string | undefined>;
 
   /**
    * Stores `data` under `key`. Durable when the promise resolves: a crash after that
@@ -73,6 +106,57 @@ export async function listAll(store: Pick<Store, 'list'>, prefix: string): Promi
   const out: ObjectInfo[] = [];
   for await (const info of store.list(prefix)) out.push(info);
   return out;
+}
+
+/** Stores `file` under `key` through the store's `putFile`, or by reading it and calling `put`. */
+export async function putFile(store: Pick<Store, 'put' | 'putFile'>, key: string, file: LocalFile, opts?: PutOptions): Promise<void> {
+  if (store.putFile) return store.putFile(key, file, opts);
+  return store.put(key, await readLocalFile(file), opts);
+}
+
+/** The first store's staging directory among `stores` that has one. */
+export async function firstStagingDir(stores: readonly Pick<Store, 'stagingDir'>[]): Promise<string | undefined> {
+  for (const s of stores) {
+    const dir = await s.stagingDir?.();
+    if (dir !== undefined) return dir;
+  }
+  return undefined;
+}
+
+/** The largest file `readLocalFile` reads (a pack is about 16 MiB; Buffers stop at 2 GiB). */
+export const MAX_LOCAL_FILE = 1024 * 1024 * 1024;
+
+/**
+ * Reads a whole `LocalFile` for stores that cannot take it otherwise. It is opened
+ * without following a symlink and must be a regular file of exactly `file.size`
+ * bytes (checked before allocating, and bounded by MAX_LOCAL_FILE).
+ */
+export async function readLocalFile(file: LocalFile): Promise<Buffer> {
+  if (!Number.isSafeInteger(file.size) || file.size < 0 || file.size > MAX_LOCAL_FILE) {
+    throw new LifeboatError('FAILED', `${file.path}: size ${file.size} out of range for an object`);
+  }
+  const fh = await fs.open(file.path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size !== file.size) {
+      throw new LifeboatError('FAILED', `${file.path}: not the ${file.size}-byte file that was written (${st.isFile() ? `${st.size} bytes` : 'not a regular file'})`);
+    }
+    const buf = Buffer.allocUnsafe(file.size);
+    let done = 0;
+    while (done < file.size) {
+      const { bytesRead } = await fh.read(buf, done, file.size - done, done);
+      if (bytesRead === 0) throw new LifeboatError('FAILED', `${file.path}: shorter than the ${file.size} bytes written`);
+      done += bytesRead;
+    }
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `holdsBytes` for a file: whether `key` now holds exactly the bytes of `file`. */
+export async function holdsFile(store: Pick<Store, 'get'>, key: string, file: LocalFile): Promise<boolean> {
+  return holdsBytes(store, key, await readLocalFile(file));
 }
 
 /** Rejects keys that could escape a store's root or are otherwise malformed. */

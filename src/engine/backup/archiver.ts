@@ -25,7 +25,8 @@ import { ChunkPool } from '../workers/chunk-pool.js';
 import type { FileResult } from '../workers/protocol.js';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
-import { indexCacheDir, WriteOnlyCache } from './write-cache.js';
+import { cacheRoot, indexCacheDir, WriteOnlyCache } from './write-cache.js';
+import { SpillDir } from './spill.js';
 
 export interface BackupOptions {
   paths: string[];
@@ -159,7 +160,8 @@ interface Pending {
 
 class Archiver {
   private readonly writer: PackWriter;
-  private readonly pool: ChunkPool;
+  /** Made by run(), once the spill directory the workers write packs to exists. */
+  private pool!: ChunkPool;
   private readonly slots: Semaphore;
   private readonly excludes: PathMatcher;
   private readonly reserved = new Set<string>();
@@ -181,23 +183,33 @@ class Archiver {
     this.writer = repo.newPackWriter();
     this.emit = throttleProgress(opts.onProgress);
     this.excludes = new PathMatcher(opts.excludes ?? []);
-    const threads = opts.threads ?? defaultThreads();
-    this.slots = new Semaphore(threads * 2);
-    this.pool = new ChunkPool(
+    this.slots = new Semaphore((opts.threads ?? defaultThreads()) * 2);
+  }
+
+  /**
+   * The workers' pool, writing packs in `spill`. A pack is handed over as a file and
+   * stored from it (the file is removed once stored, or once its upload failed).
+   */
+  private startPool(spill: SpillDir): ChunkPool {
+    const { repo } = this;
+    return new ChunkPool(
       {
         key: exportKey(repo.key),
         chunker: repo.config.chunker,
         compression: repo.compression,
+        spillDir: spill.path,
       },
-      threads,
+      this.opts.threads ?? defaultThreads(),
       {
         need: (ids) => this.need(ids),
         acceptPack: async (pack) => {
+          // (A pack refused here fails the backup; its file goes with the spill directory.)
+          const file = spill.file(pack.file, pack.size);
           const entries = decodeEntries(Buffer.from(pack.entries), 'worker pack');
-          const bytes = Buffer.from(pack.bytes.buffer, pack.bytes.byteOffset, pack.bytes.byteLength);
-          await this.writer.storePack(Buffer.from(pack.packId), bytes, entries, true);
+          await this.writer.storePack(Buffer.from(pack.packId), file, entries, true);
           for (const e of entries) this.reserved.delete(e.id.toString('hex'));
         },
+        discardPack: (pack) => spill.discard(pack.file),
       },
     );
   }
@@ -222,6 +234,11 @@ class Archiver {
     const paths = [...new Set(this.opts.paths.map((p) => path.resolve(p)))].sort();
     const hostname = this.opts.hostname ?? os.hostname();
     const parent = this.opts.parent === undefined ? await this.parents.findParent(hostname, paths) : this.opts.parent;
+    const spill = await SpillDir.open(this.repo.store, [
+      { dir: path.join(cacheRoot(), 'spill'), own: true },
+      { dir: os.tmpdir(), own: false },
+    ]);
+    this.pool = this.startPool(spill);
     try {
       const rootTree = parent ? await this.parents.loadTree(parent.tree) : undefined;
       const root = await this.buildVirtualDir('/', paths, rootTree);
@@ -258,6 +275,9 @@ class Archiver {
       return { snapshot: { ...manifest, id }, errors: this.errors };
     } finally {
       await this.pool.close();
+      // After a failure, uploads may still be reading files in the spill directory.
+      await this.writer.settle();
+      await spill.remove();
     }
   }
 

@@ -1,7 +1,7 @@
 /**
  * A pool of chunk workers. Jobs (batches of files) queue here and go to the next
  * idle worker; the pool answers each worker's "which of these ids are new?" and
- * hands sealed blobs to the caller. Messages from one worker are handled strictly in
+ * hands finished packs (files: protocol.ts) to the caller. Messages from one worker are handled strictly in
  * order, so a worker's next question is answered only after its previous blobs are
  * accepted: that is the back-pressure that keeps memory bounded.
  */
@@ -12,8 +12,13 @@ import { startWorker } from './worker-url.js';
 export interface ChunkPoolHandlers {
   /** For concatenated 32-byte ids, returns 1 for each id the repository needs. */
   need(ids: Uint8Array): Uint8Array;
-  /** Stores a finished pack; the returned promise gates the worker's next question. */
+  /**
+   * Stores a finished pack and removes its file; the returned promise gates the
+   * worker's next question.
+   */
   acceptPack(pack: FinishedPack): Promise<void>;
+  /** Removes the file of a pack that arrived after its job failed (nothing will store it). */
+  discardPack(pack: FinishedPack): Promise<void>;
 }
 
 interface Job {
@@ -106,7 +111,10 @@ export class ChunkPool {
 
   private async handle(slot: Slot, msg: FromWorker): Promise<void> {
     const job = slot.job;
-    if (!job || job.id !== msg.job) return;
+    if (!job || job.id !== msg.job) {
+      if (msg.t === 'pack') await this.handlers.discardPack(msg.pack);
+      return;
+    }
     switch (msg.t) {
       case 'ids': {
         const reply: ToWorker = { t: 'need', job: msg.job, need: this.handlers.need(msg.ids) };

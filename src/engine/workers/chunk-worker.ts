@@ -1,17 +1,18 @@
 /**
  * The chunk worker thread: file bytes in, finished packs out. Runs the CPU-bound
  * stages (FastCDC, HMAC ids, compression, AES-GCM, the pack's SHA-256) off the main
- * thread so both cores work. Each worker fills a pack of its own and hands it over
- * whole, zero-copy; the main thread only stores it. Reads are synchronous: this
- * thread has nothing else to do meanwhile.
+ * thread so both cores work. Each worker fills a pack of its own, written straight
+ * to a file, and hands over the file; the main thread only stores it. Reads and
+ * writes are synchronous: this thread has nothing else to do meanwhile.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, constants as C, fstatSync, openSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, constants as C, fstatSync, openSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { chunkRange, FileReadError, type ChunkBuffer } from '../../chunker/read.js';
 import { ReusableCompressor } from '../../codec/compression.js';
-import { blobId, importKey, SEAL_OVERHEAD, sealBody, sealInto, type SealContext } from '../../codec/crypto.js';
+import { blobId, importKey, SEAL_OVERHEAD, sealBody, sealParts, type SealContext } from '../../codec/crypto.js';
 import { BLOB_DATA, PACK_TARGET_SIZE } from '../../repo/format.js';
 import { encodeEntries, packFooter, type PackEntry } from '../../repo/pack/pack.js';
 import { collectYoung } from '../../util/gc.js';
@@ -38,62 +39,114 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
 }
 
 /**
- * A pack is built in one buffer, each sealed blob copied in as it is sealed, and that
- * buffer is handed to the main thread: no list of parts held beside it and no second
- * copy of the whole pack when it is finished (16 MiB less per worker at the peak, and
- * as much less garbage per pack; docs/performance.md).
+ * A pack is written to a file of its own as it is filled, each sealed blob appended
+ * (one writev) and hashed as it is sealed, and the file is handed to the main thread
+ * when the pack is full: no pack is ever held in memory (16 MiB less per worker, and
+ * as much less for each pack waiting for an upload slot; docs/performance.md). The
+ * bytes are the same as when packs were built in memory, so the pack id, the SHA-256
+ * of those bytes, is too. Not fsynced here: the store does that before naming it.
  */
 class Pack {
-  /** The target and room for a footer: a blob that would go past the target starts the next pack. */
-  bytes: Buffer = Buffer.allocUnsafeSlow(PACK_TARGET_SIZE + 64 * 1024);
+  readonly name = `${randomBytes(12).toString('hex')}.tmp`;
+  private readonly fd: number;
+  /** Descriptors are the process's, shared by every thread: one closed must never be closed again. */
+  private closed = false;
   entries: PackEntry[] = [];
   size = 0;
   hash = createHash('sha256');
 
-  /** Room for `n` more bytes (a pack of many tiny blobs can outgrow the first guess through its footer). */
-  private room(n: number): void {
-    if (this.size + n <= this.bytes.length) return;
-    const bigger = Buffer.allocUnsafeSlow(Math.max(this.size + n, this.bytes.length * 2));
-    this.bytes.copy(bigger, 0, 0, this.size);
-    this.bytes = bigger;
+  constructor() {
+    this.fd = openSync(join(init.spillDir, this.name), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
   }
 
-  /** Seals `body` straight into the pack's buffer (no sealed copy of its own). */
-  add(id: Buffer, codec: number, body: Uint8Array, rawLength: number): void {
-    const length = SEAL_OVERHEAD + body.length;
-    this.room(length);
-    sealInto(key, codec, body, DATA_CTX, this.bytes, this.size);
-    this.entries.push({ type: BLOB_DATA, id, offset: this.size, length, rawLength });
-    this.hash.update(this.bytes.subarray(this.size, this.size + length));
+  /** Appends `parts` at the end of the file, and to the hash. */
+  private append(parts: Buffer[]): number {
+    let length = 0;
+    for (const p of parts) {
+      this.hash.update(p);
+      length += p.length;
+    }
+    let done = writevSync(this.fd, parts, this.size);
+    // A regular file takes the whole writev unless the disk is full; finish piece by piece.
+    for (let at = 0, i = 0; done < length && i < parts.length; i++) {
+      const p = parts[i]!;
+      if (done < at + p.length) {
+        let off = done - at;
+        while (off < p.length) off += writeSync(this.fd, p, off, p.length - off, this.size + at + off);
+        done = at + p.length;
+      }
+      at += p.length;
+    }
     this.size += length;
+    return length;
   }
 
-  /** Posts the finished pack; the bytes' buffer is transferred, not copied. */
+  /** Seals `body` and appends it (the ciphertext is written where cipher.update put it, not copied). */
+  add(id: Buffer, codec: number, body: Uint8Array, rawLength: number): void {
+    const offset = this.size;
+    const length = this.append(sealParts(key, codec, body, DATA_CTX));
+    this.entries.push({ type: BLOB_DATA, id, offset, length, rawLength });
+  }
+
+  /** Closes the file and posts it; from here on it is the main thread's to store and remove. */
   send(job: number): void {
-    if (this.entries.length === 0) return;
-    const footer = packFooter(key, this.entries);
-    this.hash.update(footer);
+    if (this.entries.length === 0) {
+      this.discard();
+      return;
+    }
+    this.append([packFooter(key, this.entries)]);
+    this.close();
     const packId = this.hash.digest();
-    this.room(footer.length);
-    footer.copy(this.bytes, this.size);
-    const bytes = this.bytes.subarray(0, this.size + footer.length);
     const entries = encodeEntries(this.entries);
-    post({ t: 'pack', job, pack: { packId, bytes, entries } }, [bytes.buffer as ArrayBuffer]);
+    post({ t: 'pack', job, pack: { packId, file: this.name, size: this.size, entries } });
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+
+  /** Closes and removes the file (a job that failed); best effort: the spill directory goes as a whole at the end. */
+  discard(): void {
+    try {
+      this.close();
+    } catch {
+      // Nothing more to do with it.
+    }
+    try {
+      rmSync(join(init.spillDir, this.name), { force: true });
+    } catch {
+      // Left for the removal of the spill directory.
+    }
   }
 }
 
 /**
- * The open pack, allocated when its first blob is sealed rather than when the last one
- * is sent: after a pack that ends a window, no new buffer is taken until the next
- * window's "which are new?" is answered, and that waits for the sent pack to be
- * accepted (an upload slot), so a worker does not hold a fresh 16 MiB meanwhile.
+ * The open pack, opened when its first blob is sealed rather than when the last one
+ * is sent: after a pack that ends a window, no file is started until the next
+ * window's "which are new?" is answered.
  */
 let pack: Pack | undefined;
 const compressor = new ReusableCompressor(init.compression);
 
 function sendPack(job: number): void {
-  pack?.send(job);
+  const p = pack;
   pack = undefined;
+  if (!p) return;
+  try {
+    p.send(job);
+  } catch (err) {
+    p.discard();
+    throw err;
+  }
+}
+
+/** After a failure: the open pack's file goes, so a failed backup leaves none behind. */
+function discardPack(): void {
+  const p = pack;
+  pack = undefined;
+  p?.discard();
 }
 
 class Window {
@@ -124,7 +177,7 @@ class Window {
     });
     this.chunks = [];
     this.ids = [];
-    // Each sealed chunk left its AES-GCM output (copied into the pack) dead: free it now,
+    // Each sealed chunk left its AES-GCM output (written to the pack) dead: free it now,
     // not when V8's external-memory limit finally forces a GC (src/util/gc.ts).
     collectYoung();
   }
@@ -234,11 +287,18 @@ port.on('message', (msg: ToWorker) => {
     return;
   }
   if (msg.t === 'flush') {
-    sendPack(msg.job);
+    try {
+      sendPack(msg.job);
+    } catch (err) {
+      discardPack();
+      post({ t: 'fatal', job: msg.job, message: err instanceof Error ? err.stack ?? err.message : String(err) });
+      return;
+    }
     post({ t: 'flushed', job: msg.job });
     return;
   }
   runJob(msg.job, msg.files).catch((err: unknown) => {
+    discardPack();
     post({ t: 'fatal', job: msg.job, message: err instanceof Error ? err.stack ?? err.message : String(err) });
   });
 });

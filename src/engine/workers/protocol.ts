@@ -12,6 +12,11 @@ export interface WorkerInit {
   key: KeyMaterial;
   chunker: ChunkerParams;
   compression: Compression;
+  /**
+   * Where packs are written, one file each (the store's staging directory, or a
+   * private one: engine/backup/spill.ts). A pack is never held in memory whole.
+   */
+  spillDir: string;
 }
 
 export interface JobFile {
@@ -45,10 +50,16 @@ export interface FileResult {
   errorCode?: string;
 }
 
-/** A finished pack: its bytes (transferred, not copied), name and blob list. */
+/**
+ * A finished pack: the file holding its bytes, its name and blob list. The file is
+ * complete (not fsynced: the store does that before naming it) and handed over: the
+ * receiver stores it and removes it.
+ */
 export interface FinishedPack {
   packId: Uint8Array;
-  bytes: Uint8Array;
+  /** The file's name in WorkerInit.spillDir (`<random hex>.tmp`). */
+  file: string;
+  size: number;
   /** Encoded pack header entries (45 bytes each, as in the pack). */
   entries: Uint8Array;
 }

@@ -8,9 +8,10 @@
  * still on their way to the store.
  */
 import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import { seal, blobId, type MasterKey } from '../../codec/crypto.js';
 import type { Compression } from '../../codec/compression.js';
-import type { Store } from '../../storage/store.js';
+import { putFile, type LocalFile, type Store } from '../../storage/store.js';
 import { Semaphore } from '../../util/limit.js';
 import { blobContext, keys, PACK_TARGET_SIZE, type BlobType } from '../format.js';
 import type { BlobIndex } from '../index/blob-index.js';
@@ -18,7 +19,7 @@ import type { IndexedPack } from '../index/index-file.js';
 import { packFooter, type PackEntry } from './pack.js';
 
 export interface PackWriterDeps {
-  store: Pick<Store, 'put'>;
+  store: Pick<Store, 'put' | 'putFile'>;
   key: MasterKey;
   index: BlobIndex;
   /** Stores an index file naming these (already stored) packs. */
@@ -109,8 +110,18 @@ export class PackWriter {
    * Uploads a finished pack (one built here, or by a worker) in the background and
    * indexes it once stored. Waits while too many uploads run. Blobs of packs built
    * elsewhere enter the in-memory index now, under the pack's final id.
+   *
+   * A worker's pack comes as a file (engine/backup/spill.ts): it is stored with
+   * `putFile` (a local store links it into place; others read it when they upload) and
+   * removed once the upload has settled, stored or not. Waiting packs are then files,
+   * not memory: what this holds per pack is its blob list.
    */
-  async storePack(packId: Buffer, bytes: Buffer, entries: PackEntry[], external = false): Promise<void> {
+  async storePack(packId: Buffer, body: Buffer | LocalFile, entries: PackEntry[], external = false): Promise<void> {
+    const file = Buffer.isBuffer(body) ? undefined : body;
+    const size = Buffer.isBuffer(body) ? body.length : body.size;
+    const removeFile = async () => {
+      if (file) await fs.rm(file.path, { force: true }).catch(() => {});
+    };
     if (external) {
       const handle = this.deps.index.addPack(packId);
       for (const e of entries) {
@@ -121,22 +132,34 @@ export class PackWriter {
       }
     }
     await this.slots.acquire();
-    this.throwIfFailed();
+    if (this.failure !== undefined) {
+      this.slots.release();
+      await removeFile();
+      throw this.failure;
+    }
     const upload = (async () => {
       try {
-        await this.deps.store.put(keys.pack(packId.toString('hex')), bytes);
+        const key = keys.pack(packId.toString('hex'));
+        if (file) await putFile(this.deps.store, key, file);
+        else await this.deps.store.put(key, body as Buffer);
         this.stats.packs++;
-        this.stats.storedBytes += bytes.length;
+        this.stats.storedBytes += size;
         this.finished.push({ packId, entries });
         if (this.finished.length >= INDEX_EVERY_PACKS) await this.writeIndex();
       } catch (err) {
         this.failure ??= err;
       } finally {
+        await removeFile();
         this.slots.release();
       }
     })();
     this.uploads.add(upload);
     void upload.finally(() => this.uploads.delete(upload));
+  }
+
+  /** Waits until no upload runs, whatever their outcome (a failed backup's cleanup). */
+  async settle(): Promise<void> {
+    while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
   }
 
   private async writeIndex(): Promise<void> {

@@ -2,14 +2,17 @@
  * Local filesystem store, the embedded default. Each object is one file below the
  * root. Writes go to `tmp/` first, are fsynced, then moved into place with rename
  * (replace) or link (create-only), and the parent directory is fsynced: an object is
- * either wholly present or absent after a crash, never half-written.
+ * either wholly present or absent after a crash, never half-written. A finished file
+ * (a pack a chunk worker wrote in `tmp/`: stagingDir) is linked into place the same
+ * way, never copied or read.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, promises as fs, constants as fsc } from 'node:fs';
+import { promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
+import type { FileHandle } from 'node:fs/promises';
 import { LifeboatError, errno, fromSystemError } from '../../errors.js';
-import { listAt, lstatAt, requireProc, unlinkAt } from '../../util/safe-fs.js';
-import { assertKey, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { sweepStale } from '../../util/sweep.js';
+import { assertKey, type ByteRange, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 const TMP_DIR = 'tmp';
 /**
@@ -62,43 +65,117 @@ export class LocalStore implements Store {
     }
   }
 
+  /** The store's tmp/, made and checked once, and swept of dead writers' leftovers on first use. */
+  private async tmpDir(): Promise<string> {
+    const tmpDir = path.join(this.root, TMP_DIR);
+    await this.ensureDir(tmpDir);
+    if (!this.swept) {
+      this.swept = true;
+      sweepStale(tmpDir, Date.now() - STALE_TMP_MS);
+    }
+    return tmpDir;
+  }
+
   async put(key: string, data: Uint8Array, opts: PutOptions = {}): Promise<void> {
     const dest = this.file(key);
-    const tmpDir = path.join(this.root, TMP_DIR);
-    const tmp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.tmp`);
+    let tmp: string | undefined;
     try {
-      await this.ensureDir(tmpDir);
-      if (!this.swept) {
-        this.swept = true;
-        sweepStale(tmpDir, Date.now() - STALE_TMP_MS);
-      }
+      tmp = path.join(await this.tmpDir(), `${randomBytes(12).toString('hex')}.tmp`);
       await this.ensureDir(path.dirname(dest));
-      const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       try {
         await fh.writeFile(data);
         await fh.sync();
       } finally {
         await fh.close();
       }
-      if (opts.ifAbsent) {
-        try {
-          await fs.link(tmp, dest);
-        } catch (err) {
-          if (errno(err) === 'EEXIST') {
-            throw new LifeboatError('ALREADY_EXISTS', `${this.location}: ${key} already exists`);
-          }
-          throw err;
-        } finally {
-          await fs.rm(tmp, { force: true });
-        }
-      } else {
-        await fs.rename(tmp, dest);
-      }
-      await syncDir(path.dirname(dest));
+      await this.place(key, tmp, dest, opts);
     } catch (err) {
-      await fs.rm(tmp, { force: true }).catch(() => {});
+      if (tmp) await fs.rm(tmp, { force: true }).catch(() => {});
       throw fromSystemError(err, `${this.location}: writing ${key}`);
     }
+  }
+
+  /**
+   * Stores `file` without reading it into memory. A file in this store's tmp/ (where
+   * stagingDir sends callers) is hard-linked to a temporary name of the store's own,
+   * checked to be the very regular file opened without following symlinks, and
+   * fsynced; any other file is copied there 1 MiB at a time. Then it is moved into
+   * place like a put. The caller's file stays where it was.
+   */
+  async putFile(key: string, file: LocalFile, opts: PutOptions = {}): Promise<void> {
+    const dest = this.file(key);
+    let tmp: string | undefined;
+    let src: FileHandle | undefined;
+    try {
+      tmp = path.join(await this.tmpDir(), `${randomBytes(12).toString('hex')}.tmp`);
+      await this.ensureDir(path.dirname(dest));
+      src = await fs.open(file.path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+      const st = await src.stat();
+      if (!st.isFile() || st.size !== file.size) {
+        throw new LifeboatError('FAILED', `${file.path}: not the ${file.size}-byte file that was written`);
+      }
+      // Only a file from tmp/ is linked: one from elsewhere (another destination's tmp/
+      // in a multi-destination repository) is copied, so no two stores share an inode
+      // (damage to one copy must not be damage to both).
+      const rel = path.relative(path.join(this.root, TMP_DIR), path.resolve(file.path));
+      let linked = rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+      if (linked) {
+        try {
+          await fs.link(file.path, tmp);
+        } catch (err) {
+          if (errno(err) !== 'EXDEV') throw err;
+          linked = false;
+        }
+      }
+      if (linked) {
+        // link() names whatever is at the path now: it must still be the file opened above.
+        const lst = await fs.lstat(tmp);
+        if (!lst.isFile() || lst.ino !== st.ino || lst.dev !== st.dev) {
+          throw new LifeboatError('UNSAFE_PATH', `${file.path} was replaced while it was being stored`);
+        }
+        await src.sync();
+      } else {
+        await copyInto(src, file.size, tmp);
+      }
+      await this.place(key, tmp, dest, opts);
+    } catch (err) {
+      if (tmp) await fs.rm(tmp, { force: true }).catch(() => {});
+      throw fromSystemError(err, `${this.location}: writing ${key}`);
+    } finally {
+      await src?.close();
+    }
+  }
+
+  /** tmp/ itself: files made there are linked into place, and a crash's are swept (see put). */
+  async stagingDir(): Promise<string> {
+    try {
+      return await this.tmpDir();
+    } catch (err) {
+      throw fromSystemError(err, `${this.location}: preparing ${TMP_DIR}/`);
+    }
+  }
+
+  /**
+   * Moves the fsynced `tmp` to `dest`: link (create-only: an existing key stays as it
+   * is) or rename (replace), then fsyncs the directory so the name survives a crash.
+   */
+  private async place(key: string, tmp: string, dest: string, opts: PutOptions): Promise<void> {
+    if (opts.ifAbsent) {
+      try {
+        await fs.link(tmp, dest);
+      } catch (err) {
+        if (errno(err) === 'EEXIST') {
+          throw new LifeboatError('ALREADY_EXISTS', `${this.location}: ${key} already exists`);
+        }
+        throw err;
+      } finally {
+        await fs.rm(tmp, { force: true });
+      }
+    } else {
+      await fs.rename(tmp, dest);
+    }
+    await syncDir(path.dirname(dest));
   }
 
   async get(key: string, range?: ByteRange): Promise<Uint8Array> {
@@ -183,37 +260,21 @@ export class LocalStore implements Store {
   async close(): Promise<void> {}
 }
 
-/**
- * Removes plain files in `dir` last modified before `before`; best effort. The
- * directory is opened without following a symlink and each name is looked at and
- * removed relative to that descriptor (util/safe-fs.ts), so a tmp/ swapped for a
- * symlink is never swept. Without /proc nothing is swept (the files only take space).
- */
-function sweepStale(dir: string, before: number): number {
-  let n = 0;
-  let fd: number;
+/** Copies `size` bytes of `src` into a new file `dest` (1 MiB at a time) and fsyncs it. */
+async function copyInto(src: FileHandle, size: number, dest: string): Promise<void> {
+  const out = await fs.open(dest, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
   try {
-    requireProc();
-    fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
-  } catch {
-    return 0;
-  }
-  try {
-    for (const name of listAt(fd)) {
-      const st = lstatAt(fd, name);
-      if (st?.isFile() && st.mtimeMs < before) {
-        try {
-          unlinkAt(fd, name);
-          n++;
-        } catch {
-          // Gone already, or not ours to remove: best effort.
-        }
-      }
+    const buf = Buffer.allocUnsafe(Math.min(size, 1 << 20));
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, size - done), done);
+      if (bytesRead === 0) throw new LifeboatError('FAILED', `a file being stored is shorter than its ${size} bytes`);
+      for (let w = 0; w < bytesRead; ) w += (await out.write(buf, w, bytesRead - w, done + w)).bytesWritten;
+      done += bytesRead;
     }
+    await out.sync();
   } finally {
-    closeSync(fd);
+    await out.close();
   }
-  return n;
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -1,12 +1,23 @@
 /**
  * The Store conformance suite. Every backend and wrapper runs it (restic's
  * backend/test suite is the model): put/get/stat/list/delete semantics, create-only
- * puts, ranged reads, missing objects, and listing more than one page.
+ * puts, ranged reads, missing objects, listing more than one page, and putFile (the
+ * store's own, or the fallback that reads the file).
  */
 import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isLifeboatError } from '../../errors.js';
-import { listAll, type Store } from '../store.js';
+import { listAll, putFile, type LocalFile, type Store } from '../store.js';
+
+/** A new file of `data` in `dir`, named as a staging directory's files must be. */
+async function tempFile(dir: string, data: Uint8Array): Promise<LocalFile> {
+  const p = path.join(dir, `${randomBytes(12).toString('hex')}.tmp`);
+  await fs.writeFile(p, data, { flag: 'wx', mode: 0o600 });
+  return { path: p, size: data.length };
+}
 
 export interface SuiteOptions {
   /** How many objects the listing test writes (backends paginate at 1000). */
@@ -111,6 +122,59 @@ export function storeConformance(
       expect(listed.every((o) => o.size === o.key.length)).toBe(true);
       expect((await listAll(store, 'snapshots/')).map((o) => o.key)).toEqual(['snapshots/s1']);
       expect(await listAll(store, 'nothing/')).toEqual([]);
+    });
+
+    it('stores a file (putFile) exactly as put would, and leaves the file as it was', async () => {
+      // From the store's staging directory (a local store links it) and from elsewhere.
+      const dirs = [(await store.stagingDir?.()) ?? os.tmpdir(), os.tmpdir()];
+      for (const [i, dir] of dirs.entries()) {
+        const key = `data/ef/file${i}`;
+        const data = randomBytes(300_000 + i);
+        const file = await tempFile(dir, data);
+        const otherData = randomBytes(1000);
+        const other = await tempFile(dir, otherData);
+        try {
+          await putFile(store, key, file);
+          expect(Buffer.from(await store.get(key)).equals(data)).toBe(true);
+          expect(await store.stat(key)).toEqual({ key, size: data.length });
+          expect((await fs.readFile(file.path)).equals(data)).toBe(true);
+          await expect(putFile(store, key, other, { ifAbsent: true })).rejects.toSatisfy((e: unknown) => isLifeboatError(e, 'ALREADY_EXISTS'));
+          expect(Buffer.from(await store.get(key)).equals(data)).toBe(true);
+          await putFile(store, key, file); // the same bytes again: an idempotent retry
+          if (opts.appendOnly) {
+            await expect(putFile(store, key, other)).rejects.toSatisfy((e: unknown) => isLifeboatError(e, 'PERMISSION'));
+          } else {
+            await putFile(store, key, other);
+            expect(await store.stat(key)).toEqual({ key, size: 1000 });
+          }
+          if (i === 1) {
+            // A file from outside the staging directory is copied: changing it in place
+            // afterwards does not change the object.
+            for (const f of [file, other]) await fs.writeFile(f.path, Buffer.alloc(f.size));
+            expect(Buffer.from(await store.get(key)).equals(opts.appendOnly ? data : otherData)).toBe(true);
+          }
+          // The files being stored, still there, are never listed as objects.
+          expect((await listAll(store, '')).every((o) => o.key.startsWith('data/ef/file'))).toBe(true);
+        } finally {
+          await fs.rm(file.path, { force: true });
+          await fs.rm(other.path, { force: true });
+        }
+      }
+      expect((await listAll(store, '')).map((o) => o.key).sort()).toEqual(['data/ef/file0', 'data/ef/file1']);
+    });
+
+    it('refuses to putFile what is not the regular file of the size written', async () => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'lb-suite-'));
+      try {
+        const file = await tempFile(dir, randomBytes(5000));
+        await expect(putFile(store, 'data/ef/short', { path: file.path, size: 5001 })).rejects.toThrow();
+        const link = path.join(dir, 'link.tmp');
+        await fs.symlink(file.path, link);
+        await expect(putFile(store, 'data/ef/link', { path: link, size: 5000 })).rejects.toThrow();
+        expect(await listAll(store, 'data/')).toEqual([]);
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('rejects keys that could escape the store', async () => {

@@ -10,7 +10,7 @@
  * need a server-side policy (object lock, an append-only credential) as well.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { assertKey, holdsBytes, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { assertKey, holdsBytes, holdsFile, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 const HINT = 'this client may only add; run forget/prune with a key that is not append-only';
 
@@ -51,6 +51,23 @@ export class AppendOnlyStore implements Store {
     }
     if (await holdsBytes(this.inner, key, data)) return;
     throw this.refuse('overwrite', key);
+  }
+
+  /** As put, for a file. */
+  async putFile(key: string, file: LocalFile, opts: PutOptions = {}): Promise<void> {
+    if (opts.ifAbsent || mayReplace(key)) return putFile(this.inner, key, file, opts);
+    try {
+      await putFile(this.inner, key, file, { ifAbsent: true });
+      return;
+    } catch (err) {
+      if (!isLifeboatError(err, 'ALREADY_EXISTS')) throw err;
+    }
+    if (await holdsFile(this.inner, key, file)) return;
+    throw this.refuse('overwrite', key);
+  }
+
+  async stagingDir(): Promise<string | undefined> {
+    return this.inner.stagingDir?.();
   }
 
   /** Raises PERMISSION, whether or not the key exists, except for keys `mayReplace` allows. */

@@ -7,7 +7,7 @@
  * check, so one down or damaged copy is not noticed by a restore.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { assertKey, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { assertKey, firstStagingDir, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 
 export interface MultiOptions {
   /** Destinations that must acknowledge a write (1..N). */
@@ -52,8 +52,26 @@ export class MultiStore implements Store {
    */
   async put(key: string, data: Uint8Array, opts?: PutOptions): Promise<void> {
     assertKey(key);
+    await this.writeAll(key, (s) => s.put(key, data, opts));
+  }
+
+  /**
+   * As put, for a file: each destination takes it its own way (a local one links it,
+   * others read it), so the file must stay until every destination has answered.
+   */
+  async putFile(key: string, file: LocalFile, opts?: PutOptions): Promise<void> {
+    assertKey(key);
+    await this.writeAll(key, (s) => putFile(s, key, file, opts));
+  }
+
+  /** The staging directory of the first destination still up that has one. */
+  async stagingDir(): Promise<string | undefined> {
+    return firstStagingDir(this.up());
+  }
+
+  private async writeAll(key: string, write: (store: Store) => Promise<void>): Promise<void> {
     const targets = this.up();
-    const results = await Promise.allSettled(targets.map((s) => s.put(key, data, opts)));
+    const results = await Promise.allSettled(targets.map(write));
     let acks = 0;
     let existed = 0;
     let failure: LifeboatError | undefined;

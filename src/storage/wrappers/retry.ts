@@ -9,7 +9,7 @@
  * only be caught by `verify`; callers that need that protection must pass one.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { holdsBytes, type ByteRange, type GetOptions, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { holdsBytes, holdsFile, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 import { objectAccessOf, type ListedObject, type ObjectAccess } from '../objects.js';
 
 export type RetryOp = 'put' | 'get' | 'stat' | 'list' | 'delete';
@@ -116,6 +116,24 @@ export class RetryStore implements Store {
         throw err;
       }
     });
+  }
+
+  /** `put` for a file, retried the same way (the file is read again by each attempt that needs it). */
+  async putFile(key: string, file: LocalFile, opts: PutOptions = {}): Promise<void> {
+    let mayHaveLanded = false;
+    await this.run('put', key, async () => {
+      try {
+        await putFile(this.inner, key, file, opts);
+      } catch (err) {
+        if (mayHaveLanded && isLifeboatError(err, 'ALREADY_EXISTS') && (await holdsFile(this.inner, key, file))) return;
+        if (isLifeboatError(err, 'STORE_UNAVAILABLE')) mayHaveLanded = true;
+        throw err;
+      }
+    });
+  }
+
+  async stagingDir(): Promise<string | undefined> {
+    return this.inner.stagingDir?.();
   }
 
   /**

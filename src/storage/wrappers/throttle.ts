@@ -10,7 +10,7 @@
  * a get pays for what it received before returning it, which delays the next read.
  */
 import { Transform, type Readable } from 'node:stream';
-import type { ByteRange, GetOptions, ObjectInfo, PutOptions, Store } from '../store.js';
+import { putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 import { objectAccessOf, type ObjectAccess } from '../objects.js';
 
 export interface Clock {
@@ -116,6 +116,16 @@ export class ThrottleStore implements Store {
   async put(key: string, data: Uint8Array, opts?: PutOptions): Promise<void> {
     await this.up?.take(data.length);
     await this.inner.put(key, data, opts);
+  }
+
+  /** As put: the file's size is paid for first. */
+  async putFile(key: string, file: LocalFile, opts?: PutOptions): Promise<void> {
+    await this.up?.take(file.size);
+    await putFile(this.inner, key, file, opts);
+  }
+
+  async stagingDir(): Promise<string | undefined> {
+    return this.inner.stagingDir?.();
   }
 
   /** Gets, then waits for download budget for the bytes received before returning them. */

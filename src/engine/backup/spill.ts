@@ -1,0 +1,86 @@
+/**
+ * Where a backup's chunk workers write their packs, one file per pack, instead of
+ * holding them in memory (16 MiB each; restic keeps its packs in temporary files
+ * too). For a local store the directory lies in the store's own `tmp/`
+ * (Store.stagingDir), on the same filesystem, so each pack is linked into place and
+ * never copied. For any other store it lies in `spill/` of the user's cache
+ * directory (on disk, where /tmp may be memory; os.tmpdir() when that cannot be
+ * made), and packs are read from it.
+ *
+ * It is created exclusively with mode 0700 and named `<random>.spill`, and it is
+ * removed when the backup ends, whatever the outcome. One left by a crash is removed
+ * after a day: by the local store's sweep of `tmp/`, or by the next backup's sweep of
+ * the cache directory (util/sweep.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LifeboatError } from '../../errors.js';
+import type { LocalFile, Store } from '../../storage/store.js';
+import { checkName } from '../../util/safe-fs.js';
+import { SPILL_SUFFIX, sweepStale } from '../../util/sweep.js';
+
+/** A spill directory older than this was left by a backup that died (as the local store's tmp/). */
+const STALE_MS = 24 * 3600 * 1000;
+
+export class SpillDir {
+  private constructor(readonly path: string) {}
+
+  /**
+   * A new spill directory: in `store`'s staging directory when it has one, else in
+   * the first of `fallbacks` that can be used. A fallback that holds spill
+   * directories alone (`own`: the cache's spill/, never the cache directory itself,
+   * which holds a write-only client's files, nor /tmp) is swept of stale ones first.
+   */
+  static async open(store: Pick<Store, 'stagingDir'>, fallbacks: ReadonlyArray<{ dir: string; own: boolean }> = [{ dir: os.tmpdir(), own: false }]): Promise<SpillDir> {
+    const staging = await store.stagingDir?.();
+    if (staging !== undefined) return SpillDir.create(staging);
+    let lastErr: unknown;
+    for (const { dir: base, own } of fallbacks) {
+      try {
+        await fs.mkdir(base, { recursive: true, mode: 0o700 });
+        if (own) sweepStale(base, Date.now() - STALE_MS);
+        return await SpillDir.create(base);
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    throw new LifeboatError('FAILED', `cannot make a directory for packs being written: ${lastErr instanceof Error ? lastErr.message : String(lastErr)}`, {
+      hint: 'set LIFEBOAT_CACHE_DIR to a writable directory',
+      cause: lastErr,
+    });
+  }
+
+  private static async create(base: string): Promise<SpillDir> {
+    const dir = path.join(base, `${randomBytes(12).toString('hex')}${SPILL_SUFFIX}`);
+    // mkdir fails if anything (a symlink included) is already there: the directory is ours.
+    await fs.mkdir(dir, { mode: 0o700 });
+    const st = await fs.lstat(dir);
+    if (!st.isDirectory() || (process.getuid && st.uid !== process.getuid())) {
+      throw new LifeboatError('UNSAFE_PATH', `${dir} is not the directory just made`);
+    }
+    return new SpillDir(dir);
+  }
+
+  /** The file a worker wrote, by its name in this directory. */
+  file(name: string, size: number): LocalFile {
+    checkName(name);
+    if (!name.endsWith('.tmp')) throw new LifeboatError('FAILED', `unexpected pack file name ${JSON.stringify(name)}`);
+    return { path: path.join(this.path, name), size };
+  }
+
+  /** Removes one file (stored, or no longer wanted); best effort. */
+  async discard(name: string): Promise<void> {
+    try {
+      await fs.rm(this.file(name, 0).path, { force: true });
+    } catch {
+      // Left for remove().
+    }
+  }
+
+  /** Removes the directory and whatever is left in it; best effort. */
+  async remove(): Promise<void> {
+    await fs.rm(this.path, { recursive: true, force: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Issue 19: chunk workers write their packs to files in a spill directory (in a local
+ * repository, inside its tmp/) and the store links them into place. What a killed or
+ * failed backup leaves there is never listed as an object, never breaks `check`, and
+ * is cleaned up: at once after a failure, after a day (the tmp/ sweep) after a kill.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { LocalStore } from '../../src/storage/local/local-store.js';
+import { listAll } from '../../src/storage/store.js';
+import { cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { MiB, checkJson, cli, expectRestoreIdentical, initRepo, sleep, start } from '../safety-helpers.js';
+
+afterAll(cleanupTmp);
+
+/** Spill directories in the repository's tmp/, and the pack files in each. */
+async function spills(repo: string): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const tmp = path.join(repo, 'tmp');
+  for (const name of await fs.readdir(tmp).catch(() => [] as string[])) {
+    if (!name.endsWith('.spill')) continue;
+    out.set(name, await fs.readdir(path.join(tmp, name)).catch(() => [] as string[]));
+  }
+  return out;
+}
+
+async function source(): Promise<string> {
+  const src = path.join(tmpdir('lb-spill-src-'), 'src');
+  await fs.mkdir(src, { recursive: true });
+  for (let i = 0; i < 6; i++) await fs.writeFile(path.join(src, `f${i}.bin`), pseudoRandom(12 * MiB + i, 500 + i));
+  return src;
+}
+
+describe('packs written to spill files', () => {
+  it('a backup killed while a worker writes a pack file: not listed, check passes, swept after a day', async () => {
+    const src = await source();
+    const repo = path.join(tmpdir('lb-spill-'), 'repo');
+    await initRepo(repo);
+
+    let seen: Map<string, string[]> | undefined;
+    for (let attempt = 0; attempt < 3 && !seen; attempt++) {
+      const run = start(['backup', '--repo', repo, src, '--json']);
+      while (!run.exited()) {
+        const now = await spills(repo);
+        if ([...now.values()].some((files) => files.some((f) => f.endsWith('.tmp')))) {
+          run.kill();
+          seen = now;
+          break;
+        }
+        await sleep(2);
+      }
+      const r = await run.done;
+      if (r.signal !== 'SIGKILL') {
+        expect(r.code, r.stderr).toBe(0);
+        seen = undefined;
+      }
+    }
+    expect(seen, 'never saw a pack file being written').toBeDefined();
+    const left = await spills(repo);
+    expect(left.size, 'the killed run leaves its spill directory').toBeGreaterThan(0);
+
+    // Not objects: no listing shows them, and the repository checks clean.
+    const store = new LocalStore(repo);
+    expect((await listAll(store, '')).filter((o) => o.key.startsWith('tmp') || o.key.endsWith('.tmp') || o.key.includes('.spill'))).toEqual([]);
+    const c = await checkJson(repo, ['--read-data']);
+    expect(c.code, JSON.stringify(c.result.problems)).toBe(0);
+
+    // A day later the next backup sweeps it, and that backup restores exactly.
+    const twoDaysAgo = (Date.now() - 2 * 86_400_000) / 1000;
+    for (const name of left.keys()) await fs.utimes(path.join(repo, 'tmp', name), twoDaysAgo, twoDaysAgo);
+    await cli(['backup', '--repo', repo, src, '--json']);
+    for (const name of left.keys()) await expect(fs.stat(path.join(repo, 'tmp', name))).rejects.toThrow();
+    // A backup that finished leaves no spill directory of its own either.
+    expect((await spills(repo)).size).toBe(0);
+    const c2 = await checkJson(repo, ['--read-data']);
+    expect(c2.code, JSON.stringify(c2.result.problems)).toBe(0);
+    await expectRestoreIdentical(repo, 'latest', src);
+  }, 180_000);
+
+  it('a backup whose packs cannot be stored fails and leaves no pack file behind', async () => {
+    const src = await source();
+    const repo = path.join(tmpdir('lb-spill-fail-'), 'repo');
+    await initRepo(repo);
+    // data/ replaced by a plain file: every pack put fails (even as root).
+    await fs.rm(path.join(repo, 'data'), { recursive: true, force: true });
+    await fs.writeFile(path.join(repo, 'data'), 'not a directory');
+    const r = await runCli(['backup', '--repo', repo, src]);
+    expect(r.code, r.stdout + r.stderr).not.toBe(0);
+    expect(await spills(repo)).toEqual(new Map());
+    expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  }, 120_000);
+});
