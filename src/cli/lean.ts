@@ -9,7 +9,7 @@
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { LifeboatError } from '../errors.js';
-import { archiveGet, archivePush, markerText, pushAhead, takePushMarker } from '../sources/postgres/archive.js';
+import { archiveGet, archiveHas, archivePush, markerText, pushAhead, takePushMarker } from '../sources/postgres/archive.js';
 import { FIRST_SEGMENTS, fetcherRunning, prefetch, recordWanted, runFetcher, startFetcher, takePrefetched } from '../sources/postgres/prefetch.js';
 import { parseWalName, segmentName } from '../sources/postgres/wal.js';
 import { Repository } from '../repo/repository.js';
@@ -96,7 +96,10 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
   const [file, dest] = p.args as [string, string];
   // A prefetched segment needs neither the password nor the repository.
   if (p.prefetch && (await takePrefetched(p.prefetch, file, dest))) return;
-  await withRepo(p.g, async (repo) => {
+  await withStore(p.g, async (store) => {
+    const config = await Repository.readConfig(store);
+    if (!(await archiveHas(store, p.name, file))) return notArchived(p, file);
+    const repo = await openRepo(store, p.g, config);
     if (await archiveGet(repo, p.name, file, dest)) {
       const wal = parseWalName(file);
       if (p.prefetch && wal.kind === 'segment' && wal.segno !== undefined) {
@@ -110,12 +113,16 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
       }
       return;
     }
-    // A segment past the end of the archive: recovery is finishing and the spool
-    // has served its purpose. (Missing history files are asked for all along.)
-    if (p.prefetch && /^[0-9A-F]{24}$/.test(file)) await rm(p.prefetch, { recursive: true, force: true });
-    throw new LifeboatError('NOT_FOUND', `${file} is not in the archive of ${p.name}`, {
-      hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
-    });
+    return notArchived(p, file);
+  });
+}
+
+async function notArchived(p: ArchiveCall, file: string): Promise<never> {
+  // A segment past the end of the archive: recovery is finishing and the spool
+  // has served its purpose. (Missing history files are asked for all along.)
+  if (p.prefetch && /^[0-9A-F]{24}$/.test(file)) await rm(p.prefetch, { recursive: true, force: true });
+  throw new LifeboatError('NOT_FOUND', `${file} is not in the archive of ${p.name}`, {
+    hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
   });
 }
 

@@ -46,6 +46,19 @@ describe('pg archive-push / archive-get command lines', () => {
       expect(r.code).toBe(15);
       expect(r.stderr).toMatch(/not in the archive/);
     }
+
+    // What is not archived is told from the object names, without the key (recovery
+    // asks for absent history files at its end): a wrong password still answers
+    // "not there", while an archived segment is only ever read with the right one.
+    const wrong = { LIFEBOAT_PASSWORD: 'not-the-password' };
+    r = await runCli(['pg', 'archive-get', '--name', 'm', '--repo', repo, '00000002.history', path.join(dir, 'h')], wrong);
+    expect(r.code, r.stderr).toBe(15);
+    expect(r.stderr).toMatch(/00000002\.history is not in the archive of m/);
+    r = await runCli(['pg', 'archive-get', '--name', 'm', '--repo', repo, names[0]!, path.join(dir, 'w')], wrong);
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBe(15);
+    expect(r.stderr).toMatch(/password/i);
+    await expect(fs.stat(path.join(dir, 'w'))).rejects.toThrow();
   });
 
   it('the lean path loads neither the option parser nor the config schemas (its start-up is paid per WAL segment)', async () => {

@@ -7,7 +7,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError, errno } from '../../errors.js';
+import { keys } from '../../repo/format.js';
 import type { Repository } from '../../repo/repository.js';
+import type { Store } from '../../storage/store.js';
 import { parseWalName, validateSegment } from './wal.js';
 import { logSource, streamSource, timelineDir } from './names.js';
 
@@ -63,6 +65,21 @@ export async function archivePush(repo: Repository, name: string, file: string):
  * the streamed partial segment: the newest WAL there is, which is what keeps the
  * data-loss window of a streamed cluster at about a second.
  */
+/**
+ * Whether archiveGet could find `file` at all, from the object names alone (they are
+ * not secret: docs/format.md): a file that is not there (the history files recovery
+ * asks for at its end, the segment past the archive's end) is answered without
+ * deriving the key. A name that is there is still read and authenticated by archiveGet.
+ */
+export async function archiveHas(store: Pick<Store, 'stat'>, name: string, file: string): Promise<boolean> {
+  const wal = parseWalName(file);
+  const tl = timelineDir(wal.timeline);
+  const candidates = [keys.log(logSource(name), tl, wal.name)];
+  if (wal.kind === 'segment') candidates.push(keys.log(streamSource(name), tl, wal.name), keys.log(streamSource(name), tl, `${wal.name}.partial`));
+  for (const key of candidates) if (await store.stat(key)) return true;
+  return false;
+}
+
 export async function archiveGet(repo: Repository, name: string, file: string, dest: string): Promise<boolean> {
   const wal = parseWalName(file);
   const tl = timelineDir(wal.timeline);
