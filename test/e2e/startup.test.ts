@@ -24,7 +24,7 @@ describe('CLI start-up', () => {
     const r = await runCli(['init', '--repo', path.join(dir, 'repo')], { NODE_OPTIONS: preload, MODULE_LOG: log });
     expect(r.code, r.stderr).toBe(0);
     const read = files(log);
-    expect(read.filter(under(path.join(ROOT, 'dist', 'bundle'))).length).toBeGreaterThan(0);
+    expect(read.filter(under(path.join(ROOT, 'dist', 'bundle'))).length, 'no bundle ran: build with `npm run build` (a bare tsc leaves it older than dist/)').toBeGreaterThan(0);
     // No module of the program or of zod from its own file...
     expect(read.filter((f) => under(path.join(ROOT, 'dist'))(f) && !under(path.join(ROOT, 'dist', 'bundle'))(f))).toEqual([]);
     // (node_modules may be a link: its files are known by their real paths.)
