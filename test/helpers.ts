@@ -1,6 +1,6 @@
 /** Shared test helpers: scratch directories, running the real CLI, building file trees. */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
+import { mkdtempSync, promises as fs, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,10 +28,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `lifeboat ARGS` as a user would (the built CLI in a child process). */
-export function runCli(args: string[], env: Record<string, string | undefined> = {}, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs `lifeboat ARGS` as a user would (the built CLI in a child process; `cli`: another copy's bin/lifeboat.js). */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, opts: { timeoutMs?: number; cli?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [opts.cli ?? CLI, ...args], {
       env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -46,6 +46,29 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
       resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr });
     });
   });
+}
+
+/**
+ * The files a CLI process loaded, from the log of test/fixtures/module-log.mjs (one
+ * resolved URL a line), as absolute paths. A file of the bundle (dist/bundle/, made by
+ * scripts/bundle.mjs) is listed followed by every module joined into it, as the bundle's
+ * metafile names them, so a test can ask "was zod's code loaded" either way.
+ */
+export function loadedModules(log: string): string[] {
+  const bundle = path.join(ROOT, 'dist', 'bundle') + path.sep;
+  let meta: { outputs: Record<string, { inputs: Record<string, unknown> }> } | undefined;
+  const out: string[] = [];
+  for (const url of readFileSync(log, 'utf8').split('\n')) {
+    if (!url.startsWith('file:')) continue;
+    const file = fileURLToPath(url);
+    out.push(file);
+    if (!file.startsWith(bundle)) continue;
+    meta ??= JSON.parse(readFileSync(path.join(bundle, 'meta.json'), 'utf8')) as NonNullable<typeof meta>;
+    const joined = meta.outputs[path.relative(ROOT, file).split(path.sep).join('/')];
+    if (!joined) throw new Error(`${file} is not in dist/bundle/meta.json: a bundle older than its metafile?`);
+    out.push(...Object.keys(joined.inputs).map((i) => path.join(ROOT, i)));
+  }
+  return out;
 }
 
 /**

@@ -9,7 +9,7 @@
  * Not in dto.ts, which imports nothing but zod because the dashboard's build reads it.
  * The other request and response shapes stay there.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { restoreRequestOptions, scheduleOptions, tokenExpires } from '../config/model.js';
 import { RoleName } from './dto.js';
 

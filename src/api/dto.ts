@@ -14,7 +14,7 @@
  * with fields that are options of the model (src/config/model.ts) take them from it
  * in src/api/bodies.ts instead.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 // --- path parameters and queries ------------------------------------------------
 

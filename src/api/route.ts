@@ -6,7 +6,7 @@
  * requests with and the OpenAPI document describes them with, so each shape is declared once.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ERROR_TABLE, LifeboatError } from '../errors.js';
 import type { TokenRow } from '../daemon/catalog.js';
 import type { Role } from '../daemon/auth.js';

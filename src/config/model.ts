@@ -9,7 +9,7 @@
  * Per-kind source keys live with their kind (src/sources/<kind>/options.ts) and are
  * found through the Source registry (each kind's `options`).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { duration, moment, oneOf, option, text, texts, whole, yesNo } from './schema.js';
 
 export const JOB_KINDS = ['backup', 'drill', 'check', 'forget', 'prune', 'rotate'] as const;

@@ -4,7 +4,7 @@
  * each option carries so that the lifeboat.yaml reader, the CLI flags, the API's JSON
  * Schema and docs/configuration.md are all derived from one declaration.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseTargetTime } from '../engine/target-time.js';
 import { LifeboatError, isLifeboatError } from '../errors.js';
 import { DurationError, durationMs, parseDuration, type Duration } from '../util/duration.js';

@@ -2,10 +2,10 @@
  * pg archive-push / archive-get work however the command line is written: straight
  * to the lean entry point, or through the full CLI when global options come first.
  */
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { ROOT, cleanupTmp, loadedModules, runCli, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -69,7 +69,8 @@ describe('pg archive-push / archive-get command lines', () => {
     await fs.writeFile(seg, segment(3));
     const log = path.join(dir, 'modules');
     const preload = ['--import', path.join(ROOT, 'test/fixtures/module-log.mjs')].join(' ');
-    const loaded = () => readFileSync(log, 'utf8').trim().split('\n');
+    // Module URLs, or for the bundle the modules joined into each file it loaded.
+    const loaded = () => loadedModules(log);
     for (const args of [['pg', 'archive-push', '--name', 'm', '--repo', repo, seg], ['pg', 'archive-get', '--name', 'm', '--repo', repo, '000000010000000000000003', path.join(dir, 'out')]]) {
       await fs.rm(log, { force: true });
       const r = await runCli(args, { NODE_OPTIONS: preload, MODULE_LOG: log });

@@ -1,5 +1,5 @@
 /** The audit log: every mutating or refused call (admins only). */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ApiContext } from '../context.js';
 import { AuditEntry, AuditQuery } from '../dto.js';
 import { route, type Route } from '../route.js';

@@ -1,5 +1,5 @@
 /** Backups: what the catalog knows, and the snapshots a repository itself lists. */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ApiContext } from '../context.js';
 import { Backup, BackupsQuery, NameParam } from '../dto.js';
 import { route, type Route } from '../route.js';

@@ -1,5 +1,5 @@
 /** Drills: starting one (or one per source), and their history. */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ApiContext } from '../context.js';
 import { Drill, DrillBody, Jobs, SourceQuery } from '../dto.js';
 import { route, type Route } from '../route.js';

@@ -2,7 +2,7 @@
  * Consistency groups (docs/groups.md): their state, their points as the repository
  * holds them, and capturing one now (a `group backup` job, like any other job).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { requireGroup } from '../../daemon/jobs.js';
 import type { GroupStatus } from '../../daemon/metrics.js';
 import type { ApiContext } from '../context.js';

@@ -1,5 +1,5 @@
 /** Jobs: the list, one job, and its log. */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ApiContext } from '../context.js';
 import { IdParam, Job, JobsQuery, LogLine, LogQuery } from '../dto.js';
 import { route, type Route } from '../route.js';

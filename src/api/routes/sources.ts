@@ -1,5 +1,5 @@
 /** Sources: their state, backing one up now, and their retention policy (preview and apply). */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SourceStatus } from '../../daemon/metrics.js';
 import type { ApiContext } from '../context.js';
 import { Job, NameParam, Source } from '../dto.js';

@@ -1,5 +1,5 @@
 /** API tokens: listing (never their secrets), creating (the secret shown once) and revoking. */
-import { z } from 'zod';
+import * as z from 'zod';
 import { createToken, parseRole, revokeToken } from '../../daemon/auth.js';
 import type { ApiContext } from '../context.js';
 import { IdParam, Token, TokenCreated, TokenRevoked } from '../dto.js';

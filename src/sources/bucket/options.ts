@@ -5,7 +5,7 @@
  * AWS_SECRET_ACCESS_KEY / AWS_PROFILE, AZURE_STORAGE_CONNECTION_STRING or
  * AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY), so no secret is ever in the file or on argv.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { LifeboatError } from '../../errors.js';
 import { option, text, whole } from '../../config/schema.js';

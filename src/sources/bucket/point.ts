@@ -6,7 +6,7 @@
  * bytes stored (and its version id where the service gave one): in a versioned bucket
  * those ids name the exact versions, which is the exact point this snapshot holds.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 

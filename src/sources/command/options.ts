@@ -8,7 +8,7 @@
  *     shop:   { kind: command, preset: mariadb, database: shop, dump: [--host=db1], env: { MYSQL_PWD: … } }
  *     graph:  { kind: command, dump: [neo4j-admin, database, dump, --to-stdout, neo4j] }
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { option, text } from '../../config/schema.js';
 import { LifeboatError } from '../../errors.js';

@@ -5,7 +5,7 @@
  * A snapshot exists only for a dump that exited 0, so `exitCode` is always 0 here;
  * it is recorded so the record reads on its own.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 

@@ -6,7 +6,7 @@
  */
 import { filesFields, filesOptions } from './options.js';
 import * as path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { LifeboatError } from '../../errors.js';
 import { restoreInvocation } from '../../engine/restore-options.js';
 import type { SourceKind } from '../source.js';

@@ -1,5 +1,5 @@
 /** The lifeboat.yaml keys of a files source, declared once (see src/config/model.ts), and what they set. */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { option, texts } from '../../config/schema.js';
 

@@ -11,7 +11,7 @@
  *     edges:   [{ table: links, from: source_id, to: target_id, references: memories }]
  *     queries: [{ name: recall, sql: "SELECT … FROM links JOIN memories …" }]
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { LifeboatError } from '../../errors.js';
 import { option } from '../../config/schema.js';
 

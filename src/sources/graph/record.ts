@@ -4,7 +4,7 @@
  * of graph verification no kind owns. Counting and timing are the kind's (sqlite.ts
  * for SQLite); the verdicts are here, so every kind judges the same way.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { DrillGraph, DrillRecord } from '../../engine/drill/drill.js';
 import { graphDeclarationSchema, type GraphDeclaration } from './options.js';
 

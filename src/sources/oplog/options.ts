@@ -4,7 +4,7 @@
  * time_field, replay_command) go to SourceConfig.settings as `oplogSettings` parsed
  * them; `settingsOf` reads them back with the same schema.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { LifeboatError } from '../../errors.js';
 import { duration, oneOf, option, text, yesNo } from '../../config/schema.js';

@@ -6,7 +6,7 @@
  * The records themselves stay in the segments; a restore to the snapshot's time writes
  * every record up to it.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 

@@ -1,5 +1,5 @@
 /** The lifeboat.yaml keys of a PostgreSQL source, declared once (see src/config/model.ts), and what they set. */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { option, text, texts, yesNo } from '../../config/schema.js';
 import { checkGraphDeclaration, graphOption } from '../graph/options.js';

@@ -4,7 +4,7 @@
  * `pgPoint`, so a damaged or forged manifest is refused instead of steering a
  * restore or WAL retention.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';

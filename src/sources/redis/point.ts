@@ -8,7 +8,7 @@
  * Validated by every reader through `redisPoint` instead of cast, so a damaged or
  * forged manifest is refused rather than steering a restore or log retention.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';

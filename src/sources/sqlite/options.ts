@@ -1,5 +1,5 @@
 /** The lifeboat.yaml keys of a SQLite source, declared once (see src/config/model.ts), and what they set. */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { duration, option, text, yesNo } from '../../config/schema.js';
 import { formatDuration } from '../../util/duration.js';

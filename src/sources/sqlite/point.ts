@@ -4,7 +4,7 @@
  * `sqlitePoint` instead of cast, so a damaged or forged manifest is refused rather
  * than steering a restore, a replicator's restart or log retention.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
