@@ -17,6 +17,8 @@ export interface Recorded {
   /** Hex MD5 and length of the body as forwarded (set once it has all passed). */
   md5?: string;
   bytes?: number;
+  /** This request's connection was cut in the middle of its body (cutFirst). */
+  cut?: boolean;
 }
 
 export interface HoldingProxy {
@@ -30,13 +32,21 @@ export interface HoldingProxy {
   close(): Promise<void>;
 }
 
-export async function holdingProxy(target: URL, opts: { holding: boolean }): Promise<HoldingProxy> {
+/**
+ * `holding`: hold PUT bodies until release(). `cutFirst`: the connections of the first
+ * this many PUT requests with a body are cut once 1 MiB of it has passed (a dropped
+ * connection in the middle of an upload).
+ */
+export async function holdingProxy(target: URL, opts: { holding?: boolean; cutFirst?: number }): Promise<HoldingProxy> {
   const requests: Recorded[] = [];
-  let holding = opts.holding;
+  let holding = opts.holding ?? false;
+  let toCut = opts.cutFirst ?? 0;
   const waiting: Array<() => void> = [];
   const forward = (req: IncomingMessage, res: ServerResponse, rec: Recorded) => {
     const hash = createHash('md5');
     let bytes = 0;
+    const cut = req.method === 'PUT' && Number(req.headers['content-length'] ?? 0) > 1 << 20 && toCut > 0;
+    if (cut) toCut--;
     const fwd = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(res);
@@ -45,6 +55,11 @@ export async function holdingProxy(target: URL, opts: { holding: boolean }): Pro
     req.on('data', (c: Buffer) => {
       hash.update(c);
       bytes += c.length;
+      if (cut && bytes >= 1 << 20) {
+        rec.cut = true;
+        fwd.destroy();
+        req.socket.destroy();
+      }
     });
     req.on('end', () => {
       rec.md5 = hash.digest('hex');

@@ -131,6 +131,24 @@ describe('Azure store putFile', () => {
     }
   }, 120_000);
 
+  it('a connection cut in the middle of a block: the block goes again from a new read of its range', async () => {
+    const proxy = await holdingProxy(new URL(azurite.endpoint), { cutFirst: 1 });
+    const data = randomBytes(10 * 1024 * 1024 + 777);
+    const file = { path: path.join(tmpdir('lb-azfile-'), 'pack.tmp'), size: data.length };
+    writeFileSync(file.path, data, { flag: 'wx' });
+    const store = await open('azure:conformance/cut', { ...sharedKeyEnv(), AZURE_STORAGE_ENDPOINT: proxy.endpoint });
+    try {
+      await putFile(store, 'data/ab/pack', file);
+      const staged = proxy.requests.filter((r) => r.method === 'PUT' && /[?&]comp=block(&|$)/.test(r.url));
+      expect(staged.filter((r) => r.cut).length).toBe(1);
+      expect(staged.length).toBe(Math.ceil(data.length / (4 << 20)) + 1);
+      for (const r of staged.filter((r) => !r.cut)) expect(r.headers['content-md5']).toBe(Buffer.from(r.md5 ?? '', 'hex').toString('base64'));
+      expect(Buffer.from(await store.get('data/ab/pack')).equals(data)).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
+
   it('a pack whose bytes are damaged on the way up is refused, and nothing is stored', async () => {
     const proxy = await corruptingProxy(new URL(azurite.endpoint));
     try {

@@ -120,3 +120,26 @@ describe('S3 putFile', () => {
     }
   }, 120_000);
 });
+
+describe('S3 putFile, a connection cut in the middle of a part', () => {
+  it('sends the part again from a new read of its range, and stores the file exactly', async () => {
+    const proxy = await holdingProxy(new URL(server.endpoint), { cutFirst: 1 });
+    const data = randomBytes(20 * 1024 * 1024 + 777);
+    const file = { path: path.join(tmpdir('lb-s3file-'), 'pack.tmp'), size: data.length };
+    writeFileSync(file.path, data, { flag: 'wx' });
+    const prefix = `cut-${randomBytes(4).toString('hex')}`;
+    const store = await openS3Store(`${proxy.endpoint}/conformance/${prefix}`, `s3:${proxy.endpoint}/conformance/${prefix}`);
+    try {
+      await putFile(store, 'data/ab/pack', file);
+      const parts = proxy.requests.filter((r) => r.method === 'PUT' && /[?&]partNumber=/.test(r.url));
+      expect(parts.filter((r) => r.cut).length).toBe(1);
+      // The part that was cut went again, whole, with its MD5: three parts, four requests.
+      expect(parts.length).toBe(Math.ceil(data.length / (8 << 20)) + 1);
+      for (const r of parts.filter((r) => !r.cut)) expect(r.headers['content-md5']).toBe(Buffer.from(r.md5 ?? '', 'hex').toString('base64'));
+      expect(Buffer.from(await store.get('data/ab/pack')).equals(data)).toBe(true);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  }, 120_000);
+});
