@@ -2,19 +2,22 @@
  * The Azure store against a real Blob service (azurite on 127.0.0.1): the conformance
  * suite twice — below a prefix with a connection string, and at a fresh container's
  * root with account + key — listing beyond one page included; packs going up in
- * checked blocks; and the errors a user can cause: wrong key, missing container,
+ * checked blocks (from a Buffer with put, streamed from a file with putFile); and the errors a user can cause: wrong key, missing container,
  * unreachable endpoint, no credentials, a bad location.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isLifeboatError } from '../../src/errors.js';
 import { parseAzureLocation } from '../../src/storage/azure/azure-config.js';
 import { AzureStore, openAzureStore } from '../../src/storage/azure/azure-store.js';
-import { listAll, type Store } from '../../src/storage/store.js';
+import { listAll, putFile, type Store } from '../../src/storage/store.js';
 import { storeConformance } from '../../src/storage/testing/suite.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, closedPort, startAzurite, type Azurite } from '../azurite.js';
-import { cleanupTmp } from '../helpers.js';
+import { cleanupTmp, tmpdir } from '../helpers.js';
+import { holdingProxy, liveArrayBuffers } from '../holding-proxy.js';
 
 const ENV_VARS = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_ACCOUNT', 'AZURE_STORAGE_KEY', 'AZURE_STORAGE_ENDPOINT'] as const;
 type AzureEnv = Partial<Record<(typeof ENV_VARS)[number], string>>;
@@ -92,6 +95,78 @@ describe('Azure store uploads', () => {
     expect((await store.stat('data/ab/pack'))?.size).toBe(pack.length);
     // Nothing half-written is listed: the refused upload's staged blocks are not a blob.
     expect((await listAll(store, 'data/')).map((o) => o.key)).toEqual(['data/ab/pack']);
+  });
+});
+
+describe('Azure store putFile', () => {
+  it('streams a pack from its file in checked blocks, without holding the file', async () => {
+    const proxy = await holdingProxy(new URL(azurite.endpoint), { holding: true });
+    const data = randomBytes(40 * 1024 * 1024 + 12345);
+    const file = { path: path.join(tmpdir('lb-azfile-'), 'pack.tmp'), size: data.length };
+    writeFileSync(file.path, data, { flag: 'wx' });
+    const store = await open('azure:conformance/files', { ...sharedKeyEnv(), AZURE_STORAGE_ENDPOINT: proxy.endpoint });
+    try {
+      const before = liveArrayBuffers();
+      const put = putFile(store, 'data/ab/pack', file, { ifAbsent: true });
+      put.catch(() => {}); // awaited below, after the bodies are let through
+      // Blocks are on their way and none is read by the service yet: what the client
+      // holds now is what a streamed upload costs (a 40 MiB Buffer if it read the file).
+      await vi.waitFor(() => expect(proxy.held()).toBeGreaterThan(0), { timeout: 30_000, interval: 20 });
+      const held = liveArrayBuffers() - before;
+      proxy.release();
+      await put;
+      expect(held).toBeLessThan(12 << 20);
+
+      const staged = proxy.requests.filter((r) => r.method === 'PUT' && /[?&]comp=block(&|$)/.test(r.url));
+      expect(staged.length).toBe(Math.ceil(data.length / (4 << 20)));
+      for (const r of staged) expect(r.headers['content-md5']).toBe(Buffer.from(r.md5 ?? '', 'hex').toString('base64'));
+      const blob = azurite.service.getContainerClient('conformance').getBlockBlobClient('files/data/ab/pack');
+      expect((await blob.getBlockList('committed')).committedBlocks?.length).toBe(staged.length);
+      expect(Buffer.from((await blob.getProperties()).contentMD5 ?? []).equals(createHash('md5').update(data).digest())).toBe(true);
+      expect(Buffer.from(await store.get('data/ab/pack')).equals(data)).toBe(true);
+      await expect(putFile(store, 'data/ab/pack', file, { ifAbsent: true })).rejects.toSatisfy((e: unknown) => isLifeboatError(e, 'ALREADY_EXISTS'));
+    } finally {
+      proxy.release();
+      await proxy.close();
+    }
+  }, 120_000);
+
+  it('a connection cut in the middle of a block: the block goes again from a new read of its range', async () => {
+    const proxy = await holdingProxy(new URL(azurite.endpoint), { cutFirst: 1 });
+    const data = randomBytes(10 * 1024 * 1024 + 777);
+    const file = { path: path.join(tmpdir('lb-azfile-'), 'pack.tmp'), size: data.length };
+    writeFileSync(file.path, data, { flag: 'wx' });
+    const store = await open('azure:conformance/cut', { ...sharedKeyEnv(), AZURE_STORAGE_ENDPOINT: proxy.endpoint });
+    try {
+      await putFile(store, 'data/ab/pack', file);
+      const staged = proxy.requests.filter((r) => r.method === 'PUT' && /[?&]comp=block(&|$)/.test(r.url));
+      expect(staged.filter((r) => r.cut).length).toBe(1);
+      expect(staged.length).toBe(Math.ceil(data.length / (4 << 20)) + 1);
+      for (const r of staged.filter((r) => !r.cut)) expect(r.headers['content-md5']).toBe(Buffer.from(r.md5 ?? '', 'hex').toString('base64'));
+      expect(Buffer.from(await store.get('data/ab/pack')).equals(data)).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
+
+  it('a pack whose bytes are damaged on the way up is refused, and nothing is stored', async () => {
+    const proxy = await corruptingProxy(new URL(azurite.endpoint));
+    try {
+      const store = await open('azure:conformance/damaged-file', { ...sharedKeyEnv(), AZURE_STORAGE_ENDPOINT: proxy.endpoint });
+      const dir = tmpdir('lb-azfile-');
+      for (const size of [1000, 9 * 1024 * 1024]) {
+        const file = { path: path.join(dir, `${size}.tmp`), size };
+        writeFileSync(file.path, randomBytes(size), { flag: 'wx' });
+        expect(await failure(putFile(store, `data/00/s${size}`, file))).toMatchObject({
+          code: 'STORE_UNAVAILABLE',
+          message: expect.stringMatching(/MD5 mismatch/),
+        });
+      }
+      expect(await listAll(await open('azure:conformance/damaged-file', sharedKeyEnv()), '')).toEqual([]);
+    } finally {
+      proxy.server.closeAllConnections();
+      await new Promise((resolve) => proxy.server.close(resolve));
+    }
   });
 });
 

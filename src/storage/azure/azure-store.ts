@@ -25,7 +25,8 @@ import {
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
 import { LifeboatError, errno } from '../../errors.js';
-import { assertKey, emptyRangeRead, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { OpenedFile } from '../local-file.js';
+import { assertKey, emptyRangeRead, type ByteRange, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 import { AzureObjects } from './azure-objects.js';
 import { azureCredentialsFromEnv, parseAzureLocation, type AzureCredentials, type AzureLocation } from './azure-config.js';
 
@@ -138,13 +139,55 @@ export class AzureStore implements Store {
         await final.upload(body, body.length, { blobHTTPHeaders: { blobContentMD5: md5 }, conditions, abortSignal });
       } else {
         // Staging a block is idempotent, so blocks may use the retrying pipeline.
-        await putBlocks(blob, final, body, md5, conditions, abortSignal);
+        const block = (offset: number, length: number) => {
+          const part = body.subarray(offset, offset + length);
+          return { body: part, md5: createHash('md5').update(part).digest() };
+        };
+        await putBlocks(blob, final, body.length, block, md5, conditions, abortSignal);
       }
     } catch (err) {
       if (opts.ifAbsent && isExistsConflict(err)) {
         throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`, { cause: err });
       }
       throw this.error(err, `put ${key}`);
+    }
+  }
+
+  /**
+   * `put` for a file, streamed from it: the same requests (one Put Blob up to
+   * SINGLE_PUT_LIMIT, else BLOCK_SIZE blocks then a commit), the same create-only
+   * condition sent once, the same MD5s (of the blob, and of each block, the service
+   * checks them), computed in a first pass over the file. Each request's body is a
+   * factory the SDK calls again when it repeats the request, so every attempt reads
+   * its range through a new stream. What is held is a few 256 KiB reads per request
+   * in flight (at most BLOCK_CONCURRENCY blocks), not the object.
+   */
+  async putFile(key: string, file: LocalFile, opts: PutOptions = {}): Promise<void> {
+    const blob = this.blob(key);
+    const final = opts.ifAbsent ? this.containerOnce.getBlockBlobClient(blob.name) : blob;
+    const conditions: BlobRequestConditions = opts.ifAbsent ? { ifNoneMatch: '*' } : {};
+    const src = await OpenedFile.open(file);
+    // A failure reading the file aborts the request under way (see OpenedFile.range).
+    const local = new AbortController();
+    const abortSignal = AbortSignal.any([AbortSignal.timeout(OP_TIMEOUT_MS), local.signal]);
+    const range = (offset: number, length: number) => () => src.range(offset, length, local);
+    try {
+      if (src.size <= SINGLE_PUT_LIMIT) {
+        const { whole } = await src.md5s(Math.max(1, src.size));
+        await final.upload(range(0, src.size), src.size, { blobHTTPHeaders: { blobContentMD5: whole }, conditions, abortSignal });
+      } else {
+        const { whole, parts } = await src.md5s(BLOCK_SIZE);
+        const block = (offset: number, length: number) => ({ body: range(offset, length), md5: parts[offset / BLOCK_SIZE] as Buffer });
+        await putBlocks(blob, final, src.size, block, whole, conditions, abortSignal);
+      }
+    } catch (err) {
+      if (src.failure !== undefined) throw src.failure;
+      if (opts.ifAbsent && isExistsConflict(err)) {
+        throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`, { cause: err });
+      }
+      throw this.error(err, `put ${key}`);
+    } finally {
+      await src.close();
     }
   }
 
@@ -315,21 +358,24 @@ function firstLine(err: unknown): string {
 }
 
 /**
- * Stages `body` in blocks, BLOCK_CONCURRENCY at a time, each with a Content-MD5 the
- * service checks, then commits the list. Until the commit the blob does not change
- * (and a new one does not exist); blocks of a failed upload are never committed and
- * Azure discards them after a week. Block ids have one fixed length, as Azure
- * requires of all blocks of a blob, including other writers' uncommitted ones.
+ * Stages the `size` bytes `block` gives, BLOCK_SIZE at a time and BLOCK_CONCURRENCY
+ * blocks at once, each with a Content-MD5 the service checks, then commits the list.
+ * Until the commit the blob does not change (and a new one does not exist); blocks of
+ * a failed upload are never committed and Azure discards them after a week. Block
+ * ids have one fixed length, as Azure requires of all blocks of a blob, including
+ * other writers' uncommitted ones. A failure is raised once every block under way
+ * has settled, so nothing still reads the source when the caller closes it.
  */
 async function putBlocks(
   blob: BlockBlobClient,
   commit: BlockBlobClient,
-  body: Buffer,
+  size: number,
+  block: (offset: number, length: number) => { body: Parameters<BlockBlobClient['stageBlock']>[1]; md5: Buffer },
   md5: Buffer,
   conditions: BlobRequestConditions,
   abortSignal: AbortSignal,
 ): Promise<void> {
-  const count = Math.ceil(body.length / BLOCK_SIZE);
+  const count = Math.ceil(size / BLOCK_SIZE);
   const upload = randomBytes(8).toString('hex');
   const ids = Array.from({ length: count }, (_, i) => Buffer.from(`${upload}-${String(i).padStart(6, '0')}`).toString('base64'));
   let next = 0;
@@ -337,19 +383,20 @@ async function putBlocks(
   const worker = async (): Promise<void> => {
     while (!failed && next < count) {
       const i = next++;
-      const part = body.subarray(i * BLOCK_SIZE, Math.min(body.length, (i + 1) * BLOCK_SIZE));
+      const offset = i * BLOCK_SIZE;
+      const length = Math.min(BLOCK_SIZE, size - offset);
+      const part = block(offset, length);
       try {
-        await blob.stageBlock(ids[i] as string, part, part.length, {
-          transactionalContentMD5: createHash('md5').update(part).digest(),
-          abortSignal,
-        });
+        await blob.stageBlock(ids[i] as string, part.body, length, { transactionalContentMD5: part.md5, abortSignal });
       } catch (err) {
         failed = true;
         throw err;
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(BLOCK_CONCURRENCY, count) }, worker));
+  const results = await Promise.allSettled(Array.from({ length: Math.min(BLOCK_CONCURRENCY, count) }, worker));
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
   // Put Block List stores this MD5 as the blob's Content-MD5 without checking it
   // (each block was checked on arrival): it lets `az storage blob download
   // --validate-content`, or anyone, verify the whole object later.

@@ -8,31 +8,44 @@
  * AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance and container roles); AWS_REGION
  * defaults to us-east-1 and a bucket elsewhere is followed by redirect.
  *
- * Uploads carry a Content-MD5, so the server refuses bytes damaged on the way; objects
- * over 8 MiB (packs) go up as multipart uploads with parts in parallel. The SDK's own
- * retries are kept to one extra attempt: backoff is the retry wrapper's job, and it
- * knows which failures are worth waiting for.
+ * Uploads carry a checksum the server checks, so it refuses bytes damaged on the way:
+ * a single PutObject its Content-MD5; `put`'s parts the SDK's CRC32 and a signed
+ * SHA-256 of their bytes; `putFile`'s parts, streamed from the file, their Content-MD5.
+ * Objects over 8 MiB (packs) go up as multipart uploads with parts in parallel. The
+ * SDK's own retries are kept to one extra attempt: backoff is the retry wrapper's
+ * job, and it knows which failures are worth waiting for.
  */
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   paginateListObjectsV2,
+  type CompletedPart,
+  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { LifeboatError, errno } from '../../errors.js';
-import { assertKey, emptyRangeRead, type ByteRange, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { OpenedFile } from '../local-file.js';
+import { assertKey, emptyRangeRead, type ByteRange, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
 import { S3Objects } from './s3-objects.js';
 
 /** Objects above this go up in parts: a 16 MiB pack is two 8 MiB parts sent at once. */
 const MULTIPART_THRESHOLD = 8 << 20;
 const PART_SIZE = 8 << 20;
+/** Parts of one object in flight at once (lib-storage's queueSize in put). */
+const PART_CONCURRENCY = 4;
+/** Attempts of a request whose body streams from a file: the SDK's maxAttempts, done here (see streamClient). */
+const STREAM_ATTEMPTS = 2;
 
 export interface S3Location {
   endpoint?: string;
@@ -65,6 +78,16 @@ export function parseS3Location(rest: string, location: string): S3Location {
 export class S3Store implements Store {
   readonly location: string;
   private readonly client: S3Client;
+  /**
+   * The same endpoint for requests whose body streams from a file (putFile). The SDK
+   * never repeats a streamed request (it cannot read the stream again; it would
+   * print a warning and fail), so this client makes one attempt and putFile repeats
+   * with a new stream itself. Its checksums are only those asked for (WHEN_REQUIRED):
+   * under the default, the SDK would wrap a stream in aws-chunked encoding with a
+   * trailing CRC32, which S3-compatible servers (s3rver among them) do not all take;
+   * each request carries the Content-MD5 computed from the file instead.
+   */
+  private readonly streamClient: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
   /** Object access for a bucket source (../objects.ts), on this store's client. */
@@ -80,7 +103,7 @@ export class S3Store implements Store {
     // Parallel transfers need more sockets than the SDK's default of 50 only rarely;
     // keep-alive matters more: a TLS handshake per 16 MiB pack would be waste.
     const agent = { keepAlive: true, maxSockets: 64 };
-    this.client = new S3Client({
+    const config: S3ClientConfig = {
       region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       ...(loc.endpoint ? { endpoint: loc.endpoint, forcePathStyle: true } : {}),
       followRegionRedirects: true,
@@ -88,10 +111,13 @@ export class S3Store implements Store {
       requestHandler: {
         connectionTimeout: 10_000,
         requestTimeout: 120_000,
+        // One pool of sockets for both clients.
         httpAgent: new HttpAgent(agent),
         httpsAgent: new HttpsAgent(agent),
       },
-    });
+    };
+    this.client = new S3Client(config);
+    this.streamClient = new S3Client({ ...config, maxAttempts: 1, requestChecksumCalculation: 'WHEN_REQUIRED' });
     this.objects = new S3Objects(this.client, this.bucket, this.prefix, (err, doing, key) => this.error(err, doing, key), () => this.probe());
   }
 
@@ -140,6 +166,119 @@ export class S3Store implements Store {
         throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`);
       }
       throw this.error(err, `put ${key}`);
+    }
+  }
+
+  /**
+   * `put` for a file, streamed from it: the same create-only check (a HEAD, and
+   * If-None-Match on a single PutObject), the same threshold and part size, with a
+   * Content-MD5 on every request (single put and each part) computed in a first pass
+   * over the file, so the server refuses bytes that changed on the way or in the
+   * file meanwhile. What is held is a few 256 KiB reads per part in flight (at most
+   * PART_CONCURRENCY parts), not the object. A part that fails transiently is sent
+   * again once from a new stream of its range; a create-only PutObject is sent once
+   * (a repeat could meet its own object: the retry wrapper tells that apart).
+   */
+  async putFile(key: string, file: LocalFile, opts: PutOptions = {}): Promise<void> {
+    const Key = this.key(key);
+    const src = await OpenedFile.open(file);
+    try {
+      if (opts.ifAbsent && (await this.stat(key))) {
+        throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`);
+      }
+      if (src.size > MULTIPART_THRESHOLD) {
+        await this.putParts(Key, src);
+      } else {
+        const { whole } = await src.md5s(Math.max(1, src.size));
+        await this.sendStreamed(src, opts.ifAbsent ? 1 : STREAM_ATTEMPTS, (abortSignal, Body) =>
+          this.streamClient.send(
+            new PutObjectCommand({ Bucket: this.bucket, Key, Body, ContentLength: src.size, ContentMD5: whole.toString('base64'), ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}) }),
+            { abortSignal },
+          ),
+          0,
+          src.size,
+        );
+      }
+    } catch (err) {
+      if (err instanceof LifeboatError) throw err;
+      if (src.failure !== undefined) throw src.failure;
+      const status = httpStatus(err);
+      if (opts.ifAbsent && (status === 412 || status === 409)) {
+        throw new LifeboatError('ALREADY_EXISTS', `${key} already exists in ${this.location}`);
+      }
+      throw this.error(err, `put ${key}`);
+    } finally {
+      await src.close();
+    }
+  }
+
+  /**
+   * A multipart upload from `src`: PART_SIZE parts, PART_CONCURRENCY at a time, each
+   * with its Content-MD5, then the commit; on failure the upload is aborted (its parts
+   * deleted, best effort, as lib-storage's leavePartsOnError: false does for put).
+   */
+  private async putParts(Key: string, src: OpenedFile): Promise<void> {
+    const { parts: md5s } = await src.md5s(PART_SIZE);
+    const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }));
+    if (!UploadId) throw new Error('CreateMultipartUpload returned no upload id');
+    try {
+      const done: CompletedPart[] = [];
+      let next = 0;
+      let failed = false;
+      const worker = async (): Promise<void> => {
+        while (!failed && next < md5s.length) {
+          const i = next++;
+          const offset = i * PART_SIZE;
+          const length = Math.min(PART_SIZE, src.size - offset);
+          try {
+            const out = await this.sendStreamed(src, STREAM_ATTEMPTS, (abortSignal, Body) =>
+              this.streamClient.send(
+                new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber: i + 1, Body, ContentLength: length, ContentMD5: (md5s[i] as Buffer).toString('base64') }),
+                { abortSignal },
+              ),
+              offset,
+              length,
+            );
+            if (!out.ETag) throw new Error(`part ${i + 1} came back without an ETag`);
+            done.push({ PartNumber: i + 1, ETag: out.ETag });
+          } catch (err) {
+            failed = true;
+            throw err;
+          }
+        }
+      };
+      // Every worker settles before the file may be closed under a request still sending.
+      const results = await Promise.allSettled(Array.from({ length: Math.min(PART_CONCURRENCY, md5s.length) }, worker));
+      const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (rejected) throw rejected.reason;
+      done.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts: done } }));
+    } catch (err) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * Sends one request whose body is the `length` bytes of `src` at `offset`, up to
+   * `attempts` times while it fails transiently, each time with a new stream. A
+   * failure reading the file aborts the request and is what is raised.
+   */
+  private async sendStreamed<T>(
+    src: OpenedFile,
+    attempts: number,
+    send: (abortSignal: AbortSignal, body: ReturnType<OpenedFile['range']>) => Promise<T>,
+    offset: number,
+    length: number,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const abort = new AbortController();
+      try {
+        return await send(abort.signal, src.range(offset, length, abort));
+      } catch (err) {
+        if (src.failure !== undefined) throw src.failure;
+        if (attempt >= attempts || this.error(err, 'put').code !== 'STORE_UNAVAILABLE') throw err;
+      }
     }
   }
 
@@ -196,6 +335,7 @@ export class S3Store implements Store {
 
   async close(): Promise<void> {
     this.client.destroy();
+    this.streamClient.destroy();
   }
 
   private pastEnd(key: string, range: ByteRange, size: number | undefined): LifeboatError {
