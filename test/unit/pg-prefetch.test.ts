@@ -8,7 +8,7 @@
  * the spool, and on a damaged segment, which it never spools.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
@@ -16,7 +16,7 @@ import { logSource, timelineDir } from '../../src/sources/postgres/names.js';
 import { recordWanted, runFetcher } from '../../src/sources/postgres/prefetch.js';
 import { segmentName } from '../../src/sources/postgres/wal.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
-import { cleanupTmp, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, runCli, tmpdir } from '../helpers.js';
 
 let repo: Repository;
 let repoDir: string;
@@ -68,6 +68,38 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, timeo
 async function take(spool: string, name: string, into: string): Promise<Buffer> {
   await fs.rename(path.join(spool, name), path.join(into, name));
   return fs.readFile(path.join(into, name));
+}
+
+/** Flips a byte of the stored object of segment `name` in the local repository at `dir`. */
+async function damage(dir: string, name: string): Promise<void> {
+  const stored = (await fs.readdir(dir, { recursive: true })).map(String).find((f) => f.includes(name));
+  expect(stored).toBeDefined();
+  const file = path.join(dir, stored!);
+  const bytes = await fs.readFile(file);
+  bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
+  await fs.writeFile(file, bytes);
+}
+
+/** A repository (password test-password, as runCli gives) holding segments 1..count of timeline 1. */
+async function cliRepo(count: number): Promise<string> {
+  const dir = path.join(tmpdir('lb-prefetch-cli-'), 'repo');
+  await Repository.init(new LocalStore(dir), 'test-password');
+  const r = await Repository.open(new LocalStore(dir), 'test-password');
+  for (let n = 1; n <= count; n++) await r.putLog(logSource('main'), timelineDir(1), seg(n), content(n));
+  return dir;
+}
+
+/** Live processes whose command line names `needle` (a fetcher names its spool). */
+function processesNaming(needle: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(needle))) out.push(Number(pid));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 describe('the background fetcher of restore_command', () => {
@@ -142,15 +174,54 @@ describe('the background fetcher of restore_command', () => {
     await Repository.init(new LocalStore(dir), 'pw');
     const bad = await Repository.open(new LocalStore(dir), 'pw');
     for (let n = 1; n <= 3; n++) await bad.putLog(logSource('main'), timelineDir(1), seg(n), content(n));
-    const stored = (await fs.readdir(dir, { recursive: true })).map(String).find((f) => f.includes(seg(3)));
-    expect(stored).toBeDefined();
-    const file = path.join(dir, stored!);
-    const bytes = await fs.readFile(file);
-    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
-    await fs.writeFile(file, bytes);
+    await damage(dir, seg(3));
     const { spool } = await dataDir(postmaster());
     await expect(runFetcher(bad, 'main', seg(1), spool, { ahead: 4 })).rejects.toMatchObject({ code: 'CORRUPT' });
     expect(await spooled(spool)).toEqual([seg(2)]);
     expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
+  });
+
+  it('a call whose own segment was fetched succeeds when reading ahead fails; the damaged segment fails its own call', async () => {
+    // PostgreSQL takes any failing restore_command as "not in the archive": a call that
+    // wrote its segment and then failed on the next one would end recovery there.
+    const dir = await cliRepo(3);
+    await damage(dir, seg(2));
+    const spool = path.join(tmpdir('lb-prefetch-ahead-'), 'spool');
+    const wal = tmpdir('lb-prefetch-wal-');
+    const get = (n: number) => runCli(['pg', 'archive-get', '--name', 'main', '--repo', dir, '--prefetch', spool, seg(n), path.join(wal, seg(n))]);
+    const first = await get(1);
+    expect(first.code, first.stderr).toBe(0);
+    expect(await fs.readFile(path.join(wal, seg(1)))).toEqual(content(1));
+    expect(await spooled(spool)).toEqual([]);
+    const second = await get(2);
+    expect(second.code, second.stderr).toBe(13);
+    expect(second.stderr).toMatch(/^lifeboat: /m);
+    expect(existsSync(path.join(wal, seg(2)))).toBe(false);
+    await until('no fetcher to run', () => processesNaming(spool).length === 0);
+  });
+
+  it('makes each spooled segment durable before naming it (a spool is kept across a server crash)', async () => {
+    const dir = await cliRepo(3);
+    const spool = path.join(tmpdir('lb-prefetch-sync-'), 'spool');
+    await fs.mkdir(spool, { mode: 0o700 });
+    const trace = path.join(tmpdir('lb-prefetch-trace-'), 'strace.out');
+    const c = spawn('strace', ['-f', '-y', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', trace, process.execPath, CLI, 'pg', 'archive-prefetch', '--name', 'main', '--repo', dir, '--prefetch', spool, seg(1)], {
+      env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' },
+      stdio: 'ignore',
+    });
+    children.push(c);
+    const exited = new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)));
+    await until('segments 2 and 3 spooled', async () => (await spooled(spool)).length === 2);
+    // Recovery takes both; at the end of the archive the fetcher exits.
+    for (const f of await spooled(spool)) await fs.rm(path.join(spool, f));
+    expect(await exited).toBe(0);
+    const lines = (await fs.readFile(trace, 'utf8')).split('\n');
+    for (const n of [2, 3]) {
+      const renamed = lines.findIndex((l) => /^\d+ rename/.test(l) && l.includes(`${path.join(spool, seg(n))}"`));
+      expect(renamed, `rename of ${seg(n)}`).toBeGreaterThanOrEqual(0);
+      const synced = lines.findIndex((l) => /^\d+ f(data)?sync\(/.test(l) && l.includes(`${path.join(spool, seg(n))}.`));
+      expect(synced, `fsync of ${seg(n)}'s temporary before its rename`).toBeGreaterThanOrEqual(0);
+      expect(synced).toBeLessThan(renamed);
+    }
   });
 });

@@ -64,7 +64,16 @@ async function spool(dir: string, name: string, data: Uint8Array): Promise<boole
     // Exclusive: never through a name planted in the spool (one left by a killed
     // process of the same pid is removed first).
     await fs.rm(tmp, { force: true });
-    await fs.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
+    // Synced before it is named: a spool outlives a crash of the server (or of the
+    // machine) for the recovery a restart resumes, and `test -f` cannot tell a
+    // segment the crash truncated, which replay would take as the end of WAL.
+    const fh = await fs.open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await fs.rename(tmp, path.join(dir, name));
     return true;
   } catch (err) {
