@@ -16,6 +16,7 @@ import { logSource, timelineDir } from '../../src/sources/postgres/names.js';
 import { recordWanted, runFetcher } from '../../src/sources/postgres/prefetch.js';
 import { segmentName } from '../../src/sources/postgres/wal.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
+import { ThrottleStore } from '../../src/storage/wrappers/throttle.js';
 import { CLI, cleanupTmp, runCli, tmpdir } from '../helpers.js';
 
 let repo: Repository;
@@ -217,11 +218,27 @@ describe('the background fetcher of restore_command', () => {
     expect(await exited).toBe(0);
     const lines = (await fs.readFile(trace, 'utf8')).split('\n');
     for (const n of [2, 3]) {
-      const renamed = lines.findIndex((l) => /^\d+ rename/.test(l) && l.includes(`${path.join(spool, seg(n))}"`));
+      const renamed = lines.findIndex((l) => /^\d+\s+rename/.test(l) && l.includes(`${path.join(spool, seg(n))}"`));
       expect(renamed, `rename of ${seg(n)}`).toBeGreaterThanOrEqual(0);
-      const synced = lines.findIndex((l) => /^\d+ f(data)?sync\(/.test(l) && l.includes(`${path.join(spool, seg(n))}.`));
+      const synced = lines.findIndex((l) => /^\d+\s+f(data)?sync\(/.test(l) && l.includes(`${path.join(spool, seg(n))}.`));
       expect(synced, `fsync of ${seg(n)}'s temporary before its rename`).toBeGreaterThanOrEqual(0);
       expect(synced).toBeLessThan(renamed);
     }
+  });
+
+  it('never spools into a spool made again after its own was removed (a fetcher still fetching when its server stopped)', async () => {
+    // The server stops while the fetcher waits on a slow repository; `pg restore
+    // --delta` removes the spool, and the new recovery's first miss makes it again.
+    // What the old fetcher then fetches is another recovery's business, possibly of
+    // another cluster: it must not appear there under a segment's name.
+    const slow = await Repository.open(new ThrottleStore(new LocalStore(repoDir), { download: 1000 }), 'pw');
+    const { spool } = await dataDir(postmaster());
+    const fetcher = runFetcher(slow, 'main', seg(1), spool, { ahead: 4 });
+    await until('the fetcher to hold the spool', () => existsSync(path.join(spool, '.fetcher')));
+    await fs.rm(spool, { recursive: true });
+    await fs.mkdir(spool, { mode: 0o700 });
+    // (Between the two it may find no spool at all, and stop there.)
+    await expect(fetcher).resolves.toMatch(/^(spool gone|lock taken)$/);
+    expect(await fs.readdir(spool)).toEqual([]);
   });
 });

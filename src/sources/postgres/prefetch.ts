@@ -57,8 +57,13 @@ export async function takePrefetched(dir: string, file: string, dest: string): P
   }
 }
 
-/** Writes `data` as `dir/name`, atomically for `test -f`; false when the spool is gone. */
-async function spool(dir: string, name: string, data: Uint8Array): Promise<boolean> {
+/**
+ * Writes `data` as `dir/name`, atomically for `test -f`; false when the spool is gone.
+ * With `owner`, also false when the spool's lock no longer names that fetcher: its
+ * spool was removed (recovery ended, or a `pg restore --delta` went over the data
+ * directory) while it fetched, and the directory there now is another recovery's.
+ */
+async function spool(dir: string, name: string, data: Uint8Array, owner?: { lock: string; me: string }): Promise<boolean> {
   const tmp = path.join(dir, `${name}.${process.pid}.tmp`);
   try {
     // Exclusive: never through a name planted in the spool (one left by a killed
@@ -73,6 +78,10 @@ async function spool(dir: string, name: string, data: Uint8Array): Promise<boole
       await fh.sync();
     } finally {
       await fh.close();
+    }
+    if (owner && (await readSmall(owner.lock)) !== owner.me) {
+      await fs.rm(tmp, { force: true });
+      return false;
     }
     await fs.rename(tmp, path.join(dir, name));
     return true;
@@ -210,7 +219,12 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
       const wantedName = await readSmall(path.join(dir, WANTED));
       const wanted = wantedName && SEGMENT_NAME.test(wantedName) ? parseWalName(wantedName) : undefined;
       if (wanted && wanted.timeline !== timeline) return 'another timeline';
-      const entries = (await fs.readdir(dir)).filter((f) => SEGMENT_NAME.test(f) && parseWalName(f).timeline === timeline);
+      const names = await fs.readdir(dir).catch((err: unknown) => {
+        if (errno(err) === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (!names) return 'spool gone';
+      const entries = names.filter((f) => SEGMENT_NAME.test(f) && parseWalName(f).timeline === timeline);
       let held = 0;
       for (const f of entries) {
         const segno = parseWalName(f).segno as bigint;
@@ -234,7 +248,7 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
           ended = true;
           continue;
         }
-        if (!(await spool(dir, file, data))) return 'spool gone';
+        if (!(await spool(dir, file, data, { lock, me }))) return 'spool gone';
       }
       next++;
       idleSince = Date.now();
