@@ -241,4 +241,17 @@ describe('the background fetcher of restore_command', () => {
     await expect(fetcher).resolves.toMatch(/^(spool gone|lock taken)$/);
     expect(await fs.readdir(spool)).toEqual([]);
   });
+
+  it('takes from the spool only a file named as a WAL segment, never a path', async () => {
+    const dir = await cliRepo(1);
+    const base = tmpdir('lb-prefetch-name-');
+    const spool = path.join(base, 'spool');
+    await fs.mkdir(spool, { mode: 0o700 });
+    await fs.writeFile(path.join(base, 'victim'), 'not WAL');
+    const dest = path.join(base, 'RECOVERYXLOG');
+    const r = await runCli(['pg', 'archive-get', '--name', 'main', '--repo', dir, '--prefetch', spool, '../victim', dest]);
+    expect(r.code).not.toBe(0);
+    expect(existsSync(dest)).toBe(false);
+    expect(await fs.readFile(path.join(base, 'victim'), 'utf8')).toBe('not WAL');
+  });
 });

@@ -46,8 +46,13 @@ const LOCK = '.fetcher';
 const WANTED = '.wanted';
 const SEGMENT_NAME = /^[0-9A-F]{24}$/;
 
-/** Moves a prefetched file into place; false when it was not prefetched. */
+/**
+ * Moves a prefetched file into place; false when it was not prefetched. Only a
+ * segment's name is looked up (the spool holds nothing else): `file` comes from the
+ * command line, and `../x` must not move a file from beside the spool.
+ */
 export async function takePrefetched(dir: string, file: string, dest: string): Promise<boolean> {
+  if (!SEGMENT_NAME.test(file)) return false;
   try {
     await fs.rename(path.join(dir, file), dest);
     return true;
