@@ -151,5 +151,8 @@ export async function main(argv: string[]): Promise<boolean> {
   } catch (err) {
     process.exitCode = reportError(err);
   }
+  // The fetcher may stop with a fetch still in flight (a store that does not answer):
+  // what it waits on must not keep the process alive.
+  if (parsed.verb === 'archive-prefetch') process.exit();
   return true;
 }

@@ -17,7 +17,7 @@ import { recordWanted, runFetcher } from '../../src/sources/postgres/prefetch.js
 import { segmentName } from '../../src/sources/postgres/wal.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { ThrottleStore } from '../../src/storage/wrappers/throttle.js';
-import { CLI, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 
 let repo: Repository;
 let repoDir: string;
@@ -88,6 +88,19 @@ async function cliRepo(count: number): Promise<string> {
   const r = await Repository.open(new LocalStore(dir), 'test-password');
   for (let n = 1; n <= count; n++) await r.putLog(logSource('main'), timelineDir(1), seg(n), content(n));
   return dir;
+}
+
+/**
+ * A repository whose every read is slow: segments 2 and 3 of 64 KiB that do not
+ * compress, read at 4000 bytes a second (16 s a segment), standing for a store that
+ * does not answer.
+ */
+async function slowRepo(): Promise<Repository> {
+  const dir = path.join(tmpdir('lb-prefetch-slow-'), 'repo');
+  await Repository.init(new LocalStore(dir), 'pw');
+  const r = await Repository.open(new LocalStore(dir), 'pw');
+  for (let n = 2; n <= 3; n++) await r.putLog(logSource('main'), timelineDir(1), seg(n), pseudoRandom(64 * 1024, n));
+  return Repository.open(new ThrottleStore(new LocalStore(dir), { download: 4000 }), 'pw');
 }
 
 /** Live processes whose command line names `needle` (a fetcher names its spool). */
@@ -231,7 +244,7 @@ describe('the background fetcher of restore_command', () => {
     // --delta` removes the spool, and the new recovery's first miss makes it again.
     // What the old fetcher then fetches is another recovery's business, possibly of
     // another cluster: it must not appear there under a segment's name.
-    const slow = await Repository.open(new ThrottleStore(new LocalStore(repoDir), { download: 1000 }), 'pw');
+    const slow = await slowRepo();
     const { spool } = await dataDir(postmaster());
     const fetcher = runFetcher(slow, 'main', seg(1), spool, { ahead: 4 });
     await until('the fetcher to hold the spool', () => existsSync(path.join(spool, '.fetcher')));
@@ -253,5 +266,19 @@ describe('the background fetcher of restore_command', () => {
     expect(r.code).not.toBe(0);
     expect(existsSync(dest)).toBe(false);
     expect(await fs.readFile(path.join(base, 'victim'), 'utf8')).toBe('not WAL');
+  });
+
+  it('stops when the server stops without waiting for a fetch in flight (a repository that hangs)', async () => {
+    // The fetcher must not outlive its server for as long as a fetch hangs.
+    const slow = await slowRepo();
+    const pm = postmaster();
+    const { spool } = await dataDir(pm);
+    const fetcher = runFetcher(slow, 'main', seg(1), spool, { ahead: 4 });
+    await until('the fetcher to hold the spool', () => existsSync(path.join(spool, '.fetcher')));
+    pm.kill('SIGKILL');
+    await expect(fetcher).resolves.toBe('server stopped');
+    // It returned before its fetch of segment 2 finished: nothing was spooled.
+    expect(await spooled(spool)).toEqual([]);
+    expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
   });
 });

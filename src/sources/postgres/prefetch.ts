@@ -174,6 +174,31 @@ async function serverState(dir: string): Promise<'recovering' | 'stopped' | 'pro
   return 'recovering';
 }
 
+/**
+ * Waits for `work`, asking `unwanted` every POLL_MS meanwhile: `{ stop }` as soon as
+ * it names a reason, without waiting for `work` (whose outcome is then dropped).
+ */
+async function whileWanted<T>(work: Promise<T>, unwanted: () => Promise<string | undefined>): Promise<{ value: T } | { stop: string }> {
+  let settled = false;
+  const done = work.then((value) => ({ value }));
+  done.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  const watch = (async (): Promise<{ stop: string } | undefined> => {
+    while (!settled) {
+      await sleep(POLL_MS);
+      if (settled) return undefined;
+      const why = await unwanted();
+      if (why) return { stop: why };
+    }
+    return undefined;
+  })();
+  const first = await Promise.race([done, watch]);
+  if (first !== undefined) return first;
+  return done;
+}
+
 export interface FetcherOptions {
   ahead?: number;
   idleMs?: number;
@@ -213,7 +238,10 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
   let ended = false;
   let lastHeld = 0;
   try {
-    for (;;) {
+    // Why the fetcher is no longer wanted, if it is not: asked on every round, and
+    // every POLL_MS while a fetch is in flight (a store that does not answer must
+    // not keep a fetcher alive after its server).
+    const unwanted = async (): Promise<string | undefined> => {
       if ((await readSmall(lock)) !== me) return 'lock taken';
       const server = await serverState(dir);
       if (server === 'stopped') return 'server stopped';
@@ -221,6 +249,11 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
         await fs.rm(dir, { recursive: true, force: true });
         return 'recovery over';
       }
+      return undefined;
+    };
+    for (;;) {
+      const why = await unwanted();
+      if (why) return why;
       const wantedName = await readSmall(path.join(dir, WANTED));
       const wanted = wantedName && SEGMENT_NAME.test(wantedName) ? parseWalName(wantedName) : undefined;
       if (wanted && wanted.timeline !== timeline) return 'another timeline';
@@ -248,7 +281,9 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
       }
       const file = segmentName(timeline, next);
       if (!entries.includes(file)) {
-        const data = await repo.getLog(logSource(name), timelineDir(timeline), file);
+        const got = await whileWanted(repo.getLog(logSource(name), timelineDir(timeline), file), unwanted);
+        if ('stop' in got) return got.stop;
+        const data = got.value;
         if (!data) {
           ended = true;
           continue;
