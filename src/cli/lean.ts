@@ -15,6 +15,7 @@ import { parseWalName, segmentName } from '../sources/postgres/wal.js';
 import { Repository } from '../repo/repository.js';
 import { openRepo, withRepo, withStore, type GlobalOptions } from './context.js';
 import { reportError } from './output/errors.js';
+import { redact } from '../util/redact.js';
 
 export interface ArchiveCall {
   /** archive-prefetch: the background fetcher an archive-get starts (prefetch.ts). */
@@ -103,13 +104,14 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
     if (await archiveGet(repo, p.name, file, dest)) {
       const wal = parseWalName(file);
       if (p.prefetch && wal.kind === 'segment' && wal.segno !== undefined) {
-        // Recovery is here now: a fetcher already running skips to after this segment.
-        await recordWanted(p.prefetch, file);
-        if (!(await fetcherRunning(p.prefetch))) {
-          startFetcher(fetcherArgv(p, segmentName(wal.timeline, wal.segno + BigInt(FIRST_SEGMENTS))));
+        // This call has its segment: reading ahead must not fail it. PostgreSQL takes
+        // any failure as "not in the archive" and would end recovery here; a segment
+        // that cannot be read ahead fails its own call later, which names it.
+        try {
+          await readAhead(repo, p, file, wal.timeline, wal.segno);
+        } catch (err) {
+          if (!p.g.quiet) process.stderr.write(`lifeboat: reading ahead after ${file}: ${redact(err instanceof Error ? err.message : String(err))}\n`);
         }
-        // The next few while the fetcher starts, so recovery does not call back for them.
-        await prefetch(repo, p.name, file, p.prefetch, FIRST_SEGMENTS);
       }
       return;
     }
@@ -124,6 +126,16 @@ async function notArchived(p: ArchiveCall, file: string): Promise<never> {
   throw new LifeboatError('NOT_FOUND', `${file} is not in the archive of ${p.name}`, {
     hint: 'normal at the end of recovery; otherwise check archive_command on the primary',
   });
+}
+
+/** Records where recovery is, starts the fetcher if none runs, and fetches the next few. */
+async function readAhead(repo: Repository, p: ArchiveCall, file: string, timeline: number, segno: bigint): Promise<void> {
+  const dir = p.prefetch as string;
+  // Recovery is here now: a fetcher already running skips to after this segment.
+  await recordWanted(dir, file);
+  if (!(await fetcherRunning(dir))) startFetcher(fetcherArgv(p, segmentName(timeline, segno + BigInt(FIRST_SEGMENTS))));
+  // The next few while the fetcher starts, so recovery does not call back for them.
+  await prefetch(repo, p.name, file, dir, FIRST_SEGMENTS);
 }
 
 /** `lifeboat pg archive-prefetch …` for the fetcher of this call's spool, after `after`. */
@@ -146,5 +158,8 @@ export async function main(argv: string[]): Promise<boolean> {
   } catch (err) {
     process.exitCode = reportError(err);
   }
+  // The fetcher may stop with a fetch still in flight (a store that does not answer):
+  // what it waits on must not keep the process alive.
+  if (parsed.verb === 'archive-prefetch') process.exit();
   return true;
 }

@@ -4,6 +4,7 @@
  * failed backup leaves there is never listed as an object, never breaks `check`, and
  * is cleaned up: at once after a failure, after a day (the tmp/ sweep) after a kill.
  */
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -89,5 +90,36 @@ describe('packs written to spill files', () => {
     expect(r.code, r.stdout + r.stderr).not.toBe(0);
     expect(await spills(repo)).toEqual(new Map());
     expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  }, 120_000);
+
+  /** A 24 MiB tmpfs for the repository, or undefined where mounting is not allowed (not root). */
+  function smallDisk(): string | undefined {
+    const dir = tmpdir('lb-spill-full-');
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', dir], { stdio: 'ignore' });
+      return dir;
+    } catch {
+      return undefined;
+    }
+  }
+
+  it('a backup that fills the disk while a worker writes a pack fails as NO_SPACE, names no missing pack and leaves no pack file', async (ctx) => {
+    const disk = smallDisk();
+    if (!disk) return ctx.skip();
+    try {
+      const src = await source();
+      const repo = path.join(disk, 'repo');
+      await initRepo(repo);
+      const r = await runCli(['backup', '--repo', repo, src]);
+      expect(r.code, r.stdout + r.stderr).toBe(17);
+      expect(r.stderr).toMatch(/^lifeboat: .*no space left on device/m);
+      expect(r.stderr).toMatch(/^ {2}hint: \S/m);
+      expect(await spills(repo)).toEqual(new Map());
+      expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+      const check = await runCli(['check', '--repo', repo]);
+      expect(check.code, check.stdout + check.stderr).toBe(0);
+    } finally {
+      execFileSync('umount', [disk]);
+    }
   }, 120_000);
 });

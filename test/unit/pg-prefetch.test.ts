@@ -8,7 +8,7 @@
  * the spool, and on a damaged segment, which it never spools.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
@@ -16,7 +16,8 @@ import { logSource, timelineDir } from '../../src/sources/postgres/names.js';
 import { recordWanted, runFetcher } from '../../src/sources/postgres/prefetch.js';
 import { segmentName } from '../../src/sources/postgres/wal.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
-import { cleanupTmp, tmpdir } from '../helpers.js';
+import { ThrottleStore } from '../../src/storage/wrappers/throttle.js';
+import { CLI, cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 
 let repo: Repository;
 let repoDir: string;
@@ -68,6 +69,51 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, timeo
 async function take(spool: string, name: string, into: string): Promise<Buffer> {
   await fs.rename(path.join(spool, name), path.join(into, name));
   return fs.readFile(path.join(into, name));
+}
+
+/** Flips a byte of the stored object of segment `name` in the local repository at `dir`. */
+async function damage(dir: string, name: string): Promise<void> {
+  const stored = (await fs.readdir(dir, { recursive: true })).map(String).find((f) => f.includes(name));
+  expect(stored).toBeDefined();
+  const file = path.join(dir, stored!);
+  const bytes = await fs.readFile(file);
+  bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
+  await fs.writeFile(file, bytes);
+}
+
+/** A repository (password test-password, as runCli gives) holding segments 1..count of timeline 1. */
+async function cliRepo(count: number): Promise<string> {
+  const dir = path.join(tmpdir('lb-prefetch-cli-'), 'repo');
+  await Repository.init(new LocalStore(dir), 'test-password');
+  const r = await Repository.open(new LocalStore(dir), 'test-password');
+  for (let n = 1; n <= count; n++) await r.putLog(logSource('main'), timelineDir(1), seg(n), content(n));
+  return dir;
+}
+
+/**
+ * A repository whose every read is slow: segments 2 and 3 of 64 KiB that do not
+ * compress, read at 4000 bytes a second (16 s a segment), standing for a store that
+ * does not answer.
+ */
+async function slowRepo(): Promise<Repository> {
+  const dir = path.join(tmpdir('lb-prefetch-slow-'), 'repo');
+  await Repository.init(new LocalStore(dir), 'pw');
+  const r = await Repository.open(new LocalStore(dir), 'pw');
+  for (let n = 2; n <= 3; n++) await r.putLog(logSource('main'), timelineDir(1), seg(n), pseudoRandom(64 * 1024, n));
+  return Repository.open(new ThrottleStore(new LocalStore(dir), { download: 4000 }), 'pw');
+}
+
+/** Live processes whose command line names `needle` (a fetcher names its spool). */
+function processesNaming(needle: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(needle))) out.push(Number(pid));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 describe('the background fetcher of restore_command', () => {
@@ -142,15 +188,97 @@ describe('the background fetcher of restore_command', () => {
     await Repository.init(new LocalStore(dir), 'pw');
     const bad = await Repository.open(new LocalStore(dir), 'pw');
     for (let n = 1; n <= 3; n++) await bad.putLog(logSource('main'), timelineDir(1), seg(n), content(n));
-    const stored = (await fs.readdir(dir, { recursive: true })).map(String).find((f) => f.includes(seg(3)));
-    expect(stored).toBeDefined();
-    const file = path.join(dir, stored!);
-    const bytes = await fs.readFile(file);
-    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
-    await fs.writeFile(file, bytes);
+    await damage(dir, seg(3));
     const { spool } = await dataDir(postmaster());
     await expect(runFetcher(bad, 'main', seg(1), spool, { ahead: 4 })).rejects.toMatchObject({ code: 'CORRUPT' });
     expect(await spooled(spool)).toEqual([seg(2)]);
+    expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
+  });
+
+  it('a call whose own segment was fetched succeeds when reading ahead fails; the damaged segment fails its own call', async () => {
+    // PostgreSQL takes any failing restore_command as "not in the archive": a call that
+    // wrote its segment and then failed on the next one would end recovery there.
+    const dir = await cliRepo(3);
+    await damage(dir, seg(2));
+    const spool = path.join(tmpdir('lb-prefetch-ahead-'), 'spool');
+    const wal = tmpdir('lb-prefetch-wal-');
+    const get = (n: number) => runCli(['pg', 'archive-get', '--name', 'main', '--repo', dir, '--prefetch', spool, seg(n), path.join(wal, seg(n))]);
+    const first = await get(1);
+    expect(first.code, first.stderr).toBe(0);
+    expect(await fs.readFile(path.join(wal, seg(1)))).toEqual(content(1));
+    expect(await spooled(spool)).toEqual([]);
+    const second = await get(2);
+    expect(second.code, second.stderr).toBe(13);
+    expect(second.stderr).toMatch(/^lifeboat: /m);
+    expect(existsSync(path.join(wal, seg(2)))).toBe(false);
+    await until('no fetcher to run', () => processesNaming(spool).length === 0);
+  });
+
+  it('makes each spooled segment durable before naming it (a spool is kept across a server crash)', async () => {
+    const dir = await cliRepo(3);
+    const spool = path.join(tmpdir('lb-prefetch-sync-'), 'spool');
+    await fs.mkdir(spool, { mode: 0o700 });
+    const trace = path.join(tmpdir('lb-prefetch-trace-'), 'strace.out');
+    const c = spawn('strace', ['-f', '-y', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', trace, process.execPath, CLI, 'pg', 'archive-prefetch', '--name', 'main', '--repo', dir, '--prefetch', spool, seg(1)], {
+      env: { ...process.env, LIFEBOAT_PASSWORD: 'test-password' },
+      stdio: 'ignore',
+    });
+    children.push(c);
+    const exited = new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)));
+    await until('segments 2 and 3 spooled', async () => (await spooled(spool)).length === 2);
+    // Recovery takes both; at the end of the archive the fetcher exits.
+    for (const f of await spooled(spool)) await fs.rm(path.join(spool, f));
+    expect(await exited).toBe(0);
+    const lines = (await fs.readFile(trace, 'utf8')).split('\n');
+    for (const n of [2, 3]) {
+      const renamed = lines.findIndex((l) => /^\d+\s+rename/.test(l) && l.includes(`${path.join(spool, seg(n))}"`));
+      expect(renamed, `rename of ${seg(n)}`).toBeGreaterThanOrEqual(0);
+      const synced = lines.findIndex((l) => /^\d+\s+f(data)?sync\(/.test(l) && l.includes(`${path.join(spool, seg(n))}.`));
+      expect(synced, `fsync of ${seg(n)}'s temporary before its rename`).toBeGreaterThanOrEqual(0);
+      expect(synced).toBeLessThan(renamed);
+    }
+  });
+
+  it('never spools into a spool made again after its own was removed (a fetcher still fetching when its server stopped)', async () => {
+    // The server stops while the fetcher waits on a slow repository; `pg restore
+    // --delta` removes the spool, and the new recovery's first miss makes it again.
+    // What the old fetcher then fetches is another recovery's business, possibly of
+    // another cluster: it must not appear there under a segment's name.
+    const slow = await slowRepo();
+    const { spool } = await dataDir(postmaster());
+    const fetcher = runFetcher(slow, 'main', seg(1), spool, { ahead: 4 });
+    await until('the fetcher to hold the spool', () => existsSync(path.join(spool, '.fetcher')));
+    await fs.rm(spool, { recursive: true });
+    await fs.mkdir(spool, { mode: 0o700 });
+    // (Between the two it may find no spool at all, and stop there.)
+    await expect(fetcher).resolves.toMatch(/^(spool gone|lock taken)$/);
+    expect(await fs.readdir(spool)).toEqual([]);
+  });
+
+  it('takes from the spool only a file named as a WAL segment, never a path', async () => {
+    const dir = await cliRepo(1);
+    const base = tmpdir('lb-prefetch-name-');
+    const spool = path.join(base, 'spool');
+    await fs.mkdir(spool, { mode: 0o700 });
+    await fs.writeFile(path.join(base, 'victim'), 'not WAL');
+    const dest = path.join(base, 'RECOVERYXLOG');
+    const r = await runCli(['pg', 'archive-get', '--name', 'main', '--repo', dir, '--prefetch', spool, '../victim', dest]);
+    expect(r.code).not.toBe(0);
+    expect(existsSync(dest)).toBe(false);
+    expect(await fs.readFile(path.join(base, 'victim'), 'utf8')).toBe('not WAL');
+  });
+
+  it('stops when the server stops without waiting for a fetch in flight (a repository that hangs)', async () => {
+    // The fetcher must not outlive its server for as long as a fetch hangs.
+    const slow = await slowRepo();
+    const pm = postmaster();
+    const { spool } = await dataDir(pm);
+    const fetcher = runFetcher(slow, 'main', seg(1), spool, { ahead: 4 });
+    await until('the fetcher to hold the spool', () => existsSync(path.join(spool, '.fetcher')));
+    pm.kill('SIGKILL');
+    await expect(fetcher).resolves.toBe('server stopped');
+    // It returned before its fetch of segment 2 finished: nothing was spooled.
+    expect(await spooled(spool)).toEqual([]);
     expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
   });
 });

@@ -6,6 +6,7 @@
  * accepted: that is the back-pressure that keeps memory bounded.
  */
 import type { Worker } from 'node:worker_threads';
+import { fromSystemError } from '../../errors.js';
 import type { FileResult, FinishedPack, FromWorker, JobFile, ToWorker, WorkerInit } from './protocol.js';
 import { startWorker } from './worker-url.js';
 
@@ -135,7 +136,9 @@ export class ChunkPool {
         this.dispatch();
         return;
       case 'fatal':
-        throw new Error(`chunk worker failed: ${msg.message}`);
+        // A full disk (or a denied write) where the worker writes its pack file is the
+        // operator's to fix, and reported as such (NO_SPACE, PERMISSION), not as a crash.
+        throw fromSystemError(Object.assign(new Error(`chunk worker failed: ${msg.message}`), msg.code ? { code: msg.code } : {}), `writing a pack file in ${this.init.spillDir}`);
     }
   }
 

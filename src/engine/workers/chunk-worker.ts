@@ -270,6 +270,12 @@ async function chunkFile(path: string, range: JobFile['range'], job: number, win
   }
 }
 
+/** The job's failure for the main thread, with the system error's code (ENOSPC writing a pack file, say). */
+function fatal(job: number, err: unknown): FromWorker {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return { t: 'fatal', job, message: err instanceof Error ? err.stack ?? err.message : String(err), ...(typeof code === 'string' ? { code } : {}) };
+}
+
 async function runJob(job: number, files: JobFile[]): Promise<void> {
   const win = new Window();
   const results: FileResult[] = [];
@@ -291,7 +297,7 @@ port.on('message', (msg: ToWorker) => {
       sendPack(msg.job);
     } catch (err) {
       discardPack();
-      post({ t: 'fatal', job: msg.job, message: err instanceof Error ? err.stack ?? err.message : String(err) });
+      post(fatal(msg.job, err));
       return;
     }
     post({ t: 'flushed', job: msg.job });
@@ -299,6 +305,6 @@ port.on('message', (msg: ToWorker) => {
   }
   runJob(msg.job, msg.files).catch((err: unknown) => {
     discardPack();
-    post({ t: 'fatal', job: msg.job, message: err instanceof Error ? err.stack ?? err.message : String(err) });
+    post(fatal(msg.job, err));
   });
 });

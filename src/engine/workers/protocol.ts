@@ -69,4 +69,5 @@ export type FromWorker =
   | { t: 'pack'; job: number; pack: FinishedPack }
   | { t: 'done'; job: number; files: FileResult[] }
   | { t: 'flushed'; job: number }
-  | { t: 'fatal'; job: number; message: string };
+  /** `code`: the system error's (ENOSPC…), so the main thread reports it as NO_SPACE etc. */
+  | { t: 'fatal'; job: number; message: string; code?: string };

@@ -46,8 +46,13 @@ const LOCK = '.fetcher';
 const WANTED = '.wanted';
 const SEGMENT_NAME = /^[0-9A-F]{24}$/;
 
-/** Moves a prefetched file into place; false when it was not prefetched. */
+/**
+ * Moves a prefetched file into place; false when it was not prefetched. Only a
+ * segment's name is looked up (the spool holds nothing else): `file` comes from the
+ * command line, and `../x` must not move a file from beside the spool.
+ */
 export async function takePrefetched(dir: string, file: string, dest: string): Promise<boolean> {
+  if (!SEGMENT_NAME.test(file)) return false;
   try {
     await fs.rename(path.join(dir, file), dest);
     return true;
@@ -57,14 +62,32 @@ export async function takePrefetched(dir: string, file: string, dest: string): P
   }
 }
 
-/** Writes `data` as `dir/name`, atomically for `test -f`; false when the spool is gone. */
-async function spool(dir: string, name: string, data: Uint8Array): Promise<boolean> {
+/**
+ * Writes `data` as `dir/name`, atomically for `test -f`; false when the spool is gone.
+ * With `owner`, also false when the spool's lock no longer names that fetcher: its
+ * spool was removed (recovery ended, or a `pg restore --delta` went over the data
+ * directory) while it fetched, and the directory there now is another recovery's.
+ */
+async function spool(dir: string, name: string, data: Uint8Array, owner?: { lock: string; me: string }): Promise<boolean> {
   const tmp = path.join(dir, `${name}.${process.pid}.tmp`);
   try {
     // Exclusive: never through a name planted in the spool (one left by a killed
     // process of the same pid is removed first).
     await fs.rm(tmp, { force: true });
-    await fs.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
+    // Synced before it is named: a spool outlives a crash of the server (or of the
+    // machine) for the recovery a restart resumes, and `test -f` cannot tell a
+    // segment the crash truncated, which replay would take as the end of WAL.
+    const fh = await fs.open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (owner && (await readSmall(owner.lock)) !== owner.me) {
+      await fs.rm(tmp, { force: true });
+      return false;
+    }
     await fs.rename(tmp, path.join(dir, name));
     return true;
   } catch (err) {
@@ -151,6 +174,31 @@ async function serverState(dir: string): Promise<'recovering' | 'stopped' | 'pro
   return 'recovering';
 }
 
+/**
+ * Waits for `work`, asking `unwanted` every POLL_MS meanwhile: `{ stop }` as soon as
+ * it names a reason, without waiting for `work` (whose outcome is then dropped).
+ */
+async function whileWanted<T>(work: Promise<T>, unwanted: () => Promise<string | undefined>): Promise<{ value: T } | { stop: string }> {
+  let settled = false;
+  const done = work.then((value) => ({ value }));
+  done.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  const watch = (async (): Promise<{ stop: string } | undefined> => {
+    while (!settled) {
+      await sleep(POLL_MS);
+      if (settled) return undefined;
+      const why = await unwanted();
+      if (why) return { stop: why };
+    }
+    return undefined;
+  })();
+  const first = await Promise.race([done, watch]);
+  if (first !== undefined) return first;
+  return done;
+}
+
 export interface FetcherOptions {
   ahead?: number;
   idleMs?: number;
@@ -190,7 +238,10 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
   let ended = false;
   let lastHeld = 0;
   try {
-    for (;;) {
+    // Why the fetcher is no longer wanted, if it is not: asked on every round, and
+    // every POLL_MS while a fetch is in flight (a store that does not answer must
+    // not keep a fetcher alive after its server).
+    const unwanted = async (): Promise<string | undefined> => {
       if ((await readSmall(lock)) !== me) return 'lock taken';
       const server = await serverState(dir);
       if (server === 'stopped') return 'server stopped';
@@ -198,10 +249,20 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
         await fs.rm(dir, { recursive: true, force: true });
         return 'recovery over';
       }
+      return undefined;
+    };
+    for (;;) {
+      const why = await unwanted();
+      if (why) return why;
       const wantedName = await readSmall(path.join(dir, WANTED));
       const wanted = wantedName && SEGMENT_NAME.test(wantedName) ? parseWalName(wantedName) : undefined;
       if (wanted && wanted.timeline !== timeline) return 'another timeline';
-      const entries = (await fs.readdir(dir)).filter((f) => SEGMENT_NAME.test(f) && parseWalName(f).timeline === timeline);
+      const names = await fs.readdir(dir).catch((err: unknown) => {
+        if (errno(err) === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (!names) return 'spool gone';
+      const entries = names.filter((f) => SEGMENT_NAME.test(f) && parseWalName(f).timeline === timeline);
       let held = 0;
       for (const f of entries) {
         const segno = parseWalName(f).segno as bigint;
@@ -220,12 +281,14 @@ export async function runFetcher(repo: Repository, name: string, after: string, 
       }
       const file = segmentName(timeline, next);
       if (!entries.includes(file)) {
-        const data = await repo.getLog(logSource(name), timelineDir(timeline), file);
+        const got = await whileWanted(repo.getLog(logSource(name), timelineDir(timeline), file), unwanted);
+        if ('stop' in got) return got.stop;
+        const data = got.value;
         if (!data) {
           ended = true;
           continue;
         }
-        if (!(await spool(dir, file, data))) return 'spool gone';
+        if (!(await spool(dir, file, data, { lock, me }))) return 'spool gone';
       }
       next++;
       idleSince = Date.now();
