@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { LifeboatError } from '../errors.js';
 import { archiveGet, archiveHas, archivePush, markerText, pushAhead, takePushMarker } from '../sources/postgres/archive.js';
-import { FIRST_SEGMENTS, fetcherRunning, prefetch, recordWanted, runFetcher, startFetcher, takePrefetched } from '../sources/postgres/prefetch.js';
+import { FIRST_SEGMENTS, SPOOL_SEGMENTS, fetcherRunning, prefetch, recordWanted, runFetcher, startFetcher, takePrefetched } from '../sources/postgres/prefetch.js';
 import { parseWalName, segmentName } from '../sources/postgres/wal.js';
 import { Repository } from '../repo/repository.js';
 import { openRepo, withRepo, withStore, type GlobalOptions } from './context.js';
@@ -133,10 +133,18 @@ async function readAhead(repo: Repository, p: ArchiveCall, file: string, timelin
   const dir = p.prefetch as string;
   // Recovery is here now: a fetcher already running skips to after this segment.
   await recordWanted(dir, file);
+  // A fetcher is started only when it can open the repository as this call did: the
+  // options it is given are the ones below. A restore_command with others (a download
+  // limit, a key command or token) gets the synchronous read-ahead instead.
+  const others = Object.entries(p.g).some(([k, v]) => v !== undefined && !FORWARDED.has(k));
+  if (others) return void (await prefetch(repo, p.name, file, dir, SPOOL_SEGMENTS));
   if (!(await fetcherRunning(dir))) startFetcher(fetcherArgv(p, segmentName(timeline, segno + BigInt(FIRST_SEGMENTS))));
   // The next few while the fetcher starts, so recovery does not call back for them.
   await prefetch(repo, p.name, file, dir, FIRST_SEGMENTS);
 }
+
+/** Global options fetcherArgv passes on (or that do not matter to reading). */
+const FORWARDED = new Set(['config', 'repo', 'passwordFile', 'json', 'quiet', 'progress', 'compression']);
 
 /** `lifeboat pg archive-prefetch …` for the fetcher of this call's spool, after `after`. */
 function fetcherArgv(p: ArchiveCall, after: string): string[] {

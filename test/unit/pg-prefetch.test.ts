@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
 import { logSource, timelineDir } from '../../src/sources/postgres/names.js';
+import { runArchiveCall } from '../../src/cli/lean.js';
 import { recordWanted, runFetcher } from '../../src/sources/postgres/prefetch.js';
 import { segmentName } from '../../src/sources/postgres/wal.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
@@ -279,6 +280,19 @@ describe('the background fetcher of restore_command', () => {
     await expect(fetcher).resolves.toBe('server stopped');
     // It returned before its fetch of segment 2 finished: nothing was spooled.
     expect(await spooled(spool)).toEqual([]);
+    expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
+  });
+
+  it('reads ahead synchronously, with no fetcher, when restore_command has options a fetcher would not get (a download limit)', async () => {
+    const { data, spool } = await dataDir(postmaster());
+    const pw = path.join(data, 'pw');
+    await fs.writeFile(path.join(pw), 'pw\n', { mode: 0o600 });
+    const dest = path.join(data, 'RECOVERYXLOG');
+    const g = { repo: repoDir, passwordFile: pw, limitDownload: '100000' };
+    await runArchiveCall({ verb: 'archive-get', name: 'main', prefetch: spool, g, args: [seg(1), dest] });
+    expect(await fs.readFile(dest)).toEqual(content(1));
+    // Everything up to the spool's size came in this call, under the limit; none later.
+    expect(await spooled(spool)).toEqual(Array.from({ length: SEGS - 1 }, (_, i) => seg(i + 2)));
     expect(existsSync(path.join(spool, '.fetcher'))).toBe(false);
   });
 });
