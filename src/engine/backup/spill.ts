@@ -24,8 +24,22 @@ import { SPILL_SUFFIX, sweepStale } from '../../util/sweep.js';
 /** A spill directory older than this was left by a backup that died (as the local store's tmp/). */
 const STALE_MS = 24 * 3600 * 1000;
 
+/** How often a live spill directory's time is renewed, so no sweep takes it for a dead backup's. */
+const TOUCH_MS = 3600 * 1000;
+
 export class SpillDir {
-  private constructor(readonly path: string) {}
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(readonly path: string) {
+    // A backup that stores no new pack for a day (a long, fully deduplicated run) makes
+    // no file here; its directory would look abandoned to another process's sweep.
+    this.timer = setInterval(() => void this.touch(), TOUCH_MS).unref();
+  }
+
+  /** Marks the directory as in use now (sweeps remove those untouched for STALE_MS). */
+  async touch(now = new Date()): Promise<void> {
+    await fs.utimes(this.path, now, now).catch(() => {});
+  }
 
   /**
    * A new spill directory: in `store`'s staging directory when it has one, else in
@@ -81,6 +95,7 @@ export class SpillDir {
 
   /** Removes the directory and whatever is left in it; best effort. */
   async remove(): Promise<void> {
+    clearInterval(this.timer);
     await fs.rm(this.path, { recursive: true, force: true }).catch(() => {});
   }
 }
