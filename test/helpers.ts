@@ -1,6 +1,6 @@
 /** Shared test helpers: scratch directories, running the real CLI, building file trees. */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, promises as fs, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, promises as fs, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -212,4 +212,17 @@ export function timedCli(args: string[], env: Record<string, string> = {}): Prom
       resolve({ code: code ?? -1, stderr, peakMB: m ? Number(m[1]) / 1024 : NaN });
     });
   });
+}
+
+/** Live processes whose command line names `needle` (a fetcher names its spool). */
+export function processesNaming(needle: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(needle))) out.push(Number(pid));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }

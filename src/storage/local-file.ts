@@ -21,6 +21,27 @@ import type { LocalFile } from './store.js';
 const CHUNK = 256 * 1024;
 const HASH_CHUNK = 1024 * 1024;
 
+/**
+ * Opens `file` without following a symlink (and without blocking on a FIFO) and
+ * checks it is a regular file of exactly `file.size` bytes; FAILED otherwise.
+ */
+export async function openChecked(file: LocalFile, max = Number.MAX_SAFE_INTEGER): Promise<FileHandle> {
+  if (!Number.isSafeInteger(file.size) || file.size < 0 || file.size > max) {
+    throw new LifeboatError('FAILED', `${file.path}: size ${file.size} out of range for an object`);
+  }
+  const fh = await fs.open(file.path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size !== file.size) {
+      throw new LifeboatError('FAILED', `${file.path}: not the ${file.size}-byte file that was written (${st.isFile() ? `${st.size} bytes` : 'not a regular file'})`);
+    }
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return fh;
+}
+
 export class OpenedFile {
   /** The first failure reading the file while a range was being sent (the request was aborted for it). */
   failure: unknown;
@@ -35,19 +56,7 @@ export class OpenedFile {
 
   /** Opens `file` without following a symlink; FAILED unless it is a regular file of exactly `file.size` bytes. */
   static async open(file: LocalFile): Promise<OpenedFile> {
-    if (!Number.isSafeInteger(file.size) || file.size < 0) {
-      throw new LifeboatError('FAILED', `${file.path}: size ${file.size} out of range for an object`);
-    }
-    const fh = await fs.open(file.path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
-    try {
-      const st = await fh.stat();
-      if (!st.isFile() || st.size !== file.size) {
-        throw new LifeboatError('FAILED', `${file.path}: not the ${file.size}-byte file that was written (${st.isFile() ? `${st.size} bytes` : 'not a regular file'})`);
-      }
-    } catch (err) {
-      await fh.close();
-      throw err;
-    }
+    const fh = await openChecked(file);
     return new OpenedFile(file.path, file.size, fh);
   }
 

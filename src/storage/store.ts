@@ -5,8 +5,8 @@
  * append-only, multi) implements exactly this contract, and the shared conformance
  * suite in testing/suite.ts holds each of them to it.
  */
-import { constants as fsc, promises as fs } from 'node:fs';
 import { LifeboatError, isLifeboatError } from '../errors.js';
+import { openChecked } from './local-file.js';
 
 export interface ByteRange {
   offset: number;
@@ -132,15 +132,8 @@ export const MAX_LOCAL_FILE = 1024 * 1024 * 1024;
  * bytes (checked before allocating, and bounded by MAX_LOCAL_FILE).
  */
 export async function readLocalFile(file: LocalFile): Promise<Buffer> {
-  if (!Number.isSafeInteger(file.size) || file.size < 0 || file.size > MAX_LOCAL_FILE) {
-    throw new LifeboatError('FAILED', `${file.path}: size ${file.size} out of range for an object`);
-  }
-  const fh = await fs.open(file.path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  const fh = await openChecked(file, MAX_LOCAL_FILE);
   try {
-    const st = await fh.stat();
-    if (!st.isFile() || st.size !== file.size) {
-      throw new LifeboatError('FAILED', `${file.path}: not the ${file.size}-byte file that was written (${st.isFile() ? `${st.size} bytes` : 'not a regular file'})`);
-    }
     const buf = Buffer.allocUnsafe(file.size);
     let done = 0;
     while (done < file.size) {

@@ -4,11 +4,12 @@
  * row, and once the copy is promoted neither the spool of fetched segments (up to
  * 256 MiB inside the data directory) nor the background fetcher is left behind.
  */
-import { promises as fs, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { promises as fs, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archivedCluster, lifeboatAsPostgres, type ScratchCluster } from '../pg-cluster.js';
 import { switchAndArchive } from '../pg-load.js';
+import { processesNaming } from '../helpers.js';
 
 let base: string;
 let repo: string;
@@ -16,19 +17,6 @@ let pw: string;
 let cluster: ScratchCluster;
 
 const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
-
-/** Processes whose command line names `needle` (the fetcher names its spool). */
-function processesNaming(needle: string): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(needle))) out.push(Number(pid));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const end = Date.now() + timeoutMs;

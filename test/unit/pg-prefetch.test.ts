@@ -8,7 +8,7 @@
  * the spool, and on a damaged segment, which it never spools.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
@@ -18,7 +18,7 @@ import { recordWanted, runFetcher } from '../../src/sources/postgres/prefetch.js
 import { segmentName } from '../../src/sources/postgres/wal.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { ThrottleStore } from '../../src/storage/wrappers/throttle.js';
-import { CLI, cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, processesNaming, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 
 let repo: Repository;
 let repoDir: string;
@@ -102,19 +102,6 @@ async function slowRepo(): Promise<Repository> {
   const r = await Repository.open(new LocalStore(dir), 'pw');
   for (let n = 2; n <= 3; n++) await r.putLog(logSource('main'), timelineDir(1), seg(n), pseudoRandom(64 * 1024, n));
   return Repository.open(new ThrottleStore(new LocalStore(dir), { download: 4000 }), 'pw');
-}
-
-/** Live processes whose command line names `needle` (a fetcher names its spool). */
-function processesNaming(needle: string): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(needle))) out.push(Number(pid));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
 }
 
 describe('the background fetcher of restore_command', () => {
