@@ -243,9 +243,28 @@ describe('group drill', () => {
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       const before = scratchDirs();
       const child = startAsPostgres(['group', 'drill', 'tiers']);
-      const exited = new Promise<number | null>((resolve) => child.on('close', (code, sig) => resolve(code ?? (sig ? -1 : null))));
-      // Once the PostgreSQL scratch server runs (the restores are done, the members are being opened).
-      await waitUntil('the drill\'s PostgreSQL scratch server', () => processes('postgres', path.join(tmp, 'lifeboat-group-drill-')).length > 0, 120_000, 20);
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      let ended: string | undefined;
+      const exited = new Promise<number | null>((resolve) =>
+        child.on('close', (code, sig) => {
+          ended = `exited ${code ?? sig}`;
+          resolve(code ?? (sig ? -1 : null));
+        }),
+      );
+      // Once the PostgreSQL scratch server runs (the restores are done, the members are being
+      // opened). A drill that ends before that fails the wait at once, with what it said.
+      await waitUntil(
+        'the drill\'s PostgreSQL scratch server',
+        () => {
+          if (ended !== undefined) throw new Error(`the drill ${ended} before its PostgreSQL scratch server was seen: ${stderr.slice(-2000)}`);
+          return processes('postgres', path.join(tmp, 'lifeboat-group-drill-')).length > 0;
+        },
+        120_000,
+        20,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; the drill's stderr so far: ${stderr.slice(-2000)}`);
+      });
       const drill = processes('node', 'drill').filter((p) => processes('node', cfg).includes(p) && !processes('node', 'replicate').includes(p));
       expect(drill).toHaveLength(1);
       process.kill(drill[0]!, signal);
