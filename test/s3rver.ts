@@ -17,6 +17,21 @@ new S3rver({ port: Number(process.argv[2] || 0), address: '127.0.0.1', silent: t
   .then((addr) => console.log('PORT ' + addr.port), (err) => { console.error(err); process.exit(1); });
 `;
 
+/** The environment for rclone (an independent S3 client) to reach s3rver at `endpoint` as remote `s3:`. */
+export function rcloneS3Env(endpoint: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    // A CA bundle in the environment makes rclone refuse a plain-http endpoint.
+    AWS_CA_BUNDLE: '',
+    RCLONE_CONFIG_S3_TYPE: 's3',
+    RCLONE_CONFIG_S3_PROVIDER: 'Other',
+    RCLONE_CONFIG_S3_ENDPOINT: endpoint,
+    RCLONE_CONFIG_S3_ACCESS_KEY_ID: 'S3RVER',
+    RCLONE_CONFIG_S3_SECRET_ACCESS_KEY: 'S3RVER',
+    RCLONE_CONFIG_S3_FORCE_PATH_STYLE: 'true',
+  };
+}
+
 export interface S3Server {
   endpoint: string;
   directory: string;

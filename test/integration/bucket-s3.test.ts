@@ -17,7 +17,7 @@ import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
-import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
+import { rcloneS3Env, S3_ENV, type S3Server, startS3rver } from '../s3rver.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw', ...S3_ENV, LIFEBOAT_STORE_RETRIES: '2' };
 const cli = (args: string[], code = 0) => cliExpecting(args, code, ENV);
@@ -92,17 +92,7 @@ afterAll(async () => {
 
 function rclone(args: string[]): string {
   return execFileSync('rclone', args, {
-    env: {
-      ...process.env,
-      // A CA bundle in the environment makes rclone refuse a plain-http endpoint.
-      AWS_CA_BUNDLE: '',
-      RCLONE_CONFIG_S3_TYPE: 's3',
-      RCLONE_CONFIG_S3_PROVIDER: 'Other',
-      RCLONE_CONFIG_S3_ENDPOINT: server.endpoint,
-      RCLONE_CONFIG_S3_ACCESS_KEY_ID: 'S3RVER',
-      RCLONE_CONFIG_S3_SECRET_ACCESS_KEY: 'S3RVER',
-      RCLONE_CONFIG_S3_FORCE_PATH_STYLE: 'true',
-    },
+    env: rcloneS3Env(server.endpoint),
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
     maxBuffer: 64 << 20,

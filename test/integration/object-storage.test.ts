@@ -19,7 +19,7 @@ import { FaultyStore } from '../../src/storage/wrappers/faulty.js';
 import { RetryStore } from '../../src/storage/wrappers/retry.js';
 import { cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
 import { startAzurite } from '../azurite.js';
-import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
+import { rcloneS3Env, S3_ENV, type S3Server, startS3rver } from '../s3rver.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw', ...S3_ENV, LIFEBOAT_STORE_RETRIES: '2' };
 const cli = (args: string[], code = 0) => cliExpecting(args, code, ENV);
@@ -59,17 +59,7 @@ describe('an S3 repository', () => {
     expect(snaps.map((s) => s.tags)).toEqual([['second']]);
 
     const rclone = execFileSync('rclone', ['lsf', '--recursive', '--files-only', 's3:lifeboat/main'], {
-      env: {
-        ...process.env,
-        // A CA bundle in the environment makes rclone refuse a plain-http endpoint.
-        AWS_CA_BUNDLE: '',
-        RCLONE_CONFIG_S3_TYPE: 's3',
-        RCLONE_CONFIG_S3_PROVIDER: 'Other',
-        RCLONE_CONFIG_S3_ENDPOINT: server.endpoint,
-        RCLONE_CONFIG_S3_ACCESS_KEY_ID: 'S3RVER',
-        RCLONE_CONFIG_S3_SECRET_ACCESS_KEY: 'S3RVER',
-        RCLONE_CONFIG_S3_FORCE_PATH_STYLE: 'true',
-      },
+      env: rcloneS3Env(server.endpoint),
       encoding: 'utf8',
     })
       .split('\n')

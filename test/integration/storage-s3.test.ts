@@ -15,7 +15,7 @@ import { putFile } from '../../src/storage/store.js';
 import { storeConformance } from '../../src/storage/testing/suite.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
 import { holdingProxy, liveArrayBuffers } from '../holding-proxy.js';
-import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
+import { rcloneS3Env, S3_ENV, type S3Server, startS3rver } from '../s3rver.js';
 
 let server: S3Server;
 beforeAll(async () => {
@@ -98,17 +98,7 @@ describe('S3 putFile', () => {
 
       // An independent client reads the object back in full: the bytes of the file.
       const listed = execFileSync('rclone', ['md5sum', '--download', `s3:conformance/${prefix}/data/ab`], {
-        env: {
-          ...process.env,
-          // A CA bundle in the environment makes rclone refuse a plain-http endpoint.
-          AWS_CA_BUNDLE: '',
-          RCLONE_CONFIG_S3_TYPE: 's3',
-          RCLONE_CONFIG_S3_PROVIDER: 'Other',
-          RCLONE_CONFIG_S3_ENDPOINT: server.endpoint,
-          RCLONE_CONFIG_S3_ACCESS_KEY_ID: 'S3RVER',
-          RCLONE_CONFIG_S3_SECRET_ACCESS_KEY: 'S3RVER',
-          RCLONE_CONFIG_S3_FORCE_PATH_STYLE: 'true',
-        },
+        env: rcloneS3Env(server.endpoint),
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
       });
