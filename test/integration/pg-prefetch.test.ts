@@ -10,6 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archivedCluster, lifeboatAsPostgres, type ScratchCluster } from '../pg-cluster.js';
 import { switchAndArchive } from '../pg-load.js';
 import { processesNaming } from '../helpers.js';
+import { waitUntil } from '../pg-streamer.js';
+
+/** waitUntil (test/pg-streamer.ts) with this file's timeout and polling interval. */
+const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000) => waitUntil(what, cond, timeoutMs, 50);
 
 let base: string;
 let repo: string;
@@ -17,14 +21,6 @@ let pw: string;
 let cluster: ScratchCluster;
 
 const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Inserts row `id` and closes its WAL segment. */
 async function rowInItsOwnSegment(id: number): Promise<void> {

@@ -19,6 +19,10 @@ import { segmentName } from '../../src/sources/postgres/wal.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { ThrottleStore } from '../../src/storage/wrappers/throttle.js';
 import { CLI, cleanupTmp, processesNaming, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { waitUntil } from '../pg-streamer.js';
+
+/** waitUntil (test/pg-streamer.ts) with this file's timeout and polling interval. */
+const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000) => waitUntil(what, cond, timeoutMs, 10);
 
 let repo: Repository;
 let repoDir: string;
@@ -57,14 +61,6 @@ async function dataDir(pm: ChildProcess, signal = 'recovery.signal'): Promise<{ 
 }
 
 const spooled = async (spool: string) => (await fs.readdir(spool).catch(() => [] as string[])).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Recovery taking `name` from the spool the way restore_command's `mv` does. */
 async function take(spool: string, name: string, into: string): Promise<Buffer> {
