@@ -147,6 +147,35 @@ export class ReusableCompressor {
   }
 }
 
+/**
+ * Decompression into one output buffer kept and reused, for a thread that opens blob
+ * after blob only to check and write each (a restore worker). `decompress()` allocates
+ * every plaintext: garbage of ~4x the pack bytes read, which waits for the thread's GC
+ * and costs a page fault per fresh page. zstd frames that declare their size (all
+ * Lifeboat writes) are decoded into the kept buffer, which grows only to the largest
+ * blob seen; the result is a view, valid until the next call. Anything else goes
+ * through `decompress()`.
+ */
+export class ReusableDecompressor {
+  private out: Buffer = Buffer.alloc(0);
+
+  decompress(data: Uint8Array, codec: number, maxOut: number, what = 'object'): Uint8Array {
+    if (codec !== CODEC.zstd) return decompress(data, codec, maxOut, what);
+    return guard(what, () => {
+      const size = zstdBinding.getFrameContentSize(data);
+      // One frame of declared size (what Lifeboat writes), or the general path.
+      if (size === null || zstdBinding.findFrameCompressedSize(data) !== data.length) return zstdBounded(data, maxOut, what);
+      if (size > maxOut) throw tooLarge(what, maxOut);
+      if (this.out.length < size) this.out = Buffer.allocUnsafeSlow(size);
+      dctx ??= new zstdBinding.DCtx();
+      const out = this.out.subarray(0, size);
+      const n = dctx.decompress(out, data);
+      if (n !== size) throw new LifeboatError('CORRUPT', `${what}: zstd frame shorter than it declares`, { hint: CHECK_HINT });
+      return out;
+    });
+  }
+}
+
 /** One context, reused: creating one per call costs more than many small objects. */
 let dctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
 /** Output buffer step when a frame does not declare its size (zstd's recommended size). */

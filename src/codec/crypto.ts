@@ -17,7 +17,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import type { CipherGCM } from 'node:crypto';
 import { LifeboatError } from '../errors.js';
-import { CODEC, compress, decompress, MAX_PLAIN, type Compression } from './compression.js';
+import { CODEC, compress, decompress, MAX_PLAIN, type Compression, type ReusableDecompressor } from './compression.js';
 
 export const SEAL_FORMAT = 1;
 export const SEAL_FORMAT_V2 = 2;
@@ -294,6 +294,15 @@ function open(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext
 }
 
 export { MAX_PLAIN };
+
+/**
+ * `unseal` with the plaintext decoded into `into`'s kept buffer: a view valid until
+ * that decompressor's next call (a restore worker, which only checks and writes it).
+ */
+export function unsealInto(into: ReusableDecompressor, key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext, maxPlain = MAX_PLAIN): Uint8Array {
+  const [codec, body] = open(key, sealed, what, ctx);
+  return into.decompress(body, codec, maxPlain, what);
+}
 
 /** Authenticates, decrypts and decompresses a sealed object. */
 export function unseal(key: MasterKey, sealed: Uint8Array, what: string, ctx: SealContext, maxPlain = MAX_PLAIN): Buffer {

@@ -6,8 +6,8 @@
 import { gzipSync } from 'node:zlib';
 import { compressSync as lz4Compress } from 'lz4-napi';
 import { describe, expect, it } from 'vitest';
-import { CODEC, compress, decompress } from '../../src/codec/compression.js';
-import { encrypt, newMasterKey, unseal } from '../../src/codec/crypto.js';
+import { CODEC, compress, decompress, ReusableDecompressor } from '../../src/codec/compression.js';
+import { encrypt, newMasterKey, unseal, unsealInto } from '../../src/codec/crypto.js';
 import { isLifeboatError } from '../../src/errors.js';
 import { BOMB_SIZE, declaredSize, zstdBomb } from '../bombs.js';
 
@@ -67,5 +67,44 @@ describe('decompress(data, codec, maxOut)', () => {
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(64 * MiB);
     expect(after.rss - before.rss).toBeLessThan(128 * MiB);
     expect(BOMB_SIZE).toBeGreaterThan(1024 * MiB);
+  });
+});
+
+describe('ReusableDecompressor (a restore worker decodes every blob into one buffer)', () => {
+  it('returns each plaintext exactly, one after another, in a buffer that grows to the largest', () => {
+    const d = new ReusableDecompressor();
+    const sizes = [100_000, 10, 2 * MiB, 500, 2 * MiB - 1];
+    let buffer: ArrayBufferLike | undefined;
+    for (const [i, size] of sizes.entries()) {
+      const plain = Buffer.alloc(size, i + 1);
+      const out = d.decompress(compress(plain, { codec: 'zstd', level: 3 }), CODEC.zstd, size);
+      expect(Buffer.from(out).equals(plain)).toBe(true);
+      if (size < 2 * MiB && buffer) expect(out.buffer).toBe(buffer); // reused, not allocated
+      if (size === 2 * MiB) buffer = out.buffer;
+    }
+  });
+
+  it('keeps every bound: one byte less than declared is refused, as are bombs with and without a declared size', () => {
+    const d = new ReusableDecompressor();
+    const plain = Buffer.alloc(100_000, 3);
+    const frame = compress(plain, { codec: 'zstd', level: 3 });
+    refused(() => d.decompress(frame, CODEC.zstd, plain.length - 1));
+    refused(() => d.decompress(zstdBomb(true), CODEC.zstd, 16 * MiB));
+    refused(() => d.decompress(zstdBomb(false), CODEC.zstd, 16 * MiB));
+    // Two frames back to back (not what Lifeboat writes) take the general path.
+    const two = Buffer.concat([frame, frame]);
+    expect(Buffer.from(d.decompress(two, CODEC.zstd, 2 * plain.length)).equals(Buffer.concat([plain, plain]))).toBe(true);
+    refused(() => d.decompress(two, CODEC.zstd, 2 * plain.length - 1));
+  });
+
+  it('other codecs and sealed objects give what unseal gives', () => {
+    const d = new ReusableDecompressor();
+    const plain = Buffer.alloc(50_000, 9);
+    expect(Buffer.from(d.decompress(gzipSync(plain), CODEC.gzip, plain.length)).equals(plain)).toBe(true);
+    const key = newMasterKey();
+    const ctx = { kind: 'data' as const };
+    const sealed = encrypt(key.encKey, key.keyId, CODEC.zstd, compress(plain, { codec: 'zstd', level: 3 }), ctx);
+    expect(Buffer.from(unsealInto(d, key, sealed, 'blob', ctx, plain.length)).equals(unseal(key, sealed, 'blob', ctx, plain.length))).toBe(true);
+    refused(() => unsealInto(d, key, sealed, 'blob', ctx, plain.length - 1));
   });
 });

@@ -56,7 +56,8 @@ export function register(program: Command): void {
           ...(flags.delta ? { delta: true } : {}),
           ...(flags.overwrite ? { overwrite: true } : {}),
           ...(flags.threads ? { threads: Number(flags.threads) } : {}),
-          onProgress: bar.update,
+          // Only when shown: a restore of part of a snapshot counts its trees first for the totals.
+          ...(bar.shown ? { onProgress: bar.update } : {}),
         })
           .catch((err: unknown) => {
             printIncomplete(err);

@@ -1,17 +1,19 @@
 /**
- * The write phase of a restore: packs are read once each (only the ranges needed,
- * neighbouring blobs merged) and worker threads authenticate the blobs and write them
- * into their files' temporary names, relative to the target's descriptor. Files of one
- * blob are finished by the workers; a file of several is finished (metadata, rename)
- * through `finish` once its last piece is written. The first failure stops new reads;
- * the workers are terminated before `run` resolves, so the caller's cleanup is final.
+ * The write phase of one batch of a restore's plan: packs are read once each per batch
+ * (only the ranges needed, neighbouring blobs merged) and worker threads authenticate
+ * the blobs and write them into their files' temporary names, relative to the target's
+ * descriptor. Files of one blob are finished by the workers; a file of several is
+ * finished (metadata, rename) through `finish` once its last piece is written. The
+ * first failure stops new reads and terminates the pool's workers before the returned
+ * promise resolves, so the caller's cleanup is final; after a success the pool is left
+ * running for the next batch.
  */
-import { exportKey, unseal } from '../../codec/crypto.js';
+import { unseal } from '../../codec/crypto.js';
 import { isLifeboatError } from '../../errors.js';
 import { keys } from '../../repo/format.js';
 import type { Repository } from '../../repo/repository.js';
 import { mapLimit } from '../../util/limit.js';
-import { RestorePool } from '../workers/restore-pool.js';
+import type { RestorePool } from '../workers/restore-pool.js';
 import type { RestoreBlob, RestoreJob } from '../workers/restore-protocol.js';
 
 /** Neighbouring blobs closer than this are fetched in one read. */
@@ -34,8 +36,11 @@ export interface ContentArgs {
   repo: Repository;
   /** pack index -> blob id -> where it goes; emptied as reads are planned. */
   packs: Map<number, Map<string, RestoreBlob>>;
-  rootFd: number;
-  threads: number;
+  /** The workers; shared by every batch of one restore, closed by a failure. */
+  pool: RestorePool;
+  /** How many reads run ahead of the workers (one per worker and one more). */
+  readAhead: number;
+  /** The batch's files (BlobTarget.file indexes this). */
   files: readonly ContentFile[];
   finish: (f: ContentFile) => void;
   onWritten: (bytes: number) => void;
@@ -78,8 +83,7 @@ class ContentWriter {
 
   /** Writes everything; resolves to the failure that stopped it, if one did (after the workers are gone). */
   async run(): Promise<unknown> {
-    const { threads, rootFd } = this.a;
-    const pool = new RestorePool({ key: exportKey(this.repo.key), rootFd }, threads);
+    const { pool } = this.a;
     try {
       const reads: Array<{ packIndex: number; blobs: RestoreBlob[] }> = [];
       for (const [packIndex, blobMap] of this.a.packs) {
@@ -98,7 +102,7 @@ class ContentWriter {
       }
       this.a.packs.clear();
       // Read ahead of the workers by one job each: the store and the CPUs both stay busy.
-      await mapLimit(reads, threads + 1, async (r) => {
+      await mapLimit(reads, this.a.readAhead, async (r) => {
         // After a failure nothing more is started (mapLimit would go on with the rest).
         if (this.failed !== undefined) return;
         try {
@@ -110,10 +114,9 @@ class ContentWriter {
       });
     } catch (err) {
       this.failed ??= err;
-    } finally {
-      // Terminates the workers: after this nothing writes, so the cleanup below is final.
-      await pool.close();
     }
+    // Terminates the workers: after this nothing writes, so the caller's cleanup is final.
+    if (this.failed !== undefined) await pool.close();
     return this.failed;
   }
 

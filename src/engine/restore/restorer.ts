@@ -1,9 +1,13 @@
 /**
  * Restores a snapshot below a target directory: each backed-up path P comes back as
  * TARGET/P. The tree is walked once to create directories and plan which blob goes
- * where; then packs are read once each (only the ranges needed) and worker threads
- * authenticate and write the blobs in parallel; metadata comes last, directories
- * deepest first so their times stick.
+ * where, in batches of a few thousand files: while one batch's packs are read (once
+ * each per batch, only the ranges needed) and worker threads authenticate and write
+ * its blobs, the walk plans the next, so memory holds two batches' plans whatever the
+ * snapshot's size and the first files are written before the walk ends. Metadata of
+ * directories, symlinks and hard links comes last, directories deepest first so
+ * their times stick. (--delta plans everything first: its sweep of extra entries
+ * needs the whole snapshot's names before anything is written.)
  *
  * Safety: tree names are validated when decoded (no "..", "/", duplicates). The
  * target is created exclusively (an existing one only with --delta/--overwrite) below
@@ -27,6 +31,10 @@ import { createFileAt, DirCache, linkAt, lstatAt, mkdirAt, openFileAt, removeAt,
 import { acquireLock } from '../../repo/lock.js';
 import type { RestoreBlob } from '../workers/restore-protocol.js';
 import { writeContent } from './content.js';
+import { exportKey } from '../../codec/crypto.js';
+import { RestorePool } from '../workers/restore-pool.js';
+import { collectAll } from '../../util/gc.js';
+import { getHeapStatistics } from 'node:v8';
 import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
 import { resolvePath } from '../browse/tree-walk.js';
@@ -63,7 +71,14 @@ export interface RestoreOptions {
   trustRootOwner?: boolean;
   threads?: number;
   onProgress?: ProgressFn;
+  /** How much the walk plans before that batch is written (tests make it small). */
+  batch?: { files: number; bytes: number };
 }
+
+/** A batch of the plan: a few thousand files, or this many bytes of content (docs/performance.md). */
+const BATCH = { files: 4096, bytes: 128 * 1024 * 1024 };
+/** The main thread's heap above which a written batch is followed by a full GC. */
+const GC_ABOVE = 32 * 1024 * 1024;
 
 export interface RestoreResult {
   /** With delta: files whose content already matched and were not rewritten. */
@@ -126,8 +141,21 @@ class Restorer {
   private readonly lateItems: Later[] = [];
   private readonly links: Array<{ rel: string; first: FileState }> = [];
   private readonly inodes = new Map<string, FileState>();
-  private readonly fileStates: FileState[] = [];
-  private readonly packs = new Map<number, Map<string, RestoreBlob>>();
+  /** The batch being planned: its files (BlobTarget.file indexes them) and its blobs by pack. */
+  private fileStates: FileState[] = [];
+  private packs = new Map<number, Map<string, RestoreBlob>>();
+  private batchBytes = 0;
+  /** Batches handed to the writer and not yet complete (a failure lists what they left undone). */
+  private readonly writing = new Set<FileState[]>();
+  /** The batch being written, if one is. */
+  private inFlight: Promise<void> | undefined;
+  private pool: RestorePool | undefined;
+  /** Why writing stopped; the walk then only lists the files it would have restored. */
+  private failure: unknown;
+  private readonly unplanned: string[] = [];
+  private walking = true;
+  /** While the walk runs: the totals to show progress against (the walk's own grow with it). */
+  private estimate: { files: number; bytes: number } | undefined;
   private readonly errors: ItemError[] = [];
   private readonly isRoot = process.getuid?.() === 0;
   /** Temporary names: a dot file unlikely to meet a real name, unique per restore. */
@@ -137,6 +165,8 @@ class Restorer {
   private unchanged = 0;
   /** For progress: files finished (written or, with --delta, found unchanged) and the bytes of the unchanged ones. */
   private doneFiles = 0;
+  /** Bytes of the hard links made (no bytes written): progress counts names, as snapshots do. */
+  private linkedBytes = 0;
   private skippedBytes = 0;
   /** With --delta: every name the snapshot has in the target, kept by the sweep of extra entries. */
   private readonly restored = new Set<string>();
@@ -185,30 +215,34 @@ class Restorer {
     this.target = t.path;
     this.fresh = t.created;
     this.dirs = new DirCache(t.fd, OPEN_DIRS);
+    const threads = this.opts.threads ?? defaultThreads();
     try {
+      if (this.opts.onProgress && !this.opts.delta) {
+        // The snapshot's own counts when all of it is restored; else the trees, counted first.
+        const s = snapshot.summary as Partial<Snapshot['summary']> | undefined;
+        this.estimate =
+          !this.opts.root && this.include.empty && s?.totalFiles !== undefined && s.totalBytes !== undefined
+            ? { files: s.totalFiles, bytes: s.totalBytes }
+            : await this.count(tree, this.base);
+      }
+      this.pool = new RestorePool({ key: exportKey(this.repo.key), rootFd: t.fd }, threads);
       if (root) this.dirList.push({ rel: '', node: root });
+      let removed = 0;
       try {
         await this.walk(tree, this.base);
+        this.walking = false;
+        // Delta: what the snapshot does not have goes, so the target equals the snapshot.
+        if (this.opts.delta && this.include.empty) removed = removeExtra(this.dirs, this.restored);
+        await this.flush(threads);
+        await this.inFlight;
       } catch (err) {
-        // Temporaries of files planned so far go too (a directory swapped mid-walk, a full disk).
+        // Temporaries of files planned so far go too (a directory swapped mid-walk, a
+        // full disk), once the batch being written has stopped.
+        await this.inFlight;
+        await this.pool.close();
         this.abandon(err);
       }
-      // Delta: what the snapshot does not have goes, so the target equals the snapshot.
-      const removed = this.opts.delta && this.include.empty ? removeExtra(this.dirs, this.restored) : 0;
-      const failure = await writeContent({
-        repo: this.repo,
-        packs: this.packs,
-        rootFd: t.fd,
-        threads: this.opts.threads ?? defaultThreads(),
-        files: this.fileStates,
-        finish: (f) => this.finish(f as FileState),
-        onWritten: (n) => {
-          this.written += n;
-          this.report(false);
-        },
-        onWholeFile: () => this.doneFiles++,
-      });
-      if (failure !== undefined) this.abandon(failure);
+      if (this.failure !== undefined) this.abandon(this.failure);
       for (const l of this.links) this.tryItem(l.rel, () => this.link(l.rel, l.first));
       for (const f of this.lateItems) this.tryItem(f.rel, () => metaAt(this.dirFor(f.rel), splitRel(f.rel).name, f.node, this.isRoot));
       // Deepest directories first, so setting a child's times does not touch the parent's.
@@ -217,6 +251,7 @@ class Restorer {
       this.report(true);
       return { files: this.files, unchanged: this.unchanged, removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors };
     } finally {
+      await this.pool?.close();
       this.dirs.close();
       closeSync(t.fd);
     }
@@ -278,7 +313,7 @@ class Restorer {
       const snapPath = path.posix.join(dirPath, node.name);
       const rel = this.local(snapPath);
       if (node.type === 'dir') {
-        if (this.wanted(snapPath)) {
+        if (this.wanted(snapPath) && this.failure === undefined) {
           this.ensureDir(rel);
           this.dirList.push({ rel, node });
         }
@@ -286,9 +321,75 @@ class Restorer {
         continue;
       }
       if (!this.wanted(snapPath)) continue;
+      if (this.failure !== undefined) {
+        // Writing has stopped: the rest of the snapshot is only listed, so the error
+        // can name every file that is not in the target.
+        if (node.type === 'file') this.unplanned.push(this.shown(rel));
+        continue;
+      }
       this.ensureDir(splitRel(rel).dir);
       await this.leaf(node, rel);
+      if (this.fileStates.length >= this.batchSize.files || this.batchBytes >= this.batchSize.bytes) await this.flush(this.opts.threads ?? defaultThreads());
     }
+  }
+
+  /** The regular files (and their bytes) a walk from `treeId` would restore. */
+  private async count(treeId: string, dirPath: string): Promise<{ files: number; bytes: number }> {
+    const t = { files: 0, bytes: 0 };
+    const visit = async (id: string, dir: string): Promise<void> => {
+      for (const node of (await this.repo.loadTree(id)).nodes) {
+        const p = path.posix.join(dir, node.name);
+        if (node.type === 'dir' && node.subtree) await visit(node.subtree, p);
+        else if (node.type === 'file' && this.wanted(p)) {
+          t.files++;
+          t.bytes += node.size ?? 0;
+        }
+      }
+    };
+    await visit(treeId, dirPath);
+    return t;
+  }
+
+  /** --delta writes nothing before its sweep, which needs every name: one batch. */
+  private get batchSize(): { files: number; bytes: number } {
+    return this.opts.delta ? { files: Infinity, bytes: Infinity } : (this.opts.batch ?? BATCH);
+  }
+
+  /**
+   * Hands the batch planned so far to the writer once the one before it is written
+   * (so at most two batches are held: one written, one planned). A failure of the
+   * earlier batch is kept, and nothing more is written.
+   */
+  private async flush(threads: number): Promise<void> {
+    await this.inFlight;
+    if (this.failure !== undefined || this.fileStates.length === 0) return;
+    const files = this.fileStates;
+    const packs = this.packs;
+    this.fileStates = [];
+    this.packs = new Map();
+    this.batchBytes = 0;
+    this.writing.add(files);
+    this.inFlight = writeContent({
+      repo: this.repo,
+      packs,
+      pool: this.pool as RestorePool,
+      readAhead: threads + 1,
+      files,
+      finish: (f) => this.finish(f as FileState),
+      onWritten: (n) => {
+        this.written += n;
+        this.report(false);
+      },
+      onWholeFile: () => this.doneFiles++,
+    }).then((failure) => {
+      if (failure === undefined) this.writing.delete(files);
+      else this.failure ??= failure;
+      // The batch's plan (blobs, targets, file states) is garbage now, and old enough
+      // to have been promoted, where V8 lets ~100 MB of it gather before a full GC:
+      // free it before the next batch adds its own (10-15 ms when the heap is past
+      // 32 MB; docs/performance.md, "Restore memory").
+      if (getHeapStatistics().used_heap_size > GC_ABOVE) collectAll();
+    });
   }
 
   /** Only --delta sweeps entries the snapshot lacks: a plain restore keeps no such list. */
@@ -315,18 +416,21 @@ class Restorer {
       return;
     }
     this.files++;
-    const file: FileState = { rel, dir, name, tmp: `${this.tmpTag}${this.fileStates.length}`, node, remaining: 0, done: false };
+    const file: FileState = { rel, dir, name, tmp: `${this.tmpTag}${this.files}`, node, remaining: 0, done: false };
     if (node.nlink > 1) {
       const inodeKey = `${node.dev}:${node.inode}`;
       const first = this.inodes.get(inodeKey);
       if (first) {
+        // Counted as the snapshot counts it: a name, with its size, done once linked.
         this.links.push({ rel, first });
+        this.total += node.size ?? 0;
         return;
       }
       this.inodes.set(inodeKey, file);
     }
     const content = node.content ?? [];
     this.total += node.size ?? 0;
+    this.batchBytes += node.size ?? 0;
     if (this.chunker && (await this.alreadyThere(dirFd, name, node, this.chunker))) {
       this.unchanged++;
       this.doneFiles++;
@@ -410,6 +514,8 @@ class Restorer {
       removeAt(dirFd, name);
     }
     linkAt(this.dirs.dir(first.dir), first.name, dirFd, name);
+    this.doneFiles++;
+    this.linkedBytes += first.node.size ?? 0;
   }
 
   /** Records where a blob must go; returns its plaintext length. */
@@ -430,7 +536,7 @@ class Restorer {
    */
   private abandon(cause: unknown): never {
     const incomplete: string[] = [];
-    for (const f of this.fileStates) {
+    for (const f of [...this.writing].flat().concat(this.fileStates)) {
       if (f.done) continue;
       incomplete.push(this.shown(f.rel));
       try {
@@ -439,7 +545,9 @@ class Restorer {
         // Its directory is gone or swapped: nothing of ours can be reached there.
       }
     }
-    for (const l of this.links) if (!l.first.done) incomplete.push(this.shown(l.rel));
+    // Hard links are made at the end, which a failure does not reach.
+    for (const l of this.links) incomplete.push(this.shown(l.rel));
+    incomplete.push(...this.unplanned);
     const why = (cause as Error).message ?? String(cause);
     const code = isLifeboatError(cause) ? cause.code : errno(cause) === 'ENOSPC' || errno(cause) === 'EDQUOT' ? 'NO_SPACE' : 'RESTORE_INCOMPLETE';
     const err = new LifeboatError(code, `restore into ${this.target} stopped: ${why}; ${incomplete.length} file(s) were not restored`, {
@@ -449,15 +557,21 @@ class Restorer {
     throw Object.assign(err, { incomplete } satisfies IncompleteRestore);
   }
 
-  /** The plan (the walk) is complete before any content is written: its totals are final. */
+  /**
+   * The walk plans only a batch ahead of the writes, so its totals grow with it: while
+   * it runs, progress is shown against the estimate (the snapshot's counts, or the
+   * trees counted first), when there is one.
+   */
   private report(final: boolean): void {
+    const est = this.walking ? this.estimate : undefined;
     this.emit(
       {
         phase: final ? 'done' : 'restore',
         files: this.doneFiles,
-        bytes: this.written + this.skippedBytes,
-        totalFiles: this.files - this.links.length,
-        totalBytes: this.total,
+        bytes: this.written + this.skippedBytes + this.linkedBytes,
+        totalFiles: est ? est.files : this.files,
+        totalBytes: est ? est.bytes : this.total,
+        totalsFinal: est !== undefined || !this.walking,
         errors: this.errors.length,
       },
       final,

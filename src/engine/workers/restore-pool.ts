@@ -4,6 +4,14 @@ import { LifeboatError } from '../../errors.js';
 import type { RestoreJob, RestoreReply, RestoreWorkerInit } from './restore-protocol.js';
 import { startWorker } from './worker-url.js';
 
+/**
+ * A restore worker allocates little JavaScript (each job's list of blobs and targets)
+ * but V8 lets its young generation grow to ~32 MB, every page of it touched: 4 MB
+ * keeps each worker's heap at ~16 MB instead of ~41 at the same CPU time
+ * (docs/performance.md, "Restore memory").
+ */
+const YOUNG_MB = 4;
+
 interface Slot {
   worker: Worker;
   busy: boolean;
@@ -17,7 +25,7 @@ export class RestorePool {
 
   constructor(init: RestoreWorkerInit, threads: number) {
     for (let i = 0; i < threads; i++) {
-      const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', init), busy: false };
+      const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', init, { maxYoungGenerationSizeMb: YOUNG_MB }), busy: false };
       slot.worker.on('message', (r: RestoreReply) => this.reply(r));
       const failAll = (err: unknown) => {
         for (const [id, p] of this.pending) {

@@ -8,7 +8,8 @@
  */
 import { closeSync, constants as C, fchmodSync, fchownSync, futimesSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { blobId, importKey, unseal } from '../../codec/crypto.js';
+import { blobId, importKey, unsealInto } from '../../codec/crypto.js';
+import { ReusableDecompressor } from '../../codec/compression.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
 import { createFileAt, DirCache, openFileAt, renameAt } from '../../util/safe-fs.js';
 import { collectYoung } from '../../util/gc.js';
@@ -22,6 +23,8 @@ const uid = process.getuid?.();
 const gid = process.getgid?.();
 /** This thread's own directory descriptors below the target (never shared, so never closed under another thread). */
 const dirs = new DirCache(init.rootFd, 64);
+/** Each blob's plaintext is decoded into this one buffer: it is checked and written, then dead. */
+const plainBuf = new ReusableDecompressor();
 
 /**
  * A one-blob file: created exclusively under its temporary name, written, given its
@@ -63,7 +66,7 @@ function run(job: RestoreJob, done: number[]): number {
     const id = Buffer.from(b.id.buffer, b.id.byteOffset, 32);
     const sealed = data.subarray(b.offset - job.base, b.offset - job.base + b.length);
     const what = `blob ${id.toString('hex').slice(0, 16)} in ${job.packKey}`;
-    const plain = unseal(key, sealed, what, { kind: 'data' }, b.maxPlain);
+    const plain = unsealInto(plainBuf, key, sealed, what, { kind: 'data' }, b.maxPlain);
     if (!blobId(key, plain).equals(id)) {
       throw Object.assign(new Error(`${what} does not match its id`), { corrupt: true });
     }

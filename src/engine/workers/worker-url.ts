@@ -8,17 +8,18 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 
-export function startWorker(base: string, name: string, workerData: unknown): Worker {
+export function startWorker(base: string, name: string, workerData: unknown, resourceLimits?: ResourceLimits): Worker {
+  const opts = { workerData, ...(resourceLimits ? { resourceLimits } : {}) };
   const js = new URL(`./${name}.js`, base);
-  if (existsSync(fileURLToPath(js))) return new Worker(js, { workerData });
+  if (existsSync(fileURLToPath(js))) return new Worker(js, opts);
   const built = builtTwin(fileURLToPath(base), name);
-  if (built) return new Worker(pathToFileURL(built), { workerData });
+  if (built) return new Worker(pathToFileURL(built), opts);
   const ts = new URL(`./${name}.ts`, base);
   const api = pathToFileURL(createRequire(base).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
   const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); });`;
-  return new Worker(boot, { eval: true, workerData });
+  return new Worker(boot, { eval: true, ...opts });
 }
 
 /**
