@@ -13,10 +13,15 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import '../../src/sources/all.js';
+import { loadConfig } from '../../src/config/config.js';
+import { openMember } from '../../src/engine/group/members.js';
 import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { PG_BIN, ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
+import type { RedisConnection } from '../../src/sources/redis/connection.js';
 import { Archivers } from '../helpers/archivers.js';
+import { waitUntil } from '../pg-streamer.js';
 
 const execFileP = promisify(execFile);
 
@@ -252,4 +257,113 @@ describe('group backup', () => {
     const r2 = await group('backup', 'missing');
     expectError(r2, 2, /no group "missing" in .*lifeboat\.yaml/);
   });
+});
+
+describe('a PostgreSQL member read again inside the hold', () => {
+  const xmax = async () => BigInt((await cluster.query<{ x: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x'))[0]!.x);
+  const analyzed = async () => Number((await cluster.query<{ n: string }>("SELECT autoanalyze_count AS n FROM pg_stat_user_tables WHERE relname = 'probe'"))[0]?.n ?? 0);
+  /** As a capture asks: inside the hold, then after thaw. */
+  const writes = async (m: Awaited<ReturnType<typeof openMember>>) => (await m.writesSince!()) ?? (await m.writesOnCloserLook!());
+  const reload = async (...settings: string[]) => {
+    for (const s of settings) await cluster.query(s);
+    await cluster.query('SELECT pg_reload_conf()');
+  };
+
+  it("counts a commit as a write, not autovacuum's ANALYZE nor an aborted transaction; says when it cannot tell ANALYZE apart", async () => {
+    // Autovacuum is off until the point is taken (ALTER SYSTEM takes no transaction id, ALTER TABLE does).
+    await reload('ALTER SYSTEM SET autovacuum = off');
+    await cluster.query('CREATE TABLE probe (id int, body text)');
+    await cluster.query('INSERT INTO probe SELECT g, md5(g::text) FROM generate_series(1, 1000) AS g');
+    await cluster.query('ALTER TABLE probe SET (autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0)');
+    await cluster.query('CREATE ROLE lb_limited LOGIN');
+    await cluster.query('CREATE DATABASE lb_other');
+    await cluster.query('GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO lb_limited');
+    const config = loadConfig(cfg);
+    const member = await openMember(config.sources.get('warm')!, cfg);
+    try {
+      await member.position('lb_probe_point');
+      const atPoint = await xmax();
+      // Autovacuum comes back and analyzes probe on its own: a transaction that commits after the point.
+      await reload("ALTER SYSTEM SET autovacuum_naptime = '1s'", 'ALTER SYSTEM RESET autovacuum');
+      await waitUntil('autovacuum to analyze probe', async () => (await analyzed()) > 0, 120_000, 200);
+      expect(await xmax()).toBeGreaterThan(atPoint);
+      expect(await writes(member)).toBeUndefined();
+      // A transaction that wrote and rolled back changed nothing.
+      const pgc = new (await import('pg')).default.Client({ connectionString: cluster.dsn });
+      await pgc.connect();
+      try {
+        await pgc.query('BEGIN');
+        await pgc.query("INSERT INTO probe VALUES (0, 'rolled back')");
+        await pgc.query('ROLLBACK');
+        expect(await writes(member)).toBeUndefined();
+        // A committed write is one.
+        await pgc.query("INSERT INTO probe VALUES (0, 'written while frozen')");
+      } finally {
+        await pgc.end();
+      }
+      expect(await writes(member)).toMatch(/^transactions ended after its restore point \(next transaction id \d+ → \d+\): 1 committed that was not an ANALYZE \(id \d+\), \d+ ANALYZE not counted$/);
+    } finally {
+      await member.close();
+      await reload('ALTER SYSTEM RESET autovacuum_naptime', 'ALTER SYSTEM RESET autovacuum');
+    }
+    // A write to another database of the cluster is in the same restore: it counts.
+    const other = await openMember(config.sources.get('warm')!, cfg);
+    try {
+      await other.position('lb_probe_other');
+      const c = new (await import('pg')).default.Client({ connectionString: cluster.dsn.replace(/\/postgres$/, '/lb_other') });
+      await c.connect();
+      await c.query('CREATE TABLE elsewhere AS SELECT 1 AS one').finally(() => c.end());
+      expect(await writes(other)).toMatch(/^transactions ended after its restore point \(next transaction id \d+ → \d+\): 1 committed that was not an ANALYZE \(id \d+\)$/);
+    } finally {
+      await other.close();
+    }
+    // A role that may not read pg_statistic cannot tell an ANALYZE apart, and says so.
+    const limited = await openMember({ ...config.sources.get('warm')!, dsn: cluster.dsn.replace('postgres@', 'lb_limited@') }, cfg);
+    try {
+      await limited.position('lb_probe_limited');
+      await cluster.query('ANALYZE probe');
+      expect(await writes(limited)).toMatch(
+        /: 1 committed that was not an ANALYZE \(id \d+\); not looked in: postgres, lb_other, template1 \(the role may not read pg_statistic: GRANT SELECT ON pg_statistic, pg_statistic_ext_data to it\)$/,
+      );
+    } finally {
+      await limited.close();
+    }
+  }, 180_000);
+});
+
+describe('a Redis member read again inside the hold', () => {
+  // Each save writes a key every 2 ms, so a save of the 1000 keys below runs for about 2 s.
+  const saving = async (c: RedisConnection) => (await c.info('persistence')).get('rdb_bgsave_in_progress') === '1';
+
+  it('is not fooled by a save that ends inside the hold: writes before the position are not counted again, one inside it is', async () => {
+    const c = await redis.client();
+    const member = await openMember(loadConfig(cfg).sources.get('hot')!, cfg);
+    try {
+      await c.call(['MSET', ...Array.from({ length: 1000 }, (_, i) => [`bulk${i}`, 'x']).flat()]);
+      await c.ok(['CONFIG', 'SET', 'rdb-key-save-delay', '2000']);
+      // A save starts, the application writes on, then freezes: the position is read while the save runs.
+      await c.call(['BGSAVE']);
+      await c.ok(['SET', 'before', '1']);
+      await member.position('');
+      expect(await saving(c)).toBe(true);
+      await waitUntil('the save to end', async () => !(await saving(c)), 60_000, 20);
+      // The count restarted from the save's start and still holds the write made before the position.
+      expect((await c.info('persistence')).get('rdb_changes_since_last_save')).not.toBe('0');
+      expect(await member.writesSince!()).toBeUndefined();
+      // The same, with a write inside the hold.
+      await c.call(['BGSAVE']);
+      await member.position('');
+      await c.ok(['SET', 'inside', '1']);
+      await waitUntil('the save to end', async () => !(await saving(c)), 60_000, 20);
+      expect(await member.writesSince!()).toMatch(/^keys changed after its offset \(a save ended meanwhile, so the replication offset tells: \d+ → \d+\)$/);
+      // Without a save, the count tells.
+      await member.position('');
+      await c.ok(['SET', 'inside', '2']);
+      expect(await member.writesSince!()).toMatch(/^keys changed after its offset \(changes since the last save \d+ → \d+\)$/);
+    } finally {
+      await c.ok(['CONFIG', 'SET', 'rdb-key-save-delay', '0']);
+      c.close();
+      await member.close();
+    }
+  }, 120_000);
 });

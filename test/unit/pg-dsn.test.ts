@@ -4,7 +4,7 @@
  * could not be reached by anything but the libpq tools.
  */
 import { describe, expect, it } from 'vitest';
-import { keyValueDsn } from '../../src/sources/postgres/connect.js';
+import { keyValueDsn, pgClient } from '../../src/sources/postgres/connect.js';
 
 describe('keyValueDsn', () => {
   it('reads the keys libpq users write, with quoting', () => {
@@ -32,5 +32,20 @@ describe('keyValueDsn', () => {
     }
     expect(message).toMatch(/cannot be read after/);
     expect(message).not.toContain('s3cret');
+  });
+});
+
+describe('pgClient', () => {
+  // A group member looks for an ANALYZE in the cluster's other databases with the same credentials (pg-writes.ts).
+  it('connects to another database of the same server, from a URL or a key=value dsn, keeping the rest', async () => {
+    const params = async (dsn: string, database?: string) => {
+      const c = await pgClient(dsn, undefined, database === undefined ? {} : { database });
+      const p = (c as unknown as { connectionParameters: { host: string; port: number; user: string; database: string; ssl: unknown } }).connectionParameters;
+      return { host: p.host, port: Number(p.port), user: p.user, database: p.database, ssl: p.ssl };
+    };
+    expect(await params('postgresql://backup@db.example:5433/app?sslmode=require', 'template1')).toEqual({ host: 'db.example', port: 5433, user: 'backup', database: 'template1', ssl: (await params('postgresql://backup@db.example:5433/app?sslmode=require')).ssl });
+    expect(await params('postgresql://backup@db.example/app', 'my db')).toMatchObject({ database: 'my db' });
+    expect(await params('host=/run/postgresql user=backup dbname=app', 'other')).toMatchObject({ host: '/run/postgresql', user: 'backup', database: 'other' });
+    expect(await params('host=/run/postgresql user=backup dbname=app')).toMatchObject({ database: 'app' });
   });
 });

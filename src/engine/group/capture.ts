@@ -4,7 +4,9 @@
  *   open every member's connection        (not part of the hold)
  *   freeze            ┐ limited to max_hold: killed when it overruns
  *   record positions  │ limited to what is left of max_hold
+ *   read them again   │ (an application's freeze only) no writes since, or HOLD_BROKEN
  *   thaw              ┘ always, once freeze started
+ *   look closer       what moved but may not be a write (PostgreSQL's ANALYZE, pg-writes.ts)
  *   complete          files and bucket members store what they fixed at the point (data-members.ts)
  *   prove             each log member's own archive holds its position (bounded wait, proof.ts)
  *   close; store the point (only when all of the above succeeded within max_hold)
@@ -142,6 +144,15 @@ function prepareHook(h: GroupHook, which: 'freeze' | 'thaw', cwd: string, group:
   return (limitMs) => request(which, point, limitMs);
 }
 
+/** Throws HOLD_BROKEN naming each member that `moved` says writes reached while frozen. */
+function holdBroken(group: string, members: OpenMember[], moved: Array<string | undefined>): void {
+  const said = members.flatMap((m, i) => (moved[i] === undefined ? [] : [`"${m.name}" (${m.kind}): ${moved[i]}`]));
+  if (said.length === 0) return;
+  throw new LifeboatError('HOLD_BROKEN', `group "${group}": writes reached members while the freeze held them: ${said.join('; ')}; thaw ran and no point was stored`, {
+    hint: 'the freeze hook returned but writes went on: does the application keep its freeze across a restart, and is every writer behind it? (docs/groups.md)',
+  });
+}
+
 /** The members whose built-in hold was taken (or being taken), per capture. */
 const held = new WeakMap<OpenMember[], OpenMember[]>();
 
@@ -216,12 +227,7 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
       // before thaw. The built-in holds are the servers' own (PostgreSQL's is not a hold).
       if (group.freeze !== undefined && group.freeze !== 'builtin' && !stopped) {
         const moved = await within(Promise.all(members.map((m) => m.writesSince?.())), group.maxHoldMs - (performance.now() - t0), name, group.maxHoldMs);
-        const said = members.flatMap((m, i) => (moved[i] === undefined ? [] : [`"${m.name}" (${m.kind}): ${moved[i]}`]));
-        if (said.length > 0) {
-          throw new LifeboatError('HOLD_BROKEN', `group "${name}": writes reached members while the freeze held them: ${said.join('; ')}; thaw ran and no point was stored`, {
-            hint: 'the freeze hook returned but writes went on: does the application keep its freeze across a restart, and is every writer behind it? (docs/groups.md)',
-          });
-        }
+        holdBroken(name, members, moved);
       }
     } catch (err) {
       failure = err;
@@ -246,6 +252,8 @@ export async function groupBackup(repo: Repository, config: LifeboatConfig, name
     let proofs: Array<{ at: string; reach: string } | undefined>;
     try {
       if (error !== undefined) throw error;
+      // What moved inside the hold but may not be a write (PostgreSQL's transactions) is looked at now, outside it.
+      holdBroken(name, members, await Promise.all(members.map((m) => m.writesOnCloserLook?.())));
       // After thaw: files and bucket members store what was fixed at the point.
       for (const [i, m] of members.entries()) if (m.complete) positions[i] = await m.complete();
       // A position that a crash could still take back (PostgreSQL's restore point, not yet flushed) is made durable first.

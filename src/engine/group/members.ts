@@ -34,6 +34,7 @@ import { parseLsn } from '../../sources/postgres/wal.js';
 import { openDatabase, sqliteError, type Connection } from '../../sources/sqlite/database.js';
 import { LiveFiles } from '../../sources/sqlite/live-files.js';
 import { RedisConnection, parseRedisUrl, redisPassword } from '../../sources/redis/connection.js';
+import { writesIn, xidsSince, type XidWindow } from './pg-writes.js';
 
 /** How long a PostgreSQL restore point's record may take to reach disk (the WAL writer flushes within 3 × wal_writer_delay, 600 ms by default). */
 const DURABLE_WAIT_MS = 10_000;
@@ -62,6 +63,12 @@ export interface OpenMember {
    * description of what moved, or undefined.
    */
   writesSince?(): Promise<string | undefined>;
+  /**
+   * After thaw, when writesSince saw something move that may not be a write (PostgreSQL:
+   * transactions, which may be autovacuum's ANALYZE): a description of the writes among
+   * them, or undefined. Looked at outside the hold, so that the look does not lengthen it.
+   */
+  writesOnCloserLook?(): Promise<string | undefined>;
   /** After thaw: makes the recorded position survive a crash of the server, or throws (no point is stored then). */
   durable?(position: MemberPosition): Promise<void>;
   /** Opens what `hold` needs, before the freeze starts (so the hold is only the lock itself). */
@@ -121,8 +128,9 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
   const password = s.passwordFile === undefined ? split.password : readPasswordFile(rel(s.passwordFile));
   // Loaded here: a group without a PostgreSQL member does not load the client.
   const { pgClient } = await import('../../sources/postgres/connect.js');
-  const connect = async (): Promise<pg.Client> => {
-    const c: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group' });
+  /** To the dsn's database, or (to look for an ANALYZE, pg-writes.ts) another of the cluster's. */
+  const connect = async (database?: string): Promise<pg.Client> => {
+    const c: pg.Client = await pgClient(split.dsn, password, { connectionTimeoutMillis: 10_000, application_name: 'lifeboat-group', ...(database === undefined ? {} : { database }) });
     c.on('error', () => {}); // reported through the failing query
     try {
       await c.connect();
@@ -139,6 +147,8 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
   /** The connection that created the restore point: only it can show the record durable. */
   let pointClient: pg.Client | undefined;
   let xmaxAtPoint: string | undefined;
+  /** The transactions that ended inside the hold (writesSince), looked at after thaw. */
+  let moved: XidWindow | undefined;
   /**
    * After thaw (the proof's questions), a connection the server dropped (it restarted,
    * or was failed over) is opened again once; inside the hold nothing is retried.
@@ -159,7 +169,7 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
     kind: 'postgres',
     async position(pointName) {
       try {
-        // xmax of the snapshot: one past the newest transaction that ended (writesSince).
+        // xmax of the snapshot: one past the newest transaction that ended (pg-writes.ts).
         const r = await client.query<{ lsn: string; xmax: string }>('SELECT pg_create_restore_point($1)::text AS lsn, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax', [pointName]);
         const row = r.rows[0] as { lsn: string; xmax: string };
         pointClient = client;
@@ -174,10 +184,14 @@ async function openPostgres(s: SourceConfig, rel: (f: string) => string): Promis
       }
     },
     async writesSince() {
-      // Only a transaction that wrote holds an id, and its end moves xmax.
-      const r = await client.query<{ xmax: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax');
-      const now = (r.rows[0] as { xmax: string }).xmax;
-      return now === xmaxAtPoint ? undefined : `transactions ended after its restore point (next transaction id ${xmaxAtPoint} → ${now})`;
+      // Only a transaction that wrote holds an id, and its end moves xmax; which of them
+      // wrote is looked at after thaw (pg-writes.ts).
+      moved = await xidsSince(client, xmaxAtPoint as string);
+      return undefined;
+    },
+    async writesOnCloserLook() {
+      if (moved === undefined) return undefined;
+      return writesIn(moved, queryAfterThaw, connect);
     },
     async durable(position) {
       // pg_create_restore_point does not flush its record (it writes no transaction id, so its
@@ -317,13 +331,18 @@ async function openRedis(s: SourceConfig, rel: (f: string) => string): Promise<O
   const conn = await RedisConnection.open(target, { password, timeoutMs: 10_000, clientName: 'lifeboat-group' });
   /**
    * Writes since the last position (writesSince): the server's count of changes since its
-   * last save, read in the same round trip. Not the offset: the stream also carries the
-   * PINGs a primary sends its replicas, and an archiver is one.
+   * last save, read in the same round trip. Not the offset first: the stream also carries
+   * the PINGs a primary sends its replicas, and an archiver is one. But a save that ends
+   * restarts the count from where that save began, so writes made before the position
+   * while it ran are counted again (and ones between the position and its start are
+   * dropped): when a save ended in between, the offset decides (writesSince).
    */
-  let changes: { count: string; lastSave: string } | undefined;
+  let changes: { count: string; lastSave: string; saves: string } | undefined;
+  let at: { replid: string; offset: number } | undefined;
   const readChanges = async () => {
     const p = await conn.info('persistence');
-    return { count: p.get('rdb_changes_since_last_save') ?? '', lastSave: p.get('rdb_last_save_time') ?? '' };
+    // rdb_saves (Redis 7) counts every save; rdb_last_save_time has whole seconds only.
+    return { count: p.get('rdb_changes_since_last_save') ?? '', lastSave: p.get('rdb_last_save_time') ?? '', saves: p.get('rdb_saves') ?? '' };
   };
   const read = async (): Promise<MemberPosition> => {
     const [info, c] = await Promise.all([conn.info('replication'), readChanges()]);
@@ -338,6 +357,7 @@ async function openRedis(s: SourceConfig, rel: (f: string) => string): Promise<O
       });
     }
     if (!Number.isSafeInteger(offset) || offset < 0) throw new LifeboatError('SOURCE_UNAVAILABLE', `source "${s.name}": INFO replication has no master_repl_offset`, { hint: 'Redis 4 or newer reports it' });
+    at = { replid, offset };
     return { kind: 'redis', replid, offset };
   };
   try {
@@ -352,10 +372,16 @@ async function openRedis(s: SourceConfig, rel: (f: string) => string): Promise<O
     position: read,
     async writesSince() {
       const now = await readChanges();
-      if (changes && now.count === changes.count && now.lastSave === changes.lastSave) return undefined;
-      // A save finishing meanwhile resets the count: then only a count that still grew tells.
-      if (changes && now.lastSave !== changes.lastSave && now.count === '0') return undefined;
-      return `keys changed after its offset (changes since the last save ${changes?.count ?? '?'} → ${now.count})`;
+      const was = changes as NonNullable<typeof changes>;
+      // A count that went down was restarted by a save, even within the same second.
+      const saved = now.saves !== was.saves || now.lastSave !== was.lastSave || Number(now.count) < Number(was.count);
+      if (!saved) return now.count === was.count ? undefined : `keys changed after its offset (changes since the last save ${was.count} → ${now.count})`;
+      // Every write moves the offset (a PING to the replicas too, now and then: reported, as a write would be).
+      const r = await conn.info('replication');
+      const offset = Number(r.get('master_repl_offset'));
+      const point = at as NonNullable<typeof at>;
+      if (r.get('master_replid') === point.replid && offset === point.offset) return undefined;
+      return `keys changed after its offset (a save ended meanwhile, so the replication offset tells: ${point.offset} → ${offset})`;
     },
     // The pause ends by itself after max_hold: a Lifeboat that dies while holding does not hold on.
     async hold(_limitMs, maxHoldMs) {

@@ -24,9 +24,18 @@ export async function loadPg(): Promise<typeof pg> {
  */
 export async function pgClient(dsn: string, password: string | undefined, options: Omit<pg.ClientConfig, 'connectionString' | 'password'>): Promise<pg.Client> {
   const { Client } = await loadPg();
-  const client = new Client({ ...(/^postgres(?:ql)?:\/\//i.test(dsn) ? { connectionString: dsn } : keyValueDsn(dsn)), ...options });
+  // A URL's own database would win over options.database: it is replaced in the URL.
+  const url = /^postgres(?:ql)?:\/\//i.test(dsn);
+  const client = new Client({ ...(url ? { connectionString: options.database === undefined ? dsn : withDatabase(dsn, options.database) } : keyValueDsn(dsn)), ...options });
   if (password !== undefined) (client as unknown as { password: string }).password = password;
   return client;
+}
+
+/** A postgresql:// URL naming `database` instead of its own. */
+function withDatabase(dsn: string, database: string): string {
+  const u = new URL(dsn);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
 }
 
 /** libpq's key=value keys node-pg understands, and what it calls them. */
