@@ -17,13 +17,13 @@ export interface StatusEvent {
   hint?: string;
 }
 
-/** Polls `fn` until it returns something other than undefined/false; fails naming `what`. */
-export async function waitUntil<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+/** Polls `fn` until it returns something other than undefined/false; fails naming `what` (a function is asked then, for what it sees at the time). */
+export async function waitUntil<T>(what: string | (() => string), fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v !== undefined && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -84,6 +84,12 @@ export class Streamer {
     return s;
   }
 
+  /** "exited N, " once the streamer has exited, for a failure's message. */
+  exited(): string {
+    const { exitCode, signalCode } = this.child;
+    return exitCode !== null || signalCode !== null ? `exited ${exitCode ?? signalCode}, ` : '';
+  }
+
   /** The node process of the streamer (the child is runuser). */
   pid(): number | undefined {
     return processes('node', this.spool).find((p) => cmdline(String(p)).includes('stream'));
@@ -91,7 +97,7 @@ export class Streamer {
 
   /** The first status (after `from`) that satisfies `pred`. */
   async status(what: string, pred: (s: StatusEvent) => boolean, timeoutMs = 60_000, from = 0): Promise<StatusEvent> {
-    return waitUntil(`${what} (events: ${this.lines.slice(-5).join(' | ')})`, () => this.statuses.slice(from).find(pred), timeoutMs);
+    return waitUntil(() => `${what} (${this.exited()}last lines: ${this.lines.slice(-5).join(' | ')})`, () => this.statuses.slice(from).find(pred), timeoutMs);
   }
 
   kill9(): void {

@@ -4,7 +4,7 @@
  * the kernel kills them when we die, kill -9 included. And the small process checks
  * that go with them.
  */
-import { accessSync, constants, promises as fs } from 'node:fs';
+import { accessSync, constants, promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** `name` as a path: itself when it has a slash, else looked up on PATH (then `extra`); undefined when there is no executable. */
@@ -36,13 +36,37 @@ export function tiedCommand(cmd: string, args: readonly string[]): { cmd: string
   return { cmd: sp, args: ['--pdeathsig', 'KILL', '--', cmd, ...args], tiedToParent: true };
 }
 
-/** Whether process `pid` runs (one of another user's counts: signalling it is refused, not unknown). */
+/**
+ * Whether process `pid` runs (one of another user's counts: signalling it is refused, not
+ * unknown). One that has exited but is not reaped yet (a zombie) does not: it holds
+ * nothing, yet answers signals until its parent waits for it, which a busy parent on a
+ * loaded host does late (a killed `pg stream` under runuser kept its successor out).
+ */
 export function isAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  return !exited(pid);
+}
+
+/** State Z (zombie) or X (dead) in /proc/PID/stat; false when it cannot be read. */
+function exited(pid: number): boolean {
+  const state = procStat(pid)?.state;
+  return state === 'Z' || state === 'X';
+}
+
+/** A process's state, parent and start time (field 22, clock ticks since boot) from /proc/PID/stat; undefined when it cannot be read. */
+export function procStat(pid: number): { state: string; ppid: number; start: string } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: fields follow the last ')'.
+    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0] as string, ppid: Number(rest[1]), start: rest[19] as string };
+  } catch {
+    return undefined;
   }
 }
 

@@ -32,6 +32,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errno } from '../../errors.js';
+import { isAlive } from '../../util/tied-child.js';
 import type { Repository } from '../../repo/repository.js';
 import { logSource, timelineDir } from './names.js';
 import { parseWalName, segmentName } from './wal.js';
@@ -132,20 +133,10 @@ async function readSmall(file: string): Promise<string | undefined> {
   }
 }
 
-function alive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errno(err) === 'EPERM';
-  }
-}
-
 /** True when a fetcher holds the spool's lock and its process is alive. */
 export async function fetcherRunning(dir: string): Promise<boolean> {
   const pid = await readSmall(path.join(dir, LOCK));
-  return pid !== undefined && alive(Number(pid));
+  return pid !== undefined && isAlive(Number(pid));
 }
 
 /**
@@ -169,7 +160,7 @@ async function serverState(dir: string): Promise<'recovering' | 'stopped' | 'pro
   const data = path.dirname(dir);
   if (!existsSync(path.join(data, 'PG_VERSION'))) return 'unknown';
   const pid = (await readSmall(path.join(data, 'postmaster.pid')))?.split('\n')[0];
-  if (pid === undefined || !alive(Number(pid))) return 'stopped';
+  if (pid === undefined || !isAlive(Number(pid))) return 'stopped';
   if (!existsSync(path.join(data, 'recovery.signal')) && !existsSync(path.join(data, 'standby.signal'))) return 'promoted';
   return 'recovering';
 }

@@ -23,6 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type pg from 'pg';
 import { LifeboatError, errno } from '../../errors.js';
+import { procStat } from '../../util/tied-child.js';
 
 const PID_FILE = 'lifeboat-stream.pid';
 /** PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name. */
@@ -40,15 +41,16 @@ interface PidFile {
   receiver: ProcRef | null;
 }
 
+/**
+ * A running process's parent and start time; undefined once it is gone. A process
+ * that has exited but that its parent has not reaped yet (a zombie, state Z, or X) is
+ * gone: it holds nothing, and its /proc entry with the same start time stays until the
+ * parent gets round to it. Taken for alive, a streamer killed a moment ago under a
+ * parent slow to reap (runuser on a loaded host) made its successor refuse with LOCKED.
+ */
 function stat(pid: number): { ppid: number; start: string } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: fields follow the last ')'.
-    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(rest[1]), start: rest[19] as string };
-  } catch {
-    return undefined;
-  }
+  const s = procStat(pid);
+  return s === undefined || s.state === 'Z' || s.state === 'X' ? undefined : s;
 }
 
 function ref(pid: number): ProcRef | null {

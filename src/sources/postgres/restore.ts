@@ -12,7 +12,8 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { LifeboatError, errno } from '../../errors.js';
+import { LifeboatError } from '../../errors.js';
+import { isAlive } from '../../util/tied-child.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatLsn, parseLsn, segmentName } from './wal.js';
@@ -199,14 +200,7 @@ async function assertStopped(dir: string): Promise<void> {
   const pid = await fs.readFile(path.join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
   if (pid === undefined) return;
   const n = Number(pid.split('\n')[0]);
-  let alive = false;
-  try {
-    process.kill(n, 0);
-    alive = true;
-  } catch (err) {
-    alive = errno(err) === 'EPERM';
-  }
-  if (alive) {
+  if (isAlive(n)) {
     throw new LifeboatError('USAGE', `a PostgreSQL server (pid ${n}) is running on ${dir}`, {
       hint: 'stop it first (pg_ctl -D DIR stop); --delta rewrites the data directory in place',
     });

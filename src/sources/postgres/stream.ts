@@ -199,7 +199,9 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
       child = undefined;
       if (opts.signal.aborted) return;
       if (Date.now() - childStarted > 60_000) backoff = 1000;
-      const last = stderr.trim().split('\n').pop() ?? '';
+      // With --no-loop it ends on "disconnected" whatever happened: why is on a line before.
+      const said = stderr.trim().split('\n').filter((l) => l.trim() !== '');
+      const last = said.filter((l) => !/: (error|fatal): disconnected$/.test(l.trim())).pop() ?? said.pop() ?? '';
       emit({ kind: 'receiver-exit', code, stderr: stderr.trim(), restartInMs: backoff });
       retryLater(`pg_receivewal exited (${code ?? 'signal'})${last ? `: ${last}` : ''}`, 'the server may be down or restarting; the receiver is restarted with back-off');
     });
