@@ -8,6 +8,7 @@ import { parseConfig, type LifeboatConfig } from '../src/config/config.js';
 import { Daemon, type DaemonOptions } from '../src/daemon/daemon.js';
 import { createToken, type Role } from '../src/daemon/auth.js';
 import { initRepo, runCli, tmpdir } from './helpers.js';
+import { waitUntil } from './pg-streamer.js';
 
 export interface TestDaemon {
   daemon: Daemon;
@@ -132,4 +133,24 @@ export async function watchingDaemon(dir: string, sources: string[], checkInterv
   const url = await daemon.listen();
   daemon.start();
   return { daemon, receiver, url, file };
+}
+
+/** `source`'s value of gauge `name` in the daemon's metrics; undefined when it has none. */
+export async function sourceMetric(daemon: Daemon, source: string, name: string): Promise<number | undefined> {
+  const m = new RegExp(`^${name}\\{source="${source}"\\} (\\S+)$`, 'm').exec(await daemon.metrics.render());
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Waits until lifeboat_rpo_seconds proves `source` recoverable through `t`. The RPO is the
+ * age at the daemon's now, which is after the time taken here before asking: never later
+ * than the truth (a Date.now() taken after the answer overstated what was proven by the
+ * wait, and a restore right after missed the last records when the machine was busy).
+ */
+export function rpoCovers(daemon: Daemon, source: string, t: number, what = `the RPO to cover ${new Date(t).toISOString()}`): Promise<boolean> {
+  return waitUntil(what, async () => {
+    const asked = Date.now();
+    const rpo = await sourceMetric(daemon, source, 'lifeboat_rpo_seconds');
+    return rpo !== undefined && asked - rpo * 1000 >= t;
+  }, 60_000);
 }

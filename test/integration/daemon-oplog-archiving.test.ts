@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
-import { watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
+import { rpoCovers, sourceMetric, watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
 import { runCli } from '../helpers.js';
 import { waitUntil } from '../pg-streamer.js';
 
@@ -24,10 +24,7 @@ let journal: string;
 let daemon: Daemon;
 let receiver: WatchingDaemon['receiver'];
 
-const metric = async (name: string): Promise<number | undefined> => {
-  const m = new RegExp(`^${name}\\{source="journal"\\} (\\S+)$`, 'm').exec(await daemon.metrics.render());
-  return m ? Number(m[1]) : undefined;
-};
+const metric = (name: string) => sourceMetric(daemon, 'journal', name);
 const archive = () => (daemon.sources().find((s) => s.name === 'journal') as SourceStatus).archive;
 let from = 0;
 const sent = (event: string) => receiver.bodies.slice(from).filter((n) => n.event === event && n.source === 'journal');
@@ -40,11 +37,7 @@ function append(n: number): void {
   appendFileSync(journal, text);
 }
 
-const provenThrough = (t: number) =>
-  waitUntil(`the RPO to cover ${new Date(t).toISOString()}`, async () => {
-    const rpo = await metric('lifeboat_rpo_seconds');
-    return rpo !== undefined && Date.now() - rpo * 1000 >= t;
-  }, 60_000);
+const provenThrough = (t: number) => rpoCovers(daemon, 'journal', t);
 
 /** The ids of the records `oplog restore` gives (every one must be a whole JSON record). */
 async function restoredIds(...args: string[]): Promise<number[]> {

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
-import { watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
+import { rpoCovers, sourceMetric, watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import { runCli } from '../helpers.js';
 import { waitUntil } from '../pg-streamer.js';
@@ -26,10 +26,7 @@ let server: RedisServer;
 let daemon: Daemon;
 let receiver: WatchingDaemon['receiver'];
 
-const metric = async (name: string): Promise<number | undefined> => {
-  const m = new RegExp(`^${name}\\{source="cache"\\} (\\S+)$`, 'm').exec(await daemon.metrics.render());
-  return m ? Number(m[1]) : undefined;
-};
+const metric = (name: string) => sourceMetric(daemon, 'cache', name);
 const archive = () => (daemon.sources().find((s) => s.name === 'cache') as SourceStatus).archive;
 /** Notifications since `from` (an index into what the receiver got). */
 let from = 0;
@@ -46,11 +43,7 @@ async function write(prefix: string, n: number): Promise<void> {
 }
 
 /** Waits until the RPO proves everything acknowledged by `t` is archived. */
-const provenThrough = (t: number) =>
-  waitUntil(`the RPO to cover ${new Date(t).toISOString()}`, async () => {
-    const rpo = await metric('lifeboat_rpo_seconds');
-    return rpo !== undefined && Date.now() - rpo * 1000 >= t;
-  }, 60_000);
+const provenThrough = (t: number) => rpoCovers(daemon, 'cache', t);
 
 async function restoredKeys(...args: string[]): Promise<Record<string, number>> {
   const out = path.join(mkdtempSync(path.join(dir, 'out-')), 'r');

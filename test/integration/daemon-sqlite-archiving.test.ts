@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Daemon } from '../../src/daemon/daemon.js';
 import type { SourceStatus } from '../../src/daemon/metrics.js';
-import { watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
+import { rpoCovers, sourceMetric, watchingDaemon, type WatchingDaemon } from '../daemon-helpers.js';
 import { runCli } from '../helpers.js';
 import { waitUntil } from '../pg-streamer.js';
 import { appRows, expectRows, flipOldRow, runApp, type AppRun } from '../sqlite-helpers.js';
@@ -25,10 +25,7 @@ let daemon: Daemon;
 let receiver: WatchingDaemon['receiver'];
 const runs: AppRun[] = [];
 
-const metric = async (name: string): Promise<number | undefined> => {
-  const m = new RegExp(`^${name}\\{source="memory"\\} (\\S+)$`, 'm').exec(await daemon.metrics.render());
-  return m ? Number(m[1]) : undefined;
-};
+const metric = (name: string) => sourceMetric(daemon, 'memory', name);
 const archive = () => (daemon.sources().find((s) => s.name === 'memory') as SourceStatus).archive;
 const sent = (event: string) => receiver.bodies.filter((n) => n.event === event && n.source === 'memory');
 
@@ -50,10 +47,7 @@ describe('daemon monitoring of SQLite replication', () => {
     await waitUntil('replication up', async () => (await metric('lifeboat_archive_up')) === 1, 60_000);
     for (let i = 0; i < 3; i++) runs.push(await runApp(db, 200, { rate: 500 }));
     const lastCommit = Date.now();
-    await waitUntil('the RPO to cover the last commit', async () => {
-      const rpo = await metric('lifeboat_rpo_seconds');
-      return rpo !== undefined && Date.now() - rpo * 1000 >= lastCommit;
-    }, 60_000);
+    await rpoCovers(daemon, 'memory', lastCommit, 'the RPO to cover the last commit');
     expect(await metric('lifeboat_archive_up')).toBe(1);
     expect(archive()).toMatchObject({ up: true, error: null });
     const out = path.join(dir, 'restored.db');
