@@ -168,14 +168,22 @@ describe('graph-aware drills (SQLite)', () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       // Each backup is drilled at once: the newest snapshot, nothing replayed on top,
-      // so the restored rows must be exactly the ones counted at backup.
-      for (let i = 0; i < 6; i++) {
+      // so the restored rows must be exactly the ones counted at backup. A backup that
+      // could not pin its count to the image's own point (the writer committed inside
+      // every try: CI saw it on a loaded host) says so and is not compared; three must be.
+      let compared = 0;
+      for (let i = 0; i < 20 && compared < 3; i++) {
         await cli([...g, 'sqlite', 'backup', db]);
         const d = JSON.parse((await cli([...g, '--json', 'drill', '--source', 'busy'])).stdout) as Drill;
         const t = d.graph?.nodes.t;
-        expect(d.graph?.compared).toBe(true);
-        expect(t?.restored).toBe(t?.recorded);
+        if (d.graph?.compared) {
+          compared++;
+          expect(t?.restored).toBe(t?.recorded);
+        } else {
+          expect(d.checks.find((c) => c.name === 'graph_counts')?.detail).toMatch(/counted at backup just before the snapshot's point \(writers were busy\), so not compared$/);
+        }
       }
+      expect(compared).toBe(3);
     } finally {
       writer.kill('SIGTERM');
     }
