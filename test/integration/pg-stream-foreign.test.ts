@@ -47,9 +47,11 @@ describe('pg stream and a re-created cluster', () => {
     // WAL in the segment after the last switch: only then does pg_receivewal open its .partial
     // (right at a segment boundary there is none, whatever the timing).
     await a.query('insert into t values (0)');
-    const [{ lsn }] = (await a.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn')) as [{ lsn: string }];
+    const [{ lsn, wal }] = (await a.query<{ lsn: string; wal: string }>('select pg_current_wal_lsn()::text as lsn, pg_walfile_name(pg_current_wal_lsn()) as wal')) as [{ lsn: string; wal: string }];
     await sa.status('A proven past its switches', (e) => e.healthy && e.archivedThrough !== null && Date.parse(e.archivedThrough) > Date.now() - 2000);
-    await waitUntil('the streamer to open the next segment\'s .partial', () => readdirSync(spool).some((f) => f.endsWith('.partial')), 60_000, 50);
+    // That segment's own .partial: the previous segment's, seen a moment before it completes, is
+    // renamed and shipped away, and a stop right then would leave no partial at all.
+    await waitUntil(() => `the streamer to open ${wal}.partial (spool: ${readdirSync(spool).join(', ')})`, () => existsSync(path.join(spool, `${wal}.partial`)), 60_000, 50);
     await sa.stop();
     const partials = readdirSync(spool).filter((f) => f.endsWith('.partial'));
     expect(partials.length, `spool holds ${readdirSync(spool).join(', ')} after A at ${lsn}`).toBeGreaterThan(0);
