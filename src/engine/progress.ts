@@ -33,19 +33,58 @@ export interface ItemError {
 /** Milliseconds since some fixed moment; Date.now in production, a counter in tests. */
 export type Clock = () => number;
 
+/** Runs `fn` after `ms`; returns what cancels it. */
+export type Later = (fn: () => void, ms: number) => () => void;
+
+/** A real timer that does not keep the process alive. */
+export const realLater: Later = (fn, ms) => {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return () => clearTimeout(t);
+};
+
+/** A throttled progress callback; `cancel` drops an event held back for the interval's end. */
+export interface ThrottledProgress {
+  (e: ProgressEvent, final?: boolean): void;
+  cancel(): void;
+}
+
 /**
  * Wraps a progress callback so it fires at most every `intervalMs` (final events
  * always pass). Returns a no-op when there is no callback.
+ *
+ * With `later`, an event dropped by the interval is not lost: the newest one is sent
+ * when the interval ends, unless a newer one passed first. Without it the last events
+ * before a pause (a backup that has read its last file and waits for its uploads) never
+ * showed: the bar and the JSON lines stood where they were a moment before, for as long
+ * as the pause lasted. Whoever gets such a trailing event calls `cancel` when the work
+ * ends, failed or not, so none comes after it.
  */
-export function throttleProgress(fn: ProgressFn | undefined, intervalMs = 100, now: Clock = Date.now): (e: ProgressEvent, final?: boolean) => void {
+export function throttleProgress(fn: ProgressFn | undefined, intervalMs = 100, now: Clock = Date.now, later?: Later): ThrottledProgress {
   let last = -Infinity;
-  return (e, final = false) => {
-    if (!fn) return;
-    const t = now();
-    if (!final && t - last < intervalMs) return;
-    last = t;
-    fn(e);
+  let held: ProgressEvent | undefined;
+  let stopTimer: (() => void) | undefined;
+  const cancel = (): void => {
+    held = undefined;
+    stopTimer?.();
+    stopTimer = undefined;
   };
+  const send = (e: ProgressEvent): void => {
+    cancel();
+    last = now();
+    fn?.(e);
+  };
+  const emit = (e: ProgressEvent, final = false): void => {
+    if (!fn) return;
+    if (final || now() - last >= intervalMs) return send(e);
+    if (!later) return;
+    held = e;
+    stopTimer ??= later(() => {
+      stopTimer = undefined;
+      if (held) send(held);
+    }, Math.max(0, last + intervalMs - now()));
+  };
+  return Object.assign(emit, { cancel });
 }
 
 /** What every renderer shows: the event's counts with percentage, rate and ETA. */

@@ -5,14 +5,32 @@
  * (JSON lines at most 4 a second with the final one always, the bar reaching 100%).
  */
 import { describe, expect, it } from 'vitest';
-import { ProgressMeter, throttleProgress, type ProgressEvent } from '../../src/engine/progress.js';
+import { ProgressMeter, throttleProgress, type Later, type ProgressEvent } from '../../src/engine/progress.js';
 import { JSON_PROGRESS_MS, ProgressBar, barLine, clock, progressMode } from '../../src/cli/output/render.js';
 import { isLifeboatError } from '../../src/errors.js';
 
 /** A clock the test moves by hand. */
-function manualClock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
+/** A clock moved by hand, with timers that fire (in order) as it passes their moment. */
+function manualClock(start = 1_000_000): { now: () => number; advance: (ms: number) => void; later: Later } {
   let t = start;
-  return { now: () => t, advance: (ms) => void (t += ms) };
+  let timers: Array<{ at: number; fn: () => void }> = [];
+  const later: Later = (fn, ms) => {
+    const timer = { at: t + ms, fn };
+    timers.push(timer);
+    return () => void (timers = timers.filter((x) => x !== timer));
+  };
+  const advance = (ms: number): void => {
+    const until = t + ms;
+    for (;;) {
+      const due = timers.filter((x) => x.at <= until).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      timers = timers.filter((x) => x !== due);
+      t = due.at;
+      due.fn();
+    }
+    t = until;
+  };
+  return { now: () => t, advance, later };
 }
 
 const ev = (files: number, bytes: number, more: Partial<ProgressEvent> = {}): ProgressEvent => ({ phase: 'backup', files, bytes, errors: 0, ...more });
@@ -98,6 +116,33 @@ describe('throttleProgress', () => {
     emit(ev(5, 0), true); // final: passes at once
     expect(seen).toEqual([1, 4, 5]);
   });
+
+  it('with a timer, sends the newest event it held back when the interval ends, and none after cancel or a final one', () => {
+    const c = manualClock();
+    const seen: number[] = [];
+    const emit = throttleProgress((e) => seen.push(e.files), 100, c.now, c.later);
+    emit(ev(1, 0));
+    c.advance(10);
+    emit(ev(2, 0));
+    c.advance(10);
+    emit(ev(3, 0)); // then a pause: the last files read, the uploads still running
+    c.advance(79);
+    expect(seen).toEqual([1]);
+    c.advance(1); // 100 ms after the first: the newest held one
+    expect(seen).toEqual([1, 3]);
+    c.advance(1000);
+    expect(seen).toEqual([1, 3]); // sent once
+    emit(ev(4, 0)); // passes: the interval is over
+    emit(ev(5, 0));
+    emit(ev(6, 0), true); // final: the held 5 is dropped, 6 passes
+    c.advance(1000);
+    expect(seen).toEqual([1, 3, 4, 6]);
+    emit(ev(7, 0));
+    emit(ev(8, 0));
+    emit.cancel(); // the work failed: nothing comes after
+    c.advance(1000);
+    expect(seen).toEqual([1, 3, 4, 6, 7]);
+  });
 });
 
 describe('clock', () => {
@@ -128,7 +173,7 @@ describe('--progress', () => {
 function simulate(mode: boolean | 'json', isTTY: boolean): { out: string; c: ReturnType<typeof manualClock> } {
   const c = manualClock();
   let out = '';
-  const bar = new ProgressBar(mode, { write: (s) => void (out += s), isTTY, now: c.now });
+  const bar = new ProgressBar(mode, { write: (s) => void (out += s), isTTY, now: c.now, later: c.later });
   const total = { files: 300, bytes: 300_000 };
   // The scan counts first (totals not final), then finishes.
   bar.setTotals({ files: 100, bytes: 100_000, done: false });
@@ -176,6 +221,25 @@ describe('ProgressBar --progress json', () => {
   });
 });
 
+describe('ProgressBar before a pause', () => {
+  it('shows the last files read at once, not only at the end, when the work then waits (uploads)', () => {
+    const c = manualClock();
+    let out = '';
+    const bar = new ProgressBar('json', { write: (s) => void (out += s), isTTY: false, now: c.now, later: c.later });
+    bar.setTotals({ files: 64, bytes: 64_000, done: true });
+    bar.update(ev(1, 1000));
+    c.advance(50);
+    bar.update(ev(64, 64_000)); // every file read, within the rate limit
+    c.advance(3000); // the uploads
+    const lines = out.trimEnd().split('\n').map((l) => JSON.parse(l) as { files: number; percent: number; elapsed_seconds: number });
+    expect(lines.map((l) => l.files)).toEqual([1, 64]);
+    expect(lines[1]).toMatchObject({ percent: 99.9, elapsed_seconds: 0.3 });
+    bar.update({ phase: 'done', files: 64, bytes: 64_000, errors: 0 });
+    bar.done();
+    expect(out.trimEnd().split('\n')).toHaveLength(3);
+  });
+});
+
 describe('ProgressBar on a terminal', () => {
   it('draws a percentage and an ETA, redraws at most 10 times a second, and ends on a line at 100%', () => {
     const { out } = simulate(true, true);
@@ -190,7 +254,7 @@ describe('ProgressBar on a terminal', () => {
     expect(simulate(true, false).out).toBe('');
     const c = manualClock();
     let out = '';
-    const bar = new ProgressBar(true, { write: (s) => void (out += s), isTTY: true, now: c.now });
+    const bar = new ProgressBar(true, { write: (s) => void (out += s), isTTY: true, now: c.now, later: c.later });
     bar.update(ev(1, 10));
     bar.done(); // failed: no done event came
     expect(out.endsWith('\r\x1b[K')).toBe(true);

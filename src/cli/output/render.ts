@@ -6,7 +6,7 @@
  */
 import { LifeboatError } from '../../errors.js';
 import type { ScanTotals } from '../../engine/backup/scan.js';
-import { ProgressMeter, throttleProgress, type Clock, type ProgressEvent, type ProgressStatus } from '../../engine/progress.js';
+import { ProgressMeter, realLater, throttleProgress, type Clock, type Later, type ProgressEvent, type ProgressStatus, type ThrottledProgress } from '../../engine/progress.js';
 import { formatBytes } from '../../util/bytes.js';
 import { emitJobEvent, inJob } from './job-events.js';
 
@@ -86,6 +86,8 @@ export interface ProgressIo {
   write: (s: string) => void;
   isTTY: boolean;
   now: Clock;
+  /** The timer that sends an event held back by the rate limit once the interval ends. */
+  later: Later;
 }
 
 /**
@@ -100,10 +102,10 @@ export class ProgressBar {
   private readonly io: ProgressIo;
   private readonly meter: ProgressMeter;
   private readonly job = inJob();
-  private readonly jobEmit: ReturnType<typeof throttleProgress>;
-  private readonly jsonEmit: ReturnType<typeof throttleProgress>;
+  private readonly jobEmit: ThrottledProgress;
+  private readonly jsonEmit: ThrottledProgress;
   /** A redraw at most 10 times a second: check reports every index file and pack. */
-  private readonly barEmit: ReturnType<typeof throttleProgress>;
+  private readonly barEmit: ThrottledProgress;
   private totals: ScanTotals | undefined;
   private phase = 'backup';
   /** Phase and unit of the last event: the first event of a new stage always shows. */
@@ -113,14 +115,16 @@ export class ProgressBar {
 
   /** `true`: a bar when stderr is a TTY; `'json'`: JSON lines on stderr; `false`: nothing (a daemon job still gets its events). */
   constructor(enabled: boolean | 'json', io: Partial<ProgressIo> = {}) {
-    this.io = { write: (s) => process.stderr.write(s), isTTY: process.stderr.isTTY === true, now: Date.now, ...io };
+    this.io = { write: (s) => process.stderr.write(s), isTTY: process.stderr.isTTY === true, now: Date.now, later: realLater, ...io };
     this.meter = new ProgressMeter(this.io.now);
     // A job's stderr is its log: JSON lines there would flood it, the event channel carries them.
     this.json = enabled === 'json' && !this.job;
     this.bar = enabled === true && this.io.isTTY;
-    this.jobEmit = throttleProgress((e) => this.toJob(e), JOB_PROGRESS_MS, this.io.now);
-    this.jsonEmit = throttleProgress((e) => this.toJson(e), JSON_PROGRESS_MS, this.io.now);
-    this.barEmit = throttleProgress((e) => this.draw(e), 100, this.io.now);
+    // The newest event held back by the rate limit is sent when the interval ends: the
+    // last files of a backup that then waits for its uploads show at once, not at the end.
+    this.jobEmit = throttleProgress((e) => this.toJob(e), JOB_PROGRESS_MS, this.io.now, this.io.later);
+    this.jsonEmit = throttleProgress((e) => this.toJson(e), JSON_PROGRESS_MS, this.io.now, this.io.later);
+    this.barEmit = throttleProgress((e) => this.draw(e), 100, this.io.now, this.io.later);
   }
 
   /** Whether anything shows progress, so a scan for totals is worth its cost. */
@@ -188,6 +192,7 @@ export class ProgressBar {
 
   /** After the work (also after a failure): a bar left unfinished is cleared. */
   done(): void {
+    for (const emit of [this.jobEmit, this.jsonEmit, this.barEmit]) emit.cancel();
     if (this.bar && this.drawn && !this.finished) this.io.write('\r\x1b[K');
   }
 }

@@ -23,7 +23,7 @@ import { PathMatcher } from '../../util/glob.js';
 import { Semaphore } from '../../util/limit.js';
 import { ChunkPool } from '../workers/chunk-pool.js';
 import type { FileResult } from '../workers/protocol.js';
-import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
+import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
 import { cacheRoot, indexCacheDir, WriteOnlyCache } from './write-cache.js';
 import { SpillDir } from './spill.js';
@@ -181,7 +181,7 @@ class Archiver {
     private readonly parents: ParentSource,
   ) {
     this.writer = repo.newPackWriter();
-    this.emit = throttleProgress(opts.onProgress);
+    this.emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
     this.excludes = new PathMatcher(opts.excludes ?? []);
     this.slots = new Semaphore((opts.threads ?? defaultThreads()) * 2);
   }
@@ -274,6 +274,7 @@ class Archiver {
       this.report(true);
       return { snapshot: { ...manifest, id }, errors: this.errors };
     } finally {
+      this.emit.cancel();
       await this.pool.close();
       // After a failure, uploads may still be reading files in the spill directory.
       await this.writer.settle();

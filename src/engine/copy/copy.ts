@@ -18,7 +18,7 @@ import { pickSnapshot, type Snapshot, type SnapshotManifest } from '../../repo/s
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { copyGroupPoints, withPointSnapshots } from '../group/points-keep.js';
-import { throttleProgress, type ProgressFn } from '../progress.js';
+import { realLater, throttleProgress, type ProgressFn } from '../progress.js';
 
 export interface CopyOptions {
   /** Snapshot ids (prefixes) or "latest"; empty: every snapshot. */
@@ -47,6 +47,7 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
   }
   const readLock = await acquireLock(from.store, 'shared', 'copy (source)');
   const writeLock = await acquireLock(to.store, 'shared', 'copy (destination)');
+  const emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
   try {
     await from.loadIndex();
     await to.loadIndex();
@@ -63,7 +64,7 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
       bytes: 0,
       totalFiles: todo.reduce((n, s) => n + (s.summary?.totalFiles ?? 0), 0),
       totalBytes: todo.reduce((n, s) => n + (s.summary?.totalBytes ?? 0), 0),
-      emit: throttleProgress(opts.onProgress),
+      emit,
     };
     for (const snap of chosen) {
       if (done.has(snap.id)) {
@@ -87,6 +88,7 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
     result.points = await copyGroupPoints(from, to, chosen);
     return result;
   } finally {
+    emit.cancel();
     await writeLock.release();
     await readLock.release();
   }

@@ -35,7 +35,7 @@ import { exportKey } from '../../codec/crypto.js';
 import { RestorePool } from '../workers/restore-pool.js';
 import { collectAll } from '../../util/gc.js';
 import { getHeapStatistics } from 'node:v8';
-import { throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
+import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
 import { resolvePath } from '../browse/tree-walk.js';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
@@ -187,7 +187,7 @@ class Restorer {
     private readonly repo: Repository,
     private readonly opts: RestoreOptions,
   ) {
-    this.emit = throttleProgress(opts.onProgress);
+    this.emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
     this.chunker = opts.delta ? new FastCDC(gearTable(repo.key.idKey), repo.config.chunker) : undefined;
     this.target = path.resolve(opts.target);
     this.include = new PathMatcher(opts.include ?? []);
@@ -251,6 +251,7 @@ class Restorer {
       this.report(true);
       return { files: this.files, unchanged: this.unchanged, removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors };
     } finally {
+      this.emit.cancel();
       await this.pool?.close();
       this.dirs.close();
       closeSync(t.fd);

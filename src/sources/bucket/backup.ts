@@ -20,7 +20,7 @@
 import * as os from 'node:os';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { storeChunks } from '../../engine/backup/stream.js';
-import { throttleProgress, type ProgressFn } from '../../engine/progress.js';
+import { realLater, throttleProgress, type ProgressFn } from '../../engine/progress.js';
 import { indexCacheDir } from '../../engine/backup/write-cache.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
@@ -101,7 +101,7 @@ class BucketArchiver {
   ) {
     this.writer = repo.newPackWriter();
     this.slots = new Semaphore(Math.max(1, opts.parallel));
-    this.emit = throttleProgress(opts.onProgress);
+    this.emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
   }
 
   /** Transfers still running: a failed backup waits for them before it lets go of its lock. */
@@ -114,6 +114,8 @@ class BucketArchiver {
       this.failure ??= err;
       await Promise.allSettled([...this.inFlight]);
       throw err;
+    } finally {
+      this.emit.cancel();
     }
   }
 
