@@ -83,6 +83,41 @@ export interface BackupResult {
   errors: ItemError[];
 }
 
+/** The parent snapshot's tree of a directory: its id and its entries as stored. */
+interface PrevTree {
+  id: string;
+  nodes: TreeNode[];
+}
+
+/**
+ * Whether two entry lists encode to the same tree bytes: the same entries in the same
+ * order, each with the same keys in the same order and equal values (arrays of ids
+ * element by element). Anything else, a nested object included, counts as different:
+ * a false "different" only costs the encoding and the hash it would have skipped.
+ */
+export function sameNodes(a: readonly TreeNode[], b: readonly TreeNode[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!sameNode(a[i] as TreeNode, b[i] as TreeNode)) return false;
+  return true;
+}
+
+function sameNode(a: TreeNode, b: TreeNode): boolean {
+  if (a === b) return true;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  for (let i = 0; i < ka.length; i++) {
+    const k = ka[i] as keyof TreeNode;
+    if (k !== kb[i]) return false;
+    const va = a[k];
+    const vb = b[k];
+    if (va === vb && va !== undefined) continue;
+    if (!Array.isArray(va) || !Array.isArray(vb) || va.length !== vb.length) return false;
+    for (let j = 0; j < va.length; j++) if (va[j] !== vb[j] || typeof va[j] !== 'string') return false;
+  }
+  return true;
+}
+
 /** Files below this size travel in shared batches; larger ones get a job each. */
 const BATCH_FILES = 128;
 const BATCH_BYTES = 8 * 1024 * 1024;
@@ -374,27 +409,32 @@ class Archiver {
       this.error(full, err);
       return ready(undefined);
     }
+    let prev: PrevTree | undefined;
     let prevNodes: Map<string, TreeNode> | undefined;
     if (prevSubtree) {
-      const prevTree = await this.parents.loadTree(prevSubtree);
-      prevNodes = new Map(prevTree.nodes.map((n) => [n.name, n]));
+      prev = { id: prevSubtree, nodes: (await this.parents.loadTree(prevSubtree)).nodes };
+      prevNodes = new Map(prev.nodes.map((n) => [n.name, n]));
     }
     const pending: Array<Promise<TreeNode | undefined>> = [];
     for (const name of names) pending.push((await this.entry(path.join(full, name), name, prevNodes?.get(name))).node);
     this.summary.dirs++;
-    return this.finishDir(node.name, node, pending);
+    return this.finishDir(node.name, node, pending, prev);
   }
 
   private finishDir(
     name: string,
     node: TreeNode | undefined,
     pending: Array<Promise<TreeNode | undefined>>,
+    prev?: PrevTree,
   ): Queued {
     for (const p of pending) p.catch(() => {}); // awaited below; silence early rejections
     return {
       node: (async () => {
       const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== undefined);
-      const subtree = await this.repo.saveTree(this.writer, { nodes });
+      // Entry for entry what the parent's tree holds (and that tree is in the index):
+      // it would encode to the same bytes, so it is that tree, with no encoding and no hash.
+      const same = prev !== undefined && sameNodes(nodes, prev.nodes) && this.repo.index.has(Buffer.from(prev.id, 'hex'));
+      const subtree = same ? prev.id : await this.repo.saveTree(this.writer, { nodes });
       await this.parents.treeSaved(subtree, { nodes });
       return node ? { ...node, subtree } : ({ name, type: 'dir', subtree } as TreeNode);
       })(),

@@ -73,10 +73,9 @@ export class BlobIndex {
     this.table = BlobIndex.emptyTable(initialCapacity);
   }
 
+  /** Every byte 0xff, so every slot's handle reads EMPTY (one memset, not a loop over slots). */
   private static emptyTable(capacity: number): Buffer {
-    const t = Buffer.allocUnsafeSlow(capacity * SLOT);
-    for (let i = 0; i < capacity; i++) t.writeUInt32LE(EMPTY, i * SLOT + 32);
-    return t;
+    return Buffer.allocUnsafeSlow(capacity * SLOT).fill(0xff);
   }
 
   get size(): number {
@@ -354,18 +353,24 @@ export class BlobIndex {
 
   private grow(): void {
     this.marks = undefined;
-    const old = this.table;
     const oldCap = this.capacity;
     this.capacity *= 2;
+    const mask = this.capacity - 1;
+    // The entries are distinct: each goes to the first empty slot from its hash, no
+    // comparison needed. Slots copied as 12 u32 (tables are fresh allocations, aligned).
+    const old = this.table;
+    const from = new Uint32Array(old.buffer, old.byteOffset, (oldCap * SLOT) >>> 2);
     this.table = BlobIndex.emptyTable(this.capacity);
-    this.count = 0;
+    const to = new Uint32Array(this.table.buffer, this.table.byteOffset, (this.capacity * SLOT) >>> 2);
+    const W = SLOT >>> 2;
     for (let i = 0; i < oldCap; i++) {
-      const base = i * SLOT;
-      if (old.readUInt32LE(base + 32) === EMPTY) continue;
-      const id = old.subarray(base, base + 32);
-      const j = -1 - this.find(id);
-      old.copy(this.table, j * SLOT, base, base + SLOT);
-      this.count++;
+      const a = i * W;
+      if (from[a + 8] === EMPTY) continue;
+      const o = i * SLOT;
+      let j = (old[o]! | (old[o + 1]! << 8) | (old[o + 2]! << 16) | (old[o + 3]! << 24)) & mask; // find()'s hash
+      while (to[j * W + 8] !== EMPTY) j = (j + 1) & mask;
+      const b = j * W;
+      for (let k = 0; k < W; k++) to[b + k] = from[a + k]!;
     }
   }
 
