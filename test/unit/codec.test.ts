@@ -1,10 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { CODEC, parseCompression, ReusableCompressor } from '../../src/codec/compression.js';
-import { blobId, decrypt, encrypt, masterKeyFrom, newMasterKey, seal, SEAL_OVERHEAD, sealBody, sealInto, sealMeta, unseal, unsealMeta, type SealContext } from '../../src/codec/crypto.js';
+import { blobId, decrypt, encrypt, HEADER_LEN, masterKeyFrom, newMasterKey, NONCE_LEN, seal, SEAL_OVERHEAD, sealBody, sealInto, sealMeta, sealParts, unseal, unsealMeta, type SealContext } from '../../src/codec/crypto.js';
 import { isLifeboatError } from '../../src/errors.js';
 import { pseudoRandom } from '../helpers.js';
 
 describe('sealed objects', () => {
+  it('gives every envelope its own random nonce, across refills of the nonce pool, and each opens', () => {
+    const key = newMasterKey();
+    const ctx: SealContext = { kind: 'data', name: 'data' };
+    const body = Buffer.from('the same plaintext every time');
+    const nonces = new Set<string>();
+    const N = 2000; // the pool holds 341 nonces: several refills
+    for (let i = 0; i < N; i++) {
+      const sealed = i % 2 ? seal(key, body, parseCompression('none'), ctx) : Buffer.concat(sealParts(key, CODEC.none, body, ctx));
+      nonces.add(sealed.subarray(HEADER_LEN, HEADER_LEN + NONCE_LEN).toString('hex'));
+      expect(unseal(key, sealed, 'x', ctx).equals(body)).toBe(true);
+    }
+    expect(nonces.size).toBe(N);
+    // Not a counter or a pattern: the bytes of 2000 nonces look uniform (each byte value ~94 times).
+    const counts = new Array<number>(256).fill(0);
+    for (const n of nonces) for (const b of Buffer.from(n, 'hex')) counts[b]!++;
+    expect(Math.min(...counts)).toBeGreaterThan(40);
+    expect(Math.max(...counts)).toBeLessThan(160);
+  });
+
   const key = newMasterKey();
   const ctx: SealContext = { kind: 'log', name: 'logs/db/1/000000010000000000000001' };
   const text = Buffer.from('lifeboat '.repeat(10_000));
