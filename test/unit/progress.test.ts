@@ -238,6 +238,27 @@ describe('ProgressBar before a pause', () => {
     bar.done();
     expect(out.trimEnd().split('\n')).toHaveLength(3);
   });
+
+  it('shows the percentage as soon as the scan ends, when every file was read before it did', () => {
+    const c = manualClock();
+    let out = '';
+    const bar = new ProgressBar('json', { write: (s) => void (out += s), isTTY: false, now: c.now, later: c.later });
+    bar.setTotals({ files: 10, bytes: 10_000, done: false });
+    bar.update(ev(1, 1000));
+    c.advance(50);
+    bar.update(ev(64, 64_000));
+    c.advance(1000); // the held event: the scan still counting, so no percentage yet
+    bar.setTotals({ files: 64, bytes: 64_000, done: true });
+    c.advance(1000);
+    const lines = out.trimEnd().split('\n').map((l) => JSON.parse(l) as { files: number; percent: number | null; total_files: number });
+    expect(lines.map((l) => [l.files, l.percent])).toEqual([[1, null], [64, null], [64, 99.9]]);
+    expect(lines[2]!.total_files).toBe(64);
+    bar.done();
+    bar.setTotals({ files: 65, bytes: 65_000, done: false });
+    bar.setTotals({ files: 65, bytes: 65_000, done: true });
+    c.advance(1000);
+    expect(out.trimEnd().split('\n')).toHaveLength(3); // nothing after done()
+  });
 });
 
 describe('ProgressBar on a terminal', () => {

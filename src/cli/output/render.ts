@@ -107,6 +107,8 @@ export class ProgressBar {
   /** A redraw at most 10 times a second: check reports every index file and pack. */
   private readonly barEmit: ThrottledProgress;
   private totals: ScanTotals | undefined;
+  /** The engine's last event before the end: shown again when the scan's totals become final. */
+  private last: ProgressEvent | undefined;
   private phase = 'backup';
   /** Phase and unit of the last event: the first event of a new stage always shows. */
   private stage: string | undefined;
@@ -134,11 +136,16 @@ export class ProgressBar {
 
   /** Totals counted beside the work (the backup's scan); `done` when they are final. */
   setTotals(t: ScanTotals): void {
+    const final = t.done && !this.totals?.done;
     this.totals = t;
+    // The scan ended after the last files were read (the backup now waits on its
+    // uploads): the percentage and ETA it makes possible show now, not at the end.
+    if (final && this.last) this.update(this.last);
   }
 
   update = (e: ProgressEvent): void => {
     const final = e.phase === 'done';
+    this.last = final ? undefined : e;
     if (!final) this.phase = e.phase;
     const stage = `${e.phase}/${e.unit ?? 'files'}`;
     const force = final || (this.stage !== undefined && stage !== this.stage);
@@ -193,6 +200,7 @@ export class ProgressBar {
   /** After the work (also after a failure): a bar left unfinished is cleared. */
   done(): void {
     for (const emit of [this.jobEmit, this.jsonEmit, this.barEmit]) emit.cancel();
+    this.last = undefined;
     if (this.bar && this.drawn && !this.finished) this.io.write('\r\x1b[K');
   }
 }
