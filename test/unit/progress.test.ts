@@ -222,27 +222,31 @@ describe('ProgressBar --progress json', () => {
 });
 
 describe('ProgressBar before a pause', () => {
-  it('shows the last files read at once, not only at the end, when the work then waits (uploads)', () => {
+  /** A JSON renderer on a manual clock; `lines()` parses what it wrote so far. */
+  function jsonBar() {
     const c = manualClock();
     let out = '';
     const bar = new ProgressBar('json', { write: (s) => void (out += s), isTTY: false, now: c.now, later: c.later });
+    const lines = () => out.trimEnd().split('\n').map((l) => JSON.parse(l) as { files: number; percent: number | null; total_files: number; elapsed_seconds: number });
+    return { c, bar, lines };
+  }
+
+  it('shows the last files read at once, not only at the end, when the work then waits (uploads)', () => {
+    const { c, bar, lines } = jsonBar();
     bar.setTotals({ files: 64, bytes: 64_000, done: true });
     bar.update(ev(1, 1000));
     c.advance(50);
     bar.update(ev(64, 64_000)); // every file read, within the rate limit
     c.advance(3000); // the uploads
-    const lines = out.trimEnd().split('\n').map((l) => JSON.parse(l) as { files: number; percent: number; elapsed_seconds: number });
-    expect(lines.map((l) => l.files)).toEqual([1, 64]);
-    expect(lines[1]).toMatchObject({ percent: 99.9, elapsed_seconds: 0.3 });
+    expect(lines().map((l) => l.files)).toEqual([1, 64]);
+    expect(lines()[1]).toMatchObject({ percent: 99.9, elapsed_seconds: 0.3 });
     bar.update({ phase: 'done', files: 64, bytes: 64_000, errors: 0 });
     bar.done();
-    expect(out.trimEnd().split('\n')).toHaveLength(3);
+    expect(lines()).toHaveLength(3);
   });
 
   it('shows the percentage as soon as the scan ends, when every file was read before it did', () => {
-    const c = manualClock();
-    let out = '';
-    const bar = new ProgressBar('json', { write: (s) => void (out += s), isTTY: false, now: c.now, later: c.later });
+    const { c, bar, lines } = jsonBar();
     bar.setTotals({ files: 10, bytes: 10_000, done: false });
     bar.update(ev(1, 1000));
     c.advance(50);
@@ -250,14 +254,13 @@ describe('ProgressBar before a pause', () => {
     c.advance(1000); // the held event: the scan still counting, so no percentage yet
     bar.setTotals({ files: 64, bytes: 64_000, done: true });
     c.advance(1000);
-    const lines = out.trimEnd().split('\n').map((l) => JSON.parse(l) as { files: number; percent: number | null; total_files: number });
-    expect(lines.map((l) => [l.files, l.percent])).toEqual([[1, null], [64, null], [64, 99.9]]);
-    expect(lines[2]!.total_files).toBe(64);
+    expect(lines().map((l) => [l.files, l.percent])).toEqual([[1, null], [64, null], [64, 99.9]]);
+    expect(lines()[2]!.total_files).toBe(64);
     bar.done();
     bar.setTotals({ files: 65, bytes: 65_000, done: false });
     bar.setTotals({ files: 65, bytes: 65_000, done: true });
     c.advance(1000);
-    expect(out.trimEnd().split('\n')).toHaveLength(3); // nothing after done()
+    expect(lines()).toHaveLength(3); // nothing after done()
   });
 });
 
