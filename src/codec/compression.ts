@@ -161,17 +161,9 @@ export class ReusableDecompressor {
 
   decompress(data: Uint8Array, codec: number, maxOut: number, what = 'object'): Uint8Array {
     if (codec !== CODEC.zstd) return decompress(data, codec, maxOut, what);
-    return guard(what, () => {
-      const size = zstdBinding.getFrameContentSize(data);
-      // One frame of declared size (what Lifeboat writes), or the general path.
-      if (size === null || zstdBinding.findFrameCompressedSize(data) !== data.length) return zstdBounded(data, maxOut, what);
-      if (size > maxOut) throw tooLarge(what, maxOut);
+    return zstdBounded(data, maxOut, what, (size) => {
       if (this.out.length < size) this.out = Buffer.allocUnsafeSlow(size);
-      dctx ??= new zstdBinding.DCtx();
-      const out = this.out.subarray(0, size);
-      const n = dctx.decompress(out, data);
-      if (n !== size) throw new LifeboatError('CORRUPT', `${what}: zstd frame shorter than it declares`, { hint: CHECK_HINT });
-      return out;
+      return this.out.subarray(0, size);
     });
   }
 }
@@ -184,9 +176,10 @@ const ZSTD_STEP = zstdBinding.dStreamOutSize();
 /**
  * zstd, bounded: frames that declare their size (all Lifeboat writes) are checked
  * before one exact allocation; frames that do not are streamed into at most `maxOut`
- * bytes, with the decoder's window limited to what such an output could need.
+ * bytes, with the decoder's window limited to what such an output could need. `output`
+ * gives the buffer for a declared size (ReusableDecompressor's kept one).
  */
-function zstdBounded(data: Uint8Array, maxOut: number, what: string): Uint8Array {
+function zstdBounded(data: Uint8Array, maxOut: number, what: string, output: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size)): Uint8Array {
   return guard(what, () => {
     dctx ??= new zstdBinding.DCtx();
     let declared: number | null = 0;
@@ -198,7 +191,7 @@ function zstdBounded(data: Uint8Array, maxOut: number, what: string): Uint8Array
     }
     if (declared !== null) {
       // The decoder stops at the buffer's end, whatever the frame claims.
-      const out = Buffer.allocUnsafe(declared);
+      const out = output(declared);
       const n = dctx.decompress(out, data);
       if (n !== declared) throw new LifeboatError('CORRUPT', `${what}: zstd frame shorter than it declares`, { hint: CHECK_HINT });
       return out;

@@ -54,8 +54,13 @@ export function isAlive(pid: number): boolean {
 
 /** State Z (zombie) or X (dead) in /proc/PID/stat; false when it cannot be read. */
 function exited(pid: number): boolean {
-  const state = procStat(pid)?.state;
-  return state === 'Z' || state === 'X';
+  const s = procStat(pid);
+  return s !== undefined && hasExited(s);
+}
+
+/** Whether a process's /proc state says it has exited (a zombie, or dead). */
+export function hasExited(s: { state: string }): boolean {
+  return s.state === 'Z' || s.state === 'X';
 }
 
 /** A process's state, parent and start time (field 22, clock ticks since boot) from /proc/PID/stat; undefined when it cannot be read. */

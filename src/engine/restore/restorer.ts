@@ -37,7 +37,7 @@ import { collectAll } from '../../util/gc.js';
 import { getHeapStatistics } from 'node:v8';
 import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
-import { resolvePath } from '../browse/tree-walk.js';
+import { resolvePath, walkTree } from '../browse/tree-walk.js';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { removeExtra, sameContent } from './delta.js';
 import { metaAt, metaOnFd, mkfifoAt } from './fd-meta.js';
@@ -215,7 +215,6 @@ class Restorer {
     this.target = t.path;
     this.fresh = t.created;
     this.dirs = new DirCache(t.fd, OPEN_DIRS);
-    const threads = this.opts.threads ?? defaultThreads();
     try {
       if (this.opts.onProgress && !this.opts.delta) {
         // The snapshot's own counts when all of it is restored; else the trees, counted first.
@@ -225,7 +224,7 @@ class Restorer {
             ? { files: s.totalFiles, bytes: s.totalBytes }
             : await this.count(tree, this.base);
       }
-      this.pool = new RestorePool({ key: exportKey(this.repo.key), rootFd: t.fd }, threads);
+      this.pool = new RestorePool({ key: exportKey(this.repo.key), rootFd: t.fd }, this.threads);
       if (root) this.dirList.push({ rel: '', node: root });
       let removed = 0;
       try {
@@ -233,7 +232,7 @@ class Restorer {
         this.walking = false;
         // Delta: what the snapshot does not have goes, so the target equals the snapshot.
         if (this.opts.delta && this.include.empty) removed = removeExtra(this.dirs, this.restored);
-        await this.flush(threads);
+        await this.flush();
         await this.inFlight;
       } catch (err) {
         // Temporaries of files planned so far go too (a directory swapped mid-walk, a
@@ -330,25 +329,23 @@ class Restorer {
       }
       this.ensureDir(splitRel(rel).dir);
       await this.leaf(node, rel);
-      if (this.fileStates.length >= this.batchSize.files || this.batchBytes >= this.batchSize.bytes) await this.flush(this.opts.threads ?? defaultThreads());
+      if (this.fileStates.length >= this.batchSize.files || this.batchBytes >= this.batchSize.bytes) await this.flush();
     }
   }
 
   /** The regular files (and their bytes) a walk from `treeId` would restore. */
   private async count(treeId: string, dirPath: string): Promise<{ files: number; bytes: number }> {
     const t = { files: 0, bytes: 0 };
-    const visit = async (id: string, dir: string): Promise<void> => {
-      for (const node of (await this.repo.loadTree(id)).nodes) {
-        const p = path.posix.join(dir, node.name);
-        if (node.type === 'dir' && node.subtree) await visit(node.subtree, p);
-        else if (node.type === 'file' && this.wanted(p)) {
-          t.files++;
-          t.bytes += node.size ?? 0;
-        }
-      }
-    };
-    await visit(treeId, dirPath);
+    for await (const { path: p, node } of walkTree(this.repo, treeId, dirPath)) {
+      if (node.type !== 'file' || !this.wanted(p)) continue;
+      t.files++;
+      t.bytes += node.size ?? 0;
+    }
     return t;
+  }
+
+  private get threads(): number {
+    return this.opts.threads ?? defaultThreads();
   }
 
   /** --delta writes nothing before its sweep, which needs every name: one batch. */
@@ -361,7 +358,7 @@ class Restorer {
    * (so at most two batches are held: one written, one planned). A failure of the
    * earlier batch is kept, and nothing more is written.
    */
-  private async flush(threads: number): Promise<void> {
+  private async flush(): Promise<void> {
     await this.inFlight;
     if (this.failure !== undefined || this.fileStates.length === 0) return;
     const files = this.fileStates;
@@ -374,7 +371,7 @@ class Restorer {
       repo: this.repo,
       packs,
       pool: this.pool as RestorePool,
-      readAhead: threads + 1,
+      readAhead: this.threads + 1,
       files,
       finish: (f) => this.finish(f as FileState),
       onWritten: (n) => {

@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type pg from 'pg';
 import { LifeboatError, errno } from '../../errors.js';
-import { procStat } from '../../util/tied-child.js';
+import { hasExited, procStat } from '../../util/tied-child.js';
 
 const PID_FILE = 'lifeboat-stream.pid';
 /** PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name. */
@@ -50,7 +50,7 @@ interface PidFile {
  */
 function stat(pid: number): { ppid: number; start: string } | undefined {
   const s = procStat(pid);
-  return s === undefined || s.state === 'Z' || s.state === 'X' ? undefined : s;
+  return s === undefined || hasExited(s) ? undefined : s;
 }
 
 function ref(pid: number): ProcRef | null {
