@@ -54,12 +54,13 @@ export class RestorePool {
     else p.reject(Object.assign(new Error(r.error), { code: r.code, done: r.done ?? [] }));
   }
 
-  /** Runs a job on the next idle worker; waits for one when all are busy. */
+  /** Runs a job on the next idle worker; waits for one when all are busy. Refused once the pool is closed. */
   async run(job: Omit<RestoreJob, 'job'>): Promise<number> {
-    let slot = this.slots.find((s) => !s.busy);
+    let slot = this.closing ? undefined : this.slots.find((s) => !s.busy);
     while (!slot) {
+      if (this.closing) throw closedError();
       await new Promise<void>((r) => this.waiting.push(r));
-      slot = this.slots.find((s) => !s.busy);
+      slot = this.closing ? undefined : this.slots.find((s) => !s.busy);
     }
     slot.busy = true;
     const id = this.nextJob++;
@@ -75,8 +76,25 @@ export class RestorePool {
 
   private closing = false;
 
+  /**
+   * Terminates the workers. Jobs still running or waiting are refused (with an error
+   * `isPoolClosed` recognises: the failure that closed the pool is the one to report),
+   * so nothing waits forever on a batch that was running beside the failed one.
+   */
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(closedError());
+    }
+    for (const w of this.waiting.splice(0)) w();
   }
+}
+
+const closedError = (): Error => Object.assign(new Error('the restore stopped before this job ran'), { poolClosed: true, done: [] });
+
+/** Whether a job failed only because the pool was closed (by another job's failure). */
+export function isPoolClosed(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { poolClosed?: unknown }).poolClosed === true;
 }
