@@ -5,6 +5,7 @@
  * not wait forever for a reply from a terminated thread.
  */
 import { closeSync, openSync, constants as C } from 'node:fs';
+import type { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportKey, newMasterKey } from '../../src/codec/crypto.js';
 import { isPoolClosed, RestorePool } from '../../src/engine/workers/restore-pool.js';
@@ -28,6 +29,23 @@ describe('closing the restore pool', () => {
       for (const s of settled) if (s.status === 'rejected') expect(isPoolClosed(s.reason), String(s.reason)).toBe(true);
       expect(settled.filter((s) => s.status === 'rejected').length).toBeGreaterThan(0);
       await expect(pool.run(emptyJob)).rejects.toSatisfy(isPoolClosed);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('when every worker dies, jobs waiting for one are refused, not left waiting', async () => {
+    const fd = openSync(tmpdir(), C.O_RDONLY | C.O_DIRECTORY);
+    try {
+      const pool = new RestorePool({ key: exportKey(newMasterKey()), rootFd: fd }, 1);
+      const jobs = [pool.run(emptyJob), pool.run(emptyJob), pool.run(emptyJob)];
+      // The one worker dies (as by running out of memory): not a close.
+      await (pool as unknown as { slots: Array<{ worker: Worker }> }).slots[0]!.worker.terminate();
+      const settled = await Promise.allSettled(jobs);
+      for (const s of settled) if (s.status === 'rejected') expect(String(s.reason)).toMatch(/restore worker exited/);
+      expect(settled.filter((s) => s.status === 'rejected').length).toBeGreaterThan(0);
+      await expect(pool.run(emptyJob)).rejects.toThrow(/restore worker exited/);
+      await pool.close();
     } finally {
       closeSync(fd);
     }

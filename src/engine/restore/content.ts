@@ -45,7 +45,11 @@ export interface ContentArgs {
    * more): the next batch's reads start as this one's last reads end, on the same bound.
    */
   reads: Semaphore;
-  /** Called once every read of this batch has started (or it stopped): the next batch may start. */
+  /**
+   * Called once every read of this batch has started, if none has failed by then: the
+   * next batch may start. (A batch that fails first never calls it; its caller goes on
+   * when the returned promise settles, knowing of the failure.)
+   */
   onDispatched?: () => void;
   /** The batch's files (BlobTarget.file indexes this). */
   files: readonly ContentFile[];
@@ -125,12 +129,13 @@ class ContentWriter {
             .finally(() => this.a.reads.release()),
         );
       }
-      this.a.onDispatched?.();
+      // Every read started and none failed yet: the next batch may start beside this one.
+      // (After a failure it may not: the caller learns of the failure first.)
+      if (this.failed === undefined) this.a.onDispatched?.();
       await Promise.all(running);
     } catch (err) {
       this.failed ??= err;
     }
-    this.a.onDispatched?.();
     // Terminates the workers: after this nothing writes, so the caller's cleanup is final.
     if (this.failed !== undefined) await pool.close();
     return this.failed;

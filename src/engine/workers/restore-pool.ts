@@ -15,6 +15,7 @@ const YOUNG_MB = 4;
 interface Slot {
   worker: Worker;
   busy: boolean;
+  dead?: boolean;
 }
 
 export class RestorePool {
@@ -22,16 +23,26 @@ export class RestorePool {
   private readonly waiting: Array<() => void> = [];
   private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: unknown) => void; slot: Slot }>();
   private nextJob = 1;
+  /** Why no worker is left (each died): jobs waiting for one, and later ones, are refused with it. */
+  private broken: Error | undefined;
 
   constructor(init: RestoreWorkerInit, threads: number) {
     for (let i = 0; i < threads; i++) {
       const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', init, { maxYoungGenerationSizeMb: YOUNG_MB }), busy: false };
       slot.worker.on('message', (r: RestoreReply) => this.reply(r));
-      const failAll = (err: unknown) => {
+      const failAll = (err: Error) => {
         for (const [id, p] of this.pending) {
           if (p.slot !== slot) continue;
           this.pending.delete(id);
           p.reject(err);
+        }
+        if (slot.dead) return;
+        slot.dead = true;
+        slot.busy = true; // never picked again
+        // The last worker gone: jobs waiting for one would wait forever.
+        if (this.slots.every((s) => s.dead)) {
+          this.broken = err;
+          for (const w of this.waiting.splice(0)) w();
         }
       };
       slot.worker.on('error', failAll);
@@ -56,11 +67,13 @@ export class RestorePool {
 
   /** Runs a job on the next idle worker; waits for one when all are busy. Refused once the pool is closed. */
   async run(job: Omit<RestoreJob, 'job'>): Promise<number> {
-    let slot = this.closing ? undefined : this.slots.find((s) => !s.busy);
+    const usable = (): Slot | undefined => (this.closing || this.broken ? undefined : this.slots.find((s) => !s.busy));
+    let slot = usable();
     while (!slot) {
       if (this.closing) throw closedError();
+      if (this.broken) throw this.broken;
       await new Promise<void>((r) => this.waiting.push(r));
-      slot = this.closing ? undefined : this.slots.find((s) => !s.busy);
+      slot = usable();
     }
     slot.busy = true;
     const id = this.nextJob++;
