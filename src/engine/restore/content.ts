@@ -4,17 +4,15 @@
  * the blobs and write them into their files' temporary names, relative to the target's
  * descriptor. Files of one blob are finished by the workers; a file of several is
  * finished (metadata, rename) through `finish` once its last piece is written. The
- * first failure stops new reads; once the reads in flight have ended, it terminates
- * the pool's workers (which refuses the jobs of a batch running beside this one)
- * before the returned promise resolves, so the caller's cleanup is final; after a
- * success the pool is left running for the next batch, whose reads may have started
- * while this batch's last ones ran (they share one bound on reads in flight).
+ * first failure stops new reads and terminates the pool's workers before the returned
+ * promise resolves, so the caller's cleanup is final; after a success the pool is left
+ * running for the next batch.
  */
 import { unseal } from '../../codec/crypto.js';
 import { isLifeboatError } from '../../errors.js';
 import { keys } from '../../repo/format.js';
 import type { Repository } from '../../repo/repository.js';
-import type { Semaphore } from '../../util/limit.js';
+import { mapLimit } from '../../util/limit.js';
 import type { RestorePool } from '../workers/restore-pool.js';
 import type { RestoreBlob, RestoreJob } from '../workers/restore-protocol.js';
 
@@ -40,17 +38,8 @@ export interface ContentArgs {
   packs: Map<number, Map<string, RestoreBlob>>;
   /** The workers; shared by every batch of one restore, closed by a failure. */
   pool: RestorePool;
-  /**
-   * Reads in flight, shared by every batch of one restore (one per worker and one
-   * more): the next batch's reads start as this one's last reads end, on the same bound.
-   */
-  reads: Semaphore;
-  /**
-   * Called once every read of this batch has started, if none has failed by then: the
-   * next batch may start. (A batch that fails first never calls it; its caller goes on
-   * when the returned promise settles, knowing of the failure.)
-   */
-  onDispatched?: () => void;
+  /** How many reads run ahead of the workers (one per worker and one more). */
+  readAhead: number;
   /** The batch's files (BlobTarget.file indexes this). */
   files: readonly ContentFile[];
   finish: (f: ContentFile) => void;
@@ -113,26 +102,16 @@ class ContentWriter {
       }
       this.a.packs.clear();
       // Read ahead of the workers by one job each: the store and the CPUs both stay busy.
-      const running: Array<Promise<void>> = [];
-      for (const r of reads) {
-        await this.a.reads.acquire();
-        // After a failure (this batch's, or the pool closed by another's) nothing more starts.
-        if (this.failed !== undefined) {
-          this.a.reads.release();
-          break;
+      await mapLimit(reads, this.a.readAhead, async (r) => {
+        // After a failure nothing more is started (mapLimit would go on with the rest).
+        if (this.failed !== undefined) return;
+        try {
+          await this.readPack(r, pool);
+        } catch (err) {
+          this.failed ??= err;
+          throw err;
         }
-        running.push(
-          this.readPack(r, pool)
-            .catch((err: unknown) => {
-              this.failed ??= err;
-            })
-            .finally(() => this.a.reads.release()),
-        );
-      }
-      // Every read started and none failed yet: the next batch may start beside this one.
-      // (After a failure it may not: the caller learns of the failure first.)
-      if (this.failed === undefined) this.a.onDispatched?.();
-      await Promise.all(running);
+      });
     } catch (err) {
       this.failed ??= err;
     }

@@ -32,8 +32,7 @@ import { acquireLock } from '../../repo/lock.js';
 import type { RestoreBlob } from '../workers/restore-protocol.js';
 import { writeContent } from './content.js';
 import { exportKey } from '../../codec/crypto.js';
-import { isPoolClosed, RestorePool } from '../workers/restore-pool.js';
-import { Semaphore } from '../../util/limit.js';
+import { RestorePool } from '../workers/restore-pool.js';
 import { collectAll } from '../../util/gc.js';
 import { getHeapStatistics } from 'node:v8';
 import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
@@ -148,20 +147,11 @@ class Restorer {
   private batchBytes = 0;
   /** Batches handed to the writer and not yet complete (a failure lists what they left undone). */
   private readonly writing = new Set<FileState[]>();
-  /** Every batch handed to the writer, settled once all of them are. */
+  /** The batch being written, if one is. */
   private inFlight: Promise<void> | undefined;
-  /** Settles once the newest batch has started all its reads: the next one may start then. */
-  private dispatched: Promise<void> | undefined;
-  /** Settles once the batch before the newest is written: at most two are written at once. */
-  private older: Promise<void> | undefined;
-  private newest: Promise<void> | undefined;
-  /** The reads in flight, across batches: one per worker and one more. */
-  private reads: Semaphore | undefined;
   private pool: RestorePool | undefined;
   /** Why writing stopped; the walk then only lists the files it would have restored. */
   private failure: unknown;
-  /** A batch refused because another one's failure closed the pool: reported only if nothing else was. */
-  private closedBy: unknown;
   private readonly unplanned: string[] = [];
   private walking = true;
   /** While the walk runs: the totals to show progress against (the walk's own grow with it). */
@@ -244,7 +234,6 @@ class Restorer {
         if (this.opts.delta && this.include.empty) removed = removeExtra(this.dirs, this.restored);
         await this.flush();
         await this.inFlight;
-        this.failure ??= this.closedBy;
       } catch (err) {
         // Temporaries of files planned so far go too (a directory swapped mid-walk, a
         // full disk), once the batch being written has stopped.
@@ -365,14 +354,12 @@ class Restorer {
   }
 
   /**
-   * Hands the batch planned so far to the writer once the one before it has started
-   * its last reads, so the workers go on from one batch into the next instead of one of
-   * them waiting while the other finishes the batch's last job (so at most three batches
-   * are held: one finishing, one written, one planned). A failure of an earlier batch
-   * is kept, and nothing more is written.
+   * Hands the batch planned so far to the writer once the one before it is written
+   * (so at most two batches are held: one written, one planned). A failure of the
+   * earlier batch is kept, and nothing more is written.
    */
   private async flush(): Promise<void> {
-    await Promise.all([this.dispatched, this.older]);
+    await this.inFlight;
     if (this.failure !== undefined || this.fileStates.length === 0) return;
     const files = this.fileStates;
     const packs = this.packs;
@@ -380,14 +367,11 @@ class Restorer {
     this.packs = new Map();
     this.batchBytes = 0;
     this.writing.add(files);
-    let dispatched!: () => void;
-    this.dispatched = new Promise<void>((resolve) => (dispatched = resolve));
-    const batch = writeContent({
+    this.inFlight = writeContent({
       repo: this.repo,
       packs,
       pool: this.pool as RestorePool,
-      reads: (this.reads ??= new Semaphore(this.threads + 1)),
-      onDispatched: () => dispatched(),
+      readAhead: this.threads + 1,
       files,
       finish: (f) => this.finish(f as FileState),
       onWritten: (n) => {
@@ -396,9 +380,7 @@ class Restorer {
       },
       onWholeFile: () => this.doneFiles++,
     }).then((failure) => {
-      dispatched();
       if (failure === undefined) this.writing.delete(files);
-      else if (isPoolClosed(failure)) this.closedBy ??= failure;
       else this.failure ??= failure;
       // The batch's plan (blobs, targets, file states) is garbage now, and old enough
       // to have been promoted, where V8 lets ~100 MB of it gather before a full GC:
@@ -406,9 +388,6 @@ class Restorer {
       // 32 MB; docs/performance.md, "Restore memory").
       if (getHeapStatistics().used_heap_size > GC_ABOVE) collectAll();
     });
-    this.older = this.newest;
-    this.newest = batch;
-    this.inFlight = Promise.all([this.inFlight, batch]).then(() => {});
   }
 
   /** Only --delta sweeps entries the snapshot lacks: a plain restore keeps no such list. */

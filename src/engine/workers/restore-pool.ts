@@ -15,7 +15,6 @@ const YOUNG_MB = 4;
 interface Slot {
   worker: Worker;
   busy: boolean;
-  dead?: boolean;
 }
 
 export class RestorePool {
@@ -23,26 +22,16 @@ export class RestorePool {
   private readonly waiting: Array<() => void> = [];
   private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: unknown) => void; slot: Slot }>();
   private nextJob = 1;
-  /** Why no worker is left (each died): jobs waiting for one, and later ones, are refused with it. */
-  private broken: Error | undefined;
 
   constructor(init: RestoreWorkerInit, threads: number) {
     for (let i = 0; i < threads; i++) {
       const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', init, { maxYoungGenerationSizeMb: YOUNG_MB }), busy: false };
       slot.worker.on('message', (r: RestoreReply) => this.reply(r));
-      const failAll = (err: Error) => {
+      const failAll = (err: unknown) => {
         for (const [id, p] of this.pending) {
           if (p.slot !== slot) continue;
           this.pending.delete(id);
           p.reject(err);
-        }
-        if (slot.dead) return;
-        slot.dead = true;
-        slot.busy = true; // never picked again
-        // The last worker gone: jobs waiting for one would wait forever.
-        if (this.slots.every((s) => s.dead)) {
-          this.broken = err;
-          for (const w of this.waiting.splice(0)) w();
         }
       };
       slot.worker.on('error', failAll);
@@ -65,15 +54,12 @@ export class RestorePool {
     else p.reject(Object.assign(new Error(r.error), { code: r.code, done: r.done ?? [] }));
   }
 
-  /** Runs a job on the next idle worker; waits for one when all are busy. Refused once the pool is closed. */
+  /** Runs a job on the next idle worker; waits for one when all are busy. */
   async run(job: Omit<RestoreJob, 'job'>): Promise<number> {
-    const usable = (): Slot | undefined => (this.closing || this.broken ? undefined : this.slots.find((s) => !s.busy));
-    let slot = usable();
+    let slot = this.slots.find((s) => !s.busy);
     while (!slot) {
-      if (this.closing) throw closedError();
-      if (this.broken) throw this.broken;
       await new Promise<void>((r) => this.waiting.push(r));
-      slot = usable();
+      slot = this.slots.find((s) => !s.busy);
     }
     slot.busy = true;
     const id = this.nextJob++;
@@ -89,25 +75,8 @@ export class RestorePool {
 
   private closing = false;
 
-  /**
-   * Terminates the workers. Jobs still running or waiting are refused (with an error
-   * `isPoolClosed` recognises: the failure that closed the pool is the one to report),
-   * so nothing waits forever on a batch that was running beside the failed one.
-   */
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
-      p.reject(closedError());
-    }
-    for (const w of this.waiting.splice(0)) w();
   }
-}
-
-const closedError = (): Error => Object.assign(new Error('the restore stopped before this job ran'), { poolClosed: true, done: [] });
-
-/** Whether a job failed only because the pool was closed (by another job's failure). */
-export function isPoolClosed(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { poolClosed?: unknown }).poolClosed === true;
 }
