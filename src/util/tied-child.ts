@@ -49,13 +49,9 @@ export function isAlive(pid: number): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  return !exited(pid);
-}
-
-/** State Z (zombie) or X (dead) in /proc/PID/stat; false when it cannot be read. */
-function exited(pid: number): boolean {
+  // Exited (a zombie) by its /proc state; running when that cannot be read.
   const s = procStat(pid);
-  return s !== undefined && hasExited(s);
+  return s === undefined || !hasExited(s);
 }
 
 /** Whether a process's /proc state says it has exited (a zombie, or dead). */

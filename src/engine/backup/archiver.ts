@@ -433,7 +433,7 @@ class Archiver {
       const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== undefined);
       // Entry for entry what the parent's tree holds (and that tree is in the index):
       // it would encode to the same bytes, so it is that tree, with no encoding and no hash.
-      const same = prev !== undefined && sameNodes(nodes, prev.nodes) && this.indexed(prev.id);
+      const same = prev !== undefined && sameNodes(nodes, prev.nodes) && this.repo.index.hasHex(prev.id);
       const subtree = same ? prev.id : await this.repo.saveTree(this.writer, { nodes });
       await this.parents.treeSaved(subtree, { nodes });
       return node ? { ...node, subtree } : ({ name, type: 'dir', subtree } as TreeNode);
@@ -441,18 +441,10 @@ class Archiver {
     };
   }
 
-  /** One buffer for the ids looked up while the walk compares with the parent (a Buffer per id was ~3% of its CPU). */
-  private readonly idScratch = Buffer.alloc(32);
-
-  /** Whether a blob id (hex, from the parent's trees) is in the index; a malformed one is not. */
-  private indexed(hex: string): boolean {
-    return hex.length === 64 && this.idScratch.write(hex, 'hex') === 32 && this.repo.index.has(this.idScratch);
-  }
-
   private async saveFile(full: string, node: TreeNode, prev: TreeNode | undefined): Promise<Queued> {
     this.summary.totalFiles++;
     this.summary.totalBytes += node.size ?? 0;
-    if (prev && sameFile(prev, node) && (prev.content ?? []).every((id) => this.indexed(id))) {
+    if (prev && sameFile(prev, node) && (prev.content ?? []).every((id) => this.repo.index.hasHex(id))) {
       this.summary.filesUnmodified++;
       this.progressed(node.size ?? 0);
       return ready({ ...node, content: prev.content ?? [] });

@@ -197,6 +197,17 @@ export class BlobIndex {
     return this.baseHas(id);
   }
 
+  /**
+   * `has` for an id in hex, as trees hold them (a parent snapshot's content, compared by
+   * every unchanged file of a backup): decoded into one scratch buffer, not a Buffer per
+   * id (~3% of an unchanged backup's CPU). A malformed id is not indexed.
+   */
+  hasHex(hex: string): boolean {
+    return hex.length === 64 && this.hexScratch.write(hex, 'hex') === 32 && this.has(this.hexScratch);
+  }
+
+  private readonly hexScratch = Buffer.alloc(32);
+
   /** Whether the base holds a copy the rule above allows to reuse. */
   private baseHas(id: Uint8Array): boolean {
     if (!this.base) return false;

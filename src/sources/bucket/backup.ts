@@ -225,7 +225,7 @@ class BucketArchiver {
    * slot, which is what paces the listing. (A wrapper: a promise of a promise would collapse into one.)
    */
   private async object(o: ListedObject, name: string, prev: TreeNode | undefined): Promise<{ node: Promise<TreeNode> }> {
-    if (prev?.object && prev.size === o.size && prev.object.etag === o.etag && prev.object.lastModified === o.lastModified && (prev.content ?? []).every((id) => this.repo.index.has(Buffer.from(id, 'hex')))) {
+    if (prev?.object && prev.size === o.size && prev.object.etag === o.etag && prev.object.lastModified === o.lastModified && (prev.content ?? []).every((id) => this.repo.index.hasHex(id))) {
       this.summary.filesUnmodified++;
       this.counted(o.size);
       this.point.reused++;
