@@ -7,7 +7,7 @@
  * report a stopped server within an interval.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -109,6 +109,15 @@ describe('pg stream owns its receiver and reports its progress', () => {
         await waitUntil('the receiver to die with its streamer', () => receiversOf(spool()).length === 0, 15_000);
         await waitUntil('the slot to be free', async () => (await slotHolder(setup!.cluster)) === null, 15_000);
       }
+      // A receiver killed while it zero-filled a new .partial leaves it short of a segment,
+      // which pg_receivewal refuses for good ("has N bytes"): the next streamer still streams.
+      const partial = readdirSync(spool()).find((f) => f.endsWith('.partial'));
+      expect(partial).toBeDefined();
+      truncateSync(path.join(spool(), partial!), 13 * 1024 * 1024);
+      const s = start();
+      await waitUntil('a receiver on the slot after a short .partial', async () => receiversOf(spool()).length === 1 && (await slotHolder(setup!.cluster)) !== null);
+      s.kill9();
+      await waitUntil('the receiver to die with its streamer', () => receiversOf(spool()).length === 0, 15_000);
     } finally {
       if (unreaped !== undefined) process.kill(unreaped, 'SIGCONT');
     }

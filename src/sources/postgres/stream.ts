@@ -12,7 +12,7 @@
  * (receiver.ts). pg_receivewal is restarted with back-off when it exits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
@@ -282,6 +282,23 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
 }
 
 /**
+ * A receiver killed while it zero-fills a new `.partial` (a streamer killed with -9 takes
+ * it along) leaves one shorter than a segment, which every later pg_receivewal refuses
+ * ("has N bytes, should be 0 or 16777216"): the stream would stay down for good. Extending
+ * it with zeros is the state its preallocation would have reached, and pg_receivewal
+ * streams a `.partial` again from the segment's start, so nothing in it is trusted.
+ */
+async function finishPreallocation(full: string, segSize: number): Promise<void> {
+  const fh = await fs.open(full, constants.O_WRONLY | constants.O_NOFOLLOW);
+  try {
+    const st = await fh.stat();
+    if (st.isFile() && st.size > 0 && st.size < segSize) await fh.truncate(segSize);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * pg_receivewal starts where the newest WAL file in its directory ends. A spool left by
  * another cluster (re-created with initdb under the same source name) or by a history
  * this server does not have (it was restored to an earlier moment) makes it ask for a
@@ -298,6 +315,7 @@ async function setAsideForeign(spool: string, probe: StreamProbe, report: (file:
     }
     if (wal.kind !== 'segment' && wal.kind !== 'partial') continue;
     const full = path.join(spool, file);
+    if (wal.kind === 'partial') await finishPreallocation(full, probe.segSize);
     const head = Buffer.alloc(40);
     const fh = await fs.open(full, 'r');
     let got = 0;
