@@ -145,6 +145,12 @@ export function fromSystemError(err: unknown, what: string): unknown {
         hint: 'check ownership and mode of the repository directory',
         cause: err,
       });
+    case 'ENOTDIR':
+    case 'EISDIR':
+      return new LifeboatError('FAILED', `${what}: a file stands where a directory should be, or the reverse (${errno(err)})`, {
+        hint: 'the layout at that path was changed by hand or damaged; run `lifeboat check` and restore the layout from another copy',
+        cause: err,
+      });
     default:
       return err;
   }

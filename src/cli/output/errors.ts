@@ -37,7 +37,10 @@ export function reportError(err: unknown): number {
   }
   const e = err as NodeJS.ErrnoException;
   const message = redact(e?.message ?? String(err));
+  // An error no code path foresaw still gets a hint: how to see more, and where it belongs.
+  const hint = process.env.LIFEBOAT_DEBUG ? undefined : 'an unexpected error; run again with LIFEBOAT_DEBUG=1 for its stack trace, and report it';
   process.stderr.write(`lifeboat: ${message}\n`);
-  if (process.env.LIFEBOAT_DEBUG) process.stderr.write(`${redact(String(e?.stack))}\n`);
-  return report('FAILED', message, undefined, ERROR_TABLE.FAILED.exit);
+  if (hint) process.stderr.write(`  hint: ${hint}\n`);
+  else process.stderr.write(`${redact(String(e?.stack))}\n`);
+  return report('FAILED', message, hint, ERROR_TABLE.FAILED.exit);
 }

@@ -184,6 +184,18 @@ interface Queued {
 
 const ready = (node: TreeNode | undefined): Queued => ({ node: Promise.resolve(node) });
 
+/**
+ * Marks a promise the walk awaits only later (a file's parts, an entry's node) as
+ * handled now. Once the pool fails, each rejects at once while the walk goes on for
+ * many more turns of the event loop; Node would count the rejection as unhandled and
+ * end the process with a stack trace instead of the backup's own error (issue 19's
+ * NO_SPACE test, CI at 5d0b60b). The rejection itself still reaches whoever awaits it.
+ */
+function awaitedLater<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
 interface Pending {
   path: string;
   range?: { offset: number; length: number };
@@ -339,10 +351,12 @@ class Archiver {
       const prev = parentNodes.get(name);
       if (leaves.has(name)) {
         pending.push(
-          (await this.entry(full, name, prev)).node.then((n) => {
-            if (n) this.pathsFound++;
-            return n;
-          }),
+          awaitedLater(
+            (await this.entry(full, name, prev)).node.then((n) => {
+              if (n) this.pathsFound++;
+              return n;
+            }),
+          ),
         );
         continue;
       }
@@ -350,7 +364,7 @@ class Archiver {
       if (!st) continue;
       const prevTree = prev?.type === 'dir' && prev.subtree ? await this.parents.loadTree(prev.subtree) : undefined;
       const sub = await this.buildVirtualDir(full, children.get(name) ?? [], prevTree);
-      pending.push(sub.node.then((n) => (n ? { ...nodeFromStat(name, st), subtree: n.subtree as string } : undefined)));
+      pending.push(awaitedLater(sub.node.then((n) => (n ? { ...nodeFromStat(name, st), subtree: n.subtree as string } : undefined))));
     }
     return this.finishDir(dir === '/' ? '' : path.basename(dir), undefined, pending);
   }
@@ -427,9 +441,8 @@ class Archiver {
     pending: Array<Promise<TreeNode | undefined>>,
     prev?: PrevTree,
   ): Queued {
-    for (const p of pending) p.catch(() => {}); // awaited below; silence early rejections
     return {
-      node: (async () => {
+      node: awaitedLater((async () => {
       const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== undefined);
       // Entry for entry what the parent's tree holds (and that tree is in the index):
       // it would encode to the same bytes, so it is that tree, with no encoding and no hash.
@@ -437,7 +450,7 @@ class Archiver {
       const subtree = same ? prev.id : await this.repo.saveTree(this.writer, { nodes });
       await this.parents.treeSaved(subtree, { nodes });
       return node ? { ...node, subtree } : ({ name, type: 'dir', subtree } as TreeNode);
-      })(),
+      })()),
     };
   }
 
@@ -457,9 +470,11 @@ class Archiver {
       // The last part reads to the end, however far the file has grown since lstat.
       const range = size > PART_BYTES ? { offset, length: offset + PART_BYTES >= size ? Number.MAX_SAFE_INTEGER - offset : PART_BYTES } : undefined;
       parts.push(
-        new Promise<FileResult>((resolve, reject) => {
-          this.batch.push({ path: full, ...(range ? { range } : {}), expect: { dev: node.dev, ino: node.inode }, resolve, reject });
-        }),
+        awaitedLater(
+          new Promise<FileResult>((resolve, reject) => {
+            this.batch.push({ path: full, ...(range ? { range } : {}), expect: { dev: node.dev, ino: node.inode }, resolve, reject });
+          }),
+        ),
       );
       this.batchBytes += Math.min(PART_BYTES, size);
       if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) await this.flushBatch();
@@ -469,7 +484,7 @@ class Archiver {
       if (failed) return failed;
       return { ids: Buffer.concat(rs.map((r) => r.ids)), size: rs.reduce((n, r) => n + r.size, 0) };
     });
-    const done = result.then((r) => {
+    const done = awaitedLater(result.then((r) => {
       if (r.error !== undefined) {
         if (!(this.opts.ignoreVanished && r.errorCode === 'ENOENT')) this.errors.push({ path: full, message: r.error });
         return undefined;
@@ -479,7 +494,7 @@ class Archiver {
       const content: string[] = [];
       for (let i = 0; i < r.ids.length; i += 32) content.push(Buffer.from(r.ids.subarray(i, i + 32)).toString('hex'));
       return { ...node, size: r.size, content };
-    });
+    }));
     return { node: done };
   }
 
