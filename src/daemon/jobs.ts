@@ -19,6 +19,7 @@ import { toArgv } from '../engine/invocation.js';
 import { sourceKind } from '../sources/registry.js';
 import { checkRestorePlan } from './restore-plan.js';
 import { runLifeboat, type JobOutcome } from './job-child.js';
+import { redact } from '../util/redact.js';
 
 /** A job whose process runs: `canceledBy` once someone canceled it. */
 interface Slot {
@@ -233,7 +234,15 @@ export class JobRunner extends EventEmitter {
     const job = this.catalog.createJob({ kind: req.kind, source: req.group ?? req.source, repository, trigger: req.trigger, actor: req.actor, params: { ...params, ...(req.group ? { group: req.group } : {}) }, status: 'running' });
     const slot: Slot = { id: job.id };
     this.running.set(key, slot);
-    void this.execute(job, req, repository, slot, () => this.running.delete(key));
+    // execute() records its own failures; what is left (the catalog itself failing) must
+    // not end the daemon through an unhandled rejection: the slot is freed and waiters hear.
+    this.execute(job, req, repository, slot, () => this.running.delete(key)).catch((err: unknown) => {
+      this.running.delete(key);
+      process.stderr.write(`lifeboat: job ${job.id} could not be recorded: ${redact(err instanceof Error ? err.message : String(err))}\n`);
+      const row = { ...job, status: 'failed' as const };
+      for (const resolve of this.done.get(job.id) ?? []) resolve(row);
+      this.done.delete(job.id);
+    });
     return this.catalog.job(job.id) as JobRow;
   }
 
@@ -287,18 +296,27 @@ export class JobRunner extends EventEmitter {
   private async execute(job: JobRow, req: JobRequest, repository: string, slot: Slot, release: () => void): Promise<void> {
     const started = Date.now();
     this.catalog.updateJob(job.id, { started_at: new Date(started).toISOString() });
-    const newest = req.kind === 'restore' && req.source ? this.catalog.backups(req.source, 1)[0]?.snapshot_id : undefined;
-    const args = jobCommand(this.config, req, newest);
-    this.catalog.appendLog(job.id, 'daemon', `lifeboat --repo ${repository} ${args.join(' ')}`);
-    const outcome: JobOutcome = await runLifeboat(this.config, repository, args, {
-      id: job.id,
-      env: childEnv(this.config, req.source === undefined ? undefined : this.config.sources.get(req.source)),
-      onSpawn: (c) => (slot.child = c),
-      onLine: (stream, line) => this.catalog.appendLog(job.id, stream, line),
-      onLog: (level, message) => this.catalog.appendLog(job.id, level === 'warning' ? 'stderr' : 'stdout', level === 'warning' ? `warning: ${message}` : message),
-      onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),
-      ...(this.entry !== undefined ? { entry: this.entry } : {}),
-    });
+    let outcome: JobOutcome;
+    try {
+      const newest = req.kind === 'restore' && req.source ? this.catalog.backups(req.source, 1)[0]?.snapshot_id : undefined;
+      const args = jobCommand(this.config, req, newest);
+      this.catalog.appendLog(job.id, 'daemon', `lifeboat --repo ${repository} ${args.join(' ')}`);
+      outcome = await runLifeboat(this.config, repository, args, {
+        id: job.id,
+        // Reads the source's password file: one that was moved or made unreadable since
+        // the daemon started fails this job (below), not the daemon.
+        env: childEnv(this.config, req.source === undefined ? undefined : this.config.sources.get(req.source)),
+        onSpawn: (c) => (slot.child = c),
+        onLine: (stream, line) => this.catalog.appendLog(job.id, stream, line),
+        onLog: (level, message) => this.catalog.appendLog(job.id, level === 'warning' ? 'stderr' : 'stdout', level === 'warning' ? `warning: ${message}` : message),
+        onProgress: (p) => this.catalog.updateJob(job.id, { progress: { ...p, elapsed_seconds: (Date.now() - started) / 1000 } }),
+        ...(this.entry !== undefined ? { entry: this.entry } : {}),
+      });
+    } catch (err) {
+      // The job's process never ran: the job fails with the error that stopped it.
+      const e = err instanceof LifeboatError ? err : new LifeboatError('FAILED', err instanceof Error ? err.message : String(err), { hint: 'see the daemon\'s log; run the job again once it is fixed' });
+      outcome = { exitCode: e.exitCode, signal: null, result: null, error: { code: e.code, message: redact(e.message), ...(e.hint ? { hint: redact(e.hint) } : {}) } };
+    }
     // A canceled job says so, whatever its process reported on the way out.
     const failure = slot.canceledBy !== undefined && outcome.error !== undefined
       ? { ...outcome.error, code: 'INTERRUPTED', message: `canceled by ${slot.canceledBy} (${outcome.error.message})`, hint: CANCEL_HINT[req.kind] ?? 'run it again when needed' }

@@ -106,10 +106,13 @@ export class Supervisor {
         }
         this.catalog.appendLog(job.id, stream, line);
       },
-    }).then(
-      (r) => this.exited(s, job.id, started, backoff, r.exitCode, r.error?.message),
-      (err: Error) => this.exited(s, job.id, started, backoff, 1, err.message),
-    );
+    })
+      .then(
+        (r) => this.exited(s, job.id, started, backoff, r.exitCode, r.error?.message),
+        (err: Error) => this.exited(s, job.id, started, backoff, 1, err.message),
+      )
+      // exited() writes the catalog; if that fails the daemon must go on, not end on an unhandled rejection.
+      .catch((err: unknown) => process.stderr.write(`lifeboat: the ${s.name} replication's end could not be recorded: ${err instanceof Error ? err.message : String(err)}\n`));
   }
 
   private exited(s: SourceConfig, jobId: string, started: number, backoff: number, exitCode: number, error: string | undefined): void {

@@ -100,6 +100,23 @@ describe('a failed job reports its exact error through the API', () => {
     expect(job.error_hint).toContain(repoTmp);
     expect(firstWithExit(job.exit_code as number)).toBe('CORRUPT');
   });
+
+  it("NOT_FOUND before any process starts: a source's password file gone since the daemon read its config; the daemon serves on", async () => {
+    // The password is read for the child's environment, in the daemon: that once threw
+    // out of an un-awaited promise and ended the whole daemon (exit 1, a stack trace),
+    // leaving the job 'running' until the next start.
+    const t = await testDaemon({ extraSources: '  cache:\n    kind: redis\n    url: redis://127.0.0.1:1\n    password_file: $DIR/redis.pass' });
+    const job = await backupJob(t, 'cache');
+    expect(job).toMatchObject({ status: 'failed', error_code: 'NOT_FOUND', exit_code: ERROR_TABLE.NOT_FOUND.exit });
+    expect(job.error).toContain(path.join(t.dir, 'redis.pass'));
+    expect(job.error_hint).toMatch(/password_file/);
+    expect(t.daemon.runner.isRunning('backup:cache')).toBe(false);
+    // Once the file is there the same job runs again (it reaches Redis's closed port).
+    writeFileSync(path.join(t.dir, 'redis.pass'), 'pw\n', { mode: 0o600 });
+    const again = await backupJob(t, 'cache');
+    expect(again.error_code).not.toBe('NOT_FOUND');
+    expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
+  });
 });
 
 describe('a backup that ends PARTIAL', () => {

@@ -69,10 +69,10 @@ export function register(program: Command): void {
       console.error(`lifeboat: serving on ${address} (dashboard ${address}/dashboard/, metrics ${address}/metrics); ${config.sources.size} sources, ${config.schedules.size} schedules`);
       if (tokens === 0) console.error('lifeboat: no API tokens yet: `lifeboat token create --role admin --name you` makes one');
       if (g.json) printJson({ listening: address });
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         const stop = () => {
           console.error('lifeboat: stopping (running jobs are asked to finish cleanly)');
-          void daemon.stop().then(resolve);
+          daemon.stop().then(resolve, reject);
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
