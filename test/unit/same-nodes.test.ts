@@ -6,7 +6,7 @@ import { lstatSync, mkdtempSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { sameNodes } from '../../src/engine/backup/archiver.js';
+import { sameNodes, unchangedFile } from '../../src/engine/backup/archiver.js';
 import { decodeTree, encodeTree, type TreeNode } from '../../src/repo/snapshot/tree.js';
 import { nodeFromStat } from '../../src/sources/files/metadata.js';
 
@@ -55,5 +55,50 @@ describe('sameNodes', () => {
     const obj = { key: 'a', etag: 'e', lastModified: '' };
     const prev = stored([{ ...file('a'), object: obj }]);
     expect(sameNodes([{ ...file('a'), object: { ...obj } }], prev)).toBe(false);
+  });
+});
+
+describe('unchangedFile', () => {
+  const lstat = (name: string): TreeNode => nodeFromStat(name, lstatSync(path.join(dir, name), { bigint: true }));
+  /** What the backup stored before this change: the node with the parent's content ids. */
+  const expected = (node: TreeNode, prev: TreeNode) => encodeTree({ nodes: [{ ...node, content: prev.content ?? [] }] });
+
+  it("is the parent's node itself when only the content ids were left to take", () => {
+    const [prev] = stored([file('a')]);
+    expect(unchangedFile(lstat('a'), prev!)).toBe(prev);
+  });
+
+  it('is a new node, encoding as before, when anything but the content differs', () => {
+    const [prev] = stored([file('a')]);
+    const variants: Array<(n: TreeNode) => void> = [
+      (n) => void (n.mode ^= 0o100),
+      (n) => void (n.uid += 1),
+      (n) => void (n.nlink += 1),
+      (n) => void (n.atime = '1'),
+      (n) => void (n.name = 'b'),
+    ];
+    for (const change of variants) {
+      const now = lstat('a');
+      change(now);
+      const got = unchangedFile(now, prev!);
+      expect(got, change.toString()).not.toBe(prev);
+      expect(encodeTree({ nodes: [got] }).equals(expected(now, prev!)), change.toString()).toBe(true);
+    }
+  });
+
+  it('is a new node when the stored one has another key last instead of content', () => {
+    const { content: _, ...rest } = file('a');
+    const [prev] = stored([{ ...rest, target: 'x' } as TreeNode]);
+    const got = unchangedFile(lstat('a'), prev!);
+    expect(got).not.toBe(prev);
+    expect(encodeTree({ nodes: [got] }).equals(expected(lstat('a'), prev!))).toBe(true);
+  });
+
+  it('is a new node when the stored one has its content elsewhere than last', () => {
+    const { content, ...rest } = file('a');
+    const [prev] = stored([{ content, ...rest } as TreeNode]);
+    const got = unchangedFile(lstat('a'), prev!);
+    expect(got).not.toBe(prev);
+    expect(encodeTree({ nodes: [got] }).equals(expected(lstat('a'), prev!))).toBe(true);
   });
 });

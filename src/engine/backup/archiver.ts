@@ -101,10 +101,25 @@ export function sameNodes(a: readonly TreeNode[], b: readonly TreeNode[]): boole
   return true;
 }
 
-function sameNode(a: TreeNode, b: TreeNode): boolean {
+/**
+ * The node of an unchanged file (sameFile, its content in the index): the parent's node
+ * itself when nothing else changed either (owner, mode, links), so no copy is made and
+ * sameNodes finds it at once; else the new metadata with the parent's content ids.
+ */
+export function unchangedFile(node: TreeNode, prev: TreeNode): TreeNode {
+  return sameNode(node, prev, 'content') ? prev : { ...node, content: prev.content ?? [] };
+}
+
+/**
+ * One entry of sameNodes. With `last`, `b` may have that one key more, as its last
+ * key, and `a` stands for `b` with it set from `b` (an unchanged file's node from
+ * lstat, before its content ids are taken from the parent's).
+ */
+function sameNode(a: TreeNode, b: TreeNode, last?: keyof TreeNode): boolean {
   if (a === b) return true;
   const ka = Object.keys(a);
   const kb = Object.keys(b);
+  if (last !== undefined && kb.length === ka.length + 1 && kb[ka.length] === last) kb.pop();
   if (ka.length !== kb.length) return false;
   for (let i = 0; i < ka.length; i++) {
     const k = ka[i] as keyof TreeNode;
@@ -175,14 +190,20 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Bac
 }
 
 /**
- * An entry that has been queued: `node` settles when its content is stored. (A
- * wrapper, because a promise of a promise would collapse into one.)
+ * An entry's node: the node itself when it is final at once (an unchanged file, a
+ * symlink, a skipped entry), else a promise that settles when its content is stored.
+ * Most entries of a backup are final at once; giving them no promise of their own
+ * keeps tens of thousands of promises, and the turns of the microtask queue to settle
+ * them, off an unchanged backup's walk.
  */
+type Settling = TreeNode | undefined | Promise<TreeNode | undefined>;
+
+/** An entry that has been queued. (A wrapper, because a promise of a promise would collapse into one.) */
 interface Queued {
-  node: Promise<TreeNode | undefined>;
+  node: Settling;
 }
 
-const ready = (node: TreeNode | undefined): Queued => ({ node: Promise.resolve(node) });
+const SKIPPED: Queued = { node: undefined };
 
 /**
  * Marks a promise the walk awaits only later (a file's parts, an entry's node) as
@@ -345,14 +366,14 @@ class Archiver {
       else children.set(head, [...(children.get(head) ?? []), p]);
     }
     const parentNodes = new Map((parentTree?.nodes ?? []).map((n) => [n.name, n]));
-    const pending: Array<Promise<TreeNode | undefined>> = [];
+    const pending: Settling[] = [];
     for (const name of [...new Set([...leaves, ...children.keys()])].sort()) {
       const full = path.join(dir, name);
       const prev = parentNodes.get(name);
       if (leaves.has(name)) {
         pending.push(
           awaitedLater(
-            (await this.entry(full, name, prev)).node.then((n) => {
+            Promise.resolve((await this.entry(full, name, prev)).node).then((n) => {
               if (n) this.pathsFound++;
               return n;
             }),
@@ -364,7 +385,7 @@ class Archiver {
       if (!st) continue;
       const prevTree = prev?.type === 'dir' && prev.subtree ? await this.parents.loadTree(prev.subtree) : undefined;
       const sub = await this.buildVirtualDir(full, children.get(name) ?? [], prevTree);
-      pending.push(awaitedLater(sub.node.then((n) => (n ? { ...nodeFromStat(name, st), subtree: n.subtree as string } : undefined))));
+      pending.push(awaitedLater(Promise.resolve(sub.node).then((n) => (n ? { ...nodeFromStat(name, st), subtree: n.subtree as string } : undefined))));
     }
     return this.finishDir(dir === '/' ? '' : path.basename(dir), undefined, pending);
   }
@@ -384,18 +405,23 @@ class Archiver {
   }
 
   private lastYield = performance.now();
-  private async maybeYield(): Promise<void> {
-    if (performance.now() - this.lastYield < 4) return;
+  /** Whether the walk has run long enough to let the event loop in (checked per entry, without a promise). */
+  private yieldDue(): boolean {
+    return performance.now() - this.lastYield >= 4;
+  }
+  private async yieldNow(): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
     this.lastYield = performance.now();
   }
 
-  /** Starts one entry; resolves once it is queued, to a promise of its finished node. */
-  private async entry(full: string, name: string, prev: TreeNode | undefined): Promise<Queued> {
-    if (this.excludes.matches(full)) return ready(undefined);
-    await this.maybeYield();
+  /**
+   * Starts one entry: returns it queued, or a promise of that where queueing has to
+   * wait (a directory's walk, a file waiting for a batch slot).
+   */
+  private entry(full: string, name: string, prev: TreeNode | undefined): Queued | Promise<Queued> {
+    if (this.excludes.matches(full)) return SKIPPED;
     const st = this.lstat(full);
-    if (!st) return ready(undefined);
+    if (!st) return SKIPPED;
     const node = nodeFromStat(name, st);
     switch (node.type) {
       case 'dir':
@@ -407,11 +433,11 @@ class Archiver {
           node.target = fs.readlinkSync(full);
         } catch (err) {
           this.error(full, err);
-          return ready(undefined);
+          return SKIPPED;
         }
-        return ready(node);
+        return { node };
       default:
-        return ready(node);
+        return { node };
     }
   }
 
@@ -421,7 +447,7 @@ class Archiver {
       names = fs.readdirSync(full).sort();
     } catch (err) {
       this.error(full, err);
-      return ready(undefined);
+      return SKIPPED;
     }
     let prev: PrevTree | undefined;
     let prevNodes: Map<string, TreeNode> | undefined;
@@ -429,8 +455,12 @@ class Archiver {
       prev = { id: prevSubtree, nodes: (await this.parents.loadTree(prevSubtree)).nodes };
       prevNodes = new Map(prev.nodes.map((n) => [n.name, n]));
     }
-    const pending: Array<Promise<TreeNode | undefined>> = [];
-    for (const name of names) pending.push((await this.entry(path.join(full, name), name, prevNodes?.get(name))).node);
+    const pending: Settling[] = [];
+    for (const name of names) {
+      if (this.yieldDue()) await this.yieldNow();
+      const queued = this.entry(path.join(full, name), name, prevNodes?.get(name));
+      pending.push((queued instanceof Promise ? await queued : queued).node);
+    }
     this.summary.dirs++;
     return this.finishDir(node.name, node, pending, prev);
   }
@@ -438,12 +468,12 @@ class Archiver {
   private finishDir(
     name: string,
     node: TreeNode | undefined,
-    pending: Array<Promise<TreeNode | undefined>>,
+    pending: Settling[],
     prev?: PrevTree,
   ): Queued {
     return {
       node: awaitedLater((async () => {
-      const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== undefined);
+      const nodes = (pending.some((p) => p instanceof Promise) ? await Promise.all(pending) : pending).filter((n): n is TreeNode => n !== undefined);
       // Entry for entry what the parent's tree holds (and that tree is in the index):
       // it would encode to the same bytes, so it is that tree, with no encoding and no hash.
       const same = prev !== undefined && sameNodes(nodes, prev.nodes) && this.repo.index.hasHex(prev.id);
@@ -454,16 +484,21 @@ class Archiver {
     };
   }
 
-  private async saveFile(full: string, node: TreeNode, prev: TreeNode | undefined): Promise<Queued> {
+  private saveFile(full: string, node: TreeNode, prev: TreeNode | undefined): Queued | Promise<Queued> {
     this.summary.totalFiles++;
     this.summary.totalBytes += node.size ?? 0;
     if (prev && sameFile(prev, node) && (prev.content ?? []).every((id) => this.repo.index.hasHex(id))) {
       this.summary.filesUnmodified++;
       this.progressed(node.size ?? 0);
-      return ready({ ...node, content: prev.content ?? [] });
+      return { node: unchangedFile(node, prev) };
     }
     if (prev?.type === 'file') this.summary.filesChanged++;
     else this.summary.filesNew++;
+    return this.readFile(full, node);
+  }
+
+  /** Queues a new or changed file's parts for the chunk workers. */
+  private async readFile(full: string, node: TreeNode): Promise<Queued> {
     const size = node.size ?? 0;
     const parts: Array<Promise<FileResult>> = [];
     for (let offset = 0; offset === 0 || offset < size; offset += PART_BYTES) {
