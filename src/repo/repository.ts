@@ -17,7 +17,7 @@ import { initKeyring, openKeyring, type OpenedKeyring, type SlotOpener, type Slo
 import { blobContext, BLOB_TREE, keys, type BlobType, newConfig, packIdFromKey, parseConfig, type RepoConfig } from './format.js';
 import { BlobIndex, type BlobLocation } from './index/blob-index.js';
 import { openIndexCache } from './index/index-cache.js';
-import { decodeIndex, encodeIndex, type IndexedPack } from './index/index-file.js';
+import { decodeIndex, encodeIndex, forEachIndexedPackRaw, type IndexedPack } from './index/index-file.js';
 import { parsePackHeader } from './pack/pack.js';
 import { PackWriter } from './pack/pack-writer.js';
 import { decodeManifest, pickSnapshot, type Snapshot, type SnapshotManifest } from './snapshot/snapshot.js';
@@ -314,9 +314,11 @@ export class Repository {
       const isPresent = (hex: string) => present.has(hex) || this.index.basePackPresent(hex);
       let vanished = false;
       await mapLimit(files, 8, async (f) => {
-        let packs: IndexedPack[];
         try {
-          packs = await this.readIndexFile(f.key);
+          // Checked whole before any entry is added: a damaged file adds nothing.
+          forEachIndexedPackRaw((await this.getMeta(f.key, f.key, { kind: 'index' }, MAX_INDEX_FILE)).payload, f.key, (packId, entries) => {
+            if (isPresent(packId.toString('hex'))) this.index.addEntries(this.index.addPack(packId), entries);
+          });
         } catch (err) {
           if (isDamage(err)) {
             // Skipped, named once, and not read again by this process (every missing
@@ -330,7 +332,6 @@ export class Repository {
           vanished = true;
           return;
         }
-        for (const pack of packs) if (isPresent(pack.packId.toString('hex'))) this.addToIndex(pack);
         this.loadedIndexes.add(f.key);
       });
       if (!vanished) return;

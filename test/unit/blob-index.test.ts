@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { BlobIndex } from '../../src/repo/index/blob-index.js';
 import { BLOB_DATA, BLOB_TREE } from '../../src/repo/format.js';
+import { encodeEntries, type PackEntry } from '../../src/repo/pack/pack.js';
 
 describe('BlobIndex', () => {
   it('finds every entry after growing, keeps the first location of duplicates', () => {
@@ -16,6 +17,29 @@ describe('BlobIndex', () => {
     let n = 0;
     idx.forEach(() => n++);
     expect(n).toBe(ids.length);
+  });
+
+  it('loads raw index entries (addEntries) to exactly what add() builds, copies of a blob in several packs included', () => {
+    const packs = [randomBytes(32), randomBytes(32), randomBytes(32)];
+    const ids = Array.from({ length: 5000 }, () => randomBytes(32));
+    // Pack p holds ids p*2000 .. p*2000+2999: packs overlap by 1000 ids, so copies exist.
+    const entries = packs.map((_, p): PackEntry[] =>
+      ids.slice(p * 2000, p * 2000 + 3000).map((id, i) => ({ type: i % 3 ? BLOB_DATA : BLOB_TREE, id, offset: i * 7, length: i + 1, rawLength: 0xfffffff0 - i })),
+    );
+    const byAdd = new BlobIndex(16);
+    const byEntries = new BlobIndex(16);
+    packs.forEach((packId, p) => {
+      const h = byAdd.addPack(packId);
+      for (const e of entries[p]!) byAdd.add(e.id, { packIndex: h, offset: e.offset, length: e.length, rawLength: e.rawLength, type: e.type });
+      byEntries.addEntries(byEntries.addPack(packId), encodeEntries(entries[p]!));
+    });
+    expect(byEntries.size).toBe(ids.length);
+    for (const id of ids) {
+      expect(byEntries.get(id)).toEqual(byAdd.get(id));
+      expect(byEntries.locations(id)).toEqual(byAdd.locations(id));
+    }
+    expect(byEntries.locations(ids[2500]!)).toHaveLength(2);
+    expect(byEntries.has(randomBytes(32))).toBe(false);
   });
 
   it('costs at most 128 bytes per blob, off the JS heap', () => {

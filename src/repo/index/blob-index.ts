@@ -22,10 +22,15 @@
  * of both and applies the same rule. Whole-table walks (marks, forEach) are for
  * prune and check, which keep everything in memory, and refuse a base.
  */
+import { endianness } from 'node:os';
 import { BLOB_TREE, type BlobType } from '../format.js';
+import { ENTRY_LEN } from '../pack/pack.js';
 import type { DiskIndex } from './disk-index.js';
 
 const SLOT = 48;
+/** A slot in u32 words: the id's 8, then handle and flags, offset, length, raw length. */
+const WORDS = SLOT >>> 2;
+const LITTLE_ENDIAN = endianness() === 'LE';
 const EMPTY = 0xffffffff;
 const TREE_FLAG = 0x80000000;
 /** The blob has other copies in `alternates`. */
@@ -44,6 +49,12 @@ export interface BlobLocation {
 
 export class BlobIndex {
   private table: Buffer;
+  /**
+   * The same memory as u32 words in this machine's byte order (the table lives only in
+   * this process): fields are read and written without Buffer's bounds checks, and a
+   * probe rejects a slot by its id's first word before comparing all 32 bytes.
+   */
+  private words: Uint32Array;
   private capacity: number;
   private count = 0;
   private readonly packIds: Buffer[] = [];
@@ -71,9 +82,13 @@ export class BlobIndex {
   constructor(initialCapacity = 1 << 12) {
     this.capacity = initialCapacity;
     this.table = BlobIndex.emptyTable(initialCapacity);
+    this.words = wordsOf(this.table);
   }
 
-  /** Every byte 0xff, so every slot's handle reads EMPTY (one memset, not a loop over slots). */
+  /**
+   * Every byte 0xff, so every slot's handle reads EMPTY (one memset, not a loop over
+   * slots). A buffer of its own, so its words are aligned.
+   */
   private static emptyTable(capacity: number): Buffer {
     return Buffer.allocUnsafeSlow(capacity * SLOT).fill(0xff);
   }
@@ -178,13 +193,18 @@ export class BlobIndex {
     return found;
   }
 
-  private find(id: Uint8Array): number {
+  /** The slot of the id at `at` in `id`, or −1 − the empty slot where it would go. */
+  private find(id: Uint8Array, at = 0): number {
     const mask = this.capacity - 1;
-    let i = (id[0]! | (id[1]! << 8) | (id[2]! << 16) | (id[3]! << 24)) & mask;
+    const b0 = id[at]!, b1 = id[at + 1]!, b2 = id[at + 2]!, b3 = id[at + 3]!;
+    let i = (b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)) & mask;
+    // The id's first 4 bytes as the table's first word of the slot holds them.
+    const first = (LITTLE_ENDIAN ? b0 | (b1 << 8) | (b2 << 16) | (b3 << 24) : (b0 << 24) | (b1 << 16) | (b2 << 8) | b3) >>> 0;
+    const words = this.words;
     for (;;) {
-      const base = i * SLOT;
-      if (this.table.readUInt32LE(base + 32) === EMPTY) return -1 - i;
-      if (this.table.compare(id, 0, 32, base, base + 32) === 0) return i;
+      const w = i * WORDS;
+      if (words[w + 8] === EMPTY) return -1 - i;
+      if (words[w] === first && this.table.compare(id, at, at + 32, i * SLOT, i * SLOT + 32) === 0) return i;
       i = (i + 1) & mask;
     }
   }
@@ -268,7 +288,7 @@ export class BlobIndex {
     if (i >= 0) {
       const base = i * SLOT;
       all.push(this.read(base));
-      if ((this.table.readUInt32LE(base + 32) & ALT_FLAG) !== 0) all.push(...(this.alternates.get(toHexId(id)) ?? []));
+      if ((this.words[(base >>> 2) + 8]! & ALT_FLAG) !== 0) all.push(...(this.alternates.get(toHexId(id)) ?? []));
     }
     if (this.base) {
       // A pack named by both the cache file and a newer index file is offered once.
@@ -291,21 +311,27 @@ export class BlobIndex {
   }
 
   private read(base: number): BlobLocation {
-    const p = this.table.readUInt32LE(base + 32);
+    const w = base >>> 2;
+    const p = this.words[w + 8]!;
     return {
       packIndex: p & HANDLE_MASK,
-      offset: this.table.readUInt32LE(base + 36),
-      length: this.table.readUInt32LE(base + 40),
-      rawLength: this.table.readUInt32LE(base + 44),
+      offset: this.words[w + 9]!,
+      length: this.words[w + 10]!,
+      rawLength: this.words[w + 11]!,
       type: (p & TREE_FLAG) !== 0 ? BLOB_TREE : 0,
     };
   }
 
   private write(base: number, loc: BlobLocation, alt: boolean): void {
-    this.table.writeUInt32LE((loc.packIndex | (loc.type === BLOB_TREE ? TREE_FLAG : 0) | (alt ? ALT_FLAG : 0)) >>> 0, base + 32);
-    this.table.writeUInt32LE(loc.offset, base + 36);
-    this.table.writeUInt32LE(loc.length, base + 40);
-    this.table.writeUInt32LE(loc.rawLength, base + 44);
+    this.put(base >>> 2, loc.packIndex, loc.type, loc.offset, loc.length, loc.rawLength, alt);
+  }
+
+  private put(w: number, handle: number, type: number, offset: number, length: number, rawLength: number, alt: boolean): void {
+    const words = this.words;
+    words[w + 8] = (handle | (type === BLOB_TREE ? TREE_FLAG : 0) | (alt ? ALT_FLAG : 0)) >>> 0;
+    words[w + 9] = offset;
+    words[w + 10] = length;
+    words[w + 11] = rawLength;
   }
 
   /** Negative when copy `a` is preferred to `b`: usable first, then not gone, then the lower pack id. */
@@ -320,7 +346,7 @@ export class BlobIndex {
    * otherwise. Returns true when the blob was not available for deduplication before.
    */
   add(id: Uint8Array, loc: BlobLocation): boolean {
-    if ((this.count + 1) * 4 > this.capacity * 3) this.grow();
+    if ((this.count + 1) * 4 > this.capacity * 3) this.grow(this.capacity * 2);
     const i = this.find(id);
     if (i < 0) {
       const base = (-1 - i) * SLOT;
@@ -362,18 +388,46 @@ export class BlobIndex {
     }
   }
 
-  private grow(): void {
+  /**
+   * Adds the entries of pack `handle` as index files and pack headers store them
+   * (ENTRY_LEN bytes each: type, id, offset, length, raw length; types already
+   * checked), with no object per entry: how an index file is loaded. A blob already
+   * indexed takes add()'s path (another copy).
+   */
+  addEntries(handle: number, entries: Buffer): void {
+    const n = entries.length / ENTRY_LEN;
+    let capacity = this.capacity;
+    while ((this.count + n) * 4 > capacity * 3) capacity *= 2;
+    if (capacity !== this.capacity) this.grow(capacity);
+    for (let b = 0; b < entries.length; b += ENTRY_LEN) {
+      const type = entries[b]!;
+      const offset = entries.readUInt32LE(b + 33);
+      const length = entries.readUInt32LE(b + 37);
+      const rawLength = entries.readUInt32LE(b + 41);
+      const i = this.find(entries, b + 1);
+      if (i >= 0) {
+        this.add(Buffer.from(entries.subarray(b + 1, b + 33)), { packIndex: handle, offset, length, rawLength, type: type as BlobType });
+        continue;
+      }
+      entries.copy(this.table, (-1 - i) * SLOT, b + 1, b + 33);
+      this.put((-1 - i) * WORDS, handle, type, offset, length, rawLength, false);
+      this.count++;
+    }
+  }
+
+  private grow(capacity: number): void {
     this.marks = undefined;
     const oldCap = this.capacity;
-    this.capacity *= 2;
+    this.capacity = capacity;
     const mask = this.capacity - 1;
     // The entries are distinct: each goes to the first empty slot from its hash, no
     // comparison needed. Slots copied as 12 u32 (tables are fresh allocations, aligned).
     const old = this.table;
-    const from = new Uint32Array(old.buffer, old.byteOffset, (oldCap * SLOT) >>> 2);
+    const from = this.words;
     this.table = BlobIndex.emptyTable(this.capacity);
-    const to = new Uint32Array(this.table.buffer, this.table.byteOffset, (this.capacity * SLOT) >>> 2);
-    const W = SLOT >>> 2;
+    this.words = wordsOf(this.table);
+    const to = this.words;
+    const W = WORDS;
     for (let i = 0; i < oldCap; i++) {
       const a = i * W;
       if (from[a + 8] === EMPTY) continue;
@@ -435,7 +489,7 @@ export class BlobIndex {
     this.requireMemory('forEachSlot');
     for (let i = 0; i < this.capacity; i++) {
       const base = i * SLOT;
-      if (this.table.readUInt32LE(base + 32) === EMPTY) continue;
+      if (this.words[i * WORDS + 8] === EMPTY) continue;
       fn(i, this.read(base), this.table.subarray(base, base + 32));
     }
   }
@@ -445,10 +499,14 @@ export class BlobIndex {
     this.requireMemory('forEach');
     for (let i = 0; i < this.capacity; i++) {
       const base = i * SLOT;
-      if (this.table.readUInt32LE(base + 32) === EMPTY) continue;
+      if (this.words[i * WORDS + 8] === EMPTY) continue;
       fn(this.table.subarray(base, base + 32), this.read(base));
     }
   }
+}
+
+function wordsOf(table: Buffer): Uint32Array {
+  return new Uint32Array(table.buffer, table.byteOffset, table.length >>> 2);
 }
 
 function toHexId(id: Uint8Array): string {
