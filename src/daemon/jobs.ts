@@ -237,7 +237,8 @@ export class JobRunner extends EventEmitter {
     // execute() records its own failures; what is left (the catalog itself failing) must
     // not end the daemon through an unhandled rejection: the slot is freed and waiters hear.
     this.execute(job, req, repository, slot, () => this.running.delete(key)).catch((err: unknown) => {
-      this.running.delete(key);
+      // Unless released already, and the same job started again since (a 'finished' listener may).
+      if (this.running.get(key) === slot) this.running.delete(key);
       process.stderr.write(`lifeboat: job ${job.id} could not be recorded: ${redact(err instanceof Error ? err.message : String(err))}\n`);
       const row = { ...job, status: 'failed' as const };
       for (const resolve of this.done.get(job.id) ?? []) resolve(row);

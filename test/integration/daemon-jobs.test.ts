@@ -117,6 +117,25 @@ describe('a failed job reports its exact error through the API', () => {
     expect(again.error_code).not.toBe('NOT_FOUND');
     expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
   });
+
+  it('a catalog that fails as a job ends (a full disk under the state directory) frees its slot and wakes its waiters; the daemon serves on', async () => {
+    const t = await testDaemon();
+    const catalog = t.daemon.catalog;
+    const updateJob = catalog.updateJob.bind(catalog);
+    let full = true;
+    catalog.updateJob = ((id: string, patch: Parameters<typeof updateJob>[1]) => {
+      if (full && patch.status !== undefined) throw new Error('SQLITE_FULL: database or disk is full');
+      return updateJob(id, patch);
+    }) as typeof catalog.updateJob;
+    const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: t.auth('operator') });
+    expect(r.statusCode, r.body).toBe(202);
+    expect(t.daemon.runner.isRunning('backup:docs')).toBe(true);
+    const row = await t.daemon.runner.wait((r.json() as JobRow).id);
+    expect(row.status).toBe('failed');
+    expect(t.daemon.runner.isRunning('backup:docs')).toBe(false);
+    full = false;
+    expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
+  });
 });
 
 describe('a backup that ends PARTIAL', () => {
