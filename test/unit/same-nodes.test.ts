@@ -68,7 +68,7 @@ describe('unchangedFile', () => {
     expect(unchangedFile(lstat('a'), prev!)).toBe(prev);
   });
 
-  it('is a new node, encoding as before, when anything but the content differs', () => {
+  it('is the lstat node with the content ids, encoding as before, when anything but the content differs', () => {
     const [prev] = stored([file('a')]);
     const variants: Array<(n: TreeNode) => void> = [
       (n) => void (n.mode ^= 0o100),
@@ -86,7 +86,7 @@ describe('unchangedFile', () => {
     }
   });
 
-  it('is a new node when the stored one has another key last instead of content', () => {
+  it('is the lstat node when the stored one has another key last instead of content', () => {
     const { content: _, ...rest } = file('a');
     const [prev] = stored([{ ...rest, target: 'x' } as TreeNode]);
     const got = unchangedFile(lstat('a'), prev!);
@@ -94,7 +94,7 @@ describe('unchangedFile', () => {
     expect(encodeTree({ nodes: [got] }).equals(expected(lstat('a'), prev!))).toBe(true);
   });
 
-  it('is a new node when the stored one has its content elsewhere than last', () => {
+  it('is the lstat node when the stored one has its content elsewhere than last', () => {
     const { content, ...rest } = file('a');
     const [prev] = stored([{ content, ...rest } as TreeNode]);
     const got = unchangedFile(lstat('a'), prev!);

@@ -104,10 +104,18 @@ export function sameNodes(a: readonly TreeNode[], b: readonly TreeNode[]): boole
 /**
  * The node of an unchanged file (sameFile, its content in the index): the parent's node
  * itself when nothing else changed either (owner, mode, links), so no copy is made and
- * sameNodes finds it at once; else the new metadata with the parent's content ids.
+ * sameNodes finds it at once; else `node` (the walk's own, fresh from lstat) completed
+ * with the parent's content ids.
+ *
+ * Nodes are completed in place, never copied with a spread: V8 gives every object made
+ * by `{ ...node, key: value }` a hidden class of its own (measured: 466 classes for 500
+ * such nodes, against 1 when the key is set on the node), and a first backup of 53 000
+ * files held ~7 MB of them, besides making every access to those nodes polymorphic.
  */
 export function unchangedFile(node: TreeNode, prev: TreeNode): TreeNode {
-  return sameNode(node, prev, 'content') ? prev : { ...node, content: prev.content ?? [] };
+  if (sameNode(node, prev, 'content')) return prev;
+  node.content = prev.content ?? [];
+  return node;
 }
 
 /**
@@ -479,7 +487,9 @@ class Archiver {
       const same = prev !== undefined && sameNodes(nodes, prev.nodes) && this.repo.index.hasHex(prev.id);
       const subtree = same ? prev.id : await this.repo.saveTree(this.writer, { nodes });
       await this.parents.treeSaved(subtree, { nodes });
-      return node ? { ...node, subtree } : ({ name, type: 'dir', subtree } as TreeNode);
+      if (!node) return { name, type: 'dir', subtree } as TreeNode;
+      node.subtree = subtree; // in place, not a spread: see unchangedFile
+      return node;
       })()),
     };
   }
@@ -528,7 +538,9 @@ class Archiver {
       this.progressed(r.size);
       const content: string[] = [];
       for (let i = 0; i < r.ids.length; i += 32) content.push(Buffer.from(r.ids.subarray(i, i + 32)).toString('hex'));
-      return { ...node, size: r.size, content };
+      node.size = r.size; // in place, not a spread: see unchangedFile
+      node.content = content;
+      return node;
     }));
     return { node: done };
   }
