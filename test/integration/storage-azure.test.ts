@@ -17,7 +17,7 @@ import { listAll, putFile, type Store } from '../../src/storage/store.js';
 import { storeConformance } from '../../src/storage/testing/suite.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, closedPort, startAzurite, type Azurite } from '../azurite.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
-import { holdingProxy, liveArrayBuffers } from '../holding-proxy.js';
+import { holdingProxy, settledArrayBuffers } from '../holding-proxy.js';
 
 const ENV_VARS = ['AZURE_STORAGE_CONNECTION_STRING', 'AZURE_STORAGE_ACCOUNT', 'AZURE_STORAGE_KEY', 'AZURE_STORAGE_ENDPOINT'] as const;
 type AzureEnv = Partial<Record<(typeof ENV_VARS)[number], string>>;
@@ -106,13 +106,13 @@ describe('Azure store putFile', () => {
     writeFileSync(file.path, data, { flag: 'wx' });
     const store = await open('azure:conformance/files', { ...sharedKeyEnv(), AZURE_STORAGE_ENDPOINT: proxy.endpoint });
     try {
-      const before = liveArrayBuffers();
+      const before = await settledArrayBuffers();
       const put = putFile(store, 'data/ab/pack', file, { ifAbsent: true });
       put.catch(() => {}); // awaited below, after the bodies are let through
       // Blocks are on their way and none is read by the service yet: what the client
       // holds now is what a streamed upload costs (a 40 MiB Buffer if it read the file).
       await vi.waitFor(() => expect(proxy.held()).toBeGreaterThan(0), { timeout: 30_000, interval: 20 });
-      const held = liveArrayBuffers() - before;
+      const held = (await settledArrayBuffers()) - before;
       proxy.release();
       await put;
       expect(held).toBeLessThan(12 << 20);

@@ -14,7 +14,7 @@ import { S3Store, openS3Store, parseS3Location } from '../../src/storage/s3/s3-s
 import { putFile } from '../../src/storage/store.js';
 import { storeConformance } from '../../src/storage/testing/suite.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
-import { holdingProxy, liveArrayBuffers } from '../holding-proxy.js';
+import { holdingProxy, settledArrayBuffers } from '../holding-proxy.js';
 import { rcloneS3Env, S3_ENV, type S3Server, startS3rver } from '../s3rver.js';
 
 let server: S3Server;
@@ -79,21 +79,16 @@ describe('S3 putFile', () => {
     const prefix = `file-${randomBytes(4).toString('hex')}`;
     const store = await openS3Store(`${proxy.endpoint}/conformance/${prefix}`, `s3:${proxy.endpoint}/conformance/${prefix}`);
     try {
-      const before = liveArrayBuffers();
+      const before = await settledArrayBuffers();
       const put = putFile(store, 'data/ab/pack', file, { ifAbsent: true });
       put.catch(() => {}); // awaited below, after the bodies are let through
       // Parts are on their way and none is read by the server yet: what the client
       // holds now is what a streamed upload costs (a 40 MiB Buffer if it read the file).
       await vi.waitFor(() => expect(proxy.held()).toBeGreaterThan(0), { timeout: 30_000, interval: 20 });
-      // The counter is the whole process's, and test files share a worker: the least of a
-      // few looks while the upload stands still. Alone the upload holds ~1.2 MB; a loaded
-      // full run saw ~12 MB more from elsewhere in the worker. The bound is what the
-      // regressions cost: the file read whole (40 MiB) or the four parts in flight held (32 MiB).
-      let held = Infinity;
-      for (let i = 0; i < 5; i++) {
-        held = Math.min(held, liveArrayBuffers() - before);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      // Alone the upload holds ~1.2 MB; a loaded full run saw ~12 MB more from elsewhere in
+      // the worker. The bound is what the regressions cost: the file read whole (40 MiB) or
+      // the four parts in flight held (32 MiB).
+      const held = (await settledArrayBuffers()) - before;
       proxy.release();
       await put;
       expect(held).toBeLessThan(16 << 20);
