@@ -393,7 +393,16 @@ class Archiver {
       if (!st) continue;
       const prevTree = prev?.type === 'dir' && prev.subtree ? await this.parents.loadTree(prev.subtree) : undefined;
       const sub = await this.buildVirtualDir(full, children.get(name) ?? [], prevTree);
-      pending.push(awaitedLater(Promise.resolve(sub.node).then((n) => (n ? { ...nodeFromStat(name, st), subtree: n.subtree as string } : undefined))));
+      pending.push(
+        awaitedLater(
+          Promise.resolve(sub.node).then((n) => {
+            if (!n) return undefined;
+            const dirNode = nodeFromStat(name, st);
+            dirNode.subtree = n.subtree as string; // in place, not a spread: see unchangedFile
+            return dirNode;
+          }),
+        ),
+      );
     }
     return this.finishDir(dir === '/' ? '' : path.basename(dir), undefined, pending);
   }

@@ -24,7 +24,7 @@
  */
 import { endianness } from 'node:os';
 import { BLOB_TREE, type BlobType } from '../format.js';
-import { ENTRY_LEN } from '../pack/pack.js';
+import { ENTRY_ID, ENTRY_LEN, ENTRY_LENGTH, ENTRY_OFFSET, ENTRY_RAW_LENGTH } from '../pack/pack.js';
 import type { DiskIndex } from './disk-index.js';
 
 const SLOT = 48;
@@ -197,9 +197,10 @@ export class BlobIndex {
   private find(id: Uint8Array, at = 0): number {
     const mask = this.capacity - 1;
     const b0 = id[at]!, b1 = id[at + 1]!, b2 = id[at + 2]!, b3 = id[at + 3]!;
-    let i = (b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)) & mask;
+    const hash = b0 | (b1 << 8) | (b2 << 16) | (b3 << 24);
+    let i = hash & mask;
     // The id's first 4 bytes as the table's first word of the slot holds them.
-    const first = (LITTLE_ENDIAN ? b0 | (b1 << 8) | (b2 << 16) | (b3 << 24) : (b0 << 24) | (b1 << 16) | (b2 << 8) | b3) >>> 0;
+    const first = (LITTLE_ENDIAN ? hash : (b0 << 24) | (b1 << 16) | (b2 << 8) | b3) >>> 0;
     const words = this.words;
     for (;;) {
       const w = i * WORDS;
@@ -401,15 +402,15 @@ export class BlobIndex {
     if (capacity !== this.capacity) this.grow(capacity);
     for (let b = 0; b < entries.length; b += ENTRY_LEN) {
       const type = entries[b]!;
-      const offset = entries.readUInt32LE(b + 33);
-      const length = entries.readUInt32LE(b + 37);
-      const rawLength = entries.readUInt32LE(b + 41);
-      const i = this.find(entries, b + 1);
+      const offset = entries.readUInt32LE(b + ENTRY_OFFSET);
+      const length = entries.readUInt32LE(b + ENTRY_LENGTH);
+      const rawLength = entries.readUInt32LE(b + ENTRY_RAW_LENGTH);
+      const i = this.find(entries, b + ENTRY_ID);
       if (i >= 0) {
-        this.add(Buffer.from(entries.subarray(b + 1, b + 33)), { packIndex: handle, offset, length, rawLength, type: type as BlobType });
+        this.add(Buffer.from(entries.subarray(b + ENTRY_ID, b + ENTRY_ID + 32)), { packIndex: handle, offset, length, rawLength, type: type as BlobType });
         continue;
       }
-      entries.copy(this.table, (-1 - i) * SLOT, b + 1, b + 33);
+      entries.copy(this.table, (-1 - i) * SLOT, b + ENTRY_ID, b + ENTRY_ID + 32);
       this.put((-1 - i) * WORDS, handle, type, offset, length, rawLength, false);
       this.count++;
     }

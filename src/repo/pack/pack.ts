@@ -11,6 +11,11 @@ import { SEAL_OVERHEAD, seal, unseal, type MasterKey } from '../../codec/crypto.
 import type { BlobType } from '../format.js';
 
 export const ENTRY_LEN = 45;
+/** Where each field of an entry starts (after the type byte at 0). */
+export const ENTRY_ID = 1;
+export const ENTRY_OFFSET = 33;
+export const ENTRY_LENGTH = 37;
+export const ENTRY_RAW_LENGTH = 41;
 export const TRAILER_LEN = 4;
 
 export interface PackEntry {
@@ -26,10 +31,10 @@ export function encodeEntries(entries: readonly PackEntry[]): Buffer {
   entries.forEach((e, i) => {
     const b = i * ENTRY_LEN;
     buf[b] = e.type;
-    e.id.copy(buf, b + 1);
-    buf.writeUInt32LE(e.offset, b + 33);
-    buf.writeUInt32LE(e.length, b + 37);
-    buf.writeUInt32LE(e.rawLength, b + 41);
+    e.id.copy(buf, b + ENTRY_ID);
+    buf.writeUInt32LE(e.offset, b + ENTRY_OFFSET);
+    buf.writeUInt32LE(e.length, b + ENTRY_LENGTH);
+    buf.writeUInt32LE(e.rawLength, b + ENTRY_RAW_LENGTH);
   });
   return buf;
 }
@@ -44,10 +49,10 @@ export function decodeEntries(buf: Buffer, what: string): PackEntry[] {
     if (type !== 0 && type !== 1) throw new LifeboatError('CORRUPT', `${what}: unknown blob type ${type}`);
     out.push({
       type,
-      id: Buffer.from(buf.subarray(b + 1, b + 33)),
-      offset: buf.readUInt32LE(b + 33),
-      length: buf.readUInt32LE(b + 37),
-      rawLength: buf.readUInt32LE(b + 41),
+      id: Buffer.from(buf.subarray(b + ENTRY_ID, b + ENTRY_ID + 32)),
+      offset: buf.readUInt32LE(b + ENTRY_OFFSET),
+      length: buf.readUInt32LE(b + ENTRY_LENGTH),
+      rawLength: buf.readUInt32LE(b + ENTRY_RAW_LENGTH),
     });
   }
   return out;

@@ -288,14 +288,9 @@ export async function pgStream(repo: Repository, opts: PgStreamOptions): Promise
  * it with zeros is the state its preallocation would have reached, and pg_receivewal
  * streams a `.partial` again from the segment's start, so nothing in it is trusted.
  */
-async function finishPreallocation(full: string, segSize: number): Promise<void> {
-  const fh = await fs.open(full, constants.O_WRONLY | constants.O_NOFOLLOW);
-  try {
-    const st = await fh.stat();
-    if (st.isFile() && st.size > 0 && st.size < segSize) await fh.truncate(segSize);
-  } finally {
-    await fh.close();
-  }
+async function finishPreallocation(fh: fs.FileHandle, segSize: number): Promise<void> {
+  const st = await fh.stat();
+  if (st.isFile() && st.size > 0 && st.size < segSize) await fh.truncate(segSize);
 }
 
 /**
@@ -315,11 +310,12 @@ async function setAsideForeign(spool: string, probe: StreamProbe, report: (file:
     }
     if (wal.kind !== 'segment' && wal.kind !== 'partial') continue;
     const full = path.join(spool, file);
-    if (wal.kind === 'partial') await finishPreallocation(full, probe.segSize);
     const head = Buffer.alloc(40);
-    const fh = await fs.open(full, 'r');
+    // One open for both: a `.partial` is written to (never through a symlink), a segment only read.
+    const fh = await fs.open(full, wal.kind === 'partial' ? constants.O_RDWR | constants.O_NOFOLLOW : 'r');
     let got = 0;
     try {
+      if (wal.kind === 'partial') await finishPreallocation(fh, probe.segSize);
       got = (await fh.read(head, 0, 40, 0)).bytesRead;
     } finally {
       await fh.close();
