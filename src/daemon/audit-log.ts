@@ -7,7 +7,7 @@ import type { Database as Db } from 'better-sqlite3';
 import { DEFAULT_KEEP_AUDIT } from '../config/config.js';
 import type { AuditRow } from './catalog.js';
 
-/** Refusals of one (token or address, status) are one audit row per this window. */
+/** Refusals of one (token or address, status) within this long of the row's first are that one row. */
 const WINDOW_MS = 60_000;
 /** Pending refusal counts are written at most this often (a flood must not become a write per call). */
 const FLUSH_MS = 1000;
@@ -16,7 +16,7 @@ const PRUNE_EVERY = 100;
 
 export class AuditLog {
   /** Refusals counted since their row was last written, by aggregation key. */
-  private readonly refusals = new Map<string, { id: number; window: number; pending: number }>();
+  private readonly refusals = new Map<string, { id: number; opened: number; pending: number }>();
   private lastFlush = 0;
   private writes = 0;
   /** What prune keeps (server.keep_audit). */
@@ -26,25 +26,26 @@ export class AuditLog {
 
   /**
    * Records a call. Refused calls (outcome "refused") are aggregated: the first of a
-   * (token or address, status) in a minute is a row at once, the rest of that minute
-   * add to its count, written at most once a second. A flood of bad tokens is then a
-   * handful of rows, not one per call, and still says who, how often and when.
+   * (token or address, status) is a row at once, and the same refusals in the minute
+   * after it add to its count, written at most once a second. A flood of bad tokens is
+   * then a handful of rows, not one per call, and still says who, how often and when.
+   * The minute starts at the row's first refusal, not on the clock's minute, so two
+   * refusals a second apart are one row whatever the clock says.
    */
   record(e: Omit<AuditRow, 'id' | 'time' | 'count'>, now = Date.now()): void {
     if (e.outcome === 'refused') {
       const key = JSON.stringify([e.actor, e.actor === null ? e.remote : null, e.status_code]);
-      const window = Math.floor(now / WINDOW_MS);
       const open = this.refusals.get(key);
-      if (open && open.window === window) {
+      if (open && now - open.opened < WINDOW_MS && now >= open.opened) {
         open.pending++;
         if (now - this.lastFlush >= FLUSH_MS) this.flush(now);
         return;
       }
       if (open) this.flushOne(open);
       const id = this.insertAudit(e, now);
-      this.refusals.set(key, { id, window, pending: 0 });
-      // Keys of past windows are done: forget them so the map stays small.
-      for (const [k, v] of this.refusals) if (v.window < window) { this.flushOne(v); this.refusals.delete(k); }
+      this.refusals.set(key, { id, opened: now, pending: 0 });
+      // Rows whose minute has passed are done: forget them so the map stays small.
+      for (const [k, v] of this.refusals) if (now - v.opened >= WINDOW_MS) { this.flushOne(v); this.refusals.delete(k); }
       return;
     }
     this.insertAudit(e, now);

@@ -192,13 +192,35 @@ describe('the audit log', () => {
     const rows = c.db.prepare('SELECT actor, remote, status_code, count FROM audit WHERE id >= ?').all(first) as Array<{ actor: string | null; remote: string; status_code: number; count: number }>;
     c.flushRefusals();
     const counted = c.db.prepare('SELECT SUM(count) AS n, COUNT(*) AS rows FROM audit WHERE id >= ?').get(first) as { n: number; rows: number };
-    // 40 addresses and one viewer: 41 rows per minute the run touched.
-    const minutes = Math.floor(Date.now() / 60_000) - Math.floor(startedAt / 60_000) + 1;
+    // 40 addresses and one viewer: 41 rows per minute the run lasted, begun or not.
+    const minutes = Math.floor((Date.now() - startedAt) / 60_000) + 1;
     expect(counted.rows).toBeLessThanOrEqual(41 * minutes);
     expect(rows.length).toBe(counted.rows);
     expect(counted.n).toBe(5000);
     expect(rows.find((r) => r.actor === 'alice-viewer')).toMatchObject({ status_code: 403 });
     expect(new Set(rows.filter((r) => r.actor === null).map((r) => r.remote)).size).toBe(40);
+  });
+
+  it("counts one token's refusals as one row for a minute from the first, across the clock's minute", () => {
+    const c = new Catalog(tmpdir('lb-audit-'));
+    try {
+      const refusal = (actor: string) => ({ actor, role: 'viewer' as const, method: 'POST', path: '/api/v1/drills', status_code: 403, outcome: 'refused' as const, remote: '127.0.0.1' });
+      const t0 = Date.UTC(2026, 11, 4, 23, 59, 59, 500);
+      c.audit(refusal('v'), t0);
+      c.audit(refusal('v'), t0 + 1000); // the clock's minute has turned
+      c.audit(refusal('w'), t0 + 2000);
+      c.audit(refusal('v'), t0 + 59_999);
+      c.audit(refusal('v'), t0 + 60_000); // a minute after the first: a new row
+      c.flushRefusals();
+      const rows = c.db.prepare('SELECT actor, time, count FROM audit ORDER BY id').all();
+      expect(rows).toEqual([
+        { actor: 'v', time: new Date(t0).toISOString(), count: 3 },
+        { actor: 'w', time: new Date(t0 + 2000).toISOString(), count: 1 },
+        { actor: 'v', time: new Date(t0 + 60_000).toISOString(), count: 1 },
+      ]);
+    } finally {
+      c.close();
+    }
   });
 
   it('is pruned to server.keep_audit (rows, or a duration)', async () => {
