@@ -633,11 +633,12 @@ export class Repository {
     return decodeTree(await this.loadBlob(Buffer.from(id, 'hex')), `tree ${id.slice(0, 16)}`);
   }
 
-  newPackWriter(uploadConcurrency = 2): PackWriter {
+  /** A pack writer; with `spillDir` (a backup's SpillDir) it builds its packs in files there, not in memory. */
+  newPackWriter(opts: { spillDir?: string; uploadConcurrency?: number } = {}): PackWriter {
     return new PackWriter(
-      { store: this.store, key: this.key, index: this.index, writeIndex: (packs) => this.writeIndex(packs) },
+      { store: this.store, key: this.key, index: this.index, writeIndex: (packs) => this.writeIndex(packs), ...(opts.spillDir !== undefined ? { spillDir: opts.spillDir } : {}) },
       this.compression,
-      uploadConcurrency,
+      opts.uploadConcurrency,
     );
   }
 

@@ -5,8 +5,10 @@
  * is cleaned up: at once after a failure, after a day (the tmp/ sweep) after a kill.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { listAll } from '../../src/storage/store.js';
@@ -142,5 +144,51 @@ describe('packs written to spill files', () => {
     } finally {
       execFileSync('umount', [disk]);
     }
+  }, 120_000);
+
+  /** A SQLite database of `mb` MiB of incompressible rows (its backup is a stream: packs sealed on the main thread). */
+  function bigDatabase(mb: number): string {
+    const file = path.join(tmpdir('lb-spill-db-'), 'big.db');
+    const conn = new Database(file);
+    conn.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)');
+    const insert = conn.prepare('INSERT INTO t (b) VALUES (?)');
+    conn.transaction(() => {
+      for (let i = 0; i < mb * 16; i++) insert.run(randomBytes(64 * 1024));
+    })();
+    conn.close();
+    return file;
+  }
+
+  it('a stream backup that fills the disk while the main thread writes a pack fails as NO_SPACE and leaves no pack file', async (ctx) => {
+    const disk = smallDisk();
+    if (!disk) return ctx.skip();
+    try {
+      const db = bigDatabase(40);
+      const repo = path.join(disk, 'repo');
+      await initRepo(repo);
+      const r = await runCli(['-r', repo, 'sqlite', 'backup', db]);
+      expect(r.code, r.stdout + r.stderr).toBe(17);
+      expect(r.stderr).toMatch(/^lifeboat: .*no space left on device/m);
+      expectOneLineError(r.stderr);
+      expect(await spills(repo)).toEqual(new Map());
+      expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+      const check = await runCli(['check', '--repo', repo]);
+      expect(check.code, check.stdout + check.stderr).toBe(0);
+    } finally {
+      execFileSync('umount', [disk]);
+    }
+  }, 120_000);
+
+  it('a stream backup whose packs cannot be stored fails with one line and leaves no pack file', async () => {
+    const db = bigDatabase(40);
+    const repo = path.join(tmpdir('lb-spill-fail-'), 'repo');
+    await initRepo(repo);
+    await fs.rm(path.join(repo, 'data'), { recursive: true, force: true });
+    await fs.writeFile(path.join(repo, 'data'), 'not a directory');
+    const r = await runCli(['-r', repo, 'sqlite', 'backup', db]);
+    expect(r.code, r.stdout + r.stderr).not.toBe(0);
+    expectOneLineError(r.stderr);
+    expect(await spills(repo)).toEqual(new Map());
+    expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   }, 120_000);
 });

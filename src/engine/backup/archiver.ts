@@ -25,7 +25,7 @@ import { ChunkPool } from '../workers/chunk-pool.js';
 import type { FileResult } from '../workers/protocol.js';
 import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
-import { cacheRoot, indexCacheDir, WriteOnlyCache } from './write-cache.js';
+import { indexCacheDir, WriteOnlyCache } from './write-cache.js';
 import { SpillDir } from './spill.js';
 
 export interface BackupOptions {
@@ -235,7 +235,7 @@ interface Pending {
 }
 
 class Archiver {
-  private readonly writer: PackWriter;
+  private writer!: PackWriter;
   /** Made by run(), once the spill directory the workers write packs to exists. */
   private pool!: ChunkPool;
   private readonly slots: Semaphore;
@@ -256,7 +256,6 @@ class Archiver {
     private readonly opts: BackupOptions,
     private readonly parents: ParentSource,
   ) {
-    this.writer = repo.newPackWriter();
     this.emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
     this.excludes = new PathMatcher(opts.excludes ?? []);
     this.slots = new Semaphore((opts.threads ?? defaultThreads()) * 2);
@@ -310,10 +309,9 @@ class Archiver {
     const paths = [...new Set(this.opts.paths.map((p) => path.resolve(p)))].sort();
     const hostname = this.opts.hostname ?? os.hostname();
     const parent = this.opts.parent === undefined ? await this.parents.findParent(hostname, paths) : this.opts.parent;
-    const spill = await SpillDir.open(this.repo.store, [
-      { dir: path.join(cacheRoot(), 'spill'), own: true },
-      { dir: os.tmpdir(), own: false },
-    ]);
+    const spill = await SpillDir.forBackup(this.repo.store);
+    // Tree packs are written to files in the spill directory too, like the workers' packs.
+    this.writer = this.repo.newPackWriter({ spillDir: spill.path });
     this.pool = this.startPool(spill);
     try {
       const rootTree = parent ? await this.parents.loadTree(parent.tree) : undefined;

@@ -20,6 +20,7 @@ import { LifeboatError } from '../../errors.js';
 import type { LocalFile, Store } from '../../storage/store.js';
 import { checkName } from '../../util/safe-fs.js';
 import { SPILL_SUFFIX, sweepStale } from '../../util/sweep.js';
+import { cacheRoot } from './write-cache.js';
 
 /** A spill directory older than this was left by a backup that died (as the local store's tmp/). */
 const STALE_MS = 24 * 3600 * 1000;
@@ -64,6 +65,14 @@ export class SpillDir {
       hint: 'set LIFEBOAT_CACHE_DIR to a writable directory',
       cause: lastErr,
     });
+  }
+
+  /** A backup's spill directory: the store's staging directory, else the cache's spill/, else os.tmpdir(). */
+  static forBackup(store: Pick<Store, 'stagingDir'>): Promise<SpillDir> {
+    return SpillDir.open(store, [
+      { dir: path.join(cacheRoot(), 'spill'), own: true },
+      { dir: os.tmpdir(), own: false },
+    ]);
   }
 
   private static async create(base: string): Promise<SpillDir> {

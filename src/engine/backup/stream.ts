@@ -21,6 +21,7 @@ import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
 import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import { isSafeName, type TreeNode } from '../../repo/snapshot/tree.js';
 import { throttleProgress, type ProgressFn } from '../progress.js';
+import { SpillDir } from './spill.js';
 import { indexCacheDir } from './write-cache.js';
 
 export interface StreamBackupOptions {
@@ -79,7 +80,26 @@ async function run(repo: Repository, input: Readable, opts: StreamBackupOptions,
   const started = Date.now();
   if (opts.time) checkSnapshotTime(opts.time, started);
   const time = opts.time ?? new Date(started);
-  const writer = repo.newPackWriter();
+  // Packs are written to files there, not held in memory (pack-writer.ts).
+  const spill = await SpillDir.forBackup(repo.store);
+  const writer = repo.newPackWriter({ spillDir: spill.path });
+  try {
+    return await store(repo, writer, input, opts, parts, started, time);
+  } finally {
+    await writer.settle();
+    await spill.remove();
+  }
+}
+
+async function store(
+  repo: Repository,
+  writer: PackWriter,
+  input: Readable,
+  opts: StreamBackupOptions,
+  parts: string[],
+  started: number,
+  time: Date,
+): Promise<Snapshot> {
   const emit = throttleProgress(opts.onProgress);
   let bytes = 0;
   const content = await storeChunks(repo, writer, input, (n) => {

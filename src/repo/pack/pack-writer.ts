@@ -3,13 +3,22 @@
  * concurrency, and writes index files naming only packs whose upload finished:
  * packs → index → (caller) snapshot, the order that keeps every crash recoverable.
  *
+ * Given a spill directory (backups: engine/backup/spill.ts), each pack is written to a
+ * file of its own there as its blobs come, and stored from that file: no pack is held
+ * in memory, open or waiting for its upload (a stream backup held up to four, ~64 MiB,
+ * and a file backup its tree pack twice over while sealing it). Without one (copy,
+ * prune, reseal) packs are built in memory.
+ *
  * Blobs are entered into the in-memory index as soon as they are accepted, under a
  * reserved pack handle, so concurrent producers deduplicate against blobs that are
  * still on their way to the store.
  */
-import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsc, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
 import { seal, blobId, type MasterKey } from '../../codec/crypto.js';
+import { fromSystemError } from '../../errors.js';
 import type { Compression } from '../../codec/compression.js';
 import { putFile, type LocalFile, type Store } from '../../storage/store.js';
 import { Semaphore } from '../../util/limit.js';
@@ -24,6 +33,8 @@ export interface PackWriterDeps {
   index: BlobIndex;
   /** Stores an index file naming these (already stored) packs. */
   writeIndex(packs: readonly IndexedPack[]): Promise<void>;
+  /** A directory of the caller's where packs are written as files (see above); none: in memory. */
+  spillDir?: string;
 }
 
 export interface PackWriterStats {
@@ -35,7 +46,10 @@ export interface PackWriterStats {
 
 interface OpenPack {
   handle: number;
+  /** The sealed blobs, in memory (no spill directory). */
   parts: Buffer[];
+  /** The pack's file in the spill directory, and its writes not yet finished. */
+  file?: { path: string; handle: Promise<FileHandle>; writes: Set<Promise<void>> };
   entries: PackEntry[];
   size: number;
   hash: ReturnType<typeof createHash>;
@@ -80,10 +94,14 @@ export class PackWriter {
     let pack = this.open.get(type);
     if (!pack) {
       pack = { handle: this.deps.index.reservePack(), parts: [], entries: [], size: 0, hash: createHash('sha256') };
+      if (this.deps.spillDir !== undefined) pack.file = this.openFile(this.deps.spillDir);
       this.open.set(type, pack);
     }
     const entry: PackEntry = { type, id, offset: pack.size, length: sealed.length, rawLength };
-    pack.parts.push(sealed);
+    // Offsets and the hash are taken in the order blobs come; the file's writes are
+    // positional, so concurrent adds may finish in any order.
+    const written = pack.file ? this.write(pack.file, sealed, pack.size) : undefined;
+    if (!pack.file) pack.parts.push(sealed);
     pack.entries.push(entry);
     pack.hash.update(sealed);
     pack.size += sealed.length;
@@ -91,6 +109,33 @@ export class PackWriter {
     this.stats.blobs++;
     this.stats.rawBytes += rawLength;
     if (pack.size >= PACK_TARGET_SIZE) await this.finishPack(type);
+    else await written;
+  }
+
+  /** A new pack file in `dir`, created exclusively (nothing, a symlink included, may be there). */
+  private openFile(dir: string): NonNullable<OpenPack['file']> {
+    const file = path.join(dir, `${randomBytes(12).toString('hex')}.tmp`);
+    const handle = fs.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    handle.catch(() => {}); // awaited by every write and by finishPack
+    return { path: file, handle, writes: new Set() };
+  }
+
+  /** Writes `data` at `position` of the pack's file; a failure fails the writer (NO_SPACE and the like, with a hint). */
+  private write(file: NonNullable<OpenPack['file']>, data: Uint8Array, position: number): Promise<void> {
+    const p = (async () => {
+      try {
+        const fh = await file.handle;
+        for (let done = 0; done < data.length; ) {
+          done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
+        }
+      } catch (err) {
+        this.failure ??= fromSystemError(err, `writing a pack in ${path.dirname(file.path)}`);
+        throw this.failure;
+      }
+    })();
+    file.writes.add(p);
+    void p.then(() => file.writes.delete(p), () => {});
+    return p;
   }
 
   private async finishPack(type: BlobType): Promise<void> {
@@ -101,9 +146,25 @@ export class PackWriter {
     pack.hash.update(footer);
     const packId = pack.hash.digest();
     this.deps.index.setPackId(pack.handle, packId);
-    const bytes = Buffer.concat([...pack.parts, footer]);
-    pack.parts.length = 0;
-    await this.storePack(packId, bytes, pack.entries);
+    if (!pack.file) {
+      const bytes = Buffer.concat([...pack.parts, footer]);
+      pack.parts.length = 0;
+      await this.storePack(packId, bytes, pack.entries);
+      return;
+    }
+    const { file } = pack;
+    const size = pack.size + footer.length;
+    try {
+      await this.write(file, footer, pack.size);
+      await Promise.all([...file.writes]);
+    } catch (err) {
+      await Promise.allSettled([...file.writes]);
+      await closeFile(file);
+      await fs.rm(file.path, { force: true }).catch(() => {});
+      throw err;
+    }
+    await closeFile(file);
+    await this.storePack(packId, { path: file.path, size }, pack.entries);
   }
 
   /**
@@ -157,8 +218,20 @@ export class PackWriter {
     void upload.finally(() => this.uploads.delete(upload));
   }
 
-  /** Waits until no upload runs, whatever their outcome (a failed backup's cleanup). */
+  /**
+   * Waits until no upload runs, whatever their outcome (a failed backup's cleanup), and
+   * closes and removes the files of packs left open. The caller then removes the spill
+   * directory.
+   */
   async settle(): Promise<void> {
+    const open = [...this.open.values()];
+    this.open.clear();
+    for (const pack of open) {
+      if (!pack.file) continue;
+      await Promise.allSettled([...pack.file.writes]);
+      await closeFile(pack.file);
+      await fs.rm(pack.file.path, { force: true }).catch(() => {});
+    }
     while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
   }
 
@@ -184,4 +257,10 @@ export class PackWriter {
     await this.writeIndex();
   }
 
+}
+
+/** Closes a pack's file; one that never opened has nothing to close. */
+async function closeFile(file: NonNullable<OpenPack['file']>): Promise<void> {
+  const fh = await file.handle.catch(() => undefined);
+  await fh?.close().catch(() => {});
 }

@@ -21,6 +21,7 @@ import * as os from 'node:os';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { storeChunks } from '../../engine/backup/stream.js';
 import { realLater, throttleProgress, type ProgressFn } from '../../engine/progress.js';
+import { SpillDir } from '../../engine/backup/spill.js';
 import { indexCacheDir } from '../../engine/backup/write-cache.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
@@ -82,7 +83,7 @@ interface Frame {
 }
 
 class BucketArchiver {
-  private readonly writer: PackWriter;
+  private writer!: PackWriter;
   private readonly slots: Semaphore;
   private budget = BUFFER_BUDGET;
   private readonly budgetWaiters: Array<() => void> = [];
@@ -99,7 +100,6 @@ class BucketArchiver {
     private readonly repo: Repository,
     private readonly opts: BucketBackupOptions,
   ) {
-    this.writer = repo.newPackWriter();
     this.slots = new Semaphore(Math.max(1, opts.parallel));
     this.emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
   }
@@ -108,6 +108,9 @@ class BucketArchiver {
   private readonly inFlight = new Set<Promise<TreeNode>>();
 
   async run(): Promise<Snapshot> {
+    // Packs are written to files there, not held in memory (pack-writer.ts).
+    const spill = await SpillDir.forBackup(this.repo.store);
+    this.writer = this.repo.newPackWriter({ spillDir: spill.path });
     try {
       return await this.archive();
     } catch (err) {
@@ -116,6 +119,8 @@ class BucketArchiver {
       throw err;
     } finally {
       this.emit.cancel();
+      await this.writer.settle();
+      await spill.remove();
     }
   }
 
