@@ -40,7 +40,8 @@ function topMask(bits: number): number {
 
 export class FastCDC {
   readonly params: ChunkerParams;
-  private readonly gear: Uint32Array;
+  /** The gear table read as int32: the hash then stays in int32 arithmetic (below). */
+  private readonly gear: Int32Array;
   private readonly maskS: number;
   private readonly maskL: number;
 
@@ -48,11 +49,11 @@ export class FastCDC {
     if (!(params.min > 64 && params.min <= params.avg && params.avg <= params.max)) {
       throw new Error(`bad chunker parameters ${JSON.stringify(params)}`);
     }
-    this.gear = gear;
+    this.gear = new Int32Array(gear.buffer, gear.byteOffset, 256);
     this.params = params;
     const bits = Math.round(Math.log2(params.avg));
-    this.maskS = topMask(bits + 2);
-    this.maskL = topMask(bits - 2);
+    this.maskS = topMask(bits + 2) | 0;
+    this.maskL = topMask(bits - 2) | 0;
   }
 
   /**
@@ -70,14 +71,37 @@ export class FastCDC {
     const gear = this.gear;
     const maskS = this.maskS;
     const maskL = this.maskL;
+    // The hash is kept as an int32 (`| 0`), not a uint32 (`>>> 0`): the same 32 bits
+    // and the same cuts, but V8 then never leaves int32 arithmetic; with the loop
+    // unrolled by four, 2.3x faster (342 -> 148 ms for 256 MiB; docs/performance.md).
     let fp = 0;
     let i = start + min;
+    for (const n4 = normal - 3; i < n4; i += 4) {
+      fp = ((fp << 1) + (gear[buf[i] as number] as number)) | 0;
+      if ((fp & maskS) === 0) return i + 1;
+      fp = ((fp << 1) + (gear[buf[i + 1] as number] as number)) | 0;
+      if ((fp & maskS) === 0) return i + 2;
+      fp = ((fp << 1) + (gear[buf[i + 2] as number] as number)) | 0;
+      if ((fp & maskS) === 0) return i + 3;
+      fp = ((fp << 1) + (gear[buf[i + 3] as number] as number)) | 0;
+      if ((fp & maskS) === 0) return i + 4;
+    }
     for (; i < normal; i++) {
-      fp = ((fp << 1) + (gear[buf[i] as number] as number)) >>> 0;
+      fp = ((fp << 1) + (gear[buf[i] as number] as number)) | 0;
       if ((fp & maskS) === 0) return i + 1;
     }
+    for (const l4 = limit - 3; i < l4; i += 4) {
+      fp = ((fp << 1) + (gear[buf[i] as number] as number)) | 0;
+      if ((fp & maskL) === 0) return i + 1;
+      fp = ((fp << 1) + (gear[buf[i + 1] as number] as number)) | 0;
+      if ((fp & maskL) === 0) return i + 2;
+      fp = ((fp << 1) + (gear[buf[i + 2] as number] as number)) | 0;
+      if ((fp & maskL) === 0) return i + 3;
+      fp = ((fp << 1) + (gear[buf[i + 3] as number] as number)) | 0;
+      if ((fp & maskL) === 0) return i + 4;
+    }
     for (; i < limit; i++) {
-      fp = ((fp << 1) + (gear[buf[i] as number] as number)) >>> 0;
+      fp = ((fp << 1) + (gear[buf[i] as number] as number)) | 0;
       if ((fp & maskL) === 0) return i + 1;
     }
     return limit;

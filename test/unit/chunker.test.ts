@@ -54,4 +54,51 @@ describe('FastCDC', () => {
     const b = new FastCDC(gearTable(Buffer.alloc(32, 2)), small).split(data);
     expect(a).not.toEqual(b);
   });
+
+  /**
+   * The chunker as first written (a uint32 hash, one byte a turn): every repository's
+   * boundaries were cut by it, so any faster form must cut exactly where it did, or
+   * the next backup of unchanged files would store them again.
+   */
+  function referenceCut(g: Uint32Array, p: ChunkerParams, buf: Uint8Array, start: number, end: number): number {
+    const len = end - start;
+    if (len <= p.min) return end;
+    const limit = start + Math.min(len, p.max);
+    const normal = Math.min(start + p.avg, limit);
+    const bits = Math.round(Math.log2(p.avg));
+    const mask = (b: number) => ((2 ** b - 1) * 2 ** (32 - b)) >>> 0;
+    let fp = 0;
+    let i = start + p.min;
+    for (; i < normal; i++) {
+      fp = ((fp << 1) + g[buf[i]!]!) >>> 0;
+      if ((fp & mask(bits + 2)) === 0) return i + 1;
+    }
+    for (; i < limit; i++) {
+      fp = ((fp << 1) + g[buf[i]!]!) >>> 0;
+      if ((fp & mask(bits - 2)) === 0) return i + 1;
+    }
+    return limit;
+  }
+
+  it('cuts exactly where the first implementation cut, for every key bit and remainder', () => {
+    const params: ChunkerParams[] = [small, { min: 2049, avg: 8192, max: 65539 }, { min: 513, avg: 1024, max: 4099 }];
+    for (const [k, p] of params.entries()) {
+      const g = gearTable(Buffer.alloc(32, 7 + k));
+      const c = new FastCDC(g, p);
+      // Random data (cuts in both loops), zeros (no cut: the limit), and runs that end
+      // at each offset from the unrolled loop's remainder.
+      const inputs = [pseudoRandom(2_000_000, 40 + k), Buffer.alloc(300_000), Buffer.concat([pseudoRandom(200_000, 50 + k), Buffer.alloc(p.max * 2)])];
+      for (const data of inputs) {
+        let cuts = 0;
+        for (let start = 0; start < data.length; ) {
+          const end = Math.min(data.length, start + p.max + (start % 7));
+          const want = referenceCut(g, p, data, start, end);
+          expect(c.cut(data, start, end, true), `params ${k}, at ${start}`).toBe(want);
+          start = want;
+          cuts++;
+        }
+        expect(cuts).toBeGreaterThan(1);
+      }
+    }
+  });
 });
