@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { listAll } from '../../src/storage/store.js';
 import { cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
@@ -101,19 +101,22 @@ describe('packs written to spill files', () => {
     await expectRestoreIdentical(repo, 'latest', src);
   }, 180_000);
 
-  it('a backup whose packs cannot be stored fails and leaves no pack file behind', async () => {
-    const src = await sourceWithLongTail();
+  /** A repository whose data/ is a plain file: every pack put fails (even as root). */
+  async function unstorableRepo(): Promise<string> {
     const repo = path.join(tmpdir('lb-spill-fail-'), 'repo');
     await initRepo(repo);
-    // data/ replaced by a plain file: every pack put fails (even as root).
     await fs.rm(path.join(repo, 'data'), { recursive: true, force: true });
     await fs.writeFile(path.join(repo, 'data'), 'not a directory');
-    const r = await runCli(['backup', '--repo', repo, src]);
+    return repo;
+  }
+
+  /** A failed backup's leavings: its own one-line error, and no spill directory or pack file in tmp/. */
+  async function expectCleanFailure(repo: string, r: { code: number; stdout: string; stderr: string }): Promise<void> {
     expect(r.code, r.stdout + r.stderr).not.toBe(0);
     expectOneLineError(r.stderr);
     expect(await spills(repo)).toEqual(new Map());
     expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
-  }, 120_000);
+  }
 
   /** A 24 MiB tmpfs for the repository, or undefined where mounting is not allowed (not root). */
   function smallDisk(): string | undefined {
@@ -126,25 +129,23 @@ describe('packs written to spill files', () => {
     }
   }
 
-  it('a backup that fills the disk while a worker writes a pack fails as NO_SPACE, names no missing pack and leaves no pack file', async (ctx) => {
+  /** Runs `args(repo)` against a repository on a small disk: NO_SPACE (17), a clean failure, and `check` passes after. */
+  async function expectNoSpace(ctx: TestContext, args: (repo: string) => string[]): Promise<void> {
     const disk = smallDisk();
     if (!disk) return ctx.skip();
     try {
-      const src = await sourceWithLongTail();
       const repo = path.join(disk, 'repo');
       await initRepo(repo);
-      const r = await runCli(['backup', '--repo', repo, src]);
+      const r = await runCli(args(repo));
       expect(r.code, r.stdout + r.stderr).toBe(17);
       expect(r.stderr).toMatch(/^lifeboat: .*no space left on device/m);
-      expectOneLineError(r.stderr);
-      expect(await spills(repo)).toEqual(new Map());
-      expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+      await expectCleanFailure(repo, r);
       const check = await runCli(['check', '--repo', repo]);
       expect(check.code, check.stdout + check.stderr).toBe(0);
     } finally {
       execFileSync('umount', [disk]);
     }
-  }, 120_000);
+  }
 
   /** A SQLite database of `mb` MiB of incompressible rows (its backup is a stream: packs sealed on the main thread). */
   function bigDatabase(mb: number): string {
@@ -159,36 +160,25 @@ describe('packs written to spill files', () => {
     return file;
   }
 
+  it('a backup whose packs cannot be stored fails and leaves no pack file behind', async () => {
+    const src = await sourceWithLongTail();
+    const repo = await unstorableRepo();
+    await expectCleanFailure(repo, await runCli(['backup', '--repo', repo, src]));
+  }, 120_000);
+
+  it('a backup that fills the disk while a worker writes a pack fails as NO_SPACE, names no missing pack and leaves no pack file', async (ctx) => {
+    const src = await sourceWithLongTail();
+    await expectNoSpace(ctx, (repo) => ['backup', '--repo', repo, src]);
+  }, 120_000);
+
   it('a stream backup that fills the disk while the main thread writes a pack fails as NO_SPACE and leaves no pack file', async (ctx) => {
-    const disk = smallDisk();
-    if (!disk) return ctx.skip();
-    try {
-      const db = bigDatabase(40);
-      const repo = path.join(disk, 'repo');
-      await initRepo(repo);
-      const r = await runCli(['-r', repo, 'sqlite', 'backup', db]);
-      expect(r.code, r.stdout + r.stderr).toBe(17);
-      expect(r.stderr).toMatch(/^lifeboat: .*no space left on device/m);
-      expectOneLineError(r.stderr);
-      expect(await spills(repo)).toEqual(new Map());
-      expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
-      const check = await runCli(['check', '--repo', repo]);
-      expect(check.code, check.stdout + check.stderr).toBe(0);
-    } finally {
-      execFileSync('umount', [disk]);
-    }
+    const db = bigDatabase(40);
+    await expectNoSpace(ctx, (repo) => ['-r', repo, 'sqlite', 'backup', db]);
   }, 120_000);
 
   it('a stream backup whose packs cannot be stored fails with one line and leaves no pack file', async () => {
     const db = bigDatabase(40);
-    const repo = path.join(tmpdir('lb-spill-fail-'), 'repo');
-    await initRepo(repo);
-    await fs.rm(path.join(repo, 'data'), { recursive: true, force: true });
-    await fs.writeFile(path.join(repo, 'data'), 'not a directory');
-    const r = await runCli(['-r', repo, 'sqlite', 'backup', db]);
-    expect(r.code, r.stdout + r.stderr).not.toBe(0);
-    expectOneLineError(r.stderr);
-    expect(await spills(repo)).toEqual(new Map());
-    expect((await fs.readdir(path.join(repo, 'tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    const repo = await unstorableRepo();
+    await expectCleanFailure(repo, await runCli(['-r', repo, 'sqlite', 'backup', db]));
   }, 120_000);
 });

@@ -18,7 +18,7 @@ import { constants as fsc, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { seal, blobId, type MasterKey } from '../../codec/crypto.js';
-import { fromSystemError } from '../../errors.js';
+import { fromSystemError, isLifeboatError, LifeboatError } from '../../errors.js';
 import type { Compression } from '../../codec/compression.js';
 import { putFile, type LocalFile, type Store } from '../../storage/store.js';
 import { Semaphore } from '../../util/limit.js';
@@ -129,7 +129,7 @@ export class PackWriter {
           done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
         }
       } catch (err) {
-        this.failure ??= fromSystemError(err, `writing a pack in ${path.dirname(file.path)}`);
+        this.failure ??= packWriteError(err, `writing a pack in ${path.dirname(file.path)}`);
         throw this.failure;
       }
     })();
@@ -263,4 +263,14 @@ export class PackWriter {
 async function closeFile(file: NonNullable<OpenPack['file']>): Promise<void> {
   const fh = await file.handle.catch(() => undefined);
   await fh?.close().catch(() => {});
+}
+
+/** A failed write of a pack file as a one-line error with a hint (ENOSPC: NO_SPACE; the directory gone: FAILED). */
+function packWriteError(err: unknown, what: string): LifeboatError {
+  const mapped = fromSystemError(err, what);
+  if (isLifeboatError(mapped)) return mapped;
+  return new LifeboatError('FAILED', `${what}: ${err instanceof Error ? err.message : String(err)}`, {
+    hint: 'the directory for packs being written was removed or changed during the backup; run it again',
+    cause: err,
+  });
 }
