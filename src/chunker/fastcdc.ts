@@ -49,6 +49,7 @@ export class FastCDC {
     if (!(params.min > 64 && params.min <= params.avg && params.avg <= params.max)) {
       throw new Error(`bad chunker parameters ${JSON.stringify(params)}`);
     }
+    if (gear.length !== 256) throw new Error(`a gear table has 256 entries, not ${gear.length}`);
     this.gear = new Int32Array(gear.buffer, gear.byteOffset, 256);
     this.params = params;
     const bits = Math.round(Math.log2(params.avg));

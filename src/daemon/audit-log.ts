@@ -38,14 +38,16 @@ export class AuditLog {
       const open = this.refusals.get(key);
       if (open && now - open.opened < WINDOW_MS && now >= open.opened) {
         open.pending++;
-        if (now - this.lastFlush >= FLUSH_MS) this.flush(now);
+        // A clock set back makes the flush due, not late by however far it went back.
+        if (now - this.lastFlush >= FLUSH_MS || now < this.lastFlush) this.flush(now);
         return;
       }
       if (open) this.flushOne(open);
       const id = this.insertAudit(e, now);
       this.refusals.set(key, { id, opened: now, pending: 0 });
       // Rows whose minute has passed are done: forget them so the map stays small.
-      for (const [k, v] of this.refusals) if (now - v.opened >= WINDOW_MS) { this.flushOne(v); this.refusals.delete(k); }
+      // (A row opened "in the future" by a clock since set back is done too.)
+      for (const [k, v] of this.refusals) if (now - v.opened >= WINDOW_MS || now < v.opened) { this.flushOne(v); this.refusals.delete(k); }
       return;
     }
     this.insertAudit(e, now);

@@ -5,7 +5,7 @@
  * the index says), and a write that fails must fail the writer and leave no file behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, promises as fsp, readdirSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,72 @@ describe('PackWriter with a spill directory', () => {
     expect(String((err as Error).message)).toMatch(/writing a pack in .*missing/);
     await expect(other.flush()).rejects.toBe(err);
     await writer.settle();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a close that fails (the first report of a failed write, on NFS or under a quota) stores nothing and fails the writer as NO_SPACE', async () => {
+    const store = new MemoryStore();
+    const repo = await Repository.init(store, 'pw');
+    const dir = spillDir();
+    const writer = repo.newPackWriter({ spillDir: dir });
+    // The pack file's first close fails; the cleanup's close is real.
+    const open = fsp.open;
+    fsp.open = async (...args: Parameters<typeof open>) => {
+      const fh = await open(...args);
+      const close = fh.close.bind(fh);
+      fh.close = () => {
+        fh.close = close;
+        return Promise.reject(Object.assign(new Error('EDQUOT: disk quota exceeded, close'), { code: 'EDQUOT' }));
+      };
+      return fh;
+    };
+    try {
+      await writer.addPlain(BLOB_DATA, randomBytes(4096));
+    } finally {
+      fsp.open = open;
+    }
+    const err = await writer.flush().then(() => undefined, (e: unknown) => e);
+    expect(isLifeboatError(err, 'NO_SPACE'), String(err)).toBe(true);
+    expect((err as Error).message).not.toMatch(/\n/);
+    await writer.settle();
+    expect(await listAll(store, 'data/')).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('settle() waits for a pack being finished and refuses blobs added after it', async () => {
+    const store = new MemoryStore();
+    const repo = await Repository.init(store, 'pw');
+    const dir = spillDir();
+    const writer = repo.newPackWriter({ spillDir: dir });
+    // More than a pack, not awaited: the first is being finished when settle() starts,
+    // the rest is an open pack. The first pack's close waits (a bounded number of turns:
+    // correct code is waiting for it meanwhile) until the open pack's file is gone, so
+    // a settle() that did not wait for it would return before it is stored.
+    const open = fsp.open;
+    let opened = 0;
+    fsp.open = async (...args: Parameters<typeof open>) => {
+      const first = opened++ === 0;
+      const fh = await open(...args);
+      if (!first) return fh;
+      fsp.open = open;
+      const close = fh.close.bind(fh);
+      fh.close = async () => {
+        for (let i = 0; i < 5000 && readdirSync(dir).length > 1; i++) await new Promise((resolve) => setImmediate(resolve));
+        return close();
+      };
+      return fh;
+    };
+    const adds = Array.from({ length: 20 }, () => writer.addPlain(BLOB_DATA, randomBytes(1024 * 1024)));
+    await writer.settle();
+    expect(readdirSync(dir)).toEqual([]);
+    await Promise.allSettled(adds);
+    const after = await writer.addPlain(BLOB_TREE, Buffer.from('{"nodes":[1]}')).then(() => undefined, (e: unknown) => e);
+    expect(isLifeboatError(after, 'FAILED')).toBe(true);
+    // Every pack that was finished is stored whole; nothing is left in the directory.
+    for (const p of await listAll(store, 'data/')) {
+      expect(path.basename(p.key)).toBe(createHash('sha256').update(await store.get(p.key)).digest('hex'));
+    }
+    expect((await listAll(store, 'data/')).length).toBeGreaterThanOrEqual(1);
     expect(readdirSync(dir)).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
  * accepted: that is the back-pressure that keeps memory bounded.
  */
 import type { Worker } from 'node:worker_threads';
-import { fromSystemError } from '../../errors.js';
+import { packWriteError } from '../../repo/pack/pack-writer.js';
 import type { FileResult, FinishedPack, FromWorker, JobFile, ToWorker, WorkerInit } from './protocol.js';
 import { startWorker } from './worker-url.js';
 
@@ -138,7 +138,9 @@ export class ChunkPool {
       case 'fatal':
         // A full disk (or a denied write) where the worker writes its pack file is the
         // operator's to fix, and reported as such (NO_SPACE, PERMISSION), not as a crash.
-        throw fromSystemError(Object.assign(new Error(`chunk worker failed: ${msg.message}`), msg.code ? { code: msg.code } : {}), `writing a pack file in ${this.init.spillDir}`);
+        // Anything else (a bug) goes out as it is, stack and all.
+        if (msg.code) throw packWriteError(Object.assign(new Error(`chunk worker failed: ${msg.message}`), { code: msg.code }), this.init.spillDir);
+        throw new Error(`chunk worker failed: ${msg.message}`);
     }
   }
 

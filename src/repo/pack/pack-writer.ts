@@ -65,6 +65,10 @@ export class PackWriter {
   private readonly slots: Semaphore;
   private finished: IndexedPack[] = [];
   private failure: unknown;
+  /** Packs between their last blob and their upload's start (settle() waits for them). */
+  private readonly finishing = new Set<Promise<void>>();
+  /** Set by settle(): a blob added after it (a straggler of a failed backup) is refused, not left in an open file. */
+  private settled = false;
 
   constructor(
     private readonly deps: PackWriterDeps,
@@ -90,6 +94,7 @@ export class PackWriter {
    */
   async addSealed(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<void> {
     this.throwIfFailed();
+    if (this.settled) throw new LifeboatError('FAILED', 'a blob was added after its backup ended');
     if (this.deps.index.has(id)) return;
     let pack = this.open.get(type);
     if (!pack) {
@@ -129,7 +134,7 @@ export class PackWriter {
           done += (await fh.write(data, done, data.length - done, position + done)).bytesWritten;
         }
       } catch (err) {
-        this.failure ??= packWriteError(err, `writing a pack in ${path.dirname(file.path)}`);
+        this.failure ??= packWriteError(err, path.dirname(file.path));
         throw this.failure;
       }
     })();
@@ -138,7 +143,14 @@ export class PackWriter {
     return p;
   }
 
-  private async finishPack(type: BlobType): Promise<void> {
+  private finishPack(type: BlobType): Promise<void> {
+    const done = this.sealPack(type);
+    this.finishing.add(done);
+    void done.then(() => this.finishing.delete(done), () => this.finishing.delete(done));
+    return done;
+  }
+
+  private async sealPack(type: BlobType): Promise<void> {
     const pack = this.open.get(type);
     if (!pack) return;
     this.open.delete(type);
@@ -157,13 +169,16 @@ export class PackWriter {
     try {
       await this.write(file, footer, pack.size);
       await Promise.all([...file.writes]);
+      // A failed close can be the first report of a failed write (NFS, quotas): the
+      // pack is not stored then. The workers' closeSync fails their job the same way.
+      await (await file.handle).close();
     } catch (err) {
+      this.failure ??= packWriteError(err, path.dirname(file.path));
       await Promise.allSettled([...file.writes]);
       await closeFile(file);
       await fs.rm(file.path, { force: true }).catch(() => {});
-      throw err;
+      throw this.failure;
     }
-    await closeFile(file);
     await this.storePack(packId, { path: file.path, size }, pack.entries);
   }
 
@@ -224,6 +239,8 @@ export class PackWriter {
    * directory.
    */
   async settle(): Promise<void> {
+    this.settled = true;
+    while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
     const open = [...this.open.values()];
     this.open.clear();
     for (const pack of open) {
@@ -265,11 +282,22 @@ async function closeFile(file: NonNullable<OpenPack['file']>): Promise<void> {
   await fh?.close().catch(() => {});
 }
 
-/** A failed write of a pack file as a one-line error with a hint (ENOSPC: NO_SPACE; the directory gone: FAILED). */
-function packWriteError(err: unknown, what: string): LifeboatError {
+/**
+ * A failed write of a pack file in the spill directory `dir` (here or in a chunk worker)
+ * as a one-line error whose hint names that directory: for S3 or Azure it lies in the
+ * cache directory, not on the destination's disk.
+ */
+export function packWriteError(err: unknown, dir: string): LifeboatError {
+  const what = `writing a pack in ${dir}`;
   const mapped = fromSystemError(err, what);
+  if (isLifeboatError(mapped, 'NO_SPACE')) {
+    return new LifeboatError('NO_SPACE', mapped.message, {
+      hint: `free space in ${dir}, where a backup writes its packs before storing them (a local repository's tmp/, else the cache directory: LIFEBOAT_CACHE_DIR moves it); data already stored is intact`,
+      cause: err,
+    });
+  }
   if (isLifeboatError(mapped)) return mapped;
-  return new LifeboatError('FAILED', `${what}: ${err instanceof Error ? err.message : String(err)}`, {
+  return new LifeboatError('FAILED', `${what}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`, {
     hint: 'the directory for packs being written was removed or changed during the backup; run it again',
     cause: err,
   });
