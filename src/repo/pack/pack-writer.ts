@@ -292,7 +292,7 @@ export function packWriteError(err: unknown, dir: string): LifeboatError {
   const mapped = fromSystemError(err, what);
   if (isLifeboatError(mapped, 'NO_SPACE')) {
     return new LifeboatError('NO_SPACE', mapped.message, {
-      hint: `free space in ${dir}, where a backup writes its packs before storing them (a local repository's tmp/, else the cache directory: LIFEBOAT_CACHE_DIR moves it); data already stored is intact`,
+      hint: `free space on the disk of ${path.dirname(dir)}, where a backup writes its packs before storing them (a local repository's tmp/, else the cache directory: LIFEBOAT_CACHE_DIR moves it); data already stored is intact`,
       cause: err,
     });
   }
