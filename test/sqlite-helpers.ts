@@ -184,3 +184,23 @@ export function flipOldRow(db: string): void {
     closeSync(fd);
   }
 }
+
+/**
+ * A SQLite database at `file` (WAL mode) of `rows` rows of 64 KiB incompressible bytes in
+ * table t(id, b): a stream backup of it seals every pack on the main thread, whole.
+ */
+export function incompressibleDatabase(file: string, rows: number): string {
+  const conn = new Database(file);
+  try {
+    conn.pragma('journal_mode = WAL');
+    conn.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)');
+    const insert = conn.prepare('INSERT INTO t (b) VALUES (randomblob(65536))');
+    conn.transaction(() => {
+      for (let i = 0; i < rows; i++) insert.run();
+    })();
+  } finally {
+    conn.close();
+  }
+  return file;
+}
+

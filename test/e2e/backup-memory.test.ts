@@ -9,12 +9,12 @@
  * their packs to files instead of 16 MiB buffers (and the main thread held the waiting
  * ones as files too), the backup peaked at 263-273 MB; after, at 199-205 MB.
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, runCli, timedCli, tmpdir } from '../helpers.js';
+import { incompressibleDatabase } from '../sqlite-helpers.js';
 
 afterAll(() => cleanupTmp());
 
@@ -65,15 +65,7 @@ describe('backup and restore memory', () => {
    */
   it('a SQLite backup of 160 MB of incompressible rows peaks under 170 MB and restores the same rows', async () => {
     const dir = tmpdir();
-    const db = path.join(dir, 'big.db');
-    const conn = new Database(db);
-    conn.pragma('journal_mode = WAL');
-    conn.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)');
-    const insert = conn.prepare('INSERT INTO t (b) VALUES (?)');
-    conn.transaction(() => {
-      for (let i = 0; i < 2500; i++) insert.run(randomBytes(64 * 1024));
-    })();
-    conn.close();
+    const db = incompressibleDatabase(path.join(dir, 'big.db'), 2500);
     const repo = path.join(tmpdir(), 'repo');
     expect((await runCli(['init', '--repo', repo])).code).toBe(0);
 

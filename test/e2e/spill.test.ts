@@ -5,15 +5,14 @@
  * is cleaned up: at once after a failure, after a day (the tmp/ sweep) after a kill.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it, type TestContext } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { listAll } from '../../src/storage/store.js';
 import { cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 import { MiB, checkJson, cli, expectRestoreIdentical, initRepo, sleep, start } from '../safety-helpers.js';
+import { incompressibleDatabase } from '../sqlite-helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -147,19 +146,6 @@ describe('packs written to spill files', () => {
     }
   }
 
-  /** A SQLite database of `mb` MiB of incompressible rows (its backup is a stream: packs sealed on the main thread). */
-  function bigDatabase(mb: number): string {
-    const file = path.join(tmpdir('lb-spill-db-'), 'big.db');
-    const conn = new Database(file);
-    conn.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)');
-    const insert = conn.prepare('INSERT INTO t (b) VALUES (?)');
-    conn.transaction(() => {
-      for (let i = 0; i < mb * 16; i++) insert.run(randomBytes(64 * 1024));
-    })();
-    conn.close();
-    return file;
-  }
-
   it('a backup whose packs cannot be stored fails and leaves no pack file behind', async () => {
     const src = await sourceWithLongTail();
     const repo = await unstorableRepo();
@@ -172,12 +158,12 @@ describe('packs written to spill files', () => {
   }, 120_000);
 
   it('a stream backup that fills the disk while the main thread writes a pack fails as NO_SPACE and leaves no pack file', async (ctx) => {
-    const db = bigDatabase(40);
+    const db = incompressibleDatabase(path.join(tmpdir('lb-spill-db-'), 'big.db'), 40 * 16);
     await expectNoSpace(ctx, (repo) => ['-r', repo, 'sqlite', 'backup', db]);
   }, 120_000);
 
   it('a stream backup whose packs cannot be stored fails with one line and leaves no pack file', async () => {
-    const db = bigDatabase(40);
+    const db = incompressibleDatabase(path.join(tmpdir('lb-spill-db-'), 'big.db'), 40 * 16);
     const repo = await unstorableRepo();
     await expectCleanFailure(repo, await runCli(['-r', repo, 'sqlite', 'backup', db]));
   }, 120_000);

@@ -23,6 +23,24 @@ function spillDir(): string {
   return d;
 }
 
+/**
+ * Wraps the next file opened through fs.promises (and only it): its first close runs
+ * `first` instead, given the real close, which later closes call directly.
+ */
+function onFirstOpenedClose(first: (close: () => Promise<void>) => Promise<void>): void {
+  const open = fsp.open;
+  fsp.open = async (...args: Parameters<typeof open>) => {
+    fsp.open = open;
+    const fh = await open(...args);
+    const close = fh.close.bind(fh);
+    fh.close = () => {
+      fh.close = close;
+      return first(close);
+    };
+    return fh;
+  };
+}
+
 describe('PackWriter with a spill directory', () => {
   it('stores packs named by their bytes, each blob readable, when many adds run at once; leaves the directory empty', async () => {
     const store = new MemoryStore();
@@ -71,21 +89,8 @@ describe('PackWriter with a spill directory', () => {
     const dir = spillDir();
     const writer = repo.newPackWriter({ spillDir: dir });
     // The pack file's first close fails; the cleanup's close is real.
-    const open = fsp.open;
-    fsp.open = async (...args: Parameters<typeof open>) => {
-      const fh = await open(...args);
-      const close = fh.close.bind(fh);
-      fh.close = () => {
-        fh.close = close;
-        return Promise.reject(Object.assign(new Error('EDQUOT: disk quota exceeded, close'), { code: 'EDQUOT' }));
-      };
-      return fh;
-    };
-    try {
-      await writer.addPlain(BLOB_DATA, randomBytes(4096));
-    } finally {
-      fsp.open = open;
-    }
+    onFirstOpenedClose(() => Promise.reject(Object.assign(new Error('EDQUOT: disk quota exceeded, close'), { code: 'EDQUOT' })));
+    await writer.addPlain(BLOB_DATA, randomBytes(4096));
     const err = await writer.flush().then(() => undefined, (e: unknown) => e);
     expect(isLifeboatError(err, 'NO_SPACE'), String(err)).toBe(true);
     expect((err as Error).message).not.toMatch(/\n/);
@@ -103,20 +108,10 @@ describe('PackWriter with a spill directory', () => {
     // the rest is an open pack. The first pack's close waits (a bounded number of turns:
     // correct code is waiting for it meanwhile) until the open pack's file is gone, so
     // a settle() that did not wait for it would return before it is stored.
-    const open = fsp.open;
-    let opened = 0;
-    fsp.open = async (...args: Parameters<typeof open>) => {
-      const first = opened++ === 0;
-      const fh = await open(...args);
-      if (!first) return fh;
-      fsp.open = open;
-      const close = fh.close.bind(fh);
-      fh.close = async () => {
-        for (let i = 0; i < 5000 && readdirSync(dir).length > 1; i++) await new Promise((resolve) => setImmediate(resolve));
-        return close();
-      };
-      return fh;
-    };
+    onFirstOpenedClose(async (close) => {
+      for (let i = 0; i < 5000 && readdirSync(dir).length > 1; i++) await new Promise((resolve) => setImmediate(resolve));
+      return close();
+    });
     const adds = Array.from({ length: 20 }, () => writer.addPlain(BLOB_DATA, randomBytes(1024 * 1024)));
     await writer.settle();
     expect(readdirSync(dir)).toEqual([]);

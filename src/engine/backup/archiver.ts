@@ -26,7 +26,7 @@ import type { FileResult } from '../workers/protocol.js';
 import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
 import { indexCacheDir, WriteOnlyCache } from './write-cache.js';
-import { SpillDir } from './spill.js';
+import { SpillDir, withPackWriter } from './spill.js';
 
 export interface BackupOptions {
   paths: string[];
@@ -309,51 +309,50 @@ class Archiver {
     const paths = [...new Set(this.opts.paths.map((p) => path.resolve(p)))].sort();
     const hostname = this.opts.hostname ?? os.hostname();
     const parent = this.opts.parent === undefined ? await this.parents.findParent(hostname, paths) : this.opts.parent;
-    const spill = await SpillDir.forBackup(this.repo.store);
     // Tree packs are written to files in the spill directory too, like the workers' packs.
-    this.writer = this.repo.newPackWriter({ spillDir: spill.path });
-    this.pool = this.startPool(spill);
-    try {
-      const rootTree = parent ? await this.parents.loadTree(parent.tree) : undefined;
-      const root = await this.buildVirtualDir('/', paths, rootTree);
-      await this.flushBatch();
-      const rootNode = await root.node;
-      await this.pool.flush();
-      await this.writer.flush();
-      this.summary.addedBytes = this.writer.stats.storedBytes;
-      this.summary.errors = this.errors.length;
-      this.summary.durationMs = Date.now() - started;
-      if (!rootNode || this.pathsFound === 0) {
-        throw new LifeboatError('FAILED', 'none of the given paths could be read; no snapshot was saved', {
-          hint: this.errors[0]?.message ?? 'check the paths',
-        });
+    return withPackWriter(this.repo, async (writer, spill) => {
+      this.writer = writer;
+      this.pool = this.startPool(spill);
+      try {
+        const rootTree = parent ? await this.parents.loadTree(parent.tree) : undefined;
+        const root = await this.buildVirtualDir('/', paths, rootTree);
+        await this.flushBatch();
+        const rootNode = await root.node;
+        await this.pool.flush();
+        await this.writer.flush();
+        this.summary.addedBytes = this.writer.stats.storedBytes;
+        this.summary.errors = this.errors.length;
+        this.summary.durationMs = Date.now() - started;
+        if (!rootNode || this.pathsFound === 0) {
+          throw new LifeboatError('FAILED', 'none of the given paths could be read; no snapshot was saved', {
+            hint: this.errors[0]?.message ?? 'check the paths',
+          });
+        }
+        const consistency = this.opts.beforeSnapshot ? await this.opts.beforeSnapshot() : this.opts.consistency;
+        const manifest: SnapshotManifest = {
+          version: 1,
+          time: (this.opts.time ?? new Date()).toISOString(),
+          hostname,
+          username: os.userInfo().username,
+          paths,
+          tags: this.opts.tags ?? [],
+          excludes: this.opts.excludes ?? [],
+          tree: rootNode.subtree as string,
+          ...(parent ? { parent: parent.id } : {}),
+          source: this.opts.source ?? { kind: 'files' },
+          ...(consistency ? { consistency } : {}),
+          summary: this.summary,
+          programVersion: PROGRAM_VERSION,
+        };
+        const id = await this.repo.saveSnapshot(manifest);
+        this.report(true);
+        return { snapshot: { ...manifest, id }, errors: this.errors };
+      } finally {
+        this.emit.cancel();
+        // Before the writer settles: after a failure, workers may still hand it packs.
+        await this.pool.close();
       }
-      const consistency = this.opts.beforeSnapshot ? await this.opts.beforeSnapshot() : this.opts.consistency;
-      const manifest: SnapshotManifest = {
-        version: 1,
-        time: (this.opts.time ?? new Date()).toISOString(),
-        hostname,
-        username: os.userInfo().username,
-        paths,
-        tags: this.opts.tags ?? [],
-        excludes: this.opts.excludes ?? [],
-        tree: rootNode.subtree as string,
-        ...(parent ? { parent: parent.id } : {}),
-        source: this.opts.source ?? { kind: 'files' },
-        ...(consistency ? { consistency } : {}),
-        summary: this.summary,
-        programVersion: PROGRAM_VERSION,
-      };
-      const id = await this.repo.saveSnapshot(manifest);
-      this.report(true);
-      return { snapshot: { ...manifest, id }, errors: this.errors };
-    } finally {
-      this.emit.cancel();
-      await this.pool.close();
-      // After a failure, uploads may still be reading files in the spill directory.
-      await this.writer.settle();
-      await spill.remove();
-    }
+    });
   }
 
   /**

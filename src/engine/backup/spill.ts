@@ -17,6 +17,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
+import type { PackWriter } from '../../repo/pack/pack-writer.js';
+import type { Repository } from '../../repo/repository.js';
 import type { LocalFile, Store } from '../../storage/store.js';
 import { checkName } from '../../util/safe-fs.js';
 import { SPILL_SUFFIX, sweepStale } from '../../util/sweep.js';
@@ -106,5 +108,21 @@ export class SpillDir {
   async remove(): Promise<void> {
     clearInterval(this.timer);
     await fs.rm(this.path, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Runs a backup's `fn` with its spill directory and a pack writer that writes its packs
+ * there (pack-writer.ts), then, whatever the outcome, waits for the writer's uploads,
+ * removes the files of packs left open, and removes the directory.
+ */
+export async function withPackWriter<T>(repo: Repository, fn: (writer: PackWriter, spill: SpillDir) => Promise<T>): Promise<T> {
+  const spill = await SpillDir.forBackup(repo.store);
+  const writer = repo.newPackWriter({ spillDir: spill.path });
+  try {
+    return await fn(writer, spill);
+  } finally {
+    await writer.settle();
+    await spill.remove();
   }
 }

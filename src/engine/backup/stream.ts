@@ -21,7 +21,7 @@ import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
 import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import { isSafeName, type TreeNode } from '../../repo/snapshot/tree.js';
 import { throttleProgress, type ProgressFn } from '../progress.js';
-import { SpillDir } from './spill.js';
+import { withPackWriter } from './spill.js';
 import { indexCacheDir } from './write-cache.js';
 
 export interface StreamBackupOptions {
@@ -80,66 +80,49 @@ async function run(repo: Repository, input: Readable, opts: StreamBackupOptions,
   const started = Date.now();
   if (opts.time) checkSnapshotTime(opts.time, started);
   const time = opts.time ?? new Date(started);
-  // Packs are written to files there, not held in memory (pack-writer.ts).
-  const spill = await SpillDir.forBackup(repo.store);
-  const writer = repo.newPackWriter({ spillDir: spill.path });
-  try {
-    return await store(repo, writer, input, opts, parts, started, time);
-  } finally {
-    await writer.settle();
-    await spill.remove();
-  }
-}
-
-async function store(
-  repo: Repository,
-  writer: PackWriter,
-  input: Readable,
-  opts: StreamBackupOptions,
-  parts: string[],
-  started: number,
-  time: Date,
-): Promise<Snapshot> {
-  const emit = throttleProgress(opts.onProgress);
-  let bytes = 0;
-  const content = await storeChunks(repo, writer, input, (n) => {
-    bytes += n;
-    emit({ phase: 'backup', files: 0, bytes, errors: 0 });
+  // Packs are written to files, not held in memory (pack-writer.ts).
+  return withPackWriter(repo, async (writer) => {
+    const emit = throttleProgress(opts.onProgress);
+    let bytes = 0;
+    const content = await storeChunks(repo, writer, input, (n) => {
+      bytes += n;
+      emit({ phase: 'backup', files: 0, bytes, errors: 0 });
+    });
+    const rootTree = await saveTrees(repo, writer, parts, content, bytes, time);
+    await writer.flush();
+    const consistency = opts.beforeSnapshot ? await opts.beforeSnapshot() : undefined;
+    const hostname = opts.hostname ?? os.hostname();
+    const parent = await findParent(repo, hostname, opts);
+    const manifest: SnapshotManifest = {
+      version: 1,
+      time: time.toISOString(),
+      hostname,
+      username: os.userInfo().username,
+      paths: [opts.path],
+      tags: opts.tags ?? [],
+      excludes: [],
+      tree: rootTree,
+      ...(parent ? { parent: parent.id } : {}),
+      source: opts.source,
+      ...(consistency ? { consistency } : {}),
+      summary: {
+        filesNew: parent ? 0 : 1,
+        filesChanged: parent ? 1 : 0,
+        filesUnmodified: 0,
+        dirs: parts.length - 1,
+        totalBytes: bytes,
+        totalFiles: 1,
+        addedBytes: writer.stats.storedBytes,
+        processedBytes: bytes,
+        errors: 0,
+        durationMs: Date.now() - started,
+      },
+      programVersion: PROGRAM_VERSION,
+    };
+    const id = await repo.saveSnapshot(manifest);
+    emit({ phase: 'done', files: 1, bytes, errors: 0 }, true);
+    return { ...manifest, id };
   });
-  const rootTree = await saveTrees(repo, writer, parts, content, bytes, time);
-  await writer.flush();
-  const consistency = opts.beforeSnapshot ? await opts.beforeSnapshot() : undefined;
-  const hostname = opts.hostname ?? os.hostname();
-  const parent = await findParent(repo, hostname, opts);
-  const manifest: SnapshotManifest = {
-    version: 1,
-    time: time.toISOString(),
-    hostname,
-    username: os.userInfo().username,
-    paths: [opts.path],
-    tags: opts.tags ?? [],
-    excludes: [],
-    tree: rootTree,
-    ...(parent ? { parent: parent.id } : {}),
-    source: opts.source,
-    ...(consistency ? { consistency } : {}),
-    summary: {
-      filesNew: parent ? 0 : 1,
-      filesChanged: parent ? 1 : 0,
-      filesUnmodified: 0,
-      dirs: parts.length - 1,
-      totalBytes: bytes,
-      totalFiles: 1,
-      addedBytes: writer.stats.storedBytes,
-      processedBytes: bytes,
-      errors: 0,
-      durationMs: Date.now() - started,
-    },
-    programVersion: PROGRAM_VERSION,
-  };
-  const id = await repo.saveSnapshot(manifest);
-  emit({ phase: 'done', files: 1, bytes, errors: 0 }, true);
-  return { ...manifest, id };
 }
 
 /**

@@ -44,12 +44,18 @@ export interface PackWriterStats {
   rawBytes: number;
 }
 
+/** A pack's file in the spill directory, and its writes not yet finished. */
+interface PackFile {
+  path: string;
+  handle: Promise<FileHandle>;
+  writes: Set<Promise<void>>;
+}
+
 interface OpenPack {
   handle: number;
   /** The sealed blobs, in memory (no spill directory). */
   parts: Buffer[];
-  /** The pack's file in the spill directory, and its writes not yet finished. */
-  file?: { path: string; handle: Promise<FileHandle>; writes: Set<Promise<void>> };
+  file?: PackFile;
   entries: PackEntry[];
   size: number;
   hash: ReturnType<typeof createHash>;
@@ -118,7 +124,7 @@ export class PackWriter {
   }
 
   /** A new pack file in `dir`, created exclusively (nothing, a symlink included, may be there). */
-  private openFile(dir: string): NonNullable<OpenPack['file']> {
+  private openFile(dir: string): PackFile {
     const file = path.join(dir, `${randomBytes(12).toString('hex')}.tmp`);
     const handle = fs.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
     handle.catch(() => {}); // awaited by every write and by finishPack
@@ -126,7 +132,7 @@ export class PackWriter {
   }
 
   /** Writes `data` at `position` of the pack's file; a failure fails the writer (NO_SPACE and the like, with a hint). */
-  private write(file: NonNullable<OpenPack['file']>, data: Uint8Array, position: number): Promise<void> {
+  private write(file: PackFile, data: Uint8Array, position: number): Promise<void> {
     const p = (async () => {
       try {
         const fh = await file.handle;
@@ -174,9 +180,7 @@ export class PackWriter {
       await (await file.handle).close();
     } catch (err) {
       this.failure ??= packWriteError(err, path.dirname(file.path));
-      await Promise.allSettled([...file.writes]);
-      await closeFile(file);
-      await fs.rm(file.path, { force: true }).catch(() => {});
+      await discardFile(file);
       throw this.failure;
     }
     await this.storePack(packId, { path: file.path, size }, pack.entries);
@@ -243,12 +247,7 @@ export class PackWriter {
     while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
     const open = [...this.open.values()];
     this.open.clear();
-    for (const pack of open) {
-      if (!pack.file) continue;
-      await Promise.allSettled([...pack.file.writes]);
-      await closeFile(pack.file);
-      await fs.rm(pack.file.path, { force: true }).catch(() => {});
-    }
+    for (const pack of open) if (pack.file) await discardFile(pack.file);
     while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
   }
 
@@ -276,10 +275,12 @@ export class PackWriter {
 
 }
 
-/** Closes a pack's file; one that never opened has nothing to close. */
-async function closeFile(file: NonNullable<OpenPack['file']>): Promise<void> {
+/** Lets a pack file's writes end, closes it (one that never opened has nothing to close) and removes it; best effort. */
+async function discardFile(file: PackFile): Promise<void> {
+  await Promise.allSettled([...file.writes]);
   const fh = await file.handle.catch(() => undefined);
   await fh?.close().catch(() => {});
+  await fs.rm(file.path, { force: true }).catch(() => {});
 }
 
 /**

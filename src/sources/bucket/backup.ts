@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { storeChunks } from '../../engine/backup/stream.js';
 import { realLater, throttleProgress, type ProgressFn } from '../../engine/progress.js';
-import { SpillDir } from '../../engine/backup/spill.js';
+import { withPackWriter } from '../../engine/backup/spill.js';
 import { indexCacheDir } from '../../engine/backup/write-cache.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
@@ -108,20 +108,18 @@ class BucketArchiver {
   private readonly inFlight = new Set<Promise<TreeNode>>();
 
   async run(): Promise<Snapshot> {
-    // Packs are written to files there, not held in memory (pack-writer.ts).
-    const spill = await SpillDir.forBackup(this.repo.store);
-    this.writer = this.repo.newPackWriter({ spillDir: spill.path });
-    try {
-      return await this.archive();
-    } catch (err) {
-      this.failure ??= err;
-      await Promise.allSettled([...this.inFlight]);
-      throw err;
-    } finally {
-      this.emit.cancel();
-      await this.writer.settle();
-      await spill.remove();
-    }
+    return withPackWriter(this.repo, async (writer) => {
+      this.writer = writer;
+      try {
+        return await this.archive();
+      } catch (err) {
+        this.failure ??= err;
+        await Promise.allSettled([...this.inFlight]);
+        throw err;
+      } finally {
+        this.emit.cancel();
+      }
+    });
   }
 
   private async archive(): Promise<Snapshot> {
