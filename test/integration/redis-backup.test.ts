@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -243,4 +243,50 @@ describe('redis backup', () => {
       await big.stop();
     }
   });
+
+  it('a server killed while its RDB is being stored: one line and a hint, no snapshot, no pack file left, check passes', async () => {
+    const big = await RedisServer.start({ conf: NO_SYNC_DELAY });
+    const r = path.join(tmpdir('lb-redis-killed-'), 'repo');
+    await cliExpecting(['init', '-r', r], 0, ENV);
+    /** The pack files a running backup has written in the repository's tmp/ (its spill directory). */
+    const packFiles = () => readdirSync(path.join(r, 'tmp')).filter((d) => d.endsWith('.spill')).flatMap((d) => readdirSync(path.join(r, 'tmp', d)));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const sock = net.connect(big.port, '127.0.0.1');
+        let seen = '';
+        sock.on('data', (d: Buffer) => {
+          seen = (seen + d.toString('latin1')).slice(-16);
+          if (seen.endsWith('+PONG\r\n')) sock.end(resolve);
+        });
+        sock.on('error', reject);
+        for (let i = 0; i < 300; i++) sock.write(encodeCommand(['SET', `blob:${i}`, randomBytes(1 << 20)]));
+        sock.write(encodeCommand(['PING']));
+      });
+      const child = spawn(process.execPath, [CLI, '-r', r, 'redis', 'backup', '--url', big.url, '--name', 'killed'], {
+        env: { ...process.env, ...ENV, LIFEBOAT_REDIS_PASSWORD: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
+      // The server dies once the backup has sealed its first blob into a pack file.
+      const deadline = Date.now() + 60_000;
+      while (packFiles().length === 0 && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(packFiles().length, stderr).toBeGreaterThan(0);
+      await big.kill9();
+      const code = await exited;
+      expectError({ code, stdout, stderr }, code, /^lifeboat: /);
+      expect(code).not.toBe(0);
+      expect(stderr).not.toMatch(/^\s+at |Node\.js v/m);
+      expect(packFiles()).toEqual([]);
+      const snaps = JSON.parse((await cliExpecting(['-r', r, 'snapshots', '--json'], 0, ENV)).stdout) as unknown[];
+      expect(snaps).toEqual([]);
+      await cliExpecting(['-r', r, 'check'], 0, ENV);
+    } finally {
+      await big.stop();
+    }
+  });
 });
+
