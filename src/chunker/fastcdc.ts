@@ -74,7 +74,8 @@ export class FastCDC {
     const maskL = this.maskL;
     // The hash is kept as an int32 (`| 0`), not a uint32 (`>>> 0`): the same 32 bits
     // and the same cuts, but V8 then never leaves int32 arithmetic; with the loop
-    // unrolled by four, 2.3x faster (342 -> 148 ms for 256 MiB; docs/performance.md).
+    // unrolled by four, ~1.55x faster (347-422 -> 224-234 ms for 256 MiB:
+    // bench/chunker-speed.mjs, docs/performance.md).
     let fp = 0;
     let i = start + min;
     for (const n4 = normal - 3; i < n4; i += 4) {
