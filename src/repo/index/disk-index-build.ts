@@ -24,6 +24,8 @@ class BucketSorter {
   private readonly sizes: number[] = [];
   /** One buffer for every bucket's sort, grown as needed: freed buffers would pile up until a GC. */
   private scratch: Buffer = Buffer.alloc(0);
+  /** The sort's keys and order, kept across buckets for the same reason (~12 bytes a record). */
+  private readonly work: SortWork = { keys: new Float64Array(0), order: new Uint32Array(0) };
   count = 0;
 
   constructor(
@@ -59,13 +61,26 @@ class BucketSorter {
     this.fill[b] = 0;
   }
 
+  /**
+   * Writes out the buckets that already have a file and drops their buffers (256 of
+   * `bufBytes`), before `finish` allocates the file's metadata: at 100 M blobs that is
+   * 18 MB less at the build's peak. Buckets held only in memory keep theirs.
+   */
+  release(): void {
+    for (let b = 0; b < 256; b++) {
+      if (this.fds[b] === undefined || !this.bufs[b]) continue;
+      this.flush(b);
+      this.bufs[b] = Buffer.alloc(0);
+    }
+  }
+
   /** Calls `emit` with every record in order (a view valid during the call), and removes the buckets. */
   drain(emit: (record: Buffer) => void): void {
     for (let b = 0; b < 256; b++) {
       if (!this.bufs[b]) continue;
       const inMemory = this.fds[b] === undefined;
       if (inMemory) {
-        sortEmit(this.bufs[b]!.subarray(0, this.fill[b]!), this.rec, emit);
+        sortEmit(this.bufs[b]!.subarray(0, this.fill[b]!), this.rec, emit, this.work);
       } else {
         this.flush(b);
         this.drainFile(this.fds[b]!, this.sizes[b]!, b * 0x1000000, (b + 1) * 0x1000000, emit);
@@ -76,14 +91,18 @@ class BucketSorter {
       this.bufs[b] = Buffer.alloc(0);
     }
     this.scratch = Buffer.alloc(0);
+    this.work.keys = new Float64Array(0);
+    this.work.order = new Uint32Array(0);
   }
 
   private drainFile(fd: number, size: number, lo: number, hi: number, emit: (record: Buffer) => void): void {
     if (size <= this.bucketBytes || hi - lo <= 1) {
-      if (this.scratch.length < size) this.scratch = Buffer.allocUnsafeSlow(Math.max(size, Math.min(this.bucketBytes, this.scratch.length * 2)));
+      // Buckets of HMAC ids differ in size by well under 1/16: one allocation serves them all
+      // (doubling up to bucketBytes held up to 13 MB more than the largest bucket at 100 M blobs).
+      if (this.scratch.length < size) this.scratch = Buffer.allocUnsafeSlow(size + Math.ceil(size / 16 / this.rec) * this.rec);
       const buf = this.scratch.subarray(0, size);
       readAll(fd, buf, 0);
-      sortEmit(buf, this.rec, emit);
+      sortEmit(buf, this.rec, emit, this.work);
       return;
     }
     // Not uniform (ids are HMAC outputs, so only a hostile index does this): split by range.
@@ -118,8 +137,18 @@ class BucketSorter {
   }
 }
 
+/**
+ * A sort's working arrays, reused from bucket to bucket: a fresh pair per bucket (256 of
+ * them, ~5 MB each at 100 M blobs) is memory outside V8's heap that only a GC returns,
+ * and V8 lets ~64 MB of it pile up first.
+ */
+interface SortWork {
+  keys: Float64Array;
+  order: Uint32Array;
+}
+
 /** Sorts records by their bytes (the id first) and emits them in order. */
-function sortEmit(buf: Buffer, rec: number, emit: (record: Buffer) => void): void {
+function sortEmit(buf: Buffer, rec: number, emit: (record: Buffer) => void, work: SortWork): void {
   const n = buf.length / rec;
   if (n === 0) return;
   // buf.compare(target, …, source…) orders source against target: record a against b.
@@ -132,10 +161,15 @@ function sortEmit(buf: Buffer, rec: number, emit: (record: Buffer) => void): voi
     // Native numeric sort of (first 4 id bytes, position) packed in a double, then
     // the rare runs with equal first 4 bytes sorted by their whole bytes.
     const mul = 2 ** idxBits;
-    const keys = new Float64Array(n);
+    if (work.keys.length < n) {
+      const room = n + (n >> 4);
+      work.keys = new Float64Array(room);
+      work.order = new Uint32Array(room);
+    }
+    const keys = work.keys.subarray(0, n);
     for (let i = 0; i < n; i++) keys[i] = buf.readUInt32BE(i * rec) * mul + i;
     keys.sort();
-    order = new Uint32Array(n);
+    order = work.order.subarray(0, n);
     for (let i = 0; i < n; i++) order[i] = keys[i]! % mul;
     for (let i = 0; i < n; ) {
       const p = Math.floor(keys[i]! / mul);
@@ -266,6 +300,8 @@ export class DiskIndexBuilder {
       const plPages = Math.ceil(this.packCount / PL_PER_PAGE);
       const pbPages = Math.ceil(this.packCount / PB_PER_PAGE);
       const sizes = [this.sources.length * 32, blocks * FILTER_BLOCK, entryPages * FENCE, entryPages * DIG, plPages * FENCE, plPages * DIG, pbPages * DIG];
+      this.entries.release();
+      this.lookup.release();
       meta = Buffer.alloc(sizes.reduce((a, b) => a + b, 0));
       let at = 0;
       const [sourcesB, filter, eFences, eDig, lFences, lDig, pDig] = sizes.map((len) => meta.subarray(at, (at += len))) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];

@@ -22,6 +22,7 @@ import { isDamage } from '../damage.js';
 import { BLOB_TREE } from '../format.js';
 import { ENTRY_LEN } from '../pack/pack.js';
 import { cacheMacKey, DiskIndex } from './disk-index.js';
+import { collectYoung } from '../../util/gc.js';
 import { DiskIndexBuilder } from './disk-index-build.js';
 import { forEachIndexedPackRaw } from './index-file.js';
 
@@ -145,6 +146,9 @@ async function build(deps: IndexCacheDeps, dir: string, file: string, repoId: Bu
         continue;
       }
       b.addSource(Buffer.from(hex, 'hex'));
+      // The file's sealed bytes and plaintext are dead now, outside V8's heap: without a
+      // scavenge, tens of MB of them wait for V8's external-memory limit (src/util/gc.ts).
+      collectYoung();
     }
     written = b.finish(file);
   } catch (err) {
