@@ -1,7 +1,7 @@
 /**
  * Removal of what dead writers left in a temporary directory: the local store's
  * `tmp/` (half-written objects) and a backup's spill directories (packs not yet
- * stored: engine/backup/spill.ts). Nothing a live writer holds is a day old.
+ * stored: repo/pack/spill.ts). Nothing a live writer holds is a day old.
  */
 import { closeSync, openSync, constants as fsc } from 'node:fs';
 import { listAt, lstatAt, removeAt, requireProc, unlinkAt } from './safe-fs.js';

@@ -162,6 +162,14 @@ describe('packs written to spill files', () => {
     await expectNoSpace(ctx, (repo) => ['-r', repo, 'sqlite', 'backup', db]);
   }, 120_000);
 
+  it('a copy into a repository whose disk fills while a pack is written fails as NO_SPACE and leaves no pack file', async (ctx) => {
+    const db = incompressibleDatabase(path.join(tmpdir('lb-spill-db-'), 'big.db'), 40 * 16);
+    const from = path.join(tmpdir('lb-spill-from-'), 'repo');
+    await initRepo(from);
+    await cli(['-r', from, 'sqlite', 'backup', db]);
+    await expectNoSpace(ctx, (repo) => ['copy', '--from-repo', from, '--to-repo', repo]);
+  }, 120_000);
+
   it('a stream backup whose packs cannot be stored fails with one line and leaves no pack file', async () => {
     const db = incompressibleDatabase(path.join(tmpdir('lb-spill-db-'), 'big.db'), 40 * 16);
     const repo = await unstorableRepo();

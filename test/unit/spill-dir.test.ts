@@ -1,12 +1,12 @@
 /**
- * A backup's spill directory (src/engine/backup/spill.ts) is swept only when a dead
+ * A backup's spill directory (src/repo/pack/spill.ts) is swept only when a dead
  * backup left it: a live one renews its time, so a long run that writes no new pack
  * for a day is not swept from under itself by another process's first write.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SpillDir } from '../../src/engine/backup/spill.js';
+import { SpillDir } from '../../src/repo/pack/spill.js';
 import { sweepStale } from '../../src/util/sweep.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
 

@@ -26,7 +26,7 @@ import type { FileResult } from '../workers/protocol.js';
 import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
 import { acquireLock } from '../../repo/lock.js';
 import { indexCacheDir, WriteOnlyCache } from './write-cache.js';
-import { SpillDir, withPackWriter } from './spill.js';
+import { SpillDir, withPackWriter } from '../../repo/pack/spill.js';
 
 export interface BackupOptions {
   paths: string[];

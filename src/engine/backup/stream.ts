@@ -21,7 +21,7 @@ import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
 import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import { isSafeName, type TreeNode } from '../../repo/snapshot/tree.js';
 import { throttleProgress, type ProgressFn } from '../progress.js';
-import { withPackWriter } from './spill.js';
+import { withPackWriter } from '../../repo/pack/spill.js';
 import { indexCacheDir } from './write-cache.js';
 
 export interface StreamBackupOptions {

@@ -18,25 +18,19 @@
  * only not reused.
  */
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Repository } from '../../repo/repository.js';
 import { packIdFromKey } from '../../repo/format.js';
 import { BLOB_DATA, BLOB_TREE } from '../../repo/format.js';
 import { decodeTree, encodeTree, type Tree } from '../../repo/snapshot/tree.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { cacheRoot } from '../../util/cache-root.js';
 import type { ParentSource } from './archiver.js';
 
 interface ParentEntry {
   id: string;
   tree: string;
   time: string;
-}
-
-export function cacheRoot(): string {
-  if (process.env.LIFEBOAT_CACHE_DIR) return process.env.LIFEBOAT_CACHE_DIR;
-  const xdg = process.env.XDG_CACHE_HOME;
-  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache'), 'lifeboat');
 }
 
 /** Where a large repository's blob index is kept on disk (repo/index/index-cache.ts). */

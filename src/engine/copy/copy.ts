@@ -13,6 +13,7 @@ import { LifeboatError } from '../../errors.js';
 import { BLOB_DATA } from '../../repo/format.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
+import { withPackWriter } from '../../repo/pack/spill.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
 import type { Tree, TreeNode } from '../../repo/snapshot/tree.js';
@@ -56,34 +57,35 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
     const chosen = opts.snapshots.length === 0 ? all : await withPointSnapshots(from, all, opts.snapshots.map((ref) => pickSnapshot(all, ref)));
     const done = new Set((await to.listSnapshots()).map((s) => s.original ?? s.id));
     const result: CopyResult = { copied: [], skipped: [], logs: 0, points: 0, addedBytes: 0 };
-    const writer = to.newPackWriter();
-    const trees = new Map<string, CopiedTree>();
-    const todo = chosen.filter((s) => !done.has(s.id));
-    const progress: CopyProgress = {
-      files: 0,
-      bytes: 0,
-      totalFiles: todo.reduce((n, s) => n + (s.summary?.totalFiles ?? 0), 0),
-      totalBytes: todo.reduce((n, s) => n + (s.summary?.totalBytes ?? 0), 0),
-      emit,
-    };
-    for (const snap of chosen) {
-      if (done.has(snap.id)) {
-        result.skipped.push(snap.id);
-        opts.onSnapshot?.(snap, undefined);
-        continue;
+    await withPackWriter(to, async (writer) => {
+      const trees = new Map<string, CopiedTree>();
+      const todo = chosen.filter((s) => !done.has(s.id));
+      const progress: CopyProgress = {
+        files: 0,
+        bytes: 0,
+        totalFiles: todo.reduce((n, s) => n + (s.summary?.totalFiles ?? 0), 0),
+        totalBytes: todo.reduce((n, s) => n + (s.summary?.totalBytes ?? 0), 0),
+        emit,
+      };
+      for (const snap of chosen) {
+        if (done.has(snap.id)) {
+          result.skipped.push(snap.id);
+          opts.onSnapshot?.(snap, undefined);
+          continue;
+        }
+        const { id: tree } = await copyTree(from, to, writer, snap.tree, trees, progress);
+        await writer.flush();
+        const { id: _old, ...manifest } = snap;
+        const copy: SnapshotManifest = { ...manifest, tree, original: snap.id };
+        const id = await to.saveSnapshot(copy);
+        result.copied.push({ from: snap.id, to: id });
+        opts.onSnapshot?.(snap, id);
+        done.add(snap.id);
       }
-      const { id: tree } = await copyTree(from, to, writer, snap.tree, trees, progress);
       await writer.flush();
-      const { id: _old, ...manifest } = snap;
-      const copy: SnapshotManifest = { ...manifest, tree, original: snap.id };
-      const id = await to.saveSnapshot(copy);
-      result.copied.push({ from: snap.id, to: id });
-      opts.onSnapshot?.(snap, id);
-      done.add(snap.id);
-    }
-    await writer.flush();
-    progress.emit({ phase: 'done', files: progress.files, bytes: progress.bytes, errors: 0 }, true);
-    result.addedBytes = writer.stats.storedBytes;
+      progress.emit({ phase: 'done', files: progress.files, bytes: progress.bytes, errors: 0 }, true);
+      result.addedBytes = writer.stats.storedBytes;
+    });
     result.logs = await copyLogs(from, to, chosen);
     result.points = await copyGroupPoints(from, to, chosen);
     return result;

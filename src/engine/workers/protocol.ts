@@ -14,7 +14,7 @@ export interface WorkerInit {
   compression: Compression;
   /**
    * Where packs are written, one file each (the store's staging directory, or a
-   * private one: engine/backup/spill.ts). A pack is never held in memory whole.
+   * private one: repo/pack/spill.ts). A pack is never held in memory whole.
    */
   spillDir: string;
 }

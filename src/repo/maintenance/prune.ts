@@ -25,6 +25,7 @@ import { BLOB_DATA, BLOB_TREE, keys } from '../format.js';
 import { readLocks, isStale, type HeldLock } from '../lock.js';
 import type { Repository } from '../repository.js';
 import type { BlobIndex } from '../index/blob-index.js';
+import { withPackWriter } from '../pack/spill.js';
 import { acquireSweepLock, SWEEP_LOCK_ID, type SweepLock } from './sweep-lock.js';
 import { dropFromIndexFiles, SweepPlanner } from './sweep.js';
 
@@ -240,17 +241,18 @@ async function saveRetiring(repo: Repository, packs: string[], graceMs: number, 
 }
 
 async function repackLive(repo: Repository, index: BlobIndex, packs: Set<number>): Promise<number> {
-  const writer = repo.newPackWriter();
   const todo: Array<{ id: Buffer; type: number }> = [];
   index.forEachSlot((slot, loc, id) => {
     if (packs.has(loc.packIndex) && index.isMarked(slot)) todo.push({ id: Buffer.from(id), type: loc.type });
   });
   for (const p of packs) index.retirePack(index.packId(p).toString('hex'));
-  for (const b of todo) {
-    const plain = await repo.loadBlob(b.id);
-    await writer.addPlain(b.type === BLOB_TREE ? BLOB_TREE : BLOB_DATA, plain);
-  }
-  await writer.flush();
+  await withPackWriter(repo, async (writer) => {
+    for (const b of todo) {
+      const plain = await repo.loadBlob(b.id);
+      await writer.addPlain(b.type === BLOB_TREE ? BLOB_TREE : BLOB_DATA, plain);
+    }
+    await writer.flush();
+  });
   return packs.size;
 }
 

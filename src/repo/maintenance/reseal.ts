@@ -35,6 +35,7 @@ import type { Repository } from '../repository.js';
 import { readTombstones, writeTombstone } from '../tombstones.js';
 import { isStale, readLocks } from '../lock.js';
 import { sessionKeyName } from '../sessions.js';
+import { withPackWriter } from '../pack/spill.js';
 
 /** Deletes the session objects of write-only clients whose keys no object uses any more. */
 async function dropSessions(repo: Repository, used: ReadonlyMap<number, number>, graceMs: number, now: number, result: ResealResult): Promise<void> {
@@ -114,9 +115,10 @@ export async function reseal(repo: Repository, opts: { graceMs: number; dryRun?:
     const retiring = [...oldPacks].map((h) => index.packId(h).toString('hex'));
     // Retired in memory first, so the writer stores each blob anew instead of finding it indexed.
     for (const p of retiring) index.retirePack(p);
-    const writer = repo.newPackWriter();
-    for (const b of todo) await writer.addPlain(b.type, await repo.loadBlob(b.id));
-    await writer.flush();
+    await withPackWriter(repo, async (writer) => {
+      for (const b of todo) await writer.addPlain(b.type, await repo.loadBlob(b.id));
+      await writer.flush();
+    });
     await repo.saveRetiring({ time: new Date(now()).toISOString(), hostname: os.hostname(), packs: retiring });
     result.blobs = todo.length;
   }

@@ -3,7 +3,7 @@
  * concurrency, and writes index files naming only packs whose upload finished:
  * packs → index → (caller) snapshot, the order that keeps every crash recoverable.
  *
- * Given a spill directory (backups: engine/backup/spill.ts), each pack is written to a
+ * Given a spill directory (backups: repo/pack/spill.ts), each pack is written to a
  * file of its own there as its blobs come, and stored from that file: no pack is held
  * in memory, open or waiting for its upload (a stream backup held up to four, ~64 MiB,
  * and a file backup its tree pack twice over while sealing it). Without one (copy,
@@ -191,7 +191,7 @@ export class PackWriter {
    * indexes it once stored. Waits while too many uploads run. Blobs of packs built
    * elsewhere enter the in-memory index now, under the pack's final id.
    *
-   * A worker's pack comes as a file (engine/backup/spill.ts): it is stored with
+   * A worker's pack comes as a file (repo/pack/spill.ts): it is stored with
    * `putFile` (a local store links it into place; others read it when they upload) and
    * removed once the upload has settled, stored or not. Waiting packs are then files,
    * not memory: what this holds per pack is its blob list.

@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { storeChunks } from '../../engine/backup/stream.js';
 import { realLater, throttleProgress, type ProgressFn } from '../../engine/progress.js';
-import { withPackWriter } from '../../engine/backup/spill.js';
+import { withPackWriter } from '../../repo/pack/spill.js';
 import { indexCacheDir } from '../../engine/backup/write-cache.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';

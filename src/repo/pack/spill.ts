@@ -1,7 +1,7 @@
 /**
- * Where a backup's chunk workers write their packs, one file per pack, instead of
- * holding them in memory (16 MiB each; restic keeps its packs in temporary files
- * too). For a local store the directory lies in the store's own `tmp/`
+ * Where the packs a run writes go, one file per pack, instead of being held in memory
+ * (16 MiB each; restic keeps its packs in temporary files too): a backup's chunk
+ * workers and main thread, and the re-packing of copy, prune and key re-sealing. For a local store the directory lies in the store's own `tmp/`
  * (Store.stagingDir), on the same filesystem, so each pack is linked into place and
  * never copied. For any other store it lies in `spill/` of the user's cache
  * directory (on disk, where /tmp may be memory; os.tmpdir() when that cannot be
@@ -17,12 +17,12 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
-import type { PackWriter } from '../../repo/pack/pack-writer.js';
-import type { Repository } from '../../repo/repository.js';
+import type { PackWriter } from './pack-writer.js';
+import type { Repository } from '../repository.js';
 import type { LocalFile, Store } from '../../storage/store.js';
 import { checkName } from '../../util/safe-fs.js';
 import { SPILL_SUFFIX, sweepStale } from '../../util/sweep.js';
-import { cacheRoot } from './write-cache.js';
+import { cacheRoot } from '../../util/cache-root.js';
 
 /** A spill directory older than this was left by a backup that died (as the local store's tmp/). */
 const STALE_MS = 24 * 3600 * 1000;
@@ -112,9 +112,10 @@ export class SpillDir {
 }
 
 /**
- * Runs a backup's `fn` with its spill directory and a pack writer that writes its packs
- * there (pack-writer.ts), then, whatever the outcome, waits for the writer's uploads,
- * removes the files of packs left open, and removes the directory.
+ * Runs `fn` (a backup, or the re-packing of copy, prune and re-sealing) with a spill
+ * directory and a pack writer that writes its packs there (pack-writer.ts), then,
+ * whatever the outcome, waits for the writer's uploads, removes the files of packs
+ * left open, and removes the directory.
  */
 export async function withPackWriter<T>(repo: Repository, fn: (writer: PackWriter, spill: SpillDir) => Promise<T>): Promise<T> {
   const spill = await SpillDir.forBackup(repo.store);
