@@ -30,7 +30,8 @@ function flipByte(file: string, at: number): void {
 }
 
 function buildSample(dir: string, n: number, bucketBytes: number) {
-  const b = new DiskIndexBuilder(dir, { repoId, macKey, bucketBytes });
+  // A filter window of 8 blocks: the filter is written in many windows, some skipped.
+  const b = new DiskIndexBuilder(dir, { repoId, macKey, bucketBytes, filterWindow: 8 });
   const packs = Array.from({ length: 300 }, () => randomBytes(32));
   packs.forEach((p, h) => expect(b.addPack(p)).toBe(h));
   const ids = Array.from({ length: n }, () => randomBytes(32));

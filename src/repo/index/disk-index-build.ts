@@ -4,10 +4,10 @@
  * first id byte and each bucket is sorted in memory.
  */
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, mkdtempSync } from 'node:fs';
-import { createHmac } from 'node:crypto';
+import { createHmac, type Hmac } from 'node:crypto';
 import * as path from 'node:path';
 import {
-  DIG, ENT, ENT_PER_PAGE, FENCE, FILTER_BITS_PER_BLOB, FILTER_BLOCK, filterProbe, HEADER, MAGIC, PAGE, pageDigest,
+  DIG, ENT, ENT_PER_PAGE, FENCE, FILTER_BITS_PER_BLOB, FILTER_BLOCK, filterBlock, filterProbe, HEADER, MAGIC, PAGE, pageDigest,
   PB, PB_PER_PAGE, PL, PL_PER_PAGE, readAll, TREE_BIT, VERSION, writeAll,
 } from './disk-index.js';
 
@@ -189,6 +189,50 @@ function pFences(pages: number): Buffer {
 
 
 
+/** Blocks of the filter held at once while it is written (1 MiB). */
+const FILTER_WINDOW = 16384;
+
+/**
+ * Writes the filter at `start` of the file as ids arrive in sorted order: their blocks
+ * (filterBlock) only grow, so a window of blocks is final once an id falls past it.
+ * Each window is added to the MAC as it is written, in the file's order.
+ */
+class FilterWriter {
+  private readonly window: Buffer;
+  /** The first block in the window. */
+  private base = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly start: number,
+    private readonly blocks: number,
+    private readonly mac: Hmac,
+    private readonly size = FILTER_WINDOW,
+  ) {
+    this.window = Buffer.alloc(size * FILTER_BLOCK);
+  }
+
+  add(id: Uint8Array): void {
+    const b = filterBlock(id, this.blocks);
+    if (b < this.base) throw new Error('index cache: entries out of order');
+    while (b >= this.base + this.size) this.next();
+    filterProbe(this.window, (b - this.base) * FILTER_BLOCK, id, true);
+  }
+
+  /** Writes the rest (the blocks after the last id are empty). */
+  finish(): void {
+    while (this.base < this.blocks) this.next();
+  }
+
+  private next(): void {
+    const part = this.window.subarray(0, Math.min(this.size, this.blocks - this.base) * FILTER_BLOCK);
+    writeAll(this.fd, part, this.start + this.base * FILTER_BLOCK);
+    this.mac.update(part);
+    this.window.fill(0);
+    this.base += this.size;
+  }
+}
+
 /** Writes fixed-size records into pages, recording each page's fences (first and last id prefix) and CRC. */
 class PageWriter {
   private page = Buffer.alloc(PAGE);
@@ -228,6 +272,8 @@ export interface BuildOptions {
   macKey: Buffer;
   /** Sorting memory per bucket (tests make it small to exercise the split). */
   bucketBytes?: number;
+  /** Filter blocks held while the filter is written (tests make it small to write many windows). */
+  filterWindow?: number;
 }
 
 /**
@@ -285,37 +331,53 @@ export class DiskIndexBuilder {
   }
 
   /**
-   * Writes the file to `dest` atomically (temporary name, fsync, rename). Returns
-   * its metadata section, to open it without reading that again (`DiskIndex.open`):
-   * the metadata is built in one buffer of its final size, so building holds it once.
+   * Writes the file to `dest` atomically (temporary name, fsync, rename). The filter
+   * (most of the metadata: 1 byte a blob) is written out as the sorted entries set its
+   * bits and MACed as it goes, so building never holds it whole; `DiskIndex.open`
+   * reads the metadata back (at 100 M blobs this kept the build's peak to that of
+   * opening the file, instead of the filter's 100 MB above the sort's buffers).
    */
-  finish(dest: string): Buffer {
+  finish(dest: string): void {
     const n = this.entries.count;
     const out = path.join(this.dir, `.${path.basename(dest)}.${process.pid}.${Date.now()}.tmp`);
     const fd = openSync(out, 'w', 0o600);
-    let meta: Buffer;
     try {
       const blocks = Math.max(1, Math.ceil((n * FILTER_BITS_PER_BLOB) / (FILTER_BLOCK * 8)));
       const entryPages = Math.ceil(n / ENT_PER_PAGE);
       const plPages = Math.ceil(this.packCount / PL_PER_PAGE);
       const pbPages = Math.ceil(this.packCount / PB_PER_PAGE);
-      const sizes = [this.sources.length * 32, blocks * FILTER_BLOCK, entryPages * FENCE, entryPages * DIG, plPages * FENCE, plPages * DIG, pbPages * DIG];
+      const plStart = PAGE + entryPages * PAGE;
+      const pbStart = plStart + plPages * PAGE;
+      const metaOffset = pbStart + pbPages * PAGE;
       this.entries.release();
       this.lookup.release();
-      meta = Buffer.alloc(sizes.reduce((a, b) => a + b, 0));
+      // The metadata after the filter: fences and page digests, filled in as pages are written.
+      const sizes = [entryPages * FENCE, entryPages * DIG, plPages * FENCE, plPages * DIG, pbPages * DIG];
+      const tail = Buffer.alloc(sizes.reduce((a, b) => a + b, 0));
       let at = 0;
-      const [sourcesB, filter, eFences, eDig, lFences, lDig, pDig] = sizes.map((len) => meta.subarray(at, (at += len))) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
+      const [eFences, eDig, lFences, lDig, pDig] = sizes.map((len) => tail.subarray(at, (at += len))) as [Buffer, Buffer, Buffer, Buffer, Buffer];
+      const sourcesB = Buffer.alloc(this.sources.length * 32);
+      this.sources.sort(Buffer.compare).forEach((src, i) => src.copy(sourcesB, i * 32));
+      const metaLength = sourcesB.length + blocks * FILTER_BLOCK + tail.length;
+      const header = Buffer.alloc(PAGE);
+      header.write(MAGIC, 0, 'latin1');
+      header.writeUInt32LE(VERSION, 4);
+      this.opts.repoId.copy(header, 8, 0, 32);
+      [n, this.packCount, this.sources.length, blocks, entryPages, plPages, pbPages, metaOffset, metaLength].forEach((v, i) => header.writeUIntLE(v, 40 + i * 8, 6));
+      // The MAC covers the header's fields, then the metadata in its order.
+      const mac = createHmac('sha256', this.opts.macKey).update(header.subarray(0, HEADER)).update(sourcesB);
+      writeAll(fd, sourcesB, metaOffset);
+      const filter = new FilterWriter(fd, metaOffset + sourcesB.length, blocks, mac, this.opts.filterWindow);
       const ew = new PageWriter(fd, PAGE, ENT, ENT_PER_PAGE, eFences, eDig);
       this.entries.drain((r) => {
-        filterProbe(filter, blocks, r, true);
+        filter.add(r);
         ew.add(r);
       });
       ew.flush();
-      const plStart = PAGE + entryPages * PAGE;
+      filter.finish();
       const lw = new PageWriter(fd, plStart, PL, PL_PER_PAGE, lFences, lDig);
       this.lookup.drain((r) => lw.add(r));
       lw.flush();
-      const pbStart = plStart + lw.pages * PAGE;
       const pw = new PageWriter(fd, pbStart, PB, PB_PER_PAGE, pFences(pbPages), pDig);
       const chunk = Buffer.allocUnsafeSlow(PB * PB_PER_PAGE * 64);
       for (let pos = 0; pos < this.packCount * PB; pos += chunk.length) {
@@ -325,16 +387,8 @@ export class DiskIndexBuilder {
       }
       pw.flush();
       if (ew.pages !== entryPages || lw.pages !== plPages || pw.pages !== pbPages) throw new Error('index cache: page counts differ from the records added');
-      this.sources.sort(Buffer.compare).forEach((src, i) => src.copy(sourcesB, i * 32));
-      const metaOffset = pbStart + pw.pages * PAGE;
-      const metaLength = meta.length;
-      writeAll(fd, meta, metaOffset);
-      const header = Buffer.alloc(PAGE);
-      header.write(MAGIC, 0, 'latin1');
-      header.writeUInt32LE(VERSION, 4);
-      this.opts.repoId.copy(header, 8, 0, 32);
-      [n, this.packCount, this.sources.length, blocks, ew.pages, lw.pages, pw.pages, metaOffset, metaLength].forEach((v, i) => header.writeUIntLE(v, 40 + i * 8, 6));
-      createHmac('sha256', this.opts.macKey).update(header.subarray(0, HEADER)).update(meta).digest().copy(header, HEADER);
+      writeAll(fd, tail, metaOffset + metaLength - tail.length);
+      mac.update(tail).digest().copy(header, HEADER);
       writeAll(fd, header, 0);
       fsyncSync(fd);
     } catch (err) {
@@ -345,7 +399,6 @@ export class DiskIndexBuilder {
     closeSync(fd);
     renameSync(out, dest);
     this.abort();
-    return meta;
   }
 
   /** Removes the temporary files (also after `finish`). */

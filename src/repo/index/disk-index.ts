@@ -46,7 +46,8 @@ export const DIG = 4;
 /** Bytes of a page's fences: the first 4 bytes of its first and of its last id. */
 export const FENCE = 8;
 export const MAGIC = 'LBDX';
-export const VERSION = 1;
+/** 2: the filter block is chosen by the id's first 4 bytes (1: bytes 4-7); a file of 1 is rebuilt. */
+export const VERSION = 2;
 /** Header bytes covered by the MAC: magic, version, repository id, nine 8-byte fields. */
 export const HEADER = 112;
 /** Filter bits per blob: ~3% false positives with 6 probes in a 512-bit block. */
@@ -67,16 +68,26 @@ export function cacheMacKey(idKey: Buffer): Buffer {
   return createHmac('sha256', idKey).update('lifeboat local index cache v1').digest();
 }
 
-export function filterProbe(filter: Buffer, blocks: number, id: Uint8Array, set: boolean): boolean {
-  const b = Math.floor(((id[4]! | (id[5]! << 8) | (id[6]! << 16) | (id[7]! << 24)) >>> 0) * blocks / 4294967296) * FILTER_BLOCK;
+/**
+ * The filter block an id's bits are in: chosen by its first 4 bytes, the bytes it is
+ * sorted by, so a builder that adds ids in order finishes the blocks in order and
+ * writes the filter out as it goes instead of holding it (~1 MB per million blobs).
+ * The bits within the block come from bytes 8-15. Ids are HMAC outputs: uniform.
+ */
+export function filterBlock(id: Uint8Array, blocks: number): number {
+  return Math.floor((((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0) * blocks / 4294967296);
+}
+
+/** Sets (`set`) or tests the id's 6 bits in the 64-byte block at byte `at` of `filter`. */
+export function filterProbe(filter: Uint8Array, at: number, id: Uint8Array, set: boolean): boolean {
   const h1 = (id[8]! | (id[9]! << 8) | (id[10]! << 16) | (id[11]! << 24)) >>> 0;
   const h2 = (id[12]! | (id[13]! << 8) | (id[14]! << 16) | (id[15]! << 24)) >>> 0;
   for (let j = 0; j < 6; j++) {
     const p = ((j < 3 ? h1 : h2) >>> (9 * (j % 3))) & 511;
-    const at = b + (p >>> 3);
+    const i = at + (p >>> 3);
     const bit = 1 << (p & 7);
-    if (set) filter[at] = filter[at]! | bit;
-    else if ((filter[at]! & bit) === 0) return false;
+    if (set) filter[i] = filter[i]! | bit;
+    else if ((filter[i]! & bit) === 0) return false;
   }
   return true;
 }
@@ -131,7 +142,7 @@ export class DiskIndex {
    * Opens a cache file, or returns why it cannot be used (missing, another
    * repository's, damaged, another format). Never throws for a bad file.
    */
-  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048, written?: Buffer): DiskIndex | string {
+  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048): DiskIndex | string {
     let fd: number;
     try {
       fd = openSync(file, 'r');
@@ -151,12 +162,8 @@ export class DiskIndex {
         plPages !== Math.ceil(packs / PL_PER_PAGE) || pbPages !== Math.ceil(packs / PB_PER_PAGE) || metaOffset !== PAGE * (1 + entryPages + plPages + pbPages)) {
         throw new Error('inconsistent sizes');
       }
-      // `written`: the metadata this process has just written (DiskIndexBuilder.finish).
-      let meta = written;
-      if (!meta || meta.length !== metaLength) {
-        meta = Buffer.alloc(metaLength);
-        readAll(fd, meta, metaOffset);
-      }
+      const meta = Buffer.allocUnsafe(metaLength);
+      readAll(fd, meta, metaOffset);
       const mac = createHmac('sha256', macKey).update(header.subarray(0, HEADER)).update(meta).digest();
       if (!mac.equals(header.subarray(HEADER, HEADER + 32))) throw new Error('does not authenticate');
       let at = 0;
@@ -203,12 +210,12 @@ export class DiskIndex {
 
   /** False when the blob is certainly not in the file (no disk access). */
   mayContain(id: Uint8Array): boolean {
-    return filterProbe(this.filter, this.blocks, id, false);
+    return filterProbe(this.filter, filterBlock(id, this.blocks) * FILTER_BLOCK, id, false);
   }
 
   /** Visits every copy of the blob in the file. */
   lookup(id: Uint8Array, visit: (e: DiskEntry) => void): void {
-    if (!filterProbe(this.filter, this.blocks, id, false)) return;
+    if (!this.mayContain(id)) return;
     this.scan(id, this.fences, ENT, ENT_PER_PAGE, this.entryCount, PAGE, this.entryDigests, (page, r) => {
       const h = page.readUInt32LE(r + 32);
       visit({ handle: (h & ~TREE_BIT) >>> 0, tree: (h & TREE_BIT) !== 0, offset: page.readUInt32LE(r + 36), length: page.readUInt32LE(r + 40), rawLength: page.readUInt32LE(r + 44) });

@@ -22,7 +22,7 @@ import { isDamage } from '../damage.js';
 import { BLOB_TREE } from '../format.js';
 import { ENTRY_LEN } from '../pack/pack.js';
 import { cacheMacKey, DiskIndex } from './disk-index.js';
-import { collectYoung } from '../../util/gc.js';
+import { collectAll, collectYoung } from '../../util/gc.js';
 import { DiskIndexBuilder } from './disk-index-build.js';
 import { forEachIndexedPackRaw } from './index-file.js';
 
@@ -83,6 +83,10 @@ export async function openIndexCache(deps: IndexCacheDeps, files: readonly Objec
   }
 
   let base: DiskIndex | undefined;
+  // The build's buffers (the sort's, the fences: tens of MB at 100 M blobs, long-lived
+  // enough to be in the old generation) are garbage now: free them before the file's
+  // metadata (~1 MB a million blobs) is read back, or the two add up at the peak.
+  collectAll();
   const opened = DiskIndex.open(file, repoId, macKey);
   if (typeof opened !== 'string') {
     // Stale when any file it was built from is gone (a prune rewrote it).
@@ -117,7 +121,6 @@ export async function openIndexCache(deps: IndexCacheDeps, files: readonly Objec
 
 async function build(deps: IndexCacheDeps, dir: string, file: string, repoId: Buffer, macKey: Buffer, old: DiskIndex | undefined, files: Array<[string, ObjectInfo]>): Promise<DiskIndex> {
   const b = new DiskIndexBuilder(dir, { repoId, macKey });
-  let written: Buffer;
   try {
     if (old) {
       old.forEachPack((id) => b.addPack(id));
@@ -150,12 +153,16 @@ async function build(deps: IndexCacheDeps, dir: string, file: string, repoId: Bu
       // scavenge, tens of MB of them wait for V8's external-memory limit (src/util/gc.ts).
       collectYoung();
     }
-    written = b.finish(file);
+    b.finish(file);
   } catch (err) {
     b.abort();
     throw err;
   }
-  const opened = DiskIndex.open(file, repoId, macKey, undefined, written);
+  // The build's buffers (the sort's, the fences: tens of MB at 100 M blobs, long-lived
+  // enough to be in the old generation) are garbage now: free them before the file's
+  // metadata (~1 MB a million blobs) is read back, or the two add up at the peak.
+  collectAll();
+  const opened = DiskIndex.open(file, repoId, macKey);
   if (typeof opened === 'string') throw new Error(`the file just written does not open: ${opened}`);
   return opened;
 }
