@@ -83,10 +83,6 @@ export async function openIndexCache(deps: IndexCacheDeps, files: readonly Objec
   }
 
   let base: DiskIndex | undefined;
-  // The build's buffers (the sort's, the fences: tens of MB at 100 M blobs, long-lived
-  // enough to be in the old generation) are garbage now: free them before the file's
-  // metadata (~1 MB a million blobs) is read back, or the two add up at the peak.
-  collectAll();
   const opened = DiskIndex.open(file, repoId, macKey);
   if (typeof opened !== 'string') {
     // Stale when any file it was built from is gone (a prune rewrote it).
