@@ -206,6 +206,18 @@ describe('the index cache of a repository', () => {
     r5.releaseDiskIndex();
     expect(DiskIndex.open(file, Buffer.from(writer.config.id, 'hex'), cacheMacKey(writer.key.idKey))).toBeInstanceOf(DiskIndex);
 
+    // A file of version 1 (an older Lifeboat's: its filter blocks chosen by other bytes): refused, rebuilt.
+    const v1 = openSync(file, 'r+');
+    writeSync(v1, Buffer.from([1, 0, 0, 0]), 0, 4, 4);
+    closeSync(v1);
+    expect(DiskIndex.open(file, Buffer.from(writer.config.id, 'hex'), cacheMacKey(writer.key.idKey))).toBe('not a cache file of this version');
+    const before = statSync(file).ino;
+    const r6 = await openWithCache(store, dir);
+    expect(statSync(file).ino).not.toBe(before);
+    for (const id of a.ids.slice(600)) expect(r6.index.has(id)).toBe(true);
+    for (let i = 0; i < 1000; i++) expect(r6.index.has(randomBytes(32))).toBe(false);
+    r6.releaseDiskIndex();
+
     // Two processes' worth of loads at once each get a whole file.
     rmSync(file);
     const [x, y] = await Promise.all([openWithCache(store, dir), openWithCache(store, dir)]);
