@@ -46,9 +46,10 @@ describe('CLI start-up', () => {
     await fs.symlink(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'));
     const cli = path.join(copy, 'bin', 'lifeboat.js');
     const log = path.join(copy, 'modules');
-    const run = async (bundleTime: number, compiledTime: number): Promise<string[]> => {
+    const run = async (bundleTime: number, compiledTime: number, recordTime = compiledTime): Promise<string[]> => {
       await fs.utimes(path.join(copy, 'dist/bundle/main.js'), bundleTime, bundleTime);
       await fs.utimes(path.join(copy, 'dist/cli/main.js'), compiledTime, compiledTime);
+      await fs.utimes(path.join(copy, 'dist/.tsbuildinfo'), recordTime, recordTime);
       await fs.rm(log, { force: true });
       const r = await runCli(['--version'], { NODE_OPTIONS: preload, MODULE_LOG: log }, { cli });
       expect(r.code, r.stderr).toBe(0);
@@ -62,6 +63,10 @@ describe('CLI start-up', () => {
     expect(read).not.toContain(path.join(copy, 'dist/cli/main.js'));
     // ...and not once tsc has written newer files.
     read = await run(now - 10, now);
+    expect(read).toContain(path.join(copy, 'dist/cli/main.js'));
+    expect(read.filter(under(path.join(copy, 'dist', 'bundle')))).toEqual([]);
+    // An incremental tsc that wrote other files, not main.js: its record is newer than the bundle.
+    read = await run(now - 10, now - 20, now);
     expect(read).toContain(path.join(copy, 'dist/cli/main.js'));
     expect(read.filter(under(path.join(copy, 'dist', 'bundle')))).toEqual([]);
   });

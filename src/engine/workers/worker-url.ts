@@ -27,7 +27,9 @@ export function startWorker(base: string, name: string, workerData: unknown, res
  * of CPU to start, and a backup starts three or more (an in-process test of eight small
  * backups spent 21 s of CPU, 9 s with compiled workers). But a stale dist/ would run
  * old worker code beside new engine code, so it is used only when no file under src/
- * is newer than its compiled .js (checked once per process; tsc rewrites every output).
+ * is newer than its compiled .js (checked once per process). tsc builds incrementally:
+ * a source whose text changed is written again; one only touched is not, and then the
+ * workers start through tsx (slower, never stale) until tsc writes it or dist/ is built afresh.
  */
 let distRoot: { src: string; dist: string } | null | undefined;
 

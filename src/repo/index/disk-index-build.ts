@@ -122,7 +122,8 @@ class BucketSorter {
     const step = Math.ceil((hi - lo) / parts);
     const sub: Array<{ fd: number; size: number; file: string }> = [];
     for (let i = 0; i < parts; i++) {
-      const file = path.join(this.dir, `${this.name}.split.${lo}.${i}`);
+      // Named by the whole range: part 0 of a range starts where the range does.
+      const file = path.join(this.dir, `${this.name}.split.${lo}-${hi}.${i}`);
       sub.push({ fd: openSync(file, 'w+', 0o600), size: 0, file });
     }
     const chunk = Buffer.allocUnsafeSlow(Math.floor((4 << 20) / this.rec) * this.rec);

@@ -293,13 +293,13 @@ export function packWriteError(err: unknown, dir: string): LifeboatError {
   const mapped = fromSystemError(err, what);
   if (isLifeboatError(mapped, 'NO_SPACE')) {
     return new LifeboatError('NO_SPACE', mapped.message, {
-      hint: `free space on the disk of ${path.dirname(dir)}, where a backup writes its packs before storing them (a local repository's tmp/, else the cache directory: LIFEBOAT_CACHE_DIR moves it); data already stored is intact`,
+      hint: `free space on the disk of ${path.dirname(dir)}, where packs are written before they are stored (a local repository's tmp/, else the cache directory: LIFEBOAT_CACHE_DIR moves it); data already stored is intact`,
       cause: err,
     });
   }
   if (isLifeboatError(mapped)) return mapped;
   return new LifeboatError('FAILED', `${what}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`, {
-    hint: 'the directory for packs being written was removed or changed during the backup; run it again',
+    hint: 'the directory for packs being written was removed or changed while they were written; run the command again',
     cause: err,
   });
 }
