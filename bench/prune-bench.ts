@@ -19,6 +19,7 @@ import { prune } from '../src/repo/maintenance/prune.js';
 import { Repository, PROGRAM_VERSION } from '../src/repo/repository.js';
 import type { TreeNode } from '../src/repo/snapshot/tree.js';
 import { LocalStore } from '../src/storage/local/local-store.js';
+import { withPackWriter } from '../src/repo/pack/spill.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const BLOBS_PER_PACK = 1000;
@@ -29,49 +30,50 @@ async function setup(dir: string, n: number): Promise<void> {
   const store = new LocalStore(dir);
   await Repository.init(store, 'bench');
   const repo = await Repository.open(store, 'bench');
-  const writer = repo.newPackWriter();
-  const perSnapshot = Math.ceil(n / SNAPSHOTS);
-  let made = 0;
-  for (let s = 0; s < SNAPSHOTS; s++) {
-    const subtrees: TreeNode[] = [];
-    for (let t = 0; t * BLOBS_PER_TREE < perSnapshot && made < n; t++) {
-      const count = Math.min(BLOBS_PER_TREE, perSnapshot - t * BLOBS_PER_TREE, n - made);
-      const ids: Buffer[] = [];
-      for (let i = 0; i < count; i++) ids.push(randomBytes(32));
-      // Index the blobs in fake packs of BLOBS_PER_PACK. Their bytes are never read while
-      // marking, but loading the index drops entries of packs that are not stored, so each
-      // is stored as a tiny placeholder (a sweep finds its header unreadable and keeps it).
-      for (let p = 0; p < ids.length; p += BLOBS_PER_PACK) {
-        const chunk = ids.slice(p, p + BLOBS_PER_PACK);
-        const packId = randomBytes(32);
-        await store.put(`data/${packId.toString('hex').slice(0, 2)}/${packId.toString('hex')}`, Buffer.from('placeholder'));
-        await repo.writeIndex([{ packId, entries: chunk.map((id, i) => ({ id, type: BLOB_DATA, offset: i * 1024, length: 1024, rawLength: 1024 })) }]);
+  await withPackWriter(repo, async (writer) => {
+    const perSnapshot = Math.ceil(n / SNAPSHOTS);
+    let made = 0;
+    for (let s = 0; s < SNAPSHOTS; s++) {
+      const subtrees: TreeNode[] = [];
+      for (let t = 0; t * BLOBS_PER_TREE < perSnapshot && made < n; t++) {
+        const count = Math.min(BLOBS_PER_TREE, perSnapshot - t * BLOBS_PER_TREE, n - made);
+        const ids: Buffer[] = [];
+        for (let i = 0; i < count; i++) ids.push(randomBytes(32));
+        // Index the blobs in fake packs of BLOBS_PER_PACK. Their bytes are never read while
+        // marking, but loading the index drops entries of packs that are not stored, so each
+        // is stored as a tiny placeholder (a sweep finds its header unreadable and keeps it).
+        for (let p = 0; p < ids.length; p += BLOBS_PER_PACK) {
+          const chunk = ids.slice(p, p + BLOBS_PER_PACK);
+          const packId = randomBytes(32);
+          await store.put(`data/${packId.toString('hex').slice(0, 2)}/${packId.toString('hex')}`, Buffer.from('placeholder'));
+          await repo.writeIndex([{ packId, entries: chunk.map((id, i) => ({ id, type: BLOB_DATA, offset: i * 1024, length: 1024, rawLength: 1024 })) }]);
+        }
+        const nodes: TreeNode[] = [];
+        for (let f = 0; f < ids.length; f += 100) {
+          nodes.push({ name: `f${f}`, type: 'file', mode: 0o644, size: 100 * 1024, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '0', dev: '0', nlink: 1, content: ids.slice(f, f + 100).map((b) => b.toString('hex')) });
+        }
+        const tree = await repo.saveTree(writer, { nodes });
+        subtrees.push({ name: `d${t}`, type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '0', dev: '0', nlink: 2, subtree: tree });
+        made += count;
       }
-      const nodes: TreeNode[] = [];
-      for (let f = 0; f < ids.length; f += 100) {
-        nodes.push({ name: `f${f}`, type: 'file', mode: 0o644, size: 100 * 1024, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '0', dev: '0', nlink: 1, content: ids.slice(f, f + 100).map((b) => b.toString('hex')) });
-      }
-      const tree = await repo.saveTree(writer, { nodes });
-      subtrees.push({ name: `d${t}`, type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', ctime: '0', inode: '0', dev: '0', nlink: 2, subtree: tree });
-      made += count;
+      const root = await repo.saveTree(writer, { nodes: subtrees });
+      await writer.flush();
+      await repo.saveSnapshot({
+        version: 1,
+        time: new Date().toISOString(),
+        hostname: 'bench',
+        username: 'bench',
+        paths: [`/s${s}`],
+        tags: [],
+        excludes: [],
+        tree: root,
+        source: { kind: 'files' },
+        summary: { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirs: 0, totalBytes: 0, totalFiles: 0, addedBytes: 0, processedBytes: 0, errors: 0, durationMs: 0 },
+        programVersion: PROGRAM_VERSION,
+      });
     }
-    const root = await repo.saveTree(writer, { nodes: subtrees });
-    await writer.flush();
-    await repo.saveSnapshot({
-      version: 1,
-      time: new Date().toISOString(),
-      hostname: 'bench',
-      username: 'bench',
-      paths: [`/s${s}`],
-      tags: [],
-      excludes: [],
-      tree: root,
-      source: { kind: 'files' },
-      summary: { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirs: 0, totalBytes: 0, totalFiles: 0, addedBytes: 0, processedBytes: 0, errors: 0, durationMs: 0 },
-      programVersion: PROGRAM_VERSION,
-    });
-  }
-  for (const s of (await repo.listSnapshots()).slice(0, SNAPSHOTS / 2)) await store.delete(`snapshots/${s.id}`);
+    for (const s of (await repo.listSnapshots()).slice(0, SNAPSHOTS / 2)) await store.delete(`snapshots/${s.id}`);
+  });
 }
 
 async function runPrune(dir: string): Promise<void> {

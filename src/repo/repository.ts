@@ -633,10 +633,10 @@ export class Repository {
     return decodeTree(await this.loadBlob(Buffer.from(id, 'hex')), `tree ${id.slice(0, 16)}`);
   }
 
-  /** A pack writer; with `spillDir` (a backup's SpillDir) it builds its packs in files there, not in memory. */
-  newPackWriter(opts: { spillDir?: string; uploadConcurrency?: number } = {}): PackWriter {
+  /** A pack writer that builds its packs in files in `spillDir` (`withPackWriter` in repo/pack/spill.ts makes one and cleans up). */
+  newPackWriter(opts: { spillDir: string; uploadConcurrency?: number }): PackWriter {
     return new PackWriter(
-      { store: this.store, key: this.key, index: this.index, writeIndex: (packs) => this.writeIndex(packs), ...(opts.spillDir !== undefined ? { spillDir: opts.spillDir } : {}) },
+      { store: this.store, key: this.key, index: this.index, writeIndex: (packs) => this.writeIndex(packs), spillDir: opts.spillDir },
       this.compression,
       opts.uploadConcurrency,
     );

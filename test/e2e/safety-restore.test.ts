@@ -18,6 +18,7 @@ import type { Repository as RepositoryT } from '../../src/repo/repository.js';
 import type { TreeNode } from '../../src/repo/snapshot/tree.js';
 import { ROOT, cleanupTmp, makeFixture, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
 import { MiB, PASSWORD, cli, initRepo, filesBelow, entriesBelow, expectRestoreIdentical, checkJson, listSnapshots } from '../safety-helpers.js';
+import { withPackWriter } from '../../src/repo/pack/spill.js';
 
 afterAll(cleanupTmp);
 
@@ -244,33 +245,34 @@ describe('restore never writes outside the target', () => {
       await repo.loadIndex();
       const [existing] = await repo.listSnapshots();
       expect(existing).toBeDefined();
-      const w = repo.newPackWriter();
-      const payload = Buffer.from('ESCAPED\n');
-      const blob = (await w.addPlain(BLOB_DATA, payload)).toString('hex');
-      const file = (name: string): TreeNode => ({
-        name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: '0', atime: '0', ctime: '0', inode: '1', dev: '1', nlink: 1, size: payload.length, content: [blob],
+      await withPackWriter(repo, async (w) => {
+        const payload = Buffer.from('ESCAPED\n');
+        const blob = (await w.addPlain(BLOB_DATA, payload)).toString('hex');
+        const file = (name: string): TreeNode => ({
+          name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: '0', atime: '0', ctime: '0', inode: '1', dev: '1', nlink: 1, size: payload.length, content: [blob],
+        });
+        const dir = (name: string, subtree: string): TreeNode => ({
+          name, type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', atime: '0', ctime: '0', inode: '2', dev: '1', nlink: 2, subtree,
+        });
+        const inner = await repo.saveTree(w, { nodes: [file(tag)] });
+        const cases: Record<string, TreeNode[]> = {
+          'file named ..': [file('..'), file('aaa-ok.txt')],
+          'dir named .. holding a file': [dir('..', inner), file('aaa-ok.txt')],
+          'file named ../../<tag>': [file(`../../${tag}`)],
+          'dir named ../.. holding a file': [dir('../..', inner)],
+          'file named /<tag>': [file(`/${tag}`)],
+          'dir named /tmp holding a file': [dir('/tmp', inner)],
+          'file named .': [file('.')],
+          'a nested dir with a file named ..': [dir('nested', await repo.saveTree(w, { nodes: [file('..')] }))],
+          'a nested dir with a file named ../../../<tag>': [dir('nested', await repo.saveTree(w, { nodes: [file(`../../../${tag}`)] }))],
+        };
+        for (const [what, nodes] of Object.entries(cases)) {
+          const tree = await repo.saveTree(w, { nodes });
+          const { id: _id, ...manifest } = existing as NonNullable<typeof existing>;
+          ids[what] = await repo.saveSnapshot({ ...manifest, tree, tags: [what] });
+        }
+        await w.flush();
       });
-      const dir = (name: string, subtree: string): TreeNode => ({
-        name, type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: '0', atime: '0', ctime: '0', inode: '2', dev: '1', nlink: 2, subtree,
-      });
-      const inner = await repo.saveTree(w, { nodes: [file(tag)] });
-      const cases: Record<string, TreeNode[]> = {
-        'file named ..': [file('..'), file('aaa-ok.txt')],
-        'dir named .. holding a file': [dir('..', inner), file('aaa-ok.txt')],
-        'file named ../../<tag>': [file(`../../${tag}`)],
-        'dir named ../.. holding a file': [dir('../..', inner)],
-        'file named /<tag>': [file(`/${tag}`)],
-        'dir named /tmp holding a file': [dir('/tmp', inner)],
-        'file named .': [file('.')],
-        'a nested dir with a file named ..': [dir('nested', await repo.saveTree(w, { nodes: [file('..')] }))],
-        'a nested dir with a file named ../../../<tag>': [dir('nested', await repo.saveTree(w, { nodes: [file(`../../../${tag}`)] }))],
-      };
-      for (const [what, nodes] of Object.entries(cases)) {
-        const tree = await repo.saveTree(w, { nodes });
-        const { id: _id, ...manifest } = existing as NonNullable<typeof existing>;
-        ids[what] = await repo.saveSnapshot({ ...manifest, tree, tags: [what] });
-      }
-      await w.flush();
     } finally {
       await store.close();
     }

@@ -17,6 +17,7 @@ import type { IndexedPack } from '../../src/repo/index/index-file.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import type { GetOptions, ByteRange, Store } from '../../src/storage/store.js';
 import { cleanupTmp, cliExpecting, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { withPackWriter } from '../../src/repo/pack/spill.js';
 
 afterAll(cleanupTmp);
 
@@ -71,9 +72,10 @@ describe('prune does not trust index files', () => {
     evil.index.forEach((id, loc) => entries.push({ type: loc.type, id: Buffer.from(id), offset: 0, length: 64, rawLength: loc.rawLength }));
     // A pack of its own, and an index file naming it for every blob, besides one
     // naming a pack that does not exist. Low ids win a naive "lowest pack id" tie.
-    const writer = evil.newPackWriter();
-    await writer.addPlain(BLOB_DATA, randomBytes(4096));
-    await writer.flush();
+    await withPackWriter(evil, async (writer) => {
+      await writer.addPlain(BLOB_DATA, randomBytes(4096));
+      await writer.flush();
+    });
     const junk = (await packsOf(repo)).find((p) => !realPacks.includes(p)) as string;
     await evil.writeIndex([{ packId: Buffer.alloc(32, 0), entries }]);
     await evil.writeIndex([{ packId: Buffer.from(junk, 'hex'), entries }]);
@@ -139,9 +141,10 @@ async function twoCopies(repo: string, src: string): Promise<{ content: Buffer; 
   const blob = blobId(r0.key, content);
   const first = r0.index.packId(r0.lookup(blob).packIndex).toString('hex');
   const r = await open(repo); // no index loaded: the writer stores the blob again
-  const writer = r.newPackWriter();
-  await writer.addPlain(BLOB_DATA, content);
-  await writer.flush();
+  await withPackWriter(r, async (writer) => {
+    await writer.addPlain(BLOB_DATA, content);
+    await writer.flush();
+  });
   const second = (await fs.readdir(path.join(repo, 'index'))).find((f) => !before.has(f)) as string;
   const copy = (await packsOf(repo)).find((p) => p !== first && !(r0.index.hasPack(p))) as string;
   await r.saveRetiring({ time: HOUR_AGO(), hostname: 'a', packs: [first] });

@@ -99,6 +99,21 @@ async function restoredRdb(snapshot: string): Promise<Buffer> {
   return readFileSync(path.join(target, 'redis', 'main', 'dump.rdb'));
 }
 
+/** COUNT incompressible 1 MiB values, pipelined on one socket; PING's reply says all were applied. */
+function setMegabyteValues(port: number, count: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let seen = '';
+    sock.on('data', (d: Buffer) => {
+      seen = (seen + d.toString('latin1')).slice(-16);
+      if (seen.endsWith('+PONG\r\n')) sock.end(resolve);
+    });
+    sock.on('error', reject);
+    for (let i = 0; i < count; i++) sock.write(encodeCommand(['SET', `blob:${i}`, randomBytes(1 << 20)]));
+    sock.write(encodeCommand(['PING']));
+  });
+}
+
 describe('redis backup', () => {
   it('stores an RDB that redis-check-rdb accepts and a stock server loads with the same keys and values', async () => {
     await populate(plain);
@@ -215,18 +230,7 @@ describe('redis backup', () => {
   it('memory stays bounded: a 400 MiB RDB is streamed, not held', async () => {
     const big = await RedisServer.start({ conf: NO_SYNC_DELAY });
     try {
-      // 400 incompressible 1 MiB values, pipelined on one socket; PING's reply says all were applied.
-      await new Promise<void>((resolve, reject) => {
-        const sock = net.connect(big.port, '127.0.0.1');
-        let seen = '';
-        sock.on('data', (d: Buffer) => {
-          seen = (seen + d.toString('latin1')).slice(-16);
-          if (seen.endsWith('+PONG\r\n')) sock.end(resolve);
-        });
-        sock.on('error', reject);
-        for (let i = 0; i < 400; i++) sock.write(encodeCommand(['SET', `blob:${i}`, randomBytes(1 << 20)]));
-        sock.write(encodeCommand(['PING']));
-      });
+      await setMegabyteValues(big.port, 400);
       const maxRss = await new Promise<{ code: number | null; kb: number; err: string }>((resolve) => {
         const child = spawn('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, CLI, '-r', repo, 'redis', 'backup', '--url', big.url, '--name', 'big'], {
           env: { ...process.env, ...ENV, LIFEBOAT_REDIS_PASSWORD: '' },
@@ -251,17 +255,7 @@ describe('redis backup', () => {
     /** The pack files a running backup has written in the repository's tmp/ (its spill directory). */
     const packFiles = () => readdirSync(path.join(r, 'tmp')).filter((d) => d.endsWith('.spill')).flatMap((d) => readdirSync(path.join(r, 'tmp', d)));
     try {
-      await new Promise<void>((resolve, reject) => {
-        const sock = net.connect(big.port, '127.0.0.1');
-        let seen = '';
-        sock.on('data', (d: Buffer) => {
-          seen = (seen + d.toString('latin1')).slice(-16);
-          if (seen.endsWith('+PONG\r\n')) sock.end(resolve);
-        });
-        sock.on('error', reject);
-        for (let i = 0; i < 300; i++) sock.write(encodeCommand(['SET', `blob:${i}`, randomBytes(1 << 20)]));
-        sock.write(encodeCommand(['PING']));
-      });
+      await setMegabyteValues(big.port, 300);
       const child = spawn(process.execPath, [CLI, '-r', r, 'redis', 'backup', '--url', big.url, '--name', 'killed'], {
         env: { ...process.env, ...ENV, LIFEBOAT_REDIS_PASSWORD: '' },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -29,6 +29,13 @@ function flipByte(file: string, at: number): void {
   closeSync(fd);
 }
 
+/** The file opened with the sample's repository and key; its refusal fails the test. */
+function opened(file: string, cachePages?: number): DiskIndex {
+  const d = DiskIndex.open(file, repoId, macKey, cachePages);
+  if (typeof d === 'string') throw new Error(d);
+  return d;
+}
+
 function buildSample(dir: string, n: number, bucketBytes: number) {
   // A filter window of 8 blocks: the filter is written in many windows.
   const b = new DiskIndexBuilder(dir, { repoId, macKey, bucketBytes, filterWindow: 8 });
@@ -53,8 +60,7 @@ describe('DiskIndex', () => {
     const dir = tmpdir();
     // Tiny buckets: the sort splits them by range, as it would for skewed ids.
     const { file, packs, ids, sources } = buildSample(dir, 30_000, 4096);
-    const d = DiskIndex.open(file, repoId, macKey, 64);
-    if (typeof d === 'string') throw new Error(d);
+    const d = opened(file, 64);
     expect(d.entryCount).toBe(30_100);
     ids.forEach((id, i) => {
       const seen: DiskEntry[] = [];
@@ -100,8 +106,7 @@ describe('DiskIndex', () => {
     ids.forEach((id, i) => b.addEntry(id, 0, false, i, 1, 1));
     const file = path.join(dir, 'blobs.lbidx');
     b.finish(file);
-    const d = DiskIndex.open(file, repoId, macKey, 64);
-    if (typeof d === 'string') throw new Error(d);
+    const d = opened(file, 64);
     expect(d.entryCount).toBe(3000);
     ids.forEach((id, i) => {
       const seen: DiskEntry[] = [];
@@ -125,8 +130,7 @@ describe('DiskIndex', () => {
     const dir = tmpdir();
     const { file, ids } = buildSample(dir, 2000, 1 << 20);
     flipByte(file, PAGE + 100); // the first entry page
-    const d = DiskIndex.open(file, repoId, macKey);
-    if (typeof d === 'string') throw new Error(d);
+    const d = opened(file);
     expect(() => ids.forEach((id) => d.lookup(id, () => {}))).toThrow(/local index cache .* is damaged/);
     expect(existsSync(file)).toBe(false);
     d.close();

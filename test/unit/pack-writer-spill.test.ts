@@ -1,8 +1,8 @@
 /**
  * PackWriter with a spill directory (issue 19): packs are written to files as blobs come,
- * possibly many adds at once, and stored from the file. The stored packs must be exactly
- * what the in-memory path stores (named by the SHA-256 of their bytes, every blob where
- * the index says), and a write that fails must fail the writer and leave no file behind.
+ * possibly many adds at once, and stored from the file. The stored packs must be named by
+ * the SHA-256 of their bytes, with every blob where the index says, and a write that fails
+ * must fail the writer and leave no file behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, promises as fsp, readdirSync, rmSync } from 'node:fs';
@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isLifeboatError } from '../../src/errors.js';
 import { BLOB_DATA, BLOB_TREE, PACK_TARGET_SIZE } from '../../src/repo/format.js';
+import type { PackWriter } from '../../src/repo/pack/pack-writer.js';
 import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import { listAll } from '../../src/storage/store.js';
@@ -21,6 +22,14 @@ function spillDir(): string {
   const d = mkdtempSync(path.join(os.tmpdir(), 'lb-pw-spill-'));
   dirs.push(d);
   return d;
+}
+
+/** A repository in memory and a pack writer spilling to a fresh directory. */
+async function spilling(): Promise<{ store: MemoryStore; repo: Repository; dir: string; writer: PackWriter }> {
+  const store = new MemoryStore();
+  const repo = await Repository.init(store, 'pw');
+  const dir = spillDir();
+  return { store, repo, dir, writer: repo.newPackWriter({ spillDir: dir }) };
 }
 
 /**
@@ -43,10 +52,7 @@ function onFirstOpenedClose(first: (close: () => Promise<void>) => Promise<void>
 
 describe('PackWriter with a spill directory', () => {
   it('stores packs named by their bytes, each blob readable, when many adds run at once; leaves the directory empty', async () => {
-    const store = new MemoryStore();
-    const repo = await Repository.init(store, 'pw');
-    const dir = spillDir();
-    const writer = repo.newPackWriter({ spillDir: dir });
+    const { store, dir, writer } = await spilling();
     // ~40 MiB of data blobs (more than two packs) and small trees, all added at once.
     const blobs = Array.from({ length: 40 }, (_, i) => randomBytes(1024 * 1024 + i));
     const trees = Array.from({ length: 200 }, (_, i) => Buffer.from(JSON.stringify({ nodes: [{ name: `f${i}`, type: 'file' }] })));
@@ -68,9 +74,7 @@ describe('PackWriter with a spill directory', () => {
   });
 
   it('a write that fails fails the writer, and settle() leaves no pack file', async () => {
-    const repo = await Repository.init(new MemoryStore(), 'pw');
-    const dir = spillDir();
-    const writer = repo.newPackWriter({ spillDir: dir });
+    const { repo, dir, writer } = await spilling();
     await writer.addPlain(BLOB_DATA, randomBytes(4096));
     expect(readdirSync(dir)).toHaveLength(1);
     // The directory is gone: the next pack's file cannot be made (a disk that fails).
@@ -84,10 +88,7 @@ describe('PackWriter with a spill directory', () => {
   });
 
   it('a close that fails (the first report of a failed write, on NFS or under a quota) stores nothing and fails the writer as NO_SPACE', async () => {
-    const store = new MemoryStore();
-    const repo = await Repository.init(store, 'pw');
-    const dir = spillDir();
-    const writer = repo.newPackWriter({ spillDir: dir });
+    const { store, dir, writer } = await spilling();
     // The pack file's first close fails; the cleanup's close is real.
     onFirstOpenedClose(() => Promise.reject(Object.assign(new Error('EDQUOT: disk quota exceeded, close'), { code: 'EDQUOT' })));
     await writer.addPlain(BLOB_DATA, randomBytes(4096));
@@ -100,10 +101,7 @@ describe('PackWriter with a spill directory', () => {
   });
 
   it('settle() waits for a pack being finished and refuses blobs added after it', async () => {
-    const store = new MemoryStore();
-    const repo = await Repository.init(store, 'pw');
-    const dir = spillDir();
-    const writer = repo.newPackWriter({ spillDir: dir });
+    const { store, dir, writer } = await spilling();
     // More than a pack, not awaited: the first is being finished when settle() starts,
     // the rest is an open pack. The first pack's close waits (a bounded number of turns:
     // correct code is waiting for it meanwhile) until the open pack's file is gone, so

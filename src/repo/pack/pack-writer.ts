@@ -3,11 +3,11 @@
  * concurrency, and writes index files naming only packs whose upload finished:
  * packs → index → (caller) snapshot, the order that keeps every crash recoverable.
  *
- * Given a spill directory (backups: repo/pack/spill.ts), each pack is written to a
- * file of its own there as its blobs come, and stored from that file: no pack is held
- * in memory, open or waiting for its upload (a stream backup held up to four, ~64 MiB,
- * and a file backup its tree pack twice over while sealing it). Without one (copy,
- * prune, reseal) packs are built in memory.
+ * Each pack is written to a file of its own in the caller's spill directory
+ * (repo/pack/spill.ts: `withPackWriter`) as its blobs come, and stored from that file:
+ * no pack is held in memory, open or waiting for its upload (held in memory, a stream
+ * backup had up to four, ~64 MiB, and a file backup its tree pack twice over while
+ * sealing it).
  *
  * Blobs are entered into the in-memory index as soon as they are accepted, under a
  * reserved pack handle, so concurrent producers deduplicate against blobs that are
@@ -33,8 +33,8 @@ export interface PackWriterDeps {
   index: BlobIndex;
   /** Stores an index file naming these (already stored) packs. */
   writeIndex(packs: readonly IndexedPack[]): Promise<void>;
-  /** A directory of the caller's where packs are written as files (see above); none: in memory. */
-  spillDir?: string;
+  /** A directory of the caller's where packs are written as files (see above). */
+  spillDir: string;
 }
 
 export interface PackWriterStats {
@@ -53,9 +53,7 @@ interface PackFile {
 
 interface OpenPack {
   handle: number;
-  /** The sealed blobs, in memory (no spill directory). */
-  parts: Buffer[];
-  file?: PackFile;
+  file: PackFile;
   entries: PackEntry[];
   size: number;
   hash: ReturnType<typeof createHash>;
@@ -100,19 +98,17 @@ export class PackWriter {
    */
   async addSealed(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<void> {
     this.throwIfFailed();
-    if (this.settled) throw new LifeboatError('FAILED', 'a blob was added after its backup ended');
+    if (this.settled) throw new LifeboatError('FAILED', 'a blob was added after its writer was settled (its run ended)');
     if (this.deps.index.has(id)) return;
     let pack = this.open.get(type);
     if (!pack) {
-      pack = { handle: this.deps.index.reservePack(), parts: [], entries: [], size: 0, hash: createHash('sha256') };
-      if (this.deps.spillDir !== undefined) pack.file = this.openFile(this.deps.spillDir);
+      pack = { handle: this.deps.index.reservePack(), file: this.openFile(this.deps.spillDir), entries: [], size: 0, hash: createHash('sha256') };
       this.open.set(type, pack);
     }
     const entry: PackEntry = { type, id, offset: pack.size, length: sealed.length, rawLength };
     // Offsets and the hash are taken in the order blobs come; the file's writes are
     // positional, so concurrent adds may finish in any order.
-    const written = pack.file ? this.write(pack.file, sealed, pack.size) : undefined;
-    if (!pack.file) pack.parts.push(sealed);
+    const written = this.write(pack.file, sealed, pack.size);
     pack.entries.push(entry);
     pack.hash.update(sealed);
     pack.size += sealed.length;
@@ -164,12 +160,6 @@ export class PackWriter {
     pack.hash.update(footer);
     const packId = pack.hash.digest();
     this.deps.index.setPackId(pack.handle, packId);
-    if (!pack.file) {
-      const bytes = Buffer.concat([...pack.parts, footer]);
-      pack.parts.length = 0;
-      await this.storePack(packId, bytes, pack.entries);
-      return;
-    }
     const { file } = pack;
     const size = pack.size + footer.length;
     try {
@@ -196,12 +186,8 @@ export class PackWriter {
    * removed once the upload has settled, stored or not. Waiting packs are then files,
    * not memory: what this holds per pack is its blob list.
    */
-  async storePack(packId: Buffer, body: Buffer | LocalFile, entries: PackEntry[], external = false): Promise<void> {
-    const file = Buffer.isBuffer(body) ? undefined : body;
-    const size = Buffer.isBuffer(body) ? body.length : body.size;
-    const removeFile = async () => {
-      if (file) await fs.rm(file.path, { force: true }).catch(() => {});
-    };
+  async storePack(packId: Buffer, file: LocalFile, entries: PackEntry[], external = false): Promise<void> {
+    const removeFile = () => fs.rm(file.path, { force: true }).catch(() => {});
     if (external) {
       const handle = this.deps.index.addPack(packId);
       for (const e of entries) {
@@ -220,10 +206,9 @@ export class PackWriter {
     const upload = (async () => {
       try {
         const key = keys.pack(packId.toString('hex'));
-        if (file) await putFile(this.deps.store, key, file);
-        else await this.deps.store.put(key, body as Buffer);
+        await putFile(this.deps.store, key, file);
         this.stats.packs++;
-        this.stats.storedBytes += size;
+        this.stats.storedBytes += file.size;
         this.finished.push({ packId, entries });
         if (this.finished.length >= INDEX_EVERY_PACKS) await this.writeIndex();
       } catch (err) {
@@ -247,7 +232,7 @@ export class PackWriter {
     while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
     const open = [...this.open.values()];
     this.open.clear();
-    for (const pack of open) if (pack.file) await discardFile(pack.file);
+    for (const pack of open) await discardFile(pack.file);
     while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
   }
 

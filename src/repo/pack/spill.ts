@@ -1,14 +1,15 @@
 /**
  * Where the packs a run writes go, one file per pack, instead of being held in memory
  * (16 MiB each; restic keeps its packs in temporary files too): a backup's chunk
- * workers and main thread, and the re-packing of copy, prune and key re-sealing. For a local store the directory lies in the store's own `tmp/`
+ * workers and main thread, and the re-packing of copy, prune and key re-sealing. For a
+ * local store the directory lies in the store's own `tmp/`
  * (Store.stagingDir), on the same filesystem, so each pack is linked into place and
  * never copied. For any other store it lies in `spill/` of the user's cache
  * directory (on disk, where /tmp may be memory; os.tmpdir() when that cannot be
  * made), and packs are read from it.
  *
  * It is created exclusively with mode 0700 and named `<random>.spill`, and it is
- * removed when the backup ends, whatever the outcome. One left by a crash is removed
+ * removed when the run ends, whatever the outcome. One left by a crash is removed
  * after a day: by the local store's sweep of `tmp/`, or by the next backup's sweep of
  * the cache directory (util/sweep.ts).
  */
@@ -69,8 +70,8 @@ export class SpillDir {
     });
   }
 
-  /** A backup's spill directory: the store's staging directory, else the cache's spill/, else os.tmpdir(). */
-  static forBackup(store: Pick<Store, 'stagingDir'>): Promise<SpillDir> {
+  /** A run's spill directory: the store's staging directory, else the cache's spill/, else os.tmpdir(). */
+  static forRun(store: Pick<Store, 'stagingDir'>): Promise<SpillDir> {
     return SpillDir.open(store, [
       { dir: path.join(cacheRoot(), 'spill'), own: true },
       { dir: os.tmpdir(), own: false },
@@ -118,7 +119,7 @@ export class SpillDir {
  * left open, and removes the directory.
  */
 export async function withPackWriter<T>(repo: Repository, fn: (writer: PackWriter, spill: SpillDir) => Promise<T>): Promise<T> {
-  const spill = await SpillDir.forBackup(repo.store);
+  const spill = await SpillDir.forRun(repo.store);
   const writer = repo.newPackWriter({ spillDir: spill.path });
   try {
     return await fn(writer, spill);
