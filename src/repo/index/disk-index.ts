@@ -7,9 +7,11 @@
  * in fixed 48-byte records, and the packs they name. What stays in memory is small
  * per blob: a blocked Bloom filter (8 bits per blob, one 64-byte block per lookup),
  * so an id that is not there — a new chunk, the common case of a first backup —
- * never touches the disk; two u32 fences (first and last id prefix) and a
- * CRC-32 per 4 KiB page. Hits read one page (pread, checked against its CRC-32)
- * through a bounded LRU page cache.
+ * reads no page; two u32 fences (first and last id prefix) and a CRC-32 per 4 KiB
+ * page. Hits read one page (pread, checked against its CRC-32) through a bounded
+ * LRU page cache. A filter larger than `FILTER_IN_MEMORY_MAX` (32 M blobs) is not
+ * held: each lookup reads its 64-byte block from the file (pread, through the
+ * kernel's page cache, which is not the process's memory).
  *
  * Layout (little-endian; pages of 4096 bytes):
  *   page 0      header: "LBDX" u32 version | repository id (32) | nine 8-byte
@@ -53,6 +55,15 @@ export const HEADER = 112;
 /** Filter bits per blob: ~3% false positives with 6 probes in a 512-bit block. */
 export const FILTER_BITS_PER_BLOB = 8;
 export const FILTER_BLOCK = 64;
+/**
+ * The largest filter held in memory (32 MiB: 32 M blobs); above it each lookup reads
+ * its block from the file. The bits read then are not re-authenticated: a changed bit
+ * can only cost a page read or a chunk stored twice, since what a lookup returns
+ * comes from pages checked against check values under the MAC.
+ */
+export const FILTER_IN_MEMORY_MAX = 32 * 1024 * 1024;
+/** Bytes of the metadata read at a time while authenticating a filter left on disk. */
+const META_READ = 1024 * 1024;
 export const TREE_BIT = 0x80000000;
 
 /** What a lookup sees of one copy. `handle` indexes the file's pack table. */
@@ -115,6 +126,9 @@ export class DiskIndex {
   private readonly plFences: Uint32Array;
   /** Page reads that missed the page cache (for benchmarks). */
   pageReads = 0;
+  /** Filter blocks read from the file (a filter not held in memory; for benchmarks). */
+  filterReads = 0;
+  private readonly block = Buffer.alloc(FILTER_BLOCK);
 
   private constructor(
     readonly file: string,
@@ -123,7 +137,8 @@ export class DiskIndex {
     readonly packCount: number,
     /** Sorted 32-byte digests of the index files' names this file was built from. */
     readonly sources: Buffer,
-    private readonly filter: Buffer,
+    /** The filter, or where it starts in the file when it is not held. */
+    private readonly filter: Buffer | number,
     private readonly blocks: number,
     private readonly entryDigests: Buffer,
     private readonly plDigests: Buffer,
@@ -142,7 +157,7 @@ export class DiskIndex {
    * Opens a cache file, or returns why it cannot be used (missing, another
    * repository's, damaged, another format). Never throws for a bad file.
    */
-  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048): DiskIndex | string {
+  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048, filterInMemoryMax = FILTER_IN_MEMORY_MAX): DiskIndex | string {
     let fd: number;
     try {
       fd = openSync(file, 'r');
@@ -162,14 +177,32 @@ export class DiskIndex {
         plPages !== Math.ceil(packs / PL_PER_PAGE) || pbPages !== Math.ceil(packs / PB_PER_PAGE) || metaOffset !== PAGE * (1 + entryPages + plPages + pbPages)) {
         throw new Error('inconsistent sizes');
       }
-      const meta = Buffer.allocUnsafe(metaLength);
-      readAll(fd, meta, metaOffset);
-      const mac = createHmac('sha256', macKey).update(header.subarray(0, HEADER)).update(meta).digest();
-      if (!mac.equals(header.subarray(HEADER, HEADER + 32))) throw new Error('does not authenticate');
+      // The metadata is MACed as a whole; a filter that is not held is read through a
+      // window, the rest (sources, fences, check values) kept.
+      const filterLength = blocks * FILTER_BLOCK;
+      const held = filterLength <= filterInMemoryMax;
+      const hmac = createHmac('sha256', macKey).update(header.subarray(0, HEADER));
+      const readPart = (len: number, pos: number) => {
+        const part = Buffer.allocUnsafe(len);
+        readAll(fd, part, pos);
+        hmac.update(part);
+        return part;
+      };
+      const sources = readPart(sourceCount * 32, metaOffset);
+      let filter: Buffer | number = metaOffset + sources.length;
+      if (held) filter = readPart(filterLength, filter);
+      else {
+        const window = Buffer.allocUnsafe(Math.min(META_READ, filterLength));
+        for (let off = 0; off < filterLength; off += window.length) {
+          const part = window.subarray(0, Math.min(window.length, filterLength - off));
+          readAll(fd, part, filter + off);
+          hmac.update(part);
+        }
+      }
+      const rest = readPart(metaLength - sources.length - filterLength, metaOffset + sources.length + filterLength);
+      if (!hmac.digest().equals(header.subarray(HEADER, HEADER + 32))) throw new Error('does not authenticate');
       let at = 0;
-      const take = (len: number) => meta.subarray(at, (at += len));
-      const sources = take(sourceCount * 32);
-      const filter = take(blocks * FILTER_BLOCK);
+      const take = (len: number) => rest.subarray(at, (at += len));
       const fences = take(entryPages * FENCE);
       const entryDigests = take(entryPages * DIG);
       const plFences = take(plPages * FENCE);
@@ -185,7 +218,7 @@ export class DiskIndex {
 
   /** Bytes this object holds in memory at most (filter, fences, digests, page cache). */
   get memoryBytes(): number {
-    return this.filter.length + this.fences.byteLength + this.entryDigests.length + this.plFences.byteLength + this.plDigests.length + this.pbDigests.length + this.sources.length + this.cachePages * PAGE;
+    return (typeof this.filter === 'number' ? FILTER_BLOCK : this.filter.length) + this.fences.byteLength + this.entryDigests.length + this.plFences.byteLength + this.plDigests.length + this.pbDigests.length + this.sources.length + this.cachePages * PAGE;
   }
 
   close(): void {
@@ -210,7 +243,12 @@ export class DiskIndex {
 
   /** False when the blob is certainly not in the file (no disk access). */
   mayContain(id: Uint8Array): boolean {
-    return filterProbe(this.filter, filterBlock(id, this.blocks) * FILTER_BLOCK, id, false);
+    const at = filterBlock(id, this.blocks) * FILTER_BLOCK;
+    if (typeof this.filter !== 'number') return filterProbe(this.filter, at, id, false);
+    if (this.fd < 0) throw new Error('index cache closed');
+    readAll(this.fd, this.block, this.filter + at);
+    this.filterReads++;
+    return filterProbe(this.block, 0, id, false);
   }
 
   /** Visits every copy of the blob in the file. */

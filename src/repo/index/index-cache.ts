@@ -21,7 +21,7 @@ import { isLifeboatError } from '../../errors.js';
 import { isDamage } from '../damage.js';
 import { BLOB_TREE } from '../format.js';
 import { ENTRY_LEN } from '../pack/pack.js';
-import { cacheMacKey, DiskIndex } from './disk-index.js';
+import { cacheMacKey, DiskIndex, FILTER_IN_MEMORY_MAX } from './disk-index.js';
 import { collectAll, collectYoung } from '../../util/gc.js';
 import { DiskIndexBuilder } from './disk-index-build.js';
 import { forEachIndexedPackRaw } from './index-file.js';
@@ -56,6 +56,12 @@ export function diskMinBlobs(): number {
   return Number.isInteger(v) && v >= 0 ? v : DISK_MIN_BLOBS;
 }
 
+/** The largest filter the cache file's reader holds in memory (LIFEBOAT_INDEX_FILTER_MAX_BYTES overrides it). */
+function filterMaxBytes(): number {
+  const v = Number(process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES);
+  return process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES !== undefined && Number.isInteger(v) && v >= 0 ? v : FILTER_IN_MEMORY_MAX;
+}
+
 const NAME = /^index\/([0-9a-f]{64})$/;
 
 /**
@@ -83,7 +89,7 @@ export async function openIndexCache(deps: IndexCacheDeps, files: readonly Objec
   }
 
   let base: DiskIndex | undefined;
-  const opened = DiskIndex.open(file, repoId, macKey);
+  const opened = DiskIndex.open(file, repoId, macKey, undefined, filterMaxBytes());
   if (typeof opened !== 'string') {
     // Stale when any file it was built from is gone (a prune rewrote it).
     let stale = false;
@@ -158,7 +164,7 @@ async function build(deps: IndexCacheDeps, dir: string, file: string, repoId: Bu
   // enough to be in the old generation) are garbage now: free them before the file's
   // metadata (~1 MB a million blobs) is read back, or the two add up at the peak.
   collectAll();
-  const opened = DiskIndex.open(file, repoId, macKey);
+  const opened = DiskIndex.open(file, repoId, macKey, undefined, filterMaxBytes());
   if (typeof opened === 'string') throw new Error(`the file just written does not open: ${opened}`);
   return opened;
 }
