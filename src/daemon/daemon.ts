@@ -128,6 +128,7 @@ export class Daemon {
     for (const w of this.archiveWatches) w.start();
     let lastPrune = 0;
     const tick = () => {
+      if (this.runner.unrecordedCount > 0 && this.runner.retryUnrecorded()) this.log('the catalog records jobs again');
       this.watchRpo();
       this.watchArchives();
       this.incidents.remind();
@@ -153,6 +154,9 @@ export class Daemon {
 
   isReady(): boolean {
     if (!this.ready) return false;
+    // A job's end the catalog refused (a full disk under the state directory): not ready
+    // until it takes it (tried again here and at every check).
+    if (this.runner.unrecordedCount > 0 && !this.runner.retryUnrecorded()) return false;
     try {
       this.catalog.db.prepare('SELECT 1').get();
       return true;

@@ -175,6 +175,8 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
 export class JobRunner extends EventEmitter {
   private readonly running = new Map<string, Slot>();
   private readonly done = new Map<string, Array<(j: JobRow) => void>>();
+  /** Jobs that ended while the catalog refused to record it, as they ended (failed). */
+  private readonly unrecorded = new Map<string, JobRow>();
 
   constructor(
     private readonly config: LifeboatConfig,
@@ -235,16 +237,51 @@ export class JobRunner extends EventEmitter {
     const slot: Slot = { id: job.id };
     this.running.set(key, slot);
     // execute() records its own failures; what is left (the catalog itself failing) must
-    // not end the daemon through an unhandled rejection: the slot is freed and waiters hear.
+    // not end the daemon through an unhandled rejection, nor leave the job "running" in
+    // silence: the slot is freed, waiters and the daemon hear a failed job, the daemon is
+    // not ready until the catalog takes the job's end (`retryUnrecorded`, every check).
     this.execute(job, req, repository, slot, () => this.running.delete(key)).catch((err: unknown) => {
       // Unless released already, and the same job started again since (a 'finished' listener may).
       if (this.running.get(key) === slot) this.running.delete(key);
-      process.stderr.write(`lifeboat: job ${job.id} could not be recorded: ${redact(err instanceof Error ? err.message : String(err))}\n`);
-      const row = { ...job, status: 'failed' as const };
+      const message = redact(err instanceof Error ? err.message : String(err));
+      process.stderr.write(`lifeboat: job ${job.id} could not be recorded: ${message}\n`);
+      const row: JobRow = {
+        ...job,
+        status: 'failed',
+        finished_at: new Date().toISOString(),
+        error: `the catalog could not record this job's end (${message})`,
+        error_code: 'FAILED',
+        error_hint: "free space under the daemon's state directory (or fix what its log names); the job is recorded once the catalog takes it",
+      };
+      this.unrecorded.set(job.id, row);
       for (const resolve of this.done.get(job.id) ?? []) resolve(row);
       this.done.delete(job.id);
+      try {
+        this.emit('finished', row);
+      } catch (e) {
+        process.stderr.write(`lifeboat: job ${job.id}: ${redact(e instanceof Error ? e.message : String(e))}\n`);
+      }
     });
     return this.catalog.job(job.id) as JobRow;
+  }
+
+  /** Jobs whose end the catalog did not take (see `submit`); the daemon is not ready while any is left. */
+  get unrecordedCount(): number {
+    return this.unrecorded.size;
+  }
+
+  /** Writes the ends the catalog refused before; true when none is left. */
+  retryUnrecorded(): boolean {
+    for (const [id, row] of this.unrecorded) {
+      try {
+        this.catalog.updateJob(id, { status: row.status, finished_at: row.finished_at, error: row.error, error_code: row.error_code, error_hint: row.error_hint });
+        this.catalog.appendLog(id, 'daemon', `recorded late: ${row.error}`);
+        this.unrecorded.delete(id);
+      } catch {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Records a run that did not happen (a schedule fired while the job still ran). */
@@ -257,6 +294,8 @@ export class JobRunner extends EventEmitter {
 
   /** Resolves when the job has finished. */
   wait(id: string): Promise<JobRow> {
+    const unrecorded = this.unrecorded.get(id);
+    if (unrecorded) return Promise.resolve(unrecorded);
     const job = this.catalog.job(id);
     if (job && job.status !== 'running' && job.status !== 'queued') return Promise.resolve(job);
     return new Promise((resolve) => this.done.set(id, [...(this.done.get(id) ?? []), resolve]));

@@ -118,7 +118,7 @@ describe('a failed job reports its exact error through the API', () => {
     expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
   });
 
-  it('a catalog that fails as a job ends (a full disk under the state directory) frees its slot and wakes its waiters; the daemon serves on', async () => {
+  it('a catalog that fails as a job ends (a full disk under the state directory) frees its slot, wakes its waiters, fails the job aloud and the readiness until the end is recorded; the daemon serves on', async () => {
     const t = await testDaemon();
     const catalog = t.daemon.catalog;
     const updateJob = catalog.updateJob.bind(catalog);
@@ -127,14 +127,29 @@ describe('a failed job reports its exact error through the API', () => {
       if (full && patch.status !== undefined) throw new Error('SQLITE_FULL: database or disk is full');
       return updateJob(id, patch);
     }) as typeof catalog.updateJob;
+    t.daemon.start(); // for its readiness
+    expect((await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
     const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: t.auth('operator') });
     expect(r.statusCode, r.body).toBe(202);
     expect(t.daemon.runner.isRunning('backup:docs')).toBe(true);
-    const row = await t.daemon.runner.wait((r.json() as JobRow).id);
-    expect(row.status).toBe('failed');
+    const id = (r.json() as JobRow).id;
+    const row = await t.daemon.runner.wait(id);
+    expect(row).toMatchObject({ status: 'failed', error: expect.stringMatching(/catalog could not record this job's end \(SQLITE_FULL/) });
     expect(t.daemon.runner.isRunning('backup:docs')).toBe(false);
+    // Not silent: the catalog still says "running", so the daemon is not ready, and the
+    // failure was counted (and told, as any failed job is).
+    expect(t.daemon.catalog.job(id)?.status).toBe('running');
+    expect((await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(503);
+    const metrics = (await t.daemon.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(/lifeboat_jobs_total\{[^}]*status="failed"[^}]*\} 1/);
+    expect(await t.daemon.runner.wait(id)).toMatchObject({ status: 'failed' });
+    // Once the catalog takes writes again, the job's end is recorded and the daemon is ready.
     full = false;
+    expect((await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
+    expect(t.daemon.catalog.job(id)).toMatchObject({ status: 'failed', error_code: 'FAILED', error: expect.stringMatching(/could not record/) });
+    expect(t.daemon.catalog.log(id).map((l) => l.line)).toContainEqual(expect.stringMatching(/^recorded late: /));
     expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
+    await t.daemon.stop();
   });
 });
 
