@@ -48,33 +48,31 @@ export class ChunkPool {
   ) {}
 
   /**
-   * Workers start on the first job: a backup where nothing changed reads no file and
-   * should not pay for starting threads.
+   * Starts one more worker. Workers start as jobs need them, up to `size`: a backup
+   * where nothing changed reads no file and starts none, one of a few small files
+   * (one job) starts one; a large one has a second job queued at once.
    */
-  private start(): void {
-    if (this.slots.length > 0) return;
+  private spawn(): void {
     const { init } = this;
-    for (let i = 0; i < this.size; i++) {
-      const worker = startWorker(import.meta.url, 'chunk-worker', init);
-      const slot: Slot = { worker, job: undefined, chain: Promise.resolve() };
-      worker.on('message', (msg: FromWorker) => {
-        slot.chain = slot.chain.then(() => this.handle(slot, msg)).catch((err) => this.fail(err));
-      });
-      worker.on('error', (err) => this.fail(err));
-      // A worker that dies without an 'error' event (killed, out of memory) must not
-      // leave its job waiting forever.
-      worker.on('exit', (code) => {
-        if (!this.closing) this.fail(new Error(`chunk worker exited (code ${code})`));
-      });
-      this.slots.push(slot);
-    }
+    const worker = startWorker(import.meta.url, 'chunk-worker', init);
+    const slot: Slot = { worker, job: undefined, chain: Promise.resolve() };
+    worker.on('message', (msg: FromWorker) => {
+      slot.chain = slot.chain.then(() => this.handle(slot, msg)).catch((err) => this.fail(err));
+    });
+    worker.on('error', (err) => this.fail(err));
+    // A worker that dies without an 'error' event (killed, out of memory) must not
+    // leave its job waiting forever.
+    worker.on('exit', (code) => {
+      if (!this.closing) this.fail(new Error(`chunk worker exited (code ${code})`));
+    });
+    this.slots.push(slot);
   }
 
   run(files: JobFile[]): Promise<FileResult[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    this.start();
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextJob++, files, resolve, reject });
+      if (this.slots.length < this.size && this.slots.every((s) => s.job !== undefined)) this.spawn();
       this.dispatch();
     });
   }

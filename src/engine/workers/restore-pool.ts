@@ -23,23 +23,33 @@ export class RestorePool {
   private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: unknown) => void; slot: Slot }>();
   private nextJob = 1;
 
-  constructor(init: RestoreWorkerInit, threads: number) {
-    for (let i = 0; i < threads; i++) {
-      const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', init, { maxYoungGenerationSizeMb: YOUNG_MB }), busy: false };
-      slot.worker.on('message', (r: RestoreReply) => this.reply(r));
-      const failAll = (err: unknown) => {
-        for (const [id, p] of this.pending) {
-          if (p.slot !== slot) continue;
-          this.pending.delete(id);
-          p.reject(err);
-        }
-      };
-      slot.worker.on('error', failAll);
-      slot.worker.on('exit', (code) => {
-        if (!this.closing) failAll(new Error(`restore worker exited (code ${code})`));
-      });
-      this.slots.push(slot);
-    }
+  /**
+   * One worker starts at once (it boots while the main thread plans); the others as
+   * jobs need them, up to `threads`: a restore of one small pack starts one.
+   */
+  constructor(
+    private readonly init: RestoreWorkerInit,
+    private readonly threads: number,
+  ) {
+    if (threads > 0) this.spawn();
+  }
+
+  private spawn(): Slot {
+    const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', this.init, { maxYoungGenerationSizeMb: YOUNG_MB }), busy: false };
+    slot.worker.on('message', (r: RestoreReply) => this.reply(r));
+    const failAll = (err: unknown) => {
+      for (const [id, p] of this.pending) {
+        if (p.slot !== slot) continue;
+        this.pending.delete(id);
+        p.reject(err);
+      }
+    };
+    slot.worker.on('error', failAll);
+    slot.worker.on('exit', (code) => {
+      if (!this.closing) failAll(new Error(`restore worker exited (code ${code})`));
+    });
+    this.slots.push(slot);
+    return slot;
   }
 
   private reply(r: RestoreReply): void {
@@ -56,7 +66,7 @@ export class RestorePool {
 
   /** Runs a job on the next idle worker; waits for one when all are busy. */
   async run(job: Omit<RestoreJob, 'job'>): Promise<number> {
-    let slot = this.slots.find((s) => !s.busy);
+    let slot = this.slots.find((s) => !s.busy) ?? (this.slots.length < this.threads ? this.spawn() : undefined);
     while (!slot) {
       await new Promise<void>((r) => this.waiting.push(r));
       slot = this.slots.find((s) => !s.busy);
