@@ -173,6 +173,11 @@ export class Daemon {
     await Promise.all([this.runner.stop(), this.supervisor.stop(), ...this.archiveWatches.map((w) => w.stop())]);
     await this.notifier.idle();
     await new Promise((r) => setImmediate(r));
+    // Job ends the catalog refused: a last try, and what is left is said (the next start
+    // marks such jobs failed as interrupted).
+    if (this.runner.unrecordedCount > 0 && !this.runner.retryUnrecorded()) {
+      this.log(`${this.runner.unrecordedCount} job end(s) could not be recorded in the catalog`);
+    }
     this.catalog.close();
   }
 

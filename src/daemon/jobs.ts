@@ -172,11 +172,24 @@ export function jobCommand(config: LifeboatConfig, req: JobRequest, newestSnapsh
   }
 }
 
+/** A job's end on its way into the catalog: what is left to write, and the row as it ended. */
+interface JobEnd {
+  id: string;
+  row: JobRow;
+  /** A line for the job's log. */
+  log?: string;
+  patch?: Partial<JobRow>;
+  /** The catalog's view of the repository after it (record()). */
+  record?: () => void;
+  /** Why the catalog refused it first. */
+  refusedBy?: string;
+}
+
 export class JobRunner extends EventEmitter {
   private readonly running = new Map<string, Slot>();
   private readonly done = new Map<string, Array<(j: JobRow) => void>>();
-  /** Jobs that ended while the catalog refused to record it, as they ended (failed). */
-  private readonly unrecorded = new Map<string, JobRow>();
+  /** Jobs whose end the catalog refused, with what is left to write of it. */
+  private readonly unrecorded = new Map<string, JobEnd>();
 
   constructor(
     private readonly config: LifeboatConfig,
@@ -244,23 +257,15 @@ export class JobRunner extends EventEmitter {
       // Unless released already, and the same job started again since (a 'finished' listener may).
       if (this.running.get(key) === slot) this.running.delete(key);
       const message = redact(err instanceof Error ? err.message : String(err));
-      process.stderr.write(`lifeboat: job ${job.id} could not be recorded: ${message}\n`);
-      const row: JobRow = {
-        ...job,
+      const patch: Partial<JobRow> = {
         status: 'failed',
         finished_at: new Date().toISOString(),
-        error: `the catalog could not record this job's end (${message})`,
+        error: `the catalog could not record this job (${message})`,
         error_code: 'FAILED',
         error_hint: "free space under the daemon's state directory (or fix what its log names); the job is recorded once the catalog takes it",
       };
-      this.unrecorded.set(job.id, row);
-      for (const resolve of this.done.get(job.id) ?? []) resolve(row);
-      this.done.delete(job.id);
-      try {
-        this.emit('finished', row);
-      } catch (e) {
-        process.stderr.write(`lifeboat: job ${job.id}: ${redact(e instanceof Error ? e.message : String(e))}\n`);
-      }
+      process.stderr.write(`lifeboat: job ${job.id} could not be recorded: ${message}\n`);
+      this.end({ id: job.id, row: { ...job, ...patch }, patch });
     });
     return this.catalog.job(job.id) as JobRow;
   }
@@ -272,10 +277,10 @@ export class JobRunner extends EventEmitter {
 
   /** Writes the ends the catalog refused before; true when none is left. */
   retryUnrecorded(): boolean {
-    for (const [id, row] of this.unrecorded) {
+    for (const [id, end] of this.unrecorded) {
       try {
-        this.catalog.updateJob(id, { status: row.status, finished_at: row.finished_at, error: row.error, error_code: row.error_code, error_hint: row.error_hint });
-        this.catalog.appendLog(id, 'daemon', `recorded late: ${row.error}`);
+        this.writeEnd(end);
+        this.catalog.appendLog(id, 'daemon', `recorded late: the catalog refused this job's end at first (${end.refusedBy ?? 'unknown'})`);
         this.unrecorded.delete(id);
       } catch {
         return false;
@@ -295,7 +300,7 @@ export class JobRunner extends EventEmitter {
   /** Resolves when the job has finished. */
   wait(id: string): Promise<JobRow> {
     const unrecorded = this.unrecorded.get(id);
-    if (unrecorded) return Promise.resolve(unrecorded);
+    if (unrecorded) return Promise.resolve(unrecorded.row);
     const job = this.catalog.job(id);
     if (job && job.status !== 'running' && job.status !== 'queued') return Promise.resolve(job);
     return new Promise((resolve) => this.done.set(id, [...(this.done.get(id) ?? []), resolve]));
@@ -363,9 +368,8 @@ export class JobRunner extends EventEmitter {
       : outcome.error;
     // PARTIAL stored a snapshot: it counts, with its warnings in the log.
     const ok = failure === undefined || (failure.code === 'PARTIAL' && req.kind === 'backup');
-    if (failure && !ok) this.catalog.appendLog(job.id, 'daemon', `failed: ${failure.code}: ${failure.message}`);
     const finished = Date.now();
-    this.catalog.updateJob(job.id, {
+    const patch: Partial<JobRow> = {
       status: ok ? 'succeeded' : 'failed',
       finished_at: new Date(finished).toISOString(),
       duration_ms: finished - started,
@@ -374,13 +378,61 @@ export class JobRunner extends EventEmitter {
       error: ok ? null : (failure?.message ?? null),
       error_hint: ok ? null : (failure?.hint ?? null),
       error_code: ok ? null : (failure?.code ?? null),
-    });
-    const row = this.catalog.job(job.id) as JobRow;
+    };
+    const end: JobEnd = {
+      id: job.id,
+      row: { ...job, ...patch, started_at: new Date(started).toISOString() },
+      ...(failure && !ok ? { log: `failed: ${failure.code}: ${failure.message}` } : {}),
+      patch,
+      record: () => this.record(end.row, req, repository, outcome.result),
+    };
     release(); // before anyone hears it finished: the same job may start again at once
-    this.record(row, req, repository, outcome.result);
-    this.emit('finished', row);
-    for (const resolve of this.done.get(job.id) ?? []) resolve(row);
-    this.done.delete(job.id);
+    this.end(end);
+  }
+
+  /**
+   * Writes a job's end to the catalog and tells its waiters and the daemon, once. A
+   * catalog that refuses it (a full disk under the state directory) does not change
+   * what the job did: it is heard as it ended, and its end is kept and written later
+   * (`retryUnrecorded`); until then the daemon is not ready.
+   */
+  private end(end: JobEnd): void {
+    try {
+      this.writeEnd(end);
+    } catch (err) {
+      this.refused(end, err);
+    }
+    try {
+      this.emit('finished', end.row);
+    } catch (err) {
+      process.stderr.write(`lifeboat: job ${end.id}: ${redact(err instanceof Error ? err.message : String(err))}\n`);
+    }
+    for (const resolve of this.done.get(end.id) ?? []) resolve(end.row);
+    this.done.delete(end.id);
+  }
+
+  /** Does what is left of a job's end in the catalog, each step once (every step may be repeated safely). */
+  private writeEnd(end: JobEnd): void {
+    if (end.log !== undefined) {
+      this.catalog.appendLog(end.id, 'daemon', end.log);
+      delete end.log;
+    }
+    if (end.patch) {
+      this.catalog.updateJob(end.id, end.patch);
+      delete end.patch;
+      end.row = this.catalog.job(end.id) ?? end.row;
+    }
+    if (end.record) {
+      end.record();
+      delete end.record;
+    }
+  }
+
+  private refused(end: JobEnd, err: unknown): void {
+    const message = redact(err instanceof Error ? err.message : String(err));
+    end.refusedBy = message;
+    this.unrecorded.set(end.id, end);
+    process.stderr.write(`lifeboat: job ${end.id} ended (${end.row.status}) but the catalog could not record it: ${message}\n`);
   }
 
   /** Keeps the catalog's view of the repository current after a backup or drill. */

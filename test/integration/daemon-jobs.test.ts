@@ -118,38 +118,65 @@ describe('a failed job reports its exact error through the API', () => {
     expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
   });
 
-  it('a catalog that fails as a job ends (a full disk under the state directory) frees its slot, wakes its waiters, fails the job aloud and the readiness until the end is recorded; the daemon serves on', async () => {
+  it('a catalog that refuses a job\'s end (a full disk under the state directory): the job is heard as it ended, the daemon is not ready until the end is written, then it is written whole; the daemon serves on', async () => {
     const t = await testDaemon();
     const catalog = t.daemon.catalog;
     const updateJob = catalog.updateJob.bind(catalog);
+    const recordBackup = catalog.recordBackup.bind(catalog);
     let full = true;
+    let backupsFull = false;
     catalog.updateJob = ((id: string, patch: Parameters<typeof updateJob>[1]) => {
       if (full && patch.status !== undefined) throw new Error('SQLITE_FULL: database or disk is full');
       return updateJob(id, patch);
     }) as typeof catalog.updateJob;
+    catalog.recordBackup = ((row: Parameters<typeof recordBackup>[0]) => {
+      if (backupsFull) throw new Error('SQLITE_FULL: database or disk is full');
+      return recordBackup(row);
+    }) as typeof catalog.recordBackup;
     t.daemon.start(); // for its readiness
-    expect((await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
-    const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: t.auth('operator') });
-    expect(r.statusCode, r.body).toBe(202);
-    expect(t.daemon.runner.isRunning('backup:docs')).toBe(true);
-    const id = (r.json() as JobRow).id;
-    const row = await t.daemon.runner.wait(id);
-    expect(row).toMatchObject({ status: 'failed', error: expect.stringMatching(/catalog could not record this job's end \(SQLITE_FULL/) });
-    expect(t.daemon.runner.isRunning('backup:docs')).toBe(false);
-    // Not silent: the catalog still says "running", so the daemon is not ready, and the
-    // failure was counted (and told, as any failed job is).
-    expect(t.daemon.catalog.job(id)?.status).toBe('running');
-    expect((await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(503);
-    const metrics = (await t.daemon.app.inject({ method: 'GET', url: '/metrics' })).body;
-    expect(metrics).toMatch(/lifeboat_jobs_total\{[^}]*status="failed"[^}]*\} 1/);
-    expect(await t.daemon.runner.wait(id)).toMatchObject({ status: 'failed' });
-    // Once the catalog takes writes again, the job's end is recorded and the daemon is ready.
-    full = false;
-    expect((await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
-    expect(t.daemon.catalog.job(id)).toMatchObject({ status: 'failed', error_code: 'FAILED', error: expect.stringMatching(/could not record/) });
-    expect(t.daemon.catalog.log(id).map((l) => l.line)).toContainEqual(expect.stringMatching(/^recorded late: /));
-    expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
-    await t.daemon.stop();
+    const ready = async () => (await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode;
+    expect(await ready()).toBe(200);
+    try {
+      // 1. The job's row cannot be written: its waiters and the metrics hear that it
+      //    succeeded (the backup was made), the catalog still says "running", and the
+      //    daemon is not ready.
+      const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: t.auth('operator') });
+      expect(r.statusCode, r.body).toBe(202);
+      const id = (r.json() as JobRow).id;
+      const row = await t.daemon.runner.wait(id);
+      expect(row.status).toBe('succeeded');
+      const snapshot = (row.result as { id: string }).id;
+      expect(snapshot).toMatch(/^[0-9a-f]{64}$/);
+      expect(t.daemon.runner.isRunning('backup:docs')).toBe(false);
+      expect(t.daemon.catalog.job(id)?.status).toBe('running');
+      expect(await ready()).toBe(503);
+      expect((await t.daemon.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/lifeboat_jobs_total\{[^}]*status="succeeded"[^}]*\} 1/);
+      expect(await t.daemon.runner.wait(id)).toMatchObject({ status: 'succeeded' });
+      // Once the catalog takes writes again: the whole end, as it was, and the backup in the catalog's list.
+      full = false;
+      expect(await ready()).toBe(200);
+      expect(t.daemon.catalog.job(id)).toMatchObject({ status: 'succeeded', error: null, exit_code: 0 });
+      expect(t.daemon.catalog.backups('docs', 1)[0]?.snapshot_id).toBe(snapshot);
+      expect(t.daemon.catalog.log(id).map((l) => l.line)).toContainEqual(expect.stringMatching(/^recorded late: .*SQLITE_FULL/));
+
+      // 2. The row is written but the backup list is not: the row stays succeeded, the
+      //    list gets the snapshot once it can.
+      writeFileSync(path.join(t.data, 'b.txt'), 'second file\n');
+      backupsFull = true;
+      const second = await backupJob(t);
+      expect(second.status).toBe('succeeded');
+      const snapshot2 = (second.result as { id: string }).id;
+      expect(t.daemon.catalog.job(second.id)?.status).toBe('succeeded');
+      expect(t.daemon.catalog.backups('docs', 1)[0]?.snapshot_id).toBe(snapshot);
+      expect(await ready()).toBe(503);
+      backupsFull = false;
+      expect(await ready()).toBe(200);
+      expect(t.daemon.catalog.job(second.id)?.status).toBe('succeeded');
+      expect(t.daemon.catalog.backups('docs', 1)[0]?.snapshot_id).toBe(snapshot2);
+      expect(await backupJob(t)).toMatchObject({ status: 'succeeded' });
+    } finally {
+      await t.daemon.stop();
+    }
   });
 });
 

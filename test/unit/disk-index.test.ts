@@ -126,14 +126,19 @@ describe('DiskIndex', () => {
     expect(DiskIndex.open(path.join(dir, 'nope'), repoId, macKey)).toBe('missing');
   });
 
-  it('reads the filter from the file when it is larger than may be held: the same answers, its bits still authenticated at open', () => {
+  it('reads the filter from the file when it is larger than may be held: the same answers, its bits authenticated at open and checked at each read', () => {
     const dir = tmpdir();
     const { file, ids } = buildSample(dir, 30_000, 1 << 20);
     const held = opened(file, 64);
-    // A limit below this filter (3 750 blocks): left in the file, read through 1 MiB
-    // windows at open (fewer than one here) and 64 bytes a lookup.
-    const read = opened(file, 64, 1000);
-    expect(held.memoryBytes - read.memoryBytes).toBeGreaterThan(30_000 - 64);
+    // A limit below this filter (471 blocks, 30 KB): left in the file, authenticated at
+    // open through windows of one page (8 of them, the last partial), read 4 KiB a lookup.
+    const onDisk = (f: string) => {
+      const d = DiskIndex.open(f, repoId, macKey, 64, 1000, PAGE);
+      if (typeof d === 'string') throw new Error(d);
+      return d;
+    };
+    const read = onDisk(file);
+    expect(held.memoryBytes - read.memoryBytes).toBeGreaterThan(30_000 - PAGE - 64);
     const lookups = (d: DiskIndex, id: Buffer) => {
       const seen: number[] = [];
       d.lookup(id, (e) => seen.push(e.offset));
@@ -152,13 +157,20 @@ describe('DiskIndex', () => {
     expect(held.filterReads).toBe(0);
     expect(read.pageReads - pagesBefore).toBeLessThan(20_000 * 0.08);
     held.close();
-    read.close();
-    // A filter bit changed in the file: refused at open, held or not.
     // (the fences and check values that follow the filter: entry, lookup and pack pages)
     const after = Math.ceil(30_100 / 85) * 12 + Math.ceil(300 / 113) * 12 + Math.ceil(300 / 128) * 4;
-    flipByte(file, statSync(file).size - after - 100);
-    expect(DiskIndex.open(file, repoId, macKey, 64, 1000)).toBe('does not authenticate');
-    expect(DiskIndex.open(file, repoId, macKey, 64)).toBe('does not authenticate');
+    const filterByte = statSync(file).size - after - 100;
+    // A filter byte changed after open: the lookup that reads its page stops with the
+    // damage named, and the file is removed (the next run builds it again).
+    flipByte(file, filterByte);
+    expect(() => ids.forEach((id) => read.lookup(id, () => {}))).toThrow(/local index cache .* is damaged \(filter page \d+\)/);
+    expect(existsSync(file)).toBe(false);
+    read.close();
+    // Changed before open: refused, held or not.
+    const again = buildSample(tmpdir(), 30_000, 1 << 20);
+    flipByte(again.file, filterByte);
+    expect(DiskIndex.open(again.file, repoId, macKey, 64, 1000, PAGE)).toBe('does not authenticate');
+    expect(DiskIndex.open(again.file, repoId, macKey, 64)).toBe('does not authenticate');
   });
 
   it('fails a lookup on a damaged page and removes the file', () => {
@@ -178,6 +190,7 @@ const envBefore = process.env.LIFEBOAT_INDEX_DISK_MIN_BLOBS;
 afterEach(() => {
   if (envBefore === undefined) delete process.env.LIFEBOAT_INDEX_DISK_MIN_BLOBS;
   else process.env.LIFEBOAT_INDEX_DISK_MIN_BLOBS = envBefore;
+  delete process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES;
 });
 
 async function addIndexFile(repo: Repository, packs: number, perPack: number): Promise<{ ids: Buffer[]; packIds: Buffer[]; key: string }> {
@@ -286,6 +299,26 @@ describe('the index cache of a repository', () => {
     rmSync(file);
     const [x, y] = await Promise.all([openWithCache(store, dir), openWithCache(store, dir)]);
     for (const r of [x, y]) expect(r.index.has(a.ids[42]!)).toBe(true);
+  });
+
+  it('leaves the filter in the file above LIFEBOAT_INDEX_FILTER_MAX_BYTES, with the same answers', async () => {
+    process.env.LIFEBOAT_INDEX_DISK_MIN_BLOBS = '1000';
+    const store = new MemoryStore();
+    const writer = await Repository.init(store, 'pw');
+    const a = await addIndexFile(writer, 20, 100);
+    const dir = path.join(tmpdir(), 'cache', 'index');
+    const held = await openWithCache(store, dir);
+    process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES = '0';
+    const left = await openWithCache(store, dir);
+    // The first load built the file with its filter held; the second opened it and left
+    // it in the file: every lookup reads it there.
+    for (const id of a.ids) expect(left.index.has(id)).toBe(true);
+    const probes = Array.from({ length: 2000 }, () => randomBytes(32));
+    for (const id of probes) expect(left.index.has(id)).toBe(held.index.has(id));
+    expect(left.index.disk!.filterReads).toBeGreaterThanOrEqual(a.ids.length + probes.length);
+    expect(held.index.disk!.filterReads).toBe(0);
+    held.releaseDiskIndex();
+    left.releaseDiskIndex();
   });
 
   it('keeps a small repository in memory', async () => {

@@ -70,9 +70,16 @@ export class ChunkPool {
 
   run(files: JobFile[]): Promise<FileResult[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    // A worker that cannot start fails this call before its job is queued.
+    if (this.slots.length < this.size && this.slots.every((s) => s.job !== undefined)) {
+      try {
+        this.spawn();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ id: this.nextJob++, files, resolve, reject });
-      if (this.slots.length < this.size && this.slots.every((s) => s.job !== undefined)) this.spawn();
       this.dispatch();
     });
   }

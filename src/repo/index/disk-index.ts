@@ -10,8 +10,9 @@
  * reads no page; two u32 fences (first and last id prefix) and a CRC-32 per 4 KiB
  * page. Hits read one page (pread, checked against its CRC-32) through a bounded
  * LRU page cache. A filter larger than `FILTER_IN_MEMORY_MAX` (32 M blobs) is not
- * held: each lookup reads its 64-byte block from the file (pread, through the
- * kernel's page cache, which is not the process's memory).
+ * held: each lookup reads the 4 KiB of it that hold its block from the file (pread,
+ * through the kernel's page cache, which is not the process's memory), checked
+ * against a CRC-32 taken of those bytes when they were authenticated at open.
  *
  * Layout (little-endian; pages of 4096 bytes):
  *   page 0      header: "LBDX" u32 version | repository id (32) | nine 8-byte
@@ -57,13 +58,20 @@ export const FILTER_BITS_PER_BLOB = 8;
 export const FILTER_BLOCK = 64;
 /**
  * The largest filter held in memory (32 MiB: 32 M blobs); above it each lookup reads
- * its block from the file. The bits read then are not re-authenticated: a changed bit
- * can only cost a page read or a chunk stored twice, since what a lookup returns
- * comes from pages checked against check values under the MAC.
+ * the 4 KiB of the filter that hold its block from the file, checked against a CRC-32
+ * per 4 KiB taken while the filter was authenticated at open (1 KB per MB of filter):
+ * a bit changed on disk since then is damage, handled as a damaged page is.
  */
 export const FILTER_IN_MEMORY_MAX = 32 * 1024 * 1024;
-/** Bytes of the metadata read at a time while authenticating a filter left on disk. */
-const META_READ = 1024 * 1024;
+/** Bytes of the metadata read at a time while authenticating a filter left on disk (whole pages). */
+const META_READ = 256 * PAGE;
+
+/** A filter left in the file: where it starts, its length, a CRC-32 per 4 KiB of it. */
+interface FilterOnDisk {
+  at: number;
+  length: number;
+  digests: Uint32Array;
+}
 export const TREE_BIT = 0x80000000;
 
 /** What a lookup sees of one copy. `handle` indexes the file's pack table. */
@@ -126,9 +134,9 @@ export class DiskIndex {
   private readonly plFences: Uint32Array;
   /** Page reads that missed the page cache (for benchmarks). */
   pageReads = 0;
-  /** Filter blocks read from the file (a filter not held in memory; for benchmarks). */
+  /** Filter pages read from the file (a filter not held in memory; for benchmarks and tests). */
   filterReads = 0;
-  private readonly block = Buffer.alloc(FILTER_BLOCK);
+  private readonly filterPage = Buffer.alloc(PAGE);
 
   private constructor(
     readonly file: string,
@@ -137,8 +145,8 @@ export class DiskIndex {
     readonly packCount: number,
     /** Sorted 32-byte digests of the index files' names this file was built from. */
     readonly sources: Buffer,
-    /** The filter, or where it starts in the file when it is not held. */
-    private readonly filter: Buffer | number,
+    /** The filter, or where it is in the file when it is not held. */
+    private readonly filter: Buffer | FilterOnDisk,
     private readonly blocks: number,
     private readonly entryDigests: Buffer,
     private readonly plDigests: Buffer,
@@ -157,7 +165,7 @@ export class DiskIndex {
    * Opens a cache file, or returns why it cannot be used (missing, another
    * repository's, damaged, another format). Never throws for a bad file.
    */
-  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048, filterInMemoryMax = FILTER_IN_MEMORY_MAX): DiskIndex | string {
+  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048, filterInMemoryMax = FILTER_IN_MEMORY_MAX, window = META_READ): DiskIndex | string {
     let fd: number;
     try {
       fd = openSync(file, 'r');
@@ -189,15 +197,20 @@ export class DiskIndex {
         return part;
       };
       const sources = readPart(sourceCount * 32, metaOffset);
-      let filter: Buffer | number = metaOffset + sources.length;
-      if (held) filter = readPart(filterLength, filter);
+      const filterAt = metaOffset + sources.length;
+      let filter: Buffer | FilterOnDisk;
+      if (held) filter = readPart(filterLength, filterAt);
       else {
-        const window = Buffer.allocUnsafe(Math.min(META_READ, filterLength));
-        for (let off = 0; off < filterLength; off += window.length) {
-          const part = window.subarray(0, Math.min(window.length, filterLength - off));
-          readAll(fd, part, filter + off);
+        if (window % PAGE !== 0) throw new Error('the read window must be whole pages');
+        const digests = new Uint32Array(Math.ceil(filterLength / PAGE));
+        const buf = Buffer.allocUnsafe(Math.min(window, filterLength));
+        for (let off = 0; off < filterLength; off += buf.length) {
+          const part = buf.subarray(0, Math.min(buf.length, filterLength - off));
+          readAll(fd, part, filterAt + off);
           hmac.update(part);
+          for (let p = 0; p < part.length; p += PAGE) digests[(off + p) / PAGE] = pageDigest(part.subarray(p, p + PAGE));
         }
+        filter = { at: filterAt, length: filterLength, digests };
       }
       const rest = readPart(metaLength - sources.length - filterLength, metaOffset + sources.length + filterLength);
       if (!hmac.digest().equals(header.subarray(HEADER, HEADER + 32))) throw new Error('does not authenticate');
@@ -218,7 +231,7 @@ export class DiskIndex {
 
   /** Bytes this object holds in memory at most (filter, fences, digests, page cache). */
   get memoryBytes(): number {
-    return (typeof this.filter === 'number' ? FILTER_BLOCK : this.filter.length) + this.fences.byteLength + this.entryDigests.length + this.plFences.byteLength + this.plDigests.length + this.pbDigests.length + this.sources.length + this.cachePages * PAGE;
+    return (Buffer.isBuffer(this.filter) ? this.filter.length : PAGE + this.filter.digests.byteLength) + this.fences.byteLength + this.entryDigests.length + this.plFences.byteLength + this.plDigests.length + this.pbDigests.length + this.sources.length + this.cachePages * PAGE;
   }
 
   close(): void {
@@ -244,11 +257,15 @@ export class DiskIndex {
   /** False when the blob is certainly not in the file (no disk access). */
   mayContain(id: Uint8Array): boolean {
     const at = filterBlock(id, this.blocks) * FILTER_BLOCK;
-    if (typeof this.filter !== 'number') return filterProbe(this.filter, at, id, false);
+    const f = this.filter;
+    if (Buffer.isBuffer(f)) return filterProbe(f, at, id, false);
     if (this.fd < 0) throw new Error('index cache closed');
-    readAll(this.fd, this.block, this.filter + at);
+    const p = Math.floor(at / PAGE);
+    const page = this.filterPage.subarray(0, Math.min(PAGE, f.length - p * PAGE));
+    readAll(this.fd, page, f.at + p * PAGE);
     this.filterReads++;
-    return filterProbe(this.block, 0, id, false);
+    if (pageDigest(page) !== f.digests[p]) this.damaged(`filter page ${p}`);
+    return filterProbe(page, at - p * PAGE, id, false);
   }
 
   /** Visits every copy of the blob in the file. */
@@ -347,9 +364,13 @@ export class DiskIndex {
     // CRC-32 against damage (3x cheaper than SHA-256 per read here); the table of
     // check values itself is under the metadata's HMAC.
     if (pageDigest(page) === digests.readUInt32LE(local * DIG)) return;
+    this.damaged(`page ${local}`);
+  }
+
+  private damaged(what: string): never {
     // Removed so the next run builds it again; this run stops rather than guess.
     rmSync(this.file, { force: true });
-    throw new LifeboatError('FAILED', `local index cache ${this.file} is damaged (page ${local}); it was removed`, {
+    throw new LifeboatError('FAILED', `local index cache ${this.file} is damaged (${what}); it was removed`, {
       hint: 'run the command again: the cache is rebuilt from the repository',
     });
   }

@@ -58,8 +58,9 @@ export function diskMinBlobs(): number {
 
 /** The largest filter the cache file's reader holds in memory (LIFEBOAT_INDEX_FILTER_MAX_BYTES overrides it). */
 function filterMaxBytes(): number {
-  const v = Number(process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES);
-  return process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES !== undefined && Number.isInteger(v) && v >= 0 ? v : FILTER_IN_MEMORY_MAX;
+  const raw = process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES?.trim();
+  const v = Number(raw);
+  return raw && Number.isInteger(v) && v >= 0 ? v : FILTER_IN_MEMORY_MAX;
 }
 
 const NAME = /^index\/([0-9a-f]{64})$/;
