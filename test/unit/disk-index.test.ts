@@ -131,7 +131,7 @@ describe('DiskIndex', () => {
     const { file, ids } = buildSample(dir, 30_000, 1 << 20);
     const held = opened(file, 64);
     // A limit below this filter (471 blocks, 30 KB): left in the file, authenticated at
-    // open through windows of one page (8 of them, the last partial), read 4 KiB a lookup.
+    // open through windows of one page (8 of them, the last partial), read 512 bytes a lookup.
     const onDisk = (f: string) => {
       const d = DiskIndex.open(f, repoId, macKey, 64, 1000, PAGE);
       if (typeof d === 'string') throw new Error(d);
@@ -163,7 +163,7 @@ describe('DiskIndex', () => {
     // A filter byte changed after open: the lookup that reads its page stops with the
     // damage named, and the file is removed (the next run builds it again).
     flipByte(file, filterByte);
-    expect(() => ids.forEach((id) => read.lookup(id, () => {}))).toThrow(/local index cache .* is damaged \(filter page \d+\)/);
+    expect(() => ids.forEach((id) => read.lookup(id, () => {}))).toThrow(/local index cache .* is damaged \(filter part \d+\)/);
     expect(existsSync(file)).toBe(false);
     read.close();
     // Changed before open: refused, held or not.
