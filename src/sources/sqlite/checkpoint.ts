@@ -12,8 +12,8 @@ import type { ReplicateEvent } from './replicate.js';
 export const LOCK_WAIT_MS = 20;
 /** The wait when the WAL has grown to 16 times the threshold and the writer must yield. */
 const FORCED_LOCK_WAIT_MS = 1000;
-/** At most this many frames (about 2 MiB of 4 KiB pages) are read while writers wait. */
-const LOCKED_READ_FRAMES = 512;
+/** At most this many frames (about 2 MiB of 4 KiB pages) are read while writers wait (a verification's pin too). */
+export const LOCKED_READ_FRAMES = 512;
 
 /** The narrow slice of the replicator a checkpoint needs. */
 export interface CheckpointHost {

@@ -21,7 +21,7 @@ import { beginRead, endRead, ensureWal, openDatabase, sameChecksum, type Connect
 import { LiveFiles } from './live-files.js';
 import { sameWalIndex, type WalIndexHeader } from './wal-index.js';
 import { cycleStart, type WalCursor, type WalHeader } from './wal.js';
-import { LOCK_WAIT_MS, type CheckpointHost } from './checkpoint.js';
+import { LOCK_WAIT_MS, LOCKED_READ_FRAMES as LOCKED_PIN_FRAMES, type CheckpointHost } from './checkpoint.js';
 import type { GenerationReason, ReplicateEvent } from './replicate.js';
 import type { Position, WalTail } from './segment.js';
 import { Waker } from './waker.js';
@@ -248,12 +248,21 @@ export class WalFollower implements CheckpointHost, FollowPoint {
       endRead(this.pinConn);
       return false;
     }
+    // The application's writers wait while we hold the lock: read what is new first,
+    // with them running, and under the lock only a little (as a checkpoint does), or
+    // try again later. Unbounded, a replicator starved of CPU held the lock for seconds
+    // and an application with a 5 s busy timeout failed with "database is locked".
+    await this.catchUp();
     try {
       this.writeLock.exec('BEGIN IMMEDIATE');
     } catch {
       return false; // a long write transaction: try again later
     }
     try {
+      const idx = this.files.walIndex();
+      if (!idx) return false;
+      const sameCycle = this.salts !== undefined && idx.salt1 === this.salts.salt1 && idx.salt2 === this.salts.salt2;
+      if (idx.mxFrame - (sameCycle ? this.cursor.frame : 0) > LOCKED_PIN_FRAMES) return false;
       if (!(await this.catchUp())) return false;
       beginRead(this.pinConn, this.path);
       return true;
