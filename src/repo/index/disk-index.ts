@@ -136,7 +136,7 @@ export class DiskIndex {
   private readonly plFences: Uint32Array;
   /** Page reads that missed the page cache (for benchmarks). */
   pageReads = 0;
-  /** Filter pages read from the file (a filter not held in memory; for benchmarks and tests). */
+  /** Parts of the filter read from the file (a filter not held in memory; for benchmarks and tests). */
   filterReads = 0;
   private readonly filterPage = Buffer.alloc(FILTER_CHECKED);
 
