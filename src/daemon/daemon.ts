@@ -156,7 +156,7 @@ export class Daemon {
     if (!this.ready) return false;
     // A job's end the catalog refused (a full disk under the state directory): not ready
     // until it takes it (tried again here and at every check).
-    if (this.runner.unrecordedCount > 0 && !this.runner.retryUnrecorded()) return false;
+    if (!this.runner.retryUnrecorded()) return false;
     try {
       this.catalog.db.prepare('SELECT 1').get();
       return true;
@@ -175,7 +175,7 @@ export class Daemon {
     await new Promise((r) => setImmediate(r));
     // Job ends the catalog refused: a last try, and what is left is said (the next start
     // marks such jobs failed as interrupted).
-    if (this.runner.unrecordedCount > 0 && !this.runner.retryUnrecorded()) {
+    if (!this.runner.retryUnrecorded()) {
       this.log(`${this.runner.unrecordedCount} job end(s) could not be recorded in the catalog`);
     }
     this.catalog.close();

@@ -30,8 +30,8 @@ function flipByte(file: string, at: number): void {
 }
 
 /** The file opened with the sample's repository and key; its refusal fails the test. */
-function opened(file: string, cachePages?: number, filterInMemoryMax?: number): DiskIndex {
-  const d = DiskIndex.open(file, repoId, macKey, cachePages, filterInMemoryMax);
+function opened(file: string, cachePages?: number): DiskIndex {
+  const d = DiskIndex.open(file, repoId, macKey, cachePages === undefined ? {} : { cachePages });
   if (typeof d === 'string') throw new Error(d);
   return d;
 }
@@ -133,7 +133,7 @@ describe('DiskIndex', () => {
     // A limit below this filter (471 blocks, 30 KB): left in the file, authenticated at
     // open through windows of one page (8 of them, the last partial), read 512 bytes a lookup.
     const onDisk = (f: string) => {
-      const d = DiskIndex.open(f, repoId, macKey, 64, 1000, PAGE);
+      const d = DiskIndex.open(f, repoId, macKey, { cachePages: 64, filterInMemoryMax: 1000, window: PAGE });
       if (typeof d === 'string') throw new Error(d);
       return d;
     };
@@ -169,8 +169,8 @@ describe('DiskIndex', () => {
     // Changed before open: refused, held or not.
     const again = buildSample(tmpdir(), 30_000, 1 << 20);
     flipByte(again.file, filterByte);
-    expect(DiskIndex.open(again.file, repoId, macKey, 64, 1000, PAGE)).toBe('does not authenticate');
-    expect(DiskIndex.open(again.file, repoId, macKey, 64)).toBe('does not authenticate');
+    expect(DiskIndex.open(again.file, repoId, macKey, { cachePages: 64, filterInMemoryMax: 1000, window: PAGE })).toBe('does not authenticate');
+    expect(DiskIndex.open(again.file, repoId, macKey, { cachePages: 64 })).toBe('does not authenticate');
   });
 
   it('fails a lookup on a damaged page and removes the file', () => {
@@ -219,6 +219,14 @@ async function listKeys(repo: Repository, prefix: string): Promise<string[]> {
   const out: string[] = [];
   for await (const o of repo.store.list(prefix)) out.push(o.key);
   return out;
+}
+
+/** A repository of `packs` packs of `perPack` blobs in one index file, kept on disk above `minBlobs`, and its cache directory. */
+async function indexedRepo(minBlobs: number, packs: number, perPack: number) {
+  process.env.LIFEBOAT_INDEX_DISK_MIN_BLOBS = String(minBlobs);
+  const store = new MemoryStore();
+  const a = await addIndexFile(await Repository.init(store, 'pw'), packs, perPack);
+  return { store, a, dir: path.join(tmpdir(), 'cache', 'index') };
 }
 
 async function openWithCache(store: MemoryStore, dir: string): Promise<Repository> {
@@ -302,11 +310,7 @@ describe('the index cache of a repository', () => {
   });
 
   it('leaves the filter in the file above LIFEBOAT_INDEX_FILTER_MAX_BYTES, with the same answers', async () => {
-    process.env.LIFEBOAT_INDEX_DISK_MIN_BLOBS = '1000';
-    const store = new MemoryStore();
-    const writer = await Repository.init(store, 'pw');
-    const a = await addIndexFile(writer, 20, 100);
-    const dir = path.join(tmpdir(), 'cache', 'index');
+    const { store, a, dir } = await indexedRepo(1000, 20, 100);
     const held = await openWithCache(store, dir);
     process.env.LIFEBOAT_INDEX_FILTER_MAX_BYTES = '0';
     const left = await openWithCache(store, dir);
@@ -322,11 +326,7 @@ describe('the index cache of a repository', () => {
   });
 
   it('keeps a small repository in memory', async () => {
-    process.env.LIFEBOAT_INDEX_DISK_MIN_BLOBS = '1000000';
-    const store = new MemoryStore();
-    const writer = await Repository.init(store, 'pw');
-    const a = await addIndexFile(writer, 2, 10);
-    const dir = path.join(tmpdir(), 'cache', 'index');
+    const { store, a, dir } = await indexedRepo(1_000_000, 2, 10);
     const r = await openWithCache(store, dir);
     expect(r.index.disk).toBeUndefined();
     expect(r.index.has(a.ids[0]!)).toBe(true);

@@ -68,6 +68,15 @@ export const FILTER_CHECKED = 512;
 /** Bytes of the metadata read at a time while authenticating a filter left on disk (whole pages). */
 const META_READ = 256 * PAGE;
 
+export interface OpenOptions {
+  /** Pages the LRU page cache holds (default 2048: 8 MiB). */
+  cachePages?: number;
+  /** The largest filter held in memory (default `FILTER_IN_MEMORY_MAX`). */
+  filterInMemoryMax?: number;
+  /** Bytes read at a time while authenticating a filter left in the file (whole pages). */
+  window?: number;
+}
+
 /** A filter left in the file: where it starts, its length, a CRC-32 per `FILTER_CHECKED` bytes of it. */
 interface FilterOnDisk {
   at: number;
@@ -138,7 +147,7 @@ export class DiskIndex {
   pageReads = 0;
   /** Parts of the filter read from the file (a filter not held in memory; for benchmarks and tests). */
   filterReads = 0;
-  private readonly filterPage = Buffer.alloc(FILTER_CHECKED);
+  private readonly filterPart = Buffer.alloc(FILTER_CHECKED);
 
   private constructor(
     readonly file: string,
@@ -167,7 +176,8 @@ export class DiskIndex {
    * Opens a cache file, or returns why it cannot be used (missing, another
    * repository's, damaged, another format). Never throws for a bad file.
    */
-  static open(file: string, repoId: Buffer, macKey: Buffer, cachePages = 2048, filterInMemoryMax = FILTER_IN_MEMORY_MAX, window = META_READ): DiskIndex | string {
+  static open(file: string, repoId: Buffer, macKey: Buffer, opts: OpenOptions = {}): DiskIndex | string {
+    const { cachePages = 2048, filterInMemoryMax = FILTER_IN_MEMORY_MAX, window = META_READ } = opts;
     let fd: number;
     try {
       fd = openSync(file, 'r');
@@ -263,7 +273,7 @@ export class DiskIndex {
     if (Buffer.isBuffer(f)) return filterProbe(f, at, id, false);
     if (this.fd < 0) throw new Error('index cache closed');
     const p = Math.floor(at / FILTER_CHECKED);
-    const part = this.filterPage.subarray(0, Math.min(FILTER_CHECKED, f.length - p * FILTER_CHECKED));
+    const part = this.filterPart.subarray(0, Math.min(FILTER_CHECKED, f.length - p * FILTER_CHECKED));
     readAll(this.fd, part, f.at + p * FILTER_CHECKED);
     this.filterReads++;
     if (pageDigest(part) !== f.digests[p]) this.damaged(`filter part ${p}`);

@@ -90,7 +90,7 @@ export async function openIndexCache(deps: IndexCacheDeps, files: readonly Objec
   }
 
   let base: DiskIndex | undefined;
-  const opened = DiskIndex.open(file, repoId, macKey, undefined, filterMaxBytes());
+  const opened = DiskIndex.open(file, repoId, macKey, { filterInMemoryMax: filterMaxBytes() });
   if (typeof opened !== 'string') {
     // Stale when any file it was built from is gone (a prune rewrote it).
     let stale = false;
@@ -165,7 +165,7 @@ async function build(deps: IndexCacheDeps, dir: string, file: string, repoId: Bu
   // enough to be in the old generation) are garbage now: free them before the file's
   // metadata (~1 MB a million blobs) is read back, or the two add up at the peak.
   collectAll();
-  const opened = DiskIndex.open(file, repoId, macKey, undefined, filterMaxBytes());
+  const opened = DiskIndex.open(file, repoId, macKey, { filterInMemoryMax: filterMaxBytes() });
   if (typeof opened === 'string') throw new Error(`the file just written does not open: ${opened}`);
   return opened;
 }

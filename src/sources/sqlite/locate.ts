@@ -16,6 +16,7 @@ import type { Repository } from '../../repo/repository.js';
 import { logSource } from './names.js';
 import { DIVERGED, segmentsOf, trustedUntil } from './history.js';
 import { FRAME_HEADER_SIZE } from './wal.js';
+import { sameCycle } from './wal-index.js';
 import { comparePos, decodeSegment, type Position } from './segment.js';
 import { sqlitePoint } from './point.js';
 
@@ -64,8 +65,6 @@ export async function locateWalPosition(repo: Repo, name: string, at: WalPositio
   }
   return undefined;
 }
-
-const sameCycle = (a: { salt1: number; salt2: number }, b: { salt1: number; salt2: number }) => a.salt1 === b.salt1 && a.salt2 === b.salt2;
 
 /** A replicator snapshot taken exactly at `at` (its image is the position). */
 function inSnapshots(snaps: Awaited<ReturnType<Repo['listSnapshots']>>, generation: string, at: WalPosition): Position | undefined {

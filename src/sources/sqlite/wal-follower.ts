@@ -19,9 +19,9 @@ import * as path from 'node:path';
 import { LifeboatError } from '../../errors.js';
 import { beginRead, endRead, ensureWal, openDatabase, sameChecksum, type Connection } from './database.js';
 import { LiveFiles } from './live-files.js';
-import { sameWalIndex, type WalIndexHeader } from './wal-index.js';
+import { sameCycle, sameWalIndex, type WalIndexHeader } from './wal-index.js';
 import { cycleStart, type WalCursor, type WalHeader } from './wal.js';
-import { LOCK_WAIT_MS, LOCKED_READ_FRAMES as LOCKED_PIN_FRAMES, type CheckpointHost } from './checkpoint.js';
+import { LOCK_WAIT_MS, LOCKED_READ_FRAMES, type CheckpointHost } from './checkpoint.js';
 import type { GenerationReason, ReplicateEvent } from './replicate.js';
 import type { Position, WalTail } from './segment.js';
 import { Waker } from './waker.js';
@@ -261,8 +261,8 @@ export class WalFollower implements CheckpointHost, FollowPoint {
     try {
       const idx = this.files.walIndex();
       if (!idx) return false;
-      const sameCycle = this.salts !== undefined && idx.salt1 === this.salts.salt1 && idx.salt2 === this.salts.salt2;
-      if (idx.mxFrame - (sameCycle ? this.cursor.frame : 0) > LOCKED_PIN_FRAMES) return false;
+      const left = idx.mxFrame - (this.salts && sameCycle(idx, this.salts) ? this.cursor.frame : 0);
+      if (left > LOCKED_READ_FRAMES) return false;
       if (!(await this.catchUp())) return false;
       beginRead(this.pinConn, this.path);
       return true;

@@ -66,6 +66,11 @@ export function parseWalIndexHeader(buf: Buffer): WalIndexHeader | undefined {
   };
 }
 
+/** Whether two WAL headers (or wal-index views) are of the same WAL cycle: the same salts. */
+export function sameCycle(a: { salt1: number; salt2: number }, b: { salt1: number; salt2: number }): boolean {
+  return a.salt1 === b.salt1 && a.salt2 === b.salt2;
+}
+
 export function sameWalIndex(a: WalIndexHeader, b: WalIndexHeader): boolean {
   return a.raw.equals(b.raw);
 }

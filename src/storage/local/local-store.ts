@@ -238,7 +238,7 @@ export class LocalStore implements Store {
       if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return;
       throw fromSystemError(err, `${this.location}: listing ${dirKey || '/'}`);
     }
-    const files: string[] = [];
+    const files: Array<{ name: string; key: string }> = [];
     for (const e of entries) {
       const key = dirKey ? `${dirKey}/${e.name}` : e.name;
       if (key === TMP_DIR) continue;
@@ -246,17 +246,17 @@ export class LocalStore implements Store {
         // Only descend where keys below could still match the prefix.
         if (prefix.startsWith(`${key}/`) || key.startsWith(prefix)) yield* this.walk(key, prefix);
       } else if (e.isFile() && key.startsWith(prefix)) {
-        files.push(e.name);
+        files.push({ name: e.name, key });
       }
     }
     // Sizes are read LIST_STATS at a time: one by one, listing the data/ of a repository of
     // 390 625 packs took 13 s (docs/performance.md). A file gone since readdir is not listed.
     for (let i = 0; i < files.length; i += LIST_STATS) {
       const batch = files.slice(i, i + LIST_STATS);
-      const stats = await Promise.all(batch.map((name) => fs.stat(path.join(dir, name)).catch(() => undefined)));
+      const stats = await Promise.all(batch.map((f) => fs.stat(path.join(dir, f.name)).catch(() => undefined)));
       for (let j = 0; j < batch.length; j++) {
         const st = stats[j];
-        if (st) yield { key: dirKey ? `${dirKey}/${batch[j]}` : (batch[j] as string), size: st.size };
+        if (st) yield { key: batch[j]!.key, size: st.size };
       }
     }
   }
