@@ -117,6 +117,8 @@ beforeAll(async () => {
       '    members: [docs]',
       `    freeze: [/bin/true]`,
       `    thaw: ${sh('echo cannot resume >&2; exit 3')}`,
+      // cp runs inside the hold; this test is about the thaw failing, not max_hold.
+      '    max_hold: 10s',
       '    snapshots:',
       '      docs: { create: [/bin/cp, -a, live, "snaps/f-{point}"], release: [/bin/rm, -rf, "snaps/f-{point}"], path: "snaps/f-{point}" }',
       `  listed: { members: [cold], freeze: [/bin/true], thaw: { http: { url: "${hookUrl('/thaw')}" } }, max_hold: 10s }`,
