@@ -14,7 +14,7 @@ import { FIRST_SEGMENTS, SPOOL_SEGMENTS, fetcherRunning, prefetch, recordWanted,
 import { parseWalName, segmentName } from '../sources/postgres/wal.js';
 import { Repository } from '../repo/repository.js';
 import { openRepo, withRepo, withStore, type GlobalOptions } from './context.js';
-import { reportError } from './output/errors.js';
+import { failIfStalled, reportError } from './output/errors.js';
 import { redact } from '../util/redact.js';
 
 export interface ArchiveCall {
@@ -160,12 +160,16 @@ function fetcherArgv(p: ArchiveCall, after: string): string[] {
 export async function main(argv: string[]): Promise<boolean> {
   const parsed = parse(argv);
   if (!parsed) return false;
+  // PostgreSQL recycles a segment archive-push exited 0 for: never 0 unless it finished.
+  let finished = false;
+  failIfStalled(() => finished);
   try {
     await runArchiveCall(parsed);
     process.exitCode = 0;
   } catch (err) {
     process.exitCode = reportError(err);
   }
+  finished = true;
   // The fetcher may stop with a fetch still in flight (a store that does not answer):
   // what it waits on must not keep the process alive.
   if (parsed.verb === 'archive-prefetch') process.exit();

@@ -9,7 +9,7 @@
  * (with the engine code behind each) cost more than the node process itself.
  */
 import { Command, Option } from 'commander';
-import { reportError } from './output/errors.js';
+import { failIfStalled, reportError } from './output/errors.js';
 import { registerKeyOptions } from './key-options.js';
 import { PROGRAM_VERSION } from '../version.js';
 import { flagOf } from './commands/options.js';
@@ -115,6 +115,8 @@ export async function buildProgram(args: readonly string[] = process.argv.slice(
 
 async function main(): Promise<void> {
   let code = 0;
+  let finished = false;
+  failIfStalled(() => finished);
   try {
     const args = process.argv.slice(2);
     // The daemon's jobs: the same program, its command read from a spec (job.ts),
@@ -125,6 +127,7 @@ async function main(): Promise<void> {
   } catch (err) {
     code = reportError(err);
   }
+  finished = true;
   process.exitCode = code;
 }
 

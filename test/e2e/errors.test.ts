@@ -287,7 +287,7 @@ describe('bad arguments', () => {
     expect(await fingerprint(empty)).toEqual(before);
   });
 
-  it('malformed options exit 2: --time, --read-data-subset, unknown command and option, missing --target', async () => {
+  it('malformed options exit 2: --time, --read-data-subset, --threads, unknown command and option, missing --target', async () => {
     const { repo, src } = await repoWithSnapshot();
     const before = await fingerprint(repo);
     expectError(await runCli(['backup', '--repo', repo, src, '--time', 'notatime']), 2, /notatime.*RFC 3339/);
@@ -295,6 +295,10 @@ describe('bad arguments', () => {
     expectError(await runCli(['check', '--repo', repo, '--read-data-subset', '500%']), 2, /500%.*percentage/);
     expectError(await runCli(['check', '--repo', repo, '--read-data-subset', '0%']), 2, /percentage/);
     expectError(await runCli(['check', '--repo', repo, '--read-data-subset', 'half']), 2, /percentage/);
+    // --threads 0 (or text) once queued the backup's jobs for no worker: exit 0, nothing stored.
+    for (const n of ['0', 'abc', '65']) expectError(await runCli(['backup', '--repo', repo, src, '--threads', n]), 2, new RegExp(`--threads "${n}" is not a whole number from 1 to 64`));
+    expectError(await runCli(['restore', '--repo', repo, 'latest', '--target', path.join(src, '..', 'never'), '--threads', '0']), 2, /--threads "0" is not a whole number/);
+    expect(existsSync(path.join(src, '..', 'never'))).toBe(false);
     expectUsage(await runCli(['frobnicate', '--repo', repo]), /unknown command 'frobnicate'/);
     expectUsage(await runCli(['backup', '--repo', repo, src, '--frobnicate']), /unknown option '--frobnicate'/);
     expectUsage(await runCli(['snapshots', '--repo', repo, '--frobnicate']), /unknown option '--frobnicate'/);

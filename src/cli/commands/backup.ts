@@ -6,7 +6,7 @@ import { startScan } from '../../engine/backup/scan.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { duration, printJson, progressFor } from '../output/render.js';
-import { flagOf, parseTime } from './options.js';
+import { flagOf, parseThreads, parseTime } from './options.js';
 import { sourceCommonOptions } from '../../config/model.js';
 import { filesOptions } from '../../sources/files/options.js';
 import { checkSourceName } from '../../engine/source-name.js';
@@ -17,7 +17,7 @@ interface BackupFlags {
   host?: string;
   exclude: string[];
   time?: string;
-  threads?: string;
+  threads?: number;
   name?: string;
   scan: boolean;
 }
@@ -32,7 +32,7 @@ export function register(program: Command): void {
     .addOption(flagOf(filesOptions.shape.exclude, { arg: '<glob>', description: 'skip paths matching the pattern (repeatable)' }))
     .option('--time <rfc3339>', "set the snapshot's time (imports and tests; not more than 5 minutes ahead of now)")
     .option('--name <name>', 'name this source (drill, forget and the daemon find its snapshots by it)')
-    .option('--threads <n>', 'worker threads (default: one per core, at least 2)')
+    .option('--threads <n>', 'worker threads (default: one per core, at least 2)', parseThreads)
     .option('--no-scan', 'do not count the files first (progress then shows no percentage or ETA)')
     .action(async (paths: string[], flags: BackupFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -48,7 +48,7 @@ export function register(program: Command): void {
           excludes: flags.exclude,
           ...(flags.host ? { hostname: flags.host } : {}),
           ...(time ? { time } : {}),
-          ...(flags.threads ? { threads: Number(flags.threads) } : {}),
+          ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
           ...(flags.name ? { source: { kind: 'files', name: checkSourceName(flags.name) } } : {}),
           onProgress: bar.update,
         }).finally(() => {

@@ -26,6 +26,20 @@ export function parsePercent(text: string): number {
   return v / 100;
 }
 
+/** Most worker threads a command takes: each is an isolate with its own buffers (~50 MB). */
+export const MAX_THREADS = 64;
+
+/**
+ * `--threads N`: a whole number from 1 to MAX_THREADS. Zero (or text, which is NaN)
+ * once left a backup's jobs queued with no worker to take them: the process ran out
+ * of work and exited 0 having stored nothing.
+ */
+export function parseThreads(text: string): number {
+  const n = /^\d{1,3}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= MAX_THREADS)) throw new LifeboatError('USAGE', `--threads "${text}" is not a whole number from 1 to ${MAX_THREADS}`, { hint: 'leave it out for one thread per core (at least 2)' });
+  return n;
+}
+
 const ANY_DURATION = duration();
 const ZERO_OR_MORE = duration({ zero: true });
 

@@ -5,7 +5,7 @@ import { incompleteOf, restore } from '../../engine/restore/restorer.js';
 import { formatBytes } from '../../util/bytes.js';
 import { withRepo, type GlobalOptions } from '../context.js';
 import { progressFor, duration, printJson } from '../output/render.js';
-import { collect, flagOf } from './options.js';
+import { collect, flagOf, parseThreads } from './options.js';
 import { pickForRestore } from '../../repo/snapshot/select.js';
 import { parseTargetTime } from '../../engine/target-time.js';
 import { forTerminal } from '../../util/terminal.js';
@@ -18,7 +18,7 @@ interface RestoreFlags {
   include: string[];
   delta?: boolean;
   overwrite?: boolean;
-  threads?: string;
+  threads?: number;
   source?: string;
   path?: string;
   time?: string;
@@ -33,7 +33,7 @@ export function register(program: Command): void {
     .option('--include <glob>', 'restore only paths matching (repeatable)', collect, [])
     .option('--delta', 'the target holds an older copy: rewrite only files that differ, remove what the snapshot lacks')
     .option('--overwrite', 'the target may exist: replace the files the snapshot has (others are left alone); without it an existing target is refused')
-    .option('--threads <n>', 'worker threads (default: one per core, at least 2)')
+    .option('--threads <n>', 'worker threads (default: one per core, at least 2)', parseThreads)
     .option('--source <name>', '"latest"/--time among the snapshots of this source (a name, or kind:name; see `snapshots`)')
     .option('--path <path>', '"latest"/--time among the snapshots that backed up this path')
     .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'with "latest": the newest snapshot taken at or before this moment' }))
@@ -55,7 +55,7 @@ export function register(program: Command): void {
           include: flags.include,
           ...(flags.delta ? { delta: true } : {}),
           ...(flags.overwrite ? { overwrite: true } : {}),
-          ...(flags.threads ? { threads: Number(flags.threads) } : {}),
+          ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
           // Only when shown: a restore of part of a snapshot counts its trees first for the totals.
           ...(bar.shown ? { onProgress: bar.update } : {}),
         })

@@ -44,3 +44,16 @@ export function reportError(err: unknown): number {
   else process.stderr.write(`${redact(String(e?.stack))}\n`);
   return report('FAILED', message, hint, ERROR_TABLE.FAILED.exit);
 }
+
+/**
+ * Node ends a process whose event loop has nothing left to do, with exit code 0, even
+ * while the command still awaits a promise nothing can settle any more (a job queued
+ * for a worker that never started, a reply from a thread that is gone). That would
+ * report an unfinished backup as a success; this says it failed instead.
+ */
+export function failIfStalled(finished: () => boolean): void {
+  process.once('beforeExit', () => {
+    if (finished()) return;
+    process.exitCode = reportError(new Error('the command stopped before it finished: it was waiting for work that can no longer happen'));
+  });
+}

@@ -45,7 +45,11 @@ export class ChunkPool {
     private readonly init: WorkerInit,
     private readonly size: number,
     private readonly handlers: ChunkPoolHandlers,
-  ) {}
+  ) {
+    // With no worker to take them, jobs would sit in the queue until the process ran
+    // out of other work and exited as if the backup had finished.
+    if (!(size >= 1)) throw new Error(`a backup needs at least one worker thread (asked for ${size})`);
+  }
 
   /**
    * Starts one more worker. Workers start as jobs need them, up to `size`: a backup

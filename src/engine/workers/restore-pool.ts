@@ -22,6 +22,8 @@ export class RestorePool {
   private readonly waiting: Array<() => void> = [];
   private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: unknown) => void; slot: Slot }>();
   private nextJob = 1;
+  /** Why the pool cannot run jobs any more (a worker died): every job from then on fails with it. */
+  private broken: unknown;
 
   /**
    * One worker starts at once (it boots while the main thread plans); the others as
@@ -31,25 +33,36 @@ export class RestorePool {
     private readonly init: RestoreWorkerInit,
     private readonly threads: number,
   ) {
-    if (threads > 0) this.spawn();
+    if (!(threads >= 1)) throw new Error(`a restore needs at least one worker thread (asked for ${threads})`);
+    this.spawn();
   }
 
   private spawn(): Slot {
     const slot: Slot = { worker: startWorker(import.meta.url, 'restore-worker', this.init, { maxYoungGenerationSizeMb: YOUNG_MB }), busy: false };
     slot.worker.on('message', (r: RestoreReply) => this.reply(r));
-    const failAll = (err: unknown) => {
-      for (const [id, p] of this.pending) {
-        if (p.slot !== slot) continue;
-        this.pending.delete(id);
-        p.reject(err);
-      }
-    };
-    slot.worker.on('error', failAll);
+    slot.worker.on('error', (err) => this.lose(slot, err));
     slot.worker.on('exit', (code) => {
-      if (!this.closing) failAll(new Error(`restore worker exited (code ${code})`));
+      if (!this.closing) this.lose(slot, new Error(`restore worker exited (code ${code})`));
     });
     this.slots.push(slot);
     return slot;
+  }
+
+  /**
+   * A worker died: its job fails, and so does every job after it. A job posted to it
+   * would never be answered, and one waiting for it to be idle would wait forever (the
+   * restore would hang, or its process exit having written part of the target).
+   */
+  private lose(slot: Slot, err: unknown): void {
+    this.broken ??= err;
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+    for (const [id, p] of this.pending) {
+      if (p.slot !== slot) continue;
+      this.pending.delete(id);
+      p.reject(err);
+    }
+    for (const wake of this.waiting.splice(0)) wake();
   }
 
   private reply(r: RestoreReply): void {
@@ -66,9 +79,11 @@ export class RestorePool {
 
   /** Runs a job on the next idle worker; waits for one when all are busy. */
   async run(job: Omit<RestoreJob, 'job'>): Promise<number> {
+    if (this.broken !== undefined) throw this.broken;
     let slot = this.slots.find((s) => !s.busy) ?? (this.slots.length < this.threads ? this.spawn() : undefined);
     while (!slot) {
       await new Promise<void>((r) => this.waiting.push(r));
+      if (this.broken !== undefined) throw this.broken;
       slot = this.slots.find((s) => !s.busy);
     }
     slot.busy = true;
@@ -87,6 +102,8 @@ export class RestorePool {
 
   async close(): Promise<void> {
     this.closing = true;
+    // A job after this would go to a worker that is gone, and wait forever.
+    this.broken ??= new Error('the restore workers were stopped');
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }
