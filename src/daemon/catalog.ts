@@ -163,6 +163,12 @@ function privateFile(stateDir: string, file: string): string {
 export class Catalog {
   readonly db: Db;
   readonly auditTrail: AuditLog;
+  /**
+   * Jobs that ended while the database refused their end (a full disk): what they are,
+   * until the write goes through. Every read of jobs sees these, so the API, the
+   * dashboard and `lifeboat_jobs_running` do not show a finished job as running.
+   */
+  private readonly ended = new Map<string, JobRow>();
 
   constructor(readonly stateDir: string) {
     this.db = new Database(privateFile(stateDir, 'catalog.db'));
@@ -211,7 +217,18 @@ export class Catalog {
     this.db.prepare(`UPDATE jobs SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE id = ?`).run(...values, id);
   }
 
+  /** A job's end the database refused: reads show `row` until `endWritten(row.id)`. */
+  endNotWritten(row: JobRow): void {
+    this.ended.set(row.id, row);
+  }
+
+  endWritten(id: string): void {
+    this.ended.delete(id);
+  }
+
   job(id: string): JobRow | undefined {
+    const ended = this.ended.get(id);
+    if (ended) return ended;
     const row = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Record<string, unknown> | undefined;
     return row ? decodeJob(row) : undefined;
   }
@@ -225,8 +242,17 @@ export class Catalog {
         args.push(filter[k]);
       }
     }
+    const limit = filter.limit ?? 100;
     const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
-    return (this.db.prepare(sql).all(...args, filter.limit ?? 100) as Array<Record<string, unknown>>).map(decodeJob);
+    const rows = (this.db.prepare(sql).all(...args, limit) as Array<Record<string, unknown>>).map(decodeJob);
+    if (this.ended.size === 0) return rows;
+    // The ends not yet written replace their rows, and match (or not) the filter as they are now.
+    const matches = (r: JobRow) => (['source', 'kind', 'status'] as const).every((k) => filter[k] === undefined || r[k] === filter[k]);
+    const listed = new Set(rows.map((r) => r.id));
+    return [...rows.map((r) => this.ended.get(r.id) ?? r), ...[...this.ended.values()].filter((r) => !listed.has(r.id))]
+      .filter(matches)
+      .sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id))
+      .slice(0, limit);
   }
 
   /** Jobs a previous daemon left running: they died with it. */

@@ -282,6 +282,7 @@ export class JobRunner extends EventEmitter {
         this.writeEnd(end);
         this.catalog.appendLog(id, 'daemon', `recorded late: the catalog refused this job's end at first (${end.refusedBy ?? 'unknown'})`);
         this.unrecorded.delete(id);
+        this.catalog.endWritten(id);
       } catch {
         return false;
       }
@@ -432,6 +433,7 @@ export class JobRunner extends EventEmitter {
     const message = redact(err instanceof Error ? err.message : String(err));
     end.refusedBy = message;
     this.unrecorded.set(end.id, end);
+    this.catalog.endNotWritten(end.row);
     process.stderr.write(`lifeboat: job ${end.id} ended (${end.row.status}) but the catalog could not record it: ${message}\n`);
   }
 

@@ -137,9 +137,9 @@ describe('a failed job reports its exact error through the API', () => {
     const ready = async () => (await t.daemon.app.inject({ method: 'GET', url: '/health/ready' })).statusCode;
     expect(await ready()).toBe(200);
     try {
-      // 1. The job's row cannot be written: its waiters and the metrics hear that it
-      //    succeeded (the backup was made), the catalog still says "running", and the
-      //    daemon is not ready.
+      // 1. The job's row cannot be written: its waiters, the API and the metrics hear
+      //    that it succeeded (the backup was made), though the database still says
+      //    "running", and the daemon is not ready.
       const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/sources/docs/backup', headers: t.auth('operator') });
       expect(r.statusCode, r.body).toBe(202);
       const id = (r.json() as JobRow).id;
@@ -148,9 +148,16 @@ describe('a failed job reports its exact error through the API', () => {
       const snapshot = (row.result as { id: string }).id;
       expect(snapshot).toMatch(/^[0-9a-f]{64}$/);
       expect(t.daemon.runner.isRunning('backup:docs')).toBe(false);
-      expect(t.daemon.catalog.job(id)?.status).toBe('running');
+      expect((t.daemon.catalog.db.prepare('SELECT status FROM jobs WHERE id = ?').get(id) as { status: string }).status).toBe('running');
+      expect(t.daemon.catalog.job(id)?.status).toBe('succeeded');
+      const api = async (url: string) => (await t.daemon.app.inject({ method: 'GET', url, headers: t.auth('operator') })).json() as unknown;
+      expect(await api(`/api/v1/jobs/${id}`)).toMatchObject({ id, status: 'succeeded' });
+      expect(await api('/api/v1/jobs?status=running')).toEqual([]);
+      expect(await api('/api/v1/jobs?status=succeeded')).toContainEqual(expect.objectContaining({ id }));
       expect(await ready()).toBe(503);
-      expect((await t.daemon.app.inject({ method: 'GET', url: '/metrics' })).body).toMatch(/lifeboat_jobs_total\{[^}]*status="succeeded"[^}]*\} 1/);
+      const metrics = (await t.daemon.app.inject({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toMatch(/lifeboat_jobs_total\{[^}]*status="succeeded"[^}]*\} 1/);
+      expect(metrics).toMatch(/^lifeboat_jobs_running 0$/m);
       expect(await t.daemon.runner.wait(id)).toMatchObject({ status: 'succeeded' });
       // Once the catalog takes writes again: the whole end, as it was, and the backup in the catalog's list.
       full = false;
