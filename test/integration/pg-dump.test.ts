@@ -7,7 +7,7 @@
 import { cpSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
 import { ScratchCluster } from '../pg-cluster.js';
 
 let cluster: ScratchCluster;
@@ -207,4 +207,30 @@ describe('pg dump and restore-dump', () => {
     const [row] = await queryIn<{ n: number }>('damaged', "select count(*)::int as n from pg_class where relnamespace = 'public'::regnamespace");
     expect(row!.n).toBe(0);
   });
+
+  it('a server that goes down while pg_dump streams: the dump fails with the reason, no snapshot, the repository checks clean', async () => {
+    const before = (await snapshots()).length;
+    const run = lb(['pg', 'dump', '--name', 'app', '--dsn', cluster.dsn, '--db', 'app']);
+    let settled = false;
+    void run.finally(() => (settled = true));
+    // pg_dump has written its header and the first tables, and is copying the largest:
+    // its server process is stopped there, then killed, and PostgreSQL restarts without
+    // it (every session ends). Stopping it first means the copy cannot finish in between.
+    let backend: number | undefined;
+    while (backend === undefined && !settled) {
+      const rows = await queryIn<{ pid: number }>('postgres', "select pid from pg_stat_activity where application_name = 'pg_dump' and query like 'COPY public.events %'");
+      backend = rows[0]?.pid;
+    }
+    expect(backend, 'the dump ended before it was seen copying').toBeDefined();
+    process.kill(backend!, 'SIGSTOP');
+    process.kill(backend!, 'SIGKILL');
+    const r = await run;
+    expectError(r, 19, /^lifeboat: pg_dump of database "app" failed: .* \(the server closed the connection\)$/);
+    expect(r.stderr).toMatch(/hint: the server went down or ended the session \(its log says why\); nothing was saved/);
+    // The server is back (crash recovery), and nothing of the broken dump is a snapshot.
+    await cluster.waitPromoted();
+    expect((await snapshots()).length).toBe(before);
+    const check = await lb(['check']);
+    expect(check.code, check.stderr).toBe(0);
+  }, 120_000);
 });
