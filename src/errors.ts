@@ -71,7 +71,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   NO_SPACE: { exit: 17, http: 507, summary: 'no space left on the destination' },
   PERMISSION: { exit: 18, http: 403, summary: 'permission denied' },
   UNSAFE_PATH: { exit: 13, http: 500, summary: 'a stored name would write outside the target' },
-  SOURCE_UNAVAILABLE: { exit: 19, http: 502, summary: 'a database cannot be reached, or refused the login' },
+  SOURCE_UNAVAILABLE: { exit: 19, http: 502, summary: 'a database cannot be reached, refused the login, or went down while it was read' },
   SOURCE_CORRUPT: { exit: 20, http: 422, summary: 'a source database is damaged or is not a database' },
   TARGET_EXISTS: { exit: 21, http: 409, summary: 'the restore target already exists (nothing was overwritten)' },
   CONFIG_INVALID: { exit: 2, http: 400, summary: 'the configuration file is malformed (the message names the key and line)' },
