@@ -8,6 +8,7 @@ import { promises as fs, readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
+import { expectError } from '../helpers.js';
 import { archivedCluster, lifeboatAsPostgres, PG_BIN, type ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
 import { switchAndArchive as archiveWal } from '../pg-load.js';
 
@@ -313,6 +314,27 @@ describe('PostgreSQL archive safety and bad input', () => {
       await fs.rename(saved, path.join(logs, victim));
     }
   });
+
+  it('a server that goes down while the data directory is read: the backup fails with the reason and stores no snapshot', async () => {
+    const snapshotsNow = async () => JSON.parse((await lb(['snapshots', '--json'])).stdout) as unknown[];
+    const before = (await snapshotsNow()).length;
+    const run = lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn]);
+    let settled = false;
+    void run.finally(() => (settled = true));
+    // Once pg_backup_start has returned, its session's server process is killed:
+    // PostgreSQL restarts (every session ends, the backup with it) while the files are read.
+    let backend: number | undefined;
+    while (backend === undefined && !settled) {
+      const rows = await cluster.query<{ pid: number }>("select pid from pg_stat_activity where query like 'select pg_backup_start%' and state = 'idle'");
+      backend = rows[0]?.pid;
+    }
+    expect(backend, 'the backup ended before it was seen started').toBeDefined();
+    process.kill(backend!, 'SIGKILL');
+    const r = await run;
+    await cluster.waitPromoted();
+    expectError(r, 19, /^lifeboat: PostgreSQL ended the session of main's base backup before it could be stopped \(.*\); no snapshot was stored$/);
+    expect((await snapshotsNow()).length).toBe(before);
+  }, 180_000);
 
   it('bad input: unreachable server, a time before the first backup, a non-empty target', async () => {
     let r = await lb(['pg', 'backup', '--name', 'main', '--dsn', 'postgresql://postgres@127.0.0.1:1/postgres']);

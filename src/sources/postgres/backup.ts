@@ -104,10 +104,11 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       beforeSnapshot: async () => {
         // Waiting for the archive makes the backup usable on its own only when WAL is archived.
-        const stop = await client.query<{ lsn: string; labelfile: string; spcmapfile: string }>(
-          'select lsn::text, labelfile, spcmapfile from pg_backup_stop($1)',
-          [info.archiveMode !== 'off'],
-        );
+        const stop = await client
+          .query<{ lsn: string; labelfile: string; spcmapfile: string }>('select lsn::text, labelfile, spcmapfile from pg_backup_stop($1)', [info.archiveMode !== 'off'])
+          .catch((err: unknown) => {
+            throw sessionLost(err, opts.name);
+          });
         const row = stop.rows[0]!;
         const tli = await client.query<{ tli: number }>('select timeline_id as tli from pg_control_checkpoint()');
         const c: PgConsistency = {
@@ -132,6 +133,20 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
     // Ending the session also aborts a backup that did not reach pg_backup_stop.
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * pg_backup_stop failed. A server's own refusal (it carries a SQLSTATE) goes out as it is;
+ * anything else means the backup's session is gone (the server went down or ended it):
+ * the backup it began ended with it, so the files read are not a backup.
+ */
+function sessionLost(err: unknown, name: string): unknown {
+  const e = err as { code?: unknown; message?: unknown };
+  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return err;
+  return new LifeboatError('SOURCE_UNAVAILABLE', `PostgreSQL ended the session of ${name}'s base backup before it could be stopped (${String(e?.message ?? err)}); no snapshot was stored`, {
+    hint: 'the server went down or ended the session (its log says why); run the backup again once it is up',
+    cause: err,
+  });
 }
 
 /**
