@@ -29,8 +29,22 @@ export const LOCK_STALE_MS = 5 * REFRESH_MS;
 
 export interface HeldLock {
   readonly id: string;
+  /**
+   * Throws unless every heartbeat since the lock was taken was stored in time. Others
+   * judge a lock by its last stored heartbeat: one missed for long enough is stale to
+   * them, and a prune may then delete what this process still counts on (packs its
+   * snapshot will name). Call it just before committing (saving a snapshot).
+   */
+  assertHeld(): void;
   release(): Promise<void>;
 }
+
+/**
+ * The heartbeat's interval. A test may shorten it; others still judge staleness by
+ * LOCK_STALE_MS. A lock counts as lost once no heartbeat was stored for four intervals,
+ * one interval before others may call it stale (a margin for the clocks of two hosts).
+ */
+export const lockTiming = { refreshMs: REFRESH_MS };
 
 export function isStale(rec: LockRecord, now = Date.now()): boolean {
   if (now - Date.parse(rec.refreshed) > LOCK_STALE_MS) return true;
@@ -71,13 +85,36 @@ export async function acquireLock(store: Store, kind: LockKind, command: string)
   }
   let stopped = false;
   let refreshing: Promise<void> = Promise.resolve();
+  const refreshMs = lockTiming.refreshMs;
+  const lostAfter = 4 * refreshMs;
+  // When the last heartbeat that was stored began, and the longest gap between two.
+  let lastStored = Date.parse(now);
+  let longestGap = 0;
+  let lastError: unknown;
   const timer = setInterval(() => {
-    record.refreshed = new Date().toISOString();
-    refreshing = write().catch(() => {});
-  }, REFRESH_MS);
+    const started = Date.now();
+    record.refreshed = new Date(started).toISOString();
+    refreshing = write().then(
+      () => {
+        longestGap = Math.max(longestGap, started - lastStored);
+        lastStored = started;
+      },
+      (err: unknown) => {
+        lastError = err;
+      },
+    );
+  }, refreshMs);
   timer.unref();
   return {
     id,
+    assertHeld() {
+      const gap = Math.max(longestGap, Date.now() - lastStored);
+      if (gap <= lostAfter) return;
+      const why = lastError instanceof Error ? `: ${lastError.message}` : '';
+      throw new LifeboatError('STORE_UNAVAILABLE', `the repository lock of "${command}" went ${Math.round(gap / 1000)} s without a stored heartbeat${why}; another process may have taken it for stale, so nothing was committed`, {
+        hint: 'check the connection to the repository, then run it again (what it stored so far is reused, or removed by the next prune)',
+      });
+    },
     async release() {
       if (stopped) return;
       stopped = true;

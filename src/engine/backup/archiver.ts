@@ -24,7 +24,7 @@ import { Semaphore } from '../../util/limit.js';
 import { ChunkPool } from '../workers/chunk-pool.js';
 import type { FileResult } from '../workers/protocol.js';
 import { realLater, throttleProgress, type ItemError, type ProgressFn } from '../progress.js';
-import { acquireLock } from '../../repo/lock.js';
+import { acquireLock, type HeldLock } from '../../repo/lock.js';
 import { indexCacheDir, WriteOnlyCache } from './write-cache.js';
 import { SpillDir, withPackWriter } from '../../repo/pack/spill.js';
 
@@ -176,7 +176,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Bac
       // Stored before anything is sealed with the session key, so whatever this run
       // leaves behind, even a crash's orphan packs, stays readable by full keys.
       await repo.startSession();
-      const result = await new Archiver(repo, opts, cache).run().catch((err: unknown) => {
+      const result = await new Archiver(repo, opts, cache, lock).run().catch((err: unknown) => {
         repo.resetIndex();
         throw err;
       });
@@ -186,7 +186,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Bac
     repo.indexCacheDir ??= indexCacheDir(repo);
     await repo.loadIndex();
     await repo.indexOrphanPacks();
-    const archiver = new Archiver(repo, opts, repoParents(repo));
+    const archiver = new Archiver(repo, opts, repoParents(repo), lock);
     return await archiver.run().catch((err: unknown) => {
       repo.resetIndex();
       throw err;
@@ -255,6 +255,7 @@ class Archiver {
     private readonly repo: Repository,
     private readonly opts: BackupOptions,
     private readonly parents: ParentSource,
+    private readonly lock: Pick<HeldLock, 'assertHeld'>,
   ) {
     this.emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
     this.excludes = new PathMatcher(opts.excludes ?? []);
@@ -344,6 +345,7 @@ class Archiver {
           summary: this.summary,
           programVersion: PROGRAM_VERSION,
         };
+        this.lock.assertHeld();
         const id = await this.repo.saveSnapshot(manifest);
         this.report(true);
         return { snapshot: { ...manifest, id }, errors: this.errors };

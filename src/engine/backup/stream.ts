@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
 import { LifeboatError } from '../../errors.js';
 import { BLOB_DATA } from '../../repo/format.js';
-import { acquireLock } from '../../repo/lock.js';
+import { acquireLock, type HeldLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
 import { checkSnapshotTime, usableParent, type Snapshot, type SnapshotManifest } from '../../repo/snapshot/snapshot.js';
@@ -66,7 +66,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
     repo.indexCacheDir ??= indexCacheDir(repo);
     await repo.loadIndex();
     await repo.indexOrphanPacks();
-    return await run(repo, input, opts, parts).catch((err: unknown) => {
+    return await run(repo, input, opts, parts, lock).catch((err: unknown) => {
       repo.resetIndex();
       throw err;
     });
@@ -76,7 +76,7 @@ export async function backupStream(repo: Repository, input: Readable, opts: Stre
   }
 }
 
-async function run(repo: Repository, input: Readable, opts: StreamBackupOptions, parts: string[]): Promise<Snapshot> {
+async function run(repo: Repository, input: Readable, opts: StreamBackupOptions, parts: string[], lock: Pick<HeldLock, 'assertHeld'>): Promise<Snapshot> {
   const started = Date.now();
   if (opts.time) checkSnapshotTime(opts.time, started);
   const time = opts.time ?? new Date(started);
@@ -119,6 +119,7 @@ async function run(repo: Repository, input: Readable, opts: StreamBackupOptions,
       },
       programVersion: PROGRAM_VERSION,
     };
+    lock.assertHeld();
     const id = await repo.saveSnapshot(manifest);
     emit({ phase: 'done', files: 1, bytes, errors: 0 }, true);
     return { ...manifest, id };

@@ -77,6 +77,8 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
         await writer.flush();
         const { id: _old, ...manifest } = snap;
         const copy: SnapshotManifest = { ...manifest, tree, original: snap.id };
+        writeLock.assertHeld();
+        readLock.assertHeld();
         const id = await to.saveSnapshot(copy);
         result.copied.push({ from: snap.id, to: id });
         opts.onSnapshot?.(snap, id);

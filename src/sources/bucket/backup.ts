@@ -23,7 +23,7 @@ import { storeChunks } from '../../engine/backup/stream.js';
 import { realLater, throttleProgress, type ProgressFn } from '../../engine/progress.js';
 import { withPackWriter } from '../../repo/pack/spill.js';
 import { indexCacheDir } from '../../engine/backup/write-cache.js';
-import { acquireLock } from '../../repo/lock.js';
+import { acquireLock, type HeldLock } from '../../repo/lock.js';
 import type { PackWriter } from '../../repo/pack/pack-writer.js';
 import { PROGRAM_VERSION, type Repository } from '../../repo/repository.js';
 import { emptySummary, usableParent, type Snapshot, type SnapshotManifest, type SnapshotSummary } from '../../repo/snapshot/snapshot.js';
@@ -61,7 +61,7 @@ export async function bucketBackup(repo: Repository, opts: BucketBackupOptions):
     repo.indexCacheDir ??= indexCacheDir(repo);
     await repo.loadIndex();
     await repo.indexOrphanPacks();
-    return await new BucketArchiver(repo, opts).run().catch((err: unknown) => {
+    return await new BucketArchiver(repo, opts, lock).run().catch((err: unknown) => {
       repo.resetIndex();
       throw err;
     });
@@ -99,6 +99,7 @@ class BucketArchiver {
   constructor(
     private readonly repo: Repository,
     private readonly opts: BucketBackupOptions,
+    private readonly lock: Pick<HeldLock, 'assertHeld'>,
   ) {
     this.slots = new Semaphore(Math.max(1, opts.parallel));
     this.emit = throttleProgress(opts.onProgress, 100, Date.now, realLater);
@@ -188,6 +189,7 @@ class BucketArchiver {
       summary: this.summary,
       programVersion: PROGRAM_VERSION,
     };
+    this.lock.assertHeld();
     const id = await this.repo.saveSnapshot(manifest);
     this.emit({ phase: 'done', files: this.doneFiles, bytes: this.doneBytes, errors: 0 }, true);
     return { ...manifest, id };

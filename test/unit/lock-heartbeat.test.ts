@@ -1,0 +1,102 @@
+/**
+ * A lock whose heartbeat could not be stored for long enough may be judged stale by
+ * another process (a prune may then delete packs this one counts on): nothing is
+ * committed under it. The heartbeat is shortened here; the rule is the same.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { LifeboatError } from '../../src/errors.js';
+import { Readable } from 'node:stream';
+import { backup } from '../../src/engine/backup/archiver.js';
+import { backupStream } from '../../src/engine/backup/stream.js';
+import { acquireLock, lockTiming, type LockRecord } from '../../src/repo/lock.js';
+import { Repository } from '../../src/repo/repository.js';
+import { MemoryStore } from '../../src/storage/memory/memory-store.js';
+import type { PutOptions } from '../../src/storage/store.js';
+import { cleanupTmp, tmpdir } from '../helpers.js';
+
+const REFRESH = 200; // lost after 4 intervals without a stored heartbeat: 800 ms
+const PAST_LOST = 1_000;
+const normal = lockTiming.refreshMs;
+
+afterEach(() => {
+  lockTiming.refreshMs = normal;
+});
+afterAll(cleanupTmp);
+
+/** A store whose lock writes can be made to fail (a network that drops them). */
+class LockWritesFail extends MemoryStore {
+  failing = false;
+  override async put(key: string, data: Uint8Array, opts?: PutOptions): Promise<void> {
+    if (this.failing && key.startsWith('locks/')) throw new LifeboatError('STORE_UNAVAILABLE', 'connection reset (test)');
+    return super.put(key, data, opts);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function refreshedOf(store: MemoryStore, id: string): Promise<string> {
+  return (JSON.parse(Buffer.from(await store.get(`locks/${id}`)).toString()) as LockRecord).refreshed;
+}
+
+describe('a lock heartbeat', () => {
+  it('held past several intervals while its heartbeats are stored: still held', async () => {
+    lockTiming.refreshMs = REFRESH;
+    const store = new LockWritesFail();
+    const lock = await acquireLock(store, 'shared', 'backup /x');
+    const first = await refreshedOf(store, lock.id);
+    await sleep(PAST_LOST);
+    expect(await refreshedOf(store, lock.id)).not.toBe(first);
+    expect(() => lock.assertHeld()).not.toThrow();
+    await lock.release();
+  });
+
+  it('not stored for four intervals: lost, and it stays lost once heartbeats are stored again', async () => {
+    lockTiming.refreshMs = REFRESH;
+    const store = new LockWritesFail();
+    const lock = await acquireLock(store, 'shared', 'backup /x');
+    store.failing = true;
+    await sleep(PAST_LOST);
+    expect(() => lock.assertHeld()).toThrow(/^the repository lock of "backup \/x" went \d+ s without a stored heartbeat: connection reset \(test\); another process may have taken it for stale, so nothing was committed$/);
+    store.failing = false;
+    const stale = await refreshedOf(store, lock.id);
+    while ((await refreshedOf(store, lock.id)) === stale) await sleep(REFRESH / 4);
+    // Stored again, but another process may have acted in the gap.
+    expect(() => lock.assertHeld()).toThrow(/without a stored heartbeat/);
+    await lock.release();
+  });
+});
+
+describe('a backup under a lost lock', () => {
+  async function run(kind: 'files' | 'stream', failing: boolean) {
+    lockTiming.refreshMs = REFRESH;
+    const store = new LockWritesFail();
+    const repo = await Repository.init(store, 'pw');
+    // The backup's last step before it commits: the lock's heartbeats fail meanwhile (or not).
+    const beforeSnapshot = async () => {
+      store.failing = failing;
+      await sleep(PAST_LOST);
+      store.failing = false;
+      return {};
+    };
+    if (kind === 'stream') return { result: backupStream(repo, Readable.from([Buffer.from('a dump\n')]), { path: '/dump/a', source: { kind: 'test' }, beforeSnapshot }), repo };
+    const src = tmpdir('lb-lock-');
+    await fs.writeFile(path.join(src, 'a.txt'), 'a file\n');
+    return { result: backup(repo, { paths: [src], threads: 1, beforeSnapshot }), repo };
+  }
+
+  for (const kind of ['files', 'stream'] as const) {
+    it(`saves no snapshot and says why (${kind})`, async () => {
+      const { result, repo } = await run(kind, true);
+      await expect(result).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringMatching(/^the repository lock of "backup .*" went \d+ s without a stored heartbeat/) });
+      expect(await repo.listSnapshots()).toEqual([]);
+    }, 60_000);
+  }
+
+  it('commits when the heartbeats are stored all along', async () => {
+    const { result, repo } = await run('files', false);
+    await result;
+    expect(await repo.listSnapshots()).toHaveLength(1);
+  }, 60_000);
+});
