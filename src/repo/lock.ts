@@ -70,6 +70,8 @@ export async function acquireLock(store: Store, kind: LockKind, command: string)
   const now = new Date().toISOString();
   const record: LockRecord = { kind, hostname: os.hostname(), pid: process.pid, command, time: now, refreshed: now };
   const write = () => store.put(keys.lock(id), Buffer.from(JSON.stringify(record)));
+  // Heartbeats are timed on the monotonic clock: a step of the wall clock is not a gap.
+  const firstStarted = performance.now();
   await write();
   const conflict = (await readLocks(store)).find(
     (l) => l.id !== id && !isStale(l.record) && (kind === 'exclusive' || l.record.kind === 'exclusive'),
@@ -85,30 +87,36 @@ export async function acquireLock(store: Store, kind: LockKind, command: string)
   }
   let stopped = false;
   let refreshing: Promise<void> = Promise.resolve();
+  let inFlight = false;
   const refreshMs = lockTiming.refreshMs;
   const lostAfter = 4 * refreshMs;
-  // When the last heartbeat that was stored began, and the longest gap between two.
-  let lastStored = Date.parse(now);
+  // Others read the heartbeat that is stored, which names when its write began. So the
+  // age they may see is measured from that start until the next write lands (not until
+  // it begins: a write can hang for minutes and land later), and one write at a time.
+  let storedStart = firstStarted;
   let longestGap = 0;
   let lastError: unknown;
   const timer = setInterval(() => {
-    const started = Date.now();
-    record.refreshed = new Date(started).toISOString();
+    if (inFlight) return;
+    inFlight = true;
+    const started = performance.now();
+    record.refreshed = new Date().toISOString();
     refreshing = write().then(
       () => {
-        longestGap = Math.max(longestGap, started - lastStored);
-        lastStored = started;
+        longestGap = Math.max(longestGap, performance.now() - storedStart);
+        storedStart = started;
       },
       (err: unknown) => {
         lastError = err;
       },
     );
+    void refreshing.finally(() => (inFlight = false));
   }, refreshMs);
   timer.unref();
   return {
     id,
     assertHeld() {
-      const gap = Math.max(longestGap, Date.now() - lastStored);
+      const gap = Math.max(longestGap, performance.now() - storedStart);
       if (gap <= lostAfter) return;
       const why = lastError instanceof Error ? `: ${lastError.message}` : '';
       throw new LifeboatError('STORE_UNAVAILABLE', `the repository lock of "${command}" went ${Math.round(gap / 1000)} s without a stored heartbeat${why}; another process may have taken it for stale, so nothing was committed`, {

@@ -28,8 +28,11 @@ afterAll(cleanupTmp);
 /** A store whose lock writes can be made to fail (a network that drops them). */
 class LockWritesFail extends MemoryStore {
   failing = false;
+  /** While set, lock writes wait for it before they land (requests that hang, then all succeed at once). */
+  gate: Promise<void> | undefined;
   override async put(key: string, data: Uint8Array, opts?: PutOptions): Promise<void> {
     if (this.failing && key.startsWith('locks/')) throw new LifeboatError('STORE_UNAVAILABLE', 'connection reset (test)');
+    if (this.gate && key.startsWith('locks/')) await this.gate;
     return super.put(key, data, opts);
   }
 }
@@ -63,6 +66,27 @@ describe('a lock heartbeat', () => {
     const stale = await refreshedOf(store, lock.id);
     while ((await refreshedOf(store, lock.id)) === stale) await sleep(REFRESH / 4);
     // Stored again, but another process may have acted in the gap.
+    expect(() => lock.assertHeld()).toThrow(/without a stored heartbeat/);
+    await lock.release();
+  });
+
+  it('written by requests that hang and then land: lost, since the stored heartbeat was old all the while', async () => {
+    lockTiming.refreshMs = REFRESH;
+    const store = new LockWritesFail();
+    const lock = await acquireLock(store, 'shared', 'backup /x');
+    let open = () => {};
+    store.gate = new Promise<void>((r) => (open = r));
+    await sleep(PAST_LOST);
+    // Everything that hung lands at once, and heartbeats land promptly again: the
+    // stored one was old all the while, however often writes had begun.
+    store.gate = undefined;
+    open();
+    const before = await refreshedOf(store, lock.id);
+    for (let i = 0; i < 2; i++) {
+      const last = await refreshedOf(store, lock.id);
+      while ((await refreshedOf(store, lock.id)) === last) await sleep(REFRESH / 4);
+    }
+    expect(await refreshedOf(store, lock.id)).not.toBe(before);
     expect(() => lock.assertHeld()).toThrow(/without a stored heartbeat/);
     await lock.release();
   });

@@ -77,8 +77,8 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
         await writer.flush();
         const { id: _old, ...manifest } = snap;
         const copy: SnapshotManifest = { ...manifest, tree, original: snap.id };
+        // The source's lock only guards reads: a pack pruned there fails the copy (NOT_FOUND).
         writeLock.assertHeld();
-        readLock.assertHeld();
         const id = await to.saveSnapshot(copy);
         result.copied.push({ from: snap.id, to: id });
         opts.onSnapshot?.(snap, id);
