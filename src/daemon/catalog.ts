@@ -164,11 +164,11 @@ export class Catalog {
   readonly db: Db;
   readonly auditTrail: AuditLog;
   /**
-   * Jobs that ended while the database refused their end (a full disk): what they are,
-   * until the write goes through. Every read of jobs sees these, so the API, the
+   * Jobs that ended while the database refused their end (a full disk): what their end
+   * changes, until the write goes through. Every read of jobs sees it, so the API, the
    * dashboard and `lifeboat_jobs_running` do not show a finished job as running.
    */
-  private readonly ended = new Map<string, JobRow>();
+  private readonly ended = new Map<string, Partial<JobRow>>();
 
   constructor(readonly stateDir: string) {
     this.db = new Database(privateFile(stateDir, 'catalog.db'));
@@ -217,20 +217,25 @@ export class Catalog {
     this.db.prepare(`UPDATE jobs SET ${keys.map((k) => `${k} = ?`).join(', ')} WHERE id = ?`).run(...values, id);
   }
 
-  /** A job's end the database refused: reads show `row` until `endWritten(row.id)`. */
-  endNotWritten(row: JobRow): void {
-    this.ended.set(row.id, row);
+  /** A job's end the database refused: reads show its row with `patch` over it until `endWritten(id)`. */
+  endNotWritten(id: string, patch: Partial<JobRow>): void {
+    // Redacted as updateJob would have stored it: viewer tokens read these rows.
+    this.ended.set(id, redactDeep(patch) as Partial<JobRow>);
   }
 
   endWritten(id: string): void {
     this.ended.delete(id);
   }
 
+  /** A row as it is once its unwritten end (if any) is laid over it. */
+  private withEnd(row: JobRow): JobRow {
+    const patch = this.ended.get(row.id);
+    return patch ? { ...row, ...patch } : row;
+  }
+
   job(id: string): JobRow | undefined {
-    const ended = this.ended.get(id);
-    if (ended) return ended;
     const row = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Record<string, unknown> | undefined;
-    return row ? decodeJob(row) : undefined;
+    return row ? this.withEnd(decodeJob(row)) : undefined;
   }
 
   jobs(filter: { source?: string; kind?: string; status?: string; limit?: number } = {}): JobRow[] {
@@ -244,12 +249,15 @@ export class Catalog {
     }
     const limit = filter.limit ?? 100;
     const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
-    const rows = (this.db.prepare(sql).all(...args, limit) as Array<Record<string, unknown>>).map(decodeJob);
+    // With ends not yet written, as many more rows: each may be one the filter drops.
+    const rows = (this.db.prepare(sql).all(...args, limit + this.ended.size) as Array<Record<string, unknown>>).map(decodeJob);
     if (this.ended.size === 0) return rows;
-    // The ends not yet written replace their rows, and match (or not) the filter as they are now.
+    // The rows as their ends make them, matched against the filter as they are now; a
+    // job the database has under another status joins the list it now belongs to.
     const matches = (r: JobRow) => (['source', 'kind', 'status'] as const).every((k) => filter[k] === undefined || r[k] === filter[k]);
     const listed = new Set(rows.map((r) => r.id));
-    return [...rows.map((r) => this.ended.get(r.id) ?? r), ...[...this.ended.values()].filter((r) => !listed.has(r.id))]
+    const others = [...this.ended.keys()].filter((id) => !listed.has(id)).flatMap((id) => this.job(id) ?? []);
+    return [...rows.map((r) => this.withEnd(r)), ...others]
       .filter(matches)
       .sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id))
       .slice(0, limit);

@@ -433,7 +433,9 @@ export class JobRunner extends EventEmitter {
     const message = redact(err instanceof Error ? err.message : String(err));
     end.refusedBy = message;
     this.unrecorded.set(end.id, end);
-    this.catalog.endNotWritten(end.row);
+    // Until it is written, reads of the job see what its end changes (the row stays as
+    // it is when only the steps after it are left).
+    if (end.patch) this.catalog.endNotWritten(end.id, end.patch);
     process.stderr.write(`lifeboat: job ${end.id} ended (${end.row.status}) but the catalog could not record it: ${message}\n`);
   }
 
