@@ -54,6 +54,10 @@ export function reportError(err: unknown): number {
 export function failIfStalled(finished: () => boolean): void {
   process.once('beforeExit', () => {
     if (finished()) return;
-    process.exitCode = reportError(new Error('the command stopped before it finished: it was waiting for work that can no longer happen'));
+    process.exitCode = reportError(
+      new LifeboatError('FAILED', 'the command stopped before it finished: nothing was left that could complete it', {
+        hint: 'if it was waiting for input, its input ended first; otherwise this is a bug: run again with LIFEBOAT_DEBUG=1 and report it',
+      }),
+    );
   });
 }

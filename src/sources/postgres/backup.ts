@@ -136,13 +136,15 @@ export async function pgBackup(repo: Repository, opts: PgBackupOptions): Promise
 }
 
 /**
- * pg_backup_stop failed. A server's own refusal (it carries a SQLSTATE) goes out as it is;
- * anything else means the backup's session is gone (the server went down or ended it):
- * the backup it began ended with it, so the files read are not a backup.
+ * pg_backup_stop failed. A server's own refusal (it carries a SQLSTATE) goes out as it is,
+ * unless it ends the session: a shutdown or a terminated backend (class 57P0x, as a fast
+ * shutdown while pg_backup_stop waits for the archive), or a connection error (class 08).
+ * Those, and a connection that is simply gone, mean the backup it began ended with it:
+ * the files read are not a backup.
  */
 function sessionLost(err: unknown, name: string): unknown {
   const e = err as { code?: unknown; message?: unknown };
-  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return err;
+  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && !/^(57P0|08)/.test(e.code)) return err;
   return new LifeboatError('SOURCE_UNAVAILABLE', `PostgreSQL ended the session of ${name}'s base backup before it could be stopped (${String(e?.message ?? err)}); no snapshot was stored`, {
     hint: 'the server went down or ended the session (its log says why); run the backup again once it is up',
     cause: err,

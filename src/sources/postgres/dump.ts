@@ -203,14 +203,15 @@ function toolError(tool: string, what: string, e: Exit, bin: string): LifeboatEr
   if (/^table ".*" not found/.test(line)) {
     return new LifeboatError('NOT_FOUND', message, { hint: 'names are matched exactly, without schema; nothing was restored' });
   }
-  // The server went down (or ended the session) while the tool ran: PostgreSQL says so in
-  // the lines after the one that failed ("server closed the connection unexpectedly").
-  if (/server closed the connection unexpectedly|terminating connection|server terminated abnormally/.test(`${line} ${said?.rest ?? ''}`)) {
-    const outcome = tool === 'pg_dump' ? 'nothing was saved' : 'nothing was changed (one transaction)';
-    return new LifeboatError('SOURCE_UNAVAILABLE', `${message} (the server closed the connection)`, { hint: `the server went down or ended the session (its log says why); ${outcome}: run it again once the server is up` });
-  }
   if (/connection to server|could not connect|Connection refused|timeout expired|could not translate host|authentication failed|no password supplied|no pg_hba\.conf entry|role ".*" does not exist/.test(line)) {
     return new LifeboatError('SOURCE_UNAVAILABLE', message, { hint: 'check host, port, user and password in --dsn and pg_hba.conf' });
+  }
+  // The server went down (or ended the session) after the tool had connected: PostgreSQL
+  // says so in the lines after the one that failed ("server closed the connection
+  // unexpectedly", "terminating connection due to administrator command").
+  if (/server closed the connection unexpectedly|terminating connection|server terminated abnormally/.test(`${line} ${said?.rest ?? ''}`)) {
+    const outcome = tool === 'pg_dump' ? 'nothing was saved' : 'nothing was changed (one transaction)';
+    return new LifeboatError('SOURCE_UNAVAILABLE', `${message} (${said?.rest || 'the server closed the connection'})`, { hint: `the server went down or ended the session (its log says why); ${outcome}: run it again once the server is up` });
   }
   if (/already exists/.test(line)) {
     return new LifeboatError('FAILED', message, { hint: 'restore into an empty database, or pass --clean; nothing was changed (one transaction)' });
