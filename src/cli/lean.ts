@@ -161,15 +161,14 @@ export async function main(argv: string[]): Promise<boolean> {
   const parsed = parse(argv);
   if (!parsed) return false;
   // PostgreSQL recycles a segment archive-push exited 0 for: never 0 unless it finished.
-  let finished = false;
-  failIfStalled(() => finished);
+  const call = runArchiveCall(parsed);
+  failIfStalled(call);
   try {
-    await runArchiveCall(parsed);
+    await call;
     process.exitCode = 0;
   } catch (err) {
     process.exitCode = reportError(err);
   }
-  finished = true;
   // The fetcher may stop with a fetch still in flight (a store that does not answer):
   // what it waits on must not keep the process alive.
   if (parsed.verb === 'archive-prefetch') process.exit();

@@ -115,8 +115,6 @@ export async function buildProgram(args: readonly string[] = process.argv.slice(
 
 async function main(): Promise<void> {
   let code = 0;
-  let finished = false;
-  failIfStalled(() => finished);
   try {
     const args = process.argv.slice(2);
     // The daemon's jobs: the same program, its command read from a spec (job.ts),
@@ -127,10 +125,9 @@ async function main(): Promise<void> {
   } catch (err) {
     code = reportError(err);
   }
-  finished = true;
   process.exitCode = code;
 }
 
 // Runs when loaded as compiled JavaScript (bin/lifeboat.js); test/unit/cli-main.test.ts
 // imports the TypeScript source for its table and must not parse vitest's argv.
-if (import.meta.url.endsWith('.js')) void main();
+if (import.meta.url.endsWith('.js')) failIfStalled(main());

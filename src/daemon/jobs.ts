@@ -300,8 +300,7 @@ export class JobRunner extends EventEmitter {
 
   /** Resolves when the job has finished. */
   wait(id: string): Promise<JobRow> {
-    const unrecorded = this.unrecorded.get(id);
-    if (unrecorded) return Promise.resolve(unrecorded.row);
+    // An end the catalog has not taken yet is part of what it reads back (endNotWritten).
     const job = this.catalog.job(id);
     if (job && job.status !== 'running' && job.status !== 'queued') return Promise.resolve(job);
     return new Promise((resolve) => this.done.set(id, [...(this.done.get(id) ?? []), resolve]));

@@ -70,8 +70,9 @@ export async function acquireLock(store: Store, kind: LockKind, command: string)
   const now = new Date().toISOString();
   const record: LockRecord = { kind, hostname: os.hostname(), pid: process.pid, command, time: now, refreshed: now };
   const write = () => store.put(keys.lock(id), Buffer.from(JSON.stringify(record)));
-  // Heartbeats are timed on the monotonic clock: a step of the wall clock is not a gap.
-  const firstStarted = performance.now();
+  // When the stored heartbeat's write began, on the monotonic clock (a step of the wall
+  // clock is not a gap).
+  let storedStart = performance.now();
   await write();
   const conflict = (await readLocks(store)).find(
     (l) => l.id !== id && !isStale(l.record) && (kind === 'exclusive' || l.record.kind === 'exclusive'),
@@ -93,7 +94,6 @@ export async function acquireLock(store: Store, kind: LockKind, command: string)
   // Others read the heartbeat that is stored, which names when its write began. So the
   // age they may see is measured from that start until the next write lands (not until
   // it begins: a write can hang for minutes and land later), and one write at a time.
-  let storedStart = firstStarted;
   let longestGap = 0;
   let lastError: unknown;
   const timer = setInterval(() => {

@@ -15,6 +15,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import type { PutOptions } from '../../src/storage/store.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
+import { sleep } from '../safety-helpers.js';
 
 const REFRESH = 200; // lost after 4 intervals without a stored heartbeat: 800 ms
 const PAST_LOST = 1_000;
@@ -36,8 +37,6 @@ class LockWritesFail extends MemoryStore {
     return super.put(key, data, opts);
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function refreshedOf(store: MemoryStore, id: string): Promise<string> {
   return (JSON.parse(Buffer.from(await store.get(`locks/${id}`)).toString()) as LockRecord).refreshed;

@@ -7,16 +7,14 @@ import { spawnSync } from 'node:child_process';
 import { openSync, closeSync, constants } from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportKey, newMasterKey } from '../../src/codec/crypto.js';
 import { RestorePool } from '../../src/engine/workers/restore-pool.js';
 import { ChunkPool } from '../../src/engine/workers/chunk-pool.js';
-import { cleanupTmp, tmpdir } from '../helpers.js';
+import { cleanupTmp, ROOT, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const EMPTY_JOB = { packKey: 'data/00/none', base: 0, data: new Uint8Array(0), blobs: [] };
 
 function pool(threads: number): { pool: RestorePool; fd: number } {
@@ -78,13 +76,13 @@ describe('a command left waiting', () => {
     });
 
   it('exits 1 with an error, not 0, when its event loop empties before it finished', () => {
-    const r = run('let finished = false; failIfStalled(() => finished); await new Promise(() => {}); finished = true;');
+    const r = run('const command = new Promise(() => {}); failIfStalled(command); await command;');
     expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/^lifeboat: the command stopped before it finished: nothing was left that could complete it\n {2}hint: if it was waiting for input, its input ended first; otherwise this is a bug/);
   }, 60_000);
 
   it('keeps the exit code of a command that finished', () => {
-    const r = run('let finished = false; failIfStalled(() => finished); await new Promise((r) => setTimeout(r, 10)); finished = true; process.exitCode = 0;');
+    const r = run('const command = new Promise((r) => setTimeout(r, 10)).then(() => (process.exitCode = 0)); failIfStalled(command); await command;');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
   }, 60_000);

@@ -27,7 +27,7 @@ export function parsePercent(text: string): number {
 }
 
 /** Most worker threads a command takes: each is an isolate with its own buffers (~50 MB). */
-export const MAX_THREADS = 64;
+const MAX_THREADS = 64;
 
 /**
  * `--threads N`: a whole number from 1 to MAX_THREADS. Zero (or text, which is NaN)

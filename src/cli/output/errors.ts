@@ -51,9 +51,12 @@ export function reportError(err: unknown): number {
  * for a worker that never started, a reply from a thread that is gone). That would
  * report an unfinished backup as a success; this says it failed instead.
  */
-export function failIfStalled(finished: () => boolean): void {
+export function failIfStalled(command: Promise<unknown>): void {
+  let finished = false;
+  const done = () => (finished = true);
+  command.then(done, done);
   process.once('beforeExit', () => {
-    if (finished()) return;
+    if (finished) return;
     process.exitCode = reportError(
       new LifeboatError('FAILED', 'the command stopped before it finished: nothing was left that could complete it', {
         hint: 'if it was waiting for input, its input ended first; otherwise this is a bug: run again with LIFEBOAT_DEBUG=1 and report it',
