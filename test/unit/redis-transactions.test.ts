@@ -4,6 +4,8 @@
  * not PING or SELECT), the same numbers, offsets, databases and descriptions however the
  * stream is cut into segments and after they are merged (compaction), keys bounded and
  * values never shown, and the numbers a segment records checked against its bytes.
+ * Finding an offset or the generation's end survives compaction merging the segments
+ * it listed away before it read them.
  */
 import { describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
@@ -14,6 +16,9 @@ import { CommandScanner, TxnTracker } from '../../src/sources/redis/scanner.js';
 import { decodeSegment, encodeSegment, mergeSegments, segmentName, type Mark, type Segment, type SegmentMeta } from '../../src/sources/redis/segment.js';
 import { cutOf, findTransaction, transactionsAround, type DescribedTxn } from '../../src/sources/redis/transactions.js';
 import { GENERATION, REPLID, storeBase } from '../redis-history.js';
+import { compactGeneration } from '../../src/sources/redis/compact.js';
+import { generationEnd } from '../../src/sources/redis/history.js';
+import { locateOffset } from '../../src/sources/redis/locate.js';
 
 const BASE = 1000;
 const T0 = Date.parse('2026-12-03T12:00:00Z');
@@ -160,4 +165,36 @@ describe('redis transaction numbers', () => {
     const { firstTxn: _f, txns: _t, ...bare } = segs[1]!.meta;
     expect(mergeSegments([segs[0]!, { ...segs[1]!, meta: bare }]).meta.firstTxn).toBeUndefined();
   });
+
+  it('finds an offset and the generation\'s end although compaction merged the listed segments away before they were read', async () => {
+    const segs = segments([0, 1, 2, 8, 9, 10, 11, 12, 13, 14]);
+    const end = segs.at(-1)!.meta.end;
+    const holder = segs[3]!.meta.end;
+    for (const read of ['locate', 'end'] as const) {
+      const real = await repoWith(segs);
+      let compacted = false;
+      let lists = 0;
+      // The first read finds compaction (another process) done: every listed segment merged into larger ones and deleted.
+      const repo = {
+        listSnapshots: () => real.listSnapshots(),
+        listLogs: (source: string) => (lists++, real.listLogs(source)),
+        getLog: async (source: string, gen: string, file: string) => {
+          if (!compacted) {
+            compacted = true;
+            expect((await compactGeneration(real, source, gen, T0 + 365 * 86_400_000)).merged).toBeGreaterThan(0);
+          }
+          return real.getLog(source, gen, file);
+        },
+      } as unknown as Repository;
+      if (read === 'locate') {
+        const at = await locateOffset(repo, 'app', REPLID, holder);
+        expect(at.found).toMatchObject({ generation: GENERATION, offset: holder });
+      } else {
+        expect(await generationEnd(repo, 'app')).toMatchObject({ generation: GENERATION, offset: end, lastTxn: 7 });
+      }
+      expect(compacted).toBe(true);
+      expect(lists).toBe(2);
+    }
+  });
 });
+

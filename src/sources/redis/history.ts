@@ -6,6 +6,7 @@
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { logSource } from './names.js';
+import { relisting, vanished } from '../../engine/txn-history.js';
 import { redisPoint, type RedisPoint } from './point.js';
 import { chainFrom, dbAtEnd, decodeSegment, lastTxn, parseSegmentName, type SegmentName } from './segment.js';
 
@@ -53,7 +54,12 @@ export interface GenerationEnd {
  * The end of the newest generation of server `name`: the end of the segments that
  * continue its newest base without a gap, or that base itself. Undefined without one.
  */
-export async function generationEnd(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string): Promise<GenerationEnd | undefined> {
+export function generationEnd(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string): Promise<GenerationEnd | undefined> {
+  // A segment merged away by compaction meanwhile is found in a fresh listing: falling back to the base would resume behind what is stored.
+  return relisting(() => generationEndOnce(repo, name));
+}
+
+async function generationEndOnce(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string): Promise<GenerationEnd | undefined> {
   const bases = basesOf(await repo.listSnapshots(), name);
   const generation = bases.map((b) => b.point.generation).sort().pop();
   if (!generation) return undefined;
@@ -66,12 +72,11 @@ export async function generationEnd(repo: Pick<Repository, 'listSnapshots' | 'li
   const last = chain[chain.length - 1];
   if (last) {
     const data = await repo.getLog(source, generation, last.file);
-    if (data) {
-      const seg = decodeSegment(data, last.file);
-      const txn = lastTxn(seg.meta);
-      const db = dbAtEnd(seg);
-      return { generation, replid: seg.meta.replid, offset: seg.meta.end, lastTime: last.lastTime, baseTime, ...(txn !== undefined ? { lastTxn: txn } : {}), ...(db !== undefined ? { db } : {}) };
-    }
+    if (!data) throw vanished(source);
+    const seg = decodeSegment(data, last.file);
+    const txn = lastTxn(seg.meta);
+    const db = dbAtEnd(seg);
+    return { generation, replid: seg.meta.replid, offset: seg.meta.end, lastTime: last.lastTime, baseTime, ...(txn !== undefined ? { lastTxn: txn } : {}), ...(db !== undefined ? { db } : {}) };
   }
   const txn = await lastTxnAt(repo, source, generation, names, base.point.offset, own.every((b) => b.point.offset === base.point.offset));
   return { generation, replid: base.point.replid, offset: base.point.offset, lastTime: Date.parse(base.snapshot.time) || 0, baseTime, ...(txn !== undefined ? { lastTxn: txn } : {}) };

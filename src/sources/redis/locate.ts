@@ -13,6 +13,7 @@ import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { basesOf, segmentsOf } from './history.js';
 import { logSource } from './names.js';
+import { relisting, vanished } from '../../engine/txn-history.js';
 import type { RedisPoint } from './point.js';
 import { CommandScanner, TxnTracker } from './scanner.js';
 import { chainFrom, decodeSegment, type SegmentName } from './segment.js';
@@ -35,7 +36,12 @@ type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
  * The place of (`replid`, `offset`) in the history of source `name`; when none holds it,
  * how far the stored history of that replication id reaches (undefined: not at all).
  */
-export async function locateOffset(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
+export function locateOffset(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
+  // A segment merged away by compaction between the listing and its read: the search starts again from a fresh listing.
+  return relisting(() => locateOnce(repo, name, replid, offset));
+}
+
+async function locateOnce(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
   const source = logSource(name);
   const bases = basesOf(await repo.listSnapshots(), name).filter((b) => b.point.offset <= offset);
   const logs = await repo.listLogs(source);
@@ -71,10 +77,7 @@ export async function locateOffset(repo: Repo, name: string, replid: string, off
     }
     tried.add(gen);
     const data = await repo.getLog(source, gen, holder.file);
-    if (!data) {
-      why.push(`command segment ${holder.file} vanished while it was read (compaction)`);
-      continue;
-    }
+    if (!data) throw vanished(source);
     const seg = decodeSegment(data, holder.file);
     if (seg.meta.replid !== replid) {
       why.push(`offset ${offset} of generation ${gen} belongs to replication id ${seg.meta.replid.slice(0, 8)}, not ${replid.slice(0, 8)} (the server's history changed)`);

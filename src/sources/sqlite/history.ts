@@ -11,6 +11,7 @@ import { FRAME_HEADER_SIZE, frameInfo } from './wal.js';
 import { logSource } from './backup.js';
 import { chainFrom, comparePos, decodeSegment, parseSegmentName, type Commit, type Position, type SegmentName, type WalTail } from './segment.js';
 import { requireSqlitePoint, sqlitePoint } from './point.js';
+import { relisting, vanished } from '../../engine/txn-history.js';
 
 /** Object name of the divergence record in a generation's log folder (not a segment name). */
 export const DIVERGED = 'diverged';
@@ -136,7 +137,12 @@ export interface GenerationEnd {
  * newest snapshot. Undefined when there is none, or it cannot be continued (a gap, a
  * divergence record).
  */
-export async function generationEnd(repo: Repository, name: string): Promise<GenerationEnd | undefined> {
+export function generationEnd(repo: Repository, name: string): Promise<GenerationEnd | undefined> {
+  // A last segment merged away by compaction meanwhile is found in a fresh listing (not taken for "none").
+  return relisting(() => generationEndOnce(repo, name));
+}
+
+async function generationEndOnce(repo: Repository, name: string): Promise<GenerationEnd | undefined> {
   const source = logSource(name);
   const snaps = (await repo.listSnapshots()).filter(
     (s) => s.source.kind === 'sqlite' && s.source.name === name && typeof sqlitePoint(s)?.generation === 'string',
@@ -157,7 +163,7 @@ export async function generationEnd(repo: Repository, name: string): Promise<Gen
     return { generation: gen, position: c.position as Position, tail: c.wal, pages: c.pages, ...(seq !== undefined ? { seq } : {}) };
   }
   const data = await repo.getLog(source, gen, last.file);
-  if (!data) return undefined;
+  if (!data) throw vanished(source);
   const seg = decodeSegment(data, last.file);
   const pages = frameInfo(seg.frames, seg.frames.length - FRAME_HEADER_SIZE - seg.meta.pageSize).dbPages;
   const seq = seg.meta.commits[seg.meta.commits.length - 1]?.seq;

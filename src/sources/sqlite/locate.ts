@@ -10,7 +10,9 @@
  *
  * Segments are searched newest first (a point is usually recent); a segment ending in
  * the position's own cycle before its frame means the history does not reach it yet,
- * which ends the search early.
+ * which ends the search early. A segment merged away by compaction between the listing
+ * and its read makes the whole search start again from a fresh listing (at most 3 more
+ * times, then BUSY): skipping it would report a stored commit as missing.
  */
 import type { Repository } from '../../repo/repository.js';
 import { logSource } from './names.js';
@@ -19,6 +21,7 @@ import { FRAME_HEADER_SIZE } from './wal.js';
 import { sameCycle } from './wal-index.js';
 import { comparePos, decodeSegment, type Position } from './segment.js';
 import { sqlitePoint } from './point.js';
+import { relisting, vanished } from '../../engine/txn-history.js';
 
 /** A WAL position as SQLite publishes it in the wal-index. */
 export interface WalPosition {
@@ -43,7 +46,11 @@ type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
  * undefined when no stored commit (or replicator snapshot) is that position. Positions
  * past a generation's divergence record are not trusted and not found.
  */
-export async function locateWalPosition(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {
+export function locateWalPosition(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {
+  return relisting(() => locateOnce(repo, name, at));
+}
+
+async function locateOnce(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {
   const source = logSource(name);
   const snaps = (await repo.listSnapshots()).filter((s) => s.source.kind === 'sqlite' && s.source.name === name);
   const logs = await repo.listLogs(source);
@@ -82,7 +89,7 @@ async function inSegments(repo: Repo, source: string, generation: string, logs: 
   for (const n of names) {
     if (++read > MAX_SEGMENTS) return undefined;
     const data = await repo.getLog(source, generation, n.file);
-    if (!data) continue; // merged away meanwhile: its content is in a larger object
+    if (!data) throw vanished(source); // merged away meanwhile: a fresh listing names the larger object that holds it
     const seg = decodeSegment(data, n.file);
     const frameSize = FRAME_HEADER_SIZE + seg.meta.pageSize;
     for (const c of seg.meta.commits) {
