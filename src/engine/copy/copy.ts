@@ -168,12 +168,28 @@ async function copyLogs(from: Repository, to: Repository, snaps: Snapshot[]): Pr
   }
   let n = 0;
   for (const source of sources) {
-    const have = new Set((await to.listLogs(source)).map((l) => `${l.timeline}/${l.file}`));
-    for (const l of await from.listLogs(source)) {
-      if (have.has(`${l.timeline}/${l.file}`)) continue;
-      const data = await from.getLog(source, l.timeline, l.file);
-      if (!data) continue;
-      if ((await to.putLog(source, l.timeline, l.file, data)) === 'stored') n++;
+    // An object gone between the listing and its read was merged into a larger one by
+    // compaction (written before its parts were deleted, and after the listing) or
+    // deleted by retention: a fresh listing finds the merged one, or nothing missing.
+    // Skipping it silently would leave the copy's history with a gap.
+    for (let pass = 0; ; pass++) {
+      const have = new Set((await to.listLogs(source)).map((l) => `${l.timeline}/${l.file}`));
+      let vanished = 0;
+      for (const l of await from.listLogs(source)) {
+        if (have.has(`${l.timeline}/${l.file}`)) continue;
+        const data = await from.getLog(source, l.timeline, l.file);
+        if (!data) {
+          vanished++;
+          continue;
+        }
+        if ((await to.putLog(source, l.timeline, l.file, data)) === 'stored') n++;
+      }
+      if (vanished === 0) break;
+      if (pass >= 3) {
+        throw new LifeboatError('BUSY', `log objects of ${source} kept vanishing while they were copied (compaction or retention in the source repository); the copy's log may have a gap`, {
+          hint: 'run the copy again: it copies only what the destination lacks',
+        });
+      }
     }
   }
   return n;
