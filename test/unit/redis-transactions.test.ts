@@ -19,6 +19,7 @@ import { GENERATION, REPLID, storeBase } from '../redis-history.js';
 import { compactGeneration } from '../../src/sources/redis/compact.js';
 import { generationEnd } from '../../src/sources/redis/history.js';
 import { locateOffset } from '../../src/sources/redis/locate.js';
+import { planRestore } from '../../src/sources/redis/restore-plan.js';
 
 const BASE = 1000;
 const T0 = Date.parse('2026-12-03T12:00:00Z');
@@ -195,6 +196,29 @@ describe('redis transaction numbers', () => {
       expect(compacted).toBe(true);
       expect(lists).toBe(2);
     }
+  });
+
+  it('plans a restore over a listing that, taken while compaction ran, lacks a segment: one fresh listing before a gap is believed', async () => {
+    const segs = segments([0, 1, 2, 8, 9, 10, 11, 12, 13, 14]);
+    const real = await repoWith(segs);
+    const missing = segmentName(segs[4]!.meta);
+    let lists = 0;
+    const repo = new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'listLogs') return async (source: string) => (lists++ === 0 ? (await target.listLogs(source)).filter((l) => l.file !== missing) : target.listLogs(source));
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const plan = await planRestore(repo, 'app', {});
+    expect(lists).toBe(2);
+    expect(plan.warnings).toEqual([]);
+    expect(plan.gapAt).toBeUndefined();
+    expect(plan.chain.at(-1)?.end).toBe(segs.at(-1)!.meta.end);
+    // A gap that is really there is still reported.
+    await real.store.delete(`logs/${logSource('app')}/${GENERATION}/${missing}`);
+    const gapped = await planRestore(real, 'app', {});
+    expect(gapped.warnings.join(' ')).toMatch(/has a gap after offset/);
   });
 });
 

@@ -152,6 +152,34 @@ describe('sqlite segments', () => {
     expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   });
 
+  it('replays every transaction when its listing, taken while compaction ran, lacks both a deleted part and the merged object', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const source = 'sqlite.unit';
+    const gen = 'g1';
+    const parts: Segment[] = [];
+    let at: Position = { cycle: 0, frame: 0 };
+    for (let i = 0; i < 4; i++) {
+      const s = segment(at, [1000 + 2 * i, 1001 + 2 * i]);
+      await repo.putLog(source, gen, segmentName(s.meta), encodeSegment(s));
+      parts.push(s);
+      at = s.meta.end;
+    }
+    // The listing saw parts 0, 2 and 3; by the time it is read, parts 1 and 2 are one object.
+    const listing = segmentsOf(await repo.listLogs(source), gen).filter((n) => n.file !== segmentName(parts[1]!.meta));
+    const mid = mergeSegments(parts.slice(1, 3));
+    await repo.putLog(source, gen, segmentName(mid.meta), encodeSegment(mid));
+    for (const p of parts.slice(1, 3)) await repo.store.delete(`logs/${source}/${gen}/${segmentName(p.meta)}`);
+    const seen: number[] = [];
+    for await (const t of transactionsAfter(repo, source, gen, { cycle: 0, frame: 0 }, listing, () => true)) seen.push(...t.commits.map((c) => c.frame));
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // A gap that is really there is still reported, after the one fresh listing.
+    await repo.store.delete(`logs/${source}/${gen}/${segmentName(mid.meta)}`);
+    const gapped = async () => {
+      for await (const _ of transactionsAfter(repo, source, gen, { cycle: 0, frame: 0 }, segmentsOf(await repo.listLogs(source), gen), () => true));
+    };
+    await expect(gapped()).rejects.toThrow(/has a gap after position 0\/2/);
+  });
+
   it('models pages: transactions win over an older base arriving later, and differences are found', () => {
     const page = (fill: number) => Buffer.alloc(PAGE, fill);
     const frame = (pgno: number, dbPages: number, fill: number) => {

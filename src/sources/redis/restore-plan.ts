@@ -62,7 +62,19 @@ export async function planRestore(repo: Repository, name: string, opts: { time?:
     const earliest = [...mine].sort((a, b) => Date.parse(a.time) - Date.parse(b.time))[0] as Snapshot;
     throw new LifeboatError('NOT_FOUND', `no backup of "${name}" at or before ${opts.time?.toISOString() ?? 'now'}`, { hint: `the earliest restorable moment is ${earliest.time}` });
   }
-  const logs = await repo.listLogs(logSource(name));
+  // A listing taken while compaction ran can miss both a part it deleted and the merged
+  // object it wrote: a gap is looked for again in one fresh listing before it is believed.
+  let logs = await repo.listLogs(logSource(name));
+  let chosen = bestBase(before, logs, target);
+  if (chosen.gapAt !== undefined) {
+    logs = await repo.listLogs(logSource(name));
+    chosen = bestBase(before, logs, target);
+  }
+  return withWarnings(repo, name, mine, chosen, logs, target, opts.time);
+}
+
+/** Of the snapshots at or before `target` (newest first), the one whose chain of segments in `logs` reaches furthest. */
+function bestBase(before: readonly Snapshot[], logs: ReadonlyArray<{ timeline: string; file: string }>, target: number): RestorePlan & { reach: number } {
   let best: (RestorePlan & { reach: number }) | undefined;
   for (const s of before) {
     const point = requireRedisPoint(s);
@@ -91,7 +103,19 @@ export async function planRestore(repo: Repository, name: string, opts: { time?:
     };
     if (!best || reach > best.reach) best = plan;
   }
-  const chosen = best as RestorePlan & { reach: number };
+  return best as RestorePlan & { reach: number };
+}
+
+/** The chosen plan with what it cannot restore said as warnings (a gap, a window with nothing stored). */
+async function withWarnings(
+  repo: Pick<Repository, 'getLog'>,
+  name: string,
+  mine: readonly Snapshot[],
+  chosen: RestorePlan & { reach: number },
+  logs: ReadonlyArray<{ timeline: string; file: string }>,
+  target: number,
+  time: Date | undefined,
+): Promise<RestorePlan> {
   if (chosen.gapAt !== undefined && chosen.generation) {
     const after = segmentsOf(logs, chosen.generation).filter((n) => n.start > (chosen.gapAt as number)).sort((a, b) => a.start - b.start)[0];
     let resumed = 'later';
@@ -103,7 +127,7 @@ export async function planRestore(repo: Repository, name: string, opts: { time?:
     chosen.warnings.push(
       `the command stream of generation ${chosen.generation} has a gap after offset ${chosen.gapAt}: changes between ${iso(chosen.reach)} and ${resumed} are not in the repository; restored up to ${iso(chosen.reach)}`,
     );
-  } else if (opts.time && chosen.reach < target) {
+  } else if (time && chosen.reach < target) {
     const next = mine.map((s) => Date.parse(s.time)).filter((t) => t > target).sort((a, b) => a - b)[0];
     chosen.warnings.push(
       next !== undefined

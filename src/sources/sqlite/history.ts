@@ -58,7 +58,7 @@ export interface Replayed {
  * The generation's transactions after `from`, as long as `keep` says so, in order and
  * one segment at a time (memory: one segment). A segment that vanishes while it is read
  * (compaction merged it into a larger object and deleted it) is found again in a fresh
- * listing. Throws when the chain has a gap before the history `keep` asks for ends (a gap at
+ * listing, and so is a gap once, before it is reported. Throws when the chain has a gap before the history `keep` asks for ends (a gap at
  * or after `wantedUntil`, when given, is after it).
  */
 export async function* transactionsAfter(
@@ -73,6 +73,7 @@ export async function* transactionsAfter(
 ): AsyncGenerator<Replayed> {
   let at = from;
   let listing = names;
+  let gapRelisted = false;
   for (let relisted = 0; ; ) {
     const { chain, gapAt } = chainFrom(at, listing);
     let vanished = false;
@@ -111,6 +112,14 @@ export async function* transactionsAfter(
       at = comparePos(seg.meta.end, at) > 0 ? seg.meta.end : at;
     }
     if (vanished) continue;
+    if (gapAt && !(wantedUntil && comparePos(gapAt, wantedUntil) >= 0) && !gapRelisted) {
+      // A listing taken while compaction ran can miss both a part it deleted and the
+      // merged object it wrote (a directory read or a paged listing sees entries added
+      // or removed meanwhile, or not): one fresh listing before calling it a gap.
+      gapRelisted = true;
+      listing = segmentsOf(await repo.listLogs(source), generation);
+      continue;
+    }
     if (gapAt && !(wantedUntil && comparePos(gapAt, wantedUntil) >= 0)) {
       throw new LifeboatError('CORRUPT', `generation ${generation} of ${source} has a gap after position ${gapAt.cycle}/${gapAt.frame}`, {
         hint: 'a log segment is missing; restore to an earlier time, or run `lifeboat check`',
