@@ -2,7 +2,8 @@
  * Log archives follow retention: with a point-in-time window only the window stays
  * replayable while older base backups keep what makes them consistent (PostgreSQL),
  * and SQLite segments before the window's base snapshot, or of generations with no
- * snapshot left, go.
+ * snapshot left, go. A generation that began after the run listed its snapshots (a
+ * replicator holds no lock while it ships) keeps its segments.
  */
 import { describe, expect, it } from 'vitest';
 import { trimLogs } from '../../src/engine/retention/logs.js';
@@ -11,6 +12,7 @@ import { Repository, PROGRAM_VERSION } from '../../src/repo/repository.js';
 import type { Snapshot, SnapshotManifest } from '../../src/repo/snapshot/snapshot.js';
 import { formatLsn, segmentName as walName } from '../../src/sources/postgres/wal.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
+import { storeBase, storeSegments } from '../redis-history.js';
 
 const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 9, 1);
@@ -119,4 +121,46 @@ describe('log retention', () => {
     await expect(trimLogs(repo, snaps, snaps, { dryRun: false, busy: false, now: T0 + 2 * DAY })).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/postgres consistency point is not valid \(startLsn: not an LSN\)/) });
     expect(await repo.listLogs('postgres.main')).toHaveLength(1);
   });
+
+  it('keeps the segments of a generation whose first snapshot was stored after the snapshots judged by were listed', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const seg = (start: number, n: number): Segment => ({
+      meta: {
+        v: 1,
+        pageSize: 512,
+        start: { cycle: 0, frame: start },
+        end: { cycle: 0, frame: start + n },
+        commits: Array.from({ length: n }, (_, i) => ({ cycle: 0, frame: start + i + 1, time: T0, end: 0 })),
+        tail: { salt1: 0, salt2: 0, checkpointSeq: 0, checksum: [0, 0] },
+      },
+      frames: Buffer.alloc(0),
+    });
+    const sqliteSnap = (generation: string, day: number) => manifest('sqlite', 'mem', T0 + day * DAY, { file: '/m.db', journalMode: 'wal', pageSize: 512, pages: 1, generation, position: { cycle: 0, frame: 0 } });
+    await repo.saveSnapshot(sqliteSnap('gen1', 0));
+    await repo.putLog('sqlite.mem', 'gen1', segmentName(seg(0, 5).meta), encodeSegment(seg(0, 5)));
+    await storeBase(repo, 'cache', Buffer.from('REDIS0011 old'), { offset: 100, generation: 'c'.repeat(20) }, new Date(T0));
+    await storeSegments(repo, 'cache', 'c'.repeat(20), 100, [{ cmds: [['SET', 'a', 1]], time: T0 }]);
+    const judged = await repo.listSnapshots();
+    // Every snapshot judged by is forgotten; then a replicator of each starts a new generation.
+    await repo.saveSnapshot(sqliteSnap('gen2', 1));
+    await repo.putLog('sqlite.mem', 'gen2', segmentName(seg(0, 3).meta), encodeSegment(seg(0, 3)));
+    await storeBase(repo, 'cache', Buffer.from('REDIS0011 new'), { offset: 500, generation: 'd'.repeat(20) }, new Date(T0 + DAY));
+    await storeSegments(repo, 'cache', 'd'.repeat(20), 500, [{ cmds: [['SET', 'b', 2]], time: T0 + DAY }]);
+    const r = await trimLogs(repo, judged, [], { dryRun: false, busy: false, now: T0 + 2 * DAY });
+    expect(r.map((x) => [x.kind, x.removed])).toEqual([['sqlite', 1], ['redis', 1]]);
+    expect((await repo.listLogs('sqlite.mem')).map((l) => l.timeline)).toEqual(['gen2']);
+    expect((await repo.listLogs('redis.cache')).map((l) => l.timeline)).toEqual(['d'.repeat(20)]);
+  });
+
+  it('removes no generation without a base while a snapshot stored since cannot be read', async () => {
+    const repo = await Repository.init(new MemoryStore(), 'pw');
+    const s = manifest('sqlite', 'mem', T0, { file: '/m.db', journalMode: 'wal', pageSize: 512, pages: 1, generation: 'gen1', position: { cycle: 0, frame: 0 } });
+    const judged = await snapshots(repo, [s]);
+    await repo.putLog('sqlite.mem', 'gen1', '0000000000000000-0000000000000005-000000000001', Buffer.from('x'));
+    await repo.store.put(`snapshots/${'ab'.repeat(32)}`, Buffer.from('not a snapshot'));
+    const [r] = await trimLogs(repo, judged, [], { dryRun: false, busy: false, now: T0 + DAY });
+    expect(r).toMatchObject({ kind: 'sqlite', removed: 0 });
+    expect(await repo.listLogs('sqlite.mem')).toHaveLength(1);
+  });
 });
+

@@ -17,9 +17,18 @@
  *
  * Each kind with a log trims its own (`log.trim` in src/sources/<kind>/kind.ts);
  * this module picks the sources and holds what the kinds share.
+ *
+ * Replicators hold no lock while they ship, so a generation can begin (its first
+ * snapshot stored, then its segments) after the snapshots a run judges by were listed:
+ * its segments would look like those of a generation whose snapshots are all gone.
+ * A snapshot is always stored before its generation's segments, so a kind that finds
+ * segments of a generation without a base asks `lateSnapshots` (listed after its own
+ * listing of the log) before it removes them.
  */
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { listAll } from '../../storage/store.js';
+import { isLifeboatError } from '../../errors.js';
 import { sourceKinds } from '../../sources/registry.js';
 
 export interface LogTrim {
@@ -40,15 +49,44 @@ export interface TrimOptions {
   /** Another process holds the repository: a base backup may be in flight. */
   busy: boolean;
   now?: number;
+  /**
+   * Snapshots stored since the run listed the ones it judges by, read now (call it after
+   * listing the log). `unreadable`: one of them could not be read, so a generation
+   * without a base may still have one (trimLogs sets it).
+   */
+  lateSnapshots?: () => Promise<LateSnapshots>;
+}
+
+export interface LateSnapshots {
+  snapshots: Snapshot[];
+  unreadable: boolean;
+}
+
+/** Snapshots in the repository now that are not among `known` (ids): read one by one. */
+export async function snapshotsSince(repo: Pick<Repository, 'store' | 'loadSnapshot'>, known: ReadonlySet<string>): Promise<LateSnapshots> {
+  const out: LateSnapshots = { snapshots: [], unreadable: false };
+  for (const o of await listAll(repo.store, 'snapshots/')) {
+    const id = o.key.slice('snapshots/'.length);
+    if (known.has(id)) continue;
+    try {
+      out.snapshots.push(await repo.loadSnapshot(id));
+    } catch (err) {
+      if (isLifeboatError(err, 'NOT_FOUND')) continue; // gone again
+      out.unreadable = true; // damaged, forgotten and put back, or a store error: assume it is a base
+    }
+  }
+  return out;
 }
 
 /** Trims the log of every source that had a snapshot in `before`, kind by kind in registration order. */
 export async function trimLogs(repo: Repository, before: Snapshot[], after: Snapshot[], opts: TrimOptions): Promise<LogTrim[]> {
   const out: LogTrim[] = [];
   const cutoff = opts.pitrWindowMs === undefined ? undefined : (opts.now ?? Date.now()) - opts.pitrWindowMs;
+  const known = new Set(before.map((s) => s.id));
+  const withLate: TrimOptions = { ...opts, lateSnapshots: opts.lateSnapshots ?? (() => snapshotsSince(repo, known)) };
   for (const kind of sourceKinds()) {
     if (!kind.log) continue;
-    for (const name of namesOf(before, kind.name)) out.push(await kind.log.trim(repo, name, after, cutoff, opts));
+    for (const name of namesOf(before, kind.name)) out.push(await kind.log.trim(repo, name, after, cutoff, withLate));
   }
   return out;
 }

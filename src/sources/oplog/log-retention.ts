@@ -23,6 +23,11 @@ export async function trimOplog(repo: Repository, name: string, after: readonly 
   const remaining = after.some((s) => s.source.kind === 'oplog' && s.source.name === name);
   if (remaining && cutoff === undefined) return { kind: 'oplog', source: name, removed: 0, keptFrom: null };
   const gens = await generations(repo, name);
+  if (!remaining && gens.length > 0 && opts.lateSnapshots) {
+    // A snapshot stored since the ones judged by were listed (engine/retention/logs.ts) still needs the journal.
+    const late = await opts.lateSnapshots();
+    if (late.unreadable || late.snapshots.some((s) => s.source.kind === 'oplog' && s.source.name === name)) return { kind: 'oplog', source: name, removed: 0, keptFrom: null };
+  }
   const newest = gens[gens.length - 1];
   let removed = 0;
   let keptFrom: string | null = null;

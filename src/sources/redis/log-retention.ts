@@ -26,13 +26,21 @@ export async function trimRedis(repo: Repository, name: string, after: readonly 
   const from = new Map<string, number>();
   for (const [gen, bases] of byGen) from.set(gen, (windowBase(bases, (b) => b.time, cutoff) as { offset: number }).offset);
   let removed = 0;
-  for (const l of await repo.listLogs(source)) {
+  const logs = await repo.listLogs(source);
+  // A generation that began after the snapshots judged by were listed has its base among the late ones (engine/retention/logs.ts).
+  let busy = opts.busy;
+  if (!busy && opts.lateSnapshots && logs.some((l) => parseSegmentName(l.file) && !from.has(l.timeline))) {
+    const late = await opts.lateSnapshots();
+    busy = late.unreadable;
+    for (const b of basesOf(late.snapshots, name)) if (!from.has(b.point.generation)) from.set(b.point.generation, b.point.offset);
+  }
+  for (const l of logs) {
     const n = parseSegmentName(l.file);
     if (!n) continue; // not ours to judge
     const keepFrom = from.get(l.timeline);
     if (keepFrom !== undefined) {
       if (n.end > keepFrom) continue;
-    } else if (opts.busy) {
+    } else if (busy) {
       continue;
     }
     if (!opts.dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));

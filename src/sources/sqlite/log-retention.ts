@@ -24,12 +24,23 @@ export async function trimSqlite(repo: Repository, name: string, after: readonly
   }
   let removed = 0;
   const kept: string[] = [];
-  for (const l of await repo.listLogs(source)) {
+  const logs = await repo.listLogs(source);
+  // A generation that began after the snapshots judged by were listed has its base among the late ones (engine/retention/logs.ts).
+  let busy = opts.busy;
+  if (!busy && opts.lateSnapshots && logs.some((l) => !byGen.has(l.timeline))) {
+    const late = await opts.lateSnapshots();
+    busy = late.unreadable;
+    for (const s of late.snapshots) {
+      const c = s.source.kind === 'sqlite' && s.source.name === name ? sqlitePoint(s) : undefined;
+      if (c?.generation && c.position && !byGen.has(c.generation)) byGen.set(c.generation, [{ time: Date.parse(s.time), position: c.position }]);
+    }
+  }
+  for (const l of logs) {
     const n = parseSegmentName(l.file);
     const bases = byGen.get(l.timeline);
     if (!n) {
       // A divergence record goes with the last of its generation's snapshots.
-      if (l.file === DIVERGED && !bases && !opts.busy) {
+      if (l.file === DIVERGED && !bases && !busy) {
         if (!opts.dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));
       }
       continue;
@@ -37,7 +48,7 @@ export async function trimSqlite(repo: Repository, name: string, after: readonly
     if (bases) {
       const base = windowBase(bases, (b) => b.time, cutoff) as { position: Position };
       if (comparePos(n.end, base.position) > 0) continue;
-    } else if (opts.busy) {
+    } else if (busy) {
       continue; // a replicator may be storing this generation's first snapshot right now
     }
     if (!opts.dryRun) await repo.store.delete(keys.log(source, l.timeline, l.file));
