@@ -89,4 +89,26 @@ describe('copy and log archives', () => {
     expect(gapAt).toBeUndefined();
     expect(chain.at(-1)?.end).toEqual({ cycle: 0, frame: 9 });
   });
+
+  it('carries a segment its first listing missed (taken while compaction ran) without any read failing', async () => {
+    writeFileSync(path.join(dir, 'data'), 'some data\n');
+    const real = await Repository.init(new MemoryStore(), 'pw');
+    const to = await Repository.init(new MemoryStore(), 'pw2');
+    await backup(real, { paths: [dir], source: { kind: 'sqlite', name: 'notes' } });
+    const segs = [segment(0, 3), segment(3, 4)];
+    for (const seg of segs) await real.putLog('sqlite.notes', 'gen1', segmentName(seg.meta), encodeSegment(seg));
+    const missed = segmentName(segs[1]!.meta);
+    let lists = 0;
+    const from = new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'listLogs') return async (source: string) => (source === 'sqlite.notes' && lists++ === 0 ? (await target.listLogs(source)).filter((l) => l.file !== missed) : target.listLogs(source));
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const r = await copySnapshots(from, to, { snapshots: [] });
+    expect(r.logs).toBe(2);
+    expect((await to.listLogs('sqlite.notes')).map((l) => l.file)).toContain(missed);
+  });
 });
+

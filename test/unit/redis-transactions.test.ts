@@ -171,8 +171,8 @@ describe('redis transaction numbers', () => {
     const segs = segments([0, 1, 2, 8, 9, 10, 11, 12, 13, 14]);
     const end = segs.at(-1)!.meta.end;
     const holder = segs[3]!.meta.end;
-    for (const read of ['locate', 'end'] as const) {
-      const real = await repoWith(segs);
+    for (const read of ['locate', 'end', 'end at a base'] as const) {
+      const real = await repoWith(segs, read === 'end at a base' ? [end] : []);
       let compacted = false;
       let lists = 0;
       // The first read finds compaction (another process) done: every listed segment merged into larger ones and deleted.
@@ -190,7 +190,10 @@ describe('redis transaction numbers', () => {
       if (read === 'locate') {
         const at = await locateOffset(repo, 'app', REPLID, holder);
         expect(at.found).toMatchObject({ generation: GENERATION, offset: holder });
+      } else if (read === 'end') {
+        expect(await generationEnd(repo, 'app')).toMatchObject({ generation: GENERATION, offset: end, lastTxn: 7 });
       } else {
+        // The newest base sits where the stored stream ends: its number is read from the segment ending there.
         expect(await generationEnd(repo, 'app')).toMatchObject({ generation: GENERATION, offset: end, lastTxn: 7 });
       }
       expect(compacted).toBe(true);

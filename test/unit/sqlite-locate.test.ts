@@ -28,7 +28,7 @@ function segment(start: Position, n: number): Segment {
     frames.writeUInt32BE(SALTS.salt2, h + 12);
     frames.writeUInt32BE(100 + frame, h + 16);
     frames.writeUInt32BE(200 + frame, h + 20);
-    commits.push({ cycle: start.cycle, frame, time: 1000 + frame, end: h + frameSize });
+    commits.push({ cycle: start.cycle, frame, time: 1000 + frame, end: h + frameSize, seq: frame });
   }
   return {
     meta: { v: 1, pageSize: PAGE, start, end: { cycle: start.cycle, frame: start.frame + n }, commits, tail: { ...SALTS, checkpointSeq: 0, checksum: [100 + start.frame + n, 200 + start.frame + n] } },
@@ -37,14 +37,14 @@ function segment(start: Position, n: number): Segment {
 }
 
 /** A repository whose first read of a listed segment finds compaction done: the listed ones gone, one merged object in their place. */
-function compactingRepo(parts: Segment[]) {
+function compactingRepo(parts: Segment[], at: Record<string, unknown> = { position: { cycle: 0, frame: 0 } }) {
   let objects = new Map(parts.map((s) => [segmentName(s.meta), encodeSegment(s)]));
   let compacted = false;
   const snapshot = {
     id: 'f'.repeat(64),
     time: new Date(500).toISOString(),
     source: { kind: 'sqlite', name: 'app' },
-    consistency: { file: 'app.db', journalMode: 'wal', pageSize: PAGE, pages: 10, generation: GEN, position: { cycle: 0, frame: 0 } },
+    consistency: { file: 'app.db', journalMode: 'wal', pageSize: PAGE, pages: 10, generation: GEN, ...at },
   };
   let lists = 0;
   return {
@@ -78,6 +78,13 @@ describe('sqlite locate', () => {
   it('finds the generation\'s end although compaction merged its last segment away before it was read', async () => {
     const { repo, lists } = compactingRepo([segment({ cycle: 0, frame: 0 }, 3), segment({ cycle: 0, frame: 3 }, 4)]);
     expect(await generationEnd(repo as unknown as Parameters<typeof generationEnd>[0], 'app')).toMatchObject({ generation: GEN, position: { cycle: 0, frame: 7 } });
+    expect(lists()).toBe(2);
+  });
+
+  it('finds the number of the last transaction where the newest snapshot sits, although compaction merged the segment ending there away', async () => {
+    const wal = { ...SALTS, frame: 7, checksum: [107, 207], checkpointSeq: 0 };
+    const { repo, lists } = compactingRepo([segment({ cycle: 0, frame: 0 }, 3), segment({ cycle: 0, frame: 3 }, 4)], { position: { cycle: 0, frame: 7 }, wal });
+    expect(await generationEnd(repo as unknown as Parameters<typeof generationEnd>[0], 'app')).toMatchObject({ generation: GEN, position: { cycle: 0, frame: 7 }, seq: 7 });
     expect(lists()).toBe(2);
   });
 

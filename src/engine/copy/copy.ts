@@ -171,7 +171,10 @@ async function copyLogs(from: Repository, to: Repository, snaps: Snapshot[]): Pr
     // An object gone between the listing and its read was merged into a larger one by
     // compaction (written before its parts were deleted, and after the listing) or
     // deleted by retention: a fresh listing finds the merged one, or nothing missing.
-    // Skipping it silently would leave the copy's history with a gap.
+    // Skipping it silently would leave the copy's history with a gap. A listing taken
+    // while compaction ran can also miss both a part and the merged object without any
+    // read failing, so there is always a second pass: what was written before it began
+    // is in its listing.
     for (let pass = 0; ; pass++) {
       const have = new Set((await to.listLogs(source)).map((l) => `${l.timeline}/${l.file}`));
       let vanished = 0;
@@ -184,8 +187,8 @@ async function copyLogs(from: Repository, to: Repository, snaps: Snapshot[]): Pr
         }
         if ((await to.putLog(source, l.timeline, l.file, data)) === 'stored') n++;
       }
-      if (vanished === 0) break;
-      if (pass >= 3) {
+      if (vanished === 0 && pass >= 1) break;
+      if (pass >= 4) {
         throw new LifeboatError('BUSY', `log objects of ${source} kept vanishing while they were copied (compaction or retention in the source repository); the copy's log may have a gap`, {
           hint: 'run the copy again: it copies only what the destination lacks',
         });

@@ -67,8 +67,13 @@ async function generationEndOnce(repo: Pick<Repository, 'listSnapshots' | 'listL
   const base = own[own.length - 1] as Base;
   const source = logSource(name);
   const baseTime = Math.max(...own.map((b) => Date.parse(b.snapshot.time) || 0));
-  const names = segmentsOf(await repo.listLogs(source), generation);
-  const { chain } = chainFrom(base.point.offset, names);
+  let names = segmentsOf(await repo.listLogs(source), generation);
+  let { chain, gapAt } = chainFrom(base.point.offset, names);
+  if (gapAt !== undefined) {
+    // A listing taken while compaction ran can miss a deleted part and the merged object: look once more before resuming at the gap.
+    names = segmentsOf(await repo.listLogs(source), generation);
+    ({ chain } = chainFrom(base.point.offset, names));
+  }
   const last = chain[chain.length - 1];
   if (last) {
     const data = await repo.getLog(source, generation, last.file);
@@ -92,5 +97,7 @@ async function lastTxnAt(repo: Pick<Repository, 'getLog'>, source: string, gener
   const ending = names.find((n) => n.end === offset);
   if (!ending) return undefined;
   const data = await repo.getLog(source, generation, ending.file);
-  return data ? lastTxn(decodeSegment(data, ending.file).meta) : undefined;
+  // Merged away meanwhile: a fresh listing finds it (undefined would number the rest of the generation no more).
+  if (!data) throw vanished(source);
+  return lastTxn(decodeSegment(data, ending.file).meta);
 }

@@ -160,9 +160,14 @@ async function generationEndOnce(repo: Repository, name: string): Promise<Genera
   if (!newest) return undefined;
   const c = requireSqlitePoint(newest);
   const gen = c.generation as string;
-  const logs = await repo.listLogs(source);
+  let logs = await repo.listLogs(source);
+  let { chain, gapAt } = chainFrom(c.position as Position, segmentsOf(logs, gen));
+  if (gapAt) {
+    // A listing taken while compaction ran can miss a deleted part and the merged object: look once more before starting a new generation.
+    logs = await repo.listLogs(source);
+    ({ chain, gapAt } = chainFrom(c.position as Position, segmentsOf(logs, gen)));
+  }
   if (logs.some((l) => l.timeline === gen && l.file === DIVERGED)) return undefined;
-  const { chain, gapAt } = chainFrom(c.position as Position, segmentsOf(logs, gen));
   const last = chain[chain.length - 1];
   if (gapAt) return undefined;
   if (!last) {
@@ -191,6 +196,7 @@ async function seqAt(repo: Pick<Repository, 'getLog'>, source: string, gen: stri
   const ending = names.filter((n) => comparePos(n.end, at) === 0).sort((a, b) => comparePos(a.start, b.start))[0];
   if (!ending) return undefined;
   const data = await repo.getLog(source, gen, ending.file);
-  if (!data) return undefined;
+  // Merged away meanwhile: a fresh listing finds it (undefined would number the rest of the generation no more).
+  if (!data) throw vanished(source);
   return decodeSegment(data, ending.file).meta.commits.at(-1)?.seq;
 }
