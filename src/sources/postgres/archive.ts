@@ -75,7 +75,9 @@ export async function archiveHas(store: Pick<Store, 'stat'>, name: string, file:
   const wal = parseWalName(file);
   const tl = timelineDir(wal.timeline);
   const candidates = [keys.log(logSource(name), tl, wal.name)];
-  if (wal.kind === 'segment') candidates.push(keys.log(streamSource(name), tl, wal.name), keys.log(streamSource(name), tl, `${wal.name}.partial`));
+  // The streamed segment once more last: `pg stream` stores it, then deletes its partial,
+  // possibly between the two looks before (src/sources/postgres/stream.ts).
+  if (wal.kind === 'segment') candidates.push(keys.log(streamSource(name), tl, wal.name), keys.log(streamSource(name), tl, `${wal.name}.partial`), keys.log(streamSource(name), tl, wal.name));
   for (const key of candidates) if (await store.stat(key)) return true;
   return false;
 }
@@ -85,7 +87,13 @@ export async function archiveGet(repo: Repository, name: string, file: string, d
   const tl = timelineDir(wal.timeline);
   let data = await repo.getLog(logSource(name), tl, wal.name);
   if (!data && wal.kind === 'segment') {
-    data = (await repo.getLog(streamSource(name), tl, wal.name)) ?? (await repo.getLog(streamSource(name), tl, `${wal.name}.partial`));
+    // The streamed segment once more last: `pg stream` stores it, then deletes its partial,
+    // possibly between the two looks before. Missing both would tell PostgreSQL the
+    // segment is not archived, and a restore to the latest moment would end before it.
+    data =
+      (await repo.getLog(streamSource(name), tl, wal.name)) ??
+      (await repo.getLog(streamSource(name), tl, `${wal.name}.partial`)) ??
+      (await repo.getLog(streamSource(name), tl, wal.name));
   }
   if (!data) return false;
   const tmp = `${dest}.lifeboat-${process.pid}`;
