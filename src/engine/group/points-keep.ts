@@ -23,6 +23,7 @@
  */
 import type { Repository } from '../../repo/repository.js';
 import { keys } from '../../repo/format.js';
+import { isDamage } from '../../repo/damage.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { windowBase } from '../retention/logs.js';
 import type { GroupPoint } from './capture.js';
@@ -58,7 +59,10 @@ async function allPoints(repo: Pick<Repository, 'store' | 'getLog'>): Promise<St
       const buf = await repo.getLog(source, POINTS, id);
       const p = buf && (JSON.parse(buf.toString('utf8')) as GroupPoint);
       if (p && p.v === 1 && p.id === id && p.group === group && Array.isArray(p.members)) point = p;
-    } catch {
+    } catch (err) {
+      // A damaged or foreign object is left alone; a store that fails is not taken for one
+      // (copy would skip the point and the snapshots tied to it without a word).
+      if (!isDamage(err) && !(err instanceof SyntaxError)) throw err;
       point = undefined;
     }
     out.push({ group, id, point });

@@ -25,6 +25,7 @@ import { createFileAt, mkdirOpenAt, renameAt } from '../../util/safe-fs.js';
 import { parseRedisUrl, RedisConnection } from './connection.js';
 import { Feed } from './feed.js';
 import { logSource, RDB_FILE } from './names.js';
+import { vanished } from '../../engine/txn-history.js';
 import { planRestore, planToCut, planToOffset, type RestorePlan } from './restore-plan.js';
 import { segmentsOf } from './history.js';
 import { ScratchRedis } from './scratch.js';
@@ -286,7 +287,7 @@ async function* streamOf(
     const n = chain[i] as (typeof chain)[number];
     const data = await repo.getLog(source, plan.generation, n.file);
     if (!data) {
-      if (++relisted > 3) throw new LifeboatError('CORRUPT', `command segment ${n.file} of ${source} vanished while it was read`);
+      if (++relisted > 3) throw vanished(source); // compacted away four times in a row: BUSY, run again
       const fresh = chainFrom(out.end, segmentsOf(await repo.listLogs(source), plan.generation)).chain;
       chain = fresh;
       i = -1;

@@ -76,13 +76,13 @@ export async function* transactionsAfter(
   let gapRelisted = false;
   for (let relisted = 0; ; ) {
     const { chain, gapAt } = chainFrom(at, listing);
-    let vanished = false;
+    let gone = false;
     for (const n of chain) {
       const data = await repo.getLog(source, generation, n.file);
       if (!data) {
-        if (++relisted > 3) throw new LifeboatError('CORRUPT', `log segment ${n.file} of ${source} vanished while it was read`);
+        if (++relisted > 3) throw vanished(source); // compacted away four times in a row: BUSY, run again
         listing = segmentsOf(await repo.listLogs(source), generation);
-        vanished = true;
+        gone = true;
         break;
       }
       const seg = decodeSegment(data, n.file);
@@ -111,7 +111,7 @@ export async function* transactionsAfter(
       if (stop) return;
       at = comparePos(seg.meta.end, at) > 0 ? seg.meta.end : at;
     }
-    if (vanished) continue;
+    if (gone) continue;
     if (gapAt && !(wantedUntil && comparePos(gapAt, wantedUntil) >= 0) && !gapRelisted) {
       // A listing taken while compaction ran can miss both a part it deleted and the
       // merged object it wrote (a directory read or a paged listing sees entries added
