@@ -1,10 +1,10 @@
 /**
  * Which group points forget and prune drop (engine/group/points-keep.ts), on the narrow
  * slice of a repository it reads: the point-in-time window rule for log members, which
- * the CLI tests do not reach, and unreadable points left alone.
+ * the CLI tests do not reach, and unreadable points left alone, but not a store that fails.
  */
 import { describe, expect, it } from 'vitest';
-import { trimGroupPoints } from '../../src/engine/group/points-keep.js';
+import { copyGroupPoints, trimGroupPoints } from '../../src/engine/group/points-keep.js';
 import type { Snapshot } from '../../src/repo/snapshot/snapshot.js';
 
 const DAY = 86_400_000;
@@ -74,4 +74,14 @@ describe('trimGroupPoints', () => {
     const r = await trimGroupPoints(repo as never, { dryRun: true, now: NOW, removed: new Set(['f5']) });
     expect(r[0]!.removed.map((x) => x.id)).toEqual(['p5']);
   });
+
+  it('leaves a point that does not parse alone, but fails when the store fails reading one', async () => {
+    const repo = fakeRepo({ p1: 'not json' }, []);
+    repo.store.owner = repo;
+    const to = { listSnapshots: async () => [], putLog: async () => 'stored' as const };
+    expect(await copyGroupPoints(repo as never, to as never, [])).toBe(0);
+    const failing = { ...repo, getLog: async () => Promise.reject(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })) };
+    await expect(copyGroupPoints(failing as never, to as never, [])).rejects.toThrow(/ECONNRESET/);
+  });
 });
+
