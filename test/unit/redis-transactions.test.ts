@@ -215,6 +215,9 @@ describe('redis transaction numbers', () => {
     });
     const plan = await planRestore(repo, 'app', {});
     expect(lists).toBe(2);
+    lists = 0;
+    expect((await locateOffset(repo, 'app', REPLID, segs[6]!.meta.end)).found).toMatchObject({ offset: segs[6]!.meta.end });
+    lists = 0;
     expect(plan.warnings).toEqual([]);
     expect(plan.gapAt).toBeUndefined();
     expect(plan.chain.at(-1)?.end).toBe(segs.at(-1)!.meta.end);

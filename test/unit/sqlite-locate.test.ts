@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeSegment, mergeSegments, segmentName, type Commit, type Position, type Segment } from '../../src/sources/sqlite/segment.js';
 import { locateWalPosition } from '../../src/sources/sqlite/locate.js';
 import { generationEnd } from '../../src/sources/sqlite/history.js';
+import { baseFor } from '../../src/sources/sqlite/restore.js';
 
 const PAGE = 512;
 const GEN = '0190000000000abcdef01';
@@ -86,6 +87,31 @@ describe('sqlite locate', () => {
     const { repo, lists } = compactingRepo([segment({ cycle: 0, frame: 0 }, 3), segment({ cycle: 0, frame: 3 }, 4)], { position: { cycle: 0, frame: 7 }, wal });
     expect(await generationEnd(repo as unknown as Parameters<typeof generationEnd>[0], 'app')).toMatchObject({ generation: GEN, position: { cycle: 0, frame: 7 }, seq: 7 });
     expect(lists()).toBe(2);
+  });
+
+  it('finds a commit, and the snapshot to replay to it from, when the first listing (taken while compaction ran) missed its segment', async () => {
+    const parts = [segment({ cycle: 0, frame: 0 }, 3), segment({ cycle: 0, frame: 3 }, 4)];
+    const objects = new Map(parts.map((p) => [segmentName(p.meta), encodeSegment(p)]));
+    const snapshot = {
+      id: 'f'.repeat(64),
+      time: new Date(500).toISOString(),
+      source: { kind: 'sqlite', name: 'app' },
+      consistency: { file: 'app.db', journalMode: 'wal', pageSize: PAGE, pages: 10, generation: GEN, position: { cycle: 0, frame: 0 } },
+    };
+    let lists = 0;
+    const repo = {
+      listSnapshots: async () => [snapshot],
+      // Every other listing misses the second segment.
+      listLogs: async () => {
+        const complete = lists++ % 2 === 1;
+        return [...objects.keys()].filter((f) => complete || f !== segmentName(parts[1]!.meta)).map((file) => ({ timeline: GEN, file, size: 0 }));
+      },
+      getLog: async (_s: string, _g: string, file: string) => objects.get(file),
+    } as unknown as Parameters<typeof locateWalPosition>[0];
+    const at = await locateWalPosition(repo, 'app', { ...SALTS, frame: 5, checksum: [105, 205] });
+    expect(at).toEqual({ generation: GEN, position: { cycle: 0, frame: 5 } });
+    lists = 0;
+    expect((await baseFor(repo, 'app', at!)).snapshot.id).toBe('f'.repeat(64));
   });
 
   it('still answers "not stored" for a commit no segment holds, and for a checksum that differs', async () => {

@@ -36,9 +36,12 @@ type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
  * The place of (`replid`, `offset`) in the history of source `name`; when none holds it,
  * how far the stored history of that replication id reaches (undefined: not at all).
  */
-export function locateOffset(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
-  // A segment merged away by compaction between the listing and its read: the search starts again from a fresh listing.
-  return relisting(() => locateOnce(repo, name, replid, offset));
+export async function locateOffset(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
+  // A segment merged away by compaction between the listing and its read: the search
+  // starts again from a fresh listing. One taken while compaction ran can also miss a
+  // part and the merged object without a read failing: "not there" is looked at twice.
+  const first = await relisting(() => locateOnce(repo, name, replid, offset));
+  return first.found ? first : relisting(() => locateOnce(repo, name, replid, offset));
 }
 
 async function locateOnce(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {

@@ -46,8 +46,9 @@ type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
  * undefined when no stored commit (or replicator snapshot) is that position. Positions
  * past a generation's divergence record are not trusted and not found.
  */
-export function locateWalPosition(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {
-  return relisting(() => locateOnce(repo, name, at));
+export async function locateWalPosition(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {
+  // A listing taken while compaction ran can also miss a part and the merged object without a read failing: "not there" is looked at twice.
+  return (await relisting(() => locateOnce(repo, name, at))) ?? relisting(() => locateOnce(repo, name, at));
 }
 
 async function locateOnce(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {

@@ -218,6 +218,17 @@ async function choose(repo: Repository, name: string, time: Date | undefined): P
  * Also what a group restore's plan checks before it starts anything.
  */
 export async function baseFor(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string, at: Located): Promise<Candidate> {
+  // A listing taken while compaction ran can miss a part and the merged object: a second one before "does not reach".
+  const first = await baseForOnce(repo, name, at);
+  const found = 'snapshot' in first ? first : await baseForOnce(repo, name, at);
+  if ('snapshot' in found) return found;
+  const where = `generation ${at.generation}, cycle ${at.position.cycle}, frame ${at.position.frame}`;
+  throw new LifeboatError('ARCHIVE_BEHIND', `the stored history of SQLite "${name}" does not reach ${where}`, {
+    hint: found.bases === 0 ? `no snapshot of that generation is at or before it (forgotten?); \`lifeboat snapshots\` lists them` : 'a log segment before it is missing (forgotten or not shipped); `lifeboat check` reports gaps',
+  });
+}
+
+async function baseForOnce(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string, at: Located): Promise<Candidate | { bases: number }> {
   const logs = await repo.listLogs(logSource(name));
   const names = segmentsOf(logs, at.generation);
   const trusted = logs.some((l) => l.timeline === at.generation && l.file === DIVERGED) ? await trustedUntil(repo, logSource(name), at.generation) : undefined;
@@ -240,9 +251,7 @@ export async function baseFor(repo: Pick<Repository, 'listSnapshots' | 'listLogs
     }
     if (comparePos(reach, at.position) >= 0) return { snapshot: s, generation: at.generation, names, ...(trusted !== undefined ? { trusted } : {}), reach: Infinity };
   }
-  throw new LifeboatError('ARCHIVE_BEHIND', `the stored history of SQLite "${name}" does not reach ${where}`, {
-    hint: bases.length === 0 ? `no snapshot of that generation is at or before it (forgotten?); \`lifeboat snapshots\` lists them` : 'a log segment before it is missing (forgotten or not shipped); `lifeboat check` reports gaps',
-  });
+  return { bases: bases.length };
 }
 
 /** The replay ended exactly at the position asked for (frame 0 of a cycle: the end of the one before). */
