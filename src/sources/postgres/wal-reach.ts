@@ -69,7 +69,8 @@ export async function walReach(
       let verdict = WHOLE_SEGMENT_VERDICTS.get(key);
       if (verdict === undefined) {
         const got = await repo.getLog(source, timelineDir(tl), object);
-        verdict = got !== undefined && segmentCarries(got, Buffer.from(restorePoint));
+        if (got === undefined) return false; // gone since its stat (retention): not a verdict to keep
+        verdict = segmentCarries(got, Buffer.from(restorePoint));
         if (WHOLE_SEGMENT_VERDICTS.size >= 1024) WHOLE_SEGMENT_VERDICTS.clear();
         WHOLE_SEGMENT_VERDICTS.set(key, verdict);
       }
@@ -89,6 +90,8 @@ export async function walReach(
       if (data && data.length >= within + 4 && data.readUInt32LE(within) !== 0 && (await carries(streamSource(name), '', data))) {
         return { reached: true, detail: `WAL segment ${file} streamed past ${formatLsn(lsn)} (partial)`, segment: file };
       }
+      // pg stream stores the whole segment, then deletes its partial: possibly between the looks above.
+      if ((await has(streamSource(name), tl, file)) && (await carries(streamSource(name), file))) return { reached: true, detail: `WAL segment ${file} streamed`, segment: file };
     }
   }
   return { reached: false, detail: `WAL segment ${first} (holding ${formatLsn(lsn)}) is not in the archive`, segment: first };
