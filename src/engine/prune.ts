@@ -5,7 +5,7 @@
  * (repo/maintenance/reseal.ts), then trim the log archives to the snapshots that
  * remain (engine/retention/logs.ts). The caller renders the result; nothing here prints.
  */
-import { snapshotsSince, trimLogs, type LogTrim } from './retention/logs.js';
+import { trimLogs, type LogTrim } from './retention/logs.js';
 import { trimGroupPoints, type PointTrim } from './group/points-keep.js';
 import { acquireLock, isStale, readLocks } from '../repo/lock.js';
 import type { Warn } from '../repo/keyring.js';
@@ -63,14 +63,7 @@ export async function pruneRepository(repo: Repository, opts: PruneRepositoryOpt
     const { snapshots: snaps, damaged } = await repo.scanSnapshots();
     for (const d of damaged) repo.onWarning(`${d.key} skipped: ${d.error}`);
     const busy = (await readLocks(repo.store)).some((l) => l.id !== lock.id && !isStale(l.record));
-    // Snapshots damaged at the scan are known too: only those stored since count as late (engine/retention/logs.ts).
-    const known = new Set([...snaps.map((s) => s.id), ...damaged.map((d) => d.key.slice('snapshots/'.length))]);
-    const logs = await trimLogs(repo, snaps, snaps, {
-      dryRun,
-      busy,
-      lateSnapshots: () => snapshotsSince(repo, known),
-      ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}),
-    });
+    const logs = await trimLogs(repo, snaps, snaps, { dryRun, busy, damaged, ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}) });
     const points = await trimGroupPoints(repo, { dryRun, ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}) });
     return { ...r, logs, points, ...(resealed ? { reseal: resealed } : {}) };
   } finally {

@@ -74,11 +74,19 @@ export function vanished(source: string): LifeboatError {
   return new LifeboatError('BUSY', `a log segment of ${source} was compacted away while it was read`, { hint: 'run the command again' });
 }
 
-/** Runs a reading of the history again (at most 3 times more) when it met `vanished`: a fresh listing finds the merged object. */
-export async function relisting<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs a reading of the history again (at most 3 times more) when it met `vanished`: a
+ * fresh listing finds the merged object. With `lookAgain`, an answer it calls negative
+ * ("not there", "a gap") is looked for once more: a listing taken while compaction ran
+ * can miss a deleted part and the merged object without any read failing.
+ */
+export async function relisting<T>(fn: () => Promise<T>, lookAgain?: (answer: T) => boolean): Promise<T> {
+  let again = lookAgain !== undefined;
   for (let i = 0; ; i++) {
     try {
-      return await fn();
+      const answer = await fn();
+      if (!again || !lookAgain?.(answer)) return answer;
+      again = false;
     } catch (err) {
       if (i >= 3 || !(err instanceof LifeboatError && err.code === 'BUSY')) throw err;
     }

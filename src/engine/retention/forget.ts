@@ -20,7 +20,7 @@ import type { Repository } from '../../repo/repository.js';
 import type { DamagedObject } from '../../repo/damage.js';
 import { isFutureDated, pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { applyPolicy, isEmptyPolicy, type KeepPolicy, type PolicyResult } from './policy.js';
-import { snapshotsSince, trimLogs, type LogTrim } from './logs.js';
+import { trimLogs, type LogTrim } from './logs.js';
 import { findSourceKind } from '../../sources/registry.js';
 import { drillKeyTime, scanDrills } from '../drill/drill.js';
 import { trimGroupPoints, type PointTrim } from '../group/points-keep.js';
@@ -233,12 +233,10 @@ export async function forget(repo: Repository, opts: ForgetOptions): Promise<For
     // A base backup still running needs WAL from its own start, and it is not a
     // snapshot yet: trim only while no other process holds the repository.
     const busy = (await readLocks(repo.store)).some((l) => l.id !== lock.id && !isStale(l.record));
-    // Snapshots damaged at the scan are known too: only those stored since count as late.
-    const known = new Set([...all.map((s) => s.id), ...damaged.map((d) => d.key.slice('snapshots/'.length))]);
     const trimmed = await trimLogs(repo, all, remaining, {
       dryRun: opts.dryRun === true,
       busy,
-      lateSnapshots: () => snapshotsSince(repo, known),
+      damaged,
       now,
       ...(opts.pitrWindowMs !== undefined ? { pitrWindowMs: opts.pitrWindowMs } : {}),
     });

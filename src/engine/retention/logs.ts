@@ -49,10 +49,12 @@ export interface TrimOptions {
   /** Another process holds the repository: a base backup may be in flight. */
   busy: boolean;
   now?: number;
+  /** Objects of `snapshots/` the run's listing could not read (not late: they were there already). */
+  damaged?: ReadonlyArray<{ key: string }>;
   /**
-   * Snapshots stored since the run listed the ones it judges by, read now (call it after
-   * listing the log). `unreadable`: one of them could not be read, so a generation
-   * without a base may still have one (trimLogs sets it).
+   * Set by trimLogs for the kinds: the snapshots stored since the run listed the ones it
+   * judges by, read now (call it after listing the log). `unreadable`: one of them could
+   * not be read, so a generation without a base may still have one.
    */
   lateSnapshots?: () => Promise<LateSnapshots>;
 }
@@ -63,7 +65,7 @@ export interface LateSnapshots {
 }
 
 /** Snapshots in the repository now that are not among `known` (ids): read one by one. */
-export async function snapshotsSince(repo: Pick<Repository, 'store' | 'loadSnapshot'>, known: ReadonlySet<string>): Promise<LateSnapshots> {
+async function snapshotsSince(repo: Pick<Repository, 'store' | 'loadSnapshot'>, known: ReadonlySet<string>): Promise<LateSnapshots> {
   const out: LateSnapshots = { snapshots: [], unreadable: false };
   for (const o of await listAll(repo.store, 'snapshots/')) {
     const id = o.key.slice('snapshots/'.length);
@@ -82,8 +84,8 @@ export async function snapshotsSince(repo: Pick<Repository, 'store' | 'loadSnaps
 export async function trimLogs(repo: Repository, before: Snapshot[], after: Snapshot[], opts: TrimOptions): Promise<LogTrim[]> {
   const out: LogTrim[] = [];
   const cutoff = opts.pitrWindowMs === undefined ? undefined : (opts.now ?? Date.now()) - opts.pitrWindowMs;
-  const known = new Set(before.map((s) => s.id));
-  const withLate: TrimOptions = { ...opts, lateSnapshots: opts.lateSnapshots ?? (() => snapshotsSince(repo, known)) };
+  const known = new Set([...before.map((s) => s.id), ...(opts.damaged ?? []).map((d) => d.key.slice('snapshots/'.length))]);
+  const withLate: TrimOptions = { ...opts, lateSnapshots: () => snapshotsSince(repo, known) };
   for (const kind of sourceKinds()) {
     if (!kind.log) continue;
     for (const name of namesOf(before, kind.name)) out.push(await kind.log.trim(repo, name, after, cutoff, withLate));

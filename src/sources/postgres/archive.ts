@@ -77,7 +77,8 @@ export async function archiveHas(store: Pick<Store, 'stat'>, name: string, file:
   const candidates = [keys.log(logSource(name), tl, wal.name)];
   // The streamed segment once more last: `pg stream` stores it, then deletes its partial,
   // possibly between the two looks before (src/sources/postgres/stream.ts).
-  if (wal.kind === 'segment') candidates.push(keys.log(streamSource(name), tl, wal.name), keys.log(streamSource(name), tl, `${wal.name}.partial`), keys.log(streamSource(name), tl, wal.name));
+  const streamed = keys.log(streamSource(name), tl, wal.name);
+  if (wal.kind === 'segment') candidates.push(streamed, `${streamed}.partial`, streamed);
   for (const key of candidates) if (await store.stat(key)) return true;
   return false;
 }

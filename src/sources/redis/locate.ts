@@ -11,7 +11,7 @@
  */
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
-import { basesOf, segmentsOf } from './history.js';
+import { basesOf, segmentsOf, type Base } from './history.js';
 import { logSource } from './names.js';
 import { relisting, vanished } from '../../engine/txn-history.js';
 import type { RedisPoint } from './point.js';
@@ -37,19 +37,18 @@ type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
  * how far the stored history of that replication id reaches (undefined: not at all).
  */
 export async function locateOffset(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
-  // A segment merged away by compaction between the listing and its read: the search
-  // starts again from a fresh listing. One taken while compaction ran can also miss a
-  // part and the merged object without a read failing: "not there" is looked at twice.
-  const first = await relisting(() => locateOnce(repo, name, replid, offset));
-  return first.found ? first : relisting(() => locateOnce(repo, name, replid, offset));
+  // Newest generation first, within it the base closest to the offset. The snapshots once;
+  // the log in each look: a segment merged away meanwhile starts it again, "not there" is
+  // looked for twice (engine/txn-history.ts).
+  const bases = basesOf(await repo.listSnapshots(), name)
+    .filter((b) => b.point.offset <= offset)
+    .sort((a, b) => b.point.generation.localeCompare(a.point.generation) || b.point.offset - a.point.offset);
+  return relisting(() => locateIn(repo, name, bases, replid, offset), (r) => !r.found);
 }
 
-async function locateOnce(repo: Repo, name: string, replid: string, offset: number): Promise<Located> {
+async function locateIn(repo: Repo, name: string, bases: readonly Base[], replid: string, offset: number): Promise<Located> {
   const source = logSource(name);
-  const bases = basesOf(await repo.listSnapshots(), name).filter((b) => b.point.offset <= offset);
   const logs = await repo.listLogs(source);
-  // Newest generation first, within it the base closest to the offset.
-  bases.sort((a, b) => b.point.generation.localeCompare(a.point.generation) || b.point.offset - a.point.offset);
   let reach: number | undefined;
   // Why each generation does not hold it, newest first.
   const why: string[] = [];

@@ -7,6 +7,7 @@
 import { LifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { relisting } from '../../engine/txn-history.js';
 import { basesOf, segmentsOf } from './history.js';
 import { logSource } from './names.js';
 import { requireRedisPoint, type RedisPoint } from './point.js';
@@ -62,14 +63,14 @@ export async function planRestore(repo: Repository, name: string, opts: { time?:
     const earliest = [...mine].sort((a, b) => Date.parse(a.time) - Date.parse(b.time))[0] as Snapshot;
     throw new LifeboatError('NOT_FOUND', `no backup of "${name}" at or before ${opts.time?.toISOString() ?? 'now'}`, { hint: `the earliest restorable moment is ${earliest.time}` });
   }
-  // A listing taken while compaction ran can miss both a part it deleted and the merged
-  // object it wrote: a gap is looked for again in one fresh listing before it is believed.
-  let logs = await repo.listLogs(logSource(name));
-  let chosen = bestBase(before, logs, target);
-  if (chosen.gapAt !== undefined) {
-    logs = await repo.listLogs(logSource(name));
-    chosen = bestBase(before, logs, target);
-  }
+  // A gap is looked for again in a fresh listing before it is believed (engine/txn-history.ts).
+  const { logs, chosen } = await relisting(
+    async () => {
+      const logs = await repo.listLogs(logSource(name));
+      return { logs, chosen: bestBase(before, logs, target) };
+    },
+    (r) => r.chosen.gapAt !== undefined,
+  );
   return withWarnings(repo, name, mine, chosen, logs, target, opts.time);
 }
 

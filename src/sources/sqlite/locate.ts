@@ -12,9 +12,11 @@
  * the position's own cycle before its frame means the history does not reach it yet,
  * which ends the search early. A segment merged away by compaction between the listing
  * and its read makes the whole search start again from a fresh listing (at most 3 more
- * times, then BUSY): skipping it would report a stored commit as missing.
+ * times, then BUSY), and "not there" is looked for in a second listing: skipping it, or
+ * believing a listing taken while compaction ran, would report a stored commit as missing.
  */
 import type { Repository } from '../../repo/repository.js';
+import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { logSource } from './names.js';
 import { DIVERGED, segmentsOf, trustedUntil } from './history.js';
 import { FRAME_HEADER_SIZE } from './wal.js';
@@ -47,13 +49,13 @@ type Repo = Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>;
  * past a generation's divergence record are not trusted and not found.
  */
 export async function locateWalPosition(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {
-  // A listing taken while compaction ran can also miss a part and the merged object without a read failing: "not there" is looked at twice.
-  return (await relisting(() => locateOnce(repo, name, at))) ?? relisting(() => locateOnce(repo, name, at));
+  // The snapshots once (a group's proof asks every half second); the log in each look, "not there" twice.
+  const snaps = (await repo.listSnapshots()).filter((s) => s.source.kind === 'sqlite' && s.source.name === name);
+  return relisting(() => locateIn(repo, name, snaps, at), (found) => found === undefined);
 }
 
-async function locateOnce(repo: Repo, name: string, at: WalPosition): Promise<Located | undefined> {
+async function locateIn(repo: Repo, name: string, snaps: Snapshot[], at: WalPosition): Promise<Located | undefined> {
   const source = logSource(name);
-  const snaps = (await repo.listSnapshots()).filter((s) => s.source.kind === 'sqlite' && s.source.name === name);
   const logs = await repo.listLogs(source);
   // Generations newest first, by their newest snapshot.
   const newest = new Map<string, number>();

@@ -15,6 +15,7 @@ import { LifeboatError, errno } from '../../errors.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
+import { relisting } from '../../engine/txn-history.js';
 import { frameInfo, FRAME_HEADER_SIZE } from './wal.js';
 import { resolvePath } from '../../engine/browse/tree-walk.js';
 import type { ProgressFn } from '../../engine/progress.js';
@@ -218,9 +219,12 @@ async function choose(repo: Repository, name: string, time: Date | undefined): P
  * Also what a group restore's plan checks before it starts anything.
  */
 export async function baseFor(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string, at: Located): Promise<Candidate> {
-  // A listing taken while compaction ran can miss a part and the merged object: a second one before "does not reach".
-  const first = await baseForOnce(repo, name, at);
-  const found = 'snapshot' in first ? first : await baseForOnce(repo, name, at);
+  const bases = sqliteSnapshots(await repo.listSnapshots(), name)
+    .map((s) => ({ s, c: sqlitePoint(s) }))
+    .filter(({ c }) => c?.generation === at.generation && c.position && comparePos(c.position, at.position) <= 0)
+    .sort((a, b) => comparePos(b.c?.position as Position, a.c?.position as Position));
+  // The log in each look: "does not reach" is looked for in a second listing (engine/txn-history.ts).
+  const found = await relisting(() => baseIn(repo, name, at, bases), (r) => !('snapshot' in r));
   if ('snapshot' in found) return found;
   const where = `generation ${at.generation}, cycle ${at.position.cycle}, frame ${at.position.frame}`;
   throw new LifeboatError('ARCHIVE_BEHIND', `the stored history of SQLite "${name}" does not reach ${where}`, {
@@ -228,7 +232,12 @@ export async function baseFor(repo: Pick<Repository, 'listSnapshots' | 'listLogs
   });
 }
 
-async function baseForOnce(repo: Pick<Repository, 'listSnapshots' | 'listLogs' | 'getLog'>, name: string, at: Located): Promise<Candidate | { bases: number }> {
+async function baseIn(
+  repo: Pick<Repository, 'listLogs' | 'getLog'>,
+  name: string,
+  at: Located,
+  bases: ReadonlyArray<{ s: Snapshot; c: ReturnType<typeof sqlitePoint> }>,
+): Promise<Candidate | { bases: number }> {
   const logs = await repo.listLogs(logSource(name));
   const names = segmentsOf(logs, at.generation);
   const trusted = logs.some((l) => l.timeline === at.generation && l.file === DIVERGED) ? await trustedUntil(repo, logSource(name), at.generation) : undefined;
@@ -238,10 +247,6 @@ async function baseForOnce(repo: Pick<Repository, 'listSnapshots' | 'listLogs' |
       hint: 'restore an earlier point; `lifeboat sqlite replicate` started a new generation',
     });
   }
-  const bases = sqliteSnapshots(await repo.listSnapshots(), name)
-    .map((s) => ({ s, c: sqlitePoint(s) }))
-    .filter(({ c }) => c?.generation === at.generation && c.position && comparePos(c.position, at.position) <= 0)
-    .sort((a, b) => comparePos(b.c?.position as Position, a.c?.position as Position));
   for (const { s, c } of bases) {
     const from = c?.position as Position;
     let reach = from;
