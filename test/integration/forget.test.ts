@@ -15,6 +15,7 @@ import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import { mapLimit } from '../../src/util/limit.js';
 import { parseDuration } from '../../src/util/duration.js';
 import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { cheapResticKey } from '../restic.js';
 
 const run = promisify(execFile);
 
@@ -56,6 +57,8 @@ beforeAll(async () => {
   resticRepo = path.join(dir, 'restic');
   env.RESTIC_CACHE_DIR = path.join(dir, 'restic-cache');
   execFileSync('restic', ['-r', resticRepo, 'init'], { env, stdio: 'ignore' });
+  // ~120 restic commands follow: each would derive the key at init's calibrated ~0.5 CPU-s.
+  cheapResticKey(resticRepo, env.RESTIC_PASSWORD);
   repo = await Repository.init(new MemoryStore(), 'pw');
   // restic backups take shared locks, so they can run side by side.
   const pending = mapLimit(schedule(), 4, (s) =>
