@@ -14,12 +14,12 @@ import { restoreRequestOptions, scheduleOptions, tokenExpires } from '../config/
 import { RoleName } from './dto.js';
 
 /** POST /repositories/:name/check: `read_data_subset` as in a `run: check` schedule (and `check --read-data-subset`). */
-export const CheckBody = z.strictObject({ read_data_subset: scheduleOptions.shape.read_data_subset });
+export const CheckBody = z.strictObject({ read_data_subset: scheduleOptions().shape.read_data_subset });
 
 /** POST /tokens: `expires` as `token create --expires` (a duration of at least a minute, or never), parsed by daemon/auth.ts with its hint. */
-export const TokenBody = z.strictObject({ name: z.string(), role: RoleName, expires: tokenExpires });
+export const TokenBody = z.strictObject({ name: z.string(), role: RoleName, expires: tokenExpires() });
 
-const restore = restoreRequestOptions.shape;
+const restore = restoreRequestOptions().shape;
 
 /**
  * POST /restores: `source`, `target`, `time` and `snapshot` as the restore commands take them (`time` checked by the one

@@ -11,7 +11,7 @@ import { repositoryOptions } from '../config/model.js';
 export function registerKeyOptions(program: Command): void {
   program
     .addOption(
-      flagOf(repositoryOptions.shape.key_command, {
+      flagOf(repositoryOptions().shape.key_command, {
         arg: '<cmd>',
         description: "open with a command key slot: this program gets each slot's wrapped key on stdin and prints the key (argv: words, or a JSON array; or LIFEBOAT_KEY_COMMAND)",
       }),

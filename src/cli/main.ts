@@ -82,7 +82,7 @@ export async function buildProgram(args: readonly string[] = process.argv.slice(
     .description('Backup and disaster recovery for databases and the files around them')
     .version(PROGRAM_VERSION)
     .option('-r, --repo <url>', 'repository location (or LIFEBOAT_REPOSITORY)')
-    .addOption(flagOf(repositoryOptions.shape.password_file, { short: '-p', arg: '<file>', description: 'read the password from a file (or LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD)' }))
+    .addOption(flagOf(repositoryOptions().shape.password_file, { short: '-p', arg: '<file>', description: 'read the password from a file (or LIFEBOAT_PASSWORD_FILE / LIFEBOAT_PASSWORD)' }))
     .option('--json', 'print results as JSON')
     .option('-q, --quiet', 'print only errors')
     .option('--progress <mode>', 'auto (a bar on a terminal) | json (one JSON object per line on stderr) | none (or LIFEBOAT_PROGRESS)')

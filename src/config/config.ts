@@ -314,7 +314,7 @@ export function parseConfig(text: string, file: string): LifeboatConfig {
 }
 
 function readRepository(r: Reader, name: string, node: Node, key: Node): RepositoryConfig {
-  const { values: v, nodes } = r.object(node, repositoryOptions, `in repository "${name}"`, { node: key, label: `repository "${name}"`, name });
+  const { values: v, nodes } = r.object(node, repositoryOptions(), `in repository "${name}"`, { node: key, label: `repository "${name}"`, name });
   if (v.write_quorum !== undefined && v.write_quorum > v.stores.length) r.fail(nodes.get('write_quorum'), `"write_quorum" must be a whole number from 1 to ${v.stores.length}`);
   return {
     name,
@@ -342,7 +342,7 @@ function readSource(r: Reader, name: string, node: Node, key: Node, config: Life
   const kind = sourceKind.name;
   // The common keys keep their static types here; the kind's own keys are typed in
   // its folder, where `fields` reads them.
-  const schema = sourceCommonOptions.extend(sourceKind.options.shape) as unknown as typeof sourceCommonOptions;
+  const schema = sourceCommonOptions().extend(sourceKind.options.shape) as unknown as ReturnType<typeof sourceCommonOptions>;
   const { values: v, nodes } = r.object(map, schema, `in ${kind} source "${name}"`, { node: key, label: `${kind} source "${name}"`, name });
   let repository: string;
   if (v.repository === undefined) {
@@ -382,7 +382,7 @@ function readSource(r: Reader, name: string, node: Node, key: Node, config: Life
 }
 
 function readSchedule(r: Reader, name: string, node: Node, key: Node, config: LifeboatConfig): ScheduleConfig {
-  const { values: v, nodes } = r.object(node, scheduleOptions, `in schedule "${name}"`, { node: node ?? key, label: `schedule "${name}"`, name });
+  const { values: v, nodes } = r.object(node, scheduleOptions(), `in schedule "${name}"`, { node: node ?? key, label: `schedule "${name}"`, name });
   const { run, cron, timezone } = v;
   // croner would take a sixth field as seconds ("0 0 2 * * *" is 02:00:00, not a
   // five-field line with an extra word); the docs describe five fields, so only those.
@@ -438,7 +438,7 @@ function readSchedule(r: Reader, name: string, node: Node, key: Node, config: Li
 }
 
 function readGroup(r: Reader, name: string, node: Node, key: Node, config: LifeboatConfig): GroupConfig {
-  const { values: v, nodes } = r.object(node, groupOptions, `in group "${name}"`, { node: node ?? key, label: `group "${name}"`, name });
+  const { values: v, nodes } = r.object(node, groupOptions(), `in group "${name}"`, { node: node ?? key, label: `group "${name}"`, name });
   const members = v.members;
   if (members.length === 0) r.fail(nodes.get('members'), `group "${name}" has no members`, 'members: [a, b] names sources defined under `sources:`');
   const seen = new Set<string>();
@@ -476,7 +476,7 @@ function readGroup(r: Reader, name: string, node: Node, key: Node, config: Lifeb
       const member = String((memberNode as { value?: unknown }).value);
       if (!members.includes(member)) r.fail(memberNode, `"snapshots" of group "${name}" names "${member}", which is not one of its members`, `members: ${members.join(', ')}`);
       if ((config.sources.get(member) as SourceConfig).kind !== 'files') r.fail(memberNode, `"snapshots" of group "${name}": "${member}" is not a files source`, 'a snapshot hook makes a filesystem snapshot: only files members take one');
-      const { values: sv } = r.object((pair.value as Node | null) ?? memberNode, snapshotHookOptions, `in the snapshot hook of "${member}" in group "${name}"`, { node: memberNode, label: `snapshot hook "${member}"`, name });
+      const { values: sv } = r.object((pair.value as Node | null) ?? memberNode, snapshotHookOptions(), `in the snapshot hook of "${member}" in group "${name}"`, { node: memberNode, label: `snapshot hook "${member}"`, name });
       snapshots.set(member, { create: sv.create, release: sv.release, ...(sv.path !== undefined ? { path: sv.path } : {}) });
     }
   }
@@ -506,7 +506,7 @@ function readGroupChecks(r: Reader, group: string, node: Node | undefined, membe
   if (!isSeq(node)) r.fail(node, `"checks" of group "${group}" must be a list of checks, each { name, every, in }`);
   const checks: GroupCheck[] = [];
   for (const item of node.items as Node[]) {
-    const { values: v, nodes } = r.object(item, groupCheckOptions, `in a check of group "${group}"`, { node: item, label: `a check of group "${group}"`, name: group });
+    const { values: v, nodes } = r.object(item, groupCheckOptions(), `in a check of group "${group}"`, { node: item, label: `a check of group "${group}"`, name: group });
     if (checks.some((c) => c.name === v.name)) r.fail(nodes.get('name'), `group "${group}" has two checks named "${v.name}"`);
     const side = (which: 'every' | 'in'): CheckQuery => {
       const q = v[which];
@@ -546,7 +546,7 @@ function readGroupChecks(r: Reader, group: string, node: Node | undefined, membe
 }
 
 function readNotification(r: Reader, name: string, node: Node, key: Node): NotificationConfig {
-  const { values: v } = r.object(node, notificationOptions, `in notification "${name}"`, { node: node ?? key, label: `notification "${name}"`, name });
+  const { values: v } = r.object(node, notificationOptions(), `in notification "${name}"`, { node: node ?? key, label: `notification "${name}"`, name });
   return {
     name,
     url: v.url,
@@ -560,7 +560,7 @@ function readNotification(r: Reader, name: string, node: Node, key: Node): Notif
 }
 
 function readServer(r: Reader, node: Node, server: ServerConfig): void {
-  const { values: v, nodes } = r.object(node, serverOptions, 'in "server"', { node, label: '"server"', name: 'server' });
+  const { values: v, nodes } = r.object(node, serverOptions(), 'in "server"', { node, label: '"server"', name: 'server' });
   if (v.listen !== undefined) {
     const text = typeof v.listen === 'number' ? `127.0.0.1:${v.listen}` : v.listen;
     const m = /^(.*):(\d{1,5})$/.exec(text);

@@ -10,7 +10,7 @@
  * found through the Source registry (each kind's `options`).
  */
 import * as z from 'zod';
-import { duration, moment, oneOf, option, text, texts, whole, yesNo } from './schema.js';
+import { duration, lazily, moment, oneOf, option, text, texts, whole, yesNo } from './schema.js';
 
 export const JOB_KINDS = ['backup', 'drill', 'check', 'forget', 'prune', 'rotate'] as const;
 export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'diverged', 'archive_gap', 'recovery'] as const;
@@ -18,7 +18,7 @@ export const NOTIFY_EVENTS = ['failure', 'rpo_breach', 'archive_down', 'diverged
 /** A retention count: up to a million periods is more than any real policy names. */
 const count = (description: string, flag: string) => option(whole(0, 1_000_000).optional(), { description, flag });
 
-export const repositoryOptions = z.object({
+export const repositoryOptions = lazily(() => z.object({
   stores: option(z.array(text(), { error: 'must be a list of one or more locations' }).min(1, { error: 'must be a list of one or more locations' }), {
     description: 'one or more locations, the first read first: a directory, `s3:https://host[:port]/bucket/prefix`, `azure:container/prefix`, `rclone:remote:path` (docs/storage.md)',
     example: '[/srv/lifeboat, s3:https://host/bucket/prefix]',
@@ -33,9 +33,9 @@ export const repositoryOptions = z.object({
     flag: '--key-command',
     env: 'LIFEBOAT_KEY_COMMAND',
   }),
-});
+}));
 
-export const retentionOptions = z.object({
+export const retentionOptions = lazily(() => z.object({
   keep_last: count('keep the n newest snapshots', '--keep-last'),
   keep_hourly: count('keep the newest snapshot of each of the n newest hours', '--keep-hourly'),
   keep_daily: count('... of each of the n newest days', '--keep-daily'),
@@ -47,23 +47,23 @@ export const retentionOptions = z.object({
     description: 'keep WAL/SQLite frames replayable only this far back (e.g. 7d); older bases keep what makes them consistent',
     flag: '--keep-logs-within',
   }),
-});
+}));
 
-export const targetOptions = z.object({
+export const targetOptions = lazily(() => z.object({
   rpo: option(duration().optional(), { description: 'the most data a loss may cost: the newest recoverable point may be at most this old' }),
   rto: option(duration().optional(), { description: 'how long a restore may take; drills measure it' }),
-});
+}));
 
 /** Keys every source takes, whatever its kind. */
-export const sourceCommonOptions = z.object({
+export const sourceCommonOptions = lazily(() => z.object({
   kind: option(text(), { description: 'what kind of data: files, postgres, sqlite, redis or oplog; decides the other keys', example: 'files' }),
   repository: option(text().optional(), { description: 'the repository it is backed up to', shown: 'the only one defined' }),
   tags: option(texts().optional(), { description: 'tags given to its snapshots', shown: 'none', flag: '--tag' }),
-  retention: option(retentionOptions.optional(), { description: 'keep rules, with the meanings of `lifeboat forget`' }),
-  targets: option(targetOptions.optional(), { description: 'RPO and RTO targets that metrics, alerts, the dashboard and the runbook compare against' }),
-});
+  retention: option(retentionOptions().optional(), { description: 'keep rules, with the meanings of `lifeboat forget`' }),
+  targets: option(targetOptions().optional(), { description: 'RPO and RTO targets that metrics, alerts, the dashboard and the runbook compare against' }),
+}));
 
-export const scheduleOptions = z.object({
+export const scheduleOptions = lazily(() => z.object({
   run: option(oneOf(JOB_KINDS), { description: '`backup`, `drill` or `forget` (per source); `check`, `prune` or `rotate` (per repository)', example: JOB_KINDS.join(' | ') }),
   sources: option(texts().optional(), { description: 'which sources', shown: 'all (forget: all with a retention policy)' }),
   groups: option(texts().optional(), { description: '`backup` and `drill` only: consistency groups (under `groups:`) captured or drilled instead of sources; not with `sources`', shown: 'none' }),
@@ -77,9 +77,9 @@ export const scheduleOptions = z.object({
     flag: '--read-data-subset',
     api: true,
   }),
-});
+}));
 
-export const notificationOptions = z.object({
+export const notificationOptions = lazily(() => z.object({
   url: option(text().regex(/^https?:\/\/[^\s]+$/, { error: 'must be an http(s) URL' }), { description: 'the webhook', example: 'https://hooks.example.com/...' }),
   format: option(oneOf(['json', 'slack'] as const).optional(), { description: '`json`, or `slack` (`{"text": ...}`, also accepted by Mattermost and Teams workflows)', shown: 'json' }),
   on: option(
@@ -98,9 +98,9 @@ export const notificationOptions = z.object({
     description: 'while an incident stays open, remind this often; `never` to turn off',
     shown: '4h',
   }),
-});
+}));
 
-export const serverOptions = z.object({
+export const serverOptions = lazily(() => z.object({
   listen: option(z.union([text(), z.int()], { error: 'must be HOST:PORT' }).optional(), { description: 'HOST:PORT; port 0 picks a free port', shown: '127.0.0.1:8470', flag: '--listen' }),
   state_dir: option(text().optional(), { description: 'catalog (jobs, audit log, tokens); relative to lifeboat.yaml', shown: 'lifeboat-state' }),
   tls: option(z.object({ cert: option(text(), { description: 'PEM certificate file', example: '/etc/lifeboat/tls.crt' }), key: option(text(), { description: 'PEM key file', example: '/etc/lifeboat/tls.key' }) }).optional(), {
@@ -115,22 +115,22 @@ export const serverOptions = z.object({
   }),
   metrics_token: option(text().optional(), { description: 'the Bearer token /metrics asks for beyond loopback (at least 16 characters); prefer metrics_token_file' }),
   metrics_token_file: option(text().optional(), { description: 'a file others cannot read holding metrics_token' }),
-});
+}));
 
 /** A hook command: argv as a list, run without a shell (a string would need one to split it safely). */
 const argv = () => z.array(text(), { error: 'must be a command as a list of words, e.g. [/usr/local/bin/app-ctl, freeze]' }).min(1, { error: 'must be a command as a list of words, e.g. [/usr/local/bin/app-ctl, freeze]' });
 
 /** An HTTP freeze or thaw: `{ http: { url, method, headers_file, timeout } }` (docs/groups.md). */
-export const httpHookOptions = z.object({
+export const httpHookOptions = lazily(() => z.object({
   url: text().regex(/^https?:\/\/[^\s]+$/, { error: 'must be an http(s) URL' }),
   method: oneOf(['POST', 'PUT', 'GET', 'DELETE'] as const).optional(),
   headers_file: text().optional(),
   timeout: duration().optional(),
-}).strict();
+}).strict());
 
 /** A freeze or thaw: argv, an HTTP request, or the members' built-in holds. */
 function hookForm() {
-  return z.union([argv(), z.object({ http: httpHookOptions }).strict(), z.literal('builtin')], {
+  return z.union([argv(), z.object({ http: httpHookOptions() }).strict(), z.literal('builtin')], {
     error: 'must be a command as a list of words, { http: { url: ... } } or builtin',
   });
 }
@@ -140,7 +140,7 @@ function hookForm() {
  * from the start of `freeze` to the end of `thaw`; 200 ms by default, the seeds' "release
  * the lock within milliseconds" with room for three position queries on a busy host.
  */
-export const groupOptions = z.object({
+export const groupOptions = lazily(() => z.object({
   members: option(texts(), { description: 'the sources captured together (names under `sources:`): postgres, sqlite and redis record a log position; files and bucket are copied at the point', example: '[orders, cache, catalog]' }),
   freeze: option(hookForm().optional(), {
     description: 'what holds writes: a command as a list of words (never run by a shell), `{ http: { url, method, headers_file, timeout } }`, or `builtin` (each member holds its own writes: Redis `CLIENT PAUSE WRITE`, the SQLite write lock, PostgreSQL nothing but its restore point); killed when it overruns max_hold',
@@ -156,14 +156,14 @@ export const groupOptions = z.object({
     description: '`group drill`: cross-member checks run on the restored members, each `{ name, every: QUERY, in: QUERY }` (below)',
     shown: 'none',
   }),
-});
+}));
 
 /** A files member's snapshot hook: `create` makes it while frozen, `release` drops it after the backup. */
-export const snapshotHookOptions = z.object({
+export const snapshotHookOptions = lazily(() => z.object({
   create: option(argv(), { description: 'makes the filesystem snapshot (argv, no shell); `{point}` is the point id', example: '[btrfs, subvolume, snapshot, -r, /srv/data, "/srv/.snap/{point}"]' }),
   release: option(argv(), { description: 'drops it after the backup, always run once create succeeded', example: '[btrfs, subvolume, delete, "/srv/.snap/{point}"]' }),
   path: option(text().optional(), { description: 'the directory to back up; without it, the last line create printed', shown: 'the last line create printed' }),
-});
+}));
 
 /**
  * Redis commands a check may read with: they only read, and reply with a list or a
@@ -173,7 +173,7 @@ export const snapshotHookOptions = z.object({
 export const CHECK_REDIS_COMMANDS = ['SMEMBERS', 'SINTER', 'SUNION', 'SDIFF', 'HKEYS', 'HVALS', 'LRANGE', 'ZRANGE', 'KEYS', 'MGET', 'GET', 'HGET', 'HMGET'] as const;
 
 /** One side of a cross-member check: a member and the query that gives its set of strings. */
-export const checkQueryOptions = z.object({
+export const checkQueryOptions = lazily(() => z.object({
   member: option(text(), { description: 'a member of the group', example: 'hot' }),
   redis: option(z.array(text(), { error: 'must be a command as a list of words, e.g. [SMEMBERS, active]' }).min(1, { error: 'must be a command as a list of words, e.g. [SMEMBERS, active]' }).optional(), {
     description: `redis members: a command whose reply gives the values (${CHECK_REDIS_COMMANDS.join(', ')})`,
@@ -182,14 +182,14 @@ export const checkQueryOptions = z.object({
   database: option(text().optional(), { description: 'postgres members: the database the query runs in', shown: "the dsn's, else postgres" }),
   files: option(text().optional(), { description: 'files and bucket members: a directory of the restored data, relative; the names of the files below it (relative to it, `/` between parts) are the values; `.` for all' }),
   match: option(text().optional(), { description: 'a regular expression: values it does not match are left out, and its first group (else the whole match) is the value, e.g. `^mem:(\\d+)$`' }),
-});
+}));
 
 /** A cross-member check of a group: every value `every` gives must be among those `in` gives. */
-export const groupCheckOptions = z.object({
+export const groupCheckOptions = lazily(() => z.object({
   name: option(text(), { description: 'what the check is called in reports', example: 'cached ids are rows' }),
-  every: option(checkQueryOptions, { description: 'the values that must all be found' }),
-  in: option(checkQueryOptions, { description: 'the values they must be found among' }),
-});
+  every: option(checkQueryOptions(), { description: 'the values that must all be found' }),
+  in: option(checkQueryOptions(), { description: 'the values they must be found among' }),
+}));
 
 /** The top-level sections, each a map of names to objects (server: one object). */
 export const SECTIONS = ['repositories', 'sources', 'schedules', 'groups', 'notifications', 'server'] as const;
@@ -199,20 +199,20 @@ export const SECTIONS = ['repositories', 'sources', 'schedules', 'groups', 'noti
  * an API token's lifetime (`token create --expires`, POST /api/v1/tokens `expires`).
  * A minute at least: a shorter one expires before it can be used.
  */
-export const tokenExpires = option(z.union([z.literal('never'), duration({ min: '1min' })], { error: 'must be a duration or never' }).optional(), {
+export const tokenExpires = lazily(() => option(z.union([z.literal('never'), duration({ min: '1min' })], { error: 'must be a duration or never' }).optional(), {
   description: 'how long the token is valid, e.g. 30d, 12h or 1w; `never`',
   flag: '--expires',
   api: true,
   file: false,
   shown: 'never',
-});
+}));
 
 /**
  * What a restore is asked for, on the command line (the restore commands' flags) and in
  * the API's POST /api/v1/restores and /recoveries bodies; not in lifeboat.yaml. Which of
  * them a kind takes is its restore table (engine/restore-options.ts).
  */
-export const restoreRequestOptions = z.object({
+export const restoreRequestOptions = lazily(() => z.object({
   source: option(text(), { description: 'the source to restore: its name in lifeboat.yaml', api: true, file: false }),
   target: option(text(), { description: 'where to restore: a new directory (files, PostgreSQL, Redis) or a new file (SQLite, an operation log), never overwritten; the restore commands of the kinds call it --output', flag: '--target', api: true, file: false }),
   time: option(moment().optional(), { description: 'restore as of this moment: RFC 3339 with a zone, not in the future (e.g. 2026-11-21T14:30:05Z)', flag: '--time', api: true, file: false, shown: 'the newest' }),
@@ -220,4 +220,4 @@ export const restoreRequestOptions = z.object({
   txn: option(z.int().min(1).optional(), { description: 'SQLite, Redis: restore up to and including this transaction (numbers: `sqlite history`, `redis history`)', flag: '--txn', api: true, file: false }),
   before_txn: option(z.int().min(1).optional(), { description: 'SQLite, Redis: restore up to just before this transaction: undo it and everything after', flag: '--before-txn', api: true, file: false }),
   generation: option(z.string().regex(/^[0-9a-f]{1,64}$/, { error: 'must be a generation id (hex digits)' }).optional(), { description: 'SQLite, Redis: the generation txn/before_txn count in', flag: '--generation', api: true, file: false, shown: 'the newest' }),
-});
+}));

@@ -27,6 +27,31 @@ export interface OptionMeta {
   file?: false;
 }
 
+/**
+ * A schema built the first time it is asked for, and the same object every time after
+ * (option metadata and JSON Schema are keyed by the object). The modules that declare the
+ * option model load on every CLI start, and building their ~200 schemas at load was ~12% of
+ * the CPU of a start that reads no lifeboat.yaml (docs/performance.md, "Where the test
+ * suite's time goes").
+ */
+export function lazily<T>(build: () => T): () => T {
+  let made: T | undefined;
+  return () => {
+    if (made === undefined) {
+      made = build();
+      lazilyMade++;
+    }
+    return made;
+  };
+}
+
+let lazilyMade = 0;
+
+/** How many lazily() schemas this process has built (test/e2e/startup.test.ts: none at load). */
+export function lazilyBuilt(): number {
+  return lazilyMade;
+}
+
 /** Attaches the documentation of an option to its schema (zod's global registry, so JSON Schema sees it). */
 export function option<T extends z.ZodType>(schema: T, meta: OptionMeta): T {
   return schema.meta({ ...meta }) as T;

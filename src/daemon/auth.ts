@@ -37,7 +37,7 @@ export function hashToken(token: string): string {
  */
 export function expiryOf(expires: string | Duration | undefined, now = Date.now()): string | undefined {
   if (expires === undefined) return undefined;
-  const d = typeof expires === 'string' ? parseOptionValue(tokenExpires, expires, `"${expires}" is not a token lifetime:`) : expires;
+  const d = typeof expires === 'string' ? parseOptionValue(tokenExpires(), expires, `"${expires}" is not a token lifetime:`) : expires;
   return d === undefined || d === 'never' ? undefined : new Date(after(d, now)).toISOString();
 }
 

@@ -4,9 +4,10 @@
  * zod's code joined in and its unused locales left out; and never a bundle older than
  * the compiled files, which would run other code than was just built.
  */
+import { spawnSync } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, cleanupTmp, loadedModules, runCli, tmpdir } from '../helpers.js';
 
@@ -37,6 +38,25 @@ describe('CLI start-up', () => {
     // zod's messages are English; its 60-odd other locales are not loaded.
     const locales = loaded.filter((f) => zod(f) && f.split(path.sep).includes('locales'));
     expect([...new Set(locales.map((f) => path.basename(f)))]).toEqual(['en.js']);
+  });
+
+  it('loads the option model and every kind of source without building their schemas (built when a command reads them)', async () => {
+    const dist = (f: string) => JSON.stringify(pathToFileURL(path.join(ROOT, 'dist', f)).href);
+    const script = [
+      `const { lazilyBuilt } = await import(${dist('config/schema.js')});`,
+      `await import(${dist('sources/all.js')});`,
+      `const model = await import(${dist('config/model.js')});`,
+      'const atLoad = lazilyBuilt();',
+      // Asked for, one is built once, with the schemas it is made of.
+      'const a = model.groupCheckOptions();',
+      'const asked = lazilyBuilt();',
+      'const same = model.groupCheckOptions() === a && lazilyBuilt() === asked;',
+      'console.log(JSON.stringify({ atLoad, asked, same }));',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    // groupCheckOptions is built from checkQueryOptions: two.
+    expect(JSON.parse(r.stdout)).toEqual({ atLoad: 0, asked: 2, same: true });
   });
 
   it('runs the compiled files, not the bundle, when they are newer (a `tsc` run since the bundle)', async () => {

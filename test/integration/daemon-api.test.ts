@@ -311,8 +311,8 @@ describe('openapi and health', () => {
       type: 'object',
       // From the option model: the restore commands' own descriptions; an empty target is refused before any handler.
       properties: {
-        targets: { type: 'object', additionalProperties: { type: 'string', minLength: 1, description: metaOf(restoreRequestOptions.shape.target)?.description }, minProperties: 1 },
-        time: { type: 'string', description: metaOf(restoreRequestOptions.shape.time)?.description },
+        targets: { type: 'object', additionalProperties: { type: 'string', minLength: 1, description: metaOf(restoreRequestOptions().shape.target)?.description }, minProperties: 1 },
+        time: { type: 'string', description: metaOf(restoreRequestOptions().shape.time)?.description },
       },
       required: ['targets'],
       additionalProperties: false,

@@ -187,7 +187,7 @@ describe('list options are repeatable flags made from the same declaration', () 
       paths: Record<string, { post: { requestBody: { content: { 'application/json': { schema: { properties: Record<string, unknown> } } } } } }>;
     };
     const field = doc.paths['/api/v1/repositories/{name}/check']!.post.requestBody.content['application/json'].schema.properties.read_data_subset;
-    expect(field).toEqual(jsonSchemaOf(scheduleOptions.shape.read_data_subset));
+    expect(field).toEqual(jsonSchemaOf(scheduleOptions().shape.read_data_subset));
     const r = await t.daemon.app.inject({ method: 'POST', url: '/api/v1/repositories/main/check', headers: t.auth('admin'), payload: { read_data_subset: '10' } });
     expect(r.statusCode, r.body).toBe(400);
   });

@@ -20,7 +20,7 @@ describe('docs/configuration.md', () => {
 
   it('documents every key of every section and kind', () => {
     const reference = configReference();
-    for (const key of Object.keys(serverOptions.shape)) expect(reference).toContain(`| \`${key}\` |`);
+    for (const key of Object.keys(serverOptions().shape)) expect(reference).toContain(`| \`${key}\` |`);
     expect(sourceKinds().length).toBeGreaterThan(0);
     for (const kind of sourceKinds()) {
       expect(reference).toContain(`kind: ${kind.name}`);

@@ -93,29 +93,29 @@ describe('the option model', () => {
 
   it('accepts verify_interval: off, as the flag of the same name does', () => {
     expect(parseConfig(yaml('    verify_interval: off\n'), 'f.yaml').sources.get('app')?.verifyInterval).toBe('off');
-    expect(parseOptionValue(sqliteOptions.shape.verify_interval, 'off', '--verify-interval')).toBe('off');
+    expect(parseOptionValue(sqliteOptions().shape.verify_interval, 'off', '--verify-interval')).toBe('off');
   });
 
   it('turns a refused flag value into a USAGE error with the same hint', () => {
     let err: unknown;
     try {
-      parseOptionValue(retentionOptions.shape.keep_within, '30m', '--keep-within');
+      parseOptionValue(retentionOptions().shape.keep_within, '30m', '--keep-within');
     } catch (e) {
       err = e;
     }
     expect(isLifeboatError(err, 'USAGE')).toBe(true);
     expect((err as Error).message).toBe('--keep-within must be a duration: "30m": m is ambiguous');
     expect((err as { hint?: string }).hint).toMatch(/30min for minutes or 30mo for months/);
-    expect(parseOptionValue(retentionOptions.shape.keep_daily, '7', '--keep-daily')).toBe(7);
-    expect(() => parseOptionValue(tokenExpires, '30s', '--expires')).toThrow(/must be at least 1min/);
+    expect(parseOptionValue(retentionOptions().shape.keep_daily, '7', '--keep-daily')).toBe(7);
+    expect(() => parseOptionValue(tokenExpires(), '30s', '--expires')).toThrow(/must be at least 1min/);
   });
 
   it('gives the API a JSON Schema in which durations are strings, documented', () => {
-    const schema = jsonSchemaOf(retentionOptions) as { type: string; properties: Record<string, { type?: string; description?: string }> };
+    const schema = jsonSchemaOf(retentionOptions()) as { type: string; properties: Record<string, { type?: string; description?: string }> };
     expect(schema.type).toBe('object');
     expect(schema.properties.keep_within).toEqual({ type: 'string', description: expect.stringMatching(/keep snapshots newer than now minus this/) });
     expect(schema.properties.keep_daily?.type).toBe('integer');
-    const expires = jsonSchemaOf(tokenExpires) as { anyOf: Array<{ type?: string; const?: string }> };
+    const expires = jsonSchemaOf(tokenExpires()) as { anyOf: Array<{ type?: string; const?: string }> };
     expect(expires.anyOf).toEqual(expect.arrayContaining([expect.objectContaining({ const: 'never' }), expect.objectContaining({ type: 'string' })]));
   });
 });

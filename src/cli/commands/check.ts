@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .command('check')
     .description('verify the repository (structure; with --read-data also every pack)')
     .option('--read-data', 'read and authenticate all data')
-    .addOption(flagOf(scheduleOptions.shape.read_data_subset, { arg: '<percent>', description: 'read and authenticate a share of the packs, e.g. 10%' }))
+    .addOption(flagOf(scheduleOptions().shape.read_data_subset, { arg: '<percent>', description: 'read and authenticate a share of the packs, e.g. 10%' }))
     .action(async (flags: { readData?: boolean; readDataSubset?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const subset = flags.readDataSubset === undefined ? undefined : parsePercent(flags.readDataSubset);

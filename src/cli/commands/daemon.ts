@@ -38,7 +38,7 @@ export function register(program: Command): void {
   program
     .command('serve')
     .description('run the daemon: schedules, continuous archiving, REST API, dashboard and /metrics')
-    .addOption(flagOf(serverOptions.shape.listen, { arg: '<host:port>', description: 'override server.listen' }))
+    .addOption(flagOf(serverOptions().shape.listen, { arg: '<host:port>', description: 'override server.listen' }))
     .option('--insecure', 'allow plain HTTP beyond loopback (a TLS proxy in front, a private network); prints a warning')
     .action(async (f: { listen?: string; insecure?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -136,7 +136,7 @@ export function register(program: Command): void {
     .description('create a token; its secret is printed once')
     .requiredOption('--role <role>', 'viewer (read), operator (also backups, restores, drills) or admin (also tokens, audit, retention)')
     .option('--name <name>', 'who or what uses it (unique among active tokens)', 'token')
-    .addOption(flagOf(tokenExpires, { description: 'lifetime, e.g. 30d, 12h or 1w (default: never)' }))
+    .addOption(flagOf(tokenExpires(), { description: 'lifetime, e.g. 30d, 12h or 1w (default: never)' }))
     .action(async (f: { role: string; name: string; expires?: Duration | 'never' }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const { createToken, parseRole } = await import('../../daemon/auth.js');

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .description('restore the latest backup of each source into a scratch place, check it, measure RTO and RPO')
     .option('--source <name>', 'one source: a database name, a backed-up path, or kind:name')
     .option('--history', 'list the drills recorded in the repository')
-    .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', description: 'PostgreSQL: the source server, to measure RPO against its WAL position (with --source)' }))
+    .addOption(flagOf(postgresOptions().shape.dsn, { arg: '<url>', description: 'PostgreSQL: the source server, to measure RPO against its WAL position (with --source)' }))
     .option('--check <check>', "the source's own check (repeatable, with --source): a PostgreSQL query that must return true, a Redis `COMMAND ARG… => REPLY`", collect, [])
     .action(async (f: { source?: string; history?: boolean; dsn?: string; check: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();

@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .option('--repack-threshold <percent>', 'repack packs with at least this share of unreferenced data', '50')
     .option('--dry-run', 'only report what would be marked and deleted')
     .option('--reseal', 're-seal data of older key epochs under the current one, then destroy the old epochs (format 2; after `key rotate` or `key remove`)')
-    .addOption(flagOf(retentionOptions.shape.keep_logs_within))
+    .addOption(flagOf(retentionOptions().shape.keep_logs_within))
     .action(async (f: PruneFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {

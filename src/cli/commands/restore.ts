@@ -29,14 +29,14 @@ export function register(program: Command): void {
     .command('restore')
     .description('restore a snapshot (each path P comes back as TARGET/P)')
     .argument('<snapshot>', 'snapshot id prefix or "latest"')
-    .addOption(flagOf(restoreRequestOptions.shape.target, { short: '-t', arg: '<dir>', description: 'directory to restore into', required: true }))
+    .addOption(flagOf(restoreRequestOptions().shape.target, { short: '-t', arg: '<dir>', description: 'directory to restore into', required: true }))
     .option('--include <glob>', 'restore only paths matching (repeatable)', collect, [])
     .option('--delta', 'the target holds an older copy: rewrite only files that differ, remove what the snapshot lacks')
     .option('--overwrite', 'the target may exist: replace the files the snapshot has (others are left alone); without it an existing target is refused')
     .option('--threads <n>', 'worker threads (default: one per core, at least 2)', parseThreads)
     .option('--source <name>', '"latest"/--time among the snapshots of this source (a name, or kind:name; see `snapshots`)')
     .option('--path <path>', '"latest"/--time among the snapshots that backed up this path')
-    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'with "latest": the newest snapshot taken at or before this moment' }))
+    .addOption(flagOf(restoreRequestOptions().shape.time, { arg: '<rfc3339>', description: 'with "latest": the newest snapshot taken at or before this moment' }))
     .action(async (ref: string, flags: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const time = flags.time === undefined ? undefined : parseTargetTime(flags.time);

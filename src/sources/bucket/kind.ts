@@ -13,10 +13,14 @@ import { bucketPointSchema, type BucketPoint } from './point.js';
 
 export const bucket: SourceKind<BucketPoint> = {
   name: 'bucket',
-  options: bucketOptions,
+  get options() {
+    return bucketOptions();
+  },
   // The reader parsed the keys with bucketOptions: they are its output.
-  fields: (o) => bucketFields(o as z.output<typeof bucketOptions>),
-  point: bucketPointSchema,
+  fields: (o) => bucketFields(o as z.output<ReturnType<typeof bucketOptions>>),
+  get point() {
+    return bucketPointSchema();
+  },
 
   async reach(s, probe) {
     try {

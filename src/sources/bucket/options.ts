@@ -8,32 +8,32 @@
 import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { LifeboatError } from '../../errors.js';
-import { option, text, whole } from '../../config/schema.js';
+import { lazily, option, text, whole } from '../../config/schema.js';
 
 /** Objects transferred at once: enough to hide per-request latency; each small object costs one request. */
 export const DEFAULT_PARALLEL = 8;
 
 /** The kind's own keys (also `lifeboat bucket …`'s flags of the same names, cli/bucket.ts). */
-export const bucketSettings = z.object({
+export const bucketSettings = lazily(() => z.object({
   location: option(text(), {
     description: 'the bucket and prefix, in the same syntax as a repository store: `s3:https://host[:port]/bucket/prefix`, `s3://bucket/prefix` (AWS) or `azure:container/prefix`; credentials come from the environment, as for repositories',
     example: 's3:https://minio.example:9000/uploads/photos',
   }),
   parallel: option(whole(1, 64).optional(), { description: 'objects downloaded (and restored) at once', flag: '--parallel', shown: String(DEFAULT_PARALLEL) }),
   limit_download: option(whole(0, 1e9).optional(), { description: 'KiB/s read from the bucket; 0: unlimited', flag: '--limit-bucket-download', shown: 'unlimited' }),
-});
+}));
 
-export const bucketOptions = bucketSettings;
+export const bucketOptions = lazily(() => bucketSettings());
 
-export type BucketSettings = z.output<typeof bucketSettings>;
+export type BucketSettings = z.output<ReturnType<typeof bucketSettings>>;
 
-export function bucketFields(o: z.output<typeof bucketOptions>): Partial<SourceConfig> {
+export function bucketFields(o: z.output<ReturnType<typeof bucketOptions>>): Partial<SourceConfig> {
   return { continuous: false, settings: { ...o } };
 }
 
 /** The source's own keys, read back with the schema that wrote them (CONFIG_INVALID if something else put them there). */
 export function settingsOf(s: Pick<SourceConfig, 'name' | 'settings'>): BucketSettings {
-  const r = bucketSettings.safeParse(s.settings ?? {});
+  const r = bucketSettings().safeParse(s.settings ?? {});
   if (!r.success) throw new LifeboatError('CONFIG_INVALID', `source ${s.name}: its bucket settings do not parse`, { hint: 'check location, parallel and limit_download in lifeboat.yaml' });
   return r.data;
 }

@@ -9,6 +9,7 @@
 import * as z from 'zod';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
+import { lazily } from '../../config/schema.js';
 
 export interface BucketPoint {
   location: string;
@@ -27,23 +28,23 @@ export interface BucketPoint {
   versioned: boolean;
 }
 
-const count = z.number().int().nonnegative();
+const count = lazily(() => z.number().int().nonnegative());
 
 // Loose: points written by newer versions may carry more fields; they are kept.
-export const bucketPointSchema: z.ZodType<BucketPoint> = z
+export const bucketPointSchema = lazily((): z.ZodType<BucketPoint> => z
   .object({
     location: z.string(),
     listStarted: z.string(),
     listEnded: z.string(),
-    objects: count,
-    bytes: count,
-    downloaded: count,
-    reused: count,
-    vanished: count,
+    objects: count(),
+    bytes: count(),
+    downloaded: count(),
+    reused: count(),
+    vanished: count(),
     versioned: z.boolean(),
   })
-  .loose() as z.ZodType<BucketPoint>;
+  .loose() as z.ZodType<BucketPoint>);
 
 export function bucketPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): BucketPoint | undefined {
-  return pointOf({ name: 'bucket', point: bucketPointSchema }, snapshot);
+  return pointOf({ name: 'bucket', point: bucketPointSchema() }, snapshot);
 }

@@ -16,10 +16,14 @@ import { sourceCommands } from './spec.js';
 
 export const command: SourceKind<CommandPoint> = {
   name: 'command',
-  options: commandOptions,
+  get options() {
+    return commandOptions();
+  },
   // The reader parsed the keys with commandOptions: they are its output.
-  fields: (o) => commandFields(o as z.output<typeof commandOptions>),
-  point: commandPointSchema,
+  fields: (o) => commandFields(o as z.output<ReturnType<typeof commandOptions>>),
+  get point() {
+    return commandPointSchema();
+  },
 
   async reach(s, probe) {
     const o = settingsOf(s);

@@ -10,7 +10,7 @@
  */
 import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
-import { option, text } from '../../config/schema.js';
+import { lazily, option, text } from '../../config/schema.js';
 import { LifeboatError } from '../../errors.js';
 import { PRESETS, presetCommands } from './presets.js';
 
@@ -19,7 +19,7 @@ const argv = () => z.array(text(), { error: 'must be a list of strings (argv; ne
 /** An environment variable's name as POSIX shells accept it (values are never recorded, names are). */
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export const commandSettings = z.object({
+export const commandSettings = lazily(() => z.object({
   preset: option(z.enum(PRESETS, { error: `must be one of ${PRESETS.join(', ')}` }).optional(), {
     description: 'fills `dump` and `load` from a known tool (docs/command.md lists the exact commands); `dump` and `load` then add arguments to them',
     flag: '--preset',
@@ -39,11 +39,11 @@ export const commandSettings = z.object({
     description: 'environment added to the dump and load commands (passwords go here or in the tool\'s option file, never in argv); snapshots record the names, never the values',
   }),
   cwd: option(text().optional(), { description: 'working directory of the dump and load commands (relative to lifeboat.yaml)' }),
-});
+}));
 
-export const commandOptions = commandSettings;
+export const commandOptions = lazily(() => commandSettings());
 
-export type CommandSettings = z.output<typeof commandSettings>;
+export type CommandSettings = z.output<ReturnType<typeof commandSettings>>;
 
 export function commandFields(o: CommandSettings): Partial<SourceConfig> {
   if (o.preset === undefined && o.dump === undefined) {
@@ -66,7 +66,7 @@ export function commandFields(o: CommandSettings): Partial<SourceConfig> {
 
 /** The source's own keys, read back with the schema that wrote them. */
 export function settingsOf(s: Pick<SourceConfig, 'name' | 'settings'>): CommandSettings {
-  const r = commandSettings.safeParse(s.settings ?? {});
+  const r = commandSettings().safeParse(s.settings ?? {});
   if (!r.success) throw new LifeboatError('CONFIG_INVALID', `source ${s.name}: its command settings do not parse`, { hint: 'check preset, database, dump, load, env and cwd in lifeboat.yaml' });
   return r.data;
 }

@@ -8,6 +8,7 @@
 import * as z from 'zod';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
+import { lazily } from '../../config/schema.js';
 
 export interface CommandPoint {
   argv: string[];
@@ -29,10 +30,10 @@ export interface CommandPoint {
 /** How much of the dump's stderr is kept: enough for a tool's last complaints, bounded. */
 export const STDERR_TAIL = 4096;
 
-const count = z.number().int().nonnegative();
+const count = lazily(() => z.number().int().nonnegative());
 
 // Loose: points written by newer versions may carry more fields; they are kept.
-export const commandPointSchema: z.ZodType<CommandPoint> = z
+export const commandPointSchema = lazily((): z.ZodType<CommandPoint> => z
   .object({
     argv: z.array(z.string()).min(1),
     preset: z.string().optional(),
@@ -42,12 +43,12 @@ export const commandPointSchema: z.ZodType<CommandPoint> = z
     stderrTail: z.string().max(2 * STDERR_TAIL),
     startedAt: z.string(),
     finishedAt: z.string(),
-    durationMs: count,
-    bytes: count,
+    durationMs: count(),
+    bytes: count(),
     sha256: z.string().regex(/^[0-9a-f]{64}$/),
   })
-  .loose() as z.ZodType<CommandPoint>;
+  .loose() as z.ZodType<CommandPoint>);
 
 export function commandPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): CommandPoint | undefined {
-  return pointOf({ name: 'command', point: commandPointSchema }, snapshot);
+  return pointOf({ name: 'command', point: commandPointSchema() }, snapshot);
 }

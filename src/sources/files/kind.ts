@@ -17,9 +17,11 @@ export type FilesPoint = Record<string, unknown>;
 
 export const files: SourceKind<FilesPoint> = {
   name: 'files',
-  options: filesOptions,
+  get options() {
+    return filesOptions();
+  },
   // The reader parsed the keys with filesOptions: they are its output.
-  fields: (o) => filesFields(o as z.output<typeof filesOptions>),
+  fields: (o) => filesFields(o as z.output<ReturnType<typeof filesOptions>>),
   point: z.object({}).loose(),
 
   reach: async (s, probe) => s.paths.map((p) => probe.file(p, 'any')).filter((m): m is string => m !== undefined),

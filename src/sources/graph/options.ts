@@ -13,15 +13,15 @@
  */
 import * as z from 'zod';
 import { LifeboatError } from '../../errors.js';
-import { option } from '../../config/schema.js';
+import { lazily, option } from '../../config/schema.js';
 
 const name = (what: string) => z.string({ error: `${what} must be a non-empty string` }).min(1, { error: `${what} must be a non-empty string` });
 
 /** A table of nodes and the column whose value edges point at (its primary key, usually). */
-const nodeTable = z.strictObject({ table: name('a node table'), key: name("a node table's key") }, { error: 'each node must be a mapping { table, key }' });
+const nodeTable = lazily(() => z.strictObject({ table: name('a node table'), key: name("a node table's key") }, { error: 'each node must be a mapping { table, key }' }));
 
 /** A table of edges: one row per edge, two columns naming the node rows it joins. */
-const edgeTable = z.strictObject(
+const edgeTable = lazily(() => z.strictObject(
   {
     table: name('an edge table'),
     from: name("an edge's from column"),
@@ -30,29 +30,29 @@ const edgeTable = z.strictObject(
     references: name("an edge's references").optional(),
   },
   { error: 'each edge must be a mapping { table, from, to, references }' },
-);
+));
 
 /** A query an application runs often: its latency is measured at backup and after each drill's restore. */
-const graphQuery = z.strictObject({ name: name('a query name'), sql: name("a query's sql") }, { error: 'each query must be a mapping { name, sql }' });
+const graphQuery = lazily(() => z.strictObject({ name: name('a query name'), sql: name("a query's sql") }, { error: 'each query must be a mapping { name, sql }' }));
 
-export const graphNodes = option(z.array(nodeTable, { error: 'must be a list of { table, key }' }).min(1, { error: 'must name at least one node table' }), {
+export const graphNodes = lazily(() => option(z.array(nodeTable(), { error: 'must be a list of { table, key }' }).min(1, { error: 'must name at least one node table' }), {
   description: 'node tables, each `{ table, key }`: `key` is the column edges point at',
   example: '[{ table: memories, key: id }]',
-});
-export const graphEdges = option(z.array(edgeTable, { error: 'must be a list of { table, from, to, references }' }).optional(), {
+}));
+export const graphEdges = lazily(() => option(z.array(edgeTable(), { error: 'must be a list of { table, from, to, references }' }).optional(), {
   description: 'edge tables, each `{ table, from, to, references }`: the two endpoint columns and the node table both point into (`references` may be left out when there is one node table)',
   shown: 'none',
-});
-export const graphQueries = option(z.array(graphQuery, { error: 'must be a list of { name, sql }' }).optional(), {
+}));
+export const graphQueries = lazily(() => option(z.array(graphQuery(), { error: 'must be a list of { name, sql }' }).optional(), {
   description: 'representative read-only queries, each `{ name, sql }`: latency measured on the source at backup and on each drill\'s restored copy',
   shown: 'none',
-});
+}));
 
 /** The `graph` mapping; the reader reads it key by key (config/reader.ts), so the cross-checks are in `checkGraphDeclaration`. */
-export const graphOptions = z.object({ nodes: graphNodes, edges: graphEdges, queries: graphQueries });
+export const graphOptions = lazily(() => z.object({ nodes: graphNodes(), edges: graphEdges(), queries: graphQueries() }));
 
 /** The key a kind adds to its options (sqlite's options.ts). */
-export const graphOption = option(graphOptions.optional(), { description: 'the graph its tables hold: backups record its counts and query latency, drills check a restored copy against them (docs/graph.md)' });
+export const graphOption = lazily(() => option(graphOptions().optional(), { description: 'the graph its tables hold: backups record its counts and query latency, drills check a restored copy against them (docs/graph.md)' }));
 
 export interface GraphEdge {
   table: string;
@@ -70,18 +70,18 @@ export interface GraphDeclaration {
 }
 
 /** The same shape, for reading a declaration back out of a snapshot. */
-export const graphDeclarationSchema = z.object({
+export const graphDeclarationSchema = lazily(() => z.object({
   nodes: z.array(z.object({ table: z.string().min(1), key: z.string().min(1) })).min(1),
   edges: z.array(z.object({ table: z.string().min(1), from: z.string().min(1), to: z.string().min(1), references: z.string().min(1) })),
   queries: z.array(z.object({ name: z.string().min(1), sql: z.string().min(1) })),
-});
+}));
 
 /**
  * The cross-checks one key at a time cannot make: names used once, `references`
  * naming a declared node table (filled in when there is only one). Throws
  * CONFIG_INVALID naming the table or query at fault.
  */
-export function checkGraphDeclaration(o: z.output<typeof graphOptions>): GraphDeclaration {
+export function checkGraphDeclaration(o: z.output<ReturnType<typeof graphOptions>>): GraphDeclaration {
   const fail = (message: string, hint: string): never => {
     throw new LifeboatError('CONFIG_INVALID', `graph: ${message}`, { hint });
   };

@@ -7,6 +7,7 @@
 import * as z from 'zod';
 import type { DrillGraph, DrillRecord } from '../../engine/drill/drill.js';
 import { graphDeclarationSchema, type GraphDeclaration } from './options.js';
+import { lazily } from '../../config/schema.js';
 
 /** One representative query as measured: median latency over `runs`, and the rows of one run. */
 export interface QueryTiming {
@@ -41,16 +42,16 @@ export interface GraphFacts extends GraphMeasure {
   database?: string;
 }
 
-const counts = z.record(z.string(), z.number().int().nonnegative());
-export const graphFactsSchema = z.object({
-  declaration: graphDeclarationSchema,
+const counts = lazily(() => z.record(z.string(), z.number().int().nonnegative()));
+export const graphFactsSchema = lazily(() => z.object({
+  declaration: graphDeclarationSchema(),
   exact: z.boolean(),
   database: z.string().optional(),
-  nodes: counts,
-  edges: counts,
-  dangling: counts,
+  nodes: counts(),
+  edges: counts(),
+  dangling: counts(),
   queries: z.array(z.object({ name: z.string(), ms: z.number().nonnegative(), runs: z.number().int().positive(), rows: z.number().int().nonnegative() })),
-}) as unknown as z.ZodType<GraphFacts>;
+}) as unknown as z.ZodType<GraphFacts>);
 
 export interface JudgeOptions {
   /**

@@ -15,10 +15,14 @@ import { oplogPointSchema, type OplogPoint } from './point.js';
 
 export const oplog: SourceKind<OplogPoint> = {
   name: 'oplog',
-  options: oplogOptions,
+  get options() {
+    return oplogOptions();
+  },
   // The reader parsed the keys with oplogOptions: they are its output.
-  fields: (o) => oplogFields(o as z.output<typeof oplogOptions>),
-  point: oplogPointSchema,
+  fields: (o) => oplogFields(o as z.output<ReturnType<typeof oplogOptions>>),
+  get point() {
+    return oplogPointSchema();
+  },
 
   reach: async (s, probe) => {
     const problem = s.path ? probe.file(s.path, 'file') : undefined;

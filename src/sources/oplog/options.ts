@@ -7,14 +7,14 @@
 import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
 import { LifeboatError } from '../../errors.js';
-import { duration, oneOf, option, text, yesNo } from '../../config/schema.js';
+import { duration, lazily, oneOf, option, text, yesNo } from '../../config/schema.js';
 import { formatDuration } from '../../util/duration.js';
 
 export const FORMATS = ['jsonl', 'u32be'] as const;
 export type RecordFormat = (typeof FORMATS)[number];
 
 /** The kind's own keys (also `lifeboat oplog …`'s flags of the same names, cli/oplog.ts). */
-export const oplogSettings = z.object({
+export const oplogSettings = lazily(() => z.object({
   format: option(oneOf(FORMATS).optional(), {
     description: 'how records are framed: `jsonl` (one JSON document a line) or `u32be` (a 4-byte big-endian length, then that many bytes)',
     flag: '--format',
@@ -27,18 +27,18 @@ export const oplogSettings = z.object({
   replay_command: option(z.union([text(), z.array(text(), { error: 'must be a list of strings' }).min(1, { error: 'must name a program' })], { error: 'must be a string or a list of strings' }).optional(), {
     description: '`oplog restore --replay` pipes the restored records into this program (a list is its argv; a string is split into words at spaces, never by a shell); its exit status decides success',
   }),
-});
+}));
 
-export const oplogOptions = z.object({
+export const oplogOptions = lazily(() => z.object({
   path: option(text(), { description: 'the journal file (appended to, rotated by rename or truncated)', example: '/var/lib/engram/oplog.jsonl' }),
   replicate: option(yesNo().optional(), { description: 'keep `lifeboat oplog replicate` running', shown: 'false' }),
   interval: option(duration().optional(), { description: 'how often new records are shipped (the data-loss window)', flag: '--interval', shown: '1s' }),
-  ...oplogSettings.shape,
-});
+  ...oplogSettings().shape,
+}));
 
-export type OplogSettings = z.output<typeof oplogSettings>;
+export type OplogSettings = z.output<ReturnType<typeof oplogSettings>>;
 
-export function oplogFields(o: z.output<typeof oplogOptions>): Partial<SourceConfig> {
+export function oplogFields(o: z.output<ReturnType<typeof oplogOptions>>): Partial<SourceConfig> {
   const settings: OplogSettings = {
     ...(o.format !== undefined ? { format: o.format } : {}),
     ...(o.time_field !== undefined ? { time_field: o.time_field } : {}),
@@ -54,7 +54,7 @@ export function oplogFields(o: z.output<typeof oplogOptions>): Partial<SourceCon
 
 /** The source's own keys, read back with the schema that wrote them (CONFIG_INVALID if something else put them there). */
 export function settingsOf(s: Pick<SourceConfig, 'name' | 'settings'>): OplogSettings {
-  const r = oplogSettings.safeParse(s.settings ?? {});
+  const r = oplogSettings().safeParse(s.settings ?? {});
   if (!r.success) throw new LifeboatError('CONFIG_INVALID', `source ${s.name}: its oplog settings do not parse`, { hint: 'check format, time_field and replay_command in lifeboat.yaml' });
   return r.data;
 }

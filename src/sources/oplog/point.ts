@@ -9,6 +9,7 @@
 import * as z from 'zod';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
+import { lazily } from '../../config/schema.js';
 
 export interface FileIdentity {
   dev: number;
@@ -28,21 +29,21 @@ export interface OplogPoint {
   lastRecordTime: number | null;
 }
 
-const count = z.number().int().nonnegative();
+const count = lazily(() => z.number().int().nonnegative());
 
-export const fileIdentitySchema = z.object({ dev: count, ino: count, headLen: count, head: z.string().regex(/^[0-9a-f]{64}$/) });
+export const fileIdentitySchema = lazily(() => z.object({ dev: count(), ino: count(), headLen: count(), head: z.string().regex(/^[0-9a-f]{64}$/) }));
 
 // Loose: points written by newer versions may carry more fields; they are kept.
-export const oplogPointSchema: z.ZodType<OplogPoint> = z
+export const oplogPointSchema = lazily((): z.ZodType<OplogPoint> => z
   .object({
     generation: z.string().regex(/^[0-9a-f]{20}$/),
-    offset: count,
-    file: fileIdentitySchema,
+    offset: count(),
+    file: fileIdentitySchema(),
     format: z.enum(['jsonl', 'u32be']),
-    lastRecordTime: count.nullable(),
+    lastRecordTime: count().nullable(),
   })
-  .loose() as z.ZodType<OplogPoint>;
+  .loose() as z.ZodType<OplogPoint>);
 
 export function oplogPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): OplogPoint | undefined {
-  return pointOf({ name: 'oplog', point: oplogPointSchema }, snapshot);
+  return pointOf({ name: 'oplog', point: oplogPointSchema() }, snapshot);
 }

@@ -54,10 +54,14 @@ async function serverProblem(dsn: string, password: string | undefined, within: 
 
 export const postgres: SourceKind<PgConsistency> = {
   name: 'postgres',
-  options: postgresOptions,
+  get options() {
+    return postgresOptions();
+  },
   // The reader parsed the keys with postgresOptions: they are its output.
-  fields: (o) => postgresFields(o as z.output<typeof postgresOptions>),
-  point: pgPointSchema,
+  fields: (o) => postgresFields(o as z.output<ReturnType<typeof postgresOptions>>),
+  get point() {
+    return pgPointSchema();
+  },
 
   async reach(s, probe) {
     const out: Array<string | undefined> = [];

@@ -11,14 +11,15 @@ import { pointOf } from '../registry.js';
 import type { PgConsistency } from './names.js';
 import type { PgDumpConsistency } from './dump.js';
 import { graphFactsSchema } from '../graph/record.js';
+import { lazily } from '../../config/schema.js';
 
-const LSN = z.string().regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/, 'not an LSN');
+const LSN = lazily(() => z.string().regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/, 'not an LSN'));
 
 // Loose: points written by newer versions may carry more fields; they are kept.
-export const pgPointSchema: z.ZodType<PgConsistency> = z
+export const pgPointSchema = lazily((): z.ZodType<PgConsistency> => z
   .object({
-    startLsn: LSN,
-    stopLsn: LSN,
+    startLsn: LSN(),
+    stopLsn: LSN(),
     timeline: z.number().int().positive(),
     systemId: z.string(),
     pgVersion: z.number().int(),
@@ -29,13 +30,13 @@ export const pgPointSchema: z.ZodType<PgConsistency> = z
     stopTime: z.string(),
     backupLabel: z.string(),
     tablespaceMap: z.string(),
-    graph: graphFactsSchema.optional(),
+    graph: graphFactsSchema().optional(),
   })
-  .loose() as z.ZodType<PgConsistency>;
+  .loose() as z.ZodType<PgConsistency>);
 
 /** The point of a PostgreSQL snapshot: undefined without one, CORRUPT when it does not validate. */
 export function pgPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgConsistency | undefined {
-  return pointOf({ name: 'postgres', point: pgPointSchema }, snapshot);
+  return pointOf({ name: 'postgres', point: pgPointSchema() }, snapshot);
 }
 
 /** The point of a base backup that must have one (chosen among snapshots with a point): CORRUPT otherwise. */
@@ -46,7 +47,7 @@ export function requirePgPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): 
 }
 
 /** A logical dump's point (dump.ts's PgDumpConsistency: the database, server and pg_dump versions, when it ran). */
-export const pgDumpPointSchema: z.ZodType<PgDumpConsistency> = z
+export const pgDumpPointSchema = lazily((): z.ZodType<PgDumpConsistency> => z
   .object({
     db: z.string(),
     pgVersion: z.number().int(),
@@ -56,11 +57,11 @@ export const pgDumpPointSchema: z.ZodType<PgDumpConsistency> = z
     format: z.literal('custom'),
     pgDumpVersion: z.string(),
   })
-  .loose();
+  .loose());
 
 /** The point of a `pg dump` snapshot (kind postgres-dump): CORRUPT when it has none or one that does not validate. */
 export function requirePgDumpPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): PgDumpConsistency {
-  const c = pointOf({ name: 'postgres-dump', point: pgDumpPointSchema }, snapshot);
+  const c = pointOf({ name: 'postgres-dump', point: pgDumpPointSchema() }, snapshot);
   if (!c) throw new LifeboatError('CORRUPT', `snapshot ${snapshot.id.slice(0, 8)} is a PostgreSQL dump without its consistency point`, { hint: '`lifeboat check` reports damaged snapshots' });
   return c;
 }

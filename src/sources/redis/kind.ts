@@ -17,10 +17,14 @@ import { redisPointSchema, type RedisPoint } from './point.js';
 
 export const redis: SourceKind<RedisPoint> = {
   name: 'redis',
-  options: redisOptions,
+  get options() {
+    return redisOptions();
+  },
   // The reader parsed the keys with redisOptions: they are its output.
-  fields: (o) => redisFields(o as z.output<typeof redisOptions>),
-  point: redisPointSchema,
+  fields: (o) => redisFields(o as z.output<ReturnType<typeof redisOptions>>),
+  get point() {
+    return redisPointSchema();
+  },
 
   async reach(s, probe) {
     if (!s.url) return [];

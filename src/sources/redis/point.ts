@@ -12,6 +12,7 @@ import * as z from 'zod';
 import { LifeboatError } from '../../errors.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
+import { lazily } from '../../config/schema.js';
 
 export interface RedisPoint {
   /** The replication id (40 hex digits) of the history the RDB belongs to. */
@@ -33,26 +34,26 @@ export interface RedisPoint {
   datasetMemory?: number;
 }
 
-const count = z.number().int().nonnegative();
+const count = lazily(() => z.number().int().nonnegative());
 
 // Loose: points written by newer versions may carry more fields; they are kept.
-export const redisPointSchema: z.ZodType<RedisPoint> = z
+export const redisPointSchema = lazily((): z.ZodType<RedisPoint> => z
   .object({
     replid: z.string().regex(/^[0-9a-f]{40}$/),
-    offset: count,
+    offset: count(),
     runId: z.string().regex(/^[0-9a-f]{40}$/).optional(),
     generation: z.string().regex(/^[0-9a-f]{20}$/).optional(),
     redisVersion: z.string().max(64).optional(),
-    rdbBytes: count,
-    keys: z.record(z.string().regex(/^db\d{1,5}$/), count).optional(),
-    usedMemory: count.optional(),
-    datasetMemory: count.optional(),
+    rdbBytes: count(),
+    keys: z.record(z.string().regex(/^db\d{1,5}$/), count()).optional(),
+    usedMemory: count().optional(),
+    datasetMemory: count().optional(),
   })
-  .loose() as z.ZodType<RedisPoint>;
+  .loose() as z.ZodType<RedisPoint>);
 
 /** The point of a Redis snapshot: undefined without one, CORRUPT when it does not validate. */
 export function redisPoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): RedisPoint | undefined {
-  return pointOf({ name: 'redis', point: redisPointSchema }, snapshot);
+  return pointOf({ name: 'redis', point: redisPointSchema() }, snapshot);
 }
 
 /** The point of a Redis snapshot that must have one (every snapshot records it): CORRUPT otherwise. */

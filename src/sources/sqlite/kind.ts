@@ -14,10 +14,14 @@ import { sqlitePointSchema } from './point.js';
 
 export const sqlite: SourceKind<SqliteConsistency> = {
   name: 'sqlite',
-  options: sqliteOptions,
+  get options() {
+    return sqliteOptions();
+  },
   // The reader parsed the keys with sqliteOptions: they are its output.
-  fields: (o) => sqliteFields(o as z.output<typeof sqliteOptions>),
-  point: sqlitePointSchema,
+  fields: (o) => sqliteFields(o as z.output<ReturnType<typeof sqliteOptions>>),
+  get point() {
+    return sqlitePointSchema();
+  },
 
   reach: async (s, probe) => {
     const problem = s.path ? probe.file(s.path, 'file') : undefined;

@@ -1,12 +1,12 @@
 /** The lifeboat.yaml keys of a SQLite source, declared once (see src/config/model.ts), and what they set. */
 import * as z from 'zod';
 import type { SourceConfig } from '../../config/config.js';
-import { duration, option, text, yesNo } from '../../config/schema.js';
+import { duration, lazily, option, text, yesNo } from '../../config/schema.js';
 import { formatDuration } from '../../util/duration.js';
 import { checkGraphDeclaration, graphOption } from '../graph/options.js';
 
 /** Also `lifeboat sqlite replicate`'s flags of the same names (cli/sqlite.ts). */
-export const sqliteOptions = z.object({
+export const sqliteOptions = lazily(() => z.object({
   path: option(text(), { description: 'the database file', example: '/var/lib/app/memory.db' }),
   replicate: option(yesNo().optional(), { description: 'keep `lifeboat sqlite replicate` running', shown: 'false' }),
   interval: option(duration().optional(), { description: 'how often new transactions are shipped (the data-loss window)', flag: '--interval', shown: '1s' }),
@@ -16,11 +16,11 @@ export const sqliteOptions = z.object({
     flag: '--verify-interval',
     shown: '1min',
   }),
-  graph: graphOption,
-});
+  graph: graphOption(),
+}));
 
 /** The intervals are handed to `sqlite replicate` as flags: their canonical spelling, which its parser reads back to the same value. */
-export function sqliteFields(o: z.output<typeof sqliteOptions>): Partial<SourceConfig> {
+export function sqliteFields(o: z.output<ReturnType<typeof sqliteOptions>>): Partial<SourceConfig> {
   return {
     path: o.path,
     continuous: o.replicate ?? false,

@@ -10,30 +10,31 @@ import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import { pointOf } from '../registry.js';
 import type { SqliteConsistency } from './backup.js';
 import { graphFactsSchema } from '../graph/record.js';
+import { lazily } from '../../config/schema.js';
 
-const count = z.number().int().nonnegative();
-const u32 = z.number().int().min(0).max(0xffff_ffff);
-const position = z.object({ cycle: count, frame: count });
+const count = lazily(() => z.number().int().nonnegative());
+const u32 = lazily(() => z.number().int().min(0).max(0xffff_ffff));
+const position = lazily(() => z.object({ cycle: count(), frame: count() }));
 
 // Loose: points written by newer versions may carry more fields; they are kept.
-export const sqlitePointSchema: z.ZodType<SqliteConsistency> = z
+export const sqlitePointSchema = lazily((): z.ZodType<SqliteConsistency> => z
   .object({
     file: z.string(),
     journalMode: z.string(),
-    pageSize: count,
-    pages: count,
+    pageSize: count(),
+    pages: count(),
     generation: z.string().optional(),
-    position: position.optional(),
+    position: position().optional(),
     wal: z
-      .object({ salt1: u32, salt2: u32, checkpointSeq: u32, checksum: z.tuple([u32, u32]).readonly(), frame: count })
+      .object({ salt1: u32(), salt2: u32(), checkpointSeq: u32(), checksum: z.tuple([u32(), u32()]).readonly(), frame: count() })
       .optional(),
-    graph: graphFactsSchema.optional(),
+    graph: graphFactsSchema().optional(),
   })
-  .loose() as z.ZodType<SqliteConsistency>;
+  .loose() as z.ZodType<SqliteConsistency>);
 
 /** The point of a SQLite snapshot: undefined without one, CORRUPT when it does not validate. */
 export function sqlitePoint(snapshot: Pick<Snapshot, 'id' | 'consistency'>): SqliteConsistency | undefined {
-  return pointOf({ name: 'sqlite', point: sqlitePointSchema }, snapshot);
+  return pointOf({ name: 'sqlite', point: sqlitePointSchema() }, snapshot);
 }
 
 /** The point of a SQLite snapshot that must have one (every image records it): CORRUPT otherwise. */

@@ -19,7 +19,7 @@ import { bucketOptions, DEFAULT_PARALLEL } from '../options.js';
 import { bucketPoint } from '../point.js';
 import { pickBucketSnapshot, restoreToBucket, restoreToDirectory } from '../restore.js';
 
-const parallelFlag = () => flagOf(bucketOptions.shape.parallel, { arg: '<n>', default: String(DEFAULT_PARALLEL) });
+const parallelFlag = () => flagOf(bucketOptions().shape.parallel, { arg: '<n>', default: String(DEFAULT_PARALLEL) });
 
 interface BackupFlags {
   name: string;
@@ -47,7 +47,7 @@ export function register(program: Command): void {
     .description('back up the objects under LOCATION (s3:https://host/bucket/prefix, s3://bucket/prefix, azure:container/prefix); unchanged objects are not read again')
     .requiredOption('--name <name>', 'the source name in the repository')
     .addOption(parallelFlag())
-    .addOption(flagOf(bucketOptions.shape.limit_download, { arg: '<KiB/s>' }))
+    .addOption(flagOf(bucketOptions().shape.limit_download, { arg: '<KiB/s>' }))
     .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
     .action(async (location: string, f: BackupFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -81,9 +81,9 @@ export function register(program: Command): void {
     .option('--to <location>', 'a bucket/prefix to write the objects into, with their content type and metadata (it must hold no objects unless --force)')
     .option('-o, --output <dir>', 'a new directory to write the objects into as files (created, mode 0700)')
     .option('--force', 'with --to: write into a bucket/prefix that holds objects (objects of the same keys are replaced)')
-    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'the newest snapshot at or before this moment, e.g. 2026-11-21T14:30:05Z' }))
+    .addOption(flagOf(restoreRequestOptions().shape.time, { arg: '<rfc3339>', description: 'the newest snapshot at or before this moment, e.g. 2026-11-21T14:30:05Z' }))
     .option('--latest', 'the newest snapshot (the default)')
-    .addOption(flagOf(restoreRequestOptions.shape.snapshot, { arg: '<id>', description: 'this snapshot (an id or a prefix of one)' }))
+    .addOption(flagOf(restoreRequestOptions().shape.snapshot, { arg: '<id>', description: 'this snapshot (an id or a prefix of one)' }))
     .option('--object <key>', 'only this object (its key relative to the backed-up prefix)')
     .addOption(parallelFlag())
     .action(async (name: string, f: RestoreFlags, cmd: Command) => {

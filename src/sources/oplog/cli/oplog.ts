@@ -24,8 +24,8 @@ interface ShipFlags {
   timeField?: string;
 }
 
-const formatFlag = () => flagOf(oplogOptions.shape.format, { arg: '<format>', default: 'jsonl' });
-const timeFieldFlag = () => flagOf(oplogOptions.shape.time_field, { arg: '<field>' });
+const formatFlag = () => flagOf(oplogOptions().shape.format, { arg: '<format>', default: 'jsonl' });
+const timeFieldFlag = () => flagOf(oplogOptions().shape.time_field, { arg: '<field>' });
 
 export function register(program: Command): void {
   const oplog = program.command('oplog').description("an application's own operation log: shipped record by record, restored to any moment");
@@ -50,7 +50,7 @@ export function register(program: Command): void {
     .command('replicate <file>')
     .description('ship new whole records every interval until SIGINT/SIGTERM (rotation and truncation followed; a final ship on a clean stop)')
     .option('--name <name>', 'name in the repository (default: the file name without extension)')
-    .addOption(flagOf(oplogOptions.shape.interval, { default: '1s' }))
+    .addOption(flagOf(oplogOptions().shape.interval, { default: '1s' }))
     .addOption(formatFlag())
     .addOption(timeFieldFlag())
     .action(async (file: string, f: ShipFlags & { interval: Duration }, cmd: Command) => {
@@ -76,7 +76,7 @@ export function register(program: Command): void {
     .command('restore <name>')
     .description('write the records up to a moment (never half a record), in order, to a new file or stdout, and optionally replay them')
     .option('-o, --output <file>', 'a new file (never overwritten), or - for stdout')
-    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'the records up to this moment, e.g. 2026-11-21T14:30:05Z (default: every record stored)' }))
+    .addOption(flagOf(restoreRequestOptions().shape.time, { arg: '<rfc3339>', description: 'the records up to this moment, e.g. 2026-11-21T14:30:05Z (default: every record stored)' }))
     .option('--replay-command <command>', 'pipe the records into this program: split into words at spaces, never run by a shell; its exit status decides success')
     .option('--replay', "pipe the records into the source's replay_command from lifeboat.yaml")
     .action(async (name: string, f: { output?: string; time?: string; replayCommand?: string; replay?: boolean }, cmd: Command) => {

@@ -36,9 +36,9 @@ export function register(pg: Command): void {
   pg.command('dump')
     .description('logical backup of one database with pg_dump (custom format), deduplicated')
     .requiredOption('--name <name>', 'name of this source in the repository')
-    .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', required: true, description: 'postgresql:// connection URL' }))
+    .addOption(flagOf(postgresOptions().shape.dsn, { arg: '<url>', required: true, description: 'postgresql:// connection URL' }))
     .option('--db <name>', 'database to dump (default: the one in --dsn)')
-    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
+    .addOption(flagOf(sourceCommonOptions().shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .option('--pg-bin <dir>', 'directory of pg_dump (default: found on PATH)')
     .action(async (f: DumpFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();

@@ -10,11 +10,11 @@ export function register(pg: Command): void {
   pg.command('stream')
     .description('stream WAL over a replication slot into the repository (about a second of data at risk)')
     .requiredOption('--name <name>', 'cluster name')
-    .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', required: true, description: 'connection string of a role with REPLICATION' }))
+    .addOption(flagOf(postgresOptions().shape.dsn, { arg: '<url>', required: true, description: 'connection string of a role with REPLICATION' }))
     .option('--slot <name>', 'replication slot (default lifeboat_<name>; created if missing)')
     .option('--spool <dir>', 'local directory pg_receivewal writes to')
     .option('--interval <duration>', 'how often to ship WAL', '1s')
-    .addOption(flagOf(postgresOptions.shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_receivewal' }))
+    .addOption(flagOf(postgresOptions().shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_receivewal' }))
     .action(async (f: { name: string; dsn: string; slot?: string; spool?: string; interval: string; binDir?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {

@@ -38,7 +38,7 @@ export function register(pg: Command): void {
   pg.command('verify')
     .description('restore into a private scratch cluster, recover, run amcheck and queries; report the RTO')
     .requiredOption('--name <name>', 'cluster name')
-    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'recover to this time' }))
+    .addOption(flagOf(restoreRequestOptions().shape.time, { arg: '<rfc3339>', description: 'recover to this time' }))
     .option('--lsn <lsn>', 'recover to this LSN')
     .option('--latest', 'recover all archived WAL (default)')
     .option('--query <sql>', 'must return a first value that is not false/null/0 (repeatable; runs in the postgres db)', collect, [])

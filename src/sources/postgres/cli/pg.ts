@@ -48,12 +48,12 @@ export function register(program: Command): void {
   pg.command('backup')
     .description('online base backup of a running cluster')
     .requiredOption('--name <name>', 'name of this cluster in the repository')
-    .addOption(flagOf(postgresOptions.shape.dsn, { arg: '<url>', required: true, description: 'connection string (a superuser or a role with pg_backup_start rights)' }))
-    .addOption(flagOf(postgresOptions.shape.pgdata, { arg: '<dir>', description: 'local path of the data directory (default: what the server reports)' }))
+    .addOption(flagOf(postgresOptions().shape.dsn, { arg: '<url>', required: true, description: 'connection string (a superuser or a role with pg_backup_start rights)' }))
+    .addOption(flagOf(postgresOptions().shape.pgdata, { arg: '<dir>', description: 'local path of the data directory (default: what the server reports)' }))
     .option('--remote', 'use the replication protocol (pg_basebackup) even if the data directory is readable here')
     .option('--spool <dir>', 'where a remote backup is staged (needs room for the whole cluster)')
-    .addOption(flagOf(postgresOptions.shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_basebackup' }))
-    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
+    .addOption(flagOf(postgresOptions().shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_basebackup' }))
+    .addOption(flagOf(sourceCommonOptions().shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .action(async (f: { name: string; dsn: string; pgdata?: string; remote?: boolean; spool?: string; binDir?: string; tag: string[] }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
@@ -117,19 +117,19 @@ export function register(program: Command): void {
     .description('restore a data directory and set up recovery to a target; then `pg_ctl start`')
     .requiredOption('--name <name>', 'cluster name')
     .requiredOption('--target-dir <dir>', 'new data directory (created; an existing one, even empty, needs --delta)')
-    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'recover to this time' }))
+    .addOption(flagOf(restoreRequestOptions().shape.time, { arg: '<rfc3339>', description: 'recover to this time' }))
     .option('--lsn <lsn>', 'recover to this LSN')
     .option('--xid <xid>', 'recover to this transaction id')
     .option('--restore-point <name>', 'recover to a point made with pg_create_restore_point()')
     .option('--latest', 'recover all archived WAL (default)')
     .option('--delta', 'restore into an existing directory: an empty one, or a stopped data directory whose files are rewritten only where they differ')
-    .addOption(flagOf(restoreRequestOptions.shape.snapshot, { arg: '<id>', description: 'start from this base backup (default: the newest before the target)' }))
+    .addOption(flagOf(restoreRequestOptions().shape.snapshot, { arg: '<id>', description: 'start from this base backup (default: the newest before the target)' }))
     .option('--timeline <n>', "recover along this timeline (default: production's history, see pg timelines)")
     .option('--port <n>', "the copy's port (default: a free one, never the primary's)")
-    .addOption(flagOf(postgresOptions.shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_ctl and postgres (default: /usr/lib/postgresql/MAJOR/bin)' }))
+    .addOption(flagOf(postgresOptions().shape.bin_dir, { arg: '<dir>', description: 'directory holding pg_ctl and postgres (default: /usr/lib/postgresql/MAJOR/bin)' }))
     .option('--start', 'start the result, wait for recovery and promotion, run the checks, report the RTO, then stop it')
     .option('--keep-running', 'with --start: leave it running (restarted with its own settings) once the checks pass')
-    .addOption(flagOf(postgresOptions.shape.checks, { arg: '<sql>', description: 'with --start: a query whose first value must be true (repeatable; always: SELECT 1 and the database list)' }))
+    .addOption(flagOf(postgresOptions().shape.checks, { arg: '<sql>', description: 'with --start: a query whose first value must be true (repeatable; always: SELECT 1 and the database list)' }))
     .action(async (f: RestoreFlags, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const target = targetOf(f);

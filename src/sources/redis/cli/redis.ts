@@ -40,7 +40,7 @@ export function register(program: Command): void {
   redis
     .command('backup')
     .description('an RDB of the whole server, pulled as a replica would (the server\'s disk and settings are not touched)')
-    .addOption(flagOf(redisOptions.shape.url, { arg: '<url>' }))
+    .addOption(flagOf(redisOptions().shape.url, { arg: '<url>' }))
     .option('--name <name>', 'name in the repository (default: host-port of the URL)')
     .option('--tag <tag>', 'tag the snapshot (repeatable)', collect, [])
     .option('--redis-password-file <file>', 'a file whose first line is the Redis password (else LIFEBOAT_REDIS_PASSWORD or REDISCLI_AUTH; --password-file is the repository\'s)')
@@ -69,11 +69,11 @@ export function register(program: Command): void {
   redis
     .command('replicate')
     .description('stay attached as a replica and ship the command stream every interval until SIGINT/SIGTERM (final ship on a clean stop)')
-    .addOption(flagOf(redisOptions.shape.url, { arg: '<url>' }))
+    .addOption(flagOf(redisOptions().shape.url, { arg: '<url>' }))
     .option('--name <name>', 'name in the repository (default: host-port of the URL)')
     .option('--redis-password-file <file>', 'a file whose first line is the Redis password (else LIFEBOAT_REDIS_PASSWORD or REDISCLI_AUTH; --password-file is the repository\'s)')
-    .addOption(flagOf(redisOptions.shape.interval, { default: '1s' }))
-    .addOption(flagOf(redisOptions.shape.snapshot_interval, { default: '1h' }))
+    .addOption(flagOf(redisOptions().shape.interval, { default: '1s' }))
+    .addOption(flagOf(redisOptions().shape.snapshot_interval, { default: '1h' }))
     .action(async (f: ServerFlags & { interval: Duration; snapshotInterval: Duration }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       const { target, password, name } = server(f);

@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .command('backup <db>')
     .description('a consistent snapshot of a live database (writers keep writing)')
     .option('--name <name>', 'name in the repository (default: the file name without extension)')
-    .addOption(flagOf(sourceCommonOptions.shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
+    .addOption(flagOf(sourceCommonOptions().shape.tags, { arg: '<tag>', description: 'tag the snapshot (repeatable)' }))
     .option('--busy-timeout <duration>', 'how long to wait for a locked database', '5s')
     .action(async (db: string, f: { name?: string; tag: string[]; busyTimeout: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -65,11 +65,11 @@ export function register(program: Command): void {
     .command('replicate <db>')
     .description('ship new transactions every interval until SIGINT/SIGTERM (final sync on a clean stop)')
     .option('--name <name>', 'name in the repository (default: the file name without extension)')
-    .addOption(flagOf(sqliteOptions.shape.interval, { default: '1s' }))
-    .addOption(flagOf(sqliteOptions.shape.snapshot_interval, { default: '1h' }))
+    .addOption(flagOf(sqliteOptions().shape.interval, { default: '1s' }))
+    .addOption(flagOf(sqliteOptions().shape.snapshot_interval, { default: '1h' }))
     .option('--checkpoint-frames <n>', 'WAL length in frames that triggers a checkpoint', '1000')
     .option('--compact-interval <duration>', 'how often neighbouring log objects are merged', '1min')
-    .addOption(flagOf(sqliteOptions.shape.verify_interval, { default: '1min' }))
+    .addOption(flagOf(sqliteOptions().shape.verify_interval, { default: '1min' }))
     .option('--enable-wal', 'switch a rollback-journal database to WAL (persistent)')
     .option('--busy-timeout <duration>', 'how long to wait for a locked database', '5s')
     .action(async (db: string, f: ReplicateFlags, cmd: Command) => {
@@ -115,7 +115,7 @@ export function register(program: Command): void {
     .command('restore <name>')
     .description('rebuild the database as of a moment, whole or only some tables')
     .requiredOption('-o, --output <file>', 'where to write the database (must not exist)')
-    .addOption(flagOf(restoreRequestOptions.shape.time, { arg: '<rfc3339>', description: 'restore as of this moment, e.g. 2026-11-21T14:30:05Z' }))
+    .addOption(flagOf(restoreRequestOptions().shape.time, { arg: '<rfc3339>', description: 'restore as of this moment, e.g. 2026-11-21T14:30:05Z' }))
     .option('--latest', 'restore the newest transaction stored (the default)')
     .option('--txn <n>', 'restore up to and including transaction N (numbers: `sqlite history`)')
     .option('--before-txn <n>', 'restore up to just before transaction N: undo it and everything after')
