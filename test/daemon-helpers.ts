@@ -3,11 +3,10 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { expect } from 'vitest';
 import { parseConfig, type LifeboatConfig } from '../src/config/config.js';
 import { Daemon, type DaemonOptions } from '../src/daemon/daemon.js';
 import { createToken, type Role } from '../src/daemon/auth.js';
-import { initRepo, runCli, tmpdir } from './helpers.js';
+import { initRepo, tmpdir } from './helpers.js';
 import { waitUntil } from './pg-streamer.js';
 
 export interface TestDaemon {
@@ -112,8 +111,7 @@ export interface WatchingDaemon {
  */
 export async function watchingDaemon(dir: string, sources: string[], checkIntervalS: number): Promise<WatchingDaemon> {
   writeFileSync(path.join(dir, 'pass'), 'watching-daemon\n');
-  const init = await runCli(['init', '-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass')]);
-  expect(init.code, init.stderr).toBe(0);
+  await initRepo(path.join(dir, 'repo'), 'watching-daemon');
   const receiver = await webhookReceiver<WatchingDaemon['receiver']['bodies'][number]>();
   const text = [
     'repositories:',

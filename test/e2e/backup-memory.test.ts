@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, runCli, timedCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, initRepo, runCli, timedCli, tmpdir } from '../helpers.js';
 import { incompressibleDatabase } from '../sqlite-helpers.js';
 
 afterAll(() => cleanupTmp());
@@ -39,7 +39,7 @@ describe('backup and restore memory', () => {
     const files = 8;
     for (let i = 0; i < files; i++) writeFileSync(path.join(src, `f${i}`), halfCompressible(20 * 1024 * 1024, i + 1));
     const repo = path.join(tmpdir(), 'repo');
-    expect((await runCli(['init', '--repo', repo])).code).toBe(0);
+    await initRepo(repo);
 
     const backup = await timedCli(['-r', repo, 'backup', '--threads', '4', src]);
     expect(backup.code, backup.stderr).toBe(0);
@@ -69,13 +69,13 @@ describe('backup and restore memory', () => {
     const dir = tmpdir();
     const db = incompressibleDatabase(path.join(dir, 'big.db'), 2500);
     const repo = path.join(tmpdir(), 'repo');
-    expect((await runCli(['init', '--repo', repo])).code).toBe(0);
+    await initRepo(repo);
 
     const backup = await timedCli(['-r', repo, 'sqlite', 'backup', db]);
     expect(backup.code, backup.stderr).toBe(0);
     console.log(`peak RSS: sqlite backup ${backup.peakMB.toFixed(0)} MB`);
     const copied = path.join(tmpdir(), 'repo');
-    expect((await runCli(['init', '--repo', copied])).code).toBe(0);
+    await initRepo(copied);
     const copy = await timedCli(['copy', '--from-repo', repo, '--to-repo', copied]);
     expect(copy.code, copy.stderr).toBe(0);
     console.log(`peak RSS: copy ${copy.peakMB.toFixed(0)} MB`);

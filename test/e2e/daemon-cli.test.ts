@@ -9,7 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 
 afterAll(() => cleanupTmp());
 
@@ -63,7 +63,7 @@ describe('lifeboat config check', () => {
     const file = write(dir, GOOD(dir));
     // What it names is there: the repository, its password file, the database, the paths.
     writeFileSync(path.join(dir, 'pass'), 'test-password\n');
-    expect((await runCli(['-r', path.join(dir, 'repo'), 'init'])).code).toBe(0);
+    await initRepo(path.join(dir, 'repo'));
     new Database(path.join(dir, 'memory.db')).close();
     mkdirSync(path.join(dir, 'uploads'));
     const r = await runCli(['config', 'check', file]);
@@ -173,7 +173,7 @@ describe('lifeboat serve', () => {
     db.pragma('journal_mode = WAL');
     db.exec('CREATE TABLE m (id INTEGER PRIMARY KEY, v TEXT)');
     const file = write(dir, GOOD(dir).replace(/notifications:[\s\S]*?server:/, 'server:'));
-    expect((await runCli(['-r', path.join(dir, 'repo'), '--password-file', path.join(dir, 'pass'), 'init'])).code).toBe(0);
+    await initRepo(path.join(dir, 'repo'), 'pw');
     const made = await runCli(['--config', file, 'token', 'create', '--role', 'operator', '--name', 'ci']);
     expect(made.code, made.stderr).toBe(0);
     const token = made.stdout.trim();

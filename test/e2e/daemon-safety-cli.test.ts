@@ -8,7 +8,7 @@ import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSyn
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, cliExpecting, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 
 afterAll(() => cleanupTmp());
 
@@ -16,7 +16,7 @@ async function setup(server = ''): Promise<{ dir: string; file: string }> {
   const dir = tmpdir('lb-dsafe-');
   mkdirSync(path.join(dir, 'uploads'));
   writeFileSync(path.join(dir, 'pass'), 'test-password\n');
-  await cliExpecting(['-r', path.join(dir, 'repo'), 'init']);
+  await initRepo(path.join(dir, 'repo'));
   const file = path.join(dir, 'lifeboat.yaml');
   writeFileSync(file, `repositories:\n  main:\n    stores: [${dir}/repo]\n    password_file: ${dir}/pass\nsources:\n  uploads:\n    kind: files\n    paths: [${dir}/uploads]\nserver:\n  listen: 127.0.0.1:0\n  state_dir: state\n${server}`);
   return { dir, file };
@@ -96,7 +96,7 @@ describe('files people read', () => {
     const evil = 'evil\u001b]0;owned\u0007\u001b[2J\nforged line';
     writeFileSync(path.join(data, evil), 'x');
     const repo = path.join(dir, 'repo');
-    await cliExpecting(['-r', repo, 'init']);
+    await initRepo(repo);
     await cliExpecting(['-r', repo, 'backup', data]);
     const ls = await cliExpecting(['-r', repo, 'ls', 'latest']);
     expect(ls.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);

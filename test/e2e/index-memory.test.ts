@@ -11,13 +11,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { addSyntheticIndex } from '../helpers/synthetic-index.js';
-import { cleanupTmp, pseudoRandom, runCli, timedCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, initRepo, pseudoRandom, runCli, timedCli, tmpdir } from '../helpers.js';
 
 afterAll(() => cleanupTmp());
 
 async function syntheticRepo(blobs: number): Promise<string> {
   const dir = path.join(tmpdir(), 'repo');
-  expect((await runCli(['init', '--repo', dir])).code).toBe(0);
+  await initRepo(dir);
   const repo = await Repository.open(new LocalStore(dir), 'test-password');
   addSyntheticIndex(repo, dir, { blobs, blobsPerPack: 1024, packsPerIndexFile: 64 });
   return dir;

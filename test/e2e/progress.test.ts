@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, pseudoRandom, runCli, tmpdir, type CliResult } from '../helpers.js';
+import { CLI, cleanupTmp, initRepo, pseudoRandom, runCli, tmpdir, type CliResult } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -30,7 +30,7 @@ beforeAll(async () => {
   repo = path.join(dir, 'repo');
   await fs.mkdir(path.join(src, 'sub'), { recursive: true });
   for (let i = 0; i < FILES; i++) await fs.writeFile(path.join(src, i % 2 ? 'sub' : '', `f${i}`), pseudoRandom(SIZE, i + 1));
-  expect((await runCli(['-r', repo, 'init'])).code).toBe(0);
+  await initRepo(repo);
 });
 
 /** Quotes one word for the shell `script -c` runs (paths come from this test only). */
@@ -149,7 +149,7 @@ describe('--progress json', () => {
 
   it('copy: totals from the snapshots\' summaries', async () => {
     const other = path.join(dir, 'other');
-    expect((await runCli(['-r', other, 'init'])).code).toBe(0);
+    await initRepo(other);
     const r = await runCli(['--progress', 'json', 'copy', '--from-repo', repo, '--to-repo', other]);
     const events = progressLines(r);
     // Two snapshots: 40 files, and 64 (the same 40 and 24 new).

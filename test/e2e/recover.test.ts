@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { RecoverableWindow } from '../../src/engine/window.js';
-import { CLI, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, initRepo, runCli, tmpdir } from '../helpers.js';
 import { archivedCluster, lifeboatAsPostgres, type ScratchCluster } from '../pg-cluster.js';
 import { switchAndArchive } from '../pg-load.js';
 import { ENV, Replicator } from '../sqlite-helpers.js';
@@ -77,7 +77,7 @@ describe('files', () => {
     mkdirSync(data);
     writeFileSync(path.join(data, 'a.txt'), 'the original\n');
     writeFileSync(path.join(data, 'b.txt'), 'kept too\n');
-    expect((await lb(['init'])).code).toBe(0);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     expect((await lb(['backup', '--name', 'docs', data])).code).toBe(0);
     const drill = await lb(['drill', '--source', 'docs']);
     expect(drill.code, drill.stderr).toBe(0);
@@ -163,7 +163,7 @@ describe('SQLite', () => {
   it('recovers to a moment before the accident: every row back, integrity checked; the live file is refused', async () => {
     const dir = tmpdir('lb-recover-sqlite-');
     const repo = path.join(dir, 'repo');
-    expect((await runCli(['-r', repo, 'init'], ENV)).code).toBe(0);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const file = path.join(dir, 'notes.db');
     const db = new Database(file);
     db.pragma('journal_mode = WAL');
@@ -354,7 +354,7 @@ describe('an operation log', () => {
     const repo = path.join(dir, 'repo');
     const journal = path.join(dir, 'journal.jsonl');
     const lb = (args: string[]) => runCli(['-r', repo, ...args], ENV);
-    expect((await lb(['init'])).code).toBe(0);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     writeFileSync(journal, '{"op":1}\n{"op":2}\n');
     expect((await lb(['oplog', 'backup', journal, '--name', 'orders'])).code).toBe(0);
     writeFileSync(journal, '{"op":1}\n{"op":2}\n{"op":3}\n');

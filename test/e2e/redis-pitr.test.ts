@@ -24,7 +24,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_TABLE } from '../../src/errors.js';
-import { cleanupTmp, expectError, runCli, tmpdir, type CliResult } from '../helpers.js';
+import { cleanupTmp, expectError, initRepo, runCli, tmpdir, type CliResult } from '../helpers.js';
 import { RedisReplicator } from '../helpers/redis-replicator.js';
 import { RedisServer, comparable, datasetOf, datasetOfRdb, stopAllRedis, type Dataset } from '../helpers/redis-server.js';
 import { MixedWriter, prng, type Moment } from '../helpers/redis-writer.js';
@@ -127,7 +127,7 @@ describe('redis point-in-time recovery under a writer', () => {
     repo = path.join(dir, 'repo');
     server = await RedisServer.start();
     await seed(server);
-    await ok(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
 
     let rep = replicate();
     await rep.until((e) => e.kind === 'snapshot', 'a first snapshot');
@@ -280,7 +280,7 @@ describe('redis CLI refuses bad input with one line, a hint and its exit code', 
   beforeAll(async () => {
     dir = tmpdir('lb-redis-bad-');
     repo = path.join(dir, 'repo');
-    await ok(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   });
 
   it('a wrong password: SOURCE_UNAVAILABLE, and the password is not printed', async () => {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
-import { cleanupTmp, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -28,7 +28,7 @@ it('forged snapshot times cannot make forget remove real snapshots', async () =>
   const src = path.join(dir, 'src');
   const rp = path.join(dir, 'repo');
   await fs.mkdir(src);
-  expect((await runCli(['init', '--repo', rp])).code).toBe(0);
+  await initRepo(rp);
   const cli = async (args: string[], env: Record<string, string> = {}) => runCli(['--repo', rp, ...args], env);
   const list = async () => JSON.parse((await cli(['snapshots', '--json'])).stdout) as Listed[];
 

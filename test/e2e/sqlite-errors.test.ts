@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, cleanupTmp, pseudoRandom, runCli, tmpdir, type CliResult, cliExpecting, expectError } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, initRepo, pseudoRandom, runCli, tmpdir, type CliResult, cliExpecting, expectError } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -56,7 +56,7 @@ const snapshotsOf = async (repo: string): Promise<Snap[]> => JSON.parse((await c
 async function fresh(): Promise<{ base: string; repo: string }> {
   const base = tmpdir('lb-sqlerr-');
   const repo = path.join(base, 'repo');
-  await cli(['init', '-r', repo]);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   return { base, repo };
 }
 

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, cliExpecting, expectError, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -34,7 +34,7 @@ async function backedUp(sql: string): Promise<{ base: string; repo: string; mark
   const base = tmpdir('lb-sqlattack-');
   const repo = path.join(base, 'repo');
   const marker = path.join(base, 'written-by-attach.db');
-  await cliExpecting(['init', '-r', repo], 0, ENV);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   const file = path.join(base, 'app.db');
   crafted(file, sql.replaceAll('$MARKER', marker.replaceAll("'", "''")));
   await cliExpecting(['sqlite', 'backup', '-r', repo, file], 0, ENV);

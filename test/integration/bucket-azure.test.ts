@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type Azurite } from '../azurite.js';
-import { cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 
 let azurite: Azurite;
 let env: Record<string, string>;
@@ -32,7 +32,7 @@ beforeAll(async () => {
   }
   env = { LIFEBOAT_PASSWORD: 'pw', AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString, LIFEBOAT_STORE_RETRIES: '2' };
   repo = path.join(tmpdir('lb-bucket-az-'), 'repo');
-  await cliExpecting(['init', '-r', repo], 0, env);
+  await initRepo(repo, 'pw');
 }, 120_000);
 
 afterAll(async () => {

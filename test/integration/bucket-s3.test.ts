@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 import { rcloneS3Env, S3_ENV, type S3Server, startS3rver } from '../s3rver.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw', ...S3_ENV, LIFEBOAT_STORE_RETRIES: '2' };
@@ -80,7 +80,7 @@ beforeAll(async () => {
     while (next < uploads.length) await (uploads[next++] as () => Promise<unknown>)();
   }));
   repo = path.join(tmpdir('lb-bucket-'), 'repo');
-  await cli(['init', '-r', repo]);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
 }, 180_000);
 
 afterAll(async () => {

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/util/tied-child.js';
 import { until } from '../conformance/driver.js';
-import { CLI, cleanupTmp, runCli, tmpdir, type CliResult } from '../helpers.js';
+import { CLI, cleanupTmp, initRepo, runCli, tmpdir, type CliResult } from '../helpers.js';
 import { RedisServer, datasetOf, datasetOfRdb } from '../helpers/redis-server.js';
 import { ScratchCluster } from '../pg-cluster.js';
 
@@ -88,8 +88,7 @@ describe('command source: the mariadb preset against the running MariaDB', () =>
       db,
     );
     s = setup(['  shop:', '    kind: command', '    preset: mariadb', `    database: ${db}`, `    dump: [${MARIADB.join(', ')}]`, `    load: [${MARIADB.join(', ')}]`]);
-    const init = await runCli(['init', '--repo', s.repo]);
-    expect(init.code, explain(init)).toBe(0);
+    await initRepo(s.repo);
   });
 
   afterAll(async () => {
@@ -172,7 +171,7 @@ describe('command source: the generic form', () => {
       const digest = "SELECT count(*)::int AS n, md5(string_agg(id || ':' || v, ',' ORDER BY id)) AS h FROM t";
       const want = await inShop(a, digest);
       const s = setup([]);
-      expect((await runCli(['init', '--repo', s.repo])).code).toBe(0);
+      await initRepo(s.repo);
       // PostgreSQL 15.14+ opens each database's section with a random \restrict key, which
       // would change a chunk per database on every run; a fixed (secret) key keeps an
       // unchanged dump identical (docs/command.md).
@@ -201,7 +200,7 @@ describe('command source: the generic form', () => {
       await server.command(['ZADD', 'z', '1', 'one', '2', 'two']);
       const want = await datasetOf(server);
       const s = setup([]);
-      expect((await runCli(['init', '--repo', s.repo])).code).toBe(0);
+      await initRepo(s.repo);
       const snap = await backup(s.lb, ['--name', 'cache', '--', 'redis-cli', '-h', '127.0.0.1', '-p', String(server.port), '--rdb', '-']);
       expect(snap.point.stderrTail).toMatch(/Transfer finished with success/);
       await server.command(['FLUSHALL']);
@@ -222,7 +221,7 @@ describe('command source: a dump that does not finish leaves no snapshot', () =>
   let s: ReturnType<typeof setup>;
   beforeAll(async () => {
     s = setup([]);
-    expect((await runCli(['init', '--repo', s.repo])).code).toBe(0);
+    await initRepo(s.repo);
     // One good snapshot, so "no snapshot" below means "no new one".
     await backup(s.lb, ['--name', 'gen', '--', 'head', '-c', '100000', '/dev/zero']);
   });
@@ -274,7 +273,7 @@ describe('command source: bad input is refused before anything runs', () => {
   let s: ReturnType<typeof setup>;
   beforeAll(async () => {
     s = setup([]);
-    expect((await runCli(['init', '--repo', s.repo])).code).toBe(0);
+    await initRepo(s.repo);
     await backup(s.lb, ['--name', 'gen', '--', 'echo', 'hello']);
   });
 
@@ -312,7 +311,7 @@ describe('command source: bad input is refused before anything runs', () => {
 describe('command source: a stored chunk that fails authentication during a restore', () => {
   it('kills the load command before its stdin closes: it never sees a clean end of a cut dump', async () => {
     const s = setup([]);
-    expect((await runCli(['init', '--repo', s.repo])).code).toBe(0);
+    await initRepo(s.repo);
     // ~20 chunks in two packs.
     await backup(s.lb, ['--name', 'big', '--', 'head', '-c', '20000000', '/dev/urandom']);
     const packs = readdirSync(path.join(s.repo, 'data'), { recursive: true, withFileTypes: true })

@@ -13,7 +13,7 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { runbook } from '../../src/daemon/runbook.js';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, runCli } from '../helpers.js';
+import { cleanupTmp, initRepo, runCli } from '../helpers.js';
 import { PG_BIN, postgresDir, restoredPort, ScratchCluster } from '../pg-cluster.js';
 import { CLI } from '../helpers.js';
 import { parseConfig } from '../../src/config/config.js';
@@ -37,7 +37,7 @@ describe('daemon with a PostgreSQL source', () => {
     const repo = path.join(base, 'repo');
     const pw = path.join(base, 'pass');
     writeFileSync(pw, 'pg-daemon\n');
-    expect((await runCli(['init', '-r', repo, '--password-file', pw])).code).toBe(0);
+    await initRepo(repo, 'pg-daemon');
     const text = [
       'repositories:',
       '  main:',

@@ -14,7 +14,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, runCli } from '../helpers.js';
+import { cleanupTmp, initRepo, runCli } from '../helpers.js';
 import { PG_BIN, postgresDir, ScratchCluster } from '../pg-cluster.js';
 import { waitUntil } from '../pg-streamer.js';
 import { parseConfig } from '../../src/config/config.js';
@@ -79,7 +79,7 @@ describe('a PostgreSQL password in the daemon', () => {
     writeFileSync(pw, 'repo-pass\n');
     const pgpass = path.join(base, 'pg.pass');
     writeFileSync(pgpass, `${PASSWORD}\n`, { mode: 0o600 });
-    expect((await runCli(['init', '-r', repo, '--password-file', pw])).code).toBe(0);
+    await initRepo(repo, 'repo-pass');
     const text = [
       'repositories:',
       '  main:',

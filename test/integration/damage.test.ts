@@ -14,7 +14,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import { toHex } from '../../src/util/bytes.js';
 import { buildBase, cli, copyOfBase, ENV, flipByte, keysUnder, listed, restoresExactly, type Base } from '../damage-base.js';
-import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -166,7 +166,7 @@ describe('copy', () => {
     const from = await copyOfBase(base);
     await flipByte(path.join(from, base.objects.snapshot as string));
     const to = path.join(tmpdir('lb-damage-to-'), 'repo');
-    await cli(['init', '-r', to]);
+    await initRepo(to, ENV.LIFEBOAT_PASSWORD);
     const r = await cli(['--json', 'copy', '--from-repo', from, '--to-repo', to]);
     expect(r.stderr).toContain(`warning: ${base.objects.snapshot as string} skipped`);
     expect((JSON.parse(r.stdout) as { copied: Array<{ from: string }> }).copied.map((c) => c.from)).toEqual(base.ids.slice(1));

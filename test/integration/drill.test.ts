@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, cliExpecting, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -36,7 +36,7 @@ async function setup(): Promise<{ dir: string; repo: string; files: string; db: 
   d.pragma('journal_mode = WAL');
   d.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES (1), (2), (3)');
   d.close();
-  await cli(['init', '-r', repo]);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   return { dir, repo, files, db };
 }
 

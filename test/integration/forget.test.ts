@@ -14,7 +14,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import { mapLimit } from '../../src/util/limit.js';
 import { parseDuration } from '../../src/util/duration.js';
-import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, initRepo, runCli, tmpdir } from '../helpers.js';
 import { cheapResticKey } from '../restic.js';
 
 const run = promisify(execFile);
@@ -91,7 +91,7 @@ describe('forget with restic semantics', () => {
   it('removes what the rules do not keep, through the CLI, and keeps --min-keep', async () => {
     const dir = tmpdir();
     const rp = path.join(dir, 'repo');
-    expect((await runCli(['init', '--repo', rp])).code).toBe(0);
+    await initRepo(rp);
     for (const day of [1, 2, 3, 4]) {
       expect((await runCli(['backup', '--repo', rp, '--time', `2026-01-0${day}T12:00:00Z`, src])).code).toBe(0);
     }

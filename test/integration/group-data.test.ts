@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import * as path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
 import { startAzurite, type Azurite } from '../azurite.js';
 
@@ -85,7 +85,7 @@ beforeAll(async () => {
   mkdirSync(path.join(dir, 'snaps'));
   for (const f of ['a', 'b']) writeFileSync(path.join(dir, 'live', f), `${f} at the start\n`);
   repo = path.join(dir, 'repo');
-  expect((await runCli(['init', '-r', repo])).code).toBe(0);
+  await initRepo(repo);
   cfg = path.join(dir, 'lifeboat.yaml');
   const sh = (script: string) => JSON.stringify(['/bin/sh', '-c', script]);
   writeFileSync(

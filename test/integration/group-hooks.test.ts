@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 import { ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import { Archivers } from '../helpers/archivers.js';
@@ -156,7 +156,7 @@ beforeAll(async () => {
   // A role that may log in but not create restore points: its position cannot be read.
   await cluster.query('CREATE ROLE weak LOGIN');
   const repo = path.join(dir, 'repo');
-  expect((await runCli(['init', '-r', repo])).code).toBe(0);
+  await initRepo(repo);
   // Each log member's own archiver, as a user runs it: a point is stored only once the
   // members' archives hold their positions. The Redis one also gives the server its backlog.
   const master = await redis.client();

@@ -10,7 +10,7 @@ import { rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, initRepo, runCli, tmpdir } from '../helpers.js';
 
 interface Point {
   id: string;
@@ -80,8 +80,8 @@ beforeAll(async () => {
   app.exec('CREATE TABLE t (x)');
   repo = path.join(dir, 'repo');
   repo2 = path.join(dir, 'repo2');
-  await ok(['init', '-r', repo]);
-  await ok(['init', '-r', repo2]);
+  await initRepo(repo);
+  await initRepo(repo2);
   await replicatorReady();
   cfg = path.join(dir, 'lifeboat.yaml');
   writeFileSync(

@@ -32,7 +32,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { redisRestore } from '../../src/sources/redis/restore.js';
 import { sqliteRestore } from '../../src/sources/sqlite/restore.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
-import { CLI, ROOT, cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, initRepo, runCli, tmpdir } from '../helpers.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw' };
@@ -86,7 +86,7 @@ beforeAll(async () => {
   cold = path.join(dir, 'cold');
   mkdirSync(cold);
   mkdirSync(path.join(dir, 'control'));
-  expect((await runCli(['init', '-r', repoDir], ENV)).code).toBe(0);
+  await initRepo(repoDir, ENV.LIFEBOAT_PASSWORD);
   redis = await RedisServer.start({ conf: ['repl-diskless-sync-delay 0'] });
   const sh = (script: string) => JSON.stringify(['/bin/sh', '-c', script]);
   const yaml = [

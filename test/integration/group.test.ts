@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import '../../src/sources/all.js';
 import { loadConfig } from '../../src/config/config.js';
 import { openMember } from '../../src/engine/group/members.js';
-import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 import { PG_BIN, ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import type { RedisConnection } from '../../src/sources/redis/connection.js';
@@ -69,7 +69,7 @@ beforeAll(async () => {
   [cluster, redis, lone] = await Promise.all([ScratchCluster.create(), RedisServer.start(), RedisServer.start()]);
   await cluster.start();
   const repo = path.join(dir, 'repo');
-  expect((await runCli(['init', '-r', repo])).code).toBe(0);
+  await initRepo(repo);
   // Redis moves master_repl_offset only while it keeps a backlog: `lifeboat redis replicate`
   // attaches as a replica, and the server pings it rarely so the offset moves by writes only.
   const master = await redis.client();

@@ -10,7 +10,7 @@ import { existsSync, promises as fs, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
 
 const FAST = { LIFEBOAT_TEST_KDF: 'fast' };
 /** No password anywhere: what opens must be the key command or the token. */
@@ -27,7 +27,7 @@ afterAll(cleanupTmp);
 
 async function newRepo(): Promise<string> {
   const repo = path.join(tmpdir('lb-slots-'), 'repo');
-  await cliExpecting(['init', '--repo', repo], 0, FAST);
+  await initRepo(repo);
   return repo;
 }
 

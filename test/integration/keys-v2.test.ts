@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { Repository } from '../../src/repo/repository.js';
-import { cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
 
 const ENV = { LIFEBOAT_TEST_KDF: 'fast', LIFEBOAT_PROGRESS: 'none' };
 const ADMIN = { ...ENV, LIFEBOAT_PASSWORD: 'admin-password' };
@@ -188,7 +188,7 @@ describe('forgotten snapshots put back', () => {
     const repo = path.join(dir, 'repo');
     const src = path.join(dir, 'src');
     await fs.mkdir(src);
-    await cliExpecting(['-r', repo, 'init'], 0, ADMIN);
+    await initRepo(repo, ADMIN.LIFEBOAT_PASSWORD);
     for (const n of [1, 2, 3]) {
       await fs.writeFile(path.join(src, 'f'), `version ${n}\n`);
       await cliExpecting(['-r', repo, 'backup', src], 0, ADMIN);

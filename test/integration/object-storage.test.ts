@@ -17,7 +17,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { FaultyStore } from '../../src/storage/wrappers/faulty.js';
 import { RetryStore } from '../../src/storage/wrappers/retry.js';
-import { cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
 import { startAzurite } from '../azurite.js';
 import { rcloneS3Env, S3_ENV, type S3Server, startS3rver } from '../s3rver.js';
 
@@ -173,7 +173,7 @@ describe('several destinations', () => {
 describe('copy and append-only', () => {
   it('copies snapshots to an offsite repository with other keys, once', async () => {
     const local = path.join(tmpdir('lb-copy-'), 'repo');
-    await cli(['init', '-r', local]);
+    await initRepo(local, ENV.LIFEBOAT_PASSWORD);
     await cli(['-r', local, 'backup', fixture]);
     const offsite = s3('copy-target');
     await cli(['init', '-r', offsite]);

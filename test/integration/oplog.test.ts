@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 
 const ENV = { LIFEBOAT_PASSWORD: 'pw' };
 type Event = Record<string, unknown>;
@@ -37,7 +37,7 @@ async function cli(args: string[]): Promise<string> {
 async function newRepo(): Promise<{ dir: string; repo: string; log: string }> {
   const dir = tmpdir('lb-oplog-');
   const repo = path.join(dir, 'repo');
-  await cli(['init', '-r', repo]);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   return { dir, repo, log: path.join(dir, 'ops.jsonl') };
 }
 

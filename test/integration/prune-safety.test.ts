@@ -16,7 +16,7 @@ import { Repository } from '../../src/repo/repository.js';
 import type { IndexedPack } from '../../src/repo/index/index-file.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import type { GetOptions, ByteRange, Store } from '../../src/storage/store.js';
-import { cleanupTmp, cliExpecting, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, initRepo, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
 import { withPackWriter } from '../../src/repo/pack/spill.js';
 
 afterAll(cleanupTmp);
@@ -57,7 +57,7 @@ describe('prune does not trust index files', () => {
   it('an attacker index mapping every blob to a missing or a wrong pack, with a list naming every pack, costs no data', async () => {
     const dir = tmpdir('lb-ps-attack-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const src = path.join(dir, 'src');
     await makeData(src, 1);
     await cli(['-r', repo, 'backup', src]);
@@ -94,7 +94,7 @@ describe('prune does not trust index files', () => {
   it('an old index file uploaded again after its packs were pruned is not deduplicated against', async () => {
     const dir = tmpdir('lb-ps-replay-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const src = path.join(dir, 'src');
     await makeData(src, 2);
     await cli(['-r', repo, 'backup', src]);
@@ -162,7 +162,7 @@ describe('two prunes at once', () => {
   it('keep the same copy of a blob whatever order their index files load in', async () => {
     const dir = tmpdir('lb-ps-two-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const src = path.join(dir, 'src');
     await makeData(src, 3, 1, 256 << 10);
     await cli(['-r', repo, 'backup', src]);
@@ -181,7 +181,7 @@ describe('two prunes at once', () => {
   it('through the CLI, pair after pair: both exit 0 and the blob survives', async () => {
     const dir = tmpdir('lb-ps-pairs-');
     const base = path.join(dir, 'base');
-    await cli(['init', '-r', base]);
+    await initRepo(base, ENV.LIFEBOAT_PASSWORD);
     const src = path.join(dir, 'src');
     await makeData(src, 4, 1, 256 << 10);
     await cli(['-r', base, 'backup', src]);
@@ -204,7 +204,7 @@ describe('prune beside everything else', () => {
   it('backups, restores and checks started around sweeping prunes all succeed, restores exact', async () => {
     const dir = tmpdir('lb-ps-beside-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const src = path.join(dir, 'src');
     const expected = new Map<string, Record<string, unknown>>();
     const failures: string[] = [];

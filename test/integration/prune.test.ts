@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -50,7 +50,7 @@ describe('lifeboat prune', () => {
   it('reclaims what forgotten snapshots held, on the run after the one that marked it', async () => {
     const dir = tmpdir('lb-prune-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const a = path.join(dir, 'a');
     const b = path.join(dir, 'b');
     await makeData(a, 1);
@@ -80,7 +80,7 @@ describe('lifeboat prune', () => {
   it('runs while three backups run: all succeed, check passes, every snapshot restores exactly', async () => {
     const dir = tmpdir('lb-prune-live-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     // Old data to forget, sharing nothing with what the running backups write.
     for (let i = 0; i < 3; i++) {
       await makeData(path.join(dir, `old${i}`), 10 + i, 3);
@@ -112,7 +112,7 @@ describe('lifeboat prune', () => {
   it('loses no referenced blob when killed at random points', async () => {
     const dir = tmpdir('lb-prune-kill-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const keep = path.join(dir, 'keep');
     await makeData(keep, 30, 4);
     await cli(['-r', repo, 'backup', keep]);
@@ -143,7 +143,7 @@ describe('lifeboat prune', () => {
 
   it('is refused to an append-only client', async () => {
     const repo = path.join(tmpdir('lb-prune-ao-'), 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     expectError(await runCli(['-r', repo, '--append-only', 'prune'], ENV), 18, /append-only: .* refuses prune/);
   });
 });

@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, cliExpecting, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 import { freePort } from '../pg-cluster.js';
 import { RedisServer, checkRdb, stopAllRedis } from '../helpers/redis-server.js';
 import { encodeCommand, type RespValue } from '../../src/sources/redis/resp.js';
@@ -31,7 +31,7 @@ let dir: string;
 beforeAll(async () => {
   dir = tmpdir('lb-redis-backup-');
   repo = path.join(dir, 'repo');
-  await cliExpecting(['init', '-r', repo], 0, ENV);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   plain = await RedisServer.start({ conf: NO_SYNC_DELAY });
   // This one waits for more replicas before it forks, as servers do by default (5 s): keepalive newlines come before +FULLRESYNC.
   locked = await RedisServer.start({ password: 's3cret pass', conf: ['repl-diskless-sync-delay 2'] });
@@ -253,7 +253,7 @@ describe('redis backup', () => {
   it('a server killed while its RDB is being stored: one line and a hint, no snapshot, no pack file left, check passes', async () => {
     const big = await RedisServer.start({ conf: NO_SYNC_DELAY });
     const r = path.join(tmpdir('lb-redis-killed-'), 'repo');
-    await cliExpecting(['init', '-r', r], 0, ENV);
+    await initRepo(r, ENV.LIFEBOAT_PASSWORD);
     /** The pack files a running backup has written in the repository's tmp/ (its spill directory). */
     const packFiles = () => readdirSync(path.join(r, 'tmp')).filter((d) => d.endsWith('.spill')).flatMap((d) => readdirSync(path.join(r, 'tmp', d)));
     try {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, cliExpecting, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, initRepo, tmpdir } from '../helpers.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
@@ -173,7 +173,7 @@ async function digest(s: RedisServer): Promise<string> {
 
 async function newRepo(): Promise<string> {
   const repo = path.join(tmpdir('lb-redis-rep-'), 'repo');
-  await cliExpecting(['init', '-r', repo], 0, ENV);
+  await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
   return repo;
 }
 

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisConnection, keyspace, parseRedisUrl } from '../../src/sources/redis/connection.js';
-import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, initRepo, runCli, tmpdir } from '../helpers.js';
 import { datasetOfRdb, stopAllRedis } from '../helpers/redis-server.js';
 
 const URL = 'redis://127.0.0.1:6379';
@@ -45,8 +45,7 @@ describe("the machine's own Redis", () => {
     if (absent) return ctx.skip(absent);
     const dir = tmpdir('lb-redis-smoke-');
     const repo = path.join(dir, 'repo');
-    const init = await runCli(['init', '-r', repo], ENV);
-    expect(init.code, init.stderr).toBe(0);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const backup = await runCli(['-r', repo, '--json', 'redis', 'backup', '--url', URL, '--name', 'machine'], ENV);
     expect(backup.code, backup.stderr).toBe(0);
     const snapshot = JSON.parse(backup.stdout) as { id?: string; consistency?: { runId?: string; keys?: Record<string, number>; rdbBytes?: number } };

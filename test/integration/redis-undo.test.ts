@@ -17,7 +17,7 @@ import { LocalStore } from '../../src/storage/local/local-store.js';
 import { compactGeneration } from '../../src/sources/redis/compact.js';
 import { logSource } from '../../src/sources/redis/names.js';
 import { decodeSegment } from '../../src/sources/redis/segment.js';
-import { cleanupTmp, expectError, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
 import { RedisReplicator } from '../helpers/redis-replicator.js';
 import { RedisServer, datasetOf, datasetOfRdb, stopAllRedis } from '../helpers/redis-server.js';
 
@@ -62,7 +62,7 @@ describe('redis history and restore --before-txn', () => {
     const server = await RedisServer.start({ conf: ['repl-diskless-sync-delay 0'] });
     const dir = tmpdir('lb-redis-undo-');
     const repo = path.join(dir, 'repo');
-    await cli(['init', '-r', repo]);
+    await initRepo(repo, ENV.LIFEBOAT_PASSWORD);
     const c = await server.client();
     let writes = 0;
     const set = async (key: string, i: number) => {

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, promises as fs, readdirSync, lstatSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, expectError, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
 import { forTerminal } from '../../src/util/terminal.js';
 
 afterAll(cleanupTmp);
@@ -42,8 +42,7 @@ function inventory(dir: string, rel = ''): Map<string, string> {
 beforeAll(async () => {
   base = tmpdir('lb-fs-safety-');
   repo = path.join(base, 'repo');
-  const r = await runCli(['init', '--repo', repo]);
-  expect(r.code, r.stderr).toBe(0);
+  await initRepo(repo);
 }, 60_000);
 
 describe('restore targets', () => {
@@ -313,7 +312,7 @@ describe('a backup of files swapped while it reads them', () => {
 describe('a local repository whose tmp/ is a symlink', () => {
   it('is refused, and nothing where it points is deleted', async () => {
     const r2 = path.join(base, 'repo-tmp');
-    expect((await runCli(['init', '--repo', r2])).code).toBe(0);
+    await initRepo(r2);
     const victim = path.join(base, 'victim');
     await fs.mkdir(victim);
     const old = path.join(victim, 'precious.txt');

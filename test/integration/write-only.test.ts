@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { Repository } from '../../src/repo/repository.js';
 import { authenticator } from '../../src/repo/maintenance/repair.js';
-import { cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir, type Meta } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, tmpdir, type Meta } from '../helpers.js';
 
 const ENV = { LIFEBOAT_TEST_KDF: 'fast', LIFEBOAT_PROGRESS: 'none' };
 const ADMIN = { ...ENV, LIFEBOAT_PASSWORD: 'admin-password' };
@@ -62,7 +62,7 @@ describe('write-only key slots', () => {
     HOST = { ...ENV, LIFEBOAT_PASSWORD: 'host-password', LIFEBOAT_CACHE_DIR: path.join(dir, 'host-cache') };
     APPEND = { ...ENV, LIFEBOAT_PASSWORD: 'append-password' };
     await makeFixture(src);
-    await cliExpecting(['-r', repo, 'init'], 0, ADMIN);
+    await initRepo(repo, ADMIN.LIFEBOAT_PASSWORD);
     await fs.writeFile(path.join(dir, 'host-pw'), 'host-password');
     await fs.writeFile(path.join(dir, 'append-pw'), 'append-password');
     const added = await cliExpecting(['-r', repo, 'key', 'add', '--write-only', '--new-password-file', path.join(dir, 'host-pw')], 0, ADMIN);

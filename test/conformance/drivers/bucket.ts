@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { pseudoRandom, runCli, tmpdir } from '../../helpers.js';
+import { initRepo, pseudoRandom, runCli, tmpdir } from '../../helpers.js';
 import { startS3rver } from '../../s3rver.js';
 import { nextMoment, type KindDriver, type Subject } from '../driver.js';
 
@@ -41,8 +41,7 @@ export const bucketDriver: KindDriver = {
     );
     // The repository's password comes from lifeboat.yaml; the bucket's credentials from the environment (startS3rver set them).
     const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { LIFEBOAT_PASSWORD: undefined, ...env });
-    const init = await cli(['init', '--repo', repo, '--password-file', pw]);
-    if (init.code !== 0) throw new Error(`lifeboat init: ${init.stderr}`);
+    await initRepo(repo, 'conformance-bucket');
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     return {
       config,

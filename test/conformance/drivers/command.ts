@@ -9,7 +9,7 @@
  */
 import { promises as fs, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { runCli, tmpdir } from '../../helpers.js';
+import { initRepo, runCli, tmpdir } from '../../helpers.js';
 import { RedisServer, datasetOf, datasetOfRdb } from '../../helpers/redis-server.js';
 import { nextMoment, type KindDriver, type Subject } from '../driver.js';
 
@@ -43,8 +43,7 @@ export const commandDriver: KindDriver = {
       ].join('\n'),
     );
     const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { LIFEBOAT_PASSWORD: undefined, ...env });
-    const init = await cli(['init', '--repo', repo, '--password-file', pw]);
-    if (init.code !== 0) throw new Error(`lifeboat init: ${init.stderr}`);
+    await initRepo(repo, 'conformance-command');
     return {
       config,
       source: 'cache-dump',

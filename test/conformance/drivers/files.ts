@@ -7,7 +7,7 @@
  */
 import { promises as fs, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { makeFixture, runCli, snapshotOf, tmpdir } from '../../helpers.js';
+import { initRepo, makeFixture, runCli, snapshotOf, tmpdir } from '../../helpers.js';
 import { nextMoment, type KindDriver, type Subject } from '../driver.js';
 
 export const filesDriver: KindDriver = {
@@ -25,8 +25,7 @@ export const filesDriver: KindDriver = {
     writeFileSync(config, ['repositories:', '  main:', `    stores: [${repo}]`, `    password_file: ${pw}`, 'sources:', '  docs:', '    kind: files', `    paths: [${tree}]`, ''].join('\n'));
     // The repository's password comes from lifeboat.yaml, as for the daemon's jobs.
     const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { LIFEBOAT_PASSWORD: undefined, ...env });
-    const init = await cli(['init', '--repo', repo, '--password-file', pw]);
-    if (init.code !== 0) throw new Error(`lifeboat init: ${init.stderr}`);
+    await initRepo(repo, 'conformance-files');
     return {
       config,
       source: 'docs',

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadConfig, type SourceConfig } from '../../../src/config/config.js';
 import { replicationCommand } from '../../../src/daemon/supervisor.js';
-import { CLI, runCli, tmpdir } from '../../helpers.js';
+import { CLI, initRepo, runCli, tmpdir } from '../../helpers.js';
 import { nextMoment, until, type KindDriver, type LogDriver, type Subject } from '../driver.js';
 
 /** The journal's records, as a user replaying it would read them. */
@@ -72,8 +72,7 @@ export const oplogDriver: KindDriver = {
     const config = path.join(dir, 'lifeboat.yaml');
     writeFileSync(config, ['repositories:', '  main:', `    stores: [${repo}]`, `    password_file: ${pw}`, 'sources:', '  ops:', '    kind: oplog', `    path: ${journal}`, '    time_field: ts', '    interval: 200ms', ''].join('\n'));
     const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { LIFEBOAT_PASSWORD: undefined, ...env });
-    const init = await cli(['init', '--repo', repo, '--password-file', pw]);
-    if (init.code !== 0) throw new Error(`lifeboat init: ${init.stderr}`);
+    await initRepo(repo, 'conformance-oplog');
 
     let replication: Replication | undefined;
     const log: LogDriver = {

@@ -15,7 +15,7 @@ import { promises as fs, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, type SourceConfig } from '../../../src/config/config.js';
 import { replicationCommand } from '../../../src/daemon/supervisor.js';
-import { runCli, tmpdir } from '../../helpers.js';
+import { initRepo, runCli, tmpdir } from '../../helpers.js';
 import { RedisReplicator } from '../../helpers/redis-replicator.js';
 import { RedisServer, datasetOf, datasetOfRdb } from '../../helpers/redis-server.js';
 import { nextMoment, type KindDriver, type LogDriver, type Subject } from '../driver.js';
@@ -53,8 +53,7 @@ export const redisDriver: KindDriver = {
       ].join('\n'),
     );
     const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { LIFEBOAT_PASSWORD: undefined, ...env });
-    const init = await cli(['init', '--repo', repo, '--password-file', pw]);
-    if (init.code !== 0) throw new Error(`lifeboat init: ${init.stderr}`);
+    await initRepo(repo, 'conformance-redis');
 
     let replication: RedisReplicator | undefined;
     const log: LogDriver = {

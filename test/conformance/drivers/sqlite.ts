@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { loadConfig, type SourceConfig } from '../../../src/config/config.js';
 import { replicationCommand } from '../../../src/daemon/supervisor.js';
-import { CLI, runCli, tmpdir } from '../../helpers.js';
+import { CLI, initRepo, runCli, tmpdir } from '../../helpers.js';
 import { runApp } from '../../sqlite-helpers.js';
 import { nextMoment, until, type KindDriver, type LogDriver, type Subject } from '../driver.js';
 
@@ -74,8 +74,7 @@ export const sqliteDriver: KindDriver = {
     const config = path.join(dir, 'lifeboat.yaml');
     writeFileSync(config, ['repositories:', '  main:', `    stores: [${repo}]`, `    password_file: ${pw}`, 'sources:', '  app:', '    kind: sqlite', `    path: ${db}`, '    interval: 200ms', ''].join('\n'));
     const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { LIFEBOAT_PASSWORD: undefined, ...env });
-    const init = await cli(['init', '--repo', repo, '--password-file', pw]);
-    if (init.code !== 0) throw new Error(`lifeboat init: ${init.stderr}`);
+    await initRepo(repo, 'conformance-sqlite');
 
     let replication: Replication | undefined;
     const log: LogDriver = {
