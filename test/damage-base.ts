@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { expect } from 'vitest';
 import { Repository } from '../src/repo/repository.js';
 import { LocalStore } from '../src/storage/local/local-store.js';
-import { CLI, cliExpecting, initRepo, makeFixture, snapshotOf, tmpdir, type CliResult } from './helpers.js';
+import { CLI, cliExpecting, initRepo, makeFixture, snapshotOf, snapshotsJson, tmpdir, type CliResult } from './helpers.js';
 
 export const ENV = { LIFEBOAT_PASSWORD: 'pw' };
 export const cli = (args: string[], code = 0) => cliExpecting(args, code, ENV);
@@ -98,7 +98,7 @@ export async function buildBase(): Promise<Base> {
   expect(drill.ok).toBe(true);
   await fs.writeFile(path.join(src, 'third.txt'), 'third\n');
   await cli(['-r', repo, 'backup', src]);
-  const ids = (JSON.parse((await cli(['-r', repo, '--json', 'snapshots'])).stdout) as Array<{ id: string }>).map((s) => s.id);
+  const ids = (await snapshotsJson(repo, ENV.LIFEBOAT_PASSWORD)).map((s) => s.id);
   expect(ids).toHaveLength(3);
   // A second key slot (the first opens the repository), state/verified, a retiring list, a log file.
   const pwFile = path.join(dir, 'second-password');

@@ -82,6 +82,52 @@ export async function initRepo(dir: string, password = 'test-password'): Promise
   await withStore({ repo: dir }, (store) => Repository.init(store, password));
 }
 
+/** A row of `lifeboat snapshots --json` (src/cli/commands/snapshots.ts, snapshotJson), as tests read it. */
+export interface SnapshotRow {
+  id: string;
+  short_id: string;
+  time: string;
+  future: boolean;
+  trusted?: false;
+  hostname: string;
+  username: string;
+  paths: string[];
+  tags: string[];
+  parent: string | null;
+  tree: string;
+  source: { kind: string; name?: string };
+  consistency: unknown;
+  total_size: number;
+  total_files: number;
+  added_size: number;
+  summary: Record<string, unknown>;
+  program_version: string;
+}
+
+/**
+ * What `lifeboat snapshots --json -r DIR` prints, parsed (the command's own selection and
+ * rows, in this process): for tests that list only to learn ids, times or counts, a
+ * child process per listing is start-up time the suite pays over a hundred times.
+ * `filter` is the command's --host/--tag/--source/--path; `T` is what the caller reads
+ * of a row (the parsed JSON is cast to it, as a test's `JSON.parse(...) as T[]` does).
+ */
+export async function snapshotsJson<T = SnapshotRow>(
+  dir: string,
+  password = 'test-password',
+  filter: { host?: string; tag?: string; source?: string; path?: string } = {},
+): Promise<T[]> {
+  const { withStore, writeOnlyRefused } = await import('../src/cli/context.js');
+  const { Repository } = await import('../src/repo/repository.js');
+  const { listedSnapshots, snapshotJson } = await import('../src/cli/commands/snapshots.js');
+  return withStore({ repo: dir }, async (store) => {
+    const repo = await Repository.open(store, password, await Repository.readConfig(store));
+    if (repo.role === 'write') throw writeOnlyRefused();
+    const now = Date.now();
+    // Through JSON, as the CLI prints it: undefined fields go, as they do there.
+    return JSON.parse(JSON.stringify(listedSnapshots(await repo.listSnapshots(), filter).map((s) => snapshotJson(s, now)))) as T[];
+  });
+}
+
 /** Deterministic pseudo-random bytes (xorshift), so fixtures are the same every run. */
 export function pseudoRandom(size: number, seed: number): Buffer {
   const out = Buffer.allocUnsafe(size);

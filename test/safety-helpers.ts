@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'vitest';
-import { CLI, runCli, snapshotOf, tmpdir, type CliResult, type Meta } from './helpers.js';
+import { CLI, runCli, snapshotOf, snapshotsJson, tmpdir, type CliResult, type Meta } from './helpers.js';
 
 export const MiB = 1024 * 1024;
 export const PASSWORD = 'test-password';
@@ -121,7 +121,6 @@ export async function checkJson(repo: string, extra: string[] = []): Promise<{ c
 }
 
 export async function listSnapshots(repo: string): Promise<Array<{ id: string; paths: string[]; time: string; tree: string; tags: string[] }>> {
-  const r = await cli(['snapshots', '--repo', repo, '--json']);
-  return JSON.parse(r.stdout);
+  return snapshotsJson(repo, PASSWORD);
 }
 

@@ -8,7 +8,7 @@ import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSyn
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 
 afterAll(() => cleanupTmp());
 
@@ -110,7 +110,7 @@ describe('files people read', () => {
     const snaps = await cliExpecting(['-r', repo, 'snapshots']);
     expect(snaps.stdout).toContain('d\\e[31mred');
     expect(snaps.stdout).not.toContain('\u001b');
-    const ids = (JSON.parse((await cliExpecting(['--json', '-r', repo, 'snapshots'])).stdout) as Array<{ id: string }>).map((x) => x.id);
+    const ids = (await snapshotsJson(repo)).map((x) => x.id);
     const diff = await cliExpecting(['-r', repo, 'diff', ids[0] as string, ids[1] as string]);
     expect(diff.stdout).toContain('evil\\e]0;owned\\x07\\e[2J\\nforged line');
     expect(diff.stdout).not.toContain('\u001b');

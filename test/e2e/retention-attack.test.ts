@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
-import { cleanupTmp, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, initRepo, pseudoRandom, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -30,7 +30,7 @@ it('forged snapshot times cannot make forget remove real snapshots', async () =>
   await fs.mkdir(src);
   await initRepo(rp);
   const cli = async (args: string[], env: Record<string, string> = {}) => runCli(['--repo', rp, ...args], env);
-  const list = async () => JSON.parse((await cli(['snapshots', '--json'])).stdout) as Listed[];
+  const list = () => snapshotsJson<Listed>(rp);
 
   // The administrator's real history: five backups, 40 to 1 days old, each different.
   const now = Date.now();
@@ -56,7 +56,7 @@ it('forged snapshot times cannot make forget remove real snapshots', async () =>
   for (let d = 1; d <= 8; d++) await attacker.saveSnapshot({ ...manifest, time: `2099-01-0${d}T00:00:00.000Z` });
 
   // Listings flag them; "latest" passes over them.
-  const flagged = await list();
+  const flagged = JSON.parse((await cli(['snapshots', '--json'])).stdout) as Listed[];
   expect(flagged.filter((s) => s.future)).toHaveLength(8);
   const text = await cli(['snapshots']);
   expect(text.stdout).toMatch(/2099-01-08 00:00:00Z !/);

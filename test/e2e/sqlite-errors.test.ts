@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, cleanupTmp, initRepo, pseudoRandom, runCli, tmpdir, type CliResult, cliExpecting, expectError } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, initRepo, pseudoRandom, runCli, snapshotsJson, tmpdir, type CliResult, cliExpecting, expectError } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -50,7 +50,7 @@ async function fingerprint(repo: string): Promise<Record<string, string>> {
 }
 
 type Snap = { id: string; time: string; source: { kind: string; name?: string } };
-const snapshotsOf = async (repo: string): Promise<Snap[]> => JSON.parse((await cli(['snapshots', '--json', '-r', repo])).stdout) as Snap[];
+const snapshotsOf = (repo: string): Promise<Snap[]> => snapshotsJson<Snap>(repo, ENV.LIFEBOAT_PASSWORD);
 
 /** A scratch directory with an initialised repository in it. */
 async function fresh(): Promise<{ base: string; repo: string }> {

@@ -13,7 +13,7 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { runbook } from '../../src/daemon/runbook.js';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, initRepo, runCli } from '../helpers.js';
+import { cleanupTmp, initRepo, snapshotsJson } from '../helpers.js';
 import { PG_BIN, postgresDir, restoredPort, ScratchCluster } from '../pg-cluster.js';
 import { CLI } from '../helpers.js';
 import { parseConfig } from '../../src/config/config.js';
@@ -82,9 +82,7 @@ describe('daemon with a PostgreSQL source', () => {
       expect(source.last_backup.size_bytes).toBeGreaterThan(1_000_000);
       // Every tag of the source reaches the snapshot, beside the postgres:NAME every base backup gets.
       expect(d.catalog.log(backup.id)[0]?.line).toContain('--tag nightly --tag offsite');
-      const list = await runCli(['-r', repo, '--password-file', pw, 'snapshots', '--json']);
-      expect(list.code, list.stderr).toBe(0);
-      const snaps = JSON.parse(list.stdout) as Array<{ tags: string[]; source: { kind: string; name?: string } }>;
+      const snaps = await snapshotsJson(repo, 'pg-daemon');
       expect(snaps).toHaveLength(1);
       expect(snaps[0]?.source).toEqual({ kind: 'postgres', name: 'main' });
       expect([...(snaps[0]?.tags ?? [])].sort()).toEqual(['nightly', 'offsite', 'postgres:main']);

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, cliExpecting, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, initRepo, pseudoRandom, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -91,7 +91,7 @@ describe('lifeboat drill', () => {
     await cli(['-r', repo, 'backup', files, '--time', '2026-11-02T00:00:00Z']);
     const out = (await cli(['-r', repo, 'forget', '--keep-last', '1'])).stdout;
     expect(out).toMatch(/newest verified by a drill/);
-    const left = JSON.parse((await cli(['-r', repo, '--json', 'snapshots'])).stdout) as Array<{ id: string }>;
+    const left = await snapshotsJson(repo, ENV.LIFEBOAT_PASSWORD);
     expect(left.map((s) => s.id)).toContain(verified[0]?.snapshot);
     expect(left).toHaveLength(2);
   });

@@ -14,7 +14,7 @@ import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
 import { mapLimit } from '../../src/util/limit.js';
 import { parseDuration } from '../../src/util/duration.js';
-import { cleanupTmp, initRepo, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, initRepo, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 import { cheapResticKey } from '../restic.js';
 
 const run = promisify(execFile);
@@ -98,8 +98,7 @@ describe('forget with restic semantics', () => {
     let r = await runCli(['forget', '--repo', rp, '--keep-last', '1', '--min-keep', '2', '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { removed: string[] }).removed).toHaveLength(2);
-    r = await runCli(['snapshots', '--repo', rp, '--json']);
-    expect((JSON.parse(r.stdout) as Array<{ time: string }>).map((s) => s.time.slice(0, 10))).toEqual(['2026-01-03', '2026-01-04']);
+    expect((await snapshotsJson(rp)).map((s) => s.time.slice(0, 10))).toEqual(['2026-01-03', '2026-01-04']);
     r = await runCli(['forget', '--repo', rp]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/nothing would be removed/);

@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, cliExpecting, expectError, ROOT, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, ROOT, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -76,13 +76,13 @@ async function drillJson(g: string[], code: number): Promise<Drill> {
 
 describe('graph-aware drills (SQLite)', () => {
   it('a clean graph passes: counts equal to the recorded ones, each query timed at backup and after restore', async () => {
-    const { g, db } = setup();
+    const { g, db, repo } = setup();
     await cli([...g, 'init']);
     // No --name: the file's name, mem, is the source of lifeboat.yaml that declares the graph.
     await cli([...g, 'sqlite', 'backup', db]);
 
     // The snapshot records what the backup measured.
-    const [snap] = JSON.parse((await cli([...g, '--json', 'snapshots'])).stdout) as Array<{ consistency: { graph: { exact: boolean; nodes: object; edges: object; dangling: object; queries: Array<{ name: string; rows: number }> } } }>;
+    const [snap] = await snapshotsJson<{ consistency: { graph: { exact: boolean; nodes: object; edges: object; dangling: object; queries: Array<{ name: string; rows: number }> } } }>(repo, ENV.LIFEBOAT_PASSWORD);
     const facts = snap!.consistency.graph;
     expect(facts.exact).toBe(true);
     expect(facts.nodes).toEqual({ memories: 1000 });
@@ -196,7 +196,7 @@ describe('graph-aware drills (SQLite)', () => {
     const r = await runCli([...g, 'sqlite', 'backup', db, '--name', 'mem'], ENV);
     const hint = expectError(r, 2, /graph: edge table "links" has no column "target" in the source .*mem\.db/);
     expect(hint).toMatch(/its columns: id, source_id, target_id/);
-    expect(JSON.parse((await cli(['-r', repo, '--json', 'snapshots'])).stdout)).toEqual([]);
+    expect(await snapshotsJson(repo, ENV.LIFEBOAT_PASSWORD)).toEqual([]);
 
     const missing = setup(GRAPH.replace('table: cites', 'table: citations'));
     await cli([...missing.g, 'init']);

@@ -6,10 +6,11 @@
  * reports the counts and each query's latency beside the source's, and still runs
  * amcheck. A declaration that does not fit is refused before the backup starts.
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archivedCluster, lifeboatAsPostgres, writeAsPostgres, type ScratchCluster } from '../pg-cluster.js';
+import { snapshotsJson } from '../helpers.js';
 
 let base: string;
 let repo: string;
@@ -87,7 +88,8 @@ describe('graph-aware drills (PostgreSQL)', () => {
   });
 
   it('a declaration naming a missing column, or a query that writes, is refused before the backup starts', async () => {
-    const before = JSON.parse((await lb(await config('ok.yaml', ''), ['--json', 'snapshots'])).stdout) as unknown[];
+    const password = readFileSync(pw, 'utf8').replace(/\r?\n$/, '');
+    const before = await snapshotsJson(repo, password);
     const wrong = await config('wrong.yaml', GRAPH.replace('to: target_id', 'to: target'));
     const check = await lb(wrong, ['config', 'check']);
     expect(check.code, check.stderr).toBe(37);
@@ -103,7 +105,7 @@ describe('graph-aware drills (PostgreSQL)', () => {
     const [left] = await cluster.query<{ n: string }>('select count(*)::text as n from links');
     expect(left!.n).toBe('1000');
 
-    const after = JSON.parse((await lb(await config('ok.yaml', ''), ['--json', 'snapshots'])).stdout) as unknown[];
+    const after = await snapshotsJson(repo, password);
     expect(after).toHaveLength(before.length);
   });
 });

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import * as path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
+import { cleanupTmp, expectError, initRepo, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 import { S3_ENV, startS3rver, type S3Server } from '../s3rver.js';
 import { startAzurite, type Azurite } from '../azurite.js';
 
@@ -48,9 +48,7 @@ async function backup(group: string): Promise<Point> {
 }
 
 async function snapshots(): Promise<Snap[]> {
-  const r = await runCli(['-r', repo, 'snapshots', '--json']);
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Snap[];
+  return snapshotsJson<Snap>(repo);
 }
 
 /** Restores a files snapshot and returns the restored tree's files with their contents. */

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, cleanupTmp, expectError, initRepo, runCli, tmpdir } from '../helpers.js';
+import { CLI, ROOT, cleanupTmp, expectError, initRepo, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 import { ScratchCluster } from '../pg-cluster.js';
 import { RedisServer, stopAllRedis } from '../helpers/redis-server.js';
 import { Archivers } from '../helpers/archivers.js';
@@ -178,8 +178,8 @@ beforeAll(async () => {
 
   // A point is provable only after each archiver stored its first snapshot (a base at or before the point).
   for (const until = Date.now() + 120_000; ; ) {
-    const r = await runCli(['-r', repo, 'snapshots', '--json']);
-    const have = new Set((JSON.parse(r.stdout || '[]') as Array<{ source: { kind: string; name?: string } }>).map((x) => `${x.source.kind}:${x.source.name}`));
+    const listed = await snapshotsJson(repo).catch(() => []);
+    const have = new Set(listed.map((x) => `${x.source.kind}:${x.source.name}`));
     if (['redis:hot', 'sqlite:a', 'sqlite:b'].every((k) => have.has(k))) break;
     if (Date.now() > until) throw new Error(`the archivers stored no first snapshot: ${[...have].join(', ')}`);
     await new Promise((res) => setTimeout(res, 200));

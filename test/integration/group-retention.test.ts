@@ -10,7 +10,7 @@ import { rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, initRepo, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, initRepo, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 
 interface Point {
   id: string;
@@ -34,7 +34,7 @@ async function ok(args: string[]): Promise<string> {
 }
 const backup = async (group: string) => JSON.parse(await ok(['--config', cfg, 'group', 'backup', group, '--json'])) as Point;
 const points = async (group: string, r = repo) => (JSON.parse(await ok(['--config', cfg, '-r', r, 'group', 'points', group, '--json'])) as { points: Point[] }).points;
-const snapshots = async (r = repo) => JSON.parse(await ok(['-r', r, 'snapshots', '--json'])) as Snap[];
+const snapshots = async (r = repo) => snapshotsJson<Snap>(r);
 const snapOf = (p: Point, member: string) => p.members.find((m) => m.name === member)!.position.snapshot!;
 
 /** meta.db's own archiver (`sqlite replicate`), as a user runs it: a point is stored once its log holds the point's position. */

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { Repository } from '../../src/repo/repository.js';
-import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, snapshotsJson, tmpdir } from '../helpers.js';
 
 const ENV = { LIFEBOAT_TEST_KDF: 'fast', LIFEBOAT_PROGRESS: 'none' };
 const ADMIN = { ...ENV, LIFEBOAT_PASSWORD: 'admin-password' };
@@ -193,7 +193,7 @@ describe('forgotten snapshots put back', () => {
       await fs.writeFile(path.join(src, 'f'), `version ${n}\n`);
       await cliExpecting(['-r', repo, 'backup', src], 0, ADMIN);
     }
-    const list = async (env = ADMIN) => JSON.parse((await cliExpecting(['-r', repo, '--json', 'snapshots'], 0, env)).stdout) as Array<{ id: string }>;
+    const list = () => snapshotsJson(repo, ADMIN.LIFEBOAT_PASSWORD);
     const [first, second, third] = await list();
     // What a thief keeps, and puts back once the administrator has forgotten it.
     const copy = await fs.readFile(path.join(repo, 'snapshots', first!.id));

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
-import { CLI, cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, makeFixture, runCli, snapshotOf, snapshotsJson, tmpdir } from '../helpers.js';
 
 const ENV = { LIFEBOAT_TEST_KDF: 'fast', LIFEBOAT_PROGRESS: 'none', LIFEBOAT_PASSWORD: 'admin' };
 
@@ -44,7 +44,7 @@ describe('lifeboat migrate', () => {
       await cliExpecting(['-r', repo, 'backup', src], 0, ENV);
       states.push(await snapshotOf(src));
     }
-    const first = JSON.parse((await cliExpecting(['-r', repo, '--json', 'snapshots'], 0, ENV)).stdout) as Array<{ id: string }>;
+    const first = await snapshotsJson(repo, ENV.LIFEBOAT_PASSWORD);
     await cliExpecting(['-r', repo, 'forget', first[0]!.id], 0, ENV);
     states.shift();
     await cliExpecting(['-r', repo, 'prune', '--grace', '1h'], 0, ENV);
@@ -79,7 +79,7 @@ describe('lifeboat migrate', () => {
     // Format 1 slots are gone: the host's password must be added again.
     expectError(await runCli(['-r', repo, 'snapshots'], { ...ENV, LIFEBOAT_PASSWORD: 'host' }), 12, /wrong password/);
     await cliExpecting(['-r', repo, 'check', '--read-data'], 0, ENV);
-    const snaps = JSON.parse((await cliExpecting(['-r', repo, '--json', 'snapshots'], 0, ENV)).stdout) as Array<{ id: string }>;
+    const snaps = await snapshotsJson(repo, ENV.LIFEBOAT_PASSWORD);
     expect(snaps).toHaveLength(states.length);
     for (const [i, s] of snaps.entries()) {
       const target = path.join(dir, `restored-${i}`);

@@ -8,7 +8,7 @@ import { promises as fs, readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
-import { expectError } from '../helpers.js';
+import { expectError, snapshotsJson } from '../helpers.js';
 import { archivedCluster, lifeboatAsPostgres, PG_BIN, type ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
 import { switchAndArchive as archiveWal } from '../pg-load.js';
 
@@ -40,6 +40,8 @@ let cluster: ScratchCluster;
 const restored: string[] = [];
 
 const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
+/** What `lb(['snapshots', '--json'])` prints, parsed (listed in this process: the password file's content). */
+const listSnapshots = async () => snapshotsJson(repo, (await fs.readFile(pw, 'utf8')).replace(/\r?\n$/, ''));
 
 const switchAndArchive = () => archiveWal(cluster);
 
@@ -214,7 +216,7 @@ describe('PostgreSQL restore variants', () => {
   });
 
   it('--snapshot starts from an older base backup, for a restore point the newest backup is past', async () => {
-    const snaps = JSON.parse((await lb(['snapshots', '--json'])).stdout) as Array<{ id: string; source: { kind: string } }>;
+    const snaps = await listSnapshots();
     const older = snaps.filter((x) => x.source.kind === 'postgres').at(-1)!.id;
     await cluster.query('insert into t values (5501, $1)', ['before the point']);
     await cluster.query("select pg_create_restore_point('before-newer-backup')");
@@ -316,7 +318,7 @@ describe('PostgreSQL archive safety and bad input', () => {
   });
 
   it('a server that goes down while the data directory is read: the backup fails with the reason and stores no snapshot', async () => {
-    const snapshotsNow = async () => JSON.parse((await lb(['snapshots', '--json'])).stdout) as unknown[];
+    const snapshotsNow = listSnapshots;
     const before = (await snapshotsNow()).length;
     const run = lb(['pg', 'backup', '--name', 'main', '--dsn', cluster.dsn]);
     let settled = false;
@@ -392,13 +394,13 @@ describe('PostgreSQL archive safety and bad input', () => {
     const hba = path.join(cluster.data, 'pg_hba.conf');
     await fs.writeFile(hba, `host all alice 127.0.0.1/32 scram-sha-256\n${await fs.readFile(hba, 'utf8')}`);
     await cluster.query('select pg_reload_conf()');
-    const before = (await lb(['snapshots', '--json'])).stdout;
+    const before = await listSnapshots();
     const r = await lb(['pg', 'backup', '--name', 'main', '--dsn', `postgresql://alice:wrong-secret@127.0.0.1:${cluster.port}/postgres`]);
     expect(r.code).toBe(19);
     expect(r.stderr).toMatch(/refused the login/);
     expect(r.stderr).toMatch(/hint:/);
     expect(r.stderr).not.toContain('wrong-secret');
-    expect((await lb(['snapshots', '--json'])).stdout).toBe(before);
+    expect(await listSnapshots()).toEqual(before);
   });
 });
 
@@ -434,7 +436,7 @@ describe('PostgreSQL retention', () => {
 describe('PostgreSQL timelines', () => {
   // Last in the file: the copy put into service stays production for what follows.
   it('a PITR copy put into service as the primary: restores follow its timeline from its first base backup on, and say so before', async () => {
-    const olderBackup = (JSON.parse((await lb(['snapshots', '--json'])).stdout) as Array<{ id: string; source: { kind: string } }>).filter((x) => x.source.kind === 'postgres').at(-1)!.id;
+    const olderBackup = (await listSnapshots()).filter((x) => x.source.kind === 'postgres').at(-1)!.id;
     const target = await momentBetweenCommits();
     await cluster.query('insert into t values (8001, $1)', ['timeline 1 only']);
     await switchAndArchive();

@@ -16,7 +16,7 @@ import { Repository } from '../../src/repo/repository.js';
 import type { IndexedPack } from '../../src/repo/index/index-file.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import type { GetOptions, ByteRange, Store } from '../../src/storage/store.js';
-import { cleanupTmp, cliExpecting, initRepo, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { cleanupTmp, cliExpecting, initRepo, pseudoRandom, runCli, snapshotOf, snapshotsJson, tmpdir } from '../helpers.js';
 import { withPackWriter } from '../../src/repo/pack/spill.js';
 
 afterAll(cleanupTmp);
@@ -32,7 +32,7 @@ async function makeData(dir: string, seed: number, files = 3, size = 2 << 20): P
 }
 
 async function snapshotList(repo: string): Promise<Array<{ id: string; paths: string[]; time: string }>> {
-  return JSON.parse((await cli(['-r', repo, '--json', 'snapshots'])).stdout) as Array<{ id: string; paths: string[]; time: string }>;
+  return snapshotsJson(repo, PW);
 }
 
 /** The snapshot restores to exactly what `expected` describes. */

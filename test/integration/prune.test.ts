@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, snapshotOf, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, snapshotOf, snapshotsJson, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -21,7 +21,7 @@ async function makeData(dir: string, seed: number, files = 4, size = 3 << 20): P
 }
 
 async function snapshots(repo: string): Promise<Array<{ id: string; paths: string[] }>> {
-  return JSON.parse((await cli(['-r', repo, '--json', 'snapshots'])).stdout) as Array<{ id: string; paths: string[] }>;
+  return snapshotsJson(repo, ENV.LIFEBOAT_PASSWORD);
 }
 
 async function repoBytes(repo: string): Promise<number> {

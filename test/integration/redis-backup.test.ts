@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, tmpdir } from '../helpers.js';
+import { CLI, cleanupTmp, cliExpecting, expectError, initRepo, pseudoRandom, runCli, snapshotsJson, tmpdir } from '../helpers.js';
 import { freePort } from '../pg-cluster.js';
 import { RedisServer, checkRdb, stopAllRedis } from '../helpers/redis-server.js';
 import { encodeCommand, type RespValue } from '../../src/sources/redis/resp.js';
@@ -277,7 +277,7 @@ describe('redis backup', () => {
       expect(code).not.toBe(0);
       expect(stderr).not.toMatch(/^\s+at |Node\.js v/m);
       expect(packFiles()).toEqual([]);
-      const snaps = JSON.parse((await cliExpecting(['-r', r, 'snapshots', '--json'], 0, ENV)).stdout) as unknown[];
+      const snaps = await snapshotsJson(r, ENV.LIFEBOAT_PASSWORD);
       expect(snaps).toEqual([]);
       await cliExpecting(['-r', r, 'check'], 0, ENV);
     } finally {

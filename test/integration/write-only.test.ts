@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { Repository } from '../../src/repo/repository.js';
 import { authenticator } from '../../src/repo/maintenance/repair.js';
-import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, tmpdir, type Meta } from '../helpers.js';
+import { cleanupTmp, cliExpecting, expectError, initRepo, makeFixture, runCli, snapshotOf, snapshotsJson, tmpdir, type Meta } from '../helpers.js';
 
 const ENV = { LIFEBOAT_TEST_KDF: 'fast', LIFEBOAT_PROGRESS: 'none' };
 const ADMIN = { ...ENV, LIFEBOAT_PASSWORD: 'admin-password' };
@@ -162,7 +162,7 @@ describe('write-only key slots', () => {
   }, 120_000);
 
   it('forget and prune work on what the host wrote', async () => {
-    const list = JSON.parse((await cliExpecting(['-r', repo, '--json', 'snapshots'], 0, ADMIN)).stdout) as Array<{ id: string }>;
+    const list = await snapshotsJson(repo, ADMIN.LIFEBOAT_PASSWORD);
     const middle = list.map((s) => s.id).filter((id) => !snaps.some((s) => s.id === id));
     expect(middle.length).toBe(1);
     await cliExpecting(['-r', repo, 'forget', middle[0] as string], 0, ADMIN);
