@@ -105,26 +105,21 @@ export interface SnapshotRow {
 }
 
 /**
- * What `lifeboat snapshots --json -r DIR` prints, parsed (the command's own selection and
- * rows, in this process): for tests that list only to learn ids, times or counts, a
- * child process per listing is start-up time the suite pays over a hundred times.
- * `filter` is the command's --host/--tag/--source/--path; `T` is what the caller reads
- * of a row (the parsed JSON is cast to it, as a test's `JSON.parse(...) as T[]` does).
+ * What `lifeboat snapshots --json -r DIR` prints, parsed (its rows, snapshotJson, made in
+ * this process): for tests that list only to learn ids, times or counts, a child process
+ * per listing is start-up time the suite pays over a hundred times. `T` is what the caller
+ * reads of a row (the parsed JSON is cast to it, as a test's `JSON.parse(...) as T[]` does).
  */
-export async function snapshotsJson<T = SnapshotRow>(
-  dir: string,
-  password = 'test-password',
-  filter: { host?: string; tag?: string; source?: string; path?: string } = {},
-): Promise<T[]> {
+export async function snapshotsJson<T = SnapshotRow>(dir: string, password = 'test-password'): Promise<T[]> {
   const { withStore, writeOnlyRefused } = await import('../src/cli/context.js');
   const { Repository } = await import('../src/repo/repository.js');
-  const { listedSnapshots, snapshotJson } = await import('../src/cli/commands/snapshots.js');
+  const { snapshotJson } = await import('../src/cli/commands/snapshots.js');
   return withStore({ repo: dir }, async (store) => {
     const repo = await Repository.open(store, password, await Repository.readConfig(store));
     if (repo.role === 'write') throw writeOnlyRefused();
     const now = Date.now();
     // Through JSON, as the CLI prints it: undefined fields go, as they do there.
-    return JSON.parse(JSON.stringify(listedSnapshots(await repo.listSnapshots(), filter).map((s) => snapshotJson(s, now)))) as T[];
+    return JSON.parse(JSON.stringify((await repo.listSnapshots()).map((s) => snapshotJson(s, now)))) as T[];
   });
 }
 

@@ -37,16 +37,21 @@ function segment(start: Position, n: number): Segment {
   };
 }
 
-/** A repository whose first read of a listed segment finds compaction done: the listed ones gone, one merged object in their place. */
-function compactingRepo(parts: Segment[], at: Record<string, unknown> = { position: { cycle: 0, frame: 0 } }) {
-  let objects = new Map(parts.map((s) => [segmentName(s.meta), encodeSegment(s)]));
-  let compacted = false;
-  const snapshot = {
+/** The replicator's snapshot of source "app" in generation GEN, taken at `at`. */
+function snapshotAt(at: Record<string, unknown> = { position: { cycle: 0, frame: 0 } }) {
+  return {
     id: 'f'.repeat(64),
     time: new Date(500).toISOString(),
     source: { kind: 'sqlite', name: 'app' },
     consistency: { file: 'app.db', journalMode: 'wal', pageSize: PAGE, pages: 10, generation: GEN, ...at },
   };
+}
+
+/** A repository whose first read of a listed segment finds compaction done: the listed ones gone, one merged object in their place. */
+function compactingRepo(parts: Segment[], at?: Record<string, unknown>) {
+  let objects = new Map(parts.map((s) => [segmentName(s.meta), encodeSegment(s)]));
+  let compacted = false;
+  const snapshot = snapshotAt(at);
   let lists = 0;
   return {
     repo: {
@@ -92,12 +97,7 @@ describe('sqlite locate', () => {
   it('finds a commit, and the snapshot to replay to it from, when the first listing (taken while compaction ran) missed its segment', async () => {
     const parts = [segment({ cycle: 0, frame: 0 }, 3), segment({ cycle: 0, frame: 3 }, 4)];
     const objects = new Map(parts.map((p) => [segmentName(p.meta), encodeSegment(p)]));
-    const snapshot = {
-      id: 'f'.repeat(64),
-      time: new Date(500).toISOString(),
-      source: { kind: 'sqlite', name: 'app' },
-      consistency: { file: 'app.db', journalMode: 'wal', pageSize: PAGE, pages: 10, generation: GEN, position: { cycle: 0, frame: 0 } },
-    };
+    const snapshot = snapshotAt();
     let lists = 0;
     const repo = {
       listSnapshots: async () => [snapshot],

@@ -34,20 +34,6 @@ export function snapshotJson(s: Snapshot, now = Date.now()): Record<string, unkn
   };
 }
 
-/** The filters of `lifeboat snapshots`. */
-export interface SnapshotsFilter {
-  host?: string;
-  tag?: string;
-  source?: string;
-  path?: string;
-}
-
-/** The snapshots `lifeboat snapshots` lists (oldest first, as given), with its filters applied. */
-export function listedSnapshots(snapshots: readonly Snapshot[], flags: SnapshotsFilter): Snapshot[] {
-  const sel = { ...(flags.source !== undefined ? { source: flags.source } : {}), ...(flags.path !== undefined ? { path: flags.path } : {}) };
-  return snapshotsOf(snapshots, sel).filter((s) => (!flags.host || s.hostname === flags.host) && (!flags.tag || s.tags.includes(flags.tag)));
-}
-
 export function register(program: Command): void {
   program
     .command('snapshots')
@@ -56,10 +42,13 @@ export function register(program: Command): void {
     .option('--tag <tag>', 'only snapshots with this tag')
     .option('--source <name>', 'only snapshots of this source (a name, or kind:name)')
     .option('--path <path>', 'only snapshots that backed up this path')
-    .action(async (flags: SnapshotsFilter, cmd: Command) => {
+    .action(async (flags: { host?: string; tag?: string; source?: string; path?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       await withRepo(g, async (repo) => {
-        const all = listedSnapshots(await repo.listSnapshots(), flags);
+        const sel = { ...(flags.source !== undefined ? { source: flags.source } : {}), ...(flags.path !== undefined ? { path: flags.path } : {}) };
+        const all = snapshotsOf(await repo.listSnapshots(), sel).filter(
+          (s) => (!flags.host || s.hostname === flags.host) && (!flags.tag || s.tags.includes(flags.tag)),
+        );
         const now = Date.now();
         if (g.json) return printJson(all.map((s) => snapshotJson(s, now)));
         const future = all.filter((s) => isFutureDated(s.time, now));

@@ -72,30 +72,28 @@ export async function archivePush(repo: Repository, name: string, file: string):
  * deriving the key. A name that is there is still read and authenticated by archiveGet.
  */
 export async function archiveHas(store: Pick<Store, 'stat'>, name: string, file: string): Promise<boolean> {
-  const wal = parseWalName(file);
-  const tl = timelineDir(wal.timeline);
-  const candidates = [keys.log(logSource(name), tl, wal.name)];
-  // The streamed segment once more last: `pg stream` stores it, then deletes its partial,
-  // possibly between the two looks before (src/sources/postgres/stream.ts).
-  const streamed = keys.log(streamSource(name), tl, wal.name);
-  if (wal.kind === 'segment') candidates.push(streamed, `${streamed}.partial`, streamed);
-  for (const key of candidates) if (await store.stat(key)) return true;
+  for (const [source, tl, object] of placesOf(name, file)) if (await store.stat(keys.log(source, tl, object))) return true;
   return false;
 }
 
-export async function archiveGet(repo: Repository, name: string, file: string, dest: string): Promise<boolean> {
+/**
+ * Where WAL file `file` of source `name` may be stored, in the order to look: archived;
+ * for a segment, then streamed whole, its streamed partial, and the streamed whole once
+ * more, since `pg stream` stores it and then deletes its partial, possibly between the two
+ * looks before (src/sources/postgres/stream.ts). Missing both would tell PostgreSQL the
+ * segment is not archived, and a restore to the latest moment would end before it.
+ */
+function placesOf(name: string, file: string): Array<[source: string, timeline: string, object: string]> {
   const wal = parseWalName(file);
   const tl = timelineDir(wal.timeline);
-  let data = await repo.getLog(logSource(name), tl, wal.name);
-  if (!data && wal.kind === 'segment') {
-    // The streamed segment once more last: `pg stream` stores it, then deletes its partial,
-    // possibly between the two looks before. Missing both would tell PostgreSQL the
-    // segment is not archived, and a restore to the latest moment would end before it.
-    data =
-      (await repo.getLog(streamSource(name), tl, wal.name)) ??
-      (await repo.getLog(streamSource(name), tl, `${wal.name}.partial`)) ??
-      (await repo.getLog(streamSource(name), tl, wal.name));
-  }
+  const places: Array<[string, string, string]> = [[logSource(name), tl, wal.name]];
+  if (wal.kind === 'segment') places.push([streamSource(name), tl, wal.name], [streamSource(name), tl, `${wal.name}.partial`], [streamSource(name), tl, wal.name]);
+  return places;
+}
+
+export async function archiveGet(repo: Repository, name: string, file: string, dest: string): Promise<boolean> {
+  let data: Buffer | undefined;
+  for (const [source, tl, object] of placesOf(name, file)) if ((data = await repo.getLog(source, tl, object))) break;
   if (!data) return false;
   const tmp = `${dest}.lifeboat-${process.pid}`;
   await fs.writeFile(tmp, data);
