@@ -206,8 +206,30 @@ const scrypt = promisify(scryptCb) as (
  */
 export function defaultKdf(): KdfParams {
   const salt = randomBytes(32).toString('base64');
-  if (process.env.LIFEBOAT_TEST_KDF === 'fast') return { name: 'scrypt', N: 1024, r: 8, p: 1, salt };
+  if (process.env.LIFEBOAT_TEST_KDF === 'fast') return generatedKdf();
   return { name: 'scrypt', N: 2 ** 15, r: 8, p: 1, salt };
+}
+
+/**
+ * For a password Lifeboat generated (`generatePassword`): 256 random bits leave nothing
+ * for key stretching to protect, so the slot opens in ~2 ms instead of ~90 ms. That is
+ * most of what a `pg archive-push` costs beyond Node's start (docs/keys.md, "Generated
+ * passwords"). Never used for a password a person chose.
+ */
+export function generatedKdf(): KdfParams {
+  return { name: 'scrypt', N: 1024, r: 8, p: 1, salt: randomBytes(32).toString('base64') };
+}
+
+/** A password for `generatedKdf`: 256 random bits, base64url (43 characters). */
+export function generatePassword(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** What trying a password on a slot costs (scrypt's work), so cheaper slots are tried first. */
+function kdfCost(slot: SlotRead): number {
+  const s = slot.slot;
+  if (!s || s.version !== 2 || s.type !== 'password') return 0;
+  return s.kdf.N * s.kdf.r * s.kdf.p;
 }
 
 /**
@@ -297,13 +319,16 @@ export function newEpoch(): EpochRecord {
 
 // ---- slots ----------------------------------------------------------------------------
 
-/** Protects a slot's secret with a password (scrypt, then AES-256-GCM). */
-export function passwordWrapper(password: string): SlotWrapper {
+/**
+ * Protects a slot's secret with a password (scrypt, then AES-256-GCM). `generated`: the
+ * password came from `generatePassword`, and gets `generatedKdf`'s cheap parameters.
+ */
+export function passwordWrapper(password: string, opts: { generated?: boolean } = {}): SlotWrapper {
   assertUsablePassword(password);
   return {
     type: 'password',
     async wrap(secret) {
-      const kdf = defaultKdf();
+      const kdf = opts.generated ? generatedKdf() : defaultKdf();
       const wrapping = await deriveKey(password, kdf);
       return { type: 'password', kdf, secret: encrypt(wrapping, 0, CODEC.none, secret, { kind: 'keyring', name: 'slot secret' }).toString('base64') };
     },
@@ -485,7 +510,10 @@ async function openWith(store: Store, opener: SlotOpener, warn: Warn): Promise<O
   let ofType = 0;
   // Every damaged slot is named, not only those tried before the one that opens.
   for (const s of slots) if (s.problem) warn(`key slot ${s.id.slice(0, 8)} skipped: ${s.problem}`);
-  for (const s of slots) {
+  // Password slots cheapest first: a generated password's slot opens before any slow
+  // scrypt is spent on the others (stable: equal costs keep their storage order).
+  const order = opener.type === 'password' ? [...slots].sort((a, b) => kdfCost(a) - kdfCost(b)) : slots;
+  for (const s of order) {
     if (s.problem || !s.slot || s.slot.version !== 2) continue;
     const slot = s.slot;
     // Slots written by newer versions, or without a type, are not ours to try.

@@ -6,9 +6,12 @@
  * through a KMS, age, gpg) or a PKCS#11 token key; docs/keys.md has recipes.
  */
 import type { Command } from 'commander';
-import { LifeboatError } from '../../errors.js';
+import { closeSync, constants as C, fsyncSync, openSync, writeSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { LifeboatError, errno } from '../../errors.js';
 import { createKeySlot, listKeySlots } from '../../repo/keys.js';
-import { addSlot, assertFull, epochInfo, readSlots, removeSlot as removeSlotV2, roleOfSlot, rotate, type SlotRole, type SlotType, type SlotWrapper } from '../../repo/keyring.js';
+import { addSlot, assertFull, epochInfo, generatePassword, passwordWrapper, readSlots, removeSlot as removeSlotV2, roleOfSlot, rotate, type SlotRole, type SlotType, type SlotWrapper } from '../../repo/keyring.js';
+import { createFileAt, unlinkAt } from '../../util/safe-fs.js';
 import { commandWrapper, parseCommand } from '../../repo/key-command.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { Repository } from '../../repo/repository.js';
@@ -77,6 +80,50 @@ async function removeSlot(repo: Repository, id: string): Promise<void> {
   }
 }
 
+/**
+ * Writes a generated password to `file`, which must not exist: created exclusively
+ * (never through a symlink, never over a file), mode 0600, synced with its directory
+ * before the slot that needs it is added. Returns how to remove it again if adding
+ * the slot fails.
+ */
+function writeNewPasswordFile(file: string, password: string): () => void {
+  let dirFd: number;
+  try {
+    dirFd = openSync(dirname(file), C.O_RDONLY | C.O_DIRECTORY);
+  } catch (err) {
+    throw new LifeboatError('USAGE', `cannot create ${file}: ${errno(err) ?? String(err)}`, { hint: 'give a path in an existing directory you can write' });
+  }
+  const name = basename(file);
+  try {
+    let fd: number;
+    try {
+      fd = createFileAt(dirFd, name, 0o600);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      throw new LifeboatError('USAGE', code === 'EEXIST' ? `${file} already exists` : `cannot create ${file}: ${errno(err) ?? String(err)}`, {
+        hint: code === 'EEXIST' ? 'give the name of a new file: an existing one (or a symlink) is never overwritten' : 'give a path in an existing directory you can write',
+      });
+    }
+    try {
+      writeSync(fd, `${password}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    fsyncSync(dirFd);
+  } catch (err) {
+    closeSync(dirFd);
+    throw err;
+  }
+  return () => {
+    try {
+      unlinkAt(dirFd, name);
+    } finally {
+      closeSync(dirFd);
+    }
+  };
+}
+
 export function register(program: Command): void {
   const key = program.command('key').description('manage key slots (passwords) and key epochs');
 
@@ -117,15 +164,16 @@ export function register(program: Command): void {
     .option('--wrap-command <cmd>', 'protect the new slot with this program: it gets the slot\'s key on stdin and prints it wrapped (words, or a JSON array; no shell)')
     .option('--unwrap-command <cmd>', 'with --wrap-command: check at once that this program unwraps what was wrapped')
     .option('--pkcs11', 'protect the new slot with the PKCS#11 key the global --pkcs11-* options name')
+    .option('--generate-password-file <file>', 'make a random password, write it to this new file (0600) and protect the slot with it; it opens without the slow key derivation a chosen password needs (for archive_command; format 2)')
     .option('--append-only', 'clients opening with it may add backups but never delete or overwrite (for backup hosts)')
     .option('--write-only', 'clients opening with it may add backups but read nothing back, not even their own (format 2; docs/keys.md)')
-    .action(async (f: { newPasswordFile?: string; wrapCommand?: string; unwrapCommand?: string; pkcs11?: boolean; appendOnly?: boolean; writeOnly?: boolean }, cmd: Command) => {
+    .action(async (f: { newPasswordFile?: string; generatePasswordFile?: string; wrapCommand?: string; unwrapCommand?: string; pkcs11?: boolean; appendOnly?: boolean; writeOnly?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
       if (f.writeOnly && (f.appendOnly || g.appendOnly)) {
         throw new LifeboatError('USAGE', 'give one of --append-only and --write-only', { hint: 'a write-only slot is also append-only: it never deletes or overwrites' });
       }
-      if ([f.newPasswordFile !== undefined, f.wrapCommand !== undefined, f.pkcs11 === true].filter(Boolean).length > 1) {
-        throw new LifeboatError('USAGE', 'give one of --new-password-file, --wrap-command and --pkcs11', { hint: 'each key slot is protected by one thing; add several slots for several' });
+      if ([f.newPasswordFile !== undefined, f.generatePasswordFile !== undefined, f.wrapCommand !== undefined, f.pkcs11 === true].filter(Boolean).length > 1) {
+        throw new LifeboatError('USAGE', 'give one of --new-password-file, --generate-password-file, --wrap-command and --pkcs11', { hint: 'each key slot is protected by one thing; add several slots for several' });
       }
       if (f.unwrapCommand !== undefined && f.wrapCommand === undefined) {
         throw new LifeboatError('USAGE', '--unwrap-command checks a --wrap-command', { hint: 'add --wrap-command, or drop --unwrap-command' });
@@ -143,18 +191,31 @@ export function register(program: Command): void {
         const appendOnly = (f.appendOnly ?? false) || (g.appendOnly ?? false);
         // Checked before anything runs: a restricted key sends nothing to a KMS or token.
         assertManages(repo, 'adding a key');
+        if ((f.writeOnly || f.generatePasswordFile !== undefined) && !repo.keyring) {
+          throw new LifeboatError('UNSUPPORTED_FORMAT', `${f.writeOnly ? 'write-only key slots' : 'generated passwords'} need a repository of format version 2`, { hint: 'upgrade it with `lifeboat migrate`' });
+        }
         let how: string | SlotWrapper;
+        let unwrite: (() => void) | undefined;
         if (wrapArgv) how = commandWrapper(wrapArgv, unwrapArgv);
         else if (p11) how = (await import('../../repo/key-pkcs11.js')).pkcs11Wrapper(p11);
-        else how = await getNewPassword(f.newPasswordFile);
-        if (f.writeOnly && !repo.keyring) {
-          throw new LifeboatError('UNSUPPORTED_FORMAT', 'write-only key slots need a repository of format version 2', { hint: 'upgrade it with `lifeboat migrate`' });
-        }
+        else if (f.generatePasswordFile !== undefined) {
+          // Written (and synced) before the slot exists: a slot is never left without its password.
+          const password = generatePassword();
+          unwrite = writeNewPasswordFile(f.generatePasswordFile, password);
+          how = passwordWrapper(password, { generated: true });
+        } else how = await getNewPassword(f.newPasswordFile);
         const role: SlotRole = f.writeOnly ? 'write' : appendOnly ? 'append' : 'full';
-        const id = await createSlot(repo, how, role);
+        let id: string;
+        try {
+          id = await createSlot(repo, how, role);
+        } catch (err) {
+          unwrite?.();
+          throw err;
+        }
         const type = typeof how === 'string' ? 'password' : how.type;
-        if (g.json) printJson({ id, type, appendOnly: role !== 'full', role });
-        else console.log(`added ${role === 'full' ? '' : role === 'append' ? 'append-only ' : 'write-only '}${type === 'password' ? '' : `${type} `}key ${id.slice(0, 8)}`);
+        const file = f.generatePasswordFile;
+        if (g.json) printJson({ id, type, appendOnly: role !== 'full', role, ...(file !== undefined ? { passwordFile: file } : {}) });
+        else if (!g.quiet) console.log(`added ${role === 'full' ? '' : role === 'append' ? 'append-only ' : 'write-only '}${type === 'password' ? '' : `${type} `}key ${id.slice(0, 8)}${file !== undefined ? `; its password is in ${file}` : ''}`);
       }, { pkcs11: !f.pkcs11 });
     });
 
