@@ -83,10 +83,10 @@ async function removeSlot(repo: Repository, id: string): Promise<void> {
 /**
  * Writes a generated password to `file`, which must not exist: created exclusively
  * (never through a symlink, never over a file), mode 0600, synced with its directory
- * before the slot that needs it is added. Returns how to remove it again if adding
- * the slot fails.
+ * before the slot that needs it is added. `settle(false)` removes it again (adding the
+ * slot failed); either way settle closes the directory.
  */
-function writeNewPasswordFile(file: string, password: string): () => void {
+function writeNewPasswordFile(file: string, password: string): (kept: boolean) => void {
   let dirFd: number;
   try {
     dirFd = openSync(dirname(file), C.O_RDONLY | C.O_DIRECTORY);
@@ -115,9 +115,9 @@ function writeNewPasswordFile(file: string, password: string): () => void {
     closeSync(dirFd);
     throw err;
   }
-  return () => {
+  return (kept) => {
     try {
-      unlinkAt(dirFd, name);
+      if (!kept) unlinkAt(dirFd, name);
     } finally {
       closeSync(dirFd);
     }
@@ -195,13 +195,13 @@ export function register(program: Command): void {
           throw new LifeboatError('UNSUPPORTED_FORMAT', `${f.writeOnly ? 'write-only key slots' : 'generated passwords'} need a repository of format version 2`, { hint: 'upgrade it with `lifeboat migrate`' });
         }
         let how: string | SlotWrapper;
-        let unwrite: (() => void) | undefined;
+        let settle: ((kept: boolean) => void) | undefined;
         if (wrapArgv) how = commandWrapper(wrapArgv, unwrapArgv);
         else if (p11) how = (await import('../../repo/key-pkcs11.js')).pkcs11Wrapper(p11);
         else if (f.generatePasswordFile !== undefined) {
           // Written (and synced) before the slot exists: a slot is never left without its password.
           const password = generatePassword();
-          unwrite = writeNewPasswordFile(f.generatePasswordFile, password);
+          settle = writeNewPasswordFile(f.generatePasswordFile, password);
           how = passwordWrapper(password, { generated: true });
         } else how = await getNewPassword(f.newPasswordFile);
         const role: SlotRole = f.writeOnly ? 'write' : appendOnly ? 'append' : 'full';
@@ -209,9 +209,10 @@ export function register(program: Command): void {
         try {
           id = await createSlot(repo, how, role);
         } catch (err) {
-          unwrite?.();
+          settle?.(false);
           throw err;
         }
+        settle?.(true);
         const type = typeof how === 'string' ? 'password' : how.type;
         const file = f.generatePasswordFile;
         if (g.json) printJson({ id, type, appendOnly: role !== 'full', role, ...(file !== undefined ? { passwordFile: file } : {}) });
