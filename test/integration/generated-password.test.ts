@@ -3,7 +3,8 @@
  * new 0600 file, in a slot whose scrypt is cheap, tried before the slow slots of chosen
  * passwords. What a per-segment `pg archive-push` opens with (docs/keys.md).
  */
-import { lstatSync, promises as fs, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdirSync, promises as fs, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { addSlot, generatePassword, openKeyring, passwordOpener, passwordWrapper, type SlotOpener } from '../../src/repo/keyring.js';
@@ -80,6 +81,28 @@ describe('key add --generate-password-file', () => {
     expectError(await runCli(['key', 'add', '--repo', repo, '--generate-password-file', both, '--new-password-file', existing]), 2, /give one of/);
     expect(() => lstatSync(both)).toThrow();
     expect(readdirSync(path.join(repo, 'keys')).sort()).toEqual(before);
+  });
+
+  it('takes the file back when the slot cannot be stored (a read-only repository)', async (ctx) => {
+    const dir = tmpdir('lb-genpw-');
+    const repo = path.join(dir, 'repo');
+    await initRepo(repo);
+    const readOnly = path.join(dir, 'ro');
+    mkdirSync(readOnly);
+    try {
+      // Read-only even for root: a bind mount remounted ro (where mounting is allowed).
+      execFileSync('mount', ['--bind', repo, readOnly], { stdio: 'ignore' });
+    } catch {
+      return ctx.skip();
+    }
+    try {
+      execFileSync('mount', ['-o', 'remount,bind,ro', readOnly], { stdio: 'ignore' });
+      const file = path.join(dir, 'archive.key');
+      expectError(await runCli(['key', 'add', '--repo', readOnly, '--generate-password-file', file]), 18, /writing keys\/.*permission denied/);
+      expect(() => lstatSync(file)).toThrow();
+    } finally {
+      execFileSync('umount', [readOnly]);
+    }
   });
 });
 
