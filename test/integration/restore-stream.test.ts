@@ -19,6 +19,17 @@ import { cleanupTmp, makeFixture, pseudoRandom, snapshotOf, tmpdir } from '../he
 
 afterAll(cleanupTmp);
 
+/** The nodes of the snapshot's directory `dir` (an absolute path in it). */
+async function snapshotTree(repo: Repository, rootTree: string, dir: string): Promise<Awaited<ReturnType<Repository['loadTree']>>['nodes']> {
+  let treeId = rootTree;
+  for (const part of dir.split('/').filter(Boolean)) {
+    const found = (await repo.loadTree(treeId)).nodes.find((n) => n.name === part);
+    if (!found?.subtree) throw new Error(`no ${part} in the snapshot`);
+    treeId = found.subtree;
+  }
+  return (await repo.loadTree(treeId)).nodes;
+}
+
 describe('a restore written in batches', () => {
   let src: string;
   let repoDir: string;
@@ -84,16 +95,61 @@ describe('a restore written in batches', () => {
     expect(events.at(-1)).toMatchObject({ phase: 'done', files: 6, bytes });
   });
 
+  it('--delta in batches: each directory is swept as the walk reaches it, so the target equals the snapshot; after a failure nothing more is swept', async () => {
+    const out = path.join(tmpdir(), 'out');
+    await restore(repo, snapshot, { target: out });
+    const root = path.join(out, src);
+    const ino = async (rel: string): Promise<number> => (await fs.stat(path.join(root, rel))).ino;
+    const keptIno = await ino('dir3/f2.bin');
+    // Extras at every depth (a file, a tree, one in an empty directory), a file
+    // changed, a file turned into a directory, a directory turned into a file.
+    await fs.writeFile(path.join(root, 'extra-top.txt'), 'x');
+    await fs.mkdir(path.join(root, 'dir3', 'extra-dir', 'deeper'), { recursive: true });
+    await fs.writeFile(path.join(root, 'dir3', 'extra-dir', 'deeper', 'f'), 'x');
+    await fs.writeFile(path.join(root, 'empty-dir', 'extra'), 'x');
+    await fs.writeFile(path.join(root, 'dir1', 'f0.bin'), 'changed');
+    await fs.rm(path.join(root, 'dir2', 'f1.bin'));
+    await fs.mkdir(path.join(root, 'dir2', 'f1.bin'));
+    await fs.rm(path.join(root, 'docs', 'deep'), { recursive: true });
+    await fs.writeFile(path.join(root, 'docs', 'deep'), 'a file now');
+
+    const r = await restore(repo, snapshot, { target: out, delta: true, batch: { files: 3, bytes: 1 << 30 } });
+    expect(r.errors).toEqual([]);
+    expect(await snapshotOf(root)).toEqual(await snapshotOf(src));
+    expect(r.removed).toBe(3); // extra-top.txt, dir3/extra-dir, empty-dir/extra
+    expect(await ino('dir3/f2.bin')).toBe(keptIno);
+    expect(r.unchanged).toBeGreaterThan(20);
+
+    // From a damaged copy: big.bin (the first file the walk plans) must be rewritten
+    // and cannot be. The top directory was swept before that batch was written; dir3,
+    // reached batches later (the next batch waits for the first to be written), after
+    // the failure, is not swept any more.
+    const copyDir = path.join(tmpdir(), 'repo-copy');
+    await fs.cp(repoDir, copyDir, { recursive: true });
+    const copy = await Repository.open(new LocalStore(copyDir), 'pw');
+    const big = (await snapshotTree(copy, snapshot.tree, src)).find((n) => n.name === 'big.bin')!;
+    const loc = await copy.locate(Buffer.from(big.content![0]!, 'hex'));
+    const packFile = path.join(copyDir, keys.pack(copy.index.packId(loc.packIndex).toString('hex')));
+    const bytes = await fs.readFile(packFile);
+    bytes[loc.offset + Math.floor(loc.length / 2)]! ^= 0xff;
+    await fs.chmod(packFile, 0o600);
+    await fs.writeFile(packFile, bytes);
+    // Enough files to rewrite before dir3 for several batches (unchanged files are not planned).
+    for (const f of ['big.bin', ...['dir0', 'dir1'].flatMap((d) => Array.from({ length: 6 }, (_, i) => `${d}/f${i}.bin`))]) await fs.appendFile(path.join(root, f), 'x');
+    await fs.writeFile(path.join(root, 'extra-top.txt'), 'x');
+    await fs.writeFile(path.join(root, 'dir3', 'extra-late.txt'), 'x');
+    const err = await restore(copy, snapshot, { target: out, delta: true, batch: { files: 3, bytes: 1 << 30 } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as { code?: string }).code).toBe('CORRUPT');
+    expect(existsSync(path.join(root, 'extra-top.txt'))).toBe(false);
+    expect(existsSync(path.join(root, 'dir3', 'extra-late.txt'))).toBe(true);
+  });
+
   it('a damaged blob in the first batch: every file not in the target is named, none is wrong, no temporary is left', async () => {
     // Damage the blob of the first file the walk plans (big.bin sorts first at the top).
-    let treeId = snapshot.tree;
-    for (const part of src.split('/').filter(Boolean)) {
-      const found = (await repo.loadTree(treeId)).nodes.find((n) => n.name === part);
-      if (!found?.subtree) throw new Error(`no ${part} in the snapshot`);
-      treeId = found.subtree;
-    }
-    const top = await repo.loadTree(treeId);
-    const first = top.nodes.find((n) => n.type === 'file')!;
+    const first = (await snapshotTree(repo, snapshot.tree, src)).find((n) => n.type === 'file')!;
     const loc = await repo.locate(Buffer.from(first.content![0]!, 'hex'));
     const packFile = path.join(repoDir, keys.pack(repo.index.packId(loc.packIndex).toString('hex')));
     const bytes = await fs.readFile(packFile);

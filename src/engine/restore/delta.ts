@@ -8,7 +8,7 @@ import type { FastCDC } from '../../chunker/fastcdc.js';
 import { chunkRange, FileReadError, type ChunkBuffer } from '../../chunker/read.js';
 import { blobId, type MasterKey } from '../../codec/crypto.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
-import { listAt, lstatAt, removeAt, type DirCache } from '../../util/safe-fs.js';
+import { listAt, removeAt, type DirCache } from '../../util/safe-fs.js';
 
 /**
  * Whether the file open on `fd` holds exactly the content `node` names. The caller
@@ -36,23 +36,17 @@ export async function sameContent(fd: number, node: TreeNode, chunker: FastCDC, 
 }
 
 /**
- * Removes everything below the directory `rootFd` holds whose relative path ("a/b")
- * is not in `keep`; returns how many. Works on descriptors: a directory swapped for
- * a symlink is removed as a link, never followed.
+ * Removes the entries of the target's directory `rel` ("" for the target itself) whose
+ * names are not in `keep` (a directory with all below it); returns how many. Works on
+ * descriptors: a directory swapped for a symlink is removed as a link, never followed.
  */
-export function removeExtra(dirs: DirCache, keep: Set<string>): number {
+export function removeExtraIn(dirs: DirCache, rel: string, keep: Set<string>): number {
   let removed = 0;
-  const visit = (rel: string): void => {
-    const fd = dirs.dir(rel);
-    for (const name of listAt(fd)) {
-      const p = rel === '' ? name : `${rel}/${name}`;
-      if (!keep.has(p)) {
-        dirs.forget(p);
-        removeAt(dirs.dir(rel), name);
-        removed++;
-      } else if (lstatAt(dirs.dir(rel), name)?.isDirectory()) visit(p);
-    }
-  };
-  visit('');
+  for (const name of listAt(dirs.dir(rel))) {
+    if (keep.has(name)) continue;
+    dirs.forget(rel === '' ? name : `${rel}/${name}`);
+    removeAt(dirs.dir(rel), name);
+    removed++;
+  }
   return removed;
 }

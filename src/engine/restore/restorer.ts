@@ -6,8 +6,8 @@
  * its blobs, the walk plans the next, so memory holds two batches' plans whatever the
  * snapshot's size and the first files are written before the walk ends. Metadata of
  * directories, symlinks and hard links comes last, directories deepest first so
- * their times stick. (--delta plans everything first: its sweep of extra entries
- * needs the whole snapshot's names before anything is written.)
+ * their times stick. --delta sweeps each directory of what the snapshot lacks as the walk
+ * reaches it (its tree names all it keeps), before any of its files is planned.
  *
  * Safety: tree names are validated when decoded (no "..", "/", duplicates). The
  * target is created exclusively (an existing one only with --delta/--overwrite) below
@@ -39,7 +39,7 @@ import { realLater, throttleProgress, type ItemError, type ProgressFn } from '..
 import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
 import { resolvePath, walkTree } from '../browse/tree-walk.js';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
-import { removeExtra, sameContent } from './delta.js';
+import { removeExtraIn, sameContent } from './delta.js';
 import { metaAt, metaOnFd, mkfifoAt } from './fd-meta.js';
 import { openTarget } from './target.js';
 
@@ -168,8 +168,8 @@ class Restorer {
   /** Bytes of the hard links made (no bytes written): progress counts names, as snapshots do. */
   private linkedBytes = 0;
   private skippedBytes = 0;
-  /** With --delta: every name the snapshot has in the target, kept by the sweep of extra entries. */
-  private readonly restored = new Set<string>();
+  /** With --delta: entries the snapshot lacks, removed by the sweeps so far. */
+  private removed = 0;
   /**
    * The target was created empty by this restore (below parents nobody else can
    * write, itself and every directory in it mode 0700 until the end): no name can be
@@ -226,12 +226,9 @@ class Restorer {
       }
       this.pool = new RestorePool({ key: exportKey(this.repo.key), rootFd: t.fd }, this.threads);
       if (root) this.dirList.push({ rel: '', node: root });
-      let removed = 0;
       try {
         await this.walk(tree, this.base);
         this.walking = false;
-        // Delta: what the snapshot does not have goes, so the target equals the snapshot.
-        if (this.opts.delta && this.include.empty) removed = removeExtra(this.dirs, this.restored);
         await this.flush();
         await this.inFlight;
       } catch (err) {
@@ -248,7 +245,7 @@ class Restorer {
       this.dirList.sort((a, b) => b.rel.length - a.rel.length);
       for (const d of this.dirList) this.tryItem(d.rel, () => metaOnFd(this.dirs.dir(d.rel), d.node, this.isRoot));
       this.report(true);
-      return { files: this.files, unchanged: this.unchanged, removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors };
+      return { files: this.files, unchanged: this.unchanged, removed: this.removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors };
     } finally {
       this.emit.cancel();
       await this.pool?.close();
@@ -275,7 +272,6 @@ class Restorer {
 
   /** Creates a directory we own; a non-directory in the way (a planted symlink) is replaced, never followed. */
   private ensureDir(rel: string): void {
-    this.keep(rel);
     if (this.made.has(rel)) return;
     const { dir, name } = splitRel(rel);
     this.ensureDir(dir);
@@ -307,8 +303,20 @@ class Restorer {
     return this.include.empty || this.include.matches(snapPath);
   }
 
+  /**
+   * --delta: what the snapshot does not have goes, so the target equals the snapshot.
+   * Called as the walk reaches each directory: its tree names everything it keeps, and
+   * none of its files is planned yet (so no temporary of this restore is there). Not
+   * with --include (the rest is not this restore's), nor after a failure (writing has
+   * stopped).
+   */
+  private sweep(rel: string, names: string[]): void {
+    if (this.opts.delta && this.include.empty && this.failure === undefined) this.removed += removeExtraIn(this.dirs, rel, new Set(names));
+  }
+
   private async walk(treeId: string, dirPath: string): Promise<void> {
     const tree = await this.repo.loadTree(treeId);
+    this.sweep(this.local(dirPath), tree.nodes.map((n) => n.name));
     for (const node of tree.nodes) {
       const snapPath = path.posix.join(dirPath, node.name);
       const rel = this.local(snapPath);
@@ -318,6 +326,7 @@ class Restorer {
           this.dirList.push({ rel, node });
         }
         if (node.subtree) await this.walk(node.subtree, snapPath);
+        else this.sweep(rel, []);
         continue;
       }
       if (!this.wanted(snapPath)) continue;
@@ -348,9 +357,8 @@ class Restorer {
     return this.opts.threads ?? defaultThreads();
   }
 
-  /** --delta writes nothing before its sweep, which needs every name: one batch. */
   private get batchSize(): { files: number; bytes: number } {
-    return this.opts.delta ? { files: Infinity, bytes: Infinity } : (this.opts.batch ?? BATCH);
+    return this.opts.batch ?? BATCH;
   }
 
   /**
@@ -390,13 +398,7 @@ class Restorer {
     });
   }
 
-  /** Only --delta sweeps entries the snapshot lacks: a plain restore keeps no such list. */
-  private keep(rel: string): void {
-    if (this.opts.delta) this.restored.add(rel);
-  }
-
   private async leaf(node: TreeNode, rel: string): Promise<void> {
-    this.keep(rel);
     const { dir, name } = splitRel(rel);
     const dirFd = this.dirs.dir(dir);
     if (node.type !== 'file') {
@@ -457,8 +459,6 @@ class Restorer {
     // Empty and multi-blob files: created (sparse, at full size) under the temporary
     // name here, filled by workers, renamed once the last piece is written.
     const fd = createFileAt(dirFd, file.tmp);
-    // Kept by --delta's sweep of entries the snapshot lacks, which runs before the writes.
-    this.keep(dir === '' ? file.tmp : `${dir}/${file.tmp}`);
     try {
       ftruncateSync(fd, node.size ?? 0);
     } finally {
