@@ -11,14 +11,14 @@ import type { TreeNode } from '../../repo/snapshot/tree.js';
 import { listAt, removeAt, type DirCache } from '../../util/safe-fs.js';
 
 /**
- * Whether the file open on `fd` holds exactly the content `node` names. The caller
+ * Whether the file open on `fd` holds exactly the content `node` names, read through
+ * `state` (the caller's buffer of twice the chunker's maximum, reused). The caller
  * opened it relative to a directory descriptor without following symlinks, and
  * checked it is a plain file of the right size that shares its inode with nothing.
  */
-export async function sameContent(fd: number, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>, partBytes: number): Promise<boolean> {
+export async function sameContent(fd: number, node: TreeNode, chunker: FastCDC, key: Pick<MasterKey, 'idKey'>, partBytes: number, state: ChunkBuffer): Promise<boolean> {
   const want = node.content ?? [];
   try {
-    const state: ChunkBuffer = { buf: Buffer.allocUnsafe(chunker.params.max * 2), end: 0 };
     // Backup cuts large files at fixed part boundaries; so must the comparison.
     const step = (node.size ?? 0) > partBytes ? partBytes : Infinity;
     let i = 0;

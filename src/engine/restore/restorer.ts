@@ -39,6 +39,7 @@ import { realLater, throttleProgress, type ItemError, type ProgressFn } from '..
 import { defaultThreads, PART_BYTES } from '../backup/archiver.js';
 import { resolvePath, walkTree } from '../browse/tree-walk.js';
 import { FastCDC, gearTable } from '../../chunker/fastcdc.js';
+import type { ChunkBuffer } from '../../chunker/read.js';
 import { removeExtraIn, sameContent } from './delta.js';
 import { metaAt, metaOnFd, mkfifoAt } from './fd-meta.js';
 import { openTarget } from './target.js';
@@ -472,6 +473,13 @@ class Restorer {
     if (file.remaining === 0) this.finish(file);
   }
 
+  /**
+   * Delta's read buffer, one for every file compared: a new one per file (twice the
+   * chunker's maximum) made V8 collect garbage for three quarters of a delta restore's
+   * CPU (docs/performance.md).
+   */
+  private deltaBuf: ChunkBuffer | undefined;
+
   /** Delta: a plain file of the right size, sharing its inode with nothing, whose chunks have the node's ids. */
   private async alreadyThere(dirFd: number, name: string, node: TreeNode, chunker: FastCDC): Promise<boolean> {
     let fd: number;
@@ -483,7 +491,8 @@ class Restorer {
     try {
       const st = fstatSync(fd);
       if (!st.isFile() || st.size !== (node.size ?? 0) || st.nlink !== 1) return false;
-      return await sameContent(fd, node, chunker, this.repo.key, PART_BYTES);
+      this.deltaBuf ??= { buf: Buffer.allocUnsafeSlow(chunker.params.max * 2), end: 0 };
+      return await sameContent(fd, node, chunker, this.repo.key, PART_BYTES, this.deltaBuf);
     } finally {
       closeSync(fd);
     }
