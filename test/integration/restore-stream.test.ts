@@ -14,13 +14,24 @@ import type { ProgressEvent } from '../../src/engine/progress.js';
 import { keys } from '../../src/repo/format.js';
 import { Repository } from '../../src/repo/repository.js';
 import type { Snapshot } from '../../src/repo/snapshot/snapshot.js';
+import type { TreeNode } from '../../src/repo/snapshot/tree.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { cleanupTmp, makeFixture, pseudoRandom, snapshotOf, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
+/** Flips a byte in the middle of the first blob of `node` in the local repository at `dir`. */
+async function damageFirstBlob(repo: Repository, dir: string, node: TreeNode): Promise<void> {
+  const loc = await repo.locate(Buffer.from(node.content![0]!, 'hex'));
+  const packFile = path.join(dir, keys.pack(repo.index.packId(loc.packIndex).toString('hex')));
+  const bytes = await fs.readFile(packFile);
+  bytes[loc.offset + Math.floor(loc.length / 2)]! ^= 0xff;
+  await fs.chmod(packFile, 0o600);
+  await fs.writeFile(packFile, bytes);
+}
+
 /** The nodes of the snapshot's directory `dir` (an absolute path in it). */
-async function snapshotTree(repo: Repository, rootTree: string, dir: string): Promise<Awaited<ReturnType<Repository['loadTree']>>['nodes']> {
+async function snapshotTree(repo: Repository, rootTree: string, dir: string): Promise<TreeNode[]> {
   let treeId = rootTree;
   for (const part of dir.split('/').filter(Boolean)) {
     const found = (await repo.loadTree(treeId)).nodes.find((n) => n.name === part);
@@ -127,13 +138,7 @@ describe('a restore written in batches', () => {
     const copyDir = path.join(tmpdir(), 'repo-copy');
     await fs.cp(repoDir, copyDir, { recursive: true });
     const copy = await Repository.open(new LocalStore(copyDir), 'pw');
-    const big = (await snapshotTree(copy, snapshot.tree, src)).find((n) => n.name === 'big.bin')!;
-    const loc = await copy.locate(Buffer.from(big.content![0]!, 'hex'));
-    const packFile = path.join(copyDir, keys.pack(copy.index.packId(loc.packIndex).toString('hex')));
-    const bytes = await fs.readFile(packFile);
-    bytes[loc.offset + Math.floor(loc.length / 2)]! ^= 0xff;
-    await fs.chmod(packFile, 0o600);
-    await fs.writeFile(packFile, bytes);
+    await damageFirstBlob(copy, copyDir, (await snapshotTree(copy, snapshot.tree, src)).find((n) => n.name === 'big.bin')!);
     // Enough files to rewrite before dir3 for several batches (unchanged files are not planned).
     for (const f of ['big.bin', ...['dir0', 'dir1'].flatMap((d) => Array.from({ length: 6 }, (_, i) => `${d}/f${i}.bin`))]) await fs.appendFile(path.join(root, f), 'x');
     await fs.writeFile(path.join(root, 'extra-top.txt'), 'x');
@@ -149,13 +154,7 @@ describe('a restore written in batches', () => {
 
   it('a damaged blob in the first batch: every file not in the target is named, none is wrong, no temporary is left', async () => {
     // Damage the blob of the first file the walk plans (big.bin sorts first at the top).
-    const first = (await snapshotTree(repo, snapshot.tree, src)).find((n) => n.type === 'file')!;
-    const loc = await repo.locate(Buffer.from(first.content![0]!, 'hex'));
-    const packFile = path.join(repoDir, keys.pack(repo.index.packId(loc.packIndex).toString('hex')));
-    const bytes = await fs.readFile(packFile);
-    bytes[loc.offset + Math.floor(loc.length / 2)]! ^= 0xff;
-    await fs.chmod(packFile, 0o600);
-    await fs.writeFile(packFile, bytes);
+    await damageFirstBlob(repo, repoDir, (await snapshotTree(repo, snapshot.tree, src)).find((n) => n.type === 'file')!);
 
     const out = path.join(tmpdir(), 'out');
     const err = await restore(repo, snapshot, { target: out, batch: { files: 3, bytes: 1 << 30 } }).then(
