@@ -7,6 +7,7 @@
  * calls runArchiveCall here, or gives the usual errors.
  */
 import { rm } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LifeboatError } from '../errors.js';
 import { archiveGet, archiveHas, archivePush, markerText, pushAhead, takePushMarker } from '../sources/postgres/archive.js';
@@ -73,6 +74,8 @@ export function parse(argv: string[]): ArchiveCall | undefined {
 export async function runArchiveCall(p: ArchiveCall): Promise<void> {
   if (p.verb === 'archive-push') {
     const walPath = p.args[0] as string;
+    // A path that names no WAL file is refused before the repository is touched.
+    parseWalName(basename(walPath));
     await withStore(p.g, async (store) => {
       // Shipped already by an earlier call's batch to this same repository and
       // source: the plain config (no password, no scrypt) is all it takes to tell.

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, cleanupTmp, loadedModules, runCli, tmpdir } from '../helpers.js';
+import { ROOT, cleanupTmp, expectError, loadedModules, runCli, tmpdir } from '../helpers.js';
 
 afterAll(cleanupTmp);
 
@@ -59,6 +59,15 @@ describe('pg archive-push / archive-get command lines', () => {
     expect(r.code).not.toBe(15);
     expect(r.stderr).toMatch(/password/i);
     await expect(fs.stat(path.join(dir, 'w'))).rejects.toThrow();
+  });
+
+  it('refuses a path that names no WAL file before touching the repository or the password', async () => {
+    const dir = tmpdir();
+    const file = path.join(dir, 'not-a-segment');
+    await fs.writeFile(file, segment(3));
+    // No repository there and no password anywhere: the name alone decides.
+    const r = await runCli(['pg', 'archive-push', '--name', 'm', '--repo', path.join(dir, 'no-repo'), file], { LIFEBOAT_PASSWORD: undefined });
+    expectError(r, 2, /"not-a-segment" is not a WAL file name/);
   });
 
   it('the lean path loads neither the option parser nor the config schemas (its start-up is paid per WAL segment)', async () => {
