@@ -11,9 +11,10 @@ import { Readable } from 'node:stream';
 import { backup } from '../../src/engine/backup/archiver.js';
 import { backupStream } from '../../src/engine/backup/stream.js';
 import { acquireLock, lockTiming, type LockRecord } from '../../src/repo/lock.js';
+import { migrate } from '../../src/repo/maintenance/migrate.js';
 import { Repository } from '../../src/repo/repository.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
-import type { PutOptions } from '../../src/storage/store.js';
+import { listAll, type PutOptions } from '../../src/storage/store.js';
 import { cleanupTmp, tmpdir } from '../helpers.js';
 import { sleep } from '../safety-helpers.js';
 
@@ -121,5 +122,34 @@ describe('a backup under a lost lock', () => {
     const { result, repo } = await run('files', false);
     await result;
     expect(await repo.listSnapshots()).toHaveLength(1);
+  }, 60_000);
+});
+
+describe('a migration under a lost lock', () => {
+  it('stops before it deletes or rewrites anything more, and a later run finishes it', async () => {
+    lockTiming.refreshMs = REFRESH;
+    const store = new LockWritesFail();
+    const repo = await Repository.init(store, 'pw', { version: 1 });
+    const src = tmpdir('lb-lock-');
+    await fs.writeFile(path.join(src, 'a.txt'), 'a file\n');
+    await backup(repo, { paths: [src], threads: 1 });
+    const names = async (prefix: string) => (await listAll(store, prefix)).map((o) => o.key).sort();
+    const before = async () => ({ index: await names('index/'), snapshots: await names('snapshots/') });
+    const v1 = await before();
+    // The event loop held for longer than a lock may go without a heartbeat, right
+    // after the new index file is written and before the old one would be deleted.
+    const hold = (s: string) => {
+      if (s === 'index') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, PAST_LOST);
+    };
+    await expect(migrate(store, 'pw', { onStep: hold })).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringMatching(/lock of "migrate" went \d+ s without a stored heartbeat/) });
+    const after = await before();
+    // The old index files and snapshots are all still there (a new index file was added).
+    for (const k of v1.index) expect(after.index).toContain(k);
+    expect(after.snapshots).toEqual(v1.snapshots);
+    // Run again (at the normal heartbeat, so a loaded machine cannot lose it): it completes.
+    lockTiming.refreshMs = normal;
+    await migrate(store, 'pw');
+    const done = await Repository.open(store, 'pw');
+    expect(await done.listSnapshots()).toHaveLength(1);
   }, 60_000);
 });

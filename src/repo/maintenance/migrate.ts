@@ -62,6 +62,12 @@ async function writeConfig(store: Store, config: RepoConfig, key: MasterKey): Pr
   await store.put(keys.config, raw);
 }
 
+/**
+ * Upgrades a format 1 repository to format 2, resumably. Under an exclusive lock whose
+ * heartbeat is checked before every delete and rewrite: a lock another process may
+ * have taken for stale (a prune, a second migrate) stops it before it removes anything
+ * more.
+ */
 export async function migrate(store: Store, password: string, opts: { dryRun?: boolean; warn?: Warn; onStep?: (step: string) => void } = {}): Promise<MigrateResult> {
   const warn = opts.warn ?? (() => {});
   const step = opts.onStep ?? (() => {});
@@ -87,6 +93,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       const keyring = existing ?? (await initKeyring(store, password, v1.master));
       config = { ...config, version: 2, migrating: true };
       step('config');
+      lock.assertHeld();
       await writeConfig(store, config, keyring.master);
     } finally {
       await lock.release();
@@ -106,6 +113,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
     for (const f of await listAll(store, 'index/')) {
       if (!(await isFormat1(store, f.key))) continue;
       await repo.writeIndex(await repo.readIndexFile(f.key));
+      lock.assertHeld();
       await store.delete(f.key);
       result.indexes++;
       step('index file');
@@ -114,6 +122,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
     for (const list of await repo.listRetiring()) {
       if (!(await isFormat1(store, list.key))) continue;
       await repo.saveRetiring({ time: list.time, hostname: list.hostname, packs: list.packs });
+      lock.assertHeld();
       await store.delete(list.key);
       result.lists++;
       step('retiring list');
@@ -143,6 +152,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       }
       step('snapshot written');
       ids.set(id, newId);
+      lock.assertHeld();
       await store.delete(keys.snapshot(id));
       result.snapshots++;
       step('snapshot');
@@ -154,6 +164,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       const ctx = { kind: 'drill' as const, name: o.key };
       const record = JSON.parse(unsealMeta(repo.key, await store.get(o.key), o.key, ctx).payload.toString('utf8')) as { snapshot: string | null };
       if (record.snapshot) record.snapshot = ids.get(record.snapshot) ?? record.snapshot;
+      lock.assertHeld();
       await store.put(o.key, sealMeta(repo.key, Buffer.from(JSON.stringify(record)), repo.compression, ctx));
       result.drills++;
       step('drill record');
@@ -164,6 +175,7 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       for (const o of await listAll(store, prefix)) {
         if (!(await isFormat1(store, o.key))) continue;
         const ctx = prefix === 'state/' ? { kind: 'state' as const, name: o.key } : { kind: 'log' as const, name: o.key };
+        lock.assertHeld();
         await store.put(o.key, seal(repo.key, unseal(repo.key, await store.get(o.key), o.key, ctx), repo.compression, ctx));
         if (prefix === 'state/') result.state++;
         else result.logs++;
@@ -176,10 +188,12 @@ export async function migrate(store: Store, password: string, opts: { dryRun?: b
       // Format 1 slots, and format 2 slots an interrupted first step left without a grant.
       if (s.slot?.version === 1) result.oldSlots++;
       else if (s.slot?.version !== 2 || !repo.keyring || roleOfSlot(repo.keyring, s.id) !== undefined) continue;
+      lock.assertHeld();
       await store.delete(`keys/${s.id}`);
     }
     step('done');
     const { migrating: _m, ...rest } = config;
+    lock.assertHeld();
     await writeConfig(store, { ...rest, version: 2, v1Blobs: true }, repo.key);
   } finally {
     await lock.release();
