@@ -205,9 +205,8 @@ const scrypt = promisify(scryptCb) as (
  * recommend for interactive logins. Tests may lower them with LIFEBOAT_TEST_KDF=fast.
  */
 export function defaultKdf(): KdfParams {
-  const salt = randomBytes(32).toString('base64');
   if (process.env.LIFEBOAT_TEST_KDF === 'fast') return generatedKdf();
-  return { name: 'scrypt', N: 2 ** 15, r: 8, p: 1, salt };
+  return { name: 'scrypt', N: 2 ** 15, r: 8, p: 1, salt: randomBytes(32).toString('base64') };
 }
 
 /**

@@ -25,11 +25,17 @@ function kdfs(repo: string): Map<string, { N: number }> {
   return out;
 }
 
+/** A repository in a new directory, which the test's files go beside. */
+async function newRepo(): Promise<{ dir: string; repo: string }> {
+  const dir = tmpdir('lb-genpw-');
+  const repo = path.join(dir, 'repo');
+  await initRepo(repo);
+  return { dir, repo };
+}
+
 describe('key add --generate-password-file', () => {
   it('writes a new 0600 file, adds a cheap slot of the asked role, and the file opens the repository', async () => {
-    const dir = tmpdir('lb-genpw-');
-    const repo = path.join(dir, 'repo');
-    await initRepo(repo);
+    const { dir, repo } = await newRepo();
     const file = path.join(dir, 'archive.key');
     // Without the tests' cheap scrypt, so the slot's own parameters show.
     const r = await cliExpecting(['key', 'add', '--repo', repo, '--append-only', '--generate-password-file', file, '--json'], 0, { LIFEBOAT_TEST_KDF: undefined });
@@ -58,9 +64,7 @@ describe('key add --generate-password-file', () => {
   });
 
   it('never writes over an existing file or through a symlink, and adds no slot then', async () => {
-    const dir = tmpdir('lb-genpw-');
-    const repo = path.join(dir, 'repo');
-    await initRepo(repo);
+    const { dir, repo } = await newRepo();
     const before = readdirSync(path.join(repo, 'keys')).sort();
 
     const existing = path.join(dir, 'existing.key');
@@ -84,9 +88,7 @@ describe('key add --generate-password-file', () => {
   });
 
   it('takes the file back when the slot cannot be stored (a read-only repository)', async (ctx) => {
-    const dir = tmpdir('lb-genpw-');
-    const repo = path.join(dir, 'repo');
-    await initRepo(repo);
+    const { dir, repo } = await newRepo();
     const readOnly = path.join(dir, 'ro');
     mkdirSync(readOnly);
     try {

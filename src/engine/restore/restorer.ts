@@ -311,13 +311,14 @@ class Restorer {
    * with --include (the rest is not this restore's), nor after a failure (writing has
    * stopped).
    */
-  private sweep(rel: string, names: string[]): void {
-    if (this.opts.delta && this.include.empty && this.failure === undefined) this.removed += removeExtraIn(this.dirs, rel, new Set(names));
+  private sweep(rel: string, nodes: readonly TreeNode[]): void {
+    if (!this.opts.delta || !this.include.empty || this.failure !== undefined) return;
+    this.removed += removeExtraIn(this.dirs, rel, new Set(nodes.map((n) => n.name)));
   }
 
   private async walk(treeId: string, dirPath: string): Promise<void> {
     const tree = await this.repo.loadTree(treeId);
-    this.sweep(this.local(dirPath), tree.nodes.map((n) => n.name));
+    this.sweep(this.local(dirPath), tree.nodes);
     for (const node of tree.nodes) {
       const snapPath = path.posix.join(dirPath, node.name);
       const rel = this.local(snapPath);
