@@ -61,6 +61,26 @@ describe('pg archive-push / archive-get command lines', () => {
     await expect(fs.stat(path.join(dir, 'w'))).rejects.toThrow();
   });
 
+  it('an archive_command whose generated password was removed fails every push (exit 12) and stores nothing', async () => {
+    const dir = tmpdir();
+    const repo = path.join(dir, 'repo');
+    expect((await runCli(['init', '--repo', repo])).code).toBe(0);
+    const key = path.join(dir, 'archive.key');
+    const added = await runCli(['key', 'add', '--repo', repo, '--append-only', '--generate-password-file', key, '--json']);
+    expect(added.code, added.stderr).toBe(0);
+    const id = (JSON.parse(added.stdout) as { id: string }).id;
+    const push = (n: string) => runCli(['pg', 'archive-push', '--name', 'm', '--repo', repo, '--password-file', key, path.join(dir, n)], { LIFEBOAT_PASSWORD: undefined });
+    const names = ['000000010000000000000003', '000000010000000000000004'];
+    for (const n of names) await fs.writeFile(path.join(dir, n), segment(parseInt(n.slice(16), 16)));
+    expect((await push(names[0]!)).code).toBe(0);
+    // An administrator retires the host's key while PostgreSQL keeps archiving.
+    expect((await runCli(['key', 'remove', '--repo', repo, id.slice(0, 8)])).code).toBe(0);
+    // Non-zero, so PostgreSQL keeps the segment and retries (its failed_count rises): never a silent 0.
+    expectError(await push(names[1]!), 12, /wrong password|was removed/);
+    const get = await runCli(['pg', 'archive-get', '--name', 'm', '--repo', repo, names[1]!, path.join(dir, 'out')]);
+    expect(get.code, get.stderr).toBe(15);
+  });
+
   it('refuses a path that names no WAL file before touching the repository or the password', async () => {
     const dir = tmpdir();
     const file = path.join(dir, 'not-a-segment');
