@@ -75,7 +75,9 @@ describe('a restore written in batches', () => {
       onProgress: (e) => {
         // The walk makes directories as it reaches them: the last one is not there yet
         // when the first batch is written (a plan made whole first would have made it).
-        if (e.files > 0 && lastDirAtFirstWrite === undefined) lastDirAtFirstWrite = existsSync(path.join(out, src, 'dir3'));
+        // (Bytes, not files: the first event, sent at once, is the first blob written; the
+        // next comes 100 ms later, when a fast walk may be past dir3.)
+        if (e.bytes > 0 && lastDirAtFirstWrite === undefined) lastDirAtFirstWrite = existsSync(path.join(out, src, 'dir3'));
         events.push({ ...e });
       },
     });
