@@ -9,7 +9,12 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
 import { expectError, snapshotsJson } from '../helpers.js';
-import { archivedCluster, lifeboatAsPostgres, PG_BIN, type ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+import { archivedCluster, asPostgres, freePort, lifeboatAsPostgres, PG_BIN, type ScratchCluster, writeAsPostgres } from '../pg-cluster.js';
+import { Repository } from '../../src/repo/repository.js';
+import { LocalStore } from '../../src/storage/local/local-store.js';
+import { resolvePath } from '../../src/engine/browse/tree-walk.js';
+import { keys } from '../../src/repo/format.js';
+import { requirePgPoint } from '../../src/sources/postgres/point.js';
 import { switchAndArchive as archiveWal } from '../pg-load.js';
 
 /** Replaces pg restore's control files in DIR with symlinks to VICTIM, again and again, until STOP exists. */
@@ -183,6 +188,73 @@ describe('PostgreSQL restore variants', () => {
       expect(await ids()).toEqual(expected);
       await cluster.query('create extension if not exists amcheck');
       await cluster.query("select bt_index_check('t_pkey', true)");
+    } finally {
+      await cluster.stop(dir);
+      await cluster.start();
+    }
+  });
+
+  it('a restore or --delta that stops part-way leaves a directory PostgreSQL refuses to start; --delta from a sound copy then finishes it', async () => {
+    const rel = (await cluster.query<{ p: string }>("select pg_relation_filepath('t') as p"))[0]!.p;
+    // A copy of the repository in which table t's file cannot be read back, in every base backup.
+    const damaged = path.join(base, 'repo-damaged');
+    await fs.cp(repo, damaged, { recursive: true });
+    const copy = await Repository.open(new LocalStore(damaged), (await fs.readFile(pw, 'utf8')).trim());
+    const flipped = new Set<string>();
+    for (const s of (await copy.listSnapshots()).filter((x) => x.source.kind === 'postgres')) {
+      const found = await resolvePath(copy, s.tree, path.posix.join(requirePgPoint(s).dataDirectory, rel));
+      const id = ('node' in found && found.node.content?.[0]) || '';
+      const loc = await copy.locate(Buffer.from(id, 'hex'));
+      const pack = path.join(damaged, keys.pack(copy.index.packId(loc.packIndex).toString('hex')));
+      if (flipped.has(`${pack}:${loc.offset}`)) continue;
+      flipped.add(`${pack}:${loc.offset}`);
+      const bytes = await fs.readFile(pack);
+      bytes[loc.offset + Math.floor(loc.length / 2)]! ^= 0xff;
+      await fs.chmod(pack, 0o600);
+      await fs.writeFile(pack, bytes);
+    }
+    execFileSync('chown', ['-R', 'postgres:postgres', damaged]);
+    const fromDamaged = (args: string[]) => lifeboatAsPostgres([...args, '--repo', damaged, '--password-file', pw]);
+    /** pg_ctl start on DIR: what PostgreSQL says (and the copy stopped again, should it have started). */
+    const tryStart = async (dir: string) => {
+      const r = await asPostgres(path.join(PG_BIN, 'pg_ctl'), ['-D', dir, '-w', '-t', '60', '-o', `-p ${await freePort()} -k ${base}`, '-l', path.join(base, 'start.log'), 'start']);
+      if (r.code === 0) await asPostgres(path.join(PG_BIN, 'pg_ctl'), ['-D', dir, '-m', 'immediate', 'stop']);
+      return r;
+    };
+    const refused = async (dir: string) => {
+      expect(readdirSync(dir)).not.toContain('PG_VERSION');
+      expect(readdirSync(dir).filter((n) => n.startsWith('.lifeboat-'))).toEqual([]);
+      const r = await tryStart(dir);
+      expect(r.code, 'PostgreSQL started a copy that is not all there').not.toBe(0);
+      expect(r.stderr).toMatch(/not a database cluster directory/);
+    };
+
+    // A new copy: the restore stops at table t's file.
+    const fresh = path.join(base, 'stopped-fresh');
+    let r = await fromDamaged(['pg', 'restore', '--name', 'main', '--target-dir', fresh, '--latest']);
+    expect(r.code, r.stderr).toBe(13);
+    expect(r.stderr).toMatch(/PostgreSQL refuses to start/);
+    await refused(fresh);
+
+    // --delta over a complete, startable copy whose table t differs: it stops at t's file.
+    const dir = path.join(base, 'stopped-delta');
+    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--port', String(cluster.port)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(dir)).toContain('PG_VERSION');
+    await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
+    r = await fromDamaged(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta']);
+    expect(r.code, r.stderr).toBe(13);
+    await refused(dir);
+
+    // From the sound repository, --delta finishes the copy, which starts and holds the rows.
+    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta', '--port', String(cluster.port)]);
+    expect(r.code, r.stderr).toBe(0);
+    const expected = await ids();
+    await cluster.stop();
+    try {
+      await cluster.start(dir);
+      await cluster.waitPromoted();
+      expect(await ids()).toEqual(expected);
     } finally {
       await cluster.stop(dir);
       await cluster.start();

@@ -70,6 +70,15 @@ export interface RestoreOptions {
    * recorded for that root (a data directory's user, who owns the restored result anyway).
    */
   trustRootOwner?: boolean;
+  /**
+   * Files (paths relative to the target) that must not appear before everything else
+   * is in place: each is written and given its metadata under its temporary name, and
+   * left there, named in the result's `held`, for the caller to rename last (a data
+   * directory's PG_VERSION, without which PostgreSQL refuses to start a copy that is
+   * half-restored, or was mid-way through a --delta when the restore stopped). In a
+   * target that exists, the names are removed before anything is written.
+   */
+  holdBack?: readonly string[];
   threads?: number;
   onProgress?: ProgressFn;
   /** How much the walk plans before that batch is written (tests make it small). */
@@ -90,6 +99,8 @@ export interface RestoreResult {
   dirs: number;
   bytes: number;
   errors: ItemError[];
+  /** The `holdBack` files restored: each complete under its temporary name `tmp`, in the directory of `rel`. */
+  held?: Array<{ rel: string; tmp: string }>;
 }
 
 /** A restore that stopped part-way carries the files it could not finish (absolute paths). */
@@ -118,6 +129,8 @@ interface FileState {
   /** Blobs still to be written (files of several blobs); the main thread renames at 0. */
   remaining: number;
   done: boolean;
+  /** One of `holdBack`: left under its temporary name when complete. */
+  hold?: boolean;
 }
 
 /** Directory descriptors the main thread keeps open (the process allows thousands; workers keep their own). */
@@ -142,6 +155,9 @@ class Restorer {
   private readonly lateItems: Later[] = [];
   private readonly links: Array<{ rel: string; first: FileState }> = [];
   private readonly inodes = new Map<string, FileState>();
+  private readonly holdBack: ReadonlySet<string>;
+  /** `holdBack` files complete under their temporary names. */
+  private readonly held: FileState[] = [];
   /** The batch being planned: its files (BlobTarget.file indexes them) and its blobs by pack. */
   private fileStates: FileState[] = [];
   private packs = new Map<number, Map<string, RestoreBlob>>();
@@ -193,6 +209,7 @@ class Restorer {
     this.target = path.resolve(opts.target);
     this.include = new PathMatcher(opts.include ?? []);
     this.replace = opts.delta === true || opts.overwrite === true;
+    this.holdBack = new Set(opts.holdBack ?? []);
   }
 
   async run(snapshot: Snapshot): Promise<RestoreResult> {
@@ -217,6 +234,7 @@ class Restorer {
     this.fresh = t.created;
     this.dirs = new DirCache(t.fd, OPEN_DIRS);
     try {
+      if (!this.fresh) for (const rel of this.holdBack) this.removeHeld(rel);
       if (this.opts.onProgress && !this.opts.delta) {
         // The snapshot's own counts when all of it is restored; else the trees, counted first.
         const s = snapshot.summary as Partial<Snapshot['summary']> | undefined;
@@ -246,12 +264,23 @@ class Restorer {
       this.dirList.sort((a, b) => b.rel.length - a.rel.length);
       for (const d of this.dirList) this.tryItem(d.rel, () => metaOnFd(this.dirs.dir(d.rel), d.node, this.isRoot));
       this.report(true);
-      return { files: this.files, unchanged: this.unchanged, removed: this.removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors };
+      const held = this.held.map((f) => ({ rel: f.rel, tmp: f.tmp }));
+      return { files: this.files, unchanged: this.unchanged, removed: this.removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors, ...(held.length ? { held } : {}) };
     } finally {
       this.emit.cancel();
       await this.pool?.close();
       this.dirs.close();
       closeSync(t.fd);
+    }
+  }
+
+  /** A `holdBack` name in a target that exists goes before anything is written. */
+  private removeHeld(rel: string): void {
+    const { dir, name } = splitRel(rel);
+    try {
+      removeAt(this.dirs.dir(dir), name);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
     }
   }
 
@@ -418,8 +447,9 @@ class Restorer {
       return;
     }
     this.files++;
-    const file: FileState = { rel, dir, name, tmp: `${this.tmpTag}${this.files}`, node, remaining: 0, done: false };
-    if (node.nlink > 1) {
+    const hold = this.holdBack.has(rel);
+    const file: FileState = { rel, dir, name, tmp: `${this.tmpTag}${this.files}`, node, remaining: 0, done: false, ...(hold ? { hold } : {}) };
+    if (node.nlink > 1 && !hold) {
       const inodeKey = `${node.dev}:${node.inode}`;
       const first = this.inodes.get(inodeKey);
       if (first) {
@@ -433,7 +463,7 @@ class Restorer {
     const content = node.content ?? [];
     this.total += node.size ?? 0;
     this.batchBytes += node.size ?? 0;
-    if (this.chunker && (await this.alreadyThere(dirFd, name, node, this.chunker))) {
+    if (this.chunker && !hold && (await this.alreadyThere(dirFd, name, node, this.chunker))) {
       this.unchanged++;
       this.doneFiles++;
       this.skippedBytes += node.size ?? 0;
@@ -447,7 +477,8 @@ class Restorer {
       removeAt(dirFd, name);
     }
     this.fileStates.push(file);
-    if (content.length === 1) {
+    // A single blob is written and renamed by a worker; a held file waits for its caller.
+    if (content.length === 1 && !hold) {
       const m = node;
       await this.plan(content[0] as string, {
         file: this.fileStates.length - 1,
@@ -499,7 +530,7 @@ class Restorer {
     }
   }
 
-  /** A file of several blobs is complete: metadata on its descriptor, then its real name. */
+  /** A file of several blobs (or held back) is complete: metadata on its descriptor, then its real name (unless held). */
   private finish(f: FileState): void {
     const dirFd = this.dirs.dir(f.dir);
     const fd = openFileAt(dirFd, f.tmp, C.O_WRONLY);
@@ -508,7 +539,8 @@ class Restorer {
     } finally {
       closeSync(fd);
     }
-    renameAt(dirFd, f.tmp, dirFd, f.name);
+    if (f.hold) this.held.push(f);
+    else renameAt(dirFd, f.tmp, dirFd, f.name);
     f.done = true;
     this.doneFiles++;
   }
@@ -544,8 +576,9 @@ class Restorer {
    */
   private abandon(cause: unknown): never {
     const incomplete: string[] = [];
-    for (const f of [...this.writing].flat().concat(this.fileStates)) {
-      if (f.done) continue;
+    // A held file may be both in a failed batch and complete under its temporary name.
+    for (const f of new Set([...this.writing].flat().concat(this.fileStates, this.held))) {
+      if (f.done && !f.hold) continue;
       incomplete.push(this.shown(f.rel));
       try {
         removeAt(this.dirs.dir(f.dir), f.tmp);

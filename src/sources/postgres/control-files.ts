@@ -7,13 +7,16 @@
  * `recovery.signal -> /etc/...` before a root restore: written by path, root would
  * write and chown through it. Here whatever is at a name is removed (a symlink as a
  * link), each file is created exclusively under a temporary name, owned on its
- * descriptor, and renamed into place.
+ * descriptor, and renamed into place. PG_VERSION, restored under a temporary name, is
+ * named last (commitVersion).
  */
-import { closeSync, constants as C, fchownSync, fstatSync, lstatSync, readSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants as C, fchownSync, fstatSync, fsyncSync, lstatSync, readSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { createFileAt, lstatAt, mkdirAt, openDirAt, openFileAt, removeAt, renameAt } from '../../util/safe-fs.js';
 import { openSafeDir } from '../../engine/restore/target.js';
+import { LifeboatError } from '../../errors.js';
 
 /** An open restored data directory; the owner new files get is the directory's. */
 export class DataDir {
@@ -95,6 +98,30 @@ export class DataDir {
     } finally {
       closeSync(wal);
     }
+  }
+
+  /**
+   * Gives the restored PG_VERSION (complete under the temporary name `tmp`) its name,
+   * last of all: PostgreSQL refuses to start a data directory without it, so neither a
+   * server started early nor one started after a crash or a failed restore can run on
+   * a copy that is not all there. What was written before is first made durable (the
+   * file system's syncfs, by `sync -f`), so a power cut cannot leave PG_VERSION on disk
+   * without the files it vouches for.
+   */
+  commitVersion(tmp: string): void {
+    const r = spawnSync('sync', ['-f', `/proc/${process.pid}/fd/${this.fd}`], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    if (r.status !== 0) {
+      throw new LifeboatError('RESTORE_INCOMPLETE', `could not flush the restored data directory to disk: ${(r.stderr || r.error?.message || `sync exited ${r.status}`).trim()}`, {
+        hint: 'PG_VERSION was not written, so PostgreSQL will not start this copy; restore again with --delta',
+      });
+    }
+    renameAt(this.fd, tmp, this.fd, 'PG_VERSION');
+    fsyncSync(this.fd);
+  }
+
+  /** Removes a file this restore left under a temporary name (a held PG_VERSION when what followed failed). */
+  discard(name: string): void {
+    removeAt(this.fd, name);
   }
 
   private ensureDir(dirFd: number, name: string): number {

@@ -8,16 +8,19 @@
  *
  * Before writing anything it checks that the archive holds every segment from the
  * backup's start along that history without gaps, so recovery can never stop early,
- * silently, at a point the user did not ask for.
+ * silently, at a point the user did not ask for. PG_VERSION is named last, after the
+ * rest is flushed to disk: until then PostgreSQL refuses to start the directory, so a
+ * server started mid-restore, or after a restore or --delta that stopped part-way,
+ * never runs on a copy that is not all there.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { LifeboatError } from '../../errors.js';
+import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { isAlive } from '../../util/tied-child.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatLsn, parseLsn, segmentName } from './wal.js';
-import { restore, type RestoreResult } from '../../engine/restore/restorer.js';
+import { incompleteOf, restore, type RestoreResult } from '../../engine/restore/restorer.js';
 import type { PgConsistency } from './names.js';
 import { UnquotableError } from '../../util/shell.js';
 import { choosePort, copySettings, recoverySettings, restoreCommand } from './recovery-conf.js';
@@ -36,6 +39,8 @@ import { requirePgPoint } from './point.js';
 
 /** Spool for prefetched WAL inside a restored data directory (left out of base backups). */
 export const PREFETCH_DIR = 'lifeboat-prefetch';
+/** Without it PostgreSQL refuses to start a data directory: restored last. */
+const VERSION_FILE = 'PG_VERSION';
 
 export type PgTarget =
   | { kind: 'latest' }
@@ -240,10 +245,24 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   const c = consistencyOf(snapshot);
   checkWalContinuity(plan.facts, c, plan.chain);
 
-  const result = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', trustRootOwner: true, ...(opts.delta ? { delta: true } : {}) });
+  let restored: Awaited<ReturnType<typeof restore>>;
+  try {
+    // PG_VERSION is held back (removed first from an existing directory) and named
+    // only once everything else is in place: PostgreSQL will not start the directory
+    // before, whether started by someone mid-restore or after a restore that failed.
+    restored = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', trustRootOwner: true, holdBack: [VERSION_FILE], ...(opts.delta ? { delta: true } : {}) });
+  } catch (err) {
+    const incomplete = incompleteOf(err);
+    if (!isLifeboatError(err) || !incomplete) throw err;
+    const hint = `${err.hint ? `${err.hint}; ` : ''}until then PostgreSQL refuses to start ${target} (PG_VERSION is restored last)`;
+    throw Object.assign(new LifeboatError(err.code, err.message, { hint, cause: err.cause }), { incomplete });
+  }
+  const { held, ...result } = restored;
+  const version = held?.find((h) => h.rel === VERSION_FILE)?.tmp;
   // The control files are written through the data directory's descriptor, never
   // following what its owner may have planted (control-files.ts).
   const dir = DataDir.open(target);
+  let committed = false;
   try {
     dir.write('backup_label', c.backupLabel);
     if (c.tablespaceMap) dir.write('tablespace_map', c.tablespaceMap);
@@ -255,9 +274,12 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
     dir.write('postgresql.auto.conf', `${before}\n${[header, ...added].join('\n')}\n`);
     // WAL from the backup is fetched by restore_command; the directory must exist.
     dir.walDirs();
+    if (version !== undefined) dir.commitVersion(version);
+    committed = true;
     const { facts: _, ...decided } = plan;
     return { ...result, ...decided, recoveryConf: lines, port };
   } finally {
+    if (!committed && version !== undefined) dir.discard(version);
     dir.close();
   }
 }
