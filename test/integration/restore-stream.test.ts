@@ -5,7 +5,7 @@
  * early batch still names every file that is not in the target, planned or not,
  * leaving no temporary and no wrong file behind.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../src/engine/backup/archiver.js';
@@ -154,6 +154,34 @@ describe('a restore written in batches', () => {
     expect(existsSync(path.join(root, 'dir3', 'extra-late.txt'))).toBe(true);
   });
 
+  it('--delta while something else writes into the target: a name that appears after its directory was swept fails the restore (TARGET_CHANGED, exit 27) and is kept', async () => {
+    const out = path.join(tmpdir(), 'out');
+    await restore(repo, snapshot, { target: out });
+    const root = path.join(out, src);
+    await fs.appendFile(path.join(root, 'dir1', 'f0.bin'), 'changed');
+    await fs.appendFile(path.join(root, 'dir3', 'f0.bin'), 'changed');
+    // The top directory is swept before the first blob is written; the writer adds a file there then.
+    const late = path.join(root, 'written-meanwhile.txt');
+    const err = await restore(repo, snapshot, {
+      target: out,
+      delta: true,
+      batch: { files: 3, bytes: 1 << 30 },
+      onProgress: (e) => {
+        if (e.bytes > 0 && !existsSync(late)) writeFileSync(late, 'an application was still running');
+      },
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'TARGET_CHANGED' });
+    expect((err as Error).message).toContain(`1 name(s) appeared (${late})`);
+    expect(readFileSync(late, 'utf8')).toBe('an application was still running');
+    // Everything else was restored: once the writer is gone, --delta again removes it and succeeds.
+    const r = await restore(repo, snapshot, { target: out, delta: true });
+    expect(r.removed).toBe(1);
+    expect(await snapshotOf(root)).toEqual(await snapshotOf(src));
+  });
+
   it('held-back files never appear under their names: complete under temporaries for the caller, removed first from an existing target, gone after a failure', async () => {
     const top = src.slice(1);
     const heldRels = [`${top}/big.bin`, `${top}/dir0/f1.bin`]; // several blobs; one
@@ -161,7 +189,8 @@ describe('a restore written in batches', () => {
     const visible = (out: string) => heldRels.filter((rel) => existsSync(path.join(out, rel)));
     const out = path.join(tmpdir(), 'out');
     const seen = new Set<string>();
-    const r = await restore(repo, snapshot, { target: out, holdBack: heldRels, batch: { files: 3, bytes: 1 << 30 }, onProgress: () => visible(out).forEach((v) => seen.add(v)) });
+    // (flushEarly: pg restore's background flush, of held files too, runs alongside.)
+    const r = await restore(repo, snapshot, { target: out, holdBack: heldRels, flushEarly: true, batch: { files: 3, bytes: 1 << 30 }, onProgress: () => visible(out).forEach((v) => seen.add(v)) });
     expect([...seen]).toEqual([]);
     expect(visible(out)).toEqual([]);
     expect(r.held?.map((h) => h.rel).sort()).toEqual([...heldRels].sort());

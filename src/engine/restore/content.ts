@@ -44,8 +44,8 @@ export interface ContentArgs {
   files: readonly ContentFile[];
   finish: (f: ContentFile) => void;
   onWritten: (bytes: number) => void;
-  /** A file of one blob the workers completed (for progress; `finish` covers the others). */
-  onWholeFile?: () => void;
+  /** A file of one blob the workers completed, in its directory `dir` (for progress; `finish` covers the others). */
+  onWholeFile?: (dir: string, name: string) => void;
 }
 
 export function writeContent(a: ContentArgs): Promise<unknown> {
@@ -74,7 +74,7 @@ class ContentWriter {
         const f = this.a.files[t.file] as ContentFile;
         if (t.whole) {
           f.done = true;
-          this.a.onWholeFile?.();
+          this.a.onWholeFile?.(t.dir, t.whole.name);
         } else if (--f.remaining === 0) this.a.finish(f);
       }
     }

@@ -19,7 +19,7 @@
  * restore that stops part-way (a full disk, a damaged pack) leaves no file that looks
  * complete but is not; it removes its temporaries and names what is missing.
  */
-import { closeSync, constants as C, fstatSync, ftruncateSync } from 'node:fs';
+import { close, closeSync, constants as C, fdatasync, fstatSync, ftruncateSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
@@ -27,7 +27,7 @@ import type { Repository } from '../../repo/repository.js';
 import type { Snapshot } from '../../repo/snapshot/snapshot.js';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
 import { PathMatcher } from '../../util/glob.js';
-import { createFileAt, DirCache, linkAt, lstatAt, mkdirAt, openFileAt, removeAt, renameAt, splitRel, symlinkAt } from '../../util/safe-fs.js';
+import { createFileAt, DirCache, linkAt, listAt, lstatAt, mkdirAt, openFileAt, removeAt, renameAt, splitRel, symlinkAt } from '../../util/safe-fs.js';
 import { acquireLock } from '../../repo/lock.js';
 import type { RestoreBlob } from '../workers/restore-protocol.js';
 import { writeContent } from './content.js';
@@ -79,6 +79,14 @@ export interface RestoreOptions {
    * target that exists, the names are removed before anything is written.
    */
   holdBack?: readonly string[];
+  /**
+   * Each file is flushed to disk (fdatasync, on libuv's threads, two at a time) once
+   * it is complete, while the rest is written, and the restore returns when all are:
+   * for a caller that makes the result durable afterwards (pg restore flushes the file
+   * system before naming PG_VERSION), whose flush then finds little left to write.
+   * Without it, that final flush would wait for every byte at the end.
+   */
+  flushEarly?: boolean;
   threads?: number;
   onProgress?: ProgressFn;
   /** How much the walk plans before that batch is written (tests make it small). */
@@ -113,6 +121,12 @@ export function incompleteOf(err: unknown): string[] | undefined {
   return Array.isArray(list) ? list : undefined;
 }
 
+/** Names found by the recheck after a --delta that the snapshot does not have, and restored names missing. */
+interface Drift {
+  appeared: string[];
+  vanished: string[];
+}
+
 interface Later {
   /** Relative to the target ("" is the target itself). */
   rel: string;
@@ -131,6 +145,52 @@ interface FileState {
   done: boolean;
   /** One of `holdBack`: left under its temporary name when complete. */
   hold?: boolean;
+}
+
+/**
+ * Flushes completed files to disk in the background (RestoreOptions.flushEarly), at
+ * most two at a time so the pack reads on libuv's threads are not starved. Each file
+ * is opened again by name below the target, without following symlinks. It only
+ * starts the disk writes early: durability is the caller's final flush, so a file
+ * that cannot be opened or flushed (removed after a failure) is passed over.
+ */
+class Flusher {
+  private readonly queue: Array<[string, string]> = [];
+  private running = 0;
+  private idle: (() => void) | undefined;
+
+  constructor(private readonly dirs: DirCache) {}
+
+  add(dir: string, name: string): void {
+    this.queue.push([dir, name]);
+    this.next();
+  }
+
+  private next(): void {
+    while (this.running < 2 && this.queue.length > 0) {
+      const [dir, name] = this.queue.shift()!;
+      let fd: number;
+      try {
+        fd = openFileAt(this.dirs.dir(dir), name, C.O_RDONLY | C.O_NONBLOCK);
+      } catch {
+        continue;
+      }
+      this.running++;
+      fdatasync(fd, () =>
+        close(fd, () => {
+          this.running--;
+          this.next();
+        }),
+      );
+    }
+    if (this.running === 0) this.idle?.();
+  }
+
+  /** Resolves once every file added so far is flushed. */
+  drain(): Promise<void> {
+    if (this.running === 0 && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.idle = resolve));
+  }
 }
 
 /** Directory descriptors the main thread keeps open (the process allows thousands; workers keep their own). */
@@ -196,6 +256,7 @@ class Restorer {
    */
   private fresh = false;
   private readonly chunker: FastCDC | undefined;
+  private flusher: Flusher | undefined;
   private total = 0;
   private written = 0;
   private readonly emit: ReturnType<typeof throttleProgress>;
@@ -244,16 +305,19 @@ class Restorer {
             : await this.count(tree, this.base);
       }
       this.pool = new RestorePool({ key: exportKey(this.repo.key), rootFd: t.fd }, this.threads);
+      if (this.opts.flushEarly) this.flusher = new Flusher(this.dirs);
       if (root) this.dirList.push({ rel: '', node: root });
       try {
         await this.walk(tree, this.base);
         this.walking = false;
         await this.flush();
         await this.inFlight;
+        await this.flusher?.drain();
       } catch (err) {
         // Temporaries of files planned so far go too (a directory swapped mid-walk, a
         // full disk), once the batch being written has stopped.
         await this.inFlight;
+        await this.flusher?.drain();
         await this.pool.close();
         this.abandon(err);
       }
@@ -263,6 +327,7 @@ class Restorer {
       // Deepest directories first, so setting a child's times does not touch the parent's.
       this.dirList.sort((a, b) => b.rel.length - a.rel.length);
       for (const d of this.dirList) this.tryItem(d.rel, () => metaOnFd(this.dirs.dir(d.rel), d.node, this.isRoot));
+      if (this.opts.delta && this.include.empty) this.changedMeanwhile(await this.recheck(tree, this.base));
       this.report(true);
       const held = this.held.map((f) => ({ rel: f.rel, tmp: f.tmp }));
       return { files: this.files, unchanged: this.unchanged, removed: this.removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors, ...(held.length ? { held } : {}) };
@@ -272,6 +337,39 @@ class Restorer {
       this.dirs.close();
       closeSync(t.fd);
     }
+  }
+
+  /**
+   * --delta, once everything is written: each directory must hold exactly the names
+   * its tree has. Something else writing into the target meanwhile (an application
+   * left running, a second restore) can add or remove names after a directory's sweep.
+   * That is found here and reported, not swept again (what appeared may be someone's
+   * work) and not passed off as a target that equals the snapshot.
+   */
+  private async recheck(treeId: string, dirPath: string, drift: Drift = { appeared: [], vanished: [] }): Promise<Drift> {
+    const rel = this.local(dirPath);
+    const failed = new Set(this.errors.map((e) => e.path));
+    const present = new Set(listAt(this.dirs.dir(rel)));
+    for (const f of this.held) if (f.dir === rel) present.delete(f.tmp);
+    const subdirs: Array<[string, string]> = [];
+    for (const node of (await this.repo.loadTree(treeId)).nodes) {
+      const childRel = rel === '' ? node.name : `${rel}/${node.name}`;
+      const there = present.delete(node.name);
+      if (this.holdBack.has(childRel) || failed.has(this.shown(childRel)) || !['dir', 'file', 'symlink', 'fifo'].includes(node.type)) continue;
+      if (!there) drift.vanished.push(this.shown(childRel));
+      else if (node.type === 'dir' && node.subtree) subdirs.push([node.subtree, path.posix.join(dirPath, node.name)]);
+    }
+    for (const name of present) drift.appeared.push(this.shown(rel === '' ? name : `${rel}/${name}`));
+    for (const [subtree, p] of subdirs) await this.recheck(subtree, p, drift);
+    return drift;
+  }
+
+  private changedMeanwhile({ appeared, vanished }: Drift): void {
+    if (appeared.length + vanished.length === 0) return;
+    const what = [appeared.length ? `${appeared.length} name(s) appeared (${appeared.slice(0, 3).join(', ')})` : '', vanished.length ? `${vanished.length} restored name(s) vanished (${vanished.slice(0, 3).join(', ')})` : ''];
+    throw new LifeboatError('TARGET_CHANGED', `${this.target} changed while it was restored: ${what.filter(Boolean).join('; ')}`, {
+      hint: 'something else writes there (an application left running?); stop it and restore again with --delta. Nothing that appeared was removed',
+    });
   }
 
   /** A `holdBack` name in a target that exists goes before anything is written. */
@@ -417,7 +515,10 @@ class Restorer {
         this.written += n;
         this.report(false);
       },
-      onWholeFile: () => this.doneFiles++,
+      onWholeFile: (dir, name) => {
+        this.doneFiles++;
+        this.flusher?.add(dir, name);
+      },
     }).then((failure) => {
       if (failure === undefined) this.writing.delete(files);
       else this.failure ??= failure;
@@ -541,6 +642,7 @@ class Restorer {
     }
     if (f.hold) this.held.push(f);
     else renameAt(dirFd, f.tmp, dirFd, f.name);
+    this.flusher?.add(f.dir, f.hold ? f.tmp : f.name);
     f.done = true;
     this.doneFiles++;
   }

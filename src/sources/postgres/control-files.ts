@@ -11,7 +11,7 @@
  * named last (commitVersion).
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants as C, fchownSync, fstatSync, fsyncSync, lstatSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, existsSync, fchownSync, fstatSync, fsyncSync, lstatSync, readSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { createFileAt, lstatAt, mkdirAt, openDirAt, openFileAt, removeAt, renameAt } from '../../util/safe-fs.js';
@@ -109,7 +109,9 @@ export class DataDir {
    * without the files it vouches for.
    */
   commitVersion(tmp: string): void {
-    const r = spawnSync('sync', ['-f', `/proc/${process.pid}/fd/${this.fd}`], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    // coreutils' own, never one found first on the PATH.
+    const sync = ['/usr/bin/sync', '/bin/sync'].find((p) => existsSync(p)) ?? '/usr/bin/sync';
+    const r = spawnSync(sync, ['-f', `/proc/${process.pid}/fd/${this.fd}`], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
     if (r.status !== 0) {
       throw new LifeboatError('RESTORE_INCOMPLETE', `could not flush the restored data directory to disk: ${(r.stderr || r.error?.message || `sync exited ${r.status}`).trim()}`, {
         hint: 'PG_VERSION was not written, so PostgreSQL will not start this copy; restore again with --delta',

@@ -250,7 +250,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
     // PG_VERSION is held back (removed first from an existing directory) and named
     // only once everything else is in place: PostgreSQL will not start the directory
     // before, whether started by someone mid-restore or after a restore that failed.
-    restored = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', trustRootOwner: true, holdBack: [VERSION_FILE], ...(opts.delta ? { delta: true } : {}) });
+    restored = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', trustRootOwner: true, holdBack: [VERSION_FILE], flushEarly: true, ...(opts.delta ? { delta: true } : {}) });
   } catch (err) {
     const incomplete = incompleteOf(err);
     if (!isLifeboatError(err) || !incomplete) throw err;
