@@ -152,16 +152,22 @@ interface FileState {
  * most two at a time so the pack reads on libuv's threads are not starved. Each file
  * is opened again by name below the target, without following symlinks. It only
  * starts the disk writes early: durability is the caller's final flush, so a file
- * that cannot be opened or flushed (removed after a failure) is passed over.
+ * that cannot be opened (removed after a failure) is passed over, and past QUEUED
+ * waiting files (many small ones written faster than flushed) new ones are left to
+ * that flush. A flush that fails (EIO, ENOSPC) fails the restore: on kernels before
+ * 5.8 syncfs does not report it.
  */
 class Flusher {
+  private static readonly QUEUED = 256;
   private readonly queue: Array<[string, string]> = [];
   private running = 0;
   private idle: (() => void) | undefined;
+  private error: unknown;
 
   constructor(private readonly dirs: DirCache) {}
 
   add(dir: string, name: string): void {
+    if (this.queue.length >= Flusher.QUEUED) return;
     this.queue.push([dir, name]);
     this.next();
   }
@@ -176,8 +182,9 @@ class Flusher {
         continue;
       }
       this.running++;
-      fdatasync(fd, () =>
+      fdatasync(fd, (err) =>
         close(fd, () => {
+          if (err) this.error ??= err;
           this.running--;
           this.next();
         }),
@@ -186,10 +193,11 @@ class Flusher {
     if (this.running === 0) this.idle?.();
   }
 
-  /** Resolves once every file added so far is flushed. */
-  drain(): Promise<void> {
-    if (this.running === 0 && this.queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => (this.idle = resolve));
+  /** Drops what waits, resolves once the flushes running are done: to the first flush that failed, if one did. */
+  drain(): Promise<unknown> {
+    this.queue.length = 0;
+    if (this.running === 0) return Promise.resolve(this.error);
+    return new Promise((resolve) => (this.idle = () => resolve(this.error)));
   }
 }
 
@@ -294,6 +302,8 @@ class Restorer {
     this.target = t.path;
     this.fresh = t.created;
     this.dirs = new DirCache(t.fd, OPEN_DIRS);
+    /** The held files went to the caller; until then they are this restore's temporaries. */
+    let handedOver = false;
     try {
       if (!this.fresh) for (const rel of this.holdBack) this.removeHeld(rel);
       if (this.opts.onProgress && !this.opts.delta) {
@@ -307,12 +317,13 @@ class Restorer {
       this.pool = new RestorePool({ key: exportKey(this.repo.key), rootFd: t.fd }, this.threads);
       if (this.opts.flushEarly) this.flusher = new Flusher(this.dirs);
       if (root) this.dirList.push({ rel: '', node: root });
+      let flushFailed: unknown;
       try {
         await this.walk(tree, this.base);
         this.walking = false;
         await this.flush();
         await this.inFlight;
-        await this.flusher?.drain();
+        flushFailed = await this.flusher?.drain();
       } catch (err) {
         // Temporaries of files planned so far go too (a directory swapped mid-walk, a
         // full disk), once the batch being written has stopped.
@@ -322,16 +333,27 @@ class Restorer {
         this.abandon(err);
       }
       if (this.failure !== undefined) this.abandon(this.failure);
+      if (flushFailed !== undefined) {
+        const e = errno(flushFailed);
+        throw new LifeboatError(e === 'ENOSPC' || e === 'EDQUOT' ? 'NO_SPACE' : 'RESTORE_INCOMPLETE', `flushing ${this.target} to disk failed: ${(flushFailed as Error).message}`, {
+          hint: 'the disk reported an error, so files may not hold what was written; fix the disk or free space and restore again',
+          cause: flushFailed,
+        });
+      }
       for (const l of this.links) this.tryItem(l.rel, () => this.link(l.rel, l.first));
       for (const f of this.lateItems) this.tryItem(f.rel, () => metaAt(this.dirFor(f.rel), splitRel(f.rel).name, f.node, this.isRoot));
+      // Before the directories get their modes and times: listing one would reset its
+      // atime, and a mode without read access would stop the listing.
+      if (this.opts.delta && this.include.empty) this.changedMeanwhile(await this.recheck(tree, this.base));
       // Deepest directories first, so setting a child's times does not touch the parent's.
       this.dirList.sort((a, b) => b.rel.length - a.rel.length);
       for (const d of this.dirList) this.tryItem(d.rel, () => metaOnFd(this.dirs.dir(d.rel), d.node, this.isRoot));
-      if (this.opts.delta && this.include.empty) this.changedMeanwhile(await this.recheck(tree, this.base));
       this.report(true);
       const held = this.held.map((f) => ({ rel: f.rel, tmp: f.tmp }));
+      handedOver = true;
       return { files: this.files, unchanged: this.unchanged, removed: this.removed, dirs: this.dirList.length, bytes: this.written, errors: this.errors, ...(held.length ? { held } : {}) };
     } finally {
+      if (!handedOver) this.dropHeld();
       this.emit.cancel();
       await this.pool?.close();
       this.dirs.close();
@@ -346,21 +368,28 @@ class Restorer {
    * That is found here and reported, not swept again (what appeared may be someone's
    * work) and not passed off as a target that equals the snapshot.
    */
-  private async recheck(treeId: string, dirPath: string, drift: Drift = { appeared: [], vanished: [] }): Promise<Drift> {
+  private async recheck(treeId: string | undefined, dirPath: string, drift: Drift = { appeared: [], vanished: [] }, failed = new Set(this.errors.map((e) => e.path))): Promise<Drift> {
     const rel = this.local(dirPath);
-    const failed = new Set(this.errors.map((e) => e.path));
-    const present = new Set(listAt(this.dirs.dir(rel)));
+    let present: Set<string>;
+    try {
+      present = new Set(listAt(this.dirs.dir(rel)));
+    } catch (err) {
+      // Removed, or swapped for a symlink or file (never followed) since it was restored.
+      if (!['ENOENT', 'ENOTDIR', 'ELOOP'].includes(errno(err) ?? '')) throw err;
+      drift.vanished.push(this.shown(rel));
+      return drift;
+    }
     for (const f of this.held) if (f.dir === rel) present.delete(f.tmp);
-    const subdirs: Array<[string, string]> = [];
-    for (const node of (await this.repo.loadTree(treeId)).nodes) {
+    const subdirs: Array<[string | undefined, string]> = [];
+    for (const node of treeId ? (await this.repo.loadTree(treeId)).nodes : []) {
       const childRel = rel === '' ? node.name : `${rel}/${node.name}`;
       const there = present.delete(node.name);
       if (this.holdBack.has(childRel) || failed.has(this.shown(childRel)) || !['dir', 'file', 'symlink', 'fifo'].includes(node.type)) continue;
       if (!there) drift.vanished.push(this.shown(childRel));
-      else if (node.type === 'dir' && node.subtree) subdirs.push([node.subtree, path.posix.join(dirPath, node.name)]);
+      else if (node.type === 'dir') subdirs.push([node.subtree, path.posix.join(dirPath, node.name)]);
     }
     for (const name of present) drift.appeared.push(this.shown(rel === '' ? name : `${rel}/${name}`));
-    for (const [subtree, p] of subdirs) await this.recheck(subtree, p, drift);
+    for (const [subtree, p] of subdirs) await this.recheck(subtree, p, drift, failed);
     return drift;
   }
 
@@ -370,6 +399,17 @@ class Restorer {
     throw new LifeboatError('TARGET_CHANGED', `${this.target} changed while it was restored: ${what.filter(Boolean).join('; ')}`, {
       hint: 'something else writes there (an application left running?); stop it and restore again with --delta. Nothing that appeared was removed',
     });
+  }
+
+  /** Held files not handed to the caller (the recheck or what followed the writes failed) are temporaries to remove. */
+  private dropHeld(): void {
+    for (const f of this.held) {
+      try {
+        removeAt(this.dirs.dir(f.dir), f.tmp);
+      } catch {
+        // Its directory is gone or swapped: nothing of ours can be reached there.
+      }
+    }
   }
 
   /** A `holdBack` name in a target that exists goes before anything is written. */
@@ -532,7 +572,7 @@ class Restorer {
 
   private async leaf(node: TreeNode, rel: string): Promise<void> {
     const { dir, name } = splitRel(rel);
-    const dirFd = this.dirs.dir(dir);
+    let dirFd = this.dirs.dir(dir);
     if (node.type !== 'file') {
       if (node.type !== 'symlink' && node.type !== 'fifo') {
         this.errors.push({ path: this.shown(rel), message: `${node.type} not restored (special files are recorded, not recreated)` });
@@ -572,6 +612,8 @@ class Restorer {
       this.lateItems.push({ rel, node });
       return;
     }
+    // The comparison awaited: other directories opened meanwhile may have evicted dirFd.
+    dirFd = this.dirs.dir(dir);
     // A directory in the way cannot be replaced by rename; anything else is, atomically.
     if (!this.fresh && lstatAt(dirFd, name)?.isDirectory()) {
       this.dirs.forget(rel);

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, constants as C, existsSync, fchownSync, fstatSync, fsyncSync, lstatSync, readSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import { createFileAt, lstatAt, mkdirAt, openDirAt, openFileAt, removeAt, renameAt } from '../../util/safe-fs.js';
+import { createFileAt, lstatAt, mkdirAt, openDirAt, openFileAt, removeAt, renameAt, unlinkAt } from '../../util/safe-fs.js';
 import { openSafeDir } from '../../engine/restore/target.js';
 import { LifeboatError } from '../../errors.js';
 
@@ -111,7 +111,8 @@ export class DataDir {
   commitVersion(tmp: string): void {
     // coreutils' own, never one found first on the PATH.
     const sync = ['/usr/bin/sync', '/bin/sync'].find((p) => existsSync(p)) ?? '/usr/bin/sync';
-    const r = spawnSync(sync, ['-f', `/proc/${process.pid}/fd/${this.fd}`], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    // The directory's descriptor is the child's fd 3: no path is looked up again.
+    const r = spawnSync(sync, ['-f', '/proc/self/fd/3'], { stdio: ['ignore', 'ignore', 'pipe', this.fd], encoding: 'utf8' });
     if (r.status !== 0) {
       throw new LifeboatError('RESTORE_INCOMPLETE', `could not flush the restored data directory to disk: ${(r.stderr || r.error?.message || `sync exited ${r.status}`).trim()}`, {
         hint: 'PG_VERSION was not written, so PostgreSQL will not start this copy; restore again with --delta',
@@ -121,9 +122,16 @@ export class DataDir {
     fsyncSync(this.fd);
   }
 
-  /** Removes a file this restore left under a temporary name (a held PG_VERSION when what followed failed). */
+  /**
+   * Removes the file this restore left under a temporary name (a held PG_VERSION when
+   * what followed failed); whatever else is there now is left alone, and nothing thrown.
+   */
   discard(name: string): void {
-    removeAt(this.fd, name);
+    try {
+      unlinkAt(this.fd, name);
+    } catch {
+      // Gone, or replaced by a directory: PG_VERSION is not named either way.
+    }
   }
 
   private ensureDir(dirFd: number, name: string): number {
