@@ -121,10 +121,16 @@ export function incompleteOf(err: unknown): string[] | undefined {
   return Array.isArray(list) ? list : undefined;
 }
 
-/** Names found by the recheck after a --delta that the snapshot does not have, and restored names missing. */
-interface Drift {
-  appeared: string[];
-  vanished: string[];
+/** What the recheck after a --delta found: names the snapshot does not have, restored names missing (counts, and the first few). */
+class Drift {
+  static readonly SHOWN = 3;
+  appeared = { count: 0, first: [] as string[] };
+  vanished = { count: 0, first: [] as string[] };
+
+  note(kind: 'appeared' | 'vanished', name: string): void {
+    const k = this[kind];
+    if (k.count++ < Drift.SHOWN) k.first.push(name);
+  }
 }
 
 interface Later {
@@ -368,7 +374,7 @@ class Restorer {
    * That is found here and reported, not swept again (what appeared may be someone's
    * work) and not passed off as a target that equals the snapshot.
    */
-  private async recheck(treeId: string | undefined, dirPath: string, drift: Drift = { appeared: [], vanished: [] }, failed = new Set(this.errors.map((e) => e.path))): Promise<Drift> {
+  private async recheck(treeId: string | undefined, dirPath: string, drift = new Drift(), failed = new Set(this.errors.map((e) => e.path))): Promise<Drift> {
     const rel = this.local(dirPath);
     let present: Set<string>;
     try {
@@ -376,7 +382,7 @@ class Restorer {
     } catch (err) {
       // Removed, or swapped for a symlink or file (never followed) since it was restored.
       if (!['ENOENT', 'ENOTDIR', 'ELOOP'].includes(errno(err) ?? '')) throw err;
-      drift.vanished.push(this.shown(rel));
+      drift.note('vanished', this.shown(rel));
       return drift;
     }
     for (const f of this.held) if (f.dir === rel) present.delete(f.tmp);
@@ -385,17 +391,17 @@ class Restorer {
       const childRel = rel === '' ? node.name : `${rel}/${node.name}`;
       const there = present.delete(node.name);
       if (this.holdBack.has(childRel) || failed.has(this.shown(childRel)) || !['dir', 'file', 'symlink', 'fifo'].includes(node.type)) continue;
-      if (!there) drift.vanished.push(this.shown(childRel));
+      if (!there) drift.note('vanished', this.shown(childRel));
       else if (node.type === 'dir') subdirs.push([node.subtree, path.posix.join(dirPath, node.name)]);
     }
-    for (const name of present) drift.appeared.push(this.shown(rel === '' ? name : `${rel}/${name}`));
+    for (const name of present) drift.note('appeared', this.shown(rel === '' ? name : `${rel}/${name}`));
     for (const [subtree, p] of subdirs) await this.recheck(subtree, p, drift, failed);
     return drift;
   }
 
   private changedMeanwhile({ appeared, vanished }: Drift): void {
-    if (appeared.length + vanished.length === 0) return;
-    const what = [appeared.length ? `${appeared.length} name(s) appeared (${appeared.slice(0, 3).join(', ')})` : '', vanished.length ? `${vanished.length} restored name(s) vanished (${vanished.slice(0, 3).join(', ')})` : ''];
+    if (appeared.count + vanished.count === 0) return;
+    const what = [appeared.count ? `${appeared.count} name(s) appeared (${appeared.first.join(', ')})` : '', vanished.count ? `${vanished.count} restored name(s) vanished (${vanished.first.join(', ')})` : ''];
     throw new LifeboatError('TARGET_CHANGED', `${this.target} changed while it was restored: ${what.filter(Boolean).join('; ')}`, {
       hint: 'something else writes there (an application left running?); stop it and restore again with --delta. Nothing that appeared was removed',
     });
