@@ -5,6 +5,7 @@
  * early batch still names every file that is not in the target, planned or not,
  * leaving no temporary and no wrong file behind.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -237,6 +238,28 @@ describe('a restore written in batches', () => {
     expect(incompleteOf(err)).toEqual(expect.arrayContaining(heldRels.map((rel) => path.join(out2, rel))));
     expect(visible(out2)).toEqual([]);
     expect(Object.keys(await snapshotOf(out2)).filter((f) => path.basename(f).startsWith('.lifeboat-'))).toEqual([]);
+  });
+
+  it("a FIFO is made by coreutils' own mkfifo, never by one planted first on the PATH", async () => {
+    const dir = path.join(tmpdir(), 'with-fifo');
+    await fs.mkdir(dir);
+    execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+    const { snapshot: s } = await backup(repo, { paths: [dir] });
+    const evil = path.join(tmpdir(), 'evil-bin');
+    const marker = path.join(evil, 'ran');
+    await fs.mkdir(evil);
+    await fs.writeFile(path.join(evil, 'mkfifo'), `#!/bin/sh\necho planted > '${marker}'\n`, { mode: 0o755 });
+    const before = process.env.PATH;
+    process.env.PATH = `${evil}:${before ?? ''}`;
+    const out = path.join(tmpdir(), 'out');
+    try {
+      const r = await restore(repo, s, { target: out });
+      expect(r.errors).toEqual([]);
+    } finally {
+      process.env.PATH = before;
+    }
+    expect(existsSync(marker)).toBe(false);
+    expect((await fs.lstat(path.join(out, dir, 'pipe'))).isFIFO()).toBe(true);
   });
 
   it('a damaged blob in the first batch: every file not in the target is named, none is wrong, no temporary is left', async () => {

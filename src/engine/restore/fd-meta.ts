@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import type { TreeNode } from '../../repo/snapshot/tree.js';
 import { nsToSeconds } from '../../sources/files/metadata.js';
 import { checkName, lchownAt, lutimesAt, openFileAt } from '../../util/safe-fs.js';
+import { coreutil } from '../../util/process.js';
 
 /** Owner (when root), then mode (chown clears setuid bits), then times. */
 export function metaOnFd(fd: number, node: TreeNode, isRoot: boolean): void {
@@ -42,6 +43,6 @@ export function metaAt(dirFd: number, name: string, node: TreeNode, isRoot: bool
  */
 export function mkfifoAt(dirFd: number, name: string): void {
   checkName(name);
-  const r = spawnSync('mkfifo', ['-m', '600', '--', `/proc/self/fd/3/${name}`], { stdio: ['ignore', 'ignore', 'pipe', dirFd] });
+  const r = spawnSync(coreutil('mkfifo'), ['-m', '600', '--', `/proc/self/fd/3/${name}`], { stdio: ['ignore', 'ignore', 'pipe', dirFd] });
   if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr?.toString().trim() || r.error?.message || `status ${r.status}`}`);
 }

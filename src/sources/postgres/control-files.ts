@@ -11,12 +11,13 @@
  * named last (commitVersion).
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants as C, existsSync, fchownSync, fstatSync, fsyncSync, lstatSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants as C, fchownSync, fstatSync, fsyncSync, lstatSync, readSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { createFileAt, lstatAt, mkdirAt, openDirAt, openFileAt, removeAt, renameAt, unlinkAt } from '../../util/safe-fs.js';
 import { openSafeDir } from '../../engine/restore/target.js';
 import { LifeboatError } from '../../errors.js';
+import { coreutil } from '../../util/process.js';
 
 /** An open restored data directory; the owner new files get is the directory's. */
 export class DataDir {
@@ -109,10 +110,8 @@ export class DataDir {
    * without the files it vouches for.
    */
   commitVersion(tmp: string): void {
-    // coreutils' own, never one found first on the PATH.
-    const sync = ['/usr/bin/sync', '/bin/sync'].find((p) => existsSync(p)) ?? '/usr/bin/sync';
     // The directory's descriptor is the child's fd 3: no path is looked up again.
-    const r = spawnSync(sync, ['-f', '/proc/self/fd/3'], { stdio: ['ignore', 'ignore', 'pipe', this.fd], encoding: 'utf8' });
+    const r = spawnSync(coreutil('sync'), ['-f', '/proc/self/fd/3'], { stdio: ['ignore', 'ignore', 'pipe', this.fd], encoding: 'utf8' });
     if (r.status !== 0) {
       throw new LifeboatError('RESTORE_INCOMPLETE', `could not flush the restored data directory to disk: ${(r.stderr || r.error?.message || `sync exited ${r.status}`).trim()}`, {
         hint: 'PG_VERSION was not written, so PostgreSQL will not start this copy; restore again with --delta',
