@@ -59,6 +59,11 @@ async function withRestored<T>(flags: string[], fn: () => Promise<T>): Promise<T
   expect(r.code).toBe(0);
   // The copy never archives into the original's history.
   expect(await fs.readFile(path.join(dir, 'postgresql.auto.conf'), 'utf8')).toMatch(/^archive_mode = off$/m);
+  return inPlaceOf(dir, fn);
+}
+
+/** Starts the restored copy in DIR in place of the original (its port), waits for promotion, runs fn, and puts the original back. */
+async function inPlaceOf<T>(dir: string, fn: () => Promise<T>): Promise<T> {
   await cluster.stop();
   try {
     await cluster.start(dir);
@@ -181,17 +186,11 @@ describe('PostgreSQL restore variants', () => {
     expect(out.unchanged).toBeGreaterThan(out.files / 2);
     await expect(fs.stat(path.join(dir, 'stray.txt'))).rejects.toThrow();
     const expected = await ids();
-    await cluster.stop();
-    try {
-      await cluster.start(dir);
-      await cluster.waitPromoted();
+    await inPlaceOf(dir, async () => {
       expect(await ids()).toEqual(expected);
       await cluster.query('create extension if not exists amcheck');
       await cluster.query("select bt_index_check('t_pkey', true)");
-    } finally {
-      await cluster.stop(dir);
-      await cluster.start();
-    }
+    });
   });
 
   it('a restore or --delta that stops part-way leaves a directory PostgreSQL refuses to start; --delta from a sound copy then finishes it', async () => {
@@ -250,15 +249,7 @@ describe('PostgreSQL restore variants', () => {
     r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta', '--port', String(cluster.port)]);
     expect(r.code, r.stderr).toBe(0);
     const expected = await ids();
-    await cluster.stop();
-    try {
-      await cluster.start(dir);
-      await cluster.waitPromoted();
-      expect(await ids()).toEqual(expected);
-    } finally {
-      await cluster.stop(dir);
-      await cluster.start();
-    }
+    await inPlaceOf(dir, async () => expect(await ids()).toEqual(expected));
   });
 
   it('a remote base backup over the replication protocol restores like a local one', async () => {
@@ -275,16 +266,8 @@ describe('PostgreSQL restore variants', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { snapshot: string }).snapshot).toBe(snap.id);
     const expected = await ids();
-    await cluster.stop();
-    try {
-      await cluster.start(dir);
-      await cluster.waitPromoted();
-      expect(await ids()).toEqual(expected);
-      expect(expected).toContain(7001);
-    } finally {
-      await cluster.stop(dir);
-      await cluster.start();
-    }
+    expect(expected).toContain(7001);
+    await inPlaceOf(dir, async () => expect(await ids()).toEqual(expected));
   });
 
   it('--snapshot starts from an older base backup, for a restore point the newest backup is past', async () => {
