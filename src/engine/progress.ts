@@ -28,6 +28,8 @@ export type ProgressFn = (e: ProgressEvent) => void;
 export interface ItemError {
   path: string;
   message: string;
+  /** A socket or device node a restore records but does not recreate (nothing it holds is lost). */
+  special?: true;
 }
 
 /** Milliseconds since some fixed moment; Date.now in production, a counter in tests. */

@@ -4,7 +4,7 @@
  * the way archive_command runs it.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { promises as fs, readdirSync, rmSync } from 'node:fs';
+import { existsSync, promises as fs, readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn, segmentName } from '../../src/sources/postgres/wal.js';
@@ -15,6 +15,8 @@ import { LocalStore } from '../../src/storage/local/local-store.js';
 import { resolvePath } from '../../src/engine/browse/tree-walk.js';
 import { keys } from '../../src/repo/format.js';
 import { requirePgPoint } from '../../src/sources/postgres/point.js';
+import { pgRestore } from '../../src/sources/postgres/restore.js';
+import { incompleteOf } from '../../src/engine/restore/restorer.js';
 import { switchAndArchive as archiveWal } from '../pg-load.js';
 
 /** Replaces pg restore's control files in DIR with symlinks to VICTIM, again and again, until STOP exists. */
@@ -250,6 +252,36 @@ describe('PostgreSQL restore variants', () => {
     expect(r.code, r.stderr).toBe(0);
     const expected = await ids();
     await inPlaceOf(dir, async () => expect(await ids()).toEqual(expected));
+  });
+
+  it('--delta while another process removes a restored file: pg restore fails naming it, and PG_VERSION is not written', async () => {
+    const dir = path.join(base, 'delta-interfered');
+    let r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest']);
+    expect(r.code, r.stderr).toBe(0);
+    // Table t's file must be rewritten, so there is a write (and a progress event) once
+    // every file was compared; pg_hba.conf, unchanged, gets its metadata after the writes.
+    const rel = (await cluster.query<{ p: string }>("select pg_relation_filepath('t') as p"))[0]!.p;
+    await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
+    const victim = path.join(dir, 'pg_hba.conf');
+    const repoObj = await Repository.open(new LocalStore(repo), (await fs.readFile(pw, 'utf8')).trim());
+    const err = await pgRestore(repoObj, {
+      name: 'main',
+      targetDir: dir,
+      target: { kind: 'latest' },
+      archiveGetCommand: ['lifeboat'],
+      delta: true,
+      onProgress: (e) => {
+        if (e.bytes > 0 && existsSync(victim)) rmSync(victim);
+      },
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'RESTORE_INCOMPLETE' });
+    expect((err as Error).message).toContain('pg_hba.conf');
+    expect(incompleteOf(err)).toEqual([victim]);
+    expect(readdirSync(dir)).not.toContain('PG_VERSION');
+    expect(readdirSync(dir).filter((n) => n.startsWith('.lifeboat-'))).toEqual([]);
   });
 
   it('a remote base backup over the replication protocol restores like a local one', async () => {

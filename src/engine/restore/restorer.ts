@@ -581,7 +581,7 @@ class Restorer {
     let dirFd = this.dirs.dir(dir);
     if (node.type !== 'file') {
       if (node.type !== 'symlink' && node.type !== 'fifo') {
-        this.errors.push({ path: this.shown(rel), message: `${node.type} not restored (special files are recorded, not recreated)` });
+        this.errors.push({ path: this.shown(rel), message: `${node.type} not restored (special files are recorded, not recreated)`, special: true });
         return;
       }
       if (!this.fresh) {

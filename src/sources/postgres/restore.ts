@@ -21,6 +21,7 @@ import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatLsn, parseLsn, segmentName } from './wal.js';
 import { incompleteOf, restore, type RestoreResult } from '../../engine/restore/restorer.js';
+import type { ProgressFn } from '../../engine/progress.js';
 import type { PgConsistency } from './names.js';
 import { UnquotableError } from '../../util/shell.js';
 import { choosePort, copySettings, recoverySettings, restoreCommand } from './recovery-conf.js';
@@ -70,6 +71,7 @@ export interface PgRestoreOptions extends PgPlanOptions {
   delta?: boolean;
   /** Already made by planRestore (pg verify plans first, to find the server binaries). */
   plan?: PgRestorePlan;
+  onProgress?: ProgressFn;
 }
 
 /** What a restore will do, decided before anything is written. */
@@ -250,7 +252,7 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
     // PG_VERSION is held back (removed first from an existing directory) and named
     // only once everything else is in place: PostgreSQL will not start the directory
     // before, whether started by someone mid-restore or after a restore that failed.
-    restored = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', trustRootOwner: true, holdBack: [VERSION_FILE], flushEarly: true, ...(opts.delta ? { delta: true } : {}) });
+    restored = await restore(repo, snapshot, { target, root: c.dataDirectory, existingFlag: '--delta', trustRootOwner: true, holdBack: [VERSION_FILE], flushEarly: true, ...(opts.delta ? { delta: true } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
   } catch (err) {
     const incomplete = incompleteOf(err);
     if (!isLifeboatError(err) || !incomplete) throw err;
@@ -264,6 +266,19 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
   const dir = DataDir.open(target);
   let committed = false;
   try {
+    // A socket or device node is not needed (PostgreSQL's own base backups skip them);
+    // anything else not restored (a hard link, a directory's or file's owner and mode)
+    // leaves a copy PostgreSQL must not start.
+    const failed = result.errors.filter((e) => !e.special);
+    if (failed.length > 0) {
+      const first = failed[0]!;
+      throw Object.assign(
+        new LifeboatError('RESTORE_INCOMPLETE', `${failed.length} item(s) of ${target} were not restored (${first.path}: ${first.message}); PG_VERSION was not written`, {
+          hint: `PostgreSQL refuses to start ${target} until a restore completes; find what removed or changed them (another process writing there?) and restore again with --delta`,
+        }),
+        { incomplete: failed.map((e) => e.path) },
+      );
+    }
     dir.write('backup_label', c.backupLabel);
     if (c.tablespaceMap) dir.write('tablespace_map', c.tablespaceMap);
     dir.write('recovery.signal', '');

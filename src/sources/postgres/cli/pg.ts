@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { LifeboatError } from '../../../errors.js';
 import { pgBackup } from '../backup.js';
 import { describeChain, pgRestore, planRestore } from '../restore.js';
+import { forTerminal } from '../../../util/terminal.js';
 import { abortStarts, checkStartablePath, checkStartTools, startRestored, type StartReport } from '../start.js';
 import { flagOf } from '../../../cli/commands/options.js';
 import { sourceCommonOptions } from '../../../config/model.js';
@@ -166,6 +167,7 @@ export function register(program: Command): void {
           throw err;
         });
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+        for (const e of r.errors) process.stderr.write(`warning: ${forTerminal(e.path)}: ${e.message}\n`);
         const restoreMs = Date.now() - started;
         let run: StartReport | undefined;
         if (f.start) {
