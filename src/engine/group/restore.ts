@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import type { LifeboatConfig } from '../../config/config.js';
 import { LifeboatError, errno, isLifeboatError } from '../../errors.js';
 import type { Repository } from '../../repo/repository.js';
-import { restore } from '../restore/restorer.js';
+import { missingItems, restore } from '../restore/restorer.js';
 import { openSafeDir } from '../restore/target.js';
 import { mkdirOpenAt } from '../../util/safe-fs.js';
 import { findGroup, groupPoints, type GroupPoint } from './capture.js';
@@ -316,6 +316,10 @@ async function restoreMember(repo: Repository, config: LifeboatConfig, m: Planne
   if (typeof snap === 'string') {
     const s = await repo.findSnapshot(snap);
     const r = await restore(repo, s, { target: m.target, ...(state === 'empty' ? { overwrite: true } : {}) });
+    // A member with items missing is not restored to the point (it used to pass as done).
+    const missing = missingItems(r, m.target, { hint: 'find what removed or changed them (another process writing there?) and restore the group again into new targets' });
+    if (missing) throw missing;
+    for (const e of r.errors) opts.onEvent?.({ type: 'warning', message: `${m.name}: ${e.path}: ${e.message}` });
     return `snapshot ${s.id.slice(0, 8)}, ${r.files} files`;
   }
   throw new LifeboatError('UNSUPPORTED_FORMAT', `a position of kind ${(p as { kind: string }).kind} cannot be restored by this version`, { hint: 'upgrade lifeboat' });

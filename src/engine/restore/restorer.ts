@@ -121,6 +121,20 @@ export function incompleteOf(err: unknown): string[] | undefined {
   return Array.isArray(list) ? list : undefined;
 }
 
+/**
+ * For a caller that must not present a partial result as restored (a database's
+ * directory, a group's member): the restore's errors other than sockets and device
+ * nodes (recorded, never recreated) as a RESTORE_INCOMPLETE naming them; undefined
+ * when there are none.
+ */
+export function missingItems(r: Pick<RestoreResult, 'errors'>, target: string, opts: { also?: string; hint: string }): (LifeboatError & IncompleteRestore) | undefined {
+  const failed = r.errors.filter((e) => !e.special);
+  const first = failed[0];
+  if (!first) return undefined;
+  const err = new LifeboatError('RESTORE_INCOMPLETE', `${failed.length} item(s) of ${target} were not restored (${first.path}: ${first.message})${opts.also ? `; ${opts.also}` : ''}`, { hint: opts.hint });
+  return Object.assign(err, { incomplete: failed.map((e) => e.path) });
+}
+
 /** What the recheck after a --delta found: names the snapshot does not have, restored names missing (counts, and the first few). */
 class Drift {
   static readonly SHOWN = 3;

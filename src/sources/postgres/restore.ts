@@ -20,7 +20,7 @@ import { isAlive } from '../../util/tied-child.js';
 import type { Repository } from '../../repo/repository.js';
 import { pickSnapshot, type Snapshot } from '../../repo/snapshot/snapshot.js';
 import { formatLsn, parseLsn, segmentName } from './wal.js';
-import { incompleteOf, restore, type RestoreResult } from '../../engine/restore/restorer.js';
+import { incompleteOf, missingItems, restore, type RestoreResult } from '../../engine/restore/restorer.js';
 import type { ProgressFn } from '../../engine/progress.js';
 import type { PgConsistency } from './names.js';
 import { UnquotableError } from '../../util/shell.js';
@@ -269,16 +269,11 @@ export async function pgRestore(repo: Repository, opts: PgRestoreOptions): Promi
     // A socket or device node is not needed (PostgreSQL's own base backups skip them);
     // anything else not restored (a hard link, a directory's or file's owner and mode)
     // leaves a copy PostgreSQL must not start.
-    const failed = result.errors.filter((e) => !e.special);
-    if (failed.length > 0) {
-      const first = failed[0]!;
-      throw Object.assign(
-        new LifeboatError('RESTORE_INCOMPLETE', `${failed.length} item(s) of ${target} were not restored (${first.path}: ${first.message}); PG_VERSION was not written`, {
-          hint: `PostgreSQL refuses to start ${target} until a restore completes; find what removed or changed them (another process writing there?) and restore again with --delta`,
-        }),
-        { incomplete: failed.map((e) => e.path) },
-      );
-    }
+    const missing = missingItems(result, target, {
+      also: 'PG_VERSION was not written',
+      hint: `PostgreSQL refuses to start ${target} until a restore completes; find what removed or changed them (another process writing there?) and restore again with --delta`,
+    });
+    if (missing) throw missing;
     dir.write('backup_label', c.backupLabel);
     if (c.tablespaceMap) dir.write('tablespace_map', c.tablespaceMap);
     dir.write('recovery.signal', '');
