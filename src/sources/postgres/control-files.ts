@@ -110,8 +110,13 @@ export class DataDir {
    * without the files it vouches for.
    */
   commitVersion(tmp: string): void {
-    // The directory's descriptor is the child's fd 3: no path is looked up again.
-    const r = spawnSync(coreutil('sync'), ['-f', '/proc/self/fd/3'], { stdio: ['ignore', 'ignore', 'pipe', this.fd], encoding: 'utf8' });
+    // The directory's descriptor is the child's fd 3: no path is looked up again. A
+    // sync that does not know -f (busybox's before 1.26, coreutils' before 8.24) flushes
+    // every file system instead: slower, as sure. Any other failure (an I/O error the
+    // kernel reports) stands: sync(2) would not report it.
+    const run = (args: string[]) => spawnSync(coreutil('sync'), args, { stdio: ['ignore', 'ignore', 'pipe', this.fd], encoding: 'utf8' });
+    let r = run(['-f', '/proc/self/fd/3']);
+    if (r.status !== 0 && /option|usage/i.test(r.stderr ?? '')) r = run([]);
     if (r.status !== 0) {
       throw new LifeboatError('RESTORE_INCOMPLETE', `could not flush the restored data directory to disk: ${(r.stderr || r.error?.message || `sync exited ${r.status}`).trim()}`, {
         hint: 'PG_VERSION was not written, so PostgreSQL will not start this copy; restore again with --delta',
