@@ -404,9 +404,12 @@ class Restorer {
     for (const node of treeId ? (await this.repo.loadTree(treeId)).nodes : []) {
       const childRel = rel === '' ? node.name : `${rel}/${node.name}`;
       const there = present.delete(node.name);
-      if (this.holdBack.has(childRel) || failed.has(this.shown(childRel)) || !['dir', 'file', 'symlink', 'fifo'].includes(node.type)) continue;
-      if (!there) drift.note('vanished', this.shown(childRel));
-      else if (node.type === 'dir') subdirs.push([node.subtree, path.posix.join(dirPath, node.name)]);
+      if (this.holdBack.has(childRel) || !['dir', 'file', 'symlink', 'fifo'].includes(node.type)) continue;
+      // An item already reported as not restored is not reported again, and a directory
+      // whose metadata failed is still looked into.
+      if (!there) {
+        if (!failed.has(this.shown(childRel))) drift.note('vanished', this.shown(childRel));
+      } else if (node.type === 'dir') subdirs.push([node.subtree, path.posix.join(dirPath, node.name)]);
     }
     for (const name of present) drift.note('appeared', this.shown(rel === '' ? name : `${rel}/${name}`));
     for (const [subtree, p] of subdirs) await this.recheck(subtree, p, drift, failed);
