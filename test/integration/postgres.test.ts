@@ -48,7 +48,19 @@ const restored: string[] = [];
 
 const lb = (args: string[]) => lifeboatAsPostgres([...args, '--repo', repo, '--password-file', pw]);
 /** What `lb(['snapshots', '--json'])` prints, parsed (listed in this process: the password file's content). */
-const listSnapshots = async () => snapshotsJson(repo, (await fs.readFile(pw, 'utf8')).replace(/\r?\n$/, ''));
+const password = async () => (await fs.readFile(pw, 'utf8')).replace(/\r?\n$/, '');
+const listSnapshots = async () => snapshotsJson(repo, await password());
+/** Table t's file, relative to the data directory. */
+const tFile = async () => (await cluster.query<{ p: string }>("select pg_relation_filepath('t') as p"))[0]!.p;
+
+/** A complete restored copy in DIR (with `flags`) whose table t's file then differs; t's file. */
+async function copyWithTChanged(dir: string, flags: string[] = []): Promise<string> {
+  const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', ...flags]);
+  expect(r.code, r.stderr).toBe(0);
+  const rel = await tFile();
+  await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
+  return rel;
+}
 
 const switchAndArchive = () => archiveWal(cluster);
 
@@ -174,14 +186,11 @@ describe('PostgreSQL restore variants', () => {
 
   it('--delta rewrites only what differs in a stopped data directory', async () => {
     const dir = path.join(base, 'delta');
-    let r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest']);
-    expect(r.code, r.stderr).toBe(0);
     // Damage the copy: a changed relation file, a stray file, a missing file.
-    const rel = (await cluster.query<{ p: string }>("select pg_relation_filepath('t') as p"))[0]!.p;
-    await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
+    await copyWithTChanged(dir);
     await writeAsPostgres(path.join(dir, 'stray.txt'), 'not in the backup');
     await fs.rm(path.join(dir, 'PG_VERSION'));
-    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta', '--port', String(cluster.port), '--json']);
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta', '--port', String(cluster.port), '--json']);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { files: number; unchanged: number; removed: number };
     expect(out.removed).toBeGreaterThanOrEqual(1);
@@ -196,11 +205,11 @@ describe('PostgreSQL restore variants', () => {
   });
 
   it('a restore or --delta that stops part-way leaves a directory PostgreSQL refuses to start; --delta from a sound copy then finishes it', async () => {
-    const rel = (await cluster.query<{ p: string }>("select pg_relation_filepath('t') as p"))[0]!.p;
+    const rel = await tFile();
     // A copy of the repository in which table t's file cannot be read back, in every base backup.
     const damaged = path.join(base, 'repo-damaged');
     await fs.cp(repo, damaged, { recursive: true });
-    const copy = await Repository.open(new LocalStore(damaged), (await fs.readFile(pw, 'utf8')).trim());
+    const copy = await Repository.open(new LocalStore(damaged), await password());
     const flipped = new Set<string>();
     for (const s of (await copy.listSnapshots()).filter((x) => x.source.kind === 'postgres')) {
       const found = await resolvePath(copy, s.tree, path.posix.join(requirePgPoint(s).dataDirectory, rel));
@@ -239,10 +248,8 @@ describe('PostgreSQL restore variants', () => {
 
     // --delta over a complete, startable copy whose table t differs: it stops at t's file.
     const dir = path.join(base, 'stopped-delta');
-    r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--port', String(cluster.port)]);
-    expect(r.code, r.stderr).toBe(0);
+    await copyWithTChanged(dir, ['--port', String(cluster.port)]);
     expect(readdirSync(dir)).toContain('PG_VERSION');
-    await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
     r = await fromDamaged(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--delta']);
     expect(r.code, r.stderr).toBe(13);
     await refused(dir);
@@ -256,14 +263,11 @@ describe('PostgreSQL restore variants', () => {
 
   it('--delta while another process removes a restored file: pg restore fails naming it, and PG_VERSION is not written', async () => {
     const dir = path.join(base, 'delta-interfered');
-    let r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest']);
-    expect(r.code, r.stderr).toBe(0);
     // Table t's file must be rewritten, so there is a write (and a progress event) once
     // every file was compared; pg_hba.conf, unchanged, gets its metadata after the writes.
-    const rel = (await cluster.query<{ p: string }>("select pg_relation_filepath('t') as p"))[0]!.p;
-    await fs.writeFile(path.join(dir, rel), Buffer.alloc(8192, 7));
+    await copyWithTChanged(dir);
     const victim = path.join(dir, 'pg_hba.conf');
-    const repoObj = await Repository.open(new LocalStore(repo), (await fs.readFile(pw, 'utf8')).trim());
+    const repoObj = await Repository.open(new LocalStore(repo), await password());
     const err = await pgRestore(repoObj, {
       name: 'main',
       targetDir: dir,

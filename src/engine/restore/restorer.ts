@@ -627,16 +627,18 @@ class Restorer {
     const content = node.content ?? [];
     this.total += node.size ?? 0;
     this.batchBytes += node.size ?? 0;
-    if (this.chunker && !hold && (await this.alreadyThere(dirFd, name, node, this.chunker))) {
-      this.unchanged++;
-      this.doneFiles++;
-      this.skippedBytes += node.size ?? 0;
-      file.done = true;
-      this.lateItems.push({ rel, node });
-      return;
+    if (this.chunker && !hold) {
+      if (await this.alreadyThere(dirFd, name, node, this.chunker)) {
+        this.unchanged++;
+        this.doneFiles++;
+        this.skippedBytes += node.size ?? 0;
+        file.done = true;
+        this.lateItems.push({ rel, node });
+        return;
+      }
+      // The comparison awaited: other directories opened meanwhile may have evicted dirFd.
+      dirFd = this.dirs.dir(dir);
     }
-    // The comparison awaited: other directories opened meanwhile may have evicted dirFd.
-    dirFd = this.dirs.dir(dir);
     // A directory in the way cannot be replaced by rename; anything else is, atomically.
     if (!this.fresh && lstatAt(dirFd, name)?.isDirectory()) {
       this.dirs.forget(rel);
