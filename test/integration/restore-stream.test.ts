@@ -31,6 +31,11 @@ async function damageFirstBlob(repo: Repository, dir: string, node: TreeNode): P
   await fs.writeFile(packFile, bytes);
 }
 
+/** Temporaries of a restore left anywhere below `dir`. */
+async function temporaries(dir: string): Promise<string[]> {
+  return Object.keys(await snapshotOf(dir)).filter((f) => path.basename(f).startsWith('.lifeboat-'));
+}
+
 /** The nodes of the snapshot's directory `dir` (an absolute path in it). */
 async function snapshotTree(repo: Repository, rootTree: string, dir: string): Promise<TreeNode[]> {
   let treeId = rootTree;
@@ -65,6 +70,15 @@ describe('a restore written in batches', () => {
     repo = await Repository.init(new LocalStore(repoDir), 'pw');
     ({ snapshot } = await backup(repo, { paths: [src] }));
   });
+
+  /** A copy of the repository, opened, with the first blob of file NAME of the snapshot's directory DIR damaged. */
+  async function damagedCopy(dir: string, name: string): Promise<Repository> {
+    const copyDir = path.join(tmpdir(), 'repo-copy');
+    await fs.cp(repoDir, copyDir, { recursive: true });
+    const copy = await Repository.open(new LocalStore(copyDir), 'pw');
+    await damageFirstBlob(copy, copyDir, (await snapshotTree(copy, snapshot.tree, dir)).find((n) => n.name === name)!);
+    return copy;
+  }
 
   it('starts writing before the walk ends and restores exactly across batch boundaries', async () => {
     const out = path.join(tmpdir(), 'out');
@@ -138,10 +152,7 @@ describe('a restore written in batches', () => {
     // and cannot be. The top directory was swept before that batch was written; dir3,
     // reached batches later (the next batch waits for the first to be written), after
     // the failure, is not swept any more.
-    const copyDir = path.join(tmpdir(), 'repo-copy');
-    await fs.cp(repoDir, copyDir, { recursive: true });
-    const copy = await Repository.open(new LocalStore(copyDir), 'pw');
-    await damageFirstBlob(copy, copyDir, (await snapshotTree(copy, snapshot.tree, src)).find((n) => n.name === 'big.bin')!);
+    const copy = await damagedCopy(src, 'big.bin');
     // Enough files to rewrite before dir3 for several batches (unchanged files are not planned).
     for (const f of ['big.bin', ...['dir0', 'dir1'].flatMap((d) => Array.from({ length: 6 }, (_, i) => `${d}/f${i}.bin`))]) await fs.appendFile(path.join(root, f), 'x');
     await fs.writeFile(path.join(root, 'extra-top.txt'), 'x');
@@ -186,7 +197,7 @@ describe('a restore written in batches', () => {
     expect((err as Error).message).toContain(lateInEmpty);
     expect(readFileSync(late, 'utf8')).toBe('an application was still running');
     // The held file was not handed over: its temporary is gone too.
-    expect(Object.keys(await snapshotOf(out)).filter((f) => path.basename(f).startsWith('.lifeboat-'))).toEqual([]);
+    expect(await temporaries(out)).toEqual([]);
     // Everything else was restored: once the writer is gone, --delta again removes it and succeeds.
     const r = await restore(repo, snapshot, { target: out, delta: true });
     expect(r.removed).toBe(2);
@@ -225,10 +236,7 @@ describe('a restore written in batches', () => {
     expect(d.held).toHaveLength(2);
 
     // A failure after a held file was complete (dir3 is batches later): its temporary goes, and it is named.
-    const copyDir = path.join(tmpdir(), 'repo-copy');
-    await fs.cp(repoDir, copyDir, { recursive: true });
-    const copy = await Repository.open(new LocalStore(copyDir), 'pw');
-    await damageFirstBlob(copy, copyDir, (await snapshotTree(copy, snapshot.tree, path.join(src, 'dir3'))).find((n) => n.name === 'f5.bin')!);
+    const copy = await damagedCopy(path.join(src, 'dir3'), 'f5.bin');
     const out2 = path.join(tmpdir(), 'out');
     const err = await restore(copy, snapshot, { target: out2, holdBack: heldRels, batch: { files: 3, bytes: 1 << 30 } }).then(
       () => undefined,
@@ -237,7 +245,7 @@ describe('a restore written in batches', () => {
     expect((err as { code?: string }).code).toBe('CORRUPT');
     expect(incompleteOf(err)).toEqual(expect.arrayContaining(heldRels.map((rel) => path.join(out2, rel))));
     expect(visible(out2)).toEqual([]);
-    expect(Object.keys(await snapshotOf(out2)).filter((f) => path.basename(f).startsWith('.lifeboat-'))).toEqual([]);
+    expect(await temporaries(out2)).toEqual([]);
   });
 
   it("a FIFO is made by coreutils' own mkfifo, never by one planted first on the PATH", async () => {
@@ -288,6 +296,6 @@ describe('a restore written in batches', () => {
     }
     // The walk stopped planning at the failure, so most files were never written.
     expect(missing).toBeGreaterThan(10);
-    expect(Object.keys(await snapshotOf(out)).filter((f) => path.basename(f).startsWith('.lifeboat-'))).toEqual([]);
+    expect(await temporaries(out)).toEqual([]);
   });
 });
