@@ -9,11 +9,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { backup } from '../../src/engine/backup/archiver.js';
 import { walkTree } from '../../src/engine/browse/tree-walk.js';
 import { restore } from '../../src/engine/restore/restorer.js';
-import { isLifeboatError } from '../../src/errors.js';
+import { LifeboatError, isLifeboatError } from '../../src/errors.js';
+import { keys } from '../../src/repo/format.js';
+import { prune } from '../../src/repo/maintenance/prune.js';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/storage/local/local-store.js';
 import { MemoryStore } from '../../src/storage/memory/memory-store.js';
-import { listAll } from '../../src/storage/store.js';
+import { listAll, type ObjectInfo, type Store } from '../../src/storage/store.js';
 import { storeConformance } from '../../src/storage/testing/suite.js';
 import { FaultyStore } from '../../src/storage/wrappers/faulty.js';
 import { MultiStore } from '../../src/storage/wrappers/multi.js';
@@ -24,6 +26,21 @@ afterAll(cleanupTmp);
 storeConformance('multi(memory, memory)', async () => new MultiStore([new MemoryStore(), new MemoryStore()], { writeQuorum: 2 }));
 
 const down = () => new FaultyStore(new MemoryStore(), { rate: 1, seed: 1, kinds: ['error'] });
+
+/** `inner`, except that listing below `prefix` fails (a bucket policy without ListBucket there, a listing's later page refused). */
+function listFails(inner: Store, prefix: string): Store {
+  async function* refused(): AsyncIterable<ObjectInfo> {
+    yield* [];
+    throw new LifeboatError('STORE_UNAVAILABLE', `listing ${prefix} refused`);
+  }
+  return new Proxy(inner, {
+    get(t, p) {
+      if (p === 'list') return (pre: string) => (pre.startsWith(prefix) ? refused() : t.list(pre));
+      const v: unknown = Reflect.get(t, p);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}
 
 describe('MultiStore', () => {
   it('is durable at the quorum and fails below it, leaving out a failed destination', async () => {
@@ -51,6 +68,70 @@ describe('MultiStore', () => {
     const withDown = new MultiStore([a, down()], { writeQuorum: 1 });
     await expect(withDown.delete('data/1')).rejects.toThrow(/not every destination is reachable/);
     expect(await a.stat('data/1')).toBeDefined();
+  });
+
+  it('answers "not there" only when every destination said so', async () => {
+    const withDown = new MultiStore([down(), new MemoryStore()], { writeQuorum: 1 });
+    // The down one may hold it (a WAL segment written while the other was down).
+    await expect(withDown.stat('data/1')).rejects.toThrow();
+    expect(await new MultiStore([new MemoryStore(), new MemoryStore()], { writeQuorum: 1 }).stat('data/1')).toBeUndefined();
+  });
+
+  it('prune deletes nothing when a destination cannot be listed (its snapshots would look gone)', async () => {
+    const src = tmpdir('lb-multi-src-');
+    await makeFixture(src);
+    const dirs = [tmpdir('lb-multi-a-'), tmpdir('lb-multi-b-')] as const;
+    const both = new MultiStore(dirs.map((d) => new LocalStore(d)), { writeQuorum: 1 });
+    await Repository.init(both, 'pw');
+    const first = await backup(await Repository.open(both, 'pw'), { paths: [src] });
+    // The second backup, of new data, reaches only the first destination (the second was down).
+    await fs.writeFile(path.join(src, 'new.bin'), Buffer.alloc(300_000, 7));
+    const degraded: string[] = [];
+    const secondDown = new MultiStore([new LocalStore(dirs[0]), down()], { writeQuorum: 1, onDegraded: (s) => degraded.push(s.location) });
+    const second = await backup(await Repository.open(secondDown, 'pw'), { paths: [src] });
+    expect(degraded).toHaveLength(1);
+    // The first snapshot is forgotten: the second is the one to keep.
+    for (const d of dirs) await new LocalStore(d).delete(keys.snapshot(first.snapshot.id));
+
+    // Now the first destination answers but its snapshot listing fails: the union shows
+    // no snapshot, and every pack looks unreferenced.
+    const told: string[] = [];
+    const blind = new MultiStore([listFails(new LocalStore(dirs[0]), 'snapshots/'), new LocalStore(dirs[1])], { writeQuorum: 1, onDegraded: (_s, e) => told.push(e.message) });
+    const repo = await Repository.open(blind, 'pw');
+    for (let run = 0; run < 2; run++) {
+      const outcome = await prune(repo, { graceMs: 0 }).then((r) => r.deleted, (e: unknown) => e);
+      if (typeof outcome === 'number') expect(outcome).toBe(0);
+      else expect(String(outcome)).toMatch(/not every destination is reachable: could not be listed/);
+    }
+    expect(told.join('\n')).toMatch(/could not be listed \(snapshots\/\).*nothing is deleted/);
+
+    // Everything the second snapshot needs is still there, and restores.
+    const healthy = await Repository.open(new MultiStore(dirs.map((d) => new LocalStore(d)), { writeQuorum: 1 }), 'pw');
+    await healthy.loadIndex();
+    const target = path.join(tmpdir('lb-multi-after-prune-'), 'out');
+    await restore(healthy, second.snapshot, { target });
+    expect(await snapshotOf(path.join(target, src))).toEqual(await snapshotOf(src));
+  });
+
+  it('leaves out a destination that was emptied or replaced, instead of filling it with snapshots it cannot restore', async () => {
+    const src = tmpdir('lb-multi-src-');
+    await makeFixture(src);
+    const dirs = [tmpdir('lb-multi-a-'), tmpdir('lb-multi-b-')] as const;
+    await Repository.init(new MultiStore(dirs.map((d) => new LocalStore(d)), { writeQuorum: 2 }), 'pw');
+    await backup(await Repository.open(new MultiStore(dirs.map((d) => new LocalStore(d)), { writeQuorum: 2 }), 'pw'), { paths: [src] });
+    await fs.rm(dirs[1], { recursive: true });
+    await fs.mkdir(dirs[1]);
+
+    // Every destination must hold each write: the backup fails, and says why.
+    const all = new MultiStore(dirs.map((d) => new LocalStore(d)), { writeQuorum: 2 });
+    const err = await backup(await Repository.open(all, 'pw'), { paths: [src] }).catch((e: unknown) => e);
+    expect(String(err)).toMatch(/1 of 2 destinations stored it, 2 needed: holds no repository/);
+    // One is enough: the backup is stored, the emptied one is reported and left alone.
+    const told: string[] = [];
+    const one = new MultiStore(dirs.map((d) => new LocalStore(d)), { writeQuorum: 1, onDegraded: (s, e) => told.push(`${s.location}: ${e.message}`) });
+    await backup(await Repository.open(one, 'pw'), { paths: [src] });
+    expect(told).toEqual([`${new LocalStore(dirs[1]).location}: holds no repository (no config, where the other destinations have one): was it emptied or replaced?`]);
+    expect(await listAll(new LocalStore(dirs[1]), '')).toEqual([]);
   });
 
   it('restores from the other destination when one is down or holds damaged packs', async () => {

@@ -5,6 +5,18 @@
  * (no backup waits on a dead server) and `lifeboat repair` fills it in afterwards.
  * Reads take the first destination that has the object and passes the caller's
  * check, so one down or damaged copy is not noticed by a restore.
+ *
+ * What a destination that failed means for what the process sees: a listing is the
+ * union of every destination's, so one that could not be listed (down, or failing
+ * part-way) leaves it short of what only that one holds (the newest snapshots, the
+ * packs a write there took alone). Such a destination is left out like one whose
+ * write failed, and is reported (`onDegraded`); deletes then refuse, so nothing is
+ * ever removed on the strength of a listing that missed what it did not see (prune
+ * would otherwise sweep packs whose snapshots were on the destination it could not
+ * list). A stat that some destination could not answer is no "not there" either.
+ * Before the first write, every destination must hold this repository's config: an
+ * emptied or replaced bucket is left out (and reported) instead of being filled with
+ * snapshots whose older packs it lacks.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
 import { assertKey, firstStagingDir, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
@@ -70,6 +82,7 @@ export class MultiStore implements Store {
   }
 
   private async writeAll(key: string, write: (store: Store) => Promise<void>): Promise<void> {
+    if (key !== 'config') await (this.configChecked ??= this.checkConfigs());
     const targets = this.up();
     const results = await Promise.allSettled(targets.map(write));
     let acks = 0;
@@ -86,6 +99,7 @@ export class MultiStore implements Store {
         this.markDown(targets[i] as Store, err);
       }
     });
+    failure ??= [...this.down.values()][0];
     if (acks < this.opts.writeQuorum) {
       throw new LifeboatError(failure?.code ?? 'STORE_UNAVAILABLE', `${key}: ${acks} of ${this.stores.length} destinations stored it, ${this.opts.writeQuorum} needed: ${failure?.message ?? 'destinations down'}`, {
         hint: failure?.hint ?? 'bring the destinations back, or lower write_quorum',
@@ -119,26 +133,32 @@ export class MultiStore implements Store {
     throw lastErr;
   }
 
+  /**
+   * The first destination's answer that has the object. Undefined only when every
+   * destination answered that it has none: one that could not answer may hold it (a
+   * WAL segment written while another was down), and "not there" would then end a
+   * recovery early or let a check pass.
+   */
   async stat(key: string): Promise<ObjectInfo | undefined> {
     let lastErr: unknown;
-    let answered = false;
     for (const store of this.readOrder()) {
       try {
         const info = await store.stat(key);
-        answered = true;
         if (info) return info;
       } catch (err) {
-        lastErr = err;
+        lastErr ??= err;
       }
     }
-    if (!answered) throw lastErr;
+    if (lastErr !== undefined) throw lastErr;
     return undefined;
   }
 
   /**
    * The union of every reachable destination's listing, each key once: an object
    * written while one destination was down is still found. Holds the keys seen (about
-   * 100 bytes each; a repository of 1 TiB has some 65 000 packs).
+   * 100 bytes each; a repository of 1 TiB has some 65 000 packs). A destination whose
+   * listing fails (at once or part-way) is left out and reported: the union may lack
+   * what only it holds, and deletes refuse from then on.
    */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const seen = new Set<string>();
@@ -154,6 +174,14 @@ export class MultiStore implements Store {
         reached++;
       } catch (err) {
         lastErr = err;
+        const e = asLifeboatError(err);
+        this.markDown(
+          store,
+          new LifeboatError(e.code, `could not be listed (${prefix || 'everything'}): ${e.message}; what this run sees lacks what only it holds, and nothing is deleted`, {
+            hint: 'bring it back and run again, or leave it out of the repository\'s stores',
+            cause: e,
+          }),
+        );
       }
     }
     if (reached === 0) throw lastErr;
@@ -202,6 +230,35 @@ export class MultiStore implements Store {
 
   private probed = false;
 
+  private configChecked: Promise<void> | undefined;
+
+  /**
+   * Leaves out destinations that do not hold this repository: no config where another
+   * destination has one (emptied, or replaced by a new bucket), or another
+   * repository's. Writes there would give it snapshots whose older packs it lacks, and
+   * `check` reads the union, so nothing would tell. One that cannot be read is left
+   * to fail its writes as usual.
+   */
+  private async checkConfigs(): Promise<void> {
+    const answers = await Promise.allSettled(this.stores.map((s) => s.get('config')));
+    const ids = answers.map((a) => (a.status === 'fulfilled' ? repositoryId(a.value) : undefined));
+    const reference = ids.find((id) => id !== undefined);
+    if (reference === undefined) return; // a new repository: nothing has a config yet
+    answers.forEach((a, i) => {
+      const store = this.stores[i] as Store;
+      if (a.status === 'rejected' && !isLifeboatError(a.reason, 'NOT_FOUND')) return;
+      if (ids[i] === reference) return;
+      this.markDown(
+        store,
+        a.status === 'rejected'
+          ? new LifeboatError('REPO_NOT_FOUND', 'holds no repository (no config, where the other destinations have one): was it emptied or replaced?', {
+              hint: 'run `lifeboat repair` to copy the repository into it from the others',
+            })
+          : new LifeboatError('REPO_NOT_FOUND', "holds another repository's config", { hint: "a repository's stores must be copies of one repository" }),
+      );
+    });
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.stores.map((s) => s.close()));
   }
@@ -214,4 +271,15 @@ export class MultiStore implements Store {
 
 function asLifeboatError(err: unknown): LifeboatError {
   return isLifeboatError(err) ? err : new LifeboatError('FAILED', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+/** The id in a config object (plain JSON: docs/format.md), or its bytes when it has none. */
+function repositoryId(config: Uint8Array): string {
+  try {
+    const id = (JSON.parse(Buffer.from(config).toString('utf8')) as { id?: unknown }).id;
+    if (typeof id === 'string') return id;
+  } catch {
+    // compared as bytes below
+  }
+  return Buffer.from(config).toString('base64');
 }
