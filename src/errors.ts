@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'TARGET_UNSAFE'
   | 'RESTORE_INCOMPLETE'
   | 'TARGET_CHANGED'
+  | 'DEGRADED'
   | 'UNSAFE_SPOOL'
   | 'UNSAFE_SCHEMA'
   | 'AMBIGUOUS_SOURCE'
@@ -82,6 +83,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   TARGET_UNSAFE: { exit: 25, http: 422, summary: 'the restore target, or a directory on the way, can be changed by other users (nothing was written)' },
   RESTORE_INCOMPLETE: { exit: 26, http: 500, summary: 'the restore stopped part-way; the files listed are missing (no partial file was left under its name)' },
   TARGET_CHANGED: { exit: 27, http: 409, summary: 'something else added or removed names in the target while a --delta restore ran; it does not equal the snapshot (nothing that appeared was removed)' },
+  DEGRADED: { exit: 28, http: 207, summary: "done, but not on every destination of the repository: one was left out (down, full, refusing writes, failing to list, or not holding this repository); the others hold the work, and `lifeboat repair` copies it once that one is back" },
   UNSAFE_SPOOL: { exit: 30, http: 500, summary: 'a spool or scratch directory is not private to this user (a symlink, another owner, or open to others)' },
   UNSAFE_SCHEMA: { exit: 31, http: 422, summary: 'a backed-up SQLite schema statement is not a single CREATE of the object it names' },
   AMBIGUOUS_SOURCE: { exit: 35, http: 409, summary: '"latest" or a time names no source in a repository holding several (nothing was restored)' },

@@ -24,7 +24,7 @@ export interface TestDaemon {
  * YAML added under `sources:`, `extra` whole sections (schedules, notifications,
  * server); `$DIR` in either is the test's directory. Neither listening nor started.
  */
-export async function testDaemon(opts: { extraSources?: string; extra?: string; daemon?: DaemonOptions } = {}): Promise<TestDaemon> {
+export async function testDaemon(opts: { extraSources?: string; extra?: string; daemon?: DaemonOptions; moreStores?: { paths: string[]; writeQuorum: number } } = {}): Promise<TestDaemon> {
   const dir = tmpdir('lb-daemon-');
   const data = path.join(dir, 'data');
   mkdirSync(data);
@@ -34,7 +34,8 @@ export async function testDaemon(opts: { extraSources?: string; extra?: string; 
   const text = [
     'repositories:',
     '  main:',
-    `    stores: [${path.join(dir, 'repo')}]`,
+    `    stores: [${[path.join(dir, 'repo'), ...(opts.moreStores?.paths ?? [])].join(', ')}]`,
+    ...(opts.moreStores ? [`    write_quorum: ${opts.moreStores.writeQuorum}`] : []),
     `    password_file: ${path.join(dir, 'pass')}`,
     'sources:',
     '  docs:',

@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { LifeboatError, errno } from '../errors.js';
 import { parseCompression } from '../codec/compression.js';
 import { registerBuiltinStores } from '../storage/builtin.js';
+import { leftOut } from './left-out.js';
 import { openComposite, type StoreSpec } from '../storage/compose.js';
 import type { LifeboatConfig, RepositoryConfig } from '../config/config.js';
 import type { Store } from '../storage/store.js';
@@ -169,10 +170,12 @@ export async function storeSpec(opts: GlobalOptions): Promise<StoreSpec> {
     appendOnly: (opts.appendOnly ?? false) || (named?.appendOnly ?? false),
     ...(retries !== undefined ? { attempts: Math.max(1, Number(retries) || 1) } : {}),
     onDegraded: (store, err) => {
+      leftOut(store.location, err.message);
       console.error(`lifeboat: warning: ${store.location} left out for the rest of this run: ${err.message}\n  hint: the other destinations carry on; run \`lifeboat repair\` once it is back`);
     },
   };
 }
+
 
 export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Promise<T>): Promise<T> {
   registerBuiltinStores();

@@ -10,6 +10,7 @@
  */
 import { Command, Option } from 'commander';
 import { failIfStalled, reportError } from './output/errors.js';
+import { destinationsLeftOut } from './left-out.js';
 import { registerKeyOptions } from './key-options.js';
 import { PROGRAM_VERSION } from '../version.js';
 import { flagOf } from './commands/options.js';
@@ -122,6 +123,8 @@ async function main(): Promise<void> {
     const job = args[0] === 'job' ? await import('./job.js') : undefined;
     if (job?.isJobEntry(args)) await job.runJob(buildProgram, args);
     else await (await buildProgram(args)).parseAsync(process.argv);
+    const degraded = destinationsLeftOut();
+    if (degraded) throw degraded;
   } catch (err) {
     code = reportError(err);
   }

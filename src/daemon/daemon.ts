@@ -272,6 +272,14 @@ export class Daemon {
     else if (job.status === 'failed') this.incidents.raise(key, failure);
     else if (job.status === 'succeeded') this.incidents.resolve(key, { ...base, event: 'recovery', message: `${what} succeeded again` });
     if (job.kind === 'backup' && job.status === 'succeeded') this.watchRpo();
+    // A destination left out is an incident of the repository's, until a job that
+    // writes to it (and so checks every destination first) reaches them all again.
+    if (job.repository && job.status === 'succeeded') {
+      const leftOut = `degraded:${job.repository}`;
+      const about = { repository: job.repository, job: base.job };
+      if (job.error_code === 'DEGRADED') this.incidents.raise(leftOut, { ...about, event: 'failure', message: `${what}: a destination of repository ${job.repository} was left out: ${job.error ?? 'see the job log'}` });
+      else if (WRITING_KINDS.has(job.kind)) this.incidents.resolve(leftOut, { ...about, event: 'recovery', message: `repository ${job.repository}: every destination reached again (${what})` });
+    }
   }
 
   /**

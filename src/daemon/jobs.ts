@@ -366,8 +366,12 @@ export class JobRunner extends EventEmitter {
     const failure = slot.canceledBy !== undefined && outcome.error !== undefined
       ? { ...outcome.error, code: 'INTERRUPTED', message: `canceled by ${slot.canceledBy} (${outcome.error.message})`, hint: CANCEL_HINT[req.kind] ?? 'run it again when needed' }
       : outcome.error;
-    // PARTIAL stored a snapshot: it counts, with its warnings in the log.
-    const ok = failure === undefined || (failure.code === 'PARTIAL' && req.kind === 'backup');
+    // PARTIAL stored a snapshot: it counts, with its warnings in the log. DEGRADED did
+    // its work on the destinations that were up: it counts too, and keeps its error
+    // (which destination was left out) for the API, the metric and the notification.
+    const degraded = failure?.code === 'DEGRADED';
+    const ok = failure === undefined || (failure.code === 'PARTIAL' && req.kind === 'backup') || degraded;
+    const keep = !ok || degraded;
     const finished = Date.now();
     const patch: Partial<JobRow> = {
       status: ok ? 'succeeded' : 'failed',
@@ -375,9 +379,9 @@ export class JobRunner extends EventEmitter {
       duration_ms: finished - started,
       exit_code: outcome.exitCode,
       result: outcome.result,
-      error: ok ? null : (failure?.message ?? null),
-      error_hint: ok ? null : (failure?.hint ?? null),
-      error_code: ok ? null : (failure?.code ?? null),
+      error: keep ? (failure?.message ?? null) : null,
+      error_hint: keep ? (failure?.hint ?? null) : null,
+      error_code: keep ? (failure?.code ?? null) : null,
     };
     const end: JobEnd = {
       id: job.id,

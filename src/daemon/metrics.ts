@@ -82,6 +82,7 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly jobs: Counter<'kind' | 'source' | 'status'>;
   private readonly failures: Counter<'kind' | 'source'>;
+  private readonly leftOut: Counter<'repository'>;
   private readonly duration: Histogram<'source'>;
   private readonly size: Histogram<'source'>;
   readonly notifyFailures: Counter<'notification'>;
@@ -107,6 +108,12 @@ export class Metrics {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'lifeboat_' });
     this.jobs = new Counter({ name: 'lifeboat_jobs_total', help: 'Jobs finished, by kind, source (or repository) and status', labelNames: ['kind', 'source', 'status'], registers: [r] });
+    this.leftOut = new Counter({
+      name: 'lifeboat_destination_left_out_total',
+      help: "Jobs that did their work but left one of the repository's destinations out (exit DEGRADED: down, full, failing to list, or not holding the repository)",
+      labelNames: ['repository'],
+      registers: [r],
+    });
     this.failures = new Counter({ name: 'lifeboat_job_failures_total', help: 'Jobs that failed, by kind and source (or repository)', labelNames: ['kind', 'source'], registers: [r] });
     this.duration = new Histogram({
       name: 'lifeboat_backup_duration_seconds',
@@ -285,6 +292,7 @@ export class Metrics {
     const source = job.source ?? job.repository ?? '';
     this.jobs.inc({ kind: job.kind, source, status: job.status });
     if (job.status === 'failed') this.failures.inc({ kind: job.kind, source });
+    if (job.error_code === 'DEGRADED' && job.repository) this.leftOut.inc({ repository: job.repository });
     if (job.kind === 'backup' && job.status === 'succeeded') this.backupSuccess.inc({ source });
     if (job.kind === 'backup' && job.status === 'failed') this.backupFailure.inc({ source });
     if ((job.kind === 'restore' || job.kind === 'group-restore') && (job.status === 'succeeded' || job.status === 'failed')) this.recoveryAttempts.inc({ source, status: job.status });
@@ -312,7 +320,10 @@ export class Metrics {
     }
     for (const source of replicated) this.divergences.inc({ source }, 0);
     for (const source of continuous) this.gaps.inc({ source }, 0);
-    for (const repository of repositories) this.failures.inc({ kind: 'check', source: repository }, 0);
+    for (const repository of repositories) {
+      this.failures.inc({ kind: 'check', source: repository }, 0);
+      this.leftOut.inc({ repository }, 0);
+    }
     for (const n of notifications) this.notifyFailures.inc({ notification: n }, 0);
   }
 }

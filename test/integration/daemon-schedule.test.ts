@@ -5,7 +5,7 @@
  * Slack) to a local receiver with retries, and recovery is notified too; a source that
  * fails on every run is one incident: one webhook, reminders every `repeat`, one recovery.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTmp, runCli, tmpdir } from '../helpers.js';
@@ -241,6 +241,37 @@ describe('scheduled jobs in the daemon', () => {
       expect(received[3]?.details).toMatchObject({ occurrences: 11 });
     } finally {
       for (const j of t.daemon.catalog.jobs({ status: 'running' })) await t.daemon.runner.wait(j.id);
+      await t.daemon.stop();
+      await receiver.close();
+    }
+  });
+
+  it('reports a destination left out (an emptied second copy) by job, metric and notification until every destination is reached again', async () => {
+    const receiver = await webhookReceiver<{ event: string; message: string; repository: string | null }>();
+    const second = path.join(tmpdir('lb-second-'), 'repo');
+    mkdirSync(second); // empty: a replaced bucket, not a copy of the repository
+    const t = await testDaemon({
+      moreStores: { paths: [second], writeQuorum: 1 },
+      extra: ['notifications:', '  ops:', `    url: ${receiver.url}/`].join('\n'),
+    });
+    const backupNow = async () => (await t.daemon.runner.wait(t.daemon.submit({ kind: 'backup', source: 'docs', trigger: 'test' }).id)) as JobRow;
+    try {
+      // Stored on the first destination, so it counts; but not as if all were well.
+      const degraded = await backupNow();
+      expect(degraded).toMatchObject({ status: 'succeeded', error_code: 'DEGRADED', exit_code: 28 });
+      expect(degraded.error).toMatch(/was left out: holds no repository/);
+      expect(await t.daemon.metrics.registry.metrics()).toMatch(/^lifeboat_destination_left_out_total\{repository="main"\} 1$/m);
+      await t.daemon.notifier.idle();
+      expect(receiver.bodies.map((b) => [b.event, b.repository])).toEqual([['failure', 'main']]);
+      expect(receiver.bodies[0]?.message).toMatch(/a destination of repository main was left out/);
+      // The second copy made whole (as `repair` would): the next backup reaches both.
+      cpSync(path.join(t.dir, 'repo'), second, { recursive: true });
+      const whole = await backupNow();
+      expect(whole).toMatchObject({ status: 'succeeded', error_code: null, exit_code: 0 });
+      await t.daemon.notifier.idle();
+      expect(receiver.bodies.map((b) => b.event)).toEqual(['failure', 'recovery']);
+      expect(await t.daemon.metrics.registry.metrics()).toMatch(/^lifeboat_destination_left_out_total\{repository="main"\} 1$/m);
+    } finally {
       await t.daemon.stop();
       await receiver.close();
     }

@@ -39,9 +39,9 @@ afterAll(async () => {
 
 const s3 = (prefix: string) => `s3:${server.endpoint}/lifeboat/${prefix}`;
 
-async function restoredMatches(repo: string, extra: string[] = []): Promise<void> {
+async function restoredMatches(repo: string, extra: string[] = [], code = 0): Promise<void> {
   const target = path.join(tmpdir('lb-os-restore-'), 'out');
-  await cli(['-r', repo, ...extra, 'restore', 'latest', '--target', target]);
+  await cli(['-r', repo, ...extra, 'restore', 'latest', '--target', target], code);
   expect(await snapshotOf(path.join(target, fixture))).toEqual(await snapshotOf(fixture));
 }
 
@@ -143,9 +143,13 @@ describe('several destinations', () => {
     await cli([...g, 'init']);
     const at = { directory: offsite.directory, port: offsite.port };
     await offsite.stop();
-    const b = await cli([...g, 'backup', fixture]);
+    // Stored on the local destination, and the exit status says the offsite one was
+    // left out (DEGRADED), not only a warning among the output.
+    const b = await cli([...g, 'backup', fixture], 28);
     expect(b.stderr).toMatch(/left out for the rest of this run/);
-    await restoredMatches('main', ['--config', config]);
+    expect(b.stderr).toMatch(new RegExp(`lifeboat: done, but s3:${offsite.endpoint.replace(/[.]/g, '\\.')}/offsite/main was left out`));
+    // A restore reads what the local one holds, and says its view lacked the offsite one.
+    await restoredMatches('main', ['--config', config], 28);
 
     offsite = await startS3rver(at);
     try {
