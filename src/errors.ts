@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'RESTORE_INCOMPLETE'
   | 'TARGET_CHANGED'
   | 'DEGRADED'
+  | 'ARCHIVE_UNREADABLE'
   | 'UNSAFE_SPOOL'
   | 'UNSAFE_SCHEMA'
   | 'AMBIGUOUS_SOURCE'
@@ -99,6 +100,7 @@ export const ERROR_TABLE: Record<ErrorCode, CodeInfo> = {
   HOLD_EXCEEDED: { exit: 47, http: 500, summary: 'a group capture held writes longer than its max_hold; thaw ran and no point was stored' },
   ARCHIVE_BEHIND: { exit: 48, http: 409, summary: "a member's own archive (WAL, replicated log) does not reach the group point's position; no point was stored, or nothing was restored" },
   HOLD_BROKEN: { exit: 49, http: 409, summary: "writes reached a group member while the group's freeze hook said they were held (an application that restarted while frozen, or a writer the hook does not stop); thaw ran and no point was stored" },
+  ARCHIVE_UNREADABLE: { exit: 128, http: 502, summary: "`pg archive-get` could not read a WAL file the archive may hold (a store down, a damaged or forged object, a wrong password): over 125, so PostgreSQL stops recovery with FATAL instead of ending it early and promoting on a partial archive; fix the cause and start the server again" },
   INTERRUPTED: { exit: 130, http: 500, summary: 'interrupted by a signal' },
 };
 

@@ -9,7 +9,7 @@
 import { rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LifeboatError } from '../errors.js';
+import { LifeboatError, isLifeboatError } from '../errors.js';
 import { archiveGet, archiveHas, archivePush, markerText, pushAhead, takePushMarker } from '../sources/postgres/archive.js';
 import { FIRST_SEGMENTS, SPOOL_SEGMENTS, fetcherRunning, prefetch, recordWanted, runFetcher, startFetcher, takePrefetched } from '../sources/postgres/prefetch.js';
 import { parseWalName, segmentName } from '../sources/postgres/wal.js';
@@ -98,6 +98,32 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
     return;
   }
   const [file, dest] = p.args as [string, string];
+  try {
+    await archiveGetCall(p, file, dest);
+  } catch (err) {
+    throw stopsRecovery(file, err);
+  }
+}
+
+/**
+ * PostgreSQL takes an exit status of 1 to 125 from restore_command as "not in the
+ * archive": recovery ends there and the server promotes, with whatever the archive
+ * holds after it missing for good. Only "not there" (exit 15) may say that; any
+ * other failure (a store down, a damaged or forged segment, a wrong password) exits
+ * over 125, which makes PostgreSQL stop with FATAL instead. Started again once the
+ * cause is fixed, it resumes recovery where it stopped.
+ */
+function stopsRecovery(file: string, err: unknown): unknown {
+  if (isLifeboatError(err, 'NOT_FOUND') || isLifeboatError(err, 'INTERRUPTED') || isLifeboatError(err, 'USAGE')) return err;
+  const code = err instanceof LifeboatError ? err.code : 'FAILED';
+  const message = err instanceof Error ? err.message : String(err);
+  return new LifeboatError('ARCHIVE_UNREADABLE', `${file} could not be read from the archive (${code}): ${message}`, {
+    hint: 'recovery stops here rather than ending early on a partial archive; fix the cause and start the server again, and it resumes',
+    cause: err,
+  });
+}
+
+async function archiveGetCall(p: ArchiveCall, file: string, dest: string): Promise<void> {
   // A prefetched segment needs neither the password nor the repository.
   if (p.prefetch && (await takePrefetched(p.prefetch, file, dest))) return;
   await withStore(p.g, async (store) => {

@@ -18,6 +18,7 @@ import { requirePgPoint } from '../../src/sources/postgres/point.js';
 import { pgRestore } from '../../src/sources/postgres/restore.js';
 import { incompleteOf } from '../../src/engine/restore/restorer.js';
 import { switchAndArchive as archiveWal } from '../pg-load.js';
+import { waitUntil } from '../pg-streamer.js';
 
 /** Replaces pg restore's control files in DIR with symlinks to VICTIM, again and again, until STOP exists. */
 const PLANTER = `
@@ -405,6 +406,49 @@ describe('PostgreSQL archive safety and bad input', () => {
       await expect(fs.readdir(dir)).rejects.toThrow();
     } finally {
       await fs.rename(saved, path.join(logs, victim));
+    }
+  });
+
+  it('a WAL segment that cannot be read during replay stops recovery with FATAL instead of ending it early; sound again, a restart recovers every row', async () => {
+    for (const id of [6101, 6102]) {
+      await cluster.query('insert into t values ($1, $2)', [id, 'after the damage']);
+      await switchAndArchive();
+    }
+    const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
+    const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+    const victim = path.join(logs, archived[archived.length - 2]!);
+    const dir = path.join(base, 'unreadable');
+    restored.push(dir);
+    // Every name is there, so the restore's check of the archive passes; the damage is
+    // found only when replay reads the segment.
+    const r = await lb(['pg', 'restore', '--name', 'main', '--target-dir', dir, '--latest', '--port', String(cluster.port)]);
+    expect(r.code, r.stderr).toBe(0);
+    const sound = await fs.readFile(victim);
+    const bad = Buffer.from(sound);
+    bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0xff;
+    await fs.writeFile(victim, bad);
+    await cluster.stop();
+    try {
+      // pg_ctl may find the copy ready (consistent, read-only) before replay reaches the segment.
+      await cluster.start(dir).catch(() => undefined);
+      // It stops (FATAL), or (the old way) promotes early and keeps running.
+      const log = await waitUntil('the copy to stop or promote', async () => {
+        const text = await cluster.log(dir);
+        return (!existsSync(path.join(dir, 'postmaster.pid')) || /selected new timeline ID/.test(text)) && text;
+      }, 120_000);
+      // Exit 1..125 would have read as "not in the archive": recovery would end at the
+      // segment before and promote, and rows 6101 and 6102 would be gone for good.
+      expect(log).toMatch(/could not be read from the archive \(CORRUPT\)/);
+      expect(log).toMatch(/FATAL/);
+      expect(log).not.toMatch(/selected new timeline ID/);
+      await fs.writeFile(victim, sound);
+      await cluster.start(dir);
+      await cluster.waitPromoted();
+      expect(await ids()).toEqual(expect.arrayContaining([6101, 6102]));
+    } finally {
+      await fs.writeFile(victim, sound);
+      await cluster.stop(dir);
+      await cluster.start();
     }
   });
 
