@@ -1,7 +1,8 @@
 /**
  * `lifeboat repair` for a repository on several destinations: every object one
  * destination lacks is copied from another that has it, so full redundancy returns
- * after a destination was down. Only a copy that authenticates is copied (see
+ * after a destination was down; a copy of an object named by its hash whose size
+ * differs from the good copy's (cut short) is replaced. Only a copy that authenticates is copied (see
  * `authenticator`): a damaged or forged object on one destination never spreads to
  * the others. Objects that are no part of a repository, and locks, are never copied.
  */
@@ -39,27 +40,34 @@ export async function repairDestinations(stores: readonly Store[], opts: { authe
       hint: 'define one in lifeboat.yaml (repositories: NAME: stores: [...]) and pass --repo NAME',
     });
   }
-  const held: Array<Set<string>> = [];
+  // Each destination's objects with their sizes.
+  const held: Array<Map<string, number>> = [];
   for (const s of stores) {
-    const keys = new Set<string>();
-    for await (const o of s.list('')) if (!o.key.startsWith('locks/')) keys.add(o.key);
-    held.push(keys);
+    const sizes = new Map<string, number>();
+    for await (const o of s.list('')) if (!o.key.startsWith('locks/')) sizes.set(o.key, o.size);
+    held.push(sizes);
   }
   const all = new Set<string>();
-  for (const keys of held) for (const k of keys) all.add(k);
+  for (const sizes of held) for (const k of sizes.keys()) all.add(k);
   const result: RepairResult = { copied: Object.fromEntries(stores.map((s) => [s.location, 0])), unrecoverable: [], foreign: [] };
   await mapLimit([...all], 8, async (key) => {
-    const lacking = stores.filter((_, i) => !(held[i] as Set<string>).has(key));
-    if (lacking.length === 0) return;
+    const has = (i: number) => held[i]?.has(key) ?? false;
+    // An object named by its hash never changes: copies of different sizes mean one
+    // is cut short (an upload the server took part of, a truncated file), which reads
+    // pass over while another copy is good, so nothing else would find it.
+    const sizes = new Set(held.flatMap((h) => (h.has(key) ? [h.get(key)] : [])));
+    const immutable = HASH_NAMED.test(key) || /^(keys|prune)\/[0-9a-f]{64}$/.test(key);
+    if (stores.every((_, i) => has(i)) && !(immutable && sizes.size > 1)) return;
     if (!opts.knows(key)) {
       result.foreign.push(key);
       return;
     }
-    const data = await goodCopy(key, stores.filter((_, i) => (held[i] as Set<string>).has(key)), opts.authenticate);
+    const data = await goodCopy(key, stores.filter((_, i) => has(i)), opts.authenticate);
     if (!data) {
       result.unrecoverable.push(key);
       return;
     }
+    const lacking = stores.filter((_, i) => !has(i) || (immutable && held[i]?.get(key) !== data.length));
     for (const to of lacking) {
       if (!opts.dryRun) await to.put(key, data);
       result.copied[to.location] = (result.copied[to.location] ?? 0) + 1;
