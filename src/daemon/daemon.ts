@@ -122,10 +122,14 @@ export class Daemon {
   /** Starts schedules, replication and RPO watching. */
   start(): void {
     const interrupted = this.catalog.failInterrupted();
-    if (interrupted > 0) this.log(`${interrupted} job(s) were running when the daemon last stopped; marked failed`);
+    if (interrupted.length > 0) this.log(`${interrupted.length} job(s) were running when the daemon last stopped; marked failed`);
     this.scheduler.start();
     this.supervisor.start();
     for (const w of this.archiveWatches) w.start();
+    // Each counts and is told as a failure, like one that failed on its own: the
+    // scheduler does not run it again (its fire time was recorded when it started), so
+    // a check a restart interrupts every time would otherwise never fail anywhere.
+    for (const job of interrupted) this.finished(job);
     let lastPrune = 0;
     const tick = () => {
       if (this.runner.unrecordedCount > 0 && this.runner.retryUnrecorded()) this.log('the catalog records jobs again');

@@ -277,6 +277,24 @@ describe('scheduled jobs in the daemon', () => {
     }
   });
 
+  it('a job the last daemon left running is failed on start, counted and notified (the scheduler does not run it again)', async () => {
+    const receiver = await webhookReceiver<{ event: string; message: string; job: { id: string; status: string } | null }>();
+    const t = await testDaemon({ extra: ['notifications:', '  ops:', `    url: ${receiver.url}/`].join('\n') });
+    try {
+      // What a daemon stopped in the middle of a scheduled check leaves in its catalog.
+      const left = t.daemon.catalog.createJob({ kind: 'check', repository: 'main', trigger: 'schedule:weekly', status: 'running' });
+      t.daemon.start();
+      expect(t.daemon.catalog.job(left.id)).toMatchObject({ status: 'failed', error_code: 'INTERRUPTED' });
+      expect(await t.daemon.metrics.registry.metrics()).toMatch(/^lifeboat_job_failures_total\{kind="check",source="main"\} 1$/m);
+      await t.daemon.notifier.idle();
+      expect(receiver.bodies.map((b) => [b.event, b.job?.id, b.job?.status])).toEqual([['failure', left.id, 'failed']]);
+      expect(receiver.bodies[0]?.message).toMatch(/^check of main failed: the daemon stopped while the job ran/);
+    } finally {
+      await t.daemon.stop();
+      await receiver.close();
+    }
+  });
+
   it('drops finished jobs older than keep_jobs from the catalog', async () => {
     const clock = new FakeClock(Date.now());
     const t = await testDaemon({ extra: 'server:\n  listen: 127.0.0.1:0\n  state_dir: state\n  keep_jobs: 1d', daemon: { clock } });
