@@ -119,6 +119,11 @@ export class MultiStore implements Store {
     let lastErr: LifeboatError | undefined;
     let missing = 0;
     for (const store of this.readOrder()) {
+      const gone = this.unreachable(store);
+      if (gone) {
+        lastErr = gone;
+        continue;
+      }
       try {
         const data = await store.get(key, range, opts);
         if (!opts?.verify || opts.verify(data)) return data;
@@ -142,6 +147,11 @@ export class MultiStore implements Store {
   async stat(key: string): Promise<ObjectInfo | undefined> {
     let lastErr: unknown;
     for (const store of this.readOrder()) {
+      const gone = this.unreachable(store);
+      if (gone) {
+        lastErr ??= gone;
+        continue;
+      }
       try {
         const info = await store.stat(key);
         if (info) return info;
@@ -165,6 +175,11 @@ export class MultiStore implements Store {
     let reached = 0;
     let lastErr: unknown;
     for (const store of this.readOrder()) {
+      const gone = this.unreachable(store);
+      if (gone) {
+        lastErr = gone;
+        continue;
+      }
       try {
         for await (const o of store.list(prefix)) {
           if (seen.has(o.key)) continue;
@@ -261,6 +276,19 @@ export class MultiStore implements Store {
 
   async close(): Promise<void> {
     await Promise.all(this.stores.map((s) => s.close()));
+  }
+
+  /**
+   * Why a destination left out could not be reached (STORE_UNAVAILABLE, after the
+   * retries beneath), so that reads, stats and listings do not wait out the retries
+   * again on every call: a dead server would otherwise slow each one by its timeouts.
+   * It counts as a destination that did not answer (a stat is no "not there", a
+   * listing is incomplete). One left out for another reason (full, refusing writes)
+   * is still asked: it may hold what the others lack.
+   */
+  private unreachable(store: Store): LifeboatError | undefined {
+    const why = this.down.get(store);
+    return why?.code === 'STORE_UNAVAILABLE' ? why : undefined;
   }
 
   /** Destinations up first, in configured order, then those left out (they may answer reads). */
