@@ -16,6 +16,7 @@ import { parseWalName, segmentName } from '../sources/postgres/wal.js';
 import { Repository } from '../repo/repository.js';
 import { openRepo, withRepo, withStore, type GlobalOptions } from './context.js';
 import { failIfStalled, reportError } from './output/errors.js';
+import { leftOutIsNoExitStatus } from './left-out.js';
 import { redact } from '../util/redact.js';
 
 export interface ArchiveCall {
@@ -72,6 +73,7 @@ export function parse(argv: string[]): ArchiveCall | undefined {
 
 /** Runs archive-push or archive-get; the full CLI calls this too, after its own parsing. */
 export async function runArchiveCall(p: ArchiveCall): Promise<void> {
+  leftOutIsNoExitStatus();
   if (p.verb === 'archive-push') {
     const walPath = p.args[0] as string;
     // A path that names no WAL file is refused before the repository is touched.
@@ -98,6 +100,8 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
     return;
   }
   const [file, dest] = p.args as [string, string];
+  // A name that is no WAL file is refused as it is (USAGE, exit 2): PostgreSQL asks for nothing else.
+  parseWalName(file);
   try {
     await archiveGetCall(p, file, dest);
   } catch (err) {
@@ -114,11 +118,11 @@ export async function runArchiveCall(p: ArchiveCall): Promise<void> {
  * cause is fixed, it resumes recovery where it stopped.
  */
 function stopsRecovery(file: string, err: unknown): unknown {
-  if (isLifeboatError(err, 'NOT_FOUND') || isLifeboatError(err, 'INTERRUPTED') || isLifeboatError(err, 'USAGE')) return err;
+  if (isLifeboatError(err, 'NOT_FOUND') || isLifeboatError(err, 'INTERRUPTED')) return err;
   const code = err instanceof LifeboatError ? err.code : 'FAILED';
   const message = err instanceof Error ? err.message : String(err);
   return new LifeboatError('ARCHIVE_UNREADABLE', `${file} could not be read from the archive (${code}): ${message}`, {
-    hint: 'recovery stops here rather than ending early on a partial archive; fix the cause and start the server again, and it resumes',
+    hint: 'recovery stops here rather than ending early on a partial archive; fix the cause and start the server again, and it resumes (a destination of several that is gone for good: take it out of the repository\'s stores)',
     cause: err,
   });
 }

@@ -6,6 +6,17 @@
 import { LifeboatError } from '../errors.js';
 
 const seen: Array<{ location: string; why: string }> = [];
+let exempt = false;
+
+/**
+ * For `pg archive-push|archive-get|archive-prefetch`, whose exit status PostgreSQL
+ * reads: a segment stored at the quorum, or fetched, is a success (28 would make it
+ * retry a push forever, or end a recovery as if the archive ended). The left-out
+ * destination still gets its warning line in the server log.
+ */
+export function leftOutIsNoExitStatus(): void {
+  exempt = true;
+}
 
 export function leftOut(location: string, why: string): void {
   seen.push({ location, why });
@@ -18,7 +29,7 @@ export function leftOut(location: string, why: string): void {
  */
 export function destinationsLeftOut(): LifeboatError | undefined {
   const [first, ...rest] = seen;
-  if (!first) return undefined;
+  if (!first || exempt) return undefined;
   const more = rest.length > 0 ? ` (and ${rest.length} more)` : '';
   return new LifeboatError('DEGRADED', `done, but ${first.location} was left out${more}: ${first.why}`, {
     hint: 'the other destinations hold what this run did; bring that one back, then run `lifeboat repair`',

@@ -129,7 +129,8 @@ export class Daemon {
     // Each counts and is told as a failure, like one that failed on its own: the
     // scheduler does not run it again (its fire time was recorded when it started), so
     // a check a restart interrupts every time would otherwise never fail anywhere.
-    for (const job of interrupted) this.finished(job);
+    // (Not replicators': the supervisor restarts them and tells their ends itself.)
+    for (const job of interrupted) if (job.kind !== 'replicate') this.finished(job);
     let lastPrune = 0;
     const tick = () => {
       if (this.runner.unrecordedCount > 0 && this.runner.retryUnrecorded()) this.log('the catalog records jobs again');
@@ -272,7 +273,7 @@ export class Daemon {
     const base = { ...(job.source ? { source: job.source } : {}), ...(job.repository ? { repository: job.repository } : {}), job: { id: job.id, kind: job.kind, status: job.status, error: job.error } };
     const failure: Notice = { ...base, event: 'failure', message: `${what} failed: ${job.error ?? 'see the job log'}` };
     // A restore is one person's request, not a recurring duty: told once, never reminded.
-    if (job.status === 'failed' && job.kind === 'restore') this.notifier.notify(failure);
+    if (job.status === 'failed' && (job.kind === 'restore' || job.kind === 'group-restore')) this.notifier.notify(failure);
     else if (job.status === 'failed') this.incidents.raise(key, failure);
     else if (job.status === 'succeeded') this.incidents.resolve(key, { ...base, event: 'recovery', message: `${what} succeeded again` });
     if (job.kind === 'backup' && job.status === 'succeeded') this.watchRpo();

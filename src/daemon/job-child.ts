@@ -45,6 +45,12 @@ export interface JobOutcome {
   result: unknown;
   /** Set exactly when the job failed: from the `error` event, else from how the child ended. */
   error?: JobFailure;
+  /**
+   * The job did its work but left a destination of the repository out (DEGRADED, exit
+   * 28): not a failure, so callers that only read (listings, browsing, plans) take the
+   * result as it is; the job runner records it.
+   */
+  degraded?: JobFailure;
 }
 
 export interface RunHooks {
@@ -197,6 +203,7 @@ export function runLifeboat(config: LifeboatConfig, repository: string, argv: st
       const failed = (f: JobFailure) => resolve({ exitCode, signal, result, error: f });
       if (spawnError) return failed({ code: 'JOB_CRASHED', message: `cannot start the job: ${spawnError.message}`, hint: `is ${process.execPath} still installed?` });
       if (broken !== undefined) return failed({ code: 'JOB_PROTOCOL', message: `the job's process broke the job protocol: ${broken}; it was stopped`, hint: 'restart the daemon after upgrading lifeboat (daemon and job must be the same version); the job log shows what the process printed' });
+      if (reported?.code === 'DEGRADED') return resolve({ exitCode, signal, result, degraded: reported });
       if (reported) return failed(reported);
       if (exitCode === 0) return resolve({ exitCode, signal, result });
       // No error event: the process did not end by itself, or died before it could say why.

@@ -363,13 +363,14 @@ export class JobRunner extends EventEmitter {
       outcome = { exitCode: e.exitCode, signal: null, result: null, error: { code: e.code, message: redact(e.message), ...(e.hint ? { hint: redact(e.hint) } : {}) } };
     }
     // A canceled job says so, whatever its process reported on the way out.
-    const failure = slot.canceledBy !== undefined && outcome.error !== undefined
+    const canceled = slot.canceledBy !== undefined && outcome.error !== undefined
       ? { ...outcome.error, code: 'INTERRUPTED', message: `canceled by ${slot.canceledBy} (${outcome.error.message})`, hint: CANCEL_HINT[req.kind] ?? 'run it again when needed' }
       : outcome.error;
     // PARTIAL stored a snapshot: it counts, with its warnings in the log. DEGRADED did
     // its work on the destinations that were up: it counts too, and keeps its error
     // (which destination was left out) for the API, the metric and the notification.
-    const degraded = failure?.code === 'DEGRADED';
+    const failure = canceled ?? outcome.degraded;
+    const degraded = canceled === undefined && outcome.degraded !== undefined;
     const ok = failure === undefined || (failure.code === 'PARTIAL' && req.kind === 'backup') || degraded;
     const keep = !ok || degraded;
     const finished = Date.now();

@@ -126,7 +126,7 @@ export class Repository {
 
   /** Creates a repository in an empty location (format version 2 unless `version` says 1). */
   static async init(store: Store, password: string, opts: { version?: 1 | 2 } = {}): Promise<Repository> {
-    if (await store.stat(keys.config)) {
+    if (await store.stat(keys.config, { sure: true })) {
       throw new LifeboatError('REPO_EXISTS', `${store.location}: a repository already exists here`, {
         hint: 'use it as it is, or choose another location',
       });

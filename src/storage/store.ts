@@ -50,6 +50,17 @@ export interface LocalFile {
   size: number;
 }
 
+export interface StatOptions {
+  /**
+   * An undefined answer must be certain: a repository on several destinations, whose
+   * writes need fewer than all of them, then fails instead of answering "not there"
+   * when a destination that could hold the object did not answer. For decisions that
+   * "not there" makes final (PostgreSQL's recovery ends at a WAL file not there; a
+   * check drops a problem). A check before writing need not be sure.
+   */
+  sure?: boolean;
+}
+
 export interface Store {
   /** Human-readable location, used in messages ("local:/srv/repo"). */
   readonly location: string;
@@ -86,7 +97,7 @@ export interface Store {
   get(key: string, range?: ByteRange, opts?: GetOptions): Promise<Uint8Array>;
 
   /** Size of the object, or undefined when it does not exist. */
-  stat(key: string): Promise<ObjectInfo | undefined>;
+  stat(key: string, opts?: StatOptions): Promise<ObjectInfo | undefined>;
 
   /**
    * Lists objects whose key starts with `prefix`, in no particular order. Objects

@@ -81,6 +81,34 @@ describe('pg archive-push / archive-get command lines', () => {
     expect(get.code, get.stderr).toBe(15);
   });
 
+  it('with one of two destinations down: archive-get succeeds by either path (exit 0, never DEGRADED), and a file it cannot rule out stops recovery (128)', async () => {
+    const dir = tmpdir();
+    const local = path.join(dir, 'repo');
+    expect((await runCli(['init', '--repo', local])).code).toBe(0);
+    const config = path.join(dir, 'lifeboat.yaml');
+    await fs.writeFile(config, `repositories:\n  main:\n    stores: [${local}, "s3:http://127.0.0.1:1/gone/x"]\n    write_quorum: 1\n`);
+    const env = { LIFEBOAT_STORE_RETRIES: '1', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x', AWS_REGION: 'us-east-1' };
+    const name = '000000010000000000000005';
+    await fs.writeFile(path.join(dir, name), segment(5));
+    let r = await runCli(['pg', 'archive-push', '--name', 'm', '--repo', local, path.join(dir, name)]);
+    expect(r.code, r.stderr).toBe(0);
+    const g = ['--config', config, '--repo', 'main'];
+    // The lean path, and the full CLI (a global option first).
+    for (const [i, args] of [['pg', 'archive-get', '--name', 'm', ...g], [...g, 'pg', 'archive-get', '--name', 'm']].entries()) {
+      const out = path.join(dir, `out-${i}`);
+      r = await runCli([...args, name, out], env);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await fs.readFile(out)).equals(await fs.readFile(path.join(dir, name)))).toBe(true);
+      // Only the destination that is down could say this file is not there: not "the end of the archive".
+      r = await runCli([...args, '00000002.history', path.join(dir, `h-${i}`)], env);
+      expect(r.code, r.stderr).toBe(128);
+      expect(r.stderr).toMatch(/00000002\.history could not be read from the archive \(STORE_UNAVAILABLE\)/);
+    }
+    // A password file that cannot be read is no "not in the archive" either.
+    r = await runCli(['pg', 'archive-get', '--name', 'm', '--repo', local, '--password-file', path.join(dir, 'missing'), name, path.join(dir, 'w')], { LIFEBOAT_PASSWORD: '' });
+    expect(r.code, r.stderr).toBe(128);
+  });
+
   it('refuses a path that names no WAL file before touching the repository or the password', async () => {
     const dir = tmpdir();
     const file = path.join(dir, 'not-a-segment');

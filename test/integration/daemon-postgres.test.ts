@@ -8,7 +8,7 @@
  * command for the source, run exactly as printed, brings the cluster back in place
  * of the primary.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { runbook } from '../../src/daemon/runbook.js';
 import * as path from 'node:path';
@@ -98,12 +98,17 @@ describe('daemon with a PostgreSQL source', () => {
       // The restored server's restore_command runs `lifeboat pg archive-get` as the
       // postgres user, which must read the configuration, the password file and the
       // repository: in production the daemon runs as that user (docs/daemon.md); this
-      // test runs as root, so hand them over.
+      // test runs as root, so hand them over. The daemon's streamer (root here) would
+      // go on writing partial segments postgres cannot read, and archive-get stops
+      // recovery (exit 128) on a WAL file it cannot read: it is paused meanwhile.
+      const streamer = (d.supervisor as unknown as { children: Map<string, ChildProcess> }).children.get('main')!;
+      streamer.kill('SIGSTOP');
       execFileSync('chown', ['-R', 'postgres:postgres', base]);
       const restoreDir = path.join(base, 'restored');
       const r = await d.app.inject({ method: 'POST', url: '/api/v1/restores', headers: auth, payload: { source: 'main', target: restoreDir, time: target } });
       expect(r.statusCode, r.body).toBe(202);
       const restore = (await d.runner.wait((r.json() as JobRow).id)) as JobRow;
+      streamer.kill('SIGCONT');
       expect(restore.status, `${restore.error ?? ''}\n${d.catalog.log(restore.id).map((l) => l.line).join('\n')}`).toBe('succeeded');
       expect(d.catalog.log(restore.id)[0]?.line).toBe(`lifeboat --repo main pg restore --name main --target-dir ${restoreDir} --time ${target} --bin-dir ${PG_BIN} --start --check select count(*) >= 1 from orders`);
       // The job started the result, saw it promote, and recorded the RTO of that recovery.

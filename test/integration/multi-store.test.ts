@@ -72,9 +72,13 @@ describe('MultiStore', () => {
 
   it('answers "not there" only when every destination said so', async () => {
     const withDown = new MultiStore([down(), new MemoryStore()], { writeQuorum: 1 });
-    // The down one may hold it (a WAL segment written while the other was down).
-    await expect(withDown.stat('data/1')).rejects.toThrow();
+    // The down one may hold it (a WAL segment written while the other was down): a
+    // caller that must be sure is told so; one checking before a write is not held up.
+    await expect(withDown.stat('data/1', { sure: true })).rejects.toThrow();
+    expect(await withDown.stat('data/1')).toBeUndefined();
     expect(await new MultiStore([new MemoryStore(), new MemoryStore()], { writeQuorum: 1 }).stat('data/1')).toBeUndefined();
+    // Every write needs every destination: one that answers is believed.
+    expect(await new MultiStore([down(), new MemoryStore()], { writeQuorum: 2 }).stat('data/1', { sure: true })).toBeUndefined();
   });
 
   it('asks a destination found unreachable no more (its retries would slow every call), and still counts it as not answering', async () => {
@@ -96,7 +100,7 @@ describe('MultiStore', () => {
     const asked = calls;
     expect(asked).toBeGreaterThan(0);
     expect((await listAll(multi, 'data/')).map((o) => o.key)).toEqual(['data/1']);
-    await expect(multi.stat('data/2')).rejects.toThrow(/could not be listed/);
+    await expect(multi.stat('data/2', { sure: true })).rejects.toThrow(/could not be listed/);
     expect(Buffer.from(await multi.get('data/1')).toString()).toBe('1');
     expect(calls).toBe(asked);
   });

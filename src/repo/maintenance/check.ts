@@ -103,7 +103,7 @@ async function runCheck(repo: Repository, opts: CheckOptions): Promise<CheckResu
     await mapLimit(ids, 2, async (id) => {
       let problem = await readPack(repo, id);
       // Pruned since the listing: a problem only if an index file still names it.
-      if (problem && !(await repo.store.stat(keys.pack(id))) && !(await stillIndexed(repo, id))) problem = undefined;
+      if (problem && !(await repo.store.stat(keys.pack(id), { sure: true })) && !(await stillIndexed(repo, id))) problem = undefined;
       if (problem) problems.push({ kind: 'pack', message: problem });
       else verified.set(id, Date.now());
       packsRead++;

@@ -1,7 +1,7 @@
 /**
  * `lifeboat repair` for a repository on several destinations: every object one
  * destination lacks is copied from another that has it, so full redundancy returns
- * after a destination was down; a copy of an object named by its hash whose size
+ * after a destination was down; a copy of a pack, index or key slot whose size
  * differs from the good copy's (cut short) is replaced. Only a copy that authenticates is copied (see
  * `authenticator`): a damaged or forged object on one destination never spreads to
  * the others. Objects that are no part of a repository, and locks, are never copied.
@@ -56,7 +56,9 @@ export async function repairDestinations(stores: readonly Store[], opts: { authe
     // is cut short (an upload the server took part of, a truncated file), which reads
     // pass over while another copy is good, so nothing else would find it.
     const sizes = new Set(held.flatMap((h) => (h.has(key) ? [h.get(key)] : [])));
-    const immutable = HASH_NAMED.test(key) || /^(keys|prune)\/[0-9a-f]{64}$/.test(key);
+    // (Not snapshots: format 2 names one by an HMAC of its manifest, and re-sealing
+    // rewrites it under the same name.)
+    const immutable = /^(data\/[0-9a-f]{2}|index|keys|prune)\/[0-9a-f]{64}$/.test(key);
     if (stores.every((_, i) => has(i)) && !(immutable && sizes.size > 1)) return;
     if (!opts.knows(key)) {
       result.foreign.push(key);

@@ -72,7 +72,17 @@ export async function archivePush(repo: Repository, name: string, file: string):
  * deriving the key. A name that is there is still read and authenticated by archiveGet.
  */
 export async function archiveHas(store: Pick<Store, 'stat'>, name: string, file: string): Promise<boolean> {
-  for (const [source, tl, object] of placesOf(name, file)) if (await store.stat(keys.log(source, tl, object))) return true;
+  // Every place is asked: one whose answer failed (a destination down) may not be the
+  // one that holds it; "not there" only when none failed.
+  let failed: unknown;
+  for (const [source, tl, object] of placesOf(name, file)) {
+    try {
+      if (await store.stat(keys.log(source, tl, object), { sure: true })) return true;
+    } catch (err) {
+      failed ??= err;
+    }
+  }
+  if (failed !== undefined) throw failed;
   return false;
 }
 

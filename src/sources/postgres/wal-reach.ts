@@ -54,7 +54,9 @@ export async function walReach(
   const segno = (lsn - 1n) / size;
   const within = Number(lsn % size);
   // One stat per candidate object, not a listing of the whole archive: the proof asks every half second.
-  const has = async (source: string, tl: number, file: string) => (await repo.store.stat(keys.log(source, timelineDir(tl), file))) !== undefined;
+  // A stat that fails (a destination down that may hold it) proves nothing yet: the
+  // proof asks again until its deadline, and a segment on a destination that is up is found.
+  const has = async (source: string, tl: number, file: string) => (await repo.store.stat(keys.log(source, timelineDir(tl), file)).catch(() => undefined)) !== undefined;
   let first = '';
   for (const tl of timelines) {
     const file = segmentName(tl, segno, segSize);

@@ -10,7 +10,7 @@
  * need a server-side policy (object lock, an append-only credential) as well.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { assertKey, holdsBytes, holdsFile, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { assertKey, holdsBytes, holdsFile, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type StatOptions, type Store } from '../store.js';
 
 const HINT = 'this client may only add; run forget/prune with a key that is not append-only';
 
@@ -81,8 +81,8 @@ export class AppendOnlyStore implements Store {
     return this.inner.get(key, range, opts);
   }
 
-  stat(key: string): Promise<ObjectInfo | undefined> {
-    return this.inner.stat(key);
+  stat(key: string, opts?: StatOptions): Promise<ObjectInfo | undefined> {
+    return this.inner.stat(key, opts);
   }
 
   list(prefix: string): AsyncIterable<ObjectInfo> {

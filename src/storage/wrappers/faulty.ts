@@ -6,7 +6,7 @@
  * the response is lost on the way back: that is the case retry logic gets wrong.
  */
 import { LifeboatError } from '../../errors.js';
-import type { ByteRange, GetOptions, ObjectInfo, PutOptions, Store } from '../store.js';
+import type { ByteRange, GetOptions, ObjectInfo, PutOptions, StatOptions, Store } from '../store.js';
 
 export type FaultKind = 'error' | 'timeout' | 'truncate';
 
@@ -80,10 +80,10 @@ export class FaultyStore implements Store {
     return data.slice(0, Math.floor(fault.keep * data.length));
   }
 
-  async stat(key: string): Promise<ObjectInfo | undefined> {
+  async stat(key: string, opts?: StatOptions): Promise<ObjectInfo | undefined> {
     const fault = this.draw('stat');
     if (fault) await this.fail(fault);
-    return this.inner.stat(key);
+    return this.inner.stat(key, opts);
   }
 
   /**

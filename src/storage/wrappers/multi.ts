@@ -19,7 +19,7 @@
  * snapshots whose older packs it lacks.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { assertKey, firstStagingDir, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { assertKey, firstStagingDir, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type StatOptions, type Store } from '../store.js';
 
 export interface MultiOptions {
   /** Destinations that must acknowledge a write (1..N). */
@@ -139,13 +139,17 @@ export class MultiStore implements Store {
   }
 
   /**
-   * The first destination's answer that has the object. Undefined only when every
-   * destination answered that it has none: one that could not answer may hold it (a
-   * WAL segment written while another was down), and "not there" would then end a
-   * recovery early or let a check pass.
+   * The first destination's answer that has the object; undefined when one that
+   * answered has none. With `sure`, and writes that need fewer destinations than there
+   * are, undefined only when every destination answered so: one that could not answer
+   * may hold what only it was given (a WAL segment written while another was down),
+   * and "not there" would then end a recovery early or let a check pass. When every
+   * write needs every destination, any one that answers "not there" is believed.
    */
-  async stat(key: string): Promise<ObjectInfo | undefined> {
+  async stat(key: string, opts?: StatOptions): Promise<ObjectInfo | undefined> {
+    const strict = opts?.sure === true && this.opts.writeQuorum < this.stores.length;
     let lastErr: unknown;
+    let answered = false;
     for (const store of this.readOrder()) {
       const gone = this.unreachable(store);
       if (gone) {
@@ -155,11 +159,12 @@ export class MultiStore implements Store {
       try {
         const info = await store.stat(key);
         if (info) return info;
+        answered = true;
       } catch (err) {
         lastErr ??= err;
       }
     }
-    if (lastErr !== undefined) throw lastErr;
+    if (lastErr !== undefined && (strict || !answered)) throw lastErr;
     return undefined;
   }
 

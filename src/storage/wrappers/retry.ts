@@ -9,7 +9,7 @@
  * only be caught by `verify`; callers that need that protection must pass one.
  */
 import { LifeboatError, isLifeboatError } from '../../errors.js';
-import { holdsBytes, holdsFile, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { holdsBytes, holdsFile, putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type StatOptions, type Store } from '../store.js';
 import { objectAccessOf, type ListedObject, type ObjectAccess } from '../objects.js';
 
 export type RetryOp = 'put' | 'get' | 'stat' | 'list' | 'delete';
@@ -164,8 +164,8 @@ export class RetryStore implements Store {
   }
 
   /** Retried like any read; undefined (missing) is an answer, not a failure. */
-  async stat(key: string): Promise<ObjectInfo | undefined> {
-    return this.run('stat', key, () => this.inner.stat(key));
+  async stat(key: string, opts?: StatOptions): Promise<ObjectInfo | undefined> {
+    return this.run('stat', key, () => this.inner.stat(key, opts));
   }
 
   /**

@@ -10,7 +10,7 @@
  * a get pays for what it received before returning it, which delays the next read.
  */
 import { Transform, type Readable } from 'node:stream';
-import { putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type Store } from '../store.js';
+import { putFile, type ByteRange, type GetOptions, type LocalFile, type ObjectInfo, type PutOptions, type StatOptions, type Store } from '../store.js';
 import { objectAccessOf, type ObjectAccess } from '../objects.js';
 
 export interface Clock {
@@ -136,8 +136,8 @@ export class ThrottleStore implements Store {
   }
 
   /** Metadata calls are not charged: their size is negligible next to object bodies. */
-  stat(key: string): Promise<ObjectInfo | undefined> {
-    return this.inner.stat(key);
+  stat(key: string, opts?: StatOptions): Promise<ObjectInfo | undefined> {
+    return this.inner.stat(key, opts);
   }
 
   list(prefix: string): AsyncIterable<ObjectInfo> {
