@@ -114,6 +114,17 @@ async function expectRecovered(flags: string[], present: number, absent: number)
   });
 }
 
+/** Inserts each row in a segment of its own, archived; the archive's directory and the first of those segments. */
+async function twoMoreSegments(rows: number[]): Promise<{ logs: string; victim: string }> {
+  for (const id of rows) {
+    await cluster.query('insert into t values ($1, $2)', [id, 'filler']);
+    await switchAndArchive();
+  }
+  const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
+  const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+  return { logs, victim: archived[archived.length - 2]! };
+}
+
 const ids = async (): Promise<number[]> => (await cluster.query<{ id: number }>('select id from t order by id')).map((r) => r.id);
 
 beforeAll(async () => {
@@ -388,13 +399,7 @@ describe('PostgreSQL archive safety and bad input', () => {
 
   it('restore with a missing segment stops with an error naming it, before writing anything', async () => {
     // Two more segments after the newest base backup; the first of them goes missing.
-    for (const id of [6001, 6002]) {
-      await cluster.query('insert into t values ($1, $2)', [id, 'filler']);
-      await switchAndArchive();
-    }
-    const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
-    const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
-    const victim = archived[archived.length - 2]!;
+    const { logs, victim } = await twoMoreSegments([6001, 6002]);
     const saved = path.join(base, 'saved-segment');
     await fs.rename(path.join(logs, victim), saved);
     try {
@@ -410,13 +415,8 @@ describe('PostgreSQL archive safety and bad input', () => {
   });
 
   it('a WAL segment that cannot be read during replay stops recovery with FATAL instead of ending it early; sound again, a restart recovers every row', async () => {
-    for (const id of [6101, 6102]) {
-      await cluster.query('insert into t values ($1, $2)', [id, 'after the damage']);
-      await switchAndArchive();
-    }
-    const logs = path.join(repo, 'logs', 'postgres.main', '00000001');
-    const archived = (await fs.readdir(logs)).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
-    const victim = path.join(logs, archived[archived.length - 2]!);
+    const segments = await twoMoreSegments([6101, 6102]);
+    const victim = path.join(segments.logs, segments.victim);
     const dir = path.join(base, 'unreadable');
     restored.push(dir);
     // Every name is there, so the restore's check of the archive passes; the damage is
