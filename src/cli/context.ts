@@ -176,7 +176,6 @@ export async function storeSpec(opts: GlobalOptions): Promise<StoreSpec> {
   };
 }
 
-
 export async function withStore<T>(opts: GlobalOptions, fn: (store: Store) => Promise<T>): Promise<T> {
   registerBuiltinStores();
   const store = await openComposite(await storeSpec(opts));

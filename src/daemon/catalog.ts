@@ -263,8 +263,7 @@ export class Catalog {
       .slice(0, limit);
   }
 
-  /** Jobs a previous daemon left running: they died with it. */
-  /** Marks the jobs a stopped daemon left queued or running as failed; those jobs, as they now are. */
+  /** Marks the jobs a stopped daemon left queued or running (they died with it) as failed; those jobs, as they now are. */
   failInterrupted(): JobRow[] {
     return this.db.transaction(() => {
       const ids = (this.db.prepare("SELECT id FROM jobs WHERE status IN ('queued', 'running')").all() as Array<{ id: string }>).map((r) => r.id);

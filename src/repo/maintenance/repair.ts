@@ -1,10 +1,11 @@
 /**
  * `lifeboat repair` for a repository on several destinations: every object one
  * destination lacks is copied from another that has it, so full redundancy returns
- * after a destination was down; a copy of a pack, index or key slot whose size
- * differs from the good copy's (cut short) is replaced. Only a copy that authenticates is copied (see
- * `authenticator`): a damaged or forged object on one destination never spreads to
- * the others. Objects that are no part of a repository, and locks, are never copied.
+ * after a destination was down; a copy of a pack, index file, key slot or retiring
+ * list whose size differs from the good copy's (cut short) is replaced. Only a copy
+ * that authenticates is copied (see `authenticator`): a damaged or forged object on
+ * one destination never spreads to the others. Objects that are no part of a
+ * repository, and locks, are never copied.
  */
 import { createPrivateKey } from 'node:crypto';
 import { openSession } from '../sessions.js';

@@ -13,7 +13,8 @@
  * write failed, and is reported (`onDegraded`); deletes then refuse, so nothing is
  * ever removed on the strength of a listing that missed what it did not see (prune
  * would otherwise sweep packs whose snapshots were on the destination it could not
- * list). A stat that some destination could not answer is no "not there" either.
+ * list). A stat that must be sure (`StatOptions.sure`: PostgreSQL's recovery ends at a
+ * WAL file "not there") is no "not there" while some destination could not answer.
  * Before the first write, every destination must hold this repository's config: an
  * emptied or replaced bucket is left out (and reported) instead of being filled with
  * snapshots whose older packs it lacks.
