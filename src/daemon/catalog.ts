@@ -265,13 +265,10 @@ export class Catalog {
 
   /** Marks the jobs a stopped daemon left queued or running (they died with it) as failed; those jobs, as they now are. */
   failInterrupted(): JobRow[] {
-    return this.db.transaction(() => {
-      const ids = (this.db.prepare("SELECT id FROM jobs WHERE status IN ('queued', 'running')").all() as Array<{ id: string }>).map((r) => r.id);
-      this.db
-        .prepare("UPDATE jobs SET status = 'failed', error = 'the daemon stopped while the job ran', error_code = 'INTERRUPTED', finished_at = ? WHERE status IN ('queued', 'running')")
-        .run(new Date().toISOString());
-      return ids.flatMap((id) => this.job(id) ?? []);
-    })();
+    const rows = this.db
+      .prepare("UPDATE jobs SET status = 'failed', error = 'the daemon stopped while the job ran', error_code = 'INTERRUPTED', finished_at = ? WHERE status IN ('queued', 'running') RETURNING *")
+      .all(new Date().toISOString()) as Array<Record<string, unknown>>;
+    return rows.map((row) => this.withEnd(decodeJob(row)));
   }
 
   /** Drops finished jobs (and their logs) that finished before `before`; returns how many. */

@@ -370,7 +370,7 @@ export class JobRunner extends EventEmitter {
     // its work on the destinations that were up: it counts too, and keeps its error
     // (which destination was left out) for the API, the metric and the notification.
     const failure = canceled ?? outcome.degraded;
-    const degraded = canceled === undefined && outcome.degraded !== undefined;
+    const degraded = failure?.code === 'DEGRADED';
     const ok = failure === undefined || (failure.code === 'PARTIAL' && req.kind === 'backup') || degraded;
     const keep = !ok || degraded;
     const finished = Date.now();

@@ -426,12 +426,14 @@ class Restorer {
 
   /** Held files not handed to the caller (the recheck or what followed the writes failed) are temporaries to remove. */
   private dropHeld(): void {
-    for (const f of this.held) {
-      try {
-        removeAt(this.dirs.dir(f.dir), f.tmp);
-      } catch {
-        // Its directory is gone or swapped: nothing of ours can be reached there.
-      }
+    for (const f of this.held) this.removeTemp(f);
+  }
+
+  private removeTemp(f: FileState): void {
+    try {
+      removeAt(this.dirs.dir(f.dir), f.tmp);
+    } catch {
+      // Its directory is gone or swapped: nothing of ours can be reached there.
     }
   }
 
@@ -749,12 +751,9 @@ class Restorer {
     for (const f of new Set([...this.writing].flat().concat(this.fileStates, this.held))) {
       if (f.done && !f.hold) continue;
       incomplete.push(this.shown(f.rel));
-      try {
-        removeAt(this.dirs.dir(f.dir), f.tmp);
-      } catch {
-        // Its directory is gone or swapped: nothing of ours can be reached there.
-      }
+      this.removeTemp(f);
     }
+    this.held.length = 0; // removed above: nothing left for dropHeld
     // Hard links are made at the end, which a failure does not reach.
     for (const l of this.links) incomplete.push(this.shown(l.rel));
     incomplete.push(...this.unplanned);

@@ -56,11 +56,11 @@ export async function repairDestinations(stores: readonly Store[], opts: { authe
     // An object named by its hash never changes: copies of different sizes mean one
     // is cut short (an upload the server took part of, a truncated file), which reads
     // pass over while another copy is good, so nothing else would find it.
-    const sizes = new Set(held.flatMap((h) => (h.has(key) ? [h.get(key)] : [])));
     // (Not snapshots: format 2 names one by an HMAC of its manifest, and re-sealing
     // rewrites it under the same name.)
     const immutable = /^(data\/[0-9a-f]{2}|index|keys|prune)\/[0-9a-f]{64}$/.test(key);
-    if (stores.every((_, i) => has(i)) && !(immutable && sizes.size > 1)) return;
+    const sizesDiffer = () => new Set(held.flatMap((h) => (h.has(key) ? [h.get(key)] : []))).size > 1;
+    if (stores.every((_, i) => has(i)) && !(immutable && sizesDiffer())) return;
     if (!opts.knows(key)) {
       result.foreign.push(key);
       return;

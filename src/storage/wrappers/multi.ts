@@ -117,14 +117,9 @@ export class MultiStore implements Store {
    */
   async get(key: string, range?: ByteRange, opts?: GetOptions): Promise<Uint8Array> {
     let lastBad: Uint8Array | undefined;
-    let lastErr: LifeboatError | undefined;
+    let lastErr: LifeboatError | undefined = this.unreachable();
     let missing = 0;
     for (const store of this.readOrder()) {
-      const gone = this.unreachable(store);
-      if (gone) {
-        lastErr = gone;
-        continue;
-      }
       try {
         const data = await store.get(key, range, opts);
         if (!opts?.verify || opts.verify(data)) return data;
@@ -149,14 +144,9 @@ export class MultiStore implements Store {
    */
   async stat(key: string, opts?: StatOptions): Promise<ObjectInfo | undefined> {
     const strict = opts?.sure === true && this.opts.writeQuorum < this.stores.length;
-    let lastErr: unknown;
+    let lastErr: unknown = this.unreachable();
     let answered = false;
     for (const store of this.readOrder()) {
-      const gone = this.unreachable(store);
-      if (gone) {
-        lastErr ??= gone;
-        continue;
-      }
       try {
         const info = await store.stat(key);
         if (info) return info;
@@ -179,13 +169,8 @@ export class MultiStore implements Store {
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const seen = new Set<string>();
     let reached = 0;
-    let lastErr: unknown;
+    let lastErr: unknown = this.unreachable();
     for (const store of this.readOrder()) {
-      const gone = this.unreachable(store);
-      if (gone) {
-        lastErr = gone;
-        continue;
-      }
       try {
         for await (const o of store.list(prefix)) {
           if (seen.has(o.key)) continue;
@@ -286,21 +271,27 @@ export class MultiStore implements Store {
 
   /**
    * Why a destination left out could not be reached (STORE_UNAVAILABLE, after the
-   * retries beneath), so that reads, stats and listings do not wait out the retries
-   * again on every call: a dead server would otherwise slow each one by its timeouts.
-   * It counts as a destination that did not answer (a stat is no "not there", a
-   * listing is incomplete). One left out for another reason (full, refusing writes)
-   * is still asked: it may hold what the others lack.
+   * retries beneath): readOrder() no longer asks it, so reads, stats and listings do
+   * not wait out the retries again on every call (a dead server would slow each one
+   * by its timeouts). Callers start from this error: such a destination counts as one
+   * that did not answer (a stat is no "not there", a listing is incomplete).
    */
-  private unreachable(store: Store): LifeboatError | undefined {
-    const why = this.down.get(store);
-    return why?.code === 'STORE_UNAVAILABLE' ? why : undefined;
+  private unreachable(): LifeboatError | undefined {
+    return [...this.down.values()].find(isUnreachable);
   }
 
-  /** Destinations up first, in configured order, then those left out (they may answer reads). */
+  /**
+   * Destinations up first, in configured order, then those left out (they may answer
+   * reads) except those that could not be reached. One left out for another reason
+   * (full, refusing writes) is still asked: it may hold what the others lack.
+   */
   private readOrder(): Store[] {
-    return [...this.up(), ...this.stores.filter((s) => this.down.has(s))];
+    return [...this.up(), ...this.stores.filter((s) => this.down.has(s) && !isUnreachable(this.down.get(s) as LifeboatError))];
   }
+}
+
+function isUnreachable(why: LifeboatError): boolean {
+  return why.code === 'STORE_UNAVAILABLE';
 }
 
 function asLifeboatError(err: unknown): LifeboatError {
